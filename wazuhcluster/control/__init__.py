@@ -1,0 +1,1 @@
+"""control package of wazuhcluster."""

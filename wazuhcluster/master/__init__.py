@@ -1,0 +1,1 @@
+"""master package of wazuhcluster."""
