@@ -1,11 +1,13 @@
 """The synced-items table: which files under a node's home the master pushes to its workers.
 
-This is our equivalent of the ``files`` section of Wazuh's ``cluster.json``. It is the one place that
-knows which directories are synced, with which permissions, and whether a change there means the
-ruleset must be reloaded. Every other integrity module asks this table; nothing else hard-codes paths.
+This is our equivalent of the ``files`` section of Wazuh's ``cluster.json``. It is the one place
+that knows which directories are synced, with which permissions, and whether a change there means
+the ruleset must be reloaded. Every other integrity module asks this table; nothing else hard-codes
+paths.
 
-Paths handled here are *relative paths*: POSIX, relative to the node's home, using ``/`` as separator,
-without ``.``/``..``/empty components (see :func:`wazuhcluster.integrity.paths.validate_relpath`).
+Paths handled here are *relative paths*: POSIX, relative to the node's home, using ``/`` as
+separator, without ``.``/``..``/empty components (see
+:func:`wazuhcluster.integrity.paths.validate_relpath`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 from attrs import frozen
 
 #: Prefix of every temporary file the integrity sync writes. Names with this prefix are never synced
-#: and are removed by :func:`wazuhcluster.integrity.apply.cleanup_temp_files` after an interrupted sync.
+#: and are removed by :func:`wazuhcluster.integrity.apply.cleanup_temp_files` after an interrupted
+#: sync.
 TEMP_PREFIX = ".wcsync-"
 
 #: File names that are never synced, wherever they are.
@@ -43,7 +46,8 @@ class SyncItem:
     ruleset: bool = False
 
 
-#: Every synced item. Wazuh 4.x synced rules/decoders/lists with the ruleset; 5.x dropped them, we keep them.
+#: Every synced item. Wazuh 4.x synced rules/decoders/lists with the ruleset; 5.x dropped them, we
+#: keep them.
 SYNC_ITEMS: tuple[SyncItem, ...] = (
     SyncItem("etc", frozenset({"client.keys", "authd.pass"}), False, 0o640, False),
     SyncItem("etc/shared", None, True, 0o660, True),
@@ -55,11 +59,12 @@ SYNC_ITEMS: tuple[SyncItem, ...] = (
 )
 
 # Longest directory first, so that ``etc/shared/x`` maps to ``etc/shared`` and not to ``etc``.
-_BY_SPECIFICITY = tuple(sorted(SYNC_ITEMS, key=lambda item: item.directory.count("/"), reverse=True))
+_BY_SPECIFICITY = tuple(sorted(SYNC_ITEMS, key=lambda i: i.directory.count("/"), reverse=True))
 
 
 def is_excluded_name(name: str) -> bool:
-    """Whether a file name is never synced (excluded name, excluded suffix, or one of our temp files)."""
+    """Whether a file name is never synced (excluded name, excluded suffix, or one of our temp
+    files)."""
     return (
         name in EXCLUDED_NAMES
         or name.endswith(EXCLUDED_SUFFIXES)

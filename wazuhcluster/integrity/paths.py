@@ -1,0 +1,131 @@
+"""Path safety for the integrity sync: a relative path from the network becomes a file path under
+the home only after it has been proven to stay inside a synced directory.
+
+Two layers:
+
+- :func:`validate_relpath` is pure string checking (no ``..``, no absolute path, no NUL, bounded
+  length, valid UTF-8, a member of the synced table).
+- :func:`resolve` walks the real directory tree below the home with ``lstat`` on every existing
+  component, so a symlink (or any non-directory) planted on the way cannot redirect a write or a
+  delete.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from wazuhcluster.integrity.table import SyncItem, item_for
+
+#: Longest accepted relative path, in UTF-8 bytes (well under PATH_MAX once joined to the home).
+MAX_RELPATH_BYTES = 1024
+
+#: Longest accepted single path component, in UTF-8 bytes (NAME_MAX on Linux).
+MAX_COMPONENT_BYTES = 255
+
+#: Mode of directories the sync creates (group-writable, like Wazuh's 0o770 for created parents).
+DIR_MODE = 0o770
+
+
+class PathRefused(ValueError):
+    """A relative path was refused; the message says why."""
+
+    def __init__(self, relpath: object, reason: str) -> None:
+        super().__init__(f"refused path {relpath!r}: {reason}")
+        self.relpath = relpath
+        self.reason = reason
+
+
+def validate_relpath(relpath: object) -> SyncItem:
+    """Check that ``relpath`` is a canonical relative path of a synced file; return its item.
+
+    :raises PathRefused: with the reason, for anything else.
+    """
+    if not isinstance(relpath, str):
+        raise PathRefused(relpath, "not a string")
+    if not relpath:
+        raise PathRefused(relpath, "empty")
+    if "\x00" in relpath:
+        raise PathRefused(relpath, "contains NUL")
+    try:
+        encoded = relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathRefused(relpath, "not valid UTF-8") from None
+    if len(encoded) > MAX_RELPATH_BYTES:
+        raise PathRefused(relpath, f"longer than {MAX_RELPATH_BYTES} bytes")
+    if relpath.startswith("/"):
+        raise PathRefused(relpath, "absolute")
+    for part in relpath.split("/"):
+        if part in ("", ".", ".."):
+            raise PathRefused(relpath, f"component {part!r} not allowed")
+        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            raise PathRefused(relpath, f"component longer than {MAX_COMPONENT_BYTES} bytes")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in part):
+            raise PathRefused(relpath, "contains a control character")
+    item = item_for(relpath)
+    if item is None:
+        raise PathRefused(relpath, "not in the synced table")
+    return item
+
+
+def resolve(
+    home: str,
+    relpath: str,
+    *,
+    create_parents: bool = False,
+    clear_files: frozenset[str] = frozenset(),
+    replace_empty_dir: bool = False,
+) -> str:
+    """Return the absolute path of synced file ``relpath`` under ``home``, checking the tree on the
+    way.
+
+    Every existing parent component below ``home`` must be a real directory (``lstat``: a symlink is
+    refused even if it points to a directory). The final component may be missing or a regular file
+    or a symlink (a rename or unlink replaces the link itself, never its target); anything else is
+    refused.
+
+    :param create_parents: create missing parent directories (mode :data:`DIR_MODE`).
+    :param clear_files: relative paths of regular files that are about to be deleted anyway; if one
+        of them stands where a parent directory must be created, it is removed first.
+    :param replace_empty_dir: if the target itself is an empty directory, remove it (a file replaces
+        it).
+    :raises PathRefused: when the path is invalid or the tree does not allow it.
+    :raises OSError: on I/O errors other than a missing component.
+    """
+    validate_relpath(relpath)
+    parts = relpath.split("/")
+    current = home
+    walked: list[str] = []
+    for part in parts[:-1]:
+        current = os.path.join(current, part)
+        walked.append(part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            if not create_parents:
+                # Nothing exists below here, so nothing can redirect us; the caller sees ENOENT
+                # later.
+                return os.path.join(home, *parts)
+            os.mkdir(current, DIR_MODE)
+            st = os.lstat(current)
+        if stat.S_ISREG(st.st_mode) and "/".join(walked) in clear_files and create_parents:
+            os.unlink(current)
+            os.mkdir(current, DIR_MODE)
+            st = os.lstat(current)
+        if not stat.S_ISDIR(st.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise PathRefused(relpath, f"parent {'/'.join(walked)!r} is {kind}")
+    target = os.path.join(current, parts[-1])
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return target
+    if stat.S_ISDIR(st.st_mode) and replace_empty_dir:
+        try:
+            os.rmdir(target)
+        except OSError:
+            raise PathRefused(relpath, "target is a non-empty directory") from None
+        return target
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise PathRefused(relpath, "target exists and is not a regular file")
+    return target
