@@ -1,0 +1,340 @@
+"""Tests for wazuhcluster.agents.secure: framing, key derivation, AES, zlib, MD5, counters, keys."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.agents import secure
+
+AGENT_ID = "001"
+AGENT_NAME = "agent-one"
+AGENT_KEY = "0123456789abcdef" * 4
+
+# Computed outside Python with coreutils md5sum:
+#   md5(key) + md5(md5(name) + md5(id))[:15]
+FIXED_KEY_STRING = "fe3a1ff59f3b89b2ad3d33f08984874be73bcb7a7ff2635"
+# Computed with `openssl enc -aes-256-cbc -K <first 32 bytes of the key string, hex>
+# -iv <hex of FEDCBA0987654321>` over '!' * 7 + zlib(md5(inner) + inner), where
+# inner = "123450000000004:0007:1:/var/log/auth.log:hello world".
+FIXED_CIPHERTEXT = bytes.fromhex(
+    "7b074d86fd64c8ff8436ea99060da1b0e65c6443a74501e7e8fc6af2516684c0"
+    "db6ef2714ccc0231db688a67eb8aa571b37485bcb312394ecdc3f94a17bdae70"
+    "79e56b26043933802b873263c15af9e7df71bc824190f47d70f5864f2392dc58"
+)
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data).hexdigest().encode()
+
+
+def _aes_encrypt(plaintext: bytes, key: bytes) -> bytes:
+    padder = padding.PKCS7(128).padder()
+    data = padder.update(plaintext) + padder.finalize()
+    enc = Cipher(algorithms.AES(key), modes.CBC(b"FEDCBA0987654321")).encryptor()
+    return enc.update(data) + enc.finalize()
+
+
+def _aes_decrypt(ciphertext: bytes, key: bytes) -> bytes:
+    dec = Cipher(algorithms.AES(key), modes.CBC(b"FEDCBA0987654321")).decryptor()
+    data = dec.update(ciphertext) + dec.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return unpadder.update(data) + unpadder.finalize()
+
+
+def _hand_made(inner: bytes, key: bytes, extra_bang: int = 0) -> bytes:
+    """Build a ciphertext step by step from the published algorithm."""
+    compressed = zlib.compress(_md5(inner) + inner)
+    pad = (8 - (len(compressed) + 1) % 8) % 8
+    return _aes_encrypt(b"!" * (pad + 1 + extra_bang) + compressed, key)
+
+
+class KeyDerivationTests(SynchronousTestCase):
+    """The per-agent key is derived as OS_AddKey does."""
+
+    def test_fixed_vector(self) -> None:
+        """The 47-character key string matches the value computed with md5sum."""
+        self.assertEqual(
+            secure.derive_key_string(AGENT_ID, AGENT_NAME, AGENT_KEY), FIXED_KEY_STRING
+        )
+
+    def test_aes_key_is_first_32_bytes(self) -> None:
+        """AES-256 uses the first 32 bytes of the key string."""
+        key = secure.derive_key(AGENT_ID, AGENT_NAME, AGENT_KEY)
+        self.assertEqual(key, FIXED_KEY_STRING[:32].encode())
+        self.assertEqual(len(key), 32)
+
+    def test_agent_key_caches_derived_key(self) -> None:
+        """AgentKey exposes the derived cipher key."""
+        entry = secure.AgentKey(AGENT_ID, AGENT_NAME, "any", AGENT_KEY)
+        self.assertEqual(entry.cipher_key, FIXED_KEY_STRING[:32].encode())
+
+
+class FixedVectorTests(SynchronousTestCase):
+    """A ciphertext made outside the codec (openssl CLI) decodes to the expected message."""
+
+    def test_decode_openssl_vector(self) -> None:
+        """open_sealed recovers counters and message from the openssl-made vector."""
+        key = FIXED_KEY_STRING[:32].encode()
+        opened = secure.open_sealed(FIXED_CIPHERTEXT, key)
+        self.assertEqual(opened.global_count, 4)
+        self.assertEqual(opened.local_count, 7)
+        self.assertEqual(opened.message, b"1:/var/log/auth.log:hello world")
+
+    def test_payload_with_agent_prefix(self) -> None:
+        """The full payload '!001!#AES:<ct>' splits into the ID and the ciphertext."""
+        payload = b"!001!#AES:" + FIXED_CIPHERTEXT
+        agent_id, rest = secure.split_agent_id(payload)
+        self.assertEqual(agent_id, "001")
+        self.assertEqual(secure.strip_token(rest), FIXED_CIPHERTEXT)
+
+    def test_hand_made_decodes(self) -> None:
+        """A ciphertext built step by step with the primitives decodes through the codec."""
+        key = secure.derive_key(AGENT_ID, AGENT_NAME, AGENT_KEY)
+        inner = b"%05d%010d:%04d:" % (7, 123, 9997) + b"#!-agent startup {}"
+        opened = secure.open_sealed(_hand_made(inner, key), key)
+        self.assertEqual((opened.global_count, opened.local_count), (123, 9997))
+        self.assertEqual(opened.message, b"#!-agent startup {}")
+
+    def test_seal_layout(self) -> None:
+        """seal() output decrypted by hand has '!' padding to 8, zlib, MD5 and counters."""
+        key = secure.derive_key(AGENT_ID, AGENT_NAME, AGENT_KEY)
+        ciphertext = secure.seal(b"2:syslog:msg", key, (42, 3), 65535)
+        plaintext = _aes_decrypt(ciphertext, key)
+        self.assertEqual(len(plaintext) % 8, 0)
+        stripped = plaintext.lstrip(b"!")
+        self.assertTrue(1 <= len(plaintext) - len(stripped) <= 8)
+        body = zlib.decompress(stripped)
+        inner = b"65535" + b"0000000042" + b":0003:" + b"2:syslog:msg"
+        self.assertEqual(body, _md5(inner) + inner)
+
+
+class RoundTripTests(SynchronousTestCase):
+    """seal/open and payload encoding round-trip."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        message=st.binary(min_size=1, max_size=3000),
+        global_count=st.integers(0, 2**32 - 1),
+        local_count=st.integers(1, 9997),
+        rnd=st.integers(0, 65535),
+    )
+    def test_round_trip(
+        self, message: bytes, global_count: int, local_count: int, rnd: int
+    ) -> None:
+        """Any message and counters survive seal then open_sealed."""
+        key = secure.derive_key("123", "n", "k" * 64)
+        opened = secure.open_sealed(
+            secure.seal(message, key, (global_count, local_count), rnd), key
+        )
+        self.assertEqual(opened, secure.Opened(global_count, local_count, message))
+
+    def test_encode_payload_prefix(self) -> None:
+        """encode_payload adds '!id!' only when an agent ID is given."""
+        key = secure.derive_key("1", "n", "k")
+        with_id = secure.encode_payload(b"x", key, (0, 1), 1, agent_id="017")
+        without = secure.encode_payload(b"x", key, (0, 1), 1)
+        self.assertTrue(with_id.startswith(b"!017!#AES:"))
+        self.assertTrue(without.startswith(b"#AES:"))
+
+    def test_message_size_bounds(self) -> None:
+        """Empty messages and messages over OS_MAXSTR - header are refused."""
+        key = secure.derive_key("1", "n", "k")
+        self.assertRaises(secure.MessageTooLarge, secure.seal, b"", key, (0, 1), 0)
+        big = b"a" * (secure.MAX_MESSAGE + 1)
+        self.assertRaises(secure.MessageTooLarge, secure.seal, big, key, (0, 1), 0)
+
+
+class BadPayloadTests(SynchronousTestCase):
+    """Every way a payload can be bad raises the right SecureError."""
+
+    key = secure.derive_key(AGENT_ID, AGENT_NAME, AGENT_KEY)
+
+    def test_wrong_key(self) -> None:
+        """Another agent's key fails with WrongKey (1404)."""
+        other = secure.derive_key("002", "other", "f" * 64)
+        ciphertext = secure.seal(b"hello", self.key, (0, 1), 0)
+        err = self.assertRaises(secure.SecureError, secure.open_sealed, ciphertext, other)
+        # A wrong key nearly always breaks the PKCS#7 padding or the '!' prefix; in the rare
+        # case both survive, zlib or the MD5 check catches it.
+        self.assertIn(err.code, (1404, 2202, 1406))
+
+    def test_garbage(self) -> None:
+        """Bytes that are not a multiple of the AES block fail with WrongKey."""
+        self.assertRaises(secure.WrongKey, secure.open_sealed, b"garbage!", self.key)
+        self.assertRaises(secure.WrongKey, secure.open_sealed, b"", self.key)
+
+    def test_bad_pkcs7_padding(self) -> None:
+        """A block whose PKCS#7 padding is invalid fails with WrongKey."""
+        enc = Cipher(algorithms.AES(self.key), modes.CBC(secure.IV)).encryptor()
+        ciphertext = enc.update(b"!" * 15 + b"\x00") + enc.finalize()
+        err = self.assertRaises(secure.WrongKey, secure.open_sealed, ciphertext, self.key)
+        self.assertIn("padding", err.reason)
+
+    def test_missing_bang_padding(self) -> None:
+        """A plaintext that does not start with '!' is refused (1404)."""
+        inner = b"000000000000001:0001:x"
+        ciphertext = _aes_encrypt(zlib.compress(_md5(inner) + inner), self.key)
+        err = self.assertRaises(secure.WrongKey, secure.open_sealed, ciphertext, self.key)
+        self.assertEqual(err.code, 1404)
+
+    def test_not_zlib(self) -> None:
+        """'!' followed by non-zlib bytes fails with UncompressError."""
+        ciphertext = _aes_encrypt(b"!!!!!!!!not zlib at all", self.key)
+        self.assertRaises(secure.UncompressError, secure.open_sealed, ciphertext, self.key)
+
+    def test_bad_md5(self) -> None:
+        """A message whose MD5 does not match fails with ChecksumMismatch (1406)."""
+        inner = b"000000000000001:0001:hello"
+        body = b"0" * 32 + inner
+        ciphertext = _aes_encrypt(b"!" + zlib.compress(body), self.key)
+        err = self.assertRaises(secure.ChecksumMismatch, secure.open_sealed, ciphertext, self.key)
+        self.assertEqual(err.code, 1406)
+
+    def test_bad_counter_layout(self) -> None:
+        """Counters without their ':' separators fail with BadFormat (1403)."""
+        inner = b"00000000000000100001xhello"
+        ciphertext = _hand_made(inner, self.key)
+        err = self.assertRaises(secure.BadFormat, secure.open_sealed, ciphertext, self.key)
+        self.assertEqual(err.code, 1403)
+
+    def test_too_short(self) -> None:
+        """A decompressed body shorter than the overhead fails with TooShort."""
+        ciphertext = _aes_encrypt(b"!" + zlib.compress(b"short"), self.key)
+        self.assertRaises(secure.TooShort, secure.open_sealed, ciphertext, self.key)
+
+    def test_zip_bomb(self) -> None:
+        """A body that inflates beyond OS_MAXSTR fails with MessageTooLarge."""
+        bomb = zlib.compress(b"A" * (secure.MAX_FRAME * 4), 9)
+        ciphertext = _aes_encrypt(b"!" + bomb, self.key)
+        self.assertRaises(secure.MessageTooLarge, secure.open_sealed, ciphertext, self.key)
+
+    def test_bad_prefix(self) -> None:
+        """'!abc!' is not an agent ID prefix; a payload without '#AES:' is BadFormat."""
+        self.assertRaises(secure.BadFormat, secure.split_agent_id, b"!abc!#AES:xx")
+        self.assertRaises(secure.BadFormat, secure.split_agent_id, b"!001#AES:xx")
+        self.assertRaises(secure.BadFormat, secure.strip_token, b"#DES:xx")
+        self.assertRaises(secure.WrongKey, secure.strip_token, b":blowfish")
+        self.assertEqual(secure.split_agent_id(b"#AES:x"), (None, b"#AES:x"))
+
+
+class FramingTests(SynchronousTestCase):
+    """4-byte little-endian framing with a bounded size."""
+
+    def test_frame_layout(self) -> None:
+        """frame() prefixes the little-endian length."""
+        self.assertEqual(secure.frame(b"abc"), b"\x03\x00\x00\x00abc")
+
+    def test_decoder_split_and_join(self) -> None:
+        """Frames arriving byte by byte or several at once are delivered whole."""
+        stream = secure.frame(b"one") + secure.frame(b"") + secure.frame(b"three")
+        decoder = secure.FrameDecoder()
+        frames: list[bytes] = []
+        for i in range(len(stream)):
+            frames.extend(decoder.feed(stream[i : i + 1]))
+        self.assertEqual(frames, [b"one", b"", b"three"])
+        self.assertEqual(secure.FrameDecoder().feed(stream), [b"one", b"", b"three"])
+        self.assertEqual(decoder.pending, 0)
+
+    def test_oversized_frame(self) -> None:
+        """A header announcing more than OS_MAXSTR raises FrameTooLarge at once."""
+        decoder = secure.FrameDecoder()
+        header = struct.pack("<I", secure.MAX_FRAME + 1)
+        self.assertRaises(secure.FrameTooLarge, decoder.feed, header)
+        self.assertEqual(secure.FrameDecoder().feed(struct.pack("<I", 2) + b"ok"), [b"ok"])
+        self.assertRaises(secure.FrameTooLarge, secure.frame, b"x" * (secure.MAX_FRAME + 1))
+
+    def test_max_frame_accepted(self) -> None:
+        """A frame of exactly OS_MAXSTR bytes is accepted."""
+        data = b"y" * secure.MAX_FRAME
+        self.assertEqual(secure.FrameDecoder().feed(secure.frame(data)), [data])
+
+
+class CounterTests(SynchronousTestCase):
+    """Sender counters wrap like Wazuh's; receivers can refuse replays."""
+
+    def test_send_counter_wraps(self) -> None:
+        """After local 9997 the global counter steps and local restarts at 1."""
+        counter = secure.SendCounter(5, 9996)
+        self.assertEqual(counter.next(), (5, 9997))
+        self.assertEqual(counter.next(), (6, 1))
+
+    def test_receive_counter_verify(self) -> None:
+        """With verify on, equal or older pairs raise ReplayedCounter (1407)."""
+        counter = secure.ReceiveCounter()
+        counter.accept(1, 5, verify=True)
+        err = self.assertRaises(secure.ReplayedCounter, counter.accept, 1, 5, True)
+        self.assertEqual(err.code, 1407)
+        self.assertRaises(secure.ReplayedCounter, counter.accept, 0, 9000, True)
+        counter.accept(2, 1, verify=True)
+        self.assertEqual((counter.global_count, counter.local_count), (2, 1))
+
+    def test_receive_counter_no_verify(self) -> None:
+        """With verify off (Wazuh's default), any pair is recorded."""
+        counter = secure.ReceiveCounter(10, 10)
+        counter.accept(1, 1, verify=False)
+        self.assertEqual((counter.global_count, counter.local_count), (1, 1))
+
+
+class KeyStoreTests(SynchronousTestCase):
+    """client.keys parsing and lookups."""
+
+    TEXT = (
+        "001 agent-one any " + AGENT_KEY + "\n"
+        "002 !removed any " + AGENT_KEY + "\n"
+        "003 #gone 10.0.0.3 " + AGENT_KEY + "\n"
+        "# a comment\n"
+        " 004 indented any key\n"
+        "005 single 10.0.0.5 " + AGENT_KEY + "\n"
+        "006 net 10.1.0.0/16 " + AGENT_KEY + "\n"
+        "bad line\n"
+        "007 badip 999.1.1.1 " + AGENT_KEY + "\n"
+        "\n"
+    )
+
+    def test_parse_skips_removed_and_bad(self) -> None:
+        """Removed ('!'/'#') entries, comments and malformed lines are skipped."""
+        entries = secure.parse_client_keys(self.TEXT)
+        self.assertEqual([e.agent_id for e in entries], ["001", "005", "006"])
+
+    def test_lookups(self) -> None:
+        """Lookups by ID, by single-host IP, and the 'any'/CIDR source checks."""
+        store = secure.KeyStore(secure.parse_client_keys(self.TEXT))
+        self.assertEqual(len(store), 3)
+        one = store.get("001")
+        assert one is not None
+        self.assertTrue(one.allows("192.0.2.1"))
+        self.assertFalse(one.single_host)
+        single = store.by_ip("10.0.0.5")
+        assert single is not None
+        self.assertEqual(single.agent_id, "005")
+        self.assertFalse(single.allows("10.0.0.6"))
+        self.assertTrue(single.allows("::ffff:10.0.0.5"))
+        net = store.get("006")
+        assert net is not None
+        self.assertTrue(net.allows("10.1.200.3"))
+        self.assertFalse(net.allows("10.2.0.1"))
+        self.assertIsNone(store.by_ip("10.1.200.3"))
+        self.assertIsNone(store.get("002"))
+
+    def test_load_file_and_bounds(self) -> None:
+        """load() reads a file, treats a missing one as empty and refuses oversized ones."""
+        path = self.mktemp()
+        with open(path, "w") as handle:
+            handle.write(self.TEXT)
+        self.assertEqual(len(secure.KeyStore.load(path)), 3)
+        self.assertEqual(len(secure.KeyStore.load(path + ".missing")), 0)
+        self.assertRaises(secure.KeyFileError, secure.KeyStore.load, path, max_bytes=10)
+        self.assertRaises(secure.KeyFileError, secure.KeyStore.load, path, max_entries=2)
+
+    def test_line(self) -> None:
+        """AgentKey.line() gives back the client.keys line."""
+        entry = secure.AgentKey("010", "n", "any", "k")
+        self.assertEqual(entry.line(), "010 n any k")

@@ -1,0 +1,455 @@
+"""The codec of Wazuh's "secure" agent channel (TCP 1514): framing, keys, encryption, counters.
+
+Facts taken from Wazuh 4.x (``msgs.c``, ``keys.c``, ``aes_op.c``, ``netbuffer.c``):
+
+* TCP framing: a 4-byte little-endian length, then the payload; a length above
+  :data:`MAX_FRAME` (``OS_MAXSTR``, 64 KiB) is refused and the socket closed.
+* Payload from an agent: ``!<id>!#AES:<ciphertext>`` (the ``!<id>!`` prefix is present
+  when the agent's registered IP is not a single host); from the manager: ``#AES:<ciphertext>``.
+* Key: ``md5hex(key) + md5hex(md5hex(name) + md5hex(id))[:15]``; AES-256-CBC uses its first
+  32 bytes, with the fixed IV ``FEDCBA0987654321`` and PKCS#7 padding (OpenSSL's default).
+* Plaintext before AES: ``'!' * (pad + 1) + zlib(md5hex(inner) + inner)``, with ``pad`` making
+  the whole a multiple of 8 and ``inner = "%05u%010u:%04u:" % (random, global, local) + message``.
+* The sender's local counter runs 1..9997, then the global counter steps and it restarts.
+
+This module is pure: no reactor, no I/O except :meth:`KeyStore.load`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+
+from attrs import define, field, frozen
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+#: Wazuh's OS_MAXSTR: the largest frame and the largest decompressed message.
+MAX_FRAME = 65536
+#: OS_HEADER_SIZE: room Wazuh keeps for the header; a message is at most MAX_FRAME - 128.
+HEADER_SIZE = 128
+MAX_MESSAGE = MAX_FRAME - HEADER_SIZE
+#: Fixed AES initialisation vector (aes_op.c).
+IV = b"FEDCBA0987654321"
+AES_TOKEN = b"#AES:"
+#: md5 (32) + random (5) + global (10) + ':' + local (4) + ':'
+MSG_OVERHEAD = 32 + 5 + 10 + 1 + 4 + 1
+#: The sender wraps its local counter after this value (msgs.c).
+LOCAL_COUNTER_WRAP = 9997
+MAX_GLOBAL_COUNTER = 2**32 - 1
+_LENGTH = struct.Struct("<I")
+_AGENT_ID = re.compile(rb"^!(\d{1,8})!")
+
+
+class SecureError(Exception):
+    """A frame that must be dropped; ``code`` is Wazuh's message number (1403, 1404...)."""
+
+    code = 0
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FrameTooLarge(SecureError):
+    """A length prefix above the maximum frame size."""
+
+
+class BadFormat(SecureError):
+    """The payload does not have Wazuh's layout (``(1403)``)."""
+
+    code = 1403
+
+
+class WrongKey(SecureError):
+    """AES decryption or its padding failed, or the plaintext does not start with ``!`` (1404)."""
+
+    code = 1404
+
+
+class UncompressError(SecureError):
+    """The decrypted body is not valid zlib (``(2202)``)."""
+
+    code = 2202
+
+
+class MessageTooLarge(SecureError):
+    """The decompressed message is larger than ``OS_MAXSTR``."""
+
+
+class TooShort(SecureError):
+    """The decompressed message is shorter than the checksum and counters."""
+
+
+class ChecksumMismatch(SecureError):
+    """The MD5 inside the message does not match its content (``(1406)``)."""
+
+    code = 1406
+
+
+class ReplayedCounter(SecureError):
+    """The message counters are not newer than the last accepted ones (``(1407)``)."""
+
+    code = 1407
+
+
+class KeyFileError(Exception):
+    """A client.keys file that cannot be used (too large, unreadable)."""
+
+
+def md5hex(data: bytes | str) -> str:
+    """Lower-case hex MD5 of ``data`` (str is encoded as UTF-8)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def derive_key_string(agent_id: str, name: str, key: str) -> str:
+    """Wazuh's 47-character per-agent key string (``OS_AddKey``)."""
+    name_id = md5hex(md5hex(name) + md5hex(agent_id))[:15]
+    return md5hex(key) + name_id
+
+
+def derive_key(agent_id: str, name: str, key: str) -> bytes:
+    """The 32-byte AES-256 key for an agent: the first 32 bytes of the key string."""
+    return derive_key_string(agent_id, name, key).encode("ascii")[:32]
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def frame(payload: bytes, max_frame: int = MAX_FRAME) -> bytes:
+    """Prefix ``payload`` with its 4-byte little-endian length."""
+    if len(payload) > max_frame:
+        raise FrameTooLarge(f"payload of {len(payload)} bytes exceeds {max_frame}")
+    return _LENGTH.pack(len(payload)) + payload
+
+
+@define
+class FrameDecoder:
+    """Splits a TCP byte stream into frames; holds at most one frame plus a header."""
+
+    max_frame: int = MAX_FRAME
+    _buffer: bytearray = field(factory=bytearray, init=False)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes and return every complete frame.
+
+        Raises :class:`FrameTooLarge` as soon as a header announces more than ``max_frame``;
+        the stream cannot be resynchronised after that, so the caller must close it.
+        """
+        self._buffer += data
+        frames: list[bytes] = []
+        offset = 0
+        while len(self._buffer) - offset >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self._buffer, offset)
+            if length > self.max_frame:
+                raise FrameTooLarge(f"frame of {length} bytes exceeds {self.max_frame}")
+            end = offset + _LENGTH.size + length
+            if end > len(self._buffer):
+                break
+            frames.append(bytes(self._buffer[offset + _LENGTH.size : end]))
+            offset = end
+        del self._buffer[:offset]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buffer)
+
+
+# --------------------------------------------------------------------------- counters
+
+
+@define
+class SendCounter:
+    """The sender's (global, local) counter pair; ``local`` wraps after 9997."""
+
+    global_count: int = 0
+    local_count: int = 0
+
+    def next(self) -> tuple[int, int]:
+        """Advance and return the pair to stamp on the next message."""
+        if self.local_count >= LOCAL_COUNTER_WRAP:
+            self.local_count = 0
+            self.global_count = (self.global_count + 1) % (MAX_GLOBAL_COUNTER + 1)
+        self.local_count += 1
+        return self.global_count, self.local_count
+
+
+@define
+class ReceiveCounter:
+    """The last (global, local) pair accepted from one agent."""
+
+    global_count: int = 0
+    local_count: int = 0
+
+    def accept(self, global_count: int, local_count: int, verify: bool) -> None:
+        """Record a received pair; with ``verify``, refuse one that is not newer.
+
+        Wazuh's ``remoted.verify_msg_id`` (default off) decides whether replays are refused;
+        without it the pair is only recorded.
+        """
+        if verify and (global_count, local_count) <= (self.global_count, self.local_count):
+            raise ReplayedCounter(
+                f"counter {global_count}:{local_count} is not newer than "
+                f"{self.global_count}:{self.local_count}"
+            )
+        self.global_count = global_count
+        self.local_count = local_count
+
+
+# --------------------------------------------------------------------------- encryption
+
+
+def _aes(key: bytes) -> Cipher[modes.CBC]:
+    return Cipher(algorithms.AES(key), modes.CBC(IV))
+
+
+def encrypt_body(plaintext: bytes, key: bytes) -> bytes:
+    """AES-256-CBC with the fixed IV and PKCS#7 padding."""
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = _aes(key).encryptor()
+    return encryptor.update(padded) + encryptor.finalize()
+
+
+def decrypt_body(ciphertext: bytes, key: bytes) -> bytes:
+    """Reverse :func:`encrypt_body`; raises :class:`WrongKey` when it cannot."""
+    if not ciphertext or len(ciphertext) % 16:
+        raise WrongKey(f"ciphertext length {len(ciphertext)} is not a multiple of 16")
+    decryptor = _aes(key).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise WrongKey("bad AES padding") from None
+
+
+def seal(message: bytes, key: bytes, counter: tuple[int, int], random16: int) -> bytes:
+    """Build the ciphertext of one message: checksum, counters, zlib, ``!`` padding, AES."""
+    if not 1 <= len(message) <= MAX_MESSAGE:
+        raise MessageTooLarge(f"message of {len(message)} bytes is outside 1..{MAX_MESSAGE}")
+    global_count, local_count = counter
+    inner = b"%05d%010d:%04d:" % (random16 & 0xFFFF, global_count, local_count) + message
+    compressed = zlib.compress(md5hex(inner).encode("ascii") + inner, 9)
+    pad = -(len(compressed) + 1) % 8
+    return encrypt_body(b"!" * (pad + 1) + compressed, key)
+
+
+@frozen
+class Opened:
+    """A decrypted, verified message and its counters."""
+
+    global_count: int
+    local_count: int
+    message: bytes
+
+
+def _bounded_inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_FRAME + 1)
+    except zlib.error as exc:
+        raise UncompressError(f"zlib: {exc}") from None
+    if len(out) > MAX_FRAME or inflater.unconsumed_tail:
+        raise MessageTooLarge(f"decompressed message exceeds {MAX_FRAME} bytes")
+    if not inflater.eof:
+        raise UncompressError("truncated zlib stream")
+    return out
+
+
+def open_sealed(ciphertext: bytes, key: bytes) -> Opened:
+    """Decrypt, strip the ``!`` padding, inflate and check the MD5 and counter fields."""
+    plaintext = decrypt_body(ciphertext, key)
+    if not plaintext.startswith(b"!"):
+        raise WrongKey("plaintext does not start with the '!' padding")
+    body = _bounded_inflate(plaintext.lstrip(b"!"))
+    if len(body) < MSG_OVERHEAD:
+        raise TooShort(f"decompressed message of {len(body)} bytes is too short")
+    checksum, inner = body[:32], body[32:]
+    if md5hex(inner).encode("ascii") != checksum:
+        raise ChecksumMismatch("MD5 does not match the message")
+    digits_g, colon1, digits_l, colon2 = inner[5:15], inner[15:16], inner[16:20], inner[20:21]
+    if colon1 != b":" or colon2 != b":" or not (digits_g.isdigit() and digits_l.isdigit()):
+        raise BadFormat("counters are not in the <global>:<local>: layout")
+    return Opened(int(digits_g), int(digits_l), inner[21:])
+
+
+def split_agent_id(payload: bytes) -> tuple[str | None, bytes]:
+    """Split an optional ``!<id>!`` prefix from a payload: ``(agent_id or None, rest)``."""
+    if not payload.startswith(b"!"):
+        return None, payload
+    match = _AGENT_ID.match(payload)
+    if match is None:
+        raise BadFormat("agent ID prefix is not '!<digits>!'")
+    return match.group(1).decode("ascii"), payload[match.end() :]
+
+
+def strip_token(rest: bytes) -> bytes:
+    """Remove the ``#AES:`` token and return the ciphertext."""
+    if rest.startswith(AES_TOKEN):
+        return rest[len(AES_TOKEN) :]
+    if rest.startswith(b":"):
+        raise WrongKey("legacy Blowfish payloads are not supported")
+    raise BadFormat("payload does not start with '#AES:'")
+
+
+def encode_payload(
+    message: bytes,
+    key: bytes,
+    counter: tuple[int, int],
+    random16: int,
+    agent_id: str | None = None,
+) -> bytes:
+    """A complete payload: ``[!<id>!]#AES:`` followed by the sealed message."""
+    prefix = b"!" + agent_id.encode("ascii") + b"!" if agent_id is not None else b""
+    return prefix + AES_TOKEN + seal(message, key, counter, random16)
+
+
+def random16() -> int:
+    """A random 16-bit number for the message's 5-digit random field."""
+    return int.from_bytes(os.urandom(2), "little")
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@frozen
+class AgentKey:
+    """One client.keys entry: ``ID NAME IP KEY``, with its derived AES key."""
+
+    agent_id: str
+    name: str
+    ip: str
+    key: str = field(repr=False)
+    cipher_key: bytes = field(init=False, repr=False, eq=False)
+    _network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = field(
+        init=False, repr=False, eq=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "cipher_key", derive_key(self.agent_id, self.name, self.key))
+        network = None
+        if self.ip.lower() != "any":
+            try:
+                network = ipaddress.ip_network(self.ip, strict=False)
+            except ValueError:
+                raise ValueError(f"invalid IP {self.ip!r} for agent {self.agent_id}") from None
+        object.__setattr__(self, "_network", network)
+
+    @property
+    def single_host(self) -> bool:
+        """True when the registered IP is one address (then agents omit the ``!id!`` prefix)."""
+        return self._network is not None and self._network.num_addresses == 1
+
+    def allows(self, source_ip: str) -> bool:
+        """Whether a message from ``source_ip`` may use this key (``any`` allows all)."""
+        if self._network is None:
+            return True
+        try:
+            address = ipaddress.ip_address(source_ip)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address in self._network
+
+    def line(self) -> str:
+        """The client.keys line for this entry."""
+        return f"{self.agent_id} {self.name} {self.ip} {self.key}"
+
+
+#: Bounds for client.keys files read from disk.
+MAX_KEYS_FILE_BYTES = 64 * 1024 * 1024
+MAX_KEYS = 500_000
+_ID_FIELD = re.compile(r"^\d{1,8}$")
+
+
+def parse_client_keys(text: str, max_entries: int = MAX_KEYS) -> list[AgentKey]:
+    """Parse client.keys text: one ``ID NAME IP KEY`` per line.
+
+    Comment lines (``#``, or a leading space), removed entries (a name starting with ``!`` or
+    ``#``) and malformed lines are skipped, as Wazuh does. Raises :class:`KeyFileError` when
+    there are more than ``max_entries`` entries.
+    """
+    entries: list[AgentKey] = []
+    for raw in text.splitlines():
+        if not raw or raw[0] in "# ":
+            continue
+        parts = raw.split(" ", 3)
+        if len(parts) != 4 or not _ID_FIELD.match(parts[0]):
+            continue
+        agent_id, name, ip, key = parts
+        if name[:1] in ("!", "#") or not name or not key.strip():
+            continue
+        try:
+            entry = AgentKey(agent_id, name, ip, key.strip())
+        except ValueError:
+            continue
+        entries.append(entry)
+        if len(entries) > max_entries:
+            raise KeyFileError(f"more than {max_entries} agent keys")
+    return entries
+
+
+class KeyStore:
+    """An immutable lookup of agent keys by ID and by single-host IP.
+
+    To reload, build a new store and swap the reference (see
+    :meth:`wazuhcluster.agents.channel.AgentChannelFactory.set_keys`).
+    """
+
+    def __init__(self, entries: Iterable[AgentKey] = ()) -> None:
+        self._by_id: dict[str, AgentKey] = {}
+        self._by_ip: dict[str, AgentKey] = {}
+        for entry in entries:
+            self._by_id[entry.agent_id] = entry
+            if entry.single_host:
+                self._by_ip[str(ipaddress.ip_network(entry.ip, strict=False).network_address)] = (
+                    entry
+                )
+
+    @classmethod
+    def load(
+        cls, path: str, max_bytes: int = MAX_KEYS_FILE_BYTES, max_entries: int = MAX_KEYS
+    ) -> KeyStore:
+        """Read a client.keys file; a missing file is an empty store."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            return cls()
+        except OSError as exc:
+            raise KeyFileError(f"{path}: {exc.strerror}") from None
+        if len(data) > max_bytes:
+            raise KeyFileError(f"{path}: larger than {max_bytes} bytes")
+        return cls(parse_client_keys(data.decode("utf-8", "replace"), max_entries))
+
+    def get(self, agent_id: str) -> AgentKey | None:
+        """The entry for ``agent_id``, or None."""
+        return self._by_id.get(agent_id)
+
+    def by_ip(self, source_ip: str) -> AgentKey | None:
+        """The entry registered with exactly ``source_ip``, or None."""
+        return self._by_ip.get(source_ip)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[AgentKey]:
+        return iter(self._by_id.values())
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._by_id
+
+    def as_mapping(self) -> Mapping[str, AgentKey]:
+        """A read-only view by agent ID."""
+        return dict(self._by_id)
