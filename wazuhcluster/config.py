@@ -211,9 +211,7 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
     )
     nodes = nodes_section.all_raw("node")
     if len(nodes) > 1:
-        warnings.append(
-            f"{len(nodes)} <node> entries found: only the first ({nodes[0]}) is used"
-        )
+        warnings.append(f"{len(nodes)} <node> entries found: only the first ({nodes[0]}) is used")
     master_address = nodes[0] if nodes else "127.0.0.1"
     if master_address in FORBIDDEN_MASTER_ADDRESSES:
         raise section.error("nodes><node", f"{master_address!r} cannot be reached by workers")

@@ -1,0 +1,35 @@
+"""AMP commands spoken on the local control socket (HOME/var/run/cluster.sock).
+
+The control socket is local and unencrypted, protected by its file mode (0660). A worker
+answers what it knows and relays the rest to the master over the cluster link.
+"""
+
+from __future__ import annotations
+
+from twisted.protocols import amp
+
+from wazuhcluster.wire.arguments import Json
+from wazuhcluster.wire.commands import NotConnected
+
+
+class ControlError(Exception):
+    """A control request that could not be served; ``str()`` is the reason for the user."""
+
+
+_ERRORS = {NotConnected: b"NOT_CONNECTED", ControlError: b"CONTROL_ERROR"}
+
+
+class ListNodes(amp.Command):
+    """The cluster's nodes, master first: ``[{name, type, version, ip}]``."""
+
+    arguments = []
+    response = [(b"nodes", Json())]
+    errors = _ERRORS
+
+
+class LocalInfo(amp.Command):
+    """This node's own identity: ``{name, type, version, ip, cluster}``."""
+
+    arguments = []
+    response = [(b"info", Json())]
+    errors = _ERRORS

@@ -1,0 +1,63 @@
+"""The control socket server: AMP over a UNIX socket under HOME/var/run (mode 0660).
+
+The role hands in a backend object; the master answers from its own state and a worker
+relays what only the master knows over the cluster link.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.protocols import amp
+
+from wazuhcluster.control import commands
+
+
+class ControlBackend(Protocol):
+    """What a role provides to answer control requests."""
+
+    async def list_nodes(self) -> list[dict[str, str]]:
+        """The cluster's nodes, master first."""
+
+    async def local_info(self) -> dict[str, str]:
+        """This node's identity."""
+
+
+class ControlProtocol(amp.AMP):
+    """One control client's connection."""
+
+    def __init__(self, backend: ControlBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    @commands.ListNodes.responder
+    def list_nodes(self) -> Deferred[dict[str, Any]]:
+        """Answer ListNodes from the backend."""
+        return ensureDeferred(self._list_nodes())
+
+    async def _list_nodes(self) -> dict[str, Any]:
+        return {"nodes": await self.backend.list_nodes()}
+
+    @commands.LocalInfo.responder
+    def local_info(self) -> Deferred[dict[str, Any]]:
+        """Answer LocalInfo from the backend."""
+        return ensureDeferred(self._local_info())
+
+    async def _local_info(self) -> dict[str, Any]:
+        return {"info": await self.backend.local_info()}
+
+
+class ControlService(StreamServerEndpointService):
+    """Listens on the control socket while the node runs."""
+
+    def __init__(self, path: Path, backend: ControlBackend, reactor: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # wantPID lets Twisted remove a socket left behind by a killed node.
+        endpoint = UNIXServerEndpoint(reactor, str(path), mode=0o660, wantPID=True)
+        super().__init__(endpoint, Factory.forProtocol(lambda: ControlProtocol(backend)))
+        self.setName("control-socket")

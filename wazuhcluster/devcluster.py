@@ -1,0 +1,196 @@
+"""A local cluster on 127.0.0.1 for ``make demo`` and the integration tests.
+
+It lays out one home per node (configuration, certificates from a fresh cluster CA) and
+starts each node as a real ``twistd -n wazuhcluster`` process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from attrs import define, field
+
+from wazuhcluster.home import Home
+from wazuhcluster.tls import KeyPair, create_ca, issue_node_certificate, write_file_atomically
+
+#: Short intervals so a demo or a test sees the cluster act within seconds.
+FAST_TIMINGS = {
+    "keep_alive": "2s",
+    "reaper_interval": "2s",
+    "max_silence": "8s",
+    "reconnect": "0.5s",
+    "reconnect_max": "2s",
+    "request_timeout": "5s",
+    "sync_integrity": "2s",
+    "local_integrity": "1s",
+    "sync_agent_info": "2s",
+    "local_agent_groups": "2s",
+}
+
+
+def free_port() -> int:
+    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cluster_config(
+    node_name: str,
+    node_type: str,
+    key: str,
+    port: int,
+    cluster_name: str = "wazuh",
+    timings: Mapping[str, str] = FAST_TIMINGS,
+    extra: str = "",
+) -> str:
+    """The text of a wazuh-manager.conf for one node of a loopback cluster."""
+    timing_lines = "".join(f"      <{k}>{v}</{k}>\n" for k, v in timings.items())
+    return (
+        "<wazuh_config>\n"
+        "  <cluster>\n"
+        f"    <name>{cluster_name}</name>\n"
+        f"    <node_name>{node_name}</node_name>\n"
+        f"    <node_type>{node_type}</node_type>\n"
+        f"    <key>{key}</key>\n"
+        f"    <port>{port}</port>\n"
+        "    <bind_addr>127.0.0.1</bind_addr>\n"
+        "    <nodes>\n      <node>127.0.0.1</node>\n    </nodes>\n"
+        "    <hidden>no</hidden>\n"
+        "    <disabled>no</disabled>\n"
+        f"    <timings>\n{timing_lines}    </timings>\n"
+        "  </cluster>\n"
+        f"{extra}"
+        "</wazuh_config>\n"
+    )
+
+
+def install_certificates(home: Home, ca: KeyPair, node_name: str) -> None:
+    """Give ``home`` the CA certificate and a certificate for ``node_name`` on 127.0.0.1."""
+    pair = issue_node_certificate(ca, node_name, ["127.0.0.1", "localhost"])
+    write_file_atomically(home.certs / "ca.pem", ca.cert_pem, 0o644)
+    write_file_atomically(home.certs / "node.pem", pair.cert_pem, 0o644)
+    write_file_atomically(home.certs / "node.key", pair.key_pem, 0o600)
+
+
+def new_key() -> str:
+    """A fresh 32-character cluster key."""
+    return secrets.token_hex(16)
+
+
+@define
+class LocalCluster:
+    """Homes for a master and workers under ``base``, sharing one CA, key and port."""
+
+    base: Path
+    workers: list[str] = field(factory=lambda: ["worker1", "worker2"])
+    master: str = "master"
+    key: str = field(factory=new_key)
+    port: int = field(factory=free_port)
+    ca: KeyPair = field(factory=create_ca)
+    extra_config: Callable[[str, str], str] = field(default=lambda name, role: "")
+
+    def home(self, name: str) -> Home:
+        """The home of node ``name``."""
+        return Home(self.base / name)
+
+    def write(self) -> None:
+        """Lay out every node's home, configuration and certificates."""
+        for name, role in [(self.master, "master")] + [(w, "worker") for w in self.workers]:
+            self.write_node(name, role)
+
+    def write_node(
+        self, name: str, role: str, key: str | None = None, ca: KeyPair | None = None
+    ) -> Home:
+        """Lay out one node's home (``key`` and ``ca`` override the cluster's, for tests)."""
+        home = self.home(name)
+        home.make_dirs()
+        text = cluster_config(
+            name, role, key or self.key, self.port, extra=self.extra_config(name, role)
+        )
+        write_file_atomically(home.config_file, text.encode(), 0o640)
+        install_certificates(home, ca or self.ca, name)
+        return home
+
+
+@define
+class NodeProcess:
+    """One ``twistd -n wazuhcluster`` process."""
+
+    home: Home
+    role: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the node in the foreground mode of twistd (it does not daemonize)."""
+        log = (self.home.logs / "twistd.out").open("ab")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")]
+        )
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "wazuhcluster",
+                "--role",
+                self.role,
+                "--home",
+                str(self.home.root),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the node and reap it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        """Stop the node cleanly (SIGTERM), killing it if it does not stop in time."""
+        self.kill(signal.SIGTERM)
+
+    def log_text(self) -> str:
+        """The node's cluster.log so far."""
+        try:
+            return self.home.cluster_log.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0, step: float = 0.1) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; return the verdict."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()

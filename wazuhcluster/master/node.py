@@ -1,0 +1,175 @@
+"""The master role: the 1516 listener, the directory of workers, the reaper, the control backend."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from OpenSSL import crypto
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
+
+from wazuhcluster import __version__
+from wazuhcluster.config import NodeConfig
+from wazuhcluster.control.server import ControlService
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.master.protocol import MasterProtocol, PeerNames
+from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
+from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.tls import certificate_names, load_material, server_options
+from wazuhcluster.wire.commands import PROTOCOL_VERSION
+from wazuhcluster.wire.handshake import MasterIdentity
+
+
+def iso_time(seconds: float | None) -> str:
+    """Format a POSIX time the way Wazuh's health report does, or ``n/a``."""
+    if seconds is None:
+        return "n/a"
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def tls_peer_names(transport: Any) -> set[str] | None:
+    """The names in the TLS peer certificate of ``transport`` (None without a certificate)."""
+    get_certificate = getattr(transport, "getPeerCertificate", None)
+    certificate = get_certificate() if get_certificate is not None else None
+    if certificate is None:
+        return None
+    return certificate_names(crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate))
+
+
+class MasterNode:
+    """The master's state shared by every worker link and periodic task."""
+
+    def __init__(self, config: NodeConfig, clock: IReactorTime) -> None:
+        cluster = config.cluster
+        self.config = config
+        self.clock = clock
+        self.timings = cluster.timings
+        self.log = ClusterLog("Master", "Main")
+        self.workers = WorkerDirectory()
+        self.identity = MasterIdentity(
+            node_name=cluster.node_name,
+            cluster_name=cluster.name,
+            version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            key=cluster.key,
+        )
+
+    def worker_connected(self, link: WorkerLink) -> None:
+        """Hook called once a worker passed the handshake."""
+
+    def worker_disconnected(self, link: WorkerLink) -> None:
+        """Hook called when an authenticated worker's link is gone."""
+
+    def nodes(self) -> list[dict[str, str]]:
+        """The node list, master first then workers in connection order."""
+        cluster = self.config.cluster
+        rows = [
+            {
+                "name": cluster.node_name,
+                "type": "master",
+                "version": __version__,
+                "ip": cluster.master_address,
+            }
+        ]
+        for link in self.workers:
+            rows.append(
+                {"name": link.name, "type": "worker", "version": link.version, "ip": link.address}
+            )
+        return rows
+
+    def health(self) -> dict[str, Any]:
+        """Health data in the shape of Wazuh's ``get_health``."""
+        nodes: dict[str, Any] = {}
+        for row in self.nodes():
+            nodes[row["name"]] = {"info": dict(row)}
+        for link in self.workers:
+            nodes[link.name]["status"] = {
+                "last_keep_alive": iso_time(link.last_keepalive),
+                **link.health,
+            }
+        return {"n_connected_nodes": len(self.workers), "nodes": nodes}
+
+    def reap_silent_workers(self) -> None:
+        """Drop every worker that has sent no keep-alive for longer than max_silence."""
+        now = self.clock.seconds()
+        log = self.log.child("Keep alive")
+        for link in self.workers:
+            silent = now - link.last_keepalive
+            if silent > self.timings.max_silence:
+                log.error(
+                    "No keep alives have been received from {name} in the last {limit:.0f} "
+                    "seconds ({silent:.0f} s). Disconnecting",
+                    name=link.name,
+                    limit=self.timings.max_silence,
+                    silent=silent,
+                )
+                link.disconnect()
+
+    def build_factory(self, peer_names: PeerNames = tls_peer_names) -> Factory:
+        """The factory of per-worker protocols."""
+        return Factory.forProtocol(lambda: MasterProtocol(self, peer_names))
+
+    # Control backend -------------------------------------------------------------------
+    async def list_nodes(self) -> list[dict[str, str]]:
+        """Control: the node list."""
+        return self.nodes()
+
+    async def local_info(self) -> dict[str, str]:
+        """Control: this node's identity."""
+        return {**self.nodes()[0], "cluster": self.config.cluster.name}
+
+    async def cluster_health(self) -> dict[str, Any]:
+        """Control: the health report."""
+        return self.health()
+
+
+class MasterService(MultiService):
+    """Everything a master runs, as a tree of services."""
+
+    def __init__(self, config: NodeConfig, reactor: Any) -> None:
+        super().__init__()
+        self.node = MasterNode(config, reactor)
+        cluster = config.cluster
+        if not cluster.disabled:
+            authority, own = load_material(
+                cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key
+            )
+            endpoint = SSL4ServerEndpoint(
+                reactor,
+                cluster.port,
+                server_options(authority, own),
+                interface=cluster.bind_addr,
+            )
+            self.listener = StreamServerEndpointService(endpoint, self.node.build_factory())
+            self.listener.setName("cluster-listener")
+            self.listener.setServiceParent(self)
+            reaper = PeriodicTask(
+                "keep-alive reaper",
+                cluster.timings.reaper_interval,
+                self.node.reap_silent_workers,
+                reactor,
+                self.node.log.child("Keep alive"),
+                run_at_start=False,
+            )
+            reaper.setServiceParent(self)
+        ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
+
+    def startService(self) -> None:
+        """Log the start, then start every child."""
+        cluster = self.node.config.cluster
+        if cluster.disabled:
+            self.node.log.warn("Cluster is disabled in the configuration: running standalone.")
+        else:
+            self.node.log.info(
+                "Master {name} of cluster {cluster} listening on {addr}:{port}.",
+                name=cluster.node_name,
+                cluster=cluster.name,
+                addr=cluster.bind_addr,
+                port=cluster.port,
+            )
+        super().startService()

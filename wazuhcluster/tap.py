@@ -1,0 +1,93 @@
+"""``twistd wazuhcluster``: command-line options and the node's service tree.
+
+Everything that can be checked before the reactor starts is checked in ``postOptions``: a
+bad configuration or missing certificate prints one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from wazuhcluster.config import NodeConfig, load_config
+from wazuhcluster.home import DEFAULT_HOME, Home
+from wazuhcluster.logs import ClusterLogService
+from wazuhcluster.tls import TlsError, load_material
+from wazuhcluster.xmlconfig import ConfigError
+
+
+class Options(usage.Options):
+    """Options of ``twistd wazuhcluster``."""
+
+    synopsis = "[--role master|worker] [--home DIR] [--config FILE] [--test-config]"
+    optParameters = [
+        ["role", "r", None, "master or worker (must agree with <cluster><node_type>)"],
+        ["home", None, str(DEFAULT_HOME), "the node's home directory"],
+        ["config", "c", None, "configuration file (default HOME/etc/wazuh-manager.conf)"],
+    ]
+    optFlags = [
+        ["test-config", "t", "check the configuration, print the verdict and exit 0 or 1"],
+        ["debug", "d", "log DEBUG lines to cluster.log"],
+    ]
+    compData = usage.Completions(optActions={"role": usage.CompleteList(["master", "worker"])})
+
+    node_config: NodeConfig
+
+    def postOptions(self) -> None:
+        """Load and validate the configuration and TLS material, or exit with one line."""
+        role = self["role"]
+        if role is not None and role not in ("master", "worker"):
+            raise usage.UsageError(f"--role must be master or worker, not {role!r}")
+        home = Home(Path(self["home"]).absolute())
+        config_path = Path(self["config"]) if self["config"] else home.config_file
+        try:
+            self.node_config = load_config(config_path, home, role)
+            check_tls(self.node_config)
+        except (ConfigError, TlsError) as error:
+            print(f"wazuhcluster: configuration error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        for warning in self.node_config.cluster.warnings:
+            print(f"wazuhcluster: warning: {config_path}: {warning}", file=sys.stderr)
+        if self["test-config"]:
+            cluster = self.node_config.cluster
+            print(f"{config_path}: OK ({cluster.node_type} {cluster.node_name} of {cluster.name})")
+            raise SystemExit(0)
+
+
+def check_tls(config: NodeConfig) -> None:
+    """Fail early when a node that uses the cluster lacks its certificate material."""
+    cluster = config.cluster
+    if cluster.disabled:
+        if cluster.node_type == "worker":
+            raise ConfigError(
+                str(config.source), "cluster><disabled", "a worker needs the cluster enabled"
+            )
+        return
+    load_material(cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key)
+
+
+def build_service(config: NodeConfig, reactor: Any, debug: bool = False) -> MultiService:
+    """The whole service tree of a node: cluster.log first, then the role's services."""
+    top = MultiService()
+    config.home.make_dirs()
+    ClusterLogService(config.home.cluster_log, debug=debug).setServiceParent(top)
+    if config.cluster.node_type == "master":
+        from wazuhcluster.master.node import MasterService
+
+        MasterService(config, reactor).setServiceParent(top)
+    else:
+        from wazuhcluster.worker.node import WorkerService
+
+        WorkerService(config, reactor).setServiceParent(top)
+    return top
+
+
+def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
+    """Build the node's service tree (twistd entry point)."""
+    from twisted.internet import reactor
+
+    return build_service(options.node_config, reactor, debug=bool(options["debug"]))

@@ -1,0 +1,214 @@
+"""The worker's link to the master: dial, authenticate, keep alive, reconnect with back-off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from wazuhcluster import __version__
+from wazuhcluster.config import ClusterConfig
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.wire import commands
+from wazuhcluster.wire.calls import call_with_timeout
+from wazuhcluster.wire.handshake import make_nonce, master_proof, proofs_match, worker_proof
+from wazuhcluster.worker.protocol import WorkerProtocol
+
+
+class HandshakeFailed(Exception):
+    """The master refused us, or could not prove it holds the cluster key."""
+
+
+@implementer(IStreamClientEndpoint)
+class _ReportingEndpoint:
+    """Wraps an endpoint to remember why the last connection attempt failed."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, link: MasterLink) -> None:
+        self.endpoint = endpoint
+        self.link = link
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        def failed(failure: Failure) -> Failure:
+            self.link.last_failure = failure
+            return failure
+
+        return self.endpoint.connect(factory).addErrback(failed)
+
+
+class MasterLink(MultiService):
+    """Keeps one authenticated AMP connection to the master while the worker runs."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        endpoint: IStreamClientEndpoint,
+        clock: IReactorTime,
+        jitter: Any = None,
+    ) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.timings = cluster.timings
+        self.clock = clock
+        self.log = ClusterLog(f"Worker {cluster.node_name}", "Main")
+        self.protocol: WorkerProtocol | None = None
+        self.master_name: str | None = None
+        self.master_version: str | None = None
+        self.connected_since: float | None = None
+        self.last_failure: Failure | None = None
+        self.failed_keepalives = 0
+        self._connection_listeners: list[Any] = []
+        policy = backoffPolicy(
+            initialDelay=self.timings.reconnect,
+            maxDelay=max(self.timings.reconnect, self.timings.reconnect_max),
+            factor=1.5,
+            **({"jitter": jitter} if jitter is not None else {}),
+        )
+
+        def retry_policy(attempt: int) -> float:
+            delay: float = policy(attempt)
+            failure, self.last_failure = self.last_failure, None
+            if failure is None:
+                self.log.info("Reconnecting to master in {delay:.1f} seconds.", delay=delay)
+                return delay
+            reason = failure.getErrorMessage().rstrip(".")
+            if failure.check(ConnectionRefusedError):
+                reason = "connection refused"
+            self.log.error(
+                "Could not connect to master: {reason}. Trying again in {delay:.1f} seconds.",
+                reason=reason,
+                delay=delay,
+            )
+            return delay
+
+        self.client = ClientService(
+            _ReportingEndpoint(endpoint, self),
+            Factory.forProtocol(lambda: WorkerProtocol(self._connection_lost)),
+            retryPolicy=retry_policy,
+            clock=clock,
+            prepareConnection=self._handshake,
+        )
+        self.client.setServiceParent(self)
+        self.keepalive = PeriodicTask(
+            "keep-alive",
+            self.timings.keep_alive,
+            self.send_keepalive,
+            clock,
+            self.log.child("Keep Alive"),
+            run_at_start=False,
+        )
+        self.keepalive.setServiceParent(self)
+
+    @property
+    def connected(self) -> bool:
+        """True while an authenticated connection to the master is up."""
+        return self.protocol is not None
+
+    def on_connected(self, listener: Any) -> None:
+        """Call ``listener(protocol)`` after every successful handshake."""
+        self._connection_listeners.append(listener)
+
+    async def _authenticate(self, protocol: amp.AMP) -> dict[str, Any]:
+        cluster = self.cluster
+        timeout = self.timings.request_timeout
+        challenge = await call_with_timeout(protocol, commands.Challenge, timeout, self.clock)
+        nonce = make_nonce()
+        answer = await call_with_timeout(
+            protocol,
+            commands.Hello,
+            timeout,
+            self.clock,
+            node_name=cluster.node_name,
+            cluster_name=cluster.name,
+            node_type="worker",
+            version=__version__,
+            protocol_version=commands.PROTOCOL_VERSION,
+            nonce=nonce,
+            proof=worker_proof(
+                cluster.key, challenge["nonce"], nonce, cluster.node_name, cluster.name
+            ),
+        )
+        expected = master_proof(
+            cluster.key, challenge["nonce"], nonce, cluster.node_name, cluster.name
+        )
+        if not proofs_match(expected, answer["proof"]):
+            raise HandshakeFailed("the master could not prove it holds the cluster key")
+        return answer
+
+    def _handshake(self, proxy: Any) -> Deferred[None]:
+        protocol: WorkerProtocol = getattr(proxy, "_protocol", proxy)
+        done = Deferred.fromCoroutine(self._authenticate(protocol))
+
+        def accepted(answer: dict[str, Any]) -> None:
+            self.protocol = protocol
+            self.master_name = answer["master_name"]
+            self.master_version = answer["master_version"]
+            self.connected_since = self.clock.seconds()
+            self.failed_keepalives = 0
+            self.last_failure = None
+            self.log.info(
+                "Successfully connected to master {name} (version {version}).",
+                name=self.master_name,
+                version=self.master_version,
+            )
+            for listener in list(self._connection_listeners):
+                listener(protocol)
+
+        def refused(failure: Failure) -> Failure:
+            self.last_failure = failure
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()  # type: ignore[attr-defined]
+            return failure
+
+        return done.addCallbacks(accepted, refused)
+
+    def _connection_lost(self, protocol: WorkerProtocol, reason: Failure) -> None:
+        if protocol is not self.protocol:
+            return
+        self.protocol = None
+        self.connected_since = None
+        if reason.check(ConnectionDone):
+            self.log.info("The master closed the connection.")
+        else:
+            self.log.warn(
+                "Connection with the master lost: {reason}. Reconnecting...",
+                reason=reason.getErrorMessage().rstrip("."),
+            )
+
+    def call(self, command: type[amp.Command], **arguments: Any) -> Deferred[dict[str, Any]]:
+        """Send ``command`` to the master with the request timeout; fails if not connected."""
+        if self.protocol is None:
+            raise commands.NotConnected("Worker node is not connected to master")
+        return call_with_timeout(
+            self.protocol, command, self.timings.request_timeout, self.clock, **arguments
+        )
+
+    async def send_keepalive(self) -> None:
+        """One keep-alive; after max_failed_keepalives failures in a row, drop the link."""
+        if self.protocol is None:
+            return
+        log = self.log.child("Keep Alive")
+        protocol = self.protocol
+        try:
+            answer = await self.call(commands.KeepAlive, payload="keepalive")
+        except Exception as error:
+            if protocol is not self.protocol:
+                return
+            self.failed_keepalives += 1
+            log.error("Error sending keep alive: {error}", error=str(error) or repr(error))
+            if self.failed_keepalives >= self.timings.max_failed_keepalives:
+                log.error("Maximum number of failed keep alives reached. Disconnecting.")
+                self.failed_keepalives = 0
+                if protocol.transport is not None:
+                    protocol.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self.failed_keepalives = 0
+        log.info("Successful response from master: {payload}", payload=answer["payload"])

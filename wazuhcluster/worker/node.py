@@ -1,0 +1,82 @@
+"""The worker role: the link to the master, the worker's tasks, the control backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+
+from wazuhcluster import __version__
+from wazuhcluster.config import NodeConfig
+from wazuhcluster.control.server import ControlService
+from wazuhcluster.tls import client_options, load_material
+from wazuhcluster.wire import commands
+from wazuhcluster.worker.link import MasterLink
+
+
+def master_endpoint(config: NodeConfig, reactor: Any) -> IStreamClientEndpoint:
+    """The mutual-TLS endpoint to the master named in ``<nodes><node>``."""
+    cluster = config.cluster
+    authority, own = load_material(cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key)
+    plain = HostnameEndpoint(reactor, cluster.master_address, cluster.port)
+    return wrapClientTLS(client_options(authority, own, cluster.master_address), plain)
+
+
+class WorkerNode:
+    """The worker's state, shared by its link, tasks and control backend."""
+
+    def __init__(self, config: NodeConfig, link: MasterLink) -> None:
+        self.config = config
+        self.link = link
+
+    async def list_nodes(self) -> list[dict[str, str]]:
+        """Control: the node list, asked of the master."""
+        answer = await self.link.call(commands.GetNodes)
+        nodes: list[dict[str, str]] = answer["nodes"]
+        return nodes
+
+    async def local_info(self) -> dict[str, str]:
+        """Control: this node's identity."""
+        cluster = self.config.cluster
+        return {
+            "name": cluster.node_name,
+            "type": "worker",
+            "version": __version__,
+            "ip": cluster.master_address,
+            "cluster": cluster.name,
+            "connected": "yes" if self.link.connected else "no",
+        }
+
+
+class WorkerService(MultiService):
+    """Everything a worker runs, as a tree of services."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        reactor: Any,
+        endpoint: IStreamClientEndpoint | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.link = MasterLink(
+            config.cluster, endpoint or master_endpoint(config, reactor), reactor
+        )
+        self.link.setName("master-link")
+        self.link.setServiceParent(self)
+        self.node = WorkerNode(config, self.link)
+        ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
+
+    def startService(self) -> None:
+        """Log the start, then start every child."""
+        cluster = self.config.cluster
+        self.link.log.info(
+            "Worker {name} of cluster {cluster} starting; master at {addr}:{port}.",
+            name=cluster.node_name,
+            cluster=cluster.name,
+            addr=cluster.master_address,
+            port=cluster.port,
+        )
+        super().startService()
