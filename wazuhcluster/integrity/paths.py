@@ -87,8 +87,8 @@ def resolve(
     :param create_parents: create missing parent directories (mode :data:`DIR_MODE`).
     :param clear_files: relative paths of regular files that are about to be deleted anyway; if one
         of them stands where a parent directory must be created, it is removed first.
-    :param replace_empty_dir: if the target itself is an empty directory, remove it (a file replaces
-        it).
+    :param replace_empty_dir: if the target itself is a directory holding nothing but empty
+        directories, remove it (a file replaces it).
     :raises PathRefused: when the path is invalid or the tree does not allow it.
     :raises OSError: on I/O errors other than a missing component.
     """
@@ -121,11 +121,26 @@ def resolve(
     except FileNotFoundError:
         return target
     if stat.S_ISDIR(st.st_mode) and replace_empty_dir:
-        try:
-            os.rmdir(target)
-        except OSError:
-            raise PathRefused(relpath, "target is a non-empty directory") from None
+        if not _remove_empty_tree(target):
+            raise PathRefused(relpath, "target is a directory that holds files")
         return target
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise PathRefused(relpath, "target exists and is not a regular file")
     return target
+
+
+def _remove_empty_tree(path: str) -> bool:
+    """Remove a directory tree that holds only directories; False if anything else is inside."""
+    for root, dirs, files in os.walk(path, topdown=False, followlinks=False):
+        if files:
+            return False
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(root, name))  # a symlink here fails with ENOTDIR
+            except OSError:
+                return False
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True

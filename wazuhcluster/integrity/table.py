@@ -66,9 +66,7 @@ def is_excluded_name(name: str) -> bool:
     """Whether a file name is never synced (excluded name, excluded suffix, or one of our temp
     files)."""
     return (
-        name in EXCLUDED_NAMES
-        or name.endswith(EXCLUDED_SUFFIXES)
-        or name.startswith(TEMP_PREFIX)
+        name in EXCLUDED_NAMES or name.endswith(EXCLUDED_SUFFIXES) or name.startswith(TEMP_PREFIX)
     )
 
 

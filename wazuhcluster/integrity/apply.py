@@ -1,0 +1,200 @@
+"""Apply a received plan on a worker: rename staged files into place, delete extras, tidy up.
+
+Each file was written by the :class:`~wazuhcluster.integrity.pack.Unpacker` to a temp file in its
+target directory with the table's mode. Here each temp file is fsynced and renamed over its target
+(``os.replace``, atomic), so an interrupted apply leaves every file either old or new; then the
+directories are fsynced so an acknowledged sync survives a crash. Leftover temp files of an
+interrupted sync are recognised by their prefix and removed by :func:`cleanup_temp_files`.
+
+Blocking: run it in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+
+from attrs import frozen
+
+from wazuhcluster.integrity.compare import Plan
+from wazuhcluster.integrity.pack import Staged
+from wazuhcluster.integrity.paths import PathRefused, resolve
+from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for
+
+# Indirection so tests can simulate a crash between two renames.
+_replace = os.replace
+
+
+@frozen
+class ApplyResult:
+    """What an apply did.
+
+    :ivar created: paths that did not exist and now do.
+    :ivar updated: paths whose content or mode was replaced.
+    :ivar deleted: paths removed.
+    :ivar removed_dirs: empty subdirectories removed after deletions.
+    :ivar failed: path → reason, for every file that could not be created, updated or deleted
+        (including files the unpacker rejected).
+    :ivar ruleset_changed: whether a created, updated or deleted path belongs to a ruleset item.
+    """
+
+    created: tuple[str, ...]
+    updated: tuple[str, ...]
+    deleted: tuple[str, ...]
+    removed_dirs: tuple[str, ...]
+    failed: Mapping[str, str]
+    ruleset_changed: bool
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything on disk changed."""
+        return bool(self.created or self.updated or self.deleted or self.removed_dirs)
+
+    def describe(self) -> str:
+        """A one-line summary for the log."""
+        return (
+            f"created {len(self.created)}, updated {len(self.updated)}, "
+            f"deleted {len(self.deleted)}, failed {len(self.failed)}"
+        )
+
+
+def _fsync_path(path: str, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        _fsync_path(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except FileNotFoundError:
+        pass
+
+
+def _remove_empty_parents(home: str, relpath: str, removed: list[str], dirty: set[str]) -> None:
+    """Remove the now-empty directories between ``relpath``'s parent and its item's root."""
+    item = item_for(relpath)
+    if item is None or not item.remove_empty_subdirs:
+        return
+    reldir = relpath.rpartition("/")[0]
+    while reldir != item.directory and reldir.startswith(item.directory + "/"):
+        absdir = os.path.join(home, reldir)
+        try:
+            if not stat.S_ISDIR(os.lstat(absdir).st_mode):
+                return
+            os.rmdir(absdir)
+        except OSError:
+            return  # not empty (or gone): the directories above are not empty either
+        removed.append(reldir)
+        reldir = reldir.rpartition("/")[0]
+        dirty.add(os.path.join(home, reldir))
+
+
+def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -> ApplyResult:
+    """Delete ``plan.extra``, then move every staged file of ``plan`` into place.
+
+    Deletions go first so a file can replace a directory that only held deleted files, and the
+    other way round. Every path is checked again against the table and the tree (``resolve``).
+
+    :param durable: fsync each file before its rename and each touched directory afterwards.
+    """
+    failed: dict[str, str] = dict(staged.rejected)
+    dirty_dirs: set[str] = set()
+    deleted: list[str] = []
+    removed_dirs: list[str] = []
+    for path in plan.extra:
+        try:
+            target = resolve(home, path)
+            os.unlink(target)
+        except FileNotFoundError:
+            continue
+        except PathRefused as e:
+            failed[path] = e.reason
+            continue
+        except OSError as e:
+            failed[path] = f"cannot delete: {e.strerror or e}"
+            continue
+        deleted.append(path)
+        dirty_dirs.add(os.path.dirname(target))
+    for path in deleted:
+        _remove_empty_parents(home, path, removed_dirs, dirty_dirs)
+
+    created: list[str] = []
+    updated: list[str] = []
+    for path in sorted(plan.files):
+        tmp = staged.files.pop(path, None)
+        if tmp is None:
+            failed.setdefault(path, "not received")
+            continue
+        try:
+            if durable:
+                _fsync_path(tmp)
+            target = resolve(home, path, replace_empty_dir=True)
+            if os.path.dirname(target) != os.path.dirname(tmp):
+                raise PathRefused(path, "staged outside its target directory")
+            existed = os.path.lexists(target)
+            _replace(tmp, target)
+        except (PathRefused, OSError) as e:
+            reason = e.reason if isinstance(e, PathRefused) else f"cannot rename: {e.strerror or e}"
+            failed[path] = reason
+            _unlink_quietly(tmp)
+            continue
+        (updated if existed else created).append(path)
+        dirty_dirs.add(os.path.dirname(target))
+    # Temp files staged for paths that are not in the plan are not ours to place.
+    staged.discard()
+
+    if durable:
+        for directory in sorted(dirty_dirs):
+            _fsync_dir(directory)
+    touched = (*created, *updated, *deleted)
+    ruleset = any((item := item_for(p)) is not None and item.ruleset for p in touched)
+    return ApplyResult(
+        created=tuple(created),
+        updated=tuple(updated),
+        deleted=tuple(deleted),
+        removed_dirs=tuple(removed_dirs),
+        failed=failed,
+        ruleset_changed=ruleset,
+    )
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def cleanup_temp_files(home: str) -> list[str]:
+    """Remove temp files an interrupted sync left in the synced directories; return their paths.
+
+    Only call it while no sync is being received (the unpacker's own temp files look the same).
+    Symlinked directories are not followed.
+    """
+    removed: list[str] = []
+    for item in SYNC_ITEMS:
+        pending = [item.directory]
+        while pending:
+            reldir = pending.pop()
+            try:
+                with os.scandir(os.path.join(home, reldir)) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if item.recursive:
+                            pending.append(f"{reldir}/{entry.name}")
+                    elif entry.name.startswith(TEMP_PREFIX) and entry.is_file(
+                        follow_symlinks=False
+                    ):
+                        os.unlink(entry.path)
+                        removed.append(f"{reldir}/{entry.name}")
+                except OSError:
+                    continue
+    return removed

@@ -1,0 +1,504 @@
+"""Wire formats of the integrity sync: a file table, and the files of a plan as one byte stream.
+
+**Table** (worker → master): JSON lines. The first line is ``{"v":1,"type":"table","count":N}``,
+then one line per file ``{"p":path,"c":checksum,"s":size,"m":mode}``. Decoding checks every field,
+the count, duplicates and caps (line length, entries), so a hostile table costs bounded memory.
+
+**Sync stream** (master → worker): a header line
+``{"v":1,"type":"sync","create":A,"update":B,"delete":C,"bytes":N}``, then one
+``{"t":"d","p":path}`` line per deletion, then per file a line
+``{"t":"f","k":"c"|"u","p":path,"s":size,"c":checksum}`` followed by exactly ``size`` raw bytes,
+then ``{"t":"end"}``. The sender reads each file in pieces (:func:`iter_pack`), the receiver writes
+each file as it arrives into a temp file in its target directory (:class:`Unpacker`), so neither
+side ever holds more than a chunk of content in memory. The total size is known before the first
+byte is sent (:func:`packed_size`). A file that changes or vanishes on the master while it is being
+sent keeps its declared size (truncated or padded); the receiver sees the checksum mismatch and
+rejects just that file, which the next cycle sends again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from attrs import define, field, frozen
+
+from wazuhcluster.integrity.compare import Plan
+from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
+from wazuhcluster.integrity.scan import FileMeta, FileTable, new_hasher
+from wazuhcluster.integrity.table import TEMP_PREFIX, item_mode
+
+FORMAT_VERSION = 1
+
+#: Longest accepted JSON line (a 1 KiB path may grow six-fold with JSON escapes).
+MAX_LINE = 8192
+
+#: Default cap on the number of entries of a decoded table.
+DEFAULT_MAX_ENTRIES = 500_000
+
+#: Default cap on one file's size in a sync stream (Wazuh's max_zip_size is 1 GiB for everything).
+DEFAULT_MAX_FILE_SIZE = 1 << 30
+
+#: Default cap on the content bytes of one sync stream.
+DEFAULT_MAX_TOTAL_BYTES = 1 << 30
+
+#: Default size of the pieces :func:`iter_pack` yields.
+DEFAULT_CHUNK_SIZE = 60 * 1024
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_MAX_MODE = 0o7777
+
+
+class PackError(ValueError):
+    """A table or sync stream is malformed or over a cap; the message says why."""
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+
+
+def _parse_line(line: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PackError(f"bad JSON line: {e}") from None
+    if not isinstance(obj, dict):
+        raise PackError("a line is not a JSON object")
+    return obj
+
+
+def _int_field(obj: Mapping[str, Any], key: str, maximum: int) -> int:
+    value = obj.get(key)
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise PackError(f"field {key!r} must be an integer in [0, {maximum}], got {value!r}")
+    return value
+
+
+def _path_field(obj: Mapping[str, Any]) -> str:
+    path = obj.get("p")
+    try:
+        validate_relpath(path)
+    except PathRefused as e:
+        raise PackError(str(e)) from None
+    assert isinstance(path, str)
+    return path
+
+
+def _checksum_field(obj: Mapping[str, Any]) -> str:
+    checksum = obj.get("c")
+    if not isinstance(checksum, str) or not _HEX64.match(checksum):
+        raise PackError(f"field 'c' must be 64 lowercase hex digits, got {checksum!r}")
+    return checksum
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def encode_table(table: Mapping[str, FileMeta]) -> bytes:
+    """Serialize a file table (path, checksum, size, mode; no local cache keys)."""
+    parts = [_line({"v": FORMAT_VERSION, "type": "table", "count": len(table)})]
+    for path in sorted(table):
+        meta = table[path]
+        parts.append(_line({"p": path, "c": meta.checksum, "s": meta.size, "m": meta.mode}))
+    return b"".join(parts)
+
+
+def decode_table(data: bytes, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> FileTable:
+    """Parse and validate what :func:`encode_table` produced.
+
+    :raises PackError: on any malformed line, bad field, duplicate path, wrong count or cap.
+    """
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        raise PackError("table does not end with a newline")
+    lines.pop()
+    if not lines:
+        raise PackError("table is empty (no header)")
+    for line in lines:
+        if len(line) > MAX_LINE:
+            raise PackError(f"line longer than {MAX_LINE} bytes")
+    header = _parse_line(lines[0])
+    if header.get("v") != FORMAT_VERSION or header.get("type") != "table":
+        raise PackError(f"not a version {FORMAT_VERSION} table header: {header!r}")
+    count = _int_field(header, "count", max_entries)
+    if count != len(lines) - 1:
+        raise PackError(f"header says {count} entries, found {len(lines) - 1}")
+    table: FileTable = {}
+    for line in lines[1:]:
+        obj = _parse_line(line)
+        path = _path_field(obj)
+        if path in table:
+            raise PackError(f"duplicate path {path!r}")
+        table[path] = FileMeta(
+            checksum=_checksum_field(obj),
+            size=_int_field(obj, "s", 1 << 62),
+            mtime_ns=0,
+            mode=_int_field(obj, "m", _MAX_MODE),
+        )
+    return table
+
+
+# --- sync stream: sender ------------------------------------------------------------------------
+
+
+def _sync_header(plan: Plan) -> bytes:
+    a, b, c = plan.counts
+    header = {"v": FORMAT_VERSION, "type": "sync", "create": a, "update": b, "delete": c}
+    return _line({**header, "bytes": plan.transfer_bytes})
+
+
+def _file_records(plan: Plan) -> Iterator[tuple[str, bytes, FileMeta]]:
+    kinds = {p: "c" for p in plan.missing} | {p: "u" for p in plan.shared}
+    for path in sorted(kinds):
+        meta = plan.files[path]
+        rec = {"t": "f", "k": kinds[path], "p": path, "s": meta.size, "c": meta.checksum}
+        yield path, _line(rec), meta
+
+
+_END = _line({"t": "end"})
+
+
+def packed_size(plan: Plan) -> int:
+    """The exact number of bytes :func:`iter_pack` yields for ``plan``."""
+    total = len(_sync_header(plan)) + len(_END)
+    total += sum(len(_line({"t": "d", "p": p})) for p in plan.extra)
+    total += sum(len(rec) + meta.size for _, rec, meta in _file_records(plan))
+    return total
+
+
+def iter_pack(home: str, plan: Plan, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+    """Yield the sync stream of ``plan`` in pieces of at most ``chunk_size`` bytes.
+
+    Files are read from ``home`` in pieces while the stream is consumed; memory stays around two
+    chunks. A file that vanished or shrank is padded with zeros, one that grew is cut at its
+    declared size: framing stays exact, and the receiver rejects that file on its checksum.
+    """
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    buf = bytearray(_sync_header(plan))
+    for path in plan.extra:
+        buf += _line({"t": "d", "p": path})
+    for path, record, meta in _file_records(plan):
+        buf += record
+        remaining = meta.size
+        fd = _open_source(os.path.join(home, path))
+        try:
+            while remaining:
+                while len(buf) >= chunk_size:
+                    yield bytes(buf[:chunk_size])
+                    del buf[:chunk_size]
+                want = min(remaining, chunk_size - len(buf))
+                piece = os.read(fd, want) if fd is not None else b""
+                if not piece:
+                    # Vanished or shrunk since the scan: pad, the receiver rejects it by checksum.
+                    piece = bytes(want)
+                buf += piece
+                remaining -= len(piece)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    buf += _END
+    while buf:
+        yield bytes(buf[:chunk_size])
+        del buf[:chunk_size]
+
+
+def _open_source(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
+# --- sync stream: receiver ----------------------------------------------------------------------
+
+
+@frozen
+class SyncHeader:
+    """The counts a sync stream announces before its records."""
+
+    create: int
+    update: int
+    delete: int
+    bytes: int
+
+    def describe(self) -> str:
+        """The Wazuh-style summary line."""
+        return (
+            f"Files to create: {self.create} | Files to update: {self.update} | "
+            f"Files to delete: {self.delete}"
+        )
+
+
+@define
+class Staged:
+    """Files an :class:`Unpacker` wrote to temp files, waiting to be renamed into place.
+
+    :ivar files: relative path → absolute path of its verified temp file (already chmod'ed).
+    :ivar rejected: relative path → why it was not staged (checksum mismatch, blocked path, ...).
+    """
+
+    files: dict[str, str] = field(factory=dict)
+    rejected: dict[str, str] = field(factory=dict)
+
+    def discard(self) -> None:
+        """Remove every temp file still staged."""
+        for tmp in self.files.values():
+            _unlink_quietly(tmp)
+        self.files.clear()
+
+
+@frozen
+class Received:
+    """A complete, verified sync stream: the plan it carried and its staged files."""
+
+    header: SyncHeader
+    plan: Plan
+    staged: Staged
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def temp_name() -> str:
+    """A fresh temp file name, recognisable by :data:`TEMP_PREFIX` and never synced."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+
+
+_HEADER, _RECORD, _DATA, _DONE, _CLOSED = range(5)
+
+
+class Unpacker:
+    """Consume a sync stream incrementally; write each file to a temp file in its target directory.
+
+    Call :meth:`feed` with each piece, then :meth:`finish` for the result; :meth:`abort` removes
+    every temp file written so far (also done automatically when a piece is refused). Memory stays
+    bounded by :data:`MAX_LINE` plus the piece being fed. Blocking file I/O: the pieces are small,
+    so a caller may feed from the reactor thread; ``apply_plan`` (fsync, rename) runs in a thread.
+    """
+
+    def __init__(
+        self,
+        home: str,
+        *,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        max_files: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        self._home = home
+        self._max_total = max_total_bytes
+        self._max_file = max_file_size
+        self._max_files = max_files
+        self._state = _HEADER
+        self._line = bytearray()
+        self.header: SyncHeader | None = None
+        self._deletes: list[str] = []
+        self._seen: set[str] = set()
+        self._creates: dict[str, FileMeta] = {}
+        self._updates: dict[str, FileMeta] = {}
+        self._content_bytes = 0
+        self.staged = Staged()
+        # The file being received.
+        self._path = ""
+        self._meta: FileMeta | None = None
+        self._remaining = 0
+        self._fd: int | None = None
+        self._tmp = ""
+        self._hasher = new_hasher()
+
+    def feed(self, data: bytes) -> None:
+        """Consume the next piece of the stream.
+
+        :raises PackError: the stream is malformed or over a cap; everything staged is removed.
+        """
+        if self._state == _CLOSED:
+            raise PackError("unpacker is closed")
+        try:
+            self._feed(data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._state == _DATA:
+                n = min(self._remaining, end - pos)
+                self._write(view[pos : pos + n])
+                pos += n
+                self._remaining -= n
+                if self._remaining == 0:
+                    self._end_file()
+                continue
+            if self._state == _DONE:
+                raise PackError("data after the end record")
+            nl = data.find(b"\n", pos)
+            stop = end if nl < 0 else nl
+            if len(self._line) + (stop - pos) > MAX_LINE:
+                raise PackError(f"record line longer than {MAX_LINE} bytes")
+            self._line += view[pos:stop]
+            if nl < 0:
+                return
+            pos = nl + 1
+            line = bytes(self._line)
+            self._line.clear()
+            self._record(_parse_line(line))
+
+    def _record(self, obj: dict[str, Any]) -> None:
+        if self._state == _HEADER:
+            if obj.get("v") != FORMAT_VERSION or obj.get("type") != "sync":
+                raise PackError(f"not a version {FORMAT_VERSION} sync header: {obj!r}")
+            self.header = SyncHeader(
+                create=_int_field(obj, "create", self._max_files),
+                update=_int_field(obj, "update", self._max_files),
+                delete=_int_field(obj, "delete", self._max_files),
+                bytes=_int_field(obj, "bytes", self._max_total),
+            )
+            if self.header.create + self.header.update > self._max_files:
+                raise PackError(f"more than {self._max_files} files announced")
+            self._state = _RECORD
+            return
+        assert self.header is not None
+        kind = obj.get("t")
+        if kind == "d":
+            if self._creates or self._updates:
+                raise PackError("a deletion after the first file")
+            path = self._new_path(obj)
+            if len(self._deletes) >= self.header.delete:
+                raise PackError("more deletions than announced")
+            self._deletes.append(path)
+        elif kind == "f":
+            self._begin_file(obj)
+        elif kind == "end":
+            self._check_end()
+            self._state = _DONE
+        else:
+            raise PackError(f"unknown record type {kind!r}")
+
+    def _new_path(self, obj: Mapping[str, Any]) -> str:
+        path = _path_field(obj)
+        if path in self._seen:
+            raise PackError(f"path {path!r} appears twice")
+        self._seen.add(path)
+        return path
+
+    def _begin_file(self, obj: Mapping[str, Any]) -> None:
+        assert self.header is not None
+        path = self._new_path(obj)
+        size = _int_field(obj, "s", self._max_file)
+        checksum = _checksum_field(obj)
+        mode = item_mode(path)
+        assert mode is not None  # validated by _new_path
+        meta = FileMeta(checksum=checksum, size=size, mtime_ns=0, mode=mode)
+        kind = obj.get("k")
+        if kind == "c":
+            if len(self._creates) >= self.header.create:
+                raise PackError("more files to create than announced")
+            self._creates[path] = meta
+        elif kind == "u":
+            if len(self._updates) >= self.header.update:
+                raise PackError("more files to update than announced")
+            self._updates[path] = meta
+        else:
+            raise PackError(f"field 'k' must be 'c' or 'u', got {kind!r}")
+        self._content_bytes += size
+        if self._content_bytes > self.header.bytes:
+            raise PackError("more content than announced")
+        self._path, self._meta, self._remaining = path, meta, size
+        self._hasher = new_hasher()
+        self._fd = None
+        try:
+            target = resolve(
+                self._home, path, create_parents=True, clear_files=frozenset(self._deletes)
+            )
+            self._tmp = os.path.join(os.path.dirname(target), temp_name())
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            self._fd = os.open(self._tmp, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except PathRefused as e:
+            self.staged.rejected[path] = e.reason
+        except OSError as e:
+            self.staged.rejected[path] = f"cannot create temp file: {e.strerror or e}"
+        self._state = _DATA
+        if size == 0:
+            self._end_file()
+
+    def _write(self, piece: memoryview) -> None:
+        self._hasher.update(piece)
+        if self._fd is None:
+            return
+        try:
+            while piece:
+                written = os.write(self._fd, piece)
+                piece = piece[written:]
+        except OSError as e:
+            self._drop_current(f"cannot write temp file: {e.strerror or e}")
+
+    def _drop_current(self, reason: str) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            _unlink_quietly(self._tmp)
+        self.staged.rejected[self._path] = reason
+
+    def _end_file(self) -> None:
+        assert self._meta is not None
+        self._state = _RECORD
+        if self._fd is None:
+            return
+        if self._hasher.hexdigest() != self._meta.checksum:
+            self._drop_current("checksum mismatch (changed on the master while sent?)")
+            return
+        try:
+            os.fchmod(self._fd, self._meta.mode)
+        except OSError as e:
+            self._drop_current(f"cannot chmod temp file: {e.strerror or e}")
+            return
+        os.close(self._fd)
+        self._fd = None
+        self.staged.files[self._path] = self._tmp
+
+    def _check_end(self) -> None:
+        assert self.header is not None
+        got = (len(self._creates), len(self._updates), len(self._deletes), self._content_bytes)
+        want = (self.header.create, self.header.update, self.header.delete, self.header.bytes)
+        if got != want:
+            raise PackError(
+                f"stream ended with (create, update, delete, bytes) {got}, announced {want}"
+            )
+
+    def finish(self) -> Received:
+        """Return the verified result once the end record was consumed.
+
+        :raises PackError: the stream was truncated; everything staged is removed.
+        """
+        if self._state != _DONE:
+            self.abort()
+            raise PackError("sync stream truncated before its end record")
+        assert self.header is not None
+        self._state = _CLOSED
+        plan = Plan(
+            missing=self._creates,
+            shared=self._updates,
+            extra=self._deletes,
+            files={**self._creates, **self._updates},
+        )
+        return Received(header=self.header, plan=plan, staged=self.staged)
+
+    def abort(self, reason: str = "") -> None:
+        """Stop and remove every temp file written so far (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            _unlink_quietly(self._tmp)
+        self.staged.discard()
+        self._state = _CLOSED
