@@ -248,15 +248,21 @@ class ScanTests(SynchronousTestCase):
         self.assertEqual(len(t2), len(t1) - 1)
 
     def test_unreadable_reported(self) -> None:
-        """An unreadable file is left out and reported (skipped when running as root)."""
-        if os.geteuid() == 0:
-            return
-        path = os.path.join(self.home, "etc/client.keys")
-        os.chmod(path, 0)
+        """A file that cannot be read is left out of the table and reported in the stats."""
+        real = scan_module._hash_file
+
+        def refuse(path: str) -> tuple[str, os.stat_result, bool]:
+            if path.endswith("client.keys"):
+                raise PermissionError(13, "Permission denied")
+            return real(path)
+
+        self.patch(scan_module, "_hash_file", refuse)
         stats = ScanStats()
         table = scan_tree(self.home, stats=stats, now_ns=_FUTURE)
         self.assertNotIn("etc/client.keys", table)
+        self.assertEqual(len(table), 4)
         self.assertEqual([p for p, _ in stats.errors], ["etc/client.keys"])
+        self.assertIn("Permission denied", stats.errors[0][1])
 
 
 class DigestTests(SynchronousTestCase):
@@ -317,7 +323,7 @@ class CompareTests(SynchronousTestCase):
         self.assertTrue(compare(master, as_synced(master)).is_empty)
 
     def test_split_budget(self) -> None:
-        """A plan is cut at the byte budget in path order; deletions and the first file always go."""
+        """A plan is cut at the budget in path order; deletions and the first file always go."""
         files = {f"etc/shared/f{i}": meta(str(i) * 64, size=100) for i in range(5)}
         plan = Plan(missing=list(files), extra=["etc/shared/gone"], files=files)
         split = split_plan(plan, 250)
