@@ -1,0 +1,104 @@
+"""The registry's SQLite schema as an ordered list of migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. Opening a database runs
+the missing ones in order, each in its own transaction, so an old file is brought up to
+date and a crash mid-way leaves it at the last complete version. Migrations are only
+ever appended; an applied one is never edited.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: Version 1: identities (agents, groups, memberships) and a small key/value table.
+_V1 = (
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    "INSERT INTO meta (key, value) VALUES ('next_id', '1')",
+    """CREATE TABLE agents (
+        id INTEGER PRIMARY KEY CHECK (id > 0),
+        name TEXT NOT NULL UNIQUE,
+        ip TEXT NOT NULL,
+        key TEXT NOT NULL,
+        register_time REAL NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX agents_ip ON agents (ip) WHERE ip != 'any'",
+    """CREATE TABLE groups (
+        name TEXT PRIMARY KEY,
+        created REAL NOT NULL
+    )""",
+    "INSERT INTO groups (name, created) VALUES ('default', 0)",
+    """CREATE TABLE memberships (
+        agent_id INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+        group_name TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,
+        priority INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, group_name)
+    )""",
+    "CREATE INDEX memberships_group ON memberships (group_name)",
+)
+
+#: Version 2: the status fields the agent-info reports fill, with the node and the
+#: (status_time, status_seq) pair used to keep only the newest report per agent.
+_V2 = (
+    "ALTER TABLE agents ADD COLUMN connection_status TEXT NOT NULL DEFAULT 'never_connected'",
+    "ALTER TABLE agents ADD COLUMN last_keepalive REAL",
+    "ALTER TABLE agents ADD COLUMN disconnection_time REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE agents ADD COLUMN version TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_name TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_version TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_platform TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_arch TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_uname TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE agents ADD COLUMN config_sum TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN merged_sum TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN node_name TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN status_time REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE agents ADD COLUMN status_seq INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX agents_node ON agents (node_name)",
+    "CREATE INDEX agents_status ON agents (connection_status)",
+)
+
+#: Every migration, in order; ``MIGRATIONS[n]`` takes a database from version n to n+1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    """The database file cannot be used by this version of the code."""
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    """The number of migrations already applied to ``connection``'s database."""
+    row = connection.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(connection: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
+    """Apply the missing migrations up to ``target``; return the version reached.
+
+    ``connection`` must be in autocommit mode (``isolation_level=None``) so each
+    migration runs in the explicit transaction opened here.
+    """
+    if not 0 <= target <= LATEST_VERSION:
+        raise SchemaError(f"unknown schema version {target}")
+    current = schema_version(connection)
+    if current > LATEST_VERSION:
+        raise SchemaError(
+            f"database schema version {current} is newer than this program's {LATEST_VERSION}"
+        )
+    while current < target:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[current]:
+                connection.execute(statement)
+            # PRAGMA does not take parameters; the value is our own integer.
+            connection.execute(f"PRAGMA user_version = {current + 1}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        current += 1
+    return current

@@ -1,0 +1,236 @@
+"""The reactor's view of the registry: every call runs on one dedicated thread.
+
+:class:`AsyncRegistry` never touches SQLite on the reactor thread. It hands each call to
+a *runner* that executes functions one at a time, in order, on a single thread (a
+:class:`~twisted.python.threadpool.ThreadPool` of size 1 in a node; a synchronous runner
+in tests), so writes are serialized without locks. After a write the files derived from
+the registry (client.keys, merged.mg) are brought up to date once per burst of writes,
+and the write's Deferred fires only when they are on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet import defer, threads
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.python.threadpool import ThreadPool
+
+from wazuhcluster.registry.model import Agent, AgentInfoReport, AgentInfoResult, GroupInfo
+from wazuhcluster.registry.store import Registry, RegistryFiles, groups_table_checksum
+
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """Runs a function on the registry thread and returns a Deferred of its result."""
+
+    def __call__(self, function: Callable[[], T]) -> Deferred[T]:
+        """Schedule ``function``; the Deferred fires on the reactor thread."""
+
+
+def synchronous_runner(function: Callable[[], T]) -> Deferred[T]:
+    """A runner for tests: call ``function`` now, in the calling thread."""
+    return defer.maybeDeferred(function)
+
+
+class ThreadRunner:
+    """A runner backed by a one-thread pool, started and stopped with the node."""
+
+    def __init__(self, reactor: IReactorFromThreads, name: str = "registry") -> None:
+        self.reactor = reactor
+        self.pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+
+    def start(self) -> None:
+        """Start the registry thread."""
+        self.pool.start()
+
+    def stop(self) -> None:
+        """Stop the thread once queued calls are done (blocks until then)."""
+        self.pool.stop()
+
+    def __call__(self, function: Callable[[], T]) -> Deferred[T]:
+        """Run ``function`` on the registry thread."""
+        return threads.deferToThreadPool(self.reactor, self.pool, function)
+
+
+class AsyncRegistry:
+    """Deferred-returning facade over a :class:`Registry` (see module docstring)."""
+
+    def __init__(self, registry: Registry, runner: Runner) -> None:
+        self.registry = registry
+        self.runner = runner
+        self._flush_waiters: list[Deferred[None]] = []
+        self._flushing = False
+
+    def run(self, function: Callable[[Registry], T]) -> Deferred[T]:
+        """Run ``function(registry)`` on the registry thread (reads, or writes that
+        need no derived files)."""
+        registry = self.registry
+        return self.runner(lambda: function(registry))
+
+    def write(self, function: Callable[[Registry], T]) -> Deferred[T]:
+        """Run a write, then wait until client.keys and group files reflect it."""
+        done = self.run(function)
+
+        def settle(result: T) -> Deferred[T]:
+            flushed: Deferred[T] = self._files_flushed().addCallback(lambda _: result)
+            return flushed
+
+        done.addCallback(settle)
+        return done
+
+    def _files_flushed(self) -> Deferred[None]:
+        """A Deferred that fires after the next file flush that starts from now."""
+        waiter: Deferred[None] = Deferred()
+        self._flush_waiters.append(waiter)
+        if not self._flushing:
+            self._start_flush()
+        return waiter
+
+    def _start_flush(self) -> None:
+        """Flush once for every waiter queued so far; loop while more arrive."""
+        self._flushing = True
+        waiters, self._flush_waiters = self._flush_waiters, []
+        flushed = self.runner(self.registry.flush_files)
+
+        def finish(result: object) -> None:
+            for waiter in waiters:
+                if isinstance(result, BaseException):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(None)
+            if self._flush_waiters:
+                self._start_flush()
+            else:
+                self._flushing = False
+
+        def failed(failure: Any) -> None:
+            finish(failure.value)
+
+        flushed.addCallbacks(finish, failed)
+
+    # Convenience wrappers for the node glue and the control socket.
+
+    def enroll(self, name: str, ip: str, groups: Sequence[str] = ()) -> Deferred[Agent]:
+        """:meth:`Registry.enroll` without force rules (see the enrollment authority)."""
+        return self.write(lambda registry: registry.enroll(name, ip, groups))
+
+    def remove_agents(self, agent_ids: Sequence[str]) -> Deferred[list[str]]:
+        """:meth:`Registry.remove_agents`."""
+        ids = list(agent_ids)
+        return self.write(lambda registry: registry.remove_agents(ids))
+
+    def get_agent(self, agent_id: str) -> Deferred[Agent | None]:
+        """:meth:`Registry.get_agent`."""
+        return self.run(lambda registry: registry.get_agent(agent_id))
+
+    def list_agents(self, **filters: Any) -> Deferred[list[Agent]]:
+        """:meth:`Registry.list_agents` with the same keyword filters."""
+        return self.run(lambda registry: registry.list_agents(**filters))
+
+    def create_group(self, name: str) -> Deferred[None]:
+        """:meth:`Registry.create_group`."""
+        return self.write(lambda registry: registry.create_group(name))
+
+    def delete_group(self, name: str) -> Deferred[list[str]]:
+        """:meth:`Registry.delete_group`."""
+        return self.write(lambda registry: registry.delete_group(name))
+
+    def list_groups(self) -> Deferred[list[GroupInfo]]:
+        """:meth:`Registry.list_groups`."""
+        return self.run(lambda registry: registry.list_groups())
+
+    def assign(self, agent_id: str, group: str, replace: bool = False) -> Deferred[tuple[str, ...]]:
+        """:meth:`Registry.assign`."""
+        return self.write(lambda registry: registry.assign(agent_id, group, replace))
+
+    def unassign(self, agent_id: str, group: str) -> Deferred[tuple[str, ...]]:
+        """:meth:`Registry.unassign`."""
+        return self.write(lambda registry: registry.unassign(agent_id, group))
+
+    def agent_groups(self) -> Deferred[tuple[dict[str, tuple[str, ...]], str]]:
+        """The agent → groups table and its checksum, read in one call."""
+
+        def read(registry: Registry) -> tuple[dict[str, tuple[str, ...]], str]:
+            table = registry.agent_groups()
+            return table, groups_table_checksum(table)
+
+        return self.run(read)
+
+    def apply_agent_info(self, reports: Sequence[AgentInfoReport]) -> Deferred[AgentInfoResult]:
+        """:meth:`Registry.apply_agent_info` (no derived files change)."""
+        rows = list(reports)
+        return self.run(lambda registry: registry.apply_agent_info(rows))
+
+    def integrity_check(self) -> Deferred[list[str]]:
+        """:meth:`Registry.integrity_check`."""
+        return self.run(lambda registry: registry.integrity_check())
+
+    def close(self) -> Deferred[None]:
+        """Flush pending files and close the connection, on the registry thread."""
+
+        def close(registry: Registry) -> None:
+            registry.flush_files()
+            registry.close()
+
+        return self.run(close)
+
+
+class RegistryService(Service):
+    """Opens the registry and its thread when the node starts, closes both on stop.
+
+    ``registry`` (an :class:`AsyncRegistry`) is usable once the service has started.
+    Opening runs the schema migrations; it happens once, at start-up, before the node
+    accepts any connection, so it is done directly rather than on the thread.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorFromThreads,
+        database: Path,
+        files: RegistryFiles | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.reactor = reactor
+        self.database = database
+        self.files = files
+        self.clock = clock
+        self.runner: ThreadRunner | None = None
+        self._registry: AsyncRegistry | None = None
+
+    @property
+    def registry(self) -> AsyncRegistry:
+        """The running registry facade; raises RuntimeError before start."""
+        if self._registry is None:
+            raise RuntimeError("the registry service is not running")
+        return self._registry
+
+    def startService(self) -> None:
+        """Open and migrate the database, write the derived files, start the thread."""
+        store = Registry.open(self.database, self.files, self.clock)
+        store.flush_files()
+        self.runner = ThreadRunner(self.reactor)
+        self.runner.start()
+        self._registry = AsyncRegistry(store, self.runner)
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Finish queued calls, flush files, close the database and stop the thread."""
+        super().stopService()
+        registry, runner = self._registry, self.runner
+        self._registry = None
+        if registry is None or runner is None:
+            return defer.succeed(None)
+        def stop_thread(result: object) -> object:
+            runner.stop()
+            return result
+
+        closed = registry.close()
+        closed.addBoth(stop_thread)
+        return closed

@@ -1,0 +1,578 @@
+"""The master's agent registry: one SQLite connection, used from one thread.
+
+:class:`Registry` is synchronous and not thread-safe on purpose: the node runs it on a
+single dedicated thread (see :mod:`wazuhcluster.registry.service`), which serializes
+every write, so "check then insert" sequences such as enrollment need no extra locks.
+Each public method is one transaction. When a :class:`RegistryFiles` is given, the
+files derived from the registry (client.keys, merged.mg files) are marked stale by
+changes and rewritten by :meth:`Registry.flush_files`, which the async facade calls
+once per burst of changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from attrs import define, frozen
+
+from wazuhcluster.registry import groups as group_files
+from wazuhcluster.registry.keys import KeyEntry, write_client_keys
+from wazuhcluster.registry.model import (
+    ANY_IP,
+    CONNECTION_STATUSES,
+    Agent,
+    AgentInfoReport,
+    AgentInfoResult,
+    DuplicateIP,
+    DuplicateName,
+    GroupExists,
+    GroupInfo,
+    InvalidValue,
+    UnknownAgent,
+    UnknownGroup,
+    agent_name_problem,
+    format_agent_id,
+    normalize_ip,
+    parse_agent_id,
+)
+from wazuhcluster.registry.schema import migrate, schema_version
+
+DEFAULT_GROUP = group_files.DEFAULT_GROUP
+#: Upper bound of one agent-info batch and of one id list, so one call stays short.
+MAX_BATCH = 10_000
+_TEXT_LIMIT = 1024
+
+_AGENT_COLUMNS = (
+    "id, name, ip, key, register_time, connection_status, last_keepalive, "
+    "disconnection_time, version, os_name, os_version, os_platform, os_arch, os_uname, "
+    "labels, config_sum, merged_sum, node_name, status_time, status_seq"
+)
+
+
+@frozen
+class RegistryFiles:
+    """Where the registry writes what it derives: client.keys and the group files."""
+
+    client_keys: Path
+    shared_dir: Path
+    multigroups_dir: Path
+
+
+def new_key() -> str:
+    """A fresh agent key: 64 hex characters from the operating system's CSPRNG."""
+    return secrets.token_hex(32)
+
+
+@define
+class Registry:
+    """Agents, groups and memberships in HOME/var/db/global.db (see module docstring)."""
+
+    connection: sqlite3.Connection
+    files: RegistryFiles | None = None
+    clock: Callable[[], float] = time.time
+    keys_dirty: bool = True
+    groups_dirty: bool = True
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        files: RegistryFiles | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Registry:
+        """Open (creating if needed) the database at ``path`` and migrate it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before the agent gets its key.
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            migrate(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, files, clock)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.connection.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return schema_version(self.connection)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, rolled back on any error."""
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.connection
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    # -- agents -------------------------------------------------------------------
+
+    def enroll(
+        self,
+        name: str,
+        ip: str = ANY_IP,
+        groups: Sequence[str] = (),
+        replace: Iterable[str] = (),
+        key: str | None = None,
+    ) -> Agent:
+        """Register a new agent and return it (with its new id and key).
+
+        ``replace`` lists ids of agents to remove in the same transaction (the force
+        rules' decision); afterwards the name, and the IP unless ``any``, must be free,
+        otherwise :class:`DuplicateName` / :class:`DuplicateIP` is raised and nothing
+        changes. ``groups`` must exist (:class:`UnknownGroup`); an agent with no group
+        joins ``default``. Ids are sequential and never reused.
+        """
+        problem = agent_name_problem(name)
+        if problem is not None:
+            raise InvalidValue("agent name", name, problem)
+        clean_ip = normalize_ip(ip)
+        if clean_ip is None:
+            raise InvalidValue("IP", ip, "not an IP address, a network or 'any'")
+        wanted = _dedupe(groups) or (DEFAULT_GROUP,)
+        if len(wanted) > group_files.MAX_GROUPS_PER_AGENT:
+            raise InvalidValue(
+                "group list", ",".join(wanted), f"more than {group_files.MAX_GROUPS_PER_AGENT}"
+            )
+        replace_numbers = [parse_agent_id(agent_id) for agent_id in replace]
+        with self._transaction() as db:
+            for group in wanted:
+                if db.execute("SELECT 1 FROM groups WHERE name = ?", (group,)).fetchone() is None:
+                    raise UnknownGroup(group)
+            for number in replace_numbers:
+                db.execute("DELETE FROM agents WHERE id = ?", (number,))
+            row = db.execute("SELECT id FROM agents WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                raise DuplicateName(name, format_agent_id(row[0]))
+            if clean_ip != ANY_IP:
+                row = db.execute("SELECT id FROM agents WHERE ip = ?", (clean_ip,)).fetchone()
+                if row is not None:
+                    raise DuplicateIP(clean_ip, format_agent_id(row[0]))
+            number = int(db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
+            highest = db.execute("SELECT COALESCE(MAX(id), 0) FROM agents").fetchone()[0]
+            number = max(number, highest + 1)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_id'", (str(number + 1),))
+            agent_key = key if key is not None else new_key()
+            now = self.clock()
+            db.execute(
+                "INSERT INTO agents (id, name, ip, key, register_time) VALUES (?, ?, ?, ?, ?)",
+                (number, name, clean_ip, agent_key, now),
+            )
+            db.executemany(
+                "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
+                [(number, group, priority) for priority, group in enumerate(wanted)],
+            )
+        self.keys_dirty = True
+        self.groups_dirty = True
+        return Agent(format_agent_id(number), name, clean_ip, agent_key, now, wanted)
+
+    def remove_agents(self, agent_ids: Iterable[str]) -> list[str]:
+        """Remove (purge) agents by id; return the ids that existed, in the order given."""
+        numbers = [parse_agent_id(agent_id) for agent_id in agent_ids]
+        if len(numbers) > MAX_BATCH:
+            raise InvalidValue("agent list", f"{len(numbers)} ids", f"more than {MAX_BATCH}")
+        removed: list[str] = []
+        with self._transaction() as db:
+            for number in numbers:
+                if db.execute("DELETE FROM agents WHERE id = ?", (number,)).rowcount:
+                    removed.append(format_agent_id(number))
+        if removed:
+            self.keys_dirty = True
+            self.groups_dirty = True
+        return removed
+
+    def get_agent(self, agent_id: str) -> Agent | None:
+        """The agent with this id, or None."""
+        try:
+            number = parse_agent_id(agent_id)
+        except ValueError:
+            return None
+        found = self._select_agents("WHERE id = ?", (number,))
+        return found[0] if found else None
+
+    def get_agent_by_name(self, name: str) -> Agent | None:
+        """The agent with this name, or None."""
+        found = self._select_agents("WHERE name = ?", (name,))
+        return found[0] if found else None
+
+    def get_agent_by_ip(self, ip: str) -> Agent | None:
+        """The agent registered with this IP (never matches ``any``), or None."""
+        if ip == ANY_IP:
+            return None
+        found = self._select_agents("WHERE ip = ?", (ip,))
+        return found[0] if found else None
+
+    def list_agents(
+        self,
+        status: str | None = None,
+        node_name: str | None = None,
+        group: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Agent]:
+        """Agents ordered by id, filtered by connection status, node, group and/or name."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("connection_status = ?")
+            params.append(status)
+        if node_name is not None:
+            clauses.append("node_name = ?")
+            params.append(node_name)
+        if name is not None:
+            clauses.append("name = ?")
+            params.append(name)
+        if group is not None:
+            clauses.append("id IN (SELECT agent_id FROM memberships WHERE group_name = ?)")
+            params.append(group)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        tail = ""
+        if limit is not None:
+            tail = " LIMIT ? OFFSET ?"
+            params.extend([max(0, limit), max(0, offset)])
+        return self._select_agents(where + " ORDER BY id" + tail, tuple(params))
+
+    def count_agents(self) -> int:
+        """How many agents are registered."""
+        return int(self.connection.execute("SELECT COUNT(*) FROM agents").fetchone()[0])
+
+    def key_entries(self) -> list[KeyEntry]:
+        """Every agent's client.keys entry, ordered by id."""
+        rows = self.connection.execute("SELECT id, name, ip, key FROM agents ORDER BY id")
+        return [KeyEntry(format_agent_id(row[0]), row[1], row[2], row[3]) for row in rows]
+
+    def _select_agents(self, tail: str, params: tuple[Any, ...]) -> list[Agent]:
+        """Run a SELECT over agents and build :class:`Agent` records with their groups."""
+        rows = self.connection.execute(f"SELECT {_AGENT_COLUMNS} FROM agents {tail}", params)
+        agents = rows.fetchall()
+        if not agents:
+            return []
+        memberships = self._memberships([row[0] for row in agents])
+        return [_agent_from_row(row, memberships.get(row[0], ())) for row in agents]
+
+    def _memberships(self, numbers: list[int]) -> dict[int, tuple[str, ...]]:
+        """Group lists (in priority order) of the given agent numbers."""
+        result: dict[int, list[str]] = {}
+        for start in range(0, len(numbers), 500):
+            chunk = numbers[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.connection.execute(
+                "SELECT agent_id, group_name FROM memberships "
+                f"WHERE agent_id IN ({marks}) ORDER BY agent_id, priority",
+                chunk,
+            )
+            for number, group in rows:
+                result.setdefault(number, []).append(group)
+        return {number: tuple(names) for number, names in result.items()}
+
+    # -- groups -------------------------------------------------------------------
+
+    def create_group(self, name: str) -> None:
+        """Create a group (and, with files, its etc/shared folder and agent.conf)."""
+        problem = group_files.group_name_problem(name)
+        if problem is not None:
+            raise InvalidValue("group name", name, problem)
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM groups WHERE lower(name) = lower(?)", (name,)).fetchone():
+                raise GroupExists(name)
+            db.execute("INSERT INTO groups (name, created) VALUES (?, ?)", (name, self.clock()))
+        if self.files is not None:
+            group_files.create_group_folder(self.files.shared_dir, name)
+        self.groups_dirty = True
+
+    def delete_group(self, name: str) -> list[str]:
+        """Delete a group; agents left with no group join ``default``. Return their ids."""
+        if name == DEFAULT_GROUP:
+            raise InvalidValue("group name", name, "the default group cannot be deleted")
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone() is None:
+                raise UnknownGroup(name)
+            members = [
+                row[0]
+                for row in db.execute(
+                    "SELECT agent_id FROM memberships WHERE group_name = ?", (name,)
+                )
+            ]
+            db.execute("DELETE FROM groups WHERE name = ?", (name,))
+            orphans = [
+                number
+                for number in members
+                if db.execute(
+                    "SELECT 1 FROM memberships WHERE agent_id = ?", (number,)
+                ).fetchone()
+                is None
+            ]
+            db.executemany(
+                "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, 0)",
+                [(number, DEFAULT_GROUP) for number in orphans],
+            )
+        if self.files is not None:
+            folder = self.files.shared_dir / name
+            if folder.is_dir():
+                group_files.remove_tree(folder)
+        self.groups_dirty = True
+        return [format_agent_id(number) for number in orphans]
+
+    def group_exists(self, name: str) -> bool:
+        """Whether the group exists."""
+        row = self.connection.execute("SELECT 1 FROM groups WHERE name = ?", (name,))
+        return row.fetchone() is not None
+
+    def list_groups(self) -> list[GroupInfo]:
+        """Every group with its agent count, by name."""
+        rows = self.connection.execute(
+            "SELECT g.name, COUNT(m.agent_id) FROM groups g "
+            "LEFT JOIN memberships m ON m.group_name = g.name GROUP BY g.name ORDER BY g.name"
+        )
+        return [GroupInfo(name, int(count)) for name, count in rows]
+
+    def assign(self, agent_id: str, group: str, replace: bool = False) -> tuple[str, ...]:
+        """Add an agent to a group (or make it its only group); return its new group list."""
+        number = parse_agent_id(agent_id)
+        with self._transaction() as db:
+            self._require_agent(db, number, agent_id)
+            if db.execute("SELECT 1 FROM groups WHERE name = ?", (group,)).fetchone() is None:
+                raise UnknownGroup(group)
+            if replace:
+                db.execute("DELETE FROM memberships WHERE agent_id = ?", (number,))
+            current = self._groups_of(db, number)
+            if group not in current:
+                if len(current) >= group_files.MAX_GROUPS_PER_AGENT:
+                    raise InvalidValue(
+                        "group list", group, f"agent already in {len(current)} groups"
+                    )
+                db.execute(
+                    "INSERT INTO memberships (agent_id, group_name, priority) "
+                    "VALUES (?, ?, (SELECT COALESCE(MAX(priority), -1) + 1 "
+                    "FROM memberships WHERE agent_id = ?))",
+                    (number, group, number),
+                )
+            result = self._groups_of(db, number)
+        self.groups_dirty = True
+        return result
+
+    def unassign(self, agent_id: str, group: str) -> tuple[str, ...]:
+        """Remove an agent from a group (back to ``default`` if none is left)."""
+        number = parse_agent_id(agent_id)
+        with self._transaction() as db:
+            self._require_agent(db, number, agent_id)
+            db.execute(
+                "DELETE FROM memberships WHERE agent_id = ? AND group_name = ?", (number, group)
+            )
+            if not self._groups_of(db, number):
+                db.execute(
+                    "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, 0)",
+                    (number, DEFAULT_GROUP),
+                )
+            result = self._groups_of(db, number)
+        self.groups_dirty = True
+        return result
+
+    @staticmethod
+    def _require_agent(db: sqlite3.Connection, number: int, agent_id: str) -> None:
+        """Raise :class:`UnknownAgent` unless the agent exists."""
+        if db.execute("SELECT 1 FROM agents WHERE id = ?", (number,)).fetchone() is None:
+            raise UnknownAgent(agent_id)
+
+    @staticmethod
+    def _groups_of(db: sqlite3.Connection, number: int) -> tuple[str, ...]:
+        """The groups of one agent in priority order."""
+        rows = db.execute(
+            "SELECT group_name FROM memberships WHERE agent_id = ? ORDER BY priority", (number,)
+        )
+        return tuple(row[0] for row in rows)
+
+    def agent_groups(self) -> dict[str, tuple[str, ...]]:
+        """The agent → groups table (every agent, groups in priority order)."""
+        rows = self.connection.execute(
+            "SELECT a.id, m.group_name FROM agents a "
+            "LEFT JOIN memberships m ON m.agent_id = a.id ORDER BY a.id, m.priority"
+        )
+        table: dict[str, list[str]] = {}
+        for number, group in rows:
+            names = table.setdefault(format_agent_id(number), [])
+            if group is not None:
+                names.append(group)
+        return {agent_id: tuple(names) for agent_id, names in table.items()}
+
+    def agent_groups_checksum(self) -> str:
+        """SHA-256 of the agent → groups table (see :func:`groups_table_checksum`)."""
+        return groups_table_checksum(self.agent_groups())
+
+    # -- status reports -----------------------------------------------------------
+
+    def apply_agent_info(self, reports: Sequence[AgentInfoReport]) -> AgentInfoResult:
+        """Apply status reports, keeping per agent only what is newer than held.
+
+        Unknown ids (removed agents, a worker with stale keys) are counted, not errors.
+        """
+        if len(reports) > MAX_BATCH:
+            raise InvalidValue("agent-info batch", f"{len(reports)} rows", f"over {MAX_BATCH}")
+        applied = stale = unknown = 0
+        with self._transaction() as db:
+            for report in reports:
+                try:
+                    number = parse_agent_id(report.agent_id)
+                except ValueError:
+                    unknown += 1
+                    continue
+                row = db.execute(
+                    "SELECT status_time, status_seq FROM agents WHERE id = ?", (number,)
+                ).fetchone()
+                if row is None:
+                    unknown += 1
+                    continue
+                if (report.status_time, report.status_seq) <= (row[0], row[1]):
+                    stale += 1
+                    continue
+                db.execute(
+                    "UPDATE agents SET connection_status = ?, last_keepalive = ?, "
+                    "disconnection_time = ?, version = ?, os_name = ?, os_version = ?, "
+                    "os_platform = ?, os_arch = ?, os_uname = ?, labels = ?, config_sum = ?, "
+                    "merged_sum = ?, node_name = ?, status_time = ?, status_seq = ? "
+                    "WHERE id = ?",
+                    (*_report_values(report), number),
+                )
+                applied += 1
+        return AgentInfoResult(applied, stale, unknown)
+
+    # -- maintenance --------------------------------------------------------------
+
+    def integrity_check(self) -> list[str]:
+        """Problems SQLite finds in the file and its foreign keys (empty when healthy)."""
+        problems = [
+            str(row[0])
+            for row in self.connection.execute("PRAGMA integrity_check")
+            if row[0] != "ok"
+        ]
+        for table, rowid, parent, _ in self.connection.execute("PRAGMA foreign_key_check"):
+            problems.append(f"{table} row {rowid} points to a missing {parent} row")
+        return problems
+
+    def flush_files(self) -> bool:
+        """Rewrite client.keys and the group files if changes made them stale.
+
+        Returns True when something was written.
+        """
+        if self.files is None:
+            self.keys_dirty = self.groups_dirty = False
+            return False
+        wrote = False
+        if self.keys_dirty:
+            self.keys_dirty = False
+            write_client_keys(self.files.client_keys, self.key_entries())
+            wrote = True
+        if self.groups_dirty:
+            self.groups_dirty = False
+            self.rebuild_group_files()
+            wrote = True
+        return wrote
+
+    def rebuild_group_files(self) -> None:
+        """Rebuild every group's merged.mg and the multigroups agents use now."""
+        if self.files is None:
+            return
+        names = [info.name for info in self.list_groups()]
+        for name in names:
+            group_files.create_group_folder(self.files.shared_dir, name)
+        combos = {combo for combo in self.agent_groups().values() if len(combo) > 1}
+        group_files.rebuild_all(
+            self.files.shared_dir, self.files.multigroups_dir, names, sorted(combos)
+        )
+
+
+def groups_table_checksum(table: dict[str, tuple[str, ...]]) -> str:
+    """SHA-256 of an agent → groups table in a canonical JSON form (ids sorted)."""
+    canonical = json.dumps(
+        [[agent_id, list(table[agent_id])] for agent_id in sorted(table)],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _dedupe(groups: Sequence[str]) -> tuple[str, ...]:
+    """Groups without repeats, first occurrence kept (Wazuh drops repeated groups)."""
+    seen: dict[str, None] = {}
+    for group in groups:
+        seen.setdefault(group, None)
+    return tuple(seen)
+
+
+def _clip(text: str) -> str:
+    """Bound a reported text field."""
+    return text[:_TEXT_LIMIT]
+
+
+def _report_values(report: AgentInfoReport) -> tuple[Any, ...]:
+    """The UPDATE parameters of one agent-info report, bounded and checked."""
+    status = report.connection_status
+    if status not in CONNECTION_STATUSES:
+        raise InvalidValue("connection status", status, f"not one of {CONNECTION_STATUSES}")
+    labels = json.dumps(dict(report.labels), separators=(",", ":"))
+    if len(labels) > 16 * _TEXT_LIMIT:
+        raise InvalidValue("labels", labels[:64], "too large")
+    return (
+        status,
+        report.last_keepalive,
+        report.disconnection_time,
+        _clip(report.version),
+        _clip(report.os_name),
+        _clip(report.os_version),
+        _clip(report.os_platform),
+        _clip(report.os_arch),
+        _clip(report.os_uname),
+        labels,
+        _clip(report.config_sum),
+        _clip(report.merged_sum),
+        _clip(report.node_name),
+        report.status_time,
+        report.status_seq,
+    )
+
+
+def _agent_from_row(row: tuple[Any, ...], groups: tuple[str, ...]) -> Agent:
+    """Build an :class:`Agent` from a row of ``_AGENT_COLUMNS``."""
+    labels = json.loads(row[14]) if row[14] else {}
+    return Agent(
+        id=format_agent_id(row[0]),
+        name=row[1],
+        ip=row[2],
+        key=row[3],
+        register_time=row[4],
+        groups=groups,
+        connection_status=row[5],
+        last_keepalive=row[6],
+        disconnection_time=row[7],
+        version=row[8],
+        os_name=row[9],
+        os_version=row[10],
+        os_platform=row[11],
+        os_arch=row[12],
+        os_uname=row[13],
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        config_sum=row[15],
+        merged_sum=row[16],
+        node_name=row[17],
+        status_time=row[18],
+        status_seq=row[19],
+    )
