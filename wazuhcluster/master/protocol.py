@@ -169,7 +169,13 @@ class MasterProtocol(amp.AMP):
         if self._auth_deadline is not None and self._auth_deadline.active():
             self._auth_deadline.cancel()
         self._auth_deadline = None
-        if self.link is not None and self.node.workers.remove(self.link):
+        if self.link is None:
+            self.log.warn(
+                "Connection from {ip} closed before it authenticated: {reason}",
+                ip=self.peer_ip,
+                reason=reason.getErrorMessage(),
+            )
+        elif self.node.workers.remove(self.link):
             self.log.info(
                 "Disconnected {name}: {reason}",
                 name=self.link.name,

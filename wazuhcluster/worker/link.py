@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -64,18 +65,23 @@ class MasterLink(MultiService):
         self.master_version: str | None = None
         self.connected_since: float | None = None
         self.last_failure: Failure | None = None
+        #: Why the last attempt to join the master failed, kept for health reports and tests.
+        self.last_error: str | None = None
         self.failed_keepalives = 0
         self._connection_listeners: list[Any] = []
-        policy = backoffPolicy(
-            initialDelay=self.timings.reconnect,
-            maxDelay=max(self.timings.reconnect, self.timings.reconnect_max),
-            factor=1.5,
-            **({"jitter": jitter} if jitter is not None else {}),
-        )
+        jitter = jitter or (lambda: random.uniform(0, self.timings.reconnect / 10))
+        ceiling = max(self.timings.reconnect, self.timings.reconnect_max)
+
+        def policy(attempt: int) -> float:
+            # First retry after `reconnect` seconds (Wazuh's 10 s), then 1.5x more each time.
+            delay = min(self.timings.reconnect * 1.5 ** max(attempt - 1, 0), ceiling)
+            return float(delay + jitter())
 
         def retry_policy(attempt: int) -> float:
             delay: float = policy(attempt)
             failure, self.last_failure = self.last_failure, None
+            if failure is not None:
+                self.last_error = failure.getErrorMessage()
             if failure is None:
                 self.log.info("Reconnecting to master in {delay:.1f} seconds.", delay=delay)
                 return delay
@@ -144,6 +150,7 @@ class MasterLink(MultiService):
         return answer
 
     def _handshake(self, proxy: Any) -> Deferred[None]:
+        """ClientService's prepareConnection: authenticate before the link is used."""
         protocol: WorkerProtocol = getattr(proxy, "_protocol", proxy)
         done = Deferred.fromCoroutine(self._authenticate(protocol))
 
@@ -162,11 +169,13 @@ class MasterLink(MultiService):
             for listener in list(self._connection_listeners):
                 listener(protocol)
 
-        def refused(failure: Failure) -> Failure:
+        def refused(failure: Failure) -> None:
+            # Drop the connection rather than failing prepareConnection: ClientService then
+            # sees an ordinary disconnect and schedules the retry through its policy, which
+            # logs this reason.
             self.last_failure = failure
             if protocol.transport is not None:
                 protocol.transport.abortConnection()  # type: ignore[attr-defined]
-            return failure
 
         return done.addCallbacks(accepted, refused)
 

@@ -1,0 +1,93 @@
+"""Shared test helpers: node configs in temporary homes and an in-memory cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test.iosim import ConnectionCompleter, IOPump
+
+from wazuhcluster.config import NodeConfig, load_config
+from wazuhcluster.devcluster import cluster_config
+from wazuhcluster.home import Home
+from wazuhcluster.master.node import MasterNode
+from wazuhcluster.worker.link import MasterLink
+
+KEY = "0123456789abcdef0123456789abcdef"
+PORT = 1516
+TIMINGS = {
+    "keep_alive": "60s",
+    "reaper_interval": "60s",
+    "max_silence": "120s",
+    "reconnect": "10s",
+    "reconnect_max": "60s",
+    "request_timeout": "20s",
+}
+
+
+def write_config(
+    base: str, name: str, role: str, key: str = KEY, cluster_name: str = "wazuh", extra: str = ""
+) -> NodeConfig:
+    """Create a home under ``base`` for node ``name`` and load its configuration."""
+    home = Home(Path(base) / name)
+    home.make_dirs()
+    text = cluster_config(
+        name, role, key, PORT, cluster_name=cluster_name, timings=TIMINGS, extra=extra
+    )
+    home.config_file.write_text(text)
+    return load_config(home.config_file, home)
+
+
+class InMemoryCluster:
+    """A master and workers on a MemoryReactorClock, connected through iosim pumps.
+
+    Certificates are replaced by ``names_in_certificate``, a function of the worker's
+    link that returns the names its (pretend) certificate carries.
+    """
+
+    def __init__(
+        self, base: str, names_in_certificate: Callable[[Any], set[str] | None] | None = None
+    ) -> None:
+        self.base = base
+        self.reactor = MemoryReactorClock()
+        self.master = MasterNode(write_config(base, "master", "master"), self.reactor)
+        self.certificate_names = names_in_certificate or (lambda transport: None)
+        self.reactor.listenTCP(PORT, self.master.build_factory(self._peer_names))
+        self.completer = ConnectionCompleter(self.reactor)
+        self.pumps: list[IOPump] = []
+        self._claims: list[set[str] | None] = []
+
+    def _peer_names(self, transport: Any) -> set[str] | None:
+        return self._claims.pop(0) if self._claims else None
+
+    def add_worker(
+        self,
+        name: str,
+        key: str = KEY,
+        cluster_name: str = "wazuh",
+        certificate: set[str] | None = None,
+    ) -> MasterLink:
+        """Start a worker link (not yet connected); ``certificate`` defaults to {name}."""
+        config = write_config(self.base, name, "worker", key=key, cluster_name=cluster_name)
+        endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT)
+        link = MasterLink(config.cluster, endpoint, self.reactor, jitter=lambda: 0)
+        link.certificate = {name} if certificate is None else certificate  # type: ignore[attr-defined]
+        link.startService()
+        return link
+
+    def connect(self, link: MasterLink) -> IOPump:
+        """Complete the link's pending connection attempt and run the handshake."""
+        self._claims.append(link.certificate)  # type: ignore[attr-defined]
+        pump = self.completer.succeedOnce()
+        assert pump is not None, "no pending connection attempt"
+        self.pumps.append(pump)
+        pump.flush()
+        return pump
+
+    def flush(self) -> None:
+        """Move every pending byte on every connection."""
+        for pump in self.pumps:
+            pump.flush()

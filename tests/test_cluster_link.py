@@ -1,0 +1,198 @@
+"""The cluster link in memory: handshake, rejections, keep-alive, reaper and reconnection."""
+
+from __future__ import annotations
+
+from twisted.internet.error import ConnectionRefusedError
+from twisted.logger import capturedLogs
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import InMemoryCluster
+from wazuhcluster.logs import format_line
+from wazuhcluster.wire import commands
+
+
+class HandshakeTests(SynchronousTestCase):
+    """A worker joins only after every handshake check passes."""
+
+    def setUp(self) -> None:
+        self.cluster = InMemoryCluster(self.mktemp())
+
+    def assert_refused(self, link: object, reason: str) -> None:
+        """The master did not register the worker and logged ``reason``; the worker saw it."""
+        self.assertEqual(self.cluster.master.workers.names(), [])
+        self.assertFalse(link.connected)  # type: ignore[attr-defined]
+        self.assertIn(reason, link.last_error or "")  # type: ignore[attr-defined]
+
+    def test_worker_joins(self) -> None:
+        """A worker with the right key, cluster and certificate is registered and listed."""
+        link = self.cluster.add_worker("worker1")
+        self.cluster.connect(link)
+        self.assertTrue(link.connected)
+        self.assertEqual(link.master_name, "master")
+        self.assertEqual(self.cluster.master.workers.names(), ["worker1"])
+        names = [row["name"] for row in self.cluster.master.nodes()]
+        self.assertEqual(names, ["master", "worker1"])
+
+    def test_wrong_key_refused(self) -> None:
+        """A worker whose key proof does not verify is refused with Wazuh's code 3025."""
+        link = self.cluster.add_worker("worker1", key="ffffffffffffffffffffffffffffffff")
+        self.cluster.connect(link)
+        self.assert_refused(link, "Error 3025 - Wrong cluster key")
+
+    def test_refusal_logged_on_both_sides(self) -> None:
+        """The reason of a refusal is in the master's and the worker's cluster.log lines."""
+        with capturedLogs() as events:
+            link = self.cluster.add_worker("worker1", key="ffffffffffffffffffffffffffffffff")
+            self.cluster.connect(link)
+        lines = [format_line(event) for event in events if "cluster_tag" in event]
+        master_lines = [line for line in lines if "[Master]" in line]
+        worker_lines = [line for line in lines if "[Worker worker1]" in line]
+        self.assertTrue(
+            any(
+                "ERROR: [Master] [Main] Refused worker 'worker1'" in line
+                and "Wrong cluster key" in line
+                for line in master_lines
+            ),
+            lines,
+        )
+        self.assertTrue(
+            any(
+                "ERROR: [Worker worker1] [Main] Could not connect to master: Error 3025" in line
+                for line in worker_lines
+            ),
+            lines,
+        )
+
+    def test_other_cluster_refused(self) -> None:
+        """A worker of another cluster is refused with code 3030."""
+        link = self.cluster.add_worker("worker1", cluster_name="other")
+        self.cluster.connect(link)
+        self.assert_refused(link, "Error 3030 - Worker does not belong to the same cluster")
+
+    def test_certificate_mismatch_refused(self) -> None:
+        """A worker claiming a name its certificate does not carry is refused."""
+        link = self.cluster.add_worker("worker1", certificate={"worker9"})
+        self.cluster.connect(link)
+        self.assert_refused(link, "does not match its certificate")
+
+    def test_master_name_refused(self) -> None:
+        """A worker named like the master is refused with code 3029."""
+        link = self.cluster.add_worker("master")
+        self.cluster.connect(link)
+        self.assert_refused(link, "Error 3029")
+
+    def test_duplicate_name_refused(self) -> None:
+        """A second worker with a connected worker's name is refused; the first stays."""
+        first = self.cluster.add_worker("worker1")
+        self.cluster.connect(first)
+        second = self.cluster.add_worker("worker1")
+        self.cluster.connect(second)
+        self.assertTrue(first.connected)
+        self.assertFalse(second.connected)
+        self.assertIn("Error 3028", second.last_error or "")
+        self.assertEqual(self.cluster.master.workers.names(), ["worker1"])
+
+    def test_commands_before_hello_refused(self) -> None:
+        """Any command but Challenge/Hello before authentication closes the connection."""
+        from twisted.internet.testing import StringTransport
+
+        protocol = self.cluster.master.build_factory(lambda t: None).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        box = amp.AmpBox(_command=b"KeepAlive", _ask=b"1", payload=b"x")
+        protocol.dataReceived(box.serialize())
+        self.assertIn(b"NOT_AUTHENTICATED", transport.value())
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.cluster.master.workers.names(), [])
+
+    def test_handshake_deadline(self) -> None:
+        """A connection that never says Hello is dropped after the request timeout."""
+        from twisted.internet.testing import StringTransport
+
+        protocol = self.cluster.master.build_factory(lambda t: None).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.cluster.reactor.advance(19)
+        self.assertFalse(transport.disconnecting)
+        self.cluster.reactor.advance(2)
+        self.assertTrue(transport.disconnecting)
+
+
+class LivenessTests(SynchronousTestCase):
+    """Keep-alives, the master's reaper and reconnection with back-off."""
+
+    def setUp(self) -> None:
+        self.cluster = InMemoryCluster(self.mktemp())
+        self.link = self.cluster.add_worker("worker1")
+        self.pump = self.cluster.connect(self.link)
+
+    def test_keepalive_refreshes_master_view(self) -> None:
+        """Each keep-alive updates the worker's last keep-alive time on the master."""
+        self.cluster.reactor.advance(60)
+        self.cluster.flush()
+        worker = self.cluster.master.workers.get("worker1")
+        assert worker is not None
+        self.assertEqual(worker.last_keepalive, self.cluster.reactor.seconds())
+        self.assertEqual(self.link.failed_keepalives, 0)
+
+    def test_reaper_drops_silent_worker(self) -> None:
+        """A worker silent for more than 120 s is disconnected by the master."""
+        self.link.keepalive.stopService()  # the worker goes silent
+        self.cluster.reactor.advance(121)
+        self.cluster.master.reap_silent_workers()
+        self.cluster.flush()
+        self.assertEqual(self.cluster.master.workers.names(), [])
+        self.assertFalse(self.link.connected)
+
+    def test_reaper_keeps_live_worker(self) -> None:
+        """A worker that keeps sending keep-alives is not dropped."""
+        for _ in range(4):
+            self.cluster.reactor.advance(60)
+            self.cluster.flush()
+        self.cluster.master.reap_silent_workers()
+        self.assertEqual(self.cluster.master.workers.names(), ["worker1"])
+
+    def test_failed_keepalives_drop_link(self) -> None:
+        """After two keep-alives without an answer the worker drops the link itself."""
+        # Stop moving bytes from the master: its answers never arrive.
+        self.cluster.pumps.clear()
+        self.cluster.reactor.advance(60)  # first keep-alive sent
+        self.cluster.reactor.advance(20)  # ... and timed out
+        self.assertEqual(self.link.failed_keepalives, 1)
+        self.assertTrue(self.link.connected)
+        self.cluster.reactor.advance(40)
+        self.cluster.reactor.advance(20)
+        self.pump.flush()
+        self.assertFalse(self.link.connected)
+
+    def test_reconnects_with_backoff(self) -> None:
+        """After losing the master the worker retries with back-off and joins again."""
+        worker = self.cluster.master.workers.get("worker1")
+        assert worker is not None
+        worker.disconnect()
+        self.pump.flush()
+        self.assertFalse(self.link.connected)
+        self.assertEqual(self.cluster.master.workers.names(), [])
+        # First retry 10 s later (Wazuh's connection_retry); let it be refused.
+        self.cluster.reactor.advance(9.9)
+        self.assertEqual(len(self.cluster.reactor.tcpClients), 0)
+        self.cluster.reactor.advance(0.1)
+        self.cluster.completer.failOnce(Failure(ConnectionRefusedError()))
+        self.assertIn("refused", self.link.last_error or "")
+        # The next attempt backs off to 15 s.
+        self.cluster.reactor.advance(14.9)
+        self.assertEqual(len(self.cluster.reactor.tcpClients), 0)
+        self.cluster.reactor.advance(0.1)
+        self.cluster.connect(self.link)
+        self.assertTrue(self.link.connected)
+        self.assertEqual(self.cluster.master.workers.names(), ["worker1"])
+
+    def test_not_connected_call_fails(self) -> None:
+        """Asking the master while disconnected raises NotConnected at once."""
+        worker = self.cluster.master.workers.get("worker1")
+        assert worker is not None
+        worker.disconnect()
+        self.pump.flush()
+        self.assertRaises(commands.NotConnected, self.link.call, commands.GetNodes)
