@@ -52,7 +52,7 @@ class PeriodicTask(Service):
         return self._in_flight is not None
 
     def _run_once(self) -> Deferred[None]:
-        self.last_start = self.clock.seconds()
+        started = self.last_start = self.clock.seconds()
         self.runs += 1
 
         def call() -> Any:
@@ -65,7 +65,7 @@ class PeriodicTask(Service):
 
         def finished(result: object) -> None:
             self.last_end = self.clock.seconds()
-            self.last_duration = self.last_end - (self.last_start or self.last_end)
+            self.last_duration = self.last_end - started
             self.last_error = None
             self._in_flight = None
 

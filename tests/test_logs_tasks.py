@@ -1,0 +1,150 @@
+"""cluster.log formatting and the PeriodicTask helper."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.logs import ClusterLog, ClusterLogObserver, ClusterLogService, format_line
+from wazuhcluster.tasks import PeriodicTask
+
+LINE = re.compile(
+    r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|DEBUG|WARNING|ERROR): "
+    r"\[(Worker .*|Master)\] \[(.*)\] (.*)$"
+)
+
+
+class LogFormatTests(SynchronousTestCase):
+    """Lines follow Wazuh's shape, which QA parsers match with a regular expression."""
+
+    def test_line_shape(self) -> None:
+        """A tagged event becomes ``DATE TIME LEVEL: [tag] [task] text``."""
+        with capturedLogs() as events:
+            ClusterLog("Worker w1", "Integrity sync").info("Finished in {t:.3f}s.", t=0.0181)
+        line = format_line(events[0])
+        match = LINE.match(line)
+        assert match is not None, line
+        self.assertEqual(
+            match.groups(), ("INFO", "Worker w1", "Integrity sync", "Finished in 0.018s.")
+        )
+
+    def test_failure_detail(self) -> None:
+        """A logged failure adds its type and message to the line."""
+        with capturedLogs() as events:
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                ClusterLog("Master", "Main").failure("Could not apply")
+        self.assertTrue(
+            format_line(events[0]).endswith(
+                "ERROR: [Master] [Main] Could not apply: ValueError: boom"
+            )
+        )
+        self.flushLoggedErrors(ValueError)
+
+    def test_untagged_events_filtered(self) -> None:
+        """Twisted's own INFO chatter stays out of cluster.log; its warnings do not."""
+        stream = io.StringIO()
+        observer = ClusterLogObserver(stream)
+        observer({"log_format": "Starting factory", "log_level": LogLevel.info, "log_time": 0})
+        observer({"log_format": "Oops", "log_level": LogLevel.warn, "log_time": 0})
+        self.assertEqual(stream.getvalue().count("\n"), 1)
+        self.assertIn("WARNING: [Cluster] [Main] Oops", stream.getvalue())
+
+    def test_service_writes_and_reopens(self) -> None:
+        """The service writes lines to the file and reopens it after a rotation."""
+        path = Path(self.mktemp()) / "logs" / "cluster.log"
+        service = ClusterLogService(path)
+        service.startService()
+        try:
+            ClusterLog("Master", "Main").info("first")
+            path.rename(path.with_suffix(".1"))
+            service.reopen()
+            ClusterLog("Master", "Main").debug("hidden at INFO level")
+            ClusterLog("Master", "Main").info("second")
+        finally:
+            service.stopService()
+        self.assertIn("[Master] [Main] first", path.with_suffix(".1").read_text())
+        self.assertEqual(path.read_text().count("\n"), 1)
+        self.assertIn("[Master] [Main] second", path.read_text())
+        self.assertNotIn(service._observer, getattr(globalLogPublisher, "_observers", []))
+
+
+class PeriodicTaskTests(SynchronousTestCase):
+    """PeriodicTask runs on its clock, never overlaps, survives failures and stops cleanly."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.log = ClusterLog("Master", "Test")
+
+    def test_runs_every_interval(self) -> None:
+        """The body runs at start and then every interval; timings are recorded."""
+        calls: list[float] = []
+        task = PeriodicTask(
+            "t", 5, lambda: calls.append(self.clock.seconds()), self.clock, self.log
+        )
+        task.startService()
+        self.clock.advance(5)
+        self.clock.advance(5)
+        task.stopService()
+        self.assertEqual(calls, [0, 5, 10])
+        self.assertEqual(task.last_start, 10)
+        self.assertEqual(task.runs, 3)
+
+    def test_no_overlap(self) -> None:
+        """A slow run delays the next one instead of overlapping it."""
+        pending: list[Deferred[None]] = []
+
+        def body() -> Deferred[None]:
+            pending.append(Deferred())
+            return pending[-1]
+
+        task = PeriodicTask("t", 5, body, self.clock, self.log)
+        task.startService()
+        self.clock.advance(12)
+        self.assertEqual(len(pending), 1)
+        self.assertTrue(task.busy)
+        pending[0].callback(None)
+        self.assertEqual(task.last_duration, 12)
+        self.clock.advance(5)
+        self.assertEqual(len(pending), 2)
+        stopped = task.stopService()
+        self.assertNoResult(stopped)
+        pending[1].callback(None)
+        self.successResultOf(stopped)
+
+    def test_failure_logged_and_loop_continues(self) -> None:
+        """A failing run is logged with its reason and the next run still happens."""
+        runs: list[int] = []
+
+        def body() -> None:
+            runs.append(1)
+            raise RuntimeError("disk on fire")
+
+        task = PeriodicTask("t", 5, body, self.clock, self.log)
+        task.startService()
+        self.clock.advance(5)
+        task.stopService()
+        self.assertEqual(len(runs), 2)
+        self.assertEqual(task.last_error, "disk on fire")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+    def test_coroutine_body(self) -> None:
+        """An async body is awaited like a Deferred one."""
+        done: list[bool] = []
+
+        async def body() -> None:
+            done.append(True)
+
+        task = PeriodicTask("t", 5, body, self.clock, self.log, run_at_start=False)
+        task.startService()
+        self.assertEqual(done, [])
+        self.clock.advance(5)
+        self.assertEqual(done, [True])
+        self.successResultOf(task.stopService())
