@@ -70,8 +70,8 @@ def _fsync_path(path: str, flags: int = os.O_RDONLY) -> None:
 def _fsync_dir(path: str) -> None:
     try:
         _fsync_path(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # removed (or replaced by a file) since: its parent is synced instead
 
 
 def _remove_empty_parents(home: str, relpath: str, removed: list[str], dirty: set[str]) -> None:
@@ -106,6 +106,9 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     deleted: list[str] = []
     removed_dirs: list[str] = []
     for path in plan.extra:
+        if path in staged.cleared:
+            deleted.append(path)
+            continue
         try:
             target = resolve(home, path)
             os.unlink(target)

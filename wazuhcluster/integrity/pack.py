@@ -240,10 +240,13 @@ class Staged:
 
     :ivar files: relative path → absolute path of its verified temp file (already chmod'ed).
     :ivar rejected: relative path → why it was not staged (checksum mismatch, blocked path, ...).
+    :ivar cleared: paths to delete that were deleted early, because a directory had to be created
+        where they stood.
     """
 
     files: dict[str, str] = field(factory=dict)
     rejected: dict[str, str] = field(factory=dict)
+    cleared: list[str] = field(factory=list)
 
     def discard(self) -> None:
         """Remove every temp file still staged."""
@@ -418,8 +421,15 @@ class Unpacker:
         self._hasher = new_hasher()
         self._fd = None
         try:
+            # The target itself may still be a directory of files about to be deleted; apply_plan
+            # checks it again. Here only the parents matter: the temp file is written next to it.
             target = resolve(
-                self._home, path, create_parents=True, clear_files=frozenset(self._deletes)
+                self._home,
+                path,
+                create_parents=True,
+                clear_files=frozenset(self._deletes),
+                cleared=self.staged.cleared,
+                check_target=False,
             )
             self._tmp = os.path.join(os.path.dirname(target), temp_name())
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

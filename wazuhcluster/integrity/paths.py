@@ -74,7 +74,9 @@ def resolve(
     *,
     create_parents: bool = False,
     clear_files: frozenset[str] = frozenset(),
+    cleared: list[str] | None = None,
     replace_empty_dir: bool = False,
+    check_target: bool = True,
 ) -> str:
     """Return the absolute path of synced file ``relpath`` under ``home``, checking the tree on the
     way.
@@ -87,8 +89,11 @@ def resolve(
     :param create_parents: create missing parent directories (mode :data:`DIR_MODE`).
     :param clear_files: relative paths of regular files that are about to be deleted anyway; if one
         of them stands where a parent directory must be created, it is removed first.
+    :param cleared: receives the relative path of every file removed because of ``clear_files``.
     :param replace_empty_dir: if the target itself is a directory holding nothing but empty
         directories, remove it (a file replaces it).
+    :param check_target: inspect the final component; when False only the parents are checked (the
+        caller writes next to the target, not through it).
     :raises PathRefused: when the path is invalid or the tree does not allow it.
     :raises OSError: on I/O errors other than a missing component.
     """
@@ -110,12 +115,16 @@ def resolve(
             st = os.lstat(current)
         if stat.S_ISREG(st.st_mode) and "/".join(walked) in clear_files and create_parents:
             os.unlink(current)
+            if cleared is not None:
+                cleared.append("/".join(walked))
             os.mkdir(current, DIR_MODE)
             st = os.lstat(current)
         if not stat.S_ISDIR(st.st_mode):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise PathRefused(relpath, f"parent {'/'.join(walked)!r} is {kind}")
     target = os.path.join(current, parts[-1])
+    if not check_target:
+        return target
     try:
         st = os.lstat(target)
     except FileNotFoundError:
