@@ -1,0 +1,444 @@
+"""Tests for wazuhcluster.agents.channel: the 1514 protocol on StringTransport, no sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.agents import control, secure
+from wazuhcluster.agents.channel import (
+    AgentChannelFactory,
+    AgentChannelProtocol,
+    AgentEvent,
+    EventCounter,
+    KeyFileWatcher,
+)
+from wazuhcluster.agents.sessions import AgentStatus, SessionTable
+
+KEY = "ab" * 32
+UNAME = "Linux |h |6.1 |#1 |x86_64 [Debian GNU/Linux|debian: 12]"
+
+
+class FakeAgent:
+    """Builds frames as an agent would, with its own counters."""
+
+    def __init__(self, entry: secure.AgentKey, with_id: bool = True) -> None:
+        self.entry = entry
+        self.with_id = with_id
+        self.counter = secure.SendCounter()
+
+    def frame(self, message: bytes | str, counter: tuple[int, int] | None = None) -> bytes:
+        """One framed, encrypted message."""
+        data = message.encode() if isinstance(message, str) else message
+        payload = secure.encode_payload(
+            data,
+            self.entry.cipher_key,
+            counter or self.counter.next(),
+            secure.random16(),
+            self.entry.agent_id if self.with_id else None,
+        )
+        return secure.frame(payload)
+
+    def read(self, transport: StringTransport) -> list[bytes]:
+        """Decode everything the manager wrote to this agent (and clear the transport)."""
+        frames = secure.FrameDecoder().feed(transport.value())
+        transport.clear()
+        out = []
+        for payload in frames:
+            if payload == control.PONG:
+                out.append(payload)
+                continue
+            ciphertext = secure.strip_token(payload)
+            out.append(secure.open_sealed(ciphertext, self.entry.cipher_key).message)
+        return out
+
+
+def _keepalive(merged: str = "x") -> str:
+    return control.format_keepalive(UNAME, "Wazuh v4.14.7", None, [], merged, "10.0.0.1")
+
+
+class ChannelTestCase(SynchronousTestCase):
+    """Common set-up: three agents, a clock, a session table and an event list."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(10_000)
+        self.one = secure.AgentKey("001", "one", "any", KEY)
+        self.two = secure.AgentKey("002", "two", "10.0.0.5", KEY)
+        self.three = secure.AgentKey("003", "three", "any", "cd" * 32)
+        self.keys = secure.KeyStore([self.one, self.two, self.three])
+        self.merged: dict[str, tuple[str, str]] = {}
+        self.sessions = SessionTable(self.clock, "w1", merged_for=self.merged.get)
+        self.events: list[AgentEvent] = []
+        self.factory = self.make_factory()
+        self.logged = EventLoggingObserver()
+        globalLogPublisher.addObserver(self.logged)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged)
+
+    def make_factory(self, **kwargs: object) -> AgentChannelFactory:
+        """A factory over the test's keys, sessions and event list."""
+        return AgentChannelFactory(
+            self.keys,
+            self.sessions,
+            self.events.append,
+            self.clock,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def connect(
+        self, ip: str = "10.0.0.1", factory: AgentChannelFactory | None = None
+    ) -> tuple[AgentChannelProtocol, StringTransport]:
+        """A protocol connected to a StringTransport from ``ip``."""
+        proto = (factory or self.factory).buildProtocol(IPv4Address("TCP", ip, 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def messages(self) -> list[str]:
+        """Every log message emitted so far."""
+        return [formatEvent(event) for event in self.logged]
+
+
+class HandshakeTests(ChannelTestCase):
+    """Startup, keep-alive, shutdown, ping and events."""
+
+    def test_startup_ack_keepalive(self) -> None:
+        """Startup is acked and makes the agent pending; a keep-alive makes it active."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+        self.assertEqual(self.sessions.status("001"), AgentStatus.PENDING)
+        proto.dataReceived(agent.frame(_keepalive()))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+        self.assertEqual(self.sessions.status("001"), AgentStatus.ACTIVE)
+        self.assertIs(self.factory.connection_for("001"), proto)
+        self.assertFalse(transport.disconnecting)
+
+    def test_shutdown_no_ack(self) -> None:
+        """A shutdown disconnects the agent and is not acknowledged."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(_keepalive()) + agent.frame(control.SHUTDOWN))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+        self.assertEqual(self.sessions.status("001"), AgentStatus.DISCONNECTED)
+
+    def test_ping(self) -> None:
+        """'#ping' is answered with a framed, unencrypted '#pong'."""
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"#ping"))
+        self.assertEqual(transport.value(), secure.frame(b"#pong"))
+        self.assertEqual(self.factory.stats.pings, 1)
+
+    def test_events_reach_sink(self) -> None:
+        """Events reach the sink with agent, queue, location, message and time."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame("1:/var/log/auth.log:sshd: fail") + agent.frame("x"))
+        self.assertEqual(
+            self.events,
+            [AgentEvent("001", "one", "10.0.0.1", "1", "/var/log/auth.log", "sshd: fail", 10_000)],
+        )
+        self.assertEqual(self.factory.stats.events, 1)
+        self.assertIn("Malformed event from agent '001'", "\n".join(self.messages()))
+        self.assertFalse(transport.disconnecting)
+
+    def test_event_counter_sink(self) -> None:
+        """EventCounter only counts events, per queue."""
+        counter = EventCounter()
+        factory = AgentChannelFactory(self.keys, self.sessions, counter, self.clock)
+        agent = FakeAgent(self.one)
+        proto, _ = self.connect(factory=factory)
+        proto.dataReceived(agent.frame("1:a:b") + agent.frame("1:a:c") + agent.frame("8:s:d"))
+        self.assertEqual(counter.total, 3)
+        self.assertEqual(counter.by_queue["1"], 2)
+
+    def test_single_host_without_prefix(self) -> None:
+        """An agent registered with one IP may omit '!id!' and is found by source IP."""
+        agent = FakeAgent(self.two, with_id=False)
+        proto, transport = self.connect("10.0.0.5")
+        proto.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+    def test_split_frames(self) -> None:
+        """Frames split across reads are reassembled."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        data = agent.frame(control.format_startup("v4.14.7"))
+        for i in range(len(data)):
+            proto.dataReceived(data[i : i + 1])
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+
+class BadFrameTests(ChannelTestCase):
+    """Every bad frame is dropped with Wazuh's warning, closing where remoted closes."""
+
+    def assertClosedWith(self, transport: StringTransport, text: str) -> None:
+        """The connection was closed and ``text`` was logged."""
+        self.assertTrue(transport.disconnecting)
+        self.assertIn(text, self.messages())
+
+    def test_unknown_id(self) -> None:
+        """An unknown ID logs (1408) with name 'unknown' and closes."""
+        ghost = secure.AgentKey("099", "ghost", "any", KEY)
+        proto, transport = self.connect("192.0.2.7")
+        proto.dataReceived(FakeAgent(ghost).frame("1:a:b"))
+        self.assertClosedWith(
+            transport, "(1408): Invalid ID 099 for the source ip: '192.0.2.7' (name 'unknown')."
+        )
+        self.assertEqual(self.events, [])
+
+    def test_id_from_wrong_ip(self) -> None:
+        """A known ID from an IP its key does not allow logs (1408) with its name."""
+        proto, transport = self.connect("10.0.0.6")
+        proto.dataReceived(FakeAgent(self.two).frame("1:a:b"))
+        self.assertClosedWith(
+            transport, "(1408): Invalid ID 002 for the source ip: '10.0.0.6' (name 'two')."
+        )
+
+    def test_unknown_ip_without_id(self) -> None:
+        """No '!id!' and an unknown source IP logs (1213) and closes."""
+        proto, transport = self.connect("10.9.9.9")
+        proto.dataReceived(FakeAgent(self.two, with_id=False).frame("1:a:b"))
+        self.assertClosedWith(
+            transport,
+            "(1213): Message from '10.9.9.9' not allowed. Cannot find the ID of the agent. "
+            "Source agent ID is unknown.",
+        )
+
+    def test_wrong_key(self) -> None:
+        """A payload sealed with another key logs (1404) and closes."""
+        impostor = secure.AgentKey("001", "one", "any", "ef" * 32)
+        proto, transport = self.connect()
+        proto.dataReceived(FakeAgent(impostor).frame(control.format_startup("v4.14.7")))
+        self.assertTrue(transport.disconnecting)
+        text = "\n".join(self.messages())
+        self.assertTrue(
+            "(1404): Authentication error. Wrong key or corrupt payload. "
+            "Message received from agent '001' at 'any'."
+            in text
+            or "(2202)" in text
+            or "(1406)" in text,
+            text,
+        )
+        self.assertEqual(self.sessions.status("001"), AgentStatus.NEVER_CONNECTED)
+
+    def test_garbage_ciphertext(self) -> None:
+        """Garbage after '#AES:' logs (1404) and closes."""
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!001!#AES:" + os.urandom(33)))
+        self.assertClosedWith(
+            transport,
+            "(1404): Authentication error. Wrong key or corrupt payload. "
+            "Message received from agent '001' at 'any'.",
+        )
+
+    def test_bad_md5(self) -> None:
+        """A correct key but a wrong MD5 logs (1406) and closes."""
+        inner = b"000000000000001:0001:1:a:b"
+        body = b"!" + zlib.compress(b"f" * 32 + inner)
+        ciphertext = secure.encrypt_body(body, self.one.cipher_key)
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!001!#AES:" + ciphertext))
+        self.assertClosedWith(
+            transport, "(1406): Checksum mismatch. Message received from agent '001' at 'any'."
+        )
+
+    def test_missing_token_and_bad_prefix(self) -> None:
+        """No '#AES:' or a malformed '!id!' logs (1403) and closes."""
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!001!#XYZ:abc"))
+        self.assertClosedWith(
+            transport, "(1403): Incorrectly formatted message from agent '001' (host '10.0.0.1')."
+        )
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!0a1!#AES:abc"))
+        self.assertClosedWith(
+            transport,
+            "(1403): Incorrectly formatted message from agent '(unknown)' (host '10.0.0.1').",
+        )
+
+    def test_empty_after_prefix(self) -> None:
+        """'!001!' with nothing after it is dropped and closes."""
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!001!"))
+        self.assertClosedWith(transport, "Received message is empty")
+
+    def test_oversized_frame(self) -> None:
+        """A length prefix above 64 KiB closes at once, before the body arrives."""
+        proto, transport = self.connect()
+        proto.dataReceived(struct.pack("<I", secure.MAX_FRAME + 1) + b"x" * 10)
+        self.assertClosedWith(transport, "Too big message size from 10.0.0.1.")
+
+    def test_replay_with_verification(self) -> None:
+        """With counter verification a replayed frame logs (1407) and closes."""
+        factory = self.make_factory(verify_counters=True)
+        agent = FakeAgent(self.one)
+        startup = agent.frame(control.format_startup("v4.14.7"))
+        proto, transport = self.connect(factory=factory)
+        proto.dataReceived(startup)
+        proto.dataReceived(startup)
+        self.assertClosedWith(transport, "(1407): Duplicated counter for 'one'.")
+
+    def test_replay_without_verification(self) -> None:
+        """Without verification (Wazuh's default) the same counters are accepted."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        frame = agent.frame("1:a:b")
+        proto.dataReceived(frame + frame)
+        self.assertEqual(len(self.events), 2)
+        self.assertFalse(transport.disconnecting)
+
+    def test_others_keep_working(self) -> None:
+        """A bad connection does not disturb another agent's connection."""
+        good, good_transport = self.connect()
+        bad, bad_transport = self.connect("10.0.0.2")
+        agent = FakeAgent(self.one)
+        good.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        bad.dataReceived(secure.frame(b"!001!#AES:" + os.urandom(48)))
+        good.dataReceived(agent.frame("1:a:after"))
+        self.assertTrue(bad_transport.disconnecting)
+        self.assertFalse(good_transport.disconnecting)
+        self.assertEqual([e.message for e in self.events], ["after"])
+
+
+class OvertakeTests(ChannelTestCase):
+    """One live connection per agent, with remoted's overtake rule for idle ones."""
+
+    def test_second_connection_refused_while_first_is_live(self) -> None:
+        """A second connection within 60 s of the last message is refused."""
+        agent = FakeAgent(self.one)
+        first, first_transport = self.connect()
+        first.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.clock.advance(30)
+        second, second_transport = self.connect("10.0.0.2")
+        second.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertTrue(second_transport.disconnecting)
+        self.assertIn("Agent key already in use: agent ID '001'", self.messages())
+        self.assertIs(self.factory.connection_for("001"), first)
+        self.assertFalse(first_transport.disconnecting)
+
+    def test_idle_connection_overtaken(self) -> None:
+        """After 60 s of silence the new connection takes over and the old one is closed."""
+        agent = FakeAgent(self.one)
+        first, first_transport = self.connect()
+        first.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.clock.advance(61)
+        second, second_transport = self.connect("10.0.0.2")
+        second.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertTrue(first_transport.disconnecting)
+        self.assertFalse(second_transport.disconnecting)
+        self.assertIs(self.factory.connection_for("001"), second)
+        self.assertEqual(agent.read(second_transport), [control.ACK.encode()])
+        first.connectionLost()
+        self.assertIs(self.factory.connection_for("001"), second)
+        self.assertEqual(self.factory.stats.overtaken, 1)
+
+    def test_closed_connection_frees_slot(self) -> None:
+        """When the owner's connection is lost, a new one is accepted at once."""
+        agent = FakeAgent(self.one)
+        first, _ = self.connect()
+        first.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        first.connectionLost()
+        self.assertIsNone(self.factory.connection_for("001"))
+        second, transport = self.connect()
+        second.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+
+class SharedPushTests(ChannelTestCase):
+    """A stale merged.mg sum triggers the up file / chunks / close file sequence."""
+
+    def test_push_sequence(self) -> None:
+        """The agent receives the announcement, 900-byte chunks and the close message."""
+        shared = self.mktemp()
+        os.makedirs(shared)
+        path = os.path.join(shared, "merged.mg")
+        content = b"".join(b"line %d of the shared agent.conf\n" % i for i in range(100))
+        with open(path, "wb") as handle:
+            handle.write(content)
+        md5 = hashlib.md5(content).hexdigest()
+        self.merged["001"] = (md5, path)
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(_keepalive("0" * 32)))
+        for _ in range(20):
+            self.clock.advance(0)
+        received = agent.read(transport)
+        self.assertEqual(received[0], control.ACK.encode())
+        self.assertEqual(received[1], f"#!-up file {md5} merged.mg\n".encode())
+        self.assertEqual(received[-1], control.FILE_CLOSE.encode())
+        chunks = received[2:-1]
+        self.assertEqual([len(c) for c in chunks[:-1]], [900] * (len(chunks) - 1))
+        self.assertEqual(b"".join(chunks), content)
+        proto.dataReceived(agent.frame(_keepalive(md5)))
+        for _ in range(5):
+            self.clock.advance(0)
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+    def test_missing_or_oversized_file(self) -> None:
+        """An unreadable or too large file is not pushed and is logged."""
+        self.merged["001"] = ("1" * 32, self.mktemp())
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(_keepalive("0" * 32)))
+        self.clock.advance(0)
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+        self.assertTrue(any("Unable to read shared file" in m for m in self.messages()))
+        big = self.mktemp()
+        with open(big, "wb") as handle:
+            handle.write(b"x" * 2000)
+        factory = self.make_factory(max_shared_file=1000)
+        self.merged["001"] = ("1" * 32, big)
+        proto, transport = self.connect(factory=factory)
+        proto.dataReceived(agent.frame(_keepalive("0" * 32)))
+        self.clock.advance(0)
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+        self.assertTrue(any("larger than 1000 bytes" in m for m in self.messages()))
+
+    def test_force_reconnect(self) -> None:
+        """force_reconnect sends '#!-force_reconnect' to a connected agent only."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(_keepalive()))
+        agent.read(transport)
+        self.assertTrue(self.factory.force_reconnect("001"))
+        self.assertFalse(self.factory.force_reconnect("003"))
+        self.assertEqual(agent.read(transport), [b"#!-force_reconnect"])
+
+
+class KeyReloadTests(ChannelTestCase):
+    """Key stores are swapped atomically; agents that lost their key are disconnected."""
+
+    def test_set_keys_drops_removed_agent(self) -> None:
+        """Removing an agent's key closes its connection; its next frame is refused."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(_keepalive()))
+        self.factory.set_keys(secure.KeyStore([self.two]))
+        self.assertTrue(transport.disconnecting)
+        again, again_transport = self.connect()
+        again.dataReceived(agent.frame("1:a:b"))
+        self.assertTrue(again_transport.disconnecting)
+
+    def test_key_file_watcher(self) -> None:
+        """The watcher reloads client.keys only when the file changes."""
+        path = self.mktemp()
+        with open(path, "w") as handle:
+            handle.write(self.one.line() + "\n")
+        watcher = KeyFileWatcher(path, self.factory)
+        self.assertTrue(watcher.check())
+        self.assertEqual(len(self.factory.keys), 1)
+        self.assertFalse(watcher.check())
+        with open(path, "a") as handle:
+            handle.write(self.three.line() + "\n")
+        self.assertTrue(watcher.check())
+        self.assertEqual(sorted(e.agent_id for e in self.factory.keys), ["001", "003"])

@@ -1,0 +1,544 @@
+"""The agent event channel (TCP 1514): Wazuh 4.x's "secure" protocol on Twisted.
+
+Each connection reads 4-byte little-endian framed payloads (:mod:`.secure`), finds the
+agent's key in an injected :class:`~.secure.KeyStore`, decrypts and checks the message,
+then hands control messages to the :class:`~.sessions.SessionTable` and events to the
+injected event sink. Bad frames are dropped with Wazuh's warnings and the connection is
+closed where remoted closes it; other connections are unaffected.
+
+One connection per agent: a second authenticated connection for the same agent is refused
+(``Agent key already in use``) unless the first has been silent for longer than
+``connection_overtake_time`` (60 s), in which case the new one takes over and the old one
+is closed (remoted's overtake rule).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Generator
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
+
+from wazuhcluster.agents import control, secure
+from wazuhcluster.agents.sessions import SessionTable, SharedPush
+from wazuhcluster.logs import ClusterLog
+
+DEFAULT_OVERTAKE_TIME = 60.0
+#: Largest shared file (merged.mg) this node agrees to push.
+MAX_SHARED_FILE = 16 * 1024 * 1024
+
+
+@frozen
+class AgentEvent:
+    """One event received from an agent, for the analysis pipeline."""
+
+    agent_id: str
+    name: str
+    ip: str
+    queue: str
+    location: str
+    message: str
+    received: float
+
+
+EventSink = Callable[[AgentEvent], None]
+
+
+@define
+class EventCounter:
+    """An event sink that only counts events (per queue character)."""
+
+    total: int = 0
+    by_queue: Counter[str] = field(factory=Counter)
+
+    def __call__(self, event: AgentEvent) -> None:
+        """Count one event."""
+        self.total += 1
+        self.by_queue[event.queue] += 1
+
+
+@define
+class ChannelStats:
+    """Counters of what the channel has seen, for health reports and tests."""
+
+    connections: int = 0
+    frames: int = 0
+    events: int = 0
+    control: int = 0
+    pings: int = 0
+    dropped: int = 0
+    refused: int = 0
+    overtaken: int = 0
+    pushes: int = 0
+    sent: int = 0
+
+
+def _peer_host(address: IAddress) -> str:
+    host = getattr(address, "host", None)
+    return str(host) if host else "unknown"
+
+
+class AgentChannelProtocol(Protocol):
+    """One agent TCP connection."""
+
+    factory: AgentChannelFactory
+
+    def __init__(self, factory: AgentChannelFactory, peer_ip: str) -> None:
+        self.factory = factory
+        self.peer_ip = peer_ip
+        self.decoder = secure.FrameDecoder(factory.max_frame)
+        self.agent: secure.AgentKey | None = None
+        self.closing = False
+
+    # ------------------------------------------------------------------ transport
+
+    def connectionMade(self) -> None:
+        """Count the connection."""
+        self.factory.stats.connections += 1
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Release the agent's slot if this connection holds it."""
+        self.closing = True
+        if self.agent is not None:
+            self.factory._release(self.agent.agent_id, self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Split the stream into frames and handle each one."""
+        if self.closing:
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except secure.FrameTooLarge:
+            self.factory.log.warn("Too big message size from {peer_ip}.", peer_ip=self.peer_ip)
+            self.factory.stats.dropped += 1
+            self.close()
+            return
+        for payload in frames:
+            if self.closing:
+                return
+            self.factory.stats.frames += 1
+            self.handle_payload(payload)
+
+    def close(self) -> None:
+        """Stop reading and close the connection."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def send(self, message: bytes) -> None:
+        """Encrypt ``message`` with this agent's key and write it framed."""
+        if self.agent is None or self.closing or self.transport is None:
+            return
+        payload = secure.AES_TOKEN + secure.seal(
+            message, self.agent.cipher_key, self.factory.send_counter.next(), secure.random16()
+        )
+        self.transport.write(secure.frame(payload))
+        self.factory.stats.sent += 1
+
+    # ------------------------------------------------------------------ frames
+
+    def _drop(self, message: str, **fields: Any) -> None:
+        self.factory.log.warn(message, **fields)
+        self.factory.stats.dropped += 1
+        self.close()
+
+    def _lookup(self, payload: bytes) -> tuple[secure.AgentKey, bytes] | None:
+        keys = self.factory.keys
+        try:
+            agent_id, rest = secure.split_agent_id(payload)
+        except secure.BadFormat:
+            self._drop(
+                "(1403): Incorrectly formatted message from agent '(unknown)' (host '{ip}').",
+                ip=self.peer_ip,
+            )
+            return None
+        if agent_id is None:
+            entry = keys.by_ip(self.peer_ip)
+            if entry is None:
+                self._drop(
+                    "(1213): Message from '{ip}' not allowed. Cannot find the ID of the agent. "
+                    "Source agent ID is unknown.",
+                    ip=self.peer_ip,
+                )
+                return None
+            return entry, rest
+        entry = keys.get(agent_id)
+        if entry is None or not entry.allows(self.peer_ip):
+            self._drop(
+                "(1408): Invalid ID {agent_id} for the source ip: '{ip}' (name '{name}').",
+                agent_id=agent_id,
+                ip=self.peer_ip,
+                name=entry.name if entry is not None else "unknown",
+            )
+            return None
+        return entry, rest
+
+    def handle_payload(self, payload: bytes) -> None:
+        """Authenticate, decrypt and dispatch one frame."""
+        if payload.startswith(control.PING):
+            self.factory.stats.pings += 1
+            if self.transport is not None:
+                self.transport.write(secure.frame(control.PONG))
+            return
+        found = self._lookup(payload)
+        if found is None:
+            return
+        entry, rest = found
+        idle_owner = self.factory._contender(entry.agent_id, self)
+        if idle_owner is False:
+            self.factory.stats.refused += 1
+            self._drop("Agent key already in use: agent ID '{agent_id}'", agent_id=entry.agent_id)
+            return
+        if not rest:
+            self._drop("Received message is empty")
+            return
+        try:
+            opened = secure.open_sealed(secure.strip_token(rest), entry.cipher_key)
+            self.factory._counter(entry.agent_id).accept(
+                opened.global_count, opened.local_count, self.factory.verify_counters
+            )
+        except secure.SecureError as error:
+            self._log_secure_error(entry, error)
+            self.factory.stats.dropped += 1
+            self.close()
+            return
+        if self.agent is not None and self.agent.agent_id != entry.agent_id:
+            self._drop(
+                "Connection from {ip} switched from agent '{old}' to '{new}'.",
+                ip=self.peer_ip,
+                old=self.agent.agent_id,
+                new=entry.agent_id,
+            )
+            return
+        self.agent = entry
+        self.factory._claim(entry.agent_id, self, idle_owner)
+        if control.is_control(opened.message):
+            self.handle_control(entry, opened.message.decode("utf-8", "replace"))
+        else:
+            self.handle_event(entry, opened.message.decode("utf-8", "replace"))
+
+    def _log_secure_error(self, entry: secure.AgentKey, error: secure.SecureError) -> None:
+        log = self.factory.log
+        if isinstance(error, secure.WrongKey):
+            log.warn(
+                "(1404): Authentication error. Wrong key or corrupt payload. "
+                "Message received from agent '{agent_id}' at '{ip}'.",
+                agent_id=entry.agent_id,
+                ip=entry.ip,
+            )
+        elif isinstance(error, secure.BadFormat):
+            log.error(
+                "(1403): Incorrectly formatted message from agent '{agent_id}' (host '{ip}').",
+                agent_id=entry.agent_id,
+                ip=self.peer_ip,
+            )
+        elif isinstance(error, secure.UncompressError):
+            log.warn(
+                "(2202): Error uncompressing string. Message received from agent "
+                "'{agent_id}' at '{ip}'",
+                agent_id=entry.agent_id,
+                ip=entry.ip,
+            )
+        elif isinstance(error, secure.ChecksumMismatch):
+            log.error(
+                "(1406): Checksum mismatch. Message received from agent '{agent_id}' at '{ip}'.",
+                agent_id=entry.agent_id,
+                ip=entry.ip,
+            )
+        elif isinstance(error, secure.ReplayedCounter):
+            log.error("(1407): Duplicated counter for '{name}'.", name=entry.name)
+        else:
+            log.warn(
+                "Invalid message from agent '{agent_id}' at '{ip}': {reason}",
+                agent_id=entry.agent_id,
+                ip=self.peer_ip,
+                reason=error.reason,
+            )
+
+    # ------------------------------------------------------------------ messages
+
+    def handle_control(self, entry: secure.AgentKey, text: str) -> None:
+        """Apply a control message to the session table and answer it."""
+        self.factory.stats.control += 1
+        sessions = self.factory.sessions
+        try:
+            message = control.parse_agent_control(text)
+        except control.ControlError:
+            message = control.OtherControl(text)
+        if isinstance(message, control.Startup):
+            sessions.startup(entry.agent_id, entry.name, entry.ip, self.peer_ip, message.version)
+            self.send(control.ACK.encode())
+        elif isinstance(message, control.Shutdown):
+            sessions.shutdown(entry.agent_id, entry.name, entry.ip)
+        elif isinstance(message, control.KeepAlive):
+            push = sessions.keepalive(
+                entry.agent_id, entry.name, entry.ip, self.peer_ip, message.data
+            )
+            self.send(control.ACK.encode())
+            if push is not None:
+                self.factory.push_shared(push)
+        elif isinstance(message, control.Request):
+            self.factory.log.debug(
+                "Request answer from agent '{agent_id}'", agent_id=entry.agent_id
+            )
+        else:
+            self.factory.log.warn(
+                "Invalid message from agent: '{name}' ({agent_id})",
+                name=entry.name,
+                agent_id=entry.agent_id,
+            )
+
+    def handle_event(self, entry: secure.AgentKey, text: str) -> None:
+        """Give an event to the sink; malformed events are dropped with a warning."""
+        try:
+            fields = control.parse_event(text)
+        except control.ControlError as error:
+            self.factory.log.warn(
+                "Malformed event from agent '{agent_id}': {reason}",
+                agent_id=entry.agent_id,
+                reason=str(error),
+            )
+            self.factory.stats.dropped += 1
+            return
+        self.factory.stats.events += 1
+        event = AgentEvent(
+            entry.agent_id,
+            entry.name,
+            self.peer_ip,
+            fields.queue,
+            fields.location,
+            fields.message,
+            self.factory.clock.seconds(),
+        )
+        try:
+            self.factory.event_sink(event)
+        except Exception:
+            self.factory.log.failure(
+                "Event sink failed for agent '{agent_id}'", agent_id=entry.agent_id
+            )
+
+
+class AgentChannelFactory(Factory[AgentChannelProtocol]):
+    """Builds agent connections and holds what they share: keys, sessions, counters, slots."""
+
+    def __init__(
+        self,
+        keys: secure.KeyStore,
+        sessions: SessionTable,
+        event_sink: EventSink,
+        clock: IReactorTime,
+        *,
+        log: ClusterLog | None = None,
+        overtake_time: float = DEFAULT_OVERTAKE_TIME,
+        verify_counters: bool = False,
+        max_frame: int = secure.MAX_FRAME,
+        max_shared_file: int = MAX_SHARED_FILE,
+        cooperator: task.Cooperator | None = None,
+    ) -> None:
+        self._keys = keys
+        self.sessions = sessions
+        self.event_sink = event_sink
+        self.clock = clock
+        self.log = log or ClusterLog("Node", "Agent channel")
+        self.overtake_time = overtake_time
+        self.verify_counters = verify_counters
+        self.max_frame = max_frame
+        self.max_shared_file = max_shared_file
+        self.cooperator = cooperator or task.Cooperator(scheduler=self._schedule)
+        self.stats = ChannelStats()
+        # Start the manager's counter at the current time so it keeps growing across
+        # restarts without a counter file (remoted persists it in queue/rids/sender_counter).
+        self.send_counter = secure.SendCounter(int(clock.seconds()) & secure.MAX_GLOBAL_COUNTER)
+        self._owners: dict[str, AgentChannelProtocol] = {}
+        self._last_received: dict[str, float] = {}
+        self._counters: dict[str, secure.ReceiveCounter] = {}
+        self._pushing: set[str] = set()
+
+    def _schedule(self, call: Callable[[], None]) -> Any:
+        return self.clock.callLater(0, call)
+
+    # ------------------------------------------------------------------ keys
+
+    @property
+    def keys(self) -> secure.KeyStore:
+        """The current key store."""
+        return self._keys
+
+    def set_keys(self, keys: secure.KeyStore) -> None:
+        """Swap in a new key store; agents that lost or changed their key are disconnected."""
+        old = self._keys
+        self._keys = keys
+        for agent_id in list(self._owners):
+            entry = keys.get(agent_id)
+            if entry is None or entry != old.get(agent_id):
+                self._owners[agent_id].close()
+                self._counters.pop(agent_id, None)
+        for agent_id in [agent_id for agent_id in self._counters if agent_id not in keys]:
+            del self._counters[agent_id]
+
+    # ------------------------------------------------------------------ connections
+
+    def buildProtocol(self, addr: IAddress | None) -> AgentChannelProtocol:
+        """A protocol for one accepted connection."""
+        return AgentChannelProtocol(self, _peer_host(addr) if addr is not None else "unknown")
+
+    def connection_for(self, agent_id: str) -> AgentChannelProtocol | None:
+        """The live connection of an agent, if any."""
+        return self._owners.get(agent_id)
+
+    @property
+    def connected_agents(self) -> int:
+        """How many agents have a live connection."""
+        return len(self._owners)
+
+    def _counter(self, agent_id: str) -> secure.ReceiveCounter:
+        counter = self._counters.get(agent_id)
+        if counter is None:
+            counter = self._counters[agent_id] = secure.ReceiveCounter()
+        return counter
+
+    def _contender(
+        self, agent_id: str, proto: AgentChannelProtocol
+    ) -> AgentChannelProtocol | None | bool:
+        """None when ``proto`` may use the agent's slot, the idle owner to replace, or False."""
+        owner = self._owners.get(agent_id)
+        if owner is None or owner is proto:
+            return None
+        idle = self.clock.seconds() - self._last_received.get(agent_id, 0.0)
+        if self.overtake_time > 0 and idle > self.overtake_time:
+            return owner
+        return False
+
+    def _claim(
+        self,
+        agent_id: str,
+        proto: AgentChannelProtocol,
+        idle_owner: AgentChannelProtocol | None | bool,
+    ) -> None:
+        self._last_received[agent_id] = self.clock.seconds()
+        if isinstance(idle_owner, AgentChannelProtocol):
+            self.log.debug(
+                "Idle connection of agent ID '{agent_id}' will be closed.", agent_id=agent_id
+            )
+            self.stats.overtaken += 1
+            idle_owner.agent = None
+            idle_owner.close()
+        self._owners[agent_id] = proto
+
+    def _release(self, agent_id: str, proto: AgentChannelProtocol) -> None:
+        if self._owners.get(agent_id) is proto:
+            del self._owners[agent_id]
+
+    # ------------------------------------------------------------------ manager → agent
+
+    def send_to_agent(self, agent_id: str, message: str | bytes) -> bool:
+        """Send one message to a connected agent; False when it has no connection."""
+        proto = self._owners.get(agent_id)
+        if proto is None or proto.closing:
+            return False
+        proto.send(message.encode() if isinstance(message, str) else message)
+        return True
+
+    def force_reconnect(self, agent_id: str) -> bool:
+        """Ask an agent to reconnect (``#!-force_reconnect``)."""
+        return self.send_to_agent(agent_id, control.FORCE_RECONNECT)
+
+    def push_shared(self, push: SharedPush) -> Deferred[None]:
+        """Send a shared file: ``#!-up file <md5> merged.mg``, 900-byte chunks, ``#!-close file``.
+
+        One push per agent at a time; chunks are sent cooperatively so other agents are served
+        meanwhile. The file is read once, bounded by ``max_shared_file``.
+        """
+        if push.agent_id in self._pushing or push.agent_id not in self._owners:
+            return succeed(None)
+        try:
+            with open(push.path, "rb") as handle:
+                content = handle.read(self.max_shared_file + 1)
+        except OSError as error:
+            self.log.warn(
+                "Unable to read shared file '{path}' for agent '{agent_id}': {error}",
+                path=push.path,
+                agent_id=push.agent_id,
+                error=error.strerror or str(error),
+            )
+            return succeed(None)
+        if len(content) > self.max_shared_file:
+            self.log.warn(
+                "Shared file '{path}' is larger than {limit} bytes; "
+                "not sent to agent '{agent_id}'.",
+                path=push.path,
+                limit=self.max_shared_file,
+                agent_id=push.agent_id,
+            )
+            return succeed(None)
+        self._pushing.add(push.agent_id)
+        self.stats.pushes += 1
+        name = os.path.basename(push.path) or control.SHARED_FILE
+
+        def steps() -> Generator[None, None, None]:
+            if not self.send_to_agent(push.agent_id, control.format_file_update(push.md5, name)):
+                return
+            yield None
+            for start in range(0, len(content), control.SHARED_CHUNK):
+                if not self.send_to_agent(
+                    push.agent_id, content[start : start + control.SHARED_CHUNK]
+                ):
+                    return
+                yield None
+            self.send_to_agent(push.agent_id, control.FILE_CLOSE)
+
+        def done(result: object) -> None:
+            self._pushing.discard(push.agent_id)
+
+        finished: Deferred[Any] = self.cooperator.cooperate(steps()).whenDone()
+        finished.addBoth(done)
+        return finished
+
+    # ------------------------------------------------------------------ periodic
+
+    def check_disconnections(self) -> list[str]:
+        """Run the session table's keep-alive time-out check (for a periodic task)."""
+        return self.sessions.check_disconnections()
+
+
+@define
+class KeyFileWatcher:
+    """Reloads client.keys into a channel factory when the file changes (remoted does every 10 s).
+
+    Call :meth:`check` periodically; it compares the file's mtime, size and inode.
+    """
+
+    path: str
+    factory: AgentChannelFactory
+    log: ClusterLog | None = None
+    _stamp: tuple[int, int, int] | None = field(default=None, init=False)
+
+    def check(self) -> bool:
+        """Reload when the file changed; True when a new store was installed."""
+        try:
+            info = os.stat(self.path)
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            stamp = (0, 0, 0)
+        if stamp == self._stamp:
+            return False
+        try:
+            store = secure.KeyStore.load(self.path)
+        except secure.KeyFileError as error:
+            if self.log is not None:
+                self.log.error("Unable to reload agent keys: {error}", error=str(error))
+            return False
+        self._stamp = stamp
+        self.factory.set_keys(store)
+        if self.log is not None:
+            self.log.info(
+                "(1410): Reading authentication keys file. {count} agents.", count=len(store)
+            )
+        return True
