@@ -1,0 +1,235 @@
+"""Alert records in Wazuh's alerts.json shape, and the writer that appends them to disk.
+
+The record follows analysisd's to_json output: ``timestamp``, ``rule`` (level, description, id,
+mitre, info, frequency, firedtimes, mail, groups and the compliance arrays split out of the
+groups), ``agent``, ``manager``, ``id``, ``cluster`` (unless hidden), ``previous_output``,
+``full_log``, ``predecoder``, ``decoder``, ``data`` and ``location``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import time as time_module
+from typing import Any
+
+import attrs
+
+from wazuhcluster.analysis.eventinfo import STATIC_FIELDS, EventInfo
+from wazuhcluster.analysis.rules import Rule
+
+COMPLIANCE_PREFIXES = (
+    ("pci_dss_", "pci_dss"), ("cis_", "cis"), ("gdpr_", "gdpr"), ("gpg13_", "gpg13"),
+    ("hipaa_", "hipaa"), ("nist_800_53_", "nist_800_53"), ("tsc_", "tsc"),
+)
+_SYSLOG_HOST = re.compile(
+    r"^[A-Z][a-z][a-z] [ 0123][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] ([^ ]+)")
+
+
+@attrs.frozen
+class Identity:
+    """Who writes the alert: the manager's name and the cluster it belongs to."""
+
+    manager_name: str = "localhost"
+    cluster_name: str | None = "wazuh"
+    cluster_node: str | None = None
+    hide_cluster: bool = False
+
+
+def format_timestamp(epoch: float) -> str:
+    """Local time as ``%Y-%m-%dT%H:%M:%S.mmm±hhmm``."""
+    local = time_module.localtime(epoch)
+    millis = int((epoch - int(epoch)) * 1000)
+    return time_module.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{millis:03d}" + \
+        time_module.strftime("%z", local)
+
+
+def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
+    """Wazuh's W_JSON_AddField: dotted keys nest; a JSON array text becomes an array."""
+    head, dot, rest = key.partition(".")
+    if dot:
+        inner = data.get(head)
+        if inner is None:
+            inner = data[head] = {}
+        if isinstance(inner, dict):
+            _add_nested(inner, rest, value)
+        return
+    if key in data:
+        return
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            data[key] = parsed
+            return
+    data[key] = value
+
+
+def rule_section(rule: Rule, event: EventInfo) -> dict[str, Any]:
+    """The ``rule`` object of an alert."""
+    section: dict[str, Any] = {}
+    if rule.level:
+        section["level"] = rule.level
+    section["description"] = expand_description(rule.description, event)
+    section["id"] = str(rule.id)
+    if rule.mitre_ids:
+        section["mitre"] = {"id": list(rule.mitre_ids)}
+    if rule.info:
+        section["info"] = "".join(text for _, text in rule.info)
+    if rule.reported_frequency is not None:
+        section["frequency"] = rule.reported_frequency
+    if not rule.no_counter:
+        section["firedtimes"] = event.firedtimes
+    section["mail"] = rule.mail
+    groups: list[str] = []
+    for group in rule.groups:
+        for prefix, name in COMPLIANCE_PREFIXES:
+            if group.startswith(prefix):
+                section.setdefault(name, []).append(group[len(prefix):])
+                break
+        else:
+            groups.append(group)
+    compliance = {name: section.pop(name) for _, name in COMPLIANCE_PREFIXES if name in section}
+    section["groups"] = groups
+    section.update(compliance)
+    if not rule.level:
+        section["level"] = 0
+    return section
+
+
+def expand_description(text: str, event: EventInfo) -> str:
+    """Replace ``$(field)`` with the event's field value (empty when the field is absent)."""
+    if "$(" not in text:
+        return text
+    out: list[str] = []
+    position = 0
+    while True:
+        start = text.find("$(", position)
+        if start < 0:
+            out.append(text[position:])
+            break
+        end = text.find(")", start + 2)
+        if end < 0:
+            out.append(text[position:])
+            break
+        out.append(text[position:start])
+        value = event.get(text[start + 2:end])
+        out.append(value or "")
+        position = end + 1
+    return "".join(out)
+
+
+def build_alert(event: EventInfo, rule: Rule | None, identity: Identity,
+                sequence: int) -> dict[str, Any]:
+    """The alerts.json record for ``event`` (also used by wazuh-logtest when no rule fired)."""
+    alert: dict[str, Any] = {"timestamp": format_timestamp(event.time)}
+    if rule is not None:
+        alert["rule"] = rule_section(rule, event)
+    agent: dict[str, Any] = {"id": event.agent_id}
+    if event.agent_id == "000":
+        agent["name"] = identity.manager_name
+    elif event.agent_name is not None:
+        agent["name"] = event.agent_name
+    if event.agent_ip and event.agent_ip != "any":
+        agent["ip"] = event.agent_ip
+    alert["agent"] = agent
+    alert["manager"] = {"name": identity.manager_name}
+    alert["id"] = f"{int(event.time)}.{sequence}"
+    if not identity.hide_cluster:
+        cluster = {"name": identity.cluster_name or "wazuh"}
+        if identity.cluster_node:
+            cluster["node"] = identity.cluster_node
+        alert["cluster"] = cluster
+    if rule is not None and len(event.last_events) > 1:
+        alert["previous_output"] = "\n".join(event.last_events)
+    if rule is None or not rule.no_full_log:
+        alert["full_log"] = event.full_log
+    predecoder: dict[str, str] = {}
+    if event.program_name is not None:
+        predecoder["program_name"] = event.program_name
+    if event.timestamp is not None:
+        predecoder["timestamp"] = event.timestamp
+    host = _SYSLOG_HOST.match(event.full_log)
+    if host is not None:
+        predecoder["hostname"] = host.group(1)
+    if predecoder:
+        alert["predecoder"] = predecoder
+    data: dict[str, Any] = {}
+    for name in STATIC_FIELDS:
+        value = event.static.get(name)
+        if value is not None:
+            data[name] = value
+    for key, value in event.fields:
+        if value != "":
+            _add_nested(data, key, value)
+    decoder = event.decoder
+    if decoder is not None:
+        section: dict[str, Any] = {}
+        if decoder.accumulate:
+            section["accumulate"] = 1
+        if decoder.parent is not None:
+            section["parent"] = decoder.parent
+        section["name"] = decoder.reported_name
+        alert["decoder"] = section
+    if data:
+        alert["data"] = data
+    location = event.location
+    if location.startswith("("):
+        arrow = location.find(">")
+        if arrow >= 0:
+            alert["location"] = location[arrow + 1:]
+    else:
+        alert["location"] = location
+    return alert
+
+
+class AlertWriter:
+    """Append alerts as JSON lines to ``HOME/logs/alerts/alerts.json``.
+
+    Writes are buffered; ``flush()`` pushes them to the file and ``close()`` flushes and
+    closes, so no alert accepted before ``close()`` is lost. Safe to call from one worker
+    thread while another thread calls ``flush()``.
+    """
+
+    def __init__(self, path: str, buffer_size: int = 64 * 1024) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._lock = threading.Lock()
+        self._file: io.TextIOWrapper | None = open(  # noqa: SIM115
+            path, "a", encoding="utf-8", buffering=buffer_size)
+        self.written = 0
+
+    def write(self, alert: dict[str, Any]) -> None:
+        """Append one alert (buffered)."""
+        line = json.dumps(alert, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            if self._file is None:
+                raise ValueError("AlertWriter is closed")
+            self._file.write(line)
+            self.written += 1
+
+    def flush(self) -> None:
+        """Push buffered alerts to the file."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+
+    def close(self) -> None:
+        """Flush, sync and close; later writes raise ValueError."""
+        with self._lock:
+            if self._file is None:
+                return
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._file is None

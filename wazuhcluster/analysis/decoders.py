@@ -1,0 +1,327 @@
+"""Decoders and the decoding walk (Wazuh's DecodeEvent semantics).
+
+Root decoders live in two ordered lists: those with a ``program_name`` (tried when
+pre-decoding found a program name) and those without (tried otherwise). The first root that
+matches wins; then the first child whose prematch matches (or the first child without a
+prematch) is chosen, and its regex, plus the regexes of the same-named siblings that follow
+it, extract the fields. A child is reported under its parent's name unless ``use_own_name``.
+
+To keep a line to a handful of pattern tests, roots are pre-filtered: the candidates for a
+program name are cached, and roots without one are indexed by the first character their
+anchored prematch can accept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from wazuhcluster.analysis.eventinfo import ORDER_STATIC, EventInfo
+from wazuhcluster.analysis.expressions import Expression, OSRegex
+
+AFTER_PARENT = "after_parent"
+AFTER_PREMATCH = "after_prematch"
+AFTER_REGEX = "after_regex"
+
+Plugin = Callable[["Decoder", EventInfo], None]
+
+# Decoders analysisd builds in (FIM, rootcheck, inventory...); rules may name them.
+INTERNAL_DECODERS = frozenset({
+    "rootcheck", "hostinfo_new", "hostinfo_modified", "syscheck_integrity_changed",
+    "syscheck_new_entry", "syscheck_deleted", "syscheck_registry_key_modified",
+    "syscheck_registry_key_added", "syscheck_registry_key_deleted",
+    "syscheck_registry_value_modified", "syscheck_registry_value_added",
+    "syscheck_registry_value_deleted", "syscollector", "ciscat", "windows_eventchannel", "sca",
+})
+
+
+@attrs.define(eq=False)
+class Decoder:
+    """One ``<decoder>`` element, compiled."""
+
+    name: str
+    source: str = ""
+    line: int = 0
+    parent: str | None = None
+    program_name: Expression | None = None
+    prematch: Expression | None = None
+    prematch_offset: str | None = None
+    regex: Expression | None = None
+    regex_offset: str | None = None
+    order: tuple[str, ...] = ()
+    plugin: Plugin | None = None
+    plugin_offset: str | None = None
+    type: str = "syslog"
+    use_own_name: bool = False
+    accumulate: bool = False
+    json_null: str = "string"
+    json_array: str = "array"
+    get_next: bool = False
+    children: list[Decoder] = attrs.field(factory=list)
+    reported_name: str = ""
+    reported_parent: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.reported_name:
+            self.reported_name = self.name
+
+
+def _first_chars(expression: Expression | None) -> frozenset[str] | None:
+    """Characters an anchored OS_Regex prematch can start with (None: anything)."""
+    if not isinstance(expression, OSRegex):
+        return None
+    chars: set[str] = set()
+    for alternative in expression.source.split("|"):
+        if not alternative.startswith("^") or len(alternative) < 2:
+            return None
+        first = alternative[1]
+        if first in "\\()":
+            if alternative[1:3] == "\\<":
+                chars.add("<")
+                continue
+            if alternative[1:3] in ("\\$", "\\(", "\\)", "\\|"):
+                chars.add(alternative[2])
+                continue
+            return None
+        chars.add(first.lower())
+        chars.add(first.upper())
+    return frozenset(chars)
+
+
+class DecoderSet:
+    """All loaded decoders, ready to decode events."""
+
+    def __init__(self, with_program: list[Decoder], without_program: list[Decoder]) -> None:
+        self.with_program = with_program
+        self.without_program = without_program
+        self.names: set[str] = set(INTERNAL_DECODERS)
+        for root in with_program + without_program:
+            self.names.add(root.name)
+            for child in root.children:
+                self.names.add(child.reported_name)
+        self._by_program: dict[str, tuple[Decoder, ...]] = {}
+        self._any_start = tuple(d for d in without_program if _first_chars(d.prematch) is None)
+        self._starts: dict[str, set[int]] = {}
+        for position, root in enumerate(without_program):
+            chars = _first_chars(root.prematch)
+            for char in chars or ():
+                self._starts.setdefault(char, set()).add(position)
+        self._by_start: dict[str, tuple[Decoder, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.with_program) + len(self.without_program)
+
+    def _roots_for_program(self, program: str) -> tuple[Decoder, ...]:
+        found = self._by_program.get(program)
+        if found is None:
+            found = tuple(d for d in self.with_program
+                          if d.program_name is not None and d.program_name.matches(program))
+            if len(self._by_program) > 8192:
+                self._by_program.clear()
+            self._by_program[program] = found
+        return found
+
+    def _roots_for_start(self, log: str) -> tuple[Decoder, ...]:
+        char = log[:1]
+        found = self._by_start.get(char)
+        if found is None:
+            positions = self._starts.get(char, set())
+            found = tuple(d for i, d in enumerate(self.without_program)
+                          if i in positions or _first_chars(d.prematch) is None)
+            if len(self._by_start) > 4096:
+                self._by_start.clear()
+            self._by_start[char] = found
+        return found
+
+    def decode(self, event: EventInfo) -> None:
+        """Find the decoder for ``event`` and extract its fields (sets ``event.decoder``)."""
+        if event.program_name is not None:
+            roots = self._roots_for_program(event.program_name)
+        else:
+            roots = self._roots_for_start(event.log)
+        for root in roots:
+            if _decode_with(root, event):
+                return
+
+
+def _decode_with(root: Decoder, event: EventInfo) -> bool:
+    log = event.log
+    after_parent = 0
+    if root.prematch is not None:
+        found = root.prematch.extract(log)
+        if found is None:
+            return False
+        after_parent = found[1]
+    event.decoder = root
+    event.log_after_prematch = log[after_parent:]
+    event.log_after_parent = log[after_parent:]
+    chosen = root
+    after_prematch = after_parent
+    siblings: list[Decoder] = [root]
+    index = 0
+    if root.children:
+        children = root.children
+        chosen_index = -1
+        while index < len(children):
+            child = children[index]
+            if child.prematch is None:
+                chosen_index = index
+                break
+            text = log[after_parent:] if child.prematch_offset == AFTER_PARENT else log
+            base = after_parent if child.prematch_offset == AFTER_PARENT else 0
+            found = child.prematch.extract(text)
+            if found is not None:
+                after_prematch = base + found[1]
+                event.decoder = child
+                event.log_after_prematch = log[after_prematch:]
+                chosen_index = index
+                break
+            if child.get_next:
+                while index < len(children) and children[index].get_next:
+                    index += 1
+            index += 1
+        if chosen_index < 0:
+            return True
+        chosen = children[chosen_index]
+        siblings = children[chosen_index:]
+    _run_regexes(siblings, chosen, event, log, after_parent, after_prematch)
+    return True
+
+
+def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log: str,
+                 after_parent: int, after_prematch: int) -> None:
+    previous_end: int | None = None
+    position = 0
+    decoder = chosen
+    while True:
+        if decoder.plugin is not None:
+            decoder.plugin(event.decoder or decoder, event)
+        elif decoder.regex is not None:
+            if decoder.regex_offset == AFTER_PARENT:
+                start = after_parent
+            elif decoder.regex_offset == AFTER_PREMATCH:
+                start = after_prematch
+            elif decoder.regex_offset == AFTER_REGEX:
+                start = after_prematch if previous_end is None else previous_end
+            else:
+                start = 0
+            found = decoder.regex.extract(log[start:])
+            if found is None:
+                if decoder.get_next and position + 1 < len(siblings):
+                    position += 1
+                    decoder = siblings[position]
+                    continue
+                return
+            groups, end = found
+            previous_end = start + end
+            for name, value in zip(decoder.order, groups, strict=False):
+                static = ORDER_STATIC.get(name)
+                if static is not None:
+                    event.static[static] = value
+                else:
+                    event.add_field(name, value)
+        else:
+            return
+        if decoder.get_next and position + 1 < len(siblings):
+            position += 1
+            decoder = siblings[position]
+        else:
+            return
+
+
+# ---- JSON_Decoder plugin -------------------------------------------------------------------
+
+_JSON_STATIC = {
+    "srcip": "srcip", "dstip": "dstip", "dstport": "dstport", "srcport": "srcport",
+    "protocol": "protocol", "action": "action", "srcuser": "srcuser", "dstuser": "dstuser",
+    "id": "id", "status": "status", "url": "url", "data": "data", "extra_data": "extra_data",
+    "systemname": "system_name",
+}
+_JSON_DECODER = json.JSONDecoder()
+MAX_JSON_DEPTH = 64
+
+
+def _json_scalar(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value) if -2**31 <= value < 2**31 else f"{float(value):f}"
+    if isinstance(value, float):
+        if value.is_integer() and -2**31 <= value < 2**31:
+            return str(int(value))
+        return f"{value:f}"
+    return str(value)
+
+
+def _json_fill(event: EventInfo, key: str, value: str) -> None:
+    static = _JSON_STATIC.get(key)
+    if static is not None:
+        event.static[static] = value
+        return
+    if key == "user" and not event.static.get("dstuser"):
+        event.static["dstuser"] = value
+        return
+    event.add_field(key, value)
+
+
+def _json_walk(decoder: Decoder, event: EventInfo, obj: dict[str, Any], parent: str | None,
+               depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        return
+    for name, value in obj.items():
+        key = f"{parent}.{name}" if parent else name
+        if isinstance(value, dict):
+            _json_walk(decoder, event, value, key, depth + 1)
+        elif isinstance(value, list):
+            if decoder.json_array == "csv":
+                text = ",".join(s for s in (_json_scalar(v) if not isinstance(v, (dict, list))
+                                            else None for v in value) if s is not None)
+            else:
+                text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+            if text:
+                _json_fill(event, key, text)
+        elif value is None:
+            if decoder.json_null == "string":
+                _json_fill(event, key, "null")
+        else:
+            scalar = _json_scalar(value)
+            if scalar is not None:
+                _json_fill(event, key, scalar)
+
+
+def json_plugin(decoder: Decoder, event: EventInfo) -> None:
+    """Wazuh's JSON_Decoder: flatten a JSON object into fields (``a.b.c`` keys)."""
+    if decoder.plugin_offset == AFTER_PARENT:
+        text = event.log_after_parent
+    elif decoder.plugin_offset == AFTER_PREMATCH:
+        text = event.log_after_prematch
+    else:
+        text = event.log
+    stripped = text.lstrip()
+    try:
+        value, _ = _JSON_DECODER.raw_decode(stripped)
+    except (ValueError, RecursionError):
+        return
+    if isinstance(value, dict):
+        _json_walk(decoder, event, value, None, 0)
+
+
+def _not_implemented(decoder: Decoder, event: EventInfo) -> None:
+    """Wazuh's other built-in plugins (PF, SonicWall, SymantecWS, OSSECAlert) are not
+    reproduced: an event they would decode keeps only its decoder name."""
+
+
+PLUGINS: dict[str, Plugin] = {
+    "JSON_Decoder": json_plugin,
+    "PF_Decoder": _not_implemented,
+    "SonicWall_Decoder": _not_implemented,
+    "SymantecWS_Decoder": _not_implemented,
+    "OSSECAlert_Decoder": _not_implemented,
+}

@@ -1,0 +1,155 @@
+"""The analysis engine: pre-decode, decode, match rules, and produce the alert record.
+
+An :class:`Engine` holds a loaded ruleset (immutable once built) and the correlation state
+(which :meth:`Engine.reset` clears). It is pure logic: no I/O, no reactor, and the clock is
+the event's timestamp (``time.time()`` is only a default when an event carries none).
+"""
+
+from __future__ import annotations
+
+import time as time_module
+from typing import Any
+
+import attrs
+
+from wazuhcluster.analysis.alerts import Identity, build_alert
+from wazuhcluster.analysis.decoders import DecoderSet
+from wazuhcluster.analysis.eventinfo import EventInfo
+from wazuhcluster.analysis.predecoder import predecode
+from wazuhcluster.analysis.rules import Rule, RuleState, match_rule
+
+MAX_MESSAGE = 64 * 1024
+
+
+@attrs.frozen
+class Event:
+    """One event to analyse, as the agent channel (or wazuh-logtest) hands it over.
+
+    ``location`` is the log's origin (a file path, ``stdin``...). For an agent's event,
+    ``agent_id`` is its id and ``agent_name``/``agent_ip`` describe it; ``000`` is the
+    manager itself. ``timestamp`` is the receive time in epoch seconds.
+    """
+
+    message: str
+    location: str = "stdin"
+    agent_id: str = "000"
+    agent_name: str | None = None
+    agent_ip: str | None = None
+    timestamp: float | None = None
+
+
+@attrs.frozen
+class Verdict:
+    """Everything wazuh-logtest shows for one event."""
+
+    event: EventInfo
+    rule: Rule | None
+    alert: bool
+    output: dict[str, Any]
+
+
+class Engine:
+    """A loaded ruleset plus its correlation state."""
+
+    def __init__(self, decoders: DecoderSet, roots: list[Rule], identity: Identity | None = None,
+                 log_alert_level: int = 3, warnings: list[str] | None = None) -> None:
+        self.decoders = decoders
+        self.roots = roots
+        self.identity = identity or Identity()
+        self.log_alert_level = log_alert_level
+        self.warnings = list(warnings or [])
+        self.state = RuleState()
+        self._sequence = 0
+
+    def reset(self) -> None:
+        """Forget all correlation state (frequency counters, histories, ignore windows)."""
+        self.state = RuleState()
+
+    def with_identity(self, identity: Identity) -> Engine:
+        """Use ``identity`` for the manager/cluster part of alerts; returns self."""
+        self.identity = identity
+        return self
+
+    def prepare(self, event: Event) -> EventInfo:
+        """Pre-decode and decode ``event`` (phases 1 and 2)."""
+        message = event.message[:MAX_MESSAGE]
+        now = event.timestamp if event.timestamp is not None else time_module.time()
+        header = predecode(message)
+        if event.agent_id != "000":
+            ip = event.agent_ip or "any"
+            location = f"({event.agent_name or ''}) {ip}->{event.location}"
+        else:
+            location = event.location
+        info = EventInfo(header.full_log, header.log, location, now)
+        info.timestamp = header.timestamp
+        info.program_name = header.program_name
+        info.agent_id = event.agent_id
+        info.agent_ip = event.agent_ip
+        if event.agent_id != "000":
+            info.agent_name = event.agent_name
+            info.hostname = event.agent_name or ""
+        else:
+            info.agent_name = self.identity.manager_name
+            info.hostname = header.hostname or self.identity.manager_name
+        self.decoders.decode(info)
+        return info
+
+    def evaluate(self, info: EventInfo) -> tuple[Rule | None, bool]:
+        """Match the rules (phase 3); return the final rule and whether it alerts."""
+        category = info.decoder.type if info.decoder is not None else "syslog"
+        state = self.state
+        for root in self.roots:
+            if root.category != category:
+                continue
+            rule = match_rule(root, info, state)
+            if rule is None:
+                continue
+            if rule.level == 0:
+                return rule, False
+            if rule.ignore_time:
+                since = state.ignored_since.get(rule.id)
+                if since is None:
+                    state.ignored_since[rule.id] = info.time
+                elif info.time - since < rule.ignore_time:
+                    return rule, False
+                else:
+                    state.ignored_since[rule.id] = info.time
+            if rule.check_ignore_fields and self._is_ignored(rule, info):
+                return rule, False
+            if rule.ignore_fields:
+                self._mark_ignored(rule, info)
+            sid_keys = [key for key in rule.feeds if key[0] == "sid"]
+            for key in sid_keys or rule.feeds:
+                state.history(key).append(info)
+            return rule, rule.log_alert and rule.level >= self.log_alert_level
+        return None, False
+
+    def _ignore_key(self, rule: Rule, names: list[str], info: EventInfo) -> tuple[int, tuple]:
+        return rule.id, tuple(info.get(name) for name in names)
+
+    def _is_ignored(self, rule: Rule, info: EventInfo) -> bool:
+        key = self._ignore_key(rule, rule.check_ignore_fields, info)
+        return key in self.state.ignore_marks
+
+    def _mark_ignored(self, rule: Rule, info: EventInfo) -> None:
+        marks = self.state.ignore_marks
+        if len(marks) > 65536:
+            marks.clear()
+        marks[self._ignore_key(rule, rule.ignore_fields, info)] = info.time
+
+    def analyse(self, event: Event) -> Verdict:
+        """Run the three phases and build the output record (whether or not it alerts)."""
+        info = self.prepare(event)
+        rule, alert = self.evaluate(info)
+        self._sequence += 1
+        output = build_alert(info, rule, self.identity, self._sequence)
+        return Verdict(info, rule, alert, output)
+
+    def process(self, event: Event) -> dict[str, Any] | None:
+        """Return the alert record for ``event``, or None when it does not alert."""
+        info = self.prepare(event)
+        rule, alert = self.evaluate(info)
+        if not alert:
+            return None
+        self._sequence += 1
+        return build_alert(info, rule, self.identity, self._sequence)

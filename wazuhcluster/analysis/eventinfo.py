@@ -1,0 +1,83 @@
+"""The working record of one event while it is decoded and matched against rules."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wazuhcluster.analysis.decoders import Decoder
+
+# Static fields in the order Wazuh writes them into an alert's ``data`` object.
+STATIC_FIELDS = (
+    "protocol", "action", "srcip", "srcport", "srcuser", "dstip", "dstport", "dstuser",
+    "id", "status", "url", "data", "extra_data", "system_name",
+)
+
+# Names a decoder's <order> may use for a static field (``user`` is dstuser).
+ORDER_STATIC = {
+    "dstuser": "dstuser", "srcuser": "srcuser", "user": "dstuser", "srcip": "srcip",
+    "dstip": "dstip", "srcport": "srcport", "dstport": "dstport", "protocol": "protocol",
+    "action": "action", "id": "id", "url": "url", "data": "data", "extra_data": "extra_data",
+    "status": "status", "system_name": "system_name",
+}
+
+MAX_DYNAMIC_FIELDS = 256
+
+
+class EventInfo:
+    """Mutable state of one event: pre-decoded header, decoded fields, and match results."""
+
+    __slots__ = (
+        "agent_id", "agent_ip", "agent_name", "decoder", "fields", "firedtimes", "full_log",
+        "hostname", "last_events", "location", "log", "log_after_parent",
+        "log_after_prematch", "matched", "program_name", "static", "time", "timestamp",
+    )
+
+    def __init__(self, full_log: str, log: str, location: str, time: float) -> None:
+        self.full_log = full_log
+        self.log = log
+        self.location = location
+        self.time = time
+        self.timestamp: str | None = None
+        self.hostname: str | None = None
+        self.program_name: str | None = None
+        self.agent_id = "000"
+        self.agent_name: str | None = None
+        self.agent_ip: str | None = None
+        self.decoder: Decoder | None = None
+        self.static: dict[str, str] = {}
+        self.fields: list[tuple[str, str]] = []
+        self.log_after_parent = log
+        self.log_after_prematch = log
+        self.matched = 0
+        self.firedtimes = 0
+        self.last_events: list[str] = []
+
+    def add_field(self, key: str, value: str) -> None:
+        """Append a dynamic field (Wazuh keeps duplicates; lookups see the first)."""
+        if len(self.fields) < MAX_DYNAMIC_FIELDS:
+            self.fields.append((key, value))
+
+    def find_field(self, name: str) -> str | None:
+        """Value of the first dynamic field called ``name`` (case-insensitive), or None."""
+        lowered = name.lower()
+        for key, value in self.fields:
+            if key.lower() == lowered:
+                return value
+        return None
+
+    def get(self, name: str) -> str | None:
+        """A static field by its rule/decoder name, else a dynamic field."""
+        if name in ("user", "dstuser"):
+            return self.static.get("dstuser")
+        if name in self.static:
+            return self.static[name]
+        if name == "systemname":
+            return self.static.get("system_name")
+        if name == "location":
+            return self.location
+        if name == "hostname":
+            return self.hostname
+        if name == "program_name":
+            return self.program_name
+        return self.find_field(name)

@@ -1,0 +1,422 @@
+"""Wazuh's expression types (osregex, osmatch, pcre2, string) on top of Python ``re``.
+
+* **osmatch**: literal strings, alternatives split on ``|``, each optionally anchored with ``^``
+  and/or ``$``; an empty alternative matches anything; a leading ``!`` negates the whole
+  expression; case-insensitive.
+* **osregex**: OS_Regex's own syntax. ``\\w`` is ``[A-Za-z0-9_@-]``, ``\\d`` digits, ``\\s`` only
+  a space, ``\\t`` a tab, ``\\p`` punctuation, ``\\W \\D \\S`` their complements, ``\\.`` any
+  character, ``\\$ \\( \\) \\\\ \\| \\<`` literals; ``+`` and ``*`` only quantify an escape; every
+  other character is a literal; ``^``/``$`` anchor an alternative; ``|`` separates alternatives
+  (never inside a group); groups do not nest; matching is case-insensitive. The engine consumes
+  lazily (it moves to the next token as soon as it matches) unless nothing follows, and it
+  tries each alternative over the whole text before the next one, which is what we reproduce.
+* **pcre2**: a Perl-compatible expression, case-sensitive; translated for the few syntax
+  differences with ``re`` (named groups, ``\\z``, POSIX classes, ``\\h``).
+* **string**: exact, case-sensitive equality.
+
+Every compiled expression is cached, so a ruleset compiles each distinct pattern once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+MAX_PATTERN = 4096
+
+_OSREGEX_CLASSES = {
+    "d": "[0-9]",
+    "w": "[A-Za-z0-9_@\\-]",
+    "s": " ",
+    "p": "[!\"#$%&'()*+,\\-.:;<=>?\\[\\]{|}]",
+    "W": "[^A-Za-z0-9_@\\-]",
+    "D": "[^0-9]",
+    "S": "[^ ]",
+    ".": ".",
+    "t": "\\t",
+    "$": "\\$",
+    "(": "\\(",
+    ")": "\\)",
+    "\\": "\\\\",
+    "|": "\\|",
+    "<": "<",
+}
+
+
+class ExpressionError(ValueError):
+    """A pattern that its expression type cannot compile."""
+
+
+class Expression(Protocol):
+    """What rules and decoders need from any expression type."""
+
+    negate: bool
+
+    def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        """Return the captured groups and the offset just after the match, or None."""
+
+
+class _RegexBacked:
+    """An expression evaluated by one or more compiled ``re`` patterns tried in order."""
+
+    __slots__ = ("alternatives", "combined", "negate", "source")
+
+    def __init__(
+        self,
+        source: str,
+        alternatives: Sequence[re.Pattern[str]],
+        combined: re.Pattern[str],
+        negate: bool = False,
+    ) -> None:
+        self.source = source
+        self.alternatives = tuple(alternatives)
+        self.combined = combined
+        self.negate = negate
+
+    def matches(self, text: str) -> bool:
+        return self.combined.search(text) is not None
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        for pattern in self.alternatives:
+            found = pattern.search(text)
+            if found is not None:
+                return [g if g is not None else "" for g in found.groups()], found.end()
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.source!r}>"
+
+
+class OSRegex(_RegexBacked):
+    """An OS_Regex expression."""
+
+
+class PCRE2(_RegexBacked):
+    """A PCRE2 expression."""
+
+
+class OSMatch:
+    """An OS_Match expression: anchored or free literal alternatives, case-insensitive."""
+
+    __slots__ = ("any_empty", "contains", "exact", "inverted", "negate", "prefixes", "source",
+                 "suffixes")
+
+    def __init__(self, source: str, negate: bool = False) -> None:
+        self.source = source
+        pattern = source
+        self.inverted = pattern.startswith("!")
+        if self.inverted:
+            pattern = pattern[1:]
+        self.negate = negate
+        exact: list[str] = []
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        contains: list[str] = []
+        any_empty = False
+        for alternative in pattern.lower().split("|"):
+            begin = alternative.startswith("^")
+            body = alternative[1:] if begin else alternative
+            end = alternative.endswith("$") and len(alternative) > 0
+            if end:
+                body = body[:-1] if body.endswith("$") else body
+            if begin and end:
+                exact.append(body)
+            elif alternative == "":
+                any_empty = True
+            elif end:
+                suffixes.append(body)
+            elif begin:
+                prefixes.append(body)
+            else:
+                contains.append(body)
+        self.exact = frozenset(exact)
+        self.prefixes = tuple(prefixes)
+        self.suffixes = tuple(suffixes)
+        self.contains = tuple(contains)
+        self.any_empty = any_empty
+
+    def matches(self, text: str) -> bool:
+        return self._found(text) != self.inverted
+
+    def _found(self, text: str) -> bool:
+        if self.any_empty:
+            return True
+        lowered = text.lower()
+        if lowered in self.exact:
+            return True
+        if self.prefixes and lowered.startswith(self.prefixes):
+            return True
+        if self.suffixes and lowered.endswith(self.suffixes):
+            return True
+        return any(part in lowered for part in self.contains)
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        lowered = text.lower()
+        ends = []
+        if lowered in self.exact:
+            ends.append(len(text))
+        for prefix in self.prefixes:
+            if lowered.startswith(prefix):
+                ends.append(len(prefix))
+        for suffix in self.suffixes:
+            if lowered.endswith(suffix):
+                ends.append(len(text))
+        for part in self.contains:
+            index = lowered.find(part)
+            if index >= 0:
+                ends.append(index + len(part))
+        if self.any_empty:
+            ends.append(0)
+        if not ends:
+            return None
+        return [], min(ends)
+
+    def __repr__(self) -> str:
+        return f"<OSMatch {self.source!r}>"
+
+
+class StringEquals:
+    """Exact, case-sensitive equality (Wazuh's ``string`` type, the default for action)."""
+
+    __slots__ = ("negate", "source")
+
+    def __init__(self, source: str, negate: bool = False) -> None:
+        self.source = source
+        self.negate = negate
+
+    def matches(self, text: str) -> bool:
+        return text == self.source
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        return ([], len(text)) if text == self.source else None
+
+    def __repr__(self) -> str:
+        return f"<StringEquals {self.source!r}>"
+
+
+def translate_osregex(pattern: str) -> list[str]:
+    """Translate an OS_Regex pattern into one Python pattern per ``|`` alternative."""
+    if len(pattern) > MAX_PATTERN:
+        raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")
+    alternatives: list[list[str]] = [[]]
+    tokens = alternatives[0]
+    depth = 0
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            if index + 1 >= len(pattern):
+                raise ExpressionError("pattern ends with a lone backslash")
+            code = pattern[index + 1]
+            if code not in _OSREGEX_CLASSES:
+                raise ExpressionError(f"unknown escape \\{code}")
+            tokens.append("\\" + code)
+            index += 2
+            if index < len(pattern) and pattern[index] in "+*":
+                tokens.append(pattern[index])
+                index += 1
+            continue
+        if char == "(":
+            depth += 1
+            if depth > 1:
+                raise ExpressionError("nested parentheses")
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise ExpressionError("unbalanced parentheses")
+        elif char == "|":
+            if depth:
+                raise ExpressionError("'|' inside parentheses")
+            tokens = []
+            alternatives.append(tokens)
+            index += 1
+            continue
+        tokens.append(char)
+        index += 1
+    if depth:
+        raise ExpressionError("unbalanced parentheses")
+    return [_osregex_alternative(alternative) for alternative in alternatives]
+
+
+def _osregex_alternative(tokens: list[str]) -> str:
+    begin = bool(tokens) and tokens[0] == "^"
+    if begin:
+        tokens = tokens[1:]
+    end = bool(tokens) and tokens[-1] == "$"
+    if end:
+        tokens = tokens[:-1]
+    out = ["^" if begin else ""]
+    for position, token in enumerate(tokens):
+        if token in "+*" and position and tokens[position - 1].startswith("\\"):
+            lazy = not end and not _only_optional(tokens[position + 1 :])
+            out.append(token + ("?" if lazy else ""))
+        elif token.startswith("\\"):
+            out.append(_OSREGEX_CLASSES[token[1]])
+        elif token in "()":
+            out.append(token)
+        else:
+            out.append(re.escape(token))
+    if end:
+        out.append("\\Z")
+    return "".join(out)
+
+
+def _only_optional(rest: list[str]) -> bool:
+    """True when the remaining tokens can only match the empty string."""
+    index = 0
+    while index < len(rest):
+        token = rest[index]
+        if token in "()":
+            index += 1
+        elif token.startswith("\\") and index + 1 < len(rest) and rest[index + 1] == "*":
+            index += 2
+        else:
+            return False
+    return True
+
+
+_PCRE_NAMED = re.compile(r"\(\?<(?![=!])")
+_PCRE_POSIX = {
+    "[:alpha:]": "A-Za-z",
+    "[:digit:]": "0-9",
+    "[:alnum:]": "A-Za-z0-9",
+    "[:space:]": "\\s",
+    "[:upper:]": "A-Z",
+    "[:lower:]": "a-z",
+    "[:xdigit:]": "0-9A-Fa-f",
+    "[:punct:]": "!-/:-@\\[-`{-~",
+    "[:word:]": "\\w",
+}
+
+
+_PCRE_VERBS = re.compile(r"^(?:\(\*[A-Z_]+(?:=\d+)?\))+")
+_PCRE_CODEPOINT = re.compile(r"\\(?:N\{U\+|x\{)([0-9A-Fa-f]{1,8})\}")
+_PCRE_GLOBAL_FLAGS = re.compile(r"\(\?([imsxU]+)\)")
+
+
+def _swap_greediness(pattern: str) -> str:
+    """PCRE2's ``U`` flag: every quantifier is lazy unless followed by ``?``."""
+    out: list[str] = []
+    index = 0
+    in_class = False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+            out.append(char)
+            index += 1
+            continue
+        if char == "[":
+            in_class = True
+            out.append(char)
+            index += 1
+            continue
+        quantifier = ""
+        if char in "*+" or (char == "?" and out and out[-1] != "("):
+            quantifier = char
+        elif char == "{":
+            close = pattern.find("}", index)
+            if close > 0 and re.fullmatch(r"\{\d*,?\d*\}", pattern[index:close + 1]):
+                quantifier = pattern[index:close + 1]
+        if not quantifier:
+            out.append(char)
+            index += 1
+            continue
+        index += len(quantifier)
+        following = pattern[index:index + 1]
+        if following == "?":
+            out.append(quantifier)
+            index += 1
+        elif following == "+":
+            out.append(quantifier + "+")
+            index += 1
+        else:
+            out.append(quantifier + "?")
+    return "".join(out)
+
+
+def translate_pcre2(pattern: str) -> str:
+    """Adapt the PCRE2 syntax that Python's ``re`` spells differently."""
+    if len(pattern) > MAX_PATTERN:
+        raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")
+    out = _PCRE_VERBS.sub("", pattern)
+    out = _PCRE_NAMED.sub("(?P<", out)
+    out = _PCRE_CODEPOINT.sub(lambda m: f"\\U{int(m.group(1), 16):08x}", out)
+    out = out.replace("\\z", "\\Z").replace("\\h", "[ \\t]")
+    for posix, python in _PCRE_POSIX.items():
+        out = out.replace(posix, python)
+    flags = set()
+    for found in _PCRE_GLOBAL_FLAGS.finditer(out):
+        flags.update(found.group(1))
+    out = _PCRE_GLOBAL_FLAGS.sub("", out)
+    if "U" in flags:
+        flags.discard("U")
+        out = _swap_greediness(out)
+    if flags:
+        out = "(?" + "".join(sorted(flags)) + ")" + out
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _compile_osregex(pattern: str) -> tuple[tuple[re.Pattern[str], ...], re.Pattern[str]]:
+    flags = re.IGNORECASE | re.DOTALL
+    parts = translate_osregex(pattern)
+    try:
+        compiled = tuple(re.compile(part, flags) for part in parts)
+        combined = (
+            compiled[0]
+            if len(compiled) == 1
+            else re.compile("|".join(f"(?:{_drop_groups(part)})" for part in parts), flags)
+        )
+    except re.error as error:
+        raise ExpressionError(f"cannot compile: {error}") from None
+    return compiled, combined
+
+
+def _drop_groups(part: str) -> str:
+    return re.sub(r"(?<!\\)\((?!\?)", "(?:", part)
+
+
+@functools.lru_cache(maxsize=65536)
+def _compile_pcre2(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(translate_pcre2(pattern))
+    except re.error as error:
+        raise ExpressionError(f"cannot compile: {error}") from None
+
+
+EXPRESSION_TYPES = ("osregex", "osmatch", "pcre2", "string")
+
+
+def compile_expression(kind: str, pattern: str, negate: bool = False) -> Expression:
+    """Compile ``pattern`` as an expression of ``kind`` (one of :data:`EXPRESSION_TYPES`)."""
+    kind = kind.lower()
+    if kind == "osregex":
+        compiled, combined = _compile_osregex(pattern)
+        return OSRegex(pattern, compiled, combined, negate)
+    if kind == "pcre2":
+        regex = _compile_pcre2(pattern)
+        return PCRE2(pattern, (regex,), regex, negate)
+    if kind == "osmatch":
+        if len(pattern) > MAX_PATTERN:
+            raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")
+        return OSMatch(pattern, negate)
+    if kind == "string":
+        return StringEquals(pattern, negate)
+    raise ExpressionError(f"unknown expression type {kind!r}")
+
+
+def test(expression: Expression, text: str | None) -> bool:
+    """Evaluate ``expression`` against ``text`` honouring ``negate``; a missing text fails."""
+    if text is None:
+        return False
+    return expression.matches(text) != expression.negate

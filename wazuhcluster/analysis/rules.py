@@ -1,0 +1,323 @@
+"""Rules, the rule tree and the matching walk (Wazuh's OS_CheckIfRuleMatch semantics).
+
+Rules with an id below 10 are the roots (one per category); every other rule hangs under the
+rules named by its ``if_sid``, under every rule whose groups contain its ``if_group``, under
+every rule at least as severe as its ``if_level``, or else under the root of its category.
+Siblings are kept by descending level, so an event walks down the first matching branch and
+the deepest matching rule is its verdict. Correlation state (fired counters, the recent events
+of ``if_matched_*`` rules, ignore windows) lives in a :class:`RuleState` owned by the engine.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import time as time_module
+from collections.abc import Iterable
+
+import attrs
+
+from wazuhcluster.analysis import cdb
+from wazuhcluster.analysis.eventinfo import EventInfo
+from wazuhcluster.analysis.expressions import Expression, OSMatch, test
+
+DEFAULT_TIMEFRAME = 360
+MAX_HISTORY = 2048
+
+# Fields that <same_*>/<different_*> compare, by their static names.
+SAME_FIELD_NAMES = (
+    "srcip", "id", "dstip", "srcport", "dstport", "srcuser", "dstuser", "protocol", "action",
+    "url", "data", "extra_data", "status", "system_name", "location",
+)
+
+
+@attrs.frozen
+class IPList:
+    """The ``<srcip>``/``<dstip>`` entries of a rule (CIDR allowed, ``!`` negates)."""
+
+    networks: tuple[tuple[bool, ipaddress.IPv4Network | ipaddress.IPv6Network], ...]
+    negate: bool = False
+
+    def matches(self, text: str) -> bool:
+        """Wazuh's OS_IPFoundList: the first ``!`` entry turns the answer around for good."""
+        try:
+            address = ipaddress.ip_address(text.strip())
+        except ValueError:
+            return False
+        verdict = True
+        for negated, network in self.networks:
+            if negated:
+                verdict = False
+            if address.version == network.version and address in network:
+                return verdict
+        return not verdict
+
+
+def parse_ip_entry(text: str) -> tuple[bool, ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Parse one ``<srcip>`` value: ``[!]address[/prefix or /netmask]``."""
+    value = text.strip()
+    negated = value.startswith("!")
+    if negated:
+        value = value[1:].strip()
+    if value.lower() == "any":
+        value = "0.0.0.0/0"
+    return negated, ipaddress.ip_network(value, strict=False)
+
+
+@attrs.frozen
+class ListCheck:
+    """One ``<list>`` lookup of a rule."""
+
+    field: str
+    path: str
+    lookup: cdb.Lookup
+    check_value: OSMatch | None
+    entries: dict[str, str] = attrs.field(eq=False, repr=False)
+
+    def value_of(self, event: EventInfo) -> str | None:
+        """The event value to look up (``user`` tries srcuser first, as Wazuh does)."""
+        if self.field == "user":
+            return event.static.get("srcuser") or event.static.get("dstuser")
+        return event.get(self.field)
+
+    def passes(self, event: EventInfo) -> bool:
+        """True when the lookup succeeds for ``event``."""
+        value = self.value_of(event)
+        if value is None:
+            return False
+        return cdb.lookup(self.entries, self.lookup, value, self.check_value)
+
+
+@attrs.define(eq=False)
+class Rule:
+    """One ``<rule>``, compiled. Conditions left None are not checked."""
+
+    id: int
+    level: int
+    source: str = ""
+    line: int = 0
+    sort_level: int = 0
+    category: str = "syslog"
+    decoded_as: str | None = None
+    description: str = ""
+    group_text: str = ""
+    info: list[tuple[str, str]] = attrs.field(factory=list)
+    mitre_ids: list[str] = attrs.field(factory=list)
+    maxsize: int = 0
+    frequency: int | None = None
+    timeframe: int = DEFAULT_TIMEFRAME
+    ignore_time: int = 0
+    noalert: bool = False
+    overwrite: bool = False
+    expressions: dict[str, Expression] = attrs.field(factory=dict)
+    user: Expression | None = None
+    srcip: IPList | None = None
+    dstip: IPList | None = None
+    fields: list[tuple[str, Expression]] = attrs.field(factory=list)
+    lists: list[ListCheck] = attrs.field(factory=list)
+    day_time: tuple[bool, str, str] | None = None
+    week_days: tuple[bool, frozenset[int]] | None = None
+    if_sid: list[int] = attrs.field(factory=list)
+    if_group: str | None = None
+    if_level: int | None = None
+    if_matched_sid: int | None = None
+    if_matched_group: OSMatch | None = None
+    same: set[str] = attrs.field(factory=set)
+    different: set[str] = attrs.field(factory=set)
+    same_dynamic: list[str] = attrs.field(factory=list)
+    different_dynamic: list[str] = attrs.field(factory=list)
+    global_frequency: bool = False
+    mail: bool = False
+    log_alert: bool = True
+    no_full_log: bool = False
+    no_counter: bool = False
+    ignore_fields: list[str] = attrs.field(factory=list)
+    check_ignore_fields: list[str] = attrs.field(factory=list)
+    context: bool = False
+    children: list[Rule] = attrs.field(factory=list)
+    feeds: list[tuple[str, int]] = attrs.field(factory=list)
+    search_key: tuple[str, int] | None = None
+
+    @property
+    def groups(self) -> list[str]:
+        """The group names, in order, without empty entries."""
+        return [g for g in self.group_text.split(",") if g.strip()]
+
+    @property
+    def reported_frequency(self) -> int | None:
+        """``rule.frequency`` of the alert (the attribute as written), for correlation rules."""
+        if self.search_key is None:
+            return None
+        return self.frequency if self.frequency is not None else 2
+
+
+def add_sorted(siblings: list[Rule], rule: Rule) -> None:
+    """Insert ``rule`` before the first sibling of a lower level (Wazuh's _OS_AddRule)."""
+    for index, sibling in enumerate(siblings):
+        if rule.sort_level > sibling.sort_level:
+            siblings.insert(index, rule)
+            return
+    siblings.append(rule)
+
+
+def walk(rules: Iterable[Rule]) -> Iterable[Rule]:
+    """Every node of the tree, depth first (a rule under several parents appears each time)."""
+    for rule in rules:
+        yield rule
+        yield from walk(rule.children)
+
+
+@attrs.define
+class RuleState:
+    """Correlation state: firing counters, event histories and ignore windows."""
+
+    fired: dict[int, int] = attrs.field(factory=dict)
+    histories: dict[tuple[str, int], collections.deque[EventInfo]] = attrs.field(factory=dict)
+    ignored_since: dict[int, float] = attrs.field(factory=dict)
+    ignore_marks: dict[tuple[int, tuple[str | None, ...]], float] = attrs.field(factory=dict)
+
+    def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
+        """The bounded history list for ``key``."""
+        found = self.histories.get(key)
+        if found is None:
+            found = self.histories[key] = collections.deque(maxlen=MAX_HISTORY)
+        return found
+
+
+def _check_time(rule: Rule, event: EventInfo) -> bool:
+    local = time_module.localtime(event.time)
+    if rule.day_time is not None:
+        negated, start, end = rule.day_time
+        now = f"{local.tm_hour:02d}:{local.tm_min:02d}"
+        inside = start <= now <= end
+        if inside == negated:
+            return False
+    if rule.week_days is not None:
+        negated, days = rule.week_days
+        weekday = (local.tm_wday + 1) % 7
+        if (weekday in days) == negated:
+            return False
+    return True
+
+
+def conditions_hold(rule: Rule, event: EventInfo) -> bool:
+    """Check every condition of ``rule`` except its correlation search."""
+    if rule.decoded_as is not None:
+        if event.decoder is None or event.decoder.reported_name != rule.decoded_as:
+            return False
+    for name, expression in rule.expressions.items():
+        if name == "match" or name == "regex":
+            value: str | None = event.log
+        elif name == "location":
+            value = event.location
+        elif name == "hostname":
+            value = event.hostname
+        elif name == "program_name":
+            value = event.program_name
+        else:
+            value = event.static.get(name)
+        if value is None or expression.matches(value) == expression.negate:
+            return False
+    for name, expression in rule.fields:
+        value = event.find_field(name)
+        if value is None or expression.matches(value) == expression.negate:
+            return False
+    if rule.srcip is not None:
+        srcip = event.static.get("srcip")
+        if srcip is None or rule.srcip.matches(srcip) == rule.srcip.negate:
+            return False
+    if rule.dstip is not None:
+        dstip = event.static.get("dstip")
+        if dstip is None or rule.dstip.matches(dstip) == rule.dstip.negate:
+            return False
+    if rule.user is not None:
+        user = event.static.get("dstuser") or event.static.get("srcuser")
+        if user is None or not test(rule.user, user):
+            return False
+    if rule.maxsize and len(event.log) < rule.maxsize:
+        return False
+    if (rule.day_time is not None or rule.week_days is not None) and not _check_time(rule, event):
+        return False
+    return all(check.passes(event) for check in rule.lists)
+
+
+def _same_and_different(rule: Rule, old: EventInfo, new: EventInfo) -> bool:
+    for name in rule.same:
+        a = old.location if name == "location" else old.static.get(name)
+        b = new.location if name == "location" else new.static.get(name)
+        if a is None or b is None or a != b:
+            return False
+    for name in rule.different:
+        a = old.location if name == "location" else old.static.get(name)
+        b = new.location if name == "location" else new.static.get(name)
+        if a is not None and b is not None and a == b:
+            return False
+    if rule.same_dynamic:
+        if not new.fields or not old.fields:
+            return False
+        for name in rule.same_dynamic:
+            mine = new.find_field(name)
+            theirs = old.find_field(name)
+            if mine is None or theirs is None or mine != theirs:
+                return False
+    if rule.different_dynamic:
+        if not new.fields and not old.fields:
+            return False
+        for name in rule.different_dynamic:
+            mine = new.find_field(name)
+            if mine is not None and old.find_field(name) == mine:
+                return False
+    return True
+
+
+def search_history(rule: Rule, event: EventInfo, state: RuleState) -> bool:
+    """Wazuh's Search_LastSids/Search_LastGroups: enough recent related events?"""
+    assert rule.search_key is not None
+    history = state.histories.get(rule.search_key)
+    if not history:
+        return False
+    needed = (rule.frequency - 2) if rule.frequency is not None else 0
+    count = 0
+    first: EventInfo | None = None
+    previous: list[str] = []
+    for old in reversed(history):
+        if event.time - old.time > rule.timeframe:
+            return False
+        if not rule.global_frequency and old.agent_id != event.agent_id:
+            continue
+        if not _same_and_different(rule, old, event):
+            continue
+        if old.matched >= rule.sort_level:
+            return False
+        if len(previous) <= 10:
+            previous.append(old.full_log)
+        if count < needed:
+            count += 1
+            if first is None:
+                first = old
+            continue
+        event.matched = rule.sort_level
+        if first is not None:
+            first.matched = rule.sort_level
+        event.last_events = previous
+        return True
+    return False
+
+
+def match_rule(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
+    """Return the deepest rule under (and including) ``rule`` that matches ``event``."""
+    if not conditions_hold(rule, event):
+        return None
+    if rule.search_key is not None and not search_history(rule, event, state):
+        event.last_events = []
+        return None
+    for child in rule.children:
+        found = match_rule(child, event, state)
+        if found is not None:
+            return found
+    if rule.noalert:
+        return None
+    fired = state.fired.get(rule.id, 0) + 1
+    state.fired[rule.id] = fired
+    event.firedtimes = fired
+    return rule

@@ -1,0 +1,84 @@
+"""The analysis settings read from wazuh-manager.conf: the ``<ruleset>`` and ``<alerts>`` blocks.
+
+Paths are relative to the node's HOME, as in Wazuh. With no ``<ruleset>`` block the stock
+layout is used: ``ruleset/decoders`` and ``ruleset/rules`` then the user's ``etc/decoders``
+and ``etc/rules``, plus every list found under ``etc/lists``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import attrs
+
+from wazuhcluster.xmlconfig import ConfigError, Section
+
+DEFAULT_DECODER_DIRS = ("ruleset/decoders", "etc/decoders")
+DEFAULT_RULE_DIRS = ("ruleset/rules", "etc/rules")
+DEFAULT_LOG_ALERT_LEVEL = 3
+DEFAULT_EMAIL_ALERT_LEVEL = 12
+
+
+@attrs.frozen
+class RulesetSettings:
+    """Where the decoders, rules and CDB lists come from, and the alert gates."""
+
+    decoder_dirs: tuple[str, ...] = DEFAULT_DECODER_DIRS
+    rule_dirs: tuple[str, ...] = DEFAULT_RULE_DIRS
+    decoder_files: tuple[str, ...] = ()
+    rule_files: tuple[str, ...] = ()
+    decoder_excludes: tuple[str, ...] = ()
+    rule_excludes: tuple[str, ...] = ()
+    lists: tuple[str, ...] | None = None
+    log_alert_level: int = DEFAULT_LOG_ALERT_LEVEL
+    email_alert_level: int = DEFAULT_EMAIL_ALERT_LEVEL
+
+
+def _relative(section: Section, option: str) -> tuple[str, ...]:
+    values = []
+    for value in section.all_raw(option):
+        normal = posixpath.normpath(value)
+        if normal.startswith("/") or normal == ".." or normal.startswith("../"):
+            raise section.error(option, f"{value!r} must be a path inside HOME")
+        values.append(normal)
+    return tuple(values)
+
+
+def _names(section: Section, option: str) -> tuple[str, ...]:
+    values = []
+    for value in section.all_raw(option):
+        if "/" in value or value in (".", ".."):
+            raise section.error(option, f"{value!r} must be a file name")
+        values.append(value)
+    return tuple(values)
+
+
+def parse_ruleset(section: Section, alerts: Section | None = None) -> RulesetSettings:
+    """Read ``<ruleset>`` (and ``<alerts>`` when given); raise ConfigError on a bad value."""
+    if section.element is None:
+        ruleset = RulesetSettings()
+    else:
+        ruleset = RulesetSettings(
+            decoder_dirs=_relative(section, "decoder_dir"),
+            rule_dirs=_relative(section, "rule_dir"),
+            decoder_files=_relative(section, "decoder"),
+            rule_files=_relative(section, "rule"),
+            decoder_excludes=_names(section, "decoder_exclude"),
+            rule_excludes=_names(section, "rule_exclude"),
+            lists=_relative(section, "list"),
+        )
+        if not ruleset.decoder_dirs and not ruleset.decoder_files:
+            raise section.error("decoder_dir", "no decoder directory or file is configured")
+        if not ruleset.rule_dirs and not ruleset.rule_files:
+            raise section.error("rule_dir", "no rule directory or file is configured")
+    if alerts is not None:
+        ruleset = attrs.evolve(
+            ruleset,
+            log_alert_level=alerts.integer("log_alert_level", DEFAULT_LOG_ALERT_LEVEL, 0, 16),
+            email_alert_level=alerts.integer("email_alert_level", DEFAULT_EMAIL_ALERT_LEVEL,
+                                             0, 16),
+        )
+    return ruleset
+
+
+__all__ = ["ConfigError", "RulesetSettings", "parse_ruleset"]
