@@ -187,7 +187,7 @@ class RuleBuilder:
         noalert = (node.get("noalert") or "0").strip() == "1"
         rule = Rule(
             id=rule_id, level=level, source=path, line=node.line,
-            sort_level=level * 100 if level else 99,
+            sort_level=level * 100 if level else 9900,
             maxsize=_int_attr(node, "maxsize", path, 0, 0, 99_999),
             frequency=frequency,
             timeframe=_int_attr(node, "timeframe", path, 360, 0, 99_999_999),
