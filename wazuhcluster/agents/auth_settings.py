@@ -189,6 +189,6 @@ def load_password(settings: AuthSettings) -> tuple[str | None, bool]:
     password = text.split("\n", 1)[0].rstrip("\r")
     if not password:
         raise ConfigError(str(path), "auth><use_password", "the password file is empty")
-    if len(password) > MAX_PASSWORD or "\n" not in text and len(data) > MAX_PASSWORD:
+    if len(password) > MAX_PASSWORD:
         raise ConfigError(str(path), "auth><use_password", f"password over {MAX_PASSWORD} bytes")
     return password, False
