@@ -1,0 +1,714 @@
+"""Payloads larger than one AMP value (64 KiB): chunked, flow-controlled, checksummed streams.
+
+A stream goes one way over an existing AMP connection, started by either side::
+
+    sender                                   receiver
+    StreamOpen(kind, total_size)      ──►    checks kind, size cap, stream count → stream_id
+    StreamChunk(stream_id, offset, data) ──► (≤ 60 KiB each, at most ``window`` unanswered)
+    ...
+    StreamEnd(stream_id, sha256)      ──►    size and SHA-256 checked, consumer finished,
+                                             on_complete(kind, stream_id, result) → reply
+    StreamCancel(stream_id, reason, sender)  either side, at any time
+
+Small chunks and a bounded window keep every other command (keep-alives, enrollment answers)
+flowing between chunks, and bound what either side buffers. The receiver feeds each chunk to a
+*consumer* as it arrives (an in-memory buffer for small payloads, a spool file, or an incremental
+unpacker that writes files in place), so its memory stays bounded too. The receiver cancels a
+stream that stays idle longer than its timeout; the sender times out each call.
+
+Use it from a connection:
+
+- the protocol owns a :class:`StreamEndpoint` as ``self.streams``, mixes
+  :class:`StreamResponders` into its class, and calls ``self.streams.connection_lost(reason)``
+  from ``connectionLost``;
+- to send, ``await self.streams.send(kind, source, size=...)`` (or the lower-level
+  :func:`send_stream`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import tempfile
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, NoReturn, Protocol
+
+from attrs import define, field, frozen
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    maybeDeferred,
+)
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from wazuhcluster.wire.commands import ClusterError, NotAuthenticated
+
+#: Largest chunk sent in one StreamChunk (AMP values are at most 65,535 bytes).
+CHUNK_SIZE = 60 * 1024
+
+#: Default number of StreamChunk calls in flight.
+DEFAULT_WINDOW = 4
+
+#: Default timeout of each sender call (Wazuh's request timeout).
+DEFAULT_CALL_TIMEOUT = 20.0
+
+#: Default time a receiver waits for the next chunk before cancelling (Wazuh: 30 s per frame).
+DEFAULT_IDLE_TIMEOUT = 30.0
+
+#: Default number of streams one connection may be receiving at once.
+DEFAULT_MAX_STREAMS = 4
+
+#: Longest reason or reply text carried back (characters).
+MAX_TEXT = 4096
+
+_log = Logger()
+
+
+# --- errors and commands ------------------------------------------------------------------------
+
+
+class StreamError(ClusterError):
+    """Base class of stream failures; ``str()`` is the reason."""
+
+
+class StreamRefused(StreamError):
+    """The receiver refused to open a stream (unknown kind, over the size cap, too many)."""
+
+
+class StreamUnknown(StreamError):
+    """No stream with this id is open on the receiver (finished, expired or never opened)."""
+
+
+class StreamInvalid(StreamError):
+    """The stream broke a rule (offset, size, checksum) or its consumer refused the data."""
+
+
+class StreamCancelled(StreamError):
+    """The stream was cancelled by one side; the message gives who and why."""
+
+
+class StreamTimeout(StreamError):
+    """The receiver gave up on a stream that stayed idle too long."""
+
+
+_ERRORS: dict[type[Exception], bytes] = {
+    StreamRefused: b"STREAM_REFUSED",
+    StreamUnknown: b"STREAM_UNKNOWN",
+    StreamInvalid: b"STREAM_INVALID",
+    StreamCancelled: b"STREAM_CANCELLED",
+    StreamTimeout: b"STREAM_TIMEOUT",
+}
+_FATAL: dict[type[Exception], bytes] = {NotAuthenticated: b"NOT_AUTHENTICATED"}
+
+
+class StreamOpen(amp.Command):
+    """Sender → receiver: announce a stream of ``kind`` and ``total_size`` bytes; get its id."""
+
+    arguments = [(b"kind", amp.Unicode()), (b"total_size", amp.Integer())]
+    response = [(b"stream_id", amp.Unicode())]
+    errors = _ERRORS
+    fatalErrors = _FATAL
+
+
+class StreamChunk(amp.Command):
+    """Sender → receiver: ``data`` (≤ 60 KiB) at byte ``offset`` of the stream."""
+
+    arguments = [
+        (b"stream_id", amp.Unicode()),
+        (b"offset", amp.Integer()),
+        (b"data", amp.String()),
+    ]
+    response = []
+    errors = _ERRORS
+    fatalErrors = _FATAL
+
+
+class StreamEnd(amp.Command):
+    """Sender → receiver: all bytes sent, with their SHA-256 (hex).
+
+    Answered once the receiver has checked the size and checksum and processed the payload;
+    ``reply`` is an optional short text from the receiver's completion callback.
+    """
+
+    arguments = [(b"stream_id", amp.Unicode()), (b"sha256", amp.Unicode())]
+    response = [(b"reply", amp.Unicode(optional=True))]
+    errors = _ERRORS
+    fatalErrors = _FATAL
+
+
+class StreamCancel(amp.Command):
+    """Either side: cancel a stream.
+
+    ``sender`` is true when the caller is the stream's sender (the responder drops what it has
+    received) and false when the caller is the receiver (the responder stops sending).
+    Cancelling an unknown or finished stream is not an error.
+    """
+
+    arguments = [
+        (b"stream_id", amp.Unicode()),
+        (b"reason", amp.Unicode()),
+        (b"sender", amp.Boolean()),
+    ]
+    response = []
+    errors = _ERRORS
+    fatalErrors = _FATAL
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+# --- receiving ----------------------------------------------------------------------------------
+
+
+class StreamConsumer(Protocol):
+    """Where a receiver puts the bytes of one stream, in order, as they arrive."""
+
+    def feed(self, data: bytes) -> None:
+        """Take the next piece; raise (any exception, with a reason) to refuse the stream."""
+
+    def finish(self) -> object:
+        """All bytes arrived and were verified; return the result for ``on_complete``."""
+
+    def abort(self, reason: str) -> None:
+        """The stream failed or was cancelled: release everything (idempotent)."""
+
+
+class BytesConsumer:
+    """Collects a small payload in memory (the stream kind's size cap bounds it)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        """Keep the piece."""
+        self._parts.append(data)
+
+    def finish(self) -> bytes:
+        """The whole payload."""
+        data = b"".join(self._parts)
+        self._parts = []
+        return data
+
+    def abort(self, reason: str) -> None:
+        """Drop what was collected."""
+        self._parts = []
+
+
+class SpoolConsumer:
+    """Spools a payload to an anonymous temp file; :meth:`finish` returns it, rewound."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self._file: IO[bytes] | None = tempfile.TemporaryFile(dir=directory)
+
+    def feed(self, data: bytes) -> None:
+        """Append the piece to the spool file."""
+        assert self._file is not None
+        self._file.write(data)
+
+    def finish(self) -> IO[bytes]:
+        """The spool file at offset 0; the caller closes it (it vanishes when closed)."""
+        assert self._file is not None
+        spool, self._file = self._file, None
+        spool.flush()
+        spool.seek(0)
+        return spool
+
+    def abort(self, reason: str) -> None:
+        """Close (and so delete) the spool file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@frozen
+class StreamKind:
+    """What a receiver accepts for one stream kind.
+
+    :ivar max_size: largest ``total_size`` accepted.
+    :ivar consumer: builds the consumer of a new stream, given its declared total size.
+    """
+
+    max_size: int
+    consumer: Callable[[int], StreamConsumer]
+
+
+#: ``on_complete(kind, stream_id, result)``: may return a Deferred; a ``str`` result is sent back
+#: to the sender as the StreamEnd reply.
+OnComplete = Callable[[str, str, object], object]
+
+
+@define
+class _Incoming:
+    stream_id: str
+    kind: str
+    total_size: int
+    consumer: StreamConsumer
+    timer: IDelayedCall | None = None
+    received: int = 0
+    ending: bool = False
+    hasher: Any = field(factory=hashlib.sha256)
+
+
+class IncomingStreams:
+    """The streams one connection is receiving: bounded in number and size, each with a timeout.
+
+    :param kinds: the accepted stream kinds; any other kind is refused.
+    :param on_complete: called with the consumer's result once a stream has been verified.
+    :param notify_peer: called as ``notify_peer(stream_id, reason)`` when this side cancels a
+        stream (idle timeout, consumer error), so the sender can be told to stop.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        kinds: Mapping[str, StreamKind],
+        on_complete: OnComplete,
+        *,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        notify_peer: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._kinds = dict(kinds)
+        self._on_complete = on_complete
+        self._max_streams = max_streams
+        self._idle_timeout = idle_timeout
+        self.notify_peer = notify_peer
+        self._streams: dict[str, _Incoming] = {}
+        # Why recently closed streams closed, so late chunks get a meaningful error.
+        self._closed: OrderedDict[str, StreamError] = OrderedDict()
+        self._ids = itertools.count(1)
+
+    @property
+    def active(self) -> int:
+        """Number of streams being received."""
+        return len(self._streams)
+
+    def open(self, kind: str, total_size: int) -> str:
+        """Accept a new stream; return its id.
+
+        :raises StreamRefused: unknown kind, size over the kind's cap, or too many streams.
+        """
+        spec = self._kinds.get(kind)
+        if spec is None:
+            raise StreamRefused(f"unknown stream kind {kind!r}")
+        if not 0 <= total_size <= spec.max_size:
+            raise StreamRefused(
+                f"stream of {total_size} bytes refused: {kind!r} streams are capped at "
+                f"{spec.max_size} bytes"
+            )
+        if len(self._streams) >= self._max_streams:
+            raise StreamRefused(f"already receiving {len(self._streams)} streams")
+        try:
+            consumer = spec.consumer(total_size)
+        except Exception as e:
+            raise StreamRefused(f"cannot receive {kind!r} now: {e}") from None
+        stream_id = f"{kind}-{next(self._ids)}"
+        stream = _Incoming(stream_id, kind, total_size, consumer)
+        self._streams[stream_id] = stream
+        self._arm(stream)
+        return stream_id
+
+    def _arm(self, stream: _Incoming) -> None:
+        if stream.timer is not None and stream.timer.active():
+            stream.timer.reset(self._idle_timeout)
+        else:
+            stream.timer = self._clock.callLater(self._idle_timeout, self._expire, stream)
+
+    def _expire(self, stream: _Incoming) -> None:
+        stream.timer = None
+        reason = f"no data for {self._idle_timeout:g} s"
+        self._close(stream, StreamTimeout(f"stream {stream.stream_id} timed out: {reason}"))
+        if self.notify_peer is not None:
+            self.notify_peer(stream.stream_id, f"receiver timed out: {reason}")
+
+    def _get(self, stream_id: str) -> _Incoming:
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream
+        closed = self._closed.get(stream_id)
+        if closed is not None:
+            raise type(closed)(str(closed))
+        raise StreamUnknown(f"no open stream {stream_id!r}")
+
+    def _close(self, stream: _Incoming, why: StreamError | None) -> None:
+        """Forget a stream; with ``why``, abort its consumer and remember the reason."""
+        self._streams.pop(stream.stream_id, None)
+        if stream.timer is not None and stream.timer.active():
+            stream.timer.cancel()
+        stream.timer = None
+        if why is not None:
+            try:
+                stream.consumer.abort(str(why))
+            except Exception:
+                _log.failure("Aborting stream {stream_id} failed", stream_id=stream.stream_id)
+            self._closed[stream.stream_id] = why
+            while len(self._closed) > 32:
+                self._closed.popitem(last=False)
+
+    def chunk(self, stream_id: str, offset: int, data: bytes) -> None:
+        """Take the piece at ``offset``; a resent piece already received is ignored.
+
+        :raises StreamInvalid: a gap, data beyond the declared size, or the consumer refused it
+            (the stream is then closed).
+        """
+        stream = self._get(stream_id)
+        if stream.ending:
+            raise StreamInvalid(f"stream {stream_id} already ended")
+        if offset + len(data) <= stream.received and offset >= 0:
+            return  # a duplicate of bytes already consumed
+        if offset != stream.received:
+            self._fail(stream, f"chunk at offset {offset}, expected {stream.received}")
+        if stream.received + len(data) > stream.total_size:
+            self._fail(stream, f"data beyond the declared size of {stream.total_size} bytes")
+        try:
+            stream.consumer.feed(data)
+        except Exception as e:
+            self._fail(stream, f"payload refused: {e}")
+        stream.hasher.update(data)
+        stream.received += len(data)
+        self._arm(stream)
+
+    def _fail(self, stream: _Incoming, reason: str) -> NoReturn:
+        error = StreamInvalid(_clip(f"stream {stream.stream_id}: {reason}"))
+        self._close(stream, error)
+        raise error
+
+    async def end(self, stream_id: str, sha256: str) -> str | None:
+        """Verify and finish a stream, run ``on_complete``, and return its reply text.
+
+        :raises StreamInvalid: wrong size or checksum, or finishing/processing failed.
+        """
+        stream = self._get(stream_id)
+        if stream.ending:
+            raise StreamInvalid(f"stream {stream_id} already ended")
+        if stream.received != stream.total_size:
+            self._fail(stream, f"ended after {stream.received} of {stream.total_size} bytes")
+        if stream.hasher.hexdigest() != sha256.lower():
+            self._fail(stream, "SHA-256 mismatch")
+        stream.ending = True
+        if stream.timer is not None and stream.timer.active():
+            stream.timer.cancel()
+        stream.timer = None
+        try:
+            result = stream.consumer.finish()
+        except Exception as e:
+            self._fail(stream, f"payload refused: {e}")
+        # The slot is free as soon as the bytes are in; processing may take longer.
+        self._close(stream, None)
+        try:
+            reply = await maybeDeferred(self._on_complete, stream.kind, stream_id, result)
+        except Exception as e:
+            _log.failure("Processing stream {stream_id} failed", stream_id=stream_id)
+            raise StreamInvalid(_clip(f"stream {stream_id}: processing failed: {e}")) from None
+        return _clip(reply) if isinstance(reply, str) else None
+
+    def cancel(self, stream_id: str, reason: str, *, by_peer: bool) -> None:
+        """Cancel a stream being received (no error if it is unknown or already finished).
+
+        :param by_peer: the sender asked for it; otherwise this side decided, and the sender is
+            told through ``notify_peer``.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ending:
+            return
+        who = "sender" if by_peer else "receiver"
+        self._close(stream, StreamCancelled(_clip(f"cancelled by the {who}: {reason}")))
+        if not by_peer and self.notify_peer is not None:
+            self.notify_peer(stream_id, reason)
+
+    def connection_lost(self, reason: str = "connection lost") -> None:
+        """Abort every stream being received (call from the protocol's connectionLost)."""
+        for stream in list(self._streams.values()):
+            self._close(stream, StreamCancelled(reason))
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+CallRemote = Callable[..., "Deferred[dict[str, Any]]"]
+
+
+@frozen
+class SendResult:
+    """A stream the receiver accepted: its id, size, SHA-256 and the receiver's reply."""
+
+    stream_id: str
+    size: int
+    sha256: str
+    reply: str | None
+
+
+@define
+class _Outgoing:
+    stream_id: str
+    pending: set[Deferred[Any]] = field(factory=set)
+    error: BaseException | None = None
+
+    def stop(self, error: BaseException) -> None:
+        """Record the first error and cancel every chunk call still in flight."""
+        if self.error is None:
+            self.error = error
+        for d in list(self.pending):
+            d.cancel()
+
+
+class OutgoingStreams:
+    """The streams one connection is sending, so the receiver can cancel them."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, _Outgoing] = {}
+
+    @property
+    def active(self) -> int:
+        """Number of streams being sent."""
+        return len(self._streams)
+
+    def _add(self, state: _Outgoing) -> None:
+        self._streams[state.stream_id] = state
+
+    def _remove(self, state: _Outgoing) -> None:
+        self._streams.pop(state.stream_id, None)
+
+    def cancel(self, stream_id: str, reason: str) -> None:
+        """The receiver cancelled ``stream_id``: stop sending it (unknown ids are ignored)."""
+        state = self._streams.get(stream_id)
+        if state is not None:
+            state.stop(StreamCancelled(_clip(f"cancelled by the receiver: {reason}")))
+
+    def connection_lost(self, reason: str = "connection lost") -> None:
+        """Stop every stream being sent."""
+        for state in list(self._streams.values()):
+            state.stop(StreamCancelled(reason))
+
+
+def _pieces(source: bytes | Iterable[bytes], chunk_size: int) -> Iterator[bytes]:
+    """Cut ``source`` into pieces of at most ``chunk_size`` bytes (small ones are not merged)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
+        return
+    for block in source:
+        for start in range(0, len(block), chunk_size):
+            yield bytes(block[start : start + chunk_size])
+
+
+def _ignore(failure: Failure) -> None:
+    return None
+
+
+async def send_stream(
+    call_remote: CallRemote,
+    kind: str,
+    source: bytes | Iterable[bytes],
+    *,
+    clock: IReactorTime,
+    size: int | None = None,
+    window: int = DEFAULT_WINDOW,
+    chunk_size: int = CHUNK_SIZE,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    end_timeout: float | None = None,
+    registry: OutgoingStreams | None = None,
+) -> SendResult:
+    """Send ``source`` as one stream and return once the receiver has accepted it.
+
+    :param call_remote: the connection's ``callRemote``.
+    :param source: the payload, or an iterator of pieces of it (pieces are produced only as the
+        window allows, so a generator reading files keeps memory bounded).
+    :param size: the total size; required for an iterator, which must produce exactly that.
+    :param window: most StreamChunk calls in flight at once.
+    :param call_timeout: timeout of StreamOpen and each StreamChunk.
+    :param end_timeout: timeout of StreamEnd, which includes the receiver's processing
+        (default: ``call_timeout``).
+    :param registry: where the stream is registered so the receiver can cancel it.
+    :raises StreamError: refused, invalid, cancelled by the receiver or timed out on its side.
+    :raises twisted.internet.defer.TimeoutError: a call got no answer in time.
+    :raises CancelledError: the caller cancelled; the receiver is told.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        size = len(source) if size is None else size
+        if size != len(source):
+            raise ValueError(f"size {size} does not match the {len(source)}-byte payload")
+    elif size is None:
+        raise ValueError("size is required when the source is an iterator")
+    if window < 1 or not 0 < chunk_size <= CHUNK_SIZE:
+        raise ValueError("window must be >= 1 and chunk_size in (0, CHUNK_SIZE]")
+
+    def call(command: type[amp.Command], timeout: float, **kwargs: Any) -> Deferred[Any]:
+        d: Deferred[dict[str, Any]] = maybeDeferred(call_remote, command, **kwargs)
+        return d.addTimeout(timeout, clock)
+
+    opened = await call(StreamOpen, call_timeout, kind=kind, total_size=size)
+    state = _Outgoing(opened["stream_id"])
+    if registry is not None:
+        registry._add(state)
+    semaphore = DeferredSemaphore(window)
+    hasher = hashlib.sha256()
+    offset = 0
+    try:
+        try:
+            for piece in _pieces(source, chunk_size):
+                await semaphore.acquire()
+                if state.error is not None:
+                    break
+                if offset + len(piece) > size:
+                    raise ValueError(f"source produced more than the declared {size} bytes")
+                d = call(
+                    StreamChunk, call_timeout, stream_id=state.stream_id, offset=offset, data=piece
+                )
+                hasher.update(piece)
+                offset += len(piece)
+                state.pending.add(d)
+                d.addBoth(_chunk_done, state, d, semaphore)
+            if state.pending:
+                await DeferredList(list(state.pending), consumeErrors=True)
+        except BaseException as e:
+            state.stop(e)
+            if state.pending:
+                await DeferredList(list(state.pending), consumeErrors=True)
+        if state.error is None and offset != size:
+            state.error = ValueError(f"source produced {offset} bytes, declared {size}")
+        if state.error is not None:
+            if not isinstance(state.error, StreamCancelled | StreamInvalid | StreamUnknown):
+                # Tell the receiver, unless it is the one that stopped the stream.
+                call(
+                    StreamCancel,
+                    call_timeout,
+                    stream_id=state.stream_id,
+                    reason=_clip(f"sender stopped: {state.error!r}"),
+                    sender=True,
+                ).addErrback(_ignore)
+            raise state.error
+        timeout = call_timeout if end_timeout is None else end_timeout
+        ended = await call(StreamEnd, timeout, stream_id=state.stream_id, sha256=hasher.hexdigest())
+        return SendResult(state.stream_id, size, hasher.hexdigest(), ended.get("reply"))
+    finally:
+        if registry is not None:
+            registry._remove(state)
+
+
+def _chunk_done(
+    result: object, state: _Outgoing, d: Deferred[Any], semaphore: DeferredSemaphore
+) -> None:
+    state.pending.discard(d)
+    semaphore.release()
+    if isinstance(result, Failure):
+        error = result.value
+        if isinstance(error, CancelledError) and state.error is not None:
+            return None  # our own cancellation of the window after the first error
+        state.stop(error)
+    return None
+
+
+# --- wiring into a connection -------------------------------------------------------------------
+
+
+class StreamEndpoint:
+    """Both directions of streams for one AMP connection.
+
+    :param call_remote: the connection's ``callRemote``.
+    :param kinds: stream kinds this side accepts.
+    :param on_complete: called for each stream received and verified.
+    """
+
+    def __init__(
+        self,
+        call_remote: CallRemote,
+        clock: IReactorTime,
+        kinds: Mapping[str, StreamKind],
+        on_complete: OnComplete,
+        *,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        window: int = DEFAULT_WINDOW,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    ) -> None:
+        self._call_remote = call_remote
+        self._clock = clock
+        self._window = window
+        self._call_timeout = call_timeout
+        self.incoming = IncomingStreams(
+            clock,
+            kinds,
+            on_complete,
+            max_streams=max_streams,
+            idle_timeout=idle_timeout,
+            notify_peer=self._notify_sender,
+        )
+        self.outgoing = OutgoingStreams()
+
+    def _notify_sender(self, stream_id: str, reason: str) -> None:
+        d: Deferred[Any] = maybeDeferred(
+            self._call_remote, StreamCancel, stream_id=stream_id, reason=reason, sender=False
+        )
+        d.addTimeout(self._call_timeout, self._clock).addErrback(_ignore)
+
+    def send(
+        self,
+        kind: str,
+        source: bytes | Iterable[bytes],
+        *,
+        size: int | None = None,
+        end_timeout: float | None = None,
+    ) -> Awaitable[SendResult]:
+        """Send a stream with this endpoint's window, timeouts and registry (see send_stream)."""
+        return Deferred.fromCoroutine(
+            send_stream(
+                self._call_remote,
+                kind,
+                source,
+                clock=self._clock,
+                size=size,
+                window=self._window,
+                call_timeout=self._call_timeout,
+                end_timeout=end_timeout,
+                registry=self.outgoing,
+            )
+        )
+
+    def connection_lost(self, reason: str = "connection lost") -> None:
+        """Abort everything in both directions (call from the protocol's connectionLost)."""
+        self.incoming.connection_lost(reason)
+        self.outgoing.connection_lost(reason)
+
+
+class StreamResponders(amp.CommandLocator):
+    """Mixin serving the stream commands from ``self.streams`` (a :class:`StreamEndpoint`).
+
+    Put it before ``amp.AMP`` (or another CommandLocator) in the bases of a connection's class.
+    """
+
+    streams: StreamEndpoint
+
+    @StreamOpen.responder
+    def stream_open(self, kind: str, total_size: int) -> dict[str, str]:
+        """Accept (or refuse) a new incoming stream."""
+        return {"stream_id": self.streams.incoming.open(kind, total_size)}
+
+    @StreamChunk.responder
+    def stream_chunk(self, stream_id: str, offset: int, data: bytes) -> dict[str, Any]:
+        """Consume one chunk of an incoming stream."""
+        self.streams.incoming.chunk(stream_id, offset, data)
+        return {}
+
+    @StreamEnd.responder
+    def stream_end(self, stream_id: str, sha256: str) -> Deferred[dict[str, Any]]:
+        """Verify and finish an incoming stream; answer when it has been processed."""
+        d = Deferred.fromCoroutine(self.streams.incoming.end(stream_id, sha256))
+        return d.addCallback(lambda reply: {} if reply is None else {"reply": reply})
+
+    @StreamCancel.responder
+    def stream_cancel(self, stream_id: str, reason: str, sender: bool) -> dict[str, Any]:
+        """The peer cancelled a stream, as its sender or as its receiver."""
+        if sender:
+            self.streams.incoming.cancel(stream_id, reason, by_peer=True)
+        else:
+            self.streams.outgoing.cancel(stream_id, reason)
+        return {}
