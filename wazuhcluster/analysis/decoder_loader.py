@@ -100,6 +100,8 @@ class DecoderBuilder:
                                            f"decoder {name}: unknown plugin {text.strip()!r}")
                 decoder.plugin = plugin
                 decoder.plugin_offset = _offset(child, path, name)
+            elif tag == "fts":
+                decoder.fts = tuple(w.strip() for w in text.split(",") if w.strip())
             elif tag == "accumulate":
                 decoder.accumulate = True
             elif tag == "json_null_field":

@@ -60,6 +60,7 @@ class Decoder:
     json_null: str = "string"
     json_array: str = "array"
     get_next: bool = False
+    fts: tuple[str, ...] = ()
     children: list[Decoder] = attrs.field(factory=list)
     reported_name: str = ""
     reported_parent: str | None = None

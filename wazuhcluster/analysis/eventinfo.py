@@ -28,7 +28,8 @@ class EventInfo:
     """Mutable state of one event: pre-decoded header, decoded fields, and match results."""
 
     __slots__ = (
-        "agent_id", "agent_ip", "agent_name", "decoder", "fields", "firedtimes", "full_log",
+        "agent_id", "agent_ip", "agent_name", "decoder", "fields", "firedtimes", "fts_new",
+        "full_log",
         "hostname", "last_events", "location", "log", "log_after_parent",
         "log_after_prematch", "matched", "program_name", "static", "time", "timestamp",
     )
@@ -52,6 +53,7 @@ class EventInfo:
         self.matched = 0
         self.firedtimes = 0
         self.last_events: list[str] = []
+        self.fts_new: bool | None = None
 
     def add_field(self, key: str, value: str) -> None:
         """Append a dynamic field (Wazuh keeps duplicates; lookups see the first)."""

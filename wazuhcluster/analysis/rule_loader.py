@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 
 from wazuhcluster.analysis import cdb
+from wazuhcluster.analysis.compiled import COMPILED_RULES
 from wazuhcluster.analysis.expressions import (
     EXPRESSION_TYPES,
     Expression,
@@ -54,7 +55,7 @@ _DIFFERENT = {
     "different_dstgeoip": "dstgeoip", "different_srcuser": "srcuser", "different_user": "dstuser",
     "not_same_user": "dstuser", "different_location": "location",
 }
-_IGNORED_ELEMENTS = {"if_fts", "check_diff", "compiled_rule", "cve", "same_agent",
+_IGNORED_ELEMENTS = {"check_diff", "cve", "same_agent",
                      "not_same_agent", "var", "if_matched_regex"}
 _DAYS = {"sunday": {0}, "sun": {0}, "monday": {1}, "mon": {1}, "tuesday": {2}, "tue": {2},
          "wednesday": {3}, "wed": {3}, "thursday": {4}, "thu": {4}, "friday": {5}, "fri": {5},
@@ -255,6 +256,10 @@ class RuleBuilder:
             if not name:
                 raise RuleLoadError(path, child.line, f"{where}: missing name attribute")
             rule.fields.append((name, _expression(child, "osregex", text, path, rule.id)))
+        elif tag == "compiled_rule":
+            rule.compiled = COMPILED_RULES.get(text.strip())
+            if rule.compiled is None:
+                raise RuleLoadError(path, child.line, f"{where}: unknown {text.strip()!r}")
         elif tag == "list":
             rule.lists.append(self._list(rule, child, path))
         elif tag == "info":
@@ -300,6 +305,8 @@ class RuleBuilder:
             rule.same_dynamic.append(text.strip())
         elif tag in ("not_same_field", "different_field"):
             rule.different_dynamic.append(text.strip())
+        elif tag == "if_fts":
+            rule.if_fts = True
         elif tag == "global_frequency":
             rule.global_frequency = True
         elif tag == "options":

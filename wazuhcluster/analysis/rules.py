@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import time as time_module
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -115,6 +115,7 @@ class Rule:
     dstip: IPList | None = None
     fields: list[tuple[str, Expression]] = attrs.field(factory=list)
     lists: list[ListCheck] = attrs.field(factory=list)
+    compiled: Callable[[EventInfo], bool] | None = None
     day_time: tuple[bool, str, str] | None = None
     week_days: tuple[bool, frozenset[int]] | None = None
     if_sid: list[int] = attrs.field(factory=list)
@@ -127,6 +128,7 @@ class Rule:
     same_dynamic: list[str] = attrs.field(factory=list)
     different_dynamic: list[str] = attrs.field(factory=list)
     global_frequency: bool = False
+    if_fts: bool = False
     mail: bool = False
     log_alert: bool = True
     no_full_log: bool = False
@@ -175,6 +177,7 @@ class RuleState:
     histories: dict[tuple[str, int], collections.deque[EventInfo]] = attrs.field(factory=dict)
     ignored_since: dict[int, float] = attrs.field(factory=dict)
     ignore_marks: dict[tuple[int, tuple[str | None, ...]], float] = attrs.field(factory=dict)
+    first_seen: set[tuple[str | None, ...]] = attrs.field(factory=set)
 
     def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
         """The bounded history list for ``key``."""
@@ -200,7 +203,23 @@ def _check_time(rule: Rule, event: EventInfo) -> bool:
     return True
 
 
-def conditions_hold(rule: Rule, event: EventInfo) -> bool:
+def first_time_seen(event: EventInfo, state: RuleState) -> bool:
+    """Wazuh's FTS: is this combination of the decoder's ``<fts>`` fields new?"""
+    decoder = event.decoder
+    if decoder is None or not decoder.fts:
+        return False
+    if event.fts_new is None:
+        key = (decoder.reported_name,) + tuple(
+            event.location if name == "location" else event.get(name) for name in decoder.fts)
+        event.fts_new = key not in state.first_seen
+        if event.fts_new:
+            if len(state.first_seen) > 1_000_000:
+                state.first_seen.clear()
+            state.first_seen.add(key)
+    return event.fts_new
+
+
+def conditions_hold(rule: Rule, event: EventInfo, state: RuleState) -> bool:
     """Check every condition of ``rule`` except its correlation search."""
     if rule.decoded_as is not None:
         if event.decoder is None or event.decoder.reported_name != rule.decoded_as:
@@ -230,6 +249,8 @@ def conditions_hold(rule: Rule, event: EventInfo) -> bool:
         dstip = event.static.get("dstip")
         if dstip is None or rule.dstip.matches(dstip) == rule.dstip.negate:
             return False
+    if rule.compiled is not None and not rule.compiled(event):
+        return False
     if rule.user is not None:
         user = event.static.get("dstuser") or event.static.get("srcuser")
         if user is None or not test(rule.user, user):
@@ -237,6 +258,8 @@ def conditions_hold(rule: Rule, event: EventInfo) -> bool:
     if rule.maxsize and len(event.log) < rule.maxsize:
         return False
     if (rule.day_time is not None or rule.week_days is not None) and not _check_time(rule, event):
+        return False
+    if rule.if_fts and not first_time_seen(event, state):
         return False
     return all(check.passes(event) for check in rule.lists)
 
@@ -306,7 +329,7 @@ def search_history(rule: Rule, event: EventInfo, state: RuleState) -> bool:
 
 def match_rule(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
     """Return the deepest rule under (and including) ``rule`` that matches ``event``."""
-    if not conditions_hold(rule, event):
+    if not conditions_hold(rule, event, state):
         return None
     if rule.search_key is not None and not search_history(rule, event, state):
         event.last_events = []
