@@ -480,10 +480,9 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             return succeed(None)
         self._pushing.add(push.agent_id)
         self.stats.pushes += 1
-        name = os.path.basename(push.path) or control.SHARED_FILE
 
         def steps() -> Generator[None, None, None]:
-            if not self.send_to_agent(push.agent_id, control.format_file_update(push.md5, name)):
+            if not self.send_to_agent(push.agent_id, control.format_file_update(push.md5)):
                 return
             yield None
             for start in range(0, len(content), control.SHARED_CHUNK):

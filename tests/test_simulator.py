@@ -1,0 +1,304 @@
+"""Tests for wazuhcluster.agents.simulator against the real agent channel, in memory (iosim)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import types
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.agents import control, secure, simulator
+from wazuhcluster.agents.channel import AgentChannelFactory, AgentEvent
+from wazuhcluster.agents.sessions import AgentStatus, SessionTable
+
+KEYS = [secure.AgentKey(f"{i:03}", f"sim-{i}", "any", f"{i:02x}" * 32) for i in range(1, 4)]
+
+
+class Harness:
+    """A channel factory and in-memory connections to it for simulated agents."""
+
+    def __init__(self, merged: dict[str, tuple[str, str]] | None = None) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.sessions = SessionTable(self.clock, "w1", merged_for=(merged or {}).get)
+        self.events: list[AgentEvent] = []
+        self.channel = AgentChannelFactory(
+            secure.KeyStore(KEYS), self.sessions, self.events.append, self.clock
+        )
+        self.pumps: list[iosim.IOPump] = []
+        self.refuse = False
+
+    def connect(self, factory: Factory[Protocol]) -> Deferred[Any]:
+        """Connect a client protocol to a new server protocol through an IOPump."""
+        if self.refuse:
+            return fail(ConnectionRefusedError())
+        address = IPv4Address("TCP", "10.0.0.1", 40000 + len(self.pumps))
+        client = factory.buildProtocol(address)
+        assert client is not None
+        server = self.channel.buildProtocol(address)
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, True, peerAddress=address),
+            client,
+            iosim.FakeTransport(client, False, hostAddress=address),
+            greet=False,
+        )
+        self.pumps.append(pump)
+        return succeed(client)
+
+    def pump(self) -> None:
+        """Move bytes both ways until quiet (the channel's cooperative pushes included)."""
+        for _ in range(50):
+            self.clock.advance(0)
+            moved = [pump.pump() for pump in self.pumps]
+            if not any(moved) and not self.clock.getDelayedCalls():
+                break
+
+    def run(self, seconds: float, step: float = 0.1) -> None:
+        """Advance time in small steps, pumping between them."""
+        for _ in range(round(seconds / step)):
+            self.clock.advance(step)
+            self.pump()
+
+    def agent(
+        self, key: secure.AgentKey, eps: float = 0.0, keepalive: float = 10.0
+    ) -> simulator.SimulatedAgent:
+        """A simulated agent wired to this harness."""
+        return simulator.SimulatedAgent(
+            key,
+            self.clock,
+            self.connect,
+            simulator.SimConfig(keepalive_interval=keepalive, eps=eps, reconnect_delay=2.0),
+            events=simulator.generated_events(key.name),
+        )
+
+
+class ProtocolTests(SynchronousTestCase):
+    """The simulated agent speaks the protocol the channel expects."""
+
+    def test_handshake_and_keepalive(self) -> None:
+        """Startup is acked, the agent becomes active and its start event arrives."""
+        harness = Harness()
+        agent = harness.agent(KEYS[0])
+        agent.start()
+        harness.pump()
+        self.assertTrue(agent.ready)
+        self.assertEqual(harness.sessions.status("001"), AgentStatus.ACTIVE)
+        self.assertEqual(agent.stats.startups_sent, 1)
+        self.assertEqual(agent.stats.keepalives_sent, 1)
+        self.assertEqual(agent.stats.acks_received, 2)
+        self.assertEqual(harness.events[0].message, "ossec: Agent started: 'sim-1->any'.")
+        session = harness.sessions.get("001")
+        assert session is not None and session.keepalive is not None
+        self.assertEqual(session.keepalive.os.platform, "ubuntu")
+        self.assertEqual(session.keepalive.version, "Wazuh v4.14.7")
+        harness.run(30, step=1.0)
+        self.assertEqual(agent.stats.keepalives_sent, 4)
+
+    def test_events_at_rate(self) -> None:
+        """Events go out at the configured rate and reach the sink."""
+        harness = Harness()
+        agent = harness.agent(KEYS[0], eps=20.0)
+        agent.start()
+        harness.pump()
+        harness.run(2.0)
+        sent = agent.stats.events_sent
+        self.assertTrue(40 <= sent <= 42, sent)
+        self.assertEqual(len(harness.events), sent)
+        self.assertTrue(all(e.queue == "1" for e in harness.events))
+
+    def test_shared_file_push(self) -> None:
+        """A stale merged.mg is pushed, verified, and the next keep-alive reports it synced."""
+        path = os.path.abspath(self.mktemp())
+        content = b"<agent_config>\n" + b"  <!-- filler -->\n" * 200 + b"</agent_config>\n"
+        with open(path, "wb") as handle:
+            handle.write(content)
+        md5 = hashlib.md5(content).hexdigest()
+        harness = Harness({"001": (md5, path)})
+        agent = harness.agent(KEYS[0], keepalive=5.0)
+        agent.start()
+        harness.pump()
+        self.assertEqual(agent.stats.files_received, 1)
+        self.assertEqual(agent.merged_sum, md5)
+        self.assertEqual(agent.shared_files, {"merged.mg": content})
+        harness.run(5.0, step=1.0)
+        session = harness.sessions.get("001")
+        assert session is not None
+        self.assertEqual(session.group_config_status, "synced")
+
+    def test_bad_push_detected(self) -> None:
+        """A file whose content does not match the announced MD5 is counted as bad."""
+        path = self.mktemp()
+        with open(path, "wb") as handle:
+            handle.write(b"content")
+        harness = Harness({"001": ("f" * 32, path)})
+        agent = harness.agent(KEYS[0])
+        agent.start()
+        harness.pump()
+        self.assertEqual(agent.stats.files_bad, 1)
+        self.assertIsNone(agent.merged_sum)
+
+    def test_force_reconnect(self) -> None:
+        """On '#!-force_reconnect' the agent closes, reconnects and sends a new startup."""
+        harness = Harness()
+        agent = harness.agent(KEYS[0])
+        agent.start()
+        harness.pump()
+        self.assertTrue(harness.channel.force_reconnect("001"))
+        harness.pump()
+        self.assertEqual(agent.stats.force_reconnects, 1)
+        self.assertFalse(agent.ready)
+        harness.run(2.5)
+        self.assertTrue(agent.ready)
+        self.assertEqual(agent.stats.startups_sent, 2)
+        self.assertEqual(agent.stats.connections, 2)
+        self.assertIsNotNone(harness.channel.connection_for("001"))
+
+    def test_connection_refused_retries(self) -> None:
+        """A refused connection is retried after the reconnect delay."""
+        harness = Harness()
+        harness.refuse = True
+        agent = harness.agent(KEYS[0])
+        agent.start()
+        harness.run(2.5)
+        self.assertEqual(agent.stats.connection_failures, 2)
+        harness.refuse = False
+        harness.run(2.0)
+        self.assertTrue(agent.ready)
+
+    def test_stop_sends_shutdown(self) -> None:
+        """Stopping sends the shutdown, the node marks the agent disconnected, no reconnect."""
+        harness = Harness()
+        agent = harness.agent(KEYS[0], eps=5.0)
+        agent.start()
+        harness.pump()
+        agent.stop()
+        harness.pump()
+        self.assertEqual(agent.stats.shutdowns_sent, 1)
+        self.assertEqual(harness.sessions.status("001"), AgentStatus.DISCONNECTED)
+        harness.run(10.0, step=1.0)
+        self.assertEqual(agent.stats.connections, 1)
+        self.assertIsNone(harness.channel.connection_for("001"))
+
+    def test_wrong_key_agent_never_ready(self) -> None:
+        """An agent with a key the node does not know is refused and never becomes ready."""
+        harness = Harness()
+        impostor = secure.AgentKey("001", "sim-1", "any", "00" * 32)
+        agent = harness.agent(impostor)
+        agent.start()
+        harness.pump()
+        self.assertFalse(agent.ready)
+        self.assertEqual(agent.stats.disconnections, 1)
+
+    def test_simulator_summary(self) -> None:
+        """The simulator starts all agents and sums their statistics."""
+        harness = Harness()
+        sim = simulator.Simulator([harness.agent(key, eps=10.0) for key in KEYS])
+        sim.start(harness.clock, spread=0.3)
+        harness.run(1.0)
+        sim.stop()
+        harness.pump()
+        summary = sim.summary()
+        self.assertEqual(summary["agents"], 3)
+        self.assertEqual(summary["startups_sent"], 3)
+        self.assertEqual(summary["shutdowns_sent"], 3)
+        self.assertEqual(summary["events_sent"], len(harness.events))
+        self.assertEqual(harness.sessions.counts()[AgentStatus.DISCONNECTED], 3)
+
+
+class HelperTests(SynchronousTestCase):
+    """Event sources, options and enrollment helpers."""
+
+    def test_generated_events(self) -> None:
+        """Generated events are valid '<queue>:<location>:<message>' lines, reproducible."""
+        first = list(zip(range(20), simulator.generated_events("a"), strict=False))
+        again = list(zip(range(20), simulator.generated_events("a"), strict=False))
+        self.assertEqual(first, again)
+        for _, event in first:
+            self.assertEqual(control.parse_event(event).location, "/var/log/auth.log")
+
+    def test_read_event_lines(self) -> None:
+        """Plain lines are wrapped; shaped lines are kept; empty files are refused."""
+        path = self.mktemp()
+        with open(path, "w") as handle:
+            handle.write("plain log line\n\n8:syscheck:File changed\n")
+        self.assertEqual(
+            simulator.read_event_lines(path),
+            ["1:/var/log/simulated.log:plain log line", "8:syscheck:File changed"],
+        )
+        self.assertRaises(ValueError, simulator.read_event_lines, path, max_bytes=5)
+        empty = self.mktemp()
+        open(empty, "w").close()
+        self.assertRaises(ValueError, simulator.read_event_lines, empty)
+
+    def test_parse_args(self) -> None:
+        """Options are parsed and validated."""
+        options = simulator.parse_args(["--agents", "5", "--eps", "100", "--keys", "k"])
+        self.assertEqual((options.agents, options.eps, options.keys), (5, 100.0, "k"))
+        self.assertEqual((options.port, options.enroll_port), (1514, 1515))
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.assertRaises(SystemExit, simulator.parse_args, ["--agents", "0"])
+        self.assertRaises(SystemExit, simulator.parse_args, ["--keepalive", "0"])
+
+    def test_main_bad_events_file(self) -> None:
+        """A missing events file is a clear error and exit status 2."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.assertEqual(simulator.main(["--events", self.mktemp(), "--keys", "x"]), 2)
+        self.assertIn("wazuh-agent-sim:", stderr.getvalue())
+
+    def test_key_from_enrollment(self) -> None:
+        """Keys are read from tuples, strings, mappings and objects."""
+        expected = secure.AgentKey("007", "n", "any", "k")
+        self.assertEqual(simulator._key_from_enrollment(("007", "n", "any", "k")), expected)
+        self.assertEqual(simulator._key_from_enrollment("007 n any k"), expected)
+        self.assertEqual(
+            simulator._key_from_enrollment({"id": "007", "name": "n", "ip": "any", "key": "k"}),
+            expected,
+        )
+        obj = types.SimpleNamespace(agent_id="007", name="n", ip="any", key="k")
+        self.assertEqual(simulator._key_from_enrollment(obj), expected)
+        self.assertRaises(TypeError, simulator._key_from_enrollment, 42)
+
+    def test_enroll_agents_with_client(self) -> None:
+        """enroll_agents calls request_enrollment per name and keeps failures apart."""
+        calls: list[tuple[str, dict[str, Any]]] = []
+
+        def request_enrollment(
+            reactor: object, host: str, port: int, name: str, **kwargs: Any
+        ) -> Deferred[Any]:
+            calls.append((name, kwargs))
+            if name == "bad":
+                return fail(RuntimeError("ERROR: Duplicate agent name: bad"))
+            return succeed((f"{len(calls):03}", name, "any", "k" * 64))
+
+        module = types.ModuleType(simulator.ENROLLMENT_CLIENT)
+        module.request_enrollment = request_enrollment  # type: ignore[attr-defined]
+        saved = sys.modules.get(simulator.ENROLLMENT_CLIENT)
+        sys.modules[simulator.ENROLLMENT_CLIENT] = module
+        try:
+            d = simulator.enroll_agents(
+                Clock(), "h", 1515, ["a", "bad", "c"], "pw", ["g1"], "v4.14.7"
+            )
+        finally:
+            if saved is None:
+                del sys.modules[simulator.ENROLLMENT_CLIENT]
+            else:
+                sys.modules[simulator.ENROLLMENT_CLIENT] = saved
+        results = self.successResultOf(d)
+        self.assertEqual(results[0], secure.AgentKey("001", "a", "any", "k" * 64))
+        failure = results[1]
+        assert isinstance(failure, Failure)
+        self.assertIn("Duplicate", failure.getErrorMessage())
+        self.assertEqual(calls[0][1], {"password": "pw", "groups": ("g1",), "version": "v4.14.7"})
