@@ -182,7 +182,9 @@ class Registry:
                 [(number, group, priority) for priority, group in enumerate(wanted)],
             )
         self.keys_dirty = True
-        self.groups_dirty = True
+        # Only a multigroup membership (or a replacement) can change the group files.
+        if len(wanted) > 1 or replace_numbers:
+            self.groups_dirty = True
         return Agent(format_agent_id(number), name, clean_ip, agent_key, now, wanted)
 
     def remove_agents(self, agent_ids: Iterable[str]) -> list[str]:
