@@ -14,6 +14,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from wazuhcluster.config import NodeConfig, load_config
+from wazuhcluster.control.cli import MAX_UNIX_PATH
 from wazuhcluster.home import DEFAULT_HOME, Home
 from wazuhcluster.logs import ClusterLogService
 from wazuhcluster.tls import TlsError, load_material
@@ -46,6 +47,7 @@ class Options(usage.Options):
         config_path = Path(self["config"]) if self["config"] else home.config_file
         try:
             self.node_config = load_config(config_path, home, role)
+            check_home(self.node_config)
             check_tls(self.node_config)
         except (ConfigError, TlsError) as error:
             print(f"wazuhcluster: configuration error: {error}", file=sys.stderr)
@@ -56,6 +58,18 @@ class Options(usage.Options):
             cluster = self.node_config.cluster
             print(f"{config_path}: OK ({cluster.node_type} {cluster.node_name} of {cluster.name})")
             raise SystemExit(0)
+
+
+def check_home(config: NodeConfig) -> None:
+    """Fail early when the home path is too long for the control socket's UNIX address."""
+    socket_path = str(config.home.control_socket)
+    if len(socket_path.encode()) > MAX_UNIX_PATH:
+        raise ConfigError(
+            str(config.source),
+            "home",
+            f"the control socket path {socket_path} is longer than {MAX_UNIX_PATH} bytes; "
+            "use a shorter --home",
+        )
 
 
 def check_tls(config: NodeConfig) -> None:

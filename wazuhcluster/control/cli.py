@@ -19,6 +19,8 @@ from wazuhcluster.home import DEFAULT_HOME, Home
 from wazuhcluster.wire.commands import NotConnected
 
 NOT_RUNNING = "Cluster is not running."
+#: The longest path a UNIX socket address can hold on Linux.
+MAX_UNIX_PATH = 107
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -64,7 +66,10 @@ async def _ask(reactor: Any, home: Home, command: type[amp.Command]) -> dict[str
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, ask the node, print the answer; return the exit status."""
     args = build_parser().parse_args(argv)
-    home = Home(Path(args.home))
+    home = Home(Path(args.home).absolute())
+    if len(str(home.control_socket).encode()) > MAX_UNIX_PATH:
+        print(f"The control socket path {home.control_socket} is too long.", file=sys.stderr)
+        return 1
     command: type[amp.Command] = commands.ListNodes if args.list_nodes else commands.LocalInfo
     outcome: dict[str, Any] = {}
 

@@ -1,0 +1,70 @@
+"""Helpers for tests that run real twistd nodes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
+
+#: Generous: CI machines are shared and sometimes slow.
+DEADLINE = 60.0
+
+
+def control(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run wazuh-cluster-control against the node in ``home``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from wazuhcluster.control.cli import main; main()",
+            "--home",
+            str(home),
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+
+
+def node_names(home: Path) -> list[str] | None:
+    """The node names `-l --json` lists on the node in ``home``, or None if it fails."""
+    result = control(home, "-l", "--json")
+    if result.returncode != 0:
+        return None
+    nodes: list[dict[str, Any]] = json.loads(result.stdout)
+    return [node["name"] for node in nodes]
+
+
+class ClusterTestCase(SynchronousTestCase):
+    """Starts nodes of a LocalCluster and stops every one of them after the test."""
+
+    def make_cluster(self, workers: list[str]) -> LocalCluster:
+        """Lay out homes for a master and ``workers`` in a temporary directory."""
+        # A short base keeps UNIX socket paths under the 107-byte limit.
+        base = Path(tempfile.mkdtemp(prefix="wzc-"))
+        self.addCleanup(shutil.rmtree, base, True)
+        cluster = LocalCluster(base, workers=workers)
+        cluster.write()
+        return cluster
+
+    def start(self, cluster: LocalCluster, name: str, role: str) -> NodeProcess:
+        """Start node ``name``; it is stopped (SIGKILL if need be) at the end of the test."""
+        node = NodeProcess(cluster.home(name), role)
+        node.start()
+        self.addCleanup(node.kill)
+        return node
+
+    def wait_log(self, node: NodeProcess, text: str, timeout: float = DEADLINE) -> None:
+        """Wait until ``text`` appears in the node's cluster.log, or fail showing the log."""
+        if not wait_for(lambda: text in node.log_text(), timeout):
+            self.fail(f"{text!r} not in {node.home.cluster_log}:\n{node.log_text()[-3000:]}")
