@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import tempfile
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, NoReturn, Protocol
 
 from attrs import define, field, frozen
@@ -657,8 +657,11 @@ class StreamEndpoint:
         *,
         size: int | None = None,
         end_timeout: float | None = None,
-    ) -> Awaitable[SendResult]:
-        """Send a stream with this endpoint's window, timeouts and registry (see send_stream)."""
+    ) -> Deferred[SendResult]:
+        """Send a stream with this endpoint's window, timeouts and registry (see send_stream).
+
+        Cancelling the returned Deferred cancels the stream on both sides.
+        """
         return Deferred.fromCoroutine(
             send_stream(
                 self._call_remote,

@@ -1,0 +1,445 @@
+"""Tests for chunked AMP streams between two in-memory AMP peers (iosim, task.Clock)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import IO, Any, cast
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferTimeoutError
+from twisted.internet.protocol import connectionDone
+from twisted.internet.task import Clock
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_integrity import write_tree
+from wazuhcluster.integrity.apply import apply_plan
+from wazuhcluster.integrity.compare import compare
+from wazuhcluster.integrity.pack import Received, Unpacker, iter_pack, packed_size
+from wazuhcluster.integrity.scan import master_digest, scan_tree, table_digest
+from wazuhcluster.wire.streams import (
+    CHUNK_SIZE,
+    BytesConsumer,
+    SendResult,
+    SpoolConsumer,
+    StreamCancelled,
+    StreamChunk,
+    StreamEndpoint,
+    StreamInvalid,
+    StreamKind,
+    StreamOpen,
+    StreamRefused,
+    StreamResponders,
+    StreamTimeout,
+    StreamUnknown,
+)
+
+
+class Ping(amp.Command):
+    """A small command that must get through while a stream is in flight."""
+
+    arguments = [(b"n", amp.Integer())]
+    response = [(b"n", amp.Integer())]
+
+
+class RecordingConsumer(BytesConsumer):
+    """A BytesConsumer that remembers whether and why it was aborted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted: str | None = None
+        self.fed = 0
+
+    def feed(self, data: bytes) -> None:
+        """Count and keep the piece."""
+        self.fed += len(data)
+        super().feed(data)
+
+    def abort(self, reason: str) -> None:
+        """Remember the reason."""
+        self.aborted = reason
+        super().abort(reason)
+
+
+class Peer(StreamResponders, amp.AMP):
+    """One end of the link: accepts 'blob' (≤ 4 MiB) and 'spool' streams, answers Ping."""
+
+    def __init__(self, clock: Clock, window: int = 4) -> None:
+        super().__init__()
+        self.completed: list[tuple[str, str, object]] = []
+        self.consumers: list[RecordingConsumer] = []
+        self.reply: object = None
+        self.streams = StreamEndpoint(
+            self.callRemote,
+            clock,
+            {
+                "blob": StreamKind(4 << 20, self._new_consumer),
+                "spool": StreamKind(4 << 20, lambda size: SpoolConsumer()),
+            },
+            self._complete,
+            max_streams=2,
+            idle_timeout=30.0,
+            window=window,
+            call_timeout=20.0,
+        )
+
+    def _new_consumer(self, size: int) -> RecordingConsumer:
+        consumer = RecordingConsumer()
+        self.consumers.append(consumer)
+        return consumer
+
+    def _complete(self, kind: str, stream_id: str, result: object) -> object:
+        self.completed.append((kind, stream_id, result))
+        return self.reply
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802 - Twisted's name
+        """Abort every stream, then let AMP fail the outstanding calls."""
+        self.streams.connection_lost()
+        super().connectionLost(reason)
+
+    @Ping.responder
+    def ping(self, n: int) -> dict[str, int]:
+        """Echo."""
+        return {"n": n}
+
+
+def detach(d: Deferred[Any]) -> Deferred[Any]:
+    """A copy of ``d``'s result, with an errback attached at once.
+
+    AMP appends its "Dropping connection!" handler to a call's Deferred when an error answer
+    arrives, so a test must take the result over before the answer is pumped.
+    """
+    copy: Deferred[Any] = Deferred()
+    d.addBoth(copy.callback)
+    return copy
+
+
+class StreamTestsBase(SynchronousTestCase):
+    """Two connected peers, a shared clock, and a record of every StreamChunk call."""
+
+    window = 4
+
+    def setUp(self) -> None:
+        """Connect a client and a server peer in memory."""
+        self.clock = Clock()
+        self.client, self.server, self.pump = connectedServerAndClient(
+            lambda: Peer(self.clock, self.window), lambda: Peer(self.clock, self.window)
+        )
+        self.chunks: list[tuple[int, int]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.tamper_at: int | None = None
+
+    def call_remote(self, command: type[amp.Command], **kwargs: Any) -> Deferred[Any]:
+        """The client's callRemote, recording chunk offsets and calls in flight."""
+        if command is StreamChunk:
+            self.chunks.append((kwargs["offset"], len(kwargs["data"])))
+            if self.tamper_at is not None and kwargs["offset"] == self.tamper_at:
+                kwargs["data"] = b"\xff" + kwargs["data"][1:]
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+            def done(result: object) -> object:
+                self.in_flight -= 1
+                return result
+
+            return self.client.callRemote(command, **kwargs).addBoth(done)
+        return self.client.callRemote(command, **kwargs)
+
+    def send(self, kind: str, source: Any, **kwargs: Any) -> Deferred[SendResult]:
+        """Start a stream from the client with the recording callRemote."""
+        from wazuhcluster.wire.streams import send_stream
+
+        kwargs.setdefault("window", self.window)
+        return Deferred.fromCoroutine(
+            send_stream(
+                self.call_remote,
+                kind,
+                source,
+                clock=self.clock,
+                registry=self.client.streams.outgoing,
+                **kwargs,
+            )
+        )
+
+
+class TransferTests(StreamTestsBase):
+    """Streams that complete."""
+
+    def test_bytes_payload(self) -> None:
+        """A payload is cut into ≤60 KiB chunks at explicit offsets and arrives whole."""
+        payload = os.urandom(200_000)
+        self.server.reply = "got it"
+        d = self.send("blob", payload)
+        self.pump.flush()
+        result = self.successResultOf(d)
+        self.assertEqual(result.size, len(payload))
+        self.assertEqual(result.sha256, hashlib.sha256(payload).hexdigest())
+        self.assertEqual(result.reply, "got it")
+        self.assertEqual([c[1] for c in self.chunks], [CHUNK_SIZE] * 3 + [200_000 - 3 * CHUNK_SIZE])
+        self.assertEqual([c[0] for c in self.chunks], [i * CHUNK_SIZE for i in range(4)])
+        [(kind, stream_id, data)] = self.server.completed
+        self.assertEqual((kind, data), ("blob", payload))
+        self.assertEqual(self.server.streams.incoming.active, 0)
+        self.assertEqual(self.client.streams.outgoing.active, 0)
+
+    def test_empty_payload(self) -> None:
+        """An empty payload is a valid stream with no chunk."""
+        d = self.send("blob", b"")
+        self.pump.flush()
+        self.assertIsNone(self.successResultOf(d).reply)
+        self.assertEqual(self.server.completed[0][2], b"")
+        self.assertEqual(self.chunks, [])
+
+    def test_spool_and_iterator(self) -> None:
+        """An iterator source is re-chunked and spooled to a temp file on the receiver."""
+        blocks = [os.urandom(n) for n in (10, 100_000, 5, 70_000)]
+        d = self.send("spool", iter(blocks), size=sum(map(len, blocks)))
+        self.pump.flush()
+        self.successResultOf(d)
+        spool = cast(IO[bytes], self.server.completed[0][2])
+        with spool:
+            self.assertEqual(spool.read(), b"".join(blocks))
+        self.assertTrue(all(n <= CHUNK_SIZE for _, n in self.chunks))
+
+    def test_both_directions(self) -> None:
+        """The server can stream to the client on the same connection at the same time."""
+        up = self.send("blob", b"u" * 150_000)
+        down = self.server.streams.send("blob", b"d" * 150_000)
+        self.pump.flush()
+        self.successResultOf(up)
+        self.successResultOf(down)
+        self.assertEqual(self.server.completed[0][2], b"u" * 150_000)
+        self.assertEqual(self.client.completed[0][2], b"d" * 150_000)
+
+
+class FlowTests(StreamTestsBase):
+    """Flow control: the window bounds calls in flight and source reads."""
+
+    window = 3
+
+    def test_window_bound(self) -> None:
+        """Never more than ``window`` StreamChunk calls are unanswered, and the window is used."""
+        d = self.send("blob", os.urandom(20 * CHUNK_SIZE))
+        self.assertEqual(self.max_in_flight, 0)  # StreamOpen not answered yet
+        self.pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(len(self.chunks), 20)
+        self.assertEqual(self.max_in_flight, 3)
+
+    def test_source_read_lazily(self) -> None:
+        """A generator source is only pulled as the window frees up."""
+        pulled = []
+
+        def source() -> Iterator[bytes]:
+            for i in range(30):
+                pulled.append(i)
+                yield bytes(CHUNK_SIZE)
+
+        d = self.send("blob", source(), size=30 * CHUNK_SIZE)
+        self.pump.pump()  # StreamOpen goes out
+        self.pump.pump()  # its answer comes back; the first window of chunks goes out
+        self.assertLessEqual(len(pulled), 3 + 1)
+        self.pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(len(pulled), 30)
+
+    def test_small_command_during_stream(self) -> None:
+        """A Ping sent after a large stream started is answered before the stream finishes."""
+        stream = self.send("blob", os.urandom(4 << 20))
+        self.pump.pump()
+        self.pump.pump()
+        ping = self.client.callRemote(Ping, n=7)
+        answered_at = None
+        for step in range(1000):
+            self.pump.pump()
+            if answered_at is None and ping.called:
+                answered_at = step
+                self.assertFalse(stream.called, "the stream finished before the ping")
+                self.assertGreater(self.server.consumers[0].fed, 0)
+                self.assertLess(self.server.consumers[0].fed, 4 << 20)
+            if stream.called:
+                break
+        self.assertEqual(self.successResultOf(ping), {"n": 7})
+        self.assertIsNotNone(answered_at)
+        self.successResultOf(stream)
+
+
+class RefusalTests(StreamTestsBase):
+    """Caps, bad data and checksum failures."""
+
+    def test_caps(self) -> None:
+        """Unknown kinds, sizes over the cap and too many concurrent streams are refused."""
+        for kind, size in (("nope", 1), ("blob", (4 << 20) + 1), ("blob", -1)):
+            d = detach(self.client.callRemote(StreamOpen, kind=kind, total_size=size))
+            self.pump.flush()
+            self.failureResultOf(d, StreamRefused)
+        opened = [
+            detach(self.client.callRemote(StreamOpen, kind="blob", total_size=10)) for _ in range(3)
+        ]
+        self.pump.flush()
+        self.successResultOf(opened[0])
+        self.successResultOf(opened[1])
+        failure = self.failureResultOf(opened[2], StreamRefused)
+        self.assertIn("already receiving 2", str(failure.value))
+
+    def test_sender_refused(self) -> None:
+        """send_stream raises StreamRefused when the receiver refuses the size."""
+        d = self.send("blob", iter([b"x"]), size=5 << 20)
+        self.pump.flush()
+        self.failureResultOf(d, StreamRefused)
+
+    def test_checksum_mismatch(self) -> None:
+        """A corrupted chunk makes StreamEnd fail; the receiver aborts and keeps nothing."""
+        self.tamper_at = CHUNK_SIZE
+        d = self.send("blob", os.urandom(3 * CHUNK_SIZE))
+        self.pump.flush()
+        failure = self.failureResultOf(d, StreamInvalid)
+        self.assertIn("SHA-256 mismatch", str(failure.value))
+        self.assertEqual(self.server.completed, [])
+        self.assertIn("SHA-256", self.server.consumers[0].aborted or "")
+        self.assertEqual(self.server.streams.incoming.active, 0)
+
+    def test_short_source(self) -> None:
+        """A source shorter than declared fails the send and the receiver drops the stream."""
+        d = self.send("blob", iter([b"abc"]), size=10)
+        self.pump.flush()
+        failure = self.failureResultOf(d, ValueError)
+        self.assertIn("declared 10", str(failure.value))
+        self.assertEqual(self.server.streams.incoming.active, 0)
+        self.assertIn("sender", self.server.consumers[0].aborted or "")
+
+    def test_long_source(self) -> None:
+        """A source longer than declared is stopped before the extra bytes are sent."""
+        d = self.send("blob", iter([b"a" * 10, b"b" * 10]), size=15)
+        self.pump.flush()
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(self.server.consumers[0].fed, 10)
+        self.assertIsNotNone(self.server.consumers[0].aborted)
+
+    def test_offsets(self) -> None:
+        """A resent chunk is ignored; a gap or data past the declared size closes the stream."""
+        incoming = self.server.streams.incoming
+        sid = incoming.open("blob", 10)
+        incoming.chunk(sid, 0, b"abcd")
+        incoming.chunk(sid, 0, b"abcd")
+        incoming.chunk(sid, 2, b"cd")
+        self.assertEqual(self.server.consumers[0].fed, 4)
+        self.assertRaises(StreamInvalid, incoming.chunk, sid, 6, b"x")
+        self.assertRaises(StreamInvalid, incoming.chunk, sid, 4, b"x")  # closed now
+        sid2 = incoming.open("blob", 3)
+        self.assertRaises(StreamInvalid, incoming.chunk, sid2, 0, b"abcd")
+        self.assertRaises(StreamUnknown, incoming.chunk, "blob-999", 0, b"x")
+
+    def test_consumer_refuses(self) -> None:
+        """An exception from the consumer becomes StreamInvalid with its reason."""
+        home = self.mktemp()
+        os.makedirs(home)
+        self.server.streams.incoming._kinds["sync"] = StreamKind(1 << 20, lambda n: Unpacker(home))
+        d = self.send("sync", b'{"v": 1, "type": "nonsense"}\n')
+        self.pump.flush()
+        failure = self.failureResultOf(d, StreamInvalid)
+        self.assertIn("sync header", str(failure.value))
+
+
+class CancelTests(StreamTestsBase):
+    """Timeouts and cancellation from either side."""
+
+    def test_sender_call_timeout(self) -> None:
+        """A chunk call unanswered for call_timeout fails the send with TimeoutError."""
+        d = self.send("blob", os.urandom(5 * CHUNK_SIZE), call_timeout=5.0)
+        self.pump.pump()
+        self.pump.pump()  # open answered, first chunks written but never delivered
+        self.clock.advance(5.1)
+        self.failureResultOf(d, DeferTimeoutError)
+
+    def test_receiver_idle_timeout(self) -> None:
+        """A stream idle for longer than the receiver's timeout is dropped and the sender told."""
+        d = self.client.callRemote(StreamOpen, kind="blob", total_size=100)
+        self.pump.flush()
+        sid = self.successResultOf(d)["stream_id"]
+        self.clock.advance(29)
+        late = self.client.callRemote(StreamChunk, stream_id=sid, offset=0, data=b"x")
+        self.pump.flush()
+        self.successResultOf(late)
+        self.clock.advance(30.5)
+        self.pump.flush()
+        self.assertEqual(self.server.streams.incoming.active, 0)
+        self.assertIn("timed out", self.server.consumers[0].aborted or "")
+        later = detach(self.client.callRemote(StreamChunk, stream_id=sid, offset=1, data=b"y"))
+        self.pump.flush()
+        self.failureResultOf(later, StreamTimeout)
+
+    def test_cancel_by_sender(self) -> None:
+        """Cancelling the send stops it and the receiver drops what it had."""
+        d = self.send("blob", os.urandom(40 * CHUNK_SIZE))
+        for _ in range(4):
+            self.pump.pump()
+        self.assertEqual(self.server.streams.incoming.active, 1)
+        d.cancel()
+        self.pump.flush()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.server.streams.incoming.active, 0)
+        self.assertIn("cancelled by the sender", self.server.consumers[0].aborted or "")
+        self.assertLess(len(self.chunks), 40)
+        self.assertEqual(self.client.streams.outgoing.active, 0)
+
+    def test_cancel_by_receiver(self) -> None:
+        """The receiver cancelling stops the sender with StreamCancelled and the reason."""
+        d = self.send("blob", os.urandom(40 * CHUNK_SIZE))
+        for _ in range(4):
+            self.pump.pump()
+        [sid] = list(self.server.streams.incoming._streams)
+        self.server.streams.incoming.cancel(sid, "disk full", by_peer=False)
+        self.pump.flush()
+        failure = self.failureResultOf(d, StreamCancelled)
+        self.assertIn("disk full", str(failure.value))
+        self.assertLess(len(self.chunks), 40)
+        self.assertEqual(self.client.streams.outgoing.active, 0)
+
+    def test_connection_lost(self) -> None:
+        """Losing the connection mid-stream aborts the receiver's consumer and fails the send."""
+        d = self.send("blob", os.urandom(40 * CHUNK_SIZE))
+        for _ in range(4):
+            self.pump.pump()
+        assert self.client.transport is not None
+        self.client.transport.loseConnection()
+        self.pump.flush()
+        self.failureResultOf(d)
+        self.assertEqual(self.server.streams.incoming.active, 0)
+        self.assertIsNotNone(self.server.consumers[0].aborted)
+
+
+class IntegritySyncTests(StreamTestsBase):
+    """The integrity sync stream carried by an AMP stream into an Unpacker, then applied."""
+
+    def test_sync_over_stream(self) -> None:
+        """Files packed on one side land, verified and applied, on the other."""
+        master, worker = self.mktemp(), self.mktemp()
+        write_tree(
+            master,
+            {"etc/shared/default/agent.conf": os.urandom(150_000), "etc/client.keys": b"k"},
+        )
+        write_tree(worker, {"etc/shared/old": b"x"})
+        plan = compare(scan_tree(master), scan_tree(worker))
+        applied: list[object] = []
+
+        def on_complete(kind: str, stream_id: str, result: object) -> str:
+            assert isinstance(result, Received)
+            outcome = apply_plan(worker, result.plan, result.staged)
+            applied.append(outcome)
+            return outcome.describe()
+
+        self.server.streams.incoming._kinds["sync"] = StreamKind(
+            1 << 30, lambda size: Unpacker(worker)
+        )
+        self.server.streams.incoming._on_complete = on_complete
+        d = self.send("sync", iter_pack(master, plan), size=packed_size(plan))
+        self.pump.flush()
+        result = self.successResultOf(d)
+        self.assertEqual(result.reply, "created 2, updated 0, deleted 1, failed 0")
+        self.assertEqual(master_digest(scan_tree(master)), table_digest(scan_tree(worker)))
