@@ -8,6 +8,8 @@ from pathlib import Path
 from attrs import frozen
 
 DEFAULT_HOME = Path("/var/wazuh-manager")
+#: The longest path a UNIX socket address can hold on Linux (sun_path minus its NUL).
+MAX_UNIX_PATH = 107
 
 
 @frozen

@@ -14,8 +14,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from wazuhcluster.config import NodeConfig, load_config
-from wazuhcluster.control.cli import MAX_UNIX_PATH
-from wazuhcluster.home import DEFAULT_HOME, Home
+from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.logs import ClusterLogService
 from wazuhcluster.tls import TlsError, load_material
 from wazuhcluster.xmlconfig import ConfigError

@@ -15,12 +15,10 @@ from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 
 from wazuhcluster.control import commands
-from wazuhcluster.home import DEFAULT_HOME, Home
+from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.wire.commands import NotConnected
 
 NOT_RUNNING = "Cluster is not running."
-#: The longest path a UNIX socket address can hold on Linux.
-MAX_UNIX_PATH = 107
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
