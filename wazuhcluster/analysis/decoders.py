@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from wazuhcluster.analysis.eventinfo import ORDER_STATIC, EventInfo
-from wazuhcluster.analysis.expressions import Expression, OSRegex
+from wazuhcluster.analysis.expressions import Expression, LiteralRegex, OSRegex, split_osregex
 
 AFTER_PARENT = "after_parent"
 AFTER_PREMATCH = "after_prematch"
@@ -70,25 +70,41 @@ class Decoder:
             self.reported_name = self.name
 
 
+_CLASS_CHARS = {
+    "d": "0123456789",
+    "w": "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_@-",
+    "s": " ",
+    "t": "\t",
+    "p": "!\"#$%&'()*+,-.:;<=>?[]{|}",
+}
+
+
 def _first_chars(expression: Expression | None) -> frozenset[str] | None:
     """Characters an anchored OS_Regex prematch can start with (None: anything)."""
+    if isinstance(expression, LiteralRegex):
+        chars: set[str] = set()
+        for begin, _, literal in expression.alternatives:
+            if not begin or not literal:
+                return None
+            chars.update((literal[0], literal[0].upper()))
+        return frozenset(chars)
     if not isinstance(expression, OSRegex):
         return None
-    chars: set[str] = set()
-    for alternative in expression.source.split("|"):
-        if not alternative.startswith("^") or len(alternative) < 2:
+    chars = set()
+    for tokens in split_osregex(expression.source):
+        if len(tokens) < 2 or tokens[0] != "^":
             return None
-        first = alternative[1]
-        if first in "\\()":
-            if alternative[1:3] == "\\<":
-                chars.add("<")
-                continue
-            if alternative[1:3] in ("\\$", "\\(", "\\)", "\\|"):
-                chars.add(alternative[2])
-                continue
+        first = tokens[1]
+        if len(tokens) > 2 and tokens[2] == "*":
             return None
-        chars.add(first.lower())
-        chars.add(first.upper())
+        if len(first) == 1 and first not in "()":
+            chars.update((first.lower(), first.upper()))
+        elif first.startswith("\\") and first[1] in _CLASS_CHARS:
+            chars.update(_CLASS_CHARS[first[1]])
+        elif first.startswith("\\") and first[1] in "$()\\|<":
+            chars.add(first[1])
+        else:
+            return None
     return frozenset(chars)
 
 
@@ -104,10 +120,12 @@ class DecoderSet:
             for child in root.children:
                 self.names.add(child.reported_name)
         self._by_program: dict[str, tuple[Decoder, ...]] = {}
-        self._any_start = tuple(d for d in without_program if _first_chars(d.prematch) is None)
         self._starts: dict[str, set[int]] = {}
+        self._any_start: set[int] = set()
         for position, root in enumerate(without_program):
             chars = _first_chars(root.prematch)
+            if chars is None:
+                self._any_start.add(position)
             for char in chars or ():
                 self._starts.setdefault(char, set()).add(position)
         self._by_start: dict[str, tuple[Decoder, ...]] = {}
@@ -129,9 +147,8 @@ class DecoderSet:
         char = log[:1]
         found = self._by_start.get(char)
         if found is None:
-            positions = self._starts.get(char, set())
-            found = tuple(d for i, d in enumerate(self.without_program)
-                          if i in positions or _first_chars(d.prematch) is None)
+            positions = self._starts.get(char, set()) | self._any_start
+            found = tuple(d for i, d in enumerate(self.without_program) if i in positions)
             if len(self._by_start) > 4096:
                 self._by_start.clear()
             self._by_start[char] = found

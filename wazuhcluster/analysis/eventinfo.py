@@ -28,7 +28,8 @@ class EventInfo:
     """Mutable state of one event: pre-decoded header, decoded fields, and match results."""
 
     __slots__ = (
-        "agent_id", "agent_ip", "agent_name", "decoder", "fields", "firedtimes", "fts_new",
+        "agent_id", "agent_ip", "agent_name", "decoder", "field_index", "fields", "firedtimes",
+        "fts_new",
         "full_log",
         "hostname", "last_events", "location", "log", "log_after_parent",
         "log_after_prematch", "matched", "program_name", "static", "time", "timestamp",
@@ -48,6 +49,7 @@ class EventInfo:
         self.decoder: Decoder | None = None
         self.static: dict[str, str] = {}
         self.fields: list[tuple[str, str]] = []
+        self.field_index: dict[str, str] = {}
         self.log_after_parent = log
         self.log_after_prematch = log
         self.matched = 0
@@ -59,14 +61,14 @@ class EventInfo:
         """Append a dynamic field (Wazuh keeps duplicates; lookups see the first)."""
         if len(self.fields) < MAX_DYNAMIC_FIELDS:
             self.fields.append((key, value))
+            self.field_index.setdefault(key.lower(), value)
 
     def find_field(self, name: str) -> str | None:
         """Value of the first dynamic field called ``name`` (case-insensitive), or None."""
-        lowered = name.lower()
-        for key, value in self.fields:
-            if key.lower() == lowered:
-                return value
-        return None
+        found = self.field_index.get(name)
+        if found is None:
+            found = self.field_index.get(name.lower())
+        return found
 
     def get(self, name: str) -> str | None:
         """A static field by its rule/decoder name, else a dynamic field."""

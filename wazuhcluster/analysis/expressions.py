@@ -45,6 +45,20 @@ _OSREGEX_CLASSES = {
 }
 
 
+_LAST_LOWERED: tuple[str, str] = ("", "")
+
+
+def lowered(text: str) -> str:
+    """``text.lower()``, remembered for the last text (rules test one log many times)."""
+    global _LAST_LOWERED
+    last = _LAST_LOWERED
+    if last[0] is text:
+        return last[1]
+    result = text.lower()
+    _LAST_LOWERED = (text, result)
+    return result
+
+
 class ExpressionError(ValueError):
     """A pattern that its expression type cannot compile."""
 
@@ -93,11 +107,149 @@ class _RegexBacked:
 
 
 class OSRegex(_RegexBacked):
-    """An OS_Regex expression."""
+    """An OS_Regex expression.
+
+    ``required`` holds, per alternative, the lower-case literal pieces the text must contain
+    for that alternative to match; it lets most misses skip the regex engine.
+    """
+
+    __slots__ = ("filtered", "required")
+
+    def __init__(self, source: str, alternatives: Sequence[re.Pattern[str]],
+                 combined: re.Pattern[str], negate: bool = False,
+                 required: tuple[tuple[str, ...], ...] = ()) -> None:
+        super().__init__(source, alternatives, combined, negate)
+        self.required = required or tuple(() for _ in alternatives)
+        self.filtered = all(self.required)
+
+    def matches(self, text: str) -> bool:
+        if self.filtered:
+            low = lowered(text)
+            if not any(all(piece in low for piece in pieces) for pieces in self.required):
+                return False
+        return self.combined.search(text) is not None
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        low = lowered(text)
+        for pattern, pieces in zip(self.alternatives, self.required, strict=True):
+            if pieces and not all(piece in low for piece in pieces):
+                continue
+            found = pattern.search(text)
+            if found is not None:
+                return [g if g is not None else "" for g in found.groups()], found.end()
+        return None
+
+
+class LiteralRegex:
+    """An OS_Regex made only of literal text (with optional ``^``/``$``): no regex needed."""
+
+    __slots__ = ("alternatives", "negate", "source")
+
+    def __init__(self, source: str, alternatives: Sequence[tuple[bool, bool, str]],
+                 negate: bool = False) -> None:
+        self.source = source
+        self.alternatives = tuple(alternatives)
+        self.negate = negate
+
+    def _end(self, lowered: str, begin: bool, end: bool, literal: str) -> int:
+        if begin and end:
+            return len(lowered) if lowered == literal else -1
+        if begin:
+            return len(literal) if lowered.startswith(literal) else -1
+        if end:
+            return len(lowered) if lowered.endswith(literal) and lowered else -1
+        index = lowered.find(literal)
+        return -1 if index < 0 else index + len(literal)
+
+    def matches(self, text: str) -> bool:
+        low = lowered(text)
+        return any(self._end(low, b, e, lit) >= 0 for b, e, lit in self.alternatives)
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        low = lowered(text)
+        for begin, end, literal in self.alternatives:
+            position = self._end(low, begin, end, literal)
+            if position >= 0:
+                return [], position
+        return None
+
+    def __repr__(self) -> str:
+        return f"<LiteralRegex {self.source!r}>"
 
 
 class PCRE2(_RegexBacked):
-    """A PCRE2 expression."""
+    """A PCRE2 expression; ``required`` lists literal pieces any match must contain."""
+
+    __slots__ = ("required",)
+
+    def __init__(self, source: str, alternatives: Sequence[re.Pattern[str]],
+                 combined: re.Pattern[str], negate: bool = False,
+                 required: tuple[str, ...] = ()) -> None:
+        super().__init__(source, alternatives, combined, negate)
+        self.required = required
+
+    def matches(self, text: str) -> bool:
+        if self.required and not all(piece in text for piece in self.required):
+            return False
+        return self.combined.search(text) is not None
+
+    def extract(self, text: str) -> tuple[list[str], int] | None:
+        if self.required and not all(piece in text for piece in self.required):
+            return None
+        return super().extract(text)
+
+
+_PCRE_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-:=,%@/\"'<>!#&;~`")
+
+
+def pcre2_required(pattern: str) -> tuple[str, ...]:
+    """Literal pieces every match of a simple PCRE2 pattern contains (case-sensitive).
+
+    Conservative: patterns with alternation, inline flags or \\Q quoting get no filter.
+    """
+    if "|" in pattern or "(?" in pattern or "\\Q" in pattern:
+        return ()
+    pieces: list[str] = []
+    run: list[str] = []
+    depth = 0
+    index = 0
+
+    def close() -> None:
+        if len(run) >= 2:
+            pieces.append("".join(run))
+        run.clear()
+
+    while index < len(pattern):
+        char = pattern[index]
+        following = pattern[index + 1:index + 2]
+        if char == "\\":
+            close()
+            index += 2
+            continue
+        if char == "[":
+            close()
+            end = pattern.find("]", index + 2)
+            if end < 0:
+                return ()
+            index = end + 1
+            continue
+        if char in "()":
+            close()
+            depth += 1 if char == "(" else -1
+            index += 1
+            continue
+        if char == "{":
+            close()
+            end = pattern.find("}", index)
+            index = end + 1 if end > 0 else len(pattern)
+            continue
+        if depth == 0 and char in _PCRE_PLAIN and following not in ("?", "*", "{"):
+            run.append(char)
+        else:
+            close()
+        index += 1
+    close()
+    return tuple(pieces)
 
 
 class OSMatch:
@@ -146,14 +298,14 @@ class OSMatch:
     def _found(self, text: str) -> bool:
         if self.any_empty:
             return True
-        lowered = text.lower()
-        if lowered in self.exact:
+        low = lowered(text)
+        if low in self.exact:
             return True
-        if self.prefixes and lowered.startswith(self.prefixes):
+        if self.prefixes and low.startswith(self.prefixes):
             return True
-        if self.suffixes and lowered.endswith(self.suffixes):
+        if self.suffixes and low.endswith(self.suffixes):
             return True
-        return any(part in lowered for part in self.contains)
+        return any(part in low for part in self.contains)
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
         lowered = text.lower()
@@ -201,6 +353,55 @@ class StringEquals:
 
 def translate_osregex(pattern: str) -> list[str]:
     """Translate an OS_Regex pattern into one Python pattern per ``|`` alternative."""
+    return [_osregex_alternative(alternative) for alternative in split_osregex(pattern)]
+
+
+def _anchors(tokens: list[str]) -> tuple[bool, bool, list[str]]:
+    begin = bool(tokens) and tokens[0] == "^"
+    if begin:
+        tokens = tokens[1:]
+    end = bool(tokens) and tokens[-1] == "$"
+    if end:
+        tokens = tokens[:-1]
+    return begin, end, tokens
+
+
+def _is_literal(token: str) -> bool:
+    return len(token) == 1 and token not in "()" or token in ("\\$", "\\(", "\\)", "\\\\",
+                                                              "\\|", "\\<")
+
+
+def _literal_text(token: str) -> str:
+    return token[-1].lower()
+
+
+def required_literals(alternatives: list[list[str]]) -> tuple[tuple[str, ...], ...]:
+    """Per alternative, the distinct runs of literal characters it needs (lower-case)."""
+    found = []
+    for tokens in alternatives:
+        _, _, body = _anchors(tokens)
+        runs: list[str] = []
+        run: list[str] = []
+        for index, token in enumerate(body):
+            quantified = index + 1 < len(body) and body[index + 1] in "+*" \
+                and token.startswith("\\")
+            quantifier = token in "+*" and index > 0 and body[index - 1].startswith("\\")
+            if _is_literal(token) and not quantified and not quantifier:
+                run.append(_literal_text(token))
+            else:
+                if run:
+                    runs.append("".join(run))
+                run = []
+        if run:
+            runs.append("".join(run))
+        unique = sorted(set(runs), key=len, reverse=True)
+        found.append(tuple(piece for piece in unique
+                           if not any(piece in other for other in unique if other != piece)))
+    return tuple(found)
+
+
+def split_osregex(pattern: str) -> list[list[str]]:
+    """Tokenise an OS_Regex pattern: one token list per ``|`` alternative."""
     if len(pattern) > MAX_PATTERN:
         raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")
     alternatives: list[list[str]] = [[]]
@@ -240,16 +441,11 @@ def translate_osregex(pattern: str) -> list[str]:
         index += 1
     if depth:
         raise ExpressionError("unbalanced parentheses")
-    return [_osregex_alternative(alternative) for alternative in alternatives]
+    return alternatives
 
 
 def _osregex_alternative(tokens: list[str]) -> str:
-    begin = bool(tokens) and tokens[0] == "^"
-    if begin:
-        tokens = tokens[1:]
-    end = bool(tokens) and tokens[-1] == "$"
-    if end:
-        tokens = tokens[:-1]
+    begin, end, tokens = _anchors(tokens)
     out = ["^" if begin else ""]
     for position, token in enumerate(tokens):
         if token in "+*" and position and tokens[position - 1].startswith("\\"):
@@ -367,9 +563,11 @@ def translate_pcre2(pattern: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _compile_osregex(pattern: str) -> tuple[tuple[re.Pattern[str], ...], re.Pattern[str]]:
+def _compile_osregex(pattern: str) -> tuple[tuple[re.Pattern[str], ...], re.Pattern[str],
+                                            tuple[tuple[str, ...], ...]]:
     flags = re.IGNORECASE | re.DOTALL
-    parts = translate_osregex(pattern)
+    split = split_osregex(pattern)
+    parts = [_osregex_alternative(alternative) for alternative in split]
     try:
         compiled = tuple(re.compile(part, flags) for part in parts)
         combined = (
@@ -379,7 +577,19 @@ def _compile_osregex(pattern: str) -> tuple[tuple[re.Pattern[str], ...], re.Patt
         )
     except re.error as error:
         raise ExpressionError(f"cannot compile: {error}") from None
-    return compiled, combined
+    return compiled, combined, required_literals(split)
+
+
+@functools.lru_cache(maxsize=65536)
+def _literal_osregex(pattern: str) -> tuple[tuple[bool, bool, str], ...] | None:
+    """The alternatives of a pattern made of literal characters only (None otherwise)."""
+    out = []
+    for tokens in split_osregex(pattern):
+        begin, end, body = _anchors(tokens)
+        if not body or not all(_is_literal(token) for token in body):
+            return None
+        out.append((begin, end, "".join(_literal_text(token) for token in body)))
+    return tuple(out)
 
 
 def _drop_groups(part: str) -> str:
@@ -401,11 +611,14 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
     """Compile ``pattern`` as an expression of ``kind`` (one of :data:`EXPRESSION_TYPES`)."""
     kind = kind.lower()
     if kind == "osregex":
-        compiled, combined = _compile_osregex(pattern)
-        return OSRegex(pattern, compiled, combined, negate)
+        literal = _literal_osregex(pattern)
+        if literal is not None:
+            return LiteralRegex(pattern, literal, negate)
+        compiled, combined, required = _compile_osregex(pattern)
+        return OSRegex(pattern, compiled, combined, negate, required)
     if kind == "pcre2":
         regex = _compile_pcre2(pattern)
-        return PCRE2(pattern, (regex,), regex, negate)
+        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern))
     if kind == "osmatch":
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")

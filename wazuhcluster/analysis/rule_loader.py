@@ -15,7 +15,6 @@ from wazuhcluster.analysis.expressions import (
     compile_expression,
 )
 from wazuhcluster.analysis.rules import (
-    SAME_FIELD_NAMES,
     IPList,
     ListCheck,
     Rule,

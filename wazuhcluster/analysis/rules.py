@@ -139,6 +139,18 @@ class Rule:
     children: list[Rule] = attrs.field(factory=list)
     feeds: list[tuple[str, int]] = attrs.field(factory=list)
     search_key: tuple[str, int] | None = None
+    child_cache: dict[str, tuple[Rule, ...]] = attrs.field(factory=dict, repr=False)
+    checks: tuple[Callable[[EventInfo, RuleState], bool], ...] | None = attrs.field(
+        default=None, repr=False)
+
+    def children_for(self, decoder_name: str) -> tuple[Rule, ...]:
+        """The children that can match an event of ``decoder_name`` (cached per name)."""
+        found = self.child_cache.get(decoder_name)
+        if found is None:
+            found = tuple(c for c in self.children
+                          if c.decoded_as is None or c.decoded_as == decoder_name)
+            self.child_cache[decoder_name] = found
+        return found
 
     @property
     def groups(self) -> list[str]:
@@ -219,49 +231,96 @@ def first_time_seen(event: EventInfo, state: RuleState) -> bool:
     return event.fts_new
 
 
+Check = Callable[[EventInfo, "RuleState"], bool]
+
+
+def _expression_check(name: str, expression: Expression) -> Check:
+    matches = expression.matches
+    negate = expression.negate
+    if name in ("match", "regex"):
+        return lambda event, state: matches(event.log) != negate
+    if name == "location":
+        return lambda event, state: matches(event.location) != negate
+    if name in ("hostname", "program_name"):
+        def header(event: EventInfo, state: RuleState) -> bool:
+            value = getattr(event, name)
+            return value is not None and matches(value) != negate
+        return header
+
+    def static(event: EventInfo, state: RuleState) -> bool:
+        value = event.static.get(name)
+        return value is not None and matches(value) != negate
+    return static
+
+
+def _field_check(name: str, expression: Expression) -> Check:
+    matches = expression.matches
+    negate = expression.negate
+    key = name.lower()
+
+    def field(event: EventInfo, state: RuleState) -> bool:
+        value = event.field_index.get(key)
+        return value is not None and matches(value) != negate
+    return field
+
+
+def _ip_check(name: str, addresses: IPList) -> Check:
+    def address(event: EventInfo, state: RuleState) -> bool:
+        value = event.static.get(name)
+        return value is not None and addresses.matches(value) != addresses.negate
+    return address
+
+
+def _user_check(expression: Expression) -> Check:
+    def user(event: EventInfo, state: RuleState) -> bool:
+        value = event.static.get("dstuser")
+        if value is None:
+            value = event.static.get("srcuser")
+        return value is not None and test(expression, value)
+    return user
+
+
+def compile_checks(rule: Rule) -> tuple[Check, ...]:
+    """The rule's conditions as a tuple of small predicates, cheapest first."""
+    checks: list[Check] = []
+    if rule.decoded_as is not None:
+        wanted = rule.decoded_as
+        checks.append(lambda event, state: event.decoder is not None
+                      and event.decoder.reported_name == wanted)
+    for name, expression in rule.expressions.items():
+        checks.append(_expression_check(name, expression))
+    for name, expression in rule.fields:
+        checks.append(_field_check(name, expression))
+    if rule.srcip is not None:
+        checks.append(_ip_check("srcip", rule.srcip))
+    if rule.dstip is not None:
+        checks.append(_ip_check("dstip", rule.dstip))
+    if rule.compiled is not None:
+        predicate = rule.compiled
+        checks.append(lambda event, state: predicate(event))
+    if rule.user is not None:
+        checks.append(_user_check(rule.user))
+    if rule.maxsize:
+        size = rule.maxsize
+        checks.append(lambda event, state: len(event.log) >= size)
+    if rule.day_time is not None or rule.week_days is not None:
+        checks.append(lambda event, state: _check_time(rule, event))
+    if rule.if_fts:
+        checks.append(lambda event, state: first_time_seen(event, state))
+    for lookup in rule.lists:
+        checks.append(lambda event, state, lookup=lookup: lookup.passes(event))
+    return tuple(checks)
+
+
 def conditions_hold(rule: Rule, event: EventInfo, state: RuleState) -> bool:
     """Check every condition of ``rule`` except its correlation search."""
-    if rule.decoded_as is not None:
-        if event.decoder is None or event.decoder.reported_name != rule.decoded_as:
+    checks = rule.checks
+    if checks is None:
+        checks = rule.checks = compile_checks(rule)
+    for check in checks:
+        if not check(event, state):
             return False
-    for name, expression in rule.expressions.items():
-        if name == "match" or name == "regex":
-            value: str | None = event.log
-        elif name == "location":
-            value = event.location
-        elif name == "hostname":
-            value = event.hostname
-        elif name == "program_name":
-            value = event.program_name
-        else:
-            value = event.static.get(name)
-        if value is None or expression.matches(value) == expression.negate:
-            return False
-    for name, expression in rule.fields:
-        value = event.find_field(name)
-        if value is None or expression.matches(value) == expression.negate:
-            return False
-    if rule.srcip is not None:
-        srcip = event.static.get("srcip")
-        if srcip is None or rule.srcip.matches(srcip) == rule.srcip.negate:
-            return False
-    if rule.dstip is not None:
-        dstip = event.static.get("dstip")
-        if dstip is None or rule.dstip.matches(dstip) == rule.dstip.negate:
-            return False
-    if rule.compiled is not None and not rule.compiled(event):
-        return False
-    if rule.user is not None:
-        user = event.static.get("dstuser") or event.static.get("srcuser")
-        if user is None or not test(rule.user, user):
-            return False
-    if rule.maxsize and len(event.log) < rule.maxsize:
-        return False
-    if (rule.day_time is not None or rule.week_days is not None) and not _check_time(rule, event):
-        return False
-    if rule.if_fts and not first_time_seen(event, state):
-        return False
-    return all(check.passes(event) for check in rule.lists)
+    return True
 
 
 def _same_and_different(rule: Rule, old: EventInfo, new: EventInfo) -> bool:
@@ -329,12 +388,17 @@ def search_history(rule: Rule, event: EventInfo, state: RuleState) -> bool:
 
 def match_rule(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
     """Return the deepest rule under (and including) ``rule`` that matches ``event``."""
-    if not conditions_hold(rule, event, state):
-        return None
+    checks = rule.checks
+    if checks is None:
+        checks = rule.checks = compile_checks(rule)
+    for check in checks:
+        if not check(event, state):
+            return None
     if rule.search_key is not None and not search_history(rule, event, state):
         event.last_events = []
         return None
-    for child in rule.children:
+    decoder_name = event.decoder.reported_name if event.decoder is not None else ""
+    for child in rule.children_for(decoder_name):
         found = match_rule(child, event, state)
         if found is not None:
             return found
