@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter, IOPump
+from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.config import NodeConfig, load_config
 from wazuhcluster.devcluster import cluster_config
@@ -26,6 +29,14 @@ TIMINGS = {
     "reconnect_max": "60s",
     "request_timeout": "20s",
 }
+
+
+def short_temp_dir(case: SynchronousTestCase) -> Path:
+    """A temporary directory with a short path (UNIX socket paths are limited to 107 bytes),
+    removed after the test."""
+    base = Path(tempfile.mkdtemp(prefix="wzc-"))
+    case.addCleanup(shutil.rmtree, base, True)
+    return base
 
 
 def write_config(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 from twisted.application.service import IServiceCollection
 from twisted.plugin import IPlugin, getPlugins
@@ -13,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import InMemoryCluster, write_config
+from tests.helpers import InMemoryCluster, short_temp_dir, write_config
 from wazuhcluster.control import commands
 from wazuhcluster.control.cli import format_nodes
 from wazuhcluster.control.server import ControlProtocol
@@ -83,7 +82,7 @@ class OptionsTests(SynchronousTestCase):
     """twistd's command line: checks before the reactor starts."""
 
     def setUp(self) -> None:
-        self.local = LocalCluster(Path(self.mktemp()), workers=["worker1"])
+        self.local = LocalCluster(short_temp_dir(self), workers=["worker1"])
         self.local.write()
 
     def parse(self, *argv: str) -> tuple[int | None, str]:

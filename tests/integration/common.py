@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import short_temp_dir
 from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
 
 #: Generous: CI machines are shared and sometimes slow.
@@ -50,10 +49,7 @@ class ClusterTestCase(SynchronousTestCase):
 
     def make_cluster(self, workers: list[str]) -> LocalCluster:
         """Lay out homes for a master and ``workers`` in a temporary directory."""
-        # A short base keeps UNIX socket paths under the 107-byte limit.
-        base = Path(tempfile.mkdtemp(prefix="wzc-"))
-        self.addCleanup(shutil.rmtree, base, True)
-        cluster = LocalCluster(base, workers=workers)
+        cluster = LocalCluster(short_temp_dir(self), workers=workers)
         cluster.write()
         return cluster
 
