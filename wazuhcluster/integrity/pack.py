@@ -305,6 +305,7 @@ class Unpacker:
         self.header: SyncHeader | None = None
         self._deletes: list[str] = []
         self._seen: set[str] = set()
+        self._known_dirs: set[str] = set()
         self._creates: dict[str, FileMeta] = {}
         self._updates: dict[str, FileMeta] = {}
         self._content_bytes = 0
@@ -430,6 +431,7 @@ class Unpacker:
                 clear_files=frozenset(self._deletes),
                 cleared=self.staged.cleared,
                 check_target=False,
+                known_dirs=self._known_dirs,
             )
             self._tmp = os.path.join(os.path.dirname(target), temp_name())
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

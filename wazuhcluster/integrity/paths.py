@@ -13,6 +13,7 @@ Two layers:
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from wazuhcluster.integrity.table import SyncItem, item_for
@@ -25,6 +26,9 @@ MAX_COMPONENT_BYTES = 255
 
 #: Mode of directories the sync creates (group-writable, like Wazuh's 0o770 for created parents).
 DIR_MODE = 0o770
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class PathRefused(ValueError):
@@ -45,8 +49,8 @@ def validate_relpath(relpath: object) -> SyncItem:
         raise PathRefused(relpath, "not a string")
     if not relpath:
         raise PathRefused(relpath, "empty")
-    if "\x00" in relpath:
-        raise PathRefused(relpath, "contains NUL")
+    if _CONTROL.search(relpath):
+        raise PathRefused(relpath, "contains NUL or a control character")
     try:
         encoded = relpath.encode("utf-8")
     except UnicodeEncodeError:
@@ -55,13 +59,14 @@ def validate_relpath(relpath: object) -> SyncItem:
         raise PathRefused(relpath, f"longer than {MAX_RELPATH_BYTES} bytes")
     if relpath.startswith("/"):
         raise PathRefused(relpath, "absolute")
-    for part in relpath.split("/"):
-        if part in ("", ".", ".."):
-            raise PathRefused(relpath, f"component {part!r} not allowed")
-        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise PathRefused(relpath, f"component longer than {MAX_COMPONENT_BYTES} bytes")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in part):
-            raise PathRefused(relpath, "contains a control character")
+    parts = relpath.split("/")
+    for bad in ("", ".", ".."):
+        if bad in parts:
+            raise PathRefused(relpath, f"component {bad!r} not allowed")
+    if len(encoded) > MAX_COMPONENT_BYTES and any(
+        len(part.encode("utf-8")) > MAX_COMPONENT_BYTES for part in parts
+    ):
+        raise PathRefused(relpath, f"component longer than {MAX_COMPONENT_BYTES} bytes")
     item = item_for(relpath)
     if item is None:
         raise PathRefused(relpath, "not in the synced table")
@@ -77,6 +82,7 @@ def resolve(
     cleared: list[str] | None = None,
     replace_empty_dir: bool = False,
     check_target: bool = True,
+    known_dirs: set[str] | None = None,
 ) -> str:
     """Return the absolute path of synced file ``relpath`` under ``home``, checking the tree on the
     way.
@@ -94,11 +100,17 @@ def resolve(
         directories, remove it (a file replaces it).
     :param check_target: inspect the final component; when False only the parents are checked (the
         caller writes next to the target, not through it).
+    :param known_dirs: parent directories (relative) already checked by this caller; the walk is
+        skipped for them, and the parent of ``relpath`` is added after a successful walk. Only
+        for a short-lived batch (one unpack), as the tree may change afterwards.
     :raises PathRefused: when the path is invalid or the tree does not allow it.
     :raises OSError: on I/O errors other than a missing component.
     """
     validate_relpath(relpath)
     parts = relpath.split("/")
+    parent = relpath.rpartition("/")[0]
+    if known_dirs is not None and parent in known_dirs:
+        return _check_target(relpath, os.path.join(home, relpath), check_target, replace_empty_dir)
     current = home
     walked: list[str] = []
     for part in parts[:-1]:
@@ -122,7 +134,13 @@ def resolve(
         if not stat.S_ISDIR(st.st_mode):
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise PathRefused(relpath, f"parent {'/'.join(walked)!r} is {kind}")
-    target = os.path.join(current, parts[-1])
+    if known_dirs is not None:
+        known_dirs.add(parent)
+    return _check_target(relpath, os.path.join(current, parts[-1]), check_target, replace_empty_dir)
+
+
+def _check_target(relpath: str, target: str, check_target: bool, replace_empty_dir: bool) -> str:
+    """The final-component check of :func:`resolve`."""
     if not check_target:
         return target
     try:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from attrs import define, field, frozen
 
 from wazuhcluster.integrity.paths import PathRefused, validate_relpath
-from wazuhcluster.integrity.table import SYNC_ITEMS, SyncItem, item_for, item_mode
+from wazuhcluster.integrity.table import SYNC_ITEMS, SyncItem, is_excluded_name, item_mode
 
 #: Name of the content checksum, for logs and the wire format.
 CHECKSUM_NAME = "blake2b-256"
@@ -34,6 +34,8 @@ CHECKSUM_HEX_LEN = 64
 RACY_WINDOW_NS = 2_000_000_000
 
 _READ_SIZE = 256 * 1024
+
+_DIGEST_PREFIX = b"wazuhcluster-table-v1\n"
 
 
 def new_hasher() -> hashlib.blake2b:
@@ -111,7 +113,9 @@ def _walk_item(
                     continue
             except OSError:
                 continue
-            if item_for(relpath) is not item:
+            if is_excluded_name(entry.name) or (
+                item.names is not None and entry.name not in item.names
+            ):
                 continue
             yield relpath, entry
 
@@ -159,11 +163,14 @@ def scan_tree(
     table: FileTable = {}
     for item in SYNC_ITEMS:
         for relpath, entry in _walk_item(home, item, stats):
-            try:
-                validate_relpath(relpath)
-            except PathRefused as e:
-                stats.skipped.append((relpath, e.reason))
-                continue
+            old = previous.get(relpath)
+            if old is None:
+                # Paths already in the previous table were validated when they were added.
+                try:
+                    validate_relpath(relpath)
+                except PathRefused as e:
+                    stats.skipped.append((relpath, e.reason))
+                    continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -172,7 +179,6 @@ def scan_tree(
                 stats.errors.append((relpath, f"cannot stat: {e.strerror or e}"))
                 continue
             mode = st.st_mode & 0o7777
-            old = previous.get(relpath)
             if (
                 old is not None
                 and old.inode != 0
@@ -228,14 +234,17 @@ def table_digest(table: Mapping[str, FileMeta]) -> str:
     nodes). The master compares ``table_digest(as_synced(master_table))`` with the digest a worker
     sends of its own table, so an unchanged worker costs one string comparison.
     """
-    h = hashlib.sha256(b"wazuhcluster-table-v1\n")
-    for relpath in sorted(table):
-        meta = table[relpath]
-        line = f"{relpath}\x00{meta.checksum}\x00{meta.mode:o}\n"
-        h.update(line.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
+    lines = [f"{p}\x00{m.checksum}\x00{m.mode:o}\n" for p, m in sorted(table.items())]
+    text = "".join(lines).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(_DIGEST_PREFIX + text).hexdigest()
 
 
 def master_digest(table: Mapping[str, FileMeta]) -> str:
-    """The digest an in-sync worker's table has: ``table_digest(as_synced(table))``."""
-    return table_digest(as_synced(table))
+    """The digest an in-sync worker's table has: ``table_digest(as_synced(table))``, computed
+    without building the intermediate table."""
+    lines = []
+    for path, meta in sorted(table.items()):
+        mode = item_mode(path)
+        lines.append(f"{path}\x00{meta.checksum}\x00{meta.mode if mode is None else mode:o}\n")
+    text = "".join(lines).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(_DIGEST_PREFIX + text).hexdigest()

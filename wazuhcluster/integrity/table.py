@@ -12,6 +12,8 @@ separator, without ``.``/``..``/empty components (see
 
 from __future__ import annotations
 
+import functools
+
 from attrs import frozen
 
 #: Prefix of every temporary file the integrity sync writes. Names with this prefix are never synced
@@ -79,11 +81,18 @@ def item_for(relpath: str) -> SyncItem | None:
     directory, _, name = relpath.rpartition("/")
     if not name or is_excluded_name(name):
         return None
+    item = _item_for_directory(directory)
+    if item is None or (item.names is not None and name not in item.names):
+        return None
+    return item
+
+
+@functools.lru_cache(maxsize=65536)
+def _item_for_directory(directory: str) -> SyncItem | None:
+    """The item whose files may live directly in ``directory`` (cached: few distinct dirs)."""
     for item in _BY_SPECIFICITY:
         if directory == item.directory:
-            if item.names is None or name in item.names:
-                return item
-            continue
+            return item
         if item.recursive and directory.startswith(item.directory + "/"):
             return item
     return None
