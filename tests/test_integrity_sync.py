@@ -382,6 +382,49 @@ class ApplyTests(SynchronousTestCase):
             master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
         )
 
+    def test_many_files_use_one_sync(self) -> None:
+        """Above the threshold, one sync() replaces per-file fsyncs; the result is the same."""
+        calls: list[str] = []
+        self.patch(apply_module, "SYNC_ALL_THRESHOLD", 2)
+        self.patch(apply_module.os, "sync", lambda: calls.append("sync"))
+        real_fsync = apply_module._fsync_path
+
+        def fsync_spy(path: str, flags: int = os.O_RDONLY) -> None:
+            calls.append("dir" if flags != os.O_RDONLY else "file")
+            real_fsync(path, flags)
+
+        self.patch(apply_module, "_fsync_path", fsync_spy)
+        _, result = sync_once(self.master, self.worker)
+        self.assertEqual(len(result.created) + len(result.updated), 5)
+        self.assertEqual(calls.count("sync"), 1)
+        self.assertEqual(calls.count("file"), 0)
+        self.assertGreater(calls.count("dir"), 0)
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
+        )
+
+    def test_cleanup_only_our_temp_files(self) -> None:
+        """Cleanup removes prefixed temp files in synced dirs only, never through symlinks."""
+        outside = os.path.abspath(self.mktemp())
+        write_tree(outside, {f"{TEMP_PREFIX}x.tmp": b"not ours"})
+        write_tree(
+            self.worker,
+            {
+                f"etc/shared/g/{TEMP_PREFIX}a.tmp": b"",
+                f"etc/{TEMP_PREFIX}b.tmp": b"",
+                f"var/db/{TEMP_PREFIX}c.tmp": b"",
+                "etc/shared/g/other.tmp": b"",
+            },
+        )
+        os.symlink(outside, os.path.join(self.worker, "etc/shared/link"))
+        removed = cleanup_temp_files(self.worker)
+        self.assertEqual(
+            sorted(removed), sorted([f"etc/shared/g/{TEMP_PREFIX}a.tmp", f"etc/{TEMP_PREFIX}b.tmp"])
+        )
+        self.assertTrue(os.path.exists(os.path.join(self.worker, f"var/db/{TEMP_PREFIX}c.tmp")))
+        self.assertTrue(os.path.exists(os.path.join(self.worker, "etc/shared/g/other.tmp")))
+        self.assertEqual(os.listdir(outside), [f"{TEMP_PREFIX}x.tmp"])
+
     def test_budget_spreads_over_cycles(self) -> None:
         """With a small byte budget the sync converges over several cycles, deletions first."""
         write_tree(self.master, {f"etc/shared/many/f{i:02}": bytes(100) for i in range(10)})

@@ -19,7 +19,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_integrity import write_tree
 from wazuhcluster.integrity.apply import apply_plan
 from wazuhcluster.integrity.compare import compare
-from wazuhcluster.integrity.pack import Received, Unpacker, iter_pack, packed_size
+from wazuhcluster.integrity.pack import (
+    Received,
+    Unpacker,
+    decode_table,
+    encode_table,
+    iter_pack,
+    packed_size,
+)
 from wazuhcluster.integrity.scan import master_digest, scan_tree, table_digest
 from wazuhcluster.wire.streams import (
     CHUNK_SIZE,
@@ -443,3 +450,16 @@ class IntegritySyncTests(StreamTestsBase):
         result = self.successResultOf(d)
         self.assertEqual(result.reply, "created 2, updated 0, deleted 1, failed 0")
         self.assertEqual(master_digest(scan_tree(master)), table_digest(scan_tree(worker)))
+
+    def test_table_over_stream(self) -> None:
+        """A worker's table larger than one AMP value travels as a stream and decodes equal."""
+        worker = self.mktemp()
+        write_tree(worker, {f"etc/shared/g{i % 7}/f{i:04}": b"%d" % i for i in range(800)})
+        table = scan_tree(worker)
+        encoded = encode_table(table)
+        self.assertGreater(len(encoded), 65535)
+        d = self.send("blob", encoded)
+        self.pump.flush()
+        self.successResultOf(d)
+        decoded = decode_table(cast(bytes, self.server.completed[0][2]))
+        self.assertEqual(table_digest(decoded), table_digest(table))
