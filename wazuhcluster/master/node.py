@@ -21,6 +21,7 @@ from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.tls import certificate_names, load_material, server_options
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
+from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import MasterIdentity
 
 
@@ -44,8 +45,11 @@ def tls_peer_names(transport: Any) -> set[str] | None:
 class MasterNode:
     """The master's state shared by every worker link and periodic task."""
 
-    def __init__(self, config: NodeConfig, clock: IReactorTime) -> None:
+    def __init__(
+        self, config: NodeConfig, clock: IReactorTime, features: FeatureSet | None = None
+    ) -> None:
         cluster = config.cluster
+        self.features = features or FeatureSet()
         self.config = config
         self.clock = clock
         self.timings = cluster.timings
@@ -60,10 +64,12 @@ class MasterNode:
         )
 
     def worker_connected(self, link: WorkerLink) -> None:
-        """Hook called once a worker passed the handshake."""
+        """A worker passed the handshake: let every feature know."""
+        self.features.link_up(link)
 
     def worker_disconnected(self, link: WorkerLink) -> None:
-        """Hook called when an authenticated worker's link is gone."""
+        """An authenticated worker's link is gone: let every feature know."""
+        self.features.link_down(link)
 
     def nodes(self) -> list[dict[str, str]]:
         """The node list, master first then workers in connection order."""
@@ -90,7 +96,7 @@ class MasterNode:
         for link in self.workers:
             nodes[link.name]["status"] = {
                 "last_keep_alive": iso_time(link.last_keepalive),
-                **link.health,
+                **self.features.health(link),
             }
         return {"n_connected_nodes": len(self.workers), "nodes": nodes}
 

@@ -18,7 +18,9 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.wire import commands
+from wazuhcluster.wire.features import locate_in
 from wazuhcluster.wire.handshake import HelloRequest, check_hello, make_nonce, master_proof
+from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
 
 if TYPE_CHECKING:
     from wazuhcluster.master.node import MasterNode
@@ -35,8 +37,8 @@ def _refuse_unauthenticated(box: amp.AmpBox) -> Deferred[amp.AmpBox]:
     return fail(amp.RemoteAmpError(b"NOT_AUTHENTICATED", "Say Hello first", fatal=True))
 
 
-class MasterProtocol(amp.AMP):
-    """Serves one worker's commands on the master."""
+class MasterProtocol(StreamResponders, amp.AMP):
+    """Serves one worker's commands on the master; features answer their own commands."""
 
     def __init__(self, node: MasterNode, peer_names: PeerNames) -> None:
         super().__init__()
@@ -46,7 +48,19 @@ class MasterProtocol(amp.AMP):
         self.peer_ip = "unknown"
         self._nonce: bytes | None = None
         self._auth_deadline: IDelayedCall | None = None
+        self._locators: list[amp.CommandLocator] = []
         self.log = node.log
+        self.streams = StreamEndpoint(
+            self.callRemote,
+            node.clock,
+            node.features.stream_kinds(),
+            self._stream_received,
+            call_timeout=node.timings.request_timeout,
+        )
+
+    def _stream_received(self, kind: str, stream_id: str, result: object) -> object:
+        assert self.link is not None  # streams are refused before Hello
+        return self.node.features.owner_of(kind).on_stream(self.link, kind, stream_id, result)
 
     def connectionMade(self) -> None:
         """Log the connection and give the peer a deadline to authenticate."""
@@ -81,7 +95,7 @@ class MasterProtocol(amp.AMP):
                 ip=self.peer_ip,
             )
             return _refuse_unauthenticated
-        return super().locateResponder(name)
+        return super().locateResponder(name) or locate_in(self._locators, name)
 
     @commands.Challenge.responder
     def challenge(self) -> dict[str, bytes]:
@@ -125,6 +139,7 @@ class MasterProtocol(amp.AMP):
         now = self.node.clock.seconds()
         self.link = WorkerLink(node_name, version, self.peer_ip, self, now, now)
         self.node.workers.add(self.link)
+        self._locators = self.node.features.locators(self.link)
         if self._auth_deadline is not None and self._auth_deadline.active():
             self._auth_deadline.cancel()
         self._auth_deadline = None
@@ -166,6 +181,7 @@ class MasterProtocol(amp.AMP):
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
         """Forget the worker and cancel the handshake deadline."""
         super().connectionLost(reason)
+        self.streams.connection_lost(reason.getErrorMessage())
         if self._auth_deadline is not None and self._auth_deadline.active():
             self._auth_deadline.cancel()
         self._auth_deadline = None

@@ -18,7 +18,8 @@ class WorkerLink:
     protocol: Any
     connected_at: float
     last_keepalive: float
-    health: dict[str, Any] = field(factory=dict)
+    #: Per-link state of the features (integrity locks, sync status...), by feature name.
+    state: dict[str, Any] = field(factory=dict)
 
     def disconnect(self) -> None:
         """Drop the worker's connection at once."""

@@ -21,6 +21,7 @@ from wazuhcluster.logs import ClusterLog
 from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.calls import call_with_timeout
+from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import make_nonce, master_proof, proofs_match, worker_proof
 from wazuhcluster.worker.protocol import WorkerProtocol
 
@@ -54,8 +55,10 @@ class MasterLink(MultiService):
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
         jitter: Any = None,
+        features: FeatureSet | None = None,
     ) -> None:
         super().__init__()
+        self.features = features or FeatureSet()
         self.cluster = cluster
         self.timings = cluster.timings
         self.clock = clock
@@ -68,7 +71,6 @@ class MasterLink(MultiService):
         #: Why the last attempt to join the master failed, kept for health reports and tests.
         self.last_error: str | None = None
         self.failed_keepalives = 0
-        self._connection_listeners: list[Any] = []
         jitter = jitter or (lambda: random.uniform(0, self.timings.reconnect / 10))
         ceiling = max(self.timings.reconnect, self.timings.reconnect_max)
 
@@ -97,7 +99,7 @@ class MasterLink(MultiService):
 
         self.client = ClientService(
             _ReportingEndpoint(endpoint, self),
-            Factory.forProtocol(lambda: WorkerProtocol(self._connection_lost)),
+            Factory.forProtocol(self._new_protocol),
             retryPolicy=retry_policy,
             clock=clock,
             prepareConnection=self._handshake,
@@ -113,14 +115,15 @@ class MasterLink(MultiService):
         )
         self.keepalive.setServiceParent(self)
 
+    def _new_protocol(self) -> WorkerProtocol:
+        return WorkerProtocol(
+            self._connection_lost, self.features, self.clock, self, self.timings.request_timeout
+        )
+
     @property
     def connected(self) -> bool:
         """True while an authenticated connection to the master is up."""
         return self.protocol is not None
-
-    def on_connected(self, listener: Any) -> None:
-        """Call ``listener(protocol)`` after every successful handshake."""
-        self._connection_listeners.append(listener)
 
     async def _authenticate(self, protocol: amp.AMP) -> dict[str, Any]:
         cluster = self.cluster
@@ -166,8 +169,8 @@ class MasterLink(MultiService):
                 name=self.master_name,
                 version=self.master_version,
             )
-            for listener in list(self._connection_listeners):
-                listener(protocol)
+            protocol.locators = self.features.locators(self)
+            self.features.link_up(self)
 
         def refused(failure: Failure) -> None:
             # Drop the connection rather than failing prepareConnection: ClientService then
@@ -184,6 +187,7 @@ class MasterLink(MultiService):
             return
         self.protocol = None
         self.connected_since = None
+        self.features.link_down(self)
         if reason.check(ConnectionDone):
             self.log.info("The master closed the connection.")
         else:

@@ -3,22 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.main import CONNECTION_DONE
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.wire.features import FeatureSet, locate_in
+from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
+
 _CLOSED = Failure(CONNECTION_DONE)
 
 
-class WorkerProtocol(amp.AMP):
-    """Serves the master's commands on a worker; tells the link when the connection ends."""
+class WorkerProtocol(StreamResponders, amp.AMP):
+    """Serves the master's commands on a worker; tells the link when the connection ends.
 
-    def __init__(self, on_lost: Callable[[WorkerProtocol, Failure], None]) -> None:
+    Feature commands are answered once the link has authenticated and installed the
+    features' locators.
+    """
+
+    def __init__(
+        self,
+        on_lost: Callable[[WorkerProtocol, Failure], None],
+        features: FeatureSet,
+        clock: IReactorTime,
+        link: Any,
+        call_timeout: float,
+    ) -> None:
         super().__init__()
         self.on_lost = on_lost
+        self.features = features
+        self.link = link
+        self.locators: list[amp.CommandLocator] = []
+        self.streams = StreamEndpoint(
+            self.callRemote,
+            clock,
+            features.stream_kinds(),
+            self._stream_received,
+            call_timeout=call_timeout,
+        )
+
+    def _stream_received(self, kind: str, stream_id: str, result: object) -> object:
+        return self.features.owner_of(kind).on_stream(self.link, kind, stream_id, result)
+
+    def locateResponder(self, name: bytes) -> Any:  # noqa: N802 - Twisted's name
+        """Our own commands first, then the features'."""
+        return super().locateResponder(name) or locate_in(self.locators, name)
 
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
-        """Let the link know, so periodic tasks stop using this connection."""
+        """Abort streams and let the link know, so periodic tasks stop using this connection."""
         super().connectionLost(reason)
+        self.streams.connection_lost(reason.getErrorMessage())
         self.on_lost(self, reason)
