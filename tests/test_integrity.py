@@ -239,6 +239,16 @@ class ScanTests(SynchronousTestCase):
         scan_tree(self.home, t1, stats=stats)
         self.assertEqual(stats.hashed, 5)
 
+    def test_symlinked_item_root_not_scanned(self) -> None:
+        """A synced directory that is a symlink is reported and not followed."""
+        elsewhere = os.path.abspath(self.mktemp())
+        write_tree(elsewhere, {"local_decoder.xml": b"<decoder/>"})
+        os.symlink(elsewhere, os.path.join(self.home, "etc/decoders"))
+        stats = ScanStats()
+        table = scan_tree(self.home, stats=stats, now_ns=_FUTURE)
+        self.assertFalse(any(p.startswith("etc/decoders/") for p in table))
+        self.assertEqual(stats.errors, [("etc/decoders", "is a symlink, not scanned")])
+
     def test_vanished_and_deleted(self) -> None:
         """A deleted file disappears from the next table."""
         t1 = scan_tree(self.home, now_ns=_FUTURE)

@@ -89,6 +89,11 @@ def _walk_item(
     home: str, item: SyncItem, stats: ScanStats
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Yield (relpath, entry) for each regular file of ``item``, skipping links and specials."""
+    reason = _root_problem(home, item.directory)
+    if reason is not None:
+        if reason != "missing":
+            stats.errors.append((item.directory, reason))
+        return
     pending = [item.directory]
     while pending:
         reldir = pending.pop()
@@ -118,6 +123,26 @@ def _walk_item(
             ):
                 continue
             yield relpath, entry
+
+
+def _root_problem(home: str, directory: str) -> str | None:
+    """Why an item's directory cannot be scanned: "missing", a symlink on the way, or None.
+
+    A symlinked synced directory is refused like any other symlink: workers refuse to write
+    through one, so a master that followed it would ask for a sync no worker can apply.
+    """
+    current = home
+    for part in directory.split("/"):
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return "missing"
+        except OSError as e:
+            return f"cannot stat directory: {e.strerror or e}"
+        if not stat.S_ISDIR(st.st_mode):
+            return "is a symlink, not scanned" if stat.S_ISLNK(st.st_mode) else "not a directory"
+    return None
 
 
 def _hash_file(path: str) -> tuple[str, os.stat_result, bool]:
