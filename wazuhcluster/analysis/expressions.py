@@ -109,34 +109,57 @@ class _RegexBacked:
 class OSRegex(_RegexBacked):
     """An OS_Regex expression.
 
-    ``required`` holds, per alternative, the lower-case literal pieces the text must contain
-    for that alternative to match; it lets most misses skip the regex engine.
+    OS_Regex compares lower-cased text with a lower-cased pattern, so we search the
+    lower-cased text with a lower-cased, case-sensitive pattern (which lets ``re`` scan for
+    literal prefixes quickly) and read the groups from the original text at the same spans.
+    ``required`` holds, per alternative, the literal pieces the text must contain for that
+    alternative to match; it lets most misses skip the regex engine.
     """
 
-    __slots__ = ("filtered", "required")
+    __slots__ = ("filtered", "keys", "low_alternatives", "low_combined", "required")
 
     def __init__(self, source: str, alternatives: Sequence[re.Pattern[str]],
                  combined: re.Pattern[str], negate: bool = False,
-                 required: tuple[tuple[str, ...], ...] = ()) -> None:
+                 required: tuple[tuple[str, ...], ...] = (),
+                 low: tuple[tuple[re.Pattern[str], ...], re.Pattern[str]] | None = None) -> None:
         super().__init__(source, alternatives, combined, negate)
         self.required = required or tuple(() for _ in alternatives)
         self.filtered = all(self.required)
+        self.low_alternatives, self.low_combined = low or (self.alternatives, self.combined)
+        # One piece per alternative, minimised: if none is present nothing can match.
+        keys = {pieces[0] for pieces in self.required if pieces}
+        self.keys = tuple(k for k in keys if not any(o != k and o in k for o in keys)) \
+            if self.filtered else ()
+
+    def _possible(self, low: str) -> bool:
+        for key in self.keys:
+            if key in low:
+                return True
+        return False
 
     def matches(self, text: str) -> bool:
-        if self.filtered:
-            low = lowered(text)
-            if not any(all(piece in low for piece in pieces) for pieces in self.required):
-                return False
+        low = lowered(text)
+        if self.filtered and (not self._possible(low) or not any(
+                all(piece in low for piece in pieces) for pieces in self.required)):
+            return False
+        if len(low) == len(text):
+            return self.low_combined.search(low) is not None
         return self.combined.search(text) is not None
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
         low = lowered(text)
-        for pattern, pieces in zip(self.alternatives, self.required, strict=True):
+        if self.keys and not self._possible(low):
+            return None
+        same = len(low) == len(text)
+        patterns = self.low_alternatives if same else self.alternatives
+        subject = low if same else text
+        for pattern, pieces in zip(patterns, self.required, strict=True):
             if pieces and not all(piece in low for piece in pieces):
                 continue
-            found = pattern.search(text)
+            found = pattern.search(subject)
             if found is not None:
-                return [g if g is not None else "" for g in found.groups()], found.end()
+                groups = [text[a:b] if a >= 0 else "" for a, b in found.regs[1:]]
+                return groups, found.end()
         return None
 
 
@@ -444,11 +467,53 @@ def split_osregex(pattern: str) -> list[list[str]]:
     return alternatives
 
 
-def _osregex_alternative(tokens: list[str]) -> str:
+_ASCII = frozenset(chr(code) for code in range(128))
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@-")
+_DIGIT = frozenset("0123456789")
+# Escape -> (ASCII characters it accepts, whether it accepts non-ASCII characters too).
+_CLASS_SETS: dict[str, tuple[frozenset[str], bool]] = {
+    "d": (_DIGIT, False), "w": (_WORD, False), "s": (frozenset(" "), False),
+    "p": (frozenset("!\"#$%&'()*+,-.:;<=>?[]{|}"), False), "W": (_ASCII - _WORD, True),
+    "D": (_ASCII - _DIGIT, True), "S": (_ASCII - {" "}, True), ".": (_ASCII, True),
+    "t": (frozenset("\t"), False), "$": (frozenset("$"), False), "(": (frozenset("("), False),
+    ")": (frozenset(")"), False), "\\": (frozenset("\\"), False), "|": (frozenset("|"), False),
+    "<": (frozenset("<"), False),
+}
+
+
+def _token_set(token: str) -> tuple[frozenset[str], bool]:
+    if token.startswith("\\"):
+        return _CLASS_SETS[token[1]]
+    return frozenset((token.lower(), token.upper())), not token.isascii()
+
+
+def _next_is_disjoint(tokens: list[str], position: int) -> bool:
+    """True when the token after a quantifier can never start with a character of its class.
+
+    Then greedy, lazy and possessive consumption all stop at the same place, so the
+    quantifier can be possessive and the regex engine never backtracks into it.
+    """
+    index = position + 1
+    while index < len(tokens) and tokens[index] in "()" and not tokens[index].startswith("\\"):
+        index += 1
+    if index >= len(tokens) or tokens[index] in "+*":
+        return False
+    following = tokens[index]
+    if index + 1 < len(tokens) and tokens[index + 1] == "*" and following.startswith("\\"):
+        return False
+    mine, mine_wide = _token_set(tokens[position - 1])
+    theirs, theirs_wide = _token_set(following)
+    return not (mine & theirs) and not (mine_wide and theirs_wide)
+
+
+def _osregex_alternative(tokens: list[str], lower: bool = False) -> str:
     begin, end, tokens = _anchors(tokens)
     out = ["^" if begin else ""]
     for position, token in enumerate(tokens):
         if token in "+*" and position and tokens[position - 1].startswith("\\"):
+            if _next_is_disjoint(tokens, position):
+                out.append(token + "+")
+                continue
             lazy = not end and not _only_optional(tokens[position + 1 :])
             out.append(token + ("?" if lazy else ""))
         elif token.startswith("\\"):
@@ -456,7 +521,7 @@ def _osregex_alternative(tokens: list[str]) -> str:
         elif token in "()":
             out.append(token)
         else:
-            out.append(re.escape(token))
+            out.append(re.escape(token.lower() if lower else token))
     if end:
         out.append("\\Z")
     return "".join(out)
@@ -563,21 +628,23 @@ def translate_pcre2(pattern: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _compile_osregex(pattern: str) -> tuple[tuple[re.Pattern[str], ...], re.Pattern[str],
-                                            tuple[tuple[str, ...], ...]]:
-    flags = re.IGNORECASE | re.DOTALL
+def _compile_osregex(pattern: str) -> OSRegex:
     split = split_osregex(pattern)
-    parts = [_osregex_alternative(alternative) for alternative in split]
     try:
-        compiled = tuple(re.compile(part, flags) for part in parts)
-        combined = (
-            compiled[0]
-            if len(compiled) == 1
-            else re.compile("|".join(f"(?:{_drop_groups(part)})" for part in parts), flags)
-        )
+        normal = _compile_parts([_osregex_alternative(a) for a in split],
+                                re.IGNORECASE | re.DOTALL)
+        low = _compile_parts([_osregex_alternative(a, lower=True) for a in split], re.DOTALL)
     except re.error as error:
         raise ExpressionError(f"cannot compile: {error}") from None
-    return compiled, combined, required_literals(split)
+    return OSRegex(pattern, normal[0], normal[1], False, required_literals(split), low)
+
+
+def _compile_parts(parts: list[str], flags: int) -> tuple[tuple[re.Pattern[str], ...],
+                                                          re.Pattern[str]]:
+    compiled = tuple(re.compile(part, flags) for part in parts)
+    if len(compiled) == 1:
+        return compiled, compiled[0]
+    return compiled, re.compile("|".join(f"(?:{_drop_groups(part)})" for part in parts), flags)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -614,8 +681,9 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
         literal = _literal_osregex(pattern)
         if literal is not None:
             return LiteralRegex(pattern, literal, negate)
-        compiled, combined, required = _compile_osregex(pattern)
-        return OSRegex(pattern, compiled, combined, negate, required)
+        cached = _compile_osregex(pattern)
+        return OSRegex(pattern, cached.alternatives, cached.combined, negate, cached.required,
+                       (cached.low_alternatives, cached.low_combined))
     if kind == "pcre2":
         regex = _compile_pcre2(pattern)
         return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern))
