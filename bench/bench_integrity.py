@@ -10,7 +10,9 @@ Figures (median of ``--runs``, CPU = process time of this single process):
 - the master's cost of one no-change check: comparing the digest a worker sent with the cached
   master digest (and, for reference, recomputing the digest and the full compare of two tables);
 - table encode/decode (what a worker sends when its digest differs);
-- a cold local sync of the whole tree: pack → unpack → apply, with and without fsync.
+- a cold local sync of the whole tree: pack → unpack → apply, with and without fsync;
+- the same cold sync carried by an AMP stream over loopback TCP (plain, both ends in this
+  process, so on one core), and a 64 MiB blob stream for raw stream throughput.
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 from wazuhcluster.integrity.apply import apply_plan
-from wazuhcluster.integrity.compare import compare
-from wazuhcluster.integrity.pack import Unpacker, decode_table, encode_table, iter_pack
+from wazuhcluster.integrity.compare import Plan, compare
+from wazuhcluster.integrity.pack import (
+    Received,
+    Unpacker,
+    decode_table,
+    encode_table,
+    iter_pack,
+    packed_size,
+)
 from wazuhcluster.integrity.scan import (
     ScanStats,
     as_synced,
@@ -152,8 +162,87 @@ def main() -> None:
                 f"total {(w2 - w0):.2f} s wall, {(c2 - c0):.2f} s CPU"
             )
             assert table_digest(scan_tree(worker)) == cached
+        stream_benchmarks(master, os.path.join(root, "worker-stream"), plan, cached)
     finally:
         shutil.rmtree(root)
+
+
+def stream_benchmarks(master: str, worker: str, plan: Plan, expected_digest: str) -> None:
+    """Cold sync and a raw blob through an AMP stream over loopback TCP, real reactor."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+    from twisted.internet.protocol import Factory
+    from twisted.internet.task import react
+    from twisted.internet.threads import deferToThread
+    from twisted.protocols import amp
+
+    from wazuhcluster.wire.streams import (
+        BytesConsumer,
+        StreamEndpoint,
+        StreamKind,
+        StreamResponders,
+    )
+
+    os.makedirs(worker)
+
+    class Peer(StreamResponders, amp.AMP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.streams = StreamEndpoint(
+                self.callRemote,
+                reactor,
+                {
+                    "sync": StreamKind(1 << 30, lambda n: Unpacker(worker)),
+                    "blob": StreamKind(1 << 30, lambda n: _Discard()),
+                },
+                self.complete,
+                window=8,
+            )
+
+        def complete(self, kind: str, stream_id: str, result: object) -> object:
+            if isinstance(result, Received):
+                d = deferToThread(apply_plan, worker, result.plan, result.staged)
+                return d.addCallback(lambda r: r.describe())
+            return None
+
+    class _Discard(BytesConsumer):
+        def feed(self, data: bytes) -> None:
+            pass
+
+    async def run(_reactor: object) -> None:
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Peer)
+        )
+        client: Any = await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+            Factory.forProtocol(Peer)
+        )
+        w0, c0 = time.perf_counter(), time.process_time()
+        result = await client.streams.send("sync", iter_pack(master, plan), size=packed_size(plan))
+        w1, c1 = time.perf_counter(), time.process_time()
+        print(
+            f"cold sync over AMP stream (TCP loopback, window 8): {w1 - w0:.2f} s wall, "
+            f"{c1 - c0:.2f} s CPU, {packed_size(plan) / (w1 - w0) / 1e6:.1f} MB/s ({result.reply})"
+        )
+        assert table_digest(scan_tree(worker)) == expected_digest
+        blob = os.urandom(64 << 20)
+        w0 = time.perf_counter()
+        await client.streams.send("blob", blob)
+        w1 = time.perf_counter()
+        print(
+            f"64 MiB blob over AMP stream (TCP loopback, window 8): "
+            f"{len(blob) / (w1 - w0) / 1e6:.0f} MB/s"
+        )
+        client.transport.loseConnection()
+        await port.stopListening()
+        done: Deferred[None] = Deferred()
+        reactor.callLater(0.1, done.callback, None)
+        await done
+
+    try:
+        react(run)
+    except SystemExit:
+        pass
 
 
 if __name__ == "__main__":
