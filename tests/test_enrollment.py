@@ -329,6 +329,20 @@ class ServerProtocolTests(SynchronousTestCase):
         second.connectionLost(None)  # type: ignore[arg-type]
         self.assertEqual(harness.factory.active, 1)
 
+    def test_tcp_nodelay_requested(self) -> None:
+        """The server turns Nagle off so the reply and TLS close leave at once."""
+
+        class NoDelayTransport(StringTransport):
+            no_delay: bool | None = None
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.no_delay = enabled
+
+        factory = EnrollmentServerFactory(lambda request, ip: succeed("x"), Clock())
+        transport = NoDelayTransport()
+        factory.buildProtocol(None).makeConnection(transport)
+        self.assertIs(transport.no_delay, True)
+
     def test_peer_host_unmaps_ipv4(self) -> None:
         """An IPv4-mapped IPv6 peer is shown as plain IPv4."""
         self.assertEqual(peer_host(address.IPv6Address("TCP", "::ffff:10.0.0.9", 1)), "10.0.0.9")

@@ -23,6 +23,18 @@ from wazuhcluster.registry.service import AsyncRegistry, synchronous_runner
 from wazuhcluster.registry.store import Registry, RegistryFiles, groups_table_checksum
 
 
+class CountingRegistry(Registry):
+    """A registry that records its file flushes."""
+
+    __slots__ = ()
+    flushes: list[bool] = []
+
+    def flush_files(self) -> bool:
+        """Record the call, then flush."""
+        CountingRegistry.flushes.append(True)
+        return super().flush_files()
+
+
 class FakeClock:
     """A settable wall clock for register/status times."""
 
@@ -366,6 +378,34 @@ class AsyncRegistryTests(SynchronousTestCase):
 
     def test_write_waits_for_files_and_batches_flushes(self) -> None:
         """Writes queued together share one flush; each Deferred fires after it."""
+        home = Path(self.mktemp())
+        files = RegistryFiles(home / "client.keys", home / "shared", home / "multigroups")
+        registry = CountingRegistry.open(home / "global.db", files, FakeClock())
+        self.addCleanup(registry.close)
+        registry.flush_files()
+        CountingRegistry.flushes.clear()
+        jobs: list[tuple[object, Deferred[object]]] = []
+
+        def queued_runner(function):  # type: ignore[no-untyped-def]
+            deferred: Deferred[object] = Deferred()
+            jobs.append((function, deferred))
+            return deferred
+
+        facade = AsyncRegistry(registry, queued_runner)
+        pending = [facade.enroll(f"a{n}", "any") for n in range(5)]
+        self.assertNoResult(pending[0])
+        while jobs:
+            function, deferred = jobs.pop(0)
+            deferred.callback(function())  # type: ignore[operator]
+            if jobs:
+                self.assertNoResult(pending[0])
+        agents = [self.successResultOf(d) for d in pending]
+        self.assertEqual([a.id for a in agents], ["001", "002", "003", "004", "005"])
+        self.assertEqual(len(CountingRegistry.flushes), 1)
+        self.assertEqual(len(read_client_keys(files.client_keys)), 5)
+
+    def test_failed_write_in_burst_still_flushes(self) -> None:
+        """A failing last write still flushes for the successful writes before it."""
         registry = open_registry(self, with_files=True)
         jobs: list[tuple[object, Deferred[object]]] = []
 
@@ -374,24 +414,16 @@ class AsyncRegistryTests(SynchronousTestCase):
             jobs.append((function, deferred))
             return deferred
 
-        flushes: list[object] = []
-
-        def drain() -> None:
-            while jobs:
-                function, deferred = jobs.pop(0)
-                if function == registry.flush_files:
-                    flushes.append(function)
-                deferred.callback(function())  # type: ignore[operator]
-
         facade = AsyncRegistry(registry, queued_runner)
-        pending = [facade.enroll(f"a{n}", "any") for n in range(5)]
-        self.assertNoResult(pending[0])
-        drain()
-        agents = [self.successResultOf(d) for d in pending]
-        self.assertEqual([a.id for a in agents], ["001", "002", "003", "004", "005"])
-        self.assertLessEqual(len(flushes), 2)
+        good = facade.enroll("same", "any")
+        bad = facade.enroll("same", "any")
+        while jobs:
+            function, deferred = jobs.pop(0)
+            deferred.callback(function())  # type: ignore[operator]
+        self.assertEqual(self.successResultOf(good).id, "001")
+        self.failureResultOf(bad, DuplicateName)
         assert registry.files is not None
-        self.assertEqual(len(read_client_keys(registry.files.client_keys)), 5)
+        self.assertEqual([e.name for e in read_client_keys(registry.files.client_keys)], ["same"])
 
     def test_errors_arrive_as_failures(self) -> None:
         """A registry error fails the Deferred with that error."""

@@ -278,6 +278,11 @@ class EnrollmentServerProtocol(Protocol):
             self.state = "done"
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
+        # The reply and TLS close_notify are two small records: with Nagle on, the second
+        # waits for the agent's delayed ACK (~40 ms) whenever the decision takes a moment.
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)
         self.timer = self.factory.clock.callLater(self.factory.request_timeout, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:

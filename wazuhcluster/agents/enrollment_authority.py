@@ -144,26 +144,28 @@ def decide_enrollment(
     else:
         ip = request.ip or ANY_IP
 
-    for group in request.groups:
-        if not registry.group_exists(group):
-            return EnrollmentOutcome(error=f"Invalid group: {group}")
+    missing = registry.missing_groups(request.groups)
+    if missing:
+        return EnrollmentOutcome(error=f"Invalid group: {missing[0]}")
 
+    holders = registry.find_holders(request.name, ip)
     replaced: list[str] = []
     notes: list[str] = []
-    if ip != ANY_IP:
-        holder = registry.get_agent_by_ip(ip)
-        if holder is not None:
-            refusal = replacement_refusal(holder, request.key_hash, policy.force, now)
-            if refusal is not None:
-                log.warn("Duplicate IP '{ip}', rejecting enrollment. {why}", ip=ip, why=refusal)
-                return EnrollmentOutcome(error=f"Duplicate IP: {ip}")
-            replaced.append(holder.id)
-            notes.append(f"Duplicate IP '{ip}'. Removing old agent '{holder.name}' ({holder.id}).")
+    ip_holder = next((agent for agent in holders if ip != ANY_IP and agent.ip == ip), None)
+    if ip_holder is not None:
+        refusal = replacement_refusal(ip_holder, request.key_hash, policy.force, now)
+        if refusal is not None:
+            log.warn("Duplicate IP '{ip}', rejecting enrollment. {why}", ip=ip, why=refusal)
+            return EnrollmentOutcome(error=f"Duplicate IP: {ip}")
+        replaced.append(ip_holder.id)
+        notes.append(
+            f"Duplicate IP '{ip}'. Removing old agent '{ip_holder.name}' ({ip_holder.id})."
+        )
 
     if policy.manager_name is not None and request.name == policy.manager_name:
         return EnrollmentOutcome(error=f"Invalid agent name: {request.name}")
 
-    holder = registry.get_agent_by_name(request.name)
+    holder = next((agent for agent in holders if agent.name == request.name), None)
     if holder is not None and holder.id not in replaced:
         refusal = replacement_refusal(holder, request.key_hash, policy.force, now)
         if refusal is not None:

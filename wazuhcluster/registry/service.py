@@ -10,11 +10,13 @@ and the write's Deferred fires only when they are on disk.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from attrs import frozen
 from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
@@ -59,14 +61,34 @@ class ThreadRunner:
         return threads.deferToThreadPool(self.reactor, self.pool, function)
 
 
+@frozen
+class _WriteDone(Generic[T]):
+    """What a write job reports back: its value or error, and whether it flushed."""
+
+    value: T | None
+    error: BaseException | None
+    flushed: bool
+    flush_error: BaseException | None
+
+    def result(self) -> T:
+        """The write's value, or raise its error."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
 class AsyncRegistry:
     """Deferred-returning facade over a :class:`Registry` (see module docstring)."""
 
     def __init__(self, registry: Registry, runner: Runner) -> None:
         self.registry = registry
         self.runner = runner
-        self._flush_waiters: list[Deferred[None]] = []
-        self._flushing = False
+        # Written on the registry thread only, except _queued_writes (under _lock).
+        self._lock = threading.Lock()
+        self._queued_writes = 0
+        self._sequence = 0
+        # Reactor side: writes done but waiting for the flush that covers them.
+        self._parked: list[Deferred[None]] = []
 
     def run(self, function: Callable[[Registry], T]) -> Deferred[T]:
         """Run ``function(registry)`` on the registry thread (reads, or writes that
@@ -75,45 +97,52 @@ class AsyncRegistry:
         return self.runner(lambda: function(registry))
 
     def write(self, function: Callable[[Registry], T]) -> Deferred[T]:
-        """Run a write, then wait until client.keys and group files reflect it."""
-        done = self.run(function)
+        """Run a write; fire once client.keys and group files reflect it.
 
-        def settle(result: T) -> Deferred[T]:
-            flushed: Deferred[T] = self._files_flushed().addCallback(lambda _: result)
-            return flushed
+        The last write of a burst (no other write queued behind it) flushes the
+        derived files in the same thread job, so a lone write costs one thread hop and
+        a burst of N writes costs one flush. Earlier writes of the burst wait, parked,
+        for that flush.
+        """
+        with self._lock:
+            self._queued_writes += 1
+        registry = self.registry
 
-        done.addCallback(settle)
-        return done
+        def job() -> _WriteDone[T]:
+            with self._lock:
+                self._queued_writes -= 1
+                last = self._queued_writes == 0
+            value: T | None = None
+            error: BaseException | None = None
+            try:
+                value = function(registry)
+            except Exception as raised:
+                error = raised
+            flush_error: BaseException | None = None
+            if last:
+                try:
+                    registry.flush_files()
+                except Exception as raised:
+                    flush_error = raised
+            return _WriteDone(value, error, last, flush_error)
 
-    def _files_flushed(self) -> Deferred[None]:
-        """A Deferred that fires after the next file flush that starts from now."""
-        waiter: Deferred[None] = Deferred()
-        self._flush_waiters.append(waiter)
-        if not self._flushing:
-            self._start_flush()
-        return waiter
+        return self.runner(job).addCallback(self._settle)
 
-    def _start_flush(self) -> None:
-        """Flush once for every waiter queued so far; loop while more arrive."""
-        self._flushing = True
-        waiters, self._flush_waiters = self._flush_waiters, []
-        flushed = self.runner(self.registry.flush_files)
-
-        def finish(result: object) -> None:
-            for waiter in waiters:
-                if isinstance(result, BaseException):
-                    waiter.errback(result)
-                else:
-                    waiter.callback(None)
-            if self._flush_waiters:
-                self._start_flush()
+    def _settle(self, done: _WriteDone[T]) -> Deferred[T] | T:
+        """Reactor side of a finished write job (see :meth:`write`)."""
+        if not done.flushed:
+            waiter: Deferred[None] = Deferred()
+            self._parked.append(waiter)
+            return waiter.addCallback(lambda _: done.result())
+        parked, self._parked = self._parked, []
+        for waiter in parked:
+            if done.flush_error is not None:
+                waiter.errback(done.flush_error)
             else:
-                self._flushing = False
-
-        def failed(failure: Any) -> None:
-            finish(failure.value)
-
-        flushed.addCallbacks(finish, failed)
+                waiter.callback(None)
+        if done.flush_error is not None and done.error is None:
+            raise done.flush_error
+        return done.result()
 
     # Convenience wrappers for the node glue and the control socket.
 

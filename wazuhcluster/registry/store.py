@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from wazuhcluster.registry import groups as group_files
 from wazuhcluster.registry.keys import KeyEntry, write_client_keys
@@ -80,6 +80,7 @@ class Registry:
     clock: Callable[[], float] = time.time
     keys_dirty: bool = True
     groups_dirty: bool = True
+    _keys: dict[int, KeyEntry] | None = field(default=None, init=False)
 
     @classmethod
     def open(
@@ -99,6 +100,11 @@ class Registry:
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
             migrate(connection)
+            # Never hand out an id at or below one in use (e.g. rows from an older tool).
+            connection.execute(
+                "UPDATE meta SET value = MAX(CAST(value AS INTEGER), "
+                "(SELECT COALESCE(MAX(id), 0) + 1 FROM agents)) WHERE key = 'next_id'"
+            )
         except BaseException:
             connection.close()
             raise
@@ -155,22 +161,24 @@ class Registry:
             )
         replace_numbers = [parse_agent_id(agent_id) for agent_id in replace]
         with self._transaction() as db:
-            for group in wanted:
-                if db.execute("SELECT 1 FROM groups WHERE name = ?", (group,)).fetchone() is None:
-                    raise UnknownGroup(group)
+            missing = self._missing_groups(db, wanted)
+            if missing:
+                raise UnknownGroup(missing[0])
             for number in replace_numbers:
                 db.execute("DELETE FROM agents WHERE id = ?", (number,))
-            row = db.execute("SELECT id FROM agents WHERE name = ?", (name,)).fetchone()
-            if row is not None:
-                raise DuplicateName(name, format_agent_id(row[0]))
-            if clean_ip != ANY_IP:
-                row = db.execute("SELECT id FROM agents WHERE ip = ?", (clean_ip,)).fetchone()
-                if row is not None:
-                    raise DuplicateIP(clean_ip, format_agent_id(row[0]))
-            number = int(db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
-            highest = db.execute("SELECT COALESCE(MAX(id), 0) FROM agents").fetchone()[0]
-            number = max(number, highest + 1)
-            db.execute("UPDATE meta SET value = ? WHERE key = 'next_id'", (str(number + 1),))
+            for held_id, held_name in db.execute(
+                "SELECT id, name FROM agents WHERE name = ? OR (ip = ? AND ip != 'any')",
+                (name, clean_ip),
+            ).fetchall():
+                if held_name == name:
+                    raise DuplicateName(name, format_agent_id(held_id))
+                raise DuplicateIP(clean_ip, format_agent_id(held_id))
+            number = int(
+                db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_id' "
+                    "RETURNING CAST(value AS INTEGER) - 1"
+                ).fetchone()[0]
+            )
             agent_key = key if key is not None else new_key()
             now = self.clock()
             db.execute(
@@ -181,6 +189,11 @@ class Registry:
                 "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
                 [(number, group, priority) for priority, group in enumerate(wanted)],
             )
+        entry = KeyEntry(format_agent_id(number), name, clean_ip, agent_key)
+        if self._keys is not None:
+            for replaced in replace_numbers:
+                self._keys.pop(replaced, None)
+            self._keys[number] = entry
         self.keys_dirty = True
         # Only a multigroup membership (or a replacement) can change the group files.
         if len(wanted) > 1 or replace_numbers:
@@ -198,6 +211,9 @@ class Registry:
                 if db.execute("DELETE FROM agents WHERE id = ?", (number,)).rowcount:
                     removed.append(format_agent_id(number))
         if removed:
+            if self._keys is not None:
+                for agent_id in removed:
+                    self._keys.pop(int(agent_id), None)
             self.keys_dirty = True
             self.groups_dirty = True
         return removed
@@ -259,9 +275,40 @@ class Registry:
         return int(self.connection.execute("SELECT COUNT(*) FROM agents").fetchone()[0])
 
     def key_entries(self) -> list[KeyEntry]:
-        """Every agent's client.keys entry, ordered by id."""
-        rows = self.connection.execute("SELECT id, name, ip, key FROM agents ORDER BY id")
-        return [KeyEntry(format_agent_id(row[0]), row[1], row[2], row[3]) for row in rows]
+        """Every agent's client.keys entry, ordered by id.
+
+        Served from a cache of the agents table, loaded once and kept in step by the
+        registry's own writes (it is the only writer), so a client.keys rewrite does
+        not walk the table: under a busy reactor every SQLite row step hands the GIL
+        over, and a full scan per enrollment dominated enrollment latency.
+        """
+        if self._keys is None:
+            rows = self.connection.execute("SELECT id, name, ip, key FROM agents").fetchall()
+            self._keys = {
+                row[0]: KeyEntry(format_agent_id(row[0]), row[1], row[2], row[3]) for row in rows
+            }
+        keys = self._keys
+        return [keys[number] for number in sorted(keys)]
+
+    def find_holders(self, name: str, ip: str) -> list[Agent]:
+        """Agents holding ``name``, or ``ip`` unless it is ``any`` (at most two)."""
+        return self._select_agents(
+            "WHERE name = ? OR (ip = ? AND ip != 'any') ORDER BY id", (name, ip)
+        )
+
+    def missing_groups(self, groups: Sequence[str]) -> list[str]:
+        """The groups in ``groups`` that do not exist, in the given order."""
+        return self._missing_groups(self.connection, groups)
+
+    @staticmethod
+    def _missing_groups(db: sqlite3.Connection, groups: Sequence[str]) -> list[str]:
+        """See :meth:`missing_groups` (usable inside a transaction)."""
+        if not groups:
+            return []
+        marks = ",".join("?" * len(groups))
+        rows = db.execute(f"SELECT name FROM groups WHERE name IN ({marks})", tuple(groups))
+        found = {row[0] for row in rows}
+        return [group for group in groups if group not in found]
 
     def _select_agents(self, tail: str, params: tuple[Any, ...]) -> list[Agent]:
         """Run a SELECT over agents and build :class:`Agent` records with their groups."""
