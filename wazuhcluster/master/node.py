@@ -16,7 +16,9 @@ from wazuhcluster import __version__
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.logs import ClusterLog
+from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
+from wazuhcluster.master.watch import SyncedTreeWatcher
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.tls import certificate_names, load_material, server_options
@@ -163,7 +165,18 @@ class MasterService(MultiService):
                 run_at_start=False,
             )
             reaper.setServiceParent(self)
+            self._add_features(config, reactor)
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
+
+    def _add_features(self, config: NodeConfig, reactor: Any) -> None:
+        integrity = MasterIntegrity(config.home.root, self.node)
+        for feature in (integrity,):
+            self.node.features.add(feature)
+            for service in feature.services():
+                service.setServiceParent(self)
+        SyncedTreeWatcher(
+            config.home.root, integrity.notice_change, reactor, integrity.log
+        ).setServiceParent(self)
 
     def startService(self) -> None:
         """Log the start, then start every child."""

@@ -13,6 +13,7 @@ from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.tls import client_options, load_material
 from wazuhcluster.wire import commands
+from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
 
 
@@ -66,6 +67,11 @@ class WorkerService(MultiService):
         )
         self.link.setName("master-link")
         self.link.setServiceParent(self)
+        self.integrity = WorkerIntegrity(config.home.root, self.link)
+        for feature in (self.integrity,):
+            self.link.features.add(feature)
+            for service in feature.services():
+                service.setServiceParent(self)
         self.node = WorkerNode(config, self.link)
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
 

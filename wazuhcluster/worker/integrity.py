@@ -1,0 +1,207 @@
+"""The worker's side of the integrity sync: check every cycle, receive and apply the master's files.
+
+Every ``sync_integrity`` seconds (and at once when the master announces a change) the worker
+rescans its synced files, incrementally and in a thread, and sends the digest. Only when it
+differs does the table travel; the master then streams the files, which are written to temp
+files in their target directories as they arrive and renamed into place only once the whole
+stream verified. A sync that touched rules, decoders or lists fires the ruleset-changed hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import define
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred
+from twisted.protocols import amp
+
+from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
+from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
+from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_tree, table_digest
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.wire import integrity as wire
+from wazuhcluster.wire.features import LinkFeature
+from wazuhcluster.wire.streams import StreamKind
+
+#: Largest sync stream accepted from the master (the master's budget keeps it well below).
+MAX_SYNC_STREAM = 2 * 1024 * 1024 * 1024
+
+
+@define
+class IntegrityStatus:
+    """The worker's own view of its last integrity check and sync."""
+
+    last_check_start: float | None = None
+    last_check_end: float | None = None
+    last_sync_start: float | None = None
+    last_sync_end: float | None = None
+    last_result: str | None = None
+    last_error: str | None = None
+    syncs: int = 0
+
+
+class WorkerIntegrity(LinkFeature):
+    """Checks the worker's synced files against the master's and applies what it sends."""
+
+    def __init__(
+        self,
+        home: Path,
+        link: Any,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+    ) -> None:
+        self.home = str(home)
+        self.link = link
+        self.clock = link.clock
+        self.run_in_thread = run_in_thread
+        self.table: FileTable | None = None
+        self.status = IntegrityStatus()
+        self.on_ruleset_changed: list[Callable[[], object]] = []
+        tag = f"Worker {link.cluster.node_name}"
+        self.check_log = ClusterLog(tag, "Integrity check")
+        self.sync_log = ClusterLog(tag, "Integrity sync")
+        self._awaiting: Deferred[None] | None = None
+        self.task = PeriodicTask(
+            "integrity",
+            link.timings.sync_integrity,
+            self.check,
+            self.clock,
+            self.check_log,
+            run_at_start=False,
+        )
+        removed = cleanup_temp_files(self.home)
+        if removed:
+            self.sync_log.info(
+                "Removed {count} temp files of an interrupted sync.", count=len(removed)
+            )
+
+    async def check(self) -> None:
+        """One integrity check: digest, then table and files only if they differ."""
+        if not self.link.connected or self._awaiting is not None:
+            return
+        started = self.status.last_check_start = self.clock.seconds()
+        stats = ScanStats()
+        self.table = await self.run_in_thread(scan_tree, self.home, self.table, stats=stats)
+        digest = table_digest(self.table)
+        answer = await self.link.call(wire.IntegrityCheck, digest=digest, files=len(self.table))
+        verdict = answer["verdict"]
+        if verdict == wire.BUSY:
+            self.check_log.debug("The master is busy with this worker's last sync.")
+            return
+        if verdict == wire.IN_SYNC:
+            self.status.last_check_end = self.clock.seconds()
+            self.check_log.info(
+                "Finished in {seconds:.3f}s. Sync not required.",
+                seconds=self.status.last_check_end - started,
+            )
+            return
+        self.check_log.debug("Sending the table of {count} files.", count=len(self.table))
+        self._awaiting = Deferred()
+        awaiting = self._awaiting
+        timeout = self.link.timings.receive_file_timeout
+        try:
+            data = encode_table(self.table)
+            sent = await self.link.protocol.streams.send(wire.TABLE_KIND, data, size=len(data))
+            self.status.last_check_end = self.clock.seconds()
+            if sent.reply == "Sync not required.":
+                self.check_log.info(
+                    "Finished in {seconds:.3f}s. Sync not required.",
+                    seconds=self.status.last_check_end - started,
+                )
+                return
+            self.check_log.info(
+                "Finished in {seconds:.3f}s. Sync required.",
+                seconds=self.status.last_check_end - started,
+            )
+            # The files stream follows; its arrival (or a timeout) ends this cycle.
+            await awaiting.addTimeout(timeout, self.clock)
+        finally:
+            self._awaiting = None
+
+    def stream_kinds(self) -> Mapping[str, StreamKind]:
+        """The master's file streams, unpacked into temp files as they arrive."""
+        return {
+            wire.FILES_KIND: StreamKind(
+                MAX_SYNC_STREAM,
+                lambda size: Unpacker(self.home, max_total_bytes=MAX_SYNC_STREAM),
+            )
+        }
+
+    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+        """A verified files stream: apply it atomically in a thread, then report."""
+        assert isinstance(result, Received)
+        return Deferred.fromCoroutine(self._apply(result))
+
+    async def _apply(self, received: Received) -> str:
+        started = self.status.last_sync_start = self.clock.seconds()
+        self.sync_log.info("Starting.")
+        self.sync_log.info("{summary}", summary=received.header.describe())
+        try:
+            result: ApplyResult = await self.run_in_thread(
+                apply_plan, self.home, received.plan, received.staged
+            )
+        except Exception as error:
+            received.staged.discard()
+            self.status.last_error = str(error)
+            self.sync_log.error("Error synchronizing files: {error}", error=error)
+            self._finish_waiting()
+            raise
+        self.status.last_sync_end = self.clock.seconds()
+        self.status.last_result = result.describe()
+        self.status.syncs += 1
+        if result.failed:
+            self.status.last_error = f"{len(result.failed)} files failed"
+            for path, reason in sorted(result.failed.items())[:20]:
+                self.sync_log.error("Could not apply {path}: {reason}", path=path, reason=reason)
+        else:
+            self.status.last_error = None
+        self.sync_log.info(
+            "Finished in {seconds:.3f}s.", seconds=self.status.last_sync_end - started
+        )
+        if result.ruleset_changed:
+            for hook in list(self.on_ruleset_changed):
+                try:
+                    hook()
+                except Exception:
+                    self.sync_log.failure("A ruleset-changed hook failed")
+        self._finish_waiting()
+        return result.describe()
+
+    def _finish_waiting(self) -> None:
+        if self._awaiting is not None and not self._awaiting.called:
+            self._awaiting.callback(None)
+
+    def locator(self, link: Any) -> amp.CommandLocator:
+        """Answers the master's change announcements."""
+        return _ChangedLocator(self)
+
+    def link_up(self, link: Any) -> None:
+        """Check right after joining instead of waiting a full cycle."""
+        self.clock.callLater(0, self.task.run_now)
+
+    def link_down(self, link: Any) -> None:
+        """A cycle waiting for files will not get them."""
+        if self._awaiting is not None and not self._awaiting.called:
+            self._awaiting.errback(ConnectionError("the link to the master was lost"))
+
+    def services(self) -> Iterable[IService]:
+        """The integrity task."""
+        return (self.task,)
+
+
+class _ChangedLocator(amp.CommandLocator):
+    """Answers IntegrityChanged by checking at once."""
+
+    def __init__(self, feature: WorkerIntegrity) -> None:
+        self.feature = feature
+
+    @wire.IntegrityChanged.responder
+    def integrity_changed(self, digest: str) -> dict[str, Any]:
+        """The master's files changed: run a check now (unless one is running)."""
+        if self.feature.table is None or table_digest(self.feature.table) != digest:
+            self.feature.task.run_now()
+        return {}
