@@ -91,6 +91,19 @@ class SchemaTests(SynchronousTestCase):
         )
         self.assertEqual(registry.enroll("next-one").id, "008")
 
+    def test_stale_next_id_is_repaired_on_open(self) -> None:
+        """If next_id lags behind the highest id in use, opening moves it past it."""
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(str(path), isolation_level=None)
+        migrate(raw)
+        raw.execute("INSERT INTO agents (id, name, ip, key, register_time) "
+                    "VALUES (41, 'imported', 'any', 'k', 1.0)")
+        raw.close()
+        registry = Registry.open(path, None, FakeClock())
+        self.addCleanup(registry.close)
+        self.assertEqual(registry.enroll("after-import").id, "042")
+
     def test_newer_database_is_refused(self) -> None:
         """A file written by a newer program (higher user_version) is not touched."""
         path = Path(self.mktemp())
@@ -343,6 +356,19 @@ class FilesTests(SynchronousTestCase):
         registry.flush_files()
         self.assertEqual([e.name for e in read_client_keys(files.client_keys)], ["a2"])
         self.assertFalse(registry.flush_files())
+
+    def test_client_keys_follow_replacement(self) -> None:
+        """A forced replacement drops the old line and adds the new one."""
+        registry = open_registry(self, with_files=True)
+        files = registry.files
+        assert files is not None
+        registry.enroll("keep")
+        old = registry.enroll("host")
+        registry.flush_files()
+        new = registry.enroll("host", replace=[old.id])
+        registry.flush_files()
+        lines = [entry.line() for entry in read_client_keys(files.client_keys)]
+        self.assertEqual(lines, [registry.get_agent("001").key_line(), new.key_line()])  # type: ignore[union-attr]
 
     def test_group_folders_and_multigroups(self) -> None:
         """A new group gets agent.conf and merged.mg; a two-group agent gets a multigroup."""

@@ -57,6 +57,8 @@ INVALID_VERSION = "Agent version must be lower or equal to manager version"
 REQUEST_TOO_LARGE = "Request too large"
 REQUEST_TIMEOUT = "Timeout waiting for the enrollment request"
 DECISION_TIMEOUT = "Timeout waiting for the enrollment decision"
+#: For a worker's ``register`` when the master link is down (authd says "comunicate").
+CANNOT_REACH_MASTER = "Cannot communicate with master"
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
