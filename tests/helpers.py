@@ -17,6 +17,7 @@ from wazuhcluster.config import NodeConfig, load_config
 from wazuhcluster.devcluster import cluster_config
 from wazuhcluster.home import Home
 from wazuhcluster.master.node import MasterNode
+from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.link import MasterLink
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -55,17 +56,14 @@ def write_config(
 class InMemoryCluster:
     """A master and workers on a MemoryReactorClock, connected through iosim pumps.
 
-    Certificates are replaced by ``names_in_certificate``, a function of the worker's
-    link that returns the names its (pretend) certificate carries.
+    Certificates are replaced by the ``certificate`` names given to :meth:`add_worker`.
     """
 
-    def __init__(
-        self, base: str, names_in_certificate: Callable[[Any], set[str] | None] | None = None
-    ) -> None:
+    def __init__(self, base: str) -> None:
         self.base = base
         self.reactor = MemoryReactorClock()
         self.master = MasterNode(write_config(base, "master", "master"), self.reactor)
-        self.certificate_names = names_in_certificate or (lambda transport: None)
+        self.master_home = self.master.config.home
         self.reactor.listenTCP(PORT, self.master.build_factory(self._peer_names))
         self.completer = ConnectionCompleter(self.reactor)
         self.pumps: list[IOPump] = []
@@ -74,17 +72,27 @@ class InMemoryCluster:
     def _peer_names(self, transport: Any) -> set[str] | None:
         return self._claims.pop(0) if self._claims else None
 
+    def worker_home(self, name: str) -> Home:
+        """The home of worker ``name``."""
+        return Home(Path(self.base) / name)
+
     def add_worker(
         self,
         name: str,
         key: str = KEY,
         cluster_name: str = "wazuh",
         certificate: set[str] | None = None,
+        features: Callable[[MasterLink, Home], list[LinkFeature]] | None = None,
     ) -> MasterLink:
-        """Start a worker link (not yet connected); ``certificate`` defaults to {name}."""
+        """Start a worker link (not yet connected); ``certificate`` defaults to {name}.
+
+        ``features(link, home)`` builds the worker's features before the link starts.
+        """
         config = write_config(self.base, name, "worker", key=key, cluster_name=cluster_name)
         endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT)
         link = MasterLink(config.cluster, endpoint, self.reactor, jitter=lambda: 0)
+        for feature in features(link, config.home) if features else []:
+            link.features.add(feature)
         link.certificate = {name} if certificate is None else certificate  # type: ignore[attr-defined]
         link.startService()
         return link
@@ -102,3 +110,9 @@ class InMemoryCluster:
         """Move every pending byte on every connection."""
         for pump in self.pumps:
             pump.flush()
+
+    def settle(self, rounds: int = 30) -> None:
+        """Move bytes and fire due calls until nothing is left to do (bounded)."""
+        for _ in range(rounds):
+            self.flush()
+            self.reactor.advance(0)
