@@ -1,181 +1,487 @@
-"""The integrity sync between a master and workers, in memory (features over iosim)."""
+"""Tests for packing, unpacking and applying an integrity sync, end to end on temporary trees."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
-from pathlib import Path
+from collections.abc import Mapping
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import InMemoryCluster
-from wazuhcluster.home import Home
-from wazuhcluster.master.integrity import MasterIntegrity
-from wazuhcluster.threads import run_inline
-from wazuhcluster.worker.integrity import WorkerIntegrity
-from wazuhcluster.worker.link import MasterLink
+from tests.test_integrity import write_tree
+from wazuhcluster.integrity import apply as apply_module
+from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
+from wazuhcluster.integrity.compare import Plan, compare, split_plan
+from wazuhcluster.integrity.pack import (
+    MAX_LINE,
+    PackError,
+    Received,
+    Unpacker,
+    decode_table,
+    encode_table,
+    iter_pack,
+    packed_size,
+)
+from wazuhcluster.integrity.scan import (
+    FileMeta,
+    checksum_bytes,
+    master_digest,
+    scan_tree,
+    table_digest,
+)
+from wazuhcluster.integrity.table import TEMP_PREFIX
+
+_SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
-def tree(home: Home) -> dict[str, tuple[bytes, int]]:
-    """Every synced-looking file under ``home``'s etc and var/multigroups: content and mode."""
-    found = {}
-    for top in ("etc", "var/multigroups"):
-        for root, _dirs, files in os.walk(home.root / top):
-            for name in files:
-                path = Path(root, name)
-                if name == "wazuh-manager.conf" or "certs" in path.parts:
-                    continue
-                found[str(path.relative_to(home.root))] = (
-                    path.read_bytes(),
-                    stat.S_IMODE(path.stat().st_mode),
-                )
-    return found
+def read_tree(home: str) -> dict[str, tuple[bytes, int]]:
+    """Every regular file under ``home`` → (content, mode)."""
+    out = {}
+    for root, _dirs, files in os.walk(home):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, home)] = (f.read(), stat.S_IMODE(os.lstat(path).st_mode))
+    return out
 
 
-class IntegritySyncTests(SynchronousTestCase):
-    """Files created, changed or deleted on the master end up the same on the workers."""
+def receive(worker: str, stream: bytes, piece: int = 1000) -> Received:
+    """Feed ``stream`` to an Unpacker in pieces of ``piece`` bytes and finish it."""
+    unpacker = Unpacker(worker)
+    for i in range(0, len(stream), piece):
+        unpacker.feed(stream[i : i + piece])
+    return unpacker.finish()
+
+
+def sync_once(master: str, worker: str, budget: int | None = None) -> tuple[Plan, ApplyResult]:
+    """One full cycle: scan both, compare, (split), pack, unpack, apply. Returns (plan, result)."""
+    plan = compare(scan_tree(master), scan_tree(worker))
+    if budget is not None:
+        plan = split_plan(plan, budget).now
+    stream = b"".join(iter_pack(master, plan, chunk_size=777))
+    assert len(stream) == packed_size(plan)
+    received = receive(worker, stream)
+    return received.plan, apply_plan(worker, received.plan, received.staged)
+
+
+def pack_bytes(header: Mapping[str, object], *records: Mapping[str, object] | bytes) -> bytes:
+    """Build a hand-made sync stream."""
+    out = [json.dumps(header).encode() + b"\n"]
+    for rec in records:
+        out.append(rec if isinstance(rec, bytes) else json.dumps(rec).encode() + b"\n")
+    return b"".join(out)
+
+
+def header(create: int = 0, update: int = 0, delete: int = 0, size: int = 0) -> dict[str, object]:
+    """A sync stream header."""
+    return {
+        "v": 1,
+        "type": "sync",
+        "create": create,
+        "update": update,
+        "delete": delete,
+        "bytes": size,
+    }
+
+
+class TableCodecTests(SynchronousTestCase):
+    """Serializing a file table."""
+
+    def test_round_trip(self) -> None:
+        """A table survives encode/decode (cache keys excluded)."""
+        table = {
+            "etc/shared/a b/é.conf": FileMeta(checksum_bytes(b"x"), 1, 5, 0o660, 77),
+            "etc/client.keys": FileMeta(checksum_bytes(b""), 0, 9, 0o640, 78),
+        }
+        decoded = decode_table(encode_table(table))
+        self.assertEqual(
+            {p: (m.checksum, m.size, m.mode) for p, m in decoded.items()},
+            {p: (m.checksum, m.size, m.mode) for p, m in table.items()},
+        )
+        self.assertEqual(decoded["etc/client.keys"].inode, 0)
+        self.assertEqual(table_digest(decoded), table_digest(table))
+
+    def test_refused(self) -> None:
+        """Malformed tables are refused with a PackError."""
+        good = json.dumps({"p": "etc/shared/a", "c": "a" * 64, "s": 1, "m": 0o660})
+        head = json.dumps({"v": 1, "type": "table", "count": 1})
+        cases = [
+            b"",
+            (head + "\n" + good).encode(),  # no final newline
+            f"{head}\n{good}\n{good}\n".encode(),  # count mismatch
+            f"{json.dumps({'v': 1, 'type': 'table', 'count': 2})}\n{good}\n{good}\n".encode(),
+            f"{head}\n{good.replace('etc/shared/a', '../etc/shared/a')}\n".encode(),
+            f"{head}\n{good.replace('etc/shared/a', 'etc/passwd')}\n".encode(),
+            f"{head}\n{good.replace('a' * 64, 'A' * 64)}\n".encode(),
+            f"{head}\n{good.replace('1,', '-1,')}\n".encode(),
+            f"{head}\n{good.replace('432', '99999')}\n".encode(),
+            f"{head}\n[1, 2]\n".encode(),
+            f"{head}\n{{not json\n".encode(),
+            f'{head}\n{{"p": "etc/shared/{"x" * MAX_LINE}"}}\n'.encode(),
+            b'{"v": 2, "type": "table", "count": 0}\n',
+        ]
+        for data in cases:
+            with self.assertRaises(PackError, msg=repr(data[:200])):
+                decode_table(data)
+        with self.assertRaises(PackError):
+            decode_table(f"{head}\n{good}\n".encode(), max_entries=0)
+
+
+class PackTests(SynchronousTestCase):
+    """Producing and consuming the sync stream."""
 
     def setUp(self) -> None:
-        self.cluster = InMemoryCluster(self.mktemp())
-        self.master = MasterIntegrity(
-            self.cluster.master_home.root, self.cluster.master, run_in_thread=run_inline
+        """A master with a few files (one larger than a chunk) and an empty worker."""
+        self.master = self.mktemp()
+        self.worker = self.mktemp()
+        os.makedirs(self.worker)
+        self.big = os.urandom(200_000)
+        write_tree(
+            self.master,
+            {
+                "etc/client.keys": b"001 a any k\n",
+                "etc/shared/default/agent.conf": b"<agent_config/>",
+                "etc/shared/empty": b"",
+                "etc/lists/big": self.big,
+            },
         )
-        self.cluster.master.features.add(self.master)
-        self.master.task.startService()
-        self.addCleanup(self.master.task.stopService)
-        self.workers: dict[str, WorkerIntegrity] = {}
-        self.ruleset_changes: list[str] = []
+        self.plan = compare(scan_tree(self.master), {})
 
-    def write(self, relpath: str, data: bytes | str, home: Home | None = None) -> None:
-        """Write a file under a home (the master's by default)."""
-        path = (home or self.cluster.master_home).root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.encode() if isinstance(data, str) else data)
+    def test_chunks_bounded(self) -> None:
+        """Pieces never exceed the chunk size and add up to the announced size."""
+        pieces = list(iter_pack(self.master, self.plan, chunk_size=4096))
+        self.assertTrue(all(0 < len(p) <= 4096 for p in pieces))
+        self.assertEqual(sum(map(len, pieces)), packed_size(self.plan))
 
-    def join(self, name: str) -> WorkerIntegrity:
-        """Connect worker ``name`` with its integrity feature and let it settle."""
+    @given(piece=st.integers(min_value=1, max_value=70_000))
+    @_SETTINGS
+    def test_unpack_any_piece_size(self, piece: int) -> None:
+        """Whatever the piece size, every file is staged in its target dir with the table's mode."""
+        worker = self.mktemp()
+        os.makedirs(worker)
+        received = receive(worker, b"".join(iter_pack(self.master, self.plan)), piece)
+        self.assertEqual(received.header.create, 4)
+        self.assertEqual(received.staged.rejected, {})
+        for rel, tmp in received.staged.files.items():
+            self.assertEqual(os.path.dirname(tmp), os.path.dirname(os.path.join(worker, rel)))
+            self.assertTrue(os.path.basename(tmp).startswith(TEMP_PREFIX))
+            with open(tmp, "rb") as f:
+                self.assertEqual(checksum_bytes(f.read()), self.plan.files[rel].checksum)
+            expected = 0o640 if rel == "etc/client.keys" else 0o660
+            self.assertEqual(stat.S_IMODE(os.stat(tmp).st_mode), expected)
 
-        def features(link: MasterLink, home: Home) -> list[WorkerIntegrity]:
-            feature = WorkerIntegrity(home.root, link, run_in_thread=run_inline)
-            feature.on_ruleset_changed.append(lambda: self.ruleset_changes.append(name))
-            self.workers[name] = feature
-            return [feature]
+    def test_truncated_stream(self) -> None:
+        """A stream cut short is refused at finish and leaves no temp file behind."""
+        stream = b"".join(iter_pack(self.master, self.plan))
+        unpacker = Unpacker(self.worker)
+        unpacker.feed(stream[: len(stream) // 2])
+        with self.assertRaises(PackError):
+            unpacker.finish()
+        self.assertEqual(read_tree(self.worker), {})
 
-        link = self.cluster.add_worker(name, features=features)
-        self.cluster.connect(link)
-        self.cluster.settle()
-        return self.workers[name]
+    def test_changed_while_sent(self) -> None:
+        """A file changed on the master after the scan is rejected alone; framing holds."""
+        with open(os.path.join(self.master, "etc/lists/big"), "wb") as f:
+            f.write(b"short now")
+        received = receive(self.worker, b"".join(iter_pack(self.master, self.plan)))
+        self.assertEqual(list(received.staged.rejected), ["etc/lists/big"])
+        self.assertEqual(len(received.staged.files), 3)
+        os.unlink(os.path.join(self.master, "etc/client.keys"))
+        other = self.mktemp()
+        os.makedirs(other)
+        received = receive(other, b"".join(iter_pack(self.master, self.plan)))
+        self.assertEqual(sorted(received.staged.rejected), ["etc/client.keys", "etc/lists/big"])
 
-    def master_files(self) -> dict[str, tuple[bytes, int]]:
-        """The master's synced files, with the modes a worker must have."""
-        modes = {"etc/client.keys": 0o640}
-        return {
-            p: (c, modes.get(p, 0o660)) for p, (c, _m) in tree(self.cluster.master_home).items()
+    def test_caps(self) -> None:
+        """Streams over the caps or inconsistent with their header are refused."""
+        data = os.urandom(10)
+        rec = {"t": "f", "k": "c", "p": "etc/shared/a", "s": 10, "c": checksum_bytes(data)}
+        cases = {
+            "too big total": (Unpacker(self.worker, max_total_bytes=5), header(1, size=10)),
+            "too big file": (Unpacker(self.worker, max_file_size=5), header(1, size=10)),
+            "too many files": (Unpacker(self.worker, max_files=0), header(1, size=10)),
         }
-
-    def cycle(self) -> None:
-        """Let the master rescan and every worker run one integrity cycle."""
-        self.master.task.run_now()
-        for worker in self.workers.values():
-            worker.task.run_now()
-        self.cluster.settle()
-
-    def test_initial_sync_copies_everything(self) -> None:
-        """A new worker receives every synced file with the table's modes."""
-        self.write("etc/client.keys", "001 a1 any " + "a" * 64 + "\n")
-        self.write("etc/shared/default/agent.conf", "<agent_config/>\n")
-        self.write("etc/shared/g1/sub/file.txt", b"\x00binary\xff" * 1000)
-        self.write("etc/rules/local_rules.xml", "<group/>")
-        self.write("etc/wazuh-manager.conf.bak~", "never synced")
-        self.master.task.run_now()
-        worker = self.join("worker1")
-        self.assertEqual(
-            tree(
-                self.cluster.master_home.__class__(self.cluster.master_home.root.parent / "worker1")
+        for name, (unpacker, head) in cases.items():
+            with self.assertRaises(PackError, msg=name):
+                unpacker.feed(pack_bytes(head, rec, data, {"t": "end"}))
+        bad_streams = {
+            "more bytes than announced": pack_bytes(header(1, size=5), rec, data),
+            "more files than announced": pack_bytes(header(0, 1, size=10), rec),
+            "fewer at end": pack_bytes(header(2, size=20), rec, data, {"t": "end"}),
+            "bad kind": pack_bytes(header(1, size=10), {**rec, "k": "x"}),
+            "unknown record": pack_bytes(header(), {"t": "zzz"}),
+            "after end": pack_bytes(header(), {"t": "end"}, b"x"),
+            "duplicate": pack_bytes(header(0, 0, 2), *[{"t": "d", "p": "etc/shared/a"}] * 2),
+            "delete after file": pack_bytes(
+                header(1, 0, 1, size=10), rec, data, {"t": "d", "p": "etc/shared/b"}
             ),
-            self.master_files(),
+            "bad header": pack_bytes({"v": 1, "type": "table"}),
+            "long line": b"x" * (MAX_LINE + 1),
+        }
+        for name, stream in bad_streams.items():
+            with self.assertRaises(PackError, msg=name):
+                Unpacker(self.worker).feed(stream)
+        self.assertEqual(read_tree(self.worker), {})
+
+    def test_escapes_refused_before_writing(self) -> None:
+        """No path escape in a record writes a byte anywhere, even inside the home."""
+        outside = os.path.abspath(self.mktemp())
+        os.makedirs(outside)
+        os.makedirs(os.path.join(self.worker, "etc/shared"))
+        os.symlink(outside, os.path.join(self.worker, "etc/shared/link"))
+        data = b"pwned"
+        escapes = [
+            "../x/etc/shared/a",
+            "etc/shared/../../../x",
+            os.path.join(outside, "a"),
+            "/etc/shared/a",
+            "etc/shared/a\x00b",
+            "etc/wazuh-manager.conf",
+            "etc/ossec.conf",
+            "var/db/global.db",
+            "etc/shared/x.swp",
+            "etc/shared/" + "d/" * 600 + "f",
+        ]
+        for path in escapes:
+            rec = {"t": "f", "k": "c", "p": path, "s": 5, "c": checksum_bytes(data)}
+            with self.assertRaises(PackError, msg=path):
+                Unpacker(self.worker).feed(pack_bytes(header(1, size=5), rec, data))
+        # A valid name behind a planted symlink: refused for that file only.
+        rec = {"t": "f", "k": "c", "p": "etc/shared/link/a", "s": 5, "c": checksum_bytes(data)}
+        got = receive(self.worker, pack_bytes(header(1, size=5), rec, data, {"t": "end"}))
+        self.assertIn("symlink", got.staged.rejected["etc/shared/link/a"])
+        self.assertEqual(got.staged.files, {})
+        result = apply_plan(self.worker, got.plan, got.staged)
+        self.assertEqual(result.created, ())
+        self.assertEqual(os.listdir(outside), [])
+        self.assertEqual(read_tree(self.worker), {})
+        # And deletions through the symlink are refused too.
+        with open(os.path.join(outside, "victim"), "wb") as f:
+            f.write(b"keep")
+        plan = Plan(extra=["etc/shared/link/victim"])
+        result = apply_plan(
+            self.worker, plan, receive(self.worker, b"".join(iter_pack("", plan))).staged
         )
-        self.assertEqual(worker.status.syncs, 1)
-        self.assertEqual(self.ruleset_changes, ["worker1"])
+        self.assertIn("etc/shared/link/victim", result.failed)
+        self.assertEqual(os.listdir(outside), ["victim"])
 
-    def test_changes_propagate_and_worker_edits_are_undone(self) -> None:
-        """Creations, updates and deletions on the master, and edits on a worker, converge."""
-        self.write("etc/shared/default/agent.conf", "v1")
-        self.write("etc/shared/g1/agent.conf", "g1")
-        self.master.task.run_now()
-        self.join("worker1")
-        self.join("worker2")
-        worker_home = self.cluster.worker_home("worker1")
-        self.write("etc/shared/default/agent.conf", "v2")
-        (self.cluster.master_home.shared / "g1" / "agent.conf").unlink()
-        (self.cluster.master_home.shared / "g1").rmdir()
-        self.write("etc/shared/default/agent.conf", "tampered", home=worker_home)
-        self.write("etc/shared/default/extra.conf", "worker only", home=worker_home)
-        self.cycle()
-        for name in ("worker1", "worker2"):
-            other = self.cluster.worker_home(name)
-            self.assertEqual(tree(other), self.master_files(), name)
-            self.assertFalse((other.shared / "g1").exists(), "empty group dir left behind")
 
-    def test_in_sync_check_sends_no_table(self) -> None:
-        """When nothing changed the check is one digest and the answer, no stream."""
-        self.write("etc/shared/default/agent.conf", "v1")
-        self.master.task.run_now()
-        worker = self.join("worker1")
-        syncs = worker.status.syncs
-        link = self.cluster.master.workers.get("worker1")
-        assert link is not None
-        sent = self.master.state(link).bytes_sent
-        self.cycle()
-        self.assertEqual(worker.status.syncs, syncs)
-        self.assertEqual(self.master.state(link).bytes_sent, sent)
-        self.assertIsNotNone(worker.status.last_check_end)
+class ApplyTests(SynchronousTestCase):
+    """Applying a received plan on a worker."""
 
-    def test_master_change_is_announced(self) -> None:
-        """A master rescan that finds a change makes workers check at once, not next cycle."""
-        self.master.task.run_now()
-        worker = self.join("worker1")
-        self.write("etc/lists/bad-ips", "1.2.3.4:\n")
-        self.master.task.run_now()  # only the master rescans; the worker is told
-        self.cluster.settle()
-        worker_home = self.cluster.worker_home("worker1")
-        self.assertEqual((worker_home.etc / "lists" / "bad-ips").read_text(), "1.2.3.4:\n")
-        self.assertEqual(worker.status.syncs, 1)
+    def setUp(self) -> None:
+        """A master and a worker that differ in every way."""
+        self.master = self.mktemp()
+        self.worker = self.mktemp()
+        write_tree(
+            self.master,
+            {
+                "etc/client.keys": b"keys",
+                "etc/shared/g1/agent.conf": b"new g1",
+                "etc/shared/same": b"same",
+                "etc/rules/local.xml": b"<rules v2/>",
+                "etc/shared/was_dir": b"now a file",
+                "etc/rules/was_file/inner.xml": b"<inner/>",
+            },
+        )
+        write_tree(
+            self.worker,
+            {
+                "etc/client.keys": b"old keys",
+                "etc/shared/same": b"same",
+                "etc/shared/old/deep/x": b"gone",
+                "etc/rules/local.xml": b"<rules v1/>",
+                "etc/rules/old/y.xml": b"gone",
+                "etc/shared/was_dir/a/b": b"gone",
+                "etc/rules/was_file": b"file",
+                "etc/wazuh-manager.conf": b"local",
+                "etc/shared/keep.swp": b"editor",
+            },
+            mode=0o600,
+        )
+        os.chmod(os.path.join(self.worker, "etc/shared/same"), 0o660)
 
-    def test_ruleset_hook_only_for_ruleset_files(self) -> None:
-        """Shared-file syncs do not fire the ruleset hook; a decoder change does."""
-        self.master.task.run_now()
-        self.join("worker1")
-        self.ruleset_changes.clear()
-        self.write("etc/shared/default/agent.conf", "v1")
-        self.cycle()
-        self.assertEqual(self.ruleset_changes, [])
-        self.write("etc/decoders/local_decoder.xml", "<decoder name='x'/>")
-        self.cycle()
-        self.assertEqual(self.ruleset_changes, ["worker1"])
-
-    def test_budget_spreads_sync_over_cycles(self) -> None:
-        """With a small byte budget a large change set arrives over several cycles."""
-        self.master.budget_bytes = 2500
-        for index in range(6):
-            self.write(f"etc/shared/big/file{index}", bytes([index]) * 1000)
-        self.master.task.run_now()
-        worker = self.join("worker1")
-        worker_home = self.cluster.worker_home("worker1")
-        self.assertLess(len(tree(worker_home)), 6)
-        for _ in range(5):
-            self.cycle()
-        self.assertEqual(tree(worker_home), self.master_files())
-        self.assertGreaterEqual(worker.status.syncs, 3)
-
-    def test_health_reports_last_sync(self) -> None:
-        """The master's health data has the worker's last check and sync with counts."""
-        self.write("etc/shared/default/agent.conf", "v1")
-        self.master.task.run_now()
-        self.join("worker1")
-        status = self.cluster.master.health()["nodes"]["worker1"]["status"]
-        self.assertTrue(status["sync_integrity_free"])
+    def test_apply(self) -> None:
+        """The worker ends equal to the master; classes, modes and empty-dir removal are right."""
+        plan, result = sync_once(self.master, self.worker)
+        self.assertEqual(plan.counts, (3, 2, 4))
         self.assertEqual(
-            status["last_sync_integrity"]["total_files"], {"missing": 1, "shared": 0, "extra": 0}
+            result.created,
+            ("etc/rules/was_file/inner.xml", "etc/shared/g1/agent.conf", "etc/shared/was_dir"),
         )
-        self.assertIsNotNone(status["last_check_integrity"]["date_end_master"])
+        self.assertEqual(result.updated, ("etc/client.keys", "etc/rules/local.xml"))
+        self.assertEqual(len(result.deleted), 4)
+        self.assertEqual(result.failed, {})
+        self.assertTrue(result.ruleset_changed)
+        self.assertIn("etc/shared/old", result.removed_dirs)
+        self.assertIn("etc/shared/old/deep", result.removed_dirs)
+        # etc/rules does not remove emptied subdirectories, like Wazuh.
+        self.assertTrue(os.path.isdir(os.path.join(self.worker, "etc/rules/old")))
+        tree = read_tree(self.worker)
+        self.assertEqual(tree["etc/client.keys"], (b"keys", 0o640))
+        self.assertEqual(tree["etc/shared/g1/agent.conf"], (b"new g1", 0o660))
+        self.assertEqual(tree["etc/wazuh-manager.conf"], (b"local", 0o600))
+        self.assertEqual(tree["etc/shared/keep.swp"], (b"editor", 0o600))
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
+        )
+        self.assertFalse(any(TEMP_PREFIX in p for p in tree))
+        again, result2 = sync_once(self.master, self.worker)
+        self.assertTrue(again.is_empty)
+        self.assertFalse(result2.changed)
+
+    def test_ruleset_flag(self) -> None:
+        """A sync touching only shared files does not fire the ruleset flag."""
+        sync_once(self.master, self.worker)
+        write_tree(self.master, {"etc/shared/g1/agent.conf": b"v3"})
+        _, result = sync_once(self.master, self.worker)
+        self.assertEqual(result.updated, ("etc/shared/g1/agent.conf",))
+        self.assertFalse(result.ruleset_changed)
+        os.unlink(os.path.join(self.master, "etc/rules/local.xml"))
+        _, result = sync_once(self.master, self.worker)
+        self.assertEqual(result.deleted, ("etc/rules/local.xml",))
+        self.assertTrue(result.ruleset_changed)
+
+    def test_interrupted_apply(self) -> None:
+        """A crash between renames leaves each file old or new; cleanup and a new cycle finish."""
+        old = read_tree(self.worker)
+        new = read_tree(self.master)
+        plan = compare(scan_tree(self.master), scan_tree(self.worker))
+        received = receive(self.worker, b"".join(iter_pack(self.master, plan)))
+        calls: list[str] = []
+        real = os.replace
+
+        def crash_after_one(src: str, dst: str) -> None:
+            if calls:
+                raise SystemExit("simulated crash")
+            calls.append(dst)
+            real(src, dst)
+
+        self.patch(apply_module, "_replace", crash_after_one)
+        with self.assertRaises(SystemExit):
+            apply_plan(self.worker, received.plan, received.staged)
+        after = read_tree(self.worker)
+        for rel, (content, _mode) in after.items():
+            if os.path.basename(rel).startswith(TEMP_PREFIX):
+                continue
+            self.assertIn(content, {old.get(rel, (None,))[0], new.get(rel, (None,))[0]}, rel)
+        self.assertTrue(any(os.path.basename(p).startswith(TEMP_PREFIX) for p in after))
+        removed = cleanup_temp_files(self.worker)
+        self.assertTrue(removed)
+        self.assertFalse(any(TEMP_PREFIX in p for p in read_tree(self.worker)))
+        self.patch(apply_module, "_replace", real)
+        sync_once(self.master, self.worker)
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
+        )
+
+    def test_many_files_use_one_sync(self) -> None:
+        """Above the threshold, one sync() replaces per-file fsyncs; the result is the same."""
+        calls: list[str] = []
+        self.patch(apply_module, "SYNC_ALL_THRESHOLD", 2)
+        self.patch(apply_module.os, "sync", lambda: calls.append("sync"))
+        real_fsync = apply_module._fsync_path
+
+        def fsync_spy(path: str, flags: int = os.O_RDONLY) -> None:
+            calls.append("dir" if flags != os.O_RDONLY else "file")
+            real_fsync(path, flags)
+
+        self.patch(apply_module, "_fsync_path", fsync_spy)
+        _, result = sync_once(self.master, self.worker)
+        self.assertEqual(len(result.created) + len(result.updated), 5)
+        self.assertEqual(calls.count("sync"), 1)
+        self.assertEqual(calls.count("file"), 0)
+        self.assertGreater(calls.count("dir"), 0)
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
+        )
+
+    def test_cleanup_only_our_temp_files(self) -> None:
+        """Cleanup removes prefixed temp files in synced dirs only, never through symlinks."""
+        outside = os.path.abspath(self.mktemp())
+        write_tree(outside, {f"{TEMP_PREFIX}x.tmp": b"not ours"})
+        write_tree(
+            self.worker,
+            {
+                f"etc/shared/g/{TEMP_PREFIX}a.tmp": b"",
+                f"etc/{TEMP_PREFIX}b.tmp": b"",
+                f"var/db/{TEMP_PREFIX}c.tmp": b"",
+                "etc/shared/g/other.tmp": b"",
+            },
+        )
+        os.symlink(outside, os.path.join(self.worker, "etc/shared/link"))
+        removed = cleanup_temp_files(self.worker)
+        self.assertEqual(
+            sorted(removed), sorted([f"etc/shared/g/{TEMP_PREFIX}a.tmp", f"etc/{TEMP_PREFIX}b.tmp"])
+        )
+        self.assertTrue(os.path.exists(os.path.join(self.worker, f"var/db/{TEMP_PREFIX}c.tmp")))
+        self.assertTrue(os.path.exists(os.path.join(self.worker, "etc/shared/g/other.tmp")))
+        self.assertEqual(os.listdir(outside), [f"{TEMP_PREFIX}x.tmp"])
+
+    def test_budget_spreads_over_cycles(self) -> None:
+        """With a small byte budget the sync converges over several cycles, deletions first."""
+        write_tree(self.master, {f"etc/shared/many/f{i:02}": bytes(100) for i in range(10)})
+        cycles = 0
+        while True:
+            plan, result = sync_once(self.master, self.worker, budget=350)
+            if plan.is_empty:
+                break
+            cycles += 1
+            self.assertLessEqual(plan.transfer_bytes, 350)
+            self.assertEqual(len(result.created) + len(result.updated), len(plan.files))
+            self.assertLess(cycles, 20)
+        self.assertGreaterEqual(cycles, 4)
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
+        )
+
+
+_NAMES = st.sampled_from(["a", "b", "g1", "x y", "é"])
+_ROOTS = st.sampled_from(["etc/shared", "var/multigroups", "etc/rules", "etc/lists", "etc/sca"])
+_RELPATHS = st.one_of(
+    st.sampled_from(["etc/client.keys", "etc/authd.pass"]),
+    st.builds(
+        lambda root, dirs, name: "/".join([root, *dirs, name]),
+        _ROOTS,
+        st.lists(_NAMES, max_size=2),
+        _NAMES,
+    ),
+)
+_TREES = st.dictionaries(_RELPATHS, st.binary(max_size=300), max_size=8)
+
+
+def _consistent(tree: dict[str, bytes]) -> dict[str, bytes]:
+    """Drop paths that would need a file and a directory of the same name in one tree."""
+    return {p: c for p, c in tree.items() if not any(q.startswith(p + "/") for q in tree)}
+
+
+class PropertyTests(SynchronousTestCase):
+    """Random trees converge."""
+
+    @given(master=_TREES, worker=_TREES, modes=st.sampled_from([0o600, 0o644, 0o660]))
+    @_SETTINGS
+    def test_worker_equals_master(
+        self, master: dict[str, bytes], worker: dict[str, bytes], modes: int
+    ) -> None:
+        """After one sync the worker's synced tree equals the master's, contents and modes."""
+        master_home, worker_home = self.mktemp(), self.mktemp()
+        os.makedirs(master_home)
+        os.makedirs(worker_home)
+        write_tree(master_home, _consistent(master))
+        write_tree(worker_home, _consistent(worker), mode=modes)
+        _, result = sync_once(master_home, worker_home)
+        self.assertEqual(result.failed, {})
+        master_table = scan_tree(master_home)
+        worker_table = scan_tree(worker_home)
+        self.assertEqual(master_digest(master_table), table_digest(worker_table))
+        self.assertTrue(compare(master_table, worker_table).is_empty)
+        self.assertEqual(
+            {p: c for p, (c, _m) in read_tree(worker_home).items()}, _consistent(master)
+        )
