@@ -1,0 +1,219 @@
+"""Tests for decoders: parent/child walk, prematch, regex, order, offsets, plugins."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from tests.analysis_data import JSON_DECODER, make_engine
+from wazuhcluster.analysis.decoder_loader import DecoderLoadError
+from wazuhcluster.analysis.engine import Engine, Event
+from wazuhcluster.analysis.eventinfo import EventInfo
+
+SSHD = """
+<decoder name="sshd">
+  <program_name>^sshd</program_name>
+</decoder>
+
+<decoder name="sshd-success">
+  <parent>sshd</parent>
+  <prematch>^Accepted</prematch>
+  <regex offset="after_prematch">^ \\S+ for (\\S+) from (\\S+) port (\\S+)</regex>
+  <order>user, srcip, srcport</order>
+</decoder>
+
+<decoder name="sshd-fail">
+  <parent>sshd</parent>
+  <prematch>^Failed \\S+ </prematch>
+  <regex offset="after_prematch">^for (\\S+) from (\\S+)</regex>
+  <order>srcuser, srcip</order>
+</decoder>
+"""
+
+
+class DecoderTestCase(unittest.SynchronousTestCase):
+    """Base: build an engine from decoders only."""
+
+    def engine(self, decoders: str) -> Engine:
+        """An engine with ``decoders`` and the root rules."""
+        return make_engine(self.mktemp(), decoders=decoders)
+
+    def decode(self, engine: Engine, line: str) -> EventInfo:
+        """Pre-decode and decode one line."""
+        return engine.prepare(Event(line, timestamp=0.0))
+
+
+class ParentChildTests(DecoderTestCase):
+    """Program name, parent and prematch choose the decoder."""
+
+    def test_child_by_prematch_extracts_fields(self) -> None:
+        """The matching child's regex fills static fields (user is dstuser)."""
+        info = self.decode(self.engine(SSHD),
+                           "Feb  1 10:00:00 h sshd[1]: Accepted password for bob from 1.2.3.4 port 22")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.name, "sshd-success")
+        self.assertEqual(info.decoder.reported_name, "sshd")
+        self.assertEqual(info.static, {"dstuser": "bob", "srcip": "1.2.3.4", "srcport": "22"})
+
+    def test_second_child(self) -> None:
+        """A later child is tried when the first child's prematch fails."""
+        info = self.decode(self.engine(SSHD),
+                           "Feb  1 10:00:00 h sshd[1]: Failed password for root from 5.6.7.8")
+        self.assertEqual(info.static, {"srcuser": "root", "srcip": "5.6.7.8"})
+
+    def test_parent_only(self) -> None:
+        """When no child matches, the parent is the decoder and no field is set."""
+        info = self.decode(self.engine(SSHD), "Feb  1 10:00:00 h sshd[1]: Something else")
+        assert info.decoder is not None
+        self.assertEqual((info.decoder.name, info.static), ("sshd", {}))
+
+    def test_program_name_mismatch(self) -> None:
+        """A line from another program gets no decoder."""
+        self.assertIsNone(self.decode(self.engine(SSHD), "Feb  1 10:00:00 h su[1]: x").decoder)
+
+    def test_program_name_decoders_need_a_program(self) -> None:
+        """A decoder with program_name is not tried for a line without a program name."""
+        self.assertIsNone(self.decode(self.engine(SSHD), "sshd: Accepted").decoder)
+
+    def test_use_own_name(self) -> None:
+        """use_own_name keeps the child's name in the report."""
+        decoders = SSHD.replace("<parent>sshd</parent>\n  <prematch>^Accepted",
+                                "<parent>sshd</parent>\n  <use_own_name>true</use_own_name>\n"
+                                "  <prematch>^Accepted")
+        info = self.decode(self.engine(decoders), "Feb  1 10:00:00 h sshd[1]: Accepted x for a "
+                                                  "from b port c")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.reported_name, "sshd-success")
+
+    def test_first_root_wins(self) -> None:
+        """Roots are tried in file order; the first matching one decodes."""
+        decoders = """
+<decoder name="first"><prematch>^hello</prematch></decoder>
+<decoder name="second"><prematch>^hello world</prematch></decoder>
+"""
+        info = self.decode(self.engine(decoders), "hello world")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.name, "first")
+
+
+class RegexAndOrderTests(DecoderTestCase):
+    """Regexes, offsets, dynamic fields and chained sibling regexes."""
+
+    def test_dynamic_fields_and_after_parent(self) -> None:
+        """Unknown order names become dynamic fields; after_parent starts after the prematch."""
+        decoders = """
+<decoder name="kv"><prematch>^KV: </prematch></decoder>
+<decoder name="kv-fields">
+  <parent>kv</parent>
+  <regex offset="after_parent">^(\\w+)=(\\d+)</regex>
+  <order>key.name, count</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "KV: alpha=42 rest")
+        self.assertEqual(info.fields, [("key.name", "alpha"), ("count", "42")])
+
+    def test_chained_regexes_with_after_regex(self) -> None:
+        """Same-named children run one after another; after_regex continues where the last ended."""
+        decoders = """
+<decoder name="fw"><prematch>^FW </prematch></decoder>
+<decoder name="fw-f">
+  <parent>fw</parent>
+  <regex>src=(\\S+)</regex>
+  <order>srcip</order>
+</decoder>
+<decoder name="fw-f">
+  <parent>fw</parent>
+  <regex offset="after_regex">^ dst=(\\S+)</regex>
+  <order>dstip</order>
+</decoder>
+<decoder name="fw-f">
+  <parent>fw</parent>
+  <regex>act=(\\w+)</regex>
+  <order>action</order>
+</decoder>
+"""
+        engine = self.engine(decoders)
+        info = self.decode(engine, "FW src=1.1.1.1 dst=2.2.2.2 act=drop")
+        self.assertEqual(info.static, {"srcip": "1.1.1.1", "dstip": "2.2.2.2", "action": "drop"})
+        info = self.decode(engine, "FW act=allow")
+        self.assertEqual(info.static, {"action": "allow"})
+
+    def test_repeated_regex_elements_concatenate(self) -> None:
+        """Two <regex> elements in one decoder form one pattern."""
+        decoders = """
+<decoder name="two"><prematch>^T </prematch>
+  <regex>^T (\\w+) </regex>
+  <regex>(\\w+)$</regex>
+  <order>a, b</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "T one two")
+        self.assertEqual(info.fields, [("a", "one"), ("b", "two")])
+
+    def test_pcre2_regex(self) -> None:
+        """type="pcre2" regexes capture as PCRE2 would."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P\\d</prematch>
+  <regex type="pcre2">(?i)user=([a-z]+)</regex>
+  <order>user</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P1 USER=Alice")
+        self.assertEqual(info.static, {"dstuser": "Alice"})
+
+
+class JSONDecoderTests(DecoderTestCase):
+    """The JSON_Decoder plugin."""
+
+    def test_flattening_and_static_fields(self) -> None:
+        """Nested keys are dotted, srcip is static, numbers and booleans become text."""
+        info = self.decode(self.engine(JSON_DECODER),
+                           '{"srcip":"1.2.3.4","a":{"b":1,"c":true,"d":1.5},"n":null,"l":[1,"x"]}')
+        self.assertEqual(info.static, {"srcip": "1.2.3.4"})
+        self.assertEqual(info.fields, [("a.b", "1"), ("a.c", "true"), ("a.d", "1.500000"),
+                                       ("n", "null"), ("l", '[1, "x"]')])
+
+    def test_user_alias_and_trailing_text(self) -> None:
+        """'user' fills dstuser; text after the JSON object is ignored."""
+        info = self.decode(self.engine(JSON_DECODER), '{"user":"bob"} trailing')
+        self.assertEqual(info.static, {"dstuser": "bob"})
+
+    def test_malformed_json(self) -> None:
+        """A line that is not JSON keeps the decoder but no fields."""
+        info = self.decode(self.engine(JSON_DECODER), '{"broken": ')
+        assert info.decoder is not None
+        self.assertEqual((info.decoder.name, info.fields), ("json", []))
+
+    def test_null_discard_and_csv_arrays(self) -> None:
+        """json_null_field discard drops nulls; json_array_structure csv joins arrays."""
+        decoders = JSON_DECODER.replace(
+            "</decoder>", "<json_null_field>discard</json_null_field>\n"
+                          "<json_array_structure>csv</json_array_structure>\n</decoder>")
+        info = self.decode(self.engine(decoders), '{"n":null,"l":["a","b",3]}')
+        self.assertEqual(info.fields, [("l", "a,b,3")])
+
+
+class DecoderErrorsTests(DecoderTestCase):
+    """Broken decoders are reported with file and line."""
+
+    def test_unknown_parent(self) -> None:
+        """A child naming a missing parent is an error with its line."""
+        error = self.assertRaises(DecoderLoadError, self.engine,
+                                  "\n\n<decoder name='x'><parent>nope</parent></decoder>")
+        self.assertEqual(error.line, 3)
+        self.assertIn("0001-test_decoders.xml", error.path)
+        self.assertIn("nope", error.reason)
+
+    def test_regex_without_order(self) -> None:
+        """A regex needs an order."""
+        self.assertRaises(DecoderLoadError, self.engine,
+                          "<decoder name='x'><prematch>a</prematch><regex>(b)</regex></decoder>")
+
+    def test_bad_osregex(self) -> None:
+        """An invalid OS_Regex is reported."""
+        error = self.assertRaises(DecoderLoadError, self.engine,
+                                  "<decoder name='x'><prematch>\\q</prematch></decoder>")
+        self.assertIn("unknown escape", error.reason)
+
+    def test_root_needs_a_match_condition(self) -> None:
+        """A root decoder without prematch or program_name is refused."""
+        self.assertRaises(DecoderLoadError, self.engine, "<decoder name='x'></decoder>")

@@ -1,0 +1,207 @@
+"""Tests for wazuhcluster.analysis.expressions: osregex, osmatch, pcre2 and string."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from wazuhcluster.analysis.expressions import (
+    ExpressionError,
+    LiteralRegex,
+    OSMatch,
+    OSRegex,
+    compile_expression,
+    pcre2_required,
+    test,
+    translate_osregex,
+    translate_pcre2,
+)
+
+
+def osregex(pattern: str) -> OSRegex | LiteralRegex:
+    """Compile an OS_Regex pattern."""
+    return compile_expression("osregex", pattern)  # type: ignore[return-value]
+
+
+class OSRegexSyntaxTests(unittest.SynchronousTestCase):
+    """OS_Regex's own escapes and operators."""
+
+    def test_word_class_includes_at_and_dash(self) -> None:
+        """\\w accepts letters, digits, '_', '@' and '-' but not '.'."""
+        self.assertEqual(osregex(r"^(\w+)").extract("a-b_c@d.e"), (["a-b_c@d"], 7))
+
+    def test_space_class_is_only_a_space(self) -> None:
+        """\\s matches a space but not a tab; \\t matches the tab."""
+        self.assertTrue(osregex(r"a\sb").matches("a b"))
+        self.assertFalse(osregex(r"a\sb").matches("a\tb"))
+        self.assertTrue(osregex(r"a\tb").matches("a\tb"))
+
+    def test_not_space_accepts_tab(self) -> None:
+        """\\S is everything but a space, tabs included."""
+        self.assertEqual(osregex(r"^(\S+)").extract("a\tb c"), (["a\tb"], 3))
+
+    def test_digit_and_complements(self) -> None:
+        """\\d, \\D and \\W accept what their definitions say."""
+        self.assertEqual(osregex(r"(\d+)").extract("port 2201 x"), (["2201"], 9))
+        self.assertEqual(osregex(r"^(\D+)").extract("ab1"), (["ab"], 2))
+        self.assertEqual(osregex(r"a(\W+)b").extract("a.,b"), ([".,"], 4))
+
+    def test_punctuation_class(self) -> None:
+        """\\p matches punctuation such as '[' and '%' but not '/'."""
+        self.assertTrue(osregex(r"^\p").matches("[x"))
+        self.assertTrue(osregex(r"^\p").matches("%x"))
+        self.assertFalse(osregex(r"^\p").matches("/x"))
+
+    def test_any_character(self) -> None:
+        """\\. matches any character, including a newline."""
+        self.assertEqual(osregex(r"^a(\.+)$").extract("a\nb"), (["\nb"], 3))
+
+    def test_escaped_specials_are_literals(self) -> None:
+        """\\$ \\( \\) \\\\ \\| \\< match those characters."""
+        self.assertTrue(osregex(r"\$\(x\)\|\\\<").matches("$(x)|\\<"))
+
+    def test_plain_characters_are_literals(self) -> None:
+        """'.', '[', '+' and '?' are plain characters in OS_Regex."""
+        self.assertTrue(osregex(r"a.b[c]+?").matches("a.b[c]+?"))
+        self.assertFalse(osregex(r"a.b").matches("axb"))
+
+    def test_anchors_per_alternative(self) -> None:
+        """^ and $ anchor each '|' alternative on its own."""
+        expression = osregex(r"^start|end$")
+        self.assertTrue(expression.matches("start here"))
+        self.assertTrue(expression.matches("at the end"))
+        self.assertFalse(expression.matches("the end is near"))
+
+    def test_case_insensitive(self) -> None:
+        """Literal text matches whatever its case."""
+        self.assertTrue(osregex(r"^Accepted \S+").matches("ACCEPTED password"))
+
+    def test_alternatives_are_tried_in_order_over_the_whole_text(self) -> None:
+        """The first alternative that matches anywhere wins, even if a later one matches earlier."""
+        expression = osregex(r"b=(\d+)|a=(\d+)")
+        self.assertEqual(expression.extract("a=1 b=2"), (["2"], 7))
+
+    def test_lazy_consumption_before_a_literal(self) -> None:
+        """A quantified class stops at the first place where the rest can match."""
+        expression = osregex(r"^(\.+) from (\S+)")
+        self.assertEqual(expression.extract("x from a from b")[0], ["x", "a"])
+
+    def test_greedy_at_the_end(self) -> None:
+        """With nothing after it, a quantified class takes the rest of the run."""
+        self.assertEqual(osregex(r"user (\S+)").extract("user bob tail")[0], ["bob"])
+        self.assertEqual(osregex(r"msg: (\.+)").extract("msg: a b c")[0], ["a b c"])
+
+    def test_star_may_match_nothing(self) -> None:
+        """'*' after a class accepts zero characters."""
+        self.assertEqual(osregex(r"^a(\d*)b").extract("ab"), ([""], 2))
+
+    def test_extract_returns_offset_after_match(self) -> None:
+        """The offset points just after the matched text (used by after_regex/after_prematch)."""
+        self.assertEqual(osregex(r"^\w+:").extract("sshd: rest"), ([], 5))
+
+    def test_invalid_patterns_are_rejected(self) -> None:
+        """Unknown escapes, nested groups and '|' inside a group are errors."""
+        for bad in (r"\q", r"((a))", r"(a|b)", r"(a", "a\\"):
+            self.assertRaises(ExpressionError, compile_expression, "osregex", bad)
+
+    def test_translation_is_cached(self) -> None:
+        """Compiling the same pattern twice reuses the compiled regex."""
+        first = osregex(r"(\d+) x")
+        second = osregex(r"(\d+) x")
+        assert isinstance(first, OSRegex) and isinstance(second, OSRegex)
+        self.assertIs(first.combined, second.combined)
+
+    def test_literal_patterns_skip_the_regex_engine(self) -> None:
+        """A pattern of plain text compiles to a LiteralRegex with the same answers."""
+        expression = osregex("^4624$|^4625$")
+        self.assertIsInstance(expression, LiteralRegex)
+        self.assertTrue(expression.matches("4625"))
+        self.assertFalse(expression.matches("46250"))
+
+    def test_translation_of_quantifiers(self) -> None:
+        """A quantifier whose follower cannot start with its characters becomes possessive."""
+        self.assertEqual(translate_osregex(r"(\d+) "), ["([0-9]++)\\ "])
+        self.assertEqual(translate_osregex(r"(\.+) from"), ["(.+?)\\ from"])
+
+
+class OSMatchTests(unittest.SynchronousTestCase):
+    """OS_Match: literal alternatives with anchors."""
+
+    def test_substring_prefix_suffix_exact(self) -> None:
+        """Free, ^, $ and ^$ alternatives behave as substring, prefix, suffix and equality."""
+        self.assertTrue(OSMatch("fail").matches("authentication failure"))
+        self.assertTrue(OSMatch("^auth").matches("authentication"))
+        self.assertFalse(OSMatch("^auth").matches("not auth"))
+        self.assertTrue(OSMatch("ure$").matches("failure"))
+        self.assertTrue(OSMatch("^sshd$").matches("SSHD"))
+        self.assertFalse(OSMatch("^sshd$").matches("sshd2"))
+
+    def test_alternatives(self) -> None:
+        """'|' separates alternatives."""
+        expression = OSMatch("illegal user|invalid user")
+        self.assertTrue(expression.matches("Invalid user bob"))
+        self.assertFalse(expression.matches("valid user bob"))
+
+    def test_leading_bang_negates(self) -> None:
+        """A leading '!' inverts the answer."""
+        self.assertFalse(OSMatch("!root").matches("root login"))
+        self.assertTrue(OSMatch("!root").matches("bob login"))
+
+    def test_special_characters_are_literal(self) -> None:
+        """Regex characters mean themselves in OS_Match."""
+        self.assertTrue(OSMatch("a.b(c)").matches("xa.b(c)y"))
+        self.assertFalse(OSMatch("a.b").matches("axb"))
+
+
+class PCRE2Tests(unittest.SynchronousTestCase):
+    """PCRE2 patterns translated for Python's re."""
+
+    def test_case_sensitive_by_default(self) -> None:
+        """PCRE2 matching is case-sensitive unless (?i) is given."""
+        self.assertFalse(compile_expression("pcre2", "Error").matches("error"))
+        self.assertTrue(compile_expression("pcre2", "(?i)Error").matches("error"))
+
+    def test_named_groups_and_captures(self) -> None:
+        """(?<name>...) is accepted and captures in order."""
+        expression = compile_expression("pcre2", r"user (?<user>\w+) from (\S+)")
+        self.assertEqual(expression.extract("user bob from 1.2.3.4"), (["bob", "1.2.3.4"], 21))
+
+    def test_ungreedy_flag(self) -> None:
+        """(?U) swaps greedy and lazy quantifiers."""
+        self.assertEqual(translate_pcre2(r"(?U)a(.*)b"), "a(.*?)b")
+        self.assertEqual(compile_expression("pcre2", r"(?U)<(.+)>").extract("<a><b>")[0], ["a"])
+
+    def test_verbs_and_code_points(self) -> None:
+        """(*UTF) is dropped and \\N{U+hhhh} becomes the character."""
+        self.assertTrue(compile_expression("pcre2", r"(*UTF)\N{U+202E}").matches("a\u202eb"))
+
+    def test_required_literals(self) -> None:
+        """Plain literal runs are extracted as a prefilter; alternation disables it."""
+        self.assertEqual(pcre2_required(r"[^%]*%FTD-[0-7]-"), ("%FTD-",))
+        self.assertEqual(pcre2_required(r"abc|def"), ())
+        self.assertFalse(compile_expression("pcre2", r"%FTD-\d").matches("%ASA-1"))
+
+    def test_invalid_pattern(self) -> None:
+        """A pattern re cannot compile raises ExpressionError."""
+        self.assertRaises(ExpressionError, compile_expression, "pcre2", "(unclosed")
+
+
+class OtherTypesTests(unittest.SynchronousTestCase):
+    """The string type, negation and unknown types."""
+
+    def test_string_is_exact_and_case_sensitive(self) -> None:
+        """type=string compares the whole value."""
+        expression = compile_expression("string", "drop")
+        self.assertTrue(expression.matches("drop"))
+        self.assertFalse(expression.matches("Drop"))
+        self.assertFalse(expression.matches("dropped"))
+
+    def test_negate_flag_applies_in_test(self) -> None:
+        """test() honours negate and fails on a missing value."""
+        expression = compile_expression("osmatch", "root", negate=True)
+        self.assertTrue(test(expression, "bob"))
+        self.assertFalse(test(expression, "root"))
+        self.assertFalse(test(expression, None))
+
+    def test_unknown_type(self) -> None:
+        """An unknown expression type is rejected."""
+        self.assertRaises(ExpressionError, compile_expression, "glob", "*")
