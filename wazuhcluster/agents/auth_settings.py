@@ -75,6 +75,8 @@ class AuthSettings:
     disabled: bool = False
     remote_enrollment: bool = True
     port: int = DEFAULT_PORT
+    #: Address the enrollment port listens on (ours; Wazuh always listens on every address).
+    bind_addr: str | None = None
     ipv6: bool = False
     use_source_ip: bool = False
     purge: bool = False
@@ -112,6 +114,7 @@ def parse_auth(section: Section, home: Path) -> AuthSettings:
         disabled=section.boolean("disabled", False),
         remote_enrollment=section.boolean("remote_enrollment", True),
         port=section.integer("port", DEFAULT_PORT, 1, 65535),
+        bind_addr=section.raw("bind_addr"),
         ipv6=section.boolean("ipv6", False),
         use_source_ip=section.boolean("use_source_ip", False),
         purge=section.boolean("purge", False),

@@ -110,5 +110,6 @@ def enrollment_endpoint(
     reactor: IReactorSSL, settings: AuthSettings, interface: str | None = None
 ) -> SSL4ServerEndpoint:
     """The TLS listening endpoint for ``<auth>`` (port, IPv6 choice, certificate)."""
-    bind = interface if interface is not None else ("::" if settings.ipv6 else "0.0.0.0")
+    default = settings.bind_addr or ("::" if settings.ipv6 else "0.0.0.0")
+    bind = interface if interface is not None else default
     return SSL4ServerEndpoint(reactor, settings.port, server_tls_options(settings), interface=bind)

@@ -77,8 +77,17 @@ def multigroup_hash(groups: Sequence[str]) -> str:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    An identical file is left alone, so periodic rebuilds do not touch unchanged files (and
+    the integrity scan does not re-hash them).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.read_bytes() == data and (path.stat().st_mode & 0o7777) == mode:
+            return
+    except OSError:
+        pass
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
