@@ -1,0 +1,108 @@
+"""Tests for the alert writer and the alert helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from twisted.trial import unittest
+
+from wazuhcluster.analysis.alerts import AlertWriter, Identity, build_alert, format_timestamp
+from wazuhcluster.analysis.eventinfo import EventInfo
+
+
+class AlertWriterTests(unittest.SynchronousTestCase):
+    """AlertWriter appends JSON lines and loses nothing on close."""
+
+    def path(self) -> str:
+        """HOME/logs/alerts/alerts.json under a fresh temporary HOME."""
+        return os.path.join(self.mktemp(), "logs", "alerts", "alerts.json")
+
+    def read(self, path: str) -> list[dict]:
+        """Every alert in the file."""
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle]
+
+    def test_creates_directories_and_appends(self) -> None:
+        """The writer creates logs/alerts and appends to an existing file."""
+        path = self.path()
+        first = AlertWriter(path)
+        first.write({"n": 1})
+        first.close()
+        second = AlertWriter(path)
+        second.write({"n": 2, "text": "caf\u00e9"})
+        second.close()
+        self.assertEqual(self.read(path), [{"n": 1}, {"n": 2, "text": "caf\u00e9"}])
+
+    def test_buffered_until_flush(self) -> None:
+        """Writes are buffered; flush() makes them visible."""
+        path = self.path()
+        writer = AlertWriter(path)
+        writer.write({"n": 1})
+        self.assertEqual(os.path.getsize(path), 0)
+        writer.flush()
+        self.assertEqual(self.read(path), [{"n": 1}])
+        writer.close()
+
+    def test_close_keeps_everything_and_refuses_more(self) -> None:
+        """close() flushes every accepted alert; later writes raise; close is idempotent."""
+        path = self.path()
+        writer = AlertWriter(path, buffer_size=1 << 20)
+        for number in range(1000):
+            writer.write({"n": number})
+        writer.close()
+        writer.close()
+        self.assertTrue(writer.closed)
+        self.assertEqual(len(self.read(path)), 1000)
+        self.assertRaises(ValueError, writer.write, {"n": -1})
+
+    def test_threads(self) -> None:
+        """Writes from several threads each land as one whole line."""
+        path = self.path()
+        writer = AlertWriter(path)
+
+        def work(base: int) -> None:
+            for number in range(200):
+                writer.write({"n": base + number, "pad": "x" * 100})
+
+        threads = [threading.Thread(target=work, args=(i * 1000,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        writer.close()
+        numbers = sorted(alert["n"] for alert in self.read(path))
+        self.assertEqual(len(numbers), 800)
+        self.assertEqual(writer.written, 800)
+
+
+class FormattingTests(unittest.SynchronousTestCase):
+    """Timestamp and record helpers."""
+
+    def test_timestamp_format(self) -> None:
+        """Local time with milliseconds and a numeric zone."""
+        self.assertRegex(format_timestamp(1_700_000_000.25),
+                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.250[+-]\d{4}$")
+
+    def test_cluster_hidden_and_node(self) -> None:
+        """cluster{name,node} appears unless hidden; undecoded events have no decoder."""
+        event = EventInfo("plain text", "plain text", "stdin", 1_700_000_000.0)
+        shown = build_alert(event, None, Identity("mgr", "prod", "worker-1"), 7)
+        self.assertEqual(shown["cluster"], {"name": "prod", "node": "worker-1"})
+        self.assertEqual(shown["manager"], {"name": "mgr"})
+        self.assertEqual(shown["id"], "1700000000.7")
+        self.assertNotIn("decoder", shown)
+        hidden = build_alert(event, None, Identity("mgr", hide_cluster=True), 8)
+        self.assertNotIn("cluster", hidden)
+
+    def test_nested_dynamic_fields(self) -> None:
+        """Dotted field names nest in data; JSON array texts become arrays; empty are dropped."""
+        event = EventInfo("x", "x", "stdin", 1.0)
+        event.add_field("win.system.eventID", "4624")
+        event.add_field("win.system.level", "0")
+        event.add_field("tags", '["a", "b"]')
+        event.add_field("empty", "")
+        data = build_alert(event, None, Identity(), 1)["data"]
+        self.assertEqual(data, {"win": {"system": {"eventID": "4624", "level": "0"}},
+                                "tags": ["a", "b"]})

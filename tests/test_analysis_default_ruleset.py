@@ -1,0 +1,88 @@
+"""Tests for the project's default ruleset and the engine API on top of it."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from tests.analysis_data import CLOCK
+from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.analysis.engine import Event
+from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
+
+SSH_FAIL = "Feb 10 23:21:05 srv sshd[12]: Failed password for {user} from {ip} port 5640 ssh2"
+
+
+class DefaultRulesetTests(unittest.SynchronousTestCase):
+    """install_default_ruleset() and what the default rules detect."""
+
+    def setUp(self) -> None:
+        """A HOME with the default ruleset and an engine on it."""
+        self.home = self.mktemp()
+        self.written = install_default_ruleset(self.home)
+        self.engine = load_engine(self.home, identity=Identity("w1", "prod", "worker-1"))
+
+    def process(self, line: str, offset: float = 0.0, **event: object) -> dict | None:
+        """The alert for one line."""
+        return self.engine.process(Event(line, timestamp=CLOCK + offset, **event))  # type: ignore[arg-type]
+
+    def test_installed_layout(self) -> None:
+        """Decoders and rules go to ruleset/, lists to etc/lists, user dirs are created."""
+        self.assertIn("ruleset/decoders/0010-base_decoders.xml", self.written)
+        self.assertIn("ruleset/rules/0100-sshd_rules.xml", self.written)
+        self.assertIn("etc/lists/admin-users", self.written)
+        for folder in ("etc/decoders", "etc/rules"):
+            self.assertTrue(os.path.isdir(os.path.join(self.home, folder)))
+
+    def test_install_keeps_existing_files(self) -> None:
+        """A second install leaves files alone unless asked to overwrite."""
+        self.assertEqual(install_default_ruleset(self.home), [])
+        self.assertEqual(install_default_ruleset(self.home, overwrite=True), self.written)
+
+    def test_ssh_login_and_admin_list(self) -> None:
+        """A login alerts 5715; an administrator from the CDB list alerts 5718."""
+        line = "Feb 10 23:21:05 srv sshd[12]: Accepted publickey for {} from 10.0.0.9 port 22"
+        self.assertEqual(self.process(line.format("bob"))["rule"]["id"], "5715")  # type: ignore[index]
+        alert = self.process(line.format("root"))
+        assert alert is not None
+        self.assertEqual(alert["rule"]["id"], "5718")
+        self.assertEqual(alert["rule"]["description"],
+                         "sshd: administrator account root logged in from 10.0.0.9.")
+        self.assertEqual(alert["cluster"], {"name": "prod", "node": "worker-1"})
+
+    def test_brute_force_and_ignore_window(self) -> None:
+        """Eight failures from one address fire 5720 once within its ignore window."""
+        ids = [self.process(SSH_FAIL.format(user="u", ip="1.2.3.4"), i)["rule"]["id"]  # type: ignore[index]
+               for i in range(8)]
+        self.assertEqual(ids, ["5716"] * 7 + ["5720"])
+        self.assertEqual(self.process(SSH_FAIL.format(user="u", ip="5.5.5.5"), 9)["rule"]["id"],  # type: ignore[index]
+                         "5716")
+
+    def test_sudo_and_web(self) -> None:
+        """sudo commands as root and web 4xx answers alert."""
+        sudo = ("Feb 10 23:21:05 srv sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; "
+                "COMMAND=/bin/ls")
+        alert = self.process(sudo)
+        assert alert is not None
+        self.assertEqual((alert["rule"]["id"], alert["data"]["srcuser"], alert["data"]["command"]),
+                         ("5402", "alice", "/bin/ls"))
+        web = '1.2.3.4 - - [10/Feb/2024:10:00:00 +0000] "GET /admin HTTP/1.1" 404 12 "-" "curl"'
+        alert = self.process(web, agent_id="003", agent_name="web", agent_ip="10.0.0.3",
+                             location="/var/log/nginx/access.log")
+        assert alert is not None
+        self.assertEqual((alert["rule"]["id"], alert["data"]["url"], alert["location"]),
+                         ("31101", "/admin", "/var/log/nginx/access.log"))
+
+    def test_json_events_decode_without_alert(self) -> None:
+        """JSON lines are decoded by the JSON decoder; no default rule alerts on them."""
+        verdict = self.engine.analyse(Event('{"a":{"b":"c"}}', timestamp=CLOCK))
+        assert verdict.event.decoder is not None
+        self.assertEqual(verdict.event.decoder.name, "json")
+        self.assertFalse(verdict.alert)
+        self.assertEqual(verdict.output["data"], {"a": {"b": "c"}})
+
+    def test_long_message_is_bounded(self) -> None:
+        """Messages are cut to 64 KiB before analysis."""
+        verdict = self.engine.analyse(Event("x" * 200_000, timestamp=CLOCK))
+        self.assertEqual(len(verdict.event.full_log), 64 * 1024)
