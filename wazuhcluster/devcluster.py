@@ -98,6 +98,24 @@ class LocalCluster:
     port: int = field(factory=free_port)
     ca: KeyPair = field(factory=create_ca)
     extra_config: Callable[[str, str], str] = field(default=lambda name, role: "")
+    #: Per node, the ports of its agent-facing services: ``{"enrollment": ..., "agents": ...}``.
+    ports: dict[str, dict[str, int]] = field(factory=dict)
+
+    def node_ports(self, name: str) -> dict[str, int]:
+        """The agent-facing ports of node ``name`` (allocated on first use)."""
+        if name not in self.ports:
+            self.ports[name] = {"enrollment": free_port(), "agents": free_port()}
+        return self.ports[name]
+
+    def services_config(self, name: str) -> str:
+        """The ``<auth>`` block of node ``name``: its own port, on 127.0.0.1 only."""
+        ports = self.node_ports(name)
+        return (
+            "  <auth>\n"
+            f"    <port>{ports['enrollment']}</port>\n"
+            "    <bind_addr>127.0.0.1</bind_addr>\n"
+            "  </auth>\n"
+        )
 
     def home(self, name: str) -> Home:
         """The home of node ``name``."""
@@ -114,9 +132,8 @@ class LocalCluster:
         """Lay out one node's home (``key`` and ``ca`` override the cluster's, for tests)."""
         home = self.home(name)
         home.make_dirs()
-        text = cluster_config(
-            name, role, key or self.key, self.port, extra=self.extra_config(name, role)
-        )
+        extra = self.services_config(name) + self.extra_config(name, role)
+        text = cluster_config(name, role, key or self.key, self.port, extra=extra)
         write_file_atomically(home.config_file, text.encode(), 0o640)
         install_certificates(home, ca or self.ca, name)
         return home

@@ -16,6 +16,7 @@ from twisted.python import usage
 from wazuhcluster.config import NodeConfig, load_config
 from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.logs import ClusterLogService
+from wazuhcluster.sections import NodeSections, load_sections
 from wazuhcluster.tls import TlsError, load_material
 from wazuhcluster.xmlconfig import ConfigError
 
@@ -36,6 +37,7 @@ class Options(usage.Options):
     compData = usage.Completions(optActions={"role": usage.CompleteList(["master", "worker"])})
 
     node_config: NodeConfig
+    sections: NodeSections
 
     def postOptions(self) -> None:
         """Load and validate the configuration and TLS material, or exit with one line."""
@@ -46,6 +48,7 @@ class Options(usage.Options):
         config_path = Path(self["config"]) if self["config"] else home.config_file
         try:
             self.node_config = load_config(config_path, home, role)
+            self.sections = load_sections(self.node_config)
             check_home(self.node_config)
             check_tls(self.node_config)
         except (ConfigError, TlsError) as error:
@@ -83,19 +86,22 @@ def check_tls(config: NodeConfig) -> None:
     load_material(cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key)
 
 
-def build_service(config: NodeConfig, reactor: Any, debug: bool = False) -> MultiService:
+def build_service(
+    config: NodeConfig, reactor: Any, debug: bool = False, sections: NodeSections | None = None
+) -> MultiService:
     """The whole service tree of a node: cluster.log first, then the role's services."""
     top = MultiService()
+    sections = sections or load_sections(config)
     config.home.make_dirs()
     ClusterLogService(config.home.cluster_log, debug=debug).setServiceParent(top)
     if config.cluster.node_type == "master":
         from wazuhcluster.master.node import MasterService
 
-        MasterService(config, reactor).setServiceParent(top)
+        MasterService(config, reactor, sections).setServiceParent(top)
     else:
         from wazuhcluster.worker.node import WorkerService
 
-        WorkerService(config, reactor).setServiceParent(top)
+        WorkerService(config, reactor, sections).setServiceParent(top)
     return top
 
 
@@ -103,4 +109,6 @@ def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
     """Build the node's service tree (twistd entry point)."""
     from twisted.internet import reactor
 
-    return build_service(options.node_config, reactor, debug=bool(options["debug"]))
+    return build_service(
+        options.node_config, reactor, debug=bool(options["debug"]), sections=options.sections
+    )

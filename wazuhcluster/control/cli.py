@@ -1,11 +1,15 @@
-"""``wazuh-cluster-control``: ask a running node about the cluster over its control socket."""
+"""``wazuh-cluster-control``: ask a running node about the cluster over its control socket.
+
+Every action prints a human table by default and JSON with ``--json``; the exit status is 0
+on success and 1 when the node is not running, not connected, or refuses the request.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,10 @@ from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.wire.commands import NotConnected
 
 NOT_RUNNING = "Cluster is not running."
+#: Agents fetched per request when listing (the node caps it at 200 too).
+PAGE = 200
+
+Ask = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -38,6 +46,14 @@ def format_nodes(nodes: list[dict[str, str]]) -> str:
     return format_table(("Name", "Type", "Version", "Address"), rows)
 
 
+def format_agents(agents: list[dict[str, Any]]) -> str:
+    """The ``-a`` table: ID NAME IP STATUS VERSION NODE NAME."""
+    rows = [
+        (a["id"], a["name"], a["ip"], a["status"], a["version"], a["node_name"]) for a in agents
+    ]
+    return format_table(("ID", "Name", "IP", "Status", "Version", "Node name"), rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of wazuh-cluster-control."""
     parser = argparse.ArgumentParser(
@@ -45,39 +61,152 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--home", default=str(DEFAULT_HOME), help="the node's home directory")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("-fn", "--filter-node", nargs="+", default=[], help="with -a: nodes")
+    parser.add_argument(
+        "-fs", "--filter-agent-status", nargs="+", default=[], help="with -a: statuses"
+    )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("-l", "--list-nodes", action="store_true", help="list the nodes")
+    action.add_argument("-a", "--list-agents", action="store_true", help="list the agents")
     action.add_argument("--info", action="store_true", help="this node's identity")
+    action.add_argument("--list-groups", action="store_true", help="list the groups")
+    action.add_argument("--delete-agents", nargs="+", metavar="ID", help="remove agents")
+    action.add_argument("--create-group", metavar="GROUP", help="create a group")
+    action.add_argument("--delete-group", metavar="GROUP", help="delete a group")
+    action.add_argument(
+        "--assign", nargs=2, metavar=("AGENT", "GROUP"), help="add an agent to a group"
+    )
+    action.add_argument(
+        "--unassign", nargs=2, metavar=("AGENT", "GROUP"), help="remove an agent from a group"
+    )
     return parser
 
 
-async def _ask(reactor: Any, home: Home, command: type[amp.Command]) -> dict[str, Any]:
-    endpoint = UNIXClientEndpoint(reactor, str(home.control_socket), timeout=10)
-    protocol = await connectProtocol(endpoint, amp.AMP())
-    try:
-        answer: dict[str, Any] = await protocol.callRemote(command)
-        return answer
-    finally:
-        protocol.transport.loseConnection()
+async def _list_agents(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    agents: list[dict[str, Any]] = []
+    while True:
+        page = (
+            await ask(
+                commands.Manage,
+                action="list_agents",
+                arguments={
+                    "status": args.filter_agent_status,
+                    "node": args.filter_node,
+                    "offset": len(agents),
+                    "limit": PAGE,
+                },
+            )
+        )["result"]
+        agents.extend(page["agents"])
+        if not page["agents"] or len(agents) >= page["total"]:
+            return format_agents(agents), agents
+
+
+def _manage(
+    action: str,
+    arguments: Callable[[argparse.Namespace], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+) -> Callable[..., Awaitable[tuple[str, Any]]]:
+    async def run(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+        result = (await ask(commands.Manage, action=action, arguments=arguments(args)))["result"]
+        return describe(result), result
+
+    return run
+
+
+async def _list_nodes(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    nodes = (await ask(commands.ListNodes))["nodes"]
+    return format_nodes(nodes), nodes
+
+
+async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    info = (await ask(commands.LocalInfo))["info"]
+    return "\n".join(f"{k}: {v}" for k, v in info.items()), info
+
+
+def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]]]:
+    if args.list_nodes:
+        return _list_nodes
+    if args.list_agents:
+        return _list_agents
+    if args.info:
+        return _info
+    if args.list_groups:
+        return _manage(
+            "list_groups",
+            lambda a: {},
+            lambda r: format_table(
+                ("Name", "Agents"), [(g["name"], str(g["count"])) for g in r["groups"]]
+            ),
+        )
+    if args.delete_agents:
+        return _manage(
+            "delete_agents",
+            lambda a: {"ids": a.delete_agents},
+            lambda r: (
+                "Removed: "
+                + (", ".join(r["removed"]) or "none")
+                + (f". Not found: {', '.join(r['not_found'])}" if r["not_found"] else "")
+            ),
+        )
+    if args.create_group:
+        return _manage(
+            "create_group",
+            lambda a: {"name": a.create_group},
+            lambda r: f"Group {r['created']} created.",
+        )
+    if args.delete_group:
+        return _manage(
+            "delete_group",
+            lambda a: {"name": a.delete_group},
+            lambda r: f"Group {r['deleted']} deleted.",
+        )
+    if args.assign:
+        return _manage(
+            "assign",
+            lambda a: {"agent": a.assign[0], "group": a.assign[1]},
+            lambda r: "Groups: " + ",".join(r["groups"]),
+        )
+    return _manage(
+        "unassign",
+        lambda a: {"agent": a.unassign[0], "group": a.unassign[1]},
+        lambda r: "Groups: " + ",".join(r["groups"]),
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, ask the node, print the answer; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.filter_node or args.filter_agent_status) and not args.list_agents:
+        parser.print_usage(sys.stderr)
+        print("Wrong arguments: -fn and -fs go with -a.", file=sys.stderr)
+        return 1
     home = Home(Path(args.home).absolute())
     if len(str(home.control_socket).encode()) > MAX_UNIX_PATH:
         print(f"The control socket path {home.control_socket} is too long.", file=sys.stderr)
         return 1
-    command: type[amp.Command] = commands.ListNodes if args.list_nodes else commands.LocalInfo
+    action = _choose(args)
     outcome: dict[str, Any] = {}
 
     async def main(reactor: Any) -> None:
+        endpoint = UNIXClientEndpoint(reactor, str(home.control_socket), timeout=10)
         try:
-            outcome["answer"] = await _ask(reactor, home, command)
+            protocol = await connectProtocol(endpoint, amp.AMP())
         except (ConnectError, FileNotFoundError, ConnectionRefusedError):
             outcome["error"] = NOT_RUNNING
+            return
+
+        async def ask(command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
+            answer: dict[str, Any] = await protocol.callRemote(command, **arguments)
+            return answer
+
+        try:
+            outcome["text"], outcome["json"] = await action(ask, args)
         except (NotConnected, commands.ControlError) as error:
             outcome["error"] = f"{error}."
+        finally:
+            protocol.transport.loseConnection()
 
     from twisted.internet.task import react
 
@@ -89,16 +218,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if "error" in outcome:
         print(outcome["error"], file=sys.stderr)
         return 1
-    answer = outcome["answer"]
-    if args.list_nodes:
-        print(json.dumps(answer["nodes"], indent=2) if args.json else format_nodes(answer["nodes"]))
-    else:
-        info = answer["info"]
-        print(
-            json.dumps(info, indent=2)
-            if args.json
-            else "\n".join(f"{k}: {v}" for k, v in info.items())
-        )
+    print(json.dumps(outcome["json"], indent=2) if args.json else outcome["text"])
     return 0
 
 

@@ -33,3 +33,16 @@ class LocalInfo(amp.Command):
     arguments = []
     response = [(b"info", Json())]
     errors = _ERRORS
+
+
+class Manage(amp.Command):
+    """A management request (agents, groups...) answered by the master.
+
+    ``action`` names the request and ``arguments`` holds its parameters; the result is
+    JSON. Large listings are paged by the caller (``offset``/``limit``) so each answer stays
+    under AMP's 64 KiB.
+    """
+
+    arguments = [(b"action", amp.Unicode()), (b"arguments", Json())]
+    response = [(b"result", Json())]
+    errors = _ERRORS

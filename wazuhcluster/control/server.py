@@ -27,6 +27,9 @@ class ControlBackend(Protocol):
     async def local_info(self) -> dict[str, str]:
         """This node's identity."""
 
+    async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
+        """Serve a management request (the master) or relay it to the master (a worker)."""
+
 
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
@@ -50,6 +53,14 @@ class ControlProtocol(amp.AMP):
 
     async def _local_info(self) -> dict[str, Any]:
         return {"info": await self.backend.local_info()}
+
+    @commands.Manage.responder
+    def manage(self, action: str, arguments: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """Answer a management request from the backend."""
+        return ensureDeferred(self._manage(action, arguments))
+
+    async def _manage(self, action: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"result": await self.backend.manage(action, arguments)}
 
 
 class ControlService(StreamServerEndpointService):

@@ -14,12 +14,15 @@ from twisted.internet.protocol import Factory
 
 from wazuhcluster import __version__
 from wazuhcluster.config import NodeConfig
+from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
+from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.master.watch import SyncedTreeWatcher
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
+from wazuhcluster.sections import NodeSections
 from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.tls import certificate_names, load_material, server_options
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
@@ -57,6 +60,8 @@ class MasterNode:
         self.timings = cluster.timings
         self.log = ClusterLog("Master", "Main")
         self.workers = WorkerDirectory()
+        #: The feature that answers management requests (the registry), once added.
+        self.manager: Any = None
         self.identity = MasterIdentity(
             node_name=cluster.node_name,
             cluster_name=cluster.name,
@@ -131,6 +136,12 @@ class MasterNode:
         """Control: this node's identity."""
         return {**self.nodes()[0], "cluster": self.config.cluster.name}
 
+    async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
+        """Control: a management request, served by the registry feature."""
+        if self.manager is None:
+            raise ControlError("this master has no agent registry")
+        return await self.manager.manage(action, arguments)
+
     async def cluster_health(self) -> dict[str, Any]:
         """Control: the health report."""
         return self.health()
@@ -139,9 +150,10 @@ class MasterNode:
 class MasterService(MultiService):
     """Everything a master runs, as a tree of services."""
 
-    def __init__(self, config: NodeConfig, reactor: Any) -> None:
+    def __init__(self, config: NodeConfig, reactor: Any, sections: NodeSections) -> None:
         super().__init__()
         self.node = MasterNode(config, reactor)
+        self.sections = sections
         cluster = config.cluster
         if not cluster.disabled:
             authority, own = load_material(
@@ -170,7 +182,9 @@ class MasterService(MultiService):
 
     def _add_features(self, config: NodeConfig, reactor: Any) -> None:
         integrity = MasterIntegrity(config.home.root, self.node)
-        for feature in (integrity,):
+        self.registry = MasterRegistry(config.home, self.sections.auth, self.node, reactor)
+        self.node.manager = self.registry
+        for feature in (self.registry, integrity):
             self.node.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)

@@ -11,10 +11,13 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from wazuhcluster import __version__
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.server import ControlService
+from wazuhcluster.sections import NodeSections
 from wazuhcluster.tls import client_options, load_material
 from wazuhcluster.wire import commands
+from wazuhcluster.wire.registry import RelayManage
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
+from wazuhcluster.worker.registry import WorkerRegistry
 
 
 def master_endpoint(config: NodeConfig, reactor: Any) -> IStreamClientEndpoint:
@@ -38,6 +41,11 @@ class WorkerNode:
         nodes: list[dict[str, str]] = answer["nodes"]
         return nodes
 
+    async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
+        """Control: a management request, relayed to the master."""
+        answer = await self.link.call(RelayManage, action=action, arguments=arguments)
+        return answer["result"]
+
     async def local_info(self) -> dict[str, str]:
         """Control: this node's identity."""
         cluster = self.config.cluster
@@ -58,6 +66,7 @@ class WorkerService(MultiService):
         self,
         config: NodeConfig,
         reactor: Any,
+        sections: NodeSections,
         endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
         super().__init__()
@@ -68,7 +77,8 @@ class WorkerService(MultiService):
         self.link.setName("master-link")
         self.link.setServiceParent(self)
         self.integrity = WorkerIntegrity(config.home.root, self.link)
-        for feature in (self.integrity,):
+        self.registry = WorkerRegistry(config.home.client_keys, sections.auth, self.link, reactor)
+        for feature in (self.integrity, self.registry):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)

@@ -1,0 +1,283 @@
+"""The master as the registry's authority: enrollment, key pushes and agent/group management.
+
+Enrollment requests reach the master from its own 1515 listener or forwarded by a worker;
+either way the registry decides, client.keys is rewritten, and the new key (or removal) is
+pushed to every worker at once, so an agent can connect anywhere right after enrolling.
+Management requests (list/delete agents, groups, assignments) come from any node's control
+socket and are answered here.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.protocols import amp
+
+from wazuhcluster.agents.auth_settings import AuthSettings, load_password
+from wazuhcluster.agents.enrollment import (
+    EnrollmentError,
+    EnrollmentRequest,
+    EnrollmentServerFactory,
+    parse_request,
+)
+from wazuhcluster.agents.enrollment_authority import (
+    EnrollmentAuthority,
+    EnrollmentOutcome,
+    EnrollmentPolicy,
+)
+from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.control.commands import ControlError
+from wazuhcluster.home import Home
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.master.workers import WorkerLink
+from wazuhcluster.registry.model import Agent, RegistryError
+from wazuhcluster.registry.service import AsyncRegistry, RegistryService
+from wazuhcluster.registry.store import RegistryFiles
+from wazuhcluster.wire import registry as wire
+from wazuhcluster.wire.features import LinkFeature
+
+#: The most agents one management answer carries (AMP values are at most 64 KiB).
+MAX_PAGE = 200
+
+Action = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def agent_row(agent: Agent) -> dict[str, Any]:
+    """The columns the control tool and the API show for an agent."""
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "ip": agent.ip,
+        "status": agent.connection_status,
+        "version": agent.version or "unknown",
+        "node_name": agent.node_name or "unknown",
+        "groups": list(agent.groups),
+    }
+
+
+def _strings(arguments: dict[str, Any], key: str) -> list[str]:
+    value = arguments.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ControlError(f"{key} must be a list of strings")
+    return value
+
+
+def _text(arguments: dict[str, Any], key: str) -> str:
+    value = arguments.get(key)
+    if not isinstance(value, str) or not value:
+        raise ControlError(f"{key} is required")
+    return value
+
+
+class MasterRegistry(LinkFeature):
+    """Owns the registry service, the enrollment authority and listener, and key pushes."""
+
+    def __init__(self, home: Home, auth: AuthSettings, node: Any, reactor: Any) -> None:
+        self.home = home
+        self.auth = auth
+        self.node = node
+        self.reactor = reactor
+        self.log = ClusterLog("Master", "Registry")
+        self.service = RegistryService(
+            reactor,
+            home.var_db / "global.db",
+            RegistryFiles(home.client_keys, home.shared, home.root / "var" / "multigroups"),
+        )
+        self._authority: EnrollmentAuthority | None = None
+        self.actions: dict[str, Action] = {
+            "list_agents": self._list_agents,
+            "delete_agents": self._delete_agents,
+            "list_groups": self._list_groups,
+            "create_group": self._create_group,
+            "delete_group": self._delete_group,
+            "assign": self._assign,
+            "unassign": self._unassign,
+        }
+
+    @property
+    def registry(self) -> AsyncRegistry:
+        """The running registry."""
+        return self.service.registry
+
+    @property
+    def authority(self) -> EnrollmentAuthority:
+        """The enrollment authority (built once the registry is running)."""
+        if self._authority is None:
+            password, generated = load_password(self.auth)
+            if generated:
+                self.log.info(
+                    "Generated an enrollment password in {path}.", path=self.auth.password_file
+                )
+            policy = EnrollmentPolicy.from_settings(self.auth, password, socket.gethostname())
+            self._authority = EnrollmentAuthority(
+                self.registry, policy, self.reactor.seconds, on_outcome=self._outcome
+            )
+        return self._authority
+
+    def enrollment_service(self) -> IService:
+        """The 1515 listener of the master: its requests go straight to the authority."""
+        ensure_manager_certificate(self.auth.ssl_manager_cert, self.auth.ssl_manager_key)
+        factory = EnrollmentServerFactory(
+            self._register, self.reactor, undelivered=self.undelivered
+        )
+        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), factory)
+        service.setName("enrollment")
+        return service
+
+    def _register(self, request: EnrollmentRequest, source_ip: str) -> Deferred[str]:
+        return self.authority.register(request, source_ip)
+
+    def undelivered(self, request: EnrollmentRequest, reply: str) -> None:
+        """Remove an agent whose key never reached it, and tell the workers."""
+        removed = self.authority.undelivered(request, reply)
+        removed.addCallback(lambda ids: self.push_keys([], list(ids)) if ids else None)
+        removed.addErrback(lambda failure: self.log.failure("Could not remove an agent", failure))
+
+    def services(self) -> Iterable[IService]:
+        """The registry (first, so it is open before anything uses it) and the 1515 listener."""
+        yield self.service
+        if self.auth.listening:
+            yield self.enrollment_service()
+
+    # --- key pushes -----------------------------------------------------------------------
+    def _outcome(self, outcome: EnrollmentOutcome, source_ip: str) -> None:
+        added = []
+        if outcome.agent is not None:
+            agent = outcome.agent
+            added.append({"id": agent.id, "name": agent.name, "ip": agent.ip, "key": agent.key})
+        removed = list(outcome.replaced)
+        if added or removed:
+            self.push_keys(added, removed)
+
+    def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
+        """Tell every connected worker about new and removed agents, without waiting."""
+        for link in self.node.workers:
+            try:
+                done = link.protocol.callRemote(wire.KeysUpdate, added=added, removed=removed)
+            except Exception as error:
+                self.log.warn("Could not push keys to {name}: {error}", name=link.name, error=error)
+                continue
+            done.addErrback(
+                lambda failure, name=link.name: self.log.warn(
+                    "Could not push keys to {name}: {error}",
+                    name=name,
+                    error=failure.getErrorMessage(),
+                )
+            )
+
+    # --- link commands -------------------------------------------------------------------
+    def locator(self, link: WorkerLink) -> amp.CommandLocator:
+        """Enrollment forwarding and relayed management for one worker."""
+        return _RegistryLocator(self, link)
+
+    async def forwarded_enrollment(self, link: WorkerLink, line: str, source_ip: str) -> str:
+        """Decide an enrollment a worker forwarded; the reply line goes back to the agent."""
+        try:
+            request = parse_request(line)
+        except EnrollmentError as error:
+            return error.reply()
+        self.log.info(
+            "Enrollment of {name!r} forwarded by {worker} for {ip}.",
+            name=request.name,
+            worker=link.name,
+            ip=source_ip,
+        )
+        reply: str = await self.authority.register(request, source_ip)
+        return reply
+
+    async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
+        """Run a management action; bad requests and registry refusals become ControlError."""
+        handler = self.actions.get(action)
+        if handler is None:
+            raise ControlError(f"unknown action {action!r}")
+        if not isinstance(arguments, dict):
+            raise ControlError("arguments must be an object")
+        try:
+            return await handler(arguments)
+        except RegistryError as error:
+            raise ControlError(str(error)) from None
+
+    # --- actions ---------------------------------------------------------------------------
+    async def _list_agents(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        statuses = set(_strings(arguments, "status"))
+        nodes = set(_strings(arguments, "node"))
+        offset = int(arguments.get("offset", 0))
+        limit = min(int(arguments.get("limit", MAX_PAGE)), MAX_PAGE)
+        agents = await self.registry.list_agents()
+        chosen = [
+            agent_row(agent)
+            for agent in agents
+            if (not statuses or agent.connection_status in statuses)
+            and (not nodes or agent.node_name in nodes)
+        ]
+        return {"agents": chosen[offset : offset + limit], "total": len(chosen)}
+
+    async def _delete_agents(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        ids = _strings(arguments, "ids")
+        removed = await self.registry.remove_agents(ids)
+        if removed:
+            self.log.info("Removed agents {ids}.", ids=", ".join(removed))
+            self.push_keys([], list(removed))
+        return {"removed": list(removed), "not_found": sorted(set(ids) - set(removed))}
+
+    async def _list_groups(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        groups = await self.registry.list_groups()
+        return {"groups": [{"name": g.name, "count": g.agent_count} for g in groups]}
+
+    async def _create_group(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        name = _text(arguments, "name")
+        await self.registry.create_group(name)
+        self.log.info("Created group {name}.", name=name)
+        return {"created": name}
+
+    async def _delete_group(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        name = _text(arguments, "name")
+        moved = await self.registry.delete_group(name)
+        self.log.info("Deleted group {name}.", name=name)
+        return {"deleted": name, "agents_back_in_default": list(moved)}
+
+    async def _assign(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        groups = await self.registry.assign(
+            _text(arguments, "agent"), _text(arguments, "group"), bool(arguments.get("replace"))
+        )
+        return {"groups": list(groups)}
+
+    async def _unassign(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        groups = await self.registry.unassign(_text(arguments, "agent"), _text(arguments, "group"))
+        return {"groups": list(groups)}
+
+
+class _RegistryLocator(amp.CommandLocator):
+    """The registry's commands for one worker link."""
+
+    def __init__(self, feature: MasterRegistry, link: WorkerLink) -> None:
+        self.feature = feature
+        self.link = link
+
+    @wire.EnrollAgent.responder
+    def enroll_agent(self, line: str, source_ip: str) -> Deferred[dict[str, str]]:
+        """Decide a forwarded enrollment."""
+        d = ensureDeferred(self.feature.forwarded_enrollment(self.link, line, source_ip))
+        return d.addCallback(lambda reply: {"reply": reply})
+
+    @wire.EnrollUndelivered.responder
+    def enroll_undelivered(self, line: str, reply: str) -> dict[str, Any]:
+        """Remove an agent whose key the worker could not deliver."""
+        try:
+            self.feature.undelivered(parse_request(line), reply)
+        except EnrollmentError:
+            pass
+        return {}
+
+    @wire.RelayManage.responder
+    def relay_manage(self, action: str, arguments: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """A management request made on the worker."""
+        d = ensureDeferred(self.feature.manage(action, arguments))
+        return d.addCallback(lambda result: {"result": result})

@@ -1,0 +1,24 @@
+"""Every section of wazuh-manager.conf a node uses, parsed once before the reactor starts.
+
+config.py validates ``<cluster>``; each room parses its own block (``<auth>`` in agents/...).
+This module gathers them so that a bad value anywhere stops the node with one line at start.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from wazuhcluster.agents.auth_settings import AuthSettings, parse_auth
+from wazuhcluster.config import NodeConfig
+
+
+@frozen
+class NodeSections:
+    """The parsed blocks a node runs with, besides ``<cluster>``."""
+
+    auth: AuthSettings
+
+
+def load_sections(config: NodeConfig) -> NodeSections:
+    """Parse every block; raises ConfigError naming the file, option and reason."""
+    return NodeSections(auth=parse_auth(config.section("auth"), config.home.root))

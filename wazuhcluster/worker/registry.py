@@ -1,0 +1,181 @@
+"""The worker's side of the registry: enrollment forwarded to the master, keys pushed back.
+
+The worker never decides an enrollment: it relays the agent's line to the master over the
+cluster link and relays the master's answer. Keys the master pushes are merged into the
+worker's client.keys at once (the integrity sync would bring them too, a cycle later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, succeed
+from twisted.protocols import amp
+
+from wazuhcluster.agents.auth_settings import AuthSettings
+from wazuhcluster.agents.enrollment import (
+    CANNOT_REACH_MASTER,
+    EnrollmentRequest,
+    EnrollmentServerFactory,
+    error_reply,
+)
+from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.registry.keys import KeyEntry, read_client_keys, write_client_keys
+from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.wire import registry as wire
+from wazuhcluster.wire.features import LinkFeature
+
+
+def merge_keys(path: Path, added: list[dict[str, str]], removed: list[str]) -> int:
+    """Apply pushed additions and removals to client.keys atomically; return the entry count.
+
+    An added id replaces any entry with the same id or name (the master already decided).
+    """
+    entries = {entry.id: entry for entry in (read_client_keys(path) if path.exists() else [])}
+    for agent_id in removed:
+        entries.pop(agent_id, None)
+    for item in added:
+        entry = KeyEntry(item["id"], item["name"], item["ip"], item["key"])
+        for stale in [e.id for e in entries.values() if e.name == entry.name]:
+            del entries[stale]
+        entries[entry.id] = entry
+    ordered = sorted(entries.values(), key=lambda entry: entry.id)
+    write_client_keys(path, ordered)
+    return len(ordered)
+
+
+class WorkerRegistry(LinkFeature):
+    """Forwards enrollment to the master and keeps client.keys current with its pushes."""
+
+    def __init__(
+        self,
+        client_keys: Path,
+        auth: AuthSettings,
+        link: Any,
+        reactor: Any,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+    ) -> None:
+        self.client_keys = client_keys
+        self.auth = auth
+        self.link = link
+        self.reactor = reactor
+        self.run_in_thread = run_in_thread
+        self.log = ClusterLog(f"Worker {link.cluster.node_name}", "Registry")
+        self.on_keys_changed: list[Callable[[], object]] = []
+        self._lock = DeferredLock()
+
+    # --- enrollment ------------------------------------------------------------------------
+    async def forward(self, request: EnrollmentRequest, source_ip: str) -> str:
+        """Relay an enrollment to the master; the agent gets the master's answer."""
+        if not self.link.connected:
+            self.log.error(
+                "Enrollment of {name!r} refused: not connected to the master.", name=request.name
+            )
+            return error_reply(CANNOT_REACH_MASTER)
+        self.log.info(
+            "Dispatching request to master node: {name!r} from {ip}.",
+            name=request.name,
+            ip=source_ip,
+        )
+        try:
+            answer = await self.link.call(
+                wire.EnrollAgent, line=request.to_line(), source_ip=source_ip
+            )
+        except Exception as error:
+            self.log.error(
+                "Could not forward the enrollment of {name!r}: {error}",
+                name=request.name,
+                error=str(error) or repr(error),
+            )
+            return error_reply(CANNOT_REACH_MASTER)
+        reply: str = answer["reply"]
+        return reply
+
+    def undelivered(self, request: EnrollmentRequest, reply: str) -> None:
+        """The agent never got its key: ask the master to remove it."""
+        if not self.link.connected:
+            return
+        done = self.link.call(wire.EnrollUndelivered, line=request.to_line(), reply=reply)
+        done.addErrback(
+            lambda failure: self.log.warn(
+                "Could not report an undelivered key: {error}", error=failure.getErrorMessage()
+            )
+        )
+
+    def enrollment_service(self) -> IService:
+        """The worker's 1515 listener."""
+        ensure_manager_certificate(self.auth.ssl_manager_cert, self.auth.ssl_manager_key)
+        factory = EnrollmentServerFactory(
+            lambda request, ip: ensureDeferred(self.forward(request, ip)),
+            self.reactor,
+            undelivered=self.undelivered,
+        )
+        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), factory)
+        service.setName("enrollment")
+        return service
+
+    def services(self) -> Iterable[IService]:
+        """The 1515 listener, unless enrollment is disabled."""
+        if self.auth.listening:
+            yield self.enrollment_service()
+
+    # --- pushed keys -----------------------------------------------------------------------
+    def locator(self, link: Any) -> amp.CommandLocator:
+        """Answers the master's key pushes."""
+        return _KeysLocator(self)
+
+    async def apply_push(self, added: list[dict[str, str]], removed: list[str]) -> None:
+        """Merge a push into client.keys (one at a time, in a thread) and tell the listeners."""
+        await self._lock.acquire()
+        try:
+            count = await self.run_in_thread(merge_keys, self.client_keys, added, removed)
+        finally:
+            self._lock.release()
+        self.log.info(
+            "Keys updated by the master: {added} added, {removed} removed ({count} agents).",
+            added=len(added),
+            removed=len(removed),
+            count=count,
+        )
+        for hook in list(self.on_keys_changed):
+            try:
+                hook()
+            except Exception:
+                self.log.failure("A keys-changed hook failed")
+
+
+def _valid_push(added: Any, removed: Any) -> bool:
+    fields = ("id", "name", "ip", "key")
+    return (
+        isinstance(added, list)
+        and isinstance(removed, list)
+        and all(
+            isinstance(item, dict) and all(isinstance(item.get(f), str) for f in fields)
+            for item in added
+        )
+        and all(isinstance(item, str) for item in removed)
+    )
+
+
+class _KeysLocator(amp.CommandLocator):
+    """KeysUpdate responder."""
+
+    def __init__(self, feature: WorkerRegistry) -> None:
+        self.feature = feature
+
+    @wire.KeysUpdate.responder
+    def keys_update(self, added: Any, removed: Any) -> Deferred[dict[str, Any]]:
+        """Apply a key push; malformed pushes are logged and ignored."""
+        if not _valid_push(added, removed):
+            self.feature.log.error("Ignored a malformed key push from the master.")
+            return succeed({})
+        d = ensureDeferred(self.feature.apply_push(added, removed))
+        d.addErrback(
+            lambda failure: self.feature.log.failure("Could not apply pushed keys", failure)
+        )
+        return d.addCallback(lambda _: {})
