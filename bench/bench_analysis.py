@@ -32,7 +32,7 @@ RULESET = os.path.join(os.path.dirname(REPO), "shared", "wazuh-ruleset")
 
 def sample_lines() -> list[str]:
     """Every log line of the ruleset's test cases (syslog, JSON, web logs...)."""
-    lines = []
+    lines: list[str] = []
     tests = os.path.join(RULESET, "testing", "tests")
     for name in sorted(os.listdir(tests)):
         if not name.endswith(".ini"):

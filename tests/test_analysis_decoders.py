@@ -48,7 +48,8 @@ class ParentChildTests(DecoderTestCase):
     def test_child_by_prematch_extracts_fields(self) -> None:
         """The matching child's regex fills static fields (user is dstuser)."""
         info = self.decode(self.engine(SSHD),
-                           "Feb  1 10:00:00 h sshd[1]: Accepted password for bob from 1.2.3.4 port 22")
+                           "Feb  1 10:00:00 h sshd[1]: Accepted password for bob from 1.2.3.4 "
+                           "port 22")
         assert info.decoder is not None
         self.assertEqual(info.decoder.name, "sshd-success")
         self.assertEqual(info.decoder.reported_name, "sshd")

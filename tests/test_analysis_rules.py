@@ -110,8 +110,10 @@ class TreeTests(RuleTestCase):
         """if_level hangs the rule under every rule of at least that level (level 0 counts as
         the highest, as in Wazuh)."""
         engine = self.engine(group("""
-<rule id="101" level="8"><if_sid>100</if_sid><match>act=deny</match><description>d</description></rule>
-<rule id="102" level="12"><if_level>8</if_level><user>^root$</user><description>r</description></rule>"""))
+<rule id="101" level="8"><if_sid>100</if_sid><match>act=deny</match>
+  <description>d</description></rule>
+<rule id="102" level="12"><if_level>8</if_level><user>^root$</user>
+  <description>r</description></rule>"""))
         self.assertEqual(self.rule_of(engine, line(act="deny", user="root")), "102")
         self.assertEqual(self.rule_of(engine, line(act="deny", user="bob")), "101")
 
@@ -156,7 +158,8 @@ class TreeTests(RuleTestCase):
         """A noalert rule passes its children through but never alerts itself."""
         engine = self.engine(group("""
 <rule id="101" level="5" noalert="1"><if_sid>100</if_sid><description>quiet</description></rule>
-<rule id="102" level="6"><if_sid>101</if_sid><user>^root$</user><description>child</description></rule>"""))
+<rule id="102" level="6"><if_sid>101</if_sid><user>^root$</user>
+  <description>child</description></rule>"""))
         self.assertEqual(self.rule_of(engine, line()), "")
         self.assertEqual(self.rule_of(engine, line(user="root")), "102")
 
@@ -290,7 +293,8 @@ class ListTests(RuleTestCase):
         """A rule naming an unloaded list is skipped with a warning, not fatal."""
         engine = self.engine(group("""
 <rule id="101" level="5"><if_sid>100</if_sid>
-  <list field="user" lookup="match_key">etc/lists/absent</list><description>l</description></rule>"""))
+  <list field="user" lookup="match_key">etc/lists/absent</list>
+  <description>l</description></rule>"""))
         self.assertEqual(self.rule_of(engine, line()), "")
         self.assertTrue(any("absent" in warning for warning in engine.warnings))
 

@@ -40,7 +40,7 @@ SETTINGS = RulesetSettings(
 _RULE_60000 = re.compile(r'(<rule id="60000"[^>]*>)(.*?)(</rule>)', re.DOTALL)
 
 
-class _MultiDict(collections.OrderedDict):  # type: ignore[type-arg]
+class _MultiDict(collections.OrderedDict):
     """Collects the lines of a repeated ini key, like the upstream runner's dict type."""
 
     def __setitem__(self, key: Any, value: Any) -> None:

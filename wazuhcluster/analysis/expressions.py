@@ -222,7 +222,8 @@ class PCRE2(_RegexBacked):
         return super().extract(text)
 
 
-_PCRE_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-:=,%@/\"'<>!#&;~`")
+_PCRE_PLAIN = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-:=,%@/\"'<>!#&;~`")
 
 
 def pcre2_required(pattern: str) -> tuple[str, ...]:
@@ -615,7 +616,7 @@ def translate_pcre2(pattern: str) -> str:
     out = out.replace("\\z", "\\Z").replace("\\h", "[ \\t]")
     for posix, python in _PCRE_POSIX.items():
         out = out.replace(posix, python)
-    flags = set()
+    flags: set[str] = set()
     for found in _PCRE_GLOBAL_FLAGS.finditer(out):
         flags.update(found.group(1))
     out = _PCRE_GLOBAL_FLAGS.sub("", out)

@@ -35,7 +35,7 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
 def read_settings(home: str) -> RulesetSettings:
-    """The ``<ruleset>``/``<alerts>`` settings of HOME/etc/wazuh-manager.conf (defaults if absent)."""
+    """``<ruleset>``/``<alerts>`` of HOME/etc/wazuh-manager.conf (defaults when absent)."""
     path = os.path.join(home, "etc", "wazuh-manager.conf")
     if not os.path.exists(path):
         return RulesetSettings()

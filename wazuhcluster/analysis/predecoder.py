@@ -89,8 +89,7 @@ def _syslog(full_log: str, p: str, stamp: int) -> PreDecoded:
         start += 1
     end = _span_valid(p, start)
     if _at(p, end) == ":" and _at(p, end + 1) == " ":
-        program = p[start:end]
-        return _drop_id_tag(full_log, p, end + 2, timestamp, None, program)
+        return _drop_id_tag(full_log, p, end + 2, timestamp, None, p[start:end])
     if _at(p, end) != " ":
         return PreDecoded(full_log, p[start:], timestamp)
     hostname = p[start:end]

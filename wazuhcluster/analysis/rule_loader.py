@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import attrs
+
 from wazuhcluster.analysis import cdb
 from wazuhcluster.analysis.compiled import COMPILED_RULES
 from wazuhcluster.analysis.expressions import (
@@ -383,7 +385,8 @@ class RuleBuilder:
         if rule.if_level is not None:
             if rule.if_level == 0:
                 return False
-            return self._attach_where(rule, lambda r: r.sort_level >= rule.if_level * 100)
+            floor = rule.if_level * 100
+            return self._attach_where(rule, lambda r: r.sort_level >= floor)
         if rule.if_group is not None:
             alternatives = [a.lower() for a in rule.if_group.split("|") if a]
             return self._attach_where(
@@ -424,6 +427,6 @@ class RuleBuilder:
     def _overwrite(old: Rule, new: Rule) -> None:
         keep = ("id", "children", "feeds", "search_key", "if_sid", "if_group", "if_level",
                 "if_matched_sid", "if_matched_group", "context")
-        for field in Rule.__attrs_attrs__:  # type: ignore[attr-defined]
+        for field in attrs.fields(Rule):
             if field.name not in keep:
                 setattr(old, field.name, getattr(new, field.name))

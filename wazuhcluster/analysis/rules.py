@@ -306,10 +306,16 @@ def compile_checks(rule: Rule) -> tuple[Check, ...]:
     if rule.day_time is not None or rule.week_days is not None:
         checks.append(lambda event, state: _check_time(rule, event))
     if rule.if_fts:
-        checks.append(lambda event, state: first_time_seen(event, state))
+        checks.append(first_time_seen)
     for lookup in rule.lists:
-        checks.append(lambda event, state, lookup=lookup: lookup.passes(event))
+        checks.append(_list_check(lookup))
     return tuple(checks)
+
+
+def _list_check(lookup: ListCheck) -> Check:
+    def listed(event: EventInfo, state: RuleState) -> bool:
+        return lookup.passes(event)
+    return listed
 
 
 def conditions_hold(rule: Rule, event: EventInfo, state: RuleState) -> bool:
