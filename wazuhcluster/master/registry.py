@@ -79,13 +79,21 @@ def _text(arguments: dict[str, Any], key: str) -> str:
 class MasterRegistry(LinkFeature):
     """Owns the registry service, the enrollment authority and listener, and key pushes."""
 
-    def __init__(self, home: Home, auth: AuthSettings, node: Any, reactor: Any) -> None:
+    def __init__(
+        self,
+        home: Home,
+        auth: AuthSettings,
+        node: Any,
+        reactor: Any,
+        registry_service: Any = None,
+    ) -> None:
         self.home = home
         self.auth = auth
         self.node = node
         self.reactor = reactor
         self.log = ClusterLog("Master", "Registry")
-        self.service = RegistryService(
+        #: The registry's service; tests pass one whose ``registry`` runs synchronously.
+        self.service = registry_service or RegistryService(
             reactor,
             home.var_db / "global.db",
             RegistryFiles(home.client_keys, home.shared, home.root / "var" / "multigroups"),
