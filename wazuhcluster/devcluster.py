@@ -100,6 +100,8 @@ class LocalCluster:
     extra_config: Callable[[str, str], str] = field(default=lambda name, role: "")
     #: Per node, the ports of its agent-facing services: ``{"enrollment": ..., "agents": ...}``.
     ports: dict[str, dict[str, int]] = field(factory=dict)
+    #: Extra options for every node's ``<auth>`` block (e.g. ``<use_password>yes</use_password>``).
+    auth_options: str = ""
 
     def node_ports(self, name: str) -> dict[str, int]:
         """The agent-facing ports of node ``name`` (allocated on first use)."""
@@ -114,6 +116,7 @@ class LocalCluster:
             "  <auth>\n"
             f"    <port>{ports['enrollment']}</port>\n"
             "    <bind_addr>127.0.0.1</bind_addr>\n"
+            f"    {self.auth_options}\n"
             "  </auth>\n"
         )
 
