@@ -19,6 +19,7 @@ import importlib
 import itertools
 import json
 import random
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -626,11 +627,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    from twisted.internet import reactor
+    from twisted.internet import reactor as global_reactor
 
+    reactor: Any = global_reactor
     status = {"code": 0}
 
     def run() -> None:
+        # Stop (and print the summary) on SIGINT and SIGTERM even when started in the
+        # background, where the shell leaves SIGINT ignored and Twisted does not hook it.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: reactor.callFromThread(reactor.stop))
         d = _run(reactor, options, sys.stdout)
 
         def stop(result: object) -> None:
