@@ -151,3 +151,14 @@ class RegistryLinkTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertEqual(outcome, [{}])
         self.assertEqual(self.keys_of("worker1"), {})
+
+    def test_group_files_follow_operator_edits(self) -> None:
+        """After an operator edits a group's agent.conf, the rebuild puts it in merged.mg."""
+        shared = self.cluster.master_home.shared
+        self.successResultOf(ensureDeferred(self.master.manage("create_group", {"name": "db"})))
+        (shared / "db" / "agent.conf").write_text("<agent_config><!-- tuned --></agent_config>\n")
+        self.successResultOf(self.master.rebuild_group_files())
+        self.assertIn("<!-- tuned -->", (shared / "db" / "merged.mg").read_text())
+        before = (shared / "db" / "merged.mg").stat().st_mtime_ns
+        self.successResultOf(self.master.rebuild_group_files())
+        self.assertEqual((shared / "db" / "merged.mg").stat().st_mtime_ns, before)

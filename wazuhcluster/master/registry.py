@@ -38,6 +38,7 @@ from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import Agent, RegistryError
 from wazuhcluster.registry.service import AsyncRegistry, RegistryService
 from wazuhcluster.registry.store import RegistryFiles
+from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
 
@@ -149,10 +150,23 @@ class MasterRegistry(LinkFeature):
         removed.addErrback(lambda failure: self.log.failure("Could not remove an agent", failure))
 
     def services(self) -> Iterable[IService]:
-        """The registry (first, so it is open before anything uses it) and the 1515 listener."""
+        """The registry (first, so it is open before anything uses it), the periodic rebuild of
+        group files, and the 1515 listener."""
         yield self.service
+        yield PeriodicTask(
+            "group files",
+            self.node.timings.local_agent_groups,
+            self.rebuild_group_files,
+            self.reactor,
+            self.log.child("Local agent-groups"),
+        )
         if self.auth.listening:
             yield self.enrollment_service()
+
+    def rebuild_group_files(self) -> Deferred[None]:
+        """Rebuild merged.mg of every group and multigroup (unchanged files are left alone), so
+        an operator's edit under etc/shared reaches the agents."""
+        return self.registry.run(lambda registry: registry.rebuild_group_files())
 
     # --- key pushes -----------------------------------------------------------------------
     def _outcome(self, outcome: EnrollmentOutcome, source_ip: str) -> None:
