@@ -130,6 +130,11 @@ class HandshakeTests(ChannelTestCase):
         proto.dataReceived(agent.frame(_keepalive()) + agent.frame(control.SHUTDOWN))
         self.assertEqual(agent.read(transport), [control.ACK.encode()])
         self.assertEqual(self.sessions.status("001"), AgentStatus.DISCONNECTED)
+        [stopped] = self.events
+        self.assertEqual(
+            (stopped.queue, stopped.location, stopped.message),
+            ("1", "wazuh-remoted", "ossec: Agent stopped: 'one->any'."),
+        )
 
     def test_ping(self) -> None:
         """'#ping' is answered with a framed, unencrypted '#pong'."""
@@ -235,6 +240,19 @@ class BadFrameTests(ChannelTestCase):
         """Garbage after '#AES:' logs (1404) and closes."""
         proto, transport = self.connect()
         proto.dataReceived(secure.frame(b"!001!#AES:" + os.urandom(33)))
+        self.assertClosedWith(
+            transport,
+            "(1404): Authentication error. Wrong key or corrupt payload. "
+            "Message received from agent '001' at 'any'.",
+        )
+
+    def test_missing_bang_padding(self) -> None:
+        """A plaintext without the '!' padding logs (1404) and closes."""
+        inner = b"000000000000001:0001:1:a:b"
+        body = zlib.compress(hashlib.md5(inner).hexdigest().encode() + inner)
+        ciphertext = secure.encrypt_body(body, self.one.cipher_key)
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!001!#AES:" + ciphertext))
         self.assertClosedWith(
             transport,
             "(1404): Authentication error. Wrong key or corrupt payload. "

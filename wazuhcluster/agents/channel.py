@@ -277,6 +277,9 @@ class AgentChannelProtocol(Protocol):
             self.send(control.ACK.encode())
         elif isinstance(message, control.Shutdown):
             sessions.shutdown(entry.agent_id, entry.name, entry.ip)
+            # remoted tells analysisd, which raises Wazuh's "agent stopped" alert from it.
+            stopped = f"ossec: Agent stopped: '{entry.name}->{entry.ip}'."
+            self.handle_event(entry, control.format_event("1", "wazuh-remoted", stopped))
         elif isinstance(message, control.KeepAlive):
             push = sessions.keepalive(
                 entry.agent_id, entry.name, entry.ip, self.peer_ip, message.data
@@ -380,8 +383,9 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             if entry is None or entry != old.get(agent_id):
                 self._owners[agent_id].close()
                 self._counters.pop(agent_id, None)
-        for agent_id in [agent_id for agent_id in self._counters if agent_id not in keys]:
-            del self._counters[agent_id]
+        for table in (self._counters, self._last_received):
+            for agent_id in [agent_id for agent_id in table if agent_id not in keys]:
+                del table[agent_id]
 
     # ------------------------------------------------------------------ connections
 
