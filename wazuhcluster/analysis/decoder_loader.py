@@ -124,6 +124,7 @@ class DecoderBuilder:
             decoder.regex = _compile(element, "osregex", ("osregex", "pcre2"), text, path, name)
             decoder.regex_offset = _offset(element, path, name)
         self._validate(decoder, path, node.line)
+        decoder.index()
         return decoder
 
     @staticmethod

@@ -65,9 +65,17 @@ class Decoder:
     reported_name: str = ""
     reported_parent: str | None = None
 
+    prematch_keys: tuple[str, ...] = ()
+    regex_keys: tuple[str, ...] = ()
+
     def __attrs_post_init__(self) -> None:
         if not self.reported_name:
             self.reported_name = self.name
+
+    def index(self) -> None:
+        """Remember the literal pieces the prematch and regex need (after compiling them)."""
+        self.prematch_keys = _keys(self.prematch)
+        self.regex_keys = _keys(self.regex)
 
 
 _CLASS_CHARS = {
@@ -165,10 +173,26 @@ class DecoderSet:
                 return
 
 
+def _absent(keys: tuple[str, ...], low: str) -> bool:
+    """True when none of an OS_Regex's key pieces occurs in the (lower-cased) text."""
+    if not keys:
+        return False
+    for key in keys:
+        if key in low:
+            return False
+    return True
+
+
+def _keys(expression: Expression | None) -> tuple[str, ...]:
+    return expression.keys if isinstance(expression, OSRegex) else ()
+
+
 def _decode_with(root: Decoder, event: EventInfo) -> bool:
     log = event.log
     after_parent = 0
     if root.prematch is not None:
+        if _absent(root.prematch_keys, event.log_lower):
+            return False
         found = root.prematch.extract(log)
         if found is None:
             return False
@@ -226,7 +250,11 @@ def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log
                 start = after_prematch if previous_end is None else previous_end
             else:
                 start = 0
-            found = decoder.regex.extract(log[start:])
+            # A piece missing from the whole log is missing from any part of it.
+            if _absent(decoder.regex_keys, event.log_lower):
+                found = None
+            else:
+                found = decoder.regex.extract(log[start:])
             if found is None:
                 if decoder.get_next and position + 1 < len(siblings):
                     position += 1

@@ -31,13 +31,14 @@ class EventInfo:
         "agent_id", "agent_ip", "agent_name", "decoder", "field_index", "fields", "firedtimes",
         "fts_new",
         "full_log",
-        "hostname", "last_events", "location", "log", "log_after_parent",
+        "hostname", "last_events", "location", "log", "log_after_parent", "log_lower",
         "log_after_prematch", "matched", "program_name", "static", "time", "timestamp",
     )
 
     def __init__(self, full_log: str, log: str, location: str, time: float) -> None:
         self.full_log = full_log
         self.log = log
+        self.log_lower = log.lower()
         self.location = location
         self.time = time
         self.timestamp: str | None = None

@@ -139,17 +139,34 @@ class Rule:
     children: list[Rule] = attrs.field(factory=list)
     feeds: list[tuple[str, int]] = attrs.field(factory=list)
     search_key: tuple[str, int] | None = None
-    child_cache: dict[str, tuple[Rule, ...]] = attrs.field(factory=dict, repr=False)
+    child_cache: dict[tuple[str, str | None, str | None], tuple[Rule, ...]] = attrs.field(
+        factory=dict, repr=False)
+    key_field: str | None = attrs.field(default=None, repr=False)
+    indexed: bool = attrs.field(default=False, repr=False)
     checks: tuple[Callable[[EventInfo, RuleState], bool], ...] | None = attrs.field(
         default=None, repr=False)
 
-    def children_for(self, decoder_name: str) -> tuple[Rule, ...]:
-        """The children that can match an event of ``decoder_name`` (cached per name)."""
-        found = self.child_cache.get(decoder_name)
+    def children_for(self, event: EventInfo) -> tuple[Rule, ...]:
+        """The children worth trying for ``event``.
+
+        Children whose decoded_as, program_name or condition on the most used dynamic field
+        rule the event out are dropped; the answer depends only on those three values, so it
+        is cached per combination (a line tries tens of rules, not the whole tree).
+        """
+        if not self.indexed:
+            self.key_field = _pick_key_field(self.children)
+            self.indexed = True
+        decoder_name = event.decoder.reported_name if event.decoder is not None else ""
+        value = event.find_field(self.key_field) if self.key_field is not None else None
+        key = (decoder_name, event.program_name, value)
+        found = self.child_cache.get(key)
         if found is None:
             found = tuple(c for c in self.children
-                          if c.decoded_as is None or c.decoded_as == decoder_name)
-            self.child_cache[decoder_name] = found
+                          if _may_match(c, decoder_name, event.program_name, self.key_field,
+                                        value))
+            if len(self.child_cache) >= MAX_CHILD_CACHE:
+                self.child_cache.clear()
+            self.child_cache[key] = found
         return found
 
     @property
@@ -163,6 +180,38 @@ class Rule:
         if self.search_key is None:
             return None
         return self.frequency if self.frequency is not None else 2
+
+
+MAX_CHILD_CACHE = 4096
+
+
+def _pick_key_field(children: list[Rule]) -> str | None:
+    """The dynamic field most children test (when at least three do), for the child index."""
+    counts: dict[str, int] = {}
+    for child in children:
+        for name, _ in child.fields:
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return None
+    name, count = max(counts.items(), key=lambda item: item[1])
+    return name if count >= 3 else None
+
+
+def _may_match(child: Rule, decoder_name: str, program_name: str | None,
+               key_field: str | None, value: str | None) -> bool:
+    """False when ``child`` surely fails on these decoder, program name and field values."""
+    if child.decoded_as is not None and child.decoded_as != decoder_name:
+        return False
+    expression = child.expressions.get("program_name")
+    if expression is not None and (program_name is None or
+                                   expression.matches(program_name) == expression.negate):
+        return False
+    if key_field is not None:
+        for name, condition in child.fields:
+            if name == key_field and (value is None or
+                                      condition.matches(value) == condition.negate):
+                return False
+    return True
 
 
 def add_sorted(siblings: list[Rule], rule: Rule) -> None:
@@ -234,11 +283,32 @@ def first_time_seen(event: EventInfo, state: RuleState) -> bool:
 Check = Callable[[EventInfo, "RuleState"], bool]
 
 
+def _log_check(expression: Expression) -> Check:
+    """A check on the log; plain OS_Match substrings test the pre-lowered log directly."""
+    negate = expression.negate
+    if isinstance(expression, OSMatch) and not expression.inverted and not expression.any_empty \
+            and not expression.exact and not expression.prefixes and not expression.suffixes:
+        parts = expression.contains
+        if len(parts) == 1:
+            part = parts[0]
+            return lambda event, state: (part in event.log_lower) != negate
+
+        def contains(event: EventInfo, state: RuleState) -> bool:
+            low = event.log_lower
+            for piece in parts:
+                if piece in low:
+                    return not negate
+            return negate
+        return contains
+    matches = expression.matches
+    return lambda event, state: matches(event.log) != negate
+
+
 def _expression_check(name: str, expression: Expression) -> Check:
     matches = expression.matches
     negate = expression.negate
     if name in ("match", "regex"):
-        return lambda event, state: matches(event.log) != negate
+        return _log_check(expression)
     if name == "location":
         return lambda event, state: matches(event.location) != negate
     if name in ("hostname", "program_name"):
@@ -400,14 +470,26 @@ def match_rule(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
     for check in checks:
         if not check(event, state):
             return None
+    return _matched(rule, event, state)
+
+
+def _matched(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
+    """``rule``'s own conditions hold: run its correlation search, then its children."""
     if rule.search_key is not None and not search_history(rule, event, state):
         event.last_events = []
         return None
-    decoder_name = event.decoder.reported_name if event.decoder is not None else ""
-    for child in rule.children_for(decoder_name):
-        found = match_rule(child, event, state)
-        if found is not None:
-            return found
+    for child in rule.children_for(event):
+        # The children's checks run inline: most children fail their first check.
+        checks = child.checks
+        if checks is None:
+            checks = child.checks = compile_checks(child)
+        for check in checks:
+            if not check(event, state):
+                break
+        else:
+            found = _matched(child, event, state)
+            if found is not None:
+                return found
     if rule.noalert:
         return None
     fired = state.fired.get(rule.id, 0) + 1
