@@ -123,6 +123,28 @@ class HandshakeTests(ChannelTestCase):
         self.assertIs(self.factory.connection_for("001"), proto)
         self.assertFalse(transport.disconnecting)
 
+    def test_version_check(self) -> None:
+        """With a manager version, newer agents and startups without a version get '#!-err'."""
+        factory = self.make_factory(manager_version="v4.14.7")
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect(factory=factory)
+        proto.dataReceived(agent.frame(control.format_startup("v4.15.0")))
+        self.assertEqual(
+            agent.read(transport),
+            [b'#!-err {"message":"Agent version must be lower or equal to manager version"}'],
+        )
+        self.assertEqual(self.sessions.status("001"), AgentStatus.NEVER_CONNECTED)
+        proto.dataReceived(agent.frame("#!-agent startup {}"))
+        self.assertEqual(
+            agent.read(transport), [b'#!-err {"message":"Couldn\'t retrieve version"}']
+        )
+        proto.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+        lenient = self.make_factory(manager_version="v4.14.7", allow_higher_versions=True)
+        proto, transport = self.connect(factory=lenient)
+        proto.dataReceived(FakeAgent(self.three).frame(control.format_startup("v5.0.0")))
+        self.assertEqual(FakeAgent(self.three).read(transport), [control.ACK.encode()])
+
     def test_shutdown_no_ack(self) -> None:
         """A shutdown disconnects the agent and is not acknowledged."""
         agent = FakeAgent(self.one)

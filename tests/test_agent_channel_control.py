@@ -102,13 +102,21 @@ class AgentControlTests(SynchronousTestCase):
     """Startup, shutdown and request messages from agents."""
 
     def test_startup(self) -> None:
-        """The startup JSON gives the version; bad JSON gives None."""
+        """The startup JSON gives the version; bad JSON or no version gives None."""
         text = control.format_startup("v4.14.7")
         self.assertEqual(text, '#!-agent startup {"version":"v4.14.7"}')
         self.assertEqual(control.parse_agent_control(text), control.Startup("v4.14.7"))
         self.assertEqual(
-            control.parse_agent_control("#!-agent startup {oops"), control.Startup(None)
+            control.parse_agent_control("#!-agent startup {oops"),
+            control.Startup(None, has_info=False),
         )
+        self.assertEqual(control.parse_agent_control("#!-agent startup {}"), control.Startup(None))
+
+    def test_version_tuple(self) -> None:
+        """Versions with or without 'v' or 'Wazuh ' compare as tuples."""
+        self.assertEqual(control.version_tuple("v4.14.7"), (4, 14, 7))
+        self.assertEqual(control.version_tuple("Wazuh v4.9"), (4, 9, 0))
+        self.assertIsNone(control.version_tuple("banana"))
 
     def test_shutdown_and_request(self) -> None:
         """Shutdown is exact; req is recognised; non-control text is refused."""

@@ -273,6 +273,15 @@ class AgentChannelProtocol(Protocol):
         except control.ControlError:
             message = control.OtherControl(text)
         if isinstance(message, control.Startup):
+            refusal = self.factory.version_refusal(message)
+            if refusal is not None:
+                self.factory.log.debug(
+                    "Unable to connect agent: '{agent_id}': '{reason}'",
+                    agent_id=entry.agent_id,
+                    reason=refusal,
+                )
+                self.send(control.format_error(refusal).encode())
+                return
             sessions.startup(entry.agent_id, entry.name, entry.ip, self.peer_ip, message.version)
             self.send(control.ACK.encode())
         elif isinstance(message, control.Shutdown):
@@ -344,6 +353,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         max_frame: int = secure.MAX_FRAME,
         max_shared_file: int = MAX_SHARED_FILE,
         cooperator: task.Cooperator | None = None,
+        manager_version: str | None = None,
+        allow_higher_versions: bool = False,
     ) -> None:
         self._keys = keys
         self.sessions = sessions
@@ -355,6 +366,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.max_frame = max_frame
         self.max_shared_file = max_shared_file
         self.cooperator = cooperator or task.Cooperator(scheduler=self._schedule)
+        self.manager_version = control.version_tuple(manager_version) if manager_version else None
+        self.allow_higher_versions = allow_higher_versions
         self.stats = ChannelStats()
         # Start the manager's counter at the current time so it keeps growing across
         # restarts without a counter file (remoted persists it in queue/rids/sender_counter).
@@ -366,6 +379,21 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
 
     def _schedule(self, call: Callable[[], None]) -> Any:
         return self.clock.callLater(0, call)
+
+    def version_refusal(self, startup: control.Startup) -> str | None:
+        """Why a startup is refused (agent newer than the manager, or no version), or None.
+
+        Only checked when a ``manager_version`` was given, like remoted without
+        ``allow_higher_versions``; a startup whose JSON does not parse is accepted, as there.
+        """
+        if self.manager_version is None or self.allow_higher_versions or not startup.has_info:
+            return None
+        agent = control.version_tuple(startup.version) if startup.version else None
+        if agent is None:
+            return control.RETRIEVE_VERSION
+        if agent > self.manager_version:
+            return control.INVALID_VERSION_RESPONSE
+        return None
 
     # ------------------------------------------------------------------ keys
 

@@ -49,6 +49,8 @@ _MAJOR = re.compile(r"^([0-9]+)")
 _MINOR = re.compile(r"^[0-9]+\.([0-9]+)")
 _SUSE_MINOR = re.compile(r"^[0-9]+-[Ss][Pp]([0-9]+)")
 _BUILD = re.compile(r"^[0-9]+\.[0-9]+\.([0-9]+(?:\.[0-9]+)*)")
+INVALID_VERSION_RESPONSE = "Agent version must be lower or equal to manager version"
+RETRIEVE_VERSION = "Couldn't retrieve version"
 #: Queue characters Wazuh agents use (mq_op.h); others are refused.
 QUEUES = frozenset("123456789abcdefghijklmnopqrstuvwxyz")
 
@@ -86,9 +88,10 @@ class KeepAliveData:
 
 @frozen
 class Startup:
-    """``#!-agent startup {"version": ...}``."""
+    """``#!-agent startup {"version": ...}``; ``has_info`` tells whether the JSON parsed."""
 
     version: str | None
+    has_info: bool = True
 
 
 @frozen
@@ -233,15 +236,28 @@ def parse_keepalive(body: str) -> KeepAliveData:
 def parse_startup(text: str) -> Startup:
     """Parse ``#!-agent startup {json}``: the version, when the JSON holds one."""
     brace = text.find("{")
-    version = None
+    info = None
     if brace >= 0:
         try:
             info = json.loads(text[brace:])
         except ValueError:
             info = None
-        if isinstance(info, dict) and isinstance(info.get("version"), str):
-            version = info["version"]
-    return Startup(version)
+    if not isinstance(info, dict):
+        return Startup(None, has_info=False)
+    version = info.get("version")
+    return Startup(version if isinstance(version, str) else None)
+
+
+_VERSION = re.compile(r"^(?:Wazuh )?v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def version_tuple(version: str) -> tuple[int, int, int] | None:
+    """``"v4.14.7"`` → ``(4, 14, 7)``; None when the text is not a version."""
+    found = _VERSION.match(version.strip())
+    if found is None:
+        return None
+    major, minor, patch = found.groups()
+    return int(major), int(minor), int(patch or 0)
 
 
 def parse_agent_control(message: str) -> AgentControl:
