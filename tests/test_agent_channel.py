@@ -172,7 +172,11 @@ class HandshakeTests(ChannelTestCase):
         proto.dataReceived(agent.frame("1:/var/log/auth.log:sshd: fail") + agent.frame("x"))
         self.assertEqual(
             self.events,
-            [AgentEvent("001", "one", "10.0.0.1", "1", "/var/log/auth.log", "sshd: fail", 10_000)],
+            [
+                AgentEvent(
+                    "001", "one", "10.0.0.1", "1", "/var/log/auth.log", "sshd: fail", 10_000, "any"
+                )
+            ],
         )
         self.assertEqual(self.factory.stats.events, 1)
         self.assertIn("Malformed event from agent '001'", "\n".join(self.messages()))

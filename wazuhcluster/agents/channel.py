@@ -37,7 +37,11 @@ MAX_SHARED_FILE = 16 * 1024 * 1024
 
 @frozen
 class AgentEvent:
-    """One event received from an agent, for the analysis pipeline."""
+    """One event received from an agent, for the analysis pipeline.
+
+    ``ip`` is the connection's source address; ``registered_ip`` is the client.keys IP
+    (often ``any``), the one remoted puts in its ``[<id>] (<name>) <ip>`` tag.
+    """
 
     agent_id: str
     name: str
@@ -46,6 +50,7 @@ class AgentEvent:
     location: str
     message: str
     received: float
+    registered_ip: str = "any"
 
 
 EventSink = Callable[[AgentEvent], None]
@@ -328,6 +333,7 @@ class AgentChannelProtocol(Protocol):
             fields.location,
             fields.message,
             self.factory.clock.seconds(),
+            entry.ip,
         )
         try:
             self.factory.event_sink(event)
