@@ -17,6 +17,7 @@ This module is pure: no reactor, no I/O except :meth:`KeyStore.load`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -208,7 +209,10 @@ class ReceiveCounter:
 # --------------------------------------------------------------------------- encryption
 
 
+@functools.lru_cache(maxsize=65536)
 def _aes(key: bytes) -> Cipher[modes.CBC]:
+    # A Cipher only holds the key and IV; each call makes a fresh encryptor or decryptor,
+    # so one object per agent key can be reused (building it costs a third of a message).
     return Cipher(algorithms.AES(key), modes.CBC(IV))
 
 
