@@ -19,10 +19,13 @@ from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 
 from wazuhcluster.control import commands
+from wazuhcluster.health import iso_time
 from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.wire.commands import NotConnected
 
 NOT_RUNNING = "Cluster is not running."
+#: Exit status of ``-i`` when the cluster's verdict is not ok (1 means the request failed).
+UNHEALTHY = 2
 #: Agents fetched per request when listing (the node caps it at 200 too).
 PAGE = 200
 
@@ -54,6 +57,101 @@ def format_agents(agents: list[dict[str, Any]]) -> str:
     return format_table(("ID", "Name", "IP", "Status", "Version", "Node name"), rows)
 
 
+def _duration(start: Any, end: Any) -> str:
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+        return "n/a"
+    return f"{max(end - start, 0.001):.3f}s ({iso_time(start)} - {iso_time(end)})"
+
+
+def _worker_line(name: str, node: dict[str, Any]) -> str:
+    status = node.get("status", {})
+    verdict = node.get("verdict", {})
+    dates = (
+        ("Integrity check", status.get("last_check_integrity", {}).get("date_end_master")),
+        ("Integrity sync", status.get("last_sync_integrity", {}).get("date_end_master")),
+        ("Agents-info", status.get("last_sync_agentinfo", {}).get("date_end_master")),
+        ("Agent-groups", status.get("last_sync_agentgroup", {}).get("date_end")),
+        ("Agent-groups full", status.get("last_sync_full_agentgroup", {}).get("date_end")),
+        ("Last keep alive", status.get("last_keep_alive")),
+    )
+    parts = " | ".join(f"{label}: {iso_time(value)}" for label, value in dates)
+    reasons = verdict.get("reasons") or []
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return f"    {name} ({node['info']['ip']}): {parts}. Verdict: {verdict.get('state')}{why}"
+
+
+def format_health(health: dict[str, Any]) -> str:
+    """``-i``: the cluster's verdict, then one line per worker, as Wazuh prints it plus ours."""
+    nodes = health["nodes"]
+    workers = {n: v for n, v in nodes.items() if v["info"]["type"] == "worker"}
+    connected = {n: v for n, v in workers.items() if "disconnected_at" not in v.get("status", {})}
+    gone = {n: v for n, v in workers.items() if n not in connected}
+    verdict = health["verdict"]
+    lines = [f"Cluster name: {health['cluster']}", f"Cluster verdict: {verdict['state']}", ""]
+    lines.append(f"Last completed synchronization for connected nodes ({len(connected)}):")
+    lines += [_worker_line(name, connected[name]) for name in sorted(connected)]
+    if gone:
+        lines.append(f"Disconnected nodes ({len(gone)}):")
+        lines += [
+            f"    {name} ({gone[name]['info']['ip']}): "
+            f"{'; '.join(gone[name]['verdict']['reasons'])}"
+            for name in sorted(gone)
+        ]
+    return "\n".join(lines)
+
+
+def format_health_more(health: dict[str, Any]) -> str:
+    """``-i more``: every node's details in Wazuh's layout, plus the verdicts."""
+    nodes = health["nodes"]
+    connected = [n for n in nodes if "disconnected_at" not in nodes[n].get("status", {})]
+    lines = [
+        f"Cluster verdict: {health['verdict']['state']}",
+        "",
+        f"Connected nodes ({len(connected)}):",
+    ]
+    for name in sorted(nodes):
+        node = nodes[name]
+        info, status = node["info"], node.get("status", {})
+        lines += [
+            f"    {name} ({info['ip']})",
+            f"        Version: {info['version']}",
+            f"        Type: {info['type']}",
+        ]
+        if "disconnected_at" in status:
+            lines.append(f"        Verdict: disconnected ({'; '.join(node['verdict']['reasons'])})")
+            continue
+        if info["type"] != "worker":
+            continue
+        check = status.get("last_check_integrity", {})
+        sync = status.get("last_sync_integrity", {})
+        files = sync.get("total_files", {})
+        agent_info = status.get("last_sync_agentinfo", {})
+        lines += [
+            "        Status:",
+            "            Last keep Alive:",
+            f"                Last received: {iso_time(status.get('last_keep_alive'))}.",
+            "            Integrity check:",
+            "                Last integrity check: "
+            f"{_duration(check.get('date_start_master'), check.get('date_end_master'))}.",
+            "                Permission to check integrity: "
+            f"{status.get('sync_integrity_free', 'n/a')}.",
+            "            Integrity sync:",
+            "                Last integrity synchronization: "
+            f"{_duration(sync.get('date_start_master'), sync.get('date_end_master'))}.",
+            f"                Synchronized files: Shared: {files.get('shared', 0)} | "
+            f"Missing: {files.get('missing', 0)} | Extra: {files.get('extra', 0)}.",
+            f"                Files pending: {sync.get('deferred_files', 0)}.",
+            "            Agents-info:",
+            "                Last synchronization: "
+            f"{_duration(agent_info.get('date_start_master'), agent_info.get('date_end_master'))}.",
+            "                Number of synchronized chunks: "
+            f"{agent_info.get('n_synced_chunks', 0)}.",
+            f"            Verdict: {node['verdict']['state']}"
+            + (f" ({'; '.join(node['verdict']['reasons'])})" if node["verdict"]["reasons"] else ""),
+        ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of wazuh-cluster-control."""
     parser = argparse.ArgumentParser(
@@ -69,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("-l", "--list-nodes", action="store_true", help="list the nodes")
     action.add_argument("-a", "--list-agents", action="store_true", help="list the agents")
     action.add_argument("--info", action="store_true", help="this node's identity")
+    action.add_argument(
+        "-i",
+        "--health",
+        nargs="?",
+        const="summary",
+        choices=["summary", "more"],
+        help="health with a verdict per worker; 'more' for details (exit 2 when unhealthy)",
+    )
     action.add_argument("--list-groups", action="store_true", help="list the groups")
     action.add_argument("--delete-agents", nargs="+", metavar="ID", help="remove agents")
     action.add_argument("--create-group", metavar="GROUP", help="create a group")
@@ -124,7 +230,15 @@ async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     return "\n".join(f"{k}: {v}" for k, v in info.items()), info
 
 
+async def _health(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    health = (await ask(commands.ClusterHealth))["health"]
+    text = format_health_more(health) if args.health == "more" else format_health(health)
+    return text, health
+
+
 def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]]]:
+    if args.health:
+        return _health
     if args.list_nodes:
         return _list_nodes
     if args.list_agents:
@@ -219,6 +333,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(outcome["error"], file=sys.stderr)
         return 1
     print(json.dumps(outcome["json"], indent=2) if args.json else outcome["text"])
+    if args.health and outcome["json"]["verdict"]["state"] != "ok":
+        return UNHEALTHY
     return 0
 
 

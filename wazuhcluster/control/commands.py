@@ -46,3 +46,11 @@ class Manage(amp.Command):
     arguments = [(b"action", amp.Unicode()), (b"arguments", Json())]
     response = [(b"result", Json())]
     errors = _ERRORS
+
+
+class ClusterHealth(amp.Command):
+    """The cluster's health report with verdicts (answered by the master)."""
+
+    arguments = []
+    response = [(b"health", Json())]
+    errors = _ERRORS

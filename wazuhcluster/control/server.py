@@ -30,6 +30,9 @@ class ControlBackend(Protocol):
     async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
         """Serve a management request (the master) or relay it to the master (a worker)."""
 
+    async def cluster_health(self) -> dict[str, Any]:
+        """The cluster's health report."""
+
 
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
@@ -53,6 +56,14 @@ class ControlProtocol(amp.AMP):
 
     async def _local_info(self) -> dict[str, Any]:
         return {"info": await self.backend.local_info()}
+
+    @commands.ClusterHealth.responder
+    def cluster_health(self) -> Deferred[dict[str, Any]]:
+        """Answer ClusterHealth from the backend."""
+        return ensureDeferred(self._cluster_health())
+
+    async def _cluster_health(self) -> dict[str, Any]:
+        return {"health": await self.backend.cluster_health()}
 
     @commands.Manage.responder
     def manage(self, action: str, arguments: dict[str, Any]) -> Deferred[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from OpenSSL import crypto
@@ -16,6 +15,7 @@ from wazuhcluster import __version__
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
+from wazuhcluster.health import Verdict, cluster_verdict, worker_verdict
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
@@ -28,14 +28,6 @@ from wazuhcluster.tls import certificate_names, load_material, server_options
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
 from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import MasterIdentity
-
-
-def iso_time(seconds: float | None) -> str:
-    """Format a POSIX time the way Wazuh's health report does, or ``n/a``."""
-    if seconds is None:
-        return "n/a"
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def tls_peer_names(transport: Any) -> set[str] | None:
@@ -96,16 +88,43 @@ class MasterNode:
         return rows
 
     def health(self) -> dict[str, Any]:
-        """Health data in the shape of Wazuh's ``get_health``."""
+        """Health data in the shape of Wazuh's ``get_health`` (times as POSIX seconds), with a
+        verdict per worker and for the cluster."""
+        now = self.clock.seconds()
         nodes: dict[str, Any] = {}
+        verdicts: dict[str, Verdict] = {}
         for row in self.nodes():
             nodes[row["name"]] = {"info": dict(row)}
         for link in self.workers:
-            nodes[link.name]["status"] = {
-                "last_keep_alive": iso_time(link.last_keepalive),
+            status = {
+                "last_keep_alive": link.last_keepalive,
+                "connected_since": link.connected_at,
                 **self.features.health(link),
             }
-        return {"n_connected_nodes": len(self.workers), "nodes": nodes}
+            verdicts[link.name] = worker_verdict(status, now, self.timings)
+            nodes[link.name]["status"] = status
+        for gone in self.workers.recent_departures(now):
+            status = {"disconnected_at": gone.at}
+            verdicts[gone.name] = worker_verdict(status, now, self.timings)
+            nodes[gone.name] = {
+                "info": {
+                    "name": gone.name,
+                    "type": "worker",
+                    "version": gone.version,
+                    "ip": gone.address,
+                },
+                "status": status,
+            }
+        for name, verdict in verdicts.items():
+            nodes[name]["verdict"] = {"state": verdict.state, "reasons": list(verdict.reasons)}
+        overall = cluster_verdict(verdicts)
+        return {
+            "cluster": self.config.cluster.name,
+            "time": now,
+            "n_connected_nodes": len(self.workers),
+            "nodes": nodes,
+            "verdict": {"state": overall.state, "reasons": list(overall.reasons)},
+        }
 
     def reap_silent_workers(self) -> None:
         """Drop every worker that has sent no keep-alive for longer than max_silence."""

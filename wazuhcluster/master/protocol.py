@@ -191,7 +191,7 @@ class MasterProtocol(StreamResponders, amp.AMP):
                 ip=self.peer_ip,
                 reason=reason.getErrorMessage(),
             )
-        elif self.node.workers.remove(self.link):
+        elif self.node.workers.remove(self.link, self.node.clock.seconds()):
             self.log.info(
                 "Disconnected {name}: {reason}",
                 name=self.link.name,

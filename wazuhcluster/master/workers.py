@@ -28,24 +28,47 @@ class WorkerLink:
             transport.abortConnection()
 
 
+@define
+class Departure:
+    """A worker that left: when, and what it was."""
+
+    name: str
+    version: str
+    address: str
+    at: float
+
+
+#: How long a departed worker is still reported as disconnected.
+DEPARTURE_MEMORY = 24 * 3600.0
+
+
 class WorkerDirectory:
-    """Connected workers by name, in connection order."""
+    """Connected workers by name, in connection order, and the ones that left recently."""
 
     def __init__(self) -> None:
         self._links: dict[str, WorkerLink] = {}
+        self.departed: dict[str, Departure] = {}
 
     def add(self, link: WorkerLink) -> None:
         """Register a worker that passed the handshake; its name must be free."""
         if link.name in self._links:
             raise KeyError(f"worker {link.name} is already connected")
         self._links[link.name] = link
+        self.departed.pop(link.name, None)
 
-    def remove(self, link: WorkerLink) -> bool:
-        """Forget ``link`` if it is still the one registered under its name."""
+    def remove(self, link: WorkerLink, now: float) -> bool:
+        """Forget ``link`` if it is still the one registered under its name; remember it left."""
         if self._links.get(link.name) is link:
             del self._links[link.name]
+            self.departed[link.name] = Departure(link.name, link.version, link.address, now)
             return True
         return False
+
+    def recent_departures(self, now: float) -> list[Departure]:
+        """Workers that left within :data:`DEPARTURE_MEMORY` and have not come back."""
+        for name in [n for n, d in self.departed.items() if now - d.at > DEPARTURE_MEMORY]:
+            del self.departed[name]
+        return list(self.departed.values())
 
     def get(self, name: str) -> WorkerLink | None:
         """The worker called ``name``, if connected."""

@@ -41,6 +41,12 @@ class WorkerNode:
         nodes: list[dict[str, str]] = answer["nodes"]
         return nodes
 
+    async def cluster_health(self) -> dict[str, Any]:
+        """Control: the health report, asked of the master."""
+        answer = await self.link.call(commands.GetHealth)
+        health: dict[str, Any] = answer["health"]
+        return health
+
     async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
         """Control: a management request, relayed to the master."""
         answer = await self.link.call(RelayManage, action=action, arguments=arguments)
