@@ -260,6 +260,13 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(simulator.main(["--events", self.mktemp(), "--keys", "x"]), 2)
         self.assertIn("wazuh-agent-sim:", stderr.getvalue())
 
+    def test_save_keys(self) -> None:
+        """Saved keys load back as a client.keys file readable by the owner only."""
+        path = self.mktemp()
+        simulator.save_keys(path, KEYS)
+        self.assertEqual(list(secure.KeyStore.load(path)), KEYS)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+
     def test_key_from_enrollment(self) -> None:
         """Keys are read from tuples, strings, mappings and objects."""
         expected = secure.AgentKey("007", "n", "any", "k")

@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import os
 import random
 import signal
 import sys
@@ -452,6 +453,15 @@ def _key_from_enrollment(result: Any) -> secure.AgentKey:
     raise TypeError(f"cannot read an agent key from {result!r}")
 
 
+def save_keys(path: str, keys: Sequence[secure.AgentKey]) -> None:
+    """Write keys as a client.keys file (owner-only), replacing it atomically."""
+    temporary = f"{path}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(key.line() + "\n" for key in keys))
+    os.replace(temporary, path)
+
+
 class EnrollmentUnavailable(RuntimeError):
     """The enrollment client module is not available in this build."""
 
@@ -512,6 +522,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eps", type=float, default=0.0, help="events per second, all agents")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after SEC (0: never)")
     parser.add_argument("--keys", default=None, help="client.keys file instead of enrolling")
+    parser.add_argument("--save-keys", default=None, help="write enrolled keys to this file")
     parser.add_argument("--agent-version", default=DEFAULT_VERSION, help="version to report")
     parser.add_argument("--spread", type=float, default=1.0, help="spread connects over SEC")
     options = parser.parse_args(argv)
@@ -563,6 +574,8 @@ def _run(reactor: Any, options: argparse.Namespace, out: Any) -> Deferred[None]:
             print("no agent keys available", file=sys.stderr)
             done.callback(None)
             return
+        if options.save_keys and not options.keys:
+            save_keys(options.save_keys, keys)
         endpoint = HostnameEndpoint(reactor, options.manager, options.port, timeout=10)
         agents = [
             SimulatedAgent(
