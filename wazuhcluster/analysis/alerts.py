@@ -70,33 +70,62 @@ def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
     data[key] = value
 
 
+_TEMPLATES: dict[int, tuple[Rule, dict[str, Any], dict[str, Any]]] = {}
+
+
+def _rule_template(rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parts of a rule's section that never change: before and after ``firedtimes``."""
+    cached = _TEMPLATES.get(id(rule))
+    if cached is not None and cached[0] is rule:
+        return cached[1], cached[2]
+    head: dict[str, Any] = {"id": str(rule.id)}
+    if rule.mitre_ids:
+        head["mitre"] = {"id": list(rule.mitre_ids)}
+    if rule.info:
+        head["info"] = "".join(text for _, text in rule.info)
+    if rule.reported_frequency is not None:
+        head["frequency"] = rule.reported_frequency
+    tail: dict[str, Any] = {"mail": rule.mail}
+    groups: list[str] = []
+    compliance: dict[str, list[str]] = {}
+    for group in rule.groups:
+        for prefix, name in COMPLIANCE_PREFIXES:
+            if group.startswith(prefix):
+                compliance.setdefault(name, []).append(group[len(prefix):])
+                break
+        else:
+            groups.append(group)
+    tail["groups"] = groups
+    for _, name in COMPLIANCE_PREFIXES:
+        if name in compliance:
+            tail[name] = compliance[name]
+    if len(_TEMPLATES) > 100_000:
+        _TEMPLATES.clear()
+    _TEMPLATES[id(rule)] = (rule, head, tail)
+    return head, tail
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    return value
+
+
 def rule_section(rule: Rule, event: EventInfo) -> dict[str, Any]:
     """The ``rule`` object of an alert."""
+    head, tail = _rule_template(rule)
     section: dict[str, Any] = {}
     if rule.level:
         section["level"] = rule.level
     section["description"] = expand_description(rule.description, event)
-    section["id"] = str(rule.id)
-    if rule.mitre_ids:
-        section["mitre"] = {"id": list(rule.mitre_ids)}
-    if rule.info:
-        section["info"] = "".join(text for _, text in rule.info)
-    if rule.reported_frequency is not None:
-        section["frequency"] = rule.reported_frequency
+    for key, value in head.items():
+        section[key] = _copy(value)
     if not rule.no_counter:
         section["firedtimes"] = event.firedtimes
-    section["mail"] = rule.mail
-    groups: list[str] = []
-    for group in rule.groups:
-        for prefix, name in COMPLIANCE_PREFIXES:
-            if group.startswith(prefix):
-                section.setdefault(name, []).append(group[len(prefix):])
-                break
-        else:
-            groups.append(group)
-    compliance = {name: section.pop(name) for _, name in COMPLIANCE_PREFIXES if name in section}
-    section["groups"] = groups
-    section.update(compliance)
+    for key, value in tail.items():
+        section[key] = _copy(value)
     if not rule.level:
         section["level"] = 0
     return section

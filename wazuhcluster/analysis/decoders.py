@@ -168,7 +168,15 @@ class DecoderSet:
             roots = self._roots_for_program(event.program_name)
         else:
             roots = self._roots_for_start(event.log)
+        low = event.log_lower
         for root in roots:
+            keys = root.prematch_keys
+            if keys:
+                for key in keys:
+                    if key in low:
+                        break
+                else:
+                    continue
             if _decode_with(root, event):
                 return
 
