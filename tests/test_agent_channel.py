@@ -7,7 +7,7 @@ import os
 import struct
 import zlib
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
@@ -196,6 +196,15 @@ class HandshakeTests(ChannelTestCase):
         """An agent registered with one IP may omit '!id!' and is found by source IP."""
         agent = FakeAgent(self.two, with_id=False)
         proto, transport = self.connect("10.0.0.5")
+        proto.dataReceived(agent.frame(control.format_startup("v4.14.7")))
+        self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+    def test_ipv4_mapped_peer(self) -> None:
+        """A peer seen as '::ffff:10.0.0.5' matches the agent registered with 10.0.0.5."""
+        agent = FakeAgent(self.two, with_id=False)
+        proto = self.factory.buildProtocol(IPv6Address("TCP", "::ffff:10.0.0.5", 40000))
+        transport = StringTransport()
+        proto.makeConnection(transport)
         proto.dataReceived(agent.frame(control.format_startup("v4.14.7")))
         self.assertEqual(agent.read(transport), [control.ACK.encode()])
 

@@ -14,6 +14,7 @@ is closed (remoted's overtake rule).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections import Counter
 from collections.abc import Callable, Generator
@@ -86,8 +87,17 @@ class ChannelStats:
 
 
 def _peer_host(address: IAddress) -> str:
+    """The peer's IP as text; IPv4-mapped IPv6 addresses become plain IPv4."""
     host = getattr(address, "host", None)
-    return str(host) if host else "unknown"
+    if not host:
+        return "unknown"
+    try:
+        parsed = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return str(host)
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
 
 
 class AgentChannelProtocol(Protocol):
