@@ -334,6 +334,17 @@ class KeyStoreTests(SynchronousTestCase):
         self.assertRaises(secure.KeyFileError, secure.KeyStore.load, path, max_bytes=10)
         self.assertRaises(secure.KeyFileError, secure.KeyStore.load, path, max_entries=2)
 
+    def test_reload_reuses_unchanged_entries(self) -> None:
+        """Unchanged entries are reused on reload; changed ones are rebuilt."""
+        first = secure.KeyStore(secure.parse_client_keys(self.TEXT))
+        changed = self.TEXT.replace("005 single 10.0.0.5", "005 single 10.0.0.9")
+        second = secure.KeyStore(secure.parse_client_keys(changed, previous=first))
+        self.assertIs(second.get("001"), first.get("001"))
+        self.assertIsNot(second.get("005"), first.get("005"))
+        entry = second.get("005")
+        assert entry is not None
+        self.assertEqual(entry.ip, "10.0.0.9")
+
     def test_line(self) -> None:
         """AgentKey.line() gives back the client.keys line."""
         entry = secure.AgentKey("010", "n", "any", "k")

@@ -577,7 +577,7 @@ class KeyFileWatcher:
         if stamp == self._stamp:
             return False
         try:
-            store = secure.KeyStore.load(self.path)
+            store = secure.KeyStore.load(self.path, previous=self.factory.keys)
         except secure.KeyFileError as error:
             if self.log is not None:
                 self.log.error("Unable to reload agent keys: {error}", error=str(error))

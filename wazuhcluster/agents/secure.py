@@ -117,8 +117,13 @@ def derive_key_string(agent_id: str, name: str, key: str) -> str:
 
 
 def derive_key(agent_id: str, name: str, key: str) -> bytes:
-    """The 32-byte AES-256 key for an agent: the first 32 bytes of the key string."""
-    return derive_key_string(agent_id, name, key).encode("ascii")[:32]
+    """The 32-byte AES-256 key for an agent: the first 32 bytes of the key string.
+
+    Those are exactly ``md5hex(key)``: the name/ID part of the 47-character string never
+    reaches AES-256, so it is not computed here (it matters when loading 50,000 keys).
+    """
+    del agent_id, name
+    return md5hex(key).encode("ascii")
 
 
 # --------------------------------------------------------------------------- framing
@@ -377,14 +382,20 @@ MAX_KEYS = 500_000
 _ID_FIELD = re.compile(r"^\d{1,8}$")
 
 
-def parse_client_keys(text: str, max_entries: int = MAX_KEYS) -> list[AgentKey]:
+def parse_client_keys(
+    text: str,
+    max_entries: int = MAX_KEYS,
+    previous: Mapping[str, AgentKey] | KeyStore | None = None,
+) -> list[AgentKey]:
     """Parse client.keys text: one ``ID NAME IP KEY`` per line.
 
     Comment lines (``#``, or a leading space), removed entries (a name starting with ``!`` or
     ``#``) and malformed lines are skipped, as Wazuh does. Raises :class:`KeyFileError` when
-    there are more than ``max_entries`` entries.
+    there are more than ``max_entries`` entries. Unchanged entries of ``previous`` are
+    reused, so reloading a large file after one enrollment derives one key, not all.
     """
     entries: list[AgentKey] = []
+    old = previous if previous is not None else {}
     for raw in text.splitlines():
         if not raw or raw[0] in "# ":
             continue
@@ -394,10 +405,15 @@ def parse_client_keys(text: str, max_entries: int = MAX_KEYS) -> list[AgentKey]:
         agent_id, name, ip, key = parts
         if name[:1] in ("!", "#") or not name or not key.strip():
             continue
-        try:
-            entry = AgentKey(agent_id, name, ip, key.strip())
-        except ValueError:
-            continue
+        key = key.strip()
+        known = old.get(agent_id)
+        if known is not None and known.key == key and known.name == name and known.ip == ip:
+            entry = known
+        else:
+            try:
+                entry = AgentKey(agent_id, name, ip, key)
+            except ValueError:
+                continue
         entries.append(entry)
         if len(entries) > max_entries:
             raise KeyFileError(f"more than {max_entries} agent keys")
@@ -423,9 +439,16 @@ class KeyStore:
 
     @classmethod
     def load(
-        cls, path: str, max_bytes: int = MAX_KEYS_FILE_BYTES, max_entries: int = MAX_KEYS
+        cls,
+        path: str,
+        max_bytes: int = MAX_KEYS_FILE_BYTES,
+        max_entries: int = MAX_KEYS,
+        previous: KeyStore | None = None,
     ) -> KeyStore:
-        """Read a client.keys file; a missing file is an empty store."""
+        """Read a client.keys file; a missing file is an empty store.
+
+        ``previous`` (the store being replaced) lets unchanged entries be reused.
+        """
         try:
             with open(path, "rb") as handle:
                 data = handle.read(max_bytes + 1)
@@ -435,7 +458,8 @@ class KeyStore:
             raise KeyFileError(f"{path}: {exc.strerror}") from None
         if len(data) > max_bytes:
             raise KeyFileError(f"{path}: larger than {max_bytes} bytes")
-        return cls(parse_client_keys(data.decode("utf-8", "replace"), max_entries))
+        text = data.decode("utf-8", "replace")
+        return cls(parse_client_keys(text, max_entries, previous))
 
     def get(self, agent_id: str) -> AgentKey | None:
         """The entry for ``agent_id``, or None."""
