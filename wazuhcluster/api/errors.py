@@ -1,0 +1,157 @@
+"""The API's errors and how they look on the wire.
+
+Every failed call answers with a JSON "problem" object, as the Wazuh API does:
+``{"title": ..., "detail": ..., "error": <code>, "remediation": ...}`` (``error`` and
+``remediation`` only for errors that have a Wazuh code) with the matching HTTP status.
+Errors of one item inside a multi-item call go in ``failed_items`` instead, via
+:func:`failed_item`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from attrs import frozen
+
+PROBLEM_CONTENT_TYPE = b"application/problem+json; charset=utf-8"
+
+
+@frozen
+class Code:
+    """One Wazuh error code: its message, a hint for the operator and its HTTP status."""
+
+    message: str
+    remediation: str | None = None
+    status: int = 400
+    title: str = "Bad Request"
+
+
+_NOT_FOUND = "Resource Not Found"
+
+#: The Wazuh error codes this API can answer with (numbers as in Wazuh's framework).
+CODES: dict[int, Code] = {
+    1000: Code("Wazuh Internal Error", "Check the master's log", 500, "Wazuh Internal Error"),
+    1113: Code("XML syntax error", "Send a well-formed agent.conf"),
+    1400: Code("Invalid offset"),
+    1405: Code("Specified limit exceeds maximum allowed", "Use a limit between 1 and 100000"),
+    1406: Code("0 is not a valid limit", "Use a limit between 1 and 100000"),
+    1403: Code("Not a valid sort field", "Sort by one of the listed fields"),
+    1407: Code("Query does not match expected format", "Write field<op>value joined by ; or ,"),
+    1408: Code("Field does not exist", "Query one of the listed fields"),
+    1409: Code("Invalid query operator", "Use one of =, !=, <, > or ~"),
+    1411: Code("TimeFrame is not valid", "Use seconds or a number followed by s, m, h or d"),
+    1701: Code(
+        "Agent does not exist", "List the agents with GET /agents?select=id,name", 404, _NOT_FOUND
+    ),
+    1703: Code("Action not available for Manager (agent 000)", "Select an agent other than 000"),
+    1705: Code("There is an agent with the same name", "Choose another name"),
+    1706: Code("There is an agent with the same IP or the IP is invalid", "Choose another IP"),
+    1707: Code(
+        "Cannot send request, agent is not active",
+        "Only agents connected to a node can be asked to reconnect",
+    ),
+    1710: Code("The group does not exist", "List the groups with GET /groups", 404, _NOT_FOUND),
+    1711: Code("The group already exists", "Use another group name"),
+    1712: Code("Default group is not deletable"),
+    1722: Code(
+        "Incorrect format for group_id",
+        "Use letters, digits, '.', '_' and '-' only; at most 255 characters",
+    ),
+    1724: Code("Not a valid select field", "Select only the listed fields"),
+    1725: Code("Error registering a new agent", "Check the name and IP and try again"),
+    1734: Code("Error removing agent from group", "The agent does not belong to that group"),
+    1737: Code("Maximum number of groups per multigroup is 128", "Remove the agent from a group"),
+    1738: Code("Agent name is too long", "An agent name has at most 128 characters"),
+    1745: Code("Agent only belongs to 'default' and it cannot be unassigned from this group."),
+    1751: Code("Could not assign agent to group", "The agent already belongs to that group"),
+    4001: Code("The body of the request is empty, you must specify what you want to modify"),
+    6000: Code(
+        "Limit of login attempts reached. The current IP has been blocked due to a high "
+        "number of login attempts",
+        None,
+        403,
+        "Permission Denied",
+    ),
+    6001: Code(
+        "Maximum number of requests per minute reached",
+        "Raise <api><max_request_per_minute> or slow down",
+        429,
+        "Too Many Requests",
+    ),
+    6002: Code(
+        "The body type is not the one specified in the content-type", None, 406, "Wazuh Error"
+    ),
+}
+
+
+class ApiError(Exception):
+    """A failed call: HTTP ``status`` and the problem object to send."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        code: int | None = None,
+        remediation: str | None = None,
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.code = code
+        self.remediation = remediation
+
+    def problem(self) -> dict[str, Any]:
+        """The JSON body of this error."""
+        body: dict[str, Any] = {"title": self.title, "detail": self.detail}
+        if self.remediation is not None:
+            body["remediation"] = self.remediation
+        if self.code is not None:
+            body["error"] = self.code
+        return body
+
+
+def wazuh_error(code: int, extra: str | None = None, status: int | None = None) -> ApiError:
+    """The :class:`ApiError` of a Wazuh error code, with ``extra`` appended to its message."""
+    known = CODES[code]
+    detail = known.message if extra is None else f"{known.message}: {extra}"
+    return ApiError(status or known.status, known.title, detail, code, known.remediation)
+
+
+def bad_request(detail: str) -> ApiError:
+    """A request that does not match the API description (no Wazuh code, as connexion does)."""
+    return ApiError(400, "Bad Request", detail)
+
+
+def unauthorized(detail: str) -> ApiError:
+    """A missing, malformed, expired or revoked token, or bad credentials."""
+    return ApiError(401, "Unauthorized", detail)
+
+
+def not_found() -> ApiError:
+    """No route for the path."""
+    return ApiError(404, "Not Found", "404: Not Found")
+
+
+def method_not_allowed() -> ApiError:
+    """The path exists but not with this method."""
+    return ApiError(405, "Method Not Allowed", "Specified method is invalid for this resource")
+
+
+def too_large(limit: int, size: int | None) -> ApiError:
+    """A request body over the configured limit."""
+    actual = "" if size is None else f", actual body size {size}"
+    return ApiError(
+        413, "Request Entity Too Large", f"Maximum request body size {limit} exceeded{actual}"
+    )
+
+
+def failed_item(code: int, ids: Iterable[str]) -> dict[str, Any]:
+    """One ``failed_items`` entry: the error of ``code`` shared by ``ids``."""
+    known = CODES[code]
+    error: dict[str, Any] = {"code": code, "message": known.message}
+    if known.remediation is not None:
+        error["remediation"] = known.remediation
+    return {"error": error, "id": sorted(ids)}

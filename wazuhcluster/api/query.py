@@ -1,0 +1,345 @@
+"""Listing a collection the Wazuh API way: ``q``, ``search``, ``select``, ``sort``, paging.
+
+Pure functions over lists of JSON-ready dicts, no reactor and no I/O. Field names may be
+dotted to reach nested values (``os.name``). The ``q`` language is Wazuh's:
+``field<op>value`` conditions with ``=``, ``!=``, ``<``, ``>`` and ``~`` (contains,
+case-insensitive), joined by ``;`` (and) or ``,`` (or), grouped with parentheses; ``;``
+binds tighter than ``,`` as AND does over OR in SQL. The value ``null`` matches a missing
+value. Errors are :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's codes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from attrs import frozen
+
+from wazuhcluster.api.errors import ApiError, wazuh_error
+
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 100_000
+#: Bounds on a ``q`` expression, so one request cannot make the parser work hard.
+MAX_QUERY_LENGTH = 2048
+MAX_CONDITIONS = 64
+
+_FIELD = re.compile(r"[\w.]+")
+_OPERATORS = ("!=", "=", "<", ">", "~")
+_TIMEFRAME = re.compile(r"(?:\d+[smhd])+")
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@frozen
+class Condition:
+    """One ``field<op>value`` test."""
+
+    field: str
+    operator: str
+    value: str | None
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        """Whether ``item`` passes this test."""
+        found = field_value(item, self.field)
+        values = found if isinstance(found, list) else [found]
+        if self.operator == "!=":
+            return not any(_compare(value, "=", self.value) for value in values)
+        return any(_compare(value, self.operator, self.value) for value in values)
+
+
+@frozen
+class Junction:
+    """Conditions joined by and (``all_of``) or or."""
+
+    all_of: bool
+    parts: tuple[Expression, ...]
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        """Whether ``item`` passes all (and) or any (or) of the parts."""
+        results = (part.matches(item) for part in self.parts)
+        return all(results) if self.all_of else any(results)
+
+
+Expression = Condition | Junction
+
+
+def field_value(item: Mapping[str, Any], field: str) -> Any:
+    """The value of a dotted ``field`` in ``item`` (None when absent)."""
+    value: Any = item
+    for part in field.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+(?:\.\d+)?", value):
+        return float(value)
+    return None
+
+
+def _compare(held: Any, operator: str, wanted: str | None) -> bool:
+    if wanted is None:
+        missing = held is None or held == ""
+        return missing if operator == "=" else False
+    if held is None:
+        return False
+    if isinstance(held, bool):
+        text = "true" if held else "false"
+    else:
+        text = str(held)
+    if operator == "=":
+        return text == wanted
+    if operator == "~":
+        return wanted.lower() in text.lower()
+    left, right = _number(held), _number(wanted)
+    if left is not None and right is not None:
+        return left < right if operator == "<" else left > right
+    return text < wanted if operator == "<" else text > wanted
+
+
+def parse_q(text: str, fields: Iterable[str]) -> Expression:
+    """Parse a ``q`` expression over the allowed ``fields`` (see module docstring)."""
+    allowed = set(fields)
+    if len(text) > MAX_QUERY_LENGTH:
+        raise wazuh_error(1407, f"longer than {MAX_QUERY_LENGTH} characters")
+    tokens = _tokenize(text, allowed)
+    parser = _Parser(tokens, text)
+    expression = parser.expression()
+    if parser.position != len(tokens):
+        raise wazuh_error(1407, text)
+    return expression
+
+
+def _tokenize(text: str, allowed: set[str]) -> list[object]:
+    """Split ``q`` into '(' / ')' / ';' / ',' and :class:`Condition` tokens."""
+    tokens: list[object] = []
+    position = 0
+    conditions = 0
+    while position < len(text):
+        while position < len(text) and text[position] == "(":
+            tokens.append("(")
+            position += 1
+        field = _FIELD.match(text, position)
+        if field is None:
+            raise wazuh_error(1407, text)
+        position = field.end()
+        operator = next((op for op in _OPERATORS if text.startswith(op, position)), None)
+        if operator is None:
+            bad = re.match(r"[!=<>~]{1,2}", text[position:])
+            if bad is not None:
+                raise wazuh_error(1409, f"{bad.group()}; valid operators: =, !=, <, >, ~")
+            raise wazuh_error(1407, text)
+        position += len(operator)
+        end = position
+        while end < len(text) and text[end] not in ";,":
+            end += 1
+        raw = text[position:end]
+        closing = len(raw) - len(raw.rstrip(")"))
+        value = raw[: len(raw) - closing]
+        if not value:
+            raise wazuh_error(1407, text)
+        if field.group() not in allowed:
+            raise wazuh_error(
+                1408, f"{field.group()}; available fields: {', '.join(sorted(allowed))}"
+            )
+        conditions += 1
+        if conditions > MAX_CONDITIONS:
+            raise wazuh_error(1407, f"more than {MAX_CONDITIONS} conditions")
+        tokens.append(Condition(field.group(), operator, None if value == "null" else value))
+        tokens.extend(")" * closing)
+        position = end
+        if position < len(text):
+            tokens.append(text[position])
+            position += 1
+            if position == len(text):
+                raise wazuh_error(1407, text)
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens: or-list of and-lists of terms."""
+
+    def __init__(self, tokens: list[object], text: str) -> None:
+        self.tokens = tokens
+        self.text = text
+        self.position = 0
+
+    def _peek(self) -> object:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def expression(self) -> Expression:
+        parts = [self._conjunction()]
+        while self._peek() == ",":
+            self.position += 1
+            parts.append(self._conjunction())
+        return parts[0] if len(parts) == 1 else Junction(False, tuple(parts))
+
+    def _conjunction(self) -> Expression:
+        parts = [self._term()]
+        while self._peek() == ";":
+            self.position += 1
+            parts.append(self._term())
+        return parts[0] if len(parts) == 1 else Junction(True, tuple(parts))
+
+    def _term(self) -> Expression:
+        token = self._peek()
+        if token == "(":
+            self.position += 1
+            inner = self.expression()
+            if self._peek() != ")":
+                raise wazuh_error(1407, self.text)
+            self.position += 1
+            return inner
+        if isinstance(token, Condition):
+            self.position += 1
+            return token
+        raise wazuh_error(1407, self.text)
+
+
+def parse_timeframe(text: str) -> int:
+    """Seconds in a Wazuh time frame: ``30``, ``10s``, ``5m``, ``2h``, ``7d`` or ``1d12h``."""
+    if len(text) <= 32:
+        if text.isascii() and text.isdigit():
+            return int(text)
+        if _TIMEFRAME.fullmatch(text):
+            return sum(
+                int(number) * _TIME_UNITS[unit] for number, unit in re.findall(r"(\d+)(\w)", text)
+            )
+    raise wazuh_error(1411, text[:64])
+
+
+@frozen
+class Listing:
+    """How to list a collection: the parsed common query parameters."""
+
+    offset: int = 0
+    limit: int = DEFAULT_LIMIT
+    select: tuple[str, ...] = ()
+    sort: tuple[tuple[str, bool], ...] = ()
+    search: str | None = None
+    search_negated: bool = False
+    q: str | None = None
+
+
+def parse_sort(text: str) -> tuple[tuple[str, bool], ...]:
+    """``+name,-id`` → ((name, False), (id, True)); a leading sign applies to later fields."""
+    order: list[tuple[str, bool]] = []
+    descending = False
+    for raw in text.split(","):
+        field = raw.strip()
+        if field.startswith("-"):
+            descending, field = True, field[1:]
+        elif field.startswith("+") or field.startswith(" "):
+            descending, field = False, field[1:]
+        if not field:
+            raise wazuh_error(1403, text[:64])
+        order.append((field, descending))
+    return tuple(order)
+
+
+def _sort_key(field: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
+    def key(item: Mapping[str, Any]) -> tuple[int, Any]:
+        value = field_value(item, field)
+        if value is None:
+            return (0, "")
+        number = _number(value)
+        if number is not None:
+            return (1, number)
+        return (2, ",".join(value) if isinstance(value, list) else str(value).lower())
+
+    return key
+
+
+def _contains(item: Any, needle: str) -> bool:
+    if isinstance(item, Mapping):
+        return any(_contains(value, needle) for value in item.values())
+    if isinstance(item, list):
+        return any(_contains(value, needle) for value in item)
+    return item is not None and needle in str(item).lower()
+
+
+def _project(item: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """Keep only ``fields`` (dotted) of ``item``, nested as in the original."""
+    result: dict[str, Any] = {}
+    for field in fields:
+        if not _has(item, field):
+            continue
+        value = field_value(item, field)
+        target = result
+        parts = field.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return result
+
+
+def _has(item: Mapping[str, Any], field: str) -> bool:
+    value: Any = item
+    for part in field.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def apply_listing(
+    items: Sequence[Mapping[str, Any]],
+    listing: Listing,
+    fields: Sequence[str],
+    always: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], int]:
+    """Filter, sort, page and project ``items``; return the page and the filtered total.
+
+    ``fields`` are the names usable in q, sort and select; ``always`` are kept by any
+    select (the item's identity, as Wazuh keeps ``id``).
+    """
+    selected = list(items)
+    if listing.q:
+        expression = parse_q(listing.q, fields)
+        selected = [item for item in selected if expression.matches(item)]
+    if listing.search:
+        needle = listing.search.lower()
+        selected = [item for item in selected if _contains(item, needle) != listing.search_negated]
+    unknown = [field for field, _ in listing.sort if field not in fields]
+    if unknown:
+        raise wazuh_error(
+            1403, f"allowed sort fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
+        )
+    for field, descending in reversed(listing.sort):
+        selected.sort(key=_sort_key(field), reverse=descending)
+    total = len(selected)
+    page = selected[listing.offset : listing.offset + listing.limit]
+    if listing.select:
+        unknown = [field for field in listing.select if field not in fields]
+        if unknown:
+            raise wazuh_error(
+                1724, f"allowed select fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
+            )
+        wanted = list(dict.fromkeys([*always, *listing.select]))
+        return [_project(item, wanted) for item in page], total
+    return [dict(item) for item in page], total
+
+
+def check_listing(listing: Listing, fields: Sequence[str]) -> None:
+    """Raise the error :func:`apply_listing` would raise, before any work is done."""
+    apply_listing([], listing, fields)
+
+
+__all__ = [
+    "ApiError",
+    "Condition",
+    "Junction",
+    "Listing",
+    "apply_listing",
+    "check_listing",
+    "field_value",
+    "parse_q",
+    "parse_sort",
+    "parse_timeframe",
+]

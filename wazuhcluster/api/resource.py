@@ -1,0 +1,251 @@
+"""The HTTP side of the API: a twisted.web resource that routes, bounds and validates.
+
+For each request, in this order: the per-minute request budget (429), the route (404 /
+405), the body size (413), the token (401), the query parameters (400 for unknown,
+malformed or missing ones), the body's content type (406) and shape (400); only then
+does the endpoint run. Answers are JSON; errors use Wazuh's problem shape.
+:class:`BoundedRequest` keeps a large body from being buffered by the server itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from twisted.internet.defer import ensureDeferred
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from wazuhcluster.api.auth import RequestLimiter
+from wazuhcluster.api.endpoints import JSON, Call, Endpoints, Reply, Route
+from wazuhcluster.api.errors import (
+    PROBLEM_CONTENT_TYPE,
+    ApiError,
+    bad_request,
+    method_not_allowed,
+    not_found,
+    too_large,
+    wazuh_error,
+)
+from wazuhcluster.logs import ClusterLog
+
+MAX_PATH = 2048
+MAX_QUERY = 256 * 1024
+JSON_TYPES = ("application/json",)
+XML_TYPES = ("application/xml", "text/xml", "application/octet-stream")
+
+
+class BoundedRequest(server.Request):
+    """A request that keeps at most ``max_body`` bytes of its body in memory.
+
+    Anything beyond is dropped and the request is marked ``body_oversized``; the
+    resource then answers 413 without looking at the body.
+    """
+
+    max_body = 1024 * 1024
+    body_oversized = False
+    content: Any
+
+    def gotLength(self, length: int | None) -> None:
+        """Always buffer in memory (the bound keeps it small), never in a temp file."""
+        self.content = io.BytesIO()
+        self._received = 0
+        if length is not None and length > self.max_body:
+            self.body_oversized = True
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Store a body chunk unless the body is already over the bound."""
+        self._received += len(data)
+        if self._received > self.max_body:
+            self.body_oversized = True
+        if not self.body_oversized:
+            self.content.write(data)
+
+
+def bounded_site(resource: Resource, max_body: int) -> server.Site:
+    """A Site whose requests are :class:`BoundedRequest` with ``max_body``."""
+
+    class Request(BoundedRequest):
+        pass
+
+    Request.max_body = max_body
+    site = server.Site(resource, requestFactory=Request)
+    site.displayTracebacks = False
+    return site
+
+
+class ApiResource(Resource):
+    """The whole API as one leaf resource (see module docstring)."""
+
+    isLeaf = True
+
+    def __init__(self, endpoints: Endpoints, limiter: RequestLimiter, max_body: int) -> None:
+        super().__init__()
+        self.endpoints = endpoints
+        self.limiter = limiter
+        self.max_body = max_body
+        self.routes = [(route, route.pattern) for route in endpoints.routes()]
+        self.log = ClusterLog("Master", "API")
+
+    def render(self, request: Any) -> Any:
+        """Start handling ``request``; the answer is written when the endpoint finishes."""
+        finished = [False]
+        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
+        d = ensureDeferred(self._handle(request))
+        d.addCallbacks(
+            lambda reply: self._write(request, reply, finished),
+            lambda failure: self._fail(request, failure, finished),
+        )
+        return server.NOT_DONE_YET
+
+    # --- dispatch -----------------------------------------------------------------------
+    def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        methods_seen = False
+        for route, pattern in self.routes:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            methods_seen = True
+            if route.method == method:
+                return route, {k: unquote(v) for k, v in found.groupdict().items()}
+        raise method_not_allowed() if methods_seen else not_found()
+
+    async def _handle(self, request: Any) -> Reply:
+        if not self.limiter.allow():
+            raise wazuh_error(6001)
+        uri = request.uri.decode("ascii", "replace")
+        parts = urlsplit(uri)
+        path = parts.path if len(parts.path) <= MAX_PATH else ""
+        if path != "/" and path.endswith("/"):
+            path = path.rstrip("/")
+        method = request.method.decode("ascii", "replace").upper()
+        route, path_args = self._match(method, path)
+        body = self._body(request) if route.body else b""
+        call_params = self._query(route, parts.query)
+        authorization = request.getHeader(b"authorization")
+        if route.authenticated:
+            self.endpoints.tokens.bearer(authorization)
+        for name, value in path_args.items():
+            path_args[name] = route.path_params.get(name, _keep)(name, value)
+        parsed: Any = None
+        if route.body == "json":
+            _content_type(request, JSON_TYPES)
+            parsed = _json(body)
+        elif route.body == "xml":
+            _content_type(request, XML_TYPES)
+            parsed = body
+        client = request.getClientAddress()
+        call = Call(
+            params=call_params,
+            path=path_args,
+            body=parsed,
+            client_ip=str(getattr(client, "host", "")),
+            authorization=authorization,
+        )
+        return await route.handler(call)
+
+    def _body(self, request: Any) -> bytes:
+        if getattr(request, "body_oversized", False):
+            raise too_large(self.max_body, _declared_length(request))
+        declared = _declared_length(request)
+        if declared is not None and declared > self.max_body:
+            raise too_large(self.max_body, declared)
+        content = getattr(request, "content", None)
+        if content is None:
+            return b""
+        content.seek(0)
+        data: bytes = content.read(self.max_body + 1)
+        if len(data) > self.max_body:
+            raise too_large(self.max_body, None)
+        return data
+
+    def _query(self, route: Route, query: str) -> dict[str, Any]:
+        if len(query) > MAX_QUERY:
+            raise bad_request(f"the query string is longer than {MAX_QUERY} characters")
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=200)
+        except ValueError as error:
+            raise bad_request(str(error)) from None
+        values: dict[str, Any] = {}
+        extra = sorted({name for name, _ in pairs if name not in route.params})
+        if extra:
+            raise bad_request(f"Extra query parameter(s) {', '.join(extra)[:256]} not in spec")
+        for name, raw in pairs:
+            if raw == "" and name != "q" and name != "search":
+                raise bad_request(f"'{name}' has an empty value")
+            values[name] = route.params[name](name, raw)
+        missing = [name for name in route.required if name not in values]
+        if missing:
+            raise bad_request(f"Missing query parameter '{missing[0]}'")
+        return values
+
+    # --- answers ------------------------------------------------------------------------
+    def _send(
+        self, request: Any, status: int, body: bytes, content_type: bytes, finished: list[bool]
+    ) -> None:
+        if finished[0]:
+            return
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.write(body)
+        request.finish()
+
+    def _write(self, request: Any, reply: Reply, finished: list[bool]) -> None:
+        pretty = b"pretty=true" in (request.uri or b"")
+        if isinstance(reply.body, str):
+            body = reply.body.encode("utf-8")
+        else:
+            body = _dumps(reply.body, pretty)
+        self._send(request, reply.status, body, reply.content_type, finished)
+
+    def _fail(self, request: Any, failure: Failure, finished: list[bool]) -> None:
+        error = failure.value
+        if not isinstance(error, ApiError):
+            self.log.failure("API call failed", failure)
+            error = wazuh_error(1000, type(error).__name__)
+        pretty = b"pretty=true" in (request.uri or b"")
+        body = _dumps(error.problem(), pretty)
+        self._send(request, error.status, body, PROBLEM_CONTENT_TYPE, finished)
+
+
+def _keep(name: str, value: str) -> str:
+    return value
+
+
+def _declared_length(request: Any) -> int | None:
+    header = request.getHeader(b"content-length")
+    if header is None:
+        return None
+    try:
+        return int(header)
+    except ValueError:
+        raise bad_request("invalid Content-Length") from None
+
+
+def _content_type(request: Any, allowed: tuple[str, ...]) -> None:
+    header = (request.getHeader(b"content-type") or b"").decode("latin-1")
+    media = header.split(";")[0].strip().lower()
+    if media not in allowed:
+        raise wazuh_error(6002, f"expected {' or '.join(allowed)}, got {media or 'none'}")
+
+
+def _json(body: bytes) -> Any:
+    if not body.strip():
+        raise wazuh_error(4001)
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad_request("Body request is not a valid JSON") from None
+
+
+def _dumps(value: Any, pretty: bool) -> bytes:
+    text = json.dumps(value, indent=4 if pretty else None, ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+__all__ = ["JSON", "ApiResource", "BoundedRequest", "bounded_site"]

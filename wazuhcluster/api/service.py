@@ -1,0 +1,119 @@
+"""ApiService: the master's HTTPS REST API as a Twisted service.
+
+On start it makes sure HOME/etc/api holds a signing key (created, mode 0600) and a
+certificate (self-signed if the operator gave none), then listens with TLS on
+``<api><bind_addr>:<port>``. ``listening`` fires with the port once it listens (tests
+use port 0 and read the real number from it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
+from twisted.web.server import Site
+
+from wazuhcluster.api.auth import LoginThrottle, RequestLimiter, TokenAuthority, load_or_create_key
+from wazuhcluster.api.certs import ensure_certificate, server_context
+from wazuhcluster.api.endpoints import ApiHooks, Endpoints
+from wazuhcluster.api.resource import ApiResource, bounded_site
+from wazuhcluster.api.settings import ApiSettings
+from wazuhcluster.api.users import UserStore
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+
+
+def build_site(
+    settings: ApiSettings,
+    node: Any,
+    registry: Any,
+    clock: Callable[[], float],
+    run_in_thread: RunInThread = run_in_reactor_pool,
+    hooks: ApiHooks | None = None,
+    hostname: str | None = None,
+) -> tuple[Site, ApiResource]:
+    """The API's Site and resource over ``node`` and ``registry`` (creates the signing key)."""
+    users = UserStore(settings.users_file)
+    key = load_or_create_key(settings.jwt_key_file)
+    tokens = TokenAuthority(key, users, settings.token_timeout, clock)
+    throttle = LoginThrottle(settings.max_login_attempts, settings.block_time, clock)
+    endpoints = Endpoints(node, registry, tokens, users, throttle, run_in_thread, hooks, hostname)
+    limiter = RequestLimiter(settings.max_request_per_minute, clock)
+    resource = ApiResource(endpoints, limiter, settings.max_upload_size)
+    return bounded_site(resource, settings.max_upload_size), resource
+
+
+class ApiService(Service):
+    """Serves the REST API over HTTPS while the master runs (see module docstring)."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        node: Any,
+        registry: Any,
+        reactor: Any,
+        hooks: ApiHooks | None = None,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+    ) -> None:
+        self.settings = settings
+        self.node = node
+        self.registry = registry
+        self.reactor = reactor
+        self.hooks = hooks
+        self.run_in_thread = run_in_thread
+        self.log = ClusterLog("Master", "API")
+        self.port: IListeningPort | None = None
+        self.listening: Deferred[IListeningPort] = Deferred()
+
+    def startService(self) -> None:
+        """Prepare the key and certificate, then listen."""
+        super().startService()
+        settings = self.settings
+        if ensure_certificate(settings.cert, settings.key):
+            self.log.info("Created a self-signed API certificate in {path}", path=settings.cert)
+        site, _ = build_site(
+            settings,
+            self.node,
+            self.registry,
+            self.reactor.seconds,
+            self.run_in_thread,
+            self.hooks,
+        )
+        endpoint = SSL4ServerEndpoint(
+            self.reactor,
+            settings.port,
+            server_context(settings.cert, settings.key),
+            interface=settings.bind_addr,
+        )
+        d = endpoint.listen(site)
+        d.addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        address = port.getHost()
+        self.log.info(
+            "REST API listening on https://{host}:{port}",
+            host=getattr(address, "host", "?"),
+            port=getattr(address, "port", "?"),
+        )
+        self.listening.callback(port)
+
+    def _failed(self, failure: Any) -> None:
+        self.log.error("The REST API could not listen: {error}", error=failure.getErrorMessage())
+        self.listening.errback(failure)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening."""
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return Deferred.fromCoroutine(_nothing())
+        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,299 @@
+"""API users: HOME/etc/api/users.json, password hashing, and the ``api-user`` command.
+
+The file is the operator's (mode 0600, written atomically)::
+
+    {"version": 1, "users": {"alice": {"hash": "scrypt$16384$8$1$<salt>$<digest>",
+                                       "changed": 1764000000.0}}}
+
+Passwords are hashed with scrypt (hashlib) and a random salt; the cost parameters are
+kept in each hash so they can be raised later. There is no default user: until the
+operator adds one with ``wazuh-cluster-control api-user add NAME`` no login works.
+``changed`` is when the user's password last changed; the API refuses tokens issued
+before it, so changing a password or deleting a user revokes their tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from wazuhcluster.api.settings import api_dir
+from wazuhcluster.home import DEFAULT_HOME, Home
+from wazuhcluster.registry.groups import atomic_write
+
+USERS_MODE = 0o600
+MAX_USERS_FILE = 1024 * 1024
+MAX_USERS = 1000
+USER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+#: scrypt cost: about 16 MiB and a few tens of milliseconds per hash.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_MAX_N = 2**20
+_MAXMEM = 256 * 1024 * 1024
+
+
+class UsersError(ValueError):
+    """A users file or a user operation the API refuses; the text says why."""
+
+
+def user_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid API user name, or None."""
+    if USER_NAME.fullmatch(name) is None:
+        return "a user name has 1 to 64 letters, digits or . _ @ -"
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` is refused, or None."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        return f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """A self-describing scrypt hash of ``password`` with a fresh 16-byte salt."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored`` (a :func:`hash_password` result)."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return False
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt = base64.b64decode(parts[4], validate=True)
+        expected = base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        return False
+    if not (2 <= n <= _MAX_N and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        return False
+    if not 8 <= len(salt) <= 64 or not 16 <= len(expected) <= 64:
+        return False
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=_MAXMEM
+    )
+    return hmac.compare_digest(digest, expected)
+
+
+#: Checked against when the user is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = hash_password(secrets.token_hex(16))
+
+
+@frozen
+class User:
+    """One API user."""
+
+    name: str
+    hash: str | None
+    changed: float
+
+
+def parse_users(data: bytes) -> dict[str, User]:
+    """Parse and validate a users file; raise :class:`UsersError` when malformed."""
+    if len(data) > MAX_USERS_FILE:
+        raise UsersError(f"users file larger than {MAX_USERS_FILE} bytes")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UsersError(f"users file is not JSON: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("users"), dict):
+        raise UsersError('users file must be {"version": 1, "users": {...}}')
+    entries: dict[str, Any] = document["users"]
+    if len(entries) > MAX_USERS:
+        raise UsersError(f"more than {MAX_USERS} users")
+    users: dict[str, User] = {}
+    for name, entry in entries.items():
+        problem = user_name_problem(name)
+        if problem is not None:
+            raise UsersError(f"user {name[:64]!r}: {problem}")
+        if not isinstance(entry, dict):
+            raise UsersError(f"user {name!r}: entry must be an object")
+        stored = entry.get("hash")
+        changed = entry.get("changed", 0.0)
+        if stored is not None and (not isinstance(stored, str) or len(stored) > 512):
+            raise UsersError(f"user {name!r}: hash must be a string")
+        if isinstance(changed, bool) or not isinstance(changed, int | float):
+            raise UsersError(f"user {name!r}: changed must be a number")
+        users[name] = User(name, stored, float(changed))
+    return users
+
+
+def read_users(path: Path) -> dict[str, User]:
+    """The users in ``path``; a missing file holds no user."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_USERS_FILE + 1)
+    except FileNotFoundError:
+        return {}
+    return parse_users(data)
+
+
+def write_users(path: Path, users: dict[str, User]) -> None:
+    """Replace the users file atomically, readable by its owner only."""
+    document = {
+        "version": 1,
+        "users": {
+            user.name: {"hash": user.hash, "changed": user.changed}
+            for user in sorted(users.values(), key=lambda user: user.name)
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=USERS_MODE)
+
+
+def add_user(path: Path, name: str, password: str, clock: Callable[[], float] = time.time) -> None:
+    """Add a user; refuse an existing name, a bad name or a weak password."""
+    for problem in (user_name_problem(name), password_problem(password)):
+        if problem is not None:
+            raise UsersError(problem)
+    users = read_users(path)
+    if name in users:
+        raise UsersError(f"user {name!r} already exists")
+    if len(users) >= MAX_USERS:
+        raise UsersError(f"already {MAX_USERS} users")
+    users[name] = User(name, hash_password(password), clock())
+    write_users(path, users)
+
+
+def set_password(
+    path: Path, name: str, password: str, clock: Callable[[], float] = time.time
+) -> None:
+    """Change a user's password (revoking the tokens issued before)."""
+    problem = password_problem(password)
+    if problem is not None:
+        raise UsersError(problem)
+    users = read_users(path)
+    if name not in users:
+        raise UsersError(f"no user {name!r}")
+    users[name] = User(name, hash_password(password), clock())
+    write_users(path, users)
+
+
+def delete_user(path: Path, name: str) -> None:
+    """Remove a user (their tokens stop working at once)."""
+    users = read_users(path)
+    if users.pop(name, None) is None:
+        raise UsersError(f"no user {name!r}")
+    write_users(path, users)
+
+
+def list_users(path: Path) -> list[str]:
+    """The user names, sorted."""
+    return sorted(read_users(path))
+
+
+class UserStore:
+    """The API's view of the users file, re-read when the file changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._users: dict[str, User] = {}
+
+    def users(self) -> dict[str, User]:
+        """The current users (a broken file counts as no user, so nobody gets in)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._users = None, {}
+            return self._users
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp != self._stamp:
+            try:
+                self._users = read_users(self.path)
+            except (OSError, UsersError):
+                self._users = {}
+            self._stamp = stamp
+        return self._users
+
+    def get(self, name: str) -> User | None:
+        """The user called ``name``, if any."""
+        return self.users().get(name)
+
+    def check(self, name: str, password: str) -> bool:
+        """Whether ``name``/``password`` are valid credentials (slow: run it in a thread)."""
+        user = self.get(name)
+        if user is None or user.hash is None:
+            verify_password(password, _DUMMY_HASH)
+            return False
+        return verify_password(password, user.hash)
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``wazuh-cluster-control api-user``: manage the REST API's users."""
+    parser = argparse.ArgumentParser(
+        prog="wazuh-cluster-control api-user", description="Manage the REST API users."
+    )
+    parser.add_argument("--home", default=str(DEFAULT_HOME), help="the master's home directory")
+    actions = parser.add_subparsers(dest="action", required=True)
+    for action, text in (("add", "add a user"), ("passwd", "set a user's password")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("name")
+        sub.add_argument(
+            "--password-stdin", action="store_true", help="read the password from standard input"
+        )
+    actions.add_parser("delete", help="delete a user").add_argument("name")
+    actions.add_parser("list", help="list the users")
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise UsersError("the passwords differ")
+    return first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``api-user add|passwd|delete|list``; return the exit status."""
+    args = build_parser().parse_args(argv)
+    path = api_dir(Home(Path(args.home))) / "users.json"
+    try:
+        if args.action == "add":
+            add_user(path, args.name, _read_password(args.password_stdin))
+            print(f"User {args.name} added.")
+        elif args.action == "passwd":
+            set_password(path, args.name, _read_password(args.password_stdin))
+            print(f"Password of {args.name} changed; their tokens are revoked.")
+        elif args.action == "delete":
+            delete_user(path, args.name)
+            print(f"User {args.name} deleted.")
+        else:
+            for name in list_users(path):
+                print(name)
+    except (UsersError, OSError) as error:
+        print(f"api-user: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
