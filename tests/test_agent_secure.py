@@ -243,6 +243,22 @@ class FramingTests(SynchronousTestCase):
         self.assertEqual(secure.FrameDecoder().feed(stream), [b"one", b"", b"three"])
         self.assertEqual(decoder.pending, 0)
 
+    @settings(max_examples=50, deadline=None)
+    @given(
+        payloads=st.lists(st.binary(max_size=300), max_size=8),
+        cuts=st.lists(st.integers(0, 3000), max_size=10),
+    )
+    def test_any_split(self, payloads: list[bytes], cuts: list[int]) -> None:
+        """However the stream is cut into reads, the same frames come out in order."""
+        stream = b"".join(secure.frame(p) for p in payloads)
+        points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+        decoder = secure.FrameDecoder()
+        out: list[bytes] = []
+        for start, end in zip(points, points[1:], strict=False):
+            out.extend(decoder.feed(stream[start:end]))
+        self.assertEqual(out, payloads)
+        self.assertEqual(decoder.pending, 0)
+
     def test_oversized_frame(self) -> None:
         """A header announcing more than OS_MAXSTR raises FrameTooLarge at once."""
         decoder = secure.FrameDecoder()
