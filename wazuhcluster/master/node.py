@@ -196,7 +196,7 @@ class MasterService(MultiService):
                 run_at_start=False,
             )
             reaper.setServiceParent(self)
-            self._add_features(config, reactor)
+        self._add_features(config, reactor)
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
 
     def _add_features(self, config: NodeConfig, reactor: Any) -> None:
@@ -214,6 +214,10 @@ class MasterService(MultiService):
     def startService(self) -> None:
         """Log the start, then start every child."""
         cluster = self.node.config.cluster
+        for warning in cluster.warnings:
+            self.node.log.warn(
+                "{source}: {warning}", source=self.node.config.source, warning=warning
+            )
         if cluster.disabled:
             self.node.log.warn("Cluster is disabled in the configuration: running standalone.")
         else:

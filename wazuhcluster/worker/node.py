@@ -94,6 +94,8 @@ class WorkerService(MultiService):
     def startService(self) -> None:
         """Log the start, then start every child."""
         cluster = self.config.cluster
+        for warning in cluster.warnings:
+            self.link.log.warn("{source}: {warning}", source=self.config.source, warning=warning)
         self.link.log.info(
             "Worker {name} of cluster {cluster} starting; master at {addr}:{port}.",
             name=cluster.node_name,
