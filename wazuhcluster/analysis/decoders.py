@@ -66,6 +66,7 @@ class Decoder:
     reported_parent: str | None = None
 
     prematch_keys: tuple[str, ...] = ()
+    prematch_pieces: tuple[tuple[str, ...], ...] = ()
     regex_keys: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
@@ -75,6 +76,8 @@ class Decoder:
     def index(self) -> None:
         """Remember the literal pieces the prematch and regex need (after compiling them)."""
         self.prematch_keys = _keys(self.prematch)
+        if isinstance(self.prematch, OSRegex) and self.prematch.filtered:
+            self.prematch_pieces = self.prematch.required
         self.regex_keys = _keys(self.regex)
 
 
@@ -170,13 +173,10 @@ class DecoderSet:
             roots = self._roots_for_start(event.log)
         low = event.log_lower
         for root in roots:
-            keys = root.prematch_keys
-            if keys:
-                for key in keys:
-                    if key in low:
-                        break
-                else:
-                    continue
+            pieces = root.prematch_pieces
+            # Skip a root unless one prematch alternative has all its literal pieces here.
+            if pieces and not any(all(piece in low for piece in needed) for needed in pieces):
+                continue
             if _decode_with(root, event):
                 return
 

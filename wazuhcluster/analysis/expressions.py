@@ -390,13 +390,16 @@ def _anchors(tokens: list[str]) -> tuple[bool, bool, list[str]]:
     return begin, end, tokens
 
 
+_ESCAPED_LITERALS = {"\\$": "$", "\\(": "(", "\\)": ")", "\\\\": "\\", "\\|": "|",
+                     "\\<": "<", "\\t": "\t"}
+
+
 def _is_literal(token: str) -> bool:
-    return len(token) == 1 and token not in "()" or token in ("\\$", "\\(", "\\)", "\\\\",
-                                                              "\\|", "\\<")
+    return len(token) == 1 and token not in "()" or token in _ESCAPED_LITERALS
 
 
 def _literal_text(token: str) -> str:
-    return token[-1].lower()
+    return _ESCAPED_LITERALS.get(token, token[-1]).lower()
 
 
 def required_literals(alternatives: list[list[str]]) -> tuple[tuple[str, ...], ...]:

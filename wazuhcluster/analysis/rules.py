@@ -274,7 +274,7 @@ def first_time_seen(event: EventInfo, state: RuleState) -> bool:
             event.location if name == "location" else event.get(name) for name in decoder.fts)
         event.fts_new = key not in state.first_seen
         if event.fts_new:
-            if len(state.first_seen) > 1_000_000:
+            if len(state.first_seen) > 100_000:
                 state.first_seen.clear()
             state.first_seen.add(key)
     return event.fts_new
