@@ -7,8 +7,10 @@ pid it left, even when the test failed half-way.
 
 from __future__ import annotations
 
+import grp
 import inspect
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -27,6 +29,7 @@ from wazuhcluster.home import Home
 REPO = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = REPO / "etc" / "init.d" / "wazuhcluster"
 UNIT = REPO / "etc" / "systemd" / "wazuhcluster@.service"
+LOGROTATE = REPO / "etc" / "logrotate.d" / "wazuhcluster"
 TWISTD = Path(sys.executable).parent / "twistd"
 #: Seconds the init script waits after SIGTERM before SIGKILL, kept short for the test.
 STOP_TIMEOUT = 20
@@ -212,6 +215,48 @@ class InitScriptTests(NodeUnderTest):
         self.assertEqual(self.running_pid(), pid)
         self.assert_action("status", 0)
         self.assert_lists_master()
+        self.assert_stopped(pid)
+
+    def test_logrotate_rotates_and_signals(self) -> None:
+        """etc/logrotate.d, pointed at this home, renames cluster.log and its postrotate SIGHUP
+        makes the running node start a new cluster.log; the node keeps running."""
+        logrotate = shutil.which("logrotate")
+        if logrotate is None:
+            raise SkipTest("logrotate is not installed: its configuration was not exercised")
+        if not hup_is_wired():
+            raise SkipTest("tap.build_service does not install SignalHandlers yet")
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(os.getgid()).gr_name
+        config = self.home.root / "logrotate.conf"
+        text = (
+            LOGROTATE.read_text()
+            .replace("/var/wazuh-manager", str(self.home.root))
+            .replace("wazuh-manager wazuh-manager", f"{user} {group}")
+            # never signal a real node run by systemd on this machine
+            .replace("wazuhcluster@", "wazuhcluster-test-absent@")
+        )
+        config.write_text(text)
+        config.chmod(0o644)
+        self.assert_action("start", 0)
+        pid = self.running_pid()
+        log = self.home.cluster_log
+        self.assertTrue(wait_for(lambda: log.exists() and log.stat().st_size > 0, DEADLINE))
+        result = subprocess.run(
+            [logrotate, "--force", "--state", str(self.home.root / "logrotate.state"), str(config)],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        rotated = log.with_name("cluster.log.1")
+        self.assertTrue(rotated.exists(), sorted(p.name for p in log.parent.iterdir()))
+        self.assertTrue(
+            wait_for(lambda: "SIGHUP received" in (log.read_text() if log.exists() else ""), 30),
+            "cluster.log was not reopened after logrotate",
+        )
+        self.assertNotIn("SIGHUP received", rotated.read_text())
+        self.assertEqual(self.running_pid(), pid)
         self.assert_stopped(pid)
 
     def test_stale_pidfile_is_not_trusted(self) -> None:
