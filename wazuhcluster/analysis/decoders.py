@@ -173,12 +173,22 @@ class DecoderSet:
             roots = self._roots_for_start(event.log)
         low = event.log_lower
         for root in roots:
-            pieces = root.prematch_pieces
             # Skip a root unless one prematch alternative has all its literal pieces here.
-            if pieces and not any(all(piece in low for piece in needed) for needed in pieces):
+            if root.prematch_pieces and not _viable(root.prematch_pieces, low):
                 continue
             if _decode_with(root, event):
                 return
+
+
+def _viable(pieces: tuple[tuple[str, ...], ...], low: str) -> bool:
+    """True when some alternative finds every one of its literal pieces in ``low``."""
+    for needed in pieces:
+        for piece in needed:
+            if piece not in low:
+                break
+        else:
+            return True
+    return False
 
 
 def _absent(keys: tuple[str, ...], low: str) -> bool:

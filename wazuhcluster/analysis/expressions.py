@@ -185,8 +185,14 @@ class LiteralRegex:
         return -1 if index < 0 else index + len(literal)
 
     def matches(self, text: str) -> bool:
-        low = lowered(text)
-        return any(self._end(low, b, e, lit) >= 0 for b, e, lit in self.alternatives)
+        return self.found_in_lowered(lowered(text))
+
+    def found_in_lowered(self, low: str) -> bool:
+        """Whether an alternative occurs in already lower-cased text."""
+        for begin, end, literal in self.alternatives:
+            if self._end(low, begin, end, literal) >= 0:
+                return True
+        return False
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
         low = lowered(text)
@@ -317,12 +323,12 @@ class OSMatch:
         self.any_empty = any_empty
 
     def matches(self, text: str) -> bool:
-        return self._found(text) != self.inverted
+        return self.found_in_lowered(lowered(text)) != self.inverted
 
-    def _found(self, text: str) -> bool:
+    def found_in_lowered(self, low: str) -> bool:
+        """Whether an alternative is found in already lower-cased text (ignores '!')."""
         if self.any_empty:
             return True
-        low = lowered(text)
         if low in self.exact:
             return True
         if self.prefixes and low.startswith(self.prefixes):

@@ -19,7 +19,7 @@ import attrs
 
 from wazuhcluster.analysis import cdb
 from wazuhcluster.analysis.eventinfo import EventInfo
-from wazuhcluster.analysis.expressions import Expression, OSMatch, test
+from wazuhcluster.analysis.expressions import Expression, LiteralRegex, OSMatch, test
 
 DEFAULT_TIMEFRAME = 360
 MAX_HISTORY = 2048
@@ -300,6 +300,13 @@ def _log_check(expression: Expression) -> Check:
                     return not negate
             return negate
         return contains
+    if isinstance(expression, OSMatch):
+        found_in = expression.found_in_lowered
+        flip = expression.inverted != negate
+        return lambda event, state: found_in(event.log_lower) != flip
+    if isinstance(expression, LiteralRegex):
+        found_lit = expression.found_in_lowered
+        return lambda event, state: found_lit(event.log_lower) != negate
     matches = expression.matches
     return lambda event, state: matches(event.log) != negate
 
