@@ -74,6 +74,17 @@ class DefaultRulesetTests(unittest.SynchronousTestCase):
         self.assertEqual((alert["rule"]["id"], alert["data"]["url"], alert["location"]),
                          ("31101", "/admin", "/var/log/nginx/access.log"))
 
+    def test_identity_from_the_event(self) -> None:
+        """Manager and cluster names given with the event override the engine's identity."""
+        line = "Feb 10 23:21:05 srv sshd[12]: Accepted publickey for bob from 10.0.0.9 port 22"
+        alert = self.process(line, manager_name="w2", cluster_node="worker-2")
+        assert alert is not None
+        self.assertEqual((alert["manager"], alert["cluster"], alert["agent"]["name"]),
+                         ({"name": "w2"}, {"name": "prod", "node": "worker-2"}, "w2"))
+        hidden = self.process(line, hide_cluster=True)
+        assert hidden is not None
+        self.assertNotIn("cluster", hidden)
+
     def test_json_events_decode_without_alert(self) -> None:
         """JSON lines are decoded by the JSON decoder; no default rule alerts on them."""
         verdict = self.engine.analyse(Event('{"a":{"b":"c"}}', timestamp=CLOCK))

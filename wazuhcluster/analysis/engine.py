@@ -27,7 +27,9 @@ class Event:
 
     ``location`` is the log's origin (a file path, ``stdin``...). For an agent's event,
     ``agent_id`` is its id and ``agent_name``/``agent_ip`` describe it; ``000`` is the
-    manager itself. ``timestamp`` is the receive time in epoch seconds.
+    manager itself. ``timestamp`` is the receive time in epoch seconds. ``manager_name``,
+    ``cluster_name``, ``cluster_node`` and ``hide_cluster`` override the engine's
+    :class:`Identity` for this event when given.
     """
 
     message: str
@@ -36,6 +38,22 @@ class Event:
     agent_name: str | None = None
     agent_ip: str | None = None
     timestamp: float | None = None
+    manager_name: str | None = None
+    cluster_name: str | None = None
+    cluster_node: str | None = None
+    hide_cluster: bool | None = None
+
+    def identity(self, default: Identity) -> Identity:
+        """The identity to write in this event's alert."""
+        if self.manager_name is None and self.cluster_name is None \
+                and self.cluster_node is None and self.hide_cluster is None:
+            return default
+        return Identity(
+            manager_name=self.manager_name or default.manager_name,
+            cluster_name=self.cluster_name or default.cluster_name,
+            cluster_node=self.cluster_node or default.cluster_node,
+            hide_cluster=default.hide_cluster if self.hide_cluster is None else self.hide_cluster,
+        )
 
 
 @attrs.frozen
@@ -89,8 +107,9 @@ class Engine:
             info.agent_name = event.agent_name
             info.hostname = event.agent_name or ""
         else:
-            info.agent_name = self.identity.manager_name
-            info.hostname = header.hostname or self.identity.manager_name
+            manager = event.manager_name or self.identity.manager_name
+            info.agent_name = manager
+            info.hostname = header.hostname or manager
         self.decoders.decode(info)
         return info
 
@@ -142,7 +161,7 @@ class Engine:
         info = self.prepare(event)
         rule, alert = self.evaluate(info)
         self._sequence += 1
-        output = build_alert(info, rule, self.identity, self._sequence)
+        output = build_alert(info, rule, event.identity(self.identity), self._sequence)
         return Verdict(info, rule, alert, output)
 
     def process(self, event: Event) -> dict[str, Any] | None:
@@ -152,4 +171,4 @@ class Engine:
         if not alert:
             return None
         self._sequence += 1
-        return build_alert(info, rule, self.identity, self._sequence)
+        return build_alert(info, rule, event.identity(self.identity), self._sequence)
