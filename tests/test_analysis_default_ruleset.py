@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from tests.analysis_data import CLOCK
 from wazuhcluster.analysis.alerts import Identity
-from wazuhcluster.analysis.engine import Event
+from wazuhcluster.analysis.engine import Event, QueueFormatError, parse_queue_message
 from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
 
 SSH_FAIL = "Feb 10 23:21:05 srv sshd[12]: Failed password for {user} from {ip} port 5640 ssh2"
@@ -97,3 +97,25 @@ class DefaultRulesetTests(unittest.SynchronousTestCase):
         """Messages are cut to 64 KiB before analysis."""
         verdict = self.engine.analyse(Event("x" * 200_000, timestamp=CLOCK))
         self.assertEqual(len(verdict.event.full_log), 64 * 1024)
+
+
+class QueueFormatTests(unittest.SynchronousTestCase):
+    """parse_queue_message reads Wazuh's '<queue>:<location>:<message>' lines."""
+
+    def test_manager_event(self) -> None:
+        """A plain location is the manager's own event; '|:' escapes a colon."""
+        event = parse_queue_message("1:C|:\\log.txt:hello: world", 5.0)
+        self.assertEqual((event.location, event.message, event.agent_id, event.timestamp),
+                         ("C:\\log.txt", "hello: world", "000", 5.0))
+
+    def test_agent_event(self) -> None:
+        """'[id] (name) ip->location' fills the agent fields."""
+        event = parse_queue_message("1:[001] (web1) 10.0.0.1->/var/log/secure:Feb 1 x")
+        self.assertEqual((event.agent_id, event.agent_name, event.agent_ip, event.location,
+                          event.message), ("001", "web1", "10.0.0.1", "/var/log/secure",
+                                           "Feb 1 x"))
+
+    def test_bad_messages(self) -> None:
+        """Malformed lines raise QueueFormatError."""
+        for raw in ("", "x", "1:nolocation", "1:[001 (a) b->c:m", "1:[abc] (a) b->c:m"):
+            self.assertRaises(QueueFormatError, parse_queue_message, raw)

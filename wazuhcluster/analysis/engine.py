@@ -56,6 +56,61 @@ class Event:
         )
 
 
+class QueueFormatError(ValueError):
+    """A queue message that is not ``<queue>:<location>:<message>``."""
+
+
+def _split_location(raw: str) -> tuple[str, str]:
+    """Split at the first ':' not escaped with '|'; unescape '|:' and '||' in the location."""
+    out: list[str] = []
+    index = 0
+    while index < len(raw):
+        char = raw[index]
+        if char == "|" and index + 1 < len(raw) and raw[index + 1] in ":|":
+            out.append(raw[index + 1])
+            index += 2
+            continue
+        if char == ":":
+            return "".join(out), raw[index + 1:]
+        out.append(char)
+        index += 1
+    raise QueueFormatError("no ':' between location and message")
+
+
+def parse_queue_message(raw: str, timestamp: float | None = None) -> Event:
+    """Read Wazuh's internal ``<queue>:<location>:<message>`` form into an :class:`Event`.
+
+    The location may carry the agent, as remoted writes it: ``[001] (web1) 10.0.0.1->/var/log/x``
+    (``any`` as the address when unknown); otherwise the event is the manager's own (000).
+    """
+    if len(raw) < 3 or raw[1] != ":":
+        raise QueueFormatError("expected '<queue>:<location>:<message>'")
+    location, message = _split_location(raw[2:])
+    if not location.startswith("["):
+        return Event(message, location=location, timestamp=timestamp)
+    close = location.find("]")
+    if close < 0:
+        raise QueueFormatError("agent location without ']'")
+    agent_id = location[1:close]
+    rest = location[close + 1:].lstrip()
+    name: str | None = None
+    address: str | None = None
+    if rest.startswith("("):
+        end = rest.find(")")
+        if end < 0:
+            raise QueueFormatError("agent location without ')'")
+        name = rest[1:end]
+        rest = rest[end + 1:].lstrip()
+        arrow = rest.find("->")
+        if arrow >= 0:
+            address = rest[:arrow] or None
+            rest = rest[arrow + 2:]
+    if not agent_id.isdigit():
+        raise QueueFormatError(f"bad agent id {agent_id!r}")
+    return Event(message, location=rest, agent_id=agent_id, agent_name=name, agent_ip=address,
+                 timestamp=timestamp)
+
+
 @attrs.frozen
 class Verdict:
     """Everything wazuh-logtest shows for one event."""
