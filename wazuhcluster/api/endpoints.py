@@ -47,6 +47,7 @@ from wazuhcluster.api.views import (
     file_digest,
     group_files_view,
     group_view,
+    iso,
     manager_view,
     merged_path,
 )
@@ -286,7 +287,7 @@ class Endpoints:
             "license_name": "GPL 2.0",
             "license_url": "https://github.com/wazuh/wazuh/blob/master/LICENSE",
             "hostname": self.hostname,
-            "timestamp": dates_to_text({"date_": self.now()})["date_"],
+            "timestamp": str(iso(self.now())).replace("+00:00", "Z"),
         }
         return Reply({"data": data, "error": 0})
 
@@ -500,7 +501,7 @@ class Endpoints:
             candidates = [a for a in candidates if a.connection_status in statuses]
         candidates = [a for a in candidates if self._older_than(a, older_than, now)]
         views = await self.run_in_thread(self._views, candidates)
-        views = _legacy_filters(views, params)
+        views = _legacy_filters(views, {k: v for k, v in params.items() if k != "status"})
         if params.get("q"):
             expression = parse_q(params["q"], AGENT_FIELDS)
             views = [view for view in views if expression.matches(view)]

@@ -60,6 +60,7 @@ CODES: dict[int, Code] = {
     ),
     1724: Code("Not a valid select field", "Select only the listed fields"),
     1725: Code("Error registering a new agent", "Check the name and IP and try again"),
+    1730: Code("Node does not exist", "List the nodes with GET /cluster/nodes", 404, _NOT_FOUND),
     1734: Code("Error removing agent from group", "The agent does not belong to that group"),
     1737: Code("Maximum number of groups per multigroup is 128", "Remove the agent from a group"),
     1738: Code("Agent name is too long", "An agent name has at most 128 characters"),

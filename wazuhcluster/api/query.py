@@ -26,6 +26,8 @@ MAX_CONDITIONS = 64
 
 _FIELD = re.compile(r"[\w.]+")
 _OPERATORS = ("!=", "=", "<", ">", "~")
+#: Like Wazuh, the operator is the run of one or two operator characters after the field.
+_OPERATOR_RUN = re.compile(r"[!=<>~]{1,2}")
 _TIMEFRAME = re.compile(r"(?:\d+[smhd])+")
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -129,12 +131,12 @@ def _tokenize(text: str, allowed: set[str]) -> list[object]:
         if field is None:
             raise wazuh_error(1407, text)
         position = field.end()
-        operator = next((op for op in _OPERATORS if text.startswith(op, position)), None)
-        if operator is None:
-            bad = re.match(r"[!=<>~]{1,2}", text[position:])
-            if bad is not None:
-                raise wazuh_error(1409, f"{bad.group()}; valid operators: =, !=, <, >, ~")
+        found = _OPERATOR_RUN.match(text, position)
+        if found is None:
             raise wazuh_error(1407, text)
+        operator = found.group()
+        if operator not in _OPERATORS:
+            raise wazuh_error(1409, f"{operator}; valid operators: =, !=, <, >, ~")
         position += len(operator)
         end = position
         while end < len(text) and text[end] not in ";,":

@@ -1,0 +1,206 @@
+"""Helpers for the API tests: a master node, a real registry and the API resource in memory.
+
+No test case lives here. :class:`ApiHarness` builds a real :class:`MasterNode` on a
+``task.Clock``, a real SQLite registry in a temporary home run synchronously, and the
+API resource; :meth:`ApiHarness.call` sends one request through twisted.web's
+``DummyRequest`` and returns the status, headers and decoded body.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+
+import attrs
+from attrs import define, frozen
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+
+from tests.helpers import write_config
+from wazuhcluster.api.endpoints import ApiHooks
+from wazuhcluster.api.service import build_site
+from wazuhcluster.api.settings import ApiSettings, parse_api
+from wazuhcluster.api.users import User, hash_password, write_users
+from wazuhcluster.master.node import MasterNode
+from wazuhcluster.master.workers import WorkerLink
+from wazuhcluster.registry import AsyncRegistry, Registry, RegistryFiles, synchronous_runner
+from wazuhcluster.registry.model import AgentInfoReport
+from wazuhcluster.threads import run_inline
+from wazuhcluster.wire.features import FeatureSet, LinkFeature
+from wazuhcluster.xmlconfig import Section
+
+START = 1_760_000_000.0
+USER = "wazuh-ops"
+PASSWORD = "correct horse battery"
+
+
+def cheap_users(path: Path, users: Mapping[str, str], changed: float = 0.0) -> None:
+    """Write a users file with low-cost hashes (fast tests; the format is the same)."""
+    write_users(
+        path,
+        {
+            name: User(name, hash_password(password, n=2**8), changed)
+            for name, password in users.items()
+        },
+    )
+
+
+@define
+class FakeIntegrity(LinkFeature):
+    """A feature whose health report per worker is set by the test."""
+
+    reports: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def health(self, link: Any) -> Mapping[str, Any]:
+        """The report the test set for this worker."""
+        return self.reports.get(link.name, {})
+
+
+@frozen
+class Answer:
+    """One HTTP answer: status, content type and body (JSON decoded when it is JSON)."""
+
+    status: int
+    content_type: str
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        """The decoded JSON body."""
+        return json.loads(self.raw)
+
+
+class ApiHarness:
+    """The API over a real master node and registry, driven in memory (see module docstring)."""
+
+    def __init__(self, case: SynchronousTestCase, **settings: Any) -> None:
+        self.case = case
+        self.clock = task.Clock()
+        self.clock.advance(START)
+        self.config = write_config(case.mktemp(), "master", "master")
+        self.home = self.config.home
+        self.integrity = FakeIntegrity()
+        self.node = MasterNode(self.config, self.clock, FeatureSet([self.integrity]))
+        files = RegistryFiles(
+            self.home.client_keys, self.home.shared, self.home.root / "var" / "multigroups"
+        )
+        self.store = Registry.open(self.home.var_db / "global.db", files, self.clock.seconds)
+        case.addCleanup(self.store.close)
+        self.store.flush_files()
+        self.registry = AsyncRegistry(self.store, synchronous_runner)
+        base = parse_api(Section(Element("api"), "test.conf", "api"), self.home)
+        self.settings: ApiSettings = attrs.evolve(base, **settings)
+        cheap_users(self.settings.users_file, {USER: PASSWORD})
+        self.reconnected: list[list[str]] = []
+        self.added: list[str] = []
+        self.removed: list[str] = []
+        hooks = ApiHooks(
+            reconnect=self.reconnected.append,
+            agents_added=lambda agents: self.added.extend(agent.id for agent in agents),
+            agents_removed=self.removed.extend,
+        )
+        self.site, self.resource = build_site(
+            self.settings,
+            self.node,
+            self.registry,
+            self.clock.seconds,
+            run_inline,
+            hooks,
+            "api-host",
+        )
+        self._token: str | None = None
+        self._sequence = 0
+
+    # --- requests -----------------------------------------------------------------------
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        token: str | None | bool = True,
+        client: str = "192.0.2.10",
+    ) -> Answer:
+        """Send one request; ``token=True`` logs in first, a string is used as is."""
+        request = DummyRequest([])
+        request.method = method.encode("ascii")
+        request.uri = path.encode("utf-8")
+        request.path = path.split("?")[0].encode("utf-8")
+        request.client = IPv4Address("TCP", client, 40000)
+        if isinstance(body, bytes):
+            data = body
+        elif body is None:
+            data = b""
+        else:
+            data = json.dumps(body).encode("utf-8")
+            request.requestHeaders.setRawHeaders(b"content-type", [b"application/json"])
+        request.content = io.BytesIO(data)
+        if token is True:
+            token = self.token()
+        if isinstance(token, str):
+            request.requestHeaders.setRawHeaders(b"authorization", [f"Bearer {token}".encode()])
+        for name, value in (headers or {}).items():
+            request.requestHeaders.setRawHeaders(name.encode(), [value.encode()])
+        self.resource.render(request)
+        self.case.assertEqual(request.finished, 1, "the API did not answer synchronously")
+        content_type = request.responseHeaders.getRawHeaders(b"content-type", [b""])[0]
+        return Answer(request.responseCode or 200, content_type.decode(), b"".join(request.written))
+
+    def login(
+        self, user: str = USER, password: str = PASSWORD, client: str = "192.0.2.10"
+    ) -> Answer:
+        """POST /security/user/authenticate with HTTP basic credentials."""
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return self.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+            client=client,
+        )
+
+    def token(self) -> str:
+        """A valid token (logged in once per harness)."""
+        if self._token is None:
+            answer = self.login()
+            self.case.assertEqual(answer.status, 200, answer.raw)
+            self._token = answer.json["data"]["token"]
+        return self._token
+
+    # --- cluster and registry state -----------------------------------------------------
+    def connect_worker(self, name: str, ip: str = "192.0.2.21", **report: Any) -> WorkerLink:
+        """Register a connected worker whose integrity health report is ``report``."""
+        now = self.clock.seconds()
+        link = WorkerLink(name, "0.1.0", ip, None, connected_at=now, last_keepalive=now)
+        self.node.workers.add(link)
+        self.integrity.reports[name] = dict(report)
+        return link
+
+    def enroll(self, name: str, ip: str = "any", groups: tuple[str, ...] = ()) -> str:
+        """Register an agent directly in the registry; return its id."""
+        agent = self.store.enroll(name, ip, groups)
+        self.store.flush_files()
+        return agent.id
+
+    def report(self, agent_id: str, status: str, node: str, **fields: Any) -> None:
+        """Apply an agent-info report (status, node, keep-alive...)."""
+        now = self.clock.seconds()
+        self._sequence += 1
+        row = AgentInfoReport(
+            agent_id=agent_id,
+            node_name=node,
+            status_time=now,
+            status_seq=self._sequence,
+            connection_status=status,
+            last_keepalive=fields.pop("last_keepalive", now),
+            **fields,
+        )
+        result = self.store.apply_agent_info([row])
+        self.case.assertEqual(result.applied, 1)
