@@ -341,9 +341,16 @@ def _json_walk(decoder: Decoder, event: EventInfo, obj: dict[str, Any], parent: 
         return
     for name, value in obj.items():
         key = f"{parent}.{name}" if parent else name
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is str:
+            # The common case, inlined: a string value.
+            if key in _JSON_STATIC or key == "user":
+                _json_fill(event, key, value)
+            else:
+                event.add_field(key, value)
+        elif kind is dict:
             _json_walk(decoder, event, value, key, depth + 1)
-        elif isinstance(value, list):
+        elif kind is list:
             if decoder.json_array == "csv":
                 text = ",".join(s for s in (_json_scalar(v) if not isinstance(v, (dict, list))
                                             else None for v in value) if s is not None)
