@@ -60,3 +60,56 @@ smoke: $(STAMP) ## build the wheel, install it in a fresh venv, check twistd and
 	cd / && for s in wazuh-cluster-control wazuh-cluster-certs wazuh-logtest wazuh-agent-sim; do \
 		/tmp/wazuhcluster-smoke/bin/$$s --help | grep -q -- --home || { echo "$$s lacks --home"; exit 1; }; done
 	@echo "smoke test passed"
+
+# ---------------------------------------------------------------------------------------------
+# install: the package in its own virtualenv, and the service files.
+#   make install                           venv /usr/local/lib/wazuhcluster, service files in /etc
+#   make install PREFIX=/opt/wazuhcluster  venv /opt/wazuhcluster/lib/wazuhcluster
+#   make install VENV=/opt/wz              that venv instead (only when given on the command line)
+#   make install WAZUH_HOME=/srv/wazuh     the node's home written into the service files
+#   make install DESTDIR=/tmp/stage        everything under /tmp/stage, for a look without root
+# The venv is built at its final path under DESTDIR, so its scripts name that path: a staged
+# tree is for inspection, not for copying elsewhere (build a wheel for packages).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+WAZUH_HOME ?= /var/wazuh-manager
+INSTALL_VENV ?= $(if $(filter command line,$(origin VENV)),$(VENV),$(PREFIX)/lib/wazuhcluster)
+INSTALL_BIN := $(DESTDIR)$(INSTALL_VENV)/bin
+INSTALL_ETC := $(DESTDIR)$(SYSCONFDIR)
+INSTALL_DOC := $(DESTDIR)$(PREFIX)/share/doc/wazuhcluster
+# the files in etc/ name the default paths; write the chosen ones instead
+SERVICE_PATHS := sed -e 's|/usr/local/lib/wazuhcluster|$(INSTALL_VENV)|g' \
+	-e 's|/var/wazuh-manager|$(WAZUH_HOME)|g' \
+	-e 's|/etc/default/wazuhcluster|$(SYSCONFDIR)/default/wazuhcluster|g' \
+	-e 's|/etc/init.d/wazuhcluster|$(SYSCONFDIR)/init.d/wazuhcluster|g'
+
+.PHONY: install
+
+install: ## install in a venv under PREFIX, service files under SYSCONFDIR (see the Makefile)
+	$(PYTHON) -m venv $(DESTDIR)$(INSTALL_VENV)
+	$(INSTALL_BIN)/pip install -q .
+	# twistd cannot write its plugin cache as the service user: write it now, as the installer
+	$(INSTALL_BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	install -d $(INSTALL_ETC)/systemd/system $(INSTALL_ETC)/init.d $(INSTALL_ETC)/default \
+		$(INSTALL_ETC)/logrotate.d $(INSTALL_DOC)
+	$(SERVICE_PATHS) etc/systemd/wazuhcluster@.service > $(INSTALL_ETC)/systemd/system/wazuhcluster@.service
+	$(SERVICE_PATHS) etc/init.d/wazuhcluster > $(INSTALL_ETC)/init.d/wazuhcluster
+	$(SERVICE_PATHS) etc/logrotate.d/wazuhcluster > $(INSTALL_ETC)/logrotate.d/wazuhcluster
+	chmod 0644 $(INSTALL_ETC)/systemd/system/wazuhcluster@.service $(INSTALL_ETC)/logrotate.d/wazuhcluster
+	chmod 0755 $(INSTALL_ETC)/init.d/wazuhcluster
+	# an existing defaults file is the operator's: keep it, put ours beside it
+	if [ -e $(INSTALL_ETC)/default/wazuhcluster ]; then \
+		$(SERVICE_PATHS) etc/default/wazuhcluster > $(INSTALL_ETC)/default/wazuhcluster.new; \
+		echo "kept $(INSTALL_ETC)/default/wazuhcluster; the new one is wazuhcluster.new"; \
+	else \
+		$(SERVICE_PATHS) etc/default/wazuhcluster > $(INSTALL_ETC)/default/wazuhcluster; \
+	fi
+	install -m 0644 etc/wazuh-manager.conf.example README.md $(INSTALL_DOC)/
+	@echo "installed. Next, as root:"
+	@echo "  useradd --system --user-group --home-dir $(WAZUH_HOME) --shell /usr/sbin/nologin wazuh-manager"
+	@echo "  install -d -o wazuh-manager -g wazuh-manager -m 0750 $(WAZUH_HOME) $(WAZUH_HOME)/etc"
+	@echo "  cp $(PREFIX)/share/doc/wazuhcluster/wazuh-manager.conf.example $(WAZUH_HOME)/etc/wazuh-manager.conf"
+	@echo "  $(INSTALL_VENV)/bin/wazuh-cluster-certs --home $(WAZUH_HOME) ca   (then: node NAME --address IP)"
+	@echo "  systemctl daemon-reload && systemctl enable --now wazuhcluster@master   (or @worker)"
+	@echo "  or, without systemd: $(SYSCONFDIR)/init.d/wazuhcluster start (ROLE in $(SYSCONFDIR)/default/wazuhcluster)"
