@@ -78,6 +78,9 @@ class Decoder:
         self.prematch_keys = _keys(self.prematch)
         if isinstance(self.prematch, OSRegex) and self.prematch.filtered:
             self.prematch_pieces = self.prematch.required
+        elif isinstance(self.prematch, LiteralRegex):
+            self.prematch_pieces = tuple((literal,) for _, _, literal in
+                                         self.prematch.alternatives)
         self.regex_keys = _keys(self.regex)
 
 
@@ -225,14 +228,21 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
     if root.children:
         children = root.children
         chosen_index = -1
+        # One slice object for every child: expressions remember its lower-cased copy.
+        after_parent_text = event.log_after_parent
+        low = event.log_lower
         while index < len(children):
             child = children[index]
             if child.prematch is None:
                 chosen_index = index
                 break
-            text = log[after_parent:] if child.prematch_offset == AFTER_PARENT else log
+            if child.prematch_pieces and not _viable(child.prematch_pieces, low):
+                found = None
+            elif child.prematch_offset == AFTER_PARENT:
+                found = child.prematch.extract(after_parent_text)
+            else:
+                found = child.prematch.extract(log)
             base = after_parent if child.prematch_offset == AFTER_PARENT else 0
-            found = child.prematch.extract(text)
             if found is not None:
                 after_prematch = base + found[1]
                 event.decoder = child
@@ -254,6 +264,7 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
 def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log: str,
                  after_parent: int, after_prematch: int) -> None:
     previous_end: int | None = None
+    slices: dict[int, str] = {0: log}
     position = 0
     decoder = chosen
     while True:
@@ -272,7 +283,10 @@ def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log
             if _absent(decoder.regex_keys, event.log_lower):
                 found = None
             else:
-                found = decoder.regex.extract(log[start:])
+                text = slices.get(start)
+                if text is None:
+                    text = slices[start] = log[start:]
+                found = decoder.regex.extract(text)
             if found is None:
                 if decoder.get_next and position + 1 < len(siblings):
                     position += 1
