@@ -117,18 +117,21 @@ class HealthcheckTests(SynchronousTestCase):
             status["last_check_integrity"]["date_end_master"], r"^\d{4}-\d\d-\d\dT.*Z$"
         )
         self.assertEqual(status["last_sync_integrity"]["date_start_master"], "n/a")
-        self.assertEqual(items["w1"]["verdict"], {"status": "green", "reasons": []})
+        self.assertEqual(items["w1"]["verdict"], {"state": "ok", "reasons": []})
+        self.assertEqual(items["master"]["verdict"], {"state": "ok", "reasons": []})
+        self.assertRegex(status["last_keep_alive"], r"^\d{4}-\d\d-\d\dT.*Z$")
         self.assertEqual(answer.json["data"]["n_connected_nodes"], 1)
-        self.assertEqual(answer.json["data"]["verdict"]["status"], "green")
+        self.assertEqual(answer.json["data"]["verdict"]["state"], "ok")
 
-    def test_silent_worker_turns_the_cluster_red(self) -> None:
-        """A worker silent for longer than max_silence is red, and so is the cluster."""
+    def test_silent_worker_makes_the_cluster_stale(self) -> None:
+        """The node's verdict is passed on: a worker silent past max_silence is stale."""
         self.api.connect_worker("w1", **self.synced)
         self.api.clock.advance(121)
         data = self.api.call("GET", "/cluster/healthcheck").json["data"]
         items = {i["info"]["name"]: i for i in data["affected_items"]}
-        self.assertEqual(items["w1"]["verdict"]["status"], "red")
-        self.assertEqual(data["verdict"]["status"], "red")
+        self.assertEqual(items["w1"]["verdict"]["state"], "stale")
+        self.assertTrue(any("keep-alive" in reason for reason in items["w1"]["verdict"]["reasons"]))
+        self.assertEqual(data["verdict"]["state"], "stale")
 
     def test_nodes_list_filters_the_report(self) -> None:
         """nodes_list keeps only the named nodes."""

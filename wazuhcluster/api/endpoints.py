@@ -26,14 +26,7 @@ from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api import params as p
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.errors import ApiError, bad_request, failed_item, unauthorized, wazuh_error
-from wazuhcluster.api.health import (
-    Thresholds,
-    Verdict,
-    WorkerFacts,
-    cluster_verdict,
-    ruleset_synced,
-    worker_verdict,
-)
+from wazuhcluster.api.health import OK_VERDICT, health_items, ruleset_synced
 from wazuhcluster.api.query import apply_listing, check_listing, field_value, parse_q
 from wazuhcluster.api.users import UserStore
 from wazuhcluster.api.views import (
@@ -43,7 +36,6 @@ from wazuhcluster.api.views import (
     HASHES,
     NODE_FIELDS,
     agent_view,
-    dates_to_text,
     file_digest,
     group_files_view,
     group_view,
@@ -328,43 +320,24 @@ class Endpoints:
         )
 
     async def healthcheck(self, call: Call) -> Reply:
-        """GET /cluster/healthcheck: Wazuh's report plus a verdict per node and overall."""
+        """GET /cluster/healthcheck: Wazuh's report plus the node's verdicts."""
         health = self.node.health()
         active = await self.registry.list_agents(status="active")
         counts: dict[str, int] = {}
         for agent in active:
             counts[agent.node_name] = counts.get(agent.node_name, 0) + 1
-        timings = self.node.config.cluster.timings
-        limits = Thresholds(timings.keep_alive, timings.max_silence, timings.sync_integrity)
-        now = self.now()
-        items: list[dict[str, Any]] = []
-        verdicts: list[Verdict] = []
-        for name, entry in health["nodes"].items():
-            info = {**entry["info"], "n_active_agents": counts.get(name, 0)}
-            item: dict[str, Any] = {"info": info}
-            verdict = Verdict("green")
-            if "status" in entry:
-                status = entry["status"]
-                item["status"] = dates_to_text(status)
-                link = self.node.workers.get(name)
-                if link is not None:
-                    verdict = worker_verdict(_facts(link, status), now, limits)
-            item["verdict"] = verdict.as_json()
-            items.append(item)
-            verdicts.append(verdict)
-        wanted = call.params.get("nodes_list")
+        items = health_items(health, counts)
         failed: dict[int, list[str]] = {}
+        wanted = call.params.get("nodes_list")
         if wanted:
             known = {item["info"]["name"] for item in items}
             for name in wanted:
                 if name not in known:
                     _add_failure(failed, 1730, name)
-            pairs = zip(items, verdicts, strict=True)
-            kept = [(item, verdict) for item, verdict in pairs if item["info"]["name"] in wanted]
-            items, verdicts = [item for item, _ in kept], [verdict for _, verdict in kept]
+            items = [item for item in items if item["info"]["name"] in wanted]
         extra = {
             "n_connected_nodes": health["n_connected_nodes"],
-            "verdict": cluster_verdict(verdicts).as_json(),
+            "verdict": dict(health.get("verdict") or OK_VERDICT),
         }
         return Reply(
             envelope(
@@ -865,18 +838,6 @@ def _legacy_filters(views: list[dict[str, Any]], params: Mapping[str, Any]) -> l
 
         views = [view for view in views if keep(view)]
     return views
-
-
-def _facts(link: Any, status: Mapping[str, Any]) -> WorkerFacts:
-    check = status.get("last_check_integrity") or {}
-    sync = status.get("last_sync_integrity") or {}
-    return WorkerFacts(
-        connected_at=float(link.connected_at),
-        last_keep_alive=float(link.last_keepalive),
-        last_check_end=check.get("date_end_master"),
-        deferred_files=int(sync.get("deferred_files") or 0),
-        last_error=sync.get("last_error"),
-    )
 
 
 def _notify(hook: Callable[[Any], object] | None, value: Any) -> None:

@@ -1,99 +1,59 @@
-"""The healthcheck's verdict and the ruleset-sync flag, as small pure functions.
+"""The healthcheck and ruleset-sync answers, built from the master's health data.
 
-Wazuh's ``GET /cluster/healthcheck`` gives timestamps and leaves the judgement to the
-operator. We add a verdict per node and for the cluster, computed here from the same
-data so the rule is written down once:
-
-* ``red``: a worker silent for longer than ``max_silence`` (the master is about to drop it);
-* ``yellow``: a keep-alive late by more than two intervals, no integrity check finished
-  within three integrity periods (or never, once the worker has been connected that
-  long), a sync deferring files to later cycles, or the last sync failed;
-* ``green`` otherwise. The master itself is green while it answers.
-
-The cluster's verdict is its worst node's.
+The verdict itself (ok / lagging / stale / disconnected) is the node's, computed once in
+:mod:`wazuhcluster.health` so the control tool, the API and monitoring agree; here the
+report is only reshaped into Wazuh's ``GET /cluster/healthcheck`` items (times as ISO
+text) and the ``synced`` flag of ``GET /cluster/ruleset/synchronization`` is derived.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from attrs import frozen
+from wazuhcluster.api.views import iso_micro
 
-GREEN, YELLOW, RED = "green", "yellow", "red"
-_RANK = {GREEN: 0, YELLOW: 1, RED: 2}
-
-
-@frozen
-class Thresholds:
-    """The intervals the verdict is measured against (the cluster's timings)."""
-
-    keep_alive: float = 60.0
-    max_silence: float = 120.0
-    sync_integrity: float = 9.0
+#: Status keys that hold POSIX times besides the ``date_*`` ones.
+_TIME_KEYS = frozenset({"last_keep_alive", "connected_since", "disconnected_at"})
+OK_VERDICT: dict[str, Any] = {"state": "ok", "reasons": []}
 
 
-@frozen
-class WorkerFacts:
-    """What the verdict looks at for one worker (times are POSIX seconds)."""
-
-    connected_at: float
-    last_keep_alive: float
-    last_check_end: float | None = None
-    deferred_files: int = 0
-    last_error: str | None = None
-
-
-@frozen
-class Verdict:
-    """``status`` (green/yellow/red) and the reasons for anything but green."""
-
-    status: str
-    reasons: tuple[str, ...] = ()
-
-    def as_json(self) -> dict[str, Any]:
-        """The verdict as it appears in the healthcheck."""
-        return {"status": self.status, "reasons": list(self.reasons)}
+def format_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy a health status with every time (POSIX seconds) as ISO text, ``n/a`` if unset."""
+    result: dict[str, Any] = {}
+    for key, value in status.items():
+        if isinstance(value, Mapping):
+            result[key] = format_status(value)
+        elif key in _TIME_KEYS or key.startswith("date_"):
+            result[key] = "n/a" if value is None else iso_micro(value)
+        else:
+            result[key] = value
+    return result
 
 
-def worker_verdict(facts: WorkerFacts, now: float, limits: Thresholds) -> Verdict:
-    """Judge one worker (see module docstring)."""
-    silent = now - facts.last_keep_alive
-    if silent > limits.max_silence:
-        return Verdict(RED, (f"no keep-alive for {silent:.0f} s",))
-    reasons: list[str] = []
-    if silent > 2 * limits.keep_alive:
-        reasons.append(f"last keep-alive {silent:.0f} s ago")
-    stale_after = 3 * limits.sync_integrity
-    if facts.last_check_end is None:
-        if now - facts.connected_at > stale_after:
-            reasons.append("no integrity check has finished yet")
-    elif now - facts.last_check_end > stale_after:
-        reasons.append(f"last integrity check finished {now - facts.last_check_end:.0f} s ago")
-    if facts.deferred_files:
-        reasons.append(f"{facts.deferred_files} files wait for the next sync cycles")
-    if facts.last_error:
-        reasons.append(f"last integrity sync failed: {facts.last_error}")
-    return Verdict(YELLOW if reasons else GREEN, tuple(reasons))
-
-
-def cluster_verdict(verdicts: Iterable[Verdict]) -> Verdict:
-    """The worst of the nodes' verdicts, with every reason."""
-    status = GREEN
-    reasons: list[str] = []
-    for verdict in verdicts:
-        if _RANK[verdict.status] > _RANK[status]:
-            status = verdict.status
-        reasons.extend(verdict.reasons)
-    return Verdict(status, tuple(reasons))
+def health_items(
+    health: Mapping[str, Any], active_agents: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """One ``{info, status?, verdict}`` item per node of the master's health report."""
+    items = []
+    for name, entry in health["nodes"].items():
+        info = {**entry["info"], "n_active_agents": active_agents.get(name, 0)}
+        item: dict[str, Any] = {"info": info}
+        if "status" in entry:
+            item["status"] = format_status(entry["status"])
+        item["verdict"] = dict(entry.get("verdict") or OK_VERDICT)
+        items.append(item)
+    return items
 
 
 def ruleset_synced(status: Mapping[str, Any]) -> bool:
     """Whether a worker's health status says its synced files match the master's.
 
-    True once an integrity check has finished, no sync is running or failed, and no
-    files are deferred to later cycles.
+    True once an integrity check has finished, no sync is running or failed, no files
+    are deferred to later cycles, and the worker is still connected.
     """
+    if status.get("disconnected_at") is not None:
+        return False
     check = status.get("last_check_integrity") or {}
     sync = status.get("last_sync_integrity") or {}
     if not status.get("sync_integrity_free", True) or check.get("date_end_master") is None:

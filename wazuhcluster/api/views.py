@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +64,6 @@ def iso_micro(value: Any) -> Any:
         moment = datetime.datetime.fromtimestamp(value, datetime.UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return value
-
-
-def dates_to_text(status: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy a health status, turning every ``date_*`` number into ISO text."""
-    result: dict[str, Any] = {}
-    for key, value in status.items():
-        if isinstance(value, Mapping):
-            result[key] = dates_to_text(value)
-        elif key.startswith("date_"):
-            result[key] = iso_micro(value) if value is not None else "n/a"
-        else:
-            result[key] = value
-    return result
 
 
 def merged_path(shared: Path, multigroups: Path, groups: tuple[str, ...]) -> Path:

@@ -1,0 +1,186 @@
+"""The OpenAPI description shipped in wazuhcluster/api/openapi.json matches what is served.
+
+Checked structurally: the same paths and methods, the same query and path parameters
+(and which are required), and every answer of a scenario touching every route, in
+success and in error, validates (jsonschema) against the schema the description gives
+for its path, method, status and content type.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jsonschema
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_api_fixtures import Answer, ApiHarness
+from wazuhcluster.api import openapi
+
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def to_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 schema → JSON Schema: ``nullable: true`` becomes a null-accepting type."""
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") and "type" in converted:
+        converted["type"] = [converted["type"], "null"]
+    return converted
+
+
+class OpenApiTests(SynchronousTestCase):
+    """Served routes and answers against the OpenAPI description."""
+
+    def setUp(self) -> None:
+        self.spec = openapi()
+        self.components = to_json_schema(copy.deepcopy(self.spec["components"]))
+        self.api = ApiHarness(self, max_upload_size=4096)
+        self.answers: list[tuple[str, str, Answer]] = []
+
+    def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Follow one ``$ref`` into the components."""
+        if "$ref" not in node:
+            return node
+        kind, name = node["$ref"].split("/")[-2:]
+        found: dict[str, Any] = self.spec["components"][kind][name]
+        return found
+
+    def operation(self, method: str, template: str) -> dict[str, Any]:
+        """The description of one operation."""
+        found: dict[str, Any] = self.spec["paths"][template][method.lower()]
+        return found
+
+    def test_paths_and_methods_match(self) -> None:
+        """The description lists exactly the routes the resource serves."""
+        served = {(route.method, route.template) for route, _ in self.api.resource.routes}
+        described = {
+            (method.upper(), path)
+            for path, item in self.spec["paths"].items()
+            for method in item
+            if method in METHODS
+        }
+        self.assertEqual(served, described)
+
+    def test_parameters_match(self) -> None:
+        """Each route accepts exactly the described query and path parameters."""
+        for route, _ in self.api.resource.routes:
+            parameters = [
+                self.resolve(p) for p in self.operation(route.method, route.template)["parameters"]
+            ]
+            query = {p["name"] for p in parameters if p["in"] == "query"}
+            path = {p["name"] for p in parameters if p["in"] == "path"}
+            required = {p["name"] for p in parameters if p["in"] == "query" and p.get("required")}
+            where = f"{route.method} {route.template}"
+            self.assertEqual(query, set(route.params), where)
+            self.assertEqual(path, set(route.path_params), where)
+            self.assertEqual(required, set(route.required), where)
+            described_body = "requestBody" in self.operation(route.method, route.template)
+            self.assertEqual(described_body, route.body is not None, where)
+
+    # --- answers ------------------------------------------------------------------------
+    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Answer:
+        """Send a request and keep its answer for validation."""
+        answer = self.api.call(method, path, body, **kwargs)
+        self.answers.append((method, path, answer))
+        return answer
+
+    def template_of(self, method: str, path: str) -> str | None:
+        """The route template serving ``path`` (any method), or None."""
+        for route, pattern in self.api.resource.routes:
+            if pattern.match(path.split("?")[0]):
+                return route.template
+        return None
+
+    def check_answer(self, method: str, path: str, answer: Answer) -> None:
+        """Validate one answer against the described response."""
+        template = self.template_of(method, path)
+        where = f"{method} {path} -> {answer.status}"
+        if template is None or method.lower() not in self.spec["paths"][template]:
+            self.assertIn(answer.status, (404, 405), where)
+            jsonschema.validate(answer.json, self.components["schemas"]["Problem"])
+            return
+        responses = self.operation(method, template)["responses"]
+        self.assertIn(str(answer.status), responses, where)
+        response = self.resolve(responses[str(answer.status)])
+        media = answer.content_type.split(";")[0].strip()
+        self.assertIn(media, response["content"], where)
+        schema = to_json_schema(response["content"][media]["schema"])
+        if media == "text/plain":
+            self.assertTrue(answer.raw, where)
+            return
+        root = {"components": self.components, "allOf": [schema]}
+        jsonschema.Draft7Validator(root).validate(answer.json)
+
+    def test_every_answer_matches_the_description(self) -> None:
+        """A scenario over every route, in success and error, answers as described."""
+        api = self.api
+        api.connect_worker("w1", "192.0.2.21")
+        self.call("GET", "/")
+        self.call("GET", "/cluster/status")
+        self.call("GET", "/cluster/local/info")
+        self.call("GET", "/cluster/nodes?select=ip&sort=-name")
+        self.call("GET", "/cluster/nodes?nodes_list=ghost")
+        self.call("GET", "/cluster/healthcheck")
+        api.clock.advance(200)
+        self.call("GET", "/cluster/healthcheck?nodes_list=w1,ghost")
+        self.call("GET", "/cluster/ruleset/synchronization")
+        added = self.call("POST", "/agents", {"name": "web1", "ip": "10.0.0.1"}).json["data"]["id"]
+        self.call("POST", "/agents", {"name": "web1"})
+        self.call("POST", "/agents", {"name": "x" * 5000})
+        self.call("POST", "/agents", b"{}", headers={"content-type": "text/plain"})
+        other = api.enroll("web2")
+        api.report(other, "active", "w1", os_platform="ubuntu", version="Wazuh v4.14.7")
+        self.call("GET", "/agents")
+        self.call("GET", "/agents?select=os.platform,name&q=status=active")
+        self.call("GET", "/agents?agents_list=999&sort=nope")
+        self.call("GET", "/agents?agents_list=999")
+        self.call("GET", "/agents/summary/status")
+        self.call("PUT", f"/agents/reconnect?agents_list={added},{other},999")
+        self.call("POST", "/groups", {"group_id": "web"})
+        self.call("POST", "/groups", {"group_id": "web"})
+        self.call("GET", "/groups?hash=sha1")
+        self.call("GET", "/groups?groups_list=ghost")
+        self.call("PUT", f"/agents/{added}/group/web")
+        self.call("PUT", f"/agents/{added}/group/ghost")
+        self.call("PUT", "/agents/999/group/web")
+        self.call("DELETE", f"/agents/{added}/group/web")
+        self.call("DELETE", f"/agents/{added}/group/web")
+        self.call("GET", "/groups/web/files")
+        self.call("GET", "/groups/ghost/files")
+        conf = b"<agent_config></agent_config>"
+        xml = {"content-type": "application/xml"}
+        self.call("PUT", "/groups/web/configuration", conf, headers=xml)
+        self.call("PUT", "/groups/web/configuration", b"<nope", headers=xml)
+        self.call("PUT", "/groups/web/configuration", conf, headers={"content-type": "text/csv"})
+        self.call("DELETE", "/groups?groups_list=web,default")
+        self.call("DELETE", f"/agents?agents_list={added},999&status=all&older_than=0s")
+        self.call("DELETE", "/agents?agents_list=all")
+        self.call("GET", "/agents", token=None)
+        self.call("GET", "/nowhere")
+        self.call("PATCH", "/agents")
+        self.call("POST", "/security/user/authenticate", token=None)
+        self.call("POST", "/security/user/authenticate?raw=true", token=None)
+        api.login()
+        for method, path, answer in self.answers:
+            self.check_answer(method, path, answer)
+        succeeded = {
+            (method, self.template_of(method, path))
+            for method, path, answer in self.answers
+            if answer.status == 200
+        }
+        served = {(route.method, route.template) for route, _ in api.resource.routes}
+        served.discard(("POST", "/security/user/authenticate"))  # logged in through api.login()
+        self.assertEqual(served - succeeded, set())
+
+    def test_the_description_is_valid_json_with_examples_of_errors(self) -> None:
+        """The shipped file parses and every operation describes 400, 401 (or login), 405, 429."""
+        for path, item in self.spec["paths"].items():
+            for method, operation in item.items():
+                codes = set(operation["responses"])
+                self.assertTrue({"200", "400", "401", "405", "429"} <= codes, f"{method} {path}")
+        json.dumps(self.spec)
