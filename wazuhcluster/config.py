@@ -98,6 +98,10 @@ class NodeConfig:
         """Return the last ``<name>`` block of the file as a :class:`Section` (empty if absent)."""
         return Section(_last_block(self.root, name), str(self.source), name)
 
+    def sections(self, name: str) -> list[Section]:
+        """Every ``<name>`` block of the file, in order (``<remote>`` may appear twice)."""
+        return [Section(block, str(self.source), name) for block in self.root.findall(name)]
+
 
 def read_xml(path: Path) -> Element:
     """Read a Wazuh-style configuration file into one element holding every top-level block.

@@ -110,7 +110,7 @@ class LocalCluster:
         return self.ports[name]
 
     def services_config(self, name: str) -> str:
-        """The ``<auth>`` block of node ``name``: its own port, on 127.0.0.1 only."""
+        """The ``<auth>`` and ``<remote>`` blocks of ``name``: its own ports, on 127.0.0.1."""
         ports = self.node_ports(name)
         return (
             "  <auth>\n"
@@ -118,6 +118,11 @@ class LocalCluster:
             "    <bind_addr>127.0.0.1</bind_addr>\n"
             f"    {self.auth_options}\n"
             "  </auth>\n"
+            "  <remote>\n"
+            "    <connection>secure</connection>\n"
+            f"    <port>{ports['agents']}</port>\n"
+            "    <local_ip>127.0.0.1</local_ip>\n"
+            "  </remote>\n"
         )
 
     def home(self, name: str) -> Home:

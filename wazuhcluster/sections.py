@@ -9,6 +9,12 @@ from __future__ import annotations
 from attrs import frozen
 
 from wazuhcluster.agents.auth_settings import AuthSettings, parse_auth
+from wazuhcluster.agents.remote_settings import (
+    AgentsSettings,
+    RemoteSettings,
+    parse_global_agents,
+    secure_remote,
+)
 from wazuhcluster.config import NodeConfig
 
 
@@ -17,8 +23,14 @@ class NodeSections:
     """The parsed blocks a node runs with, besides ``<cluster>``."""
 
     auth: AuthSettings
+    remote: RemoteSettings
+    agents: AgentsSettings
 
 
 def load_sections(config: NodeConfig) -> NodeSections:
     """Parse every block; raises ConfigError naming the file, option and reason."""
-    return NodeSections(auth=parse_auth(config.section("auth"), config.home.root))
+    return NodeSections(
+        auth=parse_auth(config.section("auth"), config.home.root),
+        remote=secure_remote(config.sections("remote")),
+        agents=parse_global_agents(config.section("global")),
+    )

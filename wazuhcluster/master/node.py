@@ -11,12 +11,16 @@ from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
-from wazuhcluster import __version__
+from wazuhcluster import WAZUH_VERSION, __version__
+from wazuhcluster.agents.channel import EventCounter
+from wazuhcluster.agents.groups_table import MergedFiles
+from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.health import Verdict, cluster_verdict, worker_verdict
 from wazuhcluster.logs import ClusterLog
+from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
 from wazuhcluster.master.registry import MasterRegistry
@@ -200,16 +204,34 @@ class MasterService(MultiService):
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
 
     def _add_features(self, config: NodeConfig, reactor: Any) -> None:
-        integrity = MasterIntegrity(config.home.root, self.node)
-        self.registry = MasterRegistry(config.home, self.sections.auth, self.node, reactor)
+        home = config.home
+        integrity = MasterIntegrity(home.root, self.node)
+        self.registry = MasterRegistry(home, self.sections.auth, self.node, reactor)
         self.node.manager = self.registry
-        for feature in (self.registry, integrity):
+        self.agents = MasterAgents(self.node, self.registry, reactor)
+        for feature in (self.registry, integrity, self.agents):
             self.node.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)
         SyncedTreeWatcher(
-            config.home.root, integrity.notice_change, reactor, integrity.log
+            home.root, integrity.notice_change, reactor, integrity.log
         ).setServiceParent(self)
+        self.channel = AgentChannelService(
+            home.client_keys,
+            self.sections.remote,
+            self.sections.agents,
+            config.cluster.node_name,
+            EventCounter(),
+            reactor,
+            ClusterLog("Master", "Agents"),
+            merged_for=MergedFiles(
+                home.shared, home.root / "var" / "multigroups", self.agents.table
+            ),
+            manager_version=WAZUH_VERSION,
+        )
+        self.channel.setServiceParent(self)
+        self.agents.local_sessions = self.channel.sessions
+        self.registry.on_keys_changed.append(self.channel.reload_keys)
 
     def startService(self) -> None:
         """Log the start, then start every child."""

@@ -100,6 +100,8 @@ class MasterRegistry(LinkFeature):
             RegistryFiles(home.client_keys, home.shared, home.root / "var" / "multigroups"),
         )
         self._authority: EnrollmentAuthority | None = None
+        #: Called after every change of the agents' keys (the master's own agent channel).
+        self.on_keys_changed: list[Callable[[], object]] = []
         self.actions: dict[str, Action] = {
             "list_agents": self._list_agents,
             "delete_agents": self._delete_agents,
@@ -180,6 +182,8 @@ class MasterRegistry(LinkFeature):
 
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
         """Tell every connected worker about new and removed agents, without waiting."""
+        for hook in list(self.on_keys_changed):
+            hook()
         for link in self.node.workers:
             try:
                 done = link.protocol.callRemote(wire.KeysUpdate, added=added, removed=removed)

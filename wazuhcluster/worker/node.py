@@ -8,13 +8,18 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 
-from wazuhcluster import __version__
+from wazuhcluster import WAZUH_VERSION, __version__
+from wazuhcluster.agents.channel import EventCounter
+from wazuhcluster.agents.groups_table import MergedFiles
+from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.server import ControlService
+from wazuhcluster.logs import ClusterLog
 from wazuhcluster.sections import NodeSections
 from wazuhcluster.tls import client_options, load_material
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.registry import RelayManage
+from wazuhcluster.worker.agents import WorkerAgents
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
 from wazuhcluster.worker.registry import WorkerRegistry
@@ -82,12 +87,29 @@ class WorkerService(MultiService):
         )
         self.link.setName("master-link")
         self.link.setServiceParent(self)
-        self.integrity = WorkerIntegrity(config.home.root, self.link)
-        self.registry = WorkerRegistry(config.home.client_keys, sections.auth, self.link, reactor)
-        for feature in (self.integrity, self.registry):
+        home = config.home
+        self.integrity = WorkerIntegrity(home.root, self.link)
+        self.registry = WorkerRegistry(home.client_keys, sections.auth, self.link, reactor)
+        self.channel = AgentChannelService(
+            home.client_keys,
+            sections.remote,
+            sections.agents,
+            config.cluster.node_name,
+            EventCounter(),
+            reactor,
+            ClusterLog(f"Worker {config.cluster.node_name}", "Agents"),
+            manager_version=WAZUH_VERSION,
+        )
+        self.agents = WorkerAgents(self.link, self.channel.sessions, reactor)
+        self.channel.sessions.merged_for = MergedFiles(
+            home.shared, home.root / "var" / "multigroups", self.agents.table
+        )
+        self.registry.on_keys_changed.append(self.channel.reload_keys)
+        for feature in (self.integrity, self.registry, self.agents):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)
+        self.channel.setServiceParent(self)
         self.node = WorkerNode(config, self.link)
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
 

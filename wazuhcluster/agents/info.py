@@ -1,0 +1,134 @@
+"""The agent-info rows a node reports to the master, on the wire: JSON lines, validated.
+
+Rows travel worker → master in a stream (they can be many: 50,000 agents after a worker
+restart). The master builds registry reports from them, always naming the node that sent
+them itself: a worker cannot report on behalf of another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from wazuhcluster.agents.sessions import AgentInfoRow
+from wazuhcluster.registry.model import AgentInfoReport
+
+#: Most rows one report may carry.
+MAX_ROWS = 500_000
+#: Longest accepted line (a row with long labels and a uname stays far below).
+MAX_LINE = 16_384
+_ID = re.compile(r"\d{3,8}")
+_TEXT_FIELDS = (
+    "version",
+    "os_name",
+    "os_version",
+    "os_platform",
+    "os_arch",
+    "os_uname",
+    "config_sum",
+    "merged_sum",
+)
+_STATUSES = {"never_connected", "pending", "active", "disconnected"}
+
+
+class InfoError(ValueError):
+    """A malformed agent-info report; the message says which line and why."""
+
+
+def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
+    """One JSON object per row, newline-terminated."""
+    lines = []
+    for row in rows:
+        lines.append(
+            json.dumps(
+                {
+                    "id": row.agent_id,
+                    "status": str(row.status),
+                    "last_keepalive": row.last_keepalive,
+                    "disconnection_time": row.disconnection_time,
+                    "version": row.version,
+                    "os_name": row.os_name,
+                    "os_version": row.os_version,
+                    "os_platform": row.os_platform,
+                    "os_arch": row.os_arch,
+                    "os_uname": row.os_uname,
+                    "labels": list(row.labels),
+                    "config_sum": row.config_sum,
+                    "merged_sum": row.merged_sum,
+                    "time": row.timestamp,
+                    "seq": row.seq,
+                },
+                separators=(",", ":"),
+            )
+        )
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def _labels(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or len(value) > 256:
+        raise ValueError("labels must be a list of at most 256 strings")
+    pairs = []
+    for label in value:
+        if not isinstance(label, str) or len(label) > 1024:
+            raise ValueError("each label must be a string of at most 1024 characters")
+        key, _, text = label.partition(":")
+        pairs.append((key.strip().strip('"'), text.strip().strip('"')))
+    return tuple(pairs)
+
+
+def _number(value: Any, name: str, optional: bool = True) -> float | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number")
+    return float(value)
+
+
+def _report(obj: Any, node_name: str) -> AgentInfoReport:
+    if not isinstance(obj, dict):
+        raise ValueError("not an object")
+    agent_id = obj.get("id")
+    if not isinstance(agent_id, str) or not _ID.fullmatch(agent_id):
+        raise ValueError("bad agent id")
+    status = obj.get("status")
+    if status not in _STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    texts = {}
+    for name in _TEXT_FIELDS:
+        value = obj.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 1024):
+            raise ValueError(f"{name} must be a string of at most 1024 characters")
+        texts[name] = value or ""
+    seq = obj.get("seq", 0)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError("seq must be a non-negative integer")
+    return AgentInfoReport(
+        agent_id=agent_id,
+        node_name=node_name,
+        status_time=_number(obj.get("time"), "time", optional=False) or 0.0,
+        status_seq=seq,
+        connection_status=status,
+        last_keepalive=_number(obj.get("last_keepalive"), "last_keepalive"),
+        disconnection_time=_number(obj.get("disconnection_time"), "disconnection_time") or 0.0,
+        labels=_labels(obj.get("labels", [])),
+        **texts,
+    )
+
+
+def decode_reports(data: bytes, node_name: str, max_rows: int = MAX_ROWS) -> list[AgentInfoReport]:
+    """Parse a report sent by ``node_name``; any bad line rejects the whole report."""
+    reports: list[AgentInfoReport] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line:
+            continue
+        if len(line) > MAX_LINE:
+            raise InfoError(f"line {number}: longer than {MAX_LINE} bytes")
+        if len(reports) >= max_rows:
+            raise InfoError(f"more than {max_rows} rows")
+        try:
+            reports.append(_report(json.loads(line), node_name))
+        except (ValueError, TypeError) as error:
+            raise InfoError(f"line {number}: {error}") from None
+    return reports

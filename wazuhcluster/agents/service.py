@@ -1,0 +1,136 @@
+"""The agent channel of a node (TCP 1514): listener, sessions, key reloads, status checks.
+
+Every node runs one. The role hands in what differs: where events go (``event_sink``),
+where status changes go, and which merged.mg an agent should have (``merged_for``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+from wazuhcluster.agents import secure
+from wazuhcluster.agents.channel import AgentChannelFactory, EventSink
+from wazuhcluster.agents.remote_settings import AgentsSettings, RemoteSettings
+from wazuhcluster.agents.sessions import SessionTable
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+
+#: How often client.keys is checked for changes and agents for missed keep-alives (remoted: 10 s).
+CHECK_INTERVAL = 10.0
+
+
+class AgentChannelService(MultiService):
+    """Serves agents on the node's ``<remote>`` port and keeps their sessions."""
+
+    def __init__(
+        self,
+        client_keys: Path,
+        remote: RemoteSettings,
+        agents: AgentsSettings,
+        node_name: str,
+        event_sink: EventSink,
+        reactor: Any,
+        log: ClusterLog,
+        merged_for: Callable[[str], tuple[str, str] | None] | None = None,
+        manager_version: str | None = None,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+    ) -> None:
+        super().__init__()
+        self.client_keys = client_keys
+        self.log = log
+        self.run_in_thread = run_in_thread
+        self.sessions = SessionTable(
+            reactor, node_name, agents.disconnection_time, merged_for=merged_for
+        )
+        self.factory = AgentChannelFactory(
+            secure.KeyStore([]),
+            self.sessions,
+            event_sink,
+            reactor,
+            log=log,
+            overtake_time=remote.connection_overtake_time,
+            manager_version=manager_version,
+        )
+        self._keys_stamp: tuple[int, int, int] | None = None
+        self._reload_lock = DeferredLock()
+        endpoint_type = TCP6ServerEndpoint if remote.ipv6 else TCP4ServerEndpoint
+        interface = remote.local_ip or ("::" if remote.ipv6 else "0.0.0.0")
+        listener = StreamServerEndpointService(
+            endpoint_type(reactor, remote.port, interface=interface), self.factory
+        )
+        listener.setName("agent-channel")
+        listener.setServiceParent(self)
+        PeriodicTask("agent keys", CHECK_INTERVAL, self.reload_keys, reactor, log).setServiceParent(
+            self
+        )
+        PeriodicTask(
+            "agent disconnections",
+            CHECK_INTERVAL,
+            self.factory.check_disconnections,
+            reactor,
+            log,
+            run_at_start=False,
+        ).setServiceParent(self)
+
+    def startService(self) -> None:
+        """Load the keys before the first agent can connect, then listen."""
+        self._load_now()
+        super().startService()
+
+    def _stamp(self) -> tuple[int, int, int]:
+        try:
+            info = os.stat(self.client_keys)
+        except OSError:
+            return (0, 0, 0)
+        return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+    def _load_now(self) -> None:
+        stamp = self._stamp()
+        try:
+            store = (
+                secure.KeyStore.load(str(self.client_keys))
+                if stamp != (0, 0, 0)
+                else secure.KeyStore([])
+            )
+        except secure.KeyFileError as error:
+            self.log.error("Unable to read agent keys: {error}", error=str(error))
+            return
+        self._keys_stamp = stamp
+        self.factory.set_keys(store)
+
+    def reload_keys(self) -> Deferred[None]:
+        """Reload client.keys in a thread if it changed; runs one reload at a time."""
+        return ensureDeferred(self._reload())
+
+    async def _reload(self) -> None:
+        await self._reload_lock.acquire()
+        try:
+            stamp = self._stamp()
+            if stamp == self._keys_stamp:
+                return
+            try:
+                if stamp == (0, 0, 0):
+                    store = secure.KeyStore([])
+                else:
+                    store = await self.run_in_thread(
+                        secure.KeyStore.load, str(self.client_keys), previous=self.factory.keys
+                    )
+            except secure.KeyFileError as error:
+                self.log.error("Unable to reload agent keys: {error}", error=str(error))
+                return
+            self._keys_stamp = stamp
+            self.factory.set_keys(store)
+            self.log.info(
+                "(1410): Reading authentication keys file. {count} agents.", count=len(store)
+            )
+        finally:
+            self._reload_lock.release()

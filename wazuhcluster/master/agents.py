@@ -1,0 +1,282 @@
+"""The master's side of agent status: agent-info from workers, agent-groups to workers.
+
+Agent-info: each worker streams the rows of agents whose status, OS, version, labels or
+config sums changed; the master applies them in the registry, keeping per agent the newest
+report from any node, so a stale row from a worker the agent has left never wins (Wazuh
+#24401). Rows of agents the master does not know are counted and dropped.
+
+Agent-groups: the "local agent-groups" task caches the registry's agent → groups table and
+its checksum; a worker gets the whole table when it connects and only changes afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from attrs import define
+from twisted.application.service import IService
+from twisted.internet.defer import ensureDeferred
+from twisted.protocols import amp
+
+from wazuhcluster.agents import groups_table
+from wazuhcluster.agents.info import decode_reports
+from wazuhcluster.agents.sessions import AgentInfoRow
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.master.workers import WorkerLink
+from wazuhcluster.registry.model import AgentInfoReport
+from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.wire import agents as wire
+from wazuhcluster.wire.features import LinkFeature
+from wazuhcluster.wire.streams import BytesConsumer, StreamKind
+
+
+@define
+class WorkerAgentsState:
+    """Agent-info and agent-groups timings of one worker, for health reports."""
+
+    info_start: float | None = None
+    info_end: float | None = None
+    info_rows: int = 0
+    groups_start: float | None = None
+    groups_end: float | None = None
+    groups_count: int = 0
+    full_start: float | None = None
+    full_end: float | None = None
+    full_count: int = 0
+
+
+def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
+    """A registry report from a row of the master's own agent channel."""
+    labels = tuple(label.partition(":")[::2] for label in row.labels)
+    return AgentInfoReport(
+        agent_id=row.agent_id,
+        node_name=node_name,
+        status_time=row.timestamp,
+        status_seq=row.seq,
+        connection_status=str(row.status),
+        last_keepalive=row.last_keepalive,
+        disconnection_time=row.disconnection_time or 0.0,
+        version=row.version or "",
+        os_name=row.os_name or "",
+        os_version=row.os_version or "",
+        os_platform=row.os_platform or "",
+        os_arch=row.os_arch or "",
+        os_uname=row.os_uname or "",
+        labels=labels,
+        config_sum=row.config_sum or "",
+        merged_sum=row.merged_sum or "",
+    )
+
+
+class MasterAgents(LinkFeature):
+    """Applies workers' agent-info and keeps every worker's agent-groups table current."""
+
+    def __init__(
+        self,
+        node: Any,
+        registry: Any,
+        reactor: Any,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+    ) -> None:
+        self.node = node
+        self.registry_feature = registry
+        self.clock = reactor
+        self.run_in_thread = run_in_thread
+        #: The agent → groups table, updated in place (the merged-file lookup reads it).
+        self.table: groups_table.Table = {}
+        self.checksum: str | None = None
+        self.log = ClusterLog("Master", "Local agent-groups")
+        self.local_sessions: Any = None
+        self.groups_task = PeriodicTask(
+            "local agent-groups",
+            node.timings.local_agent_groups,
+            self.refresh_groups,
+            reactor,
+            self.log,
+        )
+        self.info_task = PeriodicTask(
+            "local agent-info",
+            node.timings.sync_agent_info,
+            self.apply_local_info,
+            reactor,
+            ClusterLog("Master", "Agent-info sync"),
+            run_at_start=False,
+        )
+
+    def state(self, link: WorkerLink) -> WorkerAgentsState:
+        """The agent-sync state the master keeps for ``link``."""
+        found: WorkerAgentsState = link.state.setdefault("agents", WorkerAgentsState())
+        return found
+
+    # --- agent-groups --------------------------------------------------------------------
+    async def refresh_groups(self) -> None:
+        """Reload the table from the registry and send every worker the changes (possibly
+        none) with the checksum, so a worker that drifted notices within a few cycles."""
+        started = self.clock.seconds()
+        table, checksum = await self.registry_feature.registry.agent_groups()
+        first = self.checksum is None
+        changes: dict[str, Any] = {}
+        if checksum != self.checksum:
+            changes = groups_table.diff(self.table, table)
+            self.table.clear()
+            self.table.update(table)
+            self.checksum = checksum
+        for link in self.node.workers:
+            if first:  # workers that joined before the first load got an empty table
+                self.send_full(link)
+            else:
+                self._send(link, {"mode": "changes", "changes": changes, "checksum": checksum})
+        log = self.log.info if changes else self.log.debug
+        log(
+            "Finished in {seconds:.3f}s. {count} agents changed groups.",
+            seconds=self.clock.seconds() - started,
+            count=len(changes),
+        )
+
+    def _send(self, link: WorkerLink, payload: Mapping[str, Any]) -> None:
+        ensureDeferred(self._send_groups(link, payload))
+
+    async def _send_groups(self, link: WorkerLink, payload: Mapping[str, Any]) -> None:
+        state = self.state(link)
+        full = payload["mode"] == "full"
+        log = ClusterLog(
+            f"Worker {link.name}", "Agent-groups send full" if full else "Agent-groups send"
+        )
+        started = self.clock.seconds()
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        try:
+            await link.protocol.streams.send(wire.GROUPS_KIND, data, size=len(data))
+        except Exception as error:
+            log.error("Could not send agent-groups: {error}", error=str(error) or repr(error))
+            return
+        count = len(payload.get("table") or payload.get("changes") or {})
+        if full:
+            state.full_start, state.full_end, state.full_count = (
+                started,
+                self.clock.seconds(),
+                count,
+            )
+        else:
+            state.groups_start, state.groups_end = started, self.clock.seconds()
+            state.groups_count = count
+        (log.info if count or full else log.debug)(
+            "Finished in {seconds:.3f}s. Updated {count} agents.",
+            seconds=self.clock.seconds() - started,
+            count=count,
+        )
+
+    def send_full(self, link: WorkerLink) -> None:
+        """Send ``link`` the whole table (once the first refresh has run)."""
+        self._send(
+            link,
+            {
+                "mode": "full",
+                "table": {a: list(g) for a, g in self.table.items()},
+                "checksum": self.checksum or groups_table.checksum(self.table),
+            },
+        )
+
+    def link_up(self, link: WorkerLink) -> None:
+        """A newly connected worker gets the whole table."""
+        self.send_full(link)
+
+    def locator(self, link: WorkerLink) -> amp.CommandLocator:
+        """Answers a worker's request for the whole table."""
+        return _GroupsLocator(self, link)
+
+    # --- agent-info ------------------------------------------------------------------------
+    def stream_kinds(self) -> Mapping[str, StreamKind]:
+        """Workers' agent-info reports."""
+        return {wire.INFO_KIND: StreamKind(wire.MAX_INFO_BYTES, lambda size: BytesConsumer())}
+
+    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+        """Apply a worker's agent-info report; answer with the counts."""
+        assert isinstance(result, bytes)
+        return ensureDeferred(self._apply_info(link, result))
+
+    async def _apply_info(self, link: WorkerLink, data: bytes) -> str:
+        state = self.state(link)
+        log = ClusterLog(f"Worker {link.name}", "Agent-info sync")
+        state.info_start = started = self.clock.seconds()
+        log.info("Starting.")
+        try:
+            reports = await self.run_in_thread(decode_reports, data, link.name)
+        except ValueError as error:
+            log.error("Rejected an agent-info report: {error}", error=error)
+            raise
+        result = await self.registry_feature.registry.apply_agent_info(reports)
+        state.info_end = self.clock.seconds()
+        state.info_rows = result.applied
+        if result.unknown:
+            log.info(
+                "Ignored {count} rows of agents this master does not know.", count=result.unknown
+            )
+        log.info(
+            "Finished in {seconds:.3f}s. Updated {count} chunks.",
+            seconds=state.info_end - started,
+            count=result.applied,
+        )
+        return json.dumps(
+            {"applied": result.applied, "stale": result.stale, "unknown": result.unknown}
+        )
+
+    async def apply_local_info(self) -> None:
+        """Apply the rows of agents connected to the master itself."""
+        if self.local_sessions is None:
+            return
+        rows = self.local_sessions.take_dirty()
+        if not rows:
+            return
+        name = self.node.config.cluster.node_name
+        try:
+            await self.registry_feature.registry.apply_agent_info(
+                [report_from_row(row, name) for row in rows]
+            )
+        except Exception:
+            self.local_sessions.mark_all_dirty()
+            raise
+
+    def services(self) -> Iterable[IService]:
+        """The local agent-groups and local agent-info tasks."""
+        return (self.groups_task, self.info_task)
+
+    def health(self, link: WorkerLink) -> Mapping[str, Any]:
+        """Last agent-info and agent-groups syncs of ``link``."""
+        state = self.state(link)
+        return {
+            "last_sync_agentinfo": {
+                "date_start_master": state.info_start,
+                "date_end_master": state.info_end,
+                "n_synced_chunks": state.info_rows,
+            },
+            "last_sync_agentgroup": {
+                "date_start": state.groups_start,
+                "date_end": state.groups_end,
+                "n_synced_chunks": state.groups_count,
+            },
+            "last_sync_full_agentgroup": {
+                "date_start": state.full_start,
+                "date_end": state.full_end,
+                "n_synced_chunks": state.full_count,
+            },
+        }
+
+
+class _GroupsLocator(amp.CommandLocator):
+    """RequestAgentGroups for one worker."""
+
+    def __init__(self, feature: MasterAgents, link: WorkerLink) -> None:
+        self.feature = feature
+        self.link = link
+
+    @wire.RequestAgentGroups.responder
+    def request_agent_groups(self) -> dict[str, Any]:
+        """Send the whole table to the worker that asked."""
+        ClusterLog(f"Worker {self.link.name}", "Agent-groups send full").info(
+            "The worker asked for the whole agent-groups table."
+        )
+        self.feature.send_full(self.link)
+        return {}

@@ -1,0 +1,137 @@
+"""The worker's side of agent status: agent-info to the master, agent-groups from it.
+
+Every ``sync_agent_info`` seconds the worker streams the rows of its agents whose status, OS,
+version, labels or config sums changed (all of them after a reconnection). It keeps the
+master's agent → groups table to know which merged.mg each agent gets; when its checksum
+disagrees with the master's ``agent_groups_mismatch_limit`` times in a row, it asks for the
+whole table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.defer import ensureDeferred
+
+from wazuhcluster.agents import groups_table
+from wazuhcluster.agents.info import encode_rows
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.wire import agents as wire
+from wazuhcluster.wire.features import LinkFeature
+from wazuhcluster.wire.streams import BytesConsumer, StreamKind
+
+
+class WorkerAgents(LinkFeature):
+    """Reports agent status to the master and keeps the agent-groups table."""
+
+    def __init__(self, link: Any, sessions: Any, reactor: Any) -> None:
+        self.link = link
+        self.sessions = sessions
+        self.clock = reactor
+        tag = f"Worker {link.cluster.node_name}"
+        self.info_log = ClusterLog(tag, "Agent-info sync")
+        self.groups_log = ClusterLog(tag, "Agent-groups recv")
+        #: The agent → groups table, updated in place (the merged-file lookup reads it).
+        self.table: groups_table.Table = {}
+        self.master_checksum: str | None = None
+        self.mismatches = 0
+        self.last_info: dict[str, Any] = {}
+        self.info_task = PeriodicTask(
+            "agent-info",
+            link.timings.sync_agent_info,
+            self.send_info,
+            reactor,
+            self.info_log,
+            run_at_start=False,
+        )
+
+    async def send_info(self) -> None:
+        """Stream the changed agent rows to the master."""
+        if not self.link.connected:
+            return
+        rows = self.sessions.take_dirty()
+        if not rows:
+            self.info_log.debug("No synchronization required, skipping.")
+            return
+        started = self.clock.seconds()
+        self.info_log.info("Starting.")
+        data = encode_rows(rows)
+        try:
+            sent = await self.link.protocol.streams.send(wire.INFO_KIND, data, size=len(data))
+        except Exception as error:
+            self.sessions.mark_all_dirty()  # resend everything next cycle
+            self.info_log.error(
+                "Error synchronizing agent info: {error}", error=str(error) or repr(error)
+            )
+            return
+        counts = json.loads(sent.reply or "{}")
+        self.last_info = {"start": started, "end": self.clock.seconds(), **counts}
+        self.info_log.info(
+            "Finished in {seconds:.3f}s. Updated {count} chunks.",
+            seconds=self.clock.seconds() - started,
+            count=counts.get("applied", 0),
+        )
+
+    def link_up(self, link: Any) -> None:
+        """A new master link: report every agent again."""
+        self.sessions.mark_all_dirty()
+
+    # --- agent-groups ----------------------------------------------------------------------
+    def stream_kinds(self) -> Mapping[str, StreamKind]:
+        """The master's agent-groups table and changes."""
+        return {wire.GROUPS_KIND: StreamKind(wire.MAX_GROUPS_BYTES, lambda size: BytesConsumer())}
+
+    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+        """Apply a full table or a change set, then compare checksums."""
+        assert isinstance(result, bytes)
+        payload = json.loads(result)
+        if not isinstance(payload, dict) or payload.get("mode") not in ("full", "changes"):
+            raise groups_table.GroupsTableError("malformed agent-groups payload")
+        started = self.clock.seconds()
+        if payload["mode"] == "full":
+            table = groups_table.decode_table(json.dumps(payload.get("table")).encode())
+            self.table.clear()
+            self.table.update(table)
+            log = ClusterLog(self.groups_log.tag, "Agent-groups recv full")
+        else:
+            changes = groups_table.validate_changes(payload.get("changes"))
+            groups_table.apply_changes(self.table, changes)
+            log = self.groups_log
+        self.master_checksum = str(payload.get("checksum"))
+        self._compare(log)
+        count = len(payload.get("table") or payload.get("changes") or {})
+        (log.info if count or payload["mode"] == "full" else log.debug)(
+            "Finished in {seconds:.3f}s. Updated {count} agents.",
+            seconds=self.clock.seconds() - started,
+            count=count,
+        )
+        return "ok"
+
+    def _compare(self, log: ClusterLog) -> None:
+        ours = groups_table.checksum(self.table)
+        if ours == self.master_checksum:
+            if self.mismatches:
+                log.debug("The checksum of both tables match. Counter reset.")
+            self.mismatches = 0
+            return
+        self.mismatches += 1
+        limit = self.link.timings.agent_groups_mismatch_limit
+        log.debug(
+            "Checksum comparison failed ({count}/{limit}).", count=self.mismatches, limit=limit
+        )
+        if self.mismatches >= limit:
+            self.mismatches = 0
+            log.info("Sent request to obtain all agent-groups information from the master node.")
+            done = ensureDeferred(self._request_full())
+            done.addErrback(lambda failure: log.failure("Could not ask for agent-groups", failure))
+
+    async def _request_full(self) -> None:
+        await self.link.call(wire.RequestAgentGroups)
+
+    def services(self) -> Iterable[IService]:
+        """The agent-info task."""
+        return (self.info_task,)
