@@ -1,0 +1,220 @@
+"""Agent-info and agent-groups: wire formats, conflict resolution, and the syncs over a link."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import InMemoryCluster
+from tests.test_registry_link import _SyncRegistryService
+from wazuhcluster.agents import control, groups_table
+from wazuhcluster.agents.auth_settings import default_auth
+from wazuhcluster.agents.info import InfoError, decode_reports, encode_rows
+from wazuhcluster.agents.sessions import SessionTable
+from wazuhcluster.home import Home
+from wazuhcluster.master.agents import MasterAgents
+from wazuhcluster.master.registry import MasterRegistry
+from wazuhcluster.registry.model import AgentInfoReport
+from wazuhcluster.registry.store import Registry
+from wazuhcluster.threads import run_inline
+from wazuhcluster.worker.agents import WorkerAgents
+from wazuhcluster.worker.link import MasterLink
+
+UNAME = (
+    "Linux |web-1 |6.1.0 |#1 SMP |x86_64 [Debian GNU/Linux|debian: 12 (bookworm)] - Wazuh v4.14.7"
+)
+
+
+def keepalive(labels: tuple[str, ...] = ('"env":prod',)) -> control.KeepAliveData:
+    """A parsed 4.x keep-alive."""
+    text = control.format_keepalive(
+        UNAME.rsplit(" - ", 1)[0], "Wazuh v4.14.7", "abc123", list(labels), "f" * 32, "10.0.0.7"
+    )
+    parsed = control.parse_agent_control(text)
+    assert isinstance(parsed, control.KeepAlive), parsed
+    return parsed.data
+
+
+class WireTests(SynchronousTestCase):
+    """Agent-info rows and agent-groups tables on the wire."""
+
+    def test_rows_round_trip(self) -> None:
+        """Rows from a session table decode into registry reports named after the sender."""
+        clock = Clock()
+        sessions = SessionTable(clock, "spoofed-name")
+        sessions.startup("001", "web-1", "any", "10.0.0.7", "Wazuh v4.14.7")
+        clock.advance(5)
+        sessions.keepalive("001", "web-1", "any", "10.0.0.7", keepalive())
+        [report] = decode_reports(encode_rows(sessions.take_dirty()), "worker1")
+        self.assertEqual(report.node_name, "worker1")
+        self.assertEqual(report.connection_status, "active")
+        self.assertEqual(report.status_time, 5.0)
+        self.assertEqual(report.last_keepalive, 5.0)
+        self.assertEqual(report.config_sum, "abc123")
+        self.assertEqual(report.labels, (("env", "prod"),))
+        self.assertTrue(report.version.endswith("4.14.7"))
+
+    def test_bad_reports_refused(self) -> None:
+        """Malformed lines reject the whole report with the line number."""
+        good = b'{"id":"001","status":"active","time":1,"seq":1}\n'
+        self.assertEqual(len(decode_reports(good, "w")), 1)
+        for bad in (
+            b"not json",
+            b'{"id":"../1","status":"active","time":1}',
+            b'{"id":"001","status":"angry","time":1}',
+            b'{"id":"001","status":"active"}',
+            b'{"id":"001","status":"active","time":-1}',
+            b"x" * 20000,
+        ):
+            with self.assertRaises(InfoError) as caught:
+                decode_reports(good + bad, "w")
+            self.assertIn("line 2", str(caught.exception))
+        with self.assertRaises(InfoError):
+            decode_reports(good * 3, "w", max_rows=2)
+
+    def test_groups_table_changes(self) -> None:
+        """Diffs, validation and application of agent-groups changes."""
+        old = {"001": ("default",), "002": ("default", "web")}
+        new = {"001": ("web",), "003": ("default",)}
+        changes = groups_table.diff(old, new)
+        self.assertEqual(changes, {"001": ["web"], "003": ["default"], "002": None})
+        table = dict(old)
+        groups_table.apply_changes(table, groups_table.validate_changes(changes))
+        self.assertEqual(table, new)
+        self.assertEqual(groups_table.checksum(table), groups_table.checksum(new))
+        for bad in ({"abc": ["x"]}, {"001": ["../etc"]}, {"001": []}, {"001": "web"}, []):
+            self.assertRaises(groups_table.GroupsTableError, groups_table.validate_changes, bad)
+
+    def test_merged_files(self) -> None:
+        """One group uses its merged.mg, several a multigroup; sums follow file changes."""
+        base = Path(self.mktemp())
+        shared, multi = base / "shared", base / "multigroups"
+        (shared / "web").mkdir(parents=True)
+        (shared / "web" / "merged.mg").write_text("v1")
+        table = {"001": ("web",), "002": ("default", "web")}
+        lookup = groups_table.MergedFiles(shared, multi, table)
+        first = lookup("001")
+        assert first is not None
+        self.assertEqual(first[1], str(shared / "web" / "merged.mg"))
+        self.assertIsNone(lookup("002"))  # its multigroup file does not exist yet
+        self.assertTrue(lookup.path_for(("default", "web")).parent.parent == multi)
+        (shared / "web" / "merged.mg").write_text("version two")
+        second = lookup("001")
+        assert second is not None
+        self.assertNotEqual(first[0], second[0])
+
+
+class ConflictTests(SynchronousTestCase):
+    """The registry keeps, per agent, the newest report from any node (Wazuh #24401)."""
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["worker1", "worker2"]),
+                st.integers(0, 50),
+                st.sampled_from(["active", "disconnected"]),
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        st.randoms(),
+    )
+    def test_newest_report_wins(self, reports: list[tuple[str, int, str]], rnd: object) -> None:
+        """Whatever order reports arrive in, the registry ends with the newest one."""
+        registry = Registry.open(Path(self.mktemp()) / "global.db")
+        registry.enroll("web-1")
+        made = [
+            AgentInfoReport("001", node, float(time), seq, status)
+            for seq, (node, time, status) in enumerate(reports, start=1)
+        ]
+        shuffled = list(made)
+        rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+        for report in shuffled:
+            registry.apply_agent_info([report])
+        newest = max(made, key=lambda r: (r.status_time, r.status_seq))
+        agent = registry.get_agent("001")
+        assert agent is not None
+        self.assertEqual(
+            (agent.node_name, agent.connection_status), (newest.node_name, newest.connection_status)
+        )
+
+
+class AgentSyncLinkTests(SynchronousTestCase):
+    """The syncs between a master and a worker, in memory."""
+
+    def setUp(self) -> None:
+        self.cluster = InMemoryCluster(self.mktemp())
+        home = self.cluster.master_home
+        self.registry = MasterRegistry(
+            home,
+            default_auth(home.root),
+            self.cluster.master,
+            self.cluster.reactor,
+            registry_service=_SyncRegistryService(home),
+        )
+        self.master = MasterAgents(
+            self.cluster.master, self.registry, self.cluster.reactor, run_in_thread=run_inline
+        )
+        for feature in (self.registry, self.master):
+            self.cluster.master.features.add(feature)
+        self.store = self.registry.registry
+        for name in ("web-1", "web-2"):
+            self.successResultOf(self.store.enroll(name, "any"))
+        self.successResultOf(self.store.create_group("web"))
+        self.successResultOf(ensureDeferred(self.master.refresh_groups()))
+        self.sessions = SessionTable(self.cluster.reactor, "worker1")
+
+        def features(link: MasterLink, home: Home) -> list[WorkerAgents]:
+            self.worker = WorkerAgents(link, self.sessions, self.cluster.reactor)
+            return [self.worker]
+
+        self.link = self.cluster.add_worker("worker1", features=features)
+        self.cluster.connect(self.link)
+        self.cluster.settle()
+
+    def test_agent_info_reaches_master(self) -> None:
+        """Status from the worker's sessions lands in the registry with the worker's name."""
+        self.sessions.startup("001", "web-1", "any", "10.0.0.7", "Wazuh v4.14.7")
+        self.sessions.keepalive("001", "web-1", "any", "10.0.0.7", keepalive())
+        ensureDeferred(self.worker.send_info())
+        self.cluster.settle()
+        agent = self.successResultOf(self.store.get_agent("001"))
+        assert agent is not None
+        self.assertEqual((agent.connection_status, agent.node_name), ("active", "worker1"))
+        self.assertEqual(self.worker.last_info["applied"], 1)
+        status = self.cluster.master.health()["nodes"]["worker1"]["status"]
+        self.assertEqual(status["last_sync_agentinfo"]["n_synced_chunks"], 1)
+
+    def test_unknown_agents_are_counted(self) -> None:
+        """Rows for agents the master does not know are ignored and counted."""
+        self.sessions.startup("042", "ghost", "any", "10.0.0.8", "Wazuh v4.14.7")
+        ensureDeferred(self.worker.send_info())
+        self.cluster.settle()
+        self.assertEqual(
+            self.worker.last_info, {**self.worker.last_info, "unknown": 1, "applied": 0}
+        )
+
+    def test_groups_table_full_then_changes(self) -> None:
+        """The worker gets the whole table on joining, then the changes."""
+        self.assertEqual(self.worker.table, {"001": ("default",), "002": ("default",)})
+        self.successResultOf(self.store.assign("002", "web"))
+        ensureDeferred(self.master.refresh_groups())
+        self.cluster.settle()
+        self.assertEqual(self.worker.table["002"], ("default", "web"))
+        self.assertEqual(self.worker.mismatches, 0)
+
+    def test_drifted_worker_asks_for_everything(self) -> None:
+        """A table that keeps disagreeing with the master's is replaced after a few cycles."""
+        self.worker.table["999"] = ("rogue",)
+        limit = self.link.timings.agent_groups_mismatch_limit
+        for _ in range(limit):
+            ensureDeferred(self.master.refresh_groups())
+            self.cluster.settle()
+        self.assertNotIn("999", self.worker.table)
+        self.assertEqual(groups_table.checksum(self.worker.table), self.master.checksum)
