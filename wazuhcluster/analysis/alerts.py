@@ -49,14 +49,15 @@ def format_timestamp(epoch: float) -> str:
 
 def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
     """Wazuh's W_JSON_AddField: dotted keys nest; a JSON array text becomes an array."""
-    head, dot, rest = key.partition(".")
-    if dot:
-        inner = data.get(head)
-        if inner is None:
-            inner = data[head] = {}
-        if isinstance(inner, dict):
-            _add_nested(inner, rest, value)
-        return
+    if "." in key:
+        *heads, key = key.split(".")
+        for head in heads:
+            inner = data.get(head)
+            if inner is None:
+                inner = data[head] = {}
+            elif not isinstance(inner, dict):
+                return
+            data = inner
     if key in data:
         return
     if value.startswith("["):
