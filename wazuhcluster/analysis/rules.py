@@ -139,9 +139,10 @@ class Rule:
     children: list[Rule] = attrs.field(factory=list)
     feeds: list[tuple[str, int]] = attrs.field(factory=list)
     search_key: tuple[str, int] | None = None
-    child_cache: dict[tuple[str, str | None, str | None], tuple[Rule, ...]] = attrs.field(
-        factory=dict, repr=False)
-    key_field: str | None = attrs.field(default=None, repr=False)
+    child_cache: dict[tuple[str, str | None, tuple[str | None, ...]], tuple[Rule, ...]] = \
+        attrs.field(factory=dict, repr=False)
+    key_fields: tuple[str, ...] = attrs.field(default=(), repr=False)
+    overflows: int = attrs.field(default=0, repr=False)
     indexed: bool = attrs.field(default=False, repr=False)
     checks: tuple[Callable[[EventInfo, RuleState], bool], ...] | None = attrs.field(
         default=None, repr=False)
@@ -149,23 +150,28 @@ class Rule:
     def children_for(self, event: EventInfo) -> tuple[Rule, ...]:
         """The children worth trying for ``event``.
 
-        Children whose decoded_as, program_name or condition on the most used dynamic field
-        rule the event out are dropped; the answer depends only on those three values, so it
-        is cached per combination (a line tries tens of rules, not the whole tree).
+        Children whose decoded_as, program_name or conditions on the dynamic fields their
+        siblings test most rule the event out are dropped; the answer depends only on those
+        values, so it is cached per combination (a line tries tens of rules, not the whole
+        tree). A parent whose cache keeps overflowing (fields with too many distinct values)
+        falls back to indexing on decoder and program name only.
         """
         if not self.indexed:
-            self.key_field = _pick_key_field(self.children)
+            self.key_fields = _pick_key_fields(self.children)
             self.indexed = True
         decoder_name = event.decoder.reported_name if event.decoder is not None else ""
-        value = event.find_field(self.key_field) if self.key_field is not None else None
-        key = (decoder_name, event.program_name, value)
+        values = tuple(event.find_field(name) for name in self.key_fields)
+        key = (decoder_name, event.program_name, values)
         found = self.child_cache.get(key)
         if found is None:
             found = tuple(c for c in self.children
-                          if _may_match(c, decoder_name, event.program_name, self.key_field,
-                                        value))
+                          if _may_match(c, decoder_name, event.program_name, self.key_fields,
+                                        values))
             if len(self.child_cache) >= MAX_CHILD_CACHE:
                 self.child_cache.clear()
+                self.overflows += 1
+                if self.overflows > 2:
+                    self.key_fields = ()
             self.child_cache[key] = found
         return found
 
@@ -185,20 +191,22 @@ class Rule:
 MAX_CHILD_CACHE = 4096
 
 
-def _pick_key_field(children: list[Rule]) -> str | None:
-    """The dynamic field most children test (when at least three do), for the child index."""
+MAX_KEY_FIELDS = 4
+
+
+def _pick_key_fields(children: list[Rule]) -> tuple[str, ...]:
+    """The dynamic fields most children test (each by at least two), for the child index."""
     counts: dict[str, int] = {}
     for child in children:
-        for name, _ in child.fields:
+        for name in {name for name, _ in child.fields}:
             counts[name] = counts.get(name, 0) + 1
-    if not counts:
-        return None
-    name, count = max(counts.items(), key=lambda item: item[1])
-    return name if count >= 3 else None
+    ranked = sorted((item for item in counts.items() if item[1] >= 2),
+                    key=lambda item: -item[1])
+    return tuple(name for name, _ in ranked[:MAX_KEY_FIELDS])
 
 
 def _may_match(child: Rule, decoder_name: str, program_name: str | None,
-               key_field: str | None, value: str | None) -> bool:
+               key_fields: tuple[str, ...], values: tuple[str | None, ...]) -> bool:
     """False when ``child`` surely fails on these decoder, program name and field values."""
     if child.decoded_as is not None and child.decoded_as != decoder_name:
         return False
@@ -206,10 +214,10 @@ def _may_match(child: Rule, decoder_name: str, program_name: str | None,
     if expression is not None and (program_name is None or
                                    expression.matches(program_name) == expression.negate):
         return False
-    if key_field is not None:
-        for name, condition in child.fields:
-            if name == key_field and (value is None or
-                                      condition.matches(value) == condition.negate):
+    for name, condition in child.fields:
+        if name in key_fields:
+            value = values[key_fields.index(name)]
+            if value is None or condition.matches(value) == condition.negate:
                 return False
     return True
 
@@ -360,7 +368,8 @@ def _user_check(expression: Expression) -> Check:
 def compile_checks(rule: Rule) -> tuple[Check, ...]:
     """The rule's conditions as a tuple of small predicates, cheapest first."""
     checks: list[Check] = []
-    if rule.decoded_as is not None:
+    # Below the roots, children_for() has already filtered on decoded_as.
+    if rule.decoded_as is not None and rule.id < 10:
         wanted = rule.decoded_as
         checks.append(lambda event, state: event.decoder is not None
                       and event.decoder.reported_name == wanted)
