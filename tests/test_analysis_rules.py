@@ -164,6 +164,28 @@ class TreeTests(RuleTestCase):
         self.assertEqual(self.rule_of(engine, line(user="root")), "102")
 
 
+class ChildIndexTests(RuleTestCase):
+    """The cached child index gives the same answers as trying every child."""
+
+    def test_index_on_fields_survives_many_values(self) -> None:
+        """Children keyed on a field keep matching correctly after the cache overflows."""
+        from wazuhcluster.analysis import rules as rules_module
+        self.patch(rules_module, "MAX_CHILD_CACHE", 4)
+        engine = self.engine(group("""
+<rule id="101" level="3"><if_sid>100</if_sid><field name="custom">^c1$</field>
+  <description>one</description></rule>
+<rule id="102" level="4"><if_sid>100</if_sid><field name="custom">^c2$</field>
+  <description>two</description></rule>
+<rule id="103" level="3"><if_sid>100</if_sid><description>other</description></rule>"""))
+        for number in range(30):
+            custom = {1: "c1", 2: "c2"}.get(number % 5, f"z{number}")
+            expected = {"c1": "101", "c2": "102"}.get(custom, "103")
+            self.assertEqual(self.rule_of(engine, line(custom=custom)), expected, number)
+        parent = next(rule for rule in engine.roots if rule.id == 1).children[0]
+        self.assertEqual(parent.id, 100)
+        self.assertEqual(parent.key_fields, ())
+
+
 class ConditionTests(RuleTestCase):
     """Every per-event condition of a rule."""
 
