@@ -23,6 +23,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, control
 from wazuhcluster import tap
+from wazuhcluster.config import load_config
 from wazuhcluster.devcluster import LocalCluster, wait_for
 from wazuhcluster.home import Home
 
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = REPO / "etc" / "init.d" / "wazuhcluster"
 UNIT = REPO / "etc" / "systemd" / "wazuhcluster@.service"
 LOGROTATE = REPO / "etc" / "logrotate.d" / "wazuhcluster"
+EXAMPLE_CONFIG = REPO / "etc" / "wazuh-manager.conf.example"
 TWISTD = Path(sys.executable).parent / "twistd"
 #: Seconds the init script waits after SIGTERM before SIGKILL, kept short for the test.
 STOP_TIMEOUT = 20
@@ -275,7 +277,7 @@ class InitScriptTests(NodeUnderTest):
 
     def test_bad_settings(self) -> None:
         """A bad role is exit 6, a missing twistd exit 5, a missing home exit 6, an unknown
-        action exit 2; none of them starts anything."""
+        action exit 2, a defaults file named but absent exit 6; none of them starts anything."""
         self.write_defaults(ROLE="client")
         self.assertIn("ROLE must be master or worker", self.assert_action("start", 6).stderr)
         self.write_defaults(TWISTD=str(self.home.root / "no-twistd"))
@@ -284,6 +286,8 @@ class InitScriptTests(NodeUnderTest):
         self.assertIn("does not exist", self.assert_action("start", 6).stderr)
         self.assert_action("frobnicate", 2)
         self.assertFalse(self.pidfile.exists())
+        self.defaults.unlink()
+        self.assertIn("cannot read WAZUHCLUSTER_DEFAULTS", self.assert_action("status", 6).stderr)
 
     def test_configtest(self) -> None:
         """configtest runs twistd's --test-config: 0 for the good home, 1 for a broken file."""
@@ -354,3 +358,27 @@ class SystemdUnitTests(NodeUnderTest):
         node.send_signal(signal.SIGTERM)
         self.assertIn(node.wait(timeout=DEADLINE), (0, -signal.SIGTERM))
         self.assertIn("Server Shut Down.", (self.home.logs / "journal.txt").read_text())
+
+
+class ExampleConfigTests(SynchronousTestCase):
+    """etc/wazuh-manager.conf.example stays a valid configuration as the options evolve."""
+
+    def test_master_and_worker(self) -> None:
+        """The file loads as the master it describes, and with the two lines its closing
+        comment names changed, as a worker of the same cluster."""
+        home = Home(Path("/var/wazuh-manager"))
+        master = load_config(EXAMPLE_CONFIG, home, "master").cluster
+        self.assertEqual((master.node_type, master.node_name), ("master", "master"))
+        self.assertEqual(master.warnings, ())
+        text = EXAMPLE_CONFIG.read_text()
+        for line in ("<node_name>worker1</node_name>", "<node_type>worker</node_type>"):
+            self.assertIn(line, text.split("<!--")[-1])
+        worker_text = text.replace(
+            "<node_name>master</node_name>", "<node_name>worker1</node_name>", 1
+        ).replace("<node_type>master</node_type>", "<node_type>worker</node_type>", 1)
+        path = Path(self.mktemp())
+        path.write_text(worker_text)
+        worker = load_config(path, home, "worker").cluster
+        self.assertEqual((worker.node_type, worker.node_name), ("worker", "worker1"))
+        self.assertEqual((worker.name, worker.key, worker.port), (master.name, master.key, 1516))
+        self.assertEqual(worker.master_address, "10.0.0.1")
