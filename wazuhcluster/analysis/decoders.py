@@ -263,32 +263,37 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
 
 def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log: str,
                  after_parent: int, after_prematch: int) -> None:
+    """Run the chosen decoder's regex, then those of the same-named siblings after it."""
     previous_end: int | None = None
     slices: dict[int, str] = {0: log}
+    low = event.log_lower
+    last = len(siblings) - 1
     position = 0
     decoder = chosen
     while True:
+        regex = decoder.regex
         if decoder.plugin is not None:
             decoder.plugin(event.decoder or decoder, event)
-        elif decoder.regex is not None:
-            if decoder.regex_offset == AFTER_PARENT:
-                start = after_parent
-            elif decoder.regex_offset == AFTER_PREMATCH:
-                start = after_prematch
-            elif decoder.regex_offset == AFTER_REGEX:
-                start = after_prematch if previous_end is None else previous_end
-            else:
+        elif regex is not None:
+            offset = decoder.regex_offset
+            if offset is None:
                 start = 0
-            # A piece missing from the whole log is missing from any part of it.
-            if _absent(decoder.regex_keys, event.log_lower):
-                found = None
+            elif offset == AFTER_PARENT:
+                start = after_parent
+            elif offset == AFTER_PREMATCH:
+                start = after_prematch
             else:
+                start = after_prematch if previous_end is None else previous_end
+            found = None
+            keys = decoder.regex_keys
+            # A piece missing from the whole log is missing from any part of it.
+            if not keys or not _absent(keys, low):
                 text = slices.get(start)
                 if text is None:
                     text = slices[start] = log[start:]
-                found = decoder.regex.extract(text)
+                found = regex.extract(text)
             if found is None:
-                if decoder.get_next and position + 1 < len(siblings):
+                if decoder.get_next and position < last:
                     position += 1
                     decoder = siblings[position]
                     continue
@@ -303,7 +308,7 @@ def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log
                     event.add_field(name, value)
         else:
             return
-        if decoder.get_next and position + 1 < len(siblings):
+        if decoder.get_next and position < last:
             position += 1
             decoder = siblings[position]
         else:
