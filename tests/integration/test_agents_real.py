@@ -1,0 +1,132 @@
+"""Simulated agents reporting to real workers: status, node, moves, disconnections, groups."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.common import DEADLINE, ClusterTestCase, control
+from wazuhcluster.devcluster import LocalCluster, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def agents(cluster: LocalCluster, node: str) -> dict[str, dict[str, Any]]:
+    """The agents `-a --json` shows on ``node``, by name (empty if the call fails)."""
+    result = control(cluster.home(node).root, "-a", "--json")
+    if result.returncode != 0:
+        return {}
+    return {agent["name"]: agent for agent in json.loads(result.stdout)}
+
+
+class AgentsTests(ClusterTestCase):
+    """A master, two workers and 200 simulated agents."""
+
+    def simulate(self, cluster: LocalCluster, node: str, *args: str) -> subprocess.Popen[str]:
+        """Start wazuh-agent-sim against ``node``'s ports; it is stopped after the test."""
+        ports = cluster.node_ports(node)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
+                "--port",
+                str(ports["agents"]),
+                "--enroll-port",
+                str(ports["enrollment"]),
+                "--keepalive",
+                "1",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=DEADLINE)
+
+        self.addCleanup(stop)
+        return process
+
+    def finish(self, process: subprocess.Popen[str]) -> dict[str, Any]:
+        """Stop a simulator with SIGINT (agents send shutdown) and return its summary."""
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=DEADLINE)
+        self.assertEqual(process.returncode, 0, err)
+        summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return summary
+
+    def test_agents_report_move_disconnect_and_get_groups(self) -> None:
+        """All 200 agents show active with the right node from any node; agents moved to
+        another worker show it and never flip back; stopped agents show disconnected; a group
+        change delivers the new merged.mg."""
+        cluster = self.make_cluster(["worker1", "worker2"])
+        self.start(cluster, "master", "master")
+        for name in cluster.workers:
+            self.wait_log(self.start(cluster, name, "worker"), "Successfully connected")
+        keys = cluster.base / "a-keys"
+        first = self.simulate(
+            cluster, "worker1", "--agents", "100", "--name-prefix", "a-", "--save-keys", str(keys)
+        )
+        second = self.simulate(cluster, "worker2", "--agents", "100", "--name-prefix", "b-")
+
+        def settled() -> bool:
+            seen = agents(cluster, "worker2")
+            return len(seen) == 200 and all(
+                a["status"] == "active"
+                and a["node_name"] == ("worker1" if n.startswith("a-") else "worker2")
+                for n, a in seen.items()
+            )
+
+        self.assertTrue(wait_for(settled, DEADLINE, 0.5), agents(cluster, "master"))
+        self.assertEqual(len(agents(cluster, "worker1")), 200)
+
+        # A group change reaches the agents in that group as a new merged.mg.
+        self.assertEqual(
+            control(cluster.home("master").root, "--create-group", "web").returncode, 0
+        )
+        target = agents(cluster, "master")["b-00001"]["id"]
+        self.assertEqual(
+            control(cluster.home("worker1").root, "--assign", target, "web").returncode, 0
+        )
+
+        # Move the a- agents to worker2.
+        self.finish(first)
+        moved = self.simulate(cluster, "worker2", "--keys", str(keys), "--agents", "100")
+
+        def moved_to_worker2() -> bool:
+            seen = agents(cluster, "master")
+            return all(
+                a["node_name"] == "worker2" and a["status"] == "active"
+                for n, a in seen.items()
+                if n.startswith("a-")
+            )
+
+        self.assertTrue(wait_for(moved_to_worker2, DEADLINE, 0.5))
+        deadline = time.monotonic() + 6  # three agent-info cycles: they must not flip back
+        while time.monotonic() < deadline:
+            self.assertTrue(moved_to_worker2(), "an agent flipped back to worker1")
+            time.sleep(0.5)
+
+        summary = self.finish(second)
+        self.assertGreaterEqual(summary["files_received"], 101, summary)
+        self.assertEqual(summary["files_bad"], 0)
+        self.finish(moved)
+        self.assertTrue(
+            wait_for(
+                lambda: all(
+                    a["status"] == "disconnected" for a in agents(cluster, "master").values()
+                ),
+                DEADLINE,
+                0.5,
+            )
+        )
