@@ -386,6 +386,16 @@ class CorrelationTests(RuleTestCase):
                                       agent_name="a5"), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 3), "102")
 
+    def test_histories_keep_only_the_timeframe(self) -> None:
+        """Events older than the searching rules' timeframe leave the history."""
+        engine = self.engine(group(self.FAILED + """
+<rule id="102" level="10" frequency="5" timeframe="10">
+  <if_matched_sid>101</if_matched_sid><description>burst</description></rule>"""))
+        for second in range(0, 100, 5):
+            run(engine, line(act="deny"), second)
+        history = engine.state.histories[("sid", 101)]
+        self.assertEqual([event.time - CLOCK for event in history], [85.0, 90.0, 95.0])
+
     def test_frequency_without_if_matched_is_an_error(self) -> None:
         """frequency needs if_matched_sid or if_matched_group."""
         self.assertRaises(RuleLoadError, self.engine, group(

@@ -16,7 +16,7 @@ from wazuhcluster.analysis.alerts import Identity, build_alert
 from wazuhcluster.analysis.decoders import DecoderSet
 from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.predecoder import predecode
-from wazuhcluster.analysis.rules import Rule, RuleState, match_rule
+from wazuhcluster.analysis.rules import DEFAULT_TIMEFRAME, Rule, RuleState, match_rule
 
 MAX_MESSAGE = 64 * 1024
 
@@ -125,12 +125,14 @@ class Engine:
     """A loaded ruleset plus its correlation state."""
 
     def __init__(self, decoders: DecoderSet, roots: list[Rule], identity: Identity | None = None,
-                 log_alert_level: int = 3, warnings: list[str] | None = None) -> None:
+                 log_alert_level: int = 3, warnings: list[str] | None = None,
+                 history_windows: dict[tuple[str, int], int] | None = None) -> None:
         self.decoders = decoders
         self.roots = roots
         self.identity = identity or Identity()
         self.log_alert_level = log_alert_level
         self.warnings = list(warnings or [])
+        self.history_windows = dict(history_windows or {})
         self.state = RuleState()
         self._sequence = 0
 
@@ -194,7 +196,12 @@ class Engine:
                 self._mark_ignored(rule, info)
             sid_keys = [key for key in rule.feeds if key[0] == "sid"]
             for key in sid_keys or rule.feeds:
-                state.history(key).append(info)
+                history = state.history(key)
+                history.append(info)
+                # Events older than every timeframe that searches this history are dropped.
+                window = self.history_windows.get(key, DEFAULT_TIMEFRAME)
+                while info.time - history[0].time > window:
+                    history.popleft()
             return rule, rule.log_alert and rule.level >= self.log_alert_level
         return None, False
 

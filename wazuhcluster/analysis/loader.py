@@ -101,7 +101,7 @@ def load_engine(home: str, settings: RulesetSettings | None = None,
     for path in rule_files:
         rules.add_file(parse_file(path), path)
     return Engine(decoder_set, rules.roots, identity, settings.log_alert_level,
-                  warnings + rules.warnings)
+                  warnings + rules.warnings, rules.history_windows())
 
 
 def install_default_ruleset(home: str, overwrite: bool = False) -> list[str]:

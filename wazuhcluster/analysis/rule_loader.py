@@ -423,6 +423,14 @@ class RuleBuilder:
                 if rule.if_matched_group.matches(other.group_text) and key not in other.feeds:
                     other.feeds.append(key)
 
+    def history_windows(self) -> dict[tuple[str, int], int]:
+        """How long each correlation history must keep events: its rules' longest timeframe."""
+        windows: dict[tuple[str, int], int] = {}
+        for rule in self.by_id.values():
+            if rule.search_key is not None:
+                windows[rule.search_key] = max(windows.get(rule.search_key, 0), rule.timeframe)
+        return windows
+
     @staticmethod
     def _overwrite(old: Rule, new: Rule) -> None:
         keep = ("id", "children", "feeds", "search_key", "if_sid", "if_group", "if_level",

@@ -22,7 +22,7 @@ from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.expressions import Expression, LiteralRegex, OSMatch, test
 
 DEFAULT_TIMEFRAME = 360
-MAX_HISTORY = 2048
+MAX_HISTORY = 512
 
 # Fields that <same_*>/<different_*> compare, by their static names.
 SAME_FIELD_NAMES = (
