@@ -311,3 +311,25 @@ class HelperTests(SynchronousTestCase):
         assert isinstance(failure, Failure)
         self.assertIn("Duplicate", failure.getErrorMessage())
         self.assertEqual(calls[0][1], {"password": "pw", "groups": ("g1",), "version": "v4.14.7"})
+
+
+class HomeOptionTests(SynchronousTestCase):
+    """--home takes the ports from a local node's configuration."""
+
+    def test_ports_from_home(self) -> None:
+        """The node's <auth><port> and secure <remote><port> become the defaults."""
+        from pathlib import Path
+
+        from wazuhcluster.agents.simulator import parse_args
+
+        home = Path(self.mktemp())
+        (home / "etc").mkdir(parents=True)
+        (home / "etc" / "wazuh-manager.conf").write_text(
+            "<wazuh_config><auth><port>2515</port></auth>"
+            "<remote><connection>secure</connection><port>2514</port></remote></wazuh_config>"
+        )
+        options = parse_args(["--home", str(home)])
+        self.assertEqual((options.port, options.enroll_port), (2514, 2515))
+        explicit = parse_args(["--home", str(home), "--port", "3000"])
+        self.assertEqual(explicit.port, 3000)
+        self.assertEqual(parse_args([]).port, 1514)

@@ -23,6 +23,7 @@ import random
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from attrs import asdict, define, field
@@ -511,8 +512,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="wazuh-agent-sim", description="Simulate Wazuh 4.x agents against a node."
     )
     parser.add_argument("--manager", default="127.0.0.1", help="node address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=1514, help="agent channel port")
-    parser.add_argument("--enroll-port", type=int, default=1515, help="enrollment port")
+    parser.add_argument(
+        "--home",
+        default=None,
+        help="a local node's home: take --port and --enroll-port from its configuration",
+    )
+    parser.add_argument("--port", type=int, default=None, help="agent channel port (1514)")
+    parser.add_argument("--enroll-port", type=int, default=None, help="enrollment port (1515)")
     parser.add_argument("--agents", type=int, default=1, help="number of agents")
     parser.add_argument("--name-prefix", default="sim-agent-", help="agent name prefix")
     parser.add_argument("--password", default=None, help="enrollment password")
@@ -526,11 +532,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--agent-version", default=DEFAULT_VERSION, help="version to report")
     parser.add_argument("--spread", type=float, default=1.0, help="spread connects over SEC")
     options = parser.parse_args(argv)
+    _ports_from_home(parser, options)
     if options.agents < 1 or options.agents > 100_000:
         parser.error("--agents must be between 1 and 100000")
     if options.keepalive <= 0 or options.eps < 0 or options.duration < 0:
         parser.error("--keepalive must be positive; --eps and --duration not negative")
     return options
+
+
+def _ports_from_home(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    """Fill --port and --enroll-port from a node's configuration when --home is given."""
+    port, enroll_port = 1514, 1515
+    if options.home:
+        from wazuhcluster.agents.auth_settings import parse_auth
+        from wazuhcluster.agents.remote_settings import secure_remote
+        from wazuhcluster.config import read_xml
+        from wazuhcluster.home import Home
+        from wazuhcluster.xmlconfig import ConfigError, Section
+
+        home = Home(Path(options.home))
+        try:
+            root = read_xml(home.config_file)
+            blocks = root.findall("auth")
+            auth = parse_auth(
+                Section(blocks[-1] if blocks else None, str(home.config_file), "auth"), home.root
+            )
+            remote = secure_remote(
+                [Section(b, str(home.config_file), "remote") for b in root.findall("remote")]
+            )
+        except ConfigError as error:
+            parser.error(str(error))
+        port, enroll_port = remote.port, auth.port
+    if options.port is None:
+        options.port = port
+    if options.enroll_port is None:
+        options.enroll_port = enroll_port
 
 
 def _event_source(options: argparse.Namespace, index: int, name: str) -> Iterator[str]:
