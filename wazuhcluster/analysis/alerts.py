@@ -132,6 +132,21 @@ def rule_section(rule: Rule, event: EventInfo) -> dict[str, Any]:
     return section
 
 
+_DESCRIPTION_STATIC = frozenset(STATIC_FIELDS)
+
+
+def _description_value(event: EventInfo, name: str) -> str | None:
+    """The value Wazuh substitutes for ``$(name)``: a static field, a header field, else a
+    dynamic field (so ``$(user)`` is a dynamic field named user, not dstuser)."""
+    if name in _DESCRIPTION_STATIC:
+        return event.static.get(name)
+    if name == "program_name":
+        return event.program_name
+    if name == "hostname":
+        return event.hostname
+    return event.find_field(name)
+
+
 def expand_description(text: str, event: EventInfo) -> str:
     """Replace ``$(field)`` with the event's field value (empty when the field is absent)."""
     if "$(" not in text:
@@ -148,8 +163,7 @@ def expand_description(text: str, event: EventInfo) -> str:
             out.append(text[position:])
             break
         out.append(text[position:start])
-        value = event.get(text[start + 2:end])
-        out.append(value or "")
+        out.append(_description_value(event, text[start + 2:end]) or "")
         position = end + 1
     return "".join(out)
 
