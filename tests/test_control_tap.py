@@ -125,7 +125,12 @@ class OptionsTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock
 
         top = build_service(self.options.node_config, MemoryReactorClock())
-        master = list(top)[1]
+        from wazuhcluster.master.node import MasterService
+        from wazuhcluster.signals import SignalHandlers
+
+        kinds = [type(child) for child in top]
+        self.assertIn(SignalHandlers, kinds)
+        [master] = [child for child in top if isinstance(child, MasterService)]
         self.assertTrue(IServiceCollection.providedBy(master))
         names = {child.name for child in master}  # type: ignore[attr-defined]
         self.assertTrue({"cluster-listener", "keep-alive reaper", "control-socket"} <= names)

@@ -15,8 +15,9 @@ from twisted.python import usage
 
 from wazuhcluster.config import NodeConfig, load_config
 from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
-from wazuhcluster.logs import ClusterLogService
+from wazuhcluster.logs import ClusterLog, ClusterLogService
 from wazuhcluster.sections import NodeSections, load_sections
+from wazuhcluster.signals import SignalHandlers
 from wazuhcluster.tls import TlsError, load_material
 from wazuhcluster.xmlconfig import ConfigError
 
@@ -93,15 +94,24 @@ def build_service(
     top = MultiService()
     sections = sections or load_sections(config)
     config.home.make_dirs()
-    ClusterLogService(config.home.cluster_log, debug=debug).setServiceParent(top)
-    if config.cluster.node_type == "master":
+    cluster_log = ClusterLogService(config.home.cluster_log, debug=debug)
+    cluster_log.setServiceParent(top)
+    cluster = config.cluster
+    tag = "Master" if cluster.node_type == "master" else f"Worker {cluster.node_name}"
+    # SIGHUP reopens cluster.log (logrotate) and reloads what the role can reload.
+    hup = SignalHandlers(reactor, [cluster_log.reopen], ClusterLog(tag, "Main"))
+    hup.setServiceParent(top)
+    role: MultiService
+    if cluster.node_type == "master":
         from wazuhcluster.master.node import MasterService
 
-        MasterService(config, reactor, sections).setServiceParent(top)
+        role = MasterService(config, reactor, sections)
     else:
         from wazuhcluster.worker.node import WorkerService
 
-        WorkerService(config, reactor, sections).setServiceParent(top)
+        role = WorkerService(config, reactor, sections)
+    role.setServiceParent(top)
+    hup.on_hup.extend(getattr(role, "reload_actions", ()))
     return top
 
 

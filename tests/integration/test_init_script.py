@@ -8,7 +8,6 @@ pid it left, even when the test failed half-way.
 from __future__ import annotations
 
 import grp
-import inspect
 import os
 import pwd
 import shlex
@@ -22,7 +21,6 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, control
-from wazuhcluster import tap
 from wazuhcluster.config import load_config
 from wazuhcluster.devcluster import LocalCluster, wait_for
 from wazuhcluster.home import Home
@@ -53,11 +51,6 @@ def process_mentions(pid: int, text: str) -> bool:
     except OSError:
         return False
     return text.encode() in cmdline
-
-
-def hup_is_wired() -> bool:
-    """True once tap.build_service installs the SIGHUP handlers (wazuhcluster.signals)."""
-    return "SignalHandlers" in inspect.getsource(tap.build_service)
 
 
 class NodeUnderTest(SynchronousTestCase):
@@ -198,11 +191,6 @@ class InitScriptTests(NodeUnderTest):
     def test_reload_reopens_cluster_log(self) -> None:
         """reload (SIGHUP) keeps the node running and makes it reopen cluster.log, so a
         renamed log (logrotate) is followed by a fresh cluster.log."""
-        if not hup_is_wired():
-            raise SkipTest(
-                "tap.build_service does not install wazuhcluster.signals.SignalHandlers yet; "
-                "until it does, SIGHUP terminates the node"
-            )
         self.assert_action("start", 0)
         pid = self.running_pid()
         log = self.home.cluster_log
@@ -225,8 +213,6 @@ class InitScriptTests(NodeUnderTest):
         logrotate = shutil.which("logrotate")
         if logrotate is None:
             raise SkipTest("logrotate is not installed: its configuration was not exercised")
-        if not hup_is_wired():
-            raise SkipTest("tap.build_service does not install SignalHandlers yet")
         user = pwd.getpwuid(os.getuid()).pw_name
         group = grp.getgrgid(os.getgid()).gr_name
         config = self.home.root / "logrotate.conf"
