@@ -10,8 +10,11 @@ import base64
 import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.test.requesthelper import DummyChannel
 
 from tests.test_api_fixtures import ApiHarness
+from wazuhcluster.api.resource import BoundedRequest, bounded_site
 from wazuhcluster.registry.groups import AGENT_CONF, MERGED_NAME
 
 GOOD_CONF = (
@@ -604,3 +607,38 @@ class LoginTests(SynchronousTestCase):
             )
             self.assertEqual(answer.status, 401, header)
         self.assertEqual(self.api.login(user="nobody", client="192.0.2.98").status, 401)
+
+
+class BoundedRequestTests(SynchronousTestCase):
+    """The server-side request keeps bodies bounded in memory."""
+
+    def make(self) -> BoundedRequest:
+        site = bounded_site(Resource(), 1000)
+        request: BoundedRequest = site.requestFactory(DummyChannel())
+        return request
+
+    def test_declared_length_over_the_bound(self) -> None:
+        """A Content-Length over the bound marks the request and stores nothing."""
+        request = self.make()
+        request.gotLength(5000)
+        request.handleContentChunk(b"x" * 500)
+        self.assertTrue(request.body_oversized)
+        self.assertEqual(request.content.getvalue(), b"")
+
+    def test_chunked_body_over_the_bound(self) -> None:
+        """A body without a length is cut off once it passes the bound."""
+        request = self.make()
+        request.gotLength(None)
+        for _ in range(5):
+            request.handleContentChunk(b"x" * 300)
+        self.assertTrue(request.body_oversized)
+        self.assertLessEqual(len(request.content.getvalue()), 1000)
+
+    def test_small_body_is_kept(self) -> None:
+        """A body within the bound is kept whole, in memory."""
+        request = self.make()
+        request.gotLength(6)
+        request.handleContentChunk(b"abc")
+        request.handleContentChunk(b"def")
+        self.assertFalse(request.body_oversized)
+        self.assertEqual(request.content.getvalue(), b"abcdef")

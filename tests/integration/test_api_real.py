@@ -105,7 +105,7 @@ class ApiOverHttpsTests(TestCase):
         master = MasterService(config, reactor, load_sections(config))
         api_xml = fromstring("<api><bind_addr>127.0.0.1</bind_addr></api>")
         parsed = parse_api(Section(api_xml, "test", "api"), master_home)
-        settings = attrs.evolve(parsed, port=0)  # an ephemeral port
+        settings = attrs.evolve(parsed, port=0, max_upload_size=4096)  # an ephemeral port
         cheap_users(settings.users_file, {USER: PASSWORD})
         feature = master.node.manager
 
@@ -172,5 +172,7 @@ class ApiOverHttpsTests(TestCase):
         self.assertIn(nodes["worker1"]["verdict"]["state"], ("ok", "lagging", "stale"))
         self.assertEqual(answer["data"]["n_connected_nodes"], 1)
 
+        status, answer = await self.request("POST", "/agents", token, {"name": "x" * 10_000})
+        self.assertEqual((status, answer["title"]), (413, "Request Entity Too Large"))
         status, answer = await self.request("GET", "/agents", None)
         self.assertEqual((status, answer["title"]), (401, "Unauthorized"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -98,8 +99,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
-#: Checked against when the user is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user is unknown, so a wrong name costs as long as a wrong
+    password (made on first use, not at import)."""
+    return hash_password(secrets.token_hex(16))
 
 
 @frozen
@@ -237,7 +241,7 @@ class UserStore:
         """Whether ``name``/``password`` are valid credentials (slow: run it in a thread)."""
         user = self.get(name)
         if user is None or user.hash is None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             return False
         return verify_password(password, user.hash)
 
