@@ -22,10 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from wazuhcluster.analysis.alerts import AlertWriter  # noqa: E402
-from wazuhcluster.analysis.engine import (
-    Engine,  # noqa: E402
-    Event,  # noqa: E402
-)
+from wazuhcluster.analysis.engine import Engine, Event  # noqa: E402
 from wazuhcluster.analysis.loader import load_engine  # noqa: E402
 from wazuhcluster.analysis.predecoder import predecode  # noqa: E402
 from wazuhcluster.analysis.settings import RulesetSettings  # noqa: E402
@@ -125,7 +122,8 @@ def main() -> int:
     print(f"best round            {best:10.0f} events per CPU second (least disturbed round)")
     print(f"ratio (CPU)           {full_cpu / bare_cpu:.3f}")
     print(f"syslog lines only     {syslog_rate:10.0f} events per CPU second ({len(syslog)} lines)")
-    print(f"JSON lines only       {json_rate:10.0f} events per CPU second ({len(json_lines)} lines)")
+    print(f"JSON lines only       {json_rate:10.0f} events per CPU second "
+          f"({len(json_lines)} lines)")
     print(f"peak memory (RSS)     {peak_mb:.0f} MB")
     return 0
 
