@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,8 +171,16 @@ class AgentSyncLinkTests(SynchronousTestCase):
         self.successResultOf(ensureDeferred(self.master.refresh_groups()))
         self.sessions = SessionTable(self.cluster.reactor, "worker1")
 
+        self.asked: list[tuple[list[str], int]] = []
+
+        def reconnect(ids: list[str], count: int) -> list[str]:
+            self.asked.append((ids, count))
+            return [i for i in ids if i == "001"]
+
+        channel = SimpleNamespace(sessions=self.sessions, reconnect=reconnect)
+
         def features(link: MasterLink, home: Home) -> list[WorkerAgents]:
-            self.worker = WorkerAgents(link, self.sessions, self.cluster.reactor)
+            self.worker = WorkerAgents(link, channel, self.cluster.reactor)
             return [self.worker]
 
         self.link = self.cluster.add_worker("worker1", features=features)
@@ -218,3 +227,12 @@ class AgentSyncLinkTests(SynchronousTestCase):
             self.cluster.settle()
         self.assertNotIn("999", self.worker.table)
         self.assertEqual(groups_table.checksum(self.worker.table), self.master.checksum)
+
+    def test_reconnect_reaches_workers(self) -> None:
+        """A reconnect asked on the master is relayed to the workers, which report what they
+        asked; the master's own agents are asked too when it has a channel."""
+        self.master.local_channel = SimpleNamespace(reconnect=lambda ids, count: ["003"][:count])
+        asked = ensureDeferred(self.master.reconnect(["001", "002"], 1))
+        self.cluster.settle()
+        self.assertEqual(self.successResultOf(asked), {"master": ["003"], "worker1": ["001"]})
+        self.assertEqual(self.asked, [(["001", "002"], 0)])

@@ -446,6 +446,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         """How many agents have a live connection."""
         return len(self._owners)
 
+    def connected_ids(self) -> list[str]:
+        """Ids of the agents with a live connection, in id order."""
+        return sorted(self._owners)
+
     def _counter(self, agent_id: str) -> secure.ReceiveCounter:
         counter = self._counters.get(agent_id)
         if counter is None:

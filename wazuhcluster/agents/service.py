@@ -134,3 +134,16 @@ class AgentChannelService(MultiService):
             )
         finally:
             self._reload_lock.release()
+
+    def reconnect(self, agent_ids: list[str], count: int = 0) -> list[str]:
+        """Ask agents to reconnect (``#!-force_reconnect``): the given ids that are connected
+        here, plus up to ``count`` more of this node's agents (to rebalance after an outage).
+        Returns the ids asked."""
+        connected = self.factory.connected_ids()
+        chosen = [agent_id for agent_id in agent_ids if agent_id in set(connected)]
+        extra = [agent_id for agent_id in connected if agent_id not in set(chosen)]
+        chosen += extra[: max(count, 0)]
+        asked = [agent_id for agent_id in chosen if self.factory.force_reconnect(agent_id)]
+        if asked:
+            self.log.info("Asked {count} agents to reconnect.", count=len(asked))
+        return asked

@@ -176,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="health with a verdict per worker; 'more' for details (exit 2 when unhealthy)",
     )
     action.add_argument("--list-groups", action="store_true", help="list the groups")
+    action.add_argument(
+        "--reconnect-agents",
+        nargs="*",
+        metavar="ID",
+        help="ask these agents (wherever connected) to reconnect, e.g. through a balancer",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        help="with --reconnect-agents: also ask this many of this node's own agents",
+    )
     action.add_argument("--delete-agents", nargs="+", metavar="ID", help="remove agents")
     action.add_argument("--create-group", metavar="GROUP", help="create a group")
     action.add_argument("--delete-group", metavar="GROUP", help="delete a group")
@@ -236,7 +248,20 @@ async def _health(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     return text, health
 
 
+async def _reconnect(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    asked = (await ask(commands.ReconnectAgents, agents=args.reconnect_agents, count=args.count))[
+        "reconnected"
+    ]
+    lines = [
+        f"{node}: {len(ids)} agents asked to reconnect ({', '.join(ids) or 'none'})"
+        for node, ids in sorted(asked.items())
+    ]
+    return "\n".join(lines) or "No agents asked to reconnect.", asked
+
+
 def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]]]:
+    if args.reconnect_agents is not None:
+        return _reconnect
     if args.health:
         return _health
     if args.list_nodes:

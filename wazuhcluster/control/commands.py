@@ -54,3 +54,12 @@ class ClusterHealth(amp.Command):
     arguments = []
     response = [(b"health", Json())]
     errors = _ERRORS
+
+
+class ReconnectAgents(amp.Command):
+    """Ask agents to reconnect (``#!-force_reconnect``): the listed ids wherever they are
+    connected, plus ``count`` more of the asked node's own agents."""
+
+    arguments = [(b"agents", Json()), (b"count", amp.Integer())]
+    response = [(b"reconnected", Json())]
+    errors = _ERRORS

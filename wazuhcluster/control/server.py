@@ -33,6 +33,9 @@ class ControlBackend(Protocol):
     async def cluster_health(self) -> dict[str, Any]:
         """The cluster's health report."""
 
+    async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
+        """Ask agents to reconnect; the ids asked, by node."""
+
 
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
@@ -64,6 +67,16 @@ class ControlProtocol(amp.AMP):
 
     async def _cluster_health(self) -> dict[str, Any]:
         return {"health": await self.backend.cluster_health()}
+
+    @commands.ReconnectAgents.responder
+    def reconnect_agents(self, agents: Any, count: int) -> Deferred[dict[str, Any]]:
+        """Answer ReconnectAgents from the backend."""
+        if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+            raise commands.ControlError("agents must be a list of ids")
+        return ensureDeferred(self._reconnect(agents, count))
+
+    async def _reconnect(self, agents: list[str], count: int) -> dict[str, Any]:
+        return {"reconnected": await self.backend.reconnect_agents(agents, count)}
 
     @commands.Manage.responder
     def manage(self, action: str, arguments: dict[str, Any]) -> Deferred[dict[str, Any]]:

@@ -89,7 +89,8 @@ class MasterAgents(LinkFeature):
         self.table: groups_table.Table = {}
         self.checksum: str | None = None
         self.log = ClusterLog("Master", "Local agent-groups")
-        self.local_sessions: Any = None
+        #: The master's own agent channel (its sessions and connections), once built.
+        self.local_channel: Any = None
         self.groups_task = PeriodicTask(
             "local agent-groups",
             node.timings.local_agent_groups,
@@ -225,9 +226,10 @@ class MasterAgents(LinkFeature):
 
     async def apply_local_info(self) -> None:
         """Apply the rows of agents connected to the master itself."""
-        if self.local_sessions is None:
+        if self.local_channel is None:
             return
-        rows = self.local_sessions.take_dirty()
+        sessions = self.local_channel.sessions
+        rows = sessions.take_dirty()
         if not rows:
             return
         name = self.node.config.cluster.node_name
@@ -236,8 +238,29 @@ class MasterAgents(LinkFeature):
                 [report_from_row(row, name) for row in rows]
             )
         except Exception:
-            self.local_sessions.mark_all_dirty()
+            sessions.mark_all_dirty()
             raise
+
+    async def reconnect(self, agents: list[str], count: int) -> dict[str, list[str]]:
+        """Ask agents to reconnect: the listed ids on every node, plus ``count`` of the
+        master's own agents. Returns the ids asked, by node."""
+        asked: dict[str, list[str]] = {}
+        if self.local_channel is not None:
+            asked[self.node.config.cluster.node_name] = self.local_channel.reconnect(agents, count)
+        for link in self.node.workers:
+            if not agents:
+                break
+            try:
+                answer = await link.protocol.callRemote(
+                    wire.ReconnectAgents, agents=agents, count=0
+                )
+            except Exception as error:
+                self.log.warn(
+                    "Could not ask {name} to reconnect agents: {error}", name=link.name, error=error
+                )
+                continue
+            asked[link.name] = list(answer["reconnected"])
+        return asked
 
     def services(self) -> Iterable[IService]:
         """The local agent-groups and local agent-info tasks."""

@@ -58,6 +58,8 @@ class MasterNode:
         self.workers = WorkerDirectory()
         #: The feature that answers management requests (the registry), once added.
         self.manager: Any = None
+        #: ``reconnect(agents, count)`` of the agents feature, once added.
+        self.reconnector: Any = None
         self.identity = MasterIdentity(
             node_name=cluster.node_name,
             cluster_name=cluster.name,
@@ -169,6 +171,13 @@ class MasterNode:
         """Control: the health report."""
         return self.health()
 
+    async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
+        """Control: ask agents to reconnect, wherever they are connected."""
+        if self.reconnector is None:
+            raise ControlError("this master serves no agents")
+        result: dict[str, list[str]] = await self.reconnector(agents, count)
+        return result
+
 
 class MasterService(MultiService):
     """Everything a master runs, as a tree of services."""
@@ -230,7 +239,8 @@ class MasterService(MultiService):
             manager_version=WAZUH_VERSION,
         )
         self.channel.setServiceParent(self)
-        self.agents.local_sessions = self.channel.sessions
+        self.agents.local_channel = self.channel
+        self.node.reconnector = self.agents.reconnect
         self.registry.on_keys_changed.append(self.channel.reload_keys)
 
     def startService(self) -> None:

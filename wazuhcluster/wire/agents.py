@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
+from wazuhcluster.wire.arguments import Json
 from wazuhcluster.wire.commands import NotAuthenticated
 
 INFO_KIND = "agent-info"
@@ -28,3 +29,10 @@ class RequestAgentGroups(amp.Command):
     arguments = []
     response = []
     fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}
+
+
+class ReconnectAgents(amp.Command):
+    """Master → worker: ask these agents (and ``count`` more) connected there to reconnect."""
+
+    arguments = [(b"agents", Json()), (b"count", amp.Integer())]
+    response = [(b"reconnected", Json())]

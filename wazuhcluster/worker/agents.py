@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import ensureDeferred
+from twisted.protocols import amp
 
 from wazuhcluster.agents import groups_table
 from wazuhcluster.agents.info import encode_rows
@@ -28,9 +29,10 @@ from wazuhcluster.wire.streams import BytesConsumer, StreamKind
 class WorkerAgents(LinkFeature):
     """Reports agent status to the master and keeps the agent-groups table."""
 
-    def __init__(self, link: Any, sessions: Any, reactor: Any) -> None:
+    def __init__(self, link: Any, channel: Any, reactor: Any) -> None:
         self.link = link
-        self.sessions = sessions
+        self.channel = channel
+        self.sessions = channel.sessions
         self.clock = reactor
         tag = f"Worker {link.cluster.node_name}"
         self.info_log = ClusterLog(tag, "Agent-info sync")
@@ -132,6 +134,24 @@ class WorkerAgents(LinkFeature):
     async def _request_full(self) -> None:
         await self.link.call(wire.RequestAgentGroups)
 
+    def locator(self, link: Any) -> amp.CommandLocator:
+        """Answers the master's requests to reconnect agents."""
+        return _ReconnectLocator(self)
+
     def services(self) -> Iterable[IService]:
         """The agent-info task."""
         return (self.info_task,)
+
+
+class _ReconnectLocator(amp.CommandLocator):
+    """ReconnectAgents from the master."""
+
+    def __init__(self, feature: WorkerAgents) -> None:
+        self.feature = feature
+
+    @wire.ReconnectAgents.responder
+    def reconnect_agents(self, agents: Any, count: int) -> dict[str, Any]:
+        """Ask the listed agents connected here (and ``count`` more) to reconnect."""
+        if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+            return {"reconnected": []}
+        return {"reconnected": self.feature.channel.reconnect(agents, count)}

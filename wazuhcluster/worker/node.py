@@ -36,9 +36,10 @@ def master_endpoint(config: NodeConfig, reactor: Any) -> IStreamClientEndpoint:
 class WorkerNode:
     """The worker's state, shared by its link, tasks and control backend."""
 
-    def __init__(self, config: NodeConfig, link: MasterLink) -> None:
+    def __init__(self, config: NodeConfig, link: MasterLink, channel: Any = None) -> None:
         self.config = config
         self.link = link
+        self.channel = channel
 
     async def list_nodes(self) -> list[dict[str, str]]:
         """Control: the node list, asked of the master."""
@@ -51,6 +52,12 @@ class WorkerNode:
         answer = await self.link.call(commands.GetHealth)
         health: dict[str, Any] = answer["health"]
         return health
+
+    async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
+        """Control: ask agents connected to this worker to reconnect."""
+        if self.channel is None:
+            return {}
+        return {self.config.cluster.node_name: self.channel.reconnect(agents, count)}
 
     async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
         """Control: a management request, relayed to the master."""
@@ -100,7 +107,7 @@ class WorkerService(MultiService):
             ClusterLog(f"Worker {config.cluster.node_name}", "Agents"),
             manager_version=WAZUH_VERSION,
         )
-        self.agents = WorkerAgents(self.link, self.channel.sessions, reactor)
+        self.agents = WorkerAgents(self.link, self.channel, reactor)
         self.channel.sessions.merged_for = MergedFiles(
             home.shared, home.root / "var" / "multigroups", self.agents.table
         )
@@ -110,7 +117,7 @@ class WorkerService(MultiService):
             for service in feature.services():
                 service.setServiceParent(self)
         self.channel.setServiceParent(self)
-        self.node = WorkerNode(config, self.link)
+        self.node = WorkerNode(config, self.link, self.channel)
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
 
     def startService(self) -> None:
