@@ -20,7 +20,13 @@ from typing import Any
 import attrs
 
 from wazuhcluster.analysis.eventinfo import ORDER_STATIC, EventInfo
-from wazuhcluster.analysis.expressions import Expression, LiteralRegex, OSRegex, split_osregex
+from wazuhcluster.analysis.expressions import (
+    PCRE2,
+    Expression,
+    LiteralRegex,
+    OSRegex,
+    split_osregex,
+)
 
 AFTER_PARENT = "after_parent"
 AFTER_PREMATCH = "after_prematch"
@@ -67,6 +73,7 @@ class Decoder:
 
     prematch_keys: tuple[str, ...] = ()
     prematch_pieces: tuple[tuple[str, ...], ...] = ()
+    prematch_exact: tuple[str, ...] = ()
     regex_keys: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
@@ -81,6 +88,8 @@ class Decoder:
         elif isinstance(self.prematch, LiteralRegex):
             self.prematch_pieces = tuple((literal,) for _, _, literal in
                                          self.prematch.alternatives)
+        elif isinstance(self.prematch, PCRE2) and self.prematch.required:
+            self.prematch_exact = self.prematch.required
         self.regex_keys = _keys(self.regex)
 
 
@@ -178,6 +187,8 @@ class DecoderSet:
         for root in roots:
             # Skip a root unless one prematch alternative has all its literal pieces here.
             if root.prematch_pieces and not _viable(root.prematch_pieces, low):
+                continue
+            if root.prematch_exact and not _viable((root.prematch_exact,), event.log):
                 continue
             if _decode_with(root, event):
                 return

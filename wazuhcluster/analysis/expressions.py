@@ -154,7 +154,12 @@ class OSRegex(_RegexBacked):
         patterns = self.low_alternatives if same else self.alternatives
         subject = low if same else text
         for pattern, pieces in zip(patterns, self.required, strict=True):
-            if pieces and not all(piece in low for piece in pieces):
+            missing = False
+            for piece in pieces:
+                if piece not in low:
+                    missing = True
+                    break
+            if missing:
                 continue
             found = pattern.search(subject)
             if found is not None:
