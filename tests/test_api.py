@@ -236,6 +236,14 @@ class AgentListTests(SynchronousTestCase):
         self.assertEqual(data["failed_items"][0]["error"]["code"], 1701)
         self.assertEqual(answer.json["message"], "Some agents information was not returned")
 
+    def test_filtered_out_agents_are_not_failures(self) -> None:
+        """An agent of agents_list that exists but does not match the filters is just absent."""
+        answer = self.api.call("GET", f"/agents?agents_list={self.web2},000&status=active")
+        data = answer.json["data"]
+        self.assertEqual([item["id"] for item in data["affected_items"]], ["000"])
+        self.assertEqual(data["failed_items"], [])
+        self.assertEqual(self.ids("/agents?status=active&node_name=w1"), [self.web1])
+
     def test_bad_listing_parameters(self) -> None:
         """Unknown q fields, bad operators, sort/select fields and limits are 400 with codes."""
         cases = {

@@ -27,7 +27,7 @@ from wazuhcluster.api import params as p
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.errors import ApiError, bad_request, failed_item, unauthorized, wazuh_error
 from wazuhcluster.api.health import OK_VERDICT, health_items, ruleset_synced
-from wazuhcluster.api.query import apply_listing, check_listing, field_value, parse_q
+from wazuhcluster.api.query import Listing, apply_listing, check_listing, field_value, parse_q
 from wazuhcluster.api.users import UserStore
 from wazuhcluster.api.views import (
     AGENT_FIELDS,
@@ -383,22 +383,17 @@ class Endpoints:
         params = call.params
         listing = p.listing(params)
         check_listing(listing, AGENT_FIELDS)
-        agents: list[Agent] = await self.registry.list_agents()
-        now = self.now()
-        if "older_than" in params:
-            agents = [a for a in agents if self._older_than(a, params["older_than"], now)]
-        views = await self.run_in_thread(self._views, agents)
-        cluster = self.node.config.cluster
-        views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
-        failed: dict[int, list[str]] = {}
-        if "agents_list" in params:
-            wanted = {_normal_id(agent_id) for agent_id in params["agents_list"]}
-            present = {view["id"] for view in views}
-            for agent_id in sorted(wanted - present):
-                _add_failure(failed, 1701, agent_id)
-            views = [view for view in views if view["id"] in wanted]
-        views = _legacy_filters(views, params)
-        page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",))
+        # Single-valued filters narrow the registry query; every filter is applied again
+        # on the views (cheaply), so agent 000 is filtered the same way. Not with an
+        # agents_list, whose unknown ids must be told apart from filtered-out ones.
+        pushed: dict[str, str] = {}
+        if "agents_list" not in params:
+            pushed = {key: params[key] for key in ("node_name", "group", "name") if key in params}
+            statuses = params.get("status", ())
+            if len(statuses) == 1:
+                pushed["status"] = statuses[0]
+        agents: list[Agent] = await self.registry.list_agents(**pushed)
+        page, total, failed = await self.run_in_thread(self._agent_page, agents, params, listing)
         msgs = (
             "All selected agents information was returned",
             "Some agents information was not returned",
@@ -406,24 +401,52 @@ class Endpoints:
         )
         return Reply(envelope(page, failed, *msgs, total))
 
+    def _agent_page(
+        self, agents: list[Agent], params: Mapping[str, Any], listing: Listing
+    ) -> tuple[list[dict[str, Any]], int, dict[int, list[str]]]:
+        """Views, filters and paging of GET /agents (in a thread: it walks every agent)."""
+        now = self.now()
+        failed: dict[int, list[str]] = {}
+        keep_manager = True
+        if "agents_list" in params:
+            wanted = {_normal_id(agent_id) for agent_id in params["agents_list"]}
+            present = {agent.id for agent in agents} | {"000"}
+            for agent_id in sorted(wanted - present):
+                _add_failure(failed, 1701, agent_id)
+            agents = [agent for agent in agents if agent.id in wanted]
+            keep_manager = "000" in wanted
+        if "older_than" in params:
+            agents = [a for a in agents if self._older_than(a, params["older_than"], now)]
+            keep_manager = False
+        views = self._views(agents)
+        if keep_manager:
+            cluster = self.node.config.cluster
+            views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
+        views = _legacy_filters(views, params)
+        page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",))
+        return page, total, failed
+
     async def summary_status(self, call: Call) -> Reply:
         """GET /agents/summary/status: counts by connection and by group-config sync."""
         agents = await self.registry.list_agents()
-        views = await self.run_in_thread(self._views, agents)
+        data = await self.run_in_thread(self._summary, agents)
+        return Reply({"data": data, "error": 0})
+
+    def _summary(self, agents: list[Agent]) -> dict[str, Any]:
+        """Counts of GET /agents/summary/status (in a thread: it walks every agent)."""
         connection = {status: 0 for status in AGENT_STATUSES}
         synced = 0
-        for view in views:
+        for view in self._views(agents):
             connection[view["status"]] = connection.get(view["status"], 0) + 1
             synced += view["group_config_status"] == "synced"
-        data = {
-            "connection": {**connection, "total": len(views)},
+        return {
+            "connection": {**connection, "total": len(agents)},
             "configuration": {
                 "synced": synced,
-                "not_synced": len(views) - synced,
-                "total": len(views),
+                "not_synced": len(agents) - synced,
+                "total": len(agents),
             },
         }
-        return Reply({"data": data, "error": 0})
 
     async def add_agent(self, call: Call) -> Reply:
         """POST /agents: register an agent; answer its id and base64 key line."""

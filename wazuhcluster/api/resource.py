@@ -33,6 +33,7 @@ from wazuhcluster.api.errors import (
 from wazuhcluster.logs import ClusterLog
 
 MAX_PATH = 2048
+IDLE_TIMEOUT = 60
 MAX_QUERY = 256 * 1024
 JSON_TYPES = ("application/json",)
 XML_TYPES = ("application/xml", "text/xml", "application/octet-stream")
@@ -72,7 +73,8 @@ def bounded_site(resource: Resource, max_body: int) -> server.Site:
         pass
 
     Request.max_body = max_body
-    site = server.Site(resource, requestFactory=Request)
+    # Idle connections are closed after a minute (twisted.web's default is 12 hours).
+    site = server.Site(resource, requestFactory=Request, timeout=IDLE_TIMEOUT)
     site.displayTracebacks = False
     return site
 
