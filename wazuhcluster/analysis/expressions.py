@@ -93,9 +93,11 @@ class _RegexBacked:
         self.negate = negate
 
     def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         return self.combined.search(text) is not None
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
+        """The captured groups and the offset just after the match, or None."""
         for pattern in self.alternatives:
             found = pattern.search(text)
             if found is not None:
@@ -138,6 +140,7 @@ class OSRegex(_RegexBacked):
         return False
 
     def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         low = lowered(text)
         if self.filtered and (not self._possible(low) or not any(
                 all(piece in low for piece in pieces) for pieces in self.required)):
@@ -147,6 +150,7 @@ class OSRegex(_RegexBacked):
         return self.combined.search(text) is not None
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
+        """The captured groups and the offset just after the match, or None."""
         low = lowered(text)
         if self.keys and not self._possible(low):
             return None
@@ -190,6 +194,7 @@ class LiteralRegex:
         return -1 if index < 0 else index + len(literal)
 
     def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         return self.found_in_lowered(lowered(text))
 
     def found_in_lowered(self, low: str) -> bool:
@@ -200,6 +205,7 @@ class LiteralRegex:
         return False
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
+        """The captured groups and the offset just after the match, or None."""
         low = lowered(text)
         for begin, end, literal in self.alternatives:
             position = self._end(low, begin, end, literal)
@@ -223,11 +229,13 @@ class PCRE2(_RegexBacked):
         self.required = required
 
     def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         if self.required and not all(piece in text for piece in self.required):
             return False
         return self.combined.search(text) is not None
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
+        """The captured groups and the offset just after the match, or None."""
         if self.required and not all(piece in text for piece in self.required):
             return None
         return super().extract(text)
@@ -250,6 +258,7 @@ def pcre2_required(pattern: str) -> tuple[str, ...]:
     index = 0
 
     def close() -> None:
+        """End the current literal run, keeping it when it is long enough to be useful."""
         if len(run) >= 2:
             pieces.append("".join(run))
         run.clear()
@@ -328,6 +337,7 @@ class OSMatch:
         self.any_empty = any_empty
 
     def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         return self.found_in_lowered(lowered(text)) != self.inverted
 
     def found_in_lowered(self, low: str) -> bool:
@@ -343,6 +353,7 @@ class OSMatch:
         return any(part in low for part in self.contains)
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
+        """The captured groups and the offset just after the match, or None."""
         lowered = text.lower()
         ends = []
         if lowered in self.exact:
@@ -377,9 +388,11 @@ class StringEquals:
         self.negate = negate
 
     def matches(self, text: str) -> bool:
+        """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         return text == self.source
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
+        """The captured groups and the offset just after the match, or None."""
         return ([], len(text)) if text == self.source else None
 
     def __repr__(self) -> str:

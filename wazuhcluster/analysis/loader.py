@@ -87,6 +87,7 @@ def load_engine(home: str, settings: RulesetSettings | None = None,
     decoder_set = decoders.result()
 
     def resolve(name: str) -> dict[str, str] | None:
+        """The list a rule names (with or without the .cdb suffix Wazuh also accepts)."""
         found = lists.get(name)
         if found is None and name.endswith(".cdb"):
             found = lists.get(name[:-4])

@@ -103,12 +103,15 @@ class _Parser:
         self.pos = 0
 
     def line(self, pos: int | None = None) -> int:
+        """The 1-based line number of ``pos`` (default: the current position)."""
         return self.text.count("\n", 0, self.pos if pos is None else pos) + 1
 
     def fail(self, reason: str, pos: int | None = None) -> RulesetSyntaxError:
+        """An error at ``pos`` (default: the current position)."""
         return RulesetSyntaxError(self.path, self.line(pos), reason)
 
     def parse(self) -> list[Node]:
+        """Read every top-level element."""
         roots: list[Node] = []
         while True:
             self.skip_misc()
@@ -142,6 +145,7 @@ class _Parser:
                 return
 
     def element(self) -> Node:
+        """Read one element starting at its '<'."""
         start = self.pos
         self.pos += 1
         match = _NAME.match(self.text, self.pos)
@@ -169,6 +173,7 @@ class _Parser:
         return node
 
     def content(self, node: Node) -> None:
+        """Read the text and children of ``node`` up to its closing tag."""
         text = self.text
         pieces: list[str] = []
         while True:
