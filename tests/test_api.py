@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
 from tests.test_api_fixtures import ApiHarness
 from wazuhcluster.api.resource import BoundedRequest, bounded_site
+from wazuhcluster.api.wiring import master_api, registry_hooks
 from wazuhcluster.registry.groups import AGENT_CONF, MERGED_NAME
 
 GOOD_CONF = (
@@ -650,3 +652,40 @@ class BoundedRequestTests(SynchronousTestCase):
         request.handleContentChunk(b"def")
         self.assertFalse(request.body_oversized)
         self.assertEqual(request.content.getvalue(), b"abcdef")
+
+
+class WiringTests(SynchronousTestCase):
+    """master_api and the registry hooks it installs."""
+
+    def test_no_api_block_no_service(self) -> None:
+        """Without <api> in the configuration the master runs no API."""
+        api = ApiHarness(self)
+        self.assertIsNone(master_api(api.config, api.node, api.registry, api.clock))
+
+    def test_service_with_settings(self) -> None:
+        """With enabled settings a service is built, not yet listening."""
+        api = ApiHarness(self)
+        enabled = attrs.evolve(api.settings, enabled=True)
+        service = master_api(api.config, api.node, api.registry, api.clock, enabled)
+        self.assertIsNotNone(service)
+
+    def test_hooks_push_keys_and_log_reconnections(self) -> None:
+        """Agents added or removed through the API are pushed to the workers."""
+        pushed: list[tuple[list[dict[str, str]], list[str]]] = []
+
+        class Feature:
+            def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
+                pushed.append((added, removed))
+
+        hooks = registry_hooks(Feature())
+        api = ApiHarness(self)
+        agent = api.store.enroll("web1", "any")
+        assert hooks.agents_added is not None and hooks.agents_removed is not None
+        assert hooks.reconnect is not None
+        hooks.agents_added([agent])
+        hooks.agents_removed(["001"])
+        hooks.reconnect(["001"])
+        self.assertEqual(
+            pushed,
+            [([{"id": "001", "name": "web1", "ip": "any", "key": agent.key}], []), ([], ["001"])],
+        )

@@ -26,9 +26,8 @@ from zope.interface import implementer
 
 from tests.helpers import short_temp_dir
 from tests.test_api_fixtures import cheap_users
-from wazuhcluster.api.endpoints import ApiHooks
-from wazuhcluster.api.service import ApiService
 from wazuhcluster.api.settings import parse_api
+from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config import load_config
 from wazuhcluster.devcluster import LocalCluster, NodeProcess
 from wazuhcluster.master.integrity import INOTIFY_DEBOUNCE
@@ -107,14 +106,8 @@ class ApiOverHttpsTests(TestCase):
         parsed = parse_api(Section(api_xml, "test", "api"), master_home)
         settings = attrs.evolve(parsed, port=0, max_upload_size=4096)  # an ephemeral port
         cheap_users(settings.users_file, {USER: PASSWORD})
-        feature = master.node.manager
-
-        def added(agents: list[Any]) -> None:
-            rows = [{"id": a.id, "name": a.name, "ip": a.ip, "key": a.key} for a in agents]
-            feature.push_keys(rows, [])
-
-        hooks = ApiHooks(agents_added=added, agents_removed=lambda ids: feature.push_keys([], ids))
-        api = ApiService(settings, master.node, feature, reactor, hooks)
+        api = master_api(config, master.node, master.node.manager, reactor, settings)
+        assert api is not None
         api.setServiceParent(master)
         master.startService()
         # The master's inotify debounce is not cancelled on stop: let it fire first.
