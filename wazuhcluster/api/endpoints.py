@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from attrs import define, field, frozen
 from defusedxml import ElementTree as SafeElementTree
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 
 from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api import params as p
@@ -61,6 +61,7 @@ from wazuhcluster.threads import RunInThread
 JSON = b"application/json; charset=utf-8"
 TEXT = b"text/plain; charset=utf-8"
 MAX_AGENT_CONF = 1024 * 1024
+MAX_CONCURRENT_LOGINS = 2
 AGENT_STATUSES = ("active", "pending", "never_connected", "disconnected")
 
 
@@ -223,6 +224,8 @@ class Endpoints:
         self.hooks = hooks or ApiHooks()
         self.hostname = hostname or socket.gethostname()
         self.log = ClusterLog("Master", "API")
+        # Each password check costs tens of MiB and milliseconds of CPU: a few at a time.
+        self._login_slots = DeferredSemaphore(MAX_CONCURRENT_LOGINS)
         home = node.config.home
         self.shared: Path = home.shared
         self.multigroups: Path = home.root / "var" / "multigroups"
@@ -231,7 +234,9 @@ class Endpoints:
     def registry(self) -> Any:
         """The async registry (a provider with ``.registry``, e.g. RegistryService, is resolved)."""
         found = self._registry
-        return getattr(found, "registry", found) if not hasattr(found, "list_agents") else found
+        if hasattr(found, "list_agents"):
+            return found
+        return found.registry
 
     def now(self) -> float:
         """The node's clock."""
@@ -244,7 +249,9 @@ class Endpoints:
         if self.throttle.blocked(ip):
             raise wazuh_error(6000)
         name, password = self._basic(call.authorization)
-        valid = name is not None and await self.run_in_thread(self.users.check, name, password)
+        valid = name is not None and await self._login_slots.run(
+            self.run_in_thread, self.users.check, name, password
+        )
         if not valid:
             self.throttle.failed(ip)
             self.log.warn("API login refused for {user!r} from {ip}", user=name, ip=ip)
