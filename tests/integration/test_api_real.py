@@ -79,6 +79,7 @@ class ApiOverHttpsTests(TestCase):
         token: str | None = None,
         body: Any = None,
         basic: str | None = None,
+        xml: bytes | None = None,
     ) -> tuple[int, Any]:
         """One HTTPS request; returns the status and the decoded JSON body."""
         headers = Headers()
@@ -90,13 +91,16 @@ class ApiOverHttpsTests(TestCase):
         if body is not None:
             headers.addRawHeader(b"content-type", b"application/json")
             producer = Body(json.dumps(body).encode())
+        if xml is not None:
+            headers.addRawHeader(b"content-type", b"application/xml")
+            producer = Body(xml)
         url = f"https://127.0.0.1:{self.port}{path}".encode()
         response = await self.agent.request(method.encode(), url, headers, producer)
         data = await readBody(response)
         return response.code, json.loads(data)
 
     async def test_operator_session(self) -> None:
-        """authenticate → nodes → add agent → group → assign → healthcheck, over HTTPS."""
+        """authenticate → nodes → add agent → group → assign → agent.conf → healthcheck."""
         cluster = LocalCluster(short_temp_dir(self), workers=["worker1"])
         cluster.write()
         master_home = cluster.home("master")
@@ -156,6 +160,16 @@ class ApiOverHttpsTests(TestCase):
             "GET", f"/agents?agents_list={agent_id}&select=group", token
         )
         self.assertEqual(answer["data"]["affected_items"][0]["group"], ["default", "web"])
+
+        conf = (
+            b"<agent_config>\n  <labels><label key='tier'>web</label></labels>\n</agent_config>\n"
+        )
+        status, answer = await self.request("PUT", "/groups/web/configuration", token, xml=conf)
+        self.assertEqual(status, 200, answer)
+        synced = cluster.home("worker1").shared / "web" / "agent.conf"
+        await self.wait_until(
+            lambda: synced.exists() and synced.read_bytes() == conf, "agent.conf on worker1"
+        )
 
         status, answer = await self.request("GET", "/cluster/healthcheck", token)
         self.assertEqual(status, 200, answer)
