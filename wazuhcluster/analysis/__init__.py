@@ -11,5 +11,6 @@ Pure logic, no network and no reactor. The pieces, in pipeline order:
 * :mod:`.engine` -- :class:`~.engine.Engine` (``process(event) -> alert | None``).
 * :mod:`.settings` / :mod:`.loader` -- ``<ruleset>`` settings, ``load_engine(home, settings)``,
   ``install_default_ruleset(home)``.
+* :mod:`.holder` -- :class:`~.holder.EngineSlot`, the running engine swapped on reload.
 * :mod:`.logtest` -- the ``wazuh-logtest`` console script.
 """
