@@ -20,6 +20,7 @@ from wazuhcluster.agents import secure
 from wazuhcluster.agents.channel import AgentChannelFactory, EventSink
 from wazuhcluster.agents.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.agents.sessions import SessionTable
+from wazuhcluster.limits import LimitedFactory
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
@@ -64,8 +65,11 @@ class AgentChannelService(MultiService):
         self._reload_lock = DeferredLock()
         endpoint_type = TCP6ServerEndpoint if remote.ipv6 else TCP4ServerEndpoint
         interface = remote.local_ip or ("::" if remote.ipv6 else "0.0.0.0")
+        # An agent silent for the disconnection time is disconnected anyway: close its socket
+        # too, so a client that connects and never speaks cannot hold a descriptor forever.
+        limited = LimitedFactory(self.factory, reactor, log, idle_timeout=agents.disconnection_time)
         listener = StreamServerEndpointService(
-            endpoint_type(reactor, remote.port, interface=interface), self.factory
+            endpoint_type(reactor, remote.port, interface=interface), limited
         )
         listener.setName("agent-channel")
         listener.setServiceParent(self)

@@ -19,6 +19,7 @@ from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.health import Verdict, cluster_verdict, worker_verdict
+from wazuhcluster.limits import CLUSTER_PER_ADDRESS, LimitedFactory
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
@@ -197,7 +198,13 @@ class MasterService(MultiService):
                 server_options(authority, own),
                 interface=cluster.bind_addr,
             )
-            self.listener = StreamServerEndpointService(endpoint, self.node.build_factory())
+            factory = LimitedFactory(
+                self.node.build_factory(),
+                reactor,
+                self.node.log,
+                max_per_address=CLUSTER_PER_ADDRESS,
+            )
+            self.listener = StreamServerEndpointService(endpoint, factory)
             self.listener.setName("cluster-listener")
             self.listener.setServiceParent(self)
             reaper = PeriodicTask(

@@ -33,6 +33,7 @@ from wazuhcluster.agents.enrollment_authority import (
 from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.home import Home
+from wazuhcluster.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import Agent, RegistryError
@@ -138,7 +139,10 @@ class MasterRegistry(LinkFeature):
         factory = EnrollmentServerFactory(
             self._register, self.reactor, undelivered=self.undelivered
         )
-        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), factory)
+        limited = LimitedFactory(
+            factory, self.reactor, self.log, max_per_address=ENROLLMENT_PER_ADDRESS
+        )
+        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), limited)
         service.setName("enrollment")
         return service
 

@@ -24,6 +24,7 @@ from wazuhcluster.agents.enrollment import (
     error_reply,
 )
 from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.registry.keys import KeyEntry, read_client_keys, write_client_keys
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
@@ -115,7 +116,10 @@ class WorkerRegistry(LinkFeature):
             self.reactor,
             undelivered=self.undelivered,
         )
-        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), factory)
+        limited = LimitedFactory(
+            factory, self.reactor, self.log, max_per_address=ENROLLMENT_PER_ADDRESS
+        )
+        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), limited)
         service.setName("enrollment")
         return service
 
