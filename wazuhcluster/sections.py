@@ -15,6 +15,7 @@ from wazuhcluster.agents.remote_settings import (
     parse_global_agents,
     secure_remote,
 )
+from wazuhcluster.analysis.settings import RulesetSettings, parse_ruleset
 from wazuhcluster.config import NodeConfig
 
 
@@ -25,6 +26,7 @@ class NodeSections:
     auth: AuthSettings
     remote: RemoteSettings
     agents: AgentsSettings
+    ruleset: RulesetSettings
 
 
 def load_sections(config: NodeConfig) -> NodeSections:
@@ -33,4 +35,5 @@ def load_sections(config: NodeConfig) -> NodeSections:
         auth=parse_auth(config.section("auth"), config.home.root),
         remote=secure_remote(config.sections("remote")),
         agents=parse_global_agents(config.section("global")),
+        ruleset=parse_ruleset(config.section("ruleset"), config.section("alerts")),
     )

@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     action.add_argument("--list-groups", action="store_true", help="list the groups")
     action.add_argument(
+        "--reload-ruleset", action="store_true", help="reload this node's rules and decoders"
+    )
+    action.add_argument(
         "--reconnect-agents",
         nargs="*",
         metavar="ID",
@@ -259,7 +262,14 @@ async def _reconnect(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     return "\n".join(lines) or "No agents asked to reconnect.", asked
 
 
+async def _reload(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    message = (await ask(commands.ReloadRuleset))["message"]
+    return message, {"message": message}
+
+
 def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]]]:
+    if args.reload_ruleset:
+        return _reload
     if args.reconnect_agents is not None:
         return _reconnect
     if args.health:

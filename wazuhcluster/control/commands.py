@@ -63,3 +63,11 @@ class ReconnectAgents(amp.Command):
     arguments = [(b"agents", Json()), (b"count", amp.Integer())]
     response = [(b"reconnected", Json())]
     errors = _ERRORS
+
+
+class ReloadRuleset(amp.Command):
+    """Rebuild the node's analysis engine from the ruleset on disk (as SIGHUP does)."""
+
+    arguments = []
+    response = [(b"message", amp.Unicode())]
+    errors = _ERRORS

@@ -36,6 +36,9 @@ class ControlBackend(Protocol):
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Ask agents to reconnect; the ids asked, by node."""
 
+    async def reload(self) -> str:
+        """Reload the node's ruleset."""
+
 
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
@@ -67,6 +70,14 @@ class ControlProtocol(amp.AMP):
 
     async def _cluster_health(self) -> dict[str, Any]:
         return {"health": await self.backend.cluster_health()}
+
+    @commands.ReloadRuleset.responder
+    def reload_ruleset(self) -> Deferred[dict[str, Any]]:
+        """Answer ReloadRuleset from the backend."""
+        return ensureDeferred(self._reload())
+
+    async def _reload(self) -> dict[str, Any]:
+        return {"message": await self.backend.reload()}
 
     @commands.ReconnectAgents.responder
     def reconnect_agents(self, agents: Any, count: int) -> Deferred[dict[str, Any]]:

@@ -12,9 +12,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
 from wazuhcluster import WAZUH_VERSION, __version__
-from wazuhcluster.agents.channel import EventCounter
 from wazuhcluster.agents.groups_table import MergedFiles
 from wazuhcluster.agents.service import AgentChannelService
+from wazuhcluster.analysis_service import AnalysisService, node_identity
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
@@ -61,6 +61,8 @@ class MasterNode:
         self.manager: Any = None
         #: ``reconnect(agents, count)`` of the agents feature, once added.
         self.reconnector: Any = None
+        #: Rebuilds the analysis engine from the ruleset on disk, once analysis runs.
+        self.reload_ruleset: Any = None
         self.identity = MasterIdentity(
             node_name=cluster.node_name,
             cluster_name=cluster.name,
@@ -172,6 +174,13 @@ class MasterNode:
         """Control: the health report."""
         return self.health()
 
+    async def reload(self) -> str:
+        """Control: reload this node's ruleset."""
+        if self.reload_ruleset is None:
+            raise ControlError("this node runs no analysis")
+        await self.reload_ruleset()
+        return "Ruleset reloaded."
+
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents to reconnect, wherever they are connected."""
         if self.reconnector is None:
@@ -232,12 +241,23 @@ class MasterService(MultiService):
         SyncedTreeWatcher(
             home.root, integrity.notice_change, reactor, integrity.log
         ).setServiceParent(self)
+        self.analysis = AnalysisService(
+            home,
+            self.sections.ruleset,
+            node_identity(config.cluster.node_name, config.cluster.name, config.cluster.hidden),
+            reactor,
+            self.node.log,
+            queue_size=self.sections.remote.queue_size,
+        )
+        self.analysis.setServiceParent(self)
+        self.reload_actions = [self.analysis.reload]
+        self.node.reload_ruleset = self.analysis.reload
         self.channel = AgentChannelService(
             home.client_keys,
             self.sections.remote,
             self.sections.agents,
             config.cluster.node_name,
-            EventCounter(),
+            self.analysis,
             reactor,
             ClusterLog("Master", "Agents"),
             merged_for=MergedFiles(

@@ -9,10 +9,11 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 
 from wazuhcluster import WAZUH_VERSION, __version__
-from wazuhcluster.agents.channel import EventCounter
 from wazuhcluster.agents.groups_table import MergedFiles
 from wazuhcluster.agents.service import AgentChannelService
+from wazuhcluster.analysis_service import AnalysisService, node_identity
 from wazuhcluster.config import NodeConfig
+from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.sections import NodeSections
@@ -36,10 +37,13 @@ def master_endpoint(config: NodeConfig, reactor: Any) -> IStreamClientEndpoint:
 class WorkerNode:
     """The worker's state, shared by its link, tasks and control backend."""
 
-    def __init__(self, config: NodeConfig, link: MasterLink, channel: Any = None) -> None:
+    def __init__(
+        self, config: NodeConfig, link: MasterLink, channel: Any = None, analysis: Any = None
+    ) -> None:
         self.config = config
         self.link = link
         self.channel = channel
+        self.analysis = analysis
 
     async def list_nodes(self) -> list[dict[str, str]]:
         """Control: the node list, asked of the master."""
@@ -52,6 +56,13 @@ class WorkerNode:
         answer = await self.link.call(commands.GetHealth)
         health: dict[str, Any] = answer["health"]
         return health
+
+    async def reload(self) -> str:
+        """Control: reload this worker's ruleset."""
+        if self.analysis is None:
+            raise ControlError("this node runs no analysis")
+        await self.analysis.reload()
+        return "Ruleset reloaded."
 
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents connected to this worker to reconnect."""
@@ -97,14 +108,25 @@ class WorkerService(MultiService):
         home = config.home
         self.integrity = WorkerIntegrity(home.root, self.link)
         self.registry = WorkerRegistry(home.client_keys, sections.auth, self.link, reactor)
+        tag = f"Worker {config.cluster.node_name}"
+        self.analysis = AnalysisService(
+            home,
+            sections.ruleset,
+            node_identity(config.cluster.node_name, config.cluster.name, config.cluster.hidden),
+            reactor,
+            ClusterLog(tag, "Main"),
+            queue_size=sections.remote.queue_size,
+        )
+        self.integrity.on_ruleset_changed.append(self.analysis.reload)
+        self.reload_actions = [self.analysis.reload]
         self.channel = AgentChannelService(
             home.client_keys,
             sections.remote,
             sections.agents,
             config.cluster.node_name,
-            EventCounter(),
+            self.analysis,
             reactor,
-            ClusterLog(f"Worker {config.cluster.node_name}", "Agents"),
+            ClusterLog(tag, "Agents"),
             manager_version=WAZUH_VERSION,
         )
         self.agents = WorkerAgents(self.link, self.channel, reactor)
@@ -116,8 +138,9 @@ class WorkerService(MultiService):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)
+        self.analysis.setServiceParent(self)
         self.channel.setServiceParent(self)
-        self.node = WorkerNode(config, self.link, self.channel)
+        self.node = WorkerNode(config, self.link, self.channel, self.analysis)
         ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
 
     def startService(self) -> None:
