@@ -182,8 +182,10 @@ class AnalysisService(Service):
         if self._reloading is not None:
             self._reload_again = True
             return self._reloading
-        self._reloading = ensureDeferred(self._reload())
-        return self._reloading
+        reloading = ensureDeferred(self._reload())
+        if not reloading.called:  # _reload clears the marker when it ends
+            self._reloading = reloading
+        return reloading
 
     async def _reload(self) -> None:
         try:

@@ -1,0 +1,108 @@
+"""The analysis service: queueing, batches, alerts.json, reloads that keep the old engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.analysis.settings import RulesetSettings
+from wazuhcluster.analysis_service import AnalysisService
+from wazuhcluster.home import Home
+from wazuhcluster.logs import ClusterLog
+from wazuhcluster.threads import run_inline
+
+SSH_FAIL = (
+    "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin "
+    "from 198.51.100.7 port 5555 ssh2"
+)
+CUSTOM_RULE = (
+    '<group name="local,">\n  <rule id="100100" level="7">\n    <match>CUSTOM-MARKER</match>\n'
+    "    <description>Custom marker seen</description>\n  </rule>\n</group>\n"
+)
+
+
+def event(message: str, agent_id: str = "001") -> AgentEvent:
+    """An agent event as the channel hands it over."""
+    return AgentEvent(
+        agent_id, "web-1", "10.0.0.7", "1", "/var/log/auth.log", message, 100.0, "10.0.0.7"
+    )
+
+
+class AnalysisServiceTests(SynchronousTestCase):
+    """Events in, Wazuh-shaped alerts out, with hot reload."""
+
+    def setUp(self) -> None:
+        self.home = Home(Path(self.mktemp()))
+        self.home.make_dirs()
+        self.clock = Clock()
+        self.service = AnalysisService(
+            self.home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "worker1"),
+            self.clock,
+            ClusterLog("Worker worker1", "Main"),
+            queue_size=10,
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def alerts(self) -> list[dict]:
+        """The alerts written so far."""
+        path = self.home.alerts_dir / "alerts.json"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def test_event_becomes_alert(self) -> None:
+        """An sshd failure with the default ruleset gives Wazuh's rule 5710 alert shape."""
+        self.service(event(SSH_FAIL))
+        [alert] = self.alerts()
+        self.assertEqual(alert["rule"]["id"], "5710")
+        self.assertEqual(alert["agent"]["id"], "001")
+        self.assertEqual(alert["cluster"], {"name": "wazuh", "node": "worker1"})
+        self.assertEqual(alert["data"]["srcip"], "198.51.100.7")
+        self.assertEqual(self.service.stats.alerts, 1)
+
+    def test_reload_picks_up_custom_rule(self) -> None:
+        """A custom rule added under etc/rules fires after reload, without restarting."""
+        self.service(event("web1 myapp: CUSTOM-MARKER seen"))
+        self.assertEqual(self.alerts(), [])
+        (self.home.etc / "rules" / "local_rules.xml").write_text(CUSTOM_RULE)
+        self.successResultOf(self.service.reload())
+        self.service(event("web1 myapp: CUSTOM-MARKER seen"))
+        self.assertEqual([a["rule"]["id"] for a in self.alerts()], ["100100"])
+
+    def test_broken_ruleset_keeps_old_engine(self) -> None:
+        """A ruleset that fails to load is logged and the running engine stays."""
+        engine = self.service.engine
+        (self.home.etc / "rules" / "local_rules.xml").write_text("<group><rule id='x'")
+        self.successResultOf(self.service.reload())
+        self.assertIs(self.service.engine, engine)
+        self.assertEqual(self.service.stats.failed_reloads, 1)
+        self.service(event(SSH_FAIL))
+        self.assertEqual(len(self.alerts()), 1)
+
+    def test_full_queue_drops_and_counts(self) -> None:
+        """Without an engine events queue up to the limit; the rest are dropped and counted;
+        queued events are analysed once an engine is there."""
+        self.service.engine = None
+        for _ in range(12):
+            self.service(event(SSH_FAIL))
+        self.assertEqual((len(self.service.queue), self.service.stats.dropped), (10, 2))
+        self.successResultOf(self.service.reload())
+        self.assertEqual(len(self.service.queue), 0)
+        self.assertEqual(len(self.alerts()), 10)
+
+    def test_stop_flushes_and_closes(self) -> None:
+        """Stopping analyses what is queued and closes alerts.json."""
+        engine, self.service.engine = self.service.engine, None
+        self.service(event(SSH_FAIL))
+        self.service.engine = engine
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(len(self.alerts()), 1)
+        self.assertIsNone(self.service.writer)
