@@ -1,0 +1,84 @@
+"""Agent events analysed on a real worker, and a custom rule from the master without restart."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.common import DEADLINE, ClusterTestCase
+from wazuhcluster.devcluster import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = (
+    "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin from 198.51.100.7 "
+    "port 5555 ssh2\n"
+    "Nov 26 10:00:00 web1 myapp: CUSTOM-MARKER something happened\n"
+)
+CUSTOM_RULE = (
+    '<group name="local,">\n  <rule id="100100" level="7">\n    <match>CUSTOM-MARKER</match>\n'
+    "    <description>Custom marker seen</description>\n  </rule>\n</group>\n"
+)
+
+
+class AnalysisTests(ClusterTestCase):
+    """Events from a simulated agent on worker1."""
+
+    def test_alerts_and_custom_rule_after_sync(self) -> None:
+        """The sshd event gives rule 5710 in worker1's alerts.json; a rule added on the master
+        fires on the worker after the next sync, with no restart."""
+        cluster = self.make_cluster(["worker1"])
+        self.start(cluster, "master", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected")
+        events = cluster.base / "events.txt"
+        events.write_text(EVENTS)
+        simulator = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
+                "--home",
+                str(cluster.home("worker1").root),
+                "--agents",
+                "2",
+                "--keepalive",
+                "1",
+                "--events",
+                str(events),
+                "--eps",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        self.addCleanup(lambda: simulator.poll() is None and simulator.kill())
+        alerts_file = cluster.home("worker1").alerts_dir / "alerts.json"
+
+        def rule_ids() -> set[str]:
+            if not alerts_file.exists():
+                return set()
+            return {
+                json.loads(line)["rule"]["id"]
+                for line in alerts_file.read_text().splitlines()
+                if line.strip()
+            }
+
+        self.assertTrue(wait_for(lambda: "5710" in rule_ids(), DEADLINE), rule_ids())
+        self.assertNotIn("100100", rule_ids())
+        pid = worker.process.pid  # type: ignore[union-attr]
+        (cluster.home("master").etc / "rules" / "local_rules.xml").write_text(CUSTOM_RULE)
+        self.assertTrue(wait_for(lambda: "100100" in rule_ids(), DEADLINE), rule_ids())
+        self.assertEqual(worker.process.pid, pid)  # type: ignore[union-attr]
+        self.assertTrue(worker.running())
+        [alert] = [
+            json.loads(line) for line in alerts_file.read_text().splitlines() if '"100100"' in line
+        ][:1]
+        self.assertEqual(alert["rule"]["description"], "Custom marker seen")
+        self.assertEqual(alert["cluster"]["node"], "worker1")
+        simulator.send_signal(signal.SIGINT)
+        simulator.communicate(timeout=DEADLINE)
