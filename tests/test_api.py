@@ -689,3 +689,21 @@ class WiringTests(SynchronousTestCase):
             pushed,
             [([{"id": "001", "name": "web1", "ip": "any", "key": agent.key}], []), ([], ["001"])],
         )
+
+    def test_reconnect_hook_uses_the_node(self) -> None:
+        """The reconnect hook asks the node, which reaches agents wherever they are."""
+        asked: list[tuple[list[str], int]] = []
+
+        class Node:
+            reconnector = object()
+
+            async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
+                asked.append((agents, count))
+                return {"w1": agents}
+
+        hooks = registry_hooks(object(), Node())
+        assert hooks.reconnect is not None
+        done = hooks.reconnect(["001", "002"])
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(asked, [(["001", "002"], 0)])
+        self.assertIsNone(registry_hooks(object()).reconnect(["001"]))  # type: ignore[misc]

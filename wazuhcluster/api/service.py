@@ -23,8 +23,12 @@ from wazuhcluster.api.endpoints import ApiHooks, Endpoints
 from wazuhcluster.api.resource import ApiResource, bounded_site
 from wazuhcluster.api.settings import ApiSettings
 from wazuhcluster.api.users import UserStore
+from wazuhcluster.limits import LimitedFactory
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+
+#: Concurrent API connections from one address (dashboards keep a few; scripts one).
+PER_ADDRESS = 64
 
 
 def build_site(
@@ -89,7 +93,8 @@ class ApiService(Service):
             server_context(settings.cert, settings.key),
             interface=settings.bind_addr,
         )
-        d = endpoint.listen(site)
+        limited = LimitedFactory(site, self.reactor, self.log, max_per_address=PER_ADDRESS)
+        d = endpoint.listen(limited)
         d.addCallbacks(self._listening, self._failed)
 
     def _listening(self, port: IListeningPort) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred, ensureDeferred
+
 from wazuhcluster.api.endpoints import ApiHooks
 from wazuhcluster.api.service import ApiService
 from wazuhcluster.api.settings import ApiSettings, parse_api
@@ -23,9 +25,10 @@ from wazuhcluster.logs import ClusterLog
 from wazuhcluster.registry.model import Agent
 
 
-def registry_hooks(feature: Any, log: ClusterLog | None = None) -> ApiHooks:
+def registry_hooks(feature: Any, node: Any = None, log: ClusterLog | None = None) -> ApiHooks:
     """Hooks that push keys added or removed through the API to the workers at once, and
-    record reconnection requests in the log (agents reconnect on their own schedule)."""
+    ask agents to reconnect through the node's ``reconnect_agents`` (wherever they are
+    connected) when it has one; otherwise the request is only logged."""
     log = log or ClusterLog("Master", "API")
 
     def added(agents: list[Agent]) -> None:
@@ -35,12 +38,24 @@ def registry_hooks(feature: Any, log: ClusterLog | None = None) -> ApiHooks:
     def removed(agent_ids: list[str]) -> None:
         feature.push_keys([], list(agent_ids))
 
-    def reconnect(agent_ids: list[str]) -> None:
+    def reconnect(agent_ids: list[str]) -> Deferred[None] | None:
         log.info(
             "Reconnection requested through the API for agents {ids}", ids=", ".join(agent_ids)
         )
+        if node is None or getattr(node, "reconnector", None) is None:
+            return None
+        return ensureDeferred(_reconnect(node, agent_ids, log))
 
     return ApiHooks(reconnect=reconnect, agents_added=added, agents_removed=removed)
+
+
+async def _reconnect(node: Any, agent_ids: list[str], log: ClusterLog) -> None:
+    try:
+        asked = await node.reconnect_agents(list(agent_ids), 0)
+    except Exception as error:
+        log.warn("Could not ask agents to reconnect: {error}", error=error)
+        return
+    log.info("Agents asked to reconnect, by node: {asked}", asked=asked)
 
 
 def master_api(
@@ -56,5 +71,5 @@ def master_api(
     if not settings.enabled:
         return None
     return ApiService(
-        settings, node, registry_feature, reactor, hooks or registry_hooks(registry_feature)
+        settings, node, registry_feature, reactor, hooks or registry_hooks(registry_feature, node)
     )
