@@ -139,9 +139,10 @@ class Rule:
     children: list[Rule] = attrs.field(factory=list)
     feeds: list[tuple[str, int]] = attrs.field(factory=list)
     search_key: tuple[str, int] | None = None
-    child_cache: dict[tuple[str, str | None, tuple[str | None, ...]], tuple[Rule, ...]] = \
-        attrs.field(factory=dict, repr=False)
+    child_cache: dict[tuple[str, str | None, tuple[str | None, ...], frozenset[str]],
+                      tuple[Rule, ...]] = attrs.field(factory=dict, repr=False)
     key_fields: tuple[str, ...] = attrs.field(default=(), repr=False)
+    presence_fields: frozenset[str] = attrs.field(default=frozenset(), repr=False)
     overflows: int = attrs.field(default=0, repr=False)
     indexed: bool = attrs.field(default=False, repr=False)
     checks: tuple[Callable[[EventInfo, RuleState], bool], ...] | None = attrs.field(
@@ -158,15 +159,20 @@ class Rule:
         """
         if not self.indexed:
             self.key_fields = _pick_key_fields(self.children)
+            self.presence_fields = frozenset(
+                name.lower() for child in self.children for name, _ in child.fields)
             self.indexed = True
         decoder_name = event.decoder.reported_name if event.decoder is not None else ""
         values = tuple(event.find_field(name) for name in self.key_fields)
-        key = (decoder_name, event.program_name, values)
+        # Which tested fields the event has at all: a field condition fails without its field.
+        present = self.presence_fields.intersection(event.field_index) \
+            if self.presence_fields and event.field_index else _NOTHING
+        key = (decoder_name, event.program_name, values, present)
         found = self.child_cache.get(key)
         if found is None:
             found = tuple(c for c in self.children
                           if _may_match(c, decoder_name, event.program_name, self.key_fields,
-                                        values))
+                                        values, present))
             if len(self.child_cache) >= MAX_CHILD_CACHE:
                 self.child_cache.clear()
                 self.overflows += 1
@@ -192,6 +198,7 @@ MAX_CHILD_CACHE = 4096
 
 
 MAX_KEY_FIELDS = 4
+_NOTHING: frozenset[str] = frozenset()
 
 
 def _pick_key_fields(children: list[Rule]) -> tuple[str, ...]:
@@ -206,7 +213,8 @@ def _pick_key_fields(children: list[Rule]) -> tuple[str, ...]:
 
 
 def _may_match(child: Rule, decoder_name: str, program_name: str | None,
-               key_fields: tuple[str, ...], values: tuple[str | None, ...]) -> bool:
+               key_fields: tuple[str, ...], values: tuple[str | None, ...],
+               present: frozenset[str]) -> bool:
     """False when ``child`` surely fails on these decoder, program name and field values."""
     if child.decoded_as is not None and child.decoded_as != decoder_name:
         return False
@@ -215,6 +223,8 @@ def _may_match(child: Rule, decoder_name: str, program_name: str | None,
                                    expression.matches(program_name) == expression.negate):
         return False
     for name, condition in child.fields:
+        if name.lower() not in present:
+            return False
         if name in key_fields:
             value = values[key_fields.index(name)]
             if value is None or condition.matches(value) == condition.negate:
