@@ -522,7 +522,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(answer.status, 404)
         self.assertEqual(answer.json["title"], "Not Found")
         self.assertEqual(self.api.call("PATCH", "/agents").status, 405)
-        self.assertEqual(self.api.call("GET", "/security/user/authenticate").status, 405)
+        self.assertEqual(self.api.call("PUT", "/security/user/authenticate").status, 405)
 
     def test_calls_need_a_valid_token(self) -> None:
         """No token, a malformed token, a foreign signature: 401 in Wazuh's shape."""
@@ -583,6 +583,18 @@ class LoginTests(SynchronousTestCase):
         self.api.clock.advance(2)
         answer = self.api.call("GET", "/", token=token)
         self.assertEqual((answer.status, answer.json["detail"]), (401, "Invalid token"))
+
+    def test_deprecated_get_login(self) -> None:
+        """GET /security/user/authenticate still logs in, as in Wazuh 4."""
+        basic = base64.b64encode(b"wazuh-ops:correct horse battery").decode()
+        answer = self.api.call(
+            "GET",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+        )
+        self.assertEqual(answer.status, 200)
+        self.assertIn("token", answer.json["data"])
 
     def test_raw_login(self) -> None:
         """raw=true answers the bare token as text."""

@@ -8,6 +8,7 @@ for its path, method, status and content type.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import jsonschema
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_api_fixtures import Answer, ApiHarness
+from tests.test_api_fixtures import PASSWORD, USER, Answer, ApiHarness
 from wazuhcluster.api import openapi
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -165,6 +166,13 @@ class OpenApiTests(SynchronousTestCase):
         self.call("PATCH", "/agents")
         self.call("POST", "/security/user/authenticate", token=None)
         self.call("POST", "/security/user/authenticate?raw=true", token=None)
+        basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        self.call(
+            "GET",
+            "/security/user/authenticate",
+            token=None,
+            headers={"authorization": f"Basic {basic}"},
+        )
         api.login()
         for method, path, answer in self.answers:
             self.check_answer(method, path, answer)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Any
 
@@ -16,8 +17,6 @@ from wazuhcluster.api.settings import ApiSettings, parse_api
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI description shipped with the package."""
-    import json
-
     text = resources.files("wazuhcluster.api").joinpath("openapi.json").read_text("utf-8")
     document: dict[str, Any] = json.loads(text)
     return document

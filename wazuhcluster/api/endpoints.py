@@ -757,6 +757,14 @@ class Endpoints:
                 {"raw": p.boolean},
                 authenticated=False,
             ),
+            # Deprecated in Wazuh 4 but still used by older scripts (curl -X GET ... -u).
+            Route(
+                "GET",
+                "/security/user/authenticate",
+                self.login,
+                {"raw": p.boolean},
+                authenticated=False,
+            ),
             Route("GET", "/", self.info, common),
             Route("GET", "/cluster/status", self.cluster_status, common),
             Route("GET", "/cluster/local/info", self.local_info, common),
