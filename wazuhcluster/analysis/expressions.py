@@ -200,7 +200,16 @@ class LiteralRegex:
     def found_in_lowered(self, low: str) -> bool:
         """Whether an alternative occurs in already lower-cased text."""
         for begin, end, literal in self.alternatives:
-            if self._end(low, begin, end, literal) >= 0:
+            if begin:
+                if end:
+                    if low == literal:
+                        return True
+                elif low.startswith(literal):
+                    return True
+            elif end:
+                if low and low.endswith(literal):
+                    return True
+            elif literal in low:
                 return True
         return False
 
@@ -350,7 +359,10 @@ class OSMatch:
             return True
         if self.suffixes and low.endswith(self.suffixes):
             return True
-        return any(part in low for part in self.contains)
+        for part in self.contains:
+            if part in low:
+                return True
+        return False
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
         """The captured groups and the offset just after the match, or None."""
