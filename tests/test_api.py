@@ -596,6 +596,21 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(answer.status, 200)
         self.assertIn("token", answer.json["data"])
 
+    def test_logout_revokes_the_users_tokens(self) -> None:
+        """DELETE /security/user/authenticate revokes the caller's tokens; new logins work."""
+        token = self.api.login().json["data"]["token"]
+        self.api.clock.advance(1)
+        other = self.api.login().json["data"]["token"]
+        answer = self.api.call("DELETE", "/security/user/authenticate", token=token)
+        self.assertEqual(
+            answer.json, {"message": "User wazuh-ops was successfully logged out", "error": 0}
+        )
+        self.assertEqual(self.api.call("GET", "/", token=token).status, 401)
+        self.assertEqual(self.api.call("GET", "/", token=other).status, 401)
+        self.api.clock.advance(1)
+        fresh = self.api.login().json["data"]["token"]
+        self.assertEqual(self.api.call("GET", "/", token=fresh).status, 200)
+
     def test_raw_login(self) -> None:
         """raw=true answers the bare token as text."""
         basic = base64.b64encode(b"wazuh-ops:correct horse battery").decode()

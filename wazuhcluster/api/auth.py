@@ -58,6 +58,9 @@ class TokenAuthority:
         self.users = users
         self.timeout = timeout
         self.clock = clock
+        #: Per user, tokens issued before this time were revoked by a logout (kept in
+        #: memory: after a restart they expire on their own within ``timeout``).
+        self._revoked: dict[str, float] = {}
 
     def issue(self, user: str) -> str:
         """A fresh token for ``user``."""
@@ -105,7 +108,17 @@ class TokenAuthority:
         user = self.users.get(sub)
         if user is None or user.hash is None or iat < user.changed:
             raise unauthorized(INVALID_TOKEN)
+        if iat <= self._revoked.get(sub, float("-inf")):
+            raise unauthorized(INVALID_TOKEN)
         return claims
+
+    def revoke(self, user: str) -> None:
+        """Invalidate every token of ``user`` issued until now (logout)."""
+        self._revoked[user] = self.clock()
+        now = self.clock()
+        for name, moment in list(self._revoked.items()):
+            if now - moment > self.timeout:
+                del self._revoked[name]
 
     def bearer(self, header: bytes | None) -> dict[str, Any]:
         """Check an ``Authorization`` header that must hold ``Bearer <token>``."""

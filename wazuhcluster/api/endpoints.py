@@ -102,6 +102,7 @@ class Call:
     body: Any = None
     client_ip: str = ""
     authorization: bytes | None = None
+    user: str | None = None
 
 
 @frozen
@@ -261,6 +262,13 @@ class Endpoints:
         if call.params.get("raw"):
             return Reply(token, content_type=TEXT)
         return Reply({"data": {"token": token}, "error": 0})
+
+    async def logout(self, call: Call) -> Reply:
+        """DELETE /security/user/authenticate: revoke every token of the calling user."""
+        assert call.user is not None
+        self.tokens.revoke(call.user)
+        message = f"User {call.user} was successfully logged out"
+        return Reply({"message": message, "error": 0})
 
     @staticmethod
     def _basic(header: bytes | None) -> tuple[str | None, str]:
@@ -757,6 +765,7 @@ class Endpoints:
                 {"raw": p.boolean},
                 authenticated=False,
             ),
+            Route("DELETE", "/security/user/authenticate", self.logout, {}),
             # Deprecated in Wazuh 4 but still used by older scripts (curl -X GET ... -u).
             Route(
                 "GET",

@@ -128,8 +128,9 @@ class ApiResource(Resource):
         body = self._body(request) if route.body else b""
         call_params = self._query(route, parts.query)
         authorization = request.getHeader(b"authorization")
+        user: str | None = None
         if route.authenticated:
-            self.endpoints.tokens.bearer(authorization)
+            user = self.endpoints.tokens.bearer(authorization)["sub"]
         for name, value in path_args.items():
             path_args[name] = route.path_params.get(name, _keep)(name, value)
         parsed: Any = None
@@ -146,6 +147,7 @@ class ApiResource(Resource):
             body=parsed,
             client_ip=str(getattr(client, "host", "")),
             authorization=authorization,
+            user=user,
         )
         return await route.handler(call)
 
