@@ -163,7 +163,8 @@ class Rule:
                 name.lower() for child in self.children for name, _ in child.fields)
             self.indexed = True
         decoder_name = event.decoder.reported_name if event.decoder is not None else ""
-        values = tuple(event.find_field(name) for name in self.key_fields)
+        key_fields = self.key_fields
+        values = tuple([event.find_field(name) for name in key_fields]) if key_fields else ()
         # Which tested fields the event has at all: a field condition fails without its field.
         present = self.presence_fields.intersection(event.field_index) \
             if self.presence_fields and event.field_index else _NOTHING
