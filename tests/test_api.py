@@ -462,6 +462,19 @@ class GroupTests(SynchronousTestCase):
         self.assertEqual((answer.status, answer.json["error"]), (400, 1745))
         self.assertEqual(self.api.call("PUT", "/agents/abc/group/web").status, 400)
 
+    def test_group_agents(self) -> None:
+        """GET /groups/{group}/agents lists the group's agents (not agent 000); unknown: 404."""
+        self.api.store.create_group("web")
+        other = self.api.enroll("web2", groups=("web",))
+        answer = self.api.call("GET", "/groups/web/agents")
+        self.assertEqual([item["id"] for item in answer.json["data"]["affected_items"]], [other])
+        answer = self.api.call("GET", "/groups/default/agents?select=name")
+        self.assertEqual(
+            answer.json["data"]["affected_items"], [{"id": self.agent, "name": "web1"}]
+        )
+        answer = self.api.call("GET", "/groups/ghost/agents")
+        self.assertEqual((answer.status, answer.json["error"]), (404, 1710))
+
     def test_group_files(self) -> None:
         """GET /groups/{group}/files lists the group's files with their checksums."""
         self.api.store.create_group("web")

@@ -152,6 +152,8 @@ class OpenApiTests(SynchronousTestCase):
         self.call("DELETE", f"/agents/{added}/group/web")
         self.call("DELETE", f"/agents/{added}/group/web")
         self.call("GET", "/groups/web/files")
+        self.call("GET", "/groups/default/agents?select=name&status=never_connected")
+        self.call("GET", "/groups/ghost/agents")
         self.call("GET", "/groups/ghost/files")
         conf = b"<agent_config></agent_config>"
         xml = {"content-type": "application/xml"}

@@ -690,6 +690,27 @@ class Endpoints:
         )
         return Reply(envelope(deleted, failed, *msgs, extra={"affected_agents": sorted(moved)}))
 
+    async def group_agents(self, call: Call) -> Reply:
+        """GET /groups/{group_id}/agents: the agents of one group."""
+        group = call.path["group_id"]
+        listing = p.listing(call.params)
+        check_listing(listing, AGENT_FIELDS)
+        if not await self.registry.run(lambda registry: registry.group_exists(group)):
+            raise wazuh_error(1710, group)
+        pushed: dict[str, str] = {"group": group}
+        statuses = call.params.get("status", ())
+        if len(statuses) == 1:
+            pushed["status"] = statuses[0]
+        agents: list[Agent] = await self.registry.list_agents(**pushed)
+        params = {**call.params, "group": group}
+        page, total, _ = await self.run_in_thread(self._agent_page, agents, params, listing)
+        msgs = (
+            "All selected agents information was returned",
+            "Some agents information was not returned",
+            "No agent information was returned",
+        )
+        return Reply(envelope(page, {}, *msgs, total))
+
     async def group_files(self, call: Call) -> Reply:
         """GET /groups/{group_id}/files."""
         group = call.path["group_id"]
@@ -830,6 +851,13 @@ class Endpoints:
                 self.delete_groups,
                 {**common, "groups_list": p.comma_list(p.group_or_all)},
                 required=("groups_list",),
+            ),
+            Route(
+                "GET",
+                "/groups/{group_id}/agents",
+                self.group_agents,
+                {**listing, "status": agent_filters["status"]},
+                group_path,
             ),
             Route(
                 "GET",
