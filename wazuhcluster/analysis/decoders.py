@@ -296,9 +296,16 @@ def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log
             else:
                 start = after_prematch if previous_end is None else previous_end
             found = None
-            keys = decoder.regex_keys
             # A piece missing from the whole log is missing from any part of it.
-            if not keys or not _absent(keys, low):
+            possible = True
+            keys = decoder.regex_keys
+            if keys:
+                possible = False
+                for key in keys:
+                    if key in low:
+                        possible = True
+                        break
+            if possible:
                 text = slices.get(start)
                 if text is None:
                     text = slices[start] = log[start:]
