@@ -442,6 +442,28 @@ class GroupTests(SynchronousTestCase):
         self.assertIn("reassigned to group default", answer.json["message"])
         self.assertEqual(self.api.store.get_agent(self.agent).groups, ("default",))
 
+    def test_bulk_assign_and_remove(self) -> None:
+        """PUT and DELETE /agents/group work on several agents (all by default)."""
+        self.api.store.create_group("web")
+        other = self.api.enroll("web2")
+        answer = self.api.call(
+            "PUT", f"/agents/group?group_id=web&agents_list={self.agent},999,000"
+        )
+        data = answer.json["data"]
+        self.assertEqual(data["affected_items"], [self.agent])
+        self.assertEqual(sorted(i["error"]["code"] for i in data["failed_items"]), [1701, 1703])
+        answer = self.api.call("PUT", "/agents/group?group_id=web&force_single_group=true")
+        self.assertEqual(answer.json["data"]["affected_items"], [self.agent, other])
+        self.assertEqual(self.api.store.get_agent(other).groups, ("web",))
+        answer = self.api.call("DELETE", f"/agents/group?group_id=default&agents_list={self.agent}")
+        self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1734)
+        answer = self.api.call("DELETE", "/agents/group?group_id=web")
+        self.assertEqual(answer.json["data"]["affected_items"], [self.agent, other])
+        self.assertEqual(answer.json["message"], "All selected agents were removed from group web")
+        self.assertEqual(self.api.store.get_agent(other).groups, ("default",))
+        self.assertEqual(self.api.call("PUT", "/agents/group?group_id=ghost").status, 404)
+        self.assertEqual(self.api.call("PUT", "/agents/group").status, 400)
+
     def test_assign_single_group(self) -> None:
         """force_single_group=true leaves the agent in that group only."""
         self.api.store.create_group("web")

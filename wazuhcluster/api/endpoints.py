@@ -592,6 +592,83 @@ class Endpoints:
         affected = [] if failed else [agent_id]
         return Reply(envelope(affected, failed, *msgs))
 
+    async def _chosen_agents(
+        self, wanted: tuple[str, ...] | None, failed: dict[int, list[str]]
+    ) -> list[Agent]:
+        """The agents of ``agents_list`` (every agent when None); unknown ids and 000 fail."""
+        agents: list[Agent] = await self.registry.list_agents()
+        if wanted is None:
+            return agents
+        by_id = {agent.id: agent for agent in agents}
+        chosen = []
+        for raw in dict.fromkeys(wanted):
+            agent_id = _normal_id(raw)
+            if agent_id == "000":
+                _add_failure(failed, 1703, agent_id)
+            elif agent_id not in by_id:
+                _add_failure(failed, 1701, agent_id)
+            else:
+                chosen.append(by_id[agent_id])
+        return chosen
+
+    async def assign_agents(self, call: Call) -> Reply:
+        """PUT /agents/group: assign several agents (all by default) to a group."""
+        group: str = call.params["group_id"]
+        replace = bool(call.params.get("force_single_group", False))
+        suffix = " and removed from the other groups" if replace else ""
+        msgs = (
+            f"All selected agents were assigned to {group}{suffix}",
+            f"Some agents were not assigned to {group}{suffix}",
+            f"No agents were assigned to {group}",
+        )
+        if not await self.registry.run(lambda registry: registry.group_exists(group)):
+            raise wazuh_error(1710, group)
+        failed: dict[int, list[str]] = {}
+        assigned: list[str] = []
+        for agent in await self._chosen_agents(call.params.get("agents_list"), failed):
+            if group in agent.groups and (not replace or agent.groups == (group,)):
+                _add_failure(failed, 1751, agent.id)
+                continue
+            try:
+                await self.registry.assign(agent.id, group, replace)
+            except UnknownAgent:
+                _add_failure(failed, 1701, agent.id)
+            except InvalidValue:
+                _add_failure(failed, 1737, agent.id)
+            else:
+                assigned.append(agent.id)
+        return Reply(envelope(sorted(assigned), failed, *msgs))
+
+    async def remove_agents_from_group(self, call: Call) -> Reply:
+        """DELETE /agents/group: remove several agents (all of the group by default)."""
+        group: str = call.params["group_id"]
+        msgs = (
+            f"All selected agents were removed from group {group}",
+            f"Some agents were not removed from group {group}",
+            f"No agent was removed from group {group}",
+        )
+        if not await self.registry.run(lambda registry: registry.group_exists(group)):
+            raise wazuh_error(1710, group)
+        failed: dict[int, list[str]] = {}
+        wanted = call.params.get("agents_list")
+        chosen = await self._chosen_agents(wanted, failed)
+        if wanted is None:
+            chosen = [agent for agent in chosen if group in agent.groups]
+        removed: list[str] = []
+        for agent in chosen:
+            if group not in agent.groups:
+                _add_failure(failed, 1734, agent.id)
+            elif agent.groups == (DEFAULT_GROUP,):
+                _add_failure(failed, 1745, agent.id)
+            else:
+                try:
+                    await self.registry.unassign(agent.id, group)
+                except UnknownAgent:
+                    _add_failure(failed, 1701, agent.id)
+                else:
+                    removed.append(agent.id)
+        return Reply(envelope(sorted(removed), failed, *msgs))
+
     async def unassign_group(self, call: Call) -> Reply:
         """DELETE /agents/{agent_id}/group/{group_id}."""
         agent_id, group = _normal_id(call.path["agent_id"]), call.path["group_id"]
@@ -823,6 +900,25 @@ class Endpoints:
                 "/agents/reconnect",
                 self.reconnect,
                 {**common, "agents_list": p.comma_list(p.agent_id)},
+            ),
+            Route(
+                "PUT",
+                "/agents/group",
+                self.assign_agents,
+                {
+                    **common,
+                    "group_id": p.group_name,
+                    "agents_list": p.comma_list(p.agent_id),
+                    "force_single_group": p.boolean,
+                },
+                required=("group_id",),
+            ),
+            Route(
+                "DELETE",
+                "/agents/group",
+                self.remove_agents_from_group,
+                {**common, "group_id": p.group_name, "agents_list": p.comma_list(p.agent_id)},
+                required=("group_id",),
             ),
             Route(
                 "PUT",
