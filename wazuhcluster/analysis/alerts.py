@@ -71,14 +71,11 @@ def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
     data[key] = value
 
 
-_TEMPLATES: dict[int, tuple[Rule, dict[str, Any], dict[str, Any]]] = {}
-
-
 def _rule_template(rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
     """The parts of a rule's section that never change: before and after ``firedtimes``."""
-    cached = _TEMPLATES.get(id(rule))
-    if cached is not None and cached[0] is rule:
-        return cached[1], cached[2]
+    cached = rule.alert_template
+    if cached is not None:
+        return cached
     head: dict[str, Any] = {"id": str(rule.id)}
     if rule.mitre_ids:
         head["mitre"] = {"id": list(rule.mitre_ids)}
@@ -100,9 +97,7 @@ def _rule_template(rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
     for _, name in COMPLIANCE_PREFIXES:
         if name in compliance:
             tail[name] = compliance[name]
-    if len(_TEMPLATES) > 100_000:
-        _TEMPLATES.clear()
-    _TEMPLATES[id(rule)] = (rule, head, tail)
+    rule.alert_template = (head, tail)
     return head, tail
 
 

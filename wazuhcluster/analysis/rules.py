@@ -14,6 +14,7 @@ import collections
 import ipaddress
 import time as time_module
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
@@ -146,6 +147,8 @@ class Rule:
     overflows: int = attrs.field(default=0, repr=False)
     indexed: bool = attrs.field(default=False, repr=False)
     checks: tuple[Callable[[EventInfo, RuleState], bool], ...] | None = attrs.field(
+        default=None, repr=False)
+    alert_template: tuple[dict[str, Any], dict[str, Any]] | None = attrs.field(
         default=None, repr=False)
 
     def children_for(self, event: EventInfo) -> tuple[Rule, ...]:
