@@ -88,6 +88,10 @@ class MasterProtocol(StreamResponders, amp.AMP):
 
     def locateResponder(self, name: bytes) -> Any:  # noqa: N802 - Twisted's name
         """Refuse every command but the handshake until the worker has authenticated."""
+        if not name.isascii():
+            # Twisted's locator would raise UnicodeDecodeError out of dataReceived.
+            self.log.warn("Refused a command with a non-ASCII name from {ip}", ip=self.peer_ip)
+            return None
         if self.link is None and name not in _OPEN_COMMANDS:
             self.log.warn(
                 "Refused command {command} from {ip}: not authenticated",

@@ -48,7 +48,10 @@ class WorkerProtocol(StreamResponders, amp.AMP):
         return self.features.owner_of(kind).on_stream(self.link, kind, stream_id, result)
 
     def locateResponder(self, name: bytes) -> Any:  # noqa: N802 - Twisted's name
-        """Our own commands first, then the features'."""
+        """Our own commands first, then the features'; a non-ASCII name is unknown."""
+        if not name.isascii():
+            # Twisted's locator would raise UnicodeDecodeError out of dataReceived.
+            return None
         return super().locateResponder(name) or locate_in(self.locators, name)
 
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
