@@ -208,7 +208,8 @@ class IntegritySyncTests(ClusterTestCase):
         (w2 / "etc/client.keys").chmod(0o600)
         (w2 / "etc/shared/rogue").mkdir()
         (w2 / "etc/shared/rogue/agent.conf").write_bytes(b"worker-only group\n")
-        (w2 / "etc/decoders/rogue_decoder.xml").write_bytes(b"<decoder name='rogue'><prematch>r</prematch></decoder>\n")
+        rogue = b"<decoder name='rogue'><prematch>r</prematch></decoder>\n"
+        (w2 / "etc/decoders/rogue_decoder.xml").write_bytes(rogue)
         took = self.assert_in_sync(cluster, cluster.workers, DEADLINE)
         self.assertLessEqual(took, TWO_CYCLES + SLACK, "worker edits took more than two cycles")
 
