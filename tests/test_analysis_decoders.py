@@ -218,3 +218,31 @@ class DecoderErrorsTests(DecoderTestCase):
     def test_root_needs_a_match_condition(self) -> None:
         """A root decoder without prematch or program_name is refused."""
         self.assertRaises(DecoderLoadError, self.engine, "<decoder name='x'></decoder>")
+
+
+class AccumulateTests(DecoderTestCase):
+    """<accumulate/> (on the decoder that ends up decoding, as in Wazuh): events sharing
+    host, decoder name and id share their fields."""
+
+    DECODERS = """
+<decoder name="ldap"><program_name>^slapd</program_name><accumulate /></decoder>
+<decoder name="ldap-conn"><parent>ldap</parent><prematch>ACCEPT from</prematch>
+  <regex>^conn=(\\d+) fd=\\d+ ACCEPT from IP=(\\S+):</regex>
+  <order>id, srcip</order><accumulate /></decoder>
+<decoder name="ldap-bind"><parent>ldap</parent><prematch> BIND </prematch>
+  <regex>^conn=(\\d+) op=\\d+ BIND dn="(\\S+)"</regex>
+  <order>id, dstuser</order><accumulate /></decoder>
+"""
+
+    def test_fields_carried_between_events(self) -> None:
+        """A later event of the same connection gets the address seen earlier, for 2 minutes."""
+        engine = self.engine(self.DECODERS)
+        first = "Feb  1 10:00:00 h slapd[1]: conn=7 fd=3 ACCEPT from IP=10.1.1.1:5000 (IP=0.0.0.0)"
+        bind = 'Feb  1 10:00:01 h slapd[1]: conn=7 op=1 BIND dn="cn=admin"'
+        engine.prepare(Event(first, timestamp=0.0))
+        info = engine.prepare(Event(bind, timestamp=1.0))
+        self.assertEqual(info.static, {"id": "7", "dstuser": "cn=admin", "srcip": "10.1.1.1"})
+        other = engine.prepare(Event(bind.replace("conn=7", "conn=8"), timestamp=2.0))
+        self.assertNotIn("srcip", other.static)
+        late = engine.prepare(Event(bind, timestamp=500.0))
+        self.assertNotIn("srcip", late.static)

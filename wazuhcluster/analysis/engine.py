@@ -19,6 +19,9 @@ from wazuhcluster.analysis.predecoder import predecode
 from wazuhcluster.analysis.rules import DEFAULT_TIMEFRAME, Rule, RuleState, match_rule
 
 MAX_MESSAGE = 64 * 1024
+ACCUMULATE_SECONDS = 120
+MAX_ACCUMULATED = 16384
+ACCUMULATED_FIELDS = ("dstuser", "srcuser", "dstip", "srcip", "dstport", "srcport", "data")
 
 
 @attrs.frozen
@@ -168,7 +171,40 @@ class Engine:
             info.agent_name = manager
             info.hostname = header.hostname or manager
         self.decoders.decode(info)
+        if info.decoder is not None and info.decoder.accumulate:
+            self._accumulate(info)
         return info
+
+    def _accumulate(self, info: EventInfo) -> None:
+        """Wazuh's accumulator: events of one host, decoder and id share their fields.
+
+        Fields an event lacks are filled from what earlier events with the same key carried
+        (within two minutes), and the first known value of each field is kept for later ones.
+        """
+        assert info.decoder is not None
+        ident = info.static.get("id")
+        if not ident:
+            return
+        store = self.state.accumulated
+        key = (info.hostname or "", info.decoder.reported_name, ident)
+        found = store.get(key)
+        known: dict[str, str] = {}
+        if found is not None and info.time - found[0] <= ACCUMULATE_SECONDS:
+            known = found[1]
+            for name, value in known.items():
+                if not info.static.get(name):
+                    info.static[name] = value
+        for name in ACCUMULATED_FIELDS:
+            current = info.static.get(name)
+            if current and not known.get(name):
+                known[name] = current
+        if len(store) >= MAX_ACCUMULATED:
+            for stale in [k for k, (seen, _) in store.items()
+                          if info.time - seen > ACCUMULATE_SECONDS]:
+                del store[stale]
+            if len(store) >= MAX_ACCUMULATED:
+                store.clear()
+        store[key] = (info.time, known)
 
     def evaluate(self, info: EventInfo) -> tuple[Rule | None, bool]:
         """Match the rules (phase 3); return the final rule and whether it alerts."""

@@ -261,6 +261,8 @@ class RuleState:
     ignored_since: dict[int, float] = attrs.field(factory=dict)
     ignore_marks: dict[tuple[int, tuple[str | None, ...]], float] = attrs.field(factory=dict)
     first_seen: set[tuple[str | None, ...]] = attrs.field(factory=set)
+    accumulated: dict[tuple[str, str, str], tuple[float, dict[str, str]]] = attrs.field(
+        factory=dict)
 
     def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
         """The bounded history list for ``key``."""
