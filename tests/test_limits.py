@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -113,3 +115,37 @@ class LimitedFactoryTests(SynchronousTestCase):
         """Attributes of the wrapped factory are reachable through the wrapper."""
         self.inner.marker = 7  # type: ignore[attr-defined]
         self.assertEqual(self.factory.marker, 7)
+
+
+class CallTimeoutTests(SynchronousTestCase):
+    """Request timeouts read clearly in logs and stay TimeoutErrors for callers."""
+
+    def test_call_timeout_names_command_and_limit(self) -> None:
+        """A call without an answer fails after the timeout with a CallTimeout that names the
+        command and the limit, and is still a twisted TimeoutError."""
+        from twisted.internet.defer import Deferred, TimeoutError
+        from twisted.protocols import amp
+
+        from wazuhcluster.wire.calls import CallTimeout, call_with_timeout
+        from wazuhcluster.wire.commands import KeepAlive
+
+        class Silent(amp.AMP):
+            def callRemote(self, command: Any, **kwargs: Any) -> Any:  # noqa: N802
+                return Deferred()
+
+        clock = Clock()
+        result = call_with_timeout(Silent(), KeepAlive, 5, clock, payload="x")
+        clock.advance(5)
+        failure = self.failureResultOf(result, CallTimeout)
+        self.assertIsInstance(failure.value, TimeoutError)
+        self.assertEqual(str(failure.value), "no answer to KeepAlive within 5 s")
+
+    def test_other_errors_untouched(self) -> None:
+        """An answer or another failure passes through unchanged."""
+        from twisted.internet.defer import fail, succeed
+
+        from wazuhcluster.wire.calls import limit_time
+
+        clock = Clock()
+        self.assertEqual(self.successResultOf(limit_time(succeed(1), 5, clock, "X")), 1)
+        self.failureResultOf(limit_time(fail(ValueError("bad")), 5, clock, "X"), ValueError)

@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.wire.calls import limit_time
 from wazuhcluster.wire.commands import ClusterError, NotAuthenticated
 
 #: Largest chunk sent in one StreamChunk (AMP values are at most 65,535 bytes).
@@ -543,7 +544,7 @@ async def send_stream(
 
     def call(command: type[amp.Command], timeout: float, **kwargs: Any) -> Deferred[Any]:
         d: Deferred[dict[str, Any]] = maybeDeferred(call_remote, command, **kwargs)
-        return d.addTimeout(timeout, clock)
+        return limit_time(d, timeout, clock, command.__name__)
 
     opened = await call(StreamOpen, call_timeout, kind=kind, total_size=size)
     state = _Outgoing(opened["stream_id"])
