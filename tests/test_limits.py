@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
@@ -129,12 +130,10 @@ class CallTimeoutTests(SynchronousTestCase):
         from wazuhcluster.wire.calls import CallTimeout, call_with_timeout
         from wazuhcluster.wire.commands import KeepAlive
 
-        class Silent(amp.AMP):
-            def callRemote(self, command: Any, **kwargs: Any) -> Any:  # noqa: N802
-                return Deferred()
+        silent = SimpleNamespace(callRemote=lambda command, **kwargs: Deferred())
 
         clock = Clock()
-        result = call_with_timeout(Silent(), KeepAlive, 5, clock, payload="x")
+        result = call_with_timeout(cast(amp.AMP, silent), KeepAlive, 5, clock, payload="x")
         clock.advance(5)
         failure = self.failureResultOf(result, CallTimeout)
         self.assertIsInstance(failure.value, TimeoutError)
