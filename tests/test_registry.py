@@ -327,6 +327,27 @@ class AgentInfoTests(SynchronousTestCase):
         self.assertEqual(result.applied, 1)
         self.assertEqual(registry.get_agent("001").node_name, "w2")  # type: ignore[union-attr]
 
+    def test_keepalive_refresh_from_same_node(self) -> None:
+        """A newer report from the agent's node with the same status updates every other
+        field, and a batch listing agents out of id order applies each one's newest row."""
+        registry = open_registry(self)
+        for name in ("a1", "a2", "a3"):
+            registry.enroll(name)
+        registry.apply_agent_info([AgentInfoReport(i, "w1", 5.0, 1, "active", 5.0)
+                                   for i in ("003", "001", "002")])
+        result = registry.apply_agent_info(
+            [AgentInfoReport("002", "w1", 9.0, 2, "active", 9.0, version="v4.9.0"),
+             AgentInfoReport("001", "w1", 7.0, 3, "active", 7.0),
+             AgentInfoReport("002", "w1", 8.0, 4, "disconnected", 8.0)])
+        self.assertEqual((result.applied, result.stale, result.unknown), (2, 1, 0))
+        agents = {a.id: a for a in registry.list_agents()}
+        self.assertEqual(
+            (agents["002"].connection_status, agents["002"].node_name,
+             agents["002"].last_keepalive, agents["002"].version, agents["002"].status_seq),
+            ("active", "w1", 9.0, "v4.9.0", 2),
+        )
+        self.assertEqual((agents["001"].last_keepalive, agents["003"].last_keepalive), (7.0, 5.0))
+
     def test_bad_status_rolls_back_batch(self) -> None:
         """An unknown connection status refuses the whole batch."""
         registry = open_registry(self)

@@ -478,31 +478,61 @@ class Registry:
         if len(reports) > MAX_BATCH:
             raise InvalidValue("agent-info batch", f"{len(reports)} rows", f"over {MAX_BATCH}")
         applied = stale = unknown = 0
+        numbers: list[int | None] = []
+        for report in reports:
+            try:
+                numbers.append(parse_agent_id(report.agent_id))
+            except ValueError:
+                numbers.append(None)
+        # One read for the whole batch and one UPDATE per agent in id order: per-row
+        # SELECTs and random page order dominated applying a worker's report.
+        known = json.dumps(sorted({n for n in numbers if n is not None}))
         with self._transaction() as db:
-            for report in reports:
-                try:
-                    number = parse_agent_id(report.agent_id)
-                except ValueError:
+            held: dict[int, tuple[float, int]] = {}
+            placed: dict[int, tuple[str, str]] = {}
+            for number, status_time, status_seq, status, node in db.execute(
+                "SELECT id, status_time, status_seq, connection_status, node_name FROM agents "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (known,),
+            ):
+                held[number] = (status_time, status_seq)
+                placed[number] = (status, node)
+            updates: dict[int, tuple[Any, ...]] = {}
+            for number, report in zip(numbers, reports, strict=True):
+                if number is None or number not in held:
                     unknown += 1
                     continue
-                row = db.execute(
-                    "SELECT status_time, status_seq FROM agents WHERE id = ?", (number,)
-                ).fetchone()
-                if row is None:
-                    unknown += 1
-                    continue
-                if (report.status_time, report.status_seq) <= (row[0], row[1]):
+                newest = (report.status_time, report.status_seq)
+                if newest <= held[number]:
                     stale += 1
                     continue
-                db.execute(
-                    "UPDATE agents SET connection_status = ?, last_keepalive = ?, "
-                    "disconnection_time = ?, version = ?, os_name = ?, os_version = ?, "
-                    "os_platform = ?, os_arch = ?, os_uname = ?, labels = ?, config_sum = ?, "
-                    "merged_sum = ?, node_name = ?, status_time = ?, status_seq = ? "
-                    "WHERE id = ?",
-                    (*_report_values(report), number),
-                )
+                updates[number] = (*_report_values(report), number)
+                held[number] = newest
                 applied += 1
+            # Most reports only refresh a keep-alive: leaving the indexed status and node
+            # columns out of those UPDATEs spares two index rewrites per row.
+            moved, stayed = [], []
+            for number in sorted(updates):
+                values = updates[number]
+                if (values[0], values[12]) == placed[number]:
+                    stayed.append(values[1:12] + values[13:])
+                else:
+                    moved.append(values)
+            db.executemany(
+                "UPDATE agents SET connection_status = ?, last_keepalive = ?, "
+                "disconnection_time = ?, version = ?, os_name = ?, os_version = ?, "
+                "os_platform = ?, os_arch = ?, os_uname = ?, labels = ?, config_sum = ?, "
+                "merged_sum = ?, node_name = ?, status_time = ?, status_seq = ? "
+                "WHERE id = ?",
+                moved,
+            )
+            db.executemany(
+                "UPDATE agents SET last_keepalive = ?, disconnection_time = ?, version = ?, "
+                "os_name = ?, os_version = ?, os_platform = ?, os_arch = ?, os_uname = ?, "
+                "labels = ?, config_sum = ?, merged_sum = ?, status_time = ?, status_seq = ? "
+                "WHERE id = ?",
+                stayed,
+            )
         return AgentInfoResult(applied, stale, unknown)
 
     # -- maintenance --------------------------------------------------------------
@@ -577,7 +607,7 @@ def _report_values(report: AgentInfoReport) -> tuple[Any, ...]:
     status = report.connection_status
     if status not in CONNECTION_STATUSES:
         raise InvalidValue("connection status", status, f"not one of {CONNECTION_STATUSES}")
-    labels = json.dumps(dict(report.labels), separators=(",", ":"))
+    labels = json.dumps(dict(report.labels), separators=(",", ":")) if report.labels else "{}"
     if len(labels) > 16 * _TEXT_LIMIT:
         raise InvalidValue("labels", labels[:64], "too large")
     return (
