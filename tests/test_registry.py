@@ -291,6 +291,26 @@ class ManageTests(SynchronousTestCase):
             registry.agent_groups_checksum(), groups_table_checksum({"001": ("default", "web")})
         )
 
+    def test_agent_groups_table_follows_every_write(self) -> None:
+        """The table read once (and cached) reflects each later enrollment, assignment,
+        removal and group deletion, and an agent-info report leaves it as it was."""
+        registry = open_registry(self)
+        registry.create_group("web")
+        registry.enroll("a1")
+        self.assertEqual(registry.agent_groups(), {"001": ("default",)})
+        registry.enroll("a2", groups=["web"])
+        self.assertEqual(registry.agent_groups(), {"001": ("default",), "002": ("web",)})
+        registry.assign("001", "web")
+        registry.apply_agent_info([AgentInfoReport("001", "w1", 5.0, 1, "active", 5.0)])
+        self.assertEqual(registry.agent_groups()["001"], ("default", "web"))
+        registry.delete_group("web")
+        self.assertEqual(registry.agent_groups(), {"001": ("default",), "002": ("default",)})
+        registry.remove_agents(["002"])
+        self.assertEqual(registry.agent_groups(), {"001": ("default",)})
+        self.assertEqual(
+            registry.agent_groups_checksum(), groups_table_checksum({"001": ("default",)})
+        )
+
     def test_integrity_check_healthy(self) -> None:
         """A healthy database reports no problems."""
         registry = open_registry(self)

@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadpool import ThreadPool
 
 from wazuhcluster.registry.model import Agent, AgentInfoReport, AgentInfoResult, GroupInfo
-from wazuhcluster.registry.store import Registry, RegistryFiles, groups_table_checksum
+from wazuhcluster.registry.store import Registry, RegistryFiles
 
 T = TypeVar("T")
 
@@ -187,8 +187,7 @@ class AsyncRegistry:
         """The agent → groups table and its checksum, read in one call."""
 
         def read(registry: Registry) -> tuple[dict[str, tuple[str, ...]], str]:
-            table = registry.agent_groups()
-            return table, groups_table_checksum(table)
+            return registry.agent_groups(), registry.agent_groups_checksum()
 
         return self.run(read)
 

@@ -81,6 +81,8 @@ class Registry:
     keys_dirty: bool = True
     groups_dirty: bool = True
     _keys: dict[int, KeyEntry] | None = field(default=None, init=False)
+    #: The agent → groups table and its checksum, until a write may have changed it.
+    _groups_cache: tuple[dict[str, tuple[str, ...]], str] | None = field(default=None, init=False)
 
     @classmethod
     def open(
@@ -120,8 +122,11 @@ class Registry:
         return schema_version(self.connection)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, rolled back on any error."""
+    def _transaction(self, groups_unchanged: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction, rolled back on any error. Unless ``groups_unchanged``, it
+        drops the cached agent → groups table."""
+        if not groups_unchanged:
+            self._groups_cache = None
         self.connection.execute("BEGIN IMMEDIATE")
         try:
             yield self.connection
@@ -453,6 +458,21 @@ class Registry:
 
     def agent_groups(self) -> dict[str, tuple[str, ...]]:
         """The agent → groups table (every agent, groups in priority order)."""
+        return dict(self._cached_groups()[0])
+
+    def agent_groups_checksum(self) -> str:
+        """SHA-256 of the agent → groups table (see :func:`groups_table_checksum`)."""
+        return self._cached_groups()[1]
+
+    def _cached_groups(self) -> tuple[dict[str, tuple[str, ...]], str]:
+        # The master reads the whole table every few seconds (agent-groups task, group
+        # files); with 50,000 agents a fresh read costs a good part of a second.
+        if self._groups_cache is None:
+            table = self._read_agent_groups()
+            self._groups_cache = (table, groups_table_checksum(table))
+        return self._groups_cache
+
+    def _read_agent_groups(self) -> dict[str, tuple[str, ...]]:
         rows = self.connection.execute(
             "SELECT a.id, m.group_name FROM agents a "
             "LEFT JOIN memberships m ON m.agent_id = a.id ORDER BY a.id, m.priority"
@@ -463,10 +483,6 @@ class Registry:
             if group is not None:
                 names.append(group)
         return {agent_id: tuple(names) for agent_id, names in table.items()}
-
-    def agent_groups_checksum(self) -> str:
-        """SHA-256 of the agent → groups table (see :func:`groups_table_checksum`)."""
-        return groups_table_checksum(self.agent_groups())
 
     # -- status reports -----------------------------------------------------------
 
@@ -487,7 +503,7 @@ class Registry:
         # One read for the whole batch and one UPDATE per agent in id order: per-row
         # SELECTs and random page order dominated applying a worker's report.
         known = json.dumps(sorted({n for n in numbers if n is not None}))
-        with self._transaction() as db:
+        with self._transaction(groups_unchanged=True) as db:
             held: dict[int, tuple[float, int]] = {}
             placed: dict[int, tuple[str, str]] = {}
             for number, status_time, status_seq, status, node in db.execute(
