@@ -60,6 +60,28 @@ class WireTests(SynchronousTestCase):
         self.assertEqual(report.labels, (("env", "prod"),))
         self.assertTrue(report.version.endswith("4.14.7"))
 
+    def test_keepalive_only_rows_are_refreshes(self) -> None:
+        """A row whose agent only sent the same keep-alive again travels without its OS
+        fields, and applying it moves the times on while the registry keeps those fields."""
+        clock = Clock()
+        sessions = SessionTable(clock, "w")
+        registry = Registry.open(Path(self.mktemp()) / "global.db")
+        registry.enroll("web-1")
+        sessions.keepalive("001", "web-1", "any", "10.0.0.7", keepalive())
+        registry.apply_agent_info(decode_reports(encode_rows(sessions.take_dirty()), "worker1"))
+        clock.advance(10)
+        sessions.keepalive("001", "web-1", "any", "10.0.0.7", keepalive())
+        data = encode_rows(sessions.take_dirty())
+        self.assertNotIn(b"os_uname", data)
+        [report] = decode_reports(data, "worker1")
+        self.assertTrue(report.refresh_only)
+        self.assertEqual(registry.apply_agent_info([report]).applied, 1)
+        agent = registry.get_agent("001")
+        assert agent is not None
+        self.assertEqual((agent.last_keepalive, agent.status_time), (10.0, 10.0))
+        self.assertEqual((agent.os_uname, agent.config_sum, agent.labels),
+                         (UNAME.rsplit(" - ", 1)[0], "abc123", (("env", "prod"),)))  # fmt: skip
+
     def test_bad_reports_refused(self) -> None:
         """Malformed lines reject the whole report with the line number."""
         good = b'{"id":"001","status":"active","time":1,"seq":1}\n'
@@ -70,6 +92,7 @@ class WireTests(SynchronousTestCase):
             b'{"id":"001","status":"angry","time":1}',
             b'{"id":"001","status":"active"}',
             b'{"id":"001","status":"active","time":-1}',
+            b'{"id":"001","status":"active","time":1,"refresh":1}',
             b"x" * 20000,
         ):
             with self.assertRaises(InfoError) as caught:

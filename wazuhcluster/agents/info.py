@@ -38,9 +38,26 @@ class InfoError(ValueError):
 
 
 def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
-    """One JSON object per row, newline-terminated."""
+    """One JSON object per row, newline-terminated. A row whose agent only sent a keep-alive
+    since the previous report carries the status and times alone (``"refresh": true``)."""
     lines = []
     for row in rows:
+        if not row.full:
+            lines.append(
+                json.dumps(
+                    {
+                        "id": row.agent_id,
+                        "status": str(row.status),
+                        "last_keepalive": row.last_keepalive,
+                        "disconnection_time": row.disconnection_time,
+                        "time": row.timestamp,
+                        "seq": row.seq,
+                        "refresh": True,
+                    },
+                    separators=(",", ":"),
+                )
+            )
+            continue
         lines.append(
             json.dumps(
                 {
@@ -95,26 +112,30 @@ def _report(obj: Any, node_name: str) -> AgentInfoReport:
     status = obj.get("status")
     if status not in _STATUSES:
         raise ValueError(f"unknown status {status!r}")
-    texts = {}
+    seq = obj.get("seq", 0)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError("seq must be a non-negative integer")
+    refresh = obj.get("refresh", False)
+    if not isinstance(refresh, bool):
+        raise ValueError("refresh must be a boolean")
+    common: dict[str, Any] = {
+        "agent_id": agent_id,
+        "node_name": node_name,
+        "status_time": _number(obj.get("time"), "time", optional=False) or 0.0,
+        "status_seq": seq,
+        "connection_status": status,
+        "last_keepalive": _number(obj.get("last_keepalive"), "last_keepalive"),
+        "disconnection_time": _number(obj.get("disconnection_time"), "disconnection_time") or 0.0,
+    }
+    if refresh:
+        return AgentInfoReport(**common, refresh_only=True)
+    texts: dict[str, Any] = {}
     for name in _TEXT_FIELDS:
         value = obj.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > 1024):
             raise ValueError(f"{name} must be a string of at most 1024 characters")
         texts[name] = value or ""
-    seq = obj.get("seq", 0)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise ValueError("seq must be a non-negative integer")
-    return AgentInfoReport(
-        agent_id=agent_id,
-        node_name=node_name,
-        status_time=_number(obj.get("time"), "time", optional=False) or 0.0,
-        status_seq=seq,
-        connection_status=status,
-        last_keepalive=_number(obj.get("last_keepalive"), "last_keepalive"),
-        disconnection_time=_number(obj.get("disconnection_time"), "disconnection_time") or 0.0,
-        labels=_labels(obj.get("labels", [])),
-        **texts,
-    )
+    return AgentInfoReport(**common, labels=_labels(obj.get("labels", [])), **texts)
 
 
 def decode_reports(data: bytes, node_name: str, max_rows: int = MAX_ROWS) -> list[AgentInfoReport]:

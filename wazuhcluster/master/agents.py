@@ -68,6 +68,7 @@ def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
         labels=labels,
         config_sum=row.config_sum or "",
         merged_sum=row.merged_sum or "",
+        refresh_only=not row.full,
     )
 
 

@@ -123,6 +123,9 @@ class AgentInfoReport:
     labels: tuple[tuple[str, str], ...] = field(default=(), converter=_labels)
     config_sum: str = ""
     merged_sum: str = ""
+    #: Only the keep-alive changed since the node's previous report: the registry updates
+    #: the status, node, times and sequence and keeps the agent's other fields.
+    refresh_only: bool = False
 
 
 @frozen

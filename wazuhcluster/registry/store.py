@@ -513,7 +513,7 @@ class Registry:
             ):
                 held[number] = (status_time, status_seq)
                 placed[number] = (status, node)
-            updates: dict[int, tuple[Any, ...]] = {}
+            updates: dict[int, dict[str, Any]] = {}
             for number, report in zip(numbers, reports, strict=True):
                 if number is None or number not in held:
                     unknown += 1
@@ -522,33 +522,20 @@ class Registry:
                 if newest <= held[number]:
                     stale += 1
                     continue
-                updates[number] = (*_report_values(report), number)
+                updates.setdefault(number, {}).update(_report_columns(report))
                 held[number] = newest
                 applied += 1
             # Most reports only refresh a keep-alive: leaving the indexed status and node
-            # columns out of those UPDATEs spares two index rewrites per row.
-            moved, stayed = [], []
+            # columns out when they did not change spares two index rewrites per row.
+            statements: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
             for number in sorted(updates):
-                values = updates[number]
-                if (values[0], values[12]) == placed[number]:
-                    stayed.append(values[1:12] + values[13:])
-                else:
-                    moved.append(values)
-            db.executemany(
-                "UPDATE agents SET connection_status = ?, last_keepalive = ?, "
-                "disconnection_time = ?, version = ?, os_name = ?, os_version = ?, "
-                "os_platform = ?, os_arch = ?, os_uname = ?, labels = ?, config_sum = ?, "
-                "merged_sum = ?, node_name = ?, status_time = ?, status_seq = ? "
-                "WHERE id = ?",
-                moved,
-            )
-            db.executemany(
-                "UPDATE agents SET last_keepalive = ?, disconnection_time = ?, version = ?, "
-                "os_name = ?, os_version = ?, os_platform = ?, os_arch = ?, os_uname = ?, "
-                "labels = ?, config_sum = ?, merged_sum = ?, status_time = ?, status_seq = ? "
-                "WHERE id = ?",
-                stayed,
-            )
+                columns = updates[number]
+                if (columns["connection_status"], columns["node_name"]) == placed[number]:
+                    del columns["connection_status"], columns["node_name"]
+                statements.setdefault(tuple(columns), []).append((*columns.values(), number))
+            for names, rows in statements.items():
+                assignments = ", ".join(f"{name} = ?" for name in names)  # our column names
+                db.executemany(f"UPDATE agents SET {assignments} WHERE id = ?", rows)
         return AgentInfoResult(applied, stale, unknown)
 
     # -- maintenance --------------------------------------------------------------
@@ -618,31 +605,37 @@ def _clip(text: str) -> str:
     return text[:_TEXT_LIMIT]
 
 
-def _report_values(report: AgentInfoReport) -> tuple[Any, ...]:
-    """The UPDATE parameters of one agent-info report, bounded and checked."""
+def _report_columns(report: AgentInfoReport) -> dict[str, Any]:
+    """The columns one agent-info report sets, bounded and checked (a keep-alive refresh
+    sets only the status, node, times and sequence)."""
     status = report.connection_status
     if status not in CONNECTION_STATUSES:
         raise InvalidValue("connection status", status, f"not one of {CONNECTION_STATUSES}")
+    columns: dict[str, Any] = {
+        "connection_status": status,
+        "node_name": _clip(report.node_name),
+        "last_keepalive": report.last_keepalive,
+        "disconnection_time": report.disconnection_time,
+        "status_time": report.status_time,
+        "status_seq": report.status_seq,
+    }
+    if report.refresh_only:
+        return columns
     labels = json.dumps(dict(report.labels), separators=(",", ":")) if report.labels else "{}"
     if len(labels) > 16 * _TEXT_LIMIT:
         raise InvalidValue("labels", labels[:64], "too large")
-    return (
-        status,
-        report.last_keepalive,
-        report.disconnection_time,
-        _clip(report.version),
-        _clip(report.os_name),
-        _clip(report.os_version),
-        _clip(report.os_platform),
-        _clip(report.os_arch),
-        _clip(report.os_uname),
-        labels,
-        _clip(report.config_sum),
-        _clip(report.merged_sum),
-        _clip(report.node_name),
-        report.status_time,
-        report.status_seq,
+    columns.update(
+        version=_clip(report.version),
+        os_name=_clip(report.os_name),
+        os_version=_clip(report.os_version),
+        os_platform=_clip(report.os_platform),
+        os_arch=_clip(report.os_arch),
+        os_uname=_clip(report.os_uname),
+        labels=labels,
+        config_sum=_clip(report.config_sum),
+        merged_sum=_clip(report.merged_sum),
     )
+    return columns
 
 
 def _agent_from_row(row: tuple[Any, ...], groups: tuple[str, ...]) -> Agent:
