@@ -113,3 +113,10 @@ install: ## install in a venv under PREFIX, service files under SYSCONFDIR (see 
 	@echo "  $(INSTALL_VENV)/bin/wazuh-cluster-certs --home $(WAZUH_HOME) ca   (then: node NAME --address IP)"
 	@echo "  systemctl daemon-reload && systemctl enable --now wazuhcluster@master   (or @worker)"
 	@echo "  or, without systemd: $(SYSCONFDIR)/init.d/wazuhcluster start (ROLE in $(SYSCONFDIR)/default/wazuhcluster)"
+
+.PHONY: bench-cluster
+# e.g. make bench-cluster BENCH_CLUSTER_ARGS="--stable 60" (or "--sweep --stable 60")
+BENCH_CLUSTER_ARGS ?=
+
+bench-cluster: $(STAMP) ## master + 10 workers, 50,000 agents, 5-minute stable phase, beside Wazuh's thresholds
+	$(BIN)/python bench/bench_cluster.py $(BENCH_CLUSTER_ARGS)

@@ -1,0 +1,767 @@
+"""Benchmark: a master and N workers under Wazuh's release-benchmark load, beside its thresholds.
+
+Every node is its own process (``bench_cluster.py node ...``: the same service tree as
+``twistd wazuhcluster``, built with :func:`wazuhcluster.tap.build_service`) on 127.0.0.1,
+linked over mutual TLS with Wazuh's default timings. The master's registry holds every
+agent, in ``--groups`` groups whose folders under etc/shared hold ``--files`` files in all.
+Each worker process also carries its share of the simulated agents: a load driver calls the
+worker's agent :class:`~wazuhcluster.agents.sessions.SessionTable` with one keep-alive per
+agent every ``--keepalive`` seconds (the state a real 1514 keep-alive leaves; the agent
+protocol's own cost is not part of this benchmark).
+
+Phases: *setup* (nodes start, workers connect, sync the shared files and report every
+agent once) then *stable* (``--stable`` seconds, one shared file changed on the master every
+``--change-every`` seconds). Figures come from the nodes themselves: "Finished in" lines of
+each cluster.log, the master's health report (``wazuh-cluster-control -i more --json``)
+for agent-groups sends, and /proc for CPU, memory (USS and RSS) and file descriptors.
+
+    .venv/bin/python bench/bench_cluster.py [--workers 10] [--agents 50000] [--stable 300]
+    .venv/bin/python bench/bench_cluster.py --sweep [--stable 60]   # 1/2/5/10 workers, 10k/25k/50k
+    .venv/bin/python bench/bench_cluster.py --profile               # cProfile the master
+
+Writes docs/bench/cluster*.csv and PNG plots (bench/plot.py), prints the table. Not part of
+the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from wazuhcluster.devcluster import LocalCluster, cluster_config, install_certificates  # noqa: E402
+from wazuhcluster.home import Home  # noqa: E402
+from wazuhcluster.tls import write_file_atomically  # noqa: E402
+
+OUT = ROOT / "docs" / "bench"
+#: Wazuh's defaults, except a quick first reconnection so the setup phase is short.
+BENCH_TIMINGS = {"reconnect": "1s", "reconnect_max": "5s"}
+SETUP_TIMEOUT = 900.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FINISHED = re.compile(
+    r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) INFO: \[([^\]]+)\] \[([^\]]+)\] Finished in ([0-9.]+)s"
+)
+
+#: wazuh-qa thresholds, 10 workers / 50,000 agents (reference/wazuh-cluster.md §11):
+#: (phase, figure) → (max, mean); seconds, percent, KB or count.
+WAZUH_10W = {
+    ("setup", "agent-info master"): (8.5, 1.5),
+    ("setup", "agent-info workers"): (21.0, 4.0),
+    ("setup", "integrity check master"): (16.0, 3.0),
+    ("setup", "integrity check workers"): (26.0, 7.5),
+    ("setup", "integrity sync master"): (20.2, 3.6),
+    ("setup", "integrity sync workers"): (10.0, 1.5),
+    ("stable", "agent-info master"): (3.0, 1.4),
+    ("stable", "agent-info workers"): (5.1, 4.1),
+    ("stable", "integrity check master"): (4.5, 2.5),
+    ("stable", "integrity check workers"): (9.0, 6.7),
+    ("stable", "master CPU %"): (100.0, 51.0),
+    ("stable", "master FDs"): (116.0, 98.0),
+    ("stable", "master USS KB"): (330_000.0, 197_162.0),
+    ("stable", "worker CPU %"): (38.3, 14.0),
+    ("stable", "worker USS KB"): (256_000.0, 0.0),
+}
+#: Issue 10's own targets (stable phase maxima) and the changed-file median.
+TARGETS = {
+    "agent-info master": 1.5,
+    "integrity check master": 2.25,
+    "master USS KB": 165_000.0,
+    "changed file on all workers": 2.0,
+}
+
+
+# ------------------------------------------------------------------------ node process mode
+
+
+def node_main(argv: list[str]) -> None:
+    """Run one node (``node --role R --home H [--first A --count N] [--profile F]``)."""
+    parser = argparse.ArgumentParser(prog="bench_cluster.py node")
+    parser.add_argument("--role", required=True)
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--first", type=int, default=1)
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--keepalive", type=float, default=10.0)
+    parser.add_argument("--profile", default="")
+    options = parser.parse_args(argv)
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from wazuhcluster.config import load_config
+    from wazuhcluster.tap import build_service
+
+    home = Home(Path(options.home))
+    out = (home.logs / "node.out").open("a")
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(out)], redirectStandardIO=False)
+    config = load_config(home.config_file, home, options.role)
+    top = build_service(config, reactor)
+    if options.count:
+        role = next(s for s in top if hasattr(s, "channel") and hasattr(s, "link"))
+        AgentLoad(role.channel.sessions, options.first, options.count, options.keepalive).start(
+            reactor
+        )
+    profiler = None
+    if options.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+
+        def dump() -> None:
+            profiler.disable()
+            profiler.dump_stats(options.profile)
+
+        reactor.addSystemEventTrigger("before", "shutdown", dump)
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined]
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
+
+
+class AgentLoad:
+    """Keep-alives of agents ``first .. first+count-1`` into a worker's session table,
+    spread evenly over each ``interval`` (ten slices a second)."""
+
+    SLICES_PER_SECOND = 10
+
+    def __init__(self, sessions: Any, first: int, count: int, interval: float) -> None:
+        from wazuhcluster.agents.control import KeepAliveData, OsInfo
+
+        self.sessions = sessions
+        self.ids = [f"{n:03d}" for n in range(first, first + count)]
+        self.interval = interval
+        self.position = 0
+        self._data: dict[str, KeepAliveData] = {}
+        self._os = OsInfo(
+            "Ubuntu", "22.04.3 LTS", "22", "04", None, "Jammy Jellyfish", "ubuntu", "x86_64"
+        )
+        self._make = KeepAliveData
+
+    def data_for(self, agent_id: str) -> Any:
+        """The agent's keep-alive data, following its group's merged.mg sum."""
+        target = self.sessions.merged_for(agent_id) if self.sessions.merged_for else None
+        merged = target[0] if target else ""
+        data = self._data.get(agent_id)
+        if data is None or data.merged_sum != merged:
+            name = f"agent-{agent_id}"
+            data = self._make(
+                uname=f"Linux |{name} |5.15.0-91-generic |#101-Ubuntu SMP |x86_64 "
+                "[Ubuntu|ubuntu: 22.04.3 LTS (Jammy Jellyfish)] - Wazuh v4.9.0",
+                os=self._os,
+                version="Wazuh v4.9.0",
+                config_sum="ab73af41699f13fdd81903b5f23d8d00",
+                merged_sum=merged,
+                labels=(),
+                agent_ip="10.0.0.1",
+            )
+            self._data[agent_id] = data
+        return data
+
+    def tick(self) -> None:
+        """Send the next slice of keep-alives."""
+        per_tick = max(1, round(len(self.ids) / (self.interval * self.SLICES_PER_SECOND)))
+        for _ in range(per_tick):
+            agent_id = self.ids[self.position]
+            self.position = (self.position + 1) % len(self.ids)
+            self.sessions.keepalive(
+                agent_id, f"agent-{agent_id}", "any", "127.0.0.1", self.data_for(agent_id)
+            )
+
+    def start(self, reactor: Any) -> None:
+        """Start ticking."""
+        from twisted.internet.task import LoopingCall
+
+        loop = LoopingCall(self.tick)
+        loop.clock = reactor
+        loop.start(1.0 / self.SLICES_PER_SECOND, now=False)
+
+
+# ------------------------------------------------------------------------ measurement
+
+
+def proc_sample(pid: int) -> tuple[float, int, int, int]:
+    """(CPU seconds, USS KB, RSS KB, open file descriptors) of ``pid`` now."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    uss = rss = 0
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            if name in ("Private_Clean", "Private_Dirty"):
+                uss += int(rest.split()[0])
+            elif name == "Rss":
+                rss = int(rest.split()[0])
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return cpu, uss, rss, fds
+
+
+@define
+class Series:
+    """Time-stamped values of one figure of one node."""
+
+    node: str
+    figure: str
+    points: list[tuple[float, float]] = field(factory=list)
+
+
+@define
+class Scenario:
+    """One run's parameters."""
+
+    workers: int = 10
+    agents: int = 50_000
+    files: int = 2_000
+    groups: int = 50
+    stable: float = 300.0
+    change_every: float = 60.0
+    keepalive: float = 10.0
+    profile: bool = False
+
+
+@define
+class Run:
+    """A live cluster: homes, processes and what was measured."""
+
+    scenario: Scenario
+    base: Path
+    cluster: LocalCluster
+    processes: dict[str, subprocess.Popen[bytes]] = field(factory=dict)
+    phases: dict[str, tuple[float, float]] = field(factory=dict)
+    samples: list[tuple[float, str, float, int, int, int]] = field(factory=list)
+    change_delays: list[tuple[float, float]] = field(factory=list)
+    groups_sends: dict[tuple[str, float], float] = field(factory=dict)
+    health: dict[str, Any] = field(factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """Master first, then the workers."""
+        return [self.cluster.master, *self.cluster.workers]
+
+
+def write_homes(run: Run) -> None:
+    """Configs and certificates of every node, then the master's agents, groups and files."""
+    cluster = run.cluster
+    for name, role in [(cluster.master, "master")] + [(w, "worker") for w in cluster.workers]:
+        home = cluster.home(name)
+        home.make_dirs()
+        text = cluster_config(
+            name,
+            role,
+            cluster.key,
+            cluster.port,
+            timings=BENCH_TIMINGS,
+            extra=cluster.services_config(name),
+        )
+        write_file_atomically(home.config_file, text.encode(), 0o640)
+        install_certificates(home, cluster.ca, name)
+    populate_master(cluster.home(cluster.master), run.scenario)
+
+
+def group_name(index: int) -> str:
+    """The name of group ``index``."""
+    return f"group{index:02d}"
+
+
+def populate_master(home: Home, scenario: Scenario) -> None:
+    """Enroll the agents (round-robin over the groups) and write the shared files."""
+    from wazuhcluster.registry.store import Registry, RegistryFiles
+
+    registry = Registry.open(
+        home.var_db / "global.db",
+        RegistryFiles(home.client_keys, home.shared, home.root / "var" / "multigroups"),
+    )
+    registry.connection.execute("PRAGMA synchronous = OFF")  # setup speed only
+    for index in range(scenario.groups):
+        registry.create_group(group_name(index))
+    for number in range(1, scenario.agents + 1):
+        registry.enroll(f"agent-{number:03d}", "any", [group_name(number % scenario.groups)])
+    registry.flush_files()
+    registry.close()
+    rnd = random.Random(10)
+    for number in range(scenario.files):
+        folder = home.shared / group_name(number % scenario.groups)
+        size = rnd.randint(1024, 8192)
+        (folder / f"file{number:04d}.conf").write_bytes(rnd.randbytes(size // 2).hex().encode())
+
+
+def start_node(run: Run, name: str, role: str, first: int = 1, count: int = 0) -> None:
+    """Start one node process."""
+    home = run.cluster.home(name)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "node",
+        "--role",
+        role,
+        "--home",
+        str(home.root),
+        "--first",
+        str(first),
+        "--count",
+        str(count),
+        "--keepalive",
+        str(run.scenario.keepalive),
+    ]
+    if run.scenario.profile and role == "master":
+        command += ["--profile", str(run.base / "master.prof")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = (home.logs / "stdout").open("ab")
+    run.processes[name] = subprocess.Popen(
+        command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    out.close()
+
+
+def start_cluster(run: Run) -> None:
+    """Start the master, then the workers, each with its slice of agents."""
+    start_node(run, run.cluster.master, "master")
+    wait_log(run, run.cluster.master, "listening on", 60)
+    per_worker, extra = divmod(run.scenario.agents, run.scenario.workers)
+    first = 1
+    for index, name in enumerate(run.cluster.workers):
+        count = per_worker + (1 if index < extra else 0)
+        start_node(run, name, "worker", first, count)
+        first += count
+
+
+def log_text(run: Run, name: str) -> str:
+    """A node's cluster.log so far."""
+    try:
+        return run.cluster.home(name).cluster_log.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wait_log(run: Run, name: str, text: str, timeout: float) -> None:
+    """Wait for ``text`` in a node's cluster.log, or fail."""
+    deadline = time.monotonic() + timeout
+    while text not in log_text(run, name):
+        check_alive(run)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: no {text!r} in cluster.log after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def check_alive(run: Run) -> None:
+    """Fail when a node process died."""
+    for name, process in run.processes.items():
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see its logs")
+
+
+def sample(run: Run) -> None:
+    """One /proc sample of every node."""
+    now = time.time()
+    for name, process in run.processes.items():
+        try:
+            cpu, uss, rss, fds = proc_sample(process.pid)
+        except (OSError, IndexError):
+            continue
+        run.samples.append((now, name, cpu, uss, rss, fds))
+
+
+def poll_health(run: Run) -> None:
+    """Record agent-groups sends from the master's health report."""
+    home = run.cluster.home(run.cluster.master)
+    answer = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "wazuh-cluster-control"),
+            "--home",
+            str(home.root),
+            "-i",
+            "more",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        health = json.loads(answer.stdout)
+    except ValueError:
+        return
+    run.health = health
+    for name, node in health.get("nodes", {}).items():
+        status = node.get("status") or {}
+        sync = status.get("last_sync_agentgroup") or {}
+        start, end = sync.get("date_start"), sync.get("date_end")
+        if start and end and end >= start:
+            run.groups_sends[(name, float(start))] = float(end) - float(start)
+
+
+def setup_done(run: Run) -> bool:
+    """Every worker synced the files once and had as many rows applied by the master as it
+    has agents."""
+    per_worker, extra = divmod(run.scenario.agents, run.scenario.workers)
+    for index, name in enumerate(run.cluster.workers):
+        text = log_text(run, name)
+        if "[Integrity sync] Finished" not in text and "Sync not required" not in text:
+            return False
+        wanted = per_worker + (1 if index < extra else 0)
+        applied = [
+            int(n)
+            for n in re.findall(
+                r"\[Agent-info sync\] Finished in [0-9.]+s\. "
+                r"Updated (\d+) chunks",
+                text,
+            )
+        ]
+        # keep-alives are spread over the interval, so the first reports are partial
+        if sum(applied) < wanted:
+            return False
+    return True
+
+
+def change_file(run: Run, number: int) -> None:
+    """Change one shared file on the master; time until every worker holds the new content."""
+    scenario = run.scenario
+    index = number % scenario.files
+    relative = Path(group_name(index % scenario.groups)) / f"file{index:04d}.conf"
+    master = run.cluster.home(run.cluster.master).shared / relative
+    content = master.read_bytes() + f"\n# change {number} at {time.time()}\n".encode()
+    tmp = master.with_suffix(".tmp")
+    tmp.write_bytes(content)
+    started = time.time()
+    os.replace(tmp, master)
+    copies = [run.cluster.home(name).shared / relative for name in run.cluster.workers]
+    deadline = started + 60
+    pending = set(copies)
+    while pending and time.time() < deadline:
+        for copy in list(pending):
+            try:
+                if copy.read_bytes() == content:
+                    pending.discard(copy)
+            except OSError:
+                pass
+        if pending:
+            time.sleep(0.02)
+    delay = time.time() - started if not pending else float("nan")
+    run.change_delays.append((started, delay))
+
+
+def run_phases(run: Run) -> None:
+    """Setup until synced, then the stable phase with file changes; sample all along."""
+    started = time.time()
+    start_cluster(run)
+    last_health = 0.0
+    while not setup_done(run):
+        check_alive(run)
+        sample(run)
+        if time.time() - started > SETUP_TIMEOUT:
+            raise RuntimeError("setup phase did not finish")
+        time.sleep(1.0)
+    poll_health(run)
+    run.phases["setup"] = (started, time.time())
+    stable_start = time.time()
+    next_change = stable_start + min(run.scenario.change_every, run.scenario.stable / 2)
+    changes = 0
+    while time.time() - stable_start < run.scenario.stable:
+        check_alive(run)
+        sample(run)
+        now = time.time()
+        if now >= next_change:
+            change_file(run, changes)
+            changes += 1
+            next_change = now + run.scenario.change_every
+        if now - last_health >= 15:
+            poll_health(run)
+            last_health = now
+        time.sleep(1.0)
+    poll_health(run)
+    run.phases["stable"] = (stable_start, time.time())
+
+
+def stop_cluster(run: Run) -> None:
+    """SIGTERM every node (workers first) and reap it."""
+    for name in reversed(run.names):
+        process = run.processes.get(name)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in run.processes.values():
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------ figures
+
+
+def finished_lines(run: Run) -> Iterator[tuple[str, float, str, str, float]]:
+    """(node, time, tag, task, seconds) for every "Finished in" line of every node."""
+    for name in run.names:
+        for line in log_text(run, name).splitlines():
+            match = FINISHED.match(line)
+            if match:
+                stamp = datetime.strptime(match[1], "%Y/%m/%d %H:%M:%S").timestamp()
+                yield name, stamp, match[2], match[3], float(match[4])
+
+
+def phase_of(run: Run, stamp: float) -> str | None:
+    """The phase a time belongs to (log stamps are whole seconds)."""
+    for phase, (start, end) in run.phases.items():
+        if int(start) <= stamp <= end:
+            return phase
+    return None
+
+
+TASK_FIGURES = {
+    "Agent-info sync": "agent-info",
+    "Integrity check": "integrity check",
+    "Integrity sync": "integrity sync",
+    "Agent-groups send full": "agent-groups send full",
+}
+
+
+def timings(run: Run) -> list[tuple[str, float, str, str, float]]:
+    """(phase, time, figure, node, seconds) of every timed task."""
+    rows = []
+    master = run.cluster.master
+    for node, stamp, tag, task, seconds in finished_lines(run):
+        base = TASK_FIGURES.get(task)
+        if base is None or not tag.startswith("Worker "):
+            continue
+        figure = f"{base} {'master' if node == master else 'workers'}"
+        phase = phase_of(run, stamp)
+        if phase:
+            rows.append((phase, stamp, figure, node, seconds))
+    for (node, start), seconds in run.groups_sends.items():
+        phase = phase_of(run, start)
+        if phase:
+            rows.append((phase, start, "agent-groups send master", node, seconds))
+    for start, delay in run.change_delays:
+        rows.append(("stable", start, "changed file on all workers", "workers", delay))
+    return rows
+
+
+def resource_rows(run: Run) -> list[tuple[str, float, str, str, float]]:
+    """(phase, time, figure, node, value): CPU %, USS KB, RSS KB, FDs from /proc samples."""
+    rows = []
+    previous: dict[str, tuple[float, float]] = {}
+    master = run.cluster.master
+    for stamp, node, cpu, uss, rss, fds in run.samples:
+        phase = phase_of(run, stamp)
+        who = "master" if node == master else "worker"
+        if node in previous and phase:
+            then, cpu_then = previous[node]
+            if stamp > then:
+                rows.append(
+                    (phase, stamp, f"{who} CPU %", node, 100 * (cpu - cpu_then) / (stamp - then))
+                )
+        previous[node] = (stamp, cpu)
+        if phase:
+            rows.append((phase, stamp, f"{who} USS KB", node, float(uss)))
+            rows.append((phase, stamp, f"{who} RSS KB", node, float(rss)))
+            rows.append((phase, stamp, f"{who} FDs", node, float(fds)))
+    return rows
+
+
+def summarize(
+    rows: Iterable[tuple[str, float, str, str, float]],
+) -> dict[tuple[str, str], dict[str, float]]:
+    """(phase, figure) → max, mean, median, n."""
+    grouped: dict[tuple[str, str], list[float]] = {}
+    for phase, _, figure, _, value in rows:
+        if value == value:  # drop NaN (a change that never arrived is reported apart)
+            grouped.setdefault((phase, figure), []).append(value)
+    return {
+        key: {
+            "max": max(values),
+            "mean": statistics.fmean(values),
+            "median": statistics.median(values),
+            "n": float(len(values)),
+        }
+        for key, values in grouped.items()
+    }
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    """Write a CSV file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([f"{v:.4g}" if isinstance(v, float) else v for v in row])
+
+
+def verdict(phase: str, figure: str, stats: dict[str, float]) -> str:
+    """Whether the figure meets issue 10's target or half of Wazuh's threshold."""
+    if phase == "stable" and figure in TARGETS:
+        value = stats["median"] if figure.startswith("changed") else stats["max"]
+        return "met" if value <= TARGETS[figure] else "NOT met"
+    limit = WAZUH_10W.get((phase, figure))
+    if limit is None:
+        return ""
+    return (
+        "≤ ½ threshold"
+        if stats["max"] <= limit[0] / 2
+        else ("< threshold" if stats["max"] < limit[0] else "OVER threshold")
+    )
+
+
+def table(summary: dict[tuple[str, str], dict[str, float]]) -> str:
+    """A Markdown table of every figure beside Wazuh's 10-worker thresholds."""
+    lines = [
+        "| phase | figure | max | mean | median | n | Wazuh max / mean | target | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (phase, figure), stats in sorted(summary.items()):
+        limit = WAZUH_10W.get((phase, figure))
+        wazuh = f"{limit[0]:g} / {limit[1]:g}" if limit else "–"
+        target = TARGETS.get(figure) if phase == "stable" else None
+        lines.append(
+            f"| {phase} | {figure} | {stats['max']:.4g} | {stats['mean']:.4g} | "
+            f"{stats['median']:.4g} | {stats['n']:.0f} | {wazuh} | "
+            f"{'' if target is None else f'{target:g}'} | {verdict(phase, figure, stats)} |"
+        )
+    return "\n".join(lines)
+
+
+def run_scenario(
+    scenario: Scenario, keep: bool = False
+) -> tuple[Run, dict[tuple[str, str], dict[str, float]]]:
+    """Build, run and measure one scenario; returns the run and its summary."""
+    base = Path(tempfile.mkdtemp(prefix="wzc-"))
+    workers = [f"w{i:02d}" for i in range(1, scenario.workers + 1)]
+    run = Run(scenario, base, LocalCluster(base, workers=workers, master="master"))
+    print(
+        f"== {scenario.workers} workers, {scenario.agents} agents, {scenario.files} files "
+        f"in {scenario.groups} groups, stable {scenario.stable:.0f}s (homes in {base})",
+        flush=True,
+    )
+    try:
+        write_homes(run)
+        run_phases(run)
+    finally:
+        stop_cluster(run)
+    summary = summarize(timings(run) + resource_rows(run))
+    setup = run.phases.get("setup")
+    if setup:
+        print(f"setup phase: {setup[1] - setup[0]:.1f}s", flush=True)
+    if run.scenario.profile:
+        shutil.copy(base / "master.prof", OUT / "master.prof")
+    if not keep:
+        shutil.rmtree(base, ignore_errors=True)
+    return run, summary
+
+
+def main() -> None:
+    """Run the scenario (or the sweep), write CSVs, plots and print the table."""
+    if len(sys.argv) > 1 and sys.argv[1] == "node":
+        node_main(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--agents", type=int, default=50_000)
+    parser.add_argument("--files", type=int, default=2_000)
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--stable", type=float, default=300.0, help="stable phase, seconds")
+    parser.add_argument("--change-every", type=float, default=60.0)
+    parser.add_argument("--sweep", action="store_true", help="1/2/5/10 workers, 10k/25k/50k agents")
+    parser.add_argument("--profile", action="store_true", help="cProfile the master")
+    parser.add_argument("--keep", action="store_true", help="keep the node homes")
+    parser.add_argument("--tag", default="", help="suffix of the output files")
+    parser.add_argument("--out", type=Path, default=OUT)
+    options = parser.parse_args()
+    out: Path = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    import plot
+
+    def scenario(workers: int, agents: int) -> Scenario:
+        return Scenario(
+            workers,
+            agents,
+            options.files,
+            options.groups,
+            options.stable,
+            options.change_every,
+            profile=options.profile,
+        )
+
+    if options.sweep:
+        points = [(w, options.agents) for w in (1, 2, 5, 10)]
+        points += [(10, a) for a in (10_000, 25_000) if a < options.agents]
+        rows = []
+        for workers, agents in points:
+            _, summary = run_scenario(scenario(workers, agents), options.keep)
+            for (phase, figure), stats in summary.items():
+                rows.append(
+                    (
+                        workers,
+                        agents,
+                        phase,
+                        figure,
+                        stats["max"],
+                        stats["mean"],
+                        stats["median"],
+                        stats["n"],
+                    )
+                )
+        path = out / f"cluster_sweep{options.tag}.csv"
+        write_csv(
+            path, ["workers", "agents", "phase", "figure", "max", "mean", "median", "n"], rows
+        )
+        plot.growth(path, out / f"cluster_growth{options.tag}.png")
+        print(f"wrote {path}")
+        return
+    run, summary = run_scenario(scenario(options.workers, options.agents), options.keep)
+    tag = options.tag
+    series = timings(run) + resource_rows(run)
+    t0 = run.phases["setup"][0]
+    write_csv(
+        out / f"cluster_timeline{tag}.csv",
+        ["phase", "t", "figure", "node", "value"],
+        ((p, t - t0, f, n, v) for p, t, f, n, v in sorted(series, key=lambda r: r[1])),
+    )
+    write_csv(
+        out / f"cluster_summary{tag}.csv",
+        ["phase", "figure", "max", "mean", "median", "n", "wazuh_max", "wazuh_mean", "verdict"],
+        (
+            (
+                phase,
+                figure,
+                s["max"],
+                s["mean"],
+                s["median"],
+                s["n"],
+                *WAZUH_10W.get((phase, figure), ("", "")),
+                verdict(phase, figure, s),
+            )
+            for (phase, figure), s in sorted(summary.items())
+        ),
+    )
+    plot.timeline(out / f"cluster_timeline{tag}.csv", out / f"cluster_timeline{tag}.png")
+    print(table(summary))
+    if run.change_delays:
+        lost = sum(1 for _, d in run.change_delays if d != d)
+        print(f"changed files: {len(run.change_delays)}, never arrived: {lost}")
+
+
+if __name__ == "__main__":
+    main()
