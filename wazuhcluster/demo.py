@@ -1,85 +1,481 @@
-"""``make demo``: a real local cluster on 127.0.0.1 — a master and two workers.
+"""``make demo``: the whole story of a wazuhcluster on one machine, on 127.0.0.1.
 
-Homes live in ./demo/master, ./demo/worker1 and ./demo/worker2. The script starts the three
-nodes as twistd processes, waits until both workers have joined, prints
-``wazuh-cluster-control -l`` and keeps running until Ctrl-C, then stops all three.
+1. a master and two workers start as twistd processes (homes under ``--dir``, default demo/);
+2. nginx balances the agents' ports over the nodes when it is installed (direct ports if not);
+3. 20 simulated agents enroll and send sample events; the workers raise alerts;
+4. a custom rule is written into the master's etc/rules/ only; the master syncs it and the
+   workers raise its alert without a restart;
+5. ``wazuh-cluster-control -l``, ``-a`` and ``-i`` show the cluster.
+
+Then it keeps running until Ctrl-C (or ``--seconds``), and stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
+from attrs import define, field
+
+from wazuhcluster import nginx
+from wazuhcluster.devcluster import LocalCluster, NodeProcess, free_port, wait_for
+from wazuhcluster.tls import write_file_atomically
+
+AGENTS = 20
+CUSTOM_RULE_ID = "100200"
+#: How long any one step may take before the demo gives up and says where to look.
+STEP_TIMEOUT = 90.0
+#: Written into --dir so a later run knows it may clear what an earlier one left.
+MARKER = ".wazuhcluster-demo"
+NODE_NAMES = ("master", "worker1", "worker2")
+OWNED = (*NODE_NAMES, "nginx", "agents", MARKER)
+#: Largest alerts.json the demo reads back (it only looks for a few lines).
+MAX_ALERTS_READ = 64 * 1024 * 1024
 
 
-def control(home: Path, *args: str) -> str:
-    """Run wazuh-cluster-control on ``home`` and return what it printed."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from wazuhcluster.control.cli import main; main()",
-            "--home",
-            str(home),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return result.stdout + result.stderr
+class DemoError(Exception):
+    """A step of the demo did not happen in time; the message says where to look."""
+
+
+class Stop(Exception):
+    """SIGTERM arrived: stop like Ctrl-C."""
+
+
+def asset(name: str) -> Path:
+    """A file of wazuhcluster/data/demo_assets (sample events, the custom rule)."""
+    return Path(str(resources.files("wazuhcluster").joinpath("data", "demo_assets", name)))
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def prepare_dir(base: Path) -> None:
+    """Clear what an earlier demo left in ``base``; refuse to touch anything else.
+
+    DemoError if ``base`` holds one of the demo's names without having been made by it.
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    if _answers(base / "master" / "var" / "run" / "cluster.sock"):
+        raise DemoError(f"a demo is already running in {shown(base)}; stop it first")
+    ours = (base / MARKER).exists() or (base / "master" / "etc" / "wazuh-manager.conf").exists()
+    present = [name for name in OWNED if (base / name).exists()]
+    if present and not ours:
+        raise DemoError(f"{shown(base)} holds {', '.join(present)} not made by the demo")
+    for name in present:
+        target = base / name
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        except OSError as error:
+            raise DemoError(f"cannot clear {shown(target)}: {error}") from error
+    (base / MARKER).write_text("homes made by `python -m wazuhcluster.demo`\n")
+
+
+def _answers(path: Path) -> bool:
+    """Whether a process listens on the UNIX socket ``path``."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def python_tool(module: str, *args: str) -> list[str]:
+    """The command line that runs a console script's ``main`` with this interpreter."""
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())", *args]
+
+
+def read_alerts(path: Path) -> list[dict[str, Any]]:
+    """The alerts in an alerts.json so far (a partly written last line is skipped)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_ALERTS_READ)
+    except FileNotFoundError:
+        return []
+    alerts = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            alert = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(alert, dict):
+            alerts.append(alert)
+    return alerts
+
+
+def rule_of(alert: dict[str, Any]) -> dict[str, Any]:
+    """The ``rule`` object of an alert (empty when malformed)."""
+    rule = alert.get("rule")
+    return rule if isinstance(rule, dict) else {}
+
+
+@define
+class Demo:
+    """Everything the demo starts, so that one ``stop`` ends all of it."""
+
+    base: Path
+    use_nginx: bool = True
+    out: Callable[[str], None] = print
+    cluster: LocalCluster = field(init=False)
+    nodes: dict[str, NodeProcess] = field(factory=dict, init=False)
+    balancer: nginx.NginxProcess | None = field(default=None, init=False)
+    simulators: list[subprocess.Popen[bytes]] = field(factory=list, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.cluster = LocalCluster(self.base, workers=list(NODE_NAMES[1:]), master=NODE_NAMES[0])
+
+    def say(self, text: str = "") -> None:
+        """Print one line of the story."""
+        self.out(text)
+
+    def control(self, node: str, *args: str, show: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run wazuh-cluster-control on ``node``; print the command and its answer if ``show``."""
+        home = self.cluster.home(node).root
+        result = subprocess.run(
+            python_tool("wazuhcluster.control.cli", "--home", str(home), *args),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if show:
+            self.say(f"$ wazuh-cluster-control --home {shown(home)} {' '.join(args)}")
+            self.say((result.stdout + result.stderr).rstrip())
+            self.say()
+        return result
+
+    def wait(self, what: str, condition: Callable[[], bool], hint: str) -> float:
+        """Wait for ``condition``; return the seconds it took, or raise DemoError."""
+        started = time.monotonic()
+        if not wait_for(condition, STEP_TIMEOUT, 0.5):
+            raise DemoError(f"{what} did not happen within {STEP_TIMEOUT:.0f} s; {hint}")
+        return time.monotonic() - started
+
+    # ------------------------------------------------------------------ the story
+
+    def run(self, seconds: float) -> None:
+        """Tell the story, then keep running for ``seconds`` (0: until Ctrl-C or SIGTERM)."""
+        self.start_nodes()
+        agents_at = self.start_balancer()
+        self.start_agents(agents_at)
+        self.show_stock_alerts()
+        self.add_custom_rule()
+        self.show_control()
+        self.show_api()
+        self.keep_running(seconds)
+
+    def start_nodes(self) -> None:
+        """Lay out the homes and start the master and the two workers."""
+        prepare_dir(self.base)
+        self.cluster.write()
+        self.say(f"== 1. A master and two workers (homes in {shown(self.base)}/)")
+        for name in NODE_NAMES:
+            node = NodeProcess(self.cluster.home(name), "master" if name == "master" else "worker")
+            node.start()
+            self.nodes[name] = node
+            ports = self.cluster.node_ports(name)
+            pid = node.process.pid if node.process is not None else "?"
+            self.say(
+                f"   {name:8} pid {pid:<7} enrollment 127.0.0.1:{ports['enrollment']:<6} "
+                f"agents 127.0.0.1:{ports['agents']}"
+            )
+        self.say(f"   cluster link: mutual TLS on 127.0.0.1:{self.cluster.port}")
+        took = self.wait(
+            "both workers joining the master",
+            lambda: all(
+                f"\n{name} " in "\n" + self.control("worker1", "-l", show=False).stdout
+                for name in NODE_NAMES
+            ),
+            f"see {shown(self.base)}/*/logs/cluster.log",
+        )
+        self.say(f"   both workers joined the master in {took:.1f} s")
+        self.say()
+
+    def start_balancer(self) -> dict[str, int] | None:
+        """Start nginx in front of the nodes if it can; return its ports, or None."""
+        self.say("== 2. The agents' way in")
+        binary = nginx.find_nginx() if self.use_nginx else None
+        if binary is None:
+            why = "nginx is not installed" if self.use_nginx else "--no-nginx"
+            self.say(f"   {why}: agents go straight to the workers' ports, 10 each")
+            self.say("   (apt-get install nginx-light libnginx-mod-stream puts NGINX in front)")
+            self.say()
+            return None
+        try:
+            module = nginx.stream_module(binary)
+            ports = {"enrollment": free_port(), "agents": free_port()}
+            stream = nginx.render_stream(
+                nginx.read_template(),
+                [("127.0.0.1", self.cluster.node_ports(n)["enrollment"]) for n in NODE_NAMES],
+                [("127.0.0.1", self.cluster.node_ports(n)["agents"]) for n in NODE_NAMES[1:]],
+                f"127.0.0.1:{ports['enrollment']}",
+                f"127.0.0.1:{ports['agents']}",
+            )
+            balancer = nginx.NginxProcess(binary, self.base / "nginx")
+            balancer.write(stream, module)
+        except nginx.NginxError as error:
+            self.say(f"   nginx cannot be used ({error}): agents go straight to the workers")
+            self.say()
+            return None
+        balancer.start()
+        self.balancer = balancer
+        self.wait("nginx starting", balancer.started, f"see {shown(balancer.error_log)}")
+        self.say(f"   NGINX ({binary}) from etc/nginx/wazuhcluster-lb.conf:")
+        self.say(f"   127.0.0.1:{ports['enrollment']} (1515) -> master, worker1, worker2")
+        self.say(f"   127.0.0.1:{ports['agents']} (1514) -> worker1, worker2, least connections")
+        self.say(f"   config: {shown(balancer.config_file)}")
+        self.say()
+        return ports
+
+    def simulate(self, label: str, *args: str) -> None:
+        """Start one wazuh-agent-sim with ``args`` in its own session (Ctrl-C is ours)."""
+        logs = self.base / "agents"
+        logs.mkdir(exist_ok=True)
+        with (logs / f"{label}.out").open("ab") as output:
+            self.simulators.append(
+                subprocess.Popen(
+                    python_tool("wazuhcluster.agents.simulator", *args),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    def start_agents(self, balancer: dict[str, int] | None) -> None:
+        """Start 20 simulated agents (through nginx, or 10 on each worker)."""
+        self.say(f"== 3. {AGENTS} simulated agents enroll and send sample events")
+        common = ["--keepalive", "2", "--events", shown(asset("events.log")), "--spread", "2"]
+        if balancer is not None:
+            ports = [
+                "--port",
+                str(balancer["agents"]),
+                "--enroll-port",
+                str(balancer["enrollment"]),
+            ]
+            args = ["--manager", "127.0.0.1", *ports, "--agents", str(AGENTS), "--eps", "20"]
+            args += ["--name-prefix", "agent-", *common]
+            self.simulate("agents", *args)
+            self.say(f"$ wazuh-agent-sim {' '.join(args)}")
+        else:
+            half = AGENTS // 2
+            for index, worker in enumerate(NODE_NAMES[1:]):
+                home = shown(self.cluster.home(worker).root)
+                prefix = f"agent-{'ab'[index]}"
+                args = ["--home", home, "--agents", str(half), "--eps", "10", "--name-prefix"]
+                args += [prefix, *common]
+                self.simulate(worker, *args)
+                self.say(f"$ wazuh-agent-sim {' '.join(args)}")
+        took = self.wait(
+            f"{AGENTS} agents becoming active",
+            lambda: sum(self.placement().values()) == AGENTS,
+            f"see {shown(self.base)}/agents/*.out and the workers' cluster.log",
+        )
+        placed = ", ".join(f"{n} on {node}" for node, n in sorted(self.placement().items()))
+        self.say(f"   {AGENTS} agents active after {took:.1f} s: {placed}")
+        self.say()
+
+    def placement(self) -> Counter[str]:
+        """How many agents the master shows active, by node."""
+        result = self.control("master", "-a", "--json", show=False)
+        if result.returncode != 0:
+            return Counter()
+        return Counter(
+            agent["node_name"]
+            for agent in json.loads(result.stdout)
+            if agent.get("status") == "active"
+        )
+
+    def alerts_file(self, node: str) -> Path:
+        """HOME/logs/alerts/alerts.json of ``node``."""
+        return self.cluster.home(node).root / "logs" / "alerts" / "alerts.json"
+
+    def show_stock_alerts(self) -> None:
+        """Wait for alerts from the stock ruleset on both workers and sum them up by rule."""
+        self.say("== 4. The workers analyse the events (stock ruleset)")
+        workers = NODE_NAMES[1:]
+        self.wait(
+            "alerts on both workers",
+            lambda: all(len(read_alerts(self.alerts_file(w))) >= 5 for w in workers),
+            "see the workers' logs/alerts/alerts.json and cluster.log",
+        )
+        seen: dict[str, tuple[int, str]] = {}
+        counts: Counter[tuple[str, str]] = Counter()
+        for worker in workers:
+            for alert in read_alerts(self.alerts_file(worker)):
+                rule = rule_of(alert)
+                rule_id = str(rule.get("id"))
+                seen[rule_id] = (rule.get("level", 0), str(rule.get("description", "")))
+                counts[(rule_id, worker)] += 1
+        self.say("   RULE    LEVEL  WORKER1  WORKER2  DESCRIPTION")
+        for rule_id in sorted(seen, key=int):
+            level, description = seen[rule_id]
+            on = [counts[(rule_id, w)] for w in workers]
+            self.say(f"   {rule_id:<7} {level:<6} {on[0]:<8} {on[1]:<8} {description}")
+        self.say(f"   (from {shown(self.alerts_file('worker1'))} and worker2's)")
+        self.say()
+
+    def add_custom_rule(self) -> None:
+        """Write the custom rule on the master only and show it firing on the workers."""
+        self.say(f"== 5. A custom rule, written on the master only (rule {CUSTOM_RULE_ID})")
+        target = self.cluster.home("master").etc / "rules" / "local_rules.xml"
+        write_file_atomically(target, asset("local_rules.xml").read_bytes(), 0o660)
+        self.say(f"$ cp {shown(asset('local_rules.xml'))} {shown(target)}")
+        started = time.monotonic()
+        fired: dict[str, dict[str, Any]] = {}
+
+        def fired_everywhere() -> bool:
+            for worker in NODE_NAMES[1:]:
+                if worker not in fired:
+                    for alert in read_alerts(self.alerts_file(worker)):
+                        if str(rule_of(alert).get("id")) == CUSTOM_RULE_ID:
+                            fired[worker] = alert
+                            self.say(
+                                f"   {worker} raised it {time.monotonic() - started:.1f} s later"
+                            )
+                            break
+            return len(fired) == len(NODE_NAMES) - 1
+
+        self.wait(
+            f"rule {CUSTOM_RULE_ID} firing on both workers",
+            fired_everywhere,
+            "see the workers' cluster.log ([Integrity sync] and ruleset reload lines)",
+        )
+        self.say("   synced by the master's integrity task; each worker reloaded its ruleset")
+        self.say("   without a restart. The alert, from worker1's alerts.json:")
+        self.say(json.dumps(fired["worker1"], separators=(",", ":")))
+        self.say()
+
+    def show_control(self) -> None:
+        """Print ``-l`` (asked on a worker, relayed to the master), ``-a`` and ``-i``."""
+        self.say("== 6. The control tool")
+        self.control("worker1", "-l")
+        self.control("master", "-a")
+        self.control("master", "-i")
+
+    def show_api(self) -> None:
+        """Print ready-to-paste curl lines for the master's REST API.
+
+        HOOK (REST API): the master does not serve the API in the demo yet. Once
+        ``LocalCluster`` can turn it on (an ``<api>`` block for the master) and an API user can
+        be created, enable it in ``__attrs_post_init__``, create a user here, and print the
+        curl lines the README documents (token, then GET /cluster/nodes and GET /agents).
+        """
+
+    def keep_running(self, seconds: float) -> None:
+        """Wait for Ctrl-C (or ``seconds``), failing if a process we started has died."""
+        home = shown(self.cluster.home("master").root)
+        self.say("The cluster is running. Try, in another terminal:")
+        self.say(f"   wazuh-cluster-control --home {home} -a -fn worker2")
+        self.say(f"   wazuh-cluster-control --home {home} -i more")
+        self.say(f"   tail -f {shown(self.alerts_file('worker1'))}")
+        self.say(f"   kill -9 {self.pid('worker1')}   # worker1: its agents move to worker2")
+        self.say(
+            "Press Ctrl-C to stop everything." if not seconds else f"Stopping in {seconds:g} s."
+        )
+        deadline = time.monotonic() + seconds if seconds else None
+        while deadline is None or time.monotonic() < deadline:
+            if not self.nodes["master"].running():
+                raise DemoError(f"the master stopped; see {home}/logs/twistd.out")
+            if self.balancer is not None and not self.balancer.running():
+                raise DemoError(f"nginx stopped; see {shown(self.balancer.error_log)}")
+            time.sleep(0.5)
+
+    def pid(self, node: str) -> str:
+        """The process id of ``node``, for the hints."""
+        process = self.nodes[node].process
+        return str(process.pid) if process is not None else "?"
+
+    # ------------------------------------------------------------------ stopping
+
+    def stop(self) -> None:
+        """Stop the agents (they say goodbye), nginx, then the workers and the master."""
+        for simulator in self.simulators:
+            if simulator.poll() is None:
+                simulator.send_signal(signal.SIGINT)
+        for simulator in self.simulators:
+            try:
+                simulator.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
+                simulator.wait(timeout=15)
+        if self.balancer is not None:
+            self.balancer.stop()
+        for node in reversed(list(self.nodes.values())):
+            node.stop()
+        if not self.nodes:
+            return
+        what = [f"{len(self.nodes)} nodes"]
+        if self.simulators:
+            what.insert(0, f"{len(self.simulators)} agent simulator(s)")
+        if self.balancer is not None:
+            what.insert(-1, "nginx")
+        self.say(f"Stopped {', '.join(what)}.")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Set up the homes, run the cluster until Ctrl-C (or --seconds), stop everything."""
-    parser = argparse.ArgumentParser(prog="wazuhcluster-demo", description=__doc__.split("\n")[0])
+    """Run the demo; 0 when it ran and stopped cleanly, 1 when a step failed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m wazuhcluster.demo", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--dir", default="demo", help="where the nodes' homes are created")
     parser.add_argument(
         "--seconds", type=float, default=0, help="stop after this long (0: wait for Ctrl-C)"
     )
+    parser.add_argument(
+        "--no-nginx", action="store_true", help="agents use the workers' ports even with nginx"
+    )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(Path(args.dir).absolute())
-    cluster.write()
-    print(f"Homes under {cluster.base}; cluster port {cluster.port} on 127.0.0.1.")
-    nodes = [NodeProcess(cluster.home(cluster.master), "master")]
-    nodes += [NodeProcess(cluster.home(name), "worker") for name in cluster.workers]
-    stopping: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    if args.seconds < 0:
+        parser.error("--seconds must not be negative")
+    base = Path(args.dir).absolute()
+    demo = Demo(base, use_nginx=not args.no_nginx, out=lambda text: print(text, flush=True))
+    status = 0
+    # also when started in the background, where the shell leaves SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        for node in nodes:
-            node.start()
-            print(f"Started {node.role} {node.home.root.name} (pid {node.process.pid}).")  # type: ignore[union-attr]
-        everyone = {cluster.master, *cluster.workers}
-        joined = wait_for(
-            lambda: all(name in control(cluster.home("worker1").root, "-l") for name in everyone),
-            timeout=60,
-            step=0.5,
-        )
-        if not joined:
-            print("The workers did not join within 60 s; see demo/*/logs/cluster.log.")
-            return 1
-        print("\n$ wazuh-cluster-control --home demo/worker1 -l")
-        print(control(cluster.home("worker1").root, "-l"))
-        print("The cluster is running. Logs: demo/*/logs/cluster.log. Press Ctrl-C to stop.")
-        deadline = time.monotonic() + args.seconds if args.seconds else None
-        while not stopping and (deadline is None or time.monotonic() < deadline):
-            if not all(node.running() for node in nodes):
-                print("A node stopped unexpectedly; see its logs/twistd.out.")
-                return 1
-            time.sleep(0.5)
-        return 0
+        demo.run(args.seconds)
+    except (KeyboardInterrupt, Stop):
+        print("\nStopping.", flush=True)
+    except DemoError as error:
+        print(f"demo: {error}", file=sys.stderr, flush=True)
+        status = 1
     finally:
-        for node in reversed(nodes):
-            node.stop()
-        print("Stopped all nodes.")
+        # a second Ctrl-C must not leave processes behind half-stopped
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        demo.stop()
+    return status
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
