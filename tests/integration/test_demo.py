@@ -1,0 +1,102 @@
+"""``make demo`` end to end: ``python -m wazuhcluster.demo --seconds 1`` in a temp directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import short_temp_dir
+from wazuhcluster import nginx
+
+REPO = Path(__file__).resolve().parents[2]
+#: The demo gives each step 90 s; the whole run must end well within this.
+TIMEOUT = 240
+
+
+def processes_under(base: Path) -> list[str]:
+    """Command lines of live processes that name ``base`` (nodes, nginx, simulators)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(base) in command:
+            found.append(command)
+    return found
+
+
+class DemoTests(SynchronousTestCase):
+    """The demo's story, as printed."""
+
+    def run_demo(self, *extra: str) -> str:
+        """Run the demo for one second after its story; return what it printed."""
+        base = short_temp_dir(self)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wazuhcluster.demo", "--dir", "demo", "--seconds", "1", *extra],
+            cwd=base,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, _ = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)  # the demo stops what it started
+            out, _ = process.communicate(timeout=60)
+            self.fail(f"the demo did not finish within {TIMEOUT} s:\n{out[-3000:]}")
+        self.assertEqual(process.returncode, 0, out[-3000:])
+        self.assertEqual(processes_under(base), [], "the demo left processes running")
+        return out
+
+    def check_story(self, out: str) -> None:
+        """The key lines of every part of the story are there."""
+        lines = out.splitlines()
+        self.assertIn("both workers joined the master", out)
+        self.assertIn("20 agents active after", out)
+        self.assertRegex(out, r"\n   5710 +5 +\d+ +\d+ +sshd: login attempt")
+        self.assertIn("worker1 raised it", out)
+        self.assertIn("worker2 raised it", out)
+        [alert] = [json.loads(line) for line in lines if line.startswith("{")]
+        self.assertEqual(alert["rule"]["id"], "100200")
+        self.assertEqual(alert["cluster"]["node"], "worker1")
+        self.assertIn("payment refused", alert["full_log"])
+        self.assertIn("$ wazuh-cluster-control --home demo/worker1 -l", lines)
+        for name, role in (("master", "master"), ("worker1", "worker"), ("worker2", "worker")):
+            self.assertRegex(out, rf"\n{name} +{role} +\S+ +127\.0\.0\.1\n")
+        agent_rows = [line.split() for line in lines if line.startswith(("0", "1"))]
+        self.assertEqual(len(agent_rows), 20, out)
+        self.assertEqual({row[3] for row in agent_rows}, {"active"})
+        self.assertEqual({row[-1] for row in agent_rows}, {"worker1", "worker2"})
+        self.assertIn("Cluster verdict: ", out)
+        self.assertIn("Stopping in 1 s.", lines)
+
+    def test_demo_story(self) -> None:
+        """With nginx installed the agents go through it; without, straight to the workers.
+        Either way the whole story is told and everything is stopped at the end."""
+        out = self.run_demo()
+        self.check_story(out)
+        binary = nginx.find_nginx()
+        if binary is not None:
+            self.assertIn("(1514) -> worker1, worker2, least connections", out)
+            self.assertIn("Stopped 1 agent simulator(s), nginx, 3 nodes.", out.splitlines())
+        else:
+            self.assertIn("nginx is not installed", out)
+
+    def test_demo_without_nginx(self) -> None:
+        """--no-nginx: two simulators, ten agents on each worker's own ports."""
+        out = self.run_demo("--no-nginx")
+        self.check_story(out)
+        self.assertIn("--no-nginx: agents go straight to the workers' ports", out)
+        self.assertIn("$ wazuh-agent-sim --home demo/worker2 --agents 10", out)
+        self.assertIn("Stopped 2 agent simulator(s), 3 nodes.", out.splitlines())
