@@ -82,6 +82,22 @@ class WireTests(SynchronousTestCase):
         self.assertEqual((agent.os_uname, agent.config_sum, agent.labels),
                          (UNAME.rsplit(" - ", 1)[0], "abc123", (("env", "prod"),)))  # fmt: skip
 
+    def test_large_report_applied_in_batches(self) -> None:
+        """A report with more rows than one registry batch is applied in several, and the
+        counts add up."""
+        from wazuhcluster.master import agents as master_agents
+
+        self.patch(master_agents, "MAX_BATCH", 2)
+        registry = Registry.open(Path(self.mktemp()) / "global.db")
+        for name in ("a1", "a2", "a3", "a4"):
+            registry.enroll(name)
+        data = b"".join(
+            b'{"id":"%03d","status":"active","time":5,"seq":%d}\n' % (n, n) for n in range(1, 6)
+        )
+        result = master_agents.decode_and_apply(registry, data, "w1")
+        self.assertEqual((result.applied, result.stale, result.unknown), (4, 0, 1))
+        self.assertEqual({a.node_name for a in registry.list_agents()}, {"w1"})
+
     def test_bad_reports_refused(self) -> None:
         """Malformed lines reject the whole report with the line number."""
         good = b'{"id":"001","status":"active","time":1,"seq":1}\n'

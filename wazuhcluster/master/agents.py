@@ -21,11 +21,12 @@ from twisted.internet.defer import ensureDeferred
 from twisted.protocols import amp
 
 from wazuhcluster.agents import groups_table
-from wazuhcluster.agents.info import decode_reports
+from wazuhcluster.agents.info import InfoError, decode_reports
 from wazuhcluster.agents.sessions import AgentInfoRow
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.workers import WorkerLink
-from wazuhcluster.registry.model import AgentInfoReport
+from wazuhcluster.registry.model import AgentInfoReport, AgentInfoResult
+from wazuhcluster.registry.store import MAX_BATCH, Registry
 from wazuhcluster.tasks import PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import agents as wire
@@ -70,6 +71,18 @@ def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
         merged_sum=row.merged_sum or "",
         refresh_only=not row.full,
     )
+
+
+def decode_and_apply(registry: Registry, data: bytes, node_name: str) -> AgentInfoResult:
+    """Decode a worker's report and apply it in batches the registry accepts."""
+    reports = decode_reports(data, node_name)
+    applied = stale = unknown = 0
+    for start in range(0, len(reports), MAX_BATCH):
+        result = registry.apply_agent_info(reports[start : start + MAX_BATCH])
+        applied += result.applied
+        stale += result.stale
+        unknown += result.unknown
+    return AgentInfoResult(applied, stale, unknown)
 
 
 class MasterAgents(LinkFeature):
@@ -205,11 +218,14 @@ class MasterAgents(LinkFeature):
         state.info_start = started = self.clock.seconds()
         log.info("Starting.")
         try:
-            reports = await self.run_in_thread(decode_reports, data, link.name)
-        except ValueError as error:
+            # Decoding on the registry thread too: one report at a time, so ten workers
+            # reporting together do not keep ten threads fighting the reactor for the GIL.
+            result = await self.registry_feature.registry.run(
+                lambda registry: decode_and_apply(registry, data, link.name)
+            )
+        except InfoError as error:
             log.error("Rejected an agent-info report: {error}", error=error)
             raise
-        result = await self.registry_feature.registry.apply_agent_info(reports)
         state.info_end = self.clock.seconds()
         state.info_rows = result.applied
         if result.unknown:
