@@ -1,0 +1,92 @@
+"""Tests for the helpers of wazuhcluster.demo: clearing its directory and reading alerts."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import short_temp_dir
+from wazuhcluster import demo
+
+
+class PrepareDirTests(SynchronousTestCase):
+    """prepare_dir clears only what a demo made."""
+
+    def test_new_directory_is_marked(self) -> None:
+        """A missing directory is created and marked as the demo's."""
+        base = Path(self.mktemp())
+        demo.prepare_dir(base)
+        self.assertTrue((base / demo.MARKER).is_file())
+
+    def test_earlier_demo_is_cleared_other_files_kept(self) -> None:
+        """The demo's own entries go; anything else in the directory stays."""
+        base = Path(self.mktemp())
+        demo.prepare_dir(base)
+        (base / "master" / "etc").mkdir(parents=True)
+        (base / "nginx").mkdir()
+        (base / "notes.txt").write_text("mine")
+        demo.prepare_dir(base)
+        self.assertFalse((base / "master").exists())
+        self.assertFalse((base / "nginx").exists())
+        self.assertEqual((base / "notes.txt").read_text(), "mine")
+
+    def test_old_layout_without_marker_is_recognised(self) -> None:
+        """Homes left by the first demo (no marker, but master/etc/wazuh-manager.conf) go."""
+        base = Path(self.mktemp())
+        (base / "master" / "etc").mkdir(parents=True)
+        (base / "master" / "etc" / "wazuh-manager.conf").write_text("<wazuh_config/>")
+        (base / "worker1").mkdir()
+        demo.prepare_dir(base)
+        self.assertFalse((base / "worker1").exists())
+        self.assertFalse((base / "master").exists())
+
+    def test_foreign_directory_is_refused(self) -> None:
+        """A directory holding a ``master`` the demo did not make is left alone."""
+        base = Path(self.mktemp())
+        (base / "master").mkdir(parents=True)
+        (base / "master" / "data").write_text("precious")
+        with self.assertRaisesRegex(demo.DemoError, "not made by the demo"):
+            demo.prepare_dir(base)
+        self.assertEqual((base / "master" / "data").read_text(), "precious")
+
+    def test_running_demo_is_refused(self) -> None:
+        """While a master answers on the control socket, nothing is removed."""
+        base = short_temp_dir(self)
+        demo.prepare_dir(base)
+        run = base / "master" / "var" / "run"
+        run.mkdir(parents=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(str(run / "cluster.sock"))
+        listener.listen(1)
+        with self.assertRaisesRegex(demo.DemoError, "already running"):
+            demo.prepare_dir(base)
+        self.assertTrue(run.is_dir())
+
+
+class ReadAlertsTests(SynchronousTestCase):
+    """read_alerts tolerates a file being written."""
+
+    def test_partial_and_foreign_lines_are_skipped(self) -> None:
+        """Whole JSON objects are returned; a cut last line and non-objects are skipped;
+        a missing file is no alerts."""
+        path = Path(self.mktemp())
+        self.assertEqual(demo.read_alerts(path), [])
+        first = {"rule": {"id": "5710", "level": 5}}
+        path.write_text(json.dumps(first) + "\n[1, 2]\n" + '{"rule": {"id": "57')
+        self.assertEqual(demo.read_alerts(path), [first])
+        self.assertEqual(demo.rule_of(first)["id"], "5710")
+        self.assertEqual(demo.rule_of({"rule": "x"}), {})
+
+    def test_assets_are_packaged(self) -> None:
+        """The sample events and the custom rule ship in the package; the rule carries the
+        id the demo waits for and the events hold a line it matches."""
+        rule = demo.asset("local_rules.xml").read_text()
+        self.assertIn(f'<rule id="{demo.CUSTOM_RULE_ID}"', rule)
+        events = demo.asset("events.log").read_text().splitlines()
+        self.assertTrue(
+            any("shop-payments" in line and "payment refused" in line for line in events)
+        )
