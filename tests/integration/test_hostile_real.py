@@ -1,0 +1,338 @@
+"""Hostile clients against real nodes on 1514, 1515 and 1516.
+
+Oversized declarations, payloads that never complete, silent clients, connection floods,
+plain TCP and foreign certificates on the TLS ports, and a worker claiming a name that is
+already connected. Each is refused with a clear log line while the node keeps serving the
+honest worker and agents.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.protocols import amp
+
+from tests.integration.common import DEADLINE, ClusterTestCase
+from tests.integration.test_faults_support import in_sync, sync_difference
+from tests.integration.test_integrity_real import put
+from wazuhcluster import __version__
+from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
+from wazuhcluster.tls import create_ca, issue_node_certificate, write_file_atomically
+from wazuhcluster.wire.commands import PROTOCOL_VERSION
+from wazuhcluster.wire.handshake import worker_proof
+
+REPO = Path(__file__).resolve().parents[2]
+CONNECTED = "Successfully connected to master"
+#: The agents' disconnection time in these clusters: also the idle timeout of 1514.
+AGENT_IDLE = 4
+
+
+def tcp(port: int) -> socket.socket:
+    """A plain TCP connection to 127.0.0.1:``port``."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock
+
+
+def closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """True when the peer closes (or resets) ``sock`` within ``within`` seconds."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            return True
+    return False
+
+
+def amp_call(sock: ssl.SSLSocket, command: bytes, arguments: dict[bytes, bytes]) -> list[Any]:
+    """Send one AMP command over a blocking socket and return the answer boxes."""
+    box = amp.AmpBox(arguments)
+    box[b"_command"] = command
+    box[b"_ask"] = b"1"
+    sock.sendall(box.serialize())
+    data = b""
+    sock.settimeout(20)
+    while not data.endswith(b"\x00\x00"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return list(amp.parseString(data))
+
+
+def enroll_one(port: int, name: str) -> str:
+    """Enroll ``name`` on ``port`` with a plain ssl client; the reply line."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with context.wrap_socket(tcp(port)) as sock:
+        sock.sendall(f"OSSEC A:'{name}'\n".encode())
+        data = b""
+        sock.settimeout(30)
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode(errors="replace")
+
+
+class HostileTestCase(ClusterTestCase):
+    """A master and worker1 with short agent idle time; helpers to check they still serve."""
+
+    def setUp(self) -> None:
+        """Start the pair and wait for the first sync."""
+        self.cluster = LocalCluster(
+            Path(tempfile.mkdtemp(prefix="wzc-")),
+            workers=["worker1"],
+            extra_config=lambda name, role: (
+                f"  <global>\n    <agents_disconnection_time>{AGENT_IDLE}s"
+                "</agents_disconnection_time>\n  </global>\n"
+            ),
+        )
+        self.addCleanup(shutil.rmtree, self.cluster.base, True)
+        self.cluster.write()
+        self.master = self.start(self.cluster, "master", "master")
+        self.worker = self.start(self.cluster, "worker1", "worker")
+        self.wait_log(self.worker, CONNECTED)
+        self.round = 0
+        self.assert_serving()
+
+    def assert_serving(self) -> None:
+        """The worker still has its first link, a master change still reaches it, and an
+        agent can still enroll through the worker."""
+        self.round += 1
+        put(self.cluster.home("master").root, f"etc/shared/default/h{self.round}.txt", b"x")
+        if not wait_for(lambda: in_sync(self.cluster, ["worker1"]), DEADLINE, 0.2):
+            self.fail(f"sync stopped: {sync_difference(self.cluster, 'worker1')}")
+        self.assertEqual(self.worker.log_text().count(CONNECTED), 1, "the worker reconnected")
+        port = self.cluster.node_ports("worker1")["enrollment"]
+        reply = enroll_one(port, f"honest-{self.round}")
+        self.assertTrue(reply.startswith("OSSEC K:"), reply)
+        self.assertTrue(self.master.running() and self.worker.running())
+
+    def mtls(self, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+        """A client context presenting ``cert_pem`` and trusting ``ca_pem``."""
+        folder = Path(tempfile.mkdtemp(prefix="wzc-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        (folder / "ca.pem").write_bytes(ca_pem)
+        (folder / "c.pem").write_bytes(cert_pem)
+        (folder / "k.pem").write_bytes(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(str(folder / "ca.pem"))
+        context.load_cert_chain(str(folder / "c.pem"), str(folder / "k.pem"))
+        return context
+
+
+class ClusterPortTests(HostileTestCase):
+    """1516: floods, silence, plain TCP, foreign certificates, a stolen name."""
+
+    def test_connection_flood(self) -> None:
+        """Fifteen more connections from one address: those over Wazuh's 10 are closed at
+        once with a warning; the rest are closed when they fail to say Hello in time."""
+        socks = [tcp(self.cluster.port) for _ in range(15)]
+        self.wait_log(self.master, "Too many connections from 127.0.0.1")
+        closed = sum(closed_by_peer(sock, 15) for sock in socks)
+        self.assertEqual(closed, 15)
+        self.wait_log(self.master, "no successful Hello within")
+        for sock in socks:
+            sock.close()
+        self.assert_serving()
+
+    def test_plain_tcp_and_garbage(self) -> None:
+        """Plain text and random bytes on the TLS port end the connection; the master keeps
+        serving."""
+        for payload in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(5000), struct.pack("!I", 2**31)):
+            sock = tcp(self.cluster.port)
+            sock.sendall(payload)
+            self.assertTrue(closed_by_peer(sock, 10))
+            sock.close()
+        self.assert_serving()
+
+    def test_foreign_ca(self) -> None:
+        """A certificate from another CA fails the TLS handshake; one from the cluster CA
+        without the key proof is refused at Hello time (never listed)."""
+        other = create_ca("intruder CA")
+        pair = issue_node_certificate(other, "worker1", ["127.0.0.1"])
+        context = self.mtls(self.cluster.ca.cert_pem, pair.cert_pem, pair.key_pem)
+        sock = tcp(self.cluster.port)
+        try:
+            with context.wrap_socket(sock) as tls:
+                tls.sendall(b"\x00" * 16)
+                self.assertTrue(closed_by_peer(tls, 10))
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            pass
+        self.assert_serving()
+
+    def test_silent_tls_client(self) -> None:
+        """A client that completes TLS with a valid certificate but never says Hello is
+        closed at the pre-authentication deadline."""
+        home = self.cluster.home("worker1")
+        context = self.mtls(
+            self.cluster.ca.cert_pem,
+            (home.certs / "node.pem").read_bytes(),
+            (home.certs / "node.key").read_bytes(),
+        )
+        with context.wrap_socket(tcp(self.cluster.port)) as tls:
+            self.assertTrue(closed_by_peer(tls, 20))
+        self.wait_log(self.master, "no successful Hello within")
+        self.assert_serving()
+
+    def test_worker_claiming_a_connected_name(self) -> None:
+        """A copy of worker1 (same name, valid certificate and key) is refused while worker1
+        is connected (3028); a worker whose certificate names another node is refused (3061);
+        the real worker1 keeps its link."""
+        impostor = self.cluster.write_node("impostor", "worker")
+        for name in ("node.pem", "node.key"):
+            shutil.copy(self.cluster.home("worker1").certs / name, impostor.certs / name)
+        text = impostor.config_file.read_text().replace(
+            "<node_name>impostor</node_name>", "<node_name>worker1</node_name>"
+        )
+        write_file_atomically(impostor.config_file, text.encode(), 0o640)
+        copy = NodeProcess(impostor, "worker")
+        copy.start()
+        self.addCleanup(copy.kill)
+        self.wait_log(self.master, "Worker node ID already exists: worker1")
+        copy.kill()
+
+        # Our worker refuses to start with a certificate for another name, so the thief is
+        # a raw AMP client presenting worker2's valid certificate and claiming worker1.
+        pair = issue_node_certificate(self.cluster.ca, "worker2", ["127.0.0.1"])
+        context = self.mtls(self.cluster.ca.cert_pem, pair.cert_pem, pair.key_pem)
+        with context.wrap_socket(tcp(self.cluster.port)) as tls:
+            [challenge] = amp_call(tls, b"Challenge", {})
+            nonce = os.urandom(32)
+            proof = worker_proof(self.cluster.key, challenge[b"nonce"], nonce, "worker1", "wazuh")
+            [answer] = amp_call(
+                tls,
+                b"Hello",
+                {
+                    b"node_name": b"worker1",
+                    b"cluster_name": b"wazuh",
+                    b"node_type": b"worker",
+                    b"version": __version__.encode(),
+                    b"protocol_version": str(PROTOCOL_VERSION).encode(),
+                    b"nonce": nonce,
+                    b"proof": proof,
+                },
+            )
+        self.assertIn(b"3061", answer.get(b"_error_description", b""))
+        self.wait_log(self.master, "does not match its certificate")
+        self.assert_serving()
+
+
+class EnrollmentPortTests(HostileTestCase):
+    """1515: oversized lines, partial lines, plain TCP, floods."""
+
+    def test_oversized_and_partial_requests(self) -> None:
+        """A request over the size cap gets an error reply; a partial request is dropped at
+        the request timeout; plain TCP is closed; the port keeps serving."""
+        port = self.cluster.node_ports("worker1")["enrollment"]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with context.wrap_socket(tcp(port)) as tls:
+            try:
+                tls.sendall(b"OSSEC A:'" + b"x" * 200_000)
+            except (ssl.SSLError, OSError):
+                pass
+            tls.settimeout(10)
+            try:
+                reply = tls.recv(4096)
+            except (ssl.SSLError, OSError):
+                reply = b""
+        self.assertIn(b"ERROR", reply)
+        partial = context.wrap_socket(tcp(port))
+        partial.sendall(b"OSSEC A:'slow")
+        self.assertTrue(closed_by_peer(partial, 20))
+        partial.close()
+        plain = tcp(port)
+        plain.sendall(b"OSSEC A:'plain'\n")
+        self.assertTrue(closed_by_peer(plain, 10))
+        plain.close()
+        self.assert_serving()
+
+    def test_connection_flood(self) -> None:
+        """300 idle connections from one address: those over the per-address cap are closed
+        at once with a warning; when the flood ends, enrollment works again."""
+        port = self.cluster.node_ports("worker1")["enrollment"]
+        socks = [tcp(port) for _ in range(300)]
+        self.wait_log(self.worker, "Too many connections from 127.0.0.1")
+        for sock in socks:
+            sock.close()
+        self.assert_serving()
+
+
+class AgentPortTests(HostileTestCase):
+    """1514: oversized frames, never-completed frames, silent clients, floods."""
+
+    def agent_sim(self, count: int) -> subprocess.Popen[str]:
+        """Honest simulated agents on worker1 with a 1 s keep-alive."""
+        ports = self.cluster.node_ports("worker1")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
+                "--port",
+                str(ports["agents"]),
+                "--enroll-port",
+                str(ports["enrollment"]),
+                "--keepalive",
+                "1",
+                "--agents",
+                str(count),
+                "--name-prefix",
+                "sim-",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+
+        def stop() -> None:
+            process.kill()
+            process.communicate(timeout=DEADLINE)
+
+        self.addCleanup(stop)
+        return process
+
+    def test_oversized_silent_and_flood(self) -> None:
+        """A frame header over the cap closes that connection with 'Too big message size'; a
+        frame that never completes and 200 silent connections are closed at the idle
+        timeout; honest agents stay connected throughout."""
+        self.agent_sim(5)
+        self.wait_log(self.worker, "5 agents")
+        port = self.cluster.node_ports("worker1")["agents"]
+        big = tcp(port)
+        big.sendall(struct.pack("<I", 10_000_000) + b"x" * 64)
+        self.assertTrue(closed_by_peer(big, 10))
+        big.close()
+        self.wait_log(self.worker, "Too big message size from 127.0.0.1")
+        partial = tcp(port)
+        partial.sendall(struct.pack("<I", 1000) + b"x" * 10)
+        flood = [tcp(port) for _ in range(200)]
+        self.assertTrue(closed_by_peer(partial, AGENT_IDLE + 10))
+        self.assertEqual(sum(closed_by_peer(s, AGENT_IDLE + 10) for s in flood), 200)
+        self.wait_log(self.worker, "nothing received for")
+        for sock in [partial, *flood]:
+            sock.close()
+        before = self.worker.log_text().count("Idle connection")
+        self.assertEqual(before, 0)
+        self.assert_serving()
