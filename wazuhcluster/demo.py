@@ -392,7 +392,8 @@ class Demo:
         self.say(f"   wazuh-cluster-control --home {home} -a -fn worker2")
         self.say(f"   wazuh-cluster-control --home {home} -i more")
         self.say(f"   tail -f {shown(self.alerts_file('worker1'))}")
-        self.say(f"   kill -9 {self.pid('worker1')}   # worker1: its agents move to worker2")
+        if self.balancer is not None:
+            self.say(f"   kill -9 {self.pid('worker1')}   # worker1: its agents move to worker2")
         self.say(
             "Press Ctrl-C to stop everything." if not seconds else f"Stopping in {seconds:g} s."
         )
