@@ -94,7 +94,7 @@ class WireTests(SynchronousTestCase):
         data = b"".join(
             b'{"id":"%03d","status":"active","time":5,"seq":%d}\n' % (n, n) for n in range(1, 6)
         )
-        result = master_agents.decode_and_apply(registry, data, "w1")
+        result = master_agents.apply_in_batches(registry, decode_reports(data, "w1"))
         self.assertEqual((result.applied, result.stale, result.unknown), (4, 0, 1))
         self.assertEqual({a.node_name for a in registry.list_agents()}, {"w1"})
 

@@ -12,7 +12,7 @@ its checksum; a worker gets the whole table when it connects and only changes af
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import define
@@ -73,9 +73,8 @@ def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
     )
 
 
-def decode_and_apply(registry: Registry, data: bytes, node_name: str) -> AgentInfoResult:
-    """Decode a worker's report and apply it in batches the registry accepts."""
-    reports = decode_reports(data, node_name)
+def apply_in_batches(registry: Registry, reports: Sequence[AgentInfoReport]) -> AgentInfoResult:
+    """Apply a worker's report in batches the registry accepts; the counts add up."""
     applied = stale = unknown = 0
     for start in range(0, len(reports), MAX_BATCH):
         result = registry.apply_agent_info(reports[start : start + MAX_BATCH])
@@ -218,14 +217,13 @@ class MasterAgents(LinkFeature):
         state.info_start = started = self.clock.seconds()
         log.info("Starting.")
         try:
-            # Decoding on the registry thread too: one report at a time, so ten workers
-            # reporting together do not keep ten threads fighting the reactor for the GIL.
-            result = await self.registry_feature.registry.run(
-                lambda registry: decode_and_apply(registry, data, link.name)
-            )
+            reports = await self.run_in_thread(decode_reports, data, link.name)
         except InfoError as error:
             log.error("Rejected an agent-info report: {error}", error=error)
             raise
+        result = await self.registry_feature.registry.run(
+            lambda registry: apply_in_batches(registry, reports)
+        )
         state.info_end = self.clock.seconds()
         state.info_rows = result.applied
         if result.unknown:
