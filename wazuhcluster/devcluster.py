@@ -102,11 +102,17 @@ class LocalCluster:
     ports: dict[str, dict[str, int]] = field(factory=dict)
     #: Extra options for every node's ``<auth>`` block (e.g. ``<use_password>yes</use_password>``).
     auth_options: str = ""
+    #: Whether the master serves the REST API (on ``node_ports(master)["api"]``).
+    with_api: bool = False
 
     def node_ports(self, name: str) -> dict[str, int]:
         """The agent-facing ports of node ``name`` (allocated on first use)."""
         if name not in self.ports:
-            self.ports[name] = {"enrollment": free_port(), "agents": free_port()}
+            self.ports[name] = {
+                "enrollment": free_port(),
+                "agents": free_port(),
+                "api": free_port(),
+            }
         return self.ports[name]
 
     def services_config(self, name: str) -> str:
@@ -123,6 +129,12 @@ class LocalCluster:
             f"    <port>{ports['agents']}</port>\n"
             "    <local_ip>127.0.0.1</local_ip>\n"
             "  </remote>\n"
+            + (
+                f"  <api>\n    <bind_addr>127.0.0.1</bind_addr>\n    <port>{ports['api']}</port>\n"
+                "  </api>\n"
+                if self.with_api and name == self.master
+                else ""
+            )
         )
 
     def home(self, name: str) -> Home:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IProtocolNegotiationFactory, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
+from zope.interface import alsoProvides
 
 from wazuhcluster.logs import ClusterLog
 
@@ -135,6 +136,10 @@ class LimitedFactory(WrappingFactory[LimitedProtocol]):
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         super().__init__(wrapped)
+        if IProtocolNegotiationFactory.providedBy(wrapped):
+            # TLS asks the listening factory which protocols to offer in ALPN (HTTP sites do):
+            # without this, a client offering ALPN gets an "internal error" alert.
+            alsoProvides(self, IProtocolNegotiationFactory)
         self.clock = clock
         self.log = log
         self.max_per_address = max_per_address

@@ -16,6 +16,7 @@ from wazuhcluster.agents.remote_settings import (
     secure_remote,
 )
 from wazuhcluster.analysis.settings import RulesetSettings, parse_ruleset
+from wazuhcluster.api.settings import ApiSettings, parse_api
 from wazuhcluster.config import NodeConfig
 
 
@@ -27,6 +28,7 @@ class NodeSections:
     remote: RemoteSettings
     agents: AgentsSettings
     ruleset: RulesetSettings
+    api: ApiSettings
 
 
 def load_sections(config: NodeConfig) -> NodeSections:
@@ -36,4 +38,5 @@ def load_sections(config: NodeConfig) -> NodeSections:
         remote=secure_remote(config.sections("remote")),
         agents=parse_global_agents(config.section("global")),
         ruleset=parse_ruleset(config.section("ruleset"), config.section("alerts")),
+        api=parse_api(config.section("api"), config.home),
     )

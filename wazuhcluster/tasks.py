@@ -111,3 +111,15 @@ class PeriodicTask(Service):
             self._in_flight.addBoth(lambda _: waiter.callback(None))
             return waiter
         return succeed(None)
+
+
+class CallOnStop(Service):
+    """Runs ``on_stop()`` when the node stops (e.g. to cancel a pending delayed call)."""
+
+    def __init__(self, on_stop: Callable[[], object]) -> None:
+        self.on_stop = on_stop
+
+    def stopService(self) -> None:
+        """Run the callable."""
+        super().stopService()
+        self.on_stop()

@@ -324,9 +324,17 @@ def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, ask the node, print the answer; return the exit status."""
+    """Parse ``argv``, ask the node, print the answer; return the exit status.
+
+    ``api-user ...`` manages the REST API's users (see wazuhcluster.api.users).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["api-user"]:
+        from wazuhcluster.api.users import main as api_user_main
+
+        return api_user_main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if (args.filter_node or args.filter_agent_status) and not args.list_agents:
         parser.print_usage(sys.stderr)
         print("Wrong arguments: -fn and -fs go with -a.", file=sys.stderr)

@@ -24,7 +24,7 @@ from wazuhcluster.integrity.pack import decode_table, iter_pack, packed_size
 from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_tree
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.workers import WorkerLink
-from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
@@ -262,9 +262,15 @@ class MasterIntegrity(LinkFeature):
         """Forget a gone worker's lock (its streams were aborted with the connection)."""
         self.state(link).syncing = False
 
+    def cancel_pending(self) -> None:
+        """Cancel a rescan scheduled by inotify (the node is stopping)."""
+        if self._inotify_call is not None and self._inotify_call.active():
+            self._inotify_call.cancel()
+        self._inotify_call = None
+
     def services(self) -> Iterable[IService]:
-        """The local integrity task."""
-        return (self.task,)
+        """The local integrity task, and the cancelling of a pending rescan at stop."""
+        return (self.task, CallOnStop(self.cancel_pending))
 
     def health(self, link: WorkerLink) -> Mapping[str, Any]:
         """Last check and sync times, counts, bytes sent and whether a sync is running."""

@@ -15,6 +15,7 @@ from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.agents.groups_table import MergedFiles
 from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.analysis_service import AnalysisService, node_identity
+from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
@@ -269,6 +270,9 @@ class MasterService(MultiService):
         self.agents.local_channel = self.channel
         self.node.reconnector = self.agents.reconnect
         self.registry.on_keys_changed.append(self.channel.reload_keys)
+        api = master_api(config, self.node, self.registry, reactor, self.sections.api)
+        if api is not None:
+            api.setServiceParent(self)
 
     def startService(self) -> None:
         """Log the start, then start every child."""
