@@ -120,3 +120,26 @@ BENCH_CLUSTER_ARGS ?=
 
 bench-cluster: $(STAMP) ## master + 10 workers, 50,000 agents, 5-minute stable phase, beside Wazuh's thresholds
 	$(BIN)/python bench/bench_cluster.py $(BENCH_CLUSTER_ARGS)
+
+# ---------------------------------------------------------------------------------------------
+# Reliability (docs/RELIABILITY.md): long fuzzing, more fault rounds and the full load run.
+FUZZ_TESTS := tests.test_fuzz_amp tests.test_fuzz_agents tests.test_fuzz_paths
+SOAK_ROUNDS ?= 25
+SOAK_SEED ?= 9
+SOAK_WORKERS ?= 10
+SOAK_AGENTS ?= 20000
+SOAK_SECONDS ?= 600
+SOAK_REPORT ?= soak-report.json
+
+.PHONY: fuzz soak
+
+fuzz: $(STAMP) ## hypothesis fuzzing of AMP commands, enrollment lines, agent frames, sync paths (10,000 cases each)
+	WAZUHCLUSTER_FUZZ=fuzz $(BIN)/python -b -m twisted.trial --temp-directory=_trial_fuzz $(FUZZ_TESTS)
+
+soak: $(STAMP) ## SOAK_ROUNDS kill rounds per scenario, network faults, then SOAK_WORKERS/SOAK_AGENTS for SOAK_SECONDS
+	WAZUHCLUSTER_FAULT_ROUNDS=$(SOAK_ROUNDS) WAZUHCLUSTER_FAULT_SEED=$(SOAK_SEED) \
+		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_soak \
+		tests.integration.test_faults_kill tests.integration.test_faults_network
+	WAZUHCLUSTER_LOAD_WORKERS=$(SOAK_WORKERS) WAZUHCLUSTER_LOAD_AGENTS=$(SOAK_AGENTS) \
+		WAZUHCLUSTER_LOAD_SECONDS=$(SOAK_SECONDS) WAZUHCLUSTER_LOAD_REPORT=$(SOAK_REPORT) \
+		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_soak tests.integration.test_load_real
