@@ -134,12 +134,12 @@ SOAK_REPORT ?= soak-report.json
 .PHONY: fuzz soak
 
 fuzz: $(STAMP) ## hypothesis fuzzing of AMP commands, enrollment lines, agent frames, sync paths (10,000 cases each)
-	WAZUHCLUSTER_FUZZ=fuzz $(BIN)/python -b -m twisted.trial --temp-directory=_trial_fuzz $(FUZZ_TESTS)
+	WAZUHCLUSTER_FUZZ=fuzz $(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_fuzz $(FUZZ_TESTS)
 
 soak: $(STAMP) ## SOAK_ROUNDS kill rounds per scenario, network faults, then SOAK_WORKERS/SOAK_AGENTS for SOAK_SECONDS
 	WAZUHCLUSTER_FAULT_ROUNDS=$(SOAK_ROUNDS) WAZUHCLUSTER_FAULT_SEED=$(SOAK_SEED) \
-		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_soak \
+		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_soak \
 		tests.integration.test_faults_kill tests.integration.test_faults_network
 	WAZUHCLUSTER_LOAD_WORKERS=$(SOAK_WORKERS) WAZUHCLUSTER_LOAD_AGENTS=$(SOAK_AGENTS) \
 		WAZUHCLUSTER_LOAD_SECONDS=$(SOAK_SECONDS) WAZUHCLUSTER_LOAD_REPORT=$(SOAK_REPORT) \
-		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_soak tests.integration.test_load_real
+		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_soak tests.integration.test_load_real
