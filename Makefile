@@ -129,6 +129,7 @@ SOAK_SEED ?= 9
 SOAK_WORKERS ?= 10
 SOAK_AGENTS ?= 20000
 SOAK_SECONDS ?= 600
+SOAK_KEEPALIVE ?= 10
 SOAK_REPORT ?= soak-report.json
 
 .PHONY: fuzz soak
@@ -142,4 +143,5 @@ soak: $(STAMP) ## SOAK_ROUNDS kill rounds per scenario, network faults, then SOA
 		tests.integration.test_faults_kill tests.integration.test_faults_network
 	WAZUHCLUSTER_LOAD_WORKERS=$(SOAK_WORKERS) WAZUHCLUSTER_LOAD_AGENTS=$(SOAK_AGENTS) \
 		WAZUHCLUSTER_LOAD_SECONDS=$(SOAK_SECONDS) WAZUHCLUSTER_LOAD_REPORT=$(SOAK_REPORT) \
+		WAZUHCLUSTER_LOAD_KEEPALIVE=$(SOAK_KEEPALIVE) \
 		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_soak tests.integration.test_load_real
