@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import random
 import re
@@ -664,11 +665,41 @@ def run_scenario(
     setup = run.phases.get("setup")
     if setup:
         print(f"setup phase: {setup[1] - setup[0]:.1f}s", flush=True)
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average at the end: {load} on {os.cpu_count()} CPUs", flush=True)
     if run.scenario.profile:
         shutil.copy(base / "master.prof", OUT / "master.prof")
     if not keep:
         shutil.rmtree(base, ignore_errors=True)
     return run, summary
+
+
+def growth_exponents(
+    rows: list[tuple[Any, ...]], agents: int
+) -> list[tuple[str, str, float, float]]:
+    """Per stable-phase figure, the exponent k of value ~ x**k between the smallest and the
+    largest run (x = agents at 10 workers, then workers at ``agents``): k <= 1 is no faster
+    than linear. Timings use the mean (one slow run is noise), resources the max."""
+    values: dict[tuple[str, int, int], tuple[float, float]] = {}
+    for workers, count, phase, figure, top, mean, _, _ in rows:
+        if phase == "stable":
+            values[(figure, workers, count)] = (top, mean)
+    result = []
+    for figure in sorted({key[0] for key in values}):
+        statistic = "max" if ("KB" in figure or "FDs" in figure or "%" in figure) else "mean"
+        pick = 0 if statistic == "max" else 1
+        exponents = []
+        for series in (
+            sorted((c, v[pick]) for (f, w, c), v in values.items() if f == figure and w == 10),
+            sorted((w, v[pick]) for (f, w, c), v in values.items() if f == figure and c == agents),
+        ):
+            (x0, y0), (x1, y1) = (series[0], series[-1]) if series else ((1, 1.0), (1, 1.0))
+            if x1 == x0 or y0 <= 0 or y1 <= 0:
+                exponents.append(float("nan"))
+            else:
+                exponents.append(math.log(y1 / y0) / math.log(x1 / x0))
+        result.append((figure, statistic, exponents[0], exponents[1]))
+    return result
 
 
 def main() -> None:
@@ -728,6 +759,16 @@ def main() -> None:
             path, ["workers", "agents", "phase", "figure", "max", "mean", "median", "n"], rows
         )
         plot.growth(path, out / f"cluster_growth{options.tag}.png")
+        exponents = growth_exponents(rows, options.agents)
+        write_csv(
+            out / f"cluster_growth{options.tag}.csv",
+            ["figure", "statistic", "exponent_vs_agents", "exponent_vs_workers"],
+            exponents,
+        )
+        print("| figure | statistic | exponent vs agents | exponent vs workers |")
+        print("|---|---|---|---|")
+        for figure, statistic, by_agents, by_workers in exponents:
+            print(f"| {figure} | {statistic} | {by_agents:.2f} | {by_workers:.2f} |")
         print(f"wrote {path}")
         return
     run, summary = run_scenario(scenario(options.workers, options.agents), options.keep)
