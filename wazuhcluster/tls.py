@@ -18,7 +18,7 @@ from pathlib import Path
 from attrs import frozen
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -123,6 +123,62 @@ def issue_node_certificate(ca: KeyPair, node_name: str, addresses: Iterable[str]
         .sign(ca_key, hashes.SHA256())
     )
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def create_self_signed(
+    common_name: str, addresses: Iterable[str] = (), rsa_key: bool = False
+) -> KeyPair:
+    """A self-signed server certificate for ``common_name`` and ``addresses`` (DNS or IP
+    subject alternative names). ``rsa_key`` picks RSA-2048, which every Wazuh agent's TLS
+    stack accepts; otherwise a P-256 key."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048) if rsa_key else _new_key()
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "wazuh")])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    )
+    addresses = list(addresses)
+    if addresses:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(_subject_alt_names(addresses[0], addresses[1:])),
+            critical=False,
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+
+
+def ensure_self_signed(
+    cert: Path, key: Path, common_name: str, addresses: Iterable[str] = (), rsa_key: bool = False
+) -> bool:
+    """Write a self-signed pair to ``cert``/``key`` unless both exist; True when created.
+
+    Only one of the two existing is an error: an operator's material is never replaced.
+    """
+    have_cert, have_key = cert.exists(), key.exists()
+    if have_cert and have_key:
+        return False
+    if have_cert or have_key:
+        missing = key if have_cert else cert
+        raise TlsError(f"{missing} is missing (the other half of the pair exists)")
+    pair = create_self_signed(common_name, addresses, rsa_key)
+    write_file_atomically(key, pair.key_pem, 0o600)
+    write_file_atomically(cert, pair.cert_pem, 0o644)
+    return True
 
 
 def write_file_atomically(path: Path, data: bytes, mode: int) -> None:

@@ -8,19 +8,14 @@ verify it unless given a CA). Agent certificates are checked only when
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorSSL
 
 from wazuhcluster.agents.auth_settings import AuthSettings
-from wazuhcluster.registry.groups import atomic_write
+from wazuhcluster.tls import ensure_self_signed
 
 #: Biggest certificate or key file read (PEM files are a few KiB).
 MAX_PEM = 1024 * 1024
@@ -31,33 +26,13 @@ class EnrollmentTlsError(Exception):
 
 
 def ensure_manager_certificate(cert: Path, key: Path, common_name: str = "wazuh") -> bool:
-    """Create a self-signed RSA-2048 certificate and key unless both exist.
-
-    Returns True when new files were written (key mode 0600, certificate 0644).
-    """
+    """Create a self-signed RSA-2048 certificate and key unless both exist (as wazuh-authd
+    does); returns True when new files were written (key mode 0600, certificate 0644)."""
     if cert.is_file() and key.is_file():
         return False
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .sign(private, hashes.SHA256())
-    )
-    key_pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    atomic_write(key, key_pem, mode=0o600)
-    atomic_write(cert, certificate.public_bytes(serialization.Encoding.PEM), mode=0o644)
-    return True
+    cert.unlink(missing_ok=True)
+    key.unlink(missing_ok=True)
+    return ensure_self_signed(cert, key, common_name, rsa_key=True)
 
 
 def _read_pem(path: Path, what: str) -> bytes:
