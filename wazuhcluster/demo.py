@@ -171,9 +171,31 @@ class Demo:
     def wait(self, what: str, condition: Callable[[], bool], hint: str) -> float:
         """Wait for ``condition``; return the seconds it took, or raise DemoError."""
         started = time.monotonic()
-        if not wait_for(condition, STEP_TIMEOUT, 0.5):
+
+        def done() -> bool:
+            self.check_alive()
+            return condition()
+
+        if not wait_for(done, STEP_TIMEOUT, 0.5):
             raise DemoError(f"{what} did not happen within {STEP_TIMEOUT:.0f} s; {hint}")
         return time.monotonic() - started
+
+    def check_alive(self) -> None:
+        """DemoError naming the first process we started that has exited, and its last words."""
+        for name, node in self.nodes.items():
+            if not node.running():
+                output = node.home.logs / "twistd.out"
+                try:
+                    last = output.read_text(errors="replace").strip().splitlines()[-1:]
+                except OSError:
+                    last = []
+                said = f": {last[0]}" if last else ""
+                raise DemoError(f"{name} exited (see {shown(output)}){said}")
+        if self.balancer is not None and not self.balancer.running():
+            raise DemoError(f"nginx exited; see {shown(self.balancer.error_log)}")
+        for simulator in self.simulators:
+            if simulator.poll() is not None:
+                raise DemoError(f"an agent simulator exited; see {shown(self.base / 'agents')}")
 
     # ------------------------------------------------------------------ the story
 
@@ -403,6 +425,7 @@ class Demo:
                 raise DemoError(f"the master stopped; see {home}/logs/twistd.out")
             if self.balancer is not None and not self.balancer.running():
                 raise DemoError(f"nginx stopped; see {shown(self.balancer.error_log)}")
+            # a worker may be gone: killing one is part of what the demo invites
             time.sleep(0.5)
 
     def pid(self, node: str) -> str:
