@@ -10,8 +10,9 @@ started by :mod:`wazuhcluster.devcluster`) in one run::
     (inotify debounce, master scan, check, table, files stream, apply with durability included);
     baseline: ``rsync -a`` from an rsync daemon on 127.0.0.1 copying the same tree in this run;
 (b) no-change checks with the same tree: the master process's CPU time (utime + stime from
-    /proc) over a window of checks by a worker whose sync_integrity is short, per check; gross,
-    and net of the master's idle CPU over an equal window without that worker;
+    /proc) over a window of checks by a worker whose sync_integrity is short, per check (all of
+    the master's CPU in the window, so an upper bound), and net of the master's CPU over an
+    equal window without that worker, for information;
 (c) one changed file: time from the master's rename until the new content is on 4 workers,
     median over ``--changes`` changes;
 (d) one ``--big-mb`` MB file to a fresh worker: growth of VmHWM over the VmRSS before the
@@ -362,10 +363,10 @@ def bench_cold_and_checks(
         rows.append(
             Row(
                 f"(b) no-change check, {files} files: master CPU per check",
-                f"{net_ms:.2f} ms net ({gross_ms:.2f} ms gross, {checks} checks)",
+                f"{gross_ms:.2f} ms ({checks} checks; {net_ms:.2f} ms net of idle)",
                 f"idle master {idle_cpu / window * 1e3:.1f} ms CPU/s",
                 "<= 10 ms",
-                net_ms <= 10,
+                gross_ms <= 10,
             )
         )
         nodes.stop("worker1")
