@@ -5,7 +5,8 @@
 3. 20 simulated agents enroll and send sample events; the workers raise alerts;
 4. a custom rule is written into the master's etc/rules/ only; the master syncs it and the
    workers raise its alert without a restart;
-5. ``wazuh-cluster-control -l``, ``-a`` and ``-i`` show the cluster.
+5. ``wazuh-cluster-control -l``, ``-a`` and ``-i`` show the cluster;
+6. the master's REST API answers, and ready-to-paste curl lines are printed.
 
 Then it keeps running until Ctrl-C (or ``--seconds``), and stops everything it started.
 """
@@ -13,14 +14,18 @@ Then it keeps running until Ctrl-C (or ``--seconds``), and stops everything it s
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
@@ -31,11 +36,15 @@ from typing import Any
 from attrs import define, field
 
 from wazuhcluster import nginx
+from wazuhcluster.api.settings import api_dir
+from wazuhcluster.api.users import add_user
 from wazuhcluster.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 from wazuhcluster.tls import write_file_atomically
 
 AGENTS = 20
 CUSTOM_RULE_ID = "100200"
+#: The REST API user the demo creates on the master (with a fresh random password).
+API_USER = "demo"
 #: How long any one step may take before the demo gives up and says where to look.
 STEP_TIMEOUT = 90.0
 #: Written into --dir so a later run knows it may clear what an earlier one left.
@@ -104,6 +113,32 @@ def _answers(path: Path) -> bool:
     return True
 
 
+def api_summary(url: str, user: str, password: str) -> dict[str, int]:
+    """Log in to the REST API at ``url`` and count its nodes and active agents.
+
+    The demo's API has a fresh self-signed certificate, hence no verification (127.0.0.1).
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    login = urllib.request.Request(
+        f"{url}/security/user/authenticate?raw=true",
+        method="POST",
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    with urllib.request.urlopen(login, timeout=10, context=context) as answer:
+        token = answer.read(64 * 1024).decode().strip()
+    items = {}
+    for key, path in (("nodes", "/cluster/nodes"), ("agents", "/agents?status=active&limit=500")):
+        request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            items[key] = json.loads(answer.read(4 * 1024 * 1024))["data"]["affected_items"]
+    # as in Wazuh, agent 000 is the manager itself
+    agents = [agent for agent in items["agents"] if agent.get("id") != "000"]
+    return {"nodes": len(items["nodes"]), "agents": len(agents)}
+
+
 def python_tool(module: str, *args: str) -> list[str]:
     """The command line that runs a console script's ``main`` with this interpreter."""
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())", *args]
@@ -144,9 +179,12 @@ class Demo:
     nodes: dict[str, NodeProcess] = field(factory=dict, init=False)
     balancer: nginx.NginxProcess | None = field(default=None, init=False)
     simulators: list[subprocess.Popen[bytes]] = field(factory=list, init=False)
+    api_password: str = field(factory=lambda: secrets.token_hex(8), init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.cluster = LocalCluster(self.base, workers=list(NODE_NAMES[1:]), master=NODE_NAMES[0])
+        self.cluster = LocalCluster(
+            self.base, workers=list(NODE_NAMES[1:]), master=NODE_NAMES[0], with_api=True
+        )
 
     def say(self, text: str = "") -> None:
         """Print one line of the story."""
@@ -214,6 +252,7 @@ class Demo:
         """Lay out the homes and start the master and the two workers."""
         prepare_dir(self.base)
         self.cluster.write()
+        add_user(api_dir(self.cluster.home("master")) / "users.json", API_USER, self.api_password)
         self.say(f"== 1. A master and two workers (homes in {shown(self.base)}/)")
         for name in NODE_NAMES:
             node = NodeProcess(self.cluster.home(name), "master" if name == "master" else "worker")
@@ -399,13 +438,29 @@ class Demo:
         self.control("master", "-i")
 
     def show_api(self) -> None:
-        """Print ready-to-paste curl lines for the master's REST API.
+        """Check the master's REST API with the demo user and print ready-to-paste curl lines."""
+        url = f"https://127.0.0.1:{self.cluster.node_ports('master')['api']}"
+        self.say(f"== 7. The master's REST API ({url}, user {API_USER})")
+        answers: dict[str, Any] = {}
 
-        HOOK (REST API): the master does not serve the API in the demo yet. Once
-        ``LocalCluster`` can turn it on (an ``<api>`` block for the master) and an API user can
-        be created, enable it in ``__attrs_post_init__``, create a user here, and print the
-        curl lines the README documents (token, then GET /cluster/nodes and GET /agents).
-        """
+        def answered() -> bool:
+            try:
+                answers.update(api_summary(url, API_USER, self.api_password))
+            except (OSError, ValueError, KeyError):
+                return False
+            return True
+
+        self.wait("the REST API answering", answered, f"see {shown(self.base)}/master/logs")
+        login = f"-u {API_USER}:{self.api_password}"
+        self.say(f'TOKEN=$(curl -sk {login} -X POST "{url}/security/user/authenticate?raw=true")')
+        bearer = 'curl -sk -H "Authorization: Bearer $TOKEN"'
+        self.say(f'{bearer} "{url}/cluster/nodes?pretty=true"')
+        self.say(f'{bearer} "{url}/agents?status=active&select=id,name,node_name&pretty=true"')
+        self.say(
+            f"   (checked: the API lists {answers['nodes']} nodes "
+            f"and {answers['agents']} active agents)"
+        )
+        self.say()
 
     def keep_running(self, seconds: float) -> None:
         """Wait for Ctrl-C (or ``seconds``), failing if a process we started has died."""
