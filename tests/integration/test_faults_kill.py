@@ -53,6 +53,7 @@ KILL_ERRORS = (
     "no answer to",
     "Worker node ID already exists",
     "Worker node is not connected to master",
+    "not connected to the master",
     # The rounds rewrite files while the previous sync may still be sending them: the worker
     # refuses the mixed copy and the next cycle brings the new one.
     "changed on the master while sent",
