@@ -246,6 +246,12 @@ class FuzzCluster:
     def open_hostile(self, name: str | None = "evil1") -> amp.AMP:
         """A raw AMP client on the master; authenticated as ``name`` unless it is None."""
         reactor = self.cluster.reactor
+        # Forget finished connections, or every settle pumps all the dead ones too.
+        self.cluster.pumps = [
+            pump
+            for pump in self.cluster.pumps
+            if not (pump.clientIO.disconnected and pump.serverIO.disconnected)
+        ]
         connected: Deferred[Any] = TCP4ClientEndpoint(reactor, "127.0.0.1", PORT).connect(
             Factory.forProtocol(amp.AMP)
         )
