@@ -53,6 +53,7 @@ class RenderTests(SynchronousTestCase):
         self.assertIn("        listen 1514;\n        proxy_pass wazuh_agents;", config)
         self.assertNotIn("@", config)
         self.assertTrue(config.startswith("stream {"))
+        self.assertIn("    access_log off;", config)
 
     def test_loopback_listen_and_custom_options(self) -> None:
         """HOST:PORT listen values and other server options are written as given."""
@@ -65,6 +66,14 @@ class RenderTests(SynchronousTestCase):
         self.assertIn("listen [::1]:41514;", config)
         self.assertIn("server 10.0.0.2:1514 max_fails=2 fail_timeout=3s;", config)
 
+    def test_access_log(self) -> None:
+        """An access log path is written with the template's log format."""
+        config = render(access_log=Path("/var/log/nginx/wazuhcluster-lb.log"))
+        self.assertIn(
+            f"    access_log /var/log/nginx/wazuhcluster-lb.log {nginx.LOG_FORMAT};", config
+        )
+        self.assertIn(f"log_format {nginx.LOG_FORMAT} ", config)
+
     def test_bad_values_are_refused(self) -> None:
         """Hosts, ports, listen values and options that could inject configuration, and
         empty upstreams, raise NginxError naming the value."""
@@ -75,6 +84,8 @@ class RenderTests(SynchronousTestCase):
             {"agents_listen": "1514; include /etc/passwd"},
             {"enrollment_listen": "99999"},
             {"agent_options": "max_fails=0; proxy_pass x"},
+            {"access_log": Path("relative.log")},
+            {"access_log": Path("/var/log/x.log; include /etc/passwd")},
         ]
         for overrides in cases:
             with self.assertRaises(nginx.NginxError, msg=str(overrides)):

@@ -295,6 +295,7 @@ class Demo:
                 [("127.0.0.1", self.cluster.node_ports(n)["agents"]) for n in NODE_NAMES[1:]],
                 f"127.0.0.1:{ports['enrollment']}",
                 f"127.0.0.1:{ports['agents']}",
+                access_log=self.base / "nginx" / "access.log",
             )
             balancer = nginx.NginxProcess(binary, self.base / "nginx")
             balancer.write(stream, module)
@@ -308,7 +309,7 @@ class Demo:
         self.say(f"   NGINX ({binary}) from etc/nginx/wazuhcluster-lb.conf:")
         self.say(f"   127.0.0.1:{ports['enrollment']} (1515) -> master, worker1, worker2")
         self.say(f"   127.0.0.1:{ports['agents']} (1514) -> worker1, worker2, least connections")
-        self.say(f"   config: {shown(balancer.config_file)}")
+        self.say(f"   config: {shown(balancer.config_file)}, log: {shown(balancer.access_log)}")
         self.say()
         return ports
 

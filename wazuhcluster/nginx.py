@@ -22,7 +22,15 @@ from attrs import define
 
 #: The template in a source checkout (an installed wheel has no etc/).
 TEMPLATE = Path(__file__).resolve().parent.parent / "etc" / "nginx" / "wazuhcluster-lb.conf"
-PLACEHOLDERS = ("@ENROLLMENT_SERVERS@", "@AGENT_SERVERS@", "@ENROLLMENT_LISTEN@", "@AGENTS_LISTEN@")
+PLACEHOLDERS = (
+    "@ENROLLMENT_SERVERS@",
+    "@AGENT_SERVERS@",
+    "@ENROLLMENT_LISTEN@",
+    "@AGENTS_LISTEN@",
+    "@ACCESS_LOG@",
+)
+#: The log_format the template defines for its access log.
+LOG_FORMAT = "wazuhcluster"
 #: Where Debian and most builds keep dynamic modules when ``nginx -V`` names none.
 MODULE_DIRS = (Path("/usr/lib/nginx/modules"), Path("/usr/share/nginx/modules"))
 STREAM_MODULE = "ngx_stream_module.so"
@@ -37,6 +45,7 @@ ENROLLMENT_OPTIONS = "max_fails=1 fail_timeout=10s"
 #: node half-excluded until one of them ends; a refused connection just goes to the next.
 AGENT_OPTIONS = "max_fails=0"
 _LEFTOVER = re.compile(r"@[A-Z_]+@")
+_LOG_PATH = re.compile(r"^/[A-Za-z0-9._/+-]{1,4000}$")
 
 
 class NginxError(Exception):
@@ -72,12 +81,14 @@ def render_stream(
     agents_listen: str,
     enrollment_options: str = ENROLLMENT_OPTIONS,
     agent_options: str = AGENT_OPTIONS,
+    access_log: Path | None = None,
 ) -> str:
     """The template's ``stream {}`` block with its four ``@NAME@`` placeholders filled.
 
     ``enrollment`` and ``agents`` are the (host, port) backends of 1515 and 1514; the listen
     values are what nginx's ``listen`` takes (``1514``, ``127.0.0.1:41514``); the options
-    follow each ``server`` line of the upstream.
+    follow each ``server`` line of the upstream. ``access_log`` (an absolute path) logs each
+    connection with the node it went to; None turns the access log off.
     """
     if len(template) > MAX_TEMPLATE:
         raise NginxError(f"the template is larger than {MAX_TEMPLATE} characters")
@@ -88,11 +99,14 @@ def render_stream(
     for listen in (enrollment_listen, agents_listen):
         if not _LISTEN.match(listen) or not 0 < int(listen.rsplit(":", 1)[-1]) < 65536:
             raise NginxError(f"{listen!r} is not a listen address (PORT or HOST:PORT)")
+    if access_log is not None and not _LOG_PATH.match(str(access_log)):
+        raise NginxError(f"{str(access_log)!r} is not an absolute path nginx can take as is")
     values = {
         "@ENROLLMENT_SERVERS@": server_lines(enrollment, enrollment_options),
         "@AGENT_SERVERS@": server_lines(agents, agent_options),
         "@ENROLLMENT_LISTEN@": enrollment_listen,
         "@AGENTS_LISTEN@": agents_listen,
+        "@ACCESS_LOG@": "off" if access_log is None else f"{access_log} {LOG_FORMAT}",
     }
     for placeholder, value in values.items():
         body = body.replace(placeholder, value)
@@ -200,6 +214,11 @@ class NginxProcess:
     def error_log(self) -> Path:
         """PREFIX/error.log: nginx's own log (start, upstream failures)."""
         return self.prefix / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        """PREFIX/access.log: where :func:`render_stream` is asked to log connections."""
+        return self.prefix / "access.log"
 
     def _command(self, *extra: str) -> list[str]:
         return [

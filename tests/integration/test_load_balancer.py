@@ -104,6 +104,8 @@ def placement(cluster: LocalCluster) -> Counter[str]:
 class LoadBalancerTests(ClusterTestCase):
     """A master, two workers and NGINX in front of them on 127.0.0.1."""
 
+    balancer: nginx.NginxProcess
+
     def start_nginx(self, cluster: LocalCluster) -> tuple[int, int]:
         """Run nginx from the etc/ template: 1515 to every node, 1514 to the workers.
 
@@ -120,8 +122,10 @@ class LoadBalancerTests(ClusterTestCase):
             [("127.0.0.1", cluster.node_ports(n)["agents"]) for n in cluster.workers],
             f"127.0.0.1:{enrollment_port}",
             f"127.0.0.1:{agents_port}",
+            access_log=cluster.base / "nginx" / "access.log",
         )
         balancer = nginx.NginxProcess(binary, cluster.base / "nginx")
+        self.balancer = balancer
         balancer.write(stream, nginx.stream_module(binary))
         balancer.start()
         self.addCleanup(balancer.stop)
@@ -186,6 +190,18 @@ class LoadBalancerTests(ClusterTestCase):
             wait_for(lambda: placement(cluster) == spread, DEADLINE, 0.5),
             f"expected {dict(spread)} active, master shows {agents(cluster, 'master')}",
         )
+        # Enrollment went through nginx to more than one node (workers forward to the master).
+        enrolled_at = {
+            int(line.split(" -> ")[1].split()[0].rsplit(":", 1)[1])
+            for line in self.balancer.access_log.read_text().splitlines()
+            if f"port {enrollment_port} " in line
+        }
+        enrollment_ports = {
+            cluster.node_ports(n)["enrollment"] for n in ["master", *cluster.workers]
+        }
+        self.assertLessEqual(enrolled_at, enrollment_ports)
+        self.assertGreaterEqual(len(enrolled_at), 2, self.balancer.access_log.read_text())
+
         table = control(cluster.home("master").root, "-a")
         self.assertEqual(table.returncode, 0, table.stderr)
         rows = [line.split() for line in table.stdout.splitlines()[1:]]
