@@ -254,6 +254,8 @@ class Run:
     change_delays: list[tuple[float, float]] = field(factory=list)
     groups_sends: dict[tuple[str, float], float] = field(factory=dict)
     health: dict[str, Any] = field(factory=dict)
+    #: (phase, time, figure, node, value) of every timing and sample, read before the homes go.
+    series: list[tuple[str, float, str, str, float]] = field(factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -661,7 +663,8 @@ def run_scenario(
         run_phases(run)
     finally:
         stop_cluster(run)
-    summary = summarize(timings(run) + resource_rows(run))
+    run.series = timings(run) + resource_rows(run)
+    summary = summarize(run.series)
     setup = run.phases.get("setup")
     if setup:
         print(f"setup phase: {setup[1] - setup[0]:.1f}s", flush=True)
@@ -773,7 +776,7 @@ def main() -> None:
         return
     run, summary = run_scenario(scenario(options.workers, options.agents), options.keep)
     tag = options.tag
-    series = timings(run) + resource_rows(run)
+    series = run.series
     t0 = run.phases["setup"][0]
     write_csv(
         out / f"cluster_timeline{tag}.csv",
