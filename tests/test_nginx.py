@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +166,41 @@ class MainConfigTests(SynchronousTestCase):
         self.assertIn("error_log /tmp/p/error.log info;", lines)
         self.assertLess(text.index("events {"), text.index("stream {"))
         self.assertNotIn("load_module", nginx.main_config(prefix, "stream {\n}\n", None))
+
+
+class CommandLineTests(SynchronousTestCase):
+    """python -m wazuhcluster.nginx renders the template for an operator's nodes."""
+
+    def test_backends(self) -> None:
+        """HOST takes the default port; HOST:PORT and [v6]:PORT their own; junk is refused."""
+        self.assertEqual(nginx.parse_backend("10.0.0.1", 1515), ("10.0.0.1", 1515))
+        self.assertEqual(nginx.parse_backend("w1.example:11514", 1514), ("w1.example", 11514))
+        self.assertEqual(nginx.parse_backend("[2001:db8::1]:1516", 1514), ("[2001:db8::1]", 1516))
+        self.assertEqual(nginx.parse_backend("[2001:db8::1]", 1514), ("[2001:db8::1]", 1514))
+        for bad in ("10.0.0.1:x", "2001:db8::1", "[::1", "[::1]x", "a b", "h:0", "h:99999"):
+            with self.assertRaises(nginx.NginxError, msg=bad):
+                nginx.parse_backend(bad, 1514)
+
+    def test_main_prints_the_block(self) -> None:
+        """main prints the stream block with every node given, and exits 0."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            status = nginx.main(
+                ["--enrollment", "10.0.0.1", "10.0.0.2", "--agents", "10.0.0.2:11514"]
+            )
+        self.assertEqual(status, 0)
+        config = out.getvalue()
+        self.assertEqual(
+            upstream(config, "wazuh_enrollment")[1:],
+            [f"server 10.0.0.{n}:1515 {nginx.ENROLLMENT_OPTIONS};" for n in (1, 2)],
+        )
+        self.assertIn("server 10.0.0.2:11514 max_fails=0;", config)
+        self.assertIn("listen 1514;", config)
+
+    def test_main_reports_a_bad_node(self) -> None:
+        """A malformed node is one line on stderr and exit status 1."""
+        err = io.StringIO()
+        with redirect_stderr(err):
+            status = nginx.main(["--enrollment", "10.0.0.1;", "--agents", "10.0.0.2"])
+        self.assertEqual(status, 1)
+        self.assertIn("is not a host name or address", err.getvalue())

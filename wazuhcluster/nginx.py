@@ -4,17 +4,20 @@
 cluster: :func:`render_stream` fills the template's ``@NAME@`` lines with the nodes'
 addresses, :func:`main_config` wraps the result in a minimal nginx.conf whose pid file, logs
 and temporary files stay under one prefix directory, and :class:`NginxProcess` runs it in the
-foreground (``daemon off``) so its owner can stop it.
+foreground (``daemon off``) so its owner can stop it. ``python -m wazuhcluster.nginx`` prints
+the rendered block for a real cluster's nodes.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -289,3 +292,66 @@ class NginxProcess:
             return self.error_log.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def parse_backend(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST`` or ``HOST:PORT`` (``[v6]:PORT``) as a backend; NginxError when malformed."""
+    host, port = text, default_port
+    if text.startswith("["):
+        closing = text.find("]")
+        if closing < 0:
+            raise NginxError(f"{text!r}: unclosed [")
+        host, rest = text[: closing + 1], text[closing + 1 :]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise NginxError(f"{text!r} is not HOST or HOST:PORT")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, number = text.partition(":")
+        if not number.isdigit():
+            raise NginxError(f"{text!r} is not HOST or HOST:PORT")
+        port = int(number)
+    if not _HOST.match(host):
+        raise NginxError(f"{host!r} is not a host name or address")
+    return host, _check_port(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m wazuhcluster.nginx``: print the template's stream block for given nodes."""
+    parser = argparse.ArgumentParser(
+        prog="python -m wazuhcluster.nginx",
+        description="Render etc/nginx/wazuhcluster-lb.conf for your nodes.",
+    )
+    parser.add_argument(
+        "--enrollment", nargs="+", required=True, metavar="HOST[:PORT]",
+        help="every node (master and workers); port 1515 unless given",
+    )  # fmt: skip
+    parser.add_argument(
+        "--agents", nargs="+", required=True, metavar="HOST[:PORT]",
+        help="the nodes that take agents (usually the workers); port 1514 unless given",
+    )  # fmt: skip
+    parser.add_argument("--listen-enrollment", default="1515", help="default %(default)s")
+    parser.add_argument("--listen-agents", default="1514", help="default %(default)s")
+    parser.add_argument("--access-log", type=Path, default=None, help="absolute path, or none")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the template to fill")
+    args = parser.parse_args(argv)
+    try:
+        print(
+            render_stream(
+                read_template(args.template),
+                [parse_backend(node, 1515) for node in args.enrollment],
+                [parse_backend(node, 1514) for node in args.agents],
+                args.listen_enrollment,
+                args.listen_agents,
+                access_log=args.access_log,
+            ),
+            end="",
+        )
+    except NginxError as error:
+        print(f"wazuhcluster.nginx: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
