@@ -2,11 +2,12 @@
 
 1. a master and two workers start as twistd processes (homes under ``--dir``, default demo/);
 2. nginx balances the agents' ports over the nodes when it is installed (direct ports if not);
-3. 20 simulated agents enroll and send sample events; the workers raise alerts;
-4. a custom rule is written into the master's etc/rules/ only; the master syncs it and the
+3. 20 simulated agents enroll and send sample events;
+4. the workers raise alerts from the stock ruleset;
+5. a custom rule is written into the master's etc/rules/ only; the master syncs it and the
    workers raise its alert without a restart;
-5. ``wazuh-cluster-control -l``, ``-a`` and ``-i`` show the cluster;
-6. the master's REST API answers, and ready-to-paste curl lines are printed.
+6. ``wazuh-cluster-control -l``, ``-a`` and ``-i`` show the cluster;
+7. the master's REST API answers, and ready-to-paste curl lines are printed.
 
 Then it keeps running until Ctrl-C (or ``--seconds``), and stops everything it started.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -557,5 +557,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
