@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,6 +98,35 @@ class WireTests(SynchronousTestCase):
         result = master_agents.apply_in_batches(registry, decode_reports(data, "w1"))
         self.assertEqual((result.applied, result.stale, result.unknown), (4, 0, 1))
         self.assertEqual({a.node_name for a in registry.list_agents()}, {"w1"})
+
+    def test_full_table_encoded_once_per_version(self) -> None:
+        """Workers asking for the whole table get the same bytes while it is unchanged, and
+        the new table once a refresh changed it."""
+        from twisted.internet.defer import succeed
+
+        from wazuhcluster.master.agents import MasterAgents
+
+        sent: list[tuple[str, bytes]] = []
+
+        def link(name: str) -> Any:
+            def send(kind: str, data: bytes, size: int) -> object:
+                sent.append((name, data))
+                return succeed(None)
+
+            streams = SimpleNamespace(send=send)
+            return SimpleNamespace(name=name, state={}, protocol=SimpleNamespace(streams=streams))
+
+        timings = SimpleNamespace(local_agent_groups=10.0, sync_agent_info=10.0)
+        agents = MasterAgents(SimpleNamespace(timings=timings, workers=[]), None, Clock())
+        agents.table.update({"001": ("default",)})
+        agents.checksum = groups_table.checksum(agents.table)
+        agents.send_full(link("w1"))
+        agents.send_full(link("w2"))
+        self.assertIs(sent[0][1], sent[1][1])
+        agents.table["002"] = ("web",)
+        agents.checksum = groups_table.checksum(agents.table)
+        agents.send_full(link("w1"))
+        self.assertIn(b'"002":["web"]', sent[2][1])
 
     def test_bad_reports_refused(self) -> None:
         """Malformed lines reject the whole report with the line number."""

@@ -101,6 +101,7 @@ class MasterAgents(LinkFeature):
         #: The agent → groups table, updated in place (the merged-file lookup reads it).
         self.table: groups_table.Table = {}
         self.checksum: str | None = None
+        self._full_payload: tuple[str, bytes, int] | None = None
         self.log = ClusterLog("Master", "Local agent-groups")
         #: The master's own agent channel (its sessions and connections), once built.
         self.local_channel: Any = None
@@ -151,22 +152,21 @@ class MasterAgents(LinkFeature):
         )
 
     def _send(self, link: WorkerLink, payload: Mapping[str, Any]) -> None:
-        ensureDeferred(self._send_groups(link, payload))
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        count = len(payload.get("table") or payload.get("changes") or {})
+        ensureDeferred(self._send_groups(link, payload["mode"] == "full", data, count))
 
-    async def _send_groups(self, link: WorkerLink, payload: Mapping[str, Any]) -> None:
+    async def _send_groups(self, link: WorkerLink, full: bool, data: bytes, count: int) -> None:
         state = self.state(link)
-        full = payload["mode"] == "full"
         log = ClusterLog(
             f"Worker {link.name}", "Agent-groups send full" if full else "Agent-groups send"
         )
         started = self.clock.seconds()
-        data = json.dumps(payload, separators=(",", ":")).encode()
         try:
             await link.protocol.streams.send(wire.GROUPS_KIND, data, size=len(data))
         except Exception as error:
             log.error("Could not send agent-groups: {error}", error=str(error) or repr(error))
             return
-        count = len(payload.get("table") or payload.get("changes") or {})
         if full:
             state.full_start, state.full_end, state.full_count = (
                 started,
@@ -184,14 +184,19 @@ class MasterAgents(LinkFeature):
 
     def send_full(self, link: WorkerLink) -> None:
         """Send ``link`` the whole table (once the first refresh has run)."""
-        self._send(
-            link,
-            {
+        checksum = self.checksum or groups_table.checksum(self.table)
+        # Encoded once per table version: ten workers connecting together share one copy
+        # (at 50,000 agents each copy was a few MB of lists and JSON held while sending).
+        if self._full_payload is None or self._full_payload[0] != checksum:
+            payload = {
                 "mode": "full",
                 "table": {a: list(g) for a, g in self.table.items()},
-                "checksum": self.checksum or groups_table.checksum(self.table),
-            },
-        )
+                "checksum": checksum,
+            }
+            data = json.dumps(payload, separators=(",", ":")).encode()
+            self._full_payload = (checksum, data, len(self.table))
+        _, data, count = self._full_payload
+        ensureDeferred(self._send_groups(link, True, data, count))
 
     def link_up(self, link: WorkerLink) -> None:
         """A newly connected worker gets the whole table."""
