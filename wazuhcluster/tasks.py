@@ -123,3 +123,15 @@ class CallOnStop(Service):
         """Run the callable."""
         super().stopService()
         self.on_stop()
+
+
+class CallOnStart(Service):
+    """Runs ``on_start()`` when the node starts, after the services before it (logging)."""
+
+    def __init__(self, on_start: Callable[[], object]) -> None:
+        self.on_start = on_start
+
+    def startService(self) -> None:
+        """Run the callable."""
+        super().startService()
+        self.on_start()

@@ -321,9 +321,6 @@ class StartupCleanupTests(ClusterTestCase):
         _stale, log = self.start_with_stale_temp_file()
         self.assertIn("Removed 1 temp files of an interrupted sync.", log)
 
-    test_stale_temp_file_removal_is_logged.todo = (  # type: ignore[attr-defined]
-        "WorkerIntegrity cleans up in __init__, before cluster.log is observed: the line is lost"
-    )
 
 
 #: How soon a change noticed by inotify must reach a worker (it takes well under a second).
@@ -383,11 +380,6 @@ class PromptSyncTests(ClusterTestCase):
         self.assert_arrives(cluster, "etc/shared/g4/agent.conf", b"g4\n", PROMPT)
         self.change(cluster, "etc/shared/g4/agent.conf", b"g4 changed\n")
 
-    test_group_folder_moved_in.todo = (  # type: ignore[attr-defined]
-        "master/watch.py: twisted's INotify autoAdd watches directories on IN_CREATE only, so a "
-        "directory renamed in (IN_MOVED_TO) is never watched and changes inside it wait for the "
-        "periodic scan"
-    )
 
     def test_group_folder_deleted(self) -> None:
         """After a group folder is deleted on the master, a change in another folder still
@@ -400,11 +392,6 @@ class PromptSyncTests(ClusterTestCase):
         self.assertTrue(wait_for(lambda: not target.exists(), PROMPT), "g2 not deleted")
         self.change(cluster, "etc/shared/g1/agent.conf", b"g1 changed\n")
 
-    test_group_folder_deleted.todo = (  # type: ignore[attr-defined]
-        "master/watch.py: on IN_DELETE_SELF of any watched directory twisted's INotify calls "
-        "loseConnection() on the whole notifier (twisted/internet/inotify.py _doRead), so after "
-        "the first deleted folder nothing is watched any more"
-    )
 
 
 class RescanRaceTests(SynchronousTestCase):
@@ -440,7 +427,3 @@ class RescanRaceTests(SynchronousTestCase):
         want = hashlib.blake2b(b"two\n", digest_size=32).hexdigest()
         self.assertEqual(feature.table["etc/shared/g1/agent.conf"].checksum, want)
 
-    test_change_during_scan_is_rescanned.todo = (  # type: ignore[attr-defined]
-        "master/integrity.py notice_change: the debounced task.run_now() returns the scan in "
-        "flight instead of scheduling another one, so the change waits for the periodic scan"
-    )

@@ -85,6 +85,7 @@ class MasterIntegrity(LinkFeature):
             self.log,
         )
         self._inotify_call: Any = None
+        self._rescan_after = False
 
     # --- local integrity -----------------------------------------------------------------
     async def refresh(self) -> None:
@@ -105,6 +106,9 @@ class MasterIntegrity(LinkFeature):
         waiting, self._ready = self._ready, []
         for waiter in waiting:
             waiter.callback(None)
+        if self._rescan_after:
+            self._rescan_after = False
+            self.notice_change()
         if changed:
             self.generation += 1
             self._announce(digest)
@@ -122,7 +126,15 @@ class MasterIntegrity(LinkFeature):
         """Something under a synced directory changed: rescan soon (debounced)."""
         if self._inotify_call is not None and self._inotify_call.active():
             return
-        self._inotify_call = self.clock.callLater(INOTIFY_DEBOUNCE, self.task.run_now)
+        self._inotify_call = self.clock.callLater(INOTIFY_DEBOUNCE, self._rescan)
+
+    def _rescan(self) -> None:
+        self._inotify_call = None
+        if self.task.busy:
+            # The scan in flight may have read the file before it changed: scan once more after.
+            self._rescan_after = True
+            return
+        self.task.run_now()
 
     async def current_table(self) -> FileTable:
         """The cached table, waiting for the first scan if it has not finished yet."""

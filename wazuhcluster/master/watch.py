@@ -16,6 +16,9 @@ from twisted.python.filepath import FilePath
 from wazuhcluster.integrity.table import SYNC_ITEMS
 from wazuhcluster.logs import ClusterLog
 
+#: Delay before watching again after a watched directory was deleted.
+RESTART_DELAY = 0.1
+
 
 class SyncedTreeWatcher(Service):
     """Calls ``on_change()`` whenever something under a synced directory changes."""
@@ -28,6 +31,8 @@ class SyncedTreeWatcher(Service):
         self.reactor = reactor
         self.log = log
         self._notifier: Any = None
+        self._inotify: Any = None
+        self._restart_call: Any = None
 
     def startService(self) -> None:
         """Start watching; without inotify support, only the periodic scan remains."""
@@ -37,7 +42,12 @@ class SyncedTreeWatcher(Service):
         except ImportError:
             self.log.info("inotify is not available: relying on the periodic scan only.")
             return
-        mask = (
+        self._inotify = inotify
+        self._watch_all()
+
+    def _mask(self) -> int:
+        inotify = self._inotify
+        return int(
             inotify.IN_MODIFY
             | inotify.IN_CREATE
             | inotify.IN_DELETE
@@ -45,17 +55,18 @@ class SyncedTreeWatcher(Service):
             | inotify.IN_MOVED_TO
             | inotify.IN_CLOSE_WRITE
             | inotify.IN_ATTRIB
-            | inotify.IN_DELETE_SELF
         )
+
+    def _watch_all(self) -> None:
         try:
-            self._notifier = inotify.INotify(self.reactor)
+            self._notifier = self._inotify.INotify(self.reactor)
             self._notifier.startReading()
             for item in SYNC_ITEMS:
                 directory = self.home / item.directory
                 directory.mkdir(parents=True, exist_ok=True)
                 self._notifier.watch(
                     FilePath(str(directory)),
-                    mask=mask,
+                    mask=self._mask(),
                     autoAdd=item.recursive,
                     recursive=item.recursive,
                     callbacks=[self._changed],
@@ -63,12 +74,39 @@ class SyncedTreeWatcher(Service):
         except Exception as error:
             self.log.warn("Could not watch the synced directories: {error}", error=error)
 
-    def _changed(self, watch: Any, path: FilePath[str], mask: int) -> None:
+    def _changed(self, watch: Any, path: FilePath[Any], mask: int) -> None:
+        inotify = self._inotify
+        if mask & inotify.IN_DELETE_SELF:
+            # Twisted's INotify closes the whole notifier after a watched directory is
+            # deleted: start a fresh one over the directories that remain.
+            if self._restart_call is None or not self._restart_call.active():
+                self._restart_call = self.reactor.callLater(RESTART_DELAY, self._restart)
+        elif mask & inotify.IN_MOVED_TO and mask & inotify.IN_ISDIR and self._notifier:
+            # Twisted adds watches for directories created in place, not for renamed-in ones.
+            try:
+                self._notifier.watch(
+                    path, mask=self._mask(), autoAdd=True, recursive=True, callbacks=[self._changed]
+                )
+            except Exception as error:
+                self.log.warn("Could not watch {path}: {error}", path=path.path, error=error)
+        self.on_change()
+
+    def _restart(self) -> None:
+        self._restart_call = None
+        if not self.running:
+            return
+        old, self._notifier = self._notifier, None
+        if old is not None:
+            old.loseConnection()
+        self._watch_all()
         self.on_change()
 
     def stopService(self) -> None:
         """Stop watching."""
         super().stopService()
+        if self._restart_call is not None and self._restart_call.active():
+            self._restart_call.cancel()
+        self._restart_call = None
         if self._notifier is not None:
             self._notifier.loseConnection()
             self._notifier = None

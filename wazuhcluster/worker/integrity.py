@@ -22,7 +22,7 @@ from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_f
 from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
 from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_tree, table_digest
 from wazuhcluster.logs import ClusterLog
-from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.tasks import CallOnStart, PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
@@ -73,6 +73,9 @@ class WorkerIntegrity(LinkFeature):
             self.check_log,
             run_at_start=False,
         )
+
+    def remove_leftovers(self) -> None:
+        """Remove temp files an interrupted sync left (at start, before any sync runs)."""
         removed = cleanup_temp_files(self.home)
         if removed:
             self.sync_log.info(
@@ -189,8 +192,8 @@ class WorkerIntegrity(LinkFeature):
             self._awaiting.errback(ConnectionError("the link to the master was lost"))
 
     def services(self) -> Iterable[IService]:
-        """The integrity task."""
-        return (self.task,)
+        """The start-up cleanup of leftover temp files, then the integrity task."""
+        return (CallOnStart(self.remove_leftovers), self.task)
 
 
 class _ChangedLocator(amp.CommandLocator):

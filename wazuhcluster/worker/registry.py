@@ -74,7 +74,8 @@ class WorkerRegistry(LinkFeature):
     async def forward(self, request: EnrollmentRequest, source_ip: str) -> str:
         """Relay an enrollment to the master; the agent gets the master's answer."""
         if not self.link.connected:
-            self.log.error(
+            # The agent is told and retries; the lost master link is logged by the link itself.
+            self.log.warn(
                 "Enrollment of {name!r} refused: not connected to the master.", name=request.name
             )
             return error_reply(CANNOT_REACH_MASTER)
