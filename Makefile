@@ -105,7 +105,7 @@ install: ## install in a venv under PREFIX, service files under SYSCONFDIR (see 
 	else \
 		$(SERVICE_PATHS) etc/default/wazuhcluster > $(INSTALL_ETC)/default/wazuhcluster; \
 	fi
-	install -m 0644 etc/wazuh-manager.conf.example README.md $(INSTALL_DOC)/
+	install -m 0644 etc/wazuh-manager.conf.example etc/nginx/wazuhcluster-lb.conf README.md $(INSTALL_DOC)/
 	@echo "installed. Next, as root:"
 	@echo "  useradd --system --user-group --home-dir $(WAZUH_HOME) --shell /usr/sbin/nologin wazuh-manager"
 	@echo "  install -d -o wazuh-manager -g wazuh-manager -m 0750 $(WAZUH_HOME) $(WAZUH_HOME)/etc"
