@@ -106,3 +106,13 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.successResultOf(self.service.stopService())
         self.assertEqual(len(self.alerts()), 1)
         self.assertIsNone(self.service.writer)
+
+    def test_reopen_after_rotation(self) -> None:
+        """After logrotate renames alerts.json, reopening writes new alerts to a new file."""
+        self.service(event(SSH_FAIL))
+        path = self.home.alerts_dir / "alerts.json"
+        path.rename(path.with_suffix(".json.1"))
+        self.successResultOf(self.service.reopen_alerts())
+        self.service(event(SSH_FAIL))
+        self.assertEqual(len(path.with_suffix(".json.1").read_text().splitlines()), 1)
+        self.assertEqual(len(self.alerts()), 1)

@@ -176,6 +176,17 @@ class AnalysisService(Service):
         self.stats.analysed += len(batch)
         self.stats.alerts += alerts
 
+    def reopen_alerts(self) -> Deferred[None]:
+        """Close and reopen alerts.json (after logrotate renamed it), between two batches."""
+        return self._on_analysis_thread(self._reopen_writer)
+
+    def _reopen_writer(self) -> None:
+        old = self.writer
+        if old is None:
+            return
+        self.writer = AlertWriter(old.path)
+        old.close()
+
     # --- reload --------------------------------------------------------------------------------
     def reload(self) -> Deferred[None]:
         """Build a new engine off the reactor and swap it in; keep the old one on failure."""

@@ -251,7 +251,7 @@ class MasterService(MultiService):
             queue_size=self.sections.remote.queue_size,
         )
         self.analysis.setServiceParent(self)
-        self.reload_actions = [self.analysis.reload]
+        self.reload_actions = [self.analysis.reopen_alerts, self.analysis.reload]
         self.node.reload_ruleset = self.analysis.reload
         self.channel = AgentChannelService(
             home.client_keys,

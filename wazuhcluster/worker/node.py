@@ -118,7 +118,7 @@ class WorkerService(MultiService):
             queue_size=sections.remote.queue_size,
         )
         self.integrity.on_ruleset_changed.append(self.analysis.reload)
-        self.reload_actions = [self.analysis.reload]
+        self.reload_actions = [self.analysis.reopen_alerts, self.analysis.reload]
         self.channel = AgentChannelService(
             home.client_keys,
             sections.remote,
