@@ -31,9 +31,14 @@ ENROLLMENT_PER_ADDRESS = 256
 
 def peer_address(transport: Any) -> str:
     """The peer's IP as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
-    host = getattr(transport.getPeer(), "host", None)
+    return host_text(transport.getPeer())
+
+
+def host_text(address: Any, unknown: str = "unknown") -> str:
+    """The IP of an address as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
+    host = getattr(address, "host", None)
     if not host:
-        return "unknown"
+        return unknown
     try:
         parsed = ipaddress.ip_address(str(host).split("%", 1)[0])
     except ValueError:

@@ -14,7 +14,6 @@ is closed (remoted's overtake rule).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections import Counter
 from collections.abc import Callable, Generator
@@ -29,6 +28,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
+from wazuhcluster.limits import host_text
 from wazuhcluster.logs import ClusterLog
 
 DEFAULT_OVERTAKE_TIME = 60.0
@@ -84,20 +84,6 @@ class ChannelStats:
     overtaken: int = 0
     pushes: int = 0
     sent: int = 0
-
-
-def _peer_host(address: IAddress) -> str:
-    """The peer's IP as text; IPv4-mapped IPv6 addresses become plain IPv4."""
-    host = getattr(address, "host", None)
-    if not host:
-        return "unknown"
-    try:
-        parsed = ipaddress.ip_address(str(host).split("%", 1)[0])
-    except ValueError:
-        return str(host)
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
 
 
 class AgentChannelProtocol(Protocol):
@@ -435,7 +421,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
 
     def buildProtocol(self, addr: IAddress | None) -> AgentChannelProtocol:
         """A protocol for one accepted connection."""
-        return AgentChannelProtocol(self, _peer_host(addr) if addr is not None else "unknown")
+        return AgentChannelProtocol(self, host_text(addr) if addr is not None else "unknown")
 
     def connection_for(self, agent_id: str) -> AgentChannelProtocol | None:
         """The live connection of an agent, if any."""

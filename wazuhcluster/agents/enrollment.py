@@ -30,6 +30,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from wazuhcluster.limits import host_text
 from wazuhcluster.registry.groups import MAX_GROUPS_PER_AGENT, group_name_problem
 from wazuhcluster.registry.keys import KeyEntry
 from wazuhcluster.registry.model import agent_name_problem, normalize_ip
@@ -250,11 +251,8 @@ Undelivered = Callable[[EnrollmentRequest, str], None]
 
 
 def peer_host(address: IAddress) -> str:
-    """The client's IP as text (IPv4-mapped IPv6 shown as IPv4)."""
-    host = str(getattr(address, "host", "") or "")
-    if host.startswith("::ffff:") and "." in host:
-        host = host[len("::ffff:") :]
-    return host or "any"
+    """The client's IP as text (IPv4-mapped IPv6 shown as IPv4), ``any`` when unknown."""
+    return host_text(address, unknown="any")
 
 
 class EnrollmentServerProtocol(Protocol):
