@@ -94,7 +94,7 @@ def growth(csv_path: Path, png_path: Path) -> None:
         (axes[0], "workers", "agents", most_agents),
         (axes[1], "agents", "workers", most_workers),
     ):
-        for name in names:
+        for index, name in enumerate(names):
             points = sorted(
                 (int(r[key]), float(r["max"]))
                 for r in rows
@@ -103,7 +103,8 @@ def growth(csv_path: Path, png_path: Path) -> None:
             if len(points) < 2:
                 continue
             first = points[0][1] or 1e-9
-            axis.plot([p[0] for p in points], [p[1] / first for p in points], "o-", label=name)
+            style = "o-" if index < 10 else "s--"  # the colour cycle has ten colours
+            axis.plot([p[0] for p in points], [p[1] / first for p in points], style, label=name)
         xs = sorted({int(r[key]) for r in rows if int(r[fixed_key]) == fixed})
         if xs:
             axis.plot(xs, [x / xs[0] for x in xs], "k--", linewidth=1, label="linear")
