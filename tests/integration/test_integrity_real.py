@@ -456,7 +456,3 @@ class RescanRaceTests(SynchronousTestCase):
         clock.advance(1.0)
         self.assertEqual(len(calls), 2, "the announcement was dropped")
 
-    test_announcement_during_worker_check_is_not_dropped.todo = (  # type: ignore[attr-defined]
-        "worker/integrity.py _ChangedLocator: task.run_now() during a running check returns "
-        "that check, so the announcement waits for the next periodic check"
-    )

@@ -65,6 +65,7 @@ class WorkerIntegrity(LinkFeature):
         self.check_log = ClusterLog(tag, "Integrity check")
         self.sync_log = ClusterLog(tag, "Integrity sync")
         self._awaiting: Deferred[None] | None = None
+        self._check_again = False
         self.task = PeriodicTask(
             "integrity",
             link.timings.sync_integrity,
@@ -82,8 +83,24 @@ class WorkerIntegrity(LinkFeature):
                 "Removed {count} temp files of an interrupted sync.", count=len(removed)
             )
 
+    def check_soon(self) -> None:
+        """Check now; if a check is running, check again as soon as it ends (its scan may
+        predate the change the master announced)."""
+        if self.task.busy:
+            self._check_again = True
+            return
+        self.task.run_now()
+
     async def check(self) -> None:
         """One integrity check: digest, then table and files only if they differ."""
+        try:
+            await self._check()
+        finally:
+            if self._check_again:
+                self._check_again = False
+                self.clock.callLater(0, self.task.run_now)
+
+    async def _check(self) -> None:
         if not self.link.connected or self._awaiting is not None:
             return
         started = self.status.last_check_start = self.clock.seconds()
@@ -204,7 +221,7 @@ class _ChangedLocator(amp.CommandLocator):
 
     @wire.IntegrityChanged.responder
     def integrity_changed(self, digest: str) -> dict[str, Any]:
-        """The master's files changed: run a check now (unless one is running)."""
+        """The master's files changed: check now, or right after the check in flight."""
         if self.feature.table is None or table_digest(self.feature.table) != digest:
-            self.feature.task.run_now()
+            self.feature.check_soon()
         return {}
