@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TRIAL_ARGS ?= tests
 
-.PHONY: help venv test unit integration lint typecheck demo bench clean smoke
+.PHONY: help venv system-deps test unit integration lint typecheck demo bench clean smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,19 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP) ## create or refresh the virtualenv with the project and its test tools
+
+system-deps: ## (root) install the system tools some integration tests drive: nginx, logrotate
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		need=""; \
+		command -v nginx >/dev/null || need="$$need nginx-light libnginx-mod-stream"; \
+		command -v logrotate >/dev/null || need="$$need logrotate"; \
+		if [ -n "$$need" ]; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null 2>&1; \
+			  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need >/dev/null 2>&1; } || \
+			echo "system-deps: could not install$$need; the tests that need them say so"; \
+		fi; \
+	fi
 
 test: $(STAMP) ## run the whole trial suite (unit and integration)
 	$(BIN)/python -b -m twisted.trial --reporter=text $(TRIAL_ARGS)
