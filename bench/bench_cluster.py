@@ -776,7 +776,8 @@ def main() -> None:
         return
     run, summary = run_scenario(scenario(options.workers, options.agents), options.keep)
     tag = options.tag
-    series = run.series
+    # RSS and descriptor counts stay in the summary; the timeline keeps what is plotted.
+    series = [row for row in run.series if "RSS" not in row[2] and "FDs" not in row[2]]
     t0 = run.phases["setup"][0]
     write_csv(
         out / f"cluster_timeline{tag}.csv",
