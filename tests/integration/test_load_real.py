@@ -63,6 +63,15 @@ def preenroll(cluster: LocalCluster, count: int) -> list[str]:
     return [line for line in home.client_keys.read_text().splitlines() if line.strip()]
 
 
+def task_seconds(lines: list[str], task: str) -> dict[str, float]:
+    """Max and mean of the ``Finished in Xs`` durations the log reports for ``task``."""
+    pattern = re.compile(rf"\[{re.escape(task)}\] Finished in ([0-9.]+)s")
+    found = [float(m.group(1)) for m in map(pattern.search, lines) if m]
+    if not found:
+        return {"runs": 0}
+    return {"runs": len(found), "max": max(found), "mean": round(sum(found) / len(found), 3)}
+
+
 def sync_repeats(lines: list[str]) -> int:
     """The longest run of identical consecutive integrity-sync summaries."""
     longest = run = 0
@@ -190,6 +199,14 @@ class LoadTests(ClusterTestCase):
                 for n in nodes
             },
             "joins": {n: nodes[n].log_text().count(CONNECTED) for n in workers},
+            "agent_info_seconds": {
+                n: task_seconds(nodes[n].log_text().splitlines(), "Agent-info sync")
+                for n in workers
+            },
+            "integrity_check_seconds": {
+                n: task_seconds(nodes[n].log_text().splitlines(), "Integrity check")
+                for n in workers
+            },
             "longest_sync_repeat": {
                 n: sync_repeats(nodes[n].log_text().splitlines()) for n in workers
             },
