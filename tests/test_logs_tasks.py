@@ -148,3 +148,26 @@ class PeriodicTaskTests(SynchronousTestCase):
         self.clock.advance(5)
         self.assertEqual(done, [True])
         self.successResultOf(task.stopService())
+
+    def test_phase_delays_every_run(self) -> None:
+        """With a phase, the first run waits that long and the next ones follow the interval."""
+        calls: list[float] = []
+        task = PeriodicTask(
+            "t", 10, lambda: calls.append(self.clock.seconds()), self.clock, self.log, phase=3
+        )
+        task.startService()
+        self.clock.advance(2.9)
+        self.assertEqual(calls, [])
+        self.clock.advance(0.1)
+        self.clock.advance(10)
+        self.assertEqual(calls, [3, 13])
+        self.successResultOf(task.stopService())
+
+    def test_stop_before_phase_ends(self) -> None:
+        """Stopping during the phase cancels the pending start."""
+        calls: list[float] = []
+        task = PeriodicTask("t", 10, lambda: calls.append(1.0), self.clock, self.log, phase=5)
+        task.startService()
+        self.successResultOf(task.stopService())
+        self.clock.advance(20)
+        self.assertEqual(calls, [])

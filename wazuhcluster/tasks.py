@@ -31,13 +31,18 @@ class PeriodicTask(Service):
         clock: IReactorTime,
         log: ClusterLog,
         run_at_start: bool = True,
+        phase: float = 0.0,
     ) -> None:
+        """``phase`` delays the first run (and so every later one) by that many seconds, so
+        that many nodes with the same interval do not all report at the same moment."""
         self.setName(name)
         self.interval = interval
         self.body = body
         self.clock = clock
         self.log = log
         self.run_at_start = run_at_start
+        self.phase = phase
+        self._phase_call: Any = None
         self.last_start: float | None = None
         self.last_end: float | None = None
         self.last_duration: float | None = None
@@ -87,11 +92,20 @@ class PeriodicTask(Service):
         return self._run_once()
 
     def startService(self) -> None:
-        """Start looping."""
+        """Start looping (after ``phase`` seconds when one is set)."""
         super().startService()
         self._loop = LoopingCall(self._loop_body)
         self._loop.clock = self.clock
-        stopped = self._loop.start(self.interval, now=self.run_at_start)
+        if self.phase > 0:
+            self._phase_call = self.clock.callLater(self.phase, self._start_loop, True)
+        else:
+            self._start_loop(self.run_at_start)
+
+    def _start_loop(self, now: bool) -> None:
+        self._phase_call = None
+        if self._loop is None:
+            return
+        stopped = self._loop.start(self.interval, now=now)
         stopped.addErrback(lambda failure: self.log.failure("Task stopped", failure))
 
     def _loop_body(self) -> Deferred[None]:
@@ -103,6 +117,9 @@ class PeriodicTask(Service):
     def stopService(self) -> Deferred[None]:
         """Stop looping; the returned Deferred fires when the run in flight (if any) ends."""
         super().stopService()
+        if self._phase_call is not None and self._phase_call.active():
+            self._phase_call.cancel()
+        self._phase_call = None
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None

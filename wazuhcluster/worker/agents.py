@@ -10,6 +10,7 @@ whole table.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,13 +43,17 @@ class WorkerAgents(LinkFeature):
         self.master_checksum: str | None = None
         self.mismatches = 0
         self.last_info: dict[str, Any] = {}
+        interval = link.timings.sync_agent_info
         self.info_task = PeriodicTask(
             "agent-info",
-            link.timings.sync_agent_info,
+            interval,
             self.send_info,
             reactor,
             self.info_log,
             run_at_start=False,
+            # Workers started together would report in the same second and queue at the
+            # master; a random phase spreads their reports over the interval.
+            phase=random.uniform(0, interval),
         )
 
     async def send_info(self) -> None:
