@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster, short_temp_dir, write_config
 from wazuhcluster.control import commands
-from wazuhcluster.control.cli import format_nodes
+from wazuhcluster.control.cli import format_agents, format_nodes
 from wazuhcluster.control.server import ControlProtocol
 from wazuhcluster.devcluster import LocalCluster
 from wazuhcluster.tap import Options, build_service
@@ -65,6 +65,35 @@ class ControlTests(SynchronousTestCase):
                 "NAME              TYPE    VERSION  ADDRESS",
                 "master            master  0.1.0    10.0.0.1",
                 "worker-long-name  worker  0.1.1    10.0.0.2",
+            ],
+        )
+
+    def test_agents_table(self) -> None:
+        """The -a table has Wazuh's columns, unknown values printed as such."""
+        agents = [
+            {
+                "id": "001",
+                "name": "web-1",
+                "ip": "any",
+                "status": "active",
+                "version": "Wazuh v4.14.7",
+                "node_name": "worker1",
+            },
+            {
+                "id": "002",
+                "name": "db",
+                "ip": "10.0.0.9",
+                "status": "never_connected",
+                "version": "unknown",
+                "node_name": "unknown",
+            },
+        ]
+        self.assertEqual(
+            format_agents(agents).splitlines(),
+            [
+                "ID   NAME   IP        STATUS           VERSION        NODE NAME",
+                "001  web-1  any       active           Wazuh v4.14.7  worker1",
+                "002  db     10.0.0.9  never_connected  unknown        unknown",
             ],
         )
 
