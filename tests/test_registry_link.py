@@ -162,3 +162,62 @@ class RegistryLinkTests(SynchronousTestCase):
         before = (shared / "db" / "merged.mg").stat().st_mtime_ns
         self.successResultOf(self.master.rebuild_group_files())
         self.assertEqual((shared / "db" / "merged.mg").stat().st_mtime_ns, before)
+
+
+class KeyPushBatchTests(SynchronousTestCase):
+    """Key pushes on a worker: merged in order, and a burst written once."""
+
+    def test_pushes_merge_in_order(self) -> None:
+        """Removals, additions and a name taken over by a new id end as the master decided."""
+        from pathlib import Path
+
+        from wazuhcluster.worker.registry import merge_pushes
+
+        path = Path(self.mktemp())
+        key = "k" * 64
+        count = merge_pushes(
+            path,
+            [
+                ([{"id": "001", "name": "agent-a", "ip": "any", "key": key},
+                  {"id": "002", "name": "agent-b", "ip": "any", "key": key}], []),
+                ([{"id": "003", "name": "agent-a", "ip": "any", "key": key}], ["002"]),
+            ],
+        )  # fmt: skip
+        self.assertEqual(count, 1)
+        self.assertEqual([(e.id, e.name) for e in read_client_keys(path)], [("003", "agent-a")])
+
+    def test_burst_written_once(self) -> None:
+        """Pushes arriving while a merge runs wait for it, then share one more write; each
+        push's caller resumes only once its keys are written."""
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
+
+        writes: list[tuple[Deferred[int], list[Any]]] = []
+
+        def run_in_thread(function: Any, path: Any, batch: list[Any]) -> Deferred[int]:
+            done: Deferred[int] = Deferred()
+            writes.append((done, list(batch)))
+            return done
+
+        link = SimpleNamespace(cluster=SimpleNamespace(node_name="w1"))
+        home = Home(Path(self.mktemp()))
+        feature = WorkerRegistry(
+            home.client_keys, default_auth(home.root), link, Clock(), run_in_thread=run_in_thread
+        )
+        entry = {"id": "001", "name": "agent-a", "ip": "any", "key": "k" * 64}
+        first = ensureDeferred(feature.apply_push([entry], []))
+        second = ensureDeferred(feature.apply_push([], ["007"]))
+        third = ensureDeferred(feature.apply_push([], ["008"]))
+        self.assertEqual(len(writes), 1)
+        writes[0][0].callback(1)
+        self.successResultOf(first)
+        self.assertNoResult(second)
+        self.assertEqual(len(writes), 2)
+        self.assertEqual(writes[1][1], [([], ["007"]), ([], ["008"])])
+        writes[1][0].callback(1)
+        self.successResultOf(second)
+        self.successResultOf(third)
+        self.assertEqual(len(writes), 2)

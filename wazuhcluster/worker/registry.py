@@ -31,20 +31,38 @@ from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
 
+#: One key push from the master: (added entries, removed ids).
+Push = tuple[list[dict[str, str]], list[str]]
+
 
 def merge_keys(path: Path, added: list[dict[str, str]], removed: list[str]) -> int:
     """Apply pushed additions and removals to client.keys atomically; return the entry count.
 
     An added id replaces any entry with the same id or name (the master already decided).
     """
+    return merge_pushes(path, [(added, removed)])
+
+
+def merge_pushes(path: Path, pushes: list[Push]) -> int:
+    """Apply several pushes, in order, to client.keys with one atomic write; return the count."""
     entries = {entry.id: entry for entry in (read_client_keys(path) if path.exists() else [])}
-    for agent_id in removed:
-        entries.pop(agent_id, None)
-    for item in added:
-        entry = KeyEntry(item["id"], item["name"], item["ip"], item["key"])
-        for stale in [e.id for e in entries.values() if e.name == entry.name]:
-            del entries[stale]
-        entries[entry.id] = entry
+    by_name: dict[str, set[str]] = {}
+    for entry in entries.values():
+        by_name.setdefault(entry.name, set()).add(entry.id)
+    for added, removed in pushes:
+        for agent_id in removed:
+            gone = entries.pop(agent_id, None)
+            if gone is not None:
+                by_name[gone.name].discard(agent_id)
+        for item in added:
+            entry = KeyEntry(item["id"], item["name"], item["ip"], item["key"])
+            old = entries.pop(entry.id, None)
+            if old is not None:
+                by_name[old.name].discard(entry.id)
+            for stale in by_name.pop(entry.name, set()):
+                del entries[stale]
+            entries[entry.id] = entry
+            by_name[entry.name] = {entry.id}
     ordered = sorted(entries.values(), key=lambda entry: entry.id)
     write_client_keys(path, ordered)
     return len(ordered)
@@ -69,6 +87,7 @@ class WorkerRegistry(LinkFeature):
         self.log = ClusterLog(f"Worker {link.cluster.node_name}", "Registry")
         self.on_keys_changed: list[Callable[[], object]] = []
         self._lock = DeferredLock()
+        self._pending: list[Push] = []
 
     # --- enrollment ------------------------------------------------------------------------
     async def forward(self, request: EnrollmentRequest, source_ip: str) -> str:
@@ -135,16 +154,22 @@ class WorkerRegistry(LinkFeature):
         return _KeysLocator(self)
 
     async def apply_push(self, added: list[dict[str, str]], removed: list[str]) -> None:
-        """Merge a push into client.keys (one at a time, in a thread) and tell the listeners."""
+        """Merge a push into client.keys (in a thread) and tell the listeners; returns once the
+        push is on disk. Pushes that arrive while a merge runs are merged together in the next
+        one: one rewrite of client.keys for a burst of enrollments, not one per agent."""
+        self._pending.append((added, removed))
         await self._lock.acquire()
         try:
-            count = await self.run_in_thread(merge_keys, self.client_keys, added, removed)
+            batch, self._pending = self._pending, []
+            if not batch:
+                return  # an earlier merge already wrote this push
+            count = await self.run_in_thread(merge_pushes, self.client_keys, batch)
         finally:
             self._lock.release()
         self.log.info(
             "Keys updated by the master: {added} added, {removed} removed ({count} agents).",
-            added=len(added),
-            removed=len(removed),
+            added=sum(len(push[0]) for push in batch),
+            removed=sum(len(push[1]) for push in batch),
             count=count,
         )
         for hook in list(self.on_keys_changed):
