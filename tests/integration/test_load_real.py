@@ -37,7 +37,7 @@ from wazuhcluster.registry.store import Registry, RegistryFiles
 
 WORKERS = int(os.environ.get("WAZUHCLUSTER_LOAD_WORKERS", "3"))
 AGENTS = int(os.environ.get("WAZUHCLUSTER_LOAD_AGENTS", "1500"))
-SECONDS = float(os.environ.get("WAZUHCLUSTER_LOAD_SECONDS", "40"))
+SECONDS = float(os.environ.get("WAZUHCLUSTER_LOAD_SECONDS", "30"))
 REPORT = os.environ.get("WAZUHCLUSTER_LOAD_REPORT")
 KEEPALIVE = os.environ.get("WAZUHCLUSTER_LOAD_KEEPALIVE", "5")
 EPS = os.environ.get("WAZUHCLUSTER_LOAD_EPS", str(max(AGENTS // 100, 10)))
