@@ -83,6 +83,8 @@ class ClusterConfig:
     tls: TlsPaths
     timings: Timings
     warnings: tuple[str, ...] = ()
+    #: Concurrent cluster connections the master accepts from one address (Wazuh: 10).
+    max_connections_per_ip: int = 10
 
 
 @frozen
@@ -242,6 +244,7 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
         tls=tls,
         timings=timings,
         warnings=tuple(warnings),
+        max_connections_per_ip=section.integer("max_connections_per_ip", 10, 1, 100000),
     )
 
 

@@ -20,9 +20,6 @@ from zope.interface import alsoProvides
 
 from wazuhcluster.logs import ClusterLog
 
-#: Wazuh's MAX_CONNECTIONS_PER_IP on the cluster port.
-CLUSTER_PER_ADDRESS = 10
-
 #: Concurrent enrollment connections from one address (authd has no such limit; agents
 #: behind one NAT address enroll in bursts, so this only stops one address from taking
 #: every slot of the global cap).

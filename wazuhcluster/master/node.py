@@ -20,7 +20,7 @@ from wazuhcluster.config import NodeConfig
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.health import Verdict, cluster_verdict, worker_verdict
-from wazuhcluster.limits import CLUSTER_PER_ADDRESS, LimitedFactory
+from wazuhcluster.limits import LimitedFactory
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
@@ -212,7 +212,7 @@ class MasterService(MultiService):
                 self.node.build_factory(),
                 reactor,
                 self.node.log,
-                max_per_address=CLUSTER_PER_ADDRESS,
+                max_per_address=cluster.max_connections_per_ip,
             )
             self.listener = StreamServerEndpointService(endpoint, factory)
             self.listener.setName("cluster-listener")

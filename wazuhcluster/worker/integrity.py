@@ -61,6 +61,8 @@ class WorkerIntegrity(LinkFeature):
         self.table: FileTable | None = None
         self.status = IntegrityStatus()
         self.on_ruleset_changed: list[Callable[[], object]] = []
+        #: Called with the paths a sync created, updated or deleted.
+        self.on_files_changed: list[Callable[[set[str]], object]] = []
         tag = f"Worker {link.cluster.node_name}"
         self.check_log = ClusterLog(tag, "Integrity check")
         self.sync_log = ClusterLog(tag, "Integrity sync")
@@ -182,6 +184,12 @@ class WorkerIntegrity(LinkFeature):
         self.sync_log.info(
             "Finished in {seconds:.3f}s.", seconds=self.status.last_sync_end - started
         )
+        changed = {*result.created, *result.updated, *result.deleted}
+        for files_hook in list(self.on_files_changed):
+            try:
+                files_hook(changed)
+            except Exception:
+                self.sync_log.failure("A files-changed hook failed")
         if result.ruleset_changed:
             for hook in list(self.on_ruleset_changed):
                 try:

@@ -134,6 +134,9 @@ class WorkerService(MultiService):
             home.shared, home.root / "var" / "multigroups", self.agents.table
         )
         self.registry.on_keys_changed.append(self.channel.reload_keys)
+        self.integrity.on_files_changed.append(
+            lambda paths: self.channel.reload_keys() if "etc/client.keys" in paths else None
+        )
         for feature in (self.integrity, self.registry, self.agents):
             self.link.features.add(feature)
             for service in feature.services():
