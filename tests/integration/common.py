@@ -13,6 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.helpers import short_temp_dir
 from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
 
+#: The repository root (simulators run from it).
+REPO = Path(__file__).resolve().parents[2]
 #: Generous: CI machines are shared and sometimes slow.
 DEADLINE = 60.0
 
@@ -59,6 +61,36 @@ class ClusterTestCase(SynchronousTestCase):
         node.start()
         self.addCleanup(node.kill)
         return node
+
+    def start_simulator(self, *args: str, output: Path | None = None) -> subprocess.Popen[str]:
+        """Start wazuh-agent-sim with ``args``; it is killed after the test if still running.
+
+        Its output is piped (read it with ``communicate``) unless ``output`` names a file.
+        """
+        log = output.open("w") if output is not None else None
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
+                *args,
+            ],
+            stdout=log or subprocess.PIPE,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        if log is not None:
+            log.close()
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=DEADLINE)
+
+        self.addCleanup(stop)
+        return process
 
     def wait_log(self, node: NodeProcess, text: str, timeout: float = DEADLINE) -> None:
         """Wait until ``text`` appears in the node's cluster.log, or fail showing the log."""

@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from tests.integration.common import DEADLINE, ClusterTestCase, control
 from wazuhcluster.devcluster import LocalCluster, wait_for
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def agents(cluster: LocalCluster, node: str) -> dict[str, dict[str, Any]]:
@@ -30,32 +26,15 @@ class AgentsTests(ClusterTestCase):
     def simulate(self, cluster: LocalCluster, node: str, *args: str) -> subprocess.Popen[str]:
         """Start wazuh-agent-sim against ``node``'s ports; it is stopped after the test."""
         ports = cluster.node_ports(node)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
-                "--port",
-                str(ports["agents"]),
-                "--enroll-port",
-                str(ports["enrollment"]),
-                "--keepalive",
-                "1",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
+        return self.start_simulator(
+            "--port",
+            str(ports["agents"]),
+            "--enroll-port",
+            str(ports["enrollment"]),
+            "--keepalive",
+            "1",
+            *args,
         )
-
-        def stop() -> None:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=DEADLINE)
-
-        self.addCleanup(stop)
-        return process
 
     def finish(self, process: subprocess.Popen[str]) -> dict[str, Any]:
         """Stop a simulator with SIGINT (agents send shutdown) and return its summary."""

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 from tests.integration.common import DEADLINE, ClusterTestCase
 from wazuhcluster.devcluster import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 EVENTS = (
     "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin from 198.51.100.7 "
     "port 5555 ssh2\n"
@@ -35,28 +31,18 @@ class AnalysisTests(ClusterTestCase):
         self.wait_log(worker, "Successfully connected")
         events = cluster.base / "events.txt"
         events.write_text(EVENTS)
-        simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
-                "--home",
-                str(cluster.home("worker1").root),
-                "--agents",
-                "2",
-                "--keepalive",
-                "1",
-                "--events",
-                str(events),
-                "--eps",
-                "4",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
+        simulator = self.start_simulator(
+            "--home",
+            str(cluster.home("worker1").root),
+            "--agents",
+            "2",
+            "--keepalive",
+            "1",
+            "--events",
+            str(events),
+            "--eps",
+            "4",
         )
-        self.addCleanup(lambda: simulator.poll() is None and simulator.kill())
         alerts_file = cluster.home("worker1").alerts_dir / "alerts.json"
 
         def rule_ids() -> set[str]:

@@ -212,35 +212,18 @@ class AgentInfoKillTests(KillRounds):
     def simulate(self, count: int) -> subprocess.Popen[str]:
         """wazuh-agent-sim with ``count`` agents on the worker (enrolled through it)."""
         ports = self.cluster.node_ports("worker1")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
-                "--port",
-                str(ports["agents"]),
-                "--enroll-port",
-                str(ports["enrollment"]),
-                "--keepalive",
-                "1",
-                "--agents",
-                str(count),
-                "--name-prefix",
-                "info-",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
+        return self.start_simulator(
+            "--port",
+            str(ports["agents"]),
+            "--enroll-port",
+            str(ports["enrollment"]),
+            "--keepalive",
+            "1",
+            "--agents",
+            str(count),
+            "--name-prefix",
+            "info-",
         )
-
-        def stop() -> None:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=DEADLINE)
-
-        self.addCleanup(stop)
-        return process
 
     def statuses(self) -> dict[str, str]:
         """name → connection_status in the master's registry (read-only)."""

@@ -8,9 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SkipTest
@@ -19,7 +17,6 @@ from tests.integration.common import DEADLINE, ClusterTestCase, control
 from wazuhcluster import nginx
 from wazuhcluster.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 AGENTS = 10
 #: What apt-get may install, tried in order: Debian 12 splits the stream module out.
 PACKAGE_SETS = (
@@ -133,30 +130,6 @@ class LoadBalancerTests(ClusterTestCase):
             self.fail(f"nginx did not start:\n{balancer.log_text()[-3000:]}")
         return enrollment_port, agents_port
 
-    def simulate(self, *args: str) -> subprocess.Popen[str]:
-        """Start wazuh-agent-sim; it is killed after the test if still running."""
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-        def stop() -> None:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=DEADLINE)
-
-        self.addCleanup(stop)
-        return process
-
     def restart(self, cluster: LocalCluster, name: str) -> NodeProcess:
         """Start worker ``name`` again and wait until it has joined the master once more."""
         node = self.start(cluster, name, "worker")
@@ -177,7 +150,7 @@ class LoadBalancerTests(ClusterTestCase):
             self.wait_log(worker, "Successfully connected")
         enrollment_port, agents_port = self.start_nginx(cluster)
 
-        simulator = self.simulate(
+        simulator = self.start_simulator(
             "--manager", "127.0.0.1",
             "--enroll-port", str(enrollment_port),
             "--port", str(agents_port),

@@ -17,8 +17,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,7 +40,6 @@ REPORT = os.environ.get("WAZUHCLUSTER_LOAD_REPORT")
 KEEPALIVE = os.environ.get("WAZUHCLUSTER_LOAD_KEEPALIVE", "5")
 EPS = os.environ.get("WAZUHCLUSTER_LOAD_EPS", str(max(AGENTS // 100, 10)))
 SAMPLE_EVERY = 3.0
-REPO = Path(__file__).resolve().parents[2]
 CONNECTED = "Successfully connected to master"
 _SYNC_SUMMARY = re.compile(r"\[Integrity sync\] (?!Starting|Finished)(.*)$")
 
@@ -93,37 +90,21 @@ class LoadTests(ClusterTestCase):
     def simulate(self, cluster: LocalCluster, worker: str, keys: Path, count: int) -> None:
         """wazuh-agent-sim for ``count`` agents of ``keys`` on ``worker``; killed at the end."""
         ports = cluster.node_ports(worker)
-        log = (cluster.base / f"sim-{worker}.log").open("w")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
-                "--port",
-                str(ports["agents"]),
-                "--keys",
-                str(keys),
-                "--agents",
-                str(count),
-                "--keepalive",
-                KEEPALIVE,
-                "--eps",
-                str(max(int(EPS) // WORKERS, 1)),
-                "--spread",
-                str(min(20, max(2, count // 200))),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
+        self.start_simulator(
+            "--port",
+            str(ports["agents"]),
+            "--keys",
+            str(keys),
+            "--agents",
+            str(count),
+            "--keepalive",
+            KEEPALIVE,
+            "--eps",
+            str(max(int(EPS) // WORKERS, 1)),
+            "--spread",
+            str(min(20, max(2, count // 200))),
+            output=cluster.base / f"sim-{worker}.log",
         )
-        log.close()
-
-        def stop() -> None:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=DEADLINE)
-
-        self.addCleanup(stop)
 
     def active_agents(self, cluster: LocalCluster) -> int:
         """How many agents the master's registry shows active (read-only)."""
