@@ -563,14 +563,8 @@ class Endpoints:
         """PUT /agents/{agent_id}/group/{group_id}."""
         agent_id, group = _normal_id(call.path["agent_id"]), call.path["group_id"]
         replace = bool(call.params.get("force_single_group", False))
-        suffix = " and removed from the other groups" if replace else ""
-        msgs = (
-            f"All selected agents were assigned to {group}{suffix}",
-            f"Some agents were not assigned to {group}{suffix}",
-            f"No agents were assigned to {group}",
-        )
-        if not await self.registry.run(lambda registry: registry.group_exists(group)):
-            raise wazuh_error(1710, group)
+        msgs = _assignment_messages(group, replace)
+        await self._require_group(group)
         failed: dict[int, list[str]] = {}
         if agent_id == "000":
             _add_failure(failed, 1703, agent_id)
@@ -591,6 +585,11 @@ class Endpoints:
                 _add_failure(failed, 1737, agent_id)
         affected = [] if failed else [agent_id]
         return Reply(envelope(affected, failed, *msgs))
+
+    async def _require_group(self, group: str) -> None:
+        """Raise Wazuh's 1710 when ``group`` does not exist."""
+        if not await self.registry.run(lambda registry: registry.group_exists(group)):
+            raise wazuh_error(1710, group)
 
     async def _chosen_agents(
         self, wanted: tuple[str, ...] | None, failed: dict[int, list[str]]
@@ -615,14 +614,8 @@ class Endpoints:
         """PUT /agents/group: assign several agents (all by default) to a group."""
         group: str = call.params["group_id"]
         replace = bool(call.params.get("force_single_group", False))
-        suffix = " and removed from the other groups" if replace else ""
-        msgs = (
-            f"All selected agents were assigned to {group}{suffix}",
-            f"Some agents were not assigned to {group}{suffix}",
-            f"No agents were assigned to {group}",
-        )
-        if not await self.registry.run(lambda registry: registry.group_exists(group)):
-            raise wazuh_error(1710, group)
+        msgs = _assignment_messages(group, replace)
+        await self._require_group(group)
         failed: dict[int, list[str]] = {}
         assigned: list[str] = []
         for agent in await self._chosen_agents(call.params.get("agents_list"), failed):
@@ -1024,3 +1017,13 @@ def _notify(hook: Callable[[Any], object] | None, value: Any) -> None:
 async def _maybe_await(result: object) -> None:
     if isinstance(result, Deferred):
         await result
+
+
+def _assignment_messages(group: str, replace: bool) -> tuple[str, str, str]:
+    """Wazuh's messages for assigning agents to ``group`` (all, some, none)."""
+    suffix = " and removed from the other groups" if replace else ""
+    return (
+        f"All selected agents were assigned to {group}{suffix}",
+        f"Some agents were not assigned to {group}{suffix}",
+        f"No agents were assigned to {group}",
+    )
