@@ -55,8 +55,10 @@ typecheck: lint
 demo: $(STAMP) ## run a local master and two workers with agents (Ctrl-C stops them)
 	$(BIN)/python -m wazuhcluster.demo --dir demo
 
-bench: $(STAMP) ## run the benchmarks in bench/ and print their figures
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+bench: $(STAMP) ## run the quick benchmarks (minutes); bench-cluster and bench/README.md for the long ones
+	$(BIN)/pip install -q matplotlib py-spy 2>/dev/null || true  # the 'bench' extra, beside the editable install
+	@for b in bench_integrity bench_analysis bench_enrollment bench_enrollment_worker; do \
+		echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 clean: ## remove caches, build output and dropin.cache files
 	find . -name dropin.cache -not -path './$(VENV)/*' -delete
