@@ -146,7 +146,8 @@ class StreamTestsBase(SynchronousTestCase):
         if command is StreamChunk:
             self.chunks.append((kwargs["offset"], len(kwargs["data"])))
             if self.tamper_at is not None and kwargs["offset"] == self.tamper_at:
-                kwargs["data"] = b"\xff" + kwargs["data"][1:]
+                # Flip the first byte's bits: a fixed value would match random data 1 in 256.
+                kwargs["data"] = bytes([kwargs["data"][0] ^ 0xFF]) + kwargs["data"][1:]
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
