@@ -15,7 +15,6 @@ import sqlite3
 import ssl
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ from wazuhcluster.tls import create_ca, issue_node_certificate, write_file_atomi
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
 from wazuhcluster.wire.handshake import worker_proof
 
-REPO = Path(__file__).resolve().parents[2]
 CONNECTED = "Successfully connected to master"
 #: The agents' disconnection time in these clusters: also the idle timeout of 1514.
 AGENT_IDLE = 4
@@ -314,34 +312,18 @@ class AgentPortTests(HostileTestCase):
     def agent_sim(self, count: int) -> subprocess.Popen[str]:
         """Honest simulated agents on worker1 with a 1 s keep-alive."""
         ports = self.cluster.node_ports("worker1")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
-                "--port",
-                str(ports["agents"]),
-                "--enroll-port",
-                str(ports["enrollment"]),
-                "--keepalive",
-                "1",
-                "--agents",
-                str(count),
-                "--name-prefix",
-                "sim-",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
+        return self.start_simulator(
+            "--port",
+            str(ports["agents"]),
+            "--enroll-port",
+            str(ports["enrollment"]),
+            "--keepalive",
+            "1",
+            "--agents",
+            str(count),
+            "--name-prefix",
+            "sim-",
         )
-
-        def stop() -> None:
-            process.kill()
-            process.communicate(timeout=DEADLINE)
-
-        self.addCleanup(stop)
-        return process
 
     def active_sims(self) -> int:
         """How many simulated agents the master's registry shows active."""

@@ -492,21 +492,8 @@ class Endpoints:
         ids: tuple[str, ...] = params["agents_list"]
         statuses: tuple[str, ...] = params["status"]
         older_than: int = params.get("older_than", 7 * 86400)
-        agents: list[Agent] = await self.registry.list_agents()
-        by_id = {agent.id: agent for agent in agents}
         failed: dict[int, list[str]] = {}
-        if "all" in ids:
-            candidates = list(agents)
-        else:
-            candidates = []
-            for raw in dict.fromkeys(ids):
-                agent_id = _normal_id(raw)
-                if agent_id == "000":
-                    _add_failure(failed, 1703, agent_id)
-                elif agent_id not in by_id:
-                    _add_failure(failed, 1701, agent_id)
-                else:
-                    candidates.append(by_id[agent_id])
+        candidates = await self._chosen_agents(None if "all" in ids else ids, failed)
         now = self.now()
         if "all" not in statuses:
             candidates = [a for a in candidates if a.connection_status in statuses]

@@ -273,3 +273,14 @@ def master_digest(table: Mapping[str, FileMeta]) -> str:
         lines.append(f"{path}\x00{meta.checksum}\x00{meta.mode if mode is None else mode:o}\n")
     text = "".join(lines).encode("utf-8", "surrogateescape")
     return hashlib.sha256(_DIGEST_PREFIX + text).hexdigest()
+
+
+def scan_with_digest(
+    home: str,
+    previous: Mapping[str, FileMeta] | None,
+    stats: ScanStats,
+    digest: Callable[[Mapping[str, FileMeta]], str] = table_digest,
+) -> tuple[FileTable, str]:
+    """Scan ``home`` and digest the table in one call, so one thread job does both."""
+    table = scan_tree(home, previous, stats=stats)
+    return table, digest(table)

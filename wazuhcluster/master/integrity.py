@@ -21,7 +21,7 @@ from twisted.protocols import amp
 
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
 from wazuhcluster.integrity.pack import decode_table, iter_pack, packed_size
-from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_tree
+from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_with_digest
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.tasks import CallOnStop, PeriodicTask
@@ -92,8 +92,9 @@ class MasterIntegrity(LinkFeature):
         """Rescan the synced files (in a thread) and tell workers when the digest changed."""
         started = self.clock.seconds()
         stats = ScanStats()
-        table = await self.run_in_thread(scan_tree, self.home, self.table, stats=stats)
-        digest = master_digest(table)
+        table, digest = await self.run_in_thread(
+            scan_with_digest, self.home, self.table, stats, master_digest
+        )
         changed = digest != self.digest
         self.table, self.digest = table, digest
         for error in stats.errors[:10]:

@@ -20,7 +20,7 @@ from twisted.protocols import amp
 
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
-from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_tree, table_digest
+from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_with_digest
 from wazuhcluster.logs import ClusterLog
 from wazuhcluster.tasks import CallOnStart, PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
@@ -59,6 +59,8 @@ class WorkerIntegrity(LinkFeature):
         self.clock = link.clock
         self.run_in_thread = run_in_thread
         self.table: FileTable | None = None
+        #: Digest of ``table`` (None before the first scan).
+        self.digest: str | None = None
         self.status = IntegrityStatus()
         self.on_ruleset_changed: list[Callable[[], object]] = []
         #: Called with the paths a sync created, updated or deleted.
@@ -107,8 +109,10 @@ class WorkerIntegrity(LinkFeature):
             return
         started = self.status.last_check_start = self.clock.seconds()
         stats = ScanStats()
-        self.table = await self.run_in_thread(scan_tree, self.home, self.table, stats=stats)
-        digest = table_digest(self.table)
+        self.table, self.digest = await self.run_in_thread(
+            scan_with_digest, self.home, self.table, stats
+        )
+        digest = self.digest
         answer = await self.link.call(wire.IntegrityCheck, digest=digest, files=len(self.table))
         verdict = answer["verdict"]
         if verdict == wire.BUSY:
@@ -126,7 +130,7 @@ class WorkerIntegrity(LinkFeature):
         awaiting = self._awaiting
         timeout = self.link.timings.receive_file_timeout
         try:
-            data = encode_table(self.table)
+            data = await self.run_in_thread(encode_table, self.table)
             sent = await self.link.protocol.streams.send(wire.TABLE_KIND, data, size=len(data))
             self.status.last_check_end = self.clock.seconds()
             if sent.reply == "Sync not required.":
@@ -230,6 +234,6 @@ class _ChangedLocator(amp.CommandLocator):
     @wire.IntegrityChanged.responder
     def integrity_changed(self, digest: str) -> dict[str, Any]:
         """The master's files changed: check now, or right after the check in flight."""
-        if self.feature.table is None or table_digest(self.feature.table) != digest:
+        if self.feature.digest != digest:
             self.feature.check_soon()
         return {}
