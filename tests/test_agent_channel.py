@@ -482,6 +482,20 @@ class KeyReloadTests(ChannelTestCase):
         again.dataReceived(agent.frame("1:a:b"))
         self.assertTrue(again_transport.disconnecting)
 
+    def test_set_keys_checks_only_changed_ids(self) -> None:
+        """With ``changed``, only the named agents are compared: a changed key disconnects
+        its agent, an untouched agent stays connected."""
+        one, three = FakeAgent(self.one), FakeAgent(self.three)
+        proto_one, transport_one = self.connect()
+        proto_one.dataReceived(one.frame(_keepalive()))
+        proto_three, transport_three = self.connect("10.0.0.3")
+        proto_three.dataReceived(three.frame(_keepalive()))
+        rekeyed = secure.AgentKey("003", "three", "any", "ef" * 32)
+        self.factory.set_keys(self.keys.updated([rekeyed], []), changed=["003"])
+        self.assertTrue(transport_three.disconnecting)
+        self.assertFalse(transport_one.disconnecting)
+        self.assertIs(self.factory.keys.get("003"), rekeyed)
+
     def test_key_file_watcher(self) -> None:
         """The watcher reloads client.keys only when the file changes."""
         path = self.mktemp()

@@ -361,6 +361,21 @@ class KeyStoreTests(SynchronousTestCase):
         assert entry is not None
         self.assertEqual(entry.ip, "10.0.0.9")
 
+    def test_updated_store(self) -> None:
+        """updated() removes ids, adds and replaces entries, keeps the IP lookup in step and
+        leaves the original store as it was."""
+        first = secure.KeyStore(secure.parse_client_keys(self.TEXT))
+        moved = secure.AgentKey("005", "single", "10.0.0.9", AGENT_KEY)
+        new = secure.AgentKey("008", "fresh", "10.0.0.8", AGENT_KEY)
+        second = first.updated([moved, new], ["001"])
+        self.assertEqual(sorted(e.agent_id for e in second), ["005", "006", "008"])
+        self.assertIsNone(second.by_ip("10.0.0.5"))
+        self.assertIs(second.by_ip("10.0.0.9"), moved)
+        self.assertIs(second.by_ip("10.0.0.8"), new)
+        self.assertEqual(sorted(e.agent_id for e in first), ["001", "005", "006"])
+        self.assertIsNotNone(first.by_ip("10.0.0.5"))
+        self.assertEqual(len(second.updated([], ["005", "404"])), 2)
+
     def test_line(self) -> None:
         """AgentKey.line() gives back the client.keys line."""
         entry = secure.AgentKey("010", "n", "any", "k")

@@ -13,7 +13,7 @@ from wazuhcluster.agents.enrollment import parse_reply, parse_request
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.home import Home
 from wazuhcluster.master.registry import MasterRegistry
-from wazuhcluster.registry.keys import read_client_keys
+from wazuhcluster.registry.keys import KeysDelta, KeysFile, read_client_keys
 from wazuhcluster.registry.service import AsyncRegistry, synchronous_runner
 from wazuhcluster.registry.store import Registry, RegistryFiles
 from wazuhcluster.threads import run_inline
@@ -168,23 +168,23 @@ class KeyPushBatchTests(SynchronousTestCase):
     """Key pushes on a worker: merged in order, and a burst written once."""
 
     def test_pushes_merge_in_order(self) -> None:
-        """Removals, additions and a name taken over by a new id end as the master decided."""
+        """Removals, additions and a name taken over by a new id end as the master decided,
+        and the delta names exactly what changed."""
         from pathlib import Path
-
-        from wazuhcluster.worker.registry import merge_pushes
 
         path = Path(self.mktemp())
         key = "k" * 64
-        count = merge_pushes(
-            path,
+        delta = KeysFile(path).merge(
             [
                 ([{"id": "001", "name": "agent-a", "ip": "any", "key": key},
                   {"id": "002", "name": "agent-b", "ip": "any", "key": key}], []),
                 ([{"id": "003", "name": "agent-a", "ip": "any", "key": key}], ["002"]),
             ],
         )  # fmt: skip
-        self.assertEqual(count, 1)
+        self.assertEqual(delta.count, 1)
         self.assertEqual([(e.id, e.name) for e in read_client_keys(path)], [("003", "agent-a")])
+        self.assertEqual([(e.id, e.name) for e in delta.added], [("003", "agent-a")])
+        self.assertEqual(delta.removed, ("001", "002"))
 
     def test_burst_written_once(self) -> None:
         """Pushes arriving while a merge runs wait for it, then share one more write; each
@@ -197,8 +197,8 @@ class KeyPushBatchTests(SynchronousTestCase):
 
         writes: list[tuple[Deferred[int], list[Any]]] = []
 
-        def run_in_thread(function: Any, path: Any, batch: list[Any]) -> Deferred[int]:
-            done: Deferred[int] = Deferred()
+        def run_in_thread(function: Any, batch: list[Any]) -> Deferred[Any]:
+            done: Deferred[Any] = Deferred()
             writes.append((done, list(batch)))
             return done
 
@@ -212,12 +212,12 @@ class KeyPushBatchTests(SynchronousTestCase):
         second = ensureDeferred(feature.apply_push([], ["007"]))
         third = ensureDeferred(feature.apply_push([], ["008"]))
         self.assertEqual(len(writes), 1)
-        writes[0][0].callback(1)
+        writes[0][0].callback(KeysDelta((), (), 1))
         self.successResultOf(first)
         self.assertNoResult(second)
         self.assertEqual(len(writes), 2)
         self.assertEqual(writes[1][1], [([], ["007"]), ([], ["008"])])
-        writes[1][0].callback(1)
+        writes[1][0].callback(KeysDelta((), (), 1))
         self.successResultOf(second)
         self.successResultOf(third)
         self.assertEqual(len(writes), 2)

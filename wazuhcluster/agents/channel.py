@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from attrs import define, field, frozen
@@ -404,18 +404,28 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         """The current key store."""
         return self._keys
 
-    def set_keys(self, keys: secure.KeyStore) -> None:
-        """Swap in a new key store; agents that lost or changed their key are disconnected."""
+    def set_keys(self, keys: secure.KeyStore, changed: Iterable[str] | None = None) -> None:
+        """Swap in a new key store; agents that lost or changed their key are disconnected.
+
+        ``changed`` (when known) lists the only ids whose entry may differ, so a store
+        updated for one enrollment does not walk every connected agent.
+        """
         old = self._keys
         self._keys = keys
-        for agent_id in list(self._owners):
+        candidates = list(self._owners) if changed is None else list(changed)
+        for agent_id in candidates:
             entry = keys.get(agent_id)
             if entry is None or entry != old.get(agent_id):
-                self._owners[agent_id].close()
+                owner = self._owners.get(agent_id)
+                if owner is not None:
+                    owner.close()
                 self._counters.pop(agent_id, None)
-        for table in (self._counters, self._last_received):
-            for agent_id in [agent_id for agent_id in table if agent_id not in keys]:
-                del table[agent_id]
+                if entry is None:
+                    self._last_received.pop(agent_id, None)
+        if changed is None:
+            for table in (self._counters, self._last_received):
+                for agent_id in [agent_id for agent_id in table if agent_id not in keys]:
+                    del table[agent_id]
 
     # ------------------------------------------------------------------ connections
 

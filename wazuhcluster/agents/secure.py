@@ -420,6 +420,18 @@ def parse_client_keys(
     return entries
 
 
+def _host_of(entry: AgentKey) -> str:
+    """The address a single-host entry is looked up by."""
+    return str(ipaddress.ip_network(entry.ip, strict=False).network_address)
+
+
+def _forget(by_id: dict[str, AgentKey], by_ip: dict[str, AgentKey], agent_id: str) -> None:
+    """Drop ``agent_id`` from both lookups (its IP only if it still points to it)."""
+    gone = by_id.pop(agent_id, None)
+    if gone is not None and gone.single_host and by_ip.get(_host_of(gone)) is gone:
+        del by_ip[_host_of(gone)]
+
+
 class KeyStore:
     """An immutable lookup of agent keys by ID and by single-host IP.
 
@@ -433,9 +445,22 @@ class KeyStore:
         for entry in entries:
             self._by_id[entry.agent_id] = entry
             if entry.single_host:
-                self._by_ip[str(ipaddress.ip_network(entry.ip, strict=False).network_address)] = (
-                    entry
-                )
+                self._by_ip[_host_of(entry)] = entry
+
+    def updated(self, added: Iterable[AgentKey], removed: Iterable[str]) -> KeyStore:
+        """A new store: this one without the ``removed`` ids, then with ``added`` (an added
+        entry replaces the one with its id). Costs a copy of the lookups, not a re-parse."""
+        store = KeyStore()
+        by_id, by_ip = dict(self._by_id), dict(self._by_ip)
+        for agent_id in removed:
+            _forget(by_id, by_ip, agent_id)
+        for entry in added:
+            _forget(by_id, by_ip, entry.agent_id)
+            by_id[entry.agent_id] = entry
+            if entry.single_host:
+                by_ip[_host_of(entry)] = entry
+        store._by_id, store._by_ip = by_id, by_ip
+        return store
 
     @classmethod
     def load(

@@ -7,7 +7,7 @@ where status changes go, and which merged.mg an agent should have (``merged_for`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +111,43 @@ class AgentChannelService(MultiService):
         self._keys_stamp = stamp
         self.factory.set_keys(store)
 
-    def reload_keys(self) -> Deferred[None]:
-        """Reload client.keys in a thread if it changed; runs one reload at a time."""
-        return ensureDeferred(self._reload())
+    def reload_keys(self, force: bool = False) -> Deferred[None]:
+        """Reload client.keys in a thread if it changed (always when ``force``: the file was
+        replaced by a writer whose changes the store has not seen); one reload at a time."""
+        return ensureDeferred(self._reload(force))
 
-    async def _reload(self) -> None:
+    def apply_key_changes(
+        self, added: Iterable[tuple[str, str, str, str]], removed: Iterable[str]
+    ) -> None:
+        """Update the keys in memory after this node's own write of client.keys.
+
+        ``added`` holds ``(id, name, ip, key)`` entries, ``removed`` ids. The file already
+        holds them, so its new stamp is taken as seen and the periodic check does not parse
+        it again. While a reload runs, a forced reload is queued behind it instead.
+        """
+        if self._reload_lock.locked:
+            self.reload_keys(force=True)
+            return
+        current = self.factory.keys
+        entries = []
+        for agent_id, name, ip, key in added:
+            known = current.get(agent_id)
+            if known is not None and (known.name, known.ip, known.key) == (name, ip, key):
+                continue
+            try:
+                entries.append(secure.AgentKey(agent_id, name, ip, key))
+            except ValueError as error:
+                self.log.error("Ignored an invalid agent key: {error}", error=str(error))
+        gone = list(removed)
+        store = current.updated(entries, gone)
+        self._keys_stamp = self._stamp()
+        self.factory.set_keys(store, changed=[entry.agent_id for entry in entries] + gone)
+
+    async def _reload(self, force: bool = False) -> None:
         await self._reload_lock.acquire()
         try:
             stamp = self._stamp()
-            if stamp == self._keys_stamp:
+            if stamp == self._keys_stamp and not force:
                 return
             try:
                 if stamp == (0, 0, 0):

@@ -269,7 +269,11 @@ class MasterService(MultiService):
         self.channel.setServiceParent(self)
         self.agents.local_channel = self.channel
         self.node.reconnector = self.agents.reconnect
-        self.registry.on_keys_changed.append(self.channel.reload_keys)
+        self.registry.on_keys_changed.append(
+            lambda added, removed: self.channel.apply_key_changes(
+                [(a["id"], a["name"], a["ip"], a["key"]) for a in added], removed
+            )
+        )
         api = master_api(config, self.node, self.registry, reactor, self.sections.api)
         if api is not None:
             api.setServiceParent(self)

@@ -101,8 +101,9 @@ class MasterRegistry(LinkFeature):
             RegistryFiles(home.client_keys, home.shared, home.root / "var" / "multigroups"),
         )
         self._authority: EnrollmentAuthority | None = None
-        #: Called after every change of the agents' keys (the master's own agent channel).
-        self.on_keys_changed: list[Callable[[], object]] = []
+        #: Called with (added entries, removed ids) after every change of the agents' keys,
+        #: once client.keys holds it (the master's own agent channel).
+        self.on_keys_changed: list[Callable[[list[dict[str, str]], list[str]], object]] = []
         self.actions: dict[str, Action] = {
             "list_agents": self._list_agents,
             "delete_agents": self._delete_agents,
@@ -187,7 +188,10 @@ class MasterRegistry(LinkFeature):
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
         """Tell every connected worker about new and removed agents, without waiting."""
         for hook in list(self.on_keys_changed):
-            hook()
+            try:
+                hook(added, removed)
+            except Exception:
+                self.log.failure("A keys-changed hook failed")
         for link in self.node.workers:
             try:
                 done = link.protocol.callRemote(wire.KeysUpdate, added=added, removed=removed)

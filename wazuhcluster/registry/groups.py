@@ -76,18 +76,25 @@ def multigroup_hash(groups: Sequence[str]) -> str:
     return hashlib.sha256(",".join(groups).encode("utf-8")).hexdigest()[:8]
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o640, skip_identical: bool = True
+) -> os.stat_result:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
 
-    An identical file is left alone, so periodic rebuilds do not touch unchanged files (and
-    the integrity scan does not re-hash them).
+    An identical file is left alone unless ``skip_identical`` is false (callers that know
+    the content changed save reading it back), so periodic rebuilds do not touch unchanged
+    files (and the integrity scan does not re-hash them). Returns the stat of the file now
+    at ``path``, taken before the rename, so it describes this write even if another
+    writer replaces the file right after.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if path.read_bytes() == data and (path.stat().st_mode & 0o7777) == mode:
-            return
-    except OSError:
-        pass
+    if skip_identical:
+        try:
+            current = path.stat()
+            if (current.st_mode & 0o7777) == mode and path.read_bytes() == data:
+                return current
+        except OSError:
+            pass
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -95,12 +102,14 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, mode)
+            os.fchmod(handle.fileno(), mode)
+            written = os.fstat(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return written
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -11,11 +11,12 @@ or oversized with a :class:`ClientKeysError` naming the line.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from attrs import frozen
+from attrs import define, field, frozen
 
 from wazuhcluster.registry.groups import atomic_write
 from wazuhcluster.registry.model import agent_name_problem, normalize_ip
@@ -63,9 +64,14 @@ def format_client_keys(entries: Iterable[KeyEntry]) -> bytes:
     return "".join(f"{entry.line()}\n" for entry in entries).encode("utf-8")
 
 
-def write_client_keys(path: Path, entries: Iterable[KeyEntry]) -> None:
-    """Replace ``path`` atomically with a client.keys file holding ``entries`` (mode 0640)."""
-    atomic_write(path, format_client_keys(entries), mode=CLIENT_KEYS_MODE)
+def write_client_keys(
+    path: Path, entries: Iterable[KeyEntry], skip_identical: bool = True
+) -> os.stat_result:
+    """Replace ``path`` atomically with a client.keys file holding ``entries`` (mode 0640);
+    return the stat of the written file (see :func:`~.groups.atomic_write`)."""
+    return atomic_write(
+        path, format_client_keys(entries), mode=CLIENT_KEYS_MODE, skip_identical=skip_identical
+    )
 
 
 def parse_client_keys(data: bytes, max_entries: int = MAX_KEYS_ENTRIES) -> list[KeyEntry]:
@@ -130,3 +136,109 @@ def read_client_keys(path: Path) -> list[KeyEntry]:
     except FileNotFoundError:
         return []
     return parse_client_keys(data)
+
+
+#: What identifies one version of a file cheaply: (mtime in ns, size, inode).
+FileStamp = tuple[int, int, int]
+
+
+def file_stamp(info: os.stat_result) -> FileStamp:
+    """The :data:`FileStamp` of a stat result."""
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+@frozen
+class KeysDelta:
+    """What one merge changed in client.keys: entries added or replaced, ids that left."""
+
+    added: tuple[KeyEntry, ...]
+    removed: tuple[str, ...]
+    count: int
+
+
+#: A key change announced by the master: (added entries as id/name/ip/key mappings, removed ids).
+Push = tuple[Sequence[Mapping[str, str]], Sequence[str]]
+
+
+@define
+class KeysFile:
+    """A worker's client.keys, mirrored in memory between the merges made through it.
+
+    Parsing and validating a 50,000-line file costs far more than a merge, so the file is
+    read again only when its stamp shows another writer (the integrity sync) replaced it.
+    Not thread-safe: one merge at a time.
+    """
+
+    path: Path
+    _entries: dict[str, KeyEntry] = field(factory=dict, init=False)
+    _id_by_name: dict[str, str] = field(factory=dict, init=False)
+    _stamp: FileStamp | None = field(default=None, init=False)
+
+    def _refresh(self) -> None:
+        """Read the file again unless it is the version this mirror last saw."""
+        try:
+            stamp: FileStamp | None = file_stamp(self.path.stat())
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and stamp == self._stamp:
+            return
+        entries = read_client_keys(self.path)
+        self._entries = {entry.id: entry for entry in entries}
+        self._id_by_name = {entry.name: entry.id for entry in entries}
+        self._stamp = stamp
+
+    def merge(self, pushes: Iterable[Push]) -> KeysDelta:
+        """Apply pushes in order and write the file once, atomically.
+
+        An added id replaces any entry with the same id or the same name (the master has
+        already decided). Raises :class:`ClientKeysError` if the file on disk is malformed
+        or a pushed entry is invalid; then nothing is written.
+        """
+        self._refresh()
+        entries = dict(self._entries)
+        id_by_name = dict(self._id_by_name)
+        removed: set[str] = set()
+        added: dict[str, KeyEntry] = {}
+
+        def drop(agent_id: str) -> None:
+            gone = entries.pop(agent_id, None)
+            if gone is not None:
+                del id_by_name[gone.name]
+                removed.add(agent_id)
+                added.pop(agent_id, None)
+
+        for pushed, gone_ids in pushes:
+            for agent_id in gone_ids:
+                drop(agent_id)
+            for item in pushed:
+                entry = pushed_entry(item)
+                if entries.get(entry.id) == entry:
+                    continue
+                drop(entry.id)
+                holder = id_by_name.get(entry.name)
+                if holder is not None:
+                    drop(holder)
+                entries[entry.id] = entry
+                id_by_name[entry.name] = entry.id
+                added[entry.id] = entry
+                removed.discard(entry.id)
+        if added or removed:
+            ordered = [entries[agent_id] for agent_id in sorted(entries, key=_id_order)]
+            written = write_client_keys(self.path, ordered, skip_identical=False)
+            self._entries, self._id_by_name = entries, id_by_name
+            self._stamp = file_stamp(written)
+        return KeysDelta(tuple(added.values()), tuple(sorted(removed)), len(entries))
+
+
+def pushed_entry(item: Mapping[str, str]) -> KeyEntry:
+    """Validate one pushed ``{"id", "name", "ip", "key"}`` entry; raise
+    :class:`ClientKeysError` (line 0) when a field is missing or invalid."""
+    try:
+        return _checked_entry(0, item["id"], item["name"], item["ip"], item["key"])
+    except (KeyError, TypeError):
+        raise ClientKeysError(0, "a pushed entry needs id, name, ip and key") from None
+
+
+def _id_order(agent_id: str) -> tuple[int, str]:
+    """Sort ids by number (they are zero-padded, but not always to the same width)."""
+    return (int(agent_id), agent_id)

@@ -371,9 +371,7 @@ class Registry:
             orphans = [
                 number
                 for number in members
-                if db.execute(
-                    "SELECT 1 FROM memberships WHERE agent_id = ?", (number,)
-                ).fetchone()
+                if db.execute("SELECT 1 FROM memberships WHERE agent_id = ?", (number,)).fetchone()
                 is None
             ]
             db.executemany(
@@ -562,7 +560,9 @@ class Registry:
         wrote = False
         if self.keys_dirty:
             self.keys_dirty = False
-            write_client_keys(self.files.client_keys, self.key_entries())
+            # Once the cache is loaded every flush follows a change: skip reading it back.
+            first = self._keys is None
+            write_client_keys(self.files.client_keys, self.key_entries(), skip_identical=first)
             wrote = True
         if self.groups_dirty:
             self.groups_dirty = False

@@ -133,9 +133,15 @@ class WorkerService(MultiService):
         self.channel.sessions.merged_for = MergedFiles(
             home.shared, home.root / "var" / "multigroups", self.agents.table
         )
-        self.registry.on_keys_changed.append(self.channel.reload_keys)
+        self.registry.on_keys_changed.append(
+            lambda delta: self.channel.apply_key_changes(
+                [(e.id, e.name, e.ip, e.key) for e in delta.added], delta.removed
+            )
+        )
         self.integrity.on_files_changed.append(
-            lambda paths: self.channel.reload_keys() if "etc/client.keys" in paths else None
+            lambda paths: (
+                self.channel.reload_keys(force=True) if "etc/client.keys" in paths else None
+            )
         )
         for feature in (self.integrity, self.registry, self.agents):
             self.link.features.add(feature)

@@ -2,7 +2,9 @@
 
 The worker never decides an enrollment: it relays the agent's line to the master over the
 cluster link and relays the master's answer. Keys the master pushes are merged into the
-worker's client.keys at once (the integrity sync would bring them too, a cycle later).
+worker's client.keys at once (the integrity sync would bring them too, a cycle later), and
+what changed is handed to the agent channel, which updates its keys without re-reading the
+file.
 """
 
 from __future__ import annotations
@@ -26,46 +28,16 @@ from wazuhcluster.agents.enrollment import (
 from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
 from wazuhcluster.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.logs import ClusterLog
-from wazuhcluster.registry.keys import KeyEntry, read_client_keys, write_client_keys
+from wazuhcluster.registry.keys import (
+    ClientKeysError,
+    KeysDelta,
+    KeysFile,
+    Push,
+    pushed_entry,
+)
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
-
-#: One key push from the master: (added entries, removed ids).
-Push = tuple[list[dict[str, str]], list[str]]
-
-
-def merge_keys(path: Path, added: list[dict[str, str]], removed: list[str]) -> int:
-    """Apply pushed additions and removals to client.keys atomically; return the entry count.
-
-    An added id replaces any entry with the same id or name (the master already decided).
-    """
-    return merge_pushes(path, [(added, removed)])
-
-
-def merge_pushes(path: Path, pushes: list[Push]) -> int:
-    """Apply several pushes, in order, to client.keys with one atomic write; return the count."""
-    entries = {entry.id: entry for entry in (read_client_keys(path) if path.exists() else [])}
-    by_name: dict[str, set[str]] = {}
-    for entry in entries.values():
-        by_name.setdefault(entry.name, set()).add(entry.id)
-    for added, removed in pushes:
-        for agent_id in removed:
-            gone = entries.pop(agent_id, None)
-            if gone is not None:
-                by_name[gone.name].discard(agent_id)
-        for item in added:
-            entry = KeyEntry(item["id"], item["name"], item["ip"], item["key"])
-            old = entries.pop(entry.id, None)
-            if old is not None:
-                by_name[old.name].discard(entry.id)
-            for stale in by_name.pop(entry.name, set()):
-                del entries[stale]
-            entries[entry.id] = entry
-            by_name[entry.name] = {entry.id}
-    ordered = sorted(entries.values(), key=lambda entry: entry.id)
-    write_client_keys(path, ordered)
-    return len(ordered)
 
 
 class WorkerRegistry(LinkFeature):
@@ -85,7 +57,9 @@ class WorkerRegistry(LinkFeature):
         self.reactor = reactor
         self.run_in_thread = run_in_thread
         self.log = ClusterLog(f"Worker {link.cluster.node_name}", "Registry")
-        self.on_keys_changed: list[Callable[[], object]] = []
+        #: Called with each merge's :class:`KeysDelta` once it is on disk.
+        self.on_keys_changed: list[Callable[[KeysDelta], object]] = []
+        self.keys_file = KeysFile(client_keys)
         self._lock = DeferredLock()
         self._pending: list[Push] = []
 
@@ -163,33 +137,35 @@ class WorkerRegistry(LinkFeature):
             batch, self._pending = self._pending, []
             if not batch:
                 return  # an earlier merge already wrote this push
-            count = await self.run_in_thread(merge_pushes, self.client_keys, batch)
+            delta = await self.run_in_thread(self.keys_file.merge, batch)
         finally:
             self._lock.release()
         self.log.info(
             "Keys updated by the master: {added} added, {removed} removed ({count} agents).",
-            added=sum(len(push[0]) for push in batch),
-            removed=sum(len(push[1]) for push in batch),
-            count=count,
+            added=len(delta.added),
+            removed=len(delta.removed),
+            count=delta.count,
         )
         for hook in list(self.on_keys_changed):
             try:
-                hook()
+                hook(delta)
             except Exception:
                 self.log.failure("A keys-changed hook failed")
 
 
 def _valid_push(added: Any, removed: Any) -> bool:
-    fields = ("id", "name", "ip", "key")
-    return (
-        isinstance(added, list)
-        and isinstance(removed, list)
-        and all(
-            isinstance(item, dict) and all(isinstance(item.get(f), str) for f in fields)
-            for item in added
-        )
-        and all(isinstance(item, str) for item in removed)
-    )
+    if not isinstance(added, list) or not isinstance(removed, list):
+        return False
+    if not all(isinstance(item, str) and item.isdigit() for item in removed):
+        return False
+    try:
+        for item in added:
+            if not isinstance(item, dict):
+                return False
+            pushed_entry(item)
+    except ClientKeysError:
+        return False
+    return True
 
 
 class _KeysLocator(amp.CommandLocator):
