@@ -196,3 +196,38 @@ class LivenessTests(SynchronousTestCase):
         worker.disconnect()
         self.pump.flush()
         self.assertRaises(commands.NotConnected, self.link.call, commands.GetNodes)
+
+
+class SendWithoutDelayTests(SynchronousTestCase):
+    """TCP_NODELAY on cluster, enrollment and similar small-message connections."""
+
+    def test_turns_nodelay_on_through_wrappers(self) -> None:
+        """A TCP transport under a protocol wrapper (as TLS and the limiter wrap it) gets
+        TCP_NODELAY; transports without it, or that refuse it, are left alone."""
+        from twisted.internet.protocol import Factory, Protocol
+        from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+        from wazuhcluster.wire.nodelay import send_without_delay
+
+        class TCPLike:
+            """Records setTcpNoDelay calls."""
+
+            def __init__(self) -> None:
+                self.calls: list[bool] = []
+
+            def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802 - Twisted's name
+                self.calls.append(enabled)
+
+        class Refusing:
+            """A socket that is not TCP after all."""
+
+            def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802 - Twisted's name
+                raise OSError(95, "Operation not supported")
+
+        tcp = TCPLike()
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.transport = tcp  # type: ignore[assignment]
+        send_without_delay(wrapper)
+        self.assertEqual(tcp.calls, [True])
+        send_without_delay(object())
+        send_without_delay(Refusing())

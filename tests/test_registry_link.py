@@ -91,6 +91,33 @@ class RegistryLinkTests(SynchronousTestCase):
         master_keys = read_client_keys(self.cluster.master_home.client_keys)
         self.assertEqual([e.key for e in master_keys], [entry.key])
 
+    def test_changes_of_one_turn_share_a_push(self) -> None:
+        """Key changes made in one reactor turn reach a worker as their net effect, in
+        pieces that fit AMP values: 450 added and one removed (an id added then removed in
+        the same turn) give one removal piece and three addition pieces."""
+        worker1 = self.join("worker1")
+        calls: list[tuple[int, list[str]]] = []
+        original = worker1.apply_push
+
+        async def counting(added: list[dict[str, str]], removed: list[str]) -> None:
+            calls.append((len(added), list(removed)))
+            await original(added, removed)
+
+        self.patch(worker1, "apply_push", counting)
+        key = "ab" * 32
+        entries = [
+            {"id": f"{n:03d}", "name": f"agent-{n}", "ip": "any", "key": key}
+            for n in range(1, 452)
+        ]
+        for entry in entries:
+            self.master.push_keys([entry], [])
+        self.master.push_keys([], ["451"])
+        self.assertEqual(calls, [])
+        self.cluster.settle()
+        self.assertEqual(calls, [(0, ["451"]), (200, []), (200, []), (50, [])])
+        self.assertEqual(len(self.keys_of("worker1")), 450)
+        self.assertNotIn("agent-451", self.keys_of("worker1"))
+
     def test_refusals_are_relayed(self) -> None:
         """The master's refusal reaches the agent unchanged (a duplicate name here)."""
         worker = self.join("worker1")

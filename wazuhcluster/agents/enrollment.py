@@ -34,6 +34,7 @@ from wazuhcluster.limits import host_text
 from wazuhcluster.registry.groups import MAX_GROUPS_PER_AGENT, group_name_problem
 from wazuhcluster.registry.keys import KeyEntry
 from wazuhcluster.registry.model import agent_name_problem, normalize_ip
+from wazuhcluster.wire.nodelay import send_without_delay
 
 #: authd's buffer for one request (MAX_SSL_MSG_SIZE: 64 KiB + 4 KiB).
 MAX_REQUEST = 65536 + 4096
@@ -272,6 +273,7 @@ class EnrollmentServerProtocol(Protocol):
         """Start the idle timer (or refuse when too many clients are connected)."""
         self.connected_now = True
         self.factory.active += 1
+        send_without_delay(self.transport)
         self.source_ip = peer_host(self.transport.getPeer())  # type: ignore[union-attr]
         if self.factory.active > self.factory.max_connections:
             log.warn("Too many enrollment connections; dropping {ip}", ip=self.source_ip)

@@ -20,6 +20,7 @@ from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.features import locate_in
 from wazuhcluster.wire.handshake import HelloRequest, check_hello, make_nonce, master_proof
+from wazuhcluster.wire.nodelay import send_without_delay
 from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class MasterProtocol(StreamResponders, amp.AMP):
         """Log the connection and give the peer a deadline to authenticate."""
         super().connectionMade()
         assert self.transport is not None
+        send_without_delay(self.transport)
         peer = self.transport.getPeer()
         self.peer_ip = getattr(peer, "host", "unknown")
         self.log.info(

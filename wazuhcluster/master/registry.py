@@ -45,6 +45,10 @@ from wazuhcluster.wire.features import LinkFeature
 
 #: The most agents one management answer carries (AMP values are at most 64 KiB).
 MAX_PAGE = 200
+#: The most entries one key push carries: added entries (about 130 bytes of JSON each) and
+#: removed ids (at most 11 bytes each), so each value stays under AMP's 64 KiB.
+PUSH_ADDED = 200
+PUSH_REMOVED = 4000
 
 Action = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -101,6 +105,10 @@ class MasterRegistry(LinkFeature):
             RegistryFiles(home.client_keys, home.shared, home.root / "var" / "multigroups"),
         )
         self._authority: EnrollmentAuthority | None = None
+        #: The push being gathered for this reactor turn (see :meth:`push_keys`).
+        self._outgoing_added: dict[str, dict[str, str]] = {}
+        self._outgoing_removed: dict[str, None] = {}
+        self._push_call: Any = None
         #: Called with (added entries, removed ids) after every change of the agents' keys,
         #: once client.keys holds it (the master's own agent channel).
         self.on_keys_changed: list[Callable[[list[dict[str, str]], list[str]], object]] = []
@@ -186,25 +194,56 @@ class MasterRegistry(LinkFeature):
             self.push_keys(added, removed)
 
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
-        """Tell every connected worker about new and removed agents, without waiting."""
+        """Tell every connected worker about new and removed agents, without waiting.
+
+        Changes made in the same reactor turn (a burst of enrollments settled by one write
+        of client.keys) travel in one push per worker, so each worker rewrites its file
+        once for the burst. The pending push holds the net effect: an id is either added
+        or removed, and a worker applies removals before additions.
+        """
         for hook in list(self.on_keys_changed):
             try:
                 hook(added, removed)
             except Exception:
                 self.log.failure("A keys-changed hook failed")
+        for agent_id in removed:
+            self._outgoing_added.pop(agent_id, None)
+            self._outgoing_removed[agent_id] = None
+        for entry in added:
+            self._outgoing_removed.pop(entry["id"], None)
+            self._outgoing_added[entry["id"]] = entry
+        if self._push_call is None:
+            self._push_call = self.reactor.callLater(0, self._send_push)
+
+    def _send_push(self) -> None:
+        """Send the pending push to every connected worker, in pieces that fit AMP values
+        (removals first; the pending push never adds and removes the same id)."""
+        self._push_call = None
+        added = list(self._outgoing_added.values())
+        removed = list(self._outgoing_removed)
+        self._outgoing_added, self._outgoing_removed = {}, {}
+        pieces: list[tuple[list[dict[str, str]], list[str]]] = [
+            ([], removed[i : i + PUSH_REMOVED]) for i in range(0, len(removed), PUSH_REMOVED)
+        ]
+        pieces += [(added[i : i + PUSH_ADDED], []) for i in range(0, len(added), PUSH_ADDED)]
         for link in self.node.workers:
-            try:
-                done = link.protocol.callRemote(wire.KeysUpdate, added=added, removed=removed)
-            except Exception as error:
-                self.log.warn("Could not push keys to {name}: {error}", name=link.name, error=error)
-                continue
-            done.addErrback(
-                lambda failure, name=link.name: self.log.warn(
-                    "Could not push keys to {name}: {error}",
-                    name=name,
-                    error=failure.getErrorMessage(),
+            for piece_added, piece_removed in pieces:
+                try:
+                    done = link.protocol.callRemote(
+                        wire.KeysUpdate, added=piece_added, removed=piece_removed
+                    )
+                except Exception as error:
+                    self.log.warn(
+                        "Could not push keys to {name}: {error}", name=link.name, error=error
+                    )
+                    break
+                done.addErrback(
+                    lambda failure, name=link.name: self.log.warn(
+                        "Could not push keys to {name}: {error}",
+                        name=name,
+                        error=failure.getErrorMessage(),
+                    )
                 )
-            )
 
     # --- link commands -------------------------------------------------------------------
     def locator(self, link: WorkerLink) -> amp.CommandLocator:

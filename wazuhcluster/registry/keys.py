@@ -53,6 +53,10 @@ class KeyEntry:
         """The ``ID NAME IP KEY`` text of this entry (no newline)."""
         return f"{self.id} {self.name} {self.ip} {self.key}"
 
+    def encode(self) -> bytes:
+        """The line as it is stored in the file, newline included."""
+        return f"{self.id} {self.name} {self.ip} {self.key}\n".encode()
+
 
 def key_hash(entry: KeyEntry) -> str:
     """SHA-1 of the key line, as an agent sends it in the enrollment ``K:`` field."""
@@ -61,7 +65,7 @@ def key_hash(entry: KeyEntry) -> str:
 
 def format_client_keys(entries: Iterable[KeyEntry]) -> bytes:
     """The bytes of a client.keys file holding ``entries`` in the given order."""
-    return "".join(f"{entry.line()}\n" for entry in entries).encode("utf-8")
+    return b"".join(entry.encode() for entry in entries)
 
 
 def write_client_keys(

@@ -24,7 +24,7 @@ from typing import Any
 from attrs import define, field, frozen
 
 from wazuhcluster.registry import groups as group_files
-from wazuhcluster.registry.keys import KeyEntry, write_client_keys
+from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
     ANY_IP,
     CONNECTION_STATUSES,
@@ -80,7 +80,8 @@ class Registry:
     clock: Callable[[], float] = time.time
     keys_dirty: bool = True
     groups_dirty: bool = True
-    _keys: dict[int, KeyEntry] | None = field(default=None, init=False)
+    #: client.keys lines (newline included) by agent number, in id order, once loaded.
+    _key_lines: dict[int, bytes] | None = field(default=None, init=False)
     #: The agent → groups table and its checksum, until a write may have changed it.
     _groups_cache: tuple[dict[str, tuple[str, ...]], str] | None = field(default=None, init=False)
 
@@ -194,11 +195,14 @@ class Registry:
                 "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
                 [(number, group, priority) for priority, group in enumerate(wanted)],
             )
-        entry = KeyEntry(format_agent_id(number), name, clean_ip, agent_key)
-        if self._keys is not None:
+        lines = self._key_lines
+        if lines is not None:
             for replaced in replace_numbers:
-                self._keys.pop(replaced, None)
-            self._keys[number] = entry
+                lines.pop(replaced, None)
+            in_order = not lines or number > next(reversed(lines))
+            lines[number] = KeyEntry(format_agent_id(number), name, clean_ip, agent_key).encode()
+            if not in_order:
+                self._key_lines = dict(sorted(lines.items()))
         self.keys_dirty = True
         # Only a multigroup membership (or a replacement) can change the group files.
         if len(wanted) > 1 or replace_numbers:
@@ -216,9 +220,9 @@ class Registry:
                 if db.execute("DELETE FROM agents WHERE id = ?", (number,)).rowcount:
                     removed.append(format_agent_id(number))
         if removed:
-            if self._keys is not None:
+            if self._key_lines is not None:
                 for agent_id in removed:
-                    self._keys.pop(int(agent_id), None)
+                    self._key_lines.pop(int(agent_id), None)
             self.keys_dirty = True
             self.groups_dirty = True
         return removed
@@ -279,21 +283,24 @@ class Registry:
         """How many agents are registered."""
         return int(self.connection.execute("SELECT COUNT(*) FROM agents").fetchone()[0])
 
-    def key_entries(self) -> list[KeyEntry]:
-        """Every agent's client.keys entry, ordered by id.
+    def client_keys_data(self) -> bytes:
+        """The content of client.keys: every agent's line, ordered by id.
 
-        Served from a cache of the agents table, loaded once and kept in step by the
-        registry's own writes (it is the only writer), so a client.keys rewrite does
-        not walk the table: under a busy reactor every SQLite row step hands the GIL
-        over, and a full scan per enrollment dominated enrollment latency.
+        Served from a cache of the encoded lines, loaded once and kept in step by the
+        registry's own writes (it is the only writer; new ids are always the highest, so
+        the cache stays in id order), so a rewrite after an enrollment neither walks the
+        table nor formats every line again: under a busy reactor every SQLite row step
+        hands the GIL over, and that work per enrollment dominated enrollment latency.
         """
-        if self._keys is None:
-            rows = self.connection.execute("SELECT id, name, ip, key FROM agents").fetchall()
-            self._keys = {
-                row[0]: KeyEntry(format_agent_id(row[0]), row[1], row[2], row[3]) for row in rows
+        if self._key_lines is None:
+            rows = self.connection.execute(
+                "SELECT id, name, ip, key FROM agents ORDER BY id"
+            ).fetchall()
+            self._key_lines = {
+                row[0]: KeyEntry(format_agent_id(row[0]), row[1], row[2], row[3]).encode()
+                for row in rows
             }
-        keys = self._keys
-        return [keys[number] for number in sorted(keys)]
+        return b"".join(self._key_lines.values())
 
     def find_holders(self, name: str, ip: str) -> list[Agent]:
         """Agents holding ``name``, or ``ip`` unless it is ``any`` (at most two)."""
@@ -561,8 +568,13 @@ class Registry:
         if self.keys_dirty:
             self.keys_dirty = False
             # Once the cache is loaded every flush follows a change: skip reading it back.
-            first = self._keys is None
-            write_client_keys(self.files.client_keys, self.key_entries(), skip_identical=first)
+            first = self._key_lines is None
+            group_files.atomic_write(
+                self.files.client_keys,
+                self.client_keys_data(),
+                mode=CLIENT_KEYS_MODE,
+                skip_identical=first,
+            )
             wrote = True
         if self.groups_dirty:
             self.groups_dirty = False

@@ -11,6 +11,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from wazuhcluster.wire.features import FeatureSet, locate_in
+from wazuhcluster.wire.nodelay import send_without_delay
 from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
 
 _CLOSED = Failure(CONNECTION_DONE)
@@ -53,6 +54,11 @@ class WorkerProtocol(StreamResponders, amp.AMP):
             # Twisted's locator would raise UnicodeDecodeError out of dataReceived.
             return None
         return super().locateResponder(name) or locate_in(self.locators, name)
+
+    def connectionMade(self) -> None:
+        """Send small commands at once (see :func:`send_without_delay`)."""
+        super().connectionMade()
+        send_without_delay(self.transport)
 
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
         """Abort streams and let the link know, so periodic tasks stop using this connection."""
