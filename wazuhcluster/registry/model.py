@@ -94,6 +94,8 @@ def _labels(
     value: Mapping[str, str] | Iterable[tuple[str, str]],
 ) -> tuple[tuple[str, str], ...]:
     """Normalize labels given as a mapping or pairs into sorted pairs."""
+    if not value:
+        return ()  # most reports (keep-alive refreshes) carry none: skip the ABC check
     items = value.items() if isinstance(value, Mapping) else value
     return tuple(sorted((str(k), str(v)) for k, v in items))
 

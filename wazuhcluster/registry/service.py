@@ -255,6 +255,7 @@ class RegistryService(Service):
         self._registry = None
         if registry is None or runner is None:
             return defer.succeed(None)
+
         def stop_thread(result: object) -> object:
             runner.stop()
             return result
