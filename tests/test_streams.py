@@ -36,6 +36,7 @@ from wazuhcluster.wire.streams import (
     StreamCancelled,
     StreamChunk,
     StreamEndpoint,
+    StreamError,
     StreamInvalid,
     StreamKind,
     StreamOpen,
@@ -43,6 +44,8 @@ from wazuhcluster.wire.streams import (
     StreamResponders,
     StreamTimeout,
     StreamUnknown,
+    ThreadedConsumer,
+    ThreadedSource,
 )
 
 
@@ -464,3 +467,213 @@ class IntegritySyncTests(StreamTestsBase):
         self.successResultOf(d)
         decoded = decode_table(cast(bytes, self.server.completed[0][2]))
         self.assertEqual(table_digest(decoded), table_digest(table))
+
+
+class FakeThreads:
+    """A stand-in for the thread pool: jobs wait in a queue until the test runs them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, tuple[Any, ...], Deferred[Any]]] = []
+
+    def __call__(self, function: Any, *args: Any) -> Deferred[Any]:
+        """Queue ``function(*args)``; its Deferred fires when the test runs it."""
+        d: Deferred[Any] = Deferred()
+        self.jobs.append((function, args, d))
+        return d
+
+    def run_next(self) -> None:
+        """Run the oldest queued job, as the pool's thread would, and fire its Deferred."""
+        function, args, d = self.jobs.pop(0)
+        try:
+            result = function(*args)
+        except Exception:
+            d.errback()
+        else:
+            d.callback(result)
+
+    def run_all(self) -> None:
+        """Run jobs (including the ones they queue) until none is left."""
+        while self.jobs:
+            self.run_next()
+
+
+class Refusing(RecordingConsumer):
+    """Refuses any piece that contains ``bad``."""
+
+    def feed(self, data: bytes) -> None:
+        """Refuse, or count and keep."""
+        if b"bad" in data:
+            raise ValueError("bad piece")
+        super().feed(data)
+
+
+class ThreadedConsumerTests(SynchronousTestCase):
+    """ThreadedConsumer: pieces fed in order by one job at a time, a bounded backlog."""
+
+    def setUp(self) -> None:
+        """An inner consumer behind a ThreadedConsumer with a 10-byte backlog."""
+        self.threads = FakeThreads()
+        self.inner = Refusing()
+        self.consumer = ThreadedConsumer(self.inner, self.threads, max_pending=10)
+
+    def test_in_order_one_job_at_a_time(self) -> None:
+        """Pieces queued while a job runs go together in the next job, in order."""
+        for piece in (b"ab", b"cd", b"ef"):
+            self.assertIsNone(self.consumer.feed(piece))
+        self.assertEqual(len(self.threads.jobs), 1)
+        self.threads.run_next()  # feeds b"ab", then queues one job for the other two
+        self.assertEqual(len(self.threads.jobs), 1)
+        self.assertEqual(self.inner.fed, 2)
+        self.threads.run_next()
+        self.assertEqual(self.threads.jobs, [])
+        self.assertEqual(self.consumer.pending, 0)
+        d = self.consumer.finish()
+        self.threads.run_all()
+        self.assertEqual(self.successResultOf(d), b"abcdef")
+
+    def test_holds_back_the_sender(self) -> None:
+        """Past ``max_pending`` queued bytes, feed returns a Deferred that fires once the
+        thread has caught up."""
+        self.assertIsNone(self.consumer.feed(b"123456"))
+        wait = self.consumer.feed(b"789012")
+        assert wait is not None
+        self.assertNoResult(wait)
+        self.threads.run_next()  # the first piece: 6 bytes still pending, under the cap
+        self.successResultOf(wait)
+
+    def test_error_refuses_later_pieces(self) -> None:
+        """A piece the inner consumer refuses fails the waiting feed, later feeds and finish."""
+        self.consumer.feed(b"bad")
+        wait = self.consumer.feed(b"0123456789")
+        assert wait is not None
+        self.threads.run_next()
+        self.assertIsInstance(self.failureResultOf(wait).value, ValueError)
+        self.assertRaises(ValueError, self.consumer.feed, b"more")
+        self.assertIsInstance(self.failureResultOf(self.consumer.finish()).value, ValueError)
+
+    def test_abort_after_the_job_in_flight(self) -> None:
+        """Abort drops what is queued and runs the inner abort only after the running job."""
+        self.consumer.feed(b"12")
+        self.consumer.feed(b"34")
+        self.consumer.abort("gone")
+        self.assertIsNone(self.inner.aborted)
+        self.threads.run_all()
+        self.assertEqual(self.inner.aborted, "gone")
+        self.assertEqual(self.inner.fed, 2)  # the queued b"34" was dropped
+        self.assertRaises(StreamError, self.consumer.feed, b"x")
+
+
+class ThreadedSourceTests(SynchronousTestCase):
+    """ThreadedSource: an iterator read in thread jobs, one batch ahead of the sender."""
+
+    def test_one_batch_ahead(self) -> None:
+        """Batches of about ``batch_bytes`` are read in order; the next one while the current
+        one is consumed, never more."""
+        threads = FakeThreads()
+        read: list[int] = []
+
+        def pieces() -> Iterator[bytes]:
+            for i in range(7):
+                read.append(i)
+                yield bytes([i]) * 4
+
+        source = ThreadedSource(pieces(), threads, batch_bytes=8)
+        got: list[bytes] = []
+
+        async def drain() -> None:
+            async for piece in source:
+                got.append(piece)
+
+        d = Deferred.fromCoroutine(drain())
+        threads.run_next()
+        self.assertEqual(read, [0, 1])
+        self.assertEqual(len(threads.jobs), 1)  # the next batch is already asked for
+        self.assertEqual(len(got), 2)
+        threads.run_all()
+        self.successResultOf(d)
+        self.assertEqual(got, [bytes([i]) * 4 for i in range(7)])
+
+    def test_aclose_closes_the_iterator(self) -> None:
+        """Closing early waits for the read in flight and closes the generator in a job."""
+        threads = FakeThreads()
+        closed: list[bool] = []
+
+        def pieces() -> Iterator[bytes]:
+            try:
+                while True:
+                    yield b"x" * 4
+            finally:
+                closed.append(True)
+
+        source = ThreadedSource(pieces(), threads, batch_bytes=4)
+        first = Deferred.fromCoroutine(source.__anext__())
+        threads.run_next()
+        self.assertEqual(self.successResultOf(first), b"x" * 4)
+        done = Deferred.fromCoroutine(source.aclose())
+        threads.run_all()
+        self.successResultOf(done)
+        self.assertEqual(closed, [True])
+
+
+class ThreadedStreamTests(StreamTestsBase):
+    """A sync stream read by a ThreadedSource and unpacked by a ThreadedConsumer."""
+
+    def sync_kind(self, worker: str, threads: Any, max_pending: int) -> list[Any]:
+        """Register a 'sync' kind on the server; return the list of its consumers."""
+        made: list[Any] = []
+
+        def new(size: int) -> ThreadedConsumer:
+            made.append(ThreadedConsumer(Unpacker(worker), threads, max_pending=max_pending))
+            return made[-1]
+
+        self.server.streams.incoming._kinds["sync"] = StreamKind(1 << 30, new)
+        return made
+
+    def test_sync_with_threads(self) -> None:
+        """Files read and unpacked in thread jobs land whole; the receiver holds the sender
+        back so its backlog stays under ``max_pending`` plus one window."""
+        master, worker = self.mktemp(), self.mktemp()
+        write_tree(master, {f"etc/shared/g{i % 3}/f{i}": os.urandom(20_000) for i in range(40)})
+        os.makedirs(worker)
+        plan = compare(scan_tree(master), scan_tree(worker))
+        threads = FakeThreads()
+        consumers = self.sync_kind(worker, threads, max_pending=100_000)
+        received: list[object] = []
+        self.server.streams.incoming._on_complete = lambda k, s, r: received.append(r)
+        source = ThreadedSource(iter_pack(master, plan), threads, batch_bytes=200_000)
+        d = self.send("sync", source, size=packed_size(plan))
+        backlog = 0
+        while not d.called:
+            self.pump.flush()
+            if consumers:
+                backlog = max(backlog, consumers[0].pending)
+            if threads.jobs:
+                threads.run_next()
+        self.successResultOf(d)
+        self.assertLessEqual(backlog, 100_000 + self.window * CHUNK_SIZE)
+        self.assertGreater(backlog, 0)
+        [result] = received
+        assert isinstance(result, Received)
+        apply_plan(worker, result.plan, result.staged)
+        self.assertEqual(master_digest(scan_tree(master)), table_digest(scan_tree(worker)))
+
+    def test_refused_in_thread(self) -> None:
+        """A stream the unpacker refuses in its thread fails the sender with the reason and
+        leaves no temp file."""
+        worker = self.mktemp()
+        os.makedirs(worker)
+        threads = FakeThreads()
+        self.sync_kind(worker, threads, max_pending=1)
+        d = detach(self.send("sync", b'{"v":1,"type":"nonsense"}\n' + bytes(200_000)))
+        while not d.called:
+            self.pump.flush()
+            if threads.jobs:
+                threads.run_next()
+        threads.run_all()
+        self.pump.flush()
+        error = self.failureResultOf(d).value
+        self.assertIsInstance(error, StreamInvalid)
+        self.assertIn("sync header", str(error))
+        self.assertEqual(
+            [n for _, _, names in os.walk(worker) for n in names if n.startswith(".wcsync")], []
+        )

@@ -28,7 +28,7 @@ from wazuhcluster.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import BytesConsumer, StreamKind
+from wazuhcluster.wire.streams import BytesConsumer, StreamKind, ThreadedSource
 
 #: Largest worker table accepted (about 500,000 files).
 MAX_TABLE_BYTES = 128 * 1024 * 1024
@@ -251,7 +251,7 @@ class MasterIntegrity(LinkFeature):
             size = packed_size(plan)
             result = await link.protocol.streams.send(
                 wire.FILES_KIND,
-                iter_pack(self.home, plan),
+                ThreadedSource(iter_pack(self.home, plan), self.run_in_thread),
                 size=size,
                 end_timeout=self.node.timings.receive_file_timeout,
             )

@@ -30,8 +30,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tempfile
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import OrderedDict, deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import IO, Any, NoReturn, Protocol
 
 from attrs import define, field, frozen
@@ -40,7 +47,9 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
+    fail,
     maybeDeferred,
+    succeed,
 )
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -171,11 +180,16 @@ def _clip(text: str) -> str:
 class StreamConsumer(Protocol):
     """Where a receiver puts the bytes of one stream, in order, as they arrive."""
 
-    def feed(self, data: bytes) -> None:
-        """Take the next piece; raise (any exception, with a reason) to refuse the stream."""
+    def feed(self, data: bytes) -> Deferred[None] | None:
+        """Take the next piece; raise (any exception, with a reason) to refuse the stream.
+
+        May return a Deferred to hold back the sender: the chunk is answered (so the sender's
+        window moves on) only when it fires; a failure refuses the stream.
+        """
 
     def finish(self) -> object:
-        """All bytes arrived and were verified; return the result for ``on_complete``."""
+        """All bytes arrived and were verified; return the result for ``on_complete`` (or a
+        Deferred of it)."""
 
     def abort(self, reason: str) -> None:
         """The stream failed or was cancelled: release everything (idempotent)."""
@@ -226,6 +240,152 @@ class SpoolConsumer:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+#: Default bytes a :class:`ThreadedConsumer` holds before it holds back the sender.
+DEFAULT_MAX_PENDING = 1 << 20
+
+#: ``run_in_thread(function, *args)``: run a blocking function off the reactor thread.
+RunInThread = Callable[..., "Deferred[Any]"]
+
+
+class ThreadedConsumer:
+    """Feeds a blocking consumer (one that writes files, say) from a thread, keeping the reactor
+    thread free while the stream arrives.
+
+    Pieces are queued and handed to ``consumer.feed`` in order, by one thread job at a time (a
+    job takes every piece queued so far, so a fast sender gets big batches and few thread
+    switches). When more than ``max_pending`` bytes wait, :meth:`feed` returns a Deferred that
+    fires once the thread has caught up: the receiver answers that chunk only then, so the
+    sender's window bounds what is held in memory to ``max_pending`` plus one window. The first
+    error of the consumer refuses the stream at the next :meth:`feed` or :meth:`finish`.
+
+    :param run_in_thread: runs a blocking function off the reactor thread (a Deferred of its
+        result); jobs are never run two at a time, so the consumer needs no locking.
+    """
+
+    def __init__(
+        self,
+        consumer: StreamConsumer,
+        run_in_thread: RunInThread,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._consumer = consumer
+        self._run = run_in_thread
+        self._max_pending = max_pending
+        self._queue: deque[bytes] = deque()
+        self._pending = 0
+        self._job: Deferred[Any] | None = None
+        self._error: Exception | None = None
+        self._closed = False
+        self._room: list[Deferred[None]] = []
+        self._idle: list[Deferred[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Bytes queued or being fed by the thread."""
+        return self._pending
+
+    def feed(self, data: bytes) -> Deferred[None] | None:
+        """Queue ``data`` for the thread; a Deferred when the sender must wait for room.
+
+        :raises Exception: the consumer's error from an earlier piece.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise StreamError("the consumer is closed")
+        self._queue.append(data)
+        self._pending += len(data)
+        self._next_job()
+        if self._pending <= self._max_pending or self._error is not None:
+            if self._error is not None:
+                raise self._error
+            return None
+        room: Deferred[None] = Deferred()
+        self._room.append(room)
+        return room
+
+    def _next_job(self) -> None:
+        if self._job is not None or self._closed or self._error is not None:
+            return
+        if not self._queue:
+            idle, self._idle = self._idle, []
+            for waiter in idle:
+                waiter.callback(None)
+            return
+        batch = list(self._queue)
+        self._queue.clear()
+        job: Deferred[Any] = self._run(_feed_all, self._consumer, batch)
+        self._job = job
+        job.addCallbacks(self._job_done, self._job_failed, callbackArgs=(batch,))
+
+    def _job_done(self, _: object, batch: list[bytes]) -> None:
+        self._job = None
+        self._pending -= sum(len(piece) for piece in batch)
+        if self._pending <= self._max_pending:
+            room, self._room = self._room, []
+            for waiter in room:
+                waiter.callback(None)
+        self._next_job()
+
+    def _job_failed(self, failure: Failure) -> None:
+        self._job = None
+        error = failure.value
+        self._error = error if isinstance(error, Exception) else StreamError(str(error))
+        self._queue.clear()
+        self._pending = 0
+        waiters, self._room = self._room + self._idle, []
+        self._idle = []
+        for waiter in waiters:
+            waiter.errback(self._error)
+
+    def _drained(self) -> Deferred[None]:
+        """Fires once every queued piece has been fed (at once if none is waiting)."""
+        if self._error is not None:
+            return fail(self._error)
+        if self._job is None and not self._queue:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle.append(waiter)
+        return waiter
+
+    async def _finish(self) -> object:
+        await self._drained()
+        if self._closed:
+            raise StreamError("the consumer is closed")
+        self._closed = True
+        return await self._run(self._consumer.finish)
+
+    def finish(self) -> Deferred[object]:
+        """Wait for the thread to feed everything, then finish the consumer in the thread."""
+        return Deferred.fromCoroutine(self._finish())
+
+    def abort(self, reason: str) -> None:
+        """Drop what is queued; the consumer's own abort runs in the thread once the job in
+        flight (if any) ends."""
+        self._closed = True
+        self._queue.clear()
+        self._pending = 0
+        waiters, self._room = self._room + self._idle, []
+        self._idle = []
+        error = StreamCancelled(reason or "aborted")
+        for waiter in waiters:
+            waiter.errback(error)
+
+        def release(_: object) -> Deferred[Any]:
+            return self._run(self._consumer.abort, reason)
+
+        job = self._job if self._job is not None else succeed(None)
+        job.addBoth(release).addErrback(
+            lambda failure: _log.failure("Aborting a stream's consumer failed", failure)
+        )
+
+
+def _feed_all(consumer: StreamConsumer, batch: list[bytes]) -> None:
+    """Feed each piece to ``consumer``, in order (in a thread)."""
+    for piece in batch:
+        consumer.feed(piece)
 
 
 @frozen
@@ -354,9 +514,11 @@ class IncomingStreams:
             while len(self._closed) > 32:
                 self._closed.popitem(last=False)
 
-    def chunk(self, stream_id: str, offset: int, data: bytes) -> None:
+    def chunk(self, stream_id: str, offset: int, data: bytes) -> Deferred[None] | None:
         """Take the piece at ``offset``; a resent piece already received is ignored.
 
+        :return: None, or a Deferred when the consumer holds the sender back: answer the chunk
+            when it fires (it fails with StreamInvalid if the consumer refused the data).
         :raises StreamInvalid: a gap, data beyond the declared size, or the consumer refused it
             (the stream is then closed).
         """
@@ -364,18 +526,33 @@ class IncomingStreams:
         if stream.ending:
             raise StreamInvalid(f"stream {stream_id} already ended")
         if offset + len(data) <= stream.received and offset >= 0:
-            return  # a duplicate of bytes already consumed
+            return None  # a duplicate of bytes already consumed
         if offset != stream.received:
             self._fail(stream, f"chunk at offset {offset}, expected {stream.received}")
         if stream.received + len(data) > stream.total_size:
             self._fail(stream, f"data beyond the declared size of {stream.total_size} bytes")
         try:
-            stream.consumer.feed(data)
+            wait = stream.consumer.feed(data)
         except Exception as e:
             self._fail(stream, f"payload refused: {e}")
         stream.hasher.update(data)
         stream.received += len(data)
         self._arm(stream)
+        if wait is None:
+            return None
+        return wait.addCallbacks(
+            self._caught_up, self._refused_later, callbackArgs=(stream,), errbackArgs=(stream,)
+        )
+
+    def _caught_up(self, _: object, stream: _Incoming) -> None:
+        if stream.stream_id in self._streams and not stream.ending:
+            self._arm(stream)  # the wait for the consumer was not the sender's idleness
+
+    def _refused_later(self, failure: Failure, stream: _Incoming) -> NoReturn:
+        if stream.stream_id not in self._streams:
+            closed = self._closed.get(stream.stream_id)
+            raise closed if closed is not None else failure.value
+        self._fail(stream, f"payload refused: {failure.value}")
 
     def _fail(self, stream: _Incoming, reason: str) -> NoReturn:
         error = StreamInvalid(_clip(f"stream {stream.stream_id}: {reason}"))
@@ -399,7 +576,7 @@ class IncomingStreams:
             stream.timer.cancel()
         stream.timer = None
         try:
-            result = stream.consumer.finish()
+            result = await maybeDeferred(stream.consumer.finish)
         except Exception as e:
             self._fail(stream, f"payload refused: {e}")
         # The slot is free as soon as the bytes are in; processing may take longer.
@@ -489,6 +666,97 @@ class OutgoingStreams:
             state.stop(StreamCancelled(reason))
 
 
+class ThreadedSource:
+    """The pieces of a blocking iterator (one that reads files, say), produced in a thread one
+    batch ahead of the sender, so the reactor thread never waits on the disk.
+
+    Each thread job takes pieces from ``pieces`` until it holds ``batch_bytes``; while one batch
+    is being sent, the next is read. Memory stays around two batches. :meth:`aclose` waits for the
+    job in flight and closes the iterator (in the thread), so a generator's ``finally`` runs.
+
+    :param run_in_thread: runs a blocking function off the reactor thread; jobs are never run two
+        at a time, so the iterator needs no locking.
+    """
+
+    def __init__(
+        self,
+        pieces: Iterator[bytes],
+        run_in_thread: RunInThread,
+        batch_bytes: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._pieces = pieces
+        self._run = run_in_thread
+        self._batch_bytes = batch_bytes
+        self._ready: deque[bytes] = deque()
+        self._job: Deferred[list[bytes]] | None = None
+        self._exhausted = False
+
+    def __aiter__(self) -> ThreadedSource:
+        """Itself."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next piece, read in the thread if none is ready yet."""
+        while not self._ready:
+            if self._exhausted:
+                raise StopAsyncIteration
+            if self._job is None:
+                self._start()
+            assert self._job is not None
+            try:
+                batch = await self._job
+            finally:
+                self._job = None
+            if not batch:
+                self._exhausted = True
+                continue
+            self._ready.extend(batch)
+            self._start()  # read the next batch while this one is sent
+        return self._ready.popleft()
+
+    def _start(self) -> None:
+        self._job = self._run(_take, self._pieces, self._batch_bytes)
+
+    async def aclose(self) -> None:
+        """Stop: wait for the read in flight, then close the iterator in the thread."""
+        self._ready.clear()
+        self._exhausted = True
+        if self._job is not None:
+            job, self._job = self._job, None
+            try:
+                await job
+            except Exception:
+                pass  # the sender is stopping anyway; the close below still runs
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            await self._run(close)
+
+
+def _take(pieces: Iterator[bytes], batch_bytes: int) -> list[bytes]:
+    """Up to about ``batch_bytes`` of pieces from ``pieces`` (in a thread); empty at the end."""
+    batch: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= batch_bytes:
+            break
+    return batch
+
+
+async def _async_pieces(
+    source: bytes | Iterable[bytes] | AsyncIterable[bytes], chunk_size: int
+) -> AsyncGenerator[bytes, None]:
+    """:func:`_pieces` for a payload, an iterator or an async iterator of pieces."""
+    if not isinstance(source, AsyncIterable):
+        for piece in _pieces(source, chunk_size):
+            yield piece
+        return
+    async for block in source:
+        for start in range(0, len(block), chunk_size):
+            yield bytes(block[start : start + chunk_size])
+
+
 def _pieces(source: bytes | Iterable[bytes], chunk_size: int) -> Iterator[bytes]:
     """Cut ``source`` into pieces of at most ``chunk_size`` bytes (small ones are not merged)."""
     if isinstance(source, bytes | bytearray | memoryview):
@@ -508,7 +776,7 @@ def _ignore(failure: Failure) -> None:
 async def send_stream(
     call_remote: CallRemote,
     kind: str,
-    source: bytes | Iterable[bytes],
+    source: bytes | Iterable[bytes] | AsyncIterable[bytes],
     *,
     clock: IReactorTime,
     size: int | None = None,
@@ -521,8 +789,10 @@ async def send_stream(
     """Send ``source`` as one stream and return once the receiver has accepted it.
 
     :param call_remote: the connection's ``callRemote``.
-    :param source: the payload, or an iterator of pieces of it (pieces are produced only as the
-        window allows, so a generator reading files keeps memory bounded).
+    :param source: the payload, or an iterator or async iterator of pieces of it (pieces are
+        produced only as the window allows, so a generator reading files keeps memory bounded;
+        a :class:`ThreadedSource` reads them off the reactor thread). An async iterator with an
+        ``aclose`` is closed when the stream stops early.
     :param size: the total size; required for an iterator, which must produce exactly that.
     :param window: most StreamChunk calls in flight at once.
     :param call_timeout: timeout of StreamOpen and each StreamChunk.
@@ -553,9 +823,10 @@ async def send_stream(
     semaphore = DeferredSemaphore(window)
     hasher = hashlib.sha256()
     offset = 0
+    pieces = _async_pieces(source, chunk_size)
     try:
         try:
-            for piece in _pieces(source, chunk_size):
+            async for piece in pieces:
                 await semaphore.acquire()
                 if state.error is not None:
                     break
@@ -593,6 +864,10 @@ async def send_stream(
     finally:
         if registry is not None:
             registry._remove(state)
+        await pieces.aclose()
+        close = getattr(source, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _chunk_done(
@@ -654,7 +929,7 @@ class StreamEndpoint:
     def send(
         self,
         kind: str,
-        source: bytes | Iterable[bytes],
+        source: bytes | Iterable[bytes] | AsyncIterable[bytes],
         *,
         size: int | None = None,
         end_timeout: float | None = None,
@@ -697,10 +972,14 @@ class StreamResponders(amp.CommandLocator):
         return {"stream_id": self.streams.incoming.open(kind, total_size)}
 
     @StreamChunk.responder
-    def stream_chunk(self, stream_id: str, offset: int, data: bytes) -> dict[str, Any]:
-        """Consume one chunk of an incoming stream."""
-        self.streams.incoming.chunk(stream_id, offset, data)
-        return {}
+    def stream_chunk(
+        self, stream_id: str, offset: int, data: bytes
+    ) -> dict[str, Any] | Deferred[dict[str, Any]]:
+        """Consume one chunk of an incoming stream (answered once the consumer has room)."""
+        wait = self.streams.incoming.chunk(stream_id, offset, data)
+        if wait is None:
+            return {}
+        return wait.addCallback(lambda _: {})
 
     @StreamEnd.responder
     def stream_end(self, stream_id: str, sha256: str) -> Deferred[dict[str, Any]]:

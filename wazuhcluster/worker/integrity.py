@@ -26,7 +26,7 @@ from wazuhcluster.tasks import CallOnStart, PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import StreamKind
+from wazuhcluster.wire.streams import StreamKind, ThreadedConsumer
 
 #: Largest sync stream accepted from the master (the master's budget keeps it well below).
 MAX_SYNC_STREAM = 2 * 1024 * 1024 * 1024
@@ -149,11 +149,13 @@ class WorkerIntegrity(LinkFeature):
             self._awaiting = None
 
     def stream_kinds(self) -> Mapping[str, StreamKind]:
-        """The master's file streams, unpacked into temp files as they arrive."""
+        """The master's file streams, unpacked into temp files as they arrive, in a thread."""
         return {
             wire.FILES_KIND: StreamKind(
                 MAX_SYNC_STREAM,
-                lambda size: Unpacker(self.home, max_total_bytes=MAX_SYNC_STREAM),
+                lambda size: ThreadedConsumer(
+                    Unpacker(self.home, max_total_bytes=MAX_SYNC_STREAM), self.run_in_thread
+                ),
             )
         }
 
