@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -289,13 +290,35 @@ class AgentSyncLinkTests(SynchronousTestCase):
 
     def test_drifted_worker_asks_for_everything(self) -> None:
         """A table that keeps disagreeing with the master's is replaced after a few cycles."""
-        self.worker.table["999"] = ("rogue",)
+        drift = {"mode": "changes", "changes": {"999": ["rogue"]}, "checksum": self.master.checksum}
+        self.worker.on_stream(self.link, "agent-groups", "drift", json.dumps(drift).encode())
         limit = self.link.timings.agent_groups_mismatch_limit
         for _ in range(limit):
             ensureDeferred(self.master.refresh_groups())
             self.cluster.settle()
         self.assertNotIn("999", self.worker.table)
         self.assertEqual(groups_table.checksum(self.worker.table), self.master.checksum)
+
+    def test_empty_change_sets_reuse_the_checksum(self) -> None:
+        """The worker hashes its table again only after the table changed, not for every
+        (mostly empty) change set."""
+        hashed: list[int] = []
+        real_checksum = groups_table.checksum
+
+        def counting(table: groups_table.Table) -> str:
+            hashed.append(len(table))
+            return real_checksum(table)
+
+        self.patch(groups_table, "checksum", counting)
+        for _ in range(3):
+            ensureDeferred(self.master.refresh_groups())
+            self.cluster.settle()
+        self.assertEqual(hashed, [])
+        self.successResultOf(self.store.assign("002", "web"))
+        ensureDeferred(self.master.refresh_groups())
+        self.cluster.settle()
+        self.assertEqual(hashed, [2])
+        self.assertEqual(self.worker.mismatches, 0)
 
     def test_reconnect_reaches_workers(self) -> None:
         """A reconnect asked on the master is relayed to the workers, which report what they

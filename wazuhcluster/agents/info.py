@@ -31,6 +31,9 @@ _TEXT_FIELDS = (
     "merged_sum",
 )
 _STATUSES = {"never_connected", "pending", "active", "disconnected"}
+#: One encoder for every row: ``json.dumps`` with custom separators builds a new encoder per
+#: call, which cost more than the encoding itself at 5,000 rows per report.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class InfoError(ValueError):
@@ -44,7 +47,7 @@ def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
     for row in rows:
         if not row.full:
             lines.append(
-                json.dumps(
+                _ENCODER.encode(
                     {
                         "id": row.agent_id,
                         "status": str(row.status),
@@ -53,13 +56,12 @@ def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
                         "time": row.timestamp,
                         "seq": row.seq,
                         "refresh": True,
-                    },
-                    separators=(",", ":"),
+                    }
                 )
             )
             continue
         lines.append(
-            json.dumps(
+            _ENCODER.encode(
                 {
                     "id": row.agent_id,
                     "status": str(row.status),
@@ -76,8 +78,7 @@ def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
                     "merged_sum": row.merged_sum,
                     "time": row.timestamp,
                     "seq": row.seq,
-                },
-                separators=(",", ":"),
+                }
             )
         )
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
