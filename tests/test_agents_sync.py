@@ -250,7 +250,9 @@ class AgentSyncLinkTests(SynchronousTestCase):
         channel = SimpleNamespace(sessions=self.sessions, reconnect=reconnect)
 
         def features(link: MasterLink, home: Home) -> list[WorkerAgents]:
-            self.worker = WorkerAgents(link, channel, self.cluster.reactor)
+            self.worker = WorkerAgents(
+                link, channel, self.cluster.reactor, run_in_thread=run_inline
+            )
             return [self.worker]
 
         self.link = self.cluster.add_worker("worker1", features=features)

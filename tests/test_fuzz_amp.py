@@ -233,7 +233,7 @@ class FuzzCluster:
                     reactor,
                     run_in_thread=run_inline,
                 ),
-                WorkerAgents(link, channel, reactor),
+                WorkerAgents(link, channel, reactor, run_in_thread=run_inline),
             ]
 
         self.link = self.cluster.add_worker("worker1", features=features)
