@@ -42,6 +42,19 @@ class KeysFileTests(SynchronousTestCase):
         self.assertEqual(self.names(), [("999", "early"), ("1000", "late")])
         self.assertEqual(self.path.stat().st_mode & 0o777, 0o640)
 
+    def test_file_keeps_id_order_when_ids_arrive_out_of_order(self) -> None:
+        """A lower id pushed after higher ones, or read from an unsorted file, still lands in
+        id order; a replaced id keeps its place."""
+        keys.write_client_keys(
+            self.path,
+            [KeyEntry("010", "agent-j", "any", KEY), KeyEntry("002", "agent-b", "any", KEY)],
+        )
+        self.mirror.merge([([pushed("011", "agent-k"), pushed("005", "agent-e")], [])])
+        self.assertEqual([agent_id for agent_id, _ in self.names()], ["002", "005", "010", "011"])
+        self.mirror.merge([([pushed("005", "agent-e", key="cd" * 32)], [])])
+        self.assertEqual([agent_id for agent_id, _ in self.names()], ["002", "005", "010", "011"])
+        self.assertEqual(read_client_keys(self.path)[1].key, "cd" * 32)
+
     def test_file_read_only_when_another_writer_replaced_it(self) -> None:
         """Merges reuse the mirror; after another writer replaces the file, the next merge
         starts from what that writer wrote."""

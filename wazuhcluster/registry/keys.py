@@ -170,11 +170,14 @@ class KeysFile:
 
     Parsing and validating a 50,000-line file costs far more than a merge, so the file is
     read again only when its stamp shows another writer (the integrity sync) replaced it.
-    Not thread-safe: one merge at a time.
+    The mirror keeps each entry's encoded line, in id order (new ids are the highest, so
+    they are appended), and a merge writes their concatenation. Not thread-safe: one merge
+    at a time.
     """
 
     path: Path
     _entries: dict[str, KeyEntry] = field(factory=dict, init=False)
+    _lines: dict[str, bytes] = field(factory=dict, init=False)
     _id_by_name: dict[str, str] = field(factory=dict, init=False)
     _stamp: FileStamp | None = field(default=None, init=False)
 
@@ -186,8 +189,9 @@ class KeysFile:
             stamp = None
         if stamp is not None and stamp == self._stamp:
             return
-        entries = read_client_keys(self.path)
+        entries = sorted(read_client_keys(self.path), key=lambda entry: _id_order(entry.id))
         self._entries = {entry.id: entry for entry in entries}
+        self._lines = {entry.id: entry.encode() for entry in entries}
         self._id_by_name = {entry.name: entry.id for entry in entries}
         self._stamp = stamp
 
@@ -199,15 +203,17 @@ class KeysFile:
         or a pushed entry is invalid; then nothing is written.
         """
         self._refresh()
-        entries = dict(self._entries)
+        entries, lines = dict(self._entries), dict(self._lines)
         id_by_name = dict(self._id_by_name)
         removed: set[str] = set()
         added: dict[str, KeyEntry] = {}
+        last = _id_order(next(reversed(entries))) if entries else None
+        in_order = True
 
         def drop(agent_id: str) -> None:
             gone = entries.pop(agent_id, None)
             if gone is not None:
-                del id_by_name[gone.name]
+                del lines[agent_id], id_by_name[gone.name]
                 removed.add(agent_id)
                 added.pop(agent_id, None)
 
@@ -222,14 +228,24 @@ class KeysFile:
                 holder = id_by_name.get(entry.name)
                 if holder is not None:
                     drop(holder)
-                entries[entry.id] = entry
+                entries[entry.id], lines[entry.id] = entry, entry.encode()
                 id_by_name[entry.name] = entry.id
                 added[entry.id] = entry
                 removed.discard(entry.id)
+                order = _id_order(entry.id)
+                if last is not None and order < last:
+                    in_order = False
+                else:
+                    last = order
         if added or removed:
-            ordered = [entries[agent_id] for agent_id in sorted(entries, key=_id_order)]
-            written = write_client_keys(self.path, ordered, skip_identical=False)
-            self._entries, self._id_by_name = entries, id_by_name
+            if not in_order:
+                ids = sorted(entries, key=_id_order)
+                entries = {agent_id: entries[agent_id] for agent_id in ids}
+                lines = {agent_id: lines[agent_id] for agent_id in ids}
+            written = atomic_write(
+                self.path, b"".join(lines.values()), mode=CLIENT_KEYS_MODE, skip_identical=False
+            )
+            self._entries, self._lines, self._id_by_name = entries, lines, id_by_name
             self._stamp = file_stamp(written)
         return KeysDelta(tuple(added.values()), tuple(sorted(removed)), len(entries))
 
