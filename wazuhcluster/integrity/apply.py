@@ -135,6 +135,9 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     fsync_each = durable and len(staged.files) <= SYNC_ALL_THRESHOLD
     if durable and not fsync_each:
         os.sync()
+    # Each parent directory is walked (lstat per component) once, not once per file: nothing
+    # below changes a parent between two renames of this loop.
+    checked_dirs: set[str] = set()
     for path in sorted(plan.files):
         tmp = staged.files.pop(path, None)
         if tmp is None:
@@ -143,7 +146,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         try:
             if fsync_each:
                 _fsync_path(tmp)
-            target = resolve(home, path, replace_empty_dir=True)
+            target = resolve(home, path, replace_empty_dir=True, known_dirs=checked_dirs)
             if os.path.dirname(target) != os.path.dirname(tmp):
                 raise PathRefused(path, "staged outside its target directory")
             existed = os.path.lexists(target)
