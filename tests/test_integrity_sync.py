@@ -337,6 +337,24 @@ class ApplyTests(SynchronousTestCase):
         self.assertTrue(again.is_empty)
         self.assertFalse(result2.changed)
 
+    def test_parent_swapped_for_symlink_before_apply(self) -> None:
+        """A parent directory replaced by a symlink between the unpack and the apply is refused
+        for every file below it, although apply walks each parent only once."""
+        master, worker = self.mktemp(), self.mktemp()
+        write_tree(master, {f"etc/shared/g1/f{i}": b"%d" % i for i in range(3)})
+        write_tree(master, {"etc/shared/g2/ok": b"ok"})
+        os.makedirs(os.path.join(worker, "etc"))
+        plan = compare(scan_tree(master), scan_tree(worker))
+        received = receive(worker, b"".join(iter_pack(master, plan)))
+        g1 = os.path.join(worker, "etc/shared/g1")
+        os.rename(g1, g1 + ".moved")
+        os.symlink(os.path.abspath(g1 + ".moved"), g1)
+        result = apply_plan(worker, received.plan, received.staged)
+        self.assertEqual(result.created, ("etc/shared/g2/ok",))
+        self.assertEqual(sorted(result.failed), [f"etc/shared/g1/f{i}" for i in range(3)])
+        self.assertTrue(all("symlink" in why for why in result.failed.values()), result.failed)
+        self.assertEqual(os.listdir(g1 + ".moved"), [])
+
     def test_ruleset_flag(self) -> None:
         """A sync touching only shared files does not fire the ruleset flag."""
         sync_once(self.master, self.worker)
