@@ -19,7 +19,7 @@ from attrs import frozen
 
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.pack import Staged
-from wazuhcluster.integrity.paths import PathRefused, resolve
+from wazuhcluster.integrity.paths import PathRefused, resolve, resolve_for_rename
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for
 
 # Indirection so tests can simulate a crash between two renames.
@@ -146,10 +146,9 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         try:
             if fsync_each:
                 _fsync_path(tmp)
-            target = resolve(home, path, replace_empty_dir=True, known_dirs=checked_dirs)
-            if os.path.dirname(target) != os.path.dirname(tmp):
+            target, existed = resolve_for_rename(home, path, checked_dirs)
+            if target.rpartition("/")[0] != tmp.rpartition("/")[0]:
                 raise PathRefused(path, "staged outside its target directory")
-            existed = os.path.lexists(target)
             _replace(tmp, target)
         except (PathRefused, OSError) as e:
             reason = e.reason if isinstance(e, PathRefused) else f"cannot rename: {e.strerror or e}"
@@ -157,7 +156,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
             _unlink_quietly(tmp)
             continue
         (updated if existed else created).append(path)
-        dirty_dirs.add(os.path.dirname(target))
+        dirty_dirs.add(target.rpartition("/")[0])
     # Temp files staged for paths that are not in the plan are not ours to place.
     staged.discard()
 

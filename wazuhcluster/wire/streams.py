@@ -933,8 +933,10 @@ class StreamEndpoint:
         *,
         size: int | None = None,
         end_timeout: float | None = None,
+        window: int | None = None,
     ) -> Deferred[SendResult]:
-        """Send a stream with this endpoint's window, timeouts and registry (see send_stream).
+        """Send a stream with this endpoint's timeouts and registry (see send_stream), and its
+        window unless ``window`` is given.
 
         Cancelling the returned Deferred cancels the stream on both sides.
         """
@@ -945,7 +947,7 @@ class StreamEndpoint:
                 source,
                 clock=self._clock,
                 size=size,
-                window=self._window,
+                window=self._window if window is None else window,
                 call_timeout=self._call_timeout,
                 end_timeout=end_timeout,
                 registry=self.outgoing,
