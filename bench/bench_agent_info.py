@@ -7,9 +7,10 @@ cycle it reports, from the nodes' cluster.log: the master's apply time per worke
 (max, mean), the workers' send time (stream out until the master's answer), and from /proc
 the master's CPU and peak RSS.
 
-Baseline, same run: the same number of rows written by plain SQLite ``UPDATE … WHERE id = ?``
-(``executemany``, one transaction per worker's batch, rows in arrival order) into a copy of
-the master's database after the cluster stopped: what SQLite alone costs.
+Baseline, same run: the same number of full rows (every column) written by plain SQLite
+``UPDATE … WHERE id = ?`` into the agents and agent_times tables (``executemany``, one
+transaction per worker's batch, rows in arrival order) in a copy of the master's database
+after the cluster stopped: what SQLite alone costs.
 
     .venv/bin/python bench/bench_agent_info.py [--workers 10] [--agents 50000] [--cycles 12]
 
@@ -100,8 +101,6 @@ def sqlite_baseline(database: Path, workers: int, agents: int, cycles: int) -> l
             rows = [
                 (
                     "active",
-                    stamp + cycle,
-                    0.0,
                     "Wazuh v4.9.0",
                     "Ubuntu",
                     "22.04.3 LTS",
@@ -112,20 +111,23 @@ def sqlite_baseline(database: Path, workers: int, agents: int, cycles: int) -> l
                     "ab73af41699f13fdd81903b5f23d8d00",
                     "c2305e0ac17e7176e924294c69cc7a24",
                     f"w{number + 1:02d}",
-                    stamp + cycle,
-                    10_000_000 + cycle,
                     n,
                 )
                 for n in order
             ]
+            times_rows = [(stamp + cycle, 0.0, stamp + cycle, 10_000_000 + cycle, n) for n in order]
             started = time.perf_counter()
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(
-                "UPDATE agents SET connection_status = ?, last_keepalive = ?, "
-                "disconnection_time = ?, version = ?, os_name = ?, os_version = ?, "
-                "os_platform = ?, os_arch = ?, os_uname = ?, labels = ?, config_sum = ?, "
-                "merged_sum = ?, node_name = ?, status_time = ?, status_seq = ? WHERE id = ?",
+                "UPDATE agents SET connection_status = ?, version = ?, os_name = ?, "
+                "os_version = ?, os_platform = ?, os_arch = ?, os_uname = ?, labels = ?, "
+                "config_sum = ?, merged_sum = ?, node_name = ? WHERE id = ?",
                 rows,
+            )
+            connection.executemany(
+                "UPDATE agent_times SET last_keepalive = ?, disconnection_time = ?, "
+                "status_time = ?, status_seq = ? WHERE id = ?",
+                times_rows,
             )
             connection.execute("COMMIT")
             times.append(time.perf_counter() - started)

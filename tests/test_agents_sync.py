@@ -141,12 +141,17 @@ class WireTests(SynchronousTestCase):
             b'{"id":"001","status":"active","time":-1}',
             b'{"id":"001","status":"active","time":1,"refresh":1}',
             b"x" * 20000,
+            good.rstrip() + b" " + good.rstrip(),
+            b" " + good.rstrip(),
         ):
             with self.assertRaises(InfoError) as caught:
                 decode_reports(good + bad, "w")
             self.assertIn("line 2", str(caught.exception))
         with self.assertRaises(InfoError):
             decode_reports(good * 3, "w", max_rows=2)
+        with self.assertRaises(InfoError) as caught:
+            decode_reports(good + b"\xff\n", "w")
+        self.assertIn("not UTF-8", str(caught.exception))
 
     def test_groups_table_changes(self) -> None:
         """Diffs, validation and application of agent-groups changes."""

@@ -91,6 +91,40 @@ class SchemaTests(SynchronousTestCase):
         )
         self.assertEqual(registry.enroll("next-one").id, "008")
 
+    def test_version_2_status_moves_to_agent_times(self) -> None:
+        """Opening a version-2 database moves each agent's keep-alive and report order to
+        agent_times: the values survive, an older report stays stale, and the agents table
+        no longer carries those columns."""
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(str(path), isolation_level=None)
+        migrate(raw, target=2)
+        raw.execute(
+            "INSERT INTO agents (id, name, ip, key, register_time, connection_status, "
+            "last_keepalive, disconnection_time, node_name, status_time, status_seq) "
+            "VALUES (3, 'kept', 'any', ?, 1.0, 'active', 40.0, 0, 'w1', 41.0, 7)",
+            ("k" * 64,),
+        )
+        raw.execute("UPDATE meta SET value = '4' WHERE key = 'next_id'")
+        raw.close()
+
+        registry = Registry.open(path, None, FakeClock())
+        self.addCleanup(registry.close)
+        agent = registry.get_agent("003")
+        assert agent is not None
+        self.assertEqual(
+            (agent.connection_status, agent.last_keepalive, agent.status_time, agent.status_seq),
+            ("active", 40.0, 41.0, 7),
+        )
+        result = registry.apply_agent_info([AgentInfoReport("003", "w2", 41.0, 6, "active")])
+        self.assertEqual(result.stale, 1)
+        columns = {row[1] for row in registry.connection.execute("PRAGMA table_info(agents)")}
+        self.assertFalse(columns & {"last_keepalive", "status_time", "status_seq"})
+        registry.remove_agents(["003"])
+        self.assertEqual(
+            registry.connection.execute("SELECT COUNT(*) FROM agent_times").fetchone()[0], 0
+        )
+
     def test_stale_next_id_is_repaired_on_open(self) -> None:
         """If next_id lags behind the highest id in use, opening moves it past it."""
         path = Path(self.mktemp())

@@ -34,6 +34,7 @@ _STATUSES = {"never_connected", "pending", "active", "disconnected"}
 #: One encoder for every row: ``json.dumps`` with custom separators builds a new encoder per
 #: call, which cost more than the encoding itself at 5,000 rows per report.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
 
 
 class InfoError(ValueError):
@@ -140,17 +141,29 @@ def _report(obj: Any, node_name: str) -> AgentInfoReport:
 
 
 def decode_reports(data: bytes, node_name: str, max_rows: int = MAX_ROWS) -> list[AgentInfoReport]:
-    """Parse a report sent by ``node_name``; any bad line rejects the whole report."""
+    """Parse a report sent by ``node_name``; any bad line rejects the whole report.
+
+    Each line must hold exactly one JSON object (no surrounding whitespace, as
+    :func:`encode_rows` writes them). The text is decoded once and each line parsed with a
+    shared decoder: ``json.loads`` per line cost twice as much at 5,000 rows.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InfoError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     reports: list[AgentInfoReport] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line:
             continue
         if len(line) > MAX_LINE:
-            raise InfoError(f"line {number}: longer than {MAX_LINE} bytes")
+            raise InfoError(f"line {number}: longer than {MAX_LINE} characters")
         if len(reports) >= max_rows:
             raise InfoError(f"more than {max_rows} rows")
         try:
-            reports.append(_report(json.loads(line), node_name))
+            value, end = _DECODER.raw_decode(line)
+            if end != len(line):
+                raise ValueError("more than one JSON value")
+            reports.append(_report(value, node_name))
         except (ValueError, TypeError) as error:
             raise InfoError(f"line {number}: {error}") from None
     return reports

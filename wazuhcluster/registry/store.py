@@ -50,11 +50,17 @@ DEFAULT_GROUP = group_files.DEFAULT_GROUP
 MAX_BATCH = 10_000
 _TEXT_LIMIT = 1024
 
+#: An agent's columns, from agents joined with agent_times (a row missing there, e.g.
+#: inserted by another tool, reads as never reported).
 _AGENT_COLUMNS = (
     "id, name, ip, key, register_time, connection_status, last_keepalive, "
-    "disconnection_time, version, os_name, os_version, os_platform, os_arch, os_uname, "
-    "labels, config_sum, merged_sum, node_name, status_time, status_seq"
+    "COALESCE(disconnection_time, 0), version, os_name, os_version, os_platform, os_arch, "
+    "os_uname, labels, config_sum, merged_sum, node_name, COALESCE(status_time, 0), "
+    "COALESCE(status_seq, 0)"
 )
+_AGENTS_JOINED = "agents LEFT JOIN agent_times USING (id)"
+#: The columns of agent_times, which every report writes.
+_TIME_COLUMNS = ("last_keepalive", "disconnection_time", "status_time", "status_seq")
 
 
 @frozen
@@ -191,6 +197,7 @@ class Registry:
                 "INSERT INTO agents (id, name, ip, key, register_time) VALUES (?, ?, ?, ?, ?)",
                 (number, name, clean_ip, agent_key, now),
             )
+            db.execute("INSERT INTO agent_times (id) VALUES (?)", (number,))
             db.executemany(
                 "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
                 [(number, group, priority) for priority, group in enumerate(wanted)],
@@ -324,7 +331,9 @@ class Registry:
 
     def _select_agents(self, tail: str, params: tuple[Any, ...]) -> list[Agent]:
         """Run a SELECT over agents and build :class:`Agent` records with their groups."""
-        rows = self.connection.execute(f"SELECT {_AGENT_COLUMNS} FROM agents {tail}", params)
+        rows = self.connection.execute(
+            f"SELECT {_AGENT_COLUMNS} FROM {_AGENTS_JOINED} {tail}", params
+        )
         agents = rows.fetchall()
         if not agents:
             return []
@@ -512,7 +521,8 @@ class Registry:
             held: dict[int, tuple[float, int]] = {}
             placed: dict[int, tuple[str, str]] = {}
             for number, status_time, status_seq, status, node in db.execute(
-                "SELECT id, status_time, status_seq, connection_status, node_name FROM agents "
+                "SELECT id, COALESCE(status_time, 0), COALESCE(status_seq, 0), "
+                f"connection_status, node_name FROM {_AGENTS_JOINED} "
                 "WHERE id IN (SELECT value FROM json_each(?))",
                 (known,),
             ):
@@ -530,14 +540,24 @@ class Registry:
                 updates.setdefault(number, {}).update(_report_columns(report))
                 held[number] = newest
                 applied += 1
-            # Most reports only refresh a keep-alive: leaving the indexed status and node
-            # columns out when they did not change spares two index rewrites per row.
+            # Every report writes the narrow agent_times row; most only refresh a keep-alive,
+            # so the wide agents row (and its status and node indexes) is left alone unless
+            # one of its columns changed.
+            times: list[tuple[Any, ...]] = []
             statements: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
             for number in sorted(updates):
                 columns = updates[number]
+                times.append((number, *(columns.pop(name) for name in _TIME_COLUMNS)))
                 if (columns["connection_status"], columns["node_name"]) == placed[number]:
                     del columns["connection_status"], columns["node_name"]
-                statements.setdefault(tuple(columns), []).append((*columns.values(), number))
+                if columns:
+                    statements.setdefault(tuple(columns), []).append((*columns.values(), number))
+            db.executemany(
+                f"INSERT INTO agent_times (id, {', '.join(_TIME_COLUMNS)}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET "
+                + ", ".join(f"{name} = excluded.{name}" for name in _TIME_COLUMNS),
+                times,
+            )
             for names, rows in statements.items():
                 assignments = ", ".join(f"{name} = ?" for name in names)  # our column names
                 db.executemany(f"UPDATE agents SET {assignments} WHERE id = ?", rows)
