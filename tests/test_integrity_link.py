@@ -13,6 +13,7 @@ from wazuhcluster.home import Home
 from wazuhcluster.integrity.table import is_excluded_name, item_for
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.threads import run_inline
+from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
 
@@ -56,7 +57,7 @@ class IntegritySyncTests(SynchronousTestCase):
     def join(self, name: str) -> WorkerIntegrity:
         """Connect worker ``name`` with its integrity feature and let it settle."""
 
-        def features(link: MasterLink, home: Home) -> list[WorkerIntegrity]:
+        def features(link: MasterLink, home: Home) -> list[LinkFeature]:
             feature = WorkerIntegrity(home.root, link, run_in_thread=run_inline)
             feature.on_ruleset_changed.append(lambda: self.ruleset_changes.append(name))
             self.workers[name] = feature

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_integrity import write_tree
 from wazuhcluster.integrity import apply as apply_module
+from wazuhcluster.integrity import pack as pack_module
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
 from wazuhcluster.integrity.pack import (
@@ -502,4 +505,119 @@ class PropertyTests(SynchronousTestCase):
         self.assertTrue(compare(master_table, worker_table).is_empty)
         self.assertEqual(
             {p: c for p, (c, _m) in read_tree(worker_home).items()}, _consistent(master)
+        )
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once and records it (a deterministic stand-in for the
+    unpacker's writer thread)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn`` now; return its result (or exception) as a done Future."""
+        self.calls.append((fn, args))
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:
+            future.set_exception(e)
+        return future
+
+
+class WriterTests(SynchronousTestCase):
+    """An Unpacker with a writer: small files are written in batches by the writer."""
+
+    def setUp(self) -> None:
+        """A master with 300 small files in 3 folders and one file too big for a batch."""
+        self.master, self.worker = self.mktemp(), self.mktemp()
+        os.makedirs(self.worker)
+        files = {f"etc/shared/g{i % 3}/f{i:03}": os.urandom(1000 + i) for i in range(300)}
+        files["etc/lists/big"] = os.urandom(pack_module.SMALL_FILE + 1)
+        write_tree(self.master, files)
+        self.plan = compare(scan_tree(self.master), {})
+        self.stream = b"".join(iter_pack(self.master, self.plan))
+
+    def unpack(self, writer: Executor, stream: bytes | None = None) -> Received:
+        """Feed the stream (default: the whole plan) in 60 KiB pieces and finish."""
+        unpacker = Unpacker(self.worker, writer=writer)
+        data = self.stream if stream is None else stream
+        for i in range(0, len(data), 61440):
+            unpacker.feed(data[i : i + 61440])
+        return unpacker.finish()
+
+    def test_small_files_in_batches(self) -> None:
+        """Every small file goes through a bounded batch of the writer, verified and with its
+        mode; the big one is written as it arrives; applying gives the master's tree."""
+        writer = InlineExecutor()
+        received = self.unpack(writer)
+        batches = [args[0] for fn, args in writer.calls if fn is pack_module.write_temp_files]
+        written = [path for batch in batches for path, _, _, _ in batch]
+        self.assertEqual(sorted(written), sorted(p for p in self.plan.files if "big" not in p))
+        self.assertTrue(all(len(b) <= pack_module.BATCH_FILES for b in batches))
+        self.assertTrue(
+            all(
+                sum(len(f[3]) for f in b) < pack_module.BATCH_BYTES + pack_module.SMALL_FILE
+                for b in batches
+            )
+        )
+        self.assertEqual(received.staged.rejected, {})
+        self.assertEqual(len(received.staged.files), 301)
+        apply_plan(self.worker, received.plan, received.staged)
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
+        )
+        self.assertEqual(
+            stat.S_IMODE(os.stat(os.path.join(self.worker, "etc/shared/g0/f000")).st_mode), 0o660
+        )
+
+    def test_mismatch_never_written(self) -> None:
+        """A small file whose content does not match its checksum is rejected before the
+        writer sees it."""
+        with open(os.path.join(self.master, "etc/shared/g1/f001"), "wb") as f:
+            f.write(b"x" * 1001)
+        writer = InlineExecutor()
+        received = self.unpack(writer, b"".join(iter_pack(self.master, self.plan)))
+        self.assertIn("checksum", received.staged.rejected["etc/shared/g1/f001"])
+        batches = [args[0] for fn, args in writer.calls if fn is pack_module.write_temp_files]
+        self.assertNotIn("etc/shared/g1/f001", [p for b in batches for p, _, _, _ in b])
+
+    def test_early_sync(self) -> None:
+        """The writer is asked to sync() right after the batch that brings the content written
+        since the last sync to EARLY_SYNC_BYTES, and not otherwise."""
+        self.patch(pack_module, "EARLY_SYNC_BYTES", 200_000)
+        self.patch(pack_module.os, "sync", lambda: None)
+        writer = InlineExecutor()
+        self.unpack(writer)
+        expected: list[str] = []
+        since = 0
+        for fn, args in writer.calls:
+            if fn is pack_module.write_temp_files:
+                expected.append("batch")
+                since += sum(len(f[3]) for f in args[0])
+                if since >= 200_000:
+                    expected.append("sync")
+                    since = 0
+        calls = ["sync" if fn is pack_module.os.sync else "batch" for fn, _ in writer.calls]
+        self.assertEqual(calls, expected)
+        self.assertIn("sync", calls)
+        self.assertGreater(calls.count("batch"), calls.count("sync"))
+
+    def test_abort_removes_what_the_writer_wrote(self) -> None:
+        """A stream cut short leaves no temp file, including those of finished batches."""
+        unpacker = Unpacker(self.worker, writer=InlineExecutor())
+        unpacker.feed(self.stream[: len(self.stream) // 2])
+        self.assertTrue(unpacker.staged.files)  # some batches were written already
+        with self.assertRaises(PackError):
+            unpacker.finish()
+        self.assertEqual(read_tree(self.worker), {})
+
+    def test_real_thread(self) -> None:
+        """With a real writer thread the worker ends equal to the master."""
+        with ThreadPoolExecutor(1) as writer:
+            received = self.unpack(writer)
+        apply_plan(self.worker, received.plan, received.staged)
+        self.assertEqual(
+            master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
         )

@@ -242,6 +242,25 @@ class FlowTests(StreamTestsBase):
         self.assertEqual(len(self.chunks), 20)
         self.assertEqual(self.max_in_flight, 3)
 
+    def test_endpoint_window_per_stream(self) -> None:
+        """StreamEndpoint.send takes a window for one stream instead of the endpoint's."""
+        sent: list[int] = []
+        real = self.client.callRemote
+
+        def counting(command: type[amp.Command], **kwargs: Any) -> Deferred[Any]:
+            if command is StreamChunk:
+                sent.append(kwargs["offset"])
+            return real(command, **kwargs)
+
+        self.client.streams._call_remote = counting
+        d = self.client.streams.send("blob", os.urandom(20 * CHUNK_SIZE), window=8)
+        self.pump.pump()  # StreamOpen goes out
+        self.pump.pump()  # its answer comes back; the first window of chunks goes out
+        self.assertEqual(len(sent), 8)
+        self.pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(len(sent), 20)
+
     def test_source_read_lazily(self) -> None:
         """A generator source is only pulled as the window frees up."""
         pulled = []

@@ -22,7 +22,9 @@ import json
 import os
 import re
 import secrets
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from attrs import define, field, frozen
@@ -296,7 +298,54 @@ class _TempNames:
 
 _HEADER, _RECORD, _DATA, _DONE, _CLOSED = range(5)
 
+_MISMATCH = "checksum mismatch (changed on the master while sent?)"
+
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+#: Files up to this size are collected in memory and written by the unpacker's writer (if it has
+#: one) in batches; larger ones are written piece by piece as they arrive.
+SMALL_FILE = 256 * 1024
+
+#: A batch for the writer is sent once it holds this many bytes (or :data:`BATCH_FILES` files).
+BATCH_BYTES = 512 * 1024
+BATCH_FILES = 256
+
+#: The writer calls sync() after each such amount of written content (see Unpacker._send_batch).
+EARLY_SYNC_BYTES = 8 << 20
+
+#: Batches handed to the writer and not yet written, at most (bounds the memory they hold).
+MAX_BATCHES = 2
+
+#: One small file for the writer: relative path, temp file path, mode, content.
+_SmallFile = tuple[str, str, int, bytes]
+
+
+def write_temp_files(batch: list[_SmallFile]) -> list[tuple[str, str, str | None]]:
+    """Create and write each temp file of ``batch`` (the unpacker's writer runs this).
+
+    :return: (path, temp file, None) for each file written, (path, temp file, reason) for each
+        that failed (its temp file removed).
+    """
+    done: list[tuple[str, str, str | None]] = []
+    for path, tmp, mode, data in batch:
+        try:
+            fd = os.open(tmp, _TEMP_FLAGS, 0o600)
+        except OSError as e:
+            done.append((path, tmp, f"cannot create temp file: {e.strerror or e}"))
+            continue
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+        except OSError as e:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            done.append((path, tmp, f"cannot write temp file: {e.strerror or e}"))
+            continue
+        os.close(fd)
+        done.append((path, tmp, None))
+    return done
 
 
 class Unpacker:
@@ -315,8 +364,15 @@ class Unpacker:
         max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         max_files: int = DEFAULT_MAX_ENTRIES,
+        writer: Executor | None = None,
     ) -> None:
         self._home = home
+        self._writer = writer
+        self._batch: list[_SmallFile] = []
+        self._batch_bytes = 0
+        self._writing: deque[Future[list[tuple[str, str, str | None]]]] = deque()
+        self._small: bytearray | None = None
+        self._unsynced = 0
         self._max_total = max_total_bytes
         self._max_file = max_file_size
         self._max_files = max_files
@@ -446,9 +502,13 @@ class Unpacker:
         self._path, self._meta, self._remaining = path, meta, size
         self._hasher = new_hasher()
         self._fd = None
+        self._small = None
         try:
             self._tmp = self._parent_path(path) + "/" + self._temp_names.next()
-            self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
+            if self._writer is not None and size <= SMALL_FILE:
+                self._small = bytearray()
+            else:
+                self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
         except PathRefused as e:
             self.staged.rejected[path] = e.reason
         except OSError as e:
@@ -487,6 +547,9 @@ class Unpacker:
 
     def _write(self, piece: memoryview) -> None:
         self._hasher.update(piece)
+        if self._small is not None:
+            self._small += piece
+            return
         if self._fd is None:
             return
         try:
@@ -506,10 +569,20 @@ class Unpacker:
     def _end_file(self) -> None:
         assert self._meta is not None
         self._state = _RECORD
+        if self._small is not None:
+            data, self._small = bytes(self._small), None
+            if self._hasher.hexdigest() != self._meta.checksum:
+                self.staged.rejected[self._path] = _MISMATCH
+                return
+            self._batch.append((self._path, self._tmp, self._meta.mode, data))
+            self._batch_bytes += len(data)
+            if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_FILES:
+                self._send_batch()
+            return
         if self._fd is None:
             return
         if self._hasher.hexdigest() != self._meta.checksum:
-            self._drop_current("checksum mismatch (changed on the master while sent?)")
+            self._drop_current(_MISMATCH)
             return
         try:
             os.fchmod(self._fd, self._meta.mode)
@@ -519,6 +592,38 @@ class Unpacker:
         os.close(self._fd)
         self._fd = None
         self.staged.files[self._path] = self._tmp
+
+    def _send_batch(self) -> None:
+        """Hand the collected small files to the writer; wait for the oldest batch first if
+        :data:`MAX_BATCHES` are still being written."""
+        assert self._writer is not None
+        if not self._batch:
+            return
+        while len(self._writing) >= MAX_BATCHES:
+            self._collect(self._writing.popleft())
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._writing.append(self._writer.submit(write_temp_files, batch))
+        self._unsynced += sum(len(f[3]) for f in batch)
+        if self._unsynced >= EARLY_SYNC_BYTES:
+            # Start writing the data out now, so the apply's sync() that makes it durable has
+            # little left to do; the writer waits here, the parser goes on.
+            self._unsynced = 0
+            self._writer.submit(os.sync)
+
+    def _collect(self, future: Future[list[tuple[str, str, str | None]]]) -> None:
+        """Record what one batch of the writer did."""
+        for path, tmp, error in future.result():
+            if error is None:
+                self.staged.files[path] = tmp
+            else:
+                self.staged.rejected[path] = error
+
+    def _drain(self) -> None:
+        """Write what is collected and wait for the writer to finish every batch."""
+        if self._writer is not None:
+            self._send_batch()
+        while self._writing:
+            self._collect(self._writing.popleft())
 
     def _check_end(self) -> None:
         assert self.header is not None
@@ -538,6 +643,11 @@ class Unpacker:
             self.abort()
             raise PackError("sync stream truncated before its end record")
         assert self.header is not None
+        try:
+            self._drain()
+        except BaseException:
+            self.abort()
+            raise
         self._state = _CLOSED
         plan = Plan(
             missing=self._creates,
@@ -548,10 +658,18 @@ class Unpacker:
         return Received(header=self.header, plan=plan, staged=self.staged)
 
     def abort(self, reason: str = "") -> None:
-        """Stop and remove every temp file written so far (idempotent)."""
+        """Stop and remove every temp file written so far (idempotent); waits for the writer."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
             _unlink_quietly(self._tmp)
+        self._batch, self._small = [], None
+        while self._writing:
+            future = self._writing.popleft()
+            try:
+                self._collect(future)
+            except Exception:
+                # The batch failed as a whole: remove whatever of it may have been written.
+                pass
         self.staged.discard()
         self._state = _CLOSED

@@ -252,7 +252,7 @@ class MasterIntegrity(LinkFeature):
                     count=state.deferred_files,
                     size=deferred_bytes,
                 )
-            size = packed_size(plan)
+            size = await self.run_in_thread(packed_size, plan)
             result = await link.protocol.streams.send(
                 wire.FILES_KIND,
                 ThreadedSource(iter_pack(self.home, plan), self.run_in_thread),

@@ -10,6 +10,7 @@ stream verified. A sync that touched rules, decoders or lists fires the ruleset-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_f
 from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
 from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_with_digest
 from wazuhcluster.logs import ClusterLog
-from wazuhcluster.tasks import CallOnStart, PeriodicTask
+from wazuhcluster.tasks import CallOnStart, CallOnStop, PeriodicTask
 from wazuhcluster.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
@@ -70,6 +71,9 @@ class WorkerIntegrity(LinkFeature):
         self.sync_log = ClusterLog(tag, "Integrity sync")
         self._awaiting: Deferred[None] | None = None
         self._check_again = False
+        #: Creates and writes the small files of a sync while the stream is parsed in another
+        #: thread (one sync at a time, so one thread, started when first needed).
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="integrity-writer")
         self.task = PeriodicTask(
             "integrity",
             link.timings.sync_integrity,
@@ -154,7 +158,8 @@ class WorkerIntegrity(LinkFeature):
             wire.FILES_KIND: StreamKind(
                 MAX_SYNC_STREAM,
                 lambda size: ThreadedConsumer(
-                    Unpacker(self.home, max_total_bytes=MAX_SYNC_STREAM), self.run_in_thread
+                    Unpacker(self.home, max_total_bytes=MAX_SYNC_STREAM, writer=self.writer),
+                    self.run_in_thread,
                 ),
             )
         }
@@ -223,8 +228,13 @@ class WorkerIntegrity(LinkFeature):
             self._awaiting.errback(ConnectionError("the link to the master was lost"))
 
     def services(self) -> Iterable[IService]:
-        """The start-up cleanup of leftover temp files, then the integrity task."""
-        return (CallOnStart(self.remove_leftovers), self.task)
+        """The start-up cleanup of leftover temp files, the integrity task, and the writer's
+        shutdown at stop."""
+        return (
+            CallOnStart(self.remove_leftovers),
+            self.task,
+            CallOnStop(lambda: self.writer.shutdown(wait=False)),
+        )
 
 
 class _ChangedLocator(amp.CommandLocator):
