@@ -621,3 +621,32 @@ class WriterTests(SynchronousTestCase):
         self.assertEqual(
             master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
         )
+
+
+class RecordEncodingTests(SynchronousTestCase):
+    """The sender's fast file-record encoding is the JSON line the receiver parses."""
+
+    @given(
+        path=st.text(
+            st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+            min_size=1,
+            max_size=40,
+        ),
+        size=st.integers(min_value=0, max_value=1 << 40),
+        kind=st.sampled_from(["c", "u"]),
+    )
+    @_SETTINGS
+    def test_same_bytes_as_json(self, path: str, size: int, kind: str) -> None:
+        """Any file name (quotes, backslashes, non-ASCII) is encoded exactly as json.dumps
+        would, so packed_size and the receiver's parse agree."""
+        rel = f"etc/shared/g/{path}"
+        checksum = "ab" * 32
+        expected = (
+            json.dumps(
+                {"t": "f", "k": kind, "p": rel, "s": size, "c": checksum},
+                separators=(",", ":"),
+                ensure_ascii=True,
+            ).encode("ascii")
+            + b"\n"
+        )
+        self.assertEqual(pack_module._file_record(kind, rel, size, checksum), expected)

@@ -25,6 +25,7 @@ import secrets
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from attrs import define, field, frozen
@@ -157,12 +158,18 @@ def _sync_header(plan: Plan) -> bytes:
     return _line({**header, "bytes": plan.transfer_bytes})
 
 
+def _file_record(kind: str, path: str, size: int, checksum: str) -> bytes:
+    """``_line({"t": "f", "k": kind, "p": path, "s": size, "c": checksum})``, byte for byte, at a
+    fraction of the cost (the path is escaped by the JSON module's own ASCII string encoder)."""
+    quoted = encode_basestring_ascii(path)
+    return f'{{"t":"f","k":"{kind}","p":{quoted},"s":{size},"c":"{checksum}"}}\n'.encode("ascii")
+
+
 def _file_records(plan: Plan) -> Iterator[tuple[str, bytes, FileMeta]]:
     kinds = {p: "c" for p in plan.missing} | {p: "u" for p in plan.shared}
     for path in sorted(kinds):
         meta = plan.files[path]
-        rec = {"t": "f", "k": kinds[path], "p": path, "s": meta.size, "c": meta.checksum}
-        yield path, _line(rec), meta
+        yield path, _file_record(kinds[path], path, meta.size, meta.checksum), meta
 
 
 _END = _line({"t": "end"})
