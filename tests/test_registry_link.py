@@ -12,7 +12,7 @@ from wazuhcluster.agents.auth_settings import default_auth
 from wazuhcluster.agents.enrollment import parse_reply, parse_request
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.home import Home
-from wazuhcluster.master.registry import MasterRegistry
+from wazuhcluster.master.registry import PUSH_DELAY, MasterRegistry
 from wazuhcluster.registry.keys import KeysDelta, KeysFile, read_client_keys
 from wazuhcluster.registry.service import AsyncRegistry, synchronous_runner
 from wazuhcluster.registry.store import Registry, RegistryFiles
@@ -70,10 +70,17 @@ class RegistryLinkTests(SynchronousTestCase):
         return self.workers[name]
 
     def enroll_through(self, worker: WorkerRegistry, line: str) -> str:
-        """Send an enrollment line through ``worker`` and return the agent's reply."""
+        """Send an enrollment line through ``worker`` and return the agent's reply (the
+        master's key push delivered too)."""
         reply = ensureDeferred(worker.forward(parse_request(line), "10.0.0.5"))
         self.cluster.settle()
+        self.deliver_pushes()
         return str(self.successResultOf(reply))
+
+    def deliver_pushes(self) -> None:
+        """Let the master's push delay pass and the pushes reach the workers."""
+        self.cluster.reactor.advance(PUSH_DELAY)
+        self.cluster.settle()
 
     def keys_of(self, name: str) -> dict[str, str]:
         """name → id in worker ``name``'s client.keys."""
@@ -91,10 +98,11 @@ class RegistryLinkTests(SynchronousTestCase):
         master_keys = read_client_keys(self.cluster.master_home.client_keys)
         self.assertEqual([e.key for e in master_keys], [entry.key])
 
-    def test_changes_of_one_turn_share_a_push(self) -> None:
-        """Key changes made in one reactor turn reach a worker as their net effect, in
-        pieces that fit AMP values: 450 added and one removed (an id added then removed in
-        the same turn) give one removal piece and three addition pieces."""
+    def test_changes_within_the_delay_share_a_push(self) -> None:
+        """Key changes made within the push delay reach a worker together, once the delay
+        has passed, as their net effect in pieces that fit AMP values: 450 added and one
+        removed (an id added then removed in the same window) give one removal piece and
+        three addition pieces."""
         worker1 = self.join("worker1")
         calls: list[tuple[int, list[str]]] = []
         original = worker1.apply_push
@@ -106,14 +114,14 @@ class RegistryLinkTests(SynchronousTestCase):
         self.patch(worker1, "apply_push", counting)
         key = "ab" * 32
         entries = [
-            {"id": f"{n:03d}", "name": f"agent-{n}", "ip": "any", "key": key}
-            for n in range(1, 452)
+            {"id": f"{n:03d}", "name": f"agent-{n}", "ip": "any", "key": key} for n in range(1, 452)
         ]
         for entry in entries:
             self.master.push_keys([entry], [])
         self.master.push_keys([], ["451"])
-        self.assertEqual(calls, [])
         self.cluster.settle()
+        self.assertEqual(calls, [])
+        self.deliver_pushes()
         self.assertEqual(calls, [(0, ["451"]), (200, []), (200, []), (50, [])])
         self.assertEqual(len(self.keys_of("worker1")), 450)
         self.assertNotIn("agent-451", self.keys_of("worker1"))
@@ -147,6 +155,7 @@ class RegistryLinkTests(SynchronousTestCase):
         deleted = ensureDeferred(node.manage("delete_agents", {"ids": ["002", "999"]}))
         self.cluster.settle()
         self.assertEqual(self.successResultOf(deleted), {"removed": ["002"], "not_found": ["999"]})
+        self.deliver_pushes()
         self.assertEqual(self.keys_of("worker2"), {"a1": "001", "a3": "003"})
 
     def test_group_management(self) -> None:

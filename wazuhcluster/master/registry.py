@@ -49,6 +49,9 @@ MAX_PAGE = 200
 #: removed ids (at most 11 bytes each), so each value stays under AMP's 64 KiB.
 PUSH_ADDED = 200
 PUSH_REMOVED = 4000
+#: How long key changes are gathered before they are pushed: long enough to batch a burst
+#: of enrollments, far below the second in which every node must know a new key.
+PUSH_DELAY = 0.05
 
 Action = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -196,16 +199,12 @@ class MasterRegistry(LinkFeature):
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
         """Tell every connected worker about new and removed agents, without waiting.
 
-        Changes made in the same reactor turn (a burst of enrollments settled by one write
-        of client.keys) travel in one push per worker, so each worker rewrites its file
-        once for the burst. The pending push holds the net effect: an id is either added
-        or removed, and a worker applies removals before additions.
+        Changes made within :data:`PUSH_DELAY` travel together: one push per worker and one
+        update of the master's own agent listener, so a burst of enrollments costs each
+        node one rewrite of client.keys and one copy of its key lookups, not one per agent.
+        The pending push holds the net effect: an id is either added or removed, and a
+        worker applies removals before additions.
         """
-        for hook in list(self.on_keys_changed):
-            try:
-                hook(added, removed)
-            except Exception:
-                self.log.failure("A keys-changed hook failed")
         for agent_id in removed:
             self._outgoing_added.pop(agent_id, None)
             self._outgoing_removed[agent_id] = None
@@ -213,15 +212,20 @@ class MasterRegistry(LinkFeature):
             self._outgoing_removed.pop(entry["id"], None)
             self._outgoing_added[entry["id"]] = entry
         if self._push_call is None:
-            self._push_call = self.reactor.callLater(0, self._send_push)
+            self._push_call = self.reactor.callLater(PUSH_DELAY, self._send_push)
 
     def _send_push(self) -> None:
-        """Send the pending push to every connected worker, in pieces that fit AMP values
-        (removals first; the pending push never adds and removes the same id)."""
+        """Tell the hooks, then send the pending push to every connected worker, in pieces
+        that fit AMP values (removals first; the push never adds and removes the same id)."""
         self._push_call = None
         added = list(self._outgoing_added.values())
         removed = list(self._outgoing_removed)
         self._outgoing_added, self._outgoing_removed = {}, {}
+        for hook in list(self.on_keys_changed):
+            try:
+                hook(added, removed)
+            except Exception:
+                self.log.failure("A keys-changed hook failed")
         pieces: list[tuple[list[dict[str, str]], list[str]]] = [
             ([], removed[i : i + PUSH_REMOVED]) for i in range(0, len(removed), PUSH_REMOVED)
         ]
