@@ -131,8 +131,10 @@ class SchemaTests(SynchronousTestCase):
         path.parent.mkdir(parents=True, exist_ok=True)
         raw = sqlite3.connect(str(path), isolation_level=None)
         migrate(raw)
-        raw.execute("INSERT INTO agents (id, name, ip, key, register_time) "
-                    "VALUES (41, 'imported', 'any', 'k', 1.0)")
+        raw.execute(
+            "INSERT INTO agents (id, name, ip, key, register_time) "
+            "VALUES (41, 'imported', 'any', 'k', 1.0)"
+        )
         raw.close()
         registry = Registry.open(path, None, FakeClock())
         self.addCleanup(registry.close)
@@ -359,11 +361,21 @@ class AgentInfoTests(SynchronousTestCase):
         """A newer report wins, an older one is stale, an unknown id is counted."""
         registry = open_registry(self)
         registry.enroll("roamer")
-        first = AgentInfoReport("001", "worker-b", 20.0, 1, "active", 20.0, version="v4.14.7",
-                                os_name="Ubuntu", labels={"env": "prod"})
+        first = AgentInfoReport(
+            "001",
+            "worker-b",
+            20.0,
+            1,
+            "active",
+            20.0,
+            version="v4.14.7",
+            os_name="Ubuntu",
+            labels={"env": "prod"},
+        )
         late = AgentInfoReport("001", "worker-a", 10.0, 9, "disconnected", 9.0, 10.0)
-        result = registry.apply_agent_info([first, late, AgentInfoReport("077", "w", 30.0),
-                                            AgentInfoReport("bad", "w", 30.0)])
+        result = registry.apply_agent_info(
+            [first, late, AgentInfoReport("077", "w", 30.0), AgentInfoReport("bad", "w", 30.0)]
+        )
         self.assertEqual((result.applied, result.stale, result.unknown), (1, 1, 2))
         agent = registry.get_agent("001")
         assert agent is not None
@@ -387,17 +399,26 @@ class AgentInfoTests(SynchronousTestCase):
         registry = open_registry(self)
         for name in ("a1", "a2", "a3"):
             registry.enroll(name)
-        registry.apply_agent_info([AgentInfoReport(i, "w1", 5.0, 1, "active", 5.0)
-                                   for i in ("003", "001", "002")])
+        registry.apply_agent_info(
+            [AgentInfoReport(i, "w1", 5.0, 1, "active", 5.0) for i in ("003", "001", "002")]
+        )
         result = registry.apply_agent_info(
-            [AgentInfoReport("002", "w1", 9.0, 2, "active", 9.0, version="v4.9.0"),
-             AgentInfoReport("001", "w1", 7.0, 3, "active", 7.0),
-             AgentInfoReport("002", "w1", 8.0, 4, "disconnected", 8.0)])
+            [
+                AgentInfoReport("002", "w1", 9.0, 2, "active", 9.0, version="v4.9.0"),
+                AgentInfoReport("001", "w1", 7.0, 3, "active", 7.0),
+                AgentInfoReport("002", "w1", 8.0, 4, "disconnected", 8.0),
+            ]
+        )
         self.assertEqual((result.applied, result.stale, result.unknown), (2, 1, 0))
         agents = {a.id: a for a in registry.list_agents()}
         self.assertEqual(
-            (agents["002"].connection_status, agents["002"].node_name,
-             agents["002"].last_keepalive, agents["002"].version, agents["002"].status_seq),
+            (
+                agents["002"].connection_status,
+                agents["002"].node_name,
+                agents["002"].last_keepalive,
+                agents["002"].version,
+                agents["002"].status_seq,
+            ),
             ("active", "w1", 9.0, "v4.9.0", 2),
         )
         self.assertEqual((agents["001"].last_keepalive, agents["003"].last_keepalive), (7.0, 5.0))
@@ -406,9 +427,14 @@ class AgentInfoTests(SynchronousTestCase):
         """An unknown connection status refuses the whole batch."""
         registry = open_registry(self)
         registry.enroll("a1")
-        self.assertRaises(InvalidValue, registry.apply_agent_info,
-                          [AgentInfoReport("001", "w", 5.0, 0, "active"),
-                           AgentInfoReport("001", "w", 6.0, 0, "flying")])
+        self.assertRaises(
+            InvalidValue,
+            registry.apply_agent_info,
+            [
+                AgentInfoReport("001", "w", 5.0, 0, "active"),
+                AgentInfoReport("001", "w", 6.0, 0, "flying"),
+            ],
+        )
         self.assertEqual(registry.get_agent("001").status_time, 0.0)  # type: ignore[union-attr]
 
 
@@ -478,7 +504,9 @@ class AsyncRegistryTests(SynchronousTestCase):
         self.assertEqual(len(read_client_keys(registry.files.client_keys)), 200)
 
     def test_write_waits_for_files_and_batches_flushes(self) -> None:
-        """Writes queued together share one flush; each Deferred fires after it."""
+        """Writes queued together run as one batch (one commit, one flush) in the first
+        registry job; each Deferred fires after the flush, and the later jobs find nothing
+        left to do."""
         home = Path(self.mktemp())
         files = RegistryFiles(home / "client.keys", home / "shared", home / "multigroups")
         registry = CountingRegistry.open(home / "global.db", files, FakeClock())
@@ -495,15 +523,61 @@ class AsyncRegistryTests(SynchronousTestCase):
         facade = AsyncRegistry(registry, queued_runner)
         pending = [facade.enroll(f"a{n}", "any") for n in range(5)]
         self.assertNoResult(pending[0])
-        while jobs:
-            function, deferred = jobs.pop(0)
-            deferred.callback(function())  # type: ignore[operator]
-            if jobs:
-                self.assertNoResult(pending[0])
+        self.assertEqual(len(jobs), 5)
+        function, deferred = jobs.pop(0)
+        deferred.callback(function())  # type: ignore[operator]
         agents = [self.successResultOf(d) for d in pending]
         self.assertEqual([a.id for a in agents], ["001", "002", "003", "004", "005"])
         self.assertEqual(len(CountingRegistry.flushes), 1)
+        while jobs:
+            function, deferred = jobs.pop(0)
+            deferred.callback(function())  # type: ignore[operator]
+        self.assertEqual(len(CountingRegistry.flushes), 1)
         self.assertEqual(len(read_client_keys(files.client_keys)), 5)
+
+    def test_failed_commit_fails_the_whole_batch(self) -> None:
+        """When the batch's commit fails, every write of it gets the error, nothing is kept,
+        and the next write starts from what the database really holds."""
+        registry = open_registry(self, with_files=True)
+        facade = AsyncRegistry(registry, synchronous_runner)
+        self.successResultOf(facade.enroll("before", "any"))
+        real = registry.connection
+
+        class CommitFails:
+            """Forwards to the connection, but its next COMMIT fails like a full disk."""
+
+            def __init__(self) -> None:
+                self.in_transaction = False
+
+            def execute(self, sql: str, *args: object) -> object:
+                if sql == "COMMIT":
+                    raise sqlite3.OperationalError("database or disk is full")
+                result = real.execute(sql, *args)
+                self.in_transaction = real.in_transaction
+                return result
+
+        registry.connection = CommitFails()  # type: ignore[assignment]
+        jobs: list[tuple[object, Deferred[object]]] = []
+
+        def queued_runner(function):  # type: ignore[no-untyped-def]
+            deferred: Deferred[object] = Deferred()
+            jobs.append((function, deferred))
+            return deferred
+
+        facade = AsyncRegistry(registry, queued_runner)
+        first, second = facade.enroll("lost-1", "any"), facade.enroll("lost-2", "any")
+        function, deferred = jobs.pop(0)
+        deferred.callback(function())  # type: ignore[operator]
+        self.failureResultOf(first, sqlite3.OperationalError)
+        self.failureResultOf(second, sqlite3.OperationalError)
+        registry.connection = real
+        self.assertEqual([a.name for a in registry.list_agents()], ["before"])
+        self.assertEqual(registry.enroll("after").id, "002")
+        registry.flush_files()
+        assert registry.files is not None
+        self.assertEqual(
+            [e.name for e in read_client_keys(registry.files.client_keys)], ["before", "after"]
+        )
 
     def test_failed_write_in_burst_still_flushes(self) -> None:
         """A failing last write still flushes for the successful writes before it."""

@@ -3,9 +3,10 @@
 :class:`AsyncRegistry` never touches SQLite on the reactor thread. It hands each call to
 a *runner* that executes functions one at a time, in order, on a single thread (a
 :class:`~twisted.python.threadpool.ThreadPool` of size 1 in a node; a synchronous runner
-in tests), so writes are serialized without locks. After a write the files derived from
-the registry (client.keys, merged.mg) are brought up to date once per burst of writes,
-and the write's Deferred fires only when they are on disk.
+in tests), so writes are serialized without locks. Writes that arrive together run as one
+batch in one transaction (group commit), then the files derived from the registry
+(client.keys, merged.mg) are brought up to date once for the batch; each write's Deferred
+fires only when its change is committed and those files are on disk.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from attrs import frozen
 from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
@@ -61,20 +61,8 @@ class ThreadRunner:
         return threads.deferToThreadPool(self.reactor, self.pool, function)
 
 
-@frozen
-class _WriteDone(Generic[T]):
-    """What a write job reports back: its value or error, and whether it flushed."""
-
-    value: T | None
-    error: BaseException | None
-    flushed: bool
-    flush_error: BaseException | None
-
-    def result(self) -> T:
-        """The write's value, or raise its error."""
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]
+#: A write waiting for the registry thread: the function and the Deferred of its caller.
+_Waiting = tuple[Callable[[Registry], Any], "Deferred[Any]"]
 
 
 class AsyncRegistry:
@@ -83,12 +71,9 @@ class AsyncRegistry:
     def __init__(self, registry: Registry, runner: Runner) -> None:
         self.registry = registry
         self.runner = runner
-        # Written on the registry thread only, except _queued_writes (under _lock).
+        #: Writes handed in but not yet taken by the registry thread (under _lock).
         self._lock = threading.Lock()
-        self._queued_writes = 0
-        self._sequence = 0
-        # Reactor side: writes done but waiting for the flush that covers them.
-        self._parked: list[Deferred[None]] = []
+        self._waiting: list[_Waiting] = []
 
     def run(self, function: Callable[[Registry], T]) -> Deferred[T]:
         """Run ``function(registry)`` on the registry thread (reads, or writes that
@@ -97,52 +82,48 @@ class AsyncRegistry:
         return self.runner(lambda: function(registry))
 
     def write(self, function: Callable[[Registry], T]) -> Deferred[T]:
-        """Run a write; fire once client.keys and group files reflect it.
+        """Run a write; fire once it is committed and client.keys and the group files
+        reflect it.
 
-        The last write of a burst (no other write queued behind it) flushes the
-        derived files in the same thread job, so a lone write costs one thread hop and
-        a burst of N writes costs one flush. Earlier writes of the burst wait, parked,
-        for that flush.
+        Every write queues a job on the registry thread; the first job to run takes every
+        write waiting at that moment and runs them in one transaction
+        (:meth:`Registry.write_batch`): a burst of N enrollments costs one commit and one
+        flush of the files instead of N. Later jobs of the burst find nothing left.
         """
+        waiter: Deferred[T] = Deferred()
         with self._lock:
-            self._queued_writes += 1
-        registry = self.registry
+            self._waiting.append((function, waiter))
+        self.runner(self._run_waiting).addCallback(self._settle)
+        return waiter
 
-        def job() -> _WriteDone[T]:
-            with self._lock:
-                self._queued_writes -= 1
-                last = self._queued_writes == 0
-            value: T | None = None
-            error: BaseException | None = None
-            try:
-                value = function(registry)
-            except Exception as raised:
-                error = raised
-            flush_error: BaseException | None = None
-            if last:
-                try:
-                    registry.flush_files()
-                except Exception as raised:
-                    flush_error = raised
-            return _WriteDone(value, error, last, flush_error)
+    def _run_waiting(
+        self,
+    ) -> tuple[list[_Waiting], list[tuple[Any, BaseException | None]], BaseException | None]:
+        """Registry thread: run the writes waiting now as one batch."""
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        if not batch:
+            return [], [], None
+        try:
+            outcomes, flush_error = self.registry.write_batch([function for function, _ in batch])
+        except Exception as error:  # a bug, not a refusal: every caller must still hear back
+            return batch, [(None, error)] * len(batch), None
+        return batch, outcomes, flush_error
 
-        return self.runner(job).addCallback(self._settle)
-
-    def _settle(self, done: _WriteDone[T]) -> Deferred[T] | T:
-        """Reactor side of a finished write job (see :meth:`write`)."""
-        if not done.flushed:
-            waiter: Deferred[None] = Deferred()
-            self._parked.append(waiter)
-            return waiter.addCallback(lambda _: done.result())
-        parked, self._parked = self._parked, []
-        for waiter in parked:
-            if done.flush_error is not None:
-                waiter.errback(done.flush_error)
+    @staticmethod
+    def _settle(
+        done: tuple[list[_Waiting], list[tuple[Any, BaseException | None]], BaseException | None],
+    ) -> None:
+        """Reactor side: fire each caller's Deferred with its value or error (a failed flush
+        fails the writes that succeeded: their files are not on disk)."""
+        batch, outcomes, flush_error = done
+        for (_, waiter), (value, error) in zip(batch, outcomes, strict=True):
+            if error is not None:
+                waiter.errback(error)
+            elif flush_error is not None:
+                waiter.errback(flush_error)
             else:
-                waiter.callback(None)
-        if done.flush_error is not None and done.error is None:
-            raise done.flush_error
-        return done.result()
+                waiter.callback(value)
 
     # Convenience wrappers for the node glue and the control socket.
 

@@ -130,17 +130,69 @@ class Registry:
 
     @contextmanager
     def _transaction(self, groups_unchanged: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction, rolled back on any error. Unless ``groups_unchanged``, it
-        drops the cached agent → groups table."""
+        """One write transaction, rolled back on any error (a savepoint when it runs inside
+        :meth:`write_batch`'s transaction). Unless ``groups_unchanged``, it drops the cached
+        agent → groups table."""
         if not groups_unchanged:
             self._groups_cache = None
-        self.connection.execute("BEGIN IMMEDIATE")
+        nested = self.connection.in_transaction
+        self.connection.execute("SAVEPOINT change" if nested else "BEGIN IMMEDIATE")
         try:
             yield self.connection
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            if nested:
+                self.connection.execute("ROLLBACK TO change")
+                self.connection.execute("RELEASE change")
+            else:
+                self.connection.execute("ROLLBACK")
             raise
-        self.connection.execute("COMMIT")
+        self.connection.execute("RELEASE change" if nested else "COMMIT")
+
+    def write_batch(
+        self, writes: Sequence[Callable[[Registry], Any]]
+    ) -> tuple[list[tuple[Any, BaseException | None]], BaseException | None]:
+        """Run several writes in one transaction (one commit, so one fsync, for a burst of
+        enrollments), then bring the derived files up to date once.
+
+        Each write runs in its own savepoint: one that raises is undone alone and gets its
+        error back; the others still commit. Returns each write's ``(value, error)`` and
+        the error of the file flush, if any. If the commit itself fails, every write gets
+        that error and the caches kept beside the database are dropped.
+        """
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                for write in writes:
+                    self.connection.execute("SAVEPOINT write")
+                    try:
+                        value = write(self)
+                    except Exception as error:
+                        self.connection.execute("ROLLBACK TO write")
+                        outcomes.append((None, error))
+                    else:
+                        outcomes.append((value, None))
+                    self.connection.execute("RELEASE write")
+                self.connection.execute("COMMIT")
+            except BaseException:
+                if self.connection.in_transaction:
+                    self.connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            self._forget_caches()
+            return [(None, error)] * len(writes), None
+        try:
+            self.flush_files()
+        except Exception as error:
+            return outcomes, error
+        return outcomes, None
+
+    def _forget_caches(self) -> None:
+        """Drop what is kept beside the database (after a failed commit): it is read again,
+        and the derived files rewritten, at the next use."""
+        self._key_lines = None
+        self._groups_cache = None
+        self.keys_dirty = self.groups_dirty = True
 
     # -- agents -------------------------------------------------------------------
 
