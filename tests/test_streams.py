@@ -582,6 +582,44 @@ class ThreadedConsumerTests(SynchronousTestCase):
         self.assertRaises(StreamError, self.consumer.feed, b"x")
 
 
+class OrderedConsumer(RecordingConsumer):
+    """Records the order of finish and abort."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def finish(self) -> bytes:
+        """Record, then finish."""
+        self.events.append("finish")
+        return super().finish()
+
+    def abort(self, reason: str) -> None:
+        """Record, then abort."""
+        self.events.append("abort")
+        super().abort(reason)
+
+
+class ThreadedFinishTests(SynchronousTestCase):
+    """An abort that comes while the thread is finishing the consumer."""
+
+    def test_abort_during_finish(self) -> None:
+        """The consumer's abort waits for its finish, and finish then fails, so its result
+        (temp files, say) is never used after being released."""
+        threads = FakeThreads()
+        inner = OrderedConsumer()
+        consumer = ThreadedConsumer(inner, threads)
+        consumer.feed(b"data")
+        threads.run_next()
+        d = consumer.finish()
+        self.assertEqual(len(threads.jobs), 1)  # the inner finish, in the thread
+        consumer.abort("connection lost")
+        self.assertEqual(len(threads.jobs), 1)  # the abort waits for it
+        threads.run_all()
+        self.assertEqual(inner.events, ["finish", "abort"])
+        self.assertIsInstance(self.failureResultOf(d).value, StreamCancelled)
+
+
 class ThreadedSourceTests(SynchronousTestCase):
     """ThreadedSource: an iterator read in thread jobs, one batch ahead of the sender."""
 

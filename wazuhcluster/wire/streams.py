@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import tempfile
+import threading
 from collections import OrderedDict, deque
 from collections.abc import (
     AsyncGenerator,
@@ -278,6 +279,7 @@ class ThreadedConsumer:
         self._job: Deferred[Any] | None = None
         self._error: Exception | None = None
         self._closed = False
+        self._aborted = False
         self._room: list[Deferred[None]] = []
         self._idle: list[Deferred[None]] = []
 
@@ -355,7 +357,18 @@ class ThreadedConsumer:
         if self._closed:
             raise StreamError("the consumer is closed")
         self._closed = True
-        return await self._run(self._consumer.finish)
+        # Tracked as the job in flight, so an abort meanwhile waits for it instead of running
+        # the consumer's abort beside its finish in another thread.
+        job: Deferred[Any] = self._run(self._consumer.finish)
+        self._job = job
+        try:
+            result = await job
+        finally:
+            self._job = None
+        if self._aborted:
+            # The consumer's abort runs next (chained on the job) and releases the result.
+            raise StreamCancelled("aborted while finishing")
+        return result
 
     def finish(self) -> Deferred[object]:
         """Wait for the thread to feed everything, then finish the consumer in the thread."""
@@ -365,6 +378,7 @@ class ThreadedConsumer:
         """Drop what is queued; the consumer's own abort runs in the thread once the job in
         flight (if any) ends."""
         self._closed = True
+        self._aborted = True
         self._queue.clear()
         self._pending = 0
         waiters, self._room = self._room + self._idle, []
@@ -674,8 +688,9 @@ class ThreadedSource:
     is being sent, the next is read. Memory stays around two batches. :meth:`aclose` waits for the
     job in flight and closes the iterator (in the thread), so a generator's ``finally`` runs.
 
-    :param run_in_thread: runs a blocking function off the reactor thread; jobs are never run two
-        at a time, so the iterator needs no locking.
+    :param run_in_thread: runs a blocking function off the reactor thread. A lock keeps two jobs
+        from running the iterator at once even when a read was cancelled and its thread still
+        runs (a generator cannot be closed while it executes).
     """
 
     def __init__(
@@ -687,6 +702,7 @@ class ThreadedSource:
         self._pieces = pieces
         self._run = run_in_thread
         self._batch_bytes = batch_bytes
+        self._lock = threading.Lock()
         self._ready: deque[bytes] = deque()
         self._job: Deferred[list[bytes]] | None = None
         self._exhausted = False
@@ -715,7 +731,7 @@ class ThreadedSource:
         return self._ready.popleft()
 
     def _start(self) -> None:
-        self._job = self._run(_take, self._pieces, self._batch_bytes)
+        self._job = self._run(_take, self._pieces, self._batch_bytes, self._lock)
 
     async def aclose(self) -> None:
         """Stop: wait for the read in flight, then close the iterator in the thread."""
@@ -729,19 +745,26 @@ class ThreadedSource:
                 pass  # the sender is stopping anyway; the close below still runs
         close = getattr(self._pieces, "close", None)
         if close is not None:
-            await self._run(close)
+            await self._run(_locked, close, self._lock)
 
 
-def _take(pieces: Iterator[bytes], batch_bytes: int) -> list[bytes]:
+def _take(pieces: Iterator[bytes], batch_bytes: int, lock: threading.Lock) -> list[bytes]:
     """Up to about ``batch_bytes`` of pieces from ``pieces`` (in a thread); empty at the end."""
     batch: list[bytes] = []
     size = 0
-    for piece in pieces:
-        batch.append(piece)
-        size += len(piece)
-        if size >= batch_bytes:
-            break
+    with lock:
+        for piece in pieces:
+            batch.append(piece)
+            size += len(piece)
+            if size >= batch_bytes:
+                break
     return batch
+
+
+def _locked(function: Callable[[], object], lock: threading.Lock) -> object:
+    """``function()`` holding ``lock`` (in a thread)."""
+    with lock:
+        return function()
 
 
 async def _async_pieces(
