@@ -539,9 +539,11 @@ class WriterTests(SynchronousTestCase):
         self.plan = compare(scan_tree(self.master), {})
         self.stream = b"".join(iter_pack(self.master, self.plan))
 
-    def unpack(self, writer: Executor, stream: bytes | None = None) -> Received:
+    def unpack(
+        self, writer: Executor, stream: bytes | None = None, syncer: Executor | None = None
+    ) -> Received:
         """Feed the stream (default: the whole plan) in 60 KiB pieces and finish."""
-        unpacker = Unpacker(self.worker, writer=writer)
+        unpacker = Unpacker(self.worker, writer=writer, syncer=syncer)
         data = self.stream if stream is None else stream
         for i in range(0, len(data), 61440):
             unpacker.feed(data[i : i + 61440])
@@ -584,25 +586,33 @@ class WriterTests(SynchronousTestCase):
         self.assertNotIn("etc/shared/g1/f001", [p for b in batches for p, _, _, _ in b])
 
     def test_early_sync(self) -> None:
-        """The writer is asked to sync() right after the batch that brings the content written
-        since the last sync to EARLY_SYNC_BYTES, and not otherwise."""
-        self.patch(pack_module, "EARLY_SYNC_BYTES", 200_000)
+        """The syncer is asked for a sync() once EARLY_SYNC_BYTES of content went to the writer
+        since the last one, never while one is still running, and the writer never syncs."""
+        self.patch(pack_module, "EARLY_SYNC_BYTES", 100_000)
         self.patch(pack_module.os, "sync", lambda: None)
-        writer = InlineExecutor()
-        self.unpack(writer)
-        expected: list[str] = []
-        since = 0
-        for fn, args in writer.calls:
-            if fn is pack_module.write_temp_files:
-                expected.append("batch")
-                since += sum(len(f[3]) for f in args[0])
-                if since >= 200_000:
-                    expected.append("sync")
-                    since = 0
-        calls = ["sync" if fn is pack_module.os.sync else "batch" for fn, _ in writer.calls]
-        self.assertEqual(calls, expected)
-        self.assertIn("sync", calls)
-        self.assertGreater(calls.count("batch"), calls.count("sync"))
+        writer, syncer = InlineExecutor(), InlineExecutor()
+        self.unpack(writer, syncer=syncer)
+        self.assertTrue(all(fn is pack_module.write_temp_files for fn, _ in writer.calls))
+        expected, since = 0, 0
+        for _, args in writer.calls:
+            since += sum(len(f[3]) for f in args[0])
+            if since >= 100_000:
+                expected, since = expected + 1, 0
+        self.assertGreater(expected, 0)
+        self.assertLess(expected, len(writer.calls))  # the last, small batch does not reach it
+        self.assertEqual([fn for fn, _ in syncer.calls], [pack_module.os.sync] * expected)
+
+        class Busy(InlineExecutor):
+            """A syncer whose sync never ends."""
+
+            def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+                self.calls.append((fn, args))
+                return Future()
+
+        busy = Busy()
+        os.makedirs(self.worker + "2")
+        Unpacker(self.worker + "2", writer=InlineExecutor(), syncer=busy).feed(self.stream)
+        self.assertEqual(len(busy.calls), 1)
 
     def test_abort_removes_what_the_writer_wrote(self) -> None:
         """A stream cut short leaves no temp file, including those of finished batches."""

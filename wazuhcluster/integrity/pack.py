@@ -317,7 +317,8 @@ SMALL_FILE = 256 * 1024
 BATCH_BYTES = 512 * 1024
 BATCH_FILES = 256
 
-#: The writer calls sync() after each such amount of written content (see Unpacker._send_batch).
+#: The syncer is asked for a sync() after each such amount of content handed to the writer
+#: (see Unpacker._send_batch).
 EARLY_SYNC_BYTES = 8 << 20
 
 #: Batches handed to the writer and not yet written, at most (bounds the memory they hold).
@@ -360,8 +361,16 @@ class Unpacker:
 
     Call :meth:`feed` with each piece, then :meth:`finish` for the result; :meth:`abort` removes
     every temp file written so far (also done automatically when a piece is refused). Memory stays
-    bounded by :data:`MAX_LINE` plus the piece being fed. Blocking file I/O: the pieces are small,
-    so a caller may feed from the reactor thread; ``apply_plan`` (fsync, rename) runs in a thread.
+    bounded by :data:`MAX_LINE` plus the piece being fed, plus with a writer about
+    ``MAX_BATCHES + 1`` batches of :data:`BATCH_BYTES`. Blocking file I/O: feed it from a thread
+    (the worker uses ``wire.streams.ThreadedConsumer``), one call at a time.
+
+    :param writer: if given, small files (up to :data:`SMALL_FILE`) are verified here, collected
+        in memory and created and written by ``writer`` in batches, so file creation overlaps the
+        parsing and hashing of what follows; :meth:`finish` and :meth:`abort` wait for it.
+    :param syncer: if given (with a writer), asked for a ``sync()`` after every
+        :data:`EARLY_SYNC_BYTES` handed to the writer, so the data is mostly written out before
+        the apply's own ``sync()``; never waited for.
     """
 
     def __init__(
@@ -372,9 +381,12 @@ class Unpacker:
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         max_files: int = DEFAULT_MAX_ENTRIES,
         writer: Executor | None = None,
+        syncer: Executor | None = None,
     ) -> None:
         self._home = home
         self._writer = writer
+        self._syncer = syncer
+        self._early_sync: Future[None] | None = None
         self._batch: list[_SmallFile] = []
         self._batch_bytes = 0
         self._writing: deque[Future[list[tuple[str, str, str | None]]]] = deque()
@@ -611,11 +623,13 @@ class Unpacker:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         self._writing.append(self._writer.submit(write_temp_files, batch))
         self._unsynced += sum(len(f[3]) for f in batch)
-        if self._unsynced >= EARLY_SYNC_BYTES:
+        if self._syncer is not None and self._unsynced >= EARLY_SYNC_BYTES:
             # Start writing the data out now, so the apply's sync() that makes it durable has
-            # little left to do; the writer waits here, the parser goes on.
-            self._unsynced = 0
-            self._writer.submit(os.sync)
+            # little left to do. Nobody waits for it (a sync() can take long on a busy disk, and
+            # the sender times out a chunk unanswered for 20 s); one at a time.
+            if self._early_sync is None or self._early_sync.done():
+                self._unsynced = 0
+                self._early_sync = self._syncer.submit(os.sync)
 
     def _collect(self, future: Future[list[tuple[str, str, str | None]]]) -> None:
         """Record what one batch of the writer did."""

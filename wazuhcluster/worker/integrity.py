@@ -74,6 +74,8 @@ class WorkerIntegrity(LinkFeature):
         #: Creates and writes the small files of a sync while the stream is parsed in another
         #: thread (one sync at a time, so one thread, started when first needed).
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="integrity-writer")
+        #: Starts the write-out of a sync's data early (see Unpacker), never waited for.
+        self.syncer = ThreadPoolExecutor(1, thread_name_prefix="integrity-syncer")
         self.task = PeriodicTask(
             "integrity",
             link.timings.sync_integrity,
@@ -158,7 +160,12 @@ class WorkerIntegrity(LinkFeature):
             wire.FILES_KIND: StreamKind(
                 MAX_SYNC_STREAM,
                 lambda size: ThreadedConsumer(
-                    Unpacker(self.home, max_total_bytes=MAX_SYNC_STREAM, writer=self.writer),
+                    Unpacker(
+                        self.home,
+                        max_total_bytes=MAX_SYNC_STREAM,
+                        writer=self.writer,
+                        syncer=self.syncer,
+                    ),
                     self.run_in_thread,
                 ),
             )
@@ -228,12 +235,13 @@ class WorkerIntegrity(LinkFeature):
             self._awaiting.errback(ConnectionError("the link to the master was lost"))
 
     def services(self) -> Iterable[IService]:
-        """The start-up cleanup of leftover temp files, the integrity task, and the writer's
-        shutdown at stop."""
+        """The start-up cleanup of leftover temp files, the integrity task, and the writer's and
+        syncer's shutdown at stop."""
         return (
             CallOnStart(self.remove_leftovers),
             self.task,
             CallOnStop(lambda: self.writer.shutdown(wait=False)),
+            CallOnStop(lambda: self.syncer.shutdown(wait=False)),
         )
 
 
