@@ -18,6 +18,7 @@ for agent-groups sends, and /proc for CPU, memory (USS and RSS) and file descrip
     .venv/bin/python bench/bench_cluster.py [--workers 10] [--agents 50000] [--stable 300]
     .venv/bin/python bench/bench_cluster.py --sweep [--stable 60]   # 1/2/5/10 workers, 10k/25k/50k
     .venv/bin/python bench/bench_cluster.py --profile               # cProfile the master
+    .venv/bin/python bench/bench_cluster.py --trace-memory          # where held memory came from
 
 Writes docs/bench/cluster*.csv and PNG plots (bench/plot.py), prints the table. Not part of
 the test suite.
@@ -104,6 +105,7 @@ def node_main(argv: list[str]) -> None:
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--keepalive", type=float, default=10.0)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--tracemalloc", default="")
     options = parser.parse_args(argv)
 
     from twisted.internet import reactor
@@ -134,10 +136,33 @@ def node_main(argv: list[str]) -> None:
             profiler.dump_stats(options.profile)
 
         reactor.addSystemEventTrigger("before", "shutdown", dump)
+    if options.tracemalloc:
+        trace_growth(reactor, Path(options.tracemalloc))
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined]
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
+
+
+def trace_growth(reactor: Any, out: Path, settle: float = 60.0) -> None:
+    """Trace allocations (tracemalloc, slow) and, at shutdown, write to ``out`` where the
+    memory allocated since ``settle`` seconds after start and still held was allocated."""
+    import tracemalloc
+
+    tracemalloc.start(12)
+    first: list[Any] = []
+    reactor.callLater(settle, lambda: first.append(tracemalloc.take_snapshot()))
+
+    def dump() -> None:
+        if not first:
+            return
+        growth = tracemalloc.take_snapshot().compare_to(first[0], "traceback")
+        with out.open("w") as handle:
+            for stat in growth[:25]:
+                handle.write(f"{stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks\n")
+                handle.write("\n".join(stat.traceback.format()) + "\n\n")
+
+    reactor.addSystemEventTrigger("before", "shutdown", dump)
 
 
 class AgentLoad:
@@ -239,6 +264,7 @@ class Scenario:
     change_every: float = 60.0
     keepalive: float = 10.0
     profile: bool = False
+    trace_memory: bool = False
 
 
 @define
@@ -329,6 +355,8 @@ def start_node(run: Run, name: str, role: str, first: int = 1, count: int = 0) -
     ]
     if run.scenario.profile and role == "master":
         command += ["--profile", str(run.base / "master.prof")]
+    if run.scenario.trace_memory and role == "master":
+        command += ["--tracemalloc", str(run.base / "master_memory_growth.txt")]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = (home.logs / "stdout").open("ab")
     run.processes[name] = subprocess.Popen(
@@ -672,6 +700,8 @@ def run_scenario(
     print(f"load average at the end: {load} on {os.cpu_count()} CPUs", flush=True)
     if run.scenario.profile:
         shutil.copy(base / "master.prof", OUT / "master.prof")
+    if run.scenario.trace_memory:
+        shutil.copy(base / "master_memory_growth.txt", OUT / "master_memory_growth.txt")
     if not keep:
         shutil.rmtree(base, ignore_errors=True)
     return run, summary
@@ -719,6 +749,11 @@ def main() -> None:
     parser.add_argument("--change-every", type=float, default=60.0)
     parser.add_argument("--sweep", action="store_true", help="1/2/5/10 workers, 10k/25k/50k agents")
     parser.add_argument("--profile", action="store_true", help="cProfile the master")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="tracemalloc the master (slow): where memory held at the end was allocated",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the node homes")
     parser.add_argument("--tag", default="", help="suffix of the output files")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -736,6 +771,7 @@ def main() -> None:
             options.stable,
             options.change_every,
             profile=options.profile,
+            trace_memory=options.trace_memory,
         )
 
     if options.sweep:
