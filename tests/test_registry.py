@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -491,6 +493,29 @@ class FilesTests(SynchronousTestCase):
         self.assertFalse(folder.exists())
 
 
+class QueuedRunner:
+    """A registry runner that holds each job until the test runs it."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[[], Any], Deferred[Any]]] = []
+
+    def __call__(self, function: Callable[[], Any]) -> Deferred[Any]:
+        """Queue ``function``; its Deferred fires when the test runs it."""
+        deferred: Deferred[Any] = Deferred()
+        self.jobs.append((function, deferred))
+        return deferred
+
+    def run_next(self) -> None:
+        """Run the oldest queued job."""
+        function, deferred = self.jobs.pop(0)
+        deferred.callback(function())
+
+    def run_all(self) -> None:
+        """Run queued jobs until none is left."""
+        while self.jobs:
+            self.run_next()
+
+
 class AsyncRegistryTests(SynchronousTestCase):
     """The Deferred facade with an injected runner."""
 
@@ -513,25 +538,16 @@ class AsyncRegistryTests(SynchronousTestCase):
         self.addCleanup(registry.close)
         registry.flush_files()
         CountingRegistry.flushes.clear()
-        jobs: list[tuple[object, Deferred[object]]] = []
-
-        def queued_runner(function):  # type: ignore[no-untyped-def]
-            deferred: Deferred[object] = Deferred()
-            jobs.append((function, deferred))
-            return deferred
-
-        facade = AsyncRegistry(registry, queued_runner)
+        runner = QueuedRunner()
+        facade = AsyncRegistry(registry, runner)
         pending = [facade.enroll(f"a{n}", "any") for n in range(5)]
         self.assertNoResult(pending[0])
-        self.assertEqual(len(jobs), 5)
-        function, deferred = jobs.pop(0)
-        deferred.callback(function())  # type: ignore[operator]
+        self.assertEqual(len(runner.jobs), 5)
+        runner.run_next()
         agents = [self.successResultOf(d) for d in pending]
         self.assertEqual([a.id for a in agents], ["001", "002", "003", "004", "005"])
         self.assertEqual(len(CountingRegistry.flushes), 1)
-        while jobs:
-            function, deferred = jobs.pop(0)
-            deferred.callback(function())  # type: ignore[operator]
+        runner.run_all()
         self.assertEqual(len(CountingRegistry.flushes), 1)
         self.assertEqual(len(read_client_keys(files.client_keys)), 5)
 
@@ -557,17 +573,10 @@ class AsyncRegistryTests(SynchronousTestCase):
                 return result
 
         registry.connection = CommitFails()  # type: ignore[assignment]
-        jobs: list[tuple[object, Deferred[object]]] = []
-
-        def queued_runner(function):  # type: ignore[no-untyped-def]
-            deferred: Deferred[object] = Deferred()
-            jobs.append((function, deferred))
-            return deferred
-
-        facade = AsyncRegistry(registry, queued_runner)
+        runner = QueuedRunner()
+        facade = AsyncRegistry(registry, runner)
         first, second = facade.enroll("lost-1", "any"), facade.enroll("lost-2", "any")
-        function, deferred = jobs.pop(0)
-        deferred.callback(function())  # type: ignore[operator]
+        runner.run_next()
         self.failureResultOf(first, sqlite3.OperationalError)
         self.failureResultOf(second, sqlite3.OperationalError)
         registry.connection = real
@@ -582,19 +591,11 @@ class AsyncRegistryTests(SynchronousTestCase):
     def test_failed_write_in_burst_still_flushes(self) -> None:
         """A failing last write still flushes for the successful writes before it."""
         registry = open_registry(self, with_files=True)
-        jobs: list[tuple[object, Deferred[object]]] = []
-
-        def queued_runner(function):  # type: ignore[no-untyped-def]
-            deferred: Deferred[object] = Deferred()
-            jobs.append((function, deferred))
-            return deferred
-
-        facade = AsyncRegistry(registry, queued_runner)
+        runner = QueuedRunner()
+        facade = AsyncRegistry(registry, runner)
         good = facade.enroll("same", "any")
         bad = facade.enroll("same", "any")
-        while jobs:
-            function, deferred = jobs.pop(0)
-            deferred.callback(function())  # type: ignore[operator]
+        runner.run_all()
         self.assertEqual(self.successResultOf(good).id, "001")
         self.failureResultOf(bad, DuplicateName)
         assert registry.files is not None
