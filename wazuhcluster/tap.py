@@ -16,6 +16,7 @@ from twisted.python import usage
 from wazuhcluster.config import NodeConfig, load_config
 from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.logs import ClusterLog, ClusterLogService
+from wazuhcluster.memory import limit_malloc_arenas
 from wazuhcluster.sections import NodeSections, load_sections
 from wazuhcluster.signals import SignalHandlers
 from wazuhcluster.tls import TlsError, load_material
@@ -91,6 +92,7 @@ def build_service(
     config: NodeConfig, reactor: Any, debug: bool = False, sections: NodeSections | None = None
 ) -> MultiService:
     """The whole service tree of a node: cluster.log first, then the role's services."""
+    limit_malloc_arenas()  # before any thread allocates: see wazuhcluster.memory
     top = MultiService()
     sections = sections or load_sections(config)
     config.home.make_dirs()
