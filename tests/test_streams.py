@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from wazuhcluster.integrity.pack import (
 from wazuhcluster.integrity.scan import master_digest, scan_tree, table_digest
 from wazuhcluster.wire.streams import (
     CHUNK_SIZE,
+    MAX_PARTS,
     BytesConsumer,
     SendResult,
     SpoolConsumer,
@@ -117,6 +119,21 @@ class Peer(StreamResponders, amp.AMP):
         return {"n": n}
 
 
+def _parts_of(kwargs: dict[str, Any]) -> list[bytes]:
+    """The chunks one StreamChunk call carries, in order (``data``, then ``data1``...)."""
+    names = ["data", *(f"data{i}" for i in range(1, MAX_PARTS))]
+    return [kwargs[name] for name in names if kwargs.get(name) is not None]
+
+
+class OldPeer(Peer):
+    """A receiver from before multi-chunk calls: its StreamOpen answer announces no ``parts``."""
+
+    @StreamOpen.responder
+    def stream_open(self, kind: str, total_size: int) -> dict[str, object]:
+        """Accept the stream without announcing ``parts``."""
+        return {"stream_id": self.streams.incoming.open(kind, total_size)}
+
+
 def detach(d: Deferred[Any]) -> Deferred[Any]:
     """A copy of ``d``'s result, with an errback attached at once.
 
@@ -129,17 +146,20 @@ def detach(d: Deferred[Any]) -> Deferred[Any]:
 
 
 class StreamTestsBase(SynchronousTestCase):
-    """Two connected peers, a shared clock, and a record of every StreamChunk call."""
+    """Two connected peers, a shared clock, and a record of every StreamChunk call (``chunks``:
+    offset and size of each chunk; ``calls``: chunks per call)."""
 
     window = 4
+    receiver: type[Peer] = Peer
 
     def setUp(self) -> None:
         """Connect a client and a server peer in memory."""
         self.clock = Clock()
         self.client, self.server, self.pump = connectedServerAndClient(
-            lambda: Peer(self.clock, self.window), lambda: Peer(self.clock, self.window)
+            lambda: self.receiver(self.clock, self.window), lambda: Peer(self.clock, self.window)
         )
         self.chunks: list[tuple[int, int]] = []
+        self.calls: list[int] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.tamper_at: int | None = None
@@ -147,7 +167,11 @@ class StreamTestsBase(SynchronousTestCase):
     def call_remote(self, command: type[amp.Command], **kwargs: Any) -> Deferred[Any]:
         """The client's callRemote, recording chunk offsets and calls in flight."""
         if command is StreamChunk:
-            self.chunks.append((kwargs["offset"], len(kwargs["data"])))
+            offset = kwargs["offset"]
+            for part in _parts_of(kwargs):
+                self.chunks.append((offset, len(part)))
+                offset += len(part)
+            self.calls.append(len(_parts_of(kwargs)))
             if self.tamper_at is not None and kwargs["offset"] == self.tamper_at:
                 # Flip the first byte's bits: a fixed value would match random data 1 in 256.
                 kwargs["data"] = bytes([kwargs["data"][0] ^ 0xFF]) + kwargs["data"][1:]
@@ -249,7 +273,7 @@ class FlowTests(StreamTestsBase):
 
         def counting(command: type[amp.Command], **kwargs: Any) -> Deferred[Any]:
             if command is StreamChunk:
-                sent.append(kwargs["offset"])
+                sent.extend(kwargs["offset"] for _ in _parts_of(kwargs))
             return real(command, **kwargs)
 
         self.client.streams._call_remote = counting
@@ -297,6 +321,92 @@ class FlowTests(StreamTestsBase):
         self.assertEqual(self.successResultOf(ping), {"n": 7})
         self.assertIsNotNone(answered_at)
         self.successResultOf(stream)
+
+
+class MultiChunkTests(StreamTestsBase):
+    """A wide window sends several chunks per StreamChunk call, as the receiver allows."""
+
+    window = 16
+
+    def test_four_chunks_per_call(self) -> None:
+        """With a window of 16 each call carries 4 chunks in order, at most 16 chunks (4 calls)
+        are unanswered, and the payload arrives whole, fed as one piece per call."""
+        payload = os.urandom(37 * CHUNK_SIZE + 123)
+        d = self.send("blob", payload)
+        self.pump.flush()
+        result = self.successResultOf(d)
+        self.assertEqual(result.sha256, hashlib.sha256(payload).hexdigest())
+        self.assertEqual(self.server.completed[0][2], payload)
+        self.assertEqual(self.calls, [4] * 9 + [2])
+        self.assertEqual([c[0] for c in self.chunks], [i * CHUNK_SIZE for i in range(38)])
+        self.assertTrue(all(n <= CHUNK_SIZE for _, n in self.chunks))
+        self.assertEqual(self.max_in_flight, 4)
+        self.assertEqual(self.server.consumers[0].fed, len(payload))
+
+    def test_parts_capped_by_caller(self) -> None:
+        """An explicit ``parts`` sets the chunks per call (1: one chunk per call, as before)."""
+        d = self.send("blob", os.urandom(10 * CHUNK_SIZE), parts=1)
+        self.pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(self.calls, [1] * 10)
+        self.assertEqual(self.max_in_flight, 10)
+
+    def test_partial_call_when_window_spent(self) -> None:
+        """When the window is spent before a call is full, the chunks gathered go at once
+        instead of waiting for an answer (window 6, 4 per call: calls of 4 and 2)."""
+        d = self.send("blob", os.urandom(6 * CHUNK_SIZE), window=6, parts=4)
+        self.pump.pump()  # StreamOpen goes out
+        self.pump.pump()  # its answer comes back; the window of chunks goes out
+        self.assertEqual(self.calls, [4, 2])
+        self.pump.flush()
+        self.successResultOf(d)
+
+    def test_tampered_part_is_refused(self) -> None:
+        """A changed byte in a multi-chunk call fails the stream's SHA-256 check."""
+        self.tamper_at = 4 * CHUNK_SIZE
+        d = detach(self.send("blob", os.urandom(12 * CHUNK_SIZE)))
+        self.pump.flush()
+        self.failureResultOf(d, StreamInvalid)
+        self.assertEqual(self.server.completed, [])
+
+    def test_cancel_while_waiting_for_room(self) -> None:
+        """Cancelling a send that waits for the window stops it cleanly: the answers that come
+        back afterwards free the window without error, and the receiver drops the stream."""
+        d = self.send("blob", os.urandom(40 * CHUNK_SIZE))
+        self.pump.pump()  # StreamOpen goes out
+        self.pump.pump()  # its answer comes back; the window of chunks goes out
+        self.assertEqual(sum(self.calls), 16)
+        d.cancel()
+        self.pump.flush()
+        self.failureResultOf(d, CancelledError)
+        gc.collect()  # an error left in a Deferred would be logged now
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.server.streams.incoming.active, 0)
+        self.assertEqual(self.client.streams.outgoing.active, 0)
+
+
+class OldReceiverTests(MultiChunkTests):
+    """A receiver that announces no ``parts`` (an older node) gets one chunk per call."""
+
+    receiver = OldPeer
+
+    def test_four_chunks_per_call(self) -> None:
+        """With a window of 16 every call still carries one chunk, 16 in flight, and the
+        payload arrives whole."""
+        payload = os.urandom(37 * CHUNK_SIZE + 123)
+        d = self.send("blob", payload)
+        self.pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(self.server.completed[0][2], payload)
+        self.assertEqual(self.calls, [1] * 38)
+        self.assertEqual(self.max_in_flight, 16)
+
+    def test_partial_call_when_window_spent(self) -> None:
+        """Asking for 4 chunks per call still sends one per call to an older receiver."""
+        d = self.send("blob", os.urandom(6 * CHUNK_SIZE), window=6, parts=4)
+        self.pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(self.calls, [1] * 6)
 
 
 class RefusalTests(StreamTestsBase):

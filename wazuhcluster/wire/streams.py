@@ -4,11 +4,18 @@ A stream goes one way over an existing AMP connection, started by either side::
 
     sender                                   receiver
     StreamOpen(kind, total_size)      ──►    checks kind, size cap, stream count → stream_id
-    StreamChunk(stream_id, offset, data) ──► (≤ 60 KiB each, at most ``window`` unanswered)
+    StreamChunk(stream_id, offset, data) ──► (≤ 60 KiB each, at most ``window`` unanswered;
+                                              one call may carry several, see below)
     ...
     StreamEnd(stream_id, sha256)      ──►    size and SHA-256 checked, consumer finished,
                                              on_complete(kind, stream_id, result) → reply
     StreamCancel(stream_id, reason, sender)  either side, at any time
+
+A receiver that answers StreamOpen with ``parts`` > 1 accepts up to that many chunks in one
+StreamChunk call (``data``, ``data1``, ``data2``... each one AMP value of at most 60 KiB, in
+order): a sender with a wide window then makes fewer, bigger calls for the same bytes in flight
+(the window still counts chunks). A receiver that does not announce it (an older node) gets one
+chunk per call, and an older sender never sends more than ``data``.
 
 Small chunks and a bounded window keep every other command (keep-alives, enrollment answers)
 flowing between chunks, and bound what either side buffers. The receiver feeds each chunk to a
@@ -47,7 +54,6 @@ from twisted.internet.defer import (
     CancelledError,
     Deferred,
     DeferredList,
-    DeferredSemaphore,
     fail,
     maybeDeferred,
     succeed,
@@ -63,8 +69,14 @@ from wazuhcluster.wire.commands import ClusterError, NotAuthenticated
 #: Largest chunk sent in one StreamChunk (AMP values are at most 65,535 bytes).
 CHUNK_SIZE = 60 * 1024
 
-#: Default number of StreamChunk calls in flight.
+#: Default number of chunks in flight (unanswered).
 DEFAULT_WINDOW = 4
+
+#: Most chunks one StreamChunk call may carry (this receiver announces it in StreamOpen).
+MAX_PARTS = 8
+
+#: AMP names of the chunks after the first in one StreamChunk call.
+_MORE_PARTS = [f"data{i}" for i in range(1, MAX_PARTS)]
 
 #: Default timeout of each sender call (Wazuh's request timeout).
 DEFAULT_CALL_TIMEOUT = 20.0
@@ -122,18 +134,21 @@ class StreamOpen(amp.Command):
     """Sender → receiver: announce a stream of ``kind`` and ``total_size`` bytes; get its id."""
 
     arguments = [(b"kind", amp.Unicode()), (b"total_size", amp.Integer())]
-    response = [(b"stream_id", amp.Unicode())]
+    # ``parts``: the most chunks the receiver takes in one StreamChunk (absent from older nodes).
+    response = [(b"stream_id", amp.Unicode()), (b"parts", amp.Integer(optional=True))]
     errors = _ERRORS
     fatalErrors = _FATAL
 
 
 class StreamChunk(amp.Command):
-    """Sender → receiver: ``data`` (≤ 60 KiB) at byte ``offset`` of the stream."""
+    """Sender → receiver: ``data`` (≤ 60 KiB) at byte ``offset`` of the stream, followed by
+    ``data1``, ``data2``... (≤ 60 KiB each) when the receiver announced ``parts`` > 1."""
 
     arguments = [
         (b"stream_id", amp.Unicode()),
         (b"offset", amp.Integer()),
         (b"data", amp.String()),
+        *[(name.encode("ascii"), amp.String(optional=True)) for name in _MORE_PARTS],
     ]
     response = []
     errors = _ERRORS
@@ -808,6 +823,7 @@ async def send_stream(
     call_timeout: float = DEFAULT_CALL_TIMEOUT,
     end_timeout: float | None = None,
     registry: OutgoingStreams | None = None,
+    parts: int | None = None,
 ) -> SendResult:
     """Send ``source`` as one stream and return once the receiver has accepted it.
 
@@ -817,7 +833,9 @@ async def send_stream(
         a :class:`ThreadedSource` reads them off the reactor thread). An async iterator with an
         ``aclose`` is closed when the stream stops early.
     :param size: the total size; required for an iterator, which must produce exactly that.
-    :param window: most StreamChunk calls in flight at once.
+    :param window: most chunks in flight (unanswered) at once.
+    :param parts: most chunks per StreamChunk call (default: a quarter of the window, so at
+        least four calls stay in flight); never more than the receiver announced.
     :param call_timeout: timeout of StreamOpen and each StreamChunk.
     :param end_timeout: timeout of StreamEnd, which includes the receiver's processing
         (default: ``call_timeout``).
@@ -841,27 +859,51 @@ async def send_stream(
 
     opened = await call(StreamOpen, call_timeout, kind=kind, total_size=size)
     state = _Outgoing(opened["stream_id"])
+    accepted = opened.get("parts") or 1
+    per_call = max(1, min(accepted, MAX_PARTS, window // 4 if parts is None else parts))
     if registry is not None:
         registry._add(state)
-    semaphore = DeferredSemaphore(window)
+    room = _Window(window)
     hasher = hashlib.sha256()
     offset = 0
     pieces = _async_pieces(source, chunk_size)
+    batch: list[bytes] = []
+    batched = 0
+
+    def send_batch() -> None:
+        nonlocal offset, batch, batched
+        more = dict(zip(_MORE_PARTS, batch[1:], strict=False))
+        d = call(
+            StreamChunk,
+            call_timeout,
+            stream_id=state.stream_id,
+            offset=offset,
+            data=batch[0],
+            **more,
+        )
+        for part in batch:
+            hasher.update(part)
+        offset += batched
+        state.pending.add(d)
+        d.addBoth(_chunk_done, state, d, room, len(batch))
+        batch, batched = [], 0
+
     try:
         try:
             async for piece in pieces:
-                await semaphore.acquire()
+                await room.take()
                 if state.error is not None:
                     break
-                if offset + len(piece) > size:
+                if offset + batched + len(piece) > size:
                     raise ValueError(f"source produced more than the declared {size} bytes")
-                d = call(
-                    StreamChunk, call_timeout, stream_id=state.stream_id, offset=offset, data=piece
-                )
-                hasher.update(piece)
-                offset += len(piece)
-                state.pending.add(d)
-                d.addBoth(_chunk_done, state, d, semaphore)
+                batch.append(piece)
+                batched += len(piece)
+                # A full call goes at once; so does a partial one when the window is spent
+                # (holding it back would only idle the link until an answer comes).
+                if len(batch) >= per_call or room.free == 0:
+                    send_batch()
+            if batch and state.error is None:
+                send_batch()
             if state.pending:
                 await DeferredList(list(state.pending), consumeErrors=True)
         except BaseException as e:
@@ -893,11 +935,39 @@ async def send_stream(
             await close()
 
 
+@define
+class _Window:
+    """The chunks a sender may still put in flight; the sender waits here for room."""
+
+    free: int
+    waiter: Deferred[None] | None = None
+
+    async def take(self) -> None:
+        """Wait until a chunk may go out, and count it."""
+        while self.free == 0:
+            waiter: Deferred[None] = Deferred()
+            self.waiter = waiter
+            try:
+                await waiter
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None  # cancelled: an answer must not fire it again
+        self.free -= 1
+
+    def give_back(self, chunks: int) -> None:
+        """``chunks`` were answered. The sender resumes only once all of them are counted, so
+        it sees the whole room they leave (a semaphore would wake it at the first)."""
+        self.free += chunks
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            waiter.callback(None)
+
+
 def _chunk_done(
-    result: object, state: _Outgoing, d: Deferred[Any], semaphore: DeferredSemaphore
+    result: object, state: _Outgoing, d: Deferred[Any], room: _Window, chunks: int
 ) -> None:
     state.pending.discard(d)
-    semaphore.release()
+    room.give_back(chunks)
     if isinstance(result, Failure):
         error = result.value
         if isinstance(error, CancelledError) and state.error is not None:
@@ -957,6 +1027,7 @@ class StreamEndpoint:
         size: int | None = None,
         end_timeout: float | None = None,
         window: int | None = None,
+        parts: int | None = None,
     ) -> Deferred[SendResult]:
         """Send a stream with this endpoint's timeouts and registry (see send_stream), and its
         window unless ``window`` is given.
@@ -974,6 +1045,7 @@ class StreamEndpoint:
                 call_timeout=self._call_timeout,
                 end_timeout=end_timeout,
                 registry=self.outgoing,
+                parts=parts,
             )
         )
 
@@ -992,15 +1064,19 @@ class StreamResponders(amp.CommandLocator):
     streams: StreamEndpoint
 
     @StreamOpen.responder
-    def stream_open(self, kind: str, total_size: int) -> dict[str, str]:
-        """Accept (or refuse) a new incoming stream."""
-        return {"stream_id": self.streams.incoming.open(kind, total_size)}
+    def stream_open(self, kind: str, total_size: int) -> dict[str, object]:
+        """Accept (or refuse) a new incoming stream; announce how many chunks a call may carry."""
+        return {"stream_id": self.streams.incoming.open(kind, total_size), "parts": MAX_PARTS}
 
     @StreamChunk.responder
     def stream_chunk(
-        self, stream_id: str, offset: int, data: bytes
+        self, stream_id: str, offset: int, data: bytes, **more: bytes | None
     ) -> dict[str, Any] | Deferred[dict[str, Any]]:
-        """Consume one chunk of an incoming stream (answered once the consumer has room)."""
+        """Consume the chunks of one call, in order, as one piece (answered once the consumer
+        has room)."""
+        parts = [more[name] for name in _MORE_PARTS if more.get(name) is not None]
+        if parts:
+            data = b"".join([data, *parts])  # type: ignore[list-item]
         wait = self.streams.incoming.chunk(stream_id, offset, data)
         if wait is None:
             return {}
