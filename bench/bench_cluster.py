@@ -53,8 +53,8 @@ for _path in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(_path))
 
 from wazuhcluster.devcluster import LocalCluster, cluster_config, install_certificates  # noqa: E402
+from wazuhcluster.files import write_atomically  # noqa: E402
 from wazuhcluster.home import Home  # noqa: E402
-from wazuhcluster.tls import write_file_atomically  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
 #: Wazuh's defaults, except a quick first reconnection so the setup phase is short.
@@ -303,7 +303,7 @@ def write_homes(run: Run) -> None:
             timings=BENCH_TIMINGS,
             extra=cluster.services_config(name),
         )
-        write_file_atomically(home.config_file, text.encode(), 0o640)
+        write_atomically(home.config_file, text.encode(), 0o640)
         install_certificates(home, cluster.ca, name)
     populate_master(cluster.home(cluster.master), run.scenario)
 

@@ -56,8 +56,8 @@ from wazuhcluster.devcluster import (
     free_port,
     install_certificates,
 )
+from wazuhcluster.files import write_atomically
 from wazuhcluster.home import Home
-from wazuhcluster.tls import write_file_atomically
 
 #: Wazuh's integrity intervals, with the fast link timings so a dead peer is noticed quickly
 #: (keep_alive 2 s: many keep-alives fall inside the big transfer of (d)).
@@ -172,7 +172,7 @@ class Nodes:
         home = self.cluster.home(name)
         home.make_dirs()
         text = cluster_config(name, role, self.cluster.key, self.cluster.port, timings=timings)
-        write_file_atomically(home.config_file, text.encode(), 0o640)
+        write_atomically(home.config_file, text.encode(), 0o640)
         if not (home.certs / "node.pem").exists():
             install_certificates(home, self.cluster.ca, name)
         return home

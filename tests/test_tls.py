@@ -14,6 +14,7 @@ from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.certs_cli import run
+from wazuhcluster.files import write_atomically
 from wazuhcluster.home import Home
 from wazuhcluster.master.node import tls_peer_names
 from wazuhcluster.tls import (
@@ -24,7 +25,6 @@ from wazuhcluster.tls import (
     issue_node_certificate,
     load_material,
     server_options,
-    write_file_atomically,
 )
 
 
@@ -34,7 +34,7 @@ def write_pair(
     """Write a CA certificate and a node pair; return their paths."""
     paths = (directory / "ca.pem", directory / "node.pem", directory / "node.key")
     for path, data in zip(paths, (ca_pem, cert_pem, key_pem), strict=True):
-        write_file_atomically(path, data, 0o600)
+        write_atomically(path, data, 0o600)
     return paths
 
 

@@ -39,7 +39,7 @@ from wazuhcluster import nginx
 from wazuhcluster.api.settings import api_dir
 from wazuhcluster.api.users import add_user
 from wazuhcluster.devcluster import LocalCluster, NodeProcess, free_port, wait_for
-from wazuhcluster.tls import write_file_atomically
+from wazuhcluster.files import write_atomically
 
 AGENTS = 20
 CUSTOM_RULE_ID = "100200"
@@ -404,7 +404,7 @@ class Demo:
         """Write the custom rule on the master only and show it firing on the workers."""
         self.say(f"== 5. A custom rule, written on the master only (rule {CUSTOM_RULE_ID})")
         target = self.cluster.home("master").etc / "rules" / "local_rules.xml"
-        write_file_atomically(target, asset("local_rules.xml").read_bytes(), 0o660)
+        write_atomically(target, asset("local_rules.xml").read_bytes(), 0o660)
         self.say(f"$ cp {shown(asset('local_rules.xml'))} {shown(target)}")
         started = time.monotonic()
         fired: dict[str, dict[str, Any]] = {}

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from attrs import define, field
 
+from wazuhcluster.files import write_atomically
 from wazuhcluster.home import Home
-from wazuhcluster.tls import KeyPair, create_ca, issue_node_certificate, write_file_atomically
+from wazuhcluster.tls import KeyPair, create_ca, issue_node_certificate
 
 #: Short intervals so a demo or a test sees the cluster act within seconds.
 FAST_TIMINGS = {
@@ -77,9 +78,9 @@ def cluster_config(
 def install_certificates(home: Home, ca: KeyPair, node_name: str) -> None:
     """Give ``home`` the CA certificate and a certificate for ``node_name`` on 127.0.0.1."""
     pair = issue_node_certificate(ca, node_name, ["127.0.0.1", "localhost"])
-    write_file_atomically(home.certs / "ca.pem", ca.cert_pem, 0o644)
-    write_file_atomically(home.certs / "node.pem", pair.cert_pem, 0o644)
-    write_file_atomically(home.certs / "node.key", pair.key_pem, 0o600)
+    write_atomically(home.certs / "ca.pem", ca.cert_pem, 0o644)
+    write_atomically(home.certs / "node.pem", pair.cert_pem, 0o644)
+    write_atomically(home.certs / "node.key", pair.key_pem, 0o600)
 
 
 def new_key() -> str:
@@ -154,7 +155,7 @@ class LocalCluster:
         home.make_dirs()
         extra = self.services_config(name) + self.extra_config(name, role)
         text = cluster_config(name, role, key or self.key, self.port, extra=extra)
-        write_file_atomically(home.config_file, text.encode(), 0o640)
+        write_atomically(home.config_file, text.encode(), 0o640)
         install_certificates(home, ca or self.ca, name)
         return home
 

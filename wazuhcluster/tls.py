@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+
+from wazuhcluster.files import write_atomically
 
 #: Certificates are valid for ten years: rotation is the operator's choice, not an outage.
 VALIDITY = datetime.timedelta(days=3650)
@@ -51,19 +51,32 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    now: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate builder with the parts every certificate here shares: names, public key,
+    a random serial and the validity (from five minutes ago, for clock skew)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+    )
+
+
 def create_ca(common_name: str = "wazuhcluster CA") -> KeyPair:
     """Create a self-signed cluster certificate authority."""
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        _builder(name, name, key, now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -103,13 +116,12 @@ def issue_node_certificate(ca: KeyPair, node_name: str, addresses: Iterable[str]
     key = _new_key()
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        _builder(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_name)]),
+            ca_cert.subject,
+            key,
+            now,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.SubjectAlternativeName(_subject_alt_names(node_name, addresses)), critical=False
@@ -137,13 +149,7 @@ def create_self_signed(
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "wazuh")])
     now = datetime.datetime.now(datetime.UTC)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        _builder(name, name, key, now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     )
@@ -176,26 +182,9 @@ def ensure_self_signed(
         missing = key if have_cert else cert
         raise TlsError(f"{missing} is missing (the other half of the pair exists)")
     pair = create_self_signed(common_name, addresses, rsa_key)
-    write_file_atomically(key, pair.key_pem, 0o600)
-    write_file_atomically(cert, pair.cert_pem, 0o644)
+    write_atomically(key, pair.key_pem, 0o600)
+    write_atomically(cert, pair.cert_pem, 0o644)
     return True
-
-
-def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync and rename, with ``mode``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tests.integration.test_integrity_real import expected_on_worker, synced_files, temp_files
 from wazuhcluster.devcluster import LocalCluster, cluster_config
+from wazuhcluster.files import write_atomically
 from wazuhcluster.home import Home
-from wazuhcluster.tls import write_file_atomically
 
 #: ERROR lines Wazuh's QA accepts during restarts.
 EXPECTED_ERRORS = ("Could not connect to master",)
@@ -28,7 +28,7 @@ def dial_through(cluster: LocalCluster, name: str, port: int) -> None:
     home = cluster.home(name)
     extra = cluster.services_config(name) + cluster.extra_config(name, "worker")
     text = cluster_config(name, "worker", cluster.key, port, extra=extra)
-    write_file_atomically(home.config_file, text.encode(), 0o640)
+    write_atomically(home.config_file, text.encode(), 0o640)
 
 
 def log_lines(home: Home, level: str) -> list[str]:

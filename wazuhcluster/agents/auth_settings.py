@@ -38,7 +38,7 @@ from xml.etree.ElementTree import Element
 
 from attrs import frozen
 
-from wazuhcluster.registry.groups import atomic_write
+from wazuhcluster.files import write_atomically
 from wazuhcluster.xmlconfig import ConfigError, Section
 
 DEFAULT_PORT = 1515
@@ -181,7 +181,7 @@ def load_password(settings: AuthSettings) -> tuple[str | None, bool]:
             data = handle.read(MAX_PASSWORD + 2)
     except FileNotFoundError:
         password = secrets.token_hex(16)
-        atomic_write(path, f"{password}\n".encode(), mode=0o640)
+        write_atomically(path, f"{password}\n".encode(), mode=0o640, skip_identical=True)
         return password, True
     except OSError as error:
         raise ConfigError(str(path), "auth><use_password", f"cannot read: {error}") from None

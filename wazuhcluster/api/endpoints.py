@@ -43,8 +43,9 @@ from wazuhcluster.api.views import (
     manager_view,
     merged_path,
 )
+from wazuhcluster.files import write_atomically
 from wazuhcluster.logs import ClusterLog
-from wazuhcluster.registry.groups import AGENT_CONF, DEFAULT_GROUP, atomic_write
+from wazuhcluster.registry.groups import AGENT_CONF, DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
     DuplicateIP,
@@ -796,7 +797,7 @@ class Endpoints:
         target = self.shared / group / AGENT_CONF
 
         def write(registry: Registry) -> None:
-            atomic_write(target, data, mode=0o660)
+            write_atomically(target, data, mode=0o660, skip_identical=True)
             registry.rebuild_group_files()
 
         await self.registry.write(write)

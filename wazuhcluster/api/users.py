@@ -32,8 +32,8 @@ from typing import Any
 from attrs import frozen
 
 from wazuhcluster.api.settings import api_dir
+from wazuhcluster.files import write_atomically
 from wazuhcluster.home import DEFAULT_HOME, Home
-from wazuhcluster.registry.groups import atomic_write
 
 USERS_MODE = 0o600
 MAX_USERS_FILE = 1024 * 1024
@@ -165,7 +165,12 @@ def write_users(path: Path, users: dict[str, User]) -> None:
         },
     }
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=USERS_MODE)
+    write_atomically(
+        path,
+        (json.dumps(document, indent=2) + "\n").encode("utf-8"),
+        mode=USERS_MODE,
+        skip_identical=True,
+    )
 
 
 def add_user(path: Path, name: str, password: str, clock: Callable[[], float] = time.time) -> None:

@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from wazuhcluster.files import write_atomically
+
 MERGED_NAME = "merged.mg"
 AGENT_CONF = "agent.conf"
 DEFAULT_GROUP = "default"
@@ -76,56 +78,6 @@ def multigroup_hash(groups: Sequence[str]) -> str:
     return hashlib.sha256(",".join(groups).encode("utf-8")).hexdigest()[:8]
 
 
-def atomic_write(
-    path: Path, data: bytes, mode: int = 0o640, skip_identical: bool = True
-) -> os.stat_result:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
-
-    An identical file is left alone unless ``skip_identical`` is false (callers that know
-    the content changed save reading it back), so periodic rebuilds do not touch unchanged
-    files (and the integrity scan does not re-hash them). Returns the stat of the file now
-    at ``path``, taken before the rename, so it describes this write even if another
-    writer replaces the file right after.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if skip_identical:
-        try:
-            current = path.stat()
-            if (current.st_mode & 0o7777) == mode and path.read_bytes() == data:
-                return current
-        except OSError:
-            pass
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), mode)
-            written = os.fstat(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return written
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def create_group_folder(shared_dir: Path, name: str) -> Path:
     """Create ``shared_dir/<name>/agent.conf`` unless it already exists; return the folder."""
     validate_group_name(name)
@@ -136,7 +88,7 @@ def create_group_folder(shared_dir: Path, name: str) -> Path:
         # Wazuh copies etc/shared/agent-template.conf into a new group when it exists.
         template = shared_dir / "agent-template.conf"
         body = template.read_bytes() if template.is_file() else EMPTY_AGENT_CONF
-        atomic_write(conf, body, mode=0o660)
+        write_atomically(conf, body, mode=0o660, skip_identical=True)
     return folder
 
 
@@ -258,7 +210,7 @@ def _write_if_changed(target: Path, data: bytes) -> None:
             return
     except (FileNotFoundError, NotADirectoryError):
         pass
-    atomic_write(target, data, mode=0o660)
+    write_atomically(target, data, mode=0o660, skip_identical=True)
 
 
 def rebuild_all(

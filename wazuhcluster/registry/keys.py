@@ -18,7 +18,7 @@ from pathlib import Path
 
 from attrs import define, field, frozen
 
-from wazuhcluster.registry.groups import atomic_write
+from wazuhcluster.files import write_atomically
 from wazuhcluster.registry.model import agent_name_problem, normalize_ip
 
 #: Bounds for reading a client.keys file (a 50,000-agent file is about 5 MB).
@@ -55,7 +55,7 @@ class KeyEntry:
 
     def encode(self) -> bytes:
         """The line as it is stored in the file, newline included."""
-        return f"{self.id} {self.name} {self.ip} {self.key}\n".encode()
+        return f"{self.line()}\n".encode()
 
 
 def key_hash(entry: KeyEntry) -> str:
@@ -72,8 +72,8 @@ def write_client_keys(
     path: Path, entries: Iterable[KeyEntry], skip_identical: bool = True
 ) -> os.stat_result:
     """Replace ``path`` atomically with a client.keys file holding ``entries`` (mode 0640);
-    return the stat of the written file (see :func:`~.groups.atomic_write`)."""
-    return atomic_write(
+    return the stat of the written file (see :func:`~wazuhcluster.files.write_atomically`)."""
+    return write_atomically(
         path, format_client_keys(entries), mode=CLIENT_KEYS_MODE, skip_identical=skip_identical
     )
 
@@ -242,7 +242,7 @@ class KeysFile:
                 ids = sorted(entries, key=_id_order)
                 entries = {agent_id: entries[agent_id] for agent_id in ids}
                 lines = {agent_id: lines[agent_id] for agent_id in ids}
-            written = atomic_write(
+            written = write_atomically(
                 self.path, b"".join(lines.values()), mode=CLIENT_KEYS_MODE, skip_identical=False
             )
             self._entries, self._lines, self._id_by_name = entries, lines, id_by_name

@@ -23,6 +23,7 @@ from typing import Any
 
 from attrs import define, field, frozen
 
+from wazuhcluster.files import write_atomically
 from wazuhcluster.registry import groups as group_files
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
@@ -641,7 +642,7 @@ class Registry:
             self.keys_dirty = False
             # Once the cache is loaded every flush follows a change: skip reading it back.
             first = self._key_lines is None
-            group_files.atomic_write(
+            write_atomically(
                 self.files.client_keys,
                 self.client_keys_data(),
                 mode=CLIENT_KEYS_MODE,
