@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,24 @@ def node_names(home: Path) -> list[str] | None:
         return None
     nodes: list[dict[str, Any]] = json.loads(result.stdout)
     return [node["name"] for node in nodes]
+
+
+def active_agents(cluster: LocalCluster, name_like: str = "%") -> int:
+    """How many agents named like ``name_like`` (SQL LIKE) the master's registry shows
+    active, read-only; -1 while the database cannot be read."""
+    path = cluster.home(cluster.master).var_db / "global.db"
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            [(count,)] = connection.execute(
+                "SELECT count(*) FROM agents WHERE name LIKE ? AND connection_status = 'active'",
+                (name_like,),
+            ).fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return -1
+    return int(count)
 
 
 class ClusterTestCase(SynchronousTestCase):
@@ -91,6 +110,22 @@ class ClusterTestCase(SynchronousTestCase):
 
         self.addCleanup(stop)
         return process
+
+    def simulate_on(
+        self, cluster: LocalCluster, node: str, *args: str, keepalive: str = "1"
+    ) -> subprocess.Popen[str]:
+        """Start wazuh-agent-sim against ``node``'s agent and enrollment ports (a keep-alive
+        every ``keepalive`` seconds), with ``args`` added; stopped after the test."""
+        ports = cluster.node_ports(node)
+        return self.start_simulator(
+            "--port",
+            str(ports["agents"]),
+            "--enroll-port",
+            str(ports["enrollment"]),
+            "--keepalive",
+            keepalive,
+            *args,
+        )
 
     def wait_log(self, node: NodeProcess, text: str, timeout: float = DEADLINE) -> None:
         """Wait until ``text`` appears in the node's cluster.log, or fail showing the log."""

@@ -23,19 +23,6 @@ def agents(cluster: LocalCluster, node: str) -> dict[str, dict[str, Any]]:
 class AgentsTests(ClusterTestCase):
     """A master, two workers and 200 simulated agents."""
 
-    def simulate(self, cluster: LocalCluster, node: str, *args: str) -> subprocess.Popen[str]:
-        """Start wazuh-agent-sim against ``node``'s ports; it is stopped after the test."""
-        ports = cluster.node_ports(node)
-        return self.start_simulator(
-            "--port",
-            str(ports["agents"]),
-            "--enroll-port",
-            str(ports["enrollment"]),
-            "--keepalive",
-            "1",
-            *args,
-        )
-
     def finish(self, process: subprocess.Popen[str]) -> dict[str, Any]:
         """Stop a simulator with SIGINT (agents send shutdown) and return its summary."""
         process.send_signal(signal.SIGINT)
@@ -53,10 +40,10 @@ class AgentsTests(ClusterTestCase):
         for name in cluster.workers:
             self.wait_log(self.start(cluster, name, "worker"), "Successfully connected")
         keys = cluster.base / "a-keys"
-        first = self.simulate(
+        first = self.simulate_on(
             cluster, "worker1", "--agents", "100", "--name-prefix", "a-", "--save-keys", str(keys)
         )
-        second = self.simulate(cluster, "worker2", "--agents", "100", "--name-prefix", "b-")
+        second = self.simulate_on(cluster, "worker2", "--agents", "100", "--name-prefix", "b-")
 
         def settled() -> bool:
             seen = agents(cluster, "worker2")
@@ -80,7 +67,7 @@ class AgentsTests(ClusterTestCase):
 
         # Move the a- agents to worker2.
         self.finish(first)
-        moved = self.simulate(cluster, "worker2", "--keys", str(keys), "--agents", "100")
+        moved = self.simulate_on(cluster, "worker2", "--keys", str(keys), "--agents", "100")
 
         def moved_to_worker2() -> bool:
             seen = agents(cluster, "master")

@@ -211,18 +211,8 @@ class AgentInfoKillTests(KillRounds):
 
     def simulate(self, count: int) -> subprocess.Popen[str]:
         """wazuh-agent-sim with ``count`` agents on the worker (enrolled through it)."""
-        ports = self.cluster.node_ports("worker1")
-        return self.start_simulator(
-            "--port",
-            str(ports["agents"]),
-            "--enroll-port",
-            str(ports["enrollment"]),
-            "--keepalive",
-            "1",
-            "--agents",
-            str(count),
-            "--name-prefix",
-            "info-",
+        return self.simulate_on(
+            self.cluster, "worker1", "--agents", str(count), "--name-prefix", "info-"
         )
 
     def statuses(self) -> dict[str, str]:

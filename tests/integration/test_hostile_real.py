@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sqlite3
 import ssl
 import struct
 import subprocess
@@ -22,12 +21,13 @@ from typing import Any
 
 from twisted.protocols import amp
 
-from tests.integration.common import DEADLINE, ClusterTestCase
+from tests.integration.common import DEADLINE, ClusterTestCase, active_agents
 from tests.integration.test_faults_support import in_sync, sync_difference
 from tests.integration.test_integrity_real import put
 from wazuhcluster import __version__
 from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
-from wazuhcluster.tls import create_ca, issue_node_certificate, write_file_atomically
+from wazuhcluster.files import write_atomically
+from wazuhcluster.tls import create_ca, issue_node_certificate
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
 from wazuhcluster.wire.handshake import worker_proof
 
@@ -229,7 +229,7 @@ class ClusterPortTests(HostileTestCase):
         text = impostor.config_file.read_text().replace(
             "<node_name>impostor</node_name>", "<node_name>worker1</node_name>"
         )
-        write_file_atomically(impostor.config_file, text.encode(), 0o640)
+        write_atomically(impostor.config_file, text.encode(), 0o640)
         copy = NodeProcess(impostor, "worker")
         copy.start()
         self.addCleanup(copy.kill)
@@ -311,35 +311,13 @@ class AgentPortTests(HostileTestCase):
 
     def agent_sim(self, count: int) -> subprocess.Popen[str]:
         """Honest simulated agents on worker1 with a 1 s keep-alive."""
-        ports = self.cluster.node_ports("worker1")
-        return self.start_simulator(
-            "--port",
-            str(ports["agents"]),
-            "--enroll-port",
-            str(ports["enrollment"]),
-            "--keepalive",
-            "1",
-            "--agents",
-            str(count),
-            "--name-prefix",
-            "sim-",
+        return self.simulate_on(
+            self.cluster, "worker1", "--agents", str(count), "--name-prefix", "sim-"
         )
 
     def active_sims(self) -> int:
         """How many simulated agents the master's registry shows active."""
-        path = self.cluster.home("master").var_db / "global.db"
-        try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            try:
-                [(count,)] = connection.execute(
-                    "SELECT count(*) FROM agents WHERE name LIKE 'sim-%' "
-                    "AND connection_status = 'active'"
-                ).fetchall()
-            finally:
-                connection.close()
-        except sqlite3.Error:
-            return -1
-        return int(count)
+        return active_agents(self.cluster, "sim-%")
 
     def test_oversized_silent_and_flood(self) -> None:
         """A frame header over the cap closes that connection with 'Too big message size'; a

@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 
-from tests.integration.common import DEADLINE, ClusterTestCase
+from tests.integration.common import DEADLINE, ClusterTestCase, active_agents
 from tests.integration.test_faults_support import (
     in_sync,
     log_lines,
@@ -106,21 +105,6 @@ class LoadTests(ClusterTestCase):
             output=cluster.base / f"sim-{worker}.log",
         )
 
-    def active_agents(self, cluster: LocalCluster) -> int:
-        """How many agents the master's registry shows active (read-only)."""
-        path = cluster.home(cluster.master).var_db / "global.db"
-        try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            try:
-                [(count,)] = connection.execute(
-                    "SELECT count(*) FROM agents WHERE connection_status = 'active'"
-                ).fetchall()
-            finally:
-                connection.close()
-        except sqlite3.Error:
-            return -1
-        return int(count)
-
     def test_load(self) -> None:
         """The cluster under load meets the reliability criteria (see the module docstring)."""
         workers = [f"worker{i}" for i in range(1, WORKERS + 1)]
@@ -144,8 +128,8 @@ class LoadTests(ClusterTestCase):
             keys.write_text("".join(line + "\n" for line in share))
             self.simulate(cluster, name, keys, len(share))
         warmup = max(DEADLINE, AGENTS / 50)
-        if not wait_for(lambda: self.active_agents(cluster) == AGENTS, warmup, 1.0):
-            self.fail(f"only {self.active_agents(cluster)} of {AGENTS} agents active")
+        if not wait_for(lambda: active_agents(cluster) == AGENTS, warmup, 1.0):
+            self.fail(f"only {active_agents(cluster)} of {AGENTS} agents active")
         ready = time.monotonic()
 
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in nodes}
@@ -160,7 +144,7 @@ class LoadTests(ClusterTestCase):
                 fds[name] = max(fds.get(name, 0), open_fds(node.process.pid))
             time.sleep(SAMPLE_EVERY)
 
-        active_end = self.active_agents(cluster)
+        active_end = active_agents(cluster)
         report = {
             "workers": WORKERS,
             "agents": AGENTS,
