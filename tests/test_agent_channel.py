@@ -19,7 +19,6 @@ from wazuhcluster.agents.channel import (
     AgentChannelProtocol,
     AgentEvent,
     EventCounter,
-    KeyFileWatcher,
 )
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
 
@@ -495,17 +494,3 @@ class KeyReloadTests(ChannelTestCase):
         self.assertTrue(transport_three.disconnecting)
         self.assertFalse(transport_one.disconnecting)
         self.assertIs(self.factory.keys.get("003"), rekeyed)
-
-    def test_key_file_watcher(self) -> None:
-        """The watcher reloads client.keys only when the file changes."""
-        path = self.mktemp()
-        with open(path, "w") as handle:
-            handle.write(self.one.line() + "\n")
-        watcher = KeyFileWatcher(path, self.factory)
-        self.assertTrue(watcher.check())
-        self.assertEqual(len(self.factory.keys), 1)
-        self.assertFalse(watcher.check())
-        with open(path, "a") as handle:
-            handle.write(self.three.line() + "\n")
-        self.assertTrue(watcher.check())
-        self.assertEqual(sorted(e.agent_id for e in self.factory.keys), ["001", "003"])

@@ -137,6 +137,20 @@ class ApplyKeyChangesTests(SynchronousTestCase):
         self.successResultOf(self.service.reload_keys())
         self.assertEqual(self.loads, [])
 
+    def test_reload_only_when_the_file_changed(self) -> None:
+        """The periodic reload parses client.keys only when its stamp changed (remoted
+        re-reads it every 10 s), and then installs what the file holds."""
+        self.successResultOf(self.service.reload_keys())
+        self.assertEqual(self.loads, [])
+        keys.write_client_keys(
+            self.path,
+            [KeyEntry("001", "agent-a", "any", KEY), KeyEntry("003", "agent-c", "any", KEY)],
+        )
+        self.successResultOf(self.service.reload_keys())
+        self.assertEqual(self.ids(), ["001", "003"])
+        self.successResultOf(self.service.reload_keys())
+        self.assertEqual(len(self.loads), 1)
+
     def test_forced_reload_reads_what_another_writer_wrote(self) -> None:
         """A forced reload parses the file even when its stamp was already taken as seen."""
         keys.write_client_keys(self.path, [KeyEntry("003", "agent-c", "any", KEY)])

@@ -14,7 +14,6 @@ is closed (remoted's overtake rule).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
@@ -553,39 +552,3 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     def check_disconnections(self) -> list[str]:
         """Run the session table's keep-alive time-out check (for a periodic task)."""
         return self.sessions.check_disconnections()
-
-
-@define
-class KeyFileWatcher:
-    """Reloads client.keys into a channel factory when the file changes (remoted does every 10 s).
-
-    Call :meth:`check` periodically; it compares the file's mtime, size and inode.
-    """
-
-    path: str
-    factory: AgentChannelFactory
-    log: ClusterLog | None = None
-    _stamp: tuple[int, int, int] | None = field(default=None, init=False)
-
-    def check(self) -> bool:
-        """Reload when the file changed; True when a new store was installed."""
-        try:
-            info = os.stat(self.path)
-            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        except OSError:
-            stamp = (0, 0, 0)
-        if stamp == self._stamp:
-            return False
-        try:
-            store = secure.KeyStore.load(self.path, previous=self.factory.keys)
-        except secure.KeyFileError as error:
-            if self.log is not None:
-                self.log.error("Unable to reload agent keys: {error}", error=str(error))
-            return False
-        self._stamp = stamp
-        self.factory.set_keys(store)
-        if self.log is not None:
-            self.log.info(
-                "(1410): Reading authentication keys file. {count} agents.", count=len(store)
-            )
-        return True

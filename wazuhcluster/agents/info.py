@@ -46,42 +46,29 @@ def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
     since the previous report carries the status and times alone (``"refresh": true``)."""
     lines = []
     for row in rows:
-        if not row.full:
-            lines.append(
-                _ENCODER.encode(
-                    {
-                        "id": row.agent_id,
-                        "status": str(row.status),
-                        "last_keepalive": row.last_keepalive,
-                        "disconnection_time": row.disconnection_time,
-                        "time": row.timestamp,
-                        "seq": row.seq,
-                        "refresh": True,
-                    }
-                )
+        fields: dict[str, Any] = {
+            "id": row.agent_id,
+            "status": str(row.status),
+            "last_keepalive": row.last_keepalive,
+            "disconnection_time": row.disconnection_time,
+            "time": row.timestamp,
+            "seq": row.seq,
+        }
+        if row.full:
+            fields.update(
+                version=row.version,
+                os_name=row.os_name,
+                os_version=row.os_version,
+                os_platform=row.os_platform,
+                os_arch=row.os_arch,
+                os_uname=row.os_uname,
+                labels=list(row.labels),
+                config_sum=row.config_sum,
+                merged_sum=row.merged_sum,
             )
-            continue
-        lines.append(
-            _ENCODER.encode(
-                {
-                    "id": row.agent_id,
-                    "status": str(row.status),
-                    "last_keepalive": row.last_keepalive,
-                    "disconnection_time": row.disconnection_time,
-                    "version": row.version,
-                    "os_name": row.os_name,
-                    "os_version": row.os_version,
-                    "os_platform": row.os_platform,
-                    "os_arch": row.os_arch,
-                    "os_uname": row.os_uname,
-                    "labels": list(row.labels),
-                    "config_sum": row.config_sum,
-                    "merged_sum": row.merged_sum,
-                    "time": row.timestamp,
-                    "seq": row.seq,
-                }
-            )
-        )
+        else:
+            fields["refresh"] = True
+        lines.append(_ENCODER.encode(fields))
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
