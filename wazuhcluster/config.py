@@ -225,9 +225,9 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
     if reason:
         raise section.error("nodes><node", reason)
     tls = TlsPaths(
-        ca_cert=_path(section, "ca_cert", home, home.certs / "ca.pem"),
-        node_cert=_path(section, "node_cert", home, home.certs / "node.pem"),
-        node_key=_path(section, "node_key", home, home.certs / "node.key"),
+        ca_cert=section.path("ca_cert", base=home.root, default=home.certs / "ca.pem"),
+        node_cert=section.path("node_cert", base=home.root, default=home.certs / "node.pem"),
+        node_key=section.path("node_key", base=home.root, default=home.certs / "node.key"),
     )
     timings_element = section.element.find("timings") if section.element is not None else None
     timings = parse_timings(Section(timings_element, section.source, "cluster><timings"))
@@ -246,14 +246,6 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
         warnings=tuple(warnings),
         max_connections_per_ip=section.integer("max_connections_per_ip", 10, 1, 100000),
     )
-
-
-def _path(section: Section, option: str, home: Home, default: Path) -> Path:
-    value = section.raw(option)
-    if value is None:
-        return default
-    path = Path(value)
-    return path if path.is_absolute() else home.root / path
 
 
 def load_config(path: Path, home: Home, role: str | None = None) -> NodeConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from xml.etree.ElementTree import Element
 
 _BOOL_WORDS = {"yes": True, "true": True, "no": False, "false": False}
@@ -66,6 +67,14 @@ class Section:
         """A free-form string option."""
         value = self.raw(option)
         return default if value is None else value
+
+    def path(self, option: str, default: Path, base: Path) -> Path:
+        """A file path option; a relative value is taken from ``base`` (the node's home)."""
+        value = self.raw(option)
+        if value is None:
+            return default
+        path = Path(value)
+        return path if path.is_absolute() else base / path
 
     def boolean(self, option: str, default: bool) -> bool:
         """A yes/no option."""

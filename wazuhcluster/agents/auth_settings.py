@@ -103,8 +103,7 @@ def parse_auth(section: Section, home: Path) -> AuthSettings:
     """Parse an ``<auth>`` section; raise :class:`ConfigError` on any bad value."""
 
     def path_option(option: str, default: str) -> Path:
-        value = Path(section.text(option, default))
-        return value if value.is_absolute() else home / value
+        return section.path(option, home / default, home)
 
     agent_ca = section.raw("ssl_agent_ca")
     return AuthSettings(

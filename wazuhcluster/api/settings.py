@@ -78,14 +78,6 @@ def _check_bind(value: str) -> str | None:
     return None
 
 
-def _path(section: Section, option: str, home: Home, default: Path) -> Path:
-    value = section.raw(option)
-    if value is None:
-        return default
-    path = Path(value)
-    return path if path.is_absolute() else home.root / path
-
-
 def parse_api(section: Section, home: Home) -> ApiSettings:
     """Validate the ``<api>`` block (see module docstring); raise ConfigError when bad."""
     folder = api_dir(home)
@@ -94,8 +86,8 @@ def parse_api(section: Section, home: Home) -> ApiSettings:
         enabled=present and not section.boolean("disabled", False),
         bind_addr=section.checked("bind_addr", "0.0.0.0", _check_bind),
         port=section.integer("port", DEFAULT_PORT, 1, 65535),
-        cert=_path(section, "cert", home, folder / "server.crt"),
-        key=_path(section, "key", home, folder / "server.key"),
+        cert=section.path("cert", base=home.root, default=folder / "server.crt"),
+        key=section.path("key", base=home.root, default=folder / "server.key"),
         api_dir=folder,
         token_timeout=section.integer(
             "auth_token_exp_timeout", DEFAULT_TOKEN_TIMEOUT, 30, 7 * 24 * 3600
