@@ -68,14 +68,9 @@ def format_client_keys(entries: Iterable[KeyEntry]) -> bytes:
     return b"".join(entry.encode() for entry in entries)
 
 
-def write_client_keys(
-    path: Path, entries: Iterable[KeyEntry], skip_identical: bool = True
-) -> os.stat_result:
-    """Replace ``path`` atomically with a client.keys file holding ``entries`` (mode 0640);
-    return the stat of the written file (see :func:`~wazuhcluster.files.write_atomically`)."""
-    return write_atomically(
-        path, format_client_keys(entries), mode=CLIENT_KEYS_MODE, skip_identical=skip_identical
-    )
+def write_client_keys(path: Path, entries: Iterable[KeyEntry]) -> None:
+    """Replace ``path`` atomically with a client.keys file holding ``entries`` (mode 0640)."""
+    write_atomically(path, format_client_keys(entries), mode=CLIENT_KEYS_MODE)
 
 
 def parse_client_keys(data: bytes, max_entries: int = MAX_KEYS_ENTRIES) -> list[KeyEntry]:
