@@ -20,7 +20,7 @@ from attrs import frozen
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.pack import Staged
 from wazuhcluster.integrity.paths import PathRefused, resolve, resolve_for_rename
-from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for
+from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for, item_for_directory
 
 # Indirection so tests can simulate a crash between two renames.
 _replace = os.replace
@@ -163,8 +163,11 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     if durable:
         for directory in sorted(dirty_dirs):
             _fsync_dir(directory)
-    touched = (*created, *updated, *deleted)
-    ruleset = any((item := item_for(p)) is not None and item.ruleset for p in touched)
+    # Every touched path passed validate_relpath, so its directory's item is its own.
+    touched_dirs = {p.rpartition("/")[0] for p in (*created, *updated, *deleted)}
+    ruleset = any(
+        (item := item_for_directory(d)) is not None and item.ruleset for d in touched_dirs
+    )
     return ApplyResult(
         created=tuple(created),
         updated=tuple(updated),

@@ -53,6 +53,14 @@ DEFAULT_MAX_TOTAL_BYTES = 1 << 30
 DEFAULT_CHUNK_SIZE = 60 * 1024
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+#: A file record exactly as :func:`_file_record` writes it for a path of printable ASCII without
+#: quote or backslash (so its JSON needs no escape): such a line is read without the JSON module.
+#: Any other line, equally valid JSON, takes the general path.
+_PLAIN_FILE_RECORD = re.compile(
+    rb'\{"t":"f","k":"([cu])","p":"([\x20\x21\x23-\x5b\x5d-\x7e]*)",'
+    rb'"s":(0|[1-9][0-9]{0,18}),"c":"([0-9a-f]{64})"\}'
+)
 _MAX_MODE = 0o7777
 
 
@@ -81,12 +89,8 @@ def _int_field(obj: Mapping[str, Any], key: str, maximum: int) -> int:
     return value
 
 
-def _path_field(obj: Mapping[str, Any]) -> str:
-    return _path_and_item(obj)[0]
-
-
-def _path_and_item(obj: Mapping[str, Any]) -> tuple[str, SyncItem]:
-    path = obj.get("p")
+def _checked_path(path: object) -> tuple[str, SyncItem]:
+    """A path field, checked against the synced table, and its item."""
     try:
         item = validate_relpath(path)
     except PathRefused as e:
@@ -137,7 +141,7 @@ def decode_table(data: bytes, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> File
     table: FileTable = {}
     for line in lines[1:]:
         obj = _parse_line(line)
-        path = _path_field(obj)
+        path = _checked_path(obj.get("p"))[0]
         if path in table:
             raise PackError(f"duplicate path {path!r}")
         table[path] = FileMeta(
@@ -449,13 +453,22 @@ class Unpacker:
             stop = end if nl < 0 else nl
             if len(self._line) + (stop - pos) > MAX_LINE:
                 raise PackError(f"record line longer than {MAX_LINE} bytes")
-            self._line += view[pos:stop]
             if nl < 0:
+                self._line += view[pos:stop]
                 return
+            if self._line:
+                self._line += view[pos:stop]
+                line = bytes(self._line)
+                self._line.clear()
+            else:
+                line = data[pos:stop]
             pos = nl + 1
-            line = bytes(self._line)
-            self._line.clear()
-            self._record(_parse_line(line))
+            plain = _PLAIN_FILE_RECORD.fullmatch(line) if self._state == _RECORD else None
+            if plain is None:
+                self._record(_parse_line(line))
+            else:
+                kind, path, size, checksum = plain.groups()
+                self._begin_file(kind.decode(), path.decode(), int(size), checksum.decode())
 
     def _record(self, obj: dict[str, Any]) -> None:
         if self._state == _HEADER:
@@ -476,35 +489,36 @@ class Unpacker:
         if kind == "d":
             if self._creates or self._updates:
                 raise PackError("a deletion after the first file")
-            path = self._new_path(obj)
+            path = self._claim(obj.get("p"))[0]
             if len(self._deletes) >= self.header.delete:
                 raise PackError("more deletions than announced")
             self._deletes.append(path)
         elif kind == "f":
-            self._begin_file(obj)
+            size = _int_field(obj, "s", self._max_file)
+            self._begin_file(obj.get("k"), obj.get("p"), size, _checksum_field(obj))
         elif kind == "end":
             self._check_end()
             self._state = _DONE
         else:
             raise PackError(f"unknown record type {kind!r}")
 
-    def _new_path(self, obj: Mapping[str, Any]) -> str:
-        return self._new_path_and_item(obj)[0]
-
-    def _new_path_and_item(self, obj: Mapping[str, Any]) -> tuple[str, SyncItem]:
-        path, item = _path_and_item(obj)
+    def _claim(self, path: object) -> tuple[str, SyncItem]:
+        """A path field checked against the table and against the paths already in this
+        stream; its item."""
+        path, item = _checked_path(path)
         if path in self._seen:
             raise PackError(f"path {path!r} appears twice")
         self._seen.add(path)
         return path, item
 
-    def _begin_file(self, obj: Mapping[str, Any]) -> None:
+    def _begin_file(self, kind: object, raw_path: object, size: int, checksum: str) -> None:
+        """Start receiving one file, from the fields of its record (the caller checked the
+        checksum's form and that the size is an integer)."""
         assert self.header is not None
-        path, item = self._new_path_and_item(obj)
-        size = _int_field(obj, "s", self._max_file)
-        checksum = _checksum_field(obj)
+        path, item = self._claim(raw_path)
+        if size > self._max_file:
+            raise PackError(f"field 's' must be an integer in [0, {self._max_file}], got {size}")
         meta = FileMeta(checksum=checksum, size=size, mtime_ns=0, mode=item.mode)
-        kind = obj.get("k")
         if kind == "c":
             if len(self._creates) >= self.header.create:
                 raise PackError("more files to create than announced")

@@ -12,6 +12,7 @@ Two layers:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -43,34 +44,57 @@ class PathRefused(ValueError):
 def validate_relpath(relpath: object) -> SyncItem:
     """Check that ``relpath`` is a canonical relative path of a synced file; return its item.
 
+    The checks of the parent directory are cached: a sync or a scan meets thousands of files in
+    a few directories, so a path costs about the checks of its file name.
+
     :raises PathRefused: with the reason, for anything else.
     """
     if not isinstance(relpath, str):
         raise PathRefused(relpath, "not a string")
     if not relpath:
         raise PathRefused(relpath, "empty")
-    if _CONTROL.search(relpath):
-        raise PathRefused(relpath, "contains NUL or a control character")
-    try:
-        encoded = relpath.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PathRefused(relpath, "not valid UTF-8") from None
-    if len(encoded) > MAX_RELPATH_BYTES:
-        raise PathRefused(relpath, f"longer than {MAX_RELPATH_BYTES} bytes")
-    if relpath.startswith("/"):
+    if relpath[0] == "/":
         raise PathRefused(relpath, "absolute")
-    parts = relpath.split("/")
-    for bad in ("", ".", ".."):
-        if bad in parts:
-            raise PathRefused(relpath, f"component {bad!r} not allowed")
-    if len(encoded) > MAX_COMPONENT_BYTES and any(
-        len(part.encode("utf-8")) > MAX_COMPONENT_BYTES for part in parts
-    ):
-        raise PathRefused(relpath, f"component longer than {MAX_COMPONENT_BYTES} bytes")
+    parent, _, name = relpath.rpartition("/")
+    problem = _component_problem(name) or (_parent_problem(parent) if parent else None)
+    if problem is not None:
+        raise PathRefused(relpath, problem)
+    # Every component is valid UTF-8 by now; fewer than a quarter of the limit in characters
+    # cannot exceed it in bytes.
+    if len(relpath) > MAX_RELPATH_BYTES // 4 and len(relpath.encode()) > MAX_RELPATH_BYTES:
+        raise PathRefused(relpath, f"longer than {MAX_RELPATH_BYTES} bytes")
     item = item_for(relpath)
     if item is None:
         raise PathRefused(relpath, "not in the synced table")
     return item
+
+
+def _component_problem(part: str) -> str | None:
+    """Why one component of a relative path is refused, or None."""
+    if part in ("", ".", ".."):
+        return f"component {part!r} not allowed"
+    if _CONTROL.search(part):
+        return "contains NUL or a control character"
+    if part.isascii():
+        size = len(part)
+    else:
+        try:
+            size = len(part.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "not valid UTF-8"
+    if size > MAX_COMPONENT_BYTES:
+        return f"component longer than {MAX_COMPONENT_BYTES} bytes"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parent_problem(parent: str) -> str | None:
+    """Why a (non-empty, relative) parent directory is refused, or None (cached)."""
+    for part in parent.split("/"):
+        problem = _component_problem(part)
+        if problem is not None:
+            return problem
+    return None
 
 
 def resolve(

@@ -81,14 +81,14 @@ def item_for(relpath: str) -> SyncItem | None:
     directory, _, name = relpath.rpartition("/")
     if not name or is_excluded_name(name):
         return None
-    item = _item_for_directory(directory)
+    item = item_for_directory(directory)
     if item is None or (item.names is not None and name not in item.names):
         return None
     return item
 
 
 @functools.lru_cache(maxsize=65536)
-def _item_for_directory(directory: str) -> SyncItem | None:
+def item_for_directory(directory: str) -> SyncItem | None:
     """The item whose files may live directly in ``directory`` (cached: few distinct dirs)."""
     for item in _BY_SPECIFICITY:
         if directory == item.directory:
