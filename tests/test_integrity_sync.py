@@ -660,3 +660,31 @@ class RecordEncodingTests(SynchronousTestCase):
             + b"\n"
         )
         self.assertEqual(pack_module._file_record(kind, rel, size, checksum), expected)
+
+    @given(
+        path=st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40).map(
+            lambda name: f"etc/shared/{name}"
+        ),
+        size=st.integers(min_value=0, max_value=3),
+    )
+    @_SETTINGS
+    def test_plain_and_json_records_read_alike(self, path: str, size: int) -> None:
+        """A file record in the master's plain form (read without the JSON module) and the
+        same record as ordinary JSON are accepted or refused alike, and stage the same file."""
+        data = b"x" * size
+        checksum = checksum_bytes(data)
+        plain = pack_module._file_record("c", path, size, checksum)
+        spaced = json.dumps({"t": "f", "k": "c", "p": path, "s": size, "c": checksum})
+        outcomes = []
+        for record in (plain, spaced.encode() + b"\n"):
+            worker = self.mktemp()
+            try:
+                received = receive(
+                    worker, pack_bytes(header(1, size=size), record, data, {"t": "end"})
+                )
+            except PackError:
+                outcomes.append(None)
+                continue
+            outcomes.append(sorted(received.plan.files))
+            received.staged.discard()
+        self.assertEqual(outcomes[0], outcomes[1])
