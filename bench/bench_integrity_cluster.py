@@ -14,7 +14,8 @@ started by :mod:`wazuhcluster.devcluster`) in one run::
     sync (inotify debounce and the master's hashing of the tree included as well);
     baseline: ``rsync -a`` (no ``--fsync``) from an rsync daemon on 127.0.0.1 copying the same
     tree in this run; also the CPU seconds of master + worker against those of the rsync
-    client + daemon child; ``--only a`` stops there;
+    client + daemon child; each timed step (rsync or join) starts after a ``sync()``, so none
+    writes out the dirty pages of the one before; ``--only a`` stops there;
 (b) no-change checks with the same tree: the master process's CPU time (utime + stime from
     /proc) over a window of checks by a worker whose sync_integrity is short, per check (all of
     the master's CPU in the window, so an upper bound), and net of the master's CPU over an
@@ -244,6 +245,7 @@ def time_rsync(daemon: tuple[int, int], dest: Path, *options: str) -> tuple[floa
     port, pid = daemon
     if dest.exists():
         raise ValueError(f"{dest} exists: each timed rsync copies into a new directory")
+    os.sync()  # start clean: no dirty data of the step before to write out meanwhile
     client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     served0 = cpu_seconds(pid, children=True)
     started = time.perf_counter()
@@ -325,6 +327,9 @@ def join_sync(nodes: Nodes, name: str) -> tuple[float, float, str]:
     master_log.poll()
     mark = len(master_log.lines)
     master_pid = nodes.pid("master")
+    # Start clean, as each rsync does: the durable apply's sync() must not write out the
+    # dirty pages of the rsync copy timed just before.
+    os.sync()
     nodes.start(name, "worker")
     pid = nodes.pid(name)
     wait(lambda: log.count("Successfully connected") >= 1, f"{name}'s link up", 60)
