@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_integrity import write_tree
 from wazuhcluster.integrity import apply as apply_module
 from wazuhcluster.integrity import pack as pack_module
-from wazuhcluster.integrity import place as place_module
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
 from wazuhcluster.integrity.pack import (
@@ -54,13 +53,6 @@ def read_tree(home: str) -> dict[str, tuple[bytes, int]]:
             with open(path, "rb") as f:
                 out[os.path.relpath(path, home)] = (f.read(), stat.S_IMODE(os.lstat(path).st_mode))
     return out
-
-
-def placed_contents(home: str) -> dict[str, bytes]:
-    """The content of every file under ``home`` except sync temp files."""
-    return {
-        path: content for path, (content, _) in read_tree(home).items() if TEMP_PREFIX not in path
-    }
 
 
 def receive(worker: str, stream: bytes, piece: int = 1000) -> Received:
@@ -393,7 +385,7 @@ class ApplyTests(SynchronousTestCase):
             calls.append(dst)
             real(src, dst)
 
-        self.patch(place_module, "_replace", crash_after_one)
+        self.patch(apply_module, "_replace", crash_after_one)
         with self.assertRaises(SystemExit):
             apply_plan(self.worker, received.plan, received.staged)
         after = read_tree(self.worker)
@@ -405,7 +397,7 @@ class ApplyTests(SynchronousTestCase):
         removed = cleanup_temp_files(self.worker)
         self.assertTrue(removed)
         self.assertFalse(any(TEMP_PREFIX in p for p in read_tree(self.worker)))
-        self.patch(place_module, "_replace", real)
+        self.patch(apply_module, "_replace", real)
         sync_once(self.master, self.worker)
         self.assertEqual(
             master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
@@ -594,11 +586,10 @@ class WriterTests(SynchronousTestCase):
         self.assertNotIn("etc/shared/g1/f001", [p for b in batches for p, _, _, _ in b])
 
     def test_early_sync(self) -> None:
-        """The syncer is asked for a sync-then-place once EARLY_SYNC_BYTES of content went to
-        the writer since the last one, never while one is still running, and the writer never
-        syncs."""
+        """The syncer is asked for a sync() once EARLY_SYNC_BYTES of content went to the writer
+        since the last one, never while one is still running, and the writer never syncs."""
         self.patch(pack_module, "EARLY_SYNC_BYTES", 100_000)
-        self.patch(place_module.os, "sync", lambda: None)
+        self.patch(pack_module.os, "sync", lambda: None)
         writer, syncer = InlineExecutor(), InlineExecutor()
         self.unpack(writer, syncer=syncer)
         self.assertTrue(all(fn is pack_module.write_temp_files for fn, _ in writer.calls))
@@ -609,7 +600,7 @@ class WriterTests(SynchronousTestCase):
                 expected, since = expected + 1, 0
         self.assertGreater(expected, 0)
         self.assertLess(expected, len(writer.calls))  # the last, small batch does not reach it
-        self.assertEqual([fn for fn, _ in syncer.calls], [place_module.sync_then_place] * expected)
+        self.assertEqual([fn for fn, _ in syncer.calls], [pack_module.os.sync] * expected)
 
         class Busy(InlineExecutor):
             """A syncer whose sync never ends."""
@@ -622,73 +613,6 @@ class WriterTests(SynchronousTestCase):
         os.makedirs(self.worker + "2")
         Unpacker(self.worker + "2", writer=InlineExecutor(), syncer=busy).feed(self.stream)
         self.assertEqual(len(busy.calls), 1)
-
-    def test_early_placement(self) -> None:
-        """Files written before an early sync are renamed into place by the syncer, after its
-        sync(), while the stream still arrives; the apply counts them and places the rest."""
-        self.patch(pack_module, "EARLY_SYNC_BYTES", 100_000)
-        self.patch(pack_module, "BATCH_FILES", 50)
-        events: list[str] = []
-        self.patch(place_module.os, "sync", lambda: events.append("sync"))
-        real_replace = place_module._replace
-
-        def replace(src: str, dst: str) -> None:
-            events.append("rename")
-            real_replace(src, dst)
-
-        self.patch(place_module, "_replace", replace)
-        unpacker = Unpacker(self.worker, writer=InlineExecutor(), syncer=InlineExecutor())
-        half = len(self.stream) * 3 // 4
-        for i in range(0, half, 61440):
-            unpacker.feed(self.stream[i : min(i + 61440, half)])
-        on_disk = placed_contents(self.worker)
-        self.assertTrue(on_disk)  # placed before the stream ended
-        self.assertEqual(events[0], "sync")
-        master = placed_contents(self.master)
-        self.assertEqual({path: master[path] for path in on_disk}, on_disk)
-        for i in range(half, len(self.stream), 61440):
-            unpacker.feed(self.stream[i : i + 61440])
-        received = unpacker.finish()
-        self.assertTrue(set(on_disk) <= set(received.staged.placed))
-        self.assertFalse(set(received.staged.placed) & set(received.staged.files))
-        result = apply_plan(self.worker, received.plan, received.staged)
-        self.assertEqual(sorted(result.created), sorted(self.plan.files))
-        self.assertEqual(result.failed, {})
-        self.assertEqual(placed_contents(self.worker), placed_contents(self.master))
-        self.assertFalse([path for path in read_tree(self.worker) if TEMP_PREFIX in path])
-
-    def test_early_placement_leaves_blocked_targets_to_apply(self) -> None:
-        """A file whose target is still a directory of files (emptied by a deletion of the same
-        sync) is not placed early; the apply places it after the deletion."""
-        self.patch(pack_module, "EARLY_SYNC_BYTES", 1)
-        self.patch(place_module.os, "sync", lambda: None)
-        write_tree(self.worker, {"etc/shared/g0/f000/old": b"old"})
-        plan = compare(scan_tree(self.master), scan_tree(self.worker))
-        self.assertIn("etc/shared/g0/f000/old", plan.extra)
-        stream = b"".join(iter_pack(self.master, plan))
-        received = self.unpack(InlineExecutor(), stream, syncer=InlineExecutor())
-        self.assertTrue(received.staged.placed)
-        self.assertNotIn("etc/shared/g0/f000", received.staged.placed)
-        self.assertIn("etc/shared/g0/f000", received.staged.files)
-        result = apply_plan(self.worker, received.plan, received.staged)
-        self.assertEqual(result.failed, {})
-        self.assertEqual(placed_contents(self.worker), placed_contents(self.master))
-        self.assertFalse([path for path in read_tree(self.worker) if TEMP_PREFIX in path])
-
-    def test_abort_keeps_placed_files(self) -> None:
-        """A stream cut after an early placement keeps the placed files (whole and verified,
-        as after a crash) and leaves no temp file."""
-        self.patch(pack_module, "EARLY_SYNC_BYTES", 100_000)
-        self.patch(pack_module, "BATCH_FILES", 50)
-        self.patch(place_module.os, "sync", lambda: None)
-        unpacker = Unpacker(self.worker, writer=InlineExecutor(), syncer=InlineExecutor())
-        unpacker.feed(self.stream[: len(self.stream) * 3 // 4])
-        unpacker.abort("cut")
-        on_disk = read_tree(self.worker)
-        self.assertTrue(on_disk)
-        self.assertFalse([path for path in on_disk if TEMP_PREFIX in path])
-        master = placed_contents(self.master)
-        self.assertEqual({path: master[path] for path in on_disk}, placed_contents(self.worker))
 
     def test_abort_removes_what_the_writer_wrote(self) -> None:
         """A stream cut short leaves no temp file, including those of finished batches."""
@@ -738,7 +662,7 @@ class RecordEncodingTests(SynchronousTestCase):
         self.assertEqual(pack_module._file_record(kind, rel, size, checksum), expected)
 
     @given(
-        path=st.text(st.characters(blacklist_categories=["Cs"]), min_size=0, max_size=40).map(
+        path=st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40).map(
             lambda name: f"etc/shared/{name}"
         ),
         size=st.integers(min_value=0, max_value=3),
@@ -751,7 +675,7 @@ class RecordEncodingTests(SynchronousTestCase):
         checksum = checksum_bytes(data)
         plain = pack_module._file_record("c", path, size, checksum)
         spaced = json.dumps({"t": "f", "k": "c", "p": path, "s": size, "c": checksum})
-        outcomes: list[list[str] | None] = []
+        outcomes = []
         for record in (plain, spaced.encode() + b"\n"):
             worker = self.mktemp()
             try:

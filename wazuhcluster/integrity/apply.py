@@ -1,12 +1,10 @@
 """Apply a received plan on a worker: rename staged files into place, delete extras, tidy up.
 
 Each file was written by the :class:`~wazuhcluster.integrity.pack.Unpacker` to a temp file in its
-target directory with the table's mode, and some may already be in place (``staged.placed``, see
-:func:`~wazuhcluster.integrity.place.sync_then_place`). Here each remaining temp file is made
-durable and renamed over its target (``os.replace``, atomic), so an interrupted apply leaves every
-file either old or new; then the directories are fsynced so an acknowledged sync survives a
-crash. Leftover temp files of an interrupted sync are recognised by their prefix and removed by
-:func:`cleanup_temp_files`.
+target directory with the table's mode. Here each temp file is fsynced and renamed over its target
+(``os.replace``, atomic), so an interrupted apply leaves every file either old or new; then the
+directories are fsynced so an acknowledged sync survives a crash. Leftover temp files of an
+interrupted sync are recognised by their prefix and removed by :func:`cleanup_temp_files`.
 
 Blocking: run it in a thread.
 """
@@ -21,9 +19,11 @@ from attrs import frozen
 
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.pack import Staged
-from wazuhcluster.integrity.paths import PathRefused, resolve
-from wazuhcluster.integrity.place import place_file
+from wazuhcluster.integrity.paths import PathRefused, resolve, resolve_for_rename
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for, item_for_directory
+
+# Indirection so tests can simulate a crash between two renames.
+_replace = os.replace
 
 #: Above this many staged files, one sync() replaces the per-file fsyncs.
 SYNC_ALL_THRESHOLD = 256
@@ -139,10 +139,6 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     # below changes a parent between two renames of this loop.
     checked_dirs: set[str] = set()
     for path in sorted(plan.files):
-        existed = staged.placed.get(path)
-        if existed is not None:
-            (updated if existed else created).append(path)
-            continue
         tmp = staged.files.pop(path, None)
         if tmp is None:
             failed.setdefault(path, "not received")
@@ -150,15 +146,17 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         try:
             if fsync_each:
                 _fsync_path(tmp)
-            directory, existed = place_file(home, path, tmp, checked_dirs)
+            target, existed = resolve_for_rename(home, path, checked_dirs)
+            if target.rpartition("/")[0] != tmp.rpartition("/")[0]:
+                raise PathRefused(path, "staged outside its target directory")
+            _replace(tmp, target)
         except (PathRefused, OSError) as e:
             reason = e.reason if isinstance(e, PathRefused) else f"cannot rename: {e.strerror or e}"
             failed[path] = reason
             _unlink_quietly(tmp)
             continue
         (updated if existed else created).append(path)
-        dirty_dirs.add(directory)
-    dirty_dirs |= staged.placed_dirs
+        dirty_dirs.add(target.rpartition("/")[0])
     # Temp files staged for paths that are not in the plan are not ours to place.
     staged.discard()
 

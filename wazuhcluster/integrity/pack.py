@@ -32,7 +32,6 @@ from attrs import define, field, frozen
 
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
-from wazuhcluster.integrity.place import sync_then_place
 from wazuhcluster.integrity.scan import FileMeta, FileTable, new_hasher
 from wazuhcluster.integrity.table import TEMP_PREFIX, SyncItem
 
@@ -260,16 +259,11 @@ class Staged:
     :ivar rejected: relative path → why it was not staged (checksum mismatch, blocked path, ...).
     :ivar cleared: paths to delete that were deleted early, because a directory had to be created
         where they stood.
-    :ivar placed: relative path → whether a file stood there before, for each file already
-        renamed into place while the stream arrived (see :func:`~.place.sync_then_place`).
-    :ivar placed_dirs: the directories of the placed files (absolute).
     """
 
     files: dict[str, str] = field(factory=dict)
     rejected: dict[str, str] = field(factory=dict)
     cleared: list[str] = field(factory=list)
-    placed: dict[str, bool] = field(factory=dict)
-    placed_dirs: set[str] = field(factory=set)
 
     def discard(self) -> None:
         """Remove every temp file still staged."""
@@ -327,8 +321,8 @@ SMALL_FILE = 256 * 1024
 BATCH_BYTES = 512 * 1024
 BATCH_FILES = 256
 
-#: The syncer is asked for a sync() (then to place the files written before it) after each
-#: such amount of content handed to the writer (see Unpacker._send_batch).
+#: The syncer is asked for a sync() after each such amount of content handed to the writer
+#: (see Unpacker._send_batch).
 EARLY_SYNC_BYTES = 8 << 20
 
 #: Batches handed to the writer and not yet written, at most (bounds the memory they hold).
@@ -378,11 +372,9 @@ class Unpacker:
     :param writer: if given, small files (up to :data:`SMALL_FILE`) are verified here, collected
         in memory and created and written by ``writer`` in batches, so file creation overlaps the
         parsing and hashing of what follows; :meth:`finish` and :meth:`abort` wait for it.
-    :param syncer: if given (with a writer), asked after every :data:`EARLY_SYNC_BYTES` handed
-        to the writer for a ``sync()`` and then to rename into place every file written before
-        it (:func:`~.place.sync_then_place`), so the apply after the stream has little left to
-        do; one such job at a time, waited for only by :meth:`finish` and :meth:`abort`. The
-        files it placed are in ``staged.placed``.
+    :param syncer: if given (with a writer), asked for a ``sync()`` after every
+        :data:`EARLY_SYNC_BYTES` handed to the writer, so the data is mostly written out before
+        the apply's own ``sync()``; never waited for.
     """
 
     def __init__(
@@ -398,8 +390,7 @@ class Unpacker:
         self._home = home
         self._writer = writer
         self._syncer = syncer
-        self._early_sync: Future[list[tuple[str, str, bool | None]]] | None = None
-        self._early_files: list[tuple[str, str]] = []
+        self._early_sync: Future[None] | None = None
         self._batch: list[_SmallFile] = []
         self._batch_bytes = 0
         self._writing: deque[Future[list[tuple[str, str, str | None]]]] = deque()
@@ -647,37 +638,12 @@ class Unpacker:
         self._writing.append(self._writer.submit(write_temp_files, batch))
         self._unsynced += sum(len(f[3]) for f in batch)
         if self._syncer is not None and self._unsynced >= EARLY_SYNC_BYTES:
-            # Make what is written so far durable and put it in place now, so the apply after
-            # the stream has little left to do. The stream never waits for it (a sync() can
-            # take long on a busy disk, and the sender times out a chunk unanswered for 20 s).
+            # Start writing the data out now, so the apply's sync() that makes it durable has
+            # little left to do. Nobody waits for it (a sync() can take long on a busy disk, and
+            # the sender times out a chunk unanswered for 20 s); one at a time.
             if self._early_sync is None or self._early_sync.done():
-                self._take_placed()
-                while self._writing and self._writing[0].done():
-                    self._collect(self._writing.popleft())
-                self._early_files = list(self.staged.files.items())
-                self.staged.files.clear()
                 self._unsynced = 0
-                self._early_sync = self._syncer.submit(
-                    sync_then_place, self._home, self._early_files
-                )
-
-    def _take_placed(self) -> None:
-        """Record what the last early sync placed (waiting for it); files it did not place
-        are staged again for the apply."""
-        job, self._early_sync = self._early_sync, None
-        if job is None:
-            return
-        files, self._early_files = self._early_files, []
-        try:
-            done = job.result()
-        except Exception:
-            done = [(path, tmp, None) for path, tmp in files]
-        for path, tmp, existed in done:
-            if existed is None:
-                self.staged.files[path] = tmp
-            else:
-                self.staged.placed[path] = existed
-                self.staged.placed_dirs.add(tmp.rpartition("/")[0])
+                self._early_sync = self._syncer.submit(os.sync)
 
     def _collect(self, future: Future[list[tuple[str, str, str | None]]]) -> None:
         """Record what one batch of the writer did."""
@@ -688,13 +654,11 @@ class Unpacker:
                 self.staged.rejected[path] = error
 
     def _drain(self) -> None:
-        """Write what is collected; wait for the writer to finish every batch, and for the
-        early sync in flight."""
+        """Write what is collected and wait for the writer to finish every batch."""
         if self._writer is not None:
             self._send_batch()
         while self._writing:
             self._collect(self._writing.popleft())
-        self._take_placed()
 
     def _check_end(self) -> None:
         assert self.header is not None
@@ -742,7 +706,5 @@ class Unpacker:
             except Exception:
                 # The batch failed as a whole: remove whatever of it may have been written.
                 pass
-        # Files the early sync placed stay: each is whole and verified, as after a crash.
-        self._take_placed()
         self.staged.discard()
         self._state = _CLOSED

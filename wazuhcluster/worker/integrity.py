@@ -3,9 +3,8 @@
 Every ``sync_integrity`` seconds (and at once when the master announces a change) the worker
 rescans its synced files, incrementally and in a thread, and sends the digest. Only when it
 differs does the table travel; the master then streams the files, which are written to temp
-files in their target directories as they arrive, each checked against its checksum, and
-renamed into place once on disk: in steps during a big stream, the rest (and the deletions)
-after it. A sync that touched rules, decoders or lists fires the ruleset-changed hooks.
+files in their target directories as they arrive and renamed into place only once the whole
+stream verified. A sync that touched rules, decoders or lists fires the ruleset-changed hooks.
 """
 
 from __future__ import annotations
