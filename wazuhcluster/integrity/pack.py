@@ -32,7 +32,7 @@ from attrs import define, field, frozen
 
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
-from wazuhcluster.integrity.scan import FileMeta, FileTable, new_hasher
+from wazuhcluster.integrity.scan import FileMeta, FileTable, checksum_bytes, new_hasher
 from wazuhcluster.integrity.table import TEMP_PREFIX, SyncItem
 
 FORMAT_VERSION = 1
@@ -394,7 +394,8 @@ class Unpacker:
         self._batch: list[_SmallFile] = []
         self._batch_bytes = 0
         self._writing: deque[Future[list[tuple[str, str, str | None]]]] = deque()
-        self._small: bytearray | None = None
+        # The pieces of the small file being received (None for a file written as it comes).
+        self._small: list[bytes] | None = None
         self._unsynced = 0
         self._max_total = max_total_bytes
         self._max_file = max_file_size
@@ -533,14 +534,14 @@ class Unpacker:
         if self._content_bytes > self.header.bytes:
             raise PackError("more content than announced")
         self._path, self._meta, self._remaining = path, meta, size
-        self._hasher = new_hasher()
         self._fd = None
         self._small = None
         try:
             self._tmp = self._parent_path(path) + "/" + self._temp_names.next()
             if self._writer is not None and size <= SMALL_FILE:
-                self._small = bytearray()
+                self._small = []
             else:
+                self._hasher = new_hasher()
                 self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
         except PathRefused as e:
             self.staged.rejected[path] = e.reason
@@ -579,12 +580,12 @@ class Unpacker:
         return directory
 
     def _write(self, piece: memoryview) -> None:
-        self._hasher.update(piece)
         if self._small is not None:
-            self._small += piece
+            self._small.append(bytes(piece))  # hashed whole in _end_file
             return
         if self._fd is None:
-            return
+            return  # refused: its bytes are skipped
+        self._hasher.update(piece)
         try:
             while piece:
                 written = os.write(self._fd, piece)
@@ -603,8 +604,9 @@ class Unpacker:
         assert self._meta is not None
         self._state = _RECORD
         if self._small is not None:
-            data, self._small = bytes(self._small), None
-            if self._hasher.hexdigest() != self._meta.checksum:
+            # One piece (the usual case) is joined without a copy.
+            data, self._small = b"".join(self._small), None
+            if checksum_bytes(data) != self._meta.checksum:
                 self.staged.rejected[self._path] = _MISMATCH
                 return
             self._batch.append((self._path, self._tmp, self._meta.mode, data))

@@ -45,9 +45,7 @@ def new_hasher() -> hashlib.blake2b:
 
 def checksum_bytes(data: bytes) -> str:
     """Checksum (hex) of an in-memory content."""
-    h = new_hasher()
-    h.update(data)
-    return h.hexdigest()
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 @frozen
