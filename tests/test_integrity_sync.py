@@ -358,6 +358,30 @@ class ApplyTests(SynchronousTestCase):
         self.assertTrue(all("symlink" in why for why in result.failed.values()), result.failed)
         self.assertEqual(os.listdir(g1 + ".moved"), [])
 
+    def test_special_file_at_target_replaced(self) -> None:
+        """A FIFO or a symlink planted at a synced path on the worker is replaced by the
+        master's regular file (the rename replaces the entry, never writes through it), and a
+        directory holding a file there is refused."""
+        master, worker = self.mktemp(), self.mktemp()
+        outside = os.path.abspath(self.mktemp())
+        write_tree(outside, {"victim": b"keep"})
+        names = ["etc/shared/g1/fifo", "etc/shared/g1/link", "etc/shared/g1/dir"]
+        write_tree(master, {name: b"master" for name in names})
+        os.makedirs(worker)
+        plan = compare(scan_tree(master), {})
+        received = receive(worker, b"".join(iter_pack(master, plan)))
+        os.mkfifo(os.path.join(worker, "etc/shared/g1/fifo"))
+        os.symlink(os.path.join(outside, "victim"), os.path.join(worker, "etc/shared/g1/link"))
+        write_tree(worker, {"etc/shared/g1/dir/inside": b"worker"})
+        result = apply_plan(worker, received.plan, received.staged)
+        self.assertEqual(result.created, ("etc/shared/g1/fifo", "etc/shared/g1/link"))
+        self.assertIn("holds files", result.failed["etc/shared/g1/dir"])
+        tree = read_tree(worker)
+        self.assertEqual(tree["etc/shared/g1/fifo"], (b"master", 0o660))
+        self.assertEqual(tree["etc/shared/g1/link"], (b"master", 0o660))
+        self.assertEqual(read_tree(outside)["victim"][0], b"keep")
+        self.assertFalse(any(TEMP_PREFIX in path for path in tree))
+
     def test_ruleset_flag(self) -> None:
         """A sync touching only shared files does not fire the ruleset flag."""
         sync_once(self.master, self.worker)
@@ -662,7 +686,7 @@ class RecordEncodingTests(SynchronousTestCase):
         self.assertEqual(pack_module._file_record(kind, rel, size, checksum), expected)
 
     @given(
-        path=st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40).map(
+        path=st.text(st.characters(blacklist_categories=["Cs"]), min_size=0, max_size=40).map(
             lambda name: f"etc/shared/{name}"
         ),
         size=st.integers(min_value=0, max_value=3),
@@ -675,7 +699,7 @@ class RecordEncodingTests(SynchronousTestCase):
         checksum = checksum_bytes(data)
         plain = pack_module._file_record("c", path, size, checksum)
         spaced = json.dumps({"t": "f", "k": "c", "p": path, "s": size, "c": checksum})
-        outcomes = []
+        outcomes: list[list[str] | None] = []
         for record in (plain, spaced.encode() + b"\n"):
             worker = self.mktemp()
             try:

@@ -33,8 +33,8 @@ SYNC_ALL_THRESHOLD = 256
 class ApplyResult:
     """What an apply did.
 
-    :ivar created: paths that did not exist and now do.
-    :ivar updated: paths whose content or mode was replaced.
+    :ivar created: paths placed that the plan had as missing on the worker.
+    :ivar updated: paths placed that the plan had as differing (content or mode replaced).
     :ivar deleted: paths removed.
     :ivar removed_dirs: empty subdirectories removed after deletions.
     :ivar failed: path → reason, for every file that could not be created, updated or deleted
@@ -138,6 +138,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     # Each parent directory is walked (lstat per component) once, not once per file: nothing
     # below changes a parent between two renames of this loop.
     checked_dirs: set[str] = set()
+    updates = frozenset(plan.shared)
     for path in sorted(plan.files):
         tmp = staged.files.pop(path, None)
         if tmp is None:
@@ -146,16 +147,23 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         try:
             if fsync_each:
                 _fsync_path(tmp)
-            target, existed = resolve_for_rename(home, path, checked_dirs)
+            target = resolve(home, path, check_target=False, known_dirs=checked_dirs)
             if target.rpartition("/")[0] != tmp.rpartition("/")[0]:
                 raise PathRefused(path, "staged outside its target directory")
-            _replace(tmp, target)
+            try:
+                # The rename replaces a file, a symlink (never its target) or a special file.
+                _replace(tmp, target)
+            except IsADirectoryError:
+                # A directory stands there: only one that holds nothing but empty directories
+                # (left by this sync's deletions) gives way.
+                target, _ = resolve_for_rename(home, path, checked_dirs)
+                _replace(tmp, target)
         except (PathRefused, OSError) as e:
             reason = e.reason if isinstance(e, PathRefused) else f"cannot rename: {e.strerror or e}"
             failed[path] = reason
             _unlink_quietly(tmp)
             continue
-        (updated if existed else created).append(path)
+        (updated if path in updates else created).append(path)
         dirty_dirs.add(target.rpartition("/")[0])
     # Temp files staged for paths that are not in the plan are not ours to place.
     staged.discard()
