@@ -36,6 +36,7 @@ from wazuhcluster.integrity.scan import (
     table_digest,
 )
 from wazuhcluster.integrity.table import TEMP_PREFIX
+from wazuhcluster.worker.integrity import WRITER_THREADS
 
 _SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -647,10 +648,13 @@ class WriterTests(SynchronousTestCase):
             unpacker.finish()
         self.assertEqual(read_tree(self.worker), {})
 
-    def test_real_thread(self) -> None:
-        """With a real writer thread the worker ends equal to the master."""
-        with ThreadPoolExecutor(1) as writer:
+    def test_real_threads(self) -> None:
+        """With as many real writer threads as the worker runs (batches may finish out of
+        order) the worker ends equal to the master."""
+        self.patch(pack_module, "BATCH_FILES", 16)
+        with ThreadPoolExecutor(WRITER_THREADS) as writer:
             received = self.unpack(writer)
+        self.assertEqual(len(received.staged.files), len(self.plan.files))
         apply_plan(self.worker, received.plan, received.staged)
         self.assertEqual(
             master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))

@@ -325,8 +325,9 @@ BATCH_FILES = 256
 #: (see Unpacker._send_batch).
 EARLY_SYNC_BYTES = 8 << 20
 
-#: Batches handed to the writer and not yet written, at most (bounds the memory they hold).
-MAX_BATCHES = 2
+#: Batches handed to the writer and not yet written, at most (bounds the memory they hold);
+#: enough to keep two writer threads busy.
+MAX_BATCHES = 4
 
 #: One small file for the writer: relative path, temp file path, mode, content.
 _SmallFile = tuple[str, str, int, bytes]
