@@ -129,14 +129,21 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 def make_tree(root: Path, files: int, seed: int = 7) -> int:
-    """``files`` random files of 1-8 KB in 100 group folders under ``root``; the total bytes."""
+    """``files`` random files of 1-8 KB in 100 group folders under ``root``; the total bytes.
+
+    The files are dated an hour back, as a tree that has existed for a while: files modified
+    within two seconds of a scan are hashed again at the next one (the racy-timestamp guard),
+    and that second hashing of the whole tree would land in the middle of the timed joins."""
     rng = random.Random(seed)
     total = 0
+    an_hour_ago = time.time() - 3600
     for i in range(files):
         directory = root / f"group{i % 100:03}"
         directory.mkdir(parents=True, exist_ok=True)
         data = rng.randbytes(rng.randint(1024, 8192))
-        (directory / f"file{i:05}.conf").write_bytes(data)
+        path = directory / f"file{i:05}.conf"
+        path.write_bytes(data)
+        os.utime(path, (an_hour_ago, an_hour_ago))
         total += len(data)
     return total
 
@@ -341,7 +348,11 @@ def join_sync(nodes: Nodes, name: str) -> tuple[float, float, str]:
     assert tree_equal(master_home.shared / "bench", home.shared / "bench")
     stream = logged_seconds(master_log.since(mark), f"[Worker {name}] [Integrity sync]")[-1:]
     apply = logged_seconds(log.lines, "[Integrity sync] Finished")[-1:]
-    return took, cpu, f"master stream + apply {stream} s, worker apply {apply} s"
+    scans = logged_seconds(master_log.since(mark), "[Local integrity]")
+    return took, cpu, (
+        f"master stream + apply {stream} s, worker apply {apply} s, master scans meanwhile "
+        f"{scans} s"
+    )
 
 
 def bench_cold(base: Path, files: int, cold_runs: int, rows: list[Row]) -> Nodes:
