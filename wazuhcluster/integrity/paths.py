@@ -87,9 +87,10 @@ def _component_problem(part: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _parent_problem(parent: str) -> str | None:
-    """Why a (non-empty, relative) parent directory is refused, or None (cached)."""
+    """Why a (non-empty, relative) parent directory is refused, or None (cached; a key is at
+    most MAX_RELPATH_BYTES, so the cache stays under about 20 MB whatever the input)."""
     for part in parent.split("/"):
         problem = _component_problem(part)
         if problem is not None:

@@ -87,9 +87,10 @@ def item_for(relpath: str) -> SyncItem | None:
     return item
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def item_for_directory(directory: str) -> SyncItem | None:
-    """The item whose files may live directly in ``directory`` (cached: few distinct dirs)."""
+    """The item whose files may live directly in ``directory`` (cached: few distinct dirs; a
+    table from the network cannot grow the cache past its size)."""
     for item in _BY_SPECIFICITY:
         if directory == item.directory:
             return item
