@@ -46,8 +46,9 @@ unit: $(STAMP) ## run the unit tests only
 integration: $(STAMP) ## run the real-process tests only
 	$(BIN)/python -b -m twisted.trial tests.integration
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff (lint and format) and mypy
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 typecheck: lint

@@ -117,13 +117,16 @@ def main() -> int:
     print(f"sample lines          {len(lines)} x {args.rounds} rounds = {total} events")
     print(f"ruleset load          {load_seconds:.2f} s")
     print(f"pre-decoder only      {bare:10.0f} events/s wall  {bare_cpu:10.0f} per CPU second")
-    print(f"decode+rules+alerts   {full:10.0f} events/s wall  {full_cpu:10.0f} per CPU second"
-          f"  ({alerts} alerts written)")
+    print(
+        f"decode+rules+alerts   {full:10.0f} events/s wall  {full_cpu:10.0f} per CPU second"
+        f"  ({alerts} alerts written)"
+    )
     print(f"best round            {best:10.0f} events per CPU second (least disturbed round)")
     print(f"ratio (CPU)           {full_cpu / bare_cpu:.3f}")
     print(f"syslog lines only     {syslog_rate:10.0f} events per CPU second ({len(syslog)} lines)")
-    print(f"JSON lines only       {json_rate:10.0f} events per CPU second "
-          f"({len(json_lines)} lines)")
+    print(
+        f"JSON lines only       {json_rate:10.0f} events per CPU second ({len(json_lines)} lines)"
+    )
     print(f"peak memory (RSS)     {peak_mb:.0f} MB")
     return 0
 

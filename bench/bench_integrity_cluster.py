@@ -349,9 +349,13 @@ def join_sync(nodes: Nodes, name: str) -> tuple[float, float, str]:
     stream = logged_seconds(master_log.since(mark), f"[Worker {name}] [Integrity sync]")[-1:]
     apply = logged_seconds(log.lines, "[Integrity sync] Finished")[-1:]
     scans = logged_seconds(master_log.since(mark), "[Local integrity]")
-    return took, cpu, (
-        f"master stream + apply {stream} s, worker apply {apply} s, master scans meanwhile "
-        f"{scans} s"
+    return (
+        took,
+        cpu,
+        (
+            f"master stream + apply {stream} s, worker apply {apply} s, master scans meanwhile "
+            f"{scans} s"
+        ),
     )
 
 

@@ -82,8 +82,9 @@ class FormattingTests(unittest.SynchronousTestCase):
 
     def test_timestamp_format(self) -> None:
         """Local time with milliseconds and a numeric zone."""
-        self.assertRegex(format_timestamp(1_700_000_000.25),
-                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.250[+-]\d{4}$")
+        self.assertRegex(
+            format_timestamp(1_700_000_000.25), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.250[+-]\d{4}$"
+        )
 
     def test_cluster_hidden_and_node(self) -> None:
         """cluster{name,node} appears unless hidden; undecoded events have no decoder."""
@@ -104,5 +105,6 @@ class FormattingTests(unittest.SynchronousTestCase):
         event.add_field("tags", '["a", "b"]')
         event.add_field("empty", "")
         data = build_alert(event, None, Identity(), 1)["data"]
-        self.assertEqual(data, {"win": {"system": {"eventID": "4624", "level": "0"}},
-                                "tags": ["a", "b"]})
+        self.assertEqual(
+            data, {"win": {"system": {"eventID": "4624", "level": "0"}}, "tags": ["a", "b"]}
+        )

@@ -47,9 +47,10 @@ class ParentChildTests(DecoderTestCase):
 
     def test_child_by_prematch_extracts_fields(self) -> None:
         """The matching child's regex fills static fields (user is dstuser)."""
-        info = self.decode(self.engine(SSHD),
-                           "Feb  1 10:00:00 h sshd[1]: Accepted password for bob from 1.2.3.4 "
-                           "port 22")
+        info = self.decode(
+            self.engine(SSHD),
+            "Feb  1 10:00:00 h sshd[1]: Accepted password for bob from 1.2.3.4 port 22",
+        )
         assert info.decoder is not None
         self.assertEqual(info.decoder.name, "sshd-success")
         self.assertEqual(info.decoder.reported_name, "sshd")
@@ -57,8 +58,9 @@ class ParentChildTests(DecoderTestCase):
 
     def test_second_child(self) -> None:
         """A later child is tried when the first child's prematch fails."""
-        info = self.decode(self.engine(SSHD),
-                           "Feb  1 10:00:00 h sshd[1]: Failed password for root from 5.6.7.8")
+        info = self.decode(
+            self.engine(SSHD), "Feb  1 10:00:00 h sshd[1]: Failed password for root from 5.6.7.8"
+        )
         self.assertEqual(info.static, {"srcuser": "root", "srcip": "5.6.7.8"})
 
     def test_parent_only(self) -> None:
@@ -77,11 +79,13 @@ class ParentChildTests(DecoderTestCase):
 
     def test_use_own_name(self) -> None:
         """use_own_name keeps the child's name in the report."""
-        decoders = SSHD.replace("<parent>sshd</parent>\n  <prematch>^Accepted",
-                                "<parent>sshd</parent>\n  <use_own_name>true</use_own_name>\n"
-                                "  <prematch>^Accepted")
-        info = self.decode(self.engine(decoders), "Feb  1 10:00:00 h sshd[1]: Accepted x for a "
-                                                  "from b port c")
+        decoders = SSHD.replace(
+            "<parent>sshd</parent>\n  <prematch>^Accepted",
+            "<parent>sshd</parent>\n  <use_own_name>true</use_own_name>\n  <prematch>^Accepted",
+        )
+        info = self.decode(
+            self.engine(decoders), "Feb  1 10:00:00 h sshd[1]: Accepted x for a from b port c"
+        )
         assert info.decoder is not None
         self.assertEqual(info.decoder.reported_name, "sshd-success")
 
@@ -167,11 +171,15 @@ class JSONDecoderTests(DecoderTestCase):
 
     def test_flattening_and_static_fields(self) -> None:
         """Nested keys are dotted, srcip is static, numbers and booleans become text."""
-        info = self.decode(self.engine(JSON_DECODER),
-                           '{"srcip":"1.2.3.4","a":{"b":1,"c":true,"d":1.5},"n":null,"l":[1,"x"]}')
+        info = self.decode(
+            self.engine(JSON_DECODER),
+            '{"srcip":"1.2.3.4","a":{"b":1,"c":true,"d":1.5},"n":null,"l":[1,"x"]}',
+        )
         self.assertEqual(info.static, {"srcip": "1.2.3.4"})
-        self.assertEqual(info.fields, [("a.b", "1"), ("a.c", "true"), ("a.d", "1.500000"),
-                                       ("n", "null"), ("l", '[1, "x"]')])
+        self.assertEqual(
+            info.fields,
+            [("a.b", "1"), ("a.c", "true"), ("a.d", "1.500000"), ("n", "null"), ("l", '[1, "x"]')],
+        )
 
     def test_user_alias_and_trailing_text(self) -> None:
         """'user' fills dstuser; text after the JSON object is ignored."""
@@ -187,8 +195,10 @@ class JSONDecoderTests(DecoderTestCase):
     def test_null_discard_and_csv_arrays(self) -> None:
         """json_null_field discard drops nulls; json_array_structure csv joins arrays."""
         decoders = JSON_DECODER.replace(
-            "</decoder>", "<json_null_field>discard</json_null_field>\n"
-                          "<json_array_structure>csv</json_array_structure>\n</decoder>")
+            "</decoder>",
+            "<json_null_field>discard</json_null_field>\n"
+            "<json_array_structure>csv</json_array_structure>\n</decoder>",
+        )
         info = self.decode(self.engine(decoders), '{"n":null,"l":["a","b",3]}')
         self.assertEqual(info.fields, [("l", "a,b,3")])
 
@@ -198,21 +208,26 @@ class DecoderErrorsTests(DecoderTestCase):
 
     def test_unknown_parent(self) -> None:
         """A child naming a missing parent is an error with its line."""
-        error = self.assertRaises(DecoderLoadError, self.engine,
-                                  "\n\n<decoder name='x'><parent>nope</parent></decoder>")
+        error = self.assertRaises(
+            DecoderLoadError, self.engine, "\n\n<decoder name='x'><parent>nope</parent></decoder>"
+        )
         self.assertEqual(error.line, 3)
         self.assertIn("0001-test_decoders.xml", error.path)
         self.assertIn("nope", error.reason)
 
     def test_regex_without_order(self) -> None:
         """A regex needs an order."""
-        self.assertRaises(DecoderLoadError, self.engine,
-                          "<decoder name='x'><prematch>a</prematch><regex>(b)</regex></decoder>")
+        self.assertRaises(
+            DecoderLoadError,
+            self.engine,
+            "<decoder name='x'><prematch>a</prematch><regex>(b)</regex></decoder>",
+        )
 
     def test_bad_osregex(self) -> None:
         """An invalid OS_Regex is reported."""
-        error = self.assertRaises(DecoderLoadError, self.engine,
-                                  "<decoder name='x'><prematch>\\q</prematch></decoder>")
+        error = self.assertRaises(
+            DecoderLoadError, self.engine, "<decoder name='x'><prematch>\\q</prematch></decoder>"
+        )
         self.assertIn("unknown escape", error.reason)
 
     def test_root_needs_a_match_condition(self) -> None:

@@ -47,40 +47,59 @@ class DefaultRulesetTests(unittest.SynchronousTestCase):
         alert = self.process(line.format("root"))
         assert alert is not None
         self.assertEqual(alert["rule"]["id"], "5718")
-        self.assertEqual(alert["rule"]["description"],
-                         "sshd: administrator account root logged in from 10.0.0.9.")
+        self.assertEqual(
+            alert["rule"]["description"],
+            "sshd: administrator account root logged in from 10.0.0.9.",
+        )
         self.assertEqual(alert["cluster"], {"name": "prod", "node": "worker-1"})
 
     def test_brute_force_and_ignore_window(self) -> None:
         """Eight failures from one address fire 5720 once within its ignore window."""
-        ids = [self.process(SSH_FAIL.format(user="u", ip="1.2.3.4"), i)["rule"]["id"]  # type: ignore[index]
-               for i in range(8)]
+        ids = [
+            self.process(SSH_FAIL.format(user="u", ip="1.2.3.4"), i)["rule"]["id"]  # type: ignore[index]
+            for i in range(8)
+        ]
         self.assertEqual(ids, ["5716"] * 7 + ["5720"])
-        self.assertEqual(self.process(SSH_FAIL.format(user="u", ip="5.5.5.5"), 9)["rule"]["id"],  # type: ignore[index]
-                         "5716")
+        self.assertEqual(
+            self.process(SSH_FAIL.format(user="u", ip="5.5.5.5"), 9)["rule"]["id"],  # type: ignore[index]
+            "5716",
+        )
 
     def test_sudo_and_web(self) -> None:
         """sudo commands as root and web 4xx answers alert."""
-        sudo = ("Feb 10 23:21:05 srv sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; "
-                "COMMAND=/bin/ls")
+        sudo = (
+            "Feb 10 23:21:05 srv sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; "
+            "COMMAND=/bin/ls"
+        )
         alert = self.process(sudo)
         assert alert is not None
-        self.assertEqual((alert["rule"]["id"], alert["data"]["srcuser"], alert["data"]["command"]),
-                         ("5402", "alice", "/bin/ls"))
+        self.assertEqual(
+            (alert["rule"]["id"], alert["data"]["srcuser"], alert["data"]["command"]),
+            ("5402", "alice", "/bin/ls"),
+        )
         web = '1.2.3.4 - - [10/Feb/2024:10:00:00 +0000] "GET /admin HTTP/1.1" 404 12 "-" "curl"'
-        alert = self.process(web, agent_id="003", agent_name="web", agent_ip="10.0.0.3",
-                             location="/var/log/nginx/access.log")
+        alert = self.process(
+            web,
+            agent_id="003",
+            agent_name="web",
+            agent_ip="10.0.0.3",
+            location="/var/log/nginx/access.log",
+        )
         assert alert is not None
-        self.assertEqual((alert["rule"]["id"], alert["data"]["url"], alert["location"]),
-                         ("31101", "/admin", "/var/log/nginx/access.log"))
+        self.assertEqual(
+            (alert["rule"]["id"], alert["data"]["url"], alert["location"]),
+            ("31101", "/admin", "/var/log/nginx/access.log"),
+        )
 
     def test_identity_from_the_event(self) -> None:
         """Manager and cluster names given with the event override the engine's identity."""
         line = "Feb 10 23:21:05 srv sshd[12]: Accepted publickey for bob from 10.0.0.9 port 22"
         alert = self.process(line, manager_name="w2", cluster_node="worker-2")
         assert alert is not None
-        self.assertEqual((alert["manager"], alert["cluster"], alert["agent"]["name"]),
-                         ({"name": "w2"}, {"name": "prod", "node": "worker-2"}, "w2"))
+        self.assertEqual(
+            (alert["manager"], alert["cluster"], alert["agent"]["name"]),
+            ({"name": "w2"}, {"name": "prod", "node": "worker-2"}, "w2"),
+        )
         hidden = self.process(line, hide_cluster=True)
         assert hidden is not None
         self.assertNotIn("cluster", hidden)
@@ -105,15 +124,18 @@ class QueueFormatTests(unittest.SynchronousTestCase):
     def test_manager_event(self) -> None:
         """A plain location is the manager's own event; '|:' escapes a colon."""
         event = parse_queue_message("1:C|:\\log.txt:hello: world", 5.0)
-        self.assertEqual((event.location, event.message, event.agent_id, event.timestamp),
-                         ("C:\\log.txt", "hello: world", "000", 5.0))
+        self.assertEqual(
+            (event.location, event.message, event.agent_id, event.timestamp),
+            ("C:\\log.txt", "hello: world", "000", 5.0),
+        )
 
     def test_agent_event(self) -> None:
         """'[id] (name) ip->location' fills the agent fields."""
         event = parse_queue_message("1:[001] (web1) 10.0.0.1->/var/log/secure:Feb 1 x")
-        self.assertEqual((event.agent_id, event.agent_name, event.agent_ip, event.location,
-                          event.message), ("001", "web1", "10.0.0.1", "/var/log/secure",
-                                           "Feb 1 x"))
+        self.assertEqual(
+            (event.agent_id, event.agent_name, event.agent_ip, event.location, event.message),
+            ("001", "web1", "10.0.0.1", "/var/log/secure", "Feb 1 x"),
+        )
 
     def test_bad_messages(self) -> None:
         """Malformed lines raise QueueFormatError."""

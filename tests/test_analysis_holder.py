@@ -46,8 +46,9 @@ class EngineSlotTests(unittest.SynchronousTestCase):
     def test_broken_ruleset_keeps_the_old_engine(self) -> None:
         """A reload that fails reports the file and line, and the old engine keeps running."""
         old = self.slot.engine
-        write(os.path.join(self.home, "etc", "rules", "local_rules.xml"),
-              "<group name='x,'>\n<rule")
+        write(
+            os.path.join(self.home, "etc", "rules", "local_rules.xml"), "<group name='x,'>\n<rule"
+        )
         result = self.slot.reload(lambda: load_engine(self.home))
         self.assertFalse(result.ok)
         assert result.error is not None

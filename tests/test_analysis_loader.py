@@ -63,10 +63,8 @@ class CDBTests(unittest.SynchronousTestCase):
         self.assertTrue(lookup(entries, Lookup.ADDRESS_MATCH_KEY, "10.0.0.5", None))
         self.assertTrue(lookup(entries, Lookup.NOT_ADDRESS_MATCH_KEY, "10.0.1.5", None))
         # Wazuh's address_match_key_value is true when the value does not match.
-        self.assertFalse(lookup(entries, Lookup.ADDRESS_MATCH_KEY_VALUE, "1.2.3.4",
-                                OSMatch("bad")))
-        self.assertTrue(lookup(entries, Lookup.ADDRESS_MATCH_KEY_VALUE, "1.2.3.4",
-                               OSMatch("good")))
+        self.assertFalse(lookup(entries, Lookup.ADDRESS_MATCH_KEY_VALUE, "1.2.3.4", OSMatch("bad")))
+        self.assertTrue(lookup(entries, Lookup.ADDRESS_MATCH_KEY_VALUE, "1.2.3.4", OSMatch("good")))
 
     def test_missing_file(self) -> None:
         """An unreadable list raises ListError."""
@@ -90,8 +88,10 @@ class SettingsTests(unittest.SynchronousTestCase):
   <rule_exclude>0215-policy_rules.xml</rule_exclude><decoder_exclude>x.xml</decoder_exclude>
   <list>etc/lists/audit-keys</list><decoder_dir>etc/decoders</decoder_dir>
   <rule_dir>etc/rules</rule_dir></ruleset>""")
-        alerts = fromstring("<alerts><log_alert_level>5</log_alert_level>"
-                            "<email_alert_level>9</email_alert_level></alerts>")
+        alerts = fromstring(
+            "<alerts><log_alert_level>5</log_alert_level>"
+            "<email_alert_level>9</email_alert_level></alerts>"
+        )
         settings = parse_ruleset(Section(ruleset, "f", "ruleset"), Section(alerts, "f", "alerts"))
         self.assertEqual(settings.decoder_dirs, ("ruleset/decoders", "etc/decoders"))
         self.assertEqual(settings.rule_dirs, ("ruleset/rules", "etc/rules"))
@@ -102,15 +102,21 @@ class SettingsTests(unittest.SynchronousTestCase):
 
     def test_bad_values(self) -> None:
         """Paths leaving HOME, excludes with slashes and bad levels raise ConfigError."""
-        for xml in ("<ruleset><decoder_dir>/etc</decoder_dir><rule_dir>r</rule_dir></ruleset>",
-                    "<ruleset><decoder_dir>../x</decoder_dir><rule_dir>r</rule_dir></ruleset>",
-                    "<ruleset><decoder_dir>d</decoder_dir><rule_dir>r</rule_dir>"
-                    "<rule_exclude>a/b.xml</rule_exclude></ruleset>",
-                    "<ruleset><rule_dir>r</rule_dir></ruleset>"):
+        for xml in (
+            "<ruleset><decoder_dir>/etc</decoder_dir><rule_dir>r</rule_dir></ruleset>",
+            "<ruleset><decoder_dir>../x</decoder_dir><rule_dir>r</rule_dir></ruleset>",
+            "<ruleset><decoder_dir>d</decoder_dir><rule_dir>r</rule_dir>"
+            "<rule_exclude>a/b.xml</rule_exclude></ruleset>",
+            "<ruleset><rule_dir>r</rule_dir></ruleset>",
+        ):
             self.assertRaises(ConfigError, parse_ruleset, Section(fromstring(xml), "f", "ruleset"))
         alerts = fromstring("<alerts><log_alert_level>17</log_alert_level></alerts>")
-        self.assertRaises(ConfigError, parse_ruleset, Section(None, "f", "ruleset"),
-                          Section(alerts, "f", "alerts"))
+        self.assertRaises(
+            ConfigError,
+            parse_ruleset,
+            Section(None, "f", "ruleset"),
+            Section(alerts, "f", "alerts"),
+        )
 
     def test_settings_are_frozen(self) -> None:
         """RulesetSettings cannot be changed after creation."""
@@ -128,8 +134,10 @@ class LoaderTests(unittest.SynchronousTestCase):
     def test_user_files_and_excludes(self) -> None:
         """etc/decoders and etc/rules load after the stock ones; excluded files are skipped."""
         home = make_home(self.mktemp(), JSON_DECODER, self.RULE % ("stock", "stock rule"))
-        write(os.path.join(home, "etc", "rules", "local_rules.xml"),
-              self.RULE.replace("100100", "100200") % ("custom", "custom rule"))
+        write(
+            os.path.join(home, "etc", "rules", "local_rules.xml"),
+            self.RULE.replace("100100", "100200") % ("custom", "custom rule"),
+        )
         write(os.path.join(home, "etc", "rules", "skipped.xml"), "<broken")
         engine = load_engine(home, RulesetSettings(rule_excludes=("skipped.xml",)))
         self.assertEqual(run(engine, '{"kind":"custom"}')["rule"]["id"], "100200")  # type: ignore[index]
@@ -137,8 +145,11 @@ class LoaderTests(unittest.SynchronousTestCase):
 
     def test_broken_file_reports_file_line_reason(self) -> None:
         """A broken rule file raises a RulesetError naming the file and line."""
-        home = make_home(self.mktemp(), JSON_DECODER, "<group name='x,'>\n<rule id='1a' "
-                                                      "level='3'></rule></group>")
+        home = make_home(
+            self.mktemp(),
+            JSON_DECODER,
+            "<group name='x,'>\n<rule id='1a' level='3'></rule></group>",
+        )
         error = self.assertRaises(RulesetError, load_engine, home)
         self.assertIsInstance(error, RuleLoadError)
         self.assertTrue(error.path.endswith("0002-test_rules.xml"))
@@ -162,6 +173,8 @@ class LoaderTests(unittest.SynchronousTestCase):
     def test_root_rules_only(self) -> None:
         """The helper's root rules load and produce no alert on their own."""
         home = make_home(self.mktemp(), JSON_DECODER, "")
-        write(os.path.join(home, "ruleset", "rules", "0002-test_rules.xml"), ROOT_RULES.replace(
-            'id="1"', 'id="8"').replace('id="2"', 'id="9"'))
+        write(
+            os.path.join(home, "ruleset", "rules", "0002-test_rules.xml"),
+            ROOT_RULES.replace('id="1"', 'id="8"').replace('id="2"', 'id="9"'),
+        )
         self.assertIsNone(run(load_engine(home), '{"a":1}'))

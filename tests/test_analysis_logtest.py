@@ -64,8 +64,7 @@ class LogtestTests(unittest.SynchronousTestCase):
         """-U exits 0 when the last line's rule, level and decoder are the expected ones."""
         self.assertEqual(self.run_main(INVALID + "\n", "-U", "5710:5:sshd")[0], 0)
         self.assertEqual(self.run_main(INVALID + "\n", "-U", "5710:6:sshd")[0], 1)
-        self.assertEqual(self.run_main(INVALID + "\n" + ACCEPTED + "\n", "-U", "5715:3:sshd")[0],
-                         0)
+        self.assertEqual(self.run_main(INVALID + "\n" + ACCEPTED + "\n", "-U", "5715:3:sshd")[0], 0)
         self.assertEqual(self.run_main("nothing\n", "-U", "::")[0], 3)
         self.assertEqual(self.run_main("x\n", "-U", "bad")[0], 1)
 
@@ -78,9 +77,10 @@ class LogtestTests(unittest.SynchronousTestCase):
 
     def test_configuration_is_read(self) -> None:
         """The <ruleset> and <alerts> blocks of etc/wazuh-manager.conf are honoured."""
-        write(os.path.join(self.home, "etc", "wazuh-manager.conf"),
-              "<wazuh_config><alerts><log_alert_level>9</log_alert_level></alerts>"
-              "</wazuh_config>")
+        write(
+            os.path.join(self.home, "etc", "wazuh-manager.conf"),
+            "<wazuh_config><alerts><log_alert_level>9</log_alert_level></alerts></wazuh_config>",
+        )
         code, out = self.run_main(INVALID + "\n", "--json")
         self.assertFalse(json.loads(out)["alert"])
 

@@ -13,8 +13,10 @@ class SyslogHeaderTests(unittest.SynchronousTestCase):
     def test_classic_with_pid(self) -> None:
         """'Mon dd hh:mm:ss host prog[pid]: msg' yields all three header fields."""
         found = predecode("Feb  9 11:44:56 someserver sshd[1234]: error: x")
-        self.assertEqual((found.timestamp, found.hostname, found.program_name, found.log),
-                         ("Feb  9 11:44:56", "someserver", "sshd", "error: x"))
+        self.assertEqual(
+            (found.timestamp, found.hostname, found.program_name, found.log),
+            ("Feb  9 11:44:56", "someserver", "sshd", "error: x"),
+        )
 
     def test_program_without_pid_and_without_space(self) -> None:
         """'prog:' works and the space after the colon is optional."""
@@ -31,14 +33,17 @@ class SyslogHeaderTests(unittest.SynchronousTestCase):
     def test_no_program_name(self) -> None:
         """When the word after the host is not a program tag, there is no program name."""
         found = predecode("Mar  1 10:00:00 host %ASA-4-106023: Deny tcp")
-        self.assertEqual((found.hostname, found.program_name, found.log),
-                         ("host", None, "%ASA-4-106023: Deny tcp"))
+        self.assertEqual(
+            (found.hostname, found.program_name, found.log),
+            ("host", None, "%ASA-4-106023: Deny tcp"),
+        )
 
     def test_solaris_without_hostname(self) -> None:
         """'stamp prog: msg' has a program name and no hostname."""
         found = predecode("Mar  1 10:00:00 sendmail: hello")
-        self.assertEqual((found.hostname, found.program_name, found.log),
-                         (None, "sendmail", "hello"))
+        self.assertEqual(
+            (found.hostname, found.program_name, found.log), (None, "sendmail", "hello")
+        )
 
     def test_id_tag_dropped(self) -> None:
         """A Solaris '[ID n facility.level]' tag is removed from the log."""
@@ -54,15 +59,20 @@ class SyslogHeaderTests(unittest.SynchronousTestCase):
             ("2021-04-21 10:16:09.404756-0700  host prog: m", "2021-04-21 10:16:09.404756-0700"),
         ):
             found = predecode(line)
-            self.assertEqual((found.timestamp, found.hostname, found.program_name, found.log),
-                             (stamp, "host", "prog", "m"), line)
+            self.assertEqual(
+                (found.timestamp, found.hostname, found.program_name, found.log),
+                (stamp, "host", "prog", "m"),
+                line,
+            )
 
     def test_year_first_and_proftpd(self) -> None:
         """'2015 Dec 29 10:00:01' and '2015-04-16 21:51:02,805' stamps are recognised."""
-        self.assertEqual(predecode("2015 Dec 29 10:00:01 host prog: m").timestamp,
-                         "2015 Dec 29 10:00:01")
-        self.assertEqual(predecode("2015-04-16 21:51:02,805 host prog: m").timestamp,
-                         "2015-04-16 21:51:02,805")
+        self.assertEqual(
+            predecode("2015 Dec 29 10:00:01 host prog: m").timestamp, "2015 Dec 29 10:00:01"
+        )
+        self.assertEqual(
+            predecode("2015-04-16 21:51:02,805 host prog: m").timestamp, "2015-04-16 21:51:02,805"
+        )
 
     def test_aix_format(self) -> None:
         """AIX's 'host facility|facility:level prog:' form yields the program name."""
@@ -76,8 +86,10 @@ class OtherFormatsTests(unittest.SynchronousTestCase):
     def test_plain_line_untouched(self) -> None:
         """A line without a known stamp is kept whole."""
         found = predecode('device="SFW" date=2000-12-01')
-        self.assertEqual((found.log, found.timestamp, found.program_name),
-                         ('device="SFW" date=2000-12-01', None, None))
+        self.assertEqual(
+            (found.log, found.timestamp, found.program_name),
+            ('device="SFW" date=2000-12-01', None, None),
+        )
 
     def test_apache_error_stamp(self) -> None:
         """'[Fri Feb 11 18:06:35 2004] [warn] ...' drops the stamp."""
@@ -93,10 +105,14 @@ class OtherFormatsTests(unittest.SynchronousTestCase):
 
     def test_macos_asl(self) -> None:
         """ASL lines give the sender as program name and the message as log."""
-        found = predecode("[Time 2006.12.28 15:53:55 UTC] [Facility auth] [Sender sshd] [PID 483] "
-                          "[Message error: PAM: failure] [Level 3] [Host mymac]")
-        self.assertEqual((found.program_name, found.log, found.hostname),
-                         ("sshd", "error: PAM: failure", "mymac"))
+        found = predecode(
+            "[Time 2006.12.28 15:53:55 UTC] [Facility auth] [Sender sshd] [PID 483] "
+            "[Message error: PAM: failure] [Level 3] [Host mymac]"
+        )
+        self.assertEqual(
+            (found.program_name, found.log, found.hostname),
+            ("sshd", "error: PAM: failure", "mymac"),
+        )
 
     def test_umlaut_month(self) -> None:
         """'Mär' is read as 'Mar'."""

@@ -36,19 +36,36 @@ BASE = """
 """
 
 
-def line(src: str = "10.0.0.1", dst: str = "10.0.0.2", user: str = "bob", act: str = "allow",
-         ident: str = "7", url: str = "/x", status: str = "ok", extra: str = "e",
-         system: str = "s", custom: str = "c", text: str = "", host: str = "host1") -> str:
+def line(
+    src: str = "10.0.0.1",
+    dst: str = "10.0.0.2",
+    user: str = "bob",
+    act: str = "allow",
+    ident: str = "7",
+    url: str = "/x",
+    status: str = "ok",
+    extra: str = "e",
+    system: str = "s",
+    custom: str = "c",
+    text: str = "",
+    host: str = "host1",
+) -> str:
     """A syslog line the 'app' decoder splits into every static field."""
-    return (f"Feb  1 10:00:00 {host} app[1]: src={src} dst={dst} user={user} act={act} "
-            f"id={ident} url={url} st={status} x={extra} sys={system} f={custom}{text}")
+    return (
+        f"Feb  1 10:00:00 {host} app[1]: src={src} dst={dst} user={user} act={act} "
+        f"id={ident} url={url} st={status} x={extra} sys={system} f={custom}{text}"
+    )
 
 
 class RuleTestCase(unittest.SynchronousTestCase):
     """Base: an engine with the app decoders, the base rule and the test's rules."""
 
-    def engine(self, rules: str, lists: dict[str, str] | None = None,
-               settings: RulesetSettings | None = None) -> Engine:
+    def engine(
+        self,
+        rules: str,
+        lists: dict[str, str] | None = None,
+        settings: RulesetSettings | None = None,
+    ) -> Engine:
         """Load ``rules`` (inside a <group>) on top of BASE."""
         return make_engine(self.mktemp(), DECODERS, BASE + rules, lists, settings)
 
@@ -68,28 +85,34 @@ class TreeTests(RuleTestCase):
 
     def test_if_sid_child_and_deepest_match(self) -> None:
         """A child of a matching rule wins; the deepest matching rule is the verdict."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><if_sid>100</if_sid><match>act=allow</match>
   <description>allowed</description></rule>
 <rule id="102" level="5"><if_sid>101</if_sid><user>^root$</user>
-  <description>root allowed</description></rule>"""))
+  <description>root allowed</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line()), "101")
         self.assertEqual(self.rule_of(engine, line(user="root")), "102")
         self.assertEqual(self.rule_of(engine, line(act="deny")), "")
 
     def test_higher_level_sibling_first(self) -> None:
         """Siblings are tried by descending level, whatever their order in the file."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><if_sid>100</if_sid><description>low</description></rule>
-<rule id="102" level="9"><if_sid>100</if_sid><description>high</description></rule>"""))
+<rule id="102" level="9"><if_sid>100</if_sid><description>high</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line()), "102")
 
     def test_level_zero_sibling_first_and_silences(self) -> None:
         """A level-0 sibling is tried before others and, when it matches, nothing alerts."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="7"><if_sid>100</if_sid><description>any</description></rule>
 <rule id="102" level="0"><if_sid>100</if_sid><user>^ignored$</user>
-  <description>ignore</description></rule>"""))
+  <description>ignore</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line()), "101")
         self.assertEqual(self.rule_of(engine, line(user="ignored")), "")
         verdict = engine.analyse(Event(line(user="ignored"), timestamp=CLOCK))
@@ -98,57 +121,72 @@ class TreeTests(RuleTestCase):
 
     def test_if_group(self) -> None:
         """if_group hangs the rule under every rule of that group."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><if_sid>100</if_sid><match>act=deny</match>
   <group>authentication_failed,</group><description>deny</description></rule>
 <rule id="102" level="4"><if_group>authentication_failed</if_group><user>^root$</user>
-  <description>failed root</description></rule>"""))
+  <description>failed root</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny")), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny", user="root")), "102")
 
     def test_if_level(self) -> None:
         """if_level hangs the rule under every rule of at least that level (level 0 counts as
         the highest, as in Wazuh)."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="8"><if_sid>100</if_sid><match>act=deny</match>
   <description>d</description></rule>
 <rule id="102" level="12"><if_level>8</if_level><user>^root$</user>
-  <description>r</description></rule>"""))
+  <description>r</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny", user="root")), "102")
         self.assertEqual(self.rule_of(engine, line(act="deny", user="bob")), "101")
 
     def test_rule_without_parent_goes_under_its_category_root(self) -> None:
         """A rule with no if_* is a child of the root rule of its category."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><match>hello</match><description>any syslog</description></rule>
 <rule id="102" level="3"><category>firewall</category><match>hello</match>
-  <description>firewall only</description></rule>"""))
+  <description>firewall only</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, "Feb  1 10:00:00 h other: hello"), "101")
 
     def test_decoded_as(self) -> None:
         """decoded_as compares the reported decoder name."""
-        engine = self.engine(group("""
-<rule id="101" level="3"><decoded_as>other</decoded_as><description>o</description></rule>"""))
+        engine = self.engine(
+            group("""
+<rule id="101" level="3"><decoded_as>other</decoded_as><description>o</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, "Feb  1 10:00:00 h other: x"), "101")
         self.assertEqual(self.rule_of(engine, line()), "")
 
     def test_unknown_decoder_in_decoded_as(self) -> None:
         """decoded_as naming no decoder is a load error."""
-        self.assertRaises(RuleLoadError, self.engine, group(
-            '<rule id="101" level="3"><decoded_as>nope</decoded_as></rule>'))
+        self.assertRaises(
+            RuleLoadError,
+            self.engine,
+            group('<rule id="101" level="3"><decoded_as>nope</decoded_as></rule>'),
+        )
 
     def test_duplicate_id_is_skipped_and_overwrite_replaces(self) -> None:
         """A duplicated id is ignored; overwrite="yes" replaces the rule's content in place."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><if_sid>100</if_sid><description>first</description></rule>
-<rule id="101" level="9"><if_sid>100</if_sid><description>dup</description></rule>"""))
+<rule id="101" level="9"><if_sid>100</if_sid><description>dup</description></rule>""")
+        )
         alert = run(engine, line())
         assert alert is not None
         self.assertEqual((alert["rule"]["description"], alert["rule"]["level"]), ("first", 3))
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><if_sid>100</if_sid><description>first</description></rule>
 <rule id="101" level="9" overwrite="yes"><if_sid>100</if_sid><user>^root$</user>
-  <description>replaced</description></rule>"""))
+  <description>replaced</description></rule>""")
+        )
         self.assertEqual(run(engine, line()), None)
         alert = run(engine, line(user="root"))
         assert alert is not None
@@ -156,10 +194,12 @@ class TreeTests(RuleTestCase):
 
     def test_noalert(self) -> None:
         """A noalert rule passes its children through but never alerts itself."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="5" noalert="1"><if_sid>100</if_sid><description>quiet</description></rule>
 <rule id="102" level="6"><if_sid>101</if_sid><user>^root$</user>
-  <description>child</description></rule>"""))
+  <description>child</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line()), "")
         self.assertEqual(self.rule_of(engine, line(user="root")), "102")
 
@@ -170,13 +210,16 @@ class ChildIndexTests(RuleTestCase):
     def test_index_on_fields_survives_many_values(self) -> None:
         """Children keyed on a field keep matching correctly after the cache overflows."""
         from wazuhcluster.analysis import rules as rules_module
+
         self.patch(rules_module, "MAX_CHILD_CACHE", 4)
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="3"><if_sid>100</if_sid><field name="custom">^c1$</field>
   <description>one</description></rule>
 <rule id="102" level="4"><if_sid>100</if_sid><field name="custom">^c2$</field>
   <description>two</description></rule>
-<rule id="103" level="3"><if_sid>100</if_sid><description>other</description></rule>"""))
+<rule id="103" level="3"><if_sid>100</if_sid><description>other</description></rule>""")
+        )
         for number in range(30):
             custom = {1: "c1", 2: "c2"}.get(number % 5, f"z{number}")
             expected = {"c1": "101", "c2": "102"}.get(custom, "103")
@@ -191,9 +234,11 @@ class ConditionTests(RuleTestCase):
 
     def one(self, condition: str, attributes: str = "") -> Engine:
         """An engine with one rule 101 (level 5) under 100 holding ``condition``."""
-        return self.engine(group(f"""
+        return self.engine(
+            group(f"""
 <rule id="101" level="5" {attributes}><if_sid>100</if_sid>{condition}
-  <description>cond</description></rule>"""))
+  <description>cond</description></rule>""")
+        )
 
     def check(self, condition: str, good: str, bad: str) -> None:
         """``good`` alerts with rule 101 and ``bad`` does not."""
@@ -232,8 +277,9 @@ class ConditionTests(RuleTestCase):
     def test_dynamic_field_with_type_and_negate(self) -> None:
         """<field name=...> tests a dynamic field (osregex by default)."""
         self.check('<field name="custom">^c\\d$</field>', line(custom="c1"), line())
-        self.check('<field name="custom" type="osmatch">^C</field>', line(custom="cat"),
-                   line(custom="dog"))
+        self.check(
+            '<field name="custom" type="osmatch">^C</field>', line(custom="cat"), line(custom="dog")
+        )
         self.check('<field name="custom" negate="yes">^dog$</field>', line(), line(custom="dog"))
         self.assertEqual(self.rule_of(self.one('<field name="missing">.</field>'), line()), "")
 
@@ -242,8 +288,11 @@ class ConditionTests(RuleTestCase):
         self.check("<srcip>10.0.0.0/8</srcip>", line(), line(src="192.168.1.1"))
         self.check("<dstip>!10.0.0.2</dstip>", line(dst="10.0.0.3"), line())
         self.check("<srcip>2001:db8::/32</srcip>", line(src="2001:db8::1"), line())
-        self.check("<srcip>10.0.0.1</srcip><srcip>10.0.0.9</srcip>", line(src="10.0.0.9"),
-                   line(src="10.0.0.8"))
+        self.check(
+            "<srcip>10.0.0.1</srcip><srcip>10.0.0.9</srcip>",
+            line(src="10.0.0.9"),
+            line(src="10.0.0.8"),
+        )
 
     def test_maxsize(self) -> None:
         """maxsize fires only for logs at least that long."""
@@ -269,54 +318,80 @@ class ConditionTests(RuleTestCase):
 
     def test_compiled_rule(self) -> None:
         """compiled_rule runs the named built-in check."""
-        self.check("<compiled_rule>is_simple_http_request</compiled_rule>", line(),
-                   line(url="/x?a=1"))
+        self.check(
+            "<compiled_rule>is_simple_http_request</compiled_rule>", line(), line(url="/x?a=1")
+        )
 
 
 class ListTests(RuleTestCase):
     """CDB list lookups."""
 
-    LISTS = {"users": "root:admin\nalice:staff\n\"we:ird\":x\n",
-             "nets": "10.0.0.:internal\n192.168.1.5:bad\n"}
+    LISTS = {
+        "users": 'root:admin\nalice:staff\n"we:ird":x\n',
+        "nets": "10.0.0.:internal\n192.168.1.5:bad\n",
+    }
 
     def check(self, condition: str, good: str, bad: str) -> None:
         """``good`` alerts with rule 101 and ``bad`` does not."""
-        engine = self.engine(group(f"""
+        engine = self.engine(
+            group(f"""
 <rule id="101" level="5"><if_sid>100</if_sid>{condition}<description>l</description></rule>"""),
-                             self.LISTS)
+            self.LISTS,
+        )
         self.assertEqual(self.rule_of(engine, good), "101", condition)
         self.assertEqual(self.rule_of(engine, bad), "", condition)
 
     def test_match_and_not_match_key(self) -> None:
         """match_key needs the key in the list, not_match_key needs it absent."""
-        self.check('<list field="user" lookup="match_key">etc/lists/users</list>',
-                   line(user="root"), line(user="bob"))
-        self.check('<list field="user" lookup="not_match_key">etc/lists/users</list>',
-                   line(user="bob"), line(user="alice"))
+        self.check(
+            '<list field="user" lookup="match_key">etc/lists/users</list>',
+            line(user="root"),
+            line(user="bob"),
+        )
+        self.check(
+            '<list field="user" lookup="not_match_key">etc/lists/users</list>',
+            line(user="bob"),
+            line(user="alice"),
+        )
 
     def test_match_key_value(self) -> None:
         """match_key_value also checks the value with check_value (osmatch)."""
-        self.check('<list field="user" lookup="match_key_value" check_value="^admin">'
-                   'etc/lists/users</list>', line(user="root"), line(user="alice"))
+        self.check(
+            '<list field="user" lookup="match_key_value" check_value="^admin">'
+            "etc/lists/users</list>",
+            line(user="root"),
+            line(user="alice"),
+        )
 
     def test_address_match_key(self) -> None:
         """address_match_key accepts an exact key or a dotted prefix."""
-        self.check('<list field="srcip" lookup="address_match_key">etc/lists/nets</list>',
-                   line(src="10.0.0.77"), line(src="10.0.1.1"))
-        self.check('<list field="srcip" lookup="not_address_match_key">etc/lists/nets</list>',
-                   line(src="10.0.1.1"), line(src="192.168.1.5"))
+        self.check(
+            '<list field="srcip" lookup="address_match_key">etc/lists/nets</list>',
+            line(src="10.0.0.77"),
+            line(src="10.0.1.1"),
+        )
+        self.check(
+            '<list field="srcip" lookup="not_address_match_key">etc/lists/nets</list>',
+            line(src="10.0.1.1"),
+            line(src="192.168.1.5"),
+        )
 
     def test_dynamic_field_lookup(self) -> None:
         """A list on a dynamic field looks up that field's value."""
-        self.check('<list field="custom" lookup="match_key">etc/lists/users</list>',
-                   line(custom="alice"), line())
+        self.check(
+            '<list field="custom" lookup="match_key">etc/lists/users</list>',
+            line(custom="alice"),
+            line(),
+        )
 
     def test_rule_with_missing_list_is_skipped(self) -> None:
         """A rule naming an unloaded list is skipped with a warning, not fatal."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="5"><if_sid>100</if_sid>
   <list field="user" lookup="match_key">etc/lists/absent</list>
-  <description>l</description></rule>"""))
+  <description>l</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line()), "")
         self.assertTrue(any("absent" in warning for warning in engine.warnings))
 
@@ -331,10 +406,15 @@ class CorrelationTests(RuleTestCase):
 
     def test_frequency_with_same_source_ip(self) -> None:
         """The Nth related event within the timeframe fires the correlation rule."""
-        engine = self.engine(group(self.FAILED + """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
 <rule id="102" level="10" frequency="3" timeframe="60">
   <if_matched_sid>101</if_matched_sid><same_source_ip/>
-  <description>brute force from $(srcip)</description></rule>"""))
+  <description>brute force from $(srcip)</description></rule>"""
+            )
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny"), 0), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny", src="9.9.9.9"), 1), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny"), 2), "101")
@@ -347,9 +427,14 @@ class CorrelationTests(RuleTestCase):
 
     def test_timeframe_expires_and_reset(self) -> None:
         """Events older than the timeframe do not count; reset() forgets everything."""
-        engine = self.engine(group(self.FAILED + """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
 <rule id="102" level="10" frequency="2" timeframe="10">
-  <if_matched_sid>101</if_matched_sid><description>twice</description></rule>"""))
+  <if_matched_sid>101</if_matched_sid><description>twice</description></rule>"""
+            )
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny"), 0), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny"), 30), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny"), 31), "102")
@@ -358,39 +443,61 @@ class CorrelationTests(RuleTestCase):
 
     def test_events_used_once(self) -> None:
         """Events that took part in a correlation alert stop the search (Wazuh's 'matched')."""
-        engine = self.engine(group(self.FAILED + """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
 <rule id="102" level="10" frequency="3" timeframe="100">
-  <if_matched_sid>101</if_matched_sid><description>thrice</description></rule>"""))
+  <if_matched_sid>101</if_matched_sid><description>thrice</description></rule>"""
+            )
+        )
         results = [self.rule_of(engine, line(act="deny"), i) for i in range(6)]
         self.assertEqual(results, ["101", "101", "102", "101", "101", "102"])
 
     def test_if_matched_group_and_different_field(self) -> None:
         """if_matched_group collects events of that group; different_* needs new values."""
-        engine = self.engine(group(self.FAILED + """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
 <rule id="102" level="10" frequency="2" timeframe="100">
   <if_matched_group>authentication_failed</if_matched_group><different_user/>
-  <description>spray</description></rule>"""))
+  <description>spray</description></rule>"""
+            )
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny", user="a"), 0), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny", user="a"), 1), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny", user="b"), 2), "102")
 
     def test_same_dynamic_field_and_agents(self) -> None:
         """same_field compares a dynamic field; events of other agents never count."""
-        engine = self.engine(group(self.FAILED + """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
 <rule id="102" level="10" frequency="2" timeframe="100">
   <if_matched_sid>101</if_matched_sid><same_field>custom</same_field>
-  <description>same custom</description></rule>"""))
+  <description>same custom</description></rule>"""
+            )
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 0), "101")
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="y"), 1), "101")
-        self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 2, agent_id="005",
-                                      agent_name="a5"), "101")
+        self.assertEqual(
+            self.rule_of(engine, line(act="deny", custom="x"), 2, agent_id="005", agent_name="a5"),
+            "101",
+        )
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 3), "102")
 
     def test_histories_keep_only_the_timeframe(self) -> None:
         """Events older than the searching rules' timeframe leave the history."""
-        engine = self.engine(group(self.FAILED + """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
 <rule id="102" level="10" frequency="5" timeframe="10">
-  <if_matched_sid>101</if_matched_sid><description>burst</description></rule>"""))
+  <if_matched_sid>101</if_matched_sid><description>burst</description></rule>"""
+            )
+        )
         for second in range(0, 100, 5):
             run(engine, line(act="deny"), second)
         history = engine.state.histories[("sid", 101)]
@@ -398,22 +505,29 @@ class CorrelationTests(RuleTestCase):
 
     def test_frequency_without_if_matched_is_an_error(self) -> None:
         """frequency needs if_matched_sid or if_matched_group."""
-        self.assertRaises(RuleLoadError, self.engine, group(
-            '<rule id="101" level="3" frequency="4"><if_sid>100</if_sid></rule>'))
+        self.assertRaises(
+            RuleLoadError,
+            self.engine,
+            group('<rule id="101" level="3" frequency="4"><if_sid>100</if_sid></rule>'),
+        )
 
     def test_ignore_time(self) -> None:
         """ignore="N" silences the rule for N seconds after it alerts."""
-        engine = self.engine(group("""
-<rule id="101" level="5" ignore="60"><if_sid>100</if_sid><description>once</description></rule>"""))
+        engine = self.engine(
+            group("""
+<rule id="101" level="5" ignore="60"><if_sid>100</if_sid><description>once</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line(), 0), "101")
         self.assertEqual(self.rule_of(engine, line(), 30), "")
         self.assertEqual(self.rule_of(engine, line(), 61), "101")
 
     def test_ignore_fields_and_check_if_ignored(self) -> None:
         """<ignore> records field values that <check_if_ignored> then silences."""
-        engine = self.engine(group("""
+        engine = self.engine(
+            group("""
 <rule id="101" level="5"><if_sid>100</if_sid><ignore>srcip</ignore>
-  <check_if_ignored>srcip</check_if_ignored><description>first per source</description></rule>"""))
+  <check_if_ignored>srcip</check_if_ignored><description>first per source</description></rule>""")
+        )
         self.assertEqual(self.rule_of(engine, line(), 0), "101")
         self.assertEqual(self.rule_of(engine, line(), 1), "")
         self.assertEqual(self.rule_of(engine, line(src="10.9.9.9"), 2), "101")
@@ -433,8 +547,7 @@ class OutputTests(RuleTestCase):
 
     def alert(self, options: str = "", **settings: object) -> dict:
         """The alert for line() with rule 101 carrying ``options``."""
-        engine = self.engine(group(self.RULE % options),
-                             settings=RulesetSettings(**settings))  # type: ignore[arg-type]
+        engine = self.engine(group(self.RULE % options), settings=RulesetSettings(**settings))  # type: ignore[arg-type]
         result = run(engine, line())
         assert result is not None
         return result
@@ -454,13 +567,15 @@ class OutputTests(RuleTestCase):
         self.assertEqual(rule["gpg13"], ["7.1"])
         self.assertEqual(rule["mitre"], {"id": ["T1110"]})
         self.assertEqual(rule["info"], "https://example.org")
-        self.assertEqual((rule["id"], rule["level"], rule["firedtimes"], rule["mail"]),
-                         ("101", 5, 1, False))
+        self.assertEqual(
+            (rule["id"], rule["level"], rule["firedtimes"], rule["mail"]), ("101", 5, 1, False)
+        )
         # A child without a prematch runs its regex but the event stays with the parent.
         self.assertEqual(alert["decoder"], {"name": "app"})
-        self.assertEqual(alert["predecoder"], {"program_name": "app",
-                                               "timestamp": "Feb  1 10:00:00",
-                                               "hostname": "host1"})
+        self.assertEqual(
+            alert["predecoder"],
+            {"program_name": "app", "timestamp": "Feb  1 10:00:00", "hostname": "host1"},
+        )
         self.assertEqual(alert["data"]["srcip"], "10.0.0.1")
         self.assertEqual(alert["data"]["dstuser"], "bob")
         self.assertEqual(alert["data"]["custom"], "c")
@@ -473,8 +588,10 @@ class OutputTests(RuleTestCase):
 
     def test_options(self) -> None:
         """alert_by_email sets mail; no_full_log and no_counter drop their fields."""
-        alert = self.alert("<options>alert_by_email</options><options>no_full_log</options>"
-                           "<options>no_counter</options>")
+        alert = self.alert(
+            "<options>alert_by_email</options><options>no_full_log</options>"
+            "<options>no_counter</options>"
+        )
         self.assertTrue(alert["rule"]["mail"])
         self.assertNotIn("full_log", alert)
         self.assertNotIn("firedtimes", alert["rule"])
@@ -493,8 +610,14 @@ class OutputTests(RuleTestCase):
     def test_agent_event(self) -> None:
         """An agent's event carries its id, name and ip; the location loses its prefix."""
         engine = self.engine(group(self.RULE % "<location>secure</location>"))
-        alert = run(engine, line(), agent_id="001", agent_name="web1", agent_ip="10.1.1.1",
-                    location="/var/log/secure")
+        alert = run(
+            engine,
+            line(),
+            agent_id="001",
+            agent_name="web1",
+            agent_ip="10.1.1.1",
+            location="/var/log/secure",
+        )
         assert alert is not None
         self.assertEqual(alert["agent"], {"id": "001", "name": "web1", "ip": "10.1.1.1"})
         self.assertEqual(alert["location"], "/var/log/secure")

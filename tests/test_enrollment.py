@@ -147,8 +147,26 @@ class MalformedRequestTests(SynchronousTestCase):
     @given(
         st.lists(
             st.sampled_from(
-                ["OSSEC PASS: ", "OSSEC A:'", " V:'", " G:'", " IP:'", " K:'", "'", ",", "src",
-                 "n1", "v9.9.9", "10.0.0.1", HASH, " ", "\n", "é", "..", "a" * 40]
+                [
+                    "OSSEC PASS: ",
+                    "OSSEC A:'",
+                    " V:'",
+                    " G:'",
+                    " IP:'",
+                    " K:'",
+                    "'",
+                    ",",
+                    "src",
+                    "n1",
+                    "v9.9.9",
+                    "10.0.0.1",
+                    HASH,
+                    " ",
+                    "\n",
+                    "é",
+                    "..",
+                    "a" * 40,
+                ]
             ),
             max_size=12,
         )
@@ -177,13 +195,20 @@ class ReplyTests(SynchronousTestCase):
         """A refusal carries Wazuh's suffix; parse_reply raises with the bare reason."""
         reply = error_reply("Duplicate agent name: a1")
         self.assertEqual(reply, "ERROR: Duplicate agent name: a1. Unable to add agent")
-        self.assertEqual(self.assertRaises(EnrollmentError, parse_reply, reply).reason,
-                         "Duplicate agent name: a1")
+        self.assertEqual(
+            self.assertRaises(EnrollmentError, parse_reply, reply).reason,
+            "Duplicate agent name: a1",
+        )
 
     def test_garbage_reply(self) -> None:
         """Anything else is an unexpected or malformed reply."""
-        for junk in ("", "OK", "OSSEC K:'001 a1 any'", "OSSEC K:'x a1 any k'",
-                     "OSSEC K:'001 a/1 any k'"):
+        for junk in (
+            "",
+            "OK",
+            "OSSEC K:'001 a1 any'",
+            "OSSEC K:'x a1 any k'",
+            "OSSEC K:'001 a/1 any k'",
+        ):
             self.assertRaises(EnrollmentError, parse_reply, junk)
 
     def test_version_compare_ignores_patch(self) -> None:
@@ -204,7 +229,8 @@ class Harness:
         self.pending: list[Deferred[str]] = []
         self.undelivered: list[tuple[EnrollmentRequest, str]] = []
         self.factory = EnrollmentServerFactory(
-            register or self.register, self.clock,
+            register or self.register,
+            self.clock,
             undelivered=lambda request, reply: self.undelivered.append((request, reply)),
             **options,
         )
@@ -234,8 +260,9 @@ class ServerProtocolTests(SynchronousTestCase):
         harness.protocol.dataReceived(b"OSSEC A:'agent")
         self.assertEqual(harness.calls, [])
         harness.protocol.dataReceived(b"-1' G:'web'\n")
-        self.assertEqual(harness.calls, [(EnrollmentRequest("agent-1", groups=("web",)),
-                                          "10.1.2.3")])
+        self.assertEqual(
+            harness.calls, [(EnrollmentRequest("agent-1", groups=("web",)), "10.1.2.3")]
+        )
         self.assertFalse(harness.transport.disconnecting)
         harness.pending[0].callback("OSSEC K:'001 agent-1 any key'")
         self.assertEqual(harness.output, b"OSSEC K:'001 agent-1 any key'")
@@ -291,8 +318,9 @@ class ServerProtocolTests(SynchronousTestCase):
         harness.clock.advance(3.0)
         self.assertIn(b"Timeout waiting for the enrollment decision", harness.output)
         harness.pending[0].callback("OSSEC K:'001 a1 any key'")
-        self.assertEqual(harness.undelivered, [(EnrollmentRequest("a1"),
-                                                "OSSEC K:'001 a1 any key'")])
+        self.assertEqual(
+            harness.undelivered, [(EnrollmentRequest("a1"), "OSSEC K:'001 a1 any key'")]
+        )
 
     def test_connection_lost_before_reply(self) -> None:
         """If the agent leaves before the key is ready, the key is reported undelivered."""

@@ -53,11 +53,13 @@ class DecisionTests(SynchronousTestCase):
         self.registry = Registry.open(home / "global.db", None, self.clock)
         self.addCleanup(self.registry.close)
 
-    def decide(self, line: str, policy: EnrollmentPolicy | None = None,
-               source: str = "10.9.8.7") -> EnrollmentOutcome:
+    def decide(
+        self, line: str, policy: EnrollmentPolicy | None = None, source: str = "10.9.8.7"
+    ) -> EnrollmentOutcome:
         """Parse ``line`` and decide it now."""
-        return decide_enrollment(self.registry, parse_request(line), source,
-                                 policy or EnrollmentPolicy(), self.clock.now)
+        return decide_enrollment(
+            self.registry, parse_request(line), source, policy or EnrollmentPolicy(), self.clock.now
+        )
 
     def test_success_registers_and_replies_with_key(self) -> None:
         """A valid request gets OSSEC K: with a new id and a 64-hex key, IP 'any'."""
@@ -72,10 +74,15 @@ class DecisionTests(SynchronousTestCase):
     def test_password_required(self) -> None:
         """Missing or wrong passwords are refused; the right one passes."""
         policy = EnrollmentPolicy(password="topsecret")
-        for line in ("OSSEC A:'a1'", "OSSEC PASS: wrong OSSEC A:'a1'",
-                     "OSSEC PASS: topsecretX OSSEC A:'a1'", "OSSEC PASS:  OSSEC A:'a1'"):
-            self.assertEqual(self.decide(line, policy).reply(),
-                             "ERROR: Invalid password. Unable to add agent")
+        for line in (
+            "OSSEC A:'a1'",
+            "OSSEC PASS: wrong OSSEC A:'a1'",
+            "OSSEC PASS: topsecretX OSSEC A:'a1'",
+            "OSSEC PASS:  OSSEC A:'a1'",
+        ):
+            self.assertEqual(
+                self.decide(line, policy).reply(), "ERROR: Invalid password. Unable to add agent"
+            )
         self.assertIsNotNone(self.decide("OSSEC PASS: topsecret OSSEC A:'a1'", policy).agent)
         self.assertEqual(self.registry.count_agents(), 1)
 
@@ -97,8 +104,10 @@ class DecisionTests(SynchronousTestCase):
 
     def test_unknown_group_refused(self) -> None:
         """A group that does not exist is refused by name; an existing one is used."""
-        self.assertEqual(self.decide("OSSEC A:'a1' G:'web'").reply(),
-                         "ERROR: Invalid group: web. Unable to add agent")
+        self.assertEqual(
+            self.decide("OSSEC A:'a1' G:'web'").reply(),
+            "ERROR: Invalid group: web. Unable to add agent",
+        )
         self.registry.create_group("web")
         outcome = self.decide("OSSEC A:'a1' G:'web'")
         assert outcome.agent is not None
@@ -116,22 +125,28 @@ class DecisionTests(SynchronousTestCase):
     def test_manager_name_refused(self) -> None:
         """An agent named like the manager host is an invalid name."""
         policy = EnrollmentPolicy(manager_name="wazuh-master")
-        self.assertEqual(self.decide("OSSEC A:'wazuh-master'", policy).reply(),
-                         "ERROR: Invalid agent name: wazuh-master. Unable to add agent")
+        self.assertEqual(
+            self.decide("OSSEC A:'wazuh-master'", policy).reply(),
+            "ERROR: Invalid agent name: wazuh-master. Unable to add agent",
+        )
 
     def test_duplicate_name_refused_when_force_disabled(self) -> None:
         """With force off a second agent with the same name is refused."""
         policy = EnrollmentPolicy(force=ForceRules(enabled=False))
         self.decide("OSSEC A:'dup'", policy)
-        self.assertEqual(self.decide("OSSEC A:'dup'", policy).reply(),
-                         "ERROR: Duplicate agent name: dup. Unable to add agent")
+        self.assertEqual(
+            self.decide("OSSEC A:'dup'", policy).reply(),
+            "ERROR: Duplicate agent name: dup. Unable to add agent",
+        )
 
     def test_duplicate_ip_refused_when_force_disabled(self) -> None:
         """With force off a second agent with the same IP is refused."""
         policy = EnrollmentPolicy(force=ForceRules(enabled=False))
         self.decide("OSSEC A:'a1' IP:'10.0.0.1'", policy)
-        self.assertEqual(self.decide("OSSEC A:'a2' IP:'10.0.0.1'", policy).reply(),
-                         "ERROR: Duplicate IP: 10.0.0.1. Unable to add agent")
+        self.assertEqual(
+            self.decide("OSSEC A:'a2' IP:'10.0.0.1'", policy).reply(),
+            "ERROR: Duplicate IP: 10.0.0.1. Unable to add agent",
+        )
 
     def test_force_replaces_duplicate_name(self) -> None:
         """With force on (no time rules) the old agent is removed and a new id issued."""
@@ -157,8 +172,10 @@ class DecisionTests(SynchronousTestCase):
         first = self.decide("OSSEC A:'keyed'", policy).agent
         assert first is not None
         same = key_hash(KeyEntry(first.id, first.name, first.ip, first.key))
-        self.assertEqual(self.decide(f"OSSEC A:'keyed' K:'{same}'", policy).reply(),
-                         "ERROR: Duplicate agent name: keyed. Unable to add agent")
+        self.assertEqual(
+            self.decide(f"OSSEC A:'keyed' K:'{same}'", policy).reply(),
+            "ERROR: Duplicate agent name: keyed. Unable to add agent",
+        )
         other = "0" * 40
         self.assertIsNotNone(self.decide(f"OSSEC A:'keyed' K:'{other}'", policy).agent)
 
@@ -199,10 +216,13 @@ class DecisionTests(SynchronousTestCase):
         self.decide("OSSEC A:'a1'")
         agent = self.registry.get_agent("001")
         assert agent is not None
-        self.assertIn("force option is disabled",
-                      replacement_refusal(agent, None, ForceRules(enabled=False), NOW) or "")
-        self.assertIn("registration time",
-                      replacement_refusal(agent, None, ForceRules(), NOW) or "")
+        self.assertIn(
+            "force option is disabled",
+            replacement_refusal(agent, None, ForceRules(enabled=False), NOW) or "",
+        )
+        self.assertIn(
+            "registration time", replacement_refusal(agent, None, ForceRules(), NOW) or ""
+        )
         self.assertIsNone(replacement_refusal(agent, None, NO_TIME, NOW))
 
 
@@ -211,21 +231,25 @@ class AuthorityTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         home = Path(self.mktemp())
-        self.files = RegistryFiles(home / "etc" / "client.keys", home / "etc" / "shared",
-                                   home / "var" / "multigroups")
+        self.files = RegistryFiles(
+            home / "etc" / "client.keys", home / "etc" / "shared", home / "var" / "multigroups"
+        )
         registry = Registry.open(home / "var" / "db" / "global.db", self.files, Clocked())
         self.addCleanup(registry.close)
         self.async_registry = AsyncRegistry(registry, synchronous_runner)
         self.outcomes: list[EnrollmentOutcome] = []
         self.authority = EnrollmentAuthority(
-            self.async_registry, EnrollmentPolicy(password="pw"), Clocked(),
+            self.async_registry,
+            EnrollmentPolicy(password="pw"),
+            Clocked(),
             on_outcome=lambda outcome, ip: self.outcomes.append(outcome),
         )
 
     def connect(self, line: bytes) -> bytes:
         """Run one enrollment connection through the protocol; return the reply."""
-        factory = EnrollmentServerFactory(self.authority.register, Clock(),
-                                          undelivered=self.authority.undelivered)
+        factory = EnrollmentServerFactory(
+            self.authority.register, Clock(), undelivered=self.authority.undelivered
+        )
         protocol = factory.buildProtocol(None)
         transport = StringTransport(peerAddress=address.IPv4Address("TCP", "10.0.0.7", 1))
         protocol.makeConnection(transport)
@@ -248,22 +272,26 @@ class AuthorityTests(SynchronousTestCase):
 
     def test_many_enrollments_distinct(self) -> None:
         """100 enrollments get 100 distinct ids and keys, all in client.keys."""
-        entries = [parse_reply(self.connect(f"OSSEC PASS: pw OSSEC A:'n{i:03d}'\n".encode()))
-                   for i in range(100)]
+        entries = [
+            parse_reply(self.connect(f"OSSEC PASS: pw OSSEC A:'n{i:03d}'\n".encode()))
+            for i in range(100)
+        ]
         self.assertEqual(len({entry.id for entry in entries}), 100)
         self.assertEqual(len({entry.key for entry in entries}), 100)
-        self.assertEqual(sorted(read_client_keys(self.files.client_keys), key=lambda e: e.id),
-                         sorted(entries, key=lambda e: e.id))
+        self.assertEqual(
+            sorted(read_client_keys(self.files.client_keys), key=lambda e: e.id),
+            sorted(entries, key=lambda e: e.id),
+        )
 
     def test_undelivered_key_removes_agent(self) -> None:
         """The undelivered hook removes the agent whose key never reached it."""
         reply = self.successResultOf(
             self.authority.register(EnrollmentRequest("lost", password="pw"), "10.0.0.1")
         )
-        removed = self.successResultOf(
-            self.authority.undelivered(EnrollmentRequest("lost"), reply)
-        )
+        removed = self.successResultOf(self.authority.undelivered(EnrollmentRequest("lost"), reply))
         self.assertEqual(removed, ["001"])
         self.assertEqual(read_client_keys(self.files.client_keys), [])
-        self.assertEqual(self.successResultOf(
-            self.authority.undelivered(EnrollmentRequest("x"), "ERROR: no")), [])
+        self.assertEqual(
+            self.successResultOf(self.authority.undelivered(EnrollmentRequest("x"), "ERROR: no")),
+            [],
+        )

@@ -33,8 +33,9 @@ KEY_LINE = "OSSEC K:'001 agent-1 any " + "c" * 64 + "'"
 class ClientProtocolTests(SynchronousTestCase):
     """EnrollmentClientProtocol on a StringTransport."""
 
-    def connect(self, line: bytes = b"OSSEC A:'agent-1'") -> tuple[EnrollmentClientProtocol,
-                                                                    StringTransport]:
+    def connect(
+        self, line: bytes = b"OSSEC A:'agent-1'"
+    ) -> tuple[EnrollmentClientProtocol, StringTransport]:
         """A connected client protocol."""
         protocol = EnrollmentClientProtocol(line)
         transport = StringTransport()
@@ -49,8 +50,9 @@ class ClientProtocolTests(SynchronousTestCase):
         protocol.dataReceived(KEY_LINE[10:].encode())
         self.assertNoResult(protocol.result)
         protocol.connectionLost(None)  # type: ignore[arg-type]
-        self.assertEqual(self.successResultOf(protocol.result),
-                         KeyEntry("001", "agent-1", "any", "c" * 64))
+        self.assertEqual(
+            self.successResultOf(protocol.result), KeyEntry("001", "agent-1", "any", "c" * 64)
+        )
 
     def test_error_reply(self) -> None:
         """An ERROR reply fails with the manager's reason."""
@@ -82,15 +84,15 @@ class RequestEnrollmentTests(SynchronousTestCase):
     def test_connects_with_tls_and_returns_key(self) -> None:
         """It dials host:port with TLS, sends the request, returns the parsed key."""
         reactor = MemoryReactorClock()
-        result = request_enrollment(reactor, "manager.example", 1515, "agent-1",
-                                    password="pw", groups=["web"], ip="src")
+        result = request_enrollment(
+            reactor, "manager.example", 1515, "agent-1", password="pw", groups=["web"], ip="src"
+        )
         host, port, factory, context, _timeout, _bind = reactor.sslClients[0]
         self.assertEqual((host, port), ("manager.example", 1515))
         protocol = factory.buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
-        self.assertEqual(transport.value(),
-                         b"OSSEC PASS: pw OSSEC A:'agent-1' G:'web' IP:'src'\n")
+        self.assertEqual(transport.value(), b"OSSEC PASS: pw OSSEC A:'agent-1' G:'web' IP:'src'\n")
         protocol.dataReceived(KEY_LINE.encode())
         protocol.connectionLost(None)
         self.assertEqual(self.successResultOf(result).id, "001")
@@ -98,8 +100,9 @@ class RequestEnrollmentTests(SynchronousTestCase):
     def test_invalid_request_fails_without_connecting(self) -> None:
         """A name the manager would refuse fails locally."""
         reactor = MemoryReactorClock()
-        failure = self.failureResultOf(request_enrollment(reactor, "m", 1515, "bad name"),
-                                       EnrollmentError)
+        failure = self.failureResultOf(
+            request_enrollment(reactor, "m", 1515, "bad name"), EnrollmentError
+        )
         self.assertEqual(failure.value.reason, "Invalid agent name: bad name")
         self.assertEqual(reactor.sslClients, [])
 
@@ -129,8 +132,9 @@ class ClientServerTests(SynchronousTestCase):
 
         server = EnrollmentServerFactory(register, Clock()).buildProtocol(None)
         client = EnrollmentClientProtocol(b"OSSEC A:'agent-1' V:'v4.14.7'")
-        pump = iosim.connect(server, iosim.makeFakeServer(server),
-                             client, iosim.makeFakeClient(client))
+        pump = iosim.connect(
+            server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client)
+        )
         pump.flush()
         self.assertEqual(seen, [EnrollmentRequest("agent-1", version="v4.14.7")])
         self.assertEqual(self.successResultOf(client.result).name, "agent-1")
@@ -144,10 +148,12 @@ class TlsMaterialTests(SynchronousTestCase):
         home = Path(self.mktemp())
         settings = default_auth(home)
         self.assertRaises(EnrollmentTlsError, server_tls_options, settings)
-        self.assertTrue(ensure_manager_certificate(settings.ssl_manager_cert,
-                                                   settings.ssl_manager_key))
-        self.assertFalse(ensure_manager_certificate(settings.ssl_manager_cert,
-                                                    settings.ssl_manager_key))
+        self.assertTrue(
+            ensure_manager_certificate(settings.ssl_manager_cert, settings.ssl_manager_key)
+        )
+        self.assertFalse(
+            ensure_manager_certificate(settings.ssl_manager_cert, settings.ssl_manager_key)
+        )
         self.assertEqual(settings.ssl_manager_key.stat().st_mode & 0o777, 0o600)
         options = server_tls_options(settings)
         self.assertIsNotNone(options.getContext())

@@ -62,9 +62,18 @@ class ParseAuthTests(SynchronousTestCase):
                </auth>"""
         )
         self.assertEqual(
-            (settings.port, settings.ipv6, settings.use_source_ip, settings.purge,
-             settings.use_password, settings.ciphers, settings.ssl_verify_host,
-             settings.ssl_auto_negotiate, settings.allow_higher_versions, settings.listening),
+            (
+                settings.port,
+                settings.ipv6,
+                settings.use_source_ip,
+                settings.purge,
+                settings.use_password,
+                settings.ciphers,
+                settings.ssl_verify_host,
+                settings.ssl_auto_negotiate,
+                settings.allow_higher_versions,
+                settings.listening,
+            ),
             (11515, True, True, True, True, "HIGH", True, True, True, False),
         )
         self.assertEqual(settings.ssl_agent_ca, Path("/etc/ca.pem"))
@@ -78,20 +87,22 @@ class ParseAuthTests(SynchronousTestCase):
         self.assertEqual(settings.force.enabled, False)
         self.assertEqual(settings.force.disconnected_time_enabled, False)
         settings = auth("<auth><force_time>120</force_time></auth>")
-        self.assertEqual((settings.force.disconnected_time_enabled,
-                          settings.force.disconnected_time), (True, 120.0))
+        self.assertEqual(
+            (settings.force.disconnected_time_enabled, settings.force.disconnected_time),
+            (True, 120.0),
+        )
 
     def test_bad_values_are_config_errors(self) -> None:
         """Bad values raise ConfigError naming the option."""
+        disconnected = "<disconnected_time enabled='x'>1h</disconnected_time>"
+        registration = "<after_registration_time>1y</after_registration_time>"
         cases = {
             "<auth><port>0</port></auth>": "auth><port",
             "<auth><port>http</port></auth>": "auth><port",
             "<auth><use_password>maybe</use_password></auth>": "auth><use_password",
             "<auth><force><enabled>sure</enabled></force></auth>": "auth><force><enabled",
-            "<auth><force><disconnected_time enabled='x'>1h</disconnected_time></force></auth>":
-                "auth><force><disconnected_time",
-            "<auth><force><after_registration_time>1y</after_registration_time></force></auth>":
-                "auth><force><after_registration_time",
+            f"<auth><force>{disconnected}</force></auth>": "auth><force><disconnected_time",
+            f"<auth><force>{registration}</force></auth>": "auth><force><after_registration_time",
         }
         for xml, option in cases.items():
             error = self.assertRaises(ConfigError, auth, xml)

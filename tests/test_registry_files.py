@@ -84,10 +84,14 @@ class ClientKeysTests(SynchronousTestCase):
         """Two lines with the same id, or the same name, are refused."""
         same_id = f"001 a1 any {KEY}\n001 a2 any {KEY}\n".encode()
         same_name = f"001 a1 any {KEY}\n002 a1 any {KEY}\n".encode()
-        self.assertIn("duplicate agent id", str(self.assertRaises(ClientKeysError,
-                                                                   parse_client_keys, same_id)))
-        self.assertIn("duplicate agent name", str(self.assertRaises(ClientKeysError,
-                                                                     parse_client_keys, same_name)))
+        self.assertIn(
+            "duplicate agent id",
+            str(self.assertRaises(ClientKeysError, parse_client_keys, same_id)),
+        )
+        self.assertIn(
+            "duplicate agent name",
+            str(self.assertRaises(ClientKeysError, parse_client_keys, same_name)),
+        )
 
     def test_bounds(self) -> None:
         """Non-UTF-8 data and too many entries are refused."""

@@ -21,8 +21,9 @@ class RegistryServiceTests(TestCase):
     def make_service(self) -> tuple[RegistryService, RegistryFiles, Path]:
         """A started service in a temporary home, stopped at cleanup."""
         home = Path(self.mktemp())
-        files = RegistryFiles(home / "etc" / "client.keys", home / "etc" / "shared",
-                              home / "var" / "multigroups")
+        files = RegistryFiles(
+            home / "etc" / "client.keys", home / "etc" / "shared", home / "var" / "multigroups"
+        )
         database = home / "var" / "db" / "global.db"
         service = RegistryService(reactor, database, files)
         service.startService()
@@ -46,8 +47,10 @@ class RegistryServiceTests(TestCase):
 
         service.registry.runner = spying_runner
         replies = yield defer.gatherResults(
-            [authority.register(EnrollmentRequest(f"agent-{n:03d}"), "10.0.0.1")
-             for n in range(200)]
+            [
+                authority.register(EnrollmentRequest(f"agent-{n:03d}"), "10.0.0.1")
+                for n in range(200)
+            ]
         )
         entries = [parse_reply(reply) for reply in replies]
         self.assertEqual(len({entry.id for entry in entries}), 200)

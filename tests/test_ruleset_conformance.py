@@ -34,8 +34,12 @@ SETTINGS = RulesetSettings(
     decoder_dirs=("ruleset/decoders", "etc/decoders"),
     rule_dirs=("ruleset/rules", "etc/rules"),
     rule_excludes=("0215-policy_rules.xml",),
-    lists=("etc/lists/audit-keys", "etc/lists/malicious-ioc/malware-hashes",
-           "etc/lists/malicious-ioc/malicious-ip", "etc/lists/malicious-ioc/malicious-domains"),
+    lists=(
+        "etc/lists/audit-keys",
+        "etc/lists/malicious-ioc/malware-hashes",
+        "etc/lists/malicious-ioc/malicious-ip",
+        "etc/lists/malicious-ioc/malicious-domains",
+    ),
 )
 _RULE_60000 = re.compile(r'(<rule id="60000"[^>]*>)(.*?)(</rule>)', re.DOTALL)
 
@@ -86,8 +90,16 @@ def read_cases(path: str) -> list[tuple[str, str, str, str, str, bool]]:
         decoder = parser.get(section, "decoder")
         for name, value in parser.items(section):
             if name.startswith("log "):
-                cases.append((section, name, value, f"{rule}:{level}:{decoder}", level,
-                              name.endswith("fail")))
+                cases.append(
+                    (
+                        section,
+                        name,
+                        value,
+                        f"{rule}:{level}:{decoder}",
+                        level,
+                        name.endswith("fail"),
+                    )
+                )
     return cases
 
 

@@ -38,8 +38,9 @@ def write(path: str, text: str) -> None:
         handle.write(text)
 
 
-def make_home(home: str, decoders: str = "", rules: str = "",
-              lists: dict[str, str] | None = None) -> str:
+def make_home(
+    home: str, decoders: str = "", rules: str = "", lists: dict[str, str] | None = None
+) -> str:
     """Lay out ``home`` with one decoder file, the root rules plus one rule file, and lists."""
     write(os.path.join(home, "ruleset", "decoders", "0001-test_decoders.xml"), decoders)
     write(os.path.join(home, "ruleset", "rules", "0001-root_rules.xml"), ROOT_RULES)
@@ -49,9 +50,13 @@ def make_home(home: str, decoders: str = "", rules: str = "",
     return home
 
 
-def make_engine(home: str, decoders: str = "", rules: str = "",
-                lists: dict[str, str] | None = None,
-                settings: RulesetSettings | None = None) -> Engine:
+def make_engine(
+    home: str,
+    decoders: str = "",
+    rules: str = "",
+    lists: dict[str, str] | None = None,
+    settings: RulesetSettings | None = None,
+) -> Engine:
     """Build a home in ``home`` and load an engine from it."""
     make_home(home, decoders, rules, lists)
     return load_engine(home, settings)

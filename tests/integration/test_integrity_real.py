@@ -455,4 +455,3 @@ class RescanRaceTests(SynchronousTestCase):
         calls[0].callback({"verdict": wire.IN_SYNC})
         clock.advance(1.0)
         self.assertEqual(len(calls), 2, "the announcement was dropped")
-

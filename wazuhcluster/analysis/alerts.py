@@ -22,11 +22,15 @@ from wazuhcluster.analysis.eventinfo import STATIC_FIELDS, EventInfo
 from wazuhcluster.analysis.rules import Rule
 
 COMPLIANCE_PREFIXES = (
-    ("pci_dss_", "pci_dss"), ("cis_", "cis"), ("gdpr_", "gdpr"), ("gpg13_", "gpg13"),
-    ("hipaa_", "hipaa"), ("nist_800_53_", "nist_800_53"), ("tsc_", "tsc"),
+    ("pci_dss_", "pci_dss"),
+    ("cis_", "cis"),
+    ("gdpr_", "gdpr"),
+    ("gpg13_", "gpg13"),
+    ("hipaa_", "hipaa"),
+    ("nist_800_53_", "nist_800_53"),
+    ("tsc_", "tsc"),
 )
-_SYSLOG_HOST = re.compile(
-    r"^[A-Z][a-z][a-z] [ 0123][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] ([^ ]+)")
+_SYSLOG_HOST = re.compile(r"^[A-Z][a-z][a-z] [ 0123][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] ([^ ]+)")
 
 
 @attrs.frozen
@@ -43,8 +47,11 @@ def format_timestamp(epoch: float) -> str:
     """Local time as ``%Y-%m-%dT%H:%M:%S.mmm±hhmm``."""
     local = time_module.localtime(epoch)
     millis = int((epoch - int(epoch)) * 1000)
-    return time_module.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{millis:03d}" + \
-        time_module.strftime("%z", local)
+    return (
+        time_module.strftime("%Y-%m-%dT%H:%M:%S", local)
+        + f".{millis:03d}"
+        + time_module.strftime("%z", local)
+    )
 
 
 def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
@@ -89,7 +96,7 @@ def _rule_template(rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
     for group in rule.groups:
         for prefix, name in COMPLIANCE_PREFIXES:
             if group.startswith(prefix):
-                compliance.setdefault(name, []).append(group[len(prefix):])
+                compliance.setdefault(name, []).append(group[len(prefix) :])
                 break
         else:
             groups.append(group)
@@ -158,13 +165,14 @@ def expand_description(text: str, event: EventInfo) -> str:
             out.append(text[position:])
             break
         out.append(text[position:start])
-        out.append(_description_value(event, text[start + 2:end]) or "")
+        out.append(_description_value(event, text[start + 2 : end]) or "")
         position = end + 1
     return "".join(out)
 
 
-def build_alert(event: EventInfo, rule: Rule | None, identity: Identity,
-                sequence: int) -> dict[str, Any]:
+def build_alert(
+    event: EventInfo, rule: Rule | None, identity: Identity, sequence: int
+) -> dict[str, Any]:
     """The alerts.json record for ``event`` (also used by wazuh-logtest when no rule fired)."""
     alert: dict[str, Any] = {"timestamp": format_timestamp(event.time)}
     if rule is not None:
@@ -221,7 +229,7 @@ def build_alert(event: EventInfo, rule: Rule | None, identity: Identity,
     if location.startswith("("):
         arrow = location.find(">")
         if arrow >= 0:
-            alert["location"] = location[arrow + 1:]
+            alert["location"] = location[arrow + 1 :]
     else:
         alert["location"] = location
     return alert
@@ -240,7 +248,8 @@ class AlertWriter:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._lock = threading.Lock()
         self._file: io.TextIOWrapper | None = open(  # noqa: SIM115
-            path, "a", encoding="utf-8", buffering=buffer_size)
+            path, "a", encoding="utf-8", buffering=buffer_size
+        )
         self.written = 0
 
     def write(self, alert: dict[str, Any]) -> None:

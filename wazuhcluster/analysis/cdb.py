@@ -42,20 +42,20 @@ def parse_list(text: str) -> dict[str, str]:
             closing = line.find('"', first_quote + 1)
             if closing < 0:
                 continue
-            key = line[first_quote + 1:closing]
-            rest = line[closing + 1:]
+            key = line[first_quote + 1 : closing]
+            rest = line[closing + 1 :]
         colon = rest.find(":")
         if colon < 0:
             continue
         if key is None:
             key = rest[:colon]
-        value = rest[colon + 1:]
+        value = rest[colon + 1 :]
         if '"' in value:
             start = value.find('"')
             end = value.find('"', start + 1)
             if end < 0:
                 continue
-            value = value[start + 1:end]
+            value = value[start + 1 : end]
         entries.setdefault(key, value)
     return entries
 

@@ -6,8 +6,16 @@ from collections.abc import Callable
 
 from wazuhcluster.analysis.eventinfo import EventInfo
 
-_CRAWLER_PREFIXES = ("66.249.", "72.14.", "209.85.", "65.55.", "207.46.", "74.6.", "72.30.",
-                     "67.195.")
+_CRAWLER_PREFIXES = (
+    "66.249.",
+    "72.14.",
+    "209.85.",
+    "65.55.",
+    "207.46.",
+    "74.6.",
+    "72.30.",
+    "67.195.",
+)
 
 
 def comp_srcuser_dstuser(event: EventInfo) -> bool:
@@ -34,12 +42,12 @@ def comp_mswin_targetuser_calleruser_diff(event: EventInfo) -> bool:
     caller_colon = log.find(":", caller_at)
     if target_colon < 0 or caller_colon < 0:
         return False
-    target = log[target_colon + 1:]
-    caller = log[caller_colon + 1:]
+    target = log[target_colon + 1 :]
+    caller = log[caller_colon + 1 :]
     for index, char in enumerate(target):
         if index >= len(caller) or char != caller[index]:
             return True
-        if char == "\t" or (char == " " and target[index + 1:index + 2] == " "):
+        if char == "\t" or (char == " " and target[index + 1 : index + 2] == " "):
             break
     return False
 

@@ -13,13 +13,34 @@ from wazuhcluster.analysis.decoders import (
 from wazuhcluster.analysis.expressions import Expression, ExpressionError, compile_expression
 from wazuhcluster.analysis.xmlreader import Node, RulesetSyntaxError
 
-DECODER_TYPES = ("firewall", "ids", "web-log", "syslog", "squid", "windows",
-                 "host-information", "ossec")
+DECODER_TYPES = (
+    "firewall",
+    "ids",
+    "web-log",
+    "syslog",
+    "squid",
+    "windows",
+    "host-information",
+    "ossec",
+)
 OFFSETS = (AFTER_PARENT, AFTER_PREMATCH, AFTER_REGEX)
 MAX_ORDER = 256
-_KNOWN = {"parent", "regex", "prematch", "program_name", "order", "type", "use_own_name",
-          "plugin_decoder", "fts", "ftscomment", "accumulate", "json_null_field",
-          "json_array_structure", "var"}
+_KNOWN = {
+    "parent",
+    "regex",
+    "prematch",
+    "program_name",
+    "order",
+    "type",
+    "use_own_name",
+    "plugin_decoder",
+    "fts",
+    "ftscomment",
+    "accumulate",
+    "json_null_field",
+    "json_array_structure",
+    "var",
+}
 
 
 class DecoderLoadError(RulesetSyntaxError):
@@ -36,8 +57,9 @@ def _offset(node: Node, path: str, name: str) -> str | None:
     return value
 
 
-def _compile(node: Node, default: str, allowed: tuple[str, ...], text: str, path: str,
-             name: str) -> Expression:
+def _compile(
+    node: Node, default: str, allowed: tuple[str, ...], text: str, path: str, name: str
+) -> Expression:
     kind = (node.get("type") or default).lower()
     if kind not in allowed:
         kind = default
@@ -75,10 +97,13 @@ class DecoderBuilder:
             if tag in ("regex", "prematch", "program_name"):
                 previous = texts.get(tag)
                 if previous is not None and child.get("offset"):
-                    raise DecoderLoadError(path, child.line,
-                                           f"decoder {name}: only the first <{tag}> has an offset")
-                texts[tag] = (previous[0] if previous else child,
-                              (previous[1] if previous else "") + text)
+                    raise DecoderLoadError(
+                        path, child.line, f"decoder {name}: only the first <{tag}> has an offset"
+                    )
+                texts[tag] = (
+                    previous[0] if previous else child,
+                    (previous[1] if previous else "") + text,
+                )
             elif tag == "parent":
                 decoder.parent = text.strip()
             elif tag == "order":
@@ -88,16 +113,18 @@ class DecoderBuilder:
                 decoder.order = tuple(words)
             elif tag == "type":
                 if text.strip() not in DECODER_TYPES:
-                    raise DecoderLoadError(path, child.line,
-                                           f"decoder {name}: unknown type {text.strip()!r}")
+                    raise DecoderLoadError(
+                        path, child.line, f"decoder {name}: unknown type {text.strip()!r}"
+                    )
                 decoder.type = text.strip()
             elif tag == "use_own_name":
                 decoder.use_own_name = text.strip() == "true"
             elif tag == "plugin_decoder":
                 plugin = PLUGINS.get(text.strip())
                 if plugin is None:
-                    raise DecoderLoadError(path, child.line,
-                                           f"decoder {name}: unknown plugin {text.strip()!r}")
+                    raise DecoderLoadError(
+                        path, child.line, f"decoder {name}: unknown plugin {text.strip()!r}"
+                    )
                 decoder.plugin = plugin
                 decoder.plugin_offset = _offset(child, path, name)
             elif tag == "fts":
@@ -117,8 +144,9 @@ class DecoderBuilder:
             decoder.prematch_offset = _offset(element, path, name)
         if "program_name" in texts:
             element, text = texts["program_name"]
-            decoder.program_name = _compile(element, "osmatch", ("osmatch", "osregex", "pcre2"),
-                                            text, path, name)
+            decoder.program_name = _compile(
+                element, "osmatch", ("osmatch", "osregex", "pcre2"), text, path, name
+            )
         if "regex" in texts:
             element, text = texts["regex"]
             decoder.regex = _compile(element, "osregex", ("osregex", "pcre2"), text, path, name)
@@ -131,8 +159,9 @@ class DecoderBuilder:
     def _validate(decoder: Decoder, path: str, line: int) -> None:
         name = decoder.name
         if decoder.prematch is None and decoder.parent is None and decoder.program_name is None:
-            raise DecoderLoadError(path, line, f"decoder {name}: needs a prematch, parent or "
-                                               "program_name")
+            raise DecoderLoadError(
+                path, line, f"decoder {name}: needs a prematch, parent or program_name"
+            )
         if (decoder.regex is None) != (not decoder.order) and decoder.plugin is None:
             raise DecoderLoadError(path, line, f"decoder {name}: <regex> and <order> go together")
         if decoder.regex_offset == AFTER_PARENT and decoder.parent is None:
@@ -141,14 +170,18 @@ class DecoderBuilder:
             if decoder.parent is None:
                 decoder.regex_offset = AFTER_PARENT
             elif decoder.prematch is None:
-                raise DecoderLoadError(path, line,
-                                       f"decoder {name}: after_prematch without a prematch")
-        if decoder.regex_offset == AFTER_REGEX and (decoder.parent is None or
-                                                    decoder.regex is None):
-            raise DecoderLoadError(path, line, f"decoder {name}: after_regex needs a parent "
-                                               "and a regex")
+                raise DecoderLoadError(
+                    path, line, f"decoder {name}: after_prematch without a prematch"
+                )
+        if decoder.regex_offset == AFTER_REGEX and (
+            decoder.parent is None or decoder.regex is None
+        ):
+            raise DecoderLoadError(
+                path, line, f"decoder {name}: after_regex needs a parent and a regex"
+            )
         if decoder.prematch_offset not in (None, AFTER_PARENT) or (
-                decoder.prematch_offset == AFTER_PARENT and decoder.parent is None):
+            decoder.prematch_offset == AFTER_PARENT and decoder.parent is None
+        ):
             raise DecoderLoadError(path, line, f"decoder {name}: invalid prematch offset")
         if decoder.plugin is not None and decoder.regex is not None:
             raise DecoderLoadError(path, line, f"decoder {name}: a plugin takes no regex")
@@ -156,11 +189,9 @@ class DecoderBuilder:
     def insert(self, decoder: Decoder, path: str, line: int) -> None:
         """Attach ``decoder`` as a root or as a child of every root with its parent's name."""
         if decoder.parent is None:
-            roots = self.with_program if decoder.program_name is not None \
-                else self.without_program
+            roots = self.with_program if decoder.program_name is not None else self.without_program
             if decoder.regex_offset == AFTER_REGEX:
-                raise DecoderLoadError(path, line, f"decoder {decoder.name}: root with "
-                                                   "after_regex")
+                raise DecoderLoadError(path, line, f"decoder {decoder.name}: root with after_regex")
             roots.append(decoder)
             return
         added = False
@@ -170,8 +201,9 @@ class DecoderBuilder:
             self._add_child(root, decoder, path, line)
             added = True
         if not added:
-            raise DecoderLoadError(path, line, f"decoder {decoder.name}: parent "
-                                               f"{decoder.parent!r} not found")
+            raise DecoderLoadError(
+                path, line, f"decoder {decoder.name}: parent {decoder.parent!r} not found"
+            )
 
     @staticmethod
     def _add_child(root: Decoder, decoder: Decoder, path: str, line: int) -> None:
@@ -179,17 +211,24 @@ class DecoderBuilder:
         for sibling in root.children:
             if sibling.name == decoder.name:
                 if decoder.prematch is not None:
-                    raise DecoderLoadError(path, line, f"decoder {decoder.name}: a repeated "
-                                                       "child cannot have a prematch")
+                    raise DecoderLoadError(
+                        path,
+                        line,
+                        f"decoder {decoder.name}: a repeated child cannot have a prematch",
+                    )
                 if (sibling.regex or sibling.plugin) and (decoder.regex or decoder.plugin):
                     sibling.get_next = True
                     chained = True
                 else:
-                    raise DecoderLoadError(path, line, f"decoder {decoder.name}: repeated "
-                                                       "child without a regex")
+                    raise DecoderLoadError(
+                        path, line, f"decoder {decoder.name}: repeated child without a regex"
+                    )
         if decoder.regex_offset == AFTER_REGEX and not chained:
-            raise DecoderLoadError(path, line, f"decoder {decoder.name}: after_regex needs a "
-                                               "previous decoder of the same name")
+            raise DecoderLoadError(
+                path,
+                line,
+                f"decoder {decoder.name}: after_regex needs a previous decoder of the same name",
+            )
         if not decoder.use_own_name:
             decoder.reported_name = root.name
         decoder.reported_parent = root.name

@@ -35,13 +35,26 @@ AFTER_REGEX = "after_regex"
 Plugin = Callable[["Decoder", EventInfo], None]
 
 # Decoders analysisd builds in (FIM, rootcheck, inventory...); rules may name them.
-INTERNAL_DECODERS = frozenset({
-    "rootcheck", "hostinfo_new", "hostinfo_modified", "syscheck_integrity_changed",
-    "syscheck_new_entry", "syscheck_deleted", "syscheck_registry_key_modified",
-    "syscheck_registry_key_added", "syscheck_registry_key_deleted",
-    "syscheck_registry_value_modified", "syscheck_registry_value_added",
-    "syscheck_registry_value_deleted", "syscollector", "ciscat", "windows_eventchannel", "sca",
-})
+INTERNAL_DECODERS = frozenset(
+    {
+        "rootcheck",
+        "hostinfo_new",
+        "hostinfo_modified",
+        "syscheck_integrity_changed",
+        "syscheck_new_entry",
+        "syscheck_deleted",
+        "syscheck_registry_key_modified",
+        "syscheck_registry_key_added",
+        "syscheck_registry_key_deleted",
+        "syscheck_registry_value_modified",
+        "syscheck_registry_value_added",
+        "syscheck_registry_value_deleted",
+        "syscollector",
+        "ciscat",
+        "windows_eventchannel",
+        "sca",
+    }
+)
 
 
 @attrs.define(eq=False)
@@ -86,8 +99,7 @@ class Decoder:
         if isinstance(self.prematch, OSRegex) and self.prematch.filtered:
             self.prematch_pieces = self.prematch.required
         elif isinstance(self.prematch, LiteralRegex):
-            self.prematch_pieces = tuple((literal,) for _, _, literal in
-                                         self.prematch.alternatives)
+            self.prematch_pieces = tuple((literal,) for _, _, literal in self.prematch.alternatives)
         elif isinstance(self.prematch, PCRE2) and self.prematch.required:
             self.prematch_exact = self.prematch.required
         self.regex_keys = _keys(self.regex)
@@ -159,8 +171,11 @@ class DecoderSet:
     def _roots_for_program(self, program: str) -> tuple[Decoder, ...]:
         found = self._by_program.get(program)
         if found is None:
-            found = tuple(d for d in self.with_program
-                          if d.program_name is not None and d.program_name.matches(program))
+            found = tuple(
+                d
+                for d in self.with_program
+                if d.program_name is not None and d.program_name.matches(program)
+            )
             if len(self._by_program) > 8192:
                 self._by_program.clear()
             self._by_program[program] = found
@@ -272,8 +287,14 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
     return True
 
 
-def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log: str,
-                 after_parent: int, after_prematch: int) -> None:
+def _run_regexes(
+    siblings: list[Decoder],
+    chosen: Decoder,
+    event: EventInfo,
+    log: str,
+    after_parent: int,
+    after_prematch: int,
+) -> None:
     """Run the chosen decoder's regex, then those of the same-named siblings after it."""
     previous_end: int | None = None
     slices: dict[int, str] = {0: log}
@@ -336,9 +357,19 @@ def _run_regexes(siblings: list[Decoder], chosen: Decoder, event: EventInfo, log
 # ---- JSON_Decoder plugin -------------------------------------------------------------------
 
 _JSON_STATIC = {
-    "srcip": "srcip", "dstip": "dstip", "dstport": "dstport", "srcport": "srcport",
-    "protocol": "protocol", "action": "action", "srcuser": "srcuser", "dstuser": "dstuser",
-    "id": "id", "status": "status", "url": "url", "data": "data", "extra_data": "extra_data",
+    "srcip": "srcip",
+    "dstip": "dstip",
+    "dstport": "dstport",
+    "srcport": "srcport",
+    "protocol": "protocol",
+    "action": "action",
+    "srcuser": "srcuser",
+    "dstuser": "dstuser",
+    "id": "id",
+    "status": "status",
+    "url": "url",
+    "data": "data",
+    "extra_data": "extra_data",
     "systemname": "system_name",
 }
 _JSON_DECODER = json.JSONDecoder()
@@ -353,9 +384,9 @@ def _json_scalar(value: Any) -> str | None:
     if value is False:
         return "false"
     if isinstance(value, int):
-        return str(value) if -2**31 <= value < 2**31 else f"{float(value):f}"
+        return str(value) if -(2**31) <= value < 2**31 else f"{float(value):f}"
     if isinstance(value, float):
-        if value.is_integer() and -2**31 <= value < 2**31:
+        if value.is_integer() and -(2**31) <= value < 2**31:
             return str(int(value))
         return f"{value:f}"
     return str(value)
@@ -372,8 +403,9 @@ def _json_fill(event: EventInfo, key: str, value: str) -> None:
     event.add_field(key, value)
 
 
-def _json_walk(decoder: Decoder, event: EventInfo, obj: dict[str, Any], parent: str | None,
-               depth: int) -> None:
+def _json_walk(
+    decoder: Decoder, event: EventInfo, obj: dict[str, Any], parent: str | None, depth: int
+) -> None:
     if depth > MAX_JSON_DEPTH:
         return
     for name, value in obj.items():
@@ -389,8 +421,13 @@ def _json_walk(decoder: Decoder, event: EventInfo, obj: dict[str, Any], parent: 
             _json_walk(decoder, event, value, key, depth + 1)
         elif kind is list:
             if decoder.json_array == "csv":
-                text = ",".join(s for s in (_json_scalar(v) if not isinstance(v, (dict, list))
-                                            else None for v in value) if s is not None)
+                text = ",".join(
+                    s
+                    for s in (
+                        _json_scalar(v) if not isinstance(v, (dict, list)) else None for v in value
+                    )
+                    if s is not None
+                )
             else:
                 text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
             if text:

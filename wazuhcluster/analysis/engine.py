@@ -48,8 +48,12 @@ class Event:
 
     def identity(self, default: Identity) -> Identity:
         """The identity to write in this event's alert."""
-        if self.manager_name is None and self.cluster_name is None \
-                and self.cluster_node is None and self.hide_cluster is None:
+        if (
+            self.manager_name is None
+            and self.cluster_name is None
+            and self.cluster_node is None
+            and self.hide_cluster is None
+        ):
             return default
         return Identity(
             manager_name=self.manager_name or default.manager_name,
@@ -74,7 +78,7 @@ def _split_location(raw: str) -> tuple[str, str]:
             index += 2
             continue
         if char == ":":
-            return "".join(out), raw[index + 1:]
+            return "".join(out), raw[index + 1 :]
         out.append(char)
         index += 1
     raise QueueFormatError("no ':' between location and message")
@@ -95,7 +99,7 @@ def parse_queue_message(raw: str, timestamp: float | None = None) -> Event:
     if close < 0:
         raise QueueFormatError("agent location without ']'")
     agent_id = location[1:close]
-    rest = location[close + 1:].lstrip()
+    rest = location[close + 1 :].lstrip()
     name: str | None = None
     address: str | None = None
     if rest.startswith("("):
@@ -103,15 +107,21 @@ def parse_queue_message(raw: str, timestamp: float | None = None) -> Event:
         if end < 0:
             raise QueueFormatError("agent location without ')'")
         name = rest[1:end]
-        rest = rest[end + 1:].lstrip()
+        rest = rest[end + 1 :].lstrip()
         arrow = rest.find("->")
         if arrow >= 0:
             address = rest[:arrow] or None
-            rest = rest[arrow + 2:]
+            rest = rest[arrow + 2 :]
     if not agent_id.isdigit():
         raise QueueFormatError(f"bad agent id {agent_id!r}")
-    return Event(message, location=rest, agent_id=agent_id, agent_name=name, agent_ip=address,
-                 timestamp=timestamp)
+    return Event(
+        message,
+        location=rest,
+        agent_id=agent_id,
+        agent_name=name,
+        agent_ip=address,
+        timestamp=timestamp,
+    )
 
 
 @attrs.frozen
@@ -127,9 +137,15 @@ class Verdict:
 class Engine:
     """A loaded ruleset plus its correlation state."""
 
-    def __init__(self, decoders: DecoderSet, roots: list[Rule], identity: Identity | None = None,
-                 log_alert_level: int = 3, warnings: list[str] | None = None,
-                 history_windows: dict[tuple[str, int], int] | None = None) -> None:
+    def __init__(
+        self,
+        decoders: DecoderSet,
+        roots: list[Rule],
+        identity: Identity | None = None,
+        log_alert_level: int = 3,
+        warnings: list[str] | None = None,
+        history_windows: dict[tuple[str, int], int] | None = None,
+    ) -> None:
         self.decoders = decoders
         self.roots = roots
         self.identity = identity or Identity()
@@ -199,8 +215,9 @@ class Engine:
             if current and not known.get(name):
                 known[name] = current
         if len(store) >= MAX_ACCUMULATED:
-            for stale in [k for k, (seen, _) in store.items()
-                          if info.time - seen > ACCUMULATE_SECONDS]:
+            for stale in [
+                k for k, (seen, _) in store.items() if info.time - seen > ACCUMULATE_SECONDS
+            ]:
                 del store[stale]
             if len(store) >= MAX_ACCUMULATED:
                 store.clear()

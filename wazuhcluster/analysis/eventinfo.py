@@ -9,16 +9,39 @@ if TYPE_CHECKING:
 
 # Static fields in the order Wazuh writes them into an alert's ``data`` object.
 STATIC_FIELDS = (
-    "protocol", "action", "srcip", "srcport", "srcuser", "dstip", "dstport", "dstuser",
-    "id", "status", "url", "data", "extra_data", "system_name",
+    "protocol",
+    "action",
+    "srcip",
+    "srcport",
+    "srcuser",
+    "dstip",
+    "dstport",
+    "dstuser",
+    "id",
+    "status",
+    "url",
+    "data",
+    "extra_data",
+    "system_name",
 )
 
 # Names a decoder's <order> may use for a static field (``user`` is dstuser).
 ORDER_STATIC = {
-    "dstuser": "dstuser", "srcuser": "srcuser", "user": "dstuser", "srcip": "srcip",
-    "dstip": "dstip", "srcport": "srcport", "dstport": "dstport", "protocol": "protocol",
-    "action": "action", "id": "id", "url": "url", "data": "data", "extra_data": "extra_data",
-    "status": "status", "system_name": "system_name",
+    "dstuser": "dstuser",
+    "srcuser": "srcuser",
+    "user": "dstuser",
+    "srcip": "srcip",
+    "dstip": "dstip",
+    "srcport": "srcport",
+    "dstport": "dstport",
+    "protocol": "protocol",
+    "action": "action",
+    "id": "id",
+    "url": "url",
+    "data": "data",
+    "extra_data": "extra_data",
+    "status": "status",
+    "system_name": "system_name",
 }
 
 MAX_DYNAMIC_FIELDS = 256
@@ -28,11 +51,27 @@ class EventInfo:
     """Mutable state of one event: pre-decoded header, decoded fields, and match results."""
 
     __slots__ = (
-        "agent_id", "agent_ip", "agent_name", "decoder", "field_index", "fields", "firedtimes",
+        "agent_id",
+        "agent_ip",
+        "agent_name",
+        "decoder",
+        "field_index",
+        "fields",
+        "firedtimes",
         "fts_new",
         "full_log",
-        "hostname", "last_events", "location", "log", "log_after_parent", "log_lower",
-        "log_after_prematch", "matched", "program_name", "static", "time", "timestamp",
+        "hostname",
+        "last_events",
+        "location",
+        "log",
+        "log_after_parent",
+        "log_lower",
+        "log_after_prematch",
+        "matched",
+        "program_name",
+        "static",
+        "time",
+        "timestamp",
     )
 
     def __init__(self, full_log: str, log: str, location: str, time: float) -> None:

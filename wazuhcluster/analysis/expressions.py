@@ -120,18 +120,26 @@ class OSRegex(_RegexBacked):
 
     __slots__ = ("filtered", "keys", "low_alternatives", "low_combined", "required")
 
-    def __init__(self, source: str, alternatives: Sequence[re.Pattern[str]],
-                 combined: re.Pattern[str], negate: bool = False,
-                 required: tuple[tuple[str, ...], ...] = (),
-                 low: tuple[tuple[re.Pattern[str], ...], re.Pattern[str]] | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        alternatives: Sequence[re.Pattern[str]],
+        combined: re.Pattern[str],
+        negate: bool = False,
+        required: tuple[tuple[str, ...], ...] = (),
+        low: tuple[tuple[re.Pattern[str], ...], re.Pattern[str]] | None = None,
+    ) -> None:
         super().__init__(source, alternatives, combined, negate)
         self.required = required or tuple(() for _ in alternatives)
         self.filtered = all(self.required)
         self.low_alternatives, self.low_combined = low or (self.alternatives, self.combined)
         # One piece per alternative, minimised: if none is present nothing can match.
         keys = {pieces[0] for pieces in self.required if pieces}
-        self.keys = tuple(k for k in keys if not any(o != k and o in k for o in keys)) \
-            if self.filtered else ()
+        self.keys = (
+            tuple(k for k in keys if not any(o != k and o in k for o in keys))
+            if self.filtered
+            else ()
+        )
 
     def _possible(self, low: str) -> bool:
         for key in self.keys:
@@ -142,8 +150,10 @@ class OSRegex(_RegexBacked):
     def matches(self, text: str) -> bool:
         """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         low = lowered(text)
-        if self.filtered and (not self._possible(low) or not any(
-                all(piece in low for piece in pieces) for pieces in self.required)):
+        if self.filtered and (
+            not self._possible(low)
+            or not any(all(piece in low for piece in pieces) for pieces in self.required)
+        ):
             return False
         if len(low) == len(text):
             return self.low_combined.search(low) is not None
@@ -177,8 +187,9 @@ class LiteralRegex:
 
     __slots__ = ("alternatives", "negate", "source")
 
-    def __init__(self, source: str, alternatives: Sequence[tuple[bool, bool, str]],
-                 negate: bool = False) -> None:
+    def __init__(
+        self, source: str, alternatives: Sequence[tuple[bool, bool, str]], negate: bool = False
+    ) -> None:
         self.source = source
         self.alternatives = tuple(alternatives)
         self.negate = negate
@@ -231,9 +242,14 @@ class PCRE2(_RegexBacked):
 
     __slots__ = ("required",)
 
-    def __init__(self, source: str, alternatives: Sequence[re.Pattern[str]],
-                 combined: re.Pattern[str], negate: bool = False,
-                 required: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        source: str,
+        alternatives: Sequence[re.Pattern[str]],
+        combined: re.Pattern[str],
+        negate: bool = False,
+        required: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(source, alternatives, combined, negate)
         self.required = required
 
@@ -251,7 +267,8 @@ class PCRE2(_RegexBacked):
 
 
 _PCRE_PLAIN = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-:=,%@/\"'<>!#&;~`")
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-:=,%@/\"'<>!#&;~`"
+)
 
 
 def pcre2_required(pattern: str) -> tuple[str, ...]:
@@ -274,7 +291,7 @@ def pcre2_required(pattern: str) -> tuple[str, ...]:
 
     while index < len(pattern):
         char = pattern[index]
-        following = pattern[index + 1:index + 2]
+        following = pattern[index + 1 : index + 2]
         if char == "\\":
             close()
             index += 2
@@ -308,8 +325,16 @@ def pcre2_required(pattern: str) -> tuple[str, ...]:
 class OSMatch:
     """An OS_Match expression: anchored or free literal alternatives, case-insensitive."""
 
-    __slots__ = ("any_empty", "contains", "exact", "inverted", "negate", "prefixes", "source",
-                 "suffixes")
+    __slots__ = (
+        "any_empty",
+        "contains",
+        "exact",
+        "inverted",
+        "negate",
+        "prefixes",
+        "source",
+        "suffixes",
+    )
 
     def __init__(self, source: str, negate: bool = False) -> None:
         self.source = source
@@ -426,8 +451,15 @@ def _anchors(tokens: list[str]) -> tuple[bool, bool, list[str]]:
     return begin, end, tokens
 
 
-_ESCAPED_LITERALS = {"\\$": "$", "\\(": "(", "\\)": ")", "\\\\": "\\", "\\|": "|",
-                     "\\<": "<", "\\t": "\t"}
+_ESCAPED_LITERALS = {
+    "\\$": "$",
+    "\\(": "(",
+    "\\)": ")",
+    "\\\\": "\\",
+    "\\|": "|",
+    "\\<": "<",
+    "\\t": "\t",
+}
 
 
 def _is_literal(token: str) -> bool:
@@ -446,8 +478,9 @@ def required_literals(alternatives: list[list[str]]) -> tuple[tuple[str, ...], .
         runs: list[str] = []
         run: list[str] = []
         for index, token in enumerate(body):
-            quantified = index + 1 < len(body) and body[index + 1] in "+*" \
-                and token.startswith("\\")
+            quantified = (
+                index + 1 < len(body) and body[index + 1] in "+*" and token.startswith("\\")
+            )
             quantifier = token in "+*" and index > 0 and body[index - 1].startswith("\\")
             if _is_literal(token) and not quantified and not quantifier:
                 run.append(_literal_text(token))
@@ -458,8 +491,13 @@ def required_literals(alternatives: list[list[str]]) -> tuple[tuple[str, ...], .
         if run:
             runs.append("".join(run))
         unique = sorted(set(runs), key=len, reverse=True)
-        found.append(tuple(piece for piece in unique
-                           if not any(piece in other for other in unique if other != piece)))
+        found.append(
+            tuple(
+                piece
+                for piece in unique
+                if not any(piece in other for other in unique if other != piece)
+            )
+        )
     return tuple(found)
 
 
@@ -512,11 +550,20 @@ _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 _DIGIT = frozenset("0123456789")
 # Escape -> (ASCII characters it accepts, whether it accepts non-ASCII characters too).
 _CLASS_SETS: dict[str, tuple[frozenset[str], bool]] = {
-    "d": (_DIGIT, False), "w": (_WORD, False), "s": (frozenset(" "), False),
-    "p": (frozenset("!\"#$%&'()*+,-.:;<=>?[]{|}"), False), "W": (_ASCII - _WORD, True),
-    "D": (_ASCII - _DIGIT, True), "S": (_ASCII - {" "}, True), ".": (_ASCII, True),
-    "t": (frozenset("\t"), False), "$": (frozenset("$"), False), "(": (frozenset("("), False),
-    ")": (frozenset(")"), False), "\\": (frozenset("\\"), False), "|": (frozenset("|"), False),
+    "d": (_DIGIT, False),
+    "w": (_WORD, False),
+    "s": (frozenset(" "), False),
+    "p": (frozenset("!\"#$%&'()*+,-.:;<=>?[]{|}"), False),
+    "W": (_ASCII - _WORD, True),
+    "D": (_ASCII - _DIGIT, True),
+    "S": (_ASCII - {" "}, True),
+    ".": (_ASCII, True),
+    "t": (frozenset("\t"), False),
+    "$": (frozenset("$"), False),
+    "(": (frozenset("("), False),
+    ")": (frozenset(")"), False),
+    "\\": (frozenset("\\"), False),
+    "|": (frozenset("|"), False),
     "<": (frozenset("<"), False),
 }
 
@@ -608,7 +655,7 @@ def _swap_greediness(pattern: str) -> str:
     while index < len(pattern):
         char = pattern[index]
         if char == "\\":
-            out.append(pattern[index:index + 2])
+            out.append(pattern[index : index + 2])
             index += 2
             continue
         if in_class:
@@ -626,14 +673,14 @@ def _swap_greediness(pattern: str) -> str:
             quantifier = char
         elif char == "{":
             close = pattern.find("}", index)
-            if close > 0 and re.fullmatch(r"\{\d*,?\d*\}", pattern[index:close + 1]):
-                quantifier = pattern[index:close + 1]
+            if close > 0 and re.fullmatch(r"\{\d*,?\d*\}", pattern[index : close + 1]):
+                quantifier = pattern[index : close + 1]
         if not quantifier:
             out.append(char)
             index += 1
             continue
         index += len(quantifier)
-        following = pattern[index:index + 1]
+        following = pattern[index : index + 1]
         if following == "?":
             out.append(quantifier)
             index += 1
@@ -671,16 +718,16 @@ def translate_pcre2(pattern: str) -> str:
 def _compile_osregex(pattern: str) -> OSRegex:
     split = split_osregex(pattern)
     try:
-        normal = _compile_parts([_osregex_alternative(a) for a in split],
-                                re.IGNORECASE | re.DOTALL)
+        normal = _compile_parts([_osregex_alternative(a) for a in split], re.IGNORECASE | re.DOTALL)
         low = _compile_parts([_osregex_alternative(a, lower=True) for a in split], re.DOTALL)
     except re.error as error:
         raise ExpressionError(f"cannot compile: {error}") from None
     return OSRegex(pattern, normal[0], normal[1], False, required_literals(split), low)
 
 
-def _compile_parts(parts: list[str], flags: int) -> tuple[tuple[re.Pattern[str], ...],
-                                                          re.Pattern[str]]:
+def _compile_parts(
+    parts: list[str], flags: int
+) -> tuple[tuple[re.Pattern[str], ...], re.Pattern[str]]:
     compiled = tuple(re.compile(part, flags) for part in parts)
     if len(compiled) == 1:
         return compiled, compiled[0]
@@ -722,8 +769,14 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
         if literal is not None:
             return LiteralRegex(pattern, literal, negate)
         cached = _compile_osregex(pattern)
-        return OSRegex(pattern, cached.alternatives, cached.combined, negate, cached.required,
-                       (cached.low_alternatives, cached.low_combined))
+        return OSRegex(
+            pattern,
+            cached.alternatives,
+            cached.combined,
+            negate,
+            cached.required,
+            (cached.low_alternatives, cached.low_combined),
+        )
     if kind == "pcre2":
         regex = _compile_pcre2(pattern)
         return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern))

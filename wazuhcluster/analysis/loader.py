@@ -23,12 +23,18 @@ from wazuhcluster.analysis.xmlreader import RulesetSyntaxError, parse_file
 RulesetError = RulesetSyntaxError
 MAX_FILES = 10_000
 
-__all__ = ["DecoderLoadError", "RuleLoadError", "RulesetError", "install_default_ruleset",
-           "load_engine"]
+__all__ = [
+    "DecoderLoadError",
+    "RuleLoadError",
+    "RulesetError",
+    "install_default_ruleset",
+    "load_engine",
+]
 
 
-def _xml_files(home: str, directories: tuple[str, ...], files: tuple[str, ...],
-               excludes: tuple[str, ...]) -> list[str]:
+def _xml_files(
+    home: str, directories: tuple[str, ...], files: tuple[str, ...], excludes: tuple[str, ...]
+) -> list[str]:
     found: list[str] = []
     for directory in directories:
         full = os.path.join(home, directory)
@@ -61,8 +67,7 @@ def _list_names(home: str, settings: RulesetSettings) -> list[str]:
     return names
 
 
-def load_lists(home: str, settings: RulesetSettings) -> tuple[dict[str, dict[str, str]],
-                                                              list[str]]:
+def load_lists(home: str, settings: RulesetSettings) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Read every configured CDB list; return them by name and the warnings."""
     lists: dict[str, dict[str, str]] = {}
     warnings = []
@@ -75,14 +80,16 @@ def load_lists(home: str, settings: RulesetSettings) -> tuple[dict[str, dict[str
     return lists, warnings
 
 
-def load_engine(home: str, settings: RulesetSettings | None = None,
-                identity: Identity | None = None) -> Engine:
+def load_engine(
+    home: str, settings: RulesetSettings | None = None, identity: Identity | None = None
+) -> Engine:
     """Build an engine from the decoders, rules and lists of ``home``."""
     settings = settings or RulesetSettings()
     lists, warnings = load_lists(home, settings)
     decoders = DecoderBuilder()
-    for path in _xml_files(home, settings.decoder_dirs, settings.decoder_files,
-                           settings.decoder_excludes):
+    for path in _xml_files(
+        home, settings.decoder_dirs, settings.decoder_files, settings.decoder_excludes
+    ):
         decoders.add_file(parse_file(path), path)
     decoder_set = decoders.result()
 
@@ -93,16 +100,22 @@ def load_engine(home: str, settings: RulesetSettings | None = None,
             found = lists.get(name[:-4])
         return found
 
-    rules = RuleBuilder(decoder_set.names, resolve, settings.log_alert_level,
-                        settings.email_alert_level)
-    rule_files = _xml_files(home, settings.rule_dirs, settings.rule_files,
-                            settings.rule_excludes)
+    rules = RuleBuilder(
+        decoder_set.names, resolve, settings.log_alert_level, settings.email_alert_level
+    )
+    rule_files = _xml_files(home, settings.rule_dirs, settings.rule_files, settings.rule_excludes)
     if not rule_files:
         raise RulesetError(home, 0, "no rule files found in " + ", ".join(settings.rule_dirs))
     for path in rule_files:
         rules.add_file(parse_file(path), path)
-    return Engine(decoder_set, rules.roots, identity, settings.log_alert_level,
-                  warnings + rules.warnings, rules.history_windows())
+    return Engine(
+        decoder_set,
+        rules.roots,
+        identity,
+        settings.log_alert_level,
+        warnings + rules.warnings,
+        rules.history_windows(),
+    )
 
 
 def install_default_ruleset(home: str, overwrite: bool = False) -> list[str]:

@@ -51,8 +51,10 @@ def read_settings(home: str) -> RulesetSettings:
         raise ConfigError(path, "ruleset", f"unreadable XML: {error}") from None
     rulesets = root.findall("./*/ruleset")
     alerts = root.findall("./*/alerts")
-    return parse_ruleset(Section(rulesets[-1] if rulesets else None, path, "ruleset"),
-                         Section(alerts[-1] if alerts else None, path, "alerts"))
+    return parse_ruleset(
+        Section(rulesets[-1] if rulesets else None, path, "ruleset"),
+        Section(alerts[-1] if alerts else None, path, "alerts"),
+    )
 
 
 def unit_of(verdict: Verdict) -> list[str]:
@@ -97,8 +99,9 @@ def render_text(verdict: Verdict) -> str:
     lines = ["**Phase 1: Completed pre-decoding."]
     if "full_log" in output:
         lines.append(f"\tfull event: '{output['full_log']}'")
-    lines.extend(_phase_lines(output.get("predecoder", {}),
-                              ("timestamp", "hostname", "program_name")))
+    lines.extend(
+        _phase_lines(output.get("predecoder", {}), ("timestamp", "hostname", "program_name"))
+    )
     lines += ["", "**Phase 2: Completed decoding."]
     decoder = output.get("decoder")
     if decoder:
@@ -108,8 +111,9 @@ def render_text(verdict: Verdict) -> str:
         lines.append("\tNo decoder matched.")
     if "rule" in output:
         lines += ["", "**Phase 3: Completed filtering (rules)."]
-        lines.extend(_phase_lines(output["rule"],
-                                  ("id", "level", "description", "groups", "firedtimes")))
+        lines.extend(
+            _phase_lines(output["rule"], ("id", "level", "description", "groups", "firedtimes"))
+        )
     if verdict.alert:
         lines.append("**Alert to be generated.")
     return "\n".join(lines)
@@ -119,13 +123,17 @@ def render_json(verdict: Verdict) -> str:
     """One JSON object describing the verdict."""
     rule = verdict.output.get("rule")
     decoder = verdict.output.get("decoder")
-    return json.dumps({
-        "decoder": decoder.get("name") if decoder else None,
-        "rule": {"id": rule["id"], "level": rule["level"], "description": rule["description"]}
-        if rule is not None else None,
-        "alert": verdict.alert,
-        "output": verdict.output,
-    }, ensure_ascii=False)
+    return json.dumps(
+        {
+            "decoder": decoder.get("name") if decoder else None,
+            "rule": {"id": rule["id"], "level": rule["level"], "description": rule["description"]}
+            if rule is not None
+            else None,
+            "alert": verdict.alert,
+            "output": verdict.output,
+        },
+        ensure_ascii=False,
+    )
 
 
 def run_session(engine: Engine, stdin: TextIO, stdout: TextIO, as_json: bool) -> list[str]:
@@ -145,16 +153,24 @@ def run_session(engine: Engine, stdin: TextIO, stdout: TextIO, as_json: bool) ->
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wazuh-logtest", description=__doc__.split("\n")[0])
-    parser.add_argument("--home", default=os.environ.get("WAZUH_HOME", DEFAULT_HOME),
-                        help="the node's HOME directory (default %(default)s)")
+    parser.add_argument(
+        "--home",
+        default=os.environ.get("WAZUH_HOME", DEFAULT_HOME),
+        help="the node's HOME directory (default %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
-    parser.add_argument("-U", dest="unit", metavar="RULE:LEVEL:DECODER",
-                        help="exit 0 only if the last line gives this rule, level and decoder")
+    parser.add_argument(
+        "-U",
+        dest="unit",
+        metavar="RULE:LEVEL:DECODER",
+        help="exit 0 only if the last line gives this rule, level and decoder",
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
-         stdout: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None
+) -> int:
     """Entry point of the ``wazuh-logtest`` console script."""
     args = _parser().parse_args(argv)
     stdin = stdin if stdin is not None else sys.stdin
@@ -167,8 +183,9 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None,
             return 1
     try:
         settings = read_settings(args.home)
-        engine = load_engine(args.home, settings,
-                             Identity(manager_name=socket.gethostname(), hide_cluster=True))
+        engine = load_engine(
+            args.home, settings, Identity(manager_name=socket.gethostname(), hide_cluster=True)
+        )
     except (ConfigError, RulesetError, OSError) as error:
         sys.stderr.write(f"wazuh-logtest: {error}\n")
         return 1

@@ -45,14 +45,33 @@ def _span_valid(text: str, start: int) -> int:
 def _syslog_stamp_length(p: str) -> int:
     """Return how many characters the syslog-family stamp takes (0 when there is none)."""
     size = len(p) + 1
-    if size > 17 and _at(p, 3) == " " and _at(p, 6) == " " and _at(p, 9) == ":" \
-            and _at(p, 12) == ":" and _at(p, 15) == " ":
+    if (
+        size > 17
+        and _at(p, 3) == " "
+        and _at(p, 6) == " "
+        and _at(p, 9) == ":"
+        and _at(p, 12) == ":"
+        and _at(p, 15) == " "
+    ):
         return 16
-    if size > 24 and _at(p, 4) == "-" and _at(p, 7) == "-" and _at(p, 10) == " " \
-            and _at(p, 13) == ":" and _at(p, 16) == ":" and _at(p, 19) == ",":
+    if (
+        size > 24
+        and _at(p, 4) == "-"
+        and _at(p, 7) == "-"
+        and _at(p, 10) == " "
+        and _at(p, 13) == ":"
+        and _at(p, 16) == ":"
+        and _at(p, 19) == ","
+    ):
         return 24
-    if size > 33 and _at(p, 4) == "-" and _at(p, 7) == "-" and _at(p, 10) == "T" \
-            and _at(p, 13) == ":" and _at(p, 16) == ":":
+    if (
+        size > 33
+        and _at(p, 4) == "-"
+        and _at(p, 7) == "-"
+        and _at(p, 10) == "T"
+        and _at(p, 13) == ":"
+        and _at(p, 16) == ":"
+    ):
         if _at(p, 22) == ":" and _at(p, 25) == " ":
             return 26
         if _at(p, 19) == ".":
@@ -61,12 +80,29 @@ def _syslog_stamp_length(p: str) -> int:
             if _at(p, 29) == ":":
                 return 33
             return 32
-    if size > 21 and _is_digit(p, 0) and _at(p, 4) == " " and _at(p, 8) == " " \
-            and _at(p, 11) == " " and _at(p, 14) == ":" and _at(p, 17) == ":" and _at(p, 20) == " ":
+    if (
+        size > 21
+        and _is_digit(p, 0)
+        and _at(p, 4) == " "
+        and _at(p, 8) == " "
+        and _at(p, 11) == " "
+        and _at(p, 14) == ":"
+        and _at(p, 17) == ":"
+        and _at(p, 20) == " "
+    ):
         return 21
-    if size > 33 and _is_digit(p, 0) and _at(p, 4) == "-" and _at(p, 7) == "-" \
-            and _at(p, 10) == " " and _at(p, 13) == ":" and _at(p, 16) == ":" \
-            and _at(p, 19) == "." and _at(p, 26) in ("-", "+") and _at(p, 31) == " ":
+    if (
+        size > 33
+        and _is_digit(p, 0)
+        and _at(p, 4) == "-"
+        and _at(p, 7) == "-"
+        and _at(p, 10) == " "
+        and _at(p, 13) == ":"
+        and _at(p, 16) == ":"
+        and _at(p, 19) == "."
+        and _at(p, 26) in ("-", "+")
+        and _at(p, 31) == " "
+    ):
         return 32
     return 0
 
@@ -83,7 +119,7 @@ def predecode(message: str) -> PreDecoded:
 
 
 def _syslog(full_log: str, p: str, stamp: int) -> PreDecoded:
-    timestamp = p[:stamp - 1]
+    timestamp = p[: stamp - 1]
     start = stamp
     if _at(p, start) == " ":
         start += 1
@@ -142,48 +178,95 @@ def _aix(p: str, index: int) -> tuple[int | None, str | None]:
         index = end + 2
         while _is_digit(p, index):
             index += 1
-        if p[index:index + 3] == "]: ":
+        if p[index : index + 3] == "]: ":
             return index + 3, program
         return None, program
     return end, program
 
 
-def _drop_id_tag(full_log: str, p: str, rest: int, timestamp: str,
-                 hostname: str | None, program: str | None) -> PreDecoded:
+def _drop_id_tag(
+    full_log: str, p: str, rest: int, timestamp: str, hostname: str | None, program: str | None
+) -> PreDecoded:
     log = p[rest:]
     if log.startswith("[ID "):
         close = log.find("]", 4)
         if close >= 0:
-            log = log[close + 2:]
+            log = log[close + 2 :]
     return PreDecoded(full_log, log, timestamp, hostname, program)
 
 
 def _other_formats(full_log: str, p: str) -> PreDecoded:
     size = len(p) + 1
-    if size > 28 and _at(p, 3) == " " and _at(p, 7) == " " and _at(p, 10) == " " \
-            and _at(p, 13) == ":" and _at(p, 16) == ":" and _at(p, 19) == " " \
-            and _at(p, 24) == " " and _at(p, 26) == " ":
+    if (
+        size > 28
+        and _at(p, 3) == " "
+        and _at(p, 7) == " "
+        and _at(p, 10) == " "
+        and _at(p, 13) == ":"
+        and _at(p, 16) == ":"
+        and _at(p, 19) == " "
+        and _at(p, 24) == " "
+        and _at(p, 26) == " "
+    ):
         return PreDecoded(full_log, p[25:], p[:24])
-    if size > 24 and _at(p, 2) == "/" and _at(p, 5) == "-" and _at(p, 8) == ":" \
-            and _at(p, 11) == ":" and _at(p, 14) == "." and _at(p, 21) == " ":
+    if (
+        size > 24
+        and _at(p, 2) == "/"
+        and _at(p, 5) == "-"
+        and _at(p, 8) == ":"
+        and _at(p, 11) == ":"
+        and _at(p, 14) == "."
+        and _at(p, 21) == " "
+    ):
         return PreDecoded(full_log, p[23:], p[:21])
-    if size > 28 and _at(p, 2) == "/" and _at(p, 5) == "/" and _at(p, 10) == "-" \
-            and _at(p, 13) == ":" and _at(p, 16) == ":" and _at(p, 19) == "." and _at(p, 26) == " ":
+    if (
+        size > 28
+        and _at(p, 2) == "/"
+        and _at(p, 5) == "/"
+        and _at(p, 10) == "-"
+        and _at(p, 13) == ":"
+        and _at(p, 16) == ":"
+        and _at(p, 19) == "."
+        and _at(p, 26) == " "
+    ):
         return PreDecoded(full_log, p[28:], p[:26])
-    if size > 27 and _at(p, 0) == "[" and _at(p, 4) == " " and _at(p, 8) == " " \
-            and _at(p, 11) == " " and _at(p, 14) == ":" and _at(p, 17) == ":" \
-            and _at(p, 20) == " " and _at(p, 25) == "]":
+    if (
+        size > 27
+        and _at(p, 0) == "["
+        and _at(p, 4) == " "
+        and _at(p, 8) == " "
+        and _at(p, 11) == " "
+        and _at(p, 14) == ":"
+        and _at(p, 17) == ":"
+        and _at(p, 20) == " "
+        and _at(p, 25) == "]"
+    ):
         return PreDecoded(full_log, p[27:], p[1:25])
-    if size > 26 and p.startswith("[T") and _at(p, 5) == " " and _at(p, 10) == "." \
-            and _at(p, 13) == "." and _at(p, 16) == " " and _at(p, 19) == ":":
+    if (
+        size > 26
+        and p.startswith("[T")
+        and _at(p, 5) == " "
+        and _at(p, 10) == "."
+        and _at(p, 13) == "."
+        and _at(p, 16) == " "
+        and _at(p, 19) == ":"
+    ):
         return _asl(full_log, p)
-    if size > 32 and p[0] == "1" and _is_digit(p, 1) and _is_digit(p, 2) and _is_digit(p, 3) \
-            and _at(p, 10) == "." and _is_digit(p, 13) and _at(p, 14) == " " \
-            and (_at(p, 21) == " " or _at(p, 22) == " "):
+    if (
+        size > 32
+        and p[0] == "1"
+        and _is_digit(p, 1)
+        and _is_digit(p, 2)
+        and _is_digit(p, 3)
+        and _at(p, 10) == "."
+        and _is_digit(p, 13)
+        and _at(p, 14) == " "
+        and (_at(p, 21) == " " or _at(p, 22) == " ")
+    ):
         index = 14
         while _at(p, index) == " ":
             index += 1
-        return PreDecoded(full_log, p[index:], p[:index - 1].rstrip())
+        return PreDecoded(full_log, p[index:], p[: index - 1].rstrip())
     return PreDecoded(full_log, p)
 
 
@@ -200,20 +283,20 @@ def _asl(full_log: str, p: str) -> PreDecoded:
             close = source.find("]", position + 7)
             if close < 0:
                 break
-            program = source[position + 7:close]
+            program = source[position + 7 : close]
             position = close + 1
         elif source.startswith("Message ", position) and not message_done:
             message_done = True
             close = source.find("]", position + 8)
             if close < 0:
-                log = source[position + 8:]
+                log = source[position + 8 :]
                 break
-            log = source[position + 8:close]
+            log = source[position + 8 : close]
             position = close + 1
         elif source.startswith("Host ", position):
             close = source.find("]", position + 5)
             if close >= 0:
-                hostname = source[position + 5:close]
+                hostname = source[position + 5 : close]
             break
         position = source.find("[", position)
     return PreDecoded(full_log, log, None, hostname, program)

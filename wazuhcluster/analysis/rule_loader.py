@@ -30,37 +30,90 @@ MAX_LEVEL = 16
 
 # Element -> (expression key, default type). Concatenated when repeated, like Wazuh does.
 _EXPRESSION_ELEMENTS = {
-    "match": "osmatch", "regex": "osregex", "program_name": "osmatch", "id": "osmatch",
-    "system_name": "osmatch", "protocol": "osmatch", "action": "string", "url": "osmatch",
-    "location": "osmatch", "data": "osmatch", "extra_data": "osmatch", "hostname": "osmatch",
-    "status": "osmatch", "srcport": "osmatch", "dstport": "osmatch", "srcgeoip": "osmatch",
-    "dstgeoip": "osmatch", "user": "osmatch",
+    "match": "osmatch",
+    "regex": "osregex",
+    "program_name": "osmatch",
+    "id": "osmatch",
+    "system_name": "osmatch",
+    "protocol": "osmatch",
+    "action": "string",
+    "url": "osmatch",
+    "location": "osmatch",
+    "data": "osmatch",
+    "extra_data": "osmatch",
+    "hostname": "osmatch",
+    "status": "osmatch",
+    "srcport": "osmatch",
+    "dstport": "osmatch",
+    "srcgeoip": "osmatch",
+    "dstgeoip": "osmatch",
+    "user": "osmatch",
 }
 _SAME = {
-    "same_source_ip": "srcip", "same_srcip": "srcip", "same_dstip": "dstip",
-    "same_src_port": "srcport", "same_srcport": "srcport", "same_dst_port": "dstport",
-    "same_dstport": "dstport", "same_protocol": "protocol", "same_action": "action",
-    "same_id": "id", "same_url": "url", "same_data": "data", "same_extra_data": "extra_data",
-    "same_status": "status", "same_system_name": "system_name", "same_srcgeoip": "srcgeoip",
-    "same_dstgeoip": "dstgeoip", "same_location": "location", "same_srcuser": "srcuser",
+    "same_source_ip": "srcip",
+    "same_srcip": "srcip",
+    "same_dstip": "dstip",
+    "same_src_port": "srcport",
+    "same_srcport": "srcport",
+    "same_dst_port": "dstport",
+    "same_dstport": "dstport",
+    "same_protocol": "protocol",
+    "same_action": "action",
+    "same_id": "id",
+    "same_url": "url",
+    "same_data": "data",
+    "same_extra_data": "extra_data",
+    "same_status": "status",
+    "same_system_name": "system_name",
+    "same_srcgeoip": "srcgeoip",
+    "same_dstgeoip": "dstgeoip",
+    "same_location": "location",
+    "same_srcuser": "srcuser",
     "same_user": "dstuser",
 }
 _DIFFERENT = {
-    "different_srcip": "srcip", "not_same_source_ip": "srcip", "different_dstip": "dstip",
-    "different_src_port": "srcport", "different_srcport": "srcport",
-    "different_dst_port": "dstport", "different_dstport": "dstport",
-    "different_protocol": "protocol", "different_action": "action", "different_id": "id",
-    "not_same_id": "id", "different_url": "url", "different_data": "data",
-    "different_extra_data": "extra_data", "different_status": "status",
-    "different_system_name": "system_name", "different_srcgeoip": "srcgeoip",
-    "different_dstgeoip": "dstgeoip", "different_srcuser": "srcuser", "different_user": "dstuser",
-    "not_same_user": "dstuser", "different_location": "location",
+    "different_srcip": "srcip",
+    "not_same_source_ip": "srcip",
+    "different_dstip": "dstip",
+    "different_src_port": "srcport",
+    "different_srcport": "srcport",
+    "different_dst_port": "dstport",
+    "different_dstport": "dstport",
+    "different_protocol": "protocol",
+    "different_action": "action",
+    "different_id": "id",
+    "not_same_id": "id",
+    "different_url": "url",
+    "different_data": "data",
+    "different_extra_data": "extra_data",
+    "different_status": "status",
+    "different_system_name": "system_name",
+    "different_srcgeoip": "srcgeoip",
+    "different_dstgeoip": "dstgeoip",
+    "different_srcuser": "srcuser",
+    "different_user": "dstuser",
+    "not_same_user": "dstuser",
+    "different_location": "location",
 }
-_IGNORED_ELEMENTS = {"check_diff", "cve", "same_agent",
-                     "not_same_agent", "var", "if_matched_regex"}
-_DAYS = {"sunday": {0}, "sun": {0}, "monday": {1}, "mon": {1}, "tuesday": {2}, "tue": {2},
-         "wednesday": {3}, "wed": {3}, "thursday": {4}, "thu": {4}, "friday": {5}, "fri": {5},
-         "saturday": {6}, "sat": {6}, "weekdays": {1, 2, 3, 4, 5}, "weekends": {0, 6}}
+_IGNORED_ELEMENTS = {"check_diff", "cve", "same_agent", "not_same_agent", "var", "if_matched_regex"}
+_DAYS = {
+    "sunday": {0},
+    "sun": {0},
+    "monday": {1},
+    "mon": {1},
+    "tuesday": {2},
+    "tue": {2},
+    "wednesday": {3},
+    "wed": {3},
+    "thursday": {4},
+    "thu": {4},
+    "friday": {5},
+    "fri": {5},
+    "saturday": {6},
+    "sat": {6},
+    "weekdays": {1, 2, 3, 4, 5},
+    "weekends": {0, 6},
+}
 _HOUR = re.compile(r"\s*(\d{1,2})(?::(\d\d))?\s*(am|pm)?\s*$", re.IGNORECASE)
 
 ListResolver = Callable[[str], "dict[str, str] | None"]
@@ -145,8 +198,13 @@ def parse_weekdays(text: str) -> tuple[bool, frozenset[int]] | None:
 class RuleBuilder:
     """Reads rule files one after another into a tree, as analysisd does."""
 
-    def __init__(self, decoder_names: set[str], lists: ListResolver,
-                 log_alert_level: int = 3, email_alert_level: int = 12) -> None:
+    def __init__(
+        self,
+        decoder_names: set[str],
+        lists: ListResolver,
+        log_alert_level: int = 3,
+        email_alert_level: int = 12,
+    ) -> None:
         self.decoder_names = decoder_names
         self.lists = lists
         self.log_alert_level = log_alert_level
@@ -188,14 +246,20 @@ class RuleBuilder:
             frequency = _int_attr(node, "frequency", path, 0, 2, 9999)
         noalert = (node.get("noalert") or "0").strip() == "1"
         rule = Rule(
-            id=rule_id, level=level, source=path, line=node.line,
+            id=rule_id,
+            level=level,
+            source=path,
+            line=node.line,
             sort_level=level * 100 if level else 9900,
             maxsize=_int_attr(node, "maxsize", path, 0, 0, 99_999),
             frequency=frequency,
             timeframe=_int_attr(node, "timeframe", path, 360, 0, 99_999_999),
             ignore_time=_int_attr(node, "ignore", path, 0, 0, 999_999),
-            noalert=noalert, overwrite=overwrite, group_text=group_name,
-            mail=level >= self.email_alert_level, log_alert=level >= self.log_alert_level,
+            noalert=noalert,
+            overwrite=overwrite,
+            group_text=group_name,
+            mail=level >= self.email_alert_level,
+            log_alert=level >= self.log_alert_level,
         )
         texts: dict[str, tuple[Node, str]] = {}
         try:
@@ -210,20 +274,35 @@ class RuleBuilder:
                 rule.user = expression
             else:
                 rule.expressions[name] = expression
-        if (rule.same or rule.different or rule.same_dynamic or rule.different_dynamic
-                or rule.frequency) and not rule.context:
-            raise RuleLoadError(path, node.line,
-                                f"rule {rule_id}: frequency/same options need if_matched_*")
-        if rule.if_matched_group is not None and not rule.if_sid and rule.if_group is None \
-                and not overwrite:
+        if (
+            rule.same
+            or rule.different
+            or rule.same_dynamic
+            or rule.different_dynamic
+            or rule.frequency
+        ) and not rule.context:
+            raise RuleLoadError(
+                path, node.line, f"rule {rule_id}: frequency/same options need if_matched_*"
+            )
+        if (
+            rule.if_matched_group is not None
+            and not rule.if_sid
+            and rule.if_group is None
+            and not overwrite
+        ):
             rule.if_group = rule.if_matched_group.source
-        if rule.if_matched_sid is not None and not rule.if_sid and rule.if_group is None \
-                and not overwrite:
+        if (
+            rule.if_matched_sid is not None
+            and not rule.if_sid
+            and rule.if_group is None
+            and not overwrite
+        ):
             rule.if_sid = [rule.if_matched_sid]
         return rule
 
-    def _element(self, rule: Rule, child: Node, texts: dict[str, tuple[Node, str]],
-                 path: str) -> None:
+    def _element(
+        self, rule: Rule, child: Node, texts: dict[str, tuple[Node, str]], path: str
+    ) -> None:
         tag = child.tag.lower()
         text = child.text
         where = f"rule {rule.id}: <{child.tag}>"
@@ -247,8 +326,9 @@ class RuleBuilder:
             try:
                 entry = parse_ip_entry(text)
             except ValueError:
-                raise RuleLoadError(path, child.line, f"{where}: invalid address {text!r}") \
-                    from None
+                raise RuleLoadError(
+                    path, child.line, f"{where}: invalid address {text!r}"
+                ) from None
             current = getattr(rule, tag)
             entries = (current.networks if current else ()) + (entry,)
             setattr(rule, tag, IPList(entries, _yes(child.get("negate"))))
@@ -343,16 +423,22 @@ class RuleBuilder:
         try:
             lookup = cdb.Lookup(lookup_name)
         except ValueError:
-            raise RuleLoadError(path, child.line,
-                                f"rule {rule.id}: unknown list lookup {lookup_name!r}") from None
+            raise RuleLoadError(
+                path, child.line, f"rule {rule.id}: unknown list lookup {lookup_name!r}"
+            ) from None
         if not field:
             raise RuleLoadError(path, child.line, f"rule {rule.id}: <list> without a field")
         check_text = child.get("check_value")
         entries = self.lists(child.text.strip())
         if entries is None:
             raise _SkipRule(f"list {child.text.strip()!r} is not loaded")
-        return ListCheck(field, child.text.strip(), lookup,
-                         OSMatch(check_text) if check_text is not None else None, entries)
+        return ListCheck(
+            field,
+            child.text.strip(),
+            lookup,
+            OSMatch(check_text) if check_text is not None else None,
+            entries,
+        )
 
     # ---- the tree ----------------------------------------------------------------------
 
@@ -390,7 +476,8 @@ class RuleBuilder:
         if rule.if_group is not None:
             alternatives = [a.lower() for a in rule.if_group.split("|") if a]
             return self._attach_where(
-                rule, lambda r: any(a in r.group_text.lower() for a in alternatives))
+                rule, lambda r: any(a in r.group_text.lower() for a in alternatives)
+            )
         for root in self.roots:
             if root.category == rule.category:
                 add_sorted(root.children, rule)
@@ -433,8 +520,18 @@ class RuleBuilder:
 
     @staticmethod
     def _overwrite(old: Rule, new: Rule) -> None:
-        keep = ("id", "children", "feeds", "search_key", "if_sid", "if_group", "if_level",
-                "if_matched_sid", "if_matched_group", "context")
+        keep = (
+            "id",
+            "children",
+            "feeds",
+            "search_key",
+            "if_sid",
+            "if_group",
+            "if_level",
+            "if_matched_sid",
+            "if_matched_group",
+            "context",
+        )
         for field in attrs.fields(Rule):
             if field.name not in keep:
                 setattr(old, field.name, getattr(new, field.name))

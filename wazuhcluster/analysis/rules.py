@@ -27,8 +27,21 @@ MAX_HISTORY = 512
 
 # Fields that <same_*>/<different_*> compare, by their static names.
 SAME_FIELD_NAMES = (
-    "srcip", "id", "dstip", "srcport", "dstport", "srcuser", "dstuser", "protocol", "action",
-    "url", "data", "extra_data", "status", "system_name", "location",
+    "srcip",
+    "id",
+    "dstip",
+    "srcport",
+    "dstport",
+    "srcuser",
+    "dstuser",
+    "protocol",
+    "action",
+    "url",
+    "data",
+    "extra_data",
+    "status",
+    "system_name",
+    "location",
 )
 
 
@@ -140,16 +153,19 @@ class Rule:
     children: list[Rule] = attrs.field(factory=list)
     feeds: list[tuple[str, int]] = attrs.field(factory=list)
     search_key: tuple[str, int] | None = None
-    child_cache: dict[tuple[str, str | None, tuple[str | None, ...], frozenset[str]],
-                      tuple[Rule, ...]] = attrs.field(factory=dict, repr=False)
+    child_cache: dict[
+        tuple[str, str | None, tuple[str | None, ...], frozenset[str]], tuple[Rule, ...]
+    ] = attrs.field(factory=dict, repr=False)
     key_fields: tuple[str, ...] = attrs.field(default=(), repr=False)
     presence_fields: frozenset[str] = attrs.field(default=frozenset(), repr=False)
     overflows: int = attrs.field(default=0, repr=False)
     indexed: bool = attrs.field(default=False, repr=False)
     checks: tuple[Callable[[EventInfo, RuleState], bool], ...] | None = attrs.field(
-        default=None, repr=False)
+        default=None, repr=False
+    )
     alert_template: tuple[dict[str, Any], dict[str, Any]] | None = attrs.field(
-        default=None, repr=False)
+        default=None, repr=False
+    )
 
     def children_for(self, event: EventInfo) -> tuple[Rule, ...]:
         """The children worth trying for ``event``.
@@ -163,20 +179,26 @@ class Rule:
         if not self.indexed:
             self.key_fields = _pick_key_fields(self.children)
             self.presence_fields = frozenset(
-                name.lower() for child in self.children for name, _ in child.fields)
+                name.lower() for child in self.children for name, _ in child.fields
+            )
             self.indexed = True
         decoder_name = event.decoder.reported_name if event.decoder is not None else ""
         key_fields = self.key_fields
         values = tuple([event.find_field(name) for name in key_fields]) if key_fields else ()
         # Which tested fields the event has at all: a field condition fails without its field.
-        present = self.presence_fields.intersection(event.field_index) \
-            if self.presence_fields and event.field_index else _NOTHING
+        present = (
+            self.presence_fields.intersection(event.field_index)
+            if self.presence_fields and event.field_index
+            else _NOTHING
+        )
         key = (decoder_name, event.program_name, values, present)
         found = self.child_cache.get(key)
         if found is None:
-            found = tuple(c for c in self.children
-                          if _may_match(c, decoder_name, event.program_name, self.key_fields,
-                                        values, present))
+            found = tuple(
+                c
+                for c in self.children
+                if _may_match(c, decoder_name, event.program_name, self.key_fields, values, present)
+            )
             if len(self.child_cache) >= MAX_CHILD_CACHE:
                 self.child_cache.clear()
                 self.overflows += 1
@@ -211,20 +233,25 @@ def _pick_key_fields(children: list[Rule]) -> tuple[str, ...]:
     for child in children:
         for name in {name for name, _ in child.fields}:
             counts[name] = counts.get(name, 0) + 1
-    ranked = sorted((item for item in counts.items() if item[1] >= 2),
-                    key=lambda item: -item[1])
+    ranked = sorted((item for item in counts.items() if item[1] >= 2), key=lambda item: -item[1])
     return tuple(name for name, _ in ranked[:MAX_KEY_FIELDS])
 
 
-def _may_match(child: Rule, decoder_name: str, program_name: str | None,
-               key_fields: tuple[str, ...], values: tuple[str | None, ...],
-               present: frozenset[str]) -> bool:
+def _may_match(
+    child: Rule,
+    decoder_name: str,
+    program_name: str | None,
+    key_fields: tuple[str, ...],
+    values: tuple[str | None, ...],
+    present: frozenset[str],
+) -> bool:
     """False when ``child`` surely fails on these decoder, program name and field values."""
     if child.decoded_as is not None and child.decoded_as != decoder_name:
         return False
     expression = child.expressions.get("program_name")
-    if expression is not None and (program_name is None or
-                                   expression.matches(program_name) == expression.negate):
+    if expression is not None and (
+        program_name is None or expression.matches(program_name) == expression.negate
+    ):
         return False
     for name, condition in child.fields:
         if name.lower() not in present:
@@ -262,7 +289,8 @@ class RuleState:
     ignore_marks: dict[tuple[int, tuple[str | None, ...]], float] = attrs.field(factory=dict)
     first_seen: set[tuple[str | None, ...]] = attrs.field(factory=set)
     accumulated: dict[tuple[str, str, str], tuple[float, dict[str, str]]] = attrs.field(
-        factory=dict)
+        factory=dict
+    )
 
     def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
         """The bounded history list for ``key``."""
@@ -295,7 +323,8 @@ def first_time_seen(event: EventInfo, state: RuleState) -> bool:
         return False
     if event.fts_new is None:
         key = (decoder.reported_name,) + tuple(
-            event.location if name == "location" else event.get(name) for name in decoder.fts)
+            event.location if name == "location" else event.get(name) for name in decoder.fts
+        )
         event.fts_new = key not in state.first_seen
         if event.fts_new:
             if len(state.first_seen) > 100_000:
@@ -310,8 +339,14 @@ Check = Callable[[EventInfo, "RuleState"], bool]
 def _log_check(expression: Expression) -> Check:
     """A check on the log; plain OS_Match substrings test the pre-lowered log directly."""
     negate = expression.negate
-    if isinstance(expression, OSMatch) and not expression.inverted and not expression.any_empty \
-            and not expression.exact and not expression.prefixes and not expression.suffixes:
+    if (
+        isinstance(expression, OSMatch)
+        and not expression.inverted
+        and not expression.any_empty
+        and not expression.exact
+        and not expression.prefixes
+        and not expression.suffixes
+    ):
         parts = expression.contains
         if len(parts) == 1:
             part = parts[0]
@@ -323,6 +358,7 @@ def _log_check(expression: Expression) -> Check:
                 if piece in low:
                     return not negate
             return negate
+
         return contains
     if isinstance(expression, OSMatch):
         found_in = expression.found_in_lowered
@@ -343,14 +379,17 @@ def _expression_check(name: str, expression: Expression) -> Check:
     if name == "location":
         return lambda event, state: matches(event.location) != negate
     if name in ("hostname", "program_name"):
+
         def header(event: EventInfo, state: RuleState) -> bool:
             value = getattr(event, name)
             return value is not None and matches(value) != negate
+
         return header
 
     def static(event: EventInfo, state: RuleState) -> bool:
         value = event.static.get(name)
         return value is not None and matches(value) != negate
+
     return static
 
 
@@ -362,6 +401,7 @@ def _field_check(name: str, expression: Expression) -> Check:
     def field(event: EventInfo, state: RuleState) -> bool:
         value = event.field_index.get(key)
         return value is not None and matches(value) != negate
+
     return field
 
 
@@ -369,6 +409,7 @@ def _ip_check(name: str, addresses: IPList) -> Check:
     def address(event: EventInfo, state: RuleState) -> bool:
         value = event.static.get(name)
         return value is not None and addresses.matches(value) != addresses.negate
+
     return address
 
 
@@ -378,6 +419,7 @@ def _user_check(expression: Expression) -> Check:
         if value is None:
             value = event.static.get("srcuser")
         return value is not None and test(expression, value)
+
     return user
 
 
@@ -387,8 +429,9 @@ def compile_checks(rule: Rule) -> tuple[Check, ...]:
     # Below the roots, children_for() has already filtered on decoded_as.
     if rule.decoded_as is not None and rule.id < 10:
         wanted = rule.decoded_as
-        checks.append(lambda event, state: event.decoder is not None
-                      and event.decoder.reported_name == wanted)
+        checks.append(
+            lambda event, state: event.decoder is not None and event.decoder.reported_name == wanted
+        )
     for name, expression in rule.expressions.items():
         checks.append(_expression_check(name, expression))
     for name, expression in rule.fields:
@@ -417,6 +460,7 @@ def compile_checks(rule: Rule) -> tuple[Check, ...]:
 def _list_check(lookup: ListCheck) -> Check:
     def listed(event: EventInfo, state: RuleState) -> bool:
         return lookup.passes(event)
+
     return listed
 
 

@@ -75,8 +75,7 @@ def parse_ruleset(section: Section, alerts: Section | None = None) -> RulesetSet
         ruleset = attrs.evolve(
             ruleset,
             log_alert_level=alerts.integer("log_alert_level", DEFAULT_LOG_ALERT_LEVEL, 0, 16),
-            email_alert_level=alerts.integer("email_alert_level", DEFAULT_EMAIL_ALERT_LEVEL,
-                                             0, 16),
+            email_alert_level=alerts.integer("email_alert_level", DEFAULT_EMAIL_ALERT_LEVEL, 0, 16),
         )
     return ruleset
 

@@ -330,9 +330,7 @@ class Endpoints:
             rows = [row for row in rows if row["type"] == call.params["type"]]
         page, total = apply_listing(rows, listing, NODE_FIELDS, ("name",))
         return Reply(
-            envelope(
-                page, failed, *_messages("All selected nodes information was returned"), total
-            )
+            envelope(page, failed, *_messages("All selected nodes information was returned"), total)
         )
 
     async def healthcheck(self, call: Call) -> Reply:
