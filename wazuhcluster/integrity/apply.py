@@ -19,7 +19,7 @@ from attrs import frozen
 
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.pack import Staged
-from wazuhcluster.integrity.paths import PathRefused, resolve, resolve_for_rename
+from wazuhcluster.integrity.paths import PathRefused, resolve
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for, item_for_directory
 
 # Indirection so tests can simulate a crash between two renames.
@@ -156,7 +156,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
             except IsADirectoryError:
                 # A directory stands there: only one that holds nothing but empty directories
                 # (left by this sync's deletions) gives way.
-                target, _ = resolve_for_rename(home, path, checked_dirs)
+                target = resolve(home, path, replace_empty_dir=True, known_dirs=checked_dirs)
                 _replace(tmp, target)
         except (PathRefused, OSError) as e:
             reason = e.reason if isinstance(e, PathRefused) else f"cannot rename: {e.strerror or e}"

@@ -131,38 +131,6 @@ def resolve(
     :raises PathRefused: when the path is invalid or the tree does not allow it.
     :raises OSError: on I/O errors other than a missing component.
     """
-    return _resolve(
-        home,
-        relpath,
-        create_parents,
-        clear_files,
-        cleared,
-        replace_empty_dir,
-        check_target,
-        known_dirs,
-    )[0]
-
-
-def resolve_for_rename(home: str, relpath: str, known_dirs: set[str]) -> tuple[str, bool]:
-    """:func:`resolve` with ``replace_empty_dir`` for a rename onto ``relpath``; also whether a
-    file (or symlink) stands at the target now, from the same ``lstat``.
-
-    :raises PathRefused: as :func:`resolve`.
-    """
-    return _resolve(home, relpath, False, frozenset(), None, True, True, known_dirs)
-
-
-def _resolve(
-    home: str,
-    relpath: str,
-    create_parents: bool,
-    clear_files: frozenset[str],
-    cleared: list[str] | None,
-    replace_empty_dir: bool,
-    check_target: bool,
-    known_dirs: set[str] | None,
-) -> tuple[str, bool]:
-    """:func:`resolve`, and whether the target exists (False when it is not checked)."""
     validate_relpath(relpath)
     parts = relpath.split("/")
     parent = relpath.rpartition("/")[0]
@@ -179,7 +147,7 @@ def _resolve(
             if not create_parents:
                 # Nothing exists below here, so nothing can redirect us; the caller sees ENOENT
                 # later.
-                return os.path.join(home, *parts), False
+                return os.path.join(home, *parts)
             os.mkdir(current, DIR_MODE)
             st = os.lstat(current)
         if stat.S_ISREG(st.st_mode) and "/".join(walked) in clear_files and create_parents:
@@ -196,23 +164,21 @@ def _resolve(
     return _check_target(relpath, os.path.join(current, parts[-1]), check_target, replace_empty_dir)
 
 
-def _check_target(
-    relpath: str, target: str, check_target: bool, replace_empty_dir: bool
-) -> tuple[str, bool]:
-    """The final-component check of :func:`resolve`; also whether a file or symlink is there."""
+def _check_target(relpath: str, target: str, check_target: bool, replace_empty_dir: bool) -> str:
+    """The final-component check of :func:`resolve`."""
     if not check_target:
-        return target, False
+        return target
     try:
         st = os.lstat(target)
     except FileNotFoundError:
-        return target, False
+        return target
     if stat.S_ISDIR(st.st_mode) and replace_empty_dir:
         if not _remove_empty_tree(target):
             raise PathRefused(relpath, "target is a directory that holds files")
-        return target, False
+        return target
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise PathRefused(relpath, "target exists and is not a regular file")
-    return target, True
+    return target
 
 
 def _remove_empty_tree(path: str) -> bool:
