@@ -1,0 +1,84 @@
+"""Paired cold-sync joins: two versions of the worker code, alternated against one master.
+
+Not part of the tests. The machine's speed drifts from minute to minute (another tenant's load,
+ext4 being slow to create files after a large deletion), which moves the figures of
+``bench_integrity_cluster.py`` more than most code changes do. Here one master (from this
+checkout) holds a tree of 10,000 files of 1-8 KB and fresh, empty workers join it one after
+another, their code taken in turn from each source tree given; each join is timed as in (a),
+from the worker's link up to the end of its durable sync::
+
+    git archive OLD wazuhcluster twisted | tar -x -C /tmp/old
+    .venv/bin/python bench/join_pairs.py BASE ROUNDS /tmp/old "$PWD"
+
+BASE is a new directory for the homes (under /dev/shm for tmpfs); ROUNDS joins per tree. A node
+takes its code from its working directory, which comes first on its ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench_integrity_cluster import (
+    LogTail,
+    Nodes,
+    cold_sync,
+    make_tree,
+    start_master_and_worker1,
+    wait,
+)
+
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
+
+
+def join(nodes: Nodes, name: str, tree: str) -> float:
+    """Start the fresh worker ``name`` with the code of ``tree``; the seconds from its link up
+    until it logs the end of its sync."""
+    log = LogTail(nodes.cluster.home(name).cluster_log)
+    os.sync()  # as in (a): no dirty pages of the step before
+    os.chdir(tree)
+    try:
+        nodes.start(name, "worker")
+    finally:
+        os.chdir(CHECKOUT)
+    wait(lambda: log.count("Successfully connected") >= 1, f"{name}'s link up", 60)
+    started = time.perf_counter()
+    wait(lambda: log.count("[Integrity sync] Finished") >= 1, f"the sync of {name}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    """Run the rounds and print every join, then the median per tree."""
+    base, rounds, trees = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    if base.exists() or not trees:
+        raise SystemExit(__doc__)
+    nodes = Nodes(base, [f"worker{i}" for i in range(1, rounds * len(trees) + 2)])
+    results: dict[str, list[float]] = {tree: [] for tree in trees}
+    os.chdir(CHECKOUT)
+    try:
+        start_master_and_worker1(nodes)
+        staging = nodes.cluster.home("master").root / "queue" / "bench"
+        make_tree(staging, 10_000)
+        cold_sync(nodes, staging)
+        nodes.stop("worker1")
+        number = 2
+        for _ in range(rounds):
+            for tree in trees:
+                name = f"worker{number}"
+                number += 1
+                took = join(nodes, name, tree)
+                nodes.stop(name)
+                results[tree].append(took)
+                print(f"{tree}: {took:.3f} s [load {os.getloadavg()[0]:.1f}]", flush=True)
+    finally:
+        nodes.stop_all()
+    for tree, joins in results.items():
+        shown = ", ".join(f"{t:.3f}" for t in sorted(joins))
+        print(f"{tree}: median {statistics.median(joins):.3f} s ({shown})")
+
+
+if __name__ == "__main__":
+    main()
