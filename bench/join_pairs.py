@@ -26,6 +26,7 @@ from bench_integrity_cluster import (
     LogTail,
     Nodes,
     cold_sync,
+    cpu_seconds,
     make_tree,
     start_master_and_worker1,
     wait,
@@ -34,9 +35,10 @@ from bench_integrity_cluster import (
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 
-def join(nodes: Nodes, name: str, tree: str) -> float:
+def join(nodes: Nodes, name: str, tree: str) -> tuple[float, float, float]:
     """Start the fresh worker ``name`` with the code of ``tree``; the seconds from its link up
-    until it logs the end of its sync."""
+    until it logs the end of its sync, and the CPU seconds the worker and the master used in
+    that time (far steadier than the wall time on a shared machine)."""
     log = LogTail(nodes.cluster.home(name).cluster_log)
     os.sync()  # as in (a): no dirty pages of the step before
     os.chdir(tree)
@@ -46,17 +48,21 @@ def join(nodes: Nodes, name: str, tree: str) -> float:
         os.chdir(CHECKOUT)
     wait(lambda: log.count("Successfully connected") >= 1, f"{name}'s link up", 60)
     started = time.perf_counter()
+    pids = (nodes.pid(name), nodes.pid("master"))
+    cpu0 = [cpu_seconds(pid) for pid in pids]
     wait(lambda: log.count("[Integrity sync] Finished") >= 1, f"the sync of {name}")
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    worker_cpu, master_cpu = (cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True))
+    return took, worker_cpu, master_cpu
 
 
 def main() -> None:
-    """Run the rounds and print every join, then the median per tree."""
+    """Run the rounds and print every join, then the medians per tree."""
     base, rounds, trees = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     if base.exists() or not trees:
         raise SystemExit(__doc__)
     nodes = Nodes(base, [f"worker{i}" for i in range(1, rounds * len(trees) + 2)])
-    results: dict[str, list[float]] = {tree: [] for tree in trees}
+    results: dict[str, list[tuple[float, float, float]]] = {tree: [] for tree in trees}
     os.chdir(CHECKOUT)
     try:
         start_master_and_worker1(nodes)
@@ -69,15 +75,23 @@ def main() -> None:
             for tree in trees:
                 name = f"worker{number}"
                 number += 1
-                took = join(nodes, name, tree)
+                took, worker_cpu, master_cpu = join(nodes, name, tree)
                 nodes.stop(name)
-                results[tree].append(took)
-                print(f"{tree}: {took:.3f} s [load {os.getloadavg()[0]:.1f}]", flush=True)
+                results[tree].append((took, worker_cpu, master_cpu))
+                print(
+                    f"{tree}: {took:.3f} s, CPU worker {worker_cpu:.2f} s, master "
+                    f"{master_cpu:.2f} s [load {os.getloadavg()[0]:.1f}]",
+                    flush=True,
+                )
     finally:
         nodes.stop_all()
     for tree, joins in results.items():
-        shown = ", ".join(f"{t:.3f}" for t in sorted(joins))
-        print(f"{tree}: median {statistics.median(joins):.3f} s ({shown})")
+        walls, worker_cpus, master_cpus = zip(*joins, strict=True)
+        shown = ", ".join(f"{t:.3f}" for t in sorted(walls))
+        print(
+            f"{tree}: median {statistics.median(walls):.3f} s ({shown}); median CPU worker "
+            f"{statistics.median(worker_cpus):.2f} s, master {statistics.median(master_cpus):.2f} s"
+        )
 
 
 if __name__ == "__main__":
