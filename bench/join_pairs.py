@@ -1,11 +1,11 @@
-"""Paired cold-sync joins: two versions of the worker code, alternated against one master.
+"""Paired cold-sync joins: two versions of the code, alternated, each with its own master.
 
 Not part of the tests. The machine's speed drifts from minute to minute (another tenant's load,
 ext4 being slow to create files after a large deletion), which moves the figures of
-``bench_integrity_cluster.py`` more than most code changes do. Here one master (from this
-checkout) holds a tree of 10,000 files of 1-8 KB and fresh, empty workers join it one after
-another, their code taken in turn from each source tree given; each join is timed as in (a),
-from the worker's link up to the end of its durable sync::
+``bench_integrity_cluster.py`` more than most code changes do. Here each source tree given gets
+a cluster of its own (a master holding a tree of 10,000 files of 1-8 KB, so two versions that
+speak different protocols can be compared), and fresh, empty workers join the masters in turn;
+each join is timed as in (a), from the worker's link up to the end of its durable sync::
 
     git archive OLD wazuhcluster twisted | tar -x -C /tmp/old
     .venv/bin/python bench/join_pairs.py BASE ROUNDS /tmp/old "$PWD"
@@ -20,7 +20,11 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from bench_integrity_cluster import (
     LogTail,
@@ -34,6 +38,18 @@ from bench_integrity_cluster import (
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
+T = TypeVar("T")
+
+
+def in_tree(tree: str, action: Callable[[], T]) -> T:
+    """``action()`` run with ``tree`` as the working directory, so the nodes it starts run the
+    code of that tree."""
+    os.chdir(tree)
+    try:
+        return action()
+    finally:
+        os.chdir(CHECKOUT)
+
 
 def join(nodes: Nodes, name: str, tree: str) -> tuple[float, float, float]:
     """Start the fresh worker ``name`` with the code of ``tree``; the seconds from its link up
@@ -41,11 +57,7 @@ def join(nodes: Nodes, name: str, tree: str) -> tuple[float, float, float]:
     that time (far steadier than the wall time on a shared machine)."""
     log = LogTail(nodes.cluster.home(name).cluster_log)
     os.sync()  # as in (a): no dirty pages of the step before
-    os.chdir(tree)
-    try:
-        nodes.start(name, "worker")
-    finally:
-        os.chdir(CHECKOUT)
+    in_tree(tree, lambda: nodes.start(name, "worker"))
     wait(lambda: log.count("Successfully connected") >= 1, f"{name}'s link up", 60)
     started = time.perf_counter()
     pids = (nodes.pid(name), nodes.pid("master"))
@@ -61,20 +73,23 @@ def main() -> None:
     base, rounds, trees = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     if base.exists() or not trees:
         raise SystemExit(__doc__)
-    nodes = Nodes(base, [f"worker{i}" for i in range(1, rounds * len(trees) + 2)])
+    clusters = {
+        tree: Nodes(base / f"tree{i}", [f"worker{w}" for w in range(1, rounds + 2)])
+        for i, tree in enumerate(trees)
+    }
     results: dict[str, list[tuple[float, float, float]]] = {tree: [] for tree in trees}
     os.chdir(CHECKOUT)
-    try:
-        start_master_and_worker1(nodes)
-        staging = nodes.cluster.home("master").root / "queue" / "bench"
-        make_tree(staging, 10_000)
-        cold_sync(nodes, staging)
-        nodes.stop("worker1")
-        number = 2
-        for _ in range(rounds):
-            for tree in trees:
+    with ExitStack() as stack:
+        for tree, nodes in clusters.items():
+            stack.callback(nodes.stop_all)
+            in_tree(tree, partial(start_master_and_worker1, nodes))
+            staging = nodes.cluster.home("master").root / "queue" / "bench"
+            make_tree(staging, 10_000)
+            cold_sync(nodes, staging)
+            nodes.stop("worker1")
+        for number in range(2, rounds + 2):
+            for tree, nodes in clusters.items():
                 name = f"worker{number}"
-                number += 1
                 took, worker_cpu, master_cpu = join(nodes, name, tree)
                 nodes.stop(name)
                 results[tree].append((took, worker_cpu, master_cpu))
@@ -83,8 +98,6 @@ def main() -> None:
                     f"{master_cpu:.2f} s [load {os.getloadavg()[0]:.1f}]",
                     flush=True,
                 )
-    finally:
-        nodes.stop_all()
     for tree, joins in results.items():
         walls, worker_cpus, master_cpus = zip(*joins, strict=True)
         shown = ", ".join(f"{t:.3f}" for t in sorted(walls))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_fuzz_amp import FUZZ
-from wazuhcluster.integrity.pack import PackError, Unpacker, new_hasher
+from wazuhcluster.integrity.pack import SYNC_VERSION, PackError, Unpacker, new_hasher
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX
 
@@ -58,18 +58,26 @@ def _inside_synced(relpath: str) -> bool:
     )
 
 
-def build_stream(paths: list[str], deletes: list[str], content: bytes, lie: int) -> bytes:
+def build_stream(
+    paths: list[str], deletes: list[str], content: bytes, lie: int, blocks: bool = False
+) -> bytes:
     """A sync stream creating ``paths`` with ``content`` (declared ``lie`` bytes off) and
-    deleting ``deletes``."""
+    deleting ``deletes``; each file as a record of its own, or as a block of one file in its
+    directory."""
     hasher = new_hasher()
     hasher.update(content)
     size = max(len(content) + lie, 0)
     body = b""
     for path in paths:
-        record = {"t": "f", "k": "c", "p": path, "s": size, "c": hasher.hexdigest()}
+        if blocks:
+            directory, _, name = path.rpartition("/")
+            files = [["c", name, size, hasher.hexdigest()]]
+            record: dict[str, object] = {"t": "b", "d": directory, "f": files}
+        else:
+            record = {"t": "f", "k": "c", "p": path, "s": size, "c": hasher.hexdigest()}
         body += json.dumps(record).encode() + b"\n" + content
     header = {
-        "v": 1,
+        "v": SYNC_VERSION,
         "type": "sync",
         "create": len(paths),
         "update": 0,
@@ -123,13 +131,15 @@ class PathFuzzTests(SynchronousTestCase):
         self.assertEqual(sorted(os.listdir(self.outside)), ["passwd"])
 
     def test_stream_builder_reaches_staging(self) -> None:
-        """The stream the fuzz builds is valid for an honest path, so the hostile cases are
-        refused for their paths and sizes, not for the framing."""
-        unpacker = Unpacker(str(self.home))
-        unpacker.feed(build_stream(["etc/shared/default/ok.txt"], [], b"hello", 0))
-        received = unpacker.finish()
-        self.assertEqual(sorted(received.plan.missing), ["etc/shared/default/ok.txt"])
-        unpacker.abort("test over")
+        """The stream the fuzz builds is valid for an honest path, in both forms, so the hostile
+        cases are refused for their paths and sizes, not for the framing."""
+        for blocks in (False, True):
+            unpacker = Unpacker(str(self.home))
+            unpacker.feed(build_stream(["etc/shared/default/ok.txt"], [], b"hello", 0, blocks))
+            received = unpacker.finish()
+            self.assertEqual(sorted(received.plan.missing), ["etc/shared/default/ok.txt"])
+            self.assertEqual(sorted(received.staged.files), ["etc/shared/default/ok.txt"])
+            unpacker.abort("test over")
 
     @FUZZ
     @given(
@@ -139,14 +149,15 @@ class PathFuzzTests(SynchronousTestCase):
         deletes=st.lists(HOSTILE_PATHS, max_size=3),
         content=st.binary(max_size=64),
         lie=st.integers(-2, 2),
+        blocks=st.booleans(),
     )
     def test_hostile_sync_stream(
-        self, paths: list[str], deletes: list[str], content: bytes, lie: int
+        self, paths: list[str], deletes: list[str], content: bytes, lie: int, blocks: bool
     ) -> None:
-        """A sync stream naming hostile paths, with sizes that may lie, is refused with
-        PackError or staged only inside synced directories; aborting leaves no temp file and
-        the outside directory untouched."""
-        stream = build_stream(paths, deletes, content, lie)
+        """A sync stream naming hostile paths (as file records or in blocks), with sizes that
+        may lie, is refused with PackError or staged only inside synced directories; aborting
+        leaves no temp file and the outside directory untouched."""
+        stream = build_stream(paths, deletes, content, lie, blocks)
         unpacker = Unpacker(str(self.home))
         try:
             unpacker.feed(stream)

@@ -19,6 +19,7 @@ from wazuhcluster.integrity import pack as pack_module
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
 from wazuhcluster.integrity.pack import (
+    MAX_BLOCK_LINE,
     MAX_LINE,
     PackError,
     Received,
@@ -86,7 +87,7 @@ def pack_bytes(header: Mapping[str, object], *records: Mapping[str, object] | by
 def header(create: int = 0, update: int = 0, delete: int = 0, size: int = 0) -> dict[str, object]:
     """A sync stream header."""
     return {
-        "v": 1,
+        "v": pack_module.SYNC_VERSION,
         "type": "sync",
         "create": create,
         "update": update,
@@ -227,7 +228,8 @@ class PackTests(SynchronousTestCase):
                 header(1, 0, 1, size=10), rec, data, {"t": "d", "p": "etc/shared/b"}
             ),
             "bad header": pack_bytes({"v": 1, "type": "table"}),
-            "long line": b"x" * (MAX_LINE + 1),
+            "long line": b"x" * (MAX_BLOCK_LINE + 1),
+            "long record": pack_bytes(header(0, 0, 1), {"t": "d", "p": "a" * MAX_LINE}),
         }
         for name, stream in bad_streams.items():
             with self.assertRaises(PackError, msg=name):
@@ -404,11 +406,11 @@ class ApplyTests(SynchronousTestCase):
         calls: list[str] = []
         real = os.replace
 
-        def crash_after_one(src: str, dst: str) -> None:
+        def crash_after_one(src: str, dst: str, **dir_fds: int) -> None:
             if calls:
                 raise SystemExit("simulated crash")
             calls.append(dst)
-            real(src, dst)
+            real(src, dst, **dir_fds)
 
         self.patch(apply_module, "_replace", crash_after_one)
         with self.assertRaises(SystemExit):
@@ -574,21 +576,22 @@ class WriterTests(SynchronousTestCase):
             unpacker.feed(data[i : i + 61440])
         return unpacker.finish()
 
-    def test_small_files_in_batches(self) -> None:
-        """Every small file goes through a bounded batch of the writer, verified and with its
-        mode; the big one is written as it arrives; applying gives the master's tree."""
+    def test_small_files_in_blocks(self) -> None:
+        """Every small file goes through one bounded block job of the writer, all of a job's
+        files in one directory and with the table's mode; the big one is written as it
+        arrives; applying gives the master's tree."""
         writer = InlineExecutor()
         received = self.unpack(writer)
-        batches = [args[0] for fn, args in writer.calls if fn is pack_module.write_temp_files]
-        written = [path for batch in batches for path, _, _, _ in batch]
+        blocks = [args for fn, args in writer.calls if fn is pack_module.write_block]
+        self.assertEqual(len(writer.calls), len(blocks))
+        written = [path for _, files, _ in blocks for path, *_ in files]
         self.assertEqual(sorted(written), sorted(p for p in self.plan.files if "big" not in p))
-        self.assertTrue(all(len(b) <= pack_module.BATCH_FILES for b in batches))
-        self.assertTrue(
-            all(
-                sum(len(f[3]) for f in b) < pack_module.BATCH_BYTES + pack_module.SMALL_FILE
-                for b in batches
+        for directory, files, data in blocks:
+            self.assertTrue(0 < len(files) <= pack_module.BLOCK_FILES)
+            self.assertLessEqual(len(data), pack_module.BLOCK_BYTES)
+            self.assertEqual(
+                {os.path.dirname(os.path.join(self.worker, p)) for p, *_ in files}, {directory}
             )
-        )
         self.assertEqual(received.staged.rejected, {})
         self.assertEqual(len(received.staged.files), 301)
         apply_plan(self.worker, received.plan, received.staged)
@@ -599,16 +602,17 @@ class WriterTests(SynchronousTestCase):
             stat.S_IMODE(os.stat(os.path.join(self.worker, "etc/shared/g0/f000")).st_mode), 0o660
         )
 
-    def test_mismatch_never_written(self) -> None:
-        """A small file whose content does not match its checksum is rejected before the
-        writer sees it."""
+    def test_changed_file_never_written(self) -> None:
+        """A small file whose content changed on the master since its scan is marked stale by
+        the master: the worker rejects it and the writer never sees it."""
         with open(os.path.join(self.master, "etc/shared/g1/f001"), "wb") as f:
             f.write(b"x" * 1001)
         writer = InlineExecutor()
         received = self.unpack(writer, b"".join(iter_pack(self.master, self.plan)))
-        self.assertIn("checksum", received.staged.rejected["etc/shared/g1/f001"])
-        batches = [args[0] for fn, args in writer.calls if fn is pack_module.write_temp_files]
-        self.assertNotIn("etc/shared/g1/f001", [p for b in batches for p, _, _, _ in b])
+        self.assertIn("changed on the master", received.staged.rejected["etc/shared/g1/f001"])
+        self.assertEqual(len(received.staged.rejected), 1)
+        blocks = [args for fn, args in writer.calls if fn is pack_module.write_block]
+        self.assertNotIn("etc/shared/g1/f001", [p for _, files, _ in blocks for p, *_ in files])
 
     def test_early_sync(self) -> None:
         """The syncer is asked for a sync() once EARLY_SYNC_BYTES of content went to the writer
@@ -617,14 +621,13 @@ class WriterTests(SynchronousTestCase):
         self.patch(pack_module.os, "sync", lambda: None)
         writer, syncer = InlineExecutor(), InlineExecutor()
         self.unpack(writer, syncer=syncer)
-        self.assertTrue(all(fn is pack_module.write_temp_files for fn, _ in writer.calls))
+        self.assertTrue(all(fn is pack_module.write_block for fn, _ in writer.calls))
         expected, since = 0, 0
         for _, args in writer.calls:
-            since += sum(len(f[3]) for f in args[0])
+            since += len(args[2])
             if since >= 100_000:
                 expected, since = expected + 1, 0
         self.assertGreater(expected, 0)
-        self.assertLess(expected, len(writer.calls))  # the last, small batch does not reach it
         self.assertEqual([fn for fn, _ in syncer.calls], [pack_module.os.sync] * expected)
 
         class Busy(InlineExecutor):
@@ -651,7 +654,8 @@ class WriterTests(SynchronousTestCase):
     def test_real_threads(self) -> None:
         """With as many real writer threads as the worker runs (batches may finish out of
         order) the worker ends equal to the master."""
-        self.patch(pack_module, "BATCH_FILES", 16)
+        self.patch(pack_module, "BLOCK_FILES", 16)
+        self.stream = b"".join(iter_pack(self.master, self.plan))
         with ThreadPoolExecutor(WRITER_THREADS) as writer:
             received = self.unpack(writer)
         self.assertEqual(len(received.staged.files), len(self.plan.files))
@@ -661,58 +665,126 @@ class WriterTests(SynchronousTestCase):
         )
 
 
-class RecordEncodingTests(SynchronousTestCase):
-    """The sender's fast file-record encoding is the JSON line the receiver parses."""
+def block(directory: str, *files: tuple[object, ...]) -> dict[str, object]:
+    """A hand-made block record of ``files`` (kind, name, size, checksum) in ``directory``."""
+    return {"t": "b", "d": directory, "f": [list(f) for f in files]}
 
-    @given(
-        path=st.text(
-            st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
-            min_size=1,
-            max_size=40,
-        ),
-        size=st.integers(min_value=0, max_value=1 << 40),
-        kind=st.sampled_from(["c", "u"]),
-    )
-    @_SETTINGS
-    def test_same_bytes_as_json(self, path: str, size: int, kind: str) -> None:
-        """Any file name (quotes, backslashes, non-ASCII) is encoded exactly as json.dumps
-        would, so packed_size and the receiver's parse agree."""
-        rel = f"etc/shared/g/{path}"
-        checksum = "ab" * 32
-        expected = (
-            json.dumps(
-                {"t": "f", "k": kind, "p": rel, "s": size, "c": checksum},
-                separators=(",", ":"),
-                ensure_ascii=True,
-            ).encode("ascii")
-            + b"\n"
+
+class BlockTests(SynchronousTestCase):
+    """Blocks of small files: what the master sends and what the worker accepts."""
+
+    def setUp(self) -> None:
+        """An empty worker home and a content with its checksum."""
+        self.worker = self.mktemp()
+        os.makedirs(self.worker)
+        self.data = b"hello"
+        self.sum = checksum_bytes(self.data)
+
+    def test_block_staged(self) -> None:
+        """A valid block stages each file of it in its directory with the table's mode; a stale
+        entry is skipped and rejected, its bytes consumed."""
+        stream = pack_bytes(
+            header(2, 1, size=15),
+            block("etc", ("c", "client.keys", 5, self.sum), ("U", "authd.pass", 5, self.sum)),
+            self.data * 2,
+            block("etc/shared/g", ("c", "a b.conf", 5, self.sum)),
+            self.data,
+            {"t": "end"},
         )
-        self.assertEqual(pack_module._file_record(kind, rel, size, checksum), expected)
+        got = receive(self.worker, stream, piece=7)
+        self.assertEqual(sorted(got.staged.files), ["etc/client.keys", "etc/shared/g/a b.conf"])
+        self.assertIn("changed on the master", got.staged.rejected["etc/authd.pass"])
+        self.assertEqual(got.plan.shared, ("etc/authd.pass",))
+        for path, tmp in got.staged.files.items():
+            with open(tmp, "rb") as f:
+                self.assertEqual(f.read(), self.data)
+            self.assertEqual(
+                stat.S_IMODE(os.stat(tmp).st_mode), 0o640 if "etc/c" in path else 0o660
+            )
 
-    @given(
-        path=st.text(st.characters(blacklist_categories=["Cs"]), min_size=0, max_size=40).map(
-            lambda name: f"etc/shared/{name}"
-        ),
-        size=st.integers(min_value=0, max_value=3),
-    )
-    @_SETTINGS
-    def test_plain_and_json_records_read_alike(self, path: str, size: int) -> None:
-        """A file record in the master's plain form (read without the JSON module) and the
-        same record as ordinary JSON are accepted or refused alike, and stage the same file."""
-        data = b"x" * size
-        checksum = checksum_bytes(data)
-        plain = pack_module._file_record("c", path, size, checksum)
-        spaced = json.dumps({"t": "f", "k": "c", "p": path, "s": size, "c": checksum})
-        outcomes: list[list[str] | None] = []
-        for record in (plain, spaced.encode() + b"\n"):
-            worker = self.mktemp()
-            try:
-                received = receive(
-                    worker, pack_bytes(header(1, size=size), record, data, {"t": "end"})
+    def test_hostile_blocks_refused(self) -> None:
+        """A block with a bad directory, name, kind, size, checksum or shape is refused before
+        a byte is written."""
+        good = ("c", "a", 5, self.sum)
+        cases: dict[str, dict[str, object]] = {
+            "escape in directory": block("etc/shared/../..", good),
+            "absolute directory": block("/etc/shared", good),
+            "not synced": block("var/db", good),
+            "name with a slash": block("etc/shared", ("c", "x/a", 5, self.sum)),
+            "dot-dot name": block("etc/shared", ("c", "..", 5, self.sum)),
+            "excluded name": block("etc/shared", ("c", "a.swp", 5, self.sum)),
+            "config file": block("etc", ("c", "wazuh-manager.conf", 5, self.sum)),
+            "bad kind": block("etc/shared", ("x", "a", 5, self.sum)),
+            "negative size": block("etc/shared", ("c", "a", -1, self.sum)),
+            "size over a block file": block(
+                "etc/shared", ("c", "a", pack_module.SMALL_FILE + 1, self.sum)
+            ),
+            "bad checksum": block("etc/shared", ("c", "a", 5, "A" * 64)),
+            "short entry": block("etc/shared", ("c", "a", 5)),
+            "no files": block("etc/shared"),
+            "too many files": block(
+                "etc/shared",
+                *[("c", f"f{i}", 0, self.sum) for i in range(pack_module.BLOCK_FILES + 1)],
+            ),
+            "twice the same name": block("etc/shared", good, good),
+            "files not a list": {"t": "b", "d": "etc/shared", "f": "a"},
+        }
+        for name, record in cases.items():
+            with self.assertRaises(PackError, msg=name):
+                Unpacker(self.worker).feed(
+                    pack_bytes(header(300, size=1 << 20), record, self.data * 2, {"t": "end"})
                 )
-            except PackError:
-                outcomes.append(None)
-                continue
-            outcomes.append(sorted(received.plan.files))
-            received.staged.discard()
-        self.assertEqual(outcomes[0], outcomes[1])
+        self.patch(pack_module, "BLOCK_BYTES", 9)
+        with self.assertRaises(PackError, msg="over the block bytes"):
+            Unpacker(self.worker).feed(
+                pack_bytes(header(2, size=10), block("etc/shared", good, ("c", "b", 5, self.sum)))
+            )
+        self.assertEqual(read_tree(self.worker), {})
+
+    def test_block_behind_symlink(self) -> None:
+        """A block whose directory is reached through a planted symlink is rejected for every
+        file of it, and nothing is written through the link."""
+        outside = os.path.abspath(self.mktemp())
+        os.makedirs(outside)
+        os.makedirs(os.path.join(self.worker, "etc/shared"))
+        os.symlink(outside, os.path.join(self.worker, "etc/shared/link"))
+        stream = pack_bytes(
+            header(2, size=10),
+            block("etc/shared/link", ("c", "a", 5, self.sum), ("c", "b", 5, self.sum)),
+            self.data * 2,
+            {"t": "end"},
+        )
+        got = receive(self.worker, stream)
+        self.assertEqual(sorted(got.staged.rejected), ["etc/shared/link/a", "etc/shared/link/b"])
+        self.assertIn("symlink", got.staged.rejected["etc/shared/link/a"])
+        self.assertEqual(os.listdir(outside), [])
+
+    def test_master_trusts_the_scanned_stat(self) -> None:
+        """The master hashes a small file again only when its stat is not the one its scan
+        trusted; a file changed since is marked stale in the block."""
+        master = self.mktemp()
+        files = {f"etc/shared/g/f{i}": os.urandom(100 + i) for i in range(5)}
+        write_tree(master, files)
+        an_hour_ago = os.stat(master).st_mtime - 3600
+        for path in files:
+            os.utime(os.path.join(master, path), (an_hour_ago, an_hour_ago))
+        plan = compare(scan_tree(master), {})
+        self.assertTrue(all(meta.inode for meta in plan.files.values()))
+        hashed: list[int] = []
+
+        def counting(data: bytes) -> str:
+            hashed.append(len(data))
+            return checksum_bytes(data)
+
+        self.patch(pack_module, "checksum_bytes", counting)
+        stream = b"".join(iter_pack(master, plan))
+        self.assertEqual(hashed, [])
+        self.assertEqual(receive(self.worker, stream).staged.rejected, {})
+        with open(os.path.join(master, "etc/shared/g/f2"), "r+b") as f:
+            f.write(b"changed")
+        stream = b"".join(iter_pack(master, plan))
+        self.assertEqual(hashed, [102])
+        other = self.mktemp()
+        os.makedirs(other)
+        got = receive(other, stream)
+        self.assertEqual(list(got.staged.rejected), ["etc/shared/g/f2"])

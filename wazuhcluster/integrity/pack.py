@@ -4,16 +4,27 @@
 then one line per file ``{"p":path,"c":checksum,"s":size,"m":mode}``. Decoding checks every field,
 the count, duplicates and caps (line length, entries), so a hostile table costs bounded memory.
 
-**Sync stream** (master → worker): a header line
-``{"v":1,"type":"sync","create":A,"update":B,"delete":C,"bytes":N}``, then one
-``{"t":"d","p":path}`` line per deletion, then per file a line
-``{"t":"f","k":"c"|"u","p":path,"s":size,"c":checksum}`` followed by exactly ``size`` raw bytes,
-then ``{"t":"end"}``. The sender reads each file in pieces (:func:`iter_pack`), the receiver writes
-each file as it arrives into a temp file in its target directory (:class:`Unpacker`), so neither
-side ever holds more than a chunk of content in memory. The total size is known before the first
-byte is sent (:func:`packed_size`). A file that changes or vanishes on the master while it is being
-sent keeps its declared size (truncated or padded); the receiver sees the checksum mismatch and
-rejects just that file, which the next cycle sends again.
+**Sync stream** (master → worker), version 2: a header line
+``{"v":2,"type":"sync","create":A,"update":B,"delete":C,"bytes":N}``, then one
+``{"t":"d","p":path}`` line per deletion, then the files, then ``{"t":"end"}``. Files travel two
+ways:
+
+- *Blocks* carry small files (up to :data:`SMALL_FILE`) of one directory, at most
+  :data:`BLOCK_FILES` files and :data:`BLOCK_BYTES` of content each: a line
+  ``{"t":"b","d":directory,"f":[[kind,name,size,checksum],...]}`` followed by the contents, one
+  after the other. The receiver checks the directory once and writes the whole block in one job,
+  so a cold sync of thousands of small files costs little more per file than creating it.
+- A larger file is a line ``{"t":"f","k":kind,"p":path,"s":size,"c":checksum}`` followed by
+  exactly ``size`` raw bytes, read and written piece by piece as they travel.
+
+``kind`` is ``c`` (create) or ``u`` (update). The master reads a small file whole and checks it
+against its table before it goes into a block (by its stat when the scan trusted it, else by
+hashing it again); one that changed or vanished since the scan keeps its declared size (cut or
+padded) and its kind in upper case (``C``, ``U``): the receiver skips it and the next cycle sends
+it again. A large file is checked by the receiver, which hashes it as it
+arrives. The bytes themselves are protected on the way by TLS and by the stream's SHA-256 (see
+``wire.streams``). Neither side ever holds more than a block or a chunk of content in memory, and
+the total size is known before the first byte is sent (:func:`packed_size`).
 """
 
 from __future__ import annotations
@@ -25,7 +36,6 @@ import secrets
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from attrs import define, field, frozen
@@ -35,10 +45,28 @@ from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
 from wazuhcluster.integrity.scan import FileMeta, FileTable, checksum_bytes, new_hasher
 from wazuhcluster.integrity.table import TEMP_PREFIX, SyncItem
 
-FORMAT_VERSION = 1
+#: Version of the table format (worker → master).
+TABLE_VERSION = 1
 
-#: Longest accepted JSON line (a 1 KiB path may grow six-fold with JSON escapes).
+#: Version of the sync stream format (master → worker).
+SYNC_VERSION = 2
+
+#: Longest accepted line of a table, and of a sync stream record other than a block (a 1 KiB
+#: path may grow six-fold with JSON escapes).
 MAX_LINE = 8192
+
+#: Files up to this size travel in blocks; larger ones as a record of their own, in pieces.
+SMALL_FILE = 256 * 1024
+
+#: Most files in one block.
+BLOCK_FILES = 256
+
+#: Most content bytes in one block (the receiver holds a block in memory until it is written).
+BLOCK_BYTES = 512 * 1024
+
+#: Longest accepted block line: BLOCK_FILES entries of a 255-byte name, at most three times
+#: longer once escaped, with size and checksum, stay well under it.
+MAX_BLOCK_LINE = 512 * 1024
 
 #: Default cap on the number of entries of a decoded table.
 DEFAULT_MAX_ENTRIES = 500_000
@@ -54,13 +82,6 @@ DEFAULT_CHUNK_SIZE = 60 * 1024
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
-#: A file record exactly as :func:`_file_record` writes it for a path of printable ASCII without
-#: quote or backslash (so its JSON needs no escape): such a line is read without the JSON module.
-#: Any other line, equally valid JSON, takes the general path.
-_PLAIN_FILE_RECORD = re.compile(
-    rb'\{"t":"f","k":"([cu])","p":"([\x20\x21\x23-\x5b\x5d-\x7e]*)",'
-    rb'"s":(0|[1-9][0-9]{0,18}),"c":"([0-9a-f]{64})"\}'
-)
 _MAX_MODE = 0o7777
 
 
@@ -70,6 +91,12 @@ class PackError(ValueError):
 
 def _line(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+
+
+def _clip(value: object) -> str:
+    """``repr(value)``, cut to a length fit for an error message."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _parse_line(line: bytes) -> dict[str, Any]:
@@ -111,7 +138,7 @@ def _checksum_field(obj: Mapping[str, Any]) -> str:
 
 def encode_table(table: Mapping[str, FileMeta]) -> bytes:
     """Serialize a file table (path, checksum, size, mode; no local cache keys)."""
-    parts = [_line({"v": FORMAT_VERSION, "type": "table", "count": len(table)})]
+    parts = [_line({"v": TABLE_VERSION, "type": "table", "count": len(table)})]
     for path in sorted(table):
         meta = table[path]
         parts.append(_line({"p": path, "c": meta.checksum, "s": meta.size, "m": meta.mode}))
@@ -133,8 +160,8 @@ def decode_table(data: bytes, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> File
         if len(line) > MAX_LINE:
             raise PackError(f"line longer than {MAX_LINE} bytes")
     header = _parse_line(lines[0])
-    if header.get("v") != FORMAT_VERSION or header.get("type") != "table":
-        raise PackError(f"not a version {FORMAT_VERSION} table header: {header!r}")
+    if header.get("v") != TABLE_VERSION or header.get("type") != "table":
+        raise PackError(f"not a version {TABLE_VERSION} table header: {header!r}")
     count = _int_field(header, "count", max_entries)
     if count != len(lines) - 1:
         raise PackError(f"header says {count} entries, found {len(lines) - 1}")
@@ -158,22 +185,74 @@ def decode_table(data: bytes, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> File
 
 def _sync_header(plan: Plan) -> bytes:
     a, b, c = plan.counts
-    header = {"v": FORMAT_VERSION, "type": "sync", "create": a, "update": b, "delete": c}
+    header = {"v": SYNC_VERSION, "type": "sync", "create": a, "update": b, "delete": c}
     return _line({**header, "bytes": plan.transfer_bytes})
 
 
-def _file_record(kind: str, path: str, size: int, checksum: str) -> bytes:
-    """``_line({"t": "f", "k": kind, "p": path, "s": size, "c": checksum})``, byte for byte, at a
-    fraction of the cost (the path is escaped by the JSON module's own ASCII string encoder)."""
-    quoted = encode_basestring_ascii(path)
-    return f'{{"t":"f","k":"{kind}","p":{quoted},"s":{size},"c":"{checksum}"}}\n'.encode("ascii")
+#: One file of a block as the sender lays it out: kind, name in its directory, table metadata.
+_BlockEntry = tuple[str, str, FileMeta]
 
 
-def _file_records(plan: Plan) -> Iterator[tuple[str, bytes, FileMeta]]:
+@frozen
+class _Block:
+    """Small files of one directory sent together."""
+
+    directory: str
+    entries: list[_BlockEntry]
+
+    def line(self, stale: frozenset[str] = frozenset()) -> bytes:
+        """The block's record line; the files named in ``stale`` get their kind in upper case
+        (the same length, so :func:`packed_size` need not know)."""
+        files = [
+            [kind.upper() if name in stale else kind, name, meta.size, meta.checksum]
+            for kind, name, meta in self.entries
+        ]
+        return _line({"t": "b", "d": self.directory, "f": files})
+
+
+@frozen
+class _LargeFile:
+    """A file sent as a record of its own, in pieces."""
+
+    kind: str
+    path: str
+    meta: FileMeta
+
+    def line(self) -> bytes:
+        """The file's record line."""
+        meta = self.meta
+        return _line({"t": "f", "k": self.kind, "p": self.path, "s": meta.size, "c": meta.checksum})
+
+
+def _by_directory(path: str) -> tuple[str, str]:
+    directory, _, name = path.rpartition("/")
+    return directory, name
+
+
+def _layout(plan: Plan) -> Iterator[_Block | _LargeFile]:
+    """The files of ``plan`` in stream order: directory by directory, the small ones in blocks."""
     kinds = {p: "c" for p in plan.missing} | {p: "u" for p in plan.shared}
-    for path in sorted(kinds):
+    block: _Block | None = None
+    block_bytes = 0
+    for path in sorted(kinds, key=_by_directory):
         meta = plan.files[path]
-        yield path, _file_record(kinds[path], path, meta.size, meta.checksum), meta
+        if meta.size > SMALL_FILE:
+            yield _LargeFile(kinds[path], path, meta)
+            continue
+        directory, _, name = path.rpartition("/")
+        if block is not None and (
+            block.directory != directory
+            or len(block.entries) == BLOCK_FILES
+            or block_bytes + meta.size > BLOCK_BYTES
+        ):
+            yield block
+            block = None
+        if block is None:
+            block, block_bytes = _Block(directory, []), 0
+        block.entries.append((kinds[path], name, meta))
+        block_bytes += meta.size
+    if block is not None:
+        yield block
 
 
 _END = _line({"t": "end"})
@@ -183,33 +262,43 @@ def packed_size(plan: Plan) -> int:
     """The exact number of bytes :func:`iter_pack` yields for ``plan``."""
     total = len(_sync_header(plan)) + len(_END)
     total += sum(len(_line({"t": "d", "p": p})) for p in plan.extra)
-    total += sum(len(rec) + meta.size for _, rec, meta in _file_records(plan))
+    for item in _layout(plan):
+        if isinstance(item, _Block):
+            total += len(item.line()) + sum(meta.size for _, _, meta in item.entries)
+        else:
+            total += len(item.line()) + item.meta.size
     return total
 
 
 def iter_pack(home: str, plan: Plan, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
     """Yield the sync stream of ``plan`` in pieces of at most ``chunk_size`` bytes.
 
-    Files are read from ``home`` in pieces while the stream is consumed; memory stays around two
-    chunks. A file that vanished or shrank is padded with zeros, one that grew is cut at its
-    declared size: framing stays exact, and the receiver rejects that file on its checksum.
+    A block's files are read whole and checked against the plan's checksums; a large file is read
+    in pieces while the stream is consumed. Memory stays around one block plus a chunk. A file
+    that vanished or changed keeps its declared size so the framing stays exact: in a block it is
+    marked stale, a large one fails the receiver's checksum.
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     buf = bytearray(_sync_header(plan))
     for path in plan.extra:
         buf += _line({"t": "d", "p": path})
-    for path, record, meta in _file_records(plan):
-        buf += record
-        remaining = meta.size
-        fd = _open_source(os.path.join(home, path))
+    for item in _layout(plan):
+        if isinstance(item, _Block):
+            contents, stale = _read_block(home, item)
+            buf += item.line(stale)
+            for data in contents:
+                buf += data
+            yield from _full_chunks(buf, chunk_size)
+            continue
+        buf += item.line()
+        remaining = item.meta.size
+        fd = _open_source(os.path.join(home, item.path))
         try:
             while remaining:
-                while len(buf) >= chunk_size:
-                    yield bytes(buf[:chunk_size])
-                    del buf[:chunk_size]
+                yield from _full_chunks(buf, chunk_size)
                 want = min(remaining, chunk_size - len(buf))
-                piece = os.read(fd, want) if fd is not None else b""
+                piece = _read_some(fd, want)
                 if not piece:
                     # Vanished or shrunk since the scan: pad, the receiver rejects it by checksum.
                     piece = bytes(want)
@@ -219,9 +308,70 @@ def iter_pack(home: str, plan: Plan, *, chunk_size: int = DEFAULT_CHUNK_SIZE) ->
             if fd is not None:
                 os.close(fd)
     buf += _END
-    while buf:
-        yield bytes(buf[:chunk_size])
+    yield from _full_chunks(buf, chunk_size)
+    if buf:
+        yield bytes(buf)
+
+
+def _full_chunks(buf: bytearray, chunk_size: int) -> Iterator[bytes]:
+    """Cut every whole chunk off the front of ``buf``."""
+    while len(buf) >= chunk_size:
+        with memoryview(buf) as view:
+            piece = bytes(view[:chunk_size])
         del buf[:chunk_size]
+        yield piece
+
+
+def _read_block(home: str, block: _Block) -> tuple[list[bytes], frozenset[str]]:
+    """The contents of a block's files, each exactly its declared size, and the names of those
+    that no longer match the plan (vanished, resized or changed since the scan)."""
+    contents: list[bytes] = []
+    stale: set[str] = set()
+    for _, name, meta in block.entries:
+        data, as_scanned = _read_small(os.path.join(home, block.directory, name), meta)
+        if (
+            data is None
+            or len(data) != meta.size
+            or (not as_scanned and checksum_bytes(data) != meta.checksum)
+        ):
+            stale.add(name)
+            data = (data or b"")[: meta.size].ljust(meta.size, b"\0")
+        contents.append(data)
+    return contents, frozenset(stale)
+
+
+def _read_small(path: str, meta: FileMeta) -> tuple[bytes | None, bool]:
+    """Up to ``meta.size + 1`` bytes of a file (one more than expected shows that it grew), or
+    None if it cannot be read; and whether the file still has the stat the scan trusted when it
+    hashed it (then its content is the hashed one, as the scan itself assumes, and needs no
+    second hashing). The stat is taken after the read, so a change during the read shows."""
+    fd = _open_source(path)
+    if fd is None:
+        return None, False
+    try:
+        data = os.read(fd, meta.size + 1)
+        while 0 < len(data) < meta.size:
+            more = os.read(fd, meta.size + 1 - len(data))
+            if not more:
+                break
+            data += more
+        st = os.fstat(fd)
+    except OSError:
+        return None, False
+    finally:
+        os.close(fd)
+    scanned = (meta.inode, meta.size, meta.mtime_ns)
+    return data, meta.inode != 0 and (st.st_ino, st.st_size, st.st_mtime_ns) == scanned
+
+
+def _read_some(fd: int | None, want: int) -> bytes:
+    """Up to ``want`` bytes of an open source file; nothing once it is gone or unreadable."""
+    if fd is None:
+        return b""
+    try:
+        return os.read(fd, want)
+    except OSError:
+        return b""
 
 
 def _open_source(path: str) -> int | None:
@@ -307,58 +457,77 @@ class _TempNames:
         return f"{self._prefix}{self._count:x}.tmp"
 
 
-_HEADER, _RECORD, _DATA, _DONE, _CLOSED = range(5)
+_HEADER, _RECORD, _DATA, _BLOCK, _DONE, _CLOSED = range(6)
 
 _MISMATCH = "checksum mismatch (changed on the master while sent?)"
+_STALE = "changed on the master while being sent (the next cycle sends it again)"
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-#: Files up to this size are collected in memory and written by the unpacker's writer (if it has
-#: one) in batches; larger ones are written piece by piece as they arrive.
-SMALL_FILE = 256 * 1024
-
-#: A batch for the writer is sent once it holds this many bytes (or :data:`BATCH_FILES` files).
-BATCH_BYTES = 512 * 1024
-BATCH_FILES = 256
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 #: The syncer is asked for a sync() after each such amount of content handed to the writer
-#: (see Unpacker._send_batch).
+#: (see Unpacker._submit).
 EARLY_SYNC_BYTES = 8 << 20
 
-#: Batches handed to the writer and not yet written, at most (bounds the memory they hold);
+#: Blocks handed to the writer and not yet written, at most (bounds the memory they hold);
 #: enough to keep two writer threads busy.
 MAX_BATCHES = 4
 
-#: One small file for the writer: relative path, temp file path, mode, content.
-_SmallFile = tuple[str, str, int, bytes]
+#: One file of a received block for the writer: relative path, temp file name, mode, and where
+#: its content starts and ends in the block's data.
+_BlockFile = tuple[str, str, int, int, int]
+
+#: What the writer did with one file: relative path, temp file path, None or why it failed.
+_Written = tuple[str, str, str | None]
 
 
-def write_temp_files(batch: list[_SmallFile]) -> list[tuple[str, str, str | None]]:
-    """Create and write each temp file of ``batch`` (the unpacker's writer runs this).
+def write_block(directory: str, files: list[_BlockFile], data: bytes) -> list[_Written]:
+    """Create and write the temp file of each file of a block in ``directory`` (the unpacker's
+    writer runs this, or the unpacker itself when it has no writer).
+
+    The directory is opened once (it was checked by ``resolve``; it must still not be a symlink)
+    and every file is created relative to it.
 
     :return: (path, temp file, None) for each file written, (path, temp file, reason) for each
         that failed (its temp file removed).
     """
-    done: list[tuple[str, str, str | None]] = []
-    for path, tmp, mode, data in batch:
-        try:
-            fd = os.open(tmp, _TEMP_FLAGS, 0o600)
-        except OSError as e:
-            done.append((path, tmp, f"cannot create temp file: {e.strerror or e}"))
-            continue
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, mode)
-        except OSError as e:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            done.append((path, tmp, f"cannot write temp file: {e.strerror or e}"))
-            continue
-        os.close(fd)
-        done.append((path, tmp, None))
+    try:
+        dir_fd = os.open(directory, _DIR_FLAGS)
+    except OSError as e:
+        reason = f"cannot open directory: {e.strerror or e}"
+        return [(path, f"{directory}/{tmp}", reason) for path, tmp, _, _, _ in files]
+    done: list[_Written] = []
+    view = memoryview(data)
+    try:
+        for path, tmp, mode, start, end in files:
+            done.append(
+                (path, f"{directory}/{tmp}", _write_one(dir_fd, tmp, mode, view[start:end]))
+            )
+    finally:
+        os.close(dir_fd)
     return done
+
+
+def _write_one(dir_fd: int, name: str, mode: int, content: memoryview) -> str | None:
+    """Create temp file ``name`` in ``dir_fd`` holding ``content`` with ``mode``; None, or why it
+    failed (and nothing is left)."""
+    try:
+        fd = os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+    except OSError as e:
+        return f"cannot create temp file: {e.strerror or e}"
+    try:
+        while content:
+            content = content[os.write(fd, content) :]
+        os.fchmod(fd, mode)
+    except OSError as e:
+        os.close(fd)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        return f"cannot write temp file: {e.strerror or e}"
+    os.close(fd)
+    return None
 
 
 class Unpacker:
@@ -366,13 +535,13 @@ class Unpacker:
 
     Call :meth:`feed` with each piece, then :meth:`finish` for the result; :meth:`abort` removes
     every temp file written so far (also done automatically when a piece is refused). Memory stays
-    bounded by :data:`MAX_LINE` plus the piece being fed, plus with a writer about
-    ``MAX_BATCHES + 1`` batches of :data:`BATCH_BYTES`. Blocking file I/O: feed it from a thread
+    bounded by :data:`MAX_BLOCK_LINE` and :data:`BLOCK_BYTES` plus the piece being fed, plus with
+    a writer :data:`MAX_BATCHES` blocks being written. Blocking file I/O: feed it from a thread
     (the worker uses ``wire.streams.ThreadedConsumer``), one call at a time.
 
-    :param writer: if given, small files (up to :data:`SMALL_FILE`) are verified here, collected
-        in memory and created and written by ``writer`` in batches, so file creation overlaps the
-        parsing and hashing of what follows; :meth:`finish` and :meth:`abort` wait for it.
+    :param writer: if given, blocks are written by ``writer``, so file creation overlaps the
+        parsing of what follows; :meth:`finish` and :meth:`abort` wait for it. Without one, each
+        block is written as soon as it is complete.
     :param syncer: if given (with a writer), asked for a ``sync()`` after every
         :data:`EARLY_SYNC_BYTES` handed to the writer, so the data is mostly written out before
         the apply's own ``sync()``; never waited for.
@@ -392,11 +561,7 @@ class Unpacker:
         self._writer = writer
         self._syncer = syncer
         self._early_sync: Future[None] | None = None
-        self._batch: list[_SmallFile] = []
-        self._batch_bytes = 0
-        self._writing: deque[Future[list[tuple[str, str, str | None]]]] = deque()
-        # The pieces of the small file being received (None for a file written as it comes).
-        self._small: list[bytes] | None = None
+        self._writing: deque[Future[list[_Written]]] = deque()
         self._unsynced = 0
         self._max_total = max_total_bytes
         self._max_file = max_file_size
@@ -415,13 +580,17 @@ class Unpacker:
         self._updates: dict[str, FileMeta] = {}
         self._content_bytes = 0
         self.staged = Staged()
-        # The file being received.
+        # The large file being received.
         self._path = ""
         self._meta: FileMeta | None = None
         self._remaining = 0
         self._fd: int | None = None
         self._tmp = ""
         self._hasher = new_hasher()
+        # The block being received: its directory (None if refused), files and data so far.
+        self._block_dir: str | None = None
+        self._block_files: list[_BlockFile] = []
+        self._block_data: list[bytes] = []
 
     def feed(self, data: bytes) -> None:
         """Consume the next piece of the stream.
@@ -441,20 +610,26 @@ class Unpacker:
         pos = 0
         end = len(data)
         while pos < end:
-            if self._state == _DATA:
+            if self._state == _DATA or self._state == _BLOCK:
                 n = min(self._remaining, end - pos)
-                self._write(view[pos : pos + n])
+                piece = view[pos : pos + n]
                 pos += n
                 self._remaining -= n
-                if self._remaining == 0:
-                    self._end_file()
+                if self._state == _DATA:
+                    self._write(piece)
+                    if self._remaining == 0:
+                        self._end_file()
+                else:
+                    self._block_data.append(data if n == end else bytes(piece))
+                    if self._remaining == 0:
+                        self._end_block()
                 continue
             if self._state == _DONE:
                 raise PackError("data after the end record")
             nl = data.find(b"\n", pos)
             stop = end if nl < 0 else nl
-            if len(self._line) + (stop - pos) > MAX_LINE:
-                raise PackError(f"record line longer than {MAX_LINE} bytes")
+            if len(self._line) + (stop - pos) > MAX_BLOCK_LINE:
+                raise PackError(f"record line longer than {MAX_BLOCK_LINE} bytes")
             if nl < 0:
                 self._line += view[pos:stop]
                 return
@@ -465,17 +640,16 @@ class Unpacker:
             else:
                 line = data[pos:stop]
             pos = nl + 1
-            plain = _PLAIN_FILE_RECORD.fullmatch(line) if self._state == _RECORD else None
-            if plain is None:
-                self._record(_parse_line(line))
-            else:
-                kind, path, size, checksum = plain.groups()
-                self._begin_file(kind.decode(), path.decode(), int(size), checksum.decode())
+            self._record(line)
 
-    def _record(self, obj: dict[str, Any]) -> None:
+    def _record(self, line: bytes) -> None:
+        obj = _parse_line(line)
+        kind = obj.get("t")
+        if kind != "b" and len(line) > MAX_LINE:
+            raise PackError(f"record line longer than {MAX_LINE} bytes")
         if self._state == _HEADER:
-            if obj.get("v") != FORMAT_VERSION or obj.get("type") != "sync":
-                raise PackError(f"not a version {FORMAT_VERSION} sync header: {obj!r}")
+            if obj.get("v") != SYNC_VERSION or obj.get("type") != "sync":
+                raise PackError(f"not a version {SYNC_VERSION} sync header: {_clip(obj)}")
             self.header = SyncHeader(
                 create=_int_field(obj, "create", self._max_files),
                 update=_int_field(obj, "update", self._max_files),
@@ -487,22 +661,23 @@ class Unpacker:
             self._state = _RECORD
             return
         assert self.header is not None
-        kind = obj.get("t")
-        if kind == "d":
+        if kind == "b":
+            self._begin_block(obj)
+        elif kind == "f":
+            size = _int_field(obj, "s", self._max_file)
+            self._begin_file(obj.get("k"), obj.get("p"), size, _checksum_field(obj))
+        elif kind == "d":
             if self._creates or self._updates:
                 raise PackError("a deletion after the first file")
             path = self._claim(obj.get("p"))[0]
             if len(self._deletes) >= self.header.delete:
                 raise PackError("more deletions than announced")
             self._deletes.append(path)
-        elif kind == "f":
-            size = _int_field(obj, "s", self._max_file)
-            self._begin_file(obj.get("k"), obj.get("p"), size, _checksum_field(obj))
         elif kind == "end":
             self._check_end()
             self._state = _DONE
         else:
-            raise PackError(f"unknown record type {kind!r}")
+            raise PackError(f"unknown record type {_clip(kind)}")
 
     def _claim(self, path: object) -> tuple[str, SyncItem]:
         """A path field checked against the table and against the paths already in this
@@ -513,14 +688,9 @@ class Unpacker:
         self._seen.add(path)
         return path, item
 
-    def _begin_file(self, kind: object, raw_path: object, size: int, checksum: str) -> None:
-        """Start receiving one file, from the fields of its record (the caller checked the
-        checksum's form and that the size is an integer)."""
+    def _announce(self, kind: object, path: str, meta: FileMeta) -> None:
+        """Count one file against the header: ``kind`` ``c`` creates it, ``u`` updates it."""
         assert self.header is not None
-        path, item = self._claim(raw_path)
-        if size > self._max_file:
-            raise PackError(f"field 's' must be an integer in [0, {self._max_file}], got {size}")
-        meta = FileMeta(checksum=checksum, size=size, mtime_ns=0, mode=item.mode)
         if kind == "c":
             if len(self._creates) >= self.header.create:
                 raise PackError("more files to create than announced")
@@ -530,20 +700,96 @@ class Unpacker:
                 raise PackError("more files to update than announced")
             self._updates[path] = meta
         else:
-            raise PackError(f"field 'k' must be 'c' or 'u', got {kind!r}")
-        self._content_bytes += size
+            raise PackError(f"file kind must be 'c' or 'u', got {_clip(kind)}")
+        self._content_bytes += meta.size
         if self._content_bytes > self.header.bytes:
             raise PackError("more content than announced")
+
+    def _begin_block(self, obj: dict[str, Any]) -> None:
+        """Start receiving a block, from its record (every entry is checked first)."""
+        directory, entries = obj.get("d"), obj.get("f")
+        if not isinstance(directory, str) or not isinstance(entries, list):
+            raise PackError("a block needs a directory 'd' and a list of files 'f'")
+        if not 0 < len(entries) <= BLOCK_FILES:
+            raise PackError(f"a block holds 1 to {BLOCK_FILES} files, got {len(entries)}")
+        largest = min(SMALL_FILE, self._max_file)
+        files: list[_BlockFile] = []
+        stale: list[str] = []
+        offset = 0
+        for entry in entries:
+            if type(entry) is not list or len(entry) != 4:
+                raise PackError(
+                    f"a block entry is [kind, name, size, checksum], got {_clip(entry)}"
+                )
+            kind, name, size, checksum = entry
+            if type(name) is not str or "/" in name:
+                raise PackError(f"a block entry names a file of its directory, got {_clip(name)}")
+            path, item = self._claim(f"{directory}/{name}")
+            if type(size) is not int or not 0 <= size <= largest:
+                raise PackError(f"a block file's size must be in [0, {largest}], got {_clip(size)}")
+            if type(checksum) is not str or not _HEX64.match(checksum):
+                raise PackError(
+                    f"a checksum must be 64 lowercase hex digits, got {_clip(checksum)}"
+                )
+            if kind == "C" or kind == "U":
+                kind = kind.lower()
+                stale.append(path)
+            self._announce(kind, path, FileMeta(checksum, size, 0, item.mode))
+            files.append((path, self._temp_names.next(), item.mode, offset, offset + size))
+            offset += size
+        if offset > BLOCK_BYTES:
+            raise PackError(f"a block holds more than {BLOCK_BYTES} bytes")
+        for path in stale:
+            self.staged.rejected[path] = _STALE
+        stale_set = set(stale)
+        self._block_files = [f for f in files if f[0] not in stale_set]
+        self._block_data = []
+        try:
+            self._block_dir = self._parent_path(files[0][0])
+        except (PathRefused, OSError) as e:
+            reason = e.reason if isinstance(e, PathRefused) else f"cannot create directory: {e}"
+            for path, *_ in self._block_files:
+                self.staged.rejected[path] = reason
+            self._block_dir = None
+        self._remaining = offset
+        self._state = _BLOCK
+        if offset == 0:
+            self._end_block()
+
+    def _end_block(self) -> None:
+        """A block's data is complete: write its files (through the writer if there is one)."""
+        self._state = _RECORD
+        data = self._block_data[0] if len(self._block_data) == 1 else b"".join(self._block_data)
+        files, self._block_data, self._block_files = self._block_files, [], []
+        if self._block_dir is None or not files:
+            return
+        if self._writer is None:
+            self._collect_written(write_block(self._block_dir, files, data))
+            return
+        while len(self._writing) >= MAX_BATCHES:
+            self._collect(self._writing.popleft())
+        self._writing.append(self._writer.submit(write_block, self._block_dir, files, data))
+        self._unsynced += len(data)
+        if self._syncer is not None and self._unsynced >= EARLY_SYNC_BYTES:
+            # Start writing the data out now, so the apply's sync() that makes it durable has
+            # little left to do. Nobody waits for it (a sync() can take long on a busy disk, and
+            # the sender times out a chunk unanswered for 20 s); one at a time.
+            if self._early_sync is None or self._early_sync.done():
+                self._unsynced = 0
+                self._early_sync = self._syncer.submit(os.sync)
+
+    def _begin_file(self, kind: object, raw_path: object, size: int, checksum: str) -> None:
+        """Start receiving one large file, from the fields of its record (the caller checked the
+        checksum's form and that the size is an integer)."""
+        path, item = self._claim(raw_path)
+        meta = FileMeta(checksum=checksum, size=size, mtime_ns=0, mode=item.mode)
+        self._announce(kind, path, meta)
         self._path, self._meta, self._remaining = path, meta, size
         self._fd = None
-        self._small = None
+        self._hasher = new_hasher()
         try:
             self._tmp = self._parent_path(path) + "/" + self._temp_names.next()
-            if self._writer is not None and size <= SMALL_FILE:
-                self._small = []
-            else:
-                self._hasher = new_hasher()
-                self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
+            self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
         except PathRefused as e:
             self.staged.rejected[path] = e.reason
         except OSError as e:
@@ -581,9 +827,6 @@ class Unpacker:
         return directory
 
     def _write(self, piece: memoryview) -> None:
-        if self._small is not None:
-            self._small.append(bytes(piece))  # hashed whole in _end_file
-            return
         if self._fd is None:
             return  # refused: its bytes are skipped
         self._hasher.update(piece)
@@ -604,17 +847,6 @@ class Unpacker:
     def _end_file(self) -> None:
         assert self._meta is not None
         self._state = _RECORD
-        if self._small is not None:
-            # One piece (the usual case) is joined without a copy.
-            data, self._small = b"".join(self._small), None
-            if checksum_bytes(data) != self._meta.checksum:
-                self.staged.rejected[self._path] = _MISMATCH
-                return
-            self._batch.append((self._path, self._tmp, self._meta.mode, data))
-            self._batch_bytes += len(data)
-            if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_FILES:
-                self._send_batch()
-            return
         if self._fd is None:
             return
         if self._hasher.hexdigest() != self._meta.checksum:
@@ -629,37 +861,19 @@ class Unpacker:
         self._fd = None
         self.staged.files[self._path] = self._tmp
 
-    def _send_batch(self) -> None:
-        """Hand the collected small files to the writer; wait for the oldest batch first if
-        :data:`MAX_BATCHES` are still being written."""
-        assert self._writer is not None
-        if not self._batch:
-            return
-        while len(self._writing) >= MAX_BATCHES:
-            self._collect(self._writing.popleft())
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
-        self._writing.append(self._writer.submit(write_temp_files, batch))
-        self._unsynced += sum(len(f[3]) for f in batch)
-        if self._syncer is not None and self._unsynced >= EARLY_SYNC_BYTES:
-            # Start writing the data out now, so the apply's sync() that makes it durable has
-            # little left to do. Nobody waits for it (a sync() can take long on a busy disk, and
-            # the sender times out a chunk unanswered for 20 s); one at a time.
-            if self._early_sync is None or self._early_sync.done():
-                self._unsynced = 0
-                self._early_sync = self._syncer.submit(os.sync)
+    def _collect(self, future: Future[list[_Written]]) -> None:
+        """Record what one block job of the writer did."""
+        self._collect_written(future.result())
 
-    def _collect(self, future: Future[list[tuple[str, str, str | None]]]) -> None:
-        """Record what one batch of the writer did."""
-        for path, tmp, error in future.result():
+    def _collect_written(self, written: list[_Written]) -> None:
+        for path, tmp, error in written:
             if error is None:
                 self.staged.files[path] = tmp
             else:
                 self.staged.rejected[path] = error
 
     def _drain(self) -> None:
-        """Write what is collected and wait for the writer to finish every batch."""
-        if self._writer is not None:
-            self._send_batch()
+        """Wait for the writer to finish every block."""
         while self._writing:
             self._collect(self._writing.popleft())
 
@@ -701,13 +915,14 @@ class Unpacker:
             os.close(self._fd)
             self._fd = None
             _unlink_quietly(self._tmp)
-        self._batch, self._small = [], None
+        self._block_files, self._block_data = [], []
         while self._writing:
             future = self._writing.popleft()
             try:
                 self._collect(future)
             except Exception:
-                # The batch failed as a whole: remove whatever of it may have been written.
+                # The job failed as a whole, so its temp files are unknown here; the worker's
+                # start-up cleanup (cleanup_temp_files) removes them.
                 pass
         self.staged.discard()
         self._state = _CLOSED

@@ -11,8 +11,9 @@ from twisted.protocols import amp
 
 from wazuhcluster.wire.arguments import Json
 
-#: Bumped on any incompatible change of the commands below; the handshake refuses a mismatch.
-PROTOCOL_VERSION = 1
+#: Bumped on any incompatible change of the commands below or of what they carry (2: the sync
+#: stream's blocks of small files); the handshake refuses a mismatch.
+PROTOCOL_VERSION = 2
 
 
 class ClusterError(Exception):
