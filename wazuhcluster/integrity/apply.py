@@ -1,9 +1,10 @@
 """Apply a received plan on a worker: rename staged files into place, delete extras, tidy up.
 
 Each file was written by the :class:`~wazuhcluster.integrity.pack.Unpacker` to a temp file in its
-target directory with the table's mode. Here each temp file is fsynced and renamed over its target
-(``os.replace``, atomic), so an interrupted apply leaves every file either old or new; then the
-directories are fsynced so an acknowledged sync survives a crash. Leftover temp files of an
+target directory with the table's mode. Here each temp file is made durable and renamed over its
+target (``os.replace``, atomic, relative to the directory opened once after its walk), so an
+interrupted apply leaves every file either old or new; then the directories are fsynced so an
+acknowledged sync survives a crash. Leftover temp files of an
 interrupted sync are recognised by their prefix and removed by :func:`cleanup_temp_files`.
 
 Blocking: run it in a thread.
@@ -13,17 +14,19 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from attrs import frozen
 
 from wazuhcluster.integrity.compare import Plan
 from wazuhcluster.integrity.pack import Staged
-from wazuhcluster.integrity.paths import PathRefused, resolve
+from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for, item_for_directory
 
 # Indirection so tests can simulate a crash between two renames.
 _replace = os.replace
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 #: Above this many staged files, one sync() replaces the per-file fsyncs.
 SYNC_ALL_THRESHOLD = 256
@@ -135,36 +138,42 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     fsync_each = durable and len(staged.files) <= SYNC_ALL_THRESHOLD
     if durable and not fsync_each:
         os.sync()
-    # Each parent directory is walked (lstat per component) once, not once per file: nothing
-    # below changes a parent between two renames of this loop.
+    # Each parent directory is walked (lstat per component) and opened once, not once per file;
+    # the renames are made relative to it, so a parent swapped for a symlink afterwards cannot
+    # redirect them.
     checked_dirs: set[str] = set()
     updates = frozenset(plan.shared)
-    for path in sorted(plan.files):
-        tmp = staged.files.pop(path, None)
-        if tmp is None:
-            failed.setdefault(path, "not received")
+    for paths in _by_parent(sorted(plan.files)):
+        received: list[tuple[str, str]] = []
+        for path in paths:
+            tmp = staged.files.pop(path, None)
+            if tmp is None:
+                failed.setdefault(path, "not received")
+            else:
+                received.append((path, tmp))
+        if not received:
             continue
         try:
-            if fsync_each:
-                _fsync_path(tmp)
-            target = resolve(home, path, check_target=False, known_dirs=checked_dirs)
-            if target.rpartition("/")[0] != tmp.rpartition("/")[0]:
-                raise PathRefused(path, "staged outside its target directory")
-            try:
-                # The rename replaces a file, a symlink (never its target) or a special file.
-                _replace(tmp, target)
-            except IsADirectoryError:
-                # A directory stands there: only one that holds nothing but empty directories
-                # (left by this sync's deletions) gives way.
-                target = resolve(home, path, replace_empty_dir=True, known_dirs=checked_dirs)
-                _replace(tmp, target)
+            target = resolve(home, received[0][0], check_target=False, known_dirs=checked_dirs)
+            directory = target.rpartition("/")[0]
+            dir_fd = os.open(directory, _DIR_FLAGS)
         except (PathRefused, OSError) as e:
             reason = e.reason if isinstance(e, PathRefused) else f"cannot rename: {e.strerror or e}"
-            failed[path] = reason
-            _unlink_quietly(tmp)
+            for path, tmp in received:
+                failed[path] = reason
+                _unlink_quietly(tmp)
             continue
-        (updated if path in updates else created).append(path)
-        dirty_dirs.add(target.rpartition("/")[0])
+        try:
+            for path, tmp in received:
+                error = _place(home, path, tmp, directory, dir_fd, fsync_each, checked_dirs)
+                if error is not None:
+                    failed[path] = error
+                    _unlink_quietly(tmp)
+                    continue
+                (updated if path in updates else created).append(path)
+        finally:
+            os.close(dir_fd)
+        dirty_dirs.add(directory)
     # Temp files staged for paths that are not in the plan are not ours to place.
     staged.discard()
 
@@ -184,6 +193,55 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         failed=failed,
         ruleset_changed=ruleset,
     )
+
+
+def _by_parent(paths: list[str]) -> Iterator[list[str]]:
+    """``paths`` (sorted) in runs that share a parent directory."""
+    run: list[str] = []
+    parent = None
+    for path in paths:
+        here = path.rpartition("/")[0]
+        if run and here != parent:
+            yield run
+            run = []
+        parent = here
+        run.append(path)
+    if run:
+        yield run
+
+
+def _place(
+    home: str,
+    path: str,
+    tmp: str,
+    directory: str,
+    dir_fd: int,
+    fsync_each: bool,
+    checked_dirs: set[str],
+) -> str | None:
+    """Rename the temp file ``tmp`` onto ``path`` in ``directory`` (open as ``dir_fd``); None, or
+    why it was not placed."""
+    try:
+        validate_relpath(path)
+        tmp_dir, _, tmp_name = tmp.rpartition("/")
+        if tmp_dir != directory:
+            raise PathRefused(path, "staged outside its target directory")
+        if fsync_each:
+            _fsync_path(tmp)
+        name = path.rpartition("/")[2]
+        try:
+            # The rename replaces a file, a symlink (never its target) or a special file.
+            _replace(tmp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except IsADirectoryError:
+            # A directory stands there: only one that holds nothing but empty directories
+            # (left by this sync's deletions) gives way.
+            resolve(home, path, replace_empty_dir=True, known_dirs=checked_dirs)
+            _replace(tmp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except PathRefused as e:
+        return e.reason
+    except OSError as e:
+        return f"cannot rename: {e.strerror or e}"
+    return None
 
 
 def _unlink_quietly(path: str) -> None:
