@@ -588,7 +588,7 @@ class WriterTests(SynchronousTestCase):
         self.assertEqual(sorted(written), sorted(p for p in self.plan.files if "big" not in p))
         for directory, files, data in blocks:
             self.assertTrue(0 < len(files) <= pack_module.BLOCK_FILES)
-            self.assertLessEqual(len(data), pack_module.BLOCK_BYTES)
+            self.assertLessEqual(sum(len(piece) for piece in data), pack_module.BLOCK_BYTES)
             self.assertEqual(
                 {os.path.dirname(os.path.join(self.worker, p)) for p, *_ in files}, {directory}
             )
@@ -624,7 +624,7 @@ class WriterTests(SynchronousTestCase):
         self.assertTrue(all(fn is pack_module.write_block for fn, _ in writer.calls))
         expected, since = 0, 0
         for _, args in writer.calls:
-            since += len(args[2])
+            since += sum(len(piece) for piece in args[2])
             if since >= 100_000:
                 expected, since = expected + 1, 0
         self.assertGreater(expected, 0)
@@ -701,6 +701,18 @@ class BlockTests(SynchronousTestCase):
             self.assertEqual(
                 stat.S_IMODE(os.stat(tmp).st_mode), 0o640 if "etc/c" in path else 0o660
             )
+
+    def test_block_of_empty_files(self) -> None:
+        """A block holding only empty files stages each of them, empty."""
+        empty = checksum_bytes(b"")
+        stream = pack_bytes(
+            header(2),
+            block("etc/shared/g", ("c", "a", 0, empty), ("c", "b", 0, empty)),
+            {"t": "end"},
+        )
+        got = receive(self.worker, stream)
+        self.assertEqual(sorted(got.staged.files), ["etc/shared/g/a", "etc/shared/g/b"])
+        self.assertTrue(all(os.path.getsize(tmp) == 0 for tmp in got.staged.files.values()))
 
     def test_hostile_blocks_refused(self) -> None:
         """A block with a bad directory, name, kind, size, checksum or shape is refused before

@@ -481,12 +481,15 @@ _BlockFile = tuple[str, str, int, int, int]
 _Written = tuple[str, str, str | None]
 
 
-def write_block(directory: str, files: list[_BlockFile], data: bytes) -> list[_Written]:
+def write_block(
+    directory: str, files: list[_BlockFile], pieces: list[memoryview]
+) -> list[_Written]:
     """Create and write the temp file of each file of a block in ``directory`` (the unpacker's
     writer runs this, or the unpacker itself when it has no writer).
 
-    The directory is opened once (it was checked by ``resolve``; it must still not be a symlink)
-    and every file is created relative to it.
+    ``pieces`` are the block's data as it arrived (the offsets of ``files`` run across them, so
+    the data is not copied into one buffer first). The directory is opened once (it was checked
+    by ``resolve``; it must still not be a symlink) and every file is created relative to it.
 
     :return: (path, temp file, None) for each file written, (path, temp file, reason) for each
         that failed (its temp file removed).
@@ -497,15 +500,35 @@ def write_block(directory: str, files: list[_BlockFile], data: bytes) -> list[_W
         reason = f"cannot open directory: {e.strerror or e}"
         return [(path, f"{directory}/{tmp}", reason) for path, tmp, _, _, _ in files]
     done: list[_Written] = []
-    view = memoryview(data)
+    pieces = pieces or [memoryview(b"")]  # a block of empty files only
+    index = 0  # the piece holding the current file's first byte
+    piece_start = 0  # its offset in the block
     try:
         for path, tmp, mode, start, end in files:
-            done.append(
-                (path, f"{directory}/{tmp}", _write_one(dir_fd, tmp, mode, view[start:end]))
-            )
+            while piece_start + len(pieces[index]) <= start and index + 1 < len(pieces):
+                piece_start += len(pieces[index])
+                index += 1
+            piece = pieces[index]
+            if end - piece_start <= len(piece):
+                content = piece[start - piece_start : end - piece_start]
+            else:
+                content = memoryview(_gather(pieces, index, start - piece_start, end - start))
+            error = _write_one(dir_fd, tmp, mode, content)
+            done.append((path, f"{directory}/{tmp}", error))
     finally:
         os.close(dir_fd)
     return done
+
+
+def _gather(pieces: list[memoryview], index: int, skip: int, size: int) -> bytes:
+    """``size`` bytes from ``pieces``, starting ``skip`` bytes into ``pieces[index]``."""
+    parts = []
+    while size:
+        part = pieces[index][skip : skip + size]
+        parts.append(part)
+        size -= len(part)
+        index, skip = index + 1, 0
+    return b"".join(parts)
 
 
 def _write_one(dir_fd: int, name: str, mode: int, content: memoryview) -> str | None:
@@ -590,10 +613,12 @@ class Unpacker:
         # The block being received: its directory (None if refused), files and data so far.
         self._block_dir: str | None = None
         self._block_files: list[_BlockFile] = []
-        self._block_data: list[bytes] = []
+        # Views of the pieces fed: the caller must not change a piece once fed.
+        self._block_data: list[memoryview] = []
 
     def feed(self, data: bytes) -> None:
-        """Consume the next piece of the stream.
+        """Consume the next piece of the stream. Views of it are kept until the block they belong
+        to is written: a piece must not change once fed.
 
         :raises PackError: the stream is malformed or over a cap; everything staged is removed.
         """
@@ -620,7 +645,7 @@ class Unpacker:
                     if self._remaining == 0:
                         self._end_file()
                 else:
-                    self._block_data.append(data if n == end else bytes(piece))
+                    self._block_data.append(piece)
                     if self._remaining == 0:
                         self._end_block()
                 continue
@@ -759,17 +784,17 @@ class Unpacker:
     def _end_block(self) -> None:
         """A block's data is complete: write its files (through the writer if there is one)."""
         self._state = _RECORD
-        data = self._block_data[0] if len(self._block_data) == 1 else b"".join(self._block_data)
-        files, self._block_data, self._block_files = self._block_files, [], []
+        pieces, self._block_data = self._block_data, []
+        files, self._block_files = self._block_files, []
         if self._block_dir is None or not files:
             return
         if self._writer is None:
-            self._collect_written(write_block(self._block_dir, files, data))
+            self._collect_written(write_block(self._block_dir, files, pieces))
             return
         while len(self._writing) >= MAX_BATCHES:
             self._collect(self._writing.popleft())
-        self._writing.append(self._writer.submit(write_block, self._block_dir, files, data))
-        self._unsynced += len(data)
+        self._writing.append(self._writer.submit(write_block, self._block_dir, files, pieces))
+        self._unsynced += sum(len(piece) for piece in pieces)
         if self._syncer is not None and self._unsynced >= EARLY_SYNC_BYTES:
             # Start writing the data out now, so the apply's sync() that makes it durable has
             # little left to do. Nobody waits for it (a sync() can take long on a busy disk, and
