@@ -37,7 +37,6 @@ from wazuhcluster.integrity.scan import (
     table_digest,
 )
 from wazuhcluster.integrity.table import TEMP_PREFIX
-from wazuhcluster.worker.integrity import WRITER_THREADS
 
 _SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -537,7 +536,7 @@ class PropertyTests(SynchronousTestCase):
 
 class InlineExecutor(Executor):
     """Runs each submitted call at once and records it (a deterministic stand-in for the
-    unpacker's writer thread)."""
+    unpacker's syncer thread)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -553,11 +552,13 @@ class InlineExecutor(Executor):
         return future
 
 
-class WriterTests(SynchronousTestCase):
-    """An Unpacker with a writer: small files are written in batches by the writer."""
+class BlockWriteTests(SynchronousTestCase):
+    """How an Unpacker writes the blocks of a real stream, and asks its syncer for early
+    syncs."""
 
     def setUp(self) -> None:
-        """A master with 300 small files in 3 folders and one file too big for a batch."""
+        """A master with 300 small files in 3 folders and one file too big for a block; every
+        call of write_block is recorded."""
         self.master, self.worker = self.mktemp(), self.mktemp()
         os.makedirs(self.worker)
         files = {f"etc/shared/g{i % 3}/f{i:03}": os.urandom(1000 + i) for i in range(300)}
@@ -565,28 +566,31 @@ class WriterTests(SynchronousTestCase):
         write_tree(self.master, files)
         self.plan = compare(scan_tree(self.master), {})
         self.stream = b"".join(iter_pack(self.master, self.plan))
+        self.blocks: list[tuple[str, list[Any], list[memoryview]]] = []
+        real = pack_module.write_block
 
-    def unpack(
-        self, writer: Executor, stream: bytes | None = None, syncer: Executor | None = None
-    ) -> Received:
+        def recording(directory: str, files: list[Any], pieces: list[memoryview]) -> Any:
+            self.blocks.append((directory, files, pieces))
+            return real(directory, files, pieces)
+
+        self.patch(pack_module, "write_block", recording)
+
+    def unpack(self, stream: bytes | None = None, syncer: Executor | None = None) -> Received:
         """Feed the stream (default: the whole plan) in 60 KiB pieces and finish."""
-        unpacker = Unpacker(self.worker, writer=writer, syncer=syncer)
+        unpacker = Unpacker(self.worker, syncer=syncer)
         data = self.stream if stream is None else stream
         for i in range(0, len(data), 61440):
             unpacker.feed(data[i : i + 61440])
         return unpacker.finish()
 
     def test_small_files_in_blocks(self) -> None:
-        """Every small file goes through one bounded block job of the writer, all of a job's
-        files in one directory and with the table's mode; the big one is written as it
-        arrives; applying gives the master's tree."""
-        writer = InlineExecutor()
-        received = self.unpack(writer)
-        blocks = [args for fn, args in writer.calls if fn is pack_module.write_block]
-        self.assertEqual(len(writer.calls), len(blocks))
-        written = [path for _, files, _ in blocks for path, *_ in files]
+        """Every small file is written once, in a bounded block whose files share one
+        directory, with the table's mode; the big one is written as it arrives; applying
+        gives the master's tree."""
+        received = self.unpack()
+        written = [path for _, files, _ in self.blocks for path, *_ in files]
         self.assertEqual(sorted(written), sorted(p for p in self.plan.files if "big" not in p))
-        for directory, files, data in blocks:
+        for directory, files, data in self.blocks:
             self.assertTrue(0 < len(files) <= pack_module.BLOCK_FILES)
             self.assertLessEqual(sum(len(piece) for piece in data), pack_module.BLOCK_BYTES)
             self.assertEqual(
@@ -604,30 +608,30 @@ class WriterTests(SynchronousTestCase):
 
     def test_changed_file_never_written(self) -> None:
         """A small file whose content changed on the master since its scan is marked stale by
-        the master: the worker rejects it and the writer never sees it."""
+        the master: the worker rejects it and never writes it."""
         with open(os.path.join(self.master, "etc/shared/g1/f001"), "wb") as f:
             f.write(b"x" * 1001)
-        writer = InlineExecutor()
-        received = self.unpack(writer, b"".join(iter_pack(self.master, self.plan)))
+        received = self.unpack(b"".join(iter_pack(self.master, self.plan)))
         self.assertIn("changed on the master", received.staged.rejected["etc/shared/g1/f001"])
         self.assertEqual(len(received.staged.rejected), 1)
-        blocks = [args for fn, args in writer.calls if fn is pack_module.write_block]
-        self.assertNotIn("etc/shared/g1/f001", [p for _, files, _ in blocks for p, *_ in files])
+        written = [p for _, files, _ in self.blocks for p, *_ in files]
+        self.assertNotIn("etc/shared/g1/f001", written)
 
     def test_early_sync(self) -> None:
-        """The syncer is asked for a sync() once EARLY_SYNC_BYTES of content went to the writer
-        since the last one, never while one is still running, and the writer never syncs."""
+        """The syncer is asked for a sync() once EARLY_SYNC_BYTES were written since the last
+        one (blocks and large files alike), never while one is still running."""
         self.patch(pack_module, "EARLY_SYNC_BYTES", 100_000)
         self.patch(pack_module.os, "sync", lambda: None)
-        writer, syncer = InlineExecutor(), InlineExecutor()
-        self.unpack(writer, syncer=syncer)
-        self.assertTrue(all(fn is pack_module.write_block for fn, _ in writer.calls))
+        syncer = InlineExecutor()
+        self.unpack(syncer=syncer)
         expected, since = 0, 0
-        for _, args in writer.calls:
-            since += sum(len(piece) for piece in args[2])
+        sizes = [self.plan.files["etc/lists/big"].size]  # the first in the stream
+        sizes += [sum(len(piece) for piece in data) for _, _, data in self.blocks]
+        for size in sizes:
+            since += size
             if since >= 100_000:
                 expected, since = expected + 1, 0
-        self.assertGreater(expected, 0)
+        self.assertGreater(expected, 1)
         self.assertEqual([fn for fn, _ in syncer.calls], [pack_module.os.sync] * expected)
 
         class Busy(InlineExecutor):
@@ -639,25 +643,24 @@ class WriterTests(SynchronousTestCase):
 
         busy = Busy()
         os.makedirs(self.worker + "2")
-        Unpacker(self.worker + "2", writer=InlineExecutor(), syncer=busy).feed(self.stream)
+        Unpacker(self.worker + "2", syncer=busy).feed(self.stream)
         self.assertEqual(len(busy.calls), 1)
 
-    def test_abort_removes_what_the_writer_wrote(self) -> None:
-        """A stream cut short leaves no temp file, including those of finished batches."""
-        unpacker = Unpacker(self.worker, writer=InlineExecutor())
-        unpacker.feed(self.stream[: len(self.stream) // 2])
-        self.assertTrue(unpacker.staged.files)  # some batches were written already
+    def test_abort_removes_what_was_written(self) -> None:
+        """A stream cut short leaves no temp file, including those of finished blocks."""
+        unpacker = Unpacker(self.worker)
+        unpacker.feed(self.stream[: len(self.stream) * 3 // 4])
+        self.assertTrue(unpacker.staged.files)  # some blocks were written already
         with self.assertRaises(PackError):
             unpacker.finish()
         self.assertEqual(read_tree(self.worker), {})
 
-    def test_real_threads(self) -> None:
-        """With as many real writer threads as the worker runs (batches may finish out of
-        order) the worker ends equal to the master."""
-        self.patch(pack_module, "BLOCK_FILES", 16)
-        self.stream = b"".join(iter_pack(self.master, self.plan))
-        with ThreadPoolExecutor(WRITER_THREADS) as writer:
-            received = self.unpack(writer)
+    def test_real_syncer_thread(self) -> None:
+        """With a real syncer thread (early syncs running beside the writes) the worker ends
+        equal to the master."""
+        self.patch(pack_module, "EARLY_SYNC_BYTES", 50_000)
+        with ThreadPoolExecutor(1) as syncer:
+            received = self.unpack(syncer=syncer)
         self.assertEqual(len(received.staged.files), len(self.plan.files))
         apply_plan(self.worker, received.plan, received.staged)
         self.assertEqual(

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import secrets
-from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -465,27 +464,22 @@ _STALE = "changed on the master while being sent (the next cycle sends it again)
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
-#: The syncer is asked for a sync() after each such amount of content handed to the writer
-#: (see Unpacker._submit).
+#: The syncer is asked for a sync() after each such amount of content written (see
+#: Unpacker._end_block).
 EARLY_SYNC_BYTES = 8 << 20
 
-#: Blocks handed to the writer and not yet written, at most (bounds the memory they hold);
-#: enough to keep two writer threads busy.
-MAX_BATCHES = 4
-
-#: One file of a received block for the writer: relative path, temp file name, mode, and where
-#: its content starts and ends in the block's data.
+#: One file of a received block: relative path, temp file name, mode, and where its content
+#: starts and ends in the block's data.
 _BlockFile = tuple[str, str, int, int, int]
 
-#: What the writer did with one file: relative path, temp file path, None or why it failed.
+#: What was done with one file of a block: relative path, temp file path, None or why it failed.
 _Written = tuple[str, str, str | None]
 
 
 def write_block(
     directory: str, files: list[_BlockFile], pieces: list[memoryview]
 ) -> list[_Written]:
-    """Create and write the temp file of each file of a block in ``directory`` (the unpacker's
-    writer runs this, or the unpacker itself when it has no writer).
+    """Create and write the temp file of each file of a block in ``directory``.
 
     ``pieces`` are the block's data as it arrived (the offsets of ``files`` run across them, so
     the data is not copied into one buffer first). The directory is opened once (it was checked
@@ -558,16 +552,12 @@ class Unpacker:
 
     Call :meth:`feed` with each piece, then :meth:`finish` for the result; :meth:`abort` removes
     every temp file written so far (also done automatically when a piece is refused). Memory stays
-    bounded by :data:`MAX_BLOCK_LINE` and :data:`BLOCK_BYTES` plus the piece being fed, plus with
-    a writer :data:`MAX_BATCHES` blocks being written. Blocking file I/O: feed it from a thread
-    (the worker uses ``wire.streams.ThreadedConsumer``), one call at a time.
+    bounded by :data:`MAX_BLOCK_LINE` and :data:`BLOCK_BYTES` plus the piece being fed. Each block
+    is written as soon as its data is complete. Blocking file I/O: feed it from a thread (the
+    worker uses ``wire.streams.ThreadedConsumer``), one call at a time.
 
-    :param writer: if given, blocks are written by ``writer``, so file creation overlaps the
-        parsing of what follows; :meth:`finish` and :meth:`abort` wait for it. Without one, each
-        block is written as soon as it is complete.
-    :param syncer: if given (with a writer), asked for a ``sync()`` after every
-        :data:`EARLY_SYNC_BYTES` handed to the writer, so the data is mostly written out before
-        the apply's own ``sync()``; never waited for.
+    :param syncer: if given, asked for a ``sync()`` after every :data:`EARLY_SYNC_BYTES` written,
+        so the data is mostly written out before the apply's own ``sync()``; never waited for.
     """
 
     def __init__(
@@ -577,14 +567,11 @@ class Unpacker:
         max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         max_files: int = DEFAULT_MAX_ENTRIES,
-        writer: Executor | None = None,
         syncer: Executor | None = None,
     ) -> None:
         self._home = home
-        self._writer = writer
         self._syncer = syncer
         self._early_sync: Future[None] | None = None
-        self._writing: deque[Future[list[_Written]]] = deque()
         self._unsynced = 0
         self._max_total = max_total_bytes
         self._max_file = max_file_size
@@ -782,19 +769,23 @@ class Unpacker:
             self._end_block()
 
     def _end_block(self) -> None:
-        """A block's data is complete: write its files (through the writer if there is one)."""
+        """A block's data is complete: write its files."""
         self._state = _RECORD
         pieces, self._block_data = self._block_data, []
         files, self._block_files = self._block_files, []
         if self._block_dir is None or not files:
             return
-        if self._writer is None:
-            self._collect_written(write_block(self._block_dir, files, pieces))
-            return
-        while len(self._writing) >= MAX_BATCHES:
-            self._collect(self._writing.popleft())
-        self._writing.append(self._writer.submit(write_block, self._block_dir, files, pieces))
-        self._unsynced += sum(len(piece) for piece in pieces)
+        for path, tmp, error in write_block(self._block_dir, files, pieces):
+            if error is None:
+                self.staged.files[path] = tmp
+            else:
+                self.staged.rejected[path] = error
+        self._written(sum(len(piece) for piece in pieces))
+
+    def _written(self, size: int) -> None:
+        """Count ``size`` more bytes written; ask the syncer for a sync() every
+        :data:`EARLY_SYNC_BYTES`."""
+        self._unsynced += size
         if self._syncer is not None and self._unsynced >= EARLY_SYNC_BYTES:
             # Start writing the data out now, so the apply's sync() that makes it durable has
             # little left to do. Nobody waits for it (a sync() can take long on a busy disk, and
@@ -885,22 +876,7 @@ class Unpacker:
         os.close(self._fd)
         self._fd = None
         self.staged.files[self._path] = self._tmp
-
-    def _collect(self, future: Future[list[_Written]]) -> None:
-        """Record what one block job of the writer did."""
-        self._collect_written(future.result())
-
-    def _collect_written(self, written: list[_Written]) -> None:
-        for path, tmp, error in written:
-            if error is None:
-                self.staged.files[path] = tmp
-            else:
-                self.staged.rejected[path] = error
-
-    def _drain(self) -> None:
-        """Wait for the writer to finish every block."""
-        while self._writing:
-            self._collect(self._writing.popleft())
+        self._written(self._meta.size)
 
     def _check_end(self) -> None:
         assert self.header is not None
@@ -920,11 +896,6 @@ class Unpacker:
             self.abort()
             raise PackError("sync stream truncated before its end record")
         assert self.header is not None
-        try:
-            self._drain()
-        except BaseException:
-            self.abort()
-            raise
         self._state = _CLOSED
         plan = Plan(
             missing=self._creates,
@@ -935,19 +906,11 @@ class Unpacker:
         return Received(header=self.header, plan=plan, staged=self.staged)
 
     def abort(self, reason: str = "") -> None:
-        """Stop and remove every temp file written so far (idempotent); waits for the writer."""
+        """Stop and remove every temp file written so far (idempotent)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
             _unlink_quietly(self._tmp)
         self._block_files, self._block_data = [], []
-        while self._writing:
-            future = self._writing.popleft()
-            try:
-                self._collect(future)
-            except Exception:
-                # The job failed as a whole, so its temp files are unknown here; the worker's
-                # start-up cleanup (cleanup_temp_files) removes them.
-                pass
         self.staged.discard()
         self._state = _CLOSED

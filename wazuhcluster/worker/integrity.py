@@ -32,11 +32,6 @@ from wazuhcluster.wire.streams import StreamKind, ThreadedConsumer
 #: Largest sync stream accepted from the master (the master's budget keeps it well below).
 MAX_SYNC_STREAM = 2 * 1024 * 1024 * 1024
 
-#: Threads creating the temp files of a sync. Two overlap the kernel's file creation, which on a
-#: busy ext4 costs far more than our own per-file work (a cold sync of 10,000 small files went
-#: from 2.1-3.3 s to 1.2-2.5 s in such a state, and stayed about even on a quick disk).
-WRITER_THREADS = 2
-
 
 @define
 class IntegrityStatus:
@@ -76,9 +71,6 @@ class WorkerIntegrity(LinkFeature):
         self.sync_log = ClusterLog(tag, "Integrity sync")
         self._awaiting: Deferred[None] | None = None
         self._check_again = False
-        #: Create and write the small files of a sync while the stream is parsed in another
-        #: thread (one sync at a time; started when first needed).
-        self.writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="integrity-writer")
         #: Starts the write-out of a sync's data early (see Unpacker), never waited for.
         self.syncer = ThreadPoolExecutor(1, thread_name_prefix="integrity-syncer")
         self.task = PeriodicTask(
@@ -168,7 +160,6 @@ class WorkerIntegrity(LinkFeature):
                     Unpacker(
                         self.home,
                         max_total_bytes=MAX_SYNC_STREAM,
-                        writer=self.writer,
                         syncer=self.syncer,
                     ),
                     self.run_in_thread,
@@ -240,12 +231,11 @@ class WorkerIntegrity(LinkFeature):
             self._awaiting.errback(ConnectionError("the link to the master was lost"))
 
     def services(self) -> Iterable[IService]:
-        """The start-up cleanup of leftover temp files, the integrity task, and the writer's and
-        syncer's shutdown at stop."""
+        """The start-up cleanup of leftover temp files, the integrity task, and the syncer's
+        shutdown at stop."""
         return (
             CallOnStart(self.remove_leftovers),
             self.task,
-            CallOnStop(lambda: self.writer.shutdown(wait=False)),
             CallOnStop(lambda: self.syncer.shutdown(wait=False)),
         )
 
