@@ -223,22 +223,16 @@ class _LargeFile:
         return _line({"t": "f", "k": self.kind, "p": self.path, "s": meta.size, "c": meta.checksum})
 
 
-def _by_directory(path: str) -> tuple[str, str]:
-    directory, _, name = path.rpartition("/")
-    return directory, name
-
-
 def _layout(plan: Plan) -> Iterator[_Block | _LargeFile]:
     """The files of ``plan`` in stream order: directory by directory, the small ones in blocks."""
     kinds = {p: "c" for p in plan.missing} | {p: "u" for p in plan.shared}
     block: _Block | None = None
     block_bytes = 0
-    for path in sorted(kinds, key=_by_directory):
+    for (directory, _, name), path in sorted((p.rpartition("/"), p) for p in kinds):
         meta = plan.files[path]
         if meta.size > SMALL_FILE:
             yield _LargeFile(kinds[path], path, meta)
             continue
-        directory, _, name = path.rpartition("/")
         if block is not None and (
             block.directory != directory
             or len(block.entries) == BLOCK_FILES
