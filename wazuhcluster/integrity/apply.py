@@ -4,8 +4,8 @@ Each file was written by the :class:`~wazuhcluster.integrity.pack.Unpacker` to a
 target directory with the table's mode. Here each temp file is made durable and renamed over its
 target (``os.replace``, atomic, relative to the directory opened once after its walk), so an
 interrupted apply leaves every file either old or new; then the directories are fsynced so an
-acknowledged sync survives a crash. Leftover temp files of an
-interrupted sync are recognised by their prefix and removed by :func:`cleanup_temp_files`.
+acknowledged sync survives a crash. Leftover temp files of an interrupted sync are recognised by
+their prefix and removed by :func:`cleanup_temp_files`.
 
 Blocking: run it in a thread.
 """

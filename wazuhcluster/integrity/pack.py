@@ -12,7 +12,7 @@ ways:
 - *Blocks* carry small files (up to :data:`SMALL_FILE`) of one directory, at most
   :data:`BLOCK_FILES` files and :data:`BLOCK_BYTES` of content each: a line
   ``{"t":"b","d":directory,"f":[[kind,name,size,checksum],...]}`` followed by the contents, one
-  after the other. The receiver checks the directory once and writes the whole block in one job,
+  after the other. The receiver checks the directory once and writes the whole block in one go,
   so a cold sync of thousands of small files costs little more per file than creating it.
 - A larger file is a line ``{"t":"f","k":kind,"p":path,"s":size,"c":checksum}`` followed by
   exactly ``size`` raw bytes, read and written piece by piece as they travel.
@@ -21,10 +21,10 @@ ways:
 against its table before it goes into a block (by its stat when the scan trusted it, else by
 hashing it again); one that changed or vanished since the scan keeps its declared size (cut or
 padded) and its kind in upper case (``C``, ``U``): the receiver skips it and the next cycle sends
-it again. A large file is checked by the receiver, which hashes it as it
-arrives. The bytes themselves are protected on the way by TLS and by the stream's SHA-256 (see
-``wire.streams``). Neither side ever holds more than a block or a chunk of content in memory, and
-the total size is known before the first byte is sent (:func:`packed_size`).
+it again. A large file is checked by the receiver, which hashes it as it arrives. The bytes
+themselves are protected on the way by TLS and by the stream's SHA-256 (see ``wire.streams``).
+Neither side ever holds more than a block or a chunk of content in memory, and the total size is
+known before the first byte is sent (:func:`packed_size`).
 """
 
 from __future__ import annotations
