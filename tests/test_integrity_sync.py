@@ -23,12 +23,14 @@ from wazuhcluster.integrity.pack import (
     MAX_LINE,
     PackError,
     Received,
+    Staged,
     Unpacker,
     decode_table,
     encode_table,
     iter_pack,
     packed_size,
 )
+from wazuhcluster.integrity.paths import PathRefused, validate_relpath
 from wazuhcluster.integrity.scan import (
     FileMeta,
     checksum_bytes,
@@ -73,6 +75,20 @@ def sync_once(master: str, worker: str, budget: int | None = None) -> tuple[Plan
     assert len(stream) == packed_size(plan)
     received = receive(worker, stream)
     return received.plan, apply_plan(worker, received.plan, received.staged)
+
+
+def assert_staged_for(
+    test: SynchronousTestCase, staged: Staged, home: str, path: str, tmp: str
+) -> None:
+    """``tmp`` is where the unpacker may stage ``path``: a temp file next to its target, or the
+    file under its own name inside the temp directory of a new directory being staged whole."""
+    for reldir, temp_dir in staged.new_dirs.items():
+        if path.startswith(reldir + "/"):
+            test.assertEqual(tmp, temp_dir + path[len(reldir) :])
+            test.assertTrue(os.path.basename(temp_dir).startswith(TEMP_PREFIX))
+            return
+    test.assertEqual(os.path.dirname(tmp), os.path.dirname(os.path.join(home, path)))
+    test.assertTrue(os.path.basename(tmp).startswith(TEMP_PREFIX))
 
 
 def pack_bytes(header: Mapping[str, object], *records: Mapping[str, object] | bytes) -> bytes:
@@ -174,8 +190,7 @@ class PackTests(SynchronousTestCase):
         self.assertEqual(received.header.create, 4)
         self.assertEqual(received.staged.rejected, {})
         for rel, tmp in received.staged.files.items():
-            self.assertEqual(os.path.dirname(tmp), os.path.dirname(os.path.join(worker, rel)))
-            self.assertTrue(os.path.basename(tmp).startswith(TEMP_PREFIX))
+            assert_staged_for(self, received.staged, worker, rel, tmp)
             with open(tmp, "rb") as f:
                 self.assertEqual(checksum_bytes(f.read()), self.plan.files[rel].checksum)
             expected = 0o640 if rel == "etc/client.keys" else 0o660
@@ -593,9 +608,8 @@ class BlockWriteTests(SynchronousTestCase):
         for directory, files, data in self.blocks:
             self.assertTrue(0 < len(files) <= pack_module.BLOCK_FILES)
             self.assertLessEqual(sum(len(piece) for piece in data), pack_module.BLOCK_BYTES)
-            self.assertEqual(
-                {os.path.dirname(os.path.join(self.worker, p)) for p, *_ in files}, {directory}
-            )
+            for path, name, *_ in files:
+                assert_staged_for(self, received.staged, self.worker, path, f"{directory}/{name}")
         self.assertEqual(received.staged.rejected, {})
         self.assertEqual(len(received.staged.files), 301)
         apply_plan(self.worker, received.plan, received.staged)
@@ -666,6 +680,89 @@ class BlockWriteTests(SynchronousTestCase):
         self.assertEqual(
             master_digest(scan_tree(self.master)), table_digest(scan_tree(self.worker))
         )
+
+
+class NewDirectoryTests(SynchronousTestCase):
+    """A directory the worker does not have yet is staged whole and renamed into place once."""
+
+    def setUp(self) -> None:
+        """A master with two new groups (one with a subfolder and a large file) and a worker
+        that has only the shared folder."""
+        self.master, self.worker = self.mktemp(), self.mktemp()
+        self.files = {
+            "etc/shared/new1/agent.conf": b"one",
+            "etc/shared/new1/sub/deep.conf": b"deep",
+            "etc/shared/new1/large": os.urandom(pack_module.SMALL_FILE + 10),
+            "etc/shared/new2/agent.conf": b"two",
+            "etc/shared/old/agent.conf": b"old group, new file",
+        }
+        write_tree(self.master, self.files)
+        write_tree(self.worker, {"etc/shared/old/keep": b"worker's"})
+        os.unlink(os.path.join(self.worker, "etc/shared/old/keep"))
+        self.plan = compare(scan_tree(self.master), scan_tree(self.worker))
+        self.received = receive(self.worker, b"".join(iter_pack(self.master, self.plan)))
+
+    def test_staged_then_renamed_whole(self) -> None:
+        """Nothing appears under the new names before the apply; the apply renames each new
+        directory once (no rename per file in it) and the worker ends equal to the master."""
+        staged = self.received.staged
+        self.assertEqual(sorted(staged.new_dirs), ["etc/shared/new1", "etc/shared/new2"])
+        self.assertFalse(os.path.exists(os.path.join(self.worker, "etc/shared/new1")))
+        renames: list[str] = []
+        real = apply_module._replace
+
+        def counting(src: str, dst: str, **dir_fds: int) -> None:
+            renames.append(dst)
+            real(src, dst, **dir_fds)
+
+        self.patch(apply_module, "_replace", counting)
+        result = apply_plan(self.worker, self.received.plan, staged)
+        self.assertEqual(renames, ["agent.conf"])  # only the file in the existing folder
+        self.assertEqual(result.created, tuple(sorted(self.files)))
+        self.assertEqual(result.failed, {})
+        tree = read_tree(self.worker)
+        self.assertEqual({p: c for p, (c, _) in tree.items()}, self.files)
+        self.assertTrue(all(mode == 0o660 for _, mode in tree.values()))
+        self.assertFalse(any(TEMP_PREFIX in p for p in tree))
+        self.assertEqual(staged.new_dirs, {})
+
+    def test_directory_taken_meanwhile(self) -> None:
+        """If something took the new directory's name before the apply, its files fail (the
+        next cycle brings them), the temp directory goes, and nothing is overwritten."""
+        write_tree(self.worker, {"etc/shared/new2/local": b"appeared"})
+        result = apply_plan(self.worker, self.received.plan, self.received.staged)
+        self.assertIn("cannot place new directory", result.failed["etc/shared/new2/agent.conf"])
+        self.assertIn("etc/shared/new1/sub/deep.conf", result.created)
+        tree = read_tree(self.worker)
+        self.assertEqual(tree["etc/shared/new2/local"][0], b"appeared")
+        self.assertNotIn("etc/shared/new2/agent.conf", tree)
+        self.assertEqual(
+            [
+                n
+                for n in os.listdir(os.path.join(self.worker, "etc/shared"))
+                if n.startswith(TEMP_PREFIX)
+            ],
+            [],
+        )
+
+    def test_abort_and_crash_leave_nothing(self) -> None:
+        """An aborted unpack removes its temp directories; after a crash, the start-up cleanup
+        does; the worker's scan never lists what is inside one."""
+        self.received.staged.discard()
+        self.assertEqual([p for p in read_tree(self.worker) if TEMP_PREFIX in p], [])
+        again = receive(self.worker, b"".join(iter_pack(self.master, self.plan)))
+        inside = again.staged.files["etc/shared/new1/sub/deep.conf"]
+        self.assertTrue(os.path.exists(inside))
+        self.assertNotIn("etc/shared/new1/sub/deep.conf", scan_tree(self.worker))
+        self.assertFalse(any(TEMP_PREFIX in p for p in scan_tree(self.worker)))
+        removed = cleanup_temp_files(self.worker)
+        self.assertEqual(len([p for p in removed if p.endswith(".dir")]), 2)
+        self.assertFalse(any(TEMP_PREFIX in p for p in read_tree(self.worker)))
+
+    def test_temp_names_never_synced(self) -> None:
+        """A path through a directory named like our temp directories is refused."""
+        with self.assertRaises(PathRefused):
+            validate_relpath(f"etc/shared/{TEMP_PREFIX}x.dir/agent.conf")
 
 
 def block(directory: str, *files: tuple[object, ...]) -> dict[str, object]:

@@ -13,13 +13,14 @@ Blocking: run it in a thread.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator, Mapping
 
 from attrs import frozen
 
 from wazuhcluster.integrity.compare import Plan
-from wazuhcluster.integrity.pack import Staged
+from wazuhcluster.integrity.pack import Staged, remove_temp_tree
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for, item_for_directory
 
@@ -133,22 +134,39 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     for path in deleted:
         _remove_empty_parents(home, path, removed_dirs, dirty_dirs)
 
-    created: list[str] = []
-    updated: list[str] = []
     fsync_each = durable and len(staged.files) <= SYNC_ALL_THRESHOLD
     if durable and not fsync_each:
         os.sync()
+    updates = frozenset(plan.shared)
+    created: list[str] = []
+    updated: list[str] = []
+    # New directories staged whole: one rename puts all their files in place.
+    for reldir, temp_dir in sorted(staged.new_dirs.items()):
+        members = [p for p in staged.new_dir_files.get(reldir, ()) if p in plan.files]
+        for path in members:
+            del staged.files[path]
+        error = _place_new_dir(home, reldir, temp_dir, fsync_each)
+        if error is not None:
+            remove_temp_tree(temp_dir)
+            failed.update(dict.fromkeys(members, error))
+            continue
+        for path in members:
+            (updated if path in updates else created).append(path)
+        dirty_dirs.add(os.path.dirname(os.path.join(home, reldir)))
+    staged.new_dirs.clear()
+    staged.new_dir_files.clear()
     # Each parent directory is walked (lstat per component) and opened once, not once per file;
     # the renames are made relative to it, so a parent swapped for a symlink afterwards cannot
     # redirect them.
     checked_dirs: set[str] = set()
-    updates = frozenset(plan.shared)
+    placed = frozenset(created) | frozenset(updated)
     for paths in _by_parent(sorted(plan.files)):
         received: list[tuple[str, str]] = []
         for path in paths:
             tmp = staged.files.pop(path, None)
             if tmp is None:
-                failed.setdefault(path, "not received")
+                if path not in placed:
+                    failed.setdefault(path, "not received")
             else:
                 received.append((path, tmp))
         if not received:
@@ -176,6 +194,8 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         dirty_dirs.add(directory)
     # Temp files staged for paths that are not in the plan are not ours to place.
     staged.discard()
+    created.sort()
+    updated.sort()
 
     if durable:
         for directory in sorted(dirty_dirs):
@@ -193,6 +213,33 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         failed=failed,
         ruleset_changed=ruleset,
     )
+
+
+def _place_new_dir(home: str, reldir: str, temp_dir: str, fsync_each: bool) -> str | None:
+    """Rename the temp directory holding the whole of the new directory ``reldir`` into place;
+    None, or why it could not be (something stands there now, a parent is not a real
+    directory...)."""
+    current = home
+    for part in reldir.split("/")[:-1]:
+        current = os.path.join(current, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return f"cannot place new directory {reldir!r}: {current!r} is not a directory"
+        except OSError as e:
+            return f"cannot place new directory {reldir!r}: {e.strerror or e}"
+    if os.path.dirname(temp_dir) != current:
+        return f"new directory {reldir!r} was staged elsewhere"
+    try:
+        if fsync_each:
+            for root, _dirs, names in os.walk(temp_dir):
+                for name in names:
+                    _fsync_path(os.path.join(root, name))
+                _fsync_dir(root)
+        # A rename never replaces a directory that holds anything, nor follows a symlink.
+        os.rename(temp_dir, os.path.join(current, reldir.rpartition("/")[2]))
+    except OSError as e:
+        return f"cannot place new directory {reldir!r}: {e.strerror or e}"
+    return None
 
 
 def _by_parent(paths: list[str]) -> Iterator[list[str]]:
@@ -252,7 +299,8 @@ def _unlink_quietly(path: str) -> None:
 
 
 def cleanup_temp_files(home: str) -> list[str]:
-    """Remove temp files an interrupted sync left in the synced directories; return their paths.
+    """Remove temp files and temp directories (new directories being staged whole) an
+    interrupted sync left in the synced directories; return their paths.
 
     Only call it while no sync is being received (the unpacker's own temp files look the same).
     Symlinked directories are not followed.
@@ -269,12 +317,15 @@ def cleanup_temp_files(home: str) -> list[str]:
                 continue
             for entry in entries:
                 try:
+                    ours = entry.name.startswith(TEMP_PREFIX)
                     if entry.is_dir(follow_symlinks=False):
-                        if item.recursive:
+                        if ours:
+                            # A new directory that was being staged whole.
+                            shutil.rmtree(entry.path)
+                            removed.append(f"{reldir}/{entry.name}")
+                        elif item.recursive:
                             pending.append(f"{reldir}/{entry.name}")
-                    elif entry.name.startswith(TEMP_PREFIX) and entry.is_file(
-                        follow_symlinks=False
-                    ):
+                    elif ours and entry.is_file(follow_symlinks=False):
                         os.unlink(entry.path)
                         removed.append(f"{reldir}/{entry.name}")
                 except OSError:

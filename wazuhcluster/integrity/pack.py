@@ -25,6 +25,11 @@ it again. A large file is checked by the receiver, which hashes it as it arrives
 themselves are protected on the way by TLS and by the stream's SHA-256 (see ``wire.streams``).
 Neither side ever holds more than a block or a chunk of content in memory, and the total size is
 known before the first byte is sent (:func:`packed_size`).
+
+The receiver writes each file to a temp file next to its target, renamed into place by the apply.
+A directory the receiver does not have yet (a new group, or every folder of a worker that joins)
+is staged whole instead: its files, under their own names, and its subdirectories go into a temp
+directory beside it, which the apply renames into place at once.
 """
 
 from __future__ import annotations
@@ -33,16 +38,21 @@ import json
 import os
 import re
 import secrets
+import shutil
+import stat
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future
 from typing import Any
 
 from attrs import define, field, frozen
+from twisted.logger import Logger
 
 from wazuhcluster.integrity.compare import Plan
-from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
+from wazuhcluster.integrity.paths import DIR_MODE, PathRefused, resolve, validate_relpath
 from wazuhcluster.integrity.scan import FileMeta, FileTable, checksum_bytes, new_hasher
-from wazuhcluster.integrity.table import TEMP_PREFIX, SyncItem
+from wazuhcluster.integrity.table import TEMP_PREFIX, SyncItem, item_for_directory
+
+_log = Logger()
 
 #: Version of the table format (worker → master).
 TABLE_VERSION = 1
@@ -402,17 +412,39 @@ class Staged:
     :ivar rejected: relative path → why it was not staged (checksum mismatch, blocked path, ...).
     :ivar cleared: paths to delete that were deleted early, because a directory had to be created
         where they stood.
+    :ivar new_dirs: relative directory that does not exist yet → absolute temp directory that
+        holds its files (under their own names) and subdirectories, to be renamed into place
+        whole: one rename for all its files.
+    :ivar new_dir_files: relative directory of ``new_dirs`` → the paths staged inside it (they
+        are in ``files`` too, their temp path inside the temp directory).
     """
 
     files: dict[str, str] = field(factory=dict)
     rejected: dict[str, str] = field(factory=dict)
     cleared: list[str] = field(factory=list)
+    new_dirs: dict[str, str] = field(factory=dict)
+    new_dir_files: dict[str, list[str]] = field(factory=dict)
 
     def discard(self) -> None:
-        """Remove every temp file still staged."""
+        """Remove every temp file and temp directory still staged."""
         for tmp in self.files.values():
             _unlink_quietly(tmp)
         self.files.clear()
+        for temp_dir in self.new_dirs.values():
+            remove_temp_tree(temp_dir)
+        self.new_dirs.clear()
+        self.new_dir_files.clear()
+
+
+def remove_temp_tree(path: str) -> None:
+    """Remove a temp directory of ours and everything in it (never following a symlink); quietly
+    if it is gone."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        _log.warn("Could not remove the temp directory {path}: {error}", path=path, error=e)
 
 
 @frozen
@@ -422,6 +454,23 @@ class Received:
     header: SyncHeader
     plan: Plan
     staged: Staged
+
+
+def _missing(path: str) -> bool:
+    """Whether nothing at all stands at ``path`` (not even a symlink)."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    return False
+
+
+def _is_real_dir(path: str) -> bool:
+    """Whether ``path`` is a directory, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _unlink_quietly(path: str) -> None:
@@ -576,8 +625,8 @@ class Unpacker:
         self._deletes: list[str] = []
         self._seen: set[str] = set()
         self._known_dirs: set[str] = set()
-        # Absolute path of each parent directory already checked (and created) by this unpack.
-        self._dir_paths: dict[str, str] = {}
+        # Where each parent directory met by this unpack is written (see _parent_path).
+        self._dir_paths: dict[str, tuple[str, str | None]] = {}
         self._clear_files: frozenset[str] | None = None
         self._temp_names = _TempNames()
         self._creates: dict[str, FileMeta] = {}
@@ -591,8 +640,11 @@ class Unpacker:
         self._fd: int | None = None
         self._tmp = ""
         self._hasher = new_hasher()
-        # The block being received: its directory (None if refused), files and data so far.
+        self._root: str | None = None
+        # The block being received: its directory (None if refused), the new directory it lies
+        # in (see _parent_path), files and data so far.
         self._block_dir: str | None = None
+        self._block_root: str | None = None
         self._block_files: list[_BlockFile] = []
         # Views of the pieces fed: the caller must not change a piece once fed.
         self._block_data: list[memoryview] = []
@@ -741,7 +793,7 @@ class Unpacker:
                 kind = kind.lower()
                 stale.append(path)
             self._announce(kind, path, FileMeta(checksum, size, 0, item.mode))
-            files.append((path, self._temp_names.next(), item.mode, offset, offset + size))
+            files.append((path, name, item.mode, offset, offset + size))
             offset += size
         if offset > BLOCK_BYTES:
             raise PackError(f"a block holds more than {BLOCK_BYTES} bytes")
@@ -751,12 +803,18 @@ class Unpacker:
         self._block_files = [f for f in files if f[0] not in stale_set]
         self._block_data = []
         try:
-            self._block_dir = self._parent_path(files[0][0])
+            self._block_dir, self._block_root = self._parent_path(files[0][0])
         except (PathRefused, OSError) as e:
             reason = e.reason if isinstance(e, PathRefused) else f"cannot create directory: {e}"
             for path, *_ in self._block_files:
                 self.staged.rejected[path] = reason
-            self._block_dir = None
+            self._block_dir, self._block_root = None, None
+        if self._block_root is None:
+            # In an existing directory each file is written under a temp name, renamed later.
+            self._block_files = [
+                (path, self._temp_names.next(), mode, start, end)
+                for path, _, mode, start, end in self._block_files
+            ]
         self._remaining = offset
         self._state = _BLOCK
         if offset == 0:
@@ -771,7 +829,7 @@ class Unpacker:
             return
         for path, tmp, error in write_block(self._block_dir, files, pieces):
             if error is None:
-                self.staged.files[path] = tmp
+                self._stage(path, tmp, self._block_root)
             else:
                 self.staged.rejected[path] = error
         self._written(sum(len(piece) for piece in pieces))
@@ -796,9 +854,12 @@ class Unpacker:
         self._announce(kind, path, meta)
         self._path, self._meta, self._remaining = path, meta, size
         self._fd = None
+        self._root = None
         self._hasher = new_hasher()
         try:
-            self._tmp = self._parent_path(path) + "/" + self._temp_names.next()
+            directory, self._root = self._parent_path(path)
+            name = path.rpartition("/")[2] if self._root else self._temp_names.next()
+            self._tmp = f"{directory}/{name}"
             self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
         except PathRefused as e:
             self.staged.rejected[path] = e.reason
@@ -808,19 +869,68 @@ class Unpacker:
         if size == 0:
             self._end_file()
 
-    def _parent_path(self, path: str) -> str:
-        """The absolute path of ``path``'s parent directory, checked (and created) the first
-        time this unpack meets it; the walk is not repeated for the other files in it.
+    def _parent_path(self, path: str) -> tuple[str, str | None]:
+        """Where the files of ``path``'s parent directory are written, checked (and created) the
+        first time this unpack meets it; the walk is not repeated for the other files in it.
 
+        A directory that does not exist yet (below one that does) is staged whole instead: its
+        files are written under their own names into a temp directory next to it, renamed into
+        place in one go by the apply. Its subdirectories are made inside that temp directory.
+
+        :return: the absolute directory, and the relative directory of ``staged.new_dirs`` it
+            lies in (None for a real directory, whose files get temp names).
         :raises PathRefused: a parent is a symlink or not a directory.
         """
         parent = path.rpartition("/")[0]
         known = self._dir_paths.get(parent)
         if known is not None:
             return known
+        found: tuple[str, str | None] | None = self._inside_new_dir(parent)
+        if found is None:
+            found = self._checked_dir(path)
+        self._dir_paths[parent] = found
+        return found
+
+    def _inside_new_dir(self, parent: str) -> tuple[str, str] | None:
+        """``parent`` inside a directory this unpack stages whole (created there), or None."""
+        root = parent
+        while root:
+            temp_dir = self.staged.new_dirs.get(root)
+            if temp_dir is not None:
+                directory = temp_dir + parent[len(root) :]
+                os.makedirs(directory, DIR_MODE, exist_ok=True)  # inside our own temp directory
+                return directory, root
+            root = root.rpartition("/")[0]
+        return None
+
+    def _checked_dir(self, path: str) -> tuple[str, str | None]:
+        """``path``'s parent in the tree: walked (no symlink on the way), created if needed, or
+        staged whole when it is the one missing directory."""
         if self._clear_files is None:
             # Deletion records all come before the first file (checked in _record).
             self._clear_files = frozenset(self._deletes)
+        parent = path.rpartition("/")[0]
+        absolute = os.path.join(self._home, parent)
+        staged = False
+        try:
+            # Walk the existing parents, creating nothing; it stops at the first missing one.
+            resolve(self._home, path, check_target=False, known_dirs=self._known_dirs)
+        except PathRefused:
+            pass  # the walk below decides (it may clear a file that is about to be deleted)
+        else:
+            # Only below a synced directory, where the start-up cleanup finds a leftover.
+            above = parent.rpartition("/")[0]
+            staged = (
+                item_for_directory(above) is not None
+                and _missing(absolute)
+                and _is_real_dir(os.path.dirname(absolute))
+            )
+        if staged:
+            temp_dir = f"{os.path.dirname(absolute)}/{TEMP_PREFIX}{secrets.token_hex(8)}.dir"
+            os.mkdir(temp_dir, DIR_MODE)
+            self.staged.new_dirs[parent] = temp_dir
+            self.staged.new_dir_files[parent] = []
+            return temp_dir, parent
         # The target itself may still be a directory of files about to be deleted; apply_plan
         # checks it again. Here only the parents matter: the temp file is written next to it.
         target = resolve(
@@ -832,9 +942,7 @@ class Unpacker:
             check_target=False,
             known_dirs=self._known_dirs,
         )
-        directory = os.path.dirname(target)
-        self._dir_paths[parent] = directory
-        return directory
+        return os.path.dirname(target), None
 
     def _write(self, piece: memoryview) -> None:
         if self._fd is None:
@@ -869,8 +977,15 @@ class Unpacker:
             return
         os.close(self._fd)
         self._fd = None
-        self.staged.files[self._path] = self._tmp
+        self._stage(self._path, self._tmp, self._root)
         self._written(self._meta.size)
+
+    def _stage(self, path: str, tmp: str, root: str | None) -> None:
+        """Record a file written whole: ``tmp``, inside the temp directory of the new directory
+        ``root`` if it is not None."""
+        self.staged.files[path] = tmp
+        if root is not None:
+            self.staged.new_dir_files[root].append(path)
 
     def _check_end(self) -> None:
         assert self.header is not None

@@ -17,7 +17,7 @@ import os
 import re
 import stat
 
-from wazuhcluster.integrity.table import SyncItem, item_for
+from wazuhcluster.integrity.table import TEMP_PREFIX, SyncItem, item_for
 
 #: Longest accepted relative path, in UTF-8 bytes (well under PATH_MAX once joined to the home).
 MAX_RELPATH_BYTES = 1024
@@ -73,6 +73,8 @@ def _component_problem(part: str) -> str | None:
     """Why one component of a relative path is refused, or None."""
     if part in ("", ".", ".."):
         return f"component {part!r} not allowed"
+    if part.startswith(TEMP_PREFIX):
+        return f"names starting with {TEMP_PREFIX!r} are the sync's own temp files"
     if _CONTROL.search(part):
         return "contains NUL or a control character"
     if part.isascii():

@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterator, Mapping
 from attrs import define, field, frozen
 
 from wazuhcluster.integrity.paths import PathRefused, validate_relpath
-from wazuhcluster.integrity.table import SYNC_ITEMS, SyncItem, is_excluded_name, item_mode
+from wazuhcluster.integrity.table import (
+    SYNC_ITEMS,
+    TEMP_PREFIX,
+    SyncItem,
+    is_excluded_name,
+    item_mode,
+)
 
 #: Name of the content checksum, for logs and the wire format.
 CHECKSUM_NAME = "blake2b-256"
@@ -109,7 +115,8 @@ def _walk_item(
                 if entry.is_symlink():
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    if item.recursive:
+                    # A directory a sync is still filling (see pack.Unpacker) is not synced.
+                    if item.recursive and not entry.name.startswith(TEMP_PREFIX):
                         pending.append(relpath)
                     continue
                 if not entry.is_file(follow_symlinks=False):
