@@ -141,20 +141,29 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     created: list[str] = []
     updated: list[str] = []
     # New directories staged whole: one rename puts all their files in place.
+    members: dict[str, list[str]] = {reldir: [] for reldir in staged.new_dirs}
+    roots: dict[str, str | None] = {}  # parent directory → its new directory, if any
+    for path in plan.files:
+        if path in staged.files:
+            parent = path.rpartition("/")[0]
+            if parent not in roots:
+                roots[parent] = staged.new_dir_of(parent)
+            root = roots[parent]
+            if root is not None:
+                members[root].append(path)
     for reldir, temp_dir in sorted(staged.new_dirs.items()):
-        members = [p for p in staged.new_dir_files.get(reldir, ()) if p in plan.files]
-        for path in members:
+        paths = members[reldir]
+        for path in paths:
             del staged.files[path]
-        error = _place_new_dir(home, reldir, temp_dir, fsync_each)
+        error = _place_new_dir(home, reldir, temp_dir, paths, fsync_each)
         if error is not None:
             remove_temp_tree(temp_dir)
-            failed.update(dict.fromkeys(members, error))
+            failed.update(dict.fromkeys(paths, error))
             continue
-        for path in members:
+        for path in paths:
             (updated if path in updates else created).append(path)
         dirty_dirs.add(os.path.dirname(os.path.join(home, reldir)))
     staged.new_dirs.clear()
-    staged.new_dir_files.clear()
     # Each parent directory is walked (lstat per component) and opened once, not once per file;
     # the renames are made relative to it, so a parent swapped for a symlink afterwards cannot
     # redirect them.
@@ -215,28 +224,30 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
     )
 
 
-def _place_new_dir(home: str, reldir: str, temp_dir: str, fsync_each: bool) -> str | None:
-    """Rename the temp directory holding the whole of the new directory ``reldir`` into place;
-    None, or why it could not be (something stands there now, a parent is not a real
-    directory...)."""
-    current = home
-    for part in reldir.split("/")[:-1]:
-        current = os.path.join(current, part)
-        try:
-            if not stat.S_ISDIR(os.lstat(current).st_mode):
-                return f"cannot place new directory {reldir!r}: {current!r} is not a directory"
-        except OSError as e:
-            return f"cannot place new directory {reldir!r}: {e.strerror or e}"
-    if os.path.dirname(temp_dir) != current:
-        return f"new directory {reldir!r} was staged elsewhere"
+def _place_new_dir(
+    home: str, reldir: str, temp_dir: str, paths: list[str], fsync_each: bool
+) -> str | None:
+    """Rename the temp directory holding the whole of the new directory ``reldir`` (its files
+    of the plan: ``paths``) into place; None, or why it could not be (something stands there
+    now, a parent is not a real directory...)."""
+    if not paths:
+        return "nothing of the plan in it"  # every file of it was rejected: nothing to place
+    target = os.path.join(home, reldir)
     try:
+        # The parents above ``reldir``: real directories, no symlink on the way (the walk stops
+        # at ``reldir`` itself, which should not exist yet).
+        resolve(home, paths[0], check_target=False)
+        if os.path.dirname(temp_dir) != os.path.dirname(target):
+            raise PathRefused(reldir, "staged elsewhere")
         if fsync_each:
             for root, _dirs, names in os.walk(temp_dir):
                 for name in names:
                     _fsync_path(os.path.join(root, name))
                 _fsync_dir(root)
         # A rename never replaces a directory that holds anything, nor follows a symlink.
-        os.rename(temp_dir, os.path.join(current, reldir.rpartition("/")[2]))
+        os.rename(temp_dir, target)
+    except PathRefused as e:
+        return f"cannot place new directory {reldir!r}: {e.reason}"
     except OSError as e:
         return f"cannot place new directory {reldir!r}: {e.strerror or e}"
     return None

@@ -413,17 +413,22 @@ class Staged:
     :ivar cleared: paths to delete that were deleted early, because a directory had to be created
         where they stood.
     :ivar new_dirs: relative directory that does not exist yet → absolute temp directory that
-        holds its files (under their own names) and subdirectories, to be renamed into place
-        whole: one rename for all its files.
-    :ivar new_dir_files: relative directory of ``new_dirs`` → the paths staged inside it (they
-        are in ``files`` too, their temp path inside the temp directory).
+        holds its files (under their own names, in ``files`` too) and subdirectories, to be
+        renamed into place whole: one rename for all its files.
     """
 
     files: dict[str, str] = field(factory=dict)
     rejected: dict[str, str] = field(factory=dict)
     cleared: list[str] = field(factory=list)
     new_dirs: dict[str, str] = field(factory=dict)
-    new_dir_files: dict[str, list[str]] = field(factory=dict)
+
+    def new_dir_of(self, reldir: str) -> str | None:
+        """The directory of ``new_dirs`` that ``reldir`` is, or lies in; None if none."""
+        while reldir:
+            if reldir in self.new_dirs:
+                return reldir
+            reldir = reldir.rpartition("/")[0]
+        return None
 
     def discard(self) -> None:
         """Remove every temp file and temp directory still staged."""
@@ -433,7 +438,6 @@ class Staged:
         for temp_dir in self.new_dirs.values():
             remove_temp_tree(temp_dir)
         self.new_dirs.clear()
-        self.new_dir_files.clear()
 
 
 def remove_temp_tree(path: str) -> None:
@@ -640,7 +644,6 @@ class Unpacker:
         self._fd: int | None = None
         self._tmp = ""
         self._hasher = new_hasher()
-        self._root: str | None = None
         # The block being received: its directory (None if refused), the new directory it lies
         # in (see _parent_path), files and data so far.
         self._block_dir: str | None = None
@@ -829,7 +832,7 @@ class Unpacker:
             return
         for path, tmp, error in write_block(self._block_dir, files, pieces):
             if error is None:
-                self._stage(path, tmp, self._block_root)
+                self.staged.files[path] = tmp
             else:
                 self.staged.rejected[path] = error
         self._written(sum(len(piece) for piece in pieces))
@@ -854,11 +857,10 @@ class Unpacker:
         self._announce(kind, path, meta)
         self._path, self._meta, self._remaining = path, meta, size
         self._fd = None
-        self._root = None
         self._hasher = new_hasher()
         try:
-            directory, self._root = self._parent_path(path)
-            name = path.rpartition("/")[2] if self._root else self._temp_names.next()
+            directory, new_dir = self._parent_path(path)
+            name = path.rpartition("/")[2] if new_dir else self._temp_names.next()
             self._tmp = f"{directory}/{name}"
             self._fd = os.open(self._tmp, _TEMP_FLAGS, 0o600)
         except PathRefused as e:
@@ -893,15 +895,12 @@ class Unpacker:
 
     def _inside_new_dir(self, parent: str) -> tuple[str, str] | None:
         """``parent`` inside a directory this unpack stages whole (created there), or None."""
-        root = parent
-        while root:
-            temp_dir = self.staged.new_dirs.get(root)
-            if temp_dir is not None:
-                directory = temp_dir + parent[len(root) :]
-                os.makedirs(directory, DIR_MODE, exist_ok=True)  # inside our own temp directory
-                return directory, root
-            root = root.rpartition("/")[0]
-        return None
+        root = self.staged.new_dir_of(parent)
+        if root is None:
+            return None
+        directory = self.staged.new_dirs[root] + parent[len(root) :]
+        os.makedirs(directory, DIR_MODE, exist_ok=True)  # inside our own temp directory
+        return directory, root
 
     def _checked_dir(self, path: str) -> tuple[str, str | None]:
         """``path``'s parent in the tree: walked (no symlink on the way), created if needed, or
@@ -929,7 +928,6 @@ class Unpacker:
             temp_dir = f"{os.path.dirname(absolute)}/{TEMP_PREFIX}{secrets.token_hex(8)}.dir"
             os.mkdir(temp_dir, DIR_MODE)
             self.staged.new_dirs[parent] = temp_dir
-            self.staged.new_dir_files[parent] = []
             return temp_dir, parent
         # The target itself may still be a directory of files about to be deleted; apply_plan
         # checks it again. Here only the parents matter: the temp file is written next to it.
@@ -977,15 +975,8 @@ class Unpacker:
             return
         os.close(self._fd)
         self._fd = None
-        self._stage(self._path, self._tmp, self._root)
+        self.staged.files[self._path] = self._tmp
         self._written(self._meta.size)
-
-    def _stage(self, path: str, tmp: str, root: str | None) -> None:
-        """Record a file written whole: ``tmp``, inside the temp directory of the new directory
-        ``root`` if it is not None."""
-        self.staged.files[path] = tmp
-        if root is not None:
-            self.staged.new_dir_files[root].append(path)
 
     def _check_end(self) -> None:
         assert self.header is not None
