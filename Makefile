@@ -46,15 +46,16 @@ unit: $(STAMP) ## run the unit tests only
 integration: $(STAMP) ## run the real-process tests only
 	$(BIN)/python -b -m twisted.trial tests.integration
 
-lint: $(STAMP) ## ruff (lint and format) and mypy
+lint: $(STAMP) ## ruff (lint and format), mypy, and the import floors (import-linter, setup.cfg)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 typecheck: lint
 
 demo: $(STAMP) ## run a local master and two workers with agents (Ctrl-C stops them)
-	$(BIN)/python -m wazuhcluster.demo --dir demo
+	$(BIN)/python -m wazuhcluster.scripts.demo --dir demo
 
 bench: $(STAMP) ## run the quick benchmarks (minutes); bench-cluster and bench/README.md for the long ones
 	$(BIN)/pip install -q matplotlib py-spy 2>/dev/null || true  # the 'bench' extra, beside the editable install

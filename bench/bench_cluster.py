@@ -52,9 +52,9 @@ for _path in (ROOT, ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from wazuhcluster.devcluster import LocalCluster, cluster_config, install_certificates  # noqa: E402
-from wazuhcluster.files import write_atomically  # noqa: E402
-from wazuhcluster.home import Home  # noqa: E402
+from wazuhcluster.config.home import Home  # noqa: E402
+from wazuhcluster.testing.devcluster import LocalCluster, cluster_config, install_certificates  # noqa: E402
+from wazuhcluster.util.files import write_atomically  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
 #: Wazuh's defaults, except a quick first reconnection so the setup phase is short.
@@ -111,7 +111,7 @@ def node_main(argv: list[str]) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from wazuhcluster.config import load_config
+    from wazuhcluster.config.cluster import load_config
     from wazuhcluster.tap import build_service
 
     home = Home(Path(options.home))

@@ -25,11 +25,11 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
-from wazuhcluster.agents.auth_settings import default_auth
 from wazuhcluster.agents.enrollment import EnrollmentServerFactory
-from wazuhcluster.agents.enrollment_authority import EnrollmentAuthority, EnrollmentPolicy
 from wazuhcluster.agents.enrollment_client import request_enrollment
 from wazuhcluster.agents.enrollment_tls import ensure_manager_certificate, server_tls_options
+from wazuhcluster.config.auth_settings import default_auth
+from wazuhcluster.master.enrollment_authority import EnrollmentAuthority, EnrollmentPolicy
 from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.registry.service import RegistryService
 from wazuhcluster.registry.store import Registry, RegistryFiles

@@ -40,12 +40,12 @@ from twisted.internet import defer, task  # noqa: E402
 from twisted.internet.endpoints import SSL4ServerEndpoint  # noqa: E402
 from twisted.internet.protocol import Factory, Protocol  # noqa: E402
 
-from wazuhcluster.agents.auth_settings import default_auth  # noqa: E402
 from wazuhcluster.agents.enrollment_client import request_enrollment  # noqa: E402
 from wazuhcluster.agents.enrollment_tls import (  # noqa: E402
     ensure_manager_certificate,
     server_tls_options,
 )
+from wazuhcluster.config.auth_settings import default_auth  # noqa: E402
 from wazuhcluster.registry.keys import read_client_keys  # noqa: E402
 from wazuhcluster.registry.store import Registry  # noqa: E402
 

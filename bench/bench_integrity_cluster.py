@@ -1,7 +1,7 @@
 """Benchmark: the integrity sync between real twistd nodes over mutual TLS on 127.0.0.1.
 
 Not part of the tests. Every figure comes from real processes (``twistd -n wazuhcluster``, as
-started by :mod:`wazuhcluster.devcluster`) in one run::
+started by :mod:`wazuhcluster.testing.devcluster`) in one run::
 
     .venv/bin/python bench/bench_integrity_cluster.py [--files 10000] [--changes 10] [--big-mb 300]
         [--cold-runs 3] [--only a]
@@ -49,7 +49,8 @@ from pathlib import Path
 
 from attrs import define, field
 
-from wazuhcluster.devcluster import (
+from wazuhcluster.config.home import Home
+from wazuhcluster.testing.devcluster import (
     FAST_TIMINGS,
     LocalCluster,
     NodeProcess,
@@ -57,8 +58,7 @@ from wazuhcluster.devcluster import (
     free_port,
     install_certificates,
 )
-from wazuhcluster.files import write_atomically
-from wazuhcluster.home import Home
+from wazuhcluster.util.files import write_atomically
 
 #: Wazuh's integrity intervals, with the fast link timings so a dead peer is noticed quickly
 #: (keep_alive 2 s: many keep-alives fall inside the big transfer of (d)).

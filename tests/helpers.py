@@ -13,10 +13,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.config import NodeConfig, load_config
-from wazuhcluster.devcluster import cluster_config
-from wazuhcluster.home import Home
+from wazuhcluster.config.cluster import NodeConfig, load_config
+from wazuhcluster.config.home import Home
 from wazuhcluster.master.node import MasterNode
+from wazuhcluster.testing.devcluster import cluster_config
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.link import MasterLink
 

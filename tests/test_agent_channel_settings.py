@@ -1,18 +1,18 @@
-"""Tests for wazuhcluster.agents.remote_settings: <remote> and <global> agent options."""
+"""Tests for wazuhcluster.config.remote_settings: <remote> and <global> agent options."""
 
 from __future__ import annotations
 
 from defusedxml import ElementTree
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents.remote_settings import (
+from wazuhcluster.config.remote_settings import (
     AgentsSettings,
     RemoteSettings,
     parse_global_agents,
     parse_remote,
     secure_remote,
 )
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 
 def _section(xml: str, name: str = "remote") -> Section:

@@ -10,12 +10,12 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.agents.service import AgentChannelService
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.registry import keys
 from wazuhcluster.registry.keys import ClientKeysError, KeyEntry, KeysFile, read_client_keys
-from wazuhcluster.threads import run_inline
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import run_inline
 
 KEY = "ab" * 32
 

@@ -16,15 +16,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.helpers import InMemoryCluster
 from tests.test_registry_link import _SyncRegistryService
 from wazuhcluster.agents import control, groups_table
-from wazuhcluster.agents.auth_settings import default_auth
 from wazuhcluster.agents.info import InfoError, decode_reports, encode_rows
 from wazuhcluster.agents.sessions import SessionTable
-from wazuhcluster.home import Home
+from wazuhcluster.config.auth_settings import default_auth
+from wazuhcluster.config.home import Home
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.registry.model import AgentInfoReport
 from wazuhcluster.registry.store import Registry
-from wazuhcluster.threads import run_inline
+from wazuhcluster.util.threads import run_inline
 from wazuhcluster.worker.agents import WorkerAgents
 from wazuhcluster.worker.link import MasterLink
 

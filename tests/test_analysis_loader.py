@@ -12,9 +12,9 @@ from wazuhcluster.analysis.cdb import ListError, Lookup, load_list, lookup, pars
 from wazuhcluster.analysis.expressions import OSMatch
 from wazuhcluster.analysis.loader import RulesetError, load_engine
 from wazuhcluster.analysis.rule_loader import RuleLoadError
-from wazuhcluster.analysis.settings import RulesetSettings, parse_ruleset
 from wazuhcluster.analysis.xmlreader import RulesetSyntaxError, parse_text
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.analysis_settings import RulesetSettings, parse_ruleset
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 
 class XMLReaderTests(unittest.SynchronousTestCase):

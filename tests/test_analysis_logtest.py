@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from tests.analysis_data import write
 from wazuhcluster.analysis.loader import install_default_ruleset
-from wazuhcluster.analysis.logtest import main
+from wazuhcluster.scripts.logtest import main
 
 INVALID = "Feb 10 23:21:05 srv sshd[12]: Invalid user paco from 172.17.1.1 port 5640"
 ACCEPTED = "Feb 10 23:21:05 srv sshd[12]: Accepted password for bob from 10.0.0.9 port 22 ssh2"

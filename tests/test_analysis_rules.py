@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from tests.analysis_data import CLOCK, make_engine, run
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.rule_loader import RuleLoadError, parse_time_range, parse_weekdays
-from wazuhcluster.analysis.settings import RulesetSettings
+from wazuhcluster.config.analysis_settings import RulesetSettings
 
 DECODERS = """
 <decoder name="app">

@@ -10,11 +10,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.analysis.alerts import Identity
-from wazuhcluster.analysis.settings import RulesetSettings
-from wazuhcluster.analysis_service import AnalysisService
-from wazuhcluster.home import Home
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.threads import run_inline
+from wazuhcluster.config.analysis_settings import RulesetSettings
+from wazuhcluster.config.home import Home
+from wazuhcluster.node.analysis_service import AnalysisService
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import run_inline
 
 SSH_FAIL = (
     "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin "

@@ -26,7 +26,6 @@ from wazuhcluster.api.auth import (
 from wazuhcluster.api.certs import ApiCertificateError, ensure_certificate, server_context
 from wazuhcluster.api.errors import ApiError
 from wazuhcluster.api.health import format_status, health_items, ruleset_synced
-from wazuhcluster.api.settings import parse_api
 from wazuhcluster.api.users import (
     UsersError,
     UserStore,
@@ -40,8 +39,9 @@ from wazuhcluster.api.users import (
     set_password,
     verify_password,
 )
-from wazuhcluster.home import Home
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.api_settings import parse_api
+from wazuhcluster.config.home import Home
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 
 class PasswordTests(SynchronousTestCase):

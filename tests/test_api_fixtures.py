@@ -26,15 +26,15 @@ from twisted.web.test.requesthelper import DummyRequest
 from tests.helpers import write_config
 from wazuhcluster.api.endpoints import ApiHooks
 from wazuhcluster.api.service import build_site
-from wazuhcluster.api.settings import ApiSettings, parse_api
 from wazuhcluster.api.users import User, hash_password, write_users
+from wazuhcluster.config.api_settings import ApiSettings, parse_api
+from wazuhcluster.config.xmlconfig import Section
 from wazuhcluster.master.node import MasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry import AsyncRegistry, Registry, RegistryFiles, synchronous_runner
 from wazuhcluster.registry.model import AgentInfoReport
-from wazuhcluster.threads import run_inline
+from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.features import FeatureSet, LinkFeature
-from wazuhcluster.xmlconfig import Section
 
 START = 1_760_000_000.0
 USER = "wazuh-ops"

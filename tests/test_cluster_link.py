@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
-from wazuhcluster.logs import format_line
+from wazuhcluster.util.logs import format_line
 from wazuhcluster.wire import commands
 
 
@@ -207,7 +207,7 @@ class SendWithoutDelayTests(SynchronousTestCase):
         from twisted.internet.protocol import Factory, Protocol
         from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
-        from wazuhcluster.wire.nodelay import send_without_delay
+        from wazuhcluster.util.nodelay import send_without_delay
 
         class TCPLike:
             """Records setTcpNoDelay calls."""

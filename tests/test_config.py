@@ -6,9 +6,9 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.config import Timings, load_config
-from wazuhcluster.home import Home
-from wazuhcluster.xmlconfig import ConfigError
+from wazuhcluster.config.cluster import Timings, load_config
+from wazuhcluster.config.home import Home
+from wazuhcluster.config.xmlconfig import ConfigError
 
 GOOD_KEY = "c98b62a9b6169ac5f67dae55ae4a9088"
 

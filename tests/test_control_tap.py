@@ -14,10 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster, short_temp_dir, write_config
 from wazuhcluster.control import commands
-from wazuhcluster.control.cli import format_agents, format_nodes
 from wazuhcluster.control.server import ControlProtocol
-from wazuhcluster.devcluster import LocalCluster
+from wazuhcluster.scripts.control import format_agents, format_nodes
 from wazuhcluster.tap import Options, build_service
+from wazuhcluster.testing.devcluster import LocalCluster
 from wazuhcluster.worker.node import WorkerNode
 
 
@@ -155,7 +155,7 @@ class OptionsTests(SynchronousTestCase):
 
         top = build_service(self.options.node_config, MemoryReactorClock())
         from wazuhcluster.master.node import MasterService
-        from wazuhcluster.signals import SignalHandlers
+        from wazuhcluster.util.signals import SignalHandlers
 
         kinds = [type(child) for child in top]
         self.assertIn(SignalHandlers, kinds)

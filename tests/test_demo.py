@@ -1,4 +1,4 @@
-"""Tests for the helpers of wazuhcluster.demo: clearing its directory and reading alerts."""
+"""Tests for the helpers of wazuhcluster.scripts.demo: clearing its directory and reading alerts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
-from wazuhcluster import demo
+from wazuhcluster.scripts import demo
 
 
 class PrepareDirTests(SynchronousTestCase):

@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.agents.enrollment_authority: the master's enrollment decision."""
+"""Tests for wazuhcluster.master.enrollment_authority: the master's enrollment decision."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster import WAZUH_VERSION
-from wazuhcluster.agents.auth_settings import ForceRules
 from wazuhcluster.agents.enrollment import (
     EnrollmentRequest,
     EnrollmentServerFactory,
     parse_reply,
     parse_request,
 )
-from wazuhcluster.agents.enrollment_authority import (
+from wazuhcluster.config.auth_settings import ForceRules
+from wazuhcluster.master.enrollment_authority import (
     EnrollmentAuthority,
     EnrollmentOutcome,
     EnrollmentPolicy,

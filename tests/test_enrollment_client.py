@@ -11,7 +11,6 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents.auth_settings import default_auth
 from wazuhcluster.agents.enrollment import (
     EnrollmentError,
     EnrollmentRequest,
@@ -25,6 +24,7 @@ from wazuhcluster.agents.enrollment_tls import (
     ensure_manager_certificate,
     server_tls_options,
 )
+from wazuhcluster.config.auth_settings import default_auth
 from wazuhcluster.registry.keys import KeyEntry
 
 KEY_LINE = "OSSEC K:'001 agent-1 any " + "c" * 64 + "'"

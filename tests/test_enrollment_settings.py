@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.agents.auth_settings: the <auth> section and the password file."""
+"""Tests for wazuhcluster.config.auth_settings: the <auth> section and the password file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from xml.etree.ElementTree import fromstring
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents.auth_settings import (
+from wazuhcluster.config.auth_settings import (
     DEFAULT_CIPHERS,
     AuthSettings,
     ForceRules,
@@ -15,8 +15,8 @@ from wazuhcluster.agents.auth_settings import (
     load_password,
     parse_auth,
 )
-from wazuhcluster.agents.enrollment_authority import EnrollmentPolicy
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.xmlconfig import ConfigError, Section
+from wazuhcluster.master.enrollment_authority import EnrollmentPolicy
 
 HOME = Path("/var/wazuh-manager")
 

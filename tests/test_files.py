@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.files: atomic writes."""
+"""Tests for wazuhcluster.util.files: atomic writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.files import write_atomically
+from wazuhcluster.util.files import write_atomically
 
 
 class WriteAtomicallyTests(SynchronousTestCase):

@@ -27,15 +27,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import KEY, PORT, InMemoryCluster
 from tests.test_registry_link import _SyncRegistryService
-from wazuhcluster.agents.auth_settings import default_auth
 from wazuhcluster.agents.sessions import SessionTable
+from wazuhcluster.config.auth_settings import default_auth
+from wazuhcluster.config.home import Home
 from wazuhcluster.control import commands as control_commands
 from wazuhcluster.control.server import ControlProtocol
-from wazuhcluster.home import Home
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.registry import MasterRegistry
-from wazuhcluster.threads import run_inline
+from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire import agents as wire_agents
 from wazuhcluster.wire import commands as wire_commands
 from wazuhcluster.wire import integrity as wire_integrity

@@ -5,9 +5,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
-from wazuhcluster.config import Timings
-from wazuhcluster.control.cli import format_health, format_health_more
-from wazuhcluster.health import (
+from wazuhcluster.config.cluster import Timings
+from wazuhcluster.node.health import (
     DISCONNECTED,
     LAGGING,
     OK,
@@ -17,6 +16,7 @@ from wazuhcluster.health import (
     iso_time,
     worker_verdict,
 )
+from wazuhcluster.scripts.control import format_health, format_health_more
 
 NOW = 1_800_000_000.0
 TIMINGS = Timings()

@@ -9,10 +9,10 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
-from wazuhcluster.home import Home
+from wazuhcluster.config.home import Home
 from wazuhcluster.integrity.table import is_excluded_name, item_for
 from wazuhcluster.master.integrity import MasterIntegrity
-from wazuhcluster.threads import run_inline
+from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink

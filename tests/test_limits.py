@@ -1,4 +1,4 @@
-"""Tests of wazuhcluster.limits: per-address connection caps and idle timeouts."""
+"""Tests of wazuhcluster.util.limits: per-address connection caps and idle timeouts."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.limits import LimitedFactory
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
 
 
 class Recorder(Protocol):

@@ -9,8 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from wazuhcluster.limits import LimitedFactory
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
 
 
 class AlpnTests(SynchronousTestCase):

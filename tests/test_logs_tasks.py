@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.logs import ClusterLog, ClusterLogObserver, ClusterLogService, format_line
-from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.util.logs import ClusterLog, ClusterLogObserver, ClusterLogService, format_line
+from wazuhcluster.util.tasks import PeriodicTask
 
 LINE = re.compile(
     r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|DEBUG|WARNING|ERROR): "

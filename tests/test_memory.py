@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.memory: the malloc arena cap a node sets at start."""
+"""Tests for wazuhcluster.util.memory: the malloc arena cap a node sets at start."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster import memory
+from wazuhcluster.util import memory
 
 
 class ArenaLimitTests(SynchronousTestCase):

@@ -8,15 +8,15 @@ from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
-from wazuhcluster.agents.auth_settings import default_auth
 from wazuhcluster.agents.enrollment import parse_reply, parse_request
+from wazuhcluster.config.auth_settings import default_auth
+from wazuhcluster.config.home import Home
 from wazuhcluster.control.commands import ControlError
-from wazuhcluster.home import Home
 from wazuhcluster.master.registry import PUSH_DELAY, MasterRegistry
 from wazuhcluster.registry.keys import KeysDelta, KeysFile, read_client_keys
 from wazuhcluster.registry.service import AsyncRegistry, synchronous_runner
 from wazuhcluster.registry.store import Registry, RegistryFiles
-from wazuhcluster.threads import run_inline
+from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.worker.link import MasterLink
 from wazuhcluster.worker.node import WorkerNode

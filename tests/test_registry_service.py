@@ -9,7 +9,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from wazuhcluster.agents.enrollment import EnrollmentRequest, parse_reply
-from wazuhcluster.agents.enrollment_authority import EnrollmentAuthority, EnrollmentPolicy
+from wazuhcluster.master.enrollment_authority import EnrollmentAuthority, EnrollmentPolicy
 from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.registry.service import RegistryService
 from wazuhcluster.registry.store import Registry, RegistryFiles

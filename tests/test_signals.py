@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.signals: SIGHUP schedules the reload callbacks on the reactor."""
+"""Tests for wazuhcluster.util.signals: SIGHUP schedules the reload callbacks on the reactor."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.logs import ClusterLog, ClusterLogService
-from wazuhcluster.signals import SignalHandlers
+from wazuhcluster.util.logs import ClusterLog, ClusterLogService
+from wazuhcluster.util.signals import SignalHandlers
 
 
 class CallQueue:

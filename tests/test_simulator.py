@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.agents.simulator against the real agent channel, in memory (iosim)."""
+"""Tests for wazuhcluster.scripts.agent_simulator against the real agent channel, over iosim."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents import control, secure, simulator
+from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import AgentChannelFactory, AgentEvent
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
+from wazuhcluster.scripts import agent_simulator as simulator
 
 KEYS = [secure.AgentKey(f"{i:03}", f"sim-{i}", "any", f"{i:02x}" * 32) for i in range(1, 4)]
 
@@ -320,7 +321,7 @@ class HomeOptionTests(SynchronousTestCase):
         """The node's <auth><port> and secure <remote><port> become the defaults."""
         from pathlib import Path
 
-        from wazuhcluster.agents.simulator import parse_args
+        from wazuhcluster.scripts.agent_simulator import parse_args
 
         home = Path(self.mktemp())
         (home / "etc").mkdir(parents=True)

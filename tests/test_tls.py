@@ -13,11 +13,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.certs_cli import run
-from wazuhcluster.files import write_atomically
-from wazuhcluster.home import Home
+from wazuhcluster.config.home import Home
 from wazuhcluster.master.node import tls_peer_names
-from wazuhcluster.tls import (
+from wazuhcluster.scripts.certs import run
+from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.tls import (
     TlsError,
     certificate_names,
     client_options,

@@ -13,14 +13,14 @@ from typing import Any
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from wazuhcluster.config import NodeConfig, load_config
-from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
-from wazuhcluster.logs import ClusterLog, ClusterLogService
-from wazuhcluster.memory import limit_malloc_arenas
-from wazuhcluster.sections import NodeSections, load_sections
-from wazuhcluster.signals import SignalHandlers
-from wazuhcluster.tls import TlsError, load_material
-from wazuhcluster.xmlconfig import ConfigError
+from wazuhcluster.config.cluster import NodeConfig, load_config
+from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
+from wazuhcluster.config.sections import NodeSections, load_sections
+from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.util.logs import ClusterLog, ClusterLogService
+from wazuhcluster.util.memory import limit_malloc_arenas
+from wazuhcluster.util.signals import SignalHandlers
+from wazuhcluster.util.tls import TlsError, load_material
 
 
 class Options(usage.Options):
@@ -92,7 +92,7 @@ def build_service(
     config: NodeConfig, reactor: Any, debug: bool = False, sections: NodeSections | None = None
 ) -> MultiService:
     """The whole service tree of a node: cluster.log first, then the role's services."""
-    limit_malloc_arenas()  # before any thread allocates: see wazuhcluster.memory
+    limit_malloc_arenas()  # before any thread allocates: see wazuhcluster.util.memory
     top = MultiService()
     sections = sections or load_sections(config)
     config.home.make_dirs()

@@ -6,7 +6,7 @@ import os
 
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import load_engine
-from wazuhcluster.analysis.settings import RulesetSettings
+from wazuhcluster.config.analysis_settings import RulesetSettings
 
 ROOT_RULES = """
 <group name="syslog,">

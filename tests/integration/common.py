@@ -12,7 +12,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 
 #: The repository root (simulators run from it).
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def control(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-c",
-            "from wazuhcluster.control.cli import main; main()",
+            "from wazuhcluster.scripts.control import main; main()",
             "--home",
             str(home),
             *args,
@@ -91,7 +91,8 @@ class ClusterTestCase(SynchronousTestCase):
             [
                 sys.executable,
                 "-c",
-                "import sys; from wazuhcluster.agents.simulator import main; sys.exit(main())",
+                "import sys; from wazuhcluster.scripts.agent_simulator import main; "
+                "sys.exit(main())",
                 *args,
             ],
             stdout=log or subprocess.PIPE,

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tests.integration.common import DEADLINE, ClusterTestCase, control
-from wazuhcluster.devcluster import LocalCluster, wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, wait_for
 
 
 def agents(cluster: LocalCluster, node: str) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,7 @@ import json
 import signal
 
 from tests.integration.common import DEADLINE, ClusterTestCase
-from wazuhcluster.devcluster import wait_for
+from wazuhcluster.testing.devcluster import wait_for
 
 EVENTS = (
     "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin from 198.51.100.7 "

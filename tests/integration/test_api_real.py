@@ -26,14 +26,14 @@ from zope.interface import implementer
 
 from tests.helpers import short_temp_dir
 from tests.test_api_fixtures import cheap_users
-from wazuhcluster.api.settings import parse_api
 from wazuhcluster.api.wiring import master_api
-from wazuhcluster.config import load_config
-from wazuhcluster.devcluster import LocalCluster, NodeProcess
+from wazuhcluster.config.api_settings import parse_api
+from wazuhcluster.config.cluster import load_config
+from wazuhcluster.config.sections import load_sections
+from wazuhcluster.config.xmlconfig import Section
 from wazuhcluster.master.integrity import INOTIFY_DEBOUNCE
 from wazuhcluster.master.node import MasterService
-from wazuhcluster.sections import load_sections
-from wazuhcluster.xmlconfig import Section
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess
 
 DEADLINE = 60.0
 USER, PASSWORD = "ops", "integration-password"

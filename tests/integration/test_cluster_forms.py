@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 
 from tests.integration.common import DEADLINE, ClusterTestCase, control, node_names
-from wazuhcluster.devcluster import wait_for
-from wazuhcluster.tls import create_ca
+from wazuhcluster.testing.devcluster import wait_for
+from wazuhcluster.util.tls import create_ca
 
 
 class ClusterFormsTests(ClusterTestCase):

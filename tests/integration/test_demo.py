@@ -1,4 +1,5 @@
-"""``make demo`` end to end: ``python -m wazuhcluster.demo --seconds 1`` in a temp directory."""
+"""``make demo`` end to end: ``python -m wazuhcluster.scripts.demo --seconds 1`` in a temp
+directory."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
-from wazuhcluster import nginx
+from wazuhcluster.testing import nginx
 
 REPO = Path(__file__).resolve().parents[2]
 #: The demo gives each step 90 s; the whole run must end well within this.
@@ -41,7 +42,16 @@ class DemoTests(SynchronousTestCase):
         """Run the demo for one second after its story; return what it printed."""
         base = short_temp_dir(self)
         process = subprocess.Popen(
-            [sys.executable, "-m", "wazuhcluster.demo", "--dir", "demo", "--seconds", "1", *extra],
+            [
+                sys.executable,
+                "-m",
+                "wazuhcluster.scripts.demo",
+                "--dir",
+                "demo",
+                "--seconds",
+                "1",
+                *extra,
+            ],
             cwd=base,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE,

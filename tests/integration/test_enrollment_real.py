@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from tests.integration.common import DEADLINE, ClusterTestCase, control
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
 from wazuhcluster.registry.keys import read_client_keys
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

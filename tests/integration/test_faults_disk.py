@@ -17,7 +17,7 @@ from twisted.trial.unittest import SkipTest
 from tests.integration.common import DEADLINE, ClusterTestCase
 from tests.integration.test_faults_support import in_sync, log_lines, sync_difference
 from tests.integration.test_integrity_real import digest, put, temp_files
-from wazuhcluster.devcluster import LocalCluster, wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, wait_for
 
 CONNECTED = "Successfully connected to master"
 

@@ -38,7 +38,7 @@ from tests.integration.test_integrity_real import (
     synced_files,
     temp_files,
 )
-from wazuhcluster.devcluster import NodeProcess, wait_for
+from wazuhcluster.testing.devcluster import NodeProcess, wait_for
 
 ROUNDS = int(os.environ.get("WAZUHCLUSTER_FAULT_ROUNDS", "4"))
 SEED = int(os.environ.get("WAZUHCLUSTER_FAULT_SEED", "9"))

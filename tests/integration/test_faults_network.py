@@ -19,7 +19,7 @@ from tests.integration.test_faults_support import (
     unexpected_errors,
 )
 from tests.integration.test_integrity_real import put
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 
 CONNECTED = "Successfully connected to master"
 

@@ -13,9 +13,9 @@ import sqlite3
 from pathlib import Path
 
 from tests.integration.test_integrity_real import expected_on_worker, synced_files, temp_files
-from wazuhcluster.devcluster import LocalCluster, cluster_config
-from wazuhcluster.files import write_atomically
-from wazuhcluster.home import Home
+from wazuhcluster.config.home import Home
+from wazuhcluster.testing.devcluster import LocalCluster, cluster_config
+from wazuhcluster.util.files import write_atomically
 
 #: ERROR lines Wazuh's QA accepts during restarts.
 EXPECTED_ERRORS = ("Could not connect to master",)

@@ -25,9 +25,9 @@ from tests.integration.common import DEADLINE, ClusterTestCase, active_agents
 from tests.integration.test_faults_support import in_sync, sync_difference
 from tests.integration.test_integrity_real import put
 from wazuhcluster import __version__
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
-from wazuhcluster.files import write_atomically
-from wazuhcluster.tls import create_ca, issue_node_certificate
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
+from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.tls import create_ca, issue_node_certificate
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
 from wazuhcluster.wire.handshake import worker_proof
 

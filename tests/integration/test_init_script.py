@@ -21,9 +21,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, control
-from wazuhcluster.config import load_config
-from wazuhcluster.devcluster import LocalCluster, wait_for
-from wazuhcluster.home import Home
+from wazuhcluster.config.cluster import load_config
+from wazuhcluster.config.home import Home
+from wazuhcluster.testing.devcluster import LocalCluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = REPO / "etc" / "init.d" / "wazuhcluster"

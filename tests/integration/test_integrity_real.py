@@ -21,10 +21,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration.common import DEADLINE, ClusterTestCase
-from wazuhcluster.config import Timings
-from wazuhcluster.devcluster import FAST_TIMINGS, LocalCluster, cluster_config, wait_for
+from wazuhcluster.config.cluster import Timings
 from wazuhcluster.master.integrity import MasterIntegrity
-from wazuhcluster.threads import run_inline
+from wazuhcluster.testing.devcluster import FAST_TIMINGS, LocalCluster, cluster_config, wait_for
+from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.worker.integrity import WorkerIntegrity
 

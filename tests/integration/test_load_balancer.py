@@ -14,8 +14,8 @@ from typing import Any
 from twisted.trial.unittest import SkipTest
 
 from tests.integration.common import DEADLINE, ClusterTestCase, control
-from wazuhcluster import nginx
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, free_port, wait_for
+from wazuhcluster.testing import nginx
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 
 AGENTS = 10
 #: What apt-get may install, tried in order: Debian 12 splits the stream module out.

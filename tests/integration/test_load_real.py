@@ -29,8 +29,8 @@ from tests.integration.test_faults_support import (
     unexpected_errors,
     vm_rss_kib,
 )
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, wait_for
 from wazuhcluster.registry.store import Registry, RegistryFiles
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 
 WORKERS = int(os.environ.get("WAZUHCLUSTER_LOAD_WORKERS", "3"))
 AGENTS = int(os.environ.get("WAZUHCLUSTER_LOAD_AGENTS", "1500"))

@@ -27,8 +27,8 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
-from wazuhcluster.limits import host_text
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.limits import host_text
+from wazuhcluster.util.logs import ClusterLog
 
 DEFAULT_OVERTAKE_TIME = 60.0
 #: Largest shared file (merged.mg) this node agrees to push.

@@ -30,11 +30,11 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wazuhcluster.limits import host_text
 from wazuhcluster.registry.groups import MAX_GROUPS_PER_AGENT, group_name_problem
 from wazuhcluster.registry.keys import KeyEntry
 from wazuhcluster.registry.model import agent_name_problem, normalize_ip
-from wazuhcluster.wire.nodelay import send_without_delay
+from wazuhcluster.util.limits import host_text
+from wazuhcluster.util.nodelay import send_without_delay
 
 #: authd's buffer for one request (MAX_SSL_MSG_SIZE: 64 KiB + 4 KiB).
 MAX_REQUEST = 65536 + 4096

@@ -14,8 +14,8 @@ from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorSSL
 
-from wazuhcluster.agents.auth_settings import AuthSettings
-from wazuhcluster.tls import ensure_self_signed
+from wazuhcluster.config.auth_settings import AuthSettings
+from wazuhcluster.util.tls import ensure_self_signed
 
 #: Biggest certificate or key file read (PEM files are a few KiB).
 MAX_PEM = 1024 * 1024

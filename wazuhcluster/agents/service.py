@@ -18,12 +18,12 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
 from wazuhcluster.agents import secure
 from wazuhcluster.agents.channel import AgentChannelFactory, EventSink
-from wazuhcluster.agents.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.agents.sessions import SessionTable
-from wazuhcluster.limits import LimitedFactory
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.tasks import PeriodicTask
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
+from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import PeriodicTask
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 #: How often client.keys is checked for changes and agents for missed keep-alives (remoted: 10 s).
 CHECK_INTERVAL = 10.0

@@ -15,7 +15,7 @@ import attrs
 
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import RulesetError
-from wazuhcluster.xmlconfig import ConfigError
+from wazuhcluster.config.xmlconfig import ConfigError
 
 
 @attrs.frozen

@@ -17,8 +17,8 @@ from wazuhcluster.analysis.cdb import ListError, load_list
 from wazuhcluster.analysis.decoder_loader import DecoderBuilder, DecoderLoadError
 from wazuhcluster.analysis.engine import Engine
 from wazuhcluster.analysis.rule_loader import RuleBuilder, RuleLoadError
-from wazuhcluster.analysis.settings import RulesetSettings
 from wazuhcluster.analysis.xmlreader import RulesetSyntaxError, parse_file
+from wazuhcluster.config.analysis_settings import RulesetSettings
 
 RulesetError = RulesetSyntaxError
 MAX_FILES = 10_000

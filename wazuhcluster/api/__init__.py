@@ -12,7 +12,7 @@ from typing import Any
 
 from wazuhcluster.api.endpoints import ApiHooks
 from wazuhcluster.api.service import ApiService, build_site
-from wazuhcluster.api.settings import ApiSettings, parse_api
+from wazuhcluster.config.api_settings import ApiSettings, parse_api
 
 
 def openapi() -> dict[str, Any]:

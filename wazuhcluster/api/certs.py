@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.internet import ssl
 
-from wazuhcluster.tls import TlsError, ensure_self_signed
+from wazuhcluster.util.tls import TlsError, ensure_self_signed
 
 VALIDITY = datetime.timedelta(days=3650)
 MAX_PEM = 1024 * 1024

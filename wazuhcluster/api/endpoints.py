@@ -43,8 +43,6 @@ from wazuhcluster.api.views import (
     manager_view,
     merged_path,
 )
-from wazuhcluster.files import write_atomically
-from wazuhcluster.logs import ClusterLog
 from wazuhcluster.registry.groups import AGENT_CONF, DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -57,7 +55,9 @@ from wazuhcluster.registry.model import (
     format_agent_id,
 )
 from wazuhcluster.registry.store import Registry
-from wazuhcluster.threads import RunInThread
+from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread
 
 JSON = b"application/json; charset=utf-8"
 TEXT = b"text/plain; charset=utf-8"

@@ -1,7 +1,7 @@
 """The healthcheck and ruleset-sync answers, built from the master's health data.
 
 The verdict itself (ok / lagging / stale / disconnected) is the node's, computed once in
-:mod:`wazuhcluster.health` so the control tool, the API and monitoring agree; here the
+:mod:`wazuhcluster.node.health` so the control tool, the API and monitoring agree; here the
 report is only reshaped into Wazuh's ``GET /cluster/healthcheck`` items (times as ISO
 text) and the ``synced`` flag of ``GET /cluster/ruleset/synchronization`` is derived.
 """

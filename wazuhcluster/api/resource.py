@@ -30,7 +30,7 @@ from wazuhcluster.api.errors import (
     too_large,
     wazuh_error,
 )
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.logs import ClusterLog
 
 MAX_PATH = 2048
 IDLE_TIMEOUT = 60

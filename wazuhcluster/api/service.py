@@ -21,11 +21,11 @@ from wazuhcluster.api.auth import LoginThrottle, RequestLimiter, TokenAuthority,
 from wazuhcluster.api.certs import ensure_certificate, server_context
 from wazuhcluster.api.endpoints import ApiHooks, Endpoints
 from wazuhcluster.api.resource import ApiResource, bounded_site
-from wazuhcluster.api.settings import ApiSettings
 from wazuhcluster.api.users import UserStore
-from wazuhcluster.limits import LimitedFactory
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.config.api_settings import ApiSettings
+from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 #: Concurrent API connections from one address (dashboards keep a few; scripts one).
 PER_ADDRESS = 64

@@ -31,9 +31,9 @@ from typing import Any
 
 from attrs import frozen
 
-from wazuhcluster.api.settings import api_dir
-from wazuhcluster.files import write_atomically
-from wazuhcluster.home import DEFAULT_HOME, Home
+from wazuhcluster.config.api_settings import api_dir
+from wazuhcluster.config.home import DEFAULT_HOME, Home
+from wazuhcluster.util.files import write_atomically
 
 USERS_MODE = 0o600
 MAX_USERS_FILE = 1024 * 1024

@@ -19,10 +19,10 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 from wazuhcluster.api.endpoints import ApiHooks
 from wazuhcluster.api.service import ApiService
-from wazuhcluster.api.settings import ApiSettings, parse_api
-from wazuhcluster.config import NodeConfig
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.config.api_settings import ApiSettings, parse_api
+from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.registry.model import Agent
+from wazuhcluster.util.logs import ClusterLog
 
 
 def registry_hooks(feature: Any, node: Any = None, log: ClusterLog | None = None) -> ApiHooks:

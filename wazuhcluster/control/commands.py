@@ -9,11 +9,9 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from wazuhcluster.wire.arguments import Json
-from wazuhcluster.wire.commands import NotConnected
+from wazuhcluster.wire.commands import ControlError, NotConnected
 
-
-class ControlError(Exception):
-    """A control request that could not be served; ``str()`` is the reason for the user."""
+__all__ = ["ControlError"]
 
 
 _ERRORS = {NotConnected: b"NOT_CONNECTED", ControlError: b"CONTROL_ERROR"}

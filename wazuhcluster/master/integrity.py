@@ -22,10 +22,10 @@ from twisted.protocols import amp
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
 from wazuhcluster.integrity.pack import decode_table, iter_pack, packed_size
 from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_with_digest
-from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.workers import WorkerLink
-from wazuhcluster.tasks import CallOnStop, PeriodicTask
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.wire.streams import BytesConsumer, StreamKind, ThreadedSource

@@ -14,23 +14,23 @@ from twisted.internet.protocol import Factory
 from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.agents.groups_table import MergedFiles
 from wazuhcluster.agents.service import AgentChannelService
-from wazuhcluster.analysis_service import AnalysisService, node_identity
 from wazuhcluster.api.wiring import master_api
-from wazuhcluster.config import NodeConfig
+from wazuhcluster.config.cluster import NodeConfig
+from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
-from wazuhcluster.health import Verdict, cluster_verdict, worker_verdict
-from wazuhcluster.limits import LimitedFactory
-from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
 from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.master.watch import SyncedTreeWatcher
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
-from wazuhcluster.sections import NodeSections
-from wazuhcluster.tasks import PeriodicTask
-from wazuhcluster.tls import certificate_names, load_material, server_options
+from wazuhcluster.node.analysis_service import AnalysisService, node_identity
+from wazuhcluster.node.health import Verdict, cluster_verdict, worker_verdict
+from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import PeriodicTask
+from wazuhcluster.util.tls import certificate_names, load_material, server_options
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
 from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import MasterIdentity

@@ -17,10 +17,10 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from wazuhcluster.master.workers import WorkerLink
+from wazuhcluster.util.nodelay import send_without_delay
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.features import locate_in
 from wazuhcluster.wire.handshake import HelloRequest, check_hello, make_nonce, master_proof
-from wazuhcluster.wire.nodelay import send_without_delay
 from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
 
 if TYPE_CHECKING:

@@ -18,28 +18,28 @@ from twisted.application.service import IService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.protocols import amp
 
-from wazuhcluster.agents.auth_settings import AuthSettings, load_password
 from wazuhcluster.agents.enrollment import (
     EnrollmentError,
     EnrollmentRequest,
     EnrollmentServerFactory,
     parse_request,
 )
-from wazuhcluster.agents.enrollment_authority import (
+from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.config.auth_settings import AuthSettings, load_password
+from wazuhcluster.config.home import Home
+from wazuhcluster.control.commands import ControlError
+from wazuhcluster.master.enrollment_authority import (
     EnrollmentAuthority,
     EnrollmentOutcome,
     EnrollmentPolicy,
 )
-from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
-from wazuhcluster.control.commands import ControlError
-from wazuhcluster.home import Home
-from wazuhcluster.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
-from wazuhcluster.logs import ClusterLog
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import Agent, RegistryError
 from wazuhcluster.registry.service import AsyncRegistry, RegistryService
 from wazuhcluster.registry.store import RegistryFiles
-from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
 

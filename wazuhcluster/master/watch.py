@@ -14,7 +14,7 @@ from twisted.application.service import Service
 from twisted.python.filepath import FilePath
 
 from wazuhcluster.integrity.table import SYNC_ITEMS
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.logs import ClusterLog
 
 #: Delay before watching again after a watched directory was deleted.
 RESTART_DELAY = 0.1

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from wazuhcluster.files import write_atomically
+from wazuhcluster.util.files import write_atomically
 
 MERGED_NAME = "merged.mg"
 AGENT_CONF = "agent.conf"

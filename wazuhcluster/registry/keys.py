@@ -18,8 +18,8 @@ from pathlib import Path
 
 from attrs import define, field, frozen
 
-from wazuhcluster.files import write_atomically
 from wazuhcluster.registry.model import agent_name_problem, normalize_ip
+from wazuhcluster.util.files import write_atomically
 
 #: Bounds for reading a client.keys file (a 50,000-agent file is about 5 MB).
 MAX_KEYS_FILE = 64 * 1024 * 1024

@@ -23,7 +23,6 @@ from typing import Any
 
 from attrs import define, field, frozen
 
-from wazuhcluster.files import write_atomically
 from wazuhcluster.registry import groups as group_files
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
@@ -45,6 +44,7 @@ from wazuhcluster.registry.model import (
     parse_agent_id,
 )
 from wazuhcluster.registry.schema import migrate, schema_version
+from wazuhcluster.util.files import write_atomically
 
 DEFAULT_GROUP = group_files.DEFAULT_GROUP
 #: Upper bound of one agent-info batch and of one id list, so one call stays short.

@@ -28,6 +28,14 @@ class NotAuthenticated(ClusterError):
     """A command other than Challenge/Hello arrived before a successful Hello."""
 
 
+class ControlError(Exception):
+    """A management request that could not be served; ``str()`` is the reason for the user.
+
+    Raised on the master for a request relayed from a worker's control socket, and by the
+    control socket itself, so it lives with the other errors that cross a wire.
+    """
+
+
 class NotConnected(ClusterError):
     """A worker was asked something only the master can answer, while not connected to it."""
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
-from wazuhcluster.control.commands import ControlError
 from wazuhcluster.wire.arguments import Json
-from wazuhcluster.wire.commands import NotAuthenticated
+from wazuhcluster.wire.commands import ControlError, NotAuthenticated
 
 _FATAL: dict[type[Exception], bytes] = {NotAuthenticated: b"NOT_AUTHENTICATED"}
 

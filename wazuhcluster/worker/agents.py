@@ -20,9 +20,9 @@ from twisted.protocols import amp
 
 from wazuhcluster.agents import groups_table
 from wazuhcluster.agents.info import encode_rows
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.tasks import PeriodicTask
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import PeriodicTask
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import agents as wire
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.wire.streams import BytesConsumer, StreamKind

@@ -22,9 +22,9 @@ from twisted.protocols import amp
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
 from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_with_digest
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.tasks import CallOnStart, CallOnStop, PeriodicTask
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import CallOnStart, CallOnStop, PeriodicTask
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.wire.streams import StreamKind, ThreadedConsumer

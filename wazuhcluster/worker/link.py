@@ -16,9 +16,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster import __version__
-from wazuhcluster.config import ClusterConfig
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.tasks import PeriodicTask
+from wazuhcluster.config.cluster import ClusterConfig
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.calls import call_with_timeout
 from wazuhcluster.wire.features import FeatureSet

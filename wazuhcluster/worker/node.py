@@ -11,13 +11,13 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.agents.groups_table import MergedFiles
 from wazuhcluster.agents.service import AgentChannelService
-from wazuhcluster.analysis_service import AnalysisService, node_identity
-from wazuhcluster.config import NodeConfig
+from wazuhcluster.config.cluster import NodeConfig
+from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.server import ControlService
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.sections import NodeSections
-from wazuhcluster.tls import client_options, load_material
+from wazuhcluster.node.analysis_service import AnalysisService, node_identity
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.tls import client_options, load_material
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.registry import RelayManage
 from wazuhcluster.worker.agents import WorkerAgents

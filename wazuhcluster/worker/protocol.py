@@ -10,8 +10,8 @@ from twisted.internet.main import CONNECTION_DONE
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.util.nodelay import send_without_delay
 from wazuhcluster.wire.features import FeatureSet, locate_in
-from wazuhcluster.wire.nodelay import send_without_delay
 from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
 
 _CLOSED = Failure(CONNECTION_DONE)

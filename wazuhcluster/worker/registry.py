@@ -18,7 +18,6 @@ from twisted.application.service import IService
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, succeed
 from twisted.protocols import amp
 
-from wazuhcluster.agents.auth_settings import AuthSettings
 from wazuhcluster.agents.enrollment import (
     CANNOT_REACH_MASTER,
     EnrollmentRequest,
@@ -26,8 +25,7 @@ from wazuhcluster.agents.enrollment import (
     error_reply,
 )
 from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
-from wazuhcluster.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.config.auth_settings import AuthSettings
 from wazuhcluster.registry.keys import (
     ClientKeysError,
     KeysDelta,
@@ -35,7 +33,9 @@ from wazuhcluster.registry.keys import (
     Push,
     pushed_entry,
 )
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
 

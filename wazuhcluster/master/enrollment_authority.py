@@ -22,7 +22,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from wazuhcluster import WAZUH_VERSION
-from wazuhcluster.agents.auth_settings import AuthSettings, ForceRules
 from wazuhcluster.agents.enrollment import (
     INVALID_PASSWORD,
     INVALID_VERSION,
@@ -34,6 +33,7 @@ from wazuhcluster.agents.enrollment import (
     parse_reply,
     version_is_newer,
 )
+from wazuhcluster.config.auth_settings import AuthSettings, ForceRules
 from wazuhcluster.registry.keys import KeyEntry, key_hash
 from wazuhcluster.registry.model import (
     ANY_IP,

@@ -4,8 +4,8 @@
 cluster: :func:`render_stream` fills the template's ``@NAME@`` lines with the nodes'
 addresses, :func:`main_config` wraps the result in a minimal nginx.conf whose pid file, logs
 and temporary files stay under one prefix directory, and :class:`NginxProcess` runs it in the
-foreground (``daemon off``) so its owner can stop it. ``python -m wazuhcluster.nginx`` prints
-the rendered block for a real cluster's nodes.
+foreground (``daemon off``) so its owner can stop it.
+``python -m wazuhcluster.testing.nginx`` prints the rendered block for a real cluster's nodes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from attrs import define
 
 #: The template in a source checkout (an installed wheel has no etc/).
-TEMPLATE = Path(__file__).resolve().parent.parent / "etc" / "nginx" / "wazuhcluster-lb.conf"
+TEMPLATE = Path(__file__).resolve().parents[2] / "etc" / "nginx" / "wazuhcluster-lb.conf"
 PLACEHOLDERS = (
     "@ENROLLMENT_SERVERS@",
     "@AGENT_SERVERS@",
@@ -317,9 +317,9 @@ def parse_backend(text: str, default_port: int) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wazuhcluster.nginx``: print the template's stream block for given nodes."""
+    """``python -m wazuhcluster.testing.nginx``: print the template's stream block for nodes."""
     parser = argparse.ArgumentParser(
-        prog="python -m wazuhcluster.nginx",
+        prog="python -m wazuhcluster.testing.nginx",
         description="Render etc/nginx/wazuhcluster-lb.conf for your nodes.",
     )
     parser.add_argument(
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             end="",
         )
     except NginxError as error:
-        print(f"wazuhcluster.nginx: {error}", file=sys.stderr)
+        print(f"wazuhcluster.testing.nginx: {error}", file=sys.stderr)
         return 1
     return 0
 

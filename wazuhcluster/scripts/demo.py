@@ -35,11 +35,11 @@ from typing import Any
 
 from attrs import define, field
 
-from wazuhcluster import nginx
-from wazuhcluster.api.settings import api_dir
 from wazuhcluster.api.users import add_user
-from wazuhcluster.devcluster import LocalCluster, NodeProcess, free_port, wait_for
-from wazuhcluster.files import write_atomically
+from wazuhcluster.config.api_settings import api_dir
+from wazuhcluster.testing import nginx
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
+from wazuhcluster.util.files import write_atomically
 
 AGENTS = 20
 CUSTOM_RULE_ID = "100200"
@@ -97,7 +97,7 @@ def prepare_dir(base: Path) -> None:
                 target.unlink()
         except OSError as error:
             raise DemoError(f"cannot clear {shown(target)}: {error}") from error
-    (base / MARKER).write_text("homes made by `python -m wazuhcluster.demo`\n")
+    (base / MARKER).write_text("homes made by `python -m wazuhcluster.scripts.demo`\n")
 
 
 def _answers(path: Path) -> bool:
@@ -194,7 +194,7 @@ class Demo:
         """Run wazuh-cluster-control on ``node``; print the command and its answer if ``show``."""
         home = self.cluster.home(node).root
         result = subprocess.run(
-            python_tool("wazuhcluster.control.cli", "--home", str(home), *args),
+            python_tool("wazuhcluster.scripts.control", "--home", str(home), *args),
             capture_output=True,
             text=True,
             check=False,
@@ -320,7 +320,7 @@ class Demo:
         with (logs / f"{label}.out").open("ab") as output:
             self.simulators.append(
                 subprocess.Popen(
-                    python_tool("wazuhcluster.agents.simulator", *args),
+                    python_tool("wazuhcluster.scripts.agent_simulator", *args),
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -523,7 +523,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 when it ran and stopped cleanly, 1 when a step failed."""
     parser = argparse.ArgumentParser(
-        prog="python -m wazuhcluster.demo", description=(__doc__ or "").split("\n")[0]
+        prog="python -m wazuhcluster.scripts.demo", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--dir", default="demo", help="where the nodes' homes are created")
     parser.add_argument(

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from attrs import define, field
 
-from wazuhcluster.files import write_atomically
-from wazuhcluster.home import Home
-from wazuhcluster.tls import KeyPair, create_ca, issue_node_certificate
+from wazuhcluster.config.home import Home
+from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.tls import KeyPair, create_ca, issue_node_certificate
 
 #: Short intervals so a demo or a test sees the cluster act within seconds.
 FAST_TIMINGS = {
@@ -173,7 +173,7 @@ class NodeProcess:
         log = (self.home.logs / "twistd.out").open("ab")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")]
+            [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")]
         )
         self.process = subprocess.Popen(
             [

@@ -19,9 +19,9 @@ from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 
+from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.control import commands
-from wazuhcluster.health import iso_time
-from wazuhcluster.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
+from wazuhcluster.node.health import iso_time
 from wazuhcluster.wire.commands import NotConnected
 
 NOT_RUNNING = "Cluster is not running."

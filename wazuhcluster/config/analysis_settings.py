@@ -11,7 +11,7 @@ import posixpath
 
 import attrs
 
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 DEFAULT_DECODER_DIRS = ("ruleset/decoders", "etc/decoders")
 DEFAULT_RULE_DIRS = ("ruleset/rules", "etc/rules")

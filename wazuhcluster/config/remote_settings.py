@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 DEFAULT_PORT = 1514
 DEFAULT_QUEUE_SIZE = 131072

@@ -27,8 +27,8 @@ from defusedxml import ElementTree as SafeElementTree
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Engine, Event, Verdict
 from wazuhcluster.analysis.loader import RulesetError, load_engine
-from wazuhcluster.analysis.settings import RulesetSettings, parse_ruleset
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.analysis_settings import RulesetSettings, parse_ruleset
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 DEFAULT_HOME = "/var/wazuh-manager"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from attrs import frozen
 
-from wazuhcluster.home import Home
-from wazuhcluster.xmlconfig import Section
+from wazuhcluster.config.home import Home
+from wazuhcluster.config.xmlconfig import Section
 
 DEFAULT_PORT = 55000
 DEFAULT_TOKEN_TIMEOUT = 900

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from wazuhcluster.files import write_atomically as write
-from wazuhcluster.home import DEFAULT_HOME, Home
-from wazuhcluster.tls import KeyPair, TlsError, create_ca, issue_node_certificate
+from wazuhcluster.config.home import DEFAULT_HOME, Home
+from wazuhcluster.util.files import write_atomically as write
+from wazuhcluster.util.tls import KeyPair, TlsError, create_ca, issue_node_certificate
 
 
 def build_parser() -> argparse.ArgumentParser:

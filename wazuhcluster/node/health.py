@@ -15,7 +15,7 @@ from typing import Any
 
 from attrs import frozen
 
-from wazuhcluster.config import Timings
+from wazuhcluster.config.cluster import Timings
 
 OK, LAGGING, STALE, DISCONNECTED = "ok", "lagging", "stale", "disconnected"
 _RANK = {OK: 0, LAGGING: 1, STALE: 2, DISCONNECTED: 3}

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from wazuhcluster.agents.auth_settings import AuthSettings, parse_auth
-from wazuhcluster.agents.remote_settings import (
+from wazuhcluster.config.analysis_settings import RulesetSettings, parse_ruleset
+from wazuhcluster.config.api_settings import ApiSettings, parse_api
+from wazuhcluster.config.auth_settings import AuthSettings, parse_auth
+from wazuhcluster.config.cluster import NodeConfig
+from wazuhcluster.config.remote_settings import (
     AgentsSettings,
     RemoteSettings,
     parse_global_agents,
     secure_remote,
 )
-from wazuhcluster.analysis.settings import RulesetSettings, parse_ruleset
-from wazuhcluster.api.settings import ApiSettings, parse_api
-from wazuhcluster.config import NodeConfig
 
 
 @frozen

@@ -23,10 +23,10 @@ from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
-from wazuhcluster.analysis.settings import RulesetSettings
-from wazuhcluster.home import Home
-from wazuhcluster.logs import ClusterLog
-from wazuhcluster.threads import RunInThread, run_in_reactor_pool
+from wazuhcluster.config.analysis_settings import RulesetSettings
+from wazuhcluster.config.home import Home
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 #: Events analysed per batch on the analysis thread.
 BATCH = 2000

@@ -544,11 +544,11 @@ def _ports_from_home(parser: argparse.ArgumentParser, options: argparse.Namespac
     """Fill --port and --enroll-port from a node's configuration when --home is given."""
     port, enroll_port = 1514, 1515
     if options.home:
-        from wazuhcluster.agents.auth_settings import parse_auth
-        from wazuhcluster.agents.remote_settings import secure_remote
-        from wazuhcluster.config import read_xml
-        from wazuhcluster.home import Home
-        from wazuhcluster.xmlconfig import ConfigError, Section
+        from wazuhcluster.config.auth_settings import parse_auth
+        from wazuhcluster.config.cluster import read_xml
+        from wazuhcluster.config.home import Home
+        from wazuhcluster.config.remote_settings import secure_remote
+        from wazuhcluster.config.xmlconfig import ConfigError, Section
 
         home = Home(Path(options.home))
         try:

@@ -1,7 +1,7 @@
 """The node's configuration, read from the ``<cluster>`` block of etc/wazuh-manager.conf.
 
 Every cluster option is parsed and validated here and nowhere else; a bad file is a single
-:class:`~wazuhcluster.xmlconfig.ConfigError` line naming the file, the option and the reason.
+:class:`~wazuhcluster.config.xmlconfig.ConfigError` line naming the file, the option and the reason.
 Other sections (``<auth>``, ``<remote>``, ``<ruleset>``...) are parsed by their own rooms'
 section parsers and gathered here into one :class:`NodeConfig`.
 """
@@ -18,8 +18,8 @@ import attrs
 from attrs import frozen
 from defusedxml import ElementTree as SafeElementTree
 
-from wazuhcluster.home import Home
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.home import Home
+from wazuhcluster.config.xmlconfig import ConfigError, Section
 
 #: The largest configuration file we agree to read.
 MAX_CONFIG_BYTES = 4 * 1024 * 1024

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succ
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.logs import ClusterLog
 
 TaskBody = Callable[[], "Awaitable[Any] | Deferred[Any] | Any"]
 

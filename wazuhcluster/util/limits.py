@@ -18,7 +18,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides
 
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.logs import ClusterLog
 
 #: Concurrent enrollment connections from one address (authd has no such limit; agents
 #: behind one NAT address enroll in bursts, so this only stops one address from taking

@@ -38,8 +38,8 @@ from xml.etree.ElementTree import Element
 
 from attrs import frozen
 
-from wazuhcluster.files import write_atomically
-from wazuhcluster.xmlconfig import ConfigError, Section
+from wazuhcluster.config.xmlconfig import ConfigError, Section
+from wazuhcluster.util.files import write_atomically
 
 DEFAULT_PORT = 1515
 DEFAULT_CIPHERS = "HIGH:!ADH:!EXP:!MD5:!RC4:!3DES:!CAMELLIA:@STRENGTH"

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
-from wazuhcluster.files import write_atomically
+from wazuhcluster.util.files import write_atomically
 
 #: Certificates are valid for ten years: rotation is the operator's choice, not an outage.
 VALIDITY = datetime.timedelta(days=3650)

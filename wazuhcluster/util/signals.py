@@ -22,7 +22,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.python.failure import Failure
 
-from wazuhcluster.logs import ClusterLog
+from wazuhcluster.util.logs import ClusterLog
 
 #: What ``signal.signal`` accepts and ``signal.getsignal`` returns.
 _Handler = Callable[[int, FrameType | None], Any] | int | None
