@@ -1,6 +1,7 @@
 """Conformance of the analysis engine with Wazuh's own ruleset tests.
 
-Builds a manager home from ``<repo>/../shared/wazuh-ruleset`` the way its README describes
+Builds a manager home from Wazuh's ruleset (the ``WAZUH_RULESET`` setting, see
+:mod:`wazuhcluster.testing.reference`; skipped when it is absent) the way its README describes
 (stock decoders and rules under ``ruleset/``, the ``test_*`` files under ``etc/``, rule 60000
 decoded as JSON, the lists of the upstream ``<ruleset>`` block), then runs every
 ``log N pass|fail`` value of ``testing/tests/*.ini`` like the upstream runner: one logtest
@@ -22,10 +23,10 @@ from twisted.trial import unittest
 
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import load_engine
-from wazuhcluster.analysis.settings import RulesetSettings
+from wazuhcluster.config.analysis_settings import RulesetSettings
+from wazuhcluster.testing.reference import missing_reason, wazuh_ruleset
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RULESET = os.path.join(os.path.dirname(REPO), "shared", "wazuh-ruleset")
+RULESET = wazuh_ruleset()
 
 # The pass rate (in percent of all log values) may only ever go up.
 FLOOR = 100.0
@@ -159,8 +160,9 @@ class RulesetConformanceTests(unittest.SynchronousTestCase):
 
     def test_pass_rate(self) -> None:
         """The share of passing log values never drops below the recorded floor."""
-        if not os.path.isdir(RULESET):
-            self.fail(f"ruleset test data not found at {RULESET}")
+        reason = missing_reason("WAZUH_RULESET")
+        if reason:
+            raise unittest.SkipTest(reason)
         home = self.mktemp()
         build_home(home)
         results = run_conformance(home)
