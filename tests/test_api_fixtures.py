@@ -24,7 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import write_config
-from wazuhcluster.api.endpoints import ApiHooks
+from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import build_site
 from wazuhcluster.api.users import User, hash_password, write_users
 from wazuhcluster.config.api_settings import ApiSettings, parse_api

@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from wazuhcluster.api.endpoints import ApiHooks
+from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import ApiService, build_site
 from wazuhcluster.config.api_settings import ApiSettings, parse_api
 

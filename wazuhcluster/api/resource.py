@@ -20,7 +20,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from wazuhcluster.api.auth import RequestLimiter
-from wazuhcluster.api.endpoints import JSON, Call, Endpoints, Reply, Route
+from wazuhcluster.api.endpoints import Endpoints
 from wazuhcluster.api.errors import (
     PROBLEM_CONTENT_TYPE,
     ApiError,
@@ -30,6 +30,8 @@ from wazuhcluster.api.errors import (
     too_large,
     wazuh_error,
 )
+from wazuhcluster.api.replies import Reply
+from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.util.logs import ClusterLog
 
 MAX_PATH = 2048
@@ -252,4 +254,4 @@ def _dumps(value: Any, pretty: bool) -> bytes:
     return text.encode("utf-8")
 
 
-__all__ = ["JSON", "ApiResource", "BoundedRequest", "bounded_site"]
+__all__ = ["ApiResource", "BoundedRequest", "bounded_site"]

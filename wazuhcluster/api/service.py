@@ -19,7 +19,8 @@ from twisted.web.server import Site
 
 from wazuhcluster.api.auth import LoginThrottle, RequestLimiter, TokenAuthority, load_or_create_key
 from wazuhcluster.api.certs import ensure_certificate, server_context
-from wazuhcluster.api.endpoints import ApiHooks, Endpoints
+from wazuhcluster.api.endpoints import Endpoints
+from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.resource import ApiResource, bounded_site
 from wazuhcluster.api.users import UserStore
 from wazuhcluster.config.api_settings import ApiSettings

@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from wazuhcluster.api.endpoints import ApiHooks
+from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import ApiService
 from wazuhcluster.config.api_settings import ApiSettings, parse_api
 from wazuhcluster.config.cluster import NodeConfig

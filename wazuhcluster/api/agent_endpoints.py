@@ -1,0 +1,369 @@
+"""The Agents family: list, count, add and delete agents, ask them to reconnect, and
+assign them to groups or remove them from groups (``/agents...``).
+
+Every check of a call runs before its first registry write; the node hears of added and
+removed agents, and of reconnection requests, through its hooks.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from wazuhcluster.api import params as p
+from wazuhcluster.api.agent_listing import (
+    AGENT_FILTERS,
+    AGENT_STATUSES,
+    agent_page,
+    agent_views,
+    legacy_filters,
+    normal_id,
+    older_than,
+)
+from wazuhcluster.api.context import EndpointContext
+from wazuhcluster.api.errors import bad_request, wazuh_error
+from wazuhcluster.api.hooks import maybe_await, notify
+from wazuhcluster.api.query import check_listing, parse_q
+from wazuhcluster.api.replies import Reply, add_failure, envelope
+from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.views import AGENT_FIELDS
+from wazuhcluster.registry.groups import DEFAULT_GROUP
+from wazuhcluster.registry.model import (
+    Agent,
+    DuplicateIP,
+    DuplicateName,
+    InvalidValue,
+    UnknownAgent,
+    UnknownGroup,
+)
+
+
+class AgentEndpoints:
+    """``/agents...`` (see module docstring)."""
+
+    def __init__(self, context: EndpointContext) -> None:
+        self.context = context
+
+    async def list_agents(self, call: Call) -> Reply:
+        """GET /agents."""
+        params = call.params
+        listing = p.listing(params)
+        check_listing(listing, AGENT_FIELDS)
+        # Single-valued filters narrow the registry query; every filter is applied again
+        # on the views (cheaply), so agent 000 is filtered the same way. Not with an
+        # agents_list, whose unknown ids must be told apart from filtered-out ones.
+        pushed: dict[str, str] = {}
+        if "agents_list" not in params:
+            pushed = {key: params[key] for key in ("node_name", "group", "name") if key in params}
+            statuses = params.get("status", ())
+            if len(statuses) == 1:
+                pushed["status"] = statuses[0]
+        context = self.context
+        agents = await context.registry.list_agents(**pushed)
+        page, total, failed = await context.run_in_thread(
+            agent_page, context, agents, params, listing
+        )
+        msgs = (
+            "All selected agents information was returned",
+            "Some agents information was not returned",
+            "No agent information was returned",
+        )
+        return Reply(envelope(page, failed, *msgs, total))
+
+    async def summary_status(self, call: Call) -> Reply:
+        """GET /agents/summary/status: counts by connection and by group-config sync."""
+        agents = await self.context.registry.list_agents()
+        data = await self.context.run_in_thread(self._summary, agents)
+        return Reply({"data": data, "error": 0})
+
+    def _summary(self, agents: list[Agent]) -> dict[str, Any]:
+        """Counts of GET /agents/summary/status (in a thread: it walks every agent)."""
+        connection = {status: 0 for status in AGENT_STATUSES}
+        synced = 0
+        for view in agent_views(self.context, agents):
+            connection[view["status"]] = connection.get(view["status"], 0) + 1
+            synced += view["group_config_status"] == "synced"
+        return {
+            "connection": {**connection, "total": len(agents)},
+            "configuration": {
+                "synced": synced,
+                "not_synced": len(agents) - synced,
+                "total": len(agents),
+            },
+        }
+
+    async def add_agent(self, call: Call) -> Reply:
+        """POST /agents: register an agent; answer its id and base64 key line."""
+        body = p.check_body(call.body, {"name": (str, True, 1024), "ip": (str, False, 64)})
+        name, ip = body["name"], body.get("ip", "any")
+        if len(name) > 128:
+            raise wazuh_error(1738)
+        if name == self.context.node.config.cluster.node_name:
+            raise wazuh_error(1705, name)
+        try:
+            agent = await self.context.registry.enroll(name, ip)
+        except DuplicateName:
+            raise wazuh_error(1705, name) from None
+        except DuplicateIP:
+            raise wazuh_error(1706, ip) from None
+        except InvalidValue as error:
+            if error.what == "IP":
+                raise wazuh_error(1706, ip) from None
+            raise bad_request(f"'{name[:64]}' is not a valid agent name: {error.reason}") from None
+        self.context.log.info(
+            "Agent {id} ({name}) added through the API", id=agent.id, name=agent.name
+        )
+        notify(self.context.hooks.agents_added, [agent])
+        key = base64.b64encode(agent.key_line().encode("utf-8")).decode("ascii")
+        return Reply({"data": {"id": agent.id, "key": key}, "error": 0})
+
+    async def delete_agents(self, call: Call) -> Reply:
+        """DELETE /agents: remove the listed agents that match status and older_than."""
+        context = self.context
+        params = call.params
+        ids: tuple[str, ...] = params["agents_list"]
+        statuses: tuple[str, ...] = params["status"]
+        age: int = params.get("older_than", 7 * 86400)
+        failed: dict[int, list[str]] = {}
+        candidates = await self._chosen_agents(None if "all" in ids else ids, failed)
+        now = context.now()
+        if "all" not in statuses:
+            candidates = [a for a in candidates if a.connection_status in statuses]
+        candidates = [a for a in candidates if older_than(a, age, now)]
+        views = await context.run_in_thread(agent_views, context, candidates)
+        views = legacy_filters(views, {k: v for k, v in params.items() if k != "status"})
+        if params.get("q"):
+            expression = parse_q(params["q"], AGENT_FIELDS)
+            views = [view for view in views if expression.matches(view)]
+        targets = [view["id"] for view in views]
+        removed: list[str] = await context.registry.remove_agents(targets) if targets else []
+        if removed:
+            context.log.info("Agents {ids} deleted through the API", ids=", ".join(removed))
+            notify(context.hooks.agents_removed, removed)
+        msgs = (
+            "All selected agents were deleted",
+            "Some agents were not deleted",
+            "No agents were deleted",
+        )
+        return Reply(envelope(sorted(removed), failed, *msgs))
+
+    async def reconnect(self, call: Call) -> Reply:
+        """PUT /agents/reconnect: ask active agents to reconnect (through the node's hook)."""
+        agents = await self.context.registry.list_agents()
+        by_id = {agent.id: agent for agent in agents}
+        failed: dict[int, list[str]] = {}
+        wanted = call.params.get("agents_list")
+        chosen: list[Agent] = []
+        if wanted is None:
+            chosen = [agent for agent in agents if agent.connection_status == "active"]
+        else:
+            for raw in dict.fromkeys(wanted):
+                agent_id = normal_id(raw)
+                agent = by_id.get(agent_id)
+                if agent_id == "000":
+                    add_failure(failed, 1703, agent_id)
+                elif agent is None:
+                    add_failure(failed, 1701, agent_id)
+                elif agent.connection_status != "active":
+                    add_failure(failed, 1707, agent_id)
+                else:
+                    chosen.append(agent)
+        ids = sorted(agent.id for agent in chosen)
+        hook = self.context.hooks.reconnect
+        if ids and hook is not None:
+            await maybe_await(hook(ids))
+        msgs = (
+            "Force reconnect command was sent to all agents",
+            "Force reconnect command was not sent to some agents",
+            "Force reconnect command was not sent to any agent",
+        )
+        return Reply(envelope(ids, failed, *msgs))
+
+    async def assign_group(self, call: Call) -> Reply:
+        """PUT /agents/{agent_id}/group/{group_id}."""
+        agent_id, group = normal_id(call.path["agent_id"]), call.path["group_id"]
+        replace = bool(call.params.get("force_single_group", False))
+        msgs = _assignment_messages(group, replace)
+        await self.context.require_group(group)
+        failed: dict[int, list[str]] = {}
+        if agent_id == "000":
+            add_failure(failed, 1703, agent_id)
+            return Reply(envelope([], failed, *msgs))
+        agent = await self.context.registry.get_agent(agent_id)
+        if agent is None:
+            add_failure(failed, 1701, agent_id)
+        elif group in agent.groups and (not replace or agent.groups == (group,)):
+            add_failure(failed, 1751, agent_id)
+        else:
+            try:
+                await self.context.registry.assign(agent_id, group, replace)
+            except UnknownAgent:
+                add_failure(failed, 1701, agent_id)
+            except UnknownGroup:
+                raise wazuh_error(1710, group) from None
+            except InvalidValue:
+                add_failure(failed, 1737, agent_id)
+        affected = [] if failed else [agent_id]
+        return Reply(envelope(affected, failed, *msgs))
+
+    async def _chosen_agents(
+        self, wanted: tuple[str, ...] | None, failed: dict[int, list[str]]
+    ) -> list[Agent]:
+        """The agents of ``agents_list`` (every agent when None); unknown ids and 000 fail."""
+        agents = await self.context.registry.list_agents()
+        if wanted is None:
+            return agents
+        by_id = {agent.id: agent for agent in agents}
+        chosen = []
+        for raw in dict.fromkeys(wanted):
+            agent_id = normal_id(raw)
+            if agent_id == "000":
+                add_failure(failed, 1703, agent_id)
+            elif agent_id not in by_id:
+                add_failure(failed, 1701, agent_id)
+            else:
+                chosen.append(by_id[agent_id])
+        return chosen
+
+    async def assign_agents(self, call: Call) -> Reply:
+        """PUT /agents/group: assign several agents (all by default) to a group."""
+        group: str = call.params["group_id"]
+        replace = bool(call.params.get("force_single_group", False))
+        msgs = _assignment_messages(group, replace)
+        await self.context.require_group(group)
+        failed: dict[int, list[str]] = {}
+        assigned: list[str] = []
+        for agent in await self._chosen_agents(call.params.get("agents_list"), failed):
+            if group in agent.groups and (not replace or agent.groups == (group,)):
+                add_failure(failed, 1751, agent.id)
+                continue
+            try:
+                await self.context.registry.assign(agent.id, group, replace)
+            except UnknownAgent:
+                add_failure(failed, 1701, agent.id)
+            except InvalidValue:
+                add_failure(failed, 1737, agent.id)
+            else:
+                assigned.append(agent.id)
+        return Reply(envelope(sorted(assigned), failed, *msgs))
+
+    async def remove_agents_from_group(self, call: Call) -> Reply:
+        """DELETE /agents/group: remove several agents (all of the group by default)."""
+        group: str = call.params["group_id"]
+        msgs = (
+            f"All selected agents were removed from group {group}",
+            f"Some agents were not removed from group {group}",
+            f"No agent was removed from group {group}",
+        )
+        await self.context.require_group(group)
+        failed: dict[int, list[str]] = {}
+        wanted = call.params.get("agents_list")
+        chosen = await self._chosen_agents(wanted, failed)
+        if wanted is None:
+            chosen = [agent for agent in chosen if group in agent.groups]
+        removed: list[str] = []
+        for agent in chosen:
+            if group not in agent.groups:
+                add_failure(failed, 1734, agent.id)
+            elif agent.groups == (DEFAULT_GROUP,):
+                add_failure(failed, 1745, agent.id)
+            else:
+                try:
+                    await self.context.registry.unassign(agent.id, group)
+                except UnknownAgent:
+                    add_failure(failed, 1701, agent.id)
+                else:
+                    removed.append(agent.id)
+        return Reply(envelope(sorted(removed), failed, *msgs))
+
+    async def unassign_group(self, call: Call) -> Reply:
+        """DELETE /agents/{agent_id}/group/{group_id}."""
+        agent_id, group = normal_id(call.path["agent_id"]), call.path["group_id"]
+        if agent_id == "000":
+            raise wazuh_error(1703)
+        agent = await self.context.registry.get_agent(agent_id)
+        if agent is None:
+            raise wazuh_error(1701, agent_id)
+        await self.context.require_group(group)
+        if group not in agent.groups:
+            raise wazuh_error(1734, f"agent {agent_id} is not in group {group}")
+        if agent.groups == (DEFAULT_GROUP,):
+            raise wazuh_error(1745)
+        groups = await self.context.registry.unassign(agent_id, group)
+        message = f"Agent '{agent_id}' removed from '{group}'."
+        if groups == (DEFAULT_GROUP,) and DEFAULT_GROUP not in agent.groups:
+            message += " Agent reassigned to group default."
+        return Reply({"message": message, "error": 0})
+
+    def routes(self) -> list[Route]:
+        """The routes of this family."""
+        common = p.COMMON
+        agent_path = {"agent_id": p.agent_id, "group_id": p.group_name}
+        delete_filters = {
+            **AGENT_FILTERS,
+            "agents_list": p.comma_list(p.agent_id_or_all),
+            "status": p.comma_list(p.choice("all", *AGENT_STATUSES)),
+            "purge": p.boolean,
+            "q": p.text,
+        }
+        return [
+            Route("GET", "/agents", self.list_agents, {**common, **p.LISTING, **AGENT_FILTERS}),
+            Route("GET", "/agents/summary/status", self.summary_status, common),
+            Route("POST", "/agents", self.add_agent, common, body="json"),
+            Route(
+                "DELETE",
+                "/agents",
+                self.delete_agents,
+                {**common, **delete_filters},
+                required=("agents_list", "status"),
+            ),
+            Route(
+                "PUT",
+                "/agents/reconnect",
+                self.reconnect,
+                {**common, "agents_list": p.comma_list(p.agent_id)},
+            ),
+            Route(
+                "PUT",
+                "/agents/group",
+                self.assign_agents,
+                {
+                    **common,
+                    "group_id": p.group_name,
+                    "agents_list": p.comma_list(p.agent_id),
+                    "force_single_group": p.boolean,
+                },
+                required=("group_id",),
+            ),
+            Route(
+                "DELETE",
+                "/agents/group",
+                self.remove_agents_from_group,
+                {**common, "group_id": p.group_name, "agents_list": p.comma_list(p.agent_id)},
+                required=("group_id",),
+            ),
+            Route(
+                "PUT",
+                "/agents/{agent_id}/group/{group_id}",
+                self.assign_group,
+                {**common, "force_single_group": p.boolean},
+                agent_path,
+            ),
+            Route(
+                "DELETE",
+                "/agents/{agent_id}/group/{group_id}",
+                self.unassign_group,
+                common,
+                agent_path,
+            ),
+        ]
+
+
+def _assignment_messages(group: str, replace: bool) -> tuple[str, str, str]:
+    """Wazuh's messages for assigning agents to ``group`` (all, some, none)."""
+    suffix = " and removed from the other groups" if replace else ""
+    return (
+        f"All selected agents were assigned to {group}{suffix}",
+        f"Some agents were not assigned to {group}{suffix}",
+        f"No agents were assigned to {group}",
+    )

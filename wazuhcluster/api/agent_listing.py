@@ -1,0 +1,135 @@
+"""How agents are listed: their views, the filter parameters, the manager's row and paging.
+
+``GET /agents``, ``DELETE /agents``, ``GET /agents/summary/status`` and
+``GET /groups/{group_id}/agents`` all turn registry records into Wazuh's agent views
+(reading merged-file checksums) and filter them; these functions walk every agent, so
+callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.api import params as p
+from wazuhcluster.api.context import EndpointContext
+from wazuhcluster.api.query import Listing, apply_listing, field_value
+from wazuhcluster.api.replies import add_failure
+from wazuhcluster.api.views import (
+    AGENT_FIELDS,
+    agent_view,
+    file_digest,
+    manager_view,
+    merged_path,
+)
+from wazuhcluster.registry.model import Agent, format_agent_id
+
+#: The connection statuses an agent can have, in the order summaries count them.
+AGENT_STATUSES = ("active", "pending", "never_connected", "disconnected")
+
+#: The filter parameters of ``GET /agents``.
+AGENT_FILTERS: dict[str, p.Parser] = {
+    "agents_list": p.comma_list(p.agent_id),
+    "status": p.comma_list(p.choice(*AGENT_STATUSES)),
+    "older_than": p.timeframe,
+    "node_name": p.names,
+    "group": p.group_name,
+    "name": p.names,
+    "ip": p.names,
+    "registerIP": p.names,
+    "version": p.names,
+    "manager": p.names,
+    "os.platform": p.names,
+    "os.name": p.names,
+    "os.version": p.names,
+    "group_config_status": p.choice("synced", "not synced"),
+}
+
+#: The filters that match a view field by value (``status=active``, ``os.name=...``).
+_LEGACY_FIELDS = (
+    "status",
+    "node_name",
+    "group",
+    "name",
+    "ip",
+    "registerIP",
+    "version",
+    "manager",
+    "os.platform",
+    "os.name",
+    "os.version",
+    "group_config_status",
+)
+
+
+def normal_id(agent_id: str) -> str:
+    """An agent id as the registry writes it (``1`` → ``001``)."""
+    return format_agent_id(int(agent_id))
+
+
+def older_than(agent: Agent, seconds: int, now: float) -> bool:
+    """Whether ``agent`` was last seen (or registered) at least ``seconds`` ago."""
+    seen = agent.last_keepalive if agent.last_keepalive is not None else agent.register_time
+    return now - seen >= seconds
+
+
+def _merged_sums(context: EndpointContext) -> Callable[[tuple[str, ...]], str | None]:
+    cache: dict[tuple[str, ...], str | None] = {}
+
+    def merged(groups: tuple[str, ...]) -> str | None:
+        if groups not in cache:
+            cache[groups] = file_digest(merged_path(context.shared, context.multigroups, groups))
+        return cache[groups]
+
+    return merged
+
+
+def agent_views(context: EndpointContext, agents: list[Agent]) -> list[dict[str, Any]]:
+    """The API views of ``agents`` (each merged-file checksum read once)."""
+    merged = _merged_sums(context)
+    return [agent_view(agent, merged) for agent in agents]
+
+
+def legacy_filters(views: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Keep the views matching the plain filter parameters (``status=active`` ...)."""
+    for name in _LEGACY_FIELDS:
+        if name not in params:
+            continue
+        wanted = params[name]
+        allowed = set(wanted) if isinstance(wanted, tuple) else {wanted}
+
+        def keep(view: dict[str, Any], field: str = name, allowed: set[str] = allowed) -> bool:
+            value = field_value(view, field)
+            if isinstance(value, list):
+                return bool(allowed.intersection(value))
+            return value in allowed
+
+        views = [view for view in views if keep(view)]
+    return views
+
+
+def agent_page(
+    context: EndpointContext, agents: list[Agent], params: Mapping[str, Any], listing: Listing
+) -> tuple[list[dict[str, Any]], int, dict[int, list[str]]]:
+    """Views, filters and paging of GET /agents (in a thread: it walks every agent)."""
+    now = context.now()
+    failed: dict[int, list[str]] = {}
+    keep_manager = True
+    if "agents_list" in params:
+        wanted = {normal_id(agent_id) for agent_id in params["agents_list"]}
+        present = {agent.id for agent in agents} | {"000"}
+        for agent_id in sorted(wanted - present):
+            add_failure(failed, 1701, agent_id)
+        agents = [agent for agent in agents if agent.id in wanted]
+        keep_manager = "000" in wanted
+    if "older_than" in params:
+        agents = [a for a in agents if older_than(a, params["older_than"], now)]
+        keep_manager = False
+    views = agent_views(context, agents)
+    if keep_manager:
+        cluster = context.node.config.cluster
+        views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
+    views = legacy_filters(views, params)
+    page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",))
+    return page, total, failed

@@ -1,0 +1,247 @@
+"""The Groups family: list, create and delete groups, list a group's agents and files,
+and replace a group's ``agent.conf`` (``/groups...``).
+
+Reading group folders (checksums, file lists) runs in threads; a new ``agent.conf`` is
+checked before it is written, atomically, through the registry's write queue.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from defusedxml import ElementTree as SafeElementTree
+
+from wazuhcluster.api import params as p
+from wazuhcluster.api.agent_listing import AGENT_FILTERS, agent_page
+from wazuhcluster.api.context import EndpointContext
+from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
+from wazuhcluster.api.query import apply_listing, check_listing
+from wazuhcluster.api.replies import Reply, add_failure, envelope
+from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.views import (
+    AGENT_FIELDS,
+    GROUP_FIELDS,
+    GROUP_FILE_FIELDS,
+    HASHES,
+    group_files_view,
+    group_view,
+)
+from wazuhcluster.registry.groups import AGENT_CONF, DEFAULT_GROUP
+from wazuhcluster.registry.model import GroupExists, GroupInfo, InvalidValue, UnknownGroup
+from wazuhcluster.registry.store import Registry
+from wazuhcluster.util.files import write_atomically
+
+#: The largest agent.conf accepted, in bytes.
+MAX_AGENT_CONF = 1024 * 1024
+
+
+def validate_agent_conf(data: bytes) -> None:
+    """Refuse an agent.conf that is empty, not UTF-8, not XML, or not ``<agent_config>`` blocks."""
+    if not data.strip():
+        raise wazuh_error(4001)
+    if len(data) > MAX_AGENT_CONF:
+        raise bad_request(f"agent.conf is larger than {MAX_AGENT_CONF} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise wazuh_error(1113, f"not UTF-8 text (byte {error.start})") from None
+    body = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
+    try:
+        root = SafeElementTree.fromstring(f"<root>{body}</root>")
+    except Exception as error:  # defusedxml raises several unrelated types
+        raise wazuh_error(1113, str(error)) from None
+    others = sorted({child.tag for child in root if child.tag != "agent_config"})
+    if others or len(root) == 0:
+        found = ", ".join(str(tag) for tag in others) or "nothing"
+        raise wazuh_error(1113, f"expected <agent_config> blocks, found {found}")
+
+
+class GroupEndpoints:
+    """``/groups...`` (see module docstring)."""
+
+    def __init__(self, context: EndpointContext) -> None:
+        self.context = context
+
+    def _group_views(self, infos: list[GroupInfo], algorithm: str) -> list[dict[str, Any]]:
+        shared = self.context.shared
+        return [group_view(shared, info.name, info.agent_count, algorithm) for info in infos]
+
+    async def list_groups(self, call: Call) -> Reply:
+        """GET /groups."""
+        listing = p.listing(call.params)
+        check_listing(listing, GROUP_FIELDS)
+        infos = await self.context.registry.list_groups()
+        failed: dict[int, list[str]] = {}
+        wanted = call.params.get("groups_list")
+        if wanted:
+            known = {info.name for info in infos}
+            for name in dict.fromkeys(wanted):
+                if name not in known:
+                    add_failure(failed, 1710, name)
+            infos = [info for info in infos if info.name in wanted]
+        views = await self.context.run_in_thread(
+            self._group_views, infos, call.params.get("hash", "md5")
+        )
+        page, total = apply_listing(views, listing, GROUP_FIELDS, ("name",))
+        msgs = (
+            "All selected groups information was returned",
+            "Some groups information was not returned",
+            "No group information was returned",
+        )
+        return Reply(envelope(page, failed, *msgs, total))
+
+    async def create_group(self, call: Call) -> Reply:
+        """POST /groups."""
+        shared = self.context.shared
+        body = p.check_body(call.body, {"group_id": (str, True, 128)})
+        name = p.group_name("group_id", body["group_id"])
+        if name.lower() == DEFAULT_GROUP or (shared / name).exists():
+            if (shared / name).is_file():
+                raise ApiError(400, "Bad Request", f"Invalid group ID: {name}", 1713)
+            raise wazuh_error(1711, name)
+        try:
+            await self.context.registry.create_group(name)
+        except GroupExists:
+            raise wazuh_error(1711, name) from None
+        except InvalidValue:
+            raise wazuh_error(1722, name) from None
+        self.context.log.info("Group {group} created through the API", group=name)
+        return Reply({"message": f"Group '{name}' created.", "error": 0})
+
+    async def delete_groups(self, call: Call) -> Reply:
+        """DELETE /groups: delete groups; agents left with none go back to default."""
+        wanted: tuple[str, ...] = call.params["groups_list"]
+        infos = await self.context.registry.list_groups()
+        known = [info.name for info in infos]
+        failed: dict[int, list[str]] = {}
+        if "all" in wanted:
+            targets = [name for name in known if name != DEFAULT_GROUP]
+        else:
+            targets = []
+            for name in dict.fromkeys(wanted):
+                if name not in known:
+                    add_failure(failed, 1710, name)
+                elif name == DEFAULT_GROUP:
+                    add_failure(failed, 1712, name)
+                else:
+                    targets.append(name)
+        deleted: list[str] = []
+        moved: set[str] = set()
+        for name in targets:
+            try:
+                moved.update(await self.context.registry.delete_group(name))
+            except UnknownGroup:
+                add_failure(failed, 1710, name)
+            else:
+                deleted.append(name)
+        if deleted:
+            self.context.log.info(
+                "Groups {groups} deleted through the API", groups=", ".join(deleted)
+            )
+        msgs = (
+            "All selected groups were deleted",
+            "Some groups were not deleted",
+            "No group was deleted",
+        )
+        return Reply(envelope(deleted, failed, *msgs, extra={"affected_agents": sorted(moved)}))
+
+    async def group_agents(self, call: Call) -> Reply:
+        """GET /groups/{group_id}/agents: the agents of one group."""
+        context = self.context
+        group = call.path["group_id"]
+        listing = p.listing(call.params)
+        check_listing(listing, AGENT_FIELDS)
+        await context.require_group(group)
+        pushed: dict[str, str] = {"group": group}
+        statuses = call.params.get("status", ())
+        if len(statuses) == 1:
+            pushed["status"] = statuses[0]
+        agents = await context.registry.list_agents(**pushed)
+        params = {**call.params, "group": group}
+        page, total, _ = await context.run_in_thread(agent_page, context, agents, params, listing)
+        msgs = (
+            "All selected agents information was returned",
+            "Some agents information was not returned",
+            "No agent information was returned",
+        )
+        return Reply(envelope(page, {}, *msgs, total))
+
+    async def group_files(self, call: Call) -> Reply:
+        """GET /groups/{group_id}/files."""
+        group = call.path["group_id"]
+        listing = p.listing(call.params)
+        check_listing(listing, GROUP_FILE_FIELDS)
+        msgs = (
+            "All selected groups files were returned",
+            "Some groups files were not returned",
+            "No groups files were returned",
+        )
+        if not await self.context.group_exists(group):
+            return Reply(envelope([], {1710: [group]}, *msgs))
+        rows = await self.context.run_in_thread(
+            group_files_view, self.context.shared / group, call.params.get("hash", "md5")
+        )
+        page, total = apply_listing(rows, listing, GROUP_FILE_FIELDS, ("filename",))
+        return Reply(envelope(page, {}, *msgs, total))
+
+    async def put_group_configuration(self, call: Call) -> Reply:
+        """PUT /groups/{group_id}/configuration: replace agent.conf atomically."""
+        group = call.path["group_id"]
+        data: bytes = call.body
+        await self.context.require_group(group)
+        validate_agent_conf(data)
+        target = self.context.shared / group / AGENT_CONF
+
+        def write(registry: Registry) -> None:
+            write_atomically(target, data, mode=0o660, skip_identical=True)
+            registry.rebuild_group_files()
+
+        await self.context.registry.write(write)
+        self.context.log.info("agent.conf of group {group} replaced through the API", group=group)
+        return Reply({"message": "Agent configuration was successfully updated", "error": 0})
+
+    def routes(self) -> list[Route]:
+        """The routes of this family."""
+        common = p.COMMON
+        listing = {**common, **p.LISTING}
+        group_path = {"group_id": p.group_name}
+        hashing = {"hash": p.choice(*HASHES)}
+        return [
+            Route(
+                "GET",
+                "/groups",
+                self.list_groups,
+                {**listing, **hashing, "groups_list": p.comma_list(p.group_name)},
+            ),
+            Route("POST", "/groups", self.create_group, common, body="json"),
+            Route(
+                "DELETE",
+                "/groups",
+                self.delete_groups,
+                {**common, "groups_list": p.comma_list(p.group_or_all)},
+                required=("groups_list",),
+            ),
+            Route(
+                "GET",
+                "/groups/{group_id}/agents",
+                self.group_agents,
+                {**listing, "status": AGENT_FILTERS["status"]},
+                group_path,
+            ),
+            Route(
+                "GET",
+                "/groups/{group_id}/files",
+                self.group_files,
+                {**listing, **hashing},
+                group_path,
+            ),
+            Route(
+                "PUT",
+                "/groups/{group_id}/configuration",
+                self.put_group_configuration,
+                common,
+                group_path,
+                body="xml",
+            ),
+        ]

@@ -1,0 +1,49 @@
+"""What the node may plug into the API, and how endpoints call it.
+
+The API changes the registry itself; the node learns of those changes (to push keys to
+the workers) and performs agent reconnections through :class:`ApiHooks`. A hook that
+fails is logged and never fails the call that triggered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from attrs import define
+from twisted.internet.defer import Deferred
+
+from wazuhcluster.registry.model import Agent
+from wazuhcluster.util.logs import ClusterLog
+
+T = TypeVar("T")
+
+
+@define
+class ApiHooks:
+    """What the node may plug into the API (every hook is optional).
+
+    ``reconnect(agent_ids)`` asks the given active agents to reconnect (it may return a
+    Deferred); ``agents_added(agents)`` and ``agents_removed(agent_ids)`` tell the node
+    about registry changes made through the API (e.g. to push keys to the workers).
+    """
+
+    reconnect: Callable[[list[str]], object] | None = None
+    agents_added: Callable[[list[Agent]], object] | None = None
+    agents_removed: Callable[[list[str]], object] | None = None
+
+
+def notify(hook: Callable[[T], object] | None, value: T) -> None:
+    """Tell a node hook about a change; its failure is logged, the call still succeeds."""
+    if hook is None:
+        return
+    try:
+        hook(value)
+    except Exception as error:
+        ClusterLog("Master", "API").error("API hook failed: {error!r}", error=error)
+
+
+async def maybe_await(result: object) -> None:
+    """Wait for ``result`` when a hook answered with a Deferred."""
+    if isinstance(result, Deferred):
+        await result
