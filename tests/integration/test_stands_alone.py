@@ -59,7 +59,7 @@ class StandsAloneTests(SynchronousTestCase):
         self.assertTrue(probe.stdout.strip().startswith(str(clone)), probe.stdout)
         modules = sorted(f"tests.{p.stem}" for p in (clone / "tests").glob("test_*.py"))
         result = subprocess.run(
-            [sys.executable, "-b", "-m", "twisted.trial", "--reporter=summary", *modules],
+            [sys.executable, "-b", "-m", "twisted.trial", "--reporter=text", *modules],
             check=False,
             cwd=clone,
             env=env,
