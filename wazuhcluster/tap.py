@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
@@ -17,6 +17,7 @@ from wazuhcluster.config.cluster import NodeConfig, load_config
 from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.config.sections import NodeSections, load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog, ClusterLogService
 from wazuhcluster.util.memory import limit_malloc_arenas
 from wazuhcluster.util.signals import SignalHandlers
@@ -89,7 +90,10 @@ def check_tls(config: NodeConfig) -> None:
 
 
 def build_service(
-    config: NodeConfig, reactor: Any, debug: bool = False, sections: NodeSections | None = None
+    config: NodeConfig,
+    reactor: INodeReactor,
+    debug: bool = False,
+    sections: NodeSections | None = None,
 ) -> MultiService:
     """The whole service tree of a node: cluster.log first, then the role's services."""
     limit_malloc_arenas()  # before any thread allocates: see wazuhcluster.util.memory
@@ -121,6 +125,11 @@ def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
     """Build the node's service tree (twistd entry point)."""
     from twisted.internet import reactor
 
+    # The global reactor provides every interface INodeReactor extends without declaring
+    # the combination (see wazuhcluster.util.interfaces).
     return build_service(
-        options.node_config, reactor, debug=bool(options["debug"]), sections=options.sections
+        options.node_config,
+        cast(INodeReactor, reactor),
+        debug=bool(options["debug"]),
+        sections=options.sections,
     )

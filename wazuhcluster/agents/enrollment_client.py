@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -30,6 +29,7 @@ from wazuhcluster.agents.enrollment import (
 )
 from wazuhcluster.agents.enrollment_tls import client_tls_options
 from wazuhcluster.registry.keys import KeyEntry
+from wazuhcluster.util.interfaces import IReactorSSLTime
 
 #: Longest answer accepted (a key line is ~200 bytes; errors echo at most 255 chars).
 MAX_REPLY = 8192
@@ -77,7 +77,7 @@ class EnrollmentClientProtocol(Protocol):
 
 
 def request_enrollment(
-    reactor: Any,
+    reactor: IReactorSSLTime,
     host: str,
     port: int,
     name: str,

@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from zope.interface import implementer
+
+from wazuhcluster.agents.interfaces import IMergedFiles
 from wazuhcluster.registry.groups import multigroup_hash
 from wazuhcluster.registry.store import groups_table_checksum
 
@@ -89,6 +92,7 @@ def decode_table(data: bytes) -> Table:
     return {a: g for a, g in validate_changes(raw).items() if g is not None}
 
 
+@implementer(IMergedFiles)
 class MergedFiles:
     """Answers ``merged_for(agent_id)``: the merged.mg an agent should have and its MD5."""
 

@@ -7,19 +7,21 @@ where status changes go, and which merged.mg an agent should have (``merged_for`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from zope.interface import implementer
 
 from wazuhcluster.agents import secure
-from wazuhcluster.agents.channel import AgentChannelFactory, EventSink
+from wazuhcluster.agents.channel import AgentChannelFactory
+from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
+from wazuhcluster.util.interfaces import IReactorTCPTime
 from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -29,6 +31,7 @@ from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 CHECK_INTERVAL = 10.0
 
 
+@implementer(IAgentChannel)
 class AgentChannelService(MultiService):
     """Serves agents on the node's ``<remote>`` port and keeps their sessions."""
 
@@ -38,10 +41,10 @@ class AgentChannelService(MultiService):
         remote: RemoteSettings,
         agents: AgentsSettings,
         node_name: str,
-        event_sink: EventSink,
-        reactor: Any,
+        event_sink: IEventSink,
+        reactor: IReactorTCPTime,
         log: ClusterLog,
-        merged_for: Callable[[str], tuple[str, str] | None] | None = None,
+        merged_for: IMergedFiles | None = None,
         manager_version: str | None = None,
         run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from wazuhcluster.analysis.eventinfo import ORDER_STATIC, EventInfo
+from wazuhcluster.analysis.eventinfo import ORDER_STATIC, DecodedBy, EventInfo
 from wazuhcluster.analysis.expressions import (
     PCRE2,
     Expression,
@@ -32,7 +32,7 @@ AFTER_PARENT = "after_parent"
 AFTER_PREMATCH = "after_prematch"
 AFTER_REGEX = "after_regex"
 
-Plugin = Callable[["Decoder", EventInfo], None]
+Plugin = Callable[[DecodedBy, EventInfo], None]
 
 # Decoders analysisd builds in (FIM, rootcheck, inventory...); rules may name them.
 INTERNAL_DECODERS = frozenset(
@@ -404,7 +404,7 @@ def _json_fill(event: EventInfo, key: str, value: str) -> None:
 
 
 def _json_walk(
-    decoder: Decoder, event: EventInfo, obj: dict[str, Any], parent: str | None, depth: int
+    decoder: DecodedBy, event: EventInfo, obj: dict[str, Any], parent: str | None, depth: int
 ) -> None:
     if depth > MAX_JSON_DEPTH:
         return
@@ -441,7 +441,7 @@ def _json_walk(
                 _json_fill(event, key, scalar)
 
 
-def json_plugin(decoder: Decoder, event: EventInfo) -> None:
+def json_plugin(decoder: DecodedBy, event: EventInfo) -> None:
     """Wazuh's JSON_Decoder: flatten a JSON object into fields (``a.b.c`` keys)."""
     if decoder.plugin_offset == AFTER_PARENT:
         text = event.log_after_parent
@@ -458,7 +458,7 @@ def json_plugin(decoder: Decoder, event: EventInfo) -> None:
         _json_walk(decoder, event, value, None, 0)
 
 
-def _not_implemented(decoder: Decoder, event: EventInfo) -> None:
+def _not_implemented(decoder: DecodedBy, event: EventInfo) -> None:
     """Wazuh's other built-in plugins (PF, SonicWall, SymantecWS, OSSECAlert) are not
     reproduced: an event they would decode keeps only its decoder name."""
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from wazuhcluster.analysis.decoders import Decoder
+from typing import Protocol
 
 # Static fields in the order Wazuh writes them into an alert's ``data`` object.
 STATIC_FIELDS = (
@@ -47,6 +44,43 @@ ORDER_STATIC = {
 MAX_DYNAMIC_FIELDS = 256
 
 
+class DecodedBy(Protocol):
+    """The decoder an event was decoded with, as the later stages read it (alerts, rules,
+    the engine and the decoder plugins); :class:`~.decoders.Decoder` provides it."""
+
+    @property
+    def reported_name(self) -> str:
+        """The name alerts and rules see (the parent's unless ``use_own_name``)."""
+
+    @property
+    def parent(self) -> str | None:
+        """The parent decoder's name, for a child."""
+
+    @property
+    def type(self) -> str:
+        """The log category (``syslog``, ``ossec``...)."""
+
+    @property
+    def accumulate(self) -> bool:
+        """Whether events of this decoder are accumulated by id."""
+
+    @property
+    def fts(self) -> tuple[str, ...]:
+        """The fields of the first-time-seen key."""
+
+    @property
+    def plugin_offset(self) -> str | None:
+        """Where a plugin starts reading: after the parent, after the prematch, or the log."""
+
+    @property
+    def json_null(self) -> str:
+        """How the JSON plugin writes a null (``string``, ``discard``...)."""
+
+    @property
+    def json_array(self) -> str:
+        """How the JSON plugin writes an array (``array`` or ``csv``)."""
+
+
 class EventInfo:
     """Mutable state of one event: pre-decoded header, decoded fields, and match results."""
 
@@ -86,7 +120,7 @@ class EventInfo:
         self.agent_id = "000"
         self.agent_name: str | None = None
         self.agent_ip: str | None = None
-        self.decoder: Decoder | None = None
+        self.decoder: DecodedBy | None = None
         self.static: dict[str, str] = {}
         self.fields: list[tuple[str, str]] = []
         self.field_index: dict[str, str] = {}

@@ -21,9 +21,11 @@ from wazuhcluster.api.auth import LoginThrottle, RequestLimiter, TokenAuthority,
 from wazuhcluster.api.certs import ensure_certificate, server_context
 from wazuhcluster.api.endpoints import Endpoints
 from wazuhcluster.api.hooks import ApiHooks
+from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.resource import ApiResource, bounded_site
 from wazuhcluster.api.users import UserStore
 from wazuhcluster.config.api_settings import ApiSettings
+from wazuhcluster.util.interfaces import IReactorSSLTime
 from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -34,8 +36,8 @@ PER_ADDRESS = 64
 
 def build_site(
     settings: ApiSettings,
-    node: Any,
-    registry: Any,
+    node: IApiNode,
+    registry: IRegistryFeature,
     clock: Callable[[], float],
     run_in_thread: RunInThread = run_in_reactor_pool,
     hooks: ApiHooks | None = None,
@@ -58,9 +60,9 @@ class ApiService(Service):
     def __init__(
         self,
         settings: ApiSettings,
-        node: Any,
-        registry: Any,
-        reactor: Any,
+        node: IApiNode,
+        registry: IRegistryFeature,
+        reactor: IReactorSSLTime,
         hooks: ApiHooks | None = None,
         run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:

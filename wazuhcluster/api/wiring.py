@@ -6,26 +6,27 @@
     if api is not None:
         api.setServiceParent(self)
 
-The registry feature is used duck-typed (it must offer ``registry`` — the async
-registry — and ``push_keys(added, removed)``), so this room imports nothing from the
-master's.
+The node and the registry feature are seen through :mod:`wazuhcluster.api.interfaces`
+(``IApiNode``, ``IRegistryFeature``), so this room imports nothing from the master's.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from wazuhcluster.api.hooks import ApiHooks
+from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.service import ApiService
 from wazuhcluster.config.api_settings import ApiSettings, parse_api
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.registry.model import Agent
+from wazuhcluster.util.interfaces import IReactorSSLTime
 from wazuhcluster.util.logs import ClusterLog
 
 
-def registry_hooks(feature: Any, node: Any = None, log: ClusterLog | None = None) -> ApiHooks:
+def registry_hooks(
+    feature: IRegistryFeature, node: IApiNode | None = None, log: ClusterLog | None = None
+) -> ApiHooks:
     """Hooks that push keys added or removed through the API to the workers at once, and
     ask agents to reconnect through the node's ``reconnect_agents`` (wherever they are
     connected) when it has one; otherwise the request is only logged."""
@@ -42,14 +43,14 @@ def registry_hooks(feature: Any, node: Any = None, log: ClusterLog | None = None
         log.info(
             "Reconnection requested through the API for agents {ids}", ids=", ".join(agent_ids)
         )
-        if node is None or getattr(node, "reconnector", None) is None:
+        if node is None or node.reconnector is None:
             return None
         return ensureDeferred(_reconnect(node, agent_ids, log))
 
     return ApiHooks(reconnect=reconnect, agents_added=added, agents_removed=removed)
 
 
-async def _reconnect(node: Any, agent_ids: list[str], log: ClusterLog) -> None:
+async def _reconnect(node: IApiNode, agent_ids: list[str], log: ClusterLog) -> None:
     try:
         asked = await node.reconnect_agents(list(agent_ids), 0)
     except Exception as error:
@@ -60,9 +61,9 @@ async def _reconnect(node: Any, agent_ids: list[str], log: ClusterLog) -> None:
 
 def master_api(
     config: NodeConfig,
-    node: Any,
-    registry_feature: Any,
-    reactor: Any,
+    node: IApiNode,
+    registry_feature: IRegistryFeature,
+    reactor: IReactorSSLTime,
     settings: ApiSettings | None = None,
     hooks: ApiHooks | None = None,
 ) -> ApiService | None:

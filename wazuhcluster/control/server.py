@@ -1,49 +1,29 @@
 """The control socket server: AMP over a UNIX socket under HOME/var/run (mode 0660).
 
-The role hands in a backend object; the master answers from its own state and a worker
-relays what only the master knows over the cluster link.
+The role hands in a backend (:class:`~.interfaces.IControlBackend`); the master answers
+from its own state and a worker relays what only the master knows over the cluster link.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.interfaces import IReactorUNIX
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
 from wazuhcluster.control import commands
-
-
-class ControlBackend(Protocol):
-    """What a role provides to answer control requests."""
-
-    async def list_nodes(self) -> list[dict[str, str]]:
-        """The cluster's nodes, master first."""
-
-    async def local_info(self) -> dict[str, str]:
-        """This node's identity."""
-
-    async def manage(self, action: str, arguments: dict[str, Any]) -> Any:
-        """Serve a management request (the master) or relay it to the master (a worker)."""
-
-    async def cluster_health(self) -> dict[str, Any]:
-        """The cluster's health report."""
-
-    async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
-        """Ask agents to reconnect; the ids asked, by node."""
-
-    async def reload(self) -> str:
-        """Reload the node's ruleset."""
+from wazuhcluster.control.interfaces import IControlBackend
 
 
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
 
-    def __init__(self, backend: ControlBackend) -> None:
+    def __init__(self, backend: IControlBackend) -> None:
         super().__init__()
         self.backend = backend
 
@@ -101,7 +81,7 @@ class ControlProtocol(amp.AMP):
 class ControlService(StreamServerEndpointService):
     """Listens on the control socket while the node runs."""
 
-    def __init__(self, path: Path, backend: ControlBackend, reactor: Any) -> None:
+    def __init__(self, path: Path, backend: IControlBackend, reactor: IReactorUNIX) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # wantPID lets Twisted remove a socket left behind by a killed node.
         endpoint = UNIXServerEndpoint(reactor, str(path), mode=0o660, wantPID=True)

@@ -18,11 +18,16 @@ from typing import Any
 from attrs import define
 from twisted.application.service import IService
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
+from zope.interface import implementer
 
 from wazuhcluster.agents import groups_table
 from wazuhcluster.agents.info import InfoError, decode_reports
+from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.agents.sessions import AgentInfoRow
+from wazuhcluster.api.interfaces import IRegistryFeature
+from wazuhcluster.master.interfaces import IAgentReconnector, IMasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import AgentInfoReport, AgentInfoResult
 from wazuhcluster.registry.store import MAX_BATCH, Registry
@@ -84,15 +89,17 @@ def apply_in_batches(registry: Registry, reports: Sequence[AgentInfoReport]) -> 
     return AgentInfoResult(applied, stale, unknown)
 
 
+@implementer(IAgentReconnector)
 class MasterAgents(LinkFeature):
     """Applies workers' agent-info and keeps every worker's agent-groups table current."""
 
     def __init__(
         self,
-        node: Any,
-        registry: Any,
-        reactor: Any,
+        node: IMasterNode,
+        registry: IRegistryFeature,
+        reactor: IReactorTime,
         run_in_thread: RunInThread = run_in_reactor_pool,
+        local_channel: IAgentChannel | None = None,
     ) -> None:
         self.node = node
         self.registry_feature = registry
@@ -103,8 +110,8 @@ class MasterAgents(LinkFeature):
         self.checksum: str | None = None
         self._full_payload: tuple[str, bytes, int] | None = None
         self.log = ClusterLog("Master", "Local agent-groups")
-        #: The master's own agent channel (its sessions and connections), once built.
-        self.local_channel: Any = None
+        #: The master's own agent channel (its sessions and connections).
+        self.local_channel = local_channel
         self.groups_task = PeriodicTask(
             "local agent-groups",
             node.timings.local_agent_groups,

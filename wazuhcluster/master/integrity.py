@@ -22,6 +22,7 @@ from twisted.protocols import amp
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
 from wazuhcluster.integrity.pack import decode_table, iter_pack, packed_size
 from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_with_digest
+from wazuhcluster.master.interfaces import IMasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
@@ -66,7 +67,7 @@ class MasterIntegrity(LinkFeature):
     def __init__(
         self,
         home: Path,
-        node: Any,
+        node: IMasterNode,
         run_in_thread: RunInThread = run_in_reactor_pool,
         budget_bytes: int = SYNC_BUDGET_BYTES,
     ) -> None:

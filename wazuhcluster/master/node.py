@@ -8,25 +8,28 @@ from OpenSSL import crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.protocol import Factory
+from zope.interface import implementer
 
-from wazuhcluster import WAZUH_VERSION, __version__
-from wazuhcluster.agents.groups_table import MergedFiles
-from wazuhcluster.agents.service import AgentChannelService
+from wazuhcluster import __version__
+from wazuhcluster.api.interfaces import IApiNode
 from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
-from wazuhcluster.control.server import ControlService
+from wazuhcluster.control.interfaces import IControlBackend
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
+from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
 from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.master.watch import SyncedTreeWatcher
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
-from wazuhcluster.node.analysis_service import AnalysisService, node_identity
+from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.node.health import Verdict, cluster_verdict, worker_verdict
+from wazuhcluster.node.interfaces import IRuleset
+from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -36,7 +39,7 @@ from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import MasterIdentity
 
 
-def tls_peer_names(transport: Any) -> set[str] | None:
+def tls_peer_names(transport: ITransport | None) -> set[str] | None:
     """The names in the TLS peer certificate of ``transport`` (None without a certificate)."""
     get_certificate = getattr(transport, "getPeerCertificate", None)
     certificate = get_certificate() if get_certificate is not None else None
@@ -45,11 +48,16 @@ def tls_peer_names(transport: Any) -> set[str] | None:
     return certificate_names(crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate))
 
 
+@implementer(IMasterNode, IControlBackend, IApiNode)
 class MasterNode:
     """The master's state shared by every worker link and periodic task."""
 
     def __init__(
-        self, config: NodeConfig, clock: IReactorTime, features: FeatureSet | None = None
+        self,
+        config: NodeConfig,
+        clock: IReactorTime,
+        features: FeatureSet | None = None,
+        ruleset: IRuleset | None = None,
     ) -> None:
         cluster = config.cluster
         self.features = features or FeatureSet()
@@ -58,12 +66,14 @@ class MasterNode:
         self.timings = cluster.timings
         self.log = ClusterLog("Master", "Main")
         self.workers = WorkerDirectory()
-        #: The feature that answers management requests (the registry), once added.
-        self.manager: Any = None
-        #: ``reconnect(agents, count)`` of the agents feature, once added.
-        self.reconnector: Any = None
-        #: Rebuilds the analysis engine from the ruleset on disk, once analysis runs.
-        self.reload_ruleset: Any = None
+        #: The feature that answers management requests (the registry), once added (it
+        #: needs this node, so it comes after).
+        self.manager: IManager | None = None
+        #: The agents feature, which reaches agents wherever they are, once added (it needs
+        #: this node too).
+        self.reconnector: IAgentReconnector | None = None
+        #: The analysis engine's ruleset, when this node runs analysis.
+        self.ruleset = ruleset
         self.identity = MasterIdentity(
             node_name=cluster.node_name,
             cluster_name=cluster.name,
@@ -177,25 +187,28 @@ class MasterNode:
 
     async def reload(self) -> str:
         """Control: reload this node's ruleset."""
-        if self.reload_ruleset is None:
+        if self.ruleset is None:
             raise ControlError("this node runs no analysis")
-        await self.reload_ruleset()
+        await self.ruleset.reload()
         return "Ruleset reloaded."
 
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents to reconnect, wherever they are connected."""
         if self.reconnector is None:
             raise ControlError("this master serves no agents")
-        result: dict[str, list[str]] = await self.reconnector(agents, count)
-        return result
+        return await self.reconnector.reconnect(agents, count)
 
 
 class MasterService(MultiService):
     """Everything a master runs, as a tree of services."""
 
-    def __init__(self, config: NodeConfig, reactor: Any, sections: NodeSections) -> None:
+    def __init__(self, config: NodeConfig, reactor: INodeReactor, sections: NodeSections) -> None:
         super().__init__()
-        self.node = MasterNode(config, reactor)
+        self.shared = NodeServices(config, sections, reactor, "Master")
+        self.analysis = self.shared.analysis
+        self.channel = self.shared.channel
+        self.reload_actions = self.shared.reload_actions
+        self.node = MasterNode(config, reactor, ruleset=self.analysis)
         self.sections = sections
         cluster = config.cluster
         if not cluster.disabled:
@@ -227,14 +240,16 @@ class MasterService(MultiService):
             )
             reaper.setServiceParent(self)
         self._add_features(config, reactor)
-        ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
+        self.shared.control_service(self.node).setServiceParent(self)
 
-    def _add_features(self, config: NodeConfig, reactor: Any) -> None:
+    def _add_features(self, config: NodeConfig, reactor: INodeReactor) -> None:
         home = config.home
         integrity = MasterIntegrity(home.root, self.node)
         self.registry = MasterRegistry(home, self.sections.auth, self.node, reactor)
         self.node.manager = self.registry
-        self.agents = MasterAgents(self.node, self.registry, reactor)
+        self.agents = MasterAgents(self.node, self.registry, reactor, local_channel=self.channel)
+        self.node.reconnector = self.agents
+        self.shared.serve_merged_files(self.agents.table)
         for feature in (self.registry, integrity, self.agents):
             self.node.features.add(feature)
             for service in feature.services():
@@ -242,38 +257,8 @@ class MasterService(MultiService):
         SyncedTreeWatcher(
             home.root, integrity.notice_change, reactor, integrity.log
         ).setServiceParent(self)
-        self.analysis = AnalysisService(
-            home,
-            self.sections.ruleset,
-            node_identity(config.cluster.node_name, config.cluster.name, config.cluster.hidden),
-            reactor,
-            self.node.log,
-            queue_size=self.sections.remote.queue_size,
-        )
-        self.analysis.setServiceParent(self)
-        self.reload_actions = [self.analysis.reopen_alerts, self.analysis.reload]
-        self.node.reload_ruleset = self.analysis.reload
-        self.channel = AgentChannelService(
-            home.client_keys,
-            self.sections.remote,
-            self.sections.agents,
-            config.cluster.node_name,
-            self.analysis,
-            reactor,
-            ClusterLog("Master", "Agents"),
-            merged_for=MergedFiles(
-                home.shared, home.root / "var" / "multigroups", self.agents.table
-            ),
-            manager_version=WAZUH_VERSION,
-        )
-        self.channel.setServiceParent(self)
-        self.agents.local_channel = self.channel
-        self.node.reconnector = self.agents.reconnect
-        self.registry.on_keys_changed.append(
-            lambda added, removed: self.channel.apply_key_changes(
-                [(a["id"], a["name"], a["ip"], a["key"]) for a in added], removed
-            )
-        )
+        self.shared.set_service_parent(self)
+        self.registry.on_keys_changed.append(self.shared.key_rows_changed)
         api = master_api(config, self.node, self.registry, reactor, self.sections.api)
         if api is not None:
             api.setServiceParent(self)

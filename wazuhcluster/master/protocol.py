@@ -8,14 +8,15 @@ check passed, so a rejected worker never appears in the node list.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.main import CONNECTION_DONE
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.master.interfaces import IMasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.util.nodelay import send_without_delay
 from wazuhcluster.wire import commands
@@ -23,15 +24,13 @@ from wazuhcluster.wire.features import locate_in
 from wazuhcluster.wire.handshake import HelloRequest, check_hello, make_nonce, master_proof
 from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
 
-if TYPE_CHECKING:
-    from wazuhcluster.master.node import MasterNode
-
 #: Commands a worker may send before it has authenticated.
 _OPEN_COMMANDS = {b"Challenge", b"Hello"}
 
 _CLOSED = Failure(CONNECTION_DONE)
 
-PeerNames = Callable[[Any], "set[str] | None"]
+#: The names in a connection's TLS peer certificate (None without a certificate).
+PeerNames = Callable[[ITransport | None], "set[str] | None"]
 
 
 def _refuse_unauthenticated(box: amp.AmpBox) -> Deferred[amp.AmpBox]:
@@ -41,7 +40,7 @@ def _refuse_unauthenticated(box: amp.AmpBox) -> Deferred[amp.AmpBox]:
 class MasterProtocol(StreamResponders, amp.AMP):
     """Serves one worker's commands on the master; features answer their own commands."""
 
-    def __init__(self, node: MasterNode, peer_names: PeerNames) -> None:
+    def __init__(self, node: IMasterNode, peer_names: PeerNames) -> None:
         super().__init__()
         self.node = node
         self.peer_names = peer_names

@@ -17,6 +17,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.protocols import amp
+from zope.interface import implementer
 
 from wazuhcluster.agents.enrollment import (
     EnrollmentError,
@@ -25,6 +26,7 @@ from wazuhcluster.agents.enrollment import (
     parse_request,
 )
 from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.api.interfaces import IRegistryFeature
 from wazuhcluster.config.auth_settings import AuthSettings, load_password
 from wazuhcluster.config.home import Home
 from wazuhcluster.control.commands import ControlError
@@ -33,10 +35,12 @@ from wazuhcluster.master.enrollment_authority import (
     EnrollmentOutcome,
     EnrollmentPolicy,
 )
+from wazuhcluster.master.interfaces import IManager, IMasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import Agent, RegistryError
 from wazuhcluster.registry.service import AsyncRegistry, RegistryService
 from wazuhcluster.registry.store import RegistryFiles
+from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -85,6 +89,7 @@ def _text(arguments: dict[str, Any], key: str) -> str:
     return value
 
 
+@implementer(IRegistryFeature, IManager)
 class MasterRegistry(LinkFeature):
     """Owns the registry service, the enrollment authority and listener, and key pushes."""
 
@@ -92,9 +97,9 @@ class MasterRegistry(LinkFeature):
         self,
         home: Home,
         auth: AuthSettings,
-        node: Any,
-        reactor: Any,
-        registry_service: Any = None,
+        node: IMasterNode,
+        reactor: INodeReactor,
+        registry_service: RegistryService | None = None,
     ) -> None:
         self.home = home
         self.auth = auth

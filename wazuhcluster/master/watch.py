@@ -14,6 +14,7 @@ from twisted.application.service import Service
 from twisted.python.filepath import FilePath
 
 from wazuhcluster.integrity.table import SYNC_ITEMS
+from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
 
 #: Delay before watching again after a watched directory was deleted.
@@ -24,7 +25,7 @@ class SyncedTreeWatcher(Service):
     """Calls ``on_change()`` whenever something under a synced directory changes."""
 
     def __init__(
-        self, home: Path, on_change: Callable[[], None], reactor: Any, log: ClusterLog
+        self, home: Path, on_change: Callable[[], None], reactor: INodeReactor, log: ClusterLog
     ) -> None:
         self.home = home
         self.on_change = on_change

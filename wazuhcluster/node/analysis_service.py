@@ -16,15 +16,19 @@ from typing import Any
 from attrs import define
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.agents.interfaces import IEventSink
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
+from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
@@ -44,6 +48,7 @@ class AnalysisStats:
     failed_reloads: int = 0
 
 
+@implementer(IEventSink, IRuleset)
 class AnalysisService(Service):
     """Analyses agent events on one node and writes Wazuh-shaped alerts."""
 
@@ -52,7 +57,7 @@ class AnalysisService(Service):
         home: Home,
         settings: RulesetSettings,
         identity: Identity,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         log: ClusterLog,
         queue_size: int = 131072,
         run_in_thread: RunInThread = run_in_reactor_pool,

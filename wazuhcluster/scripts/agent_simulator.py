@@ -34,6 +34,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
+from wazuhcluster.util.interfaces import IReactorSSLTime
 
 DEFAULT_VERSION = "v4.14.7"
 MAX_SHARED_FILE = 16 * 1024 * 1024
@@ -468,7 +469,7 @@ class EnrollmentUnavailable(RuntimeError):
 
 
 def enroll_agents(
-    reactor: Any,
+    reactor: IReactorSSLTime,
     host: str,
     port: int,
     names: Sequence[str],

@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
+from twisted.internet.interfaces import IReactorUNIX
 from twisted.protocols import amp
 
 from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
@@ -347,7 +348,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     action = _choose(args)
     outcome: dict[str, Any] = {}
 
-    async def main(reactor: Any) -> None:
+    async def main(reactor: IReactorUNIX) -> None:
         endpoint = UNIXClientEndpoint(reactor, str(home.control_socket), timeout=10)
         try:
             protocol = await connectProtocol(endpoint, amp.AMP())

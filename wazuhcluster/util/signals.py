@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 
 from wazuhcluster.util.logs import ClusterLog
@@ -45,7 +46,7 @@ class SignalHandlers(Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorFromThreads,
         on_hup: Iterable[Callable[[], object]],
         log: ClusterLog | None = None,
     ) -> None:

@@ -16,16 +16,19 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 
 from wazuhcluster.agents import groups_table
 from wazuhcluster.agents.info import encode_rows
+from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import agents as wire
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.wire.streams import BytesConsumer, StreamKind
+from wazuhcluster.worker.link import MasterLink
 
 
 class WorkerAgents(LinkFeature):
@@ -33,9 +36,9 @@ class WorkerAgents(LinkFeature):
 
     def __init__(
         self,
-        link: Any,
-        channel: Any,
-        reactor: Any,
+        link: MasterLink,
+        channel: IAgentChannel,
+        reactor: IReactorTime,
         run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:
         self.link = link
@@ -81,7 +84,10 @@ class WorkerAgents(LinkFeature):
         # reactor thread; taking them cannot.
         data = await self.run_in_thread(encode_rows, rows)
         try:
-            sent = await self.link.protocol.streams.send(wire.INFO_KIND, data, size=len(data))
+            protocol = self.link.protocol
+            if protocol is None:
+                raise ConnectionError("the link to the master is down")
+            sent = await protocol.streams.send(wire.INFO_KIND, data, size=len(data))
         except Exception as error:
             self.sessions.mark_all_dirty()  # resend everything next cycle
             self.info_log.error(

@@ -28,6 +28,7 @@ from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.wire.streams import StreamKind, ThreadedConsumer
+from wazuhcluster.worker.link import MasterLink
 
 #: Largest sync stream accepted from the master (the master's budget keeps it well below).
 MAX_SYNC_STREAM = 2 * 1024 * 1024 * 1024
@@ -52,7 +53,7 @@ class WorkerIntegrity(LinkFeature):
     def __init__(
         self,
         home: Path,
-        link: Any,
+        link: MasterLink,
         run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:
         self.home = str(home)
@@ -134,7 +135,10 @@ class WorkerIntegrity(LinkFeature):
         timeout = self.link.timings.receive_file_timeout
         try:
             data = await self.run_in_thread(encode_table, self.table)
-            sent = await self.link.protocol.streams.send(wire.TABLE_KIND, data, size=len(data))
+            protocol = self.link.protocol
+            if protocol is None:
+                raise ConnectionError("the link to the master is down")
+            sent = await protocol.streams.send(wire.TABLE_KIND, data, size=len(data))
             self.status.last_check_end = self.clock.seconds()
             if sent.reply == "Sync not required.":
                 self.check_log.info(

@@ -7,16 +7,17 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
+from zope.interface import implementer
 
-from wazuhcluster import WAZUH_VERSION, __version__
-from wazuhcluster.agents.groups_table import MergedFiles
-from wazuhcluster.agents.service import AgentChannelService
+from wazuhcluster import __version__
+from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
-from wazuhcluster.control.server import ControlService
-from wazuhcluster.node.analysis_service import AnalysisService, node_identity
-from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.node.builder import NodeServices
+from wazuhcluster.node.interfaces import IRuleset
+from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.tls import client_options, load_material
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.registry import RelayManage
@@ -26,7 +27,7 @@ from wazuhcluster.worker.link import MasterLink
 from wazuhcluster.worker.registry import WorkerRegistry
 
 
-def master_endpoint(config: NodeConfig, reactor: Any) -> IStreamClientEndpoint:
+def master_endpoint(config: NodeConfig, reactor: INodeReactor) -> IStreamClientEndpoint:
     """The mutual-TLS endpoint to the master named in ``<nodes><node>``."""
     cluster = config.cluster
     authority, own = load_material(cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key)
@@ -34,16 +35,21 @@ def master_endpoint(config: NodeConfig, reactor: Any) -> IStreamClientEndpoint:
     return wrapClientTLS(client_options(authority, own, cluster.master_address), plain)
 
 
+@implementer(IControlBackend)
 class WorkerNode:
     """The worker's state, shared by its link, tasks and control backend."""
 
     def __init__(
-        self, config: NodeConfig, link: MasterLink, channel: Any = None, analysis: Any = None
+        self,
+        config: NodeConfig,
+        link: MasterLink,
+        channel: IAgentChannel | None = None,
+        ruleset: IRuleset | None = None,
     ) -> None:
         self.config = config
         self.link = link
         self.channel = channel
-        self.analysis = analysis
+        self.ruleset = ruleset
 
     async def list_nodes(self) -> list[dict[str, str]]:
         """Control: the node list, asked of the master."""
@@ -59,9 +65,9 @@ class WorkerNode:
 
     async def reload(self) -> str:
         """Control: reload this worker's ruleset."""
-        if self.analysis is None:
+        if self.ruleset is None:
             raise ControlError("this node runs no analysis")
-        await self.analysis.reload()
+        await self.ruleset.reload()
         return "Ruleset reloaded."
 
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
@@ -94,7 +100,7 @@ class WorkerService(MultiService):
     def __init__(
         self,
         config: NodeConfig,
-        reactor: Any,
+        reactor: INodeReactor,
         sections: NodeSections,
         endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
@@ -106,51 +112,24 @@ class WorkerService(MultiService):
         self.link.setName("master-link")
         self.link.setServiceParent(self)
         home = config.home
+        self.shared = NodeServices(config, sections, reactor, f"Worker {config.cluster.node_name}")
+        self.analysis = self.shared.analysis
+        self.channel = self.shared.channel
+        self.reload_actions = self.shared.reload_actions
         self.integrity = WorkerIntegrity(home.root, self.link)
         self.registry = WorkerRegistry(home.client_keys, sections.auth, self.link, reactor)
-        tag = f"Worker {config.cluster.node_name}"
-        self.analysis = AnalysisService(
-            home,
-            sections.ruleset,
-            node_identity(config.cluster.node_name, config.cluster.name, config.cluster.hidden),
-            reactor,
-            ClusterLog(tag, "Main"),
-            queue_size=sections.remote.queue_size,
-        )
         self.integrity.on_ruleset_changed.append(self.analysis.reload)
-        self.reload_actions = [self.analysis.reopen_alerts, self.analysis.reload]
-        self.channel = AgentChannelService(
-            home.client_keys,
-            sections.remote,
-            sections.agents,
-            config.cluster.node_name,
-            self.analysis,
-            reactor,
-            ClusterLog(tag, "Agents"),
-            manager_version=WAZUH_VERSION,
-        )
         self.agents = WorkerAgents(self.link, self.channel, reactor)
-        self.channel.sessions.merged_for = MergedFiles(
-            home.shared, home.root / "var" / "multigroups", self.agents.table
-        )
-        self.registry.on_keys_changed.append(
-            lambda delta: self.channel.apply_key_changes(
-                [(e.id, e.name, e.ip, e.key) for e in delta.added], delta.removed
-            )
-        )
-        self.integrity.on_files_changed.append(
-            lambda paths: (
-                self.channel.reload_keys(force=True) if "etc/client.keys" in paths else None
-            )
-        )
+        self.shared.serve_merged_files(self.agents.table)
+        self.registry.on_keys_changed.append(self.shared.keys_delta_changed)
+        self.integrity.on_files_changed.append(self.shared.files_changed)
         for feature in (self.integrity, self.registry, self.agents):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)
-        self.analysis.setServiceParent(self)
-        self.channel.setServiceParent(self)
+        self.shared.set_service_parent(self)
         self.node = WorkerNode(config, self.link, self.channel, self.analysis)
-        ControlService(config.home.control_socket, self.node, reactor).setServiceParent(self)
+        self.shared.control_service(self.node).setServiceParent(self)
 
     def startService(self) -> None:
         """Log the start, then start every child."""

@@ -29,7 +29,7 @@ class WorkerProtocol(StreamResponders, amp.AMP):
         on_lost: Callable[[WorkerProtocol, Failure], None],
         features: FeatureSet,
         clock: IReactorTime,
-        link: Any,
+        link: object,
         call_timeout: float,
     ) -> None:
         super().__init__()

@@ -33,11 +33,13 @@ from wazuhcluster.registry.keys import (
     Push,
     pushed_entry,
 )
+from wazuhcluster.util.interfaces import IReactorSSLTime
 from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
+from wazuhcluster.worker.link import MasterLink
 
 
 class WorkerRegistry(LinkFeature):
@@ -47,8 +49,8 @@ class WorkerRegistry(LinkFeature):
         self,
         client_keys: Path,
         auth: AuthSettings,
-        link: Any,
-        reactor: Any,
+        link: MasterLink,
+        reactor: IReactorSSLTime,
         run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:
         self.client_keys = client_keys

@@ -1,0 +1,46 @@
+"""What the master hands its REST API: its node and its registry feature.
+
+The API room imports nothing from the master's: these interfaces say what it uses, and
+``wazuhcluster.master`` declares that its classes provide them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import Attribute, Interface
+
+from wazuhcluster.config.cluster import NodeConfig
+from wazuhcluster.registry.service import AsyncRegistry
+
+
+class IRegistryFeature(Interface):
+    """The master's registry feature: the running registry, and the key pushes to workers."""
+
+    registry: AsyncRegistry = Attribute("The running registry (async: SQLite on its thread).")
+
+    def push_keys(added: list[dict[str, str]], removed: list[str]) -> None:
+        """Tell every connected worker about new (``id``, ``name``, ``ip``, ``key`` rows) and
+        removed agents, without waiting."""
+
+
+class IApiNode(Interface):
+    """The master node as the API reads it."""
+
+    config: NodeConfig = Attribute("The node's configuration.")
+    clock: IReactorTime = Attribute("The reactor's clock.")
+    workers: Iterable[object] = Attribute("The connected workers.")
+    reconnector: object = Attribute(
+        "What reaches the agents for :meth:`reconnect_agents`, or None when the node has none."
+    )
+
+    def nodes() -> list[dict[str, str]]:
+        """Master first, then connected workers: name, type, version, ip."""
+
+    def health() -> dict[str, Any]:
+        """Health data in the shape of Wazuh's ``get_health``."""
+
+    async def reconnect_agents(agents: list[str], count: int) -> dict[str, list[str]]:
+        """Ask agents to reconnect wherever they are connected; the ids asked, by node."""

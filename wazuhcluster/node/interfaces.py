@@ -1,0 +1,16 @@
+"""What both roles hand their node and control backend of the analysis service."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+
+class IRuleset(Interface):
+    """The node's ruleset, as the control backend and SIGHUP reload it."""
+
+    def reload() -> Deferred[None]:
+        """Build the engine again from the ruleset on disk; keep the old one on failure."""
+
+    def reopen_alerts() -> Deferred[None]:
+        """Reopen alerts.json (after logrotate moved it)."""

@@ -1,0 +1,32 @@
+"""The reactor a node runs on, as the Twisted interfaces its parts need together.
+
+zope.interface has no intersection type, so each combination a part needs is one small
+interface here, and :class:`INodeReactor` extends them all: a value typed ``INodeReactor``
+can be handed to every part. The global reactor provides each member interface; it does
+not declare these combinations, so the one place it enters (``wazuhcluster.tap``) casts it.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import (
+    IReactorFDSet,
+    IReactorFromThreads,
+    IReactorSSL,
+    IReactorTCP,
+    IReactorTime,
+    IReactorUNIX,
+)
+
+
+class IReactorTCPTime(IReactorTCP, IReactorTime):
+    """A TCP listener with timers (the agent channel)."""
+
+
+class IReactorSSLTime(IReactorSSL, IReactorTime):
+    """A TLS listener or client with timers (the REST API, agent enrollment)."""
+
+
+class INodeReactor(
+    IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet
+):
+    """Everything a node's service tree asks of its reactor."""
