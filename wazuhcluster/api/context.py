@@ -8,50 +8,28 @@ hooks, the thread runner and the shared group folders.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import cast
 
 from attrs import define, field
-from twisted.internet.interfaces import IReactorTime
 
 from wazuhcluster.api.errors import wazuh_error
 from wazuhcluster.api.hooks import ApiHooks
-from wazuhcluster.config.cluster import NodeConfig
+from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.registry.service import AsyncRegistry
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread
-
-
-class MasterView(Protocol):
-    """What the API reads from the master node (see ``wazuhcluster.master.node.MasterNode``)."""
-
-    config: NodeConfig
-    clock: IReactorTime
-
-    def nodes(self) -> list[dict[str, str]]:
-        """Master first, then connected workers: name, type, version, ip."""
-
-    def health(self) -> dict[str, Any]:
-        """Health data in the shape of Wazuh's ``get_health``."""
-
-
-class RegistryProvider(Protocol):
-    """Something that holds the async registry once it runs (e.g. ``RegistryService``)."""
-
-    @property
-    def registry(self) -> AsyncRegistry:
-        """The running async registry."""
 
 
 @define
 class EndpointContext:
     """The node, registry and helpers shared by the endpoint families (see module docstring).
 
-    ``provider`` is the async registry itself or a :class:`RegistryProvider`; it is
-    resolved on each use, since a provider only has a registry once it has started.
+    ``provider`` is the async registry itself or the registry feature holding it; it is
+    resolved on each use, since the feature only has a registry once it has started.
     """
 
-    node: MasterView
-    provider: AsyncRegistry | RegistryProvider
+    node: IApiNode
+    provider: AsyncRegistry | IRegistryFeature
     run_in_thread: RunInThread
     hooks: ApiHooks
     #: The group folders (``etc/shared``).
@@ -67,7 +45,7 @@ class EndpointContext:
         # Duck-typed: anything with the registry's calls is taken as the registry itself.
         if hasattr(found, "list_agents"):
             return cast(AsyncRegistry, found)
-        return cast(RegistryProvider, found).registry
+        return cast(IRegistryFeature, found).registry
 
     def now(self) -> float:
         """The node's clock."""

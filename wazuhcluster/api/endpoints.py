@@ -13,32 +13,33 @@ nothing, since every check runs before the first write.
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
-from wazuhcluster.api.context import EndpointContext, MasterView
+from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.default_endpoints import DefaultEndpoints
 from wazuhcluster.api.group_endpoints import GroupEndpoints
 from wazuhcluster.api.hooks import ApiHooks
+from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.routes import Route
 from wazuhcluster.api.security_endpoints import SecurityEndpoints
 from wazuhcluster.api.users import UserStore
+from wazuhcluster.registry.service import AsyncRegistry
 from wazuhcluster.util.threads import RunInThread
 
 
 class Endpoints:
     """The whole API's behaviour, family by family (see module docstring).
 
-    ``registry`` is the async registry or something holding it as ``.registry`` (e.g.
-    ``RegistryService``), resolved on each call.
+    ``registry`` is the async registry or the registry feature holding it as ``.registry``,
+    resolved on each call.
     """
 
     def __init__(
         self,
-        node: MasterView,
-        registry: Any,
+        node: IApiNode,
+        registry: AsyncRegistry | IRegistryFeature,
         tokens: TokenAuthority,
         users: UserStore,
         throttle: LoginThrottle,

@@ -9,12 +9,12 @@ use port 0 and read the real number from it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from wazuhcluster.api.auth import LoginThrottle, RequestLimiter, TokenAuthority, load_or_create_key
@@ -110,7 +110,7 @@ class ApiService(Service):
         )
         self.listening.callback(port)
 
-    def _failed(self, failure: Any) -> None:
+    def _failed(self, failure: Failure) -> None:
         self.log.error("The REST API could not listen: {error}", error=failure.getErrorMessage())
         self.listening.errback(failure)
 
