@@ -177,12 +177,9 @@ def stream_benchmarks(master: str, worker: str, plan: Plan, expected_digest: str
     from twisted.internet.threads import deferToThread
     from twisted.protocols import amp
 
-    from wazuhcluster.wire.streams import (
-        BytesConsumer,
-        StreamEndpoint,
-        StreamKind,
-        StreamResponders,
-    )
+    from wazuhcluster.wire.stream_consumers import BytesConsumer
+    from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
+    from wazuhcluster.wire.stream_receiver import StreamKind
 
     os.makedirs(worker)
 

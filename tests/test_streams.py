@@ -29,26 +29,23 @@ from wazuhcluster.integrity.pack import (
     packed_size,
 )
 from wazuhcluster.integrity.scan import master_digest, scan_tree, table_digest
-from wazuhcluster.wire.streams import (
+from wazuhcluster.wire.stream_commands import (
     CHUNK_SIZE,
     MAX_PARTS,
-    BytesConsumer,
-    SendResult,
-    SpoolConsumer,
     StreamCancelled,
     StreamChunk,
-    StreamEndpoint,
     StreamError,
     StreamInvalid,
-    StreamKind,
     StreamOpen,
     StreamRefused,
-    StreamResponders,
     StreamTimeout,
     StreamUnknown,
-    ThreadedConsumer,
-    ThreadedSource,
 )
+from wazuhcluster.wire.stream_consumers import BytesConsumer, SpoolConsumer, ThreadedConsumer
+from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
+from wazuhcluster.wire.stream_receiver import StreamKind
+from wazuhcluster.wire.stream_sender import SendResult
+from wazuhcluster.wire.stream_sources import ThreadedSource
 
 
 class Ping(amp.Command):
@@ -187,7 +184,7 @@ class StreamTestsBase(SynchronousTestCase):
 
     def send(self, kind: str, source: Any, **kwargs: Any) -> Deferred[SendResult]:
         """Start a stream from the client with the recording callRemote."""
-        from wazuhcluster.wire.streams import send_stream
+        from wazuhcluster.wire.stream_sender import send_stream
 
         kwargs.setdefault("window", self.window)
         return Deferred.fromCoroutine(

@@ -22,9 +22,9 @@ against its table before it goes into a block (by its stat when the scan trusted
 hashing it again); one that changed or vanished since the scan keeps its declared size (cut or
 padded) and its kind in upper case (``C``, ``U``): the receiver skips it and the next cycle sends
 it again. A large file is checked by the receiver, which hashes it as it arrives. The bytes
-themselves are protected on the way by TLS and by the stream's SHA-256 (see ``wire.streams``).
-Neither side ever holds more than a block or a chunk of content in memory, and the total size is
-known before the first byte is sent (:func:`packed_size`).
+themselves are protected on the way by TLS and by the stream's SHA-256 (see
+``wire.stream_receiver``). Neither side ever holds more than a block or a chunk of content in
+memory, and the total size is known before the first byte is sent (:func:`packed_size`).
 
 The receiver writes each file to a temp file next to its target, renamed into place by the apply.
 A directory the receiver does not have yet (a new group, or every folder of a worker that joins)
@@ -601,7 +601,7 @@ class Unpacker:
     every temp file written so far (also done automatically when a piece is refused). Memory stays
     bounded by :data:`MAX_BLOCK_LINE` and :data:`BLOCK_BYTES` plus the piece being fed. Each block
     is written as soon as its data is complete. Blocking file I/O: feed it from a thread (the
-    worker uses ``wire.streams.ThreadedConsumer``), one call at a time.
+    worker uses ``wire.stream_consumers.ThreadedConsumer``), one call at a time.
 
     :param syncer: if given, asked for a ``sync()`` after every :data:`EARLY_SYNC_BYTES` written,
         so the data is mostly written out before the apply's own ``sync()``; never waited for.

@@ -28,7 +28,9 @@ from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import BytesConsumer, StreamKind, ThreadedSource
+from wazuhcluster.wire.stream_consumers import BytesConsumer
+from wazuhcluster.wire.stream_receiver import StreamKind
+from wazuhcluster.wire.stream_sources import ThreadedSource
 
 #: Largest worker table accepted (about 500,000 files).
 MAX_TABLE_BYTES = 128 * 1024 * 1024

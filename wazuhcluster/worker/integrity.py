@@ -27,7 +27,8 @@ from wazuhcluster.util.tasks import CallOnStart, CallOnStop, PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import StreamKind, ThreadedConsumer
+from wazuhcluster.wire.stream_consumers import ThreadedConsumer
+from wazuhcluster.wire.stream_receiver import StreamKind
 
 #: Largest sync stream accepted from the master (the master's budget keeps it well below).
 MAX_SYNC_STREAM = 2 * 1024 * 1024 * 1024
