@@ -20,15 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_integrity import write_tree
 from wazuhcluster.integrity.apply import apply_plan
 from wazuhcluster.integrity.compare import compare
-from wazuhcluster.integrity.pack import (
-    Received,
-    Unpacker,
-    decode_table,
-    encode_table,
-    iter_pack,
-    packed_size,
-)
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.scan import master_digest, scan_tree, table_digest
+from wazuhcluster.integrity.table_codec import decode_table, encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
 from wazuhcluster.wire.stream_commands import (
     CHUNK_SIZE,
     MAX_PARTS,

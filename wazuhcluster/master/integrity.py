@@ -20,8 +20,9 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
-from wazuhcluster.integrity.pack import decode_table, iter_pack, packed_size
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_with_digest
+from wazuhcluster.integrity.table_codec import decode_table
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import CallOnStop, PeriodicTask

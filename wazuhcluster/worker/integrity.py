@@ -20,8 +20,10 @@ from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
-from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
 from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_with_digest
+from wazuhcluster.integrity.staging import Staged
+from wazuhcluster.integrity.table_codec import encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import CallOnStart, CallOnStop, PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -162,6 +164,7 @@ class WorkerIntegrity(LinkFeature):
                         self.home,
                         max_total_bytes=MAX_SYNC_STREAM,
                         syncer=self.syncer,
+                        on_abort=self._report_unremoved,
                     ),
                     self.run_in_thread,
                 ),
@@ -183,10 +186,12 @@ class WorkerIntegrity(LinkFeature):
             )
         except Exception as error:
             received.staged.discard()
+            self._report_unremoved(received.staged)
             self.status.last_error = str(error)
             self.sync_log.error("Error synchronizing files: {error}", error=error)
             self._finish_waiting()
             raise
+        self._report_unremoved(received.staged)
         self.status.last_sync_end = self.clock.seconds()
         self.status.last_result = result.describe()
         self.status.syncs += 1
@@ -213,6 +218,15 @@ class WorkerIntegrity(LinkFeature):
                     self.sync_log.failure("A ruleset-changed hook failed")
         self._finish_waiting()
         return result.describe()
+
+    def _report_unremoved(self, staged: Staged) -> None:
+        """Warn of the temp directories a sync could not remove (the start-up cleanup tries
+        again), once each."""
+        for path, error in sorted(staged.unremoved.items()):
+            self.sync_log.warn(
+                "Could not remove the temp directory {path}: {error}", path=path, error=error
+            )
+        staged.unremoved.clear()
 
     def _finish_waiting(self) -> None:
         if self._awaiting is not None and not self._awaiting.called:
