@@ -30,14 +30,7 @@ from typing import Any
 
 from wazuhcluster.integrity.apply import apply_plan
 from wazuhcluster.integrity.compare import Plan, compare
-from wazuhcluster.integrity.pack import (
-    Received,
-    Unpacker,
-    decode_table,
-    encode_table,
-    iter_pack,
-    packed_size,
-)
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.scan import (
     ScanStats,
     as_synced,
@@ -45,6 +38,8 @@ from wazuhcluster.integrity.scan import (
     scan_tree,
     table_digest,
 )
+from wazuhcluster.integrity.table_codec import decode_table, encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
 
 
 def measure(fn: Callable[[], object], runs: int) -> tuple[float, float, float]:
@@ -177,12 +172,9 @@ def stream_benchmarks(master: str, worker: str, plan: Plan, expected_digest: str
     from twisted.internet.threads import deferToThread
     from twisted.protocols import amp
 
-    from wazuhcluster.wire.streams import (
-        BytesConsumer,
-        StreamEndpoint,
-        StreamKind,
-        StreamResponders,
-    )
+    from wazuhcluster.wire.stream_consumers import BytesConsumer
+    from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
+    from wazuhcluster.wire.stream_receiver import StreamKind
 
     os.makedirs(worker)
 

@@ -40,7 +40,7 @@ from wazuhcluster.wire import agents as wire_agents
 from wazuhcluster.wire import commands as wire_commands
 from wazuhcluster.wire import integrity as wire_integrity
 from wazuhcluster.wire import registry as wire_registry
-from wazuhcluster.wire import streams as wire_streams
+from wazuhcluster.wire import stream_commands
 from wazuhcluster.wire.arguments import Json
 from wazuhcluster.wire.handshake import make_nonce, worker_proof
 from wazuhcluster.worker.agents import WorkerAgents
@@ -78,10 +78,10 @@ MASTER_COMMANDS: list[type[amp.Command]] = [
     wire_registry.EnrollUndelivered,
     wire_registry.RelayManage,
     wire_agents.RequestAgentGroups,
-    wire_streams.StreamOpen,
-    wire_streams.StreamChunk,
-    wire_streams.StreamEnd,
-    wire_streams.StreamCancel,
+    stream_commands.StreamOpen,
+    stream_commands.StreamChunk,
+    stream_commands.StreamEnd,
+    stream_commands.StreamCancel,
 ]
 
 #: Commands the master may send to a worker.
@@ -89,10 +89,10 @@ WORKER_COMMANDS: list[type[amp.Command]] = [
     wire_integrity.IntegrityChanged,
     wire_registry.KeysUpdate,
     wire_agents.ReconnectAgents,
-    wire_streams.StreamOpen,
-    wire_streams.StreamChunk,
-    wire_streams.StreamEnd,
-    wire_streams.StreamCancel,
+    stream_commands.StreamOpen,
+    stream_commands.StreamChunk,
+    stream_commands.StreamEnd,
+    stream_commands.StreamCancel,
 ]
 
 #: Commands of the control socket.

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_fuzz_amp import FUZZ
-from wazuhcluster.integrity.pack import SYNC_VERSION, PackError, Unpacker, new_hasher
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
+from wazuhcluster.integrity.records import SYNC_VERSION, PackError
+from wazuhcluster.integrity.scan import new_hasher
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX
+from wazuhcluster.integrity.unpack import Unpacker
 
 _COMPONENTS = st.sampled_from(
     [

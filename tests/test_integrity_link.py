@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
+from tests.test_integrity import write_tree
+from tests.test_integrity_sync import refuse_rmtree
 from wazuhcluster.config.home import Home
-from wazuhcluster.integrity.table import is_excluded_name, item_for
+from wazuhcluster.integrity.compare import compare
+from wazuhcluster.integrity.pack import iter_pack
+from wazuhcluster.integrity.scan import scan_tree
+from wazuhcluster.integrity.table import TEMP_PREFIX, is_excluded_name, item_for
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.util.threads import run_inline
+from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
@@ -183,3 +194,40 @@ class IntegritySyncTests(SynchronousTestCase):
             status["last_sync_integrity"]["total_files"], {"missing": 1, "shared": 0, "extra": 0}
         )
         self.assertIsNotNone(status["last_check_integrity"]["date_end_master"])
+
+
+class UnremovedTempDirTests(SynchronousTestCase):
+    """The worker reports the temp directories of a sync that could not be removed."""
+
+    def test_aborted_stream_warns_once(self) -> None:
+        """A files stream aborted after it staged a new directory whose temp directory cannot be
+        removed: the worker warns of it once, in its Integrity sync log."""
+        master, worker = self.mktemp(), self.mktemp()
+        write_tree(master, {"etc/shared/new/agent.conf": b"new group"})
+        write_tree(worker, {"etc/shared/default/agent.conf": b"default group"})
+        plan = compare(scan_tree(master), scan_tree(worker))
+        stream = b"".join(iter_pack(master, plan))
+        link = SimpleNamespace(
+            clock=Clock(),
+            cluster=SimpleNamespace(node_name="w1"),
+            timings=SimpleNamespace(sync_integrity=10.0),
+        )
+        feature = WorkerIntegrity(Path(worker), link, run_in_thread=run_inline)
+        self.addCleanup(feature.syncer.shutdown)
+        logged = EventLoggingObserver()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        consumer = feature.stream_kinds()[wire.FILES_KIND].consumer(len(stream))
+        consumer.feed(stream[:-1])
+        self.patch(shutil, "rmtree", refuse_rmtree)
+        consumer.abort("cancelled by the master")
+        consumer.abort("again")
+        warnings = [
+            event
+            for event in logged
+            if event["log_format"].startswith("Could not remove the temp directory")
+        ]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["cluster_task"], "Integrity sync")
+        self.assertIn(TEMP_PREFIX, warnings[0]["path"])
+        self.assertIn("Permission denied", warnings[0]["error"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -16,21 +17,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_integrity import write_tree
 from wazuhcluster.integrity import apply as apply_module
 from wazuhcluster.integrity import pack as pack_module
+from wazuhcluster.integrity import records as records_module
+from wazuhcluster.integrity import staging as staging_module
+from wazuhcluster.integrity import unpack as unpack_module
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
-from wazuhcluster.integrity.pack import (
-    MAX_BLOCK_LINE,
-    MAX_LINE,
-    PackError,
-    Received,
-    Staged,
-    Unpacker,
-    decode_table,
-    encode_table,
-    iter_pack,
-    packed_size,
-)
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.paths import PathRefused, validate_relpath
+from wazuhcluster.integrity.records import MAX_BLOCK_LINE, MAX_LINE, PackError
 from wazuhcluster.integrity.scan import (
     FileMeta,
     checksum_bytes,
@@ -38,7 +32,10 @@ from wazuhcluster.integrity.scan import (
     scan_tree,
     table_digest,
 )
+from wazuhcluster.integrity.staging import Staged
 from wazuhcluster.integrity.table import TEMP_PREFIX
+from wazuhcluster.integrity.table_codec import decode_table, encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
 
 _SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -64,6 +61,11 @@ def receive(worker: str, stream: bytes, piece: int = 1000) -> Received:
     for i in range(0, len(stream), piece):
         unpacker.feed(stream[i : i + piece])
     return unpacker.finish()
+
+
+def refuse_rmtree(path: str, *args: object, **kwargs: object) -> None:
+    """A ``shutil.rmtree`` that is never allowed to remove anything."""
+    raise PermissionError(errno.EACCES, "Permission denied", path)
 
 
 def sync_once(master: str, worker: str, budget: int | None = None) -> tuple[Plan, ApplyResult]:
@@ -102,7 +104,7 @@ def pack_bytes(header: Mapping[str, object], *records: Mapping[str, object] | by
 def header(create: int = 0, update: int = 0, delete: int = 0, size: int = 0) -> dict[str, object]:
     """A sync stream header."""
     return {
-        "v": pack_module.SYNC_VERSION,
+        "v": records_module.SYNC_VERSION,
         "type": "sync",
         "create": create,
         "update": update,
@@ -577,18 +579,18 @@ class BlockWriteTests(SynchronousTestCase):
         self.master, self.worker = self.mktemp(), self.mktemp()
         os.makedirs(self.worker)
         files = {f"etc/shared/g{i % 3}/f{i:03}": os.urandom(1000 + i) for i in range(300)}
-        files["etc/lists/big"] = os.urandom(pack_module.SMALL_FILE + 1)
+        files["etc/lists/big"] = os.urandom(records_module.SMALL_FILE + 1)
         write_tree(self.master, files)
         self.plan = compare(scan_tree(self.master), {})
         self.stream = b"".join(iter_pack(self.master, self.plan))
         self.blocks: list[tuple[str, list[Any], list[memoryview]]] = []
-        real = pack_module.write_block
+        real = unpack_module.write_block
 
         def recording(directory: str, files: list[Any], pieces: list[memoryview]) -> Any:
             self.blocks.append((directory, files, pieces))
             return real(directory, files, pieces)
 
-        self.patch(pack_module, "write_block", recording)
+        self.patch(unpack_module, "write_block", recording)
 
     def unpack(self, stream: bytes | None = None, syncer: Executor | None = None) -> Received:
         """Feed the stream (default: the whole plan) in 60 KiB pieces and finish."""
@@ -606,8 +608,8 @@ class BlockWriteTests(SynchronousTestCase):
         written = [path for _, files, _ in self.blocks for path, *_ in files]
         self.assertEqual(sorted(written), sorted(p for p in self.plan.files if "big" not in p))
         for directory, files, data in self.blocks:
-            self.assertTrue(0 < len(files) <= pack_module.BLOCK_FILES)
-            self.assertLessEqual(sum(len(piece) for piece in data), pack_module.BLOCK_BYTES)
+            self.assertTrue(0 < len(files) <= records_module.BLOCK_FILES)
+            self.assertLessEqual(sum(len(piece) for piece in data), records_module.BLOCK_BYTES)
             for path, name, *_ in files:
                 assert_staged_for(self, received.staged, self.worker, path, f"{directory}/{name}")
         self.assertEqual(received.staged.rejected, {})
@@ -634,8 +636,8 @@ class BlockWriteTests(SynchronousTestCase):
     def test_early_sync(self) -> None:
         """The syncer is asked for a sync() once EARLY_SYNC_BYTES were written since the last
         one (blocks and large files alike), never while one is still running."""
-        self.patch(pack_module, "EARLY_SYNC_BYTES", 100_000)
-        self.patch(pack_module.os, "sync", lambda: None)
+        self.patch(unpack_module, "EARLY_SYNC_BYTES", 100_000)
+        self.patch(unpack_module.os, "sync", lambda: None)
         syncer = InlineExecutor()
         self.unpack(syncer=syncer)
         expected, since = 0, 0
@@ -646,7 +648,7 @@ class BlockWriteTests(SynchronousTestCase):
             if since >= 100_000:
                 expected, since = expected + 1, 0
         self.assertGreater(expected, 1)
-        self.assertEqual([fn for fn, _ in syncer.calls], [pack_module.os.sync] * expected)
+        self.assertEqual([fn for fn, _ in syncer.calls], [unpack_module.os.sync] * expected)
 
         class Busy(InlineExecutor):
             """A syncer whose sync never ends."""
@@ -672,7 +674,7 @@ class BlockWriteTests(SynchronousTestCase):
     def test_real_syncer_thread(self) -> None:
         """With a real syncer thread (early syncs running beside the writes) the worker ends
         equal to the master."""
-        self.patch(pack_module, "EARLY_SYNC_BYTES", 50_000)
+        self.patch(unpack_module, "EARLY_SYNC_BYTES", 50_000)
         with ThreadPoolExecutor(1) as syncer:
             received = self.unpack(syncer=syncer)
         self.assertEqual(len(received.staged.files), len(self.plan.files))
@@ -692,7 +694,7 @@ class NewDirectoryTests(SynchronousTestCase):
         self.files = {
             "etc/shared/new1/agent.conf": b"one",
             "etc/shared/new1/sub/deep.conf": b"deep",
-            "etc/shared/new1/large": os.urandom(pack_module.SMALL_FILE + 10),
+            "etc/shared/new1/large": os.urandom(records_module.SMALL_FILE + 10),
             "etc/shared/new2/agent.conf": b"two",
             "etc/shared/old/agent.conf": b"old group, new file",
         }
@@ -758,6 +760,52 @@ class NewDirectoryTests(SynchronousTestCase):
         removed = cleanup_temp_files(self.worker)
         self.assertEqual(len([p for p in removed if p.endswith(".dir")]), 2)
         self.assertFalse(any(TEMP_PREFIX in p for p in read_tree(self.worker)))
+
+    def test_unremovable_temp_dirs_noted(self) -> None:
+        """A temp directory that cannot be removed is not lost silently: the discard notes it,
+        and why, in ``staged.unremoved`` for the caller to report; one already gone is no
+        failure."""
+        gone = os.path.join(self.worker, "gone")
+        self.assertIsNone(staging_module.remove_temp_tree(gone))
+        self.patch(staging_module.shutil, "rmtree", refuse_rmtree)
+        self.assertIn("Permission denied", staging_module.remove_temp_tree(gone) or "")
+        staged = self.received.staged
+        temp_dirs = sorted(staged.new_dirs.values())
+        staged.discard()
+        self.assertEqual(staged.new_dirs, {})
+        self.assertEqual(sorted(staged.unremoved), temp_dirs)
+        self.assertTrue(all("Permission denied" in why for why in staged.unremoved.values()))
+
+    def test_unplaced_temp_dir_noted_by_apply(self) -> None:
+        """A new directory that cannot be placed and whose temp directory cannot be removed
+        either is noted in ``staged.unremoved``; the others are placed."""
+        write_tree(self.worker, {"etc/shared/new2/local": b"appeared"})
+        new2 = self.received.staged.new_dirs["etc/shared/new2"]
+        self.patch(staging_module.shutil, "rmtree", refuse_rmtree)
+        result = apply_plan(self.worker, self.received.plan, self.received.staged)
+        self.assertIn("cannot place new directory", result.failed["etc/shared/new2/agent.conf"])
+        self.assertIn("etc/shared/new1/agent.conf", result.created)
+        self.assertEqual(list(self.received.staged.unremoved), [new2])
+
+    def test_abort_hands_staged_to_caller(self) -> None:
+        """Each abort of an unpack (asked for, or after a refused piece) hands its Staged to
+        ``on_abort`` once what it staged was removed, so the temp directories left can be
+        reported."""
+        self.patch(staging_module.shutil, "rmtree", refuse_rmtree)
+        aborted: list[Staged] = []
+        unpacker = Unpacker(self.worker, on_abort=aborted.append)
+        stream = b"".join(iter_pack(self.master, self.plan))
+        unpacker.feed(stream[:-1])
+        temp_dirs = sorted(unpacker.staged.new_dirs.values())
+        self.assertEqual(len(temp_dirs), 2)
+        self.assertEqual(aborted, [])
+        unpacker.abort("cancelled")
+        self.assertEqual(aborted, [unpacker.staged])
+        self.assertEqual(sorted(unpacker.staged.unremoved), temp_dirs)
+        refused = Unpacker(self.worker, on_abort=aborted.append)
+        with self.assertRaises(PackError):
+            refused.feed(b"not a header\n")
+        self.assertEqual(aborted, [unpacker.staged, refused.staged])
 
     def test_temp_names_never_synced(self) -> None:
         """A path through a directory named like our temp directories is refused."""
@@ -829,14 +877,14 @@ class BlockTests(SynchronousTestCase):
             "bad kind": block("etc/shared", ("x", "a", 5, self.sum)),
             "negative size": block("etc/shared", ("c", "a", -1, self.sum)),
             "size over a block file": block(
-                "etc/shared", ("c", "a", pack_module.SMALL_FILE + 1, self.sum)
+                "etc/shared", ("c", "a", records_module.SMALL_FILE + 1, self.sum)
             ),
             "bad checksum": block("etc/shared", ("c", "a", 5, "A" * 64)),
             "short entry": block("etc/shared", ("c", "a", 5)),
             "no files": block("etc/shared"),
             "too many files": block(
                 "etc/shared",
-                *[("c", f"f{i}", 0, self.sum) for i in range(pack_module.BLOCK_FILES + 1)],
+                *[("c", f"f{i}", 0, self.sum) for i in range(records_module.BLOCK_FILES + 1)],
             ),
             "twice the same name": block("etc/shared", good, good),
             "files not a list": {"t": "b", "d": "etc/shared", "f": "a"},
@@ -846,7 +894,7 @@ class BlockTests(SynchronousTestCase):
                 Unpacker(self.worker).feed(
                     pack_bytes(header(300, size=1 << 20), record, self.data * 2, {"t": "end"})
                 )
-        self.patch(pack_module, "BLOCK_BYTES", 9)
+        self.patch(unpack_module, "BLOCK_BYTES", 9)
         with self.assertRaises(PackError, msg="over the block bytes"):
             Unpacker(self.worker).feed(
                 pack_bytes(header(2, size=10), block("etc/shared", good, ("c", "b", 5, self.sum)))

@@ -20,35 +20,27 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_integrity import write_tree
 from wazuhcluster.integrity.apply import apply_plan
 from wazuhcluster.integrity.compare import compare
-from wazuhcluster.integrity.pack import (
-    Received,
-    Unpacker,
-    decode_table,
-    encode_table,
-    iter_pack,
-    packed_size,
-)
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.scan import master_digest, scan_tree, table_digest
-from wazuhcluster.wire.streams import (
+from wazuhcluster.integrity.table_codec import decode_table, encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
+from wazuhcluster.wire.stream_commands import (
     CHUNK_SIZE,
     MAX_PARTS,
-    BytesConsumer,
-    SendResult,
-    SpoolConsumer,
     StreamCancelled,
     StreamChunk,
-    StreamEndpoint,
     StreamError,
     StreamInvalid,
-    StreamKind,
     StreamOpen,
     StreamRefused,
-    StreamResponders,
     StreamTimeout,
     StreamUnknown,
-    ThreadedConsumer,
-    ThreadedSource,
 )
+from wazuhcluster.wire.stream_consumers import BytesConsumer, SpoolConsumer, ThreadedConsumer
+from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
+from wazuhcluster.wire.stream_receiver import StreamKind
+from wazuhcluster.wire.stream_sender import SendResult
+from wazuhcluster.wire.stream_sources import ThreadedSource
 
 
 class Ping(amp.Command):
@@ -187,7 +179,7 @@ class StreamTestsBase(SynchronousTestCase):
 
     def send(self, kind: str, source: Any, **kwargs: Any) -> Deferred[SendResult]:
         """Start a stream from the client with the recording callRemote."""
-        from wazuhcluster.wire.streams import send_stream
+        from wazuhcluster.wire.stream_sender import send_stream
 
         kwargs.setdefault("window", self.window)
         return Deferred.fromCoroutine(

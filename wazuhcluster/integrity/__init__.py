@@ -16,18 +16,9 @@ The master/worker glue needs only these names::
 
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
 from wazuhcluster.integrity.compare import Plan, SplitPlan, compare, split_plan
-from wazuhcluster.integrity.pack import (
-    PackError,
-    Received,
-    Staged,
-    SyncHeader,
-    Unpacker,
-    decode_table,
-    encode_table,
-    iter_pack,
-    packed_size,
-)
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
+from wazuhcluster.integrity.records import PackError, SyncHeader
 from wazuhcluster.integrity.scan import (
     FileMeta,
     FileTable,
@@ -37,7 +28,10 @@ from wazuhcluster.integrity.scan import (
     scan_tree,
     table_digest,
 )
+from wazuhcluster.integrity.staging import Staged
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, SyncItem, item_for, item_mode
+from wazuhcluster.integrity.table_codec import decode_table, encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
 
 __all__ = [
     "SYNC_ITEMS",

@@ -1,6 +1,6 @@
 """Apply a received plan on a worker: rename staged files into place, delete extras, tidy up.
 
-Each file was written by the :class:`~wazuhcluster.integrity.pack.Unpacker` to a temp file in its
+Each file was written by the :class:`~wazuhcluster.integrity.unpack.Unpacker` to a temp file in its
 target directory with the table's mode. Here each temp file is made durable and renamed over its
 target (``os.replace``, atomic, relative to the directory opened once after its walk), so an
 interrupted apply leaves every file either old or new; then the directories are fsynced so an
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from attrs import frozen
 
 from wazuhcluster.integrity.compare import Plan
-from wazuhcluster.integrity.pack import Staged, remove_temp_tree
 from wazuhcluster.integrity.paths import PathRefused, resolve, validate_relpath
+from wazuhcluster.integrity.staging import Staged
 from wazuhcluster.integrity.table import SYNC_ITEMS, TEMP_PREFIX, item_for, item_for_directory
 
 # Indirection so tests can simulate a crash between two renames.
@@ -157,7 +157,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
             del staged.files[path]
         error = _place_new_dir(home, reldir, temp_dir, paths, fsync_each)
         if error is not None:
-            remove_temp_tree(temp_dir)
+            staged.remove_temp_dir(temp_dir)
             failed.update(dict.fromkeys(paths, error))
             continue
         for path in paths:

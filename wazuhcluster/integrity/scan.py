@@ -115,7 +115,7 @@ def _walk_item(
                 if entry.is_symlink():
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    # A directory a sync is still filling (see pack.Unpacker) is not synced.
+                    # A directory a sync is still filling (see unpack.Unpacker) is not synced.
                     if item.recursive and not entry.name.startswith(TEMP_PREFIX):
                         pending.append(relpath)
                     continue

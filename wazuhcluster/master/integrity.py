@@ -20,8 +20,9 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
-from wazuhcluster.integrity.pack import decode_table, iter_pack, packed_size
+from wazuhcluster.integrity.pack import iter_pack, packed_size
 from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, scan_with_digest
+from wazuhcluster.integrity.table_codec import decode_table
 from wazuhcluster.master.interfaces import IMasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.util.logs import ClusterLog
@@ -29,7 +30,9 @@ from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import BytesConsumer, StreamKind, ThreadedSource
+from wazuhcluster.wire.stream_consumers import BytesConsumer
+from wazuhcluster.wire.stream_receiver import StreamKind
+from wazuhcluster.wire.stream_sources import ThreadedSource
 
 #: Largest worker table accepted (about 500,000 files).
 MAX_TABLE_BYTES = 128 * 1024 * 1024

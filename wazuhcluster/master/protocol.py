@@ -22,7 +22,7 @@ from wazuhcluster.util.nodelay import send_without_delay
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.features import locate_in
 from wazuhcluster.wire.handshake import HelloRequest, check_hello, make_nonce, master_proof
-from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
+from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
 
 #: Commands a worker may send before it has authenticated.
 _OPEN_COMMANDS = {b"Challenge", b"Hello"}

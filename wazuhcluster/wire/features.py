@@ -14,7 +14,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.protocols import amp
 
-from wazuhcluster.wire.streams import StreamKind
+from wazuhcluster.wire.stream_receiver import StreamKind
 
 
 class LinkFeature:

@@ -27,7 +27,8 @@ from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import agents as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import BytesConsumer, StreamKind
+from wazuhcluster.wire.stream_consumers import BytesConsumer
+from wazuhcluster.wire.stream_receiver import StreamKind
 from wazuhcluster.worker.link import MasterLink
 
 

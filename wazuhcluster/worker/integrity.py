@@ -20,14 +20,17 @@ from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
-from wazuhcluster.integrity.pack import Received, Unpacker, encode_table
 from wazuhcluster.integrity.scan import FileTable, ScanStats, scan_with_digest
+from wazuhcluster.integrity.staging import Staged
+from wazuhcluster.integrity.table_codec import encode_table
+from wazuhcluster.integrity.unpack import Received, Unpacker
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import CallOnStart, CallOnStop, PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
-from wazuhcluster.wire.streams import StreamKind, ThreadedConsumer
+from wazuhcluster.wire.stream_consumers import ThreadedConsumer
+from wazuhcluster.wire.stream_receiver import StreamKind
 from wazuhcluster.worker.link import MasterLink
 
 #: Largest sync stream accepted from the master (the master's budget keeps it well below).
@@ -165,6 +168,7 @@ class WorkerIntegrity(LinkFeature):
                         self.home,
                         max_total_bytes=MAX_SYNC_STREAM,
                         syncer=self.syncer,
+                        on_abort=self._report_unremoved,
                     ),
                     self.run_in_thread,
                 ),
@@ -186,10 +190,12 @@ class WorkerIntegrity(LinkFeature):
             )
         except Exception as error:
             received.staged.discard()
+            self._report_unremoved(received.staged)
             self.status.last_error = str(error)
             self.sync_log.error("Error synchronizing files: {error}", error=error)
             self._finish_waiting()
             raise
+        self._report_unremoved(received.staged)
         self.status.last_sync_end = self.clock.seconds()
         self.status.last_result = result.describe()
         self.status.syncs += 1
@@ -216,6 +222,15 @@ class WorkerIntegrity(LinkFeature):
                     self.sync_log.failure("A ruleset-changed hook failed")
         self._finish_waiting()
         return result.describe()
+
+    def _report_unremoved(self, staged: Staged) -> None:
+        """Warn of the temp directories a sync could not remove (the start-up cleanup tries
+        again), once each."""
+        for path, error in sorted(staged.unremoved.items()):
+            self.sync_log.warn(
+                "Could not remove the temp directory {path}: {error}", path=path, error=error
+            )
+        staged.unremoved.clear()
 
     def _finish_waiting(self) -> None:
         if self._awaiting is not None and not self._awaiting.called:

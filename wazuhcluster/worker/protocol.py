@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.util.nodelay import send_without_delay
 from wazuhcluster.wire.features import FeatureSet, locate_in
-from wazuhcluster.wire.streams import StreamEndpoint, StreamResponders
+from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
 
 _CLOSED = Failure(CONNECTION_DONE)
 
