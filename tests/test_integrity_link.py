@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
@@ -145,6 +145,26 @@ class IntegritySyncTests(SynchronousTestCase):
         self.assertEqual(worker.status.syncs, syncs)
         self.assertEqual(self.master.state(link).bytes_sent, sent)
         self.assertIsNotNone(worker.status.last_check_end)
+
+    def test_file_changed_while_sent_comes_next_cycle(self) -> None:
+        """A file that changes on the master between its scan and its sending is left for the
+        next cycle: logged as such, not as an error, and the worker converges after it."""
+        self.write("etc/shared/default/agent.conf", "v1")
+        self.master.task.run_now()
+        self.write("etc/shared/default/agent.conf", "v2, written after the scan")
+        logged = EventLoggingObserver()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        worker = self.join("worker1")
+        self.assertIsNone(worker.status.last_error)
+        self.assertEqual([e for e in logged if e["log_level"] >= LogLevel.warn], [])
+        resent = [e for e in logged if "the next cycle sends them again" in e["log_format"]]
+        self.assertEqual(len(resent), 1)
+        self.assertEqual(resent[0]["paths"], "etc/shared/default/agent.conf")
+        worker_home = self.cluster.worker_home("worker1")
+        self.assertFalse((worker_home.shared / "default" / "agent.conf").exists())
+        self.cycle()
+        self.assertEqual(tree(worker_home), self.master_files())
 
     def test_master_change_is_announced(self) -> None:
         """A master rescan that finds a change makes workers check at once, not next cycle."""

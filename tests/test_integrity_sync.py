@@ -42,6 +42,11 @@ _SETTINGS = settings(
 )
 
 
+def not_staged(staged: Staged) -> list[str]:
+    """The paths of a stream that were not staged: rejected, or left for the next cycle."""
+    return sorted(set(staged.rejected) | staged.resend)
+
+
 def read_tree(home: str) -> dict[str, tuple[bytes, int]]:
     """Every regular file under ``home`` → (content, mode)."""
     out = {}
@@ -208,17 +213,17 @@ class PackTests(SynchronousTestCase):
         self.assertEqual(read_tree(self.worker), {})
 
     def test_changed_while_sent(self) -> None:
-        """A file changed on the master after the scan is rejected alone; framing holds."""
+        """A file changed on the master after the scan is left out alone; framing holds."""
         with open(os.path.join(self.master, "etc/lists/big"), "wb") as f:
             f.write(b"short now")
         received = receive(self.worker, b"".join(iter_pack(self.master, self.plan)))
-        self.assertEqual(list(received.staged.rejected), ["etc/lists/big"])
+        self.assertEqual(not_staged(received.staged), ["etc/lists/big"])
         self.assertEqual(len(received.staged.files), 3)
         os.unlink(os.path.join(self.master, "etc/client.keys"))
         other = self.mktemp()
         os.makedirs(other)
         received = receive(other, b"".join(iter_pack(self.master, self.plan)))
-        self.assertEqual(sorted(received.staged.rejected), ["etc/client.keys", "etc/lists/big"])
+        self.assertEqual(not_staged(received.staged), ["etc/client.keys", "etc/lists/big"])
 
     def test_caps(self) -> None:
         """Streams over the caps or inconsistent with their header are refused."""
@@ -624,12 +629,16 @@ class BlockWriteTests(SynchronousTestCase):
 
     def test_changed_file_never_written(self) -> None:
         """A small file whose content changed on the master since its scan is marked stale by
-        the master: the worker rejects it and never writes it."""
+        the master: the worker never writes it and leaves it to the next cycle, without
+        counting it as a failure."""
         with open(os.path.join(self.master, "etc/shared/g1/f001"), "wb") as f:
             f.write(b"x" * 1001)
         received = self.unpack(b"".join(iter_pack(self.master, self.plan)))
-        self.assertIn("changed on the master", received.staged.rejected["etc/shared/g1/f001"])
-        self.assertEqual(len(received.staged.rejected), 1)
+        self.assertEqual(received.staged.resend, {"etc/shared/g1/f001"})
+        self.assertEqual(received.staged.rejected, {})
+        result = apply_plan(self.worker, received.plan, received.staged)
+        self.assertEqual(result.resend, ("etc/shared/g1/f001",))
+        self.assertEqual(dict(result.failed), {})
         written = [p for _, files, _ in self.blocks for p, *_ in files]
         self.assertNotIn("etc/shared/g1/f001", written)
 
@@ -841,7 +850,8 @@ class BlockTests(SynchronousTestCase):
         )
         got = receive(self.worker, stream, piece=7)
         self.assertEqual(sorted(got.staged.files), ["etc/client.keys", "etc/shared/g/a b.conf"])
-        self.assertIn("changed on the master", got.staged.rejected["etc/authd.pass"])
+        self.assertEqual(got.staged.resend, {"etc/authd.pass"})
+        self.assertNotIn("etc/authd.pass", got.staged.rejected)
         self.assertEqual(got.plan.shared, ("etc/authd.pass",))
         for path, tmp in got.staged.files.items():
             with open(tmp, "rb") as f:
@@ -947,4 +957,4 @@ class BlockTests(SynchronousTestCase):
         other = self.mktemp()
         os.makedirs(other)
         got = receive(other, stream)
-        self.assertEqual(list(got.staged.rejected), ["etc/shared/g/f2"])
+        self.assertEqual(got.staged.resend, {"etc/shared/g/f2"})

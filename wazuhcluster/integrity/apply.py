@@ -44,6 +44,8 @@ class ApplyResult:
     :ivar failed: path → reason, for every file that could not be created, updated or deleted
         (including files the unpacker rejected).
     :ivar ruleset_changed: whether a created, updated or deleted path belongs to a ruleset item.
+    :ivar resend: paths that changed on the master while it sent them; the next cycle sends them
+        (not failures: a busy master file such as client.keys is often one).
     """
 
     created: tuple[str, ...]
@@ -52,6 +54,7 @@ class ApplyResult:
     removed_dirs: tuple[str, ...]
     failed: Mapping[str, str]
     ruleset_changed: bool
+    resend: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -174,7 +177,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         for path in paths:
             tmp = staged.files.pop(path, None)
             if tmp is None:
-                if path not in placed:
+                if path not in placed and path not in staged.resend:
                     failed.setdefault(path, "not received")
             else:
                 received.append((path, tmp))
@@ -221,6 +224,7 @@ def apply_plan(home: str, plan: Plan, staged: Staged, *, durable: bool = True) -
         removed_dirs=tuple(removed_dirs),
         failed=failed,
         ruleset_changed=ruleset,
+        resend=tuple(sorted(staged.resend)),
     )
 
 

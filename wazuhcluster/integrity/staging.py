@@ -29,6 +29,8 @@ class Staged:
 
     :ivar files: relative path → absolute path of its verified temp file (already chmod'ed).
     :ivar rejected: relative path → why it was not staged (checksum mismatch, blocked path, ...).
+    :ivar resend: paths the master marked as changed since its scan while it sent them: not
+        staged, and not a failure, since the next cycle sends their new content.
     :ivar cleared: paths to delete that were deleted early, because a directory had to be created
         where they stood.
     :ivar new_dirs: relative directory that does not exist yet → absolute temp directory that
@@ -40,6 +42,7 @@ class Staged:
 
     files: dict[str, str] = field(factory=dict)
     rejected: dict[str, str] = field(factory=dict)
+    resend: set[str] = field(factory=set)
     cleared: list[str] = field(factory=list)
     new_dirs: dict[str, str] = field(factory=dict)
     unremoved: dict[str, str] = field(factory=dict)

@@ -63,7 +63,6 @@ class Received:
 _HEADER, _RECORD, _DATA, _BLOCK, _DONE, _CLOSED = range(6)
 
 _MISMATCH = "checksum mismatch (changed on the master while sent?)"
-_STALE = "changed on the master while being sent (the next cycle sends it again)"
 
 #: The syncer is asked for a sync() after each such amount of content written (see
 #: Unpacker._end_block).
@@ -280,9 +279,8 @@ class Unpacker:
             offset += size
         if offset > BLOCK_BYTES:
             raise PackError(f"a block holds more than {BLOCK_BYTES} bytes")
-        for path in stale:
-            self.staged.rejected[path] = _STALE
         stale_set = set(stale)
+        self.staged.resend |= stale_set
         self._block_files = [f for f in files if f[0] not in stale_set]
         self._block_data = []
         try:

@@ -205,6 +205,13 @@ class WorkerIntegrity(LinkFeature):
                 self.sync_log.error("Could not apply {path}: {reason}", path=path, reason=reason)
         else:
             self.status.last_error = None
+        if result.resend:
+            self.sync_log.info(
+                "{count} files changed on the master while it sent them; the next cycle sends "
+                "them again: {paths}",
+                count=len(result.resend),
+                paths=", ".join(result.resend[:20]),
+            )
         self.sync_log.info(
             "Finished in {seconds:.3f}s.", seconds=self.status.last_sync_end - started
         )
