@@ -238,7 +238,10 @@ def extract_archive(archive: str, into: str, label: str | None = None) -> Source
                 member.name = "/".join(parts)
                 tar.extract(member, into, set_attrs=False, filter="data")
     except (tarfile.TarError, EOFError, OSError) as error:
-        raise InstallError(f"cannot read the archive {label}: {error}") from None
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        if reason.startswith("file could not be opened"):  # tarfile lists every method tried
+            reason = "not a tar archive (plain, gzip, bzip2 or xz)"
+        raise InstallError(f"cannot read the archive {label}: {reason}") from None
     if prefix is None:
         raise InstallError(f"no Wazuh ruleset in {label} (no ruleset/decoders or ruleset/rules)")
     path = os.path.join(into, *prefix)
