@@ -362,6 +362,25 @@ class InstallTests(SynchronousTestCase):
         self.install()
         self.assertEqual(self.leftovers(), [])
 
+    def test_root_gives_the_files_to_the_home_owner(self) -> None:
+        """Run as root, the new tree and the lists belong to HOME's owner (the node's user),
+        who must read them."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give files away")
+        os.chown(self.home, 4242, 4243)
+        shutil.rmtree(self.home / "etc/lists")
+        self.install()
+        for path in (
+            self.home / "ruleset",
+            self.home / "ruleset/rules/0010-rules_config.xml",
+            self.home / "ruleset/.installed.json",
+            self.home / "etc/lists",
+            self.home / "etc/lists/amazon",
+            self.home / "etc/lists/amazon/aws-sources",
+        ):
+            info = path.stat()
+            self.assertEqual((info.st_uid, info.st_gid), (4242, 4243), path)
+
     def test_status_of_a_home_without_and_with_the_default_set(self) -> None:
         """No ruleset/ says so; the project's default set is recognised; a hand-made one is
         of unknown origin."""

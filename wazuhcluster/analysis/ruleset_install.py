@@ -20,6 +20,8 @@ What ``wazuh-cluster-ruleset`` does, without its command line, its downloads or 
 4. ``HOME/ruleset/.installed.json`` records the version, the source, the time and the counts;
    :func:`status` reads it back.
 
+Run as root, the new files belong to HOME's owner (the user the node runs as).
+
 Pure file work (no network, no reactor); the caller runs it off any reactor thread.
 """
 
@@ -534,16 +536,45 @@ def swap_in(home: str, staged: str) -> str | None:
     return previous
 
 
-def write_lists(home: str, new_lists: str, lists: list[str]) -> None:
-    """Copy ``lists`` from the installed tree into HOME/etc/lists, each file atomically."""
+def home_owner(home: str) -> tuple[int, int] | None:
+    """Who new files under ``home`` must belong to: its owner when we run as root (the node
+    runs as that user and must read them), None otherwise (ours already are)."""
+    if os.geteuid() != 0:
+        return None
+    info = os.stat(home)
+    return info.st_uid, info.st_gid
+
+
+def _chown_tree(top: str, owner: tuple[int, int] | None) -> None:
+    if owner is None:
+        return
+    for directory, _subdirs, names in os.walk(top):
+        os.lchown(directory, *owner)
+        for name in names:
+            os.lchown(os.path.join(directory, name), *owner)
+
+
+def write_lists(
+    home: str, new_lists: str, lists: list[str], owner: tuple[int, int] | None = None
+) -> None:
+    """Copy ``lists`` from the installed tree into HOME/etc/lists, each file atomically
+    (owned by ``owner`` when given)."""
+    base = os.path.join(home, LISTS)
     for relative in lists:
-        target = os.path.join(home, LISTS, relative)
+        target = os.path.join(base, relative)
         folder = os.path.dirname(target)
-        os.makedirs(folder, mode=0o770, exist_ok=True)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o770, exist_ok=True)
+            if owner is not None:  # the new folders, from etc/lists down
+                for step in range(relative.count("/") + 1):
+                    parts = relative.split("/")[:step]
+                    os.lchown(os.path.join(base, *parts), *owner)
         fd, temp = tempfile.mkstemp(prefix=".ruleset-", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as writer, open(os.path.join(new_lists, relative), "rb") as r:
                 os.fchmod(writer.fileno(), LIST_MODE)
+                if owner is not None:
+                    os.fchown(writer.fileno(), *owner)
                 shutil.copyfileobj(r, writer, 1024 * 1024)
                 writer.flush()
                 os.fsync(writer.fileno())
@@ -585,6 +616,7 @@ def install(
     home = os.path.abspath(home)
     if not os.path.isdir(home):
         raise InstallError(f"{home} is not a directory (create the node's home first)")
+    owner = home_owner(home)
     with _locked(home):
         staged = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=home)
         try:
@@ -607,11 +639,12 @@ def install(
                     "lists_kept": kept,
                 },
             )
+            _chown_tree(staged, owner)
             previous = swap_in(home, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        write_lists(home, os.path.join(home, RULESET, "lists"), written)
+        write_lists(home, os.path.join(home, RULESET, "lists"), written, owner)
     return Result(
         source.version,
         source.label,
