@@ -54,8 +54,11 @@ lint: $(STAMP) ## ruff (lint and format), mypy, and the import floors (import-li
 
 typecheck: lint
 
+# e.g. make demo RULESET=/path/to/wazuh-4.14.7.tar.gz (or a source tree): Wazuh's full ruleset
+RULESET ?=
+
 demo: $(STAMP) ## run a local master and two workers with agents (Ctrl-C stops them)
-	$(BIN)/python -m wazuhcluster.scripts.demo --dir demo
+	$(BIN)/python -m wazuhcluster.scripts.demo --dir demo $(if $(RULESET),--ruleset '$(RULESET)')
 
 bench: $(STAMP) ## run the quick benchmarks (minutes); bench-cluster and bench/README.md for the long ones
 	$(BIN)/pip install -q matplotlib py-spy 2>/dev/null || true  # the 'bench' extra, beside the editable install

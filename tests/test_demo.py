@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
 import socket
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
+from tests.test_ruleset_tool import make_archive, make_source
+from wazuhcluster.analysis.ruleset_install import status
 from wazuhcluster.scripts import demo
 
 
@@ -90,3 +95,53 @@ class ReadAlertsTests(SynchronousTestCase):
         self.assertTrue(
             any("shop-payments" in line and "payment refused" in line for line in events)
         )
+
+
+class RulesetOptionTests(SynchronousTestCase):
+    """--ruleset PATH: the nodes get that ruleset through wazuh-cluster-ruleset."""
+
+    def setUp(self) -> None:
+        """A scratch folder with a demo directory laid out, as start_nodes does first."""
+        self.base = Path(self.mktemp()).absolute()
+        self.lines: list[str] = []
+        self.demo = demo.Demo(self.base / "demo", out=self.lines.append)
+        demo.prepare_dir(self.demo.base)
+        self.demo.cluster.write()
+
+    def test_every_node_gets_the_ruleset(self) -> None:
+        """The master's home gets the source's ruleset, each worker's the master's copy; the
+        commands are printed."""
+        source = make_archive(self.base / "src", "4.14.7")
+        self.demo.install_ruleset(source)
+        for name in demo.NODE_NAMES:
+            answer = status(str(self.demo.cluster.home(name).root))
+            self.assertEqual(answer["version"], "4.14.7", name)
+            self.assertEqual(answer["counts"]["rules"], 2)
+        commands = [line for line in self.lines if line.startswith("$ ")]
+        self.assertEqual(len(commands), 3)
+        self.assertIn(f"install --from {demo.shown(source)} --no-reload", commands[0])
+        self.assertIn("--from ", commands[1])
+        self.assertTrue(commands[1].endswith(f"master{os.sep}ruleset --no-reload"), commands[1])
+
+    def test_a_ruleset_that_does_not_load_stops_the_demo(self) -> None:
+        """The tool's one line becomes the demo's error; the master keeps no ruleset."""
+        broken = make_source(self.base / "bad", rules="<group")
+        with self.assertRaisesRegex(demo.DemoError, "the new ruleset does not load"):
+            self.demo.install_ruleset(broken)
+        self.assertFalse(status(str(self.demo.cluster.home("master").root))["present"])
+
+    def test_main_takes_the_option(self) -> None:
+        """``--ruleset`` reaches the install step before any node starts: a missing path ends
+        the demo with status 1 and the tool's line, and nothing is left running."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
+        errors = io.StringIO()
+        self.patch(demo.sys, "stderr", errors)
+        self.patch(demo.sys, "stdout", io.StringIO())
+        missing = self.base / "no-such.tar.gz"
+        status_code = demo.main(["--dir", str(self.base / "other"), "--ruleset", str(missing)])
+        self.assertEqual(status_code, 1)
+        self.assertIn(
+            f"demo: wazuh-cluster-ruleset: {demo.shown(missing)}: no such file", errors.getvalue()
+        )
+        self.assertFalse((self.base / "other" / "master" / "ruleset").exists())

@@ -17,7 +17,13 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ("wazuh-cluster-control", "wazuh-cluster-certs", "wazuh-logtest", "wazuh-agent-sim")
+SCRIPTS = (
+    "wazuh-cluster-control",
+    "wazuh-cluster-certs",
+    "wazuh-logtest",
+    "wazuh-agent-sim",
+    "wazuh-cluster-ruleset",
+)
 #: Building and installing may download dependencies on a fresh machine.
 INSTALL_TIMEOUT = 600
 

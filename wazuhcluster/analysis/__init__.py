@@ -12,5 +12,7 @@ Pure logic, no network and no reactor. The pieces, in pipeline order:
 * :mod:`.settings` / :mod:`.loader` -- ``<ruleset>`` settings, ``load_engine(home, settings)``,
   ``install_default_ruleset(home)``.
 * :mod:`.holder` -- :class:`~.holder.EngineSlot`, the running engine swapped on reload.
+* :mod:`.ruleset_install` -- install a Wazuh ruleset into HOME/ruleset (validated, swapped
+  atomically), for the ``wazuh-cluster-ruleset`` console script.
 * :mod:`.logtest` -- the ``wazuh-logtest`` console script.
 """

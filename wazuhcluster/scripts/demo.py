@@ -1,6 +1,8 @@
 """``make demo``: the whole story of a wazuhcluster on one machine, on 127.0.0.1.
 
-1. a master and two workers start as twistd processes (homes under ``--dir``, default demo/);
+1. a master and two workers start as twistd processes (homes under ``--dir``, default demo/),
+   with Wazuh's full ruleset when ``--ruleset PATH`` names one (a source archive or tree,
+   installed by ``wazuh-cluster-ruleset``; the project's small default set otherwise);
 2. nginx balances the agents' ports over the nodes when it is installed (direct ports if not);
 3. 20 simulated agents enroll and send sample events;
 4. the workers raise alerts from the stock ruleset;
@@ -174,6 +176,8 @@ class Demo:
 
     base: Path
     use_nginx: bool = True
+    #: A Wazuh source archive or tree whose ruleset the nodes get (None: the default set).
+    ruleset: Path | None = None
     out: Callable[[str], None] = print
     cluster: LocalCluster = field(init=False)
     nodes: dict[str, NodeProcess] = field(factory=dict, init=False)
@@ -254,6 +258,8 @@ class Demo:
         self.cluster.write()
         add_user(api_dir(self.cluster.home("master")) / "users.json", API_USER, self.api_password)
         self.say(f"== 1. A master and two workers (homes in {shown(self.base)}/)")
+        if self.ruleset is not None:
+            self.install_ruleset(self.ruleset)
         for name in NODE_NAMES:
             node = NodeProcess(self.cluster.home(name), "master" if name == "master" else "worker")
             node.start()
@@ -275,6 +281,26 @@ class Demo:
         )
         self.say(f"   both workers joined the master in {took:.1f} s")
         self.say()
+
+    def install_ruleset(self, source: Path) -> None:
+        """Install the ruleset of ``source`` into the master's home with wazuh-cluster-ruleset,
+        then into each worker's from the master's (every node analyses with its own copy)."""
+        master = self.cluster.home("master").root
+        for name in NODE_NAMES:
+            home = self.cluster.home(name).root
+            origin = source if name == "master" else master / "ruleset"
+            args = ["--home", shown(home), "install", "--from", shown(origin), "--no-reload"]
+            result = subprocess.run(
+                python_tool("wazuhcluster.scripts.ruleset", *args),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=STEP_TIMEOUT,
+            )
+            if result.returncode != 0:
+                raise DemoError(result.stderr.strip() or f"wazuh-cluster-ruleset failed on {name}")
+            self.say(f"$ wazuh-cluster-ruleset {' '.join(args)}")
+            self.say("   " + result.stdout.strip().splitlines()[0])
 
     def start_balancer(self) -> dict[str, int] | None:
         """Start nginx in front of the nodes if it can; return its ports, or None."""
@@ -532,11 +558,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-nginx", action="store_true", help="agents use the workers' ports even with nginx"
     )
+    parser.add_argument(
+        "--ruleset",
+        metavar="PATH",
+        help="a Wazuh source archive (.tar.gz) or tree whose full ruleset the nodes use "
+        "(default: the project's small set)",
+    )
     args = parser.parse_args(argv)
     if args.seconds < 0:
         parser.error("--seconds must not be negative")
     base = Path(args.dir).absolute()
-    demo = Demo(base, use_nginx=not args.no_nginx, out=lambda text: print(text, flush=True))
+    demo = Demo(
+        base,
+        use_nginx=not args.no_nginx,
+        ruleset=Path(args.ruleset).absolute() if args.ruleset else None,
+        out=lambda text: print(text, flush=True),
+    )
     status = 0
     # also when started in the background, where the shell leaves SIGINT ignored
     signal.signal(signal.SIGINT, signal.default_int_handler)
