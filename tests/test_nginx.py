@@ -1,4 +1,4 @@
-"""Tests for wazuhcluster.testing.nginx: rendering the load-balancer template, reading nginx -V."""
+"""Tests for wazuhcluster.scripts.nginx: rendering the load-balancer template, reading nginx -V."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.testing import nginx
+from wazuhcluster.scripts import nginx
 
 NODES = [("10.0.0.1", 1515), ("10.0.0.2", 1515), ("10.0.0.3", 1515)]
 WORKERS = [("10.0.0.2", 1514), ("10.0.0.3", 1514)]
@@ -169,7 +169,7 @@ class MainConfigTests(SynchronousTestCase):
 
 
 class CommandLineTests(SynchronousTestCase):
-    """python -m wazuhcluster.testing.nginx renders the template for an operator's nodes."""
+    """python -m wazuhcluster.scripts.nginx renders the template for an operator's nodes."""
 
     def test_backends(self) -> None:
         """HOST takes the default port; HOST:PORT and [v6]:PORT their own; junk is refused."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
-from wazuhcluster.testing import nginx
+from wazuhcluster.scripts import nginx
 
 REPO = Path(__file__).resolve().parents[2]
 #: The demo gives each step 90 s; the whole run must end well within this.

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.trial.unittest import SkipTest
 
 from tests.integration.common import DEADLINE, ClusterTestCase, control
-from wazuhcluster.testing import nginx
+from wazuhcluster.scripts import nginx
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 
 AGENTS = 10

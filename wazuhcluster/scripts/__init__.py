@@ -1,2 +1,3 @@
-"""The console scripts (wazuh-cluster-control, wazuh-cluster-certs, wazuh-logtest,
-wazuh-agent-sim) and the demo."""
+"""What an operator runs: the console scripts (wazuh-cluster-control, wazuh-cluster-certs,
+wazuh-cluster-ruleset, wazuh-logtest, wazuh-agent-sim), the load-balancer renderer
+(``python -m wazuhcluster.scripts.nginx``) and the demo (``make demo``)."""

@@ -39,7 +39,7 @@ from attrs import define, field
 
 from wazuhcluster.api.users import add_user
 from wazuhcluster.config.api_settings import api_dir
-from wazuhcluster.testing import nginx
+from wazuhcluster.scripts import nginx
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 from wazuhcluster.util.files import write_atomically
 

@@ -1,1 +1,2 @@
-"""What tests, benchmarks and the demo use to run real local clusters; never imported by a node."""
+"""What tests, benchmarks and the demo use: real local clusters (devcluster) and where Wazuh's
+reference data is found (reference). Never imported by a node."""

@@ -5,7 +5,7 @@ cluster: :func:`render_stream` fills the template's ``@NAME@`` lines with the no
 addresses, :func:`main_config` wraps the result in a minimal nginx.conf whose pid file, logs
 and temporary files stay under one prefix directory, and :class:`NginxProcess` runs it in the
 foreground (``daemon off``) so its owner can stop it.
-``python -m wazuhcluster.testing.nginx`` prints the rendered block for a real cluster's nodes.
+``python -m wazuhcluster.scripts.nginx`` prints the rendered block for a real cluster's nodes.
 """
 
 from __future__ import annotations
@@ -317,9 +317,9 @@ def parse_backend(text: str, default_port: int) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wazuhcluster.testing.nginx``: print the template's stream block for nodes."""
+    """``python -m wazuhcluster.scripts.nginx``: print the template's stream block for nodes."""
     parser = argparse.ArgumentParser(
-        prog="python -m wazuhcluster.testing.nginx",
+        prog="python -m wazuhcluster.scripts.nginx",
         description="Render etc/nginx/wazuhcluster-lb.conf for your nodes.",
     )
     parser.add_argument(
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             end="",
         )
     except NginxError as error:
-        print(f"wazuhcluster.testing.nginx: {error}", file=sys.stderr)
+        print(f"wazuhcluster.scripts.nginx: {error}", file=sys.stderr)
         return 1
     return 0
 
