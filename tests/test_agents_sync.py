@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import InMemoryCluster
+from tests.helpers import HeldThreads, InMemoryCluster
 from tests.test_registry_link import _SyncRegistryService
 from wazuhcluster.agents import control, groups_table
 from wazuhcluster.agents.info import InfoError, decode_reports, encode_rows
@@ -173,7 +174,7 @@ class WireTests(SynchronousTestCase):
         (shared / "web").mkdir(parents=True)
         (shared / "web" / "merged.mg").write_text("v1")
         table = {"001": ("web",), "002": ("default", "web")}
-        lookup = groups_table.MergedFiles(shared, multi, table)
+        lookup = groups_table.MergedFiles(shared, multi, table, run_in_thread=run_inline)
         first = lookup("001")
         assert first is not None
         self.assertEqual(first[1], str(shared / "web" / "merged.mg"))
@@ -183,6 +184,31 @@ class WireTests(SynchronousTestCase):
         second = lookup("001")
         assert second is not None
         self.assertNotEqual(first[0], second[0])
+
+    def test_merged_files_hashed_in_the_thread_runner(self) -> None:
+        """The hash runs in the injected runner, never on the caller: while it is held the
+        lookup answers at once (nothing known yet, then the last known sum); an unchanged
+        file is not read again."""
+        base = Path(self.mktemp())
+        merged = base / "shared" / "web" / "merged.mg"
+        merged.parent.mkdir(parents=True)
+        merged.write_bytes(b"v1")
+        threads = HeldThreads()
+        lookup = groups_table.MergedFiles(
+            base / "shared", base / "multi", {"001": ("web",)}, run_in_thread=threads
+        )
+        self.assertIsNone(lookup("001"))
+        self.assertIsNone(lookup("001"))
+        self.assertEqual(threads.calls, [groups_table.file_md5])  # one hash, however asked
+        threads.release()
+        first = hashlib.md5(b"v1").hexdigest()
+        self.assertEqual(lookup("001"), (first, str(merged)))
+        self.assertEqual(len(threads.calls), 1)  # unchanged: answered from the cache
+        merged.write_bytes(b"version two")
+        self.assertEqual(lookup("001"), (first, str(merged)))  # the new sum is being taken
+        self.assertEqual(len(threads.calls), 2)
+        threads.release()
+        self.assertEqual(lookup("001"), (hashlib.md5(b"version two").hexdigest(), str(merged)))
 
 
 class ConflictTests(SynchronousTestCase):

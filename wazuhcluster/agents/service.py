@@ -60,6 +60,7 @@ class AgentChannelService(MultiService):
             log=log,
             overtake_time=remote.connection_overtake_time,
             manager_version=manager_version,
+            run_in_thread=run_in_thread,
         )
         self._keys_stamp: tuple[int, int, int] | None = None
         self._reload_lock = DeferredLock()
