@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import HeldThreads, InMemoryCluster
@@ -21,6 +22,7 @@ from wazuhcluster.agents.info import InfoError, decode_reports, encode_rows
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.auth_settings import default_auth
 from wazuhcluster.config.home import Home
+from wazuhcluster.control.commands import NotConnected
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.registry.model import AgentInfoReport
@@ -352,6 +354,45 @@ class AgentSyncLinkTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertEqual(hashed, [2])
         self.assertEqual(self.worker.mismatches, 0)
+
+    def test_stop_cancels_groups_send(self) -> None:
+        """A change set still on its way to a worker when the node stops is cancelled; the
+        stop does not wait for it and nothing is logged as an error."""
+        self.successResultOf(self.store.assign("002", "web"))
+        ensureDeferred(self.master.refresh_groups())
+        self.assertEqual(self.master.background.pending, ["Agent-groups send to worker1"])
+        with capturedLogs() as events:
+            self.successResultOf(self.master.background.stopService())
+            self.cluster.settle()
+        self.assertEqual(self.master.background.pending, [])
+        self.assertEqual([e for e in events if e.get("log_failure") is not None], [])
+        self.assertEqual(self.worker.table["002"], ("default",))
+
+    def test_failed_request_for_the_table_is_logged(self) -> None:
+        """The worker's request for the whole table runs in the background; its failure is
+        logged with the reason, and a request in flight is cancelled at stop."""
+
+        def not_connected(command: object, **arguments: object) -> object:
+            raise NotConnected("Worker node is not connected to master")
+
+        self.worker.master_checksum = "drifted"
+        self.worker.mismatches = self.link.timings.agent_groups_mismatch_limit - 1
+        self.link.call = not_connected  # type: ignore[method-assign]
+        with capturedLogs() as events:
+            self.worker._compare(self.worker.groups_log)
+        del self.link.call  # the class's own again
+        self.assertEqual(self.worker.background.pending, [])
+        failed = [formatEvent(e) for e in events if e.get("log_failure") is not None]
+        self.assertEqual(failed, ["Asking for the whole agent-groups table failed"])
+        self.assertEqual(len(self.flushLoggedErrors(NotConnected)), 1)
+        self.worker.mismatches = self.link.timings.agent_groups_mismatch_limit - 1
+        self.worker._compare(self.worker.groups_log)
+        self.assertEqual(
+            self.worker.background.pending, ["Asking for the whole agent-groups table"]
+        )
+        self.successResultOf(self.worker.background.stopService())
+        self.assertEqual(self.worker.background.pending, [])
+        self.cluster.settle()
 
     def test_reconnect_reaches_workers(self) -> None:
         """A reconnect asked on the master is relayed to the workers, which report what they
