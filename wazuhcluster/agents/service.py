@@ -127,7 +127,9 @@ class AgentChannelService(MultiService):
         it again. While a reload runs, a forced reload is queued behind it instead.
         """
         if self._reload_lock.locked:
-            self.reload_keys(force=True)
+            self.reload_keys(force=True).addErrback(
+                lambda failure: self.log.failure("Could not reload agent keys", failure)
+            )
             return
         current = self.factory.keys
         entries = []
