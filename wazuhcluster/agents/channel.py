@@ -136,10 +136,10 @@ class SharedFileReader:
 
         def failed(failure: Failure) -> None:
             self._forget(path)
-            for waiter in self._reading.pop(path):
+            for waiter in self._reading.pop(path, []):
                 waiter.errback(failure)
 
-        read.addCallbacks(got, failed)
+        read.addCallback(got).addErrback(failed)
         return answer
 
     def _forget(self, path: str) -> None:
