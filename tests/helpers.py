@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter, IOPump
@@ -116,3 +117,33 @@ class InMemoryCluster:
         for _ in range(rounds):
             self.flush()
             self.reactor.advance(0)
+
+
+class HeldThreads:
+    """A ``run_in_thread`` that holds each job until the test releases it.
+
+    While a job is held the "reactor side" goes on, so a test can show that work handed to
+    the runner does not block it; :meth:`release` then runs the held jobs, in order.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+        self.calls: list[Callable[..., Any]] = []
+
+    def __call__(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Record and hold one job."""
+        done: Deferred[Any] = Deferred()
+        self.jobs.append((function, args, done))
+        self.calls.append(function)
+        return done
+
+    def release(self) -> None:
+        """Run every held job (and those they start) and fire its Deferred."""
+        while self.jobs:
+            function, args, done = self.jobs.pop(0)
+            try:
+                result = function(*args)
+            except Exception as error:
+                done.errback(error)
+            else:
+                done.callback(result)

@@ -7,20 +7,24 @@ import os
 import struct
 import zlib
 
+from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import HeldThreads
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import (
     AgentChannelFactory,
     AgentChannelProtocol,
     AgentEvent,
     EventCounter,
+    read_shared_file,
 )
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
+from wazuhcluster.util.threads import run_inline
 
 KEY = "ab" * 32
 UNAME = "Linux |h |6.1 |#1 |x86_64 [Debian GNU/Linux|debian: 12]"
@@ -89,7 +93,7 @@ class ChannelTestCase(SynchronousTestCase):
             self.sessions,
             self.events.append,
             self.clock,
-            **kwargs,  # type: ignore[arg-type]
+            **{"run_in_thread": run_inline, **kwargs},  # type: ignore[arg-type]
         )
 
     def connect(
@@ -184,7 +188,9 @@ class HandshakeTests(ChannelTestCase):
     def test_event_counter_sink(self) -> None:
         """EventCounter only counts events, per queue."""
         counter = EventCounter()
-        factory = AgentChannelFactory(self.keys, self.sessions, counter, self.clock)
+        factory = AgentChannelFactory(
+            self.keys, self.sessions, counter, self.clock, run_in_thread=run_inline
+        )
         agent = FakeAgent(self.one)
         proto, _ = self.connect(factory=factory)
         proto.dataReceived(agent.frame("1:a:b") + agent.frame("1:a:c") + agent.frame("8:s:d"))
@@ -455,6 +461,74 @@ class SharedPushTests(ChannelTestCase):
         self.clock.advance(0)
         self.assertEqual(agent.read(transport), [control.ACK.encode()])
         self.assertTrue(any("larger than 1000 bytes" in m for m in self.messages()))
+
+    def shared_file(self, lines: int = 100) -> tuple[str, bytes, str]:
+        """A merged.mg on disk: its path, content and MD5."""
+        shared = self.mktemp()
+        os.makedirs(shared)
+        path = os.path.join(shared, "merged.mg")
+        content = b"".join(b"line %d of the shared agent.conf\n" % i for i in range(lines))
+        with open(path, "wb") as handle:
+            handle.write(content)
+        return path, content, hashlib.md5(content).hexdigest()
+
+    def test_file_read_in_thread_runner(self) -> None:
+        """The file is read in the injected runner: while the read is held the keep-alive is
+        answered and other agents are served; two agents wanting the file share one read,
+        and a later push of the unchanged file does not read it again."""
+        path, content, md5 = self.shared_file()
+        threads = HeldThreads()
+        self.factory = self.make_factory(run_in_thread=threads)
+        self.merged["001"] = self.merged["002"] = (md5, path)
+        one, two = FakeAgent(self.one), FakeAgent(self.two)
+        proto_one, transport_one = self.connect()
+        proto_two, transport_two = self.connect("10.0.0.5")
+        proto_one.dataReceived(one.frame(_keepalive("0" * 32)))
+        proto_two.dataReceived(two.frame(_keepalive("0" * 32)))
+        self.clock.advance(0)
+        self.assertEqual(one.read(transport_one), [control.ACK.encode()])
+        self.assertEqual(two.read(transport_two), [control.ACK.encode()])
+        self.assertEqual(threads.calls, [read_shared_file])
+        threads.release()
+        for _ in range(20):
+            self.clock.advance(0)
+        for agent, transport in ((one, transport_one), (two, transport_two)):
+            received = agent.read(transport)
+            self.assertEqual(received[0], f"#!-up file {md5} merged.mg\n".encode())
+            self.assertEqual(b"".join(received[1:-1]), content)
+        proto_one.dataReceived(one.frame(_keepalive("1" * 32)))
+        self.assertEqual(len(threads.jobs), 1)
+        self.assertIsNone(read_shared_file(*threads.jobs[0][1])[1])  # the stamp is known
+        threads.release()
+        for _ in range(20):
+            self.clock.advance(0)
+        self.assertEqual(b"".join(one.read(transport_one)[2:-1]), content)
+
+    def test_stop_cancels_pushes(self) -> None:
+        """When the listener stops, a push in progress sends no more chunks."""
+        path, _, md5 = self.shared_file(lines=2000)
+        self.merged["001"] = (md5, path)
+        ticks = Clock()  # one chunk per second of this clock
+        one_step_per_tick = task.Cooperator(
+            terminationPredicateFactory=lambda: lambda: True,
+            scheduler=lambda step: ticks.callLater(1, step),
+        )
+        self.factory = self.make_factory(cooperator=one_step_per_tick)
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        self.factory.doStart()
+        proto.dataReceived(agent.frame(_keepalive("0" * 32)))
+        ticks.pump([1, 1, 1])
+        self.assertEqual(self.factory.background.pending, ["Shared file push to agent 001"])
+        self.factory.doStop()
+        self.assertEqual(self.factory.background.pending, [])
+        sent = agent.read(transport)
+        self.assertEqual(len(sent), 4)  # ACK, the announcement and two chunks
+        ticks.pump([1] * 100)
+        self.assertEqual(agent.read(transport), [])
+        self.assertNotIn(control.FILE_CLOSE.encode(), sent)
+        proto.dataReceived(agent.frame(_keepalive("0" * 32)))  # the agent may be pushed again
+        self.assertEqual(self.factory.background.pending, ["Shared file push to agent 001"])
 
     def test_force_reconnect(self) -> None:
         """force_reconnect sends '#!-force_reconnect' to a connected agent only."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,15 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import InMemoryCluster
+from tests.helpers import HeldThreads, InMemoryCluster
 from tests.test_registry_link import _SyncRegistryService
 from wazuhcluster.agents import control, groups_table
 from wazuhcluster.agents.info import InfoError, decode_reports, encode_rows
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.auth_settings import default_auth
 from wazuhcluster.config.home import Home
+from wazuhcluster.control.commands import NotConnected
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.registry.model import AgentInfoReport
@@ -173,7 +176,7 @@ class WireTests(SynchronousTestCase):
         (shared / "web").mkdir(parents=True)
         (shared / "web" / "merged.mg").write_text("v1")
         table = {"001": ("web",), "002": ("default", "web")}
-        lookup = groups_table.MergedFiles(shared, multi, table)
+        lookup = groups_table.MergedFiles(shared, multi, table, run_in_thread=run_inline)
         first = lookup("001")
         assert first is not None
         self.assertEqual(first[1], str(shared / "web" / "merged.mg"))
@@ -183,6 +186,31 @@ class WireTests(SynchronousTestCase):
         second = lookup("001")
         assert second is not None
         self.assertNotEqual(first[0], second[0])
+
+    def test_merged_files_hashed_in_the_thread_runner(self) -> None:
+        """The hash runs in the injected runner, never on the caller: while it is held the
+        lookup answers at once (nothing known yet, then the last known sum); an unchanged
+        file is not read again."""
+        base = Path(self.mktemp())
+        merged = base / "shared" / "web" / "merged.mg"
+        merged.parent.mkdir(parents=True)
+        merged.write_bytes(b"v1")
+        threads = HeldThreads()
+        lookup = groups_table.MergedFiles(
+            base / "shared", base / "multi", {"001": ("web",)}, run_in_thread=threads
+        )
+        self.assertIsNone(lookup("001"))
+        self.assertIsNone(lookup("001"))
+        self.assertEqual(threads.calls, [groups_table.file_md5])  # one hash, however asked
+        threads.release()
+        first = hashlib.md5(b"v1").hexdigest()
+        self.assertEqual(lookup("001"), (first, str(merged)))
+        self.assertEqual(len(threads.calls), 1)  # unchanged: answered from the cache
+        merged.write_bytes(b"version two")
+        self.assertEqual(lookup("001"), (first, str(merged)))  # the new sum is being taken
+        self.assertEqual(len(threads.calls), 2)
+        threads.release()
+        self.assertEqual(lookup("001"), (hashlib.md5(b"version two").hexdigest(), str(merged)))
 
 
 class ConflictTests(SynchronousTestCase):
@@ -326,6 +354,45 @@ class AgentSyncLinkTests(SynchronousTestCase):
         self.cluster.settle()
         self.assertEqual(hashed, [2])
         self.assertEqual(self.worker.mismatches, 0)
+
+    def test_stop_cancels_groups_send(self) -> None:
+        """A change set still on its way to a worker when the node stops is cancelled; the
+        stop does not wait for it and nothing is logged as an error."""
+        self.successResultOf(self.store.assign("002", "web"))
+        ensureDeferred(self.master.refresh_groups())
+        self.assertEqual(self.master.background.pending, ["Agent-groups send to worker1"])
+        with capturedLogs() as events:
+            self.successResultOf(self.master.background.stopService())
+            self.cluster.settle()
+        self.assertEqual(self.master.background.pending, [])
+        self.assertEqual([e for e in events if e.get("log_failure") is not None], [])
+        self.assertEqual(self.worker.table["002"], ("default",))
+
+    def test_failed_request_for_the_table_is_logged(self) -> None:
+        """The worker's request for the whole table runs in the background; its failure is
+        logged with the reason, and a request in flight is cancelled at stop."""
+
+        def not_connected(command: object, **arguments: object) -> object:
+            raise NotConnected("Worker node is not connected to master")
+
+        self.worker.master_checksum = "drifted"
+        self.worker.mismatches = self.link.timings.agent_groups_mismatch_limit - 1
+        self.link.call = not_connected  # type: ignore[method-assign]
+        with capturedLogs() as events:
+            self.worker._compare(self.worker.groups_log)
+        del self.link.call  # the class's own again
+        self.assertEqual(self.worker.background.pending, [])
+        failed = [formatEvent(e) for e in events if e.get("log_failure") is not None]
+        self.assertEqual(failed, ["Asking for the whole agent-groups table failed"])
+        self.assertEqual(len(self.flushLoggedErrors(NotConnected)), 1)
+        self.worker.mismatches = self.link.timings.agent_groups_mismatch_limit - 1
+        self.worker._compare(self.worker.groups_log)
+        self.assertEqual(
+            self.worker.background.pending, ["Asking for the whole agent-groups table"]
+        )
+        self.successResultOf(self.worker.background.stopService())
+        self.assertEqual(self.worker.background.pending, [])
+        self.cluster.settle()
 
     def test_reconnect_reaches_workers(self) -> None:
         """A reconnect asked on the master is relayed to the workers, which report what they

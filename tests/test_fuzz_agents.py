@@ -28,6 +28,7 @@ from wazuhcluster.agents.enrollment import (
     parse_request,
 )
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
+from wazuhcluster.util.threads import run_inline
 
 KEY = "ab" * 32
 
@@ -160,7 +161,11 @@ class AgentFrameFuzzTests(SynchronousTestCase):
         self.sessions = SessionTable(self.clock, "w1")
         self.events: list[AgentEvent] = []
         self.factory = AgentChannelFactory(
-            secure.KeyStore([self.entry]), self.sessions, self.events.append, self.clock
+            secure.KeyStore([self.entry]),
+            self.sessions,
+            self.events.append,
+            self.clock,
+            run_in_thread=run_inline,
         )
 
     def connect(self, ip: str) -> tuple[object, StringTransport]:

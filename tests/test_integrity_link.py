@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster
@@ -165,6 +165,35 @@ class IntegritySyncTests(SynchronousTestCase):
         self.assertFalse((worker_home.shared / "default" / "agent.conf").exists())
         self.cycle()
         self.assertEqual(tree(worker_home), self.master_files())
+
+    def test_stop_cancels_a_sync_in_flight(self) -> None:
+        """When the node stops, a files stream still on its way to a worker is cancelled: the
+        stop does not wait for it, nothing is logged as an error, and the worker applies
+        nothing of it."""
+        self.write("etc/shared/default/agent.conf", "v1")
+        self.master.task.run_now()
+        worker = self.join("worker1")
+        self.write("etc/shared/default/agent.conf", "v2")
+        self.master.task.run_now()
+        worker.task.run_now()
+        for _ in range(100):  # one exchange at a time, until the files stream has started
+            if self.master.background.pending:
+                break
+            for pump in self.cluster.pumps:
+                pump.pump()
+            self.cluster.reactor.advance(0)
+        self.assertEqual(self.master.background.pending, ["Integrity sync of worker1"])
+        with capturedLogs() as events:
+            self.successResultOf(self.master.background.stopService())
+            self.cluster.settle()
+        self.assertEqual(self.master.background.pending, [])
+        self.assertEqual([e for e in events if e.get("log_failure") is not None], [])
+        self.assertEqual(worker.status.syncs, 1)
+        path = self.cluster.worker_home("worker1").shared / "default" / "agent.conf"
+        self.assertEqual(path.read_text(), "v1")
+        link = next(iter(self.cluster.master.workers))
+        self.assertFalse(self.master.state(link).syncing)
+        self.assertEqual(self.master.state(link).last_error, "cancelled: the node is stopping")
 
     def test_master_change_is_announced(self) -> None:
         """A master rescan that finds a change makes workers check at once, not next cycle."""

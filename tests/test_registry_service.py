@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wazuhcluster.agents.enrollment import EnrollmentRequest, parse_reply
 from wazuhcluster.master.enrollment_authority import EnrollmentAuthority, EnrollmentPolicy
 from wazuhcluster.registry.keys import read_client_keys
-from wazuhcluster.registry.service import RegistryService
+from wazuhcluster.registry.service import AsyncRegistry, RegistryService, synchronous_runner
 from wazuhcluster.registry.store import Registry, RegistryFiles
 
 
@@ -66,3 +68,33 @@ class RegistryServiceTests(TestCase):
         """Asking for the facade before start is a clear error."""
         service = RegistryService(reactor, Path(self.mktemp()) / "g.db", None)
         self.assertRaises(RuntimeError, lambda: service.registry)
+
+
+class WriteJobFailureTests(SynchronousTestCase):
+    """A write job that fails on the registry side is logged, not left unhandled."""
+
+    def test_failed_job_logged(self) -> None:
+        """When the runner cannot run the batch, the failure is logged with its reason and
+        the write waits for the next job."""
+        store = Registry.open(Path(self.mktemp()) / "global.db")
+        self.addCleanup(store.close)
+        runs: list[str] = []
+
+        def broken_runner(function: Callable[[], object]) -> defer.Deferred[object]:
+            runs.append("job")
+            if len(runs) == 1:
+                return defer.fail(RuntimeError("registry thread stopped"))
+            return synchronous_runner(function)
+
+        registry = AsyncRegistry(store, broken_runner)
+        with capturedLogs() as events:
+            first = registry.create_group("web")
+        self.assertNoResult(first)
+        self.assertEqual(
+            [formatEvent(e) for e in events if e.get("log_failure") is not None],
+            ["A registry write job failed"],
+        )
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        second = registry.create_group("db")
+        self.successResultOf(first)
+        self.successResultOf(second)

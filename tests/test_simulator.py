@@ -21,6 +21,7 @@ from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import AgentChannelFactory, AgentEvent
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
 from wazuhcluster.scripts import agent_simulator as simulator
+from wazuhcluster.util.threads import run_inline
 
 KEYS = [secure.AgentKey(f"{i:03}", f"sim-{i}", "any", f"{i:02x}" * 32) for i in range(1, 4)]
 
@@ -34,7 +35,11 @@ class Harness:
         self.sessions = SessionTable(self.clock, "w1", merged_for=(merged or {}).get)
         self.events: list[AgentEvent] = []
         self.channel = AgentChannelFactory(
-            secure.KeyStore(KEYS), self.sessions, self.events.append, self.clock
+            secure.KeyStore(KEYS),
+            self.sessions,
+            self.events.append,
+            self.clock,
+            run_in_thread=run_inline,
         )
         self.pumps: list[iosim.IOPump] = []
         self.refuse = False

@@ -14,7 +14,8 @@ is closed (remoted's overtake rule).
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
@@ -27,12 +28,16 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
+from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.limits import host_text
 from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 DEFAULT_OVERTAKE_TIME = 60.0
 #: Largest shared file (merged.mg) this node agrees to push.
 MAX_SHARED_FILE = 16 * 1024 * 1024
+#: Shared file contents kept in memory for the next pushes (all files together).
+SHARED_CACHE_BYTES = 32 * 1024 * 1024
 
 
 @frozen
@@ -67,6 +72,90 @@ class EventCounter:
         """Count one event."""
         self.total += 1
         self.by_queue[event.queue] += 1
+
+
+FileStamp = tuple[int, int, int]
+
+
+def read_shared_file(
+    path: str, limit: int, known: FileStamp | None
+) -> tuple[FileStamp, bytes | None]:
+    """Read at most ``limit + 1`` bytes of ``path`` with the stamp of what was read; the
+    content is None when the stamp is ``known`` (the caller has it). Blocks: run it in a
+    thread."""
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if stamp == known:
+            return stamp, None
+        return stamp, handle.read(limit + 1)
+
+
+class SharedFileReader:
+    """Reads shared files (merged.mg, up to 16 MiB) off the reactor thread, once per version.
+
+    Contents are cached by stat up to ``cache_bytes`` in all, least recently used first out;
+    agents asking for the same file while it is read wait for that one read.
+    """
+
+    def __init__(
+        self, run_in_thread: RunInThread, limit: int, cache_bytes: int = SHARED_CACHE_BYTES
+    ) -> None:
+        self.run_in_thread = run_in_thread
+        self.limit = limit
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, tuple[FileStamp, bytes]] = OrderedDict()
+        self._cached_bytes = 0
+        self._reading: dict[str, list[Deferred[bytes]]] = {}
+
+    def content(self, path: str) -> Deferred[bytes]:
+        """The file's content (``limit + 1`` bytes when it is larger than ``limit``); fails
+        with the OSError of an unreadable file."""
+        answer: Deferred[bytes] = Deferred()
+        waiting = self._reading.get(path)
+        if waiting is not None:
+            waiting.append(answer)
+            return answer
+        self._reading[path] = [answer]
+        cached = self._cache.get(path)
+        read = self.run_in_thread(
+            read_shared_file, path, self.limit, None if cached is None else cached[0]
+        )
+
+        def got(result: tuple[FileStamp, bytes | None]) -> None:
+            stamp, data = result
+            if data is None:
+                assert cached is not None
+                data = cached[1]
+                if path in self._cache:
+                    self._cache.move_to_end(path)
+            else:
+                self._store(path, stamp, data)
+            for waiter in self._reading.pop(path):
+                waiter.callback(data)
+
+        def failed(failure: Failure) -> None:
+            self._forget(path)
+            for waiter in self._reading.pop(path, []):
+                waiter.errback(failure)
+
+        read.addCallback(got).addErrback(failed)
+        return answer
+
+    def _forget(self, path: str) -> None:
+        old = self._cache.pop(path, None)
+        if old is not None:
+            self._cached_bytes -= len(old[1])
+
+    def _store(self, path: str, stamp: FileStamp, data: bytes) -> None:
+        self._forget(path)
+        if len(data) > self.limit or len(data) > self.cache_bytes:
+            return
+        self._cache[path] = (stamp, data)
+        self._cached_bytes += len(data)
+        while self._cached_bytes > self.cache_bytes:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            self._cached_bytes -= len(evicted)
 
 
 @define
@@ -356,6 +445,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         cooperator: task.Cooperator | None = None,
         manager_version: str | None = None,
         allow_higher_versions: bool = False,
+        run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:
         self._keys = keys
         self.sessions = sessions
@@ -377,6 +467,9 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self._last_received: dict[str, float] = {}
         self._counters: dict[str, secure.ReceiveCounter] = {}
         self._pushing: set[str] = set()
+        self.shared_files = SharedFileReader(run_in_thread, max_shared_file)
+        #: Pushes in progress, cancelled when the listener stops.
+        self.background = BackgroundWork(self.log, "shared file pushes")
 
     def _schedule(self, call: Callable[[], None]) -> Any:
         return self.clock.callLater(0, call)
@@ -500,22 +593,25 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     def push_shared(self, push: SharedPush) -> Deferred[None]:
         """Send a shared file: ``#!-up file <md5> merged.mg``, 900-byte chunks, ``#!-close file``.
 
-        One push per agent at a time; chunks are sent cooperatively so other agents are served
-        meanwhile. The file is read once, bounded by ``max_shared_file``.
+        One push per agent at a time; the file is read in ``run_in_thread`` (bounded by
+        ``max_shared_file``, and not again while its stat is unchanged), then its chunks are
+        sent cooperatively so other agents are served meanwhile. The returned Deferred fires
+        when the push is over and never fails: errors are logged here.
         """
         if push.agent_id in self._pushing or push.agent_id not in self._owners:
             return succeed(None)
-        try:
-            with open(push.path, "rb") as handle:
-                content = handle.read(self.max_shared_file + 1)
-        except OSError as error:
-            self.log.warn(
-                "Unable to read shared file '{path}' for agent '{agent_id}': {error}",
-                path=push.path,
-                agent_id=push.agent_id,
-                error=error.strerror or str(error),
-            )
-            return succeed(None)
+        self._pushing.add(push.agent_id)
+        pushed = self.shared_files.content(push.path)
+        pushed.addCallback(self._send_shared, push)
+        pushed.addErrback(self._push_failed, push)
+
+        def done(result: object) -> None:
+            self._pushing.discard(push.agent_id)
+
+        pushed.addBoth(done)
+        return self.background.track(pushed, f"Shared file push to agent {push.agent_id}")
+
+    def _send_shared(self, content: bytes, push: SharedPush) -> Deferred[None] | None:
         if len(content) > self.max_shared_file:
             self.log.warn(
                 "Shared file '{path}' is larger than {limit} bytes; "
@@ -524,8 +620,9 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
                 limit=self.max_shared_file,
                 agent_id=push.agent_id,
             )
-            return succeed(None)
-        self._pushing.add(push.agent_id)
+            return None
+        if push.agent_id not in self._owners:
+            return None  # gone while the file was read
         self.stats.pushes += 1
 
         def steps() -> Generator[None, None, None]:
@@ -540,12 +637,37 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
                 yield None
             self.send_to_agent(push.agent_id, control.FILE_CLOSE)
 
-        def done(result: object) -> None:
-            self._pushing.discard(push.agent_id)
+        cooperative = self.cooperator.cooperate(steps())
+        # Cancelling the push (the node stops) stops sending its chunks.
+        finished: Deferred[None] = Deferred(lambda _: cooperative.stop())
 
-        finished: Deferred[Any] = self.cooperator.cooperate(steps()).whenDone()
-        finished.addBoth(done)
+        def over(result: object) -> None:
+            if finished.called:
+                return
+            if isinstance(result, Failure) and not result.check(task.TaskStopped):
+                finished.errback(result)
+            else:
+                finished.callback(None)
+
+        cooperative.whenDone().addBoth(over)
         return finished
+
+    def _push_failed(self, failure: Failure, push: SharedPush) -> None:
+        if failure.check(OSError):
+            error = failure.value
+            assert isinstance(error, OSError)
+            self.log.warn(
+                "Unable to read shared file '{path}' for agent '{agent_id}': {error}",
+                path=push.path,
+                agent_id=push.agent_id,
+                error=error.strerror or str(error),
+            )
+            return
+        failure.raiseException()  # anything else is a bug: the tracker logs it
+
+    def stopFactory(self) -> None:
+        """The listener stopped (the node is stopping): cancel the pushes in progress."""
+        self.background.cancel()
 
     # ------------------------------------------------------------------ periodic
 

@@ -322,7 +322,9 @@ class EnrollmentServerProtocol(Protocol):
         self.timer = self.factory.clock.callLater(self.factory.decision_timeout, self._timed_out)
         pending = defer.maybeDeferred(self.factory.register, request, self.source_ip)
         self.pending = pending
-        pending.addCallbacks(self._decided, self._failed)
+        pending.addCallbacks(self._decided, self._failed).addErrback(
+            lambda failure: log.failure("Could not answer an enrollment", failure)
+        )
 
     def _decided(self, reply: str) -> None:
         """Send the decision, or report it as undelivered if the agent has gone."""

@@ -16,11 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.agents.interfaces import IMergedFiles
 from wazuhcluster.registry.groups import multigroup_hash
 from wazuhcluster.registry.store import groups_table_checksum
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 Table = dict[str, tuple[str, ...]]
 
@@ -92,15 +95,48 @@ def decode_table(data: bytes) -> Table:
     return {a: g for a, g in validate_changes(raw).items() if g is not None}
 
 
+Stamp = tuple[int, int]
+
+
+def file_md5(path: Path) -> tuple[Stamp, str] | None:
+    """The (mtime_ns, size) stamp and MD5 of the file at ``path``, or None when it cannot be
+    read. Blocks: run it in a thread."""
+    try:
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            content = handle.read()
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size), hashlib.md5(content, usedforsecurity=False).hexdigest()
+
+
 @implementer(IMergedFiles)
 class MergedFiles:
-    """Answers ``merged_for(agent_id)``: the merged.mg an agent should have and its MD5."""
+    """Answers ``merged_for(agent_id)``: the merged.mg an agent should have and its MD5.
 
-    def __init__(self, shared: Path, multigroups: Path, table: Mapping[str, tuple[str, ...]]):
+    The answer is needed at once (a keep-alive is handled as it arrives) but a merged.mg may
+    be up to 16 MiB, so files are hashed in ``run_in_thread`` and the sums cached by stat:
+    an unchanged file costs one ``stat``. While a changed file is hashed, the last known sum
+    is given (as if the change had come a moment later); a file never hashed yet has none.
+    """
+
+    def __init__(
+        self,
+        shared: Path,
+        multigroups: Path,
+        table: Mapping[str, tuple[str, ...]],
+        *,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+        log: ClusterLog | None = None,
+    ):
         self.shared = shared
         self.multigroups = multigroups
         self.table = table
-        self._sums: dict[str, tuple[tuple[int, int], str]] = {}
+        self.run_in_thread = run_in_thread
+        self.log = log or ClusterLog("Node", "Agent groups")
+        self._sums: dict[str, tuple[Stamp, str]] = {}
+        #: Paths being hashed now, with the stat the hash is for.
+        self._hashing: dict[str, Stamp] = {}
 
     def path_for(self, groups: tuple[str, ...]) -> Path:
         """Where the merged file of ``groups`` lives."""
@@ -114,15 +150,35 @@ class MergedFiles:
         except OSError:
             return None
         stamp = (info.st_mtime_ns, info.st_size)
-        cached = self._sums.get(str(path))
+        key = str(path)
+        cached = self._sums.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        try:
-            digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-        except OSError:
-            return None
-        self._sums[str(path)] = (stamp, digest)
-        return digest
+        if self._hashing.get(key) != stamp:
+            self._rehash(path, stamp)
+            cached = self._sums.get(key)  # a synchronous runner has already answered
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        return None if cached is None else cached[1]
+
+    def _rehash(self, path: Path, stamp: Stamp) -> None:
+        key = str(path)
+        self._hashing[key] = stamp
+
+        def hashed(found: tuple[Stamp, str] | None) -> None:
+            if self._hashing.get(key) == stamp:
+                del self._hashing[key]
+            if found is None:
+                self._sums.pop(key, None)
+            else:
+                self._sums[key] = found  # the stamp of what was read, should it differ
+
+        def failed(failure: Failure) -> None:
+            if self._hashing.get(key) == stamp:
+                del self._hashing[key]
+            self.log.failure("Could not hash {path}", failure, path=key)
+
+        self.run_in_thread(file_md5, path).addCallbacks(hashed, failed)
 
     def __call__(self, agent_id: str) -> tuple[str, str] | None:
         """(md5, path) of the agent's merged.mg, or None if unknown or not there yet."""

@@ -63,6 +63,7 @@ class AgentChannelService(MultiService):
             log=log,
             overtake_time=remote.connection_overtake_time,
             manager_version=manager_version,
+            run_in_thread=run_in_thread,
         )
         self._keys_stamp: tuple[int, int, int] | None = None
         self._reload_lock = DeferredLock()
@@ -129,7 +130,9 @@ class AgentChannelService(MultiService):
         it again. While a reload runs, a forced reload is queued behind it instead.
         """
         if self._reload_lock.locked:
-            self.reload_keys(force=True)
+            self.reload_keys(force=True).addErrback(
+                lambda failure: self.log.failure("Could not reload agent keys", failure)
+            )
             return
         current = self.factory.keys
         entries = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from attrs import define
 from twisted.application.service import IService
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 from zope.interface import implementer
@@ -31,6 +31,7 @@ from wazuhcluster.master.interfaces import IAgentReconnector, IMasterNode
 from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import AgentInfoReport, AgentInfoResult
 from wazuhcluster.registry.store import MAX_BATCH, Registry
+from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -111,6 +112,8 @@ class MasterAgents(LinkFeature):
         self.checksum: str | None = None
         self._full_payload: tuple[str, bytes, int] | None = None
         self.log = ClusterLog("Master", "Local agent-groups")
+        #: Agent-groups streams to workers, cancelled when the node stops.
+        self.background = BackgroundWork(self.log, "agent-groups sends")
         #: The master's own agent channel (its sessions and connections).
         self.local_channel = local_channel
         self.groups_task = PeriodicTask(
@@ -162,7 +165,12 @@ class MasterAgents(LinkFeature):
     def _send(self, link: WorkerLink, payload: Mapping[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":")).encode()
         count = len(payload.get("table") or payload.get("changes") or {})
-        ensureDeferred(self._send_groups(link, payload["mode"] == "full", data, count))
+        self._track_send(link, payload["mode"] == "full", data, count)
+
+    def _track_send(self, link: WorkerLink, full: bool, data: bytes, count: int) -> None:
+        self.background.track(
+            self._send_groups(link, full, data, count), f"Agent-groups send to {link.name}"
+        )
 
     async def _send_groups(self, link: WorkerLink, full: bool, data: bytes, count: int) -> None:
         state = self.state(link)
@@ -172,6 +180,8 @@ class MasterAgents(LinkFeature):
         started = self.clock.seconds()
         try:
             await link.protocol.streams.send(wire.GROUPS_KIND, data, size=len(data))
+        except CancelledError:
+            raise  # the node is stopping
         except Exception as error:
             log.error("Could not send agent-groups: {error}", error=str(error) or repr(error))
             return
@@ -204,7 +214,7 @@ class MasterAgents(LinkFeature):
             data = json.dumps(payload, separators=(",", ":")).encode()
             self._full_payload = (checksum, data, len(self.table))
         _, data, count = self._full_payload
-        ensureDeferred(self._send_groups(link, True, data, count))
+        self._track_send(link, True, data, count)
 
     def link_up(self, link: WorkerLink) -> None:
         """A newly connected worker gets the whole table."""
@@ -222,7 +232,7 @@ class MasterAgents(LinkFeature):
     def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
         """Apply a worker's agent-info report; answer with the counts."""
         assert isinstance(result, bytes)
-        return ensureDeferred(self._apply_info(link, result))
+        return Deferred.fromCoroutine(self._apply_info(link, result))
 
     async def _apply_info(self, link: WorkerLink, data: bytes) -> str:
         state = self.state(link)
@@ -291,8 +301,9 @@ class MasterAgents(LinkFeature):
         return asked
 
     def services(self) -> Iterable[IService]:
-        """The local agent-groups and local agent-info tasks."""
-        return (self.groups_task, self.info_task)
+        """The local agent-groups and local agent-info tasks, and the sends to workers
+        (cancelled at stop)."""
+        return (self.groups_task, self.info_task, self.background)
 
     def health(self, link: WorkerLink) -> Mapping[str, Any]:
         """Last agent-info and agent-groups syncs of ``link``."""

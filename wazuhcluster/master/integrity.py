@@ -16,7 +16,7 @@ from typing import Any
 
 from attrs import define
 from twisted.application.service import IService
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
@@ -25,6 +25,7 @@ from wazuhcluster.integrity.scan import FileTable, ScanStats, master_digest, sca
 from wazuhcluster.integrity.table_codec import decode_table
 from wazuhcluster.master.interfaces import IMasterNode
 from wazuhcluster.master.workers import WorkerLink
+from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -94,6 +95,8 @@ class MasterIntegrity(LinkFeature):
         )
         self._inotify_call: Any = None
         self._rescan_after = False
+        #: File streams to workers, cancelled when the node stops.
+        self.background = BackgroundWork(self.log, "integrity sends")
 
     # --- local integrity -----------------------------------------------------------------
     async def refresh(self) -> None:
@@ -125,6 +128,7 @@ class MasterIntegrity(LinkFeature):
     def _announce(self, digest: str) -> None:
         for link in self.node.workers:
             try:
+                # IntegrityChanged needs no answer: there is no Deferred to keep.
                 link.protocol.callRemote(wire.IntegrityChanged, digest=digest)
             except Exception as error:  # a link going down must not stop the others
                 self.log.warn(
@@ -200,7 +204,7 @@ class MasterIntegrity(LinkFeature):
     def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
         """A worker's table arrived: classify, answer with the counts, stream the files."""
         assert isinstance(result, bytes)
-        return ensureDeferred(self._plan_for(link, result))
+        return Deferred.fromCoroutine(self._plan_for(link, result))
 
     async def _plan_for(self, link: WorkerLink, data: bytes) -> str:
         state = self.state(link)
@@ -231,7 +235,9 @@ class MasterIntegrity(LinkFeature):
         )
         split = split_plan(plan, self.budget_bytes)
         state.deferred_files = len(split.deferred.files)
-        ensureDeferred(self._send(link, split.now, split.deferred_bytes))
+        self.background.track(
+            self._send(link, split.now, split.deferred_bytes), f"Integrity sync of {link.name}"
+        )
         return split.now.describe()
 
     async def _send(self, link: WorkerLink, plan: Plan, deferred_bytes: int) -> None:
@@ -273,6 +279,9 @@ class MasterIntegrity(LinkFeature):
                 seconds=state.last_sync_end - started,
                 reply=result.reply,
             )
+        except CancelledError:
+            state.last_error = "cancelled: the node is stopping"
+            raise
         except Exception as error:
             state.last_error = str(error)
             log.error("Error synchronizing files: {error}", error=str(error) or repr(error))
@@ -291,8 +300,9 @@ class MasterIntegrity(LinkFeature):
         self._inotify_call = None
 
     def services(self) -> Iterable[IService]:
-        """The local integrity task, and the cancelling of a pending rescan at stop."""
-        return (self.task, CallOnStop(self.cancel_pending))
+        """The local integrity task, the cancelling of a pending rescan at stop, and the sends
+        to workers (cancelled at stop)."""
+        return (self.task, CallOnStop(self.cancel_pending), self.background)
 
     def health(self, link: WorkerLink) -> Mapping[str, Any]:
         """Last check and sync times, counts, bytes sent and whether a sync is running."""
@@ -323,7 +333,6 @@ class _IntegrityLocator(amp.CommandLocator):
         self.link = link
 
     @wire.IntegrityCheck.responder
-    def integrity_check(self, digest: str, files: int) -> Deferred[dict[str, str]]:
+    async def integrity_check(self, digest: str, files: int) -> dict[str, str]:
         """Answer whether the worker must send its table."""
-        d = ensureDeferred(self.feature.check(self.link, digest, files))
-        return d.addCallback(lambda verdict: {"verdict": verdict})
+        return {"verdict": await self.feature.check(self.link, digest, files)}

@@ -15,8 +15,9 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.agents.enrollment import (
@@ -40,10 +41,11 @@ from wazuhcluster.master.workers import WorkerLink
 from wazuhcluster.registry.model import Agent, RegistryError
 from wazuhcluster.registry.service import AsyncRegistry, RegistryService
 from wazuhcluster.registry.store import RegistryFiles
+from wazuhcluster.util.background import BackgroundWork, OnStop
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
-from wazuhcluster.util.tasks import PeriodicTask
+from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.wire import registry as wire
 from wazuhcluster.wire.features import LinkFeature
 
@@ -117,6 +119,9 @@ class MasterRegistry(LinkFeature):
         self._outgoing_added: dict[str, dict[str, str]] = {}
         self._outgoing_removed: dict[str, None] = {}
         self._push_call: Any = None
+        #: Key pushes to workers (cancelled at stop) and removals of undelivered agents
+        #: (waited for: they write the registry).
+        self.background = BackgroundWork(self.log, "registry background work")
         #: Called with (added entries, removed ids) after every change of the agents' keys,
         #: once client.keys holds it (the master's own agent channel).
         self.on_keys_changed: list[Callable[[list[dict[str, str]], list[str]], object]] = []
@@ -171,11 +176,15 @@ class MasterRegistry(LinkFeature):
         removed = self.authority.undelivered(request, reply)
         removed.addCallback(lambda ids: self.push_keys([], list(ids)) if ids else None)
         removed.addErrback(lambda failure: self.log.failure("Could not remove an agent", failure))
+        self.background.track(removed, f"Removing undelivered agent {request.name!r}", OnStop.WAIT)
 
     def services(self) -> Iterable[IService]:
-        """The registry (first, so it is open before anything uses it), the periodic rebuild of
-        group files, and the 1515 listener."""
+        """The registry (first, so it is open before anything uses it), the background work
+        (stopped before the registry closes), the periodic rebuild of group files, and the 1515
+        listener."""
         yield self.service
+        yield self.background
+        yield CallOnStop(self._cancel_push)
         yield PeriodicTask(
             "group files",
             self.node.timings.local_agent_groups,
@@ -219,6 +228,13 @@ class MasterRegistry(LinkFeature):
         if self._push_call is None:
             self._push_call = self.reactor.callLater(PUSH_DELAY, self._send_push)
 
+    def _cancel_push(self) -> None:
+        """The node is stopping: drop the push being gathered (workers get client.keys by
+        the integrity sync anyway)."""
+        if self._push_call is not None and self._push_call.active():
+            self._push_call.cancel()
+        self._push_call = None
+
     def _send_push(self) -> None:
         """Tell the hooks, then send the pending push to every connected worker, in pieces
         that fit AMP values (removals first; the push never adds and removes the same id)."""
@@ -246,13 +262,15 @@ class MasterRegistry(LinkFeature):
                         "Could not push keys to {name}: {error}", name=link.name, error=error
                     )
                     break
-                done.addErrback(
-                    lambda failure, name=link.name: self.log.warn(
-                        "Could not push keys to {name}: {error}",
-                        name=name,
-                        error=failure.getErrorMessage(),
-                    )
-                )
+                done.addErrback(self._push_failed, link.name)
+                self.background.track(done, f"Key push to {link.name}")
+
+    def _push_failed(self, failure: Failure, name: str) -> None:
+        if failure.check(CancelledError):
+            failure.raiseException()  # the node is stopping: let the tracker see it
+        self.log.warn(
+            "Could not push keys to {name}: {error}", name=name, error=failure.getErrorMessage()
+        )
 
     # --- link commands -------------------------------------------------------------------
     def locator(self, link: WorkerLink) -> amp.CommandLocator:
@@ -344,10 +362,9 @@ class _RegistryLocator(amp.CommandLocator):
         self.link = link
 
     @wire.EnrollAgent.responder
-    def enroll_agent(self, line: str, source_ip: str) -> Deferred[dict[str, str]]:
+    async def enroll_agent(self, line: str, source_ip: str) -> dict[str, str]:
         """Decide a forwarded enrollment."""
-        d = ensureDeferred(self.feature.forwarded_enrollment(self.link, line, source_ip))
-        return d.addCallback(lambda reply: {"reply": reply})
+        return {"reply": await self.feature.forwarded_enrollment(self.link, line, source_ip)}
 
     @wire.EnrollUndelivered.responder
     def enroll_undelivered(self, line: str, reply: str) -> dict[str, Any]:
@@ -359,7 +376,6 @@ class _RegistryLocator(amp.CommandLocator):
         return {}
 
     @wire.RelayManage.responder
-    def relay_manage(self, action: str, arguments: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    async def relay_manage(self, action: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """A management request made on the worker."""
-        d = ensureDeferred(self.feature.manage(action, arguments))
-        return d.addCallback(lambda result: {"result": result})
+        return {"result": await self.feature.manage(action, arguments)}

@@ -21,10 +21,12 @@ from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from wazuhcluster.registry.model import Agent, AgentInfoReport, AgentInfoResult, GroupInfo
 from wazuhcluster.registry.store import Registry, RegistryFiles
+from wazuhcluster.util.logs import ClusterLog
 
 T = TypeVar("T")
 
@@ -74,6 +76,7 @@ class AsyncRegistry:
         #: Writes handed in but not yet taken by the registry thread (under _lock).
         self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []
+        self.log = ClusterLog("Master", "Registry")
 
     def run(self, function: Callable[[Registry], T]) -> Deferred[T]:
         """Run ``function(registry)`` on the registry thread (reads, or writes that
@@ -93,8 +96,15 @@ class AsyncRegistry:
         waiter: Deferred[T] = Deferred()
         with self._lock:
             self._waiting.append((function, waiter))
-        self.runner(self._run_waiting).addCallback(self._settle)
+        job = self.runner(self._run_waiting)
+        job.addCallback(self._settle)
+        job.addErrback(self._job_failed)
         return waiter
+
+    def _job_failed(self, failure: Failure) -> None:
+        """The registry thread could not run a batch, or settling it failed (a bug): the
+        writes it held stay waiting for the next job; say why."""
+        self.log.failure("A registry write job failed", failure)
 
     def _run_waiting(
         self,

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 
 from wazuhcluster.agents import groups_table
 from wazuhcluster.agents.info import encode_rows
 from wazuhcluster.agents.interfaces import IAgentChannel
+from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -50,6 +50,8 @@ class WorkerAgents(LinkFeature):
         tag = f"Worker {link.cluster.node_name}"
         self.info_log = ClusterLog(tag, "Agent-info sync")
         self.groups_log = ClusterLog(tag, "Agent-groups recv")
+        #: Requests for the whole table, cancelled when the node stops.
+        self.background = BackgroundWork(self.groups_log, "agent-groups requests")
         #: The agent → groups table, updated in place (the merged-file lookup reads it).
         self.table: groups_table.Table = {}
         self.master_checksum: str | None = None
@@ -157,8 +159,7 @@ class WorkerAgents(LinkFeature):
         if self.mismatches >= limit:
             self.mismatches = 0
             log.info("Sent request to obtain all agent-groups information from the master node.")
-            done = ensureDeferred(self._request_full())
-            done.addErrback(lambda failure: log.failure("Could not ask for agent-groups", failure))
+            self.background.track(self._request_full(), "Asking for the whole agent-groups table")
 
     async def _request_full(self) -> None:
         await self.link.call(wire.RequestAgentGroups)
@@ -168,8 +169,8 @@ class WorkerAgents(LinkFeature):
         return _ReconnectLocator(self)
 
     def services(self) -> Iterable[IService]:
-        """The agent-info task."""
-        return (self.info_task,)
+        """The agent-info task, and the requests to the master (cancelled at stop)."""
+        return (self.info_task, self.background)
 
 
 class _ReconnectLocator(amp.CommandLocator):

@@ -15,8 +15,9 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
-from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from wazuhcluster.agents.enrollment import (
     CANNOT_REACH_MASTER,
@@ -33,6 +34,7 @@ from wazuhcluster.registry.keys import (
     Push,
     pushed_entry,
 )
+from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.interfaces import IReactorSSLTime
 from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
@@ -64,6 +66,8 @@ class WorkerRegistry(LinkFeature):
         self.keys_file = KeysFile(client_keys)
         self._lock = DeferredLock()
         self._pending: list[Push] = []
+        #: Reports of undelivered keys to the master, cancelled when the node stops.
+        self.background = BackgroundWork(self.log, "registry reports")
 
     # --- enrollment ------------------------------------------------------------------------
     async def forward(self, request: EnrollmentRequest, source_ip: str) -> str:
@@ -98,17 +102,21 @@ class WorkerRegistry(LinkFeature):
         if not self.link.connected:
             return
         done = self.link.call(wire.EnrollUndelivered, line=request.to_line(), reply=reply)
-        done.addErrback(
-            lambda failure: self.log.warn(
-                "Could not report an undelivered key: {error}", error=failure.getErrorMessage()
-            )
+        done.addErrback(self._report_failed)
+        self.background.track(done, f"Reporting the undelivered key of {request.name!r}")
+
+    def _report_failed(self, failure: Failure) -> None:
+        if failure.check(CancelledError):
+            failure.raiseException()  # the node is stopping: let the tracker see it
+        self.log.warn(
+            "Could not report an undelivered key: {error}", error=failure.getErrorMessage()
         )
 
     def enrollment_service(self) -> IService:
         """The worker's 1515 listener."""
         ensure_manager_certificate(self.auth.ssl_manager_cert, self.auth.ssl_manager_key)
         factory = EnrollmentServerFactory(
-            lambda request, ip: ensureDeferred(self.forward(request, ip)),
+            lambda request, ip: Deferred.fromCoroutine(self.forward(request, ip)),
             self.reactor,
             undelivered=self.undelivered,
         )
@@ -120,7 +128,9 @@ class WorkerRegistry(LinkFeature):
         return service
 
     def services(self) -> Iterable[IService]:
-        """The 1515 listener, unless enrollment is disabled."""
+        """The reports to the master (cancelled at stop) and the 1515 listener, unless
+        enrollment is disabled."""
+        yield self.background
         if self.auth.listening:
             yield self.enrollment_service()
 
@@ -177,13 +187,13 @@ class _KeysLocator(amp.CommandLocator):
         self.feature = feature
 
     @wire.KeysUpdate.responder
-    def keys_update(self, added: Any, removed: Any) -> Deferred[dict[str, Any]]:
-        """Apply a key push; malformed pushes are logged and ignored."""
+    async def keys_update(self, added: Any, removed: Any) -> dict[str, Any]:
+        """Apply a key push; malformed pushes are logged and ignored, a failed one logged."""
         if not _valid_push(added, removed):
             self.feature.log.error("Ignored a malformed key push from the master.")
-            return succeed({})
-        d = ensureDeferred(self.feature.apply_push(added, removed))
-        d.addErrback(
-            lambda failure: self.feature.log.failure("Could not apply pushed keys", failure)
-        )
-        return d.addCallback(lambda _: {})
+            return {}
+        try:
+            await self.feature.apply_push(added, removed)
+        except Exception:
+            self.feature.log.failure("Could not apply pushed keys")
+        return {}
