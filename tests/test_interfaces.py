@@ -31,6 +31,7 @@ from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
+from wazuhcluster.wire.interfaces import IPeer
 from wazuhcluster.worker.node import WorkerNode
 
 
@@ -124,3 +125,18 @@ class NodeSeamTests(SynchronousTestCase):
         """The global reactor has everything a node asks of it (it does not declare the
         combination, hence ``tentative``)."""
         self.assertTrue(verifyObject(INodeReactor, reactor, tentative=True))
+
+
+class LinkSeamTests(SynchronousTestCase):
+    """Both ends of a cluster link are the peer the features talk through."""
+
+    def test_both_protocols_are_peers(self) -> None:
+        """The master's protocol for a worker and the worker's protocol provide IPeer."""
+        cluster = InMemoryCluster(self.mktemp())
+        link = cluster.add_worker("worker1")
+        cluster.connect(link)
+        cluster.settle()
+        on_master = cluster.master.workers.get("worker1")
+        assert on_master is not None and link.protocol is not None
+        self.assertTrue(verifyObject(IPeer, on_master.protocol))
+        self.assertTrue(verifyObject(IPeer, link.protocol))

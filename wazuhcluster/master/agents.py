@@ -92,7 +92,7 @@ def apply_in_batches(registry: Registry, reports: Sequence[AgentInfoReport]) -> 
 
 
 @implementer(IAgentReconnector)
-class MasterAgents(LinkFeature):
+class MasterAgents(LinkFeature[WorkerLink]):
     """Applies workers' agent-info and keeps every worker's agent-groups table current."""
 
     def __init__(
@@ -229,7 +229,7 @@ class MasterAgents(LinkFeature):
         """Workers' agent-info reports."""
         return {wire.INFO_KIND: StreamKind(wire.MAX_INFO_BYTES, lambda size: BytesConsumer())}
 
-    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+    def on_stream(self, link: WorkerLink, kind: str, stream_id: str, result: object) -> object:
         """Apply a worker's agent-info report; answer with the counts."""
         assert isinstance(result, bytes)
         return Deferred.fromCoroutine(self._apply_info(link, result))

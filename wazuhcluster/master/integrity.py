@@ -65,7 +65,7 @@ class WorkerIntegrityState:
     last_error: str | None = None
 
 
-class MasterIntegrity(LinkFeature):
+class MasterIntegrity(LinkFeature[WorkerLink]):
     """Local integrity plus the master's half of each worker's integrity check and sync."""
 
     def __init__(
@@ -201,7 +201,7 @@ class MasterIntegrity(LinkFeature):
         """Workers send their tables as one stream each."""
         return {wire.TABLE_KIND: StreamKind(MAX_TABLE_BYTES, lambda size: BytesConsumer())}
 
-    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+    def on_stream(self, link: WorkerLink, kind: str, stream_id: str, result: object) -> object:
         """A worker's table arrived: classify, answer with the counts, stream the files."""
         assert isinstance(result, bytes)
         return Deferred.fromCoroutine(self._plan_for(link, result))

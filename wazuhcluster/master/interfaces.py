@@ -23,7 +23,7 @@ class IMasterNode(Interface):
     timings: Timings = Attribute("The cluster's intervals and timeouts.")
     log: ClusterLog = Attribute("The master's main log.")
     identity: MasterIdentity = Attribute("What the handshake proves to workers.")
-    features: FeatureSet = Attribute("The link features (each owns its commands).")
+    features: FeatureSet[WorkerLink] = Attribute("The link features (each owns its commands).")
     workers: WorkerDirectory = Attribute("The authenticated workers.")
 
     def nodes() -> list[dict[str, str]]:

@@ -56,11 +56,11 @@ class MasterNode:
         self,
         config: NodeConfig,
         clock: IReactorTime,
-        features: FeatureSet | None = None,
+        features: FeatureSet[WorkerLink] | None = None,
         ruleset: IRuleset | None = None,
     ) -> None:
         cluster = config.cluster
-        self.features = features or FeatureSet()
+        self.features: FeatureSet[WorkerLink] = features or FeatureSet()
         self.config = config
         self.clock = clock
         self.timings = cluster.timings

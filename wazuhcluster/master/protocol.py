@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.main import CONNECTION_DONE
 from twisted.protocols import amp
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from wazuhcluster.master.interfaces import IMasterNode
 from wazuhcluster.master.workers import WorkerLink
@@ -22,6 +23,7 @@ from wazuhcluster.util.nodelay import send_without_delay
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.features import locate_in
 from wazuhcluster.wire.handshake import HelloRequest, check_hello, make_nonce, master_proof
+from wazuhcluster.wire.interfaces import IPeer
 from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
 
 #: Commands a worker may send before it has authenticated.
@@ -37,6 +39,7 @@ def _refuse_unauthenticated(box: amp.AmpBox) -> Deferred[amp.AmpBox]:
     return fail(amp.RemoteAmpError(b"NOT_AUTHENTICATED", "Say Hello first", fatal=True))
 
 
+@implementer(IPeer)
 class MasterProtocol(StreamResponders, amp.AMP):
     """Serves one worker's commands on the master; features answer their own commands."""
 

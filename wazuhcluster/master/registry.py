@@ -92,7 +92,7 @@ def _text(arguments: dict[str, Any], key: str) -> str:
 
 
 @implementer(IRegistryFeature, IManager)
-class MasterRegistry(LinkFeature):
+class MasterRegistry(LinkFeature[WorkerLink]):
     """Owns the registry service, the enrollment authority and listener, and key pushes."""
 
     def __init__(

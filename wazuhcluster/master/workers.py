@@ -7,6 +7,8 @@ from typing import Any
 
 from attrs import define, field
 
+from wazuhcluster.wire.interfaces import IPeer
+
 
 @define(eq=False)
 class WorkerLink:
@@ -15,7 +17,7 @@ class WorkerLink:
     name: str
     version: str
     address: str
-    protocol: Any
+    protocol: IPeer
     connected_at: float
     last_keepalive: float
     #: Per-link state of the features (integrity locks, sync status...), by feature name.

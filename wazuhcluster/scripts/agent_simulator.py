@@ -24,7 +24,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from attrs import asdict, define, field
 from twisted.internet import task
@@ -34,7 +34,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
-from wazuhcluster.util.interfaces import IReactorSSLTime
+from wazuhcluster.util.interfaces import IReactorSSLTime, IScriptReactor
 
 DEFAULT_VERSION = "v4.14.7"
 MAX_SHARED_FILE = 16 * 1024 * 1024
@@ -577,7 +577,7 @@ def _event_source(options: argparse.Namespace, index: int, name: str) -> Iterato
     return generated_events(name, index)
 
 
-def _run(reactor: Any, options: argparse.Namespace, out: Any) -> Deferred[None]:
+def _run(reactor: IScriptReactor, options: argparse.Namespace, out: Any) -> Deferred[None]:
     from twisted.internet.endpoints import HostnameEndpoint
 
     names = [f"{options.name_prefix}{i:05d}" for i in range(1, options.agents + 1)]
@@ -679,7 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     from twisted.internet import reactor as global_reactor
 
-    reactor: Any = global_reactor
+    # the global reactor provides every member interface but declares no combination
+    reactor = cast(IScriptReactor, global_reactor)
     status = {"code": 0}
 
     def run() -> None:

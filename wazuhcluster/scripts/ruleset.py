@@ -56,6 +56,7 @@ from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.control import commands
 from wazuhcluster.scripts.logtest import read_settings
+from wazuhcluster.util.interfaces import INodeReactor
 
 PROG = "wazuh-cluster-ruleset"
 DEFAULT_BASE_URL = "https://github.com/wazuh/wazuh/archive/refs/tags"
@@ -210,7 +211,9 @@ def get_source(args: argparse.Namespace, work: str, say: Callable[[str], None]) 
 # --- reloading a running node ------------------------------------------------------------------
 
 
-async def ask_reload(reactor: Any, socket: str, seconds: float = RELOAD_SECONDS) -> str | None:
+async def ask_reload(
+    reactor: INodeReactor, socket: str, seconds: float = RELOAD_SECONDS
+) -> str | None:
     """Ask the node listening on ``socket`` to reload its ruleset; its answer, or None when
     no node listens there."""
     endpoint = UNIXClientEndpoint(reactor, socket, timeout=10)
@@ -247,7 +250,7 @@ def reload_node(home: Home) -> str:
         raise InstallError(f"installed, but the control socket path {socket} is too long")
     outcome: dict[str, Any] = {}
 
-    async def main(reactor: Any) -> None:
+    async def main(reactor: INodeReactor) -> None:
         try:
             outcome["message"] = await ask_reload(reactor, socket)
         except InstallError as error:

@@ -9,6 +9,7 @@ not declare these combinations, so the one place it enters (``wazuhcluster.tap``
 from __future__ import annotations
 
 from twisted.internet.interfaces import (
+    IReactorCore,
     IReactorFDSet,
     IReactorFromThreads,
     IReactorSSL,
@@ -30,3 +31,7 @@ class INodeReactor(
     IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet
 ):
     """Everything a node's service tree asks of its reactor."""
+
+
+class IScriptReactor(INodeReactor, IReactorCore):
+    """A console script's reactor: a node's, plus running and stopping itself."""

@@ -32,7 +32,7 @@ from wazuhcluster.wire.stream_receiver import StreamKind
 from wazuhcluster.worker.link import MasterLink
 
 
-class WorkerAgents(LinkFeature):
+class WorkerAgents(LinkFeature[MasterLink]):
     """Reports agent status to the master and keeps the agent-groups table."""
 
     def __init__(
@@ -105,7 +105,7 @@ class WorkerAgents(LinkFeature):
             count=counts.get("applied", 0),
         )
 
-    def link_up(self, link: Any) -> None:
+    def link_up(self, link: MasterLink) -> None:
         """A new master link: report every agent again."""
         self.sessions.mark_all_dirty()
 
@@ -114,7 +114,7 @@ class WorkerAgents(LinkFeature):
         """The master's agent-groups table and changes."""
         return {wire.GROUPS_KIND: StreamKind(wire.MAX_GROUPS_BYTES, lambda size: BytesConsumer())}
 
-    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+    def on_stream(self, link: MasterLink, kind: str, stream_id: str, result: object) -> object:
         """Apply a full table or a change set, then compare checksums."""
         assert isinstance(result, bytes)
         payload = json.loads(result)
@@ -164,7 +164,7 @@ class WorkerAgents(LinkFeature):
     async def _request_full(self) -> None:
         await self.link.call(wire.RequestAgentGroups)
 
-    def locator(self, link: Any) -> amp.CommandLocator:
+    def locator(self, link: MasterLink) -> amp.CommandLocator:
         """Answers the master's requests to reconnect agents."""
         return _ReconnectLocator(self)
 

@@ -50,7 +50,7 @@ class IntegrityStatus:
     syncs: int = 0
 
 
-class WorkerIntegrity(LinkFeature):
+class WorkerIntegrity(LinkFeature[MasterLink]):
     """Checks the worker's synced files against the master's and applies what it sends."""
 
     def __init__(
@@ -175,7 +175,7 @@ class WorkerIntegrity(LinkFeature):
             )
         }
 
-    def on_stream(self, link: Any, kind: str, stream_id: str, result: object) -> object:
+    def on_stream(self, link: MasterLink, kind: str, stream_id: str, result: object) -> object:
         """A verified files stream: apply it atomically in a thread, then report."""
         assert isinstance(result, Received)
         return Deferred.fromCoroutine(self._apply(result))
@@ -243,15 +243,15 @@ class WorkerIntegrity(LinkFeature):
         if self._awaiting is not None and not self._awaiting.called:
             self._awaiting.callback(None)
 
-    def locator(self, link: Any) -> amp.CommandLocator:
+    def locator(self, link: MasterLink) -> amp.CommandLocator:
         """Answers the master's change announcements."""
         return _ChangedLocator(self)
 
-    def link_up(self, link: Any) -> None:
+    def link_up(self, link: MasterLink) -> None:
         """Check right after joining instead of waiting a full cycle."""
         self.clock.callLater(0, self.task.run_now)
 
-    def link_down(self, link: Any) -> None:
+    def link_down(self, link: MasterLink) -> None:
         """A cycle waiting for files will not get them."""
         if self._awaiting is not None and not self._awaiting.called:
             self._awaiting.errback(ConnectionError("the link to the master was lost"))

@@ -55,15 +55,15 @@ class MasterLink(MultiService):
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
         jitter: Any = None,
-        features: FeatureSet | None = None,
+        features: FeatureSet[MasterLink] | None = None,
     ) -> None:
         super().__init__()
-        self.features = features or FeatureSet()
+        self.features: FeatureSet[MasterLink] = features or FeatureSet()
         self.cluster = cluster
         self.timings = cluster.timings
         self.clock = clock
         self.log = ClusterLog(f"Worker {cluster.node_name}", "Main")
-        self.protocol: WorkerProtocol | None = None
+        self.protocol: WorkerProtocol[MasterLink] | None = None
         self.master_name: str | None = None
         self.master_version: str | None = None
         self.connected_since: float | None = None
@@ -115,7 +115,7 @@ class MasterLink(MultiService):
         )
         self.keepalive.setServiceParent(self)
 
-    def _new_protocol(self) -> WorkerProtocol:
+    def _new_protocol(self) -> WorkerProtocol[MasterLink]:
         return WorkerProtocol(
             self._connection_lost, self.features, self.clock, self, self.timings.request_timeout
         )
@@ -154,7 +154,7 @@ class MasterLink(MultiService):
 
     def _handshake(self, proxy: Any) -> Deferred[None]:
         """ClientService's prepareConnection: authenticate before the link is used."""
-        protocol: WorkerProtocol = getattr(proxy, "_protocol", proxy)
+        protocol: WorkerProtocol[MasterLink] = getattr(proxy, "_protocol", proxy)
         done = Deferred.fromCoroutine(self._authenticate(protocol))
 
         def accepted(answer: dict[str, Any]) -> None:
@@ -182,7 +182,7 @@ class MasterLink(MultiService):
 
         return done.addCallbacks(accepted, refused)
 
-    def _connection_lost(self, protocol: WorkerProtocol, reason: Failure) -> None:
+    def _connection_lost(self, protocol: WorkerProtocol[MasterLink], reason: Failure) -> None:
         if protocol is not self.protocol:
             return
         self.protocol = None

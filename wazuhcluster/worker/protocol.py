@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.main import CONNECTION_DONE
 from twisted.protocols import amp
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from wazuhcluster.util.nodelay import send_without_delay
-from wazuhcluster.wire.features import FeatureSet, locate_in
+from wazuhcluster.wire.features import FeatureSet, LinkT, locate_in
+from wazuhcluster.wire.interfaces import IPeer
 from wazuhcluster.wire.stream_endpoint import StreamEndpoint, StreamResponders
 
 _CLOSED = Failure(CONNECTION_DONE)
 
 
-class WorkerProtocol(StreamResponders, amp.AMP):
+@implementer(IPeer)
+class WorkerProtocol(StreamResponders, amp.AMP, Generic[LinkT]):
     """Serves the master's commands on a worker; tells the link when the connection ends.
 
     Feature commands are answered once the link has authenticated and installed the
@@ -26,10 +29,10 @@ class WorkerProtocol(StreamResponders, amp.AMP):
 
     def __init__(
         self,
-        on_lost: Callable[[WorkerProtocol, Failure], None],
-        features: FeatureSet,
+        on_lost: Callable[[WorkerProtocol[LinkT], Failure], None],
+        features: FeatureSet[LinkT],
         clock: IReactorTime,
-        link: object,
+        link: LinkT,
         call_timeout: float,
     ) -> None:
         super().__init__()

@@ -44,7 +44,7 @@ from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.link import MasterLink
 
 
-class WorkerRegistry(LinkFeature):
+class WorkerRegistry(LinkFeature[MasterLink]):
     """Forwards enrollment to the master and keeps client.keys current with its pushes."""
 
     def __init__(
@@ -135,7 +135,7 @@ class WorkerRegistry(LinkFeature):
             yield self.enrollment_service()
 
     # --- pushed keys -----------------------------------------------------------------------
-    def locator(self, link: Any) -> amp.CommandLocator:
+    def locator(self, link: MasterLink) -> amp.CommandLocator:
         """Answers the master's key pushes."""
         return _KeysLocator(self)
 
