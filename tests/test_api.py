@@ -84,7 +84,7 @@ class InfoAndClusterTests(SynchronousTestCase):
         self.assertEqual([r["name"] for r in data["data"]["affected_items"]], ["w1"])
         self.assertEqual(data["data"]["failed_items"][0]["id"], ["ghost"])
         self.assertEqual(data["data"]["failed_items"][0]["error"]["code"], 1730)
-        self.assertEqual(data["error"], 1)
+        self.assertEqual(data["error"], 2)
 
 
 class HealthcheckTests(SynchronousTestCase):
@@ -372,7 +372,7 @@ class AgentWriteTests(SynchronousTestCase):
         self.assertEqual(self.api.call("DELETE", "/agents?status=all").status, 400)
         answer = self.api.call("DELETE", "/agents?agents_list=000&status=all")
         self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1703)
-        self.assertEqual(answer.json["error"], 2)
+        self.assertEqual(answer.json["error"], 1)
 
     def test_reconnect_goes_through_the_hook(self) -> None:
         """PUT /agents/reconnect hands active agents to the node's hook; others fail."""

@@ -115,6 +115,7 @@ class ApiHarness:
             hooks,
             "api-host",
         )
+        case.addCleanup(self.resource.endpoints.tokens.store.close)
         self._token: str | None = None
         self._sequence = 0
 

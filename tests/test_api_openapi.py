@@ -179,6 +179,7 @@ class OpenApiTests(SynchronousTestCase):
             token=None,
             headers={"authorization": f"Basic {basic}"},
         )
+        self.security_scenario()
         api.login()
         api.clock.advance(1)
         self.call("DELETE", "/security/user/authenticate")
@@ -192,6 +193,62 @@ class OpenApiTests(SynchronousTestCase):
         served = {(route.method, route.template) for route, _ in api.resource.routes}
         served.discard(("POST", "/security/user/authenticate"))  # logged in through api.login()
         self.assertEqual(served - succeeded, set())
+
+    def security_scenario(self) -> None:
+        """Every /security route, in success and in error."""
+        strong = "Str0ng-Passw0rd!"
+        self.call("GET", "/security/users/me")
+        self.call("GET", "/security/users/me/policies")
+        self.call("GET", "/security/actions?endpoint=GET /security/users")
+        self.call("GET", "/security/resources?resource=agent:id")
+        self.call("GET", "/security/users?user_ids=100,999")
+        self.call("GET", "/security/roles?select=name")
+        self.call("GET", "/security/policies?limit=2")
+        self.call("GET", "/security/rules")
+        self.call("POST", "/security/users", {"username": "short"})
+        user = self.call("POST", "/security/users", {"username": "carol", "password": strong})
+        user_id = user.json["data"]["affected_items"][0]["id"]
+        self.call("PUT", f"/security/users/{user_id}", {"password": strong + "2"})
+        self.call("PUT", f"/security/users/{user_id}/run_as?allow_run_as=true")
+        role = self.call("POST", "/security/roles", {"name": "team"})
+        role_id = role.json["data"]["affected_items"][0]["id"]
+        self.call("PUT", f"/security/roles/{role_id}", {"name": "team2"})
+        self.call("PUT", "/security/roles/1", {"name": "boss"})
+        policy = {"actions": ["agent:read"], "resources": ["agent:id:*"], "effect": "allow"}
+        made = self.call("POST", "/security/policies", {"name": "read", "policy": policy})
+        policy_id = made.json["data"]["affected_items"][0]["id"]
+        self.call("POST", "/security/policies", {"name": "bad", "policy": {"actions": []}})
+        policy["effect"] = "deny"
+        self.call("PUT", f"/security/policies/{policy_id}", {"policy": policy})
+        rule = self.call("POST", "/security/rules", {"name": "r", "rule": {"FIND": {"a": "b"}}})
+        rule_id = rule.json["data"]["affected_items"][0]["id"]
+        self.call("PUT", f"/security/rules/{rule_id}", {"name": "r2"})
+        self.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id},999&position=0")
+        self.call("POST", f"/security/roles/{role_id}/policies?policy_ids={policy_id}")
+        self.call("POST", f"/security/roles/{role_id}/rules?rule_ids={rule_id}")
+        basic = base64.b64encode(f"carol:{strong}2".encode()).decode()
+        self.call(
+            "POST",
+            "/security/user/authenticate/run_as",
+            {"a": "b"},
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+        )
+        self.call("DELETE", f"/security/roles/{role_id}/rules?rule_ids={rule_id}")
+        self.call("DELETE", f"/security/roles/{role_id}/policies?policy_ids={policy_id}")
+        self.call("DELETE", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        self.call("DELETE", f"/security/users/999/roles?role_ids={role_id}")
+        self.call("DELETE", f"/security/rules?rule_ids={rule_id}")
+        self.call("DELETE", f"/security/policies?policy_ids={policy_id}")
+        self.call("DELETE", f"/security/roles?role_ids={role_id}")
+        self.call("DELETE", f"/security/users?user_ids={user_id}")
+        self.call("GET", "/security/config")
+        self.call("PUT", "/security/config", {"auth_token_exp_timeout": 900})
+        self.api._token = None
+        self.call("DELETE", "/security/config")
+        self.api._token = None
+        self.call("PUT", "/security/user/revoke")
+        self.api._token = None
 
     def test_the_description_is_valid_json_with_examples_of_errors(self) -> None:
         """The shipped file parses and every operation describes 400, 401 (or login), 405, 429."""

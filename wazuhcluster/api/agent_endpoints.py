@@ -11,6 +11,7 @@ import base64
 from typing import Any
 
 from wazuhcluster.api import params as p
+from wazuhcluster.api.access import group_members
 from wazuhcluster.api.agent_listing import (
     AGENT_FILTERS,
     AGENT_STATUSES,
@@ -19,6 +20,7 @@ from wazuhcluster.api.agent_listing import (
     legacy_filters,
     normal_id,
     older_than,
+    visible_agents,
 )
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import bad_request, wazuh_error
@@ -60,9 +62,17 @@ class AgentEndpoints:
                 pushed["status"] = statuses[0]
         context = self.context
         agents = await context.registry.list_agents(**pushed)
-        page, total, failed = await context.run_in_thread(
-            agent_page, context, agents, params, listing
+        refused: dict[int, list[str]] = {}
+        agents, kept, manager = visible_agents(
+            call.access, "agent:read", agents, params.get("agents_list"), refused
         )
+        if kept is not None:
+            params = {**params, "agents_list": tuple(kept)}
+        page, total, failed = await context.run_in_thread(
+            agent_page, context, agents, params, listing, manager
+        )
+        for code, ids in refused.items():
+            failed.setdefault(code, []).extend(ids)
         msgs = (
             "All selected agents information was returned",
             "Some agents information was not returned",
@@ -73,6 +83,7 @@ class AgentEndpoints:
     async def summary_status(self, call: Call) -> Reply:
         """GET /agents/summary/status: counts by connection and by group-config sync."""
         agents = await self.context.registry.list_agents()
+        agents, _, _ = visible_agents(call.access, "agent:read", agents, None, {}, manager=False)
         data = await self.context.run_in_thread(self._summary, agents)
         return Reply({"data": data, "error": 0})
 
@@ -94,6 +105,7 @@ class AgentEndpoints:
 
     async def add_agent(self, call: Call) -> Reply:
         """POST /agents: register an agent; answer its id and base64 key line."""
+        call.access.require("agent:create")
         body = p.check_body(call.body, {"name": (str, True, 1024), "ip": (str, False, 64)})
         name, ip = body["name"], body.get("ip", "any")
         if len(name) > 128:
@@ -125,7 +137,9 @@ class AgentEndpoints:
         statuses: tuple[str, ...] = params["status"]
         age: int = params.get("older_than", 7 * 86400)
         failed: dict[int, list[str]] = {}
-        candidates = await self._chosen_agents(None if "all" in ids else ids, failed)
+        candidates = await self._chosen_agents(
+            None if "all" in ids else ids, failed, call, "agent:delete"
+        )
         now = context.now()
         if "all" not in statuses:
             candidates = [a for a in candidates if a.connection_status in statuses]
@@ -154,11 +168,11 @@ class AgentEndpoints:
         failed: dict[int, list[str]] = {}
         wanted = call.params.get("agents_list")
         chosen: list[Agent] = []
-        if wanted is None:
-            chosen = [agent for agent in agents if agent.connection_status == "active"]
+        allowed, kept, _ = visible_agents(call.access, "agent:reconnect", agents, wanted, failed)
+        if kept is None:
+            chosen = [agent for agent in allowed if agent.connection_status == "active"]
         else:
-            for raw in dict.fromkeys(wanted):
-                agent_id = normal_id(raw)
+            for agent_id in kept:
                 agent = by_id.get(agent_id)
                 if agent_id == "000":
                     add_failure(failed, 1703, agent_id)
@@ -184,6 +198,7 @@ class AgentEndpoints:
         agent_id, group = normal_id(call.path["agent_id"]), call.path["group_id"]
         replace = bool(call.params.get("force_single_group", False))
         msgs = _assignment_messages(group, replace)
+        await self._require_assignment(call, agent_id, group)
         await self.context.require_group(group)
         failed: dict[int, list[str]] = {}
         if agent_id == "000":
@@ -206,17 +221,25 @@ class AgentEndpoints:
         affected = [] if failed else [agent_id]
         return Reply(envelope(affected, failed, *msgs))
 
+    async def _require_assignment(self, call: Call, agent_id: str, group: str) -> None:
+        """403 unless the caller may change ``agent_id``'s groups and assign to ``group``."""
+        agent = await self.context.registry.get_agent(agent_id)
+        members = group_members([(agent.id, agent.groups)] if agent is not None else [])
+        call.access.require_one("agent:modify_group", "agent:id", agent_id, members)
+        call.access.require_one("group:modify_assignments", "group:id", group)
+
     async def _chosen_agents(
-        self, wanted: tuple[str, ...] | None, failed: dict[int, list[str]]
+        self, wanted: tuple[str, ...] | None, failed: dict[int, list[str]], call: Call, action: str
     ) -> list[Agent]:
-        """The agents of ``agents_list`` (every agent when None); unknown ids and 000 fail."""
+        """The agents of ``agents_list`` (every agent when None) the caller may use for
+        ``action``; unknown ids and 000 fail."""
         agents = await self.context.registry.list_agents()
-        if wanted is None:
-            return agents
+        allowed, kept, _ = visible_agents(call.access, action, agents, wanted, failed, False)
+        if kept is None:
+            return allowed
         by_id = {agent.id: agent for agent in agents}
         chosen = []
-        for raw in dict.fromkeys(wanted):
-            agent_id = normal_id(raw)
+        for agent_id in kept:
             if agent_id == "000":
                 add_failure(failed, 1703, agent_id)
             elif agent_id not in by_id:
@@ -230,10 +253,12 @@ class AgentEndpoints:
         group: str = call.params["group_id"]
         replace = bool(call.params.get("force_single_group", False))
         msgs = _assignment_messages(group, replace)
+        call.access.require_one("group:modify_assignments", "group:id", group)
         await self.context.require_group(group)
         failed: dict[int, list[str]] = {}
         assigned: list[str] = []
-        for agent in await self._chosen_agents(call.params.get("agents_list"), failed):
+        wanted = call.params.get("agents_list")
+        for agent in await self._chosen_agents(wanted, failed, call, "agent:modify_group"):
             if group in agent.groups and (not replace or agent.groups == (group,)):
                 add_failure(failed, 1751, agent.id)
                 continue
@@ -255,10 +280,11 @@ class AgentEndpoints:
             f"Some agents were not removed from group {group}",
             f"No agent was removed from group {group}",
         )
+        call.access.require_one("group:modify_assignments", "group:id", group)
         await self.context.require_group(group)
         failed: dict[int, list[str]] = {}
         wanted = call.params.get("agents_list")
-        chosen = await self._chosen_agents(wanted, failed)
+        chosen = await self._chosen_agents(wanted, failed, call, "agent:modify_group")
         if wanted is None:
             chosen = [agent for agent in chosen if group in agent.groups]
         removed: list[str] = []
@@ -279,6 +305,7 @@ class AgentEndpoints:
     async def unassign_group(self, call: Call) -> Reply:
         """DELETE /agents/{agent_id}/group/{group_id}."""
         agent_id, group = normal_id(call.path["agent_id"]), call.path["group_id"]
+        await self._require_assignment(call, agent_id, group)
         if agent_id == "000":
             raise wazuh_error(1703)
         agent = await self.context.registry.get_agent(agent_id)

@@ -8,11 +8,12 @@ callers run them in a thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
+from wazuhcluster.api.access import Access, group_members
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.query import Listing, apply_listing, field_value
 from wazuhcluster.api.replies import add_failure
@@ -109,20 +110,51 @@ def legacy_filters(views: list[dict[str, Any]], params: Mapping[str, Any]) -> li
     return views
 
 
+def visible_agents(
+    access: Access,
+    action: str,
+    agents: list[Agent],
+    requested: Sequence[str] | None,
+    failed: dict[int, list[str]],
+    manager: bool = True,
+) -> tuple[list[Agent], list[str] | None, bool]:
+    """The agents ``action`` may act on, the allowed requested ids, and whether agent 000 is.
+
+    Requested ids the caller may not use fail with 4000 (all refused: 403); without
+    ``requested`` the agents are quietly narrowed (see :mod:`wazuhcluster.api.access`).
+    """
+    members = group_members((agent.id, agent.groups) for agent in agents)
+    if requested is not None:
+        wanted = [normal_id(agent_id) for agent_id in requested]
+        kept = access.select(action, "agent:id", wanted, failed, True, members)
+        chosen = set(kept)
+        return [a for a in agents if a.id in chosen], kept, "000" in chosen
+    candidates = [agent.id for agent in agents] + (["000"] if manager else [])
+    chosen = access.allowed(action, "agent:id", candidates, members)
+    return [a for a in agents if a.id in chosen], None, "000" in chosen
+
+
 def agent_page(
-    context: EndpointContext, agents: list[Agent], params: Mapping[str, Any], listing: Listing
+    context: EndpointContext,
+    agents: list[Agent],
+    params: Mapping[str, Any],
+    listing: Listing,
+    manager: bool = True,
 ) -> tuple[list[dict[str, Any]], int, dict[int, list[str]]]:
-    """Views, filters and paging of GET /agents (in a thread: it walks every agent)."""
+    """Views, filters and paging of GET /agents (in a thread: it walks every agent).
+
+    ``manager`` False leaves agent 000 out (the caller may not read it).
+    """
     now = context.now()
     failed: dict[int, list[str]] = {}
-    keep_manager = True
+    keep_manager = manager
     if "agents_list" in params:
         wanted = {normal_id(agent_id) for agent_id in params["agents_list"]}
         present = {agent.id for agent in agents} | {"000"}
         for agent_id in sorted(wanted - present):
             add_failure(failed, 1701, agent_id)
         agents = [agent for agent in agents if agent.id in wanted]
-        keep_manager = "000" in wanted
+        keep_manager = manager and "000" in wanted
     if "older_than" in params:
         agents = [a for a in agents if older_than(a, params["older_than"], now)]
         keep_manager = False

@@ -3,8 +3,9 @@
 Tokens are HS256 JWTs signed with a key kept in HOME/etc/api/jwt.key (mode 0600,
 created on first start). They carry Wazuh's claims (``iss``, ``aud``, ``sub``, ``nbf``,
 ``exp``, ``run_as``, ``rbac_roles``, ``rbac_mode``) plus ``iat``; they expire after
-``auth_token_exp_timeout`` seconds and stop working when their user is deleted or changes
-password. Time comes from an injected clock so tests can move it.
+``auth_token_exp_timeout`` seconds and stop working when their user is deleted, changes
+password or roles, logs out, or one of their roles changes (see :class:`TokenAuthority`).
+Time comes from an injected clock so tests can move it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from twisted.internet.defer import Deferred
 
 from wazuhcluster.api.errors import ApiError, unauthorized
+from wazuhcluster.api.rbac import Permissions
+from wazuhcluster.api.security_store import SecurityDatabase, SecurityStore
 from wazuhcluster.api.users import UserStore
+from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.threads import RunInThread, run_inline
 
 ISSUER = "wazuh"
 AUDIENCE = "Wazuh API REST"
@@ -49,22 +55,45 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 class TokenAuthority:
-    """Issues and checks API tokens."""
+    """Issues and checks API tokens against the users file and the security store.
+
+    A token stops working when its user is deleted or changes password, when the user's
+    roles change (unless the user may run_as), and when a revocation recorded in the
+    security store covers it: a logout (the user's), a change to one of the user's roles
+    (the role's), a change of security rules (every run_as token). Revocations are rows
+    in the store, so they outlive a restart. :meth:`rotate` replaces the signing key,
+    which invalidates every token at once.
+    """
 
     def __init__(
-        self, key: bytes, users: UserStore, timeout: int, clock: Callable[[], float]
+        self,
+        key: bytes,
+        users: UserStore,
+        timeout: int,
+        clock: Callable[[], float],
+        store: SecurityStore | None = None,
+        key_path: Path | None = None,
     ) -> None:
         self.key = key
         self.users = users
+        #: The lifetime from the <api> block; PUT /security/config may override it.
+        self.configured_timeout = timeout
         self.timeout = timeout
         self.clock = clock
-        #: Per user, tokens issued before this time were revoked by a logout (kept in
-        #: memory: after a restart they expire on their own within ``timeout``).
-        self._revoked: dict[str, float] = {}
+        self.store = store or SecurityStore(SecurityDatabase.memory(clock()), run_inline)
+        self.key_path = key_path
+        self.apply_settings()
 
-    def issue(self, user: str) -> str:
-        """A fresh token for ``user``."""
+    def apply_settings(self) -> None:
+        """Take the token lifetime from the security store when one was set there."""
+        self.timeout = self.store.state.token_timeout or self.configured_timeout
+
+    def issue(self, user: str, roles: list[int] | None = None, run_as: bool = False) -> str:
+        """A fresh token for ``user`` naming ``roles`` (by default the user's own)."""
         now = self.clock()
+        if roles is None:
+            found = self.users.get(user)
+            roles = list(found.roles) if found is not None else []
         claims = {
             "iss": ISSUER,
             "aud": AUDIENCE,
@@ -72,9 +101,9 @@ class TokenAuthority:
             "iat": now,
             "exp": int(now) + self.timeout,
             "sub": user,
-            "run_as": False,
-            "rbac_roles": [1],
-            "rbac_mode": "white",
+            "run_as": run_as,
+            "rbac_roles": roles,
+            "rbac_mode": self.store.state.rbac_mode,
         }
         return jwt.encode(claims, self.key, algorithm="HS256")
 
@@ -108,17 +137,54 @@ class TokenAuthority:
         user = self.users.get(sub)
         if user is None or user.hash is None or iat < user.changed:
             raise unauthorized(INVALID_TOKEN)
-        if iat <= self._revoked.get(sub, float("-inf")):
+        roles = claims.get("rbac_roles", [])
+        if not isinstance(roles, list) or not all(
+            isinstance(r, int) and not isinstance(r, bool) for r in roles
+        ):
             raise unauthorized(INVALID_TOKEN)
+        run_as = claims.get("run_as") is True
+        if not user.allow_run_as and (run_as or set(roles) != set(user.roles)):
+            raise unauthorized(INVALID_TOKEN)
+        state = self.store.state
+        if iat <= state.revoked_users.get(sub, float("-inf")):
+            raise unauthorized(INVALID_TOKEN)
+        for role in {*roles, *user.roles}:
+            if iat <= state.revoked_roles.get(role, float("-inf")):
+                raise unauthorized(INVALID_TOKEN)
+        if run_as and state.revoked_run_as is not None and iat <= state.revoked_run_as:
+            raise unauthorized(INVALID_TOKEN)
+        if claims.get("rbac_mode", "white") != state.rbac_mode:
+            raise unauthorized("Token expired")
         return claims
 
-    def revoke(self, user: str) -> None:
-        """Invalidate every token of ``user`` issued until now (logout)."""
-        self._revoked[user] = self.clock()
-        now = self.clock()
-        for name, moment in list(self._revoked.items()):
-            if now - moment > self.timeout:
-                del self._revoked[name]
+    def permissions(self, claims: dict[str, Any]) -> Permissions:
+        """The processed permissions of a checked token's roles."""
+        return self.store.state.permissions(list(claims.get("rbac_roles", [])))
+
+    def revoke(self, user: str) -> Deferred[None]:
+        """Invalidate every token of ``user`` issued until now (logout), durably."""
+        now, lifetime = self.clock(), self.timeout
+        return self.store.change(lambda db: SecurityDatabase.revoke_user(db, user, now, lifetime))
+
+    def revoke_roles(self, role_ids: list[int]) -> Deferred[None]:
+        """Invalidate the tokens naming any of ``role_ids`` issued until now."""
+        now, lifetime = self.clock(), self.timeout
+        return self.store.change(
+            lambda db: SecurityDatabase.revoke_roles(db, role_ids, now, lifetime)
+        )
+
+    def revoke_run_as(self) -> Deferred[None]:
+        """Invalidate every run_as token issued until now."""
+        now, lifetime = self.clock(), self.timeout
+        return self.store.change(lambda db: SecurityDatabase.revoke_run_as(db, now, lifetime))
+
+    async def rotate(self, run_in_thread: RunInThread) -> None:
+        """A new signing key (written to its file when there is one): every token dies."""
+        key = secrets.token_hex(KEY_BYTES).encode("ascii")
+        if self.key_path is not None:
+            await run_in_thread(write_key, self.key_path, key)
+        self.key = key
+        await self.store.change(SecurityDatabase.clear_revocations)
 
     def bearer(self, header: bytes | None) -> dict[str, Any]:
         """Check an ``Authorization`` header that must hold ``Bearer <token>``."""
@@ -131,6 +197,11 @@ class TokenAuthority:
             return self.check(token.strip().decode("ascii"))
         except UnicodeDecodeError:
             raise unauthorized(INVALID_TOKEN) from None
+
+
+def write_key(path: Path, key: bytes) -> None:
+    """Replace the signing key file atomically (mode 0600)."""
+    write_atomically(path, key + b"\n", mode=KEY_MODE)
 
 
 class LoginThrottle:

@@ -23,19 +23,21 @@ class ClusterEndpoints:
 
     async def cluster_status(self, call: Call) -> Reply:
         """GET /cluster/status."""
+        call.access.require("cluster:status")
         enabled = "no" if self.context.node.config.cluster.disabled else "yes"
         return Reply({"data": {"enabled": enabled, "running": enabled}, "error": 0})
 
     async def local_info(self, call: Call) -> Reply:
         """GET /cluster/local/info."""
         cluster = self.context.node.config.cluster
+        call.access.require_one("cluster:read", "node:id", cluster.node_name)
         item = {"node": cluster.node_name, "cluster": cluster.name, "type": cluster.node_type}
         return Reply(envelope([item], {}, *same_message("All selected information was returned")))
 
     async def cluster_nodes(self, call: Call) -> Reply:
         """GET /cluster/nodes."""
         listing = p.listing(call.params)
-        rows, failed = _select_nodes(self.context.node.nodes(), call.params.get("nodes_list"))
+        rows, failed = _select_nodes(self.context.node.nodes(), call.params.get("nodes_list"), call)
         if "type" in call.params:
             rows = [row for row in rows if row["type"] == call.params["type"]]
         page, total = apply_listing(rows, listing, NODE_FIELDS, ("name",))
@@ -50,14 +52,11 @@ class ClusterEndpoints:
         for agent in active:
             counts[agent.node_name] = counts.get(agent.node_name, 0) + 1
         items = health_items(health, counts)
-        failed: dict[int, list[str]] = {}
-        wanted = call.params.get("nodes_list")
-        if wanted:
-            known = {item["info"]["name"] for item in items}
-            for name in wanted:
-                if name not in known:
-                    add_failure(failed, 1730, name)
-            items = [item for item in items if item["info"]["name"] in wanted]
+        rows, failed = _select_nodes(
+            [{"name": item["info"]["name"]} for item in items], call.params.get("nodes_list"), call
+        )
+        shown = {row["name"] for row in rows}
+        items = [item for item in items if item["info"]["name"] in shown]
         extra = {
             "n_connected_nodes": health["n_connected_nodes"],
             "verdict": dict(health.get("verdict") or OK_VERDICT),
@@ -78,7 +77,7 @@ class ClusterEndpoints:
         for name, entry in health["nodes"].items():
             synced = entry["info"]["type"] == "master" or ruleset_synced(entry.get("status", {}))
             items.append({"name": name, "synced": synced})
-        items, failed = _select_nodes(items, call.params.get("nodes_list"))
+        items, failed = _select_nodes(items, call.params.get("nodes_list"), call)
         message = "Nodes ruleset synchronization status was successfully read"
         return Reply(envelope(items, failed, *same_message(message)))
 
@@ -103,14 +102,15 @@ class ClusterEndpoints:
 
 
 def _select_nodes(
-    rows: list[dict[str, Any]], wanted: Sequence[str] | None
+    rows: list[dict[str, Any]], wanted: Sequence[str] | None, call: Call
 ) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
-    """The rows named in ``wanted`` (all when empty); unknown names fail with 1730."""
+    """The rows named in ``wanted`` (all when empty) the caller may read (cluster:read);
+    unknown names fail with 1730."""
     failed: dict[int, list[str]] = {}
-    if not wanted:
-        return rows, failed
+    names = list(wanted) if wanted else [row["name"] for row in rows]
+    kept = set(call.access.select("cluster:read", "node:id", names, failed, bool(wanted)))
     known = {row["name"] for row in rows}
-    for name in wanted:
-        if name not in known:
+    for name in dict.fromkeys(wanted or ()):
+        if name in kept and name not in known:
             add_failure(failed, 1730, name)
-    return [row for row in rows if row["name"] in wanted], failed
+    return [row for row in rows if row["name"] in kept], failed

@@ -13,7 +13,10 @@ nothing, since every check runs before the first write.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
+from typing import Any
 
+from wazuhcluster.api.access import Access
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
@@ -57,11 +60,23 @@ class Endpoints:
             multigroups=home.root / "var" / "multigroups",
         )
         self.tokens = tokens
-        self.security = SecurityEndpoints(tokens, users, throttle, run_in_thread, self.context.log)
+        self.security = SecurityEndpoints(
+            tokens, users, throttle, run_in_thread, self.context.log, self._actions
+        )
         self.default = DefaultEndpoints(hostname or socket.gethostname(), self.context.now)
         self.cluster = ClusterEndpoints(self.context)
         self.agents = AgentEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
+
+    def access(self, claims: Mapping[str, Any]) -> Access:
+        """What the holder of a checked token may do (nothing without a token)."""
+        if not claims:
+            return Access()
+        permissions = self.tokens.permissions(dict(claims))
+        return Access(permissions, str(claims.get("rbac_mode", "white")))
+
+    def _actions(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(route.method, route.template, route.actions) for route in self.routes()]
 
     def routes(self) -> list[Route]:
         """Every route this API serves."""

@@ -66,7 +66,46 @@ CODES: dict[int, Code] = {
     1738: Code("Agent name is too long", "An agent name has at most 128 characters"),
     1745: Code("Agent only belongs to 'default' and it cannot be unassigned from this group."),
     1751: Code("Could not assign agent to group", "The agent already belongs to that group"),
+    4000: Code(
+        "Permission denied", "Ask for a role that allows this action", 403, "Permission Denied"
+    ),
     4001: Code("The body of the request is empty, you must specify what you want to modify"),
+    4002: Code("The specified role does not exist", "List the roles with GET /security/roles"),
+    4003: Code("The specified security rule is invalid", "A rule is a JSON object"),
+    4005: Code("The specified name or rule already exists"),
+    4006: Code(
+        "The specified policy is invalid",
+        "A policy has actions (word:word), resources (type:attribute:value) and an effect",
+    ),
+    4007: Code(
+        "The specified policy does not exist", "List the policies with GET /security/policies"
+    ),
+    4008: Code("The specified resource is required for a correct Wazuh's functionality"),
+    4009: Code("The specified policy already exists"),
+    4010: Code("The specified role does not contain the specified policy"),
+    4011: Code("The specified role already contains the specified policy"),
+    4013: Code("The specified name or policy already exists"),
+    4016: Code("The specified user does not contain the specified role"),
+    4017: Code("The specified user already contains the specified role"),
+    4018: Code("Level cannot be a negative number"),
+    4022: Code("The specified security rule does not exist", "List them with GET /security/rules"),
+    4023: Code("The specified role already contains the specified security rule"),
+    4024: Code("The specified role does not contain the specified security rule"),
+    5000: Code("The user could not be created", "Choose another user name"),
+    5001: Code("The user does not exist", "List the users with GET /security/users"),
+    5004: Code("The user could not be removed or updated"),
+    5007: Code(
+        "Insecure user password provided",
+        "The password needs a lower-case and an upper-case letter, a digit and a symbol",
+    ),
+    5008: Code("The current user cannot be deleted"),
+    5009: Code("Insecure user password provided", "A password has 8 to 64 characters"),
+    6004: Code(
+        "The current user does not have authentication through authorization context",
+        "Ask an administrator to allow run_as for this user",
+        403,
+        "Permission Denied",
+    ),
     6000: Code(
         "Limit of login attempts reached. The current IP has been blocked due to a high "
         "number of login attempts",

@@ -13,7 +13,7 @@ from typing import Any
 from defusedxml import ElementTree as SafeElementTree
 
 from wazuhcluster.api import params as p
-from wazuhcluster.api.agent_listing import AGENT_FILTERS, agent_page
+from wazuhcluster.api.agent_listing import AGENT_FILTERS, agent_page, visible_agents
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
@@ -74,12 +74,14 @@ class GroupEndpoints:
         infos = await self.context.registry.list_groups()
         failed: dict[int, list[str]] = {}
         wanted = call.params.get("groups_list")
+        names = list(wanted) if wanted else [info.name for info in infos]
+        kept = set(call.access.select("group:read", "group:id", names, failed, bool(wanted)))
         if wanted:
             known = {info.name for info in infos}
             for name in dict.fromkeys(wanted):
-                if name not in known:
+                if name in kept and name not in known:
                     add_failure(failed, 1710, name)
-            infos = [info for info in infos if info.name in wanted]
+        infos = [info for info in infos if info.name in kept]
         views = await self.context.run_in_thread(
             self._group_views, infos, call.params.get("hash", "md5")
         )
@@ -93,6 +95,7 @@ class GroupEndpoints:
 
     async def create_group(self, call: Call) -> Reply:
         """POST /groups."""
+        call.access.require("group:create")
         shared = self.context.shared
         body = p.check_body(call.body, {"group_id": (str, True, 128)})
         name = p.group_name("group_id", body["group_id"])
@@ -116,10 +119,12 @@ class GroupEndpoints:
         known = [info.name for info in infos]
         failed: dict[int, list[str]] = {}
         if "all" in wanted:
-            targets = [name for name in known if name != DEFAULT_GROUP]
+            names = [name for name in known if name != DEFAULT_GROUP]
+            targets = call.access.select("group:delete", "group:id", names, failed, False)
         else:
             targets = []
-            for name in dict.fromkeys(wanted):
+            names = call.access.select("group:delete", "group:id", wanted, failed, True)
+            for name in names:
                 if name not in known:
                     add_failure(failed, 1710, name)
                 elif name == DEFAULT_GROUP:
@@ -152,12 +157,14 @@ class GroupEndpoints:
         group = call.path["group_id"]
         listing = p.listing(call.params)
         check_listing(listing, AGENT_FIELDS)
+        call.access.require_one("group:read", "group:id", group)
         await context.require_group(group)
         pushed: dict[str, str] = {"group": group}
         statuses = call.params.get("status", ())
         if len(statuses) == 1:
             pushed["status"] = statuses[0]
         agents = await context.registry.list_agents(**pushed)
+        agents, _, _ = visible_agents(call.access, "agent:read", agents, None, {}, manager=False)
         params = {**call.params, "group": group}
         page, total, _ = await context.run_in_thread(agent_page, context, agents, params, listing)
         msgs = (
@@ -172,6 +179,7 @@ class GroupEndpoints:
         group = call.path["group_id"]
         listing = p.listing(call.params)
         check_listing(listing, GROUP_FILE_FIELDS)
+        call.access.require_one("group:read", "group:id", group)
         msgs = (
             "All selected groups files were returned",
             "Some groups files were not returned",
@@ -189,6 +197,7 @@ class GroupEndpoints:
         """PUT /groups/{group_id}/configuration: replace agent.conf atomically."""
         group = call.path["group_id"]
         data: bytes = call.body
+        call.access.require_one("group:update_config", "group:id", group)
         await self.context.require_group(group)
         validate_agent_conf(data)
         target = self.context.shared / group / AGENT_CONF

@@ -155,7 +155,7 @@ def listing(values: Mapping[str, Any]) -> Listing:
 
 # --- JSON bodies ------------------------------------------------------------------------
 
-_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean"}
+_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", dict: "object"}
 
 
 def check_body(body: Any, fields: Mapping[str, tuple[type, bool, int]]) -> dict[str, Any]:

@@ -39,16 +39,17 @@ def envelope(
 ) -> dict[str, Any]:
     """Wazuh's multi-item answer: affected and failed items, a message and an error level.
 
-    ``error`` is 0 when nothing failed, 1 when some items failed, 2 when all did.
+    ``error`` is 0 when nothing failed, 2 when some items failed and 1 when all did
+    (nothing affected), as Wazuh's framework sets it.
     """
     failed_items = [failed_item(code, ids) for code, ids in sorted(failed.items()) if ids]
     failed_count = sum(len(ids) for ids in failed.values())
     if not failed_count:
         message, error = all_msg, 0
     elif items:
-        message, error = some_msg, 1
+        message, error = some_msg, 2
     else:
-        message, error = none_msg, 2
+        message, error = none_msg, 1
     data: dict[str, Any] = {
         "affected_items": items,
         "total_affected_items": len(items) if total is None else total,

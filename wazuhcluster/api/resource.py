@@ -131,8 +131,10 @@ class ApiResource(Resource):
         call_params = self._query(route, parts.query)
         authorization = request.getHeader(b"authorization")
         user: str | None = None
+        claims: dict[str, Any] = {}
         if route.authenticated:
-            user = self.endpoints.tokens.bearer(authorization)["sub"]
+            claims = self.endpoints.tokens.bearer(authorization)
+            user = claims["sub"]
         for name, value in path_args.items():
             path_args[name] = route.path_params.get(name, _keep)(name, value)
         parsed: Any = None
@@ -150,6 +152,8 @@ class ApiResource(Resource):
             client_ip=str(getattr(client, "host", "")),
             authorization=authorization,
             user=user,
+            access=self.endpoints.access(claims),
+            claims=claims,
         )
         return await route.handler(call)
 

@@ -13,6 +13,7 @@ from typing import Any
 from attrs import field, frozen
 
 from wazuhcluster.api import params as p
+from wazuhcluster.api.access import Access
 from wazuhcluster.api.replies import Reply
 
 
@@ -26,6 +27,10 @@ class Call:
     client_ip: str = ""
     authorization: bytes | None = None
     user: str | None = None
+    #: What the caller may do (from their token's roles; nothing when not logged in).
+    access: Access = field(factory=Access)
+    #: The caller's checked token claims (empty when not logged in).
+    claims: Mapping[str, Any] = field(factory=dict)
 
 
 Handler = Callable[[Call], Awaitable[Reply]]
@@ -47,6 +52,8 @@ class Route:
     required: tuple[str, ...] = ()
     body: str | None = None
     authenticated: bool = True
+    #: The RBAC actions the route needs (Wazuh's ``x-rbac-actions``; for /security/actions).
+    actions: tuple[str, ...] = ()
 
     @property
     def pattern(self) -> re.Pattern[str]:

@@ -23,7 +23,8 @@ from wazuhcluster.api.endpoints import Endpoints
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.resource import ApiResource, bounded_site
-from wazuhcluster.api.users import UserStore
+from wazuhcluster.api.security_store import SecurityStore
+from wazuhcluster.api.users import UserStore, number_users
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
 from wazuhcluster.util.limits import LimitedFactory
@@ -44,9 +45,11 @@ def build_site(
     hostname: str | None = None,
 ) -> tuple[Site, ApiResource]:
     """The API's Site and resource over ``node`` and ``registry`` (creates the signing key)."""
+    number_users(settings.users_file)
     users = UserStore(settings.users_file)
     key = load_or_create_key(settings.jwt_key_file)
-    tokens = TokenAuthority(key, users, settings.token_timeout, clock)
+    store = SecurityStore.open(settings.api_dir / "rbac.db", clock(), run_in_thread)
+    tokens = TokenAuthority(key, users, settings.token_timeout, clock, store, settings.jwt_key_file)
     throttle = LoginThrottle(settings.max_login_attempts, settings.block_time, clock)
     endpoints = Endpoints(node, registry, tokens, users, throttle, run_in_thread, hooks, hostname)
     limiter = RequestLimiter(settings.max_request_per_minute, clock)

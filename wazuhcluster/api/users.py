@@ -3,13 +3,21 @@
 The file is the operator's (mode 0600, written atomically)::
 
     {"version": 1, "users": {"alice": {"hash": "scrypt$16384$8$1$<salt>$<digest>",
-                                       "changed": 1764000000.0}}}
+                                       "changed": 1764000000.0, "id": 100,
+                                       "roles": [1], "allow_run_as": false}}}
 
 Passwords are hashed with scrypt (hashlib) and a random salt; the cost parameters are
 kept in each hash so they can be raised later. There is no default user: until the
 operator adds one with ``wazuh-cluster-control api-user add NAME`` no login works.
 ``changed`` is when the user's password last changed; the API refuses tokens issued
 before it, so changing a password or deleting a user revokes their tokens.
+
+``id`` names the user in RBAC resources (``user:id:100``; ids from 100, as Wazuh numbers
+the users it did not ship); ``roles`` are the user's role ids in order (see
+:mod:`wazuhcluster.api.rbac`); ``allow_run_as`` lets the user log in through
+``/security/user/authenticate/run_as``. An entry written before roles existed has no
+``roles`` and counts as an administrator (role 1), as every user then was; a missing
+``id`` is given the next free one when the file is read.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
+from wazuhcluster.api.rbac import DEFAULT_ROLES
 from wazuhcluster.config.api_settings import api_dir
 from wazuhcluster.config.home import DEFAULT_HOME, Home
 from wazuhcluster.util.files import write_atomically
@@ -41,6 +50,11 @@ MAX_USERS = 1000
 USER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+#: The role of users written before roles existed (Wazuh's administrator).
+ADMINISTRATOR_ROLE = 1
+#: The first id given to a user (ids up to 99 are Wazuh's reserved ones).
+FIRST_USER_ID = 100
+MAX_ROLES_PER_USER = 256
 #: scrypt cost: about 16 MiB and a few tens of milliseconds per hash.
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -113,6 +127,28 @@ class User:
     name: str
     hash: str | None
     changed: float
+    id: int = 0
+    roles: tuple[int, ...] = (ADMINISTRATOR_ROLE,)
+    allow_run_as: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """The user as the API shows it (no hash)."""
+        return {
+            "id": self.id,
+            "username": self.name,
+            "allow_run_as": self.allow_run_as,
+            "roles": list(self.roles),
+        }
+
+
+def _number(users: dict[str, User]) -> dict[str, User]:
+    """Give users without an id the next free ones, in file order."""
+    next_id = max([FIRST_USER_ID - 1, *(user.id for user in users.values())]) + 1
+    for name, user in users.items():
+        if user.id <= 0:
+            users[name] = evolve(user, id=next_id)
+            next_id += 1
+    return users
 
 
 def parse_users(data: bytes) -> dict[str, User]:
@@ -141,8 +177,25 @@ def parse_users(data: bytes) -> dict[str, User]:
             raise UsersError(f"user {name!r}: hash must be a string")
         if isinstance(changed, bool) or not isinstance(changed, int | float):
             raise UsersError(f"user {name!r}: changed must be a number")
-        users[name] = User(name, stored, float(changed))
-    return users
+        user_id = entry.get("id", 0)
+        roles = entry.get("roles", [ADMINISTRATOR_ROLE])
+        run_as = entry.get("allow_run_as", False)
+        if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 0:
+            raise UsersError(f"user {name!r}: id must be a positive integer")
+        if (
+            not isinstance(roles, list)
+            or len(roles) > MAX_ROLES_PER_USER
+            or not all(isinstance(r, int) and not isinstance(r, bool) for r in roles)
+        ):
+            raise UsersError(f"user {name!r}: roles must be a list of role ids")
+        if not isinstance(run_as, bool):
+            raise UsersError(f"user {name!r}: allow_run_as must be true or false")
+        users[name] = User(name, stored, float(changed), user_id, tuple(roles), run_as)
+    if len({user.id for user in users.values() if user.id}) != sum(
+        1 for user in users.values() if user.id
+    ):
+        raise UsersError("two users have the same id")
+    return _number(users)
 
 
 def read_users(path: Path) -> dict[str, User]:
@@ -160,8 +213,14 @@ def write_users(path: Path, users: dict[str, User]) -> None:
     document = {
         "version": 1,
         "users": {
-            user.name: {"hash": user.hash, "changed": user.changed}
-            for user in sorted(users.values(), key=lambda user: user.name)
+            user.name: {
+                "hash": user.hash,
+                "changed": user.changed,
+                "id": user.id,
+                "roles": list(user.roles),
+                "allow_run_as": user.allow_run_as,
+            }
+            for user in sorted(_number(dict(users)).values(), key=lambda user: user.name)
         },
     }
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -173,8 +232,18 @@ def write_users(path: Path, users: dict[str, User]) -> None:
     )
 
 
-def add_user(path: Path, name: str, password: str, clock: Callable[[], float] = time.time) -> None:
-    """Add a user; refuse an existing name, a bad name or a weak password."""
+def add_user(
+    path: Path,
+    name: str,
+    password: str,
+    clock: Callable[[], float] = time.time,
+    roles: Sequence[int] = (ADMINISTRATOR_ROLE,),
+    hashed: str | None = None,
+) -> User:
+    """Add a user with ``roles``; refuse an existing name, a bad name or a weak password.
+
+    ``hashed`` is the password's hash when the caller already made it (off the reactor).
+    """
     for problem in (user_name_problem(name), password_problem(password)):
         if problem is not None:
             raise UsersError(problem)
@@ -183,8 +252,46 @@ def add_user(path: Path, name: str, password: str, clock: Callable[[], float] = 
         raise UsersError(f"user {name!r} already exists")
     if len(users) >= MAX_USERS:
         raise UsersError(f"already {MAX_USERS} users")
-    users[name] = User(name, hash_password(password), clock())
+    users[name] = User(name, hashed or hash_password(password), clock(), roles=tuple(roles))
+    users = _number(users)
     write_users(path, users)
+    return users[name]
+
+
+def update_user(path: Path, name: str, **changes: Any) -> User:
+    """Change fields of one user (``roles``, ``allow_run_as``, ``hash`` and ``changed``)."""
+    users = read_users(path)
+    if name not in users:
+        raise UsersError(f"no user {name!r}")
+    users[name] = evolve(users[name], **changes)
+    write_users(path, users)
+    return users[name]
+
+
+def drop_role(path: Path, role_ids: Sequence[int]) -> None:
+    """Take deleted roles out of every user's list."""
+    users = read_users(path)
+    gone = set(role_ids)
+    changed = {
+        name: evolve(user, roles=tuple(r for r in user.roles if r not in gone))
+        for name, user in users.items()
+        if gone.intersection(user.roles)
+    }
+    if changed:
+        users.update(changed)
+        write_users(path, users)
+
+
+def number_users(path: Path) -> None:
+    """Write ids and roles into entries that lack them (older files), if there are any."""
+    try:
+        data = path.read_bytes()[: MAX_USERS_FILE + 1]
+    except FileNotFoundError:
+        return
+    users = parse_users(data)
+    entries = json.loads(data.decode("utf-8"))["users"]
+    if any({"id", "roles", "allow_run_as"} - set(entry) for entry in entries.values()):
+        write_users(path, users)
 
 
 def set_password(
@@ -197,7 +304,7 @@ def set_password(
     users = read_users(path)
     if name not in users:
         raise UsersError(f"no user {name!r}")
-    users[name] = User(name, hash_password(password), clock())
+    users[name] = evolve(users[name], hash=hash_password(password), changed=clock())
     write_users(path, users)
 
 
@@ -242,6 +349,10 @@ class UserStore:
         """The user called ``name``, if any."""
         return self.users().get(name)
 
+    def by_id(self, user_id: int) -> User | None:
+        """The user whose id is ``user_id``, if any."""
+        return next((user for user in self.users().values() if user.id == user_id), None)
+
     def check(self, name: str, password: str) -> bool:
         """Whether ``name``/``password`` are valid credentials (slow: run it in a thread)."""
         user = self.get(name)
@@ -267,9 +378,29 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--password-stdin", action="store_true", help="read the password from standard input"
         )
+        if action == "add":
+            sub.add_argument(
+                "--role",
+                action="append",
+                help="a role name or id (repeatable; default: administrator)",
+            )
     actions.add_parser("delete", help="delete a user").add_argument("name")
     actions.add_parser("list", help="list the users")
     return parser
+
+
+def _role_ids(names: Sequence[str]) -> list[int]:
+    """Role ids from names of Wazuh's default roles or from numbers."""
+    by_name = {name: role_id for role_id, name, _ in DEFAULT_ROLES}
+    found = []
+    for name in names:
+        if name.isdigit():
+            found.append(int(name))
+        elif name in by_name:
+            found.append(by_name[name])
+        else:
+            raise UsersError(f"unknown role {name!r} (use an id for roles made through the API)")
+    return found
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -287,7 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = api_dir(Home(Path(args.home))) / "users.json"
     try:
         if args.action == "add":
-            add_user(path, args.name, _read_password(args.password_stdin))
+            roles = _role_ids(args.role or ["administrator"])
+            add_user(path, args.name, _read_password(args.password_stdin), roles=roles)
             print(f"User {args.name} added.")
         elif args.action == "passwd":
             set_password(path, args.name, _read_password(args.password_stdin))
