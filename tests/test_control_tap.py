@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.helpers import InMemoryCluster, short_temp_dir, write_config
 from wazuhcluster.control import commands
 from wazuhcluster.control.server import ControlProtocol
-from wazuhcluster.scripts.control import format_agents, format_nodes
+from wazuhcluster.scripts.control import format_agents, format_analysis, format_nodes
 from wazuhcluster.tap import Options, build_service
 from wazuhcluster.testing.devcluster import LocalCluster
 from wazuhcluster.worker.node import WorkerNode
@@ -105,6 +105,65 @@ class ControlTests(SynchronousTestCase):
         failure = self.ask(worker, commands.ListNodes)
         self.assertIsInstance(failure, Failure)
         self.assertIn("not connected to master", failure.getErrorMessage())  # type: ignore[attr-defined]
+
+    def test_analysis_stats(self) -> None:
+        """The node's intake numbers cross the socket with its name; without analysis the
+        node says so."""
+        cluster = InMemoryCluster(self.mktemp())
+        failure = self.ask(cluster.master, commands.AnalysisStats)
+        self.assertIn("runs no analysis", failure.getErrorMessage())  # type: ignore[attr-defined]
+
+        class Ruleset:
+            def intake(self) -> dict[str, object]:
+                return {"received": 7}
+
+        cluster.master.ruleset = Ruleset()  # type: ignore[assignment]
+        answer = self.ask(cluster.master, commands.AnalysisStats)
+        self.assertEqual(answer, {"stats": {"node": "master", "received": 7}})
+
+    def test_analysis_text(self) -> None:
+        """-i more prints the counters, the queue, the EPS windows and each process."""
+        stats = {
+            "node": "worker1",
+            "received": 120,
+            "decoded": 99,
+            "processed": 100,
+            "failed": 1,
+            "dropped": 20,
+            "lost": 0,
+            "alerts_written": 40,
+            "queue_length": 0,
+            "queue_size": 131072,
+            "eps_10s": 10.0,
+            "eps_1m": 1.7,
+            "received_eps_10s": 12.0,
+            "received_eps_1m": 2.0,
+            "eps_limit": {"maximum": 500, "timeframe": 10, "held_back": 3},
+            "dropped_by_agent": {"002": 20},
+            "processes": [
+                {
+                    "lane": 0,
+                    "pid": 321,
+                    "running": True,
+                    "queued": 0,
+                    "in_flight": 0,
+                    "processed": 100,
+                    "alerts": 40,
+                    "failed": 1,
+                    "lost": 0,
+                    "restarts": 1,
+                    "eps_10s": 10.0,
+                    "eps_1m": 1.7,
+                }
+            ],
+        }
+        text = format_analysis(stats)
+        self.assertIn("received 120 | decoded 99 | processed 100 | failed 1 | dropped 20", text)
+        self.assertIn("Queue: 0 of 131072.", text)
+        self.assertIn("EPS limit: 500 per second over 10 s (held back 3 times).", text)
+        self.assertIn("Dropped by agent (top 10): 002: 20.", text)
+        self.assertIn("0 (pid 321): running | processed 100 | alerts 40", text)
+        self.assertIn("restarts 1.", text)
 
 
 class OptionsTests(SynchronousTestCase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 
-from tests.integration.common import DEADLINE, ClusterTestCase
+from tests.integration.common import DEADLINE, ClusterTestCase, control
 from wazuhcluster.testing.devcluster import wait_for
 
 EVENTS = (
@@ -66,5 +66,10 @@ class AnalysisTests(ClusterTestCase):
         ][:1]
         self.assertEqual(alert["rule"]["description"], "Custom marker seen")
         self.assertEqual(alert["cluster"]["node"], "worker1")
+        asked = control(cluster.home("worker1").root, "-i", "more", "--json")
+        analysis = json.loads(asked.stdout)["analysis"]
+        self.assertEqual(analysis["node"], "worker1")
+        self.assertGreater(analysis["processed"], 0)
+        self.assertEqual(len(analysis["processes"]), analysis["workers"])
         simulator.send_signal(signal.SIGINT)
         simulator.communicate(timeout=DEADLINE)

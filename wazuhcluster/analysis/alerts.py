@@ -261,6 +261,14 @@ class AlertWriter:
             self._file.write(line)
             self.written += 1
 
+    def write_lines(self, text: str) -> None:
+        """Append alerts already rendered as JSON lines (each ending in a newline)."""
+        with self._lock:
+            if self._file is None:
+                raise ValueError("AlertWriter is closed")
+            self._file.write(text)
+            self.written += text.count("\n")
+
     def flush(self) -> None:
         """Push buffered alerts to the file."""
         with self._lock:

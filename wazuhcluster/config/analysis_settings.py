@@ -1,4 +1,5 @@
-"""The analysis settings read from wazuh-manager.conf: the ``<ruleset>`` and ``<alerts>`` blocks.
+"""The analysis settings read from wazuh-manager.conf: the ``<ruleset>`` and ``<alerts>`` blocks,
+``<analysis>`` (how many analysis processes) and ``<global><limits><eps>`` (Wazuh's EPS limit).
 
 Paths are relative to the node's HOME, as in Wazuh. With no ``<ruleset>`` block the stock
 layout is used: ``ruleset/decoders`` and ``ruleset/rules`` then the user's ``etc/decoders``
@@ -7,6 +8,7 @@ and ``etc/rules``, plus every list found under ``etc/lists``.
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 import attrs
@@ -17,6 +19,43 @@ DEFAULT_DECODER_DIRS = ("ruleset/decoders", "etc/decoders")
 DEFAULT_RULE_DIRS = ("ruleset/rules", "etc/rules")
 DEFAULT_LOG_ALERT_LEVEL = 3
 DEFAULT_EMAIL_ALERT_LEVEL = 12
+#: At most this many analysis processes.
+MAX_WORKERS = 256
+#: Wazuh's bounds for ``<limits><eps>``: maximum events per second, and the timeframe.
+MAX_EPS = 100_000
+DEFAULT_EPS_TIMEFRAME = 10
+MAX_EPS_TIMEFRAME = 3600
+
+
+def default_workers() -> int:
+    """One analysis process per CPU this process may run on (at least one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@attrs.frozen
+class AnalysisSettings:
+    """How analysis runs: ``workers`` child processes (0: one thread in the node process),
+    and Wazuh's EPS limit, ``eps_maximum`` events per second over ``eps_timeframe`` seconds
+    (0: no limit)."""
+
+    workers: int = 1
+    eps_maximum: int = 0
+    eps_timeframe: int = DEFAULT_EPS_TIMEFRAME
+
+
+def parse_analysis(analysis: Section, global_: Section) -> AnalysisSettings:
+    """Read ``<analysis><workers>`` and ``<global><limits><eps>``; raise ConfigError."""
+    workers = analysis.integer("workers", default_workers(), 0, MAX_WORKERS)
+    element = global_.element.find("limits/eps") if global_.element is not None else None
+    eps = Section(element, global_.source, "global><limits><eps")
+    return AnalysisSettings(
+        workers=workers,
+        eps_maximum=eps.integer("maximum", 0, 0, MAX_EPS),
+        eps_timeframe=eps.integer("timeframe", DEFAULT_EPS_TIMEFRAME, 1, MAX_EPS_TIMEFRAME),
+    )
 
 
 @attrs.frozen
@@ -80,4 +119,4 @@ def parse_ruleset(section: Section, alerts: Section | None = None) -> RulesetSet
     return ruleset
 
 
-__all__ = ["ConfigError", "RulesetSettings", "parse_ruleset"]
+__all__ = ["AnalysisSettings", "ConfigError", "RulesetSettings", "parse_analysis", "parse_ruleset"]

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from wazuhcluster.config.analysis_settings import RulesetSettings, parse_ruleset
+from wazuhcluster.config.analysis_settings import (
+    AnalysisSettings,
+    RulesetSettings,
+    parse_analysis,
+    parse_ruleset,
+)
 from wazuhcluster.config.api_settings import ApiSettings, parse_api
 from wazuhcluster.config.auth_settings import AuthSettings, parse_auth
 from wazuhcluster.config.cluster import NodeConfig
@@ -29,6 +34,7 @@ class NodeSections:
     agents: AgentsSettings
     ruleset: RulesetSettings
     api: ApiSettings
+    analysis: AnalysisSettings = AnalysisSettings()
 
 
 def load_sections(config: NodeConfig) -> NodeSections:
@@ -39,4 +45,5 @@ def load_sections(config: NodeConfig) -> NodeSections:
         agents=parse_global_agents(config.section("global")),
         ruleset=parse_ruleset(config.section("ruleset"), config.section("alerts")),
         api=parse_api(config.section("api"), config.home),
+        analysis=parse_analysis(config.section("analysis"), config.section("global")),
     )

@@ -63,6 +63,14 @@ class ReconnectAgents(amp.Command):
     errors = _ERRORS
 
 
+class AnalysisStats(amp.Command):
+    """This node's analysis intake: received, processed, dropped, queue, EPS, per process."""
+
+    arguments = []
+    response = [(b"stats", Json())]
+    errors = _ERRORS
+
+
 class ReloadRuleset(amp.Command):
     """Rebuild the node's analysis engine from the ruleset on disk (as SIGHUP does)."""
 

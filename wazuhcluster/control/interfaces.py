@@ -28,3 +28,6 @@ class IControlBackend(Interface):
 
     async def reload() -> str:
         """Reload the node's ruleset."""
+
+    async def analysis_stats() -> dict[str, Any]:
+        """This node's analysis intake numbers (with its name)."""

@@ -46,6 +46,11 @@ class ControlProtocol(amp.AMP):
         """Answer ReloadRuleset from the backend."""
         return {"message": await self.backend.reload()}
 
+    @commands.AnalysisStats.responder
+    async def analysis_stats(self) -> dict[str, Any]:
+        """Answer AnalysisStats from the backend."""
+        return {"stats": await self.backend.analysis_stats()}
+
     @commands.ReconnectAgents.responder
     async def reconnect_agents(self, agents: Any, count: int) -> dict[str, Any]:
         """Answer ReconnectAgents from the backend."""

@@ -192,6 +192,12 @@ class MasterNode:
         await self.ruleset.reload()
         return "Ruleset reloaded."
 
+    async def analysis_stats(self) -> dict[str, Any]:
+        """Control: this node's analysis intake numbers."""
+        if self.ruleset is None:
+            raise ControlError("this node runs no analysis")
+        return {"node": self.config.cluster.node_name, **self.ruleset.intake()}
+
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents to reconnect, wherever they are connected."""
         if self.reconnector is None:

@@ -1,22 +1,26 @@
 """Analysis on a node: agent events → decoders and rules → logs/alerts/alerts.json.
 
 Events from the agent channel are queued (bounded: when full, new events are dropped and
-counted, never blocking the reactor) and analysed in batches on one dedicated thread, which
-alone owns the engine's correlation state and the alert writer. A reload builds the new
-engine in another thread and swaps it in between two batches; a ruleset that fails to load
-is logged with its file, line and reason, and the old engine keeps running.
+counted per agent, never blocking the reactor) and analysed in batches, either by the pool
+of analysis processes (``<analysis><workers>``, :mod:`wazuhcluster.node.analysis_pool`) or,
+with ``workers`` 0, on one dedicated thread which alone owns the engine's correlation state.
+Alerts have one writer per node, on the service's own thread. A reload builds the new
+engine(s) off the reactor and swaps them in between two batches; a ruleset that fails to
+load is logged with its file, line and reason, and the old engine keeps running. Wazuh's EPS
+limit (``<global><limits><eps>``) holds events in the queue rather than analysing them.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
-from typing import Any
+from collections import Counter, deque
+from typing import Any, cast
 
-from attrs import define
+from attrs import define, field
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorFromThreads, IReactorProcess, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -28,6 +32,8 @@ from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
+from wazuhcluster.node.analysis_pool import AnalysisPool, Spawner, process_spawner
+from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -46,6 +52,21 @@ class AnalysisStats:
     dropped: int = 0
     reloads: int = 0
     failed_reloads: int = 0
+    failed: int = 0
+    lost: int = 0
+    dropped_by_agent: Counter[str] = field(factory=Counter)
+
+
+def to_event(item: AgentEvent) -> Event:
+    """The analysis event of an agent's event (the one place the two shapes meet)."""
+    return Event(
+        item.message,
+        location=item.location,
+        agent_id=item.agent_id,
+        agent_name=item.name,
+        agent_ip=item.registered_ip,
+        timestamp=item.received,
+    )
 
 
 @implementer(IEventSink, IRuleset)
@@ -62,6 +83,9 @@ class AnalysisService(Service):
         queue_size: int = 131072,
         run_in_thread: RunInThread = run_in_reactor_pool,
         analysis_thread: RunInThread | None = None,
+        workers: int = 0,
+        limiter: EpsLimiter | None = None,
+        spawn: Spawner | None = None,
     ) -> None:
         self.home = home
         self.settings = settings
@@ -79,6 +103,16 @@ class AnalysisService(Service):
         self._batch: Deferred[None] | None = None
         self._reloading: Deferred[None] | None = None
         self._reload_again = False
+        self._draining = False
+        self.clock = cast(IReactorTime, reactor)
+        self.workers = workers
+        self.limiter = limiter or EpsLimiter(0, 1)
+        self._spawn = spawn
+        #: The analysis processes (None with ``workers`` 0: the analysis thread).
+        self.processes: AnalysisPool | None = None
+        self._ticker: LoopingCall | None = None
+        self._rates = {name: RateWindow() for name in ("received", "processed", "dropped")}
+        self._writes: Deferred[None] = succeed(None)
 
     # --- lifecycle -------------------------------------------------------------------------
     def startService(self) -> None:
@@ -91,7 +125,38 @@ class AnalysisService(Service):
         if self._analysis_thread is None:
             self._pool = ThreadPool(1, 1, name="analysis")
             self._pool.start()
-        self.reload()
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.clock = self.clock
+        self._ticker.start(1.0, now=False)
+        if self.workers > 0:
+            spawn = self._spawn or process_spawner(cast(IReactorProcess, self.reactor), self.log)
+            self.processes = AnalysisPool(
+                self.workers,
+                spawn,
+                self.clock,
+                self.log,
+                str(self.home.root),
+                self.settings,
+                self.identity,
+                self._write_alerts,
+                self.limiter,
+            )
+            self.processes.start().addCallback(lambda _: self.reload())
+        else:
+            self.reload()
+
+    def _tick(self) -> None:
+        """Every second: the EPS windows, and events held back by the EPS limit."""
+        now = self.clock.seconds()
+        stats = self.stats
+        self._rates["received"].sample(now, stats.received)
+        self._rates["processed"].sample(now, self._processed())
+        self._rates["dropped"].sample(now, stats.dropped)
+        if self.processes is not None:
+            self.processes.sample()
+            self.processes.pump()
+        else:
+            self._kick()
 
     def _on_analysis_thread(self, function: Any, *args: Any) -> Deferred[Any]:
         if self._analysis_thread is not None:
@@ -105,40 +170,82 @@ class AnalysisService(Service):
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        self._draining = True
+        processes = self.processes
+        if processes is not None:
+            await processes.drain()
+            await processes.stop()
         while self._batch is not None or (self.queue and self.engine is not None):
             if self._batch is None:
                 self._kick()
             if self._batch is not None:
                 await self._batch
+        await self._writes
         writer, self.writer = self.writer, None
         if writer is not None:
             await self._on_analysis_thread(writer.close)
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
-        if self.queue:
-            self.log.warn(
-                "{count} events were not analysed (no ruleset loaded).", count=len(self.queue)
-            )
+        left = self.queued()
+        if left:
+            self.log.warn("{count} events were not analysed (no ruleset loaded).", count=left)
 
     # --- events ------------------------------------------------------------------------------
+    def queued(self) -> int:
+        """Events waiting in the queue (all lanes)."""
+        if self.processes is not None:
+            return self.processes.queued
+        return len(self.queue)
+
+    def _processed(self) -> int:
+        if self.processes is not None:
+            return self.processes.totals().processed
+        return self.stats.analysed
+
     def __call__(self, event: AgentEvent) -> None:
         """The agent channel's event sink: queue the event (drop it when the queue is full)."""
-        self.stats.received += 1
-        if len(self.queue) >= self.queue_size:
-            self.stats.dropped += 1
-            if self.stats.dropped % 10000 == 1:
+        stats = self.stats
+        stats.received += 1
+        if self.queued() >= self.queue_size:
+            stats.dropped += 1
+            stats.dropped_by_agent[event.agent_id] += 1
+            if stats.dropped % 10000 == 1:
                 self.log.warn(
-                    "Analysis queue full: {count} events dropped so far.", count=self.stats.dropped
+                    "Analysis queue full: {count} events dropped so far.", count=stats.dropped
                 )
+            return
+        if self.processes is not None:
+            self.processes.put(to_event(event))
             return
         self.queue.append(event)
         self._kick()
 
+    def _write_alerts(self, text: str, count: int) -> None:
+        """The pool's alerts, appended in arrival order by the one writer thread."""
+        self.stats.alerts += count
+        self._writes = self._on_analysis_thread(self._append, text)
+
+    def _append(self, text: str) -> None:
+        writer = self.writer
+        if writer is not None:
+            writer.write_lines(text)
+            writer.flush()
+
     def _kick(self) -> None:
         if self._batch is not None or self.engine is None or not self.queue:
             return
-        batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
+        count = min(BATCH, len(self.queue))
+        if not self._draining:
+            now = self.clock.seconds()
+            count = min(count, self.limiter.available(now))
+            if count <= 0:
+                self.limiter.waits += 1
+                return  # held back by the EPS limit until the next tick
+            self.limiter.take(now, count)
+        batch = [self.queue.popleft() for _ in range(count)]
         done = self._on_analysis_thread(self._analyse, self.engine, batch)
         self._batch = done
 
@@ -154,18 +261,13 @@ class AnalysisService(Service):
         """On the analysis thread: decode, match, write the alerts of one batch."""
         writer = self.writer
         alerts = 0
+        failed = 0
         for item in batch:
-            event = Event(
-                item.message,
-                location=item.location,
-                agent_id=item.agent_id,
-                agent_name=item.name,
-                agent_ip=item.registered_ip,
-                timestamp=item.received,
-            )
+            event = to_event(item)
             try:
                 alert = engine.process(event)
             except Exception as error:  # one bad event must not stop the others
+                failed += 1
                 self.reactor.callFromThread(
                     self.log.error,
                     "Could not analyse an event of agent {id}: {error}",
@@ -180,6 +282,7 @@ class AnalysisService(Service):
             writer.flush()
         self.stats.analysed += len(batch)
         self.stats.alerts += alerts
+        self.stats.failed += failed
 
     def reopen_alerts(self) -> Deferred[None]:
         """Close and reopen alerts.json (after logrotate renamed it), between two batches."""
@@ -207,31 +310,86 @@ class AnalysisService(Service):
         try:
             while True:
                 self._reload_again = False
-                try:
-                    engine = await self.run_in_thread(
-                        load_engine, str(self.home.root), self.settings, self.identity
-                    )
-                except Exception as error:
-                    self.stats.failed_reloads += 1
-                    self.log.error(
-                        "Could not load the ruleset, keeping the {which} one: {error}",
-                        which="current" if self.engine is not None else "(none)",
-                        error=str(error),
-                    )
+                if self.processes is not None:
+                    await self._reload_processes(self.processes)
                 else:
-                    self.engine = engine
-                    self.stats.reloads += 1
-                    self.log.info(
-                        "Ruleset loaded ({warnings} warnings).",
-                        warnings=len(getattr(engine, "warnings", ())),
-                    )
-                    for warning in list(getattr(engine, "warnings", ()))[:20]:
-                        self.log.warn("Ruleset: {warning}", warning=warning)
-                    self._kick()
+                    await self._reload_engine()
                 if not self._reload_again:
                     return
         finally:
             self._reloading = None
+
+    async def _reload_engine(self) -> None:
+        try:
+            engine = await self.run_in_thread(
+                load_engine, str(self.home.root), self.settings, self.identity
+            )
+        except Exception as error:
+            self._reload_failed(str(error), self.engine is not None)
+        else:
+            self.engine = engine
+            self._reloaded(list(getattr(engine, "warnings", ())))
+            self._kick()
+
+    async def _reload_processes(self, processes: AnalysisPool) -> None:
+        had = processes.loaded
+        outcome = await processes.reload()
+        if outcome.ok:
+            self._reloaded(list(outcome.warnings))
+        else:
+            self._reload_failed(outcome.error or "unknown error", had)
+
+    def _reload_failed(self, error: str, had_one: bool) -> None:
+        self.stats.failed_reloads += 1
+        self.log.error(
+            "Could not load the ruleset, keeping the {which} one: {error}",
+            which="current" if had_one else "(none)",
+            error=error,
+        )
+
+    def _reloaded(self, warnings: list[str]) -> None:
+        self.stats.reloads += 1
+        self.log.info("Ruleset loaded ({warnings} warnings).", warnings=len(warnings))
+        for warning in warnings[:20]:
+            self.log.warn("Ruleset: {warning}", warning=warning)
+
+    # --- numbers -------------------------------------------------------------------------------
+    def intake(self) -> dict[str, Any]:
+        """The node's intake numbers, as ``wazuh-cluster-control -i more`` shows them."""
+        stats = self.stats
+        failed, lost = stats.failed, stats.lost
+        processes: list[dict[str, Any]] = []
+        if self.processes is not None:
+            totals = self.processes.totals()
+            failed, lost = totals.failed, totals.lost
+            processes = self.processes.describe()
+        processed = self._processed()
+        top = stats.dropped_by_agent.most_common(10)
+        return {
+            "workers": self.workers,
+            "received": stats.received,
+            "decoded": processed - failed,
+            "processed": processed,
+            "failed": failed,
+            "alerts_written": stats.alerts,
+            "dropped": stats.dropped,
+            "lost": lost,
+            "queue_length": self.queued(),
+            "queue_size": self.queue_size,
+            "eps_10s": self._rates["processed"].rate(10),
+            "eps_1m": self._rates["processed"].rate(60),
+            "received_eps_10s": self._rates["received"].rate(10),
+            "received_eps_1m": self._rates["received"].rate(60),
+            "eps_limit": {
+                "maximum": self.limiter.maximum,
+                "timeframe": self.limiter.timeframe,
+                "held_back": self.limiter.waits,
+            },
+            "dropped_by_agent": dict(top),
+            "reloads": stats.reloads,
+            "failed_reloads": stats.failed_reloads,
+            "processes": processes,
+        }
 
 
 def node_identity(node_name: str, cluster_name: str, hidden: bool) -> Identity:

@@ -22,6 +22,7 @@ from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.interfaces import IControlBackend
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.node.analysis_service import AnalysisService, node_identity
+from wazuhcluster.node.intake import EpsLimiter
 from wazuhcluster.registry.keys import KeysDelta
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
@@ -48,6 +49,8 @@ class NodeServices:
             reactor,
             ClusterLog(tag, "Main"),
             queue_size=sections.remote.queue_size,
+            workers=sections.analysis.workers,
+            limiter=EpsLimiter(sections.analysis.eps_maximum, sections.analysis.eps_timeframe),
         )
         self.channel = AgentChannelService(
             home.client_keys,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
@@ -14,3 +16,6 @@ class IRuleset(Interface):
 
     def reopen_alerts() -> Deferred[None]:
         """Reopen alerts.json (after logrotate moved it)."""
+
+    def intake() -> dict[str, Any]:
+        """The intake numbers: received, processed, dropped, queue, EPS, per process."""

@@ -249,8 +249,60 @@ async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
 
 async def _health(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     health = (await ask(commands.ClusterHealth))["health"]
-    text = format_health_more(health) if args.health == "more" else format_health(health)
-    return text, health
+    if args.health != "more":
+        return format_health(health), health
+    text = format_health_more(health)
+    try:
+        stats = (await ask(commands.AnalysisStats))["stats"]
+    except (commands.ControlError, amp.UnknownRemoteError, amp.RemoteAmpError):
+        return text, health  # a node that runs no analysis (or an older one)
+    return text + "\n\n" + format_analysis(stats), {**health, "analysis": stats}
+
+
+def _eps_limit(limit: dict[str, Any]) -> str:
+    if not limit.get("maximum"):
+        return "none"
+    return (
+        f"{limit['maximum']} per second over {limit['timeframe']} s "
+        f"(held back {limit.get('held_back', 0)} times)"
+    )
+
+
+def format_analysis(stats: dict[str, Any]) -> str:
+    """``-i more``: the asked node's analysis intake, and each analysis process's share."""
+    lines = [
+        f"Analysis on {stats.get('node', 'this node')}:",
+        f"    Events: received {stats['received']} | decoded {stats['decoded']} | "
+        f"processed {stats['processed']} | failed {stats['failed']} | "
+        f"dropped {stats['dropped']} | lost {stats['lost']}.",
+        f"    Alerts written: {stats['alerts_written']}.",
+        f"    Queue: {stats['queue_length']} of {stats['queue_size']}.",
+        f"    EPS processed: {stats['eps_10s']} (10 s) | {stats['eps_1m']} (1 min); "
+        f"received: {stats['received_eps_10s']} (10 s) | {stats['received_eps_1m']} (1 min).",
+        f"    EPS limit: {_eps_limit(stats.get('eps_limit', {}))}.",
+    ]
+    dropped = stats.get("dropped_by_agent") or {}
+    if dropped:
+        lines.append(
+            "    Dropped by agent (top 10): "
+            + ", ".join(f"{agent}: {count}" for agent, count in dropped.items())
+            + "."
+        )
+    processes = stats.get("processes") or []
+    if not processes:
+        lines.append("    Analysis processes: none (one thread in the node's process).")
+    else:
+        lines.append(f"    Analysis processes ({len(processes)}):")
+        for process in processes:
+            state = "running" if process["running"] else "starting"
+            lines.append(
+                f"        {process['lane']} (pid {process['pid']}): {state} | "
+                f"processed {process['processed']} | alerts {process['alerts']} | "
+                f"EPS {process['eps_10s']} (10 s) {process['eps_1m']} (1 min) | "
+                f"queued {process['queued']} | failed {process['failed']} | "
+                f"lost {process['lost']} | restarts {process['restarts']}."
+            )
+    return "\n".join(lines)
 
 
 async def _reconnect(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:

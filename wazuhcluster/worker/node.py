@@ -70,6 +70,12 @@ class WorkerNode:
         await self.ruleset.reload()
         return "Ruleset reloaded."
 
+    async def analysis_stats(self) -> dict[str, Any]:
+        """Control: this worker's analysis intake numbers."""
+        if self.ruleset is None:
+            raise ControlError("this node runs no analysis")
+        return {"node": self.config.cluster.node_name, **self.ruleset.intake()}
+
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents connected to this worker to reconnect."""
         if self.channel is None:

@@ -1,0 +1,110 @@
+"""The analysis pool with real child processes: alerts, a killed child started again, a
+reload reaching every child, and a stop that drains the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.internet import reactor as global_reactor
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.config.analysis_settings import RulesetSettings
+from wazuhcluster.config.home import Home
+from wazuhcluster.node.analysis_service import AnalysisService
+from wazuhcluster.util.logs import ClusterLog
+
+DEADLINE = 60.0
+SSH_FAIL = (
+    "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin "
+    "from 198.51.100.7 port 5555 ssh2"
+)
+MARKER_RULE = (
+    '<group name="local,">\n  <rule id="100300" level="7">\n    <match>REAL-POOL-MARKER</match>\n'
+    "    <description>Pool marker</description>\n  </rule>\n</group>\n"
+)
+
+
+def agent_event(message: str, agent_id: str) -> AgentEvent:
+    """An agent event as the channel hands it over."""
+    return AgentEvent(
+        agent_id, f"agent-{agent_id}", "10.0.0.7", "1", "/var/log/auth.log", message, 1e9
+    )
+
+
+class RealPoolTests(TestCase):
+    """Two real analysis processes behind one service."""
+
+    timeout = 120
+
+    async def wait(self, condition: Callable[[], bool], what: str) -> None:
+        """Poll ``condition`` every 50 ms until it holds, or fail after the deadline."""
+        clock = cast(IReactorTime, global_reactor)
+        waited = 0.0
+        while not condition():
+            if waited > DEADLINE:
+                self.fail(f"timed out waiting for {what}")
+            await deferLater(clock, 0.05, lambda: None)
+            waited += 0.05
+
+    async def test_pool_end_to_end(self) -> None:
+        """Events from 10 agents become alerts; a killed child is replaced and counted;
+        a reload reaches both children; stopping analyses everything still queued."""
+        home = Home(Path(self.mktemp()))
+        home.make_dirs()
+        service = AnalysisService(
+            home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            global_reactor,  # type: ignore[arg-type]
+            ClusterLog("Worker w1", "Main"),
+            workers=2,
+        )
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        pool = service.processes
+        assert pool is not None
+        await self.wait(
+            lambda: pool.loaded and all(lane.ready for lane in pool.lanes), "the ruleset"
+        )
+        pids = {lane.handle.pid for lane in pool.lanes if lane.handle is not None}
+        self.assertEqual(len(pids), 2)
+        self.assertNotIn(os.getpid(), pids)
+
+        for index in range(200):
+            service(agent_event(SSH_FAIL, f"{index % 10:03d}"))
+        await self.wait(lambda: pool.totals().processed == 200, "200 events analysed")
+
+        victim = pool.lanes[0].handle
+        assert victim is not None and victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        await self.wait(lambda: pool.lanes[0].stats.restarts == 1, "the death noticed")
+        await self.wait(lambda: pool.lanes[0].ready, "the child started again")
+        self.assertNotIn(pool.lanes[0].handle.pid, pids)  # type: ignore[union-attr]
+
+        (home.etc / "rules" / "local_rules.xml").write_text(MARKER_RULE)
+        await service.reload()
+        self.assertEqual(service.stats.failed_reloads, 0)
+        for index in range(2000):
+            service(agent_event(f"web1 myapp: REAL-POOL-MARKER {index}", f"{index % 10:03d}"))
+        await service.stopService()
+        numbers: dict[str, Any] = service.intake()
+        self.assertEqual(numbers["processed"] + numbers["lost"], 2200)
+        self.assertEqual(numbers["queue_length"], 0)
+        alerts = [
+            json.loads(line) for line in (home.alerts_dir / "alerts.json").read_text().splitlines()
+        ]
+        marked = [alert for alert in alerts if alert["rule"]["id"] == "100300"]
+        self.assertEqual(len(marked), 2000)
+        self.assertEqual(
+            {alert["agent"]["id"] for alert in marked}, {f"{i:03d}" for i in range(10)}
+        )
+        self.assertTrue(all(lane.handle is None or lane.handle.pid is None for lane in pool.lanes))

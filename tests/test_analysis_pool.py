@@ -1,0 +1,456 @@
+"""The analysis pool with in-memory children (the real child protocol over iosim): agent
+affinity, batching, atomic reloads, restarts after a death, draining; and the service and
+its settings around it (EPS limit, intake numbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.analysis.engine import Event
+from wazuhcluster.analysis.loader import install_default_ruleset
+from wazuhcluster.config.analysis_settings import (
+    AnalysisSettings,
+    RulesetSettings,
+    default_workers,
+    parse_analysis,
+)
+from wazuhcluster.config.home import Home
+from wazuhcluster.config.xmlconfig import ConfigError, Section
+from wazuhcluster.node import analysis_pool
+from wazuhcluster.node.analysis_child import AnalysisChild, decode_events
+from wazuhcluster.node.analysis_pool import AnalysisPool, lane_of
+from wazuhcluster.node.analysis_service import AnalysisService
+from wazuhcluster.node.intake import EpsLimiter, RateWindow
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import run_inline
+
+MARKER_RULE = (
+    '<group name="local,">\n  <rule id="100200" level="7">\n    <match>POOL-MARKER</match>\n'
+    "    <description>Pool marker</description>\n  </rule>\n</group>\n"
+)
+SSH_FAIL = (
+    "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin "
+    "from 198.51.100.7 port 5555 ssh2"
+)
+
+
+class RecordingChild(AnalysisChild):
+    """The real child protocol, remembering each batch's agent ids and sizes."""
+
+    def __init__(self, lane: int, fail_prepare: bool = False) -> None:
+        super().__init__()
+        self.index = lane
+        self.fail_prepare = fail_prepare
+        self.batches: list[list[str]] = []
+
+    def prepare(self) -> dict[str, Any]:
+        """Fail on demand, else load for real."""
+        if self.fail_prepare:
+            return {"ok": False, "error": "broken on purpose", "warnings": []}
+        return super().prepare()
+
+    def analyse(self, events: bytes) -> dict[str, Any]:
+        """Record the batch, then analyse it for real."""
+        self.batches.append([event.agent_id for event in decode_events(events)])
+        return super().analyse(events)
+
+
+class FakeChild:
+    """A child process in memory: AMP to a :class:`RecordingChild` over an iosim pump."""
+
+    def __init__(self, lane: int, fail_prepare: bool = False) -> None:
+        self.child = RecordingChild(lane, fail_prepare)
+        self.remote = amp.AMP()
+        self.ended: Deferred[None] = Deferred()
+        self.pid: int | None = 4000 + lane
+        self.stopped = False
+        self.pump = iosim.connect(
+            self.child,
+            iosim.makeFakeServer(self.child),
+            self.remote,
+            iosim.makeFakeClient(self.remote),
+            greet=False,
+        )
+
+    def stop(self) -> None:
+        """Answer what was asked, then exit cleanly."""
+        self.stopped = True
+        self.pump.flush()
+        self.end(ProcessDone(0))
+
+    def kill(self) -> None:
+        """Die at once."""
+        self.end(ProcessTerminated(signal=9))
+
+    def end(self, reason: Exception) -> None:
+        """The process is gone: its calls in flight fail, then the pool hears of it."""
+        if self.ended.called:
+            return
+        self.pid = None
+        self.remote.connectionLost(Failure(reason))
+        self.ended.callback(None)
+
+
+class PoolTestCase(SynchronousTestCase):
+    """A home with the default ruleset, a clock, and a pool of in-memory children."""
+
+    lanes = 2
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp())
+        self.home = Home(self.root)
+        self.home.make_dirs()
+        install_default_ruleset(str(self.root))
+        self.clock = Clock()
+        self.children: list[FakeChild] = []
+        self.failing: set[int] = set()
+        self.written: list[str] = []
+
+    def spawn(self, lane: int) -> FakeChild:
+        """The pool's spawner: a new in-memory child for ``lane``."""
+        child = FakeChild(lane, lane in self.failing)
+        self.children.append(child)
+        return child
+
+    def make_pool(self, limiter: EpsLimiter | None = None) -> AnalysisPool:
+        """A started pool with the ruleset loaded in every child."""
+        pool = AnalysisPool(
+            self.lanes,
+            self.spawn,
+            self.clock,
+            ClusterLog("Worker w1", "Main"),
+            str(self.root),
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            lambda text, count: self.written.append(text),
+            limiter,
+        )
+        started = pool.start()
+        self.flush()
+        self.successResultOf(started)
+        loaded = Deferred.fromCoroutine(pool.reload())
+        self.flush()
+        self.assertTrue(self.successResultOf(loaded).ok)
+        return pool
+
+    def flush(self) -> None:
+        """Move every byte between the pool and its children until all is quiet."""
+        moved = True
+        while moved:
+            moved = False
+            self.clock.advance(0)
+            for child in list(self.children):
+                if not child.ended.called and child.pump.flush():
+                    moved = True
+
+    def live(self, lane: int) -> FakeChild:
+        """The running child of ``lane``."""
+        return [c for c in self.children if c.child.index == lane and not c.ended.called][-1]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts handed to the writer so far."""
+        return [json.loads(line) for text in self.written for line in text.splitlines()]
+
+
+def event(message: str, agent_id: str = "001") -> Event:
+    """An analysis event of ``agent_id``."""
+    return Event(message, location="/var/log/auth.log", agent_id=agent_id, timestamp=100.0)
+
+
+class AffinityAndBatchingTests(PoolTestCase):
+    """Where events go and how many travel per call."""
+
+    def test_agent_stays_on_one_lane(self) -> None:
+        """Every event of an agent reaches the same child; agents spread over lanes."""
+        pool = self.make_pool()
+        for round_ in range(3):
+            for agent in ("001", "002", "003", "004", "web"):
+                pool.put(event(f"{SSH_FAIL} {round_}", agent))
+        self.flush()
+        seen: dict[str, set[int]] = {}
+        for child in self.children:
+            for batch in child.child.batches:
+                for agent in batch:
+                    seen.setdefault(agent, set()).add(child.child.index)
+        self.assertEqual(
+            {agent: len(lanes) for agent, lanes in seen.items()}, dict.fromkeys(seen, 1)
+        )
+        self.assertEqual(seen["001"], {lane_of("001", 2)})
+        self.assertEqual(seen["002"], {lane_of("002", 2)})
+        self.assertNotEqual(seen["001"], seen["002"])
+        self.assertEqual(pool.totals().processed, 15)
+        self.assertEqual(len(self.alerts()), 15)
+        self.assertEqual(len({alert["id"] for alert in self.alerts()}), 15)
+
+    def test_batches_by_count_and_window(self) -> None:
+        """Events go in calls of at most BATCH_EVENTS, with WINDOW calls in flight."""
+        pool = self.make_pool()
+        for _ in range(1200):
+            pool.put(event("web1 myapp: nothing to see", "001"))
+        self.assertEqual(pool.lanes[lane_of("001", 2)].inflight, 0)
+        self.clock.advance(0)
+        child = self.live(lane_of("001", 2))
+        self.assertEqual(pool.lanes[lane_of("001", 2)].inflight, analysis_pool.WINDOW)
+        self.assertEqual(pool.queued, 1200 - 2 * analysis_pool.BATCH_EVENTS)
+        self.flush()
+        self.assertEqual([len(b) for b in child.child.batches], [500, 500, 200])
+        self.assertEqual(pool.queued, 0)
+
+    def test_large_batches_split_by_size(self) -> None:
+        """Long messages make smaller calls, each carried over several AMP values."""
+        pool = self.make_pool()
+        long_line = "web1 myapp: " + "x" * 20_000
+        for _ in range(40):
+            pool.put(event(long_line, "002"))
+        self.flush()
+        sizes = [len(b) for b in self.live(lane_of("002", 2)).child.batches]
+        self.assertEqual(sum(sizes), 40)
+        self.assertTrue(all(size <= 14 for size in sizes), sizes)
+        self.assertEqual(pool.totals().processed, 40)
+
+
+class ReloadTests(PoolTestCase):
+    """A reload reaches every child at one point of the event stream, or none."""
+
+    def test_reload_switches_every_child_at_once(self) -> None:
+        """Events dispatched before the commit meet the old ruleset, later ones the new."""
+        pool = self.make_pool()
+        (self.root / "etc" / "rules" / "local_rules.xml").write_text(MARKER_RULE)
+        reloading = Deferred.fromCoroutine(pool.reload())
+        for agent in ("001", "002"):  # sent behind Prepare, before Commit
+            pool.put(event("web1 myapp: POOL-MARKER early", agent))
+        self.flush()
+        self.assertTrue(self.successResultOf(reloading).ok)
+        for agent in ("001", "002"):
+            pool.put(event("web1 myapp: POOL-MARKER late", agent))
+        self.flush()
+        marked = [a for a in self.alerts() if a["rule"]["id"] == "100200"]
+        self.assertEqual(sorted(a["agent"]["id"] for a in marked), ["001", "002"])
+        self.assertTrue(all("late" in a["full_log"] for a in marked))
+
+    def test_one_failure_keeps_the_old_ruleset_everywhere(self) -> None:
+        """When one child cannot load the new ruleset, no child switches."""
+        pool = self.make_pool()
+        (self.root / "etc" / "rules" / "local_rules.xml").write_text(MARKER_RULE)
+        self.live(1).child.fail_prepare = True
+        reloading = Deferred.fromCoroutine(pool.reload())
+        self.flush()
+        outcome = self.successResultOf(reloading)
+        self.assertEqual((outcome.ok, outcome.error), (False, "broken on purpose"))
+        self.assertIsNone(self.live(0).child.pending)
+        for agent in ("001", "002"):
+            pool.put(event("web1 myapp: POOL-MARKER", agent))
+        self.flush()
+        self.assertEqual([a for a in self.alerts() if a["rule"]["id"] == "100200"], [])
+
+
+class RestartTests(PoolTestCase):
+    """A child that dies is started again; what it had in flight is counted as lost."""
+
+    def test_death_counts_loss_and_restarts(self) -> None:
+        """The batch in flight is lost and logged; the new child takes the queued events."""
+        pool = self.make_pool()
+        lane = lane_of("001", 2)
+        for _ in range(700):
+            pool.put(event(SSH_FAIL, "001"))
+        self.clock.advance(0)
+        self.live(lane).kill()
+        self.assertEqual(pool.lanes[lane].stats.lost, 700 - pool.queued)
+        self.assertEqual(pool.lanes[lane].stats.restarts, 1)
+        spawned = len(self.children)
+        self.clock.advance(0)
+        self.assertEqual(len(self.children), spawned + 1)
+        self.flush()
+        self.assertTrue(pool.lanes[lane].ready)
+        self.assertEqual(pool.queued, 0)
+        stats = pool.lanes[lane].stats
+        self.assertEqual(stats.processed + stats.lost, 700)
+        errors = [e for e in self.flushLoggedErrors()]
+        self.assertEqual(errors, [])
+
+    def test_repeated_deaths_back_off(self) -> None:
+        """A child dying again before any batch succeeds waits before its next start."""
+        pool = self.make_pool()
+        self.live(0).kill()
+        self.clock.advance(0)
+        self.flush()
+        self.live(0).kill()
+        spawned = len(self.children)
+        self.clock.advance(0.4)
+        self.assertEqual(len(self.children), spawned)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.children), spawned + 1)
+        self.flush()
+        self.assertTrue(pool.lanes[0].ready)
+        self.assertEqual(pool.lanes[0].stats.restarts, 2)
+
+    def test_drain_then_stop(self) -> None:
+        """drain fires once every queued event is analysed; stop ends every child."""
+        pool = self.make_pool()
+        for index in range(1500):
+            pool.put(event(SSH_FAIL, f"{index % 7:03d}"))
+        drained = pool.drain()
+        self.assertNoResult(drained)
+        self.flush()
+        self.successResultOf(drained)
+        self.assertEqual(pool.totals().processed, 1500)
+        stopped = Deferred.fromCoroutine(pool.stop())
+        self.successResultOf(stopped)
+        self.assertTrue(all(child.stopped for child in self.children if child.pid is None))
+        self.assertTrue(all(child.ended.called for child in self.children))
+
+    def test_limit_holds_events_back(self) -> None:
+        """With an EPS limit, the pool sends only the credits of the window."""
+        pool = self.make_pool(EpsLimiter(10, 2))
+        for _ in range(50):
+            pool.put(event(SSH_FAIL, "001"))
+        self.flush()
+        self.assertEqual((pool.totals().processed, pool.queued), (20, 30))
+        self.clock.advance(2)
+        pool.pump()
+        self.flush()
+        self.assertEqual((pool.totals().processed, pool.queued), (40, 10))
+
+
+def agent_event(message: str, agent_id: str = "001") -> AgentEvent:
+    """An agent event as the channel hands it over."""
+    return AgentEvent(agent_id, "web-1", "10.0.0.7", "1", "/var/log/auth.log", message, 100.0)
+
+
+class ServiceWithPoolTests(PoolTestCase):
+    """The analysis service on the pool: alerts.json, the intake numbers, stop."""
+
+    def make_service(self, workers: int, limiter: EpsLimiter | None = None) -> AnalysisService:
+        """A started service; with workers, its children are in-memory ones."""
+        service = AnalysisService(
+            self.home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            self.clock,
+            ClusterLog("Worker w1", "Main"),
+            queue_size=100,
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+            workers=workers,
+            limiter=limiter,
+            spawn=self.spawn,
+        )
+        service.startService()
+        self.flush()
+        return service
+
+    def test_alerts_and_numbers(self) -> None:
+        """Alerts reach alerts.json; -i more's numbers add up, per process too."""
+        service = self.make_service(2)
+        for index in range(30):
+            service(agent_event(SSH_FAIL, f"{index % 3:03d}"))
+        self.flush()
+        for second in range(1, 12):
+            self.clock.advance(1)
+            if second == 5:
+                for _ in range(20):
+                    service(agent_event(SSH_FAIL, "004"))
+                self.flush()
+        numbers = service.intake()
+        self.assertEqual(numbers["received"], 50)
+        self.assertEqual((numbers["processed"], numbers["decoded"]), (50, 50))
+        self.assertEqual((numbers["queue_length"], numbers["queue_size"]), (0, 100))
+        self.assertGreater(numbers["alerts_written"], 40)
+        self.assertEqual(len(numbers["processes"]), 2)
+        self.assertEqual(sum(p["processed"] for p in numbers["processes"]), 50)
+        self.assertEqual(numbers["eps_10s"], 2.0)
+        self.successResultOf(service.stopService())
+        lines = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
+        self.assertEqual(len(lines), numbers["alerts_written"])
+        self.assertTrue(all(child.ended.called for child in self.children))
+
+    def test_full_queue_drops_per_agent(self) -> None:
+        """Events beyond the queue are dropped and counted per agent; the limit holds the
+        rest in the queue rather than dropping them."""
+        service = self.make_service(0, EpsLimiter(1, 10))
+        for _ in range(60):
+            service(agent_event(SSH_FAIL, "001"))
+        for _ in range(70):
+            service(agent_event(SSH_FAIL, "002"))
+        numbers = service.intake()
+        self.assertEqual(numbers["processed"], 10)
+        self.assertEqual(numbers["queue_length"], 100)
+        self.assertEqual(numbers["dropped"], 20)
+        self.assertEqual(numbers["dropped_by_agent"], {"002": 20})
+        self.clock.advance(10)
+        self.assertEqual(service.intake()["processed"], 20)
+        self.successResultOf(service.stopService())
+        self.assertEqual(service.intake()["processed"], 110)
+
+
+class IntakeArithmeticTests(SynchronousTestCase):
+    """The rate windows and the EPS limiter."""
+
+    def test_rate_window(self) -> None:
+        """EPS over 10 s and 1 min from per-second samples."""
+        window = RateWindow()
+        self.assertEqual(window.rate(10), 0.0)
+        for second in range(61):
+            window.sample(float(second), second * (100 if second > 50 else 10))
+        self.assertEqual(window.rate(10), (6000 - 500) / 10)
+        self.assertEqual(window.rate(60), 6000 / 60)
+
+    def test_limiter_window_slides(self) -> None:
+        """Credits used in a second come back ``timeframe`` seconds later."""
+        limiter = EpsLimiter(5, 2)
+        self.assertEqual(limiter.available(0.0), 10)
+        limiter.take(0.5, 8)
+        limiter.take(1.2, 2)
+        self.assertEqual(limiter.available(1.9), 0)
+        self.assertEqual(limiter.available(2.0), 8)
+        self.assertEqual(limiter.available(3.0), 10)
+        self.assertGreater(EpsLimiter(0, 10).available(0.0), 10**9)
+
+
+class AnalysisSettingsTests(SynchronousTestCase):
+    """<analysis><workers> and <global><limits><eps>."""
+
+    def parse(self, analysis: str = "", global_: str = "") -> AnalysisSettings:
+        """Parse the two blocks from XML text."""
+        from xml.etree.ElementTree import fromstring
+
+        a = fromstring(analysis) if analysis else None
+        g = fromstring(global_) if global_ else None
+        return parse_analysis(Section(a, "conf", "analysis"), Section(g, "conf", "global"))
+
+    def test_defaults(self) -> None:
+        """One process per CPU, no EPS limit, Wazuh's 10 s timeframe."""
+        self.assertEqual(self.parse(), AnalysisSettings(default_workers(), 0, 10))
+        self.assertGreaterEqual(default_workers(), 1)
+
+    def test_values(self) -> None:
+        """Workers 0 keeps the thread; the EPS block is read under <limits>."""
+        settings = self.parse(
+            "<analysis><workers>0</workers></analysis>",
+            "<global><limits><eps><maximum>500</maximum><timeframe>30</timeframe></eps>"
+            "</limits></global>",
+        )
+        self.assertEqual(settings, AnalysisSettings(0, 500, 30))
+
+    def test_bad_values(self) -> None:
+        """Out-of-range values name their option."""
+        with self.assertRaises(ConfigError) as caught:
+            self.parse("<analysis><workers>-1</workers></analysis>")
+        self.assertIn("<analysis><workers>", str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            self.parse("", "<global><limits><eps><maximum>100001</maximum></eps></limits></global>")
+        self.assertIn("<global><limits><eps><maximum>", str(caught.exception))
+        with self.assertRaises(ConfigError):
+            self.parse("", "<global><limits><eps><timeframe>0</timeframe></eps></limits></global>")

@@ -1,0 +1,576 @@
+"""The analysis pool: the engine in N child processes, spoken to over AMP (the parent side).
+
+Each *lane* is one child process (:mod:`wazuhcluster.node.analysis_child`) with its own
+queue. An agent's events always go to the same lane (its id modulo the number of lanes), so
+frequency, ``if_matched`` and accumulator state stay whole in one process; a lane sends a
+batch per AMP call (at most :data:`BATCH_EVENTS` events or about :data:`BATCH_BYTES`) and
+keeps at most :data:`WINDOW` batches in flight. Answers come back in call order, carrying
+ready alerts.json lines, which the pool hands to the node's one alert writer: alerts keep
+their order per agent.
+
+A reload is two-phase: every running child loads the new ruleset beside its current engine
+(:class:`Prepare`); only when all of them succeeded does the pool send every child
+:class:`Commit` in one go, so every event dispatched before that moment meets the old ruleset
+and every later one the new. One failure aborts everywhere, and the old ruleset stays.
+
+A child that dies loses its batches in flight (counted per lane and logged); its queued events
+wait while it is started again (after a back-off when it keeps dying) and loads the ruleset.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from attrs import define, field, frozen
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail
+from twisted.internet.error import ConnectionDone, ConnectionLost, ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.analysis.engine import Event
+from wazuhcluster.config.analysis_settings import RulesetSettings
+from wazuhcluster.node.analysis_child import (
+    CHILD_IN,
+    CHILD_OUT,
+    Abort,
+    Analyse,
+    Commit,
+    Hello,
+    Prepare,
+    encode_events,
+    settings_to_json,
+)
+from wazuhcluster.node.intake import EpsLimiter, RateWindow
+from wazuhcluster.util.logs import ClusterLog
+
+#: Events per AMP call, and the rough size (message and location bytes) of one call.
+BATCH_EVENTS = 500
+BATCH_BYTES = 256 * 1024
+#: Batches in flight per lane (one being analysed, one waiting in the pipe).
+WINDOW = 2
+#: Back-off before starting a child again: first, growth factor, ceiling (seconds).
+RESTART_FIRST = 0.5
+RESTART_MAX = 30.0
+#: Seconds a stopping child may take to exit before it is killed.
+STOP_GRACE = 10.0
+
+
+@frozen
+class ReloadOutcome:
+    """What a reload of the pool did."""
+
+    ok: bool
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class ChildHandle(Protocol):
+    """A running child as the pool sees it (a real process, or an in-memory one in tests)."""
+
+    remote: amp.AMP
+    ended: Deferred[None]
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, when it has one."""
+
+    def stop(self) -> None:
+        """Ask the child to finish (close its input)."""
+
+    def kill(self) -> None:
+        """End the child now."""
+
+
+Spawner = Callable[[int], ChildHandle]
+
+
+class _PipeTransport:
+    """AMP's transport to the child: writes go to the child's fd :data:`CHILD_IN`."""
+
+    def __init__(self, process: Any, lane: int) -> None:
+        self.process = process
+        self.lane = lane
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the child."""
+        self.process.writeToChild(CHILD_IN, data)
+
+    def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802 - Twisted's name
+        """Send several pieces."""
+        self.process.writeToChild(CHILD_IN, b"".join(data))
+
+    def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
+        """Close the child's input (it exits once it has answered everything)."""
+        self.process.closeChildFD(CHILD_IN)
+
+    def getPeer(self) -> str:  # noqa: N802 - Twisted's name
+        """AMP logs this."""
+        return f"analysis process {self.lane}"
+
+    def getHost(self) -> str:  # noqa: N802 - Twisted's name
+        """AMP logs this."""
+        return f"pid {getattr(self.process, 'pid', None)}"
+
+
+class ChildProcess(ProcessProtocol):
+    """One real child process: AMP on fds 3/4, its stdout and stderr lines to the log."""
+
+    def __init__(self, log: ClusterLog, lane: int) -> None:
+        self.log = log
+        self.lane = lane
+        self.remote = amp.AMP()
+        self.ended: Deferred[None] = Deferred()
+        self._partial: dict[int, bytes] = {}
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid (None once it has ended)."""
+        return getattr(self.transport, "pid", None)
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+        """Start AMP over the pipes."""
+        self.remote.makeConnection(_PipeTransport(self.transport, self.lane))
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N802, N803
+        """AMP on fd 4; any other output is logged line by line (bounded)."""
+        if childFD == CHILD_OUT:
+            self.remote.dataReceived(data)
+            return
+        text = self._partial.pop(childFD, b"") + data
+        *lines, rest = text.split(b"\n")
+        if len(rest) < 4096:
+            self._partial[childFD] = rest
+        for line in lines:
+            if line.strip():
+                self.log.warn(
+                    "Analysis process {lane}: {line}",
+                    lane=self.lane,
+                    line=line[:2000].decode("utf-8", "replace"),
+                )
+
+    def processEnded(self, reason: Failure) -> None:  # noqa: N802 - Twisted's name
+        """Fail the calls in flight, then tell the pool."""
+        self.remote.connectionLost(reason)
+        self.ended.callback(None)
+
+    def stop(self) -> None:
+        """Close the child's input; it answers what it has and exits."""
+        try:
+            self.transport.closeChildFD(CHILD_IN)  # type: ignore[union-attr]
+        except Exception as error:  # already gone
+            self.log.debug("Closing analysis process {lane}: {error}", lane=self.lane, error=error)
+
+    def kill(self) -> None:
+        """SIGKILL the child (when it did not stop in time)."""
+        try:
+            self.transport.signalProcess("KILL")  # type: ignore[union-attr]
+        except Exception as error:  # already gone
+            self.log.debug("Killing analysis process {lane}: {error}", lane=self.lane, error=error)
+
+
+def process_spawner(reactor: IReactorProcess, log: ClusterLog) -> Spawner:
+    """Start real children: ``python -m wazuhcluster.node.analysis_child``, with the
+    parent's ``sys.path`` so a source checkout works as well as an installed package."""
+
+    def spawn(lane: int) -> ChildHandle:
+        child = ChildProcess(log, lane)
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(sys.path)
+        executable = sys.executable
+        reactor.spawnProcess(
+            child,
+            executable,
+            [executable, "-m", "wazuhcluster.node.analysis_child"],
+            env=environment,
+            childFDs={0: "w", 1: "r", 2: "r", CHILD_IN: "w", CHILD_OUT: "r"},
+        )
+        return child
+
+    return spawn
+
+
+@define
+class LaneStats:
+    """What one analysis process did (kept across its restarts)."""
+
+    processed: int = 0
+    alerts: int = 0
+    failed: int = 0
+    lost: int = 0
+    restarts: int = 0
+
+
+@define(eq=False)
+class Lane:
+    """One child process and its queue."""
+
+    index: int
+    queue: deque[Event] = field(factory=deque)
+    handle: ChildHandle | None = None
+    generation: int = 0
+    connected: bool = False
+    ready: bool = False
+    inflight: int = 0
+    inflight_events: int = 0
+    deaths_in_row: int = 0
+    restart_call: IDelayedCall | None = None
+    lost_reported: int = 0
+    stats: LaneStats = field(factory=LaneStats)
+    rate: RateWindow = field(factory=RateWindow)
+
+    def describe(self) -> dict[str, Any]:
+        """This lane's numbers for the control socket."""
+        return {
+            "lane": self.index,
+            "pid": self.handle.pid if self.handle is not None else None,
+            "running": self.ready,
+            "queued": len(self.queue),
+            "in_flight": self.inflight_events,
+            "processed": self.stats.processed,
+            "alerts": self.stats.alerts,
+            "failed": self.stats.failed,
+            "lost": self.stats.lost,
+            "restarts": self.stats.restarts,
+            "eps_10s": self.rate.rate(10),
+            "eps_1m": self.rate.rate(60),
+        }
+
+
+def lane_of(agent_id: str, lanes: int) -> int:
+    """The lane of an agent: its numeric id modulo ``lanes`` (a CRC of other ids)."""
+    if agent_id.isdigit():
+        return int(agent_id) % lanes
+    return zlib.crc32(agent_id.encode("utf-8", "replace")) % lanes
+
+
+class AnalysisPool:
+    """N analysis processes, their queues, reloads and restarts (see the module doc)."""
+
+    def __init__(
+        self,
+        lanes: int,
+        spawn: Spawner,
+        clock: IReactorTime,
+        log: ClusterLog,
+        home: str,
+        settings: RulesetSettings,
+        identity: Identity,
+        write: Callable[[str, int], object],
+        limiter: EpsLimiter | None = None,
+    ) -> None:
+        self.lanes = [Lane(index) for index in range(max(1, lanes))]
+        self.spawn = spawn
+        self.clock = clock
+        self.log = log
+        self.home = home
+        self.settings = settings
+        self.identity = identity
+        self.write = write
+        self.limiter = limiter or EpsLimiter(0, 1)
+        self.queued = 0
+        self.draining = False
+        self.closing = False
+        #: True once a ruleset was committed in the processes.
+        self.loaded = False
+        self._started: list[Deferred[None]] = []
+        self._drained: list[Deferred[None]] = []
+        self._send_call: IDelayedCall | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Deferred[None]:
+        """Start every child; fires once each said hello (or failed to start)."""
+        waits = [self._spawn(lane) for lane in self.lanes]
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+    def _spawn(self, lane: Lane) -> Deferred[None]:
+        lane.restart_call = None
+        lane.generation += 1
+        generation = lane.generation
+        try:
+            handle = self.spawn(lane.index)
+        except Exception as error:
+            self.log.error(
+                "Could not start analysis process {lane}: {error}", lane=lane.index, error=error
+            )
+            self._schedule_restart(lane)
+            return fail(error)
+        lane.handle = handle
+        handle.ended.addBoth(lambda _: self._ended(lane, generation))
+        return ensureDeferred(self._hello(lane, handle, generation))
+
+    async def _hello(self, lane: Lane, handle: ChildHandle, generation: int) -> None:
+        try:
+            await handle.remote.callRemote(
+                Hello,
+                home=self.home,
+                settings=settings_to_json(self.settings),
+                identity={
+                    "manager_name": self.identity.manager_name,
+                    "cluster_name": self.identity.cluster_name,
+                    "cluster_node": self.identity.cluster_node,
+                    "hide_cluster": self.identity.hide_cluster,
+                },
+                lane=lane.index,
+                lanes=len(self.lanes),
+            )
+        except Exception as error:
+            if lane.generation == generation:
+                self.log.error(
+                    "Analysis process {lane} did not answer: {error}", lane=lane.index, error=error
+                )
+            return
+        if lane.generation != generation:
+            return
+        lane.connected = True
+        if self.loaded:
+            await self._prepare_one(lane, generation)
+
+    async def _prepare_one(self, lane: Lane, generation: int) -> None:
+        """A child started after the first load: load and commit on its own."""
+        handle = lane.handle
+        assert handle is not None
+        try:
+            answer = await handle.remote.callRemote(Prepare)
+            if not answer["ok"]:
+                self.log.error(
+                    "Analysis process {lane} could not load the ruleset: {error}",
+                    lane=lane.index,
+                    error=answer["error"],
+                )
+                return
+            await handle.remote.callRemote(Commit)
+        except Exception as error:
+            if lane.generation == generation:
+                self.log.error(
+                    "Analysis process {lane} failed to load: {error}", lane=lane.index, error=error
+                )
+            return
+        if lane.generation == generation:
+            lane.ready = True
+            self._pump(lane)
+
+    def _ended(self, lane: Lane, generation: int) -> None:
+        if lane.generation != generation:
+            return
+        lane.connected = lane.ready = False
+        lane.handle = None
+        lost = lane.stats.lost - lane.lost_reported
+        lane.lost_reported = lane.stats.lost
+        if self.closing:
+            return
+        lane.deaths_in_row += 1
+        lane.stats.restarts += 1
+        self.log.error(
+            "Analysis process {lane} ended; {lost} events in flight were lost "
+            "({total} lost by this lane so far). Starting it again.",
+            lane=lane.index,
+            lost=lost,
+            total=lane.stats.lost,
+        )
+        self._schedule_restart(lane)
+
+    def _schedule_restart(self, lane: Lane) -> None:
+        if self.closing or lane.restart_call is not None:
+            return
+        delay = 0.0
+        if lane.deaths_in_row > 1:
+            delay = min(RESTART_MAX, RESTART_FIRST * 2 ** (lane.deaths_in_row - 2))
+        lane.restart_call = self.clock.callLater(delay, self._spawn, lane)
+
+    def drain(self) -> Deferred[None]:
+        """Fires once every queued event was analysed (the EPS limit no longer applies).
+
+        If no ruleset was ever loaded nothing can be analysed: it fires at once and the
+        events stay counted in :attr:`queued`.
+        """
+        self.draining = True
+        waiter: Deferred[None] = Deferred()
+        self._drained.append(waiter)
+        for lane in self.lanes:
+            self._pump(lane)
+        self._check_drained()
+        return waiter
+
+    def _check_drained(self) -> None:
+        if not self._drained:
+            return
+        busy = any(lane.inflight for lane in self.lanes)
+        if busy or (self.queued and self.loaded):
+            return
+        waiters, self._drained = self._drained, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    async def stop(self) -> None:
+        """Stop every child (after :meth:`drain`), killing those that do not exit in time."""
+        self.closing = True
+        if self._send_call is not None and self._send_call.active():
+            self._send_call.cancel()
+        self._send_call = None
+        ends = []
+        for lane in self.lanes:
+            if lane.restart_call is not None and lane.restart_call.active():
+                lane.restart_call.cancel()
+            lane.restart_call = None
+            if lane.handle is not None:
+                ends.append(lane.handle.ended)
+                lane.handle.stop()
+        if not ends:
+            return
+        handles = [lane.handle for lane in self.lanes if lane.handle is not None]
+
+        def kill() -> None:
+            for handle in handles:
+                handle.kill()
+
+        killer = self.clock.callLater(STOP_GRACE, kill)
+        await DeferredList(ends, consumeErrors=True)
+        if killer.active():
+            killer.cancel()
+
+    # --- events ------------------------------------------------------------------------------
+    def put(self, event: Event) -> None:
+        """Queue ``event`` on its agent's lane; what may be sent leaves at the end of this
+        reactor turn, so the events of one read travel together."""
+        lane = self.lanes[lane_of(event.agent_id, len(self.lanes))]
+        lane.queue.append(event)
+        self.queued += 1
+        if self._send_call is None:
+            self._send_call = self.clock.callLater(0, self._send_queued)
+
+    def _send_queued(self) -> None:
+        self._send_call = None
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what may be sent on every lane (after the EPS limit freed credits)."""
+        for lane in self.lanes:
+            self._pump(lane)
+
+    def _pump(self, lane: Lane) -> None:
+        while lane.ready and lane.queue and lane.inflight < WINDOW and lane.handle is not None:
+            now = self.clock.seconds()
+            allowed = BATCH_EVENTS if self.draining else self.limiter.available(now)
+            if allowed <= 0:
+                self.limiter.waits += 1
+                return
+            batch: list[Event] = []
+            size = 0
+            limit = min(BATCH_EVENTS, allowed)
+            queue = lane.queue
+            while queue and len(batch) < limit and size < BATCH_BYTES:
+                event = queue.popleft()
+                batch.append(event)
+                size += len(event.message) + len(event.location) + 64
+            self.queued -= len(batch)
+            if not self.draining:
+                self.limiter.take(now, len(batch))
+            lane.inflight += 1
+            lane.inflight_events += len(batch)
+            call = lane.handle.remote.callRemote(Analyse, events=encode_events(batch))
+            call.addCallbacks(
+                self._analysed,
+                self._failed,
+                callbackArgs=(lane, len(batch)),
+                errbackArgs=(lane, len(batch)),
+            )
+
+    def _finish(self, lane: Lane, count: int) -> None:
+        lane.inflight -= 1
+        lane.inflight_events -= count
+
+    def _analysed(self, answer: dict[str, Any], lane: Lane, count: int) -> None:
+        self._finish(lane, count)
+        lane.deaths_in_row = 0
+        lane.stats.processed += answer["processed"]
+        lane.stats.failed += answer["failed"]
+        lane.stats.alerts += answer["alerted"]
+        for error in answer["errors"]:
+            self.log.error("Could not analyse an event of {error}", error=error)
+        if answer["alerted"]:
+            self.write(answer["alerts"].decode("utf-8"), answer["alerted"])
+        self._pump(lane)
+        self._check_drained()
+
+    def _failed(self, reason: Failure, lane: Lane, count: int) -> None:
+        self._finish(lane, count)
+        lane.stats.lost += count
+        if not reason.check(ProcessDone, ProcessTerminated, ConnectionLost, ConnectionDone):
+            self.log.error(
+                "Analysis process {lane} failed a batch of {count} events: {error}",
+                lane=lane.index,
+                count=count,
+                error=reason.getErrorMessage(),
+            )
+        self._pump(lane)
+        self._check_drained()
+
+    # --- reload ------------------------------------------------------------------------------
+    async def reload(self) -> ReloadOutcome:
+        """Load the ruleset in every running child, then switch all of them at once."""
+        lanes = [lane for lane in self.lanes if lane.connected and lane.handle is not None]
+        if not lanes:
+            return ReloadOutcome(False, "no analysis process is running")
+        generations = {lane.index: lane.generation for lane in lanes}
+        calls = [lane.handle.remote.callRemote(Prepare) for lane in lanes if lane.handle]
+        results = await DeferredList(calls, consumeErrors=True)
+        prepared: list[Lane] = []
+        errors: list[str] = []
+        warnings: tuple[str, ...] = ()
+        for lane, (success, answer) in zip(lanes, results, strict=True):
+            alive = lane.connected and lane.generation == generations[lane.index]
+            if not success:
+                if alive:
+                    errors.append(f"analysis process {lane.index}: {answer.getErrorMessage()}")
+                continue
+            if not answer["ok"]:
+                errors.append(answer["error"] or "unknown error")
+            elif alive:
+                prepared.append(lane)
+                warnings = warnings or tuple(answer["warnings"])
+        if errors:
+            for lane in prepared:
+                assert lane.handle is not None
+                lane.handle.remote.callRemote(Abort).addErrback(lambda _: None)
+            return ReloadOutcome(False, errors[0])
+        # Every Commit leaves in this one reactor turn, before any later batch.
+        for lane in prepared:
+            assert lane.handle is not None
+            lane.handle.remote.callRemote(Commit).addErrback(lambda _: None)
+            lane.ready = True
+        self.loaded = True
+        for lane in self.lanes:
+            if lane.connected and not lane.ready and lane.handle is not None:
+                ensureDeferred(self._prepare_one(lane, lane.generation))
+            self._pump(lane)
+        return ReloadOutcome(True, None, warnings)
+
+    # --- numbers -----------------------------------------------------------------------------
+    def sample(self) -> None:
+        """Record each lane's counter for its EPS figures (called every second)."""
+        now = self.clock.seconds()
+        for lane in self.lanes:
+            lane.rate.sample(now, lane.stats.processed)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every lane's numbers."""
+        return [lane.describe() for lane in self.lanes]
+
+    def totals(self) -> LaneStats:
+        """The lanes' numbers added up."""
+        total = LaneStats()
+        for lane in self.lanes:
+            total.processed += lane.stats.processed
+            total.alerts += lane.stats.alerts
+            total.failed += lane.stats.failed
+            total.lost += lane.stats.lost
+            total.restarts += lane.stats.restarts
+        return total
