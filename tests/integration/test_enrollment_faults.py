@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from twisted.trial.unittest import SkipTest
 
 from tests.integration.common import DEADLINE, ClusterTestCase
 from tests.integration.test_enrollment_real import enroll, key_names
+from tests.integration.test_faults_disk import CONNECTED, mount
 from tests.integration.test_faults_kill import enroll_process
 from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
@@ -130,3 +136,64 @@ class EnrollmentFaultTests(ClusterTestCase):
         refused = [r for r in results if too_many in r.get("error", "")]
         self.assertEqual((len(granted), len(refused)), (20, 40), results[:3])
         self.assertEqual(nodes[0].log_text().count("Enrollment rate limit reached"), 1)
+
+
+class MasterDiskFullTests(ClusterTestCase):
+    """The master's var/db is a small tmpfs that fills up (root is needed to mount it;
+    without it the test is skipped with that reason)."""
+
+    def test_enrollment_on_full_disk(self) -> None:
+        """Filled to the last byte: enrollments through the worker are refused with a clear
+        answer and a dated, explained ERROR on the master; the worker's link stays up; once
+        space returns enrollment works again by itself, the agents refused meanwhile get keys,
+        and the registry passes SQLite's integrity check."""
+        cluster = self.make_cluster(["worker1"])
+        var_db = cluster.home("master").var_db
+        var_db.mkdir(parents=True, exist_ok=True)
+        mounted = mount("-t", "tmpfs", "-o", "size=2m,mode=0770", "tmpfs", str(var_db))
+        if mounted.returncode != 0:
+            raise SkipTest(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+        self.addCleanup(subprocess.run, ["umount", "-l", str(var_db)], check=False)
+        master = self.start(cluster, "master", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, CONNECTED)
+        port = [cluster.node_ports("worker1")["enrollment"]]
+        [first] = enroll(port, 1, "before-")
+        self.assertIn("id", first, first)
+        filler = var_db / "filler"
+        with filler.open("wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        refused = enroll(port, 20, "full-")
+        errors = [r.get("error", "") for r in refused]
+        self.assertTrue(
+            all("could not store it" in e for e in errors if "id" not in e), refused[:3]
+        )
+        self.assertTrue(any("could not store it" in e for e in errors), refused[:3])
+        problems = [
+            line for line in master.log_text().splitlines() if "Could not enroll 'full-" in line
+        ]
+        self.assertTrue(problems, master.log_text()[-3000:])
+        self.assertRegex(problems[0], r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ERROR: .*full")
+        self.assertEqual(worker.log_text().count(CONNECTED), 1, "the link was dropped")
+        for line in master.log_text().splitlines():
+            self.assertRegex(line, r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
+        filler.unlink()
+        again = enroll(port, 20, "full-")
+        self.assertEqual([r for r in again if "id" not in r], [])
+        self.assertEqual(len({r["id"] for r in again}), 20)
+        self.assertEqual(registry_check(var_db / "global.db"), ["ok"])
+        self.assertTrue(worker.running() and master.running())
+
+
+def registry_check(path: Path) -> list[str]:
+    """PRAGMA integrity_check of the registry, opened read-only."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    finally:
+        connection.close()
