@@ -85,7 +85,13 @@ async def enroll_all(reactor: Any, port: int, count: int, concurrency: int, pref
 def start_cluster(base: Path) -> bc.Run:
     """A master and two workers (no simulated agents), connected."""
     scenario = bc.Scenario(workers=2, agents=0, files=0, groups=1)
-    run = bc.Run(scenario, base, bc.LocalCluster(base, workers=["w01", "w02"], master="master"))
+    # The rate limits are off: this measures what the nodes can do, not the default limits
+    # (300 per address per minute would refuse most of a 1,000-agent run from 127.0.0.1).
+    limits_off = "<rate_limit><max_per_ip>0</max_per_ip><max_total>0</max_total></rate_limit>"
+    cluster = bc.LocalCluster(
+        base, workers=["w01", "w02"], master="master", auth_options=limits_off
+    )
+    run = bc.Run(scenario, base, cluster)
     bc.write_homes(run)
     bc.start_cluster(run)
     for name in run.cluster.workers:

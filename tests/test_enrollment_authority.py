@@ -61,6 +61,10 @@ class DecisionTests(SynchronousTestCase):
             self.registry, parse_request(line), source, policy or EnrollmentPolicy(), self.clock.now
         )
 
+    def connected(self, agent_id: str) -> None:
+        """Mark ``agent_id`` as seen active by a node (its key is in use)."""
+        self.registry.apply_agent_info([AgentInfoReport(agent_id, "w1", 1.0, 0, "active", NOW)])
+
     def test_success_registers_and_replies_with_key(self) -> None:
         """A valid request gets OSSEC K: with a new id and a 64-hex key, IP 'any'."""
         outcome = self.decide("OSSEC A:'agent-1'")
@@ -134,6 +138,7 @@ class DecisionTests(SynchronousTestCase):
         """With force off a second agent with the same name is refused."""
         policy = EnrollmentPolicy(force=ForceRules(enabled=False))
         self.decide("OSSEC A:'dup'", policy)
+        self.connected("001")
         self.assertEqual(
             self.decide("OSSEC A:'dup'", policy).reply(),
             "ERROR: Duplicate agent name: dup. Unable to add agent",
@@ -171,6 +176,7 @@ class DecisionTests(SynchronousTestCase):
         policy = EnrollmentPolicy(force=NO_TIME)
         first = self.decide("OSSEC A:'keyed'", policy).agent
         assert first is not None
+        self.connected(first.id)
         same = key_hash(KeyEntry(first.id, first.name, first.ip, first.key))
         self.assertEqual(
             self.decide(f"OSSEC A:'keyed' K:'{same}'", policy).reply(),
@@ -201,15 +207,56 @@ class DecisionTests(SynchronousTestCase):
         rules = ForceRules(disconnected_time_enabled=False, after_registration_time=3600.0)
         policy = EnrollmentPolicy(force=rules)
         self.decide("OSSEC A:'young'", policy)
+        self.connected("001")
         self.clock.now = NOW + 3599
         self.assertIsNone(self.decide("OSSEC A:'young'", policy).agent)
         self.clock.now = NOW + 3600
         self.assertIsNotNone(self.decide("OSSEC A:'young'", policy).agent)
 
     def test_default_rules_refuse_young_duplicates(self) -> None:
-        """Wazuh's defaults (1 h after registration) refuse an immediate duplicate."""
+        """Wazuh's defaults (1 h after registration) refuse an immediate duplicate of an
+        agent that has connected."""
         self.decide("OSSEC A:'dup'")
+        self.connected("001")
         self.assertIsNone(self.decide("OSSEC A:'dup'").agent)
+
+    def test_unanswered_enrollment_retried_gets_its_key(self) -> None:
+        """An agent registered but never answered (so never connected) that asks again with
+        the same name, IP and groups gets the same id and key back under the default force
+        rules, instead of "Duplicate agent name"; nothing new is registered."""
+        first = self.decide("OSSEC A:'lost' G:'default' IP:'src'").agent
+        assert first is not None
+        again = self.decide("OSSEC A:'lost' IP:'src'")
+        self.assertTrue(again.resent)
+        self.assertEqual(again.replaced, ())
+        self.assertEqual(
+            parse_reply(again.reply()), parse_reply(self.decide("OSSEC A:'lost' IP:'src'").reply())
+        )
+        entry = parse_reply(again.reply())
+        self.assertEqual((entry.id, entry.ip, entry.key), (first.id, first.ip, first.key))
+        self.assertEqual(self.registry.count_agents(), 1)
+
+    def test_retry_must_match_the_first_request(self) -> None:
+        """A retry from another address (IP:'src'), for other groups, after the agent has
+        connected, or without the password is refused as before."""
+        policy = EnrollmentPolicy(password="pw")
+        self.registry.create_group("web")
+        self.decide("OSSEC PASS: pw OSSEC A:'lost' IP:'src'", policy)
+        duplicate = "ERROR: Duplicate agent name: lost. Unable to add agent"
+        other_source = self.decide("OSSEC PASS: pw OSSEC A:'lost' IP:'src'", policy, "10.1.1.1")
+        self.assertEqual(other_source.reply(), duplicate)
+        other_groups = self.decide("OSSEC PASS: pw OSSEC A:'lost' G:'web' IP:'src'", policy)
+        self.assertEqual(other_groups.reply(), "ERROR: Duplicate IP: 10.9.8.7. Unable to add agent")
+        self.assertEqual(
+            self.decide("OSSEC A:'lost' IP:'src'", policy).reply(),
+            "ERROR: Invalid password. Unable to add agent",
+        )
+        self.connected("001")
+        self.assertEqual(
+            self.decide("OSSEC PASS: pw OSSEC A:'lost' IP:'src'", policy).reply(),
+            "ERROR: Duplicate IP: 10.9.8.7. Unable to add agent",
+        )
+        self.assertEqual(self.registry.count_agents(), 1)
 
     def test_refusal_reasons_text(self) -> None:
         """replacement_refusal explains each rule in authd's words."""

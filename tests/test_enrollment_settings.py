@@ -11,6 +11,7 @@ from wazuhcluster.config.auth_settings import (
     DEFAULT_CIPHERS,
     AuthSettings,
     ForceRules,
+    RateLimit,
     default_auth,
     load_password,
     parse_auth,
@@ -40,7 +41,23 @@ class ParseAuthTests(SynchronousTestCase):
         self.assertEqual(settings.ssl_manager_key, HOME / "etc" / "sslmanager.key")
         self.assertEqual(settings.ciphers, DEFAULT_CIPHERS)
         self.assertEqual(settings.force, ForceRules(True, True, True, 3600.0, 3600.0))
+        self.assertEqual(settings.rate_limit, RateLimit(300, 3000, 60.0))
         self.assertTrue(settings.listening)
+
+    def test_rate_limit(self) -> None:
+        """<rate_limit> is read (0 turns a limit off); bad values are config errors."""
+        settings = auth(
+            "<auth><rate_limit><max_per_ip>0</max_per_ip><max_total>50</max_total>"
+            "<timeframe>10s</timeframe></rate_limit></auth>"
+        )
+        self.assertEqual(settings.rate_limit, RateLimit(0, 50, 10.0))
+        for xml, option in {
+            "<auth><rate_limit><max_per_ip>-1</max_per_ip></rate_limit></auth>": "max_per_ip",
+            "<auth><rate_limit><max_total>lots</max_total></rate_limit></auth>": "max_total",
+            "<auth><rate_limit><timeframe>0</timeframe></rate_limit></auth>": "timeframe",
+        }.items():
+            error = self.assertRaises(ConfigError, auth, xml)
+            self.assertEqual(error.option, f"auth><rate_limit><{option}", xml)
 
     def test_every_option(self) -> None:
         """Every documented option is read."""

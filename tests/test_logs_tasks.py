@@ -76,6 +76,83 @@ class LogFormatTests(SynchronousTestCase):
         self.assertNotIn(service._observer, getattr(globalLogPublisher, "_observers", []))
 
 
+class LogFaultTests(SynchronousTestCase):
+    """Every line of cluster.log is dated, and a log that cannot be written does not break
+    the node (issue 17, item 5)."""
+
+    def test_every_line_dated(self) -> None:
+        """A multi-line report (Twisted's "Unhandled Error" with its traceback, or a debug
+        traceback) gives lines that each carry the date, the level, the tag and the task."""
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            from twisted.python.failure import Failure
+
+            failure = Failure()
+        legacy = {
+            "log_format": "{log_text}",
+            "log_text": "Unhandled Error\n" + failure.getTraceback(),
+            "log_level": LogLevel.critical,
+            "log_time": 0,
+        }
+        tagged = {
+            "log_format": "Could not write",
+            "log_failure": failure,
+            "log_level": LogLevel.error,
+            "log_time": 0,
+            "cluster_tag": "Master",
+            "cluster_task": "Registry",
+        }
+        for event, debug in ((legacy, False), (tagged, True)):
+            stream = io.StringIO()
+            ClusterLogObserver(stream, debug=debug)(event)
+            lines = stream.getvalue().splitlines()
+            self.assertGreater(len(lines), 3)
+            for line in lines:
+                self.assertRegex(line, r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
+
+    def test_unwritable_log_is_survived_and_noted(self) -> None:
+        """A full disk under cluster.log: the failed write does not raise into the caller,
+        one dated ERROR goes to twistd's output, lines are counted while it lasts, and once
+        the file can be written again a WARNING line says how many were lost; no half line
+        is left (the line after it starts with a date)."""
+        path = Path(self.mktemp())
+        full = [True]
+        now = [0.0]
+
+        class Disk(io.StringIO):
+            def flush(self) -> None:
+                if full[0]:
+                    with path.open("a") as handle:
+                        handle.write("2026/01/01 00:00:00 INFO: [Master] [Main] half a li")
+                    raise OSError(28, "No space left on device")
+                with path.open("a") as handle:
+                    handle.write(self.getvalue())
+                self.seek(0)
+                self.truncate()
+
+        complaints = io.StringIO()
+        observer = ClusterLogObserver(
+            Disk(), reopen=lambda: path.open("a+"), complaints=complaints, monotonic=lambda: now[0]
+        )
+        event = {"log_format": "line", "log_level": LogLevel.info, "log_time": 0,
+                 "cluster_tag": "Master", "cluster_task": "Main"}  # fmt: skip
+        observer(event)
+        observer(event)
+        self.assertEqual(observer.lost, 2)
+        self.assertEqual(complaints.getvalue().count("Cannot write cluster.log"), 1)
+        self.assertRegex(complaints.getvalue(), r"^\d{4}/\d\d/\d\d .* ERROR: ")
+        full[0] = False
+        now[0] = 2.0
+        observer(event)
+        lines = path.read_text().splitlines()
+        self.assertIn("2 log lines were lost", lines[-2])
+        self.assertIn("No space left on device", lines[-2])
+        self.assertTrue(lines[-1].endswith("[Master] [Main] line"))
+        for line in lines:
+            self.assertRegex(line, r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
+
+
 class PeriodicTaskTests(SynchronousTestCase):
     """PeriodicTask runs on its clock, never overlaps, survives failures and stops cleanly."""
 

@@ -127,10 +127,11 @@ class RegistryLinkTests(SynchronousTestCase):
         self.assertNotIn("agent-451", self.keys_of("worker1"))
 
     def test_refusals_are_relayed(self) -> None:
-        """The master's refusal reaches the agent unchanged (a duplicate name here)."""
+        """The master's refusal reaches the agent unchanged (a duplicate name here: the
+        second request asks for another IP, so it is no retry of the first)."""
         worker = self.join("worker1")
         self.enroll_through(worker, "OSSEC A:'web-1'")
-        reply = self.enroll_through(worker, "OSSEC A:'web-1'")
+        reply = self.enroll_through(worker, "OSSEC A:'web-1' IP:'10.1.1.1'")
         self.assertTrue(reply.startswith("ERROR: "), reply)
         self.assertIn("Duplicate", reply)
 

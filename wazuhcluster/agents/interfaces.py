@@ -36,9 +36,9 @@ class IAgentChannel(Interface):
 
     def apply_key_changes(
         added: Iterable[tuple[str, str, str, str]], removed: Iterable[str]
-    ) -> None:
+    ) -> Deferred[None] | None:
         """Take ``(id, name, ip, key)`` entries and removed ids this node just wrote to
-        client.keys."""
+        client.keys; they are usable by agents on return, or when the Deferred fires."""
 
     def reload_keys(force: bool = False) -> Deferred[None]:
         """Read client.keys again if it changed (always when ``force``)."""

@@ -122,18 +122,21 @@ class AgentChannelService(MultiService):
 
     def apply_key_changes(
         self, added: Iterable[tuple[str, str, str, str]], removed: Iterable[str]
-    ) -> None:
+    ) -> Deferred[None] | None:
         """Update the keys in memory after this node's own write of client.keys.
 
         ``added`` holds ``(id, name, ip, key)`` entries, ``removed`` ids. The file already
         holds them, so its new stamp is taken as seen and the periodic check does not parse
-        it again. While a reload runs, a forced reload is queued behind it instead.
+        it again; the keys are usable when this returns None. While a reload runs, a forced
+        reload is queued behind it instead, and the returned Deferred fires once that
+        reload has made them usable.
         """
         if self._reload_lock.locked:
-            self.reload_keys(force=True).addErrback(
+            reloaded = self.reload_keys(force=True)
+            reloaded.addErrback(
                 lambda failure: self.log.failure("Could not reload agent keys", failure)
             )
-            return
+            return reloaded
         current = self.factory.keys
         entries = []
         for agent_id, name, ip, key in added:
@@ -148,6 +151,7 @@ class AgentChannelService(MultiService):
         store = current.updated(entries, gone)
         self._keys_stamp = self._stamp()
         self.factory.set_keys(store, changed=[entry.agent_id for entry in entries] + gone)
+        return None
 
     async def _reload(self, force: bool = False) -> None:
         await self._reload_lock.acquire()

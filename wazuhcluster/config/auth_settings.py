@@ -23,6 +23,11 @@ Options and defaults follow wazuh-authd 4.14 (``src/config/authd-config.c``)::
         <after_registration_time>1h</after_registration_time>
       </force>
       <agents><allow_higher_versions>no</allow_higher_versions></agents>
+      <rate_limit>                       <!-- ours: authd has none -->
+        <max_per_ip>300</max_per_ip>     <!-- requests from one address per timeframe -->
+        <max_total>3000</max_total>      <!-- requests in all per timeframe -->
+        <timeframe>60</timeframe>        <!-- seconds; 0 in a max turns that limit off -->
+      </rate_limit>
     </auth>
 
 The legacy ``<force_insert>``/``<force_time>`` pair is honoured when ``<force>`` is
@@ -66,6 +71,17 @@ class ForceRules:
 
 
 @frozen
+class RateLimit:
+    """How many enrollment requests are taken per ``timeframe`` seconds, from one address
+    (``max_per_ip``) and in all (``max_total``); 0 turns that limit off. The defaults follow
+    the Wazuh API's ``max_request_per_minute`` (300) for one address."""
+
+    max_per_ip: int = 300
+    max_total: int = 3000
+    timeframe: float = 60.0
+
+
+@frozen
 class AuthSettings:
     """Every ``<auth>`` option, validated, with paths resolved against HOME."""
 
@@ -87,6 +103,7 @@ class AuthSettings:
     ssl_auto_negotiate: bool = False
     force: ForceRules = ForceRules()
     allow_higher_versions: bool = False
+    rate_limit: RateLimit = RateLimit()
 
     @property
     def listening(self) -> bool:
@@ -124,6 +141,17 @@ def parse_auth(section: Section, home: Path) -> AuthSettings:
         ssl_auto_negotiate=section.boolean("ssl_auto_negotiate", False),
         force=_parse_force(section),
         allow_higher_versions=_child(section, "agents").boolean("allow_higher_versions", False),
+        rate_limit=_parse_rate_limit(_child(section, "rate_limit")),
+    )
+
+
+def _parse_rate_limit(section: Section) -> RateLimit:
+    """The ``<rate_limit>`` block (defaults when absent)."""
+    defaults = RateLimit()
+    return RateLimit(
+        max_per_ip=section.integer("max_per_ip", defaults.max_per_ip, 0, 10**9),
+        max_total=section.integer("max_total", defaults.max_total, 0, 10**9),
+        timeframe=section.duration("timeframe", defaults.timeframe, minimum=1.0),
     )
 
 

@@ -10,12 +10,13 @@ socket and are answered here.
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -35,6 +36,8 @@ from wazuhcluster.master.enrollment_authority import (
     EnrollmentAuthority,
     EnrollmentOutcome,
     EnrollmentPolicy,
+    EnrollmentRates,
+    describe_storage_error,
 )
 from wazuhcluster.master.interfaces import IManager, IMasterNode
 from wazuhcluster.master.workers import WorkerLink
@@ -55,9 +58,15 @@ MAX_PAGE = 200
 #: removed ids (at most 11 bytes each), so each value stays under AMP's 64 KiB.
 PUSH_ADDED = 200
 PUSH_REMOVED = 4000
-#: How long key changes are gathered before they are pushed: long enough to batch a burst
-#: of enrollments, far below the second in which every node must know a new key.
+#: How long key changes nobody waits for (deletions) are gathered before they are pushed:
+#: long enough to batch a burst, far below the second in which every node must know them.
+#: A new key an agent waits for goes out at once, or as soon as the push in flight is
+#: acknowledged (what arrives meanwhile travels together: a burst still costs one push).
 PUSH_DELAY = 0.05
+#: How long an enrollment's answer waits for connected workers to acknowledge its key
+#: (merged into their client.keys and usable by their agent channel). A worker that does
+#: not answer in time is logged, and not waited for again until it has caught up.
+KEYS_ACK_WAIT = 2.0
 
 Action = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -118,7 +127,15 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         #: The push being gathered for this reactor turn (see :meth:`push_keys`).
         self._outgoing_added: dict[str, dict[str, str]] = {}
         self._outgoing_removed: dict[str, None] = {}
+        #: Who waits for the push being gathered, and whether one of them is an agent.
+        self._outgoing_waiters: list[Deferred[None]] = []
+        self._urgent = False
         self._push_call: Any = None
+        #: A push is out and not yet acknowledged by every worker (or timed out).
+        self._in_flight = False
+        #: Workers that missed :data:`KEYS_ACK_WAIT`, with the number of their pushes still
+        #: unacknowledged: enrollments do not wait for them until that is back to 0.
+        self._lagging: dict[str, int] = {}
         #: Key pushes to workers (cancelled at stop) and removals of undelivered agents
         #: (waited for: they write the registry).
         self.background = BackgroundWork(self.log, "registry background work")
@@ -151,7 +168,11 @@ class MasterRegistry(LinkFeature[WorkerLink]):
                 )
             policy = EnrollmentPolicy.from_settings(self.auth, password, socket.gethostname())
             self._authority = EnrollmentAuthority(
-                self.registry, policy, self.reactor.seconds, on_outcome=self._outcome
+                self.registry,
+                policy,
+                self.reactor.seconds,
+                on_outcome=self._outcome,
+                rates=EnrollmentRates(self.auth.rate_limit, self.reactor.seconds),
             )
         return self._authority
 
@@ -201,23 +222,38 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         return self.registry.run(lambda registry: registry.rebuild_group_files())
 
     # --- key pushes -----------------------------------------------------------------------
-    def _outcome(self, outcome: EnrollmentOutcome, source_ip: str) -> None:
+    def _outcome(self, outcome: EnrollmentOutcome, source_ip: str) -> Deferred[None] | None:
+        """Push an enrollment's changes; the answer waits until the new key is usable."""
         added = []
         if outcome.agent is not None:
             agent = outcome.agent
             added.append({"id": agent.id, "name": agent.name, "ip": agent.ip, "key": agent.key})
         removed = list(outcome.replaced)
         if added or removed:
-            self.push_keys(added, removed)
+            return self.push_and_wait(added, removed, urgent=outcome.agent is not None)
+        return None
 
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
-        """Tell every connected worker about new and removed agents, without waiting.
+        """Tell this node's agent channel and every connected worker about new and removed
+        agents, without waiting (gathered for :data:`PUSH_DELAY`; see :meth:`push_and_wait`)."""
+        self.push_and_wait(added, removed)
 
-        Changes made within :data:`PUSH_DELAY` travel together: one push per worker and one
-        update of the master's own agent listener, so a burst of enrollments costs each
-        node one rewrite of client.keys and one copy of its key lookups, not one per agent.
-        The pending push holds the net effect: an id is either added or removed, and a
-        worker applies removals before additions.
+    def push_and_wait(
+        self, added: list[dict[str, str]], removed: list[str], urgent: bool = False
+    ) -> Deferred[None]:
+        """Tell this node's agent channel and every connected worker about new and removed
+        agents; the Deferred fires once they all have (see below), never with an error.
+
+        Changes travel together: those made while a push is out go in the next one, and
+        changes nobody waits for are gathered for :data:`PUSH_DELAY` first; ``urgent`` ones
+        (a key an agent is waiting for) go at the next reactor turn. So a burst of
+        enrollments costs each node one rewrite of client.keys, not one per agent. The
+        pending push holds the net effect: an id is either added or removed, and a worker
+        applies removals before additions.
+
+        The Deferred fires when the master's agent channel uses the keys and every worker
+        connected when the push left has acknowledged it (merged and usable by its agent
+        channel), or :data:`KEYS_ACK_WAIT` has passed (logged), whichever comes first.
         """
         for agent_id in removed:
             self._outgoing_added.pop(agent_id, None)
@@ -225,36 +261,67 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         for entry in added:
             self._outgoing_removed.pop(entry["id"], None)
             self._outgoing_added[entry["id"]] = entry
-        if self._push_call is None:
-            self._push_call = self.reactor.callLater(PUSH_DELAY, self._send_push)
+        done: Deferred[None] = Deferred()
+        self._outgoing_waiters.append(done)
+        self._urgent = self._urgent or urgent
+        self._schedule_push()
+        return done
+
+    def _schedule_push(self) -> None:
+        """Send the pending push when its time has come (never two at once)."""
+        if self._in_flight or not (self._outgoing_added or self._outgoing_removed):
+            return
+        delay = 0.0 if self._urgent else PUSH_DELAY
+        call = self._push_call
+        if call is not None and call.active():
+            if delay == 0.0 and call.getTime() > self.reactor.seconds():
+                call.reset(0.0)
+            return
+        self._push_call = self.reactor.callLater(delay, self._send_push)
 
     def _cancel_push(self) -> None:
         """The node is stopping: drop the push being gathered (workers get client.keys by
-        the integrity sync anyway)."""
+        the integrity sync anyway) and release whoever waits for it."""
         if self._push_call is not None and self._push_call.active():
             self._push_call.cancel()
         self._push_call = None
+        waiters, self._outgoing_waiters = self._outgoing_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     def _send_push(self) -> None:
         """Tell the hooks, then send the pending push to every connected worker, in pieces
-        that fit AMP values (removals first; the push never adds and removes the same id)."""
+        that fit AMP values (removals first; the push never adds and removes the same id),
+        and release its waiters once every node has it (or the wait is over)."""
         self._push_call = None
         added = list(self._outgoing_added.values())
         removed = list(self._outgoing_removed)
+        waiters = self._outgoing_waiters
         self._outgoing_added, self._outgoing_removed = {}, {}
+        self._outgoing_waiters, self._urgent = [], False
+        if not added and not removed:
+            for waiter in waiters:
+                waiter.callback(None)
+            return
+        self._in_flight = True
+        awaited: list[tuple[str | None, Deferred[Any]]] = []
         for hook in list(self.on_keys_changed):
             try:
-                hook(added, removed)
+                result = hook(added, removed)
             except Exception:
                 self.log.failure("A keys-changed hook failed")
+            else:
+                if isinstance(result, Deferred):
+                    awaited.append((None, result))
         pieces: list[tuple[list[dict[str, str]], list[str]]] = [
             ([], removed[i : i + PUSH_REMOVED]) for i in range(0, len(removed), PUSH_REMOVED)
         ]
         pieces += [(added[i : i + PUSH_ADDED], []) for i in range(0, len(added), PUSH_ADDED)]
         for link in self.node.workers:
+            sent: list[Deferred[Any]] = []
             for piece_added, piece_removed in pieces:
                 try:
-                    done = link.protocol.callRemote(
+                    call = link.protocol.callRemote(
                         wire.KeysUpdate, added=piece_added, removed=piece_removed
                     )
                 except Exception as error:
@@ -262,8 +329,76 @@ class MasterRegistry(LinkFeature[WorkerLink]):
                         "Could not push keys to {name}: {error}", name=link.name, error=error
                     )
                     break
-                done.addErrback(self._push_failed, link.name)
-                self.background.track(done, f"Key push to {link.name}")
+                call.addErrback(self._push_failed, link.name)
+                self.background.track(call, f"Key push to {link.name}")
+                sent.append(call)
+            if not sent:
+                continue
+            acknowledged = gatherResults(sent, consumeErrors=True)
+            acknowledged.addBoth(self._acknowledged, link.name)
+            if link.name in self._lagging:
+                self._lagging[link.name] += 1
+            else:
+                awaited.append((link.name, acknowledged))
+        self._wait_for(awaited, waiters, len(added))
+
+    def _wait_for(
+        self,
+        awaited: list[tuple[str | None, Deferred[Any]]],
+        waiters: list[Deferred[None]],
+        count: int,
+    ) -> None:
+        """Release ``waiters`` once every awaited acknowledgement is in, or after
+        :data:`KEYS_ACK_WAIT`; then let the next push go."""
+        pending = {index for index in range(len(awaited))}
+        timer: Any = None
+
+        def release() -> None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._in_flight = False
+            for waiter in waiters:
+                waiter.callback(None)
+            self._schedule_push()
+
+        def answered(_: object, index: int) -> None:
+            if index in pending:
+                pending.discard(index)
+                if not pending:
+                    release()
+
+        def too_late() -> None:
+            late = sorted({awaited[index][0] or "this node's agent channel" for index in pending})
+            pending.clear()
+            for name, _ in awaited:
+                if name is not None and name in late:
+                    self._lagging.setdefault(name, 1)
+            self.log.warn(
+                "New keys ({count}) not acknowledged by {late} within {wait:g} s; answering "
+                "the enrollments anyway (agents reporting there may be refused until it "
+                "applies them). Not waiting for it again until it has caught up.",
+                count=count,
+                late=", ".join(late),
+                wait=KEYS_ACK_WAIT,
+            )
+            release()
+
+        if not awaited:
+            release()
+            return
+        timer = self.reactor.callLater(KEYS_ACK_WAIT, too_late)
+        for index, (_, acknowledgement) in enumerate(awaited):
+            acknowledgement.addBoth(answered, index)
+
+    def _acknowledged(self, result: object, name: str) -> None:
+        """A worker answered a push (or failed to): count a lagging worker's backlog down."""
+        backlog = self._lagging.get(name)
+        if backlog is not None:
+            if backlog <= 1:
+                del self._lagging[name]
+                self.log.info("{name} acknowledges key pushes again.", name=name)
+            else:
+                self._lagging[name] = backlog - 1
 
     def _push_failed(self, failure: Failure, name: str) -> None:
         if failure.check(CancelledError):
@@ -303,6 +438,11 @@ class MasterRegistry(LinkFeature[WorkerLink]):
             return await handler(arguments)
         except RegistryError as error:
             raise ControlError(str(error)) from None
+        except (sqlite3.Error, OSError) as error:
+            # A full or read-only disk: an answer for the requester, the link stays up.
+            why = describe_storage_error(error)
+            self.log.error("Could not {action}: {why}.", action=action, why=why)
+            raise ControlError(f"could not {action}: {why}") from None
 
     # --- actions ---------------------------------------------------------------------------
     async def _list_agents(self, arguments: dict[str, Any]) -> dict[str, Any]:

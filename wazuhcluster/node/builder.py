@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from twisted.application.service import IServiceCollection
+from twisted.internet.defer import Deferred
 
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.agents.groups_table import MergedFiles
@@ -77,16 +78,20 @@ class NodeServices:
             home.shared, home.root / "var" / "multigroups", table
         )
 
-    def key_rows_changed(self, added: list[dict[str, str]], removed: list[str]) -> None:
+    def key_rows_changed(
+        self, added: list[dict[str, str]], removed: list[str]
+    ) -> Deferred[None] | None:
         """This node wrote client.keys: ``added`` as ``id``/``name``/``ip``/``key`` rows
-        (the master's registry), ``removed`` as ids."""
-        self.channel.apply_key_changes(
+        (the master's registry), ``removed`` as ids. A Deferred when the keys are usable
+        only once it fires."""
+        return self.channel.apply_key_changes(
             [(row["id"], row["name"], row["ip"], row["key"]) for row in added], removed
         )
 
-    def keys_delta_changed(self, delta: KeysDelta) -> None:
-        """This node merged a push of keys into client.keys (a worker's registry)."""
-        self.channel.apply_key_changes(
+    def keys_delta_changed(self, delta: KeysDelta) -> Deferred[None] | None:
+        """This node merged a push of keys into client.keys (a worker's registry). A
+        Deferred when the keys are usable only once it fires."""
+        return self.channel.apply_key_changes(
             [(entry.id, entry.name, entry.ip, entry.key) for entry in delta.added],
             delta.removed,
         )

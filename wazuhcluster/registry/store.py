@@ -638,8 +638,9 @@ class Registry:
             self.keys_dirty = self.groups_dirty = False
             return False
         wrote = False
+        # A file is marked clean only once written: after a failed write (disk full,
+        # read-only) the next flush tries again, so the files catch up by themselves.
         if self.keys_dirty:
-            self.keys_dirty = False
             # Once the cache is loaded every flush follows a change: skip reading it back.
             first = self._key_lines is None
             write_atomically(
@@ -648,10 +649,11 @@ class Registry:
                 mode=CLIENT_KEYS_MODE,
                 skip_identical=first,
             )
+            self.keys_dirty = False
             wrote = True
         if self.groups_dirty:
-            self.groups_dirty = False
             self.rebuild_group_files()
+            self.groups_dirty = False
             wrote = True
         return wrote
 

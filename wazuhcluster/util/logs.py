@@ -7,7 +7,11 @@ log event, so any other observer (JSON, journald) keeps them as structure.
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,7 +84,11 @@ class ClusterLog:
 
 
 def format_line(event: LogEvent, with_traceback: bool = False) -> str:
-    """Format one event as a cluster.log line (without the trailing newline)."""
+    """Format one event as cluster.log lines (without the trailing newline).
+
+    Text that spans several lines (a traceback, Twisted's "Unhandled Error" reports) gets
+    the date, level, tag and task on every line, so each line of cluster.log is dated.
+    """
     stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(event.get("log_time", time.time())))
     level = _LEVEL_NAMES.get(event.get("log_level", LogLevel.info), "INFO")
     tag = event.get("cluster_tag", "Cluster")
@@ -92,7 +100,19 @@ def format_line(event: LogEvent, with_traceback: bool = False) -> str:
         text = f"{text}: {failure.type.__name__}: {detail}" if text else detail
         if with_traceback:
             text = f"{text}\n{failure.getTraceback()}"
-    return f"{stamp} {level}: [{tag}] [{task}] {text}"
+    prefix = f"{stamp} {level}: [{tag}] [{task}] "
+    return "\n".join(prefix + line.rstrip("\r") for line in text.rstrip("\n").split("\n"))
+
+
+def _ends_a_line(stream: IO[str]) -> bool:
+    """Whether the file behind ``stream`` is empty or ends with a newline (True when it
+    cannot be told: no extra newline is better than a line without a date)."""
+    try:
+        descriptor = stream.fileno()
+        size = os.fstat(descriptor).st_size
+        return size == 0 or os.pread(descriptor, 1, size - 1) == b"\n"
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return True
 
 
 @implementer(ILogObserver)
@@ -103,16 +123,92 @@ class ClusterLogObserver:
     debugging, so cluster.log is not filled with "Starting factory" lines.
     """
 
-    def __init__(self, stream: IO[str], debug: bool = False) -> None:
+    #: Seconds between attempts to open cluster.log again after a write failed.
+    RETRY_INTERVAL = 1.0
+
+    def __init__(
+        self,
+        stream: IO[str],
+        debug: bool = False,
+        reopen: Callable[[], IO[str]] | None = None,
+        complaints: IO[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream
         self.debug = debug
+        #: Opens cluster.log again after a failed write (disk full, read-only).
+        self.reopen = reopen
+        #: Where to say that cluster.log cannot be written (twistd's output by default).
+        self.complaints = complaints
+        self.monotonic = monotonic
+        self.lost = 0
+        self.failure: str | None = None
+        self._next_try = 0.0
 
     def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level", LogLevel.info)
         if "cluster_tag" not in event and level < LogLevel.warn and not self.debug:
             return
-        self.stream.write(format_line(event, with_traceback=self.debug) + "\n")
-        self.stream.flush()
+        text = format_line(event, with_traceback=self.debug) + "\n"
+        if self.failure is not None and not self._recover():
+            self.lost += 1
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError as error:
+            self.lost += 1
+            self._broken(error)
+
+    def _broken(self, error: OSError) -> None:
+        """A write failed: say so once where it can be seen, drop lines until it works."""
+        self.failure = str(error)
+        self._next_try = self.monotonic() + self.RETRY_INTERVAL
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+        complaints = self.complaints if self.complaints is not None else sys.stderr
+        try:
+            complaints.write(
+                f"{stamp} ERROR: [Cluster] [Main] Cannot write cluster.log: {error}. Log lines "
+                "are dropped (and counted) until it can be written again.\n"
+            )
+            complaints.flush()
+        except (OSError, ValueError):
+            pass
+        if self.reopen is not None:
+            try:
+                self.stream.close()
+            except OSError:
+                pass  # its unwritten buffer is what failed: dropped with the stream
+
+    def _recover(self) -> bool:
+        """Try (at most every RETRY_INTERVAL) to write again; note what was lost."""
+        if self.monotonic() < self._next_try:
+            return False
+        self._next_try = self.monotonic() + self.RETRY_INTERVAL
+        stream = self.stream
+        try:
+            if self.reopen is not None:
+                stream = self.reopen()
+                if not _ends_a_line(stream):
+                    # A failed write left half a line: end it first.
+                    stream.write("\n")
+            stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+            stream.write(
+                f"{stamp} WARNING: [Cluster] [Main] cluster.log could not be written "
+                f"({self.failure}); {self.lost} log lines were lost.\n"
+            )
+            stream.flush()
+        except OSError:
+            if stream is not self.stream:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            return False
+        self.stream = stream
+        self.failure = None
+        self.lost = 0
+        return True
 
 
 class ClusterLogService(Service):
@@ -129,7 +225,7 @@ class ClusterLogService(Service):
         """Open the file and start observing the global log publisher."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stream = self._open()
-        self._writer = ClusterLogObserver(self._stream, self.debug)
+        self._writer = ClusterLogObserver(self._stream, self.debug, reopen=self._open)
         predicate = LogLevelFilterPredicate(
             defaultLogLevel=LogLevel.debug if self.debug else LogLevel.info
         )
@@ -138,23 +234,31 @@ class ClusterLogService(Service):
         super().startService()
 
     def _open(self) -> IO[str]:
-        stream = self.path.open("a", encoding="utf-8")
+        # Readable too, so a half line left by a failed write can be seen after reopening.
+        stream = self.path.open("a+", encoding="utf-8")
         self.path.chmod(0o640)
         return stream
 
     def reopen(self) -> None:
         """Close and reopen the file, so an external rotation takes effect."""
-        if self._writer is None or self._stream is None:
+        if self._writer is None:
             return
-        old = self._stream
+        old = self._writer.stream
         self._stream = self._writer.stream = self._open()
-        old.close()
+        try:
+            old.close()
+        except OSError:
+            pass  # a full disk: what it still held is lost, the new stream is fine
 
     def stopService(self) -> None:
         """Stop observing and close the file."""
         super().stopService()
         if self._observer is not None:
             globalLogPublisher.removeObserver(self._observer)
-        if self._stream is not None:
-            self._stream.close()
+        stream = self._writer.stream if self._writer is not None else self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
         self._observer = self._writer = self._stream = None

@@ -140,29 +140,34 @@ class WorkerRegistry(LinkFeature[MasterLink]):
         return _KeysLocator(self)
 
     async def apply_push(self, added: list[dict[str, str]], removed: list[str]) -> None:
-        """Merge a push into client.keys (in a thread) and tell the listeners; returns once the
-        push is on disk. Pushes that arrive while a merge runs are merged together in the next
-        one: one rewrite of client.keys for a burst of enrollments, not one per agent."""
+        """Merge a push into client.keys (in a thread) and hand it to the listeners; returns
+        once the push is on disk and usable by the agent channel (the master answers the
+        agent only then). Pushes that arrive while a merge runs are merged together in the
+        next one: one rewrite of client.keys for a burst of enrollments, not one per agent."""
         self._pending.append((added, removed))
         await self._lock.acquire()
         try:
             batch, self._pending = self._pending, []
             if not batch:
-                return  # an earlier merge already wrote this push
+                return  # an earlier merge already wrote this push (and its hooks ran)
             delta = await self.run_in_thread(self.keys_file.merge, batch)
+            self.log.info(
+                "Keys updated by the master: {added} added, {removed} removed ({count} agents).",
+                added=len(delta.added),
+                removed=len(delta.removed),
+                count=delta.count,
+            )
+            # Still under the lock: a push merged in this batch is acknowledged only once
+            # the listeners have it.
+            for hook in list(self.on_keys_changed):
+                try:
+                    result = hook(delta)
+                    if isinstance(result, Deferred):
+                        await result
+                except Exception:
+                    self.log.failure("A keys-changed hook failed")
         finally:
             self._lock.release()
-        self.log.info(
-            "Keys updated by the master: {added} added, {removed} removed ({count} agents).",
-            added=len(delta.added),
-            removed=len(delta.removed),
-            count=delta.count,
-        )
-        for hook in list(self.on_keys_changed):
-            try:
-                hook(delta)
-            except Exception:
-                self.log.failure("A keys-changed hook failed")
 
 
 def _valid_push(added: Any, removed: Any) -> bool:
