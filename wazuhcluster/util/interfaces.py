@@ -9,6 +9,7 @@ not declare these combinations, so the one place it enters (``wazuhcluster.tap``
 from __future__ import annotations
 
 from twisted.internet.interfaces import (
+    IReactorCore,
     IReactorFDSet,
     IReactorFromThreads,
     IReactorSSL,
@@ -27,6 +28,6 @@ class IReactorSSLTime(IReactorSSL, IReactorTime):
 
 
 class INodeReactor(
-    IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet
+    IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet, IReactorCore
 ):
     """Everything a node's service tree asks of its reactor."""
