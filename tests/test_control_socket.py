@@ -10,7 +10,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols import amp
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.helpers import short_temp_dir
 from wazuhcluster.control.server import (
@@ -186,24 +186,30 @@ class ControlServiceTests(SynchronousTestCase):
         self.assertIn("another node is running on this home", reason)
         self.assertEqual(self.reactor.unixServers, [])
 
+
+class RealReactorListenTests(TestCase):
+    """The same with Twisted's own listener (trial's reactor: the socket is really opened,
+    and closed before the temporary directory goes)."""
+
     def test_real_listen_after_reused_pid(self) -> None:
-        """With the real reactor: a lock naming a live process that does not serve the
-        socket no longer keeps the node off its socket (Twisted alone refuses it)."""
+        """A lock naming a live process that does not serve the socket no longer keeps the
+        node off its socket (Twisted alone refuses it: "Cannot acquire lock")."""
         from twisted.internet import reactor
 
-        self.path.parent.mkdir(parents=True)
-        os.symlink(str(os.getppid()), lock_path(self.path))
+        path = short_temp_dir(self) / "cluster.sock"
+        os.symlink(str(os.getppid()), lock_path(path))
+        failures: list[str] = []
         service = ControlService(
-            self.path,
+            path,
             _Backend(),
-            reactor,
-            on_failure=self.failures.append,  # type: ignore[arg-type]
+            reactor,  # type: ignore[arg-type]
+            on_failure=failures.append,
         )
         service.startService()
-        self.addCleanup(service.stopService)
-        self.assertEqual(self.failures, [])
+        self.addCleanup(service.stopService)  # trial waits for its Deferred
+        self.assertEqual(failures, [])
         self.assertIsNotNone(service.port)
-        self.assertEqual(os.readlink(lock_path(self.path)), str(os.getpid()))
+        self.assertEqual(os.readlink(lock_path(path)), str(os.getpid()))
 
 
 class StopNodeTests(SynchronousTestCase):
