@@ -231,3 +231,101 @@ class SendWithoutDelayTests(SynchronousTestCase):
         self.assertEqual(tcp.calls, [True])
         send_without_delay(object())
         send_without_delay(Refusing())
+
+
+class RefusedWorkerTests(SynchronousTestCase):
+    """A worker the master refuses backs off and is logged once per reason on both sides."""
+
+    def setUp(self) -> None:
+        self.cluster = InMemoryCluster(self.mktemp())
+
+    def retry_delays(self, events: list[dict[str, object]]) -> list[float]:
+        """The delays ClientService scheduled its retries with, in order."""
+        return [
+            float(event["delay"])  # type: ignore[arg-type]
+            for event in events
+            if "Scheduling retry" in str(event.get("log_format", ""))
+        ]
+
+    def refuse_again(self, link: object, events: list[dict[str, object]]) -> None:
+        """Wait out the scheduled retry and let the master refuse it."""
+        self.cluster.reactor.advance(self.retry_delays(events)[-1])
+        self.cluster.connect(link)  # type: ignore[arg-type]
+
+    def test_backoff_and_one_line_per_side(self) -> None:
+        """Refused 9 times for a wrong key: the delays grow 1.5x from 10 s to the 60 s
+        reconnect maximum, and each side logs one ERROR, not nine."""
+        with capturedLogs() as events:
+            link = self.cluster.add_worker("worker1", key="ffffffffffffffffffffffffffffffff")
+            self.cluster.connect(link)
+            for _ in range(8):
+                self.refuse_again(link, events)
+        self.assertEqual(
+            self.retry_delays(events), [10.0, 15.0, 22.5, 33.75, 50.625, 60.0, 60.0, 60.0, 60.0]
+        )
+        lines = [format_line(event) for event in events if "cluster_tag" in event]
+        errors = [line for line in lines if " ERROR: " in line]
+        self.assertEqual(len(errors), 2, errors)
+        self.assertIn("Refused worker 'worker1'", errors[0])
+        self.assertIn("Could not connect to master: Error 3025 - Wrong cluster key", errors[1])
+        self.assertIn("logged again when the reason changes", errors[1])
+        self.assertEqual(self.cluster.master.workers.names(), [])
+
+    def test_new_reason_logged_and_success_resets(self) -> None:
+        """Another reason is logged again; once the worker joins, the back-off starts over
+        and an old reason is news again."""
+        import attrs
+
+        with capturedLogs() as events:
+            link = self.cluster.add_worker("worker1", key="ffffffffffffffffffffffffffffffff")
+            self.cluster.connect(link)
+            self.refuse_again(link, events)
+            link.cluster = attrs.evolve(link.cluster, key=self.cluster.master.config.cluster.key)
+            link.certificate = {"worker9"}  # type: ignore[attr-defined]
+            self.refuse_again(link, events)
+            self.refuse_again(link, events)
+            link.certificate = {"worker1"}  # type: ignore[attr-defined]
+            self.refuse_again(link, events)  # accepted this time
+            self.assertTrue(link.connected)
+            self.assertEqual(link.failed_attempts, 0)
+            self.cluster.master.workers.get("worker1").disconnect()  # type: ignore[union-attr]
+            self.cluster.flush()
+        worker_errors = [
+            format_line(event)
+            for event in events
+            if event.get("cluster_tag") == "Worker worker1" and " ERROR: " in format_line(event)
+        ]
+        self.assertEqual(len(worker_errors), 2, worker_errors)
+        self.assertIn("Error 3025", worker_errors[0])
+        self.assertIn("does not match its certificate", worker_errors[1])
+        # 10, 15 (3025), 22.5, 33.75 (certificate), then joined: the next loss waits 10 s.
+        self.assertEqual(self.retry_delays(events), [10.0, 15.0, 22.5, 33.75, 10.0])
+
+    def test_reconnect_racing_old_link_is_info(self) -> None:
+        """A worker that dropped a stalled link and comes back before the master noticed
+        is refused as a duplicate (3028): INFO on both sides while the master may still
+        hold the old link, ERROR once after that."""
+        from twisted.internet.error import ConnectionLost
+
+        link = self.cluster.add_worker("worker1")
+        pump = self.cluster.connect(link)
+        with capturedLogs() as events:
+            # The worker gives up on a stalled link; the master never hears of it.
+            self.cluster.pumps.remove(pump)
+            pump.client.connectionLost(Failure(ConnectionLost("stalled")))
+            self.assertFalse(link.connected)
+            self.cluster.reactor.advance(self.retry_delays(events)[-1])
+            self.cluster.connect(link)
+            self.refuse_again(link, events)
+            self.assertEqual(self.cluster.master.workers.names(), ["worker1"])
+            # Past max_silence + reaper_interval the duplicate is no longer a race.
+            for _ in range(4):
+                self.refuse_again(link, events)
+        lines = [format_line(event) for event in events if "cluster_tag" in event]
+        # DEBUG lines (the repeats) are not in cluster.log unless --debug.
+        duplicate = [line for line in lines if "Error 3028" in line and " DEBUG: " not in line]
+        worker = [line for line in duplicate if "[Worker worker1]" in line]
+        master = [line for line in duplicate if "[Master]" in line]
+        self.assertEqual([line.split(" ")[2] for line in worker], ["INFO:", "ERROR:"])
+        self.assertEqual([line.split(" ")[2] for line in master], ["INFO:"])
+        self.assertIn("previous link from the same address is still open", master[0])

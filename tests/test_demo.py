@@ -145,3 +145,74 @@ class RulesetOptionTests(SynchronousTestCase):
             f"demo: wazuh-cluster-ruleset: {demo.shown(missing)}: no such file", errors.getvalue()
         )
         self.assertFalse((self.base / "other" / "master" / "ruleset").exists())
+
+
+class _FakeProcess:
+    """A Popen stand-in whose exit status the test sets."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+class _FakeNode(demo.NodeProcess):
+    """A node that 'starts' a fake process with the next pid."""
+
+    pids = iter(range(1000, 2000))
+
+    def start(self) -> None:
+        self.process = _FakeProcess(next(self.pids))  # type: ignore[assignment]
+
+
+class NodeDeathTests(SynchronousTestCase):
+    """While the demo keeps running, a dead node is reported and started again; the other
+    nodes are left alone (the master's death used to end the whole demo)."""
+
+    def make(self, restart_after: float) -> tuple[demo.Demo, list[str]]:
+        """A demo whose three nodes are fake, all running."""
+        said: list[str] = []
+        shown = demo.Demo(short_temp_dir(self) / "d", out=said.append, restart_after=restart_after)
+        for name in demo.NODE_NAMES:
+            node = _FakeNode(shown.cluster.home(name), "worker")
+            node.start()
+            shown.nodes[name] = node
+        return shown, said
+
+    def kill(self, shown: demo.Demo, name: str) -> None:
+        """The node's process ends with SIGKILL."""
+        process = shown.nodes[name].process
+        assert process is not None
+        process.returncode = -signal.SIGKILL
+
+    def test_master_death_reported_and_restarted(self) -> None:
+        """kill -9 of the master: one report, the workers untouched, a restart 10 s later."""
+        shown, said = self.make(restart_after=10)
+        workers = [shown.nodes[name].process for name in demo.NODE_NAMES[1:]]
+        self.kill(shown, "master")
+        shown.watch_nodes(100.0)
+        shown.watch_nodes(101.0)
+        self.assertIn("** master died (killed by SIGKILL); still running: worker1, worker2", said)
+        self.assertEqual(sum(line.startswith("** master died") for line in said), 1)
+        self.assertIn("   the demo starts master again in 10 s", said)
+        shown.watch_nodes(109.9)
+        self.assertFalse(any("started again" in line for line in said))
+        shown.watch_nodes(110.0)
+        [again] = [line for line in said if "started again" in line]
+        self.assertIn(f"** master started again (pid {shown.pid('master')})", again)
+        self.assertIsNone(shown.nodes["master"].died())
+        self.assertEqual([shown.nodes[name].process for name in demo.NODE_NAMES[1:]], workers)
+
+    def test_no_restart(self) -> None:
+        """--restart-after 0: a dead worker stays down, reported once."""
+        shown, said = self.make(restart_after=0)
+        self.kill(shown, "worker1")
+        for now in (1.0, 50.0, 5000.0):
+            shown.watch_nodes(now)
+        self.assertEqual(
+            [line for line in said if line.startswith("**")],
+            ["** worker1 died (killed by SIGKILL); still running: master, worker2"],
+        )
+        self.assertEqual(shown.nodes["worker1"].died(), "killed by SIGKILL")

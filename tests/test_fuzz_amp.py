@@ -479,6 +479,52 @@ class ControlCommandFuzzTests(SynchronousTestCase):
         self.flushLoggedErrors()
 
 
+_CONTROL_NAMES = st.sampled_from(
+    [c.commandName for c in CONTROL_COMMANDS] + [b"Nope", b"", b"\xff", b"Manage\xe9"]
+)
+_CONTROL_KEYS = st.sampled_from([b"action", b"arguments", b"agents", b"count"]) | st.binary(
+    min_size=1, max_size=20
+).filter(lambda k: not k.startswith(b"_"))
+_CONTROL_VALUES = (
+    st.binary(max_size=200)
+    | st.sampled_from([b"{", b"[" * 5000, b'"\xff"', b"nan", b"-", b"1e999", b"{}", b"[]"])
+    | JSON.map(lambda value: Json().toString(value))
+)
+CONTROL_BOXES = st.tuples(
+    _CONTROL_NAMES, st.dictionaries(_CONTROL_KEYS, _CONTROL_VALUES, max_size=5)
+)
+
+
+class ControlRawBoxFuzzTests(SynchronousTestCase):
+    """The control socket against raw boxes: any command name (non-ASCII too), missing,
+    extra and undecodable arguments (bad JSON, non-UTF-8 text, non-numbers)."""
+
+    @FUZZ
+    @given(raw=CONTROL_BOXES)
+    def test_control_raw_boxes(self, raw: tuple[bytes, dict[bytes, bytes]]) -> None:
+        """Every asked box gets exactly one answer or declared error, nothing is logged as
+        an unhandled error, and the connection stays open for the next request."""
+        from twisted.internet.testing import StringTransport
+
+        server = ControlProtocol(_Backend())
+        transport = StringTransport()
+        server.makeConnection(transport)
+        name, values = raw
+        box = amp.AmpBox(values)
+        box[b"_command"] = name
+        box[b"_ask"] = b"1"
+        server.dataReceived(box.serialize())
+        self.assertEqual(self.flushLoggedErrors(), [])
+        [answer] = amp.parseString(transport.value())
+        self.assertTrue(b"_answer" in answer or b"_error_code" in answer, answer)
+        if b"_error_code" in answer:
+            self.assertIn(
+                answer[b"_error_code"],
+                {b"BAD_ARGUMENTS", b"CONTROL_ERROR", b"NOT_CONNECTED", amp.UNHANDLED_ERROR_CODE},
+            )
+        self.assertFalse(transport.disconnecting)
+
+
 class ManageFuzzTests(SynchronousTestCase):
     """Management requests relayed from a worker with arbitrary actions and arguments."""
 

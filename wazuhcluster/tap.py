@@ -17,6 +17,7 @@ from wazuhcluster.config.cluster import NodeConfig, load_config
 from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.config.sections import NodeSections, load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.util.fatal import exit_non_zero_after_failure
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog, ClusterLogService
 from wazuhcluster.util.memory import limit_malloc_arenas
@@ -125,6 +126,8 @@ def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
     """Build the node's service tree (twistd entry point)."""
     from twisted.internet import reactor
 
+    # A node that stops itself for a fault (wazuhcluster.util.fatal) exits 1, not twistd's 0.
+    exit_non_zero_after_failure()
     # The global reactor provides every interface INodeReactor extends without declaring
     # the combination (see wazuhcluster.util.interfaces).
     return build_service(

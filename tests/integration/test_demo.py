@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
-from wazuhcluster.scripts import nginx
+from wazuhcluster.scripts import demo, nginx
+from wazuhcluster.testing.devcluster import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 #: The demo gives each step 90 s; the whole run must end well within this.
@@ -112,3 +117,100 @@ class DemoTests(SynchronousTestCase):
         self.assertIn("--no-nginx: agents go straight to the workers' ports", out)
         self.assertIn("$ wazuh-agent-sim --home demo/worker2 --agents 10", out)
         self.assertIn("Stopped 2 agent simulator(s), 3 nodes.", out.splitlines())
+
+
+class DemoNodeDeathTests(SynchronousTestCase):
+    """``kill -9`` of the master, then of a worker, as the demo's last lines suggest: the
+    demo reports each death, keeps the other nodes running and starts the dead one again."""
+
+    def test_demo_survives_kill_9(self) -> None:
+        """The master and worker1 are each killed once; the demo says so, restarts them,
+        the restarted master serves its control socket (its cluster.log says it removed
+        the stale lock), and the demo still stops cleanly on SIGTERM."""
+        base = short_temp_dir(self)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                *("-m", "wazuhcluster.scripts.demo", "--dir", "demo", "--no-nginx"),
+                *("--restart-after", "2"),
+            ],
+            cwd=base,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        said: list[str] = []
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line.rstrip("\n"))
+
+        threading.Thread(target=read, daemon=True).start()
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+
+        self.addCleanup(stop)
+
+        def wait_line(pattern: str) -> re.Match[str]:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                try:
+                    line = lines.get(timeout=1)
+                except queue.Empty:
+                    if process.poll() is not None:
+                        break
+                    continue
+                said.append(line)
+                found = re.search(pattern, line)
+                if found:
+                    return found
+            self.fail(f"no line matching {pattern!r}:\n" + "\n".join(said[-60:]))
+
+        master_pid = int(wait_line(r"kill -9 (\d+)   # the master")[1])
+        worker_pid = int(wait_line(r"kill -9 (\d+)   # worker1")[1])
+        wait_line(r"Press Ctrl-C to stop everything")
+        os.kill(master_pid, signal.SIGKILL)
+        wait_line(r"\*\* master died \(killed by SIGKILL\); still running: worker1, worker2")
+        wait_line(r"\*\* master started again \(pid \d+\)")
+        master_home = base / "demo" / "master"
+        # the master lists workers in connection order, which restarts change
+        listed = lambda: sorted(control_lists(master_home) or []) == list(demo.NODE_NAMES)  # noqa: E731
+        self.assertTrue(wait_for(listed, TIMEOUT), "the restarted master never listed both")
+        log = (master_home / "logs" / "cluster.log").read_text()
+        self.assertRegex(log, r"WARNING: \[Master\] \[Control\] Removed a stale control-socket")
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_line(r"\*\* worker1 died \(killed by SIGKILL\); still running: master, worker2")
+        wait_line(r"\*\* worker1 started again")
+        self.assertTrue(wait_for(listed, TIMEOUT), "worker1 never rejoined")
+        self.assertIsNone(process.poll(), "the demo stopped")
+        process.send_signal(signal.SIGTERM)
+        wait_line(r"Stopped 2 agent simulator\(s\), 3 nodes\.")
+        self.assertEqual(process.wait(timeout=60), 0)
+        self.assertEqual(processes_under(base), [], "the demo left processes running")
+
+
+def control_lists(home: Path) -> list[str] | None:
+    """The node names ``wazuh-cluster-control -l --json`` lists on ``home``, or None."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from wazuhcluster.scripts.control import main; main()",
+            *("--home", str(home), "-l", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    if result.returncode != 0:
+        return None
+    return [node["name"] for node in json.loads(result.stdout)]

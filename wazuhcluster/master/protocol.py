@@ -137,12 +137,7 @@ class MasterProtocol(StreamResponders, amp.AMP):
             self.node.workers.names(),
         )
         if reason is not None:
-            self.log.error(
-                "Refused worker {name!r} from {ip}: {reason}.",
-                name=node_name,
-                ip=self.peer_ip,
-                reason=reason,
-            )
+            self._log_refusal(node_name, reason)
             raise commands.HandshakeRejected(reason)
         now = self.node.clock.seconds()
         self.link = WorkerLink(node_name, version, self.peer_ip, self, now, now)
@@ -167,6 +162,38 @@ class MasterProtocol(StreamResponders, amp.AMP):
                 identity.key, master_nonce or b"", nonce, node_name, cluster_name
             ),
         }
+
+    def _log_refusal(self, name: str, reason: str) -> None:
+        """One line per worker and change of reason (DEBUG for the repeats); a worker that
+        reconnects before its previous link from the same address was closed is INFO."""
+        current = self.node.workers.get(name)
+        benign = reason.startswith("Error 3028") and (
+            current is not None and current.address == self.peer_ip
+        )
+        if not self.node.workers.refusal_is_new(name, self.peer_ip, f"{benign}:{reason}"):
+            self.log.debug(
+                "Refused worker {name!r} from {ip} again: {reason}.",
+                name=name,
+                ip=self.peer_ip,
+                reason=reason,
+            )
+        elif benign:
+            self.log.info(
+                "Refused worker {name!r} from {ip}: {reason}; its previous link from the same "
+                "address is still open (a reconnect ahead of the old link's close). It is "
+                "closed at the latest when its keep-alives stop.",
+                name=name,
+                ip=self.peer_ip,
+                reason=reason,
+            )
+        else:
+            self.log.error(
+                "Refused worker {name!r} from {ip}: {reason}. Logged again only if the reason "
+                "changes.",
+                name=name,
+                ip=self.peer_ip,
+                reason=reason,
+            )
 
     @commands.KeepAlive.responder
     def keep_alive(self, payload: str) -> dict[str, str]:

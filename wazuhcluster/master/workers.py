@@ -42,6 +42,8 @@ class Departure:
 
 #: How long a departed worker is still reported as disconnected.
 DEPARTURE_MEMORY = 24 * 3600.0
+#: How many (name, address) pairs the log of refusals remembers (oldest forgotten first).
+REFUSALS_REMEMBERED = 1024
 
 
 class WorkerDirectory:
@@ -50,6 +52,20 @@ class WorkerDirectory:
     def __init__(self) -> None:
         self._links: dict[str, WorkerLink] = {}
         self.departed: dict[str, Departure] = {}
+        self._refusals: dict[tuple[str, str], str] = {}
+
+    def refusal_is_new(self, name: str, address: str, reason: str) -> bool:
+        """Remember that a worker claiming ``name`` from ``address`` was refused for
+        ``reason``; True unless that is what it was refused for last time (so a worker
+        retrying for hours is logged once per change of reason, not at every attempt)."""
+        key = (name, address)
+        if self._refusals.get(key) == reason:
+            return False
+        self._refusals.pop(key, None)
+        self._refusals[key] = reason
+        while len(self._refusals) > REFUSALS_REMEMBERED:
+            del self._refusals[next(iter(self._refusals))]
+        return True
 
     def add(self, link: WorkerLink) -> None:
         """Register a worker that passed the handshake; its name must be free."""
@@ -57,6 +73,8 @@ class WorkerDirectory:
             raise KeyError(f"worker {link.name} is already connected")
         self._links[link.name] = link
         self.departed.pop(link.name, None)
+        for key in [key for key in self._refusals if key[0] == link.name]:
+            del self._refusals[key]
 
     def remove(self, link: WorkerLink, now: float) -> bool:
         """Forget ``link`` if it is still the one registered under its name; remember it left."""

@@ -25,6 +25,7 @@ from wazuhcluster.control.server import ControlService
 from wazuhcluster.node.analysis_service import AnalysisService, node_identity
 from wazuhcluster.node.intake import EpsLimiter
 from wazuhcluster.registry.keys import KeysDelta
+from wazuhcluster.util.fatal import stop_node
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
 
@@ -41,6 +42,7 @@ class NodeServices:
     ) -> None:
         self.config = config
         self.reactor = reactor
+        self.tag = tag
         home = config.home
         cluster = config.cluster
         self.analysis = AnalysisService(
@@ -109,5 +111,13 @@ class NodeServices:
         self.channel.setServiceParent(parent)
 
     def control_service(self, backend: IControlBackend) -> ControlService:
-        """The control socket answered by the role's ``backend``."""
-        return ControlService(self.config.home.control_socket, backend, self.reactor)
+        """The control socket answered by the role's ``backend``; a node that cannot open
+        it logs why and stops (it could not be managed)."""
+        log = ClusterLog(self.tag, "Control")
+        return ControlService(
+            self.config.home.control_socket,
+            backend,
+            self.reactor,
+            log,
+            on_failure=lambda reason: stop_node(self.reactor, log, reason),
+        )

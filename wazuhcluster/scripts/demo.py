@@ -11,7 +11,10 @@
 6. ``wazuh-cluster-control -l``, ``-a`` and ``-i`` show the cluster;
 7. the master's REST API answers, and ready-to-paste curl lines are printed.
 
-Then it keeps running until Ctrl-C (or ``--seconds``), and stops everything it started.
+Then it keeps running until Ctrl-C (or ``--seconds``), and stops everything it started. While
+it runs, any one node may die (``kill -9`` of the master or of a worker is what its last lines
+suggest): the demo says so, keeps the others running, and starts the dead node again after
+``--restart-after`` seconds, so the rejoin can be watched in the nodes' cluster.log.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ STEP_TIMEOUT = 90.0
 MARKER = ".wazuhcluster-demo"
 NODE_NAMES = ("master", "worker1", "worker2")
 OWNED = (*NODE_NAMES, "nginx", "agents", MARKER)
+#: Seconds between a node's death and the demo starting it again (``--restart-after``).
+RESTART_AFTER = 10.0
 #: Largest alerts.json the demo reads back (it only looks for a few lines).
 MAX_ALERTS_READ = 64 * 1024 * 1024
 
@@ -184,6 +189,10 @@ class Demo:
     balancer: nginx.NginxProcess | None = field(default=None, init=False)
     simulators: list[subprocess.Popen[bytes]] = field(factory=list, init=False)
     api_password: str = field(factory=lambda: secrets.token_hex(8), init=False)
+    #: Seconds after a node's death before it is started again (0: leave it down).
+    restart_after: float = RESTART_AFTER
+    #: Nodes found dead while the demo keeps running, with when to start them again.
+    down: dict[str, float] = field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.cluster = LocalCluster(
@@ -490,25 +499,71 @@ class Demo:
         self.say()
 
     def keep_running(self, seconds: float) -> None:
-        """Wait for Ctrl-C (or ``seconds``), failing if a process we started has died."""
+        """Wait for Ctrl-C (or ``seconds``). A node that dies is reported and started again
+        (the others keep running); only nginx dying ends the demo."""
         home = shown(self.cluster.home("master").root)
+        logs = " ".join(shown(self.cluster.home(name).cluster_log) for name in NODE_NAMES)
         self.say("The cluster is running. Try, in another terminal:")
         self.say(f"   wazuh-cluster-control --home {home} -a -fn worker2")
         self.say(f"   wazuh-cluster-control --home {home} -i more")
         self.say(f"   tail -f {shown(self.alerts_file('worker1'))}")
-        if self.balancer is not None:
-            self.say(f"   kill -9 {self.pid('worker1')}   # worker1: its agents move to worker2")
+        self.say("Kill a node and watch the others carry on:")
+        self.say(f"   tail -f {logs}")
+        self.say(
+            f"   kill -9 {self.pid('master')}   # the master: the workers keep analysing, "
+            "say 'Connection with the master lost', retry, and rejoin once it is back"
+        )
+        moved = (
+            "its agents move to worker2 through nginx"
+            if self.balancer is not None
+            else "its agents wait for it (no nginx to move them)"
+        )
+        self.say(
+            f"   kill -9 {self.pid('worker1')}   # worker1: {moved}; the master lists it as gone"
+        )
+        if self.restart_after:
+            self.say(
+                f"The demo reports a dead node and starts it again {self.restart_after:g} s "
+                "later (its cluster.log then says it removed the stale control-socket lock)."
+            )
         self.say(
             "Press Ctrl-C to stop everything." if not seconds else f"Stopping in {seconds:g} s."
         )
         deadline = time.monotonic() + seconds if seconds else None
         while deadline is None or time.monotonic() < deadline:
-            if not self.nodes["master"].running():
-                raise DemoError(f"the master stopped; see {home}/logs/twistd.out")
             if self.balancer is not None and not self.balancer.running():
                 raise DemoError(f"nginx stopped; see {shown(self.balancer.error_log)}")
-            # a worker may be gone: killing one is part of what the demo invites
+            self.watch_nodes(time.monotonic())
             time.sleep(0.5)
+
+    def watch_nodes(self, now: float) -> None:
+        """Report each node found dead since the last look; start it again when its time
+        has come. The other nodes are left running either way."""
+        for name, node in self.nodes.items():
+            if name in self.down:
+                if self.restart_after and now >= self.down[name]:
+                    del self.down[name]
+                    node.start()
+                    self.say(
+                        f"** {name} started again (pid {self.pid(name)}); watch "
+                        f"{shown(self.cluster.home(name).cluster_log)}"
+                    )
+                continue
+            how = node.died()
+            if how is None:
+                continue
+            self.down[name] = now + self.restart_after
+            others = ", ".join(n for n in NODE_NAMES if n != name and n not in self.down)
+            self.say(f"** {name} died ({how}); still running: {others or 'nothing'}")
+            if name == NODE_NAMES[0]:
+                self.say(
+                    "   the workers keep their agents and analyse their events; they retry the "
+                    "master, backing off to every few seconds"
+                )
+            else:
+                self.say(f"   the master lists {name} as disconnected; its agents reconnect")
+            if self.restart_after:
+                self.say(f"   the demo starts {name} again in {self.restart_after:g} s")
 
     def pid(self, node: str) -> str:
         """The process id of ``node``, for the hints."""
@@ -559,6 +614,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-nginx", action="store_true", help="agents use the workers' ports even with nginx"
     )
     parser.add_argument(
+        "--restart-after",
+        type=float,
+        default=RESTART_AFTER,
+        metavar="SECONDS",
+        help="start a node that died again after this long (0: leave it down)",
+    )
+    parser.add_argument(
         "--ruleset",
         metavar="PATH",
         help="a Wazuh source archive (.tar.gz) or tree whose full ruleset the nodes use "
@@ -567,12 +629,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds < 0:
         parser.error("--seconds must not be negative")
+    if args.restart_after < 0:
+        parser.error("--restart-after must not be negative")
     base = Path(args.dir).absolute()
     demo = Demo(
         base,
         use_nginx=not args.no_nginx,
         ruleset=Path(args.ruleset).absolute() if args.ruleset else None,
         out=lambda text: print(text, flush=True),
+        restart_after=args.restart_after,
     )
     status = 0
     # also when started in the background, where the shell leaves SIGINT ignored

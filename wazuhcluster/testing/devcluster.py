@@ -199,6 +199,19 @@ class NodeProcess:
         """True while the process is alive."""
         return self.process is not None and self.process.poll() is None
 
+    def died(self) -> str | None:
+        """How the node's process ended (``killed by SIGKILL``, ``exited with status 1``)
+        when it was started and has ended without :meth:`kill` or :meth:`stop`; else None."""
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with status {code}"
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the node and reap it."""
         if self.process is None:

@@ -28,7 +28,7 @@ class IReactorSSLTime(IReactorSSL, IReactorTime):
 
 
 class INodeReactor(
-    IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet
+    IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet, IReactorCore
 ):
     """Everything a node's service tree asks of its reactor."""
 

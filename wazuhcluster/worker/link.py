@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.logger import LogLevel
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -24,6 +25,9 @@ from wazuhcluster.wire.calls import call_with_timeout
 from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import make_nonce, master_proof, proofs_match, worker_proof
 from wazuhcluster.worker.protocol import WorkerProtocol
+
+#: The master's refusal of a name it still lists (Wazuh's 3028).
+DUPLICATE_NAME = "Error 3028"
 
 
 class HandshakeFailed(Exception):
@@ -71,30 +75,32 @@ class MasterLink(MultiService):
         #: Why the last attempt to join the master failed, kept for health reports and tests.
         self.last_error: str | None = None
         self.failed_keepalives = 0
+        #: Failed attempts in a row since the last authenticated link. ClientService counts
+        #: attempts too, but resets its count whenever TCP and TLS succeed, which they do for
+        #: a worker the master refuses: its own count would keep every retry at the first
+        #: delay forever.
+        self.failed_attempts = 0
+        self._lost_at: float | None = None
+        self._reported: tuple[LogLevel, str] | None = None
         jitter = jitter or (lambda: random.uniform(0, self.timings.reconnect / 10))
         ceiling = max(self.timings.reconnect, self.timings.reconnect_max)
 
         def policy(attempt: int) -> float:
-            # First retry after `reconnect` seconds (Wazuh's 10 s), then 1.5x more each time.
+            # First retry after `reconnect` seconds (Wazuh's 10 s), then 1.5x more each time,
+            # never more than `reconnect_max` (jitter aside).
             delay = min(self.timings.reconnect * 1.5 ** max(attempt - 1, 0), ceiling)
             return float(delay + jitter())
 
         def retry_policy(attempt: int) -> float:
-            delay: float = policy(attempt)
+            self.failed_attempts += 1
+            delay: float = policy(self.failed_attempts)
             failure, self.last_failure = self.last_failure, None
             if failure is not None:
                 self.last_error = failure.getErrorMessage()
             if failure is None:
                 self.log.info("Reconnecting to master in {delay:.1f} seconds.", delay=delay)
                 return delay
-            reason = failure.getErrorMessage().rstrip(".")
-            if failure.check(ConnectionRefusedError):
-                reason = "connection refused"
-            self.log.error(
-                "Could not connect to master: {reason}. Trying again in {delay:.1f} seconds.",
-                reason=reason,
-                delay=delay,
-            )
+            self._report_failure(failure, delay)
             return delay
 
         self.client = ClientService(
@@ -114,6 +120,36 @@ class MasterLink(MultiService):
             run_at_start=False,
         )
         self.keepalive.setServiceParent(self)
+
+    def _report_failure(self, failure: Failure, delay: float) -> None:
+        """Log why joining the master failed, once per change of reason (and of level): a
+        worker refused for hours writes one line, not one per attempt."""
+        reason = failure.getErrorMessage().rstrip(".")
+        if failure.check(ConnectionRefusedError):
+            reason = "connection refused"
+        level = LogLevel.error
+        if DUPLICATE_NAME in reason and self._lost_at is not None:
+            # Our previous link may still be open on the master (a stalled network): the
+            # master drops it within max_silence plus one reaper round. A race, not a fault.
+            grace = self.timings.max_silence + self.timings.reaper_interval
+            if self.clock.seconds() - self._lost_at <= grace:
+                level = LogLevel.info
+        if self._reported == (level, reason):
+            self.log.debug(
+                "Could not connect to master: {reason}. Trying again in {delay:.1f} seconds.",
+                reason=reason,
+                delay=delay,
+            )
+            return
+        self._reported = (level, reason)
+        emit = self.log.info if level == LogLevel.info else self.log.error
+        emit(
+            "Could not connect to master: {reason}. Trying again in {delay:.1f} seconds "
+            "(backing off to every {ceiling:g} s; logged again when the reason changes).",
+            reason=reason,
+            delay=delay,
+            ceiling=max(self.timings.reconnect, self.timings.reconnect_max),
+        )
 
     def _new_protocol(self) -> WorkerProtocol[MasterLink]:
         return WorkerProtocol(
@@ -164,6 +200,8 @@ class MasterLink(MultiService):
             self.connected_since = self.clock.seconds()
             self.failed_keepalives = 0
             self.last_failure = None
+            self.failed_attempts = 0
+            self._reported = None
             self.log.info(
                 "Successfully connected to master {name} (version {version}).",
                 name=self.master_name,
@@ -187,6 +225,7 @@ class MasterLink(MultiService):
             return
         self.protocol = None
         self.connected_since = None
+        self._lost_at = self.clock.seconds()
         self.features.link_down(self)
         if reason.check(ConnectionDone):
             self.log.info("The master closed the connection.")
