@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
@@ -375,6 +376,33 @@ class ServiceWithPoolTests(PoolTestCase):
         lines = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
         self.assertEqual(len(lines), numbers["alerts_written"])
         self.assertTrue(all(child.ended.called for child in self.children))
+
+    def test_reload_before_the_processes_started(self) -> None:
+        """A reload asked while the processes are still starting (a sync that changed the
+        rules right at start) is no failure: they load the ruleset as they start."""
+        service = AnalysisService(
+            self.home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            self.clock,
+            ClusterLog("Worker w1", "Main"),
+            queue_size=100,
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+            workers=2,
+            spawn=self.spawn,
+        )
+        with capturedLogs() as events:
+            service.startService()
+            self.successResultOf(service.reload())
+            self.flush()
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
+        self.assertEqual(service.stats.failed_reloads, 0)
+        self.assertEqual(service.stats.reloads, 1)
+        service(agent_event(SSH_FAIL, "001"))
+        self.flush()
+        self.assertEqual(service.intake()["processed"], 1)
+        self.successResultOf(service.stopService())
 
     def test_full_queue_drops_per_agent(self) -> None:
         """Events beyond the queue are dropped and counted per agent; the limit holds the

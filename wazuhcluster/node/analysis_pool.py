@@ -70,6 +70,9 @@ class ReloadOutcome:
     ok: bool
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    #: No process was running to reload: each loads the ruleset from disk as it starts, so
+    #: nothing failed and nothing was switched.
+    no_process: bool = False
 
 
 class ChildHandle(Protocol):
@@ -518,7 +521,7 @@ class AnalysisPool:
         """Load the ruleset in every running child, then switch all of them at once."""
         lanes = [lane for lane in self.lanes if lane.connected and lane.handle is not None]
         if not lanes:
-            return ReloadOutcome(False, "no analysis process is running")
+            return ReloadOutcome(False, "no analysis process is running", no_process=True)
         generations = {lane.index: lane.generation for lane in lanes}
         calls = [lane.handle.remote.callRemote(Prepare) for lane in lanes if lane.handle]
         results = await DeferredList(calls, consumeErrors=True)

@@ -334,7 +334,12 @@ class AnalysisService(Service):
     async def _reload_processes(self, processes: AnalysisPool) -> None:
         had = processes.loaded
         outcome = await processes.reload()
-        if outcome.ok:
+        if outcome.no_process:
+            # Starting or restarting: each process loads the ruleset on disk as it says hello.
+            self.log.info(
+                "No analysis process is running yet: each loads the ruleset as it starts."
+            )
+        elif outcome.ok:
             self._reloaded(list(outcome.warnings))
         else:
             self._reload_failed(outcome.error or "unknown error", had)
