@@ -240,7 +240,13 @@ class Engine:
                 if since is None:
                     state.ignored_since[rule.id] = info.time
                 elif info.time - since < rule.ignore_time:
-                    return rule, False
+                    # Inside the window the event is not lost: as Wazuh, it alerts on the
+                    # rule it matched just below this one (if any).
+                    parent = info.parent_rule
+                    if not isinstance(parent, Rule):
+                        return rule, False
+                    rule = parent
+                    info.last_events = []
                 else:
                     state.ignored_since[rule.id] = info.time
             if rule.check_ignore_fields and self._is_ignored(rule, info):

@@ -102,6 +102,7 @@ class EventInfo:
         "log_lower",
         "log_after_prematch",
         "matched",
+        "parent_rule",
         "program_name",
         "static",
         "time",
@@ -127,6 +128,9 @@ class EventInfo:
         self.log_after_parent = log
         self.log_after_prematch = log
         self.matched = 0
+        # The rule directly above the one the event matched (Wazuh's prev_rule): an event
+        # inside the matched rule's ignore window alerts on it instead.
+        self.parent_rule: object | None = None  # a rules.Rule
         self.firedtimes = 0
         self.last_events: list[str] = []
         self.fts_new: bool | None = None

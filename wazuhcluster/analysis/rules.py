@@ -565,6 +565,9 @@ def _matched(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
         else:
             found = _matched(child, event, state)
             if found is not None:
+                # The innermost parent is recorded first, on the way back up.
+                if event.parent_rule is None:
+                    event.parent_rule = rule
                 return found
     if rule.noalert:
         return None
