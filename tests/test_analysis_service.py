@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -67,6 +68,47 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.assertEqual(alert["cluster"], {"name": "wazuh", "node": "worker1"})
         self.assertEqual(alert["data"]["srcip"], "198.51.100.7")
         self.assertEqual(self.service.stats.alerts, 1)
+
+    def test_queue_letter_selects_the_path(self) -> None:
+        """A FIM message (queue 8) alerts as FIM, an SCA check (queue p) as SCA, an unknown
+        letter is logged once and not analysed; SCA memory survives a reload."""
+        fim = json.dumps(
+            {
+                "type": "event",
+                "data": {
+                    "path": "/etc/passwd",
+                    "mode": "scheduled",
+                    "type": "added",
+                    "attributes": {"type": "file", "size": 10},
+                },
+            }
+        )
+        check = json.dumps(
+            {
+                "type": "check",
+                "id": 1,
+                "policy": "Policy",
+                "policy_id": "p1",
+                "check": {"id": 7, "title": "Seven", "result": "failed"},
+            }
+        )
+        self.service(attrs.evolve(event(fim), queue="8", location="syscheck"))
+        self.service(attrs.evolve(event(check), queue="p", location="sca"))
+        notices: list[str] = []
+        self.clock.callFromThread = lambda f, *a, **kw: notices.append(kw["notice"])  # type: ignore[attr-defined]
+        self.service(attrs.evolve(event("hello"), queue="z", location="x"))
+        self.service(attrs.evolve(event("hello"), queue="z", location="x"))
+        assert self.service.engine is not None
+        self.assertEqual(self.service.engine.unknown_queues[("001", "z")], 2)
+        self.assertEqual(len(notices), 1)
+        self.assertIn("unknown queue 'z'", notices[0])
+        self.service.reload()
+        self.service(attrs.evolve(event(check), queue="p", location="sca"))
+        alerts = self.alerts()
+        self.assertEqual([alert["rule"]["id"] for alert in alerts], ["554", "19007"])
+        self.assertEqual(alerts[0]["syscheck"]["path"], "/etc/passwd")
+        self.assertEqual(alerts[1]["data"]["sca"]["check"]["title"], "Seven")
+        self.assertEqual(self.service.stats.analysed, 5)
 
     def test_reload_picks_up_custom_rule(self) -> None:
         """A custom rule added under etc/rules fires after reload, without restarting."""

@@ -158,6 +158,7 @@ class AnalysisService(Service):
             event = Event(
                 item.message,
                 location=item.location,
+                queue=item.queue,
                 agent_id=item.agent_id,
                 agent_name=item.name,
                 agent_ip=item.registered_ip,
@@ -178,6 +179,8 @@ class AnalysisService(Service):
                 alerts += 1
         if writer is not None:
             writer.flush()
+        for notice in engine.take_notices():
+            self.reactor.callFromThread(self.log.warn, "{notice}", notice=notice)
         self.stats.analysed += len(batch)
         self.stats.alerts += alerts
 
@@ -219,6 +222,8 @@ class AnalysisService(Service):
                         error=str(error),
                     )
                 else:
+                    if self.engine is not None:  # what agents told us outlives a reload
+                        engine.agent_state = self.engine.agent_state
                     self.engine = engine
                     self.stats.reloads += 1
                     self.log.info(
