@@ -158,3 +158,55 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.service(event(SSH_FAIL))
         self.assertEqual(len(path.with_suffix(".json.1").read_text().splitlines()), 1)
         self.assertEqual(len(self.alerts()), 1)
+
+
+class ArchivesTests(SynchronousTestCase):
+    """<logall> and <logall_json>: every event archived, rotated with the alerts."""
+
+    def setUp(self) -> None:
+        self.home = Home(Path(self.mktemp()))
+        self.home.make_dirs()
+        self.service = AnalysisService(
+            self.home,
+            RulesetSettings(logall=True, logall_json=True),
+            Identity("manager", "wazuh", "worker1"),
+            Clock(),
+            ClusterLog("Worker worker1", "Main"),
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def test_every_event_is_archived(self) -> None:
+        """An alerting and a quiet event both reach archives.json and archives.log; only the
+        first reaches alerts.json; the JSON record has a rule only for the alert."""
+        self.service(event(SSH_FAIL))
+        self.service(event("web1 myapp: nothing to see"))
+        archive = self.home.archives_dir
+        records = [
+            json.loads(line) for line in (archive / "archives.json").read_text().splitlines()
+        ]
+        self.assertEqual(len(records), 2)
+        self.assertEqual(records[0]["rule"]["id"], "5710")
+        self.assertNotIn("rule", records[1])
+        self.assertEqual(records[1]["full_log"], "web1 myapp: nothing to see")
+        self.assertEqual(records[1]["agent"]["id"], "001")
+        lines = (archive / "archives.log").read_text().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(
+            lines[1].endswith("(web-1) 10.0.0.7->/var/log/auth.log web1 myapp: nothing to see"),
+            lines[1],
+        )
+        alerts = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
+        self.assertEqual(len(alerts), 1)
+
+    def test_archives_rotate_with_the_alerts(self) -> None:
+        """After logrotate renamed the files, reopening writes new ones."""
+        self.service(event(SSH_FAIL))
+        archive = self.home.archives_dir
+        (archive / "archives.json").rename(archive / "archives.json.1")
+        self.successResultOf(self.service.reopen_alerts())
+        self.service(event(SSH_FAIL))
+        self.assertEqual(len((archive / "archives.json").read_text().splitlines()), 1)
+        self.assertEqual(len((archive / "archives.json.1").read_text().splitlines()), 1)

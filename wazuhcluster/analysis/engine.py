@@ -15,6 +15,7 @@ import attrs
 
 from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alerts import Identity, build_alert
+from wazuhcluster.analysis.archives import ArchivedEvent
 from wazuhcluster.analysis.decoders import DecoderSet
 from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.predecoder import predecode
@@ -340,6 +341,26 @@ class Engine:
         self._sequence += 1
         output = build_alert(info, rule, event.identity(self.identity), self._sequence)
         return Verdict(info, rule, alert, output)
+
+    def process_archived(self, event: Event) -> tuple[dict[str, Any] | None, ArchivedEvent | None]:
+        """Like :meth:`process`, plus the event's archive record (None for a message its
+        queue's decoder only stored): the alerts' shape, ``rule`` only when it alerted,
+        always the full log."""
+        info = self.prepare(event)
+        if info is None:
+            return None, None
+        rule, alert = self.evaluate(info)
+        self._sequence += 1
+        identity = event.identity(self.identity)
+        output: dict[str, Any] | None = None
+        if alert:
+            output = build_alert(info, rule, identity, self._sequence)
+            record = dict(output)
+            record.setdefault("full_log", info.full_log)
+        else:
+            record = build_alert(info, None, identity, self._sequence)
+        archived = ArchivedEvent(record, info.time, info.location, info.hostname or "")
+        return output, archived
 
     def process(self, event: Event) -> dict[str, Any] | None:
         """Return the alert record for ``event``, or None when it does not alert."""
