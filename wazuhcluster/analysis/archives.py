@@ -42,6 +42,15 @@ class ArchivedEvent:
     location: str
     hostname: str
 
+    def json_text(self) -> str:
+        """This event's archives.json line (with its newline)."""
+        return json.dumps(self.record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+    def plain_text(self) -> str:
+        """This event's archives.log line (with its newline)."""
+        full_log = str(self.record.get("full_log", ""))
+        return plain_line(self.time, self.location, self.hostname, full_log)
+
 
 class ArchiveWriter:
     """Append every event to ``archives.json`` and/or ``archives.log`` in one directory."""
@@ -76,13 +85,20 @@ class ArchiveWriter:
         """Archive one event: its record (JSON) and its plain line."""
         with self._lock:
             if self._json is not None:
-                self._json.write(
-                    json.dumps(event.record, ensure_ascii=False, separators=(",", ":")) + "\n"
-                )
+                self._json.write(event.json_text())
             if self._plain is not None:
-                full_log = str(event.record.get("full_log", ""))
-                self._plain.write(plain_line(event.time, event.location, event.hostname, full_log))
+                self._plain.write(event.plain_text())
             self.written += 1
+
+    def write_text(self, json_text: str, plain_text: str, count: int) -> None:
+        """Append ``count`` events already rendered elsewhere (by an analysis process):
+        their archives.json lines and their archives.log lines."""
+        with self._lock:
+            if self._json is not None and json_text:
+                self._json.write(json_text)
+            if self._plain is not None and plain_text:
+                self._plain.write(plain_text)
+            self.written += count
 
     def flush(self) -> None:
         """Push buffered lines to the files."""

@@ -4,10 +4,12 @@ Events from the agent channel are queued (bounded: when full, new events are dro
 counted per agent, never blocking the reactor) and analysed in batches, either by the pool
 of analysis processes (``<analysis><workers>``, :mod:`wazuhcluster.node.analysis_pool`) or,
 with ``workers`` 0, on one dedicated thread which alone owns the engine's correlation state.
-Alerts have one writer per node, on the service's own thread. A reload builds the new
-engine(s) off the reactor and swaps them in between two batches; a ruleset that fails to
-load is logged with its file, line and reason, and the old engine keeps running. Wazuh's EPS
-limit (``<global><limits><eps>``) holds events in the queue rather than analysing them.
+Alerts and archives (``<logall>``, ``<logall_json>``) have one writer per node, on the
+service's own thread, whichever mode analyses. A reload builds the new engine(s) off the
+reactor and swaps them in between two batches, handing on what the queue decoders remember
+per agent; a ruleset that fails to load is logged with its file, line and reason, and the old
+engine keeps running. Wazuh's EPS limit (``<global><limits><eps>``) holds events in the queue
+rather than analysing them.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class AnalysisService(Service):
                 self.identity,
                 self._write_alerts,
                 self.limiter,
+                self._write_archives if self.archives is not None else None,
             )
             self.processes.start().addCallback(lambda _: self.reload())
         else:
@@ -240,6 +243,17 @@ class AnalysisService(Service):
         if writer is not None:
             writer.write_lines(text)
             writer.flush()
+
+    def _write_archives(self, json_text: str, plain_text: str, count: int) -> None:
+        """The pool's archived events, appended after their batch's alerts by the same
+        writer thread."""
+        self._writes = self._on_analysis_thread(self._append_archives, json_text, plain_text, count)
+
+    def _append_archives(self, json_text: str, plain_text: str, count: int) -> None:
+        archives = self.archives
+        if archives is not None:
+            archives.write_text(json_text, plain_text, count)
+            archives.flush()
 
     def _kick(self) -> None:
         if self._batch is not None or self.engine is None or not self.queue:
