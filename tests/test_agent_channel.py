@@ -286,6 +286,16 @@ class BadFrameTests(ChannelTestCase):
             "Message received from agent '001' at 'any'.",
         )
 
+    def test_blowfish_agent_is_refused_clearly(self) -> None:
+        """A legacy Blowfish payload (':' instead of '#AES:') says only AES is supported."""
+        proto, transport = self.connect()
+        proto.dataReceived(secure.frame(b"!001!:" + os.urandom(24)))
+        self.assertTrue(transport.disconnecting)
+        text = "\n".join(self.messages())
+        self.assertIn("only AES agents are supported", text)
+        self.assertIn("Agent '001'", text)
+        self.assertNotIn("(1404)", text)
+
     def test_missing_bang_padding(self) -> None:
         """A plaintext without the '!' padding logs (1404) and closes."""
         inner = b"000000000000001:0001:1:a:b"

@@ -222,6 +222,7 @@ class BadPayloadTests(SynchronousTestCase):
         self.assertRaises(secure.BadFormat, secure.split_agent_id, b"!001#AES:xx")
         self.assertRaises(secure.BadFormat, secure.strip_token, b"#DES:xx")
         self.assertRaises(secure.WrongKey, secure.strip_token, b":blowfish")
+        self.assertRaises(secure.UnsupportedCipher, secure.strip_token, b":blowfish")
         self.assertEqual(secure.split_agent_id(b"#AES:x"), (None, b"#AES:x"))
 
 

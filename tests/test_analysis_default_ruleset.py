@@ -65,6 +65,20 @@ class DefaultRulesetTests(unittest.SynchronousTestCase):
             "5716",
         )
 
+    def test_no_sshd_failure_is_lost(self) -> None:
+        """N numbered failures give N alerts: 5720 when it may fire, 5716 for all the rest."""
+        alerts = [
+            self.process(SSH_FAIL.format(user=f"u{n}", ip="1.2.3.4"), n * 2.0) for n in range(60)
+        ]
+        self.assertNotIn(None, alerts)
+        ids = [alert["rule"]["id"] for alert in alerts]  # type: ignore[index]
+        self.assertEqual(set(ids), {"5716", "5720"})
+        # 5720 matches every 8th failure (7, 15, 23, 31, 39...); inside its 60 s ignore
+        # window (until 14 + 60 s) those alert as 5716, the first match after it as 5720.
+        self.assertEqual([n for n, found in enumerate(ids) if found == "5720"], [7, 39])
+        logs = [alert["full_log"] for alert in alerts]  # type: ignore[index]
+        self.assertEqual(logs, [SSH_FAIL.format(user=f"u{n}", ip="1.2.3.4") for n in range(60)])
+
     def test_sudo_and_web(self) -> None:
         """sudo commands as root and web 4xx answers alert."""
         sudo = (

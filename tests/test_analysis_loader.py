@@ -100,6 +100,20 @@ class SettingsTests(unittest.SynchronousTestCase):
         self.assertEqual(settings.lists, ("etc/lists/audit-keys",))
         self.assertEqual((settings.log_alert_level, settings.email_alert_level), (5, 9))
 
+    def test_archive_options(self) -> None:
+        """<global><logall> and <logall_json> switch the archives on; bad words fail."""
+        glob = Section(
+            fromstring("<global><logall>yes</logall><logall_json>yes</logall_json></global>"),
+            "f",
+            "global",
+        )
+        settings = parse_ruleset(Section(None, "f", "ruleset"), None, glob)
+        self.assertEqual((settings.logall, settings.logall_json), (True, True))
+        default = parse_ruleset(Section(None, "f", "ruleset"))
+        self.assertEqual((default.logall, default.logall_json), (False, False))
+        bad = Section(fromstring("<global><logall_json>maybe</logall_json></global>"), "f", "g")
+        self.assertRaises(ConfigError, parse_ruleset, Section(None, "f", "ruleset"), None, bad)
+
     def test_bad_values(self) -> None:
         """Paths leaving HOME, excludes with slashes and bad levels raise ConfigError."""
         for xml in (

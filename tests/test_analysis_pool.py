@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
@@ -30,7 +30,7 @@ from wazuhcluster.config.analysis_settings import (
 from wazuhcluster.config.home import Home
 from wazuhcluster.config.xmlconfig import ConfigError, Section
 from wazuhcluster.node import analysis_pool
-from wazuhcluster.node.analysis_child import AnalysisChild, decode_events
+from wazuhcluster.node.analysis_child import AnalysisChild, decode_events, encode_events
 from wazuhcluster.node.analysis_pool import AnalysisPool, lane_of
 from wazuhcluster.node.analysis_service import AnalysisService
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
@@ -45,6 +45,31 @@ SSH_FAIL = (
     "Nov 26 10:00:00 web1 sshd[123]: Failed password for invalid user admin "
     "from 198.51.100.7 port 5555 ssh2"
 )
+QUIET = "web1 myapp: nothing to see"
+FIM_ADDED = json.dumps(
+    {
+        "type": "event",
+        "data": {
+            "path": "/etc/passwd",
+            "mode": "scheduled",
+            "type": "added",
+            "attributes": {"type": "file", "size": 10},
+        },
+    }
+)
+
+
+def sca_check(result: str) -> str:
+    """An SCA check message (queue ``p``) of policy p1, check 7, with ``result``."""
+    return json.dumps(
+        {
+            "type": "check",
+            "id": 1,
+            "policy": "Policy",
+            "policy_id": "p1",
+            "check": {"id": 7, "title": "Seven", "result": result},
+        }
+    )
 
 
 class RecordingChild(AnalysisChild):
@@ -145,6 +170,30 @@ class PoolTestCase(SynchronousTestCase):
         self.flush()
         self.assertTrue(self.successResultOf(loaded).ok)
         return pool
+
+    def make_service(
+        self,
+        workers: int,
+        limiter: EpsLimiter | None = None,
+        settings: RulesetSettings | None = None,
+    ) -> AnalysisService:
+        """A started service; with workers, its children are in-memory ones."""
+        service = AnalysisService(
+            self.home,
+            settings or RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            self.clock,
+            ClusterLog("Worker w1", "Main"),
+            queue_size=100,
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+            workers=workers,
+            limiter=limiter,
+            spawn=self.spawn,
+        )
+        service.startService()
+        self.flush()
+        return service
 
     def flush(self) -> None:
         """Move every byte between the pool and its children until all is quiet."""
@@ -333,25 +382,6 @@ def agent_event(message: str, agent_id: str = "001") -> AgentEvent:
 class ServiceWithPoolTests(PoolTestCase):
     """The analysis service on the pool: alerts.json, the intake numbers, stop."""
 
-    def make_service(self, workers: int, limiter: EpsLimiter | None = None) -> AnalysisService:
-        """A started service; with workers, its children are in-memory ones."""
-        service = AnalysisService(
-            self.home,
-            RulesetSettings(),
-            Identity("manager", "wazuh", "w1"),
-            self.clock,
-            ClusterLog("Worker w1", "Main"),
-            queue_size=100,
-            run_in_thread=run_inline,
-            analysis_thread=run_inline,
-            workers=workers,
-            limiter=limiter,
-            spawn=self.spawn,
-        )
-        service.startService()
-        self.flush()
-        return service
-
     def test_alerts_and_numbers(self) -> None:
         """Alerts reach alerts.json; -i more's numbers add up, per process too."""
         service = self.make_service(2)
@@ -421,6 +451,119 @@ class ServiceWithPoolTests(PoolTestCase):
         self.assertEqual(service.intake()["processed"], 20)
         self.successResultOf(service.stopService())
         self.assertEqual(service.intake()["processed"], 110)
+
+
+def module_event(queue: str, location: str, message: str, agent_id: str = "001") -> AgentEvent:
+    """An agent event of a module's queue (``8`` FIM, ``p`` SCA...)."""
+    return AgentEvent(agent_id, "web-1", "10.0.0.7", queue, location, message, 100.0)
+
+
+class MeaningInPoolTests(PoolTestCase):
+    """What agents' messages mean, in the analysis processes: queue letters, archives,
+    notices of unknown queues, and the per-agent memory across reloads."""
+
+    def written_lines(self, path: Path) -> list[str]:
+        """The lines of a file the node wrote."""
+        return path.read_text().splitlines() if path.exists() else []
+
+    def test_queue_letter_reaches_the_child(self) -> None:
+        """A FIM message (queue 8) and an SCA check (queue p) alert as FIM and SCA through
+        the pool: the letter crosses to the children with the event."""
+        service = self.make_service(2)
+        service(module_event("8", "syscheck", FIM_ADDED, "001"))
+        service(module_event("p", "sca", sca_check("failed"), "002"))
+        self.flush()
+        self.successResultOf(service.stopService())
+        alerts = [
+            json.loads(line) for line in self.written_lines(self.home.alerts_dir / "alerts.json")
+        ]
+        by_rule = {alert["rule"]["id"]: alert for alert in alerts}
+        self.assertEqual(sorted(by_rule), ["19007", "554"])
+        self.assertEqual(by_rule["554"]["syscheck"]["path"], "/etc/passwd")
+        self.assertEqual(by_rule["554"]["agent"]["id"], "001")
+        self.assertEqual(by_rule["19007"]["data"]["sca"]["check"]["title"], "Seven")
+        self.assertEqual(by_rule["19007"]["agent"]["id"], "002")
+        self.assertFalse(any(child.child.archives for child in self.children))
+
+    def test_events_carry_their_queue(self) -> None:
+        """The batch encoding keeps every field of an event, the queue letter included."""
+        events = [Event("x", location="sca", queue="p", agent_id="003", timestamp=1.0)]
+        self.assertEqual(decode_events(encode_events(events)), events)
+
+    def test_archives_in_pool_mode(self) -> None:
+        """With <logall> and <logall_json>, the children build every event's archive lines
+        and the node writes them: all events, in order per agent, ids shared with the
+        alerts and unique across the pool; the files reopen with the alerts."""
+        service = self.make_service(2, settings=RulesetSettings(logall=True, logall_json=True))
+        self.assertTrue(all(child.child.archives for child in self.children))
+        service(agent_event(SSH_FAIL, "001"))
+        service(agent_event(QUIET, "002"))
+        service(agent_event(SSH_FAIL, "003"))
+        service(agent_event(QUIET, "001"))
+        self.flush()
+        archives = self.home.archives_dir
+        records = [json.loads(line) for line in self.written_lines(archives / "archives.json")]
+        self.assertEqual(len(records), 4)
+        first = [record for record in records if record["agent"]["id"] == "001"]
+        self.assertEqual([record["full_log"] for record in first], [SSH_FAIL, QUIET])
+        self.assertEqual(first[0]["rule"]["id"], "5710")
+        self.assertNotIn("rule", first[1])
+        self.assertEqual(len({record["id"] for record in records}), 4)
+        alerts = [
+            json.loads(line) for line in self.written_lines(self.home.alerts_dir / "alerts.json")
+        ]
+        self.assertEqual(len(alerts), 2)
+        alerted = {record["id"] for record in records if "rule" in record}
+        self.assertEqual({alert["id"] for alert in alerts}, alerted)
+        lines = self.written_lines(archives / "archives.log")
+        self.assertEqual(len(lines), 4)
+        quiet = "(web-1) any->/var/log/auth.log " + QUIET
+        self.assertEqual(sum(1 for line in lines if line.endswith(quiet)), 2, lines)
+        (archives / "archives.json").rename(archives / "archives.json.1")
+        self.successResultOf(service.reopen_alerts())
+        service(agent_event(QUIET, "004"))
+        self.flush()
+        self.successResultOf(service.stopService())
+        self.assertEqual(len(self.written_lines(archives / "archives.json")), 1)
+        self.assertEqual(len(self.written_lines(archives / "archives.json.1")), 4)
+        self.assertEqual(len(self.written_lines(archives / "archives.log")), 5)
+
+    def test_unknown_queue_noticed_once(self) -> None:
+        """Messages of an unknown queue are counted in the agent's process and logged by
+        the node once per agent and letter, not analysed."""
+        service = self.make_service(2)
+        with capturedLogs() as events:
+            for _ in range(3):
+                service(module_event("z", "x", "hello", "001"))
+            self.flush()
+        notices = [formatEvent(e) for e in events if "unknown queue" in formatEvent(e)]
+        self.assertEqual(len(notices), 1, notices)
+        self.assertIn("Agent 001 sent a message to unknown queue 'z'", notices[0])
+        engine = self.live(lane_of("001", 2)).child.engine
+        assert engine is not None
+        self.assertEqual(engine.unknown_queues[("001", "z")], 3)
+        self.assertEqual(service.intake()["processed"], 3)
+        self.assertEqual(self.written_lines(self.home.alerts_dir / "alerts.json"), [])
+        self.successResultOf(service.stopService())
+
+    def test_agent_state_kept_across_pool_reload(self) -> None:
+        """A reload's new engine in a child takes over the old one's per-agent memory: an
+        unchanged SCA check does not alert again, a changed one knows its previous result."""
+        pool = self.make_pool()
+        pool.put(Event(sca_check("failed"), location="sca", queue="p", agent_id="001"))
+        self.flush()
+        child = self.live(lane_of("001", 2)).child
+        before = child.engine
+        reloading = Deferred.fromCoroutine(pool.reload())
+        self.flush()
+        self.assertTrue(self.successResultOf(reloading).ok)
+        self.assertIsNot(child.engine, before)
+        assert before is not None and child.engine is not None
+        self.assertIs(child.engine.agent_state, before.agent_state)
+        pool.put(Event(sca_check("failed"), location="sca", queue="p", agent_id="001"))
+        pool.put(Event(sca_check("passed"), location="sca", queue="p", agent_id="001"))
+        self.flush()
+        self.assertEqual([alert["rule"]["id"] for alert in self.alerts()], ["19007", "19010"])
 
 
 class IntakeArithmeticTests(SynchronousTestCase):

@@ -454,6 +454,28 @@ class CorrelationTests(RuleTestCase):
         results = [self.rule_of(engine, line(act="deny"), i) for i in range(6)]
         self.assertEqual(results, ["101", "101", "102", "101", "101", "102"])
 
+    def test_ignored_frequency_rule_alerts_on_the_rule_below(self) -> None:
+        """Inside a frequency rule's ignore window its match alerts on its parent instead.
+
+        Wazuh's prev_rule: no event that matched a rule is lost; the firedtimes stay the
+        matched rule's, and no previous_output is carried.
+        """
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="3" timeframe="100" ignore="60">
+  <if_matched_sid>101</if_matched_sid><description>thrice</description></rule>"""
+            )
+        )
+        alerts = [run(engine, line(act="deny"), i) for i in range(7)]
+        ids = [alert["rule"]["id"] if alert else "" for alert in alerts]
+        self.assertEqual(ids, ["101", "101", "102", "101", "101", "101", "101"])
+        self.assertNotIn("previous_output", alerts[5])  # type: ignore[operator]
+        # Past the window the frequency rule alerts again.
+        self.assertEqual(self.rule_of(engine, line(act="deny"), 70), "101")
+        self.assertEqual(self.rule_of(engine, line(act="deny"), 71), "102")
+
     def test_if_matched_group_and_different_field(self) -> None:
         """if_matched_group collects events of that group; different_* needs new values."""
         engine = self.engine(

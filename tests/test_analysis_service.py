@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -68,6 +69,47 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.assertEqual(alert["data"]["srcip"], "198.51.100.7")
         self.assertEqual(self.service.stats.alerts, 1)
 
+    def test_queue_letter_selects_the_path(self) -> None:
+        """A FIM message (queue 8) alerts as FIM, an SCA check (queue p) as SCA, an unknown
+        letter is logged once and not analysed; SCA memory survives a reload."""
+        fim = json.dumps(
+            {
+                "type": "event",
+                "data": {
+                    "path": "/etc/passwd",
+                    "mode": "scheduled",
+                    "type": "added",
+                    "attributes": {"type": "file", "size": 10},
+                },
+            }
+        )
+        check = json.dumps(
+            {
+                "type": "check",
+                "id": 1,
+                "policy": "Policy",
+                "policy_id": "p1",
+                "check": {"id": 7, "title": "Seven", "result": "failed"},
+            }
+        )
+        self.service(attrs.evolve(event(fim), queue="8", location="syscheck"))
+        self.service(attrs.evolve(event(check), queue="p", location="sca"))
+        notices: list[str] = []
+        self.clock.callFromThread = lambda f, *a, **kw: notices.append(kw["notice"])  # type: ignore[attr-defined]
+        self.service(attrs.evolve(event("hello"), queue="z", location="x"))
+        self.service(attrs.evolve(event("hello"), queue="z", location="x"))
+        assert self.service.engine is not None
+        self.assertEqual(self.service.engine.unknown_queues[("001", "z")], 2)
+        self.assertEqual(len(notices), 1)
+        self.assertIn("unknown queue 'z'", notices[0])
+        self.service.reload()
+        self.service(attrs.evolve(event(check), queue="p", location="sca"))
+        alerts = self.alerts()
+        self.assertEqual([alert["rule"]["id"] for alert in alerts], ["554", "19007"])
+        self.assertEqual(alerts[0]["syscheck"]["path"], "/etc/passwd")
+        self.assertEqual(alerts[1]["data"]["sca"]["check"]["title"], "Seven")
+        self.assertEqual(self.service.stats.analysed, 5)
+
     def test_reload_picks_up_custom_rule(self) -> None:
         """A custom rule added under etc/rules fires after reload, without restarting."""
         self.service(event("web1 myapp: CUSTOM-MARKER seen"))
@@ -116,3 +158,55 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.service(event(SSH_FAIL))
         self.assertEqual(len(path.with_suffix(".json.1").read_text().splitlines()), 1)
         self.assertEqual(len(self.alerts()), 1)
+
+
+class ArchivesTests(SynchronousTestCase):
+    """<logall> and <logall_json>: every event archived, rotated with the alerts."""
+
+    def setUp(self) -> None:
+        self.home = Home(Path(self.mktemp()))
+        self.home.make_dirs()
+        self.service = AnalysisService(
+            self.home,
+            RulesetSettings(logall=True, logall_json=True),
+            Identity("manager", "wazuh", "worker1"),
+            Clock(),
+            ClusterLog("Worker worker1", "Main"),
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def test_every_event_is_archived(self) -> None:
+        """An alerting and a quiet event both reach archives.json and archives.log; only the
+        first reaches alerts.json; the JSON record has a rule only for the alert."""
+        self.service(event(SSH_FAIL))
+        self.service(event("web1 myapp: nothing to see"))
+        archive = self.home.archives_dir
+        records = [
+            json.loads(line) for line in (archive / "archives.json").read_text().splitlines()
+        ]
+        self.assertEqual(len(records), 2)
+        self.assertEqual(records[0]["rule"]["id"], "5710")
+        self.assertNotIn("rule", records[1])
+        self.assertEqual(records[1]["full_log"], "web1 myapp: nothing to see")
+        self.assertEqual(records[1]["agent"]["id"], "001")
+        lines = (archive / "archives.log").read_text().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(
+            lines[1].endswith("(web-1) 10.0.0.7->/var/log/auth.log web1 myapp: nothing to see"),
+            lines[1],
+        )
+        alerts = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
+        self.assertEqual(len(alerts), 1)
+
+    def test_archives_rotate_with_the_alerts(self) -> None:
+        """After logrotate renamed the files, reopening writes new ones."""
+        self.service(event(SSH_FAIL))
+        archive = self.home.archives_dir
+        (archive / "archives.json").rename(archive / "archives.json.1")
+        self.successResultOf(self.service.reopen_alerts())
+        self.service(event(SSH_FAIL))
+        self.assertEqual(len((archive / "archives.json").read_text().splitlines()), 1)
+        self.assertEqual(len((archive / "archives.json.1").read_text().splitlines()), 1)

@@ -1,5 +1,6 @@
 """The analysis pool with real child processes: alerts, a killed child started again, a
-reload reaching every child, and a stop that drains the queue."""
+reload reaching every child, and a stop that drains the queue; agent modules' messages,
+archives and notices of unknown queues through real children."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any, cast
 from twisted.internet import reactor as global_reactor
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.analysis.archives import plain_line
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
 from wazuhcluster.node.analysis_service import AnalysisService
@@ -33,10 +36,23 @@ MARKER_RULE = (
 )
 
 
-def agent_event(message: str, agent_id: str) -> AgentEvent:
+def agent_event(
+    message: str, agent_id: str, queue: str = "1", location: str = "/var/log/auth.log"
+) -> AgentEvent:
     """An agent event as the channel hands it over."""
-    return AgentEvent(
-        agent_id, f"agent-{agent_id}", "10.0.0.7", "1", "/var/log/auth.log", message, 1e9
+    return AgentEvent(agent_id, f"agent-{agent_id}", "10.0.0.7", queue, location, message, 1e9)
+
+
+def sca_check(result: str) -> str:
+    """An SCA check message (queue ``p``) with ``result``."""
+    return json.dumps(
+        {
+            "type": "check",
+            "id": 1,
+            "policy": "Policy",
+            "policy_id": "p1",
+            "check": {"id": 7, "title": "Seven", "result": result},
+        }
     )
 
 
@@ -108,3 +124,68 @@ class RealPoolTests(TestCase):
             {alert["agent"]["id"] for alert in marked}, {f"{i:03d}" for i in range(10)}
         )
         self.assertTrue(all(lane.handle is None or lane.handle.pid is None for lane in pool.lanes))
+
+    async def test_modules_archives_and_notices(self) -> None:
+        """With archives on, FIM and SCA messages alert in real children, every event is
+        archived by the node, an unknown queue is logged once, and an unchanged SCA check
+        stays quiet after a reload (the children keep the agents' memory)."""
+        home = Home(Path(self.mktemp()))
+        home.make_dirs()
+        service = AnalysisService(
+            home,
+            RulesetSettings(logall=True, logall_json=True),
+            Identity("manager", "wazuh", "w1"),
+            global_reactor,  # type: ignore[arg-type]
+            ClusterLog("Worker w1", "Main"),
+            workers=2,
+        )
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        pool = service.processes
+        assert pool is not None
+        await self.wait(
+            lambda: pool.loaded and all(lane.ready for lane in pool.lanes), "the ruleset"
+        )
+        fim = {
+            "type": "event",
+            "data": {
+                "path": "/etc/hosts",
+                "mode": "realtime",
+                "type": "added",
+                "attributes": {"type": "file", "size": 10},
+            },
+        }
+        with capturedLogs() as logged:
+            for agent in ("001", "002"):
+                service(agent_event(json.dumps(fim), agent, "8", "syscheck"))
+                service(agent_event(sca_check("failed"), agent, "p", "sca"))
+                service(agent_event("hello", agent, "z", "x"))
+                service(agent_event("hello", agent, "z", "x"))
+            await self.wait(lambda: pool.totals().processed == 8, "8 events analysed")
+            await service.reload()
+            for agent in ("001", "002"):
+                service(agent_event(sca_check("failed"), agent, "p", "sca"))
+                service(agent_event(SSH_FAIL, agent))
+            await service.stopService()
+        self.assertEqual(service.stats.failed_reloads, 0)
+        alerts = [
+            json.loads(line) for line in (home.alerts_dir / "alerts.json").read_text().splitlines()
+        ]
+        rules = sorted(alert["rule"]["id"] for alert in alerts)
+        self.assertEqual(rules, ["19007", "19007", "554", "554", "5710", "5710"])
+        archived = [
+            json.loads(line)
+            for line in (home.archives_dir / "archives.json").read_text().splitlines()
+        ]
+        # Every event but the unknown queue's (not analysed, not archived).
+        self.assertEqual(len(archived), 8)
+        self.assertEqual(
+            {record["id"] for record in archived if "rule" in record},
+            {alert["id"] for alert in alerts},
+        )
+        plain = (home.archives_dir / "archives.log").read_text().splitlines()
+        # A FIM event's full log spans several lines; each event's first line is dated.
+        dated = plain_line(1e9, "x", "", "")[:12]  # "<year> <Mon> <day> " in local time
+        self.assertEqual(sum(1 for line in plain if line.startswith(dated)), 8, plain)
+        notices = [formatEvent(e) for e in logged if "unknown queue 'z'" in formatEvent(e)]
+        self.assertEqual(len(notices), 2, notices)

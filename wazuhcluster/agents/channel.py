@@ -315,7 +315,15 @@ class AgentChannelProtocol(Protocol):
 
     def _log_secure_error(self, entry: secure.AgentKey, error: secure.SecureError) -> None:
         log = self.factory.log
-        if isinstance(error, secure.WrongKey):
+        if isinstance(error, secure.UnsupportedCipher):
+            log.error(
+                "Agent '{agent_id}' at '{ip}' sent a Blowfish-encrypted message: only AES "
+                "agents are supported (set <crypto_method>aes</crypto_method> in the agent's "
+                "ossec.conf).",
+                agent_id=entry.agent_id,
+                ip=self.peer_ip,
+            )
+        elif isinstance(error, secure.WrongKey):
             log.warn(
                 "(1404): Authentication error. Wrong key or corrupt payload. "
                 "Message received from agent '{agent_id}' at '{ip}'.",

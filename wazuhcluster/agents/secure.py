@@ -73,6 +73,10 @@ class WrongKey(SecureError):
     code = 1404
 
 
+class UnsupportedCipher(WrongKey):
+    """A legacy Blowfish payload (``:`` instead of ``#AES:``): only AES agents are served."""
+
+
 class UncompressError(SecureError):
     """The decrypted body is not valid zlib (``(2202)``)."""
 
@@ -307,7 +311,7 @@ def strip_token(rest: bytes) -> bytes:
     if rest.startswith(AES_TOKEN):
         return rest[len(AES_TOKEN) :]
     if rest.startswith(b":"):
-        raise WrongKey("legacy Blowfish payloads are not supported")
+        raise UnsupportedCipher("legacy Blowfish payloads are not supported")
     raise BadFormat("payload does not start with '#AES:'")
 
 

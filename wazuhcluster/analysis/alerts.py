@@ -170,6 +170,37 @@ def expand_description(text: str, event: EventInfo) -> str:
     return "".join(out)
 
 
+_ROOTCHECK_BLOCK = re.compile(r"\{([A-Za-z0-9_]*: [A-Za-z0-9_., ]*)\}")
+
+
+def _more_compliance(section: dict[str, Any], data: dict[str, Any], full_log: str) -> None:
+    """Compliance Wazuh takes from the event rather than the rule's groups.
+
+    An SCA check's ``compliance`` entries (comma lists) join ``rule.<name>``; a rootcheck
+    alert's ``{PCI_DSS: 2.2, 2.3}`` blocks of the log become ``rule.<name lower-cased>``.
+    """
+    check = data.get("sca", {}).get("check") if isinstance(data.get("sca"), dict) else None
+    compliance = check.get("compliance") if isinstance(check, dict) else None
+    if isinstance(compliance, dict):
+        for name, value in compliance.items():
+            if not isinstance(value, str):
+                continue
+            values = [item.strip() for item in value.split(",") if item.strip()]
+            if not values:
+                continue
+            found = section.get(name)
+            if isinstance(found, list):
+                found.extend(values)
+            else:
+                section[name] = values
+    if "rootcheck" in section.get("groups", ()) and "{" in full_log:
+        for block in _ROOTCHECK_BLOCK.findall(full_log[:1024]):
+            name, _, values = block.partition(":")
+            section[name.strip().lower()] = [
+                item.strip() for item in values.split(",") if item.strip()
+            ]
+
+
 def build_alert(
     event: EventInfo, rule: Rule | None, identity: Identity, sequence: int
 ) -> dict[str, Any]:
@@ -211,9 +242,10 @@ def build_alert(
         value = event.static.get(name)
         if value is not None:
             data[name] = value
-    for key, value in event.fields:
-        if value != "":
-            _add_nested(data, key, value)
+    if event.fields_in_data:
+        for key, value in event.fields:
+            if value != "":
+                _add_nested(data, key, value)
     decoder = event.decoder
     if decoder is not None:
         section: dict[str, Any] = {}
@@ -225,6 +257,10 @@ def build_alert(
         alert["decoder"] = section
     if data:
         alert["data"] = data
+    if rule is not None and "rule" in alert:
+        _more_compliance(alert["rule"], data, event.full_log)
+    if event.sections:
+        alert.update(_copy(event.sections))
     location = event.location
     if location.startswith("("):
         arrow = location.find(">")

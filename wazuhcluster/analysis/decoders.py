@@ -458,6 +458,12 @@ def json_plugin(decoder: DecodedBy, event: EventInfo) -> None:
         _json_walk(decoder, event, value, None, 0)
 
 
+def json_fields(decoder: DecodedBy, event: EventInfo, obj: dict[str, Any]) -> None:
+    """Flatten ``obj`` into ``event``'s fields as the JSON plugin does (for the queue
+    decoders that build the JSON themselves)."""
+    _json_walk(decoder, event, obj, None, 0)
+
+
 def _not_implemented(decoder: DecodedBy, event: EventInfo) -> None:
     """Wazuh's other built-in plugins (PF, SonicWall, SymantecWS, OSSECAlert) are not
     reproduced: an event they would decode keeps only its decoder name."""

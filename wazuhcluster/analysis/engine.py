@@ -7,20 +7,26 @@ the event's timestamp (``time.time()`` is only a default when an event carries n
 
 from __future__ import annotations
 
+import collections
 import time as time_module
 from typing import Any
 
 import attrs
 
+from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alerts import Identity, build_alert
+from wazuhcluster.analysis.archives import ArchivedEvent
 from wazuhcluster.analysis.decoders import DecoderSet
 from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.predecoder import predecode
+from wazuhcluster.analysis.queues import GENERIC, decoder_for
 from wazuhcluster.analysis.rules import DEFAULT_TIMEFRAME, Rule, RuleState, match_rule
 
 MAX_MESSAGE = 64 * 1024
 ACCUMULATE_SECONDS = 120
 MAX_ACCUMULATED = 16384
+MAX_UNKNOWN_QUEUES = 4096
+MAX_NOTICES = 100
 ACCUMULATED_FIELDS = ("dstuser", "srcuser", "dstip", "srcip", "dstport", "srcport", "data")
 
 
@@ -28,7 +34,8 @@ ACCUMULATED_FIELDS = ("dstuser", "srcuser", "dstip", "srcip", "dstport", "srcpor
 class Event:
     """One event to analyse, as the agent channel (or wazuh-logtest) hands it over.
 
-    ``location`` is the log's origin (a file path, ``stdin``...). For an agent's event,
+    ``location`` is the log's origin (a file path, ``stdin``...); ``queue`` is the letter
+    that selects its path (:mod:`~wazuhcluster.analysis.queues`). For an agent's event,
     ``agent_id`` is its id and ``agent_name``/``agent_ip`` describe it; ``000`` is the
     manager itself. ``timestamp`` is the receive time in epoch seconds. ``manager_name``,
     ``cluster_name``, ``cluster_node`` and ``hide_cluster`` override the engine's
@@ -37,6 +44,7 @@ class Event:
 
     message: str
     location: str = "stdin"
+    queue: str = "1"
     agent_id: str = "000"
     agent_name: str | None = None
     agent_ip: str | None = None
@@ -92,9 +100,10 @@ def parse_queue_message(raw: str, timestamp: float | None = None) -> Event:
     """
     if len(raw) < 3 or raw[1] != ":":
         raise QueueFormatError("expected '<queue>:<location>:<message>'")
+    queue = raw[0]
     location, message = _split_location(raw[2:])
     if not location.startswith("["):
-        return Event(message, location=location, timestamp=timestamp)
+        return Event(message, location=location, queue=queue, timestamp=timestamp)
     close = location.find("]")
     if close < 0:
         raise QueueFormatError("agent location without ']'")
@@ -117,6 +126,7 @@ def parse_queue_message(raw: str, timestamp: float | None = None) -> Event:
     return Event(
         message,
         location=rest,
+        queue=queue,
         agent_id=agent_id,
         agent_name=name,
         agent_ip=address,
@@ -154,6 +164,12 @@ class Engine:
         self.history_windows = dict(history_windows or {})
         self.state = RuleState()
         self._sequence = 0
+        #: What the queue decoders remember per agent (hand it on to a reloaded engine).
+        self.agent_state: AgentState = MemoryState()
+        #: Messages of unknown queues, per (agent, letter).
+        self.unknown_queues: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: Things worth logging once that analysis noticed (the caller takes them).
+        self.notices: list[str] = []
 
     def reset(self) -> None:
         """Forget all correlation state (frequency counters, histories, ignore windows)."""
@@ -164,19 +180,15 @@ class Engine:
         self.identity = identity
         return self
 
-    def prepare(self, event: Event) -> EventInfo:
-        """Pre-decode and decode ``event`` (phases 1 and 2)."""
-        message = event.message[:MAX_MESSAGE]
+    def _record(self, event: Event, full_log: str, log: str, hostname: str | None) -> EventInfo:
+        """The working record of ``event``: its location, agent and time."""
         now = event.timestamp if event.timestamp is not None else time_module.time()
-        header = predecode(message)
         if event.agent_id != "000":
             ip = event.agent_ip or "any"
             location = f"({event.agent_name or ''}) {ip}->{event.location}"
         else:
             location = event.location
-        info = EventInfo(header.full_log, header.log, location, now)
-        info.timestamp = header.timestamp
-        info.program_name = header.program_name
+        info = EventInfo(full_log, log, location, now)
         info.agent_id = event.agent_id
         info.agent_ip = event.agent_ip
         if event.agent_id != "000":
@@ -185,11 +197,51 @@ class Engine:
         else:
             manager = event.manager_name or self.identity.manager_name
             info.agent_name = manager
-            info.hostname = header.hostname or manager
+            info.hostname = hostname or manager
+        return info
+
+    def prepare(self, event: Event) -> EventInfo | None:
+        """Pre-decode and decode ``event`` (phases 1 and 2); None when its queue's decoder
+        only stored it, found it invalid, or the queue is unknown (nothing to match)."""
+        message = event.message[:MAX_MESSAGE]
+        queue = event.queue
+        if queue not in GENERIC:
+            decoder = decoder_for(queue)
+            if decoder is None:
+                self._unknown_queue(event)
+                return None
+            info = self._record(event, message, message, None)
+            if not decoder(info, message, self.agent_state):
+                return None
+            return info
+        header = predecode(message)
+        info = self._record(event, header.full_log, header.log, header.hostname)
+        info.timestamp = header.timestamp
+        info.program_name = header.program_name
         self.decoders.decode(info)
         if info.decoder is not None and info.decoder.accumulate:
             self._accumulate(info)
         return info
+
+    def _unknown_queue(self, event: Event) -> None:
+        """Count a message of an unknown queue; note the first of each agent and letter."""
+        key = (event.agent_id, event.queue)
+        self.unknown_queues[key] += 1
+        if self.unknown_queues[key] == 1:
+            if len(self.unknown_queues) > MAX_UNKNOWN_QUEUES:
+                self.unknown_queues.clear()
+                self.unknown_queues[key] = 1
+            if len(self.notices) < MAX_NOTICES:
+                self.notices.append(
+                    f"Agent {event.agent_id} sent a message to unknown queue "
+                    f"{event.queue!r} (location {event.location[:64]!r}); such messages "
+                    "are counted, not analysed."
+                )
+
+    def take_notices(self) -> list[str]:
+        """The notices gathered since the last call (for the caller to log)."""
+        notices, self.notices = self.notices, []
+        return notices
 
     def _accumulate(self, info: EventInfo) -> None:
         """Wazuh's accumulator: events of one host, decoder and id share their fields.
@@ -240,7 +292,13 @@ class Engine:
                 if since is None:
                     state.ignored_since[rule.id] = info.time
                 elif info.time - since < rule.ignore_time:
-                    return rule, False
+                    # Inside the window the event is not lost: as Wazuh, it alerts on the
+                    # rule it matched just below this one (if any).
+                    parent = info.parent_rule
+                    if not isinstance(parent, Rule):
+                        return rule, False
+                    rule = parent
+                    info.last_events = []
                 else:
                     state.ignored_since[rule.id] = info.time
             if rule.check_ignore_fields and self._is_ignored(rule, info):
@@ -273,15 +331,42 @@ class Engine:
 
     def analyse(self, event: Event) -> Verdict:
         """Run the three phases and build the output record (whether or not it alerts)."""
-        info = self.prepare(event)
-        rule, alert = self.evaluate(info)
+        prepared = self.prepare(event)
+        if prepared is None:
+            info = self._record(event, event.message, event.message, None)
+            rule, alert = None, False
+        else:
+            info = prepared
+            rule, alert = self.evaluate(info)
         self._sequence += 1
         output = build_alert(info, rule, event.identity(self.identity), self._sequence)
         return Verdict(info, rule, alert, output)
 
+    def process_archived(self, event: Event) -> tuple[dict[str, Any] | None, ArchivedEvent | None]:
+        """Like :meth:`process`, plus the event's archive record (None for a message its
+        queue's decoder only stored): the alerts' shape, ``rule`` only when it alerted,
+        always the full log."""
+        info = self.prepare(event)
+        if info is None:
+            return None, None
+        rule, alert = self.evaluate(info)
+        self._sequence += 1
+        identity = event.identity(self.identity)
+        output: dict[str, Any] | None = None
+        if alert:
+            output = build_alert(info, rule, identity, self._sequence)
+            record = dict(output)
+            record.setdefault("full_log", info.full_log)
+        else:
+            record = build_alert(info, None, identity, self._sequence)
+        archived = ArchivedEvent(record, info.time, info.location, info.hostname or "")
+        return output, archived
+
     def process(self, event: Event) -> dict[str, Any] | None:
         """Return the alert record for ``event``, or None when it does not alert."""
         info = self.prepare(event)
+        if info is None:
+            return None
         rule, alert = self.evaluate(info)
         if not alert:
             return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 # Static fields in the order Wazuh writes them into an alert's ``data`` object.
 STATIC_FIELDS = (
@@ -94,6 +94,7 @@ class EventInfo:
         "firedtimes",
         "fts_new",
         "full_log",
+        "fields_in_data",
         "hostname",
         "last_events",
         "location",
@@ -102,7 +103,9 @@ class EventInfo:
         "log_lower",
         "log_after_prematch",
         "matched",
+        "parent_rule",
         "program_name",
+        "sections",
         "static",
         "time",
         "timestamp",
@@ -127,9 +130,16 @@ class EventInfo:
         self.log_after_parent = log
         self.log_after_prematch = log
         self.matched = 0
+        # The rule directly above the one the event matched (Wazuh's prev_rule): an event
+        # inside the matched rule's ignore window alerts on it instead.
+        self.parent_rule: object | None = None  # a rules.Rule
         self.firedtimes = 0
         self.last_events: list[str] = []
         self.fts_new: bool | None = None
+        # Set by the queue decoders: top-level alert objects (``syscheck``...) and whether
+        # the dynamic fields go to the alert's ``data`` (not for FIM, as in Wazuh).
+        self.sections: dict[str, Any] | None = None
+        self.fields_in_data = True
 
     def add_field(self, key: str, value: str) -> None:
         """Append a dynamic field (Wazuh keeps duplicates; lookups see the first)."""

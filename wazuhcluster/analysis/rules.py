@@ -320,7 +320,8 @@ def first_time_seen(event: EventInfo, state: RuleState) -> bool:
     """Wazuh's FTS: is this combination of the decoder's ``<fts>`` fields new?"""
     decoder = event.decoder
     if decoder is None or not decoder.fts:
-        return False
+        # A queue decoder may know it itself (a rootcheck finding stored for the first time).
+        return bool(event.fts_new)
     if event.fts_new is None:
         key = (decoder.reported_name,) + tuple(
             event.location if name == "location" else event.get(name) for name in decoder.fts
@@ -565,6 +566,9 @@ def _matched(rule: Rule, event: EventInfo, state: RuleState) -> Rule | None:
         else:
             found = _matched(child, event, state)
             if found is not None:
+                # The innermost parent is recorded first, on the way back up.
+                if event.parent_rule is None:
+                    event.parent_rule = rule
                 return found
     if rule.noalert:
         return None

@@ -1,5 +1,6 @@
 """The analysis settings read from wazuh-manager.conf: the ``<ruleset>`` and ``<alerts>`` blocks,
-``<analysis>`` (how many analysis processes) and ``<global><limits><eps>`` (Wazuh's EPS limit).
+the archive options of ``<global>`` (``logall``, ``logall_json``), ``<analysis>`` (how many
+analysis processes) and ``<global><limits><eps>`` (Wazuh's EPS limit).
 
 Paths are relative to the node's HOME, as in Wazuh. With no ``<ruleset>`` block the stock
 layout is used: ``ruleset/decoders`` and ``ruleset/rules`` then the user's ``etc/decoders``
@@ -71,6 +72,10 @@ class RulesetSettings:
     lists: tuple[str, ...] | None = None
     log_alert_level: int = DEFAULT_LOG_ALERT_LEVEL
     email_alert_level: int = DEFAULT_EMAIL_ALERT_LEVEL
+    #: ``<global><logall>``: every event to logs/archives/archives.log (plain lines).
+    logall: bool = False
+    #: ``<global><logall_json>``: every event to logs/archives/archives.json.
+    logall_json: bool = False
 
 
 def _relative(section: Section, option: str) -> tuple[str, ...]:
@@ -92,8 +97,11 @@ def _names(section: Section, option: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def parse_ruleset(section: Section, alerts: Section | None = None) -> RulesetSettings:
-    """Read ``<ruleset>`` (and ``<alerts>`` when given); raise ConfigError on a bad value."""
+def parse_ruleset(
+    section: Section, alerts: Section | None = None, global_: Section | None = None
+) -> RulesetSettings:
+    """Read ``<ruleset>`` (and ``<alerts>``, ``<global>``'s archive options when given);
+    raise ConfigError on a bad value."""
     if section.element is None:
         ruleset = RulesetSettings()
     else:
@@ -115,6 +123,12 @@ def parse_ruleset(section: Section, alerts: Section | None = None) -> RulesetSet
             ruleset,
             log_alert_level=alerts.integer("log_alert_level", DEFAULT_LOG_ALERT_LEVEL, 0, 16),
             email_alert_level=alerts.integer("email_alert_level", DEFAULT_EMAIL_ALERT_LEVEL, 0, 16),
+        )
+    if global_ is not None:
+        ruleset = attrs.evolve(
+            ruleset,
+            logall=global_.boolean("logall", False),
+            logall_json=global_.boolean("logall_json", False),
         )
     return ruleset
 

@@ -83,6 +83,11 @@ class Home:
         """HOME/logs/alerts, where alerts.json is written."""
         return self.logs / "alerts"
 
+    @property
+    def archives_dir(self) -> Path:
+        """HOME/logs/archives, where archives.json and archives.log are written."""
+        return self.logs / "archives"
+
     def make_dirs(self) -> None:
         """Create every directory the node writes to (group-writable, as Wazuh's are)."""
         for path in (

@@ -43,7 +43,9 @@ def load_sections(config: NodeConfig) -> NodeSections:
         auth=parse_auth(config.section("auth"), config.home.root),
         remote=secure_remote(config.sections("remote")),
         agents=parse_global_agents(config.section("global")),
-        ruleset=parse_ruleset(config.section("ruleset"), config.section("alerts")),
+        ruleset=parse_ruleset(
+            config.section("ruleset"), config.section("alerts"), config.section("global")
+        ),
         api=parse_api(config.section("api"), config.home),
         analysis=parse_analysis(config.section("analysis"), config.section("global")),
     )

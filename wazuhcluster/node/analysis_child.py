@@ -6,11 +6,17 @@ output on stdout and stderr never corrupts it and ends up in the parent's log. T
 runs no reactor: it reads its input, hands it to the AMP protocol and answers each command
 before reading the next, so the answers come back in the order of the calls.
 
-Commands, all from the parent: :class:`Hello` (where the ruleset is), :class:`Prepare` (load
-the ruleset from disk into a pending engine), :class:`Commit` or :class:`Abort` (swap the
-pending engine in, or forget it: the parent commits only once every process prepared, so a
-reload reaches every process at the same point of the event stream), and :class:`Analyse`
-(one batch of events in, their alerts out as ready-made alerts.json lines).
+Commands, all from the parent: :class:`Hello` (where the ruleset is, whether archives are
+on), :class:`Prepare` (load the ruleset from disk into a pending engine), :class:`Commit` or
+:class:`Abort` (swap the pending engine in, or forget it: the parent commits only once every
+process prepared, so a reload reaches every process at the same point of the event stream),
+and :class:`Analyse` (one batch of events in; out, their alerts as ready-made alerts.json
+lines, with archives on every event's archives.json and archives.log lines, and the engine's
+notices for the parent to log). The parent alone writes the files.
+
+What the queue decoders remember per agent (``Engine.agent_state``) lives in the process that
+analyses the agent: a committed engine takes it over from the one it replaces, so it outlives
+reloads, though not the death of the process.
 """
 
 from __future__ import annotations
@@ -73,7 +79,8 @@ class BigBytes(amp.Argument):
 
 
 class Hello(amp.Command):
-    """Where this process's ruleset is and who writes its alerts; ``lane`` of ``lanes``."""
+    """Where this process's ruleset is and who writes its alerts; ``lane`` of ``lanes``;
+    ``archives``: also render every event for the archives (``settings`` says which files)."""
 
     arguments = [
         (b"home", amp.Unicode()),
@@ -81,6 +88,7 @@ class Hello(amp.Command):
         (b"identity", Json()),
         (b"lane", amp.Integer()),
         (b"lanes", amp.Integer()),
+        (b"archives", amp.Boolean(optional=True)),
     ]
     response = [(b"pid", amp.Integer())]
 
@@ -117,7 +125,9 @@ class NoEngine(Exception):
 class Analyse(amp.Command):
     """Analyse a batch: ``events`` is JSON ``[field names, [row, ...]]`` (the fields of
     :class:`~wazuhcluster.analysis.engine.Event`); the answer holds the alerts as
-    alerts.json lines, and how many events were done, alerted and failed."""
+    alerts.json lines, how many events were done, alerted and failed, the ``archived``
+    events' archives.json and archives.log lines (empty with archives off), and the
+    engine's ``notices`` (things to log once, such as a message of an unknown queue)."""
 
     arguments = [(b"events", BigBytes())]
     response = [
@@ -126,6 +136,10 @@ class Analyse(amp.Command):
         (b"alerted", amp.Integer()),
         (b"failed", amp.Integer()),
         (b"errors", Json()),
+        (b"archive_json", BigBytes()),
+        (b"archive_log", BigBytes()),
+        (b"archived", amp.Integer()),
+        (b"notices", Json()),
     ]
     errors = {NoEngine: b"NO_ENGINE"}
 
@@ -168,15 +182,23 @@ class AnalysisChild(amp.AMP):
         self.engine: Engine | None = None
         self.pending: Engine | None = None
         self.sequence = 0
+        self.archives = False
 
     def hello(
-        self, home: str, settings: dict[str, Any], identity: dict[str, Any], lane: int, lanes: int
+        self,
+        home: str,
+        settings: dict[str, Any],
+        identity: dict[str, Any],
+        lane: int,
+        lanes: int,
+        archives: bool | None = None,
     ) -> dict[str, Any]:
-        """Remember the ruleset's place and this lane."""
+        """Remember the ruleset's place, this lane, and whether to archive."""
         self.home = home
         self.settings = settings_from_json(settings)
         self.identity = Identity(**identity)
         self.lane, self.lanes = lane, max(1, lanes)
+        self.archives = bool(archives)
         return {"pid": os.getpid()}
 
     def prepare(self) -> dict[str, Any]:
@@ -189,9 +211,12 @@ class AnalysisChild(amp.AMP):
         return {"ok": True, "error": None, "warnings": list(self.pending.warnings)[:20]}
 
     def commit(self) -> dict[str, Any]:
-        """Swap the pending engine in (its correlation state starts empty, as on a reload)."""
+        """Swap the pending engine in: its correlation state starts empty, as on a reload, but
+        what agents told the queue decoders is handed over from the engine it replaces."""
         if self.pending is None:
             return {"ok": False}
+        if self.engine is not None:
+            self.pending.agent_state = self.engine.agent_state
         self.engine, self.pending = self.pending, None
         return {"ok": True}
 
@@ -200,29 +225,53 @@ class AnalysisChild(amp.AMP):
         self.pending = None
         return {}
 
+    def _unique_id(self, record: dict[str, Any]) -> str:
+        """An id unique across the pool: this lane's own residue class."""
+        self.sequence += 1
+        seconds = str(record.get("id", "0")).split(".", 1)[0]
+        return f"{seconds}.{self.sequence * self.lanes + self.lane}"
+
     def analyse(self, events: bytes) -> dict[str, Any]:
-        """Decode, match and render the batch's alerts, in the batch's order."""
+        """Decode, match and render the batch's alerts (and archive lines), in the batch's
+        order."""
         engine = self.engine
         if engine is None:
             raise NoEngine("no ruleset committed")
         lines: list[str] = []
         errors: list[str] = []
+        archive_json: list[str] = []
+        archive_log: list[str] = []
+        archived = 0
+        json_out = self.archives and self.settings.logall_json
+        plain = self.archives and self.settings.logall
         failed = 0
         batch = decode_events(events)
         for event in batch:
             try:
-                alert = engine.process(event)
+                if self.archives:
+                    alert, record = engine.process_archived(event)
+                else:
+                    alert, record = engine.process(event), None
             except Exception as error:  # one bad event must not stop the others
                 failed += 1
                 if len(errors) < MAX_ERRORS:
                     errors.append(f"agent {event.agent_id}: {error!r}")
                 continue
+            first = alert if alert is not None else record.record if record is not None else None
+            if first is None:
+                continue
+            # An event's alert and archive record share one id, unique across the pool.
+            unique = self._unique_id(first)
             if alert is not None:
-                # Alert ids stay unique across the pool: this lane's own residue class.
-                self.sequence += 1
-                seconds = str(alert.get("id", "0")).split(".", 1)[0]
-                alert["id"] = f"{seconds}.{self.sequence * self.lanes + self.lane}"
+                alert["id"] = unique
                 lines.append(json.dumps(alert, ensure_ascii=False, separators=(",", ":")))
+            if record is not None:
+                record.record["id"] = unique
+                archived += 1
+                if json_out:
+                    archive_json.append(record.json_text())
+                if plain:
+                    archive_log.append(record.plain_text())
         text = "\n".join(lines) + "\n" if lines else ""
         return {
             "alerts": text.encode("utf-8"),
@@ -230,6 +279,10 @@ class AnalysisChild(amp.AMP):
             "alerted": len(lines),
             "failed": failed,
             "errors": errors,
+            "archive_json": "".join(archive_json).encode("utf-8"),
+            "archive_log": "".join(archive_log).encode("utf-8"),
+            "archived": archived,
+            "notices": engine.take_notices(),
         }
 
     # The responders call the methods by name, so a subclass may override them.

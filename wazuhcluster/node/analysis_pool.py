@@ -5,8 +5,10 @@ queue. An agent's events always go to the same lane (its id modulo the number of
 frequency, ``if_matched`` and accumulator state stay whole in one process; a lane sends a
 batch per AMP call (at most :data:`BATCH_EVENTS` events or about :data:`BATCH_BYTES`) and
 keeps at most :data:`WINDOW` batches in flight. Answers come back in call order, carrying
-ready alerts.json lines, which the pool hands to the node's one alert writer: alerts keep
-their order per agent.
+ready alerts.json lines (and, with archives on, archives.json and archives.log lines), which
+the pool hands to the node's one writer: alerts and archives keep their order per agent. The
+notices a child's engine gathered (a message of an unknown queue...) come back with the
+answer and are logged here, once.
 
 A reload is two-phase: every running child loads the new ruleset beside its current engine
 (:class:`Prepare`); only when all of them succeeded does the pool send every child
@@ -268,6 +270,7 @@ class AnalysisPool:
         identity: Identity,
         write: Callable[[str, int], object],
         limiter: EpsLimiter | None = None,
+        archive: Callable[[str, str, int], object] | None = None,
     ) -> None:
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
         self.spawn = spawn
@@ -278,6 +281,9 @@ class AnalysisPool:
         self.identity = identity
         self.write = write
         self.limiter = limiter or EpsLimiter(0, 1)
+        #: Where archived events go (archives.json text, archives.log text, count); None:
+        #: archives are off and the children do not build them.
+        self.archive = archive
         self.queued = 0
         self.draining = False
         self.closing = False
@@ -323,6 +329,7 @@ class AnalysisPool:
                 },
                 lane=lane.index,
                 lanes=len(self.lanes),
+                archives=self.archive is not None,
             )
         except Exception as error:
             if lane.generation == generation:
@@ -498,8 +505,16 @@ class AnalysisPool:
         lane.stats.alerts += answer["alerted"]
         for error in answer["errors"]:
             self.log.error("Could not analyse an event of {error}", error=error)
+        for notice in answer["notices"]:
+            self.log.warn("{notice}", notice=notice)
         if answer["alerted"]:
             self.write(answer["alerts"].decode("utf-8"), answer["alerted"])
+        if answer["archived"] and self.archive is not None:
+            self.archive(
+                answer["archive_json"].decode("utf-8"),
+                answer["archive_log"].decode("utf-8"),
+                answer["archived"],
+            )
         self._pump(lane)
         self._check_drained()
 

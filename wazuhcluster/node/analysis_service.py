@@ -4,10 +4,12 @@ Events from the agent channel are queued (bounded: when full, new events are dro
 counted per agent, never blocking the reactor) and analysed in batches, either by the pool
 of analysis processes (``<analysis><workers>``, :mod:`wazuhcluster.node.analysis_pool`) or,
 with ``workers`` 0, on one dedicated thread which alone owns the engine's correlation state.
-Alerts have one writer per node, on the service's own thread. A reload builds the new
-engine(s) off the reactor and swaps them in between two batches; a ruleset that fails to
-load is logged with its file, line and reason, and the old engine keeps running. Wazuh's EPS
-limit (``<global><limits><eps>``) holds events in the queue rather than analysing them.
+Alerts and archives (``<logall>``, ``<logall_json>``) have one writer per node, on the
+service's own thread, whichever mode analyses. A reload builds the new engine(s) off the
+reactor and swaps them in between two batches, handing on what the queue decoders remember
+per agent; a ruleset that fails to load is logged with its file, line and reason, and the old
+engine keeps running. Wazuh's EPS limit (``<global><limits><eps>``) holds events in the queue
+rather than analysing them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from zope.interface import implementer
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.agents.interfaces import IEventSink
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
+from wazuhcluster.analysis.archives import ArchiveWriter
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
 from wazuhcluster.config.analysis_settings import RulesetSettings
@@ -62,6 +65,7 @@ def to_event(item: AgentEvent) -> Event:
     return Event(
         item.message,
         location=item.location,
+        queue=item.queue,
         agent_id=item.agent_id,
         agent_name=item.name,
         agent_ip=item.registered_ip,
@@ -98,6 +102,7 @@ class AnalysisService(Service):
         self.stats = AnalysisStats()
         self.engine: Engine | None = None
         self.writer: AlertWriter | None = None
+        self.archives: ArchiveWriter | None = None
         self._pool: ThreadPool | None = None
         self._analysis_thread = analysis_thread
         self._batch: Deferred[None] | None = None
@@ -122,6 +127,7 @@ class AnalysisService(Service):
             written = install_default_ruleset(str(self.home.root))
             self.log.info("Installed the default ruleset ({count} files).", count=len(written))
         self.writer = AlertWriter(str(self.home.alerts_dir / "alerts.json"))
+        self.archives = self._open_archives()
         if self._analysis_thread is None:
             self._pool = ThreadPool(1, 1, name="analysis")
             self._pool.start()
@@ -140,6 +146,7 @@ class AnalysisService(Service):
                 self.identity,
                 self._write_alerts,
                 self.limiter,
+                self._write_archives if self.archives is not None else None,
             )
             self.processes.start().addCallback(lambda _: self.reload())
         else:
@@ -186,6 +193,9 @@ class AnalysisService(Service):
         writer, self.writer = self.writer, None
         if writer is not None:
             await self._on_analysis_thread(writer.close)
+        archives, self.archives = self.archives, None
+        if archives is not None:
+            await self._on_analysis_thread(archives.close)
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
@@ -234,6 +244,17 @@ class AnalysisService(Service):
             writer.write_lines(text)
             writer.flush()
 
+    def _write_archives(self, json_text: str, plain_text: str, count: int) -> None:
+        """The pool's archived events, appended after their batch's alerts by the same
+        writer thread."""
+        self._writes = self._on_analysis_thread(self._append_archives, json_text, plain_text, count)
+
+    def _append_archives(self, json_text: str, plain_text: str, count: int) -> None:
+        archives = self.archives
+        if archives is not None:
+            archives.write_text(json_text, plain_text, count)
+            archives.flush()
+
     def _kick(self) -> None:
         if self._batch is not None or self.engine is None or not self.queue:
             return
@@ -260,12 +281,18 @@ class AnalysisService(Service):
     def _analyse(self, engine: Engine, batch: list[AgentEvent]) -> None:
         """On the analysis thread: decode, match, write the alerts of one batch."""
         writer = self.writer
+        archives = self.archives
         alerts = 0
         failed = 0
         for item in batch:
             event = to_event(item)
             try:
-                alert = engine.process(event)
+                if archives is None:
+                    alert = engine.process(event)
+                else:
+                    alert, archived = engine.process_archived(event)
+                    if archived is not None:
+                        archives.write(archived)
             except Exception as error:  # one bad event must not stop the others
                 failed += 1
                 self.reactor.callFromThread(
@@ -280,15 +307,32 @@ class AnalysisService(Service):
                 alerts += 1
         if writer is not None:
             writer.flush()
+        if archives is not None:
+            archives.flush()
+        for notice in engine.take_notices():
+            self.reactor.callFromThread(self.log.warn, "{notice}", notice=notice)
         self.stats.analysed += len(batch)
         self.stats.alerts += alerts
         self.stats.failed += failed
 
     def reopen_alerts(self) -> Deferred[None]:
-        """Close and reopen alerts.json (after logrotate renamed it), between two batches."""
+        """Close and reopen alerts.json and the archives (after logrotate renamed them),
+        between two batches."""
         return self._on_analysis_thread(self._reopen_writer)
 
+    def _open_archives(self) -> ArchiveWriter | None:
+        """The archives writer when ``<logall>`` or ``<logall_json>`` asks for one."""
+        if not (self.settings.logall or self.settings.logall_json):
+            return None
+        return ArchiveWriter(
+            str(self.home.archives_dir), self.settings.logall_json, self.settings.logall
+        )
+
     def _reopen_writer(self) -> None:
+        old_archives = self.archives
+        if old_archives is not None:
+            self.archives = self._open_archives()
+            old_archives.close()
         old = self.writer
         if old is None:
             return
@@ -327,6 +371,8 @@ class AnalysisService(Service):
         except Exception as error:
             self._reload_failed(str(error), self.engine is not None)
         else:
+            if self.engine is not None:  # what agents told us outlives a reload
+                engine.agent_state = self.engine.agent_state
             self.engine = engine
             self._reloaded(list(getattr(engine, "warnings", ())))
             self._kick()

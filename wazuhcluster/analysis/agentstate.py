@@ -1,0 +1,186 @@
+"""What the queue decoders remember about each agent (Wazuh keeps it in wazuh-db).
+
+The decoders of :mod:`~wazuhcluster.analysis.queues` ask an :class:`AgentState` the few
+questions Wazuh's analysisd asks wazuh-db: the stored FIM entry of a path (the older FIM text
+format alerts only on a change), the stored result of an SCA check (a check alerts only when
+its result changed), the stored hash of an SCA scan, whether a rootcheck finding is new, and
+the open ports last seen for a host. They also tell it what to store (FIM entries, inventory
+rows, scan summaries).
+
+:class:`MemoryState` answers from memory, bounded per agent: what an engine uses by default,
+and what tests use. A persistent store (SQLite per agent, on its own thread) provides the same
+methods; the analysis thread calls them synchronously, never the reactor.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Protocol
+
+#: Entries kept per agent and kind by :class:`MemoryState` (the oldest go first).
+MAX_ENTRIES = 100_000
+#: Agents kept by :class:`MemoryState` (the least recently used go first).
+MAX_AGENTS = 10_000
+
+
+class AgentState(Protocol):
+    """The per-agent memory of the queue decoders."""
+
+    def fim_get(self, agent_id: str, key: str) -> dict[str, Any] | None:
+        """The stored attributes of a FIM entry (a path, or a registry index), or None."""
+
+    def fim_save(self, agent_id: str, key: str, entry: dict[str, Any]) -> None:
+        """Store a FIM entry (``data`` of the event without its per-event members)."""
+
+    def fim_delete(self, agent_id: str, key: str) -> None:
+        """Forget a FIM entry."""
+
+    def fim_scan(self, agent_id: str, event: str, timestamp: float) -> None:
+        """Record a FIM scan mark (``start_scan``, ``end_scan``, ``first_start``...)."""
+
+    def sca_result(self, agent_id: str, check_id: str) -> str | None:
+        """The stored result of an SCA check (``passed``, ``failed``, ``not applicable``)."""
+
+    def sca_save_check(
+        self, agent_id: str, check_id: str, result: str, event: dict[str, Any]
+    ) -> None:
+        """Store an SCA check event and its (possibly new) result."""
+
+    def sca_scan_hash(self, agent_id: str, policy_id: str) -> str | None:
+        """The results hash of the last stored scan of a policy."""
+
+    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> None:
+        """Store a scan summary."""
+
+    def sca_keep_policies(self, agent_id: str, policy_ids: list[str]) -> None:
+        """Forget every policy (and its checks) not in ``policy_ids``."""
+
+    def rootcheck_seen(self, agent_id: str, text: str, timestamp: float) -> bool:
+        """Record a rootcheck finding; True when it was never seen before."""
+
+    def inventory_apply(
+        self, agent_id: str, table: str, operation: str, row: dict[str, Any]
+    ) -> None:
+        """Apply one syscollector delta (``INSERTED``, ``MODIFIED`` or ``DELETED``)."""
+
+    def dbsync(self, agent_id: str, component: str, kind: str, data: dict[str, Any]) -> None:
+        """Take one state-synchronisation message (``state``, ``integrity_*``)."""
+
+    def host_ports(self, ip: str, ports: str) -> str | None:
+        """Record the open ports of ``ip``; the previous ports, ``""`` when new, None when
+        unchanged."""
+
+
+def _bounded(table: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > limit:
+        table.popitem(last=False)
+
+
+class MemoryState:
+    """An :class:`AgentState` in memory: lost on restart, bounded per agent."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_agents: int = MAX_AGENTS) -> None:
+        self.max_entries = max_entries
+        self.max_agents = max_agents
+        self.agents: OrderedDict[str, dict[str, OrderedDict[str, Any]]] = OrderedDict()
+        self.hosts: OrderedDict[str, str] = OrderedDict()
+
+    def _table(self, agent_id: str, kind: str) -> OrderedDict[str, Any]:
+        tables = self.agents.get(agent_id)
+        if tables is None:
+            tables = self.agents[agent_id] = {}
+            while len(self.agents) > self.max_agents:
+                self.agents.popitem(last=False)
+        else:
+            self.agents.move_to_end(agent_id)
+        table = tables.get(kind)
+        if table is None:
+            table = tables[kind] = OrderedDict()
+        return table
+
+    def fim_get(self, agent_id: str, key: str) -> dict[str, Any] | None:
+        """The stored attributes of a FIM entry, or None."""
+        found: dict[str, Any] | None = self._table(agent_id, "fim").get(key)
+        return found
+
+    def fim_save(self, agent_id: str, key: str, entry: dict[str, Any]) -> None:
+        """Store a FIM entry."""
+        _bounded(self._table(agent_id, "fim"), key, entry, self.max_entries)
+
+    def fim_delete(self, agent_id: str, key: str) -> None:
+        """Forget a FIM entry."""
+        self._table(agent_id, "fim").pop(key, None)
+
+    def fim_scan(self, agent_id: str, event: str, timestamp: float) -> None:
+        """Record a FIM scan mark."""
+        _bounded(self._table(agent_id, "fim_scan"), event, timestamp, 16)
+
+    def sca_result(self, agent_id: str, check_id: str) -> str | None:
+        """The stored result of an SCA check."""
+        found = self._table(agent_id, "sca_check").get(check_id)
+        return None if found is None else str(found[0])
+
+    def sca_save_check(
+        self, agent_id: str, check_id: str, result: str, event: dict[str, Any]
+    ) -> None:
+        """Store an SCA check event and its result."""
+        _bounded(self._table(agent_id, "sca_check"), check_id, (result, event), self.max_entries)
+
+    def sca_scan_hash(self, agent_id: str, policy_id: str) -> str | None:
+        """The results hash of the last stored scan of a policy."""
+        found = self._table(agent_id, "sca_scan").get(policy_id)
+        return None if found is None else str(found.get("hash") or "")
+
+    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> None:
+        """Store a scan summary."""
+        _bounded(self._table(agent_id, "sca_scan"), policy_id, summary, 1024)
+
+    def sca_keep_policies(self, agent_id: str, policy_ids: list[str]) -> None:
+        """Forget every policy (and its checks) not in ``policy_ids``."""
+        keep = set(policy_ids)
+        scans = self._table(agent_id, "sca_scan")
+        for policy in [p for p in scans if p not in keep]:
+            del scans[policy]
+        checks = self._table(agent_id, "sca_check")
+        for check_id in [
+            c for c, (_, event) in checks.items() if event.get("policy_id") not in keep
+        ]:
+            del checks[check_id]
+
+    def rootcheck_seen(self, agent_id: str, text: str, timestamp: float) -> bool:
+        """Record a rootcheck finding; True when new."""
+        table = self._table(agent_id, "rootcheck")
+        found = table.get(text)
+        first = found[0] if found is not None else timestamp
+        _bounded(table, text, (first, timestamp), self.max_entries)
+        return found is None
+
+    def inventory_apply(
+        self, agent_id: str, table: str, operation: str, row: dict[str, Any]
+    ) -> None:
+        """Apply one syscollector delta, keyed by its ``item_id`` (or its whole row)."""
+        rows = self._table(agent_id, "inventory:" + table)
+        key = str(row.get("item_id") or sorted(row.items()))
+        if operation == "DELETED":
+            rows.pop(key, None)
+        else:
+            _bounded(rows, key, row, self.max_entries)
+
+    def dbsync(self, agent_id: str, component: str, kind: str, data: dict[str, Any]) -> None:
+        """Keep ``state`` rows of a component; ``integrity_clear`` empties it."""
+        rows = self._table(agent_id, "dbsync:" + component)
+        if kind == "state" and data.get("index") is not None:
+            _bounded(rows, str(data["index"]), data.get("attributes"), self.max_entries)
+        elif kind == "integrity_clear":
+            rows.clear()
+
+    def host_ports(self, ip: str, ports: str) -> str | None:
+        """Record the open ports of ``ip``; the previous ones, ``""`` when new, None when
+        unchanged."""
+        previous = self.hosts.get(ip)
+        if previous == ports:
+            return None
+        _bounded(self.hosts, ip, ports, self.max_entries)
+        return "" if previous is None else previous

@@ -1,0 +1,135 @@
+"""Queue ``p``: Security Configuration Assessment (SCA) results.
+
+Every message is stored (the agent's policies, each check's result, each scan's summary) and
+goes to the rules with decoder ``sca``; the ``sca.*`` fields the stock rules test are filled
+only when there is something to say, as in Wazuh:
+
+- a ``check`` whose result differs from the stored one (a check never seen counts as
+  different, without ``sca.check.previous_result``); a missing result is ``not applicable``;
+- a ``summary`` whose results hash differs from the stored scan's, unless it is the first scan
+  after the agent's SCA module started, or when it carries ``force_alert``;
+- ``policies`` forgets the policies the agent no longer scans; ``dump_end`` ends a resend.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wazuhcluster.analysis.agentstate import AgentState
+from wazuhcluster.analysis.builtin import BuiltinDecoder, as_text
+from wazuhcluster.analysis.eventinfo import EventInfo
+
+SCA_DECODER = BuiltinDecoder("sca")
+_TARGETS = ("file", "directory", "registry", "process", "command")
+
+
+def _number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return str(int(value)) if float(value).is_integer() else f"{value:f}"
+
+
+def _csv_array(text: str) -> str:
+    """A comma list as the JSON array text Wazuh puts into the field."""
+    return json.dumps([item for item in text.split(",") if item])
+
+
+def _check(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
+    check = event.get("check")
+    if not isinstance(check, dict):
+        return
+    check_id = _number(check.get("id"))
+    if check_id is None or not isinstance(check.get("title"), str):
+        return
+    result = check.get("result")
+    if result is None:
+        result = "not applicable"
+    if not isinstance(result, str):
+        return
+    previous = state.sca_result(info.agent_id, check_id)
+    state.sca_save_check(info.agent_id, check_id, result, event)
+    if previous == result:
+        return
+    info.add_field("sca.type", "check")
+    scan_id = _number(event.get("id"))
+    if scan_id is not None:
+        info.add_field("sca.scan_id", scan_id)
+    if isinstance(event.get("policy"), str):
+        info.add_field("sca.policy", event["policy"])
+    info.add_field("sca.check.id", check_id)
+    for name in ("title", "description", "rationale", "remediation"):
+        if isinstance(check.get(name), str):
+            info.add_field(f"sca.check.{name}", check[name])
+    compliance = check.get("compliance")
+    if isinstance(compliance, dict):
+        for key, value in compliance.items():
+            text = value if isinstance(value, str) else _number(value)
+            if text is not None:
+                info.add_field(f"sca.check.compliance.{key}", text)
+    if isinstance(check.get("references"), str):
+        info.add_field("sca.check.references", check["references"])
+    for name in _TARGETS:
+        if isinstance(check.get(name), str):
+            info.add_field(f"sca.check.{name}", _csv_array(check[name]))
+    info.add_field("sca.check.result", result)
+    if isinstance(check.get("reason"), str):
+        info.add_field("sca.check.reason", check["reason"])
+    if previous is not None:
+        info.add_field("sca.check.previous_result", previous)
+
+
+def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
+    policy_id = event.get("policy_id")
+    if not isinstance(policy_id, str) or not isinstance(event.get("hash"), str):
+        return
+    stored = state.sca_scan_hash(info.agent_id, policy_id)
+    state.sca_save_scan(info.agent_id, policy_id, event)
+    changed = stored != event["hash"] and "first_scan" not in event
+    if not changed and "force_alert" not in event:
+        return
+    info.add_field("sca.type", "summary")
+    scan_id = _number(event.get("scan_id"))
+    if scan_id is not None:
+        info.add_field("sca.scan_id", scan_id)
+    for name, field in (("name", "sca.policy"), ("description", "sca.description")):
+        if isinstance(event.get(name), str):
+            info.add_field(field, event[name])
+    info.add_field("sca.policy_id", policy_id)
+    for name, field in (
+        ("passed", "sca.passed"),
+        ("failed", "sca.failed"),
+        ("invalid", "sca.invalid"),
+        ("total_checks", "sca.total_checks"),
+    ):
+        number = _number(event.get(name))
+        if number is not None:
+            info.add_field(field, number)
+    score = event.get("score")
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        info.add_field("sca.score", as_text(int(score)))
+    if isinstance(event.get("file"), str):
+        info.add_field("sca.file", event["file"])
+
+
+def decode_sca(info: EventInfo, message: str, state: AgentState) -> bool:
+    """Queue p: store the message; fill the alert fields when a result changed."""
+    try:
+        event = json.loads(message)
+    except ValueError:
+        return False
+    if not isinstance(event, dict):
+        return False
+    kind = event.get("type")
+    info.decoder = SCA_DECODER
+    if kind == "check":
+        _check(info, event, state)
+    elif kind == "summary":
+        _summary(info, event, state)
+    elif kind == "policies":
+        policies = event.get("policies")
+        if isinstance(policies, list):
+            state.sca_keep_policies(info.agent_id, [str(p) for p in policies])
+    elif kind != "dump_end":
+        return False
+    return True
