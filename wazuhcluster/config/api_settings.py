@@ -28,7 +28,9 @@ from pathlib import Path
 from attrs import frozen
 
 from wazuhcluster.config.home import Home
+from wazuhcluster.config.listener_settings import API_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import Section
+from wazuhcluster.util.limits import ListenerLimits
 
 DEFAULT_PORT = 55000
 DEFAULT_TOKEN_TIMEOUT = 900
@@ -53,6 +55,8 @@ class ApiSettings:
     block_time: int = DEFAULT_BLOCK_TIME
     max_request_per_minute: int = DEFAULT_MAX_REQUESTS
     max_upload_size: int = DEFAULT_MAX_UPLOAD
+    #: Connection limits of the API port (see config/listener_settings.py).
+    limits: ListenerLimits = API_LIMITS
 
     @property
     def users_file(self) -> Path:
@@ -102,4 +106,5 @@ def parse_api(section: Section, home: Home) -> ApiSettings:
         max_upload_size=section.integer(
             "max_upload_size", DEFAULT_MAX_UPLOAD, 1024, 64 * 1024 * 1024
         ),
+        limits=parse_limits(section, API_LIMITS),
     )

@@ -38,8 +38,10 @@ from xml.etree.ElementTree import Element
 
 from attrs import frozen
 
+from wazuhcluster.config.listener_settings import ENROLLMENT_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import ConfigError, Section
 from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.limits import ListenerLimits
 
 DEFAULT_PORT = 1515
 DEFAULT_CIPHERS = "HIGH:!ADH:!EXP:!MD5:!RC4:!3DES:!CAMELLIA:@STRENGTH"
@@ -87,6 +89,8 @@ class AuthSettings:
     ssl_auto_negotiate: bool = False
     force: ForceRules = ForceRules()
     allow_higher_versions: bool = False
+    #: Connection limits of 1515 (see config/listener_settings.py).
+    limits: ListenerLimits = ENROLLMENT_LIMITS
 
     @property
     def listening(self) -> bool:
@@ -124,6 +128,7 @@ def parse_auth(section: Section, home: Path) -> AuthSettings:
         ssl_auto_negotiate=section.boolean("ssl_auto_negotiate", False),
         force=_parse_force(section),
         allow_higher_versions=_child(section, "agents").boolean("allow_higher_versions", False),
+        limits=parse_limits(section, ENROLLMENT_LIMITS),
     )
 
 

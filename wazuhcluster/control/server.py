@@ -11,12 +11,14 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import UNIXServerEndpoint
-from twisted.internet.interfaces import IReactorUNIX
+from twisted.internet.interfaces import IReactorTime, IReactorUNIX
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
 from wazuhcluster.control import commands
 from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
+from wazuhcluster.util.logs import ClusterLog
 
 
 class ControlProtocol(amp.AMP):
@@ -62,9 +64,28 @@ class ControlProtocol(amp.AMP):
 class ControlService(StreamServerEndpointService):
     """Listens on the control socket while the node runs."""
 
-    def __init__(self, path: Path, backend: IControlBackend, reactor: IReactorUNIX) -> None:
+    def __init__(
+        self,
+        path: Path,
+        backend: IControlBackend,
+        reactor: IReactorUNIX,
+        limits: ListenerLimits | None = None,
+        log: ClusterLog | None = None,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # wantPID lets Twisted remove a socket left behind by a killed node.
         endpoint = UNIXServerEndpoint(reactor, str(path), mode=0o660, wantPID=True)
-        super().__init__(endpoint, Factory.forProtocol(lambda: ControlProtocol(backend)))
+        factory: Factory[Any] = Factory.forProtocol(lambda: ControlProtocol(backend))
+        if limits is not None and IReactorTime.providedBy(reactor):
+            # The socket's mode is the credential: a client is admitted by its first command,
+            # which must come within the handshake deadline; the caps count clients in all.
+            factory = LimitedFactory(
+                factory,
+                reactor,
+                log or ClusterLog("Node", "Control"),
+                limits=limits,
+                admit_on="data",
+                credential="command",
+            )
+        super().__init__(endpoint, factory)
         self.setName("control-socket")

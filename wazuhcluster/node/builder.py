@@ -39,6 +39,7 @@ class NodeServices:
     ) -> None:
         self.config = config
         self.reactor = reactor
+        self.tag = tag
         home = config.home
         cluster = config.cluster
         self.analysis = AnalysisService(
@@ -102,4 +103,10 @@ class NodeServices:
 
     def control_service(self, backend: IControlBackend) -> ControlService:
         """The control socket answered by the role's ``backend``."""
-        return ControlService(self.config.home.control_socket, backend, self.reactor)
+        return ControlService(
+            self.config.home.control_socket,
+            backend,
+            self.reactor,
+            limits=self.config.cluster.control_limits,
+            log=ClusterLog(self.tag, "Control"),
+        )
