@@ -12,6 +12,7 @@ Example::
       <max_login_attempts>50</max_login_attempts>
       <block_time>300</block_time>
       <max_request_per_minute>300</max_request_per_minute>
+      <max_unauthenticated_request_per_minute>300</max_unauthenticated_request_per_minute>
       <max_upload_size>1048576</max_upload_size>
     </api>
 
@@ -54,6 +55,8 @@ class ApiSettings:
     max_login_attempts: int = DEFAULT_MAX_LOGIN_ATTEMPTS
     block_time: int = DEFAULT_BLOCK_TIME
     max_request_per_minute: int = DEFAULT_MAX_REQUESTS
+    #: Requests without a valid token (logins, probes) have their own budget (ours).
+    max_unauthenticated_request_per_minute: int = DEFAULT_MAX_REQUESTS
     max_upload_size: int = DEFAULT_MAX_UPLOAD
     #: Connection limits of the API port (see config/listener_settings.py).
     limits: ListenerLimits = API_LIMITS
@@ -102,6 +105,9 @@ def parse_api(section: Section, home: Home) -> ApiSettings:
         block_time=section.integer("block_time", DEFAULT_BLOCK_TIME, 1, 7 * 24 * 3600),
         max_request_per_minute=section.integer(
             "max_request_per_minute", DEFAULT_MAX_REQUESTS, 0, 1_000_000
+        ),
+        max_unauthenticated_request_per_minute=section.integer(
+            "max_unauthenticated_request_per_minute", DEFAULT_MAX_REQUESTS, 0, 1_000_000
         ),
         max_upload_size=section.integer(
             "max_upload_size", DEFAULT_MAX_UPLOAD, 1024, 64 * 1024 * 1024
