@@ -90,3 +90,29 @@ class ListenerSettingsTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as caught:
                 parse_remote(section("remote", body))
             self.assertIn(option, str(caught.exception))
+
+
+class ControlSocketLimitsTests(SynchronousTestCase):
+    """The control socket is served under <cluster><control_socket>'s limits."""
+
+    def test_control_service_limited(self) -> None:
+        """With limits, a client is admitted by its first command and must send it within
+        the deadline; the caps count clients in all."""
+        from twisted.internet.address import UNIXAddress
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from wazuhcluster.control.server import ControlService
+        from wazuhcluster.util.limits import LimitedFactory
+
+        reactor = MemoryReactorClock()
+        path = Path(self.mktemp()) / "run" / "cluster.sock"
+        service = ControlService(path, object(), reactor, limits=CONTROL_LIMITS)  # type: ignore[arg-type]
+        factory = service.factory
+        self.assertIsInstance(factory, LimitedFactory)
+        assert isinstance(factory, LimitedFactory)
+        proto = factory.buildProtocol(UNIXAddress(None))
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        reactor.advance(10)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(factory.late, 1)
