@@ -615,6 +615,7 @@ class ProtocolTests(SynchronousTestCase):
         from twisted.internet.address import IPv4Address
         from twisted.internet.testing import StringTransport
 
+        self.api.site.reactor = self.api.clock  # the channel's timers on the test clock
         channel = self.api.site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
         transport = StringTransport()
         channel.makeConnection(transport)
@@ -632,6 +633,7 @@ class ProtocolTests(SynchronousTestCase):
         from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
         from wazuhcluster.util.logs import ClusterLog
 
+        self.api.site.reactor = self.api.clock  # the channels' timers on the test clock
         limited = LimitedFactory(
             self.api.site,
             self.api.clock,
