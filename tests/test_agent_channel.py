@@ -6,6 +6,7 @@ import hashlib
 import os
 import struct
 import zlib
+from typing import Any
 
 from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -578,3 +579,36 @@ class KeyReloadTests(ChannelTestCase):
         self.assertTrue(transport_three.disconnecting)
         self.assertFalse(transport_one.disconnecting)
         self.assertIs(self.factory.keys.get("003"), rekeyed)
+
+
+class AdmissionTests(ChannelTestCase):
+    """Under the 1514 limits, only a valid encrypted message admits a connection."""
+
+    def test_first_valid_message_admits(self) -> None:
+        """Junk and a ping leave the connection pending (it is dropped at the deadline);
+        an agent's first valid message admits it and stops the deadline."""
+        from twisted.internet.testing import StringTransport as Plain
+
+        from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
+        from wazuhcluster.util.logs import ClusterLog
+
+        limits = ListenerLimits(handshake_timeout=10, max_pending_per_address=100)
+        limited = LimitedFactory(
+            self.factory, self.clock, ClusterLog("T", "A"), limits=limits, admit_on="protocol"
+        )
+
+        def connect(ip: str) -> tuple[Any, Plain]:
+            proto = limited.buildProtocol(IPv4Address("TCP", ip, 1))
+            transport = Plain(peerAddress=IPv4Address("TCP", ip, 1))
+            proto.makeConnection(transport)
+            return proto, transport
+
+        stranger, stranger_transport = connect("10.0.0.9")
+        stranger.dataReceived(secure.frame(control.PING))
+        agent, agent_transport = connect("10.0.0.1")
+        agent.dataReceived(FakeAgent(self.one).frame(control.format_startup("v4.14.7")))
+        self.assertEqual((limited.admitted, len(limited.pending)), (1, 1))
+        self.clock.advance(10)
+        self.assertTrue(stranger_transport.disconnected)
+        self.assertFalse(agent_transport.disconnecting)
+        self.assertEqual(limited.late, 1)

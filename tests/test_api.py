@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
-from tests.test_api_fixtures import ApiHarness
+from tests.test_api_fixtures import PASSWORD, USER, ApiHarness
 from wazuhcluster.api.resource import BoundedRequest, bounded_site
 from wazuhcluster.api.wiring import master_api, registry_hooks
 from wazuhcluster.registry.groups import AGENT_CONF, MERGED_NAME
@@ -587,15 +587,86 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(self.api.store.list_agents(), [])
 
     def test_request_budget_is_429(self) -> None:
-        """More than max_request_per_minute calls in a minute are 429 with code 6001."""
+        """More than max_request_per_minute calls in a minute are 429 with code 6001 (the
+        login spends the unauthenticated budget, so all 50 are the token's)."""
         token = self.api.token()
         statuses = [self.api.call("GET", "/", token=token).status for _ in range(55)]
         self.assertIn(429, statuses)
-        self.assertEqual(statuses.count(200), 49)
+        self.assertEqual(statuses.count(200), 50)
         answer = self.api.call("GET", "/", token=token)
         self.assertEqual(answer.json["error"], 6001)
         self.api.clock.advance(60)
         self.assertEqual(self.api.call("GET", "/", token=token).status, 200)
+
+    def test_unauthenticated_flood_keeps_token_holders_served(self) -> None:
+        """Requests without a valid token spend their own budget: once it is spent they get
+        429, while a call with a valid token is still answered (they shared one budget)."""
+        api = ApiHarness(self, max_request_per_minute=50, max_unauthenticated_request_per_minute=50)
+        token = api.token()
+        flood = [api.call("GET", "/", token=None).status for _ in range(60)]
+        self.assertEqual(flood.count(429), 11)
+        forged = [api.call("GET", "/agents", token="a.b.c").status for _ in range(3)]
+        self.assertEqual(forged, [429] * 3)
+        self.assertEqual(api.call("GET", "/agents", token=token).status, 200)
+
+    def test_long_line_gets_431(self) -> None:
+        """A request line over the line limit is answered 431 in the problem shape, then
+        closed (twisted.web just hung up)."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        self.api.site.reactor = self.api.clock  # the channel's timers on the test clock
+        channel = self.api.site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /" + b"a" * 100_000)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 431 "), transport.value()[:80])
+        self.assertIn(b"application/problem+json", transport.value())
+        self.assertTrue(transport.disconnecting)
+
+    def test_token_admits_the_connection(self) -> None:
+        """Under the listener limits a connection stays pending (and is dropped at the
+        deadline) until a request with a valid token, or a successful login, arrives."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
+        from wazuhcluster.util.logs import ClusterLog
+
+        self.api.site.reactor = self.api.clock  # the channels' timers on the test clock
+        limited = LimitedFactory(
+            self.api.site,
+            self.api.clock,
+            ClusterLog("T", "API"),
+            limits=ListenerLimits(handshake_timeout=10),
+            admit_on="protocol",
+        )
+        token = self.api.token()
+        basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+        def connect(header: str) -> StringTransport:
+            address = IPv4Address("TCP", "10.0.0.1", 1)
+            proto = limited.buildProtocol(address)
+            transport = StringTransport(peerAddress=address)
+            proto.makeConnection(transport)
+            proto.dataReceived(f"GET / HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+            return transport
+
+        anonymous = connect("")
+        self.assertIn(b"401 Unauthorized", anonymous.value())
+        self.assertEqual(limited.admitted, 0)
+        connect(f"Authorization: Bearer {token}\r\n")
+        self.assertEqual(limited.admitted, 1)
+        address = IPv4Address("TCP", "10.0.0.2", 1)
+        login = limited.buildProtocol(address)
+        login.makeConnection(StringTransport(peerAddress=address))
+        login.dataReceived(
+            b"POST /security/user/authenticate HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Basic {basic}\r\n\r\n".encode()
+        )
+        self.assertEqual(limited.admitted, 2)
+        self.api.clock.advance(10)
+        self.assertEqual((limited.late, limited.admitted), (1, 2))
 
     def test_pretty_output(self) -> None:
         """pretty=true indents the JSON answer."""

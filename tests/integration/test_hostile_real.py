@@ -169,12 +169,37 @@ class ClusterPortTests(HostileTestCase):
     """1516: floods, silence, plain TCP, foreign certificates, a stolen name."""
 
     def test_connection_flood(self) -> None:
-        """Fifteen more connections from one address: those over Wazuh's 10 are closed at
-        once with a warning; the rest are closed when they fail to say Hello in time."""
-        socks, reset = flood(self.cluster.port, 15)
-        self.wait_log(self.master, "Too many connections from 127.0.0.1")
-        closed = sum(closed_by_peer(sock, 15) for sock in socks)
-        self.assertEqual(closed + reset, 15)
+        """80 bare connections from one address: past the 64 pending ones allowed per
+        address the oldest are closed at once with a warning, the rest when they fail to say
+        Hello in time (the 10 s TLS handshake deadline is the backstop); they never take the
+        worker's admitted slots."""
+        socks, reset = flood(self.cluster.port, 80)
+        self.wait_log(self.master, "Too many connections from 127.0.0.1 before TLS handshake")
+        closed = sum(closed_by_peer(sock, 20) for sock in socks)
+        self.assertEqual(closed + reset, 80)
+        self.wait_log(self.master, "no successful Hello within")
+        for sock in socks:
+            sock.close()
+        self.assert_serving()
+
+    def test_admitted_connections_capped(self) -> None:
+        """Ten more TLS connections with worker1's certificate beside the real worker1: the
+        eleventh admitted connection from the address is refused at once (Wazuh's 10); the
+        others are closed when they fail to say Hello in time."""
+        home = self.cluster.home("worker1")
+        context = self.mtls(
+            self.cluster.ca.cert_pem,
+            (home.certs / "node.pem").read_bytes(),
+            (home.certs / "node.key").read_bytes(),
+        )
+        socks = []
+        for _ in range(10):
+            try:
+                socks.append(context.wrap_socket(tcp(self.cluster.port)))
+            except (ssl.SSLError, OSError):
+                pass
+        self.wait_log(self.master, "Too many connections from 127.0.0.1 (11), rejecting.")
+        self.assertEqual(sum(closed_by_peer(sock, 20) for sock in socks), len(socks))
         self.wait_log(self.master, "no successful Hello within")
         for sock in socks:
             sock.close()
@@ -294,13 +319,14 @@ class EnrollmentPortTests(HostileTestCase):
         self.assert_serving()
 
     def test_connection_flood(self) -> None:
-        """300 idle connections from one address: those over the per-address cap are closed
-        at once with a warning; an agent at another address enrolls during the flood."""
+        """600 idle connections from one address: past the 512 pending ones allowed per
+        address the oldest are closed at once with a warning; an agent at another address
+        enrolls during the flood."""
         port = self.cluster.node_ports("worker1")["enrollment"]
-        socks, reset = flood(port, 300)
+        socks, reset = flood(port, 600)
         self.wait_log(self.worker, "Too many connections from 127.0.0.1")
         time.sleep(1)
-        self.assertGreaterEqual(closed_now(socks) + reset, 300 - 256)
+        self.assertGreaterEqual(closed_now(socks) + reset, 600 - 512)
         self.assert_serving(source="127.0.0.2")
         for sock in socks:
             sock.close()

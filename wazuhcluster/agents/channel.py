@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
 from wazuhcluster.util.background import BackgroundWork
-from wazuhcluster.util.limits import host_text
+from wazuhcluster.util.limits import admit, host_text
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
@@ -306,6 +306,8 @@ class AgentChannelProtocol(Protocol):
                 new=entry.agent_id,
             )
             return
+        if self.agent is None:
+            admit(self.transport)  # the first valid message is this listener's credential
         self.agent = entry
         self.factory._claim(entry.agent_id, self, idle_owner)
         if control.is_control(opened.message):

@@ -275,7 +275,7 @@ class EnrollmentServerProtocol(Protocol):
         self.factory.active += 1
         send_without_delay(self.transport)
         self.source_ip = peer_host(self.transport.getPeer())  # type: ignore[union-attr]
-        if self.factory.active > self.factory.max_connections:
+        if self.factory.max_connections and self.factory.active > self.factory.max_connections:
             log.warn("Too many enrollment connections; dropping {ip}", ip=self.source_ip)
             self.state = "done"
             self.transport.abortConnection()  # type: ignore[union-attr]
@@ -389,7 +389,9 @@ class EnrollmentServerFactory(Factory):
 
     ``register(request, source_ip)`` returns a Deferred of the reply line;
     ``undelivered(request, reply)``, if given, hears about keys the agent never got
-    (the master removes such agents, as wazuh-authd does).
+    (the master removes such agents, as wazuh-authd does). ``max_connections`` (0: none)
+    counts from the TCP connect; the listener's limits (:func:`.enrollment_tls.enrollment_listener`)
+    count after the TLS handshake instead, so a node leaves it at 0.
     """
 
     protocol = EnrollmentServerProtocol
@@ -402,7 +404,7 @@ class EnrollmentServerFactory(Factory):
         request_timeout: float = 10.0,
         decision_timeout: float = 30.0,
         max_request: int = MAX_REQUEST,
-        max_connections: int = 1024,
+        max_connections: int = 0,
         undelivered: Undelivered | None = None,
     ) -> None:
         self.register = register

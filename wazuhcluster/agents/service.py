@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
@@ -70,8 +71,20 @@ class AgentChannelService(MultiService):
         endpoint_type = TCP6ServerEndpoint if remote.ipv6 else TCP4ServerEndpoint
         interface = remote.local_ip or ("::" if remote.ipv6 else "0.0.0.0")
         # An agent silent for the disconnection time is disconnected anyway: close its socket
-        # too, so a client that connects and never speaks cannot hold a descriptor forever.
-        limited = LimitedFactory(self.factory, reactor, log, idle_timeout=agents.disconnection_time)
+        # too (unless <remote><idle_timeout> says otherwise). A connection counts as an
+        # agent's from its first valid encrypted message; before that it has a deadline and
+        # its own caps, so silent or slow strangers cannot hold descriptors.
+        limits = remote.limits
+        if limits.idle_timeout is None:
+            limits = attrs.evolve(limits, idle_timeout=agents.disconnection_time)
+        limited = LimitedFactory(
+            self.factory,
+            reactor,
+            log,
+            limits=limits,
+            admit_on="protocol",
+            credential="valid agent message",
+        )
         listener = StreamServerEndpointService(
             endpoint_type(reactor, remote.port, interface=interface), limited
         )

@@ -1,10 +1,14 @@
 """The HTTP side of the API: a twisted.web resource that routes, bounds and validates.
 
-For each request, in this order: the per-minute request budget (429), the route (404 /
-405), the body size (413), the token (401), the query parameters (400 for unknown,
-malformed or missing ones), the body's content type (406) and shape (400); only then
-does the endpoint run. Answers are JSON; errors use Wazuh's problem shape.
-:class:`BoundedRequest` keeps a large body from being buffered by the server itself.
+For each request, in this order: the per-minute request budget (429: requests with a valid
+token spend one budget, all others a separate one, so anonymous callers cannot starve
+authenticated ones), the route (404 / 405), the body size (413), the token (401), the query
+parameters (400 for unknown, malformed or missing ones), the body's content type (406) and
+shape (400); only then does the endpoint run. Answers are JSON; errors use Wazuh's problem
+shape. :class:`BoundedRequest` keeps a large body from being buffered by the server itself;
+:class:`ApiSite` answers a request line or header over the line limit with 431 instead of
+hanging up. A valid token (or a successful call with credentials, the login) admits the
+connection under the listener's limits (:func:`wazuhcluster.util.limits.admit`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from twisted.internet.defer import ensureDeferred
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 
 from wazuhcluster.api.auth import RequestLimiter
@@ -32,6 +37,7 @@ from wazuhcluster.api.errors import (
 )
 from wazuhcluster.api.replies import Reply
 from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.util.limits import admit
 from wazuhcluster.util.logs import ClusterLog
 
 MAX_PATH = 2048
@@ -68,6 +74,37 @@ class BoundedRequest(server.Request):
             self.content.write(data)
 
 
+#: The answer to a request line or header line over :attr:`ApiChannel.MAX_LENGTH` bytes.
+LINE_TOO_LONG = json.dumps(
+    {"title": "Request Header Fields Too Large", "detail": "A request or header line is too long"}
+).encode("ascii")
+
+
+class ApiChannel(HTTPChannel):
+    """HTTP/1.1 that answers an over-long line (twisted.web just closes the connection)."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 - Twisted's name
+        """Answer 431 and close: the client learns why instead of seeing a reset."""
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"Content-Type: " + PROBLEM_CONTENT_TYPE + b"\r\n"
+            b"Content-Length: " + str(len(LINE_TOO_LONG)).encode("ascii") + b"\r\n"
+            b"Connection: close\r\n\r\n" + LINE_TOO_LONG
+        )
+        self.loseConnection()
+
+
+class ApiSite(server.Site):
+    """The API's Site: :class:`ApiChannel` connections, HTTP/1.1 only."""
+
+    protocol = ApiChannel  # type: ignore[assignment]
+
+    def acceptableProtocols(self) -> list[bytes]:  # noqa: N802 - Twisted's name
+        """Offer only HTTP/1.1 in ALPN (the channel speaks nothing else)."""
+        return [b"http/1.1"]
+
+
 def bounded_site(resource: Resource, max_body: int) -> server.Site:
     """A Site whose requests are :class:`BoundedRequest` with ``max_body``."""
 
@@ -76,7 +113,7 @@ def bounded_site(resource: Resource, max_body: int) -> server.Site:
 
     Request.max_body = max_body
     # Idle connections are closed after a minute (twisted.web's default is 12 hours).
-    site = server.Site(resource, requestFactory=Request, timeout=IDLE_TIMEOUT)
+    site = ApiSite(resource, requestFactory=Request, timeout=IDLE_TIMEOUT)
     site.displayTracebacks = False
     return site
 
@@ -86,10 +123,18 @@ class ApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, endpoints: Endpoints, limiter: RequestLimiter, max_body: int) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        limiter: RequestLimiter,
+        max_body: int,
+        unauthenticated: RequestLimiter | None = None,
+    ) -> None:
         super().__init__()
         self.endpoints = endpoints
         self.limiter = limiter
+        #: The budget of requests without a valid token (the same one when not given).
+        self.unauthenticated = unauthenticated or limiter
         self.max_body = max_body
         self.routes = [(route, route.pattern) for route in endpoints.routes()]
         self.log = ClusterLog("Master", "API")
@@ -117,9 +162,23 @@ class ApiResource(Resource):
                 return route, {k: unquote(v) for k, v in found.groupdict().items()}
         raise method_not_allowed() if methods_seen else not_found()
 
+    def _claims(self, authorization: bytes | None) -> dict[str, Any] | None:
+        """The claims of a valid bearer token in ``authorization``, else None."""
+        if not authorization or not authorization[:7].lower().startswith(b"bearer"):
+            return None
+        try:
+            return self.endpoints.tokens.bearer(authorization)
+        except ApiError:
+            return None
+
     async def _handle(self, request: Any) -> Reply:
-        if not self.limiter.allow():
+        authorization = request.getHeader(b"authorization")
+        claims = self._claims(authorization)
+        budget = self.limiter if claims is not None else self.unauthenticated
+        if not budget.allow():
             raise wazuh_error(6001)
+        if claims is not None:
+            admit(_transport(request))
         uri = request.uri.decode("ascii", "replace")
         parts = urlsplit(uri)
         path = parts.path if len(parts.path) <= MAX_PATH else ""
@@ -129,12 +188,12 @@ class ApiResource(Resource):
         route, path_args = self._match(method, path)
         body = self._body(request) if route.body else b""
         call_params = self._query(route, parts.query)
-        authorization = request.getHeader(b"authorization")
         user: str | None = None
-        claims: dict[str, Any] = {}
+        granted: dict[str, Any] = {}
         if route.authenticated:
-            claims = self.endpoints.tokens.bearer(authorization)
-            user = claims["sub"]
+            # a missing or bad token raises the 401 here
+            granted = claims if claims is not None else self.endpoints.tokens.bearer(authorization)
+            user = granted["sub"]
         for name, value in path_args.items():
             path_args[name] = route.path_params.get(name, _keep)(name, value)
         parsed: Any = None
@@ -152,8 +211,8 @@ class ApiResource(Resource):
             client_ip=str(getattr(client, "host", "")),
             authorization=authorization,
             user=user,
-            access=self.endpoints.access(claims),
-            claims=claims,
+            access=self.endpoints.access(granted),
+            claims=granted,
         )
         return await route.handler(call)
 
@@ -206,6 +265,8 @@ class ApiResource(Resource):
         request.finish()
 
     def _write(self, request: Any, reply: Reply, finished: list[bool]) -> None:
+        if reply.status < 400 and request.getHeader(b"authorization"):
+            admit(_transport(request))  # a successful login: the credentials were good
         pretty = b"pretty=true" in (request.uri or b"")
         if isinstance(reply.body, str):
             body = reply.body.encode("utf-8")
@@ -221,6 +282,11 @@ class ApiResource(Resource):
         pretty = b"pretty=true" in (request.uri or b"")
         body = _dumps(error.problem(), pretty)
         self._send(request, error.status, body, PROBLEM_CONTENT_TYPE, finished)
+
+
+def _transport(request: Any) -> Any:
+    """The transport of the request's connection (None for requests built in tests)."""
+    return getattr(getattr(request, "channel", None), "transport", None)
 
 
 def _keep(name: str, value: str) -> str:
@@ -258,4 +324,4 @@ def _dumps(value: Any, pretty: bool) -> bytes:
     return text.encode("utf-8")
 
 
-__all__ = ["ApiResource", "BoundedRequest", "bounded_site"]
+__all__ = ["ApiChannel", "ApiResource", "ApiSite", "BoundedRequest", "bounded_site"]

@@ -31,9 +31,6 @@ from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
-#: Concurrent API connections from one address (dashboards keep a few; scripts one).
-PER_ADDRESS = 64
-
 
 def build_site(
     settings: ApiSettings,
@@ -53,7 +50,8 @@ def build_site(
     throttle = LoginThrottle(settings.max_login_attempts, settings.block_time, clock)
     endpoints = Endpoints(node, registry, tokens, users, throttle, run_in_thread, hooks, hostname)
     limiter = RequestLimiter(settings.max_request_per_minute, clock)
-    resource = ApiResource(endpoints, limiter, settings.max_upload_size)
+    unauthenticated = RequestLimiter(settings.max_unauthenticated_request_per_minute, clock)
+    resource = ApiResource(endpoints, limiter, settings.max_upload_size, unauthenticated)
     return bounded_site(resource, settings.max_upload_size), resource
 
 
@@ -99,7 +97,16 @@ class ApiService(Service):
             server_context(settings.cert, settings.key),
             interface=settings.bind_addr,
         )
-        limited = LimitedFactory(site, self.reactor, self.log, max_per_address=PER_ADDRESS)
+        # A connection is admitted by its first request with a valid token (or a successful
+        # login); before that it has the handshake deadline and the pending caps.
+        limited = LimitedFactory(
+            site,
+            self.reactor,
+            self.log,
+            limits=settings.limits,
+            admit_on="protocol",
+            credential="authenticated request",
+        )
         d = endpoint.listen(limited)
         d.addCallbacks(self._listening, self._failed)
 

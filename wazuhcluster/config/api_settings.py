@@ -12,6 +12,7 @@ Example::
       <max_login_attempts>50</max_login_attempts>
       <block_time>300</block_time>
       <max_request_per_minute>300</max_request_per_minute>
+      <max_unauthenticated_request_per_minute>300</max_unauthenticated_request_per_minute>
       <max_upload_size>1048576</max_upload_size>
     </api>
 
@@ -28,7 +29,9 @@ from pathlib import Path
 from attrs import frozen
 
 from wazuhcluster.config.home import Home
+from wazuhcluster.config.listener_settings import API_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import Section
+from wazuhcluster.util.limits import ListenerLimits
 
 DEFAULT_PORT = 55000
 DEFAULT_TOKEN_TIMEOUT = 900
@@ -52,7 +55,11 @@ class ApiSettings:
     max_login_attempts: int = DEFAULT_MAX_LOGIN_ATTEMPTS
     block_time: int = DEFAULT_BLOCK_TIME
     max_request_per_minute: int = DEFAULT_MAX_REQUESTS
+    #: Requests without a valid token (logins, probes) have their own budget (ours).
+    max_unauthenticated_request_per_minute: int = DEFAULT_MAX_REQUESTS
     max_upload_size: int = DEFAULT_MAX_UPLOAD
+    #: Connection limits of the API port (see config/listener_settings.py).
+    limits: ListenerLimits = API_LIMITS
 
     @property
     def users_file(self) -> Path:
@@ -99,7 +106,11 @@ def parse_api(section: Section, home: Home) -> ApiSettings:
         max_request_per_minute=section.integer(
             "max_request_per_minute", DEFAULT_MAX_REQUESTS, 0, 1_000_000
         ),
+        max_unauthenticated_request_per_minute=section.integer(
+            "max_unauthenticated_request_per_minute", DEFAULT_MAX_REQUESTS, 0, 1_000_000
+        ),
         max_upload_size=section.integer(
             "max_upload_size", DEFAULT_MAX_UPLOAD, 1024, 64 * 1024 * 1024
         ),
+        limits=parse_limits(section, API_LIMITS),
     )

@@ -43,8 +43,10 @@ from xml.etree.ElementTree import Element
 
 from attrs import frozen
 
+from wazuhcluster.config.listener_settings import ENROLLMENT_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import ConfigError, Section
 from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.limits import ListenerLimits
 
 DEFAULT_PORT = 1515
 DEFAULT_CIPHERS = "HIGH:!ADH:!EXP:!MD5:!RC4:!3DES:!CAMELLIA:@STRENGTH"
@@ -104,6 +106,8 @@ class AuthSettings:
     force: ForceRules = ForceRules()
     allow_higher_versions: bool = False
     rate_limit: RateLimit = RateLimit()
+    #: Connection limits of 1515 (see config/listener_settings.py).
+    limits: ListenerLimits = ENROLLMENT_LIMITS
 
     @property
     def listening(self) -> bool:
@@ -142,6 +146,7 @@ def parse_auth(section: Section, home: Path) -> AuthSettings:
         force=_parse_force(section),
         allow_higher_versions=_child(section, "agents").boolean("allow_higher_versions", False),
         rate_limit=_parse_rate_limit(_child(section, "rate_limit")),
+        limits=parse_limits(section, ENROLLMENT_LIMITS),
     )
 
 

@@ -19,7 +19,9 @@ from attrs import frozen
 from defusedxml import ElementTree as SafeElementTree
 
 from wazuhcluster.config.home import Home
+from wazuhcluster.config.listener_settings import CLUSTER_LIMITS, CONTROL_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import ConfigError, Section
+from wazuhcluster.util.limits import ListenerLimits
 
 #: The largest configuration file we agree to read.
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -85,6 +87,10 @@ class ClusterConfig:
     warnings: tuple[str, ...] = ()
     #: Concurrent cluster connections the master accepts from one address (Wazuh: 10).
     max_connections_per_ip: int = 10
+    #: Connection limits of 1516 (``max_per_address`` is ``max_connections_per_ip``) and of
+    #: the control socket (``<cluster><control_socket>``); see config/listener_settings.py.
+    limits: ListenerLimits = CLUSTER_LIMITS
+    control_limits: ListenerLimits = CONTROL_LIMITS
 
 
 @frozen
@@ -231,6 +237,12 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
     )
     timings_element = section.element.find("timings") if section.element is not None else None
     timings = parse_timings(Section(timings_element, section.source, "cluster><timings"))
+    per_ip = section.integer("max_connections_per_ip", 10, 1, 100000)
+    limits = attrs.evolve(parse_limits(section, CLUSTER_LIMITS), max_per_address=per_ip)
+    control_element = (
+        section.element.find("control_socket") if section.element is not None else None
+    )
+    control = Section(control_element, section.source, "cluster><control_socket")
     return ClusterConfig(
         name=name,
         node_name=node_name,
@@ -244,7 +256,9 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
         tls=tls,
         timings=timings,
         warnings=tuple(warnings),
-        max_connections_per_ip=section.integer("max_connections_per_ip", 10, 1, 100000),
+        max_connections_per_ip=per_ip,
+        limits=limits,
+        control_limits=parse_limits(control, CONTROL_LIMITS),
     )
 
 

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
+from wazuhcluster.config.listener_settings import AGENT_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import ConfigError, Section
+from wazuhcluster.util.limits import ListenerLimits
 
 DEFAULT_PORT = 1514
 DEFAULT_QUEUE_SIZE = 131072
@@ -32,6 +34,8 @@ class RemoteSettings:
     local_ip: str | None = None
     ipv6: bool = False
     connection_overtake_time: float = DEFAULT_OVERTAKE_TIME
+    #: Connection limits of 1514 (idle_timeout None: the agents' disconnection time).
+    limits: ListenerLimits = AGENT_LIMITS
 
 
 @frozen
@@ -75,6 +79,7 @@ def parse_remote(section: Section) -> RemoteSettings:
         local_ip=local_ip,
         ipv6=section.boolean("ipv6", False),
         connection_overtake_time=float(overtake),
+        limits=parse_limits(section, AGENT_LIMITS),
     )
 
 

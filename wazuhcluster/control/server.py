@@ -26,13 +26,14 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IReactorUNIX
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUNIX
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from wazuhcluster.control import commands
 from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 
@@ -202,6 +203,7 @@ class ControlService(Service):
         reactor: IReactorUNIX,
         log: ClusterLog | None = None,
         on_failure: Callable[[str], object] | None = None,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self.path = path
         self.backend = backend
@@ -209,7 +211,19 @@ class ControlService(Service):
         self.log = log or ClusterLog("Cluster", "Control")
         self.on_failure = on_failure or self._log_failure
         self.port: IListeningPort | None = None
-        self.factory = Factory.forProtocol(lambda: ControlProtocol(backend, self.log))
+        factory: Factory[Any] = Factory.forProtocol(lambda: ControlProtocol(backend, self.log))
+        if limits is not None and IReactorTime.providedBy(reactor):
+            # The socket's mode is the credential: a client is admitted by its first command,
+            # which must come within the handshake deadline; the caps count clients in all.
+            factory = LimitedFactory(
+                factory,
+                reactor,
+                self.log,
+                limits=limits,
+                admit_on="data",
+                credential="command",
+            )
+        self.factory = factory
         self.setName("control-socket")
 
     def _log_failure(self, reason: str) -> None:

@@ -227,11 +227,16 @@ class MasterService(MultiService):
                 server_options(authority, own),
                 interface=cluster.bind_addr,
             )
+            # Counted per address once TLS has checked the client certificate; before that
+            # only the pending caps and the handshake deadline apply, so plain TCP connects
+            # from a worker's own address cannot keep it out.
             factory = LimitedFactory(
                 self.node.build_factory(),
                 reactor,
                 self.node.log,
-                max_per_address=cluster.max_connections_per_ip,
+                limits=cluster.limits,
+                admit_on="handshake",
+                credential="TLS handshake with a client certificate",
             )
             self.listener = StreamServerEndpointService(endpoint, factory)
             self.listener.setName("cluster-listener")

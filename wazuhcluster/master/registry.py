@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.protocols import amp
@@ -27,7 +26,7 @@ from wazuhcluster.agents.enrollment import (
     EnrollmentServerFactory,
     parse_request,
 )
-from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.agents.enrollment_tls import enrollment_listener, ensure_manager_certificate
 from wazuhcluster.api.interfaces import IRegistryFeature
 from wazuhcluster.config.auth_settings import AuthSettings, load_password
 from wazuhcluster.config.home import Home
@@ -46,7 +45,6 @@ from wazuhcluster.registry.service import AsyncRegistry, RegistryService
 from wazuhcluster.registry.store import RegistryFiles
 from wazuhcluster.util.background import BackgroundWork, OnStop
 from wazuhcluster.util.interfaces import INodeReactor
-from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import CallOnStop, PeriodicTask
 from wazuhcluster.wire import registry as wire
@@ -182,12 +180,7 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         factory = EnrollmentServerFactory(
             self._register, self.reactor, undelivered=self.undelivered
         )
-        limited = LimitedFactory(
-            factory, self.reactor, self.log, max_per_address=ENROLLMENT_PER_ADDRESS
-        )
-        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), limited)
-        service.setName("enrollment")
-        return service
+        return enrollment_listener(self.reactor, self.auth, factory, self.log)
 
     def _register(self, request: EnrollmentRequest, source_ip: str) -> Deferred[str]:
         return self.authority.register(request, source_ip)

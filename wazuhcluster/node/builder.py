@@ -120,4 +120,5 @@ class NodeServices:
             self.reactor,
             log,
             on_failure=lambda reason: stop_node(self.reactor, log, reason),
+            limits=self.config.cluster.control_limits,
         )

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock
 from twisted.protocols import amp
@@ -25,7 +24,7 @@ from wazuhcluster.agents.enrollment import (
     EnrollmentServerFactory,
     error_reply,
 )
-from wazuhcluster.agents.enrollment_tls import enrollment_endpoint, ensure_manager_certificate
+from wazuhcluster.agents.enrollment_tls import enrollment_listener, ensure_manager_certificate
 from wazuhcluster.config.auth_settings import AuthSettings
 from wazuhcluster.registry.keys import (
     ClientKeysError,
@@ -36,7 +35,6 @@ from wazuhcluster.registry.keys import (
 )
 from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.interfaces import IReactorSSLTime
-from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire import registry as wire
@@ -120,12 +118,7 @@ class WorkerRegistry(LinkFeature[MasterLink]):
             self.reactor,
             undelivered=self.undelivered,
         )
-        limited = LimitedFactory(
-            factory, self.reactor, self.log, max_per_address=ENROLLMENT_PER_ADDRESS
-        )
-        service = StreamServerEndpointService(enrollment_endpoint(self.reactor, self.auth), limited)
-        service.setName("enrollment")
-        return service
+        return enrollment_listener(self.reactor, self.auth, factory, self.log)
 
     def services(self) -> Iterable[IService]:
         """The reports to the master (cancelled at stop) and the 1515 listener, unless

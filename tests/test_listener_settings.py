@@ -1,0 +1,118 @@
+"""The connection limits each listener reads from its section (config/listener_settings.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree.ElementTree import fromstring
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.config.api_settings import parse_api
+from wazuhcluster.config.auth_settings import parse_auth
+from wazuhcluster.config.cluster import load_config
+from wazuhcluster.config.home import Home
+from wazuhcluster.config.listener_settings import (
+    AGENT_LIMITS,
+    API_LIMITS,
+    CLUSTER_LIMITS,
+    CONTROL_LIMITS,
+    ENROLLMENT_LIMITS,
+)
+from wazuhcluster.config.remote_settings import parse_remote
+from wazuhcluster.config.xmlconfig import ConfigError, Section
+from wazuhcluster.util.limits import ListenerLimits
+
+KEY = "c98b62a9b6169ac5f67dae55ae4a9088"
+OPTIONS = (
+    "<handshake_timeout>3s</handshake_timeout><idle_timeout>2m</idle_timeout>"
+    "<max_connections>7</max_connections><max_connections_per_ip>5</max_connections_per_ip>"
+    "<max_pending_connections>70</max_pending_connections>"
+    "<max_pending_per_ip>50</max_pending_per_ip>"
+)
+SET = ListenerLimits(3.0, 120.0, 7, 5, 70, 50)
+
+
+def section(name: str, body: str) -> Section:
+    """A section ``<name>`` holding ``body``."""
+    return Section(fromstring(f"<{name}>{body}</{name}>"), "test.conf", name)
+
+
+class ListenerSettingsTests(SynchronousTestCase):
+    """Defaults when absent, the six options when given, one clear error when bad."""
+
+    def test_defaults_pending_caps_larger(self) -> None:
+        """Every listener has a handshake deadline and admitted caps; the pending caps in
+        all are at least the admitted ones."""
+        for limits in (AGENT_LIMITS, ENROLLMENT_LIMITS, CLUSTER_LIMITS, API_LIMITS, CONTROL_LIMITS):
+            self.assertIsNotNone(limits.handshake_timeout)
+            self.assertGreater(limits.max_connections, 0)
+            self.assertGreaterEqual(limits.max_pending, limits.max_connections)
+
+    def test_each_section(self) -> None:
+        """<remote>, <auth>, <api> read the same options; absent means the defaults."""
+        home = Path(self.mktemp())
+        self.assertEqual(parse_remote(section("remote", "")).limits, AGENT_LIMITS)
+        self.assertEqual(parse_remote(section("remote", OPTIONS)).limits, SET)
+        self.assertEqual(parse_auth(section("auth", ""), home).limits, ENROLLMENT_LIMITS)
+        self.assertEqual(parse_auth(section("auth", OPTIONS), home).limits, SET)
+        self.assertEqual(parse_api(section("api", ""), Home(home)).limits, API_LIMITS)
+        self.assertEqual(parse_api(section("api", OPTIONS), Home(home)).limits, SET)
+
+    def test_cluster_and_control_socket(self) -> None:
+        """<cluster> holds 1516's options (max_connections_per_ip as before) and
+        <cluster><control_socket> the control socket's."""
+        home = Home(Path(self.mktemp()))
+        home.etc.mkdir(parents=True)
+        home.config_file.write_text(
+            f"<wazuh_config><cluster><key>{KEY}</key>{OPTIONS}"
+            "<control_socket><max_connections>3</max_connections>"
+            "<idle_timeout>0</idle_timeout></control_socket></cluster></wazuh_config>"
+        )
+        cluster = load_config(home.config_file, home).cluster
+        self.assertEqual(cluster.limits, SET)
+        self.assertEqual(cluster.max_connections_per_ip, 5)
+        self.assertEqual(cluster.control_limits.max_connections, 3)
+        self.assertIsNone(cluster.control_limits.idle_timeout)
+        home.config_file.write_text(
+            f"<wazuh_config><cluster><key>{KEY}</key></cluster></wazuh_config>"
+        )
+        cluster = load_config(home.config_file, home).cluster
+        self.assertEqual((cluster.limits, cluster.control_limits), (CLUSTER_LIMITS, CONTROL_LIMITS))
+
+    def test_bad_values(self) -> None:
+        """A zero deadline, a negative or non-numeric cap is a ConfigError naming the option."""
+        for body, option in (
+            ("<handshake_timeout>0</handshake_timeout>", "handshake_timeout"),
+            ("<max_pending_per_ip>-1</max_pending_per_ip>", "max_pending_per_ip"),
+            ("<max_connections>many</max_connections>", "max_connections"),
+            ("<idle_timeout>soon</idle_timeout>", "idle_timeout"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                parse_remote(section("remote", body))
+            self.assertIn(option, str(caught.exception))
+
+
+class ControlSocketLimitsTests(SynchronousTestCase):
+    """The control socket is served under <cluster><control_socket>'s limits."""
+
+    def test_control_service_limited(self) -> None:
+        """With limits, a client is admitted by its first command and must send it within
+        the deadline; the caps count clients in all."""
+        from twisted.internet.address import UNIXAddress
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from wazuhcluster.control.server import ControlService
+        from wazuhcluster.util.limits import LimitedFactory
+
+        reactor = MemoryReactorClock()
+        path = Path(self.mktemp()) / "run" / "cluster.sock"
+        service = ControlService(path, object(), reactor, limits=CONTROL_LIMITS)  # type: ignore[arg-type]
+        factory = service.factory
+        self.assertIsInstance(factory, LimitedFactory)
+        assert isinstance(factory, LimitedFactory)
+        proto = factory.buildProtocol(UNIXAddress(None))
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        reactor.advance(10)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(factory.late, 1)
