@@ -25,6 +25,7 @@ from wazuhcluster.api.default_endpoints import DefaultEndpoints
 from wazuhcluster.api.group_endpoints import GroupEndpoints
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
+from wazuhcluster.api.manager_endpoints import ManagerEndpoints
 from wazuhcluster.api.routes import Route
 from wazuhcluster.api.security_endpoints import SecurityEndpoints
 from wazuhcluster.api.users import UserStore
@@ -67,6 +68,7 @@ class Endpoints:
         self.cluster = ClusterEndpoints(self.context)
         self.agents = AgentEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
+        self.manager = ManagerEndpoints(self.context)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -86,4 +88,5 @@ class Endpoints:
             *self.cluster.routes(),
             *self.agents.routes(),
             *self.groups.routes(),
+            *self.manager.routes(),
         ]
