@@ -17,6 +17,7 @@ import jsonschema
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_api_fixtures import PASSWORD, USER, Answer, ApiHarness
+from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api import openapi
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -181,6 +182,7 @@ class OpenApiTests(SynchronousTestCase):
         )
         self.security_scenario()
         self.manager_scenario()
+        self.ruleset_scenario()
         api.login()
         api.clock.advance(1)
         self.call("DELETE", "/security/user/authenticate")
@@ -217,6 +219,42 @@ class OpenApiTests(SynchronousTestCase):
         self.call("GET", "/manager/stats/analysisd")
         self.call("GET", "/cluster/master/stats/analysisd")
         self.call("PUT", "/manager/analysisd/reload")
+
+    def ruleset_scenario(self) -> None:
+        """Every /rules, /decoders and /lists route, in success and in error."""
+        install_default_ruleset(str(self.api.home.root))
+        xml = {"content-type": "application/octet-stream"}
+        self.call("GET", "/rules?level=3-5&select=id,level&sort=-id")
+        self.call("GET", "/rules?sort=nope")
+        self.call("GET", "/rules/groups?search=ssh")
+        self.call("GET", "/rules/requirement/pci_dss")
+        self.call("GET", "/decoders?decoder_names=sshd")
+        self.call("GET", "/decoders/parents")
+        self.call("GET", "/lists")
+        for kind, name, good in (
+            (
+                "rules",
+                "0100-sshd_rules.xml",
+                b'<group name="a,"><rule id="100001" level="3">'
+                b"<match>x</match><description>x</description></rule></group>",
+            ),
+            (
+                "decoders",
+                "0010-base_decoders.xml",
+                b'<decoder name="x"><program_name>x</program_name></decoder>',
+            ),
+            ("lists", "admin-users", b"a:b"),
+        ):
+            mine = "mine" if kind == "lists" else "mine.xml"
+            self.call("GET", f"/{kind}/files")
+            self.call("GET", f"/{kind}/files/{name}")
+            self.call("GET", f"/{kind}/files/{name}?raw=true")
+            self.call("GET", f"/{kind}/files/{mine}")
+            self.call("PUT", f"/{kind}/files/{mine}", good, headers=xml)
+            self.call("PUT", f"/{kind}/files/{mine}", good, headers=xml)
+            self.call("PUT", f"/{kind}/files/{mine}", b"<a", headers={"content-type": "text/csv"})
+            self.call("DELETE", f"/{kind}/files/{mine}")
+            self.call("DELETE", f"/{kind}/files/{mine}")
 
     def security_scenario(self) -> None:
         """Every /security route, in success and in error."""

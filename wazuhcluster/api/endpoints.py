@@ -27,8 +27,11 @@ from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.manager_endpoints import ManagerEndpoints
 from wazuhcluster.api.routes import Route
+from wazuhcluster.api.ruleset_endpoints import RulesetEndpoints
+from wazuhcluster.api.ruleset_files import RulesetFiles
 from wazuhcluster.api.security_endpoints import SecurityEndpoints
 from wazuhcluster.api.users import UserStore
+from wazuhcluster.config.analysis_settings import parse_ruleset
 from wazuhcluster.registry.service import AsyncRegistry
 from wazuhcluster.util.threads import RunInThread
 
@@ -69,6 +72,12 @@ class Endpoints:
         self.agents = AgentEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
         self.manager = ManagerEndpoints(self.context)
+        config = node.config
+        ruleset = parse_ruleset(
+            config.section("ruleset"), config.section("alerts"), config.section("global")
+        )
+        self.ruleset_files = RulesetFiles(home.root, ruleset)
+        self.ruleset = RulesetEndpoints(self.context, self.ruleset_files)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -89,4 +98,5 @@ class Endpoints:
             *self.agents.routes(),
             *self.groups.routes(),
             *self.manager.routes(),
+            *self.ruleset.routes(),
         ]
