@@ -30,6 +30,7 @@ from wazuhcluster.api.errors import (
     too_large,
     wazuh_error,
 )
+from wazuhcluster.api.not_provided import not_provided
 from wazuhcluster.api.replies import Reply
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.util.logs import ClusterLog
@@ -115,6 +116,9 @@ class ApiResource(Resource):
             methods_seen = True
             if route.method == method:
                 return route, {k: unquote(v) for k, v in found.groupdict().items()}
+        missing = not_provided(method, path)
+        if missing is not None:
+            raise missing
         raise method_not_allowed() if methods_seen else not_found()
 
     async def _handle(self, request: Any) -> Reply:
