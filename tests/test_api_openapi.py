@@ -183,6 +183,7 @@ class OpenApiTests(SynchronousTestCase):
         self.security_scenario()
         self.manager_scenario()
         self.ruleset_scenario()
+        self.logtest_scenario()
         api.login()
         api.clock.advance(1)
         self.call("DELETE", "/security/user/authenticate")
@@ -255,6 +256,17 @@ class OpenApiTests(SynchronousTestCase):
             self.call("PUT", f"/{kind}/files/{mine}", b"<a", headers={"content-type": "text/csv"})
             self.call("DELETE", f"/{kind}/files/{mine}")
             self.call("DELETE", f"/{kind}/files/{mine}")
+
+    def logtest_scenario(self) -> None:
+        """/logtest and GET /groups/{group_id}/configuration, in success and in error."""
+        event = {"event": "hello", "log_format": "syslog", "location": "/var/log/x"}
+        token = self.call("PUT", "/logtest", event).json["data"]["token"]
+        self.call("PUT", "/logtest", {**event, "token": token})
+        self.call("PUT", "/logtest", {"event": "x"})
+        self.call("DELETE", f"/logtest/sessions/{token}")
+        self.call("DELETE", f"/logtest/sessions/{token}")
+        self.call("GET", "/groups/default/configuration?limit=1")
+        self.call("GET", "/groups/ghost/configuration")
 
     def security_scenario(self) -> None:
         """Every /security route, in success and in error."""

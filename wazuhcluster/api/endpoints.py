@@ -25,6 +25,7 @@ from wazuhcluster.api.default_endpoints import DefaultEndpoints
 from wazuhcluster.api.group_endpoints import GroupEndpoints
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
+from wazuhcluster.api.logtest_endpoints import LogtestEndpoints
 from wazuhcluster.api.manager_endpoints import ManagerEndpoints
 from wazuhcluster.api.routes import Route
 from wazuhcluster.api.ruleset_endpoints import RulesetEndpoints
@@ -78,6 +79,7 @@ class Endpoints:
         )
         self.ruleset_files = RulesetFiles(home.root, ruleset)
         self.ruleset = RulesetEndpoints(self.context, self.ruleset_files)
+        self.logtest = LogtestEndpoints(self.context, self.ruleset_files)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -99,4 +101,5 @@ class Endpoints:
             *self.groups.routes(),
             *self.manager.routes(),
             *self.ruleset.routes(),
+            *self.logtest.routes(),
         ]
