@@ -87,7 +87,9 @@ class ApiHarness:
         self.config = write_config(case.mktemp(), "master", "master")
         self.home = self.config.home
         self.integrity = FakeIntegrity()
-        self.node = MasterNode(self.config, self.clock, FeatureSet([self.integrity]))
+        self.node = MasterNode(
+            self.config, self.clock, FeatureSet([self.integrity]), run_in_thread=run_inline
+        )
         files = RegistryFiles(
             self.home.client_keys, self.home.shared, self.home.root / "var" / "multigroups"
         )

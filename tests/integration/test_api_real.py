@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from tests.helpers import short_temp_dir
 from tests.test_api_fixtures import cheap_users
+from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.api_settings import parse_api
 from wazuhcluster.config.cluster import load_config
@@ -183,3 +184,80 @@ class ApiOverHttpsTests(TestCase):
         self.assertEqual((status, answer["title"]), (413, "Request Entity Too Large"))
         status, answer = await self.request("GET", "/agents", None)
         self.assertEqual((status, answer["title"]), (401, "Unauthorized"))
+
+    async def test_nodes_ruleset_and_logtest(self) -> None:
+        """A worker answers /cluster/{node_id}/* over the link; a rule file PUT on the
+        master reaches the worker, a broken one is refused and reaches nobody; logtest."""
+        cluster = LocalCluster(short_temp_dir(self), workers=["worker1"])
+        cluster.write()
+        for name in ("master", "worker1"):
+            install_default_ruleset(str(cluster.home(name).root))
+        master_home = cluster.home("master")
+        config = load_config(master_home.config_file, master_home, "master")
+        master = MasterService(config, reactor, load_sections(config))
+        api_xml = fromstring("<api><bind_addr>127.0.0.1</bind_addr></api>")
+        parsed = parse_api(Section(api_xml, "test", "api"), master_home)
+        settings = attrs.evolve(parsed, port=0)
+        cheap_users(settings.users_file, {USER: PASSWORD})
+        api = master_api(config, master.node, master.node.manager, reactor, settings)
+        assert api is not None
+        api.setServiceParent(master)
+        master.startService()
+        self.addCleanup(task.deferLater, reactor, INOTIFY_DEBOUNCE + 0.2, lambda: None)
+        self.addCleanup(master.stopService)
+        self.port = (await api.listening).getHost().port
+        trust = ssl.Certificate.loadPEM(settings.cert.read_bytes())
+        self.agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust))
+        worker = NodeProcess(cluster.home("worker1"), "worker")
+        worker.start()
+        self.addCleanup(worker.kill)
+        await self.wait_until(lambda: master.node.workers.get("worker1") is not None, "worker1")
+        credentials = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        status, answer = await self.request(
+            "POST", "/security/user/authenticate", basic=credentials
+        )
+        token = answer["data"]["token"]
+
+        status, answer = await self.request("GET", "/cluster/worker1/status", token)
+        self.assertEqual(status, 200, answer)
+        daemons = answer["data"]["affected_items"][0]
+        self.assertEqual((daemons["wazuh-remoted"], daemons["wazuh-apid"]), ("running", "stopped"))
+        status, answer = await self.request("GET", "/cluster/worker1/info", token)
+        self.assertEqual(
+            answer["data"]["affected_items"][0]["path"], str(cluster.home("worker1").root)
+        )
+        status, answer = await self.request("GET", "/cluster/worker1/logs?limit=5", token)
+        self.assertEqual(status, 200, answer)
+        self.assertGreater(answer["data"]["total_affected_items"], 0)
+        status, answer = await self.request("GET", "/cluster/worker1/stats/analysisd", token)
+        self.assertIn("events_received", answer["data"]["affected_items"][0])
+        status, answer = await self.request("GET", "/manager/status", token)
+        self.assertEqual(answer["data"]["affected_items"][0]["wazuh-apid"], "running")
+
+        rule = (
+            b'<group name="local,">\n  <rule id="100100" level="7">\n'
+            b"    <if_sid>5716</if_sid>\n    <match>root</match>\n"
+            b"    <description>Failed login for root.</description>\n  </rule>\n</group>\n"
+        )
+        status, answer = await self.request("PUT", "/rules/files/local.xml", token, xml=rule)
+        self.assertEqual(status, 200, answer)
+        synced = cluster.home("worker1").root / "etc" / "rules" / "local.xml"
+        await self.wait_until(
+            lambda: synced.exists() and synced.read_bytes() == rule, "local.xml on worker1"
+        )
+        broken = rule.replace(b'level="7"', b'level="99"')
+        status, answer = await self.request("PUT", "/rules/files/broken.xml", token, xml=broken)
+        self.assertEqual((status, answer["error"]), (400, 1113), answer)
+        self.assertIn("etc/rules/broken.xml:2", answer["detail"])
+        self.assertFalse((master_home.root / "etc" / "rules" / "broken.xml").exists())
+        self.assertFalse((cluster.home("worker1").root / "etc" / "rules" / "broken.xml").exists())
+
+        event = {
+            "event": "Jan  2 10:00:00 host sshd[1]: Failed password for root from 10.0.0.9 "
+            "port 22 ssh2",
+            "log_format": "syslog",
+            "location": "/var/log/auth.log",
+        }
+        status, answer = await self.request("PUT", "/logtest", token, event)
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(answer["data"]["output"]["rule"]["id"], "100100")

@@ -25,9 +25,14 @@ from wazuhcluster.api.default_endpoints import DefaultEndpoints
 from wazuhcluster.api.group_endpoints import GroupEndpoints
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
+from wazuhcluster.api.logtest_endpoints import LogtestEndpoints
+from wazuhcluster.api.manager_endpoints import ManagerEndpoints
 from wazuhcluster.api.routes import Route
+from wazuhcluster.api.ruleset_endpoints import RulesetEndpoints
+from wazuhcluster.api.ruleset_files import RulesetFiles
 from wazuhcluster.api.security_endpoints import SecurityEndpoints
 from wazuhcluster.api.users import UserStore
+from wazuhcluster.config.analysis_settings import parse_ruleset
 from wazuhcluster.registry.service import AsyncRegistry
 from wazuhcluster.util.threads import RunInThread
 
@@ -67,6 +72,14 @@ class Endpoints:
         self.cluster = ClusterEndpoints(self.context)
         self.agents = AgentEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
+        self.manager = ManagerEndpoints(self.context)
+        config = node.config
+        ruleset = parse_ruleset(
+            config.section("ruleset"), config.section("alerts"), config.section("global")
+        )
+        self.ruleset_files = RulesetFiles(home.root, ruleset)
+        self.ruleset = RulesetEndpoints(self.context, self.ruleset_files)
+        self.logtest = LogtestEndpoints(self.context, self.ruleset_files)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -86,4 +99,7 @@ class Endpoints:
             *self.cluster.routes(),
             *self.agents.routes(),
             *self.groups.routes(),
+            *self.manager.routes(),
+            *self.ruleset.routes(),
+            *self.logtest.routes(),
         ]

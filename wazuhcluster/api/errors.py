@@ -32,6 +32,16 @@ _NOT_FOUND = "Resource Not Found"
 #: The Wazuh error codes this API can answer with (numbers as in Wazuh's framework).
 CODES: dict[int, Code] = {
     1000: Code("Wazuh Internal Error", "Check the master's log", 500, "Wazuh Internal Error"),
+    1017: Code(
+        "Some Wazuh daemons are not ready yet in node",
+        "Wait for the node to start",
+        500,
+        "Wazuh Internal Error",
+    ),
+    1101: Code("Error reading the configuration file", "Check the node's configuration"),
+    1103: Code("Invalid field in section", "Ask for a field the section has"),
+    1106: Code("Requested section not present in configuration", "Ask for a configured section"),
+    1112: Code("Empty files are not supported", "Send the file's content in the body"),
     1113: Code("XML syntax error", "Send a well-formed agent.conf"),
     1400: Code("Invalid offset"),
     1405: Code("Specified limit exceeds maximum allowed", "Use a limit between 1 and 100000"),
@@ -66,6 +76,18 @@ CODES: dict[int, Code] = {
     1738: Code("Agent name is too long", "An agent name has at most 128 characters"),
     1745: Code("Agent only belongs to 'default' and it cannot be unassigned from this group."),
     1751: Code("Could not assign agent to group", "The agent already belongs to that group"),
+    1800: Code("Bad format in CDB list", "Write one key:value pair per line"),
+    1801: Code("Wrong 'path' parameter", "Name a file directly in the folder"),
+    1802: Code("The file is not part of the ruleset", "List the files of the family first"),
+    1905: Code("File could not be updated, it already exists", "Add overwrite=true to replace it"),
+    1906: Code("File does not exist", "List the files of the family first", 404, _NOT_FOUND),
+    1908: Code("Error validating configuration", "Fix the file and try again"),
+    3020: Code(
+        "Timeout sending request", "The node did not answer in time", 500, "Wazuh Internal Error"
+    ),
+    3022: Code("Unknown node ID", "The node is not connected to the master"),
+    7000: Code("Error trying to get logtest response"),
+    7001: Code("Error trying to read logtest session token", "Send a token given by PUT /logtest"),
     4000: Code(
         "Permission denied", "Ask for a role that allows this action", 403, "Permission Denied"
     ),

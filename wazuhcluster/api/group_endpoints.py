@@ -8,6 +8,7 @@ checked before it is written, atomically, through the registry's write queue.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from defusedxml import ElementTree as SafeElementTree
@@ -55,6 +56,51 @@ def validate_agent_conf(data: bytes) -> None:
     if others or len(root) == 0:
         found = ", ".join(str(tag) for tag in others) or "nothing"
         raise wazuh_error(1113, f"expected <agent_config> blocks, found {found}")
+
+
+def agent_conf_blocks(path: Path) -> list[dict[str, Any]]:
+    """The ``<agent_config>`` blocks of an agent.conf as Wazuh's items: ``filters`` (the
+    block's os, name, profile attributes) and ``config`` (its options as JSON)."""
+    try:
+        data = path.read_bytes()[:MAX_AGENT_CONF]
+    except FileNotFoundError:
+        return []
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", data.decode("utf-8", errors="replace"))
+    try:
+        root = SafeElementTree.fromstring(f"<root>{text}</root>")
+    except Exception as error:  # defusedxml raises several unrelated types
+        raise wazuh_error(1113, str(error)) from None
+    blocks = []
+    for block in root:
+        if block.tag != "agent_config":
+            continue
+        config: dict[str, Any] = {}
+        for child in block:
+            _put_json(config, child.tag, _xml_value(child))
+        blocks.append({"filters": dict(block.attrib), "config": config})
+    return blocks
+
+
+def _xml_value(element: Any) -> Any:
+    children = list(element)
+    text = (element.text or "").strip()
+    if not children and not element.attrib:
+        return text
+    value: dict[str, Any] = dict(element.attrib)
+    for child in children:
+        _put_json(value, child.tag, _xml_value(child))
+    if text and not children:
+        value["item"] = text
+    return value
+
+
+def _put_json(holder: dict[str, Any], key: str, value: Any) -> None:
+    if key not in holder:
+        holder[key] = value
+    elif isinstance(holder[key], list):
+        holder[key].append(value)
+    else:
+        holder[key] = [holder[key], value]
 
 
 class GroupEndpoints:
@@ -193,6 +239,17 @@ class GroupEndpoints:
         page, total = apply_listing(rows, listing, GROUP_FILE_FIELDS, ("filename",))
         return Reply(envelope(page, {}, *msgs, total))
 
+    async def get_group_configuration(self, call: Call) -> Reply:
+        """GET /groups/{group_id}/configuration: agent.conf's blocks as JSON."""
+        group = call.path["group_id"]
+        call.access.require_one("group:read", "group:id", group)
+        await self.context.require_group(group)
+        path = self.context.shared / group / AGENT_CONF
+        blocks = await self.context.run_in_thread(agent_conf_blocks, path)
+        offset = call.params.get("offset", 0)
+        page = blocks[offset : offset + call.params.get("limit", 500)]
+        return Reply({"data": {"affected_items": page, "total_affected_items": len(blocks)}})
+
     async def put_group_configuration(self, call: Call) -> Reply:
         """PUT /groups/{group_id}/configuration: replace agent.conf atomically."""
         group = call.path["group_id"]
@@ -244,6 +301,14 @@ class GroupEndpoints:
                 self.group_files,
                 {**listing, **hashing},
                 group_path,
+            ),
+            Route(
+                "GET",
+                "/groups/{group_id}/configuration",
+                self.get_group_configuration,
+                {**common, "offset": p.LISTING["offset"], "limit": p.LISTING["limit"]},
+                group_path,
+                actions=("group:read",),
             ),
             Route(
                 "PUT",

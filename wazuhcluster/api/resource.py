@@ -35,6 +35,7 @@ from wazuhcluster.api.errors import (
     too_large,
     wazuh_error,
 )
+from wazuhcluster.api.not_provided import not_provided
 from wazuhcluster.api.replies import Reply
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.util.limits import admit
@@ -160,6 +161,9 @@ class ApiResource(Resource):
             methods_seen = True
             if route.method == method:
                 return route, {k: unquote(v) for k, v in found.groupdict().items()}
+        missing = not_provided(method, path)
+        if missing is not None:
+            raise missing
         raise method_not_allowed() if methods_seen else not_found()
 
     def _claims(self, authorization: bytes | None) -> dict[str, Any] | None:

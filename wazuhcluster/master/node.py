@@ -13,6 +13,7 @@ from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from wazuhcluster import __version__
+from wazuhcluster.api.errors import ApiError, wazuh_error
 from wazuhcluster.api.interfaces import IApiNode
 from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.cluster import NodeConfig
@@ -26,6 +27,7 @@ from wazuhcluster.master.protocol import MasterProtocol, PeerNames
 from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.master.watch import SyncedTreeWatcher
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
+from wazuhcluster.node.answers import NodeAnswers, error_of
 from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.node.health import Verdict, cluster_verdict, worker_verdict
 from wazuhcluster.node.interfaces import IRuleset
@@ -33,10 +35,23 @@ from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.util.tls import certificate_names, load_material, server_options
+from wazuhcluster.wire.calls import CallTimeout, call_with_timeout
 from wazuhcluster.wire.commands import PROTOCOL_VERSION
 from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import MasterIdentity
+from wazuhcluster.wire.questions import ASK_TIMEOUT, AskNode
+
+#: The Wazuh daemons whose work a master does.
+MASTER_DAEMONS = (
+    "wazuh-analysisd",
+    "wazuh-remoted",
+    "wazuh-authd",
+    "wazuh-clusterd",
+    "wazuh-db",
+    "wazuh-apid",
+)
 
 
 def tls_peer_names(transport: ITransport | None) -> set[str] | None:
@@ -58,6 +73,7 @@ class MasterNode:
         clock: IReactorTime,
         features: FeatureSet[WorkerLink] | None = None,
         ruleset: IRuleset | None = None,
+        run_in_thread: RunInThread = run_in_reactor_pool,
     ) -> None:
         cluster = config.cluster
         self.features: FeatureSet[WorkerLink] = features or FeatureSet()
@@ -74,6 +90,14 @@ class MasterNode:
         self.reconnector: IAgentReconnector | None = None
         #: The analysis engine's ruleset, when this node runs analysis.
         self.ruleset = ruleset
+        #: What this node answers about itself (the API's /manager/* questions).
+        self.answers = NodeAnswers(
+            config,
+            run_in_thread,
+            intake=self._intake,
+            reload=self._reload_ruleset,
+            running=MASTER_DAEMONS,
+        )
         self.identity = MasterIdentity(
             node_name=cluster.node_name,
             cluster_name=cluster.name,
@@ -197,6 +221,44 @@ class MasterNode:
         if self.ruleset is None:
             raise ControlError("this node runs no analysis")
         return {"node": self.config.cluster.node_name, **self.ruleset.intake()}
+
+    def _intake(self) -> dict[str, Any]:
+        if self.ruleset is None:
+            raise wazuh_error(1017, f"{self.config.cluster.node_name}: wazuh-analysisd")
+        return self.ruleset.intake()
+
+    async def _reload_ruleset(self) -> None:
+        if self.ruleset is None:
+            raise wazuh_error(1017, f"{self.config.cluster.node_name}: wazuh-analysisd")
+        await self.ruleset.reload()
+
+    async def ask_node(self, node: str, question: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """API: a node's answer about itself; a worker is asked over its link."""
+        if node == self.config.cluster.node_name:
+            return await self.answers.answer(question, arguments)
+        link = self.workers.get(node)
+        if link is None or link.protocol is None:
+            raise wazuh_error(1730, node)
+        try:
+            result = await call_with_timeout(
+                link.protocol,  # type: ignore[arg-type]
+                AskNode,
+                ASK_TIMEOUT,
+                self.clock,
+                question=question,
+                arguments=arguments,
+            )
+        except CallTimeout:
+            raise wazuh_error(3020, f"{node} did not answer within {ASK_TIMEOUT:g} s") from None
+        except ApiError:
+            raise
+        except Exception as error:
+            raise wazuh_error(3022, f"{node}: {error}") from None
+        reply = result["reply"]
+        if "problem" in reply:
+            raise error_of(reply["problem"])
+        answer: dict[str, Any] = reply["answer"]
+        return answer
 
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents to reconnect, wherever they are connected."""

@@ -15,16 +15,23 @@ from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.node.answers import NodeAnswers
 from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import run_in_reactor_pool
 from wazuhcluster.util.tls import client_options, load_material
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.registry import RelayManage
 from wazuhcluster.worker.agents import WorkerAgents
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
+from wazuhcluster.worker.questions import WorkerQuestions
 from wazuhcluster.worker.registry import WorkerRegistry
+
+#: The Wazuh daemons whose work a worker does.
+WORKER_DAEMONS = ("wazuh-analysisd", "wazuh-remoted", "wazuh-authd", "wazuh-clusterd")
 
 
 def master_endpoint(config: NodeConfig, reactor: INodeReactor) -> IStreamClientEndpoint:
@@ -129,7 +136,17 @@ class WorkerService(MultiService):
         self.shared.serve_merged_files(self.agents.table)
         self.registry.on_keys_changed.append(self.shared.keys_delta_changed)
         self.integrity.on_files_changed.append(self.shared.files_changed)
-        for feature in (self.integrity, self.registry, self.agents):
+        answers = NodeAnswers(
+            config,
+            run_in_reactor_pool,
+            intake=self.analysis.intake,
+            reload=self.analysis.reload,
+            running=WORKER_DAEMONS,
+        )
+        self.questions = WorkerQuestions(
+            answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
+        )
+        for feature in (self.integrity, self.registry, self.agents, self.questions):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)

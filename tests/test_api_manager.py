@@ -1,0 +1,284 @@
+"""The Manager family and /cluster/{node_id}/*: answers from the master itself and from a
+worker asked over its link (the worker's side driven through its question feature)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+
+from tests.test_api_fixtures import ApiHarness
+from tests.test_api_rbac import ROLE_IDS
+from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import run_inline
+from wazuhcluster.wire.questions import AskNode
+from wazuhcluster.worker.questions import WorkerQuestions
+
+LOG = (
+    "2025/01/02 10:00:00 INFO: [Master] [Main] Master master of cluster wazuh listening.\n"
+    "2025/01/02 10:00:01 WARNING: [Master] [Agents] Agent 001 sent a bad message\n"
+    "2025/01/02 10:00:02 ERROR: [Master] [API] API call failed\n"
+    "Traceback line\n"
+)
+
+
+class FakeRuleset:
+    """Intake numbers and reloads counted."""
+
+    def __init__(self) -> None:
+        self.reloads = 0
+
+    def intake(self) -> dict[str, Any]:
+        """Fixed numbers."""
+        return {
+            "received": 10,
+            "decoded": 9,
+            "processed": 9,
+            "dropped": 1,
+            "alerts_written": 3,
+            "queue_length": 4,
+            "queue_size": 16,
+            "eps_10s": 2.5,
+        }
+
+    def reload(self) -> Deferred[None]:
+        """Count one reload."""
+        self.reloads += 1
+        return succeed(None)
+
+    def reopen_alerts(self) -> Deferred[None]:
+        """Nothing."""
+        return succeed(None)
+
+
+class FeatureProtocol:
+    """A worker link's protocol whose AskNode is answered by a worker's question feature."""
+
+    def __init__(self, feature: WorkerQuestions | None) -> None:
+        self.feature = feature
+        self.asked: list[str] = []
+
+    def callRemote(self, command: type, **arguments: Any) -> Deferred[Any]:  # noqa: N802
+        """Answer AskNode through the feature (never, when it has none)."""
+        assert command is AskNode
+        self.asked.append(arguments["question"])
+        if self.feature is None:
+            return Deferred()
+        feature = self.feature
+
+        async def answer() -> dict[str, Any]:
+            return {"reply": await feature.reply(arguments["question"], arguments["arguments"])}
+
+        return ensureDeferred(answer())
+
+
+class ManagerTests(SynchronousTestCase):
+    """/manager/* about the master."""
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        self.ruleset = FakeRuleset()
+        self.api.node.ruleset = self.ruleset  # type: ignore[assignment]
+        self.api.home.cluster_log.write_text(LOG)
+
+    def test_info_and_status(self) -> None:
+        """Basic information and the daemons' status in Wazuh's shapes."""
+        info = self.api.call("GET", "/manager/info").json
+        item = info["data"]["affected_items"][0]
+        self.assertEqual((item["version"], item["type"]), ("v4.14.7", "server"))
+        self.assertEqual(item["path"], str(self.api.home.root))
+        status = self.api.call("GET", "/manager/status").json["data"]["affected_items"][0]
+        self.assertEqual(status["wazuh-clusterd"], "running")
+        self.assertEqual(status["wazuh-maild"], "stopped")
+
+    def test_configuration_whole_section_field_and_raw(self) -> None:
+        """The file as JSON (cluster key hidden), one section, one field, or raw XML."""
+        whole = self.api.call("GET", "/manager/configuration").json["data"]["affected_items"][0]
+        self.assertEqual(whole["cluster"]["node_name"], "master")
+        self.assertEqual(whole["cluster"]["key"], "*****")
+        section = self.api.call("GET", "/manager/configuration?section=cluster").json
+        self.assertEqual(list(section["data"]["affected_items"][0]), ["cluster"])
+        field = self.api.call("GET", "/manager/configuration?section=cluster&field=node_type")
+        self.assertEqual(
+            field.json["data"]["affected_items"][0], {"cluster": {"node_type": "master"}}
+        )
+        raw = self.api.call("GET", "/manager/configuration?raw=true")
+        self.assertTrue(raw.content_type.startswith("application/xml"))
+        self.assertIn(b"<key>*****</key>", raw.raw)
+        absent = self.api.call("GET", "/manager/configuration?section=syscheck")
+        self.assertEqual((absent.status, absent.json["error"]), (400, 1106))
+        bad = self.api.call("GET", "/manager/configuration?section=cluster&field=nope")
+        self.assertEqual((bad.status, bad.json["error"]), (400, 1103))
+
+    def test_logs_and_summary(self) -> None:
+        """cluster.log records newest first, filtered; a summary per tag."""
+        logs = self.api.call("GET", "/manager/logs").json["data"]
+        self.assertEqual(logs["total_affected_items"], 3)
+        first = logs["affected_items"][0]
+        self.assertEqual((first["tag"], first["level"]), ("wazuh-apid", "error"))
+        self.assertIn("Traceback line", first["description"])
+        warned = self.api.call("GET", "/manager/logs?level=warning").json["data"]
+        self.assertEqual([r["tag"] for r in warned["affected_items"]], ["wazuh-remoted"])
+        tagged = self.api.call("GET", "/manager/logs?tag=wazuh-clusterd&limit=1").json["data"]
+        self.assertEqual(tagged["total_affected_items"], 1)
+        over = self.api.call("GET", "/manager/logs?limit=501")
+        self.assertEqual(over.status, 400)
+        summary = self.api.call("GET", "/manager/logs/summary").json["data"]["affected_items"]
+        self.assertIn(
+            {
+                "wazuh-apid": {
+                    "all": 1,
+                    "info": 0,
+                    "error": 1,
+                    "critical": 0,
+                    "warning": 0,
+                    "debug": 0,
+                }
+            },
+            summary,
+        )
+
+    def test_analysisd_stats_validation_and_reload(self) -> None:
+        """Intake numbers in Wazuh's fields; the configuration validates; reload reloads."""
+        stats = self.api.call("GET", "/manager/stats/analysisd").json["data"]["affected_items"]
+        self.assertEqual(stats[0]["events_received"], 10.0)
+        self.assertEqual(stats[0]["event_queue_usage"], 0.25)
+        valid = self.api.call("GET", "/manager/configuration/validation").json
+        self.assertEqual(valid["data"]["affected_items"], [{"name": "master", "status": "OK"}])
+        self.api.config.source.write_text("<wazuh_config><cluster><port>nope</port></cluster>")
+        broken = self.api.call("GET", "/manager/configuration/validation").json
+        self.assertEqual(
+            (broken["error"], broken["data"]["failed_items"][0]["error"]["code"]), (1, 1908)
+        )
+        reload = self.api.call("PUT", "/manager/analysisd/reload").json
+        self.assertEqual(reload["data"]["affected_items"], [{"name": "master"}])
+        self.assertEqual(self.ruleset.reloads, 1)
+
+    def test_no_analysis_is_1017(self) -> None:
+        """A node without analysis answers 1017 for its statistics."""
+        self.api.node.ruleset = None
+        answer = self.api.call("GET", "/manager/stats/analysisd")
+        self.assertEqual((answer.status, answer.json["error"]), (500, 1017))
+
+    def test_readonly_reads_but_cannot_reload(self) -> None:
+        """readonly reads /manager/* but a reload is refused (403, 4000)."""
+        token = make_user(self.api, "reader", "readonly")
+        self.assertEqual(self.api.call("GET", "/manager/info", token=token).status, 200)
+        refused = self.api.call("PUT", "/manager/analysisd/reload", token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        agents_only = make_user(self.api, "agentsonly", "agents_readonly")
+        denied = self.api.call("GET", "/manager/status", token=agents_only)
+        self.assertEqual(denied.status, 403)
+
+
+class ClusterNodeTests(SynchronousTestCase):
+    """/cluster/{node_id}/* for the master and a worker."""
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        self.api.home.cluster_log.write_text(LOG)
+        worker_home = self.api.config  # the worker answers from a config of its own
+        self.worker_answers = NodeAnswers(
+            worker_home, run_inline, intake=FakeRuleset().intake, running=("wazuh-remoted",)
+        )
+        self.feature = WorkerQuestions(self.worker_answers, ClusterLog("Worker w1", "Questions"))
+        self.protocol = FeatureProtocol(self.feature)
+        link = self.api.connect_worker("w1")
+        link.protocol = self.protocol  # type: ignore[assignment]
+
+    def test_worker_is_asked_over_its_link(self) -> None:
+        """A worker's info, status, logs and stats come from its own answers."""
+        status = self.api.call("GET", "/cluster/w1/status").json["data"]["affected_items"][0]
+        self.assertEqual((status["wazuh-remoted"], status["wazuh-apid"]), ("running", "stopped"))
+        logs = self.api.call("GET", "/cluster/w1/logs?sort=+timestamp&limit=2").json["data"]
+        self.assertEqual(logs["affected_items"][0]["tag"], "wazuh-clusterd")
+        stats = self.api.call("GET", "/cluster/w1/stats/analysisd").json
+        self.assertEqual(stats["data"]["affected_items"][0]["alerts_written"], 3.0)
+        self.assertEqual(self.protocol.asked, ["status", "logs", "analysisd"])
+        master = self.api.call("GET", "/cluster/master/info").json["data"]["affected_items"][0]
+        self.assertEqual(master["type"], "server")
+
+    def test_refusals_cross_the_link(self) -> None:
+        """A worker's refusal arrives with its Wazuh code."""
+        answer = self.api.call("GET", "/cluster/w1/configuration?section=syscheck")
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1106))
+        bad_sort = self.api.call("GET", "/cluster/w1/logs?sort=+nope")
+        self.assertEqual(bad_sort.json["error"], 1403)
+
+    def test_unknown_node_and_silent_worker(self) -> None:
+        """An unknown node fails with 1730; a worker that never answers with 3020."""
+        ghost = self.api.call("GET", "/cluster/ghost/info").json
+        self.assertEqual(
+            (ghost["error"], ghost["data"]["failed_items"][0]["error"]["code"]), (1, 1730)
+        )
+        self.protocol.feature = None
+        request = DummyRequest([])
+        request.method = b"GET"
+        request.uri = b"/cluster/w1/info"
+        request.requestHeaders.setRawHeaders(
+            b"authorization", [f"Bearer {self.api.token()}".encode()]
+        )
+        self.api.resource.render(request)
+        self.assertEqual(request.finished, 0)
+        self.api.clock.advance(16)
+        self.assertEqual(request.finished, 1)
+        body = json.loads(b"".join(request.written))
+        self.assertEqual(body["data"]["failed_items"][0]["error"]["code"], 3020)
+
+    def test_cluster_validation_and_reload(self) -> None:
+        """Every node validated; a reload of a listed unknown node fails with 1730."""
+        valid = self.api.call("GET", "/cluster/configuration/validation").json["data"]
+        self.assertEqual([i["name"] for i in valid["affected_items"]], ["master", "w1"])
+        reload = self.api.call("PUT", "/cluster/analysisd/reload?nodes_list=ghost").json
+        self.assertEqual(reload["data"]["failed_items"][0]["error"]["code"], 1730)
+
+    def test_cluster_read_is_per_node(self) -> None:
+        """A role limited to node:id:master reads the master only."""
+        token = make_user(self.api, "clusterer", "cluster_readonly")
+        self.assertEqual(self.api.call("GET", "/cluster/w1/info", token=token).status, 200)
+        agents = make_user(self.api, "agentsonly", "agents_readonly")
+        self.assertEqual(self.api.call("GET", "/cluster/w1/info", token=agents).status, 403)
+
+
+class AnswerUnitTests(SynchronousTestCase):
+    """Pieces of the node answers."""
+
+    def test_log_line_parsing(self) -> None:
+        """A cluster.log line becomes Wazuh's record; other lines are not records."""
+        record = parse_log_line("2025/01/02 10:00:00 DEBUG: [Worker w1] [Agents] hello")
+        assert record is not None
+        self.assertEqual((record["level"], record["tag"]), ("debug", "wazuh-remoted"))
+        self.assertTrue(record["timestamp"].endswith("Z"))
+        self.assertIsNone(parse_log_line("  continuation"))
+
+    def test_answers_are_cut_to_fit(self) -> None:
+        """Items are dropped from the end until the answer fits; a raw text is truncated."""
+        answer = {"items": [{"description": "x" * 1000} for _ in range(200)], "total": 200}
+        fitted = fit_answer(answer, 60_000)
+        self.assertLess(len(fitted["items"]), 60)
+        self.assertEqual(fitted["cut"], 200 - len(fitted["items"]))
+        self.assertEqual(len(fit_answer({"raw": "y" * 100_000}, 60_000)["raw"]), 59_800)
+
+
+def make_user(api: ApiHarness, name: str, *roles: str) -> str:
+    """A user with default ``roles`` created through the API; return their token."""
+    password = "Str0ng-Passw0rd!"
+    made = api.call("POST", "/security/users", {"username": name, "password": password})
+    user_id = made.json["data"]["affected_items"][0]["id"]
+    ids = ",".join(str(ROLE_IDS[role]) for role in roles)
+    api.call("POST", f"/security/users/{user_id}/roles?role_ids={ids}")
+    api.clock.advance(1)
+    basic = base64.b64encode(f"{name}:{password}".encode()).decode()
+    login = api.call(
+        "POST",
+        "/security/user/authenticate",
+        headers={"authorization": f"Basic {basic}"},
+        token=None,
+    )
+    token: str = login.json["data"]["token"]
+    return token

@@ -1,0 +1,284 @@
+"""The Manager family and the node-local part of the Cluster family: ``/manager/*`` about
+the master, ``/cluster/{node_id}/*`` about any connected node.
+
+Every answer comes from the node concerned through :meth:`IApiNode.ask_node`: the master
+answers for itself, a worker is asked over the cluster link (bounded in time and size).
+Access follows Wazuh: on a cluster, ``/manager/*`` needs ``cluster:read`` on the master's
+node (``manager:read`` when the cluster is disabled), ``/cluster/{node_id}/*`` needs
+``cluster:read`` on that node; an unknown or disconnected node is a failed item (1730).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from wazuhcluster.api import params as p
+from wazuhcluster.api.context import EndpointContext
+from wazuhcluster.api.errors import ApiError
+from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
+from wazuhcluster.api.routes import Call, Route
+
+#: Wazuh's log levels (the ``level`` filter of the logs).
+LOG_LEVELS = ("critical", "debug", "debug2", "error", "info", "warning")
+#: The most log records one call returns (Wazuh's bound).
+MAX_LOG_LINES = 500
+XML = b"application/xml; charset=utf-8"
+
+_MESSAGES = {
+    "info": same_message("Basic information was successfully read in specified node"),
+    "status": same_message("Processes status was successfully read in specified node"),
+    "configuration": same_message("Configuration was successfully read in specified node"),
+    "logs": same_message("Logs were successfully read in specified node"),
+    "logs_summary": same_message("Log was successfully summarized in specified node"),
+    "analysisd": same_message("Statistical information for each node was successfully read"),
+}
+
+
+class ManagerEndpoints:
+    """``/manager/*`` and ``/cluster/{node_id}/*`` (see module docstring)."""
+
+    def __init__(self, context: EndpointContext) -> None:
+        self.context = context
+
+    @property
+    def local(self) -> str:
+        """The master's node name."""
+        return self.context.node.config.cluster.node_name
+
+    def _require_manager(self, call: Call, verb: str = "read") -> None:
+        if self.context.node.config.cluster.disabled:
+            call.access.require(f"manager:{verb}")
+        else:
+            call.access.require_one(f"cluster:{verb}", "node:id", self.local)
+
+    async def _ask(
+        self, node: str, question: str, arguments: dict[str, Any], failed: dict[int, list[str]]
+    ) -> dict[str, Any] | None:
+        """The node's answer, or None with the node recorded in ``failed``."""
+        try:
+            return await self.context.node.ask_node(node, question, arguments)
+        except ApiError as error:
+            if error.code in (1730, 3020, 3022):
+                add_failure(failed, error.code, node)
+                return None
+            raise
+
+    async def _reply(self, call: Call, node: str, question: str) -> Reply:
+        failed: dict[int, list[str]] = {}
+        arguments = _arguments(call, question)
+        answer = await self._ask(node, question, arguments, failed)
+        messages = _MESSAGES[question]
+        if answer is None:
+            return Reply(envelope([], failed, *messages))
+        if question == "configuration" and "raw" in answer:
+            return Reply(str(answer["raw"]), content_type=XML)
+        if question in ("logs", "logs_summary"):
+            items = list(answer.get("items", []))
+            return Reply(envelope(items, {}, *messages, answer.get("total", len(items))))
+        return Reply(envelope([answer], {}, *messages))
+
+    # --- /manager -----------------------------------------------------------------------
+    def _manager(self, question: str) -> Any:
+        async def handler(call: Call) -> Reply:
+            self._require_manager(call)
+            return await self._reply(call, self.local, question)
+
+        handler.__doc__ = f"GET /manager/... ({question}) about the master."
+        return handler
+
+    async def manager_validation(self, call: Call) -> Reply:
+        """GET /manager/configuration/validation."""
+        self._require_manager(call)
+        return await self._validate([self.local])
+
+    async def manager_reload(self, call: Call) -> Reply:
+        """PUT /manager/analysisd/reload: reload the master's ruleset."""
+        self._require_manager(call)
+        self._require_manager(call, "restart")
+        return await self._reload([self.local])
+
+    # --- /cluster/{node_id} -------------------------------------------------------------
+    def _node(self, question: str) -> Any:
+        async def handler(call: Call) -> Reply:
+            node = call.path["node_id"]
+            call.access.require_one("cluster:read", "node:id", node)
+            return await self._reply(call, node, question)
+
+        handler.__doc__ = f"GET /cluster/{{node_id}}/... ({question}) about one node."
+        return handler
+
+    def _nodes(self, call: Call, action: str, failed: dict[int, list[str]]) -> list[str]:
+        known = [row["name"] for row in self.context.node.nodes()]
+        wanted = call.params.get("nodes_list")
+        names = list(wanted) if wanted else known
+        kept = call.access.select(action, "node:id", names, failed, bool(wanted))
+        chosen = []
+        for name in kept:
+            if name in known:
+                chosen.append(name)
+            else:
+                add_failure(failed, 1730, name)
+        return chosen
+
+    async def cluster_validation(self, call: Call) -> Reply:
+        """GET /cluster/configuration/validation: every (or the listed) node."""
+        failed: dict[int, list[str]] = {}
+        nodes = self._nodes(call, "cluster:read", failed)
+        return await self._validate(nodes, failed)
+
+    async def cluster_reload(self, call: Call) -> Reply:
+        """PUT /cluster/analysisd/reload: reload the ruleset of every (or the listed) node."""
+        failed: dict[int, list[str]] = {}
+        nodes = self._nodes(call, "cluster:read", failed)
+        nodes = call.access.select("cluster:restart", "node:id", nodes, failed, True)
+        return await self._reload(nodes, failed)
+
+    async def _validate(
+        self, nodes: Sequence[str], failed: dict[int, list[str]] | None = None
+    ) -> Reply:
+        failed = failed if failed is not None else {}
+        items = []
+        for node in nodes:
+            answer = await self._ask(node, "validation", {}, failed)
+            if answer is None:
+                continue
+            if answer.get("status") == "OK":
+                items.append({"name": node, "status": "OK"})
+            else:
+                add_failure(failed, 1908, node)
+        messages = (
+            "Validation was successfully checked in all nodes",
+            "Validation could not be checked in some nodes",
+            "Validation could not be checked in any node",
+        )
+        return Reply(envelope(items, failed, *messages))
+
+    async def _reload(
+        self, nodes: Sequence[str], failed: dict[int, list[str]] | None = None
+    ) -> Reply:
+        failed = failed if failed is not None else {}
+        items = []
+        for node in nodes:
+            answer = await self._ask(node, "reload", {}, failed)
+            if answer is not None:
+                items.append({"name": node})
+        messages = (
+            "Reload request sent to all specified nodes",
+            "Could not send reload request to some specified nodes",
+            "Could not send reload request to any node",
+        )
+        return Reply(envelope(items, failed, *messages))
+
+    def routes(self) -> list[Route]:
+        """The routes of this family."""
+        common = p.COMMON
+        config = {**common, "raw": p.boolean, "section": p.names, "field": p.names}
+        logs = {
+            **common,
+            "offset": p.integer(0, 2**31 - 1),
+            "limit": p.integer(1, MAX_LOG_LINES),
+            "sort": p.sort,
+            "search": p.search,
+            "tag": p.names,
+            "level": p.choice(*LOG_LEVELS),
+            "q": p.text,
+            "select": p.comma_list(p.names),
+            "distinct": p.boolean,
+        }
+        node = {"node_id": p.names}
+        nodes = {**common, "nodes_list": p.comma_list(p.names)}
+        read = ("manager:read",)
+        cluster_read = ("cluster:read",)
+        m = self._manager
+        n = self._node
+        return [
+            Route("GET", "/manager/info", m("info"), common, actions=read),
+            Route("GET", "/manager/status", m("status"), common, actions=read),
+            Route(
+                "GET",
+                "/manager/configuration",
+                m("configuration"),
+                {**config, "distinct": p.boolean},
+                actions=read,
+            ),
+            Route("GET", "/manager/logs", m("logs"), logs, actions=read),
+            Route("GET", "/manager/logs/summary", m("logs_summary"), common, actions=read),
+            Route("GET", "/manager/stats/analysisd", m("analysisd"), common, actions=read),
+            Route(
+                "GET",
+                "/manager/configuration/validation",
+                self.manager_validation,
+                common,
+                actions=read,
+            ),
+            Route(
+                "PUT",
+                "/manager/analysisd/reload",
+                self.manager_reload,
+                common,
+                actions=("manager:read", "manager:restart"),
+            ),
+            Route("GET", "/cluster/{node_id}/info", n("info"), common, node, actions=cluster_read),
+            Route(
+                "GET", "/cluster/{node_id}/status", n("status"), common, node, actions=cluster_read
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/configuration",
+                n("configuration"),
+                config,
+                node,
+                actions=cluster_read,
+            ),
+            Route("GET", "/cluster/{node_id}/logs", n("logs"), logs, node, actions=cluster_read),
+            Route(
+                "GET",
+                "/cluster/{node_id}/logs/summary",
+                n("logs_summary"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/stats/analysisd",
+                n("analysisd"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/configuration/validation",
+                self.cluster_validation,
+                nodes,
+                actions=cluster_read,
+            ),
+            Route(
+                "PUT",
+                "/cluster/analysisd/reload",
+                self.cluster_reload,
+                nodes,
+                actions=("cluster:read", "cluster:restart"),
+            ),
+        ]
+
+
+def _arguments(call: Call, question: str) -> dict[str, Any]:
+    """The call's parameters a node needs to answer ``question`` (JSON-ready)."""
+    params = call.params
+    if question == "configuration":
+        return {key: params[key] for key in ("raw", "section", "field") if key in params}
+    if question == "logs":
+        found: dict[str, Any] = {
+            key: params[key]
+            for key in ("offset", "limit", "search", "tag", "level", "q", "distinct")
+            if key in params
+        }
+        if "sort" in params:
+            found["sort"] = [list(pair) for pair in params["sort"]]
+        if "select" in params:
+            found["select"] = list(params["select"])
+        return found
+    return {}

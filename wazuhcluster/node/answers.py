@@ -1,0 +1,391 @@
+"""What a node answers about itself for the API's ``/manager/*`` and ``/cluster/{node_id}/*``.
+
+The master answers its own questions here and asks a worker's over the cluster link (the
+worker answers with this same class), so both roles give the same shapes: Wazuh's basic
+information, the daemons' status, the configuration file as JSON (whole, one section or
+one field; ``raw`` for the file's text), cluster.log read as Wazuh's log records, their
+summary per tag, the analysis intake numbers in Wazuh's ``analysisd`` fields, a validation
+of the configuration on disk, and a ruleset reload.
+
+Every answer is a JSON-ready dict; a refused question raises
+:class:`~wazuhcluster.api.errors.ApiError` with Wazuh's code. Reading files runs in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
+from wazuhcluster.api.query import Listing, apply_listing
+from wazuhcluster.config.cluster import NodeConfig, load_config, read_xml
+from wazuhcluster.config.sections import load_sections
+from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.util.threads import RunInThread
+
+#: The questions a node answers (the AMP ``AskNode`` and the API use these names).
+QUESTIONS = (
+    "info",
+    "status",
+    "configuration",
+    "logs",
+    "logs_summary",
+    "analysisd",
+    "validation",
+    "reload",
+)
+#: The most of cluster.log read for one question (its newest part).
+MAX_LOG_BYTES = 4 * 1024 * 1024
+#: The most a worker's answer may weigh once encoded (one AMP value holds 64 KiB).
+MAX_ANSWER_BYTES = 60_000
+#: The log record fields usable in q, sort and select.
+LOG_FIELDS = ("timestamp", "tag", "level", "description")
+#: Wazuh's daemons, in the order its status answer lists them.
+DAEMONS = (
+    "wazuh-agentlessd",
+    "wazuh-analysisd",
+    "wazuh-authd",
+    "wazuh-csyslogd",
+    "wazuh-monitord",
+    "wazuh-execd",
+    "wazuh-integratord",
+    "wazuh-logcollector",
+    "wazuh-maild",
+    "wazuh-remoted",
+    "wazuh-reportd",
+    "wazuh-syscheckd",
+    "wazuh-clusterd",
+    "wazuh-modulesd",
+    "wazuh-db",
+    "wazuh-apid",
+)
+#: Which Wazuh daemon a cluster.log task tag stands for (the rest is wazuh-clusterd's).
+_TASK_DAEMONS = {
+    "Agents": "wazuh-remoted",
+    "Enrollment": "wazuh-authd",
+    "Auth": "wazuh-authd",
+    "API": "wazuh-apid",
+    "Analysis": "wazuh-analysisd",
+    "Registry": "wazuh-db",
+}
+_LOG_LINE = re.compile(
+    r"(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d) (DEBUG|INFO|WARNING|ERROR|CRITICAL): (.*)"
+)
+_TASK = re.compile(r"\[[^\]]*\] \[([^\]]*)\]")
+#: Secrets never shown in a configuration answer.
+_SECRETS = {("cluster", "key")}
+HIDDEN = "*****"
+
+
+class NodeAnswers:
+    """One node's answers (see module docstring).
+
+    ``intake`` gives the analysis intake numbers (None when the node runs no analysis);
+    ``reload`` reloads its ruleset; ``running`` names the daemons this node stands in for.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        run_in_thread: RunInThread,
+        intake: Callable[[], Mapping[str, Any]] | None = None,
+        reload: Callable[[], Awaitable[object]] | None = None,
+        running: tuple[str, ...] = (),
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.run_in_thread = run_in_thread
+        self.intake = intake
+        self.reload = reload
+        self.running = running
+        self.now = now
+
+    @property
+    def name(self) -> str:
+        """This node's name."""
+        return self.config.cluster.node_name
+
+    async def answer(self, question: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer to ``question`` (one of :data:`QUESTIONS`)."""
+        if question == "info":
+            return self.info()
+        if question == "status":
+            return self.status()
+        if question == "configuration":
+            found: dict[str, Any] = await self.run_in_thread(self.configuration, dict(arguments))
+            return found
+        if question == "logs":
+            logs: dict[str, Any] = await self.run_in_thread(self.logs, dict(arguments))
+            return logs
+        if question == "logs_summary":
+            summary: dict[str, Any] = await self.run_in_thread(self.logs_summary)
+            return summary
+        if question == "analysisd":
+            return self.analysisd()
+        if question == "validation":
+            checked: dict[str, Any] = await self.run_in_thread(self.validation)
+            return checked
+        if question == "reload":
+            if self.reload is None:
+                raise wazuh_error(1017, f"{self.name}: wazuh-analysisd")
+            await self.reload()
+            return {"name": self.name}
+        raise bad_request(f"unknown node question {question[:64]!r}")
+
+    # --- the answers --------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Wazuh's basic information about this installation."""
+        return {
+            "path": str(self.config.home.root),
+            "version": f"v{WAZUH_VERSION}",
+            "type": "server",
+            "max_agents": "unlimited",
+            "openssl_support": "yes",
+            "tz_offset": time.strftime("%z"),
+            "tz_name": time.strftime("%Z"),
+            "uuid": None,
+        }
+
+    def status(self) -> dict[str, str]:
+        """Each Wazuh daemon: running when this node does its work, else stopped."""
+        return {name: "running" if name in self.running else "stopped" for name in DAEMONS}
+
+    def configuration(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The configuration file on disk: ``{"raw": text}``, or its JSON form (whole, one
+        ``section``, or one ``field`` of it)."""
+        source = self.config.source
+        if arguments.get("raw"):
+            text = Path(source).read_text("utf-8", errors="replace")
+            return {"raw": _hide_raw(text)}
+        try:
+            root = read_xml(Path(source))
+        except ConfigError as error:
+            raise wazuh_error(1101, str(error)) from None
+        document = configuration_json(root)
+        section = arguments.get("section")
+        field = arguments.get("field")
+        if field and not section:
+            raise bad_request("'field' needs a 'section'")
+        if section:
+            if section not in document:
+                raise wazuh_error(1106, section)
+            value = document[section]
+            if field:
+                blocks = value if isinstance(value, list) else [value]
+                picked = [block[field] for block in blocks if field in block]
+                if not picked:
+                    raise wazuh_error(1103, f"{section}: {field}")
+                value = {field: picked[0] if len(picked) == 1 else picked}
+            document = {section: value}
+        return document
+
+    def _log_records(self) -> list[dict[str, str]]:
+        path = self.config.home.cluster_log
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, 2)
+                size = handle.tell()
+                handle.seek(max(0, size - MAX_LOG_BYTES))
+                data = handle.read(MAX_LOG_BYTES)
+        except FileNotFoundError:
+            return []
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        if len(data) == MAX_LOG_BYTES and lines:
+            lines = lines[1:]  # the first line was cut
+        records: list[dict[str, str]] = []
+        for line in lines:
+            record = parse_log_line(line)
+            if record is not None:
+                records.append(record)
+            elif records:  # a traceback's continuation
+                records[-1]["description"] += "\n" + line
+        return records
+
+    def logs(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """cluster.log records, newest first by default, filtered and paged."""
+        records = self._log_records()
+        records.reverse()
+        if arguments.get("tag"):
+            records = [r for r in records if r["tag"] == arguments["tag"]]
+        if arguments.get("level"):
+            records = [r for r in records if r["level"] == arguments["level"]]
+        search = arguments.get("search") or ""
+        listing = Listing(
+            offset=int(arguments.get("offset", 0)),
+            limit=int(arguments.get("limit", 500)),
+            select=tuple(arguments.get("select", ())),
+            sort=tuple((field, bool(desc)) for field, desc in arguments.get("sort", ())),
+            search=search.lstrip("-") or None,
+            search_negated=search.startswith("-"),
+            q=arguments.get("q") or None,
+        )
+        page, total = apply_listing(records, listing, LOG_FIELDS)
+        if arguments.get("distinct"):
+            page = [
+                dict(item) for item in {json.dumps(i, sort_keys=True): i for i in page}.values()
+            ]
+        return {"items": page, "total": total}
+
+    def logs_summary(self) -> dict[str, Any]:
+        """How many records each tag logged, per level."""
+        summary: dict[str, dict[str, int]] = {}
+        for record in self._log_records():
+            counts = summary.setdefault(
+                record["tag"],
+                {"all": 0, "info": 0, "error": 0, "critical": 0, "warning": 0, "debug": 0},
+            )
+            counts["all"] += 1
+            counts[record["level"]] = counts.get(record["level"], 0) + 1
+        return {"items": [{tag: counts} for tag, counts in sorted(summary.items())]}
+
+    def analysisd(self) -> dict[str, Any]:
+        """The analysis intake numbers in Wazuh's ``analysisd`` statistics fields."""
+        if self.intake is None:
+            raise wazuh_error(1017, f"{self.name}: wazuh-analysisd")
+        return analysisd_stats(self.intake())
+
+    def validation(self) -> dict[str, Any]:
+        """Whether the configuration file on disk would start this node."""
+        config = self.config
+        try:
+            fresh = load_config(Path(config.source), config.home, config.cluster.node_type)
+            load_sections(fresh)
+        except ConfigError as error:
+            return {"name": self.name, "status": "KO", "details": str(error)}
+        return {"name": self.name, "status": "OK"}
+
+
+def parse_log_line(line: str) -> dict[str, str] | None:
+    """One cluster.log line as Wazuh's log record, or None when it does not start one."""
+    found = _LOG_LINE.match(line)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    local = time.mktime((year, month, day, hour, minute, second, 0, 0, -1))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(local))
+    text = found.group(8)
+    task = _TASK.match(text)
+    tag = _TASK_DAEMONS.get(task.group(1), "wazuh-clusterd") if task else "wazuh-clusterd"
+    return {
+        "timestamp": stamp,
+        "tag": tag,
+        "level": found.group(7).lower(),
+        "description": " " + text,
+    }
+
+
+def analysisd_stats(intake: Mapping[str, Any]) -> dict[str, Any]:
+    """Wazuh's analysisd statistics, from the fields of the intake numbers that map to them
+    (queue usage as a fraction, as Wazuh gives it)."""
+    size = float(intake.get("queue_size") or 0)
+    length = float(intake.get("queue_length") or 0)
+    return {
+        "total_events_decoded": float(intake.get("decoded", 0)),
+        "events_received": float(intake.get("received", 0)),
+        "events_processed": float(intake.get("processed", 0)),
+        "events_dropped": float(intake.get("dropped", 0)),
+        "alerts_written": float(intake.get("alerts_written", 0)),
+        "event_queue_size": size,
+        "event_queue_usage": round(length / size, 4) if size else 0.0,
+        "events_edps": float(intake.get("eps_10s", 0)),
+    }
+
+
+def configuration_json(root: Element) -> dict[str, Any]:
+    """The configuration's blocks as Wazuh's JSON: a block seen twice becomes a list, a
+    leaf its text, a repeated option a list; secrets are hidden."""
+    document: dict[str, Any] = {}
+    for block in _blocks(root):
+        value = _element_json(block, block.tag)
+        _add(document, block.tag, value)
+    return document
+
+
+def _blocks(root: Element) -> list[Element]:
+    if root.tag == "wazuh_config" or root.tag == "ossec_config":
+        return list(root)
+    return [child for config in root for child in config]
+
+
+def _element_json(element: Element, section: str) -> Any:
+    children = list(element)
+    if not children and not element.attrib:
+        text = (element.text or "").strip()
+        return text
+    value: dict[str, Any] = {}
+    for name, attribute in element.attrib.items():
+        value[name] = attribute
+    for child in children:
+        if (section, child.tag) in _SECRETS:
+            _add(value, child.tag, HIDDEN)
+        else:
+            _add(value, child.tag, _element_json(child, section))
+    text = (element.text or "").strip()
+    if text and children == []:
+        value["item"] = text
+    return value
+
+
+def _add(holder: dict[str, Any], key: str, value: Any) -> None:
+    if key not in holder:
+        holder[key] = value
+    elif isinstance(holder[key], list):
+        holder[key].append(value)
+    else:
+        holder[key] = [holder[key], value]
+
+
+def _hide_raw(text: str) -> str:
+    def hide(block: re.Match[str]) -> str:
+        return re.sub(r"(<key>).*?(</key>)", rf"\g<1>{HIDDEN}\g<2>", block.group(0), flags=re.S)
+
+    return re.sub(r"<cluster>.*?</cluster>", hide, text, flags=re.S)
+
+
+def fit_answer(answer: dict[str, Any], limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
+    """``answer`` cut to ``limit`` bytes once encoded: items dropped from the end (``cut``
+    says how many), and a raw text truncated."""
+    encoded = len(json.dumps(answer, separators=(",", ":")))
+    if encoded <= limit:
+        return answer
+    fitted = dict(answer)
+    if isinstance(fitted.get("raw"), str):
+        fitted["raw"] = fitted["raw"].encode("utf-8")[: limit - 200].decode("utf-8", "ignore")
+        return fitted
+    items = list(fitted.get("items") or [])
+    dropped = 0
+    while items and len(json.dumps({**fitted, "items": items})) > limit:
+        keep = max(0, len(items) * 3 // 4)
+        dropped += len(items) - keep
+        items = items[:keep]
+    fitted["items"] = items
+    fitted["cut"] = dropped
+    return fitted
+
+
+def problem_of(error: ApiError) -> dict[str, Any]:
+    """An :class:`ApiError` as JSON, to cross the cluster link."""
+    return {
+        "status": error.status,
+        "title": error.title,
+        "detail": error.detail,
+        "code": error.code,
+        "remediation": error.remediation,
+    }
+
+
+def error_of(problem: Mapping[str, Any]) -> ApiError:
+    """The :class:`ApiError` that :func:`problem_of` described."""
+    return ApiError(
+        int(problem.get("status", 500)),
+        str(problem.get("title", "Wazuh Internal Error")),
+        str(problem.get("detail", "")),
+        problem.get("code"),
+        problem.get("remediation"),
+    )
