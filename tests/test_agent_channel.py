@@ -185,6 +185,29 @@ class HandshakeTests(ChannelTestCase):
         self.assertIn("Malformed event from agent '001'", "\n".join(self.messages()))
         self.assertFalse(transport.disconnecting)
 
+    def test_events_carry_keepalive_labels_and_ip(self) -> None:
+        """After a keep-alive, the agent's events carry its reported IP and its labels
+        (hidden ones marked, system ones left out); a changed keep-alive changes them."""
+        agent = FakeAgent(self.one)
+        proto, _ = self.connect()
+        proto.dataReceived(agent.frame("1:a:before"))
+        labels = ['"env":prod', '!"owner":me', '#"_node":x']
+        keepalive = control.format_keepalive(UNAME, "Wazuh v4.14.7", None, labels, "x", "10.9.0.4")
+        proto.dataReceived(agent.frame(keepalive) + agent.frame("1:a:after"))
+        changed = control.format_keepalive(
+            UNAME, "Wazuh v4.14.7", None, ['"env":test'], "x", "10.9.0.5"
+        )
+        proto.dataReceived(agent.frame(changed) + agent.frame("1:a:later"))
+        seen = [(e.message, e.reported_ip, e.labels) for e in self.events]
+        self.assertEqual(
+            seen,
+            [
+                ("before", None, ()),
+                ("after", "10.9.0.4", (("env", "prod"), ("!owner", "me"))),
+                ("later", "10.9.0.5", (("env", "test"),)),
+            ],
+        )
+
     def test_event_counter_sink(self) -> None:
         """EventCounter only counts events, per queue."""
         counter = EventCounter()

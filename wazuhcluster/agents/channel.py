@@ -45,7 +45,9 @@ class AgentEvent:
     """One event received from an agent, for the analysis pipeline.
 
     ``ip`` is the connection's source address; ``registered_ip`` is the client.keys IP
-    (often ``any``), the one remoted puts in its ``[<id>] (<name>) <ip>`` tag.
+    (often ``any``), the one remoted puts in its ``[<id>] (<name>) <ip>`` tag;
+    ``reported_ip`` and ``labels`` come from the agent's last keep-alive on this node (its
+    own IP, and its labels as :func:`~.control.label_pairs` gives them).
     """
 
     agent_id: str
@@ -56,6 +58,8 @@ class AgentEvent:
     message: str
     received: float
     registered_ip: str = "any"
+    reported_ip: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 EventSink = Callable[[AgentEvent], None]
@@ -417,6 +421,7 @@ class AgentChannelProtocol(Protocol):
             self.factory.stats.dropped += 1
             return
         self.factory.stats.events += 1
+        session = self.factory.sessions.get(entry.agent_id)
         event = AgentEvent(
             entry.agent_id,
             entry.name,
@@ -426,6 +431,8 @@ class AgentChannelProtocol(Protocol):
             fields.message,
             self.factory.clock.seconds(),
             entry.ip,
+            session.reported_ip if session is not None else None,
+            session.labels if session is not None else (),
         )
         try:
             self.factory.event_sink(event)

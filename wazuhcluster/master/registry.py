@@ -76,11 +76,25 @@ def agent_row(agent: Agent) -> dict[str, Any]:
     return {
         "id": agent.id,
         "name": agent.name,
-        "ip": agent.ip,
+        "ip": agent.address,
         "status": agent.connection_status,
         "version": agent.version or "unknown",
         "node_name": agent.node_name or "unknown",
         "groups": list(agent.groups),
+        "register_ip": agent.ip,
+        "os": {
+            "name": agent.os_name,
+            "version": agent.os_version,
+            "major": agent.os_major,
+            "minor": agent.os_minor,
+            "codename": agent.os_codename,
+            "platform": agent.os_platform,
+            "arch": agent.os_arch,
+            "uname": agent.os_uname,
+        },
+        "labels": agent.visible_labels(),
+        "config_sum": agent.config_sum,
+        "merged_sum": agent.merged_sum,
     }
 
 
