@@ -1,4 +1,5 @@
-"""The agent channel of a node (TCP 1514): listener, sessions, key reloads, status checks.
+"""The agent channel of a node (1514, TCP and/or UDP): listeners, sessions, key reloads,
+status checks.
 
 Every node runs one. The role hands in what differs: where events go (``event_sink``),
 where status changes go, and which merged.mg an agent should have (``merged_for``).
@@ -10,18 +11,18 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from zope.interface import implementer
 
 from wazuhcluster.agents import secure
-from wazuhcluster.agents.channel import AgentChannelFactory
+from wazuhcluster.agents.channel import AgentChannelFactory, AgentDatagramProtocol
 from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
-from wazuhcluster.util.interfaces import IReactorTCPTime
+from wazuhcluster.util.interfaces import IReactorAgentChannel
 from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -33,7 +34,8 @@ CHECK_INTERVAL = 10.0
 
 @implementer(IAgentChannel)
 class AgentChannelService(MultiService):
-    """Serves agents on the node's ``<remote>`` port and keeps their sessions."""
+    """Serves agents on the node's ``<remote>`` port (TCP, UDP or both, as ``<protocol>``
+    says; one set of keys, counters and sessions for both) and keeps their sessions."""
 
     def __init__(
         self,
@@ -42,7 +44,7 @@ class AgentChannelService(MultiService):
         agents: AgentsSettings,
         node_name: str,
         event_sink: IEventSink,
-        reactor: IReactorTCPTime,
+        reactor: IReactorAgentChannel,
         log: ClusterLog,
         merged_for: IMergedFiles | None = None,
         manager_version: str | None = None,
@@ -69,14 +71,32 @@ class AgentChannelService(MultiService):
         self._reload_lock = DeferredLock()
         endpoint_type = TCP6ServerEndpoint if remote.ipv6 else TCP4ServerEndpoint
         interface = remote.local_ip or ("::" if remote.ipv6 else "0.0.0.0")
-        # An agent silent for the disconnection time is disconnected anyway: close its socket
-        # too, so a client that connects and never speaks cannot hold a descriptor forever.
-        limited = LimitedFactory(self.factory, reactor, log, idle_timeout=agents.disconnection_time)
-        listener = StreamServerEndpointService(
-            endpoint_type(reactor, remote.port, interface=interface), limited
-        )
-        listener.setName("agent-channel")
-        listener.setServiceParent(self)
+        if remote.tcp:
+            # An agent silent for the disconnection time is disconnected anyway: close its
+            # socket too, so a client that connects and never speaks cannot hold a
+            # descriptor forever.
+            limited = LimitedFactory(
+                self.factory, reactor, log, idle_timeout=agents.disconnection_time
+            )
+            listener = StreamServerEndpointService(
+                endpoint_type(reactor, remote.port, interface=interface), limited
+            )
+            listener.setName("agent-channel")
+            listener.setServiceParent(self)
+        #: The UDP side (None without ``udp`` in ``<protocol>``).
+        self.datagrams: AgentDatagramProtocol | None = None
+        if remote.udp:
+            self.datagrams = AgentDatagramProtocol(self.factory)
+            # One listener socket for every UDP agent; a datagram up to 64 KiB fits.
+            udp = UDPServer(
+                remote.port,
+                self.datagrams,
+                interface=interface,
+                maxPacketSize=secure.MAX_FRAME,
+                reactor=reactor,
+            )
+            udp.setName("agent-channel-udp")
+            udp.setServiceParent(self)
         PeriodicTask("agent keys", CHECK_INTERVAL, self.reload_keys, reactor, log).setServiceParent(
             self
         )
