@@ -372,6 +372,30 @@ class AgentSyncLinkTests(SynchronousTestCase):
         )
         self.assertEqual(listing["agents"][1]["ip"], "any")
 
+    def test_control_listing_pages_stay_under_amp_limit(self) -> None:
+        """Listing pages end at a byte budget, so rows with long OS fields never overflow an
+        AMP value; asking again from where a page stopped gets every agent once."""
+        for number in range(3, 151):
+            self.successResultOf(self.store.enroll(f"big-{number}", "any"))
+        reports = [
+            AgentInfoReport(f"{n:03d}", "worker1", 5.0, n, os_uname="u" * 1000, os_name="n" * 900)
+            for n in range(1, 151)
+        ]
+        self.successResultOf(self.store.apply_agent_info(reports))
+        ids: list[str] = []
+        pages = 0
+        while True:
+            listing = self.successResultOf(
+                ensureDeferred(self.registry.manage("list_agents", {"offset": len(ids)}))
+            )
+            self.assertLess(len(json.dumps(listing)), 65535)
+            ids.extend(row["id"] for row in listing["agents"])
+            pages += 1
+            if not listing["agents"] or len(ids) >= listing["total"]:
+                break
+        self.assertEqual(ids, [f"{n:03d}" for n in range(1, 151)])
+        self.assertGreater(pages, 1)
+
     def test_master_rows_match_worker_rows(self) -> None:
         """The master's own channel rows give the same report as a worker's over the wire."""
         from wazuhcluster.master.agents import report_from_row
