@@ -11,7 +11,11 @@ from typing import Any
 from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    FakeDatagramTransport,
+    StringTransport,
+)
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -20,6 +24,7 @@ from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import (
     AgentChannelFactory,
     AgentChannelProtocol,
+    AgentDatagramProtocol,
     AgentEvent,
     EventCounter,
     read_shared_file,
@@ -185,6 +190,29 @@ class HandshakeTests(ChannelTestCase):
         self.assertEqual(self.factory.stats.events, 1)
         self.assertIn("Malformed event from agent '001'", "\n".join(self.messages()))
         self.assertFalse(transport.disconnecting)
+
+    def test_events_carry_keepalive_labels_and_ip(self) -> None:
+        """After a keep-alive, the agent's events carry its reported IP and its labels
+        (hidden ones marked, system ones left out); a changed keep-alive changes them."""
+        agent = FakeAgent(self.one)
+        proto, _ = self.connect()
+        proto.dataReceived(agent.frame("1:a:before"))
+        labels = ['"env":prod', '!"owner":me', '#"_node":x']
+        keepalive = control.format_keepalive(UNAME, "Wazuh v4.14.7", None, labels, "x", "10.9.0.4")
+        proto.dataReceived(agent.frame(keepalive) + agent.frame("1:a:after"))
+        changed = control.format_keepalive(
+            UNAME, "Wazuh v4.14.7", None, ['"env":test'], "x", "10.9.0.5"
+        )
+        proto.dataReceived(agent.frame(changed) + agent.frame("1:a:later"))
+        seen = [(e.message, e.reported_ip, e.labels) for e in self.events]
+        self.assertEqual(
+            seen,
+            [
+                ("before", None, ()),
+                ("after", "10.9.0.4", (("env", "prod"), ("!owner", "me"))),
+                ("later", "10.9.0.5", (("env", "test"),)),
+            ],
+        )
 
     def test_event_counter_sink(self) -> None:
         """EventCounter only counts events, per queue."""
@@ -612,3 +640,129 @@ class AdmissionTests(ChannelTestCase):
         self.assertTrue(stranger_transport.disconnected)
         self.assertFalse(agent_transport.disconnecting)
         self.assertEqual(limited.late, 1)
+
+
+class DatagramTests(ChannelTestCase):
+    """The channel over UDP: one payload per datagram, answers to the sender's address."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.udp = AgentDatagramProtocol(self.factory)
+        self.transport = FakeDatagramTransport()
+        self.udp.makeConnection(self.transport)
+
+    @staticmethod
+    def payload(agent: FakeAgent, message: str) -> bytes:
+        """One datagram: the agent's payload without the TCP length prefix."""
+        return agent.frame(message)[4:]
+
+    def replies(self, agent: FakeAgent) -> list[tuple[bytes, object]]:
+        """What the manager sent, decrypted, with the address it went to (then cleared)."""
+        out = []
+        for data, address in self.transport.written:
+            if data == control.PONG:
+                out.append((data, address))
+            else:
+                message = secure.open_sealed(secure.strip_token(data), agent.entry.cipher_key)
+                out.append((message.message, address))
+        self.transport.written.clear()
+        return out
+
+    def test_startup_keepalive_event(self) -> None:
+        """A UDP agent is acked at its source address, becomes active, and its events reach
+        the sink, with the same counters as TCP."""
+        agent = FakeAgent(self.one)
+        source = ("10.0.0.1", 41000)
+        self.udp.datagramReceived(self.payload(agent, control.format_startup("v4.14.7")), source)
+        self.assertEqual(self.replies(agent), [(control.ACK.encode(), source)])
+        self.udp.datagramReceived(self.payload(agent, _keepalive()), source)
+        self.assertEqual(self.replies(agent), [(control.ACK.encode(), source)])
+        self.assertEqual(self.sessions.status("001"), AgentStatus.ACTIVE)
+        self.udp.datagramReceived(self.payload(agent, "1:/var/log/x:hello"), source)
+        [event] = self.events
+        self.assertEqual((event.agent_id, event.ip, event.message), ("001", "10.0.0.1", "hello"))
+        self.assertEqual(event.reported_ip, "10.0.0.1")
+        stats = self.factory.stats
+        self.assertEqual((stats.datagrams, stats.frames, stats.control, stats.events), (3, 3, 2, 1))
+        self.assertEqual(self.factory.connected_ids(), ["001"])
+
+    def test_replies_follow_the_latest_address(self) -> None:
+        """Manager messages go to the address of the agent's latest datagram."""
+        agent = FakeAgent(self.one)
+        self.udp.datagramReceived(self.payload(agent, _keepalive()), ("10.0.0.1", 41000))
+        self.udp.datagramReceived(self.payload(agent, _keepalive()), ("10.0.0.9", 42000))
+        self.transport.written.clear()
+        self.assertTrue(self.factory.force_reconnect("001"))
+        self.assertEqual(self.replies(agent), [(b"#!-force_reconnect", ("10.0.0.9", 42000))])
+
+    def test_ping(self) -> None:
+        """``#ping`` is answered with ``#pong`` to the sender, before any key lookup."""
+        self.udp.datagramReceived(b"#ping", ("192.0.2.1", 5000))
+        self.assertEqual(self.transport.written, [(control.PONG, ("192.0.2.1", 5000))])
+
+    def test_garbage_dropped_and_counted(self) -> None:
+        """Malformed, unknown, undecryptable, empty and oversized datagrams are dropped and
+        counted; the listener goes on serving the next good one."""
+        agent = FakeAgent(self.one)
+        source = ("10.0.0.1", 41000)
+        bad = [
+            b"",
+            b"garbage",
+            b"!abc!#AES:xx",
+            b"!999!#AES:" + b"x" * 32,
+            b"!001!#AES:" + os.urandom(48),
+            b"!001!",
+            b"\x00" * (secure.MAX_FRAME + 1),
+            self.payload(FakeAgent(secure.AgentKey("001", "one", "any", "ef" * 32)), "1:a:b"),
+        ]
+        for datagram in bad:
+            self.udp.datagramReceived(datagram, source)
+        self.assertEqual(self.factory.stats.dropped, len(bad))
+        self.assertEqual(self.events, [])
+        self.assertEqual(self.transport.written, [])
+        self.udp.datagramReceived(self.payload(agent, "1:a:fine"), source)
+        self.assertEqual([e.message for e in self.events], ["fine"])
+
+    def test_unexpected_error_is_contained(self) -> None:
+        """A failure inside the handling of one datagram is logged and counted, not raised."""
+        self.patch(self.factory, "version_refusal", lambda startup: 1 / 0)
+        agent = FakeAgent(self.one)
+        startup = self.payload(agent, control.format_startup("v4.14.7"))
+        self.udp.datagramReceived(startup, ("10.0.0.1", 1))
+        self.assertEqual(self.factory.stats.dropped, 1)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.udp.datagramReceived(self.payload(agent, "1:a:after"), ("10.0.0.1", 1))
+        self.assertEqual([e.message for e in self.events], ["after"])
+
+    def test_udp_and_tcp_share_the_slot(self) -> None:
+        """A live TCP connection keeps the agent's slot against UDP; a UDP agent's slot goes
+        to its next message on either protocol; a UDP agent that times out loses it."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        proto.dataReceived(agent.frame(_keepalive()))
+        self.udp.datagramReceived(self.payload(agent, "1:a:udp"), ("10.0.0.1", 41000))
+        self.assertEqual(self.factory.stats.refused, 1)
+        self.assertIs(self.factory.connection_for("001"), proto)
+        proto.connectionLost()
+        self.udp.datagramReceived(self.payload(agent, _keepalive()), ("10.0.0.1", 41000))
+        owner = self.factory.connection_for("001")
+        assert owner is not None
+        self.assertTrue(owner.datagram)
+        self.clock.advance(self.sessions.disconnection_time + 1)
+        self.assertEqual(self.factory.check_disconnections(), ["001"])
+        self.assertIsNone(self.factory.connection_for("001"))
+
+    def test_shutdown_frees_the_slot(self) -> None:
+        """A UDP agent's shutdown disconnects it and frees its slot at once."""
+        agent = FakeAgent(self.one)
+        self.udp.datagramReceived(self.payload(agent, _keepalive()), ("10.0.0.1", 41000))
+        self.udp.datagramReceived(self.payload(agent, control.SHUTDOWN), ("10.0.0.1", 41000))
+        self.assertEqual(self.sessions.status("001"), AgentStatus.DISCONNECTED)
+        self.assertEqual(self.factory.connected_ids(), [])
+
+    def test_ipv4_mapped_source(self) -> None:
+        """An IPv4-mapped source (an IPv6 socket) is matched against keys as IPv4."""
+        agent = FakeAgent(self.two, with_id=False)
+        self.udp.datagramReceived(self.payload(agent, "1:a:mapped"), ("::ffff:10.0.0.5", 1))
+        [event] = self.events
+        self.assertEqual((event.agent_id, event.ip), ("002", "10.0.0.5"))

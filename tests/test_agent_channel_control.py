@@ -51,6 +51,46 @@ class UnameTests(SynchronousTestCase):
         """A bare uname gives only the arch."""
         self.assertEqual(control.parse_uname("Darwin |mac |23.1 |x |arm64").arch, "arm64")
 
+    def test_short_uname(self) -> None:
+        """Wazuh's ``os_uname`` is the uname without its OS bracket."""
+        self.assertEqual(
+            control.short_uname(UBUNTU),
+            "Linux |web-01 |5.15.0-91-generic |#101-Ubuntu SMP |x86_64",
+        )
+        self.assertEqual(
+            control.short_uname("Microsoft Windows 10 Pro [Ver: 10.0.19045] |D |x86_64"),
+            "Microsoft Windows 10 Pro",
+        )
+        self.assertEqual(control.short_uname("Darwin |mac |23.1"), "Darwin |mac |23.1")
+
+
+class LabelTests(SynchronousTestCase):
+    """Keep-alive label lines are read as the agent writes them."""
+
+    def test_kinds(self) -> None:
+        """Plain, hidden and system labels; the value is everything after the quotes."""
+        self.assertEqual(control.parse_label('"env":prod'), control.Label("env", "prod"))
+        self.assertEqual(
+            control.parse_label('!"owner":a:b'), control.Label("owner", "a:b", hidden=True)
+        )
+        self.assertEqual(
+            control.parse_label('#"_agent_ip":10.0.0.1'),
+            control.Label("_agent_ip", "10.0.0.1", system=True),
+        )
+        self.assertEqual(control.parse_label('"aws.region":'), control.Label("aws.region", ""))
+
+    def test_malformed(self) -> None:
+        """Lines without a quoted key are not labels."""
+        for line in ("env:prod", '"env"prod', '"":x', "!env:x", "#"):
+            self.assertIsNone(control.parse_label(line), line)
+
+    def test_pairs(self) -> None:
+        """Pairs keep the agent's order, mark hidden keys with '!' and drop system ones."""
+        self.assertEqual(
+            control.label_pairs(['"env":prod', '!"owner":me', '#"_x":1', "junk", '"a.b":c']),
+            (("env", "prod"), ("!owner", "me"), ("a.b", "c")),
+        )
+
 
 class KeepAliveTests(SynchronousTestCase):
     """Keep-alives are formatted like the 4.x agent and parsed like remoted."""

@@ -43,11 +43,26 @@ class RemoteTests(SynchronousTestCase):
             RemoteSettings("secure", 11514, "tcp", 1000, "10.0.0.1", True, 0.0),
         )
 
+    def test_protocols(self) -> None:
+        """``tcp`` (the default), ``udp`` or both, in any case and order; nothing else."""
+        for text, expected, tcp, udp in (
+            ("tcp", "tcp", True, False),
+            ("UDP", "udp", False, True),
+            ("udp, tcp", "tcp,udp", True, True),
+            ("TCP,UDP", "tcp,udp", True, True),
+        ):
+            settings = parse_remote(_section(f"<remote><protocol>{text}</protocol></remote>"))
+            self.assertEqual((settings.protocol, settings.tcp, settings.udp), (expected, tcp, udp))
+        for bad in (",", "tcp,sctp", "http"):
+            self.assertRaises(
+                ConfigError, parse_remote, _section(f"<remote><protocol>{bad}</protocol></remote>")
+            )
+
     def test_bad_values(self) -> None:
         """Bad values raise ConfigError naming the option."""
         bad = {
             "port": "<port>70000</port>",
-            "protocol": "<protocol>udp</protocol>",
+            "protocol": "<protocol>sctp</protocol>",
             "queue_size": "<queue_size>0</queue_size>",
             "connection": "<connection>weird</connection>",
             "local_ip": "<local_ip>nope</local_ip>",

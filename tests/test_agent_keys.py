@@ -5,11 +5,14 @@ updates (:meth:`~wazuhcluster.agents.service.AgentChannelService.apply_key_chang
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from wazuhcluster.agents.channel import AgentDatagramProtocol
 from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.registry import keys
@@ -167,3 +170,50 @@ class ApplyKeyChangesTests(SynchronousTestCase):
             [("004", "agent-d", "not-an-ip", KEY), ("005", "agent-e", "any", KEY)], []
         )
         self.assertEqual(self.ids(), ["001", "005"])
+
+
+class _UdpMemoryReactor(MemoryReactorClock):
+    """A memory reactor that also records UDP listeners (MemoryReactor has none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpServers: list[tuple[int, Any, str, int]] = []
+
+    def listenUDP(  # noqa: N802 - Twisted's name
+        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
+    ) -> Any:
+        """Record the listener; its port does nothing."""
+        self.udpServers.append((port, protocol, interface, maxPacketSize))
+        return SimpleNamespace(stopListening=lambda: None)
+
+
+class ListenerTests(SynchronousTestCase):
+    """``<protocol>`` decides which listeners the agent channel opens on its port."""
+
+    def listeners(self, protocol: str) -> tuple[list[Any], list[Any]]:
+        """The TCP and UDP ports a started service opened for ``protocol``."""
+        reactor = _UdpMemoryReactor()
+        service = AgentChannelService(
+            Path(self.mktemp()),
+            RemoteSettings(port=11514, protocol=protocol),
+            AgentsSettings(),
+            "w1",
+            lambda event: None,
+            reactor,
+            ClusterLog("Worker w1", "Agents"),
+            run_in_thread=run_inline,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        return reactor.tcpServers, reactor.udpServers
+
+    def test_tcp_udp_or_both(self) -> None:
+        """tcp: a TCP listener; udp: a UDP one for the same channel; tcp,udp: both."""
+        tcp, udp = self.listeners("tcp")
+        self.assertEqual(([port for port, *_ in tcp], udp), ([11514], []))
+        tcp, udp = self.listeners("udp")
+        self.assertEqual((tcp, [port for port, *_ in udp]), ([], [11514]))
+        self.assertIsInstance(udp[0][1], AgentDatagramProtocol)
+        tcp, udp = self.listeners("tcp,udp")
+        self.assertEqual(([p for p, *_ in tcp], [p for p, *_ in udp]), ([11514], [11514]))
+        self.assertEqual(udp[0][3], 65536)  # the largest Wazuh message fits one datagram

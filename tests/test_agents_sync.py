@@ -84,8 +84,9 @@ class WireTests(SynchronousTestCase):
         agent = registry.get_agent("001")
         assert agent is not None
         self.assertEqual((agent.last_keepalive, agent.status_time), (10.0, 10.0))
+        # Wazuh stores os_uname without the OS bracket (parse_uname_string cuts it).
         self.assertEqual((agent.os_uname, agent.config_sum, agent.labels),
-                         (UNAME.rsplit(" - ", 1)[0], "abc123", (("env", "prod"),)))  # fmt: skip
+                         (UNAME.split(" [", 1)[0], "abc123", (("env", "prod"),)))  # fmt: skip
 
     def test_large_report_applied_in_batches(self) -> None:
         """A report with more rows than one registry batch is applied in several, and the
@@ -304,6 +305,108 @@ class AgentSyncLinkTests(SynchronousTestCase):
         self.assertEqual(self.worker.last_info["applied"], 1)
         status = self.cluster.master.health()["nodes"]["worker1"]["status"]
         self.assertEqual(status["last_sync_agentinfo"]["n_synced_chunks"], 1)
+
+    def test_complete_agent_info_reaches_master(self) -> None:
+        """Reported IP, every OS field, labels and both sums reach the registry, and a
+        keep-alive that changes any of them is there after the next agent-info cycle."""
+        self.sessions.keepalive(
+            "001", "web-1", "any", "10.0.0.7", keepalive(('"env":prod', '!"owner":ops'))
+        )
+        ensureDeferred(self.worker.send_info())
+        self.cluster.settle()
+        agent = self.successResultOf(self.store.get_agent("001"))
+        assert agent is not None
+        self.assertEqual((agent.ip, agent.agent_ip, agent.address), ("any", "10.0.0.7", "10.0.0.7"))
+        self.assertEqual(
+            (agent.os_name, agent.os_version, agent.os_major, agent.os_minor),
+            ("Debian GNU/Linux", "12", "12", ""),
+        )
+        self.assertEqual((agent.os_codename, agent.os_platform), ("bookworm", "debian"))
+        self.assertEqual(agent.os_uname, "Linux |web-1 |6.1.0 |#1 SMP |x86_64")
+        self.assertEqual(agent.labels, (("!owner", "ops"), ("env", "prod")))
+        self.assertEqual((agent.config_sum, agent.merged_sum), ("abc123", "f" * 32))
+        changed = control.format_keepalive(
+            "Linux |web-1 |6.2.0 |#1 SMP |x86_64 [Ubuntu|ubuntu: 24.04.1 LTS (Noble Numbat)]",
+            "Wazuh v4.14.7",
+            "def456",
+            ['"env":test'],
+            "e" * 32,
+            "10.0.0.8",
+        )
+        parsed = control.parse_agent_control(changed)
+        assert isinstance(parsed, control.KeepAlive)
+        self.cluster.reactor.advance(10)
+        self.sessions.keepalive("001", "web-1", "any", "10.0.0.8", parsed.data)
+        ensureDeferred(self.worker.send_info())
+        self.cluster.settle()
+        agent = self.successResultOf(self.store.get_agent("001"))
+        assert agent is not None
+        self.assertEqual(
+            (agent.agent_ip, agent.os_major, agent.os_minor, agent.os_codename),
+            ("10.0.0.8", "24", "04", "Noble Numbat"),
+        )
+        self.assertEqual((agent.labels, agent.config_sum), ((("env", "test"),), "def456"))
+
+    def test_control_listing_shows_agent_info(self) -> None:
+        """``wazuh-cluster-control -a --json`` rows carry the reported IP, the registered
+        one, the OS, the visible labels and both sums."""
+        self.sessions.keepalive(
+            "001", "web-1", "any", "10.0.0.7", keepalive(('"env":prod', '!"owner":ops'))
+        )
+        ensureDeferred(self.worker.send_info())
+        self.cluster.settle()
+        listing = self.successResultOf(ensureDeferred(self.registry.manage("list_agents", {})))
+        row = listing["agents"][0]
+        self.assertEqual((row["id"], row["ip"], row["register_ip"]), ("001", "10.0.0.7", "any"))
+        self.assertEqual(row["labels"], {"env": "prod"})
+        self.assertEqual((row["config_sum"], row["merged_sum"]), ("abc123", "f" * 32))
+        self.assertEqual(
+            {k: row["os"][k] for k in ("name", "major", "codename", "platform", "uname")},
+            {
+                "name": "Debian GNU/Linux",
+                "major": "12",
+                "codename": "bookworm",
+                "platform": "debian",
+                "uname": "Linux |web-1 |6.1.0 |#1 SMP |x86_64",
+            },
+        )
+        self.assertEqual(listing["agents"][1]["ip"], "any")
+
+    def test_control_listing_pages_stay_under_amp_limit(self) -> None:
+        """Listing pages end at a byte budget, so rows with long OS fields never overflow an
+        AMP value; asking again from where a page stopped gets every agent once."""
+        for number in range(3, 151):
+            self.successResultOf(self.store.enroll(f"big-{number}", "any"))
+        reports = [
+            AgentInfoReport(f"{n:03d}", "worker1", 5.0, n, os_uname="u" * 1000, os_name="n" * 900)
+            for n in range(1, 151)
+        ]
+        self.successResultOf(self.store.apply_agent_info(reports))
+        ids: list[str] = []
+        pages = 0
+        while True:
+            listing = self.successResultOf(
+                ensureDeferred(self.registry.manage("list_agents", {"offset": len(ids)}))
+            )
+            self.assertLess(len(json.dumps(listing)), 65535)
+            ids.extend(row["id"] for row in listing["agents"])
+            pages += 1
+            if not listing["agents"] or len(ids) >= listing["total"]:
+                break
+        self.assertEqual(ids, [f"{n:03d}" for n in range(1, 151)])
+        self.assertGreater(pages, 1)
+
+    def test_master_rows_match_worker_rows(self) -> None:
+        """The master's own channel rows give the same report as a worker's over the wire."""
+        from wazuhcluster.master.agents import report_from_row
+
+        sessions = SessionTable(Clock(), "master")
+        sessions.keepalive("001", "web-1", "any", "10.0.0.7", keepalive(('"e":1', '!"h":2')))
+        [row] = sessions.take_dirty()
+        local = report_from_row(row, "master")
+        [remote] = decode_reports(encode_rows([row]), "master")
+        self.assertEqual(local, remote)
+        self.assertEqual(local.agent_ip, "10.0.0.7")
 
     def test_unknown_agents_are_counted(self) -> None:
         """Rows for agents the master does not know are ignored and counted."""

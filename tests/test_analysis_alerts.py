@@ -97,6 +97,29 @@ class FormattingTests(unittest.SynchronousTestCase):
         hidden = build_alert(event, None, Identity("mgr", hide_cluster=True), 8)
         self.assertNotIn("cluster", hidden)
 
+    def test_agent_ip_and_labels(self) -> None:
+        """agent.ip and agent.labels as Wazuh prints them: dotted keys nested, hidden ones
+        left out (an empty object when all are hidden), no labels no key, ``any`` no ip."""
+        event = EventInfo("x", "x", "stdin", 1.0)
+        event.agent_id, event.agent_name, event.agent_ip = "001", "web", "10.0.0.9"
+        event.agent_labels = (("env", "prod"), ("aws.region", "eu"), ("aws.zone", "a"), ("!k", "v"))
+        agent = build_alert(event, None, Identity(), 1)["agent"]
+        self.assertEqual(
+            agent,
+            {
+                "id": "001",
+                "name": "web",
+                "ip": "10.0.0.9",
+                "labels": {"env": "prod", "aws": {"region": "eu", "zone": "a"}},
+            },
+        )
+        event.agent_labels = (("!only", "hidden"),)
+        self.assertEqual(build_alert(event, None, Identity(), 2)["agent"]["labels"], {})
+        event.agent_labels, event.agent_ip = (), "any"
+        self.assertEqual(
+            build_alert(event, None, Identity(), 3)["agent"], {"id": "001", "name": "web"}
+        )
+
     def test_nested_dynamic_fields(self) -> None:
         """Dotted field names nest in data; JSON array texts become arrays; empty are dropped."""
         event = EventInfo("x", "x", "stdin", 1.0)

@@ -490,6 +490,19 @@ class MeaningInPoolTests(PoolTestCase):
         events = [Event("x", location="sca", queue="p", agent_id="003", timestamp=1.0)]
         self.assertEqual(decode_events(encode_events(events)), events)
 
+    def test_events_carry_agent_labels(self) -> None:
+        """Labels and the reported IP cross into the analysis processes unchanged."""
+        events = [
+            Event(
+                "x",
+                agent_id="003",
+                agent_ip="any",
+                agent_reported_ip="10.0.0.3",
+                agent_labels=(("env", "prod"), ("!owner", "me")),
+            )
+        ]
+        self.assertEqual(decode_events(encode_events(events)), events)
+
     def test_archives_in_pool_mode(self) -> None:
         """With <logall> and <logall_json>, the children build every event's archive lines
         and the node writes them: all events, in order per agent, ids shared with the

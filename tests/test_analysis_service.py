@@ -69,6 +69,23 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.assertEqual(alert["data"]["srcip"], "198.51.100.7")
         self.assertEqual(self.service.stats.alerts, 1)
 
+    def test_alerts_carry_agent_ip_and_labels(self) -> None:
+        """The IP and labels of the agent's last keep-alive are in its alerts; the location
+        keeps the registered IP, as remoted writes it."""
+        item = attrs.evolve(
+            event(SSH_FAIL),
+            registered_ip="any",
+            reported_ip="192.0.2.40",
+            labels=(("env", "prod"), ("!owner", "ops")),
+        )
+        self.service(item)
+        [alert] = self.alerts()
+        self.assertEqual(
+            alert["agent"],
+            {"id": "001", "name": "web-1", "ip": "192.0.2.40", "labels": {"env": "prod"}},
+        )
+        self.assertEqual(alert["location"], "/var/log/auth.log")
+
     def test_queue_letter_selects_the_path(self) -> None:
         """A FIM message (queue 8) alerts as FIM, an SCA check (queue p) as SCA, an unknown
         letter is logged once and not analysed; SCA memory survives a reload."""

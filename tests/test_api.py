@@ -190,6 +190,54 @@ class AgentListTests(SynchronousTestCase):
         self.assertEqual(web1["os"], {"platform": "ubuntu"})
         self.assertIn("lastKeepAlive", web1)
 
+    def test_complete_agent_info(self) -> None:
+        """The reported IP is ``ip`` (registerIP stays), the OS object has major, minor and
+        codename, labels (hidden ones left out) and both sums are shown and selectable."""
+        self.api.report(
+            self.db1,
+            "active",
+            "w1",
+            agent_ip="192.0.2.30",
+            os_name="Ubuntu",
+            os_version="22.04.4 LTS",
+            os_major="22",
+            os_minor="04",
+            os_codename="Jammy Jellyfish",
+            os_platform="ubuntu",
+            os_uname="Linux |db1 |5.15 |#1 |x86_64",
+            labels=(("env", "prod"), ("!owner", "ops")),
+            config_sum="c" * 32,
+            merged_sum="m" * 32,
+        )
+        answer = self.api.call("GET", f"/agents?agents_list={self.db1}")
+        [db1] = answer.json["data"]["affected_items"]
+        self.assertEqual((db1["ip"], db1["registerIP"]), ("192.0.2.30", "10.0.0.3"))
+        self.assertEqual(
+            db1["os"],
+            {
+                "name": "Ubuntu",
+                "platform": "ubuntu",
+                "version": "22.04.4 LTS",
+                "major": "22",
+                "minor": "04",
+                "codename": "Jammy Jellyfish",
+                "uname": "Linux |db1 |5.15 |#1 |x86_64",
+            },
+        )
+        self.assertEqual(db1["labels"], {"env": "prod"})
+        self.assertEqual((db1["configSum"], db1["mergedSum"]), ("c" * 32, "m" * 32))
+        self.assertEqual(self.ids("/agents?q=os.codename=Jammy Jellyfish"), [self.db1])
+        picked = self.api.call("GET", f"/agents?select=os.major,ip&agents_list={self.db1}")
+        self.assertEqual(
+            picked.json["data"]["affected_items"],
+            [{"id": self.db1, "ip": "192.0.2.30", "os": {"major": "22"}}],
+        )
+        self.assertEqual(self.ids("/agents?ip=192.0.2.30"), [self.db1])
+        labels = self.api.call("GET", f"/agents?select=labels&agents_list={self.db1}")
+        self.assertEqual(
+            labels.json["data"]["affected_items"], [{"id": self.db1, "labels": {"env": "prod"}}]
+        )
+
     def test_filters(self) -> None:
         """status, node_name, group and name filter the list."""
         self.assertEqual(self.ids("/agents?status=active"), ["000", self.web1])

@@ -18,7 +18,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents import control, secure
-from wazuhcluster.agents.channel import AgentChannelFactory, AgentEvent
+from wazuhcluster.agents.channel import AgentChannelFactory, AgentDatagramProtocol, AgentEvent
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
 from wazuhcluster.scripts import agent_simulator as simulator
 from wazuhcluster.util.threads import run_inline
@@ -222,6 +222,112 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(len(stopped), 3)
         self.assertEqual(summary["events_sent"], len(harness.events) - len(stopped))
         self.assertEqual(harness.sessions.counts()[AgentStatus.DISCONNECTED], 3)
+
+
+class _LoopbackPort:
+    """A simulated agent's UDP socket wired in memory to the channel's UDP protocol."""
+
+    def __init__(self, reactor: _LoopbackUDP, proto: Any, number: int) -> None:
+        self.reactor = reactor
+        self.proto = proto
+        self.address = ("10.0.0.1", 41000 + number)
+        self.node: tuple[str, int] | None = None
+        self.open = True
+
+    def connect(self, host: str, port: int) -> None:
+        """Remember the node's address (a connected UDP socket)."""
+        self.node = (host, port)
+
+    def write(self, data: bytes, addr: Any = None) -> None:
+        """Queue a datagram to the node."""
+        self.reactor.queue.append(("up", self, data))
+
+    def getHost(self) -> IPv4Address:  # noqa: N802 - Twisted's name
+        """The agent's local address."""
+        return IPv4Address("UDP", *self.address)
+
+    def stopListening(self) -> None:  # noqa: N802 - Twisted's name
+        """Close the socket."""
+        self.open = False
+
+
+class _LoopbackUDP:
+    """listenUDP for simulated agents and the node's datagram protocol, in memory."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.node = AgentDatagramProtocol(harness.channel)
+        self.node.makeConnection(self)  # type: ignore[arg-type]
+        self.ports: list[_LoopbackPort] = []
+        self.queue: list[tuple[str, Any, bytes]] = []
+
+    def listenUDP(self, port: int, proto: Any, interface: str = "", maxPacketSize: int = 0) -> Any:  # noqa: N802
+        """A new agent socket; the protocol starts at once."""
+        bound = _LoopbackPort(self, proto, len(self.ports))
+        self.ports.append(bound)
+        proto.makeConnection(bound)
+        return bound
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        """The node answers: deliver to the agent socket bound to ``addr``."""
+        self.queue.append(("down", addr, data))
+
+    def pump(self) -> None:
+        """Deliver every queued datagram, both ways, until quiet."""
+        while self.queue:
+            way, target, data = self.queue.pop(0)
+            if way == "up":  # sent before any close: the datagram has left
+                self.node.datagramReceived(data, target.address)
+            elif way == "down":
+                for port in self.ports:
+                    if port.address == target and port.open:
+                        port.proto.datagramReceived(data, ("10.0.0.254", 1514))
+
+
+class UdpTests(SynchronousTestCase):
+    """Simulated agents over UDP (``--udp``)."""
+
+    def test_udp_agent_handshake_events_and_shutdown(self) -> None:
+        """Startup acked and keep-alives over datagrams, its events arrive with its reported
+        IP, a force_reconnect opens a new socket, and stop sends the shutdown."""
+        harness = Harness()
+        network = _LoopbackUDP(harness)
+        agent = simulator.SimulatedAgent(
+            KEYS[0],
+            harness.clock,
+            simulator.udp_connector(network, "10.0.0.254", 1514),  # type: ignore[arg-type]
+            simulator.SimConfig(keepalive_interval=10.0, eps=5.0, reconnect_delay=2.0),
+            events=simulator.generated_events(KEYS[0].name),
+        )
+        agent.start()
+        network.pump()
+        self.assertTrue(agent.ready)
+        self.assertEqual(harness.sessions.status("001"), AgentStatus.ACTIVE)
+        for _ in range(10):
+            harness.clock.advance(0.2)
+            network.pump()
+        self.assertGreaterEqual(len(harness.events), 8)
+        self.assertEqual(harness.events[-1].reported_ip, "10.0.0.1")
+        stats = harness.channel.stats
+        self.assertEqual(stats.datagrams, stats.events + stats.control)
+        self.assertTrue(harness.channel.force_reconnect("001"))
+        network.pump()
+        self.assertFalse(network.ports[0].open)
+        harness.clock.advance(2.0)
+        network.pump()
+        self.assertTrue(agent.ready)
+        self.assertEqual(agent.stats.connections, 2)
+        agent.stop()
+        network.pump()
+        self.assertEqual(harness.sessions.status("001"), AgentStatus.DISCONNECTED)
+
+    def test_udp_option_needs_an_address(self) -> None:
+        """``--udp`` is accepted with an IP manager and refused with a host name."""
+        options = simulator.parse_args(["--udp", "--manager", "127.0.0.1", "--keys", "k"])
+        self.assertTrue(options.udp)
+        self.patch(sys, "stderr", io.StringIO())
+        self.assertRaises(
+            SystemExit, simulator.parse_args, ["--udp", "--manager", "node.example", "--keys", "k"]
+        )
 
 
 class HelperTests(SynchronousTestCase):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import time
 from typing import Any
@@ -87,6 +89,78 @@ class AgentsTests(ClusterTestCase):
         self.assertGreaterEqual(summary["files_received"], 101, summary)
         self.assertEqual(summary["files_bad"], 0)
         self.finish(moved)
+        self.assertTrue(
+            wait_for(
+                lambda: all(
+                    a["status"] == "disconnected" for a in agents(cluster, "master").values()
+                ),
+                DEADLINE,
+                0.5,
+            )
+        )
+
+
+class UdpAgentsTests(ClusterTestCase):
+    """A worker serving agents over TCP and UDP at once (``<protocol>tcp,udp``)."""
+
+    def test_udp_and_tcp_agents_side_by_side(self) -> None:
+        """Ten TCP and ten UDP agents on one worker: all active there with their reported
+        IP, events from both alert, stray datagrams are dropped and counted without harm,
+        and stopping them disconnects them all."""
+        cluster = self.make_cluster(["worker1"])
+        cluster.agent_protocol = "tcp,udp"
+        cluster.write_node("worker1", "worker")
+        self.start(cluster, "master", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected")
+        port = cluster.node_ports("worker1")["agents"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stray:
+            for garbage in (b"garbage", b"!001!#AES:" + os.urandom(64), b"#ping"):
+                stray.sendto(garbage, ("127.0.0.1", port))
+            stray.settimeout(DEADLINE)
+            self.assertEqual(stray.recvfrom(64)[0], b"#pong")
+        common = ("--eps", "10", "--manager", "127.0.0.1")
+        tcp = self.simulate_on(cluster, "worker1", "--agents", "10", "--name-prefix", "t-", *common)
+        udp = self.simulate_on(
+            cluster, "worker1", "--agents", "10", "--name-prefix", "u-", "--udp", *common
+        )
+
+        def all_active() -> bool:
+            seen = agents(cluster, "master")
+            return len(seen) == 20 and all(
+                a["status"] == "active" and a["node_name"] == "worker1" for a in seen.values()
+            )
+
+        self.assertTrue(wait_for(all_active, DEADLINE, 0.5), agents(cluster, "master"))
+        seen = agents(cluster, "master")
+        self.assertEqual({a["ip"] for a in seen.values()}, {"127.0.0.1"})
+        self.assertEqual({a["register_ip"] for a in seen.values()}, {"any"})
+        self.assertEqual({a["os"]["codename"] for a in seen.values()}, {"Jammy Jellyfish"})
+        alerts_file = cluster.home("worker1").alerts_dir / "alerts.json"
+
+        def alerting_prefixes() -> set[str]:
+            if not alerts_file.exists():
+                return set()
+            names = set()
+            for line in alerts_file.read_text().splitlines():
+                if line.strip():
+                    alert = json.loads(line)
+                    if alert["rule"]["id"] == "5710":
+                        names.add(alert["agent"]["name"][:2])
+            return names
+
+        self.assertTrue(wait_for(lambda: alerting_prefixes() == {"t-", "u-"}, DEADLINE, 0.5))
+        health = json.loads(control(cluster.home("worker1").root, "-i", "more", "--json").stdout)
+        self.assertTrue(worker.running(), health)
+        for process in (tcp, udp):
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=DEADLINE)
+            self.assertEqual(process.returncode, 0, err)
+            summary = json.loads(out.strip().splitlines()[-1])
+            self.assertEqual(summary["startups_sent"], 10, summary)
+            self.assertGreaterEqual(summary["acks_received"], 20, summary)  # startups, keep-alives
+            self.assertEqual(summary["files_received"], 10, summary)  # merged.mg, both ways
+            self.assertGreater(summary["events_sent"], 10, summary)
         self.assertTrue(
             wait_for(
                 lambda: all(

@@ -1,6 +1,7 @@
-"""The agent event channel (TCP 1514): Wazuh 4.x's "secure" protocol on Twisted.
+"""The agent event channel (1514, TCP and UDP): Wazuh 4.x's "secure" protocol on Twisted.
 
-Each connection reads 4-byte little-endian framed payloads (:mod:`.secure`), finds the
+Each TCP connection reads 4-byte little-endian framed payloads (:mod:`.secure`); over UDP
+each datagram is one payload, answered at its source address. Either way the channel finds the
 agent's key in an injected :class:`~.secure.KeyStore`, decrypts and checks the message,
 then hands control messages to the :class:`~.sessions.SessionTable` and events to the
 injected event sink. Bad frames are dropped with Wazuh's warnings and the connection is
@@ -17,13 +18,14 @@ from __future__ import annotations
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Generator, Iterable
+from types import SimpleNamespace
 from typing import Any
 
 from attrs import define, field, frozen
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.interfaces import IAddress, IReactorTime, IUDPTransport
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
@@ -45,7 +47,9 @@ class AgentEvent:
     """One event received from an agent, for the analysis pipeline.
 
     ``ip`` is the connection's source address; ``registered_ip`` is the client.keys IP
-    (often ``any``), the one remoted puts in its ``[<id>] (<name>) <ip>`` tag.
+    (often ``any``), the one remoted puts in its ``[<id>] (<name>) <ip>`` tag;
+    ``reported_ip`` and ``labels`` come from the agent's last keep-alive on this node (its
+    own IP, and its labels as :func:`~.control.label_pairs` gives them).
     """
 
     agent_id: str
@@ -56,6 +60,8 @@ class AgentEvent:
     message: str
     received: float
     registered_ip: str = "any"
+    reported_ip: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 EventSink = Callable[[AgentEvent], None]
@@ -172,63 +178,48 @@ class ChannelStats:
     overtaken: int = 0
     pushes: int = 0
     sent: int = 0
+    datagrams: int = 0
 
 
-class AgentChannelProtocol(Protocol):
-    """One agent TCP connection."""
+class AgentPeer:
+    """What every agent message goes through, whatever carried it (a TCP connection or a
+    UDP datagram): the key lookup, decryption, counters, the agent's slot, then the
+    session table for control messages and the event sink for events.
+
+    A subclass says how to answer (:meth:`write_payload`, :meth:`write_pong`) and what
+    dropping a bad message does to its transport (:meth:`close`).
+    """
 
     factory: AgentChannelFactory
+    peer_ip: str
+    agent: secure.AgentKey | None
+    closing: bool
+    #: True for a UDP agent: its slot goes to any later authenticated datagram.
+    datagram: bool = False
 
-    def __init__(self, factory: AgentChannelFactory, peer_ip: str) -> None:
-        self.factory = factory
-        self.peer_ip = peer_ip
-        self.decoder = secure.FrameDecoder(factory.max_frame)
-        self.agent: secure.AgentKey | None = None
-        self.closing = False
+    def write_payload(self, payload: bytes) -> None:
+        """Put one encrypted payload on the wire."""
+        raise NotImplementedError
 
-    # ------------------------------------------------------------------ transport
-
-    def connectionMade(self) -> None:
-        """Count the connection."""
-        self.factory.stats.connections += 1
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Release the agent's slot if this connection holds it."""
-        self.closing = True
-        if self.agent is not None:
-            self.factory._release(self.agent.agent_id, self)
-
-    def dataReceived(self, data: bytes) -> None:
-        """Split the stream into frames and handle each one."""
-        if self.closing:
-            return
-        try:
-            frames = self.decoder.feed(data)
-        except secure.FrameTooLarge:
-            self.factory.log.warn("Too big message size from {peer_ip}.", peer_ip=self.peer_ip)
-            self.factory.stats.dropped += 1
-            self.close()
-            return
-        for payload in frames:
-            if self.closing:
-                return
-            self.factory.stats.frames += 1
-            self.handle_payload(payload)
+    def write_pong(self) -> None:
+        """Answer a ``#ping``."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        """Stop reading and close the connection."""
-        self.closing = True
-        if self.transport is not None:
-            self.transport.loseConnection()
+        """Stop serving this peer (a TCP connection is closed)."""
+        raise NotImplementedError
+
+    def authenticated(self) -> None:
+        """The peer's first valid message arrived (nothing to do for a datagram)."""
 
     def send(self, message: bytes) -> None:
-        """Encrypt ``message`` with this agent's key and write it framed."""
-        if self.agent is None or self.closing or self.transport is None:
+        """Encrypt ``message`` with this agent's key and write it."""
+        if self.agent is None or self.closing:
             return
         payload = secure.AES_TOKEN + secure.seal(
             message, self.agent.cipher_key, self.factory.send_counter.next(), secure.random16()
         )
-        self.transport.write(secure.frame(payload))
+        self.write_payload(payload)
         self.factory.stats.sent += 1
 
     # ------------------------------------------------------------------ frames
@@ -273,8 +264,7 @@ class AgentChannelProtocol(Protocol):
         """Authenticate, decrypt and dispatch one frame."""
         if payload.startswith(control.PING):
             self.factory.stats.pings += 1
-            if self.transport is not None:
-                self.transport.write(secure.frame(control.PONG))
+            self.write_pong()
             return
         found = self._lookup(payload)
         if found is None:
@@ -307,7 +297,7 @@ class AgentChannelProtocol(Protocol):
             )
             return
         if self.agent is None:
-            admit(self.transport)  # the first valid message is this listener's credential
+            self.authenticated()
         self.agent = entry
         self.factory._claim(entry.agent_id, self, idle_owner)
         if control.is_control(opened.message):
@@ -388,6 +378,8 @@ class AgentChannelProtocol(Protocol):
             # remoted tells analysisd, which raises Wazuh's "agent stopped" alert from it.
             stopped = f"ossec: Agent stopped: '{entry.name}->{entry.ip}'."
             self.handle_event(entry, control.format_event("1", "wazuh-remoted", stopped))
+            if self.datagram:
+                self.close()  # a UDP agent has no connection to lose: free its slot now
         elif isinstance(message, control.KeepAlive):
             push = sessions.keepalive(
                 entry.agent_id, entry.name, entry.ip, self.peer_ip, message.data
@@ -419,6 +411,7 @@ class AgentChannelProtocol(Protocol):
             self.factory.stats.dropped += 1
             return
         self.factory.stats.events += 1
+        session = self.factory.sessions.get(entry.agent_id)
         event = AgentEvent(
             entry.agent_id,
             entry.name,
@@ -428,6 +421,8 @@ class AgentChannelProtocol(Protocol):
             fields.message,
             self.factory.clock.seconds(),
             entry.ip,
+            session.reported_ip if session is not None else None,
+            session.labels if session is not None else (),
         )
         try:
             self.factory.event_sink(event)
@@ -435,6 +430,145 @@ class AgentChannelProtocol(Protocol):
             self.factory.log.failure(
                 "Event sink failed for agent '{agent_id}'", agent_id=entry.agent_id
             )
+
+
+class AgentChannelProtocol(AgentPeer, Protocol):
+    """One agent TCP connection: 4-byte little-endian frames."""
+
+    factory: AgentChannelFactory
+
+    def __init__(self, factory: AgentChannelFactory, peer_ip: str) -> None:
+        self.factory = factory
+        self.peer_ip = peer_ip
+        self.decoder = secure.FrameDecoder(factory.max_frame)
+        self.agent: secure.AgentKey | None = None
+        self.closing = False
+
+    # ------------------------------------------------------------------ transport
+
+    def connectionMade(self) -> None:
+        """Count the connection."""
+        self.factory.stats.connections += 1
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Release the agent's slot if this connection holds it."""
+        self.closing = True
+        if self.agent is not None:
+            self.factory._release(self.agent.agent_id, self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Split the stream into frames and handle each one."""
+        if self.closing:
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except secure.FrameTooLarge:
+            self.factory.log.warn("Too big message size from {peer_ip}.", peer_ip=self.peer_ip)
+            self.factory.stats.dropped += 1
+            self.close()
+            return
+        for payload in frames:
+            if self.closing:
+                return
+            self.factory.stats.frames += 1
+            self.handle_payload(payload)
+
+    def close(self) -> None:
+        """Stop reading and close the connection."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def write_payload(self, payload: bytes) -> None:
+        """Write one payload framed."""
+        if self.transport is not None:
+            self.transport.write(secure.frame(payload))
+
+    def write_pong(self) -> None:
+        """``#pong``, framed."""
+        if self.transport is not None:
+            self.transport.write(secure.frame(control.PONG))
+
+    def authenticated(self) -> None:
+        """The first valid message is this listener's credential: admit the connection."""
+        admit(self.transport)
+
+
+class DatagramPeer(AgentPeer):
+    """A UDP agent, as the source address of its last datagram: answers go there, unframed
+    (Wazuh's UDP messages are one payload per datagram)."""
+
+    datagram = True
+
+    def __init__(
+        self, factory: AgentChannelFactory, transport: IUDPTransport, address: tuple[str, int]
+    ) -> None:
+        self.factory = factory
+        self.transport = transport
+        self.address = address
+        self.peer_ip = normal_ip(address[0])
+        self.agent: secure.AgentKey | None = None
+        self.closing = False
+
+    def write_payload(self, payload: bytes) -> None:
+        """Send one payload to the agent's address."""
+        self._write(payload)
+
+    def write_pong(self) -> None:
+        """``#pong`` to the sender."""
+        self._write(control.PONG)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.transport.write(data, self.address)
+        except OSError as error:
+            # ICMP errors of earlier datagrams surface here (ECONNREFUSED...): nothing to do.
+            self.factory.log.debug(
+                "Could not send to {ip}: {error}", ip=self.peer_ip, error=str(error)
+            )
+
+    def close(self) -> None:
+        """Forget this address as the agent's (nothing to close for UDP)."""
+        self.closing = True
+        if self.agent is not None:
+            self.factory._release(self.agent.agent_id, self)
+
+
+class AgentDatagramProtocol(DatagramProtocol):
+    """The agent channel over UDP: each datagram is one payload, from the same keys,
+    counters and sessions as the TCP connections; answers go to the datagram's source.
+
+    A datagram that cannot be used is dropped and counted (``stats.dropped``); nothing a
+    datagram holds can stop the listener.
+    """
+
+    def __init__(self, factory: AgentChannelFactory) -> None:
+        self.factory = factory
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 - Twisted's name
+        """Handle one datagram as one agent message."""
+        stats = self.factory.stats
+        stats.datagrams += 1
+        if self.transport is None:
+            return
+        if not datagram or len(datagram) > self.factory.max_frame:
+            stats.dropped += 1
+            return
+        stats.frames += 1
+        peer = DatagramPeer(self.factory, self.transport, (str(addr[0]), int(addr[1])))
+        try:
+            peer.handle_payload(datagram)
+        except Exception:
+            stats.dropped += 1
+            self.factory.log.failure(
+                "Unexpected error on a datagram from {ip}; dropped", ip=peer.peer_ip
+            )
+
+
+def normal_ip(host: str) -> str:
+    """A datagram's source as the TCP side names peers (:func:`~wazuhcluster.util.limits.
+    host_text`): an IPv4-mapped IPv6 address as plain IPv4, no zone."""
+    return host_text(SimpleNamespace(host=host))
 
 
 class AgentChannelFactory(Factory[AgentChannelProtocol]):
@@ -473,7 +607,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         # Start the manager's counter at the current time so it keeps growing across
         # restarts without a counter file (remoted persists it in queue/rids/sender_counter).
         self.send_counter = secure.SendCounter(int(clock.seconds()) & secure.MAX_GLOBAL_COUNTER)
-        self._owners: dict[str, AgentChannelProtocol] = {}
+        self._owners: dict[str, AgentPeer] = {}
         self._last_received: dict[str, float] = {}
         self._counters: dict[str, secure.ReceiveCounter] = {}
         self._pushing: set[str] = set()
@@ -535,8 +669,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         """A protocol for one accepted connection."""
         return AgentChannelProtocol(self, host_text(addr) if addr is not None else "unknown")
 
-    def connection_for(self, agent_id: str) -> AgentChannelProtocol | None:
-        """The live connection of an agent, if any."""
+    def connection_for(self, agent_id: str) -> AgentPeer | None:
+        """The live connection of an agent (or the address of a UDP agent), if any."""
         return self._owners.get(agent_id)
 
     @property
@@ -554,26 +688,23 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             counter = self._counters[agent_id] = secure.ReceiveCounter()
         return counter
 
-    def _contender(
-        self, agent_id: str, proto: AgentChannelProtocol
-    ) -> AgentChannelProtocol | None | bool:
-        """None when ``proto`` may use the agent's slot, the idle owner to replace, or False."""
+    def _contender(self, agent_id: str, proto: AgentPeer) -> AgentPeer | None | bool:
+        """None when ``proto`` may use the agent's slot, the idle owner to replace, or False.
+
+        A UDP agent's slot is only the address of its last datagram: any later authenticated
+        message of that agent, over either protocol, takes it.
+        """
         owner = self._owners.get(agent_id)
-        if owner is None or owner is proto:
+        if owner is None or owner is proto or owner.datagram:
             return None
         idle = self.clock.seconds() - self._last_received.get(agent_id, 0.0)
         if self.overtake_time > 0 and idle > self.overtake_time:
             return owner
         return False
 
-    def _claim(
-        self,
-        agent_id: str,
-        proto: AgentChannelProtocol,
-        idle_owner: AgentChannelProtocol | None | bool,
-    ) -> None:
+    def _claim(self, agent_id: str, proto: AgentPeer, idle_owner: AgentPeer | None | bool) -> None:
         self._last_received[agent_id] = self.clock.seconds()
-        if isinstance(idle_owner, AgentChannelProtocol):
+        if isinstance(idle_owner, AgentPeer):
             self.log.debug(
                 "Idle connection of agent ID '{agent_id}' will be closed.", agent_id=agent_id
             )
@@ -582,7 +713,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             idle_owner.close()
         self._owners[agent_id] = proto
 
-    def _release(self, agent_id: str, proto: AgentChannelProtocol) -> None:
+    def _release(self, agent_id: str, proto: AgentPeer) -> None:
         if self._owners.get(agent_id) is proto:
             del self._owners[agent_id]
 
@@ -682,5 +813,11 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     # ------------------------------------------------------------------ periodic
 
     def check_disconnections(self) -> list[str]:
-        """Run the session table's keep-alive time-out check (for a periodic task)."""
-        return self.sessions.check_disconnections()
+        """Run the session table's keep-alive time-out check (for a periodic task); a UDP
+        agent that timed out loses its slot (it has no connection that would close)."""
+        expired = self.sessions.check_disconnections()
+        for agent_id in expired:
+            owner = self._owners.get(agent_id)
+            if owner is not None and owner.datagram:
+                owner.close()
+        return expired

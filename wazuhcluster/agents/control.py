@@ -189,6 +189,52 @@ def parse_uname(uname: str) -> OsInfo:
     )
 
 
+def short_uname(uname: str) -> str:
+    """The uname as Wazuh stores it (``os_uname``): the text before the OS bracket
+    (`` [Ubuntu|ubuntu: ...]`` or `` [Ver: ...]``), e.g. ``Linux |web01 |5.15 |#1 SMP |x86_64``."""
+    cut = uname.find(" [")
+    return uname if cut < 0 else uname[:cut]
+
+
+@frozen
+class Label:
+    """One label line of a keep-alive: ``"key":value`` (``!`` hidden, ``#`` system)."""
+
+    key: str
+    value: str
+    hidden: bool = False
+    system: bool = False
+
+
+def parse_label(line: str) -> Label | None:
+    """Read a keep-alive label line (``"env":prod``, ``!"owner":me``, ``#"_agent_ip":x``).
+
+    The key is the text between the quotes and the value what follows ``":``, as the
+    agent writes them (``labels_format``); None when the line is not shaped so.
+    """
+    hidden = line.startswith("!")
+    system = line.startswith("#")
+    text = line[1:] if hidden or system else line
+    if not text.startswith('"'):
+        return None
+    key, sep, value = text[1:].partition('":')
+    if not sep or not key:
+        return None
+    return Label(key, value, hidden, system)
+
+
+def label_pairs(lines: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
+    """The agent's own labels as ``(key, value)`` pairs: system labels are left out (the
+    manager derives them) and a hidden label's key keeps a leading ``!``."""
+    pairs = []
+    for line in lines:
+        label = parse_label(line)
+        if label is None or label.system:
+            continue
+        pairs.append(("!" + label.key if label.hidden else label.key, label.value))
+    return tuple(pairs)
+
+
 def parse_keepalive(body: str) -> KeepAliveData:
     """Parse a keep-alive body (the text after ``#!-``).
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from wazuhcluster.agents.control import label_pairs
 from wazuhcluster.agents.sessions import AgentInfoRow
 from wazuhcluster.registry.model import AgentInfoReport
 
@@ -24,11 +25,16 @@ _TEXT_FIELDS = (
     "version",
     "os_name",
     "os_version",
+    "os_major",
+    "os_minor",
+    "os_build",
+    "os_codename",
     "os_platform",
     "os_arch",
     "os_uname",
     "config_sum",
     "merged_sum",
+    "agent_ip",
 )
 _STATUSES = {"never_connected", "pending", "active", "disconnected"}
 #: One encoder for every row: ``json.dumps`` with custom separators builds a new encoder per
@@ -59,12 +65,17 @@ def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
                 version=row.version,
                 os_name=row.os_name,
                 os_version=row.os_version,
+                os_major=row.os_major,
+                os_minor=row.os_minor,
+                os_build=row.os_build,
+                os_codename=row.os_codename,
                 os_platform=row.os_platform,
                 os_arch=row.os_arch,
                 os_uname=row.os_uname,
                 labels=list(row.labels),
                 config_sum=row.config_sum,
                 merged_sum=row.merged_sum,
+                agent_ip=row.agent_ip,
             )
         else:
             fields["refresh"] = True
@@ -75,13 +86,10 @@ def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
 def _labels(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, list) or len(value) > 256:
         raise ValueError("labels must be a list of at most 256 strings")
-    pairs = []
     for label in value:
         if not isinstance(label, str) or len(label) > 1024:
             raise ValueError("each label must be a string of at most 1024 characters")
-        key, _, text = label.partition(":")
-        pairs.append((key.strip().strip('"'), text.strip().strip('"')))
-    return tuple(pairs)
+    return label_pairs(value)
 
 
 def _number(value: Any, name: str, optional: bool = True) -> float | None:

@@ -1,4 +1,5 @@
-"""The agent channel of a node (TCP 1514): listener, sessions, key reloads, status checks.
+"""The agent channel of a node (1514, TCP and/or UDP): listeners, sessions, key reloads,
+status checks.
 
 Every node runs one. The role hands in what differs: where events go (``event_sink``),
 where status changes go, and which merged.mg an agent should have (``merged_for``).
@@ -11,18 +12,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, UDPServer
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from zope.interface import implementer
 
 from wazuhcluster.agents import secure
-from wazuhcluster.agents.channel import AgentChannelFactory
+from wazuhcluster.agents.channel import AgentChannelFactory, AgentDatagramProtocol
 from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
-from wazuhcluster.util.interfaces import IReactorTCPTime
+from wazuhcluster.util.interfaces import IReactorAgentChannel
 from wazuhcluster.util.limits import LimitedFactory
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -34,7 +35,8 @@ CHECK_INTERVAL = 10.0
 
 @implementer(IAgentChannel)
 class AgentChannelService(MultiService):
-    """Serves agents on the node's ``<remote>`` port and keeps their sessions."""
+    """Serves agents on the node's ``<remote>`` port (TCP, UDP or both, as ``<protocol>``
+    says; one set of keys, counters and sessions for both) and keeps their sessions."""
 
     def __init__(
         self,
@@ -43,7 +45,7 @@ class AgentChannelService(MultiService):
         agents: AgentsSettings,
         node_name: str,
         event_sink: IEventSink,
-        reactor: IReactorTCPTime,
+        reactor: IReactorAgentChannel,
         log: ClusterLog,
         merged_for: IMergedFiles | None = None,
         manager_version: str | None = None,
@@ -70,26 +72,41 @@ class AgentChannelService(MultiService):
         self._reload_lock = DeferredLock()
         endpoint_type = TCP6ServerEndpoint if remote.ipv6 else TCP4ServerEndpoint
         interface = remote.local_ip or ("::" if remote.ipv6 else "0.0.0.0")
-        # An agent silent for the disconnection time is disconnected anyway: close its socket
-        # too (unless <remote><idle_timeout> says otherwise). A connection counts as an
-        # agent's from its first valid encrypted message; before that it has a deadline and
-        # its own caps, so silent or slow strangers cannot hold descriptors.
-        limits = remote.limits
-        if limits.idle_timeout is None:
-            limits = attrs.evolve(limits, idle_timeout=agents.disconnection_time)
-        limited = LimitedFactory(
-            self.factory,
-            reactor,
-            log,
-            limits=limits,
-            admit_on="protocol",
-            credential="valid agent message",
-        )
-        listener = StreamServerEndpointService(
-            endpoint_type(reactor, remote.port, interface=interface), limited
-        )
-        listener.setName("agent-channel")
-        listener.setServiceParent(self)
+        if remote.tcp:
+            # An agent silent for the disconnection time is disconnected anyway: close its
+            # socket too (unless <remote><idle_timeout> says otherwise). A connection counts
+            # as an agent's from its first valid encrypted message; before that it has a
+            # deadline and its own caps, so silent or slow strangers cannot hold descriptors.
+            limits = remote.limits
+            if limits.idle_timeout is None:
+                limits = attrs.evolve(limits, idle_timeout=agents.disconnection_time)
+            limited = LimitedFactory(
+                self.factory,
+                reactor,
+                log,
+                limits=limits,
+                admit_on="protocol",
+                credential="valid agent message",
+            )
+            listener = StreamServerEndpointService(
+                endpoint_type(reactor, remote.port, interface=interface), limited
+            )
+            listener.setName("agent-channel")
+            listener.setServiceParent(self)
+        #: The UDP side (None without ``udp`` in ``<protocol>``).
+        self.datagrams: AgentDatagramProtocol | None = None
+        if remote.udp:
+            self.datagrams = AgentDatagramProtocol(self.factory)
+            # One listener socket for every UDP agent; a datagram up to 64 KiB fits.
+            udp = UDPServer(
+                remote.port,
+                self.datagrams,
+                interface=interface,
+                maxPacketSize=secure.MAX_FRAME,
+                reactor=reactor,
+            )
+            udp.setName("agent-channel-udp")
+            udp.setServiceParent(self)
         PeriodicTask("agent keys", CHECK_INTERVAL, self.reload_keys, reactor, log).setServiceParent(
             self
         )

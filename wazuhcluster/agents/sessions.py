@@ -19,7 +19,7 @@ from typing import Protocol
 
 from attrs import define, field, frozen
 
-from wazuhcluster.agents.control import KeepAliveData, OsInfo
+from wazuhcluster.agents.control import KeepAliveData, OsInfo, label_pairs, short_uname
 
 DEFAULT_DISCONNECTION_TIME = 900.0
 
@@ -115,11 +115,19 @@ class AgentSession:
     disconnection_time: float | None = None
     evidence_at: float = 0.0
     group_config_status: str | None = None
+    #: The agent's labels as its events carry them to analysis (see
+    #: :func:`~wazuhcluster.agents.control.label_pairs`), from the last keep-alive.
+    labels: tuple[tuple[str, str], ...] = ()
 
     def signature(self) -> tuple[object, ...]:
         """The fields whose change makes the agent dirty for the agent-info sync."""
         return (self.status, self.name, self.ip, self.keepalive, self.startup_version,
                 self.group_config_status)  # fmt: skip
+
+    @property
+    def reported_ip(self) -> str | None:
+        """The agent's own IP from its last keep-alive (``#"_agent_ip":``), or None."""
+        return self.keepalive.agent_ip if self.keepalive is not None else None
 
     @property
     def version(self) -> str | None:
@@ -165,6 +173,8 @@ class SessionTable:
         session = self._session(agent_id, name, ip)
         before = session.signature()
         session.peer_ip = peer_ip
+        if session.keepalive is None or session.keepalive.labels != data.labels:
+            session.labels = label_pairs(data.labels)
         session.keepalive = data
         session.last_keepalive = now
         session.evidence_at = now
@@ -303,7 +313,7 @@ class SessionTable:
             last_keepalive=session.last_keepalive,
             disconnection_time=session.disconnection_time,
             version=session.version,
-            os_uname=data.uname if data is not None else None,
+            os_uname=short_uname(data.uname) if data is not None and data.uname else None,
             os_name=os_info.name,
             os_version=os_info.version,
             os_major=os_info.major,

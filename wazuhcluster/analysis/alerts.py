@@ -201,6 +201,25 @@ def _more_compliance(section: dict[str, Any], data: dict[str, Any], full_log: st
             ]
 
 
+def label_section(labels: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``agent.labels`` of an alert: every label but the hidden ones (a key with a leading
+    ``!``), dotted keys nested (``aws.region`` → ``{"aws": {"region": ...}}``); empty when
+    all are hidden, as Wazuh prints it."""
+    section: dict[str, Any] = {}
+    for key, value in labels:
+        if key.startswith("!"):
+            continue
+        *parents, last = key.split(".")
+        place = section
+        for part in parents:
+            child = place.get(part)
+            if not isinstance(child, dict):
+                child = place[part] = {}
+            place = child
+        place[last] = value
+    return section
+
+
 def build_alert(
     event: EventInfo, rule: Rule | None, identity: Identity, sequence: int
 ) -> dict[str, Any]:
@@ -215,6 +234,8 @@ def build_alert(
         agent["name"] = event.agent_name
     if event.agent_ip and event.agent_ip != "any":
         agent["ip"] = event.agent_ip
+    if event.agent_labels:
+        agent["labels"] = label_section(event.agent_labels)
     alert["agent"] = agent
     alert["manager"] = {"name": identity.manager_name}
     alert["id"] = f"{int(event.time)}.{sequence}"

@@ -30,6 +30,13 @@ MAX_NOTICES = 100
 ACCUMULATED_FIELDS = ("dstuser", "srcuser", "dstip", "srcip", "dstport", "srcport", "data")
 
 
+def _label_pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """Labels as pairs (JSON brings them back from the analysis processes as lists)."""
+    if not value:
+        return ()
+    return tuple((str(key), str(text)) for key, text in value)
+
+
 @attrs.frozen
 class Event:
     """One event to analyse, as the agent channel (or wazuh-logtest) hands it over.
@@ -40,6 +47,12 @@ class Event:
     manager itself. ``timestamp`` is the receive time in epoch seconds. ``manager_name``,
     ``cluster_name``, ``cluster_node`` and ``hide_cluster`` override the engine's
     :class:`Identity` for this event when given.
+
+    ``agent_ip`` is the agent's registered IP (the one the location carries);
+    ``agent_reported_ip`` the IP the agent reported in its keep-alives (Wazuh's system label
+    ``_agent_ip``), which the alert shows instead when known. ``agent_labels`` are the
+    agent's own labels as ``(key, value)`` pairs, a hidden label's key with a leading ``!``
+    (alerts print the others under ``agent.labels``).
     """
 
     message: str
@@ -53,6 +66,8 @@ class Event:
     cluster_name: str | None = None
     cluster_node: str | None = None
     hide_cluster: bool | None = None
+    agent_reported_ip: str | None = None
+    agent_labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_label_pairs)
 
     def identity(self, default: Identity) -> Identity:
         """The identity to write in this event's alert."""
@@ -190,7 +205,8 @@ class Engine:
             location = event.location
         info = EventInfo(full_log, log, location, now)
         info.agent_id = event.agent_id
-        info.agent_ip = event.agent_ip
+        info.agent_ip = event.agent_reported_ip or event.agent_ip
+        info.agent_labels = event.agent_labels
         if event.agent_id != "000":
             info.agent_name = event.agent_name
             info.hostname = event.agent_name or ""

@@ -87,6 +87,7 @@ class EventInfo:
     __slots__ = (
         "agent_id",
         "agent_ip",
+        "agent_labels",
         "agent_name",
         "decoder",
         "field_index",
@@ -123,6 +124,8 @@ class EventInfo:
         self.agent_id = "000"
         self.agent_name: str | None = None
         self.agent_ip: str | None = None
+        # The agent's labels, a hidden one's key with a leading '!' (see engine.Event).
+        self.agent_labels: tuple[tuple[str, str], ...] = ()
         self.decoder: DecodedBy | None = None
         self.static: dict[str, str] = {}
         self.fields: list[tuple[str, str]] = []

@@ -39,8 +39,12 @@ AGENT_FIELDS = (
     "os.name",
     "os.platform",
     "os.version",
+    "os.major",
+    "os.minor",
+    "os.codename",
     "os.arch",
     "os.uname",
+    "labels",
 )
 NODE_FIELDS = ("name", "type", "version", "ip")
 GROUP_FIELDS = ("name", "count", "mergedSum", "configSum")
@@ -98,7 +102,7 @@ def agent_view(
     view: dict[str, Any] = {
         "id": agent.id,
         "name": agent.name,
-        "ip": agent.ip,
+        "ip": agent.address,
         "registerIP": agent.ip,
         "status": agent.connection_status,
         "status_code": 0,
@@ -124,6 +128,9 @@ def agent_view(
             ("name", agent.os_name),
             ("platform", agent.os_platform),
             ("version", agent.os_version),
+            ("major", agent.os_major),
+            ("minor", agent.os_minor),
+            ("codename", agent.os_codename),
             ("arch", agent.os_arch),
             ("uname", agent.os_uname),
         )
@@ -131,6 +138,9 @@ def agent_view(
     }
     if os_view:
         view["os"] = os_view
+    labels = agent.visible_labels()
+    if labels:
+        view["labels"] = labels
     expected = merged_sums(agent.groups)
     synced = bool(agent.merged_sum) and agent.merged_sum == expected
     view["group_config_status"] = "synced" if synced else "not synced"

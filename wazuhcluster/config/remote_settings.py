@@ -1,6 +1,7 @@
 """Settings of the agent channel: ``<remote>`` and ``<global><agents_disconnection_time>``.
 
-Only the "secure" connection is served (agents' events on TCP 1514). A ``<remote>`` block
+Only the "secure" connection is served (agents' events on 1514, over TCP, UDP or both as
+``<protocol>`` says). A ``<remote>`` block
 with ``<connection>syslog</connection>`` parses, so a config may keep one, but the node
 does not listen for syslog; :func:`secure_remote` picks the secure block.
 """
@@ -29,6 +30,7 @@ class RemoteSettings:
 
     connection: str = "secure"
     port: int = DEFAULT_PORT
+    #: ``tcp``, ``udp`` or ``tcp,udp``.
     protocol: str = "tcp"
     queue_size: int = DEFAULT_QUEUE_SIZE
     local_ip: str | None = None
@@ -36,6 +38,16 @@ class RemoteSettings:
     connection_overtake_time: float = DEFAULT_OVERTAKE_TIME
     #: Connection limits of 1514 (idle_timeout None: the agents' disconnection time).
     limits: ListenerLimits = AGENT_LIMITS
+
+    @property
+    def tcp(self) -> bool:
+        """Whether agents are served over TCP."""
+        return "tcp" in self.protocol.split(",")
+
+    @property
+    def udp(self) -> bool:
+        """Whether agents are served over UDP."""
+        return "udp" in self.protocol.split(",")
 
 
 @frozen
@@ -57,14 +69,16 @@ def _check_ip(value: str) -> str | None:
 def parse_remote(section: Section) -> RemoteSettings:
     """Parse one ``<remote>`` block; raises :class:`ConfigError` for bad values.
 
-    ``<protocol>`` accepts ``tcp`` (any case); ``udp`` is refused because this node serves
-    agents over TCP only.
+    ``<protocol>`` takes ``tcp``, ``udp`` or both, comma-separated (any case, any order);
+    Wazuh's default is ``tcp``.
     """
     connection = section.choice("connection", "secure", ("secure", "syslog"))
     protocols = {p.strip().lower() for p in section.text("protocol", "tcp").split(",")}
     protocols.discard("")
-    if protocols != {"tcp"}:
-        raise section.error("protocol", f"only tcp is supported, got {','.join(sorted(protocols))}")
+    if not protocols or not protocols <= {"tcp", "udp"}:
+        raise section.error(
+            "protocol", f"expected tcp, udp or tcp,udp, got {','.join(sorted(protocols))}"
+        )
     local_ip = section.raw("local_ip")
     if local_ip is not None:
         section.checked("local_ip", local_ip, _check_ip)
@@ -74,7 +88,7 @@ def parse_remote(section: Section) -> RemoteSettings:
     return RemoteSettings(
         connection=connection,
         port=section.integer("port", DEFAULT_PORT, 1, 65535),
-        protocol="tcp",
+        protocol=",".join(sorted(protocols)),
         queue_size=section.integer("queue_size", DEFAULT_QUEUE_SIZE, 1, MAX_QUEUE_SIZE),
         local_ip=local_ip,
         ipv6=section.boolean("ipv6", False),

@@ -23,6 +23,7 @@ from twisted.protocols import amp
 from zope.interface import implementer
 
 from wazuhcluster.agents import groups_table
+from wazuhcluster.agents.control import label_pairs
 from wazuhcluster.agents.info import InfoError, decode_reports
 from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.agents.sessions import AgentInfoRow
@@ -58,7 +59,6 @@ class WorkerAgentsState:
 
 def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
     """A registry report from a row of the master's own agent channel."""
-    labels = tuple(label.partition(":")[::2] for label in row.labels)
     return AgentInfoReport(
         agent_id=row.agent_id,
         node_name=node_name,
@@ -73,9 +73,14 @@ def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
         os_platform=row.os_platform or "",
         os_arch=row.os_arch or "",
         os_uname=row.os_uname or "",
-        labels=labels,
+        os_major=row.os_major or "",
+        os_minor=row.os_minor or "",
+        os_build=row.os_build or "",
+        os_codename=row.os_codename or "",
+        labels=label_pairs(row.labels),
         config_sum=row.config_sum or "",
         merged_sum=row.merged_sum or "",
+        agent_ip=row.agent_ip or "",
         refresh_only=not row.full,
     )
 

@@ -9,6 +9,7 @@ socket and are answered here.
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
@@ -52,6 +53,8 @@ from wazuhcluster.wire.features import LinkFeature
 
 #: The most agents one management answer carries (AMP values are at most 64 KiB).
 MAX_PAGE = 200
+#: Most bytes of rows one listing answer carries (an AMP value holds at most 64 KiB).
+PAGE_BYTES = 48 * 1024
 #: The most entries one key push carries: added entries (about 130 bytes of JSON each) and
 #: removed ids (at most 11 bytes each), so each value stays under AMP's 64 KiB.
 PUSH_ADDED = 200
@@ -74,11 +77,25 @@ def agent_row(agent: Agent) -> dict[str, Any]:
     return {
         "id": agent.id,
         "name": agent.name,
-        "ip": agent.ip,
+        "ip": agent.address,
         "status": agent.connection_status,
         "version": agent.version or "unknown",
         "node_name": agent.node_name or "unknown",
         "groups": list(agent.groups),
+        "register_ip": agent.ip,
+        "os": {
+            "name": agent.os_name,
+            "version": agent.os_version,
+            "major": agent.os_major,
+            "minor": agent.os_minor,
+            "codename": agent.os_codename,
+            "platform": agent.os_platform,
+            "arch": agent.os_arch,
+            "uname": agent.os_uname,
+        },
+        "labels": agent.visible_labels(),
+        "config_sum": agent.config_sum,
+        "merged_sum": agent.merged_sum,
     }
 
 
@@ -445,12 +462,22 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         limit = min(int(arguments.get("limit", MAX_PAGE)), MAX_PAGE)
         agents = await self.registry.list_agents()
         chosen = [
-            agent_row(agent)
+            agent
             for agent in agents
             if (not statuses or agent.connection_status in statuses)
             and (not nodes or agent.node_name in nodes)
         ]
-        return {"agents": chosen[offset : offset + limit], "total": len(chosen)}
+        # Rows differ in size (OS, labels): a page ends at the row count or at the byte
+        # budget, whichever comes first; the caller asks again from where it stopped.
+        page: list[dict[str, Any]] = []
+        size = 0
+        for agent in chosen[offset : offset + limit]:
+            row = agent_row(agent)
+            size += len(json.dumps(row)) + 2
+            if page and size > PAGE_BYTES:
+                break
+            page.append(row)
+        return {"agents": page, "total": len(chosen)}
 
     async def _delete_agents(self, arguments: dict[str, Any]) -> dict[str, Any]:
         ids = _strings(arguments, "ids")

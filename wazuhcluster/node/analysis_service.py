@@ -70,6 +70,8 @@ def to_event(item: AgentEvent) -> Event:
         agent_name=item.name,
         agent_ip=item.registered_ip,
         timestamp=item.received,
+        agent_reported_ip=item.reported_ip,
+        agent_labels=item.labels,
     )
 
 

@@ -78,12 +78,28 @@ class Agent:
     os_platform: str = ""
     os_arch: str = ""
     os_uname: str = ""
+    os_major: str = ""
+    os_minor: str = ""
+    os_build: str = ""
+    os_codename: str = ""
     labels: tuple[tuple[str, str], ...] = ()
     config_sum: str = ""
     merged_sum: str = ""
+    #: The IP the agent reports in its keep-alives (``_agent_ip``), "" when unknown.
+    agent_ip: str = ""
     node_name: str = ""
     status_time: float = 0.0
     status_seq: int = 0
+
+    @property
+    def address(self) -> str:
+        """The IP the API shows as ``ip``: the agent's reported one, else the registered one."""
+        return self.agent_ip or self.ip
+
+    def visible_labels(self) -> dict[str, str]:
+        """The agent's labels as the API shows them, ``{key: value}``: hidden ones (kept
+        with a leading ``!``) are left out."""
+        return {key: value for key, value in self.labels if not key.startswith("!")}
 
     def key_line(self) -> str:
         """The agent's ``client.keys`` line: ``ID NAME IP KEY``."""
@@ -122,9 +138,15 @@ class AgentInfoReport:
     os_platform: str = ""
     os_arch: str = ""
     os_uname: str = ""
+    os_major: str = ""
+    os_minor: str = ""
+    os_build: str = ""
+    os_codename: str = ""
     labels: tuple[tuple[str, str], ...] = field(default=(), converter=_labels)
     config_sum: str = ""
     merged_sum: str = ""
+    #: The IP the agent reports in its keep-alives (``_agent_ip``), "" when unknown.
+    agent_ip: str = ""
     #: Only the keep-alive changed since the node's previous report: the registry updates
     #: the status, node, times and sequence and keeps the agent's other fields.
     refresh_only: bool = False

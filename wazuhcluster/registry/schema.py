@@ -80,8 +80,19 @@ _V3 = (
     "ALTER TABLE agents DROP COLUMN status_seq",
 )
 
+#: Version 4: the rest of what a keep-alive tells (Wazuh's ``os_major``, ``os_minor``,
+#: ``os_build``, ``os_codename``) and the IP the agent reports (``_agent_ip``), which the
+#: API shows as ``ip`` while ``ip`` here stays the registered one (client.keys).
+_V4 = (
+    "ALTER TABLE agents ADD COLUMN os_major TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_minor TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_build TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN os_codename TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN agent_ip TEXT NOT NULL DEFAULT ''",
+)
+
 #: Every migration, in order; ``MIGRATIONS[n]`` takes a database from version n to n+1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 LATEST_VERSION = len(MIGRATIONS)
 
 

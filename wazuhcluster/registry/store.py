@@ -12,6 +12,7 @@ once per burst of changes.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import secrets
 import sqlite3
@@ -28,6 +29,7 @@ from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
     ANY_IP,
     CONNECTION_STATUSES,
+    MAX_IP_TEXT,
     Agent,
     AgentInfoReport,
     AgentInfoResult,
@@ -57,7 +59,7 @@ _AGENT_COLUMNS = (
     "id, name, ip, key, register_time, connection_status, last_keepalive, "
     "COALESCE(disconnection_time, 0), version, os_name, os_version, os_platform, os_arch, "
     "os_uname, labels, config_sum, merged_sum, node_name, COALESCE(status_time, 0), "
-    "COALESCE(status_seq, 0)"
+    "COALESCE(status_seq, 0), os_major, os_minor, os_build, os_codename, agent_ip"
 )
 _AGENTS_JOINED = "agents LEFT JOIN agent_times USING (id)"
 #: The columns of agent_times, which every report writes.
@@ -721,8 +723,24 @@ def _report_columns(report: AgentInfoReport) -> dict[str, Any]:
         labels=labels,
         config_sum=_clip(report.config_sum),
         merged_sum=_clip(report.merged_sum),
+        os_major=_clip(report.os_major),
+        os_minor=_clip(report.os_minor),
+        os_build=_clip(report.os_build),
+        os_codename=_clip(report.os_codename),
+        agent_ip=_reported_ip(report.agent_ip),
     )
     return columns
+
+
+def _reported_ip(text: str) -> str:
+    """The agent's reported IP when it is one address ("" otherwise: never shown)."""
+    if not text or len(text) > MAX_IP_TEXT:
+        return ""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return ""
+    return text
 
 
 def _agent_from_row(row: tuple[Any, ...], groups: tuple[str, ...]) -> Agent:
@@ -750,4 +768,9 @@ def _agent_from_row(row: tuple[Any, ...], groups: tuple[str, ...]) -> Agent:
         node_name=row[17],
         status_time=row[18],
         status_seq=row[19],
+        os_major=row[20],
+        os_minor=row[21],
+        os_build=row[22],
+        os_codename=row[23],
+        agent_ip=row[24],
     )

@@ -1,6 +1,6 @@
 """``wazuh-agent-sim``: many simulated Wazuh 4.x agents in one Twisted process.
 
-Each simulated agent connects to a node's agent channel (TCP 1514), sends
+Each simulated agent connects to a node's agent channel (TCP 1514, or UDP with ``--udp``), sends
 ``#!-agent startup``, waits for the ack, then sends keep-alives every ``--keepalive``
 seconds and events at its share of ``--eps``. It accepts shared-file pushes (checking the
 announced MD5), obeys ``#!-force_reconnect``, reconnects when the connection drops, and
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import ipaddress
 import itertools
 import json
 import os
@@ -28,9 +29,10 @@ from typing import Any, cast
 
 from attrs import asdict, define, field
 from twisted.internet import task
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
@@ -429,6 +431,93 @@ class Simulator:
         }
 
 
+# --------------------------------------------------------------------------- UDP
+
+
+class _DatagramStream:
+    """The transport a :class:`SimAgentProtocol` sees over UDP: each frame it writes
+    leaves as one datagram without its length prefix (Wazuh's UDP agents send one payload
+    per datagram)."""
+
+    def __init__(self, carrier: _FramedDatagrams) -> None:
+        self.carrier = carrier
+
+    def write(self, data: bytes) -> None:
+        """Send one frame's payload."""
+        transport = self.carrier.transport
+        if transport is not None and len(data) > 4:
+            try:
+                transport.write(data[4:], None)  # a connected socket: to the node
+            except OSError:
+                pass  # the node is not there (yet): a UDP agent just sends again later
+
+    def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
+        """Close the agent's UDP socket."""
+        self.carrier.close()
+
+    def getHost(self) -> Any:  # noqa: N802 - Twisted's name
+        """The agent's local address (its ``_agent_ip``)."""
+        transport = self.carrier.transport
+        return transport.getHost() if transport is not None else None
+
+
+class _FramedDatagrams(DatagramProtocol):
+    """One simulated UDP agent's socket, connected to the node; datagrams received are
+    handed to the agent's protocol as frames."""
+
+    def __init__(self, stream: Protocol, host: str, port: int) -> None:
+        self.stream = stream
+        self.host = host
+        self.port = port
+        self.listening: IListeningPort | None = None
+        self.closed = False
+
+    def startProtocol(self) -> None:  # noqa: N802 - Twisted's name
+        """Connect the socket to the node and start the agent (its startup)."""
+        assert self.transport is not None
+        self.transport.connect(self.host, self.port)
+        self.stream.makeConnection(cast(Any, _DatagramStream(self)))
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802
+        """A message from the node."""
+        if len(datagram) <= secure.MAX_FRAME:
+            self.stream.dataReceived(secure.frame(datagram))
+
+    def connectionRefused(self) -> None:  # noqa: N802 - Twisted's name
+        """Nothing listens (ICMP): the agent keeps sending, as Wazuh's UDP agents do."""
+
+    def close(self) -> None:
+        """Stop listening; the agent sees a lost connection."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.listening is not None:
+            self.listening.stopListening()
+        self.stream.connectionLost(Failure(ConnectionDone()))
+
+
+def udp_connector(reactor: IReactorUDP, host: str, port: int) -> Connector:
+    """A :data:`Connector` that serves each agent over its own UDP socket to ``host:port``
+    (an IP address)."""
+    family = ipaddress.ip_address(host)
+    interface = "::" if family.version == 6 else "0.0.0.0"
+
+    def connect(factory: Factory[Protocol]) -> Deferred[Any]:
+        stream = factory.buildProtocol(None)
+        if stream is None:
+            return fail(RuntimeError("no protocol"))
+        carrier = _FramedDatagrams(stream, host, port)
+        try:
+            carrier.listening = reactor.listenUDP(
+                0, carrier, interface=interface, maxPacketSize=secure.MAX_FRAME
+            )
+        except OSError as error:
+            return fail(error)
+        return succeed(stream)
+
+    return connect
+
+
 # --------------------------------------------------------------------------- enrollment
 
 
@@ -532,12 +621,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save-keys", default=None, help="write enrolled keys to this file")
     parser.add_argument("--agent-version", default=DEFAULT_VERSION, help="version to report")
     parser.add_argument("--spread", type=float, default=1.0, help="spread connects over SEC")
+    parser.add_argument(
+        "--udp", action="store_true", help="agents report over UDP (--manager must be an IP)"
+    )
     options = parser.parse_args(argv)
     _ports_from_home(parser, options)
     if options.agents < 1 or options.agents > 100_000:
         parser.error("--agents must be between 1 and 100000")
     if options.keepalive <= 0 or options.eps < 0 or options.duration < 0:
         parser.error("--keepalive must be positive; --eps and --duration not negative")
+    if options.udp:
+        try:
+            ipaddress.ip_address(options.manager)
+        except ValueError:
+            parser.error("--udp needs --manager as an IP address")
     return options
 
 
@@ -614,11 +711,16 @@ def _run(reactor: IScriptReactor, options: argparse.Namespace, out: Any) -> Defe
         if options.save_keys and not options.keys:
             save_keys(options.save_keys, keys)
         endpoint = HostnameEndpoint(reactor, options.manager, options.port, timeout=10)
+        connect = (
+            udp_connector(reactor, options.manager, options.port)
+            if options.udp
+            else endpoint.connect
+        )
         agents = [
             SimulatedAgent(
                 key,
                 reactor,
-                endpoint.connect,
+                connect,
                 config,
                 events=_event_source(options, index, key.name),
             )

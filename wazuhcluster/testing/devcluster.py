@@ -105,6 +105,8 @@ class LocalCluster:
     auth_options: str = ""
     #: Whether the master serves the REST API (on ``node_ports(master)["api"]``).
     with_api: bool = False
+    #: Every node's ``<remote><protocol>`` for agents: ``tcp``, ``udp`` or ``tcp,udp``.
+    agent_protocol: str = "tcp"
 
     def node_ports(self, name: str) -> dict[str, int]:
         """The agent-facing ports of node ``name`` (allocated on first use)."""
@@ -128,6 +130,7 @@ class LocalCluster:
             "  <remote>\n"
             "    <connection>secure</connection>\n"
             f"    <port>{ports['agents']}</port>\n"
+            f"    <protocol>{self.agent_protocol}</protocol>\n"
             "    <local_ip>127.0.0.1</local_ip>\n"
             "  </remote>\n"
             + (

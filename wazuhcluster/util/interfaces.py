@@ -15,6 +15,7 @@ from twisted.internet.interfaces import (
     IReactorSSL,
     IReactorTCP,
     IReactorTime,
+    IReactorUDP,
     IReactorUNIX,
 )
 
@@ -23,12 +24,21 @@ class IReactorTCPTime(IReactorTCP, IReactorTime):
     """A TCP listener with timers (the agent channel)."""
 
 
+class IReactorAgentChannel(IReactorTCPTime, IReactorUDP):
+    """TCP and UDP listeners with timers (the agent channel: ``<protocol>tcp,udp``)."""
+
+
 class IReactorSSLTime(IReactorSSL, IReactorTime):
     """A TLS listener or client with timers (the REST API, agent enrollment)."""
 
 
 class INodeReactor(
-    IReactorTCPTime, IReactorSSLTime, IReactorUNIX, IReactorFromThreads, IReactorFDSet, IReactorCore
+    IReactorAgentChannel,
+    IReactorSSLTime,
+    IReactorUNIX,
+    IReactorFromThreads,
+    IReactorFDSet,
+    IReactorCore,
 ):
     """Everything a node's service tree asks of its reactor."""
 
