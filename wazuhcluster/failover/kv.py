@@ -266,6 +266,18 @@ class Op:
         """Delete ``key`` (or every key in ``[key, range_end)``)."""
         return cls("request_delete_range", range_body(key, range_end))
 
+    @classmethod
+    def txn(cls, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> Op:
+        """A nested transaction (etcd 3.3 and newer)."""
+        return cls(
+            "request_txn",
+            {
+                "compare": [item.to_json() for item in compare],
+                "success": [op.to_json() for op in success],
+                "failure": [op.to_json() for op in failure],
+            },
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The gateway form."""
         return {self.kind: dict(self.body)}
@@ -290,13 +302,16 @@ class TxnResult:
     revision: int
     ranges: tuple[RangeResult, ...]
     deleted: tuple[int, ...]
+    #: The answer of the branch's first nested transaction, if it had one.
+    nested: TxnResult | None = None
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> TxnResult:
-        """Decode a txn answer."""
-        revision = header_revision(body)
+    def from_json(cls, body: Mapping[str, Any], revision: int | None = None) -> TxnResult:
+        """Decode a txn answer (``revision`` overrides its header, for nested ones)."""
+        revision = header_revision(body) if revision is None else revision
         ranges: list[RangeResult] = []
         deleted: list[int] = []
+        nested: TxnResult | None = None
         for response in _list(body.get("responses"), "responses"):
             part = _mapping(response, "response")
             if "response_range" in part:
@@ -306,11 +321,14 @@ class TxnResult:
             elif "response_delete_range" in part:
                 answer = _mapping(part["response_delete_range"], "delete")
                 deleted.append(_int(answer.get("deleted"), "deleted"))
+            elif "response_txn" in part and nested is None:
+                nested = cls.from_json(_mapping(part["response_txn"], "txn"), revision)
         return cls(
             succeeded=bool(body.get("succeeded", False)),
             revision=revision,
             ranges=tuple(ranges),
             deleted=tuple(deleted),
+            nested=nested,
         )
 
 
