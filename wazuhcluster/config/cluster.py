@@ -18,6 +18,7 @@ import attrs
 from attrs import frozen
 from defusedxml import ElementTree as SafeElementTree
 
+from wazuhcluster.config.failover_settings import FailoverSettings, parse_failover
 from wazuhcluster.config.home import Home
 from wazuhcluster.config.xmlconfig import ConfigError, Section
 
@@ -85,6 +86,8 @@ class ClusterConfig:
     warnings: tuple[str, ...] = ()
     #: Concurrent cluster connections the master accepts from one address (Wazuh: 10).
     max_connections_per_ip: int = 10
+    #: ``<failover>``: the master elected through etcd (None: one fixed master, as in Wazuh).
+    failover: FailoverSettings | None = None
 
 
 @frozen
@@ -231,6 +234,15 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
     )
     timings_element = section.element.find("timings") if section.element is not None else None
     timings = parse_timings(Section(timings_element, section.source, "cluster><timings"))
+    failover_element = section.element.find("failover") if section.element is not None else None
+    failover, failover_warnings = parse_failover(
+        Section(failover_element, section.source, "cluster><failover"),
+        home.root,
+        name,
+        node_name,
+        node_type,
+    )
+    warnings.extend(failover_warnings)
     return ClusterConfig(
         name=name,
         node_name=node_name,
@@ -245,6 +257,7 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
         timings=timings,
         warnings=tuple(warnings),
         max_connections_per_ip=section.integer("max_connections_per_ip", 10, 1, 100000),
+        failover=failover,
     )
 
 
