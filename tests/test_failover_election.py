@@ -409,3 +409,29 @@ class ElectionTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertTrue(service.is_leader)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class WiringTests(SynchronousTestCase):
+    """build_leadership: from the configuration to a service."""
+
+    def test_candidate_and_follower(self) -> None:
+        """Candidates campaign, other nodes only follow; the key and TTL come from the
+        settings; stopping closes the client."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from wazuhcluster.config.failover_settings import FailoverSettings
+        from wazuhcluster.failover.wiring import build_leadership
+
+        settings = FailoverSettings(
+            endpoints=("http://127.0.0.1:2379",), candidates=("m1", "m2"), lease_ttl=6
+        )
+        reactor = MemoryReactorClock()
+        log = ClusterLog("Master m1", "Main")
+        candidate = build_leadership(settings, "m1", reactor, log)
+        follower = build_leadership(settings, "w1", reactor, log)
+        self.assertTrue(candidate.candidate)
+        self.assertFalse(follower.candidate)
+        self.assertEqual((candidate.key, candidate.ttl), ("/wazuhcluster/wazuh/leader", 6))
+        self.assertEqual(candidate.log.task, "Failover")
+        candidate.startService()
+        self.successResultOf(candidate.stopService())
