@@ -24,11 +24,12 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP) ## create or refresh the virtualenv with the project and its test tools
 
-system-deps: ## (root) install the system tools some integration tests drive: nginx, logrotate
+system-deps: ## (root) install the system tools some integration tests drive: nginx, logrotate, etcd
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		need=""; \
 		command -v nginx >/dev/null || need="$$need nginx-light libnginx-mod-stream"; \
 		command -v logrotate >/dev/null || need="$$need logrotate"; \
+		command -v etcd >/dev/null || need="$$need etcd-server"; \
 		if [ -n "$$need" ]; then \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need >/dev/null 2>&1 || \
 			{ apt-get update -q >/dev/null 2>&1; \

@@ -18,6 +18,7 @@ import attrs
 from attrs import frozen
 from defusedxml import ElementTree as SafeElementTree
 
+from wazuhcluster.config.failover_settings import FailoverSettings, parse_failover
 from wazuhcluster.config.home import Home
 from wazuhcluster.config.listener_settings import CLUSTER_LIMITS, CONTROL_LIMITS, parse_limits
 from wazuhcluster.config.xmlconfig import ConfigError, Section
@@ -91,6 +92,8 @@ class ClusterConfig:
     #: the control socket (``<cluster><control_socket>``); see config/listener_settings.py.
     limits: ListenerLimits = CLUSTER_LIMITS
     control_limits: ListenerLimits = CONTROL_LIMITS
+    #: ``<failover>``: the master elected through etcd (None: one fixed master, as in Wazuh).
+    failover: FailoverSettings | None = None
 
 
 @frozen
@@ -243,6 +246,15 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
         section.element.find("control_socket") if section.element is not None else None
     )
     control = Section(control_element, section.source, "cluster><control_socket")
+    failover_element = section.element.find("failover") if section.element is not None else None
+    failover, failover_warnings = parse_failover(
+        Section(failover_element, section.source, "cluster><failover"),
+        home.root,
+        name,
+        node_name,
+        node_type,
+    )
+    warnings.extend(failover_warnings)
     return ClusterConfig(
         name=name,
         node_name=node_name,
@@ -259,6 +271,7 @@ def parse_cluster(section: Section, home: Home, role: str | None) -> ClusterConf
         max_connections_per_ip=per_ip,
         limits=limits,
         control_limits=parse_limits(control, CONTROL_LIMITS),
+        failover=failover,
     )
 
 

@@ -1,0 +1,437 @@
+"""The election's rules on an in-memory etcd and a task.Clock: who leads, when a leader steps
+down and why, fenced writes. Deterministic: no network, no real time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrs import evolve
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from wazuhcluster.failover.election import LeadershipService, NotLeader, Term
+from wazuhcluster.failover.kv import (
+    Compare,
+    EtcdUnavailable,
+    KeyValue,
+    Lease,
+    LeaseNotFound,
+    Op,
+    RangeResult,
+    TxnResult,
+    WatchEvent,
+    WatchResponse,
+    to_bytes,
+)
+from wazuhcluster.util.logs import ClusterLog
+
+KEY = "/wazuhcluster/wazuh/leader"
+TTL = 9
+
+
+class FakeWatch:
+    """A watch the fake etcd feeds."""
+
+    def __init__(self, key: bytes, on_response: Callable[[WatchResponse], None]) -> None:
+        self.key = key
+        self.on_response = on_response
+        self.ended: Deferred[Any] = Deferred()
+
+    def stop(self) -> None:
+        """End it."""
+        if not self.ended.called:
+            self.ended.callback(None)
+
+
+class MemoryEtcd:
+    """Just enough of etcd for the election: leases that expire on the clock, keys, the
+    transaction comparisons it uses, watches of deletions, and a switch to cut it off."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.revision = 1
+        self.keys: dict[bytes, KeyValue] = {}
+        self.leases: dict[int, tuple[int, float]] = {}
+        self.next_lease = 100
+        self.down = False
+        self.watches: list[FakeWatch] = []
+
+    def _expire(self) -> None:
+        now = self.clock.seconds()
+        for lease, (_, expiry) in list(self.leases.items()):
+            if now >= expiry:
+                self._drop_lease(lease)
+
+    def _drop_lease(self, lease: int) -> None:
+        self.leases.pop(lease, None)
+        for key, kv in list(self.keys.items()):
+            if kv.lease == lease:
+                self._delete(key)
+
+    def _delete(self, key: bytes) -> None:
+        kv = self.keys.pop(key)
+        self.revision += 1
+        event = WatchEvent("DELETE", evolve(kv, value=b"", mod_revision=self.revision))
+        for watch in list(self.watches):
+            if watch.key == key and not watch.ended.called:
+                watch.on_response(WatchResponse(self.revision, False, False, "", 0, (event,)))
+
+    def _check(self) -> None:
+        if self.down:
+            raise EtcdUnavailable("connection refused", endpoint="http://fake")
+        self._expire()
+
+    def _put(self, key: bytes, value: bytes, lease: int) -> None:
+        if lease and lease not in self.leases:
+            raise LeaseNotFound("etcdserver: requested lease not found", 5)
+        self.revision += 1
+        old = self.keys.get(key)
+        self.keys[key] = KeyValue(
+            key,
+            value,
+            old.create_revision if old else self.revision,
+            self.revision,
+            (old.version if old else 0) + 1,
+            lease,
+        )
+
+    async def grant(self, ttl: int) -> Lease:
+        """A lease expiring ``ttl`` seconds from now."""
+        self._check()
+        self.next_lease += 1
+        self.leases[self.next_lease] = (ttl, self.clock.seconds() + ttl)
+        return Lease(self.next_lease, ttl)
+
+    async def keepalive(self, lease: int) -> Lease:
+        """Renew, or LeaseNotFound."""
+        self._check()
+        if lease not in self.leases:
+            raise LeaseNotFound("lease expired", 5)
+        ttl, _ = self.leases[lease]
+        self.leases[lease] = (ttl, self.clock.seconds() + ttl)
+        return Lease(lease, ttl)
+
+    async def revoke(self, lease: int) -> None:
+        """End a lease and its keys."""
+        self._check()
+        if lease not in self.leases:
+            raise LeaseNotFound("lease not found", 5)
+        self._drop_lease(lease)
+
+    async def get(self, key: bytes | str) -> KeyValue | None:
+        """One key."""
+        self._check()
+        return self.keys.get(to_bytes(key))
+
+    def _holds(self, compare: Compare) -> bool:
+        kv = self.keys.get(compare.key)
+        actual: Any = {
+            "CREATE": kv.create_revision if kv else 0,
+            "MOD": kv.mod_revision if kv else 0,
+            "LEASE": kv.lease if kv else 0,
+            "VALUE": kv.value if kv else b"",
+        }[compare.target]
+        assert compare.result == "EQUAL", "the fake only compares for equality"
+        return bool(actual == compare.value)
+
+    def _apply(self, ops: Sequence[Op]) -> TxnResult:
+        ranges: list[RangeResult] = []
+        nested: TxnResult | None = None
+        for op in ops:
+            body = op.body
+            if op.kind == "request_put":
+                self._put(_raw(body["key"]), _raw(body["value"]), int(body.get("lease", 0)))
+            elif op.kind == "request_range":
+                kv = self.keys.get(_raw(body["key"]))
+                ranges.append(RangeResult((kv,) if kv else (), int(bool(kv)), False, 0))
+            elif op.kind == "request_txn":
+                compare = [_compare(item) for item in body["compare"]]
+                nested = self._run(
+                    compare,
+                    [_op(item) for item in body["success"]],
+                    [_op(item) for item in body["failure"]],
+                )
+        return TxnResult(True, self.revision, tuple(ranges), (), nested)
+
+    def _run(
+        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
+    ) -> TxnResult:
+        ok = all(self._holds(item) for item in compare)
+        result = self._apply(success if ok else failure)
+        return evolve(result, succeeded=ok, revision=self.revision)
+
+    async def txn(
+        self, compare: Sequence[Compare], success: Sequence[Op] = (), failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        """Atomically: compare, then one branch."""
+        self._check()
+        return self._run(compare, success, failure)
+
+    def watch(
+        self,
+        key: bytes | str,
+        on_response: Callable[[WatchResponse], None],
+        range_end: bytes | str | None = None,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+    ) -> FakeWatch:
+        """Watch deletions of ``key``."""
+        watch = FakeWatch(to_bytes(key), on_response)
+        self.watches.append(watch)
+        return watch
+
+
+def _raw(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
+
+
+def _compare(body: dict[str, Any]) -> Compare:
+    target = body["target"]
+    field = {"CREATE": "create_revision", "MOD": "mod_revision", "LEASE": "lease"}.get(target)
+    value: Any = _raw(body["value"]) if target == "VALUE" else int(body[field])  # type: ignore[index]
+    return Compare(_raw(body["key"]), target, body["result"], value)
+
+
+def _op(body: dict[str, Any]) -> Op:
+    [(kind, inner)] = body.items()
+    return Op(kind, inner)
+
+
+class ElectionTests(SynchronousTestCase):
+    """Two candidates on one in-memory etcd."""
+
+    def setUp(self) -> None:
+        """An etcd, a clock, and a record of the cluster.log lines."""
+        self.clock = Clock()
+        self.etcd = MemoryEtcd(self.clock)
+        self.lines: list[str] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("cluster_task") == "Failover":
+                from twisted.logger import formatEvent
+
+                self.lines.append(f"[{event['cluster_tag']}] {formatEvent(event)}")
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def candidate(self, name: str, start: bool = True) -> tuple[LeadershipService, list[Any]]:
+        """A candidate service and the list of what it was told."""
+        service = LeadershipService(
+            self.etcd, KEY, name, TTL, self.clock, ClusterLog(f"Master {name}", "Failover")
+        )
+        events: list[Any] = []
+        service.subscribe(
+            elected=lambda term: events.append(("elected", term)),
+            lost=lambda term, reason: events.append(("lost", term, reason)),
+        )
+        if start:
+            service.startService()
+            self.addCleanup(lambda: service.running and service.stopService())
+        return service, events
+
+    def test_exactly_one_leader(self) -> None:
+        """The first to campaign leads with the key's create revision as its term; the
+        second follows it and knows its name and term."""
+        first, first_events = self.candidate("n1")
+        second, second_events = self.candidate("n2")
+        self.clock.advance(0)
+        self.assertTrue(first.is_leader)
+        self.assertFalse(second.is_leader)
+        term = self.etcd.keys[KEY.encode()].create_revision
+        self.assertEqual(first_events, [("elected", term)])
+        self.assertEqual(second_events, [])
+        self.assertEqual(second.leader, Term("n1", term, first._lease))  # type: ignore[arg-type]
+        for _ in range(10):
+            self.clock.advance(TTL / 3)
+        self.assertTrue(first.is_leader)
+        self.assertFalse(second.is_leader)
+        self.assertIn(f"[Master n1] Elected master (term {term}, lease TTL {TTL} s)", self.lines)
+        self.assertIn(f"[Master n2] The master is n1 (term {term})", self.lines)
+
+    def test_revoked_lease_hands_over_through_the_watch(self) -> None:
+        """The leader's lease revoked: the follower's watch sees the key go and it campaigns
+        at once; the old leader learns at its next round and steps down, saying why."""
+        first, first_events = self.candidate("n1")
+        second, second_events = self.candidate("n2")
+        self.clock.advance(0)
+        old_term = first.term
+        self.etcd._drop_lease(first._lease)  # type: ignore[arg-type]
+        self.clock.advance(0)
+        self.assertTrue(second.is_leader)
+        self.assertGreater(second.term, old_term)  # type: ignore[operator]
+        self.clock.advance(TTL / 3)
+        self.assertFalse(first.is_leader)
+        self.assertEqual(first_events[-1], ("lost", old_term, "the lease expired"))
+        self.assertIn(
+            f"[Master n1] Stepped down as master (term {old_term}): the lease expired", self.lines
+        )
+        self.assertEqual(first.leader.leader, "n2")  # type: ignore[union-attr]
+
+    def test_deposed_leader_cannot_commit(self) -> None:
+        """A leader whose key is gone, though it has not noticed yet, has its fenced write
+        refused by etcd; it steps down with that reason, and the value is not written."""
+        first, events = self.candidate("n1")
+        self.clock.advance(0)
+        self.successResultOf(Deferred.fromCoroutine(first.fenced_put("/data", "v1")))
+        term = first.term
+        self.etcd._drop_lease(first._lease)  # type: ignore[arg-type]
+        second, _ = self.candidate("n2")
+        self.clock.advance(0)
+        self.assertTrue(second.is_leader)
+        self.assertTrue(first.is_leader)  # it has not noticed yet
+        self.failureResultOf(Deferred.fromCoroutine(first.fenced_put("/data", "stale")), NotLeader)
+        self.assertEqual(self.etcd.keys[b"/data"].value, b"v1")
+        self.assertEqual(
+            events[-1], ("lost", term, "a fenced write found the leader key no longer ours")
+        )
+        self.failureResultOf(Deferred.fromCoroutine(first.fenced_put("/data", "x")), NotLeader)
+
+    def test_follower_cannot_commit(self) -> None:
+        """A node that never led has its fenced writes refused without asking etcd."""
+        self.candidate("n1")
+        second, _ = self.candidate("n2")
+        self.clock.advance(0)
+        self.failureResultOf(Deferred.fromCoroutine(second.fenced_put("/data", "x")), NotLeader)
+        self.assertNotIn(b"/data", self.etcd.keys)
+
+    def test_etcd_unreachable_steps_down_before_the_lease_expires(self) -> None:
+        """etcd cut off: the leader keeps leading until its lease could have expired,
+        counted from the last renewal sent; then it steps down (before etcd would let
+        another win) and refuses writes; once etcd answers again it is elected again."""
+        leader, events = self.candidate("n1")
+        self.clock.advance(0)
+        term = leader.term
+        self.clock.advance(TTL / 3)  # a renewal at t=3: the lease lasts until t=12
+        self.etcd.down = True
+        self.clock.advance(TTL / 3)
+        self.assertTrue(leader.is_leader)
+        self.clock.advance(TTL - TTL / 3 - 0.01)
+        self.assertTrue(leader.is_leader)
+        self.clock.advance(0.01)
+        self.assertFalse(leader.is_leader)
+        self.assertEqual(events[-1][:2], ("lost", term))
+        self.assertIn("no lease renewal for 9 s", events[-1][2])
+        self.assertIn("connection refused", events[-1][2])
+        self.failureResultOf(Deferred.fromCoroutine(leader.fenced_put("/d", "x")), NotLeader)
+        warnings = [line for line in self.lines if line.startswith("[Master n1] etcd unreachable")]
+        self.assertEqual(len(warnings), 1)
+        self.etcd.down = False
+        self.clock.advance(TTL / 3)  # the old key is gone once its lease expired in etcd
+        self.clock.advance(TTL / 3)
+        self.assertTrue(leader.is_leader)
+        self.assertGreater(leader.term, term)  # type: ignore[operator]
+        self.assertIn("[Master n1] etcd answers again", self.lines)
+
+    def test_clean_stop_revokes(self) -> None:
+        """A leader that stops revokes its lease: the key is gone at once, the follower
+        takes over without waiting for the TTL, and the stopping node says so."""
+        first, events = self.candidate("n1")
+        second, _ = self.candidate("n2")
+        self.clock.advance(0)
+        self.successResultOf(first.stopService())
+        self.assertEqual(events[-1][2], "this node is stopping")
+        self.clock.advance(0)
+        self.assertTrue(second.is_leader)
+
+    def test_fenced_txn_conditions(self) -> None:
+        """The caller's own comparison failing is not a lost leadership: failure ran."""
+        leader, events = self.candidate("n1")
+        self.clock.advance(0)
+        absent = [Compare.create_revision("/a", "=", 0)]
+        first = self.successResultOf(
+            Deferred.fromCoroutine(leader.fenced_txn([Op.put("/a", "1")], absent))
+        )
+        self.assertTrue(first.succeeded)
+        again = self.successResultOf(
+            Deferred.fromCoroutine(leader.fenced_txn([Op.put("/a", "2")], absent, [Op.get("/a")]))
+        )
+        self.assertFalse(again.succeeded)
+        self.assertEqual(again.ranges[0].first.value, b"1")  # type: ignore[union-attr]
+        self.assertTrue(leader.is_leader)
+        self.assertEqual(len(events), 1)
+
+    def test_lost_answer_of_own_campaign(self) -> None:
+        """A campaign that won but whose answer was lost is recognised at the next round
+        by the key's lease being ours: same term, no second key."""
+        service, events = self.candidate("n1", start=False)
+        lease = self.successResultOf(Deferred.fromCoroutine(self.etcd.grant(TTL)))
+        self.successResultOf(
+            Deferred.fromCoroutine(self.etcd.txn([], [Op.put(KEY, "n1", lease.id)]))
+        )
+        service._lease = lease.id
+        service._lease_deadline = TTL
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.clock.advance(0)
+        self.assertTrue(service.is_leader)
+        self.assertEqual(service.term, self.etcd.keys[KEY.encode()].create_revision)
+
+    def test_follower_only(self) -> None:
+        """A non-candidate never campaigns but tracks who leads."""
+        follower = LeadershipService(
+            self.etcd,
+            KEY,
+            "w1",
+            TTL,
+            self.clock,
+            ClusterLog("Worker w1", "Failover"),
+            candidate=False,
+        )
+        seen: list[Term | None] = []
+        follower.subscribe(leader_changed=seen.append)
+        follower.startService()
+        self.addCleanup(follower.stopService)
+        self.clock.advance(0)
+        self.assertEqual(seen, [])
+        self.assertNotIn(KEY.encode(), self.etcd.keys)
+        self.candidate("n1")
+        self.clock.advance(TTL / 3)
+        self.assertEqual([term.leader for term in seen if term], ["n1"])
+        self.assertFalse(follower.is_leader)
+
+    def test_ttl_is_checked(self) -> None:
+        """A TTL under 2 s is refused."""
+        with self.assertRaises(ValueError):
+            LeadershipService(self.etcd, KEY, "n", 1, self.clock, ClusterLog("x", "Failover"))
+
+    def test_callback_failure_is_logged(self) -> None:
+        """A callback that raises is logged; the election goes on."""
+        service, _ = self.candidate("n1", start=False)
+        service.subscribe(elected=lambda term: 1 / 0)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.clock.advance(0)
+        self.assertTrue(service.is_leader)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class WiringTests(SynchronousTestCase):
+    """build_leadership: from the configuration to a service."""
+
+    def test_candidate_and_follower(self) -> None:
+        """Candidates campaign, other nodes only follow; the key and TTL come from the
+        settings; stopping closes the client."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from wazuhcluster.config.failover_settings import FailoverSettings
+        from wazuhcluster.failover.wiring import build_leadership
+
+        settings = FailoverSettings(
+            endpoints=("http://127.0.0.1:2379",), candidates=("m1", "m2"), lease_ttl=6
+        )
+        reactor = MemoryReactorClock()
+        log = ClusterLog("Master m1", "Main")
+        candidate = build_leadership(settings, "m1", reactor, log)
+        follower = build_leadership(settings, "w1", reactor, log)
+        self.assertTrue(candidate.candidate)
+        self.assertFalse(follower.candidate)
+        self.assertEqual((candidate.key, candidate.ttl), ("/wazuhcluster/wazuh/leader", 6))
+        self.assertEqual(candidate.log.task, "Failover")
+        candidate.startService()
+        self.successResultOf(candidate.stopService())

@@ -1,0 +1,1 @@
+"""Failover: the master elected through etcd, with fenced writes (see README "Failover")."""

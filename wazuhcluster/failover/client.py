@@ -1,0 +1,340 @@
+"""An etcd v3 client over etcd's HTTP/JSON gateway (``/v3/...``), on treq: it never blocks.
+
+Why the gateway: every etcd since 3.4 serves it on the client port, treq is a well-kept
+Twisted HTTP client, and JSON needs no generated gRPC code nor a second event loop. What the
+failover needs is small: leases, puts and gets, transactions and watches.
+
+Every call is bounded: one answer is at most ``max_response`` bytes and arrives within
+``timeout`` seconds or the call fails with :class:`EtcdTimeout`. A connection that cannot be
+made (refused, no route) is tried on the next endpoint at once, since nothing was sent; any
+other failure moves the client to the next endpoint for the *next* call and is raised, since
+the request may have been applied (the caller decides whether a retry is safe).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from attrs import frozen
+from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS, platformTrust
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from zope.interface import implementer
+
+from wazuhcluster.failover.body import read_body
+from wazuhcluster.failover.kv import (
+    Compare,
+    EtcdError,
+    EtcdProtocolError,
+    EtcdTimeout,
+    EtcdUnavailable,
+    KeyValue,
+    Lease,
+    LeaseNotFound,
+    Op,
+    RangeResult,
+    TxnResult,
+    encode_bytes,
+    error_from_json,
+    header_revision,
+    prefix_end,
+    range_body,
+)
+from wazuhcluster.failover.watch import Watch, WatchCallback
+
+#: The gateway's prefix: ``/v3`` since etcd 3.4 (3.4 also serves ``/v3beta``, 3.5 only ``/v3``).
+API_PREFIX = "/v3"
+DEFAULT_TIMEOUT = 5.0
+#: One answer at most (a range of many keys should page with ``limit``).
+DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024
+_JSON_HEADERS = {b"Content-Type": [b"application/json"]}
+#: Failures that mean the request never left: safe to try the next endpoint at once.
+_NOT_SENT = (net_error.ConnectError, net_error.DNSLookupError)
+
+
+class HttpRequester(Protocol):
+    """What the client needs of treq: an ``HTTPClient`` (or a ``StubTreq`` in tests)."""
+
+    def request(self, method: str, url: str, *, data: bytes, headers: Any) -> Deferred[Any]:
+        """Send one request; fires with its IResponse."""
+
+
+@frozen
+class EtcdTls:
+    """Client TLS material for https endpoints: the CA that signed etcd's certificate (None:
+    the system's trust store) and this client's certificate and key (None: no client auth)."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@implementer(IPolicyForHTTPS)
+class _ClientTlsPolicy:
+    """Verifies the server against ``ca`` and presents the client certificate, if any."""
+
+    def __init__(self, tls: EtcdTls) -> None:
+        self.trust = Certificate.loadPEM(tls.ca.read_bytes()) if tls.ca else platformTrust()
+        self.own: PrivateCertificate | None = None
+        if tls.cert is not None and tls.key is not None:
+            self.own = PrivateCertificate.loadPEM(
+                tls.cert.read_bytes() + b"\n" + tls.key.read_bytes()
+            )
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
+        """TLS options for one endpoint (its host name or IP is verified)."""
+        return optionsForClientTLS(
+            hostname.decode("ascii"), trustRoot=self.trust, clientCertificate=self.own
+        )
+
+
+def _check_endpoint(endpoint: str) -> str:
+    if not endpoint.startswith(("http://", "https://")):
+        raise ValueError(f"etcd endpoint {endpoint!r} must start with http:// or https://")
+    return endpoint.rstrip("/")
+
+
+class EtcdClient:
+    """Talks to one etcd cluster through any of ``endpoints``."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        http: HttpRequester,
+        clock: IReactorTime,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_response: int = DEFAULT_MAX_RESPONSE,
+        pool: HTTPConnectionPool | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = [_check_endpoint(endpoint) for endpoint in endpoints]
+        self.http = http
+        self.clock = clock
+        self.timeout = timeout
+        self.max_response = max_response
+        self._pool = pool
+        self._current = 0
+
+    @classmethod
+    def connect(
+        cls,
+        reactor: Any,
+        endpoints: Sequence[str],
+        tls: EtcdTls | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> EtcdClient:
+        """A client with its own persistent connection pool (closed by :meth:`close`).
+
+        Reads the TLS files (small, once, at start); raises OSError or an OpenSSL error when
+        they cannot be read or loaded.
+        """
+        from treq.client import HTTPClient
+
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = 4
+        policy = _ClientTlsPolicy(tls or EtcdTls())
+        agent = Agent(reactor, contextFactory=policy, pool=pool, connectTimeout=timeout)
+        return cls(endpoints, HTTPClient(agent), reactor, timeout=timeout, pool=pool)
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint the next call goes to first."""
+        return self.endpoints[self._current]
+
+    def _rotate(self) -> None:
+        self._current = (self._current + 1) % len(self.endpoints)
+
+    async def close(self) -> None:
+        """Close the pooled connections (open watches are stopped by their owners)."""
+        if self._pool is not None:
+            await self._pool.closeCachedConnections()
+
+    # -- one request ---------------------------------------------------------------------
+
+    async def _exchange(self, endpoint: str, path: str, data: bytes) -> Mapping[str, Any]:
+        response: IResponse = await self.http.request(
+            "POST", endpoint + API_PREFIX + path, data=data, headers=_JSON_HEADERS
+        )
+        raw = await read_body(response, self.max_response)
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            if response.code != 200:
+                raise EtcdError(
+                    f"HTTP status {response.code} from etcd", endpoint=endpoint
+                ) from None
+            raise EtcdProtocolError(f"answer to {path} is not JSON", endpoint=endpoint) from None
+        if not isinstance(body, dict):
+            raise EtcdProtocolError(f"answer to {path} is not an object", endpoint=endpoint)
+        if response.code != 200:
+            raise error_from_json(body, endpoint, response.code)
+        if isinstance(body.get("error"), dict):  # a streaming method's error, with status 200
+            raise error_from_json(body["error"], endpoint)
+        return body
+
+    async def call(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """POST ``body`` to ``/v3{path}`` and return the decoded answer (bounded, timed)."""
+        data = json.dumps(body).encode()
+        reasons: list[str] = []
+        for _ in self.endpoints:
+            endpoint = self.endpoint
+            attempt = Deferred.fromCoroutine(self._exchange(endpoint, path, data))
+            timeout = EtcdTimeout(
+                f"no answer to {path} within {self.timeout:g} s", endpoint=endpoint
+            )
+            # Whatever the cancelled request failed with, a timeout is what happened.
+            attempt.addTimeout(self.timeout, self.clock, onTimeoutCancel=_replace_with(timeout))
+            try:
+                return await attempt
+            except EtcdTimeout:
+                self._rotate()
+                raise
+            except _NOT_SENT as failure:
+                self._rotate()
+                reasons.append(f"{endpoint}: {failure}")
+                continue
+            except EtcdUnavailable:
+                self._rotate()
+                raise
+            except EtcdError:
+                raise
+            except Exception as failure:  # the connection broke mid-way (ResponseFailed...)
+                self._rotate()
+                raise EtcdUnavailable(
+                    f"request {path} failed: {failure.__class__.__name__}: {failure}",
+                    endpoint=endpoint,
+                ) from None
+        raise EtcdUnavailable("no etcd endpoint reachable: " + "; ".join(reasons))
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def grant(self, ttl: int) -> Lease:
+        """A new lease of ``ttl`` seconds."""
+        body = await self.call("/lease/grant", {"TTL": str(ttl)})
+        if body.get("error"):
+            raise EtcdError(str(body["error"]), endpoint=self.endpoint)
+        return Lease(_int_field(body, "ID"), _int_field(body, "TTL"))
+
+    async def keepalive(self, lease: int) -> Lease:
+        """Renew ``lease`` once; LeaseNotFound when it has expired or was revoked."""
+        body = await self.call("/lease/keepalive", {"ID": str(lease)})
+        result = body.get("result")
+        if not isinstance(result, dict):
+            raise EtcdProtocolError("keepalive answer without a result", endpoint=self.endpoint)
+        renewed = Lease(_int_field(result, "ID") or lease, _int_field(result, "TTL"))
+        if renewed.ttl <= 0:
+            raise LeaseNotFound(f"lease {lease:x} has expired", 5, self.endpoint)
+        return renewed
+
+    async def time_to_live(self, lease: int) -> Lease:
+        """How long ``lease`` still lives (``ttl`` -1 when it is gone)."""
+        body = await self.call("/lease/timetolive", {"ID": str(lease)})
+        return Lease(_int_field(body, "ID") or lease, _int_field(body, "TTL"))
+
+    async def revoke(self, lease: int) -> None:
+        """End ``lease`` now, deleting every key bound to it; LeaseNotFound if already gone."""
+        await self.call("/lease/revoke", {"ID": str(lease)})
+
+    # -- keys ----------------------------------------------------------------------------
+
+    async def put(self, key: bytes | str, value: bytes | str, lease: int = 0) -> int:
+        """Set ``key``; returns the revision of the change."""
+        body: dict[str, Any] = {"key": encode_bytes(key), "value": encode_bytes(value)}
+        if lease:
+            body["lease"] = str(lease)
+        return header_revision(await self.call("/kv/put", body))
+
+    async def range(
+        self,
+        key: bytes | str,
+        range_end: bytes | str | None = None,
+        limit: int = 0,
+        revision: int = 0,
+    ) -> RangeResult:
+        """Keys in ``[key, range_end)`` (just ``key`` without ``range_end``)."""
+        body = range_body(key, range_end)
+        if limit:
+            body["limit"] = str(limit)
+        if revision:
+            body["revision"] = str(revision)
+        return RangeResult.from_json(await self.call("/kv/range", body))
+
+    async def get(self, key: bytes | str) -> KeyValue | None:
+        """One key, or None when it does not exist."""
+        return (await self.range(key)).first
+
+    async def get_prefix(self, prefix: bytes | str, limit: int = 0) -> RangeResult:
+        """Every key starting with ``prefix``."""
+        return await self.range(prefix, prefix_end(prefix), limit=limit)
+
+    async def delete(self, key: bytes | str, range_end: bytes | str | None = None) -> int:
+        """Delete ``key`` (or a range); returns how many keys were deleted."""
+        body = await self.call("/kv/deleterange", range_body(key, range_end))
+        return _int_field(body, "deleted")
+
+    async def txn(
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """If every comparison holds, run ``success``, else ``failure``: atomically."""
+        body = {
+            "compare": [item.to_json() for item in compare],
+            "success": [op.to_json() for op in success],
+            "failure": [op.to_json() for op in failure],
+        }
+        return TxnResult.from_json(await self.call("/kv/txn", body))
+
+    # -- watches -------------------------------------------------------------------------
+
+    def watch(
+        self,
+        key: bytes | str,
+        on_response: WatchCallback,
+        range_end: bytes | str | None = None,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+    ) -> Watch:
+        """Start watching ``key`` (or a range) from ``start_revision`` (0: from now).
+
+        ``on_response`` gets every message with events; see :class:`Watch` for how it ends.
+        """
+        request: dict[str, Any] = range_body(key, range_end)
+        if start_revision:
+            request["start_revision"] = str(start_revision)
+        if prev_kv:
+            request["prev_kv"] = True
+        endpoint = self.endpoint
+        watch = Watch(on_response, endpoint, self.clock, self.timeout, self.max_response)
+        sent = self.http.request(
+            "POST",
+            endpoint + API_PREFIX + "/watch",
+            data=json.dumps({"create_request": request}).encode(),
+            headers=_JSON_HEADERS,
+        )
+        watch.attach(sent, on_failure=self._rotate)
+        return watch
+
+
+def _replace_with(error: Exception) -> Any:
+    """An ``onTimeoutCancel`` that turns whatever the cancelled call failed with into ``error``."""
+    return lambda result, timeout: Failure(error)
+
+
+def _int_field(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise EtcdProtocolError(f"{name} is not an integer") from None

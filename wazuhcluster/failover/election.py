@@ -1,0 +1,465 @@
+"""The master's election through etcd, with fenced writes.
+
+Every candidate holds a lease of ``ttl`` seconds, renewed every ``ttl / 3``. It campaigns with
+one transaction: *if the leader key does not exist, create it with my name, bound to my
+lease*. The one whose transaction succeeds is the leader; its **term** is the revision that
+created the key, which only grows from one election to the next. Nobody else can create the
+key while it exists, and it disappears with the leader's lease: revoked at a clean stop,
+expired when the leader dies or loses etcd.
+
+The leader steps down (and says why in cluster.log) when:
+
+- a keepalive says its lease is gone (expired or revoked),
+- the leader key is missing or was created by someone else (another term),
+- it could not renew its lease for a whole TTL: the deadline is counted from the moment the
+  last successful keepalive was *sent*, so the leader always gives up before etcd lets the
+  lease expire and another candidate can be elected,
+- a fenced write finds the leader key no longer its own.
+
+Every durable write of the master goes through :meth:`LeadershipService.fenced_txn` (or
+:meth:`~LeadershipService.fenced_put`): a transaction that applies only if the leader key
+still has this term's create revision and this node's lease, so a deposed or partitioned
+master can commit nothing, whatever its own clock believes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from attrs import frozen
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from wazuhcluster.failover.kv import (
+    Compare,
+    EtcdError,
+    KeyValue,
+    Lease,
+    LeaseNotFound,
+    Op,
+    TxnResult,
+    WatchResponse,
+)
+from wazuhcluster.util.logs import ClusterLog
+
+ElectedCallback = Callable[[int], object]
+LostCallback = Callable[[int, str], object]
+LeaderCallback = Callable[["Term | None"], object]
+
+
+class NotLeader(Exception):
+    """A fenced write refused: this node is not (or no longer) the leader."""
+
+
+class WatchLike(Protocol):
+    """What the election uses of a watch."""
+
+    ended: Deferred[Any]
+
+    def stop(self) -> None:
+        """End the watch."""
+
+
+class EtcdLike(Protocol):
+    """What the election uses of :class:`~wazuhcluster.failover.client.EtcdClient`."""
+
+    async def grant(self, ttl: int) -> Lease:
+        """A new lease."""
+
+    async def keepalive(self, lease: int) -> Lease:
+        """Renew a lease (LeaseNotFound when gone)."""
+
+    async def revoke(self, lease: int) -> None:
+        """End a lease."""
+
+    async def get(self, key: bytes | str) -> KeyValue | None:
+        """One key."""
+
+    async def txn(
+        self, compare: Sequence[Compare], success: Sequence[Op] = (), failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        """A transaction."""
+
+    def watch(
+        self,
+        key: bytes | str,
+        on_response: Callable[[WatchResponse], None],
+        range_end: bytes | str | None = None,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+    ) -> WatchLike:
+        """Watch a key."""
+
+
+@frozen
+class Term:
+    """Who leads, since which revision (the term), as this node last saw it."""
+
+    leader: str
+    number: int
+    lease: int
+
+
+class LeadershipService(Service):
+    """Campaigns for (or, with ``candidate=False``, only follows) the leader key.
+
+    Callbacks registered with :meth:`subscribe` run on the reactor: ``elected(term)`` when
+    this node becomes leader, ``lost(term, reason)`` when it stops being leader (including
+    at stop), ``leader_changed(term or None)`` whenever the leader this node sees changes.
+    """
+
+    def __init__(
+        self,
+        client: EtcdLike,
+        key: str,
+        node_name: str,
+        ttl: int,
+        clock: IReactorTime,
+        log: ClusterLog,
+        candidate: bool = True,
+    ) -> None:
+        if ttl < 2:
+            raise ValueError("the lease TTL must be at least 2 seconds")
+        self.setName("leadership")
+        self.client = client
+        self.key = key
+        self.node_name = node_name
+        self.ttl = ttl
+        self.clock = clock
+        self.log = log
+        self.candidate = candidate
+        #: Seconds between keepalives and campaign attempts.
+        self.interval = ttl / 3
+        #: The leader as last seen (None: no leader, or not known).
+        self.leader: Term | None = None
+        #: Our own term while we lead.
+        self.term: int | None = None
+        #: When this node last saw an election (clock seconds), or None.
+        self.last_election: float | None = None
+        self._lease: int | None = None
+        self._lease_deadline = 0.0
+        self._deadline_call: IDelayedCall | None = None
+        self._next_call: IDelayedCall | None = None
+        self._running_tick: Deferred[None] | None = None
+        self._again = False
+        self._watch: WatchLike | None = None
+        self._unreachable: str | None = None
+        self._elected: list[ElectedCallback] = []
+        self._lost: list[LostCallback] = []
+        self._leader_changed: list[LeaderCallback] = []
+
+    # -- what the roles use --------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node leads now (and its lease has not run out by its own clock)."""
+        return self.term is not None and self.clock.seconds() < self._lease_deadline
+
+    def subscribe(
+        self,
+        elected: ElectedCallback | None = None,
+        lost: LostCallback | None = None,
+        leader_changed: LeaderCallback | None = None,
+    ) -> None:
+        """Be told of elections, demotions and leader changes."""
+        if elected is not None:
+            self._elected.append(elected)
+        if lost is not None:
+            self._lost.append(lost)
+        if leader_changed is not None:
+            self._leader_changed.append(leader_changed)
+
+    async def fenced_txn(
+        self,
+        success: Sequence[Op],
+        compare: Sequence[Compare] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """Run ``success`` only while this node still leads (and ``compare`` holds).
+
+        Raises :class:`NotLeader` when this node does not lead, or etcd says it no longer
+        does (this node then steps down). When only the caller's ``compare`` fails the
+        result has ``succeeded`` False and ``failure`` ran.
+        """
+        term, lease = self._require_leader()
+        fence = [
+            Compare.create_revision(self.key, "=", term),
+            Compare.lease(self.key, "=", lease),
+        ]
+        result = await self.client.txn(fence, [Op.txn(compare, success, failure)])
+        outcome = result.nested
+        if not result.succeeded or outcome is None:
+            self._step_down(term, "a fenced write found the leader key no longer ours")
+            raise NotLeader(f"{self.node_name} is no longer the leader (term {term})")
+        return outcome
+
+    async def fenced_put(self, key: bytes | str, value: bytes | str) -> int:
+        """Set ``key`` only while this node leads; returns the revision of the write."""
+        result = await self.fenced_txn([Op.put(key, value)])
+        return result.revision
+
+    # -- the service ---------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start campaigning (or following) at once."""
+        super().startService()
+        self._schedule(0)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop; a leader revokes its lease so another candidate takes over at once."""
+        super().stopService()
+        for call in (self._next_call, self._deadline_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._next_call = self._deadline_call = None
+        self._stop_watch()
+        if self._running_tick is not None:
+            self._running_tick.cancel()  # its request is abandoned, not left in the pool
+        if self.term is not None:
+            self._step_down(self.term, "this node is stopping")
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return succeed(None)
+        revoked = Deferred.fromCoroutine(self.client.revoke(lease))
+        revoked.addErrback(
+            lambda failure: self.log.warn(
+                "Could not revoke the lease at stop ({reason}); it expires by itself",
+                reason=failure.getErrorMessage(),
+            )
+        )
+        return revoked.addCallback(lambda _: None)
+
+    def nudge(self) -> None:
+        """Check and campaign now rather than at the next interval."""
+        if not self.running:
+            return
+        if self._running_tick is not None:
+            self._again = True
+            return
+        self._schedule(0)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if self._next_call is not None and self._next_call.active():
+            self._next_call.cancel()
+        self._next_call = self.clock.callLater(delay, self._run)
+
+    def _run(self) -> None:
+        self._next_call = None
+        if not self.running:
+            return
+        tick = self._running_tick = Deferred.fromCoroutine(self._tick())
+        tick.addErrback(self._round_failed)
+
+        def next_round(_: object) -> None:
+            self._running_tick = None
+            if self.running:
+                again, self._again = self._again, False
+                self._schedule(0 if again else self.interval)
+
+        tick.addBoth(next_round)
+
+    def _round_failed(self, failure: Failure) -> None:
+        if self.running:
+            self.log.failure("Election round failed", failure)
+
+    async def _tick(self) -> None:
+        try:
+            if self.candidate:
+                await self._renew_lease()
+            if self.term is not None:
+                await self._check_own_key()
+            elif self.candidate and self._lease is not None:
+                await self._campaign()
+            else:
+                await self._follow()
+        except EtcdError as error:
+            self._etcd_trouble(error)
+        else:
+            if self._unreachable is not None:
+                self.log.info("etcd answers again")
+                self._unreachable = None
+
+    def _etcd_trouble(self, error: EtcdError) -> None:
+        if not self.running:
+            return  # a round cancelled by the stop
+        reason = str(error)
+        if self._unreachable is None:
+            detail = (
+                f"; still leader until {self._lease_deadline - self.clock.seconds():.1f} s "
+                "pass without a renewed lease"
+                if self.term is not None
+                else ""
+            )
+            self.log.warn("etcd unreachable: {reason}{detail}", reason=reason, detail=detail)
+        self._unreachable = reason
+
+    async def _renew_lease(self) -> None:
+        sent_at = self.clock.seconds()
+        if self._lease is None:
+            lease = await self.client.grant(self.ttl)
+            self._lease = lease.id
+            self._lease_deadline = sent_at + lease.ttl
+            return
+        try:
+            lease = await self.client.keepalive(self._lease)
+        except LeaseNotFound:
+            self._lease = None
+            if self.term is not None:
+                self._step_down(self.term, "the lease expired")
+            lease = await self.client.grant(self.ttl)
+            self._lease = lease.id
+        self._lease_deadline = sent_at + lease.ttl
+        if self.term is not None:
+            self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        """Step down when the lease may have run out without a renewal."""
+        delay = max(0.0, self._lease_deadline - self.clock.seconds())
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.reset(delay)
+        else:
+            self._deadline_call = self.clock.callLater(delay, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self._deadline_call = None
+        if self.term is not None:
+            self._step_down(
+                self.term,
+                f"no lease renewal for {self.ttl} s (etcd unreachable: "
+                f"{self._unreachable or 'no answer'})",
+            )
+            self._lease = None  # it has expired in etcd too, or will before anyone can win
+
+    async def _campaign(self) -> None:
+        assert self._lease is not None
+        lease = self._lease
+        result = await self.client.txn(
+            [Compare.create_revision(self.key, "=", 0)],
+            [Op.put(self.key, self.node_name, lease=lease)],
+            [Op.get(self.key)],
+        )
+        if result.succeeded:
+            self._become_leader(result.revision, lease)
+            return
+        holder = result.ranges[0].first if result.ranges else None
+        if holder is None:
+            self.nudge()  # deleted between the compare and now: try again at once
+            return
+        if holder.lease == lease:
+            # Our own earlier campaign succeeded but its answer was lost.
+            self._become_leader(holder.create_revision, lease)
+            return
+        self._see_leader(holder)
+        self._ensure_watch(result.revision + 1)
+
+    async def _follow(self) -> None:
+        holder = await self.client.get(self.key)
+        if holder is None:
+            self._set_leader(None)
+        else:
+            self._see_leader(holder)
+
+    async def _check_own_key(self) -> None:
+        term = self.term
+        assert term is not None
+        holder = await self.client.get(self.key)
+        if self.term != term:
+            return
+        if holder is None:
+            self._step_down(term, "the leader key is gone")
+        elif holder.create_revision != term or holder.lease != self._lease:
+            self._step_down(term, f"the leader key now belongs to term {holder.create_revision}")
+            self._see_leader(holder)
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _become_leader(self, term: int, lease: int) -> None:
+        self._stop_watch()
+        self.term = term
+        self.last_election = self.clock.seconds()
+        self._arm_deadline()
+        self.log.info("Elected master (term {term}, lease TTL {ttl} s)", term=term, ttl=self.ttl)
+        self._set_leader(Term(self.node_name, term, lease))
+        for callback in list(self._elected):
+            self._call(callback, term)
+
+    def _step_down(self, term: int, reason: str) -> None:
+        if self.term != term:
+            return
+        self.term = None
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_call = None
+        self.log.warn("Stepped down as master (term {term}): {reason}", term=term, reason=reason)
+        if self.leader is not None and self.leader.number == term:
+            self._set_leader(None)
+        for callback in list(self._lost):
+            self._call(callback, term, reason)
+        self.nudge()
+
+    def _see_leader(self, holder: KeyValue) -> None:
+        name = holder.value.decode("utf-8", "replace")
+        self._set_leader(Term(name, holder.create_revision, holder.lease))
+
+    def _set_leader(self, leader: Term | None) -> None:
+        if leader == self.leader:
+            return
+        previous, self.leader = self.leader, leader
+        if leader is not None and (previous is None or previous.number != leader.number):
+            self.last_election = self.clock.seconds()
+            if leader.leader != self.node_name:
+                self.log.info(
+                    "The master is {leader} (term {term})", leader=leader.leader, term=leader.number
+                )
+        for callback in list(self._leader_changed):
+            self._call(callback, leader)
+
+    def _call(self, callback: Callable[..., object], *args: Any) -> None:
+        try:
+            result = callback(*args)
+        except Exception:
+            self.log.failure("A leadership callback failed")
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(
+                lambda failure: self.log.failure("A leadership callback failed", failure)
+            )
+
+    # -- watching the leader key ---------------------------------------------------------
+
+    def _ensure_watch(self, start_revision: int) -> None:
+        if self._watch is not None:
+            return
+        watch = self._watch = self.client.watch(
+            self.key, self._key_changed, start_revision=start_revision
+        )
+
+        def ended(_: object) -> None:
+            if self._watch is watch:
+                self._watch = None
+
+        watch.ended.addBoth(ended)
+
+    def _key_changed(self, response: WatchResponse) -> None:
+        if any(event.type == "DELETE" for event in response.events):
+            self._set_leader(None)
+            self.nudge()
+
+    def _stop_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
+
+    def _require_leader(self) -> tuple[int, int]:
+        term, lease = self.term, self._lease
+        if term is None or lease is None:
+            raise NotLeader(f"{self.node_name} is not the leader")
+        if self.clock.seconds() >= self._lease_deadline:
+            self._step_down(term, "the lease may have expired (no renewal in time)")
+            raise NotLeader(f"{self.node_name} is no longer the leader (term {term})")
+        return term, lease

@@ -1,0 +1,45 @@
+"""From ``<cluster><failover>`` to a running LeadershipService: the one call the roles need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from wazuhcluster.config.failover_settings import FailoverSettings
+from wazuhcluster.failover.client import EtcdClient, EtcdTls
+from wazuhcluster.failover.election import LeadershipService
+from wazuhcluster.util.logs import ClusterLog
+
+
+class OwnedLeadership(LeadershipService):
+    """A LeadershipService that closes its own etcd client once it has stopped."""
+
+    client: EtcdClient
+
+    def stopService(self) -> Deferred[None]:
+        """Stop (revoking the lease when leading), then close the client's connections."""
+        stopped = super().stopService()
+
+        def close(_: object) -> Deferred[None]:
+            return Deferred.fromCoroutine(self.client.close())
+
+        return stopped.addCallback(close)
+
+
+def build_leadership(
+    settings: FailoverSettings, node_name: str, reactor: Any, log: ClusterLog
+) -> LeadershipService:
+    """The election service of ``node_name``: a candidate when it is among the candidates,
+    else a follower that only tracks who leads. Reads the TLS files (small, at start)."""
+    tls = EtcdTls(settings.tls.ca, settings.tls.cert, settings.tls.key)
+    client = EtcdClient.connect(reactor, settings.endpoints, tls)
+    return OwnedLeadership(
+        client,
+        settings.leader_key,
+        node_name,
+        settings.lease_ttl,
+        reactor,
+        log.child("Failover"),
+        candidate=node_name in settings.candidates,
+    )
