@@ -54,6 +54,7 @@ class NodeServices:
             queue_size=sections.remote.queue_size,
             workers=sections.analysis.workers,
             limiter=EpsLimiter(sections.analysis.eps_maximum, sections.analysis.eps_timeframe),
+            state_dir=home.agents_state,
         )
         self.channel = AgentChannelService(
             home.client_keys,
@@ -65,6 +66,7 @@ class NodeServices:
             ClusterLog(tag, "Agents"),
             manager_version=WAZUH_VERSION,
         )
+        self.analysis.reply_to_agent = self.channel.factory.send_to_agent
         #: What SIGHUP runs (after the role's own log reopening): reopen alerts.json, then
         #: reload the ruleset.
         self.reload_actions: list[Callable[[], object]] = [
