@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wazuhcluster.api.access import Access
+from wazuhcluster.api.agent_data_endpoints import AgentDataEndpoints
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
@@ -67,6 +68,7 @@ class Endpoints:
         self.cluster = ClusterEndpoints(self.context)
         self.agents = AgentEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
+        self.agent_data = AgentDataEndpoints(self.context)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -86,4 +88,5 @@ class Endpoints:
             *self.cluster.routes(),
             *self.agents.routes(),
             *self.groups.routes(),
+            *self.agent_data.routes(),
         ]

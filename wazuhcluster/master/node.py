@@ -19,6 +19,7 @@ from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
@@ -72,6 +73,8 @@ class MasterNode:
         #: The agents feature, which reaches agents wherever they are, once added (it needs
         #: this node too).
         self.reconnector: IAgentReconnector | None = None
+        #: What asks the node an agent reports to about its stored data, once added.
+        self.agent_data: MasterAgentData | None = None
         #: The analysis engine's ruleset, when this node runs analysis.
         self.ruleset = ruleset
         self.identity = MasterIdentity(
@@ -255,6 +258,9 @@ class MasterService(MultiService):
         self.node.manager = self.registry
         self.agents = MasterAgents(self.node, self.registry, reactor, local_channel=self.channel)
         self.node.reconnector = self.agents
+        self.node.agent_data = MasterAgentData(
+            config.cluster.node_name, self.node.workers, home.agents_state, reactor
+        )
         self.shared.serve_merged_files(self.agents.table)
         for feature in (self.registry, integrity, self.agents):
             self.node.features.add(feature)

@@ -21,6 +21,7 @@ from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.tls import client_options, load_material
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.registry import RelayManage
+from wazuhcluster.worker.agent_data import WorkerAgentData
 from wazuhcluster.worker.agents import WorkerAgents
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
@@ -129,7 +130,12 @@ class WorkerService(MultiService):
         self.shared.serve_merged_files(self.agents.table)
         self.registry.on_keys_changed.append(self.shared.keys_delta_changed)
         self.integrity.on_files_changed.append(self.shared.files_changed)
-        for feature in (self.integrity, self.registry, self.agents):
+        for feature in (
+            self.integrity,
+            self.registry,
+            self.agents,
+            WorkerAgentData(home.agents_state),
+        ):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)
