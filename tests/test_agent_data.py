@@ -18,10 +18,16 @@ from wazuhcluster.analysis.state_reader import read_items
 from wazuhcluster.analysis.state_store import SqliteState
 from wazuhcluster.api.agent_data import answer_locally, listing_to_json
 from wazuhcluster.api.query import Listing
-from wazuhcluster.master.agent_data import AgentDataUnavailable, MasterAgentData
+from wazuhcluster.master.agent_data import (
+    CONTROL_PAGE_BYTES,
+    AgentDataUnavailable,
+    MasterAgentData,
+)
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES
+from wazuhcluster.wire.commands import ControlError
+from wazuhcluster.worker import agent_data as worker_agent_data
 from wazuhcluster.worker.agent_data import WorkerAgentData, encoded_answer
 
 
@@ -164,9 +170,7 @@ class ReaderTests(SynchronousTestCase):
         fill(directory, packages=3)
         answer = json.loads(encoded_answer(directory, request("syscollector/packages")))
         self.assertEqual(answer["total"], 3)
-        import wazuhcluster.worker.agent_data as module
-
-        self.patch(module, "MAX_ANSWER_BYTES", 100)
+        self.patch(worker_agent_data, "MAX_ANSWER_BYTES", 100)
         answer = json.loads(encoded_answer(directory, request("syscollector/packages")))
         self.assertIn("limit", answer["error"]["detail"])
         self.assertGreater(MAX_ANSWER_BYTES, 1 << 20)
@@ -299,3 +303,40 @@ class ApiTests(SynchronousTestCase):
         answer = self.get(f"/syscheck/{self.agent}")
         self.assertEqual((answer.status, answer.json["error"]), (500, 1000))
         self.assertIn("w7", answer.json["detail"])
+
+
+class ControlPageTests(SynchronousTestCase):
+    """``wazuh-cluster-control --agent-data`` pages, trimmed for the control socket."""
+
+    def setUp(self) -> None:
+        """Agent 001 reports to the master and has many packages."""
+        self.directory = Path(self.mktemp())
+        fill(self.directory, packages=600)
+
+        async def locate(agent_id: str) -> str | None:
+            return "" if agent_id == "001" else None
+
+        self.asker = MasterAgentData(
+            "master", WorkerDirectory(), self.directory, Clock(), run_inline, locate=locate
+        )
+
+    def page(self, **arguments: Any) -> Any:
+        """One control page (or its failure)."""
+        return Deferred.fromCoroutine(self.asker.control_page(arguments))
+
+    def test_pages_fit_a_control_answer(self) -> None:
+        """A page never exceeds what one control answer carries; the total is kept."""
+        page = self.successResultOf(
+            self.page(agent_id="001", kind="syscollector/packages", limit=500)
+        )
+        self.assertEqual(page["total"], 600)
+        self.assertLessEqual(len(json.dumps(page["items"])), CONTROL_PAGE_BYTES)
+        self.assertGreater(len(page["items"]), 0)
+
+    def test_refusals(self) -> None:
+        """An unknown agent or kind is a ControlError with the reason."""
+        failure = self.failureResultOf(self.page(agent_id="002", kind="syscheck"))
+        failure.trap(ControlError)
+        self.assertIn("does not exist", str(failure.value))
+        failure = self.failureResultOf(self.page(agent_id="001", kind="nope"))
+        failure.trap(ControlError)

@@ -13,20 +13,29 @@ earlier stay is never served.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
+from wazuhcluster.analysis.state_reader import KINDS
 from wazuhcluster.api.agent_data import answer_locally
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire.agent_data import GetAgentData
+from wazuhcluster.wire.commands import ControlError
 from wazuhcluster.wire.features import LinkFeature
 
 #: Seconds a worker has to answer.
 TIMEOUT = 30.0
+#: Bytes of items one control answer carries (the control socket's AMP values stay < 64 KiB).
+CONTROL_PAGE_BYTES = 48_000
+
+#: Where an agent reports: its ``node_name``, ``""`` when it never reported, None when the
+#: agent does not exist.
+Locate = Callable[[str], Awaitable[str | None]]
 
 
 class AgentDataUnavailable(Exception):
@@ -44,6 +53,7 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         clock: IReactorTime,
         run_in_thread: RunInThread = run_in_reactor_pool,
         timeout: float = TIMEOUT,
+        locate: Locate | None = None,
     ) -> None:
         self.node_name = node_name
         self.workers = workers
@@ -51,6 +61,7 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         self.clock = clock
         self.run_in_thread = run_in_thread
         self.timeout = timeout
+        self.locate = locate
         self.log = ClusterLog("Master", "Agent data")
 
     async def ask(self, node_name: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -78,3 +89,38 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         if not isinstance(found, dict):
             raise AgentDataUnavailable(f"node {node_name} answered nonsense")
         return found
+
+    async def control_page(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """``wazuh-cluster-control --agent-data``: one page of an agent's data, trimmed to
+        what one control answer carries (the tool asks again from where it stopped); a
+        request that cannot be served is a :class:`ControlError`."""
+        try:
+            return await self._control_page(arguments)
+        except (ValueError, TypeError, AgentDataUnavailable) as error:
+            raise ControlError(str(error)) from None
+
+    async def _control_page(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        agent_id = str(arguments.get("agent_id", ""))
+        kind = str(arguments.get("kind", ""))
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind[:32]!r}; one of {', '.join(KINDS)}")
+        node_name = "" if agent_id == "000" else None
+        if node_name is None and self.locate is not None:
+            node_name = await self.locate(agent_id)
+        if node_name is None:
+            raise ValueError(f"agent {agent_id[:16]} does not exist")
+        listing = {
+            "offset": max(0, int(arguments.get("offset", 0))),
+            "limit": min(500, max(1, int(arguments.get("limit", 100)))),
+            "q": arguments.get("q") or None,
+        }
+        request: dict[str, Any] = {"agent_id": agent_id, "kind": kind, "listing": listing}
+        if arguments.get("policy_id"):
+            request["policy_id"] = str(arguments["policy_id"])
+        answer = await self.ask(node_name, request)
+        if isinstance(answer.get("error"), dict):
+            raise ValueError(str(answer["error"].get("detail")))
+        items = list(answer.get("items") or [])
+        while len(items) > 1 and len(json.dumps(items)) > CONTROL_PAGE_BYTES:
+            items = items[: len(items) // 2]
+        return {"items": items, "total": int(answer.get("total") or 0), "node": node_name}

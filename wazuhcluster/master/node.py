@@ -259,8 +259,14 @@ class MasterService(MultiService):
         self.agents = MasterAgents(self.node, self.registry, reactor, local_channel=self.channel)
         self.node.reconnector = self.agents
         self.node.agent_data = MasterAgentData(
-            config.cluster.node_name, self.node.workers, home.agents_state, reactor
+            config.cluster.node_name,
+            self.node.workers,
+            home.agents_state,
+            reactor,
+            locate=self._locate_agent,
         )
+        # Asked on the master's control socket or relayed from a worker's, like the others.
+        self.registry.actions["agent_data"] = self.node.agent_data.control_page
         self.shared.serve_merged_files(self.agents.table)
         for feature in (self.registry, integrity, self.agents):
             self.node.features.add(feature)
@@ -274,6 +280,11 @@ class MasterService(MultiService):
         api = master_api(config, self.node, self.registry, reactor, self.sections.api)
         if api is not None:
             api.setServiceParent(self)
+
+    async def _locate_agent(self, agent_id: str) -> str | None:
+        """The node an agent reports to (``""`` never reported; None: no such agent)."""
+        agent = await self.registry.registry.get_agent(agent_id)
+        return None if agent is None else agent.node_name
 
     def startService(self) -> None:
         """Log the start, then start every child."""
