@@ -225,6 +225,56 @@ class ClusterTests(SynchronousTestCase):
         self.assertIn("w9 is not connected", str(failure.value))
 
 
+class MovesTests(SynchronousTestCase):
+    """Agents that moved have their old node's state emptied."""
+
+    def test_moved_agent_is_forgotten_on_its_old_node(self) -> None:
+        """Agent 001 was on w1 and the master's agent 002 on the master: once they report
+        elsewhere, both old copies are emptied (the files stay for their writers); agent 003,
+        which did not move, keeps its state."""
+        cluster = InMemoryCluster(self.mktemp())
+        link = cluster.add_worker(
+            "w1", features=lambda link, home: [WorkerAgentData(home.agents_state, run_inline)]
+        )
+        cluster.connect(link)
+        cluster.settle()
+        self.addCleanup(link.stopService)
+        worker_dir = cluster.worker_home("w1").agents_state
+        master_dir = cluster.master.config.home.agents_state
+        fill(worker_dir, "001")
+        fill(worker_dir, "003")
+        fill(master_dir, "002")
+        where = {"001": "w1", "002": "master", "003": "w1"}
+
+        async def agent_nodes() -> dict[str, str]:
+            return dict(where)
+
+        asker = MasterAgentData(
+            "master",
+            cluster.master.workers,
+            master_dir,
+            cluster.reactor,
+            run_inline,
+            agent_nodes=agent_nodes,
+        )
+        [task] = asker.services()
+        self.assertEqual(task.interval, 60.0)
+
+        def look() -> dict[str, list[str]]:
+            looked = Deferred.fromCoroutine(asker.check_moves())
+            cluster.settle()
+            return self.successResultOf(looked)
+
+        self.assertEqual(look(), {})  # the first look only remembers
+        where.update({"001": "w2", "002": "w1"})
+        self.assertEqual(look(), {"w1": ["001"], "master": ["002"]})
+        self.assertEqual(read_items(worker_dir, "001", "syscheck"), [])
+        self.assertTrue((worker_dir / "001.db").exists())
+        self.assertEqual(read_items(master_dir, "002", "syscollector/packages"), [])
+        self.assertEqual(len(read_items(worker_dir, "003", "syscheck")), 1)
+        self.assertEqual(look(), {})
+
+
 class SilentPeer:
     """A link whose peer never answers."""
 

@@ -63,6 +63,43 @@ def agent_db_path(directory: Path, agent_id: str) -> Path | None:
     return directory / f"{agent_id}.db"
 
 
+#: The tables that hold what an agent told this node (everything but ``meta``).
+STATE_TABLES = (
+    "fim_entry",
+    "scan_info",
+    "sync_info",
+    "pm_event",
+    "sca_policy",
+    "sca_scan",
+    "sca_check",
+    "inventory",
+)
+
+
+def forget_agents(directory: Path, agent_ids: list[str]) -> int:
+    """Empty the databases of agents that report to another node now, beside their
+    writer (it may still have the file open: rows are deleted, the file stays); the number
+    of databases emptied. Blocking: run it in a thread."""
+    emptied = 0
+    for agent_id in agent_ids:
+        path = agent_db_path(directory, agent_id)
+        if path is None or not path.exists():
+            continue
+        connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for table in STATE_TABLES:
+                connection.execute(f"DELETE FROM {table}")  # noqa: S608 - our own names
+            connection.execute("COMMIT")
+            emptied += 1
+        except sqlite3.Error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+    return emptied
+
+
 def inventory_key(table: str, row: dict[str, Any]) -> str:
     """The index of an inventory row, as the agent's synchronisation names it."""
     column = INVENTORY_INDEX.get(table, "item_id")

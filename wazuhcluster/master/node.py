@@ -264,7 +264,10 @@ class MasterService(MultiService):
             home.agents_state,
             reactor,
             locate=self._locate_agent,
+            agent_nodes=self._agent_nodes,
         )
+        for service in self.node.agent_data.services():
+            service.setServiceParent(self)
         # Asked on the master's control socket or relayed from a worker's, like the others.
         self.registry.actions["agent_data"] = self.node.agent_data.control_page
         self.shared.serve_merged_files(self.agents.table)
@@ -285,6 +288,11 @@ class MasterService(MultiService):
         """The node an agent reports to (``""`` never reported; None: no such agent)."""
         agent = await self.registry.registry.get_agent(agent_id)
         return None if agent is None else agent.node_name
+
+    async def _agent_nodes(self) -> dict[str, str]:
+        """Every agent's node, for the look for agents that moved."""
+        agents = await self.registry.registry.list_agents()
+        return {agent.id: agent.node_name for agent in agents}
 
     def startService(self) -> None:
         """Log the start, then start every child."""

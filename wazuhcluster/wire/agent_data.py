@@ -4,6 +4,7 @@ Like Wazuh's distributed API: the master sends the node an agent reports to one 
 :mod:`wazuhcluster.api.agent_data` and gets one page back. The answer is JSON split over as
 many AMP values as it needs (:class:`Pieces`), at most :data:`MAX_ANSWER_BYTES` in all: a
 node answers a bigger page with an error rather than an unbounded message.
+:class:`ForgetAgentData` tells a node that agents it analysed report elsewhere now.
 """
 
 from __future__ import annotations
@@ -55,4 +56,13 @@ class GetAgentData(amp.Command):
 
     arguments = [(b"request", Json())]
     response = [(b"answer", Pieces())]
+    fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}
+
+
+class ForgetAgentData(amp.Command):
+    """Master → worker: these agents report to another node now; empty their state here,
+    so that it is never served stale should they come back before resynchronising."""
+
+    arguments = [(b"agents", Json())]
+    response = [(b"forgotten", amp.Integer())]
     fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}

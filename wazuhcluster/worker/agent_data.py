@@ -2,7 +2,9 @@
 
 :class:`~wazuhcluster.wire.agent_data.GetAgentData` carries a request of
 :mod:`wazuhcluster.api.agent_data`; it is answered from this node's agent databases in a
-thread (SQLite never runs on the reactor), one page at most.
+thread (SQLite never runs on the reactor), one page at most;
+:class:`~wazuhcluster.wire.agent_data.ForgetAgentData` empties the databases of agents that
+moved to another node.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
+from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.agent_data import answer_locally
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
-from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES, GetAgentData
+from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES, ForgetAgentData, GetAgentData
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.link import MasterLink
 
@@ -57,3 +60,12 @@ class _AgentDataLocator(amp.CommandLocator):
             encoded_answer, self.feature.state_dir, request
         )
         return done.addCallback(lambda data: {"answer": data})
+
+    @ForgetAgentData.responder
+    def forget_agent_data(self, agents: Any) -> Deferred[dict[str, Any]]:
+        """Empty the state of agents that report elsewhere now (in a thread)."""
+        if not isinstance(agents, list):
+            agents = []
+        ids = [str(agent) for agent in agents][:100_000]
+        done: Deferred[int] = self.feature.run_in_thread(forget_agents, self.feature.state_dir, ids)
+        return done.addCallback(lambda count: {"forgotten": count})
