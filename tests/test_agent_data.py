@@ -10,20 +10,23 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import InMemoryCluster
+from tests.helpers import InMemoryCluster, short_temp_dir, write_config
 from tests.test_api_fixtures import ApiHarness
 from wazuhcluster.analysis.state_reader import read_items
 from wazuhcluster.analysis.state_store import SqliteState
 from wazuhcluster.api.agent_data import answer_locally, listing_to_json
 from wazuhcluster.api.query import Listing
+from wazuhcluster.config.sections import load_sections
 from wazuhcluster.master.agent_data import (
     CONTROL_PAGE_BYTES,
     AgentDataUnavailable,
     MasterAgentData,
 )
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
+from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES
 from wazuhcluster.wire.commands import ControlError
@@ -390,3 +393,19 @@ class ControlPageTests(SynchronousTestCase):
         self.assertIn("does not exist", str(failure.value))
         failure = self.failureResultOf(self.page(agent_id="001", kind="nope"))
         failure.trap(ControlError)
+
+
+class RemovedAgentTests(SynchronousTestCase):
+    """A node empties the state of agents removed from its keys."""
+
+    def test_removed_agents_are_forgotten(self) -> None:
+        """Keys that remove agent 001 empty its database; agent 002's stays."""
+        config = write_config(str(short_temp_dir(self)), "master", "master")
+        shared = NodeServices(config, load_sections(config), MemoryReactorClock(), "Master")  # type: ignore[arg-type]
+        shared.run_in_thread = run_inline
+        directory = config.home.agents_state
+        fill(directory, "001")
+        fill(directory, "002")
+        shared.key_rows_changed([], ["001"])
+        self.assertEqual(read_items(directory, "001", "syscheck"), [])
+        self.assertEqual(len(read_items(directory, "002", "syscheck")), 1)
