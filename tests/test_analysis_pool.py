@@ -30,7 +30,12 @@ from wazuhcluster.config.analysis_settings import (
 from wazuhcluster.config.home import Home
 from wazuhcluster.config.xmlconfig import ConfigError, Section
 from wazuhcluster.node import analysis_pool
-from wazuhcluster.node.analysis_child import AnalysisChild, decode_events, encode_events
+from wazuhcluster.node.analysis_child import (
+    AnalysisChild,
+    decode_events,
+    encode_events,
+    settings_to_json,
+)
 from wazuhcluster.node.analysis_pool import AnalysisPool, lane_of
 from wazuhcluster.node.analysis_service import AnalysisService
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
@@ -577,6 +582,52 @@ class MeaningInPoolTests(PoolTestCase):
         pool.put(Event(sca_check("passed"), location="sca", queue="p", agent_id="001"))
         self.flush()
         self.assertEqual([alert["rule"]["id"] for alert in self.alerts()], ["19007", "19010"])
+
+    def test_agent_state_in_sqlite_and_replies(self) -> None:
+        """With a state directory each child keeps its agents' state in their databases
+        (a restarted child still knows an SCA result) and its replies reach the pool's
+        ``reply``."""
+        sent: list[tuple[str, str]] = []
+        state_dir = self.home.agents_state
+        pool = AnalysisPool(
+            2,
+            self.spawn,
+            self.clock,
+            ClusterLog("Worker w1", "Main"),
+            str(self.root),
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            lambda text, count: self.written.append(text),
+            reply=lambda agent_id, message: sent.append((agent_id, message)),
+            state_dir=str(state_dir),
+        )
+        self.successResultOf(self._started(pool))
+        pool.put(Event(sca_check("failed"), location="sca", queue="p", agent_id="001"))
+        self.flush()
+        self.assertTrue((state_dir / "001.db").exists())
+        summary = json.dumps({"type": "summary", "policy_id": "p1", "scan_id": 1, "hash": "0"})
+        pool.put(Event(summary, location="sca", queue="p", agent_id="001"))
+        self.flush()
+        self.assertEqual(sent, [("001", "#!-sca-dump:p1:0")])
+        child = self.live(lane_of("001", 2)).child
+        child.agent_state.close()
+        restarted = RecordingChild(lane_of("001", 2))
+        restarted.hello(
+            str(self.root), settings_to_json(RulesetSettings()), {}, 1, 2, False, str(state_dir)
+        )
+        self.assertTrue(restarted.prepare()["ok"])
+        restarted.commit()
+        assert restarted.engine is not None
+        self.assertEqual(restarted.engine.agent_state.sca_result("001", "7"), "failed")
+        restarted.agent_state.close()
+
+    def _started(self, pool: AnalysisPool) -> Deferred[None]:
+        started = pool.start()
+        self.flush()
+        self.successResultOf(started)
+        loaded = Deferred.fromCoroutine(pool.reload())
+        self.flush()
+        return loaded.addCallback(lambda outcome: self.assertTrue(outcome.ok))
 
 
 class IntakeArithmeticTests(SynchronousTestCase):

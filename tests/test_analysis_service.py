@@ -227,3 +227,59 @@ class ArchivesTests(SynchronousTestCase):
         self.service(event(SSH_FAIL))
         self.assertEqual(len((archive / "archives.json").read_text().splitlines()), 1)
         self.assertEqual(len((archive / "archives.json.1").read_text().splitlines()), 1)
+
+
+class AgentStateServiceTests(SynchronousTestCase):
+    """With a state directory the service keeps agents' state in SQLite across its restart
+    and hands the decoders' replies to the agent channel."""
+
+    def make_service(self) -> AnalysisService:
+        """A started service on the test's home, with agent state in var/db/agents."""
+        clock = Clock()
+        clock.callFromThread = lambda f, *a, **kw: f(*a, **kw)  # type: ignore[attr-defined]
+        service = AnalysisService(
+            self.home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "worker1"),
+            clock,
+            ClusterLog("Worker worker1", "Main"),
+            run_in_thread=run_inline,
+            analysis_thread=run_inline,
+            state_dir=self.home.agents_state,
+        )
+        service.reply_to_agent = lambda agent_id, message: self.sent.append((agent_id, message))
+        service.startService()
+        return service
+
+    def setUp(self) -> None:
+        """A home; replies are recorded."""
+        self.home = Home(Path(self.mktemp()))
+        self.home.make_dirs()
+        self.sent: list[tuple[str, str]] = []
+
+    def test_state_survives_restart_and_replies_reach_the_agent(self) -> None:
+        """An SCA check stored before a restart does not alert again after it; a summary
+        whose hash the stored results do not give asks agent 001 to resend its checks."""
+        check = json.dumps(
+            {
+                "type": "check",
+                "id": 1,
+                "policy": "Policy",
+                "policy_id": "p1",
+                "check": {"id": 7, "title": "Seven", "result": "failed"},
+            }
+        )
+        service = self.make_service()
+        service(attrs.evolve(event(check), queue="p", location="sca"))
+        self.successResultOf(service.stopService())
+        self.assertTrue((self.home.agents_state / "001.db").exists())
+        path = self.home.alerts_dir / "alerts.json"
+        self.assertEqual(len(path.read_text().splitlines()), 1)
+        service = self.make_service()
+        self.addCleanup(service.stopService)
+        service(attrs.evolve(event(check), queue="p", location="sca"))
+        summary = json.dumps({"type": "summary", "policy_id": "p1", "scan_id": 1, "hash": "0"})
+        service(attrs.evolve(event(summary), queue="p", location="sca"))
+        rules = [json.loads(line)["rule"]["id"] for line in path.read_text().splitlines()]
+        self.assertEqual(rules, ["19007", "19001"])  # the check once, then the new summary
+        self.assertEqual(self.sent, [("001", "#!-sca-dump:p1:0")])

@@ -19,6 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_api_fixtures import PASSWORD, USER, Answer, ApiHarness
 from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api import openapi
+from wazuhcluster.master.agent_data import MasterAgentData
+from wazuhcluster.util.threads import run_inline
 
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -184,6 +186,8 @@ class OpenApiTests(SynchronousTestCase):
         self.manager_scenario()
         self.ruleset_scenario()
         self.logtest_scenario()
+
+        self.agent_data_scenario()
         api.login()
         api.clock.advance(1)
         self.call("DELETE", "/security/user/authenticate")
@@ -323,6 +327,19 @@ class OpenApiTests(SynchronousTestCase):
         self.api._token = None
         self.call("PUT", "/security/user/revoke")
         self.api._token = None
+
+    def agent_data_scenario(self) -> None:
+        """Every agent-data route (FIM, SCA, rootcheck, inventory), in success and error."""
+        node = self.api.node
+        node.agent_data = MasterAgentData(
+            "master", node.workers, self.api.home.agents_state, self.api.clock, run_inline
+        )
+        agent = self.api.enroll("data-agent")
+        for route, _ in self.api.resource.routes:
+            if route.template.startswith(("/syscheck", "/sca", "/rootcheck", "/syscollector")):
+                self.call("GET", route.template.format(agent_id=agent, policy_id="pol"))
+        self.call("GET", "/syscheck/099")
+        self.call("GET", f"/syscheck/{agent}?sort=nope")
 
     def test_the_description_is_valid_json_with_examples_of_errors(self) -> None:
         """The shipped file parses and every operation describes 400, 401 (or login), 405, 429."""

@@ -8,19 +8,33 @@ the open ports last seen for a host. They also tell it what to store (FIM entrie
 rows, scan summaries).
 
 :class:`MemoryState` answers from memory, bounded per agent: what an engine uses by default,
-and what tests use. A persistent store (SQLite per agent, on its own thread) provides the same
-methods; the analysis thread calls them synchronously, never the reactor.
+and what tests use. :class:`~wazuhcluster.analysis.state_store.SqliteState` keeps the same
+in one SQLite database per agent; the analysis thread (or process) calls either synchronously,
+never the reactor, and calls :meth:`AgentState.flush` after each batch.
+
+Some messages want an answer to the agent (the result of an integrity check, a request to
+resend SCA results): the decoders :meth:`~AgentState.send` them and the caller of the engine
+takes them with :meth:`~AgentState.take_replies` and hands them to the agent channel.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 #: Entries kept per agent and kind by :class:`MemoryState` (the oldest go first).
 MAX_ENTRIES = 100_000
 #: Agents kept by :class:`MemoryState` (the least recently used go first).
 MAX_AGENTS = 10_000
+#: Replies held for the caller before the oldest are dropped.
+MAX_REPLIES = 10_000
+
+#: Integrity answers (the agent resends rows, or splits the range further).
+CHECKSUM_FAIL = "checksum_fail"
+NO_DATA = "no_data"
 
 
 class AgentState(Protocol):
@@ -63,12 +77,102 @@ class AgentState(Protocol):
     ) -> None:
         """Apply one syscollector delta (``INSERTED``, ``MODIFIED`` or ``DELETED``)."""
 
-    def dbsync(self, agent_id: str, component: str, kind: str, data: dict[str, Any]) -> None:
-        """Take one state-synchronisation message (``state``, ``integrity_*``)."""
+    def dbsync(self, agent_id: str, component: str, kind: str, data: dict[str, Any]) -> str | None:
+        """Take one state-synchronisation message (``state``, ``integrity_*``); the answer
+        the agent expects (``checksum_fail``, ``no_data``), None when none is due."""
+
+    def sca_results_hash(self, agent_id: str, policy_id: str) -> str | None:
+        """SHA-256 of the stored results of a policy's checks (``:``-joined in check id
+        order, ``not applicable`` as empty), None when no check is stored."""
+
+    def sca_dump_end(self, agent_id: str, policy_id: str, scan_id: int) -> None:
+        """A resend ended: forget the policy's checks that it did not refresh."""
+
+    def send(self, agent_id: str, message: str) -> None:
+        """Queue a message for the agent (``#!-...``)."""
+
+    def take_replies(self) -> list[tuple[str, str]]:
+        """The (agent id, message) pairs queued since the last call."""
+
+    def flush(self) -> None:
+        """Make what was stored so far durable (after each batch)."""
+
+    def close(self) -> None:
+        """Flush and release the store."""
 
     def host_ports(self, ip: str, ports: str) -> str | None:
         """Record the open ports of ``ip``; the previous ports, ``""`` when new, None when
         unchanged."""
+
+
+def range_checksum(checksums: Iterable[str]) -> str:
+    """The manager's checksum of a range: SHA-1 over the rows' checksums in index order."""
+    digest = hashlib.sha1()  # noqa: S324 - the agent's own choice, not for security
+    for checksum in checksums:
+        digest.update(checksum.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def results_hash(results: Iterable[str]) -> str:
+    """SCA's results hash: SHA-256 of the results joined by ``:``."""
+    texts = ["" if result == "not applicable" else result for result in results]
+    return hashlib.sha256(":".join(texts).encode("utf-8")).hexdigest()
+
+
+def integrity_answer(
+    kind: str, data: dict[str, Any], keys: list[str], checksums: dict[str, str]
+) -> tuple[str | None, list[str]]:
+    """Judge an ``integrity_check_*`` message against the stored rows of a component.
+
+    ``keys`` are the stored indexes (sorted), ``checksums`` their checksums. Answers the
+    reply due (None on a match) and the keys to delete: rows outside the agent's whole
+    range (``global``), or in the gap between the two halves (``left``, up to ``tail``).
+    """
+    begin = data.get("begin")
+    end = data.get("end")
+    if not isinstance(begin, str) or not isinstance(end, str):
+        return None, []
+    doomed: list[str] = []
+    if kind == "integrity_check_global":
+        doomed = [key for key in keys if key < begin or key > end]
+    elif kind == "integrity_check_left":
+        tail = data.get("tail")
+        if isinstance(tail, str):
+            doomed = [key for key in keys if end < key < tail]
+    in_range = [key for key in keys if begin <= key <= end]
+    if begin == end and len(in_range) > 1:
+        doomed.extend(in_range)
+        in_range = []
+    usable = [checksums[key] for key in in_range if checksums[key] not in ("", "legacy")]
+    if not usable:
+        return NO_DATA, doomed
+    if range_checksum(usable) != data.get("checksum"):
+        return CHECKSUM_FAIL, doomed
+    return None, doomed
+
+
+def reply_text(component: str, answer: str, data: dict[str, Any]) -> str:
+    """The message an integrity answer travels as: ``#!-<component> dbsync <answer> {...}``."""
+    shown = {key: value for key, value in data.items() if key not in ("tail", "checksum")}
+    return f"#!-{component} dbsync {answer} " + json.dumps(shown, separators=(",", ":"))
+
+
+class Outbox:
+    """The replies due to agents, for the engine's caller to take."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[str, str]] = []
+
+    def send(self, agent_id: str, message: str) -> None:
+        """Queue a message for the agent (the oldest go when too many wait)."""
+        if len(self.replies) >= MAX_REPLIES:
+            del self.replies[0]
+        self.replies.append((agent_id, message))
+
+    def take_replies(self) -> list[tuple[str, str]]:
+        """The replies queued since the last call."""
+        replies, self.replies = self.replies, []
+        return replies
 
 
 def _bounded(table: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
@@ -78,10 +182,11 @@ def _bounded(table: OrderedDict[str, Any], key: str, value: Any, limit: int) -> 
         table.popitem(last=False)
 
 
-class MemoryState:
+class MemoryState(Outbox):
     """An :class:`AgentState` in memory: lost on restart, bounded per agent."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_agents: int = MAX_AGENTS) -> None:
+        super().__init__()
         self.max_entries = max_entries
         self.max_agents = max_agents
         self.agents: OrderedDict[str, dict[str, OrderedDict[str, Any]]] = OrderedDict()
@@ -168,13 +273,53 @@ class MemoryState:
         else:
             _bounded(rows, key, row, self.max_entries)
 
-    def dbsync(self, agent_id: str, component: str, kind: str, data: dict[str, Any]) -> None:
-        """Keep ``state`` rows of a component; ``integrity_clear`` empties it."""
+    def dbsync(self, agent_id: str, component: str, kind: str, data: dict[str, Any]) -> str | None:
+        """Keep ``state`` rows of a component; ``integrity_clear`` empties it; an integrity
+        check is judged against the rows kept."""
         rows = self._table(agent_id, "dbsync:" + component)
         if kind == "state" and data.get("index") is not None:
             _bounded(rows, str(data["index"]), data.get("attributes"), self.max_entries)
         elif kind == "integrity_clear":
             rows.clear()
+        elif kind.startswith("integrity_check_"):
+            keys = sorted(rows)
+            checksums = {
+                key: str(row.get("checksum") or "") if isinstance(row, dict) else ""
+                for key, row in rows.items()
+            }
+            answer, doomed = integrity_answer(kind, data, keys, checksums)
+            for key in doomed:
+                rows.pop(key, None)
+            return answer
+        return None
+
+    def sca_results_hash(self, agent_id: str, policy_id: str) -> str | None:
+        """SHA-256 of the stored results of a policy's checks, None when none is stored."""
+        checks = self._table(agent_id, "sca_check")
+        found = sorted(
+            (int(check_id), result)
+            for check_id, (result, event) in checks.items()
+            if event.get("policy_id") == policy_id and check_id.isdigit()
+        )
+        if not found:
+            return None
+        return results_hash(result for _, result in found)
+
+    def sca_dump_end(self, agent_id: str, policy_id: str, scan_id: int) -> None:
+        """Forget the policy's checks that the resend did not refresh."""
+        checks = self._table(agent_id, "sca_check")
+        for check_id in [
+            c
+            for c, (_, event) in checks.items()
+            if event.get("policy_id") == policy_id and event.get("id") != scan_id
+        ]:
+            del checks[check_id]
+
+    def flush(self) -> None:
+        """Nothing to make durable."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def host_ports(self, ip: str, ports: str) -> str | None:
         """Record the open ports of ``ip``; the previous ones, ``""`` when new, None when

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 
 from wazuhcluster.analysis import hostinfo, rootcheck, sca, syscheck, syscollector, winevt
-from wazuhcluster.analysis.agentstate import AgentState
+from wazuhcluster.analysis.agentstate import AgentState, reply_text
 from wazuhcluster.analysis.builtin import BuiltinDecoder, QueueDecoder, location_ends
 from wazuhcluster.analysis.decoders import json_fields
 from wazuhcluster.analysis.eventinfo import EventInfo
@@ -88,7 +88,8 @@ DBSYNC_COMPONENTS = frozenset(
 
 
 def decode_dbsync(info: EventInfo, message: str, state: AgentState) -> bool:
-    """State synchronisation (FIM, inventory): stored, never an alert."""
+    """State synchronisation (FIM, inventory): stored, never an alert; an integrity check
+    whose range differs (or is empty here) is answered to the agent, a match is not."""
     try:
         payload = json.loads(message)
     except ValueError:
@@ -102,7 +103,9 @@ def decode_dbsync(info: EventInfo, message: str, state: AgentState) -> bool:
         return False
     if not isinstance(data, dict):
         return False
-    state.dbsync(info.agent_id, str(component), kind, data)
+    answer = state.dbsync(info.agent_id, str(component), kind, data)
+    if answer is not None:
+        state.send(info.agent_id, reply_text(str(component), answer, data))
     return False
 
 

@@ -8,7 +8,14 @@ only when there is something to say, as in Wazuh:
   different, without ``sca.check.previous_result``); a missing result is ``not applicable``;
 - a ``summary`` whose results hash differs from the stored scan's, unless it is the first scan
   after the agent's SCA module started, or when it carries ``force_alert``;
-- ``policies`` forgets the policies the agent no longer scans; ``dump_end`` ends a resend.
+- ``policies`` forgets the policies the agent no longer scans; ``dump_end`` ends a resend
+  and forgets the policy's checks it did not refresh.
+
+After a summary, the stored results of the policy's checks are hashed as the agent hashes
+its own; when they differ from the summary's ``hash`` (or none is stored), the agent is asked
+to resend the policy's checks (``#!-sca-dump:<policy>:<first scan 0|1>``), as Wazuh does:
+this is how a manager that lost or never had an agent's results (a new node, a restored
+database) catches up.
 """
 
 from __future__ import annotations
@@ -85,6 +92,9 @@ def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
         return
     stored = state.sca_scan_hash(info.agent_id, policy_id)
     state.sca_save_scan(info.agent_id, policy_id, event)
+    if state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
+        first = 1 if event.get("first_scan") else 0
+        state.send(info.agent_id, f"#!-sca-dump:{policy_id}:{first}")
     changed = stored != event["hash"] and "first_scan" not in event
     if not changed and "force_alert" not in event:
         return
@@ -130,6 +140,11 @@ def decode_sca(info: EventInfo, message: str, state: AgentState) -> bool:
         policies = event.get("policies")
         if isinstance(policies, list):
             state.sca_keep_policies(info.agent_id, [str(p) for p in policies])
-    elif kind != "dump_end":
+    elif kind == "dump_end":
+        policy_id = event.get("policy_id")
+        scan_id = event.get("scan_id")
+        if isinstance(policy_id, str) and isinstance(scan_id, int):
+            state.sca_dump_end(info.agent_id, policy_id, scan_id)
+    else:
         return False
     return True

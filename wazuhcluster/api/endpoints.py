@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wazuhcluster.api.access import Access
+from wazuhcluster.api.agent_data_endpoints import AgentDataEndpoints
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
@@ -80,6 +81,7 @@ class Endpoints:
         self.ruleset_files = RulesetFiles(home.root, ruleset)
         self.ruleset = RulesetEndpoints(self.context, self.ruleset_files)
         self.logtest = LogtestEndpoints(self.context, self.ruleset_files)
+        self.agent_data = AgentDataEndpoints(self.context)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -102,4 +104,5 @@ class Endpoints:
             *self.manager.routes(),
             *self.ruleset.routes(),
             *self.logtest.routes(),
+            *self.agent_data.routes(),
         ]

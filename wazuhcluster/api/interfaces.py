@@ -35,6 +35,10 @@ class IApiNode(Interface):
     reconnector: object = Attribute(
         "What reaches the agents for :meth:`reconnect_agents`, or None when the node has none."
     )
+    agent_data: object = Attribute(
+        "What answers agent-data requests (``await ask(node_name, request)``, see "
+        ":mod:`wazuhcluster.api.agent_data`) wherever the agent reports, or None."
+    )
 
     def nodes() -> list[dict[str, str]]:
         """Master first, then connected workers: name, type, version, ip."""

@@ -54,6 +54,12 @@ class Home:
         return self.root / "var" / "db"
 
     @property
+    def agents_state(self) -> Path:
+        """HOME/var/db/agents: one SQLite database per agent analysed on this node (FIM,
+        SCA, rootcheck, inventory)."""
+        return self.root / "var" / "db" / "agents"
+
+    @property
     def var_run(self) -> Path:
         """HOME/var/run: the control socket and pid files."""
         return self.root / "var" / "run"

@@ -20,6 +20,7 @@ from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
@@ -88,6 +89,8 @@ class MasterNode:
         #: The agents feature, which reaches agents wherever they are, once added (it needs
         #: this node too).
         self.reconnector: IAgentReconnector | None = None
+        #: What asks the node an agent reports to about its stored data, once added.
+        self.agent_data: MasterAgentData | None = None
         #: The analysis engine's ruleset, when this node runs analysis.
         self.ruleset = ruleset
         #: What this node answers about itself (the API's /manager/* questions).
@@ -322,6 +325,18 @@ class MasterService(MultiService):
         self.node.manager = self.registry
         self.agents = MasterAgents(self.node, self.registry, reactor, local_channel=self.channel)
         self.node.reconnector = self.agents
+        self.node.agent_data = MasterAgentData(
+            config.cluster.node_name,
+            self.node.workers,
+            home.agents_state,
+            reactor,
+            locate=self._locate_agent,
+            agent_nodes=self._agent_nodes,
+        )
+        for service in self.node.agent_data.services():
+            service.setServiceParent(self)
+        # Asked on the master's control socket or relayed from a worker's, like the others.
+        self.registry.actions["agent_data"] = self.node.agent_data.control_page
         self.shared.serve_merged_files(self.agents.table)
         for feature in (self.registry, integrity, self.agents):
             self.node.features.add(feature)
@@ -335,6 +350,16 @@ class MasterService(MultiService):
         api = master_api(config, self.node, self.registry, reactor, self.sections.api)
         if api is not None:
             api.setServiceParent(self)
+
+    async def _locate_agent(self, agent_id: str) -> str | None:
+        """The node an agent reports to (``""`` never reported; None: no such agent)."""
+        agent = await self.registry.registry.get_agent(agent_id)
+        return None if agent is None else agent.node_name
+
+    async def _agent_nodes(self) -> dict[str, str]:
+        """Every agent's node, for the look for agents that moved."""
+        agents = await self.registry.registry.list_agents()
+        return {agent.id: agent.node_name for agent in agents}
 
     def startService(self) -> None:
         """Log the start, then start every child."""

@@ -15,8 +15,10 @@ lines, with archives on every event's archives.json and archives.log lines, and 
 notices for the parent to log). The parent alone writes the files.
 
 What the queue decoders remember per agent (``Engine.agent_state``) lives in the process that
-analyses the agent: a committed engine takes it over from the one it replaces, so it outlives
-reloads, though not the death of the process.
+analyses the agent: in memory, or, when :class:`Hello` names a ``state_dir``, in one SQLite
+database per agent there (:mod:`wazuhcluster.analysis.state_store`), committed at the end of
+every batch, so it outlives reloads and restarts. The replies the decoders queued for agents
+(integrity answers, SCA resend requests) come back with the batch's answer.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import attrs
 from twisted.internet.protocol import FileWrapper
 from twisted.protocols import amp
 
+from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import load_engine
+from wazuhcluster.analysis.state_store import SqliteState
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.wire.arguments import Json
 
@@ -58,7 +62,10 @@ class BigBytes(amp.Argument):
         self, name: bytes, strings: dict[bytes, bytes], objects: dict[str, Any], proto: Any
     ) -> None:
         """Split ``objects[name]`` into pieces of at most :data:`VALUE_LIMIT` bytes."""
-        value: bytes = objects[name.decode("ascii")]
+        found: bytes | None = objects.get(name.decode("ascii"))
+        if found is None and self.optional:
+            return
+        value = found or b""
         pieces = [value[at : at + VALUE_LIMIT] for at in range(0, len(value), VALUE_LIMIT)]
         if len(pieces) > MAX_PIECES:
             raise ValueError(f"{len(value)} bytes do not fit in one call")
@@ -70,6 +77,9 @@ class BigBytes(amp.Argument):
         self, name: bytes, strings: dict[bytes, bytes], objects: dict[str, Any], proto: Any
     ) -> None:
         """Join the pieces back (a bad count raises, which AMP reports)."""
+        if name not in strings and self.optional:
+            objects[name.decode("ascii")] = None
+            return
         count = int(strings[name])
         if not 0 <= count <= MAX_PIECES:
             raise ValueError(f"bad piece count {count}")
@@ -89,6 +99,7 @@ class Hello(amp.Command):
         (b"lane", amp.Integer()),
         (b"lanes", amp.Integer()),
         (b"archives", amp.Boolean(optional=True)),
+        (b"state_dir", amp.Unicode(optional=True)),
     ]
     response = [(b"pid", amp.Integer())]
 
@@ -127,7 +138,8 @@ class Analyse(amp.Command):
     :class:`~wazuhcluster.analysis.engine.Event`); the answer holds the alerts as
     alerts.json lines, how many events were done, alerted and failed, the ``archived``
     events' archives.json and archives.log lines (empty with archives off), and the
-    engine's ``notices`` (things to log once, such as a message of an unknown queue)."""
+    engine's ``notices`` (things to log once, such as a message of an unknown queue), and
+    the ``replies`` due to agents (JSON ``[[agent id, message], ...]``, absent when none)."""
 
     arguments = [(b"events", BigBytes())]
     response = [
@@ -140,6 +152,7 @@ class Analyse(amp.Command):
         (b"archive_log", BigBytes()),
         (b"archived", amp.Integer()),
         (b"notices", Json()),
+        (b"replies", BigBytes(optional=True)),
     ]
     errors = {NoEngine: b"NO_ENGINE"}
 
@@ -183,6 +196,8 @@ class AnalysisChild(amp.AMP):
         self.pending: Engine | None = None
         self.sequence = 0
         self.archives = False
+        #: What the queue decoders remember, shared by every engine of this process.
+        self.agent_state: AgentState = MemoryState()
 
     def hello(
         self,
@@ -192,19 +207,25 @@ class AnalysisChild(amp.AMP):
         lane: int,
         lanes: int,
         archives: bool | None = None,
+        state_dir: str | None = None,
     ) -> dict[str, Any]:
-        """Remember the ruleset's place, this lane, and whether to archive."""
+        """Remember the ruleset's place, this lane, whether to archive, and where the
+        agents' state databases are (in memory without ``state_dir``)."""
         self.home = home
         self.settings = settings_from_json(settings)
         self.identity = Identity(**identity)
         self.lane, self.lanes = lane, max(1, lanes)
         self.archives = bool(archives)
+        if state_dir:
+            self.agent_state.close()
+            self.agent_state = SqliteState(state_dir)
         return {"pid": os.getpid()}
 
     def prepare(self) -> dict[str, Any]:
         """Load the ruleset; a failure is an answer (the parent keeps the old engines)."""
         try:
             self.pending = load_engine(self.home, self.settings, self.identity)
+            self.pending.agent_state = self.agent_state
         except Exception as error:  # any loader failure keeps the current engine
             self.pending = None
             return {"ok": False, "error": str(error) or repr(error), "warnings": []}
@@ -273,6 +294,9 @@ class AnalysisChild(amp.AMP):
                 if plain:
                     archive_log.append(record.plain_text())
         text = "\n".join(lines) + "\n" if lines else ""
+        engine.agent_state.flush()
+        pairs = engine.agent_state.take_replies()
+        replies = json.dumps(pairs, separators=(",", ":")).encode("utf-8") if pairs else None
         return {
             "alerts": text.encode("utf-8"),
             "processed": len(batch),
@@ -283,6 +307,7 @@ class AnalysisChild(amp.AMP):
             "archive_log": "".join(archive_log).encode("utf-8"),
             "archived": archived,
             "notices": engine.take_notices(),
+            "replies": replies,
         }
 
     # The responders call the methods by name, so a subclass may override them.
@@ -320,6 +345,7 @@ def main() -> None:
             break
         protocol.dataReceived(data)
         output.flush()
+    protocol.agent_state.close()
     output.close()
     sys.exit(0)
 

@@ -21,6 +21,7 @@ wait while it is started again (after a back-off when it keeps dying) and loads 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import zlib
@@ -271,6 +272,8 @@ class AnalysisPool:
         write: Callable[[str, int], object],
         limiter: EpsLimiter | None = None,
         archive: Callable[[str, str, int], object] | None = None,
+        reply: Callable[[str, str], object] | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
         self.spawn = spawn
@@ -284,6 +287,10 @@ class AnalysisPool:
         #: Where archived events go (archives.json text, archives.log text, count); None:
         #: archives are off and the children do not build them.
         self.archive = archive
+        #: Where the children's replies to agents go (agent id, message).
+        self.reply = reply
+        #: The agents' state databases (None: each child remembers in memory).
+        self.state_dir = state_dir
         self.queued = 0
         self.draining = False
         self.closing = False
@@ -330,6 +337,7 @@ class AnalysisPool:
                 lane=lane.index,
                 lanes=len(self.lanes),
                 archives=self.archive is not None,
+                state_dir=self.state_dir,
             )
         except Exception as error:
             if lane.generation == generation:
@@ -509,6 +517,10 @@ class AnalysisPool:
             self.log.warn("{notice}", notice=notice)
         if answer["alerted"]:
             self.write(answer["alerts"].decode("utf-8"), answer["alerted"])
+        replies = answer.get("replies")
+        if replies and self.reply is not None:
+            for agent_id, message in json.loads(replies):
+                self.reply(agent_id, message)
         if answer["archived"] and self.archive is not None:
             self.archive(
                 answer["archive_json"].decode("utf-8"),

@@ -10,12 +10,21 @@ reactor and swaps them in between two batches, handing on what the queue decoder
 per agent; a ruleset that fails to load is logged with its file, line and reason, and the old
 engine keeps running. Wazuh's EPS limit (``<global><limits><eps>``) holds events in the queue
 rather than analysing them.
+
+What the queue decoders remember per agent (FIM entries, SCA results, rootcheck findings,
+inventory) is kept, with a ``state_dir``, in one SQLite database per agent there (the node
+uses ``HOME/var/db/agents``), written by whichever thread or process analyses the agent and
+committed after every batch; without one, in memory. The replies the decoders owe agents
+(integrity answers, SCA resend requests) go to :attr:`AnalysisService.reply_to_agent` on the
+reactor.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter, deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from attrs import define, field
@@ -29,10 +38,12 @@ from zope.interface import implementer
 
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.agents.interfaces import IEventSink
+from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.analysis.archives import ArchiveWriter
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
+from wazuhcluster.analysis.state_store import SqliteState
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
 from wazuhcluster.node.analysis_pool import AnalysisPool, Spawner, process_spawner
@@ -92,6 +103,7 @@ class AnalysisService(Service):
         workers: int = 0,
         limiter: EpsLimiter | None = None,
         spawn: Spawner | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.home = home
         self.settings = settings
@@ -120,6 +132,16 @@ class AnalysisService(Service):
         self._ticker: LoopingCall | None = None
         self._rates = {name: RateWindow() for name in ("received", "processed", "dropped")}
         self._writes: Deferred[None] = succeed(None)
+        #: Where the agents' state databases are (None: in memory).
+        self.state_dir = state_dir
+        #: The agents' state on the analysis thread (with ``workers`` 0).
+        self.agent_state: AgentState = (
+            SqliteState(state_dir) if state_dir is not None else MemoryState()
+        )
+        #: Sends a reply to a connected agent (the agent channel's); False when it is not.
+        self.reply_to_agent: Callable[[str, str], object] | None = None
+        #: Replies that could not be delivered (the agent had no connection here).
+        self.undelivered_replies = 0
 
     # --- lifecycle -------------------------------------------------------------------------
     def startService(self) -> None:
@@ -149,6 +171,8 @@ class AnalysisService(Service):
                 self._write_alerts,
                 self.limiter,
                 self._write_archives if self.archives is not None else None,
+                self._reply,
+                str(self.state_dir) if self.state_dir is not None else None,
             )
             self.processes.start().addCallback(lambda _: self.reload())
         else:
@@ -198,6 +222,7 @@ class AnalysisService(Service):
         archives, self.archives = self.archives, None
         if archives is not None:
             await self._on_analysis_thread(archives.close)
+        await self._on_analysis_thread(self.agent_state.close)
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
@@ -311,11 +336,25 @@ class AnalysisService(Service):
             writer.flush()
         if archives is not None:
             archives.flush()
+        engine.agent_state.flush()
+        replies = engine.agent_state.take_replies()
+        if replies:
+            self.reactor.callFromThread(self._replies, replies)
         for notice in engine.take_notices():
             self.reactor.callFromThread(self.log.warn, "{notice}", notice=notice)
         self.stats.analysed += len(batch)
         self.stats.alerts += alerts
         self.stats.failed += failed
+
+    def _replies(self, replies: list[tuple[str, str]]) -> None:
+        for agent_id, message in replies:
+            self._reply(agent_id, message)
+
+    def _reply(self, agent_id: str, message: str) -> None:
+        """On the reactor: a decoder's reply to an agent, through the agent channel."""
+        send = self.reply_to_agent
+        if send is None or not send(agent_id, message):
+            self.undelivered_replies += 1
 
     def reopen_alerts(self) -> Deferred[None]:
         """Close and reopen alerts.json and the archives (after logrotate renamed them),
@@ -373,8 +412,8 @@ class AnalysisService(Service):
         except Exception as error:
             self._reload_failed(str(error), self.engine is not None)
         else:
-            if self.engine is not None:  # what agents told us outlives a reload
-                engine.agent_state = self.engine.agent_state
+            # what agents told us outlives a reload
+            engine.agent_state = self.agent_state
             self.engine = engine
             self._reloaded(list(getattr(engine, "warnings", ())))
             self._kick()

@@ -10,7 +10,7 @@ serves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.application.service import IServiceCollection
 from twisted.internet.defer import Deferred
@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.agents.groups_table import MergedFiles
 from wazuhcluster.agents.service import AgentChannelService
+from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.interfaces import IControlBackend
@@ -28,6 +29,7 @@ from wazuhcluster.registry.keys import KeysDelta
 from wazuhcluster.util.fatal import stop_node
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 #: The client.keys path as a synced-file path (relative to HOME).
 CLIENT_KEYS = "etc/client.keys"
@@ -54,6 +56,7 @@ class NodeServices:
             queue_size=sections.remote.queue_size,
             workers=sections.analysis.workers,
             limiter=EpsLimiter(sections.analysis.eps_maximum, sections.analysis.eps_timeframe),
+            state_dir=home.agents_state,
         )
         self.channel = AgentChannelService(
             home.client_keys,
@@ -65,6 +68,9 @@ class NodeServices:
             ClusterLog(tag, "Agents"),
             manager_version=WAZUH_VERSION,
         )
+        self.analysis.reply_to_agent = self.channel.factory.send_to_agent
+        #: Where blocking work runs (tests run it inline).
+        self.run_in_thread: RunInThread = run_in_reactor_pool
         #: What SIGHUP runs (after the role's own log reopening): reopen alerts.json, then
         #: reload the ruleset.
         self.reload_actions: list[Callable[[], object]] = [
@@ -86,6 +92,7 @@ class NodeServices:
         """This node wrote client.keys: ``added`` as ``id``/``name``/``ip``/``key`` rows
         (the master's registry), ``removed`` as ids. A Deferred when the keys are usable
         only once it fires."""
+        self._forget_removed(removed)
         return self.channel.apply_key_changes(
             [(row["id"], row["name"], row["ip"], row["key"]) for row in added], removed
         )
@@ -93,9 +100,23 @@ class NodeServices:
     def keys_delta_changed(self, delta: KeysDelta) -> Deferred[None] | None:
         """This node merged a push of keys into client.keys (a worker's registry). A
         Deferred when the keys are usable only once it fires."""
+        self._forget_removed(delta.removed)
         return self.channel.apply_key_changes(
             [(entry.id, entry.name, entry.ip, entry.key) for entry in delta.added],
             delta.removed,
+        )
+
+    def _forget_removed(self, removed: Sequence[str]) -> None:
+        """Removed agents: empty what this node kept about them (in a thread)."""
+        if not removed:
+            return
+        log = ClusterLog(self.tag, "Agents")
+        done = self.run_in_thread(forget_agents, self.config.home.agents_state, list(removed))
+        done.addErrback(
+            lambda failure: log.warn(
+                "Could not empty the state of removed agents: {error}",
+                error=failure.getErrorMessage(),
+            )
         )
 
     def files_changed(self, paths: set[str]) -> None:

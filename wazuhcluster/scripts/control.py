@@ -193,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="with --reconnect-agents: also ask this many of this node's own agents",
     )
+    action.add_argument(
+        "--agent-data",
+        nargs=2,
+        metavar=("AGENT", "KIND"),
+        help="an agent's stored data, wherever it reports: syscheck, sca, sca_checks (with "
+        "--policy), rootcheck, syscollector/os|hardware|packages|processes|ports|netiface|"
+        "netaddr|netproto|hotfixes",
+    )
+    parser.add_argument("--policy", help="with --agent-data sca_checks: the SCA policy id")
+    parser.add_argument("-q", "--query", help="with --agent-data: a Wazuh API q filter")
     action.add_argument("--delete-agents", nargs="+", metavar="ID", help="remove agents")
     action.add_argument("--create-group", metavar="GROUP", help="create a group")
     action.add_argument("--delete-group", metavar="GROUP", help="delete a group")
@@ -223,6 +233,27 @@ async def _list_agents(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
         agents.extend(page["agents"])
         if not page["agents"] or len(agents) >= page["total"]:
             return format_agents(agents), agents
+
+
+async def _agent_data(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
+    agent_id, kind = args.agent_data
+    items: list[dict[str, Any]] = []
+    while True:
+        arguments = {
+            "agent_id": agent_id,
+            "kind": kind,
+            "policy_id": args.policy,
+            "q": args.query,
+            "offset": len(items),
+            "limit": PAGE,
+        }
+        page = (await ask(commands.Manage, action="agent_data", arguments=arguments))["result"]
+        items.extend(page["items"])
+        if not page["items"] or len(items) >= page["total"]:
+            break
+    lines = [json.dumps(item, sort_keys=True) for item in items]
+    lines.append(f"{len(items)} items of agent {agent_id} ({kind}).")
+    return "\n".join(lines), items
 
 
 def _manage(
@@ -332,6 +363,8 @@ def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]
         return _list_nodes
     if args.list_agents:
         return _list_agents
+    if args.agent_data:
+        return _agent_data
     if args.info:
         return _info
     if args.list_groups:

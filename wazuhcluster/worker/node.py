@@ -24,6 +24,7 @@ from wazuhcluster.util.threads import run_in_reactor_pool
 from wazuhcluster.util.tls import client_options, load_material
 from wazuhcluster.wire import commands
 from wazuhcluster.wire.registry import RelayManage
+from wazuhcluster.worker.agent_data import WorkerAgentData
 from wazuhcluster.worker.agents import WorkerAgents
 from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
@@ -146,7 +147,13 @@ class WorkerService(MultiService):
         self.questions = WorkerQuestions(
             answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
         )
-        for feature in (self.integrity, self.registry, self.agents, self.questions):
+        for feature in (
+            self.integrity,
+            self.registry,
+            self.agents,
+            self.questions,
+            WorkerAgentData(home.agents_state),
+        ):
             self.link.features.add(feature)
             for service in feature.services():
                 service.setServiceParent(self)

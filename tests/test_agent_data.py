@@ -1,0 +1,411 @@
+"""Asking about an agent's stored data: the reader's Wazuh shapes, the answer computed where
+the data is, the master asking the worker the agent reports to over the cluster link
+(bounded in time), and the REST API endpoints over it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import InMemoryCluster, short_temp_dir, write_config
+from tests.test_api_fixtures import ApiHarness
+from wazuhcluster.analysis.state_reader import read_items
+from wazuhcluster.analysis.state_store import SqliteState
+from wazuhcluster.api.agent_data import answer_locally, listing_to_json
+from wazuhcluster.api.query import Listing
+from wazuhcluster.config.sections import load_sections
+from wazuhcluster.master.agent_data import (
+    CONTROL_PAGE_BYTES,
+    AgentDataUnavailable,
+    MasterAgentData,
+)
+from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
+from wazuhcluster.node.builder import NodeServices
+from wazuhcluster.util.threads import run_inline
+from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES
+from wazuhcluster.wire.commands import ControlError
+from wazuhcluster.worker import agent_data as worker_agent_data
+from wazuhcluster.worker.agent_data import WorkerAgentData, encoded_answer
+
+
+def fill(directory: Path, agent_id: str = "001", packages: int = 3) -> None:
+    """Store FIM, SCA, rootcheck and inventory data of ``agent_id`` in ``directory``."""
+    state = SqliteState(directory)
+    state.fim_save(
+        agent_id,
+        "/etc/passwd",
+        {
+            "path": "/etc/passwd",
+            "timestamp": 1718022911,
+            "attributes": {
+                "type": "file",
+                "size": 1024,
+                "perm": "rw-r--r--",
+                "uid": "0",
+                "user_name": "root",
+                "inode": "42",
+                "mtime": 1718022900,
+                "hash_md5": "a" * 32,
+            },
+        },
+    )
+    check = {
+        "type": "check",
+        "id": 5,
+        "policy_id": "pol",
+        "check": {
+            "id": 100,
+            "title": "Ensure something",
+            "result": "failed",
+            "compliance": {"cis": "1.1"},
+            "rules": ["f:/etc/passwd"],
+        },
+    }
+    state.sca_save_check(agent_id, "100", "failed", check)
+    state.sca_save_scan(
+        agent_id,
+        "pol",
+        {"name": "Policy", "passed": 1, "failed": 1, "score": 50.0, "start_time": 1718022000},
+    )
+    state.rootcheck_seen(agent_id, "File '/tmp/x' is owned by root.", 1718022000.0)
+    state.rootcheck_seen(agent_id, "Ending rootcheck scan.", 1718022010.0)
+    state.inventory_apply(
+        agent_id,
+        "osinfo",
+        "INSERTED",
+        {
+            "os_name": "Ubuntu",
+            "os_major": "22",
+            "sysname": "Linux",
+            "scan_time": "2024/06/10 12:40:02",
+        },
+    )
+    for number in range(packages):
+        state.inventory_apply(
+            agent_id,
+            "packages",
+            "INSERTED",
+            {
+                "name": f"pkg{number:05d}",
+                "version": "1.0",
+                "item_id": f"i{number}",
+                "groups": "net",
+            },
+        )
+    state.inventory_apply(
+        agent_id,
+        "network_address",
+        "INSERTED",
+        {"iface": "eth0", "proto": "ipv4", "address": "10.0.0.5", "item_id": "n1"},
+    )
+    state.close()
+
+
+def request(kind: str, agent_id: str = "001", **listing: Any) -> dict[str, Any]:
+    """An agent-data request."""
+    return {"agent_id": agent_id, "kind": kind, "listing": listing_to_json(Listing(**listing))}
+
+
+class ReaderTests(SynchronousTestCase):
+    """The items in Wazuh's shapes, and the query applied where the data is."""
+
+    def setUp(self) -> None:
+        """One agent's data in a temporary directory."""
+        self.directory = Path(self.mktemp())
+        fill(self.directory)
+
+    def test_shapes(self) -> None:
+        """FIM, SCA, rootcheck and inventory items look like Wazuh's API's."""
+        [entry] = read_items(self.directory, "001", "syscheck")
+        self.assertEqual(entry["file"], "/etc/passwd")
+        self.assertEqual(entry["size"], 1024)
+        self.assertEqual(entry["inode"], 42)
+        self.assertEqual(entry["uname"], "root")
+        self.assertEqual(entry["date"], "2024-06-10T12:35:11Z")
+        self.assertEqual(entry["changes"], 1)
+        [policy] = read_items(self.directory, "001", "sca")
+        self.assertEqual(
+            (policy["policy_id"], policy["name"], policy["score"]), ("pol", "Policy", 50)
+        )
+        [check] = read_items(self.directory, "001", "sca_checks", "pol")
+        self.assertEqual(check["id"], 100)
+        self.assertEqual(check["result"], "failed")
+        self.assertEqual(check["compliance"], [{"key": "cis", "value": "1.1"}])
+        self.assertEqual(check["rules"], [{"type": "file", "rule": "f:/etc/passwd"}])
+        [finding] = read_items(self.directory, "001", "rootcheck")
+        self.assertEqual(finding["status"], "outstanding")
+        self.assertEqual(finding["log"], "File '/tmp/x' is owned by root.")
+        [os_item] = read_items(self.directory, "001", "syscollector/os")
+        self.assertEqual(os_item["os"], {"name": "Ubuntu", "major": "22"})
+        self.assertEqual(os_item["scan"]["time"], "2024-06-10T12:40:02Z")
+        self.assertEqual(os_item["agent_id"], "001")
+        packages = read_items(self.directory, "001", "syscollector/packages")
+        self.assertEqual(packages[0]["section"], "net")
+        self.assertEqual(read_items(self.directory, "009", "syscheck"), [])
+
+    def test_listing_and_filters(self) -> None:
+        """Sort, offset, limit, select, q and equality filters are applied on the node."""
+        answer = answer_locally(
+            self.directory,
+            request(
+                "syscollector/packages", sort=(("name", True),), limit=1, offset=1, select=("name",)
+            ),
+        )
+        self.assertEqual(answer["total"], 3)
+        self.assertEqual(answer["items"], [{"name": "pkg00001"}])
+        answer = answer_locally(self.directory, request("syscollector/packages", q="name=pkg00002"))
+        self.assertEqual([item["name"] for item in answer["items"]], ["pkg00002"])
+        filtered = dict(request("syscollector/netaddr"), filters={"proto": "ipv6"})
+        self.assertEqual(answer_locally(self.directory, filtered)["total"], 0)
+        bad = answer_locally(self.directory, request("syscheck", sort=(("nope", False),)))
+        self.assertEqual(bad["error"]["code"], 1403)
+        self.assertIn("error", answer_locally(self.directory, request("nonsense")))
+
+    def test_answer_too_big_is_an_error(self) -> None:
+        """A page bigger than the link carries is refused with a hint, not sent."""
+        directory = Path(self.mktemp())
+        fill(directory, packages=3)
+        answer = json.loads(encoded_answer(directory, request("syscollector/packages")))
+        self.assertEqual(answer["total"], 3)
+        self.patch(worker_agent_data, "MAX_ANSWER_BYTES", 100)
+        answer = json.loads(encoded_answer(directory, request("syscollector/packages")))
+        self.assertIn("limit", answer["error"]["detail"])
+        self.assertGreater(MAX_ANSWER_BYTES, 1 << 20)
+
+
+class ClusterTests(SynchronousTestCase):
+    """The master asks the worker over an in-memory cluster link."""
+
+    def setUp(self) -> None:
+        """A master and worker w1 whose state holds agent 001's data (many packages, so
+        the answer spans several AMP values)."""
+        self.cluster = InMemoryCluster(self.mktemp())
+        link = self.cluster.add_worker(
+            "w1", features=lambda link, home: [WorkerAgentData(home.agents_state, run_inline)]
+        )
+        self.cluster.connect(link)
+        self.cluster.settle()
+        self.addCleanup(link.stopService)
+        fill(self.cluster.worker_home("w1").agents_state, packages=2000)
+        master = self.cluster.master
+        self.asker = MasterAgentData(
+            "master",
+            master.workers,
+            master.config.home.agents_state,
+            self.cluster.reactor,
+            run_inline,
+        )
+
+    def ask(self, node: str, wanted: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """Start a question and move the bytes."""
+        asked = Deferred.fromCoroutine(self.asker.ask(node, wanted))
+        self.cluster.settle()
+        return asked
+
+    def test_worker_answers_over_the_link(self) -> None:
+        """Agent 001 reports to w1: the master gets w1's page, above 64 KiB."""
+        answer = self.successResultOf(self.ask("w1", request("syscollector/packages", limit=2000)))
+        self.assertEqual(answer["total"], 2000)
+        self.assertEqual(len(answer["items"]), 2000)
+        self.assertGreater(len(json.dumps(answer)), 65536)
+
+    def test_master_answers_its_own_agents(self) -> None:
+        """An agent that reports to the master (or never reported) is read locally."""
+        fill(self.cluster.master.config.home.agents_state, "002")
+        answer = self.successResultOf(self.ask("", request("syscheck", "002")))
+        self.assertEqual(answer["total"], 1)
+
+    def test_unknown_node(self) -> None:
+        """A node that is not connected is a clear failure."""
+        failure = self.failureResultOf(self.ask("w9", request("syscheck")))
+        failure.trap(AgentDataUnavailable)
+        self.assertIn("w9 is not connected", str(failure.value))
+
+
+class MovesTests(SynchronousTestCase):
+    """Agents that moved have their old node's state emptied."""
+
+    def test_moved_agent_is_forgotten_on_its_old_node(self) -> None:
+        """Agent 001 was on w1 and the master's agent 002 on the master: once they report
+        elsewhere, both old copies are emptied (the files stay for their writers); agent 003,
+        which did not move, keeps its state."""
+        cluster = InMemoryCluster(self.mktemp())
+        link = cluster.add_worker(
+            "w1", features=lambda link, home: [WorkerAgentData(home.agents_state, run_inline)]
+        )
+        cluster.connect(link)
+        cluster.settle()
+        self.addCleanup(link.stopService)
+        worker_dir = cluster.worker_home("w1").agents_state
+        master_dir = cluster.master.config.home.agents_state
+        fill(worker_dir, "001")
+        fill(worker_dir, "003")
+        fill(master_dir, "002")
+        where = {"001": "w1", "002": "master", "003": "w1"}
+
+        async def agent_nodes() -> dict[str, str]:
+            return dict(where)
+
+        asker = MasterAgentData(
+            "master",
+            cluster.master.workers,
+            master_dir,
+            cluster.reactor,
+            run_inline,
+            agent_nodes=agent_nodes,
+        )
+        [task] = asker.services()
+        self.assertEqual(task.interval, 60.0)
+
+        def look() -> dict[str, list[str]]:
+            looked = Deferred.fromCoroutine(asker.check_moves())
+            cluster.settle()
+            return self.successResultOf(looked)
+
+        self.assertEqual(look(), {})  # the first look only remembers
+        where.update({"001": "w2", "002": "w1"})
+        self.assertEqual(look(), {"w1": ["001"], "master": ["002"]})
+        self.assertEqual(read_items(worker_dir, "001", "syscheck"), [])
+        self.assertTrue((worker_dir / "001.db").exists())
+        self.assertEqual(read_items(master_dir, "002", "syscollector/packages"), [])
+        self.assertEqual(len(read_items(worker_dir, "003", "syscheck")), 1)
+        self.assertEqual(look(), {})
+
+
+class SilentPeer:
+    """A link whose peer never answers."""
+
+    transport = None
+
+    def callRemote(self, command: Any, **arguments: Any) -> Deferred[Any]:  # noqa: N802
+        """Never fires (until cancelled)."""
+        return Deferred()
+
+
+class TimeoutTests(SynchronousTestCase):
+    """A worker that does not answer in time."""
+
+    def test_timeout(self) -> None:
+        """After the timeout the question fails with the node's name."""
+        clock = Clock()
+        workers = WorkerDirectory()
+        workers.add(WorkerLink("w1", "0", "192.0.2.1", SilentPeer(), 0.0, 0.0))  # type: ignore[arg-type]
+        asker = MasterAgentData("master", workers, Path(self.mktemp()), clock, run_inline, 5.0)
+        asked = Deferred.fromCoroutine(asker.ask("w1", request("syscheck")))
+        self.assertNoResult(asked)
+        clock.advance(5.0)
+        failure = self.failureResultOf(asked)
+        self.assertIn("w1 did not answer", str(failure.value))
+
+
+class ApiTests(SynchronousTestCase):
+    """The endpoints with Wazuh's paths and envelopes."""
+
+    def setUp(self) -> None:
+        """An API harness whose master answers from its own agent databases."""
+        self.api = ApiHarness(self)
+        node = self.api.node
+        node.agent_data = MasterAgentData(
+            "master", node.workers, self.api.home.agents_state, self.api.clock, run_inline
+        )
+        self.agent = self.api.enroll("web01")
+        self.api.report(self.agent, "active", "master")
+        fill(self.api.home.agents_state, self.agent)
+
+    def get(self, path: str) -> Any:
+        """GET and return the answer."""
+        return self.api.call("GET", path)
+
+    def test_endpoints(self) -> None:
+        """Each family answers Wazuh's envelope with its items."""
+        answer = self.get(f"/syscheck/{self.agent}")
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertEqual(answer.json["data"]["total_affected_items"], 1)
+        self.assertEqual(answer.json["data"]["affected_items"][0]["file"], "/etc/passwd")
+        self.assertEqual(answer.json["message"], "All selected syscheck information was returned")
+        answer = self.get(f"/sca/{self.agent}")
+        self.assertEqual(answer.json["data"]["affected_items"][0]["policy_id"], "pol")
+        answer = self.get(f"/sca/{self.agent}/checks/pol?result=failed&select=title")
+        self.assertEqual(answer.json["data"]["affected_items"], [{"title": "Ensure something"}])
+        answer = self.get(f"/rootcheck/{self.agent}?status=all")
+        self.assertEqual(answer.json["data"]["total_affected_items"], 1)
+        answer = self.get(f"/rootcheck/{self.agent}?status=solved")
+        self.assertEqual(answer.json["data"]["total_affected_items"], 0)
+        answer = self.get(f"/syscollector/{self.agent}/os")
+        self.assertEqual(answer.json["data"]["affected_items"][0]["os"]["name"], "Ubuntu")
+        answer = self.get(f"/syscollector/{self.agent}/packages?limit=2&sort=-name")
+        names = [item["name"] for item in answer.json["data"]["affected_items"]]
+        self.assertEqual(names, ["pkg00002", "pkg00001"])
+        self.assertEqual(answer.json["data"]["total_affected_items"], 3)
+        answer = self.get(f"/syscollector/{self.agent}/netaddr?proto=ipv4")
+        self.assertEqual(answer.json["data"]["affected_items"][0]["address"], "10.0.0.5")
+
+    def test_errors(self) -> None:
+        """An unknown agent is 1701; a bad sort field 1403; an unreachable node 1000."""
+        answer = self.get("/syscheck/099")
+        self.assertEqual((answer.status, answer.json["error"]), (404, 1701))
+        answer = self.get(f"/syscheck/{self.agent}?sort=nope")
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1403))
+        self.api.report(self.agent, "active", "w7")
+        answer = self.get(f"/syscheck/{self.agent}")
+        self.assertEqual((answer.status, answer.json["error"]), (500, 1000))
+        self.assertIn("w7", answer.json["detail"])
+
+
+class ControlPageTests(SynchronousTestCase):
+    """``wazuh-cluster-control --agent-data`` pages, trimmed for the control socket."""
+
+    def setUp(self) -> None:
+        """Agent 001 reports to the master and has many packages."""
+        self.directory = Path(self.mktemp())
+        fill(self.directory, packages=600)
+
+        async def locate(agent_id: str) -> str | None:
+            return "" if agent_id == "001" else None
+
+        self.asker = MasterAgentData(
+            "master", WorkerDirectory(), self.directory, Clock(), run_inline, locate=locate
+        )
+
+    def page(self, **arguments: Any) -> Any:
+        """One control page (or its failure)."""
+        return Deferred.fromCoroutine(self.asker.control_page(arguments))
+
+    def test_pages_fit_a_control_answer(self) -> None:
+        """A page never exceeds what one control answer carries; the total is kept."""
+        page = self.successResultOf(
+            self.page(agent_id="001", kind="syscollector/packages", limit=500)
+        )
+        self.assertEqual(page["total"], 600)
+        self.assertLessEqual(len(json.dumps(page["items"])), CONTROL_PAGE_BYTES)
+        self.assertGreater(len(page["items"]), 0)
+
+    def test_refusals(self) -> None:
+        """An unknown agent or kind is a ControlError with the reason."""
+        failure = self.failureResultOf(self.page(agent_id="002", kind="syscheck"))
+        failure.trap(ControlError)
+        self.assertIn("does not exist", str(failure.value))
+        failure = self.failureResultOf(self.page(agent_id="001", kind="nope"))
+        failure.trap(ControlError)
+
+
+class RemovedAgentTests(SynchronousTestCase):
+    """A node empties the state of agents removed from its keys."""
+
+    def test_removed_agents_are_forgotten(self) -> None:
+        """Keys that remove agent 001 empty its database; agent 002's stays."""
+        config = write_config(str(short_temp_dir(self)), "master", "master")
+        shared = NodeServices(config, load_sections(config), MemoryReactorClock(), "Master")  # type: ignore[arg-type]
+        shared.run_in_thread = run_inline
+        directory = config.home.agents_state
+        fill(directory, "001")
+        fill(directory, "002")
+        shared.key_rows_changed([], ["001"])
+        self.assertEqual(read_items(directory, "001", "syscheck"), [])
+        self.assertEqual(len(read_items(directory, "002", "syscheck")), 1)
