@@ -269,6 +269,13 @@ class AgentListTests(SynchronousTestCase):
             self.assertEqual(answer.status, 400, path)
             self.assertEqual(answer.json["title"], "Bad Request")
 
+    def test_deeply_nested_q(self) -> None:
+        """500 nested parentheses (within the length limit) answer, not a 500."""
+        depth = 500
+        self.assertEqual(
+            self.ids("/agents?q=" + "(" * depth + "name=db1" + ")" * depth), [self.db1]
+        )
+
     def test_summary_status(self) -> None:
         """The summary counts agents by connection status and by group-config sync."""
         merged = self.api.home.shared / "web" / MERGED_NAME

@@ -94,6 +94,14 @@ class QueryTests(SynchronousTestCase):
             self.assertEqual(raised.exception.code, code, text[:40])
             self.assertEqual(raised.exception.status, 400)
 
+    def test_deep_nesting_within_the_length_limit(self) -> None:
+        """Hundreds of nested parentheses parse without recursion (and still match)."""
+        self.assertEqual(matching("(" * 500 + "id=001" + ")" * 500), ["001"])
+        self.assertEqual(matching("(" * 900 + "id=001,id=002" + ")" * 900), ["001", "002"])
+        with self.assertRaises(ApiError) as raised:
+            parse_q("(" * 1000 + "id=001" + ")" * 999, FIELDS)
+        self.assertEqual(raised.exception.code, 1407)
+
     @given(st.text(alphabet="()=!<>~;,abcid.0", max_size=40))
     def test_any_text_parses_or_fails_cleanly(self, text: str) -> None:
         """Arbitrary input either parses or raises ApiError, never anything else."""

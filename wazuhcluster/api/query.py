@@ -110,12 +110,7 @@ def parse_q(text: str, fields: Iterable[str]) -> Expression:
     allowed = set(fields)
     if len(text) > MAX_QUERY_LENGTH:
         raise wazuh_error(1407, f"longer than {MAX_QUERY_LENGTH} characters")
-    tokens = _tokenize(text, allowed)
-    parser = _Parser(tokens, text)
-    expression = parser.expression()
-    if parser.position != len(tokens):
-        raise wazuh_error(1407, text)
-    return expression
+    return _build(_tokenize(text, allowed), text)
 
 
 def _tokenize(text: str, allowed: set[str]) -> list[object]:
@@ -164,44 +159,42 @@ def _tokenize(text: str, allowed: set[str]) -> list[object]:
     return tokens
 
 
-class _Parser:
-    """Recursive descent over the tokens: or-list of and-lists of terms."""
+def _build(tokens: list[object], text: str) -> Expression:
+    """The expression of ``tokens``: an or-list of and-lists of terms, a parenthesis
+    opening a nested one.
 
-    def __init__(self, tokens: list[object], text: str) -> None:
-        self.tokens = tokens
-        self.text = text
-        self.position = 0
+    Iterative (an explicit stack of open parentheses), so deep nesting within the length
+    limit costs no recursion; the result has as many levels as there are junctions, which
+    :data:`MAX_CONDITIONS` bounds.
+    """
+    # Each open level is a list of or-parts, each a list of and-parts.
+    stack: list[list[list[Expression]]] = [[[]]]
+    want_term = True
+    for token in tokens:
+        if token == "(" and want_term:
+            stack.append([[]])
+        elif isinstance(token, Condition) and want_term:
+            stack[-1][-1].append(token)
+            want_term = False
+        elif token == ")" and not want_term and len(stack) > 1:
+            closed = _close(stack.pop())
+            stack[-1][-1].append(closed)
+        elif token == ";" and not want_term:
+            want_term = True
+        elif token == "," and not want_term:
+            stack[-1].append([])
+            want_term = True
+        else:
+            raise wazuh_error(1407, text)
+    if want_term or len(stack) != 1:
+        raise wazuh_error(1407, text)
+    return _close(stack[0])
 
-    def _peek(self) -> object:
-        return self.tokens[self.position] if self.position < len(self.tokens) else None
 
-    def expression(self) -> Expression:
-        parts = [self._conjunction()]
-        while self._peek() == ",":
-            self.position += 1
-            parts.append(self._conjunction())
-        return parts[0] if len(parts) == 1 else Junction(False, tuple(parts))
-
-    def _conjunction(self) -> Expression:
-        parts = [self._term()]
-        while self._peek() == ";":
-            self.position += 1
-            parts.append(self._term())
-        return parts[0] if len(parts) == 1 else Junction(True, tuple(parts))
-
-    def _term(self) -> Expression:
-        token = self._peek()
-        if token == "(":
-            self.position += 1
-            inner = self.expression()
-            if self._peek() != ")":
-                raise wazuh_error(1407, self.text)
-            self.position += 1
-            return inner
-        if isinstance(token, Condition):
-            self.position += 1
-            return token
-        raise wazuh_error(1407, self.text)
+def _close(level: list[list[Expression]]) -> Expression:
+    """One parenthesised level as an expression (``;`` binds tighter than ``,``)."""
+    parts = [terms[0] if len(terms) == 1 else Junction(True, tuple(terms)) for terms in level]
+    return parts[0] if len(parts) == 1 else Junction(False, tuple(parts))
 
 
 def parse_timeframe(text: str) -> int:
