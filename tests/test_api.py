@@ -269,6 +269,16 @@ class AgentListTests(SynchronousTestCase):
             self.assertEqual(answer.status, 400, path)
             self.assertEqual(answer.json["title"], "Bad Request")
 
+    def test_q_relative_times(self) -> None:
+        """q on lastKeepAlive with a time frame counts elapsed time, as Wazuh does."""
+        self.api.clock.advance(2 * 86400)
+        self.api.report(self.web1, "active", "w1")
+        self.assertEqual(self.ids("/agents?q=lastKeepAlive<1d;id!=000"), [self.web1])
+        self.assertEqual(self.ids("/agents?q=lastKeepAlive>1d"), [self.web2])
+        self.assertEqual(self.ids("/agents?q=dateAdd>1d"), [self.web1, self.web2, self.db1])
+        answer = self.api.call("GET", "/agents?q=lastKeepAlive<soon")
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1412))
+
     def test_deeply_nested_q(self) -> None:
         """500 nested parentheses (within the length limit) answer, not a 500."""
         depth = 500

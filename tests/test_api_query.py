@@ -113,6 +113,57 @@ class QueryTests(SynchronousTestCase):
             expression.matches({"a": "x", "id": 1})
 
 
+NOW = 1_760_000_000.0
+SEEN: list[dict[str, Any]] = [
+    {"id": "001", "lastKeepAlive": "2025-10-09T07:53:20+00:00"},  # NOW - 1h
+    {"id": "002", "lastKeepAlive": "2025-10-07T08:53:20+00:00"},  # NOW - 2d
+    {"id": "003"},
+]
+
+
+def seen(q: str) -> list[str]:
+    """Ids of SEEN matching ``q`` with lastKeepAlive a date field, at NOW."""
+    expression = parse_q(q, ("id", "lastKeepAlive"), ("lastKeepAlive",), NOW)
+    return [item["id"] for item in SEEN if expression.matches(item)]
+
+
+class DateQueryTests(SynchronousTestCase):
+    """Date fields in ``q``: relative time frames and absolute dates, as Wazuh compares them."""
+
+    def test_relative_times_are_elapsed_time(self) -> None:
+        """``<1d`` is seen less than a day ago, ``>1d`` more; a missing date never matches."""
+        self.assertEqual(seen("lastKeepAlive<1d"), ["001"])
+        self.assertEqual(seen("lastKeepAlive>1d"), ["002"])
+        self.assertEqual(seen("lastKeepAlive<3d"), ["001", "002"])
+        self.assertEqual(seen("lastKeepAlive>30m"), ["001", "002"])
+        self.assertEqual(seen("lastKeepAlive<7200"), ["001"])
+
+    def test_absolute_dates(self) -> None:
+        """A date value compares moments (``YYYY-MM-DD`` with an optional time)."""
+        self.assertEqual(seen("lastKeepAlive<2025-10-08"), ["002"])
+        self.assertEqual(seen("lastKeepAlive>2025-10-08 00:00:00"), ["001"])
+        self.assertEqual(seen("lastKeepAlive>2025-10-09T07:00:00Z"), ["001"])
+
+    def test_bad_dates_are_1412(self) -> None:
+        """A value that is neither a time frame nor a date is refused with 1412."""
+        for q in ("lastKeepAlive<yesterday", "lastKeepAlive>2025-13-45"):
+            with self.assertRaises(ApiError, msg=q) as raised:
+                parse_q(q, ("lastKeepAlive",), ("lastKeepAlive",), NOW)
+            self.assertEqual((raised.exception.code, raised.exception.status), (1412, 400), q)
+
+    def test_listing_passes_dates_and_now(self) -> None:
+        """apply_listing compares its date fields against the moment it is given."""
+        page, total = apply_listing(
+            SEEN,
+            Listing(q="lastKeepAlive>1d"),
+            ("id", "lastKeepAlive"),
+            (),
+            ("lastKeepAlive",),
+            NOW,
+        )
+        self.assertEqual(([item["id"] for item in page], total), (["002"], 1))
+
+
 class ListingTests(SynchronousTestCase):
     """apply_listing: search, sort, paging, select."""
 

@@ -18,6 +18,7 @@ from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.query import Listing, apply_listing, field_value
 from wazuhcluster.api.replies import add_failure
 from wazuhcluster.api.views import (
+    AGENT_DATE_FIELDS,
     AGENT_FIELDS,
     agent_view,
     file_digest,
@@ -163,5 +164,5 @@ def agent_page(
         cluster = context.node.config.cluster
         views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
     views = legacy_filters(views, params)
-    page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",))
+    page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",), AGENT_DATE_FIELDS, now)
     return page, total, failed

@@ -41,6 +41,10 @@ CODES: dict[int, Code] = {
     1408: Code("Field does not exist", "Query one of the listed fields"),
     1409: Code("Invalid query operator", "Use one of =, !=, <, > or ~"),
     1411: Code("TimeFrame is not valid", "Use seconds or a number followed by s, m, h or d"),
+    1412: Code(
+        "Date filter not valid",
+        "Use a time frame (30, 10s, 5m, 2h, 7d) or a date (YYYY-MM-DD, YYYY-MM-DD hh:mm:ss)",
+    ),
     1701: Code(
         "Agent does not exist", "List the agents with GET /agents?select=id,name", 404, _NOT_FOUND
     ),

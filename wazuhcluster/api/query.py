@@ -5,12 +5,17 @@ dotted to reach nested values (``os.name``). The ``q`` language is Wazuh's:
 ``field<op>value`` conditions with ``=``, ``!=``, ``<``, ``>`` and ``~`` (contains,
 case-insensitive), joined by ``;`` (and) or ``,`` (or), grouped with parentheses; ``;``
 binds tighter than ``,`` as AND does over OR in SQL. The value ``null`` matches a missing
-value. Errors are :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's codes.
+value. On date fields (ISO-8601 text in the items) a value is a time frame or a date: a
+time frame speaks of elapsed time, as in Wazuh (``lastKeepAlive<1d``: seen less than a day
+ago; ``>1d``: longer ago; ``=`` reads as ``<``), a date compares moments.
+Errors are :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's codes.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -62,7 +67,61 @@ class Junction:
         return all(results) if self.all_of else any(results)
 
 
-Expression = Condition | Junction
+@frozen
+class DateCondition:
+    """One test on a date field, against a moment in POSIX seconds.
+
+    ``elapsed`` marks a time frame: ``<`` (and ``=``) keep items whose date is after the
+    moment (less time has passed), the other operators those before it.
+    """
+
+    field: str
+    operator: str
+    moment: float
+    elapsed: bool
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        """Whether ``item`` passes this test (a missing or unreadable date never does)."""
+        held = _moment(field_value(item, self.field))
+        if held is None:
+            return False
+        if self.elapsed:
+            return held > self.moment if self.operator in ("<", "=") else held < self.moment
+        if self.operator == "<":
+            return held < self.moment
+        if self.operator == ">":
+            return held > self.moment
+        if self.operator == "!=":
+            return held != self.moment
+        return held == self.moment
+
+
+Expression = Condition | DateCondition | Junction
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?Z?")
+
+
+def _moment(value: Any) -> float | None:
+    """POSIX seconds of an ISO-8601 date text (UTC unless it says otherwise), or None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def _date_condition(field: str, operator: str, value: str, now: float) -> DateCondition:
+    """The test of ``field<op>value`` on a date field (1412 for an unreadable value)."""
+    if _TIMEFRAME.fullmatch(value) or (value.isascii() and value.isdigit()):
+        return DateCondition(field, operator, now - parse_timeframe(value), True)
+    moment = _moment(value) if _DATE.fullmatch(value) else None
+    if moment is None:
+        raise wazuh_error(1412, value[:64])
+    return DateCondition(field, operator, moment, False)
 
 
 def field_value(item: Mapping[str, Any], field: str) -> Any:
@@ -105,15 +164,22 @@ def _compare(held: Any, operator: str, wanted: str | None) -> bool:
     return text < wanted if operator == "<" else text > wanted
 
 
-def parse_q(text: str, fields: Iterable[str]) -> Expression:
-    """Parse a ``q`` expression over the allowed ``fields`` (see module docstring)."""
+def parse_q(
+    text: str, fields: Iterable[str], dates: Iterable[str] = (), now: float | None = None
+) -> Expression:
+    """Parse a ``q`` expression over the allowed ``fields`` (see module docstring).
+
+    ``dates`` are the fields holding dates; time frames on them count back from ``now``
+    (POSIX seconds; the current time when None).
+    """
     allowed = set(fields)
     if len(text) > MAX_QUERY_LENGTH:
         raise wazuh_error(1407, f"longer than {MAX_QUERY_LENGTH} characters")
-    return _build(_tokenize(text, allowed), text)
+    moment = time.time() if now is None else now
+    return _build(_tokenize(text, allowed, set(dates), moment), text)
 
 
-def _tokenize(text: str, allowed: set[str]) -> list[object]:
+def _tokenize(text: str, allowed: set[str], dates: set[str], now: float) -> list[object]:
     """Split ``q`` into '(' / ')' / ';' / ',' and :class:`Condition` tokens."""
     tokens: list[object] = []
     position = 0
@@ -148,7 +214,10 @@ def _tokenize(text: str, allowed: set[str]) -> list[object]:
         conditions += 1
         if conditions > MAX_CONDITIONS:
             raise wazuh_error(1407, f"more than {MAX_CONDITIONS} conditions")
-        tokens.append(Condition(field.group(), operator, None if value == "null" else value))
+        if field.group() in dates and value != "null" and operator != "~":
+            tokens.append(_date_condition(field.group(), operator, value, now))
+        else:
+            tokens.append(Condition(field.group(), operator, None if value == "null" else value))
         tokens.extend(")" * closing)
         position = end
         if position < len(text):
@@ -173,7 +242,7 @@ def _build(tokens: list[object], text: str) -> Expression:
     for token in tokens:
         if token == "(" and want_term:
             stack.append([[]])
-        elif isinstance(token, Condition) and want_term:
+        elif isinstance(token, Condition | DateCondition) and want_term:
             stack[-1][-1].append(token)
             want_term = False
         elif token == ")" and not want_term and len(stack) > 1:
@@ -288,15 +357,18 @@ def apply_listing(
     listing: Listing,
     fields: Sequence[str],
     always: Sequence[str] = (),
+    dates: Sequence[str] = (),
+    now: float | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Filter, sort, page and project ``items``; return the page and the filtered total.
 
     ``fields`` are the names usable in q, sort and select; ``always`` are kept by any
-    select (the item's identity, as Wazuh keeps ``id``).
+    select (the item's identity, as Wazuh keeps ``id``); ``dates`` and ``now`` are
+    :func:`parse_q`'s.
     """
     selected = list(items)
     if listing.q:
-        expression = parse_q(listing.q, fields)
+        expression = parse_q(listing.q, fields, dates, now)
         selected = [item for item in selected if expression.matches(item)]
     if listing.search:
         needle = listing.search.lower()
@@ -321,14 +393,15 @@ def apply_listing(
     return [dict(item) for item in page], total
 
 
-def check_listing(listing: Listing, fields: Sequence[str]) -> None:
+def check_listing(listing: Listing, fields: Sequence[str], dates: Sequence[str] = ()) -> None:
     """Raise the error :func:`apply_listing` would raise, before any work is done."""
-    apply_listing([], listing, fields)
+    apply_listing([], listing, fields, (), dates)
 
 
 __all__ = [
     "ApiError",
     "Condition",
+    "DateCondition",
     "Junction",
     "Listing",
     "apply_listing",

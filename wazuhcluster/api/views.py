@@ -42,6 +42,8 @@ AGENT_FIELDS = (
     "os.arch",
     "os.uname",
 )
+#: The agent fields holding dates (time frames in q count back from now).
+AGENT_DATE_FIELDS = ("dateAdd", "lastKeepAlive", "disconnection_time")
 NODE_FIELDS = ("name", "type", "version", "ip")
 GROUP_FIELDS = ("name", "count", "mergedSum", "configSum")
 GROUP_FILE_FIELDS = ("filename", "hash")
