@@ -76,6 +76,8 @@ class InfoAndClusterTests(SynchronousTestCase):
         self.assertEqual(data["total_affected_items"], 2)
         answer = self.api.call("GET", "/cluster/nodes?q=ip~21")
         self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1"])
+        answer = self.api.call("GET", "/cluster/nodes?type=Worker")
+        self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1", "w2"])
 
     def test_nodes_list_with_unknown_node(self) -> None:
         """An unknown name in nodes_list is a failed item with code 1730."""
@@ -200,6 +202,23 @@ class AgentListTests(SynchronousTestCase):
         self.assertEqual(self.ids("/agents?group=web"), [self.web1, self.web2])
         self.assertEqual(self.ids("/agents?name=db1"), [self.db1])
         self.assertEqual(self.ids("/agents?os.platform=windows"), [self.web2])
+
+    def test_filter_values_ignore_case(self) -> None:
+        """Filter and q values match in any case, as Wazuh's (status=AcTiVe, name=WEB1)."""
+        self.assertEqual(self.ids("/agents?status=AcTiVe"), ["000", self.web1])
+        self.assertEqual(
+            self.ids("/agents?status=ACTIVE,Disconnected"), ["000", self.web1, self.web2]
+        )
+        self.assertEqual(self.ids("/agents?name=WEB1"), [self.web1])
+        self.assertEqual(self.ids("/agents?node_name=W2"), [self.web2])
+        self.assertEqual(self.ids("/agents?group=WEB"), [self.web1, self.web2])
+        self.assertEqual(self.ids("/agents?os.platform=Windows"), [self.web2])
+        self.assertEqual(self.ids("/agents?q=name=DB1"), [self.db1])
+        self.assertEqual(self.ids("/agents?q=status!=ACTIVE"), [self.web2, self.db1])
+        self.assertEqual(
+            self.ids("/agents?group_config_status=NOT SYNCED&q=id!=000"),
+            [self.web1, self.web2, self.db1],
+        )
 
     def test_q_search_sort_select(self) -> None:
         """q, search (and its negation), sort and select behave as in Wazuh."""
@@ -374,7 +393,7 @@ class AgentWriteTests(SynchronousTestCase):
         first = self.api.enroll("web1")
         self.api.clock.advance(8 * 86400)
         second = self.api.enroll("web2")
-        answer = self.api.call("DELETE", "/agents?agents_list=all&status=never_connected")
+        answer = self.api.call("DELETE", "/agents?agents_list=all&status=Never_Connected")
         self.assertEqual(answer.json["data"]["affected_items"], [first])
         self.api.report(second, "active", "w1")
         answer = self.api.call(

@@ -57,6 +57,13 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(matching("name~db"), ["003"])
         self.assertEqual(matching("os.platform=windows"), ["002"])
 
+    def test_values_ignore_case(self) -> None:
+        """=, != and text < > compare without case, as Wazuh's (COLLATE NOCASE)."""
+        self.assertEqual(matching("status=ACTIVE"), ["001", "003"])
+        self.assertEqual(matching("name!=WEB1"), ["002", "003"])
+        self.assertEqual(matching("group=Web"), ["001", "002"])
+        self.assertEqual(matching("name<Web2"), ["001", "003"])
+
     def test_lists_match_any_member(self) -> None:
         """A list field matches when any member does; != when none does."""
         self.assertEqual(matching("group=web"), ["001", "002"])

@@ -51,12 +51,13 @@ class AgentEndpoints:
         params = call.params
         listing = p.listing(params)
         check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS)
-        # Single-valued filters narrow the registry query; every filter is applied again
-        # on the views (cheaply), so agent 000 is filtered the same way. Not with an
-        # agents_list, whose unknown ids must be told apart from filtered-out ones.
+        # A single status narrows the registry query (statuses are canonical; names,
+        # nodes and groups match without case, so they are filtered on the views only);
+        # every filter is applied again on the views (cheaply), so agent 000 is filtered
+        # the same way. Not with an agents_list, whose unknown ids must be told apart from
+        # filtered-out ones.
         pushed: dict[str, str] = {}
         if "agents_list" not in params:
-            pushed = {key: params[key] for key in ("node_name", "group", "name") if key in params}
             statuses = params.get("status", ())
             if len(statuses) == 1:
                 pushed["status"] = statuses[0]

@@ -94,18 +94,20 @@ def agent_views(context: EndpointContext, agents: list[Agent]) -> list[dict[str,
 
 
 def legacy_filters(views: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Keep the views matching the plain filter parameters (``status=active`` ...)."""
+    """Keep the views matching the plain filter parameters (``status=active`` ...), in any
+    case."""
     for name in _LEGACY_FIELDS:
         if name not in params:
             continue
         wanted = params[name]
-        allowed = set(wanted) if isinstance(wanted, tuple) else {wanted}
+        # Values match without case, as Wazuh's filters do.
+        allowed = {str(v).lower() for v in (wanted if isinstance(wanted, tuple) else (wanted,))}
 
         def keep(view: dict[str, Any], field: str = name, allowed: set[str] = allowed) -> bool:
             value = field_value(view, field)
             if isinstance(value, list):
-                return bool(allowed.intersection(value))
-            return value in allowed
+                return any(str(member).lower() in allowed for member in value)
+            return value is not None and str(value).lower() in allowed
 
         views = [view for view in views if keep(view)]
     return views

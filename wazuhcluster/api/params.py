@@ -99,12 +99,14 @@ def group_or_all(name: str, value: str) -> str:
 
 
 def choice(*allowed: str) -> Parser:
-    """One of ``allowed``."""
+    """One of ``allowed``, in any case (``AcTiVe`` is ``active``, as Wazuh takes it)."""
+    canonical = {value.lower(): value for value in allowed}
 
     def parse(name: str, value: str) -> str:
-        if value not in allowed:
+        found = canonical.get(value.lower())
+        if found is None:
             raise bad_request(f"'{value[:64]}' is not one of {list(allowed)} ('{name}')")
-        return value
+        return found
 
     return parse
 

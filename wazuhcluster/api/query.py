@@ -2,13 +2,14 @@
 
 Pure functions over lists of JSON-ready dicts, no reactor and no I/O. Field names may be
 dotted to reach nested values (``os.name``). The ``q`` language is Wazuh's:
-``field<op>value`` conditions with ``=``, ``!=``, ``<``, ``>`` and ``~`` (contains,
-case-insensitive), joined by ``;`` (and) or ``,`` (or), grouped with parentheses; ``;``
-binds tighter than ``,`` as AND does over OR in SQL. The value ``null`` matches a missing
-value. On date fields (ISO-8601 text in the items) a value is a time frame or a date: a
-time frame speaks of elapsed time, as in Wazuh (``lastKeepAlive<1d``: seen less than a day
-ago; ``>1d``: longer ago; ``=`` reads as ``<``), a date compares moments.
-Errors are :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's codes.
+``field<op>value`` conditions with ``=``, ``!=``, ``<``, ``>`` and ``~`` (contains), all
+comparing text without case as Wazuh does, joined by ``;`` (and) or ``,`` (or), grouped
+with parentheses; ``;`` binds tighter than ``,`` as AND does over OR in SQL. The value
+``null`` matches a missing value. On date fields (ISO-8601 text in the items) a value is
+a time frame or a date: a time frame speaks of elapsed time, as in Wazuh
+(``lastKeepAlive<1d``: seen less than a day ago; ``>1d``: longer ago; ``=`` reads as
+``<``), a date compares moments. Errors are :class:`~wazuhcluster.api.errors.ApiError`
+with Wazuh's codes.
 """
 
 from __future__ import annotations
@@ -154,10 +155,12 @@ def _compare(held: Any, operator: str, wanted: str | None) -> bool:
         text = "true" if held else "false"
     else:
         text = str(held)
+    # Text compares without case, as Wazuh's queries do (COLLATE NOCASE).
+    text, wanted = text.lower(), wanted.lower()
     if operator == "=":
         return text == wanted
     if operator == "~":
-        return wanted.lower() in text.lower()
+        return wanted in text
     left, right = _number(held), _number(wanted)
     if left is not None and right is not None:
         return left < right if operator == "<" else left > right
