@@ -72,12 +72,24 @@ class InfoAndClusterTests(SynchronousTestCase):
         self.api.connect_worker("w2", "192.0.2.22")
         answer = self.api.call("GET", "/cluster/nodes?type=worker&select=ip&sort=-name&limit=1")
         data = answer.json["data"]
-        self.assertEqual(data["affected_items"], [{"name": "w2", "ip": "192.0.2.22"}])
+        self.assertEqual(data["affected_items"], [{"ip": "192.0.2.22"}])
         self.assertEqual(data["total_affected_items"], 2)
         answer = self.api.call("GET", "/cluster/nodes?q=ip~21")
         self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1"])
         answer = self.api.call("GET", "/cluster/nodes?type=Worker")
         self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1", "w2"])
+
+    def test_nodes_select_and_distinct(self) -> None:
+        """select gives only the fields asked for; distinct=true drops repeated rows."""
+        self.api.connect_worker("w1", "192.0.2.21")
+        self.api.connect_worker("w2", "192.0.2.22")
+        answer = self.api.call("GET", "/cluster/nodes?select=type")
+        items = answer.json["data"]["affected_items"]
+        self.assertEqual(items, [{"type": "master"}, {"type": "worker"}, {"type": "worker"}])
+        answer = self.api.call("GET", "/cluster/nodes?select=type&distinct=true")
+        data = answer.json["data"]
+        self.assertEqual(data["affected_items"], [{"type": "master"}, {"type": "worker"}])
+        self.assertEqual(data["total_affected_items"], 2)
 
     def test_nodes_list_with_unknown_node(self) -> None:
         """An unknown name in nodes_list is a failed item with code 1730."""
@@ -274,6 +286,9 @@ class AgentListTests(SynchronousTestCase):
             "/agents?sort=nope": 1403,
             "/agents?select=nope": 1724,
             "/agents?older_than=tomorrow": 1411,
+            "/agents?q=group<web": 1409,
+            "/agents?q=group>web": 1409,
+            "/agents?offset=99999999999999999999": 2003,
         }
         for path, code in cases.items():
             answer = self.api.call("GET", path)
@@ -297,6 +312,14 @@ class AgentListTests(SynchronousTestCase):
         self.assertEqual(self.ids("/agents?q=dateAdd>1d"), [self.web1, self.web2, self.db1])
         answer = self.api.call("GET", "/agents?q=lastKeepAlive<soon")
         self.assertEqual((answer.status, answer.json["error"]), (400, 1412))
+
+    def test_distinct_agents(self) -> None:
+        """distinct=true lists each selected combination once (without the id)."""
+        answer = self.api.call("GET", "/agents?select=status&distinct=true&sort=status")
+        data = answer.json["data"]
+        statuses = [{"status": s} for s in ("active", "disconnected", "never_connected")]
+        self.assertEqual(data["affected_items"], statuses)
+        self.assertEqual(data["total_affected_items"], 3)
 
     def test_deeply_nested_q(self) -> None:
         """500 nested parentheses (within the length limit) answer, not a 500."""
@@ -630,6 +653,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(statuses.count(200), 49)
         answer = self.api.call("GET", "/", token=token)
         self.assertEqual(answer.json["error"], 6001)
+        self.assertEqual(answer.json["title"], "Wazuh Error")
         self.api.clock.advance(60)
         self.assertEqual(self.api.call("GET", "/", token=token).status, 200)
 
@@ -637,6 +661,10 @@ class ProtocolTests(SynchronousTestCase):
         """pretty=true indents the JSON answer."""
         self.assertIn(b"\n    ", self.api.call("GET", "/?pretty=true").raw)
         self.assertNotIn(b"\n", self.api.call("GET", "/").raw)
+        self.assertIn(b"\n    ", self.api.call("GET", "/?pretty=True").raw)
+        self.assertIn(b"\n    ", self.api.call("GET", "/agents?limit=0&pretty=TRUE").raw)
+        self.assertNotIn(b"\n", self.api.call("GET", "/?pretty=false").raw)
+        self.assertNotIn(b"\n", self.api.call("GET", "/agents?q=name~pretty=true").raw)
 
 
 class LoginTests(SynchronousTestCase):

@@ -205,6 +205,22 @@ class ListingTests(SynchronousTestCase):
             ],
         )
 
+    def test_distinct_rows(self) -> None:
+        """distinct keeps each selected row once, without the identity, and counts them."""
+        listing = Listing(select=("status",), distinct=True)
+        page, total = apply_listing(ITEMS, listing, FIELDS, ("id",))
+        self.assertEqual((page, total), ([{"status": "active"}, {"status": "disconnected"}], 2))
+        page, total = apply_listing(ITEMS, Listing(distinct=True, limit=1, offset=2), FIELDS)
+        self.assertEqual(([item["id"] for item in page], total), (["003"], 3))
+
+    def test_order_on_list_fields_is_1409(self) -> None:
+        """< and > on a list field (groups) are refused with 1409; = and ~ are fine."""
+        for q in ("group<web", "name=x,group>a"):
+            with self.assertRaises(ApiError, msg=q) as raised:
+                parse_q(q, FIELDS, lists=("group",))
+            self.assertEqual(raised.exception.code, 1409, q)
+        self.assertEqual(parse_q("group~we", FIELDS, lists=("group",)).matches(ITEMS[0]), True)
+
     def test_unknown_sort_and_select_fields(self) -> None:
         """Unknown sort fields raise 1403, unknown select fields 1724."""
         with self.assertRaises(ApiError) as raised:

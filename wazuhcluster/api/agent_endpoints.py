@@ -28,7 +28,7 @@ from wazuhcluster.api.hooks import maybe_await, notify
 from wazuhcluster.api.query import check_listing, parse_q
 from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
-from wazuhcluster.api.views import AGENT_DATE_FIELDS, AGENT_FIELDS
+from wazuhcluster.api.views import AGENT_DATE_FIELDS, AGENT_FIELDS, AGENT_LIST_FIELDS
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -50,7 +50,7 @@ class AgentEndpoints:
         """GET /agents."""
         params = call.params
         listing = p.listing(params)
-        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS)
+        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
         # A single status narrows the registry query (statuses are canonical; names,
         # nodes and groups match without case, so they are filtered on the views only);
         # every filter is applied again on the views (cheaply), so agent 000 is filtered
@@ -148,7 +148,9 @@ class AgentEndpoints:
         views = await context.run_in_thread(agent_views, context, candidates)
         views = legacy_filters(views, {k: v for k, v in params.items() if k != "status"})
         if params.get("q"):
-            expression = parse_q(params["q"], AGENT_FIELDS, AGENT_DATE_FIELDS, now)
+            expression = parse_q(
+                params["q"], AGENT_FIELDS, AGENT_DATE_FIELDS, now, lists=AGENT_LIST_FIELDS
+            )
             views = [view for view in views if expression.matches(view)]
         targets = [view["id"] for view in views]
         removed: list[str] = await context.registry.remove_agents(targets) if targets else []

@@ -20,6 +20,7 @@ from wazuhcluster.api.replies import add_failure
 from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
+    AGENT_LIST_FIELDS,
     agent_view,
     file_digest,
     manager_view,
@@ -166,5 +167,7 @@ def agent_page(
         cluster = context.node.config.cluster
         views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
     views = legacy_filters(views, params)
-    page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",), AGENT_DATE_FIELDS, now)
+    page, total = apply_listing(
+        views, listing, AGENT_FIELDS, ("id",), AGENT_DATE_FIELDS, now, lists=AGENT_LIST_FIELDS
+    )
     return page, total, failed

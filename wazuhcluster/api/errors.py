@@ -70,6 +70,7 @@ CODES: dict[int, Code] = {
     1738: Code("Agent name is too long", "An agent name has at most 128 characters"),
     1745: Code("Agent only belongs to 'default' and it cannot be unassigned from this group."),
     1751: Code("Could not assign agent to group", "The agent already belongs to that group"),
+    2003: Code("Error in wazuhdb request", "Use an offset between 0 and 2147483647"),
     4000: Code(
         "Permission denied", "Ask for a role that allows this action", 403, "Permission Denied"
     ),
@@ -121,7 +122,7 @@ CODES: dict[int, Code] = {
         "Maximum number of requests per minute reached",
         "Raise <api><max_request_per_minute> or slow down",
         429,
-        "Too Many Requests",
+        "Wazuh Error",
     ),
     6002: Code(
         "The body type is not the one specified in the content-type", None, 406, "Wazuh Error"

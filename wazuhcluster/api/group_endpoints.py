@@ -22,6 +22,7 @@ from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
+    AGENT_LIST_FIELDS,
     GROUP_FIELDS,
     GROUP_FILE_FIELDS,
     HASHES,
@@ -157,7 +158,7 @@ class GroupEndpoints:
         context = self.context
         group = call.path["group_id"]
         listing = p.listing(call.params)
-        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS)
+        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
         call.access.require_one("group:read", "group:id", group)
         await context.require_group(group)
         pushed: dict[str, str] = {"group": group}

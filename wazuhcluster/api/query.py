@@ -15,6 +15,7 @@ with Wazuh's codes.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -168,21 +169,29 @@ def _compare(held: Any, operator: str, wanted: str | None) -> bool:
 
 
 def parse_q(
-    text: str, fields: Iterable[str], dates: Iterable[str] = (), now: float | None = None
+    text: str,
+    fields: Iterable[str],
+    dates: Iterable[str] = (),
+    now: float | None = None,
+    *,
+    lists: Iterable[str] = (),
 ) -> Expression:
     """Parse a ``q`` expression over the allowed ``fields`` (see module docstring).
 
     ``dates`` are the fields holding dates; time frames on them count back from ``now``
-    (POSIX seconds; the current time when None).
+    (POSIX seconds; the current time when None). ``lists`` are the fields holding lists
+    (an agent's groups), which have no order: ``<`` and ``>`` on them are error 1409.
     """
     allowed = set(fields)
     if len(text) > MAX_QUERY_LENGTH:
         raise wazuh_error(1407, f"longer than {MAX_QUERY_LENGTH} characters")
     moment = time.time() if now is None else now
-    return _build(_tokenize(text, allowed, set(dates), moment), text)
+    return _build(_tokenize(text, allowed, set(dates), moment, set(lists)), text)
 
 
-def _tokenize(text: str, allowed: set[str], dates: set[str], now: float) -> list[object]:
+def _tokenize(
+    text: str, allowed: set[str], dates: set[str], now: float, lists: set[str]
+) -> list[object]:
     """Split ``q`` into '(' / ')' / ';' / ',' and :class:`Condition` tokens."""
     tokens: list[object] = []
     position = 0
@@ -214,6 +223,8 @@ def _tokenize(text: str, allowed: set[str], dates: set[str], now: float) -> list
             raise wazuh_error(
                 1408, f"{field.group()}; available fields: {', '.join(sorted(allowed))}"
             )
+        if field.group() in lists and operator in ("<", ">"):
+            raise wazuh_error(1409, f"{operator} on {field.group()}; valid operators: =, !=, ~")
         conditions += 1
         if conditions > MAX_CONDITIONS:
             raise wazuh_error(1407, f"more than {MAX_CONDITIONS} conditions")
@@ -292,6 +303,8 @@ class Listing:
     search: str | None = None
     search_negated: bool = False
     q: str | None = None
+    #: Each row once (after select, which then keeps no identity fields).
+    distinct: bool = False
 
 
 def parse_sort(text: str) -> tuple[tuple[str, bool], ...]:
@@ -362,16 +375,18 @@ def apply_listing(
     always: Sequence[str] = (),
     dates: Sequence[str] = (),
     now: float | None = None,
+    *,
+    lists: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
     """Filter, sort, page and project ``items``; return the page and the filtered total.
 
     ``fields`` are the names usable in q, sort and select; ``always`` are kept by any
-    select (the item's identity, as Wazuh keeps ``id``); ``dates`` and ``now`` are
-    :func:`parse_q`'s.
+    select (the item's identity, as Wazuh keeps ``id``) but a distinct one; ``dates``,
+    ``now`` and ``lists`` are :func:`parse_q`'s.
     """
     selected = list(items)
     if listing.q:
-        expression = parse_q(listing.q, fields, dates, now)
+        expression = parse_q(listing.q, fields, dates, now, lists=lists)
         selected = [item for item in selected if expression.matches(item)]
     if listing.search:
         needle = listing.search.lower()
@@ -381,24 +396,45 @@ def apply_listing(
         raise wazuh_error(
             1403, f"allowed sort fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
         )
+    unknown = [field for field in listing.select if field not in fields]
+    if unknown:
+        raise wazuh_error(
+            1724, f"allowed select fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
+        )
     for field, descending in reversed(listing.sort):
         selected.sort(key=_sort_key(field), reverse=descending)
+    if listing.distinct:
+        rows = [_project(item, listing.select) if listing.select else item for item in selected]
+        selected = _distinct(rows)
+        total = len(selected)
+        return [
+            dict(item) for item in selected[listing.offset : listing.offset + listing.limit]
+        ], total
     total = len(selected)
     page = selected[listing.offset : listing.offset + listing.limit]
     if listing.select:
-        unknown = [field for field in listing.select if field not in fields]
-        if unknown:
-            raise wazuh_error(
-                1724, f"allowed select fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
-            )
         wanted = list(dict.fromkeys([*always, *listing.select]))
         return [_project(item, wanted) for item in page], total
     return [dict(item) for item in page], total
 
 
-def check_listing(listing: Listing, fields: Sequence[str], dates: Sequence[str] = ()) -> None:
+def _distinct(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``rows`` without repeats, first occurrences kept in order."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        key = json.dumps(row, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
+def check_listing(
+    listing: Listing, fields: Sequence[str], dates: Sequence[str] = (), lists: Sequence[str] = ()
+) -> None:
     """Raise the error :func:`apply_listing` would raise, before any work is done."""
-    apply_listing([], listing, fields, (), dates)
+    apply_listing([], listing, fields, (), dates, lists=lists)
 
 
 __all__ = [

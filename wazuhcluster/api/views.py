@@ -44,6 +44,8 @@ AGENT_FIELDS = (
 )
 #: The agent fields holding dates (time frames in q count back from now).
 AGENT_DATE_FIELDS = ("dateAdd", "lastKeepAlive", "disconnection_time")
+#: The agent fields holding lists (no order: no < or > in q).
+AGENT_LIST_FIELDS = ("group",)
 NODE_FIELDS = ("name", "type", "version", "ip")
 GROUP_FIELDS = ("name", "count", "mergedSum", "configSum")
 GROUP_FILE_FIELDS = ("filename", "hash")
