@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
 from tests.test_api_fixtures import ApiHarness
+from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api.resource import BoundedRequest, bounded_site
 from wazuhcluster.api.wiring import master_api, registry_hooks
 from wazuhcluster.registry.groups import AGENT_CONF, MERGED_NAME
@@ -39,6 +40,8 @@ class InfoAndClusterTests(SynchronousTestCase):
         data = answer.json["data"]
         self.assertEqual(data["title"], "Wazuh API REST")
         self.assertEqual(data["api_version"], "4.14.7")
+        self.assertEqual(data["wazuhcluster_version"], __version__)
+        self.assertNotIn(__version__, data["revision"])
         self.assertEqual(data["hostname"], "api-host")
         self.assertTrue(data["timestamp"].endswith("Z"))
         self.assertEqual(answer.json["error"], 0)
@@ -65,6 +68,16 @@ class InfoAndClusterTests(SynchronousTestCase):
         names = [row["name"] for row in answer.json["data"]["affected_items"]]
         self.assertEqual(names, ["master", "w1", "w2"])
         self.assertEqual(answer.json["message"], "All selected nodes information was returned")
+
+    def test_nodes_speak_the_wazuh_version(self) -> None:
+        """version is the Wazuh version the nodes speak; our own is wazuhcluster_version."""
+        self.api.connect_worker("w1", "192.0.2.21")
+        answer = self.api.call("GET", "/cluster/nodes")
+        rows = answer.json["data"]["affected_items"]
+        self.assertEqual({row["version"] for row in rows}, {WAZUH_VERSION})
+        self.assertEqual({row["wazuhcluster_version"] for row in rows}, {__version__})
+        answer = self.api.call("GET", "/cluster/nodes?q=version>3;type=worker")
+        self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1"])
 
     def test_nodes_filters_and_paging(self) -> None:
         """type, select, sort, offset and limit apply to the node list."""

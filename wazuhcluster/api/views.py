@@ -46,7 +46,7 @@ AGENT_FIELDS = (
 AGENT_DATE_FIELDS = ("dateAdd", "lastKeepAlive", "disconnection_time")
 #: The agent fields holding lists (no order: no < or > in q).
 AGENT_LIST_FIELDS = ("group",)
-NODE_FIELDS = ("name", "type", "version", "ip")
+NODE_FIELDS = ("name", "type", "version", "ip", "wazuhcluster_version")
 GROUP_FIELDS = ("name", "count", "mergedSum", "configSum")
 GROUP_FILE_FIELDS = ("filename", "hash")
 HASHES = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s")
