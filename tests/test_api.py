@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import platform
 
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,6 +18,7 @@ from twisted.web.test.requesthelper import DummyChannel
 from tests.test_api_fixtures import ApiHarness
 from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api.resource import BoundedRequest, bounded_site
+from wazuhcluster.api.views import host_os_view
 from wazuhcluster.api.wiring import master_api, registry_hooks
 from wazuhcluster.registry.groups import AGENT_CONF, MERGED_NAME
 
@@ -208,6 +210,10 @@ class AgentListTests(SynchronousTestCase):
         answer = self.api.call("GET", "/agents")
         items = answer.json["data"]["affected_items"]
         self.assertEqual([i["id"] for i in items], ["000", self.web1, self.web2, self.db1])
+        manager = items[0]
+        self.assertNotIn("group", manager)
+        self.assertEqual(manager["os"]["arch"], platform.machine())
+        self.assertTrue(manager["os"]["uname"].startswith(platform.system() + " |"))
         web1 = items[1]
         self.assertEqual(web1["name"], "web1")
         self.assertEqual(web1["registerIP"], "10.0.0.1")
@@ -846,3 +852,23 @@ class WiringTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(done))
         self.assertEqual(asked, [(["001", "002"], 0)])
         self.assertIsNone(registry_hooks(object()).reconnect(["001"]))  # type: ignore[misc]
+
+
+class ManagerViewTests(SynchronousTestCase):
+    """Agent 000's operating system, from the host's os-release and uname."""
+
+    def test_host_os_view(self) -> None:
+        """os-release gives name, platform and version; uname the arch and Wazuh's uname."""
+        release = {"NAME": "Debian GNU/Linux", "ID": "debian", "VERSION_ID": "12"}
+        uname = platform.uname_result("Linux", "host1", "6.1.0", "#1 SMP", "x86_64")
+        self.assertEqual(
+            host_os_view(release, uname),
+            {
+                "name": "Debian GNU/Linux",
+                "platform": "debian",
+                "version": "12",
+                "arch": "x86_64",
+                "uname": "Linux |host1 |6.1.0 |#1 SMP |x86_64",
+            },
+        )
+        self.assertEqual(host_os_view({}, uname)["platform"], "linux")

@@ -8,6 +8,8 @@ callers run them in a thread.
 
 from __future__ import annotations
 
+import functools
+import platform
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +25,7 @@ from wazuhcluster.api.views import (
     AGENT_LIST_FIELDS,
     agent_view,
     file_digest,
+    host_os_view,
     manager_view,
     merged_path,
 )
@@ -64,6 +67,16 @@ _LEGACY_FIELDS = (
     "os.version",
     "group_config_status",
 )
+
+
+@functools.cache
+def host_os() -> dict[str, str]:
+    """This host's ``os`` view for agent 000 (read once: /etc/os-release and uname)."""
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        release = {}
+    return host_os_view(release, platform.uname())
 
 
 def normal_id(agent_id: str) -> str:
@@ -165,7 +178,7 @@ def agent_page(
     views = agent_views(context, agents)
     if keep_manager:
         cluster = context.node.config.cluster
-        views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
+        views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now, host_os()))
     views = legacy_filters(views, params)
     page, total = apply_listing(
         views, listing, AGENT_FIELDS, ("id",), AGENT_DATE_FIELDS, now, lists=AGENT_LIST_FIELDS

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Callable
+import platform
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,25 @@ def agent_view(
     return view
 
 
-def manager_view(node_name: str, version: str, now: float) -> dict[str, Any]:
-    """Agent 000, the manager itself, as Wazuh lists it first among the agents."""
-    return {
+def host_os_view(release: Mapping[str, str], uname: platform.uname_result) -> dict[str, str]:
+    """The ``os`` of agent 000 from the host's os-release fields and uname, in the fields
+    agents report (``uname`` joined with `` |`` as Wazuh writes it)."""
+    view = {
+        "name": release.get("NAME") or uname.system,
+        "platform": release.get("ID") or uname.system.lower(),
+        "version": release.get("VERSION_ID") or uname.release,
+        "arch": uname.machine,
+        "uname": " |".join((uname.system, uname.node, uname.release, uname.version, uname.machine)),
+    }
+    return {key: value for key, value in view.items() if value}
+
+
+def manager_view(
+    node_name: str, version: str, now: float, os_view: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Agent 000, the manager itself, as Wazuh lists it first among the agents: no groups
+    (the manager belongs to none), the host's ``os`` when given."""
+    view: dict[str, Any] = {
         "id": "000",
         "name": node_name,
         "ip": "127.0.0.1",
@@ -153,11 +170,13 @@ def manager_view(node_name: str, version: str, now: float) -> dict[str, Any]:
         "dateAdd": iso(now),
         "lastKeepAlive": "9999-12-31T23:59:59+00:00",
         "version": f"Wazuh v{version}",
-        "group": [],
         "node_name": node_name,
         "manager": node_name,
         "group_config_status": "synced",
     }
+    if os_view:
+        view["os"] = dict(os_view)
+    return view
 
 
 def group_files_view(folder: Path, algorithm: str = "md5") -> list[dict[str, Any]]:
