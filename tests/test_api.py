@@ -405,6 +405,70 @@ class AgentWriteTests(SynchronousTestCase):
             self.assertTrue(answer.content_type.startswith("application/problem+json"))
         self.assertEqual([a.name for a in self.api.store.list_agents()], ["web1"])
 
+    def test_add_agent_force_replaces_per_its_rules(self) -> None:
+        """Wazuh's force object replaces a same-name or same-IP agent when its rules allow."""
+        self.api = ApiHarness(self, token_timeout=36000)  # the clock moves hours
+        old = self.api.call("POST", "/agents", {"name": "web1", "ip": "10.0.0.7"}).json["data"]
+        force = {
+            "enabled": True,
+            "disconnected_time": {"enabled": True, "value": "30m"},
+            "after_registration_time": "1h",
+        }
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1705))
+        self.assertIn("registration time", answer.json["detail"])
+        self.api.clock.advance(2 * 3600)
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+        self.assertEqual(answer.status, 200, answer.raw)
+        new = answer.json["data"]["id"]
+        self.assertNotEqual(new, old["id"])
+        self.assertEqual([a.id for a in self.api.store.list_agents()], [new])
+        self.assertEqual(self.api.removed, [old["id"]])
+        self.assertEqual(self.api.added, [old["id"], new])
+        # An active holder is replaced only without the disconnected_time condition.
+        self.api.report(new, "active", "w1")
+        self.api.clock.advance(2 * 3600)
+        self.api.report(new, "active", "w1")
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1705))
+        self.assertIn("not disconnected", answer.json["detail"])
+        relaxed = {**force, "disconnected_time": {"enabled": False, "value": "1h"}}
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": relaxed})
+        self.assertEqual(answer.status, 200, answer.raw)
+
+    def test_add_agent_force_by_ip_and_disabled(self) -> None:
+        """A same-IP agent is replaced under force; force.enabled false refuses as before."""
+        self.api = ApiHarness(self, token_timeout=36000)  # the clock moves hours
+        old = self.api.call("POST", "/agents", {"name": "web1", "ip": "10.0.0.7"}).json["data"]
+        self.api.clock.advance(7200)
+        body = {"name": "web2", "ip": "10.0.0.7", "force": {"enabled": False}}
+        answer = self.api.call("POST", "/agents", body)
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1706))
+        body = {"name": "web2", "ip": "10.0.0.7", "force": {}}
+        answer = self.api.call("POST", "/agents", body)
+        self.assertEqual(answer.status, 200, answer.raw)
+        agents = self.api.store.list_agents()
+        self.assertEqual([(a.name, a.ip) for a in agents], [("web2", "10.0.0.7")])
+        self.assertEqual(self.api.removed, [old["id"]])
+
+    def test_add_agent_force_shape_is_checked(self) -> None:
+        """A force object of the wrong shape is a 400 and changes nothing."""
+        self.api = ApiHarness(self, token_timeout=36000)  # the clock moves hours
+        self.api.call("POST", "/agents", {"name": "web1"})
+        self.api.clock.advance(7200)
+        for force in (
+            {"enabled": "yes"},
+            {"colour": True},
+            {"disconnected_time": {"enabled": True, "value": "soon"}},
+            {"disconnected_time": {"value": 5}},
+            {"disconnected_time": True},
+            {"after_registration_time": "1w"},
+            [],
+        ):
+            answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+            self.assertEqual(answer.status, 400, force)
+        self.assertEqual(len(self.api.store.list_agents()), 1)
+
     def test_add_agent_needs_json(self) -> None:
         """A body that is not JSON, or not declared as JSON, is refused."""
         answer = self.api.call("POST", "/agents", b"{nope", {"content-type": "application/json"})
