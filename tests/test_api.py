@@ -750,6 +750,20 @@ class ProtocolTests(SynchronousTestCase):
         self.assertNotIn(b"\n", self.api.call("GET", "/agents?q=name~pretty=true").raw)
 
 
+class SecurityLinkTests(SynchronousTestCase):
+    """Links of a role that does not exist, as Wazuh answers them."""
+
+    def test_unknown_role_is_a_failed_item(self) -> None:
+        """Linking to or unlinking from an unknown role is 200 with the role failed (4002)."""
+        api = ApiHarness(self)
+        for method in ("POST", "DELETE"):
+            answer = api.call(method, "/security/roles/999/policies?policy_ids=1")
+            self.assertEqual((answer.status, answer.json["error"]), (200, 1), method)
+            failed = answer.json["data"]["failed_items"]
+            self.assertEqual(failed[0]["error"]["code"], 4002, method)
+            self.assertEqual(failed[0]["id"], ["999"], method)
+
+
 class LoginTests(SynchronousTestCase):
     """POST /security/user/authenticate."""
 

@@ -130,6 +130,10 @@ CODES: dict[int, Code] = {
 }
 
 
+#: The title of an answer whose status a caller chose over its code's usual one.
+_STATUS_TITLES = {400: "Bad Request", 403: "Permission Denied", 404: _NOT_FOUND}
+
+
 class ApiError(Exception):
     """A failed call: HTTP ``status`` and the problem object to send."""
 
@@ -162,7 +166,10 @@ def wazuh_error(code: int, extra: str | None = None, status: int | None = None) 
     """The :class:`ApiError` of a Wazuh error code, with ``extra`` appended to its message."""
     known = CODES[code]
     detail = known.message if extra is None else f"{known.message}: {extra}"
-    return ApiError(status or known.status, known.title, detail, code, known.remediation)
+    title = known.title
+    if status is not None and status != known.status:
+        title = _STATUS_TITLES.get(status, title)
+    return ApiError(status or known.status, title, detail, code, known.remediation)
 
 
 def bad_request(detail: str) -> ApiError:
