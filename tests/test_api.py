@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import platform
 
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,7 +16,9 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyChannel
 
 from tests.test_api_fixtures import PASSWORD, USER, ApiHarness
+from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api.resource import BoundedRequest, bounded_site
+from wazuhcluster.api.views import host_os_view
 from wazuhcluster.api.wiring import master_api, registry_hooks
 from wazuhcluster.registry.groups import AGENT_CONF, MERGED_NAME
 
@@ -39,6 +42,8 @@ class InfoAndClusterTests(SynchronousTestCase):
         data = answer.json["data"]
         self.assertEqual(data["title"], "Wazuh API REST")
         self.assertEqual(data["api_version"], "4.14.7")
+        self.assertEqual(data["wazuhcluster_version"], __version__)
+        self.assertNotIn(__version__, data["revision"])
         self.assertEqual(data["hostname"], "api-host")
         self.assertTrue(data["timestamp"].endswith("Z"))
         self.assertEqual(answer.json["error"], 0)
@@ -66,16 +71,40 @@ class InfoAndClusterTests(SynchronousTestCase):
         self.assertEqual(names, ["master", "w1", "w2"])
         self.assertEqual(answer.json["message"], "All selected nodes information was returned")
 
+    def test_nodes_speak_the_wazuh_version(self) -> None:
+        """version is the Wazuh version the nodes speak; our own is wazuhcluster_version."""
+        self.api.connect_worker("w1", "192.0.2.21")
+        answer = self.api.call("GET", "/cluster/nodes")
+        rows = answer.json["data"]["affected_items"]
+        self.assertEqual({row["version"] for row in rows}, {WAZUH_VERSION})
+        self.assertEqual({row["wazuhcluster_version"] for row in rows}, {__version__})
+        answer = self.api.call("GET", "/cluster/nodes?q=version>3;type=worker")
+        self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1"])
+
     def test_nodes_filters_and_paging(self) -> None:
         """type, select, sort, offset and limit apply to the node list."""
         self.api.connect_worker("w1", "192.0.2.21")
         self.api.connect_worker("w2", "192.0.2.22")
         answer = self.api.call("GET", "/cluster/nodes?type=worker&select=ip&sort=-name&limit=1")
         data = answer.json["data"]
-        self.assertEqual(data["affected_items"], [{"name": "w2", "ip": "192.0.2.22"}])
+        self.assertEqual(data["affected_items"], [{"ip": "192.0.2.22"}])
         self.assertEqual(data["total_affected_items"], 2)
         answer = self.api.call("GET", "/cluster/nodes?q=ip~21")
         self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1"])
+        answer = self.api.call("GET", "/cluster/nodes?type=Worker")
+        self.assertEqual([r["name"] for r in answer.json["data"]["affected_items"]], ["w1", "w2"])
+
+    def test_nodes_select_and_distinct(self) -> None:
+        """select gives only the fields asked for; distinct=true drops repeated rows."""
+        self.api.connect_worker("w1", "192.0.2.21")
+        self.api.connect_worker("w2", "192.0.2.22")
+        answer = self.api.call("GET", "/cluster/nodes?select=type")
+        items = answer.json["data"]["affected_items"]
+        self.assertEqual(items, [{"type": "master"}, {"type": "worker"}, {"type": "worker"}])
+        answer = self.api.call("GET", "/cluster/nodes?select=type&distinct=true")
+        data = answer.json["data"]
+        self.assertEqual(data["affected_items"], [{"type": "master"}, {"type": "worker"}])
+        self.assertEqual(data["total_affected_items"], 2)
 
     def test_nodes_list_with_unknown_node(self) -> None:
         """An unknown name in nodes_list is a failed item with code 1730."""
@@ -181,6 +210,10 @@ class AgentListTests(SynchronousTestCase):
         answer = self.api.call("GET", "/agents")
         items = answer.json["data"]["affected_items"]
         self.assertEqual([i["id"] for i in items], ["000", self.web1, self.web2, self.db1])
+        manager = items[0]
+        self.assertNotIn("group", manager)
+        self.assertEqual(manager["os"]["arch"], platform.machine())
+        self.assertTrue(manager["os"]["uname"].startswith(platform.system() + " |"))
         web1 = items[1]
         self.assertEqual(web1["name"], "web1")
         self.assertEqual(web1["registerIP"], "10.0.0.1")
@@ -249,6 +282,23 @@ class AgentListTests(SynchronousTestCase):
         self.assertEqual(self.ids("/agents?name=db1"), [self.db1])
         self.assertEqual(self.ids("/agents?os.platform=windows"), [self.web2])
 
+    def test_filter_values_ignore_case(self) -> None:
+        """Filter and q values match in any case, as Wazuh's (status=AcTiVe, name=WEB1)."""
+        self.assertEqual(self.ids("/agents?status=AcTiVe"), ["000", self.web1])
+        self.assertEqual(
+            self.ids("/agents?status=ACTIVE,Disconnected"), ["000", self.web1, self.web2]
+        )
+        self.assertEqual(self.ids("/agents?name=WEB1"), [self.web1])
+        self.assertEqual(self.ids("/agents?node_name=W2"), [self.web2])
+        self.assertEqual(self.ids("/agents?group=WEB"), [self.web1, self.web2])
+        self.assertEqual(self.ids("/agents?os.platform=Windows"), [self.web2])
+        self.assertEqual(self.ids("/agents?q=name=DB1"), [self.db1])
+        self.assertEqual(self.ids("/agents?q=status!=ACTIVE"), [self.web2, self.db1])
+        self.assertEqual(
+            self.ids("/agents?group_config_status=NOT SYNCED&q=id!=000"),
+            [self.web1, self.web2, self.db1],
+        )
+
     def test_q_search_sort_select(self) -> None:
         """q, search (and its negation), sort and select behave as in Wazuh."""
         self.assertEqual(self.ids("/agents?q=status=active;id!=000"), [self.web1])
@@ -303,6 +353,9 @@ class AgentListTests(SynchronousTestCase):
             "/agents?sort=nope": 1403,
             "/agents?select=nope": 1724,
             "/agents?older_than=tomorrow": 1411,
+            "/agents?q=group<web": 1409,
+            "/agents?q=group>web": 1409,
+            "/agents?offset=99999999999999999999": 2003,
         }
         for path, code in cases.items():
             answer = self.api.call("GET", path)
@@ -316,6 +369,31 @@ class AgentListTests(SynchronousTestCase):
             answer = self.api.call("GET", path)
             self.assertEqual(answer.status, 400, path)
             self.assertEqual(answer.json["title"], "Bad Request")
+
+    def test_q_relative_times(self) -> None:
+        """q on lastKeepAlive with a time frame counts elapsed time, as Wazuh does."""
+        self.api.clock.advance(2 * 86400)
+        self.api.report(self.web1, "active", "w1")
+        self.assertEqual(self.ids("/agents?q=lastKeepAlive<1d;id!=000"), [self.web1])
+        self.assertEqual(self.ids("/agents?q=lastKeepAlive>1d"), [self.web2])
+        self.assertEqual(self.ids("/agents?q=dateAdd>1d"), [self.web1, self.web2, self.db1])
+        answer = self.api.call("GET", "/agents?q=lastKeepAlive<soon")
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1412))
+
+    def test_distinct_agents(self) -> None:
+        """distinct=true lists each selected combination once (without the id)."""
+        answer = self.api.call("GET", "/agents?select=status&distinct=true&sort=status")
+        data = answer.json["data"]
+        statuses = [{"status": s} for s in ("active", "disconnected", "never_connected")]
+        self.assertEqual(data["affected_items"], statuses)
+        self.assertEqual(data["total_affected_items"], 3)
+
+    def test_deeply_nested_q(self) -> None:
+        """500 nested parentheses (within the length limit) answer, not a 500."""
+        depth = 500
+        self.assertEqual(
+            self.ids("/agents?q=" + "(" * depth + "name=db1" + ")" * depth), [self.db1]
+        )
 
     def test_summary_status(self) -> None:
         """The summary counts agents by connection status and by group-config sync."""
@@ -375,6 +453,70 @@ class AgentWriteTests(SynchronousTestCase):
             self.assertTrue(answer.content_type.startswith("application/problem+json"))
         self.assertEqual([a.name for a in self.api.store.list_agents()], ["web1"])
 
+    def test_add_agent_force_replaces_per_its_rules(self) -> None:
+        """Wazuh's force object replaces a same-name or same-IP agent when its rules allow."""
+        self.api = ApiHarness(self, token_timeout=36000)  # the clock moves hours
+        old = self.api.call("POST", "/agents", {"name": "web1", "ip": "10.0.0.7"}).json["data"]
+        force = {
+            "enabled": True,
+            "disconnected_time": {"enabled": True, "value": "30m"},
+            "after_registration_time": "1h",
+        }
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1705))
+        self.assertIn("registration time", answer.json["detail"])
+        self.api.clock.advance(2 * 3600)
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+        self.assertEqual(answer.status, 200, answer.raw)
+        new = answer.json["data"]["id"]
+        self.assertNotEqual(new, old["id"])
+        self.assertEqual([a.id for a in self.api.store.list_agents()], [new])
+        self.assertEqual(self.api.removed, [old["id"]])
+        self.assertEqual(self.api.added, [old["id"], new])
+        # An active holder is replaced only without the disconnected_time condition.
+        self.api.report(new, "active", "w1")
+        self.api.clock.advance(2 * 3600)
+        self.api.report(new, "active", "w1")
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1705))
+        self.assertIn("not disconnected", answer.json["detail"])
+        relaxed = {**force, "disconnected_time": {"enabled": False, "value": "1h"}}
+        answer = self.api.call("POST", "/agents", {"name": "web1", "force": relaxed})
+        self.assertEqual(answer.status, 200, answer.raw)
+
+    def test_add_agent_force_by_ip_and_disabled(self) -> None:
+        """A same-IP agent is replaced under force; force.enabled false refuses as before."""
+        self.api = ApiHarness(self, token_timeout=36000)  # the clock moves hours
+        old = self.api.call("POST", "/agents", {"name": "web1", "ip": "10.0.0.7"}).json["data"]
+        self.api.clock.advance(7200)
+        body = {"name": "web2", "ip": "10.0.0.7", "force": {"enabled": False}}
+        answer = self.api.call("POST", "/agents", body)
+        self.assertEqual((answer.status, answer.json["error"]), (400, 1706))
+        body = {"name": "web2", "ip": "10.0.0.7", "force": {}}
+        answer = self.api.call("POST", "/agents", body)
+        self.assertEqual(answer.status, 200, answer.raw)
+        agents = self.api.store.list_agents()
+        self.assertEqual([(a.name, a.ip) for a in agents], [("web2", "10.0.0.7")])
+        self.assertEqual(self.api.removed, [old["id"]])
+
+    def test_add_agent_force_shape_is_checked(self) -> None:
+        """A force object of the wrong shape is a 400 and changes nothing."""
+        self.api = ApiHarness(self, token_timeout=36000)  # the clock moves hours
+        self.api.call("POST", "/agents", {"name": "web1"})
+        self.api.clock.advance(7200)
+        for force in (
+            {"enabled": "yes"},
+            {"colour": True},
+            {"disconnected_time": {"enabled": True, "value": "soon"}},
+            {"disconnected_time": {"value": 5}},
+            {"disconnected_time": True},
+            {"after_registration_time": "1w"},
+            [],
+        ):
+            answer = self.api.call("POST", "/agents", {"name": "web1", "force": force})
+            self.assertEqual(answer.status, 400, force)
+        self.assertEqual(len(self.api.store.list_agents()), 1)
+
     def test_add_agent_needs_json(self) -> None:
         """A body that is not JSON, or not declared as JSON, is refused."""
         answer = self.api.call("POST", "/agents", b"{nope", {"content-type": "application/json"})
@@ -405,7 +547,7 @@ class AgentWriteTests(SynchronousTestCase):
         first = self.api.enroll("web1")
         self.api.clock.advance(8 * 86400)
         second = self.api.enroll("web2")
-        answer = self.api.call("DELETE", "/agents?agents_list=all&status=never_connected")
+        answer = self.api.call("DELETE", "/agents?agents_list=all&status=Never_Connected")
         self.assertEqual(answer.json["data"]["affected_items"], [first])
         self.api.report(second, "active", "w1")
         answer = self.api.call(
@@ -643,6 +785,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(statuses.count(200), 50)
         answer = self.api.call("GET", "/", token=token)
         self.assertEqual(answer.json["error"], 6001)
+        self.assertEqual(answer.json["title"], "Wazuh Error")
         self.api.clock.advance(60)
         self.assertEqual(self.api.call("GET", "/", token=token).status, 200)
 
@@ -720,6 +863,24 @@ class ProtocolTests(SynchronousTestCase):
         """pretty=true indents the JSON answer."""
         self.assertIn(b"\n    ", self.api.call("GET", "/?pretty=true").raw)
         self.assertNotIn(b"\n", self.api.call("GET", "/").raw)
+        self.assertIn(b"\n    ", self.api.call("GET", "/?pretty=True").raw)
+        self.assertIn(b"\n    ", self.api.call("GET", "/agents?limit=0&pretty=TRUE").raw)
+        self.assertNotIn(b"\n", self.api.call("GET", "/?pretty=false").raw)
+        self.assertNotIn(b"\n", self.api.call("GET", "/agents?q=name~pretty=true").raw)
+
+
+class SecurityLinkTests(SynchronousTestCase):
+    """Links of a role that does not exist, as Wazuh answers them."""
+
+    def test_unknown_role_is_a_failed_item(self) -> None:
+        """Linking to or unlinking from an unknown role is 200 with the role failed (4002)."""
+        api = ApiHarness(self)
+        for method in ("POST", "DELETE"):
+            answer = api.call(method, "/security/roles/999/policies?policy_ids=1")
+            self.assertEqual((answer.status, answer.json["error"]), (200, 1), method)
+            failed = answer.json["data"]["failed_items"]
+            self.assertEqual(failed[0]["error"]["code"], 4002, method)
+            self.assertEqual(failed[0]["id"], ["999"], method)
 
 
 class LoginTests(SynchronousTestCase):
@@ -888,3 +1049,23 @@ class WiringTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(done))
         self.assertEqual(asked, [(["001", "002"], 0)])
         self.assertIsNone(registry_hooks(object()).reconnect(["001"]))  # type: ignore[misc]
+
+
+class ManagerViewTests(SynchronousTestCase):
+    """Agent 000's operating system, from the host's os-release and uname."""
+
+    def test_host_os_view(self) -> None:
+        """os-release gives name, platform and version; uname the arch and Wazuh's uname."""
+        release = {"NAME": "Debian GNU/Linux", "ID": "debian", "VERSION_ID": "12"}
+        uname = platform.uname_result("Linux", "host1", "6.1.0", "#1 SMP", "x86_64")
+        self.assertEqual(
+            host_os_view(release, uname),
+            {
+                "name": "Debian GNU/Linux",
+                "platform": "debian",
+                "version": "12",
+                "arch": "x86_64",
+                "uname": "Linux |host1 |6.1.0 |#1 SMP |x86_64",
+            },
+        )
+        self.assertEqual(host_os_view({}, uname)["platform"], "linux")

@@ -13,6 +13,7 @@ from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster, short_temp_dir, write_config
+from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.control import commands
 from wazuhcluster.control.server import ControlProtocol
 from wazuhcluster.scripts.control import format_agents, format_analysis, format_nodes
@@ -52,6 +53,9 @@ class ControlTests(SynchronousTestCase):
         on_worker = self.ask(worker, commands.ListNodes, *cluster.pumps)
         self.assertEqual(on_master, on_worker)
         self.assertEqual([n["name"] for n in on_master["nodes"]], ["master", "worker1"])  # type: ignore[index]
+        rows: list[dict[str, str]] = on_master["nodes"]  # type: ignore[index]
+        self.assertEqual({row["version"] for row in rows}, {WAZUH_VERSION})
+        self.assertEqual({row["wazuhcluster_version"] for row in rows}, {__version__})
 
     def test_nodes_table(self) -> None:
         """The -l table has Wazuh's header and columns padded to the longest cell plus two."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
+from wazuhcluster.api.agent_force import force_rules
 from wazuhcluster.api.agent_listing import (
     AGENT_FILTERS,
     AGENT_STATUSES,
@@ -28,7 +29,7 @@ from wazuhcluster.api.hooks import maybe_await, notify
 from wazuhcluster.api.query import check_listing, parse_q
 from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
-from wazuhcluster.api.views import AGENT_FIELDS
+from wazuhcluster.api.views import AGENT_DATE_FIELDS, AGENT_FIELDS, AGENT_LIST_FIELDS
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -38,6 +39,7 @@ from wazuhcluster.registry.model import (
     UnknownAgent,
     UnknownGroup,
 )
+from wazuhcluster.registry.replacement import ReplacementRefused, enroll_forced
 
 
 class AgentEndpoints:
@@ -50,13 +52,14 @@ class AgentEndpoints:
         """GET /agents."""
         params = call.params
         listing = p.listing(params)
-        check_listing(listing, AGENT_FIELDS)
-        # Single-valued filters narrow the registry query; every filter is applied again
-        # on the views (cheaply), so agent 000 is filtered the same way. Not with an
-        # agents_list, whose unknown ids must be told apart from filtered-out ones.
+        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
+        # A single status narrows the registry query (statuses are canonical; names,
+        # nodes and groups match without case, so they are filtered on the views only);
+        # every filter is applied again on the views (cheaply), so agent 000 is filtered
+        # the same way. Not with an agents_list, whose unknown ids must be told apart from
+        # filtered-out ones.
         pushed: dict[str, str] = {}
         if "agents_list" not in params:
-            pushed = {key: params[key] for key in ("node_name", "group", "name") if key in params}
             statuses = params.get("status", ())
             if len(statuses) == 1:
                 pushed["status"] = statuses[0]
@@ -106,14 +109,26 @@ class AgentEndpoints:
     async def add_agent(self, call: Call) -> Reply:
         """POST /agents: register an agent; answer its id and base64 key line."""
         call.access.require("agent:create")
-        body = p.check_body(call.body, {"name": (str, True, 1024), "ip": (str, False, 64)})
+        fields = {"name": (str, True, 1024), "ip": (str, False, 64), "force": (dict, False, 0)}
+        body = p.check_body(call.body, fields)
         name, ip = body["name"], body.get("ip", "any")
+        rules = force_rules(body["force"]) if "force" in body else None
         if len(name) > 128:
             raise wazuh_error(1738)
         if name == self.context.node.config.cluster.node_name:
             raise wazuh_error(1705, name)
+        replaced: tuple[str, ...] = ()
+        now = self.context.now()
         try:
-            agent = await self.context.registry.enroll(name, ip)
+            if rules is None:
+                agent = await self.context.registry.enroll(name, ip)
+            else:
+                agent, replaced = await self.context.registry.write(
+                    lambda registry: enroll_forced(registry, name, ip, rules, now)
+                )
+        except ReplacementRefused as refused:
+            code = 1705 if isinstance(refused.duplicate, DuplicateName) else 1706
+            raise wazuh_error(code, f"{name if code == 1705 else ip}: {refused.reason}") from None
         except DuplicateName:
             raise wazuh_error(1705, name) from None
         except DuplicateIP:
@@ -122,6 +137,13 @@ class AgentEndpoints:
             if error.what == "IP":
                 raise wazuh_error(1706, ip) from None
             raise bad_request(f"'{name[:64]}' is not a valid agent name: {error.reason}") from None
+        if replaced:
+            self.context.log.info(
+                "Agents {ids} replaced by {name} (force) through the API",
+                ids=", ".join(replaced),
+                name=name,
+            )
+            notify(self.context.hooks.agents_removed, list(replaced))
         self.context.log.info(
             "Agent {id} ({name}) added through the API", id=agent.id, name=agent.name
         )
@@ -147,7 +169,9 @@ class AgentEndpoints:
         views = await context.run_in_thread(agent_views, context, candidates)
         views = legacy_filters(views, {k: v for k, v in params.items() if k != "status"})
         if params.get("q"):
-            expression = parse_q(params["q"], AGENT_FIELDS)
+            expression = parse_q(
+                params["q"], AGENT_FIELDS, AGENT_DATE_FIELDS, now, lists=AGENT_LIST_FIELDS
+            )
             views = [view for view in views if expression.matches(view)]
         targets = [view["id"] for view in views]
         removed: list[str] = await context.registry.remove_agents(targets) if targets else []

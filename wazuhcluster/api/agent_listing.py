@@ -8,6 +8,8 @@ callers run them in a thread.
 
 from __future__ import annotations
 
+import functools
+import platform
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,9 +20,12 @@ from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.query import Listing, apply_listing, field_value
 from wazuhcluster.api.replies import add_failure
 from wazuhcluster.api.views import (
+    AGENT_DATE_FIELDS,
     AGENT_FIELDS,
+    AGENT_LIST_FIELDS,
     agent_view,
     file_digest,
+    host_os_view,
     manager_view,
     merged_path,
 )
@@ -64,6 +69,16 @@ _LEGACY_FIELDS = (
 )
 
 
+@functools.cache
+def host_os() -> dict[str, str]:
+    """This host's ``os`` view for agent 000 (read once: /etc/os-release and uname)."""
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        release = {}
+    return host_os_view(release, platform.uname())
+
+
 def normal_id(agent_id: str) -> str:
     """An agent id as the registry writes it (``1`` → ``001``)."""
     return format_agent_id(int(agent_id))
@@ -93,18 +108,20 @@ def agent_views(context: EndpointContext, agents: list[Agent]) -> list[dict[str,
 
 
 def legacy_filters(views: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Keep the views matching the plain filter parameters (``status=active`` ...)."""
+    """Keep the views matching the plain filter parameters (``status=active`` ...), in any
+    case."""
     for name in _LEGACY_FIELDS:
         if name not in params:
             continue
         wanted = params[name]
-        allowed = set(wanted) if isinstance(wanted, tuple) else {wanted}
+        # Values match without case, as Wazuh's filters do.
+        allowed = {str(v).lower() for v in (wanted if isinstance(wanted, tuple) else (wanted,))}
 
         def keep(view: dict[str, Any], field: str = name, allowed: set[str] = allowed) -> bool:
             value = field_value(view, field)
             if isinstance(value, list):
-                return bool(allowed.intersection(value))
-            return value in allowed
+                return any(str(member).lower() in allowed for member in value)
+            return value is not None and str(value).lower() in allowed
 
         views = [view for view in views if keep(view)]
     return views
@@ -161,7 +178,9 @@ def agent_page(
     views = agent_views(context, agents)
     if keep_manager:
         cluster = context.node.config.cluster
-        views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now))
+        views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now, host_os()))
     views = legacy_filters(views, params)
-    page, total = apply_listing(views, listing, AGENT_FIELDS, ("id",))
+    page, total = apply_listing(
+        views, listing, AGENT_FIELDS, ("id",), AGENT_DATE_FIELDS, now, lists=AGENT_LIST_FIELDS
+    )
     return page, total, failed

@@ -15,6 +15,11 @@ from twisted.internet import ssl
 from wazuhcluster.util.tls import TlsError, ensure_self_signed
 
 VALIDITY = datetime.timedelta(days=3650)
+#: TLS 1.2 suites the API offers: forward-secret AEAD only (no CBC, no SHA-1 MAC); TLS 1.3
+#: suites are all AEAD and always on.
+API_CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString(
+    "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL"
+)
 MAX_PEM = 1024 * 1024
 
 
@@ -53,10 +58,15 @@ def _read(path: Path) -> bytes:
 
 
 def server_context(cert: Path, key: Path) -> ssl.CertificateOptions:
-    """TLS options for the API listener from a PEM certificate (chain) and key."""
+    """TLS options for the API listener from a PEM certificate and key: TLS 1.2 at least,
+    AEAD suites only (:data:`API_CIPHERS`)."""
     try:
         private = ssl.PrivateCertificate.loadPEM(_read(cert) + b"\n" + _read(key))
     except Exception as error:  # pyOpenSSL raises several unrelated types
         raise ApiCertificateError(f"{cert} / {key}: {error}") from None
-    options: ssl.CertificateOptions = private.options()
-    return options
+    return ssl.CertificateOptions(
+        privateKey=private.privateKey.original,
+        certificate=private.original,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableCiphers=API_CIPHERS,
+    )

@@ -40,7 +40,7 @@ class ClusterEndpoints:
         rows, failed = _select_nodes(self.context.node.nodes(), call.params.get("nodes_list"), call)
         if "type" in call.params:
             rows = [row for row in rows if row["type"] == call.params["type"]]
-        page, total = apply_listing(rows, listing, NODE_FIELDS, ("name",))
+        page, total = apply_listing(rows, listing, NODE_FIELDS)
         message = "All selected nodes information was returned"
         return Reply(envelope(page, failed, *same_message(message), total))
 

@@ -10,6 +10,10 @@ from wazuhcluster.api.replies import Reply
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.views import iso
 
+#: What ``revision`` says: a Wazuh release stage (this package follows final releases);
+#: the package's own version is ``wazuhcluster_version``.
+REVISION = "release"
+
 
 class DefaultEndpoints:
     """``GET /`` (see module docstring)."""
@@ -23,11 +27,12 @@ class DefaultEndpoints:
         data = {
             "title": "Wazuh API REST",
             "api_version": WAZUH_VERSION,
-            "revision": f"wazuhcluster {__version__}",
+            "revision": REVISION,
             "license_name": "GPL 2.0",
             "license_url": "https://github.com/wazuh/wazuh/blob/master/LICENSE",
             "hostname": self.hostname,
             "timestamp": str(iso(self.now())).replace("+00:00", "Z"),
+            "wazuhcluster_version": __version__,
         }
         return Reply({"data": data, "error": 0})
 

@@ -51,6 +51,10 @@ CODES: dict[int, Code] = {
     1408: Code("Field does not exist", "Query one of the listed fields"),
     1409: Code("Invalid query operator", "Use one of =, !=, <, > or ~"),
     1411: Code("TimeFrame is not valid", "Use seconds or a number followed by s, m, h or d"),
+    1412: Code(
+        "Date filter not valid",
+        "Use a time frame (30, 10s, 5m, 2h, 7d) or a date (YYYY-MM-DD, YYYY-MM-DD hh:mm:ss)",
+    ),
     1701: Code(
         "Agent does not exist", "List the agents with GET /agents?select=id,name", 404, _NOT_FOUND
     ),
@@ -88,6 +92,7 @@ CODES: dict[int, Code] = {
     3022: Code("Unknown node ID", "The node is not connected to the master"),
     7000: Code("Error trying to get logtest response"),
     7001: Code("Error trying to read logtest session token", "Send a token given by PUT /logtest"),
+    2003: Code("Error in wazuhdb request", "Use an offset between 0 and 2147483647"),
     4000: Code(
         "Permission denied", "Ask for a role that allows this action", 403, "Permission Denied"
     ),
@@ -139,12 +144,16 @@ CODES: dict[int, Code] = {
         "Maximum number of requests per minute reached",
         "Raise <api><max_request_per_minute> or slow down",
         429,
-        "Too Many Requests",
+        "Wazuh Error",
     ),
     6002: Code(
         "The body type is not the one specified in the content-type", None, 406, "Wazuh Error"
     ),
 }
+
+
+#: The title of an answer whose status a caller chose over its code's usual one.
+_STATUS_TITLES = {400: "Bad Request", 403: "Permission Denied", 404: _NOT_FOUND}
 
 
 class ApiError(Exception):
@@ -179,7 +188,10 @@ def wazuh_error(code: int, extra: str | None = None, status: int | None = None) 
     """The :class:`ApiError` of a Wazuh error code, with ``extra`` appended to its message."""
     known = CODES[code]
     detail = known.message if extra is None else f"{known.message}: {extra}"
-    return ApiError(status or known.status, known.title, detail, code, known.remediation)
+    title = known.title
+    if status is not None and status != known.status:
+        title = _STATUS_TITLES.get(status, title)
+    return ApiError(status or known.status, title, detail, code, known.remediation)
 
 
 def bad_request(detail: str) -> ApiError:

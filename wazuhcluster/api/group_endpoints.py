@@ -21,7 +21,9 @@ from wazuhcluster.api.query import apply_listing, check_listing
 from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.views import (
+    AGENT_DATE_FIELDS,
     AGENT_FIELDS,
+    AGENT_LIST_FIELDS,
     GROUP_FIELDS,
     GROUP_FILE_FIELDS,
     HASHES,
@@ -202,7 +204,7 @@ class GroupEndpoints:
         context = self.context
         group = call.path["group_id"]
         listing = p.listing(call.params)
-        check_listing(listing, AGENT_FIELDS)
+        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
         call.access.require_one("group:read", "group:id", group)
         await context.require_group(group)
         pushed: dict[str, str] = {"group": group}

@@ -17,6 +17,7 @@ Parser = Callable[[str, str], Any]
 MAX_PARAM = 8192
 MAX_LIST_ITEMS = 10_000
 MAX_LIST_TEXT = 128 * 1024
+MAX_OFFSET = 2**31 - 1
 _AGENT_ID = re.compile(r"\d{3,8}")
 _NAMES = re.compile(r"[\w.@:/ -]{1,255}")
 
@@ -56,6 +57,18 @@ def integer(minimum: int, maximum: int) -> Parser:
         return number
 
     return parse
+
+
+def offset(name: str, value: str) -> int:
+    """A list offset: 0 or more; beyond what a database offset holds is Wazuh's error 2003."""
+    if not re.fullmatch(r"-?\d{1,64}", value):
+        raise bad_request(f"'{value[:64]}' is not of type 'integer' ('{name}')")
+    number = int(value)
+    if number < 0:
+        raise bad_request(f"{number} is less than the minimum of 0 ('{name}')")
+    if number > MAX_OFFSET:
+        raise wazuh_error(2003, f"offset {value[:64]} is out of range")
+    return number
 
 
 def comma_list(item: Parser) -> Parser:
@@ -99,12 +112,14 @@ def group_or_all(name: str, value: str) -> str:
 
 
 def choice(*allowed: str) -> Parser:
-    """One of ``allowed``."""
+    """One of ``allowed``, in any case (``AcTiVe`` is ``active``, as Wazuh takes it)."""
+    canonical = {value.lower(): value for value in allowed}
 
     def parse(name: str, value: str) -> str:
-        if value not in allowed:
+        found = canonical.get(value.lower())
+        if found is None:
             raise bad_request(f"'{value[:64]}' is not one of {list(allowed)} ('{name}')")
-        return value
+        return found
 
     return parse
 
@@ -128,7 +143,7 @@ def search(name: str, value: str) -> str:
 COMMON: dict[str, Parser] = {"pretty": boolean, "wait_for_complete": boolean}
 #: The collection parameters of list endpoints.
 LISTING: dict[str, Parser] = {
-    "offset": integer(0, 2**31 - 1),
+    "offset": offset,
     "limit": integer(1, MAX_LIMIT),
     "select": comma_list(names),
     "sort": sort,
@@ -150,6 +165,7 @@ def listing(values: Mapping[str, Any]) -> Listing:
         search=(found[1:] if negated else found) or None,
         search_negated=negated,
         q=values.get("q") or None,
+        distinct=bool(values.get("distinct", False)),
     )
 
 

@@ -2,15 +2,22 @@
 
 Pure functions over lists of JSON-ready dicts, no reactor and no I/O. Field names may be
 dotted to reach nested values (``os.name``). The ``q`` language is Wazuh's:
-``field<op>value`` conditions with ``=``, ``!=``, ``<``, ``>`` and ``~`` (contains,
-case-insensitive), joined by ``;`` (and) or ``,`` (or), grouped with parentheses; ``;``
-binds tighter than ``,`` as AND does over OR in SQL. The value ``null`` matches a missing
-value. Errors are :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's codes.
+``field<op>value`` conditions with ``=``, ``!=``, ``<``, ``>`` and ``~`` (contains), all
+comparing text without case as Wazuh does, joined by ``;`` (and) or ``,`` (or), grouped
+with parentheses; ``;`` binds tighter than ``,`` as AND does over OR in SQL. The value
+``null`` matches a missing value. On date fields (ISO-8601 text in the items) a value is
+a time frame or a date: a time frame speaks of elapsed time, as in Wazuh
+(``lastKeepAlive<1d``: seen less than a day ago; ``>1d``: longer ago; ``=`` reads as
+``<``), a date compares moments. Errors are :class:`~wazuhcluster.api.errors.ApiError`
+with Wazuh's codes.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -62,7 +69,61 @@ class Junction:
         return all(results) if self.all_of else any(results)
 
 
-Expression = Condition | Junction
+@frozen
+class DateCondition:
+    """One test on a date field, against a moment in POSIX seconds.
+
+    ``elapsed`` marks a time frame: ``<`` (and ``=``) keep items whose date is after the
+    moment (less time has passed), the other operators those before it.
+    """
+
+    field: str
+    operator: str
+    moment: float
+    elapsed: bool
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        """Whether ``item`` passes this test (a missing or unreadable date never does)."""
+        held = _moment(field_value(item, self.field))
+        if held is None:
+            return False
+        if self.elapsed:
+            return held > self.moment if self.operator in ("<", "=") else held < self.moment
+        if self.operator == "<":
+            return held < self.moment
+        if self.operator == ">":
+            return held > self.moment
+        if self.operator == "!=":
+            return held != self.moment
+        return held == self.moment
+
+
+Expression = Condition | DateCondition | Junction
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?Z?")
+
+
+def _moment(value: Any) -> float | None:
+    """POSIX seconds of an ISO-8601 date text (UTC unless it says otherwise), or None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def _date_condition(field: str, operator: str, value: str, now: float) -> DateCondition:
+    """The test of ``field<op>value`` on a date field (1412 for an unreadable value)."""
+    if _TIMEFRAME.fullmatch(value) or (value.isascii() and value.isdigit()):
+        return DateCondition(field, operator, now - parse_timeframe(value), True)
+    moment = _moment(value) if _DATE.fullmatch(value) else None
+    if moment is None:
+        raise wazuh_error(1412, value[:64])
+    return DateCondition(field, operator, moment, False)
 
 
 def field_value(item: Mapping[str, Any], field: str) -> Any:
@@ -95,30 +156,42 @@ def _compare(held: Any, operator: str, wanted: str | None) -> bool:
         text = "true" if held else "false"
     else:
         text = str(held)
+    # Text compares without case, as Wazuh's queries do (COLLATE NOCASE).
+    text, wanted = text.lower(), wanted.lower()
     if operator == "=":
         return text == wanted
     if operator == "~":
-        return wanted.lower() in text.lower()
+        return wanted in text
     left, right = _number(held), _number(wanted)
     if left is not None and right is not None:
         return left < right if operator == "<" else left > right
     return text < wanted if operator == "<" else text > wanted
 
 
-def parse_q(text: str, fields: Iterable[str]) -> Expression:
-    """Parse a ``q`` expression over the allowed ``fields`` (see module docstring)."""
+def parse_q(
+    text: str,
+    fields: Iterable[str],
+    dates: Iterable[str] = (),
+    now: float | None = None,
+    *,
+    lists: Iterable[str] = (),
+) -> Expression:
+    """Parse a ``q`` expression over the allowed ``fields`` (see module docstring).
+
+    ``dates`` are the fields holding dates; time frames on them count back from ``now``
+    (POSIX seconds; the current time when None). ``lists`` are the fields holding lists
+    (an agent's groups), which have no order: ``<`` and ``>`` on them are error 1409.
+    """
     allowed = set(fields)
     if len(text) > MAX_QUERY_LENGTH:
         raise wazuh_error(1407, f"longer than {MAX_QUERY_LENGTH} characters")
-    tokens = _tokenize(text, allowed)
-    parser = _Parser(tokens, text)
-    expression = parser.expression()
-    if parser.position != len(tokens):
-        raise wazuh_error(1407, text)
-    return expression
+    moment = time.time() if now is None else now
+    return _build(_tokenize(text, allowed, set(dates), moment, set(lists)), text)
 
 
-def _tokenize(text: str, allowed: set[str]) -> list[object]:
+def _tokenize(
+    text: str, allowed: set[str], dates: set[str], now: float, lists: set[str]
+) -> list[object]:
     """Split ``q`` into '(' / ')' / ';' / ',' and :class:`Condition` tokens."""
     tokens: list[object] = []
     position = 0
@@ -150,10 +223,15 @@ def _tokenize(text: str, allowed: set[str]) -> list[object]:
             raise wazuh_error(
                 1408, f"{field.group()}; available fields: {', '.join(sorted(allowed))}"
             )
+        if field.group() in lists and operator in ("<", ">"):
+            raise wazuh_error(1409, f"{operator} on {field.group()}; valid operators: =, !=, ~")
         conditions += 1
         if conditions > MAX_CONDITIONS:
             raise wazuh_error(1407, f"more than {MAX_CONDITIONS} conditions")
-        tokens.append(Condition(field.group(), operator, None if value == "null" else value))
+        if field.group() in dates and value != "null" and operator != "~":
+            tokens.append(_date_condition(field.group(), operator, value, now))
+        else:
+            tokens.append(Condition(field.group(), operator, None if value == "null" else value))
         tokens.extend(")" * closing)
         position = end
         if position < len(text):
@@ -164,44 +242,42 @@ def _tokenize(text: str, allowed: set[str]) -> list[object]:
     return tokens
 
 
-class _Parser:
-    """Recursive descent over the tokens: or-list of and-lists of terms."""
+def _build(tokens: list[object], text: str) -> Expression:
+    """The expression of ``tokens``: an or-list of and-lists of terms, a parenthesis
+    opening a nested one.
 
-    def __init__(self, tokens: list[object], text: str) -> None:
-        self.tokens = tokens
-        self.text = text
-        self.position = 0
+    Iterative (an explicit stack of open parentheses), so deep nesting within the length
+    limit costs no recursion; the result has as many levels as there are junctions, which
+    :data:`MAX_CONDITIONS` bounds.
+    """
+    # Each open level is a list of or-parts, each a list of and-parts.
+    stack: list[list[list[Expression]]] = [[[]]]
+    want_term = True
+    for token in tokens:
+        if token == "(" and want_term:
+            stack.append([[]])
+        elif isinstance(token, Condition | DateCondition) and want_term:
+            stack[-1][-1].append(token)
+            want_term = False
+        elif token == ")" and not want_term and len(stack) > 1:
+            closed = _close(stack.pop())
+            stack[-1][-1].append(closed)
+        elif token == ";" and not want_term:
+            want_term = True
+        elif token == "," and not want_term:
+            stack[-1].append([])
+            want_term = True
+        else:
+            raise wazuh_error(1407, text)
+    if want_term or len(stack) != 1:
+        raise wazuh_error(1407, text)
+    return _close(stack[0])
 
-    def _peek(self) -> object:
-        return self.tokens[self.position] if self.position < len(self.tokens) else None
 
-    def expression(self) -> Expression:
-        parts = [self._conjunction()]
-        while self._peek() == ",":
-            self.position += 1
-            parts.append(self._conjunction())
-        return parts[0] if len(parts) == 1 else Junction(False, tuple(parts))
-
-    def _conjunction(self) -> Expression:
-        parts = [self._term()]
-        while self._peek() == ";":
-            self.position += 1
-            parts.append(self._term())
-        return parts[0] if len(parts) == 1 else Junction(True, tuple(parts))
-
-    def _term(self) -> Expression:
-        token = self._peek()
-        if token == "(":
-            self.position += 1
-            inner = self.expression()
-            if self._peek() != ")":
-                raise wazuh_error(1407, self.text)
-            self.position += 1
-            return inner
-        if isinstance(token, Condition):
-            self.position += 1
-            return token
-        raise wazuh_error(1407, self.text)
+def _close(level: list[list[Expression]]) -> Expression:
+    """One parenthesised level as an expression (``;`` binds tighter than ``,``)."""
+    parts = [terms[0] if len(terms) == 1 else Junction(True, tuple(terms)) for terms in level]
+    return parts[0] if len(parts) == 1 else Junction(False, tuple(parts))
 
 
 def parse_timeframe(text: str) -> int:
@@ -227,6 +303,8 @@ class Listing:
     search: str | None = None
     search_negated: bool = False
     q: str | None = None
+    #: Each row once (after select, which then keeps no identity fields).
+    distinct: bool = False
 
 
 def parse_sort(text: str) -> tuple[tuple[str, bool], ...]:
@@ -295,15 +373,20 @@ def apply_listing(
     listing: Listing,
     fields: Sequence[str],
     always: Sequence[str] = (),
+    dates: Sequence[str] = (),
+    now: float | None = None,
+    *,
+    lists: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
     """Filter, sort, page and project ``items``; return the page and the filtered total.
 
     ``fields`` are the names usable in q, sort and select; ``always`` are kept by any
-    select (the item's identity, as Wazuh keeps ``id``).
+    select (the item's identity, as Wazuh keeps ``id``) but a distinct one; ``dates``,
+    ``now`` and ``lists`` are :func:`parse_q`'s.
     """
     selected = list(items)
     if listing.q:
-        expression = parse_q(listing.q, fields)
+        expression = parse_q(listing.q, fields, dates, now, lists=lists)
         selected = [item for item in selected if expression.matches(item)]
     if listing.search:
         needle = listing.search.lower()
@@ -313,29 +396,51 @@ def apply_listing(
         raise wazuh_error(
             1403, f"allowed sort fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
         )
+    unknown = [field for field in listing.select if field not in fields]
+    if unknown:
+        raise wazuh_error(
+            1724, f"allowed select fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
+        )
     for field, descending in reversed(listing.sort):
         selected.sort(key=_sort_key(field), reverse=descending)
+    if listing.distinct:
+        rows = [_project(item, listing.select) if listing.select else item for item in selected]
+        selected = _distinct(rows)
+        total = len(selected)
+        return [
+            dict(item) for item in selected[listing.offset : listing.offset + listing.limit]
+        ], total
     total = len(selected)
     page = selected[listing.offset : listing.offset + listing.limit]
     if listing.select:
-        unknown = [field for field in listing.select if field not in fields]
-        if unknown:
-            raise wazuh_error(
-                1724, f"allowed select fields: {', '.join(fields)}; fields: {', '.join(unknown)}"
-            )
         wanted = list(dict.fromkeys([*always, *listing.select]))
         return [_project(item, wanted) for item in page], total
     return [dict(item) for item in page], total
 
 
-def check_listing(listing: Listing, fields: Sequence[str]) -> None:
+def _distinct(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``rows`` without repeats, first occurrences kept in order."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        key = json.dumps(row, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
+def check_listing(
+    listing: Listing, fields: Sequence[str], dates: Sequence[str] = (), lists: Sequence[str] = ()
+) -> None:
     """Raise the error :func:`apply_listing` would raise, before any work is done."""
-    apply_listing([], listing, fields)
+    apply_listing([], listing, fields, (), dates, lists=lists)
 
 
 __all__ = [
     "ApiError",
     "Condition",
+    "DateCondition",
     "Junction",
     "Listing",
     "apply_listing",

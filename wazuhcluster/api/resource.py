@@ -271,7 +271,7 @@ class ApiResource(Resource):
     def _write(self, request: Any, reply: Reply, finished: list[bool]) -> None:
         if reply.status < 400 and request.getHeader(b"authorization"):
             admit(_transport(request))  # a successful login: the credentials were good
-        pretty = b"pretty=true" in (request.uri or b"")
+        pretty = _pretty(request)
         if isinstance(reply.body, str):
             body = reply.body.encode("utf-8")
         else:
@@ -283,7 +283,7 @@ class ApiResource(Resource):
         if not isinstance(error, ApiError):
             self.log.failure("API call failed", failure)
             error = wazuh_error(1000, type(error).__name__)
-        pretty = b"pretty=true" in (request.uri or b"")
+        pretty = _pretty(request)
         body = _dumps(error.problem(), pretty)
         self._send(request, error.status, body, PROBLEM_CONTENT_TYPE, finished)
 
@@ -291,6 +291,21 @@ class ApiResource(Resource):
 def _transport(request: Any) -> Any:
     """The transport of the request's connection (None for requests built in tests)."""
     return getattr(getattr(request, "channel", None), "transport", None)
+
+
+def _pretty(request: Any) -> bool:
+    """Whether the query string asks for indented JSON (``pretty=true`` in any case).
+
+    Read apart from the route's parameters so an error answer is indented too.
+    """
+    query = urlsplit((request.uri or b"").decode("ascii", "replace")).query
+    if "pretty" not in query or len(query) > MAX_QUERY:
+        return False
+    try:
+        pairs = parse_qsl(query, max_num_fields=200)
+    except ValueError:
+        return False
+    return any(name == "pretty" and value.lower() == "true" for name, value in pairs)
 
 
 def _keep(name: str, value: str) -> str:

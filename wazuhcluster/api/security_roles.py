@@ -256,7 +256,8 @@ class RoleEndpoints:
         action = "security:update" if linking else "security:delete"
         call.access.require_one(action, "role:id", str(role_id))
         if role_id not in self.context.state.roles:
-            raise wazuh_error(4002, str(role_id), status=404)
+            # Wazuh answers 200 with the role as the failed item (its description has no 404).
+            return [], {4002: [str(role_id)]}
         requested = call.params[param]
         everyone = "all" in requested
         if everyone:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Callable
+import platform
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ AGENT_FIELDS = (
     "os.uname",
     "labels",
 )
-NODE_FIELDS = ("name", "type", "version", "ip")
+#: The agent fields holding dates (time frames in q count back from now).
+AGENT_DATE_FIELDS = ("dateAdd", "lastKeepAlive", "disconnection_time")
+#: The agent fields holding lists (no order: no < or > in q).
+AGENT_LIST_FIELDS = ("group",)
+NODE_FIELDS = ("name", "type", "version", "ip", "wazuhcluster_version")
 GROUP_FIELDS = ("name", "count", "mergedSum", "configSum")
 GROUP_FILE_FIELDS = ("filename", "hash")
 HASHES = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s")
@@ -147,9 +152,25 @@ def agent_view(
     return view
 
 
-def manager_view(node_name: str, version: str, now: float) -> dict[str, Any]:
-    """Agent 000, the manager itself, as Wazuh lists it first among the agents."""
-    return {
+def host_os_view(release: Mapping[str, str], uname: platform.uname_result) -> dict[str, str]:
+    """The ``os`` of agent 000 from the host's os-release fields and uname, in the fields
+    agents report (``uname`` joined with `` |`` as Wazuh writes it)."""
+    view = {
+        "name": release.get("NAME") or uname.system,
+        "platform": release.get("ID") or uname.system.lower(),
+        "version": release.get("VERSION_ID") or uname.release,
+        "arch": uname.machine,
+        "uname": " |".join((uname.system, uname.node, uname.release, uname.version, uname.machine)),
+    }
+    return {key: value for key, value in view.items() if value}
+
+
+def manager_view(
+    node_name: str, version: str, now: float, os_view: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Agent 000, the manager itself, as Wazuh lists it first among the agents: no groups
+    (the manager belongs to none), the host's ``os`` when given."""
+    view: dict[str, Any] = {
         "id": "000",
         "name": node_name,
         "ip": "127.0.0.1",
@@ -159,11 +180,13 @@ def manager_view(node_name: str, version: str, now: float) -> dict[str, Any]:
         "dateAdd": iso(now),
         "lastKeepAlive": "9999-12-31T23:59:59+00:00",
         "version": f"Wazuh v{version}",
-        "group": [],
         "node_name": node_name,
         "manager": node_name,
         "group_config_status": "synced",
     }
+    if os_view:
+        view["os"] = dict(os_view)
+    return view
 
 
 def group_files_view(folder: Path, algorithm: str = "md5") -> list[dict[str, Any]]:

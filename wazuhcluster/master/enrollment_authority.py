@@ -37,7 +37,7 @@ from wazuhcluster.agents.enrollment import (
 )
 from wazuhcluster.config.auth_settings import AuthSettings, ForceRules, RateLimit
 from wazuhcluster.registry.groups import DEFAULT_GROUP
-from wazuhcluster.registry.keys import KeyEntry, key_hash
+from wazuhcluster.registry.keys import KeyEntry
 from wazuhcluster.registry.model import (
     ANY_IP,
     NEVER_CONNECTED,
@@ -48,6 +48,7 @@ from wazuhcluster.registry.model import (
     UnknownGroup,
     normalize_ip,
 )
+from wazuhcluster.registry.replacement import replacement_refusal
 from wazuhcluster.registry.service import AsyncRegistry
 from wazuhcluster.registry.store import Registry
 from wazuhcluster.util.logs import ClusterLog
@@ -104,28 +105,6 @@ class EnrollmentOutcome:
             agent = self.agent
             return key_reply(KeyEntry(agent.id, agent.name, agent.ip, agent.key))
         return error_reply(self.error or "Internal manager error")
-
-
-def replacement_refusal(
-    agent: Agent, request_key_hash: str | None, rules: ForceRules, now: float
-) -> str | None:
-    """Why ``agent`` may not be replaced by a new enrollment, or None if it may."""
-    if not rules.enabled:
-        return f"Agent '{agent.id}' won't be removed because the force option is disabled."
-    if rules.disconnected_time_enabled and agent.connection_status != NEVER_CONNECTED:
-        if agent.connection_status != "disconnected" or agent.disconnection_time <= 0:
-            return f"Agent '{agent.id}' can't be replaced since it is not disconnected."
-        if now - agent.disconnection_time < rules.disconnected_time:
-            return f"Agent '{agent.id}' has not been disconnected long enough to be replaced."
-    if rules.after_registration_time > 0 and now - agent.register_time < (
-        rules.after_registration_time
-    ):
-        return f"Agent '{agent.id}' doesn't comply with the registration time to be removed."
-    if request_key_hash is not None and rules.key_mismatch:
-        current = key_hash(KeyEntry(agent.id, agent.name, agent.ip, agent.key))
-        if hmac.compare_digest(current, request_key_hash):
-            return f"Agent '{agent.id}' key already exists on the manager."
-    return None
 
 
 def unanswered_retry(

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from wazuhcluster import __version__
+from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api.errors import ApiError, wazuh_error
 from wazuhcluster.api.interfaces import IApiNode
 from wazuhcluster.api.wiring import master_api
@@ -118,19 +118,31 @@ class MasterNode:
         self.features.link_down(link)
 
     def nodes(self) -> list[dict[str, str]]:
-        """The node list, master first then workers in connection order."""
+        """The node list, master first then workers in connection order.
+
+        ``version`` is the Wazuh version the node speaks, as Wazuh clients read it (a worker
+        that passed the handshake speaks the master's protocol, so the master's); the
+        package version each node announced is ``wazuhcluster_version``.
+        """
         cluster = self.config.cluster
         rows = [
             {
                 "name": cluster.node_name,
                 "type": "master",
-                "version": __version__,
+                "version": WAZUH_VERSION,
                 "ip": cluster.master_address,
+                "wazuhcluster_version": __version__,
             }
         ]
         for link in self.workers:
             rows.append(
-                {"name": link.name, "type": "worker", "version": link.version, "ip": link.address}
+                {
+                    "name": link.name,
+                    "type": "worker",
+                    "version": WAZUH_VERSION,
+                    "ip": link.address,
+                    "wazuhcluster_version": link.version,
+                }
             )
         return rows
 
@@ -157,8 +169,9 @@ class MasterNode:
                 "info": {
                     "name": gone.name,
                     "type": "worker",
-                    "version": gone.version,
+                    "version": WAZUH_VERSION,
                     "ip": gone.address,
+                    "wazuhcluster_version": gone.version,
                 },
                 "status": status,
             }

@@ -9,7 +9,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from zope.interface import implementer
 
-from wazuhcluster import __version__
+from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
@@ -101,8 +101,9 @@ class WorkerNode:
         return {
             "name": cluster.node_name,
             "type": "worker",
-            "version": __version__,
+            "version": WAZUH_VERSION,
             "ip": cluster.master_address,
+            "wazuhcluster_version": __version__,
             "cluster": cluster.name,
             "connected": "yes" if self.link.connected else "no",
         }

@@ -1,0 +1,387 @@
+"""The API against Wazuh's own OpenAPI description (``WAZUH_API_SPEC``), with openapi-core.
+
+Two checks:
+
+- every served operation exists in Wazuh's description (same method and path), and the
+  README's table of provided and not provided operations is the comparison of the two
+  (``python -m tests.test_api_contract --write-readme`` rewrites it);
+- a sweep calls every served operation (without a token, with an unknown parameter, with a
+  wrong content type, and plainly with path values and bodies that exist), plus a few
+  calls whose success needs a prepared body, and every answer, success or error, validates
+  against the response Wazuh describes for that operation and status (openapi-core).
+
+Skipped, with the reason, when Wazuh's description is not there; it is never copied in.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_api_fixtures import USER, Answer, ApiHarness
+from wazuhcluster.testing.reference import CHECKOUT, missing_reason, wazuh_api_spec
+
+METHODS = ("get", "put", "post", "delete", "patch")
+HOST = "https://localhost:55000"
+README = Path(CHECKOUT) / "README.md"
+BEGIN = "<!-- api-operations:begin (python -m tests.test_api_contract --write-readme) -->"
+END = "<!-- api-operations:end -->"
+GOOD_CONF = (
+    b"<agent_config>\n"
+    b"  <localfile><location>/var/log/a.log</location></localfile>\n"
+    b"</agent_config>\n"
+)
+#: Path values of the sweep: things the harness holds (ids made by the sweep's own writes
+#: for the security objects); any other path parameter gets "1".
+PATH_VALUES = {
+    "agent_id": "001",
+    "group_id": "web",
+    "node_id": "master",
+    "user_id": "101",
+    "role_id": "100",
+    "policy_id": "100",
+    "rule_id": "100",
+}
+#: Values of required query parameters in the sweep.
+QUERY_VALUES = {
+    "agents_list": "002",
+    "status": "all",
+    "group_id": "web",
+    "groups_list": "gone",
+    "user_ids": "999",
+    "role_ids": "100",
+    "policy_ids": "100",
+    "rule_ids": "100",
+}
+STRONG = "Contract-Passw0rd!"
+#: Bodies that make a write succeed, by operation.
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/agents"): {"name": "contract-agent"},
+    ("POST", "/groups"): {"group_id": "contract"},
+    ("PUT", "/groups/{group_id}/configuration"): GOOD_CONF,
+    ("POST", "/security/users"): {"username": "contract", "password": STRONG},
+    ("PUT", "/security/users/{user_id}"): {"password": STRONG + "2"},
+    ("POST", "/security/roles"): {"name": "contract_role"},
+    ("PUT", "/security/roles/{role_id}"): {"name": "contract_role2"},
+    ("POST", "/security/rules"): {"name": "contract_rule", "rule": {"FIND": {"a": "b"}}},
+    ("PUT", "/security/rules/{rule_id}"): {"name": "contract_rule2"},
+    ("POST", "/security/policies"): {
+        "name": "contract_policy",
+        "policy": {"actions": ["agent:read"], "resources": ["agent:id:*"], "effect": "allow"},
+    },
+    ("PUT", "/security/policies/{policy_id}"): {"name": "contract_policy2"},
+    ("PUT", "/security/config"): {"auth_token_exp_timeout": 900},
+    ("POST", "/security/user/authenticate/run_as"): {"a": "b"},
+}
+#: Writes that may not succeed in the sweep: they end a session or need a context.
+NO_SUCCESS_NEEDED = {
+    ("POST", "/security/user/authenticate/run_as"),
+    ("DELETE", "/security/users"),
+}
+#: The shared answers of Wazuh's description for statuses any operation may give.
+GENERIC = {
+    400: "ResponseError",
+    401: "UnauthorizedResponse",
+    405: "InvalidHTTPMethodResponse",
+    406: "WrongContentTypeResponse",
+    413: "RequestTooLargeResponse",
+    429: "TooManyRequestsResponse",
+}
+#: The order of the sweep: reads, creations, changes, then deletions.
+ORDER = {"GET": 0, "POST": 1, "PUT": 2, "DELETE": 3}
+
+
+@functools.cache
+def wazuh_spec() -> dict[str, Any]:
+    """Wazuh's description, parsed once."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(wazuh_api_spec(), encoding="utf-8") as handle:
+        loaded: dict[str, Any] = yaml.load(handle, Loader=loader)  # noqa: S506 (a safe loader)
+    return loaded
+
+
+@functools.cache
+def wazuh_openapi() -> Any:
+    """An openapi-core validator over Wazuh's description (the description checked once)."""
+    from openapi_core import OpenAPI
+
+    return OpenAPI.from_dict(wazuh_spec())
+
+
+def spec_operations() -> dict[tuple[str, str], str]:
+    """Every operation of Wazuh's description: (METHOD, path) → its family (first tag)."""
+    found = {}
+    for path, item in wazuh_spec()["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                found[(method.upper(), path)] = (operation.get("tags") or ["Other"])[0]
+    return found
+
+
+def served_operations(api: ApiHarness) -> set[tuple[str, str]]:
+    """Every (METHOD, template) the API serves."""
+    return {(route.method, route.template) for route, _ in api.resource.routes}
+
+
+def operations_table(served: Iterable[tuple[str, str]]) -> str:
+    """The README table: per family of Wazuh's description, what is provided and what not."""
+    served = set(served)
+    families: dict[str, tuple[list[str], list[str]]] = {}
+    for (method, path), family in sorted(spec_operations().items(), key=lambda i: i[0][::-1]):
+        provided, missing = families.setdefault(family, ([], []))
+        (provided if (method, path) in served else missing).append(f"`{method} {path}`")
+    total = len(spec_operations())
+    count = sum(len(provided) for provided, _ in families.values())
+    lines = [
+        BEGIN,
+        f"{count} of the {total} operations of Wazuh {wazuh_spec()['info']['version']}'s "
+        "API are provided (generated from the comparison with Wazuh's description).",
+        "",
+        "| Family | Provided | Not provided |",
+        "|---|---|---|",
+    ]
+    for family in sorted(families):
+        provided, missing = families[family]
+        lines.append(
+            f"| {family} ({len(provided)}/{len(provided) + len(missing)}) "
+            f"| {'<br>'.join(provided) or '-'} | {'<br>'.join(missing) or '-'} |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def readme_table(text: str) -> str | None:
+    """The generated table as the README holds it (None when it has none)."""
+    if BEGIN not in text or END not in text:
+        return None
+    return text[text.index(BEGIN) : text.index(END) + len(END)]
+
+
+class ContractTests(SynchronousTestCase):
+    """Served operations and answers against Wazuh's description."""
+
+    def setUp(self) -> None:
+        reason = missing_reason("WAZUH_API_SPEC")
+        if reason is not None:
+            self.skipTest(reason)
+        self.api = ApiHarness(self, max_upload_size=4096, max_request_per_minute=100_000)
+        self.failures: list[str] = []
+        self.validated: dict[tuple[str, str], set[int]] = {}
+        #: Ids of the objects the sweep created, by path parameter.
+        self.made: dict[str, str] = {}
+
+    # --- operations ---------------------------------------------------------------------
+    def test_served_operations_are_wazuhs(self) -> None:
+        """Every served method and path is an operation of Wazuh's description."""
+        self.assertEqual(served_operations(self.api) - set(spec_operations()), set())
+
+    def test_readme_table_is_the_comparison(self) -> None:
+        """The README's provided / not provided table is the one the comparison gives."""
+        expected = operations_table(served_operations(self.api))
+        found = readme_table(README.read_text(encoding="utf-8"))
+        hint = "run `python -m tests.test_api_contract --write-readme` to regenerate it"
+        self.assertEqual(found, expected, hint)
+
+    # --- answers ------------------------------------------------------------------------
+    def check(self, method: str, template: str, path: str, answer: Answer) -> None:
+        """Validate one answer with openapi-core; keep any mismatch for the final report."""
+        from openapi_core.templating.paths.exceptions import OperationNotFound
+        from openapi_core.templating.responses.exceptions import ResponseNotFound
+        from openapi_core.testing import MockRequest, MockResponse
+        from openapi_schema_validator import OAS30Validator
+
+        media = answer.content_type.split(";")[0].strip()
+        # Errors are problem+json on the wire, as Wazuh's server sends them; its description
+        # declares them as application/json.
+        if media == "application/problem+json":
+            media = "application/json"
+        request = MockRequest(HOST, method.lower(), path.split("?")[0], path_pattern=template)
+        response = MockResponse(answer.raw, status_code=answer.status, content_type=media)
+        try:
+            wazuh_openapi().validate_response(request, response)
+        except (OperationNotFound, ResponseNotFound) as error:
+            # Wazuh's server answers these statuses for any operation (its middleware), but
+            # the description lists them only for some: validate against the shared one.
+            shared = GENERIC.get(answer.status)
+            if shared is None:
+                self.failures.append(f"{method} {path} -> {answer.status}: {error}")
+                return
+            described = wazuh_spec()["components"]["responses"][shared]["content"]
+            root = {"components": wazuh_spec()["components"]}
+            root.update(described["application/json"]["schema"])
+            try:
+                OAS30Validator(root).validate(json.loads(answer.raw))
+            except Exception as invalid:
+                self.failures.append(f"{method} {path} -> {answer.status}: {invalid}")
+                return
+        except Exception as error:
+            detail = "; ".join(
+                str(getattr(cause, "message", cause))[:300]
+                for cause in getattr(error, "schema_errors", None) or [error.__cause__ or error]
+            )
+            self.failures.append(
+                f"{method} {path} -> {answer.status}: {type(error).__name__}: {detail}\n"
+                f"    {answer.raw[:300]!r}"
+            )
+            return
+        self.validated.setdefault((method, template), set()).add(answer.status)
+
+    def call(
+        self, method: str, template: str, path: str, body: Any = None, **kwargs: Any
+    ) -> Answer:
+        """Send one request and validate its answer."""
+        answer = self.api.call(method, path, body, **kwargs)
+        if answer.status == 401 and kwargs.get("token", True) is True:
+            # An earlier call ended every session (revoke, config change): log in again.
+            self.api._token = None
+            answer = self.api.call(method, path, body, **kwargs)
+        self.check(method, template, path, answer)
+        return answer
+
+    def prepare(self) -> None:
+        """Agents, a group, a worker and the security objects the sweep's paths name."""
+        api = self.api
+        api.store.create_group("web")
+        first = api.enroll("web1", "10.0.0.1", ("web",))
+        api.enroll("web2", "10.0.0.2")
+        api.report(first, "active", "w1", os_platform="ubuntu", version="Wazuh v4.14.7")
+        api.connect_worker("w1", "192.0.2.21")
+
+    def sweep_calls(self) -> list[tuple[str, str, str, Any, dict[str, Any]]]:
+        """The plain call of each served operation: (method, template, path, body, kwargs)."""
+        calls = []
+        for route, _ in sorted(
+            self.api.resource.routes, key=lambda r: (ORDER.get(r[0].method, 4), r[0].template)
+        ):
+            path = self.fill(route.template)
+            query = "&".join(f"{name}={QUERY_VALUES.get(name, '1')}" for name in route.required)
+            full = path + ("?" + query if query else "")
+            kwargs: dict[str, Any] = {}
+            body = BODIES.get((route.method, route.template))
+            if route.body == "json" and body is None:
+                body = {}
+            if route.body == "xml":
+                kwargs["headers"] = {"content-type": "application/xml"}
+                body = body or GOOD_CONF
+            if not route.authenticated:
+                kwargs["token"] = None
+                if route.template.startswith("/security/user/authenticate"):
+                    kwargs["headers"] = {**kwargs.get("headers", {}), **self.basic()}
+            calls.append((route.method, route.template, full, body, kwargs))
+        return calls
+
+    @staticmethod
+    def fill(template: str, made: dict[str, str] | None = None) -> str:
+        """``template`` with its path parameters filled: ids the sweep made, else
+        :data:`PATH_VALUES`, else "1"."""
+        values = {**PATH_VALUES, **(made or {})}
+        return re.sub(r"\{(\w+)\}", lambda found: values.get(found.group(1), "1"), template)
+
+    def basic(self) -> dict[str, str]:
+        """The harness user's HTTP basic credentials."""
+        import base64
+
+        from tests.test_api_fixtures import PASSWORD
+
+        pair = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        return {"authorization": f"Basic {pair}"}
+
+    def test_every_answer_validates_against_wazuhs_description(self) -> None:
+        """Each served operation, in success and in error, answers as Wazuh describes."""
+        self.prepare()
+        calls = self.sweep_calls()
+        for method, template, path, body, kwargs in calls:
+            route_needs_token = kwargs.get("token", True) is not None
+            if route_needs_token:
+                self.call(method, template, path, token=None)
+            if "?" in path:
+                self.call(method, template, path + "&nope=1", body, **kwargs)
+            else:
+                self.call(method, template, path + "?nope=1", body, **kwargs)
+            if body is not None and not isinstance(body, bytes):
+                text = json.dumps(body).encode()
+                headers = {**kwargs.get("headers", {}), "content-type": "text/plain"}
+                self.call(method, template, path, text, **{**kwargs, "headers": headers})
+        created = {
+            "/security/users": "user_id",
+            "/security/roles": "role_id",
+            "/security/policies": "policy_id",
+            "/security/rules": "rule_id",
+        }
+        for method, template, _, body, kwargs in calls:
+            path = self.fill(template, self.made) + "".join(_.partition("?")[1:])
+            answer = self.call(method, template, path, body, **kwargs)
+            if method == "POST" and template in created and answer.status == 200:
+                self.made[created[template]] = str(answer.json["data"]["affected_items"][0]["id"])
+        self.call("GET", "/agents", "/agents?q=lastKeepAlive<1d&select=name&pretty=true")
+        self.call("GET", "/agents", "/agents?limit=0")
+        self.call("GET", "/cluster/nodes", "/cluster/nodes?select=type&distinct=true")
+        self.call("PATCH", "/agents", "/agents")
+        self.failures and self.fail("\n".join(["answers not as Wazuh describes:", *self.failures]))
+        self.assertEqual(
+            {(m, t) for m, t, *_ in calls} - set(self.validated), set(), "operations not checked"
+        )
+        succeeded = {op for op, statuses in self.validated.items() if statuses & {200}}
+        missing = {
+            (method, template)
+            for method, template, *_ in calls
+            if (method == "GET" or (method, template) in BODIES)
+            and (method, template) not in NO_SUCCESS_NEEDED
+        } - succeeded
+        self.assertEqual(missing, set(), "operations that never answered 200")
+
+    def test_too_many_requests_validates(self) -> None:
+        """A 429 answers as Wazuh describes it."""
+        api = ApiHarness(self, max_request_per_minute=2)
+        token = api.token()
+        answers = [api.call("GET", "/agents", token=token) for _ in range(3)]
+        self.assertEqual(answers[-1].status, 429)
+        self.check("GET", "/agents", "/agents", answers[-1])
+        self.assertEqual(self.failures, [])
+
+
+def main(arguments: list[str]) -> int:
+    """Print the operations table, or with ``--write-readme`` put it in the README."""
+
+    class Holder(SynchronousTestCase):
+        def test_nothing(self) -> None:
+            """Only here to give ApiHarness a test case."""
+
+    reason = missing_reason("WAZUH_API_SPEC")
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
+    case = Holder("test_nothing")
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)  # the harness's home goes under the current directory
+        try:
+            table = operations_table(served_operations(ApiHarness(case)))
+            case.doCleanups()
+        finally:
+            os.chdir(here)
+    if "--write-readme" not in arguments:
+        print(table)
+        return 0
+    text = README.read_text(encoding="utf-8")
+    current = readme_table(text)
+    if current is None:
+        print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
+        return 1
+    README.write_text(text.replace(current, table), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
