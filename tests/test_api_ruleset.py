@@ -75,7 +75,9 @@ class RulesetReadTests(SynchronousTestCase):
         self.assertTrue(raw.content_type.startswith("application/xml"))
         self.assertIn(b'<rule id="5710"', raw.raw)
         missing = self.api.call("GET", "/rules/files/nope.xml")
-        self.assertEqual((missing.status, missing.json["error"]), (404, 1906))
+        self.assertEqual((missing.status, missing.json["error"]), (200, 1))
+        [failed] = missing.json["data"]["failed_items"]
+        self.assertEqual((failed["error"]["code"], failed["id"]), (1415, ["nope.xml"]))
 
     def test_decoders_and_lists(self) -> None:
         """Decoders with positions and parents; lists with their pairs."""
@@ -95,6 +97,22 @@ class RulesetReadTests(SynchronousTestCase):
         self.assertEqual(pairs[0]["root"], "superuser")
         raw = self.api.call("GET", "/lists/files/admin-users?raw=true")
         self.assertEqual(raw.raw.splitlines()[0], b"root:superuser")
+
+    def test_a_missing_file_is_a_failed_item(self) -> None:
+        """As Wazuh: reading or deleting a file that is not there answers 200 with the file
+        as a failed item (1503 decoders, 1802 lists, 1906 on delete), never a 404."""
+        for method, path, code, item in (
+            ("GET", "/decoders/files/nope.xml", 1503, "nope.xml"),
+            ("GET", "/lists/files/nope?raw=true", 1802, "nope"),
+            ("DELETE", "/lists/files/nope", 1906, "etc/lists/nope"),
+            ("DELETE", "/decoders/files/nope.xml", 1906, "etc/decoders/nope.xml"),
+        ):
+            answer = self.api.call(method, path)
+            self.assertEqual((answer.status, answer.json["error"]), (200, 1), path)
+            data = answer.json["data"]
+            self.assertEqual((data["total_affected_items"], data["total_failed_items"]), (0, 1))
+            [failed] = data["failed_items"]
+            self.assertEqual((failed["error"]["code"], failed["id"]), (code, [item]), path)
 
     def test_read_is_filtered_by_file(self) -> None:
         """A role reading one rule file sees only its rules."""
@@ -155,7 +173,9 @@ class RulesetWriteTests(SynchronousTestCase):
         self.assertEqual(removed.json["data"]["affected_items"], ["etc/rules/local.xml"])
         self.assertFalse((self.rules / "local.xml").exists())
         gone = self.api.call("DELETE", "/rules/files/local.xml")
-        self.assertEqual((gone.status, gone.json["error"]), (404, 1906))
+        self.assertEqual((gone.status, gone.json["error"]), (200, 1))
+        [failed] = gone.json["data"]["failed_items"]
+        self.assertEqual((failed["error"]["code"], failed["id"]), (1906, ["etc/rules/local.xml"]))
 
     def test_a_file_that_does_not_load_is_refused_with_its_line(self) -> None:
         """Broken XML, or a rule the engine refuses, never reaches the folder."""

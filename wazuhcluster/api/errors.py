@@ -55,6 +55,8 @@ CODES: dict[int, Code] = {
         "Date filter not valid",
         "Use a time frame (30, 10s, 5m, 2h, 7d) or a date (YYYY-MM-DD, YYYY-MM-DD hh:mm:ss)",
     ),
+    1415: Code("Rules file not found", "List the rule files with GET /rules/files"),
+    1503: Code("Decoders file not found", "List the decoder files with GET /decoders/files"),
     1701: Code(
         "Agent does not exist", "List the agents with GET /agents?select=id,name", 404, _NOT_FOUND
     ),
@@ -82,9 +84,9 @@ CODES: dict[int, Code] = {
     1751: Code("Could not assign agent to group", "The agent already belongs to that group"),
     1800: Code("Bad format in CDB list", "Write one key:value pair per line"),
     1801: Code("Wrong 'path' parameter", "Name a file directly in the folder"),
-    1802: Code("The file is not part of the ruleset", "List the files of the family first"),
+    1802: Code("Lists file not found", "List the lists with GET /lists/files"),
     1905: Code("File could not be updated, it already exists", "Add overwrite=true to replace it"),
-    1906: Code("File does not exist", "List the files of the family first", 404, _NOT_FOUND),
+    1906: Code("File does not exist", "List the files of the family first"),
     1908: Code("Error validating configuration", "Fix the file and try again"),
     3020: Code(
         "Timeout sending request", "The node did not answer in time", 500, "Wazuh Internal Error"

@@ -19,7 +19,7 @@ from twisted.internet.defer import DeferredLock
 from wazuhcluster.analysis.cdb import parse_list
 from wazuhcluster.api import params as p
 from wazuhcluster.api.context import EndpointContext
-from wazuhcluster.api.errors import bad_request, wazuh_error
+from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
 from wazuhcluster.api.replies import JSON, TEXT, Reply, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
@@ -59,6 +59,9 @@ REQUIREMENTS = {
 }
 _KINDS = {"rules": "rule:file", "decoders": "decoder:file", "lists": "list:file"}
 _NOUN = {"rules": "Rule", "decoders": "Decoder", "lists": "CDB list"}
+_WORD = {"rules": "rule", "decoders": "decoder", "lists": "CDB list"}
+#: Wazuh's code for a file of the family that is not there (a failed item of GET).
+_NOT_FOUND_CODE = {"rules": 1415, "decoders": 1503, "lists": 1802}
 
 
 def _range(name: str, value: str) -> tuple[int, int]:
@@ -189,7 +192,15 @@ class RulesetEndpoints:
             name = call.path["filename"]
             call.access.require_one(f"{kind}:read", _KINDS[kind], name)
             where = call.params.get("relative_dirname")
-            path = await self.context.run_in_thread(self.files.find, kind, name, where)
+            try:
+                path = await self.context.run_in_thread(self.files.find, kind, name, where)
+            except ApiError as error:
+                if error.code != 1906:
+                    raise
+                # As Wazuh: a file the family does not have is a failed item, not an error.
+                failed = {_NOT_FOUND_CODE[kind]: [name]}
+                nothing = f"No {_WORD[kind]} file was returned"
+                return Reply(envelope([], failed, "", "", nothing))
             text: str = await self.context.run_in_thread(self.files.read, path)
             if call.params.get("raw"):
                 return Reply(text, content_type=TEXT if kind == "lists" else XML)
@@ -229,11 +240,19 @@ class RulesetEndpoints:
             name = check_name(kind, call.path["filename"])
             _user_folder(call, kind)
             call.access.require_one(f"{kind}:delete", _KINDS[kind], name)
+            done = f"{_NOUN[kind]} file was successfully deleted"
+            nothing = f"Could not delete the {_WORD[kind]} file"
             async with self.lock:
-                removed = await self.context.run_in_thread(self.files.delete, kind, name)
+                try:
+                    removed = await self.context.run_in_thread(self.files.delete, kind, name)
+                except ApiError as error:
+                    if error.code != 1906:
+                        raise
+                    # As Wazuh: a file that is not there is a failed item of the answer.
+                    relative = f"{USER_DIRS[kind]}/{name}"
+                    return Reply(envelope([], {1906: [relative]}, done, "", nothing))
             self.context.log.info("{path} deleted through the API", path=removed)
-            message = same_message(f"{_NOUN[kind]} file was successfully deleted")
-            return Reply(envelope([removed], {}, *message))
+            return Reply(envelope([removed], {}, done, "", nothing))
 
         handler.__doc__ = f"DELETE /{kind}/files/{{filename}}."
         return handler
