@@ -156,7 +156,10 @@ class ManagerTests(SynchronousTestCase):
             (broken["error"], broken["data"]["failed_items"][0]["error"]["code"]), (1, 1908)
         )
         reload = self.api.call("PUT", "/manager/analysisd/reload").json
-        self.assertEqual(reload["data"]["affected_items"], [{"name": "master"}])
+        self.assertEqual(
+            reload["data"]["affected_items"],
+            [{"name": "master", "msg": "Ruleset reload requested."}],
+        )
         self.assertEqual(self.ruleset.reloads, 1)
 
     def test_no_analysis_is_1017(self) -> None:

@@ -162,7 +162,8 @@ class ManagerEndpoints:
         for node in nodes:
             answer = await self._ask(node, "reload", {}, failed)
             if answer is not None:
-                items.append({"name": node})
+                # The node reloaded; a ruleset that does not load keeps the old one (its log).
+                items.append({"name": node, "msg": "Ruleset reload requested."})
         messages = (
             "Reload request sent to all specified nodes",
             "Could not send reload request to some specified nodes",
