@@ -14,17 +14,13 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster, short_temp_dir, write_config
-from tests.test_api_fixtures import ApiHarness
+from tests.test_api_fixtures import ApiHarness, WorkerStandIn
 from wazuhcluster.analysis.state_reader import read_items
 from wazuhcluster.analysis.state_store import SqliteState
-from wazuhcluster.api.agent_data import answer_locally, listing_to_json
+from wazuhcluster.api.agent_data import AgentDataUnavailable, answer_locally, listing_to_json
 from wazuhcluster.api.query import Listing
 from wazuhcluster.config.sections import load_sections
-from wazuhcluster.master.agent_data import (
-    CONTROL_PAGE_BYTES,
-    AgentDataUnavailable,
-    MasterAgentData,
-)
+from wazuhcluster.master.agent_data import CONTROL_PAGE_BYTES, MasterAgentData
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.util.threads import run_inline
@@ -226,6 +222,7 @@ class ClusterTests(SynchronousTestCase):
         failure = self.failureResultOf(self.ask("w9", request("syscheck")))
         failure.trap(AgentDataUnavailable)
         self.assertIn("w9 is not connected", str(failure.value))
+        self.assertEqual(failure.value.code, 3022)
 
 
 class MovesTests(SynchronousTestCase):
@@ -347,15 +344,41 @@ class ApiTests(SynchronousTestCase):
         self.assertEqual(answer.json["data"]["affected_items"][0]["address"], "10.0.0.5")
 
     def test_errors(self) -> None:
-        """An unknown agent is 1701; a bad sort field 1403; an unreachable node 1000."""
+        """An unknown agent is 1701; a bad sort field 1403; a node that is not connected 3022
+        (400, as Wazuh turns an unknown node of a forwarded request into its own error)."""
         answer = self.get("/syscheck/099")
         self.assertEqual((answer.status, answer.json["error"]), (404, 1701))
         answer = self.get(f"/syscheck/{self.agent}?sort=nope")
         self.assertEqual((answer.status, answer.json["error"]), (400, 1403))
         self.api.report(self.agent, "active", "w7")
         answer = self.get(f"/syscheck/{self.agent}")
-        self.assertEqual((answer.status, answer.json["error"]), (500, 1000))
+        self.assertEqual((answer.status, answer.json["error"]), (400, 3022))
         self.assertIn("w7", answer.json["detail"])
+
+
+class HarnessWorkerTests(SynchronousTestCase):
+    """The API harness's master asks the worker an agent reports to, over its link."""
+
+    def test_worker_answers_from_its_own_state(self) -> None:
+        """An agent on w1 is answered from w1's state folder, not the master's; a worker
+        that does not answer in time is 3020."""
+        api = ApiHarness(self)
+        link = api.connect_worker("w1")
+        worker = link.protocol
+        assert isinstance(worker, WorkerStandIn)
+        agent = api.enroll("web01")
+        api.report(agent, "active", "w1")
+        fill(worker.config.home.agents_state, agent)
+        answer = api.call("GET", f"/syscheck/{agent}")
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertEqual(answer.json["data"]["affected_items"][0]["file"], "/etc/passwd")
+        self.assertEqual(worker.asked, ["GetAgentData"])
+        worker.answering = False
+        asked = Deferred.fromCoroutine(
+            api.node.agent_data.ask("w1", request("syscheck", agent))  # type: ignore[union-attr]
+        )
+        api.clock.advance(30.0)
+        self.assertEqual(self.failureResultOf(asked, AgentDataUnavailable).value.code, 3020)
 
 
 class ControlPageTests(SynchronousTestCase):

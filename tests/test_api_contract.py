@@ -50,6 +50,7 @@ PATH_VALUES = {
     "role_id": "100",
     "policy_id": "100",
     "rule_id": "100",
+    "requirement": "pci_dss",
 }
 #: Values of required query parameters in the sweep.
 QUERY_VALUES = {

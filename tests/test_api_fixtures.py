@@ -4,6 +4,12 @@ No test case lives here. :class:`ApiHarness` builds a real :class:`MasterNode` o
 ``task.Clock``, a real SQLite registry in a temporary home run synchronously, and the
 API resource; :meth:`ApiHarness.call` sends one request through twisted.web's
 ``DummyRequest`` and returns the status, headers and decoded body.
+
+The node has what a real master gives it: an analysis service (not started: its intake
+numbers and reload, run inline) and the agent-data reader that asks the node an agent
+reports to. A connected worker (:meth:`ApiHarness.connect_worker`) answers over its link
+as a worker does: node questions from its own answers, agent data from its own state folder
+(:class:`WorkerStandIn`).
 """
 
 from __future__ import annotations
@@ -20,21 +26,34 @@ import attrs
 from attrs import define, frozen
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import write_config
+from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import build_site
 from wazuhcluster.api.users import User, hash_password, write_users
+from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.api_settings import ApiSettings, parse_api
+from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.xmlconfig import Section
+from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.node import MasterNode
 from wazuhcluster.master.workers import WorkerLink
+from wazuhcluster.node.analysis_service import AnalysisService, node_identity
+from wazuhcluster.node.answers import NodeAnswers
 from wazuhcluster.registry import AsyncRegistry, Registry, RegistryFiles, synchronous_runner
 from wazuhcluster.registry.model import AgentInfoReport
+from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
+from wazuhcluster.wire.agent_data import ForgetAgentData, GetAgentData
 from wazuhcluster.wire.features import FeatureSet, LinkFeature
+from wazuhcluster.wire.questions import AskNode
+from wazuhcluster.worker.agent_data import encoded_answer
+from wazuhcluster.worker.node import WORKER_DAEMONS
+from wazuhcluster.worker.questions import WorkerQuestions
 
 START = 1_760_000_000.0
 USER = "wazuh-ops"
@@ -63,6 +82,59 @@ class FakeIntegrity(LinkFeature):
         return self.reports.get(link.name, {})
 
 
+def analysis_of(config: NodeConfig, clock: task.Clock, tag: str) -> AnalysisService:
+    """A node's analysis service as the node builds it, not started, its work run inline."""
+    cluster = config.cluster
+    return AnalysisService(
+        config.home,
+        RulesetSettings(),
+        node_identity(cluster.node_name, cluster.name, cluster.hidden),
+        clock,  # type: ignore[arg-type]
+        ClusterLog(tag, "Main"),
+        run_in_thread=run_inline,
+        analysis_thread=run_inline,
+        state_dir=config.home.agents_state,
+    )
+
+
+class WorkerStandIn:
+    """A connected worker's end of its link as the master calls it: ``AskNode`` answered by
+    the worker's own node answers, ``GetAgentData`` and ``ForgetAgentData`` from its own
+    state folder, with the functions a worker uses. ``answering`` False: it never answers
+    (a worker that hangs)."""
+
+    def __init__(self, config: NodeConfig, clock: task.Clock) -> None:
+        self.config = config
+        self.analysis = analysis_of(config, clock, f"Worker {config.cluster.node_name}")
+        answers = NodeAnswers(
+            config,
+            run_inline,
+            intake=self.analysis.intake,
+            reload=self.analysis.reload,
+            running=WORKER_DAEMONS,
+        )
+        self.questions = WorkerQuestions(answers, ClusterLog("Worker", "Questions"))
+        self.answering = True
+        self.asked: list[str] = []
+        self.transport = None
+
+    def callRemote(self, command: type, **arguments: Any) -> Deferred[Any]:  # noqa: N802
+        """The worker's answer to one command of the master."""
+        self.asked.append(command.__name__)
+        if not self.answering:
+            return Deferred()
+        state = self.config.home.agents_state
+        if command is GetAgentData:
+            return succeed({"answer": encoded_answer(state, arguments["request"])})
+        if command is ForgetAgentData:
+            return succeed({"forgotten": forget_agents(state, list(arguments["agents"]))})
+        if command is AskNode:
+            questions = self.questions
+            reply = questions.reply(arguments["question"], arguments["arguments"])
+            return ensureDeferred(reply).addCallback(lambda found: {"reply": found})
+        return fail(NotImplementedError(command.__name__))
+
+
 @frozen
 class Answer:
     """One HTTP answer: status, content type and body (JSON decoded when it is JSON)."""
@@ -87,8 +159,13 @@ class ApiHarness:
         self.config = write_config(case.mktemp(), "master", "master")
         self.home = self.config.home
         self.integrity = FakeIntegrity()
+        self.analysis = analysis_of(self.config, self.clock, "Master")
         self.node = MasterNode(
-            self.config, self.clock, FeatureSet([self.integrity]), run_in_thread=run_inline
+            self.config,
+            self.clock,
+            FeatureSet([self.integrity]),
+            ruleset=self.analysis,
+            run_in_thread=run_inline,
         )
         files = RegistryFiles(
             self.home.client_keys, self.home.shared, self.home.root / "var" / "multigroups"
@@ -97,6 +174,15 @@ class ApiHarness:
         case.addCleanup(self.store.close)
         self.store.flush_files()
         self.registry = AsyncRegistry(self.store, synchronous_runner)
+        self.node.agent_data = MasterAgentData(
+            self.config.cluster.node_name,
+            self.node.workers,
+            self.home.agents_state,
+            self.clock,
+            run_inline,
+            locate=self._locate_agent,
+            agent_nodes=self._agent_nodes,
+        )
         base = parse_api(Section(Element("api"), "test.conf", "api"), self.home)
         self.settings: ApiSettings = attrs.evolve(base, **settings)
         cheap_users(self.settings.users_file, {USER: PASSWORD})
@@ -120,6 +206,15 @@ class ApiHarness:
         case.addCleanup(self.resource.endpoints.tokens.store.close)
         self._token: str | None = None
         self._sequence = 0
+
+    async def _locate_agent(self, agent_id: str) -> str | None:
+        """Where an agent reports, as the master's service finds it in the registry."""
+        agent = await self.registry.get_agent(agent_id)
+        return None if agent is None else agent.node_name
+
+    async def _agent_nodes(self) -> dict[str, str]:
+        """Every agent's node, as the master's service lists them."""
+        return {agent.id: agent.node_name for agent in await self.registry.list_agents()}
 
     # --- requests -----------------------------------------------------------------------
     def call(
@@ -179,9 +274,11 @@ class ApiHarness:
 
     # --- cluster and registry state -----------------------------------------------------
     def connect_worker(self, name: str, ip: str = "192.0.2.21", **report: Any) -> WorkerLink:
-        """Register a connected worker whose integrity health report is ``report``."""
+        """Register a connected worker whose integrity health report is ``report``; its
+        link's protocol is a :class:`WorkerStandIn` with a home of its own."""
         now = self.clock.seconds()
-        link = WorkerLink(name, "0.1.0", ip, None, connected_at=now, last_keepalive=now)
+        worker = WorkerStandIn(write_config(self.case.mktemp(), name, "worker"), self.clock)
+        link = WorkerLink(name, "0.1.0", ip, worker, connected_at=now, last_keepalive=now)
         self.node.workers.add(link)
         self.integrity.reports[name] = dict(report)
         return link

@@ -19,6 +19,17 @@ from wazuhcluster.analysis.state_reader import KINDS, read_items
 from wazuhcluster.api.errors import ApiError
 from wazuhcluster.api.query import Listing, apply_listing, field_value
 
+
+class AgentDataUnavailable(Exception):
+    """The node that holds an agent's data could not answer; ``str()`` says why and
+    ``code`` is Wazuh's error for it: 3022 for a node that is not connected (Wazuh answers
+    400 then), 3020 for one that did not answer in time, 1000 for any other failure."""
+
+    def __init__(self, message: str, code: int = 1000) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 #: Fields usable in q, sort and select, per kind (besides any the items carry).
 BASE_FIELDS: dict[str, tuple[str, ...]] = {
     "syscheck": (

@@ -16,7 +16,7 @@ from typing import Any
 
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
-from wazuhcluster.api.agent_data import listing_to_json
+from wazuhcluster.api.agent_data import AgentDataUnavailable, listing_to_json
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, wazuh_error
 from wazuhcluster.api.replies import Reply, envelope
@@ -123,6 +123,8 @@ class AgentDataEndpoints:
             answer = await asker.ask(node_name, request)
         except ApiError:
             raise
+        except AgentDataUnavailable as error:
+            raise wazuh_error(error.code, str(error)) from None
         except Exception as error:
             raise wazuh_error(1000, str(error)) from None
         problem = answer.get("error")

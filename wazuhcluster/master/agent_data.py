@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from wazuhcluster.analysis.state_reader import KINDS
 from wazuhcluster.analysis.state_store import forget_agents
-from wazuhcluster.api.agent_data import answer_locally
+from wazuhcluster.api.agent_data import AgentDataUnavailable, answer_locally
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -47,10 +48,6 @@ AgentNodes = Callable[[], Awaitable[dict[str, str]]]
 #: Where an agent reports: its ``node_name``, ``""`` when it never reported, None when the
 #: agent does not exist.
 Locate = Callable[[str], Awaitable[str | None]]
-
-
-class AgentDataUnavailable(Exception):
-    """The node that holds an agent's data could not answer; ``str()`` says why."""
 
 
 class MasterAgentData(LinkFeature[WorkerLink]):
@@ -87,8 +84,8 @@ class MasterAgentData(LinkFeature[WorkerLink]):
             )
             return answer
         link = self.workers.get(node_name)
-        if link is None:
-            raise AgentDataUnavailable(f"node {node_name} is not connected")
+        if link is None or link.protocol is None:
+            raise AgentDataUnavailable(f"node {node_name} is not connected", 3022)
         call = link.protocol.callRemote(GetAgentData, request=request)
         call.addTimeout(self.timeout, self.clock)
         try:
@@ -99,7 +96,8 @@ class MasterAgentData(LinkFeature[WorkerLink]):
                 node=node_name,
                 error=repr(error),
             )
-            raise AgentDataUnavailable(f"node {node_name} did not answer") from error
+            code = 3020 if isinstance(error, defer.TimeoutError) else 1000
+            raise AgentDataUnavailable(f"node {node_name} did not answer", code) from error
         found = json.loads(result["answer"])
         if not isinstance(found, dict):
             raise AgentDataUnavailable(f"node {node_name} answered nonsense")
