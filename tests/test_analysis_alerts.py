@@ -76,6 +76,73 @@ class AlertWriterTests(unittest.SynchronousTestCase):
         self.assertEqual(len(numbers), 800)
         self.assertEqual(writer.written, 800)
 
+    def test_full_disk_drops_whole_alerts_and_resumes(self) -> None:
+        """A disk that fills mid-write: the flush does not raise, the half line that reached
+        the file is cut off, one ERROR is reported; once space returns the next flush
+        writes, one WARNING counts the alerts lost, and every line is whole JSON."""
+        path = self.path()
+        room = [1 << 20]
+
+        def raw_write(fd: int, data: memoryview) -> int:
+            if room[0] <= 0:
+                raise OSError(28, "No space left on device")
+            written = os.write(fd, data[: room[0]])
+            room[0] -= written
+            return written
+
+        reports: list[tuple[str, str]] = []
+        writer = AlertWriter(path, report=lambda *report: reports.append(report),
+                             raw_write=raw_write)  # fmt: skip
+        writer.write({"n": 0})
+        writer.flush()
+        room[0] = 10  # room for a part of the next line only
+        writer.write({"n": 1, "pad": "x" * 50})
+        writer.write({"n": 2})
+        writer.flush()
+        writer.write_lines('{"n":3}\n')
+        writer.flush()
+        self.assertEqual(self.read(path), [{"n": 0}])
+        self.assertEqual(writer.lost, 3)
+        self.assertEqual([level for level, _ in reports], ["error"])
+        self.assertIn("No space left on device", reports[0][1])
+        room[0] = 1 << 20
+        writer.write({"n": 4})
+        writer.flush()
+        writer.close()
+        self.assertEqual(self.read(path), [{"n": 0}, {"n": 4}])
+        self.assertEqual([level for level, _ in reports], ["error", "warn"])
+        self.assertIn("3 alerts were lost", reports[1][1])
+        self.assertIn("No space left on device", reports[1][1])
+        self.assertEqual(writer.lost, 0)
+
+    def test_read_only_cut_before_next_write(self) -> None:
+        """When even cutting the partial line fails (read-only), it is cut before the next
+        successful write, so the file never keeps half a line."""
+        path = self.path()
+        state = {"room": 5, "read_only": True}
+        real_truncate = os.ftruncate
+
+        def raw_write(fd: int, data: memoryview) -> int:
+            if state["room"] <= 0:
+                raise OSError(30, "Read-only file system")
+            written = os.write(fd, data[: state["room"]])
+            state["room"] -= written
+            return written
+
+        def truncate(fd: int, length: int) -> None:
+            if state["read_only"]:
+                raise OSError(30, "Read-only file system")
+            real_truncate(fd, length)
+
+        self.patch(os, "ftruncate", truncate)
+        writer = AlertWriter(path, raw_write=raw_write)
+        writer.write({"n": 1})
+        writer.flush()
+        state.update(room=1 << 20, read_only=False)
+        writer.write({"n": 2})
+        writer.close()
+        self.assertEqual(self.read(path), [{"n": 2}])
+
 
 class FormattingTests(unittest.SynchronousTestCase):
     """Timestamp and record helpers."""

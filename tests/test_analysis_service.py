@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import attrs
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents.channel import AgentEvent
-from wazuhcluster.analysis.alerts import Identity
+from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
 from wazuhcluster.node.analysis_service import AnalysisService
@@ -175,6 +177,51 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.service(event(SSH_FAIL))
         self.assertEqual(len(path.with_suffix(".json.1").read_text().splitlines()), 1)
         self.assertEqual(len(self.alerts()), 1)
+
+    def test_full_disk_is_logged_and_writing_resumes(self) -> None:
+        """alerts.json cannot be written (ENOSPC): one dated ERROR in cluster.log, analysis
+        goes on; when space returns the alerts are written again and a WARNING counts those
+        lost. A failed write of the pool's output is an ERROR, never an unhandled error."""
+        full = [True]
+
+        def raw_write(fd: int, data: memoryview) -> int:
+            if full[0]:
+                raise OSError(28, "No space left on device")
+            return os.write(fd, data)
+
+        seen: list[dict] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        self.clock.callFromThread = lambda f, *a, **kw: f(*a, **kw)  # type: ignore[attr-defined]
+        old = self.service.writer
+        assert old is not None
+        old.close()
+        self.service.writer = AlertWriter(
+            old.path, report=self.service._writer_report, raw_write=raw_write
+        )
+        for _ in range(3):
+            self.service(event(SSH_FAIL))
+        self.assertEqual(self.alerts(), [])
+        self.assertEqual(self.service.stats.analysed, 3)
+        full[0] = False
+        self.service(event(SSH_FAIL))
+        self.assertEqual(len(self.alerts()), 1)
+        texts = [(e["log_level"], formatEvent(e)) for e in seen if "cluster_tag" in e]
+        self.assertEqual([level for level, _ in texts], [LogLevel.error, LogLevel.warn])
+        self.assertIn("Cannot write", texts[0][1])
+        self.assertIn("No space left on device", texts[0][1])
+        self.assertIn("3 alerts were lost", texts[1][1])
+
+        class Broken:
+            def write_lines(self, text: str) -> None:
+                raise OSError(30, "Read-only file system")
+
+        self.service.writer = Broken()  # type: ignore[assignment]
+        self.service._write_alerts("{}\n", 1)
+        self.successResultOf(self.service._writes)
+        self.assertIn("Read-only file system", formatEvent(seen[-1]))
+        self.assertEqual(seen[-1]["log_level"], LogLevel.error)
+        self.service.writer = None
 
 
 class ArchivesTests(SynchronousTestCase):

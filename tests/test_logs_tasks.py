@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs, globalLogPublisher
+from twisted.logger import Logger, LogLevel, LogPublisher, capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.util.logs import ClusterLog, ClusterLogObserver, ClusterLogService, format_line
@@ -151,6 +151,96 @@ class LogFaultTests(SynchronousTestCase):
         self.assertTrue(lines[-1].endswith("[Master] [Main] line"))
         for line in lines:
             self.assertRegex(line, r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
+
+    def test_half_line_is_cut_not_kept(self) -> None:
+        """The half line a failed write left at the end of cluster.log is cut off when the
+        file can be written again (its line was counted as lost), not kept as a broken
+        line."""
+        path = Path(self.mktemp())
+        path.write_text("2026/01/01 00:00:00 INFO: [Master] [Main] whole\n")
+        now = [0.0]
+
+        class Disk(io.StringIO):
+            def flush(self) -> None:
+                with path.open("a") as handle:
+                    handle.write("2026/01/01 00:00:01 INFO: [Master] [Main] half a li")
+                raise OSError(28, "No space left on device")
+
+        observer = ClusterLogObserver(
+            Disk(), reopen=lambda: path.open("a+"), complaints=io.StringIO(),
+            monotonic=lambda: now[0],
+        )  # fmt: skip
+        event = {"log_format": "line", "log_level": LogLevel.info, "log_time": 0,
+                 "cluster_tag": "Master", "cluster_task": "Main"}  # fmt: skip
+        observer(event)
+        now[0] = 2.0
+        observer(event)
+        lines = path.read_text().splitlines()
+        self.assertEqual(len(lines), 3, lines)
+        self.assertTrue(lines[0].endswith("whole"))
+        self.assertIn("1 log lines were lost", lines[1])
+        self.assertTrue(lines[2].endswith("[Master] [Main] line"))
+        self.assertNotIn("half a li", path.read_text())
+
+    def test_warning_tries_at_once(self) -> None:
+        """While cluster.log cannot be written, INFO lines try again at most every
+        RETRY_INTERVAL, but a WARNING tries at once: written as soon as space returns,
+        after the note of the lines lost."""
+        path = Path(self.mktemp())
+        full = [True]
+
+        class Disk(io.StringIO):
+            def flush(self) -> None:
+                raise OSError(28, "No space left on device")
+
+        def reopen() -> io.TextIOWrapper:
+            if full[0]:
+                raise OSError(28, "No space left on device")
+            return path.open("a+")
+
+        observer = ClusterLogObserver(
+            Disk(), reopen=reopen, complaints=io.StringIO(), monotonic=lambda: 0.0
+        )
+        info = {"log_format": "info", "log_level": LogLevel.info, "log_time": 0,
+                "cluster_tag": "Master", "cluster_task": "Main"}  # fmt: skip
+        warning = dict(info, log_format="3 alerts were lost", log_level=LogLevel.warn)
+        observer(info)
+        observer(warning)
+        full[0] = False
+        observer(info)
+        self.assertFalse(path.exists())
+        observer(warning)
+        lines = path.read_text().splitlines()
+        self.assertIn("3 log lines were lost", lines[0])
+        self.assertTrue(lines[1].endswith("WARNING: [Master] [Main] 3 alerts were lost"))
+        self.assertEqual(len(lines), 2)
+
+    def test_other_output_failing_is_one_line(self) -> None:
+        """twistd's output on a full disk: Twisted reports each failed line as an observer
+        failure with a traceback; cluster.log gets one dated ERROR for them per minute."""
+        now = [0.0]
+        stream = io.StringIO()
+        observer = ClusterLogObserver(stream, monotonic=lambda: now[0])
+        publisher = LogPublisher()
+
+        def twistd_output(event: dict) -> None:
+            raise OSError(28, "No space left on device")
+
+        publisher.addObserver(twistd_output)
+        publisher.addObserver(observer)
+        logger = Logger(observer=publisher)
+        for _ in range(3):
+            logger.info("line", cluster_tag="Master", cluster_task="Main")
+        now[0] = 61.0
+        logger.info("line", cluster_tag="Master", cluster_task="Main")
+        lines = stream.getvalue().splitlines()
+        notes = [line for line in lines if "twistd's" in line]
+        self.assertEqual(len(notes), 2, lines)
+        self.assertRegex(notes[0], r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ERROR: \[Cluster\] \[Main\] ")
+        self.assertIn("No space left on device", notes[0])
+        self.assertEqual(sum(line.endswith("[Master] [Main] line") for line in lines), 4)
+        self.assertNotIn("Traceback", stream.getvalue())
+        self.assertEqual(len(lines), 6)
 
 
 class PeriodicTaskTests(SynchronousTestCase):

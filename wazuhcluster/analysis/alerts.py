@@ -8,12 +8,12 @@ groups), ``agent``, ``manager``, ``id``, ``cluster`` (unless hidden), ``previous
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import threading
 import time as time_module
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -292,57 +292,132 @@ def build_alert(
     return alert
 
 
+#: Reports a writer's trouble: ``(level, message)`` with level ``"error"`` or ``"warn"``.
+Report = Callable[[str, str], None]
+
+
+def _no_report(level: str, message: str) -> None:
+    """The default: nobody to tell."""
+
+
 class AlertWriter:
     """Append alerts as JSON lines to ``HOME/logs/alerts/alerts.json``.
 
     Writes are buffered; ``flush()`` pushes them to the file and ``close()`` flushes and
     closes, so no alert accepted before ``close()`` is lost. Safe to call from one worker
     thread while another thread calls ``flush()``.
+
+    A failed write (disk full, read-only) never raises: the alerts of that flush are dropped
+    and counted, what part of them reached the file is cut off again (so every line stays
+    whole JSON), ``report`` hears one ERROR, and once a later flush succeeds one WARNING
+    says how many alerts were lost.
     """
 
-    def __init__(self, path: str, buffer_size: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        path: str,
+        buffer_size: int = 64 * 1024,
+        report: Report = _no_report,
+        raw_write: Callable[[int, memoryview], int] = os.write,
+    ) -> None:
         self.path = path
+        self.buffer_size = buffer_size
+        self.report = report
+        self._raw_write = raw_write
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._lock = threading.Lock()
-        self._file: io.TextIOWrapper | None = open(  # noqa: SIM115
-            path, "a", encoding="utf-8", buffering=buffer_size
-        )
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._pending: list[str] = []
+        self._pending_size = 0
         self.written = 0
+        #: Alerts dropped since writing last failed, and why it failed (None while it works).
+        self.lost = 0
+        self.failure: str | None = None
+        #: Where a failed write's partial line starts, while it could not be cut off yet.
+        self._cut: int | None = None
 
     def write(self, alert: dict[str, Any]) -> None:
         """Append one alert (buffered)."""
         line = json.dumps(alert, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
-            if self._file is None:
-                raise ValueError("AlertWriter is closed")
-            self._file.write(line)
-            self.written += 1
+            self._add(line, 1)
 
     def write_lines(self, text: str) -> None:
         """Append alerts already rendered as JSON lines (each ending in a newline)."""
         with self._lock:
-            if self._file is None:
-                raise ValueError("AlertWriter is closed")
-            self._file.write(text)
-            self.written += text.count("\n")
+            self._add(text, text.count("\n"))
+
+    def _add(self, text: str, count: int) -> None:
+        if self._fd is None:
+            raise ValueError("AlertWriter is closed")
+        self._pending.append(text)
+        self._pending_size += len(text)
+        self.written += count
+        if self._pending_size >= self.buffer_size:
+            self._flush_locked()
 
     def flush(self) -> None:
         """Push buffered alerts to the file."""
         with self._lock:
-            if self._file is not None:
-                self._file.flush()
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        fd = self._fd
+        if fd is None or not self._pending:
+            return
+        data = "".join(self._pending).encode("utf-8")
+        self._pending.clear()
+        self._pending_size = 0
+        start: int | None = None
+        try:
+            if self._cut is not None:
+                os.ftruncate(fd, self._cut)
+                self._cut = None
+            start = os.fstat(fd).st_size
+            view = memoryview(data)
+            while view:
+                view = view[self._raw_write(fd, view) :]
+        except OSError as error:
+            self._failed(fd, start, data.count(b"\n"), error)
+            return
+        if self.failure is not None:
+            self.report(
+                "warn",
+                f"{self.path} could not be written ({self.failure}); {self.lost} alerts were lost.",
+            )
+            self.failure = None
+            self.lost = 0
+
+    def _failed(self, fd: int, start: int | None, count: int, error: OSError) -> None:
+        """Drop and count the alerts of a failed flush; cut off what reached the file."""
+        self.lost += count
+        if start is not None:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                self._cut = start  # read-only: cut it before the next write
+        if self.failure is None:
+            self.failure = str(error)
+            self.report(
+                "error",
+                f"Cannot write {self.path}: {error}. Alerts are dropped (and counted) "
+                "until it can be written again.",
+            )
 
     def close(self) -> None:
         """Flush, sync and close; later writes raise ValueError."""
         with self._lock:
-            if self._file is None:
+            if self._fd is None:
                 return
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+            self._flush_locked()
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass  # nothing left to write: the data is the kernel's
+            os.close(fd)
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
-        return self._file is None
+        return self._fd is None

@@ -150,7 +150,7 @@ class AnalysisService(Service):
         if not (self.home.root / "ruleset").exists():
             written = install_default_ruleset(str(self.home.root))
             self.log.info("Installed the default ruleset ({count} files).", count=len(written))
-        self.writer = AlertWriter(str(self.home.alerts_dir / "alerts.json"))
+        self.writer = self._open_alerts(str(self.home.alerts_dir / "alerts.json"))
         self.archives = self._open_archives()
         if self._analysis_thread is None:
             self._pool = ThreadPool(1, 1, name="analysis")
@@ -263,7 +263,9 @@ class AnalysisService(Service):
     def _write_alerts(self, text: str, count: int) -> None:
         """The pool's alerts, appended in arrival order by the one writer thread."""
         self.stats.alerts += count
-        self._writes = self._on_analysis_thread(self._append, text)
+        self._writes = self._on_analysis_thread(self._append, text).addErrback(
+            self._write_failed, "alerts"
+        )
 
     def _append(self, text: str) -> None:
         writer = self.writer
@@ -274,7 +276,18 @@ class AnalysisService(Service):
     def _write_archives(self, json_text: str, plain_text: str, count: int) -> None:
         """The pool's archived events, appended after their batch's alerts by the same
         writer thread."""
-        self._writes = self._on_analysis_thread(self._append_archives, json_text, plain_text, count)
+        self._writes = self._on_analysis_thread(
+            self._append_archives, json_text, plain_text, count
+        ).addErrback(self._write_failed, "archives")
+
+    def _write_failed(self, failure: Any, what: str) -> None:
+        """A write of the pool's output failed: say so in cluster.log, keep writing later
+        batches (never an unhandled error in a Deferred)."""
+        self.log.error(
+            "Could not write the {what} of a batch: {error}",
+            what=what,
+            error=failure.getErrorMessage(),
+        )
 
     def _append_archives(self, json_text: str, plain_text: str, count: int) -> None:
         archives = self.archives
@@ -361,6 +374,16 @@ class AnalysisService(Service):
         between two batches."""
         return self._on_analysis_thread(self._reopen_writer)
 
+    def _open_alerts(self, path: str) -> AlertWriter:
+        """alerts.json, whose write failures (disk full, read-only) reach cluster.log."""
+        return AlertWriter(path, report=self._writer_report)
+
+    def _writer_report(self, level: str, message: str) -> None:
+        """From the writer thread: a dated ERROR when alerts.json cannot be written, a
+        WARNING counting the lost alerts once it can again."""
+        emit = self.log.error if level == "error" else self.log.warn
+        self.reactor.callFromThread(emit, "{text}", text=message)
+
     def _open_archives(self) -> ArchiveWriter | None:
         """The archives writer when ``<logall>`` or ``<logall_json>`` asks for one."""
         if not (self.settings.logall or self.settings.logall_json):
@@ -377,7 +400,7 @@ class AnalysisService(Service):
         old = self.writer
         if old is None:
             return
-        self.writer = AlertWriter(old.path)
+        self.writer = self._open_alerts(old.path)
         old.close()
 
     # --- reload --------------------------------------------------------------------------------

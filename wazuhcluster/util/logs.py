@@ -115,6 +115,31 @@ def _ends_a_line(stream: IO[str]) -> bool:
         return True
 
 
+#: How far back a half line left by a failed write is looked for.
+_HALF_LINE_REACH = 65536
+
+
+def _cut_half_line(stream: IO[str]) -> bool:
+    """Cut off the half line a failed write left at the end of the file behind ``stream``
+    (its line was counted as lost); False when it cannot be found or cut."""
+    try:
+        descriptor = stream.fileno()
+        size = os.fstat(descriptor).st_size
+        start = max(0, size - _HALF_LINE_REACH)
+        tail = os.pread(descriptor, size - start, start)
+        end = tail.rfind(b"\n")
+        if end < 0 and start > 0:
+            return False
+        os.ftruncate(descriptor, start + end + 1)
+        return True
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+#: How Twisted reports that another log observer (twistd's output) raised.
+_OBSERVER_DISABLED = "Temporarily disabling observer"
+
+
 @implementer(ILogObserver)
 class ClusterLogObserver:
     """Writes cluster events to a text stream in Wazuh's shape.
@@ -125,6 +150,8 @@ class ClusterLogObserver:
 
     #: Seconds between attempts to open cluster.log again after a write failed.
     RETRY_INTERVAL = 1.0
+    #: Seconds between two notes that another log output cannot be written.
+    NOTE_INTERVAL = 60.0
 
     def __init__(
         self,
@@ -144,13 +171,18 @@ class ClusterLogObserver:
         self.lost = 0
         self.failure: str | None = None
         self._next_try = 0.0
+        self._next_note = float("-inf")
 
     def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level", LogLevel.info)
         if "cluster_tag" not in event and level < LogLevel.warn and not self.debug:
             return
+        if self._other_output_failed(event):
+            return
         text = format_line(event, with_traceback=self.debug) + "\n"
-        if self.failure is not None and not self._recover():
+        # A WARNING or worse tries at once, so a note written just as space returns (the
+        # alert writer's count of lost alerts) is not lost itself.
+        if self.failure is not None and not self._recover(urgent=level >= LogLevel.warn):
             self.lost += 1
             return
         try:
@@ -159,6 +191,33 @@ class ClusterLogObserver:
         except OSError as error:
             self.lost += 1
             self._broken(error)
+
+    def _other_output_failed(self, event: LogEvent) -> bool:
+        """Another log output (twistd's, on the same full disk) raised an OSError: one dated
+        ERROR line for it every NOTE_INTERVAL, not one failure report per log line."""
+        failure = event.get("log_failure")
+        if (
+            failure is None
+            or not str(event.get("log_format", "")).startswith(_OBSERVER_DISABLED)
+            or not failure.check(OSError)
+        ):
+            return False
+        now = self.monotonic()
+        if now < self._next_note:
+            return True
+        self._next_note = now + self.NOTE_INTERVAL
+        self(
+            {
+                "log_format": "Another log output (twistd's) cannot be written: {error}. "
+                "Its lines are dropped while it lasts; cluster.log goes on.",
+                "error": failure.getErrorMessage(),
+                "log_level": LogLevel.error,
+                "log_time": event.get("log_time", time.time()),
+                "cluster_tag": "Cluster",
+                "cluster_task": "Main",
+            }
+        )
+        return True
 
     def _broken(self, error: OSError) -> None:
         """A write failed: say so once where it can be seen, drop lines until it works."""
@@ -180,17 +239,18 @@ class ClusterLogObserver:
             except OSError:
                 pass  # its unwritten buffer is what failed: dropped with the stream
 
-    def _recover(self) -> bool:
-        """Try (at most every RETRY_INTERVAL) to write again; note what was lost."""
-        if self.monotonic() < self._next_try:
+    def _recover(self, urgent: bool = False) -> bool:
+        """Try (at most every RETRY_INTERVAL unless ``urgent``) to write again; note what
+        was lost."""
+        if not urgent and self.monotonic() < self._next_try:
             return False
         self._next_try = self.monotonic() + self.RETRY_INTERVAL
         stream = self.stream
         try:
             if self.reopen is not None:
                 stream = self.reopen()
-                if not _ends_a_line(stream):
-                    # A failed write left half a line: end it first.
+                if not _ends_a_line(stream) and not _cut_half_line(stream):
+                    # A failed write left half a line that cannot be cut: end it first.
                     stream.write("\n")
             stamp = time.strftime("%Y/%m/%d %H:%M:%S")
             stream.write(
