@@ -149,6 +149,18 @@ class ProtocolTests(SynchronousTestCase):
         harness.run(0.5)
         self.assertEqual(generator.stats.events_sent, sent)
 
+    def test_rate_with_count(self) -> None:
+        """A rate given with a count sends exactly that many events, then falls to 0."""
+        harness = Harness()
+        generator = harness.generator(count=3, lines=LINES, started_event=False)
+        generator.start()
+        harness.pump()
+        generator.set_rate(1000.0, 55)
+        harness.run(0.5)
+        self.assertEqual(generator.stats.events_sent, 55)
+        self.assertEqual(len(harness.events), 55)
+        self.assertEqual(generator.rate, 0.0)
+
     def test_uneven_share_rotates(self) -> None:
         """Fewer events than agents per tick: the remainder rotates over the agents."""
         harness = Harness()
@@ -318,7 +330,7 @@ class ControlTests(SynchronousTestCase):
         lines = lg.ControlLines(generator, lambda: stops.append(True))
         transport = StringTransport()
         lines.makeConnection(transport)
-        for command in (b"rate 250", b"preseal 10", b"stats", b"bogus", b"rate x", b""):
+        for command in (b"rate 250 7", b"preseal 10", b"stats", b"bogus", b"rate x", b""):
             lines.lineReceived(command)
         answers = [json.loads(line) for line in transport.value().splitlines()]
         self.assertEqual(answers[0], {"rate": 250.0})

@@ -21,7 +21,8 @@ Agents come from a client.keys file (``--keys``); ``--target HOST:PORT[=FIRST-LA
 (repeatable) sends the agents whose ids are in FIRST..LAST to one node. ``--merged-sums``
 (a JSON object agent id → MD5) starts agents holding a merged.mg already, as agents that
 kept theirs across a manager restart do. ``--control`` reads commands on stdin, one a line:
-``rate EPS`` (the offered rate for all agents), ``stats`` (a JSON line of counters on
+``rate EPS [COUNT]`` (the offered rate for all agents; with COUNT, back to 0 after that
+many events), ``preseal N`` (seal N more events ahead), ``stats`` (a JSON line of counters on
 stdout), ``stop``. At the end (``--duration``, ``stop``, SIGINT/SIGTERM) the final counters
 are printed as one JSON line.
 """
@@ -274,6 +275,7 @@ class LoadGenerator:
         self.stopping = False
         self._ready_count = 0
         self._credit = 0.0
+        self._until: int | None = None
         self._last_tick: float | None = None
         self._event_position = 0
         self._keepalive_position = 0
@@ -441,11 +443,13 @@ class LoadGenerator:
             self._keepalive_position = (self._keepalive_position + 1) % count
             self.send_keepalive(agent)
 
-    def set_rate(self, rate: float) -> None:
-        """Offer ``rate`` events per second in all (0 stops sending events)."""
+    def set_rate(self, rate: float, count: int | None = None) -> None:
+        """Offer ``rate`` events per second in all (0 stops sending events); with ``count``,
+        the rate falls to 0 once that many more events have been sent."""
         self.rate = max(0.0, rate)
         self._credit = 0.0
         self._last_tick = None
+        self._until = None if count is None else self.stats.events_sent + max(0, count)
 
     def preseal(self, total: int) -> int:
         """Seal ``total`` events ahead of sending, shared evenly by the agents; returns how
@@ -467,8 +471,13 @@ class LoadGenerator:
         self._credit += self.rate * max(0.0, now - last)
         count = int(self._credit)
         self._credit -= count
-        if count:
+        if self._until is not None:
+            count = min(count, self._until - self.stats.events_sent)
+        if count > 0:
             self.send_events(count)
+        if self._until is not None and self.stats.events_sent >= self._until:
+            self.rate = 0.0
+            self._until = None
 
     def send_events(self, count: int) -> int:
         """Send ``count`` events, one after another over the agents (one write per agent);
@@ -517,7 +526,7 @@ class LoadGenerator:
 
 
 class ControlLines(LineOnlyReceiver):
-    """Commands on stdin: ``rate EPS``, ``stats``, ``preseal N``, ``stop``."""
+    """Commands on stdin: ``rate EPS [COUNT]``, ``stats``, ``preseal N``, ``stop``."""
 
     delimiter = b"\n"
 
@@ -532,8 +541,9 @@ class ControlLines(LineOnlyReceiver):
             return
         command, arguments = words[0], words[1:]
         try:
-            if command == "rate" and len(arguments) == 1:
-                self.generator.set_rate(float(arguments[0]))
+            if command == "rate" and len(arguments) in (1, 2):
+                count = int(arguments[1]) if len(arguments) == 2 else None
+                self.generator.set_rate(float(arguments[0]), count)
                 self.answer({"rate": self.generator.rate})
             elif command == "stats":
                 self.answer(self.generator.summary())
