@@ -21,6 +21,7 @@ so the generator only writes bytes while they run. In one run:
 
     .venv/bin/python bench/bench_events.py [--agents 100] [--window 10] [--overload 60]
     .venv/bin/python bench/bench_events.py --profile   # py-spy the worker during a window
+    .venv/bin/python bench/bench_events.py --processes 2 --capacity 5000   # overload only
 
 Prints Markdown tables for docs/BENCHMARKS.md, and the load average. Not part of the tests.
 """
@@ -387,25 +388,44 @@ class Bench:
         return result
 
     def drain(self, timeout: float = 120) -> dict[str, Any]:
-        """Wait until the node has received everything sent and its queue is empty."""
+        """Wait until the node has received everything sent and accounted for each event:
+        processed, dropped or lost (none queued, none in an analysis process)."""
         sent = self.ask("stats")["events_sent"]
         numbers: dict[str, Any] = {}
 
         def done() -> bool:
             numbers.update(analysis(self.home.root)[0])
-            return bool(numbers["received"] == sent and numbers["queue_length"] == 0)
+            return bool(
+                numbers["received"] == sent
+                and numbers["queue_length"] == 0
+                and numbers["processed"] + numbers["dropped"] + numbers["lost"] == sent
+            )
 
         wait_for(done, timeout, 0.5)
         return numbers
 
-    def capacity(self) -> tuple[float, list[dict[str, Any]]]:
-        """The highest sustained offered rate, and every window tried."""
-        rate = self.options.start * self.workers
+    def idle_cpu(self, seconds: float = 5.0) -> tuple[float, float]:
+        """CPU (cores) of the node's reactor process and of its analysis processes with the
+        agents connected but no event offered (keep-alives, timers, periodic tasks)."""
+        pids = tree_pids(self.worker_pid)
+        total, main = cpu_seconds(pids), cpu_seconds(pids[:1])
+        time.sleep(seconds)
+        main = (cpu_seconds(pids[:1]) - main) / seconds
+        return main, (cpu_seconds(pids) - total) / seconds - main
+
+    def capacity(self) -> tuple[float, dict[str, Any]]:
+        """The highest sustained offered rate, and its window's figures."""
+        idle = self.idle_cpu()
+        print(
+            f"  N={self.workers} idle: CPU node {100 * idle[0]:.0f}% + analysis "
+            f"{100 * idle[1]:.0f}%",
+            flush=True,
+        )
+        rate = self.options.start
         best = 0.0
-        windows = []
+        best_window: dict[str, Any] = {}
         while True:
             result = self.window(rate, self.options.window)
-            windows.append(result)
             ok = result["dropped"] == 0 and result["queue"] <= rate / 4
             print(
                 f"  N={self.workers} offered {rate:.0f}/s: sent {result['sent']}, "
@@ -416,8 +436,8 @@ class Bench:
                 flush=True,
             )
             if not ok:
-                return best, windows
-            best = rate
+                return best, best_window
+            best, best_window = rate, result
             rate *= self.options.step
 
     def stop(self) -> None:
@@ -458,6 +478,7 @@ def overload(bench: Bench, capacity: float, seconds: float) -> dict[str, Any]:
     processed = numbers["processed"] - before["processed"]
     dropped = numbers["dropped"] - before["dropped"]
     received = numbers["received"] - before["received"]
+    lost = numbers["lost"] - before["lost"]
     recovery = bench.window(capacity / 2, bench.options.window)
     ordered = sorted(answers)
     return {
@@ -468,7 +489,10 @@ def overload(bench: Bench, capacity: float, seconds: float) -> dict[str, Any]:
         "received by the node": received,
         "processed": processed,
         "dropped (counted)": dropped,
-        "sent = received = processed + dropped": sent == received == processed + dropped,
+        "lost (an analysis process died)": lost,
+        "sent = received = processed + dropped + lost": sent
+        == received
+        == processed + dropped + lost,
         "node's answer to -i more, idle (s)": idle_answer,
         "node's answer to -i more under load, median / max (s)": (
             f"{ordered[len(ordered) // 2]:.3f} / {ordered[-1]:.3f}" if ordered else "-"
@@ -519,13 +543,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--window", type=float, default=10.0, help="seconds per offered rate")
-    parser.add_argument("--start", type=float, default=2000.0, help="first rate per process")
+    parser.add_argument("--start", type=float, default=1500.0, help="first offered rate")
     parser.add_argument("--step", type=float, default=1.25, help="rate factor between windows")
     parser.add_argument("--overload", type=float, default=60.0, help="overload seconds")
     parser.add_argument("--rounds", type=int, default=5, help="engine-alone rounds")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker (N=2)")
     parser.add_argument("--processes", default="1,2", help="analysis processes to measure")
     parser.add_argument("--keep", action="store_true", help="keep the node homes")
+    parser.add_argument(
+        "--capacity", type=float, default=0.0, help="skip the search: take this capacity"
+    )
     options = parser.parse_args()
     reason = missing_reason("WAZUH_RULESET")
     if reason:
@@ -536,21 +563,27 @@ def main() -> int:
     baseline = engine_alone(lines, options.rounds)
     print(f"engine alone: {baseline:.0f} events per CPU second", flush=True)
     capacities: dict[int, float] = {}
+    figures: dict[int, dict[str, Any]] = {}
     loads = []
     result: dict[str, Any] | None = None
     for workers in [int(n) for n in options.processes.split(",")]:
         base = Path(tempfile.mkdtemp(prefix="wzc-ev-"))
         bench = Bench(base, workers, options)
         try:
-            presealed = int(options.start * workers * options.window * 12)
-            if workers == 2:
-                presealed += int(6 * options.start * options.overload)
+            last = workers == max(int(n) for n in options.processes.split(","))
+            presealed = int(options.start * options.window * 40)
+            if last:
+                presealed += int(12 * options.start * options.overload)
             bench.start(lines, presealed)
-            capacities[workers], _ = bench.capacity()
+            if options.capacity:
+                capacities[workers], figures[workers] = options.capacity, {}
+            else:
+                capacities[workers], figures[workers] = bench.capacity()
             loads.append(os.getloadavg()[0])
-            if options.profile and workers == 2:
-                profile(bench, capacities[workers], 10, ROOT / "docs" / "bench" / "events.pyspy")
-            if workers == max(int(n) for n in options.processes.split(",")) and options.overload:
+            if options.profile and last:
+                rate = capacities[workers] or options.start
+                profile(bench, rate, 10, ROOT / "docs" / "bench" / "events.pyspy")
+            if last and options.overload and capacities[workers]:
                 result = overload(bench, capacities[workers], options.overload)
         finally:
             bench.stop()
@@ -558,13 +591,27 @@ def main() -> int:
                 shutil.rmtree(base, ignore_errors=True)
     load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nload average at the end: {load} on {os.cpu_count()} CPUs")
-    print("\n| case | events/s | per analysis core | × engine alone |")
-    print("|---|---|---|---|")
-    print(f"| engine alone (one core, no alert writing) | {baseline:.0f} | {baseline:.0f} | 1.00 |")
+    print(
+        "\n| case | events/s, no drop | per analysis process | × engine alone per process "
+        "| node CPU: reactor + analysis (cores) | events per node CPU second | × engine alone |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| engine alone (one core, no alert writing) | {baseline:.0f} | {baseline:.0f} | 1.00 "
+        f"| 1.00 | {baseline:.0f} | 1.00 |"
+    )
     for workers, rate in capacities.items():
+        window = figures[workers]
+        if not window:
+            print(f"| {workers} analysis process(es): capacity given (--capacity {rate:.0f}) |")
+            continue
+        cpu = window.get("node_cpu", 0.0)
+        main_cpu = window.get("main_cpu", 0.0)
+        per_cpu = rate / cpu if cpu else 0.0
         print(
             f"| end to end, {workers} analysis process{'es' if workers > 1 else ''} | "
-            f"{rate:.0f} | {rate / workers:.0f} | {rate / workers / baseline:.2f} |"
+            f"{rate:.0f} | {rate / workers:.0f} | {rate / workers / baseline:.2f} | "
+            f"{main_cpu:.2f} + {cpu - main_cpu:.2f} | {per_cpu:.0f} | {per_cpu / baseline:.2f} |"
         )
     if 1 in capacities and 2 in capacities and capacities[1]:
         print(f"\n2 processes / 1 process: {capacities[2] / capacities[1]:.2f}")
