@@ -148,10 +148,11 @@ def node_main(argv: list[str]) -> None:
         reactor.addSystemEventTrigger("before", "shutdown", dump)
     if options.tracemalloc:
         trace_growth(reactor, Path(options.tracemalloc))
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined]
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
+    # Twisted's own handlers: SIGTERM stops the reactor, and SIGCHLD lets it notice its
+    # analysis processes end (without it a stopping node waits for them forever).
+    reactor.run()  # type: ignore[attr-defined]
 
 
 def trace_growth(reactor: Any, out: Path, settle: float = 60.0) -> None:
