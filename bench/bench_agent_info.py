@@ -1,11 +1,11 @@
 """Benchmark: agent-info from 10 workers (50,000 agents) into one master, per sync cycle.
 
 The cluster is bench_cluster's (every node its own process, mutual TLS on 127.0.0.1, Wazuh's
-default 10 s agent-info interval, keep-alives from every agent every 10 s driven into the
-workers' session tables), with few shared files so agent-info is what the master does. Per
-cycle it reports, from the nodes' cluster.log: the master's apply time per worker report
-(max, mean), the workers' send time (stream out until the master's answer), and from /proc
-the master's CPU and peak RSS.
+default 10 s agent-info interval, every agent connected over the real agent protocol from
+separate ``wazuh-load-gen`` processes, a keep-alive every 10 s), with few shared files so
+agent-info is what the master does. Per cycle it reports, from the nodes' cluster.log: the
+master's apply time per worker report (max, mean), the workers' send time (stream out until
+the master's answer), and from /proc the master's CPU and peak RSS.
 
 Baseline, same run: the same number of full rows (every column) written by plain SQLite
 ``UPDATE … WHERE id = ?`` into the agents and agent_times tables (``executemany``, one

@@ -4,10 +4,16 @@ Every node is its own process (``bench_cluster.py node ...``: the same service t
 ``twistd wazuhcluster``, built with :func:`wazuhcluster.tap.build_service`) on 127.0.0.1,
 linked over mutual TLS with Wazuh's default timings. The master's registry holds every
 agent, in ``--groups`` groups whose folders under etc/shared hold ``--files`` files in all.
-Each worker process also carries its share of the simulated agents: a load driver calls the
-worker's agent :class:`~wazuhcluster.agents.sessions.SessionTable` with one keep-alive per
-agent every ``--keepalive`` seconds (the state a real 1514 keep-alive leaves; the agent
-protocol's own cost is not part of this benchmark).
+The agents are driven over the real agent protocol from processes of their own
+(``wazuh-load-gen``, :mod:`wazuhcluster.scripts.load_generator`; at most
+:data:`AGENTS_PER_GENERATOR` agents each, for the file-descriptor limit): one TCP connection
+per agent to its worker's 1514 port, a startup, then one keep-alive per agent every
+``--keepalive`` seconds, AES and zlib as real agents. The agents start holding their group's
+merged.mg (as agents that kept theirs across a manager restart), so the setup phase is not a
+push of every group file to every agent; a file changed in the stable phase is pushed to the
+agents of its group. The generators' CPU is sampled apart and never counted in a node's
+figures. ``--in-process-agents`` keeps the former driver (keep-alives called straight into
+each worker's session table from inside the worker, no agent protocol) for comparison.
 
 Phases: *setup* (nodes start, workers connect, sync the shared files and report every
 agent once) then *stable* (``--stable`` seconds, one shared file changed on the master every
@@ -19,6 +25,7 @@ for agent-groups sends, and /proc for CPU, memory (USS and RSS) and file descrip
     .venv/bin/python bench/bench_cluster.py --sweep [--stable 60]   # 1/2/5/10 workers, 10k/25k/50k
     .venv/bin/python bench/bench_cluster.py --profile               # cProfile the master
     .venv/bin/python bench/bench_cluster.py --trace-memory          # where held memory came from
+    .venv/bin/python bench/bench_cluster.py --in-process-agents     # the former in-node driver
 
 Writes docs/bench/cluster*.csv and PNG plots (bench/plot.py), prints the table. Not part of
 the test suite.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -60,6 +68,8 @@ OUT = ROOT / "docs" / "bench"
 #: Wazuh's defaults, except a quick first reconnection so the setup phase is short.
 BENCH_TIMINGS = {"reconnect": "1s", "reconnect_max": "5s"}
 SETUP_TIMEOUT = 900.0
+#: Agents per load-generator process (one socket each; the file-descriptor limit is 20,000 here).
+AGENTS_PER_GENERATOR = 15_000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FINISHED = re.compile(
     r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) INFO: \[([^\]]+)\] \[([^\]]+)\] Finished in ([0-9.]+)s"
@@ -138,10 +148,11 @@ def node_main(argv: list[str]) -> None:
         reactor.addSystemEventTrigger("before", "shutdown", dump)
     if options.tracemalloc:
         trace_growth(reactor, Path(options.tracemalloc))
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))  # type: ignore[attr-defined]
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
+    # Twisted's own handlers: SIGTERM stops the reactor, and SIGCHLD lets it notice its
+    # analysis processes end (without it a stopping node waits for them forever).
+    reactor.run()  # type: ignore[attr-defined]
 
 
 def trace_growth(reactor: Any, out: Path, settle: float = 60.0) -> None:
@@ -166,8 +177,9 @@ def trace_growth(reactor: Any, out: Path, settle: float = 60.0) -> None:
 
 
 class AgentLoad:
-    """Keep-alives of agents ``first .. first+count-1`` into a worker's session table,
-    spread evenly over each ``interval`` (ten slices a second)."""
+    """In-process mode only (``--in-process-agents``): keep-alives of agents
+    ``first .. first+count-1`` called straight into a worker's session table, spread evenly
+    over each ``interval`` (ten slices a second); no agent protocol."""
 
     SLICES_PER_SECOND = 10
 
@@ -265,6 +277,8 @@ class Scenario:
     keepalive: float = 10.0
     profile: bool = False
     trace_memory: bool = False
+    #: The former driver: keep-alives injected inside the workers, no agent protocol.
+    in_process_agents: bool = False
 
 
 @define
@@ -275,6 +289,9 @@ class Run:
     base: Path
     cluster: LocalCluster
     processes: dict[str, subprocess.Popen[bytes]] = field(factory=dict)
+    #: The load-generator processes (their CPU is not part of any node's figures).
+    generators: list[subprocess.Popen[bytes]] = field(factory=list)
+    generator_cpu: float = 0.0
     phases: dict[str, tuple[float, float]] = field(factory=dict)
     samples: list[tuple[float, str, float, int, int, int]] = field(factory=list)
     change_delays: list[tuple[float, float]] = field(factory=list)
@@ -305,7 +322,8 @@ def write_homes(run: Run) -> None:
         )
         write_atomically(home.config_file, text.encode(), 0o640)
         install_certificates(home, cluster.ca, name)
-    populate_master(cluster.home(cluster.master), run.scenario)
+    sums = populate_master(cluster.home(cluster.master), run.scenario)
+    (run.base / "merged_sums.json").write_text(json.dumps(sums))
 
 
 def group_name(index: int) -> str:
@@ -313,8 +331,10 @@ def group_name(index: int) -> str:
     return f"group{index:02d}"
 
 
-def populate_master(home: Home, scenario: Scenario) -> None:
-    """Enroll the agents (round-robin over the groups) and write the shared files."""
+def populate_master(home: Home, scenario: Scenario) -> dict[str, str]:
+    """Enroll the agents (round-robin over the groups), write the shared files and each
+    group's merged.mg; returns agent id → the MD5 of its group's merged.mg."""
+    from wazuhcluster.registry.groups import write_group_merged
     from wazuhcluster.registry.store import Registry, RegistryFiles
 
     registry = Registry.open(
@@ -324,8 +344,10 @@ def populate_master(home: Home, scenario: Scenario) -> None:
     registry.connection.execute("PRAGMA synchronous = OFF")  # setup speed only
     for index in range(scenario.groups):
         registry.create_group(group_name(index))
+    group_of = {}
     for number in range(1, scenario.agents + 1):
-        registry.enroll(f"agent-{number:03d}", "any", [group_name(number % scenario.groups)])
+        group = group_name(number % scenario.groups)
+        group_of[registry.enroll(f"agent-{number:03d}", "any", [group]).id] = group
     registry.flush_files()
     registry.close()
     rnd = random.Random(10)
@@ -333,6 +355,11 @@ def populate_master(home: Home, scenario: Scenario) -> None:
         folder = home.shared / group_name(number % scenario.groups)
         size = rnd.randint(1024, 8192)
         (folder / f"file{number:04d}.conf").write_bytes(rnd.randbytes(size // 2).hex().encode())
+    sums = {}
+    for index in range(scenario.groups):
+        merged = write_group_merged(home.shared, group_name(index))
+        sums[group_name(index)] = hashlib.md5(merged.read_bytes()).hexdigest()
+    return {str(agent_id): sums[group] for agent_id, group in group_of.items()}
 
 
 def start_node(run: Run, name: str, role: str, first: int = 1, count: int = 0) -> None:
@@ -366,15 +393,70 @@ def start_node(run: Run, name: str, role: str, first: int = 1, count: int = 0) -
 
 
 def start_cluster(run: Run) -> None:
-    """Start the master, then the workers, each with its slice of agents."""
+    """Start the master, then the workers, then the load generators (or, with
+    ``in_process_agents``, each worker with its slice of agents injected inside it)."""
     start_node(run, run.cluster.master, "master")
     wait_log(run, run.cluster.master, "listening on", 60)
     per_worker, extra = divmod(run.scenario.agents, run.scenario.workers)
     first = 1
+    spans = []
     for index, name in enumerate(run.cluster.workers):
         count = per_worker + (1 if index < extra else 0)
-        start_node(run, name, "worker", first, count)
+        if run.scenario.in_process_agents:
+            start_node(run, name, "worker", first, count)
+        else:
+            start_node(run, name, "worker")
+            spans.append((run.cluster.node_ports(name)["agents"], first, first + count - 1))
         first += count
+    if spans:
+        start_generators(run, spans)
+
+
+def start_generators(run: Run, spans: list[tuple[int, int, int]]) -> None:
+    """Start ``wazuh-load-gen`` processes carrying the agents: each worker's span of agent
+    ids goes to its 1514 port, at most :data:`AGENTS_PER_GENERATOR` agents per process."""
+    groups: list[list[str]] = [[]]
+    room = AGENTS_PER_GENERATOR
+    for port, first, last in spans:
+        while first <= last:
+            take = min(room, last - first + 1)
+            groups[-1].append(f"127.0.0.1:{port}={first}-{first + take - 1}")
+            first += take
+            room -= take
+            if room == 0:
+                groups.append([])
+                room = AGENTS_PER_GENERATOR
+    keys = run.cluster.home(run.cluster.master).client_keys
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for number, targets in enumerate(group for group in groups if group):
+        command = [
+            sys.executable,
+            "-m",
+            "wazuhcluster.scripts.load_generator",
+            "--keys",
+            str(keys),
+            "--merged-sums",
+            str(run.base / "merged_sums.json"),
+            "--keepalive",
+            str(run.scenario.keepalive),
+            "--spread",
+            str(run.scenario.keepalive),
+            "--no-started-event",
+        ]
+        for target in targets:
+            command += ["--target", target]
+        out = (run.base / f"load-gen-{number}.out").open("ab")
+        run.generators.append(
+            subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        )
+        out.close()
 
 
 def log_text(run: Run, name: str) -> str:
@@ -396,10 +478,16 @@ def wait_log(run: Run, name: str, text: str, timeout: float) -> None:
 
 
 def check_alive(run: Run) -> None:
-    """Fail when a node process died."""
+    """Fail when a node or a load generator died."""
     for name, process in run.processes.items():
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}; see its logs")
+    for number, process in enumerate(run.generators):
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"load generator {number} exited with {process.returncode}; "
+                f"see {run.base}/load-gen-{number}.out"
+            )
 
 
 def sample(run: Run) -> None:
@@ -527,7 +615,21 @@ def run_phases(run: Run) -> None:
 
 
 def stop_cluster(run: Run) -> None:
-    """SIGTERM every node (workers first) and reap it."""
+    """SIGTERM the load generators (their CPU time noted), then every node (workers first),
+    and reap them."""
+    for process in run.generators:
+        if process.poll() is None:
+            try:
+                run.generator_cpu += proc_sample(process.pid)[0]
+            except (OSError, IndexError):
+                pass
+            process.send_signal(signal.SIGTERM)
+    for process in run.generators:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     for name in reversed(run.names):
         process = run.processes.get(name)
         if process is not None and process.poll() is None:
@@ -698,6 +800,19 @@ def run_scenario(
         print(f"setup phase: {setup[1] - setup[0]:.1f}s", flush=True)
     load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"load average at the end: {load} on {os.cpu_count()} CPUs", flush=True)
+    if run.generators:
+        print(
+            f"agents over 1514 from {len(run.generators)} load-generator processes "
+            f"(their CPU, outside the nodes' figures: {run.generator_cpu:.1f} s); last "
+            "counters in " + ("the node homes" if keep else "their output (removed)"),
+            flush=True,
+        )
+        for number in range(len(run.generators)):
+            lines = (base / f"load-gen-{number}.out").read_text(errors="replace").splitlines()
+            if lines:
+                print(f"  load generator {number}: {lines[-1][:400]}", flush=True)
+    else:
+        print("agents injected inside the workers (--in-process-agents)", flush=True)
     if run.scenario.profile:
         shutil.copy(base / "master.prof", OUT / "master.prof")
     if run.scenario.trace_memory:
@@ -754,6 +869,11 @@ def main() -> None:
         action="store_true",
         help="tracemalloc the master (slow): where memory held at the end was allocated",
     )
+    parser.add_argument(
+        "--in-process-agents",
+        action="store_true",
+        help="the former driver: keep-alives injected inside the workers (no 1514)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the node homes")
     parser.add_argument("--tag", default="", help="suffix of the output files")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -772,6 +892,7 @@ def main() -> None:
             options.change_every,
             profile=options.profile,
             trace_memory=options.trace_memory,
+            in_process_agents=options.in_process_agents,
         )
 
     if options.sweep:
