@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from wazuhcluster.util.migrations import run_migrations, schema_version
+
 _V1 = (
     """CREATE TABLE meta (
         key TEXT PRIMARY KEY,
@@ -112,20 +114,9 @@ class StateSchemaError(Exception):
 
 def migrate(connection: sqlite3.Connection) -> int:
     """Apply the missing migrations (``connection`` in autocommit mode); the version."""
-    current = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    current = schema_version(connection)
     if current > LATEST_VERSION:
         raise StateSchemaError(
             f"agent state schema version {current} is newer than this program's {LATEST_VERSION}"
         )
-    while current < LATEST_VERSION:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[current]:
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {current + 1}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        current += 1
-    return current
+    return run_migrations(connection, MIGRATIONS, current, LATEST_VERSION)

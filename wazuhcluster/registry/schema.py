@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from wazuhcluster.util.migrations import run_migrations, schema_version
+
 #: Version 1: identities (agents, groups, memberships) and a small key/value table.
 _V1 = (
     """CREATE TABLE meta (
@@ -100,12 +102,6 @@ class SchemaError(Exception):
     """The database file cannot be used by this version of the code."""
 
 
-def schema_version(connection: sqlite3.Connection) -> int:
-    """The number of migrations already applied to ``connection``'s database."""
-    row = connection.execute("PRAGMA user_version").fetchone()
-    return int(row[0])
-
-
 def migrate(connection: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
     """Apply the missing migrations up to ``target``; return the version reached.
 
@@ -119,16 +115,4 @@ def migrate(connection: sqlite3.Connection, target: int = LATEST_VERSION) -> int
         raise SchemaError(
             f"database schema version {current} is newer than this program's {LATEST_VERSION}"
         )
-    while current < target:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[current]:
-                connection.execute(statement)
-            # PRAGMA does not take parameters; the value is our own integer.
-            connection.execute(f"PRAGMA user_version = {current + 1}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        current += 1
-    return current
+    return run_migrations(connection, MIGRATIONS, current, target)

@@ -45,8 +45,9 @@ from wazuhcluster.registry.model import (
     normalize_ip,
     parse_agent_id,
 )
-from wazuhcluster.registry.schema import migrate, schema_version
+from wazuhcluster.registry.schema import migrate
 from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.migrations import schema_version
 
 DEFAULT_GROUP = group_files.DEFAULT_GROUP
 #: Upper bound of one agent-info batch and of one id list, so one call stays short.
