@@ -23,7 +23,7 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +46,24 @@ HANDSHAKE_TIMEOUT = 30.0
 ENROLLMENT_CLIENT = "wazuhcluster.agents.enrollment_client"
 
 Connector = Callable[[Factory[Protocol]], "Deferred[Any]"]
+
+
+def open_manager_payloads(
+    payloads: Iterable[bytes], cipher_key: bytes
+) -> tuple[list[control.ManagerMessage], int]:
+    """The manager's messages among an agent's received frames (``#pong`` skipped), and how
+    many could not be decrypted or parsed."""
+    messages: list[control.ManagerMessage] = []
+    bad = 0
+    for payload in payloads:
+        if payload == control.PONG:
+            continue
+        try:
+            opened = secure.open_sealed(secure.strip_token(payload), cipher_key)
+            messages.append(control.parse_manager_message(opened.message))
+        except (secure.SecureError, control.ControlError):
+            bad += 1
+    return messages, bad
 
 
 @define
@@ -160,15 +178,9 @@ class SimAgentProtocol(Protocol):
             self.agent.stats.undecryptable += 1
             self.close()
             return
-        for payload in frames:
-            if payload == control.PONG:
-                continue
-            try:
-                opened = secure.open_sealed(secure.strip_token(payload), self.agent.key.cipher_key)
-                message = control.parse_manager_message(opened.message)
-            except (secure.SecureError, control.ControlError):
-                self.agent.stats.undecryptable += 1
-                continue
+        messages, bad = open_manager_payloads(frames, self.agent.key.cipher_key)
+        self.agent.stats.undecryptable += bad
+        for message in messages:
             self.agent.received(message)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

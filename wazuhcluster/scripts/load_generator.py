@@ -49,6 +49,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.agents import control, secure
+from wazuhcluster.scripts.agent_simulator import open_manager_payloads
 from wazuhcluster.util.interfaces import IScriptReactor
 
 DEFAULT_VERSION = "v4.14.7"
@@ -207,15 +208,9 @@ class LoadProtocol(Protocol):
             self.generator.stats.undecryptable += 1
             self.close()
             return
-        for payload in frames:
-            if payload == control.PONG:
-                continue
-            try:
-                opened = secure.open_sealed(secure.strip_token(payload), self.agent.key.cipher_key)
-                message = control.parse_manager_message(opened.message)
-            except (secure.SecureError, control.ControlError):
-                self.generator.stats.undecryptable += 1
-                continue
+        messages, bad = open_manager_payloads(frames, self.agent.key.cipher_key)
+        self.generator.stats.undecryptable += bad
+        for message in messages:
             self.generator.received(self.agent, message)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
