@@ -19,7 +19,7 @@ from wazuhcluster.api import params as p
 from wazuhcluster.api import rbac
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
-from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.security_common import (
     ID_LIST,
     ID_LIST_ALL,
@@ -375,95 +375,30 @@ class RoleEndpoints:
     # --- routes -------------------------------------------------------------------------
     def routes(self) -> list[Route]:
         """The routes that list, create, delete and update roles, rules and policies."""
-        common = p.COMMON
-        listing = {**common, **p.LISTING}
-        role_path = {"role_id": ID_PATH}
         return [
-            route(
-                "GET",
-                "/security/roles",
+            *_object_routes(
+                "roles",
+                "role",
                 self.list_roles,
-                {**listing, "role_ids": ID_LIST},
-                "security:read",
-            ),
-            route(
-                "POST", "/security/roles", self.create_role, common, "security:create", body="json"
-            ),
-            route(
-                "DELETE",
-                "/security/roles",
+                self.create_role,
                 self.delete_roles,
-                {**common, "role_ids": ID_LIST_ALL},
-                "security:delete",
-                required=("role_ids",),
-            ),
-            route(
-                "PUT",
-                "/security/roles/{role_id}",
                 self.update_role,
-                common,
-                "security:update",
-                path_params=role_path,
-                body="json",
             ),
-            route(
-                "GET",
-                "/security/rules",
+            *_object_routes(
+                "rules",
+                "rule",
                 self.list_rules,
-                {**listing, "rule_ids": ID_LIST},
-                "security:read",
-            ),
-            route(
-                "POST", "/security/rules", self.create_rule, common, "security:create", body="json"
-            ),
-            route(
-                "DELETE",
-                "/security/rules",
+                self.create_rule,
                 self.delete_rules,
-                {**common, "rule_ids": ID_LIST_ALL},
-                "security:delete",
-                required=("rule_ids",),
-            ),
-            route(
-                "PUT",
-                "/security/rules/{rule_id}",
                 self.update_rule,
-                common,
-                "security:update",
-                path_params={"rule_id": ID_PATH},
-                body="json",
             ),
-            route(
-                "GET",
-                "/security/policies",
+            *_object_routes(
+                "policies",
+                "policy",
                 self.list_policies,
-                {**listing, "policy_ids": ID_LIST},
-                "security:read",
-            ),
-            route(
-                "POST",
-                "/security/policies",
                 self.create_policy,
-                common,
-                "security:create",
-                body="json",
-            ),
-            route(
-                "DELETE",
-                "/security/policies",
                 self.delete_policies,
-                {**common, "policy_ids": ID_LIST_ALL},
-                "security:delete",
-                required=("policy_ids",),
-            ),
-            route(
-                "PUT",
-                "/security/policies/{policy_id}",
                 self.update_policy,
-                common,
-                "security:update",
-                path_params={"policy_id": ID_PATH},
-                body="json",
             ),
         ]
 
@@ -529,3 +464,44 @@ def _policy(body: Any) -> dict[str, Any]:
 
 
 __all__ = ["RoleEndpoints"]
+
+
+def _object_routes(
+    plural: str,
+    singular: str,
+    list_handler: Handler,
+    create: Handler,
+    delete: Handler,
+    update: Handler,
+) -> list[Route]:
+    """The four routes of one kind of security object, as Wazuh lays them out: list, create,
+    delete some (``<singular>_ids``, required, ``all`` allowed) and update one."""
+    common = p.COMMON
+    ids = f"{singular}_ids"
+    return [
+        route(
+            "GET",
+            f"/security/{plural}",
+            list_handler,
+            {**common, **p.LISTING, ids: ID_LIST},
+            "security:read",
+        ),
+        route("POST", f"/security/{plural}", create, common, "security:create", body="json"),
+        route(
+            "DELETE",
+            f"/security/{plural}",
+            delete,
+            {**common, ids: ID_LIST_ALL},
+            "security:delete",
+            required=(ids,),
+        ),
+        route(
+            "PUT",
+            f"/security/{plural}/{{{singular}_id}}",
+            update,
+            common,
+            "security:update",
+            path_params={f"{singular}_id": ID_PATH},
+            body="json",
+        ),
+    ]
