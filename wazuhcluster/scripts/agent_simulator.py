@@ -134,11 +134,13 @@ def generated_events(name: str, seed: int = 0) -> Iterator[str]:
         yield control.format_event("1", "/var/log/auth.log", f"Nov 26 10:00:00 {name} {line}")
 
 
-def read_event_lines(path: str, max_bytes: int = MAX_EVENTS_FILE) -> list[str]:
+def read_event_lines(
+    path: str, max_bytes: int = MAX_EVENTS_FILE, location: str = "/var/log/simulated.log"
+) -> list[str]:
     """Lines of an events file (bounded); each becomes an event.
 
     A line already shaped ``<queue>:<location>:<message>`` is sent as is; any other line is
-    sent as ``1:/var/log/simulated.log:<line>``.
+    sent as ``1:<location>:<line>``.
     """
     with open(path, "rb") as handle:
         data = handle.read(max_bytes + 1)
@@ -152,7 +154,7 @@ def read_event_lines(path: str, max_bytes: int = MAX_EVENTS_FILE) -> list[str]:
         try:
             control.parse_event(line)
         except control.ControlError:
-            line = control.format_event("1", "/var/log/simulated.log", line)
+            line = control.format_event("1", location, line)
         lines.append(line)
     if not lines:
         raise ValueError(f"{path}: no events")

@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.agents import control, secure
-from wazuhcluster.scripts.agent_simulator import open_manager_payloads
+from wazuhcluster.scripts.agent_simulator import open_manager_payloads, read_event_lines
 from wazuhcluster.util.interfaces import IScriptReactor
 
 DEFAULT_VERSION = "v4.14.7"
@@ -598,23 +598,7 @@ def parse_target(text: str) -> Target:
 def event_lines(path: str, max_bytes: int = 64 * 1024 * 1024) -> list[bytes]:
     """Events from a file, one a line: ``<queue>:<location>:<message>`` as is, any other
     line as ``1:/var/log/syslog:<line>``."""
-    with open(path, "rb") as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError(f"{path}: larger than {max_bytes} bytes")
-    lines = []
-    for raw in data.decode("utf-8", "replace").splitlines():
-        if not raw.strip():
-            continue
-        line = raw[: secure.MAX_MESSAGE - 64]
-        try:
-            control.parse_event(line)
-        except control.ControlError:
-            line = control.format_event("1", "/var/log/syslog", line)
-        lines.append(line.encode())
-    if not lines:
-        raise ValueError(f"{path}: no events")
-    return lines
+    return [line.encode() for line in read_event_lines(path, max_bytes, "/var/log/syslog")]
 
 
 def build_agents(
