@@ -23,6 +23,23 @@ from wazuhcluster.api.replies import Reply, envelope
 from wazuhcluster.api.routes import Call, Route
 
 _TEXT = p.text
+#: The text filters of an agent's SCA policies and of one policy's checks (Wazuh's names).
+SCA_POLICY_FILTERS = ("name", "description", "references")
+SCA_CHECK_FILTERS = (
+    "title",
+    "description",
+    "rationale",
+    "remediation",
+    "command",
+    "reason",
+    "file",
+    "process",
+    "directory",
+    "registry",
+    "references",
+    "result",
+    "condition",
+)
 #: Each route: path, kind, RBAC action, its filters, whether it lists (paging), messages.
 _ALL = "All selected {} information was returned"
 _SOME = "Some {} information was not returned"
@@ -154,28 +171,12 @@ class AgentDataEndpoints:
 
     async def sca(self, call: Call) -> Reply:
         """GET /sca/{agent_id}: the agent's SCA policies and their last scans."""
-        filters = ("name", "description", "references")
-        return await self._answer(call, "sca", "sca:read", filters, "SCA")
+        return await self._answer(call, "sca", "sca:read", SCA_POLICY_FILTERS, "SCA")
 
     async def sca_checks(self, call: Call) -> Reply:
         """GET /sca/{agent_id}/checks/{policy_id}: one policy's checks."""
-        filters = (
-            "title",
-            "description",
-            "rationale",
-            "remediation",
-            "command",
-            "reason",
-            "file",
-            "process",
-            "directory",
-            "registry",
-            "references",
-            "result",
-            "condition",
-        )
         return await self._answer(
-            call, "sca_checks", "sca:read", filters, "SCA", call.path["policy_id"]
+            call, "sca_checks", "sca:read", SCA_CHECK_FILTERS, "SCA", call.path["policy_id"]
         )
 
     async def rootcheck(self, call: Call) -> Reply:
@@ -218,7 +219,7 @@ class AgentDataEndpoints:
                 "GET",
                 "/sca/{agent_id}",
                 self.sca,
-                {**common, **p.LISTING, "name": _TEXT, "description": _TEXT, "references": _TEXT},
+                {**common, **p.LISTING, **{name: _TEXT for name in SCA_POLICY_FILTERS}},
                 path,
                 actions=("sca:read",),
             ),
@@ -229,24 +230,7 @@ class AgentDataEndpoints:
                 {
                     **common,
                     **p.LISTING,
-                    **{
-                        name: _TEXT
-                        for name in (
-                            "title",
-                            "description",
-                            "rationale",
-                            "remediation",
-                            "command",
-                            "reason",
-                            "file",
-                            "process",
-                            "directory",
-                            "registry",
-                            "references",
-                            "result",
-                            "condition",
-                        )
-                    },
+                    **{name: _TEXT for name in SCA_CHECK_FILTERS},
                 },
                 {**path, "policy_id": p.text},
                 actions=("sca:read",),
