@@ -144,6 +144,10 @@ class ControlTests(SynchronousTestCase):
             "received_eps_1m": 2.0,
             "eps_limit": {"maximum": 500, "timeframe": 10, "held_back": 3},
             "dropped_by_agent": {"002": 20},
+            "outputs": {
+                "cluster.log": {"failure": None, "lost": 0},
+                "alerts.json": {"failure": "[Errno 28] No space left on device", "lost": 7},
+            },
             "processes": [
                 {
                     "lane": 0,
@@ -168,6 +172,11 @@ class ControlTests(SynchronousTestCase):
         self.assertIn("Dropped by agent (top 10): 002: 20.", text)
         self.assertIn("0 (pid 321): running | processed 100 | alerts 40", text)
         self.assertIn("restarts 1.", text)
+        self.assertIn(
+            "Outputs: cluster.log written; alerts.json CANNOT be written "
+            "([Errno 28] No space left on device), 7 lines dropped.",
+            text,
+        )
 
 
 class OptionsTests(SynchronousTestCase):

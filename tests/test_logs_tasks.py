@@ -11,7 +11,13 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, LogPublisher, capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.util.logs import ClusterLog, ClusterLogObserver, ClusterLogService, format_line
+from wazuhcluster.util.logs import (
+    ClusterLog,
+    ClusterLogObserver,
+    ClusterLogService,
+    cluster_log_state,
+    format_line,
+)
 from wazuhcluster.util.tasks import PeriodicTask
 
 LINE = re.compile(
@@ -74,6 +80,17 @@ class LogFormatTests(SynchronousTestCase):
         self.assertEqual(path.read_text().count("\n"), 1)
         self.assertIn("[Master] [Main] second", path.read_text())
         self.assertNotIn(service._observer, getattr(globalLogPublisher, "_observers", []))
+
+    def test_state_while_running(self) -> None:
+        """cluster_log_state() tells the running service's writer state (for ``-i more``),
+        and None once it has stopped."""
+        service = ClusterLogService(Path(self.mktemp()) / "cluster.log")
+        service.startService()
+        try:
+            self.assertEqual(cluster_log_state(), {"failure": None, "lost": 0})
+        finally:
+            service.stopService()
+        self.assertIsNone(cluster_log_state())
 
 
 class LogFaultTests(SynchronousTestCase):
@@ -140,6 +157,9 @@ class LogFaultTests(SynchronousTestCase):
         observer(event)
         observer(event)
         self.assertEqual(observer.lost, 2)
+        self.assertEqual(
+            observer.state(), {"failure": "[Errno 28] No space left on device", "lost": 2}
+        )
         self.assertEqual(complaints.getvalue().count("Cannot write cluster.log"), 1)
         self.assertRegex(complaints.getvalue(), r"^\d{4}/\d\d/\d\d .* ERROR: ")
         full[0] = False
@@ -151,6 +171,7 @@ class LogFaultTests(SynchronousTestCase):
         self.assertTrue(lines[-1].endswith("[Master] [Main] line"))
         for line in lines:
             self.assertRegex(line, r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
+        self.assertEqual(observer.state(), {"failure": None, "lost": 0})
 
     def test_half_line_is_cut_not_kept(self) -> None:
         """The half line a failed write left at the end of cluster.log is cut off when the

@@ -28,6 +28,7 @@ from wazuhcluster.testing.devcluster import wait_for
 #: Every cluster.log line starts with a date and a level.
 DATED = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
 LOST = "log lines were lost"
+OUTPUTS = {"cluster.log", "alerts.json"}
 
 
 def fill(path: Path) -> None:
@@ -53,24 +54,39 @@ def alert_lines(path: Path) -> list[str]:
         return []
 
 
-def processed(home: Path) -> int:
-    """Events the node's analysis has processed (-1 when the control socket does not answer)."""
+def intake(home: Path) -> dict[str, Any]:
+    """The node's ``-i more`` analysis numbers (empty when the control socket does not
+    answer)."""
     asked = control(home, "-i", "more", "--json")
     if asked.returncode != 0:
-        return -1
+        return {}
     analysis: dict[str, Any] = json.loads(asked.stdout)["analysis"]
-    return int(analysis["processed"])
+    return analysis
+
+
+def refused_outputs(home: Path, refused: set[str]) -> set[str]:
+    """Add to ``refused`` the outputs (cluster.log, alerts.json) the node now says it
+    cannot write; return it."""
+    outputs = intake(home).get("outputs") or {}
+    refused.update(name for name, state in outputs.items() if state and state["failure"])
+    return refused
+
+
+def processed(home: Path) -> int:
+    """Events the node's analysis has processed (-1 when the control socket does not answer)."""
+    return int(intake(home).get("processed", -1))
 
 
 class LogsDiskFullTests(ClusterTestCase):
     """worker1's ``logs/`` is a 2 MiB tmpfs."""
 
     def test_logs_full_then_space_returns(self) -> None:
-        """Filled to the last byte while agents send events: events are still analysed, a
-        file added on the master reaches the worker, the link stays up and the node runs;
-        once the filler is removed cluster.log gets new dated lines with the lost-lines
-        WARNING, alerts.json gets new alerts, every alerts.json line is whole JSON and every
-        cluster.log line carries a date and a level."""
+        """Filled to the last byte while agents send events: ``-i more`` says cluster.log and
+        alerts.json cannot be written, events are still analysed, a file added on the master
+        reaches the worker, the link stays up and the node runs; once the filler is removed
+        cluster.log gets new dated lines with the lost-lines WARNING, alerts.json gets new
+        alerts, every alerts.json line is whole JSON and every cluster.log line carries a date
+        and a level."""
         cluster = self.make_cluster(["worker1"])
         home = cluster.home("worker1")
         mounted = mount("-t", "tmpfs", "-o", "size=2m,mode=0770", "tmpfs", str(home.logs))
@@ -98,8 +114,16 @@ class LogsDiskFullTests(ClusterTestCase):
         alerts = home.alerts_dir / "alerts.json"
         self.assertTrue(wait_for(lambda: len(alert_lines(alerts)) >= 10, DEADLINE))
 
+        log_size = home.cluster_log.stat().st_size
         filler = home.logs / "filler"
         fill(filler)
+        # The last page of each file can still take a few lines after the filler took the
+        # rest: wait until both writers have been refused at least once.
+        refused: set[str] = set()
+        self.assertTrue(
+            wait_for(lambda: refused_outputs(home.root, refused) >= OUTPUTS, DEADLINE, 0.5),
+            f"writes were never refused, only {sorted(refused)}",
+        )
         before = processed(home.root)
         self.assertGreater(before, 0)
         # The node keeps working while nothing under logs/ can be written.
@@ -120,7 +144,6 @@ class LogsDiskFullTests(ClusterTestCase):
         self.assertEqual(node_names(cluster.home("master").root), ["master", "worker1"])
         self.assertTrue(worker.running() and master.running())
 
-        log_size = home.cluster_log.stat().st_size
         lines_when_full = len(alert_lines(alerts))
         filler.unlink()
         self.assertTrue(

@@ -49,7 +49,7 @@ from wazuhcluster.config.home import Home
 from wazuhcluster.node.analysis_pool import AnalysisPool, Spawner, process_spawner
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.node.interfaces import IRuleset
-from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.logs import ClusterLog, cluster_log_state
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 #: Events analysed per batch on the analysis thread.
@@ -480,6 +480,7 @@ class AnalysisService(Service):
             processes = self.processes.describe()
         processed = self._processed()
         top = stats.dropped_by_agent.most_common(10)
+        writer = self.writer
         return {
             "workers": self.workers,
             "received": stats.received,
@@ -504,6 +505,12 @@ class AnalysisService(Service):
             "reloads": stats.reloads,
             "failed_reloads": stats.failed_reloads,
             "processes": processes,
+            "outputs": {
+                "cluster.log": cluster_log_state(),
+                "alerts.json": None
+                if writer is None
+                else {"failure": writer.failure, "lost": writer.lost},
+            },
         }
 
 

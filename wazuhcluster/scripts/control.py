@@ -319,6 +319,10 @@ def format_analysis(stats: dict[str, Any]) -> str:
             + ", ".join(f"{agent}: {count}" for agent, count in dropped.items())
             + "."
         )
+    outputs = stats.get("outputs") or {}
+    if outputs:
+        described = "; ".join(_output(name, state) for name, state in outputs.items())
+        lines.append(f"    Outputs: {described}.")
     processes = stats.get("processes") or []
     if not processes:
         lines.append("    Analysis processes: none (one thread in the node's process).")
@@ -334,6 +338,15 @@ def format_analysis(stats: dict[str, Any]) -> str:
                 f"lost {process['lost']} | restarts {process['restarts']}."
             )
     return "\n".join(lines)
+
+
+def _output(name: str, state: dict[str, Any] | None) -> str:
+    """One log output's line part: written, or failing with how much it dropped."""
+    if state is None:
+        return f"{name} not open"
+    if state.get("failure") is None:
+        return f"{name} written"
+    return f"{name} CANNOT be written ({state['failure']}), {state['lost']} lines dropped"
 
 
 async def _reconnect(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:

@@ -11,6 +11,7 @@ import io
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -173,6 +174,11 @@ class ClusterLogObserver:
         self._next_try = 0.0
         self._next_note = float("-inf")
 
+    def state(self) -> dict[str, Any]:
+        """Whether cluster.log can be written now (``failure`` is None) and the lines
+        dropped since it could not."""
+        return {"failure": self.failure, "lost": self.lost}
+
     def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level", LogLevel.info)
         if "cluster_tag" not in event and level < LogLevel.warn and not self.debug:
@@ -271,6 +277,18 @@ class ClusterLogObserver:
         return True
 
 
+#: The cluster.log writer of this process while a node runs; see cluster_log_state.
+_writing: weakref.WeakSet[ClusterLogObserver] = weakref.WeakSet()
+
+
+def cluster_log_state() -> dict[str, Any] | None:
+    """The state of this process's cluster.log writer (None when no node writes one), so
+    ``wazuh-cluster-control -i more`` can say that log lines are being dropped."""
+    for writer in list(_writing):
+        return writer.state()
+    return None
+
+
 class ClusterLogService(Service):
     """Opens HOME/logs/cluster.log while the node runs and reopens it on demand (logrotate)."""
 
@@ -286,6 +304,7 @@ class ClusterLogService(Service):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stream = self._open()
         self._writer = ClusterLogObserver(self._stream, self.debug, reopen=self._open)
+        _writing.add(self._writer)
         predicate = LogLevelFilterPredicate(
             defaultLogLevel=LogLevel.debug if self.debug else LogLevel.info
         )
@@ -315,6 +334,8 @@ class ClusterLogService(Service):
         super().stopService()
         if self._observer is not None:
             globalLogPublisher.removeObserver(self._observer)
+        if self._writer is not None:
+            _writing.discard(self._writer)
         stream = self._writer.stream if self._writer is not None else self._stream
         if stream is not None:
             try:
