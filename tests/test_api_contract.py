@@ -88,6 +88,16 @@ NO_SUCCESS_NEEDED = {
     ("POST", "/security/user/authenticate/run_as"),
     ("DELETE", "/security/users"),
 }
+#: Calls whose error answers the plain sweep does not reach: (method, template, path, body).
+ERROR_CALLS: list[tuple[str, str, str, Any]] = [
+    ("PUT", "/security/roles/{role_id}", "/security/roles/777", {"name": "x"}),
+    ("PUT", "/security/roles/{role_id}", "/security/roles/1", {"name": "x"}),
+    ("PUT", "/security/rules/{rule_id}", "/security/rules/777", {"name": "x"}),
+    ("PUT", "/security/policies/{policy_id}", "/security/policies/777", {"name": "x"}),
+    ("PUT", "/security/users/{user_id}", "/security/users/777", {"password": STRONG}),
+    ("PUT", "/security/users/{user_id}/run_as", "/security/users/777/run_as", None),
+    ("POST", "/security/roles", "/security/roles", {"name": "contract_role2"}),
+]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {
     400: "ResponseError",
@@ -329,6 +339,8 @@ class ContractTests(SynchronousTestCase):
         self.call("GET", "/agents", "/agents?limit=0")
         self.call("GET", "/cluster/nodes", "/cluster/nodes?select=type&distinct=true")
         self.call("PATCH", "/agents", "/agents")
+        for method, template, path, body in ERROR_CALLS:
+            self.call(method, template, path, body)
         self.failures and self.fail("\n".join(["answers not as Wazuh describes:", *self.failures]))
         self.assertEqual(
             {(m, t) for m, t, *_ in calls} - set(self.validated), set(), "operations not checked"

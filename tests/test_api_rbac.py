@@ -347,12 +347,71 @@ class ApiRbacTests(SynchronousTestCase):
         self.assertEqual(data["cluster:read"], {"node:id:*": "allow"})
         self.assertNotIn("agent:read", data)
 
+    def failed(self, answer: Any) -> tuple[int, int, list[tuple[int, list[Any]]]]:
+        """A 200 answer's status, error level and (code, ids) of its failed items."""
+        data = answer.json["data"]
+        items = [(item["error"]["code"], item["id"]) for item in data["failed_items"]]
+        return answer.status, answer.json["error"], items
+
     def test_reserved_objects_refuse_changes(self) -> None:
-        """Default roles cannot be renamed nor deleted (4008)."""
+        """Default roles cannot be renamed nor deleted: 4008 as a failed item, as Wazuh."""
         answer = self.api.call("PUT", "/security/roles/1", {"name": "boss"})
-        self.assertEqual((answer.status, answer.json["error"]), (400, 4008))
+        self.assertEqual(self.failed(answer), (200, 1, [(4008, ["1"])]))
+        self.assertEqual(answer.json["message"], "Role was not updated")
         deleted = self.api.call("DELETE", "/security/roles?role_ids=1").json
         self.assertEqual(deleted["data"]["failed_items"][0]["error"]["code"], 4008)
+
+    def test_unknown_objects_are_failed_items(self) -> None:
+        """Updating an unknown role, policy, rule or user answers 200, error 1, with the id
+        as the failed item and Wazuh's code (no 404, which Wazuh's description lacks)."""
+        policy = {"actions": ["agent:read"], "resources": ["agent:id:*"], "effect": "allow"}
+        cases = [
+            ("/security/roles/777", {"name": "x"}, 4002),
+            ("/security/policies/777", {"policy": policy}, 4007),
+            ("/security/rules/777", {"name": "x"}, 4022),
+            ("/security/users/777", {"password": "Str0ng-Passw0rd!"}, 5001),
+            ("/security/users/777/run_as?allow_run_as=true", None, 5001),
+        ]
+        for path, body, code in cases:
+            answer = self.api.call("PUT", path, body)
+            self.assertEqual(self.failed(answer), (200, 1, [(code, ["777"])]), path)
+            self.assertEqual(answer.json["data"]["affected_items"], [], path)
+        linked = self.api.call("POST", "/security/users/777/roles?role_ids=1")
+        self.assertEqual(self.failed(linked), (200, 1, [(5001, ["777"])]))
+
+    def test_conflicts_are_failed_items(self) -> None:
+        """A taken name or an invalid rule is the failed item of a 200 (4005, 4013, 4003)."""
+        self.api.call("POST", "/security/roles", {"name": "team"})
+        again = self.api.call("POST", "/security/roles", {"name": "team"})
+        self.assertEqual(self.failed(again), (200, 1, [(4005, ["team"])]))
+        self.assertEqual(again.json["message"], "Role was not created")
+        other = self.api.call("POST", "/security/roles", {"name": "other"}).json
+        other_id = other["data"]["affected_items"][0]["id"]
+        renamed = self.api.call("PUT", f"/security/roles/{other_id}", {"name": "team"})
+        self.assertEqual(self.failed(renamed), (200, 1, [(4005, [str(other_id)])]))
+        bodies = [
+            {"actions": ["agent:read"], "resources": ["agent:id:*"], "effect": "allow"},
+            {"actions": ["agent:read"], "resources": ["agent:id:001"], "effect": "allow"},
+        ]
+        ids = [
+            self.api.call("POST", "/security/policies", {"name": f"p{i}", "policy": body}).json[
+                "data"
+            ]["affected_items"][0]["id"]
+            for i, body in enumerate(bodies)
+        ]
+        clash = self.api.call("PUT", f"/security/policies/{ids[1]}", {"name": "p0"})
+        self.assertEqual(self.failed(clash), (200, 1, [(4013, [str(ids[1])])]))
+        bad_rule = self.api.call("POST", "/security/rules", {"name": "r", "rule": {}})
+        self.assertEqual(self.failed(bad_rule), (200, 1, [(4003, ["r"])]))
+
+    def test_reserved_user_password_only_by_reserved_users(self) -> None:
+        """A reserved user's password is changed only by a reserved user (5011; every user
+        here has an id from 100, so no caller is reserved)."""
+        token = self.make_user("helper", "administrator")
+        answer = self.api.call(
+            "PUT", "/security/users/1", {"password": "Str0ng-Passw0rd!"}, token=token
+        )
+        self.assertEqual((answer.status, answer.json["error"]), (400, 5011))
 
     def test_weak_password_and_duplicate_user(self) -> None:
         """Wazuh's password policy (5007, 5009) and a taken name (5000)."""

@@ -129,6 +129,10 @@ CODES: dict[int, Code] = {
     ),
     5008: Code("The current user cannot be deleted"),
     5009: Code("Insecure user password provided", "A password has 8 to 64 characters"),
+    5011: Code(
+        "Administrator users can only be modified by themselves",
+        "Log in as a reserved user to change a reserved user's password",
+    ),
     6004: Code(
         "The current user does not have authentication through authorization context",
         "Ask an administrator to allow run_as for this user",

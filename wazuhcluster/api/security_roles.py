@@ -18,7 +18,7 @@ from typing import Any
 from wazuhcluster.api import params as p
 from wazuhcluster.api import rbac
 from wazuhcluster.api.errors import bad_request, wazuh_error
-from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
+from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.security_common import (
     ID_LIST,
@@ -75,9 +75,13 @@ class RoleEndpoints:
         call.access.require("security:create")
         body = p.check_body(call.body, {"name": (str, True, 64)})
         name, now = _name(body), self.context.tokens.clock()
-        role_id = await self.context.change(lambda db: SecurityDatabase.add_role(db, name, now))
-        message = "Role was successfully created"
-        return Reply(envelope([self.context.role_view(role_id)], {}, *same_message(message)))
+        return await self._one(
+            name,
+            None,
+            lambda db: SecurityDatabase.add_role(db, name, now),
+            self.context.role_view,
+            ("Role was successfully created", "Role was not created"),
+        )
 
     async def update_role(self, call: Call) -> Reply:
         """PUT /security/roles/{role_id}: rename a role (its tokens are revoked)."""
@@ -87,18 +91,36 @@ class RoleEndpoints:
         if "name" not in body:
             raise wazuh_error(4001)
         name = _name(body)
-        self._require_custom(role_id, self.context.state.roles, 4002)
-        await self.context.change(lambda db: SecurityDatabase.rename_role(db, role_id, name))
-        await self.context.tokens.revoke_roles([role_id])
-        message = "Role was successfully updated"
-        return Reply(envelope([self.context.role_view(role_id)], {}, *same_message(message)))
+        reply = await self._one(
+            str(role_id),
+            _custom_failure(role_id, self.context.state.roles, 4002),
+            lambda db: SecurityDatabase.rename_role(db, role_id, name),
+            lambda _: self.context.role_view(role_id),
+            ("Role was successfully updated", "Role was not updated"),
+        )
+        if not reply.body["error"]:
+            await self.context.tokens.revoke_roles([role_id])
+        return reply
 
-    @staticmethod
-    def _require_custom(object_id: int, known: Any, missing: int) -> None:
-        if object_id not in known:
-            raise wazuh_error(missing, str(object_id), status=404)
-        if object_id <= rbac.MAX_RESERVED_ID:
-            raise wazuh_error(4008)
+    async def _one(
+        self,
+        item: str,
+        refused: int | None,
+        change: Callable[[sqlite3.Connection], Any],
+        view: Callable[[Any], dict[str, Any]],
+        messages: tuple[str, str],
+    ) -> Reply:
+        """Create or change one object as Wazuh does: a refusal (``refused``, or a conflict
+        of the store) is the failed ``item`` of a 200 answer with error 1, not an error."""
+        done, none = messages
+        if refused is None:
+            try:
+                made = await self.context.tokens.store.change(change)
+            except SecurityConflict as conflict:
+                refused = conflict.code
+            else:
+                return Reply(envelope([view(made)], {}, done, none, none))
+        return Reply(envelope([], {refused: [item]}, done, none, none))
 
     async def _delete_objects(
         self, call: Call, param: str, kind: str, table: str, known: Any, missing: int, what: str
@@ -156,11 +178,13 @@ class RoleEndpoints:
         call.access.require("security:create")
         body = p.check_body(call.body, {"name": (str, True, 64), "policy": (dict, True, 0)})
         name, policy, now = _name(body), _policy(body["policy"]), self.context.tokens.clock()
-        policy_id = await self.context.change(
-            lambda db: SecurityDatabase.add_body(db, "policies", name, policy, now)
+        return await self._one(
+            name,
+            None,
+            lambda db: SecurityDatabase.add_body(db, "policies", name, policy, now),
+            self.context.policy_view,
+            ("Policy was successfully created", "Policy was not created"),
         )
-        message = "Policy was successfully created"
-        return Reply(envelope([self.context.policy_view(policy_id)], {}, *same_message(message)))
 
     async def update_policy(self, call: Call) -> Reply:
         """PUT /security/policies/{policy_id}: the roles holding it lose their tokens."""
@@ -169,15 +193,18 @@ class RoleEndpoints:
         body = p.check_body(call.body, {"name": (str, False, 64), "policy": (dict, False, 0)})
         if not body:
             raise wazuh_error(4001)
-        self._require_custom(policy_id, self.context.state.policies, 4007)
         name = _name(body) if "name" in body else None
         policy = _policy(body["policy"]) if "policy" in body else None
-        await self.context.change(
-            lambda db: SecurityDatabase.update_body(db, "policies", policy_id, name, policy)
+        reply = await self._one(
+            str(policy_id),
+            _custom_failure(policy_id, self.context.state.policies, 4007),
+            lambda db: SecurityDatabase.update_body(db, "policies", policy_id, name, policy),
+            lambda _: self.context.policy_view(policy_id),
+            ("Policy was successfully updated", "Policy was not updated"),
         )
-        await self._revoke_holders(self.context.state.role_policies, policy_id)
-        message = "Policy was successfully updated"
-        return Reply(envelope([self.context.policy_view(policy_id)], {}, *same_message(message)))
+        if not reply.body["error"]:
+            await self._revoke_holders(self.context.state.role_policies, policy_id)
+        return reply
 
     async def _revoke_holders(self, links: Any, object_id: int) -> None:
         holders = [role for role, held in links.items() if object_id in held]
@@ -205,13 +232,13 @@ class RoleEndpoints:
         call.access.require("security:create")
         body = p.check_body(call.body, {"name": (str, True, 64), "rule": (dict, True, 0)})
         name, rule, now = _name(body), body["rule"], self.context.tokens.clock()
-        if not rbac.valid_rule(rule):
-            raise wazuh_error(4003)
-        rule_id = await self.context.change(
-            lambda db: SecurityDatabase.add_body(db, "rules", name, rule, now)
+        return await self._one(
+            name,
+            None if rbac.valid_rule(rule) else 4003,
+            lambda db: SecurityDatabase.add_body(db, "rules", name, rule, now),
+            self.context.rule_view,
+            ("Security rule was successfully created", "Security rule was not created"),
         )
-        message = "Security rule was successfully created"
-        return Reply(envelope([self.context.rule_view(rule_id)], {}, *same_message(message)))
 
     async def update_rule(self, call: Call) -> Reply:
         """PUT /security/rules/{rule_id}: the roles linked to it lose their tokens."""
@@ -220,17 +247,21 @@ class RoleEndpoints:
         body = p.check_body(call.body, {"name": (str, False, 64), "rule": (dict, False, 0)})
         if not body:
             raise wazuh_error(4001)
-        self._require_custom(rule_id, self.context.state.rules, 4022)
         name = _name(body) if "name" in body else None
         rule = body.get("rule")
-        if rule is not None and not rbac.valid_rule(rule):
-            raise wazuh_error(4003)
-        await self.context.change(
-            lambda db: SecurityDatabase.update_body(db, "rules", rule_id, name, rule)
+        refused = _custom_failure(rule_id, self.context.state.rules, 4022)
+        if refused is None and rule is not None and not rbac.valid_rule(rule):
+            refused = 4003
+        reply = await self._one(
+            str(rule_id),
+            refused,
+            lambda db: SecurityDatabase.update_body(db, "rules", rule_id, name, rule),
+            lambda _: self.context.rule_view(rule_id),
+            ("Security rule was successfully updated", "Security rule was not updated"),
         )
-        await self._revoke_holders(self.context.state.role_rules, rule_id)
-        message = "Security rule was successfully updated"
-        return Reply(envelope([self.context.rule_view(rule_id)], {}, *same_message(message)))
+        if not reply.body["error"]:
+            await self._revoke_holders(self.context.state.role_rules, rule_id)
+        return reply
 
     async def delete_rules(self, call: Call) -> Reply:
         """DELETE /security/rules: the roles linked to them lose their tokens."""
@@ -454,6 +485,15 @@ def _link_one(
     db: sqlite3.Connection,
 ) -> None:
     link(db, role_id, object_id)
+
+
+def _custom_failure(object_id: int, known: Any, missing: int) -> int | None:
+    """Why an object may not be changed: ``missing`` when unknown, 4008 for Wazuh's own."""
+    if object_id not in known:
+        return missing
+    if object_id <= rbac.MAX_RESERVED_ID:
+        return 4008
+    return None
 
 
 def _policy(body: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from wazuhcluster.api import params as p
 from wazuhcluster.api import rbac
 from wazuhcluster.api.errors import bad_request, wazuh_error
-from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
+from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.security_common import (
     ID_LIST,
@@ -98,28 +98,39 @@ class UserEndpoints:
         body = p.check_body(call.body, {"password": (str, False, 64)})
         if "password" not in body:
             raise wazuh_error(4001)
-        user = self._user(user_id)
         code = password_code(body["password"])
         if code is not None:
             raise wazuh_error(code)
+        if user_id <= rbac.MAX_RESERVED_ID:
+            caller = self.context.users.get(call.user) if call.user else None
+            if caller is None or caller.id > rbac.MAX_RESERVED_ID:
+                raise wazuh_error(5011)
+        msgs = ("User was successfully updated", "User could not be updated")
+        user = self.context.users.by_id(user_id)
+        if user is None:
+            # Wazuh answers an unknown user as the failed item of a 200 (no 404 described).
+            return Reply(envelope([], {5001: [str(user_id)]}, msgs[0], msgs[1], msgs[1]))
         hashed = await self.context.run_in_thread(hash_password, body["password"])
         updated = await self.context.users_file(
             update_user, user.name, hash=hashed, changed=self.context.tokens.clock()
         )
         await self.context.tokens.revoke(user.name)
-        return Reply(
-            envelope([updated.public()], {}, *same_message("User was successfully updated"))
-        )
+        return Reply(envelope([updated.public()], {}, msgs[0], msgs[1], msgs[1]))
 
     async def edit_run_as(self, call: Call) -> Reply:
         """PUT /security/users/{user_id}/run_as: allow or forbid run_as logins."""
         call.access.require("security:edit_run_as")
-        user = self._user(int(call.path["user_id"]))
+        user_id = int(call.path["user_id"])
         allow = bool(call.params.get("allow_run_as", False))
+        word = "enabled" if allow else "disabled"
+        done = f"Parameter allow_run_as has been {word} for the user"
+        none = f"The parameter allow_run_as could not be {word} for the user"
+        user = self.context.users.by_id(user_id)
+        if user is None:
+            return Reply(envelope([], {5001: [str(user_id)]}, done, none, none))
         updated = await self.context.users_file(update_user, user.name, allow_run_as=allow)
         await self.context.tokens.revoke(user.name)
-        message = "Parameter allow_run_as has been updated for all selected users"
-        return Reply(envelope([updated.public()], {}, *same_message(message)))
+        return Reply(envelope([updated.public()], {}, done, none, none))
 
     async def delete_users(self, call: Call) -> Reply:
         """DELETE /security/users: delete users (not yourself; their tokens die with them)."""
@@ -153,9 +164,16 @@ class UserEndpoints:
         """POST /security/users/{user_id}/roles: give a user roles (at ``position``)."""
         user_id = int(call.path["user_id"])
         call.access.require_one("security:update", "user:id", str(user_id))
-        user = self._user(user_id)
-        if user.id <= rbac.MAX_RESERVED_ID:
-            raise wazuh_error(4008)
+        user = self.context.users.by_id(user_id)
+        name = user.name if user is not None else "unknown"
+        msgs = (
+            f"All roles were linked to user {name}",
+            f"Some roles were not linked to user {name}",
+            f"No link was created to user {name}",
+        )
+        if user is None or user.id <= rbac.MAX_RESERVED_ID:
+            # Wazuh answers both as the user's failed item in a 200.
+            return Reply(envelope([], {5001 if user is None else 4008: [str(user_id)]}, *msgs))
         failed: dict[int, list[str]] = {}
         wanted = [str(i) for i in call.params["role_ids"]]
         kept = call.access.select("security:update", "role:id", wanted, failed, True)
@@ -170,11 +188,6 @@ class UserEndpoints:
             else:
                 roles.insert(min(at, len(roles)), role_id)
                 at += 1
-        msgs = (
-            f"All roles were linked to user {user.name}",
-            f"Some roles were not linked to user {user.name}",
-            f"No link was created to user {user.name}",
-        )
         if tuple(roles) == user.roles:
             return Reply(envelope([], failed, *msgs))
         updated = await self.context.users_file(update_user, user.name, roles=tuple(roles))
@@ -186,8 +199,13 @@ class UserEndpoints:
         user_id = int(call.path["user_id"])
         call.access.require_one("security:delete", "user:id", str(user_id))
         user = self._user(user_id)
+        msgs = (
+            f"All roles were unlinked from user {user.name}",
+            f"Some roles were not unlinked from user {user.name}",
+            f"No role was unlinked from user {user.name}",
+        )
         if user.id <= rbac.MAX_RESERVED_ID:
-            raise wazuh_error(4008)
+            return Reply(envelope([], {4008: [str(user_id)]}, *msgs))
         requested = call.params["role_ids"]
         everyone = "all" in requested
         wanted = [str(r) for r in user.roles] if everyone else [str(i) for i in requested]
@@ -202,11 +220,6 @@ class UserEndpoints:
                 add_failure(failed, 4016, value)
             else:
                 roles.remove(role_id)
-        msgs = (
-            f"All roles were unlinked from user {user.name}",
-            f"Some roles were not unlinked from user {user.name}",
-            f"No role was unlinked from user {user.name}",
-        )
         if tuple(roles) == user.roles:
             return Reply(envelope([], failed, *msgs))
         updated = await self.context.users_file(update_user, user.name, roles=tuple(roles))
