@@ -67,6 +67,7 @@ STRONG = "Contract-Passw0rd!"
 #: Bodies that make a write succeed, by operation.
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/agents"): {"name": "contract-agent"},
+    ("POST", "/agents/insert"): {"name": "contract-insert", "id": "050", "key": "k" * 64},
     ("POST", "/groups"): {"group_id": "contract"},
     ("PUT", "/groups/{group_id}/configuration"): GOOD_CONF,
     ("POST", "/security/users"): {"username": "contract", "password": STRONG},
@@ -97,6 +98,18 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("PUT", "/security/users/{user_id}", "/security/users/777", {"password": STRONG}),
     ("PUT", "/security/users/{user_id}/run_as", "/security/users/777/run_as", None),
     ("POST", "/security/roles", "/security/roles", {"name": "contract_role2"}),
+    ("GET", "/agents/{agent_id}/key", "/agents/999/key", None),
+    ("GET", "/agents/{agent_id}/key", "/agents/000/key", None),
+    ("GET", "/agents/{agent_id}/group/is_sync", "/agents/999/group/is_sync", None),
+    ("GET", "/agents/stats/distinct", "/agents/stats/distinct?fields=nope", None),
+    ("GET", "/agents/stats/distinct", "/agents/stats/distinct?fields=os.platform,version", None),
+    ("GET", "/agents/no_group", "/agents/no_group?sort=nope", None),
+    ("GET", "/agents/outdated", "/agents/outdated?q=name=web1&select=name", None),
+    ("GET", "/agents/summary", "/agents/summary?agents_list=001,999", None),
+    ("DELETE", "/agents/{agent_id}/group", "/agents/001/group?groups_list=web,gone", None),
+    ("POST", "/agents/insert", "/agents/insert", {"name": "x1", "id": "050", "key": "k" * 64}),
+    ("POST", "/agents/insert", "/agents/insert", {"name": "x2", "key": "short"}),
+    ("POST", "/agents/insert/quick", "/agents/insert/quick?agent_name=web1", None),
 ]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {

@@ -94,10 +94,14 @@ class OpenApiTests(SynchronousTestCase):
         return answer
 
     def template_of(self, method: str, path: str) -> str | None:
-        """The route template serving ``path`` (any method), or None."""
-        for route, pattern in self.api.resource.routes:
-            if pattern.match(path.split("?")[0]):
-                return route.template
+        """The route template serving ``path`` (for ``method`` first, else any), or None."""
+        matching = [
+            route
+            for route, pattern in self.api.resource.routes
+            if pattern.match(path.split("?")[0])
+        ]
+        for route in sorted(matching, key=lambda route: route.method != method):
+            return route.template
         return None
 
     def check_answer(self, method: str, path: str, answer: Answer) -> None:
@@ -183,6 +187,7 @@ class OpenApiTests(SynchronousTestCase):
             headers={"authorization": f"Basic {basic}"},
         )
         self.security_scenario()
+        self.agents_scenario()
         self.manager_scenario()
         self.ruleset_scenario()
         self.logtest_scenario()
@@ -271,6 +276,33 @@ class OpenApiTests(SynchronousTestCase):
         self.call("DELETE", f"/logtest/sessions/{token}")
         self.call("GET", "/groups/default/configuration?limit=1")
         self.call("GET", "/groups/ghost/configuration")
+
+    def agents_scenario(self) -> None:
+        """The agents' summaries, keys, sync state, insertions and group removals."""
+        api = self.api
+        api.store.create_group("team")
+        member = api.enroll("member", "10.0.9.1", ("team",))
+        api.report(member, "active", "w1", os_platform="ubuntu", version="Wazuh v4.13.0")
+        self.call("GET", "/agents/summary?agents_list=999")
+        self.call("GET", "/agents/summary")
+        self.call("GET", "/agents/summary/os")
+        self.call("GET", "/agents/no_group?select=name")
+        self.call("GET", "/agents/outdated?sort=-name")
+        self.call("GET", "/agents/outdated?sort=nope")
+        self.call("GET", "/agents/stats/distinct?fields=os.platform,group&sort=-count")
+        self.call("GET", "/agents/stats/distinct?fields=nope")
+        self.call("GET", f"/agents/{member}/key")
+        self.call("GET", "/agents/999/key")
+        self.call("GET", f"/agents/{member}/group/is_sync")
+        self.call("GET", "/agents/000/group/is_sync")
+        self.call("DELETE", f"/agents/{member}/group?groups_list=team,ghost")
+        self.call("DELETE", "/agents/999/group")
+        self.call("POST", "/agents/insert", {"name": "inserted", "id": "321", "key": "k" * 64})
+        self.call("POST", "/agents/insert", {"name": "again", "id": "321", "key": "k" * 64})
+        self.call("POST", "/agents/insert", {"name": "short", "key": "k"})
+        self.call("POST", "/agents/insert/quick?agent_name=quick")
+        self.call("POST", "/agents/insert/quick?agent_name=quick")
+        self.call("GET", "/overview/agents")
 
     def security_scenario(self) -> None:
         """Every /security route, in success and in error."""

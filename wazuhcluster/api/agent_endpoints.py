@@ -33,6 +33,7 @@ from wazuhcluster.api.views import AGENT_DATE_FIELDS, AGENT_FIELDS, AGENT_LIST_F
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
+    DuplicateId,
     DuplicateIP,
     DuplicateName,
     InvalidValue,
@@ -111,8 +112,48 @@ class AgentEndpoints:
         call.access.require("agent:create")
         fields = {"name": (str, True, 1024), "ip": (str, False, 64), "force": (dict, False, 0)}
         body = p.check_body(call.body, fields)
-        name, ip = body["name"], body.get("ip", "any")
-        rules = force_rules(body["force"]) if "force" in body else None
+        return await self._register(body["name"], body.get("ip", "any"), body.get("force"))
+
+    async def insert_agent(self, call: Call) -> Reply:
+        """POST /agents/insert: register an agent with the id and key it already has."""
+        call.access.require("agent:create")
+        fields = {
+            "name": (str, True, 1024),
+            "ip": (str, False, 64),
+            "id": (str, False, 8),
+            "key": (str, False, 1024),
+            "force": (dict, False, 0),
+        }
+        body = p.check_body(call.body, fields)
+        agent_id = body.get("id")
+        if agent_id is not None:
+            if not (agent_id.isascii() and agent_id.isdigit()) or int(agent_id) == 0:
+                raise bad_request(f"'{agent_id}' is not a valid agent id ('id'; not 000)")
+            agent_id = normal_id(agent_id)
+        key = body.get("key")
+        if key is not None:
+            if len(key) < 64:
+                raise wazuh_error(1709)
+            if len(key) > 64 or not key.isascii() or not key.isalnum():
+                raise bad_request("'key' must be 64 letters or digits")
+        ip = body.get("ip", "any")
+        return await self._register(body["name"], ip, body.get("force"), agent_id, key)
+
+    async def insert_quick(self, call: Call) -> Reply:
+        """POST /agents/insert/quick?agent_name=...: register an agent by name only."""
+        call.access.require("agent:create")
+        return await self._register(call.params["agent_name"], "any", None)
+
+    async def _register(
+        self,
+        name: str,
+        ip: str,
+        force: dict[str, Any] | None,
+        agent_id: str | None = None,
+        key: str | None = None,
+    ) -> Reply:
+        """Register one agent as Wazuh's add_agent does (force rules, name and IP checks)."""
+        rules = force_rules(force) if force is not None else None
         if len(name) > 128:
             raise wazuh_error(1738)
         if name == self.context.node.config.cluster.node_name:
@@ -121,10 +162,12 @@ class AgentEndpoints:
         now = self.context.now()
         try:
             if rules is None:
-                agent = await self.context.registry.enroll(name, ip)
+                agent = await self.context.registry.write(
+                    lambda registry: registry.enroll(name, ip, key=key, agent_id=agent_id)
+                )
             else:
                 agent, replaced = await self.context.registry.write(
-                    lambda registry: enroll_forced(registry, name, ip, rules, now)
+                    lambda registry: enroll_forced(registry, name, ip, rules, now, agent_id, key)
                 )
         except ReplacementRefused as refused:
             code = 1705 if isinstance(refused.duplicate, DuplicateName) else 1706
@@ -133,6 +176,8 @@ class AgentEndpoints:
             raise wazuh_error(1705, name) from None
         except DuplicateIP:
             raise wazuh_error(1706, ip) from None
+        except DuplicateId:
+            raise wazuh_error(1708, str(agent_id)) from None
         except InvalidValue as error:
             if error.what == "IP":
                 raise wazuh_error(1706, ip) from None
@@ -148,8 +193,7 @@ class AgentEndpoints:
             "Agent {id} ({name}) added through the API", id=agent.id, name=agent.name
         )
         notify(self.context.hooks.agents_added, [agent])
-        key = base64.b64encode(agent.key_line().encode("utf-8")).decode("ascii")
-        return Reply({"data": {"id": agent.id, "key": key}, "error": 0})
+        return Reply({"data": {"id": agent.id, "key": encoded_key(agent)}, "error": 0})
 
     async def delete_agents(self, call: Call) -> Reply:
         """DELETE /agents: remove the listed agents that match status and older_than."""
@@ -362,6 +406,22 @@ class AgentEndpoints:
             Route("GET", "/agents/summary/status", self.summary_status, common),
             Route("POST", "/agents", self.add_agent, common, body="json"),
             Route(
+                "POST",
+                "/agents/insert",
+                self.insert_agent,
+                common,
+                body="json",
+                actions=("agent:create",),
+            ),
+            Route(
+                "POST",
+                "/agents/insert/quick",
+                self.insert_quick,
+                {**common, "agent_name": p.names},
+                required=("agent_name",),
+                actions=("agent:create",),
+            ),
+            Route(
                 "DELETE",
                 "/agents",
                 self.delete_agents,
@@ -408,6 +468,11 @@ class AgentEndpoints:
                 agent_path,
             ),
         ]
+
+
+def encoded_key(agent: Agent) -> str:
+    """The agent's key as the API gives it: its ``client.keys`` line in base64."""
+    return base64.b64encode(agent.key_line().encode("utf-8")).decode("ascii")
 
 
 def _assignment_messages(group: str, replace: bool) -> tuple[str, str, str]:

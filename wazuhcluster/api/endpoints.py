@@ -19,6 +19,8 @@ from typing import Any
 from wazuhcluster.api.access import Access
 from wazuhcluster.api.agent_data_endpoints import AgentDataEndpoints
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
+from wazuhcluster.api.agent_single import AgentSingleEndpoints
+from wazuhcluster.api.agent_summaries import AgentSummaryEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
 from wazuhcluster.api.context import EndpointContext
@@ -72,6 +74,8 @@ class Endpoints:
         self.default = DefaultEndpoints(hostname or socket.gethostname(), self.context.now)
         self.cluster = ClusterEndpoints(self.context)
         self.agents = AgentEndpoints(self.context)
+        self.agent_summaries = AgentSummaryEndpoints(self.context)
+        self.agent_single = AgentSingleEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
         self.manager = ManagerEndpoints(self.context)
         config = node.config
@@ -100,6 +104,8 @@ class Endpoints:
             *self.default.routes(),
             *self.cluster.routes(),
             *self.agents.routes(),
+            *self.agent_summaries.routes(),
+            *self.agent_single.routes(),
             *self.groups.routes(),
             *self.manager.routes(),
             *self.ruleset.routes(),

@@ -67,6 +67,8 @@ CODES: dict[int, Code] = {
         "Cannot send request, agent is not active",
         "Only agents connected to a node can be asked to reconnect",
     ),
+    1708: Code("There is an agent with the same ID", "Choose another id or leave it out"),
+    1709: Code("Too short key size", "A key has 64 characters"),
     1710: Code("The group does not exist", "List the groups with GET /groups", 404, _NOT_FOUND),
     1711: Code("The group already exists", "Use another group name"),
     1712: Code("Default group is not deletable"),

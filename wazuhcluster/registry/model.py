@@ -191,6 +191,14 @@ class DuplicateIP(RegistryError):
         self.agent_id = agent_id
 
 
+class DuplicateId(RegistryError):
+    """Another agent already has this id (an insertion with a chosen id)."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"duplicate agent id {agent_id!r}")
+        self.agent_id = agent_id
+
+
 class UnknownGroup(RegistryError):
     """The group does not exist."""
 

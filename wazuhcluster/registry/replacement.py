@@ -47,11 +47,18 @@ class ReplacementRefused(Exception):
 
 
 def enroll_forced(
-    registry: Registry, name: str, ip: str, rules: ForceRules, now: float
+    registry: Registry,
+    name: str,
+    ip: str,
+    rules: ForceRules,
+    now: float,
+    agent_id: str | None = None,
+    key: str | None = None,
 ) -> tuple[Agent, tuple[str, ...]]:
     """Register ``name``/``ip``, replacing the agents holding them if ``rules`` allow it
     (as authd: the IP holder first, then the name holder); return the new agent and the
-    replaced ids. Raises :class:`ReplacementRefused` when a holder must stay."""
+    replaced ids. Raises :class:`ReplacementRefused` when a holder must stay. ``agent_id``
+    and ``key`` insert the agent with its own (see :meth:`Registry.enroll`)."""
     replaced: list[str] = []
     holders = registry.find_holders(name, ip)
     by_ip = [agent for agent in holders if ip != ANY_IP and agent.ip == ip]
@@ -64,5 +71,5 @@ def enroll_forced(
             )
             raise ReplacementRefused(duplicate, reason)
         replaced.append(holder.id)
-    agent = registry.enroll(name, ip, (), replace=replaced)
+    agent = registry.enroll(name, ip, (), replace=replaced, key=key, agent_id=agent_id)
     return agent, tuple(replaced)

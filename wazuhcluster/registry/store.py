@@ -33,6 +33,7 @@ from wazuhcluster.registry.model import (
     Agent,
     AgentInfoReport,
     AgentInfoResult,
+    DuplicateId,
     DuplicateIP,
     DuplicateName,
     GroupExists,
@@ -207,6 +208,7 @@ class Registry:
         groups: Sequence[str] = (),
         replace: Iterable[str] = (),
         key: str | None = None,
+        agent_id: str | None = None,
     ) -> Agent:
         """Register a new agent and return it (with its new id and key).
 
@@ -214,7 +216,9 @@ class Registry:
         rules' decision); afterwards the name, and the IP unless ``any``, must be free,
         otherwise :class:`DuplicateName` / :class:`DuplicateIP` is raised and nothing
         changes. ``groups`` must exist (:class:`UnknownGroup`); an agent with no group
-        joins ``default``. Ids are sequential and never reused.
+        joins ``default``. Ids are sequential and never reused, unless ``agent_id`` names
+        the id (Wazuh's insertion of an agent with its id and key): it must be free
+        (:class:`DuplicateId`), and later sequential ids come after it.
         """
         problem = agent_name_problem(name)
         if problem is not None:
@@ -227,7 +231,8 @@ class Registry:
             raise InvalidValue(
                 "group list", ",".join(wanted), f"more than {group_files.MAX_GROUPS_PER_AGENT}"
             )
-        replace_numbers = [parse_agent_id(agent_id) for agent_id in replace]
+        replace_numbers = [parse_agent_id(held) for held in replace]
+        chosen = parse_agent_id(agent_id) if agent_id is not None else None
         with self._transaction() as db:
             missing = self._missing_groups(db, wanted)
             if missing:
@@ -241,12 +246,21 @@ class Registry:
                 if held_name == name:
                     raise DuplicateName(name, format_agent_id(held_id))
                 raise DuplicateIP(clean_ip, format_agent_id(held_id))
-            number = int(
+            if chosen is None:
+                number = int(
+                    db.execute(
+                        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_id' "
+                        "RETURNING CAST(value AS INTEGER) - 1"
+                    ).fetchone()[0]
+                )
+            else:
+                if db.execute("SELECT 1 FROM agents WHERE id = ?", (chosen,)).fetchone():
+                    raise DuplicateId(format_agent_id(chosen))
+                number = chosen
                 db.execute(
-                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_id' "
-                    "RETURNING CAST(value AS INTEGER) - 1"
-                ).fetchone()[0]
-            )
+                    "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_id'",
+                    (chosen + 1,),
+                )
             agent_key = key if key is not None else new_key()
             now = self.clock()
             db.execute(

@@ -1,0 +1,279 @@
+"""Counts and digests over the agents: ``/agents/summary``, ``/agents/summary/os``,
+``/agents/stats/distinct``, ``/agents/no_group``, ``/agents/outdated`` and
+``/overview/agents``.
+
+Each reads the registry once, keeps the agents the caller may read (``agent:read``; Wazuh
+narrows these quietly, it never fails an item) and walks their views in a thread.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from attrs import evolve
+
+from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.api import params as p
+from wazuhcluster.api.agent_listing import (
+    AGENT_STATUSES,
+    agent_page,
+    agent_views,
+    host_os,
+    visible_agents,
+)
+from wazuhcluster.api.context import EndpointContext
+from wazuhcluster.api.errors import wazuh_error
+from wazuhcluster.api.query import Listing, apply_listing, check_listing, field_value
+from wazuhcluster.api.replies import Reply, envelope
+from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.views import (
+    AGENT_DATE_FIELDS,
+    AGENT_FIELDS,
+    AGENT_LIST_FIELDS,
+    group_view,
+    manager_view,
+)
+from wazuhcluster.registry.model import Agent
+
+#: What Wazuh shows for a field an agent has no value for, in distinct counts.
+UNKNOWN = "N/A"
+_LISTED = (
+    "All selected agents information was returned",
+    "Some agents information was not returned",
+    "No agent information was returned",
+)
+
+
+def distinct_rows(
+    views: Sequence[Mapping[str, Any]], fields: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each combination of ``fields`` among ``views`` once, nested as in the views, with
+    ``count``, the number of views holding it; in order of first appearance."""
+    counts: Counter[str] = Counter()
+    rows: dict[str, dict[str, Any]] = {}
+    for view in views:
+        row: dict[str, Any] = {}
+        for field in fields:
+            value = field_value(view, field)
+            target = row
+            parts = field.split(".")
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = UNKNOWN if value is None or value == [] else value
+        key = repr(sorted(_flat(row)))
+        counts[key] += 1
+        rows.setdefault(key, row)
+    return [{**row, "count": counts[key]} for key, row in rows.items()]
+
+
+def _flat(row: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for key, value in row.items():
+        if isinstance(value, Mapping):
+            found.extend(_flat(value, f"{prefix}{key}."))
+        else:
+            found.append((prefix + key, repr(value)))
+    return found
+
+
+class AgentSummaryEndpoints:
+    """The agents' summaries and digests (see module docstring)."""
+
+    def __init__(self, context: EndpointContext) -> None:
+        self.context = context
+
+    async def _readable(
+        self, call: Call, wanted: Sequence[str] | None = None, manager: bool = True
+    ) -> tuple[list[Agent], bool]:
+        """The agents the caller may read (of ``wanted`` when given), and whether agent 000
+        is among them (when ``manager``)."""
+        agents = await self.context.registry.list_agents()
+        allowed, _, with_manager = visible_agents(
+            call.access, "agent:read", agents, wanted, {}, manager=manager
+        )
+        return allowed, with_manager and manager
+
+    def _views(self, agents: list[Agent], manager: bool) -> list[dict[str, Any]]:
+        """The views of ``agents``, agent 000's first when ``manager`` (in a thread)."""
+        views = agent_views(self.context, agents)
+        if manager:
+            cluster = self.context.node.config.cluster
+            now = self.context.now()
+            views.insert(0, manager_view(cluster.node_name, WAZUH_VERSION, now, host_os()))
+        return views
+
+    async def summary(self, call: Call) -> Reply:
+        """GET /agents/summary: agents by status, by OS platform and by group."""
+        agents, _ = await self._readable(call, call.params.get("agents_list"), manager=False)
+
+        def count() -> dict[str, Any]:
+            status = dict.fromkeys(AGENT_STATUSES, 0)
+            platforms: Counter[str] = Counter()
+            groups: Counter[str] = Counter()
+            for view in self._views(agents, False):
+                status[view["status"]] = status.get(view["status"], 0) + 1
+                platform = field_value(view, "os.platform")
+                if platform:
+                    platforms[str(platform)] += 1
+                groups.update(view.get("group") or ())
+            return {"status": status, "os": dict(platforms), "groups": dict(groups)}
+
+        return Reply({"data": await self.context.run_in_thread(count), "error": 0})
+
+    async def summary_os(self, call: Call) -> Reply:
+        """GET /agents/summary/os: the OS platforms of the agents, each once, sorted."""
+        agents, manager = await self._readable(call)
+
+        def platforms() -> list[str]:
+            found = {field_value(view, "os.platform") for view in self._views(agents, manager)}
+            return sorted(str(platform) for platform in found if platform)
+
+        items = await self.context.run_in_thread(platforms)
+        msgs = (
+            "Showing the operative system of all specified agents",
+            "Could not get the operative system of some agents",
+            "Could not get the operative system of the agents",
+        )
+        return Reply(envelope(items, {}, *msgs))
+
+    async def _filtered_page(
+        self, call: Call, keep: Callable[[Agent], bool], manager: bool
+    ) -> Reply:
+        """GET /agents' listing over the readable agents ``keep`` accepts."""
+        listing = p.listing(call.params)
+        check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
+        agents, with_manager = await self._readable(call, manager=manager)
+        agents = [agent for agent in agents if keep(agent)]
+        page, total, failed = await self.context.run_in_thread(
+            agent_page, self.context, agents, {}, listing, with_manager
+        )
+        return Reply(envelope(page, failed, *_LISTED, total))
+
+    async def no_group(self, call: Call) -> Reply:
+        """GET /agents/no_group: agents in no group (never agent 000)."""
+        return await self._filtered_page(call, lambda agent: not agent.groups, False)
+
+    async def outdated(self, call: Call) -> Reply:
+        """GET /agents/outdated: agents that reported a version other than the manager's
+        (agents that never reported one are not counted, as in Wazuh)."""
+        current = f"Wazuh v{WAZUH_VERSION}"
+        return await self._filtered_page(
+            call, lambda agent: bool(agent.version) and agent.version != current, False
+        )
+
+    async def distinct(self, call: Call) -> Reply:
+        """GET /agents/stats/distinct: each combination of ``fields`` with its count."""
+        fields: tuple[str, ...] = tuple(dict.fromkeys(call.params.get("fields", ())))
+        unknown = [field for field in fields if field not in AGENT_FIELDS]
+        if unknown:
+            raise wazuh_error(
+                1724, f"allowed fields: {', '.join(AGENT_FIELDS)}; fields: {', '.join(unknown)}"
+            )
+        listing = p.listing(call.params)
+        grouped = (*fields, "count")
+        # q and search pick agents (agent fields); sort and paging order the counted rows.
+        filtering = Listing(
+            search=listing.search, search_negated=listing.search_negated, q=listing.q
+        )
+        rows_listing = Listing(listing.offset, listing.limit, sort=listing.sort)
+        check_listing(filtering, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
+        check_listing(rows_listing, grouped)
+        agents, manager = await self._readable(call)
+        now = self.context.now()
+
+        def rows() -> tuple[list[dict[str, Any]], int]:
+            views = self._views(agents, manager)
+            everything = evolve(filtering, limit=len(views) + 1)
+            chosen, _ = apply_listing(
+                views,
+                everything,
+                AGENT_FIELDS,
+                (),
+                AGENT_DATE_FIELDS,
+                now,
+                lists=AGENT_LIST_FIELDS,
+            )
+            return apply_listing(distinct_rows(chosen, fields), rows_listing, grouped)
+
+        page, total = await self.context.run_in_thread(rows)
+        return Reply(envelope(page, {}, *_LISTED, total))
+
+    async def overview(self, call: Call) -> Reply:
+        """GET /overview/agents: agents by node, OS, version and status, the groups, and the
+        last registered agent (what the caller may read)."""
+        agents, manager = await self._readable(call)
+        infos = await self.context.registry.list_groups()
+        failed: dict[int, list[str]] = {}
+        names = [info.name for info in infos]
+        readable = set(call.access.select("group:read", "group:id", names, failed, False))
+        infos = [info for info in infos if info.name in readable]
+        shared = self.context.shared
+
+        def overview() -> dict[str, Any]:
+            views = self._views(agents, manager)
+            enrolled = [view for view in views if view["id"] != "000"]
+            status = dict.fromkeys(AGENT_STATUSES, 0)
+            synced = 0
+            for view in enrolled:
+                status[view["status"]] = status.get(view["status"], 0) + 1
+                synced += view["group_config_status"] == "synced"
+            last = max(enrolled, key=lambda view: (view["dateAdd"], view["id"]), default=None)
+            os_fields = ("os.name", "os.platform", "os.version")
+            return {
+                "nodes": [
+                    {"node_name": row["node_name"], "count": row["count"]}
+                    for row in distinct_rows(views, ("node_name",))
+                ],
+                "groups": [group_view(shared, i.name, i.agent_count) for i in infos],
+                "agent_os": distinct_rows(views, os_fields),
+                "agent_status": {
+                    "connection": {**status, "total": len(enrolled)},
+                    "configuration": {
+                        "synced": synced,
+                        "not_synced": len(enrolled) - synced,
+                        "total": len(enrolled),
+                    },
+                },
+                "agent_version": distinct_rows(views, ("version",)),
+                "last_registered_agent": [last] if last is not None else [],
+            }
+
+        return Reply({"data": await self.context.run_in_thread(overview), "error": 0})
+
+    def routes(self) -> list[Route]:
+        """The routes of this family."""
+        common = p.COMMON
+        listing = {**common, **p.LISTING}
+        del listing["distinct"]
+        read = ("agent:read",)
+        return [
+            Route(
+                "GET",
+                "/agents/summary",
+                self.summary,
+                {**common, "agents_list": p.comma_list(p.agent_id)},
+                actions=read,
+            ),
+            Route("GET", "/agents/summary/os", self.summary_os, common, actions=read),
+            Route("GET", "/agents/no_group", self.no_group, listing, actions=read),
+            Route("GET", "/agents/outdated", self.outdated, listing, actions=read),
+            Route(
+                "GET",
+                "/agents/stats/distinct",
+                self.distinct,
+                {
+                    **{k: v for k, v in listing.items() if k != "select"},
+                    "fields": p.comma_list(p.names),
+                },
+                actions=read,
+            ),
+            Route(
+                "GET",
+                "/overview/agents",
+                self.overview,
+                common,
+                actions=("agent:read", "group:read"),
+            ),
+        ]
