@@ -303,6 +303,12 @@ class OpenApiTests(SynchronousTestCase):
         self.call("POST", "/agents/insert/quick?agent_name=quick")
         self.call("POST", "/agents/insert/quick?agent_name=quick")
         self.call("GET", "/overview/agents")
+        self.call("GET", "/groups/team/files/agent.conf")
+        self.call("GET", "/groups/team/files/agent.conf?raw=true")
+        self.call("GET", "/groups/team/files/merged.mg?type=rcl")
+        self.call("GET", "/groups/team/files/merged.mg?raw=true")
+        self.call("GET", "/groups/team/files/nothing.txt")
+        self.call("GET", "/groups/ghost/files/agent.conf")
 
     def security_scenario(self) -> None:
         """Every /security route, in success and in error."""

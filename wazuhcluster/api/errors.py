@@ -38,6 +38,10 @@ CODES: dict[int, Code] = {
         500,
         "Wazuh Internal Error",
     ),
+    1006: Code(
+        "File/directory does not exist or there is a problem with the permissions",
+        "List the group's files with GET /groups/{group_id}/files",
+    ),
     1101: Code("Error reading the configuration file", "Check the node's configuration"),
     1103: Code("Invalid field in section", "Ask for a field the section has"),
     1106: Code("Requested section not present in configuration", "Ask for a configured section"),

@@ -13,12 +13,13 @@ from typing import Any
 
 from defusedxml import ElementTree as SafeElementTree
 
+from wazuhcluster.api import group_file_reader
 from wazuhcluster.api import params as p
 from wazuhcluster.api.agent_listing import AGENT_FILTERS, agent_page, visible_agents
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
-from wazuhcluster.api.replies import Reply, add_failure, envelope
+from wazuhcluster.api.replies import TEXT, XML, Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
@@ -103,6 +104,13 @@ def _put_json(holder: dict[str, Any], key: str, value: Any) -> None:
         holder[key].append(value)
     else:
         holder[key] = [holder[key], value]
+
+
+def _file_name(name: str, value: str) -> str:
+    """One file name of a group folder (no directory part, not ``..``)."""
+    if group_file_reader.FILE_NAME.fullmatch(value) is None:
+        raise bad_request(f"'{value[:64]}' is not a valid file name ('{name}')")
+    return value
 
 
 class GroupEndpoints:
@@ -252,6 +260,33 @@ class GroupEndpoints:
         page = blocks[offset : offset + call.params.get("limit", 500)]
         return Reply({"data": {"affected_items": page, "total_affected_items": len(blocks)}})
 
+    async def group_file(self, call: Call) -> Reply:
+        """GET /groups/{group_id}/files/{file_name}: one shared file, as JSON in the
+        reading its name (or ``type``) calls for, or its text with ``raw=true``."""
+        group, name = call.path["group_id"], call.path["file_name"]
+        call.access.require_one("group:read", "group:id", group)
+        await self.context.require_group(group)
+        # ar.conf is the one shared by every group, at the top of etc/shared.
+        folder = self.context.shared if name == "ar.conf" else self.context.shared / group
+        path = folder / name
+        text = await self.context.run_in_thread(group_file_reader.read_text, path)
+        if call.params.get("raw"):
+            kind = XML if name == AGENT_CONF else TEXT
+            return Reply(text, content_type=kind)
+        wanted = call.params.get("type", ())
+        kind_name = wanted[0] if wanted else ("conf" if name == AGENT_CONF else None)
+        if kind_name == "conf":
+            blocks = await self.context.run_in_thread(agent_conf_blocks, path)
+            data: Any = {"total_affected_items": len(blocks), "affected_items": blocks}
+        else:
+            reader = (
+                group_file_reader.READERS[kind_name]
+                if kind_name is not None
+                else group_file_reader.BY_NAME.get(name, group_file_reader.rcl)
+            )
+            data = await self.context.run_in_thread(reader, text)
+        return Reply({"data": data, "error": 0})
+
     async def put_group_configuration(self, call: Call) -> Reply:
         """PUT /groups/{group_id}/configuration: replace agent.conf atomically."""
         group = call.path["group_id"]
@@ -303,6 +338,20 @@ class GroupEndpoints:
                 self.group_files,
                 {**listing, **hashing},
                 group_path,
+            ),
+            Route(
+                "GET",
+                "/groups/{group_id}/files/{file_name}",
+                self.group_file,
+                {
+                    **common,
+                    "raw": p.boolean,
+                    "type": p.comma_list(
+                        p.choice("conf", "rootkit_files", "rootkit_trojans", "rcl")
+                    ),
+                },
+                {**group_path, "file_name": _file_name},
+                actions=("group:read",),
             ),
             Route(
                 "GET",

@@ -17,6 +17,8 @@ from wazuhcluster.api.errors import failed_item
 #: The content types of answers: JSON (most) and plain text (a raw token).
 JSON = b"application/json; charset=utf-8"
 TEXT = b"text/plain; charset=utf-8"
+#: XML text (a raw agent.conf, a ruleset file).
+XML = b"application/xml; charset=utf-8"
 
 
 @frozen
