@@ -123,8 +123,8 @@ class AgentSummaryEndpoints:
         return Reply({"data": await self.context.run_in_thread(count), "error": 0})
 
     async def summary_os(self, call: Call) -> Reply:
-        """GET /agents/summary/os: the OS platforms of the agents, each once, sorted."""
-        agents, manager = await self._readable(call)
+        """GET /agents/summary/os: the OS platforms of the agents (not 000), each once."""
+        agents, manager = await self._readable(call, manager=False)
 
         def platforms() -> list[str]:
             found = {field_value(view, "os.platform") for view in self._views(agents, manager)}
