@@ -130,6 +130,18 @@ class ApplyKeyChangesTests(SynchronousTestCase):
         """The ids the channel accepts now."""
         return sorted(entry.agent_id for entry in self.service.factory.keys)
 
+    def test_send_message_to_connected_agents(self) -> None:
+        """send_message reaches the listed agents that have a connection and says which."""
+        sent: list[tuple[str, str]] = []
+
+        def send_to_agent(agent_id: str, message: str) -> bool:
+            sent.append((agent_id, message))
+            return agent_id == "001"
+
+        self.service.factory.send_to_agent = send_to_agent  # type: ignore[method-assign]
+        self.assertEqual(self.service.send_message(["001", "002"], "#!-execd x"), ["001"])
+        self.assertEqual(sent, [("001", "#!-execd x"), ("002", "#!-execd x")])
+
     def test_changes_applied_without_reading_the_file(self) -> None:
         """After the node's own write, additions and removals reach the channel and the
         periodic check does not parse the file again."""

@@ -28,6 +28,7 @@ from wazuhcluster.master.registry import MasterRegistry
 from wazuhcluster.registry.model import AgentInfoReport
 from wazuhcluster.registry.store import Registry
 from wazuhcluster.util.threads import run_inline
+from wazuhcluster.wire import agents as wire
 from wazuhcluster.worker.agents import WorkerAgents
 from wazuhcluster.worker.link import MasterLink
 
@@ -281,7 +282,15 @@ class AgentSyncLinkTests(SynchronousTestCase):
             self.asked.append((ids, count))
             return [i for i in ids if i == "001"]
 
-        channel = SimpleNamespace(sessions=self.sessions, reconnect=reconnect)
+        self.messages: list[tuple[list[str], str]] = []
+
+        def send_message(ids: list[str], message: str) -> list[str]:
+            self.messages.append((ids, message))
+            return [i for i in ids if i in ("001", "002")]
+
+        channel = SimpleNamespace(
+            sessions=self.sessions, reconnect=reconnect, send_message=send_message
+        )
 
         def features(link: MasterLink, home: Home) -> list[WorkerAgents]:
             self.worker = WorkerAgents(
@@ -496,6 +505,21 @@ class AgentSyncLinkTests(SynchronousTestCase):
         self.successResultOf(self.worker.background.stopService())
         self.assertEqual(self.worker.background.pending, [])
         self.cluster.settle()
+
+    def test_send_to_agents_reaches_workers(self) -> None:
+        """A message for agents goes through the master's own channel first, then to the
+        workers for the rest (in chunks of at most MAX_SEND_IDS ids); the ids reached come
+        back by node."""
+        self.master.local_channel = SimpleNamespace(
+            send_message=lambda ids, message: [i for i in ids if i == "003"]
+        )
+        many = ["003", "001", "002", *[f"{n:05d}" for n in range(10, 10 + wire.MAX_SEND_IDS)]]
+        sent = ensureDeferred(self.master.send_to_agents("#!-execd x", many))
+        self.cluster.settle()
+        self.assertEqual(self.successResultOf(sent), {"master": ["003"], "worker1": ["001", "002"]})
+        self.assertEqual([len(ids) for ids, _ in self.messages], [wire.MAX_SEND_IDS, 2])
+        self.assertNotIn("003", self.messages[0][0])
+        self.assertEqual({message for _, message in self.messages}, {"#!-execd x"})
 
     def test_reconnect_reaches_workers(self) -> None:
         """A reconnect asked on the master is relayed to the workers, which report what they

@@ -82,6 +82,7 @@ BODIES: dict[tuple[str, str], Any] = {
     },
     ("PUT", "/security/policies/{policy_id}"): {"name": "contract_policy2"},
     ("PUT", "/security/config"): {"auth_token_exp_timeout": 900},
+    ("PUT", "/active-response"): {"command": "!contract.sh", "arguments": ["-"]},
     ("POST", "/security/user/authenticate/run_as"): {"a": "b"},
 }
 #: Writes that may not succeed in the sweep: they end a session or need a context.
@@ -118,6 +119,10 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", GROUP_FILE, "/groups/web/files/agent.conf?type=rcl", None),
     ("GET", GROUP_FILE, "/groups/ghost/files/agent.conf", None),
     ("GET", GROUP_FILE, "/groups/web/files/..", None),
+    ("PUT", "/agents/restart", "/agents/restart?agents_list=000,001,999", None),
+    ("PUT", "/agents/group/{group_id}/restart", "/agents/group/ghost/restart", None),
+    ("PUT", "/active-response", "/active-response", {"command": "nope0"}),
+    ("PUT", "/active-response", "/active-response", {"command": ""}),
 ]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {

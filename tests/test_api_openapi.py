@@ -309,6 +309,13 @@ class OpenApiTests(SynchronousTestCase):
         self.call("GET", "/groups/team/files/merged.mg?raw=true")
         self.call("GET", "/groups/team/files/nothing.txt")
         self.call("GET", "/groups/ghost/files/agent.conf")
+        self.call("PUT", f"/agents/restart?agents_list=000,{member},999")
+        self.call("PUT", f"/agents/{member}/restart")
+        self.call("PUT", "/agents/group/team/restart")
+        self.call("PUT", "/agents/group/ghost/restart")
+        self.call("PUT", "/agents/node/master/restart")
+        self.call("PUT", "/active-response", {"command": "!block.sh", "arguments": ["x"]})
+        self.call("PUT", "/active-response", {"command": "nope0"})
 
     def security_scenario(self) -> None:
         """Every /security route, in success and in error."""

@@ -89,6 +89,7 @@ WORKER_COMMANDS: list[type[amp.Command]] = [
     wire_integrity.IntegrityChanged,
     wire_registry.KeysUpdate,
     wire_agents.ReconnectAgents,
+    wire_agents.SendToAgents,
     stream_commands.StreamOpen,
     stream_commands.StreamChunk,
     stream_commands.StreamEnd,

@@ -30,6 +30,10 @@ class IAgentChannel(Interface):
 
     sessions: SessionTable = Attribute("The agents' sessions on this node.")
 
+    def send_message(agent_ids: list[str], message: str) -> list[str]:
+        """Send ``message`` (a manager → agent text, e.g. ``#!-execd ...``) to each of the
+        given agents connected here; the ids it was sent to."""
+
     def reconnect(agent_ids: list[str], count: int = 0) -> list[str]:
         """Ask the given connected agents, plus up to ``count`` more, to reconnect; the ids
         asked."""

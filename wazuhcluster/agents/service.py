@@ -207,6 +207,16 @@ class AgentChannelService(MultiService):
         finally:
             self._reload_lock.release()
 
+    def send_message(self, agent_ids: list[str], message: str) -> list[str]:
+        """Send ``message`` to each of the given agents connected here (an active-response
+        or restart command of the API); the ids it was sent to."""
+        sent = [agent_id for agent_id in agent_ids if self.factory.send_to_agent(agent_id, message)]
+        if sent:
+            self.log.info(
+                "Sent {what} to {count} agents.", what=message.split(" ", 2)[:2], count=len(sent)
+            )
+        return sent
+
     def reconnect(self, agent_ids: list[str], count: int = 0) -> list[str]:
         """Ask agents to reconnect (``#!-force_reconnect``): the given ids that are connected
         here, plus up to ``count`` more of this node's agents (to rebalance after an outage).

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wazuhcluster.api.access import Access
+from wazuhcluster.api.agent_commands import AgentCommandEndpoints
 from wazuhcluster.api.agent_data_endpoints import AgentDataEndpoints
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
 from wazuhcluster.api.agent_single import AgentSingleEndpoints
@@ -76,6 +77,7 @@ class Endpoints:
         self.agents = AgentEndpoints(self.context)
         self.agent_summaries = AgentSummaryEndpoints(self.context)
         self.agent_single = AgentSingleEndpoints(self.context)
+        self.agent_commands = AgentCommandEndpoints(self.context)
         self.groups = GroupEndpoints(self.context)
         self.manager = ManagerEndpoints(self.context)
         config = node.config
@@ -106,6 +108,7 @@ class Endpoints:
             *self.agents.routes(),
             *self.agent_summaries.routes(),
             *self.agent_single.routes(),
+            *self.agent_commands.routes(),
             *self.groups.routes(),
             *self.manager.routes(),
             *self.ruleset.routes(),

@@ -61,6 +61,11 @@ CODES: dict[int, Code] = {
     ),
     1415: Code("Rules file not found", "List the rule files with GET /rules/files"),
     1503: Code("Decoders file not found", "List the decoder files with GET /decoders/files"),
+    1650: Code("Active response - Command not specified", "Give the command to run"),
+    1652: Code(
+        "The command used is not defined in the configuration.",
+        "Use a command of etc/shared/ar.conf, or a script name starting with '!'",
+    ),
     1701: Code(
         "Agent does not exist", "List the agents with GET /agents?select=id,name", 404, _NOT_FOUND
     ),

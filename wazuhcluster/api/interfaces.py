@@ -49,6 +49,10 @@ class IApiNode(Interface):
     async def reconnect_agents(agents: list[str], count: int) -> dict[str, list[str]]:
         """Ask agents to reconnect wherever they are connected; the ids asked, by node."""
 
+    async def send_to_agents(message: str, agents: list[str]) -> dict[str, list[str]]:
+        """Send a manager → agent message (``#!-execd ...``) to the given agents wherever
+        they are connected; the ids it was sent to, by node."""
+
     async def ask_node(node: str, question: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """A node's answer about itself (``info``, ``status``, ``logs``...): the master's
         own, or a connected worker's over the cluster link, bounded in time and size.

@@ -171,7 +171,13 @@ def listing(values: Mapping[str, Any]) -> Listing:
 
 # --- JSON bodies ------------------------------------------------------------------------
 
-_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", dict: "object"}
+_JSON_TYPES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    bool: "boolean",
+    dict: "object",
+    list: "array",
+}
 
 
 def check_body(body: Any, fields: Mapping[str, tuple[type, bool, int]]) -> dict[str, Any]:

@@ -284,6 +284,41 @@ class MasterAgents(LinkFeature[WorkerLink]):
             sessions.mark_all_dirty()
             raise
 
+    async def send_to_agents(self, message: str, agents: list[str]) -> dict[str, list[str]]:
+        """Send ``message`` to the given agents: through the master's own channel and every
+        worker (each sends only to the agents connected there). The ids sent to, by node."""
+        sent: dict[str, list[str]] = {}
+        left = list(dict.fromkeys(agents))
+        if self.local_channel is not None and left:
+            sent[self.node.config.cluster.node_name] = self.local_channel.send_message(
+                left, message
+            )
+            reached = set(sent[self.node.config.cluster.node_name])
+            left = [agent_id for agent_id in left if agent_id not in reached]
+        for link in list(self.node.workers):
+            if not left:
+                break
+            reached_here: list[str] = []
+            for start in range(0, len(left), wire.MAX_SEND_IDS):
+                chunk = left[start : start + wire.MAX_SEND_IDS]
+                try:
+                    answer = await link.protocol.callRemote(
+                        wire.SendToAgents, message=message, agents=chunk
+                    )
+                except Exception as error:
+                    self.log.warn(
+                        "Could not send a message to agents through {name}: {error}",
+                        name=link.name,
+                        error=error,
+                    )
+                    break
+                wanted = set(chunk)
+                reached_here.extend(str(a) for a in answer["sent"] if a in wanted)
+            sent[link.name] = reached_here
+            done = set(reached_here)
+            left = [agent_id for agent_id in left if agent_id not in done]
+        return sent
+
     async def reconnect(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Ask agents to reconnect: the listed ids on every node, plus ``count`` of the
         master's own agents. Returns the ids asked, by node."""

@@ -49,6 +49,10 @@ class IManager(Interface):
 class IAgentReconnector(Interface):
     """Reaches agents wherever they are connected (the agents feature)."""
 
+    async def send_to_agents(message: str, agents: list[str]) -> dict[str, list[str]]:
+        """Send ``message`` to the given agents wherever they are connected; the ids it was
+        sent to, by node."""
+
     async def reconnect(agents: list[str], count: int) -> dict[str, list[str]]:
         """Ask the given agents, plus up to ``count`` more per node, to reconnect; the ids
         asked, by node."""

@@ -276,6 +276,12 @@ class MasterNode:
         answer: dict[str, Any] = reply["answer"]
         return answer
 
+    async def send_to_agents(self, message: str, agents: list[str]) -> dict[str, list[str]]:
+        """API: send a manager → agent message to agents wherever they are connected."""
+        if self.reconnector is None:
+            return {}
+        return await self.reconnector.send_to_agents(message, agents)
+
     async def reconnect_agents(self, agents: list[str], count: int) -> dict[str, list[str]]:
         """Control: ask agents to reconnect, wherever they are connected."""
         if self.reconnector is None:

@@ -31,6 +31,21 @@ class RequestAgentGroups(amp.Command):
     fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}
 
 
+#: The most agent ids one SendToAgents carries (one AMP value holds 64 KiB).
+MAX_SEND_IDS = 4000
+#: The longest manager → agent message (Wazuh's OS_MAXSTR).
+MAX_AGENT_MESSAGE = 6144
+
+
+class SendToAgents(amp.Command):
+    """Master → worker: send ``message`` to these agents if they are connected there
+    (an active-response or restart command); answers the ids it was sent to."""
+
+    arguments = [(b"message", amp.Unicode()), (b"agents", Json())]
+    response = [(b"sent", Json())]
+    fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}
+
+
 class ReconnectAgents(amp.Command):
     """Master → worker: ask these agents (and ``count`` more) connected there to reconnect."""
 

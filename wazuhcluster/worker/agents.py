@@ -174,10 +174,22 @@ class WorkerAgents(LinkFeature[MasterLink]):
 
 
 class _ReconnectLocator(amp.CommandLocator):
-    """ReconnectAgents from the master."""
+    """ReconnectAgents and SendToAgents from the master."""
 
     def __init__(self, feature: WorkerAgents) -> None:
         self.feature = feature
+
+    @wire.SendToAgents.responder
+    def send_to_agents(self, message: str, agents: Any) -> dict[str, Any]:
+        """Send the master's message to the listed agents connected here."""
+        if (
+            not isinstance(agents, list)
+            or len(agents) > wire.MAX_SEND_IDS
+            or not all(isinstance(a, str) for a in agents)
+            or len(message.encode("utf-8")) > wire.MAX_AGENT_MESSAGE
+        ):
+            return {"sent": []}
+        return {"sent": self.feature.channel.send_message(agents, message)}
 
     @wire.ReconnectAgents.responder
     def reconnect_agents(self, agents: Any, count: int) -> dict[str, Any]:
