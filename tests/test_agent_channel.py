@@ -569,6 +569,21 @@ class SharedPushTests(ChannelTestCase):
         proto.dataReceived(agent.frame(_keepalive("0" * 32)))  # the agent may be pushed again
         self.assertEqual(self.factory.background.pending, ["Shared file push to agent 001"])
 
+    def test_remoted_counters(self) -> None:
+        """Bytes read and written and the open TCP sessions are counted."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        self.assertEqual(self.factory.stats.tcp_sessions, 1)
+        frame = agent.frame(_keepalive())
+        proto.dataReceived(frame)
+        self.assertEqual(self.factory.stats.recv_bytes, len(frame))
+        written = len(transport.value())
+        self.assertGreater(written, 0)
+        self.assertEqual(self.factory.stats.sent_bytes, written - 4)  # the 4-byte length
+        proto.connectionLost()
+        proto.connectionLost()
+        self.assertEqual(self.factory.stats.tcp_sessions, 0)
+
     def test_force_reconnect(self) -> None:
         """force_reconnect sends '#!-force_reconnect' to a connected agent only."""
         agent = FakeAgent(self.one)

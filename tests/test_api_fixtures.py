@@ -31,6 +31,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import write_config
+from wazuhcluster.agents.channel import ChannelStats
+from wazuhcluster.agents.channel import remoted_numbers as channel_numbers
 from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import build_site
@@ -112,6 +114,7 @@ class WorkerStandIn:
             intake=self.analysis.intake,
             reload=self.analysis.reload,
             running=WORKER_DAEMONS,
+            remoted=lambda: channel_numbers(ChannelStats(events=3, recv_bytes=300)),
         )
         self.questions = WorkerQuestions(answers, ClusterLog("Worker", "Questions"))
         self.answering = True
@@ -167,6 +170,8 @@ class ApiHarness:
             ruleset=self.analysis,
             run_in_thread=run_inline,
         )
+        self.channel_stats = ChannelStats()
+        self.node.answers.remoted = lambda: channel_numbers(self.channel_stats)
         files = RegistryFiles(
             self.home.client_keys, self.home.shared, self.home.root / "var" / "multigroups"
         )

@@ -162,6 +162,31 @@ class ManagerTests(SynchronousTestCase):
         )
         self.assertEqual(self.ruleset.reloads, 1)
 
+    def test_remoted_stats(self) -> None:
+        """The agent channel's counters in Wazuh's remoted fields, with the analysis queue;
+        a node without a channel answers 1017."""
+        stats = self.api.channel_stats
+        stats.events, stats.control, stats.dropped, stats.refused = 7, 2, 1, 1
+        stats.recv_bytes, stats.sent_bytes, stats.tcp_sessions = 900, 300, 4
+        item = self.api.call("GET", "/manager/stats/remoted").json["data"]["affected_items"][0]
+        self.assertEqual(
+            item,
+            {
+                "queue_size": 4.0,
+                "total_queue_size": 16.0,
+                "tcp_sessions": 4.0,
+                "evt_count": 7.0,
+                "ctrl_msg_count": 2.0,
+                "discarded_count": 2.0,
+                "sent_bytes": 300.0,
+                "recv_bytes": 900.0,
+                "dequeued_after_close": 0.0,
+            },
+        )
+        self.api.node.answers.remoted = None
+        answer = self.api.call("GET", "/cluster/master/stats/remoted")
+        self.assertEqual((answer.status, answer.json["error"]), (500, 1017))
+
     def test_no_analysis_is_1017(self) -> None:
         """A node without analysis answers 1017 for its statistics."""
         self.api.node.ruleset = None
@@ -205,6 +230,14 @@ class ClusterNodeTests(SynchronousTestCase):
         self.assertEqual(self.protocol.asked, ["status", "logs", "analysisd"])
         master = self.api.call("GET", "/cluster/master/info").json["data"]["affected_items"][0]
         self.assertEqual(master["type"], "server")
+
+    def test_worker_remoted_stats(self) -> None:
+        """A worker's agent channel counters come over its link."""
+        self.worker_answers.remoted = lambda: {"evt_count": 5, "tcp_sessions": 2}
+        item = self.api.call("GET", "/cluster/w1/stats/remoted").json["data"]["affected_items"][0]
+        self.assertEqual((item["evt_count"], item["tcp_sessions"]), (5.0, 2.0))
+        self.assertEqual(item["total_queue_size"], 16.0)
+        self.assertEqual(self.protocol.asked, ["remoted"])
 
     def test_refusals_cross_the_link(self) -> None:
         """A worker's refusal arrives with its Wazuh code."""

@@ -179,6 +179,26 @@ class ChannelStats:
     pushes: int = 0
     sent: int = 0
     datagrams: int = 0
+    #: Bytes read from agents (TCP streams and datagrams) and written to them.
+    recv_bytes: int = 0
+    sent_bytes: int = 0
+    #: TCP connections open now.
+    tcp_sessions: int = 0
+
+
+def remoted_numbers(stats: ChannelStats) -> dict[str, int]:
+    """``stats`` in Wazuh's remoted statistics fields (messages this node could not use,
+    those from unknown keys included, are ``discarded_count``; nothing is dequeued after a
+    close here)."""
+    return {
+        "tcp_sessions": stats.tcp_sessions,
+        "evt_count": stats.events,
+        "ctrl_msg_count": stats.control,
+        "discarded_count": stats.dropped + stats.refused,
+        "sent_bytes": stats.sent_bytes,
+        "recv_bytes": stats.recv_bytes,
+        "dequeued_after_close": 0,
+    }
 
 
 class AgentPeer:
@@ -221,6 +241,7 @@ class AgentPeer:
         )
         self.write_payload(payload)
         self.factory.stats.sent += 1
+        self.factory.stats.sent_bytes += len(payload)
 
     # ------------------------------------------------------------------ frames
 
@@ -443,21 +464,29 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         self.decoder = secure.FrameDecoder(factory.max_frame)
         self.agent: secure.AgentKey | None = None
         self.closing = False
+        #: Whether this connection is counted in ``stats.tcp_sessions``.
+        self.counted = False
 
     # ------------------------------------------------------------------ transport
 
     def connectionMade(self) -> None:
         """Count the connection."""
         self.factory.stats.connections += 1
+        self.factory.stats.tcp_sessions += 1
+        self.counted = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Release the agent's slot if this connection holds it."""
+        if self.counted:
+            self.factory.stats.tcp_sessions -= 1
+            self.counted = False
         self.closing = True
         if self.agent is not None:
             self.factory._release(self.agent.agent_id, self)
 
     def dataReceived(self, data: bytes) -> None:
         """Split the stream into frames and handle each one."""
+        self.factory.stats.recv_bytes += len(data)
         if self.closing:
             return
         try:
@@ -549,6 +578,7 @@ class AgentDatagramProtocol(DatagramProtocol):
         """Handle one datagram as one agent message."""
         stats = self.factory.stats
         stats.datagrams += 1
+        stats.recv_bytes += len(datagram)
         if self.transport is None:
             return
         if not datagram or len(datagram) > self.factory.max_frame:

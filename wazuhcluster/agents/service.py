@@ -19,7 +19,11 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from zope.interface import implementer
 
 from wazuhcluster.agents import secure
-from wazuhcluster.agents.channel import AgentChannelFactory, AgentDatagramProtocol
+from wazuhcluster.agents.channel import (
+    AgentChannelFactory,
+    AgentDatagramProtocol,
+    remoted_numbers,
+)
 from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
@@ -206,6 +210,10 @@ class AgentChannelService(MultiService):
             )
         finally:
             self._reload_lock.release()
+
+    def remoted_numbers(self) -> dict[str, int]:
+        """The channel's counters in Wazuh's remoted statistics fields."""
+        return remoted_numbers(self.factory.stats)
 
     def send_message(self, agent_ids: list[str], message: str) -> list[str]:
         """Send ``message`` to each of the given agents connected here (an active-response

@@ -32,6 +32,7 @@ _MESSAGES = {
     "logs": same_message("Logs were successfully read in specified node"),
     "logs_summary": same_message("Log was successfully summarized in specified node"),
     "analysisd": same_message("Statistical information for each node was successfully read"),
+    "remoted": same_message("Statistical information for each node was successfully read"),
 }
 
 
@@ -206,6 +207,7 @@ class ManagerEndpoints:
             Route("GET", "/manager/logs", m("logs"), logs, actions=read),
             Route("GET", "/manager/logs/summary", m("logs_summary"), common, actions=read),
             Route("GET", "/manager/stats/analysisd", m("analysisd"), common, actions=read),
+            Route("GET", "/manager/stats/remoted", m("remoted"), common, actions=read),
             Route(
                 "GET",
                 "/manager/configuration/validation",
@@ -245,6 +247,14 @@ class ManagerEndpoints:
                 "GET",
                 "/cluster/{node_id}/stats/analysisd",
                 n("analysisd"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/stats/remoted",
+                n("remoted"),
                 common,
                 node,
                 actions=cluster_read,

@@ -58,7 +58,6 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/manager/stats"),
         ("GET", "/manager/stats/hourly"),
         ("GET", "/manager/stats/weekly"),
-        ("GET", "/manager/stats/remoted"),
         ("GET", "/manager/api/config"),
         ("PUT", "/manager/restart"),
         ("GET", "/manager/configuration/{component}/{configuration}"),
@@ -68,7 +67,6 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/cluster/{node_id}/stats"),
         ("GET", "/cluster/{node_id}/stats/hourly"),
         ("GET", "/cluster/{node_id}/stats/weekly"),
-        ("GET", "/cluster/{node_id}/stats/remoted"),
         ("GET", "/cluster/{node_id}/configuration/{component}/{configuration}"),
     ),
 }

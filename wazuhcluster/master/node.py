@@ -299,6 +299,7 @@ class MasterService(MultiService):
         self.channel = self.shared.channel
         self.reload_actions = self.shared.reload_actions
         self.node = MasterNode(config, reactor, ruleset=self.analysis)
+        self.node.answers.remoted = self.channel.remoted_numbers
         self.sections = sections
         cluster = config.cluster
         if not cluster.disabled:

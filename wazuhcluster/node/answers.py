@@ -39,6 +39,7 @@ QUESTIONS = (
     "analysisd",
     "validation",
     "reload",
+    "remoted",
 )
 #: The most of cluster.log read for one question (its newest part).
 MAX_LOG_BYTES = 4 * 1024 * 1024
@@ -87,7 +88,8 @@ class NodeAnswers:
     """One node's answers (see module docstring).
 
     ``intake`` gives the analysis intake numbers (None when the node runs no analysis);
-    ``reload`` reloads its ruleset; ``running`` names the daemons this node stands in for.
+    ``reload`` reloads its ruleset; ``running`` names the daemons this node stands in for;
+    ``remoted`` gives the agent channel's counters (None when the node has no channel).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class NodeAnswers:
         reload: Callable[[], Awaitable[object]] | None = None,
         running: tuple[str, ...] = (),
         now: Callable[[], float] = time.time,
+        remoted: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.run_in_thread = run_in_thread
@@ -105,6 +108,7 @@ class NodeAnswers:
         self.reload = reload
         self.running = running
         self.now = now
+        self.remoted = remoted
 
     @property
     def name(self) -> str:
@@ -128,6 +132,8 @@ class NodeAnswers:
             return summary
         if question == "analysisd":
             return self.analysisd()
+        if question == "remoted":
+            return self.remoted_stats()
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -249,6 +255,19 @@ class NodeAnswers:
         if self.intake is None:
             raise wazuh_error(1017, f"{self.name}: wazuh-analysisd")
         return analysisd_stats(self.intake())
+
+    def remoted_stats(self) -> dict[str, Any]:
+        """Wazuh's remoted statistics: the agent channel's counters, and the queue events
+        wait in for analysis (``queue_size`` of ``total_queue_size``)."""
+        if self.remoted is None:
+            raise wazuh_error(1017, f"{self.name}: wazuh-remoted")
+        found = {key: float(value) for key, value in self.remoted().items()}
+        intake = self.intake() if self.intake is not None else {}
+        return {
+            "queue_size": float(intake.get("queue_length") or 0),
+            "total_queue_size": float(intake.get("queue_size") or 0),
+            **found,
+        }
 
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""

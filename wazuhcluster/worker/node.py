@@ -144,6 +144,7 @@ class WorkerService(MultiService):
             intake=self.analysis.intake,
             reload=self.analysis.reload,
             running=WORKER_DAEMONS,
+            remoted=self.channel.remoted_numbers,
         )
         self.questions = WorkerQuestions(
             answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
