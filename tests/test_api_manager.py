@@ -187,6 +187,29 @@ class ManagerTests(SynchronousTestCase):
         answer = self.api.call("GET", "/cluster/master/stats/remoted")
         self.assertEqual((answer.status, answer.json["error"]), (500, 1017))
 
+    def test_cluster_and_api_config(self) -> None:
+        """The <cluster> block with the key hidden; the API's settings for the master, and
+        workers marked as serving none; readers of one node see only it."""
+        local = self.api.call("GET", "/cluster/local/config").json["data"]["affected_items"][0]
+        cluster = self.api.config.cluster
+        self.assertEqual((local["name"], local["node_type"]), (cluster.name, "master"))
+        self.assertEqual((local["key"], local["port"], local["disabled"]), ("*****", 1516, False))
+        self.assertNotIn(cluster.key, json.dumps(local))
+        mine = self.api.call("GET", "/manager/api/config").json["data"]["affected_items"][0]
+        config = mine["node_api_config"]
+        self.assertEqual(config["port"], self.api.settings.port)
+        self.assertEqual(config["access"]["max_request_per_minute"], 300)
+        self.api.connect_worker("w1")
+        every = self.api.call("GET", "/cluster/api/config?nodes_list=master,w1,ghost").json
+        items = {
+            item["node_name"]: item["node_api_config"] for item in every["data"]["affected_items"]
+        }
+        self.assertEqual(items["w1"], {"enabled": False})
+        self.assertEqual(items["master"], config)
+        self.assertEqual(every["data"]["failed_items"][0]["id"], ["ghost"])
+        token = make_user(self.api, "reader", "readonly")
+        self.assertEqual(self.api.call("GET", "/cluster/local/config", token=token).status, 200)
+
     def test_no_analysis_is_1017(self) -> None:
         """A node without analysis answers 1017 for its statistics."""
         self.api.node.ruleset = None

@@ -24,6 +24,7 @@ from wazuhcluster.api.agent_single import AgentSingleEndpoints
 from wazuhcluster.api.agent_summaries import AgentSummaryEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
 from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
+from wazuhcluster.api.config_endpoints import ConfigEndpoints
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.default_endpoints import DefaultEndpoints
 from wazuhcluster.api.group_endpoints import GroupEndpoints
@@ -37,6 +38,7 @@ from wazuhcluster.api.ruleset_files import RulesetFiles
 from wazuhcluster.api.security_endpoints import SecurityEndpoints
 from wazuhcluster.api.users import UserStore
 from wazuhcluster.config.analysis_settings import parse_ruleset
+from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.registry.service import AsyncRegistry
 from wazuhcluster.util.threads import RunInThread
 
@@ -58,6 +60,7 @@ class Endpoints:
         run_in_thread: RunInThread,
         hooks: ApiHooks | None = None,
         hostname: str | None = None,
+        settings: ApiSettings | None = None,
     ) -> None:
         home = node.config.home
         self.context = EndpointContext(
@@ -74,6 +77,7 @@ class Endpoints:
         )
         self.default = DefaultEndpoints(hostname or socket.gethostname(), self.context.now)
         self.cluster = ClusterEndpoints(self.context)
+        self.config = ConfigEndpoints(self.context, settings)
         self.agents = AgentEndpoints(self.context)
         self.agent_summaries = AgentSummaryEndpoints(self.context)
         self.agent_single = AgentSingleEndpoints(self.context)
@@ -105,6 +109,7 @@ class Endpoints:
             *self.security.routes(),
             *self.default.routes(),
             *self.cluster.routes(),
+            *self.config.routes(),
             *self.agents.routes(),
             *self.agent_summaries.routes(),
             *self.agent_single.routes(),

@@ -58,7 +58,6 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/manager/stats"),
         ("GET", "/manager/stats/hourly"),
         ("GET", "/manager/stats/weekly"),
-        ("GET", "/manager/api/config"),
         ("PUT", "/manager/restart"),
         ("GET", "/manager/configuration/{component}/{configuration}"),
         ("GET", "/manager/version/check"),

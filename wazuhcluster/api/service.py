@@ -48,7 +48,9 @@ def build_site(
     store = SecurityStore.open(settings.api_dir / "rbac.db", clock(), run_in_thread)
     tokens = TokenAuthority(key, users, settings.token_timeout, clock, store, settings.jwt_key_file)
     throttle = LoginThrottle(settings.max_login_attempts, settings.block_time, clock)
-    endpoints = Endpoints(node, registry, tokens, users, throttle, run_in_thread, hooks, hostname)
+    endpoints = Endpoints(
+        node, registry, tokens, users, throttle, run_in_thread, hooks, hostname, settings
+    )
     limiter = RequestLimiter(settings.max_request_per_minute, clock)
     unauthenticated = RequestLimiter(settings.max_unauthenticated_request_per_minute, clock)
     resource = ApiResource(endpoints, limiter, settings.max_upload_size, unauthenticated)
