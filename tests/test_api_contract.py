@@ -83,6 +83,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/security/policies/{policy_id}"): {"name": "contract_policy2"},
     ("PUT", "/security/config"): {"auth_token_exp_timeout": 900},
     ("PUT", "/active-response"): {"command": "!contract.sh", "arguments": ["-"]},
+    ("POST", "/events"): {"events": ["Dec  4 10:00:00 host contract: a line"]},
     ("POST", "/security/user/authenticate/run_as"): {"a": "b"},
 }
 #: Writes that may not succeed in the sweep: they end a session or need a context.
@@ -123,6 +124,8 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("PUT", "/agents/group/{group_id}/restart", "/agents/group/ghost/restart", None),
     ("PUT", "/active-response", "/active-response", {"command": "nope0"}),
     ("PUT", "/active-response", "/active-response", {"command": ""}),
+    ("POST", "/events", "/events", {"events": ["a"] * 101}),
+    ("POST", "/events", "/events", {"events": ["x" * 70_000]}),
 ]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {

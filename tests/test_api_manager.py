@@ -209,6 +209,10 @@ class ManagerTests(SynchronousTestCase):
         self.assertEqual(every["data"]["failed_items"][0]["id"], ["ghost"])
         token = make_user(self.api, "reader", "readonly")
         self.assertEqual(self.api.call("GET", "/cluster/local/config", token=token).status, 200)
+        self.assertEqual(self.api.call("GET", "/cluster/api/config", token=token).status, 200)
+        agents_only = make_user(self.api, "agentsonly", "agents_readonly")
+        refused = self.api.call("GET", "/manager/api/config", token=agents_only)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
 
     def test_no_analysis_is_1017(self) -> None:
         """A node without analysis answers 1017 for its statistics."""

@@ -321,6 +321,8 @@ class OpenApiTests(SynchronousTestCase):
         self.call("PUT", "/agents/node/master/restart")
         self.call("PUT", "/active-response", {"command": "!block.sh", "arguments": ["x"]})
         self.call("PUT", "/active-response", {"command": "nope0"})
+        self.call("POST", "/events", {"events": ["Dec  4 10:00:00 host app: a line"]})
+        self.call("POST", "/events", {"events": ["a"] * 101})
 
     def security_scenario(self) -> None:
         """Every /security route, in success and in error."""

@@ -73,7 +73,8 @@ class ConfigEndpoints:
 
     async def manager_api_config(self, call: Call) -> Reply:
         """GET /manager/api/config: the master's API settings (as Wazuh, on a cluster this
-        needs ``cluster:read_api_config`` on the master's node)."""
+        needs ``cluster:read_api_config`` on the master's node: Wazuh's default policies
+        grant it on ``node:id:*``)."""
         cluster = self.context.node.config.cluster
         if cluster.disabled:
             call.access.require("manager:read_api_config")

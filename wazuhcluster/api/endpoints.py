@@ -27,6 +27,7 @@ from wazuhcluster.api.cluster_endpoints import ClusterEndpoints
 from wazuhcluster.api.config_endpoints import ConfigEndpoints
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.default_endpoints import DefaultEndpoints
+from wazuhcluster.api.event_endpoints import EventEndpoints
 from wazuhcluster.api.group_endpoints import GroupEndpoints
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
@@ -78,6 +79,8 @@ class Endpoints:
         self.default = DefaultEndpoints(hostname or socket.gethostname(), self.context.now)
         self.cluster = ClusterEndpoints(self.context)
         self.config = ConfigEndpoints(self.context, settings)
+        per_minute = settings.max_request_per_minute if settings is not None else None
+        self.events = EventEndpoints(self.context, self.context.now, per_minute)
         self.agents = AgentEndpoints(self.context)
         self.agent_summaries = AgentSummaryEndpoints(self.context)
         self.agent_single = AgentSingleEndpoints(self.context)
@@ -110,6 +113,7 @@ class Endpoints:
             *self.default.routes(),
             *self.cluster.routes(),
             *self.config.routes(),
+            *self.events.routes(),
             *self.agents.routes(),
             *self.agent_summaries.routes(),
             *self.agent_single.routes(),

@@ -32,6 +32,7 @@ _NOT_FOUND = "Resource Not Found"
 #: The Wazuh error codes this API can answer with (numbers as in Wazuh's framework).
 CODES: dict[int, Code] = {
     1000: Code("Wazuh Internal Error", "Check the master's log", 500, "Wazuh Internal Error"),
+    1012: Code("Invalid message to queue", "Send events of at most 65,521 bytes"),
     1017: Code(
         "Some Wazuh daemons are not ready yet in node",
         "Wait for the node to start",
@@ -160,6 +161,12 @@ CODES: dict[int, Code] = {
     6001: Code(
         "Maximum number of requests per minute reached",
         "Raise <api><max_request_per_minute> or slow down",
+        429,
+        "Wazuh Error",
+    ),
+    6005: Code(
+        "Maximum number of requests per minute reached",
+        "POST /events takes at most 30 requests a minute",
         429,
         "Wazuh Error",
     ),

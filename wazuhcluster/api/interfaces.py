@@ -53,6 +53,10 @@ class IApiNode(Interface):
         """Send a manager → agent message (``#!-execd ...``) to the given agents wherever
         they are connected; the ids it was sent to, by node."""
 
+    def ingest_events(events: list[str]) -> None:
+        """Queue log lines for the master's analysis as if the manager had read them
+        (agent 000, location ``API-Webhook``); raises ApiError 1017 without analysis."""
+
     async def ask_node(node: str, question: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """A node's answer about itself (``info``, ``status``, ``logs``...): the master's
         own, or a connected worker's over the cluster link, bounded in time and size.

@@ -13,6 +13,8 @@ from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from wazuhcluster import WAZUH_VERSION, __version__
+from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.agents.interfaces import IEventSink
 from wazuhcluster.api.errors import ApiError, wazuh_error
 from wazuhcluster.api.interfaces import IApiNode
 from wazuhcluster.api.wiring import master_api
@@ -45,6 +47,8 @@ from wazuhcluster.wire.handshake import MasterIdentity
 from wazuhcluster.wire.questions import ASK_TIMEOUT, AskNode
 
 #: The Wazuh daemons whose work a master does.
+#: The location of the log lines POST /events hands to analysis (Wazuh's).
+EVENTS_LOCATION = "API-Webhook"
 MASTER_DAEMONS = (
     "wazuh-analysisd",
     "wazuh-remoted",
@@ -275,6 +279,16 @@ class MasterNode:
             raise error_of(reply["problem"])
         answer: dict[str, Any] = reply["answer"]
         return answer
+
+    def ingest_events(self, events: list[str]) -> None:
+        """API: analyse log lines as the manager's own (agent 000, location API-Webhook),
+        as Wazuh's POST /events does; a full queue drops them (counted)."""
+        if not IEventSink.providedBy(self.ruleset):
+            raise wazuh_error(1017, f"{self.config.cluster.node_name}: wazuh-analysisd")
+        name = self.config.cluster.node_name
+        now = float(self.clock.seconds())
+        for text in events:
+            self.ruleset(AgentEvent("000", name, "127.0.0.1", "1", EVENTS_LOCATION, text, now))
 
     async def send_to_agents(self, message: str, agents: list[str]) -> dict[str, list[str]]:
         """API: send a manager → agent message to agents wherever they are connected."""
