@@ -56,6 +56,22 @@ class Access:
         """Whether the resourceless ``action`` is allowed."""
         return rbac.resourceless_allowed(dict(self.permissions), action, self.mode)  # type: ignore[arg-type]
 
+    def allows_every(self, action: str, kind: str) -> bool:
+        """Whether ``action`` is allowed on every resource of ``kind`` (a ``kind:*`` allow,
+        or black mode, with no deny after it), so a listing needs no per-item check."""
+        entries = [
+            (resource, effect)
+            for resource, effect in self.permissions.get(action, {}).items()
+            if "&" not in resource
+        ]
+        start = 0 if self.mode == "black" else None
+        for position, (resource, effect) in enumerate(entries):
+            if resource == f"{kind}:*" and effect == rbac.ALLOW:
+                start = position + 1
+        if start is None:
+            return False
+        return all(effect != rbac.DENY for _, effect in entries[start:])
+
     def require(self, action: str) -> None:
         """Raise 403 unless the resourceless ``action`` is allowed."""
         if not self.can(action):

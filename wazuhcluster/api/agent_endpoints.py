@@ -8,8 +8,10 @@ removed agents, and of reconnection requests, through its hooks.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
+from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
 from wazuhcluster.api.agent_force import force_rules
@@ -18,6 +20,7 @@ from wazuhcluster.api.agent_listing import (
     AGENT_STATUSES,
     agent_page,
     agent_views,
+    host_os,
     legacy_filters,
     normal_id,
     older_than,
@@ -26,10 +29,23 @@ from wazuhcluster.api.agent_listing import (
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.hooks import maybe_await, notify
-from wazuhcluster.api.query import check_listing, parse_q
+from wazuhcluster.api.query import (
+    Condition,
+    Expression,
+    Junction,
+    Listing,
+    apply_listing,
+    check_listing,
+    parse_q,
+)
 from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
-from wazuhcluster.api.views import AGENT_DATE_FIELDS, AGENT_FIELDS, AGENT_LIST_FIELDS
+from wazuhcluster.api.views import (
+    AGENT_DATE_FIELDS,
+    AGENT_FIELDS,
+    AGENT_LIST_FIELDS,
+    manager_view,
+)
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -41,6 +57,7 @@ from wazuhcluster.registry.model import (
     UnknownGroup,
 )
 from wazuhcluster.registry.replacement import ReplacementRefused, enroll_forced
+from wazuhcluster.registry.store import TEXT_FIELDS
 
 
 class AgentEndpoints:
@@ -54,16 +71,31 @@ class AgentEndpoints:
         params = call.params
         listing = p.listing(params)
         check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
+        if _plain_page(params, listing) and call.access.allows_every("agent:read", "agent:id"):
+            tests = self._sql_only(listing)
+            if tests is not None:
+                return await self._plain_page(listing, tests)
         # A single status narrows the registry query (statuses are canonical; names,
         # nodes and groups match without case, so they are filtered on the views only);
         # every filter is applied again on the views (cheaply), so agent 000 is filtered
         # the same way. Not with an agents_list, whose unknown ids must be told apart from
         # filtered-out ones.
-        pushed: dict[str, str] = {}
+        pushed: dict[str, Any] = {}
         if "agents_list" not in params:
             statuses = params.get("status", ())
             if len(statuses) == 1:
                 pushed["status"] = statuses[0]
+            if listing.q:
+                # The q's equality tests that every match must pass narrow the registry
+                # read too (a superset: the whole q is applied to the views after).
+                expression = parse_q(
+                    listing.q,
+                    AGENT_FIELDS,
+                    AGENT_DATE_FIELDS,
+                    self.context.now(),
+                    lists=AGENT_LIST_FIELDS,
+                )
+                pushed["same_text"] = required_equalities(expression)
         context = self.context
         agents = await context.registry.list_agents(**pushed)
         refused: dict[int, list[str]] = {}
@@ -83,6 +115,47 @@ class AgentEndpoints:
             "No agent information was returned",
         )
         return Reply(envelope(page, failed, *msgs, total))
+
+    def _sql_only(self, listing: Listing) -> list[tuple[str, str]] | None:
+        """The registry tests that are exactly the call's q (none without a q), or None
+        when the q needs more than the registry can test."""
+        if not listing.q:
+            return []
+        expression = parse_q(
+            listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, self.context.now(), lists=AGENT_LIST_FIELDS
+        )
+        tests = required_equalities(expression)
+        parts = expression.parts if isinstance(expression, Junction) else (expression,)
+        return tests if len(tests) == len(parts) and len(parts) > 0 else None
+
+    async def _plain_page(self, listing: Listing, tests: list[tuple[str, str]]) -> Reply:
+        """A page of every agent (that passes ``tests``, the whole q) in id order, agent
+        000 first when it passes: only that page is read from the registry (a caller who
+        may read every agent, no other filter, no sort)."""
+        context = self.context
+        cluster = context.node.config.cluster
+        manager = manager_view(cluster.node_name, WAZUH_VERSION, context.now(), host_os())
+        keep_manager = not listing.q or parse_q(
+            listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, context.now(), lists=AGENT_LIST_FIELDS
+        ).matches(manager)
+        ahead = 1 if keep_manager else 0
+        first = max(0, listing.offset - ahead)
+        wanted = listing.limit - (ahead if listing.offset == 0 else 0)
+        agents = await context.registry.list_agents(
+            limit=max(0, wanted), offset=first, same_text=tests
+        )
+        count = await context.registry.run(lambda registry: registry.count_agents(tests))
+        views = await context.run_in_thread(agent_views, context, agents)
+        if keep_manager and listing.offset == 0:
+            views.insert(0, manager)
+        shown = Listing(limit=len(views) + 1, select=listing.select)
+        page, _ = apply_listing(views, shown, AGENT_FIELDS, ("id",))
+        msgs = (
+            "All selected agents information was returned",
+            "Some agents information was not returned",
+            "No agent information was returned",
+        )
+        return Reply(envelope(page, {}, *msgs, count + ahead))
 
     async def summary_status(self, call: Call) -> Reply:
         """GET /agents/summary/status: counts by connection and by group-config sync."""
@@ -468,6 +541,34 @@ class AgentEndpoints:
                 agent_path,
             ),
         ]
+
+
+#: The GET /agents parameters that do not filter (the plain page ignores them).
+_NOT_FILTERS = frozenset({"pretty", "wait_for_complete", "offset", "limit", "select", "sort", "q"})
+
+
+def _plain_page(params: Mapping[str, Any], listing: Listing) -> bool:
+    """Whether GET /agents asks for a page of every agent in id order (no filter but q,
+    no search, no distinct, no sort other than by id ascending)."""
+    return set(params) <= _NOT_FILTERS and listing.sort in ((), (("id", False),))
+
+
+def required_equalities(expression: Expression) -> list[tuple[str, str]]:
+    """The ``field=value`` tests of a q that every match must pass (the expression itself,
+    or the parts of a top-level and), on fields the registry can test without case; only
+    ASCII values, since SQLite ignores the case of ASCII letters alone."""
+    parts = expression.parts if isinstance(expression, Junction) and expression.all_of else ()
+    found = []
+    for part in parts or (expression,):
+        if (
+            isinstance(part, Condition)
+            and part.operator == "="
+            and part.field in TEXT_FIELDS
+            and part.value
+            and part.value.isascii()
+        ):
+            found.append((part.field, part.value))
+    return found
 
 
 def encoded_key(agent: Agent) -> str:

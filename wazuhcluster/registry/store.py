@@ -333,10 +333,13 @@ class Registry:
         name: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        same_text: Sequence[tuple[str, str]] = (),
     ) -> list[Agent]:
-        """Agents ordered by id, filtered by connection status, node, group and/or name."""
-        clauses: list[str] = []
-        params: list[Any] = []
+        """Agents ordered by id, filtered by connection status, node, group and/or name.
+
+        ``same_text`` adds (field, value) tests that ignore ASCII case, on the fields of
+        :data:`TEXT_FIELDS` (``group``: any of the agent's groups)."""
+        clauses, params = _text_clauses(same_text)
         if status is not None:
             clauses.append("connection_status = ?")
             params.append(status)
@@ -356,9 +359,13 @@ class Registry:
             params.extend([max(0, limit), max(0, offset)])
         return self._select_agents(where + " ORDER BY id" + tail, tuple(params))
 
-    def count_agents(self) -> int:
-        """How many agents are registered."""
-        return int(self.connection.execute("SELECT COUNT(*) FROM agents").fetchone()[0])
+    def count_agents(self, same_text: Sequence[tuple[str, str]] = ()) -> int:
+        """How many agents are registered (passing the ``same_text`` tests of
+        :meth:`list_agents`)."""
+        clauses, params = _text_clauses(same_text)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        found = self.connection.execute(f"SELECT COUNT(*) FROM agents{where}", params)
+        return int(found.fetchone()[0])
 
     def client_keys_data(self) -> bytes:
         """The content of client.keys: every agent's line, ordered by id.
@@ -756,6 +763,35 @@ def _reported_ip(text: str) -> str:
     except ValueError:
         return ""
     return text
+
+
+#: The agent fields ``list_agents(same_text=...)`` can test, by the API's names.
+TEXT_FIELDS = {
+    "status": "connection_status",
+    "name": "name",
+    "node_name": "node_name",
+    "version": "version",
+    "os.platform": "os_platform",
+    "os.name": "os_name",
+    "os.version": "os_version",
+    "group": "group_name",
+}
+
+
+def _text_clauses(same_text: Sequence[tuple[str, str]]) -> tuple[list[str], list[Any]]:
+    """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for field_name, value in same_text:
+        column = TEXT_FIELDS[field_name]
+        if column == "group_name":
+            clauses.append(
+                "id IN (SELECT agent_id FROM memberships WHERE group_name = ? COLLATE NOCASE)"
+            )
+        else:
+            clauses.append(f"{column} = ? COLLATE NOCASE")
+        params.append(value)
+    return clauses, params
 
 
 def _agent_from_row(row: tuple[Any, ...], groups: tuple[str, ...]) -> Agent:

@@ -1,0 +1,96 @@
+"""GET /agents read page by page from the registry (every agent readable, no filter but a
+q of plain equalities): the same answers as the full walk over every agent's view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_api_fixtures import ApiHarness
+from wazuhcluster.api.access import Access
+from wazuhcluster.api.agent_endpoints import AgentEndpoints, required_equalities
+from wazuhcluster.api.query import parse_q
+from wazuhcluster.api.views import AGENT_FIELDS
+
+QUERIES = [
+    "",
+    "limit=3",
+    "offset=1&limit=4",
+    "offset=7&limit=2&select=name,os.platform",
+    "q=os.platform=UBUNTU",
+    "q=status=active;group=web&limit=2",
+    "q=status=active;group=web&offset=1&limit=2",
+    "q=name=host-3",
+    "q=os.platform=ubuntu,os.platform=centos",
+    "q=version=Wazuh v4.14.7&select=version",
+    "q=id=000",
+    "sort=id&limit=5",
+]
+
+
+class PageTests(SynchronousTestCase):
+    """The registry page and the full walk agree."""
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        self.api.store.create_group("web")
+        for n in range(1, 11):
+            agent = self.api.enroll(f"host-{n}", f"10.0.0.{n}", ("web",) if n % 2 else ())
+            if n % 3:
+                platform = "Ubuntu" if n % 2 else "centos"
+                self.api.report(
+                    agent, "active", "w1", os_platform=platform, version="Wazuh v4.14.7"
+                )
+
+    def answer(self, query: str) -> Any:
+        """The JSON of GET /agents?query."""
+        found = self.api.call("GET", "/agents?" + query)
+        self.assertEqual(found.status, 200, found.raw)
+        return found.json
+
+    def test_pages_match_the_full_walk(self) -> None:
+        """Each query answers the same with the registry page and with the full walk (a
+        no-op distinct=false forces the walk)."""
+        pages: list[object] = []
+        real = AgentEndpoints._plain_page
+
+        async def counted(self: AgentEndpoints, *args: Any) -> Any:
+            pages.append(args)
+            return await real(self, *args)
+
+        self.patch(AgentEndpoints, "_plain_page", counted)
+        for query in QUERIES:
+            fast = self.answer(query)
+            slow = self.answer((query + "&" if query else "") + "distinct=false")
+            self.assertEqual(fast, slow, query)
+        self.assertEqual(self.answer("q=os.platform=ubuntu")["data"]["total_affected_items"], 3)
+        self.assertEqual(self.answer("limit=1")["data"]["total_affected_items"], 11)
+        # Every query but the or-ed one and id=000 (not a registry field) took the page
+        # path, and so did the two checks after the loop.
+        self.assertEqual(len(pages), len(QUERIES) - 2 + 2)
+
+    def test_which_q_the_registry_tests(self) -> None:
+        """Only and-ed equalities on the registry's fields with ASCII values are pushed."""
+
+        def pushed(text: str) -> list[tuple[str, str]]:
+            return required_equalities(parse_q(text, AGENT_FIELDS, now=0.0))
+
+        self.assertEqual(
+            pushed("status=active;os.platform=ubuntu"),
+            [("status", "active"), ("os.platform", "ubuntu")],
+        )
+        self.assertEqual(pushed("status=active,os.platform=ubuntu"), [])
+        self.assertEqual(pushed("name~web;status!=active"), [])
+        self.assertEqual(pushed("os.name=Débian"), [])
+        self.assertEqual(pushed("ip=10.0.0.1"), [])
+
+    def test_every_agent_readable(self) -> None:
+        """Only a kind:* allow with no deny after it (or black mode) skips per-agent checks."""
+        allow = {"agent:read": {"agent:id:*": "allow"}}
+        self.assertTrue(Access(allow).allows_every("agent:read", "agent:id"))
+        denied = {"agent:read": {"agent:id:*": "allow", "agent:id:003": "deny"}}
+        self.assertFalse(Access(denied).allows_every("agent:read", "agent:id"))
+        some = {"agent:read": {"agent:id:001": "allow"}}
+        self.assertFalse(Access(some).allows_every("agent:read", "agent:id"))
+        self.assertTrue(Access({}, "black").allows_every("agent:read", "agent:id"))
