@@ -24,6 +24,8 @@ master can commit nothing, whatever its own clock believes.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -94,13 +96,68 @@ class EtcdLike(Protocol):
         """Watch a key."""
 
 
+#: The longest leader value read back (a name and an address are far shorter).
+MAX_LEADER_VALUE = 1024
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_HOST = re.compile(r"[A-Za-z0-9.:_-]{1,253}")
+
+
+@frozen
+class Address:
+    """Where the cluster's nodes reach a node: its cluster address and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 @frozen
 class Term:
-    """Who leads, since which revision (the term), as this node last saw it."""
+    """Who leads, since which revision (the term), as this node last saw it, and where the
+    leader said it can be reached (None: it did not say, or said it badly)."""
 
     leader: str
     number: int
     lease: int
+    address: Address | None = None
+
+
+def leader_value(node_name: str, address: Address | None) -> bytes:
+    """The leader key's value: the node's name, with its address when it has one."""
+    if address is None:
+        return node_name.encode()
+    record = {"node": node_name, "host": address.host, "port": address.port}
+    return json.dumps(record, sort_keys=True).encode()
+
+
+def parse_leader_value(value: bytes) -> tuple[str, Address | None]:
+    """The leader's name and address from the key's value (a bare name, or the JSON object
+    :func:`leader_value` writes); a value that is neither gives its text and no address."""
+    if len(value) > MAX_LEADER_VALUE:
+        return "<oversized leader value>", None
+    text = value.decode("utf-8", "replace")
+    if not text.startswith("{"):
+        return text, None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return text, None
+    if not isinstance(record, dict):
+        return text, None
+    name, host, port = record.get("node"), record.get("host"), record.get("port")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return text, None
+    if (
+        not isinstance(host, str)
+        or not _HOST.fullmatch(host)
+        or not isinstance(port, int)
+        or isinstance(port, bool)
+        or not 0 < port < 65536
+    ):
+        return name, None
+    return name, Address(host, port)
 
 
 class LeadershipService(Service):
@@ -120,6 +177,7 @@ class LeadershipService(Service):
         clock: IReactorTime,
         log: ClusterLog,
         candidate: bool = True,
+        address: Address | None = None,
     ) -> None:
         if ttl < 2:
             raise ValueError("the lease TTL must be at least 2 seconds")
@@ -131,6 +189,8 @@ class LeadershipService(Service):
         self.clock = clock
         self.log = log
         self.candidate = candidate
+        #: Where this node is reached when it leads (written into the leader key).
+        self.address = address
         #: Seconds between keepalives and campaign attempts.
         self.interval = ttl / 3
         #: The leader as last seen (None: no leader, or not known).
@@ -157,6 +217,11 @@ class LeadershipService(Service):
     def is_leader(self) -> bool:
         """Whether this node leads now (and its lease has not run out by its own clock)."""
         return self.term is not None and self.clock.seconds() < self._lease_deadline
+
+    @property
+    def etcd_problem(self) -> str | None:
+        """Why etcd did not answer the last round (None: it answered)."""
+        return self._unreachable
 
     def subscribe(
         self,
@@ -340,7 +405,7 @@ class LeadershipService(Service):
         lease = self._lease
         result = await self.client.txn(
             [Compare.create_revision(self.key, "=", 0)],
-            [Op.put(self.key, self.node_name, lease=lease)],
+            [Op.put(self.key, leader_value(self.node_name, self.address), lease=lease)],
             [Op.get(self.key)],
         )
         if result.succeeded:
@@ -384,7 +449,7 @@ class LeadershipService(Service):
         self.last_election = self.clock.seconds()
         self._arm_deadline()
         self.log.info("Elected master (term {term}, lease TTL {ttl} s)", term=term, ttl=self.ttl)
-        self._set_leader(Term(self.node_name, term, lease))
+        self._set_leader(Term(self.node_name, term, lease, self.address))
         for callback in list(self._elected):
             self._call(callback, term)
 
@@ -403,8 +468,8 @@ class LeadershipService(Service):
         self.nudge()
 
     def _see_leader(self, holder: KeyValue) -> None:
-        name = holder.value.decode("utf-8", "replace")
-        self._set_leader(Term(name, holder.create_revision, holder.lease))
+        name, address = parse_leader_value(holder.value)
+        self._set_leader(Term(name, holder.create_revision, holder.lease, address))
 
     def _set_leader(self, leader: Term | None) -> None:
         if leader == self.leader:
@@ -414,7 +479,10 @@ class LeadershipService(Service):
             self.last_election = self.clock.seconds()
             if leader.leader != self.node_name:
                 self.log.info(
-                    "The master is {leader} (term {term})", leader=leader.leader, term=leader.number
+                    "The master is {leader} (term {term}){where}",
+                    leader=leader.leader,
+                    term=leader.number,
+                    where=f" at {leader.address}" if leader.address else "",
                 )
         for callback in list(self._leader_changed):
             self._call(callback, leader)

@@ -19,7 +19,7 @@ from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
-from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
 from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
@@ -284,9 +284,16 @@ class MasterNode:
 
 
 class MasterService(MultiService):
-    """Everything a master runs, as a tree of services."""
+    """Everything a master runs, as a tree of services (``failover``: the election's view
+    for the control socket, on a node with ``<failover>``)."""
 
-    def __init__(self, config: NodeConfig, reactor: INodeReactor, sections: NodeSections) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        reactor: INodeReactor,
+        sections: NodeSections,
+        failover: IFailoverView | None = None,
+    ) -> None:
         super().__init__()
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
@@ -329,7 +336,7 @@ class MasterService(MultiService):
             )
             reaper.setServiceParent(self)
         self._add_features(config, reactor)
-        self.shared.control_service(self.node).setServiceParent(self)
+        self.shared.control_service(self.node, failover).setServiceParent(self)
 
     def _add_features(self, config: NodeConfig, reactor: INodeReactor) -> None:
         home = config.home

@@ -268,9 +268,44 @@ def _manage(
     return run
 
 
+def format_failover(status: dict[str, Any]) -> str:
+    """The election as the asked node sees it (a node with ``<failover>``)."""
+    master = status.get("master")
+    if master is None:
+        leader = "Master: none elected (no leader key in etcd)"
+    else:
+        where = status.get("master_address") or "address not published"
+        leader = f"Master: {master} ({where}), term {status.get('term')}"
+    candidates = ", ".join(status.get("candidates") or []) or "none"
+    part = "candidate" if status.get("candidate") else "not a candidate"
+    return "\n".join(
+        [
+            "Failover (etcd):",
+            f"    {leader}",
+            f"    Last election seen: {iso_time(status.get('last_election'))}",
+            f"    Candidates: {candidates}",
+            f"    This node: {status.get('node')} ({part}), running as {status.get('role')}; "
+            f"lease TTL {status.get('lease_ttl')} s; etcd: {status.get('etcd')}",
+        ]
+    )
+
+
+async def _failover(ask: Ask) -> dict[str, Any] | None:
+    """The asked node's view of the election; None without ``<failover>`` (or a node too
+    old to know the question)."""
+    try:
+        status: dict[str, Any] | None = (await ask(commands.FailoverStatus))["status"]
+    except (amp.UnknownRemoteError, amp.RemoteAmpError):
+        return None
+    return status
+
+
 async def _list_nodes(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     nodes = (await ask(commands.ListNodes))["nodes"]
-    return format_nodes(nodes), nodes
+    failover = await _failover(ask)
+    if failover is None:
+        return format_nodes(nodes), nodes
+    return format_nodes(nodes) + "\n\n" + format_failover(failover), nodes
 
 
 async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
@@ -280,9 +315,14 @@ async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
 
 async def _health(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     health = (await ask(commands.ClusterHealth))["health"]
+    failover = await _failover(ask)
+    election = ""
+    if failover is not None:
+        health = {**health, "failover": failover}
+        election = "\n\n" + format_failover(failover)
     if args.health != "more":
-        return format_health(health), health
-    text = format_health_more(health)
+        return format_health(health) + election, health
+    text = format_health_more(health) + election
     try:
         stats = (await ask(commands.AnalysisStats))["stats"]
     except (commands.ControlError, amp.UnknownRemoteError, amp.RemoteAmpError):

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -234,6 +234,21 @@ class MasterLink(MultiService):
                 "Connection with the master lost: {reason}. Reconnecting...",
                 reason=reason.getErrorMessage().rstrip("."),
             )
+
+    def relink(self) -> Deferred[None]:
+        """Drop the link (if any) and dial again at once: the master moved. The attempt goes
+        to wherever the endpoint points now; the back-off starts over."""
+        if not self.running:
+            return succeed(None)
+        self.failed_attempts = 0
+        self._reported = None
+        stopped = self.client.stopService()
+
+        def dial_again(_: object) -> None:
+            if self.running and not self.client.running:
+                self.client.startService()
+
+        return stopped.addCallback(dial_again)
 
     def call(self, command: type[amp.Command], **arguments: Any) -> Deferred[dict[str, Any]]:
         """Send ``command`` to the master with the request timeout; fails if not connected."""
