@@ -1,0 +1,98 @@
+"""Failover with real nodes and a real etcd on 127.0.0.1: two master candidates, a plain
+worker and one etcd member. The master is killed with SIGKILL; the other candidate takes
+over, the worker relinks to it by itself, and an enrollment through the worker gets a key
+from the new master. The time from the kill to that enrollment is printed."""
+
+from __future__ import annotations
+
+import time
+
+from tests.helpers import short_temp_dir
+from tests.integration.common import DEADLINE, ClusterTestCase, control
+from tests.integration.test_enrollment_real import enroll
+from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
+from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+
+#: Short, so the test runs quickly; the README gives the default (10 s).
+TTL = 3
+
+
+def failover_block(endpoints: list[str], candidates: list[str]) -> str:
+    """The ``<failover>`` block every node of the test cluster has."""
+    return (
+        "    <failover>\n"
+        "      <etcd>\n"
+        + "".join(f"        <endpoint>{endpoint}</endpoint>\n" for endpoint in endpoints)
+        + "      </etcd>\n"
+        f"      <lease_ttl>{TTL}s</lease_ttl>\n"
+        "      <candidates>\n"
+        + "".join(f"        <node>{name}</node>\n" for name in candidates)
+        + "      </candidates>\n"
+        "    </failover>\n"
+    )
+
+
+class FailoverRealTests(ClusterTestCase):
+    """kill -9 of the master: another candidate leads and the cluster enrolls again."""
+
+    def test_kill_the_master(self) -> None:
+        """cand-a leads; worker1 and cand-b link to it; kill -9 cand-a: cand-b starts the
+        master's services, worker1 relinks to cand-b at its own address and port, and an
+        enrollment through worker1 gets a key issued by cand-b."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        # cand-b listens on its own cluster port when elected: the worker must move to it.
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(second, "Successfully connected to master cand-a")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        [before] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "before-")
+        self.assertIn("id", before, before)
+        listed = control(cluster.home("worker1").root, "-l")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn("Master: cand-a (127.0.0.1:", listed.stdout)
+        self.assertIn("Candidates: cand-a, cand-b", listed.stdout)
+
+        first.kill()
+        killed_at = time.monotonic()
+        accepted: dict[str, str] = {}
+
+        def enrolled() -> bool:
+            [result] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "after-")
+            if "id" in result:
+                accepted.update(result)
+                return True
+            return False
+
+        if not wait_for(enrolled, DEADLINE * 2, step=0.2):
+            self.fail(
+                "no enrollment accepted after the kill:\n"
+                f"cand-b:\n{second.log_text()[-3000:]}\nworker1:\n{worker.log_text()[-3000:]}"
+            )
+        took = time.monotonic() - killed_at
+        print(
+            f"\nfailover: kill -9 of the master to an enrollment accepted through a worker: "
+            f"{took:.1f} s (lease TTL {TTL} s)"
+        )
+        self.wait_log(second, "Master for term")
+        self.wait_log(worker, "Successfully connected to master cand-b")
+        port_b = cluster.cluster_ports["cand-b"]
+        self.assertIn(f"The master is now cand-b at 127.0.0.1:{port_b}", worker.log_text())
+        health = control(cluster.home("cand-b").root, "-i")
+        self.assertIn(f"Master: cand-b (127.0.0.1:{port_b})", health.stdout, health.stderr)
+        self.assertIn("running as master", health.stdout)
+        listed = control(cluster.home("worker1").root, "-l")
+        self.assertIn("cand-b", listed.stdout.splitlines()[1], listed.stdout)
+        self.assertIn(f"Master: cand-b (127.0.0.1:{port_b})", listed.stdout)
+        self.assertIn(accepted["name"], cluster.home("cand-b").client_keys.read_text())
