@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -144,12 +145,26 @@ class RoleSwitcherTests(SynchronousTestCase):
         n1 = Node(self.etcd, self.clock, "n1").start(self)
         n2 = Node(self.etcd, self.clock, "n2").start(self)
         self.clock.advance(0)
+        term = n1.leadership.term
         self.etcd._drop_lease(n1.leadership._lease)  # type: ignore[arg-type]
-        self.clock.advance(0)
+        with capturedLogs() as events:
+            self.clock.advance(0)
+        self.assertIn(
+            f"Master for term {n2.leadership.term}: starting the master's services.",
+            [formatEvent(event) for event in events],
+        )
         self.assertEqual(n2.switcher.role, MASTER)
         self.assertEqual(n1.switcher.role, MASTER)  # it has not noticed yet
         n1.log.clear()
-        self.clock.advance(TTL / 3)
+        with capturedLogs() as events:
+            self.clock.advance(TTL / 3)
+        lines = [formatEvent(event) for event in events]
+        self.assertIn(f"Stepped down as master (term {term}): the lease expired", lines)
+        self.assertIn(
+            f"No longer master (term {term}: the lease expired): stopping the master's "
+            "services and running as a worker.",
+            lines,
+        )
         self.assertEqual(n1.switcher.role, WORKER)
         self.assertEqual(
             n1.log,
