@@ -1,7 +1,8 @@
 """Failover with real nodes and a real etcd on 127.0.0.1: two master candidates, a plain
 worker and one etcd member. The master is killed with SIGKILL; the other candidate takes
-over, the worker relinks to it by itself, and an enrollment through the worker gets a key
-from the new master. The time from the kill to that enrollment is printed."""
+over with the agents kept in etcd, the worker relinks to it by itself, and an enrollment
+through the worker gets a key from the new master. The time from the kill to that
+enrollment is printed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, ClusterTestCase, control
 from tests.integration.test_enrollment_real import enroll
+from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
 
@@ -38,7 +40,8 @@ class FailoverRealTests(ClusterTestCase):
     def test_kill_the_master(self) -> None:
         """cand-a leads; worker1 and cand-b link to it; kill -9 cand-a: cand-b starts the
         master's services, worker1 relinks to cand-b at its own address and port, and an
-        enrollment through worker1 gets a key issued by cand-b."""
+        enrollment through worker1 gets a key issued by cand-b; the agent enrolled on cand-a
+        is on cand-b with its id and key (etcd held it), and the new agent gets a new id."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -95,4 +98,23 @@ class FailoverRealTests(ClusterTestCase):
         listed = control(cluster.home("worker1").root, "-l")
         self.assertIn("cand-b", listed.stdout.splitlines()[1], listed.stdout)
         self.assertIn(f"Master: cand-b (127.0.0.1:{port_b})", listed.stdout)
-        self.assertIn(accepted["name"], cluster.home("cand-b").client_keys.read_text())
+        # The agents are durable in etcd: the one enrolled on cand-a is on cand-b with its
+        # id and key, on the worker too, and the new one got another id.
+        keys_b = {
+            entry.name: entry for entry in read_client_keys(cluster.home("cand-b").client_keys)
+        }
+        self.assertEqual(
+            (keys_b["before-0000"].id, keys_b["before-0000"].key), (before["id"], before["key"])
+        )
+        self.assertEqual(keys_b[accepted["name"]].id, accepted["id"])
+        self.assertNotEqual(accepted["id"], before["id"])
+        self.assertTrue(
+            wait_for(
+                lambda: (
+                    {"before-0000", accepted["name"]}
+                    <= {e.name for e in read_client_keys(cluster.home("worker1").client_keys)}
+                ),
+                DEADLINE,
+            )
+        )
+        self.assertIn("Took over 1 agents from etcd", second.log_text())

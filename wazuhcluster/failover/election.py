@@ -207,6 +207,8 @@ class LeadershipService(Service):
         self._again = False
         self._watch: WatchLike | None = None
         self._unreachable: str | None = None
+        #: No campaign before this clock time (after resigning).
+        self._hold_off_until = 0.0
         self._elected: list[ElectedCallback] = []
         self._lost: list[LostCallback] = []
         self._leader_changed: list[LeaderCallback] = []
@@ -297,6 +299,26 @@ class LeadershipService(Service):
         )
         return revoked.addCallback(lambda _: None)
 
+    def resign(self, reason: str) -> None:
+        """Give up leading now (this node cannot serve as master: ``reason``): step down,
+        revoke the lease so another candidate can be elected at once, and campaign again
+        only after a TTL."""
+        term, lease = self.term, self._lease
+        if term is None:
+            return
+        self._lease = None
+        self._hold_off_until = self.clock.seconds() + self.ttl
+        self._step_down(term, reason)
+        if lease is None:
+            return
+        revoked = Deferred.fromCoroutine(self.client.revoke(lease))
+        revoked.addErrback(
+            lambda failure: self.log.warn(
+                "Could not revoke the lease on resigning ({reason}); it expires by itself",
+                reason=failure.getErrorMessage(),
+            )
+        )
+
     def nudge(self) -> None:
         """Check and campaign now rather than at the next interval."""
         if not self.running:
@@ -338,7 +360,11 @@ class LeadershipService(Service):
                 await self._renew_lease()
             if self.term is not None:
                 await self._check_own_key()
-            elif self.candidate and self._lease is not None:
+            elif (
+                self.candidate
+                and self._lease is not None
+                and self.clock.seconds() >= self._hold_off_until
+            ):
                 await self._campaign()
             else:
                 await self._follow()

@@ -33,7 +33,7 @@ def build_leadership(
     reactor: Any,
     log: ClusterLog,
     address: Address | None = None,
-) -> LeadershipService:
+) -> OwnedLeadership:
     """The election service of ``node_name``: a candidate when it is among the candidates,
     else a follower that only tracks who leads. A candidate publishes ``address`` (where
     the other nodes reach it) while it leads. Reads the TLS files (small, at start)."""

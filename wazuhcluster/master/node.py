@@ -20,6 +20,7 @@ from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
+from wazuhcluster.failover.interfaces import IDurableAgents
 from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
@@ -293,8 +294,10 @@ class MasterService(MultiService):
         reactor: INodeReactor,
         sections: NodeSections,
         failover: IFailoverView | None = None,
+        durable: IDurableAgents | None = None,
     ) -> None:
         super().__init__()
+        self.durable = durable
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
         self.channel = self.shared.channel
@@ -341,7 +344,9 @@ class MasterService(MultiService):
     def _add_features(self, config: NodeConfig, reactor: INodeReactor) -> None:
         home = config.home
         integrity = MasterIntegrity(home.root, self.node)
-        self.registry = MasterRegistry(home, self.sections.auth, self.node, reactor)
+        self.registry = MasterRegistry(
+            home, self.sections.auth, self.node, reactor, durable=self.durable
+        )
         self.node.manager = self.registry
         self.agents = MasterAgents(self.node, self.registry, reactor, local_channel=self.channel)
         self.node.reconnector = self.agents

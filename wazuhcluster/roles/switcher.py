@@ -13,7 +13,7 @@ fully stopped before the new one's start (they share ports and the control socke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from twisted.application.service import IService, Service
@@ -59,6 +59,9 @@ class Leadership(Protocol):
     ) -> None:
         """Be told of elections, demotions and leader changes."""
 
+    def resign(self, reason: str) -> None:
+        """Give up leading now."""
+
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         """Start campaigning or following."""
 
@@ -82,8 +85,12 @@ class RoleSwitcher(Service):
         candidates: Sequence[str],
         clock: IReactorTime,
         log: ClusterLog,
+        prepare_master: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.setName("role-switcher")
+        #: Run after the old role stopped and before the master's services start (a new
+        #: master loads the cluster's durable state); when it fails this node resigns.
+        self.prepare_master = prepare_master
         self.leadership = leadership
         self.make_master = make_master
         self.make_worker = make_worker
@@ -197,6 +204,8 @@ class RoleSwitcher(Service):
             if not self.running:
                 return
             wanted = self.wanted
+            if wanted == MASTER and not await self._prepared():
+                continue
             if wanted == MASTER:
                 self.promotions += 1
             elif current is not None:
@@ -206,6 +215,19 @@ class RoleSwitcher(Service):
                 self._follow(service, self.leadership.leader)
             self.current, self.role = service, wanted
             service.startService()
+
+    async def _prepared(self) -> bool:
+        """Run ``prepare_master``; False (and this node resigns) when it fails or the
+        leadership was lost meanwhile."""
+        if self.prepare_master is not None:
+            try:
+                await self.prepare_master()
+            except Exception as error:
+                reason = f"could not take over the cluster's state ({error})"
+                self.log.error("Giving up the leadership: {reason}.", reason=reason)
+                self.leadership.resign(reason)
+                return False
+        return bool(self.running) and self.wanted == MASTER
 
     def idle(self) -> Deferred[None]:
         """Fires once no switch is in progress (for tests and orderly stops)."""
