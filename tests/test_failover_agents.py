@@ -407,3 +407,38 @@ class PromotionTests(SynchronousTestCase):
         clock.advance(TTL / 3)
         self.assertEqual(n1.follows(), ["10.0.0.2:1516"])
         self.assertEqual(n1.switcher.role, WORKER)
+
+
+class BrokenMasterTests(SynchronousTestCase):
+    """A master that cannot be built gives the leadership up and the node works on."""
+
+    def test_master_that_cannot_start_resigns(self) -> None:
+        """make_master raises: logged, the node resigns and runs as a worker again."""
+        clock = Clock()
+        etcd = MemoryEtcd(clock)
+        node = Node(etcd, clock, "n1")
+
+        def broken() -> Any:
+            raise OSError("certificate missing")
+
+        node.switcher.make_master = broken
+        node.start(self)
+        clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(node.switcher.role, WORKER)
+        self.assertNotIn(KEY.encode(), etcd.keys)
+        self.assertEqual(node.switcher.failover_status()["promotions"], 0)
+
+
+class DurableInterfaceTests(SynchronousTestCase):
+    """DurableAgents provides what the master and the take-over are handed."""
+
+    def test_provides(self) -> None:
+        """verifyObject on the etcd-backed store."""
+        from zope.interface.verify import verifyObject
+
+        from wazuhcluster.failover.interfaces import IDurableAgents
+
+        self.assertTrue(
+            verifyObject(IDurableAgents, DurableAgents(FakeFenced(), FakeReader({}), PREFIX))
+        )

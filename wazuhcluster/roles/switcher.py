@@ -198,23 +198,32 @@ class RoleSwitcher(Service):
 
     async def _switch(self) -> None:
         while self.running and self.role != self.wanted:
-            current, self.current, self.role = self.current, None, None
+            current, previous = self.current, self.role
+            self.current = self.role = None
             if current is not None:
                 await maybeDeferred(current.stopService)
+            if previous == MASTER:
+                self.demotions += 1
             if not self.running:
                 return
             wanted = self.wanted
             if wanted == MASTER and not await self._prepared():
                 continue
+            try:
+                service = self.make_master() if wanted == MASTER else self.make_worker()
+                if wanted == WORKER:
+                    self._follow(service, self.leadership.leader)
+                self.current, self.role = service, wanted
+                service.startService()
+            except Exception as error:
+                if wanted == WORKER:
+                    raise  # logged by _converge; nothing else to run
+                self.log.failure("Could not start the master's services")
+                self.current = self.role = None
+                self.leadership.resign(f"could not start the master's services ({error})")
+                continue
             if wanted == MASTER:
                 self.promotions += 1
-            elif current is not None:
-                self.demotions += 1
-            service = self.make_master() if wanted == MASTER else self.make_worker()
-            if wanted == WORKER:
-                self._follow(service, self.leadership.leader)
-            self.current, self.role = service, wanted
-            service.startService()
 
     async def _prepared(self) -> bool:
         """Run ``prepare_master``; False (and this node resigns) when it fails or the
