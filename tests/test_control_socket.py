@@ -391,3 +391,33 @@ class FailoverStatusTests(SynchronousTestCase):
         nobody = format_failover({**self.STATUS, "master": None, "last_election": None})
         self.assertIn("Master: none elected", nobody)
         self.assertIn("Last election seen: n/a", nobody)
+
+
+class NotConnectedHintTests(SynchronousTestCase):
+    """A worker with ``<failover>`` that cannot reach the master still says who it is."""
+
+    def test_hint_names_the_master(self) -> None:
+        """The request fails as before, and the election as the node sees it comes with
+        the error; without ``<failover>`` the error is alone."""
+        from twisted.internet.defer import ensureDeferred
+
+        from wazuhcluster.control import commands
+        from wazuhcluster.scripts.control import _list_nodes, build_parser, perform
+        from wazuhcluster.wire.commands import NotConnected
+
+        def asker(status: Any) -> Any:
+            async def ask(command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
+                if command is commands.FailoverStatus:
+                    return {"status": status}
+                raise NotConnected("Worker node is not connected to master")
+
+            return ask
+
+        args = build_parser().parse_args(["-l"])
+        outcome = self.successResultOf(
+            ensureDeferred(perform(asker(FailoverStatusTests.STATUS), _list_nodes, args))
+        )
+        self.assertEqual(outcome["error"], "Worker node is not connected to master.")
+        self.assertIn("Master: m1 (10.0.0.1:1516), term 42", outcome["hint"])
+        alone = self.successResultOf(ensureDeferred(perform(asker(None), _list_nodes, args)))
+        self.assertEqual(alone, {"error": "Worker node is not connected to master."})

@@ -463,6 +463,24 @@ def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]
     )
 
 
+async def perform(
+    ask: Ask, action: Callable[..., Awaitable[tuple[str, Any]]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run ``action``: ``text`` and ``json``, or ``error`` (with ``hint``: the election as
+    this node sees it, when a node with ``<failover>`` cannot reach the master)."""
+    try:
+        text, data = await action(ask, args)
+    except commands.ControlError as error:
+        return {"error": f"{error}."}
+    except NotConnected as error:
+        outcome = {"error": f"{error}."}
+        failover = await _failover(ask)
+        if failover is not None:
+            outcome["hint"] = format_failover(failover)
+        return outcome
+    return {"text": text, "json": data}
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, ask the node, print the answer; return the exit status.
 
@@ -499,9 +517,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             return answer
 
         try:
-            outcome["text"], outcome["json"] = await action(ask, args)
-        except (NotConnected, commands.ControlError) as error:
-            outcome["error"] = f"{error}."
+            outcome.update(await perform(ask, action, args))
         finally:
             protocol.transport.loseConnection()
 
@@ -514,6 +530,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             outcome.setdefault("error", NOT_RUNNING)
     if "error" in outcome:
         print(outcome["error"], file=sys.stderr)
+        if "hint" in outcome:
+            print(outcome["hint"], file=sys.stderr)
         return 1
     print(json.dumps(outcome["json"], indent=2) if args.json else outcome["text"])
     if args.health and outcome["json"]["verdict"]["state"] != "ok":
