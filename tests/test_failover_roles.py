@@ -372,6 +372,14 @@ class WiringTests(SynchronousTestCase):
             self.successResultOf(Deferred.fromCoroutine(worker.node.local_info()))["ip"],
             "10.0.0.1:1600",
         )
+        relinks: list[str] = []
+        self.patch(worker.link, "relink", lambda: relinks.append("relink"))
+        worker.follow_master("m1", "10.0.0.1", 1600)  # elected again where it was: dial now
+        self.assertEqual(relinks, ["relink"])
+        worker.link.protocol = object()  # type: ignore[assignment]
+        worker.follow_master("m1", "10.0.0.1", 1600)  # linked already: nothing to do
+        self.assertEqual(relinks, ["relink"])
+        worker.link.protocol = None
         fixed = WorkerService(config, reactor, load_sections(config))  # type: ignore[arg-type]
         assert fixed.target is not None
         self.assertEqual((fixed.target.host, fixed.target.port), ("127.0.0.1", 1516))

@@ -6,6 +6,7 @@ enrollment is printed."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 from tests.helpers import short_temp_dir
@@ -118,3 +119,76 @@ class FailoverRealTests(ClusterTestCase):
             )
         )
         self.assertIn("Took over 1 agents from etcd", second.log_text())
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class EtcdLostRealTests(ClusterTestCase):
+    """The master loses etcd: it stops being master within the TTL, and is master again
+    by itself once etcd is back."""
+
+    def test_master_without_etcd_steps_down(self) -> None:
+        """One candidate and a worker; etcd killed: the candidate steps down, its cluster
+        listener and enrollment port close (a master that may have been replaced must not
+        accept writes); etcd restarted: it is elected again, the worker links to it and an
+        enrollment through the worker gets a key."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.write()
+        master = self.start(cluster, "cand-a", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        enrollment_port = cluster.node_ports("cand-a")["enrollment"]
+        self.assertTrue(port_open(cluster.port))
+        self.assertTrue(port_open(enrollment_port))
+
+        [member] = etcd.members
+        etcd.kill(member)
+        self.wait_log(master, "No longer master (term")
+        self.assertIn("no lease renewal for 3 s", master.log_text())
+        self.assertTrue(wait_for(lambda: not port_open(cluster.port), DEADLINE))
+        # The worker's services take the agent ports back; the master's 1516 stays closed.
+        self.assertFalse(port_open(cluster.port))
+
+        etcd.start_member(member)
+        etcd.wait_healthy(member)
+        self.assertTrue(
+            wait_for(lambda: master.log_text().count("Master for term") >= 2, DEADLINE * 2),
+            master.log_text()[-3000:],
+        )
+        self.assertTrue(
+            wait_for(
+                lambda: worker.log_text().count("Successfully connected to master cand-a") >= 2,
+                DEADLINE,
+            ),
+            worker.log_text()[-3000:],
+        )
+        results: list[dict[str, str]] = []
+        self.assertTrue(
+            wait_for(
+                lambda: (
+                    "id"
+                    in (
+                        results.append(
+                            enroll([cluster.node_ports("worker1")["enrollment"]], 1, "back-")[0]
+                        )
+                        or results[-1]
+                    )
+                ),
+                DEADLINE,
+                step=0.5,
+            ),
+            results[-3:],
+        )

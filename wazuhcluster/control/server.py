@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.control import commands
 from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
-from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, close_connections
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 
@@ -279,8 +279,10 @@ class ControlService(Service):
         self.on_failure(f"Could not open the control socket {self.path}: {reason}.")
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening (Twisted removes the socket file and its lock)."""
+        """Stop listening (Twisted removes the socket file and its lock) and close the
+        clients' connections."""
         super().stopService()
+        close_connections(self.factory)
         port, self.port = self.port, None
         if port is None:
             return succeed(None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from OpenSSL import crypto
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IReactorTime, ITransport
@@ -34,7 +33,7 @@ from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.node.health import Verdict, cluster_verdict, worker_verdict
 from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
-from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.limits import LimitedFactory, ListenerService
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -326,7 +325,7 @@ class MasterService(MultiService):
                 admit_on="handshake",
                 credential="TLS handshake with a client certificate",
             )
-            self.listener = StreamServerEndpointService(endpoint, factory)
+            self.listener = ListenerService(endpoint, factory)
             self.listener.setName("cluster-listener")
             self.listener.setServiceParent(self)
             reaper = PeriodicTask(

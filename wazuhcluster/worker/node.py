@@ -188,11 +188,22 @@ class WorkerService(MultiService):
 
     def follow_master(self, name: str, host: str, port: int) -> Deferred[None] | None:
         """Link to master ``name`` at ``host:port`` from now on, relinking at once when it
-        moved (a worker with ``<failover>``)."""
+        moved, or when a master was elected where this worker is not linked (a worker with
+        ``<failover>``)."""
         if self.target is None:
             raise RuntimeError("this worker dials a fixed endpoint")
         if not self.target.move(host, port):
-            return None
+            if self.link.connected:
+                return None
+            # Elected again where it was (a master that came back): dial now rather than
+            # at the end of the back-off.
+            self.link.log.info(
+                "The master {name} was elected at {host}:{port}; linking to it now.",
+                name=name,
+                host=host,
+                port=port,
+            )
+            return self.link.relink()
         self.link.log.info(
             "The master is now {name} at {host}:{port}; linking to it.",
             name=name,
