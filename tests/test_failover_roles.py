@@ -228,6 +228,15 @@ class RoleSwitcherTests(SynchronousTestCase):
         self.assertEqual(len(n1.running), 1)
         self.assertEqual(n1.switcher.role == MASTER, n1.leadership.is_leader)
 
+    def test_sighup_reaches_the_current_role(self) -> None:
+        """SIGHUP runs the reload actions of whichever role runs now."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        self.clock.advance(0)
+        reloaded: list[str] = []
+        n1.roles[-1].reload_actions = [lambda: reloaded.append("master")]  # type: ignore[attr-defined]
+        self.successResultOf(n1.switcher.reload())
+        self.assertEqual(reloaded, ["master"])
+
     def test_status_for_operators(self) -> None:
         """failover_status says who leads, where, since when, and the candidates."""
         n1 = Node(self.etcd, self.clock, "n1").start(self)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
@@ -134,12 +134,10 @@ class RoleSwitcher(Service):
             await maybeDeferred(current.stopService)
         await maybeDeferred(self.leadership.stopService)
 
-    def reload(self) -> object:
-        """SIGHUP: run the current role's reload actions."""
+    def reload(self) -> Deferred[Any]:
+        """SIGHUP: run the current role's reload actions (fails if one of them does)."""
         actions: Sequence[Callable[[], object]] = getattr(self.current, "reload_actions", ())
-        for action in actions:
-            action()
-        return None
+        return gatherResults([maybeDeferred(action) for action in actions], consumeErrors=True)
 
     # -- what the election says ------------------------------------------------------------
 
