@@ -383,14 +383,14 @@ class FailoverStatusTests(SynchronousTestCase):
             [
                 "Failover (etcd):",
                 "    Master: m1 (10.0.0.1:1516), term 42",
-                "    Last election seen: 2027-01-15T08:00:00.500000Z",
+                "    Last election: 2027-01-15T08:00:00.500000Z",
                 "    Candidates: m1, m2",
                 "    This node: m2 (candidate), running as worker; lease TTL 10 s; etcd: ok",
             ],
         )
         nobody = format_failover({**self.STATUS, "master": None, "last_election": None})
         self.assertIn("Master: none elected", nobody)
-        self.assertIn("Last election seen: n/a", nobody)
+        self.assertIn("Last election: n/a", nobody)
 
 
 class NotConnectedHintTests(SynchronousTestCase):

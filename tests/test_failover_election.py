@@ -18,6 +18,7 @@ from wazuhcluster.failover.election import (
     LeadershipService,
     NotLeader,
     Term,
+    leader_since,
     leader_value,
     parse_leader_value,
 )
@@ -472,11 +473,12 @@ class LeaderAddressTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(
             json.loads(etcd.keys[KEY.encode()].value),
-            {"node": "n1", "host": "10.0.0.1", "port": 1516},
+            {"node": "n1", "host": "10.0.0.1", "port": 1516, "since": 0.0},
         )
         self.assertEqual(follower.leader.address, Address("10.0.0.1", 1516))  # type: ignore[union-attr]
         self.assertEqual(follower.leader.leader, "n1")  # type: ignore[union-attr]
         self.assertEqual(leader.leader.address, Address("10.0.0.1", 1516))  # type: ignore[union-attr]
+        self.assertEqual(follower.leader.since, 0.0)  # type: ignore[union-attr]
 
     def test_values_read_back(self) -> None:
         """A bare name has no address; a malformed address is dropped, the name kept; what
@@ -493,3 +495,6 @@ class LeaderAddressTests(SynchronousTestCase):
         self.assertEqual(parse_leader_value(b"{not json"), ("{not json", None))
         self.assertEqual(parse_leader_value(b"[1]"), ("[1]", None))
         self.assertEqual(parse_leader_value(b"x" * 5000)[1], None)
+        self.assertEqual(leader_since(leader_value("n1", Address("h", 1), 12.5)), 12.5)
+        for value in (b"n1", b"{", b"[]", b'{"since": true}', b'{"since": -1}', b'{"since": "1"}'):
+            self.assertIsNone(leader_since(value))

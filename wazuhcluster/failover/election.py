@@ -122,14 +122,33 @@ class Term:
     number: int
     lease: int
     address: Address | None = None
+    #: When the leader campaigned for this term, by its own clock (None: not said).
+    since: float | None = None
 
 
-def leader_value(node_name: str, address: Address | None) -> bytes:
-    """The leader key's value: the node's name, with its address when it has one."""
+def leader_value(node_name: str, address: Address | None, since: float | None = None) -> bytes:
+    """The leader key's value: the node's name, with its address (and the time it
+    campaigned) when it has one."""
     if address is None:
         return node_name.encode()
-    record = {"node": node_name, "host": address.host, "port": address.port}
+    record: dict[str, Any] = {"node": node_name, "host": address.host, "port": address.port}
+    if since is not None:
+        record["since"] = since
     return json.dumps(record, sort_keys=True).encode()
+
+
+def leader_since(value: bytes) -> float | None:
+    """When the leader says it campaigned (from :func:`leader_value`'s JSON), or None."""
+    if len(value) > MAX_LEADER_VALUE or not value.startswith(b"{"):
+        return None
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return None
+    since = record.get("since") if isinstance(record, dict) else None
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or since < 0:
+        return None
+    return float(since)
 
 
 def parse_leader_value(value: bytes) -> tuple[str, Address | None]:
@@ -431,7 +450,13 @@ class LeadershipService(Service):
         lease = self._lease
         result = await self.client.txn(
             [Compare.create_revision(self.key, "=", 0)],
-            [Op.put(self.key, leader_value(self.node_name, self.address), lease=lease)],
+            [
+                Op.put(
+                    self.key,
+                    leader_value(self.node_name, self.address, self.clock.seconds()),
+                    lease=lease,
+                )
+            ],
             [Op.get(self.key)],
         )
         if result.succeeded:
@@ -475,7 +500,7 @@ class LeadershipService(Service):
         self.last_election = self.clock.seconds()
         self._arm_deadline()
         self.log.info("Elected master (term {term}, lease TTL {ttl} s)", term=term, ttl=self.ttl)
-        self._set_leader(Term(self.node_name, term, lease, self.address))
+        self._set_leader(Term(self.node_name, term, lease, self.address, self.last_election))
         for callback in list(self._elected):
             self._call(callback, term)
 
@@ -495,7 +520,8 @@ class LeadershipService(Service):
 
     def _see_leader(self, holder: KeyValue) -> None:
         name, address = parse_leader_value(holder.value)
-        self._set_leader(Term(name, holder.create_revision, holder.lease, address))
+        since = leader_since(holder.value)
+        self._set_leader(Term(name, holder.create_revision, holder.lease, address, since))
 
     def _set_leader(self, leader: Term | None) -> None:
         if leader == self.leader:

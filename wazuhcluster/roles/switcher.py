@@ -255,7 +255,11 @@ class RoleSwitcher(Service):
             if leader is None or leader.address is None
             else str(leader.address),
             "term": None if leader is None else leader.number,
-            "last_election": leadership.last_election,
+            "last_election": (
+                leader.since
+                if leader is not None and leader.since is not None
+                else leadership.last_election
+            ),
             "candidates": list(self.candidates),
             "lease_ttl": leadership.ttl,
             "etcd": leadership.etcd_problem or "ok",

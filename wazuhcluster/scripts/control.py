@@ -282,7 +282,7 @@ def format_failover(status: dict[str, Any]) -> str:
         [
             "Failover (etcd):",
             f"    {leader}",
-            f"    Last election seen: {iso_time(status.get('last_election'))}",
+            f"    Last election: {iso_time(status.get('last_election'))}",
             f"    Candidates: {candidates}",
             f"    This node: {status.get('node')} ({part}), running as {status.get('role')}; "
             f"lease TTL {status.get('lease_ttl')} s; etcd: {status.get('etcd')}",
