@@ -6,11 +6,14 @@ enrollment is printed."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 
 from tests.helpers import short_temp_dir
-from tests.integration.common import DEADLINE, ClusterTestCase, control
+from tests.integration.common import DEADLINE, REPO, ClusterTestCase, control
 from tests.integration.test_enrollment_real import enroll
 from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
@@ -192,3 +195,75 @@ class EtcdLostRealTests(ClusterTestCase):
             ),
             results[-3:],
         )
+
+
+class KillDuringBurstRealTests(ClusterTestCase):
+    """kill -9 of the master while agents enroll through a worker: nothing acknowledged is
+    lost, no id is issued twice."""
+
+    def test_every_acknowledged_agent_survives(self) -> None:
+        """200 agents enroll at once through worker1; cand-a is killed once 60 are in its
+        client.keys. Every agent that got ``OSSEC K:`` is on cand-b after the take-over with the
+        same id and key, no id was given twice, and the next enrollment gets a new id."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(second, "Successfully connected to master cand-a")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+
+        port = cluster.node_ports("worker1")["enrollment"]
+        burst = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.enroll_many", str(port), "200", "burst-"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(lambda: burst.poll() is None and burst.kill())
+        keys_a = cluster.home("cand-a").client_keys
+        self.assertTrue(
+            wait_for(
+                lambda: keys_a.exists() and len(read_client_keys(keys_a)) >= 60, DEADLINE, 0.02
+            )
+        )
+        first.kill()
+        out, err = burst.communicate(timeout=DEADLINE * 3)
+        self.assertEqual(burst.returncode, 0, err)
+        results = json.loads(out)
+        acknowledged = {r["name"]: r for r in results if "id" in r}
+        self.assertGreaterEqual(len(acknowledged), 1)
+        ids = [r["id"] for r in acknowledged.values()]
+        self.assertEqual(len(ids), len(set(ids)), "an id was issued twice")
+
+        self.wait_log(second, "Master for term")
+        self.wait_log(second, "Took over")
+        keys_b = {e.name: e for e in read_client_keys(cluster.home("cand-b").client_keys)}
+        lost = [name for name in acknowledged if name not in keys_b]
+        self.assertEqual(lost, [], f"acknowledged but not on the new master: {lost[:10]}")
+        for name, result in acknowledged.items():
+            self.assertEqual((keys_b[name].id, keys_b[name].key), (result["id"], result["key"]))
+        refused = len(results) - len(acknowledged)
+        print(
+            f"\nfailover during a burst: {len(acknowledged)} of {len(results)} enrollments "
+            f"acknowledged ({refused} refused while the master was gone), all on the new master"
+        )
+        accepted: list[dict[str, str]] = []
+
+        def enrolled() -> bool:
+            [result] = enroll([port], 1, "after-burst-")
+            accepted.append(result)
+            return "id" in result
+
+        self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), accepted[-3:])
+        self.assertNotIn(accepted[-1]["id"], ids)
