@@ -202,9 +202,10 @@ class KillDuringBurstRealTests(ClusterTestCase):
     lost, no id is issued twice."""
 
     def test_every_acknowledged_agent_survives(self) -> None:
-        """200 agents enroll at once through worker1; cand-a is killed once 60 are in its
-        client.keys. Every agent that got ``OSSEC K:`` is on cand-b after the take-over with the
-        same id and key, no id was given twice, and the next enrollment gets a new id."""
+        """200 agents enroll at once through worker1; cand-a is killed once the worker holds
+        120 of their keys. Every agent that got ``OSSEC K:`` is on cand-b after the take-over
+        with the same id and key (and on the worker after the next sync), no id was given
+        twice, and the next enrollment gets a new id."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -231,10 +232,15 @@ class KillDuringBurstRealTests(ClusterTestCase):
             text=True,
         )
         self.addCleanup(lambda: burst.poll() is None and burst.kill())
-        keys_a = cluster.home("cand-a").client_keys
+        # Killed once the worker holds 120 of the new keys: their answers are on the way.
+        keys_w = cluster.home("worker1").client_keys
         self.assertTrue(
             wait_for(
-                lambda: keys_a.exists() and len(read_client_keys(keys_a)) >= 60, DEADLINE, 0.02
+                lambda: (
+                    len([e for e in read_client_keys(keys_w) if e.name.startswith("burst-")]) >= 120
+                ),
+                DEADLINE,
+                0.02,
             )
         )
         first.kill()
@@ -253,6 +259,12 @@ class KillDuringBurstRealTests(ClusterTestCase):
         self.assertEqual(lost, [], f"acknowledged but not on the new master: {lost[:10]}")
         for name, result in acknowledged.items():
             self.assertEqual((keys_b[name].id, keys_b[name].key), (result["id"], result["key"]))
+        self.assertTrue(
+            wait_for(
+                lambda: set(acknowledged) <= {e.name for e in read_client_keys(keys_w)}, DEADLINE
+            ),
+            "the worker does not hold every acknowledged agent",
+        )
         refused = len(results) - len(acknowledged)
         print(
             f"\nfailover during a burst: {len(acknowledged)} of {len(results)} enrollments "
