@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -280,10 +280,19 @@ class RelinkTests(SynchronousTestCase):
         reactor.listenTCP(1516, first.build_factory(lambda transport: {"worker1"}))
         reactor.listenTCP(1517, second.build_factory(lambda transport: {"worker1"}))
         completer = ConnectionCompleter(reactor)
-        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
+        made: list[tuple[str, int]] = []
+
+        def make(host: str, port: int) -> TCP4ClientEndpoint:
+            made.append((host, port))
+            return TCP4ClientEndpoint(reactor, host, port)
+
+        target = MasterTarget(make)
         config = write_config(str(base), "worker1", "worker")
         link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
-        link.startService()
+        with capturedLogs() as events:
+            link.startService()
+        [waiting] = [e for e in events if "no master elected yet" in formatEvent(e)]
+        self.assertEqual(waiting["log_level"], LogLevel.info)  # normal before an election
         self.addCleanup(link.stopService)
         self.assertEqual(reactor.tcpClients, [])
         self.assertEqual(link.last_error, "no master elected yet")
@@ -310,6 +319,7 @@ class RelinkTests(SynchronousTestCase):
         self.assertTrue(link.connected)
         self.assertEqual(link.master_name, "master-b")
         self.assertEqual(second.workers.names(), ["worker1"])
+        self.assertEqual(made, [("127.0.0.1", 1516), ("127.0.0.1", 1517)])  # once per target
 
 
 FAILOVER_BLOCK = (

@@ -25,6 +25,7 @@ from wazuhcluster.wire.calls import call_with_timeout
 from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import make_nonce, master_proof, proofs_match, worker_proof
 from wazuhcluster.worker.protocol import WorkerProtocol
+from wazuhcluster.worker.target import NoMasterKnown
 
 #: The master's refusal of a name it still lists (Wazuh's 3028).
 DUPLICATE_NAME = "Error 3028"
@@ -128,6 +129,8 @@ class MasterLink(MultiService):
         if failure.check(ConnectionRefusedError):
             reason = "connection refused"
         level = LogLevel.error
+        if failure.check(NoMasterKnown):
+            level = LogLevel.info  # a worker with <failover> before the first election
         if DUPLICATE_NAME in reason and self._lost_at is not None:
             # Our previous link may still be open on the master (a stalled network): the
             # master drops it within max_silence plus one reaper round. A race, not a fault.

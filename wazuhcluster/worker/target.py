@@ -29,6 +29,9 @@ class MasterTarget:
         self.make = make
         self.host = host
         self.port = port
+        #: The endpoint built for the current target (once per target: it reads the TLS
+        #: material).
+        self._endpoint: tuple[tuple[str, int], IStreamClientEndpoint] | None = None
 
     @property
     def known(self) -> bool:
@@ -46,7 +49,10 @@ class MasterTarget:
         """Connect to the current master, or fail at once while none is known."""
         if self.host is None:
             return fail(NoMasterKnown("no master elected yet"))
-        return self.make(self.host, self.port).connect(factory)
+        where = (self.host, self.port)
+        if self._endpoint is None or self._endpoint[0] != where:
+            self._endpoint = (where, self.make(*where))
+        return self._endpoint[1].connect(factory)
 
     def __str__(self) -> str:
         return "no master known yet" if self.host is None else f"{self.host}:{self.port}"
