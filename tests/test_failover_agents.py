@@ -56,12 +56,18 @@ class FakeFenced:
     def __init__(self) -> None:
         self.transactions: list[list[Op]] = []
         self.refuse: Exception | None = None
+        #: When set, each transaction waits for the test to fire the Deferred it appends.
+        self.holds: list[Deferred[None]] | None = None
 
     async def fenced_txn(self, success: Sequence[Op]) -> TxnResult:
-        """Record, or raise ``refuse``."""
+        """Record, or raise ``refuse``; wait first when held."""
+        self.transactions.append(list(success))
+        if self.holds is not None:
+            hold: Deferred[None] = Deferred()
+            self.holds.append(hold)
+            await hold
         if self.refuse is not None:
             raise self.refuse
-        self.transactions.append(list(success))
         return TxnResult(True, 1, (), None)
 
 
@@ -112,7 +118,7 @@ class DurableAgentsTests(SynchronousTestCase):
         writing the new record and the next id."""
         fenced = FakeFenced()
         store = DurableAgents(fenced, FakeReader({}), PREFIX)
-        self.successResultOf(ensureDeferred(store.save([record("007", "web")], ["003"])))
+        self.successResultOf(ensureDeferred(store.save([record("007", "web")], ["003"], next_id=8)))
         [ops] = fenced.transactions
         self.assertEqual(
             [op.kind for op in ops], ["request_delete_range", "request_put", "request_put"]
@@ -128,6 +134,55 @@ class DurableAgentsTests(SynchronousTestCase):
         ids = [f"{n:03d}" for n in range(1, 300)]
         self.successResultOf(ensureDeferred(store.save([], ids)))
         self.assertEqual([len(ops) for ops in fenced.transactions], [MAX_OPS, MAX_OPS, 59])
+
+    def test_saves_asked_meanwhile_travel_together(self) -> None:
+        """While one transaction is in flight, the saves asked meanwhile wait and then go in
+        one transaction; one touching a key already in it waits for the next; the next id
+        written only grows."""
+        fenced = FakeFenced()
+        fenced.holds = []
+        store = DurableAgents(fenced, FakeReader({}), PREFIX)
+        first = ensureDeferred(store.save([record("010", "a10")], [], next_id=11))
+        later = [
+            ensureDeferred(store.save([record("012", "a12")], [], next_id=13)),
+            ensureDeferred(store.save([record("011", "a11")], [], next_id=12)),
+            ensureDeferred(store.save([], ["012"])),  # same key as the first of the batch
+        ]
+        self.assertEqual(len(fenced.transactions), 1)
+        fenced.holds.pop(0).callback(None)
+        self.successResultOf(first)
+        self.assertEqual(len(fenced.transactions), 2)
+        second = _puts(fenced.transactions[1])
+        self.assertEqual(
+            sorted(second),
+            [PREFIX + "agents-next-id", PREFIX + "agents/011", PREFIX + "agents/012"],
+        )
+        self.assertEqual(second[PREFIX + "agents-next-id"], "13")
+        fenced.holds.pop(0).callback(None)
+        fenced.holds.pop(0).callback(None)
+        for done in later:
+            self.successResultOf(done)
+        self.assertEqual(len(fenced.transactions), 3)
+        self.assertEqual([op.kind for op in fenced.transactions[2]], ["request_delete_range"])
+        lower = ensureDeferred(store.save([record("005", "a5")], [], next_id=6))
+        fenced.holds.pop(0).callback(None)
+        self.successResultOf(lower)
+        self.assertNotIn(PREFIX + "agents-next-id", _puts(fenced.transactions[3]))
+
+    def test_a_refused_batch_fails_every_save_in_it(self) -> None:
+        """Each save of a refused transaction gets the refusal; the next batch goes on."""
+        fenced = FakeFenced()
+        fenced.holds = []
+        store = DurableAgents(fenced, FakeReader({}), PREFIX)
+        first = ensureDeferred(store.save([record("001", "a1")], []))
+        batch = [ensureDeferred(store.save([record(f"00{n}", f"a{n}")], [])) for n in (2, 3)]
+        fenced.refuse = NotLeader("no longer")
+        fenced.holds.pop(0).callback(None)
+        self.failureResultOf(first, NotLeader)
+        fenced.refuse = None
+        fenced.holds.pop(0).callback(None)
+        for done in batch:
+            self.successResultOf(done)
 
     def test_refused_write_raises(self) -> None:
         """A node that no longer leads gets NotLeader: nothing was written."""
@@ -243,9 +298,7 @@ class FakeDurable:
         for r in added:
             self.records[r["id"]] = dict(r)
         if next_id is not None:
-            self.next_id = next_id
-        elif added:
-            self.next_id = max(int(r["id"]) for r in added) + 1
+            self.next_id = max(self.next_id, next_id)
 
     async def load(self) -> tuple[list[dict[str, Any]], int]:
         """Every record and the next id."""

@@ -14,6 +14,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from attrs import define
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wazuhcluster.failover.interfaces import IDurableAgents
@@ -47,6 +50,16 @@ class Reader(Protocol):
         revision: int = 0,
     ) -> RangeResult:
         """Keys in a range."""
+
+
+@define
+class _Save:
+    """One asked-for write: its operations, the agent ids it touches, its next id."""
+
+    ops: list[Op]
+    keys: set[str]
+    next_id: int | None
+    done: Deferred[None]
 
 
 class BadRecord(ValueError):
@@ -101,6 +114,10 @@ class DurableAgents:
         self.next_id_key = prefix + "agents-next-id"
         #: Records found in etcd that were not agent records, at the last load.
         self.skipped: list[tuple[str, str]] = []
+        self._queue: list[_Save] = []
+        self._writing = False
+        #: The highest next id this store has written (it never writes a lower one).
+        self._next_written = 0
 
     def _key(self, agent_id: str) -> str:
         return self.agents_prefix + agent_id
@@ -111,17 +128,62 @@ class DurableAgents:
         removed: Sequence[str],
         next_id: int | None = None,
     ) -> None:
-        """Write ``added`` and delete ``removed`` in fenced transactions of at most
-        :data:`MAX_OPS` operations (one for an enrollment; a long deletion in several).
-        The next id becomes ``next_id`` when given, else one above the highest added."""
+        """Write ``added`` and delete ``removed``; with ``next_id``, the next id to issue
+        becomes at least that. Fires once etcd holds it (a fenced write: NotLeader or an
+        etcd error when it does not).
+
+        Saves are written one transaction at a time, in the order they were asked for;
+        those asked while one is in flight travel together in the next (up to
+        :data:`MAX_OPS` operations, never two touching the same key), so a burst of
+        enrollments costs few round trips and the next id only ever grows. A save larger
+        than one transaction (a long deletion) goes alone, in several."""
         ops = [Op.delete(self._key(agent_id)) for agent_id in removed]
         ops += [Op.put(self._key(record["id"]), encode_record(record)) for record in added]
-        if added and next_id is None:
-            next_id = max(int(record["id"]) for record in added) + 1
-        if next_id is not None:
+        keys = {str(agent_id) for agent_id in removed} | {str(r["id"]) for r in added}
+        done: Deferred[None] = Deferred()
+        self._queue.append(_Save(ops, keys, next_id, done))
+        self._write_next()
+        await done
+
+    def _write_next(self) -> None:
+        if self._writing or not self._queue:
+            return
+        batch = [self._queue.pop(0)]
+        size, keys = len(batch[0].ops) + 1, set(batch[0].keys)
+        while self._queue:
+            following = self._queue[0]
+            if size + len(following.ops) + 1 > MAX_OPS or keys & following.keys:
+                break
+            batch.append(self._queue.pop(0))
+            size += len(following.ops) + 1
+            keys |= following.keys
+        self._writing = True
+        written = Deferred.fromCoroutine(self._write(batch))
+
+        def next_batch(_: object) -> None:
+            self._writing = False
+            self._write_next()
+
+        written.addBoth(next_batch)
+
+    async def _write(self, batch: list[_Save]) -> None:
+        ops = [op for save in batch for op in save.ops]
+        wanted = [save.next_id for save in batch if save.next_id is not None]
+        next_id = max(wanted) if wanted else None
+        if next_id is not None and next_id > self._next_written:
             ops.append(Op.put(self.next_id_key, str(next_id)))
-        for start in range(0, len(ops), MAX_OPS):
-            await self.fenced.fenced_txn(ops[start : start + MAX_OPS])
+        try:
+            for start in range(0, len(ops), MAX_OPS):
+                await self.fenced.fenced_txn(ops[start : start + MAX_OPS])
+        except Exception:
+            failure = Failure()
+            for save in batch:
+                save.done.errback(failure)
+            return
+        if next_id is not None:
+            self._next_written = max(self._next_written, next_id)
+        for save in batch:
+            save.done.callback(None)
 
     async def load(self) -> tuple[list[dict[str, Any]], int]:
         """Every record (in pages read at one revision) and the next id; records that are

@@ -15,8 +15,8 @@ class IDurableAgents(Interface):
         added: Sequence[Mapping[str, Any]], removed: Sequence[str], next_id: int | None = None
     ) -> None:
         """Write the records of ``added`` agents and delete the ``removed`` ids in fenced
-        transactions (one for a few agents), and the next id to issue (``next_id``, else
-        one above the highest added); raises (NotLeader, an etcd error) when not written."""
+        transactions, and raise the next id to issue to ``next_id`` when given; raises
+        (NotLeader, an etcd error) when not written."""
 
     async def load() -> tuple[list[dict[str, Any]], int]:
         """Every agent record, and the next agent id etcd knows of (0: none)."""

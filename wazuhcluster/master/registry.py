@@ -277,8 +277,10 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         agent = outcome.agent
         new = agent is not None and not outcome.resent
         records = [DurableAgent.of(agent).record()] if agent is not None and new else []
+        # A new agent's id is the highest issued: the next one follows it.
+        next_id = parse_agent_id(agent.id) + 1 if agent is not None and new else None
         try:
-            await self.durable.save(records, removed)
+            await self.durable.save(records, removed, next_id=next_id)
         except Exception as error:
             name = agent.name if agent is not None else "?"
             self.log.error(
