@@ -412,6 +412,43 @@ class MasterDurableTests(link_tests.RegistryLinkTests):
         self.assertEqual(self.durable.records, {})
 
 
+class DurableGroupsTests(link_tests.RegistryLinkTests):
+    """Group assignments through the control socket are stored in etcd; when etcd does not
+    take one it is undone."""
+
+    def setUp(self) -> None:
+        """The in-memory cluster of the registry link tests, with a durable store."""
+        super().setUp()
+        self.durable = FakeDurable()
+        self.master.durable = self.durable
+
+    def manage(self, action: str, arguments: dict[str, Any]) -> Any:
+        """One management request, synchronously."""
+        return self.successResultOf(ensureDeferred(self.master.manage(action, arguments)))
+
+    def test_assignments_are_stored_or_undone(self) -> None:
+        """assign and unassign write the agent's new group list; a refused one leaves the
+        registry as it was and says why."""
+        worker = self.join("worker1")
+        entry = parse_reply(self.enroll_through(worker, "OSSEC A:'web-1'"))
+        self.manage("create_group", {"name": "web"})
+        self.assertEqual(
+            self.manage("assign", {"agent": entry.id, "group": "web"})["groups"], ["default", "web"]
+        )
+        self.assertEqual(self.durable.records[entry.id]["groups"], ["default", "web"])
+        self.assertEqual(self.durable.next_id, 2)  # an update does not move the next id
+        self.manage("unassign", {"agent": entry.id, "group": "default"})
+        self.assertEqual(self.durable.records[entry.id]["groups"], ["web"])
+        self.durable.refuse = NotLeader("no longer the leader")
+        refused = ensureDeferred(
+            self.master.manage("assign", {"agent": entry.id, "group": "default"})
+        )
+        self.assertIn("it is undone", str(self.failureResultOf(refused, ControlError).value))
+        agent = self.successResultOf(self.master.registry.get_agent(entry.id))
+        self.assertEqual(agent.groups, ("web",))  # type: ignore[union-attr]
+        self.assertEqual(self.durable.records[entry.id]["groups"], ["web"])
+
+
 def read_names(home: Home) -> list[str]:
     """The agent names of a home's client.keys."""
     from wazuhcluster.registry.keys import read_client_keys

@@ -573,14 +573,44 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         return {"deleted": name, "agents_back_in_default": list(moved)}
 
     async def _assign(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        agent_id = _text(arguments, "agent")
+        before = await self._before_group_change(agent_id)
         groups = await self.registry.assign(
-            _text(arguments, "agent"), _text(arguments, "group"), bool(arguments.get("replace"))
+            agent_id, _text(arguments, "group"), bool(arguments.get("replace"))
         )
+        await self._store_groups(before, groups)
         return {"groups": list(groups)}
 
     async def _unassign(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        groups = await self.registry.unassign(_text(arguments, "agent"), _text(arguments, "group"))
+        agent_id = _text(arguments, "agent")
+        before = await self._before_group_change(agent_id)
+        groups = await self.registry.unassign(agent_id, _text(arguments, "group"))
+        await self._store_groups(before, groups)
         return {"groups": list(groups)}
+
+    async def _before_group_change(self, agent_id: str) -> Agent | None:
+        """The agent as it is before a group change (only needed to make it durable)."""
+        if self.durable is None:
+            return None
+        return await self.registry.get_agent(agent_id)
+
+    async def _store_groups(self, before: Agent | None, groups: tuple[str, ...]) -> None:
+        """Store an agent's new group list in etcd; when etcd does not take it, put the old
+        list back and say so (the change is not done)."""
+        if self.durable is None or before is None or tuple(groups) == before.groups:
+            return
+        record = DurableAgent.of(before).record()
+        record["groups"] = list(groups)
+        try:
+            await self.durable.save([record], [])
+        except Exception as error:
+            await self.registry.write(
+                lambda registry: registry.set_groups(before.id, before.groups)
+            )
+            raise ControlError(
+                f"could not change the groups of agent {before.id}: etcd did not take the "
+                f"change ({error}); it is undone"
+            ) from None
 
 
 class _RegistryLocator(amp.CommandLocator):

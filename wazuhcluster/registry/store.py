@@ -558,6 +558,25 @@ class Registry:
         self.groups_dirty = True
         return result
 
+    def set_groups(self, agent_id: str, groups: Sequence[str]) -> tuple[str, ...]:
+        """Make ``groups`` (existing ones, in priority order) the agent's group list, e.g.
+        to undo a change that could not be made durable; returns it."""
+        number = parse_agent_id(agent_id)
+        wanted = _dedupe(groups) or (DEFAULT_GROUP,)
+        with self._transaction() as db:
+            self._require_agent(db, number, agent_id)
+            missing = self._missing_groups(db, wanted)
+            if missing:
+                raise UnknownGroup(missing[0])
+            db.execute("DELETE FROM memberships WHERE agent_id = ?", (number,))
+            db.executemany(
+                "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
+                [(number, group, priority) for priority, group in enumerate(wanted)],
+            )
+            result = self._groups_of(db, number)
+        self.groups_dirty = True
+        return result
+
     def unassign(self, agent_id: str, group: str) -> tuple[str, ...]:
         """Remove an agent from a group (back to ``default`` if none is left)."""
         number = parse_agent_id(agent_id)
