@@ -333,3 +333,91 @@ class BadInputTests(SynchronousTestCase):
         answer = self.ask(_box(b"Manage", action=b"x", arguments=Json().toString({"a": 1})))
         self.assertIn(b"_answer", answer)
         self.assertEqual(self.backend.calls, [("x", {"a": 1})])
+
+
+class FailoverStatusTests(SynchronousTestCase):
+    """FailoverStatus: the election's view when the node has one, None otherwise; and how
+    ``-l``/``-i`` print it."""
+
+    STATUS = {
+        "node": "m2",
+        "candidate": True,
+        "role": "worker",
+        "master": "m1",
+        "master_address": "10.0.0.1:1516",
+        "term": 42,
+        "last_election": 1_800_000_000.5,
+        "candidates": ["m1", "m2"],
+        "lease_ttl": 10,
+        "etcd": "ok",
+        "promotions": 0,
+        "demotions": 0,
+    }
+
+    def answer(self, failover: Any) -> Any:
+        """The decoded ``status`` of one FailoverStatus request."""
+        server = ControlProtocol(_Backend(), ClusterLog("Master", "Control"), failover)
+        transport = StringTransport()
+        server.makeConnection(transport)
+        server.dataReceived(_box(b"FailoverStatus"))
+        [answer] = amp.parseString(transport.value())
+        return Json().fromString(answer[b"status"])
+
+    def test_answers(self) -> None:
+        """Without a view: null; with one: its status."""
+
+        class View:
+            def failover_status(self) -> dict[str, Any]:
+                return FailoverStatusTests.STATUS
+
+        self.assertIsNone(self.answer(None))
+        self.assertEqual(self.answer(View()), self.STATUS)
+
+    def test_printed(self) -> None:
+        """The master with its address and term, the time of the last election, the
+        candidates and this node's part; an empty election says so."""
+        from wazuhcluster.scripts.control import format_failover
+
+        self.assertEqual(
+            format_failover(self.STATUS).splitlines(),
+            [
+                "Failover (etcd):",
+                "    Master: m1 (10.0.0.1:1516), term 42",
+                "    Last election: 2027-01-15T08:00:00.500000Z",
+                "    Candidates: m1, m2",
+                "    This node: m2 (candidate), running as worker; lease TTL 10 s; etcd: ok",
+            ],
+        )
+        nobody = format_failover({**self.STATUS, "master": None, "last_election": None})
+        self.assertIn("Master: none elected", nobody)
+        self.assertIn("Last election: n/a", nobody)
+
+
+class NotConnectedHintTests(SynchronousTestCase):
+    """A worker with ``<failover>`` that cannot reach the master still says who it is."""
+
+    def test_hint_names_the_master(self) -> None:
+        """The request fails as before, and the election as the node sees it comes with
+        the error; without ``<failover>`` the error is alone."""
+        from twisted.internet.defer import ensureDeferred
+
+        from wazuhcluster.control import commands
+        from wazuhcluster.scripts.control import _list_nodes, build_parser, perform
+        from wazuhcluster.wire.commands import NotConnected
+
+        def asker(status: Any) -> Any:
+            async def ask(command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
+                if command is commands.FailoverStatus:
+                    return {"status": status}
+                raise NotConnected("Worker node is not connected to master")
+
+            return ask
+
+        args = build_parser().parse_args(["-l"])
+        outcome = self.successResultOf(
+            ensureDeferred(perform(asker(FailoverStatusTests.STATUS), _list_nodes, args))
+        )
+        self.assertEqual(outcome["error"], "Worker node is not connected to master.")
+        self.assertIn("Master: m1 (10.0.0.1:1516), term 42", outcome["hint"])
+        alone = self.successResultOf(ensureDeferred(perform(asker(None), _list_nodes, args)))
+        self.assertEqual(alone, {"error": "Worker node is not connected to master."})

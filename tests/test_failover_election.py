@@ -3,6 +3,7 @@ down and why, fenced writes. Deterministic: no network, no real time."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,7 +13,15 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.failover.election import LeadershipService, NotLeader, Term
+from wazuhcluster.failover.election import (
+    Address,
+    LeadershipService,
+    NotLeader,
+    Term,
+    leader_since,
+    leader_value,
+    parse_leader_value,
+)
 from wazuhcluster.failover.kv import (
     Compare,
     EtcdUnavailable,
@@ -435,3 +444,57 @@ class WiringTests(SynchronousTestCase):
         self.assertEqual(candidate.log.task, "Failover")
         candidate.startService()
         self.successResultOf(candidate.stopService())
+
+
+class LeaderAddressTests(SynchronousTestCase):
+    """The leader publishes where it is reached; the others read it back."""
+
+    def test_address_travels_in_the_leader_key(self) -> None:
+        """A candidate with an address writes it with its name; a follower sees both, and
+        logs where the master is."""
+        clock = Clock()
+        etcd = MemoryEtcd(clock)
+        leader = LeadershipService(
+            etcd,
+            KEY,
+            "n1",
+            TTL,
+            clock,
+            ClusterLog("Master n1", "Failover"),
+            address=Address("10.0.0.1", 1516),
+        )
+        follower = LeadershipService(
+            etcd, KEY, "w1", TTL, clock, ClusterLog("Worker w1", "Failover"), candidate=False
+        )
+        leader.startService()
+        follower.startService()
+        self.addCleanup(leader.stopService)
+        self.addCleanup(follower.stopService)
+        clock.advance(0)
+        self.assertEqual(
+            json.loads(etcd.keys[KEY.encode()].value),
+            {"node": "n1", "host": "10.0.0.1", "port": 1516, "since": 0.0},
+        )
+        self.assertEqual(follower.leader.address, Address("10.0.0.1", 1516))  # type: ignore[union-attr]
+        self.assertEqual(follower.leader.leader, "n1")  # type: ignore[union-attr]
+        self.assertEqual(leader.leader.address, Address("10.0.0.1", 1516))  # type: ignore[union-attr]
+        self.assertEqual(follower.leader.since, 0.0)  # type: ignore[union-attr]
+
+    def test_values_read_back(self) -> None:
+        """A bare name has no address; a malformed address is dropped, the name kept; what
+        is not an object of ours is taken as text."""
+        self.assertEqual(parse_leader_value(b"n1"), ("n1", None))
+        self.assertEqual(
+            parse_leader_value(leader_value("n1", Address("::1", 9))), ("n1", Address("::1", 9))
+        )
+        self.assertEqual(parse_leader_value(b'{"node": "n1", "host": "a b", "port": 1}')[1], None)
+        self.assertEqual(parse_leader_value(b'{"node": "n1", "host": "h", "port": 0}')[1], None)
+        self.assertEqual(
+            parse_leader_value(b'{"node": "n1", "host": "h", "port": true}'), ("n1", None)
+        )
+        self.assertEqual(parse_leader_value(b"{not json"), ("{not json", None))
+        self.assertEqual(parse_leader_value(b"[1]"), ("[1]", None))
+        self.assertEqual(parse_leader_value(b"x" * 5000)[1], None)
+        self.assertEqual(leader_since(leader_value("n1", Address("h", 1), 12.5)), 12.5)
+        for value in (b"n1", b"{", b"[]", b'{"since": true}', b'{"since": -1}', b'{"since": "1"}'):
+            self.assertIsNone(leader_since(value))

@@ -348,3 +348,33 @@ class CallTimeoutTests(SynchronousTestCase):
         clock = Clock()
         self.assertEqual(self.successResultOf(limit_time(succeed(1), 5, clock, "X")), 1)
         self.failureResultOf(limit_time(fail(ValueError("bad")), 5, clock, "X"), ValueError)
+
+
+class ListenerServiceTests(SynchronousTestCase):
+    """A listener that stops closes what it accepted (a node handing its role over must not
+    keep serving through old connections)."""
+
+    def test_stop_closes_accepted_connections(self) -> None:
+        """Two live connections: both are closing once the service has stopped, and the
+        listening port is gone."""
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.testing import MemoryReactorClock
+
+        from wazuhcluster.util.limits import ListenerService, close_connections
+
+        reactor = MemoryReactorClock()
+        factory = LimitedFactory(
+            Factory.forProtocol(Recorder), reactor, ClusterLog("Test", "Limits")
+        )
+        service = ListenerService(TCP4ServerEndpoint(reactor, 1516), factory)
+        service.startService()
+        transports = []
+        for port in (40000, 40001):
+            address = IPv4Address("TCP", "10.0.0.1", port)
+            transport = StringTransport(peerAddress=address)
+            factory.buildProtocol(address).makeConnection(transport)  # type: ignore[union-attr]
+            transports.append(transport)
+        self.assertFalse(any(t.disconnecting for t in transports))
+        self.successResultOf(service.stopService())
+        self.assertTrue(all(t.disconnecting for t in transports))
+        self.assertEqual(close_connections(object()), 0)

@@ -109,6 +109,13 @@ def build_service(
     hup = SignalHandlers(reactor, [cluster_log.reopen], ClusterLog(tag, "Main"))
     hup.setServiceParent(top)
     role: MultiService
+    if cluster.failover is not None and not cluster.disabled:
+        from wazuhcluster.roles.wiring import build_failover_node
+
+        switcher = build_failover_node(config, reactor, sections, tag)
+        switcher.setServiceParent(top)
+        hup.on_hup.append(switcher.reload)
+        return top
     if cluster.node_type == "master":
         from wazuhcluster.master.node import MasterService
 

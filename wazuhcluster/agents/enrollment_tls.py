@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorSSL
@@ -19,7 +18,7 @@ from twisted.internet.protocol import Factory
 
 from wazuhcluster.config.auth_settings import AuthSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
-from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.limits import LimitedFactory, ListenerService
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tls import ensure_self_signed
 
@@ -98,13 +97,13 @@ def enrollment_endpoint(
 
 def enrollment_listener(
     reactor: IReactorSSLTime, settings: AuthSettings, factory: Factory[Any], log: ClusterLog
-) -> StreamServerEndpointService:
+) -> ListenerService:
     """The 1515 listening service (named ``enrollment``) for ``factory`` under ``<auth>``'s
     connection limits: a connection is counted against ``max_connections[_per_ip]`` once its
     TLS handshake is done, and before that only against the pending caps and the
     ``handshake_timeout``; a connection closed after its reply is aborted if the agent keeps
     it open."""
     limited = LimitedFactory(factory, reactor, log, limits=settings.limits, admit_on="handshake")
-    service = StreamServerEndpointService(enrollment_endpoint(reactor, settings), limited)
+    service = ListenerService(enrollment_endpoint(reactor, settings), limited)
     service.setName("enrollment")
     return service

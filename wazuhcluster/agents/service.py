@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
-from twisted.application.internet import StreamServerEndpointService, UDPServer
+from twisted.application.internet import UDPServer
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
@@ -28,7 +28,7 @@ from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFil
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.util.interfaces import IReactorAgentChannel
-from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.limits import LimitedFactory, ListenerService
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -92,7 +92,7 @@ class AgentChannelService(MultiService):
                 admit_on="protocol",
                 credential="valid agent message",
             )
-            listener = StreamServerEndpointService(
+            listener = ListenerService(
                 endpoint_type(reactor, remote.port, interface=interface), limited
             )
             listener.setName("agent-channel")

@@ -27,7 +27,7 @@ from wazuhcluster.api.security_store import SecurityStore
 from wazuhcluster.api.users import UserStore, number_users
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
-from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.limits import LimitedFactory, close_connections
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
@@ -109,6 +109,7 @@ class ApiService(Service):
             admit_on="protocol",
             credential="authenticated request",
         )
+        self._factory = limited
         d = endpoint.listen(limited)
         d.addCallbacks(self._listening, self._failed)
 
@@ -127,8 +128,9 @@ class ApiService(Service):
         self.listening.errback(failure)
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening."""
+        """Stop listening and close the open connections (no request is read after)."""
         super().stopService()
+        close_connections(getattr(self, "_factory", None))
         port, self.port = self.port, None
         if port is None:
             return Deferred.fromCoroutine(_nothing())

@@ -77,3 +77,11 @@ class ReloadRuleset(amp.Command):
     arguments = []
     response = [(b"message", amp.Unicode())]
     errors = _ERRORS
+
+
+class FailoverStatus(amp.Command):
+    """The election as this node sees it (``status`` None: no ``<failover>`` configured)."""
+
+    arguments = []
+    response = [(b"status", Json())]
+    errors = _ERRORS

@@ -31,3 +31,11 @@ class IControlBackend(Interface):
 
     async def analysis_stats() -> dict[str, Any]:
         """This node's analysis intake numbers (with its name)."""
+
+
+class IFailoverView(Interface):
+    """What a node with ``<failover>`` tells the control socket about the election."""
+
+    def failover_status() -> dict[str, Any]:
+        """The master (name, address, term), the candidates, the time of the last election,
+        this node's part and whether etcd answers."""

@@ -32,8 +32,8 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from wazuhcluster.control import commands
-from wazuhcluster.control.interfaces import IControlBackend
-from wazuhcluster.util.limits import LimitedFactory, ListenerLimits
+from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, close_connections
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 
@@ -41,10 +41,16 @@ from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
 
-    def __init__(self, backend: IControlBackend, log: ClusterLog | None = None) -> None:
+    def __init__(
+        self,
+        backend: IControlBackend,
+        log: ClusterLog | None = None,
+        failover: IFailoverView | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.log = log or ClusterLog("Cluster", "Control")
+        self.failover = failover
 
     def locateResponder(self, name: bytes) -> Any:  # noqa: N802 - Twisted's name
         """Our commands, with arguments AMP cannot parse refused; a non-ASCII name is unknown."""
@@ -75,6 +81,11 @@ class ControlProtocol(amp.AMP):
     async def local_info(self) -> dict[str, Any]:
         """Answer LocalInfo from the backend."""
         return {"info": await self.backend.local_info()}
+
+    @commands.FailoverStatus.responder
+    def failover_status(self) -> dict[str, Any]:
+        """Answer FailoverStatus: the election as this node sees it, or None without one."""
+        return {"status": None if self.failover is None else self.failover.failover_status()}
 
     @commands.ClusterHealth.responder
     async def cluster_health(self) -> dict[str, Any]:
@@ -204,6 +215,7 @@ class ControlService(Service):
         log: ClusterLog | None = None,
         on_failure: Callable[[str], object] | None = None,
         limits: ListenerLimits | None = None,
+        failover: IFailoverView | None = None,
     ) -> None:
         self.path = path
         self.backend = backend
@@ -211,7 +223,9 @@ class ControlService(Service):
         self.log = log or ClusterLog("Cluster", "Control")
         self.on_failure = on_failure or self._log_failure
         self.port: IListeningPort | None = None
-        factory: Factory[Any] = Factory.forProtocol(lambda: ControlProtocol(backend, self.log))
+        factory: Factory[Any] = Factory.forProtocol(
+            lambda: ControlProtocol(backend, self.log, failover)
+        )
         if limits is not None and IReactorTime.providedBy(reactor):
             # The socket's mode is the credential: a client is admitted by its first command,
             # which must come within the handshake deadline; the caps count clients in all.
@@ -265,8 +279,10 @@ class ControlService(Service):
         self.on_failure(f"Could not open the control socket {self.path}: {reason}.")
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening (Twisted removes the socket file and its lock)."""
+        """Stop listening (Twisted removes the socket file and its lock) and close the
+        clients' connections."""
         super().stopService()
+        close_connections(self.factory)
         port, self.port = self.port, None
         if port is None:
             return succeed(None)

@@ -24,6 +24,8 @@ master can commit nothing, whatever its own clock believes.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -94,13 +96,87 @@ class EtcdLike(Protocol):
         """Watch a key."""
 
 
+#: The longest leader value read back (a name and an address are far shorter).
+MAX_LEADER_VALUE = 1024
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_HOST = re.compile(r"[A-Za-z0-9.:_-]{1,253}")
+
+
+@frozen
+class Address:
+    """Where the cluster's nodes reach a node: its cluster address and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 @frozen
 class Term:
-    """Who leads, since which revision (the term), as this node last saw it."""
+    """Who leads, since which revision (the term), as this node last saw it, and where the
+    leader said it can be reached (None: it did not say, or said it badly)."""
 
     leader: str
     number: int
     lease: int
+    address: Address | None = None
+    #: When the leader campaigned for this term, by its own clock (None: not said).
+    since: float | None = None
+
+
+def leader_value(node_name: str, address: Address | None, since: float | None = None) -> bytes:
+    """The leader key's value: the node's name, with its address (and the time it
+    campaigned) when it has one."""
+    if address is None:
+        return node_name.encode()
+    record: dict[str, Any] = {"node": node_name, "host": address.host, "port": address.port}
+    if since is not None:
+        record["since"] = since
+    return json.dumps(record, sort_keys=True).encode()
+
+
+def leader_since(value: bytes) -> float | None:
+    """When the leader says it campaigned (from :func:`leader_value`'s JSON), or None."""
+    if len(value) > MAX_LEADER_VALUE or not value.startswith(b"{"):
+        return None
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return None
+    since = record.get("since") if isinstance(record, dict) else None
+    if isinstance(since, bool) or not isinstance(since, (int, float)) or since < 0:
+        return None
+    return float(since)
+
+
+def parse_leader_value(value: bytes) -> tuple[str, Address | None]:
+    """The leader's name and address from the key's value (a bare name, or the JSON object
+    :func:`leader_value` writes); a value that is neither gives its text and no address."""
+    if len(value) > MAX_LEADER_VALUE:
+        return "<oversized leader value>", None
+    text = value.decode("utf-8", "replace")
+    if not text.startswith("{"):
+        return text, None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return text, None
+    if not isinstance(record, dict):
+        return text, None
+    name, host, port = record.get("node"), record.get("host"), record.get("port")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return text, None
+    if (
+        not isinstance(host, str)
+        or not _HOST.fullmatch(host)
+        or not isinstance(port, int)
+        or isinstance(port, bool)
+        or not 0 < port < 65536
+    ):
+        return name, None
+    return name, Address(host, port)
 
 
 class LeadershipService(Service):
@@ -120,6 +196,7 @@ class LeadershipService(Service):
         clock: IReactorTime,
         log: ClusterLog,
         candidate: bool = True,
+        address: Address | None = None,
     ) -> None:
         if ttl < 2:
             raise ValueError("the lease TTL must be at least 2 seconds")
@@ -131,6 +208,8 @@ class LeadershipService(Service):
         self.clock = clock
         self.log = log
         self.candidate = candidate
+        #: Where this node is reached when it leads (written into the leader key).
+        self.address = address
         #: Seconds between keepalives and campaign attempts.
         self.interval = ttl / 3
         #: The leader as last seen (None: no leader, or not known).
@@ -147,6 +226,8 @@ class LeadershipService(Service):
         self._again = False
         self._watch: WatchLike | None = None
         self._unreachable: str | None = None
+        #: No campaign before this clock time (after resigning).
+        self._hold_off_until = 0.0
         self._elected: list[ElectedCallback] = []
         self._lost: list[LostCallback] = []
         self._leader_changed: list[LeaderCallback] = []
@@ -157,6 +238,11 @@ class LeadershipService(Service):
     def is_leader(self) -> bool:
         """Whether this node leads now (and its lease has not run out by its own clock)."""
         return self.term is not None and self.clock.seconds() < self._lease_deadline
+
+    @property
+    def etcd_problem(self) -> str | None:
+        """Why etcd did not answer the last round (None: it answered)."""
+        return self._unreachable
 
     def subscribe(
         self,
@@ -232,6 +318,26 @@ class LeadershipService(Service):
         )
         return revoked.addCallback(lambda _: None)
 
+    def resign(self, reason: str) -> None:
+        """Give up leading now (this node cannot serve as master: ``reason``): step down,
+        revoke the lease so another candidate can be elected at once, and campaign again
+        only after a TTL."""
+        term, lease = self.term, self._lease
+        if term is None:
+            return
+        self._lease = None
+        self._hold_off_until = self.clock.seconds() + self.ttl
+        self._step_down(term, reason)
+        if lease is None:
+            return
+        revoked = Deferred.fromCoroutine(self.client.revoke(lease))
+        revoked.addErrback(
+            lambda failure: self.log.warn(
+                "Could not revoke the lease on resigning ({reason}); it expires by itself",
+                reason=failure.getErrorMessage(),
+            )
+        )
+
     def nudge(self) -> None:
         """Check and campaign now rather than at the next interval."""
         if not self.running:
@@ -273,7 +379,11 @@ class LeadershipService(Service):
                 await self._renew_lease()
             if self.term is not None:
                 await self._check_own_key()
-            elif self.candidate and self._lease is not None:
+            elif (
+                self.candidate
+                and self._lease is not None
+                and self.clock.seconds() >= self._hold_off_until
+            ):
                 await self._campaign()
             else:
                 await self._follow()
@@ -340,7 +450,13 @@ class LeadershipService(Service):
         lease = self._lease
         result = await self.client.txn(
             [Compare.create_revision(self.key, "=", 0)],
-            [Op.put(self.key, self.node_name, lease=lease)],
+            [
+                Op.put(
+                    self.key,
+                    leader_value(self.node_name, self.address, self.clock.seconds()),
+                    lease=lease,
+                )
+            ],
             [Op.get(self.key)],
         )
         if result.succeeded:
@@ -384,7 +500,7 @@ class LeadershipService(Service):
         self.last_election = self.clock.seconds()
         self._arm_deadline()
         self.log.info("Elected master (term {term}, lease TTL {ttl} s)", term=term, ttl=self.ttl)
-        self._set_leader(Term(self.node_name, term, lease))
+        self._set_leader(Term(self.node_name, term, lease, self.address, self.last_election))
         for callback in list(self._elected):
             self._call(callback, term)
 
@@ -403,8 +519,9 @@ class LeadershipService(Service):
         self.nudge()
 
     def _see_leader(self, holder: KeyValue) -> None:
-        name = holder.value.decode("utf-8", "replace")
-        self._set_leader(Term(name, holder.create_revision, holder.lease))
+        name, address = parse_leader_value(holder.value)
+        since = leader_since(holder.value)
+        self._set_leader(Term(name, holder.create_revision, holder.lease, address, since))
 
     def _set_leader(self, leader: Term | None) -> None:
         if leader == self.leader:
@@ -414,7 +531,10 @@ class LeadershipService(Service):
             self.last_election = self.clock.seconds()
             if leader.leader != self.node_name:
                 self.log.info(
-                    "The master is {leader} (term {term})", leader=leader.leader, term=leader.number
+                    "The master is {leader} (term {term}){where}",
+                    leader=leader.leader,
+                    term=leader.number,
+                    where=f" at {leader.address}" if leader.address else "",
                 )
         for callback in list(self._leader_changed):
             self._call(callback, leader)

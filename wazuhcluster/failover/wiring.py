@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 
 from wazuhcluster.config.failover_settings import FailoverSettings
 from wazuhcluster.failover.client import EtcdClient, EtcdTls
-from wazuhcluster.failover.election import LeadershipService
+from wazuhcluster.failover.election import Address, LeadershipService
 from wazuhcluster.util.logs import ClusterLog
 
 
@@ -28,10 +28,15 @@ class OwnedLeadership(LeadershipService):
 
 
 def build_leadership(
-    settings: FailoverSettings, node_name: str, reactor: Any, log: ClusterLog
-) -> LeadershipService:
+    settings: FailoverSettings,
+    node_name: str,
+    reactor: Any,
+    log: ClusterLog,
+    address: Address | None = None,
+) -> OwnedLeadership:
     """The election service of ``node_name``: a candidate when it is among the candidates,
-    else a follower that only tracks who leads. Reads the TLS files (small, at start)."""
+    else a follower that only tracks who leads. A candidate publishes ``address`` (where
+    the other nodes reach it) while it leads. Reads the TLS files (small, at start)."""
     tls = EtcdTls(settings.tls.ca, settings.tls.cert, settings.tls.key)
     client = EtcdClient.connect(reactor, settings.endpoints, tls)
     return OwnedLeadership(
@@ -42,4 +47,5 @@ def build_leadership(
         reactor,
         log.child("Failover"),
         candidate=node_name in settings.candidates,
+        address=address,
     )

@@ -307,6 +307,11 @@ def describe_storage_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class OutcomeRefused(Exception):
+    """``on_outcome`` could not complete a decision (e.g. the change could not be made
+    durable): the agent is refused with this message instead of getting its key."""
+
+
 class EnrollmentAuthority:
     """The master's ``register``: decisions on the registry thread, results observed.
 
@@ -368,6 +373,8 @@ class EnrollmentAuthority:
 
         def waited(result: object) -> EnrollmentOutcome:
             if isinstance(result, Failure):
+                if result.check(OutcomeRefused):
+                    return EnrollmentOutcome(error=str(result.value))
                 _log.failure("Waiting for the key to reach every node failed", result)
             return outcome
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from OpenSSL import crypto
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IReactorTime, ITransport
@@ -21,7 +20,8 @@ from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
-from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
+from wazuhcluster.failover.interfaces import IDurableAgents
 from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.integrity import MasterIntegrity
@@ -35,7 +35,7 @@ from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.node.health import Verdict, cluster_verdict, worker_verdict
 from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
-from wazuhcluster.util.limits import LimitedFactory
+from wazuhcluster.util.limits import LimitedFactory, ListenerService
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
@@ -304,10 +304,19 @@ class MasterNode:
 
 
 class MasterService(MultiService):
-    """Everything a master runs, as a tree of services."""
+    """Everything a master runs, as a tree of services (``failover``: the election's view
+    for the control socket, on a node with ``<failover>``)."""
 
-    def __init__(self, config: NodeConfig, reactor: INodeReactor, sections: NodeSections) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        reactor: INodeReactor,
+        sections: NodeSections,
+        failover: IFailoverView | None = None,
+        durable: IDurableAgents | None = None,
+    ) -> None:
         super().__init__()
+        self.durable = durable
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
         self.channel = self.shared.channel
@@ -337,7 +346,7 @@ class MasterService(MultiService):
                 admit_on="handshake",
                 credential="TLS handshake with a client certificate",
             )
-            self.listener = StreamServerEndpointService(endpoint, factory)
+            self.listener = ListenerService(endpoint, factory)
             self.listener.setName("cluster-listener")
             self.listener.setServiceParent(self)
             reaper = PeriodicTask(
@@ -350,12 +359,14 @@ class MasterService(MultiService):
             )
             reaper.setServiceParent(self)
         self._add_features(config, reactor)
-        self.shared.control_service(self.node).setServiceParent(self)
+        self.shared.control_service(self.node, failover).setServiceParent(self)
 
     def _add_features(self, config: NodeConfig, reactor: INodeReactor) -> None:
         home = config.home
         integrity = MasterIntegrity(home.root, self.node)
-        self.registry = MasterRegistry(home, self.sections.auth, self.node, reactor)
+        self.registry = MasterRegistry(
+            home, self.sections.auth, self.node, reactor, durable=self.durable
+        )
         self.node.manager = self.registry
         self.agents = MasterAgents(self.node, self.registry, reactor, local_channel=self.channel)
         self.node.reconnector = self.agents

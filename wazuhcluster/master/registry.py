@@ -32,16 +32,24 @@ from wazuhcluster.api.interfaces import IRegistryFeature
 from wazuhcluster.config.auth_settings import AuthSettings, load_password
 from wazuhcluster.config.home import Home
 from wazuhcluster.control.commands import ControlError
+from wazuhcluster.failover.interfaces import IDurableAgents
 from wazuhcluster.master.enrollment_authority import (
     EnrollmentAuthority,
     EnrollmentOutcome,
     EnrollmentPolicy,
     EnrollmentRates,
+    OutcomeRefused,
     describe_storage_error,
 )
 from wazuhcluster.master.interfaces import IManager, IMasterNode
 from wazuhcluster.master.workers import WorkerLink
-from wazuhcluster.registry.model import Agent, RegistryError
+from wazuhcluster.registry.model import (
+    Agent,
+    DurableAgent,
+    RegistryError,
+    format_agent_id,
+    parse_agent_id,
+)
 from wazuhcluster.registry.service import AsyncRegistry, RegistryService
 from wazuhcluster.registry.store import RegistryFiles
 from wazuhcluster.util.background import BackgroundWork, OnStop
@@ -126,8 +134,12 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         node: IMasterNode,
         reactor: INodeReactor,
         registry_service: RegistryService | None = None,
+        durable: IDurableAgents | None = None,
     ) -> None:
         self.home = home
+        #: Where enrollments and deletions are made durable before they are acknowledged
+        #: (etcd, on a master elected with ``<failover>``); None: the local registry only.
+        self.durable = durable
         self.auth = auth
         self.node = node
         self.reactor = reactor
@@ -205,7 +217,16 @@ class MasterRegistry(LinkFeature[WorkerLink]):
     def undelivered(self, request: EnrollmentRequest, reply: str) -> None:
         """Remove an agent whose key never reached it, and tell the workers."""
         removed = self.authority.undelivered(request, reply)
-        removed.addCallback(lambda ids: self.push_keys([], list(ids)) if ids else None)
+
+        def forget(ids: list[str]) -> Deferred[None] | None:
+            if not ids:
+                return None
+            self.push_keys([], list(ids))
+            if self.durable is None:
+                return None
+            return Deferred.fromCoroutine(self.durable.save([], list(ids)))
+
+        removed.addCallback(forget)
         removed.addErrback(lambda failure: self.log.failure("Could not remove an agent", failure))
         self.background.track(removed, f"Removing undelivered agent {request.name!r}", OnStop.WAIT)
 
@@ -233,15 +254,51 @@ class MasterRegistry(LinkFeature[WorkerLink]):
 
     # --- key pushes -----------------------------------------------------------------------
     def _outcome(self, outcome: EnrollmentOutcome, source_ip: str) -> Deferred[None] | None:
-        """Push an enrollment's changes; the answer waits until the new key is usable."""
+        """Push an enrollment's changes; the answer waits until the new key is usable (and,
+        with ``durable``, until etcd holds it)."""
         added = []
         if outcome.agent is not None:
             agent = outcome.agent
             added.append({"id": agent.id, "name": agent.name, "ip": agent.ip, "key": agent.key})
         removed = list(outcome.replaced)
+        new = outcome.agent is not None and not outcome.resent
+        if self.durable is not None and (new or removed):
+            return Deferred.fromCoroutine(self._durable_outcome(outcome, added, removed))
         if added or removed:
             return self.push_and_wait(added, removed, urgent=outcome.agent is not None)
         return None
+
+    async def _durable_outcome(
+        self, outcome: EnrollmentOutcome, added: list[dict[str, str]], removed: list[str]
+    ) -> None:
+        """Store the enrollment in etcd (a fenced write: only while this node leads), then
+        push it; when it cannot be stored the new agent is removed again and refused."""
+        assert self.durable is not None
+        agent = outcome.agent
+        new = agent is not None and not outcome.resent
+        records = [DurableAgent.of(agent).record()] if agent is not None and new else []
+        # A new agent's id is the highest issued: the next one follows it.
+        next_id = parse_agent_id(agent.id) + 1 if agent is not None and new else None
+        try:
+            await self.durable.save(records, removed, next_id=next_id)
+        except Exception as error:
+            name = agent.name if agent is not None else "?"
+            self.log.error(
+                "Enrollment of '{name}' could not be stored in etcd ({error}); it is undone "
+                "and the agent refused.",
+                name=name,
+                error=str(error) or repr(error),
+            )
+            undone: list[str] = []
+            if agent is not None and new:
+                undone = list(await self.registry.remove_agents([agent.id]))
+            if removed or undone:
+                self.push_keys([], removed + undone)
+            raise OutcomeRefused(
+                f"Internal manager error adding agent: {name} (the cluster could not store "
+                "it, try again later)"
+            ) from None
+        await self.push_and_wait(added, removed, urgent=agent is not None)
 
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
         """Tell this node's agent channel and every connected worker about new and removed
@@ -481,6 +538,18 @@ class MasterRegistry(LinkFeature[WorkerLink]):
 
     async def _delete_agents(self, arguments: dict[str, Any]) -> dict[str, Any]:
         ids = _strings(arguments, "ids")
+        if self.durable is not None:
+            # Gone from etcd first: a deletion the next master would not see is not done.
+            try:
+                durable_ids = [format_agent_id(parse_agent_id(agent_id)) for agent_id in ids]
+            except ValueError as error:
+                raise ControlError(str(error)) from None
+            try:
+                await self.durable.save([], durable_ids)
+            except Exception as error:
+                raise ControlError(
+                    f"could not delete agents: etcd did not take the deletion ({error})"
+                ) from None
         removed = await self.registry.remove_agents(ids)
         if removed:
             self.log.info("Removed agents {ids}.", ids=", ".join(removed))
@@ -504,14 +573,44 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         return {"deleted": name, "agents_back_in_default": list(moved)}
 
     async def _assign(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        agent_id = _text(arguments, "agent")
+        before = await self._before_group_change(agent_id)
         groups = await self.registry.assign(
-            _text(arguments, "agent"), _text(arguments, "group"), bool(arguments.get("replace"))
+            agent_id, _text(arguments, "group"), bool(arguments.get("replace"))
         )
+        await self._store_groups(before, groups)
         return {"groups": list(groups)}
 
     async def _unassign(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        groups = await self.registry.unassign(_text(arguments, "agent"), _text(arguments, "group"))
+        agent_id = _text(arguments, "agent")
+        before = await self._before_group_change(agent_id)
+        groups = await self.registry.unassign(agent_id, _text(arguments, "group"))
+        await self._store_groups(before, groups)
         return {"groups": list(groups)}
+
+    async def _before_group_change(self, agent_id: str) -> Agent | None:
+        """The agent as it is before a group change (only needed to make it durable)."""
+        if self.durable is None:
+            return None
+        return await self.registry.get_agent(agent_id)
+
+    async def _store_groups(self, before: Agent | None, groups: tuple[str, ...]) -> None:
+        """Store an agent's new group list in etcd; when etcd does not take it, put the old
+        list back and say so (the change is not done)."""
+        if self.durable is None or before is None or tuple(groups) == before.groups:
+            return
+        record = DurableAgent.of(before).record()
+        record["groups"] = list(groups)
+        try:
+            await self.durable.save([record], [])
+        except Exception as error:
+            await self.registry.write(
+                lambda registry: registry.set_groups(before.id, before.groups)
+            )
+            raise ControlError(
+                f"could not change the groups of agent {before.id}: etcd did not take the "
+                f"change ({error}); it is undone"
+            ) from None
 
 
 class _RegistryLocator(amp.CommandLocator):

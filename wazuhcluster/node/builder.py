@@ -21,7 +21,7 @@ from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
-from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
 from wazuhcluster.control.server import ControlService
 from wazuhcluster.node.analysis_service import AnalysisService, node_identity
 from wazuhcluster.node.intake import EpsLimiter
@@ -131,9 +131,12 @@ class NodeServices:
         self.analysis.setServiceParent(parent)
         self.channel.setServiceParent(parent)
 
-    def control_service(self, backend: IControlBackend) -> ControlService:
-        """The control socket answered by the role's ``backend``; a node that cannot open
-        it logs why and stops (it could not be managed)."""
+    def control_service(
+        self, backend: IControlBackend, failover: IFailoverView | None = None
+    ) -> ControlService:
+        """The control socket answered by the role's ``backend`` (and, with ``<failover>``,
+        by the election's ``failover`` view); a node that cannot open it logs why and stops
+        (it could not be managed)."""
         log = ClusterLog(self.tag, "Control")
         return ControlService(
             self.config.home.control_socket,
@@ -142,4 +145,5 @@ class NodeServices:
             log,
             on_failure=lambda reason: stop_node(self.reactor, log, reason),
             limits=self.config.cluster.control_limits,
+            failover=failover,
         )

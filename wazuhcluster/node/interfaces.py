@@ -19,3 +19,12 @@ class IRuleset(Interface):
 
     def intake() -> dict[str, Any]:
         """The intake numbers: received, processed, dropped, queue, EPS, per process."""
+
+
+class IMasterFollower(Interface):
+    """A worker that links to whichever master the election names (``<failover>``)."""
+
+    def follow_master(name: str, host: str, port: int) -> Deferred[None] | None:
+        """Link to master ``name`` at ``host:port`` from now on; when that is a move, drop
+        the current link and dial the new master at once (the Deferred fires when the old
+        link is down and the new attempt started)."""

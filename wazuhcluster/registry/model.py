@@ -5,8 +5,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from attrs import field, frozen
+
+from wazuhcluster.registry.groups import group_name_problem
 
 #: Wazuh's agent name rule (OS_IsValidName): 2 to 128 characters among letters, digits,
 #: '-', '_' and '.', not starting with '.'.
@@ -231,3 +234,67 @@ class InvalidValue(RegistryError):
         self.what = what
         self.value = value
         self.reason = reason
+
+
+#: The longest agent key accepted from a durable record.
+MAX_KEY_TEXT = 128
+
+
+@frozen
+class DurableAgent:
+    """The facts of an agent kept where the next master finds them (etcd): what its
+    identity and ``<force>`` need; status and agent-info are volatile, reported again."""
+
+    id: str
+    name: str
+    ip: str
+    key: str
+    register_time: float
+    groups: tuple[str, ...]
+
+    @classmethod
+    def of(cls, agent: Agent) -> DurableAgent:
+        """The durable facts of a registered agent."""
+        return cls(agent.id, agent.name, agent.ip, agent.key, agent.register_time, agent.groups)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DurableAgent:
+        """Validate a stored record (each field again: it comes from outside this node);
+        :class:`InvalidValue` when it cannot be an agent of ours."""
+        agent_id = str(record.get("id", ""))
+        try:
+            number = parse_agent_id(agent_id)
+        except ValueError:
+            raise InvalidValue("agent id", agent_id, "not an agent id") from None
+        name = str(record.get("name", ""))
+        problem = agent_name_problem(name)
+        if problem is not None:
+            raise InvalidValue("agent name", name, problem)
+        ip = normalize_ip(str(record.get("ip", "")))
+        if ip is None:
+            raise InvalidValue("IP", str(record.get("ip")), "not an IP address, a network or 'any'")
+        key = str(record.get("key", ""))
+        if not 0 < len(key) <= MAX_KEY_TEXT or not key.isascii() or not key.isalnum():
+            raise InvalidValue("agent key", f"of agent {agent_id}", "not a key")
+        groups = record.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(group, str) for group in groups):
+            raise InvalidValue("group list", str(groups), "not a list of names")
+        for group in groups:
+            problem = group_name_problem(group)
+            if problem is not None:
+                raise InvalidValue("group name", group, problem)
+        when = record.get("register_time", 0.0)
+        if not isinstance(when, (int, float)) or isinstance(when, bool):
+            raise InvalidValue("registration time", str(when), "not a number")
+        return cls(format_agent_id(number), name, ip, key, float(when), tuple(groups))
+
+    def record(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "ip": self.ip,
+            "key": self.key,
+            "register_time": self.register_time,
+            "groups": list(self.groups),
+        }

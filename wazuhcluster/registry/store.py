@@ -36,6 +36,7 @@ from wazuhcluster.registry.model import (
     DuplicateId,
     DuplicateIP,
     DuplicateName,
+    DurableAgent,
     GroupExists,
     GroupInfo,
     InvalidValue,
@@ -304,6 +305,63 @@ class Registry:
             self.groups_dirty = True
         return removed
 
+    def replace_agents(
+        self, records: Sequence[DurableAgent], next_id: int = 0
+    ) -> tuple[int, int, int]:
+        """Make the registered agents exactly ``records`` (the durable copy a newly elected
+        master found in etcd), in one transaction: an agent whose id, name, IP rule and key
+        match a record is kept with its status; every other agent is removed; the records
+        not yet here are added with their groups (created when missing). The next id
+        becomes at least ``next_id`` and above every id. Returns (kept, added, removed)."""
+        by_number = {parse_agent_id(record.id): record for record in records}
+        with self._transaction() as db:
+            current = {
+                row[0]: (row[1], row[2], row[3])
+                for row in db.execute("SELECT id, name, ip, key FROM agents")
+            }
+            stale = [
+                number
+                for number, facts in current.items()
+                if number not in by_number
+                or (by_number[number].name, by_number[number].ip, by_number[number].key) != facts
+            ]
+            for start in range(0, len(stale), 500):
+                chunk = stale[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM agents WHERE id IN ({marks})", chunk)
+            kept = set(current) - set(stale)
+            now = self.clock()
+            for number, record in sorted(by_number.items()):
+                groups = record.groups or (DEFAULT_GROUP,)
+                db.executemany(
+                    "INSERT OR IGNORE INTO groups (name, created) VALUES (?, ?)",
+                    [(group, now) for group in groups],
+                )
+                if number in kept:
+                    if self._groups_of(db, number) != groups:
+                        db.execute("DELETE FROM memberships WHERE agent_id = ?", (number,))
+                    else:
+                        continue
+                else:
+                    db.execute(
+                        "INSERT INTO agents (id, name, ip, key, register_time) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (number, record.name, record.ip, record.key, record.register_time),
+                    )
+                    db.execute("INSERT INTO agent_times (id) VALUES (?)", (number,))
+                db.executemany(
+                    "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
+                    [(number, group, priority) for priority, group in enumerate(groups)],
+                )
+            db.execute(
+                "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?, "
+                "(SELECT COALESCE(MAX(id), 0) + 1 FROM agents)) WHERE key = 'next_id'",
+                (next_id,),
+            )
+        self._key_lines = None
+        self.keys_dirty = self.groups_dirty = True
+        return len(kept), len(by_number) - len(kept), len(stale)
+
     def get_agent(self, agent_id: str) -> Agent | None:
         """The agent with this id, or None."""
         try:
@@ -358,6 +416,11 @@ class Registry:
             tail = " LIMIT ? OFFSET ?"
             params.extend([max(0, limit), max(0, offset)])
         return self._select_agents(where + " ORDER BY id" + tail, tuple(params))
+
+    def next_agent_id(self) -> int:
+        """The number the next enrolled agent gets."""
+        row = self.connection.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+        return int(row[0])
 
     def count_agents(self, same_text: Sequence[tuple[str, str]] = ()) -> int:
         """How many agents are registered (passing the ``same_text`` tests of
@@ -512,6 +575,25 @@ class Registry:
                     "FROM memberships WHERE agent_id = ?))",
                     (number, group, number),
                 )
+            result = self._groups_of(db, number)
+        self.groups_dirty = True
+        return result
+
+    def set_groups(self, agent_id: str, groups: Sequence[str]) -> tuple[str, ...]:
+        """Make ``groups`` (existing ones, in priority order) the agent's group list, e.g.
+        to undo a change that could not be made durable; returns it."""
+        number = parse_agent_id(agent_id)
+        wanted = _dedupe(groups) or (DEFAULT_GROUP,)
+        with self._transaction() as db:
+            self._require_agent(db, number, agent_id)
+            missing = self._missing_groups(db, wanted)
+            if missing:
+                raise UnknownGroup(missing[0])
+            db.execute("DELETE FROM memberships WHERE agent_id = ?", (number,))
+            db.executemany(
+                "INSERT INTO memberships (agent_id, group_name, priority) VALUES (?, ?, ?)",
+                [(number, group, priority) for priority, group in enumerate(wanted)],
+            )
             result = self._groups_of(db, number)
         self.groups_dirty = True
         return result

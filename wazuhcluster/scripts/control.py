@@ -268,9 +268,44 @@ def _manage(
     return run
 
 
+def format_failover(status: dict[str, Any]) -> str:
+    """The election as the asked node sees it (a node with ``<failover>``)."""
+    master = status.get("master")
+    if master is None:
+        leader = "Master: none elected (no leader key in etcd)"
+    else:
+        where = status.get("master_address") or "address not published"
+        leader = f"Master: {master} ({where}), term {status.get('term')}"
+    candidates = ", ".join(status.get("candidates") or []) or "none"
+    part = "candidate" if status.get("candidate") else "not a candidate"
+    return "\n".join(
+        [
+            "Failover (etcd):",
+            f"    {leader}",
+            f"    Last election: {iso_time(status.get('last_election'))}",
+            f"    Candidates: {candidates}",
+            f"    This node: {status.get('node')} ({part}), running as {status.get('role')}; "
+            f"lease TTL {status.get('lease_ttl')} s; etcd: {status.get('etcd')}",
+        ]
+    )
+
+
+async def _failover(ask: Ask) -> dict[str, Any] | None:
+    """The asked node's view of the election; None without ``<failover>`` (or a node too
+    old to know the question)."""
+    try:
+        status: dict[str, Any] | None = (await ask(commands.FailoverStatus))["status"]
+    except (amp.UnknownRemoteError, amp.RemoteAmpError):
+        return None
+    return status
+
+
 async def _list_nodes(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     nodes = (await ask(commands.ListNodes))["nodes"]
-    return format_nodes(nodes), nodes
+    failover = await _failover(ask)
+    if failover is None:
+        return format_nodes(nodes), nodes
+    return format_nodes(nodes) + "\n\n" + format_failover(failover), nodes
 
 
 async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
@@ -280,9 +315,14 @@ async def _info(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
 
 async def _health(ask: Ask, args: argparse.Namespace) -> tuple[str, Any]:
     health = (await ask(commands.ClusterHealth))["health"]
+    failover = await _failover(ask)
+    election = ""
+    if failover is not None:
+        health = {**health, "failover": failover}
+        election = "\n\n" + format_failover(failover)
     if args.health != "more":
-        return format_health(health), health
-    text = format_health_more(health)
+        return format_health(health) + election, health
+    text = format_health_more(health) + election
     try:
         stats = (await ask(commands.AnalysisStats))["stats"]
     except (commands.ControlError, amp.UnknownRemoteError, amp.RemoteAmpError):
@@ -423,6 +463,24 @@ def _choose(args: argparse.Namespace) -> Callable[..., Awaitable[tuple[str, Any]
     )
 
 
+async def perform(
+    ask: Ask, action: Callable[..., Awaitable[tuple[str, Any]]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run ``action``: ``text`` and ``json``, or ``error`` (with ``hint``: the election as
+    this node sees it, when a node with ``<failover>`` cannot reach the master)."""
+    try:
+        text, data = await action(ask, args)
+    except commands.ControlError as error:
+        return {"error": f"{error}."}
+    except NotConnected as error:
+        outcome = {"error": f"{error}."}
+        failover = await _failover(ask)
+        if failover is not None:
+            outcome["hint"] = format_failover(failover)
+        return outcome
+    return {"text": text, "json": data}
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, ask the node, print the answer; return the exit status.
 
@@ -459,9 +517,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             return answer
 
         try:
-            outcome["text"], outcome["json"] = await action(ask, args)
-        except (NotConnected, commands.ControlError) as error:
-            outcome["error"] = f"{error}."
+            outcome.update(await perform(ask, action, args))
         finally:
             protocol.transport.loseConnection()
 
@@ -474,6 +530,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             outcome.setdefault("error", NOT_RUNNING)
     if "error" in outcome:
         print(outcome["error"], file=sys.stderr)
+        if "hint" in outcome:
+            print(outcome["hint"], file=sys.stderr)
         return 1
     print(json.dumps(outcome["json"], indent=2) if args.json else outcome["text"])
     if args.health and outcome["json"]["verdict"]["state"] != "ok":

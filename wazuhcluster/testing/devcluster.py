@@ -53,8 +53,10 @@ def cluster_config(
     cluster_name: str = "wazuh",
     timings: Mapping[str, str] = FAST_TIMINGS,
     extra: str = "",
+    cluster_extra: str = "",
 ) -> str:
-    """The text of a wazuh-manager.conf for one node of a loopback cluster."""
+    """The text of a wazuh-manager.conf for one node of a loopback cluster (``extra``
+    after the ``<cluster>`` block, ``cluster_extra`` inside it, e.g. ``<failover>``)."""
     timing_lines = "".join(f"      <{k}>{v}</{k}>\n" for k, v in timings.items())
     return (
         "<wazuh_config>\n"
@@ -69,6 +71,7 @@ def cluster_config(
         "    <hidden>no</hidden>\n"
         "    <disabled>no</disabled>\n"
         f"    <timings>\n{timing_lines}    </timings>\n"
+        f"{cluster_extra}"
         "  </cluster>\n"
         f"{extra}"
         "</wazuh_config>\n"
@@ -107,6 +110,11 @@ class LocalCluster:
     with_api: bool = False
     #: Every node's ``<remote><protocol>`` for agents: ``tcp``, ``udp`` or ``tcp,udp``.
     agent_protocol: str = "tcp"
+    #: What goes inside a node's ``<cluster>`` block (e.g. ``<failover>``), by name and role.
+    cluster_extra: Callable[[str, str], str] = field(default=lambda name, role: "")
+    #: A node's own cluster port where it is not the shared ``port`` (failover candidates
+    #: listen on their own port when elected).
+    cluster_ports: dict[str, int] = field(factory=dict)
 
     def node_ports(self, name: str) -> dict[str, int]:
         """The agent-facing ports of node ``name`` (allocated on first use)."""
@@ -157,7 +165,14 @@ class LocalCluster:
         home = self.home(name)
         home.make_dirs()
         extra = self.services_config(name) + self.extra_config(name, role)
-        text = cluster_config(name, role, key or self.key, self.port, extra=extra)
+        text = cluster_config(
+            name,
+            role,
+            key or self.key,
+            self.cluster_ports.get(name, self.port),
+            extra=extra,
+            cluster_extra=self.cluster_extra(name, role),
+        )
         write_atomically(home.config_file, text.encode(), 0o640)
         install_certificates(home, ca or self.ca, name)
         return home

@@ -31,6 +31,8 @@ import ipaddress
 from typing import Any, Literal
 
 from attrs import frozen
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
@@ -416,3 +418,23 @@ class LimitedFactory(WrappingFactory[LimitedProtocol]):
         if name == "wrappedFactory":
             raise AttributeError(name)
         return getattr(self.wrappedFactory, name)
+
+
+def close_connections(factory: object) -> int:
+    """Close every live connection a wrapping factory accepted (what is still buffered is
+    sent, nothing more is read); returns how many. A listener that stops calls it: a node
+    that hands a role over (``<failover>``) must not keep serving through old connections."""
+    protocols = list(getattr(factory, "protocols", None) or ())
+    for protocol in protocols:
+        protocol.loseConnection()
+    return len(protocols)
+
+
+class ListenerService(StreamServerEndpointService):
+    """A listening service whose stop also closes the connections it accepted."""
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, then close what is still connected."""
+        stopped: Deferred[None] = super().stopService()
+        close_connections(self.factory)
+        return stopped

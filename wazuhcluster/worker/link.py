@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -25,6 +25,7 @@ from wazuhcluster.wire.calls import call_with_timeout
 from wazuhcluster.wire.features import FeatureSet
 from wazuhcluster.wire.handshake import make_nonce, master_proof, proofs_match, worker_proof
 from wazuhcluster.worker.protocol import WorkerProtocol
+from wazuhcluster.worker.target import NoMasterKnown
 
 #: The master's refusal of a name it still lists (Wazuh's 3028).
 DUPLICATE_NAME = "Error 3028"
@@ -128,6 +129,8 @@ class MasterLink(MultiService):
         if failure.check(ConnectionRefusedError):
             reason = "connection refused"
         level = LogLevel.error
+        if failure.check(NoMasterKnown):
+            level = LogLevel.info  # a worker with <failover> before the first election
         if DUPLICATE_NAME in reason and self._lost_at is not None:
             # Our previous link may still be open on the master (a stalled network): the
             # master drops it within max_silence plus one reaper round. A race, not a fault.
@@ -234,6 +237,21 @@ class MasterLink(MultiService):
                 "Connection with the master lost: {reason}. Reconnecting...",
                 reason=reason.getErrorMessage().rstrip("."),
             )
+
+    def relink(self) -> Deferred[None]:
+        """Drop the link (if any) and dial again at once: the master moved. The attempt goes
+        to wherever the endpoint points now; the back-off starts over."""
+        if not self.running:
+            return succeed(None)
+        self.failed_attempts = 0
+        self._reported = None
+        stopped = self.client.stopService()
+
+        def dial_again(_: object) -> None:
+            if self.running and not self.client.running:
+                self.client.startService()
+
+        return stopped.addCallback(dial_again)
 
     def call(self, command: type[amp.Command], **arguments: Any) -> Deferred[dict[str, Any]]:
         """Send ``command`` to the master with the request timeout; fails if not connected."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from zope.interface import implementer
@@ -14,10 +15,10 @@ from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
-from wazuhcluster.control.interfaces import IControlBackend
+from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
 from wazuhcluster.node.answers import NodeAnswers
 from wazuhcluster.node.builder import NodeServices
-from wazuhcluster.node.interfaces import IRuleset
+from wazuhcluster.node.interfaces import IMasterFollower, IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_in_reactor_pool
@@ -30,17 +31,22 @@ from wazuhcluster.worker.integrity import WorkerIntegrity
 from wazuhcluster.worker.link import MasterLink
 from wazuhcluster.worker.questions import WorkerQuestions
 from wazuhcluster.worker.registry import WorkerRegistry
+from wazuhcluster.worker.target import MasterTarget
 
 #: The Wazuh daemons whose work a worker does.
 WORKER_DAEMONS = ("wazuh-analysisd", "wazuh-remoted", "wazuh-authd", "wazuh-clusterd")
 
 
-def master_endpoint(config: NodeConfig, reactor: INodeReactor) -> IStreamClientEndpoint:
-    """The mutual-TLS endpoint to the master named in ``<nodes><node>``."""
+def master_endpoint(
+    config: NodeConfig, reactor: INodeReactor, host: str | None = None, port: int | None = None
+) -> IStreamClientEndpoint:
+    """The mutual-TLS endpoint to the master at ``host:port`` (default: the one named in
+    ``<nodes><node>``); the master's certificate must name ``host``."""
     cluster = config.cluster
+    host = host or cluster.master_address
     authority, own = load_material(cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key)
-    plain = HostnameEndpoint(reactor, cluster.master_address, cluster.port)
-    return wrapClientTLS(client_options(authority, own, cluster.master_address), plain)
+    plain = HostnameEndpoint(reactor, host, port or cluster.port)
+    return wrapClientTLS(client_options(authority, own, host), plain)
 
 
 @implementer(IControlBackend)
@@ -53,11 +59,14 @@ class WorkerNode:
         link: MasterLink,
         channel: IAgentChannel | None = None,
         ruleset: IRuleset | None = None,
+        target: MasterTarget | None = None,
     ) -> None:
         self.config = config
         self.link = link
         self.channel = channel
         self.ruleset = ruleset
+        #: Where the link dials (None: a fixed endpoint handed in by a test).
+        self.target = target
 
     async def list_nodes(self) -> list[dict[str, str]]:
         """Control: the node list, asked of the master."""
@@ -102,15 +111,21 @@ class WorkerNode:
             "name": cluster.node_name,
             "type": "worker",
             "version": WAZUH_VERSION,
-            "ip": cluster.master_address,
+            "ip": cluster.master_address if self.target is None else str(self.target),
             "wazuhcluster_version": __version__,
             "cluster": cluster.name,
             "connected": "yes" if self.link.connected else "no",
         }
 
 
+@implementer(IMasterFollower)
 class WorkerService(MultiService):
-    """Everything a worker runs, as a tree of services."""
+    """Everything a worker runs, as a tree of services.
+
+    With ``follow`` (a node with ``<failover>``) the link has no master until
+    :meth:`follow_master` names one, and moves when it names another; ``failover`` then
+    answers the control socket's questions about the election.
+    """
 
     def __init__(
         self,
@@ -118,12 +133,21 @@ class WorkerService(MultiService):
         reactor: INodeReactor,
         sections: NodeSections,
         endpoint: IStreamClientEndpoint | None = None,
+        follow: bool = False,
+        failover: IFailoverView | None = None,
     ) -> None:
         super().__init__()
         self.config = config
-        self.link = MasterLink(
-            config.cluster, endpoint or master_endpoint(config, reactor), reactor
-        )
+        cluster = config.cluster
+        self.target: MasterTarget | None = None
+        if endpoint is None:
+            self.target = MasterTarget(
+                lambda host, port: master_endpoint(config, reactor, host, port),
+                None if follow else cluster.master_address,
+                cluster.port,
+            )
+            endpoint = self.target
+        self.link = MasterLink(config.cluster, endpoint, reactor)
         self.link.setName("master-link")
         self.link.setServiceParent(self)
         home = config.home
@@ -160,8 +184,34 @@ class WorkerService(MultiService):
             for service in feature.services():
                 service.setServiceParent(self)
         self.shared.set_service_parent(self)
-        self.node = WorkerNode(config, self.link, self.channel, self.analysis)
-        self.shared.control_service(self.node).setServiceParent(self)
+        self.node = WorkerNode(config, self.link, self.channel, self.analysis, self.target)
+        self.shared.control_service(self.node, failover).setServiceParent(self)
+
+    def follow_master(self, name: str, host: str, port: int) -> Deferred[None] | None:
+        """Link to master ``name`` at ``host:port`` from now on, relinking at once when it
+        moved, or when a master was elected where this worker is not linked (a worker with
+        ``<failover>``)."""
+        if self.target is None:
+            raise RuntimeError("this worker dials a fixed endpoint")
+        if not self.target.move(host, port):
+            if self.link.connected:
+                return None
+            # Elected again where it was (a master that came back): dial now rather than
+            # at the end of the back-off.
+            self.link.log.info(
+                "The master {name} was elected at {host}:{port}; linking to it now.",
+                name=name,
+                host=host,
+                port=port,
+            )
+            return self.link.relink()
+        self.link.log.info(
+            "The master is now {name} at {host}:{port}; linking to it.",
+            name=name,
+            host=host,
+            port=port,
+        )
+        return self.link.relink()
 
     def startService(self) -> None:
         """Log the start, then start every child."""
@@ -169,10 +219,15 @@ class WorkerService(MultiService):
         for warning in cluster.warnings:
             self.link.log.warn("{source}: {warning}", source=self.config.source, warning=warning)
         self.link.log.info(
-            "Worker {name} of cluster {cluster} starting; master at {addr}:{port}.",
+            "Worker {name} of cluster {cluster} starting; master at {where}.",
             name=cluster.node_name,
             cluster=cluster.name,
-            addr=cluster.master_address,
-            port=cluster.port,
+            where=(
+                f"{cluster.master_address}:{cluster.port}"
+                if self.target is None
+                else self.target
+                if self.target.known
+                else "the address the election names (etcd)"
+            ),
         )
         super().startService()

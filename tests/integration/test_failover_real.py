@@ -1,0 +1,281 @@
+"""Failover with real nodes and a real etcd on 127.0.0.1: two master candidates, a plain
+worker and one etcd member. The master is killed with SIGKILL; the other candidate takes
+over with the agents kept in etcd, the worker relinks to it by itself, and an enrollment
+through the worker gets a key from the new master. The time from the kill to that
+enrollment is printed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from tests.helpers import short_temp_dir
+from tests.integration.common import DEADLINE, REPO, ClusterTestCase, control
+from tests.integration.test_enrollment_real import enroll
+from wazuhcluster.registry.keys import read_client_keys
+from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
+from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+
+#: Short, so the test runs quickly; the README gives the default (10 s).
+TTL = 3
+
+
+def failover_block(endpoints: list[str], candidates: list[str]) -> str:
+    """The ``<failover>`` block every node of the test cluster has."""
+    return (
+        "    <failover>\n"
+        "      <etcd>\n"
+        + "".join(f"        <endpoint>{endpoint}</endpoint>\n" for endpoint in endpoints)
+        + "      </etcd>\n"
+        f"      <lease_ttl>{TTL}s</lease_ttl>\n"
+        "      <candidates>\n"
+        + "".join(f"        <node>{name}</node>\n" for name in candidates)
+        + "      </candidates>\n"
+        "    </failover>\n"
+    )
+
+
+class FailoverRealTests(ClusterTestCase):
+    """kill -9 of the master: another candidate leads and the cluster enrolls again."""
+
+    def test_kill_the_master(self) -> None:
+        """cand-a leads; worker1 and cand-b link to it; kill -9 cand-a: cand-b starts the
+        master's services, worker1 relinks to cand-b at its own address and port, and an
+        enrollment through worker1 gets a key issued by cand-b; the agent enrolled on cand-a
+        is on cand-b with its id and key (etcd held it), and the new agent gets a new id."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        # cand-b listens on its own cluster port when elected: the worker must move to it.
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(second, "Successfully connected to master cand-a")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        [before] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "before-")
+        self.assertIn("id", before, before)
+        listed = control(cluster.home("worker1").root, "-l")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn("Master: cand-a (127.0.0.1:", listed.stdout)
+        self.assertIn("Candidates: cand-a, cand-b", listed.stdout)
+
+        first.kill()
+        killed_at = time.monotonic()
+        accepted: dict[str, str] = {}
+
+        def enrolled() -> bool:
+            [result] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "after-")
+            if "id" in result:
+                accepted.update(result)
+                return True
+            return False
+
+        if not wait_for(enrolled, DEADLINE * 2, step=0.2):
+            self.fail(
+                "no enrollment accepted after the kill:\n"
+                f"cand-b:\n{second.log_text()[-3000:]}\nworker1:\n{worker.log_text()[-3000:]}"
+            )
+        took = time.monotonic() - killed_at
+        print(
+            f"\nfailover: kill -9 of the master to an enrollment accepted through a worker: "
+            f"{took:.1f} s (lease TTL {TTL} s)"
+        )
+        self.wait_log(second, "Master for term")
+        self.wait_log(worker, "Successfully connected to master cand-b")
+        port_b = cluster.cluster_ports["cand-b"]
+        self.assertIn(f"The master is now cand-b at 127.0.0.1:{port_b}", worker.log_text())
+        health = control(cluster.home("cand-b").root, "-i")
+        self.assertIn(f"Master: cand-b (127.0.0.1:{port_b})", health.stdout, health.stderr)
+        self.assertIn("running as master", health.stdout)
+        listed = control(cluster.home("worker1").root, "-l")
+        self.assertIn("cand-b", listed.stdout.splitlines()[1], listed.stdout)
+        self.assertIn(f"Master: cand-b (127.0.0.1:{port_b})", listed.stdout)
+        # The agents are durable in etcd: the one enrolled on cand-a is on cand-b with its
+        # id and key, on the worker too, and the new one got another id.
+        keys_b = {
+            entry.name: entry for entry in read_client_keys(cluster.home("cand-b").client_keys)
+        }
+        self.assertEqual(
+            (keys_b["before-0000"].id, keys_b["before-0000"].key), (before["id"], before["key"])
+        )
+        self.assertEqual(keys_b[accepted["name"]].id, accepted["id"])
+        self.assertNotEqual(accepted["id"], before["id"])
+        self.assertTrue(
+            wait_for(
+                lambda: (
+                    {"before-0000", accepted["name"]}
+                    <= {e.name for e in read_client_keys(cluster.home("worker1").client_keys)}
+                ),
+                DEADLINE,
+            )
+        )
+        self.assertIn("Took over 1 agents from etcd", second.log_text())
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class EtcdLostRealTests(ClusterTestCase):
+    """The master loses etcd: it stops being master within the TTL, and is master again
+    by itself once etcd is back."""
+
+    def test_master_without_etcd_steps_down(self) -> None:
+        """One candidate and a worker; etcd killed: the candidate steps down, its cluster
+        listener and enrollment port close (a master that may have been replaced must not
+        accept writes); etcd restarted: it is elected again, the worker links to it and an
+        enrollment through the worker gets a key."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.write()
+        master = self.start(cluster, "cand-a", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        enrollment_port = cluster.node_ports("cand-a")["enrollment"]
+        self.assertTrue(port_open(cluster.port))
+        self.assertTrue(port_open(enrollment_port))
+
+        [member] = etcd.members
+        etcd.kill(member)
+        self.wait_log(master, "No longer master (term")
+        self.assertIn("no lease renewal for 3 s", master.log_text())
+        self.assertTrue(wait_for(lambda: not port_open(cluster.port), DEADLINE))
+        # The worker's services take the agent ports back; the master's 1516 stays closed.
+        self.assertFalse(port_open(cluster.port))
+
+        etcd.start_member(member)
+        etcd.wait_healthy(member)
+        self.assertTrue(
+            wait_for(lambda: master.log_text().count("Master for term") >= 2, DEADLINE * 2),
+            master.log_text()[-3000:],
+        )
+        self.assertTrue(
+            wait_for(
+                lambda: worker.log_text().count("Successfully connected to master cand-a") >= 2,
+                DEADLINE,
+            ),
+            worker.log_text()[-3000:],
+        )
+        results: list[dict[str, str]] = []
+        self.assertTrue(
+            wait_for(
+                lambda: (
+                    "id"
+                    in (
+                        results.append(
+                            enroll([cluster.node_ports("worker1")["enrollment"]], 1, "back-")[0]
+                        )
+                        or results[-1]
+                    )
+                ),
+                DEADLINE,
+                step=0.5,
+            ),
+            results[-3:],
+        )
+
+
+class KillDuringBurstRealTests(ClusterTestCase):
+    """kill -9 of the master while agents enroll through a worker: nothing acknowledged is
+    lost, no id is issued twice."""
+
+    def test_every_acknowledged_agent_survives(self) -> None:
+        """200 agents enroll at once through worker1; cand-a is killed once the worker holds
+        120 of their keys. Every agent that got ``OSSEC K:`` is on cand-b after the take-over
+        with the same id and key (and on the worker after the next sync), no id was given
+        twice, and the next enrollment gets a new id."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(second, "Successfully connected to master cand-a")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+
+        port = cluster.node_ports("worker1")["enrollment"]
+        burst = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.enroll_many", str(port), "200", "burst-"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(lambda: burst.poll() is None and burst.kill())
+        # Killed once the worker holds 120 of the new keys: their answers are on the way.
+        keys_w = cluster.home("worker1").client_keys
+        self.assertTrue(
+            wait_for(
+                lambda: (
+                    len([e for e in read_client_keys(keys_w) if e.name.startswith("burst-")]) >= 120
+                ),
+                DEADLINE,
+                0.02,
+            )
+        )
+        first.kill()
+        out, err = burst.communicate(timeout=DEADLINE * 3)
+        self.assertEqual(burst.returncode, 0, err)
+        results = json.loads(out)
+        acknowledged = {r["name"]: r for r in results if "id" in r}
+        self.assertGreaterEqual(len(acknowledged), 1)
+        ids = [r["id"] for r in acknowledged.values()]
+        self.assertEqual(len(ids), len(set(ids)), "an id was issued twice")
+
+        self.wait_log(second, "Master for term")
+        self.wait_log(second, "Took over")
+        keys_b = {e.name: e for e in read_client_keys(cluster.home("cand-b").client_keys)}
+        lost = [name for name in acknowledged if name not in keys_b]
+        self.assertEqual(lost, [], f"acknowledged but not on the new master: {lost[:10]}")
+        for name, result in acknowledged.items():
+            self.assertEqual((keys_b[name].id, keys_b[name].key), (result["id"], result["key"]))
+        self.assertTrue(
+            wait_for(
+                lambda: set(acknowledged) <= {e.name for e in read_client_keys(keys_w)}, DEADLINE
+            ),
+            "the worker does not hold every acknowledged agent",
+        )
+        refused = len(results) - len(acknowledged)
+        print(
+            f"\nfailover during a burst: {len(acknowledged)} of {len(results)} enrollments "
+            f"acknowledged ({refused} refused while the master was gone), all on the new master"
+        )
+        accepted: list[dict[str, str]] = []
+
+        def enrolled() -> bool:
+            [result] = enroll([port], 1, "after-burst-")
+            accepted.append(result)
+            return "id" in result
+
+        self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), accepted[-3:])
+        self.assertNotIn(accepted[-1]["id"], ids)

@@ -1,0 +1,404 @@
+"""A node with ``<failover>``: the role follows the election (RoleSwitcher), and a worker's
+link moves to the new master. Deterministic: an in-memory etcd, task.Clock, fake roles,
+and iosim for the link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from tests.helpers import short_temp_dir, write_config
+from tests.test_failover_election import KEY, TTL, MemoryEtcd
+from wazuhcluster.control.interfaces import IFailoverView
+from wazuhcluster.failover.election import Address, LeadershipService
+from wazuhcluster.master.node import MasterNode
+from wazuhcluster.node.interfaces import IMasterFollower
+from wazuhcluster.roles.switcher import MASTER, WORKER, RoleSwitcher
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.worker.link import MasterLink
+from wazuhcluster.worker.target import MasterTarget
+
+
+class FakeRole(Service):
+    """A role service that records its starts and stops; its stop may be held."""
+
+    def __init__(self, kind: str, log: list[Any], running: list[FakeRole]) -> None:
+        self.kind = kind
+        self.log = log
+        self.all_running = running
+        self.hold: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        """Record the start; no two roles of a node may run at once."""
+        super().startService()
+        self.log.append((self.kind, "start"))
+        self.all_running.append(self)
+        assert len(self.all_running) == 1, "two roles running at once"
+
+    def stopService(self) -> Deferred[None]:
+        """Record the stop; finish it now or when the test releases ``hold``."""
+        super().stopService()
+        self.log.append((self.kind, "stop"))
+
+        def gone(_: object) -> None:
+            self.all_running.remove(self)
+            self.log.append((self.kind, "stopped"))
+
+        done = self.hold if self.hold is not None else succeed(None)
+        return done.addCallback(gone)
+
+
+@implementer(IMasterFollower)
+class FakeWorker(FakeRole):
+    """A worker role that records where it was told the master is."""
+
+    def follow_master(self, name: str, host: str, port: int) -> None:
+        """Record the move."""
+        self.log.append(("worker", "follow", name, f"{host}:{port}"))
+
+
+class Node:
+    """One node: its election on the shared etcd, its switcher, what its roles did."""
+
+    def __init__(self, etcd: MemoryEtcd, clock: Clock, name: str, candidate: bool = True):
+        self.log: list[Any] = []
+        self.running: list[FakeRole] = []
+        self.roles: list[FakeRole] = []
+        self.leadership = LeadershipService(
+            etcd,
+            KEY,
+            name,
+            TTL,
+            clock,
+            ClusterLog(name, "Failover"),
+            candidate=candidate,
+            address=Address(f"10.0.0.{name[-1]}", 1516) if candidate else None,
+        )
+        self.switcher = RoleSwitcher(
+            self.leadership,
+            lambda: self._make(FakeRole, "master"),
+            lambda: self._make(FakeWorker, "worker"),
+            ("n1", "n2"),
+            clock,
+            ClusterLog(name, "Failover"),
+        )
+
+    def _make(self, kind: type[FakeRole], name: str) -> FakeRole:
+        role = kind(name, self.log, self.running)
+        self.roles.append(role)
+        return role
+
+    def start(self, case: SynchronousTestCase) -> Node:
+        """Start the switcher; stop it at the end of the test."""
+        self.switcher.startService()
+        case.addCleanup(lambda: self.switcher.running and self.switcher.stopService())
+        return self
+
+    def follows(self) -> list[str]:
+        """The masters its workers were told to follow, in order."""
+        return [entry[3] for entry in self.log if entry[1] == "follow"]
+
+
+class RoleSwitcherTests(SynchronousTestCase):
+    """Elected → the master's services; stepped down → stopped at once, a worker again;
+    leader changed → the worker follows the new master."""
+
+    def setUp(self) -> None:
+        """An in-memory etcd on a clock."""
+        self.clock = Clock()
+        self.etcd = MemoryEtcd(self.clock)
+
+    def test_elected_candidate_runs_the_master(self) -> None:
+        """The first candidate is elected: its worker stops, then its master starts. The
+        other stays a worker and follows the master at its published address."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        n2 = Node(self.etcd, self.clock, "n2").start(self)
+        self.assertEqual((n1.switcher.role, n2.switcher.role), (WORKER, WORKER))
+        self.clock.advance(0)
+        self.assertEqual(n1.switcher.role, MASTER)
+        self.assertEqual(
+            n1.log,
+            [("worker", "start"), ("worker", "stop"), ("worker", "stopped"), ("master", "start")],
+        )
+        self.assertEqual(n2.switcher.role, WORKER)
+        self.assertEqual(n2.follows(), ["10.0.0.1:1516"])
+        self.assertEqual(n2.log[0], ("worker", "start"))
+        for _ in range(6):
+            self.clock.advance(TTL / 3)
+        self.assertEqual((n1.switcher.role, n2.switcher.role), (MASTER, WORKER))
+        self.assertEqual(n2.follows(), ["10.0.0.1:1516"])  # told once, not every round
+
+    def test_stepped_down_master_stops_at_once_and_works_again(self) -> None:
+        """The leader's lease is lost: the other candidate becomes master; the old one
+        stops its master's services at its next round and runs as a worker following the
+        new master."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        n2 = Node(self.etcd, self.clock, "n2").start(self)
+        self.clock.advance(0)
+        term = n1.leadership.term
+        self.etcd._drop_lease(n1.leadership._lease)  # type: ignore[arg-type]
+        with capturedLogs() as events:
+            self.clock.advance(0)
+        self.assertIn(
+            f"Master for term {n2.leadership.term}: starting the master's services.",
+            [formatEvent(event) for event in events],
+        )
+        self.assertEqual(n2.switcher.role, MASTER)
+        self.assertEqual(n1.switcher.role, MASTER)  # it has not noticed yet
+        n1.log.clear()
+        with capturedLogs() as events:
+            self.clock.advance(TTL / 3)
+        lines = [formatEvent(event) for event in events]
+        self.assertIn(f"Stepped down as master (term {term}): the lease expired", lines)
+        self.assertIn(
+            f"No longer master (term {term}: the lease expired): stopping the master's "
+            "services and running as a worker.",
+            lines,
+        )
+        self.assertEqual(n1.switcher.role, WORKER)
+        self.assertEqual(
+            n1.log,
+            [
+                ("master", "stop"),
+                ("master", "stopped"),
+                ("worker", "start"),
+                ("worker", "follow", "n2", "10.0.0.2:1516"),
+            ],
+        )
+        status = n1.switcher.failover_status()
+        self.assertEqual((status["promotions"], status["demotions"]), (1, 1))
+        self.assertEqual(status["master"], "n2")
+
+    def test_follower_relinks_when_the_master_changes(self) -> None:
+        """A node that is not a candidate is always a worker; it follows each new master."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        n2 = Node(self.etcd, self.clock, "n2").start(self)
+        w1 = Node(self.etcd, self.clock, "w1", candidate=False).start(self)
+        self.clock.advance(0)
+        self.assertEqual(w1.follows(), ["10.0.0.1:1516"])
+        n1.switcher.stopService()  # a clean stop revokes the lease: n2 takes over at once
+        self.clock.advance(0)
+        self.assertEqual(n2.switcher.role, MASTER)
+        self.clock.advance(TTL / 3)
+        self.assertEqual(w1.follows(), ["10.0.0.1:1516", "10.0.0.2:1516"])
+        self.assertEqual([entry for entry in w1.log if entry[1] != "follow"], [("worker", "start")])
+        self.assertFalse(w1.leadership.candidate)
+
+    def test_master_stops_before_the_lease_is_revoked(self) -> None:
+        """At a node's stop its master's services stop first; only then is the lease
+        revoked, so no other candidate leads while they still run."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        self.clock.advance(0)
+        master = n1.roles[-1]
+        master.hold = Deferred()
+        stopped = n1.switcher.stopService()
+        self.assertNoResult(stopped)
+        self.assertIn(KEY.encode(), self.etcd.keys)
+        master.hold.callback(None)
+        self.successResultOf(stopped)
+        self.assertNotIn(KEY.encode(), self.etcd.keys)
+
+    def test_demotion_during_a_promotion(self) -> None:
+        """The lease is lost while the worker is still stopping for a promotion: the
+        switch ends in the role the election says now, never two roles at once."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        worker = n1.roles[0]
+        worker.hold = Deferred()
+        self.clock.advance(0)
+        self.assertIsNone(n1.switcher.role)
+        self.assertEqual(n1.switcher.failover_status()["role"], "switching")
+        self.etcd._drop_lease(n1.leadership._lease)  # type: ignore[arg-type]
+        lost: list[int] = []
+        n1.leadership.subscribe(lost=lambda term, reason: lost.append(term))
+        self.clock.advance(TTL / 3)  # the keepalive finds the lease gone: stepped down
+        self.assertEqual(len(lost), 1)
+        worker.hold.callback(None)
+        self.clock.advance(0)
+        self.assertIn(n1.switcher.role, (WORKER, MASTER))  # re-elected at once is allowed
+        self.assertEqual(len(n1.running), 1)
+        self.assertEqual(n1.switcher.role == MASTER, n1.leadership.is_leader)
+
+    def test_sighup_reaches_the_current_role(self) -> None:
+        """SIGHUP runs the reload actions of whichever role runs now."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        self.clock.advance(0)
+        reloaded: list[str] = []
+        n1.roles[-1].reload_actions = [lambda: reloaded.append("master")]  # type: ignore[attr-defined]
+        self.successResultOf(n1.switcher.reload())
+        self.assertEqual(reloaded, ["master"])
+
+    def test_status_for_operators(self) -> None:
+        """failover_status says who leads, where, since when, and the candidates."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        w1 = Node(self.etcd, self.clock, "w1", candidate=False).start(self)
+        self.clock.advance(5)
+        self.assertTrue(verifyObject(IFailoverView, w1.switcher))
+        status = w1.switcher.failover_status()
+        term = n1.leadership.term
+        self.assertEqual(
+            status,
+            {
+                "node": "w1",
+                "candidate": False,
+                "role": WORKER,
+                "master": "n1",
+                "master_address": "10.0.0.1:1516",
+                "term": term,
+                "last_election": 5.0,
+                "candidates": ["n1", "n2"],
+                "lease_ttl": TTL,
+                "etcd": "ok",
+                "promotions": 0,
+                "demotions": 0,
+            },
+        )
+        self.etcd.down = True
+        self.clock.advance(TTL / 3)
+        self.assertIn("connection refused", w1.switcher.failover_status()["etcd"])
+
+
+class RelinkTests(SynchronousTestCase):
+    """A worker's link follows the master the election names."""
+
+    def test_link_moves_to_the_new_master(self) -> None:
+        """No master known: no dial. Told of one: it dials it at once and joins. Told of
+        another: it drops the first link and joins the second at once."""
+        base = short_temp_dir(self)
+        reactor = MemoryReactorClock()
+        first = MasterNode(write_config(str(base), "master-a", "master"), reactor)
+        second = MasterNode(write_config(str(base), "master-b", "master"), reactor)
+        reactor.listenTCP(1516, first.build_factory(lambda transport: {"worker1"}))
+        reactor.listenTCP(1517, second.build_factory(lambda transport: {"worker1"}))
+        completer = ConnectionCompleter(reactor)
+        made: list[tuple[str, int]] = []
+
+        def make(host: str, port: int) -> TCP4ClientEndpoint:
+            made.append((host, port))
+            return TCP4ClientEndpoint(reactor, host, port)
+
+        target = MasterTarget(make)
+        config = write_config(str(base), "worker1", "worker")
+        link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
+        with capturedLogs() as events:
+            link.startService()
+        [waiting] = [e for e in events if "no master elected yet" in formatEvent(e)]
+        self.assertEqual(waiting["log_level"], LogLevel.info)  # normal before an election
+        self.addCleanup(link.stopService)
+        self.assertEqual(reactor.tcpClients, [])
+        self.assertEqual(link.last_error, "no master elected yet")
+
+        self.assertTrue(target.move("127.0.0.1", 1516))
+        link.relink()
+        self.assertEqual([client[1] for client in reactor.tcpClients], [1516])
+        pump = completer.succeedOnce()
+        assert pump is not None
+        pump.flush()
+        self.assertEqual(link.master_name, "master-a")
+        self.assertEqual(first.workers.names(), ["worker1"])
+
+        self.assertFalse(target.move("127.0.0.1", 1516))  # no move, no relink needed
+        self.assertTrue(target.move("127.0.0.1", 1517))
+        moved = link.relink()
+        pump.flush()
+        self.successResultOf(moved)
+        self.assertEqual(first.workers.names(), [])
+        self.assertEqual([client[1] for client in reactor.tcpClients], [1517])
+        second_pump = completer.succeedOnce()
+        assert second_pump is not None
+        second_pump.flush()
+        self.assertTrue(link.connected)
+        self.assertEqual(link.master_name, "master-b")
+        self.assertEqual(second.workers.names(), ["worker1"])
+        self.assertEqual(made, [("127.0.0.1", 1516), ("127.0.0.1", 1517)])  # once per target
+
+
+FAILOVER_BLOCK = (
+    "    <failover>\n"
+    "      <etcd><endpoint>http://127.0.0.1:2379</endpoint></etcd>\n"
+    "      <lease_ttl>3s</lease_ttl>\n"
+    "      <candidates><node>master</node><node>master-b</node></candidates>\n"
+    "    </failover>\n"
+)
+
+
+class WiringTests(SynchronousTestCase):
+    """The node's service tree with and without ``<failover>``."""
+
+    def config(self, name: str, role: str, failover: bool) -> Any:
+        """A node's configuration in a temporary home."""
+        from wazuhcluster.config.cluster import load_config
+        from wazuhcluster.config.home import Home
+        from wazuhcluster.testing.devcluster import cluster_config, install_certificates
+        from wazuhcluster.util.tls import create_ca
+
+        home = Home(short_temp_dir(self) / name)
+        home.make_dirs()
+        install_certificates(home, create_ca(), name)
+        text = cluster_config(
+            name, role, "k" * 32, 1516, cluster_extra=FAILOVER_BLOCK if failover else ""
+        )
+        home.config_file.write_text(text)
+        return load_config(home.config_file, home)
+
+    def test_failover_node_runs_the_switcher(self) -> None:
+        """With ``<failover>`` the role is a RoleSwitcher: a candidate publishes its
+        ``<nodes><node>`` address and port, a plain worker only follows. Without it the
+        tree holds the fixed role, as before."""
+        from wazuhcluster.master.node import MasterService
+        from wazuhcluster.tap import build_service
+
+        reactor = MemoryReactorClock()
+        top = build_service(self.config("master", "master", True), reactor)  # type: ignore[arg-type]
+        switcher = top.getServiceNamed("role-switcher")
+        assert isinstance(switcher, RoleSwitcher)
+        self.assertTrue(switcher.leadership.candidate)
+        self.assertEqual(switcher.leadership.address, Address("127.0.0.1", 1516))
+        self.assertEqual(switcher.candidates, ("master", "master-b"))
+        worker_top = build_service(self.config("w1", "worker", True), reactor)  # type: ignore[arg-type]
+        follower = worker_top.getServiceNamed("role-switcher")
+        assert isinstance(follower, RoleSwitcher)
+        self.assertFalse(follower.leadership.candidate)
+        self.assertIsNone(follower.leadership.address)
+        plain = build_service(self.config("master", "master", False), reactor)  # type: ignore[arg-type]
+        self.assertEqual([type(s) for s in plain][-1], MasterService)
+        self.assertRaises(KeyError, plain.getServiceNamed, "role-switcher")
+
+    def test_worker_follows_what_it_is_told(self) -> None:
+        """A real WorkerService built to follow: no master until told, then the one named;
+        the control socket's answers come from the election's view."""
+        from wazuhcluster.config.sections import load_sections
+        from wazuhcluster.worker.node import WorkerService
+
+        config = self.config("w1", "worker", True)
+        reactor = MemoryReactorClock()
+        worker = WorkerService(config, reactor, load_sections(config), follow=True)  # type: ignore[arg-type]
+        self.assertTrue(verifyObject(IMasterFollower, worker))
+        assert worker.target is not None
+        self.assertFalse(worker.target.known)
+        worker.follow_master("m1", "10.0.0.1", 1600)  # not running: nothing to drop
+        self.assertEqual((worker.target.host, worker.target.port), ("10.0.0.1", 1600))
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(worker.node.local_info()))["ip"],
+            "10.0.0.1:1600",
+        )
+        relinks: list[str] = []
+        self.patch(worker.link, "relink", lambda: relinks.append("relink"))
+        worker.follow_master("m1", "10.0.0.1", 1600)  # elected again where it was: dial now
+        self.assertEqual(relinks, ["relink"])
+        worker.link.protocol = object()  # type: ignore[assignment]
+        worker.follow_master("m1", "10.0.0.1", 1600)  # linked already: nothing to do
+        self.assertEqual(relinks, ["relink"])
+        worker.link.protocol = None
+        fixed = WorkerService(config, reactor, load_sections(config))  # type: ignore[arg-type]
+        assert fixed.target is not None
+        self.assertEqual((fixed.target.host, fixed.target.port), ("127.0.0.1", 1516))

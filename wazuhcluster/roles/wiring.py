@@ -1,0 +1,58 @@
+"""A node with ``<failover>``: the election, and the master or worker it runs accordingly."""
+
+from __future__ import annotations
+
+from wazuhcluster.config.cluster import NodeConfig
+from wazuhcluster.config.sections import NodeSections
+from wazuhcluster.failover.agents import DurableAgents
+from wazuhcluster.failover.election import Address
+from wazuhcluster.failover.wiring import build_leadership
+from wazuhcluster.master.node import MasterService
+from wazuhcluster.roles.promotion import take_over_agents
+from wazuhcluster.roles.switcher import RoleSwitcher
+from wazuhcluster.util.interfaces import INodeReactor
+from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.threads import run_in_reactor_pool
+from wazuhcluster.worker.node import WorkerService
+
+
+def build_failover_node(
+    config: NodeConfig, reactor: INodeReactor, sections: NodeSections, tag: str
+) -> RoleSwitcher:
+    """The service of a node whose ``<cluster>`` has ``<failover>``.
+
+    A candidate publishes its ``<nodes><node>`` address and cluster port as where it is
+    reached while it leads; a node that is not a candidate only follows the election.
+    When elected it first takes over the agents kept in etcd, and its master stores every
+    enrollment and deletion there before acknowledging it.
+    """
+    cluster = config.cluster
+    settings = cluster.failover
+    if settings is None:
+        raise ValueError("this node has no <failover> block")
+    log = ClusterLog(tag, "Failover")
+    candidate = cluster.node_name in settings.candidates
+    address = Address(cluster.master_address, cluster.port) if candidate else None
+    leadership = build_leadership(settings, cluster.node_name, reactor, log, address=address)
+    durable = DurableAgents(leadership, leadership.client, settings.prefix)
+    switcher: RoleSwitcher
+
+    def make_master() -> MasterService:
+        return MasterService(config, reactor, sections, failover=switcher, durable=durable)
+
+    def make_worker() -> WorkerService:
+        return WorkerService(config, reactor, sections, follow=True, failover=switcher)
+
+    async def prepare_master() -> None:
+        await take_over_agents(durable, config.home, run_in_reactor_pool, log)
+
+    switcher = RoleSwitcher(
+        leadership,
+        make_master,
+        make_worker,
+        settings.candidates,
+        reactor,
+        log,
+        prepare_master=prepare_master,
+    )
+    return switcher
