@@ -283,6 +283,51 @@ class ConditionTests(RuleTestCase):
         self.check('<field name="custom" negate="yes">^dog$</field>', line(), line(custom="dog"))
         self.assertEqual(self.rule_of(self.one('<field name="missing">.</field>'), line()), "")
 
+    def test_pcre2_in_every_expression_option(self) -> None:
+        """type="pcre2" works in each static-field option, with and without negate."""
+        cases = {
+            "action": ("act", "deny"),
+            "url": ("url", "/admin/x"),
+            "id": ("ident", "42"),
+            "status": ("status", "failed"),
+            "extra_data": ("extra", "zz9"),
+            "system_name": ("system", "srv1"),
+            "user": ("user", "alice"),
+        }
+        for option, (argument, value) in cases.items():
+            with self.subTest(option=option):
+                good = line(**{argument: value})
+                pattern = f"(?i)^{value.upper()}$"
+                self.check(f'<{option} type="pcre2">{pattern}</{option}>', good, line())
+                self.check(
+                    f'<{option} type="pcre2" negate="yes">{pattern}</{option}>', line(), good
+                )
+        self.check('<hostname type="pcre2">^web\\d$</hostname>', line(host="web1"), line())
+        self.check('<program_name type="pcre2">^a.p$</program_name>', line(), "")
+        self.check('<field name="custom" type="pcre2">^c\\d+$</field>', line(custom="c12"), line())
+        self.check(
+            '<field name="custom" type="pcre2" negate="yes">(?i)^DOG</field>',
+            line(),
+            line(custom="dog"),
+        )
+        self.check('<regex type="pcre2" negate="yes">act=deny</regex>', line(), line(act="deny"))
+
+    def test_repeated_options_join_and_take_the_last_type(self) -> None:
+        """<match> then <match type="pcre2">: one PCRE2 expression of both texts."""
+        self.check(
+            '<match>act=allow </match><match type="pcre2">(?i)ID=\\d+</match>',
+            line(),
+            line(ident="x"),
+        )
+        # The first text is PCRE2 too: case-sensitive, so "ACT=allow" does not match.
+        engine = self.one('<match>ACT=allow </match><match type="pcre2">id</match>')
+        self.assertEqual(self.rule_of(engine, line()), "")
+
+    def test_untranslatable_pcre2_is_a_load_error(self) -> None:
+        """A PCRE2 construct re cannot reproduce refuses the ruleset, naming the construct."""
+        error = self.assertRaises(RuleLoadError, self.one, '<match type="pcre2">\\p{Lu}</match>')
+        self.assertIn("not supported", str(error))
+
     def test_ip_lists(self) -> None:
         """srcip/dstip accept CIDR networks and '!' exclusions."""
         self.check("<srcip>10.0.0.0/8</srcip>", line(), line(src="192.168.1.1"))

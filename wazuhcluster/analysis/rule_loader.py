@@ -138,9 +138,8 @@ def _expression(node: Node, default: str, text: str, path: str, rule_id: int) ->
     try:
         return compile_expression(kind, text, _yes(node.get("negate")))
     except ExpressionError as error:
-        if kind == "pcre2":
-            # Python's re lacks a few PCRE2 constructs; such a rule is skipped, not fatal.
-            raise _SkipRule(f"<{node.tag}> pcre2 not supported here: {error}") from None
+        # As Wazuh: a pattern that does not compile stops the ruleset from loading (for
+        # PCRE2 also one using a construct Python's re cannot reproduce, named in the error).
         raise RuleLoadError(path, node.line, f"rule {rule_id}: <{node.tag}>: {error}") from None
 
 
