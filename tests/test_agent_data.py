@@ -432,3 +432,271 @@ class RemovedAgentTests(SynchronousTestCase):
         shared.key_rows_changed([], ["001"])
         self.assertEqual(read_items(directory, "001", "syscheck"), [])
         self.assertEqual(len(read_items(directory, "002", "syscheck")), 1)
+
+
+class RecordingChannel:
+    """An agent channel that reaches the agents in ``connected`` and records what it sent."""
+
+    def __init__(self, connected: tuple[str, ...] = ()) -> None:
+        self.connected = connected
+        self.sent: list[tuple[str, str]] = []
+
+    def send_control(self, agent_ids: list[str], command: str) -> list[str]:
+        """Record ``command`` for the connected ones; the ids reached."""
+        reached = [agent for agent in agent_ids if agent in self.connected]
+        self.sent.extend((agent, command) for agent in reached)
+        return reached
+
+
+def fill_more(directory: Path, agent_id: str = "001") -> None:
+    """Registry FIM entries, scan marks and the 4.x inventory kinds of ``agent_id``."""
+    state = SqliteState(directory)
+    for path, kind in (
+        ("HKEY_LOCAL_MACHINE\\Software\\k", "registry_key"),
+        ("HKEY_LOCAL_MACHINE\\Software\\k\\v", "registry_value"),
+        ("c:\\windows\\win.ini", "file"),
+    ):
+        state.fim_save(agent_id, path, {"path": path, "attributes": {"type": kind}})
+    state.fim_scan(agent_id, "start_scan", 1718020000.0)
+    state.fim_scan(agent_id, "end_scan", 1718020100.0)
+    state.rootcheck_seen(agent_id, "Starting rootcheck scan.", 1718021000.0)
+    state.rootcheck_seen(agent_id, "Ending rootcheck scan.", 1718021200.0)
+    rows = {
+        "users": {
+            "user_name": "root",
+            "user_id": 0,
+            "user_home": "/root",
+            "user_shell": "/bin/bash",
+            "user_password_status": "locked",
+            "login_tty": "pts/0",
+            "process_pid": 0,
+            "host_ip": "10.0.0.9",
+            "checksum": "c1",
+        },
+        "groups": {"group_name": "wheel", "group_id": 10, "group_users": "root", "checksum": "c2"},
+        "services": {
+            "service_id": "sshd.service",
+            "service_name": "OpenSSH",
+            "service_state": "active",
+            "service_starts_on_mount": 0,
+            "process_pid": 812,
+            "process_working_dir": "/",
+            "file_path": "/usr/lib/systemd/system/sshd.service",
+            "log_file_path": "/var/log/sshd.log",
+            "item_id": "s1",
+        },
+        "browser_extensions": {
+            "browser_name": "chrome",
+            "user_id": "1000",
+            "browser_profile_path": "/home/a/.config/google-chrome/Default",
+            "package_name": "uBlock",
+            "package_version": "1.58",
+            "package_enabled": 1,
+            "file_hash_sha256": "f" * 64,
+            "item_id": "b1",
+        },
+    }
+    for table, row in rows.items():
+        state.inventory_apply(agent_id, table, "INSERTED", row)
+    state.close()
+
+
+class MoreKindsTests(SynchronousTestCase):
+    """Last scans, the 4.x inventory kinds, the FIM type filter and clearing."""
+
+    def setUp(self) -> None:
+        """One agent's data in a temporary directory."""
+        self.directory = Path(self.mktemp())
+        fill(self.directory)
+        fill_more(self.directory)
+
+    def test_last_scans(self) -> None:
+        """Start and end of the last FIM and rootcheck scans; no end while one runs, nulls
+        for an agent with nothing stored."""
+        found = read_items(self.directory, "001", "syscheck_last_scan")
+        self.assertEqual(found, [{"start": "2024-06-10T11:46:40Z", "end": "2024-06-10T11:48:20Z"}])
+        found = read_items(self.directory, "001", "rootcheck_last_scan")
+        self.assertEqual(found, [{"start": "2024-06-10T12:03:20Z", "end": "2024-06-10T12:06:40Z"}])
+        state = SqliteState(self.directory)
+        state.fim_scan("001", "start_scan", 1718030000.0)
+        state.rootcheck_seen("001", "Starting rootcheck scan.", 1718030000.0)
+        state.close()
+        for kind in ("syscheck_last_scan", "rootcheck_last_scan"):
+            found = read_items(self.directory, "001", kind)
+            self.assertEqual(found, [{"start": "2024-06-10T14:33:20Z", "end": None}], kind)
+            self.assertEqual(
+                read_items(self.directory, "002", kind), [{"start": None, "end": None}]
+            )
+
+    def test_inventory_kinds_in_wazuh_shapes(self) -> None:
+        """users, groups, services and browser extensions nest their columns as Wazuh's API."""
+        users = read_items(self.directory, "001", "syscollector/users")
+        self.assertEqual(
+            users[0]["user"],
+            {
+                "name": "root",
+                "id": 0,
+                "home": "/root",
+                "shell": "/bin/bash",
+                "password_status": "locked",
+            },
+        )
+        self.assertEqual(users[0]["login"], {"tty": "pts/0"})
+        self.assertEqual((users[0]["host_ip"], users[0]["agent_id"]), ("10.0.0.9", "001"))
+        groups = read_items(self.directory, "001", "syscollector/groups")
+        self.assertEqual(groups[0]["group"], {"name": "wheel", "id": 10, "users": "root"})
+        services = read_items(self.directory, "001", "syscollector/services")[0]
+        self.assertEqual(services["service"]["id"], "sshd.service")
+        self.assertIs(services["service"]["starts_on_mount"], False)
+        self.assertEqual(services["process"], {"pid": 812, "working_directory": "/"})
+        self.assertEqual(services["file"], {"path": "/usr/lib/systemd/system/sshd.service"})
+        self.assertEqual(services["log_file"], {"path": "/var/log/sshd.log"})
+        extension = read_items(self.directory, "001", "syscollector/browser_extensions")[0]
+        self.assertEqual(extension["browser"]["name"], "chrome")
+        self.assertEqual(extension["package"]["name"], "uBlock")
+        self.assertIs(extension["package"]["enabled"], True)
+        self.assertEqual(extension["file_hash"], {"sha256": "f" * 64})
+
+    def test_fim_type_filter_tells_registry_keys_values_and_files_apart(self) -> None:
+        """``type`` is the stored kind: file, registry_key or registry_value."""
+        for kind, count in (("registry_key", 1), ("registry_value", 1), ("file", 2)):
+            answer = answer_locally(
+                self.directory, {**request("syscheck"), "filters": {"type": kind}}
+            )
+            self.assertEqual(answer["total"], count, kind)
+            self.assertEqual({item["type"] for item in answer["items"]}, {kind})
+
+    def test_clear(self) -> None:
+        """A clear empties one kind of state where it is kept and nothing else."""
+        answer = answer_locally(
+            self.directory, {"agent_id": "001", "kind": "syscheck", "clear": True}
+        )
+        self.assertEqual(answer, {"items": ["001"], "total": 1})
+        self.assertEqual(read_items(self.directory, "001", "syscheck"), [])
+        last = read_items(self.directory, "001", "syscheck_last_scan")
+        self.assertEqual(last, [{"start": None, "end": None}])
+        self.assertEqual(len(read_items(self.directory, "001", "rootcheck")), 1)
+        answer_locally(self.directory, {"agent_id": "001", "kind": "rootcheck", "clear": True})
+        self.assertEqual(read_items(self.directory, "001", "rootcheck"), [])
+        self.assertEqual(len(read_items(self.directory, "001", "syscollector/users")), 1)
+        refused = answer_locally(self.directory, {"agent_id": "001", "kind": "sca", "clear": True})
+        self.assertEqual(refused["error"]["code"], 1000)
+
+
+class ScanAndClearApiTests(SynchronousTestCase):
+    """PUT /syscheck, PUT /rootcheck, DELETE and last_scan over the API harness."""
+
+    def setUp(self) -> None:
+        """An active agent on the master (connected there), an active one on w1, one that
+        is disconnected."""
+        self.api = ApiHarness(self)
+        self.worker = self.api.connect_worker("w1").protocol
+        assert isinstance(self.worker, WorkerStandIn)
+        self.local = self.api.enroll("local01")
+        self.remote = self.api.enroll("remote01")
+        self.gone = self.api.enroll("gone01")
+        self.api.report(self.local, "active", "master")
+        self.api.report(self.remote, "active", "w1")
+        self.api.report(self.gone, "disconnected", "master")
+        self.channel = RecordingChannel((self.local,))
+        assert self.api.node.agent_data is not None
+        self.api.node.agent_data.local_channel = self.channel  # type: ignore[assignment]
+        fill(self.api.home.agents_state, self.local)
+        fill_more(self.api.home.agents_state, self.local)
+        fill(self.worker.config.home.agents_state, self.remote)
+
+    def test_run_scan_reaches_agents_where_they_are(self) -> None:
+        """Each active agent is told '#!-syscheck restart' by the node it is connected to;
+        unknown, manager and inactive ids fail with Wazuh's codes."""
+        ids = ",".join((self.local, self.remote, self.gone, "099", "000"))
+        answer = self.api.call("PUT", f"/syscheck?agents_list={ids}")
+        self.assertEqual(answer.status, 200, answer.raw)
+        data = answer.json["data"]
+        self.assertEqual(data["affected_items"], [self.local, self.remote])
+        failed = {item["error"]["code"]: item["id"] for item in data["failed_items"]}
+        self.assertEqual(failed, {1701: ["099"], 1703: ["000"], 1707: [self.gone]})
+        self.assertEqual(answer.json["message"], "Syscheck scan was not restarted on some agents")
+        self.assertEqual(self.channel.sent, [(self.local, "syscheck restart")])
+        self.assertEqual(self.worker.told, [(self.remote, "syscheck restart")])
+        answer = self.api.call("PUT", "/rootcheck")
+        self.assertEqual(answer.json["data"]["affected_items"], [self.local, self.remote])
+        self.assertEqual(answer.json["message"], "Rootcheck scan was restarted on returned agents")
+        self.worker.answering = False
+        asker = self.api.node.agent_data
+        assert asker is not None
+        sending = Deferred.fromCoroutine(
+            asker.send_command({"w1": [self.remote]}, "syscheck restart")
+        )
+        self.api.clock.advance(30.0)
+        self.assertEqual(self.successResultOf(sending), ([], {3020: [self.remote]}))
+
+    def test_agent_not_connected_where_it_reports(self) -> None:
+        """An agent the registry says is active but that has no connection there: 1707."""
+        self.channel.connected = ()
+        answer = self.api.call("PUT", f"/syscheck?agents_list={self.local}")
+        self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1707)
+        self.assertEqual(answer.json["error"], 1)
+
+    def test_last_scan_and_clear(self) -> None:
+        """last_scan answers the stored dates; DELETE empties the state where it is kept."""
+        answer = self.api.call("GET", f"/syscheck/{self.local}/last_scan")
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertEqual(
+            answer.json["data"]["affected_items"],
+            [{"start": "2024-06-10T11:46:40Z", "end": "2024-06-10T11:48:20Z"}],
+        )
+        self.assertEqual(answer.json["message"], "Last syscheck scan of the agent was returned")
+        answer = self.api.call("GET", f"/rootcheck/{self.remote}/last_scan")
+        self.assertEqual(answer.json["data"]["affected_items"], [{"start": None, "end": None}])
+        for module in ("syscheck", "rootcheck"):
+            for agent in (self.local, self.remote):
+                answer = self.api.call("DELETE", f"/{module}/{agent}")
+                self.assertEqual(answer.json["data"]["affected_items"], [agent], answer.raw)
+                found = self.api.call("GET", f"/{module}/{agent}")
+                self.assertEqual(found.json["data"]["total_affected_items"], 0)
+        answer = self.api.call("GET", f"/syscollector/{self.local}/users?select=user.name")
+        self.assertEqual(answer.json["data"]["affected_items"], [{"user": {"name": "root"}}])
+        answer = self.api.call("DELETE", "/rootcheck/099")
+        self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1701)
+        self.assertEqual(answer.json["message"], "No rootcheck database was cleared")
+
+
+class SendCommandTests(SynchronousTestCase):
+    """The worker's side of SendAgentCommand and the channel's send_control."""
+
+    def test_worker_sends_only_known_commands(self) -> None:
+        """The worker passes an allowed command to its channel; anything else reaches nobody."""
+        channel = RecordingChannel(("001",))
+        feature = WorkerAgentData(Path(self.mktemp()), run_inline, channel)  # type: ignore[arg-type]
+        locator = feature.locator(None)  # type: ignore[arg-type]
+        sent = locator.send_agent_command(["001", "002", 3], "syscheck restart")  # type: ignore[attr-defined]
+        self.assertEqual(sent, {"sent": ["001"]})
+        refused = locator.send_agent_command(["001"], "restart-ossec0")  # type: ignore[attr-defined]
+        self.assertEqual(refused, {"sent": []})
+        self.assertEqual(channel.sent, [("001", "syscheck restart")])
+
+    def test_channel_sends_the_control_message(self) -> None:
+        """send_control frames '#!-<command>' for each connected agent."""
+        from wazuhcluster.agents.service import AgentChannelService
+        from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
+        from wazuhcluster.util.logs import ClusterLog
+
+        service = AgentChannelService(
+            Path(self.mktemp()),
+            RemoteSettings(),
+            AgentsSettings(),
+            "w1",
+            lambda event: None,
+            Clock(),  # type: ignore[arg-type]
+            ClusterLog("Worker w1", "Agents"),
+            run_in_thread=run_inline,
+        )
+        messages: list[tuple[str, Any]] = []
+
+        def send_to_agent(agent_id: str, message: Any) -> bool:
+            messages.append((agent_id, message))
+            return agent_id == "001"
+
+        self.patch(service.factory, "send_to_agent", send_to_agent)
+        self.assertEqual(service.send_control(["001", "002"], "syscheck restart"), ["001"])
+        self.assertEqual(messages, [("001", "#!-syscheck restart"), ("002", "#!-syscheck restart")])

@@ -34,6 +34,9 @@ class IAgentChannel(Interface):
         """Ask the given connected agents, plus up to ``count`` more, to reconnect; the ids
         asked."""
 
+    def send_control(agent_ids: list[str], command: str) -> list[str]:
+        """Send ``#!-<command>`` to the given agents connected here; the ids reached."""
+
     def apply_key_changes(
         added: Iterable[tuple[str, str, str, str]], removed: Iterable[str]
     ) -> Deferred[None] | None:

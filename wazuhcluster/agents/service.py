@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from zope.interface import implementer
 
-from wazuhcluster.agents import secure
+from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import AgentChannelFactory, AgentDatagramProtocol
 from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
 from wazuhcluster.agents.sessions import SessionTable
@@ -206,6 +206,15 @@ class AgentChannelService(MultiService):
             )
         finally:
             self._reload_lock.release()
+
+    def send_control(self, agent_ids: list[str], command: str) -> list[str]:
+        """Send ``#!-<command>`` (e.g. ``syscheck restart``) to the given agents connected
+        here; the ids reached."""
+        message = control.CONTROL_HEADER + command
+        sent = [agent_id for agent_id in agent_ids if self.factory.send_to_agent(agent_id, message)]
+        if sent:
+            self.log.info("Sent '{command}' to {count} agents.", command=command, count=len(sent))
+        return sent
 
     def reconnect(self, agent_ids: list[str], count: int = 0) -> list[str]:
         """Ask agents to reconnect (``#!-force_reconnect``): the given ids that are connected

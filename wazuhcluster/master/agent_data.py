@@ -10,7 +10,9 @@ seconds. Only the node the agent reports to now is asked; and every
 :data:`MOVES_INTERVAL` seconds the master compares where agents report with what it saw last
 time and tells each node an agent left to empty that agent's state
 (:class:`~wazuhcluster.wire.agent_data.ForgetAgentData`), so a copy from an earlier stay is
-never served should the agent come back before it resynchronised.
+never served should the agent come back before it resynchronised. :meth:`send_command`
+sends agents a command (a scan now) through the node each is connected to
+(:class:`~wazuhcluster.wire.agent_data.SendAgentCommand`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from twisted.application.service import IService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
+from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.analysis.state_reader import KINDS
 from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.agent_data import AgentDataUnavailable, answer_locally
@@ -31,7 +34,12 @@ from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
-from wazuhcluster.wire.agent_data import ForgetAgentData, GetAgentData
+from wazuhcluster.wire.agent_data import (
+    AGENT_COMMANDS,
+    ForgetAgentData,
+    GetAgentData,
+    SendAgentCommand,
+)
 from wazuhcluster.wire.commands import ControlError
 from wazuhcluster.wire.features import LinkFeature
 
@@ -63,6 +71,7 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         timeout: float = TIMEOUT,
         locate: Locate | None = None,
         agent_nodes: AgentNodes | None = None,
+        local_channel: IAgentChannel | None = None,
     ) -> None:
         self.node_name = node_name
         self.workers = workers
@@ -72,6 +81,7 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         self.timeout = timeout
         self.locate = locate
         self.agent_nodes = agent_nodes
+        self.local_channel = local_channel
         #: Where each agent reported at the last look (None before the first).
         self.seen: dict[str, str] | None = None
         self.log = ClusterLog("Master", "Agent data")
@@ -102,6 +112,54 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         if not isinstance(found, dict):
             raise AgentDataUnavailable(f"node {node_name} answered nonsense")
         return found
+
+    async def send_command(
+        self, by_node: dict[str, list[str]], command: str
+    ) -> tuple[list[str], dict[int, list[str]]]:
+        """Send ``#!-<command>`` to agents, each through the node it reports to (``""``:
+        this master). Returns the ids reached and, by Wazuh error code, those not: 1707
+        for an agent not connected where it reports, 3022 or 3020 for a node that is not
+        connected or did not answer."""
+        if command not in AGENT_COMMANDS:
+            raise ValueError(f"not a command for agents: {command[:32]!r}")
+        sent: list[str] = []
+        failed: dict[int, list[str]] = {}
+        for node_name, agents in by_node.items():
+            if not node_name or node_name in (self.node_name, "unknown"):
+                reached = (
+                    self.local_channel.send_control(agents, command) if self.local_channel else []
+                )
+            else:
+                try:
+                    reached = await self._send_remote(node_name, agents, command)
+                except AgentDataUnavailable as error:
+                    failed.setdefault(error.code, []).extend(agents)
+                    continue
+            done = set(reached)
+            sent.extend(agent for agent in agents if agent in done)
+            missed = [agent for agent in agents if agent not in done]
+            if missed:
+                failed.setdefault(1707, []).extend(missed)
+        return sorted(sent), failed
+
+    async def _send_remote(self, node_name: str, agents: list[str], command: str) -> list[str]:
+        link = self.workers.get(node_name)
+        if link is None or link.protocol is None:
+            raise AgentDataUnavailable(f"node {node_name} is not connected", 3022)
+        call = link.protocol.callRemote(SendAgentCommand, agents=agents, instruction=command)
+        call.addTimeout(self.timeout, self.clock)
+        try:
+            result = await call
+        except Exception as error:
+            self.log.warn(
+                "Node {node} did not send {command!r} to agents: {error}",
+                node=node_name,
+                command=command,
+                error=repr(error),
+            )
+            code = 3020 if isinstance(error, defer.TimeoutError) else 1000
+            raise AgentDataUnavailable(f"node {node_name} did not answer", code) from error
+        return [str(agent) for agent in result.get("sent") or []]
 
     def services(self) -> Iterable[IService]:
         """The periodic look for agents that moved (when the registry is known)."""

@@ -4,7 +4,8 @@ Like Wazuh's distributed API: the master sends the node an agent reports to one 
 :mod:`wazuhcluster.api.agent_data` and gets one page back. The answer is JSON split over as
 many AMP values as it needs (:class:`Pieces`), at most :data:`MAX_ANSWER_BYTES` in all: a
 node answers a bigger page with an error rather than an unbounded message.
-:class:`ForgetAgentData` tells a node that agents it analysed report elsewhere now.
+:class:`ForgetAgentData` tells a node that agents it analysed report elsewhere now;
+:class:`SendAgentCommand` has it send a command to agents connected there (a scan now).
 """
 
 from __future__ import annotations
@@ -65,4 +66,20 @@ class ForgetAgentData(amp.Command):
 
     arguments = [(b"agents", Json())]
     response = [(b"forgotten", amp.Integer())]
+    fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}
+
+
+#: The commands the manager may send an agent through :class:`SendAgentCommand`
+#: (``#!-syscheck restart``: run a FIM and rootcheck scan now, as Wazuh's API asks).
+AGENT_COMMANDS = frozenset(("syscheck restart",))
+#: Most agents named in one :class:`SendAgentCommand`.
+MAX_COMMAND_AGENTS = 100_000
+
+
+class SendAgentCommand(amp.Command):
+    """Master → worker: send ``#!-<instruction>`` (one of :data:`AGENT_COMMANDS`) to these
+    agents if they are connected there; ``sent`` lists the ids it reached."""
+
+    arguments = [(b"agents", Json()), (b"instruction", amp.Unicode())]
+    response = [(b"sent", Json())]
     fatalErrors = {NotAuthenticated: b"NOT_AUTHENTICATED"}

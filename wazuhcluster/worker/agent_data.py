@@ -4,7 +4,8 @@
 :mod:`wazuhcluster.api.agent_data`; it is answered from this node's agent databases in a
 thread (SQLite never runs on the reactor), one page at most;
 :class:`~wazuhcluster.wire.agent_data.ForgetAgentData` empties the databases of agents that
-moved to another node.
+moved to another node; :class:`~wazuhcluster.wire.agent_data.SendAgentCommand` sends a
+command (a scan now) to agents connected here.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
+from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.agent_data import answer_locally
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
-from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES, ForgetAgentData, GetAgentData
+from wazuhcluster.wire.agent_data import (
+    AGENT_COMMANDS,
+    MAX_ANSWER_BYTES,
+    MAX_COMMAND_AGENTS,
+    ForgetAgentData,
+    GetAgentData,
+    SendAgentCommand,
+)
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.link import MasterLink
 
@@ -38,11 +47,18 @@ def encoded_answer(state_dir: Path, request: Any) -> bytes:
 
 
 class WorkerAgentData(LinkFeature[MasterLink]):
-    """Answers :class:`GetAgentData` from the master."""
+    """Answers :class:`GetAgentData`, :class:`ForgetAgentData` and :class:`SendAgentCommand`
+    from the master."""
 
-    def __init__(self, state_dir: Path, run_in_thread: RunInThread = run_in_reactor_pool) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        run_in_thread: RunInThread = run_in_reactor_pool,
+        channel: IAgentChannel | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.run_in_thread = run_in_thread
+        self.channel = channel
 
     def locator(self, link: MasterLink) -> amp.CommandLocator:
         """The responder of :class:`GetAgentData`."""
@@ -69,3 +85,12 @@ class _AgentDataLocator(amp.CommandLocator):
         ids = [str(agent) for agent in agents][:100_000]
         done: Deferred[int] = self.feature.run_in_thread(forget_agents, self.feature.state_dir, ids)
         return done.addCallback(lambda count: {"forgotten": count})
+
+    @SendAgentCommand.responder
+    def send_agent_command(self, agents: Any, instruction: str) -> dict[str, Any]:
+        """Send an allowed command to the listed agents connected here; the ids reached."""
+        channel = self.feature.channel
+        if channel is None or instruction not in AGENT_COMMANDS or not isinstance(agents, list):
+            return {"sent": []}
+        ids = [agent for agent in agents[:MAX_COMMAND_AGENTS] if isinstance(agent, str)]
+        return {"sent": channel.send_control(ids, instruction)}

@@ -153,7 +153,7 @@ class WorkerService(MultiService):
             self.registry,
             self.agents,
             self.questions,
-            WorkerAgentData(home.agents_state),
+            WorkerAgentData(home.agents_state, channel=self.channel),
         ):
             self.link.features.add(feature)
             for service in feature.services():
