@@ -217,6 +217,27 @@ class ClusterTests(SynchronousTestCase):
         answer = self.successResultOf(self.ask("", request("syscheck", "002")))
         self.assertEqual(answer["total"], 1)
 
+    def test_command_sent_over_the_link(self) -> None:
+        """SendAgentCommand crosses the link; the worker's channel says whom it reached."""
+        channel = RecordingChannel(("001",))
+        link = self.cluster.add_worker(
+            "w2",
+            features=lambda link, home: [
+                WorkerAgentData(home.agents_state, run_inline, channel)  # type: ignore[arg-type]
+            ],
+        )
+        self.cluster.connect(link)
+        self.cluster.settle()
+        self.addCleanup(link.stopService)
+        sending = Deferred.fromCoroutine(
+            self.asker.send_command({"w2": ["001", "002"]}, "syscheck restart")
+        )
+        self.cluster.settle()
+        self.assertEqual(self.successResultOf(sending), (["001"], {1707: ["002"]}))
+        self.assertEqual(channel.sent, [("001", "syscheck restart")])
+        refused = Deferred.fromCoroutine(self.asker.send_command({"w2": ["001"]}, "restart"))
+        self.failureResultOf(refused, ValueError)
+
     def test_unknown_node(self) -> None:
         """A node that is not connected is a clear failure."""
         failure = self.failureResultOf(self.ask("w9", request("syscheck")))
