@@ -323,6 +323,11 @@ class ConditionTests(RuleTestCase):
         engine = self.one('<match>ACT=allow </match><match type="pcre2">id</match>')
         self.assertEqual(self.rule_of(engine, line()), "")
 
+    def test_a_type_rules_do_not_take_falls_back_to_the_default(self) -> None:
+        """type="string" is not a rule option type: <user> stays OS_Match (a prefix here)."""
+        self.check('<user type="string">^ali</user>', line(user="alice"), line(user="bob"))
+        self.check('<action type="bogus">deny</action>', line(act="deny"), line(act="denied"))
+
     def test_untranslatable_pcre2_is_a_load_error(self) -> None:
         """A PCRE2 construct re cannot reproduce refuses the ruleset, naming the construct."""
         error = self.assertRaises(RuleLoadError, self.one, '<match type="pcre2">\\p{Lu}</match>')

@@ -10,7 +10,6 @@ import attrs
 from wazuhcluster.analysis import cdb
 from wazuhcluster.analysis.compiled import COMPILED_RULES
 from wazuhcluster.analysis.expressions import (
-    EXPRESSION_TYPES,
     Expression,
     ExpressionError,
     OSMatch,
@@ -131,9 +130,14 @@ def _yes(value: str | None) -> bool:
     return (value or "").strip().lower() in ("yes", "true")
 
 
+#: The ``type`` attribute values a rule option takes (anything else: the option's default,
+#: as Wazuh warns and does; ``string`` is only the default of ``<action>``).
+_RULE_TYPES = ("osregex", "osmatch", "pcre2")
+
+
 def _expression(node: Node, default: str, text: str, path: str, rule_id: int) -> Expression:
     kind = (node.get("type") or default).lower()
-    if kind not in EXPRESSION_TYPES:
+    if kind not in _RULE_TYPES:
         kind = default
     try:
         return compile_expression(kind, text, _yes(node.get("negate")))
