@@ -721,3 +721,75 @@ class SendCommandTests(SynchronousTestCase):
         self.patch(service.factory, "send_to_agent", send_to_agent)
         self.assertEqual(service.send_control(["001", "002"], "syscheck restart"), ["001"])
         self.assertEqual(messages, [("001", "#!-syscheck restart"), ("002", "#!-syscheck restart")])
+
+
+class AgentMessagesToApiTests(SynchronousTestCase):
+    """The users, groups, services and browser extensions an agent sends, as the API reads
+    them: deltas (queue d) and synchronisation rows (queue 5)."""
+
+    def test_deltas_and_state_rows_reach_the_reader(self) -> None:
+        """dbsync_users / dbsync_services deltas and syscollector_groups /
+        syscollector_browser_extensions state rows are stored per agent and read nested."""
+        from tests.analysis_data import make_engine
+        from wazuhcluster.analysis.engine import parse_queue_message
+
+        engine = make_engine(self.mktemp())
+        directory = Path(self.mktemp())
+        state = SqliteState(directory)
+        engine.agent_state = state
+        prefix = "[007] (web07) any->"
+        messages = [
+            (
+                "d",
+                "syscollector",
+                {
+                    "type": "dbsync_users",
+                    "operation": "INSERTED",
+                    "data": {"user_name": "alice", "user_id": 1000, "login_tty": "pts/1"},
+                },
+            ),
+            (
+                "d",
+                "syscollector",
+                {
+                    "type": "dbsync_services",
+                    "operation": "INSERTED",
+                    "data": {"service_id": "cron", "service_state": "active", "item_id": "s9"},
+                },
+            ),
+            (
+                "5",
+                "syscollector",
+                {
+                    "component": "syscollector_groups",
+                    "type": "state",
+                    "data": {"index": "staff", "attributes": {"group_name": "staff"}},
+                },
+            ),
+            (
+                "5",
+                "syscollector",
+                {
+                    "component": "syscollector_browser_extensions",
+                    "type": "state",
+                    "data": {
+                        "index": "b7",
+                        "attributes": {"browser_name": "firefox", "package_visible": 0},
+                    },
+                },
+            ),
+        ]
+        for queue, location, body in messages:
+            line = f"{queue}:{prefix}{location}:{json.dumps(body)}"
+            engine.process(parse_queue_message(line, timestamp=1718022911.0))
+        state.close()
+        users = read_items(directory, "007", "syscollector/users")
+        self.assertEqual(users[0]["user"], {"name": "alice", "id": 1000})
+        self.assertEqual(users[0]["login"], {"tty": "pts/1"})
+        services = read_items(directory, "007", "syscollector/services")
+        self.assertEqual(services[0]["service"], {"id": "cron", "state": "active"})
+        groups = read_items(directory, "007", "syscollector/groups")
+        self.assertEqual(groups[0]["group"], {"name": "staff"})
+        extensions = read_items(directory, "007", "syscollector/browser_extensions")
+        self.assertEqual(extensions[0]["browser"], {"name": "firefox"})
+        self.assertIs(extensions[0]["package"]["visible"], False)
