@@ -682,6 +682,42 @@ class ScanAndClearApiTests(SynchronousTestCase):
         self.assertEqual(answer.json["message"], "No rootcheck database was cleared")
 
 
+class ScanAndClearRbacTests(SynchronousTestCase):
+    """The scan and clear operations need syscheck:run / :clear (rootcheck:...) on the agent."""
+
+    def test_readonly_reads_last_scan_but_cannot_scan_or_clear(self) -> None:
+        """A readonly user gets the dates but 403 (4000) for PUT and DELETE."""
+        import base64
+
+        api = ApiHarness(self)
+        agent = api.enroll("web01")
+        api.report(agent, "active", "master")
+        password = "Str0ng-Passw0rd!"
+        made = api.call("POST", "/security/users", {"username": "reader", "password": password})
+        user_id = made.json["data"]["affected_items"][0]["id"]
+        roles = api.call("GET", "/security/roles?search=readonly").json["data"]["affected_items"]
+        role_id = next(role["id"] for role in roles if role["name"] == "readonly")
+        api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        api.clock.advance(1)
+        basic = base64.b64encode(f"reader:{password}".encode()).decode()
+        login = api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+        )
+        token = login.json["data"]["token"]
+        for module in ("syscheck", "rootcheck"):
+            found = api.call("GET", f"/{module}/{agent}/last_scan", token=token)
+            self.assertEqual(found.status, 200, found.raw)
+            for method, path in (
+                ("PUT", f"/{module}?agents_list={agent}"),
+                ("DELETE", f"/{module}/{agent}"),
+            ):
+                answer = api.call(method, path, token=token)
+                self.assertEqual((answer.status, answer.json.get("error")), (403, 4000), path)
+
+
 class SendCommandTests(SynchronousTestCase):
     """The worker's side of SendAgentCommand and the channel's send_control."""
 
