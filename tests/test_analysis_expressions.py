@@ -294,6 +294,7 @@ class PCRE2SemanticsTests(unittest.SynchronousTestCase):
             r"a(*SKIP)b",
             r"[[:^alpha:]]",
             r"(?J)(?<n>a)",
+            r"(?<=ab|c)d",
         ):
             with self.subTest(pattern=pattern):
                 error = self.assertRaises(ExpressionError, compile_expression, "pcre2", pattern)

@@ -710,6 +710,11 @@ def _compile_pcre2(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(translation.pattern, translation.flags)
     except re.error as error:
+        if "look-behind requires fixed-width" in str(error):
+            # PCRE2 takes alternatives of different fixed lengths in a look-behind; re does not.
+            raise ExpressionError(
+                "PCRE2 construct not supported: a look-behind whose alternatives differ in length"
+            ) from None
         raise ExpressionError(f"invalid PCRE2 pattern: {error}") from None
 
 
