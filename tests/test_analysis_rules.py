@@ -7,6 +7,7 @@ import time
 from twisted.trial import unittest
 
 from tests.analysis_data import CLOCK, make_engine, run
+from wazuhcluster.analysis import rules
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.rule_loader import RuleLoadError, parse_time_range, parse_weekdays
 from wazuhcluster.config.analysis_settings import RulesetSettings
@@ -559,6 +560,51 @@ class CorrelationTests(RuleTestCase):
             "101",
         )
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 3), "102")
+
+    def burst_engine(self) -> Engine:
+        """101 on each denial, 102 on the third within 100 s of the same agent."""
+        return self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="3" timeframe="100">
+  <if_matched_sid>101</if_matched_sid><description>burst</description></rule>"""
+            )
+        )
+
+    def by_agent(self, engine: Engine, agents: str) -> list[str]:
+        """The rule of one denial per letter of ``agents`` (a: agent 001, b: 002...)."""
+        found = []
+        for second, letter in enumerate(agents):
+            number = ord(letter) - ord("a") + 1
+            found.append(
+                self.rule_of(
+                    engine,
+                    line(act="deny"),
+                    second,
+                    agent_id=f"{number:03d}",
+                    agent_name=f"agent{number}",
+                )
+            )
+        return found
+
+    def test_frequency_counts_the_agents_own_events(self) -> None:
+        """Other agents' events in between neither count nor hide an agent's own."""
+        found = self.by_agent(self.burst_engine(), "ababa" + "c" * 20 + "bb")
+        self.assertEqual(found[:5], ["101", "101", "101", "101", "102"])
+        # The events that fired count no more: a burst, then two to build up again.
+        self.assertEqual(found[5:11], ["101", "101", "102", "101", "101", "102"])
+        # b's two early events still count after twenty of c's in between.
+        self.assertEqual(found[-2:], ["102", "101"])
+
+    def test_events_that_left_the_history_do_not_count(self) -> None:
+        """An agent's event pushed out of the bounded history by others' is not counted."""
+        self.patch(rules, "MAX_HISTORY", 4)
+        engine = self.burst_engine()
+        found = self.by_agent(engine, "abbbbaa")
+        # The last a would be a burst with its first event; that one left the history.
+        self.assertEqual(found, ["101", "101", "101", "102", "101", "101", "101"])
+        self.assertEqual(self.by_agent(engine, "a"), ["102"])
 
     def test_histories_keep_only_the_timeframe(self) -> None:
         """Events older than the searching rules' timeframe leave the history."""
