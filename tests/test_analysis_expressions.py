@@ -232,7 +232,21 @@ class PCRE2SemanticsTests(unittest.SynchronousTestCase):
         self.assertFalse(self.match(r"^\w$", "\u00e9"))
         self.assertTrue(self.match(r"^\w+$", "abc_09"))
         self.assertFalse(self.match("(?i)\u00e9", "\u00c9"))
-        self.assertTrue(self.match(r"(*UCP)^\w$", "\u00e9"))
+        self.assertTrue(self.match(r"(*UTF)(*UCP)^\w$", "\u00e9"))
+
+    def test_without_utf_the_text_is_its_utf8_bytes(self) -> None:
+        """Without (*UTF), as Wazuh compiles it, PCRE2 sees a non-ASCII character's bytes."""
+        self.assertTrue(self.match(r"^.{2}$", "\u00e9"))
+        self.assertFalse(self.match(r"^.$", "\u00e9"))
+        self.assertTrue(self.match(r"(*UTF)^.$", "\u00e9"))
+        self.assertTrue(self.match("^[\u00e9]{2}$", "\u00e9"))
+        self.assertTrue(self.match(r"^caf\xc3\xa9$", "caf\u00e9"))
+        self.assertFalse(self.match(r"^caf\xe9$", "caf\u00e9"))
+        expression = compile_expression("pcre2", r"caf(.+) (\w+)")
+        self.assertEqual(expression.extract("un caf\u00e9 noir!"), (["\u00e9", "noir"], 12))
+        # A group that ends inside a character's bytes: its text is what decodes, the offset
+        # stops before that character.
+        self.assertEqual(compile_expression("pcre2", r"a(.)").extract("a\u00e9b"), (["\ufffd"], 1))
 
     def test_escapes(self) -> None:
         """\\z, \\Z, \\h, \\v, \\R, \\N, \\e, \\cX, \\x{..}, \\o{..}, \\Q..\\E, octal."""

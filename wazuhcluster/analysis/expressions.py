@@ -246,9 +246,14 @@ class LiteralRegex:
 
 
 class PCRE2(_RegexBacked):
-    """A PCRE2 expression; ``required`` lists literal pieces any match must contain."""
+    """A PCRE2 expression; ``required`` lists literal pieces any match must contain.
 
-    __slots__ = ("required",)
+    Without ``(*UTF)`` Wazuh's PCRE2 matches a text's UTF-8 bytes: a text with non-ASCII
+    characters is matched as bytes by ``over_bytes`` (the same expression compiled over
+    bytes), the groups decoded back and the end offset counted in whole characters.
+    """
+
+    __slots__ = ("over_bytes", "required")
 
     def __init__(
         self,
@@ -257,15 +262,34 @@ class PCRE2(_RegexBacked):
         combined: re.Pattern[str],
         negate: bool = False,
         required: tuple[str, ...] = (),
+        over_bytes: re.Pattern[bytes] | None = None,
     ) -> None:
         super().__init__(source, alternatives, combined, negate)
         self.required = required
+        self.over_bytes = over_bytes
 
     def matches(self, text: str) -> bool:
         """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         if self.required and not all(piece in text for piece in self.required):
             return False
+        if self.over_bytes is not None and not text.isascii():
+            return self.over_bytes.search(text.encode("utf-8", "surrogateescape")) is not None
         return self.combined.search(text) is not None
+
+    def _extract_bytes(self, pattern: re.Pattern[bytes], text: str) -> tuple[list[str], int] | None:
+        data = text.encode("utf-8", "surrogateescape")
+        found = pattern.search(data)
+        if found is None:
+            return None
+        spans = found.regs
+        last = len(spans) - 1
+        while last > 0 and spans[last][0] < 0:
+            last -= 1
+        groups = [
+            data[a:b].decode("utf-8", "replace") if a >= 0 else "" for a, b in spans[1 : last + 1]
+        ]
+        # A match may end inside a character's bytes: the offset stops before that character.
+        return groups, len(data[: found.end()].decode("utf-8", "ignore"))
 
     def extract(self, text: str) -> tuple[list[str], int] | None:
         """The captured groups and the offset just after the match, or None.
@@ -276,6 +300,8 @@ class PCRE2(_RegexBacked):
         """
         if self.required and not all(piece in text for piece in self.required):
             return None
+        if self.over_bytes is not None and not text.isascii():
+            return self._extract_bytes(self.over_bytes, text)
         found = self.combined.search(text)
         if found is None:
             return None
@@ -705,10 +731,15 @@ def _drop_groups(part: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _compile_pcre2(pattern: str) -> re.Pattern[str]:
+def _compile_pcre2(pattern: str) -> tuple[re.Pattern[str], re.Pattern[bytes] | None]:
     translation = _translate_pcre2(pattern)
     try:
-        return re.compile(translation.pattern, translation.flags)
+        over_text = re.compile(translation.pattern, translation.flags)
+        if translation.utf:
+            return over_text, None
+        return over_text, re.compile(
+            translation.pattern.encode("utf-8", "surrogateescape"), re.ASCII
+        )
     except re.error as error:
         if "look-behind requires fixed-width" in str(error):
             # PCRE2 takes alternatives of different fixed lengths in a look-behind; re does not.
@@ -738,8 +769,8 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
             (cached.low_alternatives, cached.low_combined),
         )
     if kind == "pcre2":
-        regex = _compile_pcre2(pattern)
-        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern))
+        regex, over_bytes = _compile_pcre2(pattern)
+        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern), over_bytes)
     if kind == "osmatch":
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")

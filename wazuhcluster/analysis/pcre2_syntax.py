@@ -24,8 +24,10 @@ subroutine calls, branch reset ``(?|``, callouts, backtracking verbs, newline co
 other than LF, duplicate names) raises :class:`PCRE2Unsupported` with the construct named,
 so the ruleset refuses to load with a clear message instead of matching differently.
 
-Known difference: Wazuh's PCRE2 (non-UTF mode) sees a non-ASCII character as its UTF-8
-bytes, so ``.`` or ``[^x]`` consume one byte of it; here they consume the whole character.
+Without ``(*UTF)``, PCRE2 matches a text's UTF-8 bytes: ``.`` or ``[^x]`` consume one byte
+of a non-ASCII character and ``[é]`` is two bytes. The translation keeps that meaning when
+encoded in UTF-8 (escapes outside ASCII are written ``\\xHH``), so the expression matches
+non-ASCII texts as bytes (:mod:`.expressions`) and ASCII texts, where both agree, as str.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ class PCRE2SyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Translation:
-    """A translated pattern and the ``re`` flags it needs."""
+    """A translated pattern, the ``re`` flags it needs, and whether it is in UTF mode
+    (``(*UTF)``: it matches characters; otherwise it matches a text's UTF-8 bytes, and its
+    pattern encoded in UTF-8 is the same expression over bytes)."""
 
     pattern: str
     flags: int
+    utf: bool = False
 
 
 # Settings allowed before the pattern: (*UTF), (*UCP) and the ones that only tune speed.
@@ -139,7 +144,11 @@ class _Translator:
             raise self.fail("character code point above 0xff without (*UTF)")
         if code > 0x10FFFF:
             raise self.fail("character code point out of range")
-        return re.escape(chr(code)) if code >= 0x20 and chr(code).isprintable() else _hex(code)
+        # Outside ASCII an escape names one code unit: \\xHH keeps that meaning in a pattern
+        # over bytes (a literal character would be its UTF-8 bytes).
+        if 0x20 <= code < 0x7F:
+            return re.escape(chr(code))
+        return _hex(code)
 
     # ---- the walk ----------------------------------------------------------------------
 
@@ -518,11 +527,12 @@ class _Translator:
             if code in "89":
                 raise self.fail(f"\\{code} is not allowed in a character class")
             self.pos += len(octal.group(0))
-            return _class_char(chr(int(code + octal.group(0), 8)))
+            value = int(code + octal.group(0), 8)
+            return _class_char(chr(value)) if value < 0x80 else _hex(value)
         code_point = self.literal_escape(code)
         if code_point > 0xFF and not self.utf:
             raise self.fail("character code point above 0xff without (*UTF)")
-        return _class_char(chr(code_point))
+        return _class_char(chr(code_point)) if code_point < 0x80 else _hex(code_point)
 
 
 def _is_single(item: str) -> bool:
@@ -626,4 +636,4 @@ def translate(pattern: str) -> Translation:
         position = verb.end()
     translator = _Translator(pattern[position:], utf)
     translated = translator.run()
-    return Translation(translated, 0 if ucp else re.ASCII)
+    return Translation(translated, 0 if ucp else re.ASCII, utf)
