@@ -209,6 +209,29 @@ class RegexAndOrderTests(DecoderTestCase):
         info = self.decode(engine, "head_1 xyz")
         self.assertEqual(info.static, {"id": "xyz"})
 
+    def test_pcre2_prematch_and_regex_offsets(self) -> None:
+        """A PCRE2 prematch or regex ends right after its match (Wazuh keeps a pointer to
+        its last matched character and moves it on by one): after_parent, after_prematch
+        and after_regex start there."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P\\d</prematch></decoder>
+<decoder name="p-kv">
+  <parent>p</parent>
+  <prematch type="pcre2" offset="after_parent">^ (\\w+)=</prematch>
+  <regex type="pcre2" offset="after_prematch">^(\\S+)</regex>
+  <order>user</order>
+</decoder>
+<decoder name="p-kv">
+  <parent>p</parent>
+  <regex type="pcre2" offset="after_regex">^ from (\\S+)</regex>
+  <order>srcip</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P7 name=bob from 10.0.0.1")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.name, "p-kv")
+        self.assertEqual(info.static, {"dstuser": "bob", "srcip": "10.0.0.1"})
+
     def test_pcre2_unset_trailing_groups_are_not_fields(self) -> None:
         """PCRE2 reports groups up to the last that took part: later order names stay unset."""
         decoders = """
