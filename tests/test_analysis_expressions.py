@@ -234,6 +234,15 @@ class PCRE2SemanticsTests(unittest.SynchronousTestCase):
         self.assertFalse(self.match("(?i)\u00e9", "\u00c9"))
         self.assertTrue(self.match(r"(*UTF)(*UCP)^\w$", "\u00e9"))
 
+    def test_utf_mode_folds_unicode_case_with_ascii_classes(self) -> None:
+        """With (*UTF), (?i) folds any letter while \\w, \\d, \\s and \\b stay ASCII."""
+        self.assertTrue(self.match(r"(*UTF)(?i)^\x{e9}t\x{e9}$", "\u00c9T\u00c9"))
+        self.assertFalse(self.match(r"(*UTF)^\w$", "\u00e9"))
+        self.assertFalse(self.match(r"(*UTF)^\d$", "\u0663"))
+        self.assertTrue(self.match(r"(*UTF)\bab\b", "x ab y"))
+        self.assertFalse(self.match(r"(*UTF)\bab\b", "xab"))
+        self.assertTrue(self.match(r"(*UTF)^[\d\s]+$", "1 2"))
+
     def test_without_utf_the_text_is_its_utf8_bytes(self) -> None:
         """Without (*UTF), as Wazuh compiles it, PCRE2 sees a non-ASCII character's bytes."""
         self.assertTrue(self.match(r"^.{2}$", "\u00e9"))

@@ -102,6 +102,18 @@ _UNSUPPORTED_ESCAPES = {
     "C": "single code unit \\C",
 }
 _FLAG_LETTERS = frozenset("imnsxU")
+_WORD = "[A-Za-z0-9_]"
+#: ASCII spellings of the class escapes, for (*UTF) patterns compiled without re.ASCII.
+_SPELLED = {
+    "d": "[0-9]",
+    "D": "[^0-9]",
+    "w": _WORD,
+    "W": "[^A-Za-z0-9_]",
+    "s": "[\\t\\n\\x0b\\f\\r ]",
+    "S": "[^\\t\\n\\x0b\\f\\r ]",
+    "b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
+    "B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
+}
 _QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
@@ -118,11 +130,14 @@ class _Frame:
 class _Translator:
     """One pass over a PCRE2 pattern, writing the ``re`` pattern into ``out``."""
 
-    def __init__(self, pattern: str, utf: bool) -> None:
+    def __init__(self, pattern: str, utf: bool, spelled_classes: bool = False) -> None:
         self.src = pattern
         self.pos = 0
         self.out: list[str] = []
         self.utf = utf
+        #: Write \\d, \\w, \\s, \\b as explicit ASCII classes (the pattern is compiled
+        #: without re.ASCII so that (?i) folds Unicode letters, as PCRE2's UTF mode does).
+        self.spelled = spelled_classes
         self.frames = [_Frame(frozenset())]
         self.opened = 0
         self.total_groups = _count_groups(pattern)
@@ -222,7 +237,9 @@ class _Translator:
             raise self.fail("\\ at end of pattern")
         code = self.src[self.pos + 1]
         self.pos += 2
-        if code in _SAME_ESCAPES or code in "bBA":
+        if self.spelled and code in _SPELLED:
+            self.out.append(_SPELLED[code])
+        elif code in _SAME_ESCAPES or code in "bBA":
             self.out.append("\\" + code)
         elif code == "z":
             self.out.append("\\Z")
@@ -506,6 +523,10 @@ class _Translator:
             raise self.fail("\\ at end of pattern")
         code = self.src[self.pos + 1]
         self.pos += 2
+        if self.spelled and code in "dws":
+            return _SPELLED[code][1:-1]
+        if self.spelled and code in "DWS":
+            raise PCRE2Unsupported(f"\\{code} inside a character class with (*UTF)")
         if code in "dDwWsSnrtfa":
             return "\\" + code
         if code == "h":
@@ -634,6 +655,8 @@ def translate(pattern: str) -> Translation:
         elif name not in _HARMLESS_VERBS and not _LIMIT_VERB.fullmatch(name):
             raise PCRE2Unsupported(f"setting (*{name}) is not supported")
         position = verb.end()
-    translator = _Translator(pattern[position:], utf)
+    # UTF mode folds case over Unicode while \\d, \\w, \\s, \\b stay ASCII (unless UCP).
+    spelled = utf and not ucp
+    translator = _Translator(pattern[position:], utf, spelled)
     translated = translator.run()
-    return Translation(translated, 0 if ucp else re.ASCII, utf)
+    return Translation(translated, 0 if ucp or spelled else re.ASCII, utf)
