@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import InMemoryCluster, short_temp_dir, write_config
@@ -26,8 +27,11 @@ from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.agent_data import MAX_ANSWER_BYTES
 from wazuhcluster.wire.commands import ControlError
+from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker import agent_data as worker_agent_data
+from wazuhcluster.worker import agents as worker_agents
 from wazuhcluster.worker.agent_data import WorkerAgentData, encoded_answer
+from wazuhcluster.worker.link import MasterLink
 
 
 def fill(directory: Path, agent_id: str = "001", packages: int = 3) -> None:
@@ -216,6 +220,26 @@ class ClusterTests(SynchronousTestCase):
         fill(self.cluster.master.config.home.agents_state, "002")
         answer = self.successResultOf(self.ask("", request("syscheck", "002")))
         self.assertEqual(answer["total"], 1)
+
+    def test_command_sent_over_the_link(self) -> None:
+        """The scan command crosses the link as SendToAgents; the worker's channel says whom
+        it reached, and an agent it did not reach fails with 1707."""
+        channel = RecordingChannel(("001",))
+        link = self.cluster.add_worker(
+            "w2",
+            features=lambda link, home: [ChannelFeature(channel)],  # type: ignore[arg-type]
+        )
+        self.cluster.connect(link)
+        self.cluster.settle()
+        self.addCleanup(link.stopService)
+        sending = Deferred.fromCoroutine(
+            self.asker.send_command({"w2": ["001", "002"]}, "syscheck restart")
+        )
+        self.cluster.settle()
+        self.assertEqual(self.successResultOf(sending), (["001"], {1707: ["002"]}))
+        self.assertEqual(channel.sent, [("001", "#!-syscheck restart")])
+        refused = Deferred.fromCoroutine(self.asker.send_command({"w2": ["001"]}, "restart"))
+        self.failureResultOf(refused, ValueError)
 
     def test_unknown_node(self) -> None:
         """A node that is not connected is a clear failure."""
@@ -432,3 +456,350 @@ class RemovedAgentTests(SynchronousTestCase):
         shared.key_rows_changed([], ["001"])
         self.assertEqual(read_items(directory, "001", "syscheck"), [])
         self.assertEqual(len(read_items(directory, "002", "syscheck")), 1)
+
+
+class ChannelFeature(LinkFeature[MasterLink]):
+    """A worker feature answering the master's SendToAgents (and ReconnectAgents) with the
+    worker's own responders, over ``channel``."""
+
+    def __init__(self, channel: RecordingChannel) -> None:
+        self.channel = channel
+
+    def locator(self, link: MasterLink) -> amp.CommandLocator:
+        """The worker's responders of the agent commands."""
+        return worker_agents.agent_commands_locator(self)  # type: ignore[arg-type]
+
+
+class RecordingChannel:
+    """An agent channel that reaches the agents in ``connected`` and records what it sent."""
+
+    def __init__(self, connected: tuple[str, ...] = ()) -> None:
+        self.connected = connected
+        self.sent: list[tuple[str, str]] = []
+
+    def send_message(self, agent_ids: list[str], message: str) -> list[str]:
+        """Record ``message`` for the connected ones; the ids reached."""
+        reached = [agent for agent in agent_ids if agent in self.connected]
+        self.sent.extend((agent, message) for agent in reached)
+        return reached
+
+
+def fill_more(directory: Path, agent_id: str = "001") -> None:
+    """Registry FIM entries, scan marks and the 4.x inventory kinds of ``agent_id``."""
+    state = SqliteState(directory)
+    for path, kind in (
+        ("HKEY_LOCAL_MACHINE\\Software\\k", "registry_key"),
+        ("HKEY_LOCAL_MACHINE\\Software\\k\\v", "registry_value"),
+        ("c:\\windows\\win.ini", "file"),
+    ):
+        state.fim_save(agent_id, path, {"path": path, "attributes": {"type": kind}})
+    state.fim_scan(agent_id, "start_scan", 1718020000.0)
+    state.fim_scan(agent_id, "end_scan", 1718020100.0)
+    state.rootcheck_seen(agent_id, "Starting rootcheck scan.", 1718021000.0)
+    state.rootcheck_seen(agent_id, "Ending rootcheck scan.", 1718021200.0)
+    rows = {
+        "users": {
+            "user_name": "root",
+            "user_id": 0,
+            "user_home": "/root",
+            "user_shell": "/bin/bash",
+            "user_password_status": "locked",
+            "login_tty": "pts/0",
+            "process_pid": 0,
+            "host_ip": "10.0.0.9",
+            "checksum": "c1",
+        },
+        "groups": {"group_name": "wheel", "group_id": 10, "group_users": "root", "checksum": "c2"},
+        "services": {
+            "service_id": "sshd.service",
+            "service_name": "OpenSSH",
+            "service_state": "active",
+            "service_starts_on_mount": 0,
+            "process_pid": 812,
+            "process_working_dir": "/",
+            "file_path": "/usr/lib/systemd/system/sshd.service",
+            "log_file_path": "/var/log/sshd.log",
+            "item_id": "s1",
+        },
+        "browser_extensions": {
+            "browser_name": "chrome",
+            "user_id": "1000",
+            "browser_profile_path": "/home/a/.config/google-chrome/Default",
+            "package_name": "uBlock",
+            "package_version": "1.58",
+            "package_enabled": 1,
+            "file_hash_sha256": "f" * 64,
+            "item_id": "b1",
+        },
+    }
+    for table, row in rows.items():
+        state.inventory_apply(agent_id, table, "INSERTED", row)
+    state.close()
+
+
+class MoreKindsTests(SynchronousTestCase):
+    """Last scans, the 4.x inventory kinds, the FIM type filter and clearing."""
+
+    def setUp(self) -> None:
+        """One agent's data in a temporary directory."""
+        self.directory = Path(self.mktemp())
+        fill(self.directory)
+        fill_more(self.directory)
+
+    def test_last_scans(self) -> None:
+        """Start and end of the last FIM and rootcheck scans; no end while one runs, nulls
+        for an agent with nothing stored."""
+        found = read_items(self.directory, "001", "syscheck_last_scan")
+        self.assertEqual(found, [{"start": "2024-06-10T11:46:40Z", "end": "2024-06-10T11:48:20Z"}])
+        found = read_items(self.directory, "001", "rootcheck_last_scan")
+        self.assertEqual(found, [{"start": "2024-06-10T12:03:20Z", "end": "2024-06-10T12:06:40Z"}])
+        state = SqliteState(self.directory)
+        state.fim_scan("001", "start_scan", 1718030000.0)
+        state.rootcheck_seen("001", "Starting rootcheck scan.", 1718030000.0)
+        state.close()
+        for kind in ("syscheck_last_scan", "rootcheck_last_scan"):
+            found = read_items(self.directory, "001", kind)
+            self.assertEqual(found, [{"start": "2024-06-10T14:33:20Z", "end": None}], kind)
+            self.assertEqual(
+                read_items(self.directory, "002", kind), [{"start": None, "end": None}]
+            )
+
+    def test_inventory_kinds_in_wazuh_shapes(self) -> None:
+        """users, groups, services and browser extensions nest their columns as Wazuh's API."""
+        users = read_items(self.directory, "001", "syscollector/users")
+        self.assertEqual(
+            users[0]["user"],
+            {
+                "name": "root",
+                "id": 0,
+                "home": "/root",
+                "shell": "/bin/bash",
+                "password_status": "locked",
+            },
+        )
+        self.assertEqual(users[0]["login"], {"tty": "pts/0"})
+        self.assertEqual((users[0]["host_ip"], users[0]["agent_id"]), ("10.0.0.9", "001"))
+        groups = read_items(self.directory, "001", "syscollector/groups")
+        self.assertEqual(groups[0]["group"], {"name": "wheel", "id": 10, "users": "root"})
+        services = read_items(self.directory, "001", "syscollector/services")[0]
+        self.assertEqual(services["service"]["id"], "sshd.service")
+        self.assertIs(services["service"]["starts_on_mount"], False)
+        self.assertEqual(services["process"], {"pid": 812, "working_directory": "/"})
+        self.assertEqual(services["file"], {"path": "/usr/lib/systemd/system/sshd.service"})
+        self.assertEqual(services["log_file"], {"path": "/var/log/sshd.log"})
+        extension = read_items(self.directory, "001", "syscollector/browser_extensions")[0]
+        self.assertEqual(extension["browser"]["name"], "chrome")
+        self.assertEqual(extension["package"]["name"], "uBlock")
+        self.assertIs(extension["package"]["enabled"], True)
+        self.assertEqual(extension["file_hash"], {"sha256": "f" * 64})
+
+    def test_fim_type_filter_tells_registry_keys_values_and_files_apart(self) -> None:
+        """``type`` is the stored kind: file, registry_key or registry_value."""
+        for kind, count in (("registry_key", 1), ("registry_value", 1), ("file", 2)):
+            answer = answer_locally(
+                self.directory, {**request("syscheck"), "filters": {"type": kind}}
+            )
+            self.assertEqual(answer["total"], count, kind)
+            self.assertEqual({item["type"] for item in answer["items"]}, {kind})
+
+    def test_clear(self) -> None:
+        """A clear empties one kind of state where it is kept and nothing else."""
+        answer = answer_locally(
+            self.directory, {"agent_id": "001", "kind": "syscheck", "clear": True}
+        )
+        self.assertEqual(answer, {"items": ["001"], "total": 1})
+        self.assertEqual(read_items(self.directory, "001", "syscheck"), [])
+        last = read_items(self.directory, "001", "syscheck_last_scan")
+        self.assertEqual(last, [{"start": None, "end": None}])
+        self.assertEqual(len(read_items(self.directory, "001", "rootcheck")), 1)
+        answer_locally(self.directory, {"agent_id": "001", "kind": "rootcheck", "clear": True})
+        self.assertEqual(read_items(self.directory, "001", "rootcheck"), [])
+        self.assertEqual(len(read_items(self.directory, "001", "syscollector/users")), 1)
+        refused = answer_locally(self.directory, {"agent_id": "001", "kind": "sca", "clear": True})
+        self.assertEqual(refused["error"]["code"], 1000)
+
+
+class ScanAndClearApiTests(SynchronousTestCase):
+    """PUT /syscheck, PUT /rootcheck, DELETE and last_scan over the API harness."""
+
+    def setUp(self) -> None:
+        """An active agent on the master (connected there), an active one on w1, one that
+        is disconnected."""
+        self.api = ApiHarness(self)
+        self.worker = self.api.connect_worker("w1").protocol
+        assert isinstance(self.worker, WorkerStandIn)
+        self.local = self.api.enroll("local01")
+        self.remote = self.api.enroll("remote01")
+        self.gone = self.api.enroll("gone01")
+        self.api.report(self.local, "active", "master")
+        self.api.report(self.remote, "active", "w1")
+        self.api.report(self.gone, "disconnected", "master")
+        self.channel = RecordingChannel((self.local,))
+        assert self.api.node.agent_data is not None
+        self.api.node.agent_data.local_channel = self.channel  # type: ignore[assignment]
+        fill(self.api.home.agents_state, self.local)
+        fill_more(self.api.home.agents_state, self.local)
+        fill(self.worker.config.home.agents_state, self.remote)
+
+    def test_run_scan_reaches_agents_where_they_are(self) -> None:
+        """Each active agent is told '#!-syscheck restart' by the node it is connected to;
+        unknown, manager and inactive ids fail with Wazuh's codes."""
+        ids = ",".join((self.local, self.remote, self.gone, "099", "000"))
+        answer = self.api.call("PUT", f"/syscheck?agents_list={ids}")
+        self.assertEqual(answer.status, 200, answer.raw)
+        data = answer.json["data"]
+        self.assertEqual(data["affected_items"], [self.local, self.remote])
+        failed = {item["error"]["code"]: item["id"] for item in data["failed_items"]}
+        self.assertEqual(failed, {1701: ["099"], 1703: ["000"], 1707: [self.gone]})
+        self.assertEqual(answer.json["message"], "Syscheck scan was not restarted on some agents")
+        self.assertEqual(self.channel.sent, [(self.local, "#!-syscheck restart")])
+        self.assertEqual(self.worker.told, [(self.remote, "#!-syscheck restart")])
+        answer = self.api.call("PUT", "/rootcheck")
+        self.assertEqual(answer.json["data"]["affected_items"], [self.local, self.remote])
+        self.assertEqual(answer.json["message"], "Rootcheck scan was restarted on returned agents")
+        self.worker.answering = False
+        asker = self.api.node.agent_data
+        assert asker is not None
+        sending = Deferred.fromCoroutine(
+            asker.send_command({"w1": [self.remote]}, "syscheck restart")
+        )
+        self.api.clock.advance(30.0)
+        self.assertEqual(self.successResultOf(sending), ([], {3020: [self.remote]}))
+
+    def test_agent_not_connected_where_it_reports(self) -> None:
+        """An agent the registry says is active but that has no connection there: 1707."""
+        self.channel.connected = ()
+        answer = self.api.call("PUT", f"/syscheck?agents_list={self.local}")
+        self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1707)
+        self.assertEqual(answer.json["error"], 1)
+
+    def test_last_scan_and_clear(self) -> None:
+        """last_scan answers the stored dates; DELETE empties the state where it is kept."""
+        answer = self.api.call("GET", f"/syscheck/{self.local}/last_scan")
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertEqual(
+            answer.json["data"]["affected_items"],
+            [{"start": "2024-06-10T11:46:40Z", "end": "2024-06-10T11:48:20Z"}],
+        )
+        self.assertEqual(answer.json["message"], "Last syscheck scan of the agent was returned")
+        answer = self.api.call("GET", f"/rootcheck/{self.remote}/last_scan")
+        self.assertEqual(answer.json["data"]["affected_items"], [{"start": None, "end": None}])
+        for module in ("syscheck", "rootcheck"):
+            for agent in (self.local, self.remote):
+                answer = self.api.call("DELETE", f"/{module}/{agent}")
+                self.assertEqual(answer.json["data"]["affected_items"], [agent], answer.raw)
+                found = self.api.call("GET", f"/{module}/{agent}")
+                self.assertEqual(found.json["data"]["total_affected_items"], 0)
+        answer = self.api.call("GET", f"/syscollector/{self.local}/users?select=user.name")
+        self.assertEqual(answer.json["data"]["affected_items"], [{"user": {"name": "root"}}])
+        answer = self.api.call("DELETE", "/rootcheck/099")
+        self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1701)
+        self.assertEqual(answer.json["message"], "No rootcheck database was cleared")
+
+
+class ScanAndClearRbacTests(SynchronousTestCase):
+    """The scan and clear operations need syscheck:run / :clear (rootcheck:...) on the agent."""
+
+    def test_readonly_reads_last_scan_but_cannot_scan_or_clear(self) -> None:
+        """A readonly user gets the dates but 403 (4000) for PUT and DELETE."""
+        import base64
+
+        api = ApiHarness(self)
+        agent = api.enroll("web01")
+        api.report(agent, "active", "master")
+        password = "Str0ng-Passw0rd!"
+        made = api.call("POST", "/security/users", {"username": "reader", "password": password})
+        user_id = made.json["data"]["affected_items"][0]["id"]
+        roles = api.call("GET", "/security/roles?search=readonly").json["data"]["affected_items"]
+        role_id = next(role["id"] for role in roles if role["name"] == "readonly")
+        api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        api.clock.advance(1)
+        basic = base64.b64encode(f"reader:{password}".encode()).decode()
+        login = api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+        )
+        token = login.json["data"]["token"]
+        for module in ("syscheck", "rootcheck"):
+            found = api.call("GET", f"/{module}/{agent}/last_scan", token=token)
+            self.assertEqual(found.status, 200, found.raw)
+            for method, path in (
+                ("PUT", f"/{module}?agents_list={agent}"),
+                ("DELETE", f"/{module}/{agent}"),
+            ):
+                answer = api.call(method, path, token=token)
+                self.assertEqual((answer.status, answer.json.get("error")), (403, 4000), path)
+
+
+class AgentMessagesToApiTests(SynchronousTestCase):
+    """The users, groups, services and browser extensions an agent sends, as the API reads
+    them: deltas (queue d) and synchronisation rows (queue 5)."""
+
+    def test_deltas_and_state_rows_reach_the_reader(self) -> None:
+        """dbsync_users / dbsync_services deltas and syscollector_groups /
+        syscollector_browser_extensions state rows are stored per agent and read nested."""
+        from tests.analysis_data import make_engine
+        from wazuhcluster.analysis.engine import parse_queue_message
+
+        engine = make_engine(self.mktemp())
+        directory = Path(self.mktemp())
+        state = SqliteState(directory)
+        engine.agent_state = state
+        prefix = "[007] (web07) any->"
+        messages = [
+            (
+                "d",
+                "syscollector",
+                {
+                    "type": "dbsync_users",
+                    "operation": "INSERTED",
+                    "data": {"user_name": "alice", "user_id": 1000, "login_tty": "pts/1"},
+                },
+            ),
+            (
+                "d",
+                "syscollector",
+                {
+                    "type": "dbsync_services",
+                    "operation": "INSERTED",
+                    "data": {"service_id": "cron", "service_state": "active", "item_id": "s9"},
+                },
+            ),
+            (
+                "5",
+                "syscollector",
+                {
+                    "component": "syscollector_groups",
+                    "type": "state",
+                    "data": {"index": "staff", "attributes": {"group_name": "staff"}},
+                },
+            ),
+            (
+                "5",
+                "syscollector",
+                {
+                    "component": "syscollector_browser_extensions",
+                    "type": "state",
+                    "data": {
+                        "index": "b7",
+                        "attributes": {"browser_name": "firefox", "package_visible": 0},
+                    },
+                },
+            ),
+        ]
+        for queue, location, body in messages:
+            line = f"{queue}:{prefix}{location}:{json.dumps(body)}"
+            engine.process(parse_queue_message(line, timestamp=1718022911.0))
+        state.close()
+        users = read_items(directory, "007", "syscollector/users")
+        self.assertEqual(users[0]["user"], {"name": "alice", "id": 1000})
+        self.assertEqual(users[0]["login"], {"tty": "pts/1"})
+        services = read_items(directory, "007", "syscollector/services")
+        self.assertEqual(services[0]["service"], {"id": "cron", "state": "active"})
+        groups = read_items(directory, "007", "syscollector/groups")
+        self.assertEqual(groups[0]["group"], {"name": "staff"})
+        extensions = read_items(directory, "007", "syscollector/browser_extensions")
+        self.assertEqual(extensions[0]["browser"], {"name": "firefox"})
+        self.assertIs(extensions[0]["package"]["visible"], False)

@@ -165,6 +165,101 @@ class RegexAndOrderTests(DecoderTestCase):
         info = self.decode(self.engine(decoders), "P1 USER=Alice")
         self.assertEqual(info.static, {"dstuser": "Alice"})
 
+    def test_repeated_elements_take_the_last_type(self) -> None:
+        """Repeated <program_name>/<prematch>/<regex> join their texts; the last type counts.
+
+        The joined program name ``^(?i)t_`` + ``x_`` + ``0$`` is one PCRE2 pattern (neither
+        an OS_Match nor an OS_Regex of it would match ``T_X_0``).
+        """
+        decoders = """
+<decoder name="t0">
+  <program_name type="osmatch">^(?i)t_</program_name>
+  <program_name type="osregex">x_</program_name>
+  <program_name type="pcre2">0$</program_name>
+</decoder>
+<decoder name="t0-child">
+  <parent>t0</parent>
+  <regex type="osregex">(?i)\\S+ (\\S+) </regex>
+  <regex type="pcre2">(\\w+)$</regex>
+  <order>url, action</order>
+</decoder>
+<decoder name="t1">
+  <prematch type="osregex">(?i)head_</prematch>
+  <prematch type="pcre2">1</prematch>
+</decoder>
+<decoder name="t1-child">
+  <parent>t1</parent>
+  <regex offset="after_parent">^ (\\S+)</regex>
+  <order>id</order>
+</decoder>
+"""
+        engine = self.engine(decoders)
+        info = self.decode(engine, "Feb  1 10:00:00 h T_X_0[1]: first https://x GET")
+        assert info.decoder is not None
+        # A child without a prematch leaves the event under its parent, as Wazuh does.
+        self.assertEqual(info.decoder.name, "t0")
+        # The joined regex is PCRE2 (an OS_Regex would read "(?i)" as a group of literals).
+        self.assertEqual(info.static, {"url": "https://x", "action": "GET"})
+        info = self.decode(engine, "HEAD_1 abc rest")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.name, "t1")
+        # A PCRE2 prematch ends right after its match: the child's offset starts there.
+        self.assertEqual(info.static, {"id": "abc"})
+        # The joined prematch is case-sensitive PCRE2: "(?i)" applies, so "head_1" matches too.
+        info = self.decode(engine, "head_1 xyz")
+        self.assertEqual(info.static, {"id": "xyz"})
+
+    def test_pcre2_prematch_and_regex_offsets(self) -> None:
+        """A PCRE2 prematch or regex ends right after its match (Wazuh keeps a pointer to
+        its last matched character and moves it on by one): after_parent, after_prematch
+        and after_regex start there."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P\\d</prematch></decoder>
+<decoder name="p-kv">
+  <parent>p</parent>
+  <prematch type="pcre2" offset="after_parent">^ (\\w+)=</prematch>
+  <regex type="pcre2" offset="after_prematch">^(\\S+)</regex>
+  <order>user</order>
+</decoder>
+<decoder name="p-kv">
+  <parent>p</parent>
+  <regex type="pcre2" offset="after_regex">^ from (\\S+)</regex>
+  <order>srcip</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P7 name=bob from 10.0.0.1")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.name, "p-kv")
+        self.assertEqual(info.static, {"dstuser": "bob", "srcip": "10.0.0.1"})
+
+    def test_pcre2_unset_trailing_groups_are_not_fields(self) -> None:
+        """PCRE2 reports groups up to the last that took part: later order names stay unset."""
+        decoders = """
+<decoder name="p"><prematch>^P </prematch>
+  <regex type="pcre2">a=(\\w+)(?: b=(\\w+))?(?: c=(\\w+))?</regex>
+  <order>user, srcip, custom</order>
+</decoder>
+"""
+        engine = self.engine(decoders)
+        info = self.decode(engine, "P a=1")
+        self.assertEqual(info.static, {"dstuser": "1"})
+        self.assertEqual(info.fields, [])
+        info = self.decode(engine, "P a=1 c=3")
+        # A group before the last matched one that did not take part is an empty value.
+        self.assertEqual(info.static, {"dstuser": "1", "srcip": ""})
+        self.assertEqual(info.fields, [("custom", "3")])
+
+    def test_pcre2_named_groups_fill_the_order(self) -> None:
+        """Named groups are numbered like any group and fill <order> in position."""
+        decoders = """
+<decoder name="p"><prematch>^P </prematch>
+  <regex type="pcre2">user (?'name'\\w+) from (?'ip'[\\d.]+)</regex>
+  <order>user, srcip</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P user bob from 10.1.2.3")
+        self.assertEqual(info.static, {"dstuser": "bob", "srcip": "10.1.2.3"})
+
 
 class JSONDecoderTests(DecoderTestCase):
     """The JSON_Decoder plugin."""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import html
+import os
+import re
+
 from twisted.trial import unittest
 
 from wazuhcluster.analysis.expressions import (
@@ -15,6 +20,7 @@ from wazuhcluster.analysis.expressions import (
     translate_osregex,
     translate_pcre2,
 )
+from wazuhcluster.testing.reference import missing_reason, wazuh_ruleset
 
 
 def groups(expression: object, text: str) -> list[str]:
@@ -173,9 +179,10 @@ class PCRE2Tests(unittest.SynchronousTestCase):
         self.assertEqual(expression.extract("user bob from 1.2.3.4"), (["bob", "1.2.3.4"], 21))
 
     def test_ungreedy_flag(self) -> None:
-        """(?U) swaps greedy and lazy quantifiers."""
+        """(?U) swaps greedy and lazy quantifiers; a trailing ? makes one greedy again."""
         self.assertEqual(translate_pcre2(r"(?U)a(.*)b"), "a(.*?)b")
         self.assertEqual(groups(compile_expression("pcre2", r"(?U)<(.+)>"), "<a><b>"), ["a"])
+        self.assertEqual(groups(compile_expression("pcre2", r"(?U)<(.+?)>"), "<a><b>"), ["a><b"])
 
     def test_verbs_and_code_points(self) -> None:
         """(*UTF) is dropped and \\N{U+hhhh} becomes the character."""
@@ -190,6 +197,152 @@ class PCRE2Tests(unittest.SynchronousTestCase):
     def test_invalid_pattern(self) -> None:
         """A pattern re cannot compile raises ExpressionError."""
         self.assertRaises(ExpressionError, compile_expression, "pcre2", "(unclosed")
+
+
+class PCRE2SemanticsTests(unittest.SynchronousTestCase):
+    """PCRE2 constructs behave as Wazuh's pcre2_compile(pattern, no options) reads them."""
+
+    def match(self, pattern: str, text: str) -> bool:
+        """Whether the PCRE2 ``pattern`` is found in ``text``."""
+        return compile_expression("pcre2", pattern).matches(text)
+
+    def test_option_setting_mid_pattern_lasts_to_the_group_end(self) -> None:
+        """(?i) after some text covers the rest of its group and the later alternatives only."""
+        self.assertTrue(self.match(r"test_match (?i)MATCH_example", "test_match match_EXAMPLE"))
+        self.assertFalse(self.match(r"test_match (?i)match", "TEST_MATCH match"))
+        self.assertTrue(self.match(r"^(a(?i)b|c)d$", "aBd"))
+        self.assertTrue(self.match(r"^(a(?i)b|c)d$", "Cd"))
+        self.assertFalse(self.match(r"^(a(?i)b|c)d$", "aBD"))
+        self.assertFalse(self.match(r"^(a(?i)b|c)d$", "Abd"))
+        self.assertTrue(self.match(r"(?i)ab(?-i)c", "ABc"))
+        self.assertFalse(self.match(r"(?i)ab(?-i)c", "ABC"))
+        self.assertTrue(self.match(r"(?i:a)b", "Ab"))
+        self.assertFalse(self.match(r"(?i:a)b", "AB"))
+
+    def test_extended_no_capture_and_reset_options(self) -> None:
+        """(?x) drops white space and # comments, (?n) stops plain groups capturing, (?^)."""
+        self.assertTrue(self.match("(?x) a b  # a comment (with a paren\n c", "abc"))
+        expression = compile_expression("pcre2", r"(?n)(a)(?<b>b)")
+        self.assertEqual(expression.extract("ab"), (["b"], 2))
+        self.assertFalse(self.match(r"(?i)a(?^)b", "AB"))
+
+    def test_classes_are_ascii(self) -> None:
+        """\\d, \\w and \\s are ASCII-only and (?i) folds ASCII letters only, as without UTF."""
+        self.assertFalse(self.match(r"^\d$", "\u0663"))
+        self.assertFalse(self.match(r"^\w$", "\u00e9"))
+        self.assertTrue(self.match(r"^\w+$", "abc_09"))
+        self.assertFalse(self.match("(?i)\u00e9", "\u00c9"))
+        self.assertTrue(self.match(r"(*UTF)(*UCP)^\w$", "\u00e9"))
+
+    def test_utf_mode_folds_unicode_case_with_ascii_classes(self) -> None:
+        """With (*UTF), (?i) folds any letter while \\w, \\d, \\s and \\b stay ASCII."""
+        self.assertTrue(self.match(r"(*UTF)(?i)^\x{e9}t\x{e9}$", "\u00c9T\u00c9"))
+        self.assertFalse(self.match(r"(*UTF)^\w$", "\u00e9"))
+        self.assertFalse(self.match(r"(*UTF)^\d$", "\u0663"))
+        self.assertTrue(self.match(r"(*UTF)\bab\b", "x ab y"))
+        self.assertFalse(self.match(r"(*UTF)\bab\b", "xab"))
+        self.assertTrue(self.match(r"(*UTF)^[\d\s]+$", "1 2"))
+
+    def test_without_utf_the_text_is_its_utf8_bytes(self) -> None:
+        """Without (*UTF), as Wazuh compiles it, PCRE2 sees a non-ASCII character's bytes."""
+        self.assertTrue(self.match(r"^.{2}$", "\u00e9"))
+        self.assertFalse(self.match(r"^.$", "\u00e9"))
+        self.assertTrue(self.match(r"(*UTF)^.$", "\u00e9"))
+        self.assertTrue(self.match("^[\u00e9]{2}$", "\u00e9"))
+        self.assertTrue(self.match(r"^caf\xc3\xa9$", "caf\u00e9"))
+        self.assertFalse(self.match(r"^caf\xe9$", "caf\u00e9"))
+        expression = compile_expression("pcre2", r"caf(.+) (\w+)")
+        self.assertEqual(expression.extract("un caf\u00e9 noir!"), (["\u00e9", "noir"], 12))
+        # A group that ends inside a character's bytes: its text is what decodes, the offset
+        # stops before that character.
+        self.assertEqual(compile_expression("pcre2", r"a(.)").extract("a\u00e9b"), (["\ufffd"], 1))
+
+    def test_escapes(self) -> None:
+        """\\z, \\Z, \\h, \\v, \\R, \\N, \\e, \\cX, \\x{..}, \\o{..}, \\Q..\\E, octal."""
+        self.assertTrue(self.match(r"a\Z", "a\n"))
+        self.assertFalse(self.match(r"a\z", "a\n"))
+        self.assertTrue(self.match(r"a\z", "xa"))
+        self.assertTrue(self.match(r"a\hb\Hc", "a\tbxc"))
+        self.assertFalse(self.match(r"a\hb", "a\nb"))
+        self.assertTrue(self.match(r"a\vb\Rc\Rd", "a\x0bb\r\nc\nd"))
+        self.assertFalse(self.match(r"a\Nb", "a\nb"))
+        self.assertTrue(self.match(r"\e\cA\x{41}\x42\o{103}\104\x", "\x1b\x01ABCD\x00"))
+        self.assertTrue(self.match(r"\Q(a.b)*\E!", "(a.b)*!"))
+        self.assertFalse(self.match(r"\Q(a.b)*\E", "(axb)*"))
+        self.assertTrue(self.match(r"C:\\zone", "C:\\zone"))
+        self.assertTrue(self.match(r"[\h\d]+x", " 1\t2x"))
+        self.assertTrue(self.match(r"(*UTF)\x{263a}", "\u263a"))
+
+    def test_character_classes(self) -> None:
+        """A leading ] is a member, POSIX classes, ranges, brackets and hyphens are literal."""
+        self.assertTrue(self.match(r"^[]a]+$", "]a]"))
+        self.assertTrue(self.match(r"^[^]a]$", "b"))
+        self.assertFalse(self.match(r"^[^]a]$", "]"))
+        self.assertTrue(self.match(r"^[[:alpha:][:digit:]_-]+$", "ab-9_"))
+        self.assertFalse(self.match(r"^[[:upper:]]$", "a"))
+        self.assertTrue(self.match(r"^[[&&|~-]+$", "[&&|~-"))
+        self.assertTrue(self.match(r"^[\d-z]+$", "1-z"))
+        self.assertFalse(self.match(r"^[\d-z]+$", "y"))
+
+    def test_groups_and_references(self) -> None:
+        """Named groups in every spelling and back-references by name, number or offset."""
+        expression = compile_expression(
+            "pcre2", r"(?<a>x)(?'b'y)(?P<c>z)\k<a>\k'b'\k{c}\g{-1}\g1\1"
+        )
+        self.assertEqual(expression.extract("xyzxyzzxx"), (["x", "y", "z"], 9))
+        self.assertTrue(self.match(r"(?<n>a)(?P=n)(?(n)b|c)", "aab"))
+        self.assertTrue(self.match(r"^a{,2}$", "a{,2}"))
+        self.assertTrue(self.match(r"^a{2}(?#a comment)$", "aa"))
+        self.assertFalse(self.match(r"a(*FAIL)|b", "a"))
+        self.assertTrue(self.match(r"(?>a+)b", "aab"))
+        self.assertTrue(self.match(r"a++b", "aab"))
+
+    def test_groups_that_did_not_take_part(self) -> None:
+        """Groups after the last one that took part are absent; earlier ones are empty."""
+        expression = compile_expression("pcre2", r"a(b)?(c)?(d)?")
+        self.assertEqual(expression.extract("a"), ([], 1))
+        self.assertEqual(expression.extract("ac"), (["", "c"], 2))
+
+    def test_unsupported_constructs_are_refused(self) -> None:
+        """What re cannot do is refused with the construct named, never matched differently."""
+        for pattern in (
+            r"\p{Lu}",
+            r"a\Kb",
+            r"\X",
+            r"(a)(?1)",
+            r"(?R)",
+            r"(?|(a)|(b))",
+            r"(?C1)a",
+            r"(*CRLF)a",
+            r"a(*SKIP)b",
+            r"[[:^alpha:]]",
+            r"(?J)(?<n>a)",
+            r"(?<=ab|c)d",
+        ):
+            with self.subTest(pattern=pattern):
+                error = self.assertRaises(ExpressionError, compile_expression, "pcre2", pattern)
+                self.assertIn("not supported", str(error))
+
+    def test_syntax_errors_are_refused(self) -> None:
+        """Patterns PCRE2 itself refuses are load errors too."""
+        for pattern in ("a\\", r"[a", r"a)", r"\y", r"*a", r"\x{100}"):
+            with self.subTest(pattern=pattern):
+                error = self.assertRaises(ExpressionError, compile_expression, "pcre2", pattern)
+                self.assertIn("invalid PCRE2 pattern", str(error))
+
+    def test_every_stock_pcre2_pattern_translates(self) -> None:
+        """All type="pcre2" expressions of Wazuh's stock ruleset compile (when it is present)."""
+        reason = missing_reason("WAZUH_RULESET")
+        if reason:
+            raise unittest.SkipTest(reason)
+        found = 0
+        for path in glob.glob(os.path.join(wazuh_ruleset(), "**", "*.xml"), recursive=True):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+            for element in re.finditer(r'<(\w+)[^>]*type="pcre2"[^>]*>(.*?)</\1>', text, re.S):
+                found += 1
+                compile_expression("pcre2", html.unescape(element.group(2)))
+        self.assertGreater(found, 100)
 
 
 class OtherTypesTests(unittest.SynchronousTestCase):

@@ -7,6 +7,7 @@ import time
 from twisted.trial import unittest
 
 from tests.analysis_data import CLOCK, make_engine, run
+from wazuhcluster.analysis import rules
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.rule_loader import RuleLoadError, parse_time_range, parse_weekdays
 from wazuhcluster.config.analysis_settings import RulesetSettings
@@ -283,6 +284,56 @@ class ConditionTests(RuleTestCase):
         self.check('<field name="custom" negate="yes">^dog$</field>', line(), line(custom="dog"))
         self.assertEqual(self.rule_of(self.one('<field name="missing">.</field>'), line()), "")
 
+    def test_pcre2_in_every_expression_option(self) -> None:
+        """type="pcre2" works in each static-field option, with and without negate."""
+        cases = {
+            "action": ("act", "deny"),
+            "url": ("url", "/admin/x"),
+            "id": ("ident", "42"),
+            "status": ("status", "failed"),
+            "extra_data": ("extra", "zz9"),
+            "system_name": ("system", "srv1"),
+            "user": ("user", "alice"),
+        }
+        for option, (argument, value) in cases.items():
+            with self.subTest(option=option):
+                good = line(**{argument: value})
+                pattern = f"(?i)^{value.upper()}$"
+                self.check(f'<{option} type="pcre2">{pattern}</{option}>', good, line())
+                self.check(
+                    f'<{option} type="pcre2" negate="yes">{pattern}</{option}>', line(), good
+                )
+        self.check('<hostname type="pcre2">^web\\d$</hostname>', line(host="web1"), line())
+        self.check('<program_name type="pcre2">^a.p$</program_name>', line(), "")
+        self.check('<field name="custom" type="pcre2">^c\\d+$</field>', line(custom="c12"), line())
+        self.check(
+            '<field name="custom" type="pcre2" negate="yes">(?i)^DOG</field>',
+            line(),
+            line(custom="dog"),
+        )
+        self.check('<regex type="pcre2" negate="yes">act=deny</regex>', line(), line(act="deny"))
+
+    def test_repeated_options_join_and_take_the_last_type(self) -> None:
+        """<match> then <match type="pcre2">: one PCRE2 expression of both texts."""
+        self.check(
+            '<match>act=allow </match><match type="pcre2">(?i)ID=\\d+</match>',
+            line(),
+            line(ident="x"),
+        )
+        # The first text is PCRE2 too: case-sensitive, so "ACT=allow" does not match.
+        engine = self.one('<match>ACT=allow </match><match type="pcre2">id</match>')
+        self.assertEqual(self.rule_of(engine, line()), "")
+
+    def test_a_type_rules_do_not_take_falls_back_to_the_default(self) -> None:
+        """type="string" is not a rule option type: <user> stays OS_Match (a prefix here)."""
+        self.check('<user type="string">^ali</user>', line(user="alice"), line(user="bob"))
+        self.check('<action type="bogus">deny</action>', line(act="deny"), line(act="denied"))
+
+    def test_untranslatable_pcre2_is_a_load_error(self) -> None:
+        """A PCRE2 construct re cannot reproduce refuses the ruleset, naming the construct."""
+        error = self.assertRaises(RuleLoadError, self.one, '<match type="pcre2">\\p{Lu}</match>')
+        self.assertIn("not supported", str(error))
+
     def test_ip_lists(self) -> None:
         """srcip/dstip accept CIDR networks and '!' exclusions."""
         self.check("<srcip>10.0.0.0/8</srcip>", line(), line(src="192.168.1.1"))
@@ -509,6 +560,51 @@ class CorrelationTests(RuleTestCase):
             "101",
         )
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 3), "102")
+
+    def burst_engine(self) -> Engine:
+        """101 on each denial, 102 on the third within 100 s of the same agent."""
+        return self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="3" timeframe="100">
+  <if_matched_sid>101</if_matched_sid><description>burst</description></rule>"""
+            )
+        )
+
+    def by_agent(self, engine: Engine, agents: str) -> list[str]:
+        """The rule of one denial per letter of ``agents`` (a: agent 001, b: 002...)."""
+        found = []
+        for second, letter in enumerate(agents):
+            number = ord(letter) - ord("a") + 1
+            found.append(
+                self.rule_of(
+                    engine,
+                    line(act="deny"),
+                    second,
+                    agent_id=f"{number:03d}",
+                    agent_name=f"agent{number}",
+                )
+            )
+        return found
+
+    def test_frequency_counts_the_agents_own_events(self) -> None:
+        """Other agents' events in between neither count nor hide an agent's own."""
+        found = self.by_agent(self.burst_engine(), "ababa" + "c" * 20 + "bb")
+        self.assertEqual(found[:5], ["101", "101", "101", "101", "102"])
+        # The events that fired count no more: a burst, then two to build up again.
+        self.assertEqual(found[5:11], ["101", "101", "102", "101", "101", "102"])
+        # b's two early events still count after twenty of c's in between.
+        self.assertEqual(found[-2:], ["102", "101"])
+
+    def test_events_that_left_the_history_do_not_count(self) -> None:
+        """An agent's event pushed out of the bounded history by others' is not counted."""
+        self.patch(rules, "MAX_HISTORY", 4)
+        engine = self.burst_engine()
+        found = self.by_agent(engine, "abbbbaa")
+        # The last a would be a burst with its first event; that one left the history.
+        self.assertEqual(found, ["101", "101", "101", "102", "101", "101", "101"])
+        self.assertEqual(self.by_agent(engine, "a"), ["102"])
 
     def test_histories_keep_only_the_timeframe(self) -> None:
         """Events older than the searching rules' timeframe leave the history."""

@@ -51,6 +51,7 @@ from wazuhcluster.registry.model import AgentInfoReport
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.agent_data import ForgetAgentData, GetAgentData
+from wazuhcluster.wire.agents import SendToAgents
 from wazuhcluster.wire.features import FeatureSet, LinkFeature
 from wazuhcluster.wire.questions import AskNode
 from wazuhcluster.worker.agent_data import encoded_answer
@@ -102,7 +103,8 @@ def analysis_of(config: NodeConfig, clock: task.Clock, tag: str) -> AnalysisServ
 class WorkerStandIn:
     """A connected worker's end of its link as the master calls it: ``AskNode`` answered by
     the worker's own node answers, ``GetAgentData`` and ``ForgetAgentData`` from its own
-    state folder, with the functions a worker uses. ``answering`` False: it never answers
+    state folder, with the functions a worker uses, ``SendToAgents`` recorded in
+    ``told``. ``answering`` False: it never answers
     (a worker that hangs)."""
 
     def __init__(self, config: NodeConfig, clock: task.Clock) -> None:
@@ -119,6 +121,8 @@ class WorkerStandIn:
         self.questions = WorkerQuestions(answers, ClusterLog("Worker", "Questions"))
         self.answering = True
         self.asked: list[str] = []
+        #: (agent id, message) of every SendToAgents.
+        self.told: list[tuple[str, str]] = []
         self.transport = None
 
     def callRemote(self, command: type, **arguments: Any) -> Deferred[Any]:  # noqa: N802
@@ -131,6 +135,10 @@ class WorkerStandIn:
             return succeed({"answer": encoded_answer(state, arguments["request"])})
         if command is ForgetAgentData:
             return succeed({"forgotten": forget_agents(state, list(arguments["agents"]))})
+        if command is SendToAgents:
+            # Every agent named is connected here; what it was told is kept for the tests.
+            self.told.extend((agent, arguments["message"]) for agent in arguments["agents"])
+            return succeed({"sent": list(arguments["agents"])})
         if command is AskNode:
             questions = self.questions
             reply = questions.reply(arguments["question"], arguments["arguments"])

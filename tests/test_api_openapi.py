@@ -381,7 +381,8 @@ class OpenApiTests(SynchronousTestCase):
         self.api._token = None
 
     def agent_data_scenario(self) -> None:
-        """Every agent-data route (FIM, SCA, rootcheck, inventory), in success and error."""
+        """Every agent-data route (FIM, SCA, rootcheck, inventory; reads, scans and clears),
+        in success and error."""
         node = self.api.node
         node.agent_data = MasterAgentData(
             "master", node.workers, self.api.home.agents_state, self.api.clock, run_inline
@@ -389,8 +390,10 @@ class OpenApiTests(SynchronousTestCase):
         agent = self.api.enroll("data-agent")
         for route, _ in self.api.resource.routes:
             if route.template.startswith(("/syscheck", "/sca", "/rootcheck", "/syscollector")):
-                self.call("GET", route.template.format(agent_id=agent, policy_id="pol"))
+                self.call(route.method, route.template.format(agent_id=agent, policy_id="pol"))
         self.call("GET", "/syscheck/099")
+        self.call("PUT", "/syscheck?agents_list=099,000")
+        self.call("DELETE", "/rootcheck/099")
         self.call("GET", f"/syscheck/{agent}?sort=nope")
 
     def test_the_description_is_valid_json_with_examples_of_errors(self) -> None:

@@ -1,7 +1,7 @@
-"""An agent's FIM, SCA and inventory asked of a real master while the agent reports to a real
-worker: the master asks the worker over the cluster link (``wazuh-cluster-control
---agent-data``, answered by the same code as the REST API's ``/syscheck``, ``/sca``,
-``/syscollector`` endpoints)."""
+"""An agent's FIM (entries and last scan), SCA and inventory asked of a real master while
+the agent reports to a real worker: the master asks the worker over the cluster link
+(``wazuh-cluster-control --agent-data``, answered by the same code as the REST API's
+``/syscheck``, ``/sca``, ``/syscollector`` endpoints)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ CHECK = {
     "policy_id": "demo",
     "check": {"id": 28612, "title": "Root login is off.", "result": "failed"},
 }
+USER = {
+    "type": "dbsync_users",
+    "operation": "INSERTED",
+    "data": {"user_name": "alice", "user_id": 1000, "user_home": "/home/alice"},
+}
+SCAN_START = {"type": "scan_start", "data": {"timestamp": 1718020000}}
+SCAN_END = {"type": "scan_end", "data": {"timestamp": 1718020100}}
 PACKAGE = {
     "type": "dbsync_packages",
     "operation": "INSERTED",
@@ -49,8 +56,9 @@ class AgentDataTests(ClusterTestCase):
         self.wait_log(worker, "Successfully connected")
         events = cluster.base / "module-events.txt"
         events.write_text(
-            f"8:syscheck:{json.dumps(FIM)}\np:sca:{json.dumps(CHECK)}\n"
-            f"d:syscollector:{json.dumps(PACKAGE)}\n"
+            f"8:syscheck:{json.dumps(SCAN_START)}\n8:syscheck:{json.dumps(FIM)}\n"
+            f"8:syscheck:{json.dumps(SCAN_END)}\np:sca:{json.dumps(CHECK)}\n"
+            f"d:syscollector:{json.dumps(USER)}\nd:syscollector:{json.dumps(PACKAGE)}\n"
         )
         simulator = self.start_simulator(
             "--home",
@@ -99,6 +107,10 @@ class AgentDataTests(ClusterTestCase):
         self.assertEqual((check["id"], check["result"]), (28612, "failed"))
         [package] = ask(master_home, "syscollector/packages")
         self.assertEqual(package["name"], "openssh-server")
+        [user] = ask(master_home, "syscollector/users")
+        self.assertEqual(user["user"], {"name": "alice", "id": 1000, "home": "/home/alice"})
+        [scan] = ask(master_home, "syscheck_last_scan")
+        self.assertEqual(scan, {"start": "2024-06-10T11:46:40Z", "end": "2024-06-10T11:48:20Z"})
         [relayed] = ask(cluster.home("worker1").root, "syscheck")
         self.assertEqual(relayed["file"], "/etc/ssh/sshd_config")
         self.assertTrue((cluster.home("worker1").agents_state / f"{agent_id}.db").exists())

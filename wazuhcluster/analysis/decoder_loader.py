@@ -58,9 +58,15 @@ def _offset(node: Node, path: str, name: str) -> str | None:
 
 
 def _compile(
-    node: Node, default: str, allowed: tuple[str, ...], text: str, path: str, name: str
+    node: Node,
+    kind_attribute: str | None,
+    default: str,
+    allowed: tuple[str, ...],
+    text: str,
+    path: str,
+    name: str,
 ) -> Expression:
-    kind = (node.get("type") or default).lower()
+    kind = (kind_attribute or default).lower()
     if kind not in allowed:
         kind = default
     try:
@@ -90,7 +96,10 @@ class DecoderBuilder:
         if not name:
             raise DecoderLoadError(path, node.line, "<decoder> without a name attribute")
         decoder = Decoder(name=name, source=path, line=node.line)
-        texts: dict[str, tuple[Node, str]] = {}
+        # Repeated <regex>, <prematch> or <program_name> elements are one expression: the
+        # texts joined, the offset of the first element, the type of the last (as Wazuh reads
+        # them: each element sets the type, a missing type attribute resets it to the default).
+        texts: dict[str, tuple[Node, str, str | None]] = {}
         for child in node.children:
             tag = child.tag.lower()
             text = child.text
@@ -103,6 +112,7 @@ class DecoderBuilder:
                 texts[tag] = (
                     previous[0] if previous else child,
                     (previous[1] if previous else "") + text,
+                    child.get("type"),
                 )
             elif tag == "parent":
                 decoder.parent = text.strip()
@@ -139,17 +149,21 @@ class DecoderBuilder:
             elif tag not in _KNOWN:
                 raise DecoderLoadError(path, child.line, f"decoder {name}: unknown <{child.tag}>")
         if "prematch" in texts:
-            element, text = texts["prematch"]
-            decoder.prematch = _compile(element, "osregex", ("osregex", "pcre2"), text, path, name)
+            element, text, kind = texts["prematch"]
+            decoder.prematch = _compile(
+                element, kind, "osregex", ("osregex", "pcre2"), text, path, name
+            )
             decoder.prematch_offset = _offset(element, path, name)
         if "program_name" in texts:
-            element, text = texts["program_name"]
+            element, text, kind = texts["program_name"]
             decoder.program_name = _compile(
-                element, "osmatch", ("osmatch", "osregex", "pcre2"), text, path, name
+                element, kind, "osmatch", ("osmatch", "osregex", "pcre2"), text, path, name
             )
         if "regex" in texts:
-            element, text = texts["regex"]
-            decoder.regex = _compile(element, "osregex", ("osregex", "pcre2"), text, path, name)
+            element, text, kind = texts["regex"]
+            decoder.regex = _compile(
+                element, kind, "osregex", ("osregex", "pcre2"), text, path, name
+            )
             decoder.regex_offset = _offset(element, path, name)
         self._validate(decoder, path, node.line)
         decoder.index()

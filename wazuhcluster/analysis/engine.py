@@ -323,12 +323,8 @@ class Engine:
                 self._mark_ignored(rule, info)
             sid_keys = [key for key in rule.feeds if key[0] == "sid"]
             for key in sid_keys or rule.feeds:
-                history = state.history(key)
-                history.append(info)
                 # Events older than every timeframe that searches this history are dropped.
-                window = self.history_windows.get(key, DEFAULT_TIMEFRAME)
-                while info.time - history[0].time > window:
-                    history.popleft()
+                state.remember(key, info, self.history_windows.get(key, DEFAULT_TIMEFRAME))
             return rule, rule.log_alert and rule.level >= self.log_alert_level
         return None, False
 

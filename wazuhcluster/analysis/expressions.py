@@ -10,8 +10,8 @@
   (never inside a group); groups do not nest; matching is case-insensitive. The engine consumes
   lazily (it moves to the next token as soon as it matches) unless nothing follows, and it
   tries each alternative over the whole text before the next one, which is what we reproduce.
-* **pcre2**: a Perl-compatible expression, case-sensitive; translated for the few syntax
-  differences with ``re`` (named groups, ``\\z``, POSIX classes, ``\\h``).
+* **pcre2**: a Perl-compatible expression, case-sensitive, ASCII classes, translated
+  construct by construct by :mod:`.pcre2_syntax` (what ``re`` cannot do is refused).
 * **string**: exact, case-sensitive equality.
 
 Every compiled expression is cached, so a ruleset compiles each distinct pattern once.
@@ -23,6 +23,14 @@ import functools
 import re
 from collections.abc import Sequence
 from typing import Protocol
+
+from wazuhcluster.analysis.pcre2_syntax import (
+    PCRE2SyntaxError,
+    PCRE2Unsupported,
+    Translation,
+    class_end,
+    translate,
+)
 
 MAX_PATTERN = 4096
 
@@ -238,9 +246,14 @@ class LiteralRegex:
 
 
 class PCRE2(_RegexBacked):
-    """A PCRE2 expression; ``required`` lists literal pieces any match must contain."""
+    """A PCRE2 expression; ``required`` lists literal pieces any match must contain.
 
-    __slots__ = ("required",)
+    Without ``(*UTF)`` Wazuh's PCRE2 matches a text's UTF-8 bytes: a text with non-ASCII
+    characters is matched as bytes by ``over_bytes`` (the same expression compiled over
+    bytes), the groups decoded back and the end offset counted in whole characters.
+    """
+
+    __slots__ = ("over_bytes", "required")
 
     def __init__(
         self,
@@ -249,26 +262,62 @@ class PCRE2(_RegexBacked):
         combined: re.Pattern[str],
         negate: bool = False,
         required: tuple[str, ...] = (),
+        over_bytes: re.Pattern[bytes] | None = None,
     ) -> None:
         super().__init__(source, alternatives, combined, negate)
         self.required = required
+        self.over_bytes = over_bytes
 
     def matches(self, text: str) -> bool:
         """True when the pattern is found in ``text`` (ignoring ``negate``)."""
         if self.required and not all(piece in text for piece in self.required):
             return False
+        if self.over_bytes is not None and not text.isascii():
+            return self.over_bytes.search(text.encode("utf-8", "surrogateescape")) is not None
         return self.combined.search(text) is not None
 
+    def _extract_bytes(self, pattern: re.Pattern[bytes], text: str) -> tuple[list[str], int] | None:
+        data = text.encode("utf-8", "surrogateescape")
+        found = pattern.search(data)
+        if found is None:
+            return None
+        spans = found.regs
+        last = len(spans) - 1
+        while last > 0 and spans[last][0] < 0:
+            last -= 1
+        groups = [
+            data[a:b].decode("utf-8", "replace") if a >= 0 else "" for a, b in spans[1 : last + 1]
+        ]
+        # A match may end inside a character's bytes: the offset stops before that character.
+        return groups, len(data[: found.end()].decode("utf-8", "ignore"))
+
     def extract(self, text: str) -> tuple[list[str], int] | None:
-        """The captured groups and the offset just after the match, or None."""
+        """The captured groups and the offset just after the match, or None.
+
+        As ``pcre2_match`` reports them: groups up to the last one that took part in the
+        match (later ones are absent, not empty); an earlier group that did not take part
+        is an empty string.
+        """
         if self.required and not all(piece in text for piece in self.required):
             return None
-        return super().extract(text)
+        if self.over_bytes is not None and not text.isascii():
+            return self._extract_bytes(self.over_bytes, text)
+        found = self.combined.search(text)
+        if found is None:
+            return None
+        spans = found.regs
+        last = len(spans) - 1
+        while last > 0 and spans[last][0] < 0:
+            last -= 1
+        return [text[a:b] if a >= 0 else "" for a, b in spans[1 : last + 1]], found.end()
 
 
 _PCRE_PLAIN = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-:=,%@/\"'<>!#&;~`"
 )
+
+
+_PCRE_ESCAPE_ARGUMENTS = frozenset("xcogkNpPQE0123456789")
 
 
 def pcre2_required(pattern: str) -> tuple[str, ...]:
@@ -293,15 +342,18 @@ def pcre2_required(pattern: str) -> tuple[str, ...]:
         char = pattern[index]
         following = pattern[index + 1 : index + 2]
         if char == "\\":
+            if pattern[index + 1 : index + 2] in _PCRE_ESCAPE_ARGUMENTS:
+                # Escapes with arguments (\\x41, \\cA, \\o{..}, \\Q..., octal...): no filter.
+                return ()
             close()
             index += 2
             continue
         if char == "[":
             close()
-            end = pattern.find("]", index + 2)
+            end = class_end(pattern, index)
             if end < 0:
                 return ()
-            index = end + 1
+            index = end
             continue
         if char in "()":
             close()
@@ -628,90 +680,18 @@ def _only_optional(rest: list[str]) -> bool:
     return True
 
 
-_PCRE_NAMED = re.compile(r"\(\?<(?![=!])")
-_PCRE_POSIX = {
-    "[:alpha:]": "A-Za-z",
-    "[:digit:]": "0-9",
-    "[:alnum:]": "A-Za-z0-9",
-    "[:space:]": "\\s",
-    "[:upper:]": "A-Z",
-    "[:lower:]": "a-z",
-    "[:xdigit:]": "0-9A-Fa-f",
-    "[:punct:]": "!-/:-@\\[-`{-~",
-    "[:word:]": "\\w",
-}
-
-
-_PCRE_VERBS = re.compile(r"^(?:\(\*[A-Z_]+(?:=\d+)?\))+")
-_PCRE_CODEPOINT = re.compile(r"\\(?:N\{U\+|x\{)([0-9A-Fa-f]{1,8})\}")
-_PCRE_GLOBAL_FLAGS = re.compile(r"\(\?([imsxU]+)\)")
-
-
-def _swap_greediness(pattern: str) -> str:
-    """PCRE2's ``U`` flag: every quantifier is lazy unless followed by ``?``."""
-    out: list[str] = []
-    index = 0
-    in_class = False
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\":
-            out.append(pattern[index : index + 2])
-            index += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-            out.append(char)
-            index += 1
-            continue
-        if char == "[":
-            in_class = True
-            out.append(char)
-            index += 1
-            continue
-        quantifier = ""
-        if char in "*+" or (char == "?" and out and out[-1] != "("):
-            quantifier = char
-        elif char == "{":
-            close = pattern.find("}", index)
-            if close > 0 and re.fullmatch(r"\{\d*,?\d*\}", pattern[index : close + 1]):
-                quantifier = pattern[index : close + 1]
-        if not quantifier:
-            out.append(char)
-            index += 1
-            continue
-        index += len(quantifier)
-        following = pattern[index : index + 1]
-        if following == "?":
-            out.append(quantifier)
-            index += 1
-        elif following == "+":
-            out.append(quantifier + "+")
-            index += 1
-        else:
-            out.append(quantifier + "?")
-    return "".join(out)
-
-
 def translate_pcre2(pattern: str) -> str:
-    """Adapt the PCRE2 syntax that Python's ``re`` spells differently."""
-    if len(pattern) > MAX_PATTERN:
-        raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")
-    out = _PCRE_VERBS.sub("", pattern)
-    out = _PCRE_NAMED.sub("(?P<", out)
-    out = _PCRE_CODEPOINT.sub(lambda m: f"\\U{int(m.group(1), 16):08x}", out)
-    out = out.replace("\\z", "\\Z").replace("\\h", "[ \\t]")
-    for posix, python in _PCRE_POSIX.items():
-        out = out.replace(posix, python)
-    flags: set[str] = set()
-    for found in _PCRE_GLOBAL_FLAGS.finditer(out):
-        flags.update(found.group(1))
-    out = _PCRE_GLOBAL_FLAGS.sub("", out)
-    if "U" in flags:
-        flags.discard("U")
-        out = _swap_greediness(out)
-    if flags:
-        out = "(?" + "".join(sorted(flags)) + ")" + out
-    return out
+    """The Python ``re`` text of a PCRE2 pattern (see :mod:`.pcre2_syntax`)."""
+    return _translate_pcre2(pattern).pattern
+
+
+def _translate_pcre2(pattern: str) -> Translation:
+    try:
+        return translate(pattern)
+    except PCRE2Unsupported as error:
+        raise ExpressionError(f"PCRE2 construct not supported: {error}") from None
+    except PCRE2SyntaxError as error:
+        raise ExpressionError(f"invalid PCRE2 pattern: {error}") from None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -751,11 +731,22 @@ def _drop_groups(part: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _compile_pcre2(pattern: str) -> re.Pattern[str]:
+def _compile_pcre2(pattern: str) -> tuple[re.Pattern[str], re.Pattern[bytes] | None]:
+    translation = _translate_pcre2(pattern)
     try:
-        return re.compile(translate_pcre2(pattern))
+        over_text = re.compile(translation.pattern, translation.flags)
+        if translation.utf:
+            return over_text, None
+        return over_text, re.compile(
+            translation.pattern.encode("utf-8", "surrogateescape"), re.ASCII
+        )
     except re.error as error:
-        raise ExpressionError(f"cannot compile: {error}") from None
+        if "look-behind requires fixed-width" in str(error):
+            # PCRE2 takes alternatives of different fixed lengths in a look-behind; re does not.
+            raise ExpressionError(
+                "PCRE2 construct not supported: a look-behind whose alternatives differ in length"
+            ) from None
+        raise ExpressionError(f"invalid PCRE2 pattern: {error}") from None
 
 
 EXPRESSION_TYPES = ("osregex", "osmatch", "pcre2", "string")
@@ -778,8 +769,8 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
             (cached.low_alternatives, cached.low_combined),
         )
     if kind == "pcre2":
-        regex = _compile_pcre2(pattern)
-        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern))
+        regex, over_bytes = _compile_pcre2(pattern)
+        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern), over_bytes)
     if kind == "osmatch":
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import time as time_module
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -292,12 +292,62 @@ class RuleState:
         factory=dict
     )
 
+    #: Events ever appended to each history (numbers them: the history holds the last ones).
+    appended: dict[tuple[str, int], int] = attrs.field(factory=dict)
+    #: Each history's events again, per agent, numbered: a search for one agent's events
+    #: walks only those instead of every agent's (entries that left the history are skipped
+    #: by number and swept out now and then).
+    by_agent: dict[tuple[str, int], dict[str, collections.deque[tuple[int, EventInfo]]]] = (
+        attrs.field(factory=dict)
+    )
+
     def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
         """The bounded history list for ``key``."""
         found = self.histories.get(key)
         if found is None:
             found = self.histories[key] = collections.deque(maxlen=MAX_HISTORY)
         return found
+
+    def remember(self, key: tuple[str, int], event: EventInfo, window: float) -> None:
+        """Append ``event`` to the history ``key`` (and its agent's view of it); drop the
+        events older than ``window`` seconds before it."""
+        history = self.history(key)
+        history.append(event)
+        while event.time - history[0].time > window:
+            history.popleft()
+        number = self.appended.get(key, 0) + 1
+        self.appended[key] = number
+        agents = self.by_agent.get(key)
+        if agents is None:
+            agents = self.by_agent[key] = {}
+        mine = agents.get(event.agent_id)
+        if mine is None:
+            mine = agents[event.agent_id] = collections.deque(maxlen=MAX_HISTORY)
+        mine.append((number, event))
+        if number % MAX_HISTORY == 0:
+            self._sweep(key)
+
+    def _sweep(self, key: tuple[str, int]) -> None:
+        """Forget the agent views' entries that left the history (and empty views)."""
+        gone = self.appended[key] - len(self.histories[key])
+        agents = self.by_agent[key]
+        for agent_id in list(agents):
+            mine = agents[agent_id]
+            while mine and mine[0][0] <= gone:
+                mine.popleft()
+            if not mine:
+                del agents[agent_id]
+
+    def agent_history(
+        self, key: tuple[str, int], agent_id: str
+    ) -> tuple[collections.deque[tuple[int, EventInfo]] | None, int]:
+        """One agent's numbered events of history ``key`` and the number at or below which
+        an entry has left the history."""
+        agents = self.by_agent.get(key)
+        mine = agents.get(agent_id) if agents is not None else None
+        history = self.histories.get(key)
+        gone = self.appended.get(key, 0) - (len(history) if history is not None else 0)
+        return mine, gone
 
 
 def _check_time(rule: Rule, event: EventInfo) -> bool:
@@ -505,21 +555,31 @@ def _same_and_different(rule: Rule, old: EventInfo, new: EventInfo) -> bool:
     return True
 
 
+def _own_events(rule: Rule, event: EventInfo, state: RuleState) -> Iterator[EventInfo]:
+    """The events of the rule's history to search, newest first: every agent's with
+    ``global_frequency``, else the event's agent's only (as Wazuh compares agent ids)."""
+    assert rule.search_key is not None
+    if rule.global_frequency:
+        yield from reversed(state.histories.get(rule.search_key) or ())
+        return
+    mine, gone = state.agent_history(rule.search_key, event.agent_id)
+    if not mine:
+        return
+    for number, old in reversed(mine):
+        if number <= gone:
+            return
+        yield old
+
+
 def search_history(rule: Rule, event: EventInfo, state: RuleState) -> bool:
     """Wazuh's Search_LastSids/Search_LastGroups: enough recent related events?"""
-    assert rule.search_key is not None
-    history = state.histories.get(rule.search_key)
-    if not history:
-        return False
     needed = (rule.frequency - 2) if rule.frequency is not None else 0
     count = 0
     first: EventInfo | None = None
     previous: list[str] = []
-    for old in reversed(history):
+    for old in _own_events(rule, event, state):
         if event.time - old.time > rule.timeframe:
             return False
-        if not rule.global_frequency and old.agent_id != event.agent_id:
-            continue
         if not _same_and_different(rule, old, event):
             continue
         if old.matched >= rule.sort_level:

@@ -5,7 +5,10 @@ returns the items of one kind as the Wazuh API lists them: ``syscheck`` (FIM ent
 ``sca`` (policies with their last scan), ``sca_checks`` (the checks of one policy),
 ``rootcheck`` (findings, ``outstanding`` or ``solved``) and ``syscollector/<table>`` (``os``,
 ``hardware``, ``packages``, ``processes``, ``ports``, ``netiface``, ``netaddr``, ``netproto``,
-``hotfixes``). An agent with no database has no items. Run it in a thread.
+``hotfixes``, ``users``, ``groups``, ``services``, ``browser_extensions``) and the dates of
+the last FIM and rootcheck scans (``syscheck_last_scan``, ``rootcheck_last_scan``: one item,
+``start`` and ``end``). An agent with no database has no items (no dates). Run it in a
+thread.
 """
 
 from __future__ import annotations
@@ -40,13 +43,25 @@ def _scan_time(text: Any) -> str | None:
     return text[:10].replace("/", "-") + "T" + text[11:19] + "Z"
 
 
+def _target(column: str, mapping: dict[str, str]) -> str:
+    """The API name of a column: its own entry in ``mapping``, else the first ``prefix_``
+    entry it starts with (``user_home`` → ``user.home``), else the column itself."""
+    found = mapping.get(column)
+    if found is not None:
+        return found
+    for prefix, dotted in mapping.items():
+        if prefix.endswith("_") and column.startswith(prefix):
+            return dotted + column[len(prefix) :]
+    return column
+
+
 def _nest(row: dict[str, Any], mapping: dict[str, str], agent_id: str) -> dict[str, Any]:
     """Move ``row``'s columns to the (dotted) names of ``mapping``; others keep theirs."""
     out: dict[str, Any] = {}
     for column, value in row.items():
         if column in ("checksum", "item_id", "scan_time", "scan_id") or value in (None, ""):
             continue
-        target = mapping.get(column, column)
+        target = _target(column, mapping)
         if not target:
             continue
         parts = target.split(".")
@@ -119,8 +134,36 @@ INVENTORY: dict[str, tuple[str, dict[str, str]]] = {
     "netaddr": ("network_address", {}),
     "netproto": ("network_protocol", {}),
     "hotfixes": ("hotfixes", {}),
+    # The 4.x agents' users, groups, services and browser extensions (dbsync_<table>).
+    "users": ("users", {"user_": "user.", "login_": "login."}),
+    "groups": ("groups", {"group_": "group."}),
+    "services": (
+        "services",
+        {
+            "service_": "service.",
+            "process_": "process.",
+            "process_working_dir": "process.working_directory",
+            "process_root_dir": "process.root_directory",
+            "file_path": "file.path",
+            "log_file_path": "log_file.path",
+            "error_log_file_path": "error_log_file.path",
+        },
+    ),
+    "browser_extensions": (
+        "browser_extensions",
+        {"browser_": "browser.", "package_": "package.", "file_hash_": "file_hash."},
+    ),
 }
-KINDS = ("syscheck", "sca", "sca_checks", "rootcheck", *(f"syscollector/{k}" for k in INVENTORY))
+#: The scan dates of ``GET /syscheck/{agent_id}/last_scan`` and ``/rootcheck/.../last_scan``.
+LAST_SCAN_KINDS = ("syscheck_last_scan", "rootcheck_last_scan")
+KINDS = (
+    "syscheck",
+    "sca",
+    "sca_checks",
+    "rootcheck",
+    *LAST_SCAN_KINDS,
+    *(f"syscollector/{k}" for k in INVENTORY),
+)
 
 
 def _connect(directory: Path, agent_id: str) -> sqlite3.Connection | None:
@@ -138,10 +181,11 @@ def _syscheck(connection: sqlite3.Connection, agent_id: str, _: str | None) -> l
     ).fetchall()
     items = []
     for row in rows:
-        kind = row["type"]
+        kind = row["type"] or "file"
         item: dict[str, Any] = {
             "file": row["path"],
-            "type": "registry" if kind.startswith("registry") else "file",
+            # As stored: "file", "registry_key" or "registry_value" (older agents: "registry").
+            "type": kind,
             "date": iso(row["date"]),
             "changes": row["changes"],
             "size": row["size"],
@@ -260,14 +304,61 @@ def _rootcheck(connection: sqlite3.Connection, agent_id: str, _: str | None) -> 
     return items
 
 
+def _last_scan(start: Any, end: Any) -> list[dict[str, Any]]:
+    """Wazuh's answer: no end while a scan runs (an end older than the start)."""
+    if not isinstance(start, (int, float)):
+        return [{"start": None, "end": None}]
+    finished = isinstance(end, (int, float)) and end >= start
+    return [{"start": iso(start), "end": iso(end) if finished else None}]
+
+
+def _syscheck_last_scan(connection: sqlite3.Connection, agent_id: str, _: str | None) -> list:
+    marks = dict(connection.execute("SELECT event, time FROM scan_info").fetchall())
+    return _last_scan(marks.get("start_scan"), marks.get("end_scan"))
+
+
+def _rootcheck_last_scan(connection: sqlite3.Connection, agent_id: str, _: str | None) -> list:
+    found = dict(
+        connection.execute(
+            "SELECT log, max(date_last) FROM pm_event WHERE log IN (?, ?) GROUP BY log",
+            _MARKERS,
+        ).fetchall()
+    )
+    return _last_scan(found.get(_MARKERS[0]), found.get(_MARKERS[1]))
+
+
+#: Columns the agent sends as 0/1 that the API shows as booleans.
+_BOOLEANS = {
+    "services": frozenset(("service_starts_on_mount", "service_inetd_compatibility")),
+    "browser_extensions": frozenset(
+        (
+            "package_enabled",
+            "package_visible",
+            "package_autoupdate",
+            "package_persistent",
+            "package_from_webstore",
+            "browser_profile_referenced",
+        )
+    ),
+}
+
+
 def _inventory(kind: str) -> Callable[[sqlite3.Connection, str, str | None], list[dict]]:
     table, mapping = INVENTORY[kind]
+    booleans = _BOOLEANS.get(kind, frozenset())
 
     def read(connection: sqlite3.Connection, agent_id: str, _: str | None) -> list[dict]:
         rows = connection.execute(
             "SELECT data FROM inventory WHERE kind = ? ORDER BY key LIMIT ?", (table, MAX_ITEMS)
         ).fetchall()
-        return [_nest(json.loads(row["data"]), mapping, agent_id) for row in rows]
+        items = []
+        for row in rows:
+            data = json.loads(row["data"])
+            for column in booleans & data.keys():
+                if isinstance(data[column], int):
+                    data[column] = bool(data[column])
+            items.append(_nest(data, mapping, agent_id))
+        return items
 
     return read
 
@@ -277,6 +368,8 @@ _READERS: dict[str, Callable[[sqlite3.Connection, str, str | None], list[dict]]]
     "sca": _sca,
     "sca_checks": _sca_checks,
     "rootcheck": _rootcheck,
+    "syscheck_last_scan": _syscheck_last_scan,
+    "rootcheck_last_scan": _rootcheck_last_scan,
     **{f"syscollector/{kind}": _inventory(kind) for kind in INVENTORY},
 }
 
@@ -288,12 +381,13 @@ def read_items(
     reader = _READERS.get(kind)
     if reader is None:
         raise ValueError(f"unknown kind of agent data: {kind[:32]!r}")
+    nothing: list[dict[str, Any]] = _last_scan(None, None) if kind in LAST_SCAN_KINDS else []
     connection = _connect(directory, agent_id)
     if connection is None:
-        return []
+        return nothing
     try:
         return reader(connection, agent_id, policy_id)
     except sqlite3.OperationalError:  # a database not yet migrated: nothing stored yet
-        return []
+        return nothing
     finally:
         connection.close()

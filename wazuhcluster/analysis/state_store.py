@@ -100,6 +100,35 @@ def forget_agents(directory: Path, agent_ids: list[str]) -> int:
     return emptied
 
 
+#: What ``DELETE /syscheck/{agent_id}`` and ``DELETE /rootcheck/{agent_id}`` empty.
+CLEARED_TABLES: dict[str, tuple[str, ...]] = {
+    "syscheck": ("fim_entry", "scan_info"),
+    "rootcheck": ("pm_event",),
+}
+
+
+def clear_agent_state(directory: Path, agent_id: str, kind: str) -> bool:
+    """Empty one kind of an agent's stored state (``syscheck`` or ``rootcheck``) beside its
+    writer, as :func:`forget_agents` does; False when there was no database. Blocking."""
+    tables = CLEARED_TABLES[kind]
+    path = agent_db_path(directory, agent_id)
+    if path is None or not path.exists():
+        return False
+    connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        for table in tables:
+            connection.execute(f"DELETE FROM {table}")  # noqa: S608 - our own names
+        connection.execute("COMMIT")
+        return True
+    except sqlite3.Error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    finally:
+        connection.close()
+
+
 def inventory_key(table: str, row: dict[str, Any]) -> str:
     """The index of an inventory row, as the agent's synchronisation names it."""
     column = INVENTORY_INDEX.get(table, "item_id")

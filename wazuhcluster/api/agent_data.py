@@ -5,17 +5,20 @@ A request is a JSON object — ``agent_id``, ``kind`` (see
 ``filters`` (field → value, equality) and ``listing`` (offset, limit, select, sort, search,
 q) — so it can cross the cluster link. :func:`answer_locally` reads the node's agent
 databases, filters, sorts, pages and projects there, and answers ``{"items", "total"}`` (or
-``{"error": {"code", "detail"}}`` for a bad query), so only one page travels. Blocking: run
-it in a thread.
+``{"error": {"code", "detail"}}`` for a bad query), so only one page travels. A request with
+``"clear": true`` empties the agent's ``syscheck`` or ``rootcheck`` state there instead (the
+DELETE operations) and answers the agent's id. Blocking: run it in a thread.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from wazuhcluster.analysis.state_reader import KINDS, read_items
+from wazuhcluster.analysis.state_store import CLEARED_TABLES, clear_agent_state
 from wazuhcluster.api.errors import ApiError
 from wazuhcluster.api.query import Listing, apply_listing, field_value
 
@@ -85,6 +88,8 @@ BASE_FIELDS: dict[str, tuple[str, ...]] = {
         "reason",
     ),
     "rootcheck": ("log", "date_first", "date_last", "status", "pci_dss", "cis"),
+    "syscheck_last_scan": ("start", "end"),
+    "rootcheck_last_scan": ("start", "end"),
 }
 
 
@@ -135,6 +140,14 @@ def answer_locally(directory: Path, request: Mapping[str, Any]) -> dict[str, Any
     """Answer ``request`` from the agent databases in ``directory`` (see module docstring)."""
     kind = str(request.get("kind", ""))
     agent_id = str(request.get("agent_id", ""))
+    if request.get("clear") is True:
+        if kind not in CLEARED_TABLES:
+            return {"error": {"code": 1000, "detail": f"cannot clear {kind[:32]!r}"}}
+        try:
+            clear_agent_state(directory, agent_id, kind)
+        except sqlite3.Error as error:
+            return {"error": {"code": 1000, "detail": f"could not clear: {error}"}}
+        return {"items": [agent_id], "total": 1}
     if kind not in KINDS:
         return {"error": {"code": 1000, "detail": f"unknown kind {kind[:32]!r}"}}
     policy = request.get("policy_id")

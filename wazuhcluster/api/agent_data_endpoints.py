@@ -1,8 +1,12 @@
 """The agent-data family: an agent's FIM, SCA, rootcheck and inventory, wherever it reports.
 
-``GET /syscheck/{agent_id}``, ``/sca/{agent_id}``, ``/sca/{agent_id}/checks/{policy_id}``,
-``/rootcheck/{agent_id}`` and ``/syscollector/{agent_id}/{os,hardware,packages,processes,
-ports,netiface,netaddr,netproto,hotfixes}``, with Wazuh's paths, filters and shapes. The
+``GET /syscheck/{agent_id}`` (and ``/last_scan``), ``/sca/{agent_id}``,
+``/sca/{agent_id}/checks/{policy_id}``, ``/rootcheck/{agent_id}`` (and ``/last_scan``) and
+``/syscollector/{agent_id}/{os,hardware,packages,processes,ports,netiface,netaddr,netproto,
+hotfixes,users,groups,services,browser_extensions}``, with Wazuh's paths, filters and shapes;
+``PUT /syscheck`` and ``PUT /rootcheck`` (agents told to scan now, through the node each is
+connected to) and ``DELETE /syscheck/{agent_id}``, ``DELETE /rootcheck/{agent_id}`` (the
+stored state emptied where it is kept). The
 agent must exist (1701) and the caller needs the family's read action on it (``agent:id`` or
 ``agent:group``). The request goes to the node the agent reports to (the registry's
 ``node_name``) through the node's ``agent_data`` (on a master,
@@ -17,10 +21,12 @@ from typing import Any
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
 from wazuhcluster.api.agent_data import AgentDataUnavailable, listing_to_json
+from wazuhcluster.api.agent_listing import visible_agents
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, wazuh_error
-from wazuhcluster.api.replies import Reply, envelope
+from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.registry.model import Agent
 
 _TEXT = p.text
 #: The text filters of an agent's SCA policies and of one policy's checks (Wazuh's names).
@@ -92,7 +98,42 @@ _INVENTORY_FILTERS: dict[str, tuple[str, ...]] = {
     "netaddr": ("iface", "proto", "address", "broadcast", "netmask"),
     "netproto": ("iface", "type", "gateway", "dhcp"),
     "hotfixes": ("hotfix",),
+    "users": (),
+    "groups": (),
+    "services": (),
+    "browser_extensions": (),
 }
+#: Inventory kinds answered as one unpaged item (the others take offset, limit, sort...).
+_UNPAGED = ("os", "hardware")
+#: The all / some / none messages of each scan request and each clear.
+_LAST_SCAN = "Last {} scan of the agent was returned"
+_NO_LAST_SCAN = "No last scan information was returned"
+_RUN_MESSAGES = {
+    "syscheck": (
+        "Syscheck scan was restarted on returned agents",
+        "Syscheck scan was not restarted on some agents",
+        "No syscheck scan was restarted",
+    ),
+    "rootcheck": (
+        "Rootcheck scan was restarted on returned agents",
+        "Rootcheck scan was not restarted on some agents",
+        "No rootcheck scan was restarted",
+    ),
+}
+_CLEAR_MESSAGES = {
+    "syscheck": (
+        "Syscheck database was cleared on returned agents",
+        "Syscheck database was not cleared on some agents",
+        "No syscheck database was cleared",
+    ),
+    "rootcheck": (
+        "Rootcheck database was cleared on returned agents",
+        "Rootcheck database was not cleared on some agents",
+        "No rootcheck database was cleared",
+    ),
+}
+#: What an agent is told to run a scan now (Wazuh's ``HC_SK_RESTART``, for both modules).
+_SCAN_COMMAND = "syscheck restart"
 
 
 class AgentDataEndpoints:
@@ -109,6 +150,7 @@ class AgentDataEndpoints:
         filters: tuple[str, ...],
         words: str,
         policy_id: str | None = None,
+        messages: tuple[str, str, str] | None = None,
     ) -> Reply:
         agent_id = call.path["agent_id"]
         context = self.context
@@ -153,16 +195,9 @@ class AgentDataEndpoints:
             raise wazuh_error(1000, detail)
         items = answer.get("items") or []
         total = int(answer.get("total") or 0)
-        return Reply(
-            envelope(
-                items,
-                {},
-                _ALL.format(words),
-                _SOME.format(words),
-                _NONE.format(words),
-                total,
-            )
-        )
+        if messages is None:
+            messages = (_ALL.format(words), _SOME.format(words), _NONE.format(words))
+        return Reply(envelope(items, {}, *messages, total))
 
     async def syscheck(self, call: Call) -> Reply:
         """GET /syscheck/{agent_id}: the agent's FIM entries."""
@@ -183,6 +218,108 @@ class AgentDataEndpoints:
         """GET /rootcheck/{agent_id}: the agent's rootcheck findings."""
         filters = ("status", "pci_dss", "cis")
         return await self._answer(call, "rootcheck", "rootcheck:read", filters, "rootcheck")
+
+    def _last_scan(self, module: str) -> Any:
+        async def handler(call: Call) -> Reply:
+            messages = (_LAST_SCAN.format(module), _NO_LAST_SCAN, _NO_LAST_SCAN)
+            return await self._answer(
+                call, f"{module}_last_scan", f"{module}:read", (), module, None, messages
+            )
+
+        handler.__doc__ = f"GET /{module}/{{agent_id}}/last_scan: start and end of the last scan."
+        return handler
+
+    def _run_scan(self, module: str) -> Any:
+        async def handler(call: Call) -> Reply:
+            return await self.run_scan(call, module)
+
+        handler.__doc__ = f"PUT /{module}: ask agents to run a scan now."
+        return handler
+
+    def _clear(self, module: str) -> Any:
+        async def handler(call: Call) -> Reply:
+            return await self.clear(call, module)
+
+        handler.__doc__ = f"DELETE /{module}/{{agent_id}}: clear the agent's stored {module}."
+        return handler
+
+    def _asker(self) -> Any:
+        asker = getattr(self.context.node, "agent_data", None)
+        if asker is None:
+            raise wazuh_error(1000, "this node keeps no agent data")
+        return asker
+
+    async def run_scan(self, call: Call, module: str) -> Reply:
+        """PUT /syscheck, PUT /rootcheck: send ``#!-syscheck restart`` to the chosen active
+        agents through the node each is connected to (Wazuh sends it for both modules).
+
+        Without ``agents_list``: every active agent the caller may act on. With it: unknown
+        ids fail with 1701, agents not active with 1707, 000 (the manager runs no agent
+        scans here) with 1703, ids the caller may not use with 4000.
+        """
+        agents = await self.context.registry.list_agents()
+        by_id = {agent.id: agent for agent in agents}
+        failed: dict[int, list[str]] = {}
+        wanted = call.params.get("agents_list")
+        allowed, kept, _ = visible_agents(call.access, f"{module}:run", agents, wanted, failed)
+        chosen: list[Agent] = []
+        if kept is None:
+            chosen = [agent for agent in allowed if agent.connection_status == "active"]
+        else:
+            for agent_id in kept:
+                agent = by_id.get(agent_id)
+                if agent_id == "000":
+                    add_failure(failed, 1703, agent_id)
+                elif agent is None:
+                    add_failure(failed, 1701, agent_id)
+                elif agent.connection_status != "active":
+                    add_failure(failed, 1707, agent_id)
+                else:
+                    chosen.append(agent)
+        sent: list[str] = []
+        if chosen:
+            by_node: dict[str, list[str]] = {}
+            for agent in sorted(chosen, key=lambda a: a.id):
+                by_node.setdefault(agent.node_name or "", []).append(agent.id)
+            sent, missed = await self._asker().send_command(by_node, _SCAN_COMMAND)
+            for code, ids in missed.items():
+                for agent_id in ids:
+                    add_failure(failed, code, agent_id)
+        return Reply(envelope(sent, failed, *_RUN_MESSAGES[module]))
+
+    async def clear(self, call: Call, module: str) -> Reply:
+        """DELETE /syscheck/{agent_id}, DELETE /rootcheck/{agent_id}: empty the agent's
+        stored FIM entries and scan dates, or rootcheck findings, on the node that holds
+        them. An unknown agent fails with 1701, one the caller may not use with 4000 (403),
+        a node that cannot be reached with its 3022, 3020 or 1000."""
+        agent_id = call.path["agent_id"]
+        agent = await self.context.registry.get_agent(agent_id) if agent_id != "000" else None
+        failed: dict[int, list[str]] = {}
+        groups = agent.groups if agent is not None else ()
+        kept = call.access.select(
+            f"{module}:clear",
+            "agent:id",
+            [agent_id],
+            failed,
+            True,
+            group_members([(agent_id, tuple(groups))]),
+        )
+        cleared: list[str] = []
+        if kept and agent is None and agent_id != "000":
+            add_failure(failed, 1701, agent_id)
+        elif kept:
+            node_name = agent.node_name if agent is not None else ""
+            request = {"agent_id": agent_id, "kind": module, "clear": True}
+            try:
+                answer = await self._asker().ask(node_name, request)
+            except AgentDataUnavailable as error:
+                add_failure(failed, error.code, agent_id)
+            else:
+                if isinstance(answer.get("error"), dict):
+                    add_failure(failed, 1000, agent_id)
+                else:
+                    cleared.append(agent_id)
+        return Reply(envelope(cleared, failed, *_CLEAR_MESSAGES[module]))
 
     def _inventory(self, name: str) -> Any:
         filters = _INVENTORY_FILTERS[name]
@@ -244,8 +381,34 @@ class AgentDataEndpoints:
                 actions=("rootcheck:read",),
             ),
         ]
+        for module in ("syscheck", "rootcheck"):
+            routes += [
+                Route(
+                    "GET",
+                    f"/{module}/{{agent_id}}/last_scan",
+                    self._last_scan(module),
+                    dict(common),
+                    path,
+                    actions=(f"{module}:read",),
+                ),
+                Route(
+                    "PUT",
+                    f"/{module}",
+                    self._run_scan(module),
+                    {**common, "agents_list": p.comma_list(p.agent_id)},
+                    actions=(f"{module}:run",),
+                ),
+                Route(
+                    "DELETE",
+                    f"/{module}/{{agent_id}}",
+                    self._clear(module),
+                    dict(common),
+                    path,
+                    actions=(f"{module}:clear",),
+                ),
+            ]
         for name, filters in _INVENTORY_FILTERS.items():
-            listed = {**p.LISTING} if filters else {"select": p.LISTING["select"]}
+            listed = {"select": p.LISTING["select"]} if name in _UNPAGED else {**p.LISTING}
             routes.append(
                 Route(
                     "GET",

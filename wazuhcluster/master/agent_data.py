@@ -10,7 +10,9 @@ seconds. Only the node the agent reports to now is asked; and every
 :data:`MOVES_INTERVAL` seconds the master compares where agents report with what it saw last
 time and tells each node an agent left to empty that agent's state
 (:class:`~wazuhcluster.wire.agent_data.ForgetAgentData`), so a copy from an earlier stay is
-never served should the agent come back before it resynchronised.
+never served should the agent come back before it resynchronised. :meth:`send_command`
+sends agents a command (a scan now) through the node each is connected to
+(:class:`~wazuhcluster.wire.agents.SendToAgents`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from twisted.application.service import IService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
+from wazuhcluster.agents.control import CONTROL_HEADER
+from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.analysis.state_reader import KINDS
 from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.agent_data import AgentDataUnavailable, answer_locally
@@ -32,9 +36,13 @@ from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.wire.agent_data import ForgetAgentData, GetAgentData
+from wazuhcluster.wire.agents import MAX_SEND_IDS, SendToAgents
 from wazuhcluster.wire.commands import ControlError
 from wazuhcluster.wire.features import LinkFeature
 
+#: The commands the API may send agents through :meth:`MasterAgentData.send_command`
+#: (``#!-syscheck restart``: run a FIM and rootcheck scan now, as Wazuh's API asks).
+AGENT_COMMANDS = frozenset(("syscheck restart",))
 #: Seconds a worker has to answer.
 TIMEOUT = 30.0
 #: Bytes of items one control answer carries (the control socket's AMP values stay < 64 KiB).
@@ -63,6 +71,7 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         timeout: float = TIMEOUT,
         locate: Locate | None = None,
         agent_nodes: AgentNodes | None = None,
+        local_channel: IAgentChannel | None = None,
     ) -> None:
         self.node_name = node_name
         self.workers = workers
@@ -72,6 +81,7 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         self.timeout = timeout
         self.locate = locate
         self.agent_nodes = agent_nodes
+        self.local_channel = local_channel
         #: Where each agent reported at the last look (None before the first).
         self.seen: dict[str, str] | None = None
         self.log = ClusterLog("Master", "Agent data")
@@ -102,6 +112,60 @@ class MasterAgentData(LinkFeature[WorkerLink]):
         if not isinstance(found, dict):
             raise AgentDataUnavailable(f"node {node_name} answered nonsense")
         return found
+
+    async def send_command(
+        self, by_node: dict[str, list[str]], command: str
+    ) -> tuple[list[str], dict[int, list[str]]]:
+        """Send ``#!-<command>`` to agents, each through the node it reports to (``""``:
+        this master). Returns the ids reached and, by Wazuh error code, those not: 1707
+        for an agent not connected where it reports, 3022 or 3020 for a node that is not
+        connected or did not answer."""
+        if command not in AGENT_COMMANDS:
+            raise ValueError(f"not a command for agents: {command[:32]!r}")
+        sent: list[str] = []
+        failed: dict[int, list[str]] = {}
+        for node_name, agents in by_node.items():
+            if not node_name or node_name in (self.node_name, "unknown"):
+                channel = self.local_channel
+                reached = channel.send_message(agents, CONTROL_HEADER + command) if channel else []
+            else:
+                try:
+                    reached = await self._send_remote(node_name, agents, command)
+                except AgentDataUnavailable as error:
+                    failed.setdefault(error.code, []).extend(agents)
+                    continue
+            done = set(reached)
+            sent.extend(agent for agent in agents if agent in done)
+            missed = [agent for agent in agents if agent not in done]
+            if missed:
+                failed.setdefault(1707, []).extend(missed)
+        return sorted(sent), failed
+
+    async def _send_remote(self, node_name: str, agents: list[str], command: str) -> list[str]:
+        link = self.workers.get(node_name)
+        if link is None or link.protocol is None:
+            raise AgentDataUnavailable(f"node {node_name} is not connected", 3022)
+        reached: list[str] = []
+        try:
+            for start in range(0, len(agents), MAX_SEND_IDS):
+                call = link.protocol.callRemote(
+                    SendToAgents,
+                    message=CONTROL_HEADER + command,
+                    agents=agents[start : start + MAX_SEND_IDS],
+                )
+                call.addTimeout(self.timeout, self.clock)
+                result = await call
+                reached.extend(str(agent) for agent in result.get("sent") or [])
+        except Exception as error:
+            self.log.warn(
+                "Node {node} did not send {command!r} to agents: {error}",
+                node=node_name,
+                command=command,
+                error=repr(error),
+            )
+            code = 3020 if isinstance(error, defer.TimeoutError) else 1000
+            raise AgentDataUnavailable(f"node {node_name} did not answer", code) from error
+        return reached
 
     def services(self) -> Iterable[IService]:
         """The periodic look for agents that moved (when the registry is known)."""

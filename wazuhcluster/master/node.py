@@ -377,6 +377,7 @@ class MasterService(MultiService):
             reactor,
             locate=self._locate_agent,
             agent_nodes=self._agent_nodes,
+            local_channel=self.channel,
         )
         for service in self.node.agent_data.services():
             service.setServiceParent(self)

@@ -197,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent-data",
         nargs=2,
         metavar=("AGENT", "KIND"),
-        help="an agent's stored data, wherever it reports: syscheck, sca, sca_checks (with "
-        "--policy), rootcheck, syscollector/os|hardware|packages|processes|ports|netiface|"
-        "netaddr|netproto|hotfixes",
+        help="an agent's stored data, wherever it reports: syscheck, syscheck_last_scan, sca, "
+        "sca_checks (with --policy), rootcheck, rootcheck_last_scan, syscollector/os|hardware|"
+        "packages|processes|ports|netiface|netaddr|netproto|hotfixes|users|groups|services|"
+        "browser_extensions",
     )
     parser.add_argument("--policy", help="with --agent-data sca_checks: the SCA policy id")
     parser.add_argument("-q", "--query", help="with --agent-data: a Wazuh API q filter")

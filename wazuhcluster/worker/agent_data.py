@@ -38,7 +38,7 @@ def encoded_answer(state_dir: Path, request: Any) -> bytes:
 
 
 class WorkerAgentData(LinkFeature[MasterLink]):
-    """Answers :class:`GetAgentData` from the master."""
+    """Answers :class:`GetAgentData` and :class:`ForgetAgentData` from the master."""
 
     def __init__(self, state_dir: Path, run_in_thread: RunInThread = run_in_reactor_pool) -> None:
         self.state_dir = state_dir

@@ -166,11 +166,17 @@ class WorkerAgents(LinkFeature[MasterLink]):
 
     def locator(self, link: MasterLink) -> amp.CommandLocator:
         """Answers the master's requests to reconnect agents."""
-        return _ReconnectLocator(self)
+        return agent_commands_locator(self)
 
     def services(self) -> Iterable[IService]:
         """The agent-info task, and the requests to the master (cancelled at stop)."""
         return (self.info_task, self.background)
+
+
+def agent_commands_locator(feature: WorkerAgents) -> amp.CommandLocator:
+    """The responders of the master's ReconnectAgents and SendToAgents, through the agent
+    channel of ``feature``."""
+    return _ReconnectLocator(feature)
 
 
 class _ReconnectLocator(amp.CommandLocator):
