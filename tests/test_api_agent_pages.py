@@ -25,6 +25,8 @@ QUERIES = [
     "q=os.platform=ubuntu,os.platform=centos",
     "q=version=Wazuh v4.14.7&select=version",
     "q=id=000",
+    "q=id!=000&limit=3",
+    "q=id!=000;status=active&offset=1&limit=2",
     "sort=id&limit=5",
 ]
 
@@ -69,6 +71,7 @@ class PageTests(SynchronousTestCase):
         # Every query but the or-ed one and id=000 (not a registry field) took the page
         # path, and so did the two checks after the loop.
         self.assertEqual(len(pages), len(QUERIES) - 2 + 2)
+        self.assertEqual(self.answer("q=id!=000")["data"]["total_affected_items"], 10)
 
     def test_status_summary_from_counts(self) -> None:
         """GET /agents/summary/status from the registry's counts answers as the walk over

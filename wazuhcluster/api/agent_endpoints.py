@@ -128,7 +128,12 @@ class AgentEndpoints:
         )
         tests = required_equalities(expression)
         parts = expression.parts if isinstance(expression, Junction) else (expression,)
-        return tests if len(tests) == len(parts) and len(parts) > 0 else None
+        if isinstance(expression, Junction) and not expression.all_of:
+            return None
+        # id!=000 (dashboards send it) holds for every registered agent: only agent 000's
+        # own row, which the whole q is tested on, depends on it.
+        others = [part for part in parts if part != Condition("id", "!=", "000")]
+        return tests if len(tests) == len(others) else None
 
     async def _plain_page(self, listing: Listing, tests: list[tuple[str, str]]) -> Reply:
         """A page of every agent (that passes ``tests``, the whole q) in id order, agent
