@@ -173,6 +173,22 @@ class AgentSingleTests(SynchronousTestCase):
         self.assertEqual(self.api.store.get_agent(self.agent).groups, ("default",))
         self.assertEqual(self.api.call("DELETE", "/agents/999/group").status, 404)
 
+    def test_uninstall_permission(self) -> None:
+        """GET /agents/uninstall says yes to holders of agent:uninstall, 403 to others."""
+        allowed = self.api.call("GET", "/agents/uninstall")
+        self.assertEqual(
+            (allowed.status, allowed.json["message"]),
+            (200, "User has permission to uninstall agents"),
+        )
+        api = self.api
+        api.call("POST", "/security/users", {"username": "reader", "password": PASSWORD})
+        user_id = api.call("GET", "/security/users").json["data"]["affected_items"][-1]["id"]
+        api.call("POST", f"/security/users/{user_id}/roles?role_ids={ROLE_IDS['readonly']}")
+        api.clock.advance(1)
+        token = api.login("reader", PASSWORD).json["data"]["token"]
+        refused = api.call("GET", "/agents/uninstall", token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+
     def test_insert_with_id_and_key(self) -> None:
         """POST /agents/insert keeps the given id and key; later ids follow it; a taken id
         is 1708, a short key 1709; insert/quick registers by name."""
