@@ -384,6 +384,24 @@ class Registry:
             for status, merged, groups, count in rows
         ]
 
+    def field_counts(self) -> dict[str, dict[str, int]]:
+        """How many agents have each connection status, each OS platform (those that
+        reported one) and each group."""
+        db = self.connection
+        return {
+            "status": dict(
+                db.execute("SELECT connection_status, COUNT(*) FROM agents GROUP BY 1").fetchall()
+            ),
+            "os": dict(
+                db.execute(
+                    "SELECT os_platform, COUNT(*) FROM agents WHERE os_platform != '' GROUP BY 1"
+                ).fetchall()
+            ),
+            "groups": dict(
+                db.execute("SELECT group_name, COUNT(*) FROM memberships GROUP BY 1").fetchall()
+            ),
+        }
+
     def client_keys_data(self) -> bytes:
         """The content of client.keys: every agent's line, ordered by id.
 
