@@ -11,7 +11,7 @@ from tests.test_api_fixtures import ApiHarness
 from wazuhcluster.api.access import Access
 from wazuhcluster.api.agent_endpoints import AgentEndpoints, required_equalities
 from wazuhcluster.api.query import parse_q
-from wazuhcluster.api.views import AGENT_FIELDS
+from wazuhcluster.api.views import AGENT_FIELDS, file_digest, merged_path
 
 QUERIES = [
     "",
@@ -25,6 +25,8 @@ QUERIES = [
     "q=os.platform=ubuntu,os.platform=centos",
     "q=version=Wazuh v4.14.7&select=version",
     "q=id=000",
+    "q=id!=000&limit=3",
+    "q=id!=000;status=active&offset=1&limit=2",
     "sort=id&limit=5",
 ]
 
@@ -69,6 +71,23 @@ class PageTests(SynchronousTestCase):
         # Every query but the or-ed one and id=000 (not a registry field) took the page
         # path, and so did the two checks after the loop.
         self.assertEqual(len(pages), len(QUERIES) - 2 + 2)
+        self.assertEqual(self.answer("q=id!=000")["data"]["total_affected_items"], 10)
+
+    def test_status_summary_from_counts(self) -> None:
+        """GET /agents/summary/status from the registry's counts answers as the walk over
+        every agent: connection statuses, and agents whose merged.mg sum is their groups'."""
+        context = self.api.resource.endpoints.context
+        for agent_id in ("001", "002", "004"):
+            agent = self.api.store.get_agent(agent_id)
+            assert agent is not None
+            path = merged_path(context.shared, context.multigroups, agent.groups)
+            self.api.report(agent_id, "active", "w1", merged_sum=file_digest(path))
+        fast = self.api.call("GET", "/agents/summary/status").json
+        self.patch(Access, "allows_every", lambda *args: False)
+        slow = self.api.call("GET", "/agents/summary/status").json
+        self.assertEqual(fast, slow)
+        self.assertEqual(fast["data"]["configuration"]["synced"], 3)
+        self.assertEqual(fast["data"]["connection"]["total"], 10)
 
     def test_which_q_the_registry_tests(self) -> None:
         """Only and-ed equalities on the registry's fields with ASCII values are pushed."""

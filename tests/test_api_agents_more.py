@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_api_fixtures import ApiHarness
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import rbac
+from wazuhcluster.api.access import Access
 from wazuhcluster.api.views import file_digest, merged_path
 
 ROLE_IDS = {name: role_id for role_id, name, _ in rbac.DEFAULT_ROLES}
@@ -50,6 +51,14 @@ class AgentSummaryTests(SynchronousTestCase):
         only = self.data(f"/agents/summary?agents_list={self.db1},999")
         self.assertEqual(only["os"], {"centos": 1})
         self.assertEqual(sum(only["status"].values()), 1)
+
+    def test_counts_from_the_registry_match_the_walk(self) -> None:
+        """For a caller who may read every agent the summaries are counted in SQL; they
+        answer as the walk over every agent's view does."""
+        fast = [self.data(path) for path in ("/agents/summary", "/agents/summary/os")]
+        self.patch(Access, "allows_every", lambda *args: False)
+        slow = [self.data(path) for path in ("/agents/summary", "/agents/summary/os")]
+        self.assertEqual(fast, slow)
 
     def test_summary_os_lists_each_platform_once(self) -> None:
         """GET /agents/summary/os: sorted platforms of the enrolled agents (not 000's)."""
@@ -172,6 +181,22 @@ class AgentSingleTests(SynchronousTestCase):
         self.assertEqual(every.json["data"]["affected_items"], ["db"])
         self.assertEqual(self.api.store.get_agent(self.agent).groups, ("default",))
         self.assertEqual(self.api.call("DELETE", "/agents/999/group").status, 404)
+
+    def test_uninstall_permission(self) -> None:
+        """GET /agents/uninstall says yes to holders of agent:uninstall, 403 to others."""
+        allowed = self.api.call("GET", "/agents/uninstall")
+        self.assertEqual(
+            (allowed.status, allowed.json["message"]),
+            (200, "User has permission to uninstall agents"),
+        )
+        api = self.api
+        api.call("POST", "/security/users", {"username": "reader", "password": PASSWORD})
+        user_id = api.call("GET", "/security/users").json["data"]["affected_items"][-1]["id"]
+        api.call("POST", f"/security/users/{user_id}/roles?role_ids={ROLE_IDS['readonly']}")
+        api.clock.advance(1)
+        token = api.login("reader", PASSWORD).json["data"]["token"]
+        refused = api.call("GET", "/agents/uninstall", token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
 
     def test_insert_with_id_and_key(self) -> None:
         """POST /agents/insert keeps the given id and key; later ids follow it; a taken id

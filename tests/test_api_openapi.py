@@ -308,6 +308,7 @@ class OpenApiTests(SynchronousTestCase):
         self.call("POST", "/agents/insert/quick?agent_name=quick")
         self.call("POST", "/agents/insert/quick?agent_name=quick")
         self.call("GET", "/overview/agents")
+        self.call("GET", "/agents/uninstall")
         self.call("GET", "/groups/team/files/agent.conf")
         self.call("GET", "/groups/team/files/agent.conf?raw=true")
         self.call("GET", "/groups/team/files/merged.mg?type=rcl")

@@ -154,6 +154,18 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(agent.stats.files_bad, 1)
         self.assertIsNone(agent.merged_sum)
 
+    def test_execd_commands_are_counted(self) -> None:
+        """'#!-execd ...' (a restart or an active response) is counted, not run."""
+        harness = Harness()
+        agent = harness.agent(KEYS[0])
+        agent.start()
+        harness.pump()
+        self.assertTrue(harness.channel.send_to_agent("001", '#!-execd {"command": "x"}'))
+        self.assertTrue(harness.channel.send_to_agent("001", "#!-req 1 getconfig"))
+        harness.pump()
+        self.assertEqual(agent.stats.execd_received, 1)
+        self.assertTrue(agent.ready)
+
     def test_force_reconnect(self) -> None:
         """On '#!-force_reconnect' the agent closes, reconnects and sends a new startup."""
         harness = Harness()

@@ -44,7 +44,9 @@ from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
     AGENT_LIST_FIELDS,
+    file_digest,
     manager_view,
+    merged_path,
 )
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
@@ -126,7 +128,12 @@ class AgentEndpoints:
         )
         tests = required_equalities(expression)
         parts = expression.parts if isinstance(expression, Junction) else (expression,)
-        return tests if len(tests) == len(parts) and len(parts) > 0 else None
+        if isinstance(expression, Junction) and not expression.all_of:
+            return None
+        # id!=000 (dashboards send it) holds for every registered agent: only agent 000's
+        # own row, which the whole q is tested on, depends on it.
+        others = [part for part in parts if part != Condition("id", "!=", "000")]
+        return tests if len(tests) == len(others) else None
 
     async def _plain_page(self, listing: Listing, tests: list[tuple[str, str]]) -> Reply:
         """A page of every agent (that passes ``tests``, the whole q) in id order, agent
@@ -159,10 +166,35 @@ class AgentEndpoints:
 
     async def summary_status(self, call: Call) -> Reply:
         """GET /agents/summary/status: counts by connection and by group-config sync."""
+        if call.access.allows_every("agent:read", "agent:id"):
+            counts = await self.context.registry.run(lambda registry: registry.status_counts())
+            data = await self.context.run_in_thread(self._counted_summary, counts)
+            return Reply({"data": data, "error": 0})
         agents = await self.context.registry.list_agents()
         agents, _, _ = visible_agents(call.access, "agent:read", agents, None, {}, manager=False)
         data = await self.context.run_in_thread(self._summary, agents)
         return Reply({"data": data, "error": 0})
+
+    def _counted_summary(
+        self, counts: list[tuple[str, str, tuple[str, ...], int]]
+    ) -> dict[str, Any]:
+        """GET /agents/summary/status from the registry's counts (in a thread: it reads
+        the merged.mg sum of each group list once)."""
+        connection = dict.fromkeys(AGENT_STATUSES, 0)
+        expected = {}
+        synced = total = 0
+        for status, merged, groups, count in counts:
+            connection[status] = connection.get(status, 0) + count
+            total += count
+            if groups not in expected:
+                path = merged_path(self.context.shared, self.context.multigroups, groups)
+                expected[groups] = file_digest(path)
+            if merged and merged == expected[groups]:
+                synced += count
+        return {
+            "connection": {**connection, "total": total},
+            "configuration": {"synced": synced, "not_synced": total - synced, "total": total},
+        }
 
     def _summary(self, agents: list[Agent]) -> dict[str, Any]:
         """Counts of GET /agents/summary/status (in a thread: it walks every agent)."""

@@ -1,6 +1,7 @@
 """Calls about one agent: its key (``GET /agents/{agent_id}/key``), whether it has its
 groups' files (``GET /agents/{agent_id}/group/is_sync``) and leaving several groups at
-once (``DELETE /agents/{agent_id}/group``).
+once (``DELETE /agents/{agent_id}/group``); and whether the caller may uninstall agents
+(``GET /agents/uninstall``).
 
 As in Wazuh, an unknown agent or agent 000 is the failed item of a 200 for the reads; the
 caller needs ``agent:read`` (or ``agent:modify_group`` and ``group:modify_assignments``)
@@ -109,11 +110,24 @@ class AgentSingleEndpoints:
         )
         return Reply(envelope(sorted(removed), failed, *msgs))
 
+    async def uninstall_permission(self, call: Call) -> Reply:
+        """GET /agents/uninstall: whether the caller may uninstall agents (``agent:uninstall``;
+        an agent's uninstaller asks this before removing itself)."""
+        call.access.require("agent:uninstall")
+        return Reply({"message": "User has permission to uninstall agents", "error": 0})
+
     def routes(self) -> list[Route]:
         """The routes of this family."""
         common = p.COMMON
         agent_path: dict[str, Any] = {"agent_id": p.agent_id}
         return [
+            Route(
+                "GET",
+                "/agents/uninstall",
+                self.uninstall_permission,
+                common,
+                actions=("agent:uninstall",),
+            ),
             Route(
                 "GET",
                 "/agents/{agent_id}/key",

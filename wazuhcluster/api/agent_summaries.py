@@ -106,6 +106,11 @@ class AgentSummaryEndpoints:
 
     async def summary(self, call: Call) -> Reply:
         """GET /agents/summary: agents by status, by OS platform and by group."""
+        if "agents_list" not in call.params and call.access.allows_every("agent:read", "agent:id"):
+            counts = await self.context.registry.run(lambda registry: registry.field_counts())
+            status = dict.fromkeys(AGENT_STATUSES, 0)
+            status.update(counts["status"])
+            return Reply({"data": {**counts, "status": status}, "error": 0})
         agents, _ = await self._readable(call, call.params.get("agents_list"), manager=False)
 
         def count() -> dict[str, Any]:
@@ -124,13 +129,18 @@ class AgentSummaryEndpoints:
 
     async def summary_os(self, call: Call) -> Reply:
         """GET /agents/summary/os: the OS platforms of the agents (not 000), each once."""
-        agents, manager = await self._readable(call, manager=False)
+        if call.access.allows_every("agent:read", "agent:id"):
+            counts = await self.context.registry.run(lambda registry: registry.field_counts())
+            items = sorted(counts["os"])
+        else:
+            agents, manager = await self._readable(call, manager=False)
 
-        def platforms() -> list[str]:
-            found = {field_value(view, "os.platform") for view in self._views(agents, manager)}
-            return sorted(str(platform) for platform in found if platform)
+            def platforms() -> list[str]:
+                views = self._views(agents, manager)
+                found = {field_value(view, "os.platform") for view in views}
+                return sorted(str(platform) for platform in found if platform)
 
-        items = await self.context.run_in_thread(platforms)
+            items = await self.context.run_in_thread(platforms)
         msgs = (
             "Showing the operative system of all specified agents",
             "Could not get the operative system of some agents",

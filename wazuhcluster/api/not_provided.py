@@ -32,6 +32,11 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         )
     ),
     "ciscat": (("GET", "/ciscat/{agent_id}/results"),),
+    "questions to the agent itself": (
+        ("GET", "/agents/{agent_id}/config/{component}/{configuration}"),
+        ("GET", "/agents/{agent_id}/daemons/stats"),
+        ("GET", "/agents/{agent_id}/stats/{component}"),
+    ),
     "tasks": (("GET", "/tasks/status"),),
     "experimental": (
         ("DELETE", "/experimental/rootcheck"),
@@ -59,6 +64,7 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/manager/stats/hourly"),
         ("GET", "/manager/stats/weekly"),
         ("PUT", "/manager/restart"),
+        ("PUT", "/cluster/restart"),
         ("GET", "/manager/configuration/{component}/{configuration}"),
         ("GET", "/manager/version/check"),
         ("PUT", "/cluster/{node_id}/configuration"),

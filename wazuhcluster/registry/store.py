@@ -430,6 +430,41 @@ class Registry:
         found = self.connection.execute(f"SELECT COUNT(*) FROM agents{where}", params)
         return int(found.fetchone()[0])
 
+    def status_counts(self) -> list[tuple[str, str, tuple[str, ...], int]]:
+        """How many agents share each (connection status, merged.mg sum they reported,
+        group list in priority order): what a summary of every agent needs, without
+        reading every agent."""
+        rows = self.connection.execute(
+            "SELECT connection_status, merged_sum, groups, COUNT(*) FROM ("
+            " SELECT a.connection_status, a.merged_sum,"
+            "  (SELECT group_concat(group_name, char(10)) FROM"
+            "   (SELECT group_name FROM memberships m WHERE m.agent_id = a.id"
+            "    ORDER BY priority)) AS groups"
+            " FROM agents a) GROUP BY 1, 2, 3"
+        ).fetchall()
+        return [
+            (status, merged, tuple(groups.split("\n")) if groups else (), int(count))
+            for status, merged, groups, count in rows
+        ]
+
+    def field_counts(self) -> dict[str, dict[str, int]]:
+        """How many agents have each connection status, each OS platform (those that
+        reported one) and each group."""
+        db = self.connection
+        return {
+            "status": dict(
+                db.execute("SELECT connection_status, COUNT(*) FROM agents GROUP BY 1").fetchall()
+            ),
+            "os": dict(
+                db.execute(
+                    "SELECT os_platform, COUNT(*) FROM agents WHERE os_platform != '' GROUP BY 1"
+                ).fetchall()
+            ),
+            "groups": dict(
+                db.execute("SELECT group_name, COUNT(*) FROM memberships GROUP BY 1").fetchall()
+            ),
+        }
+
     def client_keys_data(self) -> bytes:
         """The content of client.keys: every agent's line, ordered by id.
 

@@ -3,9 +3,9 @@
 Each simulated agent connects to a node's agent channel (TCP 1514, or UDP with ``--udp``), sends
 ``#!-agent startup``, waits for the ack, then sends keep-alives every ``--keepalive``
 seconds and events at its share of ``--eps``. It accepts shared-file pushes (checking the
-announced MD5), obeys ``#!-force_reconnect``, reconnects when the connection drops, and
-sends ``#!-agent shutdown`` when stopped. On exit (end of ``--duration`` or SIGINT) a JSON
-summary of what was sent and received is printed.
+announced MD5), obeys ``#!-force_reconnect``, counts ``#!-execd`` commands (running none),
+reconnects when the connection drops, and sends ``#!-agent shutdown`` when stopped. On exit
+(end of ``--duration`` or SIGINT) a JSON summary of what was sent and received is printed.
 
 Keys come from ``--keys client.keys`` or from enrolling each agent on ``--enroll-port``
 (through ``wazuhcluster.agents.enrollment_client``).
@@ -85,6 +85,8 @@ class AgentStats:
     files_bad: int = 0
     force_reconnects: int = 0
     manager_errors: int = 0
+    #: Active-response and restart commands (``#!-execd ...``) received; none is run.
+    execd_received: int = 0
 
     def add(self, other: AgentStats) -> None:
         """Add another agent's counters to these."""
@@ -342,6 +344,8 @@ class SimulatedAgent:
                 self.proto.close()
         elif isinstance(message, control.ManagerError):
             self.stats.manager_errors += 1
+        elif isinstance(message, control.ManagerOther) and message.text.startswith("execd "):
+            self.stats.execd_received += 1
 
     def _handshake_done(self) -> None:
         self.ready = True

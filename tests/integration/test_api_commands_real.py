@@ -1,0 +1,103 @@
+"""Restarts and active responses through the API reach agents connected to a worker.
+
+A master process serving the API, a worker process and simulated agents reporting to the
+worker (``wazuh-agent-sim``, which counts the ``#!-execd`` commands it receives): the
+API's commands go from the master over the cluster link to the worker that holds each
+agent, and from there over the agent's encrypted channel.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import ssl
+from typing import Any
+
+from tests.helpers import short_temp_dir
+from tests.integration.common import DEADLINE, ClusterTestCase
+from tests.test_api_fixtures import cheap_users
+from wazuhcluster.config.api_settings import api_dir
+from wazuhcluster.testing.devcluster import LocalCluster, wait_for
+
+USER, PASSWORD = "ops", "integration-password"
+
+
+class AgentCommandTests(ClusterTestCase):
+    """PUT /agents/restart and PUT /active-response, end to end."""
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One HTTPS request to the master's API (its self-signed certificate accepted)."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=30)
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        data = None
+        if body is not None:
+            headers["content-type"] = "application/json"
+            data = json.dumps(body)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+    def test_commands_reach_agents_on_a_worker(self) -> None:
+        """Three agents on worker1 get one restart and one active response each."""
+        cluster = LocalCluster(short_temp_dir(self), workers=["worker1"], with_api=True)
+        cluster.write()
+        master_home = cluster.home("master")
+        users = api_dir(master_home) / "users.json"
+        users.parent.mkdir(parents=True, exist_ok=True)
+        cheap_users(users, {USER: PASSWORD})
+        self.start(cluster, "master", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected")
+        self.port = cluster.node_ports("master")["api"]
+        self.token = ""
+        basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+        def logged_in() -> bool:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=context)
+                conn.request(
+                    "POST",
+                    "/security/user/authenticate",
+                    headers={"authorization": f"Basic {basic}"},
+                )
+                answer = conn.getresponse()
+                if answer.status != 200:
+                    return False
+                self.token = json.loads(answer.read())["data"]["token"]
+                return True
+            except OSError:
+                return False
+
+        self.assertTrue(wait_for(logged_in, DEADLINE, 0.5), "the API did not answer")
+        simulator = self.simulate_on(cluster, "worker1", "--agents", "3", "--name-prefix", "cmd-")
+
+        def active() -> list[str]:
+            status, answer = self.call("GET", "/agents?q=status=active;node_name=worker1")
+            if status != 200:
+                return []
+            return [item["id"] for item in answer["data"]["affected_items"]]
+
+        self.assertTrue(wait_for(lambda: len(active()) == 3, DEADLINE, 0.5), active())
+        ids = active()
+        status, restarted = self.call("PUT", "/agents/restart?agents_list=" + ",".join(ids))
+        self.assertEqual((status, restarted["data"]["affected_items"]), (200, ids), restarted)
+        status, ran = self.call(
+            "PUT", "/active-response", {"command": "!noop.sh", "arguments": ["x"]}
+        )
+        self.assertEqual((status, sorted(ran["data"]["affected_items"])), (200, ids), ran)
+
+        simulator.send_signal(signal.SIGINT)
+        out, err = simulator.communicate(timeout=DEADLINE)
+        summary = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(summary["execd_received"], 6, summary)
