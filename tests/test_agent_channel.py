@@ -17,11 +17,13 @@ from twisted.internet.testing import (
     StringTransport,
 )
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import HeldThreads
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import (
+    READ_BYTES,
     AgentChannelFactory,
     AgentChannelProtocol,
     AgentDatagramProtocol,
@@ -250,6 +252,21 @@ class HandshakeTests(ChannelTestCase):
         for i in range(len(data)):
             proto.dataReceived(data[i : i + 1])
         self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+
+class ReadSizeTests(ChannelTestCase):
+    """Each agent connection is read in small slices, so a backlog cannot make one reactor
+    turn long."""
+
+    def test_read_size_set_through_wrappers(self) -> None:
+        """The TCP transport under the connection-limit wrapper reads READ_BYTES at a time."""
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 40000))
+        wrapper = ProtocolWrapper(WrappingFactory(self.factory), proto)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+        transport.bufferSize = 65536  # type: ignore[attr-defined]
+        wrapper.makeConnection(transport)
+        self.assertEqual(transport.bufferSize, READ_BYTES)  # type: ignore[attr-defined]
+        self.assertLess(READ_BYTES, 65536)
 
 
 class BadFrameTests(ChannelTestCase):

@@ -26,6 +26,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
@@ -40,6 +41,12 @@ DEFAULT_OVERTAKE_TIME = 60.0
 MAX_SHARED_FILE = 16 * 1024 * 1024
 #: Shared file contents kept in memory for the next pushes (all files together).
 SHARED_CACHE_BYTES = 32 * 1024 * 1024
+#: Bytes read from one agent connection per reactor turn (Twisted's default is 64 KiB). When
+#: the node reads slower than the agents send, every socket holds a backlog and one turn
+#: would decode 64 KiB from each (100 agents: about 25,000 events, over a second of CPU)
+#: before the reactor serves anything else (the control socket, keep-alives, the cluster);
+#: 8 KiB (about 30 events) keeps those turns short and costs nothing when there is no backlog.
+READ_BYTES = 8192
 
 
 @frozen
@@ -447,8 +454,13 @@ class AgentChannelProtocol(AgentPeer, Protocol):
     # ------------------------------------------------------------------ transport
 
     def connectionMade(self) -> None:
-        """Count the connection."""
+        """Count the connection; read at most :data:`READ_BYTES` from it per reactor turn."""
         self.factory.stats.connections += 1
+        transport: Any = self.transport
+        while isinstance(transport, ProtocolWrapper):  # the connection limits' wrapper
+            transport = transport.transport
+        if hasattr(transport, "bufferSize"):
+            transport.bufferSize = READ_BYTES
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Release the agent's slot if this connection holds it."""
