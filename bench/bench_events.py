@@ -154,6 +154,11 @@ def analysis(home: Path) -> tuple[dict[str, Any], float]:
     return numbers, health_took + took
 
 
+def batches(numbers: dict[str, Any]) -> int:
+    """Batches the node sent its analysis processes so far (all lanes)."""
+    return sum(lane.get("batches", 0) for lane in numbers.get("processes", []))
+
+
 def control_command_seconds(home: Path) -> float:
     """Seconds of one whole ``wazuh-cluster-control -i more --json`` (interpreter included)."""
     started = time.monotonic()
@@ -383,6 +388,7 @@ class Bench:
             "processed": after["processed"] - before["processed"],
             "node_cpu": (cpu_seconds(pids) - cpu) / elapsed,
             "main_cpu": (cpu_seconds(pids[:1]) - main_cpu) / elapsed,
+            "batches": batches(after) - batches(before),
         }
         self.drain()
         return result
@@ -432,7 +438,8 @@ class Bench:
                 f"dropped {result['dropped']}, queue at end {result['queue']}, CPU: node "
                 f"{100 * result['main_cpu']:.0f}% + analysis "
                 f"{100 * (result['node_cpu'] - result['main_cpu']):.0f}% -> "
-                f"{'sustained' if ok else 'not sustained'}",
+                f"{'sustained' if ok else 'not sustained'}; "
+                f"{result['processed'] / max(1, result['batches']):.0f} events per batch",
                 flush=True,
             )
             if not ok:
@@ -513,7 +520,8 @@ def overload(bench: Bench, capacity: float, seconds: float) -> dict[str, Any]:
 
 
 def profile(bench: Bench, rate: float, seconds: float, out: Path) -> None:
-    """py-spy the worker node (not its analysis children) while ``rate`` is offered."""
+    """py-spy the worker node (not its analysis children) while ``rate`` is offered, and
+    print the CPU per event of the node's reactor process and of its analysis processes."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     recorder = subprocess.Popen(
         [
@@ -530,12 +538,19 @@ def profile(bench: Bench, rate: float, seconds: float, out: Path) -> None:
             "-o",
             str(out),
             "--nonblocking",
+            "--gil",  # the samples holding the GIL: the reactor's Python CPU, not waits
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    bench.window(rate, seconds)
+    result = bench.window(rate, seconds)
     recorder.wait(timeout=seconds + 60)
+    print(
+        f"  profiled {rate:.0f}/s: reactor process {1e6 * result['main_cpu'] / rate:.0f} us "
+        f"of CPU per event, analysis {1e6 * (result['node_cpu'] - result['main_cpu']) / rate:.0f}"
+        f" us; {result['processed'] / max(1, result['batches']):.0f} events per batch",
+        flush=True,
+    )
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import (
     EventLoggingObserver,
@@ -17,11 +18,14 @@ from twisted.internet.testing import (
     StringTransport,
 )
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import HeldThreads
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import (
+    READ_BYTES,
     AgentChannelFactory,
     AgentChannelProtocol,
     AgentDatagramProtocol,
@@ -250,6 +254,79 @@ class HandshakeTests(ChannelTestCase):
         for i in range(len(data)):
             proto.dataReceived(data[i : i + 1])
         self.assertEqual(agent.read(transport), [control.ACK.encode()])
+
+
+class ReadSizeTests(ChannelTestCase):
+    """Each agent connection is read in small slices, so a backlog cannot make one reactor
+    turn long."""
+
+    def test_read_size_set_through_wrappers(self) -> None:
+        """The TCP transport under the connection-limit wrapper reads READ_BYTES at a time."""
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 40000))
+        wrapper = ProtocolWrapper(WrappingFactory(self.factory), proto)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+        transport.bufferSize = 65536  # type: ignore[attr-defined]
+        wrapper.makeConnection(transport)
+        self.assertEqual(transport.bufferSize, READ_BYTES)  # type: ignore[attr-defined]
+        self.assertLess(READ_BYTES, 65536)
+
+
+class TurnBudgetTests(ChannelTestCase):
+    """Past a reactor turn's budget, connections wait for a later turn, paused, in order."""
+
+    def next_turn(self) -> None:
+        """Run the calls due now, not those they schedule (a reactor runs those at its next
+        iteration; ``Clock.advance(0)`` would run them at once)."""
+        due = [c for c in self.clock.getDelayedCalls() if c.getTime() <= self.clock.seconds()]
+        for call in due:
+            self.clock.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+    def test_connections_past_the_budget_wait(self) -> None:
+        """With a budget of one frame, each turn decodes one connection's bytes; the others
+        are paused and served at the next turns, oldest first, and read again after."""
+        agents = [FakeAgent(entry) for entry in (self.one, self.two, self.three)]
+        frames = [
+            agent.frame(f"1:/var/log/auth.log:event of {agent.entry.agent_id}") for agent in agents
+        ]
+        self.factory.turn_bytes = len(frames[0])
+        links = [self.connect(ip) for ip in ("10.0.0.1", "10.0.0.5", "10.0.0.9")]
+        for (proto, _), data in zip(links, frames, strict=True):
+            proto.dataReceived(data)
+        self.assertEqual([e.agent_id for e in self.events], ["001"])
+        states = [transport.producerState for _, transport in links]
+        self.assertEqual(states, ["producing", "paused", "paused"])
+        second = agents[1].frame("1:/var/log/auth.log:second of 002")
+        links[1][0].dataReceived(second)  # bytes already read stay behind the held ones
+        self.next_turn()
+        self.assertEqual([e.agent_id for e in self.events], ["001", "002", "002"])
+        self.assertEqual(self.events[2].message, "second of 002")
+        self.assertEqual(links[1][1].producerState, "producing")
+        self.assertEqual(links[2][1].producerState, "paused")
+        self.next_turn()
+        self.assertEqual([e.agent_id for e in self.events], ["001", "002", "002", "003"])
+        self.assertEqual([t.producerState for _, t in links], ["producing"] * 3)
+        self.clock.advance(0)  # the count starts again; nothing is left waiting
+        self.assertEqual((self.clock.getDelayedCalls(), self.factory.turn_spent), ([], 0))
+
+    def test_held_bytes_survive_a_close_and_a_stop(self) -> None:
+        """Held bytes are decoded when their connection closes, or when the listener stops."""
+        agent_one, agent_three = FakeAgent(self.one), FakeAgent(self.three)
+        self.factory.turn_bytes = 1
+        first, _ = self.connect("10.0.0.1")
+        second, _ = self.connect("10.0.0.9")
+        self.factory.spend(1)
+        first.dataReceived(agent_one.frame("1:/var/log/auth.log:held then closed"))
+        second.dataReceived(agent_three.frame("1:/var/log/auth.log:held then stopped"))
+        self.assertEqual(self.events, [])
+        first.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([e.message for e in self.events], ["held then closed"])
+        self.factory.stopFactory()
+        self.assertEqual(
+            [e.message for e in self.events], ["held then closed", "held then stopped"]
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class BadFrameTests(ChannelTestCase):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 import zlib
 
 from cryptography.hazmat.primitives import padding
@@ -150,6 +151,43 @@ class RoundTripTests(SynchronousTestCase):
         self.assertRaises(secure.MessageTooLarge, secure.seal, b"", key, (0, 1), 0)
         big = b"a" * (secure.MAX_MESSAGE + 1)
         self.assertRaises(secure.MessageTooLarge, secure.seal, big, key, (0, 1), 0)
+
+
+class ReusedDecryptorTests(SynchronousTestCase):
+    """The per-key block decryptor reused across messages decrypts as a fresh CBC one."""
+
+    def test_interleaved_keys_and_sizes(self) -> None:
+        """Messages of two keys, interleaved, of every length around the block size,
+        decrypt to what OpenSSL's CBC mode made of them."""
+        keys = [secure.derive_key(str(n), "n", "k" * 64) for n in (1, 2)]
+        for length in [*range(0, 40), 255, 256, 4000]:
+            for key in keys:
+                plaintext = bytes((length + i) % 251 for i in range(length))
+                padder = padding.PKCS7(128).padder()
+                padded = padder.update(plaintext) + padder.finalize()
+                enc = Cipher(algorithms.AES(key), modes.CBC(secure.IV)).encryptor()
+                ciphertext = enc.update(padded) + enc.finalize()
+                self.assertEqual(secure.decrypt_body(ciphertext, key), plaintext)
+
+    def test_one_context_per_thread(self) -> None:
+        """Another thread gets its own context for the same key (a context is not shared)."""
+        key = secure.derive_key("1", "n", "k" * 64)
+        here = secure._block_decryptor(key)
+        self.assertIs(secure._block_decryptor(key), here)
+        there: list[object] = []
+        thread = threading.Thread(target=lambda: there.append(secure._block_decryptor(key)))
+        thread.start()
+        thread.join()
+        self.assertIsNot(there[0], here)
+
+    def test_bad_padding_lengths(self) -> None:
+        """A last byte of 0 or above 16, or padding bytes that differ, is WrongKey."""
+        key = secure.derive_key("1", "n", "k" * 64)
+        for tail in (b"\x00", b"\x11", b"\x01\x02", b"\x03\x03\x02\x03"):
+            block = b"a" * (16 - len(tail)) + tail
+            enc = Cipher(algorithms.AES(key), modes.CBC(secure.IV)).encryptor()
+            ciphertext = enc.update(block) + enc.finalize()
+            self.assertRaises(secure.WrongKey, secure.decrypt_body, ciphertext, key)
 
 
 class BadPayloadTests(SynchronousTestCase):

@@ -34,10 +34,11 @@ from wazuhcluster.node.analysis_child import (
     AnalysisChild,
     decode_events,
     encode_events,
+    event_row,
     settings_to_json,
 )
 from wazuhcluster.node.analysis_pool import AnalysisPool, lane_of
-from wazuhcluster.node.analysis_service import AnalysisService
+from wazuhcluster.node.analysis_service import AnalysisService, to_event
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
@@ -201,7 +202,8 @@ class PoolTestCase(SynchronousTestCase):
         return service
 
     def flush(self) -> None:
-        """Move every byte between the pool and its children until all is quiet."""
+        """Let the batches' send delay pass and move every byte between the pool and its
+        children until all is quiet."""
         moved = True
         while moved:
             moved = False
@@ -209,6 +211,12 @@ class PoolTestCase(SynchronousTestCase):
             for child in list(self.children):
                 if not child.ended.called and child.pump.flush():
                     moved = True
+            if self.clock.getDelayedCalls() and any(
+                call.getTime() <= self.clock.seconds() + analysis_pool.SEND_DELAY
+                for call in self.clock.getDelayedCalls()
+            ):
+                self.clock.advance(analysis_pool.SEND_DELAY)
+                moved = True
 
     def live(self, lane: int) -> FakeChild:
         """The running child of ``lane``."""
@@ -262,6 +270,33 @@ class AffinityAndBatchingTests(PoolTestCase):
         self.flush()
         self.assertEqual([len(b) for b in child.child.batches], [500, 500, 200])
         self.assertEqual(pool.queued, 0)
+
+    def test_partial_batch_waits_the_send_delay(self) -> None:
+        """A few events wait SEND_DELAY for others (one call for all of them); a steady
+        trickle makes one call per SEND_DELAY, not one per event."""
+        pool = self.make_pool()
+        lane = pool.lanes[lane_of("001", 2)]
+        child = self.live(lane_of("001", 2))
+        for _ in range(3):
+            pool.put(event("web1 myapp: nothing to see", "001"))
+        self.clock.advance(0)
+        self.assertEqual((lane.inflight, pool.queued), (0, 3))
+        self.clock.advance(analysis_pool.SEND_DELAY / 2)
+        self.assertEqual(lane.inflight, 0)
+        self.clock.advance(analysis_pool.SEND_DELAY / 2)
+        self.assertEqual((lane.inflight, pool.queued), (1, 0))
+        self.flush()
+        self.assertEqual([len(b) for b in child.child.batches], [3])
+        started = self.clock.seconds()
+        for _ in range(100):  # one event every 10 ms for a second
+            pool.put(event("web1 myapp: nothing to see", "001"))
+            self.clock.advance(0.01)
+            child.pump.flush()
+        self.flush()
+        calls = len(child.child.batches) - 1
+        self.assertEqual(sum(len(b) for b in child.child.batches), 103)
+        self.assertLessEqual(calls, (self.clock.seconds() - started) / analysis_pool.SEND_DELAY + 1)
+        self.assertGreater(calls, 2)
 
     def test_large_batches_split_by_size(self) -> None:
         """Long messages make smaller calls, each carried over several AMP values."""
@@ -394,7 +429,7 @@ class ServiceWithPoolTests(PoolTestCase):
             service(agent_event(SSH_FAIL, f"{index % 3:03d}"))
         self.flush()
         for second in range(1, 12):
-            self.clock.advance(1)
+            self.clock.advance(second - self.clock.seconds())  # the ticks stay on the second
             if second == 5:
                 for _ in range(20):
                     service(agent_event(SSH_FAIL, "004"))
@@ -411,6 +446,80 @@ class ServiceWithPoolTests(PoolTestCase):
         lines = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
         self.assertEqual(len(lines), numbers["alerts_written"])
         self.assertTrue(all(child.ended.called for child in self.children))
+
+    def test_row_of_an_agent_event(self) -> None:
+        """The row the service queues for an agent's event is the event the engine would get
+        from it (every field in its place)."""
+        service = self.make_service(1)
+        rows: list[tuple[str, tuple[Any, ...]]] = []
+        assert service.processes is not None
+        service.processes.put_row = lambda agent_id, row: rows.append((agent_id, row))  # type: ignore[method-assign]
+        item = AgentEvent(
+            "007",
+            "web-7",
+            "10.0.0.7",
+            "p",
+            "sca",
+            "a message",
+            123.5,
+            "any",
+            "10.9.9.9",
+            (("env", "prod"),),
+        )
+        service(item)
+        self.assertEqual(rows, [("007", event_row(to_event(item)))])
+        self.successResultOf(service.stopService())
+
+    def test_outputs_share_a_hand_off_in_order(self) -> None:
+        """Batches answered while the writer thread is busy are written by its next
+        hand-off, in order, with one flush; output queued just as a hand-off ends gets a new
+        one."""
+        jobs: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+        def later(function: Any, *args: Any) -> Deferred[Any]:
+            waiting: Deferred[Any] = Deferred()
+            jobs.append((waiting, function, args))
+            return waiting
+
+        def run(index: int, before_answer: Any = None) -> None:
+            waiting, function, args = jobs[index]
+            result = function(*args)
+            if before_answer is not None:
+                before_answer()
+            waiting.callback(result)
+
+        service = AnalysisService(
+            self.home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            self.clock,
+            ClusterLog("Worker w1", "Main"),
+            run_in_thread=run_inline,
+            analysis_thread=later,
+        )
+        service.startService()
+        writer = service.writer
+        assert writer is not None
+        self.addCleanup(writer.close)
+        flushes: list[int] = []
+        flush = writer.flush
+        writer.flush = lambda: (flushes.append(1), flush())[1]  # type: ignore[method-assign]
+        for number in range(3):
+            service._write_alerts(f'{{"n":{number}}}\n', 1)
+        self.assertEqual(len(jobs), 1)
+        run(0)
+        path = self.home.alerts_dir / "alerts.json"
+        self.assertEqual(path.read_text().splitlines(), ['{"n":0}', '{"n":1}', '{"n":2}'])
+        self.assertEqual(len(flushes), 1)
+        service._write_alerts('{"n":3}\n', 1)
+        self.assertEqual(len(jobs), 2)
+        run(1, lambda: service._write_alerts('{"n":4}\n', 1))
+        self.assertEqual(len(jobs), 3)
+        run(2)
+        self.assertEqual(
+            [json.loads(line)["n"] for line in path.read_text().splitlines()], [0, 1, 2, 3, 4]
+        )
+        self.assertEqual(service.stats.alerts, 5)
 
     def test_reload_before_the_processes_started(self) -> None:
         """A reload asked while the processes are still starting (a sync that changed the

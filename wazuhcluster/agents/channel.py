@@ -16,16 +16,23 @@ is closed (remoted's overtake rule).
 from __future__ import annotations
 
 import os
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from attrs import define, field, frozen
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime, IUDPTransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+    IUDPTransport,
+)
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
@@ -40,6 +47,17 @@ DEFAULT_OVERTAKE_TIME = 60.0
 MAX_SHARED_FILE = 16 * 1024 * 1024
 #: Shared file contents kept in memory for the next pushes (all files together).
 SHARED_CACHE_BYTES = 32 * 1024 * 1024
+#: Bytes read from one agent connection per reactor turn (Twisted's default is 64 KiB). When
+#: the node reads slower than the agents send, every socket holds a backlog and one turn
+#: would decode 64 KiB from each (100 agents: about 25,000 events, over a second of CPU)
+#: before the reactor serves anything else (the control socket, keep-alives, the cluster);
+#: 8 KiB (about 30 events) keeps those turns short and costs nothing when there is no backlog.
+READ_BYTES = 8192
+#: Bytes of agent data all connections together may hand to the decoder in one reactor turn.
+#: With many agents each holding a backlog, :data:`READ_BYTES` alone does not bound a turn
+#: (5,000 agents × 8 KiB); a connection that reads past this budget is paused and its bytes
+#: wait, in arrival order, for the next turns.
+TURN_BYTES = 128 * 1024
 
 
 @frozen
@@ -466,17 +484,29 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         self.closing = False
         #: Whether this connection is counted in ``stats.tcp_sessions``.
         self.counted = False
+        #: Bytes read past a turn's budget, decoded at a later turn (reading is paused).
+        self.held = b""
+        self.paused = False
 
     # ------------------------------------------------------------------ transport
 
     def connectionMade(self) -> None:
-        """Count the connection."""
+        """Count the connection; read at most :data:`READ_BYTES` from it per reactor turn."""
         self.factory.stats.connections += 1
         self.factory.stats.tcp_sessions += 1
         self.counted = True
+        transport: Any = self.transport
+        while isinstance(transport, ProtocolWrapper):  # the connection limits' wrapper
+            transport = transport.transport
+        if hasattr(transport, "bufferSize"):
+            transport.bufferSize = READ_BYTES
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Release the agent's slot if this connection holds it."""
+        """Handle what was held back for a later turn, then release the agent's slot if this
+        connection holds it."""
+        held, self.held = self.held, b""
+        if held and not self.closing:
+            self.decode(held)
         if self.counted:
             self.factory.stats.tcp_sessions -= 1
             self.counted = False
@@ -485,6 +515,34 @@ class AgentChannelProtocol(AgentPeer, Protocol):
             self.factory._release(self.agent.agent_id, self)
 
     def dataReceived(self, data: bytes) -> None:
+        """Decode the bytes now, or, past this reactor turn's budget (:data:`TURN_BYTES`),
+        hold them and stop reading this connection until a later turn."""
+        if self.closing:
+            return
+        factory = self.factory
+        if self.held or factory.turn_spent >= factory.turn_bytes:
+            self.held += data
+            if not self.paused:
+                self.paused = True
+                if self.transport is not None:
+                    cast(IPushProducer, self.transport).pauseProducing()
+                factory.hold(self)
+            return
+        factory.spend(len(data))
+        self.decode(data)
+
+    def resume(self) -> None:
+        """From the factory, at a later turn: decode what was held, read again."""
+        held, self.held = self.held, b""
+        self.paused = False
+        if self.closing:
+            return
+        if held:
+            self.decode(held)
+        if not self.closing and self.transport is not None:
+            cast(IPushProducer, self.transport).resumeProducing()
+
+    def decode(self, data: bytes) -> None:
         """Split the stream into frames and handle each one."""
         self.factory.stats.recv_bytes += len(data)
         if self.closing:
@@ -644,9 +702,42 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.shared_files = SharedFileReader(run_in_thread, max_shared_file)
         #: Pushes in progress, cancelled when the listener stops.
         self.background = BackgroundWork(self.log, "shared file pushes")
+        #: Bytes decoded in this reactor turn, its budget, and the connections waiting for
+        #: a later turn (see :data:`TURN_BYTES`).
+        self.turn_bytes = TURN_BYTES
+        self.turn_spent = 0
+        self._held: deque[AgentChannelProtocol] = deque()
+        self._next_turn: IDelayedCall | None = None
 
     def _schedule(self, call: Callable[[], None]) -> Any:
         return self.clock.callLater(0, call)
+
+    # ------------------------------------------------------------------ turn budget
+
+    def spend(self, size: int) -> None:
+        """Count ``size`` bytes against this reactor turn's budget; the count starts again
+        at the next turn."""
+        self.turn_spent += size
+        if self._next_turn is None:
+            self._next_turn = self.clock.callLater(0, self._new_turn)
+
+    def hold(self, proto: AgentChannelProtocol) -> None:
+        """``proto`` read past the budget: it is served at a later turn, in order."""
+        self._held.append(proto)
+        if self._next_turn is None:
+            self._next_turn = self.clock.callLater(0, self._new_turn)
+
+    def _new_turn(self) -> None:
+        """A new turn: serve the held connections first (oldest first), within the budget."""
+        self._next_turn = None
+        self.turn_spent = 0
+        held = self._held
+        while held and self.turn_spent < self.turn_bytes:
+            proto = held.popleft()
+            self.spend(len(proto.held))
+            proto.resume()
+        if held and self._next_turn is None:
+            self._next_turn = self.clock.callLater(0, self._new_turn)
 
     def version_refusal(self, startup: control.Startup) -> str | None:
         """Why a startup is refused (agent newer than the manager, or no version), or None.
@@ -837,8 +928,14 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         failure.raiseException()  # anything else is a bug: the tracker logs it
 
     def stopFactory(self) -> None:
-        """The listener stopped (the node is stopping): cancel the pushes in progress."""
+        """The listener stopped (the node is stopping): cancel the pushes in progress, and
+        decode what connections held for a later turn now (there will be none)."""
         self.background.cancel()
+        if self._next_turn is not None and self._next_turn.active():
+            self._next_turn.cancel()
+        self._next_turn = None
+        while self._held:
+            self._held.popleft().resume()
 
     # ------------------------------------------------------------------ periodic
 

@@ -23,8 +23,10 @@ import ipaddress
 import os
 import re
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from attrs import define, field, frozen
 from cryptography.hazmat.primitives import padding
@@ -233,17 +235,41 @@ def encrypt_body(plaintext: bytes, key: bytes) -> bytes:
     return encryptor.update(padded) + encryptor.finalize()
 
 
+#: Per thread: one AES block decryptor per key (a context is not shared between threads).
+_BLOCK_DECRYPTORS = threading.local()
+#: Keys whose block decryptor a thread keeps (then it starts again from none).
+_MAX_BLOCK_DECRYPTORS = 65536
+
+
+def _block_decryptor(key: bytes) -> Any:
+    """This thread's AES-ECB decryptor of ``key``: fed whole blocks only, it keeps no state
+    between calls, so one context serves every message of the key and the key schedule is
+    computed once instead of once per message (a third of the cost of opening one)."""
+    cache: dict[bytes, Any] | None = getattr(_BLOCK_DECRYPTORS, "cache", None)
+    if cache is None or len(cache) >= _MAX_BLOCK_DECRYPTORS:
+        cache = _BLOCK_DECRYPTORS.cache = {}
+    context = cache.get(key)
+    if context is None:
+        context = cache[key] = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+    return context
+
+
 def decrypt_body(ciphertext: bytes, key: bytes) -> bytes:
-    """Reverse :func:`encrypt_body`; raises :class:`WrongKey` when it cannot."""
-    if not ciphertext or len(ciphertext) % 16:
-        raise WrongKey(f"ciphertext length {len(ciphertext)} is not a multiple of 16")
-    decryptor = _aes(key).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise WrongKey("bad AES padding") from None
+    """Reverse :func:`encrypt_body`; raises :class:`WrongKey` when it cannot.
+
+    CBC decryption done by hand over the key's reused block decryptor: each plaintext block
+    is the decrypted block XOR the ciphertext block before it (the IV for the first).
+    """
+    size = len(ciphertext)
+    if not ciphertext or size % 16:
+        raise WrongKey(f"ciphertext length {size} is not a multiple of 16")
+    blocks = _block_decryptor(key).update(ciphertext)
+    chain = IV + ciphertext[:-16]
+    padded = (int.from_bytes(blocks, "big") ^ int.from_bytes(chain, "big")).to_bytes(size, "big")
+    pad = padded[-1]
+    if not 1 <= pad <= 16 or padded[-pad:] != bytes((pad,)) * pad:
+        raise WrongKey("bad AES padding")
+    return padded[:-pad]
 
 
 def seal(message: bytes, key: bytes, counter: tuple[int, int], random16: int) -> bytes:

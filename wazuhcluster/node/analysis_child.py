@@ -24,6 +24,7 @@ every batch, so it outlives reloads and restarts. The replies the decoders queue
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import signal
 import sys
@@ -134,8 +135,8 @@ class NoEngine(Exception):
 
 
 class Analyse(amp.Command):
-    """Analyse a batch: ``events`` is JSON ``[field names, [row, ...]]`` (the fields of
-    :class:`~wazuhcluster.analysis.engine.Event`); the answer holds the alerts as
+    """Analyse a batch: ``events`` is ``(field names, [row, ...])`` (:func:`encode_rows`;
+    the fields of :class:`~wazuhcluster.analysis.engine.Event`); the answer holds the alerts as
     alerts.json lines, how many events were done, alerted and failed, the ``archived``
     events' archives.json and archives.log lines (empty with archives off), and the
     engine's ``notices`` (things to log once, such as a message of an unknown queue), and
@@ -157,15 +158,32 @@ class Analyse(amp.Command):
     errors = {NoEngine: b"NO_ENGINE"}
 
 
+#: One event as a batch carries it: its fields' values in :data:`EVENT_FIELDS` order.
+EventRow = tuple[Any, ...]
+
+
+def event_row(event: Event) -> EventRow:
+    """``event`` as a row of a batch (every attrs field, generically)."""
+    return tuple(getattr(event, name) for name in EVENT_FIELDS)
+
+
+def encode_rows(rows: list[EventRow]) -> bytes:
+    """A batch of event rows as :class:`Analyse` carries it: ``(field names, rows)`` in
+    :mod:`marshal`'s format. Parent and child are the same interpreter (the child is
+    started with the parent's ``sys.executable``) and the pipe is theirs alone, so the
+    format needs no versioning or validation, and it costs a fraction of JSON's encoding
+    in the node's one reactor thread."""
+    return marshal.dumps((EVENT_FIELDS, rows))
+
+
 def encode_events(events: list[Event]) -> bytes:
-    """A batch of events as :class:`Analyse` carries it (every attrs field, generically)."""
-    rows = [[getattr(event, name) for name in EVENT_FIELDS] for event in events]
-    return json.dumps([EVENT_FIELDS, rows], separators=(",", ":")).encode("utf-8")
+    """A batch of events as :class:`Analyse` carries it."""
+    return encode_rows([event_row(event) for event in events])
 
 
 def decode_events(data: bytes) -> list[Event]:
     """The events of an :class:`Analyse` batch."""
-    names, rows = json.loads(data)
+    names, rows = marshal.loads(data)
     return [Event(**dict(zip(names, row, strict=True))) for row in rows]
 
 

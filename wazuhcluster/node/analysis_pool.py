@@ -3,8 +3,10 @@
 Each *lane* is one child process (:mod:`wazuhcluster.node.analysis_child`) with its own
 queue. An agent's events always go to the same lane (its id modulo the number of lanes), so
 frequency, ``if_matched`` and accumulator state stay whole in one process; a lane sends a
-batch per AMP call (at most :data:`BATCH_EVENTS` events or about :data:`BATCH_BYTES`) and
-keeps at most :data:`WINDOW` batches in flight. Answers come back in call order, carrying
+batch per AMP call (at most :data:`BATCH_EVENTS` events or about :data:`BATCH_BYTES`) once it
+holds a full batch or its oldest event has waited :data:`SEND_DELAY`, and keeps at most
+:data:`WINDOW` batches in flight. Events are queued as the rows a batch carries (built once,
+from the agent's event, by :meth:`AnalysisPool.put_row`). Answers come back in call order, carrying
 ready alerts.json lines (and, with archives on, archives.json and archives.log lines), which
 the pool hands to the node's one writer: alerts and archives keep their order per agent. The
 notices a child's engine gathered (a message of an unknown queue...) come back with the
@@ -13,7 +15,8 @@ answer and are logged here, once.
 A reload is two-phase: every running child loads the new ruleset beside its current engine
 (:class:`Prepare`); only when all of them succeeded does the pool send every child
 :class:`Commit` in one go, so every event dispatched before that moment meets the old ruleset
-and every later one the new. One failure aborts everywhere, and the old ruleset stays.
+and every later one the new (the events queued by then are dispatched just before it, as far
+as the window and the EPS limit allow). One failure aborts everywhere, and the old ruleset stays.
 
 A child that dies loses its batches in flight (counted per lane and logged); its queued events
 wait while it is started again (after a back-off when it keeps dying) and loads the ruleset.
@@ -46,9 +49,11 @@ from wazuhcluster.node.analysis_child import (
     Abort,
     Analyse,
     Commit,
+    EventRow,
     Hello,
     Prepare,
-    encode_events,
+    encode_rows,
+    event_row,
     settings_to_json,
 )
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
@@ -59,6 +64,13 @@ BATCH_EVENTS = 500
 BATCH_BYTES = 256 * 1024
 #: Batches in flight per lane (one being analysed, one waiting in the pipe).
 WINDOW = 2
+#: Seconds an event may wait on its lane for others to fill the batch: a lane sends once it
+#: holds :data:`BATCH_EVENTS` events or its oldest unsent one has waited this long. Each
+#: batch has a fixed cost in the node and in the child (an AMP call, a pipe write and a
+#: wake-up each way, a hand-off to the writer thread) which, at a few events per batch, was
+#: more than the analysis of its events. Below BATCH_EVENTS / SEND_DELAY events a second a
+#: lane makes at most 1 / SEND_DELAY calls a second, for a delay in alerts.json no one sees.
+SEND_DELAY = 0.05
 #: Back-off before starting a child again: first, growth factor, ceiling (seconds).
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
@@ -212,6 +224,8 @@ class LaneStats:
     failed: int = 0
     lost: int = 0
     restarts: int = 0
+    #: Batches (Analyse calls) sent: processed / batches is the mean batch size.
+    batches: int = 0
 
 
 @define(eq=False)
@@ -219,13 +233,16 @@ class Lane:
     """One child process and its queue."""
 
     index: int
-    queue: deque[Event] = field(factory=deque)
+    #: Events waiting, as the rows a batch carries (built once, when queued).
+    queue: deque[EventRow] = field(factory=deque)
     handle: ChildHandle | None = None
     generation: int = 0
     connected: bool = False
     ready: bool = False
     inflight: int = 0
     inflight_events: int = 0
+    #: When the oldest unsent event must leave (None: nothing queued since the last batch).
+    due: float | None = None
     deaths_in_row: int = 0
     restart_call: IDelayedCall | None = None
     lost_reported: int = 0
@@ -245,6 +262,7 @@ class Lane:
             "failed": self.stats.failed,
             "lost": self.stats.lost,
             "restarts": self.stats.restarts,
+            "batches": self.stats.batches,
             "eps_10s": self.rate.rate(10),
             "eps_1m": self.rate.rate(60),
         }
@@ -299,6 +317,7 @@ class AnalysisPool:
         self._started: list[Deferred[None]] = []
         self._drained: list[Deferred[None]] = []
         self._send_call: IDelayedCall | None = None
+        self._send_soon = False
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> Deferred[None]:
@@ -456,17 +475,49 @@ class AnalysisPool:
 
     # --- events ------------------------------------------------------------------------------
     def put(self, event: Event) -> None:
-        """Queue ``event`` on its agent's lane; what may be sent leaves at the end of this
-        reactor turn, so the events of one read travel together."""
-        lane = self.lanes[lane_of(event.agent_id, len(self.lanes))]
-        lane.queue.append(event)
+        """Queue ``event`` on its agent's lane (see :meth:`put_row`)."""
+        self.put_row(event.agent_id, event_row(event))
+
+    def put_row(self, agent_id: str, row: EventRow) -> None:
+        """Queue the event ``row`` of ``agent_id`` on the agent's lane. It leaves with the
+        batch of the lane's next :data:`BATCH_EVENTS` events, or :data:`SEND_DELAY` seconds
+        after the oldest of them was queued, whichever comes first."""
+        lanes = self.lanes
+        lane = lanes[lane_of(agent_id, len(lanes))] if len(lanes) > 1 else lanes[0]
+        queue = lane.queue
+        if lane.due is None:
+            lane.due = self.clock.seconds() + SEND_DELAY
+        queue.append(row)
         self.queued += 1
-        if self._send_call is None:
-            self._send_call = self.clock.callLater(0, self._send_queued)
+        if len(queue) >= BATCH_EVENTS and not self._send_soon:
+            # A full batch leaves at the end of this reactor turn.
+            self._send_soon = True
+            self._schedule_send(0)
+        elif self._send_call is None:
+            self._schedule_send(SEND_DELAY)
+
+    def _schedule_send(self, delay: float) -> None:
+        call = self._send_call
+        if call is None:
+            self._send_call = self.clock.callLater(delay, self._send_queued)
+        elif call.getTime() > self.clock.seconds() + delay:
+            call.reset(delay)
 
     def _send_queued(self) -> None:
         self._send_call = None
+        self._send_soon = False
         self.pump()
+        # Lanes holding events that are not due yet get the timer back at the earliest due
+        # (a lane whose window is full sends when an answer comes, one held by the EPS limit
+        # at the next tick).
+        now = self.clock.seconds()
+        waiting = [
+            lane.due
+            for lane in self.lanes
+            if lane.queue and lane.due is not None and lane.due > now and lane.ready
+        ]
+        if waiting and self._send_call is None and not self.closing:
+            self._send_call = self.clock.callLater(min(waiting) - now, self._send_queued)
 
     def pump(self) -> None:
         """Send what may be sent on every lane (after the EPS limit freed credits)."""
@@ -476,24 +527,35 @@ class AnalysisPool:
     def _pump(self, lane: Lane) -> None:
         while lane.ready and lane.queue and lane.inflight < WINDOW and lane.handle is not None:
             now = self.clock.seconds()
+            due = lane.due
+            if (
+                not self.draining
+                and len(lane.queue) < BATCH_EVENTS
+                and due is not None
+                and now < due
+            ):
+                return  # not a full batch yet: the pool's timer comes back at ``due``
             allowed = BATCH_EVENTS if self.draining else self.limiter.available(now)
             if allowed <= 0:
                 self.limiter.waits += 1
                 return
-            batch: list[Event] = []
+            batch: list[EventRow] = []
             size = 0
             limit = min(BATCH_EVENTS, allowed)
             queue = lane.queue
             while queue and len(batch) < limit and size < BATCH_BYTES:
-                event = queue.popleft()
-                batch.append(event)
-                size += len(event.message) + len(event.location) + 64
+                row = queue.popleft()
+                batch.append(row)
+                size += len(row[0]) + len(row[1]) + 64  # message and location
             self.queued -= len(batch)
+            if not queue:
+                lane.due = None
             if not self.draining:
                 self.limiter.take(now, len(batch))
             lane.inflight += 1
             lane.inflight_events += len(batch)
-            call = lane.handle.remote.callRemote(Analyse, events=encode_events(batch))
+            lane.stats.batches += 1
+            call = lane.handle.remote.callRemote(Analyse, events=encode_rows(batch))
             call.addCallbacks(
                 self._analysed,
                 self._failed,
@@ -571,7 +633,14 @@ class AnalysisPool:
                 assert lane.handle is not None
                 lane.handle.remote.callRemote(Abort).addErrback(lambda _: None)
             return ReloadOutcome(False, errors[0])
-        # Every Commit leaves in this one reactor turn, before any later batch.
+        # Events queued until now leave before the Commit (as far as the window and the EPS
+        # limit let them), so they meet the old ruleset; every Commit leaves in this one
+        # reactor turn, before any later batch.
+        now = self.clock.seconds()
+        for lane in prepared:
+            if lane.due is not None:
+                lane.due = min(lane.due, now)
+            self._pump(lane)
         for lane in prepared:
             assert lane.handle is not None
             lane.handle.remote.callRemote(Commit).addErrback(lambda _: None)
@@ -603,4 +672,5 @@ class AnalysisPool:
             total.failed += lane.stats.failed
             total.lost += lane.stats.lost
             total.restarts += lane.stats.restarts
+            total.batches += lane.stats.batches
         return total

@@ -132,6 +132,9 @@ class AnalysisService(Service):
         self._ticker: LoopingCall | None = None
         self._rates = {name: RateWindow() for name in ("received", "processed", "dropped")}
         self._writes: Deferred[None] = succeed(None)
+        #: The pool's output (alerts, archives) waiting for the writer thread, in order.
+        self._outputs: deque[tuple[Any, ...]] = deque()
+        self._output_job: Deferred[None] | None = None
         #: Where the agents' state databases are (None: in memory).
         self.state_dir = state_dir
         #: The agents' state on the analysis thread (with ``workers`` 0).
@@ -216,6 +219,8 @@ class AnalysisService(Service):
             if self._batch is not None:
                 await self._batch
         await self._writes
+        while self._output_job is not None:
+            await self._output_job
         writer, self.writer = self.writer, None
         if writer is not None:
             await self._on_analysis_thread(writer.close)
@@ -255,7 +260,25 @@ class AnalysisService(Service):
                 )
             return
         if self.processes is not None:
-            self.processes.put(to_event(event))
+            # The row a batch carries, straight from the agent's event (no Event built here).
+            self.processes.put_row(
+                event.agent_id,
+                (
+                    event.message,
+                    event.location,
+                    event.queue,
+                    event.agent_id,
+                    event.name,
+                    event.registered_ip,
+                    event.received,
+                    None,
+                    None,
+                    None,
+                    None,
+                    event.reported_ip,
+                    event.labels,
+                ),
+            )
             return
         self.queue.append(event)
         self._kick()
@@ -263,37 +286,66 @@ class AnalysisService(Service):
     def _write_alerts(self, text: str, count: int) -> None:
         """The pool's alerts, appended in arrival order by the one writer thread."""
         self.stats.alerts += count
-        self._writes = self._on_analysis_thread(self._append, text).addErrback(
-            self._write_failed, "alerts"
-        )
-
-    def _append(self, text: str) -> None:
-        writer = self.writer
-        if writer is not None:
-            writer.write_lines(text)
-            writer.flush()
+        self._output(("alerts", text))
 
     def _write_archives(self, json_text: str, plain_text: str, count: int) -> None:
         """The pool's archived events, appended after their batch's alerts by the same
         writer thread."""
-        self._writes = self._on_analysis_thread(
-            self._append_archives, json_text, plain_text, count
-        ).addErrback(self._write_failed, "archives")
+        self._output(("archives", json_text, plain_text, count))
+
+    def _output(self, item: tuple[Any, ...]) -> None:
+        """Queue one batch's output for the writer thread. One hand-off to the thread
+        carries whatever is queued when it runs, with one flush at the end: under load the
+        thread is handed work once per several batches, not once per batch."""
+        self._outputs.append(item)
+        if self._output_job is None:
+            self._start_output()
+
+    def _start_output(self) -> None:
+        job = self._on_analysis_thread(self._write_outputs)
+        self._output_job = job
+        self._writes = job
+        job.addErrback(self._write_failed, "output")
+        job.addCallback(self._output_done)
+
+    def _output_done(self, _: object) -> None:
+        """On the reactor: the thread's hand-off ended; output queued meanwhile gets the next
+        one (the thread may have found the queue empty just before it was added)."""
+        self._output_job = None
+        if self._outputs:
+            self._start_output()
+
+    def _write_outputs(self) -> None:
+        """On the writer thread: write every queued batch's output, in order, then flush."""
+        outputs = self._outputs
+        wrote_alerts = wrote_archives = False
+        while outputs:
+            item = outputs.popleft()
+            try:
+                if item[0] == "alerts":
+                    writer = self.writer
+                    if writer is not None:
+                        writer.write_lines(item[1])
+                        wrote_alerts = True
+                else:
+                    archives = self.archives
+                    if archives is not None:
+                        archives.write_text(item[1], item[2], item[3])
+                        wrote_archives = True
+            except Exception as error:  # one batch's failure must not lose the next ones
+                self.reactor.callFromThread(self._write_error, item[0], repr(error))
+        if wrote_alerts and self.writer is not None:
+            self.writer.flush()
+        if wrote_archives and self.archives is not None:
+            self.archives.flush()
+
+    def _write_error(self, what: str, error: str) -> None:
+        self.log.error("Could not write the {what} of a batch: {error}", what=what, error=error)
 
     def _write_failed(self, failure: Any, what: str) -> None:
         """A write of the pool's output failed: say so in cluster.log, keep writing later
         batches (never an unhandled error in a Deferred)."""
-        self.log.error(
-            "Could not write the {what} of a batch: {error}",
-            what=what,
-            error=failure.getErrorMessage(),
-        )
-
-    def _append_archives(self, json_text: str, plain_text: str, count: int) -> None:
-        archives = self.archives
-        if archives is not None:
-            archives.write_text(json_text, plain_text, count)
-            archives.flush()
+        self._write_error(what, failure.getErrorMessage())
 
     def _kick(self) -> None:
         if self._batch is not None or self.engine is None or not self.queue:
