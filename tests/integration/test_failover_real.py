@@ -6,8 +6,10 @@ enrollment is printed."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
 
+HEALTH = "/failover/master"
 #: Short, so the test runs quickly; the README gives the default (10 s).
 TTL = 3
 
@@ -38,6 +41,29 @@ def failover_block(endpoints: list[str], candidates: list[str]) -> str:
     )
 
 
+def api_block(cluster: LocalCluster, name: str) -> str:
+    """An ``<api>`` block on node ``name``'s own API port, on 127.0.0.1."""
+    port = cluster.node_ports(name)["api"]
+    return f"  <api>\n    <bind_addr>127.0.0.1</bind_addr>\n    <port>{port}</port>\n  </api>\n"
+
+
+def https(port: int, method: str, path: str) -> tuple[int, dict[str, object]]:
+    """One HTTPS request to 127.0.0.1:``port`` (the node's self-signed certificate is not
+    checked); its status and JSON body, or (0, {error}) when nothing answers."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    except (OSError, http.client.HTTPException) as error:
+        return 0, {"error": repr(error)}
+    finally:
+        connection.close()
+
+
 class FailoverRealTests(ClusterTestCase):
     """kill -9 of the master: another candidate leads and the cluster enrolls again."""
 
@@ -45,7 +71,9 @@ class FailoverRealTests(ClusterTestCase):
         """cand-a leads; worker1 and cand-b link to it; kill -9 cand-a: cand-b starts the
         master's services, worker1 relinks to cand-b at its own address and port, and an
         enrollment through worker1 gets a key issued by cand-b; the agent enrolled on cand-a
-        is on cand-b with its id and key (etcd held it), and the new agent gets a new id."""
+        is on cand-b with its id and key (etcd held it), and the new agent gets a new id.
+        The API follows the master: the health URL answers 200 on the master and 503 on
+        the other candidate, whose API names the master; after the kill cand-b serves it."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -55,8 +83,12 @@ class FailoverRealTests(ClusterTestCase):
         cluster.cluster_extra = lambda name, role: block
         # cand-b listens on its own cluster port when elected: the worker must move to it.
         cluster.cluster_ports["cand-b"] = free_port()
+        cluster.extra_config = lambda name, role: (
+            api_block(cluster, name) if name.startswith("cand-") else ""
+        )
         cluster.write()
         cluster.write_node("cand-b", "master")
+        api_a, api_b = cluster.node_ports("cand-a")["api"], cluster.node_ports("cand-b")["api"]
 
         first = self.start(cluster, "cand-a", "master")
         self.wait_log(first, "Master for term")
@@ -64,6 +96,15 @@ class FailoverRealTests(ClusterTestCase):
         worker = self.start(cluster, "worker1", "worker")
         self.wait_log(second, "Successfully connected to master cand-a")
         self.wait_log(worker, "Successfully connected to master cand-a")
+        self.assertTrue(wait_for(lambda: https(api_a, "GET", HEALTH)[0] == 200, DEADLINE))
+        status, body = https(api_b, "GET", HEALTH)
+        self.assertEqual((status, body.get("current_master")), (503, "cand-a"), body)
+        status, body = https(api_b, "POST", "/security/user/authenticate")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["master"], "cand-a")
+        self.assertEqual(body["master_api"], f"https://127.0.0.1:{api_b}")  # its own port
+        self.assertIn("the master is cand-a", str(body["detail"]))
+        self.assertEqual(https(api_a, "GET", "/agents")[0], 401)  # the API itself answers
         [before] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "before-")
         self.assertIn("id", before, before)
         listed = control(cluster.home("worker1").root, "-l")
@@ -122,6 +163,8 @@ class FailoverRealTests(ClusterTestCase):
             )
         )
         self.assertIn("Took over 1 agents from etcd", second.log_text())
+        self.assertTrue(wait_for(lambda: https(api_b, "GET", HEALTH)[0] == 200, DEADLINE))
+        self.assertEqual(https(api_b, "GET", "/agents")[0], 401)
 
 
 def port_open(port: int) -> bool:

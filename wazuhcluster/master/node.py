@@ -297,6 +297,7 @@ class MasterService(MultiService):
     ) -> None:
         super().__init__()
         self.durable = durable
+        self.failover = failover
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
         self.channel = self.shared.channel
@@ -371,7 +372,10 @@ class MasterService(MultiService):
         ).setServiceParent(self)
         self.shared.set_service_parent(self)
         self.registry.on_keys_changed.append(self.shared.key_rows_changed)
-        api = master_api(config, self.node, self.registry, reactor, self.sections.api)
+        failover = self.failover.failover_status if self.failover is not None else None
+        api = master_api(
+            config, self.node, self.registry, reactor, self.sections.api, failover=failover
+        )
         if api is not None:
             api.setServiceParent(self)
 
