@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.api.errors import ApiError, wazuh_error
-from wazuhcluster.api.interfaces import IApiNode
+from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
@@ -22,6 +22,7 @@ from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
 from wazuhcluster.failover.interfaces import IDurableAgents
 from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
+from wazuhcluster.master.durable_api import DurableRegistryFeature
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
@@ -373,8 +374,12 @@ class MasterService(MultiService):
         self.shared.set_service_parent(self)
         self.registry.on_keys_changed.append(self.shared.key_rows_changed)
         failover = self.failover.failover_status if self.failover is not None else None
+        # With <failover> the API's agent writes are stored in etcd before they are answered.
+        api_registry: IRegistryFeature = self.registry
+        if self.durable is not None:
+            api_registry = DurableRegistryFeature(self.registry, self.durable)
         api = master_api(
-            config, self.node, self.registry, reactor, self.sections.api, failover=failover
+            config, self.node, api_registry, reactor, self.sections.api, failover=failover
         )
         if api is not None:
             api.setServiceParent(self)
