@@ -78,6 +78,7 @@ class MasterGateTests(SynchronousTestCase):
             body,
             {
                 "master": True,
+                "read_only": False,
                 "node": "cand-a",
                 "role": "master",
                 "current_master": "cand-a",
@@ -128,6 +129,29 @@ class MasterGateTests(SynchronousTestCase):
         self.assertIn("no master is elected yet", body["detail"])
         self.assertIsNone(body["master_api"])
         self.assertEqual(request.responseHeaders.getRawHeaders(b"retry-after"), [b"5"])
+
+    def test_read_only_master_serves_reads(self) -> None:
+        """The last master while etcd does not answer: GET reaches the API, a write gets
+        503 saying why; the health URL answers 200 with read_only."""
+        inner = Inner()
+        status = {
+            "node": "cand-a",
+            "role": "master",
+            "master": None,
+            "master_address": None,
+            "read_only": True,
+            "etcd": "connection refused",
+        }
+        gate = MasterGate(lambda: status, 55000, inner)
+        self.assertEqual(call(gate, "GET", "/agents")[0], 200)
+        code, body, _ = call(gate, "POST", "/agents")
+        self.assertEqual(code, 503)
+        self.assertIn("etcd does not answer (connection refused)", body["detail"])
+        self.assertEqual(inner.seen, [b"/agents"])
+        code, body, _ = call(gate, "GET", HEALTH_PATH)
+        self.assertEqual((code, body["master"], body["read_only"]), (200, True, True))
+        worker = {**status, "role": "worker"}  # read_only means nothing on a worker
+        self.assertEqual(call(MasterGate(lambda: worker, 55000, inner), "GET", "/agents")[0], 503)
 
     def test_health_url_is_read_only(self) -> None:
         """Only GET and HEAD on the health URL."""

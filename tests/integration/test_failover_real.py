@@ -177,14 +177,16 @@ def port_open(port: int) -> bool:
 
 
 class EtcdLostRealTests(ClusterTestCase):
-    """The master loses etcd: it stops being master within the TTL, and is master again
-    by itself once etcd is back."""
+    """etcd is down entirely: the last master keeps serving reads and refuses writes with
+    a clear error, and is master again by itself once etcd is back."""
 
-    def test_master_without_etcd_steps_down(self) -> None:
-        """One candidate and a worker; etcd killed: the candidate steps down, its cluster
-        listener and enrollment port close (a master that may have been replaced must not
-        accept writes); etcd restarted: it is elected again, the worker links to it and an
-        enrollment through the worker gets a key."""
+    def test_master_without_etcd_serves_read_only(self) -> None:
+        """One candidate (with the API) and a worker; etcd killed: the candidate's term ends
+        but its services stay up read-only: its cluster port stays open, an enrollment is
+        refused with the reason, API reads answer and writes get 503 naming etcd, the health
+        URL says read_only, -i says so. etcd restarted: it is elected again, its services
+        restart through the take-over, the worker links to it and an enrollment through the
+        worker gets a key."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -192,21 +194,36 @@ class EtcdLostRealTests(ClusterTestCase):
         cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
         cluster.cluster_extra = lambda name, role: block
+        cluster.extra_config = lambda name, role: (
+            api_block(cluster, name) if name == "cand-a" else ""
+        )
         cluster.write()
+        api = cluster.node_ports("cand-a")["api"]
         master = self.start(cluster, "cand-a", "master")
         worker = self.start(cluster, "worker1", "worker")
         self.wait_log(worker, "Successfully connected to master cand-a")
         enrollment_port = cluster.node_ports("cand-a")["enrollment"]
         self.assertTrue(port_open(cluster.port))
-        self.assertTrue(port_open(enrollment_port))
+        self.assertTrue(wait_for(lambda: https(api, "GET", HEALTH)[0] == 200, DEADLINE))
 
         [member] = etcd.members
         etcd.kill(member)
-        self.wait_log(master, "No longer master (term")
+        self.wait_log(master, "keep serving read-only")
         self.assertIn("no lease renewal for 3 s", master.log_text())
-        self.assertTrue(wait_for(lambda: not port_open(cluster.port), DEADLINE))
-        # The worker's services take the agent ports back; the master's 1516 stays closed.
-        self.assertFalse(port_open(cluster.port))
+        self.assertNotIn("No longer master", master.log_text())
+        self.assertTrue(port_open(cluster.port))
+        self.assertTrue(port_open(enrollment_port))
+        [refused] = enroll([enrollment_port], 1, "down-")
+        self.assertNotIn("id", refused, refused)
+        self.assertIn("could not store it", json.dumps(refused))
+        status, body = https(api, "GET", HEALTH)
+        self.assertEqual((status, body.get("read_only")), (200, True), body)
+        self.assertEqual(https(api, "GET", "/agents")[0], 401)  # reads reach the API
+        status, body = https(api, "POST", "/agents")
+        self.assertEqual(status, 503, body)
+        self.assertIn("etcd does not answer", str(body.get("detail")))
+        health = control(cluster.home("cand-a").root, "-i")
+        self.assertIn("running as master (read-only: etcd does not answer)", health.stdout)
 
         etcd.start_member(member)
         etcd.wait_healthy(member)
@@ -238,6 +255,8 @@ class EtcdLostRealTests(ClusterTestCase):
             ),
             results[-3:],
         )
+        status, body = https(api, "GET", HEALTH)
+        self.assertEqual((status, body.get("read_only")), (200, False), body)
 
 
 class KillDuringBurstRealTests(ClusterTestCase):

@@ -9,6 +9,11 @@ checking that URL sends the API traffic to the master alone. A redirect is not u
 API's tokens are signed by each node's own key (a client must log in on the new master
 anyway), and common clients either do not follow redirects (curl without ``-L``) or drop
 the ``Authorization`` header when a redirect changes the host (python-requests).
+
+A master kept **read-only** while etcd does not answer (``read_only`` in the status)
+passes GET and HEAD through, answers every other method with 503 saying why, and its
+health URL answers 200 with ``"read_only": true`` (reads are served; a load balancer that
+must send writes only to a writable master checks that field).
 """
 
 from __future__ import annotations
@@ -59,10 +64,17 @@ def master_api_url(status: Mapping[str, Any], api_port: int) -> str | None:
     return f"https://{host}:{api_port}"
 
 
+def is_read_only(status: Mapping[str, Any]) -> bool:
+    """Whether the node runs as a master kept read-only while etcd does not answer."""
+    return status.get("role") == "master" and bool(status.get("read_only"))
+
+
 def health_body(status: Mapping[str, Any]) -> dict[str, Any]:
-    """The health URL's JSON: whether this node is the master, and who is."""
+    """The health URL's JSON: whether this node serves as master (``read_only``: reads
+    only, etcd does not answer), and who the election names."""
     return {
-        "master": is_master(status),
+        "master": is_master(status) or is_read_only(status),
+        "read_only": is_read_only(status),
         "node": status.get("node"),
         "role": status.get("role"),
         "current_master": status.get("master"),
@@ -89,6 +101,20 @@ def not_master_problem(status: Mapping[str, Any], api_port: int) -> dict[str, An
         "remediation": remediation,
         "master": master,
         "master_api": url,
+    }
+
+
+def read_only_problem(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The problem object of a write sent to a master kept read-only."""
+    return {
+        "title": "Service Unavailable",
+        "detail": (
+            f"Node {status.get('node')} is the last master but etcd does not answer "
+            f"({status.get('etcd')}): it serves reads only and refuses writes"
+        ),
+        "remediation": "Retry once etcd answers; wazuh-cluster-control -i shows the election",
+        "master": None,
+        "master_api": None,
     }
 
 
@@ -124,9 +150,14 @@ class MasterGate(Resource):
             if request.method not in (b"GET", b"HEAD"):
                 body = {"title": "Method Not Allowed", "detail": "Use GET"}
                 return _answer(request, 405, body, problem=True)
-            return _answer(request, 200 if master else 503, health_body(status), problem=False)
+            body = health_body(status)
+            return _answer(request, 200 if body["master"] else 503, body, problem=False)
         if master and self.inner is not None:
             return self.inner.render(request)
+        if is_read_only(status):
+            if request.method in (b"GET", b"HEAD") and self.inner is not None:
+                return self.inner.render(request)
+            return _answer(request, 503, read_only_problem(status), problem=True)
         return _answer(request, 503, not_master_problem(status, self.api_port), problem=True)
 
 
