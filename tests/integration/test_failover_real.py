@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -16,9 +17,10 @@ import time
 
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, REPO, ClusterTestCase, control
+from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
 from wazuhcluster.registry.keys import read_client_keys
-from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
 
 HEALTH = "/failover/master"
@@ -341,3 +343,122 @@ class KillDuringBurstRealTests(ClusterTestCase):
 
         self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), accepted[-3:])
         self.assertNotIn(accepted[-1]["id"], ids)
+
+
+def terms(node: NodeProcess) -> list[int]:
+    """The terms a node's cluster.log says it was master for, in order."""
+    return [int(found) for found in re.findall(r"Master for term (\d+)", node.log_text())]
+
+
+class PartitionRealTests(ClusterTestCase):
+    """The master loses etcd through a proxy cut while the other candidate still reaches
+    it: two masters never acknowledge writes in the same term."""
+
+    def test_cut_off_master_never_writes_in_the_new_term(self) -> None:
+        """cand-a reaches etcd through a proxy, cand-b and the worker directly. Five
+        enrollments through the worker; the proxy stalls (a black hole): cand-a turns
+        read-only and refuses enrollments on its own port, cand-b is elected in a later
+        term, the worker relinks to it and five more enrollments are acknowledged. Every
+        acknowledged agent is on cand-b with its id and key, no id twice; cand-a keeps
+        refusing while cut off, and runs as a worker following cand-b once the proxy
+        forwards again (what it held back is delivered late and must change nothing)."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        proxy = FaultProxy(etcd.members[0].client_port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        direct = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        proxied = failover_block([f"http://127.0.0.1:{proxy.port}"], ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: proxied if name == "cand-a" else direct
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        through_worker = [cluster.node_ports("worker1")["enrollment"]]
+        before = enroll(through_worker, 5, "before-")
+        self.assertTrue(all("id" in result for result in before), before)
+
+        proxy.stall()
+        proxy.drop()
+        self.wait_log(first, "keep serving read-only", DEADLINE * 2)
+        [refused] = enroll([cluster.node_ports("cand-a")["enrollment"]], 1, "old-term-")
+        self.assertNotIn("id", refused, refused)
+        self.wait_log(second, "Master for term", DEADLINE * 2)
+        [old_term] = terms(first)
+        [new_term] = terms(second)
+        self.assertGreater(new_term, old_term)
+        self.wait_log(worker, "Successfully connected to master cand-b")
+        after: list[dict[str, str]] = []
+
+        def enrolled() -> bool:
+            [result] = enroll(through_worker, 1, f"after-{len(after)}-")
+            if "id" in result:
+                after.append(result)
+            return len(after) == 5
+
+        self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), second.log_text()[-3000:])
+        # Still cut off: the old master acknowledges nothing in (or after) the new term.
+        [refused] = enroll([cluster.node_ports("cand-a")["enrollment"]], 1, "old-term-late-")
+        self.assertNotIn("id", refused, refused)
+        self.assertEqual(terms(first), [old_term])
+
+        proxy.resume()
+        self.wait_log(first, "etcd names cand-b master", DEADLINE * 2)
+        self.wait_log(first, "Successfully connected to master cand-b")
+        acknowledged = before + after
+        keys_b = {e.name: e for e in read_client_keys(cluster.home("cand-b").client_keys)}
+        for result in acknowledged:
+            self.assertEqual(
+                (keys_b[result["name"]].id, keys_b[result["name"]].key),
+                (result["id"], result["key"]),
+            )
+        ids = [result["id"] for result in acknowledged]
+        self.assertEqual(len(ids), len(set(ids)), ids)
+        self.assertFalse(any(name.startswith("old-term-") for name in keys_b), sorted(keys_b))
+        self.assertEqual(terms(second), [new_term])
+
+
+class ThreeMemberEtcdRealTests(ClusterTestCase):
+    """etcd of three members loses one: nothing changes."""
+
+    def test_one_member_lost(self) -> None:
+        """Two candidates and a worker on a three-member etcd; one member is killed (each
+        node's client tries the next endpoint): the master keeps its term, nobody steps
+        down, and enrollments through the worker are still acknowledged."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self), size=3)
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        through_worker = [cluster.node_ports("worker1")["enrollment"]]
+        [result] = enroll(through_worker, 1, "before-")
+        self.assertIn("id", result, result)
+        etcd.kill(etcd.members[0])  # the first endpoint: every client starts there
+        results: list[dict[str, str]] = []
+        until = time.monotonic() + 4 * TTL  # enrollments back to back over four lease TTLs
+        while time.monotonic() < until:
+            [result] = enroll(through_worker, 1, f"during-{len(results)}-")
+            results.append(result)
+        self.assertTrue(all("id" in result for result in results), results)
+        for node in (first, second, worker):
+            self.assertNotIn("Stepped down", node.log_text())
+            self.assertNotIn("keep serving read-only", node.log_text())
+        self.assertEqual(len(terms(first)), 1)
+        self.assertEqual(terms(second), [])
