@@ -195,11 +195,11 @@ class FailoverDemo(Demo):
         )
         self.control(WORKERS[0], "-i")
 
-    def wait_alive(self, what: str, condition: object, hint: str) -> None:
+    def wait_alive(self, what: str, condition: Callable[[], bool], hint: str) -> None:
         """Like :meth:`wait`, with the dead candidate excused."""
         dead = {name: self.nodes.pop(name) for name in list(self.down)}
         try:
-            self.wait(what, condition, hint)  # type: ignore[arg-type]
+            self.wait(what, condition, hint)
         finally:
             self.nodes.update(dead)
 
