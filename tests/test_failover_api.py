@@ -150,6 +150,9 @@ class MasterGateTests(SynchronousTestCase):
         self.assertEqual(inner.seen, [b"/agents"])
         code, body, _ = call(gate, "GET", HEALTH_PATH)
         self.assertEqual((code, body["master"], body["read_only"]), (200, True, True))
+        # etcd back but still showing this node's expiring key: still read-only.
+        own = {**status, "master": "cand-a", "master_address": "10.0.0.1:1516"}
+        self.assertEqual(call(MasterGate(lambda: own, 55000, inner), "PUT", "/groups")[0], 503)
         worker = {**status, "role": "worker"}  # read_only means nothing on a worker
         self.assertEqual(call(MasterGate(lambda: worker, 55000, inner), "GET", "/agents")[0], 503)
 

@@ -48,8 +48,13 @@ StatusView = Callable[[], Mapping[str, Any]]
 
 
 def is_master(status: Mapping[str, Any]) -> bool:
-    """Whether the node runs as master and the election still names it."""
-    return status.get("role") == "master" and status.get("master") == status.get("node")
+    """Whether the node runs as a writable master and the election still names it (a
+    read-only master may still see its own expiring key in etcd for a moment)."""
+    return (
+        status.get("role") == "master"
+        and status.get("master") == status.get("node")
+        and not status.get("read_only")
+    )
 
 
 def master_api_url(status: Mapping[str, Any], api_port: int) -> str | None:
