@@ -6,6 +6,7 @@ enrollment is printed."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -14,16 +15,21 @@ import ssl
 import subprocess
 import sys
 import time
+from typing import Any
 
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, REPO, ClusterTestCase, control
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
+from wazuhcluster.api.users import add_user
+from wazuhcluster.config.api_settings import api_dir
 from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
 
 HEALTH = "/failover/master"
+API_USER = "failover-test"
+API_PASSWORD = "Fail0ver-Test!"
 #: Short, so the test runs quickly; the README gives the default (10 s).
 TTL = 3
 
@@ -49,15 +55,27 @@ def api_block(cluster: LocalCluster, name: str) -> str:
     return f"  <api>\n    <bind_addr>127.0.0.1</bind_addr>\n    <port>{port}</port>\n  </api>\n"
 
 
-def https(port: int, method: str, path: str) -> tuple[int, dict[str, object]]:
+def https(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: object = None,
+) -> tuple[int, dict[str, Any]]:
     """One HTTPS request to 127.0.0.1:``port`` (the node's self-signed certificate is not
-    checked); its status and JSON body, or (0, {error}) when nothing answers."""
+    checked), ``body`` sent as JSON; its status and JSON body, or (0, {error}) when
+    nothing answers."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    sent = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
     try:
-        connection.request(method, path)
+        connection.request(method, path, body=data, headers=sent)
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     except (OSError, http.client.HTTPException) as error:
@@ -74,8 +92,9 @@ class FailoverRealTests(ClusterTestCase):
         master's services, worker1 relinks to cand-b at its own address and port, and an
         enrollment through worker1 gets a key issued by cand-b; the agent enrolled on cand-a
         is on cand-b with its id and key (etcd held it), and the new agent gets a new id.
-        The API follows the master: the health URL answers 200 on the master and 503 on
-        the other candidate, whose API names the master; after the kill cand-b serves it."""
+        An agent added through the API is there too. The API follows the master: the
+        health URL answers 200 on the master and 503 on the other candidate, whose API
+        names the master; after the kill cand-b serves it."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -90,6 +109,7 @@ class FailoverRealTests(ClusterTestCase):
         )
         cluster.write()
         cluster.write_node("cand-b", "master")
+        add_user(api_dir(cluster.home("cand-a")) / "users.json", API_USER, API_PASSWORD)
         api_a, api_b = cluster.node_ports("cand-a")["api"], cluster.node_ports("cand-b")["api"]
 
         first = self.start(cluster, "cand-a", "master")
@@ -107,6 +127,16 @@ class FailoverRealTests(ClusterTestCase):
         self.assertEqual(body["master_api"], f"https://127.0.0.1:{api_b}")  # its own port
         self.assertIn("the master is cand-a", str(body["detail"]))
         self.assertEqual(https(api_a, "GET", "/agents")[0], 401)  # the API itself answers
+        # An agent added through the master's API is in etcd when answered.
+        basic = base64.b64encode(f"{API_USER}:{API_PASSWORD}".encode()).decode()
+        status, body = https(
+            api_a, "POST", "/security/user/authenticate", {"Authorization": f"Basic {basic}"}
+        )
+        self.assertEqual(status, 200, body)
+        bearer = {"Authorization": f"Bearer {body['data']['token']}"}
+        status, body = https(api_a, "POST", "/agents", bearer, {"name": "api-agent"})
+        self.assertEqual(status, 200, body)
+        api_agent = body["data"]["id"]
         [before] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "before-")
         self.assertIn("id", before, before)
         listed = control(cluster.home("worker1").root, "-l")
@@ -164,9 +194,10 @@ class FailoverRealTests(ClusterTestCase):
                 DEADLINE,
             )
         )
-        self.assertIn("Took over 1 agents from etcd", second.log_text())
+        self.assertIn("Took over 2 agents from etcd", second.log_text())  # and api-agent
         self.assertTrue(wait_for(lambda: https(api_b, "GET", HEALTH)[0] == 200, DEADLINE))
         self.assertEqual(https(api_b, "GET", "/agents")[0], 401)
+        self.assertEqual(keys_b["api-agent"].id, api_agent)
 
 
 def port_open(port: int) -> bool:
