@@ -55,11 +55,12 @@ lint: $(STAMP) ## ruff (lint and format), mypy, and the import floors (import-li
 
 typecheck: lint
 
-# e.g. make demo RULESET=/path/to/wazuh-4.14.7.tar.gz (or a source tree): Wazuh's full ruleset
+# e.g. make demo RULESET=/path/to/wazuh-4.14.7.tar.gz (or a source tree): Wazuh's full ruleset;
+# make demo FAILOVER=1: etcd, two master candidates, two workers, kill -9 of the master
 RULESET ?=
 
 demo: $(STAMP) ## run a local master and two workers with agents (Ctrl-C stops them)
-	$(BIN)/python -m wazuhcluster.scripts.demo --dir demo $(if $(RULESET),--ruleset '$(RULESET)')
+	$(BIN)/python -m wazuhcluster.scripts.$(if $(FAILOVER),demo_failover,demo) --dir demo $(if $(RULESET),--ruleset '$(RULESET)')
 
 # The 'bench' extra (matplotlib, py-spy), installed once beside the editable install by every
 # bench target, so each works on a fresh clone.

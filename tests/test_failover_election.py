@@ -153,6 +153,11 @@ class MemoryEtcd:
             body = op.body
             if op.kind == "request_put":
                 self._put(_raw(body["key"]), _raw(body["value"]), int(body.get("lease", 0)))
+            elif op.kind == "request_delete_range":
+                start = _raw(body["key"])
+                end = _raw(body["range_end"]) if body.get("range_end") else None
+                for key in [k for k in self.keys if k == start or (end and start <= k < end)]:
+                    self._delete(key)
             elif op.kind == "request_range":
                 kv = self.keys.get(_raw(body["key"]))
                 ranges.append(RangeResult((kv,) if kv else (), int(bool(kv)), False, 0))

@@ -21,6 +21,7 @@ from tests.helpers import short_temp_dir, write_config
 from tests.test_failover_election import KEY, TTL, MemoryEtcd
 from wazuhcluster.control.interfaces import IFailoverView
 from wazuhcluster.failover.election import Address, LeadershipService
+from wazuhcluster.failover.kv import EtcdUnavailable
 from wazuhcluster.master.node import MasterNode
 from wazuhcluster.node.interfaces import IMasterFollower
 from wazuhcluster.roles.switcher import MASTER, WORKER, RoleSwitcher
@@ -258,6 +259,7 @@ class RoleSwitcherTests(SynchronousTestCase):
                 "candidates": ["n1", "n2"],
                 "lease_ttl": TTL,
                 "etcd": "ok",
+                "read_only": False,
                 "promotions": 0,
                 "demotions": 0,
             },
@@ -265,6 +267,107 @@ class RoleSwitcherTests(SynchronousTestCase):
         self.etcd.down = True
         self.clock.advance(TTL / 3)
         self.assertIn("connection refused", w1.switcher.failover_status()["etcd"])
+
+
+class CutEtcd:
+    """One node's way to a shared etcd, which the test can cut (a partition)."""
+
+    def __init__(self, etcd: MemoryEtcd) -> None:
+        self.etcd = etcd
+        self.cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.etcd, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.cut:
+                raise EtcdUnavailable("connection refused", endpoint="http://cut")
+            return target(*args, **kwargs)
+
+        return call
+
+
+class ReadOnlyMasterTests(SynchronousTestCase):
+    """A master that loses etcd keeps its services read-only; it runs as a worker once
+    etcd names another master, and restarts them through the take-over when re-elected."""
+
+    def setUp(self) -> None:
+        """An in-memory etcd on a clock."""
+        self.clock = Clock()
+        self.etcd = MemoryEtcd(self.clock)
+
+    def lose_etcd(self, node: Node) -> list[str]:
+        """Let a whole TTL pass without etcd; the log lines of that time."""
+        with capturedLogs() as events:
+            for _ in range(4):
+                self.clock.advance(TTL / 3)
+        return [formatEvent(event) for event in events]
+
+    def test_etcd_down_keeps_the_master_read_only(self) -> None:
+        """etcd down: the term ends (fenced writes refused) but the master's services keep
+        running, read-only; etcd back with the old lease expired: elected again, the
+        master's services restart through the take-over."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        taken: list[int] = []
+        n1.switcher.prepare_master = lambda: succeed(taken.append(1))
+        self.clock.advance(0)
+        self.assertEqual((n1.switcher.role, taken), (MASTER, [1]))
+        n1.log.clear()
+        self.etcd.down = True
+        lines = self.lose_etcd(n1)
+        self.assertFalse(n1.leadership.is_leader)
+        self.assertEqual((n1.switcher.role, n1.switcher.read_only), (MASTER, True))
+        self.assertEqual(n1.log, [])  # nothing stopped
+        self.assertTrue(any("keep serving read-only" in line for line in lines), lines)
+        status = n1.switcher.failover_status()
+        self.assertEqual((status["role"], status["read_only"]), (MASTER, True))
+        self.assertIsNone(status["master"])
+        self.assertIn("connection refused", status["etcd"])
+        self.etcd.down = False
+        for _ in range(3):
+            self.clock.advance(TTL / 3)
+        self.assertTrue(n1.leadership.is_leader)
+        self.assertEqual((n1.switcher.role, n1.switcher.read_only), (MASTER, False))
+        self.assertEqual(n1.log, [("master", "stop"), ("master", "stopped"), ("master", "start")])
+        self.assertEqual(taken, [1, 1])
+
+    def test_cut_off_master_steps_down_when_etcd_names_another(self) -> None:
+        """n1 cut off from etcd: read-only; n2 is elected once n1's lease expires; n1 stays
+        read-only while it cannot see that, and runs as a worker following n2 as soon as
+        etcd answers it."""
+        way = CutEtcd(self.etcd)
+        n1 = Node(way, self.clock, "n1").start(self)  # type: ignore[arg-type]
+        n2 = Node(self.etcd, self.clock, "n2").start(self)
+        self.clock.advance(0)
+        self.assertEqual(n1.switcher.role, MASTER)
+        way.cut = True
+        self.lose_etcd(n1)
+        self.assertTrue(n1.switcher.read_only)
+        for _ in range(3):
+            self.clock.advance(TTL / 3)
+        self.assertEqual(n2.switcher.role, MASTER)
+        self.assertEqual((n1.switcher.role, n1.switcher.read_only), (MASTER, True))
+        way.cut = False
+        with capturedLogs() as events:
+            self.clock.advance(TTL / 3)
+        lines = [formatEvent(event) for event in events]
+        self.assertTrue(any("etcd names n2 master" in line for line in lines), lines)
+        self.assertEqual((n1.switcher.role, n1.switcher.read_only), (WORKER, False))
+        self.assertEqual(n1.follows(), ["10.0.0.2:1516"])
+
+    def test_refused_write_still_demotes(self) -> None:
+        """A master whose etcd answers but names another term is a worker at once (only
+        silence from etcd keeps the services read-only)."""
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        n2 = Node(self.etcd, self.clock, "n2").start(self)
+        self.clock.advance(0)
+        self.etcd._drop_lease(n1.leadership._lease)  # type: ignore[arg-type]
+        self.clock.advance(0)
+        self.clock.advance(TTL / 3)
+        self.assertEqual(n2.switcher.role, MASTER)
+        self.assertEqual((n1.switcher.role, n1.switcher.read_only), (WORKER, False))
 
 
 class RelinkTests(SynchronousTestCase):

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.helpers import short_temp_dir
 from wazuhcluster.scripts import demo, nginx
 from wazuhcluster.testing.devcluster import wait_for
+from wazuhcluster.testing.etcd import require_etcd
 
 REPO = Path(__file__).resolve().parents[2]
 #: The demo gives each step 90 s; the whole run must end well within this.
@@ -192,6 +193,82 @@ class DemoNodeDeathTests(SynchronousTestCase):
         self.assertIsNone(process.poll(), "the demo stopped")
         process.send_signal(signal.SIGTERM)
         wait_line(r"Stopped 2 agent simulator\(s\), 3 nodes\.")
+        self.assertEqual(process.wait(timeout=60), 0)
+        self.assertEqual(processes_under(base), [], "the demo left processes running")
+
+
+class DemoFailoverTests(SynchronousTestCase):
+    """``make demo FAILOVER=1``: kill -9 of the master, as the demo suggests, and the other
+    candidate takes over with the agents still reporting."""
+
+    def test_failover_story(self) -> None:
+        """etcd, two candidates, two workers, 20 agents; the master is killed: the demo
+        shows master-b elected, both workers relinked, the 20 agents active on master-b,
+        then master-a started again; SIGTERM stops everything, etcd included."""
+        require_etcd()
+        base = short_temp_dir(self)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                *("-m", "wazuhcluster.scripts.demo_failover", "--dir", "demo"),
+                *("--restart-after", "2"),
+            ],
+            cwd=base,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        said: list[str] = []
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line.rstrip("\n"))
+
+        threading.Thread(target=read, daemon=True).start()
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+
+        self.addCleanup(stop)
+
+        def wait_line(pattern: str) -> re.Match[str]:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                try:
+                    line = lines.get(timeout=1)
+                except queue.Empty:
+                    if process.poll() is not None:
+                        break
+                    continue
+                said.append(line)
+                found = re.search(pattern, line)
+                if found:
+                    return found
+            self.fail(f"no line matching {pattern!r}:\n" + "\n".join(said[-60:]))
+
+        wait_line(r"master-a elected master")
+        wait_line(r"20 agents active on master-a after")
+        wait_line(r"Master: master-a \(127\.0\.0\.1:\d+\), term \d+")
+        master_pid = int(wait_line(r"kill -9 (\d+)   # the master master-a")[1])
+        wait_line(r"Press Ctrl-C to stop everything")
+        os.kill(master_pid, signal.SIGKILL)
+        wait_line(r"\*\* master-a died \(killed by SIGKILL\)")
+        took = float(wait_line(r"master-b elected master ([\d.]+) s after the kill")[1])
+        self.assertLess(took, 60)
+        wait_line(r"both workers relinked to master-b")
+        wait_line(r"the agents still report: master-b lists 20 active \(10 on worker1, 10 on")
+        wait_line(r"Master: master-b \(127\.0\.0\.1:\d+\), term \d+")
+        wait_line(r"\*\* master-a started again \(pid \d+\)")
+        self.assertIsNone(process.poll(), "the demo stopped")
+        process.send_signal(signal.SIGTERM)
+        wait_line(r"Stopped 2 agent simulator\(s\), 4 nodes\.")
+        wait_line(r"Stopped etcd\.")
         self.assertEqual(process.wait(timeout=60), 0)
         self.assertEqual(processes_under(base), [], "the demo left processes running")
 

@@ -6,19 +6,30 @@ enrollment is printed."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from typing import Any
 
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, REPO, ClusterTestCase, control
+from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
+from wazuhcluster.api.users import add_user
+from wazuhcluster.config.api_settings import api_dir
 from wazuhcluster.registry.keys import read_client_keys
-from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
 
+HEALTH = "/failover/master"
+API_USER = "failover-test"
+API_PASSWORD = "Fail0ver-Test!"
 #: Short, so the test runs quickly; the README gives the default (10 s).
 TTL = 3
 
@@ -38,6 +49,41 @@ def failover_block(endpoints: list[str], candidates: list[str]) -> str:
     )
 
 
+def api_block(cluster: LocalCluster, name: str) -> str:
+    """An ``<api>`` block on node ``name``'s own API port, on 127.0.0.1."""
+    port = cluster.node_ports(name)["api"]
+    return f"  <api>\n    <bind_addr>127.0.0.1</bind_addr>\n    <port>{port}</port>\n  </api>\n"
+
+
+def https(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: object = None,
+) -> tuple[int, dict[str, Any]]:
+    """One HTTPS request to 127.0.0.1:``port`` (the node's self-signed certificate is not
+    checked), ``body`` sent as JSON; its status and JSON body, or (0, {error}) when
+    nothing answers."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    sent = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    except (OSError, http.client.HTTPException) as error:
+        return 0, {"error": repr(error)}
+    finally:
+        connection.close()
+
+
 class FailoverRealTests(ClusterTestCase):
     """kill -9 of the master: another candidate leads and the cluster enrolls again."""
 
@@ -45,7 +91,10 @@ class FailoverRealTests(ClusterTestCase):
         """cand-a leads; worker1 and cand-b link to it; kill -9 cand-a: cand-b starts the
         master's services, worker1 relinks to cand-b at its own address and port, and an
         enrollment through worker1 gets a key issued by cand-b; the agent enrolled on cand-a
-        is on cand-b with its id and key (etcd held it), and the new agent gets a new id."""
+        is on cand-b with its id and key (etcd held it), and the new agent gets a new id.
+        An agent added through the API is there too. The API follows the master: the
+        health URL answers 200 on the master and 503 on the other candidate, whose API
+        names the master; after the kill cand-b serves it."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -55,8 +104,13 @@ class FailoverRealTests(ClusterTestCase):
         cluster.cluster_extra = lambda name, role: block
         # cand-b listens on its own cluster port when elected: the worker must move to it.
         cluster.cluster_ports["cand-b"] = free_port()
+        cluster.extra_config = lambda name, role: (
+            api_block(cluster, name) if name.startswith("cand-") else ""
+        )
         cluster.write()
         cluster.write_node("cand-b", "master")
+        add_user(api_dir(cluster.home("cand-a")) / "users.json", API_USER, API_PASSWORD)
+        api_a, api_b = cluster.node_ports("cand-a")["api"], cluster.node_ports("cand-b")["api"]
 
         first = self.start(cluster, "cand-a", "master")
         self.wait_log(first, "Master for term")
@@ -64,6 +118,25 @@ class FailoverRealTests(ClusterTestCase):
         worker = self.start(cluster, "worker1", "worker")
         self.wait_log(second, "Successfully connected to master cand-a")
         self.wait_log(worker, "Successfully connected to master cand-a")
+        self.assertTrue(wait_for(lambda: https(api_a, "GET", HEALTH)[0] == 200, DEADLINE))
+        status, body = https(api_b, "GET", HEALTH)
+        self.assertEqual((status, body.get("current_master")), (503, "cand-a"), body)
+        status, body = https(api_b, "POST", "/security/user/authenticate")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["master"], "cand-a")
+        self.assertEqual(body["master_api"], f"https://127.0.0.1:{api_b}")  # its own port
+        self.assertIn("the master is cand-a", str(body["detail"]))
+        self.assertEqual(https(api_a, "GET", "/agents")[0], 401)  # the API itself answers
+        # An agent added through the master's API is in etcd when answered.
+        basic = base64.b64encode(f"{API_USER}:{API_PASSWORD}".encode()).decode()
+        status, body = https(
+            api_a, "POST", "/security/user/authenticate", {"Authorization": f"Basic {basic}"}
+        )
+        self.assertEqual(status, 200, body)
+        bearer = {"Authorization": f"Bearer {body['data']['token']}"}
+        status, body = https(api_a, "POST", "/agents", bearer, {"name": "api-agent"})
+        self.assertEqual(status, 200, body)
+        api_agent = body["data"]["id"]
         [before] = enroll([cluster.node_ports("worker1")["enrollment"]], 1, "before-")
         self.assertIn("id", before, before)
         listed = control(cluster.home("worker1").root, "-l")
@@ -121,7 +194,10 @@ class FailoverRealTests(ClusterTestCase):
                 DEADLINE,
             )
         )
-        self.assertIn("Took over 1 agents from etcd", second.log_text())
+        self.assertIn("Took over 2 agents from etcd", second.log_text())  # and api-agent
+        self.assertTrue(wait_for(lambda: https(api_b, "GET", HEALTH)[0] == 200, DEADLINE))
+        self.assertEqual(https(api_b, "GET", "/agents")[0], 401)
+        self.assertEqual(keys_b["api-agent"].id, api_agent)
 
 
 def port_open(port: int) -> bool:
@@ -134,14 +210,16 @@ def port_open(port: int) -> bool:
 
 
 class EtcdLostRealTests(ClusterTestCase):
-    """The master loses etcd: it stops being master within the TTL, and is master again
-    by itself once etcd is back."""
+    """etcd is down entirely: the last master keeps serving reads and refuses writes with
+    a clear error, and is master again by itself once etcd is back."""
 
-    def test_master_without_etcd_steps_down(self) -> None:
-        """One candidate and a worker; etcd killed: the candidate steps down, its cluster
-        listener and enrollment port close (a master that may have been replaced must not
-        accept writes); etcd restarted: it is elected again, the worker links to it and an
-        enrollment through the worker gets a key."""
+    def test_master_without_etcd_serves_read_only(self) -> None:
+        """One candidate (with the API) and a worker; etcd killed: the candidate's term ends
+        but its services stay up read-only: its cluster port stays open, an enrollment is
+        refused with the reason, API reads answer and writes get 503 naming etcd, the health
+        URL says read_only, -i says so. etcd restarted: it is elected again, its services
+        restart through the take-over, the worker links to it and an enrollment through the
+        worker gets a key."""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self))
         self.addCleanup(etcd.stop)
@@ -149,21 +227,36 @@ class EtcdLostRealTests(ClusterTestCase):
         cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
         cluster.cluster_extra = lambda name, role: block
+        cluster.extra_config = lambda name, role: (
+            api_block(cluster, name) if name == "cand-a" else ""
+        )
         cluster.write()
+        api = cluster.node_ports("cand-a")["api"]
         master = self.start(cluster, "cand-a", "master")
         worker = self.start(cluster, "worker1", "worker")
         self.wait_log(worker, "Successfully connected to master cand-a")
         enrollment_port = cluster.node_ports("cand-a")["enrollment"]
         self.assertTrue(port_open(cluster.port))
-        self.assertTrue(port_open(enrollment_port))
+        self.assertTrue(wait_for(lambda: https(api, "GET", HEALTH)[0] == 200, DEADLINE))
 
         [member] = etcd.members
         etcd.kill(member)
-        self.wait_log(master, "No longer master (term")
+        self.wait_log(master, "keep serving read-only")
         self.assertIn("no lease renewal for 3 s", master.log_text())
-        self.assertTrue(wait_for(lambda: not port_open(cluster.port), DEADLINE))
-        # The worker's services take the agent ports back; the master's 1516 stays closed.
-        self.assertFalse(port_open(cluster.port))
+        self.assertNotIn("No longer master", master.log_text())
+        self.assertTrue(port_open(cluster.port))
+        self.assertTrue(port_open(enrollment_port))
+        [refused] = enroll([enrollment_port], 1, "down-")
+        self.assertNotIn("id", refused, refused)
+        self.assertIn("could not store it", json.dumps(refused))
+        status, body = https(api, "GET", HEALTH)
+        self.assertEqual((status, body.get("read_only")), (200, True), body)
+        self.assertEqual(https(api, "GET", "/agents")[0], 401)  # reads reach the API
+        status, body = https(api, "POST", "/agents")
+        self.assertEqual(status, 503, body)
+        self.assertIn("etcd does not answer", str(body.get("detail")))
+        health = control(cluster.home("cand-a").root, "-i")
+        self.assertIn("running as master (read-only: etcd does not answer)", health.stdout)
 
         etcd.start_member(member)
         etcd.wait_healthy(member)
@@ -195,6 +288,8 @@ class EtcdLostRealTests(ClusterTestCase):
             ),
             results[-3:],
         )
+        status, body = https(api, "GET", HEALTH)
+        self.assertEqual((status, body.get("read_only")), (200, False), body)
 
 
 class KillDuringBurstRealTests(ClusterTestCase):
@@ -279,3 +374,122 @@ class KillDuringBurstRealTests(ClusterTestCase):
 
         self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), accepted[-3:])
         self.assertNotIn(accepted[-1]["id"], ids)
+
+
+def terms(node: NodeProcess) -> list[int]:
+    """The terms a node's cluster.log says it was master for, in order."""
+    return [int(found) for found in re.findall(r"Master for term (\d+)", node.log_text())]
+
+
+class PartitionRealTests(ClusterTestCase):
+    """The master loses etcd through a proxy cut while the other candidate still reaches
+    it: two masters never acknowledge writes in the same term."""
+
+    def test_cut_off_master_never_writes_in_the_new_term(self) -> None:
+        """cand-a reaches etcd through a proxy, cand-b and the worker directly. Five
+        enrollments through the worker; the proxy stalls (a black hole): cand-a turns
+        read-only and refuses enrollments on its own port, cand-b is elected in a later
+        term, the worker relinks to it and five more enrollments are acknowledged. Every
+        acknowledged agent is on cand-b with its id and key, no id twice; cand-a keeps
+        refusing while cut off, and runs as a worker following cand-b once the proxy
+        forwards again (what it held back is delivered late and must change nothing)."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        proxy = FaultProxy(etcd.members[0].client_port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        direct = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        proxied = failover_block([f"http://127.0.0.1:{proxy.port}"], ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: proxied if name == "cand-a" else direct
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        through_worker = [cluster.node_ports("worker1")["enrollment"]]
+        before = enroll(through_worker, 5, "before-")
+        self.assertTrue(all("id" in result for result in before), before)
+
+        proxy.stall()
+        proxy.drop()
+        self.wait_log(first, "keep serving read-only", DEADLINE * 2)
+        [refused] = enroll([cluster.node_ports("cand-a")["enrollment"]], 1, "old-term-")
+        self.assertNotIn("id", refused, refused)
+        self.wait_log(second, "Master for term", DEADLINE * 2)
+        [old_term] = terms(first)
+        [new_term] = terms(second)
+        self.assertGreater(new_term, old_term)
+        self.wait_log(worker, "Successfully connected to master cand-b")
+        after: list[dict[str, str]] = []
+
+        def enrolled() -> bool:
+            [result] = enroll(through_worker, 1, f"after-{len(after)}-")
+            if "id" in result:
+                after.append(result)
+            return len(after) == 5
+
+        self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), second.log_text()[-3000:])
+        # Still cut off: the old master acknowledges nothing in (or after) the new term.
+        [refused] = enroll([cluster.node_ports("cand-a")["enrollment"]], 1, "old-term-late-")
+        self.assertNotIn("id", refused, refused)
+        self.assertEqual(terms(first), [old_term])
+
+        proxy.resume()
+        self.wait_log(first, "etcd names cand-b master", DEADLINE * 2)
+        self.wait_log(first, "Successfully connected to master cand-b")
+        acknowledged = before + after
+        keys_b = {e.name: e for e in read_client_keys(cluster.home("cand-b").client_keys)}
+        for result in acknowledged:
+            self.assertEqual(
+                (keys_b[result["name"]].id, keys_b[result["name"]].key),
+                (result["id"], result["key"]),
+            )
+        ids = [result["id"] for result in acknowledged]
+        self.assertEqual(len(ids), len(set(ids)), ids)
+        self.assertFalse(any(name.startswith("old-term-") for name in keys_b), sorted(keys_b))
+        self.assertEqual(terms(second), [new_term])
+
+
+class ThreeMemberEtcdRealTests(ClusterTestCase):
+    """etcd of three members loses one: nothing changes."""
+
+    def test_one_member_lost(self) -> None:
+        """Two candidates and a worker on a three-member etcd; one member is killed (each
+        node's client tries the next endpoint): the master keeps its term, nobody steps
+        down, and enrollments through the worker are still acknowledged."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self), size=3)
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        second = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        through_worker = [cluster.node_ports("worker1")["enrollment"]]
+        [result] = enroll(through_worker, 1, "before-")
+        self.assertIn("id", result, result)
+        etcd.kill(etcd.members[0])  # the first endpoint: every client starts there
+        results: list[dict[str, str]] = []
+        until = time.monotonic() + 4 * TTL  # enrollments back to back over four lease TTLs
+        while time.monotonic() < until:
+            [result] = enroll(through_worker, 1, f"during-{len(results)}-")
+            results.append(result)
+        self.assertTrue(all("id" in result for result in results), results)
+        for node in (first, second, worker):
+            self.assertNotIn("Stepped down", node.log_text())
+            self.assertNotIn("keep serving read-only", node.log_text())
+        self.assertEqual(len(terms(first)), 1)
+        self.assertEqual(terms(second), [])

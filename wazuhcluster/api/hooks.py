@@ -7,8 +7,8 @@ fails is logged and never fails the call that triggered it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from attrs import define
 from twisted.internet.defer import Deferred
@@ -26,11 +26,15 @@ class ApiHooks:
     ``reconnect(agent_ids)`` asks the given active agents to reconnect (it may return a
     Deferred); ``agents_added(agents)`` and ``agents_removed(agent_ids)`` tell the node
     about registry changes made through the API (e.g. to push keys to the workers).
+    ``failover()`` (a node with ``<failover>``) returns the election as the node sees it:
+    the API then serves only while this node is the master, and answers the health URL
+    (:mod:`wazuhcluster.api.standby`).
     """
 
     reconnect: Callable[[list[str]], object] | None = None
     agents_added: Callable[[list[Agent]], object] | None = None
     agents_removed: Callable[[list[str]], object] | None = None
+    failover: Callable[[], Mapping[str, Any]] | None = None
 
 
 def notify(hook: Callable[[T], object] | None, value: T) -> None:

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from wazuhcluster.api.auth import LoginThrottle, RequestLimiter, TokenAuthority, load_or_create_key
@@ -24,6 +25,7 @@ from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.resource import ApiResource, bounded_site
 from wazuhcluster.api.security_store import SecurityStore
+from wazuhcluster.api.standby import MasterGate
 from wazuhcluster.api.users import UserStore, number_users
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
@@ -54,7 +56,10 @@ def build_site(
     limiter = RequestLimiter(settings.max_request_per_minute, clock)
     unauthenticated = RequestLimiter(settings.max_unauthenticated_request_per_minute, clock)
     resource = ApiResource(endpoints, limiter, settings.max_upload_size, unauthenticated)
-    return bounded_site(resource, settings.max_upload_size), resource
+    root: Resource = resource
+    if hooks is not None and hooks.failover is not None:
+        root = MasterGate(hooks.failover, settings.port, resource)
+    return bounded_site(root, settings.max_upload_size), resource
 
 
 class ApiService(Service):

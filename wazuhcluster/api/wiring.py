@@ -12,6 +12,10 @@ The node and the registry feature are seen through :mod:`wazuhcluster.api.interf
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from attrs import evolve
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from wazuhcluster.api.hooks import ApiHooks
@@ -66,11 +70,14 @@ def master_api(
     reactor: IReactorSSLTime,
     settings: ApiSettings | None = None,
     hooks: ApiHooks | None = None,
+    failover: Callable[[], Mapping[str, Any]] | None = None,
 ) -> ApiService | None:
-    """The master's ApiService, or None when ``<api>`` is absent or disabled."""
+    """The master's ApiService, or None when ``<api>`` is absent or disabled (``failover``:
+    the election's status on a node with ``<failover>``, see :class:`ApiHooks`)."""
     settings = settings or parse_api(config.section("api"), config.home)
     if not settings.enabled:
         return None
-    return ApiService(
-        settings, node, registry_feature, reactor, hooks or registry_hooks(registry_feature, node)
-    )
+    hooks = hooks or registry_hooks(registry_feature, node)
+    if failover is not None:
+        hooks = evolve(hooks, failover=failover)
+    return ApiService(settings, node, registry_feature, reactor, hooks)

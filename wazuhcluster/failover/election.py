@@ -438,6 +438,8 @@ class LeadershipService(Service):
     def _deadline_passed(self) -> None:
         self._deadline_call = None
         if self.term is not None:
+            # No renewal in a whole TTL is etcd not answering, even before a call failed.
+            self._unreachable = self._unreachable or "no answer within the lease TTL"
             self._step_down(
                 self.term,
                 f"no lease renewal for {self.ttl} s (etcd unreachable: "
@@ -580,6 +582,7 @@ class LeadershipService(Service):
         if term is None or lease is None:
             raise NotLeader(f"{self.node_name} is not the leader")
         if self.clock.seconds() >= self._lease_deadline:
+            self._unreachable = self._unreachable or "no answer within the lease TTL"
             self._step_down(term, "the lease may have expired (no renewal in time)")
             raise NotLeader(f"{self.node_name} is no longer the leader (term {term})")
         return term, lease

@@ -15,7 +15,7 @@ from wazuhcluster import WAZUH_VERSION, __version__
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.agents.interfaces import IEventSink
 from wazuhcluster.api.errors import ApiError, wazuh_error
-from wazuhcluster.api.interfaces import IApiNode
+from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
 from wazuhcluster.api.wiring import master_api
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
@@ -24,6 +24,7 @@ from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
 from wazuhcluster.failover.interfaces import IDurableAgents
 from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
+from wazuhcluster.master.durable_api import DurableRegistryFeature
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
@@ -317,6 +318,7 @@ class MasterService(MultiService):
     ) -> None:
         super().__init__()
         self.durable = durable
+        self.failover = failover
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
         self.channel = self.shared.channel
@@ -393,7 +395,14 @@ class MasterService(MultiService):
         ).setServiceParent(self)
         self.shared.set_service_parent(self)
         self.registry.on_keys_changed.append(self.shared.key_rows_changed)
-        api = master_api(config, self.node, self.registry, reactor, self.sections.api)
+        failover = self.failover.failover_status if self.failover is not None else None
+        # With <failover> the API's agent writes are stored in etcd before they are answered.
+        api_registry: IRegistryFeature = self.registry
+        if self.durable is not None:
+            api_registry = DurableRegistryFeature(self.registry, self.durable)
+        api = master_api(
+            config, self.node, api_registry, reactor, self.sections.api, failover=failover
+        )
         if api is not None:
             api.setServiceParent(self)
 

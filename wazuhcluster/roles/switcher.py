@@ -9,6 +9,13 @@ only follows: it is always a worker, linked to whoever leads. Each role is built
 the existing constructors (handed in as factories), so nothing here knows either role and
 master/ and worker/ stay independent; one switch runs at a time, the old role's services
 fully stopped before the new one's start (they share ports and the control socket).
+
+A master that steps down only because etcd does not answer (the lease could not be renewed
+in time: etcd down, or cut off from it) keeps its services running **read-only** instead:
+its fenced writes are refused, so enrollments, deletions and API writes fail with a clear
+error, while agents, workers and API reads are still served. It runs as a worker as soon
+as etcd names another master; when etcd answers and elects it again, its master's
+services are restarted through the take-over (another master may have led meanwhile).
 """
 
 from __future__ import annotations
@@ -106,6 +113,9 @@ class RoleSwitcher(Service):
         #: How many times this node became master, and stepped down, since it started.
         self.promotions = 0
         self.demotions = 0
+        #: A master kept serving reads while etcd does not answer (see module docstring).
+        self.read_only = False
+        self._restart = False
         self._switching: Deferred[None] | None = None
         self._again = False
         leadership.subscribe(
@@ -143,11 +153,27 @@ class RoleSwitcher(Service):
 
     def _elected(self, term: int) -> None:
         self.wanted = MASTER
+        if self.read_only:
+            # Elected anew after etcd came back: the state may have moved meanwhile.
+            self.read_only, self._restart = False, True
         self.log.info("Master for term {term}: starting the master's services.", term=term)
         self._converge()
 
     def _lost(self, term: int, reason: str) -> None:
         self.wanted = WORKER
+        problem = self.leadership.etcd_problem
+        if self.running and self.role == MASTER and problem is not None:
+            self.read_only = True
+            self.log.warn(
+                "etcd does not answer ({problem}): the master's services keep serving "
+                "read-only (term {term} ended: {reason}); enrollments, deletions and API "
+                "writes are refused until etcd answers.",
+                problem=problem,
+                term=term,
+                reason=reason,
+            )
+            return
+        self.read_only = False
         if self.running:
             self.log.warn(
                 "No longer master (term {term}: {reason}): stopping the master's services "
@@ -158,6 +184,16 @@ class RoleSwitcher(Service):
         self._converge()
 
     def _leader_changed(self, leader: Term | None) -> None:
+        if self.read_only and leader is not None and leader.leader != self.leadership.node_name:
+            self.read_only = False
+            self.log.warn(
+                "etcd names {name} master (term {term}): the read-only master's services "
+                "stop; running as a worker.",
+                name=leader.leader,
+                term=leader.number,
+            )
+            self._converge()
+            return
         if self.role == WORKER and self.current is not None:
             self._follow(self.current, leader)
 
@@ -195,7 +231,10 @@ class RoleSwitcher(Service):
         switching.addBoth(done)
 
     async def _switch(self) -> None:
-        while self.running and self.role != self.wanted:
+        while self.running and (self.role != self.wanted or self._restart):
+            if self.read_only:
+                return  # kept as it is until etcd answers (see module docstring)
+            self._restart = False
             current, previous = self.current, self.role
             self.current = self.role = None
             if current is not None:
@@ -263,6 +302,7 @@ class RoleSwitcher(Service):
             "candidates": list(self.candidates),
             "lease_ttl": leadership.ttl,
             "etcd": leadership.etcd_problem or "ok",
+            "read_only": self.read_only,
             "promotions": self.promotions,
             "demotions": self.demotions,
         }

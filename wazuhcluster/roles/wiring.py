@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wazuhcluster.api.standby import StandbyApiService
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.failover.agents import DurableAgents
@@ -24,7 +25,8 @@ def build_failover_node(
     A candidate publishes its ``<nodes><node>`` address and cluster port as where it is
     reached while it leads; a node that is not a candidate only follows the election.
     When elected it first takes over the agents kept in etcd, and its master stores every
-    enrollment and deletion there before acknowledging it.
+    enrollment and deletion there before acknowledging it. A candidate running as a
+    worker answers on the API port with the master's name (:mod:`wazuhcluster.api.standby`).
     """
     cluster = config.cluster
     settings = cluster.failover
@@ -40,8 +42,15 @@ def build_failover_node(
     def make_master() -> MasterService:
         return MasterService(config, reactor, sections, failover=switcher, durable=durable)
 
+    api = sections.api
+
     def make_worker() -> WorkerService:
-        return WorkerService(config, reactor, sections, follow=True, failover=switcher)
+        worker = WorkerService(config, reactor, sections, follow=True, failover=switcher)
+        if candidate and api.enabled:
+            # The API port of a candidate that is not master names the master (and its
+            # health URL says 503), so clients and load balancers find the master.
+            StandbyApiService(api, switcher.failover_status, reactor).setServiceParent(worker)
+        return worker
 
     async def prepare_master() -> None:
         await take_over_agents(durable, config.home, run_in_reactor_pool, log)

@@ -285,7 +285,8 @@ def format_failover(status: dict[str, Any]) -> str:
             f"    {leader}",
             f"    Last election: {iso_time(status.get('last_election'))}",
             f"    Candidates: {candidates}",
-            f"    This node: {status.get('node')} ({part}), running as {status.get('role')}; "
+            f"    This node: {status.get('node')} ({part}), running as {status.get('role')}"
+            f"{' (read-only: etcd does not answer)' if status.get('read_only') else ''}; "
             f"lease TTL {status.get('lease_ttl')} s; etcd: {status.get('etcd')}",
         ]
     )

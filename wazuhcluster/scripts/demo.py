@@ -55,7 +55,9 @@ STEP_TIMEOUT = 90.0
 #: Written into --dir so a later run knows it may clear what an earlier one left.
 MARKER = ".wazuhcluster-demo"
 NODE_NAMES = ("master", "worker1", "worker2")
-OWNED = (*NODE_NAMES, "nginx", "agents", MARKER)
+#: What ``--failover`` adds (see :mod:`wazuhcluster.scripts.demo_failover`).
+FAILOVER_OWNED = ("master-a", "master-b", "etcd")
+OWNED = (*NODE_NAMES, *FAILOVER_OWNED, "nginx", "agents", MARKER)
 #: Seconds between a node's death and the demo starting it again (``--restart-after``).
 RESTART_AFTER = 10.0
 #: Largest alerts.json the demo reads back (it only looks for a few lines).
@@ -89,9 +91,13 @@ def prepare_dir(base: Path) -> None:
     DemoError if ``base`` holds one of the demo's names without having been made by it.
     """
     base.mkdir(parents=True, exist_ok=True)
-    if _answers(base / "master" / "var" / "run" / "cluster.sock"):
+    if any(
+        _answers(base / name / "var" / "run" / "cluster.sock") for name in ("master", "master-a")
+    ):
         raise DemoError(f"a demo is already running in {shown(base)}; stop it first")
-    ours = (base / MARKER).exists() or (base / "master" / "etc" / "wazuh-manager.conf").exists()
+    ours = (base / MARKER).exists() or any(
+        (base / name / "etc" / "wazuh-manager.conf").exists() for name in ("master", "master-a")
+    )
     present = [name for name in OWNED if (base / name).exists()]
     if present and not ours:
         raise DemoError(f"{shown(base)} holds {', '.join(present)} not made by the demo")
@@ -601,10 +607,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; 0 when it ran and stopped cleanly, 1 when a step failed."""
+#: Builds another demo from the base directory, the printer and ``--restart-after``.
+MakeDemo = Callable[[Path, Callable[[str], None], float], Demo]
+
+
+def main(
+    argv: list[str] | None = None, make_demo: MakeDemo | None = None, prog: str | None = None
+) -> int:
+    """Run the demo (``make_demo``: another story over the same options, e.g. the failover
+    one); 0 when it ran and stopped cleanly, 1 when a step failed."""
     parser = argparse.ArgumentParser(
-        prog="python -m wazuhcluster.scripts.demo", description=(__doc__ or "").split("\n")[0]
+        prog=prog or "python -m wazuhcluster.scripts.demo",
+        description=(__doc__ or "").split("\n")[0],
     )
     parser.add_argument("--dir", default="demo", help="where the nodes' homes are created")
     parser.add_argument(
@@ -632,13 +646,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.restart_after < 0:
         parser.error("--restart-after must not be negative")
     base = Path(args.dir).absolute()
-    demo = Demo(
-        base,
-        use_nginx=not args.no_nginx,
-        ruleset=Path(args.ruleset).absolute() if args.ruleset else None,
-        out=lambda text: print(text, flush=True),
-        restart_after=args.restart_after,
-    )
+    if make_demo is not None:
+        demo = make_demo(base, lambda text: print(text, flush=True), args.restart_after)
+    else:
+        demo = Demo(
+            base,
+            use_nginx=not args.no_nginx,
+            ruleset=Path(args.ruleset).absolute() if args.ruleset else None,
+            out=lambda text: print(text, flush=True),
+            restart_after=args.restart_after,
+        )
     status = 0
     # also when started in the background, where the shell leaves SIGINT ignored
     signal.signal(signal.SIGINT, signal.default_int_handler)

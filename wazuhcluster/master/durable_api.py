@@ -1,0 +1,200 @@
+"""The REST API's registry writes, made durable in etcd before they are answered.
+
+On a master with ``<failover>`` the API is handed :class:`DurableRegistryFeature` instead
+of the registry feature itself. Its registry (:class:`DurableApiRegistry`) runs each API
+write on the registry thread between two snapshots of the agents' durable facts, in the
+same job, so the difference is exactly what that write changed (an agent added, one
+replaced by ``<force>``, groups assigned, unassigned or changed by a group's deletion);
+that difference is stored in etcd through the leader's fenced transaction before the
+call returns. When etcd does not take it, what can be undone is undone (a new agent
+removed, old group lists put back) and the call fails with 503: nothing the API
+acknowledged is missing from etcd. Deletions go to etcd first, then to the registry,
+like the control tool's. Writes that change no agent (agent.conf, an empty group) cost
+the two snapshots and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from wazuhcluster.api.errors import ApiError
+from wazuhcluster.api.interfaces import IRegistryFeature
+from wazuhcluster.failover.interfaces import IDurableAgents
+from wazuhcluster.registry.model import Agent, DurableAgent, format_agent_id, parse_agent_id
+from wazuhcluster.registry.service import AsyncRegistry
+from wazuhcluster.registry.store import Registry
+from wazuhcluster.util.logs import ClusterLog
+
+T = TypeVar("T")
+REMEDIATION = "Retry once a master is elected and etcd answers (wazuh-cluster-control -i)"
+
+
+@frozen
+class Change:
+    """What one registry write changed in the agents' durable facts."""
+
+    before: dict[str, DurableAgent]
+    written: list[DurableAgent]
+    removed: list[str]
+    next_id: int | None
+
+    def __bool__(self) -> bool:
+        return bool(self.written or self.removed)
+
+
+def durable_facts(registry: Registry) -> dict[str, DurableAgent]:
+    """Every agent's durable facts, by id (registry thread)."""
+    return {agent.id: DurableAgent.of(agent) for agent in registry.list_agents()}
+
+
+def diffed(function: Callable[[Registry], T]) -> Callable[[Registry], tuple[T, Change]]:
+    """``function`` run between two snapshots; its result and what it changed."""
+
+    def run(registry: Registry) -> tuple[T, Change]:
+        before = durable_facts(registry)
+        result = function(registry)
+        after = durable_facts(registry)
+        written = [agent for agent_id, agent in after.items() if before.get(agent_id) != agent]
+        removed = sorted(set(before) - set(after))
+        added = any(agent_id not in before for agent_id in after)
+        next_id = registry.next_agent_id() if added else None
+        return result, Change(before, written, removed, next_id)
+
+    return run
+
+
+def not_stored(what: str, error: BaseException) -> ApiError:
+    """The 503 of an API write etcd did not take."""
+    return ApiError(
+        503,
+        "Service Unavailable",
+        f"{what}: the cluster could not store it in etcd ({error or repr(error)})",
+        remediation=REMEDIATION,
+    )
+
+
+class DurableApiRegistry:
+    """The API's view of the async registry: writes stored in etcd (module docstring);
+    reads and everything else go to ``inner`` unchanged."""
+
+    def __init__(self, inner: AsyncRegistry, durable: IDurableAgents, log: ClusterLog) -> None:
+        self.inner = inner
+        self.durable = durable
+        self.log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def write(self, function: Callable[[Registry], T]) -> Deferred[T]:
+        """Run a write, then store what it changed in etcd before firing."""
+        return Deferred.fromCoroutine(self._write(function))
+
+    async def _write(self, function: Callable[[Registry], T]) -> T:
+        result, change = await self.inner.write(diffed(function))
+        if not change:
+            return result
+        try:
+            await self.durable.save(
+                [agent.record() for agent in change.written], change.removed, change.next_id
+            )
+        except Exception as error:
+            await self._undo(change)
+            raise not_stored("The change is undone", error) from None
+        return result
+
+    async def _undo(self, change: Change) -> None:
+        """Remove the agents the write added and put changed group lists back; agents it
+        removed cannot be put back here (etcd still holds them: the next master has them)."""
+        added = [agent.id for agent in change.written if agent.id not in change.before]
+        regrouped = [
+            change.before[agent.id]
+            for agent in change.written
+            if agent.id in change.before and change.before[agent.id].groups != agent.groups
+        ]
+
+        def undo(registry: Registry) -> None:
+            if added:
+                registry.remove_agents(added)
+            for agent in regrouped:
+                registry.set_groups(agent.id, agent.groups)
+
+        try:
+            if added or regrouped:
+                await self.inner.write(undo)
+        except Exception as error:
+            self.log.error("Could not undo an API write etcd refused: {error}", error=error)
+        self.log.error(
+            "An API write could not be stored in etcd: undone (agents removed: {added}; "
+            "group lists restored: {regrouped}); agents it removed here ({removed}) are "
+            "still in etcd.",
+            added=", ".join(added) or "none",
+            regrouped=", ".join(agent.id for agent in regrouped) or "none",
+            removed=", ".join(change.removed) or "none",
+        )
+
+    # The registry's write shortcuts, through this class's durable write.
+
+    def enroll(self, name: str, ip: str, groups: Sequence[str] = ()) -> Deferred[Agent]:
+        """Register an agent (durable)."""
+        return self.write(lambda registry: registry.enroll(name, ip, groups))
+
+    def remove_agents(self, agent_ids: Sequence[str]) -> Deferred[list[str]]:
+        """Remove agents: from etcd first, then from the registry."""
+        return Deferred.fromCoroutine(self._remove(list(agent_ids)))
+
+    async def _remove(self, agent_ids: list[str]) -> list[str]:
+        try:
+            ids = [format_agent_id(parse_agent_id(agent_id)) for agent_id in agent_ids]
+        except ValueError:
+            return list(await self.inner.remove_agents(agent_ids))  # the registry refuses
+        if ids:
+            try:
+                await self.durable.save([], ids)
+            except Exception as error:
+                raise not_stored("The agents are not deleted", error) from None
+        return list(await self.inner.remove_agents(ids))
+
+    def create_group(self, name: str) -> Deferred[None]:
+        """Create a group (groups themselves are not kept in etcd yet)."""
+        return self.write(lambda registry: registry.create_group(name))
+
+    def delete_group(self, name: str) -> Deferred[list[str]]:
+        """Delete a group; its agents' new group lists are durable."""
+        return self.write(lambda registry: registry.delete_group(name))
+
+    def assign(self, agent_id: str, group: str, replace: bool = False) -> Deferred[tuple[str, ...]]:
+        """Assign a group to an agent (durable)."""
+        return self.write(lambda registry: registry.assign(agent_id, group, replace))
+
+    def unassign(self, agent_id: str, group: str) -> Deferred[tuple[str, ...]]:
+        """Unassign a group from an agent (durable)."""
+        return self.write(lambda registry: registry.unassign(agent_id, group))
+
+
+@implementer(IRegistryFeature)
+class DurableRegistryFeature:
+    """The registry feature as the API sees it on a master with ``<failover>``."""
+
+    def __init__(self, feature: IRegistryFeature, durable: IDurableAgents) -> None:
+        self.feature = feature
+        self.durable = durable
+        self.log = ClusterLog("Master", "API")
+        self._wrapped: tuple[AsyncRegistry, DurableApiRegistry] | None = None
+
+    @property
+    def registry(self) -> AsyncRegistry:
+        """The durable view of the feature's registry (it exists once the feature started)."""
+        inner = self.feature.registry
+        if self._wrapped is None or self._wrapped[0] is not inner:
+            self._wrapped = (inner, DurableApiRegistry(inner, self.durable, self.log))
+        view: Any = self._wrapped[1]
+        return view
+
+    def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
+        """Tell the workers, as the feature does."""
+        self.feature.push_keys(added, removed)
