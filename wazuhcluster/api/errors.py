@@ -48,6 +48,8 @@ CODES: dict[int, Code] = {
     1106: Code("Requested section not present in configuration", "Ask for a configured section"),
     1112: Code("Empty files are not supported", "Send the file's content in the body"),
     1113: Code("XML syntax error", "Send a well-formed agent.conf"),
+    1308: Code("Stats file does not exist", "Ask for a day the node analysed events on"),
+    1309: Code("Statistics file damaged", "Check the node's var/stats/totals files"),
     1400: Code("Invalid offset"),
     1405: Code("Specified limit exceeds maximum allowed", "Use a limit between 1 and 100000"),
     1406: Code("0 is not a valid limit", "Use a limit between 1 and 100000"),

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from wazuhcluster.analysis.alert_totals import parse_date
 from wazuhcluster.api import params as p
 from wazuhcluster.api.context import EndpointContext
-from wazuhcluster.api.errors import ApiError
+from wazuhcluster.api.errors import ApiError, bad_request
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
 
@@ -33,7 +34,16 @@ _MESSAGES = {
     "logs_summary": same_message("Log was successfully summarized in specified node"),
     "analysisd": same_message("Statistical information for each node was successfully read"),
     "remoted": same_message("Statistical information for each node was successfully read"),
+    "stats": same_message("Statistical information for each node was successfully read"),
+    "stats_hourly": same_message(
+        "Statistical information per hour for each node was successfully read"
+    ),
+    "stats_weekly": same_message(
+        "Statistical information per week for each node was successfully read"
+    ),
 }
+#: The questions whose answer is a list of items.
+_LISTS = ("logs", "logs_summary", "stats", "stats_hourly", "stats_weekly")
 
 
 class ManagerEndpoints:
@@ -74,7 +84,7 @@ class ManagerEndpoints:
             return Reply(envelope([], failed, *messages))
         if question == "configuration" and "raw" in answer:
             return Reply(str(answer["raw"]), content_type=XML)
-        if question in ("logs", "logs_summary"):
+        if question in _LISTS:
             items = list(answer.get("items", []))
             return Reply(envelope(items, {}, *messages, answer.get("total", len(items))))
         return Reply(envelope([answer], {}, *messages))
@@ -189,6 +199,7 @@ class ManagerEndpoints:
             "distinct": p.boolean,
         }
         node = {"node_id": p.names}
+        dated = {**common, "date": date}
         nodes = {**common, "nodes_list": p.comma_list(p.names)}
         read = ("manager:read",)
         cluster_read = ("cluster:read",)
@@ -208,6 +219,9 @@ class ManagerEndpoints:
             Route("GET", "/manager/logs/summary", m("logs_summary"), common, actions=read),
             Route("GET", "/manager/stats/analysisd", m("analysisd"), common, actions=read),
             Route("GET", "/manager/stats/remoted", m("remoted"), common, actions=read),
+            Route("GET", "/manager/stats", m("stats"), dated, actions=read),
+            Route("GET", "/manager/stats/hourly", m("stats_hourly"), common, actions=read),
+            Route("GET", "/manager/stats/weekly", m("stats_weekly"), common, actions=read),
             Route(
                 "GET",
                 "/manager/configuration/validation",
@@ -259,6 +273,23 @@ class ManagerEndpoints:
                 node,
                 actions=cluster_read,
             ),
+            Route("GET", "/cluster/{node_id}/stats", n("stats"), dated, node, actions=cluster_read),
+            Route(
+                "GET",
+                "/cluster/{node_id}/stats/hourly",
+                n("stats_hourly"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/stats/weekly",
+                n("stats_weekly"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
             Route(
                 "GET",
                 "/cluster/configuration/validation",
@@ -276,11 +307,22 @@ class ManagerEndpoints:
         ]
 
 
+def date(name: str, value: str) -> str:
+    """A ``YYYY-MM-DD`` date."""
+    try:
+        parse_date(value)
+    except ValueError:
+        raise bad_request(f"'{value[:64]}' is not a 'date' ('{name}')") from None
+    return value
+
+
 def _arguments(call: Call, question: str) -> dict[str, Any]:
     """The call's parameters a node needs to answer ``question`` (JSON-ready)."""
     params = call.params
     if question == "configuration":
         return {key: params[key] for key in ("raw", "section", "field") if key in params}
+    if question == "stats":
+        return {"date": params["date"]} if "date" in params else {}
     if question == "logs":
         found: dict[str, Any] = {
             key: params[key]

@@ -5,7 +5,8 @@ worker answers with this same class), so both roles give the same shapes: Wazuh'
 information, the daemons' status, the configuration file as JSON (whole, one section or
 one field; ``raw`` for the file's text), cluster.log read as Wazuh's log records, their
 summary per tag, the analysis intake numbers in Wazuh's ``analysisd`` fields, a validation
-of the configuration on disk, and a ruleset reload.
+of the configuration on disk, a ruleset reload, and the per-hour analysis totals kept
+under var/stats (one day, and the hourly and weekly averages).
 
 Every answer is a JSON-ready dict; a refused question raises
 :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's code. Reading files runs in a thread.
@@ -22,11 +23,13 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.analysis.alert_totals import day_items, day_path, hourly, parse_date, weekly
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import Listing, apply_listing
 from wazuhcluster.config.cluster import NodeConfig, load_config, read_xml
 from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
 from wazuhcluster.util.threads import RunInThread
 
 #: The questions a node answers (the AMP ``AskNode`` and the API use these names).
@@ -40,6 +43,9 @@ QUESTIONS = (
     "validation",
     "reload",
     "remoted",
+    "stats",
+    "stats_hourly",
+    "stats_weekly",
 )
 #: The most of cluster.log read for one question (its newest part).
 MAX_LOG_BYTES = 4 * 1024 * 1024
@@ -134,6 +140,15 @@ class NodeAnswers:
             return self.analysisd()
         if question == "remoted":
             return self.remoted_stats()
+        if question == "stats":
+            dated: dict[str, Any] = await self.run_in_thread(self.stats, dict(arguments))
+            return dated
+        if question == "stats_hourly":
+            hourly: dict[str, Any] = await self.run_in_thread(self.stats_hourly)
+            return hourly
+        if question == "stats_weekly":
+            weekly: dict[str, Any] = await self.run_in_thread(self.stats_weekly)
+            return weekly
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -268,6 +283,31 @@ class NodeAnswers:
             "total_queue_size": float(intake.get("queue_size") or 0),
             **found,
         }
+
+    def stats(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """One day's per-hour totals (``date``, today by default), as Wazuh's items."""
+        text = arguments.get("date")
+        try:
+            moment = parse_date(text) if text else time.localtime(self.now())
+        except ValueError as error:
+            raise bad_request(str(error)) from None
+        folder = totals_folder(self.config.home.root)
+        try:
+            day = read_day(folder, moment)
+        except ValueError as error:
+            raise wazuh_error(1309, f"{day_path(moment)}: {error}") from None
+        if day is None:
+            raise wazuh_error(1308, day_path(moment))
+        return {"items": day_items(day)}
+
+    def stats_hourly(self) -> dict[str, Any]:
+        """The events of each hour averaged over the days kept."""
+        days = read_days(totals_folder(self.config.home.root))
+        return {"items": [hourly(day for _, day in days)]}
+
+    def stats_weekly(self) -> dict[str, Any]:
+        """The hourly averages per weekday."""
+        return {"items": weekly(read_days(totals_folder(self.config.home.root)))}
 
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""
