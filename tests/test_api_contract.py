@@ -133,6 +133,9 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", "/cluster/{node_id}/stats", "/cluster/master/stats?date=2001-01-01", None),
     ("GET", "/cluster/{node_id}/stats/hourly", "/cluster/ghost/stats/hourly", None),
     ("GET", "/cluster/{node_id}/stats/weekly", "/cluster/ghost/stats/weekly", None),
+    ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-maild", None),
+    ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-db", None),
+    ("GET", "/cluster/{node_id}/daemons/stats", "/cluster/ghost/daemons/stats", None),
 ]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {

@@ -26,7 +26,13 @@ LOG_LEVELS = ("critical", "debug", "debug2", "error", "info", "warning")
 MAX_LOG_LINES = 500
 XML = b"application/xml; charset=utf-8"
 
+_DAEMON_MESSAGES = (
+    "Statistical information for each daemon was successfully read",
+    "Could not read statistical information for some daemons",
+    "Could not read statistical information for any daemon",
+)
 _MESSAGES = {
+    "daemons_stats": _DAEMON_MESSAGES,
     "info": same_message("Basic information was successfully read in specified node"),
     "status": same_message("Processes status was successfully read in specified node"),
     "configuration": same_message("Configuration was successfully read in specified node"),
@@ -42,6 +48,8 @@ _MESSAGES = {
         "Statistical information per week for each node was successfully read"
     ),
 }
+#: The daemons ``daemons/stats`` knows (Wazuh's ``daemons_list`` values).
+STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
 #: The questions whose answer is a list of items.
 _LISTS = ("logs", "logs_summary", "stats", "stats_hourly", "stats_weekly")
 
@@ -84,6 +92,10 @@ class ManagerEndpoints:
             return Reply(envelope([], failed, *messages))
         if question == "configuration" and "raw" in answer:
             return Reply(str(answer["raw"]), content_type=XML)
+        if question == "daemons_stats":
+            for daemon in answer.get("failed", []):
+                add_failure(failed, 1017, daemon)
+            return Reply(envelope(list(answer.get("items", [])), failed, *messages))
         if question in _LISTS:
             items = list(answer.get("items", []))
             return Reply(envelope(items, {}, *messages, answer.get("total", len(items))))
@@ -200,6 +212,7 @@ class ManagerEndpoints:
         }
         node = {"node_id": p.names}
         dated = {**common, "date": date}
+        daemons = {**common, "daemons_list": p.comma_list(p.choice(*STATS_DAEMONS))}
         nodes = {**common, "nodes_list": p.comma_list(p.names)}
         read = ("manager:read",)
         cluster_read = ("cluster:read",)
@@ -220,6 +233,7 @@ class ManagerEndpoints:
             Route("GET", "/manager/stats/analysisd", m("analysisd"), common, actions=read),
             Route("GET", "/manager/stats/remoted", m("remoted"), common, actions=read),
             Route("GET", "/manager/stats", m("stats"), dated, actions=read),
+            Route("GET", "/manager/daemons/stats", m("daemons_stats"), daemons, actions=read),
             Route("GET", "/manager/stats/hourly", m("stats_hourly"), common, actions=read),
             Route("GET", "/manager/stats/weekly", m("stats_weekly"), common, actions=read),
             Route(
@@ -276,6 +290,14 @@ class ManagerEndpoints:
             Route("GET", "/cluster/{node_id}/stats", n("stats"), dated, node, actions=cluster_read),
             Route(
                 "GET",
+                "/cluster/{node_id}/daemons/stats",
+                n("daemons_stats"),
+                daemons,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
                 "/cluster/{node_id}/stats/hourly",
                 n("stats_hourly"),
                 common,
@@ -321,6 +343,8 @@ def _arguments(call: Call, question: str) -> dict[str, Any]:
     params = call.params
     if question == "configuration":
         return {key: params[key] for key in ("raw", "section", "field") if key in params}
+    if question == "daemons_stats":
+        return {"daemons": list(dict.fromkeys(params.get("daemons_list") or STATS_DAEMONS))}
     if question == "stats":
         return {"date": params["date"]} if "date" in params else {}
     if question == "logs":

@@ -57,15 +57,13 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
             )
         ),
     ),
-    "manager and node daemon statistics, restarts and live configuration": (
+    "manager and node restarts and live configuration": (
         ("PUT", "/manager/configuration"),
-        ("GET", "/manager/daemons/stats"),
         ("PUT", "/manager/restart"),
         ("PUT", "/cluster/restart"),
         ("GET", "/manager/configuration/{component}/{configuration}"),
         ("GET", "/manager/version/check"),
         ("PUT", "/cluster/{node_id}/configuration"),
-        ("GET", "/cluster/{node_id}/daemons/stats"),
         ("GET", "/cluster/{node_id}/configuration/{component}/{configuration}"),
     ),
 }

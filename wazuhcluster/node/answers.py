@@ -46,7 +46,10 @@ QUESTIONS = (
     "stats",
     "stats_hourly",
     "stats_weekly",
+    "daemons_stats",
 )
+#: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
+STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
 #: The most of cluster.log read for one question (its newest part).
 MAX_LOG_BYTES = 4 * 1024 * 1024
 #: The most a worker's answer may weigh once encoded (one AMP value holds 64 KiB).
@@ -115,6 +118,8 @@ class NodeAnswers:
         self.running = running
         self.now = now
         self.remoted = remoted
+        #: When this node's counters started (the daemons' ``uptime``).
+        self.started = now()
 
     @property
     def name(self) -> str:
@@ -149,6 +154,8 @@ class NodeAnswers:
         if question == "stats_weekly":
             weekly: dict[str, Any] = await self.run_in_thread(self.stats_weekly)
             return weekly
+        if question == "daemons_stats":
+            return self.daemons_stats(arguments.get("daemons") or STATS_DAEMONS)
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -309,6 +316,40 @@ class NodeAnswers:
         """The hourly averages per weekday."""
         return {"items": weekly(read_days(totals_folder(self.config.home.root)))}
 
+    def daemons_stats(self, daemons: Any) -> dict[str, Any]:
+        """Wazuh 4.4's statistics of each asked daemon this node stands in for, from its
+        own counters (what it does not count is 0); the others are failed (1017)."""
+        now = self.now()
+        items: list[dict[str, Any]] = []
+        failed: list[str] = []
+        for name in daemons if isinstance(daemons, list) else []:
+            metrics = self._daemon_metrics(str(name))
+            if metrics is None:
+                failed.append(str(name))
+                continue
+            items.append(
+                {
+                    "uptime": _utc(self.started),
+                    "timestamp": _utc(now),
+                    "name": name,
+                    "metrics": metrics,
+                }
+            )
+        return {"items": items, "failed": failed}
+
+    def _daemon_metrics(self, name: str) -> dict[str, Any] | None:
+        if name not in self.running or name not in STATS_DAEMONS:
+            return None
+        if name == "wazuh-remoted":
+            if self.remoted is None:
+                return None
+            return remoted_metrics(self.remoted(), self.intake() if self.intake is not None else {})
+        if name == "wazuh-analysisd":
+            if self.intake is None:
+                return None
+            return analysisd_metrics(self.intake())
+        return wazuh_db_metrics()
+
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""
         config = self.config
@@ -354,6 +395,96 @@ def analysisd_stats(intake: Mapping[str, Any]) -> dict[str, Any]:
         "event_queue_usage": round(length / size, 4) if size else 0.0,
         "events_edps": float(intake.get("eps_10s", 0)),
     }
+
+
+def _utc(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def remoted_metrics(numbers: Mapping[str, Any], intake: Mapping[str, Any]) -> dict[str, Any]:
+    """Wazuh's wazuh-remoted metrics from the agent channel's counters; the received queue
+    is the analysis queue events wait in. Pings, control messages by kind, key reloads
+    and sent messages by kind are not counted here (0)."""
+    return {
+        "bytes": {
+            "received": int(numbers.get("recv_bytes", 0)),
+            "sent": int(numbers.get("sent_bytes", 0)),
+        },
+        "keys_reload_count": 0,
+        "messages": {
+            "received_breakdown": {
+                "control": int(numbers.get("ctrl_msg_count", 0)),
+                "control_breakdown": {"keepalive": 0, "request": 0, "shutdown": 0, "startup": 0},
+                "dequeued_after": int(numbers.get("dequeued_after_close", 0)),
+                "discarded": int(numbers.get("discarded_count", 0)),
+                "event": int(numbers.get("evt_count", 0)),
+                "ping": 0,
+                "unknown": 0,
+            },
+            "sent_breakdown": {
+                "ack": 0,
+                "ar": 0,
+                "discarded": 0,
+                "request": 0,
+                "sca": 0,
+                "shared": 0,
+            },
+        },
+        "queues": {
+            "received": {
+                "size": int(intake.get("queue_size") or 0),
+                "usage": int(intake.get("queue_length") or 0),
+            }
+        },
+        "tcp_sessions": int(numbers.get("tcp_sessions", 0)),
+    }
+
+
+def analysisd_metrics(intake: Mapping[str, Any]) -> dict[str, Any]:
+    """Wazuh's wazuh-analysisd metrics from the intake numbers: events received, decoded,
+    processed and dropped for a full queue (all counted as from agents), alerts written,
+    and the one event queue as ``processed`` (usage in percent). The per-module
+    breakdowns and the other queues Wazuh has are not kept here (0)."""
+    received = int(intake.get("received", 0))
+    dropped = int(intake.get("dropped", 0))
+    size = int(intake.get("queue_size") or 0)
+    length = int(intake.get("queue_length") or 0)
+    return {
+        "bytes": {"received": 0},
+        "eps": {
+            "available_credits": 0,
+            "available_credits_prev": 0,
+            "events_dropped": 0,
+            "events_dropped_not_eps": dropped,
+            "seconds_over_limit": 0,
+        },
+        "events": {
+            "processed": int(intake.get("processed", 0)),
+            "received": received,
+            "received_breakdown": {
+                "decoded_breakdown": {"agent": int(intake.get("decoded", 0)), "remote": 0},
+                "dropped_breakdown": {"agent": dropped, "remote": 0},
+            },
+            "written_breakdown": {
+                "alerts": int(intake.get("alerts_written", 0)),
+                "archives": 0,
+                "firewall": 0,
+                "fts": 0,
+                "stats": 0,
+            },
+        },
+        "queues": {
+            "processed": {
+                "size": size,
+                "usage": round(100 * length / size) if size else 0,
+            }
+        },
+    }
+
+
+def wazuh_db_metrics() -> dict[str, Any]:
+    """Wazuh's wazuh-db metrics: the registry does not count its queries (0)."""
+    return {"queries": {"received": 0}, "time": {"execution": 0}}
 
 
 def configuration_json(root: Element) -> dict[str, Any]:
