@@ -53,6 +53,8 @@ PATH_VALUES = {
     "policy_id": "100",
     "rule_id": "100",
     "requirement": "pci_dss",
+    "component": "auth",
+    "configuration": "auth",
 }
 #: Values of required query parameters in the sweep.
 QUERY_VALUES = {
@@ -94,6 +96,7 @@ NO_SUCCESS_NEEDED = {
     ("DELETE", "/security/users"),
 }
 GROUP_FILE = "/groups/{group_id}/files/{file_name}"
+ACTIVE = "/manager/configuration/{component}/{configuration}"
 #: Calls whose error answers the plain sweep does not reach: (method, template, path, body).
 ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("PUT", "/security/roles/{role_id}", "/security/roles/777", {"name": "x"}),
@@ -136,6 +139,10 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-maild", None),
     ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-db", None),
     ("GET", "/cluster/{node_id}/daemons/stats", "/cluster/ghost/daemons/stats", None),
+    ("GET", ACTIVE, "/manager/configuration/syscheck/syscheck", None),
+    ("GET", ACTIVE, "/manager/configuration/analysis/rules", None),
+    ("GET", ACTIVE, "/manager/configuration/analysis/nope", None),
+    ("GET", "/cluster/{node_id}" + ACTIVE[8:], "/cluster/ghost/configuration/com/cluster", None),
 ]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {

@@ -232,6 +232,11 @@ class OpenApiTests(SynchronousTestCase):
             self.call("GET", f"/{node}/daemons/stats")
             self.call("GET", f"/{node}/daemons/stats?daemons_list=wazuh-remoted,wazuh-db")
             self.call("GET", f"/{node}/daemons/stats?daemons_list=nope")
+            for pair in ("analysis/global", "request/remote", "auth/auth", "com/cluster"):
+                self.call("GET", f"/{node}/configuration/{pair}")
+            self.call("GET", f"/{node}/configuration/mail/global")
+            self.call("GET", f"/{node}/configuration/analysis/rules")
+            self.call("GET", f"/{node}/configuration/analysis/nope")
         self.call("GET", "/cluster/ghost/info")
         self.call("GET", "/cluster/local/config")
         self.call("GET", "/manager/api/config")

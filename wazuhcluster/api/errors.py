@@ -45,6 +45,14 @@ CODES: dict[int, Code] = {
     ),
     1101: Code("Error reading the configuration file", "Check the node's configuration"),
     1103: Code("Invalid field in section", "Ask for a field the section has"),
+    1116: Code(
+        "Requested component configuration does not exist",
+        "See the README for the component configurations a node answers",
+    ),
+    1121: Code(
+        "Error connecting with socket",
+        "This component's settings are not kept by this node (see the README)",
+    ),
     1106: Code("Requested section not present in configuration", "Ask for a configured section"),
     1112: Code("Empty files are not supported", "Send the file's content in the body"),
     1113: Code("XML syntax error", "Send a well-formed agent.conf"),

@@ -20,6 +20,52 @@ from wazuhcluster.api.errors import ApiError, bad_request
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
 
+#: Wazuh's component and configuration values (the API's path enums).
+COMPONENTS = (
+    "agent",
+    "agentless",
+    "analysis",
+    "auth",
+    "com",
+    "csyslog",
+    "integrator",
+    "logcollector",
+    "mail",
+    "monitor",
+    "request",
+    "syscheck",
+    "wazuh-db",
+    "wmodules",
+)
+CONFIGURATIONS = (
+    "client",
+    "buffer",
+    "labels",
+    "internal",
+    "anti_tampering",
+    "agentless",
+    "global",
+    "active_response",
+    "alerts",
+    "command",
+    "rules",
+    "decoders",
+    "auth",
+    "logging",
+    "reports",
+    "active-response",
+    "cluster",
+    "csyslog",
+    "integration",
+    "localfile",
+    "socket",
+    "remote",
+    "syscheck",
+    "rootcheck",
+    "wdb",
+    "wmodules",
+    "rule_test",
+)
 #: Wazuh's log levels (the ``level`` filter of the logs).
 LOG_LEVELS = ("critical", "debug", "debug2", "error", "info", "warning")
 #: The most log records one call returns (Wazuh's bound).
@@ -32,6 +78,11 @@ _DAEMON_MESSAGES = (
     "Could not read statistical information for any daemon",
 )
 _MESSAGES = {
+    "active_configuration": (
+        "Active configuration was successfully read in specified node",
+        "Could not read active configuration in some nodes",
+        "Could not read active configuration in specified node",
+    ),
     "daemons_stats": _DAEMON_MESSAGES,
     "info": same_message("Basic information was successfully read in specified node"),
     "status": same_message("Processes status was successfully read in specified node"),
@@ -92,6 +143,11 @@ class ManagerEndpoints:
             return Reply(envelope([], failed, *messages))
         if question == "configuration" and "raw" in answer:
             return Reply(str(answer["raw"]), content_type=XML)
+        if question == "active_configuration":
+            if "error" in answer:
+                add_failure(failed, int(answer["error"]), node)
+                return Reply(envelope([], failed, *messages))
+            return Reply(envelope([answer.get("item", {})], {}, *messages))
         if question == "daemons_stats":
             for daemon in answer.get("failed", []):
                 add_failure(failed, 1017, daemon)
@@ -212,6 +268,11 @@ class ManagerEndpoints:
         }
         node = {"node_id": p.names}
         dated = {**common, "date": date}
+        active = {
+            "node_id": p.names,
+            "component": p.choice(*COMPONENTS),
+            "configuration": p.choice(*CONFIGURATIONS),
+        }
         daemons = {**common, "daemons_list": p.comma_list(p.choice(*STATS_DAEMONS))}
         nodes = {**common, "nodes_list": p.comma_list(p.names)}
         read = ("manager:read",)
@@ -234,6 +295,14 @@ class ManagerEndpoints:
             Route("GET", "/manager/stats/remoted", m("remoted"), common, actions=read),
             Route("GET", "/manager/stats", m("stats"), dated, actions=read),
             Route("GET", "/manager/daemons/stats", m("daemons_stats"), daemons, actions=read),
+            Route(
+                "GET",
+                "/manager/configuration/{component}/{configuration}",
+                m("active_configuration"),
+                common,
+                {key: active[key] for key in ("component", "configuration")},
+                actions=read,
+            ),
             Route("GET", "/manager/stats/hourly", m("stats_hourly"), common, actions=read),
             Route("GET", "/manager/stats/weekly", m("stats_weekly"), common, actions=read),
             Route(
@@ -290,6 +359,14 @@ class ManagerEndpoints:
             Route("GET", "/cluster/{node_id}/stats", n("stats"), dated, node, actions=cluster_read),
             Route(
                 "GET",
+                "/cluster/{node_id}/configuration/{component}/{configuration}",
+                n("active_configuration"),
+                common,
+                active,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
                 "/cluster/{node_id}/daemons/stats",
                 n("daemons_stats"),
                 daemons,
@@ -343,6 +420,8 @@ def _arguments(call: Call, question: str) -> dict[str, Any]:
     params = call.params
     if question == "configuration":
         return {key: params[key] for key in ("raw", "section", "field") if key in params}
+    if question == "active_configuration":
+        return {key: call.path[key] for key in ("component", "configuration")}
     if question == "daemons_stats":
         return {"daemons": list(dict.fromkeys(params.get("daemons_list") or STATS_DAEMONS))}
     if question == "stats":

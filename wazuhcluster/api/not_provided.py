@@ -61,10 +61,8 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         ("PUT", "/manager/configuration"),
         ("PUT", "/manager/restart"),
         ("PUT", "/cluster/restart"),
-        ("GET", "/manager/configuration/{component}/{configuration}"),
         ("GET", "/manager/version/check"),
         ("PUT", "/cluster/{node_id}/configuration"),
-        ("GET", "/cluster/{node_id}/configuration/{component}/{configuration}"),
     ),
 }
 

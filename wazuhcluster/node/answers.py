@@ -29,6 +29,7 @@ from wazuhcluster.api.query import Listing, apply_listing
 from wazuhcluster.config.cluster import NodeConfig, load_config, read_xml
 from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.node.active_config import NotKept, active_configuration
 from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
 from wazuhcluster.util.threads import RunInThread
 
@@ -47,6 +48,7 @@ QUESTIONS = (
     "stats_hourly",
     "stats_weekly",
     "daemons_stats",
+    "active_configuration",
 )
 #: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
 STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
@@ -156,6 +158,13 @@ class NodeAnswers:
             return weekly
         if question == "daemons_stats":
             return self.daemons_stats(arguments.get("daemons") or STATS_DAEMONS)
+        if question == "active_configuration":
+            active: dict[str, Any] = await self.run_in_thread(
+                self.active_configuration,
+                str(arguments.get("component", "")),
+                str(arguments.get("configuration", "")),
+            )
+            return active
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -349,6 +358,17 @@ class NodeAnswers:
                 return None
             return analysisd_metrics(self.intake())
         return wazuh_db_metrics()
+
+    def active_configuration(self, component: str, configuration: str) -> dict[str, Any]:
+        """The settings this node runs with for a Wazuh component and configuration:
+        ``{"item": ...}``, or ``{"error": code}`` when they are not kept here."""
+        try:
+            sections = load_sections(self.config)
+            return {"item": active_configuration(self.config, sections, component, configuration)}
+        except NotKept as absent:
+            return {"error": absent.code}
+        except ConfigError as error:
+            raise wazuh_error(1101, str(error)) from None
 
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""
