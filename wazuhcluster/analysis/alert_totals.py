@@ -30,14 +30,6 @@ MAX_DAY_FILE = 8 * 1024 * 1024
 WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)")
-#: The rule section of an alerts.json line: its level (absent for level 0, written last
-#: then), id and groups. Every string in it is JSON-escaped, so the first literal
-#: ``"groups":[`` after the id is the rule's.
-_RULE = re.compile(
-    r'^\{"timestamp":"[^"]*","rule":\{(?:"level":(\d+),)?"description":"(?:[^"\\]|\\.)*",'
-    r'"id":"([^"]*)"[^\n]*?"groups":\[([^\]]*)\]',
-    re.M,
-)
 
 
 class AlertTally:
@@ -68,12 +60,34 @@ class AlertTally:
                 self._firewall += 1
 
     def count_lines(self, text: str) -> None:
-        """Count the alerts of alerts.json lines already rendered."""
+        """Count the alerts of alerts.json lines already rendered (string searches, no JSON
+        parsing: this runs for every alert the analysis processes write)."""
         found: list[tuple[tuple[int, int], str]] = []
-        for match in _RULE.finditer(text):
-            level, rule_id, groups = match.groups()
+        find = text.find
+        position = 0
+        while True:
+            rule = find('"rule":{', position)
+            if rule < 0:
+                break
+            # Every string of the rule section is JSON-escaped, so these literals are the
+            # section's own keys: level (first, or last when 0), id, then groups.
+            level = 0
+            if text.startswith('"level":', rule + 8):
+                comma = find(",", rule + 16)
+                level = int(text[rule + 16 : comma]) if text[rule + 16 : comma].isdigit() else 0
+            id_start = find('","id":"', rule)
+            id_end = find('"', id_start + 8)
+            groups_start = find('"groups":[', id_end)
+            groups_end = find("]", groups_start)
+            line_end = find("\n", groups_end)
+            if min(id_start, id_end, groups_start, groups_end) < 0:
+                break
+            rule_id = text[id_start + 8 : id_end]
             if rule_id.isdigit():
-                found.append(((int(rule_id), int(level or 0)), groups))
+                found.append(((int(rule_id), level), text[groups_start + 10 : groups_end]))
+            if line_end < 0:
+                break
+            position = line_end
         if not found:
             return
         with self._lock:
