@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import attrs
@@ -12,9 +13,11 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.analysis.alert_totals import AlertTally, day_items
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
+from wazuhcluster.node.alert_totals import read_day, totals_folder
 from wazuhcluster.node.analysis_service import AnalysisService
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
@@ -158,6 +161,28 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.successResultOf(self.service.reload())
         self.assertEqual(len(self.service.queue), 0)
         self.assertEqual(len(self.alerts()), 10)
+
+    def test_hourly_totals_count_alerts_and_events(self) -> None:
+        """The alerts written and the events processed reach today's totals file (once a
+        minute and at stop); the rendered line counts as the record does."""
+        moment = time.mktime((2025, 3, 4, 15, 20, 0, 0, 0, -1))
+        self.service.totals.now = lambda: moment
+        self.service(event(SSH_FAIL))
+        self.service(event("nothing to see here"))
+        self.clock.advance(60)
+        [alert] = self.alerts()
+        rendered = AlertTally()
+        rendered.count_lines((self.home.alerts_dir / "alerts.json").read_text())
+        record = AlertTally()
+        record.count(alert)
+        self.assertEqual(rendered.take(), record.take())
+        self.service(event(SSH_FAIL))
+        self.successResultOf(self.service.stopService())
+        day = read_day(totals_folder(self.home.root), time.localtime(moment))
+        assert day is not None
+        [item] = day_items(day)
+        self.assertEqual((item["events"], item["totalAlerts"]), (3, 2))
+        self.assertEqual(item["alerts"], [{"sigid": 5710, "level": 5, "times": 2}])
 
     def test_stop_flushes_and_closes(self) -> None:
         """Stopping analyses what is queued and closes alerts.json."""

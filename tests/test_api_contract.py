@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_api_fixtures import USER, Answer, ApiHarness
+from wazuhcluster.node.alert_totals import add_to_day, totals_folder
 from wazuhcluster.testing.reference import CHECKOUT, missing_reason, wazuh_api_spec
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -51,6 +53,8 @@ PATH_VALUES = {
     "policy_id": "100",
     "rule_id": "100",
     "requirement": "pci_dss",
+    "component": "auth",
+    "configuration": "auth",
 }
 #: Values of required query parameters in the sweep.
 QUERY_VALUES = {
@@ -92,6 +96,7 @@ NO_SUCCESS_NEEDED = {
     ("DELETE", "/security/users"),
 }
 GROUP_FILE = "/groups/{group_id}/files/{file_name}"
+ACTIVE = "/manager/configuration/{component}/{configuration}"
 #: Calls whose error answers the plain sweep does not reach: (method, template, path, body).
 ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("PUT", "/security/roles/{role_id}", "/security/roles/777", {"name": "x"}),
@@ -126,6 +131,18 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("PUT", "/active-response", "/active-response", {"command": ""}),
     ("POST", "/events", "/events", {"events": ["a"] * 101}),
     ("POST", "/events", "/events", {"events": ["x" * 70_000]}),
+    ("GET", "/manager/stats", "/manager/stats?date=2001-01-01", None),
+    ("GET", "/manager/stats", "/manager/stats?date=2001-02-30", None),
+    ("GET", "/cluster/{node_id}/stats", "/cluster/master/stats?date=2001-01-01", None),
+    ("GET", "/cluster/{node_id}/stats/hourly", "/cluster/ghost/stats/hourly", None),
+    ("GET", "/cluster/{node_id}/stats/weekly", "/cluster/ghost/stats/weekly", None),
+    ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-maild", None),
+    ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-db", None),
+    ("GET", "/cluster/{node_id}/daemons/stats", "/cluster/ghost/daemons/stats", None),
+    ("GET", ACTIVE, "/manager/configuration/syscheck/syscheck", None),
+    ("GET", ACTIVE, "/manager/configuration/analysis/rules", None),
+    ("GET", ACTIVE, "/manager/configuration/analysis/nope", None),
+    ("GET", "/cluster/{node_id}" + ACTIVE[8:], "/cluster/ghost/configuration/com/cluster", None),
 ]
 #: The shared answers of Wazuh's description for statuses any operation may give.
 GENERIC = {
@@ -308,6 +325,8 @@ class ContractTests(SynchronousTestCase):
         api.enroll("web2", "10.0.0.2")
         api.report(first, "active", "w1", os_platform="ubuntu", version="Wazuh v4.14.7")
         api.connect_worker("w1", "192.0.2.21")
+        # Today's analysis totals, as the analysis keeps them (for /manager/stats).
+        add_to_day(totals_folder(api.home.root), time.localtime(), 40, {(5501, 3): 4}, 1, 0)
 
     def sweep_calls(self) -> list[tuple[str, str, str, Any, dict[str, Any]]]:
         """The plain call of each served operation: (method, template, path, body, kwargs)."""

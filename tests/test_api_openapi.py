@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import time
 from typing import Any
 
 import jsonschema
@@ -20,6 +21,7 @@ from tests.test_api_fixtures import PASSWORD, USER, Answer, ApiHarness
 from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api import openapi
 from wazuhcluster.master.agent_data import MasterAgentData
+from wazuhcluster.node.alert_totals import add_to_day, totals_folder
 from wazuhcluster.util.threads import run_inline
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -210,6 +212,8 @@ class OpenApiTests(SynchronousTestCase):
     def manager_scenario(self) -> None:
         """Every /manager and /cluster/{node_id} route, in success and in error."""
         self.api.home.cluster_log.write_text("2025/01/02 10:00:00 INFO: [Master] [Main] started\n")
+        moment = time.strptime("2025-03-04 15", "%Y-%m-%d %H")
+        add_to_day(totals_folder(self.api.home.root), moment, 40, {(5501, 3): 4}, 1, 0)
         for node in ("manager", "cluster/master"):
             self.call("GET", f"/{node}/info")
             self.call("GET", f"/{node}/status")
@@ -221,11 +225,24 @@ class OpenApiTests(SynchronousTestCase):
             self.call("GET", f"/{node}/logs/summary")
             self.call("GET", f"/{node}/stats/analysisd")
             self.call("GET", f"/{node}/stats/remoted")
+            self.call("GET", f"/{node}/stats?date=2025-03-04")
+            self.call("GET", f"/{node}/stats?date=2001-01-01")
+            self.call("GET", f"/{node}/stats/hourly")
+            self.call("GET", f"/{node}/stats/weekly")
+            self.call("GET", f"/{node}/daemons/stats")
+            self.call("GET", f"/{node}/daemons/stats?daemons_list=wazuh-remoted,wazuh-db")
+            self.call("GET", f"/{node}/daemons/stats?daemons_list=nope")
+            for pair in ("analysis/global", "request/remote", "auth/auth", "com/cluster"):
+                self.call("GET", f"/{node}/configuration/{pair}")
+            self.call("GET", f"/{node}/configuration/mail/global")
+            self.call("GET", f"/{node}/configuration/analysis/rules")
+            self.call("GET", f"/{node}/configuration/analysis/nope")
         self.call("GET", "/cluster/ghost/info")
         self.call("GET", "/cluster/local/config")
         self.call("GET", "/manager/api/config")
         self.call("GET", "/cluster/api/config?nodes_list=master,ghost")
         self.call("GET", "/cluster/ghost/stats/remoted")
+        self.call("GET", "/cluster/ghost/daemons/stats")
         self.call("GET", "/manager/configuration/validation")
         self.call("GET", "/cluster/configuration/validation?nodes_list=master,ghost")
         self.call("PUT", "/cluster/analysisd/reload?nodes_list=ghost")

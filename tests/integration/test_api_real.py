@@ -231,6 +231,14 @@ class ApiOverHttpsTests(TestCase):
         self.assertGreater(answer["data"]["total_affected_items"], 0)
         status, answer = await self.request("GET", "/cluster/worker1/stats/analysisd", token)
         self.assertIn("events_received", answer["data"]["affected_items"][0])
+        status, answer = await self.request("GET", "/cluster/worker1/daemons/stats", token)
+        names = [item["name"] for item in answer["data"]["affected_items"]]
+        self.assertEqual(names, ["wazuh-remoted", "wazuh-analysisd"], answer)
+        path = "/cluster/worker1/configuration/com/cluster"
+        status, answer = await self.request("GET", path, token)
+        self.assertEqual(answer["data"]["affected_items"][0]["node_name"], "worker1", answer)
+        status, answer = await self.request("GET", "/cluster/worker1/stats/hourly", token)
+        self.assertEqual(len(answer["data"]["affected_items"][0]["averages"]), 24, answer)
         status, answer = await self.request("GET", "/manager/status", token)
         self.assertEqual(answer["data"]["affected_items"][0]["wazuh-apid"], "running")
 

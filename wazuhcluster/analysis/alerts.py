@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.eventinfo import STATIC_FIELDS, EventInfo
 from wazuhcluster.analysis.rules import Rule
 
@@ -319,8 +320,11 @@ class AlertWriter:
         buffer_size: int = 64 * 1024,
         report: Report = _no_report,
         raw_write: Callable[[int, memoryview], int] = os.write,
+        tally: AlertTally | None = None,
     ) -> None:
         self.path = path
+        #: Counts the alerts written, for the hourly totals (None: nobody counts).
+        self.tally = tally
         self.buffer_size = buffer_size
         self.report = report
         self._raw_write = raw_write
@@ -339,11 +343,15 @@ class AlertWriter:
     def write(self, alert: dict[str, Any]) -> None:
         """Append one alert (buffered)."""
         line = json.dumps(alert, ensure_ascii=False, separators=(",", ":")) + "\n"
+        if self.tally is not None:
+            self.tally.count(alert)
         with self._lock:
             self._add(line, 1)
 
     def write_lines(self, text: str) -> None:
         """Append alerts already rendered as JSON lines (each ending in a newline)."""
+        if self.tally is not None:
+            self.tally.count_lines(text)
         with self._lock:
             self._add(text, text.count("\n"))
 

@@ -13,19 +13,77 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from wazuhcluster.analysis.alert_totals import parse_date
 from wazuhcluster.api import params as p
 from wazuhcluster.api.context import EndpointContext
-from wazuhcluster.api.errors import ApiError
+from wazuhcluster.api.errors import ApiError, bad_request
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
 
+#: Wazuh's component and configuration values (the API's path enums).
+COMPONENTS = (
+    "agent",
+    "agentless",
+    "analysis",
+    "auth",
+    "com",
+    "csyslog",
+    "integrator",
+    "logcollector",
+    "mail",
+    "monitor",
+    "request",
+    "syscheck",
+    "wazuh-db",
+    "wmodules",
+)
+CONFIGURATIONS = (
+    "client",
+    "buffer",
+    "labels",
+    "internal",
+    "anti_tampering",
+    "agentless",
+    "global",
+    "active_response",
+    "alerts",
+    "command",
+    "rules",
+    "decoders",
+    "auth",
+    "logging",
+    "reports",
+    "active-response",
+    "cluster",
+    "csyslog",
+    "integration",
+    "localfile",
+    "socket",
+    "remote",
+    "syscheck",
+    "rootcheck",
+    "wdb",
+    "wmodules",
+    "rule_test",
+)
 #: Wazuh's log levels (the ``level`` filter of the logs).
 LOG_LEVELS = ("critical", "debug", "debug2", "error", "info", "warning")
 #: The most log records one call returns (Wazuh's bound).
 MAX_LOG_LINES = 500
 XML = b"application/xml; charset=utf-8"
 
+_DAEMON_MESSAGES = (
+    "Statistical information for each daemon was successfully read",
+    "Could not read statistical information for some daemons",
+    "Could not read statistical information for any daemon",
+)
 _MESSAGES = {
+    "active_configuration": (
+        "Active configuration was successfully read in specified node",
+        "Could not read active configuration in some nodes",
+        "Could not read active configuration in specified node",
+    ),
+    "daemons_stats": _DAEMON_MESSAGES,
     "info": same_message("Basic information was successfully read in specified node"),
     "status": same_message("Processes status was successfully read in specified node"),
     "configuration": same_message("Configuration was successfully read in specified node"),
@@ -33,7 +91,18 @@ _MESSAGES = {
     "logs_summary": same_message("Log was successfully summarized in specified node"),
     "analysisd": same_message("Statistical information for each node was successfully read"),
     "remoted": same_message("Statistical information for each node was successfully read"),
+    "stats": same_message("Statistical information for each node was successfully read"),
+    "stats_hourly": same_message(
+        "Statistical information per hour for each node was successfully read"
+    ),
+    "stats_weekly": same_message(
+        "Statistical information per week for each node was successfully read"
+    ),
 }
+#: The daemons ``daemons/stats`` knows (Wazuh's ``daemons_list`` values).
+STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
+#: The questions whose answer is a list of items.
+_LISTS = ("logs", "logs_summary", "stats", "stats_hourly", "stats_weekly")
 
 
 class ManagerEndpoints:
@@ -74,7 +143,16 @@ class ManagerEndpoints:
             return Reply(envelope([], failed, *messages))
         if question == "configuration" and "raw" in answer:
             return Reply(str(answer["raw"]), content_type=XML)
-        if question in ("logs", "logs_summary"):
+        if question == "active_configuration":
+            if "error" in answer:
+                add_failure(failed, int(answer["error"]), node)
+                return Reply(envelope([], failed, *messages))
+            return Reply(envelope([answer.get("item", {})], {}, *messages))
+        if question == "daemons_stats":
+            for daemon in answer.get("failed", []):
+                add_failure(failed, 1017, daemon)
+            return Reply(envelope(list(answer.get("items", [])), failed, *messages))
+        if question in _LISTS:
             items = list(answer.get("items", []))
             return Reply(envelope(items, {}, *messages, answer.get("total", len(items))))
         return Reply(envelope([answer], {}, *messages))
@@ -189,6 +267,13 @@ class ManagerEndpoints:
             "distinct": p.boolean,
         }
         node = {"node_id": p.names}
+        dated = {**common, "date": date}
+        active = {
+            "node_id": p.names,
+            "component": p.choice(*COMPONENTS),
+            "configuration": p.choice(*CONFIGURATIONS),
+        }
+        daemons = {**common, "daemons_list": p.comma_list(p.choice(*STATS_DAEMONS))}
         nodes = {**common, "nodes_list": p.comma_list(p.names)}
         read = ("manager:read",)
         cluster_read = ("cluster:read",)
@@ -208,6 +293,18 @@ class ManagerEndpoints:
             Route("GET", "/manager/logs/summary", m("logs_summary"), common, actions=read),
             Route("GET", "/manager/stats/analysisd", m("analysisd"), common, actions=read),
             Route("GET", "/manager/stats/remoted", m("remoted"), common, actions=read),
+            Route("GET", "/manager/stats", m("stats"), dated, actions=read),
+            Route("GET", "/manager/daemons/stats", m("daemons_stats"), daemons, actions=read),
+            Route(
+                "GET",
+                "/manager/configuration/{component}/{configuration}",
+                m("active_configuration"),
+                common,
+                {key: active[key] for key in ("component", "configuration")},
+                actions=read,
+            ),
+            Route("GET", "/manager/stats/hourly", m("stats_hourly"), common, actions=read),
+            Route("GET", "/manager/stats/weekly", m("stats_weekly"), common, actions=read),
             Route(
                 "GET",
                 "/manager/configuration/validation",
@@ -259,6 +356,39 @@ class ManagerEndpoints:
                 node,
                 actions=cluster_read,
             ),
+            Route("GET", "/cluster/{node_id}/stats", n("stats"), dated, node, actions=cluster_read),
+            Route(
+                "GET",
+                "/cluster/{node_id}/configuration/{component}/{configuration}",
+                n("active_configuration"),
+                common,
+                active,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/daemons/stats",
+                n("daemons_stats"),
+                daemons,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/stats/hourly",
+                n("stats_hourly"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
+            Route(
+                "GET",
+                "/cluster/{node_id}/stats/weekly",
+                n("stats_weekly"),
+                common,
+                node,
+                actions=cluster_read,
+            ),
             Route(
                 "GET",
                 "/cluster/configuration/validation",
@@ -276,11 +406,26 @@ class ManagerEndpoints:
         ]
 
 
+def date(name: str, value: str) -> str:
+    """A ``YYYY-MM-DD`` date."""
+    try:
+        parse_date(value)
+    except ValueError:
+        raise bad_request(f"'{value[:64]}' is not a 'date' ('{name}')") from None
+    return value
+
+
 def _arguments(call: Call, question: str) -> dict[str, Any]:
     """The call's parameters a node needs to answer ``question`` (JSON-ready)."""
     params = call.params
     if question == "configuration":
         return {key: params[key] for key in ("raw", "section", "field") if key in params}
+    if question == "active_configuration":
+        return {key: call.path[key] for key in ("component", "configuration")}
+    if question == "daemons_stats":
+        return {"daemons": list(dict.fromkeys(params.get("daemons_list") or STATS_DAEMONS))}
+    if question == "stats":
+        return {"date": params["date"]} if "date" in params else {}
     if question == "logs":
         found: dict[str, Any] = {
             key: params[key]

@@ -57,22 +57,12 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
             )
         ),
     ),
-    "manager and node statistics, restarts and live configuration": (
+    "manager and node restarts and live configuration": (
         ("PUT", "/manager/configuration"),
-        ("GET", "/manager/daemons/stats"),
-        ("GET", "/manager/stats"),
-        ("GET", "/manager/stats/hourly"),
-        ("GET", "/manager/stats/weekly"),
         ("PUT", "/manager/restart"),
         ("PUT", "/cluster/restart"),
-        ("GET", "/manager/configuration/{component}/{configuration}"),
         ("GET", "/manager/version/check"),
         ("PUT", "/cluster/{node_id}/configuration"),
-        ("GET", "/cluster/{node_id}/daemons/stats"),
-        ("GET", "/cluster/{node_id}/stats"),
-        ("GET", "/cluster/{node_id}/stats/hourly"),
-        ("GET", "/cluster/{node_id}/stats/weekly"),
-        ("GET", "/cluster/{node_id}/configuration/{component}/{configuration}"),
     ),
 }
 

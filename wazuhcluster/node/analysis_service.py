@@ -39,6 +39,7 @@ from zope.interface import implementer
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.agents.interfaces import IEventSink
 from wazuhcluster.analysis.agentstate import AgentState, MemoryState
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.analysis.archives import ArchiveWriter
 from wazuhcluster.analysis.engine import Engine, Event
@@ -46,6 +47,7 @@ from wazuhcluster.analysis.loader import install_default_ruleset, load_engine
 from wazuhcluster.analysis.state_store import SqliteState
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
+from wazuhcluster.node.alert_totals import TotalsKeeper, totals_folder
 from wazuhcluster.node.analysis_pool import AnalysisPool, Spawner, process_spawner
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.node.interfaces import IRuleset
@@ -145,6 +147,16 @@ class AnalysisService(Service):
         self.reply_to_agent: Callable[[str, str], object] | None = None
         #: Replies that could not be delivered (the agent had no connection here).
         self.undelivered_replies = 0
+        #: The alerts written, counted for the hourly totals kept under var/stats.
+        self.tally = AlertTally()
+        self.totals = TotalsKeeper(
+            totals_folder(home.root),
+            self.tally,
+            self._processed,
+            self.clock,
+            run_in_thread,
+            self.log,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
     def startService(self) -> None:
@@ -161,6 +173,7 @@ class AnalysisService(Service):
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = self.clock
         self._ticker.start(1.0, now=False)
+        self.totals.start()
         if self.workers > 0:
             spawn = self._spawn or process_spawner(cast(IReactorProcess, self.reactor), self.log)
             self.processes = AnalysisPool(
@@ -221,6 +234,7 @@ class AnalysisService(Service):
         await self._writes
         while self._output_job is not None:
             await self._output_job
+        await self.totals.stop()
         writer, self.writer = self.writer, None
         if writer is not None:
             await self._on_analysis_thread(writer.close)
@@ -428,7 +442,7 @@ class AnalysisService(Service):
 
     def _open_alerts(self, path: str) -> AlertWriter:
         """alerts.json, whose write failures (disk full, read-only) reach cluster.log."""
-        return AlertWriter(path, report=self._writer_report)
+        return AlertWriter(path, report=self._writer_report, tally=self.tally)
 
     def _writer_report(self, level: str, message: str) -> None:
         """From the writer thread: a dated ERROR when alerts.json cannot be written, a

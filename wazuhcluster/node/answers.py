@@ -5,7 +5,8 @@ worker answers with this same class), so both roles give the same shapes: Wazuh'
 information, the daemons' status, the configuration file as JSON (whole, one section or
 one field; ``raw`` for the file's text), cluster.log read as Wazuh's log records, their
 summary per tag, the analysis intake numbers in Wazuh's ``analysisd`` fields, a validation
-of the configuration on disk, and a ruleset reload.
+of the configuration on disk, a ruleset reload, and the per-hour analysis totals kept
+under var/stats (one day, and the hourly and weekly averages).
 
 Every answer is a JSON-ready dict; a refused question raises
 :class:`~wazuhcluster.api.errors.ApiError` with Wazuh's code. Reading files runs in a thread.
@@ -22,11 +23,14 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.analysis.alert_totals import day_items, day_path, hourly, parse_date, weekly
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import Listing, apply_listing
 from wazuhcluster.config.cluster import NodeConfig, load_config, read_xml
 from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.node.active_config import NotKept, active_configuration
+from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
 from wazuhcluster.util.threads import RunInThread
 
 #: The questions a node answers (the AMP ``AskNode`` and the API use these names).
@@ -40,7 +44,14 @@ QUESTIONS = (
     "validation",
     "reload",
     "remoted",
+    "stats",
+    "stats_hourly",
+    "stats_weekly",
+    "daemons_stats",
+    "active_configuration",
 )
+#: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
+STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
 #: The most of cluster.log read for one question (its newest part).
 MAX_LOG_BYTES = 4 * 1024 * 1024
 #: The most a worker's answer may weigh once encoded (one AMP value holds 64 KiB).
@@ -109,6 +120,8 @@ class NodeAnswers:
         self.running = running
         self.now = now
         self.remoted = remoted
+        #: When this node's counters started (the daemons' ``uptime``).
+        self.started = now()
 
     @property
     def name(self) -> str:
@@ -134,6 +147,24 @@ class NodeAnswers:
             return self.analysisd()
         if question == "remoted":
             return self.remoted_stats()
+        if question == "stats":
+            dated: dict[str, Any] = await self.run_in_thread(self.stats, dict(arguments))
+            return dated
+        if question == "stats_hourly":
+            hourly: dict[str, Any] = await self.run_in_thread(self.stats_hourly)
+            return hourly
+        if question == "stats_weekly":
+            weekly: dict[str, Any] = await self.run_in_thread(self.stats_weekly)
+            return weekly
+        if question == "daemons_stats":
+            return self.daemons_stats(arguments.get("daemons") or STATS_DAEMONS)
+        if question == "active_configuration":
+            active: dict[str, Any] = await self.run_in_thread(
+                self.active_configuration,
+                str(arguments.get("component", "")),
+                str(arguments.get("configuration", "")),
+            )
+            return active
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -269,6 +300,76 @@ class NodeAnswers:
             **found,
         }
 
+    def stats(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """One day's per-hour totals (``date``, today by default), as Wazuh's items."""
+        text = arguments.get("date")
+        try:
+            moment = parse_date(text) if text else time.localtime(self.now())
+        except ValueError as error:
+            raise bad_request(str(error)) from None
+        folder = totals_folder(self.config.home.root)
+        try:
+            day = read_day(folder, moment)
+        except ValueError as error:
+            raise wazuh_error(1309, f"{day_path(moment)}: {error}") from None
+        if day is None:
+            raise wazuh_error(1308, day_path(moment))
+        return {"items": day_items(day)}
+
+    def stats_hourly(self) -> dict[str, Any]:
+        """The events of each hour averaged over the days kept."""
+        days = read_days(totals_folder(self.config.home.root))
+        return {"items": [hourly(day for _, day in days)]}
+
+    def stats_weekly(self) -> dict[str, Any]:
+        """The hourly averages per weekday."""
+        return {"items": weekly(read_days(totals_folder(self.config.home.root)))}
+
+    def daemons_stats(self, daemons: Any) -> dict[str, Any]:
+        """Wazuh 4.4's statistics of each asked daemon this node stands in for, from its
+        own counters (what it does not count is 0); the others are failed (1017)."""
+        now = self.now()
+        items: list[dict[str, Any]] = []
+        failed: list[str] = []
+        for name in daemons if isinstance(daemons, list) else []:
+            metrics = self._daemon_metrics(str(name))
+            if metrics is None:
+                failed.append(str(name))
+                continue
+            items.append(
+                {
+                    "uptime": _utc(self.started),
+                    "timestamp": _utc(now),
+                    "name": name,
+                    "metrics": metrics,
+                }
+            )
+        return {"items": items, "failed": failed}
+
+    def _daemon_metrics(self, name: str) -> dict[str, Any] | None:
+        if name not in self.running or name not in STATS_DAEMONS:
+            return None
+        if name == "wazuh-remoted":
+            if self.remoted is None:
+                return None
+            return remoted_metrics(self.remoted(), self.intake() if self.intake is not None else {})
+        if name == "wazuh-analysisd":
+            if self.intake is None:
+                return None
+            return analysisd_metrics(self.intake())
+        return wazuh_db_metrics()
+
+    def active_configuration(self, component: str, configuration: str) -> dict[str, Any]:
+        """The settings this node runs with for a Wazuh component and configuration:
+        ``{"item": ...}``, or ``{"error": code}`` when they are not kept here."""
+        try:
+            sections = load_sections(self.config)
+            return {"item": active_configuration(self.config, sections, component, configuration)}
+        except NotKept as absent:
+            return {"error": absent.code}
+        except ConfigError as error:
+            raise wazuh_error(1101, str(error)) from None
+
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""
         config = self.config
@@ -314,6 +415,96 @@ def analysisd_stats(intake: Mapping[str, Any]) -> dict[str, Any]:
         "event_queue_usage": round(length / size, 4) if size else 0.0,
         "events_edps": float(intake.get("eps_10s", 0)),
     }
+
+
+def _utc(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def remoted_metrics(numbers: Mapping[str, Any], intake: Mapping[str, Any]) -> dict[str, Any]:
+    """Wazuh's wazuh-remoted metrics from the agent channel's counters; the received queue
+    is the analysis queue events wait in. Pings, control messages by kind, key reloads
+    and sent messages by kind are not counted here (0)."""
+    return {
+        "bytes": {
+            "received": int(numbers.get("recv_bytes", 0)),
+            "sent": int(numbers.get("sent_bytes", 0)),
+        },
+        "keys_reload_count": 0,
+        "messages": {
+            "received_breakdown": {
+                "control": int(numbers.get("ctrl_msg_count", 0)),
+                "control_breakdown": {"keepalive": 0, "request": 0, "shutdown": 0, "startup": 0},
+                "dequeued_after": int(numbers.get("dequeued_after_close", 0)),
+                "discarded": int(numbers.get("discarded_count", 0)),
+                "event": int(numbers.get("evt_count", 0)),
+                "ping": 0,
+                "unknown": 0,
+            },
+            "sent_breakdown": {
+                "ack": 0,
+                "ar": 0,
+                "discarded": 0,
+                "request": 0,
+                "sca": 0,
+                "shared": 0,
+            },
+        },
+        "queues": {
+            "received": {
+                "size": int(intake.get("queue_size") or 0),
+                "usage": int(intake.get("queue_length") or 0),
+            }
+        },
+        "tcp_sessions": int(numbers.get("tcp_sessions", 0)),
+    }
+
+
+def analysisd_metrics(intake: Mapping[str, Any]) -> dict[str, Any]:
+    """Wazuh's wazuh-analysisd metrics from the intake numbers: events received, decoded,
+    processed and dropped for a full queue (all counted as from agents), alerts written,
+    and the one event queue as ``processed`` (usage in percent). The per-module
+    breakdowns and the other queues Wazuh has are not kept here (0)."""
+    received = int(intake.get("received", 0))
+    dropped = int(intake.get("dropped", 0))
+    size = int(intake.get("queue_size") or 0)
+    length = int(intake.get("queue_length") or 0)
+    return {
+        "bytes": {"received": 0},
+        "eps": {
+            "available_credits": 0,
+            "available_credits_prev": 0,
+            "events_dropped": 0,
+            "events_dropped_not_eps": dropped,
+            "seconds_over_limit": 0,
+        },
+        "events": {
+            "processed": int(intake.get("processed", 0)),
+            "received": received,
+            "received_breakdown": {
+                "decoded_breakdown": {"agent": int(intake.get("decoded", 0)), "remote": 0},
+                "dropped_breakdown": {"agent": dropped, "remote": 0},
+            },
+            "written_breakdown": {
+                "alerts": int(intake.get("alerts_written", 0)),
+                "archives": 0,
+                "firewall": 0,
+                "fts": 0,
+                "stats": 0,
+            },
+        },
+        "queues": {
+            "processed": {
+                "size": size,
+                "usage": round(100 * length / size) if size else 0,
+            }
+        },
+    }
+
+
+def wazuh_db_metrics() -> dict[str, Any]:
+    """Wazuh's wazuh-db metrics: the registry does not count its queries (0)."""
+    return {"queries": {"received": 0}, "time": {"execution": 0}}
 
 
 def configuration_json(root: Element) -> dict[str, Any]:
