@@ -23,7 +23,12 @@ from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.expressions import Expression, LiteralRegex, OSMatch, test
 
 DEFAULT_TIMEFRAME = 360
-MAX_HISTORY = 512
+#: Events one history keeps at most. Histories are bounded by their searching rules'
+#: timeframe first; this cap only guards memory under a flood. Wazuh 4.x keeps every
+#: matched event of the last ``memory_size`` (8192 by default, all rules together) in its
+#: rules' lists, and compares agent ids while searching, so a thousand agents interleaving
+#: eight sshd failures each still correlate: the cap leaves room for twice that per history.
+MAX_HISTORY = 16384
 
 # Fields that <same_*>/<different_*> compare, by their static names.
 SAME_FIELD_NAMES = (
@@ -300,6 +305,10 @@ class RuleState:
     by_agent: dict[tuple[str, int], dict[str, collections.deque[tuple[int, EventInfo]]]] = (
         attrs.field(factory=dict)
     )
+    #: Events pushed out of each history by the cap while still inside its timeframe.
+    overflowed: collections.Counter[tuple[str, int]] = attrs.field(factory=collections.Counter)
+    #: Things worth logging once (the engine hands them to its caller).
+    notices: list[str] = attrs.field(factory=list)
 
     def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
         """The bounded history list for ``key``."""
@@ -312,9 +321,11 @@ class RuleState:
         """Append ``event`` to the history ``key`` (and its agent's view of it); drop the
         events older than ``window`` seconds before it."""
         history = self.history(key)
-        history.append(event)
-        while event.time - history[0].time > window:
+        while history and event.time - history[0].time > window:
             history.popleft()
+        if len(history) == history.maxlen:
+            self._overflow(key, window)
+        history.append(event)
         number = self.appended.get(key, 0) + 1
         self.appended[key] = number
         agents = self.by_agent.get(key)
@@ -326,6 +337,19 @@ class RuleState:
         mine.append((number, event))
         if number % MAX_HISTORY == 0:
             self._sweep(key)
+
+    def _overflow(self, key: tuple[str, int], window: float) -> None:
+        """Count an event the cap pushes out while still inside the timeframe; note the
+        first of each history and every power of ten after it."""
+        self.overflowed[key] += 1
+        count = self.overflowed[key]
+        if count == 1 or (count % 10 == 0 and str(count).rstrip("0") == "1"):
+            if len(self.notices) < 100:
+                self.notices.append(
+                    f"Correlation history {key[0]} {key[1]} is full ({MAX_HISTORY} events "
+                    f"within {window:g} s): {count} event(s) left it before their time, "
+                    "frequency rules searching it may miss them."
+                )
 
     def _sweep(self, key: tuple[str, int]) -> None:
         """Forget the agent views' entries that left the history (and empty views)."""
