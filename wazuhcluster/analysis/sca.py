@@ -17,7 +17,9 @@ to resend the policy's checks (``#!-sca-dump:<policy>:<first scan 0|1>``), as Wa
 this is how a manager that lost or never had an agent's results (a new node, a restored
 database) catches up. After a resend (``dump_end``) the stored results are hashed again and
 compared with the last summary's hash: still different, the agent is asked once more
-(``#!-sca-dump:<policy>:0``), as Wazuh's HandleDumpEvent does.
+(``#!-sca-dump:<policy>:0``), as Wazuh's HandleDumpEvent does. A summary whose policy file
+(``hash_file``) changed drops the policy's stored checks and asks for them as a first scan
+(``#!-sca-dump:<policy>:1``).
 """
 
 from __future__ import annotations
@@ -93,8 +95,11 @@ def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
     if not isinstance(policy_id, str) or not isinstance(event.get("hash"), str):
         return
     stored = state.sca_scan_hash(info.agent_id, policy_id)
-    state.sca_save_scan(info.agent_id, policy_id, event)
-    if state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
+    if state.sca_save_scan(info.agent_id, policy_id, event):
+        # The policy file changed: its old checks are gone and the agent resends them all
+        # as a first scan (Wazuh then asks again for the emptied results; once is enough).
+        state.send(info.agent_id, f"#!-sca-dump:{policy_id}:1")
+    elif state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
         first = 1 if event.get("first_scan") else 0
         state.send(info.agent_id, f"#!-sca-dump:{policy_id}:{first}")
     changed = stored != event["hash"] and "first_scan" not in event
