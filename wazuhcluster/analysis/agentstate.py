@@ -245,9 +245,7 @@ class MemoryState(Outbox):
         before = scans.get(policy_id)
         old_file = before.get("hash_file") if isinstance(before, dict) else None
         new_file = summary.get("hash_file")
-        changed = (
-            isinstance(old_file, str) and isinstance(new_file, str) and old_file != new_file
-        )
+        changed = isinstance(old_file, str) and isinstance(new_file, str) and old_file != new_file
         if changed:
             checks = self._table(agent_id, "sca_check")
             for check_id in [
