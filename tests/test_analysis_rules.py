@@ -642,6 +642,34 @@ class CorrelationTests(RuleTestCase):
         self.assertEqual(found[7].count("102"), 1000)
         self.assertEqual(engine.take_notices(), [])
 
+    def test_one_agent_many_addresses_each_correlate(self) -> None:
+        """One agent, 500 source addresses sending 8 failures each, interleaved, and events
+        from one more address in between: every address's 8th fires the same_source_ip rule."""
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="8" timeframe="120">
+  <if_matched_sid>101</if_matched_sid><same_source_ip/><description>brute</description></rule>"""
+            )
+        )
+        rounds = []
+        for round_number in range(9):
+            rounds.append(
+                [
+                    self.rule_of(
+                        engine, line(act="deny", src=f"10.1.{n // 250}.{n % 250}"), round_number
+                    )
+                    for n in range(500)
+                ]
+            )
+            self.rule_of(engine, line(act="deny", src="none"), round_number)
+        for round_number in range(7):
+            self.assertEqual(set(rounds[round_number]), {"101"})
+        self.assertEqual(rounds[7].count("102"), 500)
+        # The events that fired count no more: the ninth round builds up again.
+        self.assertEqual(set(rounds[8]), {"101"})
+
     def test_a_full_history_is_counted_and_noted(self) -> None:
         """Past the cap, events still in the timeframe leave the history: counted and noted."""
         self.patch(rules, "MAX_HISTORY", 10)
