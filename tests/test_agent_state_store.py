@@ -223,6 +223,45 @@ class ScaTests(StateTestCase):
         self.assertEqual(self.state.sca_result("003", "1"), "passed")
         self.assertIsNone(self.state.sca_result("003", "2"))
 
+    def test_dump_end_checks_the_results_again(self) -> None:
+        """After a resend the stored results are compared with the summary's hash: still
+        different asks for another resend (not a first scan); matching asks nothing."""
+        good = results_hash(["passed", "failed"])
+        summary = {"type": "summary", "policy_id": "pol", "scan_id": 8, "hash": good}
+        self.process(line("p", "sca", summary))
+        self.state.take_replies()
+        self.process(line("p", "sca", sca_check(1, "passed", scan_id=8)))
+        self.process(line("p", "sca", {"type": "dump_end", "policy_id": "pol", "scan_id": 8}))
+        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:0")])
+        self.process(line("p", "sca", sca_check(1, "passed", scan_id=9)))
+        self.process(line("p", "sca", sca_check(2, "failed", scan_id=9)))
+        self.process(line("p", "sca", {"type": "dump_end", "policy_id": "pol", "scan_id": 9}))
+        self.assertEqual(self.state.take_replies(), [])
+
+    def test_changed_policy_file_drops_checks_and_asks_a_first_scan(self) -> None:
+        """A summary whose hash_file differs from the stored one drops the policy's checks
+        and asks for them as a first scan, in SQLite and in memory alike."""
+        good = results_hash(["passed"])
+        summary = {"type": "summary", "policy_id": "pol", "scan_id": 7, "hash": good}
+        for state in (self.state, MemoryState()):
+            state.sca_save_check("003", "1", "passed", sca_check(1, "passed"))
+            self.assertFalse(state.sca_save_scan("003", "pol", dict(summary, hash_file="a")))
+            self.assertFalse(state.sca_save_scan("003", "pol", dict(summary, hash_file="a")))
+            self.assertEqual(state.sca_result("003", "1"), "passed")
+            self.assertTrue(state.sca_save_scan("003", "pol", dict(summary, hash_file="b")))
+            self.assertIsNone(state.sca_result("003", "1"))
+        self.process(line("p", "sca", sca_check(1, "passed")))
+        self.process(line("p", "sca", dict(summary, hash_file="b")))
+        self.assertEqual(self.state.take_replies(), [])
+        self.process(line("p", "sca", dict(summary, hash_file="c")))
+        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:1")])
+
+    def test_dump_end_without_a_summary_asks_nothing(self) -> None:
+        """No summary stored: nothing to compare the resent results with."""
+        self.process(line("p", "sca", sca_check(1, "passed", scan_id=8)))
+        self.process(line("p", "sca", {"type": "dump_end", "policy_id": "pol", "scan_id": 8}))
+        self.assertEqual(self.state.take_replies(), [])
+
     def test_policies_forgets_others(self) -> None:
         """A ``policies`` list drops the checks and scans of the other policies."""
         self.process(line("p", "sca", sca_check(1, "passed")))

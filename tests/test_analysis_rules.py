@@ -606,6 +606,83 @@ class CorrelationTests(RuleTestCase):
         self.assertEqual(found, ["101", "101", "101", "102", "101", "101", "101"])
         self.assertEqual(self.by_agent(engine, "a"), ["102"])
 
+    def interleave(self, engine: Engine, agents: int, rounds: int) -> list[list[str]]:
+        """Per round, the rule of one denial from each of ``agents`` agents in turn."""
+        found = []
+        for round_number in range(rounds):
+            found.append(
+                [
+                    self.rule_of(
+                        engine,
+                        line(act="deny"),
+                        round_number,
+                        agent_id=f"{number:04d}",
+                        agent_name=f"agent{number}",
+                    )
+                    for number in range(1, agents + 1)
+                ]
+            )
+        return found
+
+    def test_a_thousand_interleaved_agents_each_correlate(self) -> None:
+        """1,000 agents sending 8 failures each, interleaved: every agent's 8th fires the
+        frequency rule (Wazuh searches the matched events by agent id, bounded by time)."""
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="8" timeframe="120">
+  <if_matched_sid>101</if_matched_sid><same_source_ip/><description>brute</description></rule>"""
+            )
+        )
+        found = self.interleave(engine, 1000, 8)
+        for round_number in range(7):
+            self.assertEqual(set(found[round_number]), {"101"})
+        # Counted rather than compared whole: a failure names how many agents missed.
+        self.assertEqual(found[7].count("102"), 1000)
+        self.assertEqual(engine.take_notices(), [])
+
+    def test_one_agent_many_addresses_each_correlate(self) -> None:
+        """One agent, 500 source addresses sending 8 failures each, interleaved, and events
+        from one more address in between: every address's 8th fires the same_source_ip rule."""
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="8" timeframe="120">
+  <if_matched_sid>101</if_matched_sid><same_source_ip/><description>brute</description></rule>"""
+            )
+        )
+        rounds = []
+        for round_number in range(9):
+            rounds.append(
+                [
+                    self.rule_of(
+                        engine, line(act="deny", src=f"10.1.{n // 250}.{n % 250}"), round_number
+                    )
+                    for n in range(500)
+                ]
+            )
+            self.rule_of(engine, line(act="deny", src="none"), round_number)
+        for round_number in range(7):
+            self.assertEqual(set(rounds[round_number]), {"101"})
+        self.assertEqual(rounds[7].count("102"), 500)
+        # The events that fired count no more: the ninth round builds up again.
+        self.assertEqual(set(rounds[8]), {"101"})
+
+    def test_a_full_history_is_counted_and_noted(self) -> None:
+        """Past the cap, events still in the timeframe leave the history: counted and noted."""
+        self.patch(rules, "MAX_HISTORY", 10)
+        engine = self.burst_engine()
+        found = self.interleave(engine, 6, 3)
+        # a's first two events left the history (capped at 10) before its third arrived.
+        self.assertEqual(found[2], ["101"] * 6)
+        self.assertEqual(engine.state.overflowed[("sid", 101)], 8)
+        notices = engine.take_notices()
+        self.assertEqual(len(notices), 1)
+        self.assertIn("sid 101 is full (10 events", notices[0])
+        self.assertEqual(engine.take_notices(), [])
+
     def test_histories_keep_only_the_timeframe(self) -> None:
         """Events older than the searching rules' timeframe leave the history."""
         engine = self.engine(

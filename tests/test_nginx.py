@@ -57,6 +57,40 @@ class RenderTests(SynchronousTestCase):
         self.assertTrue(config.startswith("stream {"))
         self.assertIn("    access_log off;", config)
 
+    def test_udp_agents_by_client_address(self) -> None:
+        """With a UDP listen value the UDP section balances the agent nodes by the client's
+        address (consistent hash), replies flowing back; without it there is no UDP at all."""
+        config = render(agents_udp_listen="1514")
+        self.assertEqual(
+            upstream(config, "wazuh_agents_udp"),
+            ["hash $remote_addr consistent;"]
+            + [f"server {h}:{p} {nginx.AGENT_UDP_OPTIONS};" for h, p in WORKERS],
+        )
+        self.assertIn("        listen 1514 udp;\n        proxy_pass wazuh_agents_udp;", config)
+        self.assertNotIn("@", config)
+        self.assertNotIn("-- UDP agents --", config)
+        other = render(agents_udp_listen="127.0.0.1:41514", agents_udp=[("10.0.0.9", 11514)])
+        self.assertEqual(upstream(other, "wazuh_agents_udp")[1:], [
+            f"server 10.0.0.9:11514 {nginx.AGENT_UDP_OPTIONS};"
+        ])  # fmt: skip
+        self.assertIn("listen 127.0.0.1:41514 udp;", other)
+        plain = render()
+        self.assertNotIn("udp", plain)
+        self.assertNotIn("-- UDP agents --", plain)
+
+    def test_udp_needs_the_section(self) -> None:
+        """A template without the UDP section still renders TCP, but refuses a UDP listen
+        value; a bad UDP listen value is refused too."""
+        shipped = nginx.read_template()
+        begin = shipped.index("    # -- UDP agents --")
+        end = shipped.index("# -- end of UDP agents --") + len("# -- end of UDP agents --")
+        without = shipped[:begin] + shipped[end:]
+        self.assertNotIn("udp", render(without))
+        with self.assertRaisesRegex(nginx.NginxError, "no UDP section"):
+            render(without, agents_udp_listen="1514")
+        with self.assertRaisesRegex(nginx.NginxError, "listen address"):
+            render(agents_udp_listen="1514 udp; include /etc/passwd")
+
     def test_loopback_listen_and_custom_options(self) -> None:
         """HOST:PORT listen values and other server options are written as given."""
         config = render(
@@ -196,6 +230,14 @@ class CommandLineTests(SynchronousTestCase):
         )
         self.assertIn("server 10.0.0.2:11514 max_fails=0;", config)
         self.assertIn("listen 1514;", config)
+        self.assertNotIn("udp", config)
+        out = io.StringIO()
+        with redirect_stdout(out):
+            status = nginx.main(
+                ["--enrollment", "10.0.0.1", "--agents", "10.0.0.2", "--listen-agents-udp", "1514"]
+            )
+        self.assertEqual(status, 0)
+        self.assertIn("listen 1514 udp;", out.getvalue())
 
     def test_main_reports_a_bad_node(self) -> None:
         """A malformed node is one line on stderr and exit status 1."""

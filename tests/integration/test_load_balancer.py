@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections import Counter
 from typing import Any
@@ -83,6 +84,14 @@ def ensure_nginx() -> str:
     )
 
 
+def free_udp_port() -> int:
+    """A UDP port of 127.0.0.1 nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def agents(cluster: LocalCluster, node: str) -> dict[str, dict[str, Any]]:
     """The agents `-a --json` shows on ``node``, by name (empty if the call fails)."""
     result = control(cluster.home(node).root, "-a", "--json")
@@ -103,13 +112,15 @@ class LoadBalancerTests(ClusterTestCase):
 
     balancer: nginx.NginxProcess
 
-    def start_nginx(self, cluster: LocalCluster) -> tuple[int, int]:
-        """Run nginx from the etc/ template: 1515 to every node, 1514 to the workers.
+    def start_nginx(self, cluster: LocalCluster, udp_port: int | None = None) -> tuple[int, int]:
+        """Run nginx from the etc/ template: 1515 to every node, 1514 to the workers (and,
+        with ``udp_port``, UDP agents from that port to the workers' UDP 1514).
 
         Returns its (enrollment, agents) listen ports; nginx is stopped after the test.
         """
         binary = ensure_nginx()
         enrollment_port, agents_port = free_port(), free_port()
+        udp_listen = None if udp_port is None else f"127.0.0.1:{udp_port}"
         stream = nginx.render_stream(
             nginx.read_template(),
             [
@@ -120,6 +131,7 @@ class LoadBalancerTests(ClusterTestCase):
             f"127.0.0.1:{enrollment_port}",
             f"127.0.0.1:{agents_port}",
             access_log=cluster.base / "nginx" / "access.log",
+            agents_udp_listen=udp_listen,
         )
         balancer = nginx.NginxProcess(binary, cluster.base / "nginx")
         self.balancer = balancer
@@ -209,3 +221,46 @@ class LoadBalancerTests(ClusterTestCase):
         summary = json.loads(out.strip().splitlines()[-1])
         self.assertEqual(summary["enrollment_failures"], 0, summary)
         self.assertGreaterEqual(summary["force_reconnects"], 5, summary)
+
+    def test_udp_agents_through_nginx(self) -> None:
+        """UDP agents enroll through nginx (TCP 1515) and report through its UDP stream: all
+        active on one worker (every agent here shares 127.0.0.1, which the consistent hash
+        maps to one node), with the node's replies (startup acks, keep-alive answers, the
+        shared files) relayed back to them."""
+        cluster = self.make_cluster(["worker1", "worker2"])
+        cluster.agent_protocol = "tcp,udp"
+        for name in cluster.workers:
+            cluster.write_node(name, "worker")
+        self.start(cluster, "master", "master")
+        workers = {name: self.start(cluster, name, "worker") for name in cluster.workers}
+        for worker in workers.values():
+            self.wait_log(worker, "Successfully connected")
+        udp_port = free_udp_port()
+        enrollment_port, _ = self.start_nginx(cluster, udp_port)
+
+        simulator = self.start_simulator(
+            "--manager", "127.0.0.1",
+            "--enroll-port", str(enrollment_port),
+            "--port", str(udp_port),
+            "--udp",
+            "--agents", str(AGENTS),
+            "--keepalive", "1",
+            "--eps", "5",
+        )  # fmt: skip
+
+        def on_one_worker() -> bool:
+            found = placement(cluster)
+            return sum(found.values()) == AGENTS and len(found) == 1
+
+        self.assertTrue(
+            wait_for(on_one_worker, DEADLINE, 0.5),
+            f"master shows {agents(cluster, 'master')}\n{self.balancer.log_text()[-2000:]}",
+        )
+        simulator.send_signal(signal.SIGINT)
+        out, err = simulator.communicate(timeout=DEADLINE)
+        self.assertEqual(simulator.returncode, 0, err)
+        summary = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(summary["enrollment_failures"], 0, summary)
+        self.assertEqual(summary["startups_sent"], AGENTS, summary)
+        self.assertGreaterEqual(summary["acks_received"], 2 * AGENTS, summary)
+        self.assertEqual(summary["files_received"], AGENTS, summary)

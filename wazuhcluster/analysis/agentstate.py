@@ -63,8 +63,9 @@ class AgentState(Protocol):
     def sca_scan_hash(self, agent_id: str, policy_id: str) -> str | None:
         """The results hash of the last stored scan of a policy."""
 
-    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> None:
-        """Store a scan summary."""
+    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> bool:
+        """Store a scan summary; True when the policy's file changed since the stored one
+        (``hash_file``): its stored checks are then dropped."""
 
     def sca_keep_policies(self, agent_id: str, policy_ids: list[str]) -> None:
         """Forget every policy (and its checks) not in ``policy_ids``."""
@@ -238,9 +239,21 @@ class MemoryState(Outbox):
         found = self._table(agent_id, "sca_scan").get(policy_id)
         return None if found is None else str(found.get("hash") or "")
 
-    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> None:
-        """Store a scan summary."""
-        _bounded(self._table(agent_id, "sca_scan"), policy_id, summary, 1024)
+    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> bool:
+        """Store a scan summary; a changed policy file drops the policy's checks (True)."""
+        scans = self._table(agent_id, "sca_scan")
+        before = scans.get(policy_id)
+        old_file = before.get("hash_file") if isinstance(before, dict) else None
+        new_file = summary.get("hash_file")
+        changed = isinstance(old_file, str) and isinstance(new_file, str) and old_file != new_file
+        if changed:
+            checks = self._table(agent_id, "sca_check")
+            for check_id in [
+                c for c, (_, event) in checks.items() if event.get("policy_id") == policy_id
+            ]:
+                del checks[check_id]
+        _bounded(scans, policy_id, summary, 1024)
+        return changed
 
     def sca_keep_policies(self, agent_id: str, policy_ids: list[str]) -> None:
         """Forget every policy (and its checks) not in ``policy_ids``."""

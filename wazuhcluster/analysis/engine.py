@@ -257,6 +257,8 @@ class Engine:
     def take_notices(self) -> list[str]:
         """The notices gathered since the last call (for the caller to log)."""
         notices, self.notices = self.notices, []
+        notices.extend(self.state.notices)
+        self.state.notices.clear()
         return notices
 
     def _accumulate(self, info: EventInfo) -> None:

@@ -23,7 +23,12 @@ from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.expressions import Expression, LiteralRegex, OSMatch, test
 
 DEFAULT_TIMEFRAME = 360
-MAX_HISTORY = 512
+#: Events one history keeps at most. Histories are bounded by their searching rules'
+#: timeframe first; this cap only guards memory under a flood. Wazuh 4.x keeps every
+#: matched event of the last ``memory_size`` (8192 by default, all rules together) in its
+#: rules' lists, and compares agent ids while searching, so a thousand agents interleaving
+#: eight sshd failures each still correlate: the cap leaves room for twice that per history.
+MAX_HISTORY = 16384
 
 # Fields that <same_*>/<different_*> compare, by their static names.
 SAME_FIELD_NAMES = (
@@ -279,6 +284,10 @@ def walk(rules: Iterable[Rule]) -> Iterable[Rule]:
         yield from walk(rule.children)
 
 
+#: A view of a history: an agent's events, or an agent's events from one source address.
+ViewKey = str | tuple[str, str]
+
+
 @attrs.define
 class RuleState:
     """Correlation state: firing counters, event histories and ignore windows."""
@@ -294,12 +303,18 @@ class RuleState:
 
     #: Events ever appended to each history (numbers them: the history holds the last ones).
     appended: dict[tuple[str, int], int] = attrs.field(factory=dict)
-    #: Each history's events again, per agent, numbered: a search for one agent's events
-    #: walks only those instead of every agent's (entries that left the history are skipped
-    #: by number and swept out now and then).
-    by_agent: dict[tuple[str, int], dict[str, collections.deque[tuple[int, EventInfo]]]] = (
+    #: Each history's events again, per agent and per (agent, srcip), numbered: a search for
+    #: one agent's events (from one source address, with ``same_source_ip``) walks only
+    #: those instead of every agent's (entries that left the history are skipped by number
+    #: and swept out now and then). Histories keep a whole timeframe, so without these a
+    #: flood from many addresses would make every search walk thousands of others' events.
+    by_agent: dict[tuple[str, int], dict[ViewKey, collections.deque[tuple[int, EventInfo]]]] = (
         attrs.field(factory=dict)
     )
+    #: Events pushed out of each history by the cap while still inside its timeframe.
+    overflowed: collections.Counter[tuple[str, int]] = attrs.field(factory=collections.Counter)
+    #: Things worth logging once (the engine hands them to its caller).
+    notices: list[str] = attrs.field(factory=list)
 
     def history(self, key: tuple[str, int]) -> collections.deque[EventInfo]:
         """The bounded history list for ``key``."""
@@ -312,20 +327,40 @@ class RuleState:
         """Append ``event`` to the history ``key`` (and its agent's view of it); drop the
         events older than ``window`` seconds before it."""
         history = self.history(key)
-        history.append(event)
-        while event.time - history[0].time > window:
+        while history and event.time - history[0].time > window:
             history.popleft()
+        if len(history) == history.maxlen:
+            self._overflow(key, window)
+        history.append(event)
         number = self.appended.get(key, 0) + 1
         self.appended[key] = number
         agents = self.by_agent.get(key)
         if agents is None:
             agents = self.by_agent[key] = {}
-        mine = agents.get(event.agent_id)
-        if mine is None:
-            mine = agents[event.agent_id] = collections.deque(maxlen=MAX_HISTORY)
-        mine.append((number, event))
+        srcip = event.static.get("srcip")
+        views: tuple[ViewKey, ...] = (
+            (event.agent_id,) if srcip is None else (event.agent_id, (event.agent_id, srcip))
+        )
+        for view in views:
+            mine = agents.get(view)
+            if mine is None:
+                mine = agents[view] = collections.deque(maxlen=MAX_HISTORY)
+            mine.append((number, event))
         if number % MAX_HISTORY == 0:
             self._sweep(key)
+
+    def _overflow(self, key: tuple[str, int], window: float) -> None:
+        """Count an event the cap pushes out while still inside the timeframe; note the
+        first of each history and every power of ten after it."""
+        self.overflowed[key] += 1
+        count = self.overflowed[key]
+        if count == 1 or (count % 10 == 0 and str(count).rstrip("0") == "1"):
+            if len(self.notices) < 100:
+                self.notices.append(
+                    f"Correlation history {key[0]} {key[1]} is full ({MAX_HISTORY} events "
+                    f"within {window:g} s): {count} event(s) left it before their time, "
+                    "frequency rules searching it may miss them."
+                )
 
     def _sweep(self, key: tuple[str, int]) -> None:
         """Forget the agent views' entries that left the history (and empty views)."""
@@ -339,12 +374,12 @@ class RuleState:
                 del agents[agent_id]
 
     def agent_history(
-        self, key: tuple[str, int], agent_id: str
+        self, key: tuple[str, int], view: ViewKey
     ) -> tuple[collections.deque[tuple[int, EventInfo]] | None, int]:
-        """One agent's numbered events of history ``key`` and the number at or below which
-        an entry has left the history."""
+        """One view's numbered events of history ``key`` (an agent id, or (agent id,
+        srcip)) and the number at or below which an entry has left the history."""
         agents = self.by_agent.get(key)
-        mine = agents.get(agent_id) if agents is not None else None
+        mine = agents.get(view) if agents is not None else None
         history = self.histories.get(key)
         gone = self.appended.get(key, 0) - (len(history) if history is not None else 0)
         return mine, gone
@@ -562,7 +597,10 @@ def _own_events(rule: Rule, event: EventInfo, state: RuleState) -> Iterator[Even
     if rule.global_frequency:
         yield from reversed(state.histories.get(rule.search_key) or ())
         return
-    mine, gone = state.agent_history(rule.search_key, event.agent_id)
+    # same_source_ip needs the same address on both events: only that address's view.
+    srcip = event.static.get("srcip") if "srcip" in rule.same else None
+    view: ViewKey = event.agent_id if srcip is None else (event.agent_id, srcip)
+    mine, gone = state.agent_history(rule.search_key, view)
     if not mine:
         return
     for number, old in reversed(mine):

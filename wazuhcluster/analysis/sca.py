@@ -15,7 +15,11 @@ After a summary, the stored results of the policy's checks are hashed as the age
 its own; when they differ from the summary's ``hash`` (or none is stored), the agent is asked
 to resend the policy's checks (``#!-sca-dump:<policy>:<first scan 0|1>``), as Wazuh does:
 this is how a manager that lost or never had an agent's results (a new node, a restored
-database) catches up.
+database) catches up. After a resend (``dump_end``) the stored results are hashed again and
+compared with the last summary's hash: still different, the agent is asked once more
+(``#!-sca-dump:<policy>:0``), as Wazuh's HandleDumpEvent does. A summary whose policy file
+(``hash_file``) changed drops the policy's stored checks and asks for them as a first scan
+(``#!-sca-dump:<policy>:1``).
 """
 
 from __future__ import annotations
@@ -91,8 +95,11 @@ def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
     if not isinstance(policy_id, str) or not isinstance(event.get("hash"), str):
         return
     stored = state.sca_scan_hash(info.agent_id, policy_id)
-    state.sca_save_scan(info.agent_id, policy_id, event)
-    if state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
+    if state.sca_save_scan(info.agent_id, policy_id, event):
+        # The policy file changed: its old checks are gone and the agent resends them all
+        # as a first scan (Wazuh then asks again for the emptied results; once is enough).
+        state.send(info.agent_id, f"#!-sca-dump:{policy_id}:1")
+    elif state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
         first = 1 if event.get("first_scan") else 0
         state.send(info.agent_id, f"#!-sca-dump:{policy_id}:{first}")
     changed = stored != event["hash"] and "first_scan" not in event
@@ -122,6 +129,17 @@ def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
         info.add_field("sca.file", event["file"])
 
 
+def _dump_end(agent_id: str, policy_id: str, scan_id: int, state: AgentState) -> None:
+    """A resend ended: forget the checks it did not refresh, then check the results again
+    against the last summary's hash; still different, ask for another resend (not a first
+    scan), as Wazuh's manager does. Nothing stored on either side asks nothing."""
+    state.sca_dump_end(agent_id, policy_id, scan_id)
+    expected = state.sca_scan_hash(agent_id, policy_id)
+    stored = state.sca_results_hash(agent_id, policy_id)
+    if expected is not None and stored is not None and stored != expected:
+        state.send(agent_id, f"#!-sca-dump:{policy_id}:0")
+
+
 def decode_sca(info: EventInfo, message: str, state: AgentState) -> bool:
     """Queue p: store the message; fill the alert fields when a result changed."""
     try:
@@ -144,7 +162,7 @@ def decode_sca(info: EventInfo, message: str, state: AgentState) -> bool:
         policy_id = event.get("policy_id")
         scan_id = event.get("scan_id")
         if isinstance(policy_id, str) and isinstance(scan_id, int):
-            state.sca_dump_end(info.agent_id, policy_id, scan_id)
+            _dump_end(info.agent_id, policy_id, scan_id, state)
     else:
         return False
     return True

@@ -359,7 +359,7 @@ class SqliteState(Outbox):
         )
         return None if row is None else str(row[0] or "")
 
-    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> None:
+    def sca_save_scan(self, agent_id: str, policy_id: str, summary: dict[str, Any]) -> bool:
         """Store a scan summary and its policy; a policy file that changed drops the
         policy's stored checks (the agent will be asked to resend them)."""
         connection = self._db(agent_id)
@@ -367,7 +367,8 @@ class SqliteState(Outbox):
         stored = connection.execute(
             "SELECT hash_file FROM sca_policy WHERE id = ?", (policy_id,)
         ).fetchone()
-        if stored is not None and hash_file is not None and stored[0] != hash_file:
+        changed = stored is not None and hash_file is not None and stored[0] != hash_file
+        if changed:
             connection.execute("DELETE FROM sca_check WHERE policy_id = ?", (policy_id,))
         connection.execute(
             "INSERT OR REPLACE INTO sca_policy (id, name, file, description, refs, hash_file) "
@@ -398,6 +399,7 @@ class SqliteState(Outbox):
                 _text_or_none(summary.get("hash")),
             ),
         )
+        return changed
 
     def sca_keep_policies(self, agent_id: str, policy_ids: list[str]) -> None:
         """Forget every policy (and its checks and scan) not in ``policy_ids``."""

@@ -32,6 +32,10 @@ PLACEHOLDERS = (
     "@AGENTS_LISTEN@",
     "@ACCESS_LOG@",
 )
+#: Placeholders of the template's UDP section (left out without UDP agents).
+UDP_PLACEHOLDERS = ("@AGENT_UDP_SERVERS@", "@AGENTS_UDP_LISTEN@")
+UDP_BEGIN = "# -- UDP agents --"
+UDP_END = "# -- end of UDP agents --"
 #: The log_format the template defines for its access log.
 LOG_FORMAT = "wazuhcluster"
 #: Where Debian and most builds keep dynamic modules when ``nginx -V`` names none.
@@ -44,6 +48,8 @@ _OPTIONS = re.compile(r"^[a-z_]{1,20}=[0-9a-z]{1,10}(?: [a-z_]{1,20}=[0-9a-z]{1,
 #: A node that refused a connection is skipped for 10 s: enrollment connections are short,
 #: so the next success soon marks a recovered node live again.
 ENROLLMENT_OPTIONS = "max_fails=1 fail_timeout=10s"
+#: A UDP node that refused (ICMP) is skipped for 10 s; the hash brings its agents back after.
+AGENT_UDP_OPTIONS = "max_fails=1 fail_timeout=10s"
 #: Never marked down: agents' connections last for hours and nginx would keep a recovered
 #: node half-excluded until one of them ends; a refused connection just goes to the next.
 AGENT_OPTIONS = "max_fails=0"
@@ -85,21 +91,31 @@ def render_stream(
     enrollment_options: str = ENROLLMENT_OPTIONS,
     agent_options: str = AGENT_OPTIONS,
     access_log: Path | None = None,
+    agents_udp_listen: str | None = None,
+    agents_udp: Sequence[tuple[str, int]] | None = None,
+    agent_udp_options: str = AGENT_UDP_OPTIONS,
 ) -> str:
-    """The template's ``stream {}`` block with its four ``@NAME@`` placeholders filled.
+    """The template's ``stream {}`` block with its ``@NAME@`` placeholders filled.
 
     ``enrollment`` and ``agents`` are the (host, port) backends of 1515 and 1514; the listen
     values are what nginx's ``listen`` takes (``1514``, ``127.0.0.1:41514``); the options
     follow each ``server`` line of the upstream. ``access_log`` (an absolute path) logs each
-    connection with the node it went to; None turns the access log off.
+    connection with the node it went to; None turns the access log off. With
+    ``agents_udp_listen`` the UDP section balances UDP agents over ``agents_udp`` (by
+    default the ``agents`` nodes, same ports); without it the section is left out.
     """
     if len(template) > MAX_TEMPLATE:
         raise NginxError(f"the template is larger than {MAX_TEMPLATE} characters")
     body = "\n".join(line for line in template.splitlines() if not line.startswith("#"))
-    for placeholder in PLACEHOLDERS:
+    body = _udp_section(body, keep=agents_udp_listen is not None)
+    wanted = PLACEHOLDERS + (UDP_PLACEHOLDERS if agents_udp_listen is not None else ())
+    for placeholder in wanted:
         if body.count(placeholder) != 1:
             raise NginxError(f"the template must hold {placeholder} exactly once")
-    for listen in (enrollment_listen, agents_listen):
+    listens = [enrollment_listen, agents_listen]
+    if agents_udp_listen is not None:
+        listens.append(agents_udp_listen)
+    for listen in listens:
         if not _LISTEN.match(listen) or not 0 < int(listen.rsplit(":", 1)[-1]) < 65536:
             raise NginxError(f"{listen!r} is not a listen address (PORT or HOST:PORT)")
     if access_log is not None and not _LOG_PATH.match(str(access_log)):
@@ -111,12 +127,32 @@ def render_stream(
         "@AGENTS_LISTEN@": agents_listen,
         "@ACCESS_LOG@": "off" if access_log is None else f"{access_log} {LOG_FORMAT}",
     }
+    if agents_udp_listen is not None:
+        udp_backends = agents if agents_udp is None else agents_udp
+        values["@AGENT_UDP_SERVERS@"] = server_lines(udp_backends, agent_udp_options)
+        values["@AGENTS_UDP_LISTEN@"] = agents_udp_listen
     for placeholder, value in values.items():
         body = body.replace(placeholder, value)
     leftover = _LEFTOVER.search(body)
     if leftover:
         raise NginxError(f"the template holds an unknown placeholder {leftover.group()}")
     return body.strip() + "\n"
+
+
+def _udp_section(body: str, keep: bool) -> str:
+    """``body`` with its UDP section's marker lines dropped, and the section too unless
+    ``keep``; NginxError for markers out of order (a template without them has no UDP)."""
+    lines = body.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.strip() in (UDP_BEGIN, UDP_END)]
+    if not marks:
+        if keep:
+            raise NginxError("the template has no UDP section (# -- UDP agents -- ... )")
+        return body
+    if len(marks) != 2 or lines[marks[0]].strip() != UDP_BEGIN:
+        raise NginxError("the template's UDP section needs one begin and one end marker")
+    first, last = marks
+    inside = lines[first + 1 : last] if keep else []
+    return "\n".join(lines[:first] + inside + lines[last + 1 :])
 
 
 def read_template(path: Path = TEMPLATE) -> str:
@@ -332,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--listen-enrollment", default="1515", help="default %(default)s")
     parser.add_argument("--listen-agents", default="1514", help="default %(default)s")
+    parser.add_argument(
+        "--listen-agents-udp", default=None, metavar="LISTEN",
+        help="also balance UDP agents, listening here (e.g. 1514); none by default",
+    )  # fmt: skip
     parser.add_argument("--access-log", type=Path, default=None, help="absolute path, or none")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the template to fill")
     args = parser.parse_args(argv)
@@ -344,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.listen_enrollment,
                 args.listen_agents,
                 access_log=args.access_log,
+                agents_udp_listen=args.listen_agents_udp,
             ),
             end="",
         )
