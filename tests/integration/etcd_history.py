@@ -97,3 +97,15 @@ def writer_of(endpoint: str, mod_revision: int) -> tuple[str, int] | None:
     """(master, term) whose fenced transaction wrote at ``mod_revision`` (None: no leader
     held the key just before, which a fenced write cannot do)."""
     return leader_at(endpoint, mod_revision - 1)
+
+
+def raft_status(endpoint: str) -> tuple[str, str]:
+    """(this member's id, the raft leader's id) as ``endpoint`` reports them."""
+    request = urllib.request.Request(
+        endpoint + "/v3/maintenance/status",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        reply = json.loads(answer.read(1024 * 1024))
+    return str(reply["header"]["member_id"]), str(reply["leader"])
