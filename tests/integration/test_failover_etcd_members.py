@@ -76,7 +76,7 @@ class RaftLeaderLostRealTests(ClusterTestCase):
         survivor = next(e for m, e in zip(etcd.members, etcd.endpoints, strict=True) if m.running())
         results: list[dict[str, str]] = []
         until = time.monotonic() + 4 * TTL
-        while time.monotonic() < until:
+        while time.monotonic() < until and "Stepped down" not in first.log_text():
             [result] = enroll(through_worker, 1, f"during-{len(results):03d}-")
             results.append(result)
         refused = [r for r in results if "id" not in r]
@@ -149,7 +149,7 @@ class BlackHoledMemberRealTests(ClusterTestCase):
         proxy.stall()
         results: list[dict[str, str]] = []
         until = time.monotonic() + 2 * ttl
-        while time.monotonic() < until:
+        while time.monotonic() < until and "Stepped down" not in first.log_text():
             [result] = enroll(through_worker, 1, f"during-{len(results):03d}-")
             results.append(result)
         self.assertNotIn("Stepped down", first.log_text(), notable(first))
