@@ -151,13 +151,18 @@ SOAK_AGENTS ?= 20000
 SOAK_SECONDS ?= 600
 SOAK_KEEPALIVE ?= 10
 SOAK_REPORT ?= soak-report.json
+SOAK_FAILOVER_ROUNDS ?= 20
 
-.PHONY: fuzz soak
+.PHONY: fuzz soak soak-failover
 
 fuzz: $(STAMP) ## hypothesis fuzzing of AMP commands, enrollment lines, agent frames, sync paths (10,000 cases each)
 	WAZUHCLUSTER_FUZZ=fuzz $(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_fuzz $(FUZZ_TESTS)
 
-soak: $(STAMP) ## SOAK_ROUNDS kill rounds per scenario, network faults, then SOAK_WORKERS/SOAK_AGENTS for SOAK_SECONDS
+soak-failover: $(STAMP) ## SOAK_FAILOVER_ROUNDS rounds of kill -9 of the master (real etcd) during enrollment bursts
+	WAZUHCLUSTER_FAILOVER_ROUNDS=$(SOAK_FAILOVER_ROUNDS) $(BIN)/python -b -m twisted.trial \
+		--temp-directory=_trial_temp_soak tests.integration.test_failover_soak
+
+soak: $(STAMP) soak-failover ## soak-failover, SOAK_ROUNDS kill rounds per scenario, network faults, then SOAK_WORKERS/SOAK_AGENTS for SOAK_SECONDS
 	WAZUHCLUSTER_FAULT_ROUNDS=$(SOAK_ROUNDS) WAZUHCLUSTER_FAULT_SEED=$(SOAK_SEED) \
 		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_soak \
 		tests.integration.test_faults_kill tests.integration.test_faults_network

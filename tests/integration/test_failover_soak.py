@@ -1,0 +1,173 @@
+"""Failover soak with real nodes and a real etcd: round after round, kill -9 of the master
+while a burst of agents enrolls through a worker, then the killed candidate restarted as the
+next standby. Nothing acknowledged is ever lost, no id is issued twice across all rounds,
+and etcd's history shows one master per term.
+
+``WAZUHCLUSTER_FAILOVER_ROUNDS`` sets the rounds (default 3, about a minute; ``make
+soak-failover`` runs 20). The one-round version with more checks of the take-over is
+``test_failover_real.KillDuringBurstRealTests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.helpers import short_temp_dir
+from tests.integration.common import DEADLINE, REPO, ClusterTestCase
+from tests.integration.etcd_history import agent_records, writer_of
+from tests.integration.test_enrollment_real import enroll
+from tests.integration.test_failover_real import failover_block, terms
+from wazuhcluster.registry.keys import read_client_keys
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
+from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+
+ROUNDS = int(os.environ.get("WAZUHCLUSTER_FAILOVER_ROUNDS", "3"))
+#: Agents per burst, and how many of them the worker holds when the master is killed.
+BURST = 80
+KILL_AFTER = 40
+
+
+def count(node: NodeProcess, text: str) -> int:
+    """How often ``text`` is in the node's cluster.log (it spans restarts)."""
+    return node.log_text().count(text)
+
+
+def grows(node: NodeProcess, text: str, before: int) -> Callable[[], bool]:
+    """A condition: ``text`` is in the node's log more often than ``before``."""
+    return lambda: count(node, text) > before
+
+
+def holds(keys: Path, prefix: str, wanted: int) -> Callable[[], bool]:
+    """A condition: the client.keys at ``keys`` holds ``wanted`` agents named ``prefix``…"""
+    return lambda: len([e for e in read_client_keys(keys) if e.name.startswith(prefix)]) >= wanted
+
+
+class FailoverSoakRealTests(ClusterTestCase):
+    """Repeated kill -9 of the master during enrollment bursts."""
+
+    def test_rounds_of_kill_during_burst(self) -> None:
+        """cand-a and cand-b take turns: each round, BURST agents enroll at once through
+        worker1 and the master is killed once the worker holds KILL_AFTER of their keys; the
+        other candidate is elected, every agent acknowledged in the round is on it with its
+        id and key, in etcd, and no id was ever given twice; the killed one is restarted
+        and links to the new master as the next round's standby. At the end etcd's history
+        names one master for each term that wrote an acknowledged agent, and every
+        acknowledged agent of every round is on the last master and on the worker."""
+        require_etcd()
+        etcd = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(etcd.stop)
+        etcd.start()
+        endpoint = etcd.endpoints[0]
+        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+        cluster.cluster_extra = lambda name, role: block
+        cluster.cluster_ports["cand-b"] = free_port()
+        cluster.write()
+        cluster.write_node("cand-b", "master")
+        nodes = {"cand-a": self.start(cluster, "cand-a", "master")}
+        self.wait_log(nodes["cand-a"], "Master for term")
+        nodes["cand-b"] = self.start(cluster, "cand-b", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(nodes["cand-b"], "Successfully connected to master cand-a")
+        self.wait_log(worker, "Successfully connected to master cand-a")
+        port = cluster.node_ports("worker1")["enrollment"]
+        keys_w = cluster.home("worker1").client_keys
+
+        master, standby = "cand-a", "cand-b"
+        acknowledged: dict[str, dict[str, str]] = {}
+        took: list[float] = []
+        for round_number in range(ROUNDS):
+            prefix = f"r{round_number:02d}-"
+            burst = subprocess.Popen(
+                [sys.executable, "-m", "tests.integration.enroll_many", str(port), str(BURST)]
+                + [prefix],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            self.addCleanup(lambda burst=burst: burst.poll() is None and burst.kill())
+            # Killed mid-burst when it can be; a burst over too soon still ends in a kill.
+            wait_for(holds(keys_w, prefix, KILL_AFTER), DEADLINE, 0.02)
+            elected_before = count(nodes[standby], "Master for term")
+            took_over_before = count(nodes[standby], "Took over")
+            linked_before = count(worker, f"Successfully connected to master {standby}")
+            nodes[master].kill()
+            killed_at = time.monotonic()
+            out, err = burst.communicate(timeout=DEADLINE * 3)
+            self.assertEqual(burst.returncode, 0, err)
+            results = json.loads(out)
+            ours = {r["name"]: r for r in results if "id" in r}
+            self.assertTrue(
+                wait_for(grows(nodes[standby], "Took over", took_over_before), DEADLINE * 2),
+                f"round {round_number}: {standby} did not take over:\n"
+                f"{nodes[standby].log_text()[-3000:]}",
+            )
+            self.assertGreater(count(nodes[standby], "Master for term"), elected_before)
+            took.append(time.monotonic() - killed_at)
+            new_keys = {e.name: e for e in read_client_keys(cluster.home(standby).client_keys)}
+            lost = [name for name in ours if name not in new_keys]
+            self.assertEqual(lost, [], f"round {round_number}: acknowledged, not on {standby}")
+            for name, result in ours.items():
+                self.assertEqual(
+                    (new_keys[name].id, new_keys[name].key), (result["id"], result["key"])
+                )
+            ids = [r["id"] for r in acknowledged.values()] + [r["id"] for r in ours.values()]
+            self.assertEqual(len(ids), len(set(ids)), f"round {round_number}: an id twice")
+            acknowledged.update(ours)
+            print(
+                f"\nround {round_number}: {master} killed, {standby} took over in "
+                f"{took[-1]:.1f} s; {len(ours)} of {BURST} acknowledged"
+            )
+
+            nodes[master].start()  # the next round's standby
+            self.assertTrue(
+                wait_for(
+                    grows(worker, f"Successfully connected to master {standby}", linked_before),
+                    DEADLINE * 2,
+                ),
+                worker.log_text()[-3000:],
+            )
+            self.wait_log(nodes[master], f"Successfully connected to master {standby}")
+            master, standby = standby, master
+
+        records = agent_records(endpoint)
+        writers: dict[int, set[str]] = {}
+        for name, result in acknowledged.items():
+            record, revision = records[name]
+            self.assertEqual((record["id"], record["key"]), (result["id"], result["key"]))
+            writer = writer_of(endpoint, revision)
+            self.assertIsNotNone(writer, f"{name} written at {revision} with no leader")
+            assert writer is not None
+            writers.setdefault(writer[1], set()).add(writer[0])
+        self.assertTrue(all(len(names) == 1 for names in writers.values()), writers)
+        # Each master's own terms, from its log, agree with etcd's writers.
+        for term, (name,) in ((t, tuple(n)) for t, n in writers.items()):
+            self.assertIn(term, terms(nodes[name]))
+        last = {e.name: e for e in read_client_keys(cluster.home(master).client_keys)}
+        self.assertEqual([n for n in acknowledged if n not in last], [])
+        self.assertTrue(
+            wait_for(
+                lambda: set(acknowledged) <= {e.name for e in read_client_keys(keys_w)}, DEADLINE
+            ),
+            "the worker does not hold every acknowledged agent",
+        )
+        tried: list[dict[str, str]] = []
+
+        def enrolled() -> bool:
+            tried.extend(enroll([port], 1, f"after-soak-{len(tried)}-"))
+            return "id" in tried[-1]
+
+        self.assertTrue(wait_for(enrolled, DEADLINE, step=0.2), tried[-3:])
+        self.assertNotIn(tried[-1]["id"], {r["id"] for r in acknowledged.values()})
+        print(
+            f"\nfailover soak: {ROUNDS} rounds, {len(acknowledged)} agents acknowledged, none "
+            f"lost; take-over after kill -9 median {sorted(took)[len(took) // 2]:.1f} s, "
+            f"max {max(took):.1f} s"
+        )
