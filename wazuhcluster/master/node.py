@@ -24,6 +24,7 @@ from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.durable_api import DurableRegistryFeature
 from wazuhcluster.master.durable_files import FilePublisher
+from wazuhcluster.master.durable_security import SecurityPublisher
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
@@ -297,10 +298,12 @@ class MasterService(MultiService):
         failover: IFailoverView | None = None,
         durable: IDurableAgents | None = None,
         durable_files: IDurableFiles | None = None,
+        durable_security: IDurableFiles | None = None,
     ) -> None:
         super().__init__()
         self.durable = durable
         self.durable_files = durable_files
+        self.durable_security = durable_security
         self.failover = failover
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
@@ -391,8 +394,20 @@ class MasterService(MultiService):
         api_registry: IRegistryFeature = self.registry
         if self.durable is not None:
             api_registry = DurableRegistryFeature(self.registry, self.durable, publish_files)
+        security_changed = None
+        if self.durable_security is not None:
+            # API changes to users, roles and revocations are in etcd when answered.
+            security_changed = SecurityPublisher(
+                self.durable_security, self.sections.api.api_dir, run_in_reactor_pool, self.node.log
+            ).publish
         api = master_api(
-            config, self.node, api_registry, reactor, self.sections.api, failover=failover
+            config,
+            self.node,
+            api_registry,
+            reactor,
+            self.sections.api,
+            failover=failover,
+            security_changed=security_changed,
         )
         if api is not None:
             api.setServiceParent(self)

@@ -12,6 +12,7 @@ from wazuhcluster.failover.wiring import build_leadership
 from wazuhcluster.master.node import MasterService
 from wazuhcluster.roles.files_takeover import take_over_files
 from wazuhcluster.roles.promotion import take_over_agents
+from wazuhcluster.roles.security_takeover import take_over_security
 from wazuhcluster.roles.switcher import RoleSwitcher
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
@@ -41,11 +42,19 @@ def build_failover_node(
     leadership = build_leadership(settings, cluster.node_name, reactor, log, address=address)
     durable = DurableAgents(leadership, leadership.client, settings.prefix)
     files = DurableFiles(leadership, leadership.client, settings.prefix)
+    # The API's users.json and rbac.db: keys <prefix>api-files/..., apart from the synced files.
+    security = DurableFiles(leadership, leadership.client, settings.prefix + "api-")
     switcher: RoleSwitcher
 
     def make_master() -> MasterService:
         return MasterService(
-            config, reactor, sections, failover=switcher, durable=durable, durable_files=files
+            config,
+            reactor,
+            sections,
+            failover=switcher,
+            durable=durable,
+            durable_files=files,
+            durable_security=security,
         )
 
     api = sections.api
@@ -62,6 +71,7 @@ def build_failover_node(
         await take_over_agents(durable, config.home, run_in_reactor_pool, log)
         # Before the master's services open: its workers then sync etcd's files from it.
         await take_over_files(files, config.home, run_in_reactor_pool, log)
+        await take_over_security(security, sections.api.api_dir, run_in_reactor_pool, log)
 
     switcher = RoleSwitcher(
         leadership,
