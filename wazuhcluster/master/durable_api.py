@@ -104,18 +104,18 @@ class DurableApiRegistry:
 
     async def _write(self, function: Callable[[Registry], T], files: bool = False) -> T:
         result, change = await self.inner.write(diffed(function))
+        if change:
+            try:
+                await self.durable.save(
+                    [agent.record() for agent in change.written], change.removed, change.next_id
+                )
+            except Exception as error:
+                await self._undo(change)
+                raise not_stored("The change is undone", error) from None
         if files or not change:
-            # A write that changes no agent changes files (agent.conf, a group folder).
+            # A write that changes no agent changes files (agent.conf, a group folder);
+            # a group's deletion both (its agents first, then its folder).
             await self._publish_files(change)
-        if not change:
-            return result
-        try:
-            await self.durable.save(
-                [agent.record() for agent in change.written], change.removed, change.next_id
-            )
-        except Exception as error:
-            await self._undo(change)
-            raise not_stored("The change is undone", error) from None
         return result
 
     async def _publish_files(self, change: Change) -> None:
