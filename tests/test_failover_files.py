@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests import test_registry_link as link_tests
+from tests.helpers import InMemoryCluster
 from tests.test_api_fixtures import ApiHarness
 from tests.test_failover_agents import PREFIX, FakeFenced, FakeReader
 from tests.test_failover_api_writes import Feature
@@ -32,6 +33,7 @@ from wazuhcluster.failover.kv import Op
 from wazuhcluster.integrity.scan import checksum_bytes, scan_tree
 from wazuhcluster.master.durable_api import DurableRegistryFeature
 from wazuhcluster.master.durable_files import FilePublisher, is_durable
+from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.roles.files_takeover import take_over_files
 from wazuhcluster.roles.promotion import open_registry
 from wazuhcluster.util.logs import ClusterLog
@@ -381,3 +383,36 @@ class ApiGroupsTests(SynchronousTestCase):
         self.assertEqual(answer.status, 503, answer.raw)
         self.assertFalse(self.api.store.group_exists("db"))
         self.assertNotIn("etc/shared/db/agent.conf", self.etcd_files())
+
+
+class IntegrityHookTests(SynchronousTestCase):
+    """The master's local integrity scan hands each table to the publisher, and a group
+    write's rescan raises what the publication raised."""
+
+    def setUp(self) -> None:
+        """A master's integrity feature over an in-memory cluster, with a publisher."""
+        self.cluster = InMemoryCluster(self.mktemp())
+        root = self.cluster.master_home.root
+        self.integrity = MasterIntegrity(root, self.cluster.master, run_in_thread=run_inline)
+        self.store = MemoryFiles(published=True)
+        self.publisher = FilePublisher(self.store, root, run_inline, ClusterLog("Master", "T"))
+        self.integrity.on_table = self.publisher.table_scanned
+        self.publisher.rescan = self.integrity.rescan_now
+        self.integrity.task.startService()
+        self.addCleanup(self.integrity.task.stopService)
+
+    def test_scan_publishes_and_rescan_reports(self) -> None:
+        """A rule written by hand is in etcd after the next scan; a publication etcd
+        refuses fails publish_now and is logged by the periodic scan."""
+        rules = self.cluster.master_home.root / "etc" / "rules"
+        rules.mkdir(parents=True, exist_ok=True)
+        (rules / "hand.xml").write_bytes(RULE)
+        self.successResultOf(ensureDeferred(self.publisher.publish_now()))
+        self.assertEqual(self.store.files.get("etc/rules/hand.xml"), RULE)
+        (rules / "hand.xml").write_bytes(RULE + b"<!-- edited -->")
+        self.store.refuse = NotLeader("no longer the leader")
+        self.failureResultOf(ensureDeferred(self.publisher.publish_now()), NotLeader)
+        self.assertEqual(self.store.files["etc/rules/hand.xml"], RULE)
+        self.store.refuse = None
+        self.successResultOf(ensureDeferred(self.publisher.publish_now()))
+        self.assertEqual(self.store.files["etc/rules/hand.xml"], RULE + b"<!-- edited -->")
