@@ -17,6 +17,7 @@ from zope.interface.verify import verifyObject
 from tests import test_registry_link as link_tests
 from tests.helpers import InMemoryCluster
 from tests.test_api_fixtures import ApiHarness
+from tests.test_api_ruleset import GOOD_RULE, XML, install_default_ruleset
 from tests.test_failover_agents import PREFIX, FakeFenced, FakeReader
 from tests.test_failover_api_writes import Feature
 from tests.test_failover_election import MemoryEtcd
@@ -342,6 +343,7 @@ class ApiGroupsTests(SynchronousTestCase):
         async def publish_now() -> None:
             await publisher.table_scanned(scan_tree(str(root)))
 
+        publisher.rescan = publish_now
         provider = DurableRegistryFeature(Feature(self.api.registry), durable, publish_now)
         self.api.site, self.api.resource = build_site(
             self.api.settings,
@@ -349,7 +351,7 @@ class ApiGroupsTests(SynchronousTestCase):
             provider,
             self.api.clock.seconds,
             run_inline,
-            ApiHooks(),
+            ApiHooks(files_changed=publisher.publish_for_api),
             "api-host",
         )
         self.addCleanup(self.api.resource.endpoints.tokens.store.close)
@@ -383,6 +385,21 @@ class ApiGroupsTests(SynchronousTestCase):
         self.assertEqual(answer.status, 503, answer.raw)
         self.assertFalse(self.api.store.group_exists("db"))
         self.assertNotIn("etc/shared/db/agent.conf", self.etcd_files())
+
+    def test_ruleset_files_are_in_etcd_when_answered(self) -> None:
+        """PUT and DELETE /rules/files/{name}: etcd holds the result when answered; once
+        etcd refuses, 503."""
+        install_default_ruleset(str(self.api.home.root))
+        answer = self.api.call("PUT", "/rules/files/failover_rules.xml", GOOD_RULE, XML)
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertEqual(self.etcd_files().get("etc/rules/failover_rules.xml"), GOOD_RULE)
+        answer = self.api.call("DELETE", "/rules/files/failover_rules.xml")
+        self.assertEqual(answer.status, 200, answer.raw)
+        self.assertNotIn("etc/rules/failover_rules.xml", self.etcd_files())
+        self.etcd._drop_lease(self.leader.leadership._lease)  # type: ignore[arg-type]
+        answer = self.api.call("PUT", "/rules/files/late.xml", GOOD_RULE, XML)
+        self.assertEqual(answer.status, 503, answer.raw)
+        self.assertIn("made on this master only", answer.json["detail"])
 
 
 class IntegrityHookTests(SynchronousTestCase):

@@ -38,6 +38,9 @@ class ApiHooks:
     #: With ``<failover>``: awaited after each change of the security data (users.json,
     #: rbac.db) before the call is answered; what it raises answers the call.
     security_changed: Callable[[], Awaitable[None]] | None = None
+    #: With ``<failover>``: awaited after a ruleset file is written or deleted through the
+    #: API, before the call is answered; what it raises answers the call.
+    files_changed: Callable[[], Awaitable[None]] | None = None
 
 
 def notify(hook: Callable[[T], object] | None, value: T) -> None:

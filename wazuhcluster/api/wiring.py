@@ -72,6 +72,7 @@ def master_api(
     hooks: ApiHooks | None = None,
     failover: Callable[[], Mapping[str, Any]] | None = None,
     security_changed: Callable[[], Awaitable[None]] | None = None,
+    files_changed: Callable[[], Awaitable[None]] | None = None,
 ) -> ApiService | None:
     """The master's ApiService, or None when ``<api>`` is absent or disabled (``failover``:
     the election's status on a node with ``<failover>``, see :class:`ApiHooks`)."""
@@ -83,4 +84,6 @@ def master_api(
         hooks = evolve(hooks, failover=failover)
     if security_changed is not None:
         hooks = evolve(hooks, security_changed=security_changed)
+    if files_changed is not None:
+        hooks = evolve(hooks, files_changed=files_changed)
     return ApiService(settings, node, registry_feature, reactor, hooks)

@@ -23,6 +23,7 @@ from twisted.internet.defer import DeferredLock
 from wazuhcluster.failover.files import MAX_FILE, FileTooLarge
 from wazuhcluster.failover.interfaces import IDurableFiles
 from wazuhcluster.integrity.scan import FileMeta, checksum_bytes
+from wazuhcluster.master.durable_api import not_stored
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread
 
@@ -89,6 +90,15 @@ class FilePublisher:
         """Rescan and publish now; raises when etcd does not hold the files after it."""
         if self.rescan is not None:
             await self.rescan()
+
+    async def publish_for_api(self) -> None:
+        """:meth:`publish_now` for an API call: a 503 ApiError when not published."""
+        try:
+            await self.publish_now()
+        except Exception as error:
+            raise not_stored(
+                "The change is made on this master only (a new master would not have it)", error
+            ) from None
 
     async def table_scanned(self, table: Mapping[str, FileMeta]) -> None:
         """Publish what differs between ``table`` and etcd; raises when not published."""

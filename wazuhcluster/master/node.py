@@ -377,7 +377,7 @@ class MasterService(MultiService):
         SyncedTreeWatcher(
             home.root, integrity.notice_change, reactor, integrity.log
         ).setServiceParent(self)
-        publish_files = None
+        publish_files = files_changed = None
         if self.durable_files is not None:
             # Each scan publishes what changed; group writes wait for a fresh one.
             self.files = FilePublisher(
@@ -386,6 +386,7 @@ class MasterService(MultiService):
             integrity.on_table = self.files.table_scanned
             self.files.rescan = integrity.rescan_now
             publish_files = self.files.publish_now
+            files_changed = self.files.publish_for_api
             self.registry.publish_files = publish_files
         self.shared.set_service_parent(self)
         self.registry.on_keys_changed.append(self.shared.key_rows_changed)
@@ -408,6 +409,7 @@ class MasterService(MultiService):
             self.sections.api,
             failover=failover,
             security_changed=security_changed,
+            files_changed=files_changed,
         )
         if api is not None:
             api.setServiceParent(self)
