@@ -7,7 +7,7 @@ fails is logged and never fails the call that triggered it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from attrs import define
@@ -35,6 +35,12 @@ class ApiHooks:
     agents_added: Callable[[list[Agent]], object] | None = None
     agents_removed: Callable[[list[str]], object] | None = None
     failover: Callable[[], Mapping[str, Any]] | None = None
+    #: With ``<failover>``: awaited after each change of the security data (users.json,
+    #: rbac.db) before the call is answered; what it raises answers the call.
+    security_changed: Callable[[], Awaitable[None]] | None = None
+    #: With ``<failover>``: awaited after a ruleset file is written or deleted through the
+    #: API, before the call is answered; what it raises answers the call.
+    files_changed: Callable[[], Awaitable[None]] | None = None
 
 
 def notify(hook: Callable[[T], object] | None, value: T) -> None:

@@ -228,6 +228,7 @@ class RulesetEndpoints:
                 written = await self.context.run_in_thread(
                     self.files.put, kind, name, data, overwrite
                 )
+                await self._files_changed()
             self.context.log.info("{path} written through the API", path=written)
             message = same_message(f"{_NOUN[kind]} was successfully uploaded")
             return Reply(envelope([written], {}, *message))
@@ -251,11 +252,17 @@ class RulesetEndpoints:
                     # As Wazuh: a file that is not there is a failed item of the answer.
                     relative = f"{USER_DIRS[kind]}/{name}"
                     return Reply(envelope([], {1906: [relative]}, done, "", nothing))
+                await self._files_changed()
             self.context.log.info("{path} deleted through the API", path=removed)
             return Reply(envelope([removed], {}, done, "", nothing))
 
         handler.__doc__ = f"DELETE /{kind}/files/{{filename}}."
         return handler
+
+    async def _files_changed(self) -> None:
+        """With ``<failover>``: wait until the change is durable (ApiHooks.files_changed)."""
+        if self.context.hooks.files_changed is not None:
+            await self.context.hooks.files_changed()
 
     def _user_file_exists(self, kind: str, name: str) -> bool:
         return (self.files.root / USER_DIRS[kind] / name).exists()

@@ -130,9 +130,11 @@ class SecurityContext:
     async def users_file(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``function`` over users.json in a thread (its refusals answer 400)."""
         try:
-            return await self.run_in_thread(function, self.users.path, *args, **kwargs)
+            result = await self.run_in_thread(function, self.users.path, *args, **kwargs)
         except UsersError as error:
             raise bad_request(str(error)) from None
+        await self.tokens.store.changed()
+        return result
 
     async def change(self, function: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``function`` as one change of the security store (conflicts answer its code)."""

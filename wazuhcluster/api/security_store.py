@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -398,6 +398,8 @@ class SecurityStore:
         self.database = database
         self.run_in_thread = run_in_thread
         self.state = database.snapshot()
+        #: Awaited after each committed change before it is answered (ApiHooks).
+        self.on_changed: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def open(cls, path: Path, now: float, run_in_thread: RunInThread) -> SecurityStore:
@@ -417,7 +419,21 @@ class SecurityStore:
             return result
 
         d: Deferred[tuple[T, SecurityState]] = self.run_in_thread(work)
-        return d.addCallback(done)
+        committed = d.addCallback(done)
+        if self.on_changed is None:
+            return committed
+
+        async def answered() -> T:
+            result = await committed
+            await self.changed()
+            return result
+
+        return Deferred.fromCoroutine(answered())
+
+    async def changed(self) -> None:
+        """Tell ``on_changed`` the security data changed (users.json writes call it too)."""
+        if self.on_changed is not None:
+            await self.on_changed()
 
     def close(self) -> None:
         """Close the database."""

@@ -48,6 +48,7 @@ def build_site(
     users = UserStore(settings.users_file)
     key = load_or_create_key(settings.jwt_key_file)
     store = SecurityStore.open(settings.api_dir / "rbac.db", clock(), run_in_thread)
+    store.on_changed = hooks.security_changed if hooks is not None else None
     tokens = TokenAuthority(key, users, settings.token_timeout, clock, store, settings.jwt_key_file)
     throttle = LoginThrottle(settings.max_login_attempts, settings.block_time, clock)
     endpoints = Endpoints(

@@ -12,7 +12,7 @@ The node and the registry feature are seen through :mod:`wazuhcluster.api.interf
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from attrs import evolve
@@ -71,6 +71,8 @@ def master_api(
     settings: ApiSettings | None = None,
     hooks: ApiHooks | None = None,
     failover: Callable[[], Mapping[str, Any]] | None = None,
+    security_changed: Callable[[], Awaitable[None]] | None = None,
+    files_changed: Callable[[], Awaitable[None]] | None = None,
 ) -> ApiService | None:
     """The master's ApiService, or None when ``<api>`` is absent or disabled (``failover``:
     the election's status on a node with ``<failover>``, see :class:`ApiHooks`)."""
@@ -80,4 +82,8 @@ def master_api(
     hooks = hooks or registry_hooks(registry_feature, node)
     if failover is not None:
         hooks = evolve(hooks, failover=failover)
+    if security_changed is not None:
+        hooks = evolve(hooks, security_changed=security_changed)
+    if files_changed is not None:
+        hooks = evolve(hooks, files_changed=files_changed)
     return ApiService(settings, node, registry_feature, reactor, hooks)

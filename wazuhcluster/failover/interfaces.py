@@ -1,4 +1,4 @@
-"""What the failover room hands the roles: the master's durable agent records in etcd."""
+"""What the failover room hands the roles: the master's durable agents and files in etcd."""
 
 from __future__ import annotations
 
@@ -20,3 +20,16 @@ class IDurableAgents(Interface):
 
     async def load() -> tuple[list[dict[str, Any]], int]:
         """Every agent record, and the next agent id etcd knows of (0: none)."""
+
+
+class IDurableFiles(Interface):
+    """The master's synced files as etcd keeps them; written only while this node leads."""
+
+    known: dict[str, str] | None
+
+    async def publish(changed: Mapping[str, bytes], removed: Sequence[str]) -> None:
+        """Store the ``changed`` files and delete the ``removed`` paths in fenced
+        transactions; raises (FileTooLarge, NotLeader, an etcd error) when not written."""
+
+    async def load() -> tuple[dict[str, bytes], bool]:
+        """Every stored file by relative path, and whether etcd was ever given the files."""

@@ -15,7 +15,7 @@ the two snapshots and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from attrs import frozen
@@ -82,10 +82,18 @@ class DurableApiRegistry:
     """The API's view of the async registry: writes stored in etcd (module docstring);
     reads and everything else go to ``inner`` unchanged."""
 
-    def __init__(self, inner: AsyncRegistry, durable: IDurableAgents, log: ClusterLog) -> None:
+    def __init__(
+        self,
+        inner: AsyncRegistry,
+        durable: IDurableAgents,
+        log: ClusterLog,
+        publish_files: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.inner = inner
         self.durable = durable
         self.log = log
+        #: Rescans and publishes the synced files to etcd (group folders, agent.conf).
+        self.publish_files = publish_files
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -94,18 +102,33 @@ class DurableApiRegistry:
         """Run a write, then store what it changed in etcd before firing."""
         return Deferred.fromCoroutine(self._write(function))
 
-    async def _write(self, function: Callable[[Registry], T]) -> T:
+    async def _write(self, function: Callable[[Registry], T], files: bool = False) -> T:
         result, change = await self.inner.write(diffed(function))
-        if not change:
-            return result
-        try:
-            await self.durable.save(
-                [agent.record() for agent in change.written], change.removed, change.next_id
-            )
-        except Exception as error:
-            await self._undo(change)
-            raise not_stored("The change is undone", error) from None
+        if change:
+            try:
+                await self.durable.save(
+                    [agent.record() for agent in change.written], change.removed, change.next_id
+                )
+            except Exception as error:
+                await self._undo(change)
+                raise not_stored("The change is undone", error) from None
+        if files or not change:
+            # A write that changes no agent changes files (agent.conf, a group folder);
+            # a group's deletion both (its agents first, then its folder).
+            await self._publish_files(change)
         return result
+
+    async def _publish_files(self, change: Change) -> None:
+        if self.publish_files is None:
+            return
+        try:
+            await self.publish_files()
+        except Exception as error:
+            self.log.error("An API write's files could not be stored in etcd: {error}", error=error)
+            raise not_stored(
+                "The change is made on this master only (a new master would not have it)",
+                error,
+            ) from None
 
     async def _undo(self, change: Change) -> None:
         """Remove the agents the write added and put changed group lists back; agents it
@@ -160,12 +183,23 @@ class DurableApiRegistry:
         return list(await self.inner.remove_agents(ids))
 
     def create_group(self, name: str) -> Deferred[None]:
-        """Create a group (groups themselves are not kept in etcd yet)."""
-        return self.write(lambda registry: registry.create_group(name))
+        """Create a group; its folder is in etcd before this fires (else it is undone)."""
+        return Deferred.fromCoroutine(self._create_group(name))
+
+    async def _create_group(self, name: str) -> None:
+        await self.inner.write(lambda registry: registry.create_group(name))
+        try:
+            await self._publish_files(Change({}, [], [], None))
+        except ApiError:
+            await self.inner.write(lambda registry: registry.delete_group(name))
+            raise
 
     def delete_group(self, name: str) -> Deferred[list[str]]:
-        """Delete a group; its agents' new group lists are durable."""
-        return self.write(lambda registry: registry.delete_group(name))
+        """Delete a group; its agents' new group lists and the folder's removal are
+        durable."""
+        return Deferred.fromCoroutine(
+            self._write(lambda registry: registry.delete_group(name), files=True)
+        )
 
     def assign(self, agent_id: str, group: str, replace: bool = False) -> Deferred[tuple[str, ...]]:
         """Assign a group to an agent (durable)."""
@@ -180,9 +214,15 @@ class DurableApiRegistry:
 class DurableRegistryFeature:
     """The registry feature as the API sees it on a master with ``<failover>``."""
 
-    def __init__(self, feature: IRegistryFeature, durable: IDurableAgents) -> None:
+    def __init__(
+        self,
+        feature: IRegistryFeature,
+        durable: IDurableAgents,
+        publish_files: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.feature = feature
         self.durable = durable
+        self.publish_files = publish_files
         self.log = ClusterLog("Master", "API")
         self._wrapped: tuple[AsyncRegistry, DurableApiRegistry] | None = None
 
@@ -191,7 +231,10 @@ class DurableRegistryFeature:
         """The durable view of the feature's registry (it exists once the feature started)."""
         inner = self.feature.registry
         if self._wrapped is None or self._wrapped[0] is not inner:
-            self._wrapped = (inner, DurableApiRegistry(inner, self.durable, self.log))
+            self._wrapped = (
+                inner,
+                DurableApiRegistry(inner, self.durable, self.log, self.publish_files),
+            )
         view: Any = self._wrapped[1]
         return view
 

@@ -10,7 +10,7 @@ once, and at most a byte budget per cycle so a huge change set is spread over cy
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,10 @@ class MasterIntegrity(LinkFeature[WorkerLink]):
         )
         self._inotify_call: Any = None
         self._rescan_after = False
+        #: Handed each fresh table (with <failover>: publishes the durable files to etcd).
+        self.on_table: Callable[[FileTable], Awaitable[None]] | None = None
+        #: What ``on_table`` raised at the last scan (None: it succeeded).
+        self.on_table_error: Exception | None = None
         #: File streams to workers, cancelled when the node stops.
         self.background = BackgroundWork(self.log, "integrity sends")
 
@@ -124,6 +128,22 @@ class MasterIntegrity(LinkFeature[WorkerLink]):
         if changed:
             self.generation += 1
             self._announce(digest)
+        if self.on_table is not None:
+            try:
+                await self.on_table(table)
+                self.on_table_error = None
+            except Exception as error:
+                self.on_table_error = error
+                self.log.error("Could not publish the synced files: {error}", error=error)
+
+    async def rescan_now(self) -> None:
+        """Scan again now (after a scan in flight, which may have missed a change) and
+        raise what ``on_table`` raised for that scan."""
+        if self.task.busy:
+            await self.task.run_now()
+        await self.task.run_now()
+        if self.on_table_error is not None:
+            raise self.on_table_error
 
     def _announce(self, digest: str) -> None:
         for link in self.node.workers:

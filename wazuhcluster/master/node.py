@@ -21,10 +21,12 @@ from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.control.commands import ControlError
 from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
-from wazuhcluster.failover.interfaces import IDurableAgents
+from wazuhcluster.failover.interfaces import IDurableAgents, IDurableFiles
 from wazuhcluster.master.agent_data import MasterAgentData
 from wazuhcluster.master.agents import MasterAgents
 from wazuhcluster.master.durable_api import DurableRegistryFeature
+from wazuhcluster.master.durable_files import FilePublisher
+from wazuhcluster.master.durable_security import SecurityPublisher
 from wazuhcluster.master.integrity import MasterIntegrity
 from wazuhcluster.master.interfaces import IAgentReconnector, IManager, IMasterNode
 from wazuhcluster.master.protocol import MasterProtocol, PeerNames
@@ -315,9 +317,13 @@ class MasterService(MultiService):
         sections: NodeSections,
         failover: IFailoverView | None = None,
         durable: IDurableAgents | None = None,
+        durable_files: IDurableFiles | None = None,
+        durable_security: IDurableFiles | None = None,
     ) -> None:
         super().__init__()
         self.durable = durable
+        self.durable_files = durable_files
+        self.durable_security = durable_security
         self.failover = failover
         self.shared = NodeServices(config, sections, reactor, "Master")
         self.analysis = self.shared.analysis
@@ -393,15 +399,39 @@ class MasterService(MultiService):
         SyncedTreeWatcher(
             home.root, integrity.notice_change, reactor, integrity.log
         ).setServiceParent(self)
+        publish_files = files_changed = None
+        if self.durable_files is not None:
+            # Each scan publishes what changed; group writes wait for a fresh one.
+            self.files = FilePublisher(
+                self.durable_files, home.root, run_in_reactor_pool, integrity.log
+            )
+            integrity.on_table = self.files.table_scanned
+            self.files.rescan = integrity.rescan_now
+            publish_files = self.files.publish_now
+            files_changed = self.files.publish_for_api
+            self.registry.publish_files = publish_files
         self.shared.set_service_parent(self)
         self.registry.on_keys_changed.append(self.shared.key_rows_changed)
         failover = self.failover.failover_status if self.failover is not None else None
         # With <failover> the API's agent writes are stored in etcd before they are answered.
         api_registry: IRegistryFeature = self.registry
         if self.durable is not None:
-            api_registry = DurableRegistryFeature(self.registry, self.durable)
+            api_registry = DurableRegistryFeature(self.registry, self.durable, publish_files)
+        security_changed = None
+        if self.durable_security is not None:
+            # API changes to users, roles and revocations are in etcd when answered.
+            security_changed = SecurityPublisher(
+                self.durable_security, self.sections.api.api_dir, run_in_reactor_pool, self.node.log
+            ).publish
         api = master_api(
-            config, self.node, api_registry, reactor, self.sections.api, failover=failover
+            config,
+            self.node,
+            api_registry,
+            reactor,
+            self.sections.api,
+            failover=failover,
+            security_changed=security_changed,
+            files_changed=files_changed,
         )
         if api is not None:
             api.setServiceParent(self)

@@ -140,6 +140,9 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         #: Where enrollments and deletions are made durable before they are acknowledged
         #: (etcd, on a master elected with ``<failover>``); None: the local registry only.
         self.durable = durable
+        #: With ``<failover>``: rescans the synced files and publishes them to etcd, raising
+        #: when etcd does not hold them (group writes are answered only after it).
+        self.publish_files: Callable[[], Awaitable[None]] | None = None
         self.auth = auth
         self.node = node
         self.reactor = reactor
@@ -563,12 +566,31 @@ class MasterRegistry(LinkFeature[WorkerLink]):
     async def _create_group(self, arguments: dict[str, Any]) -> dict[str, Any]:
         name = _text(arguments, "name")
         await self.registry.create_group(name)
+        try:
+            await self._files_durable()
+        except Exception as error:
+            await self.registry.delete_group(name)
+            raise ControlError(
+                f"group {name} not created: the cluster could not store it in etcd ({error})"
+            ) from None
         self.log.info("Created group {name}.", name=name)
         return {"created": name}
+
+    async def _files_durable(self) -> None:
+        """With ``<failover>``, wait until etcd holds the synced files as they are now."""
+        if self.publish_files is not None:
+            await self.publish_files()
 
     async def _delete_group(self, arguments: dict[str, Any]) -> dict[str, Any]:
         name = _text(arguments, "name")
         moved = await self.registry.delete_group(name)
+        try:
+            await self._files_durable()
+        except Exception as error:
+            raise ControlError(
+                f"group {name} deleted on this master but not in etcd ({error}): a new "
+                "master would have it again; delete it again once etcd answers"
+            ) from None
         self.log.info("Deleted group {name}.", name=name)
         return {"deleted": name, "agents_back_in_default": list(moved)}
 

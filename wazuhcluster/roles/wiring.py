@@ -7,9 +7,12 @@ from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.config.sections import NodeSections
 from wazuhcluster.failover.agents import DurableAgents
 from wazuhcluster.failover.election import Address
+from wazuhcluster.failover.files import DurableFiles
 from wazuhcluster.failover.wiring import build_leadership
 from wazuhcluster.master.node import MasterService
+from wazuhcluster.roles.files_takeover import take_over_files
 from wazuhcluster.roles.promotion import take_over_agents
+from wazuhcluster.roles.security_takeover import take_over_security
 from wazuhcluster.roles.switcher import RoleSwitcher
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
@@ -24,9 +27,10 @@ def build_failover_node(
 
     A candidate publishes its ``<nodes><node>`` address and cluster port as where it is
     reached while it leads; a node that is not a candidate only follows the election.
-    When elected it first takes over the agents kept in etcd, and its master stores every
-    enrollment and deletion there before acknowledging it. A candidate running as a
-    worker answers on the API port with the master's name (:mod:`wazuhcluster.api.standby`).
+    When elected it first takes over the agents and synced files kept in etcd, and its
+    master stores every enrollment, deletion and group write there before acknowledging it.
+    A candidate running as a worker answers on the API port with the master's name
+    (:mod:`wazuhcluster.api.standby`).
     """
     cluster = config.cluster
     settings = cluster.failover
@@ -37,10 +41,21 @@ def build_failover_node(
     address = Address(cluster.master_address, cluster.port) if candidate else None
     leadership = build_leadership(settings, cluster.node_name, reactor, log, address=address)
     durable = DurableAgents(leadership, leadership.client, settings.prefix)
+    files = DurableFiles(leadership, leadership.client, settings.prefix)
+    # The API's users.json and rbac.db: keys <prefix>api-files/..., apart from the synced files.
+    security = DurableFiles(leadership, leadership.client, settings.prefix + "api-")
     switcher: RoleSwitcher
 
     def make_master() -> MasterService:
-        return MasterService(config, reactor, sections, failover=switcher, durable=durable)
+        return MasterService(
+            config,
+            reactor,
+            sections,
+            failover=switcher,
+            durable=durable,
+            durable_files=files,
+            durable_security=security,
+        )
 
     api = sections.api
 
@@ -54,6 +69,9 @@ def build_failover_node(
 
     async def prepare_master() -> None:
         await take_over_agents(durable, config.home, run_in_reactor_pool, log)
+        # Before the master's services open: its workers then sync etcd's files from it.
+        await take_over_files(files, config.home, run_in_reactor_pool, log)
+        await take_over_security(security, sections.api.api_dir, run_in_reactor_pool, log)
 
     switcher = RoleSwitcher(
         leadership,
