@@ -36,6 +36,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
+from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
 from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.limits import admit, host_text
@@ -427,9 +428,10 @@ class AgentPeer:
             if push is not None:
                 self.factory.push_shared(push)
         elif isinstance(message, control.Request):
-            self.factory.log.debug(
-                "Request answer from agent '{agent_id}'", agent_id=entry.agent_id
-            )
+            if not self.factory.requests.answer(entry.agent_id, message.text):
+                self.factory.log.debug(
+                    "Unexpected request answer from agent '{agent_id}'", agent_id=entry.agent_id
+                )
         else:
             self.factory.log.warn(
                 "Invalid message from agent: '{name}' ({agent_id})",
@@ -708,6 +710,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.turn_spent = 0
         self._held: deque[AgentChannelProtocol] = deque()
         self._next_turn: IDelayedCall | None = None
+        #: Questions asked to connected agents (``#!-req``); answers come via handle_control.
+        self.requests = RequestTable(self.send_to_agent, clock)
 
     def _schedule(self, call: Callable[[], None]) -> Any:
         return self.clock.callLater(0, call)
@@ -837,6 +841,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     def _release(self, agent_id: str, proto: AgentPeer) -> None:
         if self._owners.get(agent_id) is proto:
             del self._owners[agent_id]
+            self.requests.agent_gone(agent_id)
 
     # ------------------------------------------------------------------ manager → agent
 
