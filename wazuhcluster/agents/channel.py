@@ -428,6 +428,10 @@ class AgentPeer:
             if push is not None:
                 self.factory.push_shared(push)
         elif isinstance(message, control.Request):
+            counter, _, answer = message.text.partition(" ")
+            if self.datagram and answer != "ack":
+                # Over UDP the agent resends its answer until the manager acknowledges it.
+                self.send(f"{control.REQUEST_PREFIX}{counter} ack".encode())
             if not self.factory.requests.answer(entry.agent_id, message.text):
                 self.factory.log.debug(
                     "Unexpected request answer from agent '{agent_id}'", agent_id=entry.agent_id

@@ -26,6 +26,8 @@ MAX_IN_FLIGHT = 1024
 RESPONSE_TIMEOUT = 60.0
 #: Largest answer accepted, in bytes (``OS_MAXSTR``).
 MAX_ANSWER = 65536
+#: What a UDP agent sends before its answer, and the manager after receiving one.
+ACK = "ack"
 #: Largest payload sent to an agent.
 MAX_PAYLOAD = 1024
 
@@ -104,9 +106,10 @@ class RequestTable:
         """How many questions wait for an answer."""
         return len(self._pending)
 
-    def ask(self, agent_id: str, payload: str) -> Deferred[str]:
+    def ask(self, agent_id: str, payload: str, timeout: float | None = None) -> Deferred[str]:
         """Send ``payload`` to the agent; the Deferred fires with its answer text
-        (``ok {...}`` / ``err ...``) or fails with a :class:`RequestError`."""
+        (``ok {...}`` / ``err ...`` / a state's JSON) or fails with a :class:`RequestError`
+        (after ``timeout`` seconds, the table's by default, without an answer)."""
         if not payload or len(payload.encode()) > MAX_PAYLOAD or "\n" in payload:
             raise ValueError("a request payload is one line of at most 1024 bytes")
         if len(self._pending) >= self.max_in_flight:
@@ -116,7 +119,8 @@ class RequestTable:
         if not self._send(agent_id, f"{REQUEST_PREFIX}{counter} {payload}"):
             raise AgentNotConnected(f"Agent {agent_id} is not connected to this node")
         deferred: Deferred[str] = Deferred(lambda _: self._forget(counter))
-        timer = self._clock.callLater(self.timeout, self._expire, counter)
+        wait = self.timeout if timeout is None else min(timeout, self.timeout)
+        timer = self._clock.callLater(wait, self._expire, counter)
         self._pending[counter] = _Pending(agent_id, deferred, timer)
         return deferred
 
@@ -128,6 +132,8 @@ class RequestTable:
         if pending is None or pending.agent_id != agent_id:
             self.unmatched += 1
             return False
+        if answer == ACK:
+            return True  # a UDP agent acknowledges first; the answer follows
         self._forget(counter)
         if len(answer.encode()) > self.max_answer:
             pending.deferred.errback(
