@@ -157,6 +157,14 @@ class ChannelRequestTests(ChannelTestCase):
         proto.connectionLost()  # type: ignore[attr-defined]
         self.failureResultOf(result, AgentNotConnected)
 
+    def test_stop_fails_questions(self) -> None:
+        """Stopping the listener fails the questions in flight and leaves no timer."""
+        self.active_agent()
+        result = self.factory.requests.ask("001", "agent getstate")
+        self.factory.stopFactory()
+        self.failureResultOf(result, AgentNotConnected)
+        self.assertEqual(self.factory.requests.in_flight, 0)
+
     def test_not_connected(self) -> None:
         """Asking an agent with no connection raises AgentNotConnected."""
         self.assertRaises(AgentNotConnected, self.factory.requests.ask, "002", "agent getstate")

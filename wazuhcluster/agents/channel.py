@@ -938,8 +938,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
 
     def stopFactory(self) -> None:
         """The listener stopped (the node is stopping): cancel the pushes in progress, and
-        decode what connections held for a later turn now (there will be none)."""
+        decode what connections held for a later turn now (there will be none); questions
+        to agents fail."""
         self.background.cancel()
+        self.requests.stop()
         if self._next_turn is not None and self._next_turn.active():
             self._next_turn.cancel()
         self._next_turn = None

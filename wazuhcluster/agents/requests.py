@@ -152,6 +152,12 @@ class RequestTable:
                     AgentNotConnected(f"Agent {agent_id} disconnected before answering")
                 )
 
+    def stop(self) -> None:
+        """The channel is stopping: every question in flight fails now."""
+        for counter, pending in list(self._pending.items()):
+            self._forget(counter)
+            pending.deferred.errback(AgentNotConnected("the agent channel stopped"))
+
     def _expire(self, counter: str) -> None:
         pending = self._pending.pop(counter, None)
         if pending is not None:
