@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import FakeDatagramTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_agent_channel import ChannelTestCase, FakeAgent, _keepalive
+from tests.test_agent_channel import ChannelTestCase, DatagramTests, FakeAgent, _keepalive
 from wazuhcluster.agents import control
+from wazuhcluster.agents.channel import AgentDatagramProtocol
 from wazuhcluster.agents.requests import (
     AgentAnswerError,
     AgentNotConnected,
@@ -168,3 +170,34 @@ class ChannelRequestTests(ChannelTestCase):
     def test_not_connected(self) -> None:
         """Asking an agent with no connection raises AgentNotConnected."""
         self.assertRaises(AgentNotConnected, self.factory.requests.ask, "002", "agent getstate")
+
+
+class DatagramRequestTests(ChannelTestCase):
+    """Questions to a UDP agent: the manager acknowledges its answer, as remoted does."""
+
+    def setUp(self) -> None:
+        """A channel with a UDP listener on a fake transport."""
+        super().setUp()
+        self.udp = AgentDatagramProtocol(self.factory)
+        self.transport = FakeDatagramTransport()
+        self.udp.makeConnection(self.transport)
+
+    payload = staticmethod(DatagramTests.payload)
+    replies = DatagramTests.replies
+
+    def test_answer_is_acknowledged(self) -> None:
+        """An answer over UDP is acked with '#!-req <counter> ack'; the agent's own ack of
+        the question is not an answer."""
+        agent = FakeAgent(self.one)
+        source = ("10.0.0.1", 41000)
+        self.udp.datagramReceived(self.payload(agent, _keepalive()), source)
+        self.replies(agent)
+        result = self.factory.requests.ask("001", "agent getstate")
+        ((question, _),) = self.replies(agent)
+        counter = question.decode().split(" ")[1]
+        self.udp.datagramReceived(self.payload(agent, f"#!-req {counter} ack"), source)
+        self.assertNoResult(result)
+        self.assertEqual(self.replies(agent), [])
+        self.udp.datagramReceived(self.payload(agent, f"#!-req {counter} ok {{}}"), source)
+        self.assertEqual(self.successResultOf(result), "ok {}")
+        self.assertEqual(self.replies(agent), [(f"#!-req {counter} ack".encode(), source)])
