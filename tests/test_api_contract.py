@@ -42,6 +42,8 @@ GOOD_CONF = (
     b"  <localfile><location>/var/log/a.log</location></localfile>\n"
     b"</agent_config>\n"
 )
+AGENT_CONFIG = "/agents/{agent_id}/config/{component}/{configuration}"
+AGENT_STATS = "/agents/{agent_id}/stats/{component}"
 #: Path values of the sweep: things the harness holds (ids made by the sweep's own writes
 #: for the security objects); any other path parameter gets "1".
 PATH_VALUES = {
@@ -139,6 +141,14 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-maild", None),
     ("GET", "/manager/daemons/stats", "/manager/daemons/stats?daemons_list=wazuh-db", None),
     ("GET", "/cluster/{node_id}/daemons/stats", "/cluster/ghost/daemons/stats", None),
+    ("GET", AGENT_CONFIG, "/agents/001/config/agent/client", None),
+    ("GET", AGENT_CONFIG, "/agents/001/config/logcollector/localfile", None),
+    ("GET", AGENT_CONFIG, "/agents/002/config/agent/client", None),
+    ("GET", AGENT_CONFIG, "/agents/000/config/auth/auth", None),
+    ("GET", AGENT_STATS, "/agents/001/stats/logcollector", None),
+    ("GET", AGENT_STATS, "/agents/001/stats/agent", None),
+    ("GET", AGENT_STATS, "/agents/000/stats/agent", None),
+    ("GET", AGENT_STATS, "/agents/999/stats/agent", None),
     ("GET", ACTIVE, "/manager/configuration/syscheck/syscheck", None),
     ("GET", ACTIVE, "/manager/configuration/analysis/rules", None),
     ("GET", ACTIVE, "/manager/configuration/analysis/nope", None),

@@ -48,6 +48,7 @@ from wazuhcluster.node.analysis_service import AnalysisService, node_identity
 from wazuhcluster.node.answers import NodeAnswers
 from wazuhcluster.registry import AsyncRegistry, Registry, RegistryFiles, synchronous_runner
 from wazuhcluster.registry.model import AgentInfoReport
+from wazuhcluster.testing.agent_answers import AgentFacts, answer_request
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire.agent_data import ForgetAgentData, GetAgentData
@@ -117,13 +118,21 @@ class WorkerStandIn:
             reload=self.analysis.reload,
             running=WORKER_DAEMONS,
             remoted=lambda: channel_numbers(ChannelStats(events=3, recv_bytes=300)),
+            ask_agent=self.ask_agent,
         )
+        #: (agent id, payload) of every question asked to an agent connected here.
+        self.agent_questions: list[tuple[str, str]] = []
         self.questions = WorkerQuestions(answers, ClusterLog("Worker", "Questions"))
         self.answering = True
         self.asked: list[str] = []
         #: (agent id, message) of every SendToAgents.
         self.told: list[tuple[str, str]] = []
         self.transport = None
+
+    def ask_agent(self, agent_id: str, payload: str, timeout: float) -> Deferred[str]:
+        """An agent connected here answers as a simulated 4.x agent does."""
+        self.agent_questions.append((agent_id, payload))
+        return succeed(answer_request(payload, AgentFacts("192.0.2.21", 1514)))
 
     def callRemote(self, command: type, **arguments: Any) -> Deferred[Any]:  # noqa: N802
         """The worker's answer to one command of the master."""

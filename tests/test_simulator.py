@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import sys
 import types
@@ -166,6 +167,28 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(agent.stats.execd_received, 1)
         self.assertTrue(agent.ready)
 
+    def test_requests_answered_like_a_4x_agent(self) -> None:
+        """The manager's '#!-req' questions get a 4.x agent's answers, matched by counter."""
+        harness = Harness()
+        agent = harness.agent(KEYS[0], eps=5.0)
+        agent.start()
+        harness.run(1.0)
+        config = harness.channel.requests.ask("001", "agent getconfig client")
+        state = harness.channel.requests.ask("001", "agent getstate")
+        logs = harness.channel.requests.ask("001", "logcollector getstate")
+        missing = harness.channel.requests.ask("001", "auth getconfig auth")
+        harness.pump()
+        client = json.loads(self.successResultOf(config).removeprefix("ok "))["client"]
+        self.assertEqual((client["crypto_method"], client["server"][0]["protocol"]), ("aes", "tcp"))
+        data = json.loads(self.successResultOf(state))["data"]
+        self.assertEqual(data["status"], "connected")
+        self.assertEqual(data["msg_count"], agent.stats.events_sent)
+        self.assertGreater(data["msg_count"], 0)
+        files = json.loads(self.successResultOf(logs))["data"]["global"]["files"]
+        self.assertEqual(files[0]["events"], agent.stats.events_sent)
+        self.assertEqual(self.successResultOf(missing), "err No such file or directory")
+        self.assertEqual(agent.stats.requests_answered, 4)
+
     def test_force_reconnect(self) -> None:
         """On '#!-force_reconnect' the agent closes, reconnects and sends a new startup."""
         harness = Harness()
@@ -321,6 +344,10 @@ class UdpTests(SynchronousTestCase):
         self.assertEqual(harness.events[-1].reported_ip, "10.0.0.1")
         stats = harness.channel.stats
         self.assertEqual(stats.datagrams, stats.events + stats.control)
+        asked = harness.channel.requests.ask("001", "com getconfig active-response")
+        network.pump()
+        self.assertIn('"active-response"', self.successResultOf(asked))
+        self.assertEqual(agent.stats.requests_answered, 1)  # the manager's ack needs no answer
         self.assertTrue(harness.channel.force_reconnect("001"))
         network.pump()
         self.assertFalse(network.ports[0].open)

@@ -45,8 +45,9 @@ class AgentCommandTests(ClusterTestCase):
         finally:
             conn.close()
 
-    def test_commands_reach_agents_on_a_worker(self) -> None:
-        """Three agents on worker1 get one restart and one active response each."""
+    def agents_on_worker(self, count: int, prefix: str) -> tuple[Any, list[str]]:
+        """A master with the API and worker1, ``count`` simulated agents active on worker1:
+        the simulator process and the agents' ids."""
         cluster = LocalCluster(short_temp_dir(self), workers=["worker1"], with_api=True)
         cluster.write()
         master_home = cluster.home("master")
@@ -80,7 +81,9 @@ class AgentCommandTests(ClusterTestCase):
                 return False
 
         self.assertTrue(wait_for(logged_in, DEADLINE, 0.5), "the API did not answer")
-        simulator = self.simulate_on(cluster, "worker1", "--agents", "3", "--name-prefix", "cmd-")
+        simulator = self.simulate_on(
+            cluster, "worker1", "--agents", str(count), "--name-prefix", prefix
+        )
 
         def active() -> list[str]:
             status, answer = self.call("GET", "/agents?q=status=active;node_name=worker1")
@@ -88,8 +91,12 @@ class AgentCommandTests(ClusterTestCase):
                 return []
             return [item["id"] for item in answer["data"]["affected_items"]]
 
-        self.assertTrue(wait_for(lambda: len(active()) == 3, DEADLINE, 0.5), active())
-        ids = active()
+        self.assertTrue(wait_for(lambda: len(active()) == count, DEADLINE, 0.5), active())
+        return simulator, active()
+
+    def test_commands_reach_agents_on_a_worker(self) -> None:
+        """Three agents on worker1 get one restart and one active response each."""
+        simulator, ids = self.agents_on_worker(3, "cmd-")
         status, restarted = self.call("PUT", "/agents/restart?agents_list=" + ",".join(ids))
         self.assertEqual((status, restarted["data"]["affected_items"]), (200, ids), restarted)
         status, ran = self.call(
@@ -101,3 +108,27 @@ class AgentCommandTests(ClusterTestCase):
         out, err = simulator.communicate(timeout=DEADLINE)
         summary = json.loads(out.strip().splitlines()[-1])
         self.assertEqual(summary["execd_received"], 6, summary)
+
+    def test_questions_reach_agents_on_a_worker(self) -> None:
+        """GET /agents/{id}/config/... and /stats/...: the master asks worker1, which asks
+        the agent over its channel (#!-req), and the agent's own answer comes back."""
+        simulator, (agent_id,) = self.agents_on_worker(1, "ask-")
+        status, config = self.call("GET", f"/agents/{agent_id}/config/agent/client")
+        self.assertEqual(status, 200, config)
+        server = config["data"]["client"]["server"][0]
+        self.assertEqual((server["address"], server["protocol"]), ("127.0.0.1", "tcp"), config)
+        status, files = self.call("GET", f"/agents/{agent_id}/config/logcollector/localfile")
+        self.assertEqual(status, 200, files)
+        self.assertTrue(files["data"]["localfile"], files)
+        status, stats = self.call("GET", f"/agents/{agent_id}/stats/agent")
+        self.assertEqual(status, 200, stats)
+        (state,) = stats["data"]["affected_items"]
+        self.assertEqual(state["status"], "connected", stats)
+        self.assertRegex(state["last_keepalive"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        status, missing = self.call("GET", f"/agents/{agent_id}/config/auth/auth")
+        self.assertEqual((status, missing["error"]), (400, 1117), missing)
+
+        simulator.send_signal(signal.SIGINT)
+        out, err = simulator.communicate(timeout=DEADLINE)
+        summary = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(summary["requests_answered"], 4, summary)

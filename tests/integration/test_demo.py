@@ -96,6 +96,7 @@ class DemoTests(SynchronousTestCase):
         self.assertEqual({row[-1] for row in agent_rows}, {"worker1", "worker2"})
         self.assertIn("Cluster verdict: ", out)
         self.assertIn("(checked: the API lists 3 nodes and 20 active agents)", out)
+        self.assertIn("itself answered through its worker", out)
         self.assertRegex(out, r'\nTOKEN=\$\(curl -sk -u demo:[0-9a-f]{16} -X POST "https://127')
         self.assertIn("Stopping in 1 s.", lines)
 

@@ -36,6 +36,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
+from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
 from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.limits import admit, host_text
@@ -427,9 +428,14 @@ class AgentPeer:
             if push is not None:
                 self.factory.push_shared(push)
         elif isinstance(message, control.Request):
-            self.factory.log.debug(
-                "Request answer from agent '{agent_id}'", agent_id=entry.agent_id
-            )
+            counter, _, answer = message.text.partition(" ")
+            if self.datagram and answer != "ack":
+                # Over UDP the agent resends its answer until the manager acknowledges it.
+                self.send(f"{control.REQUEST_PREFIX}{counter} ack".encode())
+            if not self.factory.requests.answer(entry.agent_id, message.text):
+                self.factory.log.debug(
+                    "Unexpected request answer from agent '{agent_id}'", agent_id=entry.agent_id
+                )
         else:
             self.factory.log.warn(
                 "Invalid message from agent: '{name}' ({agent_id})",
@@ -708,6 +714,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.turn_spent = 0
         self._held: deque[AgentChannelProtocol] = deque()
         self._next_turn: IDelayedCall | None = None
+        #: Questions asked to connected agents (``#!-req``); answers come via handle_control.
+        self.requests = RequestTable(self.send_to_agent, clock)
 
     def _schedule(self, call: Callable[[], None]) -> Any:
         return self.clock.callLater(0, call)
@@ -837,6 +845,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     def _release(self, agent_id: str, proto: AgentPeer) -> None:
         if self._owners.get(agent_id) is proto:
             del self._owners[agent_id]
+            self.requests.agent_gone(agent_id)
 
     # ------------------------------------------------------------------ manager → agent
 
@@ -929,8 +938,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
 
     def stopFactory(self) -> None:
         """The listener stopped (the node is stopping): cancel the pushes in progress, and
-        decode what connections held for a later turn now (there will be none)."""
+        decode what connections held for a later turn now (there will be none); questions
+        to agents fail."""
         self.background.cancel()
+        self.requests.stop()
         if self._next_turn is not None and self._next_turn.active():
             self._next_turn.cancel()
         self._next_turn = None

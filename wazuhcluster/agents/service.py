@@ -225,6 +225,11 @@ class AgentChannelService(MultiService):
             )
         return sent
 
+    def ask_agent(self, agent_id: str, payload: str, timeout: float | None = None) -> Deferred[str]:
+        """Ask a connected agent a question (``#!-req``); see
+        :class:`~wazuhcluster.agents.requests.RequestTable`."""
+        return self.factory.requests.ask(agent_id, payload, timeout)
+
     def reconnect(self, agent_ids: list[str], count: int = 0) -> list[str]:
         """Ask agents to reconnect (``#!-force_reconnect``): the given ids that are connected
         here, plus up to ``count`` more of this node's agents (to rebalance after an outage).

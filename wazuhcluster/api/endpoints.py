@@ -20,6 +20,7 @@ from wazuhcluster.api.access import Access
 from wazuhcluster.api.agent_commands import AgentCommandEndpoints
 from wazuhcluster.api.agent_data_endpoints import AgentDataEndpoints
 from wazuhcluster.api.agent_endpoints import AgentEndpoints
+from wazuhcluster.api.agent_questions import AgentQuestionEndpoints
 from wazuhcluster.api.agent_single import AgentSingleEndpoints
 from wazuhcluster.api.agent_summaries import AgentSummaryEndpoints
 from wazuhcluster.api.auth import LoginThrottle, TokenAuthority
@@ -95,6 +96,7 @@ class Endpoints:
         self.ruleset = RulesetEndpoints(self.context, self.ruleset_files)
         self.logtest = LogtestEndpoints(self.context, self.ruleset_files)
         self.agent_data = AgentDataEndpoints(self.context)
+        self.agent_questions = AgentQuestionEndpoints(self.context)
 
     def access(self, claims: Mapping[str, Any]) -> Access:
         """What the holder of a checked token may do (nothing without a token)."""
@@ -123,4 +125,5 @@ class Endpoints:
             *self.ruleset.routes(),
             *self.logtest.routes(),
             *self.agent_data.routes(),
+            *self.agent_questions.routes(),
         ]

@@ -43,11 +43,18 @@ CODES: dict[int, Code] = {
         "File/directory does not exist or there is a problem with the permissions",
         "List the group's files with GET /groups/{group_id}/files",
     ),
+    1015: Code(
+        "Agent version is null. Was the agent ever connected?", "Wait for its first keep-alive"
+    ),
     1101: Code("Error reading the configuration file", "Check the node's configuration"),
     1103: Code("Invalid field in section", "Ask for a field the section has"),
     1116: Code(
         "Requested component configuration does not exist",
         "See the README for the component configurations a node answers",
+    ),
+    1117: Code(
+        "Unable to connect with component. The component might be disabled.",
+        "Check that the agent is connected and its component enabled",
     ),
     1121: Code(
         "Error connecting with socket",
@@ -58,6 +65,7 @@ CODES: dict[int, Code] = {
     1113: Code("XML syntax error", "Send a well-formed agent.conf"),
     1308: Code("Stats file does not exist", "Ask for a day the node analysed events on"),
     1309: Code("Statistics file damaged", "Check the node's var/stats/totals files"),
+    1310: Code("Invalid agent ID", "Ask an agent other than 000"),
     1400: Code("Invalid offset"),
     1405: Code("Specified limit exceeds maximum allowed", "Use a limit between 1 and 100000"),
     1406: Code("0 is not a valid limit", "Use a limit between 1 and 100000"),
@@ -100,6 +108,8 @@ CODES: dict[int, Code] = {
     1725: Code("Error registering a new agent", "Check the name and IP and try again"),
     1730: Code("Node does not exist", "List the nodes with GET /cluster/nodes", 404, _NOT_FOUND),
     1734: Code("Error removing agent from group", "The agent does not belong to that group"),
+    1735: Code("Agent version is not compatible with this feature", "Upgrade the agent"),
+    1740: Code("Action only available for active agents", "Wait until the agent is active"),
     1737: Code("Maximum number of groups per multigroup is 128", "Remove the agent from a group"),
     1738: Code("Agent name is too long", "An agent name has at most 128 characters"),
     1745: Code("Agent only belongs to 'default' and it cannot be unassigned from this group."),

@@ -32,11 +32,7 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         )
     ),
     "ciscat": (("GET", "/ciscat/{agent_id}/results"),),
-    "questions to the agent itself": (
-        ("GET", "/agents/{agent_id}/config/{component}/{configuration}"),
-        ("GET", "/agents/{agent_id}/daemons/stats"),
-        ("GET", "/agents/{agent_id}/stats/{component}"),
-    ),
+    "per-agent daemon statistics": (("GET", "/agents/{agent_id}/daemons/stats"),),
     "tasks": (("GET", "/tasks/status"),),
     "experimental": (
         ("DELETE", "/experimental/rootcheck"),

@@ -331,6 +331,7 @@ class MasterService(MultiService):
         self.reload_actions = self.shared.reload_actions
         self.node = MasterNode(config, reactor, ruleset=self.analysis)
         self.node.answers.remoted = self.channel.remoted_numbers
+        self.node.answers.ask_agent = self.channel.ask_agent
         self.sections = sections
         cluster = config.cluster
         if not cluster.disabled:

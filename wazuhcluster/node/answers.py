@@ -23,6 +23,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.agents.requests import RequestError
 from wazuhcluster.analysis.alert_totals import day_items, day_path, hourly, parse_date, weekly
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import Listing, apply_listing
@@ -49,7 +50,13 @@ QUESTIONS = (
     "stats_weekly",
     "daemons_stats",
     "active_configuration",
+    "agent_request",
 )
+#: Seconds a node waits for an agent's answer to an API question (below the master's
+#: wait for the node, so the node's time-out is the one the caller sees).
+AGENT_REQUEST_TIMEOUT = 10.0
+#: The longest question payload sent to an agent.
+MAX_AGENT_PAYLOAD = 256
 #: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
 STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
 #: The most of cluster.log read for one question (its newest part).
@@ -112,6 +119,7 @@ class NodeAnswers:
         running: tuple[str, ...] = (),
         now: Callable[[], float] = time.time,
         remoted: Callable[[], Mapping[str, Any]] | None = None,
+        ask_agent: Callable[[str, str, float], Awaitable[str]] | None = None,
     ) -> None:
         self.config = config
         self.run_in_thread = run_in_thread
@@ -120,6 +128,9 @@ class NodeAnswers:
         self.running = running
         self.now = now
         self.remoted = remoted
+        #: Asks an agent connected to this node a question (``#!-req``); None without a
+        #: channel. Raises :class:`~wazuhcluster.agents.requests.RequestError`.
+        self.ask_agent = ask_agent
         #: When this node's counters started (the daemons' ``uptime``).
         self.started = now()
 
@@ -165,6 +176,8 @@ class NodeAnswers:
                 str(arguments.get("configuration", "")),
             )
             return active
+        if question == "agent_request":
+            return await self.agent_request(arguments)
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -176,6 +189,30 @@ class NodeAnswers:
         raise bad_request(f"unknown node question {question[:64]!r}")
 
     # --- the answers --------------------------------------------------------------------
+    async def agent_request(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"answer": text}``: what an agent connected here answers to ``payload``
+        (``<component> getconfig <section>`` or ``<component> getstate``). 1117 when the
+        agent is not connected here, does not answer in time or answers too much."""
+        agent_id = arguments.get("agent_id")
+        payload = arguments.get("payload")
+        if (
+            not isinstance(agent_id, str)
+            or not re.fullmatch(r"\d{3,8}", agent_id)
+            or not isinstance(payload, str)
+            or not 0 < len(payload) <= MAX_AGENT_PAYLOAD
+            or "\n" in payload
+        ):
+            raise bad_request("agent_request needs an agent_id and a one-line payload")
+        if self.ask_agent is None:
+            raise wazuh_error(1117, f"{self.name} has no agent channel")
+        try:
+            answer = await self.ask_agent(agent_id, payload, AGENT_REQUEST_TIMEOUT)
+        except RequestError as error:
+            raise wazuh_error(1117, str(error)) from None
+        if len(answer.encode()) > MAX_ANSWER_BYTES - 1024:
+            raise wazuh_error(1117, f"the agent's answer is larger than {MAX_ANSWER_BYTES} bytes")
+        return {"answer": answer}
+
     def info(self) -> dict[str, Any]:
         """Wazuh's basic information about this installation."""
         return {

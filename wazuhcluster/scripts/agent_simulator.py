@@ -36,6 +36,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, conne
 from twisted.python.failure import Failure
 
 from wazuhcluster.agents import control, secure
+from wazuhcluster.testing.agent_answers import LOCALFILES, AgentFacts, answer_request
 from wazuhcluster.util.interfaces import IReactorSSLTime, IScriptReactor
 
 DEFAULT_VERSION = "v4.14.7"
@@ -87,6 +88,8 @@ class AgentStats:
     manager_errors: int = 0
     #: Active-response and restart commands (``#!-execd ...``) received; none is run.
     execd_received: int = 0
+    #: Manager requests (``#!-req``) answered.
+    requests_answered: int = 0
 
     def add(self, other: AgentStats) -> None:
         """Add another agent's counters to these."""
@@ -243,11 +246,15 @@ class SimulatedAgent:
     _event_loop: task.LoopingCall | None = field(default=None, init=False)
     _event_credit: float = field(default=0.0, init=False)
     _pending: IDelayedCall | None = field(default=None, init=False)
+    started: float = field(default=0.0, init=False)
+    last_keepalive: float = field(default=0.0, init=False)
+    last_ack: float = field(default=0.0, init=False)
 
     def __attrs_post_init__(self) -> None:
         # A real agent keeps its counters in a file; starting the global counter at the
         # current time keeps it growing across simulator runs.
         self.counter = secure.SendCounter(int(self.clock.seconds()) & secure.MAX_GLOBAL_COUNTER)
+        self.started = self.clock.seconds()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -325,6 +332,7 @@ class SimulatedAgent:
         self.stats.messages_received += 1
         if isinstance(message, control.Ack):
             self.stats.acks_received += 1
+            self.last_ack = self.clock.seconds()
             if not self.ready:
                 self._handshake_done()
         elif isinstance(message, control.FileUpdate):
@@ -346,6 +354,38 @@ class SimulatedAgent:
             self.stats.manager_errors += 1
         elif isinstance(message, control.ManagerOther) and message.text.startswith("execd "):
             self.stats.execd_received += 1
+        elif isinstance(message, control.ManagerOther) and message.text.startswith("req "):
+            self._answer_request(message.text[len("req ") :])
+
+    def _answer_request(self, text: str) -> None:
+        """Answer ``<counter> <payload>`` as a 4.x agent does (a manager's ``ack`` of
+        an answer needs nothing)."""
+        counter, _, payload = text.partition(" ")
+        if not counter or not payload or payload == "ack" or self.proto is None:
+            return
+        self.proto.send(
+            f"{control.REQUEST_PREFIX}{counter} {answer_request(payload, self.facts())}"
+        )
+        self.stats.requests_answered += 1
+
+    def facts(self) -> AgentFacts:
+        """What this agent tells about itself when the manager asks."""
+        transport = self.proto.transport if self.proto is not None else None
+        get_peer = getattr(transport, "getPeer", None)
+        peer = get_peer() if get_peer is not None else None
+        stats = self.stats
+        return AgentFacts(
+            manager=str(getattr(peer, "host", "")),
+            port=int(getattr(peer, "port", 0) or 0),
+            labels=self.config.labels,
+            started=self.started,
+            now=self.clock.seconds(),
+            last_keepalive=self.last_keepalive,
+            last_ack=self.last_ack,
+            events_sent=stats.events_sent,
+            messages_sent=stats.events_sent + stats.keepalives_sent + stats.startups_sent,
+            events_by_file={LOCALFILES[0]: (stats.events_sent, stats.bytes_sent)},
+        )
 
     def _handshake_done(self) -> None:
         self.ready = True
@@ -395,6 +435,7 @@ class SimulatedAgent:
         )
         self.proto.send(text)
         self.stats.keepalives_sent += 1
+        self.last_keepalive = self.clock.seconds()
 
     def send_event(self, event: str) -> None:
         """Send one event message."""

@@ -149,7 +149,21 @@ def api_summary(url: str, user: str, password: str) -> dict[str, int]:
             items[key] = json.loads(answer.read(4 * 1024 * 1024))["data"]["affected_items"]
     # as in Wazuh, agent 000 is the manager itself
     agents = [agent for agent in items["agents"] if agent.get("id") != "000"]
-    return {"nodes": len(items["nodes"]), "agents": len(agents)}
+    summary = {"nodes": len(items["nodes"]), "agents": len(agents)}
+    if agents:
+        # A question to the agent itself (#!-req through the node it is connected to).
+        first = str(agents[0]["id"])
+        request = urllib.request.Request(
+            f"{url}/agents/{first}/stats/agent", headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=20, context=context) as answer:
+                state = json.loads(answer.read(64 * 1024))["data"]["affected_items"][0]
+            summary["asked_agent"] = int(first)
+            summary["agent_events"] = int(state["msg_count"])
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+    return summary
 
 
 def python_tool(module: str, *args: str) -> list[str]:
@@ -502,6 +516,14 @@ class Demo:
             f"   (checked: the API lists {answers['nodes']} nodes "
             f"and {answers['agents']} active agents)"
         )
+        if "asked_agent" in answers:
+            asked = f"{answers['asked_agent']:03d}"
+            self.say(f'{bearer} "{url}/agents/{asked}/config/agent/client?pretty=true"')
+            self.say(f'{bearer} "{url}/agents/{asked}/stats/agent?pretty=true"')
+            self.say(
+                f"   (checked: agent {asked} itself answered through its worker: "
+                f"{answers['agent_events']} events sent)"
+            )
         self.say()
 
     def keep_running(self, seconds: float) -> None:

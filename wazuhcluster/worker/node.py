@@ -169,6 +169,7 @@ class WorkerService(MultiService):
             reload=self.analysis.reload,
             running=WORKER_DAEMONS,
             remoted=self.channel.remoted_numbers,
+            ask_agent=self.channel.ask_agent,
         )
         self.questions = WorkerQuestions(
             answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
