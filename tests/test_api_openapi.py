@@ -246,6 +246,12 @@ class OpenApiTests(SynchronousTestCase):
         self.call("GET", "/manager/configuration/validation")
         self.call("GET", "/cluster/configuration/validation?nodes_list=master,ghost")
         self.call("PUT", "/cluster/analysisd/reload?nodes_list=ghost")
+        octets = {"content-type": "application/octet-stream"}
+        current = self.api.config.source.read_bytes()
+        self.call("PUT", "/manager/configuration", b"<wazuh_config>", headers=octets)
+        self.call("PUT", "/manager/configuration", b"\xff", headers=octets)
+        self.call("PUT", "/cluster/ghost/configuration", current, headers=octets)
+        self.call("PUT", "/cluster/master/configuration", current, headers=octets)
         self.call("PUT", "/manager/analysisd/reload")
         self.api.node.ruleset = _StatsOnly()  # type: ignore[assignment]
         self.call("GET", "/manager/stats/analysisd")

@@ -10,16 +10,20 @@ node (``manager:read`` when the cluster is disabled), ``/cluster/{node_id}/*`` n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from wazuhcluster.analysis.alert_totals import parse_date
 from wazuhcluster.api import params as p
 from wazuhcluster.api.context import EndpointContext
-from wazuhcluster.api.errors import ApiError, bad_request
+from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
 
+#: The most a configuration file may weigh JSON-encoded: it crosses the cluster link in one
+#: AMP value (64 KiB); the node itself refuses a file over 48 KiB.
+MAX_CONFIG_JSON = 60_000
 #: Wazuh's component and configuration values (the API's path enums).
 COMPONENTS = (
     "agent",
@@ -176,6 +180,59 @@ class ManagerEndpoints:
         self._require_manager(call)
         self._require_manager(call, "restart")
         return await self._reload([self.local])
+
+    async def manager_update_config(self, call: Call) -> Reply:
+        """PUT /manager/configuration: replace the master's configuration file."""
+        self._require_manager(call, "update_config")
+        return await self._update_config(call, self.local)
+
+    async def node_update_config(self, call: Call) -> Reply:
+        """PUT /cluster/{node_id}/configuration: replace one node's configuration file."""
+        node = call.path["node_id"]
+        call.access.require_one("cluster:update_config", "node:id", node)
+        return await self._update_config(call, node)
+
+    async def _update_config(self, call: Call, node: str) -> Reply:
+        """Ask ``node`` to check and write the body as its configuration file (module
+        :mod:`wazuhcluster.node.config_file`); a refused file is a failed item with the
+        reason, the node's file unchanged."""
+        try:
+            text = bytes(call.body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise wazuh_error(1911) from None
+        suffix = "" if self.context.node.config.cluster.disabled else " in specified node"
+        messages = (
+            f"Configuration was successfully updated{suffix}",
+            "Could not update configuration in some nodes",
+            f"Could not update configuration{suffix}",
+        )
+        failed: dict[int, list[str]] = {}
+        reason = ""
+        answer: dict[str, Any] | None = None
+        if len(json.dumps(text)) > MAX_CONFIG_JSON:
+            reason = f"the file is larger than {MAX_CONFIG_JSON} bytes once JSON-encoded"
+        else:
+            answer = await self._ask(node, "update_configuration", {"text": text}, failed)
+            if answer is not None and "error" in answer:
+                reason = str(answer.get("reason", ""))[:1024]
+        if reason:
+            add_failure(failed, 1125, node)
+            body = envelope([], failed, *messages)
+            error = body["data"]["failed_items"][0]["error"]
+            error["message"] = f"{error['message']}: {reason}"
+            self.context.log.warn(
+                "Configuration of {node} refused through the API: {reason}",
+                node=node,
+                reason=reason,
+            )
+            return Reply(body)
+        if answer is None:
+            return Reply(envelope([], failed, *messages))
+        self.context.log.info(
+            "Configuration of {node} replaced through the API (used from its next restart)",
+            node=node,
+        )
+        return Reply(envelope([node], {}, *messages))
 
     # --- /cluster/{node_id} -------------------------------------------------------------
     def _node(self, question: str) -> Any:
@@ -395,6 +452,23 @@ class ManagerEndpoints:
                 self.cluster_validation,
                 nodes,
                 actions=cluster_read,
+            ),
+            Route(
+                "PUT",
+                "/manager/configuration",
+                self.manager_update_config,
+                common,
+                body="xml",
+                actions=("manager:update_config",),
+            ),
+            Route(
+                "PUT",
+                "/cluster/{node_id}/configuration",
+                self.node_update_config,
+                common,
+                node,
+                body="xml",
+                actions=("cluster:update_config",),
             ),
             Route(
                 "PUT",

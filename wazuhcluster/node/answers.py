@@ -31,6 +31,7 @@ from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.node.active_config import NotKept, active_configuration
 from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
+from wazuhcluster.node.config_file import MAX_CONFIG_BYTES, replace_config_file
 from wazuhcluster.util.threads import RunInThread
 
 #: The questions a node answers (the AMP ``AskNode`` and the API use these names).
@@ -49,6 +50,7 @@ QUESTIONS = (
     "stats_weekly",
     "daemons_stats",
     "active_configuration",
+    "update_configuration",
 )
 #: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
 STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
@@ -165,6 +167,11 @@ class NodeAnswers:
                 str(arguments.get("configuration", "")),
             )
             return active
+        if question == "update_configuration":
+            updated: dict[str, Any] = await self.run_in_thread(
+                self.update_configuration, arguments.get("text")
+            )
+            return updated
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -369,6 +376,20 @@ class NodeAnswers:
             return {"error": absent.code}
         except ConfigError as error:
             raise wazuh_error(1101, str(error)) from None
+
+    def update_configuration(self, text: Any) -> dict[str, Any]:
+        """Replace this node's configuration file by ``text`` if it would start the node:
+        ``{"name": ...}``, or ``{"error": 1125, "reason": ...}`` with the file unchanged."""
+        if not isinstance(text, str) or not text.strip():
+            return {"error": 1125, "reason": "the configuration is empty"}
+        data = text.encode("utf-8")
+        if len(data) > MAX_CONFIG_BYTES:
+            return {"error": 1125, "reason": f"the file is larger than {MAX_CONFIG_BYTES} bytes"}
+        try:
+            replace_config_file(self.config, data)
+        except ConfigError as error:
+            return {"error": 1125, "reason": str(error)}
+        return {"name": self.name}
 
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""
