@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -17,6 +19,7 @@ from tests.test_api_fixtures import ApiHarness
 from tests.test_api_rbac import ROLE_IDS
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
+from wazuhcluster.util import fatal, restart
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.util.tls import create_ca, issue_node_certificate
@@ -466,3 +469,102 @@ def give_certificates(config: NodeConfig) -> None:
     Path(tls.ca_cert).write_bytes(ca.cert_pem)
     Path(tls.node_cert).write_bytes(node.cert_pem)
     Path(tls.node_key).write_bytes(node.key_pem)
+
+
+class RestartTests(SynchronousTestCase):
+    """PUT /manager/restart and PUT /cluster/restart."""
+
+    def mktemp(self) -> str:
+        """A short home, so the control socket's path passes the start checks."""
+        return str(short_temp_dir(self) / "h")
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        give_certificates(self.api.config)
+        #: (node, delay) of each restart asked, in order.
+        self.restarts: list[tuple[str, float]] = []
+        self.api.node.answers.restart = lambda delay: self.restarts.append(("master", delay))
+
+    def add_worker(self) -> FeatureProtocol:
+        """A worker w1 that answers over its link (sharing the master's home)."""
+        answers = NodeAnswers(
+            self.api.config, run_inline, restart=lambda delay: self.restarts.append(("w1", delay))
+        )
+        protocol = FeatureProtocol(WorkerQuestions(answers, ClusterLog("Worker w1", "Q")))
+        link = self.api.connect_worker("w1")
+        link.protocol = protocol  # type: ignore[assignment]
+        return protocol
+
+    def test_manager_restart_is_accepted_then_done_later(self) -> None:
+        """202 with the master as affected item; the node is asked to restart after a delay."""
+        answer = self.api.call("PUT", "/manager/restart")
+        self.assertEqual(answer.status, 202)
+        self.assertEqual(answer.json["data"]["affected_items"], ["master"])
+        self.assertEqual(answer.json["message"], "Restart request sent to all specified nodes")
+        self.assertEqual(self.restarts, [("master", 3.0)])
+
+    def test_a_configuration_that_would_not_start_is_refused(self) -> None:
+        """A broken configuration file: failed item 1908 with the reason, no restart."""
+        source = Path(self.api.config.source)
+        source.write_bytes(source.read_bytes().replace(b"<port>1516", b"<port>nope"))
+        body = self.api.call("PUT", "/manager/restart").json
+        self.assertEqual(body["error"], 1)
+        error = body["data"]["failed_items"][0]["error"]
+        self.assertEqual(error["code"], 1908)
+        self.assertIn("<port>", error["message"])
+        self.assertEqual(self.restarts, [])
+
+    def test_cluster_restart_workers_first_master_last(self) -> None:
+        """Every node restarts, workers asked first and stopping sooner than the master."""
+        protocol = self.add_worker()
+        body = self.api.call("PUT", "/cluster/restart").json
+        self.assertEqual(body["data"]["affected_items"], ["w1", "master"])
+        self.assertEqual(self.restarts, [("w1", 1.0), ("master", 3.0)])
+        self.assertEqual(protocol.asked, ["restart"])
+        listed = self.api.call("PUT", "/cluster/restart?nodes_list=w1,ghost").json
+        self.assertEqual(listed["error"], 2)
+        self.assertEqual(listed["data"]["failed_items"][0]["error"]["code"], 1730)
+
+    def test_needs_restart_permission(self) -> None:
+        """Neither readonly nor cluster_readonly may restart (403)."""
+        token = make_user(self.api, "reader", "readonly")
+        refused = self.api.call("PUT", "/manager/restart", token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        self.add_worker()
+        viewer = make_user(self.api, "viewer", "cluster_readonly")
+        answer = self.api.call("PUT", "/cluster/restart", token=viewer)
+        self.assertEqual(answer.status, 403)
+        self.assertEqual(self.restarts, [])
+
+
+class RestartInPlaceTests(SynchronousTestCase):
+    """wazuhcluster.util.restart: stop after a delay, then the same command line again."""
+
+    def test_stop_after_delay_then_exec_same_command(self) -> None:
+        """The reactor stops after the delay; the exit hook execs the original command."""
+        clock = Clock()
+        stopped: list[bool] = []
+        clock.stop = lambda: stopped.append(True)  # type: ignore[attr-defined]
+        execs: list[tuple[str, list[str]]] = []
+        self.patch(restart, "requested", False)
+        self.patch(restart, "_cwd", str(Path.cwd()))
+        self.patch(restart.os, "execv", lambda path, argv: execs.append((path, list(argv))))
+        restart._reexec()
+        self.assertEqual(execs, [])  # no restart asked: a plain exit
+        restart.restart_node(clock, ClusterLog("Master", "Main"), 2.0)
+        clock.advance(1.9)
+        self.assertEqual(stopped, [])
+        clock.advance(0.2)
+        self.assertEqual(stopped, [True])
+        restart._reexec()
+        self.assertEqual(execs, [(sys.executable, restart.restart_command())])
+        self.assertEqual(restart.restart_command(), list(sys.orig_argv))
+
+    def test_no_restart_after_a_fault(self) -> None:
+        """A node that stopped for a fault exits (status 1) rather than starting again."""
+        execs: list[object] = []
+        self.patch(restart, "requested", True)
+        self.patch(fatal, "failures", ["broken"])
+        self.patch(restart.os, "execv", lambda *args: execs.append(args))
+        restart._reexec()
+        self.assertEqual(execs, [])

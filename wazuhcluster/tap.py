@@ -22,6 +22,7 @@ from wazuhcluster.util.fatal import exit_non_zero_after_failure
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog, ClusterLogService
 from wazuhcluster.util.memory import limit_malloc_arenas
+from wazuhcluster.util.restart import reexec_after_restart
 from wazuhcluster.util.signals import SignalHandlers
 from wazuhcluster.util.tls import TlsError
 
@@ -112,6 +113,8 @@ def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
 
     # A node that stops itself for a fault (wazuhcluster.util.fatal) exits 1, not twistd's 0.
     exit_non_zero_after_failure()
+    # PUT /manager/restart stops the node, which then starts again with the same command line.
+    reexec_after_restart()
     # The global reactor provides every interface INodeReactor extends without declaring
     # the combination (see wazuhcluster.util.interfaces).
     return build_service(

@@ -24,6 +24,10 @@ from wazuhcluster.api.routes import Call, Route
 #: The most a configuration file may weigh JSON-encoded: it crosses the cluster link in one
 #: AMP value (64 KiB); the node itself refuses a file over 48 KiB.
 MAX_CONFIG_JSON = 60_000
+#: Seconds before a node asked to restart stops (the answer leaves first; workers go before
+#: the master, which relays their answers).
+WORKER_RESTART_DELAY = 1.0
+MASTER_RESTART_DELAY = 3.0
 #: Wazuh's component and configuration values (the API's path enums).
 COMPONENTS = (
     "agent",
@@ -233,6 +237,55 @@ class ManagerEndpoints:
             node=node,
         )
         return Reply(envelope([node], {}, *messages))
+
+    async def manager_restart(self, call: Call) -> Reply:
+        """PUT /manager/restart: restart the master (202)."""
+        self._require_manager(call)
+        self._require_manager(call, "restart")
+        return await self._restart([self.local])
+
+    async def cluster_restart(self, call: Call) -> Reply:
+        """PUT /cluster/restart: restart every (or the listed) node, the master last (202)."""
+        failed: dict[int, list[str]] = {}
+        nodes = self._nodes(call, "cluster:read", failed)
+        nodes = call.access.select("cluster:restart", "node:id", nodes, failed, True)
+        return await self._restart(nodes, failed)
+
+    async def _restart(
+        self, nodes: Sequence[str], failed: dict[int, list[str]] | None = None
+    ) -> Reply:
+        """Ask each node to restart once it has checked its configuration file (a file that
+        would not start it is a failed item, 1908, with the reason). Workers are asked
+        first and stop sooner; the master, which answers this call, stops last."""
+        failed = failed if failed is not None else {}
+        ordered = sorted(nodes, key=lambda name: name == self.local)
+        items: list[str] = []
+        reasons: list[str] = []
+        for node in ordered:
+            delay = MASTER_RESTART_DELAY if node == self.local else WORKER_RESTART_DELAY
+            answer = await self._ask(node, "restart", {"delay": delay}, failed)
+            if answer is None:
+                continue
+            if "error" in answer:
+                add_failure(failed, int(answer["error"]), node)
+                reasons.append(f"{node}: {str(answer.get('reason', ''))[:512]}")
+                continue
+            items.append(node)
+        body = envelope(
+            items,
+            failed,
+            "Restart request sent to all specified nodes",
+            "Could not send restart request to some specified nodes",
+            "Could not send restart request to any node",
+        )
+        for entry in body["data"]["failed_items"]:
+            if entry["error"]["code"] == 1908 and reasons:
+                entry["error"]["message"] += ": " + "; ".join(reasons)
+        if items:
+            self.context.log.info(
+                "Restart of {nodes} requested through the API", nodes=", ".join(items)
+            )
+        return Reply(body, status=202)
 
     # --- /cluster/{node_id} -------------------------------------------------------------
     def _node(self, question: str) -> Any:
@@ -469,6 +522,20 @@ class ManagerEndpoints:
                 node,
                 body="xml",
                 actions=("cluster:update_config",),
+            ),
+            Route(
+                "PUT",
+                "/manager/restart",
+                self.manager_restart,
+                {"pretty": p.boolean},
+                actions=("manager:read", "manager:restart"),
+            ),
+            Route(
+                "PUT",
+                "/cluster/restart",
+                self.cluster_restart,
+                {"pretty": p.boolean, "nodes_list": p.comma_list(p.names)},
+                actions=("cluster:read", "cluster:restart"),
             ),
             Route(
                 "PUT",

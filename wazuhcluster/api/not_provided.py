@@ -57,11 +57,7 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
             )
         ),
     ),
-    "manager and node restarts and live configuration": (
-        ("PUT", "/manager/restart"),
-        ("PUT", "/cluster/restart"),
-        ("GET", "/manager/version/check"),
-    ),
+    "update check": (("GET", "/manager/version/check"),),
 }
 
 _PATTERNS = [

@@ -31,7 +31,11 @@ from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.node.active_config import NotKept, active_configuration
 from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
-from wazuhcluster.node.config_file import MAX_CONFIG_BYTES, replace_config_file
+from wazuhcluster.node.config_file import (
+    MAX_CONFIG_BYTES,
+    check_config_file,
+    replace_config_file,
+)
 from wazuhcluster.util.threads import RunInThread
 
 #: The questions a node answers (the AMP ``AskNode`` and the API use these names).
@@ -51,6 +55,7 @@ QUESTIONS = (
     "daemons_stats",
     "active_configuration",
     "update_configuration",
+    "restart",
 )
 #: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
 STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
@@ -114,6 +119,7 @@ class NodeAnswers:
         running: tuple[str, ...] = (),
         now: Callable[[], float] = time.time,
         remoted: Callable[[], Mapping[str, Any]] | None = None,
+        restart: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.run_in_thread = run_in_thread
@@ -122,6 +128,7 @@ class NodeAnswers:
         self.running = running
         self.now = now
         self.remoted = remoted
+        self.restart = restart
         #: When this node's counters started (the daemons' ``uptime``).
         self.started = now()
 
@@ -172,6 +179,8 @@ class NodeAnswers:
                 self.update_configuration, arguments.get("text")
             )
             return updated
+        if question == "restart":
+            return await self.restart_node(arguments.get("delay"))
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -390,6 +399,29 @@ class NodeAnswers:
         except ConfigError as error:
             return {"error": 1125, "reason": str(error)}
         return {"name": self.name}
+
+    async def restart_node(self, delay: Any) -> dict[str, Any]:
+        """Restart this node in ``delay`` seconds (0.5 to 30) if its configuration file
+        would start it: ``{"name": ...}``, or ``{"error": 1908 (1017 when it cannot restart),
+        "reason": ...}``."""
+        if self.restart is None:
+            return {"error": 1017, "reason": "this node cannot restart itself"}
+        reason: str = await self.run_in_thread(self.start_check)
+        if reason:
+            return {"error": 1908, "reason": reason}
+        seconds = delay if isinstance(delay, (int, float)) else 1.0
+        self.restart(min(max(float(seconds), 0.5), 30.0))
+        return {"name": self.name}
+
+    def start_check(self) -> str:
+        """Why the configuration file on disk would not start this node (checked as
+        ``--test-config`` does), or "" when it would."""
+        config = self.config
+        try:
+            check_config_file(Path(config.source), config.home, config.cluster.node_type)
+        except ConfigError as error:
+            return str(error)
+        return ""
 
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""
