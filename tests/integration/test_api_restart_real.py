@@ -2,6 +2,8 @@
 worker (``twistd -n``), each node stops cleanly and starts again in the same process (same
 pid, the same command line), the worker links up again and the API answers again.
 A configuration written through ``PUT /manager/configuration`` is used from that restart.
+Under the SysV init script (twistd daemonized) ``PUT /manager/restart`` gives a new pid in the
+same pidfile.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, ClusterTestCase
+from tests.integration.test_init_script import NodeUnderTest, process_alive
 from tests.test_api_fixtures import cheap_users
 from wazuhcluster.config.api_settings import api_dir
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
@@ -25,11 +28,12 @@ MASTER_UP = "listening on 127.0.0.1:"
 WORKER_UP = "Successfully connected"
 
 
-class ApiRestartTests(ClusterTestCase):
-    """PUT /manager/configuration then PUT /cluster/restart, end to end."""
+class ApiClient:
+    """The master's API over HTTPS, as the ``ops`` user."""
 
-    token = ""
-    port = 0
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.token = ""
 
     def call(
         self, method: str, path: str, body: bytes | None = None, auth: str = ""
@@ -61,6 +65,10 @@ class ApiRestartTests(ClusterTestCase):
         self.token = answer["data"]["token"]
         return True
 
+
+class ApiRestartTests(ClusterTestCase):
+    """PUT /manager/configuration then PUT /cluster/restart, end to end."""
+
     def count(self, node: NodeProcess, text: str) -> int:
         """How often ``text`` appears in the node's cluster.log."""
         return node.log_text().count(text)
@@ -76,26 +84,26 @@ class ApiRestartTests(ClusterTestCase):
         master = self.start(cluster, "master", "master")
         worker = self.start(cluster, "worker1", "worker")
         self.wait_log(worker, WORKER_UP)
-        self.port = cluster.node_ports("master")["api"]
-        self.assertTrue(wait_for(self.log_in, DEADLINE, 0.5), "the API did not answer")
+        api = ApiClient(cluster.node_ports("master")["api"])
+        self.assertTrue(wait_for(api.log_in, DEADLINE, 0.5), "the API did not answer")
         assert master.process is not None and worker.process is not None
         pids = (master.process.pid, worker.process.pid)
 
         # A refused file changes nothing; a good one is written and used from the restart.
         source = master_home.config_file
         before = source.read_bytes()
-        status, refused = self.call("PUT", "/manager/configuration", b"<wazuh_config>")
+        status, refused = api.call("PUT", "/manager/configuration", b"<wazuh_config>")
         self.assertEqual((status, refused["error"]), (200, 1), refused)
         self.assertEqual(source.read_bytes(), before)
         marker = b"<!-- written through the API -->"
-        status, done = self.call(
+        status, done = api.call(
             "PUT",
             "/manager/configuration",
             before.replace(b"</wazuh_config>", marker + b"\n</wazuh_config>"),
         )
         self.assertEqual((status, done["error"]), (200, 0), done)
 
-        status, answer = self.call("PUT", "/cluster/restart")
+        status, answer = api.call("PUT", "/cluster/restart")
         self.assertEqual(status, 202, answer)
         self.assertEqual(sorted(answer["data"]["affected_items"]), ["master", "worker1"])
 
@@ -103,7 +111,7 @@ class ApiRestartTests(ClusterTestCase):
             return (
                 self.count(master, MASTER_UP) >= 2
                 and self.count(worker, WORKER_UP) >= 2
-                and self.log_in()
+                and api.log_in()
             )
 
         self.assertTrue(
@@ -114,6 +122,51 @@ class ApiRestartTests(ClusterTestCase):
         self.assertIsNone(master.died())
         self.assertIsNone(worker.died())
         self.assertIn("Restart requested", master.log_text())
-        status, raw = self.call("GET", "/cluster/worker1/status")
+        status, raw = api.call("GET", "/cluster/worker1/status")
         self.assertEqual(status, 200, raw)
         self.assertIn(marker, source.read_bytes())
+
+
+class InitScriptRestartTests(NodeUnderTest):
+    """PUT /manager/restart on a master the SysV init script daemonized."""
+
+    def setUp(self) -> None:
+        """A standalone master home that serves the API, run through etc/init.d."""
+        base = short_temp_dir(self)
+        self.cluster = LocalCluster(base, workers=[], with_api=True)
+        self.cluster.write()
+        self.home = self.cluster.home("master")
+        users = api_dir(self.home) / "users.json"
+        users.parent.mkdir(parents=True, exist_ok=True)
+        cheap_users(users, {USER: PASSWORD})
+        self.defaults = base / "default"
+        self.pidfile = self.home.var_run / "wazuhcluster.pid"
+        self.twistd_log = self.home.logs / "twistd.log"
+        self.write_defaults()
+        self.pids: set[int] = set()
+        self.addCleanup(self.kill_leftovers)
+
+    def test_restart_through_the_api_under_the_init_script(self) -> None:
+        """The daemon restarts itself: a new pid in the same pidfile, the init script's
+        status sees it running, the API answers again, and stop ends it."""
+        self.assert_action("start", 0)
+        pid = self.running_pid()
+        api = ApiClient(self.cluster.node_ports("master")["api"])
+        self.assertTrue(wait_for(api.log_in, DEADLINE, 0.5), "the API did not answer")
+        status, answer = api.call("PUT", "/manager/restart")
+        self.assertEqual((status, answer["data"]["affected_items"]), (202, ["master"]), answer)
+
+        def restarted() -> bool:
+            new = self.read_pid()
+            if new is None or new == pid or not process_alive(new):
+                return False
+            self.pids.add(new)
+            return api.log_in()
+
+        self.assertTrue(
+            wait_for(restarted, 3 * DEADLINE, 0.5),
+            f"not back: pid {self.read_pid()}\n{self.twistd_log.read_text(errors='replace')}",
+        )
+        self.assertFalse(process_alive(pid), f"old pid {pid} still running")
+        self.assert_action("status", 0)
+        self.assert_stopped(self.running_pid())
