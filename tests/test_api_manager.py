@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from tests.helpers import short_temp_dir
 from tests.test_api_fixtures import ApiHarness
 from tests.test_api_rbac import ROLE_IDS
+from wazuhcluster.config.api_settings import api_dir
 from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
 from wazuhcluster.util import fatal, restart
@@ -568,3 +570,41 @@ class RestartInPlaceTests(SynchronousTestCase):
         self.patch(restart.os, "execv", lambda *args: execs.append(args))
         restart._reexec()
         self.assertEqual(execs, [])
+
+
+class VersionCheckTests(SynchronousTestCase):
+    """GET /manager/version/check: Wazuh's answer with the update check disabled."""
+
+    def test_update_check_disabled_answer_with_a_kept_uid(self) -> None:
+        """No release information, update_check false, and one uid kept across calls."""
+        api = ApiHarness(self)
+        first = api.call("GET", "/manager/version/check")
+        self.assertEqual(first.status, 200)
+        data = first.json["data"]
+        self.assertEqual(
+            {key: value for key, value in data.items() if key != "uuid"},
+            {
+                "last_check_date": "",
+                "current_version": "v4.14.7",
+                "update_check": False,
+                "last_available_major": {},
+                "last_available_minor": {},
+                "last_available_patch": {},
+            },
+        )
+        self.assertEqual(str(uuid.UUID(data["uuid"])), data["uuid"])
+        again = api.call("GET", "/manager/version/check?force_query=true").json["data"]
+        self.assertEqual(again["uuid"], data["uuid"])
+        kept = api_dir(api.home) / "installation_uid"
+        self.assertEqual(kept.read_text(), data["uuid"])
+        kept.write_text("damaged")
+        fresh = api.call("GET", "/manager/version/check").json["data"]["uuid"]
+        self.assertNotEqual(fresh, data["uuid"])
+        self.assertEqual(kept.read_text(), fresh)
+
+    def test_any_authenticated_user(self) -> None:
+        """Wazuh's operation has no RBAC action: any user with a token; none without."""
+        api = ApiHarness(self)
+        token = make_user(api, "agentsonly", "agents_readonly")
+        self.assertEqual(api.call("GET", "/manager/version/check", token=token).status, 200)
+        self.assertEqual(api.call("GET", "/manager/version/check", token=None).status, 401)

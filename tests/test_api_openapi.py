@@ -252,6 +252,7 @@ class OpenApiTests(SynchronousTestCase):
         self.call("PUT", "/manager/configuration", b"\xff", headers=octets)
         self.call("PUT", "/cluster/ghost/configuration", current, headers=octets)
         self.call("PUT", "/cluster/master/configuration", current, headers=octets)
+        self.call("GET", "/manager/version/check?force_query=true")
         self.call("PUT", "/manager/restart")  # refused: no TLS material in this home (1908)
         restarts: list[float] = []
         self.api.node.answers.restart = restarts.append

@@ -20,6 +20,8 @@ from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.version_check import installation_uid, update_information
+from wazuhcluster.config.api_settings import api_dir
 
 #: The most a configuration file may weigh JSON-encoded: it crosses the cluster link in one
 #: AMP value (64 KiB); the node itself refuses a file over 48 KiB.
@@ -287,6 +289,13 @@ class ManagerEndpoints:
             )
         return Reply(body, status=202)
 
+    async def version_check(self, call: Call) -> Reply:
+        """GET /manager/version/check: no update service here, so Wazuh's answer with the
+        update check disabled (see :mod:`wazuhcluster.api.version_check`)."""
+        folder = api_dir(self.context.node.config.home)
+        uid: str = await self.context.run_in_thread(installation_uid, folder)
+        return Reply({"data": update_information(uid), "error": 0})
+
     # --- /cluster/{node_id} -------------------------------------------------------------
     def _node(self, question: str) -> Any:
         async def handler(call: Call) -> Reply:
@@ -522,6 +531,12 @@ class ManagerEndpoints:
                 node,
                 body="xml",
                 actions=("cluster:update_config",),
+            ),
+            Route(
+                "GET",
+                "/manager/version/check",
+                self.version_check,
+                {"pretty": p.boolean, "force_query": p.boolean},
             ),
             Route(
                 "PUT",

@@ -57,7 +57,6 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
             )
         ),
     ),
-    "update check": (("GET", "/manager/version/check"),),
 }
 
 _PATTERNS = [
