@@ -102,6 +102,15 @@ class ApiRestartTests(ClusterTestCase):
             before.replace(b"</wazuh_config>", marker + b"\n</wazuh_config>"),
         )
         self.assertEqual((status, done["error"]), (200, 0), done)
+        worker_source = cluster.home("worker1").config_file
+        worker_before = worker_source.read_bytes()
+        status, refused = api.call("PUT", "/cluster/worker1/configuration", b"<wazuh_config/>")
+        self.assertEqual((status, refused["error"]), (200, 1), refused)
+        self.assertEqual(worker_source.read_bytes(), worker_before)
+        worker_new = worker_before.replace(b"</wazuh_config>", marker + b"\n</wazuh_config>")
+        status, done = api.call("PUT", "/cluster/worker1/configuration", worker_new)
+        self.assertEqual((status, done["data"]["affected_items"]), (200, ["worker1"]), done)
+        self.assertEqual(worker_source.read_bytes(), worker_new)
 
         status, answer = api.call("PUT", "/cluster/restart")
         self.assertEqual(status, 202, answer)
