@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.helpers import short_temp_dir
 from tests.test_api_fixtures import ApiHarness
 from tests.test_api_rbac import ROLE_IDS
+from wazuhcluster.config.api_settings import api_dir
+from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
+from wazuhcluster.util import fatal, restart
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
+from wazuhcluster.util.tls import create_ca, issue_node_certificate
 from wazuhcluster.wire.questions import AskNode
 from wazuhcluster.worker.questions import WorkerQuestions
 
@@ -345,3 +354,257 @@ def make_user(api: ApiHarness, name: str, *roles: str) -> str:
     )
     token: str = login.json["data"]["token"]
     return token
+
+
+class ConfigurationUpdateTests(SynchronousTestCase):
+    """PUT /manager/configuration and PUT /cluster/{node_id}/configuration."""
+
+    def mktemp(self) -> str:
+        """A short home, so the control socket's path passes the start checks."""
+        return str(short_temp_dir(self) / "h")
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        self.source = Path(self.api.config.source)
+        self.before = self.source.read_bytes()
+        give_certificates(self.api.config)
+
+    def put(self, path: str, body: bytes, **kwargs: Any) -> Any:
+        """PUT ``body`` as an octet stream."""
+        headers = {"content-type": "application/octet-stream"}
+        return self.api.call("PUT", path, body, headers=headers, **kwargs)
+
+    def test_a_file_that_loads_replaces_the_configuration(self) -> None:
+        """A valid file is written whole in place of the old one, nothing else left over."""
+        new = self.before.replace(b"</wazuh_config>", b"<!-- edited --></wazuh_config>")
+        self.assertNotEqual(new, self.before)
+        answer = self.put("/manager/configuration", new)
+        self.assertEqual(answer.status, 200)
+        self.assertEqual(answer.json["data"]["affected_items"], ["master"])
+        self.assertEqual(answer.json["error"], 0)
+        self.assertEqual(
+            answer.json["message"], "Configuration was successfully updated in specified node"
+        )
+        self.assertEqual(self.source.read_bytes(), new)
+        self.assertEqual(sorted(p.name for p in self.source.parent.glob(".*.new")), [])
+
+    def test_a_file_that_does_not_load_is_refused_with_its_reason(self) -> None:
+        """Bad XML and a bad option are failed items (1125) naming the reason; the file
+        on disk is unchanged and no temporary file is left."""
+        for body, reason in (
+            (b"<wazuh_config><cluster>", "wazuh-manager.conf"),
+            (self.before.replace(b"<port>1516</port>", b"<port>nope</port>"), "<port>"),
+            (self.before.replace(b">master</node_type", b">boss</node_type"), "node_type"),
+            (b"   ", "empty"),
+        ):
+            answer = self.put("/manager/configuration", body).json
+            self.assertEqual(answer["error"], 1, body)
+            error = answer["data"]["failed_items"][0]["error"]
+            self.assertEqual(error["code"], 1125)
+            self.assertTrue(error["message"].startswith("Invalid ossec configuration: "))
+            self.assertIn(reason, error["message"])
+            self.assertEqual(self.source.read_bytes(), self.before)
+            self.assertEqual(list(self.source.parent.glob(".*.new")), [])
+
+    def test_body_bounds_and_encoding(self) -> None:
+        """A body that is not UTF-8 is 400 (1911); one too large to cross the link fails."""
+        bad = self.put("/manager/configuration", b"\xff\xfe<wazuh_config/>")
+        self.assertEqual((bad.status, bad.json["error"]), (400, 1911))
+        big = self.before.replace(
+            b"</wazuh_config>", b"<!--" + b'"' * 40_000 + b"--></wazuh_config>"
+        )
+        answer = self.api.call(
+            "PUT",
+            "/manager/configuration",
+            big,
+            headers={"content-type": "application/octet-stream"},
+        )
+        if answer.status == 200:
+            self.assertEqual(answer.json["data"]["failed_items"][0]["error"]["code"], 1125)
+        else:
+            self.assertEqual(answer.status, 413)
+        self.assertEqual(self.source.read_bytes(), self.before)
+
+    def test_a_file_that_would_not_start_for_lack_of_certificates_is_refused(self) -> None:
+        """The TLS material is checked as at a start: without the CA, the file is refused."""
+        Path(self.api.config.cluster.tls.ca_cert).unlink()
+        new = self.before + b"\n"
+        error = self.put("/manager/configuration", new).json["data"]["failed_items"][0]["error"]
+        self.assertIn("CA certificate", error["message"])
+        self.assertEqual(self.source.read_bytes(), self.before)
+
+    def test_needs_update_config(self) -> None:
+        """readonly may not replace the configuration (403, 4000)."""
+        token = make_user(self.api, "reader", "readonly")
+        refused = self.put("/manager/configuration", self.before, token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        refused = self.put("/cluster/master/configuration", self.before, token=token)
+        self.assertEqual(refused.status, 403)
+        self.assertEqual(self.source.read_bytes(), self.before)
+
+    def test_a_worker_is_asked_over_its_link(self) -> None:
+        """PUT /cluster/w1/configuration is the worker's own answer; an unknown node 1730."""
+        worker_home = self.api.config
+        answers = NodeAnswers(worker_home, run_inline)
+        feature = WorkerQuestions(answers, ClusterLog("Worker w1", "Questions"))
+        protocol = FeatureProtocol(feature)
+        link = self.api.connect_worker("w1")
+        link.protocol = protocol  # type: ignore[assignment]
+        refused = self.put("/cluster/w1/configuration", b"<wazuh_config>").json
+        self.assertEqual(refused["data"]["failed_items"][0]["error"]["code"], 1125)
+        self.assertEqual(refused["message"], "Could not update configuration in specified node")
+        new = self.before + b"\n"
+        done = self.put("/cluster/w1/configuration", new).json
+        self.assertEqual(done["data"]["affected_items"], ["w1"])
+        self.assertEqual(protocol.asked, ["update_configuration", "update_configuration"])
+        self.assertEqual(self.source.read_bytes(), new)
+        ghost = self.put("/cluster/ghost/configuration", new).json
+        self.assertEqual(ghost["data"]["failed_items"][0]["error"]["code"], 1730)
+
+
+def give_certificates(config: NodeConfig) -> None:
+    """Write a CA and the node's certificate where ``config`` expects them."""
+    tls = config.cluster.tls
+    ca = create_ca()
+    node = issue_node_certificate(ca, config.cluster.node_name, ["127.0.0.1"])
+    Path(tls.ca_cert).parent.mkdir(parents=True, exist_ok=True)
+    Path(tls.ca_cert).write_bytes(ca.cert_pem)
+    Path(tls.node_cert).write_bytes(node.cert_pem)
+    Path(tls.node_key).write_bytes(node.key_pem)
+
+
+class RestartTests(SynchronousTestCase):
+    """PUT /manager/restart and PUT /cluster/restart."""
+
+    def mktemp(self) -> str:
+        """A short home, so the control socket's path passes the start checks."""
+        return str(short_temp_dir(self) / "h")
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        give_certificates(self.api.config)
+        #: (node, delay) of each restart asked, in order.
+        self.restarts: list[tuple[str, float]] = []
+        self.api.node.answers.restart = lambda delay: self.restarts.append(("master", delay))
+
+    def add_worker(self) -> FeatureProtocol:
+        """A worker w1 that answers over its link (sharing the master's home)."""
+        answers = NodeAnswers(
+            self.api.config, run_inline, restart=lambda delay: self.restarts.append(("w1", delay))
+        )
+        protocol = FeatureProtocol(WorkerQuestions(answers, ClusterLog("Worker w1", "Q")))
+        link = self.api.connect_worker("w1")
+        link.protocol = protocol  # type: ignore[assignment]
+        return protocol
+
+    def test_manager_restart_is_accepted_then_done_later(self) -> None:
+        """202 with the master as affected item; the node is asked to restart after a delay."""
+        answer = self.api.call("PUT", "/manager/restart")
+        self.assertEqual(answer.status, 202)
+        self.assertEqual(answer.json["data"]["affected_items"], ["master"])
+        self.assertEqual(answer.json["message"], "Restart request sent to all specified nodes")
+        self.assertEqual(self.restarts, [("master", 3.0)])
+
+    def test_a_configuration_that_would_not_start_is_refused(self) -> None:
+        """A broken configuration file: failed item 1908 with the reason, no restart."""
+        source = Path(self.api.config.source)
+        source.write_bytes(source.read_bytes().replace(b"<port>1516", b"<port>nope"))
+        body = self.api.call("PUT", "/manager/restart").json
+        self.assertEqual(body["error"], 1)
+        error = body["data"]["failed_items"][0]["error"]
+        self.assertEqual(error["code"], 1908)
+        self.assertIn("<port>", error["message"])
+        self.assertEqual(self.restarts, [])
+
+    def test_cluster_restart_workers_first_master_last(self) -> None:
+        """Every node restarts, workers asked first and stopping sooner than the master."""
+        protocol = self.add_worker()
+        body = self.api.call("PUT", "/cluster/restart").json
+        self.assertEqual(body["data"]["affected_items"], ["w1", "master"])
+        self.assertEqual(self.restarts, [("w1", 1.0), ("master", 3.0)])
+        self.assertEqual(protocol.asked, ["restart"])
+        listed = self.api.call("PUT", "/cluster/restart?nodes_list=w1,ghost").json
+        self.assertEqual(listed["error"], 2)
+        self.assertEqual(listed["data"]["failed_items"][0]["error"]["code"], 1730)
+
+    def test_needs_restart_permission(self) -> None:
+        """Neither readonly nor cluster_readonly may restart (403)."""
+        token = make_user(self.api, "reader", "readonly")
+        refused = self.api.call("PUT", "/manager/restart", token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        self.add_worker()
+        viewer = make_user(self.api, "viewer", "cluster_readonly")
+        answer = self.api.call("PUT", "/cluster/restart", token=viewer)
+        self.assertEqual(answer.status, 403)
+        self.assertEqual(self.restarts, [])
+
+
+class RestartInPlaceTests(SynchronousTestCase):
+    """wazuhcluster.util.restart: stop after a delay, then the same command line again."""
+
+    def test_stop_after_delay_then_exec_same_command(self) -> None:
+        """The reactor stops after the delay; the exit hook execs the original command."""
+        clock = Clock()
+        stopped: list[bool] = []
+        clock.stop = lambda: stopped.append(True)  # type: ignore[attr-defined]
+        execs: list[tuple[str, list[str]]] = []
+        self.patch(restart, "requested", False)
+        self.patch(restart, "_cwd", str(Path.cwd()))
+        self.patch(restart.os, "execv", lambda path, argv: execs.append((path, list(argv))))
+        restart._reexec()
+        self.assertEqual(execs, [])  # no restart asked: a plain exit
+        restart.restart_node(clock, ClusterLog("Master", "Main"), 2.0)
+        clock.advance(1.9)
+        self.assertEqual(stopped, [])
+        clock.advance(0.2)
+        self.assertEqual(stopped, [True])
+        restart._reexec()
+        self.assertEqual(execs, [(sys.executable, restart.restart_command())])
+        self.assertEqual(restart.restart_command(), list(sys.orig_argv))
+
+    def test_no_restart_after_a_fault(self) -> None:
+        """A node that stopped for a fault exits (status 1) rather than starting again."""
+        execs: list[object] = []
+        self.patch(restart, "requested", True)
+        self.patch(fatal, "failures", ["broken"])
+        self.patch(restart.os, "execv", lambda *args: execs.append(args))
+        restart._reexec()
+        self.assertEqual(execs, [])
+
+
+class VersionCheckTests(SynchronousTestCase):
+    """GET /manager/version/check: Wazuh's answer with the update check disabled."""
+
+    def test_update_check_disabled_answer_with_a_kept_uid(self) -> None:
+        """No release information, update_check false, and one uid kept across calls."""
+        api = ApiHarness(self)
+        first = api.call("GET", "/manager/version/check")
+        self.assertEqual(first.status, 200)
+        data = first.json["data"]
+        self.assertEqual(
+            {key: value for key, value in data.items() if key != "uuid"},
+            {
+                "last_check_date": "",
+                "current_version": "v4.14.7",
+                "update_check": False,
+                "last_available_major": {},
+                "last_available_minor": {},
+                "last_available_patch": {},
+            },
+        )
+        self.assertEqual(str(uuid.UUID(data["uuid"])), data["uuid"])
+        again = api.call("GET", "/manager/version/check?force_query=true").json["data"]
+        self.assertEqual(again["uuid"], data["uuid"])
+        kept = api_dir(api.home) / "installation_uid"
+        self.assertEqual(kept.read_text(), data["uuid"])
+        kept.write_text("damaged")
+        fresh = api.call("GET", "/manager/version/check").json["data"]["uuid"]
+        self.assertNotEqual(fresh, data["uuid"])
+        self.assertEqual(kept.read_text(), fresh)
+
+    def test_any_authenticated_user(self) -> None:
+        """Wazuh's operation has no RBAC action: any user with a token; none without."""
+        api = ApiHarness(self)
+        token = make_user(api, "agentsonly", "agents_readonly")
+        self.assertEqual(api.call("GET", "/manager/version/check", token=token).status, 200)
+        self.assertEqual(api.call("GET", "/manager/version/check", token=None).status, 401)

@@ -14,15 +14,17 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from wazuhcluster.config.cluster import NodeConfig, load_config
-from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
+from wazuhcluster.config.home import DEFAULT_HOME, Home
 from wazuhcluster.config.sections import NodeSections, load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
+from wazuhcluster.node.config_file import check_home, check_tls
 from wazuhcluster.util.fatal import exit_non_zero_after_failure
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog, ClusterLogService
 from wazuhcluster.util.memory import limit_malloc_arenas
+from wazuhcluster.util.restart import reexec_after_restart
 from wazuhcluster.util.signals import SignalHandlers
-from wazuhcluster.util.tls import TlsError, load_material
+from wazuhcluster.util.tls import TlsError
 
 
 class Options(usage.Options):
@@ -64,30 +66,6 @@ class Options(usage.Options):
             cluster = self.node_config.cluster
             print(f"{config_path}: OK ({cluster.node_type} {cluster.node_name} of {cluster.name})")
             raise SystemExit(0)
-
-
-def check_home(config: NodeConfig) -> None:
-    """Fail early when the home path is too long for the control socket's UNIX address."""
-    socket_path = str(config.home.control_socket)
-    if len(socket_path.encode()) > MAX_UNIX_PATH:
-        raise ConfigError(
-            str(config.source),
-            "home",
-            f"the control socket path {socket_path} is longer than {MAX_UNIX_PATH} bytes; "
-            "use a shorter --home",
-        )
-
-
-def check_tls(config: NodeConfig) -> None:
-    """Fail early when a node that uses the cluster lacks its certificate material."""
-    cluster = config.cluster
-    if cluster.disabled:
-        if cluster.node_type == "worker":
-            raise ConfigError(
-                str(config.source), "cluster><disabled", "a worker needs the cluster enabled"
-            )
-        return
-    load_material(cluster.tls.ca_cert, cluster.tls.node_cert, cluster.tls.node_key)
 
 
 def build_service(
@@ -135,6 +113,8 @@ def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
 
     # A node that stops itself for a fault (wazuhcluster.util.fatal) exits 1, not twistd's 0.
     exit_non_zero_after_failure()
+    # PUT /manager/restart stops the node, which then starts again with the same command line.
+    reexec_after_restart()
     # The global reactor provides every interface INodeReactor extends without declaring
     # the combination (see wazuhcluster.util.interfaces).
     return build_service(

@@ -63,6 +63,10 @@ CODES: dict[int, Code] = {
     1106: Code("Requested section not present in configuration", "Ask for a configured section"),
     1112: Code("Empty files are not supported", "Send the file's content in the body"),
     1113: Code("XML syntax error", "Send a well-formed agent.conf"),
+    1125: Code(
+        "Invalid ossec configuration",
+        "Send a configuration file that passes `twistd wazuhcluster --test-config`",
+    ),
     1308: Code("Stats file does not exist", "Ask for a day the node analysed events on"),
     1309: Code("Statistics file damaged", "Check the node's var/stats/totals files"),
     1310: Code("Invalid agent ID", "Ask an agent other than 000"),
@@ -120,6 +124,7 @@ CODES: dict[int, Code] = {
     1905: Code("File could not be updated, it already exists", "Add overwrite=true to replace it"),
     1906: Code("File does not exist", "List the files of the family first"),
     1908: Code("Error validating configuration", "Fix the file and try again"),
+    1911: Code("Error parsing body request to UTF-8", "Send the file's content as UTF-8"),
     3020: Code(
         "Timeout sending request", "The node did not answer in time", 500, "Wazuh Internal Error"
     ),

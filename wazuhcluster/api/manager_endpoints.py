@@ -10,16 +10,26 @@ node (``manager:read`` when the cluster is disabled), ``/cluster/{node_id}/*`` n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from wazuhcluster.analysis.alert_totals import parse_date
 from wazuhcluster.api import params as p
 from wazuhcluster.api.context import EndpointContext
-from wazuhcluster.api.errors import ApiError, bad_request
+from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
 from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.version_check import installation_uid, update_information
+from wazuhcluster.config.api_settings import api_dir
 
+#: The most a configuration file may weigh JSON-encoded: it crosses the cluster link in one
+#: AMP value (64 KiB); the node itself refuses a file over 48 KiB.
+MAX_CONFIG_JSON = 60_000
+#: Seconds before a node asked to restart stops (the answer leaves first; workers go before
+#: the master, which relays their answers).
+WORKER_RESTART_DELAY = 1.0
+MASTER_RESTART_DELAY = 3.0
 #: Wazuh's component and configuration values (the API's path enums).
 COMPONENTS = (
     "agent",
@@ -176,6 +186,115 @@ class ManagerEndpoints:
         self._require_manager(call)
         self._require_manager(call, "restart")
         return await self._reload([self.local])
+
+    async def manager_update_config(self, call: Call) -> Reply:
+        """PUT /manager/configuration: replace the master's configuration file."""
+        self._require_manager(call, "update_config")
+        return await self._update_config(call, self.local)
+
+    async def node_update_config(self, call: Call) -> Reply:
+        """PUT /cluster/{node_id}/configuration: replace one node's configuration file."""
+        node = call.path["node_id"]
+        call.access.require_one("cluster:update_config", "node:id", node)
+        return await self._update_config(call, node)
+
+    async def _update_config(self, call: Call, node: str) -> Reply:
+        """Ask ``node`` to check and write the body as its configuration file (module
+        :mod:`wazuhcluster.node.config_file`); a refused file is a failed item with the
+        reason, the node's file unchanged."""
+        try:
+            text = bytes(call.body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise wazuh_error(1911) from None
+        suffix = "" if self.context.node.config.cluster.disabled else " in specified node"
+        messages = (
+            f"Configuration was successfully updated{suffix}",
+            "Could not update configuration in some nodes",
+            f"Could not update configuration{suffix}",
+        )
+        failed: dict[int, list[str]] = {}
+        reason = ""
+        answer: dict[str, Any] | None = None
+        if len(json.dumps(text)) > MAX_CONFIG_JSON:
+            reason = f"the file is larger than {MAX_CONFIG_JSON} bytes once JSON-encoded"
+        else:
+            answer = await self._ask(node, "update_configuration", {"text": text}, failed)
+            if answer is not None and "error" in answer:
+                reason = str(answer.get("reason", ""))[:1024]
+        if reason:
+            add_failure(failed, 1125, node)
+            body = envelope([], failed, *messages)
+            error = body["data"]["failed_items"][0]["error"]
+            error["message"] = f"{error['message']}: {reason}"
+            self.context.log.warn(
+                "Configuration of {node} refused through the API: {reason}",
+                node=node,
+                reason=reason,
+            )
+            return Reply(body)
+        if answer is None:
+            return Reply(envelope([], failed, *messages))
+        self.context.log.info(
+            "Configuration of {node} replaced through the API (used from its next restart)",
+            node=node,
+        )
+        return Reply(envelope([node], {}, *messages))
+
+    async def manager_restart(self, call: Call) -> Reply:
+        """PUT /manager/restart: restart the master (202)."""
+        self._require_manager(call)
+        self._require_manager(call, "restart")
+        return await self._restart([self.local])
+
+    async def cluster_restart(self, call: Call) -> Reply:
+        """PUT /cluster/restart: restart every (or the listed) node, the master last (202)."""
+        failed: dict[int, list[str]] = {}
+        nodes = self._nodes(call, "cluster:read", failed)
+        nodes = call.access.select("cluster:restart", "node:id", nodes, failed, True)
+        return await self._restart(nodes, failed)
+
+    async def _restart(
+        self, nodes: Sequence[str], failed: dict[int, list[str]] | None = None
+    ) -> Reply:
+        """Ask each node to restart once it has checked its configuration file (a file that
+        would not start it is a failed item, 1908, with the reason). Workers are asked
+        first and stop sooner; the master, which answers this call, stops last."""
+        failed = failed if failed is not None else {}
+        ordered = sorted(nodes, key=lambda name: name == self.local)
+        items: list[str] = []
+        reasons: list[str] = []
+        for node in ordered:
+            delay = MASTER_RESTART_DELAY if node == self.local else WORKER_RESTART_DELAY
+            answer = await self._ask(node, "restart", {"delay": delay}, failed)
+            if answer is None:
+                continue
+            if "error" in answer:
+                add_failure(failed, int(answer["error"]), node)
+                reasons.append(f"{node}: {str(answer.get('reason', ''))[:512]}")
+                continue
+            items.append(node)
+        body = envelope(
+            items,
+            failed,
+            "Restart request sent to all specified nodes",
+            "Could not send restart request to some specified nodes",
+            "Could not send restart request to any node",
+        )
+        for entry in body["data"]["failed_items"]:
+            if entry["error"]["code"] == 1908 and reasons:
+                entry["error"]["message"] += ": " + "; ".join(reasons)
+        if items:
+            self.context.log.info(
+                "Restart of {nodes} requested through the API", nodes=", ".join(items)
+            )
+        return Reply(body, status=202)
+
+    async def version_check(self, call: Call) -> Reply:
+        """GET /manager/version/check: no update service here, so Wazuh's answer with the
+        update check disabled (see :mod:`wazuhcluster.api.version_check`)."""
+        folder = api_dir(self.context.node.config.home)
+        uid: str = await self.context.run_in_thread(installation_uid, folder)
+        return Reply({"data": update_information(uid), "error": 0})
 
     # --- /cluster/{node_id} -------------------------------------------------------------
     def _node(self, question: str) -> Any:
@@ -395,6 +514,43 @@ class ManagerEndpoints:
                 self.cluster_validation,
                 nodes,
                 actions=cluster_read,
+            ),
+            Route(
+                "PUT",
+                "/manager/configuration",
+                self.manager_update_config,
+                common,
+                body="xml",
+                actions=("manager:update_config",),
+            ),
+            Route(
+                "PUT",
+                "/cluster/{node_id}/configuration",
+                self.node_update_config,
+                common,
+                node,
+                body="xml",
+                actions=("cluster:update_config",),
+            ),
+            Route(
+                "GET",
+                "/manager/version/check",
+                self.version_check,
+                {"pretty": p.boolean, "force_query": p.boolean},
+            ),
+            Route(
+                "PUT",
+                "/manager/restart",
+                self.manager_restart,
+                {"pretty": p.boolean},
+                actions=("manager:read", "manager:restart"),
+            ),
+            Route(
+                "PUT",
+                "/cluster/restart",
+                self.cluster_restart,
+                {"pretty": p.boolean, "nodes_list": p.comma_list(p.names)},
+                actions=("cluster:read", "cluster:restart"),
             ),
             Route(
                 "PUT",

@@ -53,13 +53,6 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
             )
         ),
     ),
-    "manager and node restarts and live configuration": (
-        ("PUT", "/manager/configuration"),
-        ("PUT", "/manager/restart"),
-        ("PUT", "/cluster/restart"),
-        ("GET", "/manager/version/check"),
-        ("PUT", "/cluster/{node_id}/configuration"),
-    ),
 }
 
 _PATTERNS = [

@@ -40,6 +40,7 @@ from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.limits import LimitedFactory, ListenerService
 from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.restart import restart_node
 from wazuhcluster.util.tasks import PeriodicTask
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 from wazuhcluster.util.tls import certificate_names, load_material, server_options
@@ -107,6 +108,7 @@ class MasterNode:
             intake=self._intake,
             reload=self._reload_ruleset,
             running=MASTER_DAEMONS,
+            restart=lambda delay: restart_node(self.clock, self.log, delay),
         )
         self.identity = MasterIdentity(
             node_name=cluster.node_name,

@@ -32,6 +32,11 @@ from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.node.active_config import NotKept, active_configuration
 from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
+from wazuhcluster.node.config_file import (
+    MAX_CONFIG_BYTES,
+    check_config_file,
+    replace_config_file,
+)
 from wazuhcluster.util.threads import RunInThread
 
 #: The questions a node answers (the AMP ``AskNode`` and the API use these names).
@@ -51,6 +56,8 @@ QUESTIONS = (
     "daemons_stats",
     "active_configuration",
     "agent_request",
+    "update_configuration",
+    "restart",
 )
 #: Seconds a node waits for an agent's answer to an API question (below the master's
 #: wait for the node, so the node's time-out is the one the caller sees).
@@ -120,6 +127,7 @@ class NodeAnswers:
         now: Callable[[], float] = time.time,
         remoted: Callable[[], Mapping[str, Any]] | None = None,
         ask_agent: Callable[[str, str, float], Awaitable[str]] | None = None,
+        restart: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.run_in_thread = run_in_thread
@@ -131,6 +139,7 @@ class NodeAnswers:
         #: Asks an agent connected to this node a question (``#!-req``); None without a
         #: channel. Raises :class:`~wazuhcluster.agents.requests.RequestError`.
         self.ask_agent = ask_agent
+        self.restart = restart
         #: When this node's counters started (the daemons' ``uptime``).
         self.started = now()
 
@@ -178,6 +187,13 @@ class NodeAnswers:
             return active
         if question == "agent_request":
             return await self.agent_request(arguments)
+        if question == "update_configuration":
+            updated: dict[str, Any] = await self.run_in_thread(
+                self.update_configuration, arguments.get("text")
+            )
+            return updated
+        if question == "restart":
+            return await self.restart_node(arguments.get("delay"))
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -406,6 +422,43 @@ class NodeAnswers:
             return {"error": absent.code}
         except ConfigError as error:
             raise wazuh_error(1101, str(error)) from None
+
+    def update_configuration(self, text: Any) -> dict[str, Any]:
+        """Replace this node's configuration file by ``text`` if it would start the node:
+        ``{"name": ...}``, or ``{"error": 1125, "reason": ...}`` with the file unchanged."""
+        if not isinstance(text, str) or not text.strip():
+            return {"error": 1125, "reason": "the configuration is empty"}
+        data = text.encode("utf-8")
+        if len(data) > MAX_CONFIG_BYTES:
+            return {"error": 1125, "reason": f"the file is larger than {MAX_CONFIG_BYTES} bytes"}
+        try:
+            replace_config_file(self.config, data)
+        except ConfigError as error:
+            return {"error": 1125, "reason": str(error)}
+        return {"name": self.name}
+
+    async def restart_node(self, delay: Any) -> dict[str, Any]:
+        """Restart this node in ``delay`` seconds (0.5 to 30) if its configuration file
+        would start it: ``{"name": ...}``, or ``{"error": 1908 (1017 when it cannot restart),
+        "reason": ...}``."""
+        if self.restart is None:
+            return {"error": 1017, "reason": "this node cannot restart itself"}
+        reason: str = await self.run_in_thread(self.start_check)
+        if reason:
+            return {"error": 1908, "reason": reason}
+        seconds = delay if isinstance(delay, (int, float)) else 1.0
+        self.restart(min(max(float(seconds), 0.5), 30.0))
+        return {"name": self.name}
+
+    def start_check(self) -> str:
+        """Why the configuration file on disk would not start this node (checked as
+        ``--test-config`` does), or "" when it would."""
+        config = self.config
+        try:
+            check_config_file(Path(config.source), config.home, config.cluster.node_type)
+        except ConfigError as error:
+            return str(error)
+        return ""
 
     def validation(self) -> dict[str, Any]:
         """Whether the configuration file on disk would start this node."""

@@ -21,6 +21,7 @@ from wazuhcluster.node.builder import NodeServices
 from wazuhcluster.node.interfaces import IMasterFollower, IRuleset
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.util.restart import restart_node
 from wazuhcluster.util.threads import run_in_reactor_pool
 from wazuhcluster.util.tls import client_options, load_material
 from wazuhcluster.wire import commands
@@ -170,6 +171,9 @@ class WorkerService(MultiService):
             running=WORKER_DAEMONS,
             remoted=self.channel.remoted_numbers,
             ask_agent=self.channel.ask_agent,
+            restart=lambda delay: restart_node(
+                reactor, ClusterLog(f"Worker {config.cluster.node_name}", "Main"), delay
+            ),
         )
         self.questions = WorkerQuestions(
             answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
