@@ -197,6 +197,18 @@ class LivenessTests(SynchronousTestCase):
         self.pump.flush()
         self.assertRaises(commands.NotConnected, self.link.call, commands.GetNodes)
 
+    def test_call_in_flight_when_link_closes(self) -> None:
+        """A call pending when the master's end closes (a killed master closes cleanly or
+        not) fails as NotConnected saying the link was lost, not as the transport's error."""
+        self.cluster.pumps.clear()  # the answer never comes back
+        pending = self.link.call(commands.GetNodes)
+        worker = self.cluster.master.workers.get("worker1")
+        assert worker is not None
+        worker.disconnect()
+        self.pump.flush()
+        failure = self.failureResultOf(pending, commands.NotConnected)
+        self.assertIn("the link to the master was lost", failure.getErrorMessage())
+
 
 class SendWithoutDelayTests(SynchronousTestCase):
     """TCP_NODELAY on cluster, enrollment and similar small-message connections."""

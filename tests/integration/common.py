@@ -113,10 +113,16 @@ class ClusterTestCase(SynchronousTestCase):
         return process
 
     def simulate_on(
-        self, cluster: LocalCluster, node: str, *args: str, keepalive: str = "1"
+        self,
+        cluster: LocalCluster,
+        node: str,
+        *args: str,
+        keepalive: str = "1",
+        output: Path | None = None,
     ) -> subprocess.Popen[str]:
         """Start wazuh-agent-sim against ``node``'s agent and enrollment ports (a keep-alive
-        every ``keepalive`` seconds), with ``args`` added; stopped after the test."""
+        every ``keepalive`` seconds), with ``args`` added (its output to ``output`` when
+        given); stopped after the test."""
         ports = cluster.node_ports(node)
         return self.start_simulator(
             "--port",
@@ -126,6 +132,7 @@ class ClusterTestCase(SynchronousTestCase):
             "--keepalive",
             keepalive,
             *args,
+            output=output,
         )
 
     def wait_log(self, node: NodeProcess, text: str, timeout: float = DEADLINE) -> None:

@@ -13,6 +13,7 @@ import http.client
 import json
 import signal
 import ssl
+from pathlib import Path
 from typing import Any
 
 from tests.helpers import short_temp_dir
@@ -81,8 +82,18 @@ class AgentCommandTests(ClusterTestCase):
                 return False
 
         self.assertTrue(wait_for(logged_in, DEADLINE, 0.5), "the API did not answer")
+        #: The simulator's summary lines, one every half second.
+        self.reports = Path(self.mktemp())
         simulator = self.simulate_on(
-            cluster, "worker1", "--agents", str(count), "--name-prefix", prefix
+            cluster,
+            "worker1",
+            "--agents",
+            str(count),
+            "--name-prefix",
+            prefix,
+            "--report-every",
+            "0.5",
+            output=self.reports,
         )
 
         def active() -> list[str]:
@@ -104,10 +115,28 @@ class AgentCommandTests(ClusterTestCase):
         )
         self.assertEqual((status, sorted(ran["data"]["affected_items"])), (200, ids), ran)
 
+        # Sent is not yet received: wait until the agents' own counters show both messages.
+        self.assertTrue(
+            wait_for(lambda: self.last_report().get("execd_received", 0) >= 6, DEADLINE, 0.5),
+            self.last_report(),
+        )
         simulator.send_signal(signal.SIGINT)
-        out, err = simulator.communicate(timeout=DEADLINE)
-        summary = json.loads(out.strip().splitlines()[-1])
-        self.assertEqual(summary["execd_received"], 6, summary)
+        simulator.wait(timeout=DEADLINE)
+        self.assertEqual(self.last_report()["execd_received"], 6, self.last_report())
+
+    def last_report(self) -> dict[str, Any]:
+        """The simulator's latest whole summary line (empty before the first)."""
+        try:
+            lines = self.reports.read_text().splitlines()
+        except FileNotFoundError:
+            return {}
+        for line in reversed(lines):
+            try:
+                found: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue  # a line being written, or a message that is not a summary
+            return found
+        return {}
 
     def test_questions_reach_agents_on_a_worker(self) -> None:
         """GET /agents/{id}/config/... and /stats/...: the master asks worker1, which asks
@@ -129,6 +158,5 @@ class AgentCommandTests(ClusterTestCase):
         self.assertEqual((status, missing["error"]), (400, 1117), missing)
 
         simulator.send_signal(signal.SIGINT)
-        out, err = simulator.communicate(timeout=DEADLINE)
-        summary = json.loads(out.strip().splitlines()[-1])
-        self.assertEqual(summary["requests_answered"], 4, summary)
+        simulator.wait(timeout=DEADLINE)
+        self.assertEqual(self.last_report()["requests_answered"], 4, self.last_report())

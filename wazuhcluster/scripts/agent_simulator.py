@@ -676,6 +676,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", default=None, help="file of events, one per line")
     parser.add_argument("--eps", type=float, default=0.0, help="events per second, all agents")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after SEC (0: never)")
+    parser.add_argument(
+        "--report-every",
+        type=float,
+        default=0.0,
+        help="also print the summary line every SEC while running (0: only at the end)",
+    )
     parser.add_argument("--keys", default=None, help="client.keys file instead of enrolling")
     parser.add_argument("--save-keys", default=None, help="write enrolled keys to this file")
     parser.add_argument("--agent-version", default=DEFAULT_VERSION, help="version to report")
@@ -789,15 +795,25 @@ def _run(reactor: IScriptReactor, options: argparse.Namespace, out: Any) -> Defe
         simulator.start(reactor, options.spread)
         finished = {"done": False}
 
-        def finish() -> Deferred[None]:
-            if finished["done"]:
-                return succeed(None)
-            finished["done"] = True
-            simulator.stop()
+        def report() -> None:
             summary = simulator.summary()
             summary["enrollment_failures"] = len(failures)
             out.write(json.dumps(summary, sort_keys=True) + "\n")
             out.flush()
+
+        reporting = task.LoopingCall(report)
+        reporting.clock = reactor
+        if options.report_every > 0:
+            reporting.start(options.report_every, now=False)
+
+        def finish() -> Deferred[None]:
+            if finished["done"]:
+                return succeed(None)
+            finished["done"] = True
+            if reporting.running:
+                reporting.stop()
+            simulator.stop()
+            report()
             # Give the shutdown messages a moment to leave before the reactor stops.
             return task.deferLater(reactor, 0.2, lambda: None)
 

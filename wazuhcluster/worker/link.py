@@ -8,7 +8,7 @@ from typing import Any
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import LogLevel
@@ -257,9 +257,10 @@ class MasterLink(MultiService):
         """Send ``command`` to the master with the request timeout; fails if not connected."""
         if self.protocol is None:
             raise commands.NotConnected("Worker node is not connected to master")
-        return call_with_timeout(
+        call = call_with_timeout(
             self.protocol, command, self.timings.request_timeout, self.clock, **arguments
         )
+        return call.addErrback(_link_lost)
 
     async def send_keepalive(self) -> None:
         """One keep-alive; after max_failed_keepalives failures in a row, drop the link."""
@@ -282,3 +283,14 @@ class MasterLink(MultiService):
             return
         self.failed_keepalives = 0
         log.info("Successful response from master: {payload}", payload=answer["payload"])
+
+
+def _link_lost(failure: Failure) -> Failure:
+    """A call the link closed under (cleanly or not: a master that was killed closes either
+    way) fails as NotConnected, which says what happened, rather than as the transport's
+    own error."""
+    if failure.check(ConnectionClosed):
+        raise commands.NotConnected(
+            f"the link to the master was lost during the call ({failure.getErrorMessage()})"
+        )
+    return failure
