@@ -171,6 +171,8 @@ class WorkerService(MultiService):
             remoted=self.channel.remoted_numbers,
             ask_agent=self.channel.ask_agent,
         )
+        answers.agent_counters = self.channel.factory.agent_counters
+        answers.agent_queues = self.analysis.agent_counts
         self.questions = WorkerQuestions(
             answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
         )
