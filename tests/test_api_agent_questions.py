@@ -230,3 +230,30 @@ class AgentDaemonStatsTests(SynchronousTestCase):
         gone = self.api.call("GET", f"/agents/{self.active}/daemons/stats").json
         self.assertEqual(gone["error"], 1)
         self.assertEqual(gone["data"]["failed_items"][0]["error"]["code"], 1117)
+
+    def test_agents_daemons_stats_arguments(self) -> None:
+        """``agents_daemons_stats`` refuses a bad id or daemon list (400), and fails the
+        daemons a node without counters cannot give."""
+        answers = self.api.node.answers
+        answers.agent_counters = None
+        answers.agent_queues = None
+        for arguments in (
+            {"agent_id": "1; x", "daemons": ["wazuh-remoted"]},
+            {"agent_id": "001", "daemons": "wazuh-remoted"},
+            {"agent_id": "001", "daemons": ["a", "b", "c"]},
+        ):
+            refused = self.failureResultOf(
+                ensureDeferred(answers.answer("agents_daemons_stats", arguments)), ApiError
+            )
+            self.assertEqual(refused.value.status, 400, arguments)
+        answer = self.successResultOf(
+            ensureDeferred(
+                answers.answer(
+                    "agents_daemons_stats",
+                    {"agent_id": "001", "daemons": ["wazuh-remoted", "wazuh-analysisd"]},
+                )
+            )
+        )
+        self.assertEqual(
+            (answer["items"], answer["failed"]), ([], ["wazuh-remoted", "wazuh-analysisd"])
+        )
