@@ -1,6 +1,8 @@
 """Questions to an agent itself: its active configuration
 (``GET /agents/{agent_id}/config/{component}/{configuration}``) and its components'
-statistics (``GET /agents/{agent_id}/stats/{component}``).
+statistics (``GET /agents/{agent_id}/stats/{component}``), and the counters the node it
+reports to keeps about it (``GET /agents/{agent_id}/daemons/stats``, node question
+``agents_daemons_stats``).
 
 As Wazuh's remoted does, the node the agent is connected to sends it ``#!-req <counter>
 <component> getconfig <configuration>`` (or ``<component> getstate``) and hands back its
