@@ -4,8 +4,6 @@ node it is connected to (a worker stand-in whose agents answer as simulated 4.x 
 
 from __future__ import annotations
 
-from collections import Counter
-
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -196,7 +194,7 @@ class AgentDaemonStatsTests(SynchronousTestCase):
             self.worker.agent_counters.count(self.active, slot)
         self.worker.agent_counters.count("999", counted.EVENT)
         analysis = self.worker.analysis
-        analysis.agent_queues[self.active] = Counter({"8": 2, "1": 3, "p": 1})
+        analysis.agent_queues[self.active] = {"8": 2, "1": 3, "p": 1}
         answer = self.api.call("GET", f"/agents/{self.active}/daemons/stats")
         self.assertEqual(answer.status, 200)
         remoted, analysisd = answer.json["data"]["affected_items"]
