@@ -17,6 +17,7 @@ from wazuhcluster.analysis.alert_totals import AlertTally, day_items
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
+from wazuhcluster.node.agent_stats import analysisd_agent_metrics
 from wazuhcluster.node.alert_totals import read_day, totals_folder
 from wazuhcluster.node.analysis_service import AnalysisService
 from wazuhcluster.util.logs import ClusterLog
@@ -161,6 +162,23 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.successResultOf(self.service.reload())
         self.assertEqual(len(self.service.queue), 0)
         self.assertEqual(len(self.alerts()), 10)
+
+    def test_counts_per_agent_and_queue_letter(self) -> None:
+        """Each agent's events are counted by queue letter, with those a full queue dropped;
+        a removed agent's counts are forgotten; the node shapes them as Wazuh's analysisd."""
+        self.service.engine = None
+        for _ in range(11):
+            self.service(event(SSH_FAIL))
+        self.service(attrs.evolve(event("x", "002"), queue="8"))
+        self.assertEqual(self.service.agent_counts("001"), ({"1": 11}, 1))
+        self.assertEqual(self.service.agent_counts("002"), ({"8": 1}, 1))
+        metrics = analysisd_agent_metrics(*self.service.agent_counts("001"))["events"]
+        self.assertEqual(metrics["processed"], 10)
+        modules = metrics["received_breakdown"]["decoded_breakdown"]["modules_breakdown"]
+        self.assertEqual(modules["logcollector_breakdown"]["others"], 11)
+        self.service.forget_agents(["001"])
+        self.assertEqual(self.service.agent_counts("001"), ({}, 0))
+        self.assertEqual(list(self.service.agent_queues), ["002"])
 
     def test_hourly_totals_count_alerts_and_events(self) -> None:
         """The alerts written and the events processed reach today's totals file (once a

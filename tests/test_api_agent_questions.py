@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_api_fixtures import ApiHarness, WorkerStandIn
 from tests.test_api_manager import make_user
+from wazuhcluster.agents import agent_counters as counted
 from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.api.agent_questions import config_data, stats_data
 from wazuhcluster.api.errors import ApiError
@@ -172,3 +173,85 @@ class NodeSideTests(SynchronousTestCase):
                 self.failureResultOf(self.ask(**arguments), ApiError).value.status, 400
             )
         self.assertEqual(self.sent, [])
+
+
+class AgentDaemonStatsTests(SynchronousTestCase):
+    """``GET /agents/{agent_id}/daemons/stats``: the counters of the node the agent reports
+    to, in Wazuh's per-agent shapes."""
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        link = self.api.connect_worker("w1")
+        assert isinstance(link.protocol, WorkerStandIn)
+        self.worker: WorkerStandIn = link.protocol
+        self.active = self.api.enroll("web1")
+        self.api.report(self.active, "active", "w1", version="Wazuh v4.14.7")
+
+    def test_counters_of_the_agents_node(self) -> None:
+        """The worker's remoted counts and its intake's events per queue letter come back
+        under each daemon, for this agent only; daemons_list filters."""
+        for slot in (counted.KEEPALIVE, counted.CONTROL, counted.EVENT, counted.EVENT):
+            self.worker.agent_counters.count(self.active, slot)
+        self.worker.agent_counters.count("999", counted.EVENT)
+        analysis = self.worker.analysis
+        analysis.agent_queues[self.active] = {"8": 2, "1": 3, "p": 1}
+        answer = self.api.call("GET", f"/agents/{self.active}/daemons/stats")
+        self.assertEqual(answer.status, 200)
+        remoted, analysisd = answer.json["data"]["affected_items"]
+        self.assertEqual((remoted["name"], analysisd["name"]), ("wazuh-remoted", "wazuh-analysisd"))
+        (agent,) = remoted["agents"]
+        self.assertEqual(agent["id"], int(self.active))
+        received = agent["metrics"]["messages"]["received_breakdown"]
+        self.assertEqual((received["event"], received["control"]), (2, 1))
+        self.assertEqual(received["control_breakdown"]["keepalive"], 1)
+        events = analysisd["agents"][0]["metrics"]["events"]
+        self.assertEqual(events["processed"], 6)
+        modules = events["received_breakdown"]["decoded_breakdown"]["modules_breakdown"]
+        self.assertEqual((modules["syscheck"], modules["sca"]), (2, 1))
+        self.assertEqual(modules["logcollector_breakdown"]["others"], 3)
+        only = self.api.call(
+            "GET", f"/agents/{self.active}/daemons/stats?daemons_list=wazuh-analysisd"
+        ).json["data"]["affected_items"]
+        self.assertEqual([item["name"] for item in only], ["wazuh-analysisd"])
+        self.assertIn("AskNode", self.worker.asked)
+
+    def test_unknown_agent_and_rbac(self) -> None:
+        """An unknown agent fails each daemon with 1701; without agent:read, 403 4000;
+        an agent on a node that is gone fails with 1117."""
+        unknown = self.api.call("GET", "/agents/999/daemons/stats").json
+        self.assertEqual(unknown["error"], 1)
+        self.assertEqual(unknown["data"]["failed_items"][0]["error"]["code"], 1701)
+        token = make_user(self.api, "clusteronly", "cluster_readonly")
+        refused = self.api.call("GET", f"/agents/{self.active}/daemons/stats", token=token)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        self.api.report(self.active, "active", "ghost", version="Wazuh v4.14.7")
+        gone = self.api.call("GET", f"/agents/{self.active}/daemons/stats").json
+        self.assertEqual(gone["error"], 1)
+        self.assertEqual(gone["data"]["failed_items"][0]["error"]["code"], 1117)
+
+    def test_agents_daemons_stats_arguments(self) -> None:
+        """``agents_daemons_stats`` refuses a bad id or daemon list (400), and fails the
+        daemons a node without counters cannot give."""
+        answers = self.api.node.answers
+        answers.agent_counters = None
+        answers.agent_queues = None
+        for arguments in (
+            {"agent_id": "1; x", "daemons": ["wazuh-remoted"]},
+            {"agent_id": "001", "daemons": "wazuh-remoted"},
+            {"agent_id": "001", "daemons": ["a", "b", "c"]},
+        ):
+            refused = self.failureResultOf(
+                ensureDeferred(answers.answer("agents_daemons_stats", arguments)), ApiError
+            )
+            self.assertEqual(refused.value.status, 400, arguments)
+        answer = self.successResultOf(
+            ensureDeferred(
+                answers.answer(
+                    "agents_daemons_stats",
+                    {"agent_id": "001", "daemons": ["wazuh-remoted", "wazuh-analysisd"]},
+                )
+            )
+        )
+        self.assertEqual(
+            (answer["items"], answer["failed"]), ([], ["wazuh-remoted", "wazuh-analysisd"])
+        )

@@ -44,6 +44,7 @@ GOOD_CONF = (
 )
 AGENT_CONFIG = "/agents/{agent_id}/config/{component}/{configuration}"
 AGENT_STATS = "/agents/{agent_id}/stats/{component}"
+AGENT_DAEMONS = "/agents/{agent_id}/daemons/stats"
 #: Path values of the sweep: things the harness holds (ids made by the sweep's own writes
 #: for the security objects); any other path parameter gets "1".
 PATH_VALUES = {
@@ -149,6 +150,9 @@ ERROR_CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", AGENT_STATS, "/agents/001/stats/agent", None),
     ("GET", AGENT_STATS, "/agents/000/stats/agent", None),
     ("GET", AGENT_STATS, "/agents/999/stats/agent", None),
+    ("GET", AGENT_DAEMONS, "/agents/001/daemons/stats", None),
+    ("GET", AGENT_DAEMONS, "/agents/000/daemons/stats?daemons_list=wazuh-remoted", None),
+    ("GET", AGENT_DAEMONS, "/agents/999/daemons/stats", None),
     ("GET", ACTIVE, "/manager/configuration/syscheck/syscheck", None),
     ("GET", ACTIVE, "/manager/configuration/analysis/rules", None),
     ("GET", ACTIVE, "/manager/configuration/analysis/nope", None),

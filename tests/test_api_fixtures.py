@@ -31,6 +31,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import write_config
+from wazuhcluster.agents.agent_counters import AgentCounters
 from wazuhcluster.agents.channel import ChannelStats
 from wazuhcluster.agents.channel import remoted_numbers as channel_numbers
 from wazuhcluster.analysis.state_store import forget_agents
@@ -120,6 +121,10 @@ class WorkerStandIn:
             remoted=lambda: channel_numbers(ChannelStats(events=3, recv_bytes=300)),
             ask_agent=self.ask_agent,
         )
+        #: The per-agent counters of the worker's channel (``daemons/stats`` per agent).
+        self.agent_counters = AgentCounters(clock.seconds)
+        answers.agent_counters = self.agent_counters
+        answers.agent_queues = self.analysis.agent_counts
         #: (agent id, payload) of every question asked to an agent connected here.
         self.agent_questions: list[tuple[str, str]] = []
         self.questions = WorkerQuestions(answers, ClusterLog("Worker", "Questions"))

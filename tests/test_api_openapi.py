@@ -149,6 +149,8 @@ class OpenApiTests(SynchronousTestCase):
         self.call("GET", f"/agents/{added}/config/agent/client")
         self.call("GET", f"/agents/{other}/stats/logcollector")
         self.call("GET", "/agents/999/stats/agent")
+        self.call("GET", f"/agents/{other}/daemons/stats?daemons_list=wazuh-remoted")
+        self.call("GET", "/agents/999/daemons/stats")
         self.call("GET", "/agents")
         self.call("GET", "/agents?select=os.platform,name&q=status=active")
         self.call("GET", "/agents?agents_list=999&sort=nope")

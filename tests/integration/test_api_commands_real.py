@@ -140,7 +140,8 @@ class AgentCommandTests(ClusterTestCase):
 
     def test_questions_reach_agents_on_a_worker(self) -> None:
         """GET /agents/{id}/config/... and /stats/...: the master asks worker1, which asks
-        the agent over its channel (#!-req), and the agent's own answer comes back."""
+        the agent over its channel (#!-req), and the agent's own answer comes back; its
+        daemons/stats are worker1's counters of it."""
         simulator, (agent_id,) = self.agents_on_worker(1, "ask-")
         status, config = self.call("GET", f"/agents/{agent_id}/config/agent/client")
         self.assertEqual(status, 200, config)
@@ -156,6 +157,16 @@ class AgentCommandTests(ClusterTestCase):
         self.assertRegex(state["last_keepalive"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         status, missing = self.call("GET", f"/agents/{agent_id}/config/auth/auth")
         self.assertEqual((status, missing["error"]), (400, 1117), missing)
+        status, daemons = self.call("GET", f"/agents/{agent_id}/daemons/stats")
+        self.assertEqual(status, 200, daemons)
+        remoted, analysisd = daemons["data"]["affected_items"]
+        (counted,) = remoted["agents"]
+        received = counted["metrics"]["messages"]["received_breakdown"]
+        self.assertEqual(counted["id"], int(agent_id), daemons)
+        self.assertEqual(received["control_breakdown"]["startup"], 1, daemons)
+        self.assertGreaterEqual(received["control_breakdown"]["request"], 4, daemons)
+        self.assertGreaterEqual(counted["metrics"]["messages"]["sent_breakdown"]["ack"], 2)
+        self.assertEqual(analysisd["name"], "wazuh-analysisd", daemons)
 
         simulator.send_signal(signal.SIGINT)
         simulator.wait(timeout=DEADLINE)

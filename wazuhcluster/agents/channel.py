@@ -35,6 +35,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, conne
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
+from wazuhcluster.agents import agent_counters as counted
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
@@ -341,8 +342,10 @@ class AgentPeer:
         self.agent = entry
         self.factory._claim(entry.agent_id, self, idle_owner)
         if control.is_control(opened.message):
+            self.factory.agent_counters.count(entry.agent_id, counted.CONTROL)
             self.handle_control(entry, opened.message.decode("utf-8", "replace"))
         else:
+            self.factory.agent_counters.count(entry.agent_id, counted.EVENT)
             self.handle_event(entry, opened.message.decode("utf-8", "replace"))
 
     def _log_secure_error(self, entry: secure.AgentKey, error: secure.SecureError) -> None:
@@ -412,8 +415,9 @@ class AgentPeer:
                 self.send(control.format_error(refusal).encode())
                 return
             sessions.startup(entry.agent_id, entry.name, entry.ip, self.peer_ip, message.version)
-            self.send(control.ACK.encode())
+            self._ack(entry.agent_id, counted.STARTUP)
         elif isinstance(message, control.Shutdown):
+            self.factory.agent_counters.count(entry.agent_id, counted.SHUTDOWN)
             sessions.shutdown(entry.agent_id, entry.name, entry.ip)
             # remoted tells analysisd, which raises Wazuh's "agent stopped" alert from it.
             stopped = f"ossec: Agent stopped: '{entry.name}->{entry.ip}'."
@@ -424,10 +428,11 @@ class AgentPeer:
             push = sessions.keepalive(
                 entry.agent_id, entry.name, entry.ip, self.peer_ip, message.data
             )
-            self.send(control.ACK.encode())
+            self._ack(entry.agent_id, counted.KEEPALIVE)
             if push is not None:
                 self.factory.push_shared(push)
         elif isinstance(message, control.Request):
+            self.factory.agent_counters.count(entry.agent_id, counted.REQUEST)
             counter, _, answer = message.text.partition(" ")
             if self.datagram and answer != "ack":
                 # Over UDP the agent resends its answer until the manager acknowledges it.
@@ -442,6 +447,12 @@ class AgentPeer:
                 name=entry.name,
                 agent_id=entry.agent_id,
             )
+
+    def _ack(self, agent_id: str, received: int) -> None:
+        counters = self.factory.agent_counters
+        counters.count(agent_id, received)
+        counters.count(agent_id, counted.ACK)
+        self.send(control.ACK.encode())
 
     def handle_event(self, entry: secure.AgentKey, text: str) -> None:
         """Give an event to the sink; malformed events are dropped with a warning."""
@@ -698,6 +709,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.manager_version = control.version_tuple(manager_version) if manager_version else None
         self.allow_higher_versions = allow_higher_versions
         self.stats = ChannelStats()
+        #: What each agent sent and was sent (``daemons/stats`` per agent).
+        self.agent_counters = counted.AgentCounters(clock.seconds)
         # Start the manager's counter at the current time so it keeps growing across
         # restarts without a counter file (remoted persists it in queue/rids/sender_counter).
         self.send_counter = secure.SendCounter(int(clock.seconds()) & secure.MAX_GLOBAL_COUNTER)
@@ -787,10 +800,12 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
                 self._counters.pop(agent_id, None)
                 if entry is None:
                     self._last_received.pop(agent_id, None)
+                    self.agent_counters.forget(agent_id)
         if changed is None:
             for table in (self._counters, self._last_received):
                 for agent_id in [agent_id for agent_id in table if agent_id not in keys]:
                     del table[agent_id]
+            self.agent_counters.retain(keys)
 
     # ------------------------------------------------------------------ connections
 
@@ -854,7 +869,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         proto = self._owners.get(agent_id)
         if proto is None or proto.closing:
             return False
-        proto.send(message.encode() if isinstance(message, str) else message)
+        data = message.encode() if isinstance(message, str) else message
+        if data.startswith(b"#!-execd"):
+            self.agent_counters.count(agent_id, counted.AR)
+        proto.send(data)
         return True
 
     def force_reconnect(self, agent_id: str) -> bool:
@@ -895,6 +913,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         if push.agent_id not in self._owners:
             return None  # gone while the file was read
         self.stats.pushes += 1
+        self.agent_counters.count(push.agent_id, counted.SHARED)
 
         def steps() -> Generator[None, None, None]:
             if not self.send_to_agent(push.agent_id, control.format_file_update(push.md5)):

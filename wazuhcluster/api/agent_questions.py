@@ -1,6 +1,8 @@
 """Questions to an agent itself: its active configuration
 (``GET /agents/{agent_id}/config/{component}/{configuration}``) and its components'
-statistics (``GET /agents/{agent_id}/stats/{component}``).
+statistics (``GET /agents/{agent_id}/stats/{component}``), and the counters the node it
+reports to keeps about it (``GET /agents/{agent_id}/daemons/stats``, node question
+``agents_daemons_stats``).
 
 As Wazuh's remoted does, the node the agent is connected to sends it ``#!-req <counter>
 <component> getconfig <configuration>`` (or ``<component> getstate``) and hands back its
@@ -44,6 +46,13 @@ _STATS_MESSAGES = (
     "Could not read statistical information for any agent",
 )
 
+#: The daemons ``/agents/{agent_id}/daemons/stats`` reads, in Wazuh's order.
+AGENT_STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd")
+_DAEMON_MESSAGES = (
+    "Statistical information for each daemon was successfully read",
+    "Could not read statistical information for some daemons",
+    "Could not read statistical information for any daemon",
+)
 
 _VERSION = re.compile(r"(?:Wazuh )?v?(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -190,6 +199,43 @@ class AgentQuestionEndpoints:
             raise wazuh_error(1735, f"Minimum required version is {_version_text(required)}")
         return stats_data(await self._ask(agent, f"{component} getstate"))
 
+    async def daemons_stats(self, call: Call) -> Reply:
+        """GET /agents/{agent_id}/daemons/stats: remoted's and analysisd's counters for the
+        agent, asked of the node it reports to (the master for one that never connected)."""
+        agent_id, agent = await self._agent(call)
+        daemons = list(dict.fromkeys(call.params.get("daemons_list") or AGENT_STATS_DAEMONS))
+        failed: dict[int, list[str]] = {}
+        if agent is None and agent_id != "000":
+            for name in daemons:
+                add_failure(failed, 1701, name)
+            return Reply(envelope([], failed, *_DAEMON_MESSAGES))
+        master = self.context.node.config.cluster.node_name
+        node = (agent.node_name if agent is not None else "") or master
+        try:
+            reply = await self.context.node.ask_node(
+                node, "agents_daemons_stats", {"agent_id": agent_id, "daemons": daemons}
+            )
+        except ApiError as error:
+            # A node that is not connected (1730) leaves the agent unreachable, as Wazuh says.
+            code = 1117 if error.code in (None, 1730) else error.code
+            for name in daemons:
+                add_failure(failed, code, name)
+            return Reply(envelope([], failed, *_DAEMON_MESSAGES))
+        items = [
+            {
+                "timestamp": reply.get("timestamp"),
+                "name": item.get("name"),
+                "agents": [
+                    {"uptime": item.get("uptime"), "id": int(agent_id), "metrics": item["metrics"]}
+                ],
+            }
+            for item in reply.get("items", [])
+            if isinstance(item, dict) and isinstance(item.get("metrics"), dict)
+        ]
+        for name in reply.get("failed", []):
+            add_failure(failed, 1017, str(name))
+        return Reply(envelope(items, failed, *_DAEMON_MESSAGES))
+
     def routes(self) -> list[Route]:
         """The routes of this family."""
         common = p.COMMON
@@ -212,6 +258,14 @@ class AgentQuestionEndpoints:
                 self.stats,
                 common,
                 {"agent_id": p.agent_id, "component": p.choice(*STATS_VERSIONS)},
+                actions=("agent:read",),
+            ),
+            Route(
+                "GET",
+                "/agents/{agent_id}/daemons/stats",
+                self.daemons_stats,
+                {**common, "daemons_list": p.comma_list(p.choice(*AGENT_STATS_DAEMONS))},
+                {"agent_id": p.agent_id},
                 actions=("agent:read",),
             ),
         ]

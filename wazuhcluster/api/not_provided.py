@@ -32,7 +32,6 @@ NOT_PROVIDED: dict[str, tuple[tuple[str, str], ...]] = {
         )
     ),
     "ciscat": (("GET", "/ciscat/{agent_id}/results"),),
-    "per-agent daemon statistics": (("GET", "/agents/{agent_id}/daemons/stats"),),
     "tasks": (("GET", "/tasks/status"),),
     "experimental": (
         ("DELETE", "/experimental/rootcheck"),

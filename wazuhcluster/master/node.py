@@ -334,6 +334,8 @@ class MasterService(MultiService):
         self.node = MasterNode(config, reactor, ruleset=self.analysis)
         self.node.answers.remoted = self.channel.remoted_numbers
         self.node.answers.ask_agent = self.channel.ask_agent
+        self.node.answers.agent_counters = self.channel.factory.agent_counters
+        self.node.answers.agent_queues = self.analysis.agent_counts
         self.sections = sections
         cluster = config.cluster
         if not cluster.disabled:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -116,6 +116,9 @@ class AnalysisService(Service):
         self.queue_size = queue_size
         self.run_in_thread = run_in_thread
         self.stats = AnalysisStats()
+        #: Events received per agent and queue letter (``daemons/stats`` per agent); one
+        #: small dict per agent, dropped when the agent is removed.
+        self.agent_queues: dict[str, dict[str, int]] = {}
         self.engine: Engine | None = None
         self.writer: AlertWriter | None = None
         self.archives: ArchiveWriter | None = None
@@ -265,6 +268,11 @@ class AnalysisService(Service):
         """The agent channel's event sink: queue the event (drop it when the queue is full)."""
         stats = self.stats
         stats.received += 1
+        by_queue = self.agent_queues.get(event.agent_id)
+        if by_queue is None:
+            by_queue = self.agent_queues[event.agent_id] = {}
+        # A plain dict: Counter's += costs several times more in this hot path.
+        by_queue[event.queue] = by_queue.get(event.queue, 0) + 1
         if self.queued() >= self.queue_size:
             stats.dropped += 1
             stats.dropped_by_agent[event.agent_id] += 1
@@ -296,6 +304,17 @@ class AnalysisService(Service):
             return
         self.queue.append(event)
         self._kick()
+
+    def forget_agents(self, agent_ids: Iterable[str]) -> None:
+        """Drop the per-agent counts of removed agents."""
+        for agent_id in agent_ids:
+            self.agent_queues.pop(agent_id, None)
+            self.stats.dropped_by_agent.pop(agent_id, None)
+
+    def agent_counts(self, agent_id: str) -> tuple[dict[str, int], int]:
+        """The events received from ``agent_id`` by queue letter, and how many of them
+        were dropped (queue full)."""
+        return dict(self.agent_queues.get(agent_id, {})), self.stats.dropped_by_agent[agent_id]
 
     def _write_alerts(self, text: str, count: int) -> None:
         """The pool's alerts, appended in arrival order by the one writer thread."""

@@ -23,6 +23,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from wazuhcluster import WAZUH_VERSION
+from wazuhcluster.agents.agent_counters import AgentCounters
 from wazuhcluster.agents.requests import RequestError
 from wazuhcluster.analysis.alert_totals import day_items, day_path, hourly, parse_date, weekly
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
@@ -31,6 +32,7 @@ from wazuhcluster.config.cluster import NodeConfig, load_config, read_xml
 from wazuhcluster.config.sections import load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.node.active_config import NotKept, active_configuration
+from wazuhcluster.node.agent_stats import analysisd_agent_metrics
 from wazuhcluster.node.alert_totals import read_day, read_days, totals_folder
 from wazuhcluster.node.config_file import (
     MAX_CONFIG_BYTES,
@@ -58,6 +60,7 @@ QUESTIONS = (
     "agent_request",
     "update_configuration",
     "restart",
+    "agents_daemons_stats",
 )
 #: Seconds a node waits for an agent's answer to an API question (below the master's
 #: wait for the node, so the node's time-out is the one the caller sees).
@@ -66,6 +69,8 @@ AGENT_REQUEST_TIMEOUT = 10.0
 MAX_AGENT_PAYLOAD = 256
 #: The daemons whose statistics ``daemons/stats`` gives, in Wazuh's order.
 STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd", "wazuh-db")
+#: The daemons whose per-agent statistics ``/agents/{agent_id}/daemons/stats`` gives.
+AGENT_STATS_DAEMONS = ("wazuh-remoted", "wazuh-analysisd")
 #: The most of cluster.log read for one question (its newest part).
 MAX_LOG_BYTES = 4 * 1024 * 1024
 #: The most a worker's answer may weigh once encoded (one AMP value holds 64 KiB).
@@ -140,6 +145,10 @@ class NodeAnswers:
         #: channel. Raises :class:`~wazuhcluster.agents.requests.RequestError`.
         self.ask_agent = ask_agent
         self.restart = restart
+        #: The channel's per-agent counters and the analysis intake's per-agent counts
+        #: (events by queue letter, dropped); None where this node has neither.
+        self.agent_counters: AgentCounters | None = None
+        self.agent_queues: Callable[[str], tuple[dict[str, int], int]] | None = None
         #: When this node's counters started (the daemons' ``uptime``).
         self.started = now()
 
@@ -194,6 +203,8 @@ class NodeAnswers:
             return updated
         if question == "restart":
             return await self.restart_node(arguments.get("delay"))
+        if question == "agents_daemons_stats":
+            return self.agents_daemons_stats(arguments)
         if question == "validation":
             checked: dict[str, Any] = await self.run_in_thread(self.validation)
             return checked
@@ -228,6 +239,36 @@ class NodeAnswers:
         if len(answer.encode()) > MAX_ANSWER_BYTES - 1024:
             raise wazuh_error(1117, f"the agent's answer is larger than {MAX_ANSWER_BYTES} bytes")
         return {"answer": answer}
+
+    def agents_daemons_stats(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"timestamp", "items"}``: for each asked daemon (``wazuh-remoted``,
+        ``wazuh-analysisd``) this node counts, the per-agent ``metrics`` of ``agent_id``
+        and when their count started (``uptime``)."""
+        agent_id = arguments.get("agent_id")
+        daemons = arguments.get("daemons")
+        if (
+            not isinstance(agent_id, str)
+            or not re.fullmatch(r"\d{3,8}", agent_id)
+            or not isinstance(daemons, list)
+            or len(daemons) > len(AGENT_STATS_DAEMONS)
+        ):
+            raise bad_request("agents_daemons_stats needs an agent_id and a list of daemons")
+        now = self.now()
+        items: list[dict[str, Any]] = []
+        failed: list[str] = []
+        started = self.started
+        if self.agent_counters is not None:
+            started = self.agent_counters.started(agent_id) or started
+        for name in daemons:
+            if name == "wazuh-remoted" and self.agent_counters is not None:
+                metrics = self.agent_counters.remoted_metrics(agent_id)
+            elif name == "wazuh-analysisd" and self.agent_queues is not None:
+                metrics = analysisd_agent_metrics(*self.agent_queues(agent_id))
+            else:
+                failed.append(str(name))
+                continue
+            items.append({"name": name, "uptime": _utc(started), "metrics": metrics})
+        return {"timestamp": _utc(now), "items": items, "failed": failed}
 
     def info(self) -> dict[str, Any]:
         """Wazuh's basic information about this installation."""

@@ -110,6 +110,7 @@ class NodeServices:
         """Removed agents: empty what this node kept about them (in a thread)."""
         if not removed:
             return
+        self.analysis.forget_agents(removed)
         log = ClusterLog(self.tag, "Agents")
         done = self.run_in_thread(forget_agents, self.config.home.agents_state, list(removed))
         done.addErrback(

@@ -175,6 +175,8 @@ class WorkerService(MultiService):
                 reactor, ClusterLog(f"Worker {config.cluster.node_name}", "Main"), delay
             ),
         )
+        answers.agent_counters = self.channel.factory.agent_counters
+        answers.agent_queues = self.analysis.agent_counts
         self.questions = WorkerQuestions(
             answers, ClusterLog(f"Worker {config.cluster.node_name}", "Questions")
         )
