@@ -14,6 +14,7 @@ from typing import Any
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
+from wazuhcluster.api.agent_filter import registry_filter
 from wazuhcluster.api.agent_force import force_rules
 from wazuhcluster.api.agent_listing import (
     AGENT_FILTERS,
@@ -48,6 +49,7 @@ from wazuhcluster.api.views import (
     manager_view,
     merged_path,
 )
+from wazuhcluster.registry.agent_query import AgentFilter
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -74,9 +76,9 @@ class AgentEndpoints:
         listing = p.listing(params)
         check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
         if _plain_page(params, listing) and call.access.allows_every("agent:read", "agent:id"):
-            tests = self._sql_only(listing)
-            if tests is not None:
-                return await self._plain_page(listing, tests)
+            filters = self._sql_only(listing)
+            if filters is not None:
+                return await self._plain_page(listing, filters[0] if filters else None)
         # A single status narrows the registry query (statuses are canonical; names,
         # nodes and groups match without case, so they are filtered on the views only);
         # every filter is applied again on the views (cheaply), so agent 000 is filtered
@@ -97,7 +99,11 @@ class AgentEndpoints:
                     self.context.now(),
                     lists=AGENT_LIST_FIELDS,
                 )
-                pushed["same_text"] = required_equalities(expression)
+                where = registry_filter(expression)
+                if where is not None:
+                    pushed["where"] = where
+                else:
+                    pushed["same_text"] = required_equalities(expression)
         context = self.context
         agents = await context.registry.list_agents(**pushed)
         refused: dict[int, list[str]] = {}
@@ -118,25 +124,19 @@ class AgentEndpoints:
         )
         return Reply(envelope(page, failed, *msgs, total))
 
-    def _sql_only(self, listing: Listing) -> list[tuple[str, str]] | None:
-        """The registry tests that are exactly the call's q (none without a q), or None
-        when the q needs more than the registry can test."""
+    def _sql_only(self, listing: Listing) -> list[AgentFilter] | None:
+        """The call's q as registry filters (none without a q, one with it), or None
+        when the q tests a field the registry does not hold."""
         if not listing.q:
             return []
         expression = parse_q(
             listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, self.context.now(), lists=AGENT_LIST_FIELDS
         )
-        tests = required_equalities(expression)
-        parts = expression.parts if isinstance(expression, Junction) else (expression,)
-        if isinstance(expression, Junction) and not expression.all_of:
-            return None
-        # id!=000 (dashboards send it) holds for every registered agent: only agent 000's
-        # own row, which the whole q is tested on, depends on it.
-        others = [part for part in parts if part != Condition("id", "!=", "000")]
-        return tests if len(tests) == len(others) else None
+        where = registry_filter(expression)
+        return None if where is None else [where]
 
-    async def _plain_page(self, listing: Listing, tests: list[tuple[str, str]]) -> Reply:
-        """A page of every agent (that passes ``tests``, the whole q) in id order, agent
+    async def _plain_page(self, listing: Listing, where: AgentFilter | None) -> Reply:
+        """A page of every agent (that passes ``where``, the whole q) in id order, agent
         000 first when it passes: only that page is read from the registry (a caller who
         may read every agent, no other filter, no sort)."""
         context = self.context
@@ -148,10 +148,8 @@ class AgentEndpoints:
         ahead = 1 if keep_manager else 0
         first = max(0, listing.offset - ahead)
         wanted = listing.limit - (ahead if listing.offset == 0 else 0)
-        agents = await context.registry.list_agents(
-            limit=max(0, wanted), offset=first, same_text=tests
-        )
-        count = await context.registry.run(lambda registry: registry.count_agents(tests))
+        agents = await context.registry.list_agents(limit=max(0, wanted), offset=first, where=where)
+        count = await context.registry.run(lambda registry: registry.count_agents(where=where))
         views = await context.run_in_thread(agent_views, context, agents)
         if keep_manager and listing.offset == 0:
             views.insert(0, manager)

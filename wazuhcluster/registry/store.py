@@ -25,6 +25,8 @@ from typing import Any
 from attrs import define, field, frozen
 
 from wazuhcluster.registry import groups as group_files
+from wazuhcluster.registry.agent_query import AgentFilter, where_clause
+from wazuhcluster.registry.agent_query import install as install_query_functions
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
     ANY_IP,
@@ -114,6 +116,7 @@ class Registry:
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
             migrate(connection)
+            install_query_functions(connection)
             # Never hand out an id at or below one in use (e.g. rows from an older tool).
             connection.execute(
                 "UPDATE meta SET value = MAX(CAST(value AS INTEGER), "
@@ -334,12 +337,14 @@ class Registry:
         limit: int | None = None,
         offset: int = 0,
         same_text: Sequence[tuple[str, str]] = (),
+        where: AgentFilter | None = None,
     ) -> list[Agent]:
         """Agents ordered by id, filtered by connection status, node, group and/or name.
 
         ``same_text`` adds (field, value) tests that ignore ASCII case, on the fields of
-        :data:`TEXT_FIELDS` (``group``: any of the agent's groups)."""
-        clauses, params = _text_clauses(same_text)
+        :data:`TEXT_FIELDS` (``group``: any of the agent's groups); ``where`` an API ``q``
+        filter (see :mod:`wazuhcluster.registry.agent_query`)."""
+        clauses, params = _text_clauses(same_text, where)
         if status is not None:
             clauses.append("connection_status = ?")
             params.append(status)
@@ -352,19 +357,22 @@ class Registry:
         if group is not None:
             clauses.append("id IN (SELECT agent_id FROM memberships WHERE group_name = ?)")
             params.append(group)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         tail = ""
         if limit is not None:
             tail = " LIMIT ? OFFSET ?"
             params.extend([max(0, limit), max(0, offset)])
-        return self._select_agents(where + " ORDER BY id" + tail, tuple(params))
+        return self._select_agents(condition + " ORDER BY id" + tail, tuple(params))
 
-    def count_agents(self, same_text: Sequence[tuple[str, str]] = ()) -> int:
-        """How many agents are registered (passing the ``same_text`` tests of
-        :meth:`list_agents`)."""
-        clauses, params = _text_clauses(same_text)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        found = self.connection.execute(f"SELECT COUNT(*) FROM agents{where}", params)
+    def count_agents(
+        self, same_text: Sequence[tuple[str, str]] = (), where: AgentFilter | None = None
+    ) -> int:
+        """How many agents are registered (passing the ``same_text`` and ``where`` tests
+        of :meth:`list_agents`)."""
+        clauses, params = _text_clauses(same_text, where)
+        table = _AGENTS_JOINED if where is not None else "agents"
+        condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        found = self.connection.execute(f"SELECT COUNT(*) FROM {table}{condition}", params)
         return int(found.fetchone()[0])
 
     def status_counts(self) -> list[tuple[str, str, tuple[str, ...], int]]:
@@ -813,10 +821,17 @@ TEXT_FIELDS = {
 }
 
 
-def _text_clauses(same_text: Sequence[tuple[str, str]]) -> tuple[list[str], list[Any]]:
-    """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`."""
+def _text_clauses(
+    same_text: Sequence[tuple[str, str]], where: AgentFilter | None = None
+) -> tuple[list[str], list[Any]]:
+    """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`,
+    and the SQL of the ``where`` filter."""
     clauses: list[str] = []
     params: list[Any] = []
+    if where is not None:
+        sql, values = where_clause(where)
+        clauses.append(sql)
+        params.extend(values)
     for field_name, value in same_text:
         column = TEXT_FIELDS[field_name]
         if column == "group_name":
