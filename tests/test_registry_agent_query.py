@@ -32,8 +32,9 @@ from wazuhcluster.registry.store import Registry
 
 NOW = 1_700_000_000.0
 GROUPS = ("default", "web", "Web2", "db")
-#: Texts that make matches likely: case, numbers, a prefix, the Kelvin sign (which
-#: Python lowers to k and SQLite's NOCASE does not), non-ASCII letters.
+#: Texts that make matches likely: case, numbers, a prefix, the Kelvin sign and the dotted
+#: capital I (which Python lowers to k, and to i and a combining dot, where SQLite's
+#: NOCASE and lower() leave them), non-ASCII letters.
 WORDS = (
     "",
     "a",
@@ -45,7 +46,11 @@ WORDS = (
     "9",
     "2.5",
     "k",
+    "K",
     "\u212a",
+    "i",
+    "\u0130",
+    "xI",
     "é",
     "É",
     "active",
@@ -228,6 +233,58 @@ class SqlMatchesMemoryTests(SynchronousTestCase):
                         checked += len(expected)
         self.assertGreater(checked, 0)
 
+    def test_case_folding_and_numbers(self) -> None:
+        """Every tricky text (Kelvin sign, dotted capital I, accents, mixed case) against
+        every other with =, !=, ~, < and >, on a column and on the group list, and ids
+        against numbers and texts: SQL and memory agree."""
+        tricky = (
+            "k",
+            "K",
+            "\u212a",
+            "i",
+            "I",
+            "\u0130",
+            "xi",
+            "XK",
+            "é",
+            "É",
+            "ab",
+            "AB",
+            "9",
+            "10",
+        )
+        groups = ("web", "Web2")
+        agents = [
+            {**_PLAIN, "os_name": text, "groups": [groups[n % 2]]} for n, text in enumerate(tricky)
+        ]
+        registry = _registry(agents)
+        self.addCleanup(registry.close)
+        views = [agent_view(agent, lambda groups: None) for agent in registry.list_agents()]
+        queries = [
+            f"{field}{operator}{value}"
+            for field in ("os.name", "group")
+            for operator in OPERATORS
+            for value in (*tricky, "WEB", "eb2")
+            if not (field == "group" and operator in "<>")
+        ]
+        queries += [
+            f"id{operator}{value}"
+            for operator in OPERATORS
+            for value in ("2", "2.5", "002", "10", "-1", "abc", "0a")
+        ]
+        matched = 0
+        for query in queries:
+            expression = parse_q(
+                query, AGENT_FIELDS, AGENT_DATE_FIELDS, NOW, lists=AGENT_LIST_FIELDS
+            )
+            where = registry_filter(expression)
+            assert where is not None
+            expected = [view["id"] for view in views if expression.matches(view)]
+            found = [agent.id for agent in registry.list_agents(where=where)]
+            self.assertEqual(found, expected, query)
+            matched += len(expected)
+        self.assertGreater(matched, 0)
+
     def test_relative_times(self) -> None:
         """lastKeepAlive<1d keeps agents seen within a day, >1d the others, and never an
         agent that has no keep-alive; status=disconnected;lastKeepAlive>1d both."""
@@ -275,14 +332,15 @@ class SqlMatchesMemoryTests(SynchronousTestCase):
             AllOrAny(True, ()),
         ):
             self.assertRaises(UnknownField, where_clause, bad)
-        sql, params = where_clause(TextTest("os.name", "=", "'"))
-        self.assertNotIn("'''", sql)
-        self.assertEqual(params, ["=", "'"])
+        for value in ("x'y", "\u212ax'y"):
+            sql, params = where_clause(TextTest("os.name", "=", value))
+            self.assertNotIn(value, sql)
+            self.assertEqual(params[-1], value)
 
     def test_functions_are_registered_per_connection(self) -> None:
         """A connection without the q functions cannot run a filter (they are installed
         by Registry.open, not globally)."""
-        sql, params = where_clause(TextTest("name", "=", "x"))
+        sql, params = where_clause(TextTest("name", "<", "x"))
         bare = sqlite3.connect(":memory:")
         self.addCleanup(bare.close)
         bare.execute("CREATE TABLE agents (id INTEGER, name TEXT)")

@@ -23,7 +23,7 @@ from typing import Any
 
 from attrs import frozen
 
-from wazuhcluster.util.textmatch import compare
+from wazuhcluster.util.textmatch import as_number, compare
 
 _DISCONNECTED_AT = (
     "CASE WHEN connection_status = 'disconnected' AND COALESCE(disconnection_time, 0) != 0"
@@ -130,14 +130,36 @@ def _text_clause(test: TextTest) -> tuple[str, list[Any]]:
     operator = "=" if test.operator == "!=" else test.operator
     negate = "NOT " if test.operator == "!=" else ""
     if test.field == _GROUP:
-        sql = (
-            f"{negate}EXISTS (SELECT 1 FROM memberships m WHERE m.agent_id = agents.id"
-            " AND q_match(m.group_name, ?, ?))"
-        )
-        return sql, [operator, test.value]
+        sql, params = _compared("m.group_name", operator, test.value)
+        found = f"EXISTS (SELECT 1 FROM memberships m WHERE m.agent_id = agents.id AND {sql})"
+        return negate + found, params
     if test.field not in _TEXTS:
         raise UnknownField(test.field)
-    return f"{negate}q_match({_TEXTS[test.field]}, ?, ?)", [operator, test.value]
+    if test.field == "id" and operator in ("<", ">"):
+        number = as_number(test.value)
+        if number is not None:
+            # Both sides are numbers: compared as numbers (the shown id is the number).
+            return f"id {operator} ?", [number]
+    sql, params = _compared(_TEXTS[test.field], operator, test.value)
+    return negate + sql, params
+
+
+def _compared(expression: str, operator: str, value: str | None) -> tuple[str, list[Any]]:
+    """SQL of ``compare(expression, operator, value)`` (0 or 1, never NULL).
+
+    Plain SQL when it gives the same answer: an ASCII value, and no letter whose
+    lower case Python reaches from outside ASCII (the Kelvin sign lowers to ``k``, the
+    dotted capital I to ``i`` and a combining dot). SQLite's NOCASE and lower() fold
+    ASCII letters only, so an ASCII value then equals, or is found in, exactly the texts
+    Python's lower() would match. Anything else calls :func:`compare` itself.
+    """
+    if value is not None and value.isascii():
+        folded = value.lower()
+        if operator == "=" and "k" not in folded:
+            return f"COALESCE({expression} = ? COLLATE NOCASE, 0)", [value]
+        if operator == "~" and not {"i", "k"} & set(folded):
+            return f"COALESCE(instr(lower({expression}), ?) > 0, 0)", [folded]
+    return f"q_match({expression}, ?, ?)", [operator, value]
 
 
 def _moment_clause(test: MomentTest) -> tuple[str, list[Any]]:
@@ -148,18 +170,21 @@ def _moment_clause(test: MomentTest) -> tuple[str, list[Any]]:
         operator = ">" if test.operator in ("<", "=") else "<"
     else:
         operator = _MOMENT_OPERATORS[test.operator]
-    # The shown date is whole seconds (within a second of the stored one): a plain
-    # numeric bound first, so most rows that fail never reach the Python function.
-    bounds = {
-        ">": (f"{column} > ? - 1", 1),
-        "<": (f"{column} < ? + 1", 1),
-        "=": (f"{column} > ? - 1 AND {column} < ? + 1", 2),
-    }
-    exact = f"COALESCE(q_second({column}) {operator} ?, 0)"
-    if operator not in bounds:
-        return exact, [test.moment]
-    prefilter, count = bounds[operator]
-    return f"({prefilter} AND {exact})", [test.moment] * (count + 1)
+    moment = test.moment
+    # The shown date is the stored one in whole seconds, never a second or more away:
+    # plain numeric bounds decide every row but those within a second of the moment,
+    # which the Python function (the view's own rounding) decides.
+    checked = "=" if operator == "!=" else operator
+    near = (
+        f"({column} > ? - 1 AND {column} < ? + 1 AND COALESCE(q_second({column}) {checked} ?, 0))"
+    )
+    if operator == ">":
+        return f"({column} >= ? + 1 OR {near})", [moment] * 4
+    if operator == "<":
+        return f"({column} <= ? - 1 OR {near})", [moment] * 4
+    if operator == "=":
+        return near, [moment] * 3
+    return f"({column} IS NOT NULL AND NOT {near})", [moment] * 3
 
 
 def _match(held: Any, operator: str, wanted: str | None) -> int:
