@@ -85,6 +85,64 @@ class PageTests(SynchronousTestCase):
         self.assertEqual(len(pages), len(QUERIES) - 1 + 2)
         self.assertEqual(self.answer("q=id!=000")["data"]["total_affected_items"], 10)
 
+    def limited_token(self) -> str:
+        """A token of a user whose role allows agent:read on group web and agent 2 and 0
+        (the manager), and denies agent 3, policy after policy in that order."""
+        statements = [
+            (["agent:group:web"], "allow"),
+            (["agent:id:003"], "deny"),
+            (["agent:id:2", "agent:id:0"], "allow"),
+        ]
+        policy_ids = []
+        for number, (resources, effect) in enumerate(statements):
+            body = {"actions": ["agent:read"], "resources": resources, "effect": effect}
+            made = self.api.call(
+                "POST", "/security/policies", {"name": f"p{number}", "policy": body}
+            )
+            self.assertEqual(made.status, 200, made.raw)
+            policy_ids.append(str(made.json["data"]["affected_items"][0]["id"]))
+        role = self.api.call("POST", "/security/roles", {"name": "web_team"}).json
+        role_id = role["data"]["affected_items"][0]["id"]
+        linked = self.api.call(
+            "POST", f"/security/roles/{role_id}/policies?policy_ids={','.join(policy_ids)}"
+        )
+        self.assertEqual(linked.json["error"], 0, linked.raw)
+        user = {"username": "webby", "password": "Str0ng-Passw0rd!"}
+        created = self.api.call("POST", "/security/users", user).json
+        user_id = created["data"]["affected_items"][0]["id"]
+        self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        self.api.clock.advance(1)
+        login = self.api.login("webby", "Str0ng-Passw0rd!")
+        self.assertEqual(login.status, 200, login.raw)
+        token: str = login.json["data"]["token"]
+        return token
+
+    def test_limited_caller_pages_in_sql(self) -> None:
+        """A caller allowed some agents (by group and id, with a deny between) gets its
+        pages from the registry, the same answers as the full walk, manager included."""
+        token = self.limited_token()
+        pages: list[object] = []
+        real = AgentEndpoints._plain_page
+
+        async def counted(self: AgentEndpoints, *args: Any) -> Any:
+            pages.append(args)
+            return await real(self, *args)
+
+        self.patch(AgentEndpoints, "_plain_page", counted)
+        for query in QUERIES:
+            fast = self.api.call("GET", "/agents?" + query, token=token)
+            slow = self.api.call(
+                "GET", "/agents?" + (query + "&" if query else "") + "distinct=false", token=token
+            )
+            self.assertEqual((fast.status, fast.json), (slow.status, slow.json), query)
+        self.assertEqual(len(pages), len(QUERIES) - 1)
+        listed = self.api.call("GET", "/agents", token=token).json["data"]
+        self.assertEqual(
+            [agent["id"] for agent in listed["affected_items"]],
+            ["000", "001", "002", "005", "007", "009"],
+        )
+        self.assertEqual(listed["total_affected_items"], 6)
+
     def test_status_summary_from_counts(self) -> None:
         """GET /agents/summary/status from the registry's counts answers as the walk over
         every agent: connection statuses, and agents whose merged.mg sum is their groups'."""

@@ -14,7 +14,7 @@ from typing import Any
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
-from wazuhcluster.api.agent_filter import registry_filter
+from wazuhcluster.api.agent_filter import manager_allowed, registry_filter, registry_scope
 from wazuhcluster.api.agent_force import force_rules
 from wazuhcluster.api.agent_listing import (
     AGENT_FILTERS,
@@ -49,7 +49,7 @@ from wazuhcluster.api.views import (
     manager_view,
     merged_path,
 )
-from wazuhcluster.registry.agent_query import AgentFilter
+from wazuhcluster.registry.agent_query import AgentFilter, AgentScope
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -61,7 +61,7 @@ from wazuhcluster.registry.model import (
     UnknownGroup,
 )
 from wazuhcluster.registry.replacement import ReplacementRefused, enroll_forced
-from wazuhcluster.registry.store import TEXT_FIELDS
+from wazuhcluster.registry.store import TEXT_FIELDS, Registry
 
 
 class AgentEndpoints:
@@ -75,10 +75,15 @@ class AgentEndpoints:
         params = call.params
         listing = p.listing(params)
         check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
-        if _plain_page(params, listing) and call.access.allows_every("agent:read", "agent:id"):
+        # A caller limited to some agents has them chosen in SQL too (None: every agent).
+        every = call.access.allows_every("agent:read", "agent:id")
+        scope = None if every else registry_scope(call.access, "agent:read")
+        if _plain_page(params, listing) and (every or scope is not None):
             filters = self._sql_only(listing)
             if filters is not None:
-                return await self._plain_page(listing, filters[0] if filters else None)
+                manager = every or manager_allowed(call.access, "agent:read")
+                where = filters[0] if filters else None
+                return await self._plain_page(listing, where, scope, manager)
         # A single status narrows the registry query (statuses are canonical; names,
         # nodes and groups match without case, so they are filtered on the views only);
         # every filter is applied again on the views (cheaply), so agent 000 is filtered
@@ -86,6 +91,8 @@ class AgentEndpoints:
         # filtered-out ones.
         pushed: dict[str, Any] = {}
         if "agents_list" not in params:
+            if scope is not None:
+                pushed["scope"] = scope
             statuses = params.get("status", ())
             if len(statuses) == 1:
                 pushed["status"] = statuses[0]
@@ -135,21 +142,35 @@ class AgentEndpoints:
         where = registry_filter(expression)
         return None if where is None else [where]
 
-    async def _plain_page(self, listing: Listing, where: AgentFilter | None) -> Reply:
-        """A page of every agent (that passes ``where``, the whole q) in id order, agent
-        000 first when it passes: only that page is read from the registry (a caller who
-        may read every agent, no other filter, no sort)."""
+    async def _plain_page(
+        self,
+        listing: Listing,
+        where: AgentFilter | None,
+        scope: AgentScope | None = None,
+        with_manager: bool = True,
+    ) -> Reply:
+        """A page of the agents in ``scope`` (None: every agent) that pass ``where`` (the
+        whole q), in id order, agent 000 first when ``with_manager`` and it passes the q:
+        only that page and a count are read from the registry (no other filter, no
+        sort)."""
         context = self.context
         cluster = context.node.config.cluster
         manager = manager_view(cluster.node_name, WAZUH_VERSION, context.now(), host_os())
-        keep_manager = not listing.q or parse_q(
-            listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, context.now(), lists=AGENT_LIST_FIELDS
-        ).matches(manager)
+        keep_manager = with_manager and (
+            not listing.q
+            or parse_q(
+                listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, context.now(), lists=AGENT_LIST_FIELDS
+            ).matches(manager)
+        )
         ahead = 1 if keep_manager else 0
         first = max(0, listing.offset - ahead)
-        wanted = listing.limit - (ahead if listing.offset == 0 else 0)
-        agents = await context.registry.list_agents(limit=max(0, wanted), offset=first, where=where)
-        count = await context.registry.run(lambda registry: registry.count_agents(where=where))
+        wanted = max(0, listing.limit - (ahead if listing.offset == 0 else 0))
+
+        def read(registry: Registry) -> tuple[list[Agent], int]:
+            agents = registry.list_agents(limit=wanted, offset=first, where=where, scope=scope)
+            return agents, registry.count_agents(where=where, scope=scope)
+
+        agents, count = await context.registry.run(read)
         views = await context.run_in_thread(agent_views, context, agents)
         if keep_manager and listing.offset == 0:
             views.insert(0, manager)

@@ -97,6 +97,30 @@ class AllOrAny:
 AgentFilter = TextTest | MomentTest | AllOrAny
 
 
+@frozen
+class Grant:
+    """One permission entry on agents, in the caller's order: ``allow`` or deny the agents
+    whose id is ``value`` (``kind`` ``id``) or that belong to the group ``value``
+    (``kind`` ``group``); ``*`` covers every agent (``id``) or every agent in a group."""
+
+    allow: bool
+    kind: str
+    value: str
+
+
+@frozen
+class AgentScope:
+    """The agents a caller may act on: everyone or no one at first (``everyone``), then
+    each grant in order adds (allow) or removes (deny) the agents it covers."""
+
+    everyone: bool
+    grants: tuple[Grant, ...]
+
+
+#: At most this many grants are written into one query (each nests the expression).
+MAX_GRANTS = 200
+
+
 class UnknownField(ValueError):
     """A filter names a field or operator the registry cannot test."""
 
@@ -121,6 +145,37 @@ def where_clause(test: AgentFilter) -> tuple[str, list[Any]]:
     if isinstance(test, MomentTest):
         return _moment_clause(test)
     return _text_clause(test)
+
+
+def scope_clause(scope: AgentScope) -> tuple[str, list[Any]]:
+    """The SQL expression of the agents ``scope`` covers and its parameters
+    (:class:`UnknownField` for a grant of another kind, or too many grants)."""
+    if len(scope.grants) > MAX_GRANTS:
+        raise UnknownField(f"more than {MAX_GRANTS} grants")
+    sql = "1" if scope.everyone else "0"
+    params: list[Any] = []
+    for grant in scope.grants:
+        covered, values = _covered(grant)
+        sql = f"({sql} OR {covered})" if grant.allow else f"({sql} AND NOT {covered})"
+        params.extend(values)
+    return sql, params
+
+
+def _covered(grant: Grant) -> tuple[str, list[Any]]:
+    """SQL of the agents one grant covers."""
+    if grant.kind == "id":
+        if grant.value == "*":
+            return "1", []
+        if grant.value.isdigit():
+            # Digits name the same agent however they are padded (1, 001).
+            return "id = ?", [int(grant.value)]
+        return "printf('%03d', id) = ?", [grant.value]
+    if grant.kind == "group":
+        member = "EXISTS (SELECT 1 FROM memberships g WHERE g.agent_id = agents.id"
+        if grant.value == "*":
+            return member + ")", []
+        return member + " AND g.group_name = ?)", [grant.value]
+    raise UnknownField(grant.kind)
 
 
 def _text_clause(test: TextTest) -> tuple[str, list[Any]]:

@@ -25,7 +25,7 @@ from typing import Any
 from attrs import define, field, frozen
 
 from wazuhcluster.registry import groups as group_files
-from wazuhcluster.registry.agent_query import AgentFilter, where_clause
+from wazuhcluster.registry.agent_query import AgentFilter, AgentScope, scope_clause, where_clause
 from wazuhcluster.registry.agent_query import install as install_query_functions
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
@@ -338,13 +338,15 @@ class Registry:
         offset: int = 0,
         same_text: Sequence[tuple[str, str]] = (),
         where: AgentFilter | None = None,
+        scope: AgentScope | None = None,
     ) -> list[Agent]:
         """Agents ordered by id, filtered by connection status, node, group and/or name.
 
         ``same_text`` adds (field, value) tests that ignore ASCII case, on the fields of
         :data:`TEXT_FIELDS` (``group``: any of the agent's groups); ``where`` an API ``q``
-        filter (see :mod:`wazuhcluster.registry.agent_query`)."""
-        clauses, params = _text_clauses(same_text, where)
+        filter and ``scope`` the agents a caller may see (see
+        :mod:`wazuhcluster.registry.agent_query`)."""
+        clauses, params = _text_clauses(same_text, where, scope)
         if status is not None:
             clauses.append("connection_status = ?")
             params.append(status)
@@ -365,12 +367,15 @@ class Registry:
         return self._select_agents(condition + " ORDER BY id" + tail, tuple(params))
 
     def count_agents(
-        self, same_text: Sequence[tuple[str, str]] = (), where: AgentFilter | None = None
+        self,
+        same_text: Sequence[tuple[str, str]] = (),
+        where: AgentFilter | None = None,
+        scope: AgentScope | None = None,
     ) -> int:
-        """How many agents are registered (passing the ``same_text`` and ``where`` tests
-        of :meth:`list_agents`)."""
-        clauses, params = _text_clauses(same_text, where)
-        table = _AGENTS_JOINED if where is not None else "agents"
+        """How many agents are registered (passing the ``same_text``, ``where`` and
+        ``scope`` tests of :meth:`list_agents`)."""
+        clauses, params = _text_clauses(same_text, where, scope)
+        table = "agents" if where is None and scope is None else _AGENTS_JOINED
         condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         found = self.connection.execute(f"SELECT COUNT(*) FROM {table}{condition}", params)
         return int(found.fetchone()[0])
@@ -822,12 +827,18 @@ TEXT_FIELDS = {
 
 
 def _text_clauses(
-    same_text: Sequence[tuple[str, str]], where: AgentFilter | None = None
+    same_text: Sequence[tuple[str, str]],
+    where: AgentFilter | None = None,
+    scope: AgentScope | None = None,
 ) -> tuple[list[str], list[Any]]:
     """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`,
-    and the SQL of the ``where`` filter."""
+    and the SQL of the ``where`` filter and of the ``scope``."""
     clauses: list[str] = []
     params: list[Any] = []
+    if scope is not None:
+        sql, values = scope_clause(scope)
+        clauses.append(sql)
+        params.extend(values)
     if where is not None:
         sql, values = where_clause(where)
         clauses.append(sql)
