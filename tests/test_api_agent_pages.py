@@ -5,10 +5,12 @@ view."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_api_fixtures import ApiHarness
+from wazuhcluster.api import agent_summaries
 from wazuhcluster.api.access import Access
 from wazuhcluster.api.agent_endpoints import AgentEndpoints, required_equalities
 from wazuhcluster.api.query import parse_q
@@ -142,6 +144,36 @@ class PageTests(SynchronousTestCase):
             ["000", "001", "002", "005", "007", "009"],
         )
         self.assertEqual(listed["total_affected_items"], 6)
+
+    def test_overview_from_counts(self) -> None:
+        """GET /overview/agents counted by the registry answers as the walk over every
+        agent's view, for an administrator and for a caller limited to some agents
+        (nodes, OS, versions, statuses, sync, last registered agent, manager included)."""
+        context = self.api.resource.endpoints.context
+        for agent_id in ("001", "004"):
+            agent = self.api.store.get_agent(agent_id)
+            assert agent is not None
+            path = merged_path(context.shared, context.multigroups, agent.groups)
+            self.api.report(agent_id, "disconnected", "w2", merged_sum=file_digest(path))
+        limited = self.limited_token()
+        for token in (None, limited):
+
+            def overview(token: str | None = token) -> Any:
+                found = self.api.call("GET", "/overview/agents", token=token or self.api.token())
+                self.assertEqual(found.status, 200, found.raw)
+                return found.json
+
+            fast = overview()
+            with patch.object(agent_summaries, "registry_scope", lambda *args: None):
+                with patch.object(Access, "allows_every", lambda *args: False):
+                    slow = overview()
+            self.assertEqual(fast, slow)
+            data = fast["data"]
+            self.assertIn({"node_name": "w2", "count": 2 if token is None else 1}, data["nodes"])
+            self.assertEqual(data["agent_status"]["configuration"]["synced"], 1 if token else 2)
+            self.assertEqual(
+                data["last_registered_agent"][0]["id"], "010" if token is None else "009"
+            )
 
     def test_status_summary_from_counts(self) -> None:
         """GET /agents/summary/status from the registry's counts answers as the walk over

@@ -27,6 +27,7 @@ from wazuhcluster.api.agent_listing import (
     older_than,
     visible_agents,
 )
+from wazuhcluster.api.agent_summaries import counted_status
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.hooks import maybe_await, notify
@@ -45,9 +46,7 @@ from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
     AGENT_LIST_FIELDS,
-    file_digest,
     manager_view,
-    merged_path,
 )
 from wazuhcluster.registry.agent_query import AgentFilter, AgentScope
 from wazuhcluster.registry.groups import DEFAULT_GROUP
@@ -197,23 +196,8 @@ class AgentEndpoints:
     def _counted_summary(
         self, counts: list[tuple[str, str, tuple[str, ...], int]]
     ) -> dict[str, Any]:
-        """GET /agents/summary/status from the registry's counts (in a thread: it reads
-        the merged.mg sum of each group list once)."""
-        connection = dict.fromkeys(AGENT_STATUSES, 0)
-        expected = {}
-        synced = total = 0
-        for status, merged, groups, count in counts:
-            connection[status] = connection.get(status, 0) + count
-            total += count
-            if groups not in expected:
-                path = merged_path(self.context.shared, self.context.multigroups, groups)
-                expected[groups] = file_digest(path)
-            if merged and merged == expected[groups]:
-                synced += count
-        return {
-            "connection": {**connection, "total": total},
-            "configuration": {"synced": synced, "not_synced": total - synced, "total": total},
-        }
+        """GET /agents/summary/status from the registry's counts (in a thread)."""
+        return counted_status(self.context, counts)
 
     def _summary(self, agents: list[Agent]) -> dict[str, Any]:
         """Counts of GET /agents/summary/status (in a thread: it walks every agent)."""

@@ -16,6 +16,7 @@ from attrs import evolve
 
 from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
+from wazuhcluster.api.agent_filter import manager_allowed, registry_scope
 from wazuhcluster.api.agent_listing import (
     AGENT_STATUSES,
     agent_page,
@@ -32,10 +33,14 @@ from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
     AGENT_LIST_FIELDS,
+    file_digest,
     group_view,
     manager_view,
+    merged_path,
 )
+from wazuhcluster.registry.agent_query import AgentScope
 from wazuhcluster.registry.model import Agent
+from wazuhcluster.registry.store import Registry
 
 #: What Wazuh shows for a field an agent has no value for, in distinct counts.
 UNKNOWN = "N/A"
@@ -46,14 +51,38 @@ _LISTED = (
 )
 
 
+def counted_status(
+    context: EndpointContext, counts: list[tuple[str, str, tuple[str, ...], int]]
+) -> dict[str, Any]:
+    """Connection and group-configuration counts from the registry's status counts (in a
+    thread: it reads the merged.mg sum of each group list once)."""
+    connection = dict.fromkeys(AGENT_STATUSES, 0)
+    expected = {}
+    synced = total = 0
+    for status, merged, groups, count in counts:
+        connection[status] = connection.get(status, 0) + count
+        total += count
+        if groups not in expected:
+            expected[groups] = file_digest(merged_path(context.shared, context.multigroups, groups))
+        if merged and merged == expected[groups]:
+            synced += count
+    return {
+        "connection": {**connection, "total": total},
+        "configuration": {"synced": synced, "not_synced": total - synced, "total": total},
+    }
+
+
 def distinct_rows(
-    views: Sequence[Mapping[str, Any]], fields: Sequence[str]
+    views: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+    weights: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Each combination of ``fields`` among ``views`` once, nested as in the views, with
-    ``count``, the number of views holding it; in order of first appearance."""
+    ``count``, the number of views holding it (each view counting its weight, 1 when
+    ``weights`` is None); in order of first appearance."""
     counts: Counter[str] = Counter()
     rows: dict[str, dict[str, Any]] = {}
-    for view in views:
+    for position, view in enumerate(views):
         row: dict[str, Any] = {}
         for field in fields:
             value = field_value(view, field)
@@ -63,9 +92,26 @@ def distinct_rows(
                 target = target.setdefault(part, {})
             target[parts[-1]] = UNKNOWN if value is None or value == [] else value
         key = repr(sorted(_flat(row)))
-        counts[key] += 1
+        counts[key] += 1 if weights is None else weights[position]
         rows.setdefault(key, row)
     return [{**row, "count": counts[key]} for key, row in rows.items()]
+
+
+_OS_FIELDS = ("os.name", "os.platform", "os.version")
+
+
+def _nested(fields: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """A view holding ``values`` at the dotted ``fields`` (None: left out)."""
+    view: dict[str, Any] = {}
+    for field, value in zip(fields, values, strict=True):
+        if value is None:
+            continue
+        target = view
+        parts = field.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return view
 
 
 def _flat(row: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -213,13 +259,19 @@ class AgentSummaryEndpoints:
     async def overview(self, call: Call) -> Reply:
         """GET /overview/agents: agents by node, OS, version and status, the groups, and the
         last registered agent (what the caller may read)."""
-        agents, manager = await self._readable(call)
         infos = await self.context.registry.list_groups()
         failed: dict[int, list[str]] = {}
         names = [info.name for info in infos]
         readable = set(call.access.select("group:read", "group:id", names, failed, False))
         infos = [info for info in infos if info.name in readable]
         shared = self.context.shared
+        every = call.access.allows_every("agent:read", "agent:id")
+        scope = None if every else registry_scope(call.access, "agent:read")
+        if every or scope is not None:
+            with_manager = every or manager_allowed(call.access, "agent:read")
+            groups = [group_view(shared, i.name, i.agent_count) for i in infos]
+            return await self._counted_overview(scope, with_manager, groups)
+        agents, manager = await self._readable(call)
 
         def overview() -> dict[str, Any]:
             views = self._views(agents, manager)
@@ -230,7 +282,7 @@ class AgentSummaryEndpoints:
                 status[view["status"]] = status.get(view["status"], 0) + 1
                 synced += view["group_config_status"] == "synced"
             last = max(enrolled, key=lambda view: (view["dateAdd"], view["id"]), default=None)
-            os_fields = ("os.name", "os.platform", "os.version")
+            os_fields = _OS_FIELDS
             return {
                 "nodes": [
                     {"node_name": row["node_name"], "count": row["count"]}
@@ -248,6 +300,43 @@ class AgentSummaryEndpoints:
                 },
                 "agent_version": distinct_rows(views, ("version",)),
                 "last_registered_agent": [last] if last is not None else [],
+            }
+
+        return Reply({"data": await self.context.run_in_thread(overview), "error": 0})
+
+    async def _counted_overview(
+        self, scope: AgentScope | None, with_manager: bool, groups: list[dict[str, Any]]
+    ) -> Reply:
+        """GET /overview/agents counted by the registry over the agents of ``scope``
+        (None: all), agent 000 added when ``with_manager``: no agent view is built but
+        the last registered agent's and the manager's."""
+        fields = (("node_name",), _OS_FIELDS, ("version",))
+
+        def read(registry: Registry) -> tuple[Any, ...]:
+            distinct = [registry.distinct_counts(names, scope) for names in fields]
+            return registry.status_counts(scope), distinct, registry.last_registered(scope)
+
+        statuses, distinct, last = await self.context.registry.run(read)
+
+        def overview() -> dict[str, Any]:
+            manager = self._views([], True)[0] if with_manager else None
+            rows = []
+            for names, counted in zip(fields, distinct, strict=True):
+                views = [_nested(names, values) for values, _ in counted]
+                weights = [count for _, count in counted]
+                if manager is not None:
+                    views.insert(0, manager)
+                    weights.insert(0, 1)
+                rows.append(distinct_rows(views, names, weights))
+            nodes, agent_os, versions = rows
+            newest = agent_views(self.context, [last]) if last is not None else []
+            return {
+                "nodes": [{"node_name": row["node_name"], "count": row["count"]} for row in nodes],
+                "groups": groups,
+                "agent_os": agent_os,
+                "agent_status": counted_status(self.context, statuses),
+                "agent_version": versions,
+                "last_registered_agent": newest,
             }
 
         return Reply({"data": await self.context.run_in_thread(overview), "error": 0})

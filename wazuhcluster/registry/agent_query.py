@@ -147,6 +147,14 @@ def where_clause(test: AgentFilter) -> tuple[str, list[Any]]:
     return _text_clause(test)
 
 
+def shown_value(field: str) -> str:
+    """The SQL expression of what the API's agent view shows for the text or date
+    ``field`` (NULL when it leaves the field out; :class:`UnknownField` otherwise)."""
+    if field not in _TEXTS:
+        raise UnknownField(field)
+    return _TEXTS[field]
+
+
 def scope_clause(scope: AgentScope) -> tuple[str, list[Any]]:
     """The SQL expression of the agents ``scope`` covers and its parameters
     (:class:`UnknownField` for a grant of another kind, or too many grants)."""

@@ -25,7 +25,13 @@ from typing import Any
 from attrs import define, field, frozen
 
 from wazuhcluster.registry import groups as group_files
-from wazuhcluster.registry.agent_query import AgentFilter, AgentScope, scope_clause, where_clause
+from wazuhcluster.registry.agent_query import (
+    AgentFilter,
+    AgentScope,
+    scope_clause,
+    shown_value,
+    where_clause,
+)
 from wazuhcluster.registry.agent_query import install as install_query_functions
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
@@ -380,22 +386,56 @@ class Registry:
         found = self.connection.execute(f"SELECT COUNT(*) FROM {table}{condition}", params)
         return int(found.fetchone()[0])
 
-    def status_counts(self) -> list[tuple[str, str, tuple[str, ...], int]]:
-        """How many agents share each (connection status, merged.mg sum they reported,
-        group list in priority order): what a summary of every agent needs, without
-        reading every agent."""
+    def status_counts(
+        self, scope: AgentScope | None = None
+    ) -> list[tuple[str, str, tuple[str, ...], int]]:
+        """How many agents (of ``scope``, None: all) share each (connection status,
+        merged.mg sum they reported, group list in priority order): what a summary of
+        every agent needs, without reading every agent."""
+        clauses, params = _text_clauses((), None, scope)
+        condition = f" WHERE {clauses[0]}" if clauses else ""
         rows = self.connection.execute(
             "SELECT connection_status, merged_sum, groups, COUNT(*) FROM ("
-            " SELECT a.connection_status, a.merged_sum,"
+            " SELECT agents.connection_status, agents.merged_sum,"
             "  (SELECT group_concat(group_name, char(10)) FROM"
-            "   (SELECT group_name FROM memberships m WHERE m.agent_id = a.id"
-            "    ORDER BY priority)) AS groups"
-            " FROM agents a) GROUP BY 1, 2, 3"
+            "   (SELECT group_name FROM memberships m WHERE m.agent_id = agents.id"
+            f"    ORDER BY priority)) AS groups FROM agents{condition}) GROUP BY 1, 2, 3",
+            params,
         ).fetchall()
         return [
             (status, merged, tuple(groups.split("\n")) if groups else (), int(count))
             for status, merged, groups, count in rows
         ]
+
+    def distinct_counts(
+        self, fields: Sequence[str], scope: AgentScope | None = None
+    ) -> list[tuple[tuple[Any, ...], int]]:
+        """Each combination of the API agent ``fields`` (shown values, None when the view
+        leaves one out) among the agents of ``scope`` (None: all), with how many agents
+        hold it, in order of the first agent holding it (by id)."""
+        shown = [shown_value(name) for name in fields]
+        clauses, params = _text_clauses((), None, scope)
+        condition = f" WHERE {clauses[0]}" if clauses else ""
+        groups = ", ".join(str(n) for n in range(1, len(shown) + 1))
+        rows = self.connection.execute(
+            f"SELECT {', '.join(shown)}, COUNT(*) FROM {_AGENTS_JOINED}{condition}"
+            f" GROUP BY {groups} ORDER BY MIN(id)",
+            params,
+        ).fetchall()
+        return [(tuple(row[:-1]), int(row[-1])) for row in rows]
+
+    def last_registered(self, scope: AgentScope | None = None) -> Agent | None:
+        """The agent of ``scope`` (None: any) registered last, as the API shows dates
+        (whole seconds; the highest id among those of that second), or None."""
+        clauses, params = _text_clauses((), None, scope)
+        inside = f" AND {clauses[0]}" if clauses else ""
+        # Only agents within a second of the newest can share its shown second.
+        found = self._select_agents(
+            f"WHERE register_time >= (SELECT MAX(register_time) FROM agents WHERE 1{inside}) - 1"
+            f"{inside} ORDER BY q_iso(register_time) DESC, id DESC LIMIT 1",
+            (*params, *params),
+        )
+        return found[0] if found else None
 
     def field_counts(self) -> dict[str, dict[str, int]]:
         """How many agents have each connection status, each OS platform (those that
