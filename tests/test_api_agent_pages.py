@@ -175,6 +175,46 @@ class PageTests(SynchronousTestCase):
                 data["last_registered_agent"][0]["id"], "010" if token is None else "009"
             )
 
+    def test_no_group_and_outdated_pages(self) -> None:
+        """GET /agents/no_group and /agents/outdated read page by page from the registry
+        answer as the walk, for an administrator and a limited caller."""
+        self.api.report("002", "active", "w1", version="Wazuh v4.0.0")
+        self.api.report("005", "active", "w1", version="wazuh v4.14.7")
+        for number in (2, 3, 5):
+            self.api.store.connection.execute(
+                "DELETE FROM memberships WHERE agent_id = ?", (number,)
+            )
+        limited = self.limited_token()
+        queries = ("", "limit=1", "offset=1&limit=1", "q=status=active", "q=name~HOST&select=name")
+        pages: list[object] = []
+        self.patch(agent_summaries, "registry_page", self.counting(pages))
+        calls = [
+            (token, f"{path}?{query}")
+            for token in (self.api.token(), limited)
+            for path in ("/agents/no_group", "/agents/outdated")
+            for query in queries
+        ]
+        fast = [self.api.call("GET", path, token=token) for token, path in calls]
+        with patch.object(agent_summaries, "plain_listing", lambda *args: False):
+            slow = [self.api.call("GET", path, token=token) for token, path in calls]
+        for (_, path), one, other in zip(calls, fast, slow, strict=True):
+            self.assertEqual((one.status, one.json), (other.status, other.json), path)
+        self.assertEqual(len(pages), 2 * 2 * len(queries))
+        outdated = self.api.call("GET", "/agents/outdated").json["data"]["affected_items"]
+        self.assertEqual([agent["id"] for agent in outdated], ["002", "005"])
+        alone = self.api.call("GET", "/agents/no_group", token=limited).json["data"]
+        self.assertEqual([agent["id"] for agent in alone["affected_items"]], ["002"])
+
+    def counting(self, pages: list[object]) -> Any:
+        """agent_pages.registry_page, noting each call in ``pages``."""
+        from wazuhcluster.api.agent_pages import registry_page
+
+        async def counted(*args: Any) -> Any:
+            pages.append(args)
+            return await registry_page(*args)
+
+        return counted
+
     def test_status_summary_from_counts(self) -> None:
         """GET /agents/summary/status from the registry's counts answers as the walk over
         every agent: connection statuses, and agents whose merged.mg sum is their groups'."""

@@ -8,10 +8,8 @@ removed agents, and of reconnection requests, through its hooks.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from typing import Any
 
-from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
 from wazuhcluster.api.agent_filter import manager_allowed, registry_filter, registry_scope
@@ -21,12 +19,12 @@ from wazuhcluster.api.agent_listing import (
     AGENT_STATUSES,
     agent_page,
     agent_views,
-    host_os,
     legacy_filters,
     normal_id,
     older_than,
     visible_agents,
 )
+from wazuhcluster.api.agent_pages import plain_listing, q_filters, registry_page
 from wazuhcluster.api.agent_summaries import counted_status
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import bad_request, wazuh_error
@@ -36,7 +34,6 @@ from wazuhcluster.api.query import (
     Expression,
     Junction,
     Listing,
-    apply_listing,
     check_listing,
     parse_q,
 )
@@ -46,7 +43,6 @@ from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
     AGENT_LIST_FIELDS,
-    manager_view,
 )
 from wazuhcluster.registry.agent_query import AgentFilter, AgentScope
 from wazuhcluster.registry.groups import DEFAULT_GROUP
@@ -60,7 +56,7 @@ from wazuhcluster.registry.model import (
     UnknownGroup,
 )
 from wazuhcluster.registry.replacement import ReplacementRefused, enroll_forced
-from wazuhcluster.registry.store import TEXT_FIELDS, Registry
+from wazuhcluster.registry.store import TEXT_FIELDS
 
 
 class AgentEndpoints:
@@ -77,7 +73,7 @@ class AgentEndpoints:
         # A caller limited to some agents has them chosen in SQL too (None: every agent).
         every = call.access.allows_every("agent:read", "agent:id")
         scope = None if every else registry_scope(call.access, "agent:read")
-        if _plain_page(params, listing) and (every or scope is not None):
+        if plain_listing(params, listing) and (every or scope is not None):
             filters = self._sql_only(listing)
             if filters is not None:
                 manager = every or manager_allowed(call.access, "agent:read")
@@ -131,15 +127,8 @@ class AgentEndpoints:
         return Reply(envelope(page, failed, *msgs, total))
 
     def _sql_only(self, listing: Listing) -> list[AgentFilter] | None:
-        """The call's q as registry filters (none without a q, one with it), or None
-        when the q tests a field the registry does not hold."""
-        if not listing.q:
-            return []
-        expression = parse_q(
-            listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, self.context.now(), lists=AGENT_LIST_FIELDS
-        )
-        where = registry_filter(expression)
-        return None if where is None else [where]
+        """The call's q as registry filters (see :func:`q_filters`)."""
+        return q_filters(self.context, listing)
 
     async def _plain_page(
         self,
@@ -148,39 +137,8 @@ class AgentEndpoints:
         scope: AgentScope | None = None,
         with_manager: bool = True,
     ) -> Reply:
-        """A page of the agents in ``scope`` (None: every agent) that pass ``where`` (the
-        whole q), in id order, agent 000 first when ``with_manager`` and it passes the q:
-        only that page and a count are read from the registry (no other filter, no
-        sort)."""
-        context = self.context
-        cluster = context.node.config.cluster
-        manager = manager_view(cluster.node_name, WAZUH_VERSION, context.now(), host_os())
-        keep_manager = with_manager and (
-            not listing.q
-            or parse_q(
-                listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, context.now(), lists=AGENT_LIST_FIELDS
-            ).matches(manager)
-        )
-        ahead = 1 if keep_manager else 0
-        first = max(0, listing.offset - ahead)
-        wanted = max(0, listing.limit - (ahead if listing.offset == 0 else 0))
-
-        def read(registry: Registry) -> tuple[list[Agent], int]:
-            agents = registry.list_agents(limit=wanted, offset=first, where=where, scope=scope)
-            return agents, registry.count_agents(where=where, scope=scope)
-
-        agents, count = await context.registry.run(read)
-        views = await context.run_in_thread(agent_views, context, agents)
-        if keep_manager and listing.offset == 0:
-            views.insert(0, manager)
-        shown = Listing(limit=len(views) + 1, select=listing.select)
-        page, _ = apply_listing(views, shown, AGENT_FIELDS, ("id",))
-        msgs = (
-            "All selected agents information was returned",
-            "Some agents information was not returned",
-            "No agent information was returned",
-        )
-        return Reply(envelope(page, {}, *msgs, count + ahead))
+        """A page read from the registry (see :func:`registry_page`)."""
+        return await registry_page(self.context, listing, where, scope, with_manager)
 
     async def summary_status(self, call: Call) -> Reply:
         """GET /agents/summary/status: counts by connection and by group-config sync."""
@@ -576,16 +534,6 @@ class AgentEndpoints:
                 agent_path,
             ),
         ]
-
-
-#: The GET /agents parameters that do not filter (the plain page ignores them).
-_NOT_FILTERS = frozenset({"pretty", "wait_for_complete", "offset", "limit", "select", "sort", "q"})
-
-
-def _plain_page(params: Mapping[str, Any], listing: Listing) -> bool:
-    """Whether GET /agents asks for a page of every agent in id order (no filter but q,
-    no search, no distinct, no sort other than by id ascending)."""
-    return set(params) <= _NOT_FILTERS and listing.sort in ((), (("id", False),))
 
 
 def required_equalities(expression: Expression) -> list[tuple[str, str]]:

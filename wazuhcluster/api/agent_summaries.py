@@ -24,6 +24,7 @@ from wazuhcluster.api.agent_listing import (
     host_os,
     visible_agents,
 )
+from wazuhcluster.api.agent_pages import plain_listing, q_filters, registry_page
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import wazuh_error
 from wazuhcluster.api.query import Listing, apply_listing, check_listing, field_value
@@ -38,7 +39,13 @@ from wazuhcluster.api.views import (
     manager_view,
     merged_path,
 )
-from wazuhcluster.registry.agent_query import AgentScope
+from wazuhcluster.registry.agent_query import (
+    AgentFilter,
+    AgentScope,
+    AllOrAny,
+    InNoGroup,
+    VersionOtherThan,
+)
 from wazuhcluster.registry.model import Agent
 from wazuhcluster.registry.store import Registry
 
@@ -195,11 +202,27 @@ class AgentSummaryEndpoints:
         return Reply(envelope(items, {}, *msgs))
 
     async def _filtered_page(
-        self, call: Call, keep: Callable[[Agent], bool], manager: bool
+        self,
+        call: Call,
+        keep: Callable[[Agent], bool],
+        manager: bool,
+        kept: AgentFilter | None = None,
     ) -> Reply:
-        """GET /agents' listing over the readable agents ``keep`` accepts."""
+        """GET /agents' listing over the readable agents ``keep`` accepts (``kept``: the
+        same test as a registry filter, so a plain listing is read page by page)."""
         listing = p.listing(call.params)
         check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
+        every = call.access.allows_every("agent:read", "agent:id")
+        scope = None if every else registry_scope(call.access, "agent:read")
+        if (
+            kept is not None
+            and plain_listing(call.params, listing)
+            and (every or scope is not None)
+        ):
+            filters = q_filters(self.context, listing)
+            if filters is not None:
+                where = AllOrAny(True, (kept, *filters))
+                return await registry_page(self.context, listing, where, scope, False)
         agents, with_manager = await self._readable(call, manager=manager)
         agents = [agent for agent in agents if keep(agent)]
         page, total, failed = await self.context.run_in_thread(
@@ -209,14 +232,17 @@ class AgentSummaryEndpoints:
 
     async def no_group(self, call: Call) -> Reply:
         """GET /agents/no_group: agents in no group (never agent 000)."""
-        return await self._filtered_page(call, lambda agent: not agent.groups, False)
+        return await self._filtered_page(call, lambda agent: not agent.groups, False, InNoGroup())
 
     async def outdated(self, call: Call) -> Reply:
         """GET /agents/outdated: agents that reported a version other than the manager's
         (agents that never reported one are not counted, as in Wazuh)."""
         current = f"Wazuh v{WAZUH_VERSION}"
         return await self._filtered_page(
-            call, lambda agent: bool(agent.version) and agent.version != current, False
+            call,
+            lambda agent: bool(agent.version) and agent.version != current,
+            False,
+            VersionOtherThan(current),
         )
 
     async def distinct(self, call: Call) -> Reply:

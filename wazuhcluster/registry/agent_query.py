@@ -94,7 +94,19 @@ class AllOrAny:
     parts: tuple[AgentFilter, ...]
 
 
-AgentFilter = TextTest | MomentTest | AllOrAny
+@frozen
+class InNoGroup:
+    """Agents that belong to no group."""
+
+
+@frozen
+class VersionOtherThan:
+    """Agents that reported a version (any) other than ``version`` (exactly)."""
+
+    version: str
+
+
+AgentFilter = TextTest | MomentTest | AllOrAny | InNoGroup | VersionOtherThan
 
 
 @frozen
@@ -144,6 +156,10 @@ def where_clause(test: AgentFilter) -> tuple[str, list[Any]]:
         return "(" + joiner.join(sql for sql, _ in pieces) + ")", params
     if isinstance(test, MomentTest):
         return _moment_clause(test)
+    if isinstance(test, InNoGroup):
+        return "NOT EXISTS (SELECT 1 FROM memberships n WHERE n.agent_id = agents.id)", []
+    if isinstance(test, VersionOtherThan):
+        return "(version != '' AND version != ?)", [test.version]
     return _text_clause(test)
 
 
