@@ -107,6 +107,21 @@ def distinct_rows(
 _OS_FIELDS = ("os.name", "os.platform", "os.version")
 
 
+def _projected(
+    combinations: Sequence[tuple[tuple[Any, ...], int, int]], positions: Sequence[int]
+) -> list[tuple[tuple[Any, ...], int]]:
+    """The combinations of the values at ``positions``, with their summed counts, in order
+    of their first agent."""
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for values, count, first in combinations:
+        key = tuple(values[position] for position in positions)
+        held = found.setdefault(key, [0, first])
+        held[0] += count
+        held[1] = min(held[1], first)
+    ordered = sorted(found.items(), key=lambda item: item[1][1])
+    return [(key, count) for key, (count, _) in ordered]
+
+
 def _nested(fields: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     """A view holding ``values`` at the dotted ``fields`` (None: left out)."""
     view: dict[str, Any] = {}
@@ -337,9 +352,11 @@ class AgentSummaryEndpoints:
         (None: all), agent 000 added when ``with_manager``: no agent view is built but
         the last registered agent's and the manager's."""
         fields = (("node_name",), _OS_FIELDS, ("version",))
+        every_field = ("node_name", *_OS_FIELDS, "version")
 
         def read(registry: Registry) -> tuple[Any, ...]:
-            distinct = [registry.distinct_counts(names, scope) for names in fields]
+            # One scan for the three digests: each is a projection of these combinations.
+            distinct = registry.distinct_counts(every_field, scope)
             return registry.status_counts(scope), distinct, registry.last_registered(scope)
 
         statuses, distinct, last = await self.context.registry.run(read)
@@ -347,7 +364,8 @@ class AgentSummaryEndpoints:
         def overview() -> dict[str, Any]:
             manager = self._views([], True)[0] if with_manager else None
             rows = []
-            for names, counted in zip(fields, distinct, strict=True):
+            for names in fields:
+                counted = _projected(distinct, [every_field.index(name) for name in names])
                 views = [_nested(names, values) for values, _ in counted]
                 weights = [count for _, count in counted]
                 if manager is not None:

@@ -409,20 +409,20 @@ class Registry:
 
     def distinct_counts(
         self, fields: Sequence[str], scope: AgentScope | None = None
-    ) -> list[tuple[tuple[Any, ...], int]]:
+    ) -> list[tuple[tuple[Any, ...], int, int]]:
         """Each combination of the API agent ``fields`` (shown values, None when the view
         leaves one out) among the agents of ``scope`` (None: all), with how many agents
-        hold it, in order of the first agent holding it (by id)."""
+        hold it and the first agent's number, in that order."""
         shown = [shown_value(name) for name in fields]
         clauses, params = _text_clauses((), None, scope)
         condition = f" WHERE {clauses[0]}" if clauses else ""
         groups = ", ".join(str(n) for n in range(1, len(shown) + 1))
         rows = self.connection.execute(
-            f"SELECT {', '.join(shown)}, COUNT(*) FROM {_AGENTS_JOINED}{condition}"
+            f"SELECT {', '.join(shown)}, COUNT(*), MIN(id) FROM {_AGENTS_JOINED}{condition}"
             f" GROUP BY {groups} ORDER BY MIN(id)",
             params,
         ).fetchall()
-        return [(tuple(row[:-1]), int(row[-1])) for row in rows]
+        return [(tuple(row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
 
     def last_registered(self, scope: AgentScope | None = None) -> Agent | None:
         """The agent of ``scope`` (None: any) registered last, as the API shows dates
