@@ -226,19 +226,22 @@ def _text_clause(test: TextTest) -> tuple[str, list[Any]]:
 def _compared(expression: str, operator: str, value: str | None) -> tuple[str, list[Any]]:
     """SQL of ``compare(expression, operator, value)`` (0 or 1, never NULL).
 
-    Plain SQL when it gives the same answer: an ASCII value, and no letter whose
-    lower case Python reaches from outside ASCII (the Kelvin sign lowers to ``k``, the
-    dotted capital I to ``i`` and a combining dot). SQLite's NOCASE and lower() fold
-    ASCII letters only, so an ASCII value then equals, or is found in, exactly the texts
-    Python's lower() would match. Anything else calls :func:`compare` itself.
+    Plain SQL where it gives the same answer: an ASCII value (``=`` or ``~``) against an
+    ASCII text (as many bytes as characters), since SQLite's NOCASE and lower() fold
+    ASCII letters only and Python's lower() folds an ASCII text the same way. A text
+    with other characters (the Kelvin sign lowers to ``k`` in Python, the dotted capital
+    I to ``i`` and a combining dot) and anything else call :func:`compare` itself.
     """
-    if value is not None and value.isascii():
-        folded = value.lower()
-        if operator == "=" and "k" not in folded:
-            return f"COALESCE({expression} = ? COLLATE NOCASE, 0)", [value]
-        if operator == "~" and not {"i", "k"} & set(folded):
-            return f"COALESCE(instr(lower({expression}), ?) > 0, 0)", [folded]
-    return f"q_match({expression}, ?, ?)", [operator, value]
+    python = f"q_match({expression}, ?, ?)"
+    if value is not None and value.isascii() and operator in ("=", "~"):
+        if operator == "=":
+            native, params = f"{expression} = ? COLLATE NOCASE", [value]
+        else:
+            native, params = f"instr(lower({expression}), ?) > 0", [value.lower()]
+        ascii_text = f"length(CAST({expression} AS BLOB)) = length({expression})"
+        sql = f"(CASE WHEN {ascii_text} THEN COALESCE({native}, 0) ELSE {python} END)"
+        return sql, [*params, operator, value]
+    return python, [operator, value]
 
 
 def _moment_clause(test: MomentTest) -> tuple[str, list[Any]]:
