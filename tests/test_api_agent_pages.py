@@ -205,6 +205,36 @@ class PageTests(SynchronousTestCase):
         alone = self.api.call("GET", "/agents/no_group", token=limited).json["data"]
         self.assertEqual([agent["id"] for agent in alone["affected_items"]], ["002"])
 
+    def test_distinct_counted_by_the_registry(self) -> None:
+        """GET /agents/stats/distinct counted by the registry answers as the walk over
+        every agent's view (fields, q, row sort and paging; administrator and limited)."""
+        self.api.report("002", "disconnected", "w2", version="Wazuh v4.0.0")
+        limited = self.limited_token()
+        queries = (
+            "fields=os.platform",
+            "fields=status,node_name",
+            "fields=version&sort=-count",
+            "fields=os.platform,version&q=status=active&offset=1&limit=1",
+            "fields=name&q=id<004",
+            "fields=dateAdd,manager",
+        )
+        calls = [(token, q) for token in (self.api.token(), limited) for q in queries]
+        seen: list[object] = []
+        real = agent_summaries.AgentSummaryEndpoints._counted_distinct
+
+        async def counted(self: Any, *args: Any) -> Any:
+            seen.append(args)
+            return await real(self, *args)
+
+        self.patch(agent_summaries.AgentSummaryEndpoints, "_counted_distinct", counted)
+        fast = [self.api.call("GET", f"/agents/stats/distinct?{q}", token=t) for t, q in calls]
+        self.assertEqual(len(seen), len(calls))
+        with patch.object(agent_summaries, "q_filters", lambda *args: None):
+            slow = [self.api.call("GET", f"/agents/stats/distinct?{q}", token=t) for t, q in calls]
+        for (_, query), one, other in zip(calls, fast, slow, strict=True):
+            self.assertEqual(one.status, 200, one.raw)
+            self.assertEqual(one.json, other.json, query)
+
     def counting(self, pages: list[object]) -> Any:
         """agent_pages.registry_page, noting each call in ``pages``."""
         from wazuhcluster.api.agent_pages import registry_page

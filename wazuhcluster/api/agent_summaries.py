@@ -27,7 +27,7 @@ from wazuhcluster.api.agent_listing import (
 from wazuhcluster.api.agent_pages import plain_listing, q_filters, registry_page
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import wazuh_error
-from wazuhcluster.api.query import Listing, apply_listing, check_listing, field_value
+from wazuhcluster.api.query import Listing, apply_listing, check_listing, field_value, parse_q
 from wazuhcluster.api.replies import Reply, envelope
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.views import (
@@ -40,6 +40,7 @@ from wazuhcluster.api.views import (
     merged_path,
 )
 from wazuhcluster.registry.agent_query import (
+    SHOWN_FIELDS,
     AgentFilter,
     AgentScope,
     AllOrAny,
@@ -277,6 +278,17 @@ class AgentSummaryEndpoints:
         rows_listing = Listing(listing.offset, listing.limit, sort=listing.sort)
         check_listing(filtering, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
         check_listing(rows_listing, grouped)
+        every = call.access.allows_every("agent:read", "agent:id")
+        scope = None if every else registry_scope(call.access, "agent:read")
+        counted = fields and not listing.search and set(fields) <= SHOWN_FIELDS
+        if counted and (every or scope is not None):
+            filters = q_filters(self.context, filtering)
+            if filters is not None:
+                with_manager = every or manager_allowed(call.access, "agent:read")
+                where = filters[0] if filters else None
+                return await self._counted_distinct(
+                    fields, filtering, rows_listing, scope, where, with_manager
+                )
         agents, manager = await self._readable(call)
         now = self.context.now()
 
@@ -293,6 +305,38 @@ class AgentSummaryEndpoints:
                 lists=AGENT_LIST_FIELDS,
             )
             return apply_listing(distinct_rows(chosen, fields), rows_listing, grouped)
+
+        page, total = await self.context.run_in_thread(rows)
+        return Reply(envelope(page, {}, *_LISTED, total))
+
+    async def _counted_distinct(
+        self,
+        fields: tuple[str, ...],
+        filtering: Listing,
+        rows_listing: Listing,
+        scope: AgentScope | None,
+        where: AgentFilter | None,
+        with_manager: bool,
+    ) -> Reply:
+        """GET /agents/stats/distinct counted by the registry (fields it shows, a q it
+        tests, no search), agent 000 first when ``with_manager`` and it passes the q."""
+        counted = await self.context.registry.run(
+            lambda registry: registry.distinct_counts(fields, scope, where)
+        )
+        now = self.context.now()
+
+        def rows() -> tuple[list[dict[str, Any]], int]:
+            views = [_nested(fields, values) for values, _, _ in counted]
+            weights = [count for _, count, _ in counted]
+            if with_manager:
+                manager = self._views([], True)[0]
+                if not filtering.q or parse_q(
+                    filtering.q, AGENT_FIELDS, AGENT_DATE_FIELDS, now, lists=AGENT_LIST_FIELDS
+                ).matches(manager):
+                    views.insert(0, manager)
+                    weights.insert(0, 1)
+            grouped = (*fields, "count")
+            return apply_listing(distinct_rows(views, fields, weights), rows_listing, grouped)
 
         page, total = await self.context.run_in_thread(rows)
         return Reply(envelope(page, {}, *_LISTED, total))

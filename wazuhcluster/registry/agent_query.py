@@ -61,6 +61,8 @@ _TEXTS = {
 _GROUP = "group"
 #: Every field a filter may test.
 FIELDS = frozenset(_TEXTS) | {_GROUP}
+#: The fields :func:`shown_value` gives (one value an agent, not a list).
+SHOWN_FIELDS = frozenset(_TEXTS)
 DATE_FIELDS = frozenset(_DATES)
 _TEXT_OPERATORS = frozenset({"=", "!=", "<", ">", "~"})
 _MOMENT_OPERATORS = {"=": "=", "!=": "!=", "<": "<", ">": ">"}

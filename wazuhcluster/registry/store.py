@@ -408,14 +408,17 @@ class Registry:
         ]
 
     def distinct_counts(
-        self, fields: Sequence[str], scope: AgentScope | None = None
+        self,
+        fields: Sequence[str],
+        scope: AgentScope | None = None,
+        where: AgentFilter | None = None,
     ) -> list[tuple[tuple[Any, ...], int, int]]:
         """Each combination of the API agent ``fields`` (shown values, None when the view
-        leaves one out) among the agents of ``scope`` (None: all), with how many agents
-        hold it and the first agent's number, in that order."""
+        leaves one out) among the agents of ``scope`` (None: all) that pass ``where``,
+        with how many agents hold it and the first agent's number, in that order."""
         shown = [shown_value(name) for name in fields]
-        clauses, params = _text_clauses((), None, scope)
-        condition = f" WHERE {clauses[0]}" if clauses else ""
+        clauses, params = _text_clauses((), where, scope)
+        condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         groups = ", ".join(str(n) for n in range(1, len(shown) + 1))
         rows = self.connection.execute(
             f"SELECT {', '.join(shown)}, COUNT(*), MIN(id) FROM {_AGENTS_JOINED}{condition}"
