@@ -15,6 +15,7 @@ for each request kind the median and 95th percentile of ``--rounds`` requests:
 - ``GET /agents?q=status=disconnected;lastKeepAlive>5m&limit=500`` (a relative time);
 - ``GET /agents/summary/status`` (counts over every agent);
 - ``GET /overview/agents`` (what dashboards poll);
+- ``GET /agents/stats/distinct?fields=os.platform,version`` (distinct combinations);
 - ``GET /agents?limit=500`` and ``GET /overview/agents`` by a user whose only role allows
   ``agent:read`` on ``agent:group:web`` (a quarter of the agents).
 
@@ -311,6 +312,10 @@ def main() -> None:
                 ),
                 ("GET /agents/summary/status", "/agents/summary/status"),
                 ("GET /overview/agents", "/overview/agents"),
+                (
+                    "GET /agents/stats/distinct?fields=os.platform,version",
+                    "/agents/stats/distinct?fields=os.platform,version",
+                ),
                 ("GET /agents?limit=500 (role: agent:group:web)", "/agents?limit=500"),
                 ("GET /overview/agents (role: agent:group:web)", "/overview/agents"),
             ]
