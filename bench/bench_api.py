@@ -11,7 +11,13 @@ for each request kind the median and 95th percentile of ``--rounds`` requests:
 - ``GET /agents?limit=500`` (the first page, 500 agents);
 - ``GET /agents?q=os.platform=ubuntu;status=active&limit=500`` (a query over every agent);
 - ``GET /agents?q=name~agent-4999&select=id,name`` (a text match, few results);
-- ``GET /agents/summary/status`` (counts over every agent).
+- ``GET /agents?q=id<01000,os.platform~win&limit=500`` (a number, an or, a text match);
+- ``GET /agents?q=status=disconnected;lastKeepAlive>5m&limit=500`` (a relative time);
+- ``GET /agents/summary/status`` (counts over every agent);
+- ``GET /overview/agents`` (what dashboards poll);
+- ``GET /agents/stats/distinct?fields=os.platform,version`` (distinct combinations);
+- ``GET /agents?limit=500`` and ``GET /overview/agents`` by a user whose only role allows
+  ``agent:read`` on ``agent:group:web`` (a quarter of the agents).
 
 Then logins (``POST /security/user/authenticate`` with the production scrypt cost): one
 client for ``--login-seconds`` seconds, then four clients at once, in logins per second.
@@ -168,6 +174,48 @@ def login(conn: http.client.HTTPSConnection) -> str:
     return token
 
 
+def post_json(
+    conn: http.client.HTTPSConnection, path: str, token: str, body: object = None
+) -> dict[str, object]:
+    """POST ``path`` (with a JSON ``body``) as the bench user; the answer's data."""
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    conn.request("POST", path, body=json.dumps(body) if body is not None else None, headers=headers)
+    response = conn.getresponse()
+    answer = json.loads(response.read())
+    if response.status != 200 or answer.get("error"):
+        raise SystemExit(f"POST {path}: {response.status} {answer}")
+    data: dict[str, object] = answer["data"]
+    return data
+
+
+def first_id(data: dict[str, object]) -> int:
+    """The id of the first affected item of an answer's data."""
+    items = data["affected_items"]
+    assert isinstance(items, list)
+    return int(items[0]["id"])
+
+
+def limited_login(conn: http.client.HTTPSConnection, token: str) -> str:
+    """A token of a new user whose only role allows agent:read on agent:group:web."""
+    policy = {"actions": ["agent:read"], "resources": ["agent:group:web"], "effect": "allow"}
+    made = post_json(conn, "/security/policies", token, {"name": "bench_web", "policy": policy})
+    role = first_id(post_json(conn, "/security/roles", token, {"name": "bench_web"}))
+    post_json(conn, f"/security/roles/{role}/policies?policy_ids={first_id(made)}", token)
+    user = {"username": "webby", "password": PASSWORD}
+    created = first_id(post_json(conn, "/security/users", token, user))
+    post_json(conn, f"/security/users/{created}/roles?role_ids={role}", token)
+    # Tokens issued in the second of a role change are refused: log in after it.
+    time.sleep(1.5)
+    basic = base64.b64encode(f"webby:{PASSWORD}".encode()).decode()
+    status, body = request(
+        conn, "POST", "/security/user/authenticate", {"authorization": f"Basic {basic}"}
+    )
+    if status != 200:
+        raise SystemExit(f"login of the limited user failed: {status} {body[:200]!r}")
+    limited: str = json.loads(body)["data"]["token"]
+    return limited
+
+
 def timed(
     conn: http.client.HTTPSConnection, path: str, token: str, rounds: int
 ) -> tuple[list[float], int, int]:
@@ -242,6 +290,7 @@ def main() -> None:
             print(f"load average before: {os.getloadavg()}")
             conn = connection(port)
             token = login(conn)
+            web = limited_login(conn, token)
             kinds = [
                 ("GET / (floor)", "/"),
                 ("GET /agents?limit=500", "/agents?limit=500"),
@@ -253,11 +302,27 @@ def main() -> None:
                     "GET /agents?q=name~agent-4999&select=id,name",
                     "/agents?q=name~agent-4999&select=id,name",
                 ),
+                (
+                    "GET /agents?q=id<01000,os.platform~win&limit=500",
+                    "/agents?q=id%3C01000%2Cos.platform~win&limit=500",
+                ),
+                (
+                    "GET /agents?q=status=disconnected;lastKeepAlive>5m&limit=500",
+                    "/agents?q=status%3Ddisconnected%3BlastKeepAlive%3E5m&limit=500",
+                ),
                 ("GET /agents/summary/status", "/agents/summary/status"),
+                ("GET /overview/agents", "/overview/agents"),
+                (
+                    "GET /agents/stats/distinct?fields=os.platform,version",
+                    "/agents/stats/distinct?fields=os.platform,version",
+                ),
+                ("GET /agents?limit=500 (role: agent:group:web)", "/agents?limit=500"),
+                ("GET /overview/agents (role: agent:group:web)", "/overview/agents"),
             ]
             results = []
             for label, path in kinds:
-                times, size, total = timed(conn, path, token, args.rounds)
+                caller = web if "(role:" in label else token
+                times, size, total = timed(conn, path, caller, args.rounds)
                 results.append(
                     (label, statistics.median(times), percentile(times, 0.95), size, total)
                 )

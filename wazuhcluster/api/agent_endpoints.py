@@ -8,24 +8,24 @@ removed agents, and of reconnection requests, through its hooks.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from typing import Any
 
-from wazuhcluster import WAZUH_VERSION
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
+from wazuhcluster.api.agent_filter import manager_allowed, registry_filter, registry_scope
 from wazuhcluster.api.agent_force import force_rules
 from wazuhcluster.api.agent_listing import (
     AGENT_FILTERS,
     AGENT_STATUSES,
     agent_page,
     agent_views,
-    host_os,
     legacy_filters,
     normal_id,
     older_than,
     visible_agents,
 )
+from wazuhcluster.api.agent_pages import plain_listing, q_filters, registry_page
+from wazuhcluster.api.agent_summaries import counted_status
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.hooks import maybe_await, notify
@@ -34,7 +34,6 @@ from wazuhcluster.api.query import (
     Expression,
     Junction,
     Listing,
-    apply_listing,
     check_listing,
     parse_q,
 )
@@ -44,10 +43,8 @@ from wazuhcluster.api.views import (
     AGENT_DATE_FIELDS,
     AGENT_FIELDS,
     AGENT_LIST_FIELDS,
-    file_digest,
-    manager_view,
-    merged_path,
 )
+from wazuhcluster.registry.agent_query import AgentFilter, AgentScope
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -73,10 +70,15 @@ class AgentEndpoints:
         params = call.params
         listing = p.listing(params)
         check_listing(listing, AGENT_FIELDS, AGENT_DATE_FIELDS, AGENT_LIST_FIELDS)
-        if _plain_page(params, listing) and call.access.allows_every("agent:read", "agent:id"):
-            tests = self._sql_only(listing)
-            if tests is not None:
-                return await self._plain_page(listing, tests)
+        # A caller limited to some agents has them chosen in SQL too (None: every agent).
+        every = call.access.allows_every("agent:read", "agent:id")
+        scope = None if every else registry_scope(call.access, "agent:read")
+        if plain_listing(params, listing) and (every or scope is not None):
+            filters = self._sql_only(listing)
+            if filters is not None:
+                manager = every or manager_allowed(call.access, "agent:read")
+                where = filters[0] if filters else None
+                return await self._plain_page(listing, where, scope, manager)
         # A single status narrows the registry query (statuses are canonical; names,
         # nodes and groups match without case, so they are filtered on the views only);
         # every filter is applied again on the views (cheaply), so agent 000 is filtered
@@ -84,6 +86,8 @@ class AgentEndpoints:
         # filtered-out ones.
         pushed: dict[str, Any] = {}
         if "agents_list" not in params:
+            if scope is not None:
+                pushed["scope"] = scope
             statuses = params.get("status", ())
             if len(statuses) == 1:
                 pushed["status"] = statuses[0]
@@ -97,7 +101,11 @@ class AgentEndpoints:
                     self.context.now(),
                     lists=AGENT_LIST_FIELDS,
                 )
-                pushed["same_text"] = required_equalities(expression)
+                where = registry_filter(expression)
+                if where is not None:
+                    pushed["where"] = where
+                else:
+                    pushed["same_text"] = required_equalities(expression)
         context = self.context
         agents = await context.registry.list_agents(**pushed)
         refused: dict[int, list[str]] = {}
@@ -118,51 +126,19 @@ class AgentEndpoints:
         )
         return Reply(envelope(page, failed, *msgs, total))
 
-    def _sql_only(self, listing: Listing) -> list[tuple[str, str]] | None:
-        """The registry tests that are exactly the call's q (none without a q), or None
-        when the q needs more than the registry can test."""
-        if not listing.q:
-            return []
-        expression = parse_q(
-            listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, self.context.now(), lists=AGENT_LIST_FIELDS
-        )
-        tests = required_equalities(expression)
-        parts = expression.parts if isinstance(expression, Junction) else (expression,)
-        if isinstance(expression, Junction) and not expression.all_of:
-            return None
-        # id!=000 (dashboards send it) holds for every registered agent: only agent 000's
-        # own row, which the whole q is tested on, depends on it.
-        others = [part for part in parts if part != Condition("id", "!=", "000")]
-        return tests if len(tests) == len(others) else None
+    def _sql_only(self, listing: Listing) -> list[AgentFilter] | None:
+        """The call's q as registry filters (see :func:`q_filters`)."""
+        return q_filters(self.context, listing)
 
-    async def _plain_page(self, listing: Listing, tests: list[tuple[str, str]]) -> Reply:
-        """A page of every agent (that passes ``tests``, the whole q) in id order, agent
-        000 first when it passes: only that page is read from the registry (a caller who
-        may read every agent, no other filter, no sort)."""
-        context = self.context
-        cluster = context.node.config.cluster
-        manager = manager_view(cluster.node_name, WAZUH_VERSION, context.now(), host_os())
-        keep_manager = not listing.q or parse_q(
-            listing.q, AGENT_FIELDS, AGENT_DATE_FIELDS, context.now(), lists=AGENT_LIST_FIELDS
-        ).matches(manager)
-        ahead = 1 if keep_manager else 0
-        first = max(0, listing.offset - ahead)
-        wanted = listing.limit - (ahead if listing.offset == 0 else 0)
-        agents = await context.registry.list_agents(
-            limit=max(0, wanted), offset=first, same_text=tests
-        )
-        count = await context.registry.run(lambda registry: registry.count_agents(tests))
-        views = await context.run_in_thread(agent_views, context, agents)
-        if keep_manager and listing.offset == 0:
-            views.insert(0, manager)
-        shown = Listing(limit=len(views) + 1, select=listing.select)
-        page, _ = apply_listing(views, shown, AGENT_FIELDS, ("id",))
-        msgs = (
-            "All selected agents information was returned",
-            "Some agents information was not returned",
-            "No agent information was returned",
-        )
-        return Reply(envelope(page, {}, *msgs, count + ahead))
+    async def _plain_page(
+        self,
+        listing: Listing,
+        where: AgentFilter | None,
+        scope: AgentScope | None = None,
+        with_manager: bool = True,
+    ) -> Reply:
+        """A page read from the registry (see :func:`registry_page`)."""
+        return await registry_page(self.context, listing, where, scope, with_manager)
 
     async def summary_status(self, call: Call) -> Reply:
         """GET /agents/summary/status: counts by connection and by group-config sync."""
@@ -178,23 +154,8 @@ class AgentEndpoints:
     def _counted_summary(
         self, counts: list[tuple[str, str, tuple[str, ...], int]]
     ) -> dict[str, Any]:
-        """GET /agents/summary/status from the registry's counts (in a thread: it reads
-        the merged.mg sum of each group list once)."""
-        connection = dict.fromkeys(AGENT_STATUSES, 0)
-        expected = {}
-        synced = total = 0
-        for status, merged, groups, count in counts:
-            connection[status] = connection.get(status, 0) + count
-            total += count
-            if groups not in expected:
-                path = merged_path(self.context.shared, self.context.multigroups, groups)
-                expected[groups] = file_digest(path)
-            if merged and merged == expected[groups]:
-                synced += count
-        return {
-            "connection": {**connection, "total": total},
-            "configuration": {"synced": synced, "not_synced": total - synced, "total": total},
-        }
+        """GET /agents/summary/status from the registry's counts (in a thread)."""
+        return counted_status(self.context, counts)
 
     def _summary(self, agents: list[Agent]) -> dict[str, Any]:
         """Counts of GET /agents/summary/status (in a thread: it walks every agent)."""
@@ -573,16 +534,6 @@ class AgentEndpoints:
                 agent_path,
             ),
         ]
-
-
-#: The GET /agents parameters that do not filter (the plain page ignores them).
-_NOT_FILTERS = frozenset({"pretty", "wait_for_complete", "offset", "limit", "select", "sort", "q"})
-
-
-def _plain_page(params: Mapping[str, Any], listing: Listing) -> bool:
-    """Whether GET /agents asks for a page of every agent in id order (no filter but q,
-    no search, no distinct, no sort other than by id ascending)."""
-    return set(params) <= _NOT_FILTERS and listing.sort in ((), (("id", False),))
 
 
 def required_equalities(expression: Expression) -> list[tuple[str, str]]:

@@ -24,6 +24,8 @@ from typing import Any
 from attrs import frozen
 
 from wazuhcluster.api.errors import ApiError, wazuh_error
+from wazuhcluster.util.textmatch import as_number as _number
+from wazuhcluster.util.textmatch import compare as _compare
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 100_000
@@ -134,38 +136,6 @@ def field_value(item: Mapping[str, Any], field: str) -> Any:
             return None
         value = value[part]
     return value
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and re.fullmatch(r"-?\d+(?:\.\d+)?", value):
-        return float(value)
-    return None
-
-
-def _compare(held: Any, operator: str, wanted: str | None) -> bool:
-    if wanted is None:
-        missing = held is None or held == ""
-        return missing if operator == "=" else False
-    if held is None:
-        return False
-    if isinstance(held, bool):
-        text = "true" if held else "false"
-    else:
-        text = str(held)
-    # Text compares without case, as Wazuh's queries do (COLLATE NOCASE).
-    text, wanted = text.lower(), wanted.lower()
-    if operator == "=":
-        return text == wanted
-    if operator == "~":
-        return wanted in text
-    left, right = _number(held), _number(wanted)
-    if left is not None and right is not None:
-        return left < right if operator == "<" else left > right
-    return text < wanted if operator == "<" else text > wanted
 
 
 def parse_q(

@@ -25,6 +25,14 @@ from typing import Any
 from attrs import define, field, frozen
 
 from wazuhcluster.registry import groups as group_files
+from wazuhcluster.registry.agent_query import (
+    AgentFilter,
+    AgentScope,
+    scope_clause,
+    shown_value,
+    where_clause,
+)
+from wazuhcluster.registry.agent_query import install as install_query_functions
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
     ANY_IP,
@@ -115,6 +123,7 @@ class Registry:
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
             migrate(connection)
+            install_query_functions(connection)
             # Never hand out an id at or below one in use (e.g. rows from an older tool).
             connection.execute(
                 "UPDATE meta SET value = MAX(CAST(value AS INTEGER), "
@@ -392,12 +401,16 @@ class Registry:
         limit: int | None = None,
         offset: int = 0,
         same_text: Sequence[tuple[str, str]] = (),
+        where: AgentFilter | None = None,
+        scope: AgentScope | None = None,
     ) -> list[Agent]:
         """Agents ordered by id, filtered by connection status, node, group and/or name.
 
         ``same_text`` adds (field, value) tests that ignore ASCII case, on the fields of
-        :data:`TEXT_FIELDS` (``group``: any of the agent's groups)."""
-        clauses, params = _text_clauses(same_text)
+        :data:`TEXT_FIELDS` (``group``: any of the agent's groups); ``where`` an API ``q``
+        filter and ``scope`` the agents a caller may see (see
+        :mod:`wazuhcluster.registry.agent_query`)."""
+        clauses, params = _text_clauses(same_text, where, scope)
         if status is not None:
             clauses.append("connection_status = ?")
             params.append(status)
@@ -410,42 +423,85 @@ class Registry:
         if group is not None:
             clauses.append("id IN (SELECT agent_id FROM memberships WHERE group_name = ?)")
             params.append(group)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         tail = ""
         if limit is not None:
             tail = " LIMIT ? OFFSET ?"
             params.extend([max(0, limit), max(0, offset)])
-        return self._select_agents(where + " ORDER BY id" + tail, tuple(params))
+        return self._select_agents(condition + " ORDER BY id" + tail, tuple(params))
 
     def next_agent_id(self) -> int:
         """The number the next enrolled agent gets."""
         row = self.connection.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
         return int(row[0])
 
-    def count_agents(self, same_text: Sequence[tuple[str, str]] = ()) -> int:
-        """How many agents are registered (passing the ``same_text`` tests of
-        :meth:`list_agents`)."""
-        clauses, params = _text_clauses(same_text)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        found = self.connection.execute(f"SELECT COUNT(*) FROM agents{where}", params)
+    def count_agents(
+        self,
+        same_text: Sequence[tuple[str, str]] = (),
+        where: AgentFilter | None = None,
+        scope: AgentScope | None = None,
+    ) -> int:
+        """How many agents are registered (passing the ``same_text``, ``where`` and
+        ``scope`` tests of :meth:`list_agents`)."""
+        clauses, params = _text_clauses(same_text, where, scope)
+        table = "agents" if where is None and scope is None else _AGENTS_JOINED
+        condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        found = self.connection.execute(f"SELECT COUNT(*) FROM {table}{condition}", params)
         return int(found.fetchone()[0])
 
-    def status_counts(self) -> list[tuple[str, str, tuple[str, ...], int]]:
-        """How many agents share each (connection status, merged.mg sum they reported,
-        group list in priority order): what a summary of every agent needs, without
-        reading every agent."""
+    def status_counts(
+        self, scope: AgentScope | None = None
+    ) -> list[tuple[str, str, tuple[str, ...], int]]:
+        """How many agents (of ``scope``, None: all) share each (connection status,
+        merged.mg sum they reported, group list in priority order): what a summary of
+        every agent needs, without reading every agent."""
+        clauses, params = _text_clauses((), None, scope)
+        condition = f" WHERE {clauses[0]}" if clauses else ""
         rows = self.connection.execute(
             "SELECT connection_status, merged_sum, groups, COUNT(*) FROM ("
-            " SELECT a.connection_status, a.merged_sum,"
+            " SELECT agents.connection_status, agents.merged_sum,"
             "  (SELECT group_concat(group_name, char(10)) FROM"
-            "   (SELECT group_name FROM memberships m WHERE m.agent_id = a.id"
-            "    ORDER BY priority)) AS groups"
-            " FROM agents a) GROUP BY 1, 2, 3"
+            "   (SELECT group_name FROM memberships m WHERE m.agent_id = agents.id"
+            f"    ORDER BY priority)) AS groups FROM agents{condition}) GROUP BY 1, 2, 3",
+            params,
         ).fetchall()
         return [
             (status, merged, tuple(groups.split("\n")) if groups else (), int(count))
             for status, merged, groups, count in rows
         ]
+
+    def distinct_counts(
+        self,
+        fields: Sequence[str],
+        scope: AgentScope | None = None,
+        where: AgentFilter | None = None,
+    ) -> list[tuple[tuple[Any, ...], int, int]]:
+        """Each combination of the API agent ``fields`` (shown values, None when the view
+        leaves one out) among the agents of ``scope`` (None: all) that pass ``where``,
+        with how many agents hold it and the first agent's number, in that order."""
+        shown = [shown_value(name) for name in fields]
+        clauses, params = _text_clauses((), where, scope)
+        condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        groups = ", ".join(str(n) for n in range(1, len(shown) + 1))
+        rows = self.connection.execute(
+            f"SELECT {', '.join(shown)}, COUNT(*), MIN(id) FROM {_AGENTS_JOINED}{condition}"
+            f" GROUP BY {groups} ORDER BY MIN(id)",
+            params,
+        ).fetchall()
+        return [(tuple(row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
+
+    def last_registered(self, scope: AgentScope | None = None) -> Agent | None:
+        """The agent of ``scope`` (None: any) registered last, as the API shows dates
+        (whole seconds; the highest id among those of that second), or None."""
+        clauses, params = _text_clauses((), None, scope)
+        inside = f" AND {clauses[0]}" if clauses else ""
+        # Only agents within a second of the newest can share its shown second.
+        found = self._select_agents(
+            f"WHERE register_time >= (SELECT MAX(register_time) FROM agents WHERE 1{inside}) - 1"
+            f"{inside} ORDER BY q_iso(register_time) DESC, id DESC LIMIT 1",
+            (*params, *params),
+        )
+        return found[0] if found else None
 
     def field_counts(self) -> dict[str, dict[str, int]]:
         """How many agents have each connection status, each OS platform (those that
@@ -895,10 +951,23 @@ TEXT_FIELDS = {
 }
 
 
-def _text_clauses(same_text: Sequence[tuple[str, str]]) -> tuple[list[str], list[Any]]:
-    """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`."""
+def _text_clauses(
+    same_text: Sequence[tuple[str, str]],
+    where: AgentFilter | None = None,
+    scope: AgentScope | None = None,
+) -> tuple[list[str], list[Any]]:
+    """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`,
+    and the SQL of the ``where`` filter and of the ``scope``."""
     clauses: list[str] = []
     params: list[Any] = []
+    if scope is not None:
+        sql, values = scope_clause(scope)
+        clauses.append(sql)
+        params.extend(values)
+    if where is not None:
+        sql, values = where_clause(where)
+        clauses.append(sql)
+        params.extend(values)
     for field_name, value in same_text:
         column = TEXT_FIELDS[field_name]
         if column == "group_name":
