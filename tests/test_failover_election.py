@@ -67,6 +67,7 @@ class MemoryEtcd:
         self.next_lease = 100
         self.down = False
         self.watches: list[FakeWatch] = []
+        self.txn_retries: list[bool] = []
 
     def _expire(self) -> None:
         now = self.clock.seconds()
@@ -178,10 +179,16 @@ class MemoryEtcd:
         return evolve(result, succeeded=ok, revision=self.revision)
 
     async def txn(
-        self, compare: Sequence[Compare], success: Sequence[Op] = (), failure: Sequence[Op] = ()
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+        timeout: float | None = None,
+        retry: bool = False,
     ) -> TxnResult:
-        """Atomically: compare, then one branch."""
+        """Atomically: compare, then one branch (``retry`` recorded in ``txn_retries``)."""
         self._check()
+        self.txn_retries.append(retry)
         return self._run(compare, success, failure)
 
     def watch(
@@ -305,6 +312,16 @@ class ElectionTests(SynchronousTestCase):
             events[-1], ("lost", term, "a fenced write found the leader key no longer ours")
         )
         self.failureResultOf(Deferred.fromCoroutine(first.fenced_put("/data", "x")), NotLeader)
+
+    def test_only_the_campaign_is_repeated_elsewhere(self) -> None:
+        """The campaign asks the client to repeat its transaction on the next member when
+        one does not answer (safe: a lost answer is recognised by the lease); a fenced
+        write does not (it may have been applied)."""
+        leader, _ = self.candidate("n1")
+        self.clock.advance(0)
+        self.assertEqual(self.etcd.txn_retries, [True])
+        self.successResultOf(Deferred.fromCoroutine(leader.fenced_put("/data", "v")))
+        self.assertEqual(self.etcd.txn_retries, [True, False])
 
     def test_follower_cannot_commit(self) -> None:
         """A node that never led has its fenced writes refused without asking etcd."""
@@ -578,3 +595,22 @@ class HangingMemberTests(SynchronousTestCase):
         self.assertTrue(moved_on[1].startswith("http://e2:2379"))
         self.assertLess(abs(moved_on[0] - first_hung[0] - 10 / 3), 0.06)
         self.assertTrue(all(url.startswith("http://e2:2379") for _, url in keepalives[1:]))
+
+    def test_campaign_moves_on_from_a_hanging_member(self) -> None:
+        """The campaign's transaction left unanswered by the first member is sent to the
+        next one after TTL/3 (not the client's 5 s, then another TTL/3): elected then."""
+        self.hanging.add("http://e1:2379/v3/kv/txn")
+        service = LeadershipService(
+            self.client, KEY, "n1", 10, self.clock, ClusterLog("Master n1", "Failover")
+        )
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        self.clock.advance(0)
+        self.stub.flush()
+        self.assertIsNone(service.term)
+        self.run_for(3.3)
+        self.assertIsNone(service.term)
+        self.run_for(0.1)
+        self.assertEqual(service.term, 7)
+        txns = [url for _, url in self.sent if url.endswith("/kv/txn")]
+        self.assertEqual(txns, ["http://e1:2379/v3/kv/txn", "http://e2:2379/v3/kv/txn"])

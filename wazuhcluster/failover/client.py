@@ -320,14 +320,19 @@ class EtcdClient:
         compare: Sequence[Compare],
         success: Sequence[Op] = (),
         failure: Sequence[Op] = (),
+        timeout: float | None = None,
+        retry: bool = False,
     ) -> TxnResult:
-        """If every comparison holds, run ``success``, else ``failure``: atomically."""
+        """If every comparison holds, run ``success``, else ``failure``: atomically.
+
+        ``retry`` only for a transaction the caller knows is safe to run twice (one that
+        timed out may have been applied)."""
         body = {
             "compare": [item.to_json() for item in compare],
             "success": [op.to_json() for op in success],
             "failure": [op.to_json() for op in failure],
         }
-        return TxnResult.from_json(await self.call("/kv/txn", body))
+        return TxnResult.from_json(await self.call("/kv/txn", body, timeout, retry))
 
     # -- watches -------------------------------------------------------------------------
 

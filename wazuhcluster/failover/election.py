@@ -81,9 +81,14 @@ class EtcdLike(Protocol):
         """One key, trying the next member on no answer."""
 
     async def txn(
-        self, compare: Sequence[Compare], success: Sequence[Op] = (), failure: Sequence[Op] = ()
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+        timeout: float | None = None,
+        retry: bool = False,
     ) -> TxnResult:
-        """A transaction."""
+        """A transaction (with ``retry``, repeated on the next member on no answer)."""
 
     def watch(
         self,
@@ -457,6 +462,8 @@ class LeadershipService(Service):
     async def _campaign(self) -> None:
         assert self._lease is not None
         lease = self._lease
+        # Safe to repeat on the next member: a campaign applied whose answer was lost makes
+        # the repeat fail with the key held by our own lease, which is recognised below.
         result = await self.client.txn(
             [Compare.create_revision(self.key, "=", 0)],
             [
@@ -467,6 +474,8 @@ class LeadershipService(Service):
                 )
             ],
             [Op.get(self.key)],
+            timeout=self.request_timeout,
+            retry=True,
         )
         if result.succeeded:
             self._become_leader(result.revision, lease)
