@@ -30,7 +30,8 @@ class RaftLeaderLostRealTests(ClusterTestCase):
     def test_raft_leader_killed(self) -> None:
         """Two candidates and a worker on a three-member etcd; the member that is etcd's
         raft leader is killed with SIGKILL while agents enroll back to back through the
-        worker for four lease TTLs. Every enrollment is acknowledged, the leader key keeps
+        worker for four lease TTLs. Every enrollment is acknowledged (but at most the one in
+        flight as the raft leader died, refused as not stored), the leader key keeps
         its create revision (the same term) and holder, nobody steps down or turns
         read-only, and etcd's history says every record was written by cand-a in that
         term. (A keep-alive or read held by a follower while etcd elects a new raft leader
@@ -69,11 +70,16 @@ class RaftLeaderLostRealTests(ClusterTestCase):
             [result] = enroll(through_worker, 1, f"during-{len(results):03d}-")
             results.append(result)
         refused = [r for r in results if "id" not in r]
-        self.assertEqual(
-            refused,
-            [],
+        # A fenced write is not repeated on another member (it may have been applied), so
+        # the one enrollment whose transaction a follower held while etcd elected a new
+        # raft leader may be refused, saying so; no other.
+        self.assertLessEqual(
+            len(refused),
+            1,
             f"killed {raft_leader.name}\nworker1:\n{notable(worker)}\ncand-a:\n{notable(first)}",
         )
+        for result in refused:
+            self.assertIn(f"Enrollment of '{result['name']}' could not be stored", first.log_text())
         for node in (first, second, worker):
             self.assertNotIn("Stepped down", node.log_text())
             self.assertNotIn("keep serving read-only", node.log_text())
@@ -83,12 +89,14 @@ class RaftLeaderLostRealTests(ClusterTestCase):
         self.assertEqual(leader.create_revision, term)
         records = agent_records(survivor)
         for result in results:
+            if "id" not in result:
+                continue
             record, revision = records[result["name"]]
             self.assertEqual((record["id"], record["key"]), (result["id"], result["key"]))
             self.assertEqual(writer_of(survivor, revision), ("cand-a", term))
         print(
             f"\netcd raft leader {raft_leader.name} killed: {len(results)} enrollments over "
-            f"{4 * TTL} s all acknowledged by cand-a in term {term}"
+            f"{4 * TTL} s, {len(refused)} refused, the rest acknowledged by cand-a in term {term}"
         )
 
 
