@@ -267,6 +267,36 @@ class ClientTests(SynchronousTestCase):
         self.clock.advance(1.0)
         self.assertIn("no etcd endpoint answered", str(self.failureResultOf(lost).value))
 
+    def test_concurrent_calls_each_try_every_endpoint_in_turn(self) -> None:
+        """Two calls stuck on the same member move on independently: the one that gives up
+        later still tries the member right after it (not one further, skipped because the
+        other call already moved the client on)."""
+        hanging = ("http://e1:2379", "http://e3:2379")
+        stub = self.stub
+
+        class Requester:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+                if url.startswith(hanging):
+                    return Deferred()
+                return stub.request(method, url, **kwargs)
+
+        endpoints = ["http://e1:2379", "http://e2:2379", "http://e3:2379"]
+        client = EtcdClient(endpoints, Requester(), self.clock)
+        self.etcd.answers["/v3/lease/keepalive"] = (
+            200,
+            {"result": {"header": HEADER, "ID": "42", "TTL": "10"}},
+        )
+        self.etcd.answers["/v3/kv/range"] = (200, {"header": HEADER})
+        renewed = Deferred.fromCoroutine(client.keepalive(42, timeout=1.0))
+        read = Deferred.fromCoroutine(client.get("/k", timeout=0.5))
+        self.clock.advance(0.5)
+        self.stub.flush()
+        self.assertIsNone(self.successResultOf(read))
+        self.clock.advance(0.5)
+        self.stub.flush()
+        self.assertEqual(self.successResultOf(renewed).ttl, 10)
+        self.assertEqual(client.endpoint, "http://e2:2379")
+
     def test_timeout_is_never_above_the_client_timeout(self) -> None:
         """A per-call timeout longer than the client's is cut to the client's."""
         self.etcd.answers["/v3/lease/keepalive"] = self.etcd.hold

@@ -154,8 +154,13 @@ class EtcdClient:
         """The endpoint the next call goes to first."""
         return self.endpoints[self._current]
 
-    def _rotate(self) -> None:
-        self._current = (self._current + 1) % len(self.endpoints)
+    def _rotate(self, past: int | None = None) -> None:
+        """Move to the next endpoint (past ``past``, unless another call already moved on)."""
+        if past is None:
+            past = self._current
+        elif past != self._current:
+            return
+        self._current = (past + 1) % len(self.endpoints)
 
     async def close(self) -> None:
         """Close the pooled connections (open watches are stopped by their owners)."""
@@ -202,8 +207,12 @@ class EtcdClient:
         limit = self.timeout if timeout is None else min(timeout, self.timeout)
         reasons: list[str] = []
         last: EtcdError | None = None  # the last failure of a request that may have been sent
-        for _ in self.endpoints:
-            endpoint = self.endpoint
+        # Each endpoint once, in order from the current one: concurrent calls move the
+        # shared position too, so it is not re-read between attempts.
+        start = self._current
+        for step in range(len(self.endpoints)):
+            index = (start + step) % len(self.endpoints)
+            endpoint = self.endpoints[index]
             attempt = Deferred.fromCoroutine(self._exchange(endpoint, path, data))
             timed_out = EtcdTimeout(f"no answer to {path} within {limit:g} s", endpoint=endpoint)
             # Whatever the cancelled request failed with, a timeout is what happened.
@@ -211,11 +220,11 @@ class EtcdClient:
             try:
                 return await attempt
             except _NOT_SENT as failure:
-                self._rotate()
+                self._rotate(index)
                 reasons.append(f"{endpoint}: {failure}")
                 continue
             except (EtcdTimeout, EtcdUnavailable) as failure:
-                self._rotate()
+                self._rotate(index)
                 if not retry:
                     raise
                 reasons.append(f"{endpoint}: {failure}")
@@ -224,7 +233,7 @@ class EtcdClient:
             except EtcdError:
                 raise
             except Exception as failure:  # the connection broke mid-way (ResponseFailed...)
-                self._rotate()
+                self._rotate(index)
                 broken = EtcdUnavailable(
                     f"request {path} failed: {failure.__class__.__name__}: {failure}",
                     endpoint=endpoint,
