@@ -217,14 +217,94 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("larger than 100 bytes", str(caught.exception))
 
     def test_timeout(self) -> None:
-        """No answer within the timeout: EtcdTimeout, and the next call goes elsewhere."""
-        self.etcd.answers["/v3/kv/range"] = self.etcd.hold
-        deferred = Deferred.fromCoroutine(self.client.get("/k"))
+        """A write with no answer within the timeout: EtcdTimeout (it may have been applied,
+        so it is not repeated), and the next call goes elsewhere."""
+        self.etcd.answers["/v3/kv/put"] = self.etcd.hold
+        deferred = Deferred.fromCoroutine(self.client.put("/k", "v"))
         self.stub.flush()
         self.assertNoResult(deferred)
         self.clock.advance(3.0)
         self.failureResultOf(deferred, EtcdTimeout)
         self.assertEqual(self.client.endpoint, "http://e2:2379")
+        self.assertEqual(len(self.etcd.requests), 1)
+
+    def test_hanging_member_is_passed_over_by_repeatable_calls(self) -> None:
+        """A keepalive or a read that a member leaves unanswered is sent to the next member
+        as soon as its own (shorter) timeout passes, and answered there in the same call;
+        when every member hangs the call fails after one timeout per member."""
+        hanging = {"http://e1:2379"}
+        stub = self.stub
+
+        class Requester:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+                if any(url.startswith(endpoint) for endpoint in hanging):
+                    return Deferred()  # connection open, no answer
+                return stub.request(method, url, **kwargs)
+
+        client = EtcdClient(["http://e1:2379", "http://e2:2379"], Requester(), self.clock)
+        self.etcd.answers["/v3/lease/keepalive"] = (
+            200,
+            {"result": {"header": HEADER, "ID": "42", "TTL": "10"}},
+        )
+        renewed = Deferred.fromCoroutine(client.keepalive(42, timeout=1.5))
+        self.clock.advance(1.49)
+        self.assertNoResult(renewed)
+        self.clock.advance(0.01)
+        self.stub.flush()
+        self.assertEqual(self.successResultOf(renewed).ttl, 10)
+        self.assertEqual(client.endpoint, "http://e2:2379")
+        self.etcd.answers["/v3/kv/range"] = (200, {"header": HEADER})
+        hanging = {"http://e2:2379"}
+        read = Deferred.fromCoroutine(client.get("/k", timeout=2.0))
+        self.clock.advance(2.0)
+        self.stub.flush()
+        self.assertIsNone(self.successResultOf(read))
+        self.assertEqual(client.endpoint, "http://e1:2379")
+        hanging = {"http://e1:2379", "http://e2:2379"}
+        lost = Deferred.fromCoroutine(client.keepalive(42, timeout=1.0))
+        self.clock.advance(1.0)
+        self.assertNoResult(lost)
+        self.clock.advance(1.0)
+        self.assertIn("no etcd endpoint answered", str(self.failureResultOf(lost).value))
+
+    def test_concurrent_calls_each_try_every_endpoint_in_turn(self) -> None:
+        """Two calls stuck on the same member move on independently: the one that gives up
+        later still tries the member right after it (not one further, skipped because the
+        other call already moved the client on)."""
+        hanging = ("http://e1:2379", "http://e3:2379")
+        stub = self.stub
+
+        class Requester:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+                if url.startswith(hanging):
+                    return Deferred()
+                return stub.request(method, url, **kwargs)
+
+        endpoints = ["http://e1:2379", "http://e2:2379", "http://e3:2379"]
+        client = EtcdClient(endpoints, Requester(), self.clock)
+        self.etcd.answers["/v3/lease/keepalive"] = (
+            200,
+            {"result": {"header": HEADER, "ID": "42", "TTL": "10"}},
+        )
+        self.etcd.answers["/v3/kv/range"] = (200, {"header": HEADER})
+        renewed = Deferred.fromCoroutine(client.keepalive(42, timeout=1.0))
+        read = Deferred.fromCoroutine(client.get("/k", timeout=0.5))
+        self.clock.advance(0.5)
+        self.stub.flush()
+        self.assertIsNone(self.successResultOf(read))
+        self.clock.advance(0.5)
+        self.stub.flush()
+        self.assertEqual(self.successResultOf(renewed).ttl, 10)
+        self.assertEqual(client.endpoint, "http://e2:2379")
+
+    def test_timeout_is_never_above_the_client_timeout(self) -> None:
+        """A per-call timeout longer than the client's is cut to the client's."""
+        self.etcd.answers["/v3/lease/keepalive"] = self.etcd.hold
+        client = EtcdClient(["http://e1:2379"], self.stub, self.clock, timeout=3.0)
+        deferred = Deferred.fromCoroutine(client.keepalive(1, timeout=60))
+        self.stub.flush()
+        self.clock.advance(3.0)
+        self.failureResultOf(deferred, EtcdTimeout)
 
     def test_refused_endpoint_is_skipped(self) -> None:
         """A refused connection is retried on the next endpoint within the same call; when

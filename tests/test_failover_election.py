@@ -67,6 +67,7 @@ class MemoryEtcd:
         self.next_lease = 100
         self.down = False
         self.watches: list[FakeWatch] = []
+        self.txn_retries: list[bool] = []
 
     def _expire(self) -> None:
         now = self.clock.seconds()
@@ -114,7 +115,7 @@ class MemoryEtcd:
         self.leases[self.next_lease] = (ttl, self.clock.seconds() + ttl)
         return Lease(self.next_lease, ttl)
 
-    async def keepalive(self, lease: int) -> Lease:
+    async def keepalive(self, lease: int, timeout: float | None = None) -> Lease:
         """Renew, or LeaseNotFound."""
         self._check()
         if lease not in self.leases:
@@ -130,7 +131,7 @@ class MemoryEtcd:
             raise LeaseNotFound("lease not found", 5)
         self._drop_lease(lease)
 
-    async def get(self, key: bytes | str) -> KeyValue | None:
+    async def get(self, key: bytes | str, timeout: float | None = None) -> KeyValue | None:
         """One key."""
         self._check()
         return self.keys.get(to_bytes(key))
@@ -178,10 +179,16 @@ class MemoryEtcd:
         return evolve(result, succeeded=ok, revision=self.revision)
 
     async def txn(
-        self, compare: Sequence[Compare], success: Sequence[Op] = (), failure: Sequence[Op] = ()
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+        timeout: float | None = None,
+        retry: bool = False,
     ) -> TxnResult:
-        """Atomically: compare, then one branch."""
+        """Atomically: compare, then one branch (``retry`` recorded in ``txn_retries``)."""
         self._check()
+        self.txn_retries.append(retry)
         return self._run(compare, success, failure)
 
     def watch(
@@ -305,6 +312,16 @@ class ElectionTests(SynchronousTestCase):
             events[-1], ("lost", term, "a fenced write found the leader key no longer ours")
         )
         self.failureResultOf(Deferred.fromCoroutine(first.fenced_put("/data", "x")), NotLeader)
+
+    def test_only_the_campaign_is_repeated_elsewhere(self) -> None:
+        """The campaign asks the client to repeat its transaction on the next member when
+        one does not answer (safe: a lost answer is recognised by the lease); a fenced
+        write does not (it may have been applied)."""
+        leader, _ = self.candidate("n1")
+        self.clock.advance(0)
+        self.assertEqual(self.etcd.txn_retries, [True])
+        self.successResultOf(Deferred.fromCoroutine(leader.fenced_put("/data", "v")))
+        self.assertEqual(self.etcd.txn_retries, [True, False])
 
     def test_follower_cannot_commit(self) -> None:
         """A node that never led has its fenced writes refused without asking etcd."""
@@ -503,3 +520,97 @@ class LeaderAddressTests(SynchronousTestCase):
         self.assertEqual(leader_since(leader_value("n1", Address("h", 1), 12.5)), 12.5)
         for value in (b"n1", b"{", b"[]", b'{"since": true}', b'{"since": -1}', b'{"since": "1"}'):
             self.assertIsNone(leader_since(value))
+
+
+class HangingMemberTests(SynchronousTestCase):
+    """The real gateway client under the election, one etcd member of three hanging (its
+    connections open, no answer): the lease must still be renewed in time elsewhere."""
+
+    def setUp(self) -> None:
+        """A fake gateway behind three endpoints, of which ``hanging`` never answer."""
+        from treq.testing import StubTreq
+
+        from tests.test_failover_client import HEADER, FakeEtcd, b64
+        from wazuhcluster.failover.client import EtcdClient
+
+        self.clock = Clock()
+        self.etcd = FakeEtcd()
+        stub = self.stub = StubTreq(self.etcd)
+        self.hanging: set[str] = set()
+        self.sent: list[tuple[float, str]] = []
+        outer = self
+
+        class Requester:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+                outer.sent.append((outer.clock.seconds(), url))
+                if any(url.startswith(endpoint) for endpoint in outer.hanging):
+                    return Deferred()
+                return stub.request(method, url, **kwargs)
+
+        self.etcd.answers["/v3/lease/grant"] = (200, {"header": HEADER, "ID": "42", "TTL": "10"})
+        self.etcd.answers["/v3/lease/keepalive"] = (
+            200,
+            {"result": {"header": HEADER, "ID": "42", "TTL": "10"}},
+        )
+        self.etcd.answers["/v3/kv/txn"] = (200, {"header": HEADER, "succeeded": True})
+        kv = {
+            "key": b64(KEY),
+            "value": b64("n1"),
+            "create_revision": "7",
+            "mod_revision": "7",
+            "version": "1",
+            "lease": "42",
+        }
+        self.etcd.answers["/v3/kv/range"] = (200, {"header": HEADER, "kvs": [kv], "count": "1"})
+        endpoints = ["http://e1:2379", "http://e2:2379", "http://e3:2379"]
+        self.client = EtcdClient(endpoints, Requester(), self.clock)  # the 5 s default timeout
+
+    def run_for(self, seconds: float) -> None:
+        """Let ``seconds`` pass in steps of 0.05 s, answering the stub's requests."""
+        for _ in range(round(seconds / 0.05)):
+            self.clock.advance(0.05)
+            self.stub.flush()
+
+    def test_lease_renewed_through_the_next_member(self) -> None:
+        """With the default 10 s TTL, the member the leader talks to starts hanging: the
+        keepalive stuck there is given up after TTL/3 and sent to the next member at once,
+        which renews the lease well before the deadline; the leader never steps down."""
+        service = LeadershipService(
+            self.client, KEY, "n1", 10, self.clock, ClusterLog("Master n1", "Failover")
+        )
+        lost: list[tuple[int, str]] = []
+        service.subscribe(lost=lambda term, reason: lost.append((term, reason)))
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        self.clock.advance(0)
+        self.stub.flush()
+        self.assertEqual(service.term, 7)
+        self.hanging.add(self.client.endpoint)
+        self.run_for(40)
+        self.assertEqual(lost, [])
+        self.assertTrue(service.is_leader)
+        keepalives = [(at, url) for at, url in self.sent if url.endswith("/lease/keepalive")]
+        first_hung, moved_on = keepalives[0], keepalives[1]
+        self.assertTrue(first_hung[1].startswith("http://e1:2379"))
+        self.assertTrue(moved_on[1].startswith("http://e2:2379"))
+        self.assertLess(abs(moved_on[0] - first_hung[0] - 10 / 3), 0.06)
+        self.assertTrue(all(url.startswith("http://e2:2379") for _, url in keepalives[1:]))
+
+    def test_campaign_moves_on_from_a_hanging_member(self) -> None:
+        """The campaign's transaction left unanswered by the first member is sent to the
+        next one after TTL/3 (not the client's 5 s, then another TTL/3): elected then."""
+        self.hanging.add("http://e1:2379/v3/kv/txn")
+        service = LeadershipService(
+            self.client, KEY, "n1", 10, self.clock, ClusterLog("Master n1", "Failover")
+        )
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        self.clock.advance(0)
+        self.stub.flush()
+        self.assertIsNone(service.term)
+        self.run_for(3.3)
+        self.assertIsNone(service.term)
+        self.run_for(0.1)
+        self.assertEqual(service.term, 7)
+        txns = [url for _, url in self.sent if url.endswith("/kv/txn")]
+        self.assertEqual(txns, ["http://e1:2379/v3/kv/txn", "http://e2:2379/v3/kv/txn"])

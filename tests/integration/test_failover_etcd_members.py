@@ -24,28 +24,18 @@ def notable(node: NodeProcess) -> str:
     )
 
 
-#: Why the tests below fail today (reported, not fixed here: failover/ and the election are
-#: another helper's files). A request to a member that holds it without answering (black
-#: holed, or a follower whose raft leader just died) waits the client's whole 5 s timeout,
-#: and after a failed keep-alive the election waits a full TTL/3 before the next one; the
-#: lease deadline passes first and the master steps down though etcd kept its quorum.
-STUCK_MEMBER = (
-    "a keep-alive stuck on one etcd member ends the master's term: 5 s request timeout, "
-    "then a whole TTL/3 before the next keep-alive"
-)
-
-
 class RaftLeaderLostRealTests(ClusterTestCase):
     """etcd loses its own raft leader: nothing changes for the Wazuh cluster."""
 
     def test_raft_leader_killed(self) -> None:
         """Two candidates and a worker on a three-member etcd; the member that is etcd's
         raft leader is killed with SIGKILL while agents enroll back to back through the
-        worker for four lease TTLs. Every enrollment is acknowledged, the leader key keeps
+        worker for four lease TTLs. Every enrollment is acknowledged (but at most the one in
+        flight as the raft leader died, refused as not stored), the leader key keeps
         its create revision (the same term) and holder, nobody steps down or turns
         read-only, and etcd's history says every record was written by cand-a in that
-        term. (Fails about one run in three, when an enrollment's transaction or a
-        keep-alive is in flight to a follower as the raft leader dies.)"""
+        term. (A keep-alive or read held by a follower while etcd elects a new raft leader
+        is given up after TTL/3 and sent to the next member.)"""
         require_etcd()
         etcd = EtcdCluster(short_temp_dir(self), size=3)
         self.addCleanup(etcd.stop)
@@ -80,11 +70,16 @@ class RaftLeaderLostRealTests(ClusterTestCase):
             [result] = enroll(through_worker, 1, f"during-{len(results):03d}-")
             results.append(result)
         refused = [r for r in results if "id" not in r]
-        self.assertEqual(
-            refused,
-            [],
+        # A fenced write is not repeated on another member (it may have been applied), so
+        # the one enrollment whose transaction a follower held while etcd elected a new
+        # raft leader may be refused, saying so; no other.
+        self.assertLessEqual(
+            len(refused),
+            1,
             f"killed {raft_leader.name}\nworker1:\n{notable(worker)}\ncand-a:\n{notable(first)}",
         )
+        for result in refused:
+            self.assertIn(f"Enrollment of '{result['name']}' could not be stored", first.log_text())
         for node in (first, second, worker):
             self.assertNotIn("Stepped down", node.log_text())
             self.assertNotIn("keep serving read-only", node.log_text())
@@ -94,15 +89,15 @@ class RaftLeaderLostRealTests(ClusterTestCase):
         self.assertEqual(leader.create_revision, term)
         records = agent_records(survivor)
         for result in results:
+            if "id" not in result:
+                continue
             record, revision = records[result["name"]]
             self.assertEqual((record["id"], record["key"]), (result["id"], result["key"]))
             self.assertEqual(writer_of(survivor, revision), ("cand-a", term))
         print(
             f"\netcd raft leader {raft_leader.name} killed: {len(results)} enrollments over "
-            f"{4 * TTL} s all acknowledged by cand-a in term {term}"
+            f"{4 * TTL} s, {len(refused)} refused, the rest acknowledged by cand-a in term {term}"
         )
-
-    test_raft_leader_killed.todo = STUCK_MEMBER  # type: ignore[attr-defined]
 
 
 def block_with_ttl(endpoints: list[str], ttl: int) -> str:
@@ -156,5 +151,3 @@ class BlackHoledMemberRealTests(ClusterTestCase):
         self.assertEqual(terms(first), [term])
         self.assertEqual(terms(second), [])
         self.assertTrue(any("id" in result for result in results), results)
-
-    test_member_black_holed_under_the_master.todo = STUCK_MEMBER  # type: ignore[attr-defined]

@@ -8,7 +8,12 @@ Every call is bounded: one answer is at most ``max_response`` bytes and arrives 
 ``timeout`` seconds or the call fails with :class:`EtcdTimeout`. A connection that cannot be
 made (refused, no route) is tried on the next endpoint at once, since nothing was sent; any
 other failure moves the client to the next endpoint for the *next* call and is raised, since
-the request may have been applied (the caller decides whether a retry is safe).
+the request may have been applied (the caller decides whether a retry is safe). Calls that are
+safe to repeat (keepalives and reads) are made with ``retry=True``: a timeout or a broken
+connection then tries the next endpoint at once, each endpoint once per call, so one member
+that hangs (connections open, no answer) costs one timeout, not the call. Those calls also
+take a shorter per-attempt ``timeout`` from their caller (the election caps it at a third of
+the lease TTL so that a renewal still lands in time on another member).
 """
 
 from __future__ import annotations
@@ -149,8 +154,13 @@ class EtcdClient:
         """The endpoint the next call goes to first."""
         return self.endpoints[self._current]
 
-    def _rotate(self) -> None:
-        self._current = (self._current + 1) % len(self.endpoints)
+    def _rotate(self, past: int | None = None) -> None:
+        """Move to the next endpoint (past ``past``, unless another call already moved on)."""
+        if past is None:
+            past = self._current
+        elif past != self._current:
+            return
+        self._current = (past + 1) % len(self.endpoints)
 
     async def close(self) -> None:
         """Close the pooled connections (open watches are stopped by their owners)."""
@@ -180,38 +190,63 @@ class EtcdClient:
             raise error_from_json(body["error"], endpoint)
         return body
 
-    async def call(self, path: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """POST ``body`` to ``/v3{path}`` and return the decoded answer (bounded, timed)."""
+    async def call(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        timeout: float | None = None,
+        retry: bool = False,
+    ) -> Mapping[str, Any]:
+        """POST ``body`` to ``/v3{path}`` and return the decoded answer (bounded, timed).
+
+        ``timeout`` bounds each attempt (default: the client's, and never more than it).
+        With ``retry`` (only for requests safe to repeat) a timeout or a broken connection
+        tries the next endpoint at once instead of failing the call.
+        """
         data = json.dumps(body).encode()
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
         reasons: list[str] = []
-        for _ in self.endpoints:
-            endpoint = self.endpoint
+        last: EtcdError | None = None  # the last failure of a request that may have been sent
+        # Each endpoint once, in order from the current one: concurrent calls move the
+        # shared position too, so it is not re-read between attempts.
+        start = self._current
+        for step in range(len(self.endpoints)):
+            index = (start + step) % len(self.endpoints)
+            endpoint = self.endpoints[index]
             attempt = Deferred.fromCoroutine(self._exchange(endpoint, path, data))
-            timeout = EtcdTimeout(
-                f"no answer to {path} within {self.timeout:g} s", endpoint=endpoint
-            )
+            timed_out = EtcdTimeout(f"no answer to {path} within {limit:g} s", endpoint=endpoint)
             # Whatever the cancelled request failed with, a timeout is what happened.
-            attempt.addTimeout(self.timeout, self.clock, onTimeoutCancel=_replace_with(timeout))
+            attempt.addTimeout(limit, self.clock, onTimeoutCancel=_replace_with(timed_out))
             try:
                 return await attempt
-            except EtcdTimeout:
-                self._rotate()
-                raise
             except _NOT_SENT as failure:
-                self._rotate()
+                self._rotate(index)
                 reasons.append(f"{endpoint}: {failure}")
                 continue
-            except EtcdUnavailable:
-                self._rotate()
-                raise
+            except (EtcdTimeout, EtcdUnavailable) as failure:
+                self._rotate(index)
+                if not retry:
+                    raise
+                reasons.append(f"{endpoint}: {failure}")
+                last = failure
+                continue
             except EtcdError:
                 raise
             except Exception as failure:  # the connection broke mid-way (ResponseFailed...)
-                self._rotate()
-                raise EtcdUnavailable(
+                self._rotate(index)
+                broken = EtcdUnavailable(
                     f"request {path} failed: {failure.__class__.__name__}: {failure}",
                     endpoint=endpoint,
-                ) from None
+                )
+                if not retry:
+                    raise broken from None
+                reasons.append(f"{endpoint}: {broken}")
+                last = broken
+                continue
+        if last is not None:
+            if len(reasons) == 1:
+                raise last
+            raise EtcdUnavailable(f"no etcd endpoint answered {path}: " + "; ".join(reasons))
         raise EtcdUnavailable("no etcd endpoint reachable: " + "; ".join(reasons))
 
     # -- leases --------------------------------------------------------------------------
@@ -223,9 +258,13 @@ class EtcdClient:
             raise EtcdError(str(body["error"]), endpoint=self.endpoint)
         return Lease(_int_field(body, "ID"), _int_field(body, "TTL"))
 
-    async def keepalive(self, lease: int) -> Lease:
-        """Renew ``lease`` once; LeaseNotFound when it has expired or was revoked."""
-        body = await self.call("/lease/keepalive", {"ID": str(lease)})
+    async def keepalive(self, lease: int, timeout: float | None = None) -> Lease:
+        """Renew ``lease`` once; LeaseNotFound when it has expired or was revoked.
+
+        A renewal is safe to repeat, so a member that does not answer within ``timeout``
+        (each attempt) is passed over for the next one at once.
+        """
+        body = await self.call("/lease/keepalive", {"ID": str(lease)}, timeout, retry=True)
         result = body.get("result")
         if not isinstance(result, dict):
             raise EtcdProtocolError("keepalive answer without a result", endpoint=self.endpoint)
@@ -258,18 +297,23 @@ class EtcdClient:
         range_end: bytes | str | None = None,
         limit: int = 0,
         revision: int = 0,
+        timeout: float | None = None,
     ) -> RangeResult:
-        """Keys in ``[key, range_end)`` (just ``key`` without ``range_end``)."""
+        """Keys in ``[key, range_end)`` (just ``key`` without ``range_end``).
+
+        A read is safe to repeat: a member that does not answer within ``timeout`` (each
+        attempt) is passed over for the next one at once.
+        """
         body = range_body(key, range_end)
         if limit:
             body["limit"] = str(limit)
         if revision:
             body["revision"] = str(revision)
-        return RangeResult.from_json(await self.call("/kv/range", body))
+        return RangeResult.from_json(await self.call("/kv/range", body, timeout, retry=True))
 
-    async def get(self, key: bytes | str) -> KeyValue | None:
+    async def get(self, key: bytes | str, timeout: float | None = None) -> KeyValue | None:
         """One key, or None when it does not exist."""
-        return (await self.range(key)).first
+        return (await self.range(key, timeout=timeout)).first
 
     async def get_prefix(self, prefix: bytes | str, limit: int = 0) -> RangeResult:
         """Every key starting with ``prefix``."""
@@ -285,14 +329,19 @@ class EtcdClient:
         compare: Sequence[Compare],
         success: Sequence[Op] = (),
         failure: Sequence[Op] = (),
+        timeout: float | None = None,
+        retry: bool = False,
     ) -> TxnResult:
-        """If every comparison holds, run ``success``, else ``failure``: atomically."""
+        """If every comparison holds, run ``success``, else ``failure``: atomically.
+
+        ``retry`` only for a transaction the caller knows is safe to run twice (one that
+        timed out may have been applied)."""
         body = {
             "compare": [item.to_json() for item in compare],
             "success": [op.to_json() for op in success],
             "failure": [op.to_json() for op in failure],
         }
-        return TxnResult.from_json(await self.call("/kv/txn", body))
+        return TxnResult.from_json(await self.call("/kv/txn", body, timeout, retry))
 
     # -- watches -------------------------------------------------------------------------
 

@@ -71,19 +71,24 @@ class EtcdLike(Protocol):
     async def grant(self, ttl: int) -> Lease:
         """A new lease."""
 
-    async def keepalive(self, lease: int) -> Lease:
-        """Renew a lease (LeaseNotFound when gone)."""
+    async def keepalive(self, lease: int, timeout: float | None = None) -> Lease:
+        """Renew a lease (LeaseNotFound when gone), trying the next member on no answer."""
 
     async def revoke(self, lease: int) -> None:
         """End a lease."""
 
-    async def get(self, key: bytes | str) -> KeyValue | None:
-        """One key."""
+    async def get(self, key: bytes | str, timeout: float | None = None) -> KeyValue | None:
+        """One key, trying the next member on no answer."""
 
     async def txn(
-        self, compare: Sequence[Compare], success: Sequence[Op] = (), failure: Sequence[Op] = ()
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+        timeout: float | None = None,
+        retry: bool = False,
     ) -> TxnResult:
-        """A transaction."""
+        """A transaction (with ``retry``, repeated on the next member on no answer)."""
 
     def watch(
         self,
@@ -212,6 +217,9 @@ class LeadershipService(Service):
         self.address = address
         #: Seconds between keepalives and campaign attempts.
         self.interval = ttl / 3
+        #: The longest wait for one member's answer to a keepalive or a read: a member that
+        #: hangs is passed over for the next one while the lease has time left.
+        self.request_timeout = self.interval
         #: The leader as last seen (None: no leader, or not known).
         self.leader: Term | None = None
         #: Our own term while we lead.
@@ -271,6 +279,10 @@ class LeadershipService(Service):
         result has ``succeeded`` False and ``failure`` ran.
         """
         term, lease = self._require_leader()
+        # Not retried on another member: a transaction that timed out may have been applied,
+        # and the caller's ``compare``/``failure`` ops need not be safe to repeat. The error
+        # reaches the caller (who knows whether its write is idempotent); the next call goes
+        # to the next member, as the client rotates after any timeout.
         fence = [
             Compare.create_revision(self.key, "=", term),
             Compare.lease(self.key, "=", lease),
@@ -416,7 +428,7 @@ class LeadershipService(Service):
             self._lease_deadline = sent_at + lease.ttl
             return
         try:
-            lease = await self.client.keepalive(self._lease)
+            lease = await self.client.keepalive(self._lease, timeout=self.request_timeout)
         except LeaseNotFound:
             self._lease = None
             if self.term is not None:
@@ -450,6 +462,8 @@ class LeadershipService(Service):
     async def _campaign(self) -> None:
         assert self._lease is not None
         lease = self._lease
+        # Safe to repeat on the next member: a campaign applied whose answer was lost makes
+        # the repeat fail with the key held by our own lease, which is recognised below.
         result = await self.client.txn(
             [Compare.create_revision(self.key, "=", 0)],
             [
@@ -460,6 +474,8 @@ class LeadershipService(Service):
                 )
             ],
             [Op.get(self.key)],
+            timeout=self.request_timeout,
+            retry=True,
         )
         if result.succeeded:
             self._become_leader(result.revision, lease)
@@ -476,7 +492,7 @@ class LeadershipService(Service):
         self._ensure_watch(result.revision + 1)
 
     async def _follow(self) -> None:
-        holder = await self.client.get(self.key)
+        holder = await self.client.get(self.key, timeout=self.request_timeout)
         if holder is None:
             self._set_leader(None)
         else:
@@ -485,7 +501,7 @@ class LeadershipService(Service):
     async def _check_own_key(self) -> None:
         term = self.term
         assert term is not None
-        holder = await self.client.get(self.key)
+        holder = await self.client.get(self.key, timeout=self.request_timeout)
         if self.term != term:
             return
         if holder is None:
