@@ -880,7 +880,7 @@ class SecurityLinkTests(SynchronousTestCase):
             self.assertEqual((answer.status, answer.json["error"]), (200, 1), method)
             failed = answer.json["data"]["failed_items"]
             self.assertEqual(failed[0]["error"]["code"], 4002, method)
-            self.assertEqual(failed[0]["id"], ["999"], method)
+            self.assertEqual(failed[0]["id"], [999], method)
 
 
 class LoginTests(SynchronousTestCase):

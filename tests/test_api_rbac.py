@@ -356,14 +356,15 @@ class ApiRbacTests(SynchronousTestCase):
     def test_reserved_objects_refuse_changes(self) -> None:
         """Default roles cannot be renamed nor deleted: 4008 as a failed item, as Wazuh."""
         answer = self.api.call("PUT", "/security/roles/1", {"name": "boss"})
-        self.assertEqual(self.failed(answer), (200, 1, [(4008, ["1"])]))
+        self.assertEqual(self.failed(answer), (200, 1, [(4008, [1])]))
         self.assertEqual(answer.json["message"], "Role was not updated")
         deleted = self.api.call("DELETE", "/security/roles?role_ids=1").json
         self.assertEqual(deleted["data"]["failed_items"][0]["error"]["code"], 4008)
 
     def test_unknown_objects_are_failed_items(self) -> None:
         """Updating an unknown role, policy, rule or user answers 200, error 1, with the id
-        as the failed item and Wazuh's code (no 404, which Wazuh's description lacks)."""
+        (an integer, as Wazuh's security endpoints give it) as the failed item and Wazuh's
+        code (no 404, which Wazuh's description lacks)."""
         policy = {"actions": ["agent:read"], "resources": ["agent:id:*"], "effect": "allow"}
         cases = [
             ("/security/roles/777", {"name": "x"}, 4002),
@@ -374,10 +375,10 @@ class ApiRbacTests(SynchronousTestCase):
         ]
         for path, body, code in cases:
             answer = self.api.call("PUT", path, body)
-            self.assertEqual(self.failed(answer), (200, 1, [(code, ["777"])]), path)
+            self.assertEqual(self.failed(answer), (200, 1, [(code, [777])]), path)
             self.assertEqual(answer.json["data"]["affected_items"], [], path)
         linked = self.api.call("POST", "/security/users/777/roles?role_ids=1")
-        self.assertEqual(self.failed(linked), (200, 1, [(5001, ["777"])]))
+        self.assertEqual(self.failed(linked), (200, 1, [(5001, [777])]))
 
     def test_conflicts_are_failed_items(self) -> None:
         """A taken name or an invalid rule is the failed item of a 200 (4005, 4013, 4003)."""
@@ -388,7 +389,7 @@ class ApiRbacTests(SynchronousTestCase):
         other = self.api.call("POST", "/security/roles", {"name": "other"}).json
         other_id = other["data"]["affected_items"][0]["id"]
         renamed = self.api.call("PUT", f"/security/roles/{other_id}", {"name": "team"})
-        self.assertEqual(self.failed(renamed), (200, 1, [(4005, [str(other_id)])]))
+        self.assertEqual(self.failed(renamed), (200, 1, [(4005, [other_id])]))
         bodies = [
             {"actions": ["agent:read"], "resources": ["agent:id:*"], "effect": "allow"},
             {"actions": ["agent:read"], "resources": ["agent:id:001"], "effect": "allow"},
@@ -400,7 +401,7 @@ class ApiRbacTests(SynchronousTestCase):
             for i, body in enumerate(bodies)
         ]
         clash = self.api.call("PUT", f"/security/policies/{ids[1]}", {"name": "p0"})
-        self.assertEqual(self.failed(clash), (200, 1, [(4013, [str(ids[1])])]))
+        self.assertEqual(self.failed(clash), (200, 1, [(4013, [ids[1]])]))
         bad_rule = self.api.call("POST", "/security/rules", {"name": "r", "rule": {}})
         self.assertEqual(self.failed(bad_rule), (200, 1, [(4003, ["r"])]))
 

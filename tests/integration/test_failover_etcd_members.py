@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers import short_temp_dir
 from tests.integration.common import ClusterTestCase
 from tests.integration.etcd_history import agent_records, raft_status, read_range, writer_of
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
-from tests.integration.test_failover_real import TTL, failover_block, terms
-from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port
-from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+from tests.integration.test_failover_real import (
+    TTL,
+    candidates_cluster,
+    failover_block,
+    start_candidates,
+    started_etcd,
+    terms,
+)
+from wazuhcluster.testing.devcluster import NodeProcess
+from wazuhcluster.testing.etcd import require_etcd
 
 
 def notable(node: NodeProcess) -> str:
@@ -36,21 +42,10 @@ class RaftLeaderLostRealTests(ClusterTestCase):
         read-only, and etcd's history says every record was written by cand-a in that
         term. (A keep-alive or read held by a follower while etcd elects a new raft leader
         is given up after TTL/3 and sent to the next member.)"""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self), size=3)
-        self.addCleanup(etcd.stop)
-        etcd.start()
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        etcd = started_etcd(self, size=3)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        cluster = candidates_cluster(self, lambda name: block)
+        first, second, worker = start_candidates(self, cluster)
         [term] = terms(first)
         through_worker = [cluster.node_ports("worker1")["enrollment"]]
         [result] = enroll(through_worker, 1, "before-")
@@ -118,24 +113,14 @@ class BlackHoledMemberRealTests(ClusterTestCase):
         of enrollments through the worker: the same master and term, nobody steps down."""
         require_etcd()
         ttl = 10
-        etcd = EtcdCluster(short_temp_dir(self), size=3)
-        self.addCleanup(etcd.stop)
-        etcd.start()
+        etcd = started_etcd(self, size=3)
         proxy = FaultProxy(etcd.members[0].client_port)
         proxy.start()
         self.addCleanup(proxy.stop)
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
         direct = block_with_ttl(etcd.endpoints, ttl)
         proxied = block_with_ttl([f"http://127.0.0.1:{proxy.port}", *etcd.endpoints[1:]], ttl)
-        cluster.cluster_extra = lambda name, role: proxied if name == "cand-a" else direct
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        cluster = candidates_cluster(self, lambda name: proxied if name == "cand-a" else direct)
+        first, second, worker = start_candidates(self, cluster)
         [term] = terms(first)
         through_worker = [cluster.node_ports("worker1")["enrollment"]]
         [result] = enroll(through_worker, 1, "before-")

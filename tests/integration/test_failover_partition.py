@@ -11,15 +11,19 @@ import time
 
 from attrs import define, field
 
-from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, ClusterTestCase
 from tests.integration.etcd_history import agent_records, leader_at, read_range, writer_of
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
-from tests.integration.test_failover_real import failover_block, terms
+from tests.integration.test_failover_real import (
+    candidates_cluster,
+    failover_block,
+    start_candidates,
+    started_etcd,
+    terms,
+)
 from wazuhcluster.registry.keys import read_client_keys
-from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
-from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+from wazuhcluster.testing.devcluster import wait_for
 
 
 @define
@@ -80,26 +84,15 @@ class PartitionHistoryRealTests(ClusterTestCase):
         enrollment asked after cand-b was elected was made durable by cand-b in its term;
         every acknowledged agent is on cand-b. cand-a refuses enrollments on its own port
         while cut off, and follows cand-b once the proxy forwards again."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
+        etcd = started_etcd(self)
         endpoint = etcd.endpoints[0]
         proxy = FaultProxy(etcd.members[0].client_port)
         proxy.start()
         self.addCleanup(proxy.stop)
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
         direct = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
         proxied = failover_block([f"http://127.0.0.1:{proxy.port}"], ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: proxied if name == "cand-a" else direct
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        cluster = candidates_cluster(self, lambda name: proxied if name == "cand-a" else direct)
+        first, second, worker = start_candidates(self, cluster)
         [old_term] = terms(first)
 
         loop = EnrollLoop([cluster.node_ports("worker1")["enrollment"]], "part-")

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.helpers import short_temp_dir
@@ -47,6 +48,57 @@ def failover_block(endpoints: list[str], candidates: list[str]) -> str:
         + "      </candidates>\n"
         "    </failover>\n"
     )
+
+
+def started_etcd(test: ClusterTestCase, size: int = 1) -> EtcdCluster:
+    """A real etcd of ``size`` members on 127.0.0.1, stopped after ``test`` (skipped with one
+    line where etcd-server is missing)."""
+    require_etcd()
+    etcd = EtcdCluster(short_temp_dir(test), size=size)
+    test.addCleanup(etcd.stop)
+    etcd.start()
+    return etcd
+
+
+def candidates_cluster(
+    test: ClusterTestCase,
+    blocks: Callable[[str], str],
+    second: bool = True,
+    extra_config: Callable[[LocalCluster, str], str] | None = None,
+) -> LocalCluster:
+    """The homes of cand-a (started as the master), worker1 and, with ``second``, cand-b on a
+    cluster port of its own (the worker must move to it once it is elected); ``blocks(name)``
+    is node ``name``'s ``<failover>`` block, ``extra_config(cluster, name)`` more of its
+    configuration."""
+    cluster = LocalCluster(short_temp_dir(test), master="cand-a", workers=["worker1"])
+    cluster.cluster_extra = lambda name, role: blocks(name)
+    if extra_config is not None:
+        cluster.extra_config = lambda name, role: extra_config(cluster, name)
+    if second:
+        cluster.cluster_ports["cand-b"] = free_port()
+    cluster.write()
+    if second:
+        cluster.write_node("cand-b", "master")
+    return cluster
+
+
+def start_candidates(
+    test: ClusterTestCase, cluster: LocalCluster
+) -> tuple[NodeProcess, NodeProcess, NodeProcess]:
+    """Start cand-a and wait until it leads, then cand-b and worker1 and wait until both are
+    linked to cand-a; the three processes."""
+    first = test.start(cluster, "cand-a", "master")
+    test.wait_log(first, "Master for term")
+    second = test.start(cluster, "cand-b", "master")
+    worker = test.start(cluster, "worker1", "worker")
+    test.wait_log(second, "Successfully connected to master cand-a")
+    test.wait_log(worker, "Successfully connected to master cand-a")
+    return first, second, worker
+
+
+def api_on_candidates(cluster: LocalCluster, name: str) -> str:
+    """An API on each candidate (none on the workers)."""
+    return api_block(cluster, name) if name.startswith("cand-") else ""
 
 
 def api_block(cluster: LocalCluster, name: str) -> str:
@@ -95,29 +147,13 @@ class FailoverRealTests(ClusterTestCase):
         An agent added through the API is there too. The API follows the master: the
         health URL answers 200 on the master and 503 on the other candidate, whose API
         names the master; after the kill cand-b serves it."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        etcd = started_etcd(self)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        # cand-b listens on its own cluster port when elected: the worker must move to it.
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.extra_config = lambda name, role: (
-            api_block(cluster, name) if name.startswith("cand-") else ""
-        )
-        cluster.write()
-        cluster.write_node("cand-b", "master")
+        cluster = candidates_cluster(self, lambda name: block, extra_config=api_on_candidates)
         add_user(api_dir(cluster.home("cand-a")) / "users.json", API_USER, API_PASSWORD)
         api_a, api_b = cluster.node_ports("cand-a")["api"], cluster.node_ports("cand-b")["api"]
 
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(second, "Successfully connected to master cand-a")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        first, second, worker = start_candidates(self, cluster)
         self.assertTrue(wait_for(lambda: https(api_a, "GET", HEALTH)[0] == 200, DEADLINE))
         status, body = https(api_b, "GET", HEALTH)
         self.assertEqual((status, body.get("current_master")), (503, "cand-a"), body)
@@ -220,17 +256,14 @@ class EtcdLostRealTests(ClusterTestCase):
         URL says read_only, -i says so. etcd restarted: it is elected again, its services
         restart through the take-over, the worker links to it and an enrollment through the
         worker gets a key."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        etcd = started_etcd(self)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        cluster.extra_config = lambda name, role: (
-            api_block(cluster, name) if name == "cand-a" else ""
+        cluster = candidates_cluster(
+            self,
+            lambda name: block,
+            second=False,
+            extra_config=lambda cluster, name: api_block(cluster, name) if name == "cand-a" else "",
         )
-        cluster.write()
         api = cluster.node_ports("cand-a")["api"]
         master = self.start(cluster, "cand-a", "master")
         worker = self.start(cluster, "worker1", "worker")
@@ -301,22 +334,10 @@ class KillDuringBurstRealTests(ClusterTestCase):
         120 of their keys. Every agent that got ``OSSEC K:`` is on cand-b after the take-over
         with the same id and key (and on the worker after the next sync), no id was given
         twice, and the next enrollment gets a new id."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        etcd = started_etcd(self)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(second, "Successfully connected to master cand-a")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        cluster = candidates_cluster(self, lambda name: block)
+        first, second, worker = start_candidates(self, cluster)
 
         port = cluster.node_ports("worker1")["enrollment"]
         burst = subprocess.Popen(
@@ -393,25 +414,14 @@ class PartitionRealTests(ClusterTestCase):
         acknowledged agent is on cand-b with its id and key, no id twice; cand-a keeps
         refusing while cut off, and runs as a worker following cand-b once the proxy
         forwards again (what it held back is delivered late and must change nothing)."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
+        etcd = started_etcd(self)
         proxy = FaultProxy(etcd.members[0].client_port)
         proxy.start()
         self.addCleanup(proxy.stop)
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
         direct = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
         proxied = failover_block([f"http://127.0.0.1:{proxy.port}"], ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: proxied if name == "cand-a" else direct
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        cluster = candidates_cluster(self, lambda name: proxied if name == "cand-a" else direct)
+        first, second, worker = start_candidates(self, cluster)
         through_worker = [cluster.node_ports("worker1")["enrollment"]]
         before = enroll(through_worker, 5, "before-")
         self.assertTrue(all("id" in result for result in before), before)
@@ -464,21 +474,10 @@ class ThreeMemberEtcdRealTests(ClusterTestCase):
         node's client tries the next endpoint): the master keeps its term, nobody steps
         down, and enrollments through the worker are still acknowledged (but at most the one
         in flight to the killed member, refused as not stored)."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self), size=3)
-        self.addCleanup(etcd.stop)
-        etcd.start()
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        etcd = started_etcd(self, size=3)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
-        first = self.start(cluster, "cand-a", "master")
-        self.wait_log(first, "Master for term")
-        second = self.start(cluster, "cand-b", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(worker, "Successfully connected to master cand-a")
+        cluster = candidates_cluster(self, lambda name: block)
+        first, second, worker = start_candidates(self, cluster)
         through_worker = [cluster.node_ports("worker1")["enrollment"]]
         [result] = enroll(through_worker, 1, "before-")
         self.assertIn("id", result, result)

@@ -18,14 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, REPO, ClusterTestCase
 from tests.integration.etcd_history import agent_records, writer_of
 from tests.integration.test_enrollment_real import enroll
-from tests.integration.test_failover_real import failover_block, terms
+from tests.integration.test_failover_real import (
+    candidates_cluster,
+    failover_block,
+    started_etcd,
+    terms,
+)
 from wazuhcluster.registry.keys import read_client_keys
-from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
-from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+from wazuhcluster.testing.devcluster import NodeProcess, wait_for
 
 ROUNDS = int(os.environ.get("WAZUHCLUSTER_FAILOVER_ROUNDS", "3"))
 #: Agents per burst, and how many of them the worker holds when the master is killed.
@@ -59,17 +62,10 @@ class FailoverSoakRealTests(ClusterTestCase):
         and links to the new master as the next round's standby. At the end etcd's history
         names one master for each term that wrote an acknowledged agent, and every
         acknowledged agent of every round is on the last master and on the worker."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
+        etcd = started_etcd(self)
         endpoint = etcd.endpoints[0]
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.write()
-        cluster.write_node("cand-b", "master")
+        cluster = candidates_cluster(self, lambda name: block)
         nodes = {"cand-a": self.start(cluster, "cand-a", "master")}
         self.wait_log(nodes["cand-a"], "Master for term")
         nodes["cand-b"] = self.start(cluster, "cand-b", "master")

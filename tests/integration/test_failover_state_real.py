@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import base64
 
-from tests.helpers import short_temp_dir
 from tests.integration.common import DEADLINE, ClusterTestCase, control
-from tests.integration.test_failover_real import api_block, failover_block, https
+from tests.integration.test_failover_real import (
+    api_on_candidates,
+    candidates_cluster,
+    failover_block,
+    https,
+    started_etcd,
+)
 from wazuhcluster.api.users import add_user
 from wazuhcluster.config.api_settings import api_dir
-from wazuhcluster.testing.devcluster import LocalCluster, free_port, wait_for
-from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+from wazuhcluster.testing.devcluster import wait_for
 
 CONF = (
     b"<agent_config>\n  <localfile>\n    <location>/var/log/failover-web.log</location>\n"
@@ -51,19 +55,9 @@ class FailoverStateRealTests(ClusterTestCase):
         only then cand-b starts (its disk never saw the files): elected, it has both on
         its disk and web in its registry, worker1 (relinked to cand-b) keeps them, and the
         API user logs in on cand-b."""
-        require_etcd()
-        etcd = EtcdCluster(short_temp_dir(self))
-        self.addCleanup(etcd.stop)
-        etcd.start()
-        cluster = LocalCluster(short_temp_dir(self), master="cand-a", workers=["worker1"])
+        etcd = started_etcd(self)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
-        cluster.cluster_extra = lambda name, role: block
-        cluster.cluster_ports["cand-b"] = free_port()
-        cluster.extra_config = lambda name, role: (
-            api_block(cluster, name) if name.startswith("cand-") else ""
-        )
-        cluster.write()
-        cluster.write_node("cand-b", "master")
+        cluster = candidates_cluster(self, lambda name: block, extra_config=api_on_candidates)
         add_user(api_dir(cluster.home("cand-a")) / "users.json", API_USER, API_PASSWORD)
 
         first = self.start(cluster, "cand-a", "master")

@@ -271,10 +271,10 @@ def too_large(limit: int, size: int | None) -> ApiError:
     )
 
 
-def failed_item(code: int, ids: Iterable[str]) -> dict[str, Any]:
-    """One ``failed_items`` entry: the error of ``code`` shared by ``ids``."""
+def failed_item(code: int, ids: Iterable[str | int]) -> dict[str, Any]:
+    """One ``failed_items`` entry: the error of ``code`` shared by ``ids`` (numbers first)."""
     known = CODES[code]
     error: dict[str, Any] = {"code": code, "message": known.message}
     if known.remediation is not None:
         error["remediation"] = known.remediation
-    return {"error": error, "id": sorted(ids)}
+    return {"error": error, "id": sorted(ids, key=lambda i: (isinstance(i, str), i))}

@@ -7,7 +7,7 @@ done) and an error level; :func:`envelope` builds that shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -32,7 +32,7 @@ class Reply:
 
 def envelope(
     items: list[Any],
-    failed: Mapping[int, list[str]],
+    failed: Mapping[int, Sequence[str | int]],
     all_msg: str,
     some_msg: str,
     none_msg: str,
@@ -61,6 +61,12 @@ def envelope(
     if extra:
         data.update(extra)
     return {"data": data, "message": message, "error": error}
+
+
+def numeric_ids(failed: Mapping[int, list[str]]) -> dict[int, list[str | int]]:
+    """``failed`` with its decimal ids as numbers: Wazuh's security endpoints name roles,
+    policies, rules and users by their integer ids in ``failed_items``."""
+    return {code: [int(i) if i.isdecimal() else i for i in ids] for code, ids in failed.items()}
 
 
 def add_failure(failed: dict[int, list[str]], code: int, item: str) -> None:

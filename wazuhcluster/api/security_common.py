@@ -22,7 +22,7 @@ from wazuhcluster.api import params as p
 from wazuhcluster.api.auth import TokenAuthority
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
-from wazuhcluster.api.replies import Reply, add_failure, envelope
+from wazuhcluster.api.replies import Reply, add_failure, envelope, numeric_ids
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.security_store import SecurityConflict, SecurityState
 from wazuhcluster.api.users import UsersError, UserStore
@@ -125,7 +125,7 @@ class SecurityContext:
             f"Some {what} were not returned",
             f"No {what} were returned",
         )
-        return Reply(envelope(page, failed, *msgs, total))
+        return Reply(envelope(page, numeric_ids(failed), *msgs, total))
 
     async def users_file(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``function`` over users.json in a thread (its refusals answer 400)."""

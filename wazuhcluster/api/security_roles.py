@@ -18,7 +18,7 @@ from typing import Any
 from wazuhcluster.api import params as p
 from wazuhcluster.api import rbac
 from wazuhcluster.api.errors import bad_request, wazuh_error
-from wazuhcluster.api.replies import Reply, add_failure, envelope
+from wazuhcluster.api.replies import Reply, add_failure, envelope, numeric_ids
 from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.security_common import (
     ID_LIST,
@@ -92,7 +92,7 @@ class RoleEndpoints:
             raise wazuh_error(4001)
         name = _name(body)
         reply = await self._one(
-            str(role_id),
+            role_id,
             _custom_failure(role_id, self.context.state.roles, 4002),
             lambda db: SecurityDatabase.rename_role(db, role_id, name),
             lambda _: self.context.role_view(role_id),
@@ -104,14 +104,15 @@ class RoleEndpoints:
 
     async def _one(
         self,
-        item: str,
+        item: str | int,
         refused: int | None,
         change: Callable[[sqlite3.Connection], Any],
         view: Callable[[Any], dict[str, Any]],
         messages: tuple[str, str],
     ) -> Reply:
         """Create or change one object as Wazuh does: a refusal (``refused``, or a conflict
-        of the store) is the failed ``item`` of a 200 answer with error 1, not an error."""
+        of the store) is the failed ``item`` (a name, or an object's integer id) of a 200
+        answer with error 1, not an error."""
         done, none = messages
         if refused is None:
             try:
@@ -154,7 +155,7 @@ class RoleEndpoints:
             f"Some {what} were not deleted",
             f"No {what} were deleted",
         )
-        return deleted, Reply(envelope(views, failed, *msgs))
+        return deleted, Reply(envelope(views, numeric_ids(failed), *msgs))
 
     def _view_of(self, table: str, object_id: int) -> dict[str, Any]:
         if table == "roles":
@@ -196,7 +197,7 @@ class RoleEndpoints:
         name = _name(body) if "name" in body else None
         policy = _policy(body["policy"]) if "policy" in body else None
         reply = await self._one(
-            str(policy_id),
+            policy_id,
             _custom_failure(policy_id, self.context.state.policies, 4007),
             lambda db: SecurityDatabase.update_body(db, "policies", policy_id, name, policy),
             lambda _: self.context.policy_view(policy_id),
@@ -253,7 +254,7 @@ class RoleEndpoints:
         if refused is None and rule is not None and not rbac.valid_rule(rule):
             refused = 4003
         reply = await self._one(
-            str(rule_id),
+            rule_id,
             refused,
             lambda db: SecurityDatabase.update_body(db, "rules", rule_id, name, rule),
             lambda _: self.context.rule_view(rule_id),
@@ -401,7 +402,7 @@ class RoleEndpoints:
             f"No {what} were {verb} role {role_id}",
         )
         items = [self.context.role_view(role_id)] if done else []
-        return Reply(envelope(items, failed, *msgs))
+        return Reply(envelope(items, numeric_ids(failed), *msgs))
 
     # --- routes -------------------------------------------------------------------------
     def routes(self) -> list[Route]:

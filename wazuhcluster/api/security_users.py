@@ -14,7 +14,7 @@ from typing import Any
 from wazuhcluster.api import params as p
 from wazuhcluster.api import rbac
 from wazuhcluster.api.errors import bad_request, wazuh_error
-from wazuhcluster.api.replies import Reply, add_failure, envelope
+from wazuhcluster.api.replies import Reply, add_failure, envelope, numeric_ids
 from wazuhcluster.api.routes import Call, Route
 from wazuhcluster.api.security_common import (
     ID_LIST,
@@ -109,7 +109,7 @@ class UserEndpoints:
         user = self.context.users.by_id(user_id)
         if user is None:
             # Wazuh answers an unknown user as the failed item of a 200 (no 404 described).
-            return Reply(envelope([], {5001: [str(user_id)]}, msgs[0], msgs[1], msgs[1]))
+            return Reply(envelope([], {5001: [user_id]}, msgs[0], msgs[1], msgs[1]))
         hashed = await self.context.run_in_thread(hash_password, body["password"])
         updated = await self.context.users_file(
             update_user, user.name, hash=hashed, changed=self.context.tokens.clock()
@@ -127,7 +127,7 @@ class UserEndpoints:
         none = f"The parameter allow_run_as could not be {word} for the user"
         user = self.context.users.by_id(user_id)
         if user is None:
-            return Reply(envelope([], {5001: [str(user_id)]}, done, none, none))
+            return Reply(envelope([], {5001: [user_id]}, done, none, none))
         updated = await self.context.users_file(update_user, user.name, allow_run_as=allow)
         await self.context.tokens.revoke(user.name)
         return Reply(envelope([updated.public()], {}, done, none, none))
@@ -158,7 +158,7 @@ class UserEndpoints:
             "Some users were not deleted",
             "No user was deleted",
         )
-        return Reply(envelope(deleted, failed, *msgs))
+        return Reply(envelope(deleted, numeric_ids(failed), *msgs))
 
     async def link_user_roles(self, call: Call) -> Reply:
         """POST /security/users/{user_id}/roles: give a user roles (at ``position``)."""
@@ -173,7 +173,7 @@ class UserEndpoints:
         )
         if user is None or user.id <= rbac.MAX_RESERVED_ID:
             # Wazuh answers both as the user's failed item in a 200.
-            return Reply(envelope([], {5001 if user is None else 4008: [str(user_id)]}, *msgs))
+            return Reply(envelope([], {5001 if user is None else 4008: [user_id]}, *msgs))
         failed: dict[int, list[str]] = {}
         wanted = [str(i) for i in call.params["role_ids"]]
         kept = call.access.select("security:update", "role:id", wanted, failed, True)
@@ -189,10 +189,10 @@ class UserEndpoints:
                 roles.insert(min(at, len(roles)), role_id)
                 at += 1
         if tuple(roles) == user.roles:
-            return Reply(envelope([], failed, *msgs))
+            return Reply(envelope([], numeric_ids(failed), *msgs))
         updated = await self.context.users_file(update_user, user.name, roles=tuple(roles))
         await self.context.tokens.revoke(user.name)
-        return Reply(envelope([updated.public()], failed, *msgs))
+        return Reply(envelope([updated.public()], numeric_ids(failed), *msgs))
 
     async def unlink_user_roles(self, call: Call) -> Reply:
         """DELETE /security/users/{user_id}/roles: take roles from a user."""
@@ -205,7 +205,7 @@ class UserEndpoints:
             f"No role was unlinked from user {user.name}",
         )
         if user.id <= rbac.MAX_RESERVED_ID:
-            return Reply(envelope([], {4008: [str(user_id)]}, *msgs))
+            return Reply(envelope([], {4008: [user_id]}, *msgs))
         requested = call.params["role_ids"]
         everyone = "all" in requested
         wanted = [str(r) for r in user.roles] if everyone else [str(i) for i in requested]
@@ -221,10 +221,10 @@ class UserEndpoints:
             else:
                 roles.remove(role_id)
         if tuple(roles) == user.roles:
-            return Reply(envelope([], failed, *msgs))
+            return Reply(envelope([], numeric_ids(failed), *msgs))
         updated = await self.context.users_file(update_user, user.name, roles=tuple(roles))
         await self.context.tokens.revoke(user.name)
-        return Reply(envelope([updated.public()], failed, *msgs))
+        return Reply(envelope([updated.public()], numeric_ids(failed), *msgs))
 
     # --- routes -------------------------------------------------------------------------
     def run_as_routes(self) -> list[Route]:
