@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -121,19 +122,19 @@ class DemoTests(SynchronousTestCase):
         self.assertIn("Stopped 2 agent simulator(s), 3 nodes.", out.splitlines())
 
 
-class DemoNodeDeathTests(SynchronousTestCase):
-    """``kill -9`` of the master, then of a worker, as the demo's last lines suggest: the
-    demo reports each death, keeps the other nodes running and starts the dead one again."""
+class StoryTestCase(SynchronousTestCase):
+    """Runs a demo script the way a user does and follows what it prints."""
 
-    def test_demo_survives_kill_9(self) -> None:
-        """The master and worker1 are each killed once; the demo says so, restarts them,
-        the restarted master serves its control socket (its cluster.log says it removed
-        the stale lock), and the demo still stops cleanly on SIGTERM."""
-        base = short_temp_dir(self)
+    def run_story(
+        self, base: Path, script: str, *extra: str
+    ) -> tuple[subprocess.Popen[str], Callable[[str], re.Match[str]]]:
+        """Start ``wazuhcluster.scripts.<script>`` in ``base`` (restarting killed nodes
+        after 2 s; SIGTERM at cleanup); the process, and a function that waits up to
+        TIMEOUT for the next printed line matching a pattern (failing with the lines seen)."""
         process = subprocess.Popen(
             [
                 sys.executable,
-                *("-m", "wazuhcluster.scripts.demo", "--dir", "demo", "--no-nginx"),
+                *("-m", f"wazuhcluster.scripts.{script}", "--dir", "demo", *extra),
                 *("--restart-after", "2"),
             ],
             cwd=base,
@@ -174,6 +175,20 @@ class DemoNodeDeathTests(SynchronousTestCase):
                 if found:
                     return found
             self.fail(f"no line matching {pattern!r}:\n" + "\n".join(said[-60:]))
+
+        return process, wait_line
+
+
+class DemoNodeDeathTests(StoryTestCase):
+    """``kill -9`` of the master, then of a worker, as the demo's last lines suggest: the
+    demo reports each death, keeps the other nodes running and starts the dead one again."""
+
+    def test_demo_survives_kill_9(self) -> None:
+        """The master and worker1 are each killed once; the demo says so, restarts them,
+        the restarted master serves its control socket (its cluster.log says it removed
+        the stale lock), and the demo still stops cleanly on SIGTERM."""
+        base = short_temp_dir(self)
+        process, wait_line = self.run_story(base, "demo", "--no-nginx")
 
         master_pid = int(wait_line(r"kill -9 (\d+)   # the master")[1])
         worker_pid = int(wait_line(r"kill -9 (\d+)   # worker1")[1])
@@ -198,7 +213,7 @@ class DemoNodeDeathTests(SynchronousTestCase):
         self.assertEqual(processes_under(base), [], "the demo left processes running")
 
 
-class DemoFailoverTests(SynchronousTestCase):
+class DemoFailoverTests(StoryTestCase):
     """``make demo FAILOVER=1``: kill -9 of the master, as the demo suggests, and the other
     candidate takes over with the agents still reporting."""
 
@@ -208,50 +223,7 @@ class DemoFailoverTests(SynchronousTestCase):
         then master-a started again; SIGTERM stops everything, etcd included."""
         require_etcd()
         base = short_temp_dir(self)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                *("-m", "wazuhcluster.scripts.demo_failover", "--dir", "demo"),
-                *("--restart-after", "2"),
-            ],
-            cwd=base,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        said: list[str] = []
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-
-        threading.Thread(target=read, daemon=True).start()
-
-        def stop() -> None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
-
-        self.addCleanup(stop)
-
-        def wait_line(pattern: str) -> re.Match[str]:
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                try:
-                    line = lines.get(timeout=1)
-                except queue.Empty:
-                    if process.poll() is not None:
-                        break
-                    continue
-                said.append(line)
-                found = re.search(pattern, line)
-                if found:
-                    return found
-            self.fail(f"no line matching {pattern!r}:\n" + "\n".join(said[-60:]))
+        process, wait_line = self.run_story(base, "demo_failover")
 
         wait_line(r"master-a elected master")
         wait_line(r"20 agents active on master-a after")

@@ -21,12 +21,11 @@ from typing import Any
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
 from wazuhcluster.api.agent_data import AgentDataUnavailable, listing_to_json
-from wazuhcluster.api.agent_listing import visible_agents
+from wazuhcluster.api.agent_listing import active_targets
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope
 from wazuhcluster.api.routes import Call, Route
-from wazuhcluster.registry.model import Agent
 
 _TEXT = p.text
 #: The text filters of an agent's SCA policies and of one policy's checks (Wazuh's names).
@@ -258,24 +257,9 @@ class AgentDataEndpoints:
         scans here) with 1703, ids the caller may not use with 4000.
         """
         agents = await self.context.registry.list_agents()
-        by_id = {agent.id: agent for agent in agents}
         failed: dict[int, list[str]] = {}
         wanted = call.params.get("agents_list")
-        allowed, kept, _ = visible_agents(call.access, f"{module}:run", agents, wanted, failed)
-        chosen: list[Agent] = []
-        if kept is None:
-            chosen = [agent for agent in allowed if agent.connection_status == "active"]
-        else:
-            for agent_id in kept:
-                agent = by_id.get(agent_id)
-                if agent_id == "000":
-                    add_failure(failed, 1703, agent_id)
-                elif agent is None:
-                    add_failure(failed, 1701, agent_id)
-                elif agent.connection_status != "active":
-                    add_failure(failed, 1707, agent_id)
-                else:
-                    chosen.append(agent)
+        chosen = active_targets(call.access, f"{module}:run", agents, wanted, failed)
         sent: list[str] = []
         if chosen:
             by_node: dict[str, list[str]] = {}

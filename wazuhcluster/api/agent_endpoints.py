@@ -17,6 +17,7 @@ from wazuhcluster.api.agent_force import force_rules
 from wazuhcluster.api.agent_listing import (
     AGENT_FILTERS,
     AGENT_STATUSES,
+    active_targets,
     agent_page,
     agent_views,
     legacy_filters,
@@ -298,24 +299,9 @@ class AgentEndpoints:
     async def reconnect(self, call: Call) -> Reply:
         """PUT /agents/reconnect: ask active agents to reconnect (through the node's hook)."""
         agents = await self.context.registry.list_agents()
-        by_id = {agent.id: agent for agent in agents}
         failed: dict[int, list[str]] = {}
         wanted = call.params.get("agents_list")
-        chosen: list[Agent] = []
-        allowed, kept, _ = visible_agents(call.access, "agent:reconnect", agents, wanted, failed)
-        if kept is None:
-            chosen = [agent for agent in allowed if agent.connection_status == "active"]
-        else:
-            for agent_id in kept:
-                agent = by_id.get(agent_id)
-                if agent_id == "000":
-                    add_failure(failed, 1703, agent_id)
-                elif agent is None:
-                    add_failure(failed, 1701, agent_id)
-                elif agent.connection_status != "active":
-                    add_failure(failed, 1707, agent_id)
-                else:
-                    chosen.append(agent)
+        chosen = active_targets(call.access, "agent:reconnect", agents, wanted, failed)
         ids = sorted(agent.id for agent in chosen)
         hook = self.context.hooks.reconnect
         if ids and hook is not None:

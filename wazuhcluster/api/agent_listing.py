@@ -151,6 +151,34 @@ def visible_agents(
     return [a for a in agents if a.id in chosen], None, "000" in chosen
 
 
+def active_targets(
+    access: Access,
+    action: str,
+    agents: list[Agent],
+    requested: Sequence[str] | None,
+    failed: dict[int, list[str]],
+) -> list[Agent]:
+    """The active agents a command for ``action`` goes to: without ``requested`` every one
+    the caller may act on; with it, the allowed ids, where 000 (the manager gets no agent
+    command) fails with 1703, an unknown id with 1701 and an agent not active with 1707."""
+    allowed, kept, _ = visible_agents(access, action, agents, requested, failed)
+    if kept is None:
+        return [agent for agent in allowed if agent.connection_status == "active"]
+    by_id = {agent.id: agent for agent in agents}
+    chosen: list[Agent] = []
+    for agent_id in kept:
+        agent = by_id.get(agent_id)
+        if agent_id == "000":
+            add_failure(failed, 1703, agent_id)
+        elif agent is None:
+            add_failure(failed, 1701, agent_id)
+        elif agent.connection_status != "active":
+            add_failure(failed, 1707, agent_id)
+        else:
+            chosen.append(agent)
+    return chosen
+
+
 def agent_page(
     context: EndpointContext,
     agents: list[Agent],
