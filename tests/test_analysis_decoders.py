@@ -261,6 +261,123 @@ class RegexAndOrderTests(DecoderTestCase):
         self.assertEqual(info.static, {"dstuser": "bob", "srcip": "10.1.2.3"})
 
 
+class LeftoverCaptureTests(DecoderTestCase):
+    """Captures of a PCRE2 program name or prematch that no regex used (Wazuh's one match
+    buffer per event: a PCRE2 match fills it only when a group took part, an OS_Regex
+    evaluation empties it, a regex's order consumes it)."""
+
+    def test_capture_free_pcre2_regex_takes_the_prematch_captures(self) -> None:
+        """A PCRE2 regex without groups gives its order the PCRE2 prematch's captures."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P user=(\\w+) ip=(\\S+)</prematch>
+  <regex type="pcre2">done$</regex>
+  <order>user, srcip</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P user=bob ip=10.0.0.9 done")
+        self.assertEqual(info.static, {"dstuser": "bob", "srcip": "10.0.0.9"})
+
+    def test_regex_groups_replace_the_prematch_captures(self) -> None:
+        """A PCRE2 regex whose groups took part uses only its own."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P (\\w+) (\\w+)</prematch>
+  <regex type="pcre2">to (\\w+)</regex>
+  <order>user, srcip</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P a b to c")
+        self.assertEqual(info.static, {"dstuser": "c"})
+
+    def test_regex_groups_that_did_not_take_part_leave_the_captures(self) -> None:
+        """A PCRE2 regex whose optional groups all stayed out reports none: the prematch's
+        captures fill its order (pcre2_match returned 1)."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P (\\w+)</prematch>
+  <regex type="pcre2">end(?: (\\d+))?</regex>
+  <order>user</order>
+</decoder>
+"""
+        engine = self.engine(decoders)
+        self.assertEqual(self.decode(engine, "P bob end").static, {"dstuser": "bob"})
+        self.assertEqual(self.decode(engine, "P bob end 7").static, {"dstuser": "7"})
+
+    def test_osregex_regex_empties_the_captures(self) -> None:
+        """An OS_Regex regex empties the buffer even without groups: no field."""
+        decoders = """
+<decoder name="p"><prematch type="pcre2">^P (\\w+)</prematch>
+  <regex>done$</regex>
+  <order>user</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "P bob done")
+        self.assertEqual(info.static, {})
+        self.assertEqual(info.fields, [])
+
+    def test_failed_child_prematch_clears_or_keeps_by_type(self) -> None:
+        """The parent's captures reach a capture-free child regex unless a child prematch
+        tried in between was an OS_Regex (which empties the buffer even when it fails)."""
+        template = """
+<decoder name="p"><prematch type="pcre2">^P (\\w+)</prematch></decoder>
+<decoder name="p-no"><parent>p</parent><prematch type="TYPE">^nomatch</prematch></decoder>
+<decoder name="p-any"><parent>p</parent>
+  <regex type="pcre2">\\d+$</regex>
+  <order>user</order>
+</decoder>
+"""
+        kept = self.decode(self.engine(template.replace("TYPE", "pcre2")), "P bob 42")
+        self.assertEqual(kept.static, {"dstuser": "bob"})
+        cleared = self.decode(self.engine(template.replace("TYPE", "osregex")), "P bob 42")
+        self.assertEqual(cleared.static, {})
+
+    def test_program_name_captures_and_single_use(self) -> None:
+        """A PCRE2 program name's captures fill a capture-free PCRE2 regex; once an order
+        used them, the next sibling's capture-free regex gets nothing."""
+        decoders = """
+<decoder name="app"><program_name type="pcre2">^app-(\\w+)</program_name></decoder>
+<decoder name="app-x"><parent>app</parent>
+  <regex type="pcre2">^go</regex>
+  <order>user</order>
+</decoder>
+<decoder name="app-x"><parent>app</parent>
+  <regex type="pcre2" offset="after_regex">now$</regex>
+  <order>srcip</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "Feb  1 10:00:00 h app-web[1]: go now")
+        self.assertEqual(info.static, {"dstuser": "web"})
+
+    def test_captures_of_an_earlier_root_reach_a_later_one(self) -> None:
+        """A root whose PCRE2 program name matched but whose prematch failed leaves its
+        captures to the next root tried (as Wazuh walks every root in order)."""
+        decoders = """
+<decoder name="first"><program_name type="pcre2">^app-(\\w+)</program_name>
+  <prematch type="pcre2">^never</prematch>
+</decoder>
+<decoder name="second"><program_name>app-</program_name>
+  <regex type="pcre2">^go</regex>
+  <order>user</order>
+</decoder>
+"""
+        info = self.decode(self.engine(decoders), "Feb  1 10:00:00 h app-web[1]: go")
+        assert info.decoder is not None
+        self.assertEqual(info.decoder.name, "second")
+        self.assertEqual(info.static, {"dstuser": "web"})
+
+    def test_leftovers_do_not_cross_events(self) -> None:
+        """Captures no regex used are forgotten at the end of the event (Wazuh keeps them per
+        decoding thread, which depends on which thread takes the next event)."""
+        decoders = """
+<decoder name="a"><prematch type="pcre2">^A (\\w+)</prematch></decoder>
+<decoder name="b"><prematch type="pcre2">^B</prematch>
+  <regex type="pcre2">x$</regex>
+  <order>user</order>
+</decoder>
+"""
+        engine = self.engine(decoders)
+        self.decode(engine, "A bob")
+        self.assertEqual(self.decode(engine, "B x").static, {})
+
+
 class JSONDecoderTests(DecoderTestCase):
     """The JSON_Decoder plugin."""
 

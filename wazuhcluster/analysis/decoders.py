@@ -9,6 +9,12 @@ it, extract the fields. A child is reported under its parent's name unless ``use
 To keep a line to a handful of pattern tests, roots are pre-filtered: the candidates for a
 program name are cached, and roots without one are indexed by the first character their
 anchored prematch can accept.
+
+Wazuh keeps one buffer of captured groups per event: a PCRE2 program name, prematch or regex
+fills it when one of its groups took part in the match, any OS_Regex evaluation empties it,
+and a regex's ``<order>`` takes what it holds and leaves it empty. So a PCRE2 regex without
+groups (or whose groups all stayed out) fills its order with the captures of the PCRE2
+program name or prematch before it; :func:`_decode_with` carries that buffer (``held``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ AFTER_PREMATCH = "after_prematch"
 AFTER_REGEX = "after_regex"
 
 Plugin = Callable[[DecodedBy, EventInfo], None]
+
+# What evaluating a program name or prematch does to the event's captured groups.
+KEEPS = 0  # OS_Match, or PCRE2 without groups: the buffer is left as it is
+EMPTIES = 1  # OS_Regex: emptied, matched or not (a prematch OS_Regex captures nothing)
+FILLS = 2  # PCRE2 with groups: replaced when one of them took part in a match
 
 # Decoders analysisd builds in (FIM, rootcheck, inventory...); rules may name them.
 INTERNAL_DECODERS = frozenset(
@@ -88,6 +99,9 @@ class Decoder:
     prematch_pieces: tuple[tuple[str, ...], ...] = ()
     prematch_exact: tuple[str, ...] = ()
     regex_keys: tuple[str, ...] = ()
+    program_name_effect: int = KEEPS
+    prematch_effect: int = KEEPS
+    regex_empties: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.reported_name:
@@ -103,6 +117,27 @@ class Decoder:
         elif isinstance(self.prematch, PCRE2) and self.prematch.required:
             self.prematch_exact = self.prematch.required
         self.regex_keys = _keys(self.regex)
+        self.program_name_effect = _effect(self.program_name)
+        self.prematch_effect = _effect(self.prematch)
+        self.regex_empties = isinstance(self.regex, (OSRegex, LiteralRegex))
+
+
+def _effect(expression: Expression | None) -> int:
+    """What matching ``expression`` does to the captures buffer (KEEPS, EMPTIES, FILLS)."""
+    if isinstance(expression, (OSRegex, LiteralRegex)):
+        return EMPTIES
+    if isinstance(expression, PCRE2) and expression.combined.groups:
+        return FILLS
+    return KEEPS
+
+
+def _held_after(effect: int, found: tuple[list[str], int] | None, held: list[str]) -> list[str]:
+    """The captures buffer after an expression with ``effect`` gave ``found``."""
+    if effect == EMPTIES:
+        return []
+    if effect == FILLS and found is not None and found[0]:
+        return found[0]
+    return held
 
 
 _CLASS_CHARS = {
@@ -164,6 +199,8 @@ class DecoderSet:
             for char in chars or ():
                 self._starts.setdefault(char, set()).add(position)
         self._by_start: dict[str, tuple[Decoder, ...]] = {}
+        # Only a PCRE2 program name with groups can leave captures to a later root.
+        self._program_captures = any(d.program_name_effect == FILLS for d in with_program)
 
     def __len__(self) -> int:
         return len(self.with_program) + len(self.without_program)
@@ -205,8 +242,28 @@ class DecoderSet:
                 continue
             if root.prematch_exact and not _viable((root.prematch_exact,), event.log):
                 continue
-            if _decode_with(root, event):
+            held: list[str] = []
+            if self._program_captures and event.program_name is not None:
+                held = self._held_before(root, event.program_name)
+            if _decode_with(root, event, held):
                 return
+
+    def _held_before(self, chosen: Decoder, program: str) -> list[str]:
+        """The captures the roots Wazuh tries before ``chosen`` leave (each program name
+        is matched, and when it matches, the prematch, which failed or ``chosen`` would not
+        be tried)."""
+        held: list[str] = []
+        for root in self.with_program:
+            if root is chosen:
+                break
+            expression = root.program_name
+            if expression is None:
+                continue
+            found = expression.extract(program)
+            held = _held_after(root.program_name_effect, found, held)
+            if found is not None and root.prematch_effect == EMPTIES:
+                held = []
+        return held
 
 
 def _viable(pieces: tuple[tuple[str, ...], ...], low: str) -> bool:
@@ -234,9 +291,15 @@ def _keys(expression: Expression | None) -> tuple[str, ...]:
     return expression.keys if isinstance(expression, OSRegex) else ()
 
 
-def _decode_with(root: Decoder, event: EventInfo) -> bool:
+def _decode_with(root: Decoder, event: EventInfo, held: list[str]) -> bool:
     log = event.log
     after_parent = 0
+    if root.program_name_effect and event.program_name is not None:
+        assert root.program_name is not None
+        if root.program_name_effect == FILLS:
+            held = _held_after(FILLS, root.program_name.extract(event.program_name), held)
+        else:
+            held = []
     if root.prematch is not None:
         if _absent(root.prematch_keys, event.log_lower):
             return False
@@ -244,6 +307,8 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
         if found is None:
             return False
         after_parent = found[1]
+        if root.prematch_effect:
+            held = _held_after(root.prematch_effect, found, held)
     event.decoder = root
     event.log_after_prematch = log[after_parent:]
     event.log_after_parent = log[after_parent:]
@@ -269,6 +334,8 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
             else:
                 found = child.prematch.extract(log)
             base = after_parent if child.prematch_offset == AFTER_PARENT else 0
+            if child.prematch_effect:
+                held = _held_after(child.prematch_effect, found, held)
             if found is not None:
                 after_prematch = base + found[1]
                 event.decoder = child
@@ -283,7 +350,7 @@ def _decode_with(root: Decoder, event: EventInfo) -> bool:
             return True
         chosen = children[chosen_index]
         siblings = children[chosen_index:]
-    _run_regexes(siblings, chosen, event, log, after_parent, after_prematch)
+    _run_regexes(siblings, chosen, event, log, after_parent, after_prematch, held)
     return True
 
 
@@ -294,8 +361,10 @@ def _run_regexes(
     log: str,
     after_parent: int,
     after_prematch: int,
+    held: list[str],
 ) -> None:
-    """Run the chosen decoder's regex, then those of the same-named siblings after it."""
+    """Run the chosen decoder's regex, then those of the same-named siblings after it
+    (``held``: the captures the program name and prematches left)."""
     previous_end: int | None = None
     slices: dict[int, str] = {0: log}
     low = event.log_lower
@@ -332,12 +401,20 @@ def _run_regexes(
                     text = slices[start] = log[start:]
                 found = regex.extract(text)
             if found is None:
+                if decoder.regex_empties:
+                    held = []
                 if decoder.get_next and position < last:
                     position += 1
                     decoder = siblings[position]
                     continue
                 return
             groups, end = found
+            if held:
+                # An OS_Regex starts by emptying the buffer; a PCRE2 regex whose groups
+                # did not take part leaves it to its order.
+                if not groups and not decoder.regex_empties:
+                    groups = held
+                held = []
             previous_end = start + end
             for name, value in zip(decoder.order, groups, strict=False):
                 static = ORDER_STATIC.get(name)
