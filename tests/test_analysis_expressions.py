@@ -297,6 +297,75 @@ class PCRE2SemanticsTests(unittest.SynchronousTestCase):
         self.assertTrue(self.match(r"(?>a+)b", "aab"))
         self.assertTrue(self.match(r"a++b", "aab"))
 
+    def test_ucp_without_utf_reads_each_byte_as_a_latin1_character(self) -> None:
+        """(*UCP) without (*UTF): the classes take their Unicode meaning over code points
+        0-255, each byte of the text's UTF-8 being one of them (PCRE2 10.42)."""
+        # "\u00fc" is C3 BC: U+00C3 is a letter, U+00BC a number, both \w; "\u00e9" is C3 A9
+        # and U+00A9 (a symbol) is not.
+        self.assertTrue(self.match(r"(*UCP)^\w+$", "\u00fc"))
+        self.assertFalse(self.match(r"^\w+$", "\u00fc"))
+        self.assertFalse(self.match(r"(*UCP)^\w+$", "\u00e9"))
+        self.assertTrue(self.match(r"(*UCP)^\w\W$", "\u00e9"))
+        # \d is a decimal digit only: "\u00b2" (C2 B2) is a letter and a number, no digit.
+        self.assertFalse(self.match(r"(*UCP)\d", "\u00b2"))
+        self.assertTrue(self.match(r"(*UCP)^\w\w$", "\u00b2"))
+        # \s: a separator or \h/\v space; a no-break space (C2 A0) ends in one (U+00A0 after
+        # the letter U+00C2), \x1c is none.
+        self.assertTrue(self.match(r"(*UCP)^a\S\sb$", "a\u00a0b"))
+        self.assertFalse(self.match(r"^a\S\sb$", "a\u00a0b"))
+        self.assertFalse(self.match(r"(*UCP)^\s$", "\x1c"))
+        self.assertTrue(self.match(r"(*UCP)^\S$", "\x1c"))
+        # \b follows \w: after U+00BC there is no word boundary.
+        self.assertFalse(self.match(r"(*UCP)\bx", "\u00fcx"))
+        self.assertTrue(self.match(r"\bx", "\u00fcx"))
+        # (?i) folds Latin-1 letters: C3 (the first byte of "\u00e9") matches \xe3.
+        self.assertTrue(self.match(r"(*UCP)(?i)^\xe3", "\u00e9"))
+        self.assertFalse(self.match(r"(?i)^\xe3", "\u00e9"))
+        # Inside a class, negated escapes too; a literal "\u00e9" is its two code units.
+        self.assertFalse(self.match(r"(*UCP)^[\Wa]+$", "a\u00fc"))
+        self.assertTrue(self.match(r"(*UCP)^[\Wa]+$", "a!"))
+        self.assertTrue(self.match("(*UCP)^\u00e9$", "\u00e9"))
+
+    def test_ucp_without_utf_posix_classes(self) -> None:
+        """(*UCP) turns POSIX classes into Unicode properties over code points 0-255."""
+        self.assertTrue(self.match(r"(*UCP)^[[:alnum:]]+$", "\u00fc"))
+        self.assertFalse(self.match(r"(*UCP)^[[:alpha:]]+$", "\u00fc"))
+        # "\u00f6" is C3 B6 and U+00B6 is punctuation; "\u00f1" ends in U+00B1, a symbol.
+        self.assertTrue(self.match(r"(*UCP)[[:punct:]]", "\u00f6"))
+        self.assertFalse(self.match(r"[[:punct:]]", "\u00f6"))
+        self.assertFalse(self.match(r"(*UCP)[[:punct:]]", "\u00f1"))
+        self.assertTrue(self.match(r"(*UCP)^[[:graph:]]+$", "\u00f1"))
+        self.assertTrue(self.match(r"(*UCP)^a[[:alpha:]][[:blank:]]b$", "a\u00a0b"))
+        # "\u00f5" is C3 B5: an upper case letter, then U+00B5 (micro), a lower case one.
+        self.assertTrue(self.match(r"(*UCP)^[[:upper:]][[:lower:]]$", "\u00f5"))
+        self.assertFalse(self.match(r"^[[:upper:]][[:lower:]]$", "\u00f5"))
+
+    def test_ucp_without_utf_captures_and_offsets(self) -> None:
+        """Groups and the end offset come back as text, whole characters."""
+        expression = compile_expression("pcre2", r"(*UCP)(\w+)(\W)")
+        self.assertEqual(expression.extract("\u00fc\u00e9!"), (["\u00fc\ufffd", "\ufffd"], 2))
+        self.assertEqual(expression.extract("ab!"), (["ab", "!"], 3))
+
+    def test_ucp_with_utf_space(self) -> None:
+        """(*UTF)(*UCP): \\s is a separator or a \\h/\\v space (not U+001C, but U+180E)."""
+        self.assertFalse(self.match(r"(*UTF)(*UCP)^\s$", "\x1c"))
+        self.assertTrue(self.match(r"(*UTF)(*UCP)^\s\s$", "\u2003\u180e"))
+        self.assertTrue(self.match(r"(*UTF)(*UCP)^[\s]\S$", "\u3000\x1c"))
+        self.assertRaises(ExpressionError, compile_expression, "pcre2", r"(*UTF)(*UCP)[\S]")
+        self.assertRaises(ExpressionError, compile_expression, "pcre2", r"(*UTF)(*UCP)[[:alpha:]]")
+
+    def test_brace_without_minimum_is_literal(self) -> None:
+        """PCRE2 10.42 (Wazuh 4.14's) reads x{,n} as text, unlike re and PCRE2 10.43+."""
+        self.assertTrue(self.match(r"^a{,2}$", "a{,2}"))
+        self.assertFalse(self.match(r"^a{,2}$", "aa"))
+        self.assertFalse(self.match(r"^a{,2}$", ""))
+        self.assertTrue(self.match(r"^x{,}$", "x{,}"))
+        self.assertTrue(self.match(r"^a{1,2,3}$", "a{1,2,3}"))
+        self.assertTrue(self.match(r"^a{ 2}$", "a{ 2}"))
+        # The ? makes the closing brace optional, as after any literal.
+        self.assertTrue(self.match(r"^a{,2}?$", "a{,2"))
+        self.assertFalse(self.match(r"^a{,2}?$", "a"))
+
     def test_groups_that_did_not_take_part(self) -> None:
         """Groups after the last one that took part are absent; earlier ones are empty."""
         expression = compile_expression("pcre2", r"a(b)?(c)?(d)?")

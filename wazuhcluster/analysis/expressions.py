@@ -253,7 +253,7 @@ class PCRE2(_RegexBacked):
     bytes), the groups decoded back and the end offset counted in whole characters.
     """
 
-    __slots__ = ("over_bytes", "required")
+    __slots__ = ("latin1", "over_bytes", "required")
 
     def __init__(
         self,
@@ -263,10 +263,14 @@ class PCRE2(_RegexBacked):
         negate: bool = False,
         required: tuple[str, ...] = (),
         over_bytes: re.Pattern[bytes] | None = None,
+        latin1: bool = False,
     ) -> None:
         super().__init__(source, alternatives, combined, negate)
         self.required = required
         self.over_bytes = over_bytes
+        #: (*UCP) without (*UTF): ``combined`` is written over the text's UTF-8 bytes read
+        #: as Latin-1 characters (so that (?i) and the classes see code points 0-255).
+        self.latin1 = latin1
 
     def matches(self, text: str) -> bool:
         """True when the pattern is found in ``text`` (ignoring ``negate``)."""
@@ -274,7 +278,21 @@ class PCRE2(_RegexBacked):
             return False
         if self.over_bytes is not None and not text.isascii():
             return self.over_bytes.search(text.encode("utf-8", "surrogateescape")) is not None
+        if self.latin1 and not text.isascii():
+            return self.combined.search(_as_latin1(text)) is not None
         return self.combined.search(text) is not None
+
+    def _extract_latin1(self, text: str) -> tuple[list[str], int] | None:
+        units = _as_latin1(text)
+        found = self.combined.search(units)
+        if found is None:
+            return None
+        spans = found.regs
+        last = len(spans) - 1
+        while last > 0 and spans[last][0] < 0:
+            last -= 1
+        groups = [_from_latin1(units[a:b]) if a >= 0 else "" for a, b in spans[1 : last + 1]]
+        return groups, len(units[: found.end()].encode("latin-1").decode("utf-8", "ignore"))
 
     def _extract_bytes(self, pattern: re.Pattern[bytes], text: str) -> tuple[list[str], int] | None:
         data = text.encode("utf-8", "surrogateescape")
@@ -302,6 +320,8 @@ class PCRE2(_RegexBacked):
             return None
         if self.over_bytes is not None and not text.isascii():
             return self._extract_bytes(self.over_bytes, text)
+        if self.latin1 and not text.isascii():
+            return self._extract_latin1(text)
         found = self.combined.search(text)
         if found is None:
             return None
@@ -310,6 +330,16 @@ class PCRE2(_RegexBacked):
         while last > 0 and spans[last][0] < 0:
             last -= 1
         return [text[a:b] if a >= 0 else "" for a, b in spans[1 : last + 1]], found.end()
+
+
+def _as_latin1(text: str) -> str:
+    """``text``'s UTF-8 bytes, one character per byte (code points 0-255)."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _from_latin1(units: str) -> str:
+    """The text of bytes read by :func:`_as_latin1` (a cut character becomes U+FFFD)."""
+    return units.encode("latin-1").decode("utf-8", "replace")
 
 
 _PCRE_PLAIN = frozenset(
@@ -731,14 +761,16 @@ def _drop_groups(part: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _compile_pcre2(pattern: str) -> tuple[re.Pattern[str], re.Pattern[bytes] | None]:
+def _compile_pcre2(pattern: str) -> tuple[re.Pattern[str], re.Pattern[bytes] | None, bool]:
     translation = _translate_pcre2(pattern)
     try:
         over_text = re.compile(translation.pattern, translation.flags)
-        if translation.utf:
-            return over_text, None
-        return over_text, re.compile(
-            translation.pattern.encode("utf-8", "surrogateescape"), re.ASCII
+        if translation.utf or translation.latin1:
+            return over_text, None, translation.latin1
+        return (
+            over_text,
+            re.compile(translation.pattern.encode("utf-8", "surrogateescape"), re.ASCII),
+            False,
         )
     except re.error as error:
         if "look-behind requires fixed-width" in str(error):
@@ -769,8 +801,10 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
             (cached.low_alternatives, cached.low_combined),
         )
     if kind == "pcre2":
-        regex, over_bytes = _compile_pcre2(pattern)
-        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern), over_bytes)
+        regex, over_bytes, latin1 = _compile_pcre2(pattern)
+        return PCRE2(
+            pattern, (regex,), regex, negate, pcre2_required(pattern), over_bytes, latin1
+        )
     if kind == "osmatch":
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")

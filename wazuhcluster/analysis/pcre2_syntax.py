@@ -3,8 +3,15 @@
 Wazuh compiles ``type="pcre2"`` expressions with ``pcre2_compile`` and no options: no UTF
 mode unless the pattern starts with ``(*UTF)``, so ``\\d``, ``\\w``, ``\\s``, ``\\b`` and
 case-folding are ASCII-only (we compile with :data:`re.ASCII` unless ``(*UCP)`` asks for
-Unicode properties). The pattern is read token by token, so an escaped backslash is never
-mistaken for the start of an escape, and each PCRE2 construct becomes its ``re`` equivalent:
+Unicode properties). ``(*UCP)`` without ``(*UTF)`` reads each byte of the text as the
+character of that code point (Latin-1) and gives ``\\d``, ``\\w``, ``\\s``, ``\\b``, the POSIX
+classes and ``(?i)`` their Unicode meaning over those 256 characters, as PCRE2 10.42 (the
+release Wazuh 4.14 bundles) does: ``\\w`` is a letter, a number or ``_``, ``\\s`` a separator
+or ``\\h``/``\\v`` space, ``[:punct:]`` punctuation or an ASCII symbol... With ``(*UTF)``,
+``(*UCP)`` keeps ``re``'s Unicode ``\\d``, ``\\w``, ``\\b``, spells ``\\s`` as PCRE2's, and refuses
+``[\\S]`` and the POSIX classes it would change. The pattern is read token by token, so an
+escaped backslash is never mistaken for the start of an escape, and each PCRE2 construct
+becomes its ``re`` equivalent:
 
 * named groups ``(?<n>...)``, ``(?'n'...)``, ``(?P<n>...)`` and references ``\\k<n>``,
   ``\\k'n'``, ``\\k{n}``, ``\\g{n}``, ``\\g{-1}``, ``(?P=n)``;
@@ -17,7 +24,8 @@ mistaken for the start of an escape, and each PCRE2 construct becomes its ``re``
   ``\\cX`` ``\\o{...}`` ``\\x{...}`` ``\\xh`` ``\\N{U+h}`` ``\\Q...\\E`` and octal or
   back-reference digits, inside and outside character classes; POSIX classes
   ``[:alpha:]``...; comments ``(?#...)``; ``(*FAIL)``; the leading ``(*...)`` settings;
-* ``x{,n}`` stays literal text, as in the PCRE2 release Wazuh 4.x bundles.
+* ``x{,n}`` stays literal text, as in PCRE2 10.42, the release Wazuh 4.14 bundles (its
+  README's third-party table; ``{,n}`` means ``{0,n}`` only from 10.43).
 
 What ``re`` cannot express (Unicode properties ``\\p``, ``\\X``, ``\\K``, recursion and
 subroutine calls, branch reset ``(?|``, callouts, backtracking verbs, newline conventions
@@ -33,6 +41,8 @@ non-ASCII texts as bytes (:mod:`.expressions`) and ASCII texts, where both agree
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_PATTERN = 4096
@@ -50,11 +60,14 @@ class PCRE2SyntaxError(ValueError):
 class Translation:
     """A translated pattern, the ``re`` flags it needs, and whether it is in UTF mode
     (``(*UTF)``: it matches characters; otherwise it matches a text's UTF-8 bytes, and its
-    pattern encoded in UTF-8 is the same expression over bytes)."""
+    pattern encoded in UTF-8 is the same expression over bytes). ``latin1`` (``(*UCP)``
+    without ``(*UTF)``): the pattern is already written over those bytes read as Latin-1
+    characters, and matches the text's UTF-8 bytes decoded that way."""
 
     pattern: str
     flags: int
     utf: bool = False
+    latin1: bool = False
 
 
 # Settings allowed before the pattern: (*UTF), (*UCP) and the ones that only tune speed.
@@ -114,6 +127,91 @@ _SPELLED = {
     "b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
     "B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
 }
+
+
+def _hex(code: int) -> str:
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _latin1_class(member: Callable[[int], bool]) -> str:
+    """The code points 0-255 for which ``member`` holds, as ``re`` class text."""
+    parts: list[str] = []
+    code = 0
+    while code < 0x100:
+        if not member(code):
+            code += 1
+            continue
+        end = code
+        while end + 1 < 0x100 and member(end + 1):
+            end += 1
+        parts.append(_hex(code) if end == code else f"{_hex(code)}-{_hex(end)}")
+        code = end + 1
+    return "".join(parts)
+
+
+def _category(code: int) -> str:
+    return unicodedata.category(chr(code))
+
+
+def _ucp_space(code: int) -> bool:
+    # PCRE2's UCP \s: a separator (Z), or a horizontal or vertical space.
+    return chr(code) in "\t\n\x0b\f\r \x85\xa0" or _category(code)[0] == "Z"
+
+
+def _ucp_word(code: int) -> bool:
+    # PCRE2 10.42's UCP \w: a letter, a number or the underscore (10.43 added marks).
+    return _category(code)[0] in "LN" or code == 0x5F
+
+
+def _ucp_graph(code: int) -> bool:
+    category = _category(code)
+    return category[0] not in "ZC" or category == "Cf"
+
+
+def _ucp_pairs(member: Callable[[int], bool]) -> tuple[str, str]:
+    return _latin1_class(member), _latin1_class(lambda code: not member(code))
+
+
+#: (*UCP) without (*UTF): each class escape's members and non-members among code points 0-255.
+_UCP_LATIN1 = {
+    "d": _ucp_pairs(lambda code: _category(code) == "Nd"),
+    "w": _ucp_pairs(_ucp_word),
+    "s": _ucp_pairs(_ucp_space),
+}
+#: (*UCP) without (*UTF): the POSIX classes PCRE2 replaces by Unicode properties.
+_POSIX_UCP_LATIN1 = {
+    "alnum": _latin1_class(lambda code: _category(code)[0] in "LN"),
+    "alpha": _latin1_class(lambda code: _category(code)[0] == "L"),
+    "blank": _latin1_class(lambda code: code in (0x09, 0x20, 0xA0)),
+    "cntrl": _latin1_class(lambda code: _category(code) == "Cc"),
+    "digit": _UCP_LATIN1["d"][0],
+    "lower": _latin1_class(lambda code: _category(code) == "Ll"),
+    "space": _UCP_LATIN1["s"][0],
+    "upper": _latin1_class(lambda code: _category(code) == "Lu"),
+    "word": _UCP_LATIN1["w"][0],
+    "graph": _latin1_class(_ucp_graph),
+    "print": _latin1_class(lambda code: _ucp_graph(code) or _category(code) == "Zs"),
+    "punct": _latin1_class(
+        lambda code: _category(code)[0] == "P" or (code < 0x80 and _category(code)[0] == "S")
+    ),
+}
+_UCP_WORD = f"[{_UCP_LATIN1['w'][0]}]"
+_SPELLED_UCP_LATIN1 = {
+    "d": f"[{_UCP_LATIN1['d'][0]}]",
+    "D": f"[{_UCP_LATIN1['d'][1]}]",
+    "w": _UCP_WORD,
+    "W": f"[{_UCP_LATIN1['w'][1]}]",
+    "s": f"[{_UCP_LATIN1['s'][0]}]",
+    "S": f"[{_UCP_LATIN1['s'][1]}]",
+    "b": f"(?:(?<={_UCP_WORD})(?!{_UCP_WORD})|(?<!{_UCP_WORD})(?={_UCP_WORD}))",
+    "B": f"(?:(?<={_UCP_WORD})(?={_UCP_WORD})|(?<!{_UCP_WORD})(?!{_UCP_WORD}))",
+}
+#: (*UTF)(*UCP): PCRE2's \s is \h or \v (every separator is one); re's adds \x1c-\x1f.
+_UCP_SPACE_UTF = _HSPACE_UTF + _VSPACE_UTF
 _QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
@@ -130,7 +228,9 @@ class _Frame:
 class _Translator:
     """One pass over a PCRE2 pattern, writing the ``re`` pattern into ``out``."""
 
-    def __init__(self, pattern: str, utf: bool, spelled_classes: bool = False) -> None:
+    def __init__(
+        self, pattern: str, utf: bool, spelled_classes: bool = False, ucp: bool = False
+    ) -> None:
         self.src = pattern
         self.pos = 0
         self.out: list[str] = []
@@ -138,6 +238,9 @@ class _Translator:
         #: Write \\d, \\w, \\s, \\b as explicit ASCII classes (the pattern is compiled
         #: without re.ASCII so that (?i) folds Unicode letters, as PCRE2's UTF mode does).
         self.spelled = spelled_classes
+        self.ucp = ucp
+        #: (*UCP) without (*UTF): the classes are spelled over code points 0-255.
+        self.latin1 = ucp and not utf
         self.frames = [_Frame(frozenset())]
         self.opened = 0
         self.total_groups = _count_groups(pattern)
@@ -239,6 +342,10 @@ class _Translator:
         self.pos += 2
         if self.spelled and code in _SPELLED:
             self.out.append(_SPELLED[code])
+        elif self.latin1 and code in _SPELLED_UCP_LATIN1:
+            self.out.append(_SPELLED_UCP_LATIN1[code])
+        elif self.ucp and code in "sS":
+            self.out.append(f"[{'^' if code == 'S' else ''}{_UCP_SPACE_UTF}]")
         elif code in _SAME_ESCAPES or code in "bBA":
             self.out.append("\\" + code)
         elif code == "z":
@@ -495,7 +602,7 @@ class _Translator:
                     if posix.group(1) or posix.group(2) not in _POSIX:
                         raise PCRE2Unsupported(f"POSIX class {posix.group(0)} is not supported")
                     self.pos += posix.end()
-                    parts.append(_POSIX[posix.group(2)])
+                    parts.append(self.posix_class(posix.group(2)))
                     previous_single = False
                     continue
             if char == "-" and previous_single and self.src[self.pos + 1 : self.pos + 2] != "]":
@@ -527,6 +634,12 @@ class _Translator:
             return _SPELLED[code][1:-1]
         if self.spelled and code in "DWS":
             raise PCRE2Unsupported(f"\\{code} inside a character class with (*UTF)")
+        if self.latin1 and code in "dwsDWS":
+            return _UCP_LATIN1[code.lower()][code.isupper()]
+        if self.ucp and code == "s":
+            return _UCP_SPACE_UTF
+        if self.ucp and code == "S":
+            raise PCRE2Unsupported("\\S inside a character class with (*UTF)(*UCP)")
         if code in "dDwWsSnrtfa":
             return "\\" + code
         if code == "h":
@@ -555,6 +668,14 @@ class _Translator:
             raise self.fail("character code point above 0xff without (*UTF)")
         return _class_char(chr(code_point)) if code_point < 0x80 else _hex(code_point)
 
+    def posix_class(self, name: str) -> str:
+        """The members of ``[:name:]`` as ``re`` class text (Unicode ones under (*UCP))."""
+        if self.latin1 and name in _POSIX_UCP_LATIN1:
+            return _POSIX_UCP_LATIN1[name]
+        if self.ucp and name in _POSIX_UCP_LATIN1:
+            raise PCRE2Unsupported(f"POSIX class [:{name}:] with (*UTF)(*UCP)")
+        return _POSIX[name]
+
 
 def _is_single(item: str) -> bool:
     return len(item) == 1 or (item.startswith("\\") and item[1:2] not in "dDwWsS")
@@ -567,14 +688,6 @@ def _class_char(char: str) -> str:
     if ord(char) < 0x20 or ord(char) == 0x7F:
         return _hex(ord(char))
     return "\\" + char if char.isascii() else char
-
-
-def _hex(code: int) -> str:
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
 
 
 def _scoped_flags(flags: frozenset[str], before: frozenset[str]) -> str:
@@ -657,6 +770,11 @@ def translate(pattern: str) -> Translation:
         position = verb.end()
     # UTF mode folds case over Unicode while \\d, \\w, \\s, \\b stay ASCII (unless UCP).
     spelled = utf and not ucp
-    translator = _Translator(pattern[position:], utf, spelled)
+    translator = _Translator(pattern[position:], utf, spelled, ucp)
     translated = translator.run()
+    if ucp and not utf:
+        # PCRE2 reads the pattern's own characters as code units too: a literal "é" is
+        # the two characters of its UTF-8 bytes; (?i) folds them as Unicode letters.
+        latin1 = translated.encode("utf-8", "surrogateescape").decode("latin-1")
+        return Translation(latin1, 0, utf=False, latin1=True)
     return Translation(translated, 0 if ucp or spelled else re.ASCII, utf)
