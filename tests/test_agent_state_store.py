@@ -202,17 +202,34 @@ class ScaTests(StateTestCase):
 
     def test_summary_asks_for_a_dump_when_results_differ(self) -> None:
         """A summary whose hash the stored results do not give asks the agent to resend;
-        one that matches asks nothing."""
+        one that matches asks nothing. A first scan's summary of a policy with no stored
+        scan asks for a first scan for that reason too: twice in all, as Wazuh does."""
         self.process(line("p", "sca", sca_check(1, "passed")))
         self.process(line("p", "sca", sca_check(2, None)))
         self.state.take_replies()
         summary = {"type": "summary", "policy_id": "pol", "scan_id": 7, "hash": "x" * 64}
         self.process(line("p", "sca", dict(summary, first_scan=1)))
-        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:1")])
+        self.assertEqual(
+            self.state.take_replies(), [("003", "#!-sca-dump:pol:1"), ("003", "#!-sca-dump:pol:1")]
+        )
         good = results_hash(["passed", "not applicable"])
         self.assertEqual(good, results_hash(["passed", ""]))
         self.process(line("p", "sca", dict(summary, hash=good)))
         self.assertEqual(self.state.take_replies(), [])
+        # A scan is stored now: a differing hash asks once.
+        self.process(line("p", "sca", summary))
+        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:0")])
+
+    def test_first_scan_of_an_unknown_policy_asks_once_when_results_match(self) -> None:
+        """No stored scan and a first scan: one request for a first scan, even when the
+        stored results already give the hash; not a first scan: none (it alerts)."""
+        self.process(line("p", "sca", sca_check(1, "passed")))
+        good = results_hash(["passed"])
+        summary = {"type": "summary", "policy_id": "pol", "scan_id": 7, "hash": good}
+        self.process(line("p", "sca", dict(summary, first_scan=1)))
+        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:1")])
+        self.process(line("p", "sca", dict(summary, policy_id="other")))
+        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:other:0")])
 
     def test_dump_end_forgets_checks_not_resent(self) -> None:
         """After a resend, checks of the policy that it did not refresh are gone."""
@@ -253,8 +270,16 @@ class ScaTests(StateTestCase):
         self.process(line("p", "sca", sca_check(1, "passed")))
         self.process(line("p", "sca", dict(summary, hash_file="b")))
         self.assertEqual(self.state.take_replies(), [])
+        # Wazuh asks for a first scan, then again for the results it just dropped (as a
+        # first scan only when the summary is one).
         self.process(line("p", "sca", dict(summary, hash_file="c")))
-        self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:1")])
+        self.assertEqual(
+            self.state.take_replies(), [("003", "#!-sca-dump:pol:1"), ("003", "#!-sca-dump:pol:0")]
+        )
+        self.process(line("p", "sca", dict(summary, hash_file="d", first_scan=1)))
+        self.assertEqual(
+            self.state.take_replies(), [("003", "#!-sca-dump:pol:1"), ("003", "#!-sca-dump:pol:1")]
+        )
 
     def test_dump_end_without_a_summary_asks_nothing(self) -> None:
         """No summary stored: nothing to compare the resent results with."""

@@ -20,6 +20,12 @@ compared with the last summary's hash: still different, the agent is asked once 
 (``#!-sca-dump:<policy>:0``), as Wazuh's HandleDumpEvent does. A summary whose policy file
 (``hash_file``) changed drops the policy's stored checks and asks for them as a first scan
 (``#!-sca-dump:<policy>:1``).
+
+One summary can ask twice, back to back, as Wazuh 4.14's HandleScanInfo does (it queues
+each request as it meets its reason, and one thread sends them in order without a pause):
+a first-scan summary of a policy with no stored scan asks for a first scan, then asks again
+when the stored results do not give its hash; a changed policy file asks for a first scan,
+then, its checks just dropped, asks again (``1`` on a first scan, else ``0``).
 """
 
 from __future__ import annotations
@@ -94,15 +100,20 @@ def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
     policy_id = event.get("policy_id")
     if not isinstance(policy_id, str) or not isinstance(event.get("hash"), str):
         return
+    # Wazuh tests the field's presence (the agent adds it only to a first scan's summary).
+    first_scan = "first_scan" in event
     stored = state.sca_scan_hash(info.agent_id, policy_id)
+    requests: list[int] = []
+    if stored is None and first_scan and event["hash"]:
+        requests.append(1)
     if state.sca_save_scan(info.agent_id, policy_id, event):
-        # The policy file changed: its old checks are gone and the agent resends them all
-        # as a first scan (Wazuh then asks again for the emptied results; once is enough).
-        state.send(info.agent_id, f"#!-sca-dump:{policy_id}:1")
-    elif state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
-        first = 1 if event.get("first_scan") else 0
+        # The policy file changed: its old checks are gone and the agent resends them all.
+        requests.append(1)
+    if state.sca_results_hash(info.agent_id, policy_id) != event["hash"]:
+        requests.append(1 if first_scan else 0)
+    for first in requests:
         state.send(info.agent_id, f"#!-sca-dump:{policy_id}:{first}")
-    changed = stored != event["hash"] and "first_scan" not in event
+    changed = (stored or "") != event["hash"] and not first_scan
     if not changed and "force_alert" not in event:
         return
     info.add_field("sca.type", "summary")
