@@ -44,6 +44,8 @@ Plugin = Callable[[DecodedBy, EventInfo], None]
 KEEPS = 0  # OS_Match, or PCRE2 without groups: the buffer is left as it is
 EMPTIES = 1  # OS_Regex: emptied, matched or not (a prematch OS_Regex captures nothing)
 FILLS = 2  # PCRE2 with groups: replaced when one of them took part in a match
+#: The empty buffer (shared, never changed: the walk only rebinds its ``held``).
+_EMPTY: list[str] = []
 
 # Decoders analysisd builds in (FIM, rootcheck, inventory...); rules may name them.
 INTERNAL_DECODERS = frozenset(
@@ -134,7 +136,7 @@ def _effect(expression: Expression | None) -> int:
 def _held_after(effect: int, found: tuple[list[str], int] | None, held: list[str]) -> list[str]:
     """The captures buffer after an expression with ``effect`` gave ``found``."""
     if effect == EMPTIES:
-        return []
+        return _EMPTY
     if effect == FILLS and found is not None and found[0]:
         return found[0]
     return held
@@ -242,7 +244,7 @@ class DecoderSet:
                 continue
             if root.prematch_exact and not _viable((root.prematch_exact,), event.log):
                 continue
-            held: list[str] = []
+            held = _EMPTY
             if self._program_captures and event.program_name is not None:
                 held = self._held_before(root, event.program_name)
             if _decode_with(root, event, held):
@@ -252,7 +254,7 @@ class DecoderSet:
         """The captures the roots Wazuh tries before ``chosen`` leave (each program name
         is matched, and when it matches, the prematch, which failed or ``chosen`` would not
         be tried)."""
-        held: list[str] = []
+        held = _EMPTY
         for root in self.with_program:
             if root is chosen:
                 break
@@ -262,7 +264,7 @@ class DecoderSet:
             found = expression.extract(program)
             held = _held_after(root.program_name_effect, found, held)
             if found is not None and root.prematch_effect == EMPTIES:
-                held = []
+                held = _EMPTY
         return held
 
 
@@ -299,7 +301,7 @@ def _decode_with(root: Decoder, event: EventInfo, held: list[str]) -> bool:
         if root.program_name_effect == FILLS:
             held = _held_after(FILLS, root.program_name.extract(event.program_name), held)
         else:
-            held = []
+            held = _EMPTY
     if root.prematch is not None:
         if _absent(root.prematch_keys, event.log_lower):
             return False
@@ -334,8 +336,11 @@ def _decode_with(root: Decoder, event: EventInfo, held: list[str]) -> bool:
             else:
                 found = child.prematch.extract(log)
             base = after_parent if child.prematch_offset == AFTER_PARENT else 0
-            if child.prematch_effect:
-                held = _held_after(child.prematch_effect, found, held)
+            effect = child.prematch_effect
+            if effect == EMPTIES:
+                held = _EMPTY
+            elif effect == FILLS and found is not None and found[0]:
+                held = found[0]
             if found is not None:
                 after_prematch = base + found[1]
                 event.decoder = child
@@ -402,7 +407,7 @@ def _run_regexes(
                 found = regex.extract(text)
             if found is None:
                 if decoder.regex_empties:
-                    held = []
+                    held = _EMPTY
                 if decoder.get_next and position < last:
                     position += 1
                     decoder = siblings[position]
@@ -414,7 +419,7 @@ def _run_regexes(
                 # did not take part leaves it to its order.
                 if not groups and not decoder.regex_empties:
                     groups = held
-                held = []
+                held = _EMPTY
             previous_end = start + end
             for name, value in zip(decoder.order, groups, strict=False):
                 static = ORDER_STATIC.get(name)
