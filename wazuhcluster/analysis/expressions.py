@@ -802,9 +802,7 @@ def compile_expression(kind: str, pattern: str, negate: bool = False) -> Express
         )
     if kind == "pcre2":
         regex, over_bytes, latin1 = _compile_pcre2(pattern)
-        return PCRE2(
-            pattern, (regex,), regex, negate, pcre2_required(pattern), over_bytes, latin1
-        )
+        return PCRE2(pattern, (regex,), regex, negate, pcre2_required(pattern), over_bytes, latin1)
     if kind == "osmatch":
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"pattern longer than {MAX_PATTERN} characters")
