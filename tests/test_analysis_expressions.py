@@ -339,6 +339,9 @@ class PCRE2SemanticsTests(unittest.SynchronousTestCase):
         # "\u00f5" is C3 B5: an upper case letter, then U+00B5 (micro), a lower case one.
         self.assertTrue(self.match(r"(*UCP)^[[:upper:]][[:lower:]]$", "\u00f5"))
         self.assertFalse(self.match(r"^[[:upper:]][[:lower:]]$", "\u00f5"))
+        # Under (?i) PCRE2 keeps them to one case (Unicode properties); re cannot: refused.
+        self.assertRaises(ExpressionError, compile_expression, "pcre2", r"(*UCP)(?i)[[:upper:]]")
+        self.assertTrue(self.match(r"(*UCP)(?i)^[[:alpha:]]$", "A"))
 
     def test_ucp_without_utf_captures_and_offsets(self) -> None:
         """Groups and the end offset come back as text, whole characters."""

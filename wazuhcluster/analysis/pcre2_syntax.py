@@ -670,6 +670,9 @@ class _Translator:
 
     def posix_class(self, name: str) -> str:
         """The members of ``[:name:]`` as ``re`` class text (Unicode ones under (*UCP))."""
+        if self.latin1 and name in ("upper", "lower") and "i" in self.flags:
+            # PCRE2 makes them \\p{Lu}/\\p{Ll}, which (?i) leaves alone; re would fold them.
+            raise PCRE2Unsupported(f"POSIX class [:{name}:] with (*UCP) and (?i)")
         if self.latin1 and name in _POSIX_UCP_LATIN1:
             return _POSIX_UCP_LATIN1[name]
         if self.ucp and name in _POSIX_UCP_LATIN1:
