@@ -267,6 +267,55 @@ class ClientTests(SynchronousTestCase):
         self.clock.advance(1.0)
         self.assertIn("no etcd endpoint answered", str(self.failureResultOf(lost).value))
 
+    def test_moving_on_is_logged(self) -> None:
+        """With a log, each member passed over by a repeatable call is named in cluster.log
+        with the reason; the last one is not (the call fails, its caller says why)."""
+        from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+
+        from wazuhcluster.util.logs import ClusterLog
+
+        lines: list[str] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("cluster_task") == "Failover":
+                lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        stub = self.stub
+
+        class Requester:
+            def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+                if url.startswith("http://e1:2379"):
+                    return Deferred()
+                return stub.request(method, url, **kwargs)
+
+        client = EtcdClient(
+            ["http://e1:2379", "http://e2:2379"],
+            Requester(),
+            self.clock,
+            log=ClusterLog("Master m1", "Failover"),
+        )
+        self.etcd.answers["/v3/kv/txn"] = (200, {"header": HEADER, "succeeded": True})
+        done = Deferred.fromCoroutine(client.txn([], [Op.put("/k", "v")], timeout=1.0, retry=True))
+        self.clock.advance(1.0)
+        self.stub.flush()
+        self.assertTrue(self.successResultOf(done).succeeded)
+        self.assertEqual(
+            lines,
+            [
+                "etcd member http://e1:2379 did not answer /kv/txn (no answer to /kv/txn within "
+                "1 s); asking the next member"
+            ],
+        )
+        self.etcd.answers["/v3/kv/txn"] = (503, {"message": "etcdserver: no leader", "code": 14})
+        lost = Deferred.fromCoroutine(client.txn([], [Op.put("/k", "v")], timeout=1.0, retry=True))
+        self.stub.flush()
+        self.clock.advance(1.0)
+        self.failureResultOf(lost, EtcdUnavailable)
+        self.assertEqual(len(lines), 2)
+        self.assertIn("http://e2:2379 did not answer /kv/txn (etcdserver: no leader)", lines[1])
+
     def test_concurrent_calls_each_try_every_endpoint_in_turn(self) -> None:
         """Two calls stuck on the same member move on independently: the one that gives up
         later still tries the member right after it (not one further, skipped because the

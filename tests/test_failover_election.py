@@ -3,6 +3,7 @@ down and why, fenced writes. Deterministic: no network, no real time."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,8 +23,11 @@ from wazuhcluster.failover.election import (
     leader_value,
     parse_leader_value,
 )
+from wazuhcluster.failover.fenced import WRITE_SLOTS, MarkerSlots
 from wazuhcluster.failover.kv import (
     Compare,
+    EtcdError,
+    EtcdTimeout,
     EtcdUnavailable,
     KeyValue,
     Lease,
@@ -68,6 +72,13 @@ class MemoryEtcd:
         self.down = False
         self.watches: list[FakeWatch] = []
         self.txn_retries: list[bool] = []
+        #: Faults for the next transactions, one each, in order: ``"lost-answer"`` (applied,
+        #: then no answer), ``"no-answer"`` (not applied, no answer), ``"held"`` (no answer
+        #: now; kept in :attr:`held` to be delivered later with :meth:`deliver`).
+        self.txn_faults: list[str] = []
+        self.held: list[tuple[Sequence[Compare], Sequence[Op], Sequence[Op]]] = []
+        #: While set, every transaction waits for it to fire (writes in flight at once).
+        self.gate: Deferred[None] | None = None
 
     def _expire(self) -> None:
         now = self.clock.seconds()
@@ -186,10 +197,24 @@ class MemoryEtcd:
         timeout: float | None = None,
         retry: bool = False,
     ) -> TxnResult:
-        """Atomically: compare, then one branch (``retry`` recorded in ``txn_retries``)."""
+        """Atomically: compare, then one branch (``retry`` recorded in ``txn_retries``),
+        unless a fault in ``txn_faults`` says otherwise."""
+        if self.gate is not None:
+            await self.gate
         self._check()
         self.txn_retries.append(retry)
+        fault = self.txn_faults.pop(0) if self.txn_faults else None
+        if fault == "lost-answer":
+            self._run(compare, success, failure)
+        elif fault == "held":
+            self.held.append((compare, success, failure))
+        if fault is not None:
+            raise EtcdTimeout("no answer to /kv/txn within 3 s", endpoint="http://fake")
         return self._run(compare, success, failure)
+
+    def deliver(self) -> TxnResult:
+        """Apply the oldest held transaction now (a request that reaches etcd late)."""
+        return self._run(*self.held.pop(0))
 
     def watch(
         self,
@@ -223,8 +248,8 @@ def _op(body: dict[str, Any]) -> Op:
     return Op(kind, inner)
 
 
-class ElectionTests(SynchronousTestCase):
-    """Two candidates on one in-memory etcd."""
+class MemoryEtcdCase(SynchronousTestCase):
+    """Candidates on one in-memory etcd (the cluster.log lines recorded)."""
 
     def setUp(self) -> None:
         """An etcd, a clock, and a record of the cluster.log lines."""
@@ -255,6 +280,10 @@ class ElectionTests(SynchronousTestCase):
             service.startService()
             self.addCleanup(lambda: service.running and service.stopService())
         return service, events
+
+
+class ElectionTests(MemoryEtcdCase):
+    """Two candidates on one in-memory etcd."""
 
     def test_exactly_one_leader(self) -> None:
         """The first to campaign leads with the key's create revision as its term; the
@@ -313,15 +342,15 @@ class ElectionTests(SynchronousTestCase):
         )
         self.failureResultOf(Deferred.fromCoroutine(first.fenced_put("/data", "x")), NotLeader)
 
-    def test_only_the_campaign_is_repeated_elsewhere(self) -> None:
+    def test_campaign_and_fenced_writes_are_repeated_elsewhere(self) -> None:
         """The campaign asks the client to repeat its transaction on the next member when
-        one does not answer (safe: a lost answer is recognised by the lease); a fenced
-        write does not (it may have been applied)."""
+        one does not answer (safe: a lost answer is recognised by the lease), and so does a
+        fenced write (safe: its marker makes it apply once)."""
         leader, _ = self.candidate("n1")
         self.clock.advance(0)
         self.assertEqual(self.etcd.txn_retries, [True])
         self.successResultOf(Deferred.fromCoroutine(leader.fenced_put("/data", "v")))
-        self.assertEqual(self.etcd.txn_retries, [True, False])
+        self.assertEqual(self.etcd.txn_retries, [True, True])
 
     def test_follower_cannot_commit(self) -> None:
         """A node that never led has its fenced writes refused without asking etcd."""
@@ -442,6 +471,233 @@ class ElectionTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
+class FencedRetryTests(MemoryEtcdCase):
+    """A fenced write that gets no answer is sent again and applies exactly once."""
+
+    def leader(self) -> tuple[LeadershipService, list[Any]]:
+        """n1, elected."""
+        leader, events = self.candidate("n1")
+        self.clock.advance(0)
+        self.assertTrue(leader.is_leader)
+        return leader, events
+
+    def put(self, leader: LeadershipService, key: str, value: str) -> Deferred[int]:
+        """A fenced put, started."""
+        return Deferred.fromCoroutine(leader.fenced_put(key, value))
+
+    def markers(self) -> dict[bytes, KeyValue]:
+        """The marker keys in etcd."""
+        prefix = f"{KEY}-writes/".encode()
+        return {key: kv for key, kv in self.etcd.keys.items() if key.startswith(prefix)}
+
+    def test_lost_answer_found_applied(self) -> None:
+        """The first attempt is applied but its answer is lost: the next attempt finds the
+        write's marker and reports success without applying it again."""
+        leader, events = self.leader()
+        self.etcd.txn_faults = ["lost-answer"]
+        written = self.put(leader, "/data", "v1")
+        self.assertNoResult(written)
+        self.clock.advance(leader.write_pause)
+        revision = self.successResultOf(written)
+        data = self.etcd.keys[b"/data"]
+        self.assertEqual((data.value, data.version), (b"v1", 1))
+        [marker] = self.markers().values()
+        # The write's revision (the fake counts one per put: the marker is put last).
+        self.assertEqual(revision, marker.mod_revision)
+        self.assertEqual(revision, data.mod_revision + 1)
+        self.assertTrue(leader.is_leader)
+        self.assertEqual(len(events), 1)
+        self.assertIn(
+            f"[Master n1] A write's answer was lost; etcd holds it (applied once, at revision "
+            f"{revision})",
+            self.lines,
+        )
+
+    def test_lost_answer_keeps_the_branch(self) -> None:
+        """A recovered write says which branch of the caller's comparison ran."""
+        leader, _ = self.leader()
+        absent = [Compare.create_revision("/a", "=", 0)]
+        self.successResultOf(Deferred.fromCoroutine(leader.fenced_txn([Op.put("/a", "1")], absent)))
+        self.etcd.txn_faults = ["lost-answer"]
+        again = Deferred.fromCoroutine(leader.fenced_txn([Op.put("/a", "2")], absent))
+        self.clock.advance(leader.write_pause)
+        self.assertFalse(self.successResultOf(again).succeeded)
+        self.assertEqual(self.etcd.keys[b"/a"].value, b"1")
+
+    def test_unanswered_write_is_sent_again(self) -> None:
+        """The first attempt never reached etcd: the write is sent again and applied once."""
+        leader, _ = self.leader()
+        self.etcd.txn_faults = ["no-answer"]
+        written = self.put(leader, "/data", "v1")
+        self.clock.advance(leader.write_pause)
+        self.assertEqual(self.successResultOf(written), self.etcd.keys[b"/data"].mod_revision + 1)
+        self.assertEqual(self.etcd.keys[b"/data"].version, 1)
+        self.assertEqual(len([line for line in self.lines if "No etcd member answered" in line]), 1)
+
+    def test_late_first_attempt_never_applies(self) -> None:
+        """The first attempt reaches etcd only after the second one was applied: it is
+        refused by etcd (its marker moved), so the write is applied once; the next write
+        through the same marker goes through at once."""
+        leader, _ = self.leader()
+        self.etcd.txn_faults = ["held"]
+        written = self.put(leader, "/data", "v1")
+        self.clock.advance(leader.write_pause)
+        self.successResultOf(written)
+        late = self.etcd.deliver()
+        self.assertFalse(late.succeeded)
+        self.assertEqual(self.etcd.keys[b"/data"].version, 1)
+        retries = len(self.etcd.txn_retries)
+        self.successResultOf(self.put(leader, "/data", "v2"))
+        self.assertEqual(len(self.etcd.txn_retries), retries + 1)
+        self.assertEqual(self.etcd.keys[b"/data"].version, 2)
+
+    def test_late_attempt_of_an_earlier_write(self) -> None:
+        """A write whose attempt was still travelling when its term ended (refused to its
+        caller) lands later, moving the marker slot: the next write through that slot is
+        sent again against the new revision and applied once."""
+        leader, _ = self.leader()
+        self.successResultOf(self.put(leader, "/warm", "x"))
+        self.etcd.txn_faults = ["held"]
+        self.etcd.down = True
+        first = self.put(leader, "/old", "1")
+        self.clock.advance(TTL)  # no answer for a whole TTL: the term ends, the write refused
+        self.failureResultOf(first, EtcdUnavailable)
+        self.assertFalse(leader.is_leader)
+        self.etcd.down = False
+        self.clock.advance(TTL / 3)
+        self.clock.advance(TTL / 3)
+        self.assertTrue(leader.is_leader)
+        # Still fenced by the old term: the late attempt does not apply.
+        self.assertFalse(self.etcd.deliver().succeeded)
+        self.assertNotIn(b"/old", self.etcd.keys)
+        # The same marker moved by hand (as a late write of this term would): resynced.
+        [(marker, kv)] = self.markers().items()
+        self.etcd._put(marker, b"an.older.write+", 0)
+        self.successResultOf(self.put(leader, "/new", "2"))
+        self.assertEqual(self.etcd.keys[b"/new"].version, 1)
+        self.assertEqual(self.markers()[marker].value[-1:], b"+")
+        self.assertNotEqual(self.markers()[marker].value, b"an.older.write+")
+
+    def test_restarted_node_finds_its_markers(self) -> None:
+        """A node restarted (a new process: nothing remembered) writes through marker slots
+        it left in etcd: the first write learns the slot's revision and goes through."""
+        leader, _ = self.leader()
+        self.successResultOf(self.put(leader, "/data", "v1"))
+        self.successResultOf(leader.stopService())
+        again, _ = self.leader()
+        self.successResultOf(self.put(again, "/data", "v2"))
+        self.assertEqual(self.etcd.keys[b"/data"].version, 2)
+        self.assertEqual(len(self.markers()), 1)
+
+    def test_marker_keeps_changing(self) -> None:
+        """A marker moved before every attempt (another process writing as this node):
+        the write is refused with that reason after a few attempts, never applied."""
+        leader, _ = self.leader()
+        marker = f"{KEY}-writes/n1/0".encode()
+        original = self.etcd._run
+
+        def meddling(*args: Any) -> TxnResult:
+            self.etcd._put(marker, b"someone.else+", 0)
+            return original(*args)
+
+        self.etcd._run = meddling  # type: ignore[method-assign]
+        failure = self.failureResultOf(self.put(leader, "/data", "v1"), EtcdError)
+        self.assertIn("keeps changing", str(failure.value))
+        self.assertNotIn(b"/data", self.etcd.keys)
+        self.assertTrue(leader.is_leader)
+
+    def test_lost_leadership_refused(self) -> None:
+        """No answer, and the lease ends before the write is sent again: n2 is elected, the
+        repeat finds the leader key not ours and nothing applied: refused, stepped down."""
+        leader, events = self.leader()
+        self.etcd.txn_faults = ["no-answer"]
+        written = self.put(leader, "/data", "v1")
+        self.etcd._drop_lease(leader._lease)  # type: ignore[arg-type]
+        second, _ = self.candidate("n2")
+        self.clock.advance(0)
+        self.assertTrue(second.is_leader)
+        self.clock.advance(leader.write_pause)
+        self.failureResultOf(written, NotLeader)
+        self.assertNotIn(b"/data", self.etcd.keys)
+        self.assertEqual(events[-1][2], "a fenced write found the leader key no longer ours")
+
+    def test_applied_before_leadership_was_lost(self) -> None:
+        """Applied under our term, the answer lost, then the lease ends and n2 is elected:
+        the repeat finds the marker, so the write (durable, written in our term) is
+        acknowledged, and the node steps down."""
+        leader, events = self.leader()
+        term = leader.term
+        self.etcd.txn_faults = ["lost-answer"]
+        written = self.put(leader, "/data", "v1")
+        self.etcd._drop_lease(leader._lease)  # type: ignore[arg-type]
+        second, _ = self.candidate("n2")
+        self.clock.advance(0)
+        self.clock.advance(leader.write_pause)
+        self.successResultOf(written)
+        self.assertEqual(self.etcd.keys[b"/data"].version, 1)
+        self.assertLess(self.etcd.keys[b"/data"].mod_revision, second.term)  # type: ignore[operator]
+        self.assertFalse(leader.is_leader)
+        self.assertEqual(
+            events[-1], ("lost", term, "a fenced write found the leader key no longer ours")
+        )
+
+    def test_no_answer_until_the_term_ends(self) -> None:
+        """etcd does not answer at all: the write is sent round again until the term ends,
+        then refused saying it may or may not be stored; nothing applied."""
+        leader, _ = self.leader()
+        self.etcd.down = True
+        written = self.put(leader, "/data", "v1")
+        self.clock.advance(TTL / 3)
+        self.assertNoResult(written)
+        self.clock.advance(TTL)
+        failure = self.failureResultOf(written, EtcdUnavailable)
+        self.assertIn("may or may not be stored", str(failure.value))
+        self.assertFalse(leader.is_leader)
+        self.assertNotIn(b"/data", self.etcd.keys)
+
+    def test_markers_are_bounded(self) -> None:
+        """Writes in flight at once each hold a marker slot, those beyond the slots wait for
+        one; however many writes, the node keeps at most WRITE_SLOTS marker keys."""
+        leader, _ = self.leader()
+        for number in range(50):
+            self.successResultOf(self.put(leader, f"/seq/{number}", "x"))
+        self.assertEqual(len(self.markers()), 1)
+        gate: Deferred[None] = Deferred()
+        self.etcd.gate = gate
+        writes = [self.put(leader, f"/burst/{number}", "x") for number in range(WRITE_SLOTS + 4)]
+        self.assertEqual(leader._markers.free, 0)
+        self.etcd.gate = None
+        gate.callback(None)
+        for written in writes:
+            self.successResultOf(written)
+        self.assertEqual(len(self.markers()), WRITE_SLOTS)
+        self.assertEqual(leader._markers.free, WRITE_SLOTS)
+        for number in range(WRITE_SLOTS + 4):
+            self.assertEqual(self.etcd.keys[f"/burst/{number}".encode()].version, 1)
+
+
+class MarkerSlotsTests(SynchronousTestCase):
+    """The pool of marker slots."""
+
+    def test_lowest_first_and_waiters_in_order(self) -> None:
+        """Slots are handed out lowest first; once all are taken, callers wait and get the
+        released slots in the order they asked; a cancelled waiter is skipped."""
+        slots = MarkerSlots(b"/m/", size=2)
+        self.assertEqual(slots.key(1), b"/m/1")
+        first = self.successResultOf(Deferred.fromCoroutine(slots.take()))
+        second = self.successResultOf(Deferred.fromCoroutine(slots.take()))
+        self.assertEqual((first, second), (0, 1))
+        gone = Deferred.fromCoroutine(slots.take())
+        waiting = Deferred.fromCoroutine(slots.take())
+        gone.cancel()
+        self.failureResultOf(gone)
+        slots.release(1)
+        self.assertEqual(self.successResultOf(waiting), 1)
+        slots.release(0)
+        self.assertEqual(slots.free, 1)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(slots.take())), 0)
+
+
 class WiringTests(SynchronousTestCase):
     """build_leadership: from the configuration to a service."""
 
@@ -538,11 +794,13 @@ class HangingMemberTests(SynchronousTestCase):
         stub = self.stub = StubTreq(self.etcd)
         self.hanging: set[str] = set()
         self.sent: list[tuple[float, str]] = []
+        self.bodies: list[tuple[str, bytes]] = []
         outer = self
 
         class Requester:
             def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
                 outer.sent.append((outer.clock.seconds(), url))
+                outer.bodies.append((url, kwargs["data"]))
                 if any(url.startswith(endpoint) for endpoint in outer.hanging):
                     return Deferred()
                 return stub.request(method, url, **kwargs)
@@ -614,3 +872,43 @@ class HangingMemberTests(SynchronousTestCase):
         self.assertEqual(service.term, 7)
         txns = [url for _, url in self.sent if url.endswith("/kv/txn")]
         self.assertEqual(txns, ["http://e1:2379/v3/kv/txn", "http://e2:2379/v3/kv/txn"])
+
+    def test_fenced_write_moves_on_from_a_hanging_member(self) -> None:
+        """A fenced write left unanswered by the member the leader talks to is sent, the
+        same request byte for byte, to the next member after TTL/3 and acknowledged from
+        there; the request is fenced on the term and on the write's marker slot."""
+        service = LeadershipService(
+            self.client, KEY, "n1", 10, self.clock, ClusterLog("Master n1", "Failover")
+        )
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        self.clock.advance(0)
+        self.stub.flush()
+        self.assertEqual(service.term, 7)
+        from tests.test_failover_client import HEADER
+
+        self.etcd.answers["/v3/kv/txn"] = (
+            200,
+            {"header": HEADER, "succeeded": True, "responses": [{"response_txn": {}}]},
+        )
+        self.hanging.add("http://e1:2379/v3/kv/txn")
+        written = Deferred.fromCoroutine(service.fenced_put("/data", "v"))
+        self.run_for(3.2)
+        self.assertNoResult(written)
+        self.run_for(0.2)
+        self.assertEqual(self.successResultOf(written), 7)
+        [(hung, first), (answered, again)] = [
+            (url, data) for url, data in self.bodies if url.endswith("/kv/txn")
+        ][-2:]
+        self.assertEqual((hung, answered), ("http://e1:2379/v3/kv/txn", "http://e2:2379/v3/kv/txn"))
+        self.assertEqual(first, again)
+        body = json.loads(again)
+        targets = [(item["target"], base64.b64decode(item["key"])) for item in body["compare"]]
+        self.assertEqual(
+            targets,
+            [
+                ("CREATE", KEY.encode()),
+                ("LEASE", KEY.encode()),
+                ("MOD", f"{KEY}-writes/n1/0".encode()),
+            ],
+        )

@@ -1,22 +1,31 @@
-"""The etcd client against a real etcd on 127.0.0.1: leases, keys, transactions, watches, TLS."""
+"""The etcd client against a real etcd on 127.0.0.1: leases, keys, transactions, watches, TLS,
+and the leader's fenced writes sent again after a lost answer (applied exactly once)."""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.helpers import short_temp_dir
-from wazuhcluster.failover.client import EtcdClient, EtcdTls
+from wazuhcluster.failover.client import EtcdClient, EtcdTls, HttpRequester
+from wazuhcluster.failover.election import LeadershipService
 from wazuhcluster.failover.kv import (
     Compare,
     EtcdUnavailable,
     LeaseNotFound,
     Op,
+    TxnResult,
     WatchResponse,
 )
 from wazuhcluster.testing.devcluster import free_port
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
+from wazuhcluster.util.logs import ClusterLog
 
 #: Generous: a shared CI machine.
 DEADLINE = 30.0
@@ -126,6 +135,94 @@ class EtcdClientRealTests(TestCase):
         self.addCleanup(lambda: Deferred.fromCoroutine(client.close()))
         await client.put("/k", "v")
         self.assertEqual(client.endpoint, self.cluster.endpoints[0])
+
+
+class LosingRequester:
+    """Passes requests to treq, except the next transaction once ``trap`` is set: it is
+    kept in :attr:`kept` (URL and body) and never answered; with ``deliver`` it reaches
+    etcd first (applied there, its answer lost)."""
+
+    def __init__(self, inner: HttpRequester) -> None:
+        self.inner = inner
+        self.trap = False
+        self.deliver = False
+        self.kept: list[tuple[str, bytes]] = []
+
+    def request(self, method: str, url: str, *, data: bytes, headers: Any) -> Deferred[Any]:
+        """One request, or the trapped transaction's silence."""
+        if not (self.trap and url.endswith("/kv/txn")):
+            return self.inner.request(method, url, data=data, headers=headers)
+        self.trap = False
+        self.kept.append((url, data))
+        if self.deliver:
+            self.inner.request(method, url, data=data, headers=headers).addErrback(lambda _: None)
+        return Deferred()
+
+
+async def wait_until(condition: Any, timeout: float = DEADLINE) -> None:
+    """Poll ``condition`` on the reactor until true (fails on timeout)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await deferLater(reactor, 0.05)
+
+
+class FencedRetryRealTests(TestCase):
+    """A leader's fenced write whose answer is lost, on a real etcd reached under two names
+    (127.0.0.1 and localhost: two endpoints, one member)."""
+
+    timeout = 120
+
+    async def leader(self) -> tuple[LeadershipService, LosingRequester]:
+        """A started, elected leader (TTL 3 s: a member has 1 s to answer) whose client's
+        transactions can be trapped."""
+        require_etcd()
+        cluster = EtcdCluster(short_temp_dir(self))
+        self.addCleanup(cluster.stop)
+        cluster.start()
+        [endpoint] = cluster.endpoints
+        endpoints = [endpoint, endpoint.replace("127.0.0.1", "localhost")]
+        client = EtcdClient.connect(reactor, endpoints)
+        self.addCleanup(lambda: Deferred.fromCoroutine(client.close()))
+        requester = client.http = LosingRequester(client.http)
+        service = LeadershipService(
+            client, "/t/leader", "n1", 3, reactor, ClusterLog("Master n1", "Failover")
+        )
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        await wait_until(lambda: service.is_leader)
+        return service, requester
+
+    async def test_late_first_attempt_applies_nothing(self) -> None:
+        """The first attempt never reaches etcd in time: after 1 s the write goes to the
+        next endpoint and is applied; the first attempt delivered afterwards is refused by
+        etcd (its marker slot moved), so the key was written once."""
+        service, requester = await self.leader()
+        requester.trap = True
+        revision = await service.fenced_put("/t/data", "v1")
+        [(_url, late)] = requester.kept
+        answer = await service.client.call("/kv/txn", json.loads(late))  # type: ignore[attr-defined]
+        self.assertFalse(TxnResult.from_json(answer).succeeded)
+        data = await service.client.get("/t/data")
+        assert data is not None
+        self.assertEqual((data.value, data.version, data.mod_revision), (b"v1", 1, revision))
+
+    async def test_lost_answer_is_not_applied_twice(self) -> None:
+        """The first attempt is applied by etcd but its answer is lost: the repeat on the
+        next endpoint finds the write's marker and reports the write done, not applied
+        again; the next write goes straight through."""
+        service, requester = await self.leader()
+        requester.trap = requester.deliver = True
+        revision = await service.fenced_put("/t/data", "v1")
+        self.assertEqual(len(requester.kept), 1)
+        data = await service.client.get("/t/data")
+        assert data is not None
+        self.assertEqual((data.value, data.version, data.mod_revision), (b"v1", 1, revision))
+        await service.fenced_put("/t/data", "v2")
+        data = await service.client.get("/t/data")
+        assert data is not None
+        self.assertEqual((data.value, data.version), (b"v2", 2))
 
 
 class EtcdClientTlsTests(TestCase):

@@ -13,7 +13,10 @@ safe to repeat (keepalives and reads) are made with ``retry=True``: a timeout or
 connection then tries the next endpoint at once, each endpoint once per call, so one member
 that hangs (connections open, no answer) costs one timeout, not the call. Those calls also
 take a shorter per-attempt ``timeout`` from their caller (the election caps it at a third of
-the lease TTL so that a renewal still lands in time on another member).
+the lease TTL so that a renewal still lands in time on another member). The leader's fenced
+writes are made so too: they carry the proof of whether an earlier attempt applied (see
+:mod:`wazuhcluster.failover.fenced`). Each such move is logged (with a ``log``), so an
+operator sees which member stopped answering.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from wazuhcluster.failover.kv import (
     range_body,
 )
 from wazuhcluster.failover.watch import Watch, WatchCallback
+from wazuhcluster.util.logs import ClusterLog
 
 #: The gateway's prefix: ``/v3`` since etcd 3.4 (3.4 also serves ``/v3beta``, 3.5 only ``/v3``).
 API_PREFIX = "/v3"
@@ -117,6 +121,7 @@ class EtcdClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_response: int = DEFAULT_MAX_RESPONSE,
         pool: HTTPConnectionPool | None = None,
+        log: ClusterLog | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
@@ -127,6 +132,8 @@ class EtcdClient:
         self.max_response = max_response
         self._pool = pool
         self._current = 0
+        #: Where a repeatable call that moves on to the next member says so (None: silent).
+        self.log = log
 
     @classmethod
     def connect(
@@ -135,6 +142,7 @@ class EtcdClient:
         endpoints: Sequence[str],
         tls: EtcdTls | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        log: ClusterLog | None = None,
     ) -> EtcdClient:
         """A client with its own persistent connection pool (closed by :meth:`close`).
 
@@ -147,7 +155,7 @@ class EtcdClient:
         pool.maxPersistentPerHost = 4
         policy = _ClientTlsPolicy(tls or EtcdTls())
         agent = Agent(reactor, contextFactory=policy, pool=pool, connectTimeout=timeout)
-        return cls(endpoints, HTTPClient(agent), reactor, timeout=timeout, pool=pool)
+        return cls(endpoints, HTTPClient(agent), reactor, timeout=timeout, pool=pool, log=log)
 
     @property
     def endpoint(self) -> str:
@@ -229,6 +237,7 @@ class EtcdClient:
                     raise
                 reasons.append(f"{endpoint}: {failure}")
                 last = failure
+                self._moving_on(endpoint, path, failure, step)
                 continue
             except EtcdError:
                 raise
@@ -242,12 +251,23 @@ class EtcdClient:
                     raise broken from None
                 reasons.append(f"{endpoint}: {broken}")
                 last = broken
+                self._moving_on(endpoint, path, broken, step)
                 continue
         if last is not None:
             if len(reasons) == 1:
                 raise last
             raise EtcdUnavailable(f"no etcd endpoint answered {path}: " + "; ".join(reasons))
         raise EtcdUnavailable("no etcd endpoint reachable: " + "; ".join(reasons))
+
+    def _moving_on(self, endpoint: str, path: str, failure: EtcdError, step: int) -> None:
+        if self.log is None or step == len(self.endpoints) - 1:
+            return  # the last member: the call fails, and its caller says so
+        self.log.warn(
+            "etcd member {endpoint} did not answer {path} ({reason}); asking the next member",
+            endpoint=endpoint,
+            path=path,
+            reason=failure.message,
+        )
 
     # -- leases --------------------------------------------------------------------------
 

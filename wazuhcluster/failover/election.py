@@ -19,7 +19,10 @@ The leader steps down (and says why in cluster.log) when:
 Every durable write of the master goes through :meth:`LeadershipService.fenced_txn` (or
 :meth:`~LeadershipService.fenced_put`): a transaction that applies only if the leader key
 still has this term's create revision and this node's lease, so a deposed or partitioned
-master can commit nothing, whatever its own clock believes.
+master can commit nothing, whatever its own clock believes. A fenced write that gets no
+answer (a member died or hangs) is sent again to the next member until the term ends; a
+marker set in the same transaction makes it apply exactly once (see
+:mod:`wazuhcluster.failover.fenced`).
 """
 
 from __future__ import annotations
@@ -33,17 +36,29 @@ from attrs import frozen
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from wazuhcluster.failover.fenced import (
+    MAX_RESYNCS,
+    Applied,
+    Deposed,
+    FencedWrite,
+    MarkerSlots,
+    marker_prefix,
+    new_nonce,
+)
 from wazuhcluster.failover.kv import (
     Compare,
     EtcdError,
+    EtcdUnavailable,
     KeyValue,
     Lease,
     LeaseNotFound,
     Op,
     TxnResult,
     WatchResponse,
+    to_bytes,
 )
 from wazuhcluster.util.logs import ClusterLog
 
@@ -220,6 +235,11 @@ class LeadershipService(Service):
         #: The longest wait for one member's answer to a keepalive or a read: a member that
         #: hangs is passed over for the next one while the lease has time left.
         self.request_timeout = self.interval
+        #: The pause before a fenced write no member answered is sent round them again.
+        self.write_pause = min(0.5, self.interval / 4)
+        self._markers = MarkerSlots(marker_prefix(key, node_name))
+        self._nonce = new_nonce()
+        self._writes = 0
         #: The leader as last seen (None: no leader, or not known).
         self.leader: Term | None = None
         #: Our own term while we lead.
@@ -272,27 +292,94 @@ class LeadershipService(Service):
         compare: Sequence[Compare] = (),
         failure: Sequence[Op] = (),
     ) -> TxnResult:
-        """Run ``success`` only while this node still leads (and ``compare`` holds).
+        """Run ``success`` only while this node still leads (and ``compare`` holds), once.
 
-        Raises :class:`NotLeader` when this node does not lead, or etcd says it no longer
-        does (this node then steps down). When only the caller's ``compare`` fails the
-        result has ``succeeded`` False and ``failure`` ran.
+        A member that does not answer is passed over for the next one after
+        :attr:`request_timeout`, round the members again while the term lasts: the write
+        applies exactly once however many attempts it took (:mod:`~wazuhcluster.failover.
+        fenced`). Raises :class:`NotLeader` when this node does not lead, or etcd says it no
+        longer does and the write did not apply (this node then steps down); an
+        :class:`EtcdUnavailable` when no member answered before the term ended (the write
+        may or may not be in etcd). When only the caller's ``compare`` fails the result has
+        ``succeeded`` False and ``failure`` ran. A write found applied by an attempt whose
+        answer was lost has no ``ranges`` nor ``deleted`` counts.
         """
         term, lease = self._require_leader()
-        # Not retried on another member: a transaction that timed out may have been applied,
-        # and the caller's ``compare``/``failure`` ops need not be safe to repeat. The error
-        # reaches the caller (who knows whether its write is idempotent); the next call goes
-        # to the next member, as the client rotates after any timeout.
-        fence = [
-            Compare.create_revision(self.key, "=", term),
-            Compare.lease(self.key, "=", lease),
-        ]
-        result = await self.client.txn(fence, [Op.txn(compare, success, failure)])
-        outcome = result.nested
-        if not result.succeeded or outcome is None:
-            self._step_down(term, "a fenced write found the leader key no longer ours")
-            raise NotLeader(f"{self.node_name} is no longer the leader (term {term})")
-        return outcome
+        slot = await self._markers.take()
+        try:
+            return await self._write(
+                term, lease, slot, tuple(success), tuple(compare), tuple(failure)
+            )
+        finally:
+            self._markers.release(slot)
+
+    async def _write(
+        self,
+        term: int,
+        lease: int,
+        slot: int,
+        success: tuple[Op, ...],
+        compare: tuple[Compare, ...],
+        failure: tuple[Op, ...],
+    ) -> TxnResult:
+        self._writes += 1
+        write_id = f"{self._nonce}.{term}.{self._writes}".encode()
+        resyncs = 0
+        unanswered = 0
+        while True:
+            write = FencedWrite(
+                to_bytes(self.key),
+                term,
+                lease,
+                self._markers.key(slot),
+                self._markers.revisions.get(slot, 0),
+                write_id,
+            )
+            try:
+                result = await self.client.txn(
+                    *write.request(compare, success, failure),
+                    timeout=self.request_timeout,
+                    retry=True,
+                )
+            except EtcdUnavailable as error:
+                if self.term != term or self.clock.seconds() >= self._lease_deadline:
+                    raise EtcdUnavailable(
+                        f"no etcd member answered a write before term {term} ended (it may "
+                        f"or may not be stored): {error}"
+                    ) from None
+                unanswered += 1
+                if unanswered == 1:
+                    self.log.warn(
+                        "No etcd member answered a write ({reason}); sending it again (it "
+                        "applies once)",
+                        reason=str(error),
+                    )
+                await deferLater(self.clock, self.write_pause)
+                continue
+            outcome = write.outcome(result)
+            if isinstance(outcome, Applied):
+                self._markers.revisions[slot] = outcome.result.revision
+                if outcome.recovered:
+                    self.log.info(
+                        "A write's answer was lost; etcd holds it (applied once, at revision "
+                        "{revision})",
+                        revision=outcome.result.revision,
+                    )
+                if not outcome.still_leader:
+                    self._step_down(term, "a fenced write found the leader key no longer ours")
+                return outcome.result
+            if isinstance(outcome, Deposed):
+                self._step_down(term, "a fenced write found the leader key no longer ours")
+                raise NotLeader(f"{self.node_name} is no longer the leader (term {term})")
+            # An older write whose answer was lost landed in this slot: nothing of this one
+            # applied, and its attempts so far never will (they expect the old revision).
+            self._markers.revisions[slot] = outcome.revision
+            resyncs += 1
+            if resyncs > MAX_RESYNCS:
+                raise EtcdError(
+                    f"the write marker {write.marker.decode('utf-8', 'replace')} keeps "
+                    "changing: does another process run as this node?"
+                )
 
     async def fenced_put(self, key: bytes | str, value: bytes | str) -> int:
         """Set ``key`` only while this node leads; returns the revision of the write."""

@@ -38,14 +38,15 @@ def build_leadership(
     else a follower that only tracks who leads. A candidate publishes ``address`` (where
     the other nodes reach it) while it leads. Reads the TLS files (small, at start)."""
     tls = EtcdTls(settings.tls.ca, settings.tls.cert, settings.tls.key)
-    client = EtcdClient.connect(reactor, settings.endpoints, tls)
+    failover_log = log.child("Failover")
+    client = EtcdClient.connect(reactor, settings.endpoints, tls, log=failover_log)
     return OwnedLeadership(
         client,
         settings.leader_key,
         node_name,
         settings.lease_ttl,
         reactor,
-        log.child("Failover"),
+        failover_log,
         candidate=node_name in settings.candidates,
         address=address,
     )
