@@ -32,6 +32,7 @@ from wazuhcluster.config.xmlconfig import ConfigError, Section
 from wazuhcluster.node import analysis_pool
 from wazuhcluster.node.analysis_child import (
     AnalysisChild,
+    Prepare,
     decode_events,
     encode_events,
     event_row,
@@ -798,3 +799,38 @@ class AnalysisSettingsTests(SynchronousTestCase):
         self.assertIn("<global><limits><eps><maximum>", str(caught.exception))
         with self.assertRaises(ConfigError):
             self.parse("", "<global><limits><eps><timeframe>0</timeframe></eps></limits></global>")
+
+
+class ClosedPipeProcess:
+    """A spawned process's writing side as Twisted keeps it: a closed pipe is a KeyError."""
+
+    def __init__(self) -> None:
+        self.pipes: dict[int, list[bytes]] = {analysis_pool.CHILD_IN: []}
+
+    def writeToChild(self, child_fd: int, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        """Append to the pipe, or fail as Process.writeToChild does once it is closed."""
+        self.pipes[child_fd].append(data)
+
+    def closeChildFD(self, child_fd: int) -> None:  # noqa: N802 - Twisted's name
+        """The pipe is gone from ``pipes``, as once Twisted has closed it."""
+        self.pipes.pop(child_fd, None)
+
+
+class PipeTransportTests(SynchronousTestCase):
+    """AMP to a child whose input is already closed (a pool stopped during a reload)."""
+
+    def test_call_after_input_closed_fails_at_process_end(self) -> None:
+        """A call sent after the child's input closed raises nothing where it is sent
+        (it was a KeyError from writeToChild, unhandled in the reload); it fails when the
+        child's end is seen, like a call on a closed connection."""
+        process = ClosedPipeProcess()
+        remote = amp.AMP()
+        remote.makeConnection(analysis_pool._PipeTransport(process, 0))  # type: ignore[arg-type]
+        sent = remote.callRemote(Prepare)
+        self.assertEqual(len(process.pipes[analysis_pool.CHILD_IN]), 1)
+        process.closeChildFD(analysis_pool.CHILD_IN)
+        late = remote.callRemote(Prepare)
+        self.assertNoResult(late)
+        remote.connectionLost(Failure(ProcessDone(0)))
+        self.failureResultOf(late, ProcessDone)
+        self.failureResultOf(sent, ProcessDone)

@@ -116,14 +116,22 @@ class _PipeTransport:
     def __init__(self, process: Any, lane: int) -> None:
         self.process = process
         self.lane = lane
+        #: The child's input is closed (stopped, or the child is gone): writes are dropped.
+        self.closed = False
 
     def write(self, data: bytes) -> None:
-        """Send bytes to the child."""
-        self.process.writeToChild(CHILD_IN, data)
+        """Send bytes to the child; nothing once its input is closed. As with a closed
+        socket, a call sent then is failed when the child's end is seen (processEnded)."""
+        if self.closed:
+            return
+        try:
+            self.process.writeToChild(CHILD_IN, data)
+        except KeyError:  # Twisted's way of saying the pipe is closed
+            self.closed = True
 
     def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802 - Twisted's name
         """Send several pieces."""
-        self.process.writeToChild(CHILD_IN, b"".join(data))
+        self.write(b"".join(data))
 
     def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
         """Close the child's input (it exits once it has answered everything)."""
