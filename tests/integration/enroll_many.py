@@ -1,14 +1,18 @@
 """Enroll many agents at once against several enrollment ports; print the outcome as JSON.
 
-Usage: python -m tests.integration.enroll_many PORT[,PORT...] COUNT PREFIX [PASSWORD]
-Agent i enrolls through port i % len(ports), all concurrently.
+Usage: python -m tests.integration.enroll_many [--progress FILE] PORT[,PORT...] COUNT PREFIX
+[PASSWORD]. Agent i enrolls through port i % len(ports), all concurrently. Each result has
+the agent's name, its id and key or an error, and ``at``: the wall-clock time (POSIX
+seconds) its answer came. With ``--progress``, one line per answer (``ok`` or ``error``) is
+appended to FILE as it comes, so a test can act while the burst is in flight.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
-from typing import Any
+import time
+from typing import IO, Any
 
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import react
@@ -17,11 +21,23 @@ from wazuhcluster.agents.enrollment_client import request_enrollment
 
 
 async def enroll_all(
-    reactor: Any, ports: list[int], count: int, prefix: str, password: str | None
-) -> list[dict[str, str]]:
-    """Enroll ``count`` agents concurrently; one result (id or error) per agent."""
+    reactor: Any,
+    ports: list[int],
+    count: int,
+    prefix: str,
+    password: str | None,
+    progress: IO[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Enroll ``count`` agents concurrently; one result (id or error, and when) per agent."""
 
-    async def one(index: int) -> dict[str, str]:
+    def note(result: dict[str, Any]) -> dict[str, Any]:
+        result["at"] = time.time()
+        if progress is not None:
+            progress.write("ok\n" if "id" in result else "error\n")
+            progress.flush()
+        return result
+
+    async def one(index: int) -> dict[str, Any]:
         name = f"{prefix}{index:04d}"
         try:
             entry = await request_enrollment(
@@ -33,20 +49,39 @@ async def enroll_all(
                 timeout=60,
             )
         except Exception as error:
-            return {"name": name, "error": str(error)}
-        return {"name": name, "id": entry.id, "key": entry.key}
+            return note({"name": name, "error": str(error)})
+        return note({"name": name, "id": entry.id, "key": entry.key})
 
     results = await DeferredList([ensureDeferred(one(i)) for i in range(count)])
     return [value for _ok, value in results]
 
 
+def arguments() -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--progress", help="append one line per answer to this file")
+    parser.add_argument("ports", help="enrollment ports, comma-separated")
+    parser.add_argument("count", type=int)
+    parser.add_argument("prefix")
+    parser.add_argument("password", nargs="?")
+    return parser.parse_args()
+
+
 def main(reactor: Any) -> Any:
     """Entry point for task.react."""
-    ports = [int(p) for p in sys.argv[1].split(",")]
-    password = sys.argv[4] if len(sys.argv) > 4 else None
+    args = arguments()
+    ports = [int(p) for p in args.ports.split(",")]
 
     async def run() -> None:
-        print(json.dumps(await enroll_all(reactor, ports, int(sys.argv[2]), sys.argv[3], password)))
+        progress = open(args.progress, "a", encoding="utf-8") if args.progress else None
+        try:
+            results = await enroll_all(
+                reactor, ports, args.count, args.prefix, args.password, progress
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+        print(json.dumps(results))
 
     return ensureDeferred(run())
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.helpers import short_temp_dir
@@ -325,46 +326,92 @@ class EtcdLostRealTests(ClusterTestCase):
         self.assertEqual((status, body.get("read_only")), (200, False), body)
 
 
+class Burst:
+    """A burst of ``count`` enrollments through ``port`` at once, as agents starting
+    together send them (tests.integration.enroll_many in the background); its progress file
+    says how many were answered while it runs."""
+
+    def __init__(self, test: ClusterTestCase, port: int, count: int, prefix: str) -> None:
+        self.count = count
+        self.progress = Path(test.mktemp() + "-progress").absolute()
+        self.progress.parent.mkdir(parents=True, exist_ok=True)
+        self.progress.touch()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.enroll_many"]
+            + ["--progress", str(self.progress), str(port), str(count), prefix],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        test.addCleanup(lambda: self.process.poll() is None and self.process.kill())
+
+    def acknowledged(self) -> int:
+        """How many agents got ``OSSEC K:`` so far."""
+        return self.progress.read_text().count("ok\n")
+
+    def results(self) -> list[dict[str, Any]]:
+        """Wait for the end of the burst; one result per agent (see enroll_many)."""
+        out, err = self.process.communicate(timeout=DEADLINE * 3)
+        if self.process.returncode != 0:
+            raise AssertionError(err)
+        results: list[dict[str, Any]] = json.loads(out)
+        return results
+
+
+def kill_mid_burst(test: ClusterTestCase, burst: Burst, master: NodeProcess, after: int) -> float:
+    """kill -9 ``master`` once ``after`` agents of ``burst`` got their key; the time of the
+    kill (POSIX seconds, as the burst's ``at``)."""
+    test.assertTrue(
+        wait_for(lambda: burst.acknowledged() >= after, DEADLINE, 0.01),
+        f"{burst.acknowledged()} of {burst.count} acknowledged before the deadline",
+    )
+    killed_at = time.time()
+    master.kill()
+    return killed_at
+
+
+def split_at_kill(
+    test: ClusterTestCase, results: list[dict[str, Any]], killed_at: float
+) -> tuple[int, int]:
+    """Check that the kill landed mid-burst: some agents were acknowledged before it and
+    some answers came after it. Both counts."""
+    before = len([r for r in results if "id" in r and r["at"] < killed_at])
+    after = len([r for r in results if r["at"] >= killed_at])
+    test.assertGreater(before, 0, "no enrollment was acknowledged before the kill")
+    test.assertGreater(after, 0, "every enrollment was answered before the kill")
+    return before, after
+
+
+#: Enrollments per burst (the issue's size), and how many are acknowledged at the kill.
+BURST = 500
+KILL_AFTER = 150
+
+
 class KillDuringBurstRealTests(ClusterTestCase):
     """kill -9 of the master while agents enroll through a worker: nothing acknowledged is
     lost, no id is issued twice."""
 
     def test_every_acknowledged_agent_survives(self) -> None:
-        """200 agents enroll at once through worker1; cand-a is killed once the worker holds
-        120 of their keys. Every agent that got ``OSSEC K:`` is on cand-b after the take-over
-        with the same id and key (and on the worker after the next sync), no id was given
-        twice, and the next enrollment gets a new id."""
+        """BURST agents enroll at once through worker1; cand-a is killed once KILL_AFTER of
+        them got their key, while the rest are in flight (some answered before the kill,
+        some after). Every agent that got ``OSSEC K:`` is on cand-b after the take-over with
+        the same id and key (and on the worker after the next sync), no id was given twice,
+        the worker relinked to cand-b and the next enrollment gets a new id."""
         etcd = started_etcd(self)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
         cluster = candidates_cluster(self, lambda name: block)
         first, second, worker = start_candidates(self, cluster)
 
         port = cluster.node_ports("worker1")["enrollment"]
-        burst = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.enroll_many", str(port), "200", "burst-"],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.addCleanup(lambda: burst.poll() is None and burst.kill())
-        # Killed once the worker holds 120 of the new keys: their answers are on the way.
-        keys_w = cluster.home("worker1").client_keys
-        self.assertTrue(
-            wait_for(
-                lambda: (
-                    len([e for e in read_client_keys(keys_w) if e.name.startswith("burst-")]) >= 120
-                ),
-                DEADLINE,
-                0.02,
-            )
-        )
-        first.kill()
-        out, err = burst.communicate(timeout=DEADLINE * 3)
-        self.assertEqual(burst.returncode, 0, err)
-        results = json.loads(out)
+        started = time.monotonic()
+        burst = Burst(self, port, BURST, "burst-")
+        killed_at = kill_mid_burst(self, burst, first, KILL_AFTER)
+        results = burst.results()
+        took = time.monotonic() - started
+        self.assertEqual(len(results), BURST)
+        before, after = split_at_kill(self, results, killed_at)
         acknowledged = {r["name"]: r for r in results if "id" in r}
-        self.assertGreaterEqual(len(acknowledged), 1)
         ids = [r["id"] for r in acknowledged.values()]
         self.assertEqual(len(ids), len(set(ids)), "an id was issued twice")
 
@@ -375,18 +422,20 @@ class KillDuringBurstRealTests(ClusterTestCase):
         self.assertEqual(lost, [], f"acknowledged but not on the new master: {lost[:10]}")
         for name, result in acknowledged.items():
             self.assertEqual((keys_b[name].id, keys_b[name].key), (result["id"], result["key"]))
+        keys_w = cluster.home("worker1").client_keys
         self.assertTrue(
             wait_for(
                 lambda: set(acknowledged) <= {e.name for e in read_client_keys(keys_w)}, DEADLINE
             ),
             "the worker does not hold every acknowledged agent",
         )
-        refused = len(results) - len(acknowledged)
+        self.wait_log(worker, "Successfully connected to master cand-b")
         print(
-            f"\nfailover during a burst: {len(acknowledged)} of {len(results)} enrollments "
-            f"acknowledged ({refused} refused while the master was gone), all on the new master"
+            f"\nfailover during a burst of {BURST}: {len(acknowledged)} acknowledged "
+            f"({before} before the kill), {after} answered after it, {BURST - len(acknowledged)} "
+            f"refused while the master was gone; burst over in {took:.1f} s; none lost"
         )
-        accepted: list[dict[str, str]] = []
+        accepted: list[dict[str, Any]] = []
 
         def enrolled() -> bool:
             [result] = enroll([port], 1, "after-burst-")
@@ -395,6 +444,7 @@ class KillDuringBurstRealTests(ClusterTestCase):
 
         self.assertTrue(wait_for(enrolled, DEADLINE * 2, step=0.2), accepted[-3:])
         self.assertNotIn(accepted[-1]["id"], ids)
+        self.assertIn(accepted[-1]["name"], {e.name for e in read_client_keys(keys_w)})
 
 
 def terms(node: NodeProcess) -> list[int]:
