@@ -9,8 +9,8 @@ appended to FILE as it comes, so a test can act while the burst is in flight.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from typing import IO, Any
 
@@ -56,28 +56,20 @@ async def enroll_all(
     return [value for _ok, value in results]
 
 
-def arguments() -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--progress", help="append one line per answer to this file")
-    parser.add_argument("ports", help="enrollment ports, comma-separated")
-    parser.add_argument("count", type=int)
-    parser.add_argument("prefix")
-    parser.add_argument("password", nargs="?")
-    return parser.parse_args()
-
-
 def main(reactor: Any) -> Any:
     """Entry point for task.react."""
-    args = arguments()
-    ports = [int(p) for p in args.ports.split(",")]
+    # By hand, not argparse: a password may well start with "-".
+    args = sys.argv[1:]
+    progress_path = None
+    if args[:1] == ["--progress"]:
+        progress_path, args = args[1], args[2:]
+    ports = [int(p) for p in args[0].split(",")]
+    password = args[3] if len(args) > 3 else None
 
     async def run() -> None:
-        progress = open(args.progress, "a", encoding="utf-8") if args.progress else None
+        progress = open(progress_path, "a", encoding="utf-8") if progress_path else None
         try:
-            results = await enroll_all(
-                reactor, ports, args.count, args.prefix, args.password, progress
-            )
+            results = await enroll_all(reactor, ports, int(args[1]), args[2], password, progress)
         finally:
             if progress is not None:
                 progress.close()
