@@ -26,7 +26,7 @@ from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
 from wazuhcluster.api.users import add_user
 from wazuhcluster.config.api_settings import api_dir
-from wazuhcluster.registry.keys import read_client_keys
+from wazuhcluster.registry.keys import KeyEntry, read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, free_port, wait_for
 from wazuhcluster.testing.etcd import EtcdCluster, require_etcd
 
@@ -332,17 +332,31 @@ class EtcdLostRealTests(ClusterTestCase):
 
 class Burst:
     """A burst of ``count`` enrollments through ``port`` at once, as agents starting
-    together send them (tests.integration.enroll_many in the background); its progress file
-    says how many were answered while it runs."""
+    together send them (tests.integration.enroll_many in the background), named ``prefix``
+    and a number, or ``names``; its progress file says how many were answered while it
+    runs."""
 
-    def __init__(self, test: ClusterTestCase, port: int, count: int, prefix: str) -> None:
-        self.count = count
-        self.progress = Path(test.mktemp() + "-progress").absolute()
-        self.progress.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        test: ClusterTestCase,
+        port: int,
+        count: int,
+        prefix: str,
+        names: list[str] | None = None,
+    ) -> None:
+        self.count = len(names) if names is not None else count
+        base = Path(test.mktemp()).absolute()
+        base.parent.mkdir(parents=True, exist_ok=True)
+        self.progress = base.with_name(base.name + "-progress")
         self.progress.touch()
+        listed: list[str] = []
+        if names is not None:
+            listed_file = base.with_name(base.name + "-names")
+            listed_file.write_text("".join(f"{name}\n" for name in names))
+            listed = ["--names", str(listed_file)]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.enroll_many"]
-            + ["--progress", str(self.progress), str(port), str(count), prefix],
+            + ["--progress", str(self.progress), *listed, str(port), str(count), prefix],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -390,6 +404,39 @@ def split_at_kill(
     return before, after
 
 
+def retry_refused(
+    test: ClusterTestCase, port: int, results: list[dict[str, Any]], tries: int = 3
+) -> list[dict[str, Any]]:
+    """The agents of ``results`` that were refused enroll again through ``port``, all at
+    once, as agents retry after a refusal (up to ``tries`` times, the still refused again);
+    every one must get its key. The answers: the last one of each agent."""
+    final: dict[str, dict[str, Any]] = {}
+    waiting = [r["name"] for r in results if "id" not in r]
+    for _ in range(tries):
+        if not waiting:
+            break
+        answers = Burst(test, port, len(waiting), "", names=waiting).results()
+        final.update((r["name"], r) for r in answers)
+        waiting = [r["name"] for r in answers if "id" not in r]
+    test.assertEqual(
+        [final[name] for name in waiting][:5], [], f"{len(waiting)} still refused after {tries}"
+    )
+    return list(final.values())
+
+
+def check_retries(
+    test: ClusterTestCase, retried: list[dict[str, Any]], held: dict[str, KeyEntry]
+) -> int:
+    """An agent whose first enrollment was stored but never answered (the master died first)
+    is in ``held`` (the new master's client.keys before the retry): its retry gets the same
+    id and key. How many retries were such agents."""
+    resent = [r for r in retried if r["name"] in held]
+    for result in resent:
+        entry = held[result["name"]]
+        test.assertEqual((result["id"], result["key"]), (entry.id, entry.key), result["name"])
+    return len(resent)
+
+
 def refusals(results: list[dict[str, Any]], killed_at: float) -> dict[str, int]:
     """How many enrollments were refused for each reason, before and after the kill."""
     reasons = Counter(
@@ -421,8 +468,9 @@ class KillDuringBurstRealTests(ClusterTestCase):
         them got their key, while the rest are in flight (some answered before the kill,
         some after; none refused before it). Every agent that got ``OSSEC K:`` is on cand-b
         after the take-over with the same id and key (and on the worker after the next
-        sync), no id was given twice, the worker relinked to cand-b and the next enrollment
-        gets a new id."""
+        sync), no id was given twice, the worker relinked to cand-b; the refused agents
+        retry and all get a key (the same one where the old master had stored it without
+        answering), and the next enrollment gets a new id."""
         etcd = started_etcd(self)
         block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
         cluster = candidates_cluster(self, lambda name: block, auth_options=MANY_AGENTS_ONE_ADDRESS)
@@ -447,6 +495,14 @@ class KillDuringBurstRealTests(ClusterTestCase):
         self.assertEqual(lost, [], f"acknowledged but not on the new master: {lost[:10]}")
         for name, result in acknowledged.items():
             self.assertEqual((keys_b[name].id, keys_b[name].key), (result["id"], result["key"]))
+        # The refused agents retry once the worker is linked to the new master.
+        self.wait_log(worker, "Successfully connected to master cand-b")
+        retried = retry_refused(self, port, results)
+        resent = check_retries(self, retried, keys_b)
+        acknowledged.update((r["name"], r) for r in retried)
+        ids = [r["id"] for r in acknowledged.values()]
+        self.assertEqual(len(ids), len(set(ids)), "an id was issued twice")
+        self.assertEqual(len(acknowledged), BURST)
         keys_w = cluster.home("worker1").client_keys
         self.assertTrue(
             wait_for(
@@ -454,12 +510,12 @@ class KillDuringBurstRealTests(ClusterTestCase):
             ),
             "the worker does not hold every acknowledged agent",
         )
-        self.wait_log(worker, "Successfully connected to master cand-b")
         print(
-            f"\nfailover during a burst of {BURST}: {len(acknowledged)} acknowledged "
-            f"({before} before the kill), {after} answered after it, {BURST - len(acknowledged)} "
+            f"\nfailover during a burst of {BURST}: {BURST - len(retried)} acknowledged "
+            f"({before} before the kill), {after} answered after it, {len(retried)} "
             f"refused while the master was gone; burst over in {took:.1f} s; none lost; "
-            f"refused: {refusals(results, killed_at)}"
+            f"refused: {refusals(results, killed_at)}; the refused retried: all acknowledged "
+            f"by the new master ({resent} had been stored unanswered: their key sent again)"
         )
         accepted: list[dict[str, Any]] = []
 
