@@ -25,9 +25,11 @@ from tests.integration.test_failover_real import (
     MANY_AGENTS_ONE_ADDRESS,
     Burst,
     candidates_cluster,
+    check_retries,
     failover_block,
     kill_mid_burst,
     refusals,
+    retry_refused,
     split_at_kill,
     started_etcd,
     terms,
@@ -61,8 +63,10 @@ class FailoverSoakRealTests(ClusterTestCase):
         worker1 and the master is killed once KILL_AFTER of them got their key, the rest in
         flight (some answered before the kill, some after); the other candidate is elected,
         every agent acknowledged in the round is on it with its id and key, in etcd, and no
-        id was ever given twice; the worker relinks to it, and the killed one is restarted
-        and links to it as the next round's standby. At the end etcd's history names one
+        id was ever given twice; the worker relinks to it, the refused agents retry and all
+        get a key from it (the same one where the old master had stored it without
+        answering), and the killed one is restarted and links to it as the next round's
+        standby. At the end etcd's history names one
         master for each term that wrote an acknowledged agent, every acknowledged agent of
         every round is on the last master and on both nodes running as workers (worker1 and
         the standby), and the last master accepts an enrollment with a new id."""
@@ -109,18 +113,7 @@ class FailoverSoakRealTests(ClusterTestCase):
                 self.assertEqual(
                     (new_keys[name].id, new_keys[name].key), (result["id"], result["key"])
                 )
-            ids = [r["id"] for r in acknowledged.values()] + [r["id"] for r in ours.values()]
-            self.assertEqual(len(ids), len(set(ids)), f"round {round_number}: an id twice")
-            acknowledged.update(ours)
-            print(
-                f"\nround {round_number}: {master} killed, {standby} took over in "
-                f"{took[-1]:.1f} s; {len(ours)} of {BURST} acknowledged ({before} before "
-                f"the kill, {len(ours) - before} after it), {after} answered after it; "
-                f"refused: {refusals(results, killed_at)}"
-            )
-
-            restarted_before = count(nodes[master], f"Successfully connected to master {standby}")
-            nodes[master].start()  # the next round's standby
+            # The refused agents retry once the worker is linked to the new master.
             self.assertTrue(
                 wait_for(
                     grows(worker, f"Successfully connected to master {standby}", linked_before),
@@ -128,6 +121,24 @@ class FailoverSoakRealTests(ClusterTestCase):
                 ),
                 worker.log_text()[-3000:],
             )
+            retried = retry_refused(self, port, results)
+            resent = check_retries(self, retried, new_keys)
+            acknowledged_first = len(ours)
+            ours.update((r["name"], r) for r in retried)
+            self.assertEqual(len(ours), BURST)
+            ids = [r["id"] for r in acknowledged.values()] + [r["id"] for r in ours.values()]
+            self.assertEqual(len(ids), len(set(ids)), f"round {round_number}: an id twice")
+            acknowledged.update(ours)
+            print(
+                f"\nround {round_number}: {master} killed, {standby} took over in "
+                f"{took[-1]:.1f} s; {acknowledged_first} of {BURST} acknowledged ({before} "
+                f"before the kill, {acknowledged_first - before} after it), {after} answered "
+                f"after it; refused: {refusals(results, killed_at)}; all {len(retried)} refused "
+                f"acknowledged on retry ({resent} stored unanswered: key sent again)"
+            )
+
+            restarted_before = count(nodes[master], f"Successfully connected to master {standby}")
+            nodes[master].start()  # the next round's standby
             self.assertTrue(
                 wait_for(
                     grows(
