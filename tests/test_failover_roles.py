@@ -24,8 +24,8 @@ from wazuhcluster.failover.election import Address, LeadershipService
 from wazuhcluster.failover.kv import EtcdUnavailable
 from wazuhcluster.master.node import MasterNode
 from wazuhcluster.node.interfaces import IMasterFollower
-from wazuhcluster.roles.switcher import MASTER, WORKER, RoleSwitcher
-from wazuhcluster.util.logs import ClusterLog
+from wazuhcluster.roles.switcher import MASTER, WORKER, RoleSwitcher, RoleTag
+from wazuhcluster.util.logs import ClusterLog, format_line
 from wazuhcluster.worker.link import MasterLink
 from wazuhcluster.worker.target import MasterTarget
 
@@ -75,13 +75,15 @@ class Node:
         self.log: list[Any] = []
         self.running: list[FakeRole] = []
         self.roles: list[FakeRole] = []
+        #: Its cluster.log tag, as the wiring makes it: what it runs when a line is written.
+        self.tag = RoleTag(name, candidate)
         self.leadership = LeadershipService(
             etcd,
             KEY,
             name,
             TTL,
             clock,
-            ClusterLog(name, "Failover"),
+            ClusterLog(self.tag, "Failover"),
             candidate=candidate,
             address=Address(f"10.0.0.{name[-1]}", 1516) if candidate else None,
         )
@@ -91,7 +93,8 @@ class Node:
             lambda: self._make(FakeWorker, "worker"),
             ("n1", "n2"),
             clock,
-            ClusterLog(name, "Failover"),
+            ClusterLog(self.tag, "Failover"),
+            tag=self.tag,
         )
 
     def _make(self, kind: type[FakeRole], name: str) -> FakeRole:
@@ -179,6 +182,46 @@ class RoleSwitcherTests(SynchronousTestCase):
         status = n1.switcher.failover_status()
         self.assertEqual((status["promotions"], status["demotions"]), (1, 1))
         self.assertEqual(status["master"], "n2")
+
+    def test_lines_tagged_with_the_role_of_the_moment(self) -> None:
+        """A candidate's election and switch lines carry what it runs when written: the
+        election won while a worker says ``[Worker n1]``, the demotion while still master
+        ``[Master]``, the switch between roles ``[Candidate n1]``; its master's and worker's
+        own lines are theirs (``[Master]``, ``[Worker n1]``)."""
+        hold: Deferred[None] = Deferred()
+        n1 = Node(self.etcd, self.clock, "n1").start(self)
+        n2 = Node(self.etcd, self.clock, "n2").start(self)
+
+        def tagged(events: list[Any]) -> list[str]:
+            return [format_line(event).split(": ", 1)[1] for event in events]
+
+        with capturedLogs() as events:
+            self.clock.advance(0)
+        lines = tagged(events)
+        term = n1.leadership.term
+        self.assertIn(
+            f"[Worker n1] [Failover] Elected master (term {term}, lease TTL {TTL} s)", lines
+        )
+        self.assertIn(
+            f"[Worker n1] [Failover] Master for term {term}: starting the master's services.",
+            lines,
+        )
+        self.assertFalse([line for line in lines if line.startswith("[Master]")], lines)
+        n1.roles[-1].hold = hold  # the master's stop takes a while
+        self.etcd._drop_lease(n1.leadership._lease)  # type: ignore[arg-type]
+        self.clock.advance(0)
+        with capturedLogs() as events:
+            self.clock.advance(TTL / 3)
+            self.assertEqual(n1.tag(), "Candidate n1")  # between the two roles
+            n1.switcher.log.info("switching")
+            hold.callback(None)
+        lines = tagged(events)
+        self.assertIn(
+            f"[Master] [Failover] Stepped down as master (term {term}): the lease expired", lines
+        )
+        self.assertIn("[Candidate n1] [Failover] switching", lines)
+        self.assertEqual((n1.switcher.role, n2.switcher.role), (WORKER, MASTER))
+        self.assertEqual((n1.tag(), n2.tag()), ("Worker n1", "Master"))
 
     def test_follower_relinks_when_the_master_changes(self) -> None:
         """A node that is not a candidate is always a worker; it follows each new master."""
@@ -475,6 +518,45 @@ class WiringTests(SynchronousTestCase):
         plain = build_service(self.config("master", "master", False), reactor)  # type: ignore[arg-type]
         self.assertEqual([type(s) for s in plain][-1], MasterService)
         self.assertRaises(KeyError, plain.getServiceNamed, "role-switcher")
+
+    def test_candidate_lines_say_what_it_is(self) -> None:
+        """A candidate configured as ``master`` tags its election's, its switches' and its
+        SIGHUP lines with what it runs when each is written: ``Master`` only while it runs
+        the master's services, ``Worker <name>`` while a worker, ``Candidate <name>``
+        between the two. A node that is not a candidate is always ``Worker <name>``, and
+        a node without ``<failover>`` keeps its fixed tag."""
+        from wazuhcluster.tap import build_service
+        from wazuhcluster.util.signals import SignalHandlers
+
+        reactor = MemoryReactorClock()
+        top = build_service(self.config("master", "master", True), reactor)  # type: ignore[arg-type]
+        switcher = top.getServiceNamed("role-switcher")
+        assert isinstance(switcher, RoleSwitcher)
+        [hup] = [service for service in top if isinstance(service, SignalHandlers)]
+        logs = [switcher.log, switcher.leadership.log, hup.log]  # type: ignore[attr-defined]
+
+        def tags() -> set[str]:
+            with capturedLogs() as events:
+                for log in logs:
+                    log.info("a line")
+            return {format_line(event).split("] ")[0].split("[")[1] for event in events}
+
+        self.assertEqual(tags(), {"Candidate master"})  # not started: neither role yet
+        switcher.role = WORKER
+        self.assertEqual(tags(), {"Worker master"})
+        switcher.role = MASTER
+        self.assertEqual(tags(), {"Master"})
+        switcher.role = None
+        self.assertEqual(tags(), {"Candidate master"})
+        follower = build_service(self.config("w1", "worker", True), reactor)  # type: ignore[arg-type]
+        switcher = follower.getServiceNamed("role-switcher")
+        assert isinstance(switcher, RoleSwitcher)
+        self.assertEqual(switcher.log.tag, "Worker w1")
+        switcher.role = WORKER
+        self.assertEqual(switcher.log.tag, "Worker w1")
+        plain = build_service(self.config("master", "master", False), reactor)  # type: ignore[arg-type]
+        [hup] = [service for service in plain if isinstance(service, SignalHandlers)]
+        self.assertEqual(hup.log.tag, "Master")
 
     def test_worker_follows_what_it_is_told(self) -> None:
         """A real WorkerService built to follow: no master until told, then the one named;

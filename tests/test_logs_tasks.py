@@ -40,6 +40,22 @@ class LogFormatTests(SynchronousTestCase):
             match.groups(), ("INFO", "Worker w1", "Integrity sync", "Finished in 0.018s.")
         )
 
+    def test_tag_asked_at_each_line(self) -> None:
+        """A tag given as a function is asked when each line is written, and a child
+        logger without a tag of its own follows it (a node whose role changes)."""
+        now = ["Worker n1"]
+        log = ClusterLog(lambda: now[0], "Failover")
+        with capturedLogs() as events:
+            log.info("first")
+            now[0] = "Master"
+            log.child("Election").warn("second")
+            log.child("Main", tag="Cluster").info("third")
+        lines = [format_line(event) for event in events]
+        self.assertTrue(lines[0].endswith("INFO: [Worker n1] [Failover] first"), lines)
+        self.assertTrue(lines[1].endswith("WARNING: [Master] [Election] second"), lines)
+        self.assertTrue(lines[2].endswith("INFO: [Cluster] [Main] third"), lines)
+        self.assertEqual(log.tag, "Master")
+
     def test_failure_detail(self) -> None:
         """A logged failure adds its type and message to the line."""
         with capturedLogs() as events:

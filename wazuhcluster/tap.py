@@ -20,7 +20,7 @@ from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.node.config_file import check_home, check_tls
 from wazuhcluster.util.fatal import exit_non_zero_after_failure
 from wazuhcluster.util.interfaces import INodeReactor
-from wazuhcluster.util.logs import ClusterLog, ClusterLogService
+from wazuhcluster.util.logs import ClusterLog, ClusterLogService, Tag
 from wazuhcluster.util.memory import limit_malloc_arenas
 from wazuhcluster.util.restart import reexec_after_restart
 from wazuhcluster.util.signals import SignalHandlers
@@ -82,18 +82,21 @@ def build_service(
     cluster_log = ClusterLogService(config.home.cluster_log, debug=debug)
     cluster_log.setServiceParent(top)
     cluster = config.cluster
-    tag = "Master" if cluster.node_type == "master" else f"Worker {cluster.node_name}"
-    # SIGHUP reopens cluster.log (logrotate) and reloads what the role can reload.
-    hup = SignalHandlers(reactor, [cluster_log.reopen], ClusterLog(tag, "Main"))
-    hup.setServiceParent(top)
-    role: MultiService
+    tag: Tag = "Master" if cluster.node_type == "master" else f"Worker {cluster.node_name}"
+    switcher = None
     if cluster.failover is not None and not cluster.disabled:
         from wazuhcluster.roles.wiring import build_failover_node
 
-        switcher = build_failover_node(config, reactor, sections, tag)
+        switcher = build_failover_node(config, reactor, sections)
+        tag = switcher.tag  # master or worker as the election says
+    # SIGHUP reopens cluster.log (logrotate) and reloads what the role can reload.
+    hup = SignalHandlers(reactor, [cluster_log.reopen], ClusterLog(tag, "Main"))
+    hup.setServiceParent(top)
+    if switcher is not None:
         switcher.setServiceParent(top)
         hup.on_hup.append(switcher.reload)
         return top
+    role: MultiService
     if cluster.node_type == "master":
         from wazuhcluster.master.node import MasterService
 

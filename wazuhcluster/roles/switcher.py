@@ -76,6 +76,28 @@ class Leadership(Protocol):
         """Stop (a leader revokes its lease)."""
 
 
+class RoleTag:
+    """The cluster.log tag of a node with ``<failover>`` when a line is written: what the
+    node is at that moment. ``Master`` while it runs the master's services (as a node
+    without ``<failover>`` says), ``Worker <name>`` while it runs as a worker (always, for a
+    node that is not a candidate), ``Candidate <name>`` between the two (taking over the
+    cluster's state, or stopping one role for the other). The switcher it describes is
+    set once built (:class:`RoleSwitcher` does it); the loggers are made before."""
+
+    def __init__(self, node_name: str, candidate: bool) -> None:
+        self.node_name = node_name
+        self.candidate = candidate
+        self.switcher: RoleSwitcher | None = None
+
+    def __call__(self) -> str:
+        role = None if self.switcher is None else self.switcher.role
+        if role == MASTER:
+            return "Master"
+        if role == WORKER or not self.candidate:
+            return f"Worker {self.node_name}"
+        return f"Candidate {self.node_name}"
+
+
 @implementer(IFailoverView)
 class RoleSwitcher(Service):
     """Owns the election and, at any time, at most one role: a master or a worker.
@@ -93,8 +115,13 @@ class RoleSwitcher(Service):
         clock: IReactorTime,
         log: ClusterLog,
         prepare_master: Callable[[], Awaitable[object]] | None = None,
+        tag: RoleTag | None = None,
     ) -> None:
         self.setName("role-switcher")
+        #: The tag of this node's cluster.log lines that are not the role's own (the
+        #: election's, the switches', SIGHUP's): it follows ``role``.
+        self.tag = tag or RoleTag(leadership.node_name, leadership.candidate)
+        self.tag.switcher = self
         #: Run after the old role stopped and before the master's services start (a new
         #: master loads the cluster's durable state); when it fails this node resigns.
         self.prepare_master = prepare_master

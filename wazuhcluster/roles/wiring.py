@@ -13,7 +13,7 @@ from wazuhcluster.master.node import MasterService
 from wazuhcluster.roles.files_takeover import take_over_files
 from wazuhcluster.roles.promotion import take_over_agents
 from wazuhcluster.roles.security_takeover import take_over_security
-from wazuhcluster.roles.switcher import RoleSwitcher
+from wazuhcluster.roles.switcher import RoleSwitcher, RoleTag
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_in_reactor_pool
@@ -21,7 +21,7 @@ from wazuhcluster.worker.node import WorkerService
 
 
 def build_failover_node(
-    config: NodeConfig, reactor: INodeReactor, sections: NodeSections, tag: str
+    config: NodeConfig, reactor: INodeReactor, sections: NodeSections
 ) -> RoleSwitcher:
     """The service of a node whose ``<cluster>`` has ``<failover>``.
 
@@ -36,8 +36,10 @@ def build_failover_node(
     settings = cluster.failover
     if settings is None:
         raise ValueError("this node has no <failover> block")
-    log = ClusterLog(tag, "Failover")
     candidate = cluster.node_name in settings.candidates
+    # The election's and the switches' lines say what the node is when written.
+    tag = RoleTag(cluster.node_name, candidate)
+    log = ClusterLog(tag, "Failover")
     address = Address(cluster.master_address, cluster.port) if candidate else None
     leadership = build_leadership(settings, cluster.node_name, reactor, log, address=address)
     durable = DurableAgents(leadership, leadership.client, settings.prefix)
@@ -81,5 +83,6 @@ def build_failover_node(
         reactor,
         log,
         prepare_master=prepare_master,
+        tag=tag,
     )
     return switcher

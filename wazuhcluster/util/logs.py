@@ -38,20 +38,32 @@ _LEVEL_NAMES = {
 }
 
 
+#: A node tag: fixed, or asked each time a line is written (a node whose role changes).
+Tag = str | Callable[[], str]
+
+
 class ClusterLog:
     """A logger bound to one node tag and one task, e.g. ``[Worker w1] [Keep Alive]``.
 
+    The tag is a string, or a function giving the tag at the moment each line is written:
+    a node with ``<failover>`` is a master, then a worker, with the same loggers.
     Messages use named fields (``log.info("Connected to {peer}", peer=...)``), never f-strings.
     """
 
-    def __init__(self, tag: str, task: str, namespace: str = "wazuhcluster") -> None:
-        self.tag = tag
+    def __init__(self, tag: Tag, task: str, namespace: str = "wazuhcluster") -> None:
+        self._tag = tag
         self.task = task
         self._logger = Logger(namespace=namespace)
 
+    @property
+    def tag(self) -> str:
+        """The node tag now."""
+        return self._tag if isinstance(self._tag, str) else self._tag()
+
     def child(self, task: str, tag: str | None = None) -> ClusterLog:
-        """Return a logger for another task (and optionally another tag) of the same node."""
-        return ClusterLog(tag or self.tag, task, self._logger.namespace)
+        """Return a logger for another task (and optionally another tag) of the same node;
+        without ``tag`` it follows this logger's tag, changing with it."""
+        return ClusterLog(tag or self._tag, task, self._logger.namespace)
 
     def _emit(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None:
         self._logger.emit(level, message, cluster_tag=self.tag, cluster_task=self.task, **fields)
