@@ -47,22 +47,27 @@ def node_names(home: Path) -> list[str] | None:
     return [node["name"] for node in nodes]
 
 
-def active_agents(cluster: LocalCluster, name_like: str = "%") -> int:
-    """How many agents named like ``name_like`` (SQL LIKE) the master's registry shows
-    active, read-only; -1 while the database cannot be read."""
+def registry_count(cluster: LocalCluster, name_like: str = "%", active: bool = False) -> int:
+    """How many agents named like ``name_like`` (SQL LIKE) the master's registry holds
+    (only those it shows active when ``active``), read-only; -1 while it cannot be read."""
     path = cluster.home(cluster.master).var_db / "global.db"
+    query = "SELECT count(*) FROM agents WHERE name LIKE ?"
+    if active:
+        query += " AND connection_status = 'active'"
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            [(count,)] = connection.execute(
-                "SELECT count(*) FROM agents WHERE name LIKE ? AND connection_status = 'active'",
-                (name_like,),
-            ).fetchall()
+            [(count,)] = connection.execute(query, (name_like,)).fetchall()
         finally:
             connection.close()
     except sqlite3.Error:
         return -1
     return int(count)
+
+
+def active_agents(cluster: LocalCluster, name_like: str = "%") -> int:
+    """How many agents named like ``name_like`` the master's registry shows active."""
+    return registry_count(cluster, name_like, active=True)
 
 
 class ClusterTestCase(SynchronousTestCase):

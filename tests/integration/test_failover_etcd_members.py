@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from tests.integration.common import DEADLINE, REPO, ClusterTestCase
+from tests.integration.common import DEADLINE, REPO, ClusterTestCase, registry_count
 from tests.integration.etcd_history import AGENTS, raft_status, read_range, writer_of
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.test_enrollment_real import enroll
@@ -46,23 +45,6 @@ def notable(node: NodeProcess) -> str:
     return "\n".join(
         line for line in node.log_text().splitlines() if any(w in line for w in wanted)
     )
-
-
-def registered_agents(cluster: LocalCluster, name_like: str) -> int:
-    """How many agents named like ``name_like`` (SQL LIKE) cand-a's registry holds (-1
-    while it cannot be read)."""
-    path = cluster.home("cand-a").var_db / "global.db"
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            [(count,)] = connection.execute(
-                "SELECT count(*) FROM agents WHERE name LIKE ?", (name_like,)
-            ).fetchall()
-        finally:
-            connection.close()
-    except sqlite3.Error:
-        return -1
-    return int(count)
 
 
 def burst_during(
@@ -187,7 +169,7 @@ class MemberKilledRealTests(ClusterTestCase):
         def stuck() -> bool:
             """cand-a's registry holds agents etcd does not, twice in a row 0.3 s apart with
             etcd unchanged: a write is held by the frozen member (one takes milliseconds)."""
-            registered = registered_agents(cluster, "burst-%")
+            registered = registry_count(cluster, "burst-%")
             try:
                 stored = len(read_range(reader, AGENTS, prefix=True)[1])
             except OSError:  # etcd busy electing a raft leader (503): ask again

@@ -287,11 +287,7 @@ class PCRE2(_RegexBacked):
         found = self.combined.search(units)
         if found is None:
             return None
-        spans = found.regs
-        last = len(spans) - 1
-        while last > 0 and spans[last][0] < 0:
-            last -= 1
-        groups = [_from_latin1(units[a:b]) if a >= 0 else "" for a, b in spans[1 : last + 1]]
+        groups = [_from_latin1(units[a:b]) if a >= 0 else "" for a, b in _group_spans(found)]
         return groups, len(units[: found.end()].encode("latin-1").decode("utf-8", "ignore"))
 
     def _extract_bytes(self, pattern: re.Pattern[bytes], text: str) -> tuple[list[str], int] | None:
@@ -299,12 +295,8 @@ class PCRE2(_RegexBacked):
         found = pattern.search(data)
         if found is None:
             return None
-        spans = found.regs
-        last = len(spans) - 1
-        while last > 0 and spans[last][0] < 0:
-            last -= 1
         groups = [
-            data[a:b].decode("utf-8", "replace") if a >= 0 else "" for a, b in spans[1 : last + 1]
+            data[a:b].decode("utf-8", "replace") if a >= 0 else "" for a, b in _group_spans(found)
         ]
         # A match may end inside a character's bytes: the offset stops before that character.
         return groups, len(data[: found.end()].decode("utf-8", "ignore"))
@@ -325,11 +317,16 @@ class PCRE2(_RegexBacked):
         found = self.combined.search(text)
         if found is None:
             return None
-        spans = found.regs
-        last = len(spans) - 1
-        while last > 0 and spans[last][0] < 0:
-            last -= 1
-        return [text[a:b] if a >= 0 else "" for a, b in spans[1 : last + 1]], found.end()
+        return [text[a:b] if a >= 0 else "" for a, b in _group_spans(found)], found.end()
+
+
+def _group_spans(found: re.Match[str] | re.Match[bytes]) -> tuple[tuple[int, int], ...]:
+    """The spans of ``found``'s groups up to the last one that took part in the match."""
+    spans: tuple[tuple[int, int], ...] = found.regs
+    last = len(spans) - 1
+    while last > 0 and spans[last][0] < 0:
+        last -= 1
+    return spans[1 : last + 1]
 
 
 def _as_latin1(text: str) -> str:
