@@ -171,6 +171,45 @@ class HandshakeTests(ChannelTestCase):
             ("1", "wazuh-remoted", "ossec: Agent stopped: 'one->any'."),
         )
 
+    def test_sink_fast_entry(self) -> None:
+        """A sink with ``take_event`` gets each event's fields in :class:`AgentEvent`'s order
+        (its ``__call__`` is never used); a plain callable still gets the object."""
+        taken: list[tuple[Any, ...]] = []
+
+        class Sink:
+            def __call__(self, event: AgentEvent) -> None:
+                raise AssertionError("the fast entry must be used")
+
+            def take_event(self, *fields: Any) -> None:
+                taken.append(fields)
+
+        factory = AgentChannelFactory(
+            self.keys, self.sessions, Sink(), self.clock, run_in_thread=run_inline
+        )
+        agent = FakeAgent(self.one)
+        proto, _ = self.connect(factory=factory)
+        proto.dataReceived(agent.frame(_keepalive()) + agent.frame("1:/var/log/auth.log:a: b"))
+        self.assertEqual(
+            [AgentEvent(*fields) for fields in taken],
+            [
+                AgentEvent(
+                    "001",
+                    "one",
+                    "10.0.0.1",
+                    "1",
+                    "/var/log/auth.log",
+                    "a: b",
+                    self.clock.seconds(),
+                    "any",
+                    self.sessions.get("001").reported_ip,  # type: ignore[union-attr]
+                    (),
+                )
+            ],
+        )
+        proto, _ = self.connect()
+        proto.dataReceived(agent.frame("1:/var/log/auth.log:a: b"))
+        self.assertEqual([AgentEvent(*fields) for fields in taken], self.events)
+
     def test_ping(self) -> None:
         """'#ping' is answered with a framed, unencrypted '#pong'."""
         proto, transport = self.connect()

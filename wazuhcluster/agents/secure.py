@@ -26,7 +26,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from attrs import define, field, frozen
 from cryptography.hazmat.primitives import padding
@@ -283,9 +283,9 @@ def seal(message: bytes, key: bytes, counter: tuple[int, int], random16: int) ->
     return encrypt_body(b"!" * (pad + 1) + compressed, key)
 
 
-@frozen
-class Opened:
-    """A decrypted, verified message and its counters."""
+class Opened(NamedTuple):
+    """A decrypted, verified message and its counters (a tuple: one is built per message
+    the agents send)."""
 
     global_count: int
     local_count: int

@@ -10,9 +10,10 @@ as in Wazuh: ``hostinfo.db`` in the same directory, written at once (rare, and s
 processes, so never held across a batch).
 
 Writes go into one open transaction per agent, committed by :meth:`SqliteState.flush`
-(after every batch) or when the connection is closed: a batch costs one commit per agent
-it touched. At most :data:`MAX_OPEN` databases stay open (the least recently used is
-committed and closed first). Everything here is synchronous and must run off the reactor.
+(after a batch: every batch on the analysis thread, at most every half second in an analysis
+process) or when the connection is closed: a flush costs one commit per agent written
+since. At most :data:`MAX_OPEN` databases stay open (the least recently used is committed
+and closed first). Everything here is synchronous and must run off the reactor.
 """
 
 from __future__ import annotations
