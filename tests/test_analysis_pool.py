@@ -20,6 +20,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Event
 from wazuhcluster.analysis.loader import install_default_ruleset
@@ -151,7 +152,7 @@ class PoolTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.children: list[FakeChild] = []
         self.failing: set[int] = set()
-        self.written: list[str] = []
+        self.written: list[bytes] = []
 
     def spawn(self, lane: int) -> FakeChild:
         """The pool's spawner: a new in-memory child for ``lane``."""
@@ -445,10 +446,26 @@ class ServiceWithPoolTests(PoolTestCase):
         self.assertEqual(len(numbers["processes"]), 2)
         self.assertEqual(sum(p["processed"] for p in numbers["processes"]), 50)
         self.assertEqual(numbers["eps_10s"], 2.0)
+        counted = service.tally.take()
         self.successResultOf(service.stopService())
         lines = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
         self.assertEqual(len(lines), numbers["alerts_written"])
         self.assertTrue(all(child.ended.called for child in self.children))
+        # The processes counted their alerts for the hourly totals as the lines show them.
+        expected = AlertTally()
+        expected.count_lines("".join(line + "\n" for line in lines))
+        self.assertEqual(counted, expected.take())
+
+    def test_tally_of_module_alerts(self) -> None:
+        """The totals a process counts include its syscheck alerts (a FIM event)."""
+        service = self.make_service(1)
+        service(module_event("8", "syscheck", FIM_ADDED, "001"))
+        service(agent_event(SSH_FAIL, "002"))
+        self.flush()
+        pairs, syscheck, firewall = service.tally.take()
+        self.successResultOf(service.stopService())
+        self.assertEqual((sum(pairs.values()), syscheck, firewall), (2, 1, 0))
+        self.assertIn((554, 5), pairs)
 
     def test_row_of_an_agent_event(self) -> None:
         """The row the service queues for an agent's event is the event the engine would get

@@ -331,7 +331,7 @@ class AlertWriter:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._lock = threading.Lock()
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._pending: list[str] = []
+        self._pending: list[str | bytes] = []
         self._pending_size = 0
         self.written = 0
         #: Alerts dropped since writing last failed, and why it failed (None while it works).
@@ -355,7 +355,13 @@ class AlertWriter:
         with self._lock:
             self._add(text, text.count("\n"))
 
-    def _add(self, text: str, count: int) -> None:
+    def write_rendered(self, data: bytes, count: int) -> None:
+        """Append ``count`` alerts already rendered as UTF-8 JSON lines and already counted
+        (the analysis processes count their alerts for the tally as they render them)."""
+        with self._lock:
+            self._add(data, count)
+
+    def _add(self, text: str | bytes, count: int) -> None:
         if self._fd is None:
             raise ValueError("AlertWriter is closed")
         self._pending.append(text)
@@ -373,7 +379,10 @@ class AlertWriter:
         fd = self._fd
         if fd is None or not self._pending:
             return
-        data = "".join(self._pending).encode("utf-8")
+        pending = self._pending
+        data = b"".join(
+            piece if isinstance(piece, bytes) else piece.encode("utf-8") for piece in pending
+        )
         self._pending.clear()
         self._pending_size = 0
         start: int | None = None

@@ -38,6 +38,7 @@ from twisted.internet.protocol import FileWrapper
 from twisted.protocols import amp
 
 from wazuhcluster.analysis.agentstate import AgentState, MemoryState
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Engine, Event
 from wazuhcluster.analysis.loader import load_engine
@@ -150,8 +151,11 @@ class Analyse(amp.Command):
     the fields of :class:`~wazuhcluster.analysis.engine.Event`); the answer holds the alerts as
     alerts.json lines, how many events were done, alerted and failed, the ``archived``
     events' archives.json and archives.log lines (empty with archives off), and the
-    engine's ``notices`` (things to log once, such as a message of an unknown queue), and
-    the ``replies`` due to agents (JSON ``[[agent id, message], ...]``, absent when none)."""
+    engine's ``notices`` (things to log once, such as a message of an unknown queue),
+    the ``replies`` due to agents (JSON ``[[agent id, message], ...]``, absent when none),
+    and the alerts' ``tally`` for the hourly totals (``{"pairs": [[rule id, level,
+    times], ...], "syscheck": n, "firewall": n}``, absent when no alert), counted here
+    from the alerts themselves so the node does not read its lines again."""
 
     arguments = [(b"events", BigBytes())]
     response = [
@@ -165,6 +169,7 @@ class Analyse(amp.Command):
         (b"archived", amp.Integer()),
         (b"notices", Json()),
         (b"replies", BigBytes(optional=True)),
+        (b"tally", Json(optional=True)),
     ]
     errors = {NoEngine: b"NO_ENGINE"}
 
@@ -203,6 +208,17 @@ def decode_events(data: bytes) -> list[Event]:
 def encode_alert(alert: dict[str, Any]) -> str:
     """One alerts.json line (without its newline): compact, UTF-8 as is."""
     return _ALERT_JSON.encode(alert)
+
+
+def tally_json(tally: AlertTally) -> dict[str, Any]:
+    """A batch's alert counts as :class:`Analyse` answers them (see
+    :meth:`AlertTally.add`)."""
+    pairs, syscheck, firewall = tally.take()
+    return {
+        "pairs": [[rule_id, level, times] for (rule_id, level), times in pairs.items()],
+        "syscheck": syscheck,
+        "firewall": firewall,
+    }
 
 
 def settings_to_json(settings: RulesetSettings) -> dict[str, Any]:
@@ -323,6 +339,7 @@ class AnalysisChild(amp.AMP):
         json_out = self.archives and self.settings.logall_json
         plain = self.archives and self.settings.logall
         failed = 0
+        tally = AlertTally()
         batch = decode_events(events)
         for event in batch:
             try:
@@ -343,6 +360,7 @@ class AnalysisChild(amp.AMP):
             if alert is not None:
                 alert["id"] = unique
                 lines.append(encode_alert(alert))
+                tally.count(alert)
             if record is not None:
                 record.record["id"] = unique
                 archived += 1
@@ -365,6 +383,7 @@ class AnalysisChild(amp.AMP):
             "archived": archived,
             "notices": engine.take_notices(),
             "replies": replies,
+            "tally": tally_json(tally) if lines else None,
         }
 
     # The responders call the methods by name, so a subclass may override them.

@@ -40,6 +40,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Event
 from wazuhcluster.config.analysis_settings import RulesetSettings
@@ -287,11 +288,12 @@ class AnalysisPool:
         home: str,
         settings: RulesetSettings,
         identity: Identity,
-        write: Callable[[str, int], object],
+        write: Callable[[bytes, int], object],
         limiter: EpsLimiter | None = None,
         archive: Callable[[str, str, int], object] | None = None,
         reply: Callable[[str, str], object] | None = None,
         state_dir: str | None = None,
+        tally: AlertTally | None = None,
     ) -> None:
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
         self.spawn = spawn
@@ -309,6 +311,8 @@ class AnalysisPool:
         self.reply = reply
         #: The agents' state databases (None: each child remembers in memory).
         self.state_dir = state_dir
+        #: Where the children's counts of their alerts go (the hourly totals).
+        self.tally = tally
         self.queued = 0
         self.draining = False
         self.closing = False
@@ -578,7 +582,10 @@ class AnalysisPool:
         for notice in answer["notices"]:
             self.log.warn("{notice}", notice=notice)
         if answer["alerted"]:
-            self.write(answer["alerts"].decode("utf-8"), answer["alerted"])
+            self.write(answer["alerts"], answer["alerted"])
+        tally = answer.get("tally")
+        if tally and self.tally is not None:
+            self.tally.add(tally["pairs"], tally["syscheck"], tally["firewall"])
         replies = answer.get("replies")
         if replies and self.reply is not None:
             for agent_id, message in json.loads(replies):

@@ -194,6 +194,7 @@ class AnalysisService(Service):
                 self._write_archives if self.archives is not None else None,
                 self._reply,
                 str(self.state_dir) if self.state_dir is not None else None,
+                self.tally,
             )
             self.processes.start().addCallback(lambda _: self.reload())
         else:
@@ -349,10 +350,11 @@ class AnalysisService(Service):
         were dropped (queue full)."""
         return dict(self.agent_queues.get(agent_id, {})), self.stats.dropped_by_agent[agent_id]
 
-    def _write_alerts(self, text: str, count: int) -> None:
-        """The pool's alerts, appended in arrival order by the one writer thread."""
+    def _write_alerts(self, data: bytes, count: int) -> None:
+        """The pool's alerts (UTF-8 lines, already counted for the tally by the analysis
+        processes), appended in arrival order by the one writer thread."""
         self.stats.alerts += count
-        self._output(("alerts", text))
+        self._output(("alerts", data, count))
 
     def _write_archives(self, json_text: str, plain_text: str, count: int) -> None:
         """The pool's archived events, appended after their batch's alerts by the same
@@ -391,7 +393,7 @@ class AnalysisService(Service):
                 if item[0] == "alerts":
                     writer = self.writer
                     if writer is not None:
-                        writer.write_lines(item[1])
+                        writer.write_rendered(item[1], item[2])
                         wrote_alerts = True
                 else:
                     archives = self.archives
