@@ -235,37 +235,38 @@ def encrypt_body(plaintext: bytes, key: bytes) -> bytes:
     return encryptor.update(padded) + encryptor.finalize()
 
 
-#: Per thread: one AES block decryptor per key (a context is not shared between threads).
-_BLOCK_DECRYPTORS = threading.local()
-#: Keys whose block decryptor a thread keeps (then it starts again from none).
-_MAX_BLOCK_DECRYPTORS = 65536
+#: Per thread: one AES-CBC decryptor per key (a context is not shared between threads).
+_DECRYPTORS = threading.local()
+#: Keys whose decryptor a thread keeps (then it starts again from none).
+_MAX_DECRYPTORS = 65536
 
 
-def _block_decryptor(key: bytes) -> Any:
-    """This thread's AES-ECB decryptor of ``key``: fed whole blocks only, it keeps no state
-    between calls, so one context serves every message of the key and the key schedule is
-    computed once instead of once per message (a third of the cost of opening one)."""
-    cache: dict[bytes, Any] | None = getattr(_BLOCK_DECRYPTORS, "cache", None)
-    if cache is None or len(cache) >= _MAX_BLOCK_DECRYPTORS:
-        cache = _BLOCK_DECRYPTORS.cache = {}
+def _decryptor(key: bytes) -> Any:
+    """This thread's AES-CBC decryptor of ``key``, reused for every message of the key so
+    the key schedule is computed once instead of once per message (a third of the cost of
+    opening one). See :func:`decrypt_body` for how each message starts from the IV."""
+    cache: dict[bytes, Any] | None = getattr(_DECRYPTORS, "cache", None)
+    if cache is None or len(cache) >= _MAX_DECRYPTORS:
+        cache = _DECRYPTORS.cache = {}
     context = cache.get(key)
     if context is None:
-        context = cache[key] = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+        context = cache[key] = Cipher(algorithms.AES(key), modes.CBC(IV)).decryptor()
     return context
 
 
 def decrypt_body(ciphertext: bytes, key: bytes) -> bytes:
     """Reverse :func:`encrypt_body`; raises :class:`WrongKey` when it cannot.
 
-    CBC decryption done by hand over the key's reused block decryptor: each plaintext block
-    is the decrypted block XOR the ciphertext block before it (the IV for the first).
+    The key's decryptor is reused, and a CBC context chains each block to the block it
+    decrypted before, whatever message that was: so the fixed IV is fed first as a block of
+    its own. Its output is thrown away, and the message's first block is then decrypted
+    against the IV, as if the context were new (CBC: plaintext = D(block) XOR the block
+    before it).
     """
     size = len(ciphertext)
     if not ciphertext or size % 16:
         raise WrongKey(f"ciphertext length {size} is not a multiple of 16")
-    blocks = _block_decryptor(key).update(ciphertext)
-    chain = IV + ciphertext[:-16]
-    padded = (int.from_bytes(blocks, "big") ^ int.from_bytes(chain, "big")).to_bytes(size, "big")
+    padded = _decryptor(key).update(IV + ciphertext)[16:]
     pad = padded[-1]
     if not 1 <= pad <= 16 or padded[-pad:] != bytes((pad,)) * pad:
         raise WrongKey("bad AES padding")
