@@ -9,6 +9,7 @@ groups), ``agent``, ``manager``, ``id``, ``cluster`` (unless hidden), ``previous
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -44,15 +45,28 @@ class Identity:
     hide_cluster: bool = False
 
 
+#: The last second :func:`format_timestamp` rendered, with the time zone it was rendered
+#: in: ``(second, zone key, date and time, offset)``. Most alerts of a batch fall in the same
+#: second; one tuple, replaced whole, so threads never see half of one.
+_LAST_SECOND: tuple[int, tuple[int, int, int], str, str] = (-1, (0, 0, 0), "", "")
+
+
 def format_timestamp(epoch: float) -> str:
     """Local time as ``%Y-%m-%dT%H:%M:%S.mmm±hhmm``."""
-    local = time_module.localtime(epoch)
+    global _LAST_SECOND
     millis = int((epoch - int(epoch)) * 1000)
-    return (
-        time_module.strftime("%Y-%m-%dT%H:%M:%S", local)
-        + f".{millis:03d}"
-        + time_module.strftime("%z", local)
-    )
+    second = math.floor(epoch)  # the second localtime renders
+    zone = (time_module.timezone, time_module.altzone, time_module.daylight)
+    last = _LAST_SECOND
+    if last[0] != second or last[1] != zone:
+        local = time_module.localtime(epoch)
+        last = _LAST_SECOND = (
+            second,
+            zone,
+            time_module.strftime("%Y-%m-%dT%H:%M:%S", local),
+            time_module.strftime("%z", local),
+        )
+    return f"{last[2]}.{millis:03d}{last[3]}"
 
 
 def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
