@@ -349,6 +349,30 @@ class TurnBudgetTests(ChannelTestCase):
         self.clock.advance(0)  # the count starts again; nothing is left waiting
         self.assertEqual((self.clock.getDelayedCalls(), self.factory.turn_spent), ([], 0))
 
+    def test_count_restarts_once_half_the_budget_is_spent(self) -> None:
+        """Reads below half the budget schedule nothing (no timer per small read); the read
+        that reaches half schedules the count's restart at the next turn."""
+        agent = FakeAgent(self.one)
+        frame = agent.frame("1:/var/log/auth.log:small")
+        self.factory.turn_bytes = 5 * len(frame)
+        proto, transport = self.connect()
+        proto.dataReceived(frame)
+        proto.dataReceived(frame)
+        self.assertEqual(
+            (len(self.events), self.factory.turn_spent, self.clock.getDelayedCalls()),
+            (2, 2 * len(frame), []),
+        )
+        proto.dataReceived(frame)
+        [restart] = self.clock.getDelayedCalls()
+        proto.dataReceived(frame + frame)
+        self.assertEqual(len(self.events), 5)
+        proto.dataReceived(frame)  # past the whole budget: held for the next turn
+        self.assertEqual((len(self.events), transport.producerState), (5, "paused"))
+        self.next_turn()
+        self.assertEqual((len(self.events), transport.producerState), (6, "producing"))
+        self.assertEqual(self.factory.turn_spent, len(frame))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_held_bytes_survive_a_close_and_a_stop(self) -> None:
         """Held bytes are decoded when their connection closes, or when the listener stops."""
         agent_one, agent_three = FakeAgent(self.one), FakeAgent(self.three)

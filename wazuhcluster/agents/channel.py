@@ -58,7 +58,10 @@ READ_BYTES = 8192
 #: Bytes of agent data all connections together may hand to the decoder in one reactor turn.
 #: With many agents each holding a backlog, :data:`READ_BYTES` alone does not bound a turn
 #: (5,000 agents × 8 KiB); a connection that reads past this budget is paused and its bytes
-#: wait, in arrival order, for the next turns.
+#: wait, in arrival order, for the next turns. The count starts again at the turn after it
+#: reached half the budget (a timer per turn that read anything cost more than the read of
+#: one small event), so a turn decodes at most the budget and, when it holds connections
+#: back, at least half of it.
 TURN_BYTES = 128 * 1024
 
 
@@ -762,10 +765,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     # ------------------------------------------------------------------ turn budget
 
     def spend(self, size: int) -> None:
-        """Count ``size`` bytes against this reactor turn's budget; the count starts again
-        at the next turn."""
+        """Count ``size`` bytes against the turn budget; once the count reaches half of it,
+        it starts again at the next turn (see :data:`TURN_BYTES`)."""
         self.turn_spent += size
-        if self._next_turn is None:
+        if self._next_turn is None and 2 * self.turn_spent >= self.turn_bytes:
             self._next_turn = self.clock.callLater(0, self._new_turn)
 
     def hold(self, proto: AgentChannelProtocol) -> None:

@@ -155,6 +155,8 @@ class FrameDecoder:
         Raises :class:`FrameTooLarge` as soon as a header announces more than ``max_frame``;
         the stream cannot be resynchronised after that, so the caller must close it.
         """
+        if not self._buffer:
+            return self._feed_fresh(data)
         self._buffer += data
         frames: list[bytes] = []
         offset = 0
@@ -168,6 +170,26 @@ class FrameDecoder:
             frames.append(bytes(self._buffer[offset + _LENGTH.size : end]))
             offset = end
         del self._buffer[:offset]
+        return frames
+
+    def _feed_fresh(self, data: bytes) -> list[bytes]:
+        """:meth:`feed` with nothing buffered (the usual case): frames are sliced from
+        ``data`` itself, and only an incomplete tail is buffered."""
+        frames: list[bytes] = []
+        offset = 0
+        size = len(data)
+        header = _LENGTH.size
+        while size - offset >= header:
+            (length,) = _LENGTH.unpack_from(data, offset)
+            if length > self.max_frame:
+                raise FrameTooLarge(f"frame of {length} bytes exceeds {self.max_frame}")
+            end = offset + header + length
+            if end > size:
+                break
+            frames.append(data[offset + header : end])
+            offset = end
+        if offset < size:
+            self._buffer += data[offset:]
         return frames
 
     @property
