@@ -71,7 +71,10 @@ WINDOW = 2
 #: wake-up each way, a hand-off to the writer thread) which, at a few events per batch, was
 #: more than the analysis of its events. Below BATCH_EVENTS / SEND_DELAY events a second a
 #: lane makes at most 1 / SEND_DELAY calls a second, for a delay in alerts.json no one sees.
-SEND_DELAY = 0.05
+#: 0.2 s rather than 0.05: an analysis process that sleeps between small batches starts each
+#: one cold, and with a default agent's mix at 2,000 events/s (120 events per batch at
+#: 0.05 s, 420 at 0.2 s) the node spent 15-20 % less CPU per event in both processes.
+SEND_DELAY = 0.2
 #: Back-off before starting a child again: first, growth factor, ceiling (seconds).
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
