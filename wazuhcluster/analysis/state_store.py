@@ -201,7 +201,11 @@ class SqliteState(Outbox):
         else:
             self._open.move_to_end(agent_id)
         if agent_id not in self._dirty:
-            connection.execute("BEGIN")
+            # IMMEDIATE: the write lock from the start. A transaction stays open for up to
+            # half a second in an analysis process; one that began with a read could not
+            # write any more once another writer (the API clearing a kind of state, a
+            # node forgetting the agent) committed meanwhile. That writer waits instead.
+            connection.execute("BEGIN IMMEDIATE")
             self._dirty.add(agent_id)
         return connection
 
