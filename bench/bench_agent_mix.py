@@ -20,6 +20,7 @@ shares in :data:`SHARES`) and measures, in one run:
 
     .venv/bin/python bench/bench_agent_mix.py [--agents 100] [--processes 1] [--window 10]
     .venv/bin/python bench/bench_agent_mix.py --engine-only   # the baseline alone, seconds
+    .venv/bin/python bench/bench_agent_mix.py --profile   # then py-spy the worker's processes
 
 Prints a Markdown table for docs/BENCHMARKS.md and the load average. Not part of the tests.
 """
@@ -42,7 +43,7 @@ for _path in (ROOT, ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench_events import EXCLUDE, Bench, install_ruleset, syslog_lines  # noqa: E402
+from bench_events import EXCLUDE, Bench, install_ruleset, profile, syslog_lines  # noqa: E402
 
 from wazuhcluster.testing.reference import missing_reason  # noqa: E402
 
@@ -339,6 +340,11 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1, help="analysis processes")
     parser.add_argument("--engine-only", action="store_true", help="the baseline alone")
     parser.add_argument("--keep", action="store_true", help="keep the node homes")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then py-spy the worker and its analysis processes at the capacity found",
+    )
     options = parser.parse_args()
     reason = missing_reason("WAZUH_RULESET")
     if reason:
@@ -355,8 +361,12 @@ def main() -> int:
         base = Path(tempfile.mkdtemp(prefix="wzc-mix-"))
         bench = Bench(base, options.processes, options)
         try:
-            bench.start(lines, int(options.start * options.window * 40))
+            presealed = int(options.start * options.window * (60 if options.profile else 40))
+            bench.start(lines, presealed)
             rate, window = bench.capacity()
+            if options.profile:
+                out = ROOT / "docs" / "bench" / "agent_mix.pyspy"
+                profile(bench, rate or options.start, options.window, out)
         finally:
             bench.stop()
             if not options.keep:

@@ -519,38 +519,70 @@ def overload(bench: Bench, capacity: float, seconds: float) -> dict[str, Any]:
     }
 
 
+def top_costs(path: Path, count: int = 12) -> list[tuple[str, float]]:
+    """The functions of a py-spy ``raw`` profile with the largest share of samples in
+    themselves (self time), as ``(name (file), percent)``."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frame = stack.rsplit(";", 1)[-1]
+        name = re.sub(r" \(.*?([^/]+\.py)(?::\d+)?\)", r" (\1)", frame)
+        own[name] = own.get(name, 0) + int(number)
+        total += int(number)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:count]
+    return [(name, 100 * samples / max(1, total)) for name, samples in ranked]
+
+
 def profile(bench: Bench, rate: float, seconds: float, out: Path) -> None:
-    """py-spy the worker node (not its analysis children) while ``rate`` is offered, and
-    print the CPU per event of the node's reactor process and of its analysis processes."""
+    """py-spy the worker's reactor process and each of its analysis processes while
+    ``rate`` is offered (GIL samples: the Python CPU, not waits; one ``raw`` file each,
+    ``out`` for the reactor, ``out`` with ``-analysis-<i>`` for the others), print their top
+    costs and the CPU per event of the reactor process and of the analysis processes."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    recorder = subprocess.Popen(
-        [
-            spy,
-            "record",
-            "-p",
-            str(bench.worker_pid),
-            "-r",
-            "100",
-            "-d",
-            str(int(seconds)),
-            "-f",
-            "raw",
-            "-o",
-            str(out),
-            "--nonblocking",
-            "--gil",  # the samples holding the GIL: the reactor's Python CPU, not waits
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    pids = tree_pids(bench.worker_pid)
+    outputs = [out] + [
+        out.with_name(f"{out.stem}-analysis-{index}{out.suffix}") for index in range(1, len(pids))
+    ]
+    recorders = [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                "100",
+                "-d",
+                str(int(seconds)),
+                "-f",
+                "raw",
+                "-o",
+                str(output),
+                "--nonblocking",
+                "--gil",  # the samples holding the GIL: the Python CPU, not waits
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        for pid, output in zip(pids, outputs, strict=True)
+    ]
     result = bench.window(rate, seconds)
-    recorder.wait(timeout=seconds + 60)
+    for recorder in recorders:
+        recorder.wait(timeout=seconds + 60)
     print(
         f"  profiled {rate:.0f}/s: reactor process {1e6 * result['main_cpu'] / rate:.0f} us "
         f"of CPU per event, analysis {1e6 * (result['node_cpu'] - result['main_cpu']) / rate:.0f}"
         f" us; {result['processed'] / max(1, result['batches']):.0f} events per batch",
         flush=True,
     )
+    for output in outputs:
+        if output.exists():
+            print(f"  top costs (self time) in {output.name}:")
+            for name, share in top_costs(output):
+                print(f"    {share:5.1f}% {name}")
 
 
 def main() -> int:
@@ -562,7 +594,9 @@ def main() -> int:
     parser.add_argument("--step", type=float, default=1.25, help="rate factor between windows")
     parser.add_argument("--overload", type=float, default=60.0, help="overload seconds")
     parser.add_argument("--rounds", type=int, default=5, help="engine-alone rounds")
-    parser.add_argument("--profile", action="store_true", help="py-spy the worker (N=2)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the worker and its analysis processes"
+    )
     parser.add_argument("--processes", default="1,2", help="analysis processes to measure")
     parser.add_argument("--keep", action="store_true", help="keep the node homes")
     parser.add_argument(

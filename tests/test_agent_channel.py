@@ -171,6 +171,45 @@ class HandshakeTests(ChannelTestCase):
             ("1", "wazuh-remoted", "ossec: Agent stopped: 'one->any'."),
         )
 
+    def test_sink_fast_entry(self) -> None:
+        """A sink with ``take_event`` gets each event's fields in :class:`AgentEvent`'s order
+        (its ``__call__`` is never used); a plain callable still gets the object."""
+        taken: list[tuple[Any, ...]] = []
+
+        class Sink:
+            def __call__(self, event: AgentEvent) -> None:
+                raise AssertionError("the fast entry must be used")
+
+            def take_event(self, *fields: Any) -> None:
+                taken.append(fields)
+
+        factory = AgentChannelFactory(
+            self.keys, self.sessions, Sink(), self.clock, run_in_thread=run_inline
+        )
+        agent = FakeAgent(self.one)
+        proto, _ = self.connect(factory=factory)
+        proto.dataReceived(agent.frame(_keepalive()) + agent.frame("1:/var/log/auth.log:a: b"))
+        self.assertEqual(
+            [AgentEvent(*fields) for fields in taken],
+            [
+                AgentEvent(
+                    "001",
+                    "one",
+                    "10.0.0.1",
+                    "1",
+                    "/var/log/auth.log",
+                    "a: b",
+                    self.clock.seconds(),
+                    "any",
+                    self.sessions.get("001").reported_ip,  # type: ignore[union-attr]
+                    (),
+                )
+            ],
+        )
+        proto, _ = self.connect()
+        proto.dataReceived(agent.frame("1:/var/log/auth.log:a: b"))
+        self.assertEqual([AgentEvent(*fields) for fields in taken], self.events)
+
     def test_ping(self) -> None:
         """'#ping' is answered with a framed, unencrypted '#pong'."""
         proto, transport = self.connect()
@@ -309,6 +348,30 @@ class TurnBudgetTests(ChannelTestCase):
         self.assertEqual([t.producerState for _, t in links], ["producing"] * 3)
         self.clock.advance(0)  # the count starts again; nothing is left waiting
         self.assertEqual((self.clock.getDelayedCalls(), self.factory.turn_spent), ([], 0))
+
+    def test_count_restarts_once_half_the_budget_is_spent(self) -> None:
+        """Reads below half the budget schedule nothing (no timer per small read); the read
+        that reaches half schedules the count's restart at the next turn."""
+        agent = FakeAgent(self.one)
+        frame = agent.frame("1:/var/log/auth.log:small")
+        self.factory.turn_bytes = 5 * len(frame)
+        proto, transport = self.connect()
+        proto.dataReceived(frame)
+        proto.dataReceived(frame)
+        self.assertEqual(
+            (len(self.events), self.factory.turn_spent, self.clock.getDelayedCalls()),
+            (2, 2 * len(frame), []),
+        )
+        proto.dataReceived(frame)
+        [restart] = self.clock.getDelayedCalls()
+        proto.dataReceived(frame + frame)
+        self.assertEqual(len(self.events), 5)
+        proto.dataReceived(frame)  # past the whole budget: held for the next turn
+        self.assertEqual((len(self.events), transport.producerState), (5, "paused"))
+        self.next_turn()
+        self.assertEqual((len(self.events), transport.producerState), (6, "producing"))
+        self.assertEqual(self.factory.turn_spent, len(frame))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_held_bytes_survive_a_close_and_a_stop(self) -> None:
         """Held bytes are decoded when their connection closes, or when the listener stops."""

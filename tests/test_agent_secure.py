@@ -154,7 +154,7 @@ class RoundTripTests(SynchronousTestCase):
 
 
 class ReusedDecryptorTests(SynchronousTestCase):
-    """The per-key block decryptor reused across messages decrypts as a fresh CBC one."""
+    """The per-key decryptor reused across messages decrypts as a fresh CBC one."""
 
     def test_interleaved_keys_and_sizes(self) -> None:
         """Messages of two keys, interleaved, of every length around the block size,
@@ -172,10 +172,10 @@ class ReusedDecryptorTests(SynchronousTestCase):
     def test_one_context_per_thread(self) -> None:
         """Another thread gets its own context for the same key (a context is not shared)."""
         key = secure.derive_key("1", "n", "k" * 64)
-        here = secure._block_decryptor(key)
-        self.assertIs(secure._block_decryptor(key), here)
+        here = secure._decryptor(key)
+        self.assertIs(secure._decryptor(key), here)
         there: list[object] = []
-        thread = threading.Thread(target=lambda: there.append(secure._block_decryptor(key)))
+        thread = threading.Thread(target=lambda: there.append(secure._decryptor(key)))
         thread.start()
         thread.join()
         self.assertIsNot(there[0], here)
@@ -188,6 +188,8 @@ class ReusedDecryptorTests(SynchronousTestCase):
             enc = Cipher(algorithms.AES(key), modes.CBC(secure.IV)).encryptor()
             ciphertext = enc.update(block) + enc.finalize()
             self.assertRaises(secure.WrongKey, secure.decrypt_body, ciphertext, key)
+        # The reused context starts the next message from the IV all the same.
+        self.assertEqual(secure.decrypt_body(secure.encrypt_body(b"after", key), key), b"after")
 
 
 class BadPayloadTests(SynchronousTestCase):

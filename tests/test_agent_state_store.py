@@ -156,6 +156,28 @@ class PersistenceTests(StateTestCase):
         self.state.flush()
         self.assertEqual(reader.execute("SELECT COUNT(*) FROM scan_info").fetchone()[0], 1)
 
+    def test_open_transaction_holds_the_write_lock(self) -> None:
+        """An agent's open transaction holds its database's write lock from its first
+        statement, a read: another writer (the API clearing the agent's FIM, a node
+        forgetting it) waits for the commit, instead of committing under a transaction
+        that read before it and could then no longer write."""
+        self.state.fim_scan("003", "end_scan", 5.0)
+        self.state.flush()
+        self.assertIsNone(self.state.fim_get("003", "/etc/hosts"))  # a read opens it
+        path = agent_db_path(self.state.directory, "003")
+        other = sqlite3.connect(str(path), isolation_level=None, timeout=0)
+        self.addCleanup(other.close)
+        with self.assertRaises(sqlite3.OperationalError):
+            other.execute("BEGIN IMMEDIATE")
+        self.state.fim_scan("003", "start_scan", 6.0)  # the open transaction still writes
+        self.state.flush()
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("DELETE FROM scan_info")
+        other.execute("COMMIT")
+        self.assertIsNone(self.state.fim_get("003", "/etc/hosts"))
+        self.state.fim_scan("003", "end_scan", 7.0)
+        self.state.flush()
+
     def test_forget_agent(self) -> None:
         """Forgetting an agent deletes its database."""
         self.state.fim_scan("003", "end_scan", 5.0)

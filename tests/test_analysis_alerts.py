@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 from twisted.trial import unittest
 
@@ -152,6 +153,33 @@ class FormattingTests(unittest.SynchronousTestCase):
         self.assertRegex(
             format_timestamp(1_700_000_000.25), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.250[+-]\d{4}$"
         )
+
+    def test_timestamp_reused_within_a_second_and_zone(self) -> None:
+        """The rendered second is reused by the next timestamps of that second only while
+        the time zone is the same: every one equals a fresh strftime rendering."""
+
+        def fresh(epoch: float) -> str:
+            local = time.localtime(epoch)
+            millis = int((epoch - int(epoch)) * 1000)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+            return f"{stamp}.{millis:03d}{time.strftime('%z', local)}"
+
+        zone = os.environ.get("TZ")
+
+        def restore() -> None:
+            if zone is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = zone
+            time.tzset()
+
+        self.addCleanup(restore)
+        moments = [1_711_846_799.25, 1_711_846_799.75, 1_711_846_800.001, 1_711_846_800.5]
+        for name in ("UTC", "Europe/Madrid", "Asia/Kolkata", "Europe/Madrid"):
+            os.environ["TZ"] = name
+            time.tzset()
+            for epoch in moments:
+                self.assertEqual(format_timestamp(epoch), fresh(epoch), name)
 
     def test_cluster_hidden_and_node(self) -> None:
         """cluster{name,node} appears unless hidden; undecoded events have no decoder."""

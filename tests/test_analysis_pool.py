@@ -5,6 +5,8 @@ its settings around it (EPS limit, intake numbers)."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Event
 from wazuhcluster.analysis.loader import install_default_ruleset
@@ -31,6 +34,7 @@ from wazuhcluster.config.home import Home
 from wazuhcluster.config.xmlconfig import ConfigError, Section
 from wazuhcluster.node import analysis_pool
 from wazuhcluster.node.analysis_child import (
+    COMMIT_INTERVAL,
     AnalysisChild,
     Prepare,
     decode_events,
@@ -149,7 +153,7 @@ class PoolTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.children: list[FakeChild] = []
         self.failing: set[int] = set()
-        self.written: list[str] = []
+        self.written: list[bytes] = []
 
     def spawn(self, lane: int) -> FakeChild:
         """The pool's spawner: a new in-memory child for ``lane``."""
@@ -443,10 +447,26 @@ class ServiceWithPoolTests(PoolTestCase):
         self.assertEqual(len(numbers["processes"]), 2)
         self.assertEqual(sum(p["processed"] for p in numbers["processes"]), 50)
         self.assertEqual(numbers["eps_10s"], 2.0)
+        counted = service.tally.take()
         self.successResultOf(service.stopService())
         lines = (self.home.alerts_dir / "alerts.json").read_text().splitlines()
         self.assertEqual(len(lines), numbers["alerts_written"])
         self.assertTrue(all(child.ended.called for child in self.children))
+        # The processes counted their alerts for the hourly totals as the lines show them.
+        expected = AlertTally()
+        expected.count_lines("".join(line + "\n" for line in lines))
+        self.assertEqual(counted, expected.take())
+
+    def test_tally_of_module_alerts(self) -> None:
+        """The totals a process counts include its syscheck alerts (a FIM event)."""
+        service = self.make_service(1)
+        service(module_event("8", "syscheck", FIM_ADDED, "001"))
+        service(agent_event(SSH_FAIL, "002"))
+        self.flush()
+        pairs, syscheck, firewall = service.tally.take()
+        self.successResultOf(service.stopService())
+        self.assertEqual((sum(pairs.values()), syscheck, firewall), (2, 1, 0))
+        self.assertIn((554, 5), pairs)
 
     def test_row_of_an_agent_event(self) -> None:
         """The row the service queues for an agent's event is the event the engine would get
@@ -730,6 +750,51 @@ class MeaningInPoolTests(PoolTestCase):
         assert restarted.engine is not None
         self.assertEqual(restarted.engine.agent_state.sca_result("001", "7"), "failed")
         restarted.agent_state.close()
+
+    def test_state_commits_at_most_every_interval(self) -> None:
+        """A child commits its agents' databases after a batch at most every
+        ``COMMIT_INTERVAL`` seconds; what a batch wrote meanwhile is committed by a later
+        batch, or when its main loop finds nothing to read (``commit_due``)."""
+        state_dir = self.home.agents_state
+        now = [1000.0]
+        child = AnalysisChild()
+        child.clock = lambda: now[0]
+        child.hello(
+            str(self.root), settings_to_json(RulesetSettings()), {}, 0, 1, False, str(state_dir)
+        )
+        self.assertTrue(child.prepare()["ok"])
+        child.commit()
+        self.addCleanup(child.agent_state.close)
+
+        def fim(path: str) -> bytes:
+            message = json.loads(FIM_ADDED)
+            message["data"]["path"] = path
+            event = Event(json.dumps(message), location="syscheck", queue="8", agent_id="001")
+            return encode_events([event])
+
+        def stored() -> list[str]:
+            with closing(sqlite3.connect(str(state_dir / "001.db"))) as reader:
+                return [row[0] for row in reader.execute("SELECT full_path FROM fim_entry")]
+
+        self.assertIsNone(child.commit_due())
+        child.analyse(fim("/etc/one"))
+        self.assertEqual(stored(), ["/etc/one"])
+        self.assertIsNone(child.commit_due())
+        now[0] += COMMIT_INTERVAL / 5
+        child.analyse(fim("/etc/two"))
+        self.assertEqual(stored(), ["/etc/one"])
+        self.assertAlmostEqual(child.commit_due() or 0.0, COMMIT_INTERVAL * 4 / 5)
+        now[0] += COMMIT_INTERVAL
+        self.assertEqual(child.commit_due(), 0.0)
+        child.commit_state()
+        self.assertEqual(sorted(stored()), ["/etc/one", "/etc/two"])
+        self.assertIsNone(child.commit_due())
+        now[0] += COMMIT_INTERVAL / 5
+        child.analyse(fim("/etc/three"))
+        now[0] += COMMIT_INTERVAL
+        child.analyse(fim("/etc/four"))
+        self.assertEqual(len(stored()), 4)
+        self.assertIsNone(child.commit_due())
 
     def _started(self, pool: AnalysisPool) -> Deferred[None]:
         started = pool.start()

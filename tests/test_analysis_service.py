@@ -256,11 +256,11 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.assertIn("3 alerts were lost", texts[1][1])
 
         class Broken:
-            def write_lines(self, text: str) -> None:
+            def write_rendered(self, data: bytes, count: int) -> None:
                 raise OSError(30, "Read-only file system")
 
         self.service.writer = Broken()  # type: ignore[assignment]
-        self.service._write_alerts("{}\n", 1)
+        self.service._write_alerts(b"{}\n", 1)
         self.successResultOf(self.service._writes)
         self.assertIn("Read-only file system", formatEvent(seen[-1]))
         self.assertEqual(seen[-1]["log_level"], LogLevel.error)

@@ -58,7 +58,10 @@ READ_BYTES = 8192
 #: Bytes of agent data all connections together may hand to the decoder in one reactor turn.
 #: With many agents each holding a backlog, :data:`READ_BYTES` alone does not bound a turn
 #: (5,000 agents × 8 KiB); a connection that reads past this budget is paused and its bytes
-#: wait, in arrival order, for the next turns.
+#: wait, in arrival order, for the next turns. The count starts again at the turn after it
+#: reached half the budget (a timer per turn that read anything cost more than the read of
+#: one small event), so a turn decodes at most the budget and, when it holds connections
+#: back, at least half of it.
 TURN_BYTES = 128 * 1024
 
 
@@ -85,6 +88,24 @@ class AgentEvent:
 
 
 EventSink = Callable[[AgentEvent], None]
+#: A sink's fast entry (``take_event``): the fields of an :class:`AgentEvent`, in its order,
+#: so the channel hands an event over without building the object.
+TakeEvent = Callable[
+    [str, str, str, str, str, str, float, str, "str | None", "tuple[tuple[str, str], ...]"], None
+]
+
+
+def event_taker(sink: EventSink) -> TakeEvent:
+    """The sink's ``take_event`` when it has one, else a wrapper that builds the
+    :class:`AgentEvent` its ``__call__`` takes."""
+    take: TakeEvent | None = getattr(sink, "take_event", None)
+    if take is not None:
+        return take
+
+    def build(*fields: Any) -> None:
+        sink(AgentEvent(*fields))
+
+    return build
 
 
 @define
@@ -319,34 +340,39 @@ class AgentPeer:
         if not rest:
             self._drop("Received message is empty")
             return
+        factory = self.factory
         try:
-            opened = secure.open_sealed(secure.strip_token(rest), entry.cipher_key)
-            self.factory._counter(entry.agent_id).accept(
-                opened.global_count, opened.local_count, self.factory.verify_counters
+            global_count, local_count, message = secure.open_sealed(
+                secure.strip_token(rest), entry.cipher_key
+            )
+            factory._counter(entry.agent_id).accept(
+                global_count, local_count, factory.verify_counters
             )
         except secure.SecureError as error:
             self._log_secure_error(entry, error)
-            self.factory.stats.dropped += 1
+            factory.stats.dropped += 1
             self.close()
             return
-        if self.agent is not None and self.agent.agent_id != entry.agent_id:
-            self._drop(
-                "Connection from {ip} switched from agent '{old}' to '{new}'.",
-                ip=self.peer_ip,
-                old=self.agent.agent_id,
-                new=entry.agent_id,
-            )
-            return
-        if self.agent is None:
-            self.authenticated()
-        self.agent = entry
-        self.factory._claim(entry.agent_id, self, idle_owner)
-        if control.is_control(opened.message):
-            self.factory.agent_counters.count(entry.agent_id, counted.CONTROL)
-            self.handle_control(entry, opened.message.decode("utf-8", "replace"))
+        agent = self.agent
+        if agent is not entry:
+            if agent is not None and agent.agent_id != entry.agent_id:
+                self._drop(
+                    "Connection from {ip} switched from agent '{old}' to '{new}'.",
+                    ip=self.peer_ip,
+                    old=agent.agent_id,
+                    new=entry.agent_id,
+                )
+                return
+            if agent is None:
+                self.authenticated()
+            self.agent = entry
+        factory._claim(entry.agent_id, self, idle_owner)
+        if message.startswith(control.CONTROL_HEADER_BYTES):
+            factory.agent_counters.count(entry.agent_id, counted.CONTROL)
+            self.handle_control(entry, message.decode("utf-8", "replace"))
         else:
-            self.factory.agent_counters.count(entry.agent_id, counted.EVENT)
-            self.handle_event(entry, opened.message.decode("utf-8", "replace"))
+            factory.agent_counters.count(entry.agent_id, counted.EVENT)
+            self.handle_event(entry, message.decode("utf-8", "replace"))
 
     def _log_secure_error(self, entry: secure.AgentKey, error: secure.SecureError) -> None:
         log = self.factory.log
@@ -466,22 +492,23 @@ class AgentPeer:
             )
             self.factory.stats.dropped += 1
             return
-        self.factory.stats.events += 1
-        session = self.factory.sessions.get(entry.agent_id)
-        event = AgentEvent(
-            entry.agent_id,
-            entry.name,
-            self.peer_ip,
-            fields.queue,
-            fields.location,
-            fields.message,
-            self.factory.clock.seconds(),
-            entry.ip,
-            session.reported_ip if session is not None else None,
-            session.labels if session is not None else (),
-        )
+        factory = self.factory
+        factory.stats.events += 1
+        session = factory.sessions.get(entry.agent_id)
+        queue, location, message = fields
         try:
-            self.factory.event_sink(event)
+            factory.take_event(
+                entry.agent_id,
+                entry.name,
+                self.peer_ip,
+                queue,
+                location,
+                message,
+                factory.clock.seconds(),
+                entry.ip,
+                session.reported_ip if session is not None else None,
+                session.labels if session is not None else (),
+            )
         except Exception:
             self.factory.log.failure(
                 "Event sink failed for agent '{agent_id}'", agent_id=entry.agent_id
@@ -699,6 +726,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self._keys = keys
         self.sessions = sessions
         self.event_sink = event_sink
+        #: How each event reaches the sink (:func:`event_taker`).
+        self.take_event = event_taker(event_sink)
         self.clock = clock
         self.log = log or ClusterLog("Node", "Agent channel")
         self.overtake_time = overtake_time
@@ -736,10 +765,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
     # ------------------------------------------------------------------ turn budget
 
     def spend(self, size: int) -> None:
-        """Count ``size`` bytes against this reactor turn's budget; the count starts again
-        at the next turn."""
+        """Count ``size`` bytes against the turn budget; once the count reaches half of it,
+        it starts again at the next turn (see :data:`TURN_BYTES`)."""
         self.turn_spent += size
-        if self._next_turn is None:
+        if self._next_turn is None and 2 * self.turn_spent >= self.turn_bytes:
             self._next_turn = self.clock.callLater(0, self._new_turn)
 
     def hold(self, proto: AgentChannelProtocol) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from typing import NamedTuple
 
 from attrs import frozen
 
 CONTROL_HEADER = "#!-"
+CONTROL_HEADER_BYTES = CONTROL_HEADER.encode()
 STARTUP_PREFIX = CONTROL_HEADER + "agent startup "
 SHUTDOWN = CONTROL_HEADER + "agent shutdown "
 ACK = CONTROL_HEADER + "agent ack "
@@ -126,7 +128,7 @@ AgentControl = Startup | Shutdown | KeepAlive | Request | OtherControl
 def is_control(message: bytes | str) -> bool:
     """Whether a decrypted message is a control message."""
     if isinstance(message, bytes):
-        return message.startswith(CONTROL_HEADER.encode())
+        return message.startswith(CONTROL_HEADER_BYTES)
     return message.startswith(CONTROL_HEADER)
 
 
@@ -322,9 +324,8 @@ def parse_agent_control(message: str) -> AgentControl:
     return OtherControl(body)
 
 
-@frozen
-class AgentEventText:
-    """The three fields of an event message."""
+class AgentEventText(NamedTuple):
+    """The three fields of an event message (a tuple: one per event)."""
 
     queue: str
     location: str

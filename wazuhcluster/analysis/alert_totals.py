@@ -98,6 +98,15 @@ class AlertTally:
                 if '"firewall"' in groups:
                     self._firewall += 1
 
+    def add(self, pairs: Iterable[Iterable[int]], syscheck: int, firewall: int) -> None:
+        """Add counts taken elsewhere (an analysis process's :meth:`take` of one batch,
+        ``pairs`` as ``[rule id, level, times]`` triples)."""
+        with self._lock:
+            for rule_id, level, times in pairs:
+                self._pairs[(rule_id, level)] += times
+            self._syscheck += syscheck
+            self._firewall += firewall
+
     def take(self) -> tuple[dict[tuple[int, int], int], int, int]:
         """The counts so far (pairs, syscheck, firewall), and start again from zero."""
         with self._lock:

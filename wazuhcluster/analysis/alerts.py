@@ -9,6 +9,7 @@ groups), ``agent``, ``manager``, ``id``, ``cluster`` (unless hidden), ``previous
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -44,15 +45,28 @@ class Identity:
     hide_cluster: bool = False
 
 
+#: The last second :func:`format_timestamp` rendered, with the time zone it was rendered
+#: in: ``(second, zone key, date and time, offset)``. Most alerts of a batch fall in the same
+#: second; one tuple, replaced whole, so threads never see half of one.
+_LAST_SECOND: tuple[int, tuple[int, int, int], str, str] = (-1, (0, 0, 0), "", "")
+
+
 def format_timestamp(epoch: float) -> str:
     """Local time as ``%Y-%m-%dT%H:%M:%S.mmm±hhmm``."""
-    local = time_module.localtime(epoch)
+    global _LAST_SECOND
     millis = int((epoch - int(epoch)) * 1000)
-    return (
-        time_module.strftime("%Y-%m-%dT%H:%M:%S", local)
-        + f".{millis:03d}"
-        + time_module.strftime("%z", local)
-    )
+    second = math.floor(epoch)  # the second localtime renders
+    zone = (time_module.timezone, time_module.altzone, time_module.daylight)
+    last = _LAST_SECOND
+    if last[0] != second or last[1] != zone:
+        local = time_module.localtime(epoch)
+        last = _LAST_SECOND = (
+            second,
+            zone,
+            time_module.strftime("%Y-%m-%dT%H:%M:%S", local),
+            time_module.strftime("%z", local),
+        )
+    return f"{last[2]}.{millis:03d}{last[3]}"
 
 
 def _add_nested(data: dict[str, Any], key: str, value: str) -> None:
@@ -331,7 +345,7 @@ class AlertWriter:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._lock = threading.Lock()
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._pending: list[str] = []
+        self._pending: list[str | bytes] = []
         self._pending_size = 0
         self.written = 0
         #: Alerts dropped since writing last failed, and why it failed (None while it works).
@@ -355,7 +369,13 @@ class AlertWriter:
         with self._lock:
             self._add(text, text.count("\n"))
 
-    def _add(self, text: str, count: int) -> None:
+    def write_rendered(self, data: bytes, count: int) -> None:
+        """Append ``count`` alerts already rendered as UTF-8 JSON lines and already counted
+        (the analysis processes count their alerts for the tally as they render them)."""
+        with self._lock:
+            self._add(data, count)
+
+    def _add(self, text: str | bytes, count: int) -> None:
         if self._fd is None:
             raise ValueError("AlertWriter is closed")
         self._pending.append(text)
@@ -373,7 +393,10 @@ class AlertWriter:
         fd = self._fd
         if fd is None or not self._pending:
             return
-        data = "".join(self._pending).encode("utf-8")
+        pending = self._pending
+        data = b"".join(
+            piece if isinstance(piece, bytes) else piece.encode("utf-8") for piece in pending
+        )
         self._pending.clear()
         self._pending_size = 0
         start: int | None = None

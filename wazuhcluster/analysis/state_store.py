@@ -10,9 +10,10 @@ as in Wazuh: ``hostinfo.db`` in the same directory, written at once (rare, and s
 processes, so never held across a batch).
 
 Writes go into one open transaction per agent, committed by :meth:`SqliteState.flush`
-(after every batch) or when the connection is closed: a batch costs one commit per agent
-it touched. At most :data:`MAX_OPEN` databases stay open (the least recently used is
-committed and closed first). Everything here is synchronous and must run off the reactor.
+(after a batch: every batch on the analysis thread, at most every half second in an analysis
+process) or when the connection is closed: a flush costs one commit per agent written
+since. At most :data:`MAX_OPEN` databases stay open (the least recently used is committed
+and closed first). Everything here is synchronous and must run off the reactor.
 """
 
 from __future__ import annotations
@@ -200,7 +201,11 @@ class SqliteState(Outbox):
         else:
             self._open.move_to_end(agent_id)
         if agent_id not in self._dirty:
-            connection.execute("BEGIN")
+            # IMMEDIATE: the write lock from the start. A transaction stays open for up to
+            # half a second in an analysis process; one that began with a read could not
+            # write any more once another writer (the API clearing a kind of state, a
+            # node forgetting the agent) committed meanwhile. That writer waits instead.
+            connection.execute("BEGIN IMMEDIATE")
             self._dirty.add(agent_id)
         return connection
 

@@ -40,6 +40,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Event
 from wazuhcluster.config.analysis_settings import RulesetSettings
@@ -70,7 +71,10 @@ WINDOW = 2
 #: wake-up each way, a hand-off to the writer thread) which, at a few events per batch, was
 #: more than the analysis of its events. Below BATCH_EVENTS / SEND_DELAY events a second a
 #: lane makes at most 1 / SEND_DELAY calls a second, for a delay in alerts.json no one sees.
-SEND_DELAY = 0.05
+#: 0.2 s rather than 0.05: an analysis process that sleeps between small batches starts each
+#: one cold, and with a default agent's mix at 2,000 events/s (120 events per batch at
+#: 0.05 s, 420 at 0.2 s) the node spent 15-20 % less CPU per event in both processes.
+SEND_DELAY = 0.2
 #: Back-off before starting a child again: first, growth factor, ceiling (seconds).
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
@@ -295,11 +299,12 @@ class AnalysisPool:
         home: str,
         settings: RulesetSettings,
         identity: Identity,
-        write: Callable[[str, int], object],
+        write: Callable[[bytes, int], object],
         limiter: EpsLimiter | None = None,
         archive: Callable[[str, str, int], object] | None = None,
         reply: Callable[[str, str], object] | None = None,
         state_dir: str | None = None,
+        tally: AlertTally | None = None,
     ) -> None:
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
         self.spawn = spawn
@@ -317,6 +322,8 @@ class AnalysisPool:
         self.reply = reply
         #: The agents' state databases (None: each child remembers in memory).
         self.state_dir = state_dir
+        #: Where the children's counts of their alerts go (the hourly totals).
+        self.tally = tally
         self.queued = 0
         self.draining = False
         self.closing = False
@@ -586,7 +593,10 @@ class AnalysisPool:
         for notice in answer["notices"]:
             self.log.warn("{notice}", notice=notice)
         if answer["alerted"]:
-            self.write(answer["alerts"].decode("utf-8"), answer["alerted"])
+            self.write(answer["alerts"], answer["alerted"])
+        tally = answer.get("tally")
+        if tally and self.tally is not None:
+            self.tally.add(tally["pairs"], tally["syscheck"], tally["firewall"])
         replies = answer.get("replies")
         if replies and self.reply is not None:
             for agent_id, message in json.loads(replies):

@@ -14,7 +14,8 @@ rather than analysing them.
 What the queue decoders remember per agent (FIM entries, SCA results, rootcheck findings,
 inventory) is kept, with a ``state_dir``, in one SQLite database per agent there (the node
 uses ``HOME/var/db/agents``), written by whichever thread or process analyses the agent and
-committed after every batch; without one, in memory. The replies the decoders owe agents
+committed after every batch (in an analysis process, at most every half second);
+without one, in memory. The replies the decoders owe agents
 (integrity answers, SCA resend requests) go to :attr:`AnalysisService.reply_to_agent` on the
 reactor.
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
+import attrs
 from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -192,6 +194,7 @@ class AnalysisService(Service):
                 self._write_archives if self.archives is not None else None,
                 self._reply,
                 str(self.state_dir) if self.state_dir is not None else None,
+                self.tally,
             )
             self.processes.start().addCallback(lambda _: self.reload())
         else:
@@ -266,43 +269,74 @@ class AnalysisService(Service):
 
     def __call__(self, event: AgentEvent) -> None:
         """The agent channel's event sink: queue the event (drop it when the queue is full)."""
+        self.take_event(*attrs.astuple(event, recurse=False))
+
+    def take_event(
+        self,
+        agent_id: str,
+        name: str,
+        ip: str,
+        queue: str,
+        location: str,
+        message: str,
+        received: float,
+        registered_ip: str = "any",
+        reported_ip: str | None = None,
+        labels: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """The event sink's fast entry (the channel's): an :class:`AgentEvent`'s fields, in
+        its order, without the object; queued, or dropped when the queue is full."""
         stats = self.stats
         stats.received += 1
-        by_queue = self.agent_queues.get(event.agent_id)
+        by_queue = self.agent_queues.get(agent_id)
         if by_queue is None:
-            by_queue = self.agent_queues[event.agent_id] = {}
+            by_queue = self.agent_queues[agent_id] = {}
         # A plain dict: Counter's += costs several times more in this hot path.
-        by_queue[event.queue] = by_queue.get(event.queue, 0) + 1
-        if self.queued() >= self.queue_size:
+        by_queue[queue] = by_queue.get(queue, 0) + 1
+        processes = self.processes
+        if (processes.queued if processes is not None else len(self.queue)) >= self.queue_size:
             stats.dropped += 1
-            stats.dropped_by_agent[event.agent_id] += 1
+            stats.dropped_by_agent[agent_id] += 1
             if stats.dropped % 10000 == 1:
                 self.log.warn(
                     "Analysis queue full: {count} events dropped so far.", count=stats.dropped
                 )
             return
-        if self.processes is not None:
-            # The row a batch carries, straight from the agent's event (no Event built here).
-            self.processes.put_row(
-                event.agent_id,
+        if processes is not None:
+            # The row a batch carries (the fields of an analysis Event), built here at once.
+            processes.put_row(
+                agent_id,
                 (
-                    event.message,
-                    event.location,
-                    event.queue,
-                    event.agent_id,
-                    event.name,
-                    event.registered_ip,
-                    event.received,
+                    message,
+                    location,
+                    queue,
+                    agent_id,
+                    name,
+                    registered_ip,
+                    received,
                     None,
                     None,
                     None,
                     None,
-                    event.reported_ip,
-                    event.labels,
+                    reported_ip,
+                    labels,
                 ),
             )
             return
-        self.queue.append(event)
+        self.queue.append(
+            AgentEvent(
+                agent_id,
+                name,
+                ip,
+                queue,
+                location,
+                message,
+                received,
+                registered_ip,
+                reported_ip,
+                labels,
+            )
+        )
         self._kick()
 
     def forget_agents(self, agent_ids: Iterable[str]) -> None:
@@ -316,10 +350,11 @@ class AnalysisService(Service):
         were dropped (queue full)."""
         return dict(self.agent_queues.get(agent_id, {})), self.stats.dropped_by_agent[agent_id]
 
-    def _write_alerts(self, text: str, count: int) -> None:
-        """The pool's alerts, appended in arrival order by the one writer thread."""
+    def _write_alerts(self, data: bytes, count: int) -> None:
+        """The pool's alerts (UTF-8 lines, already counted for the tally by the analysis
+        processes), appended in arrival order by the one writer thread."""
         self.stats.alerts += count
-        self._output(("alerts", text))
+        self._output(("alerts", data, count))
 
     def _write_archives(self, json_text: str, plain_text: str, count: int) -> None:
         """The pool's archived events, appended after their batch's alerts by the same
@@ -358,7 +393,7 @@ class AnalysisService(Service):
                 if item[0] == "alerts":
                     writer = self.writer
                     if writer is not None:
-                        writer.write_lines(item[1])
+                        writer.write_rendered(item[1], item[2])
                         wrote_alerts = True
                 else:
                     archives = self.archives
