@@ -12,6 +12,7 @@ from typing import Any
 from twisted.trial import unittest
 
 from tests.analysis_data import CLOCK, make_engine
+from tests.test_analysis_queues import sca_summary
 from wazuhcluster.analysis.agentstate import MemoryState, range_checksum, results_hash
 from wazuhcluster.analysis.engine import Engine, parse_queue_message
 from wazuhcluster.analysis.state_schema import LATEST_VERSION
@@ -229,7 +230,7 @@ class ScaTests(StateTestCase):
         self.process(line("p", "sca", sca_check(1, "passed")))
         self.process(line("p", "sca", sca_check(2, None)))
         self.state.take_replies()
-        summary = {"type": "summary", "policy_id": "pol", "scan_id": 7, "hash": "x" * 64}
+        summary = sca_summary("pol", 7, "x" * 64)
         self.process(line("p", "sca", dict(summary, first_scan=1)))
         self.assertEqual(
             self.state.take_replies(), [("003", "#!-sca-dump:pol:1"), ("003", "#!-sca-dump:pol:1")]
@@ -247,7 +248,7 @@ class ScaTests(StateTestCase):
         stored results already give the hash; not a first scan: none (it alerts)."""
         self.process(line("p", "sca", sca_check(1, "passed")))
         good = results_hash(["passed"])
-        summary = {"type": "summary", "policy_id": "pol", "scan_id": 7, "hash": good}
+        summary = sca_summary("pol", 7, good)
         self.process(line("p", "sca", dict(summary, first_scan=1)))
         self.assertEqual(self.state.take_replies(), [("003", "#!-sca-dump:pol:1")])
         self.process(line("p", "sca", dict(summary, policy_id="other")))
@@ -266,7 +267,7 @@ class ScaTests(StateTestCase):
         """After a resend the stored results are compared with the summary's hash: still
         different asks for another resend (not a first scan); matching asks nothing."""
         good = results_hash(["passed", "failed"])
-        summary = {"type": "summary", "policy_id": "pol", "scan_id": 8, "hash": good}
+        summary = sca_summary("pol", 8, good)
         self.process(line("p", "sca", summary))
         self.state.take_replies()
         self.process(line("p", "sca", sca_check(1, "passed", scan_id=8)))
@@ -281,7 +282,7 @@ class ScaTests(StateTestCase):
         """A summary whose hash_file differs from the stored one drops the policy's checks
         and asks for them as a first scan, in SQLite and in memory alike."""
         good = results_hash(["passed"])
-        summary = {"type": "summary", "policy_id": "pol", "scan_id": 7, "hash": good}
+        summary = sca_summary("pol", 7, good)
         for state in (self.state, MemoryState()):
             state.sca_save_check("003", "1", "passed", sca_check(1, "passed"))
             self.assertFalse(state.sca_save_scan("003", "pol", dict(summary, hash_file="a")))

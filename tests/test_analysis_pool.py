@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.test_analysis_queues import sca_summary
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
@@ -735,7 +736,7 @@ class MeaningInPoolTests(PoolTestCase):
         pool.put(Event(sca_check("failed"), location="sca", queue="p", agent_id="001"))
         self.flush()
         self.assertTrue((state_dir / "001.db").exists())
-        summary = json.dumps({"type": "summary", "policy_id": "p1", "scan_id": 1, "hash": "0"})
+        summary = json.dumps(sca_summary("p1", 1, "0"))
         pool.put(Event(summary, location="sca", queue="p", agent_id="001"))
         self.flush()
         self.assertEqual(sent, [("001", "#!-sca-dump:p1:0")])

@@ -100,6 +100,13 @@ SCA_SUMMARY = {
     "hash_file": "b" * 64,
 }
 
+
+def sca_summary(policy_id: str, scan_id: int, results_hash: str, **more: Any) -> dict[str, Any]:
+    """A summary with every field Wazuh requires: :data:`SCA_SUMMARY` for policy
+    ``policy_id``, scan ``scan_id`` and results hash ``results_hash``, then ``more``."""
+    return dict(SCA_SUMMARY, policy_id=policy_id, scan_id=scan_id, hash=results_hash, **more)
+
+
 WIN_FAILED_LOGON = (
     "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>"
     "<Provider Name='Microsoft-Windows-Security-Auditing' "
@@ -449,6 +456,29 @@ class SmallRulesetQueueTests(unittest.SynchronousTestCase):
         notices = self.engine.take_notices()
         self.assertEqual(len(notices), 2)
         self.assertIn("unknown queue 'z'", notices[0])
+        self.assertEqual(self.engine.take_notices(), [])
+
+    def test_malformed_sca_summary_is_refused_and_noted_once(self) -> None:
+        """A summary lacking a field Wazuh requires (here ``start_time``, then a text
+        ``hash``) is not stored, asks the agent nothing and does not alert; the first of
+        each agent, queue and reason is noted with the field named; a whole one is kept."""
+        without_start = {k: v for k, v in SCA_SUMMARY.items() if k != "start_time"}
+        for offset in range(3):
+            self.assertIsNone(run(self.engine, queue_line("p", "sca", without_start), offset))
+        self.assertIsNone(run(self.engine, queue_line("p", "sca", dict(SCA_SUMMARY, hash=7))))
+        state = self.engine.agent_state
+        self.assertIsNone(state.sca_scan_hash("003", SCA_SUMMARY["policy_id"]))
+        self.assertEqual(state.take_replies(), [])
+        self.assertEqual(
+            self.engine.malformed[("003", "p", "SCA summary: field 'start_time' not found")], 3
+        )
+        notices = self.engine.take_notices()
+        self.assertEqual(len(notices), 2, notices)
+        self.assertIn("malformed message to queue 'p'", notices[0])
+        self.assertIn("field 'start_time' not found", notices[0])
+        self.assertIn("field 'hash' must be a string", notices[1])
+        run(self.engine, queue_line("p", "sca", SCA_SUMMARY), 4)
+        self.assertEqual(state.sca_scan_hash("003", SCA_SUMMARY["policy_id"]), SCA_SUMMARY["hash"])
         self.assertEqual(self.engine.take_notices(), [])
 
     def test_queue_letter_is_parsed(self) -> None:

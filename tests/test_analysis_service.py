@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.test_analysis_queues import sca_summary
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.analysis.alert_totals import AlertTally, day_items
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
@@ -368,7 +369,7 @@ class AgentStateServiceTests(SynchronousTestCase):
         service = self.make_service()
         self.addCleanup(service.stopService)
         service(attrs.evolve(event(check), queue="p", location="sca"))
-        summary = json.dumps({"type": "summary", "policy_id": "p1", "scan_id": 1, "hash": "0"})
+        summary = json.dumps(sca_summary("p1", 1, "0"))
         service(attrs.evolve(event(summary), queue="p", location="sca"))
         rules = [json.loads(line)["rule"]["id"] for line in path.read_text().splitlines()]
         self.assertEqual(rules, ["19007", "19001"])  # the check once, then the new summary

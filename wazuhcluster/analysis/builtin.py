@@ -28,6 +28,12 @@ class BuiltinDecoder:
 QueueDecoder = Callable[[EventInfo, str, AgentState], bool]
 
 
+class MalformedMessage(ValueError):
+    """A module queue's decoder refuses a message that lacks what its kind requires (Wazuh
+    logs such a message as malformed and drops it): the reason names the field. The engine
+    notes it once per agent, queue and reason, and goes no further with the event."""
+
+
 def location_ends(info: EventInfo, suffix: str) -> bool:
     """True when the event's location (after the agent's ``->``) ends with ``suffix``."""
     return info.location.endswith(suffix)

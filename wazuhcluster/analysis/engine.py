@@ -16,6 +16,7 @@ import attrs
 from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alerts import Identity, build_alert
 from wazuhcluster.analysis.archives import ArchivedEvent
+from wazuhcluster.analysis.builtin import MalformedMessage
 from wazuhcluster.analysis.decoders import DecoderSet
 from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.predecoder import predecode
@@ -183,6 +184,8 @@ class Engine:
         self.agent_state: AgentState = MemoryState()
         #: Messages of unknown queues, per (agent, letter).
         self.unknown_queues: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: Messages a module queue's decoder refused, by agent, queue and reason.
+        self.malformed: collections.Counter[tuple[str, str, str]] = collections.Counter()
         #: Things worth logging once that analysis noticed (the caller takes them).
         self.notices: list[str] = []
 
@@ -227,7 +230,11 @@ class Engine:
                 self._unknown_queue(event)
                 return None
             info = self._record(event, message, message, None)
-            if not decoder(info, message, self.agent_state):
+            try:
+                if not decoder(info, message, self.agent_state):
+                    return None
+            except MalformedMessage as problem:
+                self._malformed(event, str(problem))
                 return None
             return info
         header = predecode(message)
@@ -252,6 +259,22 @@ class Engine:
                     f"Agent {event.agent_id} sent a message to unknown queue "
                     f"{event.queue!r} (location {event.location[:64]!r}); such messages "
                     "are counted, not analysed."
+                )
+
+    def _malformed(self, event: Event, reason: str) -> None:
+        """Count a message its queue's decoder refused; note the first of each agent,
+        queue and reason."""
+        key = (event.agent_id, event.queue, reason)
+        self.malformed[key] += 1
+        if self.malformed[key] == 1:
+            if len(self.malformed) > MAX_UNKNOWN_QUEUES:
+                self.malformed.clear()
+                self.malformed[key] = 1
+            if len(self.notices) < MAX_NOTICES:
+                self.notices.append(
+                    f"Agent {event.agent_id} sent a malformed message to queue "
+                    f"{event.queue!r} (location {event.location[:64]!r}): {reason}. Dropped; "
+                    "more like it are counted, not logged."
                 )
 
     def take_notices(self) -> list[str]:

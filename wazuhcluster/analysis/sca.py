@@ -21,6 +21,12 @@ compared with the last summary's hash: still different, the agent is asked once 
 (``hash_file``) changed drops the policy's stored checks and asks for them as a first scan
 (``#!-sca-dump:<policy>:1``).
 
+A summary lacking any field Wazuh requires of it (``policy_id``, ``name``, ``file``,
+``hash`` and ``hash_file`` as text; ``scan_id`` a number not below 0; ``start_time``,
+``end_time``, ``passed``, ``failed``, ``invalid``, ``total_checks`` and ``score``) is
+refused as malformed with the field named, as Wazuh's HandleScanInfo does: nothing stored,
+nothing asked of the agent, no alert.
+
 One summary can ask twice, back to back, as Wazuh 4.14's HandleScanInfo does (it queues
 each request as it meets its reason, and one thread sends them in order without a pause):
 a first-scan summary of a policy with no stored scan asks for a first scan, then asks again
@@ -34,11 +40,15 @@ import json
 from typing import Any
 
 from wazuhcluster.analysis.agentstate import AgentState
-from wazuhcluster.analysis.builtin import BuiltinDecoder, as_text
+from wazuhcluster.analysis.builtin import BuiltinDecoder, MalformedMessage, as_text
 from wazuhcluster.analysis.eventinfo import EventInfo
 
 SCA_DECODER = BuiltinDecoder("sca")
 _TARGETS = ("file", "directory", "registry", "process", "command")
+#: A summary's fields that must be text, and those that must merely be present (Wazuh 4.14's
+#: HandleScanInfo checks them in this order).
+_SUMMARY_TEXT = ("hash", "hash_file", "file", "name")
+_SUMMARY_PRESENT = ("start_time", "end_time", "passed", "failed", "invalid", "total_checks")
 
 
 def _number(value: Any) -> str | None:
@@ -96,10 +106,29 @@ def _check(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
         info.add_field("sca.check.previous_result", previous)
 
 
+def _summary_problem(event: dict[str, Any]) -> str | None:
+    """Why a summary is malformed (the first field Wazuh would complain of), or None."""
+    if not isinstance(event.get("policy_id"), str):
+        return "field 'policy_id' must be a string"
+    scan_id = event.get("scan_id")
+    if isinstance(scan_id, bool) or not isinstance(scan_id, (int, float)):
+        return "field 'scan_id' must be a number"
+    if scan_id < 0:
+        return "field 'scan_id' cannot be negative"
+    for name in _SUMMARY_PRESENT + ("score",):
+        if name not in event:
+            return f"field '{name}' not found"
+    for name in _SUMMARY_TEXT:
+        if not isinstance(event.get(name), str):
+            return f"field '{name}' must be a string"
+    return None
+
+
 def _summary(info: EventInfo, event: dict[str, Any], state: AgentState) -> None:
-    policy_id = event.get("policy_id")
-    if not isinstance(policy_id, str) or not isinstance(event.get("hash"), str):
-        return
+    problem = _summary_problem(event)
+    if problem is not None:
+        raise MalformedMessage(f"SCA summary: {problem}")
+    policy_id = event["policy_id"]
     # Wazuh tests the field's presence (the agent adds it only to a first scan's summary).
     first_scan = "first_scan" in event
     stored = state.sca_scan_hash(info.agent_id, policy_id)
