@@ -248,34 +248,36 @@ class Engine:
 
     def _unknown_queue(self, event: Event) -> None:
         """Count a message of an unknown queue; note the first of each agent and letter."""
-        key = (event.agent_id, event.queue)
-        self.unknown_queues[key] += 1
-        if self.unknown_queues[key] == 1:
-            if len(self.unknown_queues) > MAX_UNKNOWN_QUEUES:
-                self.unknown_queues.clear()
-                self.unknown_queues[key] = 1
-            if len(self.notices) < MAX_NOTICES:
-                self.notices.append(
-                    f"Agent {event.agent_id} sent a message to unknown queue "
-                    f"{event.queue!r} (location {event.location[:64]!r}); such messages "
-                    "are counted, not analysed."
-                )
+        self._count_and_note(
+            self.unknown_queues,
+            (event.agent_id, event.queue),
+            f"Agent {event.agent_id} sent a message to unknown queue {event.queue!r} "
+            f"(location {event.location[:64]!r}); such messages are counted, not analysed.",
+        )
 
     def _malformed(self, event: Event, reason: str) -> None:
         """Count a message its queue's decoder refused; note the first of each agent,
         queue and reason."""
-        key = (event.agent_id, event.queue, reason)
-        self.malformed[key] += 1
-        if self.malformed[key] == 1:
-            if len(self.malformed) > MAX_UNKNOWN_QUEUES:
-                self.malformed.clear()
-                self.malformed[key] = 1
+        self._count_and_note(
+            self.malformed,
+            (event.agent_id, event.queue, reason),
+            f"Agent {event.agent_id} sent a malformed message to queue {event.queue!r} "
+            f"(location {event.location[:64]!r}): {reason}. Dropped; more like it are "
+            "counted, not logged.",
+        )
+
+    def _count_and_note(
+        self, counts: collections.Counter[Any], key: tuple[str, ...], notice: str
+    ) -> None:
+        """Count ``key``; the first time, keep ``notice`` for the caller to log (the
+        counter starts again when it holds too many keys; notices are bounded too)."""
+        counts[key] += 1
+        if counts[key] == 1:
+            if len(counts) > MAX_UNKNOWN_QUEUES:
+                counts.clear()
+                counts[key] = 1
             if len(self.notices) < MAX_NOTICES:
-                self.notices.append(
-                    f"Agent {event.agent_id} sent a malformed message to queue "
-                    f"{event.queue!r} (location {event.location[:64]!r}): {reason}. Dropped; "
-                    "more like it are counted, not logged."
-                )
+                self.notices.append(notice)
 
     def take_notices(self) -> list[str]:
         """The notices gathered since the last call (for the caller to log)."""
