@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import short_temp_dir
@@ -40,6 +42,23 @@ class EtcdHelperTests(SynchronousTestCase):
         cluster.wait_healthy(third)
         cluster.start_member(first)
         cluster.wait_healthy(first)
+
+    def test_start_moves_off_a_taken_port(self) -> None:
+        """A peer port taken by another process before etcd binds it (a free_port race):
+        start() runs the whole new cluster again on fresh ports, and it comes up healthy."""
+        cluster = EtcdCluster(short_temp_dir(self), size=3)
+        self.addCleanup(cluster.stop)
+        blocker = socket.socket()
+        self.addCleanup(blocker.close)
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        cluster.members[2].peer_port = taken
+        cluster.start()
+        self.assertIn("address already in use", cluster.members[2].log_text())
+        self.assertNotIn(taken, [member.peer_port for member in cluster.members])
+        for member in cluster.members:
+            self.assertTrue(cluster.healthy(member), member.name)
 
     def test_tls_member(self) -> None:
         """With tls=True the member serves https and requires the client certificate."""

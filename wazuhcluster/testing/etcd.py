@@ -35,6 +35,11 @@ DEBIAN_ETCD = "/usr/bin/etcd"
 #: Generous: members of a new cluster elect their raft leader within a second or two, but CI
 #: machines are shared.
 START_DEADLINE = 60.0
+#: How many times :meth:`EtcdCluster.start` starts again on fresh ports when a member could
+#: not bind (another process took a port between ``free_port`` and etcd's bind).
+PORT_RETRIES = 3
+#: What etcd prints when it cannot bind a port.
+ADDRESS_IN_USE = "address already in use"
 STOP_DEADLINE = 10.0
 
 
@@ -221,15 +226,38 @@ class EtcdCluster:
             )
 
     def start(self, timeout: float = START_DEADLINE) -> None:
-        """Start every member and wait until each says it is healthy (or raise)."""
-        for member in self.members:
-            self.start_member(member)
-        for member in self.members:
-            self.wait_healthy(member, timeout)
+        """Start every member and wait until each says it is healthy (or raise).
+
+        A port chosen by ``free_port`` may be taken by another process before etcd binds
+        it; a member that dies saying so makes the whole new cluster start again on fresh
+        ports (its peers were told the old ones), at most :data:`PORT_RETRIES` times.
+        """
+        for attempt in range(PORT_RETRIES + 1):
+            logged = {member.name: len(member.log_text()) for member in self.members}
+            for member in self.members:
+                self.start_member(member)
+            try:
+                for member in self.members:
+                    self.wait_healthy(member, timeout)
+                return
+            except RuntimeError:
+                lost_port = any(
+                    ADDRESS_IN_USE in member.log_text()[logged[member.name] :]
+                    for member in self.members
+                )
+                if attempt == PORT_RETRIES or not lost_port:
+                    raise
+            self.stop()
+            for member in self.members:
+                shutil.rmtree(member.data_dir, ignore_errors=True)
+                member.client_port, member.peer_port = free_port(), free_port()
 
     def wait_healthy(self, member: EtcdMember, timeout: float = START_DEADLINE) -> None:
-        """Wait until ``member`` answers ``/health`` with true; RuntimeError with its log if not."""
-        if not wait_for(lambda: self.healthy(member), timeout, step=0.1):
+        """Wait until ``member`` answers ``/health`` with true; RuntimeError with its log if
+        not, at once when its process has ended."""
+        if not wait_for(
+            lambda: not member.running() or self.healthy(member), timeout, step=0.1
+        ) or not self.healthy(member):
             raise RuntimeError(
                 f"etcd member {member.name} not healthy after {timeout} s "
                 f"({'running' if member.running() else 'dead'}):\n{member.log_text()[-3000:]}"
