@@ -19,7 +19,7 @@ from typing import Any
 
 from wazuhcluster.api import params as p
 from wazuhcluster.api.access import group_members
-from wazuhcluster.api.agent_listing import normal_id
+from wazuhcluster.api.agent_listing import named_agents, normal_id
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope
@@ -148,15 +148,7 @@ class AgentCommandEndpoints:
         explicit = wanted is not None
         ids = [normal_id(i) for i in wanted] if wanted is not None else sorted(by_id, key=int)
         kept = call.access.select(action, "agent:id", ids, failed, explicit, members)
-        chosen = []
-        for agent_id in kept:
-            if agent_id == "000":
-                add_failure(failed, 1703, agent_id)
-            elif agent_id not in by_id:
-                add_failure(failed, 1701, agent_id)
-            else:
-                chosen.append(by_id[agent_id])
-        return chosen, explicit
+        return named_agents(kept, by_id, failed), explicit
 
     async def _restart(
         self, call: Call, wanted: Sequence[str] | None, agents: list[Agent] | None = None

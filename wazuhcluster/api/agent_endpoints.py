@@ -21,6 +21,7 @@ from wazuhcluster.api.agent_listing import (
     agent_page,
     agent_views,
     legacy_filters,
+    named_agents,
     normal_id,
     older_than,
     visible_agents,
@@ -357,16 +358,7 @@ class AgentEndpoints:
         allowed, kept, _ = visible_agents(call.access, action, agents, wanted, failed, False)
         if kept is None:
             return allowed
-        by_id = {agent.id: agent for agent in agents}
-        chosen = []
-        for agent_id in kept:
-            if agent_id == "000":
-                add_failure(failed, 1703, agent_id)
-            elif agent_id not in by_id:
-                add_failure(failed, 1701, agent_id)
-            else:
-                chosen.append(by_id[agent_id])
-        return chosen
+        return named_agents(kept, {agent.id: agent for agent in agents}, failed)
 
     async def assign_agents(self, call: Call) -> Reply:
         """PUT /agents/group: assign several agents (all by default) to a group."""

@@ -164,18 +164,28 @@ def active_targets(
     allowed, kept, _ = visible_agents(access, action, agents, requested, failed)
     if kept is None:
         return [agent for agent in allowed if agent.connection_status == "active"]
-    by_id = {agent.id: agent for agent in agents}
     chosen: list[Agent] = []
-    for agent_id in kept:
-        agent = by_id.get(agent_id)
-        if agent_id == "000":
-            add_failure(failed, 1703, agent_id)
-        elif agent is None:
-            add_failure(failed, 1701, agent_id)
-        elif agent.connection_status != "active":
-            add_failure(failed, 1707, agent_id)
+    for agent in named_agents(kept, {agent.id: agent for agent in agents}, failed):
+        if agent.connection_status != "active":
+            add_failure(failed, 1707, agent.id)
         else:
             chosen.append(agent)
+    return chosen
+
+
+def named_agents(
+    ids: Sequence[str], by_id: Mapping[str, Agent], failed: dict[int, list[str]]
+) -> list[Agent]:
+    """The agents of ``ids`` that ``by_id`` holds, in order; 000 (the manager is not an
+    agent a command goes to) fails with 1703 and an id ``by_id`` lacks with 1701."""
+    chosen: list[Agent] = []
+    for agent_id in ids:
+        if agent_id == "000":
+            add_failure(failed, 1703, agent_id)
+        elif agent_id not in by_id:
+            add_failure(failed, 1701, agent_id)
+        else:
+            chosen.append(by_id[agent_id])
     return chosen
 
 

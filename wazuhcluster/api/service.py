@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
@@ -29,7 +29,7 @@ from wazuhcluster.api.standby import MasterGate
 from wazuhcluster.api.users import UserStore, number_users
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
-from wazuhcluster.util.limits import LimitedFactory, close_connections
+from wazuhcluster.util.limits import LimitedFactory, stop_serving
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
@@ -136,12 +136,5 @@ class ApiService(Service):
     def stopService(self) -> Deferred[None]:
         """Stop listening and close the open connections (no request is read after)."""
         super().stopService()
-        close_connections(getattr(self, "_factory", None))
         port, self.port = self.port, None
-        if port is None:
-            return Deferred.fromCoroutine(_nothing())
-        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
-
-
-async def _nothing() -> None:
-    return None
+        return stop_serving(port, getattr(self, "_factory", None))

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
@@ -35,7 +35,7 @@ from wazuhcluster.api.errors import PROBLEM_CONTENT_TYPE
 from wazuhcluster.api.resource import bounded_site
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
-from wazuhcluster.util.limits import LimitedFactory, close_connections
+from wazuhcluster.util.limits import LimitedFactory, stop_serving
 from wazuhcluster.util.logs import ClusterLog
 
 #: The health URL for load balancers: 200 on the master, 503 on every other node.
@@ -213,12 +213,5 @@ class StandbyApiService(Service):
     def stopService(self) -> Deferred[None]:
         """Stop listening and close the open connections (the master's API takes the port)."""
         super().stopService()
-        close_connections(self._factory)
         port, self.port = self.port, None
-        if port is None:
-            return Deferred.fromCoroutine(_nothing())
-        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
-
-
-async def _nothing() -> None:
-    return None
+        return stop_serving(port, self._factory)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUNIX
 from twisted.internet.protocol import Factory
@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.control import commands
 from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
-from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, close_connections
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, stop_serving
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 
@@ -282,8 +282,5 @@ class ControlService(Service):
         """Stop listening (Twisted removes the socket file and its lock) and close the
         clients' connections."""
         super().stopService()
-        close_connections(self.factory)
         port, self.port = self.port, None
-        if port is None:
-            return succeed(None)
-        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
+        return stop_serving(port, self.factory)

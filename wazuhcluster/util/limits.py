@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from attrs import frozen
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
@@ -428,6 +428,15 @@ def close_connections(factory: object) -> int:
     for protocol in protocols:
         protocol.loseConnection()
     return len(protocols)
+
+
+def stop_serving(port: Any, factory: object) -> Deferred[None]:
+    """Close every connection ``factory`` accepted, then stop ``port`` listening (None: a
+    port never opened, nothing to stop). For services that keep their own listening port."""
+    close_connections(factory)
+    if port is None:
+        return succeed(None)
+    return maybeDeferred(port.stopListening).addCallback(lambda _: None)
 
 
 class ListenerService(StreamServerEndpointService):
