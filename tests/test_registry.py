@@ -395,6 +395,19 @@ class AgentInfoTests(SynchronousTestCase):
         self.assertEqual(result.applied, 1)
         self.assertEqual(registry.get_agent("001").node_name, "w2")  # type: ignore[union-attr]
 
+    def test_agent_nodes_match_the_full_records(self) -> None:
+        """``agent_nodes`` (two columns, read every minute by the master) gives every
+        agent's node exactly as the full records do, ``""`` for one that never reported."""
+        registry = open_registry(self)
+        for name in ("a1", "a2", "a3"):
+            registry.enroll(name)
+        registry.apply_agent_info(
+            [AgentInfoReport("001", "w1", 5.0, 1, "active"), AgentInfoReport("003", "w2", 5.0)]
+        )
+        expected = {agent.id: agent.node_name for agent in registry.list_agents()}
+        self.assertEqual(registry.agent_nodes(), expected)
+        self.assertEqual(registry.agent_nodes(), {"001": "w1", "002": "", "003": "w2"})
+
     def test_keepalive_refresh_from_same_node(self) -> None:
         """A newer report from the agent's node with the same status updates every other
         field, and a batch listing agents out of id order applies each one's newest row."""

@@ -448,8 +448,7 @@ class MasterService(MultiService):
 
     async def _agent_nodes(self) -> dict[str, str]:
         """Every agent's node, for the look for agents that moved."""
-        agents = await self.registry.registry.list_agents()
-        return {agent.id: agent.node_name for agent in agents}
+        return await self.registry.registry.agent_nodes()
 
     def startService(self) -> None:
         """Log the start, then start every child."""

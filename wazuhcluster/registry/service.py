@@ -154,6 +154,10 @@ class AsyncRegistry:
         """:meth:`Registry.list_agents` with the same keyword filters."""
         return self.run(lambda registry: registry.list_agents(**filters))
 
+    def agent_nodes(self) -> Deferred[dict[str, str]]:
+        """:meth:`Registry.agent_nodes`."""
+        return self.run(lambda registry: registry.agent_nodes())
+
     def create_group(self, name: str) -> Deferred[None]:
         """:meth:`Registry.create_group`."""
         return self.write(lambda registry: registry.create_group(name))
