@@ -21,6 +21,7 @@ import attrs
 
 from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.eventinfo import STATIC_FIELDS, EventInfo
+from wazuhcluster.analysis.json_line import json_line
 from wazuhcluster.analysis.rules import Rule
 
 COMPLIANCE_PREFIXES = (
@@ -356,7 +357,7 @@ class AlertWriter:
 
     def write(self, alert: dict[str, Any]) -> None:
         """Append one alert (buffered)."""
-        line = json.dumps(alert, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = json_line(alert) + b"\n"
         if self.tally is not None:
             self.tally.count(alert)
         with self._lock:

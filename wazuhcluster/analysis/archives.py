@@ -10,13 +10,14 @@ batch, and reopened with the alerts when the logs are rotated.
 from __future__ import annotations
 
 import io
-import json
 import os
 import threading
 import time as time_module
 from typing import Any
 
 import attrs
+
+from wazuhcluster.analysis.json_line import json_line
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -44,7 +45,7 @@ class ArchivedEvent:
 
     def json_text(self) -> str:
         """This event's archives.json line (with its newline)."""
-        return json.dumps(self.record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return json_line(self.record).decode("utf-8") + "\n"
 
     def plain_text(self) -> str:
         """This event's archives.log line (with its newline)."""

@@ -41,6 +41,7 @@ from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Engine, Event
+from wazuhcluster.analysis.json_line import json_line
 from wazuhcluster.analysis.loader import load_engine
 from wazuhcluster.analysis.state_store import SqliteState
 from wazuhcluster.config.analysis_settings import RulesetSettings
@@ -63,8 +64,6 @@ MAX_ERRORS = 5
 #: the batches of this interval share one commit per database, and a process with nothing
 #: to read commits at once (see :func:`main`), so readers see the state at most this late.
 COMMIT_INTERVAL = 0.5
-#: One encoder for every alert line (``json.dumps`` with options builds one per call).
-_ALERT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class BigBytes(amp.Argument):
@@ -205,11 +204,6 @@ def decode_events(data: bytes) -> list[Event]:
     return [Event(**dict(zip(names, row, strict=True))) for row in rows]
 
 
-def encode_alert(alert: dict[str, Any]) -> str:
-    """One alerts.json line (without its newline): compact, UTF-8 as is."""
-    return _ALERT_JSON.encode(alert)
-
-
 def tally_json(tally: AlertTally) -> dict[str, Any]:
     """A batch's alert counts as :class:`Analyse` answers them (see
     :meth:`AlertTally.add`)."""
@@ -331,7 +325,7 @@ class AnalysisChild(amp.AMP):
         engine = self.engine
         if engine is None:
             raise NoEngine("no ruleset committed")
-        lines: list[str] = []
+        lines: list[bytes] = []
         errors: list[str] = []
         archive_json: list[str] = []
         archive_log: list[str] = []
@@ -359,7 +353,7 @@ class AnalysisChild(amp.AMP):
             unique = self._unique_id(first)
             if alert is not None:
                 alert["id"] = unique
-                lines.append(encode_alert(alert))
+                lines.append(json_line(alert))
                 tally.count(alert)
             if record is not None:
                 record.record["id"] = unique
@@ -368,12 +362,12 @@ class AnalysisChild(amp.AMP):
                     archive_json.append(record.json_text())
                 if plain:
                     archive_log.append(record.plain_text())
-        text = "\n".join(lines) + "\n" if lines else ""
+        text = b"\n".join(lines) + b"\n" if lines else b""
         self.commit_state(COMMIT_INTERVAL)
         pairs = engine.agent_state.take_replies()
         replies = json.dumps(pairs, separators=(",", ":")).encode("utf-8") if pairs else None
         return {
-            "alerts": text.encode("utf-8"),
+            "alerts": text,
             "processed": len(batch),
             "alerted": len(lines),
             "failed": failed,
