@@ -15,8 +15,9 @@ agents of its group. The generators' CPU is sampled apart and never counted in a
 figures. ``--in-process-agents`` keeps the former driver (keep-alives called straight into
 each worker's session table from inside the worker, no agent protocol) for comparison.
 
-Phases: *setup* (nodes start, workers connect, sync the shared files and report every
-agent once) then *stable* (``--stable`` seconds, one shared file changed on the master every
+Phases: *setup* (nodes start, workers connect and sync the shared files, every agent connects:
+each worker's latest agent-info report carries all its agents and no worker has warned of
+agents still connecting for 15 s) then *stable* (``--stable`` seconds, one shared file changed on the master every
 ``--change-every`` seconds). Figures come from the nodes themselves: "Finished in" lines of
 each cluster.log, the master's health report (``wazuh-cluster-control -i more --json``)
 for agent-groups sends, and /proc for CPU, memory (USS and RSS) and file descriptors.
@@ -532,26 +533,39 @@ def poll_health(run: Run) -> None:
             run.groups_sends[(name, float(start))] = float(end) - float(start)
 
 
+#: Warnings of a worker while agents are still connecting: one from an address that holds
+#: too many handshakes, a key not known yet, or a key whose earlier connection is still open
+#: (a retry after a handshake timeout).
+CONNECTING = re.compile(
+    r"^(\S+ \S+) WARNING: .*(Too many connections from|\(1408\): Invalid ID|"
+    r"Agent key already in use)",
+    re.MULTILINE,
+)
+#: Seconds without such a warning on any worker before the setup phase may end.
+SETTLED = 15.0
+
+
 def setup_done(run: Run) -> bool:
-    """Every worker synced the files once and had as many rows applied by the master as it
-    has agents."""
+    """Every worker synced the files once; its latest agent-info report carried every one of
+    its agents (each sent a keep-alive within the interval, so each is connected); and no
+    worker warned of agents still connecting in the last :data:`SETTLED` seconds (without
+    the last two, the stable phase began with the tail of the connection storm in it)."""
     per_worker, extra = divmod(run.scenario.agents, run.scenario.workers)
     for index, name in enumerate(run.cluster.workers):
         text = log_text(run, name)
         if "[Integrity sync] Finished" not in text and "Sync not required" not in text:
             return False
         wanted = per_worker + (1 if index < extra else 0)
-        applied = [
-            int(n)
-            for n in re.findall(
-                r"\[Agent-info sync\] Finished in [0-9.]+s\. "
-                r"Updated (\d+) chunks",
-                text,
-            )
-        ]
-        # keep-alives are spread over the interval, so the first reports are partial
-        if sum(applied) < wanted:
+        applied = re.findall(
+            r"\[Agent-info sync\] Finished in [0-9.]+s\. Updated (\d+) chunks", text
+        )
+        if not applied or int(applied[-1]) < wanted:
             return False
+        warned = CONNECTING.findall(text)
+        if warned:
+            last = datetime.strptime(warned[-1][0], "%Y/%m/%d %H:%M:%S").timestamp()
+            if time.time() - last < SETTLED:
+                return False
     return True
 
 

@@ -10,7 +10,8 @@ so the generator only writes bytes while they run. In one run:
 - **engine alone** (the baseline): the same lines, in the order each agent sends them,
   through one ``Engine`` in this process, best of ``--rounds`` (no alert writing);
 - **capacity, N = 1 and 2 analysis processes** (a fresh cluster each): offered rates in
-  ``--window``-second windows, rising by ``--step`` from ``--start``; a rate is sustained
+  ``--window``-second windows, rising by ``--step`` from ``--start``, then ``--refine``
+  windows between the last sustained rate and the first that was not; a rate is sustained
   when the window ends with no event dropped and less than a quarter second of backlog
   queued. The figure is the highest sustained offered rate; per core = it / N;
 - **overload** (N = 2): twice that capacity offered for ``--overload`` seconds, the node's
@@ -435,7 +436,9 @@ class Bench:
         return main, (cpu_seconds(pids) - total) / seconds - main
 
     def capacity(self) -> tuple[float, dict[str, Any]]:
-        """The highest sustained offered rate, and its window's figures."""
+        """The highest sustained offered rate, and its window's figures: rates rise by
+        ``--step`` until one is not sustained, then ``--refine`` windows halve the gap
+        (geometrically) between the last sustained rate and the first that was not."""
         idle = self.idle_cpu()
         print(
             f"  N={self.workers} idle: CPU node {100 * idle[0]:.0f}% + analysis "
@@ -446,21 +449,36 @@ class Bench:
         best = 0.0
         best_window: dict[str, Any] = {}
         while True:
-            result = self.window(rate, self.options.window)
-            ok = result["dropped"] == 0 and result["queue"] <= rate / 4
-            print(
-                f"  N={self.workers} offered {rate:.0f}/s: sent {result['sent']}, "
-                f"dropped {result['dropped']}, queue at end {result['queue']}, CPU: node "
-                f"{100 * result['main_cpu']:.0f}% + analysis "
-                f"{100 * (result['node_cpu'] - result['main_cpu']):.0f}% -> "
-                f"{'sustained' if ok else 'not sustained'}; "
-                f"{result['processed'] / max(1, result['batches']):.0f} events per batch",
-                flush=True,
-            )
+            ok, result = self.try_rate(rate)
             if not ok:
-                return best, best_window
+                break
             best, best_window = rate, result
             rate *= self.options.step
+        failed = rate
+        for _ in range(self.options.refine if best else 0):
+            rate = (best * failed) ** 0.5
+            ok, result = self.try_rate(rate)
+            if ok:
+                best, best_window = rate, result
+            else:
+                failed = rate
+        return best, best_window
+
+    def try_rate(self, rate: float) -> tuple[bool, dict[str, Any]]:
+        """Offer ``rate`` for one window: whether it was sustained, and the window's
+        figures (printed)."""
+        result = self.window(rate, self.options.window)
+        ok = result["dropped"] == 0 and result["queue"] <= rate / 4
+        print(
+            f"  N={self.workers} offered {rate:.0f}/s: sent {result['sent']}, "
+            f"dropped {result['dropped']}, queue at end {result['queue']}, CPU: node "
+            f"{100 * result['main_cpu']:.0f}% + analysis "
+            f"{100 * (result['node_cpu'] - result['main_cpu']):.0f}% -> "
+            f"{'sustained' if ok else 'not sustained'}; "
+            f"{result['processed'] / max(1, result['batches']):.0f} events per batch",
+            flush=True,
+        )
+        return ok, result
 
     def stop(self) -> None:
         """Stop the generator and both nodes."""
@@ -607,6 +625,9 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=10.0, help="seconds per offered rate")
     parser.add_argument("--start", type=float, default=1500.0, help="first offered rate")
     parser.add_argument("--step", type=float, default=1.25, help="rate factor between windows")
+    parser.add_argument(
+        "--refine", type=int, default=2, help="windows that narrow the capacity after the search"
+    )
     parser.add_argument("--overload", type=float, default=60.0, help="overload seconds")
     parser.add_argument("--rounds", type=int, default=5, help="engine-alone rounds")
     parser.add_argument(
