@@ -15,12 +15,13 @@ agents of its group. The generators' CPU is sampled apart and never counted in a
 figures. ``--in-process-agents`` keeps the former driver (keep-alives called straight into
 each worker's session table from inside the worker, no agent protocol) for comparison.
 
-Phases: *setup* (nodes start, workers connect and sync the shared files, every agent connects:
-each worker's latest agent-info report carries all its agents and no worker has warned of
-agents still connecting for 15 s) then *stable* (``--stable`` seconds, one shared file changed on the master every
-``--change-every`` seconds). Figures come from the nodes themselves: "Finished in" lines of
-each cluster.log, the master's health report (``wazuh-cluster-control -i more --json``)
-for agent-groups sends, and /proc for CPU, memory (USS and RSS) and file descriptors.
+Phases: *setup* (nodes start, workers connect and sync the shared files, every agent
+connects: each worker's latest agent-info report carries all its agents and no worker has
+warned of agents still connecting for 15 s) then *stable* (``--stable`` seconds, one shared
+file changed on the master every ``--change-every`` seconds). Figures come from the nodes
+themselves: "Finished in" lines of each cluster.log, the master's health report
+(``wazuh-cluster-control -i more --json``) for agent-groups sends, and /proc for CPU, memory
+(USS and RSS) and file descriptors.
 
     .venv/bin/python bench/bench_cluster.py [--workers 10] [--agents 50000] [--stable 300]
     .venv/bin/python bench/bench_cluster.py --sweep [--stable 60]   # 1/2/5/10 workers, 10k/25k/50k
