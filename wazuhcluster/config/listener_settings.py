@@ -24,13 +24,18 @@ from wazuhcluster.config.xmlconfig import Section
 from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, ListenerLimits
 
 #: 1514: agents behind one NAT address share it, so the admitted caps are wide; the idle
-#: timeout is ``<global><agents_disconnection_time>`` unless ``<remote>`` sets one.
+#: timeout is ``<global><agents_disconnection_time>`` unless ``<remote>`` sets one. Every
+#: admitted connection is an agent, so ``max_connections`` is the most agents a node holds:
+#: Wazuh's remoted has no cap of its own (only its descriptor limit), and 65,536 is the
+#: descriptor limit the shipped systemd unit gives the node (``LimitNOFILE``). At 8,192 a
+#: node refused the 8,193rd agent, where a Wazuh manager takes tens of thousands. The pending
+#: cap is as wide: after a restart every agent reconnects at once.
 AGENT_LIMITS = ListenerLimits(
     handshake_timeout=10.0,
     idle_timeout=None,
-    max_connections=8192,
+    max_connections=65536,
     max_per_address=8192,
-    max_pending=8192,
+    max_pending=65536,
     max_pending_per_address=1024,
 )
 #: 1515: the enrollment protocol answers within 10 s of the request timeout (30 s for the
