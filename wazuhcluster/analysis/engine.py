@@ -26,7 +26,9 @@ from wazuhcluster.analysis.rules import DEFAULT_TIMEFRAME, Rule, RuleState, matc
 MAX_MESSAGE = 64 * 1024
 ACCUMULATE_SECONDS = 120
 MAX_ACCUMULATED = 16384
-MAX_UNKNOWN_QUEUES = 4096
+#: Keys each count-and-note-once counter (unknown queues, malformed messages) holds before
+#: it starts again.
+MAX_COUNTED_KEYS = 4096
 MAX_NOTICES = 100
 ACCUMULATED_FIELDS = ("dstuser", "srcuser", "dstip", "srcip", "dstport", "srcport", "data")
 
@@ -273,7 +275,7 @@ class Engine:
         counter starts again when it holds too many keys; notices are bounded too)."""
         counts[key] += 1
         if counts[key] == 1:
-            if len(counts) > MAX_UNKNOWN_QUEUES:
+            if len(counts) > MAX_COUNTED_KEYS:
                 counts.clear()
                 counts[key] = 1
             if len(self.notices) < MAX_NOTICES:

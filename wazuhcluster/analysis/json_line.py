@@ -1,7 +1,8 @@
 """One alerts.json (or archives.json) line: a record rendered as compact JSON, UTF-8 as is.
 
 Rendering the alerts took 8 % of an analysis process's time with the standard library's
-encoder (9 µs for a 1 KB alert); :mod:`orjson` writes the same bytes in about 1.3 µs. On
+encoder (9-10 µs for a 1 KB alert); :mod:`orjson` writes the same bytes in about 1.3 µs
+(``bench/bench_alert_json.py``). On
 what the engine builds (strings, integers, booleans, None, lists and dicts with string keys,
 in insertion order) the two agree byte for byte; they differ only in how some floats are
 spelt (``1e16`` against ``1e+16``, both valid JSON) and on NaN (orjson writes ``null``, where

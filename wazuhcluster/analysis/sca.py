@@ -48,7 +48,15 @@ _TARGETS = ("file", "directory", "registry", "process", "command")
 #: A summary's fields that must be text, and those that must merely be present (Wazuh 4.14's
 #: HandleScanInfo checks them in this order).
 _SUMMARY_TEXT = ("hash", "hash_file", "file", "name")
-_SUMMARY_PRESENT = ("start_time", "end_time", "passed", "failed", "invalid", "total_checks")
+_SUMMARY_PRESENT = (
+    "start_time",
+    "end_time",
+    "passed",
+    "failed",
+    "invalid",
+    "total_checks",
+    "score",
+)
 
 
 def _number(value: Any) -> str | None:
@@ -115,7 +123,7 @@ def _summary_problem(event: dict[str, Any]) -> str | None:
         return "field 'scan_id' must be a number"
     if scan_id < 0:
         return "field 'scan_id' cannot be negative"
-    for name in _SUMMARY_PRESENT + ("score",):
+    for name in _SUMMARY_PRESENT:
         if name not in event:
             return f"field '{name}' not found"
     for name in _SUMMARY_TEXT:

@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
+    IListeningPort,
     IProtocolNegotiationFactory,
     IReactorTime,
 )
@@ -430,7 +431,7 @@ def close_connections(factory: object) -> int:
     return len(protocols)
 
 
-def stop_serving(port: Any, factory: object) -> Deferred[None]:
+def stop_serving(port: IListeningPort | None, factory: object) -> Deferred[None]:
     """Close every connection ``factory`` accepted, then stop ``port`` listening (None: a
     port never opened, nothing to stop). For services that keep their own listening port."""
     close_connections(factory)
