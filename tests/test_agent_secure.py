@@ -116,6 +116,19 @@ class FixedVectorTests(SynchronousTestCase):
         inner = b"65535" + b"0000000042" + b":0003:" + b"2:syslog:msg"
         self.assertEqual(body, _md5(inner) + inner)
 
+    def test_compressed_for_any_inflater(self) -> None:
+        """A message of any size, up to the largest, is one zlib stream that a default
+        inflater (an agent's ``uncompress()``: 32 KiB window) reads back whole."""
+        random_part = bytes(range(256)) * 40
+        for message in (
+            b"x",
+            random_part[:900],
+            (b"<agent_config/>\n" * 5000)[: secure.MAX_MESSAGE],
+        ):
+            stream = secure.compress_message(message)
+            self.assertEqual(zlib.decompress(stream), message)
+            self.assertLessEqual(len(stream), len(message) + 64)
+
 
 class RoundTripTests(SynchronousTestCase):
     """seal/open and payload encoding round-trip."""
