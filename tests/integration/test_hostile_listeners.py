@@ -20,6 +20,12 @@ import time
 from pathlib import Path
 
 from tests.integration.common import DEADLINE, ClusterTestCase, active_agents
+from tests.integration.test_failover_real import (
+    candidates_cluster,
+    failover_block,
+    https,
+    started_etcd,
+)
 from tests.integration.test_hostile_real import closed_by_peer, closed_now, enroll_one, tcp
 from tests.test_api_fixtures import cheap_users
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
@@ -308,3 +314,42 @@ class ApiPortTests(ListenerTestCase):
         self.assertIn(429, statuses)
         status, body = self.request("GET", "/agents", {"Authorization": f"Bearer {token}"})
         self.assertEqual(status, 200, body)
+
+
+class StandbyApiPortTests(ClusterTestCase):
+    """The API port of a failover candidate that is not the master (it answers 503 naming
+    the master): bare connects before any request."""
+
+    def test_bare_connects_dropped_client_answered(self) -> None:
+        """100 bare TCP connects from 127.0.0.1 (over the 64 admitted per address) are all
+        closed by the deadline, and a client from that address gets its 503 naming the
+        master meanwhile (the standby admitted bare TCP: 64 held the slots, the rest and the
+        client were refused, and none was closed before the 60 s idle timeout)."""
+        etcd = started_etcd(self)
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+
+        def api(cluster: LocalCluster, name: str) -> str:
+            if not name.startswith("cand-"):
+                return ""
+            return (
+                f"  <api>\n    <bind_addr>127.0.0.1</bind_addr>\n"
+                f"    <port>{cluster.node_ports(name)['api']}</port>\n"
+                f"    <handshake_timeout>{DEADLINE_S}s</handshake_timeout>\n  </api>\n"
+            )
+
+        cluster = candidates_cluster(self, lambda name: block, extra_config=api)
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        standby = self.start(cluster, "cand-b", "master")
+        self.wait_log(standby, "Not the master: the API port")
+        port = cluster.node_ports("cand-b")["api"]
+        socks = bare_connects(port, ["127.0.0.1"], 100)
+        self.addCleanup(lambda: [sock.close() for sock in socks])
+        self.assertEqual(len(socks), 100)
+        status, body = https(port, "GET", "/agents")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body.get("master"), "cand-a", body)
+        self.assertTrue(
+            all_closed(socks, DEADLINE_S + SLACK), f"{len(socks) - closed_now(socks)} still open"
+        )
+        self.wait_log(standby, f"no complete request within {DEADLINE_S} s")
