@@ -15,7 +15,8 @@ Every listener takes the same six options, children of its section (``<remote>``
 others are ours. What admits a connection (its credential) depends on the listener: the
 TLS handshake with a client certificate on 1516, the TLS handshake on 1515, the first valid
 encrypted message on 1514, the first authenticated request on the API, the first command
-on the control socket. The defaults below are documented in the README.
+on the control socket. On the control socket the ``_per_ip`` options count per client uid.
+The defaults below are documented in the README.
 """
 
 from __future__ import annotations
@@ -68,14 +69,15 @@ API_LIMITS = ListenerLimits(
     max_pending=1024,
     max_pending_per_address=128,
 )
-#: The control socket (a UNIX socket: every client has the same address).
+#: The control socket (a UNIX socket): its "address" is the client's uid (SO_PEERCRED), so
+#: one local account (the socket's mode lets its group in) can take at most half the slots.
 CONTROL_LIMITS = ListenerLimits(
     handshake_timeout=10.0,
     idle_timeout=600.0,
     max_connections=64,
-    max_per_address=0,
+    max_per_address=32,
     max_pending=256,
-    max_pending_per_address=0,
+    max_pending_per_address=128,
 )
 
 MAX_COUNT = 1_000_000

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.control import commands
 from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
-from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, stop_serving
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, peer_uid, stop_serving
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 
@@ -228,7 +228,8 @@ class ControlService(Service):
         )
         if limits is not None and IReactorTime.providedBy(reactor):
             # The socket's mode is the credential: a client is admitted by its first command,
-            # which must come within the handshake deadline; the caps count clients in all.
+            # which must come within the handshake deadline; the caps count clients in all
+            # and per uid (every client of a UNIX socket has the same address).
             factory = LimitedFactory(
                 factory,
                 reactor,
@@ -236,6 +237,7 @@ class ControlService(Service):
                 limits=limits,
                 admit_on="data",
                 credential="command",
+                address=peer_uid,
             )
         self.factory = factory
         self.setName("control-socket")
