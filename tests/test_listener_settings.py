@@ -41,12 +41,15 @@ class ListenerSettingsTests(SynchronousTestCase):
     """Defaults when absent, the six options when given, one clear error when bad."""
 
     def test_defaults_pending_caps_larger(self) -> None:
-        """Every listener has a handshake deadline and admitted caps; the pending caps in
-        all are at least the admitted ones."""
+        """Every listener has a handshake deadline and admitted caps, in all and per address;
+        its pending caps are strictly larger, in all and per address (1514 had 65,536
+        pending and 65,536 admitted, 1,024 pending and 8,192 admitted per address)."""
         for limits in (AGENT_LIMITS, ENROLLMENT_LIMITS, CLUSTER_LIMITS, API_LIMITS, CONTROL_LIMITS):
             self.assertIsNotNone(limits.handshake_timeout)
             self.assertGreater(limits.max_connections, 0)
-            self.assertGreaterEqual(limits.max_pending, limits.max_connections)
+            self.assertGreater(limits.max_per_address, 0)
+            self.assertGreater(limits.max_pending, limits.max_connections)
+            self.assertGreater(limits.max_pending_per_address, limits.max_per_address)
 
     def test_each_section(self) -> None:
         """<remote>, <auth>, <api> read the same options; absent means the defaults."""
