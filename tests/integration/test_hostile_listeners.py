@@ -401,8 +401,9 @@ class ControlSocketTests(ListenerTestCase):
         """200 connections that never send a byte, each one the node closes opened again,
         do not keep ``-l`` or ``-i`` out: the newest pending client gets in, the oldest past
         the 128 pending per uid are closed at once and the rest at the deadline, and the
-        log names the uid they came from (it counted every client as ``unknown``: the
-        per-address caps were one global cap). A last 200 are all closed by the deadline."""
+        log names the uid they came from. A last 200 are all closed by the deadline.
+        Before: the flood filled the accept queue (Twisted's 50) and the tool said "Cluster
+        is not running." at once (2 runs of 3), and every client counted as ``unknown``."""
         cluster = self.build()
         add_options(
             cluster.home("master").config_file,

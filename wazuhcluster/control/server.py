@@ -37,6 +37,10 @@ from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, peer_uid, s
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
 
+#: Connections the kernel queues on the control socket before the node accepts them
+#: (Linux caps it at net.core.somaxconn, 4096 by default).
+ACCEPT_BACKLOG = 1024
+
 
 class ControlProtocol(amp.AMP):
     """One control client's connection."""
@@ -263,8 +267,12 @@ class ControlService(Service):
                 lock=lock_path(self.path),
                 reason=removed,
             )
-        # wantPID: Twisted guards the socket with the lock file checked above.
-        endpoint = UNIXServerEndpoint(self.reactor, str(self.path), mode=0o660, wantPID=True)
+        # wantPID: Twisted guards the socket with the lock file checked above. A UNIX
+        # connect to a full accept queue fails at once (EAGAIN), so a flood of connects
+        # must not fill Twisted's default 50 before the node accepts them.
+        endpoint = UNIXServerEndpoint(
+            self.reactor, str(self.path), backlog=ACCEPT_BACKLOG, mode=0o660, wantPID=True
+        )
         endpoint.listen(self.factory).addCallbacks(self._listening, self._listen_failed)
 
     def _listening(self, port: IListeningPort) -> None:
