@@ -6,7 +6,9 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet.error import CannotListenError
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError, ConnectError, ConnectionRefusedError
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols import amp
@@ -14,11 +16,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.helpers import short_temp_dir
 from wazuhcluster.control.server import (
+    ACCEPT_BACKLOG,
     ControlProtocol,
     ControlService,
     clear_stale_lock,
     lock_path,
 )
+from wazuhcluster.scripts.control import CONNECT_RETRY, connect_control
 from wazuhcluster.util import fatal
 from wazuhcluster.util.logs import ClusterLog, format_line
 from wazuhcluster.wire.arguments import Json
@@ -159,8 +163,9 @@ class ControlServiceTests(SynchronousTestCase):
             lines,
         )
         self.assertEqual(self.failures, [])
-        [(address, _, _, mode, want_pid)] = self.reactor.unixServers
+        [(address, _, backlog, mode, want_pid)] = self.reactor.unixServers
         self.assertEqual((address, mode, want_pid), (str(self.path), 0o660, True))
+        self.assertEqual(backlog, ACCEPT_BACKLOG)  # Twisted's 50 filled under a flood
 
     def test_listen_failure_reported(self) -> None:
         """A socket that cannot be opened is reported, with the path and the reason."""
@@ -421,3 +426,47 @@ class NotConnectedHintTests(SynchronousTestCase):
         self.assertIn("Master: m1 (10.0.0.1:1516), term 42", outcome["hint"])
         alone = self.successResultOf(ensureDeferred(perform(asker(None), _list_nodes, args)))
         self.assertEqual(alone, {"error": "Worker node is not connected to master."})
+
+
+class ConnectRetryTests(SynchronousTestCase):
+    """wazuh-cluster-control waits out a full accept queue instead of saying the node is
+    down (a flood of clients filled the queue: -i answered "Cluster is not running.")."""
+
+    def attempt(self, failures: list[ConnectError], within: float = 10.0) -> tuple[Any, Any]:
+        """Connect through a ``connect`` that fails with ``failures`` first, then gives a
+        protocol; the result (or failure) of connect_control, and the attempts made."""
+        self.clock = Clock()
+        attempts: list[int] = []
+        protocol = amp.AMP()
+
+        def connect() -> Deferred[amp.AMP]:
+            attempts.append(1)
+            if failures:
+                return fail(failures.pop(0))
+            return succeed(protocol)
+
+        results: list[Any] = []
+        Deferred.fromCoroutine(connect_control(connect, self.clock, within)).addBoth(results.append)
+        for _ in range(int(within / CONNECT_RETRY) + 5):
+            self.clock.advance(CONNECT_RETRY)
+        [result] = results
+        return (protocol if result is protocol else result), attempts
+
+    def test_full_queue_retried(self) -> None:
+        """A full accept queue (ConnectError without an OS error) is tried again."""
+        result, attempts = self.attempt([ConnectError(), ConnectError()])
+        self.assertIsInstance(result, amp.AMP)
+        self.assertEqual(len(attempts), 3)
+
+    def test_final_errors_not_retried(self) -> None:
+        """A refused connect (stale socket) and a missing socket fail at once."""
+        for error in (ConnectionRefusedError(), ConnectError(osError=2)):
+            result, attempts = self.attempt([error])
+            self.assertIsInstance(result.value, type(error))
+            self.assertEqual(len(attempts), 1)
+
+    def test_gives_up_after_within(self) -> None:
+        """A queue still full after ``within`` seconds is a failure."""
+        result, attempts = self.attempt([ConnectError()] * 1000, within=1.0)
+        self.assertIsInstance(result.value, ConnectError)
+        self.assertEqual(len(attempts), 21)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -16,9 +18,12 @@ from twisted.web.test.requesthelper import DummyRequest
 from tests.test_api_fixtures import ApiHarness
 from tests.test_failover_election import TTL, MemoryEtcd
 from tests.test_failover_roles import Node
+from tests.test_limits import RecordingLog, Transport
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import build_site
-from wazuhcluster.api.standby import HEALTH_PATH, MasterGate, master_api_url
+from wazuhcluster.api.standby import HEALTH_PATH, MasterGate, master_api_url, standby_factory
+from wazuhcluster.config.api_settings import ApiSettings
+from wazuhcluster.util.limits import ListenerLimits
 from wazuhcluster.util.threads import run_inline
 
 MASTER_STATUS: dict[str, Any] = {
@@ -222,3 +227,55 @@ class BuildSiteTests(SynchronousTestCase):
         self.assertEqual(status, 401)  # the API's own answer: no token
         statuses.append(STANDBY_STATUS)
         self.assertEqual(call(site.resource, "GET", "/agents")[0], 503)
+
+
+class StandbyLimitsTests(SynchronousTestCase):
+    """The standby's API port admits a connection by its first complete request."""
+
+    def test_bare_connects_pending_until_a_request(self) -> None:
+        """Bare connects from one address, more than its admitted cap, stay pending and are
+        closed at the deadline; a client from that address that sends a request is answered
+        (the standby counted bare TCP as admitted: the 3rd connect was refused, and nothing
+        was ever closed for silence before the idle timeout)."""
+        clock = Clock()
+        log = RecordingLog()
+        home = Path(self.mktemp())
+        settings = ApiSettings(
+            enabled=True,
+            bind_addr="127.0.0.1",
+            port=55000,
+            cert=home / "api.pem",
+            key=home / "api.key",
+            api_dir=home,
+            limits=ListenerLimits(
+                handshake_timeout=3,
+                idle_timeout=60,
+                max_connections=4,
+                max_per_address=2,
+                max_pending=20,
+                max_pending_per_address=10,
+            ),
+        )
+        factory = standby_factory(settings, lambda: STANDBY_STATUS, clock, log)
+        factory.wrappedFactory.reactor = clock  # the channels' timers on the test clock
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+
+        def connect() -> tuple[Any, Transport]:
+            proto = factory.buildProtocol(address)
+            transport = Transport(peerAddress=address)
+            proto.makeConnection(transport)
+            return proto, transport
+
+        bare = [connect() for _ in range(5)]
+        honest, honest_transport = connect()
+        honest.dataReceived(b"GET /agents HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"HTTP/1.1 503 ", honest_transport.value())
+        self.assertIn(b"the master is cand-a", honest_transport.value())
+        self.assertEqual((factory.admitted, len(factory.pending)), (1, 5))
+        self.assertFalse(any(transport.aborted for _, transport in bare))
+        clock.advance(3)
+        self.assertTrue(all(transport.aborted for _, transport in bare))
+        self.assertFalse(honest_transport.aborted)
+        self.assertIn(
+            "Closing connection from 10.0.0.1: no complete request within 3 s.", log.warnings
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -10,9 +12,15 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from wazuhcluster.util.limits import REPORT_EVERY, LimitedFactory, ListenerLimits, admit
+from wazuhcluster.util.limits import (
+    REPORT_EVERY,
+    LimitedFactory,
+    ListenerLimits,
+    admit,
+    peer_uid,
+)
 from wazuhcluster.util.logs import ClusterLog
 
 
@@ -316,6 +324,56 @@ class StagedLimitsTests(SynchronousTestCase):
             limits=ListenerLimits(),
             max_per_address=3,
         )
+
+
+class PeerUidTests(SynchronousTestCase):
+    """peer_uid: the key a UNIX-socket listener counts its clients under."""
+
+    def test_real_unix_socket(self) -> None:
+        """Over a real UNIX socket pair the key is this process's uid (SO_PEERCRED)."""
+        if not hasattr(socket, "SO_PEERCRED"):
+            raise SkipTest("SO_PEERCRED is Linux's")
+        left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(left.close)
+        self.addCleanup(right.close)
+        self.assertEqual(peer_uid(SimpleNamespace(getHandle=lambda: left)), f"uid {os.getuid()}")
+
+    def test_unknown_without_credentials(self) -> None:
+        """A transport without a socket, or a socket that is not UNIX, gives ``unknown``."""
+        self.assertEqual(peer_uid(StringTransport()), "unknown")
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(tcp.close)
+        self.assertEqual(peer_uid(SimpleNamespace(getHandle=lambda: tcp)), "unknown")
+
+    def test_caps_counted_per_key(self) -> None:
+        """With ``address`` a factory counts under the key it gives (not the peer's IP, the
+        same for every client of a UNIX socket): uid 1000 over its cap is refused while
+        uid 0 is still admitted, and the warning names the uid."""
+        log = RecordingLog()
+        inner: Factory[Closer] = Factory.forProtocol(Closer)
+        factory = LimitedFactory(
+            inner,
+            Clock(),
+            log,
+            limits=ListenerLimits(max_per_address=2, max_connections=10),
+            admit_on="data",
+            address=lambda transport: transport.uid,
+        )
+
+        def connect(uid: int) -> Transport:
+            transport = Transport()
+            transport.uid = f"uid {uid}"  # type: ignore[attr-defined]
+            proto = factory.buildProtocol(None)
+            proto.makeConnection(transport)
+            proto.dataReceived(b"command")
+            return transport
+
+        users = [connect(1000) for _ in range(3)]
+        root = connect(0)
+        self.assertEqual([t.aborted for t in users], [False, False, True])
+        self.assertFalse(root.aborted)
+        self.assertEqual(factory.counts, {"uid 1000": 2, "uid 0": 1})
+        self.assertEqual(log.warnings, ["Too many connections from uid 1000 (3), rejecting."])
 
 
 class CallTimeoutTests(SynchronousTestCase):

@@ -41,12 +41,15 @@ class ListenerSettingsTests(SynchronousTestCase):
     """Defaults when absent, the six options when given, one clear error when bad."""
 
     def test_defaults_pending_caps_larger(self) -> None:
-        """Every listener has a handshake deadline and admitted caps; the pending caps in
-        all are at least the admitted ones."""
+        """Every listener has a handshake deadline and admitted caps, in all and per address;
+        its pending caps are strictly larger, in all and per address (1514 had 65,536
+        pending and 65,536 admitted, 1,024 pending and 8,192 admitted per address)."""
         for limits in (AGENT_LIMITS, ENROLLMENT_LIMITS, CLUSTER_LIMITS, API_LIMITS, CONTROL_LIMITS):
             self.assertIsNotNone(limits.handshake_timeout)
             self.assertGreater(limits.max_connections, 0)
-            self.assertGreaterEqual(limits.max_pending, limits.max_connections)
+            self.assertGreater(limits.max_per_address, 0)
+            self.assertGreater(limits.max_pending, limits.max_connections)
+            self.assertGreater(limits.max_pending_per_address, limits.max_per_address)
 
     def test_each_section(self) -> None:
         """<remote>, <auth>, <api> read the same options; absent means the defaults."""
@@ -116,3 +119,57 @@ class ControlSocketLimitsTests(SynchronousTestCase):
         reactor.advance(10)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(factory.late, 1)
+
+    def test_control_clients_counted_per_uid(self) -> None:
+        """The control socket counts its clients per uid (SO_PEERCRED): one account past
+        its 32 admitted and 128 pending is refused or pushed out while another still gets
+        in (every client counted as ``unknown``: the per-address caps were one global cap)."""
+        import struct
+
+        from twisted.internet.address import UNIXAddress
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from wazuhcluster.control.server import ControlService
+        from wazuhcluster.util.limits import LimitedFactory
+
+        reactor = MemoryReactorClock()
+        path = Path(self.mktemp()) / "run" / "cluster.sock"
+        service = ControlService(path, object(), reactor, limits=CONTROL_LIMITS)  # type: ignore[arg-type]
+        factory = service.factory
+        assert isinstance(factory, LimitedFactory)
+
+        class Handle:
+            """A UNIX socket as SO_PEERCRED sees it: pid, uid, gid."""
+
+            def __init__(self, uid: int) -> None:
+                self.uid = uid
+
+            def getsockopt(self, level: int, option: int, size: int) -> bytes:
+                return struct.pack("3i", 4242, self.uid, self.uid)
+
+        class Transport(StringTransport):
+            """A client's end with its credentials."""
+
+            def __init__(self, uid: int) -> None:
+                super().__init__()
+                self.handle = Handle(uid)
+
+            def getHandle(self) -> Handle:  # noqa: N802 - Twisted's name
+                return self.handle
+
+        def connect(uid: int, command: bool) -> Transport:
+            transport = Transport(uid)
+            proto = factory.buildProtocol(UNIXAddress(None))
+            proto.makeConnection(transport)
+            if command:
+                proto.dataReceived(b"\x00")
+            return transport
+
+        admitted = [connect(1000, True) for _ in range(33)]
+        self.assertEqual([t.disconnecting for t in admitted], [False] * 32 + [True])
+        silent = [connect(1000, False) for _ in range(129)]
+        self.assertTrue(silent[0].disconnecting)
+        self.assertFalse(any(t.disconnecting for t in silent[1:]))
+        root = connect(0, True)
+        self.assertFalse(root.disconnecting)
+        self.assertEqual(factory.counts, {"uid 1000": 32, "uid 0": 1})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -17,9 +18,22 @@ import struct
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.integration.common import DEADLINE, ClusterTestCase, active_agents
+from tests.integration.common import (
+    DEADLINE,
+    ClusterTestCase,
+    active_agents,
+    control,
+    node_names,
+)
+from tests.integration.test_failover_real import (
+    candidates_cluster,
+    failover_block,
+    https,
+    started_etcd,
+)
 from tests.integration.test_hostile_real import closed_by_peer, closed_now, enroll_one, tcp
 from tests.test_api_fixtures import cheap_users
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
@@ -58,19 +72,49 @@ def all_closed(socks: list[socket.socket], within: float) -> bool:
     return wait_for(lambda: closed_now(socks) == len(socks), within, 0.2)
 
 
+def unix_connect(path: Path, within: float = 10.0) -> socket.socket:
+    """A connection to the UNIX socket at ``path`` that never sends a byte; a full accept
+    backlog (EAGAIN: a UNIX connect does not wait for room) is tried again for ``within``
+    seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(str(path))
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+
 class Flooder(threading.Thread):
-    """Keeps ``size`` bare TCP connections open from ``source`` to ``port``, opening a new
-    one for each the server closes (at most ``burst`` every 50 ms), until stopped or
-    ``limit`` connects in all."""
+    """Keeps ``size`` bare TCP connections open from ``source`` to ``port`` (or those
+    ``connect`` opens), opening a new one for each the server closes (at most ``burst``
+    every 50 ms), until stopped or ``limit`` connects in all."""
 
     def __init__(
-        self, port: int, source: str, size: int, burst: int = 20, limit: int = 30_000
+        self,
+        port: int,
+        source: str,
+        size: int,
+        burst: int = 20,
+        limit: int = 30_000,
+        connect: Callable[[], socket.socket] | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.port, self.source, self.size, self.limit = port, source, size, limit
         self.burst = burst
+        self.connect = connect or (lambda: tcp(self.port, self.source))
         self.stop = threading.Event()
         self.opened = 0
+        self.closed = 0
 
     def run(self) -> None:
         """Refill the pool until stopped."""
@@ -80,12 +124,13 @@ class Flooder(threading.Thread):
             for sock in pool:
                 if closed_now([sock]):
                     sock.close()
+                    self.closed += 1
                 else:
                     alive.append(sock)
             pool = alive
             for _ in range(min(self.size - len(pool), self.burst)):
                 try:
-                    pool.append(tcp(self.port, self.source))
+                    pool.append(self.connect())
                 except OSError:
                     pass
                 self.opened += 1
@@ -308,3 +353,82 @@ class ApiPortTests(ListenerTestCase):
         self.assertIn(429, statuses)
         status, body = self.request("GET", "/agents", {"Authorization": f"Bearer {token}"})
         self.assertEqual(status, 200, body)
+
+
+class StandbyApiPortTests(ClusterTestCase):
+    """The API port of a failover candidate that is not the master (it answers 503 naming
+    the master): bare connects before any request."""
+
+    def test_bare_connects_dropped_client_answered(self) -> None:
+        """100 bare TCP connects from 127.0.0.1 (over the 64 admitted per address) are all
+        closed by the deadline, and a client from that address gets its 503 naming the
+        master meanwhile (the standby admitted bare TCP: 64 held the slots, the rest and the
+        client were refused, and none was closed before the 60 s idle timeout)."""
+        etcd = started_etcd(self)
+        block = failover_block(etcd.endpoints, ["cand-a", "cand-b"])
+
+        def api(cluster: LocalCluster, name: str) -> str:
+            if not name.startswith("cand-"):
+                return ""
+            return (
+                f"  <api>\n    <bind_addr>127.0.0.1</bind_addr>\n"
+                f"    <port>{cluster.node_ports(name)['api']}</port>\n"
+                f"    <handshake_timeout>{DEADLINE_S}s</handshake_timeout>\n  </api>\n"
+            )
+
+        cluster = candidates_cluster(self, lambda name: block, extra_config=api)
+        first = self.start(cluster, "cand-a", "master")
+        self.wait_log(first, "Master for term")
+        standby = self.start(cluster, "cand-b", "master")
+        self.wait_log(standby, "Not the master: the API port")
+        port = cluster.node_ports("cand-b")["api"]
+        socks = bare_connects(port, ["127.0.0.1"], 100)
+        self.addCleanup(lambda: [sock.close() for sock in socks])
+        self.assertEqual(len(socks), 100)
+        status, body = https(port, "GET", "/agents")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body.get("master"), "cand-a", body)
+        self.assertTrue(
+            all_closed(socks, DEADLINE_S + SLACK), f"{len(socks) - closed_now(socks)} still open"
+        )
+        self.wait_log(standby, f"no complete request within {DEADLINE_S} s")
+
+
+class ControlSocketTests(ListenerTestCase):
+    """The control socket (a UNIX socket): a flood of clients that never send a command."""
+
+    def test_silent_flood_keeps_control_working(self) -> None:
+        """200 connections that never send a byte, each one the node closes opened again,
+        do not keep ``-l`` or ``-i`` out: the newest pending client gets in, the oldest past
+        the 128 pending per uid are closed at once and the rest at the deadline, and the
+        log names the uid they came from. A last 200 are all closed by the deadline.
+        Before: the flood filled the accept queue (Twisted's 50) and the tool said "Cluster
+        is not running." at once (2 runs of 3), and every client counted as ``unknown``."""
+        cluster = self.build()
+        add_options(
+            cluster.home("master").config_file,
+            "cluster",
+            f"<control_socket><handshake_timeout>{DEADLINE_S}s</handshake_timeout>"
+            "</control_socket>",
+        )
+        master, _ = self.up(cluster)
+        home = cluster.home("master")
+        flooder = Flooder(0, "", 200, burst=200, connect=lambda: unix_connect(home.control_socket))
+        flooder.start()
+        self.addCleanup(flooder.stop.set)
+        self.assertTrue(wait_for(lambda: flooder.opened >= 200, DEADLINE))
+        self.assertEqual(node_names(home.root), ["master", "worker1"])
+        health = control(home.root, "-i")
+        self.assertEqual(health.returncode, 0, health.stderr)
+        self.assertIn("Cluster verdict: ok", health.stdout)
+        self.assertTrue(wait_for(lambda: flooder.closed >= 200, DEADLINE))
+        flooder.stop.set()
+        flooder.join(DEADLINE)
+        socks = [unix_connect(home.control_socket) for _ in range(200)]
+        self.addCleanup(lambda: [sock.close() for sock in socks])
+        self.assertTrue(
+            all_closed(socks, DEADLINE_S + SLACK), f"{len(socks) - closed_now(socks)} still open"
+        )
+        self.wait_log(master, "Too many connections from uid ")
+        self.wait_log(master, f"no command within {DEADLINE_S} s")
+        self.assertIn(f"Closing connection from uid {os.getuid()}: no command", master.log_text())

@@ -14,6 +14,11 @@ A master kept **read-only** while etcd does not answer (``read_only`` in the sta
 passes GET and HEAD through, answers every other method with 503 saying why, and its
 health URL answers 200 with ``"read_only": true`` (reads are served; a load balancer that
 must send writes only to a writable master checks that field).
+
+The standby's port has no credential to check (it answers every call alike), so a
+connection there is admitted by its first complete request (:class:`AdmitEveryRequest`):
+until then it has the API's handshake deadline and pending caps, and bare TCP connects or
+silent TLS clients cannot fill the caps of admitted clients.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from urllib.parse import urlsplit
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
@@ -35,7 +40,7 @@ from wazuhcluster.api.errors import PROBLEM_CONTENT_TYPE
 from wazuhcluster.api.resource import bounded_site
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
-from wazuhcluster.util.limits import LimitedFactory, stop_serving
+from wazuhcluster.util.limits import LimitedFactory, admit, stop_serving
 from wazuhcluster.util.logs import ClusterLog
 
 #: The health URL for load balancers: 200 on the master, 503 on every other node.
@@ -166,6 +171,42 @@ class MasterGate(Resource):
         return _answer(request, 503, not_master_problem(status, self.api_port), problem=True)
 
 
+class AdmitEveryRequest(Resource):
+    """Admits the connection of every request that reaches it (it was read whole within
+    the deadline), then lets ``gate`` answer: on a standby that is the credential."""
+
+    isLeaf = True
+
+    def __init__(self, gate: Resource) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def render(self, request: Any) -> Any:
+        """Admit the request's connection, then answer as ``gate`` does."""
+        admit(getattr(getattr(request, "channel", None), "transport", None))
+        return self.gate.render(request)
+
+
+def standby_factory(
+    settings: ApiSettings, status: StatusView, clock: IReactorTime, log: ClusterLog
+) -> LimitedFactory:
+    """The standby's site under the API's limits, admitted by a complete request (see the
+    module docstring): before it, the API's deadline and pending caps; after it, its
+    admitted caps and idle timeout."""
+    site = bounded_site(
+        AdmitEveryRequest(MasterGate(status, settings.port)),
+        min(settings.max_upload_size, 64 * 1024),
+    )
+    return LimitedFactory(
+        site,
+        clock,
+        log,
+        limits=settings.limits,
+        admit_on="protocol",
+        credential="complete request",
+    )
+
+
 class StandbyApiService(Service):
     """On a candidate that is not master: the API port answers with :class:`MasterGate`
     alone (the health URL says 503, every call names the master)."""
@@ -184,16 +225,13 @@ class StandbyApiService(Service):
         super().startService()
         settings = self.settings
         ensure_certificate(settings.cert, settings.key)
-        site = bounded_site(
-            MasterGate(self.status, settings.port), min(settings.max_upload_size, 64 * 1024)
-        )
         endpoint = SSL4ServerEndpoint(
             self.reactor,
             settings.port,
             server_context(settings.cert, settings.key),
             interface=settings.bind_addr,
         )
-        self._factory = LimitedFactory(site, self.reactor, self.log, limits=settings.limits)
+        self._factory = standby_factory(settings, self.status, self.reactor, self.log)
         endpoint.listen(self._factory).addCallbacks(self._listening, self._failed)
 
     def _listening(self, port: IListeningPort) -> None:

@@ -15,7 +15,8 @@ Every listener takes the same six options, children of its section (``<remote>``
 others are ours. What admits a connection (its credential) depends on the listener: the
 TLS handshake with a client certificate on 1516, the TLS handshake on 1515, the first valid
 encrypted message on 1514, the first authenticated request on the API, the first command
-on the control socket. The defaults below are documented in the README.
+on the control socket. On the control socket the ``_per_ip`` options count per client uid.
+The defaults below are documented in the README.
 """
 
 from __future__ import annotations
@@ -26,17 +27,23 @@ from wazuhcluster.util.limits import ENROLLMENT_PER_ADDRESS, ListenerLimits
 #: 1514: agents behind one NAT address share it, so the admitted caps are wide; the idle
 #: timeout is ``<global><agents_disconnection_time>`` unless ``<remote>`` sets one. Every
 #: admitted connection is an agent, so ``max_connections`` is the most agents a node holds:
-#: Wazuh's remoted has no cap of its own (only its descriptor limit), and 65,536 is the
-#: descriptor limit the shipped systemd unit gives the node (``LimitNOFILE``). At 8,192 a
-#: node refused the 8,193rd agent, where a Wazuh manager takes tens of thousands. The pending
-#: cap is as wide: after a restart every agent reconnects at once.
+#: Wazuh's remoted has no cap of its own (only its descriptor limit). At 8,192 a node refused
+#: the 8,193rd agent, where a Wazuh manager takes tens of thousands.
+#:
+#: Every pending cap is at least twice its admitted one, on every listener: after a restart
+#: every agent (all those behind one NAT address too) reconnects at once and is pending for a
+#: moment, and strangers flooding beside them must push out the oldest strangers, not the
+#: agents. A pending connection lives at most ``handshake_timeout``, so holding 131,072 of
+#: them takes over 13,000 connects a second, kept up. The shipped systemd unit's descriptor
+#: limit (``LimitNOFILE``, 262,144) covers 1514's admitted and pending caps with room for the
+#: other listeners and the node's files.
 AGENT_LIMITS = ListenerLimits(
     handshake_timeout=10.0,
     idle_timeout=None,
     max_connections=65536,
     max_per_address=8192,
-    max_pending=65536,
-    max_pending_per_address=1024,
+    max_pending=131072,
+    max_pending_per_address=16384,
 )
 #: 1515: the enrollment protocol answers within 10 s of the request timeout (30 s for the
 #: decision); the idle timeout is only a backstop.
@@ -68,14 +75,15 @@ API_LIMITS = ListenerLimits(
     max_pending=1024,
     max_pending_per_address=128,
 )
-#: The control socket (a UNIX socket: every client has the same address).
+#: The control socket (a UNIX socket): its "address" is the client's uid (SO_PEERCRED), so
+#: one local account (the socket's mode lets its group in) can take at most half the slots.
 CONTROL_LIMITS = ListenerLimits(
     handshake_timeout=10.0,
     idle_timeout=600.0,
     max_connections=64,
-    max_per_address=0,
+    max_per_address=32,
     max_pending=256,
-    max_pending_per_address=0,
+    max_pending_per_address=128,
 )
 
 MAX_COUNT = 1_000_000

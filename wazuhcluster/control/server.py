@@ -33,9 +33,13 @@ from twisted.python.failure import Failure
 
 from wazuhcluster.control import commands
 from wazuhcluster.control.interfaces import IControlBackend, IFailoverView
-from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, stop_serving
+from wazuhcluster.util.limits import LimitedFactory, ListenerLimits, peer_uid, stop_serving
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.wire.arguments import describe, refuse_bad_arguments
+
+#: Connections the kernel queues on the control socket before the node accepts them
+#: (Linux caps it at net.core.somaxconn, 4096 by default).
+ACCEPT_BACKLOG = 1024
 
 
 class ControlProtocol(amp.AMP):
@@ -228,7 +232,8 @@ class ControlService(Service):
         )
         if limits is not None and IReactorTime.providedBy(reactor):
             # The socket's mode is the credential: a client is admitted by its first command,
-            # which must come within the handshake deadline; the caps count clients in all.
+            # which must come within the handshake deadline; the caps count clients in all
+            # and per uid (every client of a UNIX socket has the same address).
             factory = LimitedFactory(
                 factory,
                 reactor,
@@ -236,6 +241,7 @@ class ControlService(Service):
                 limits=limits,
                 admit_on="data",
                 credential="command",
+                address=peer_uid,
             )
         self.factory = factory
         self.setName("control-socket")
@@ -261,8 +267,12 @@ class ControlService(Service):
                 lock=lock_path(self.path),
                 reason=removed,
             )
-        # wantPID: Twisted guards the socket with the lock file checked above.
-        endpoint = UNIXServerEndpoint(self.reactor, str(self.path), mode=0o660, wantPID=True)
+        # wantPID: Twisted guards the socket with the lock file checked above. A UNIX
+        # connect to a full accept queue fails at once (EAGAIN), so a flood of connects
+        # must not fill Twisted's default 50 before the node accepts them.
+        endpoint = UNIXServerEndpoint(
+            self.reactor, str(self.path), backlog=ACCEPT_BACKLOG, mode=0o660, wantPID=True
+        )
         endpoint.listen(self.factory).addCallbacks(self._listening, self._listen_failed)
 
     def _listening(self, port: IListeningPort) -> None:

@@ -7,6 +7,7 @@ on success and 1 when the node is not running, not connected, or refuses the req
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,16 +17,21 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IReactorUNIX
+from twisted.internet.error import ConnectError, ConnectionRefusedError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.protocols import amp
 
 from wazuhcluster.config.home import DEFAULT_HOME, MAX_UNIX_PATH, Home
 from wazuhcluster.control import commands
 from wazuhcluster.node.health import iso_time
+from wazuhcluster.util.interfaces import IReactorUNIXTime
 from wazuhcluster.wire.commands import NotConnected
 
 NOT_RUNNING = "Cluster is not running."
+#: Seconds the tool keeps trying while the node's accept queue is full, and between tries.
+CONNECT_WITHIN = 10.0
+CONNECT_RETRY = 0.05
 #: Exit status of ``-i`` when the cluster's verdict is not ok (1 means the request failed).
 UNHEALTHY = 2
 #: Agents fetched per request when listing (the node caps it at 200 too).
@@ -483,6 +489,33 @@ async def perform(
     return {"text": text, "json": data}
 
 
+def queue_full(error: ConnectError) -> bool:
+    """Whether a failed connect met a full accept queue: the kernel refuses a UNIX connect
+    at once then (EAGAIN; Twisted reports a ConnectError without an OS error), where a TCP
+    connect would wait. A refused connect, a missing socket or a denied one are final."""
+    if isinstance(error, ConnectionRefusedError):
+        return False
+    return error.osError in (None, errno.EAGAIN)
+
+
+async def connect_control(
+    connect: Callable[[], Deferred[amp.AMP]],
+    clock: IReactorTime,
+    within: float = CONNECT_WITHIN,
+) -> amp.AMP:
+    """The protocol ``connect`` gives, tried again every :data:`CONNECT_RETRY` seconds for
+    ``within`` seconds while the node's accept queue is full (a flood of clients the node
+    has not accepted yet must not turn into "Cluster is not running.")."""
+    deadline = clock.seconds() + within
+    while True:
+        try:
+            return await connect()
+        except ConnectError as error:
+            if not queue_full(error) or clock.seconds() >= deadline:
+                raise
+        await deferLater(clock, CONNECT_RETRY, lambda: None)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, ask the node, print the answer; return the exit status.
 
@@ -506,11 +539,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     action = _choose(args)
     outcome: dict[str, Any] = {}
 
-    async def main(reactor: IReactorUNIX) -> None:
+    async def main(reactor: IReactorUNIXTime) -> None:
         endpoint = UNIXClientEndpoint(reactor, str(home.control_socket), timeout=10)
         try:
-            protocol = await connectProtocol(endpoint, amp.AMP())
-        except (ConnectError, FileNotFoundError, ConnectionRefusedError):
+            protocol = await connect_control(lambda: connectProtocol(endpoint, amp.AMP()), reactor)
+        except (ConnectError, FileNotFoundError):
             outcome["error"] = NOT_RUNNING
             return
 
@@ -521,7 +554,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         try:
             outcome.update(await perform(ask, action, args))
         finally:
-            protocol.transport.loseConnection()
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
 
     from twisted.internet.task import react
 

@@ -28,6 +28,10 @@ class IReactorAgentChannel(IReactorTCPTime, IReactorUDP):
     """TCP and UDP listeners with timers (the agent channel: ``<protocol>tcp,udp``)."""
 
 
+class IReactorUNIXTime(IReactorUNIX, IReactorTime):
+    """A UNIX-socket client with timers (wazuh-cluster-control)."""
+
+
 class IReactorSSLTime(IReactorSSL, IReactorTime):
     """A TLS listener or client with timers (the REST API, agent enrollment)."""
 

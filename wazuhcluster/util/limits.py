@@ -23,11 +23,17 @@ open ``close_timeout`` later (TLS waits for the peer's close alert, and a peer t
 reads keeps the last bytes unsent). Warnings are limited to one per address and reason every
 :data:`REPORT_EVERY` seconds, with the number left out, so a flood cannot flood the log.
 Every check costs a dictionary update and a timer per connection.
+
+An "address" is the peer's IP by default; a listener on a UNIX socket (where every client
+has the same address) counts per client uid instead (``address=peer_uid``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
+from collections.abc import Callable
 from typing import Any, Literal
 
 from attrs import frozen
@@ -112,6 +118,27 @@ def peer_address(transport: Any) -> str:
     return host_text(transport.getPeer())
 
 
+#: What SO_PEERCRED gives: the peer's pid, uid and gid.
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_uid(transport: Any) -> str:
+    """``uid N`` of the process at the other end of a UNIX socket (SO_PEERCRED, the uid
+    it had at connect), or ``unknown`` where the kernel does not say (not Linux, no socket)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    get_handle = getattr(transport, "getHandle", None)
+    if option is None or get_handle is None:
+        return "unknown"
+    try:
+        raw = get_handle().getsockopt(socket.SOL_SOCKET, option, _PEERCRED.size)
+        _pid, uid, _gid = _PEERCRED.unpack(raw)
+    except (OSError, AttributeError, TypeError, struct.error):
+        return "unknown"
+    if uid < 0:  # a socket with no peer (not connected, not UNIX): the kernel says -1
+        return "unknown"
+    return f"uid {uid}"
+
+
 def host_text(address: Any, unknown: str = "unknown") -> str:
     """The IP of an address as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
     host = getattr(address, "host", None)
@@ -146,7 +173,7 @@ class LimitedProtocol(ProtocolWrapper):
     # --- stages -----------------------------------------------------------------------
     def makeConnection(self, transport: Any) -> None:  # noqa: N802 - Twisted's name
         """Count the connection, start its timers and (unless refused at once) the protocol."""
-        self.address = peer_address(transport)
+        self.address = self.factory.address_of(transport)
         factory = self.factory
         self.last_received = factory.clock.seconds()
         if factory.admit_on == "connect":
@@ -308,7 +335,8 @@ class LimitedFactory(WrappingFactory[LimitedProtocol]):
 
     ``max_per_address`` and ``idle_timeout`` remain as keywords for a listener that admits
     at connect and needs nothing else. ``credential`` names what admits a connection in
-    log lines ("TLS handshake", "valid message"...).
+    log lines ("TLS handshake", "valid message"...). ``address`` gives the key a connection
+    is counted under, from its transport (the peer's IP; :func:`peer_uid` on a UNIX socket).
     """
 
     protocol = LimitedProtocol
@@ -324,6 +352,7 @@ class LimitedFactory(WrappingFactory[LimitedProtocol]):
         limits: ListenerLimits | None = None,
         admit_on: AdmitOn = "connect",
         credential: str | None = None,
+        address: Callable[[Any], str] = peer_address,
     ) -> None:
         if limits is None:
             limits = ListenerLimits(max_per_address=max_per_address, idle_timeout=idle_timeout)
@@ -338,6 +367,7 @@ class LimitedFactory(WrappingFactory[LimitedProtocol]):
         self.log = log
         self.limits = limits
         self.admit_on = admit_on
+        self.address_of = address
         self.credential = (
             credential
             or {
