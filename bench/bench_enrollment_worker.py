@@ -10,10 +10,13 @@ requests in flight) enrolls ``--count`` agents:
    worker and answers back through the worker),
 3. directly on the master's 1515, for reference.
 
+1 and 2 alternate for ``--rounds`` rounds, so the machine's drift reaches both alike; the
+figures are the medians, the ratio the median of the rounds' ratios.
+
 Afterwards every agent enrolled through the worker must be in the master's registry (read
 from its SQLite file) and in the *other* worker's (``w02``) client.keys.
 
-    .venv/bin/python bench/bench_enrollment_worker.py [--count 1000] [--concurrency 10]
+    .venv/bin/python bench/bench_enrollment_worker.py [--count 1000] [--concurrency 10] [--rounds 3]
 
 Writes docs/bench/enrollment_worker.csv and .png; prints the figures. Not part of the test
 suite. Target (issue 4): through a worker ≥ 0.5× the baseline.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -120,11 +124,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternated baseline/worker runs")
     parser.add_argument("--out", type=Path, default=bc.OUT)
     options = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="wzc-"))
     run = start_cluster(base)
     rates: dict[str, float] = {}
+    rounds: list[tuple[float, float]] = []
     try:
         certs = base / "baseline"
         settings = default_auth(certs)
@@ -138,13 +144,18 @@ def main() -> None:
             )
             listening = await endpoint.listen(Factory.forProtocol(TrivialLine))
             port = listening.getHost().port
-            rates["baseline"] = await enroll_all(
-                reactor, port, options.count, options.concurrency, "base"
-            )
+            for index in range(options.rounds):
+                baseline = await enroll_all(
+                    reactor, port, options.count, options.concurrency, f"base{index}"
+                )
+                worker = await enroll_all(
+                    reactor, worker_port, options.count, options.concurrency, f"viaw{index}"
+                )
+                print(f"  round {index + 1}: baseline {baseline:.1f}/s, worker {worker:.1f}/s")
+                rounds.append((baseline, worker))
             await listening.stopListening()
-            rates["through worker"] = await enroll_all(
-                reactor, worker_port, options.count, options.concurrency, "viaw"
-            )
+            rates["baseline"] = statistics.median(base for base, _ in rounds)
+            rates["through worker"] = statistics.median(worker for _, worker in rounds)
             rates["master direct"] = await enroll_all(
                 reactor, master_port, options.count, options.concurrency, "direct"
             )
@@ -154,7 +165,9 @@ def main() -> None:
         if done.code:
             raise
     finally:
-        names = {f"viaw-{n:06d}" for n in range(options.count)}
+        names = {
+            f"viaw{index}-{n:06d}" for index in range(len(rounds)) for n in range(options.count)
+        }
         in_w02 = wait_for_keys(run.cluster.home("w02").client_keys, names)
         master_home = run.cluster.home(run.cluster.master)
         registry = Registry.open(master_home.var_db / "global.db")
@@ -162,13 +175,18 @@ def main() -> None:
         registry.close()
         bc.stop_cluster(run)
         shutil.rmtree(base, ignore_errors=True)
-    report(options, rates, durable, in_w02)
+    report(options, rates, statistics.median(w / b for b, w in rounds), durable, in_w02)
 
 
-def report(options: argparse.Namespace, rates: dict[str, float], durable: int, in_w02: int) -> None:
-    """Print, write the CSV and the plot."""
-    ratio = rates["through worker"] / rates["baseline"]
-    print(f"connections per run: {options.count}, concurrency: {options.concurrency}")
+def report(
+    options: argparse.Namespace, rates: dict[str, float], ratio: float, durable: int, in_w02: int
+) -> None:
+    """Print, write the CSV and the plot (``ratio``: the median of the rounds' ratios)."""
+    total = options.count * options.rounds
+    print(
+        f"connections per run: {options.count}, concurrency: {options.concurrency}, "
+        f"rounds: {options.rounds} (medians)"
+    )
     for label, rate in rates.items():
         print(f"{label:>16}: {rate:8.1f} /s")
     print(
@@ -176,8 +194,8 @@ def report(options: argparse.Namespace, rates: dict[str, float], durable: int, i
         f"{'met' if ratio >= 0.5 else 'NOT met'})"
     )
     print(
-        f"enrolled through w01: {durable}/{options.count} in the master's registry, "
-        f"{in_w02}/{options.count} in w02's client.keys"
+        f"enrolled through w01: {durable}/{total} in the master's registry, "
+        f"{in_w02}/{total} in w02's client.keys"
     )
     out: Path = options.out
     bc.write_csv(
