@@ -264,6 +264,25 @@ class ContractTests(SynchronousTestCase):
         hint = "run `python -m tests.test_api_contract --write-readme` to regenerate it"
         self.assertEqual(found, expected, hint)
 
+    def test_route_actions_are_wazuhs(self) -> None:
+        """Every served route needs the RBAC actions Wazuh's description names for that
+        operation (its ``x-rbac-actions``, in order), so /security/actions lists them."""
+        differ = {}
+        for route, _ in self.api.resource.routes:
+            operation = wazuh_spec()["paths"][route.template][route.method.lower()]
+            wanted = tuple(
+                reference["$ref"].rsplit("/", 1)[1]
+                for reference in operation.get("x-rbac-actions", ())
+            )
+            if route.actions != wanted:
+                differ[f"{route.method} {route.template}"] = (route.actions, wanted)
+        self.assertEqual(differ, {}, "(ours, Wazuh's) actions per operation")
+        answer = self.api.call("GET", "/security/actions?endpoint=GET /agents")
+        self.assertEqual(list(answer.json["data"]), ["agent:read"])
+        related = answer.json["data"]["agent:read"]["related_endpoints"]
+        self.assertIn("GET /agents", related)
+        self.assertIn("GET /groups/{group_id}/agents", related)
+
     # --- answers ------------------------------------------------------------------------
     def check(self, method: str, template: str, path: str, answer: Answer) -> None:
         """Validate one answer with openapi-core; keep any mismatch for the final report."""
