@@ -1,14 +1,18 @@
 """The API against Wazuh's own OpenAPI description (``WAZUH_API_SPEC``), with openapi-core.
 
-Two checks:
+The checks:
 
 - every served operation exists in Wazuh's description (same method and path), and the
   README's table of provided and not provided operations is the comparison of the two
   (``python -m tests.test_api_contract --write-readme`` rewrites it);
+- every served route needs the RBAC actions the description names (``x-rbac-actions``);
 - a sweep calls every served operation (without a token, with an unknown parameter, with a
   wrong content type, and plainly with path values and bodies that exist), plus a few
   calls whose success needs a prepared body, and every answer, success or error, validates
-  against the response Wazuh describes for that operation and status (openapi-core).
+  against the response Wazuh describes for that operation and status (openapi-core); each
+  operation must have at least one validated 2xx;
+- the same calls by a user without roles: 403 (4000) everywhere, validated, except where
+  Wazuh needs no action or narrows an unnamed list to nothing (a 2xx).
 
 Skipped, with the reason, when Wazuh's description is not there; it is never copied in.
 """
@@ -127,6 +131,47 @@ PATHS: dict[tuple[str, str], str] = {
         )
     },
     ("DELETE", "/agents/{agent_id}/group/{group_id}"): "/agents/003/group/ops",
+    ("GET", "/agents/{agent_id}/stats/{component}"): "/agents/001/stats/logcollector",
+}
+#: Operations needing an action that answer a user without roles a 2xx with nothing in it
+#: rather than 403, as Wazuh's do: the caller named no list (agents, nodes, users, files),
+#: so the framework narrows "all" to what they may see, or, for the broadcast commands
+#: (restart, reconnect, active response, scans, reload), sends to no one.
+#: PUT /cluster/restart is not one: the master's part is checked on its own (403).
+FILTERED_FOR_NO_ROLES = {
+    ("GET", "/agents"),
+    ("GET", "/agents/no_group"),
+    ("GET", "/agents/outdated"),
+    ("GET", "/agents/stats/distinct"),
+    ("GET", "/agents/summary"),
+    ("GET", "/agents/summary/os"),
+    ("GET", "/agents/summary/status"),
+    ("GET", "/overview/agents"),
+    ("PUT", "/agents/reconnect"),
+    ("PUT", "/agents/restart"),
+    ("PUT", "/active-response"),
+    ("PUT", "/rootcheck"),
+    ("PUT", "/syscheck"),
+    ("GET", "/cluster/api/config"),
+    ("GET", "/cluster/configuration/validation"),
+    ("GET", "/cluster/healthcheck"),
+    ("GET", "/cluster/nodes"),
+    ("GET", "/cluster/ruleset/synchronization"),
+    ("PUT", "/cluster/analysisd/reload"),
+    ("GET", "/groups"),
+    ("GET", "/rules"),
+    ("GET", "/rules/files"),
+    ("GET", "/rules/groups"),
+    ("GET", "/rules/requirement/{requirement}"),
+    ("GET", "/decoders"),
+    ("GET", "/decoders/files"),
+    ("GET", "/decoders/parents"),
+    ("GET", "/lists"),
+    ("GET", "/lists/files"),
+    ("GET", "/security/users"),
+    ("GET", "/security/roles"),
+    ("GET", "/security/policies"),
+    ("GET", "/security/rules"),
 }
 GROUP_FILE = "/groups/{group_id}/files/{file_name}"
 ACTIVE = "/manager/configuration/{component}/{configuration}"
@@ -196,6 +241,9 @@ GENERIC = {
     406: "WrongContentTypeResponse",
     413: "RequestTooLargeResponse",
     429: "TooManyRequestsResponse",
+    # Wazuh's RBAC refuses any operation that needs an action, described there or not
+    # (e.g. DELETE /security/users names no 403).
+    403: "PermissionDeniedResponse",
 }
 #: The order of the sweep: reads, creations, changes, then deletions.
 ORDER = {"GET": 0, "POST": 1, "PUT": 2, "DELETE": 3}
@@ -396,6 +444,9 @@ class ContractTests(SynchronousTestCase):
         self.assertEqual(doomed.json["data"]["affected_items"][0]["id"], 101, doomed.raw)
         allowed = api.call("PUT", "/security/users/100/run_as?allow_run_as=true")
         self.assertEqual(allowed.json["error"], 0, allowed.raw)
+        # Changing run_as ended the user's sessions: the next call logs in again.
+        api.clock.advance(1)
+        api._token = None
         api.report(first, "active", "w1", os_platform="ubuntu", version="Wazuh v4.14.7")
         api.connect_worker("w1", "192.0.2.21")
         # Today's analysis totals, as the analysis keeps them (for /manager/stats).
@@ -491,6 +542,67 @@ class ContractTests(SynchronousTestCase):
         }
         missing = {(method, template) for method, template, *_ in calls} - succeeded
         self.assertEqual(missing, set(), "operations never validated with a 2xx answer")
+
+    def test_a_user_without_roles_is_refused_as_wazuh_describes(self) -> None:
+        """A user with no role calls every served operation: each answers a 403 (error
+        4000) whose body validates against Wazuh's description, except the operations that
+        need no action (a 2xx) and those where Wazuh narrows a list the caller did not name
+        to what they may see (a 2xx with nothing in it: :data:`FILTERED_FOR_NO_ROLES`)."""
+        self.prepare()
+        made = self.api.call("POST", "/security/users", {"username": "nobody", "password": STRONG})
+        self.assertEqual(made.json["error"], 0, made.raw)
+        token = self.login("nobody")
+        outcomes: dict[tuple[str, str], str] = {}
+        for method, template, path, body, kwargs in self.sweep_calls():
+            if kwargs.get("token", True) is None:
+                continue
+            answer = self.api.call(method, path, body, token=token, **kwargs)
+            if answer.status == 401:
+                # nobody's own logout (DELETE /security/user/authenticate) ended the session
+                token = self.login("nobody")
+                answer = self.api.call(method, path, body, token=token, **kwargs)
+            self.check(method, template, path, answer)
+            data = answer.json.get("data") if answer.status < 300 else None
+            if answer.status == 403 and answer.json.get("error") == 4000:
+                outcomes[(method, template)] = "refused"
+            elif 200 <= answer.status < 300 and not (data or {}).get("total_affected_items"):
+                outcomes[(method, template)] = "empty"
+            else:
+                outcomes[(method, template)] = f"{answer.status}: {answer.raw[:200]!r}"
+        self.failures and self.fail("\n".join(["answers not as Wazuh describes:", *self.failures]))
+        free = {
+            (method.upper(), path)
+            for path, item in wazuh_spec()["paths"].items()
+            for method, operation in item.items()
+            if method in METHODS and not operation.get("x-rbac-actions")
+        }
+        expected = {
+            op: "empty" if op in free or op in FILTERED_FOR_NO_ROLES else "refused"
+            for op in outcomes
+        }
+        # GET /security/users/me shows the caller themself (one item).
+        expected[("GET", "/security/users/me")] = outcomes[("GET", "/security/users/me")]
+        differ = {
+            op: (outcomes[op], expected[op]) for op in outcomes if outcomes[op] != expected[op]
+        }
+        self.assertEqual(differ, {}, "(answer, expected) per operation")
+        self.assertEqual(FILTERED_FOR_NO_ROLES - set(outcomes), set())
+
+    def login(self, name: str) -> str:
+        """A fresh token of user ``name`` (password :data:`STRONG`), a second later."""
+        import base64
+
+        self.api.clock.advance(1)
+        pair = base64.b64encode(f"{name}:{STRONG}".encode()).decode()
+        answer = self.api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {pair}"},
+            token=None,
+        )
+        self.assertEqual(answer.status, 200, answer.raw)
+        token: str = answer.json["data"]["token"]
+        return token
 
     def test_too_many_requests_validates(self) -> None:
         """A 429 answers as Wazuh describes it."""

@@ -538,6 +538,55 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(answer.status, 403)
         self.assertEqual(self.restarts, [])
 
+    def user_with_policy(self, name: str, policy: dict[str, Any] | None) -> str:
+        """A token of a new user holding only ``policy`` (no role at all when None)."""
+        password = "Str0ng-Passw0rd!"
+        made = self.api.call("POST", "/security/users", {"username": name, "password": password})
+        user_id = made.json["data"]["affected_items"][0]["id"]
+        if policy is not None:
+            policy_id = self.api.call(
+                "POST", "/security/policies", {"name": f"{name}_policy", "policy": policy}
+            ).json["data"]["affected_items"][0]["id"]
+            role_id = self.api.call("POST", "/security/roles", {"name": f"{name}_role"}).json[
+                "data"
+            ]["affected_items"][0]["id"]
+            self.api.call("POST", f"/security/roles/{role_id}/policies?policy_ids={policy_id}")
+            self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        self.api.clock.advance(1)
+        basic = base64.b64encode(f"{name}:{password}".encode()).decode()
+        login = self.api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+        )
+        token: str = login.json["data"]["token"]
+        return token
+
+    def test_the_master_needs_its_own_permission(self) -> None:
+        """As Wazuh (which checks the master's part on its own, not as one of a broadcast):
+        a caller who may not restart the master gets 403 (4000) when the master is meant
+        (no list, or named) and nothing restarts; a role-less caller too (not a 202 with
+        nothing); the workers they may restart, named alone, restart."""
+        self.add_worker()
+        nobody = self.user_with_policy("nobody", None)
+        refused = self.api.call("PUT", "/cluster/restart", token=nobody)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        policy = {
+            "actions": ["cluster:read", "cluster:restart"],
+            "resources": ["node:id:w1"],
+            "effect": "allow",
+        }
+        token = self.user_with_policy("w1_admin", policy)
+        for path in ("/cluster/restart", "/cluster/restart?nodes_list=w1,master"):
+            answer = self.api.call("PUT", path, token=token)
+            self.assertEqual((answer.status, answer.json["error"]), (403, 4000), path)
+        self.assertEqual(self.restarts, [])
+        alone = self.api.call("PUT", "/cluster/restart?nodes_list=w1", token=token)
+        self.assertEqual(alone.status, 202, alone.raw)
+        self.assertEqual(alone.json["data"]["affected_items"], ["w1"])
+        self.assertEqual(self.restarts, [("w1", 1.0)])
+
 
 class RestartInPlaceTests(SynchronousTestCase):
     """wazuhcluster.util.restart: stop after a delay, then the same command line again."""
