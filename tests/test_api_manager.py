@@ -15,16 +15,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.helpers import short_temp_dir
+from tests.helpers import give_certificates, short_temp_dir
 from tests.test_api_fixtures import ApiHarness
 from tests.test_api_rbac import ROLE_IDS
 from wazuhcluster.config.api_settings import api_dir
-from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
 from wazuhcluster.util import fatal, restart
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
-from wazuhcluster.util.tls import create_ca, issue_node_certificate
 from wazuhcluster.wire.questions import AskNode
 from wazuhcluster.worker.questions import WorkerQuestions
 
@@ -460,17 +458,6 @@ class ConfigurationUpdateTests(SynchronousTestCase):
         self.assertEqual(self.source.read_bytes(), new)
         ghost = self.put("/cluster/ghost/configuration", new).json
         self.assertEqual(ghost["data"]["failed_items"][0]["error"]["code"], 1730)
-
-
-def give_certificates(config: NodeConfig) -> None:
-    """Write a CA and the node's certificate where ``config`` expects them."""
-    tls = config.cluster.tls
-    ca = create_ca()
-    node = issue_node_certificate(ca, config.cluster.node_name, ["127.0.0.1"])
-    Path(tls.ca_cert).parent.mkdir(parents=True, exist_ok=True)
-    Path(tls.ca_cert).write_bytes(ca.cert_pem)
-    Path(tls.node_cert).write_bytes(node.cert_pem)
-    Path(tls.node_key).write_bytes(node.key_pem)
 
 
 class RestartTests(SynchronousTestCase):
