@@ -18,6 +18,7 @@ from wazuhcluster.config.cluster import NodeConfig, load_config
 from wazuhcluster.config.home import Home
 from wazuhcluster.master.node import MasterNode
 from wazuhcluster.testing.devcluster import cluster_config
+from wazuhcluster.util.tls import create_ca, issue_node_certificate
 from wazuhcluster.wire.features import LinkFeature
 from wazuhcluster.worker.link import MasterLink
 
@@ -147,3 +148,14 @@ class HeldThreads:
                 done.errback(error)
             else:
                 done.callback(result)
+
+
+def give_certificates(config: NodeConfig) -> None:
+    """Write a CA and the node's certificate where ``config`` expects them."""
+    tls = config.cluster.tls
+    ca = create_ca()
+    node = issue_node_certificate(ca, config.cluster.node_name, ["127.0.0.1"])
+    Path(tls.ca_cert).parent.mkdir(parents=True, exist_ok=True)
+    Path(tls.ca_cert).write_bytes(ca.cert_pem)
+    Path(tls.node_cert).write_bytes(node.cert_pem)
+    Path(tls.node_key).write_bytes(node.key_pem)

@@ -1,14 +1,18 @@
 """The API against Wazuh's own OpenAPI description (``WAZUH_API_SPEC``), with openapi-core.
 
-Two checks:
+The checks:
 
 - every served operation exists in Wazuh's description (same method and path), and the
   README's table of provided and not provided operations is the comparison of the two
   (``python -m tests.test_api_contract --write-readme`` rewrites it);
+- every served route needs the RBAC actions the description names (``x-rbac-actions``);
 - a sweep calls every served operation (without a token, with an unknown parameter, with a
   wrong content type, and plainly with path values and bodies that exist), plus a few
   calls whose success needs a prepared body, and every answer, success or error, validates
-  against the response Wazuh describes for that operation and status (openapi-core).
+  against the response Wazuh describes for that operation and status (openapi-core); each
+  operation must have at least one validated 2xx;
+- the same calls by a user without roles: 403 (4000) everywhere, validated, except where
+  Wazuh needs no action or narrows an unnamed list to nothing (a 2xx).
 
 Skipped, with the reason, when Wazuh's description is not there; it is never copied in.
 """
@@ -29,6 +33,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_api_fixtures import USER, Answer, ApiHarness
+from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.node.alert_totals import add_to_day, totals_folder
 from wazuhcluster.testing.reference import CHECKOUT, missing_reason, wazuh_api_spec
 
@@ -65,10 +70,12 @@ QUERY_VALUES = {
     "status": "all",
     "group_id": "web",
     "groups_list": "gone",
-    "user_ids": "999",
     "role_ids": "100",
     "policy_ids": "100",
     "rule_ids": "100",
+    # the user the sweep's preparation made to be deleted
+    "user_ids": "101",
+    "agent_name": "contract-quick",
 }
 STRONG = "Contract-Passw0rd!"
 #: Bodies that make a write succeed, by operation.
@@ -91,12 +98,80 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/security/config"): {"auth_token_exp_timeout": 900},
     ("PUT", "/active-response"): {"command": "!contract.sh", "arguments": ["-"]},
     ("POST", "/events"): {"events": ["Dec  4 10:00:00 host contract: a line"]},
-    ("POST", "/security/user/authenticate/run_as"): {"a": "b"},
+    ("POST", "/security/user/authenticate/run_as"): {"team": "contract"},
+    ("PUT", "/logtest"): {
+        "event": "Dec  4 10:00:00 host contract: a line",
+        "log_format": "syslog",
+        "location": "/var/log/contract.log",
+    },
+    ("PUT", "/rules/files/{filename}"): (
+        b'<group name="contract,">\n'
+        b'  <rule id="100100" level="3">\n'
+        b"    <match>contract</match>\n"
+        b"    <description>Contract rule.</description>\n"
+        b"  </rule>\n"
+        b"</group>\n"
+    ),
+    ("PUT", "/decoders/files/{filename}"): (
+        b'<decoder name="contract-decoder">\n  <prematch>^contract: </prematch>\n</decoder>\n'
+    ),
+    ("PUT", "/lists/files/{filename}"): b"alpha:1\nbeta:2\n",
 }
-#: Writes that may not succeed in the sweep: they end a session or need a context.
-NO_SUCCESS_NEEDED = {
-    ("POST", "/security/user/authenticate/run_as"),
-    ("DELETE", "/security/users"),
+#: Paths (with their query) of the sweep's plain call where the shared values do not fit:
+#: the files the sweep's own PUTs write, an agent still in a group of its own when the
+#: deletions come (DELETE /agents/group empties ``web`` before).
+PATHS: dict[tuple[str, str], str] = {
+    **{
+        (method, f"/{kind}/files/{{filename}}"): f"/{kind}/files/{name}"
+        for method in ("PUT", "DELETE")
+        for kind, name in (
+            ("rules", "contract_rules.xml"),
+            ("decoders", "contract_decoders.xml"),
+            ("lists", "contract-list"),
+        )
+    },
+    ("DELETE", "/agents/{agent_id}/group/{group_id}"): "/agents/003/group/ops",
+    ("GET", "/agents/{agent_id}/stats/{component}"): "/agents/001/stats/logcollector",
+}
+#: Operations needing an action that answer a user without roles a 2xx with nothing in it
+#: rather than 403, as Wazuh's do: the caller named no list (agents, nodes, users, files),
+#: so the framework narrows "all" to what they may see, or, for the broadcast commands
+#: (restart, reconnect, active response, scans, reload), sends to no one.
+#: PUT /cluster/restart is not one: the master's part is checked on its own (403).
+FILTERED_FOR_NO_ROLES = {
+    ("GET", "/agents"),
+    ("GET", "/agents/no_group"),
+    ("GET", "/agents/outdated"),
+    ("GET", "/agents/stats/distinct"),
+    ("GET", "/agents/summary"),
+    ("GET", "/agents/summary/os"),
+    ("GET", "/agents/summary/status"),
+    ("GET", "/overview/agents"),
+    ("PUT", "/agents/reconnect"),
+    ("PUT", "/agents/restart"),
+    ("PUT", "/active-response"),
+    ("PUT", "/rootcheck"),
+    ("PUT", "/syscheck"),
+    ("GET", "/cluster/api/config"),
+    ("GET", "/cluster/configuration/validation"),
+    ("GET", "/cluster/healthcheck"),
+    ("GET", "/cluster/nodes"),
+    ("GET", "/cluster/ruleset/synchronization"),
+    ("PUT", "/cluster/analysisd/reload"),
+    ("GET", "/groups"),
+    ("GET", "/rules"),
+    ("GET", "/rules/files"),
+    ("GET", "/rules/groups"),
+    ("GET", "/rules/requirement/{requirement}"),
+    ("GET", "/decoders"),
+    ("GET", "/decoders/files"),
+    ("GET", "/decoders/parents"),
+    ("GET", "/lists"),
+    ("GET", "/lists/files"),
+    ("GET", "/security/users"),
+    ("GET", "/security/roles"),
+    ("GET", "/security/policies"),
+    ("GET", "/security/rules"),
 }
 GROUP_FILE = "/groups/{group_id}/files/{file_name}"
 ACTIVE = "/manager/configuration/{component}/{configuration}"
@@ -166,6 +241,9 @@ GENERIC = {
     406: "WrongContentTypeResponse",
     413: "RequestTooLargeResponse",
     429: "TooManyRequestsResponse",
+    # Wazuh's RBAC refuses any operation that needs an action, described there or not
+    # (e.g. DELETE /security/users names no 403).
+    403: "PermissionDeniedResponse",
 }
 #: The order of the sweep: reads, creations, changes, then deletions.
 ORDER = {"GET": 0, "POST": 1, "PUT": 2, "DELETE": 3}
@@ -264,6 +342,25 @@ class ContractTests(SynchronousTestCase):
         hint = "run `python -m tests.test_api_contract --write-readme` to regenerate it"
         self.assertEqual(found, expected, hint)
 
+    def test_route_actions_are_wazuhs(self) -> None:
+        """Every served route needs the RBAC actions Wazuh's description names for that
+        operation (its ``x-rbac-actions``, in order), so /security/actions lists them."""
+        differ = {}
+        for route, _ in self.api.resource.routes:
+            operation = wazuh_spec()["paths"][route.template][route.method.lower()]
+            wanted = tuple(
+                reference["$ref"].rsplit("/", 1)[1]
+                for reference in operation.get("x-rbac-actions", ())
+            )
+            if route.actions != wanted:
+                differ[f"{route.method} {route.template}"] = (route.actions, wanted)
+        self.assertEqual(differ, {}, "(ours, Wazuh's) actions per operation")
+        answer = self.api.call("GET", "/security/actions?endpoint=GET /agents")
+        self.assertEqual(list(answer.json["data"]), ["agent:read"])
+        related = answer.json["data"]["agent:read"]["related_endpoints"]
+        self.assertIn("GET /agents", related)
+        self.assertIn("GET /groups/{group_id}/agents", related)
+
     # --- answers ------------------------------------------------------------------------
     def check(self, method: str, template: str, path: str, answer: Answer) -> None:
         """Validate one answer with openapi-core; keep any mismatch for the final report."""
@@ -325,18 +422,31 @@ class ContractTests(SynchronousTestCase):
         """Send one request and validate its answer."""
         answer = self.api.call(method, path, body, **kwargs)
         if answer.status == 401 and kwargs.get("token", True) is True:
-            # An earlier call ended every session (revoke, config change): log in again.
+            # An earlier call ended every session (revoke, config change, logout): log in
+            # again, a second later (a token issued in the second of a revocation is dead).
+            self.api.clock.advance(1)
             self.api._token = None
             answer = self.api.call(method, path, body, **kwargs)
         self.check(method, template, path, answer)
         return answer
 
     def prepare(self) -> None:
-        """Agents, a group, a worker and the security objects the sweep's paths name."""
+        """The default ruleset, agents, groups, a worker, a user to delete (101) and run_as
+        allowed to the harness's user, for the sweep's paths and bodies."""
         api = self.api
+        install_default_ruleset(str(api.home.root))
         api.store.create_group("web")
+        api.store.create_group("ops")
         first = api.enroll("web1", "10.0.0.1", ("web",))
         api.enroll("web2", "10.0.0.2")
+        api.enroll("ops1", "10.0.0.3", ("ops",))
+        doomed = api.call("POST", "/security/users", {"username": "doomed", "password": STRONG})
+        self.assertEqual(doomed.json["data"]["affected_items"][0]["id"], 101, doomed.raw)
+        allowed = api.call("PUT", "/security/users/100/run_as?allow_run_as=true")
+        self.assertEqual(allowed.json["error"], 0, allowed.raw)
+        # Changing run_as ended the user's sessions: the next call logs in again.
+        api.clock.advance(1)
+        api._token = None
         api.report(first, "active", "w1", os_platform="ubuntu", version="Wazuh v4.14.7")
         api.connect_worker("w1", "192.0.2.21")
         # Today's analysis totals, as the analysis keeps them (for /manager/stats).
@@ -350,7 +460,7 @@ class ContractTests(SynchronousTestCase):
         ):
             path = self.fill(route.template)
             query = "&".join(f"{name}={QUERY_VALUES.get(name, '1')}" for name in route.required)
-            full = path + ("?" + query if query else "")
+            full = PATHS.get((route.method, route.template), path + ("?" + query if query else ""))
             kwargs: dict[str, Any] = {}
             body = BODIES.get((route.method, route.template))
             if route.body == "json" and body is None:
@@ -404,10 +514,15 @@ class ContractTests(SynchronousTestCase):
             "/security/rules": "rule_id",
         }
         for method, template, _, body, kwargs in calls:
-            path = self.fill(template, self.made) + "".join(_.partition("?")[1:])
+            path = PATHS.get(
+                (method, template),
+                self.fill(template, self.made) + "".join(_.partition("?")[1:]),
+            )
             answer = self.call(method, template, path, body, **kwargs)
             if method == "POST" and template in created and answer.status == 200:
                 self.made[created[template]] = str(answer.json["data"]["affected_items"][0]["id"])
+            if (method, template) == ("PUT", "/logtest") and answer.status == 200:
+                self.made["token"] = answer.json["data"]["token"]
         self.call("GET", "/agents", "/agents?q=lastKeepAlive<1d&select=name&pretty=true")
         self.call("GET", "/agents", "/agents?limit=0")
         self.call("GET", "/cluster/nodes", "/cluster/nodes?select=type&distinct=true")
@@ -422,14 +537,72 @@ class ContractTests(SynchronousTestCase):
         self.assertEqual(
             {(m, t) for m, t, *_ in calls} - set(self.validated), set(), "operations not checked"
         )
-        succeeded = {op for op, statuses in self.validated.items() if statuses & {200}}
-        missing = {
-            (method, template)
-            for method, template, *_ in calls
-            if (method == "GET" or (method, template) in BODIES)
-            and (method, template) not in NO_SUCCESS_NEEDED
-        } - succeeded
-        self.assertEqual(missing, set(), "operations that never answered 200")
+        succeeded = {
+            op for op, statuses in self.validated.items() if any(200 <= s < 300 for s in statuses)
+        }
+        missing = {(method, template) for method, template, *_ in calls} - succeeded
+        self.assertEqual(missing, set(), "operations never validated with a 2xx answer")
+
+    def test_a_user_without_roles_is_refused_as_wazuh_describes(self) -> None:
+        """A user with no role calls every served operation: each answers a 403 (error
+        4000) whose body validates against Wazuh's description, except the operations that
+        need no action (a 2xx) and those where Wazuh narrows a list the caller did not name
+        to what they may see (a 2xx with nothing in it: :data:`FILTERED_FOR_NO_ROLES`)."""
+        self.prepare()
+        made = self.api.call("POST", "/security/users", {"username": "nobody", "password": STRONG})
+        self.assertEqual(made.json["error"], 0, made.raw)
+        token = self.login("nobody")
+        outcomes: dict[tuple[str, str], str] = {}
+        for method, template, path, body, kwargs in self.sweep_calls():
+            if kwargs.get("token", True) is None:
+                continue
+            answer = self.api.call(method, path, body, token=token, **kwargs)
+            if answer.status == 401:
+                # nobody's own logout (DELETE /security/user/authenticate) ended the session
+                token = self.login("nobody")
+                answer = self.api.call(method, path, body, token=token, **kwargs)
+            self.check(method, template, path, answer)
+            data = answer.json.get("data") if answer.status < 300 else None
+            if answer.status == 403 and answer.json.get("error") == 4000:
+                outcomes[(method, template)] = "refused"
+            elif 200 <= answer.status < 300 and not (data or {}).get("total_affected_items"):
+                outcomes[(method, template)] = "empty"
+            else:
+                outcomes[(method, template)] = f"{answer.status}: {answer.raw[:200]!r}"
+        self.failures and self.fail("\n".join(["answers not as Wazuh describes:", *self.failures]))
+        free = {
+            (method.upper(), path)
+            for path, item in wazuh_spec()["paths"].items()
+            for method, operation in item.items()
+            if method in METHODS and not operation.get("x-rbac-actions")
+        }
+        expected = {
+            op: "empty" if op in free or op in FILTERED_FOR_NO_ROLES else "refused"
+            for op in outcomes
+        }
+        # GET /security/users/me shows the caller themself (one item).
+        expected[("GET", "/security/users/me")] = outcomes[("GET", "/security/users/me")]
+        differ = {
+            op: (outcomes[op], expected[op]) for op in outcomes if outcomes[op] != expected[op]
+        }
+        self.assertEqual(differ, {}, "(answer, expected) per operation")
+        self.assertEqual(FILTERED_FOR_NO_ROLES - set(outcomes), set())
+
+    def login(self, name: str) -> str:
+        """A fresh token of user ``name`` (password :data:`STRONG`), a second later."""
+        import base64
+
+        self.api.clock.advance(1)
+        pair = base64.b64encode(f"{name}:{STRONG}".encode()).decode()
+        answer = self.api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {pair}"},
+            token=None,
+        )
+        self.assertEqual(answer.status, 200, answer.raw)
+        token: str = answer.json["data"]["token"]
+        return token
 
     def test_too_many_requests_validates(self) -> None:
         """A 429 answers as Wazuh describes it."""

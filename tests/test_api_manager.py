@@ -15,16 +15,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.helpers import short_temp_dir
+from tests.helpers import give_certificates, short_temp_dir
 from tests.test_api_fixtures import ApiHarness
 from tests.test_api_rbac import ROLE_IDS
 from wazuhcluster.config.api_settings import api_dir
-from wazuhcluster.config.cluster import NodeConfig
 from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
 from wazuhcluster.util import fatal, restart
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import run_inline
-from wazuhcluster.util.tls import create_ca, issue_node_certificate
 from wazuhcluster.wire.questions import AskNode
 from wazuhcluster.worker.questions import WorkerQuestions
 
@@ -462,17 +460,6 @@ class ConfigurationUpdateTests(SynchronousTestCase):
         self.assertEqual(ghost["data"]["failed_items"][0]["error"]["code"], 1730)
 
 
-def give_certificates(config: NodeConfig) -> None:
-    """Write a CA and the node's certificate where ``config`` expects them."""
-    tls = config.cluster.tls
-    ca = create_ca()
-    node = issue_node_certificate(ca, config.cluster.node_name, ["127.0.0.1"])
-    Path(tls.ca_cert).parent.mkdir(parents=True, exist_ok=True)
-    Path(tls.ca_cert).write_bytes(ca.cert_pem)
-    Path(tls.node_cert).write_bytes(node.cert_pem)
-    Path(tls.node_key).write_bytes(node.key_pem)
-
-
 class RestartTests(SynchronousTestCase):
     """PUT /manager/restart and PUT /cluster/restart."""
 
@@ -537,6 +524,55 @@ class RestartTests(SynchronousTestCase):
         answer = self.api.call("PUT", "/cluster/restart", token=viewer)
         self.assertEqual(answer.status, 403)
         self.assertEqual(self.restarts, [])
+
+    def user_with_policy(self, name: str, policy: dict[str, Any] | None) -> str:
+        """A token of a new user holding only ``policy`` (no role at all when None)."""
+        password = "Str0ng-Passw0rd!"
+        made = self.api.call("POST", "/security/users", {"username": name, "password": password})
+        user_id = made.json["data"]["affected_items"][0]["id"]
+        if policy is not None:
+            policy_id = self.api.call(
+                "POST", "/security/policies", {"name": f"{name}_policy", "policy": policy}
+            ).json["data"]["affected_items"][0]["id"]
+            role_id = self.api.call("POST", "/security/roles", {"name": f"{name}_role"}).json[
+                "data"
+            ]["affected_items"][0]["id"]
+            self.api.call("POST", f"/security/roles/{role_id}/policies?policy_ids={policy_id}")
+            self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        self.api.clock.advance(1)
+        basic = base64.b64encode(f"{name}:{password}".encode()).decode()
+        login = self.api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {basic}"},
+            token=None,
+        )
+        token: str = login.json["data"]["token"]
+        return token
+
+    def test_the_master_needs_its_own_permission(self) -> None:
+        """As Wazuh (which checks the master's part on its own, not as one of a broadcast):
+        a caller who may not restart the master gets 403 (4000) when the master is meant
+        (no list, or named) and nothing restarts; a role-less caller too (not a 202 with
+        nothing); the workers they may restart, named alone, restart."""
+        self.add_worker()
+        nobody = self.user_with_policy("nobody", None)
+        refused = self.api.call("PUT", "/cluster/restart", token=nobody)
+        self.assertEqual((refused.status, refused.json["error"]), (403, 4000))
+        policy = {
+            "actions": ["cluster:read", "cluster:restart"],
+            "resources": ["node:id:w1"],
+            "effect": "allow",
+        }
+        token = self.user_with_policy("w1_admin", policy)
+        for path in ("/cluster/restart", "/cluster/restart?nodes_list=w1,master"):
+            answer = self.api.call("PUT", path, token=token)
+            self.assertEqual((answer.status, answer.json["error"]), (403, 4000), path)
+        self.assertEqual(self.restarts, [])
+        alone = self.api.call("PUT", "/cluster/restart?nodes_list=w1", token=token)
+        self.assertEqual(alone.status, 202, alone.raw)
+        self.assertEqual(alone.json["data"]["affected_items"], ["w1"])
+        self.assertEqual(self.restarts, [("w1", 1.0)])
 
 
 class RestartInPlaceTests(SynchronousTestCase):

@@ -2,8 +2,10 @@
 
 The first cases call :mod:`wazuhcluster.api.rbac` directly: for each of Wazuh's default
 roles, a table of operations allowed and refused. The others drive the API through the
-in-memory harness (tests.test_api_fixtures): users with roles, 403 and 4000 failed items,
-token revocation when roles change, and revocations kept across a restart.
+in-memory harness (tests.test_api_fixtures): a table of (default role, operation) → allowed,
+filtered or 403 for all seven roles over HTTP (:data:`ROLE_TABLE`), users with roles, 403
+and 4000 failed items, token revocation when roles change, and revocations kept across a
+restart.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.helpers import give_certificates, short_temp_dir
 from tests.test_api_fixtures import PASSWORD, USER, ApiHarness
+from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api import rbac
 from wazuhcluster.api.service import build_site
 from wazuhcluster.api.users import read_users
@@ -23,6 +27,7 @@ from wazuhcluster.util.threads import run_inline
 BODIES = {policy.id: policy.body for policy in rbac.DEFAULT_POLICIES}
 LINKS = {role_id: policies for role_id, _, policies in rbac.DEFAULT_ROLES}
 ROLE_IDS = {name: role_id for role_id, name, _ in rbac.DEFAULT_ROLES}
+STRONG = "Str0ng-Passw0rd!"
 
 
 def permissions_of(*roles: str) -> rbac.Permissions:
@@ -455,6 +460,127 @@ class ApiRbacTests(SynchronousTestCase):
         policies = self.api.call("GET", "/security/users/me/policies", token=token).json["data"]
         self.assertIn("agent:read", policies)
         self.assertNotIn("group:read", policies)
+
+
+ALLOWED, FILTERED, REFUSED = "allowed", "filtered", "403"
+A, F, R = ALLOWED, FILTERED, REFUSED
+
+#: What each default role may do over the API: read calls answer ``allowed`` (200 with
+#: items) or ``filtered`` (200 with nothing: the caller named no list), writes ``allowed``
+#: (2xx, error 0) or ``403`` (error 4000).
+ROLE_TABLE_OPERATIONS = (
+    "read agents",
+    "add agent",
+    "delete agent",
+    "read groups",
+    "create group",
+    "read cluster nodes",
+    "restart cluster",
+    "read rules",
+    "read security users",
+    "create user",
+    "run logtest",
+)
+ROLE_TABLE: dict[str, tuple[str, ...]] = {
+    "administrator": (A, A, A, A, A, A, A, A, A, A, A),
+    "readonly": (A, R, R, A, R, A, R, A, F, R, R),
+    "users_admin": (F, R, R, F, R, F, R, F, A, A, R),
+    "agents_readonly": (A, R, R, A, R, F, R, F, F, R, R),
+    "agents_admin": (A, A, A, A, A, F, R, F, F, R, R),
+    "cluster_readonly": (F, R, R, F, R, A, R, F, F, R, R),
+    "cluster_admin": (F, R, R, F, R, A, A, F, F, R, R),
+}
+
+
+class RoleTableTests(SynchronousTestCase):
+    """Each default role against the table, over HTTP through the in-memory API."""
+
+    def mktemp(self) -> str:
+        """A short home, so the control socket's path passes the restart's checks."""
+        return str(short_temp_dir(self) / "h")
+
+    def setUp(self) -> None:
+        self.api = ApiHarness(self)
+        give_certificates(self.api.config)
+        install_default_ruleset(str(self.api.home.root))
+        self.api.store.create_group("web")
+        self.api.enroll("web1", "10.0.0.1", ("web",))
+        #: The restarts the master was asked for (the node does not really restart).
+        self.restarts: list[float] = []
+        self.api.node.answers.restart = self.restarts.append
+
+    def token_of(self, name: str, role: str) -> str:
+        """A token of a new user ``name`` holding the default ``role`` alone."""
+        made = self.api.call("POST", "/security/users", {"username": name, "password": STRONG})
+        user_id = made.json["data"]["affected_items"][0]["id"]
+        linked = self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={ROLE_IDS[role]}")
+        self.assertEqual(linked.json["error"], 0, linked.raw)
+        self.api.clock.advance(1)
+        pair = base64.b64encode(f"{name}:{STRONG}".encode()).decode()
+        login = self.api.call(
+            "POST",
+            "/security/user/authenticate",
+            headers={"authorization": f"Basic {pair}"},
+            token=None,
+        )
+        self.assertEqual(login.status, 200, login.raw)
+        token: str = login.json["data"]["token"]
+        return token
+
+    def calls(self, role: str) -> list[tuple[str, str, Any]]:
+        """The (method, path, body) of each table operation, with names of ``role``'s own."""
+        victim = self.api.enroll(f"victim-{role}")
+        logtest = {
+            "event": "Dec  4 10:00:00 host sshd[1]: Failed password for root",
+            "log_format": "syslog",
+            "location": "/var/log/auth.log",
+        }
+        return [
+            ("GET", "/agents", None),
+            ("POST", "/agents", {"name": f"new-{role}"}),
+            ("DELETE", f"/agents?agents_list={victim}&status=all&older_than=0s", None),
+            ("GET", "/groups", None),
+            ("POST", "/groups", {"group_id": f"team-{role}"}),
+            ("GET", "/cluster/nodes", None),
+            ("PUT", "/cluster/restart", None),
+            ("GET", "/rules?limit=5", None),
+            ("GET", "/security/users", None),
+            ("POST", "/security/users", {"username": f"made-by-{role}", "password": STRONG}),
+            ("PUT", "/logtest", logtest),
+        ]
+
+    def outcome(self, method: str, answer: Any) -> str:
+        """The table's word for an answer (anything else is spelled out)."""
+        body = answer.json
+        if answer.status == 403 and body.get("error") == 4000:
+            return REFUSED
+        if 200 <= answer.status < 300 and body.get("error") == 0:
+            if method != "GET":
+                return ALLOWED
+            return ALLOWED if body["data"]["total_affected_items"] else FILTERED
+        return f"{answer.status} {answer.raw[:160]!r}"
+
+    def test_each_default_role_over_http(self) -> None:
+        """Every default role, every operation of the table: the answer the table says
+        (the table is Wazuh's default policies as a Wazuh API applies them)."""
+        found: dict[str, tuple[str, ...]] = {}
+        for role in ROLE_TABLE:
+            token = self.token_of(f"user-{role}", role)
+            found[role] = tuple(
+                self.outcome(method, self.api.call(method, path, body, token=token))
+                for method, path, body in self.calls(role)
+            )
+        differ = {
+            f"{role}: {operation}": (got, wanted)
+            for role in ROLE_TABLE
+            for operation, got, wanted in zip(
+                ROLE_TABLE_OPERATIONS, found[role], ROLE_TABLE[role], strict=True
+            )
+            if got != wanted
+        }
+        self.assertEqual(differ, {}, "(answer, table) per role and operation")
+        # administrator and cluster_admin restarted the cluster; no one else did.
+        self.assertEqual(len(self.restarts), 2)
 
 
 class DurableRevocationTests(SynchronousTestCase):

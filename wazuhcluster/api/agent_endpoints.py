@@ -438,6 +438,7 @@ class AgentEndpoints:
         """The routes of this family."""
         common = p.COMMON
         agent_path = {"agent_id": p.agent_id, "group_id": p.group_name}
+        assignment = ("agent:modify_group", "group:modify_assignments")
         delete_filters = {
             **AGENT_FILTERS,
             "agents_list": p.comma_list(p.agent_id_or_all),
@@ -446,9 +447,23 @@ class AgentEndpoints:
             "q": p.text,
         }
         return [
-            Route("GET", "/agents", self.list_agents, {**common, **p.LISTING, **AGENT_FILTERS}),
-            Route("GET", "/agents/summary/status", self.summary_status, common),
-            Route("POST", "/agents", self.add_agent, common, body="json"),
+            Route(
+                "GET",
+                "/agents",
+                self.list_agents,
+                {**common, **p.LISTING, **AGENT_FILTERS},
+                actions=("agent:read",),
+            ),
+            Route(
+                "GET",
+                "/agents/summary/status",
+                self.summary_status,
+                common,
+                actions=("agent:read",),
+            ),
+            Route(
+                "POST", "/agents", self.add_agent, common, body="json", actions=("agent:create",)
+            ),
             Route(
                 "POST",
                 "/agents/insert",
@@ -471,12 +486,14 @@ class AgentEndpoints:
                 self.delete_agents,
                 {**common, **delete_filters},
                 required=("agents_list", "status"),
+                actions=("agent:delete",),
             ),
             Route(
                 "PUT",
                 "/agents/reconnect",
                 self.reconnect,
                 {**common, "agents_list": p.comma_list(p.agent_id)},
+                actions=("agent:reconnect",),
             ),
             Route(
                 "PUT",
@@ -489,6 +506,7 @@ class AgentEndpoints:
                     "force_single_group": p.boolean,
                 },
                 required=("group_id",),
+                actions=assignment,
             ),
             Route(
                 "DELETE",
@@ -496,6 +514,7 @@ class AgentEndpoints:
                 self.remove_agents_from_group,
                 {**common, "group_id": p.group_name, "agents_list": p.comma_list(p.agent_id)},
                 required=("group_id",),
+                actions=assignment,
             ),
             Route(
                 "PUT",
@@ -503,6 +522,7 @@ class AgentEndpoints:
                 self.assign_group,
                 {**common, "force_single_group": p.boolean},
                 agent_path,
+                actions=assignment,
             ),
             Route(
                 "DELETE",
@@ -510,6 +530,7 @@ class AgentEndpoints:
                 self.unassign_group,
                 common,
                 agent_path,
+                actions=assignment,
             ),
         ]
 

@@ -85,18 +85,28 @@ class ClusterEndpoints:
         """The routes of this family."""
         common = p.COMMON
         nodes = {"nodes_list": p.comma_list(p.names)}
+        read = ("cluster:read",)
         return [
-            Route("GET", "/cluster/status", self.cluster_status, common),
-            Route("GET", "/cluster/local/info", self.local_info, common),
+            Route(
+                "GET", "/cluster/status", self.cluster_status, common, actions=("cluster:status",)
+            ),
+            Route("GET", "/cluster/local/info", self.local_info, common, actions=read),
             Route(
                 "GET",
                 "/cluster/nodes",
                 self.cluster_nodes,
                 {**common, **p.LISTING, **nodes, "type": p.choice("master", "worker")},
+                actions=read,
             ),
-            Route("GET", "/cluster/healthcheck", self.healthcheck, {**common, **nodes}),
             Route(
-                "GET", "/cluster/ruleset/synchronization", self.ruleset_sync, {**common, **nodes}
+                "GET", "/cluster/healthcheck", self.healthcheck, {**common, **nodes}, actions=read
+            ),
+            Route(
+                "GET",
+                "/cluster/ruleset/synchronization",
+                self.ruleset_sync,
+                {**common, **nodes},
+                actions=read,
             ),
         ]
 

@@ -316,14 +316,23 @@ class GroupEndpoints:
                 "/groups",
                 self.list_groups,
                 {**listing, **hashing, "groups_list": p.comma_list(p.group_name)},
+                actions=("group:read",),
             ),
-            Route("POST", "/groups", self.create_group, common, body="json"),
+            Route(
+                "POST",
+                "/groups",
+                self.create_group,
+                common,
+                body="json",
+                actions=("group:create",),
+            ),
             Route(
                 "DELETE",
                 "/groups",
                 self.delete_groups,
                 {**common, "groups_list": p.comma_list(p.group_or_all)},
                 required=("groups_list",),
+                actions=("group:delete",),
             ),
             Route(
                 "GET",
@@ -331,6 +340,7 @@ class GroupEndpoints:
                 self.group_agents,
                 {**listing, "status": AGENT_FILTERS["status"]},
                 group_path,
+                actions=("agent:read", "group:read"),
             ),
             Route(
                 "GET",
@@ -338,6 +348,7 @@ class GroupEndpoints:
                 self.group_files,
                 {**listing, **hashing},
                 group_path,
+                actions=("group:read",),
             ),
             Route(
                 "GET",
@@ -368,5 +379,6 @@ class GroupEndpoints:
                 common,
                 group_path,
                 body="xml",
+                actions=("group:update_config",),
             ),
         ]

@@ -247,10 +247,18 @@ class ManagerEndpoints:
         return await self._restart([self.local])
 
     async def cluster_restart(self, call: Call) -> Reply:
-        """PUT /cluster/restart: restart every (or the listed) node, the master last (202)."""
+        """PUT /cluster/restart: restart every (or the listed) node, the master last (202).
+
+        As Wazuh's: when the master is meant (no list, or named), the caller must read and
+        restart it, else 403 (4000) and nothing restarts; other nodes the caller may not
+        restart are left out when none were listed, failed items (4000) when listed."""
+        wanted = call.params.get("nodes_list")
+        if not wanted or self.local in wanted:
+            call.access.require_one("cluster:read", "node:id", self.local)
+            call.access.require_one("cluster:restart", "node:id", self.local)
         failed: dict[int, list[str]] = {}
         nodes = self._nodes(call, "cluster:read", failed)
-        nodes = call.access.select("cluster:restart", "node:id", nodes, failed, True)
+        nodes = call.access.select("cluster:restart", "node:id", nodes, failed, bool(wanted))
         return await self._restart(nodes, failed)
 
     async def _restart(
