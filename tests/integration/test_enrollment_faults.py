@@ -19,6 +19,7 @@ from tests.integration.common import DEADLINE, ClusterTestCase, attack_rounds
 from tests.integration.test_enrollment_real import enroll, key_names
 from tests.integration.test_faults_disk import CONNECTED, EmergencyReadOnly, mount
 from tests.integration.test_faults_kill import enroll_process
+from tests.integration.test_faults_logs import fill
 from wazuhcluster.registry.keys import read_client_keys
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 
@@ -201,11 +202,19 @@ class MasterDiskTests(ClusterTestCase):
         self.assertRegex(problems[0], rf"^\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d ERROR: .*{why}")
         return refused
 
-    def assert_enrolled(self, port: list[int], prefix: str) -> None:
-        """The 20 agents ``<prefix>NNNN`` enroll through the worker, each with its own id."""
+    def assert_enrolled(self, port: list[int], prefix: str) -> dict[str, str]:
+        """The 20 agents ``<prefix>NNNN`` enroll through the worker, each with its own id;
+        name → id."""
         again = enroll(port, 20, prefix)
         self.assertEqual([r for r in again if "id" not in r], [])
         self.assertEqual(len({r["id"] for r in again}), 20)
+        return {r["name"]: r["id"] for r in again}
+
+    def assert_none_lost(self, cluster: LocalCluster, granted: dict[str, str]) -> None:
+        """Every agent granted a key during the test is still in the master's client.keys
+        with its id."""
+        held = key_names(cluster, "master")
+        self.assertEqual({name: held.get(name) for name in granted}, granted)
 
     def assert_link_kept(self, master: NodeProcess, worker: NodeProcess, joins: int = 1) -> None:
         """Both nodes run, the worker joined ``joins`` times, every cluster.log line of the
@@ -229,21 +238,17 @@ class MasterDiskTests(ClusterTestCase):
         if mounted.returncode != 0:
             raise SkipTest(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
         self.addCleanup(subprocess.run, ["umount", "-l", str(var_db)], check=False)
-        master, worker, port, _ = self.start_pair(cluster)
+        master, worker, port, first = self.start_pair(cluster)
+        granted = {first["name"]: first["id"]}
         for round_ in range(1, ROUNDS + 1):
             filler = var_db / "filler"
-            with filler.open("wb") as handle:
-                try:
-                    while True:
-                        handle.write(b"\0" * 65536)
-                        handle.flush()
-                except OSError:
-                    pass
+            fill(filler)
             self.assert_refused(port, master, f"full{round_}-", "full")
             self.assert_link_kept(master, worker)
             filler.unlink()
-            self.assert_enrolled(port, f"full{round_}-")
+            granted.update(self.assert_enrolled(port, f"full{round_}-"))
             self.assertEqual(registry_check(var_db / "global.db"), ["ok"])
+        self.assert_none_lost(cluster, granted)
         self.assertTrue(worker.running() and master.running())
 
     def test_enrollment_on_read_only_disk(self) -> None:
@@ -264,6 +269,7 @@ class MasterDiskTests(ClusterTestCase):
             raise SkipTest(reason)
         self.addCleanup(disk.unmount)
         master, worker, port, before = self.start_pair(cluster)
+        granted = {before["name"]: before["id"]}
         busy = mount("-o", "remount,ro", str(var_db))
         self.assertNotEqual(busy.returncode, 0, "remount,ro of a busy file system worked")
         for round_ in range(1, ROUNDS + 1):
@@ -282,8 +288,8 @@ class MasterDiskTests(ClusterTestCase):
                 wait_for(lambda n=round_ + 1: worker.log_text().count(CONNECTED) >= n, DEADLINE),
                 worker.log_text()[-3000:],
             )
-            self.assert_enrolled(port, f"ro{round_}-")
-            self.assertEqual(key_names(cluster, "master")[before["name"]], before["id"])
+            granted.update(self.assert_enrolled(port, f"ro{round_}-"))
+            self.assert_none_lost(cluster, granted)
             self.assertNotIn("Traceback", master.log_text())
         self.assertEqual(registry_check(var_db / "global.db"), ["ok"])
         self.assertTrue(worker.running() and master.running())
