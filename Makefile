@@ -152,8 +152,12 @@ SOAK_SECONDS ?= 600
 SOAK_KEEPALIVE ?= 10
 SOAK_REPORT ?= soak-report.json
 SOAK_FAILOVER_ROUNDS ?= 20
+SOAK_ATTACK_ROUNDS ?= 10
+#: The issue-17 attack and fault tests that repeat their attack WAZUHCLUSTER_ATTACK_ROUNDS times.
+ATTACK_TESTS := tests.integration.test_enrollment_faults tests.integration.test_hostile_listeners \
+	tests.integration.test_control_restart tests.integration.test_faults_logs.LogsReadOnlyTests
 
-.PHONY: fuzz soak soak-failover
+.PHONY: fuzz soak soak-failover soak-attacks
 
 fuzz: $(STAMP) ## hypothesis fuzzing of AMP commands, enrollment lines, agent frames, sync paths (10,000 cases each)
 	WAZUHCLUSTER_FUZZ=fuzz $(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_fuzz $(FUZZ_TESTS)
@@ -162,7 +166,11 @@ soak-failover: $(STAMP) ## SOAK_FAILOVER_ROUNDS rounds of kill -9 of the master 
 	WAZUHCLUSTER_FAILOVER_ROUNDS=$(SOAK_FAILOVER_ROUNDS) $(BIN)/python -b -m twisted.trial \
 		--temp-directory=_trial_temp_soak tests.integration.test_failover_soak
 
-soak: $(STAMP) soak-failover ## soak-failover, SOAK_ROUNDS kill rounds per scenario, network faults, then SOAK_WORKERS/SOAK_AGENTS for SOAK_SECONDS
+soak-attacks: $(STAMP) ## SOAK_ATTACK_ROUNDS rounds of each enrollment fault (kill, full and read-only var/db), listener flood, control-socket kill -9 and read-only logs test
+	WAZUHCLUSTER_ATTACK_ROUNDS=$(SOAK_ATTACK_ROUNDS) $(BIN)/python -b -m twisted.trial \
+		--temp-directory=_trial_temp_soak $(ATTACK_TESTS)
+
+soak: $(STAMP) soak-failover soak-attacks ## soak-failover, soak-attacks, SOAK_ROUNDS kill rounds per scenario, network faults, then SOAK_WORKERS/SOAK_AGENTS for SOAK_SECONDS
 	WAZUHCLUSTER_FAULT_ROUNDS=$(SOAK_ROUNDS) WAZUHCLUSTER_FAULT_SEED=$(SOAK_SEED) \
 		$(BIN)/python -b -m twisted.trial --temp-directory=_trial_temp_soak \
 		tests.integration.test_faults_kill tests.integration.test_faults_network

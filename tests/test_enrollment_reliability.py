@@ -25,6 +25,7 @@ from wazuhcluster.master.enrollment_authority import (
     EnrollmentAuthority,
     EnrollmentPolicy,
     EnrollmentRates,
+    describe_storage_error,
 )
 from wazuhcluster.master.registry import KEYS_ACK_WAIT, PUSH_DELAY, MasterRegistry
 from wazuhcluster.registry import store
@@ -350,6 +351,44 @@ class DiskFullTests(EnrollmentClusterCase):
             ensureDeferred(self.master.manage("delete_agents", {"ids": ["001"]})), ControlError
         )
         self.assertIn("database or disk is full", failure.getErrorMessage())
+
+
+class StorageErrorTests(SynchronousTestCase):
+    """SQLite says "disk I/O error" when the disk turned read-only: the reason the file system
+    gives is added to what the operator reads."""
+
+    def opaque(self, name: str) -> sqlite3.OperationalError:
+        """An error as SQLite raises it, with its error class ``name``."""
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorname = name  # type: ignore[attr-defined]
+        return error
+
+    def test_file_system_reason_added(self) -> None:
+        """An I/O error whose directory cannot be written gets the file system's reason
+        in the ERROR's text."""
+        missing = Path(self.mktemp()) / "db"
+        error = self.opaque("SQLITE_IOERR_WRITE")
+        store.note_file_system_reason(error, missing)
+        self.assertEqual(
+            describe_storage_error(error),
+            f"the agent database cannot be written (disk I/O error: {missing} cannot be "
+            "written: No such file or directory)",
+        )
+
+    def test_nothing_added_when_writable_or_explicit(self) -> None:
+        """A directory that can be written adds nothing (a real I/O error, and no probe file
+        is left); neither does an error that already says why (disk full)."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        error = self.opaque("SQLITE_IOERR_FSYNC")
+        store.note_file_system_reason(error, directory)
+        self.assertEqual(
+            describe_storage_error(error), "the agent database cannot be written (disk I/O error)"
+        )
+        self.assertEqual(list(directory.iterdir()), [])
+        full = self.opaque("SQLITE_FULL")
+        store.note_file_system_reason(full, Path(self.mktemp()))
+        self.assertNotIn(":", describe_storage_error(full).partition("(")[2])
 
 
 class RateLimitTests(SynchronousTestCase):

@@ -19,6 +19,7 @@ from tests.test_integrity_sync import refuse_rmtree
 from wazuhcluster.config.home import Home
 from wazuhcluster.integrity.compare import compare
 from wazuhcluster.integrity.pack import iter_pack
+from wazuhcluster.integrity.records import SMALL_FILE
 from wazuhcluster.integrity.scan import scan_tree
 from wazuhcluster.integrity.table import TEMP_PREFIX, is_excluded_name, item_for
 from wazuhcluster.master.integrity import MasterIntegrity
@@ -165,6 +166,47 @@ class IntegritySyncTests(SynchronousTestCase):
         self.assertFalse((worker_home.shared / "default" / "agent.conf").exists())
         self.cycle()
         self.assertEqual(tree(worker_home), self.master_files())
+
+    def test_large_file_changed_while_sent_is_info(self) -> None:
+        """A large file (read while streamed, so only the worker sees its checksum no longer
+        match) that changes on the master after the scan is logged at INFO as coming with the
+        next sync, not as an ERROR; the next cycle brings it."""
+        self.write("etc/client.keys", b"a" * (SMALL_FILE + 1))
+        self.master.task.run_now()
+        self.write("etc/client.keys", b"b" * (SMALL_FILE + 1))
+        logged = EventLoggingObserver()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        worker = self.join("worker1")
+        self.assertIsNone(worker.status.last_error)
+        self.assertEqual([e for e in logged if e["log_level"] >= LogLevel.warn], [])
+        resent = [e for e in logged if "the next cycle sends them again" in e["log_format"]]
+        self.assertEqual(
+            [(e["log_level"], e["paths"]) for e in resent], [(LogLevel.info, "etc/client.keys")]
+        )
+        worker_home = self.cluster.worker_home("worker1")
+        self.assertFalse((worker_home.root / "etc" / "client.keys").exists())
+        self.cycle()
+        self.assertEqual(tree(worker_home), self.master_files())
+
+    def test_real_failure_stays_error(self) -> None:
+        """A file the worker refuses to place (its directory is a symlink there) is still an
+        ERROR naming the file, and the sync's status keeps the failure."""
+        self.write("etc/shared/default/agent.conf", "v1")
+        self.master.task.run_now()
+        shared = self.cluster.worker_home("w1").shared
+        shared.mkdir(parents=True)
+        (shared / "default").symlink_to(self.mktemp())
+        logged = EventLoggingObserver()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        worker = self.join("w1")
+        errors = [e for e in logged if e["log_format"].startswith("Could not apply")]
+        self.assertEqual(
+            [(e["log_level"], e["path"]) for e in errors],
+            [(LogLevel.error, "etc/shared/default/agent.conf")],
+        )
+        self.assertEqual(worker.status.last_error, "1 files failed")
 
     def test_stop_cancels_a_sync_in_flight(self) -> None:
         """When the node stops, a files stream still on its way to a worker is cancelled: the

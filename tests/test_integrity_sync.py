@@ -165,11 +165,12 @@ class PackTests(SynchronousTestCase):
     """Producing and consuming the sync stream."""
 
     def setUp(self) -> None:
-        """A master with a few files (one larger than a chunk) and an empty worker."""
+        """A master with a few files (one larger than a chunk and than a block's file) and an
+        empty worker."""
         self.master = self.mktemp()
         self.worker = self.mktemp()
         os.makedirs(self.worker)
-        self.big = os.urandom(200_000)
+        self.big = os.urandom(records_module.SMALL_FILE + 1)
         write_tree(
             self.master,
             {
@@ -213,17 +214,23 @@ class PackTests(SynchronousTestCase):
         self.assertEqual(read_tree(self.worker), {})
 
     def test_changed_while_sent(self) -> None:
-        """A file changed on the master after the scan is left out alone; framing holds."""
+        """A file changed on the master after the scan is left out alone, for the next cycle
+        to send again (not rejected: it is no failure); framing holds."""
         with open(os.path.join(self.master, "etc/lists/big"), "wb") as f:
             f.write(b"short now")
         received = receive(self.worker, b"".join(iter_pack(self.master, self.plan)))
         self.assertEqual(not_staged(received.staged), ["etc/lists/big"])
+        self.assertEqual(received.staged.resend, {"etc/lists/big"})
         self.assertEqual(len(received.staged.files), 3)
         os.unlink(os.path.join(self.master, "etc/client.keys"))
         other = self.mktemp()
         os.makedirs(other)
         received = receive(other, b"".join(iter_pack(self.master, self.plan)))
         self.assertEqual(not_staged(received.staged), ["etc/client.keys", "etc/lists/big"])
+        self.assertEqual(received.staged.rejected, {})
+        result = apply_plan(other, received.plan, received.staged)
+        self.assertEqual(dict(result.failed), {})
+        self.assertEqual(result.resend, ("etc/client.keys", "etc/lists/big"))
 
     def test_caps(self) -> None:
         """Streams over the caps or inconsistent with their header are refused."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,13 @@ from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 REPO = Path(__file__).resolve().parents[2]
 #: Generous: CI machines are shared and sometimes slow.
 DEADLINE = 60.0
+
+
+def attack_rounds(default: int = 1) -> int:
+    """How many rounds the issue-17 attack and fault tests (enrollment faults, hostile
+    listeners, control-socket restarts) repeat their attack or fault: ``default`` in
+    ``make test``, ``WAZUHCLUSTER_ATTACK_ROUNDS`` when set (``make soak`` sets it)."""
+    return max(1, int(os.environ.get("WAZUHCLUSTER_ATTACK_ROUNDS", default)))
 
 
 def control(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

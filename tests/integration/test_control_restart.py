@@ -12,12 +12,18 @@ import os
 import re
 import signal
 
-from tests.integration.common import DEADLINE, ClusterTestCase, control, node_names
+from tests.integration.common import (
+    DEADLINE,
+    ClusterTestCase,
+    attack_rounds,
+    control,
+    node_names,
+)
 from wazuhcluster.control.server import lock_path
 from wazuhcluster.testing.devcluster import NodeProcess, wait_for
 
-#: Kill-and-restart rounds per test.
-ROUNDS = 3
+#: Kill-and-restart rounds per node (``WAZUHCLUSTER_ATTACK_ROUNDS`` in ``make soak``).
+ROUNDS = attack_rounds(3)
 
 
 class ControlRestartTests(ClusterTestCase):
@@ -33,8 +39,8 @@ class ControlRestartTests(ClusterTestCase):
 
     def test_kill_9_with_reused_pid(self) -> None:
         """Kill -9 the master, make its lock name a live process, restart it: the control
-        socket answers and cluster.log says the stale lock was removed (3 rounds; the same
-        for the worker)."""
+        socket answers and cluster.log says the stale lock was removed (:data:`ROUNDS` rounds;
+        the same for the worker)."""
         cluster = self.make_cluster(["worker1"])
         master = self.start(cluster, "master", "master")
         worker = self.start(cluster, "worker1", "worker")

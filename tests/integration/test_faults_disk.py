@@ -27,6 +27,85 @@ def mount(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
 
 
+class EmergencyReadOnly:
+    """A small ext4 file system (an image on a loop device) mounted on ``path`` with
+    ``errors=remount-ro``, which a test turns read-only under a running node the way the
+    kernel does after a disk error.
+
+    ``mount -o remount,ro`` cannot do that: it is refused (``mount point is busy``) while any
+    process holds a file open for writing there, as a node does its registry and its logs.
+    The kernel's own switch, on an ext4 error, is not refused: every write, to an open file
+    too, then fails with ``EROFS``. It cannot be undone by ``remount,rw`` either: the file
+    system must be unmounted (every node using it stopped), checked and mounted again.
+    """
+
+    def __init__(self, image: Path, path: Path) -> None:
+        self.image, self.path = image, path
+        self.device = ""
+
+    def mount(self) -> str | None:
+        """Make and mount the file system; None, or why it cannot be (the test's skip
+        reason)."""
+        with self.image.open("wb") as handle:
+            handle.truncate(32 << 20)
+        made = subprocess.run(
+            ["mkfs.ext4", "-q", "-F", str(self.image)], capture_output=True, text=True, check=False
+        )
+        if made.returncode != 0:
+            return f"cannot make an ext4 image: {made.stderr.strip()}"
+        reason = self.attach()
+        if reason is not None:
+            return reason
+        found = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", str(self.path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.device = found.stdout.strip().rpartition("/")[2]
+        if not os.access(self.trigger, os.W_OK):
+            self.unmount()
+            return f"cannot trigger an ext4 error: {self.trigger} is not writable"
+        return None
+
+    @property
+    def trigger(self) -> Path:
+        """ext4's sysfs file that raises a file-system error when written."""
+        return Path("/sys/fs/ext4", self.device, "trigger_fs_error")
+
+    def attach(self) -> str | None:
+        """Mount the image on the path; None, or why it cannot be."""
+        mounted = mount("-o", "loop,errors=remount-ro", str(self.image), str(self.path))
+        if mounted.returncode != 0:
+            return f"cannot mount an ext4 image on a loop device (needs root): {mounted.stderr}"
+        return None
+
+    def fail(self) -> None:
+        """Raise an ext4 error: the kernel turns the file system read-only. What was written
+        before is synced first: the error aborts the journal, so writes not yet committed
+        (ext4 commits every 5 s) are lost, which is the kernel's doing, not the node's."""
+        os.sync()
+        self.trigger.write_text("wazuhcluster test: disk turns read-only\n")
+
+    def repair(self) -> str:
+        """Unmount, check (``e2fsck -fy``) and mount again, as an operator would once every
+        node using it is stopped; e2fsck's output."""
+        self.unmount(lazy=False)
+        checked = subprocess.run(
+            ["e2fsck", "-fy", str(self.image)], capture_output=True, text=True, check=False
+        )
+        reason = self.attach()
+        if reason is not None:
+            raise AssertionError(reason)
+        return checked.stdout + checked.stderr
+
+    def unmount(self, lazy: bool = True) -> None:
+        """Unmount (the loop device goes with it)."""
+        subprocess.run(
+            ["umount", *(["-l"] if lazy else []), str(self.path)], check=not lazy, timeout=60
+        )
+
+
 class DiskFaultTests(ClusterTestCase):
     """A worker whose synced directory is a small tmpfs."""
 

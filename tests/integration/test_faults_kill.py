@@ -54,9 +54,6 @@ KILL_ERRORS = (
     "Worker node ID already exists",
     "Worker node is not connected to master",
     "not connected to the master",
-    # The rounds rewrite files while the previous sync may still be sending them: the worker
-    # refuses the mixed copy and the next cycle brings the new one.
-    "changed on the master while sent",
 )
 
 

@@ -19,9 +19,15 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
-from tests.integration.common import DEADLINE, ClusterTestCase, control, node_names
+from tests.integration.common import (
+    DEADLINE,
+    ClusterTestCase,
+    attack_rounds,
+    control,
+    node_names,
+)
 from tests.integration.test_analysis_real import EVENTS
-from tests.integration.test_faults_disk import CONNECTED, mount
+from tests.integration.test_faults_disk import CONNECTED, EmergencyReadOnly, mount
 from tests.integration.test_integrity_real import put
 from wazuhcluster.testing.devcluster import wait_for
 
@@ -29,6 +35,8 @@ from wazuhcluster.testing.devcluster import wait_for
 DATED = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
 LOST = "log lines were lost"
 OUTPUTS = {"cluster.log", "alerts.json"}
+#: Rounds of the read-only test (1 in ``make test``; ``WAZUHCLUSTER_ATTACK_ROUNDS`` sets it).
+ROUNDS = attack_rounds()
 
 
 def fill(path: Path) -> None:
@@ -75,6 +83,12 @@ def refused_outputs(home: Path, refused: set[str]) -> set[str]:
 def processed(home: Path) -> int:
     """Events the node's analysis has processed (-1 when the control socket does not answer)."""
     return int(intake(home).get("processed", -1))
+
+
+def synced(root: Path, content: bytes) -> bool:
+    """Whether the worker at ``root`` holds etc/shared/default/during.txt with ``content``."""
+    during = root / "etc" / "shared" / "default" / "during.txt"
+    return during.exists() and during.read_bytes() == content
 
 
 class LogsDiskFullTests(ClusterTestCase):
@@ -170,5 +184,93 @@ class LogsDiskFullTests(ClusterTestCase):
         self.assertNotIn("Traceback", worker.log_text())
         self.assertNotIn("Unhandled error", worker.log_text())
         self.assertEqual(worker.log_text().count(CONNECTED), 1, "the link was dropped")
+        self.assertEqual(node_names(cluster.home("master").root), ["master", "worker1"])
+        self.assertTrue(worker.running() and master.running())
+
+
+class LogsReadOnlyTests(ClusterTestCase):
+    """worker1's ``logs/`` is a small ext4 file system that turns read-only under the running
+    node (see EmergencyReadOnly for why not ``remount,ro``; root is needed to mount it)."""
+
+    def test_logs_read_only_then_repaired(self) -> None:
+        """While nothing under logs/ can be written (``EROFS``): ``-i more`` says cluster.log
+        and alerts.json cannot be written, events are still analysed, a file added on the
+        master reaches the worker, the link stays up and both nodes run. Read-only of this
+        kind lasts until the file system is unmounted, so the worker is stopped (cleanly),
+        the disk checked and mounted again, the worker started: it rejoins, cluster.log gets
+        dated lines again, alerts.json new alerts, and neither file holds a broken line (each
+        round breaks the disk again)."""
+        cluster = self.make_cluster(["worker1"])
+        home = cluster.home("worker1")
+        disk = EmergencyReadOnly(cluster.base / "logs.img", home.logs)
+        reason = disk.mount()
+        if reason is not None:
+            raise SkipTest(reason)
+        self.addCleanup(disk.unmount)
+        home.alerts_dir.mkdir()
+        master = self.start(cluster, "master", "master")
+        worker = self.start(cluster, "worker1", "worker")
+        self.wait_log(worker, CONNECTED)
+        events = cluster.base / "events.txt"
+        events.write_text(EVENTS)
+        simulator = self.start_simulator(
+            "--home",
+            str(home.root),
+            "--agents",
+            "2",
+            "--keepalive",
+            "1",
+            "--events",
+            str(events),
+            "--eps",
+            "20",
+        )
+        alerts = home.alerts_dir / "alerts.json"
+        self.assertTrue(wait_for(lambda: len(alert_lines(alerts)) >= 10, DEADLINE))
+        for round_ in range(1, ROUNDS + 1):
+            disk.fail()
+            refused: set[str] = set()
+            self.assertTrue(
+                wait_for(lambda r=refused: refused_outputs(home.root, r) >= OUTPUTS, DEADLINE, 0.5),
+                f"round {round_}: writes were never refused, only {sorted(refused)}",
+            )
+            before = processed(home.root)
+            self.assertTrue(
+                wait_for(lambda b=before: processed(home.root) >= b + 100, DEADLINE, 0.5),
+                f"round {round_}: events are no longer analysed while logs/ is read-only",
+            )
+            content = f"written while read-only {round_}\n".encode()
+            put(cluster.home("master").root, "etc/shared/default/during.txt", content)
+            self.assertTrue(
+                wait_for(lambda c=content: synced(home.root, c), DEADLINE, 0.2),
+                f"round {round_}: no integrity sync while logs/ is read-only",
+            )
+            self.assertEqual(node_names(cluster.home("master").root), ["master", "worker1"])
+            self.assertTrue(worker.running() and master.running())
+
+            process = worker.process
+            assert process is not None
+            worker.stop()
+            # twistd ends a clean stop by re-raising SIGTERM on itself; SIGKILL means a hang.
+            self.assertEqual(process.returncode, -signal.SIGTERM, "no clean stop")
+            disk.repair()
+            lines_before = len(alert_lines(alerts))
+            log_size = home.cluster_log.stat().st_size
+            worker.start()
+            self.assertTrue(
+                wait_for(lambda s=log_size: CONNECTED in worker.log_text()[s:], DEADLINE, 0.2),
+                worker.log_text()[-3000:],
+            )
+            self.assertTrue(
+                wait_for(lambda n=lines_before: len(alert_lines(alerts)) >= n + 10, DEADLINE, 0.2),
+                f"round {round_}: no new alerts after the repair",
+            )
+            for line in alert_lines(alerts):
+                self.assertIsInstance(json.loads(line), dict, line)
+            for line in worker.log_text().splitlines():
+                self.assertRegex(line, DATED)
+        simulator.send_signal(signal.SIGINT)
+        simulator.communicate(timeout=DEADLINE)
+        self.assertNotIn("Traceback", worker.log_text())
         self.assertEqual(node_names(cluster.home("master").root), ["master", "worker1"])
         self.assertTrue(worker.running() and master.running())

@@ -123,7 +123,8 @@ def iter_pack(home: str, plan: Plan, *, chunk_size: int = DEFAULT_CHUNK_SIZE) ->
     A block's files are read whole and checked against the plan's checksums; a large file is read
     in pieces while the stream is consumed. Memory stays around one block plus a chunk. A file
     that vanished or changed keeps its declared size so the framing stays exact: in a block it is
-    marked stale, a large one fails the receiver's checksum.
+    marked stale, a large one fails the receiver's checksum; either way the receiver leaves it to
+    the next cycle.
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")

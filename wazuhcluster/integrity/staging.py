@@ -28,9 +28,11 @@ class Staged:
     be renamed into place.
 
     :ivar files: relative path → absolute path of its verified temp file (already chmod'ed).
-    :ivar rejected: relative path → why it was not staged (checksum mismatch, blocked path, ...).
-    :ivar resend: paths the master marked as changed since its scan while it sent them: not
-        staged, and not a failure, since the next cycle sends their new content.
+    :ivar rejected: relative path → why it was not staged (blocked path, unwritable temp
+        file, ...).
+    :ivar resend: paths that changed on the master since its scan while it sent them (a small
+        file the master marked stale, a large one whose checksum did not match): not staged, and
+        not a failure, since the next cycle sends their new content.
     :ivar cleared: paths to delete that were deleted early, because a directory had to be created
         where they stood.
     :ivar new_dirs: relative directory that does not exist yet → absolute temp directory that

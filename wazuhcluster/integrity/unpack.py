@@ -62,8 +62,6 @@ class Received:
 
 _HEADER, _RECORD, _DATA, _BLOCK, _DONE, _CLOSED = range(6)
 
-_MISMATCH = "checksum mismatch (changed on the master while sent?)"
-
 #: The syncer is asked for a sync() after each such amount of content written (see
 #: Unpacker._end_block).
 EARLY_SYNC_BYTES = 8 << 20
@@ -360,12 +358,17 @@ class Unpacker:
         except OSError as e:
             self._drop_current(f"cannot write temp file: {e.strerror or e}")
 
-    def _drop_current(self, reason: str) -> None:
+    def _drop_current(self, reason: str | None) -> None:
+        """Remove the large file being received: rejected for ``reason``, or, with None, left
+        for the next cycle to send again."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
             unlink_quietly(self._tmp)
-        self.staged.rejected[self._path] = reason
+        if reason is None:
+            self.staged.resend.add(self._path)
+        else:
+            self.staged.rejected[self._path] = reason
 
     def _end_file(self) -> None:
         assert self._meta is not None
@@ -373,7 +376,10 @@ class Unpacker:
         if self._fd is None:
             return
         if self._hasher.hexdigest() != self._meta.checksum:
-            self._drop_current(_MISMATCH)
+            # The bytes are guarded on the way (TLS, the stream's SHA-256), so a wrong checksum
+            # means the master's file changed (or vanished) between its scan and its reading: a
+            # race that heals at the next cycle, like a block's stale file, not a failure.
+            self._drop_current(None)
             return
         try:
             os.fchmod(self._fd, self._meta.mode)

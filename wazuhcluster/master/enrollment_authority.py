@@ -300,7 +300,9 @@ class EnrollmentRates:
 def describe_storage_error(error: BaseException) -> str:
     """A short, operator-readable reason for a failed registry write (disk full, read-only)."""
     if isinstance(error, sqlite3.Error):
-        return f"the agent database cannot be written ({error})"
+        # Notes carry what the file system said (see registry.store.note_file_system_reason).
+        notes = "".join(f": {note}" for note in getattr(error, "__notes__", ()))
+        return f"the agent database cannot be written ({error}{notes})"
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
         return f"a registry file cannot be written: {error.strerror or error}{where}"

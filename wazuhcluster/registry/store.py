@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -86,6 +87,30 @@ class RegistryFiles:
     multigroups_dir: Path
 
 
+#: SQLite's error classes that hide the file system's own reason (read-only, I/O error...).
+_OPAQUE_ERRORS = ("SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def note_file_system_reason(error: sqlite3.Error, directory: Path) -> None:
+    """Add to ``error`` (as a note) what the file system answers when asked to create a file
+    in the database's ``directory``, if SQLite reported an I/O or read-only error: SQLite
+    says "disk I/O error" when the disk turned read-only, which does not tell an operator
+    what to fix. Nothing is added when the file can be created (a real I/O error)."""
+    if not getattr(error, "sqlite_errorname", "").startswith(_OPAQUE_ERRORS):
+        return
+    probe = directory / f".wcprobe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as os_error:
+        error.add_note(f"{directory} cannot be written: {os_error.strerror or os_error}")
+        return
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+
+
 def new_key() -> str:
     """A fresh agent key: 64 hex characters from the operating system's CSPRNG."""
     return secrets.token_hex(32)
@@ -104,6 +129,8 @@ class Registry:
     _key_lines: dict[int, bytes] | None = field(default=None, init=False)
     #: The agent → groups table and its checksum, until a write may have changed it.
     _groups_cache: tuple[dict[str, tuple[str, ...]], str] | None = field(default=None, init=False)
+    #: The database's directory (to explain a failed write; None for a database in memory).
+    directory: Path | None = None
 
     @classmethod
     def open(
@@ -132,7 +159,7 @@ class Registry:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, files, clock)
+        return cls(connection, files, clock, directory=path.parent)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -184,6 +211,8 @@ class Registry:
                         value = write(self)
                     except Exception as error:
                         self.connection.execute("ROLLBACK TO write")
+                        if isinstance(error, sqlite3.Error):
+                            self._explain(error)
                         outcomes.append((None, error))
                     else:
                         outcomes.append((value, None))
@@ -195,12 +224,19 @@ class Registry:
                 raise
         except sqlite3.Error as error:
             self._forget_caches()
+            self._explain(error)
             return [(None, error)] * len(writes), None
         try:
             self.flush_files()
         except Exception as error:
             return outcomes, error
         return outcomes, None
+
+    def _explain(self, error: sqlite3.Error) -> None:
+        """Add the file system's reason to a failed write's error (see
+        :func:`note_file_system_reason`)."""
+        if self.directory is not None:
+            note_file_system_reason(error, self.directory)
 
     def _forget_caches(self) -> None:
         """Drop what is kept beside the database (after a failed commit): it is read again,
