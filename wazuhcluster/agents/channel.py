@@ -539,7 +539,7 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         self.factory.stats.connections += 1
         self.factory.stats.tcp_sessions += 1
         self.counted = True
-        transport: Any = self.transport
+        transport: object = self.transport
         while isinstance(transport, ProtocolWrapper):  # the connection limits' wrapper
             transport = transport.transport
         if hasattr(transport, "bufferSize"):
@@ -759,7 +759,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         #: Questions asked to connected agents (``#!-req``); answers come via handle_control.
         self.requests = RequestTable(self.send_to_agent, clock)
 
-    def _schedule(self, call: Callable[[], None]) -> Any:
+    def _schedule(self, call: Callable[[], None]) -> IDelayedCall:
         return self.clock.callLater(0, call)
 
     # ------------------------------------------------------------------ turn budget

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from attrs import define
@@ -23,7 +23,7 @@ from wazuhcluster.api.auth import TokenAuthority
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
 from wazuhcluster.api.replies import Reply, add_failure, envelope, numeric_ids
-from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.security_store import SecurityConflict, SecurityState
 from wazuhcluster.api.users import UsersError, UserStore
 from wazuhcluster.util.logs import ClusterLog
@@ -48,7 +48,14 @@ ID_LIST_ALL = p.comma_list(_ids_or_all)
 ID_PATH: p.Parser = _ids
 
 
-def route(method: str, template: str, handler: Any, params: Any, *actions: str, **kw: Any) -> Route:
+def route(
+    method: str,
+    template: str,
+    handler: Handler,
+    params: Mapping[str, p.Parser],
+    *actions: str,
+    **kw: Any,
+) -> Route:
     """A :class:`~wazuhcluster.api.routes.Route` needing the RBAC ``actions``."""
     return Route(method, template, handler, params, actions=actions, **kw)
 

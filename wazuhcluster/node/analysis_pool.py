@@ -35,7 +35,12 @@ from typing import Any, Protocol
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail
 from twisted.internet.error import ConnectionDone, ConnectionLost, ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorTime,
+)
 from twisted.internet.protocol import ProcessProtocol
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -117,7 +122,7 @@ Spawner = Callable[[int], ChildHandle]
 class _PipeTransport:
     """AMP's transport to the child: writes go to the child's fd :data:`CHILD_IN`."""
 
-    def __init__(self, process: Any, lane: int) -> None:
+    def __init__(self, process: IProcessTransport, lane: int) -> None:
         self.process = process
         self.lane = lane
         #: The child's input is closed (stopped, or the child is gone): writes are dropped.
@@ -167,6 +172,7 @@ class ChildProcess(ProcessProtocol):
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
         """Start AMP over the pipes."""
+        assert self.transport is not None
         self.remote.makeConnection(_PipeTransport(self.transport, self.lane))
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N802, N803

@@ -26,7 +26,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 from attrs import define, field
@@ -35,6 +35,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads, IReactorProcess, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -55,6 +56,8 @@ from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.node.interfaces import IRuleset
 from wazuhcluster.util.logs import ClusterLog, cluster_log_state
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
+
+T = TypeVar("T")
 
 #: Events analysed per batch on the analysis thread.
 BATCH = 2000
@@ -213,7 +216,7 @@ class AnalysisService(Service):
         else:
             self._kick()
 
-    def _on_analysis_thread(self, function: Any, *args: Any) -> Deferred[Any]:
+    def _on_analysis_thread(self, function: Callable[..., T], *args: object) -> Deferred[T]:
         if self._analysis_thread is not None:
             return self._analysis_thread(function, *args)
         assert self._pool is not None
@@ -410,7 +413,7 @@ class AnalysisService(Service):
     def _write_error(self, what: str, error: str) -> None:
         self.log.error("Could not write the {what} of a batch: {error}", what=what, error=error)
 
-    def _write_failed(self, failure: Any, what: str) -> None:
+    def _write_failed(self, failure: Failure, what: str) -> None:
         """A write of the pool's output failed: say so in cluster.log, keep writing later
         batches (never an unhandled error in a Deferred)."""
         self._write_error(what, failure.getErrorMessage())
@@ -432,7 +435,9 @@ class AnalysisService(Service):
 
         def finished(result: object) -> None:
             self._batch = None
-            if isinstance(result, BaseException) or hasattr(result, "getErrorMessage"):
+            if isinstance(result, BaseException):
+                result = Failure(result)
+            if isinstance(result, Failure):
                 self.log.failure("Analysis of a batch failed", result)
             self._kick()
 

@@ -39,6 +39,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolNegotiationFactory,
     IReactorTime,
+    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -100,19 +101,19 @@ class IAdmission(Interface):
         """Move the connection from the pending stage to the admitted one."""
 
 
-def admit(transport: Any) -> None:
+def admit(transport: object) -> None:
     """Admit the connection whose transport is ``transport`` (no-op without limits)."""
     admission = IAdmission(transport, None)
     if admission is not None:
         admission.admit()
 
 
-def peer_address(transport: Any) -> str:
+def peer_address(transport: ITransport) -> str:
     """The peer's IP as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
     return host_text(transport.getPeer())
 
 
-def host_text(address: Any, unknown: str = "unknown") -> str:
+def host_text(address: object, unknown: str = "unknown") -> str:
     """The IP of an address as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
     host = getattr(address, "host", None)
     if not host:
@@ -144,7 +145,7 @@ class LimitedProtocol(ProtocolWrapper):
         self._closing: IDelayedCall | None = None
 
     # --- stages -----------------------------------------------------------------------
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802 - Twisted's name
+    def makeConnection(self, transport: ITransport) -> None:  # noqa: N802 - Twisted's name
         """Count the connection, start its timers and (unless refused at once) the protocol."""
         self.address = peer_address(transport)
         factory = self.factory
@@ -152,7 +153,7 @@ class LimitedProtocol(ProtocolWrapper):
         if factory.admit_on == "connect":
             if not self._count_admitted(transport):
                 Protocol.makeConnection(self, transport)
-                transport.abortConnection()
+                transport.abortConnection()  # type: ignore[attr-defined]  # TCP, TLS
                 return
         else:
             self.stage = "pending"
@@ -174,7 +175,7 @@ class LimitedProtocol(ProtocolWrapper):
         if not self._count_admitted(self.transport):
             self.transport.abortConnection()  # type: ignore[union-attr]
 
-    def _count_admitted(self, transport: Any) -> bool:
+    def _count_admitted(self, transport: ITransport | None) -> bool:
         factory = self.factory
         limits = factory.limits
         count = factory.counts.get(self.address, 0) + 1
