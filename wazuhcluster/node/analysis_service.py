@@ -54,6 +54,7 @@ from wazuhcluster.node.alert_totals import TotalsKeeper, totals_folder
 from wazuhcluster.node.analysis_pool import AnalysisPool, Spawner, process_spawner
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.node.interfaces import IRuleset
+from wazuhcluster.util.background import BackgroundWork, OnStop
 from wazuhcluster.util.logs import ClusterLog, cluster_log_state
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
@@ -142,6 +143,8 @@ class AnalysisService(Service):
         self._ticker: LoopingCall | None = None
         self._rates = {name: RateWindow() for name in ("received", "processed", "dropped")}
         self._writes: Deferred[None] = succeed(None)
+        #: The load at start (with processes: once they are up), waited for at stop.
+        self.background = BackgroundWork(self.log, "analysis start")
         #: The pool's output (alerts, archives) waiting for the writer thread, in order.
         self._outputs: deque[tuple[Any, ...]] = deque()
         self._output_job: Deferred[None] | None = None
@@ -182,6 +185,7 @@ class AnalysisService(Service):
         self._ticker.clock = self.clock
         self._ticker.start(1.0, now=False)
         self.totals.start()
+        self.background.startService()
         if self.workers > 0:
             spawn = self._spawn or process_spawner(cast(IReactorProcess, self.reactor), self.log)
             self.processes = AnalysisPool(
@@ -199,9 +203,15 @@ class AnalysisService(Service):
                 str(self.state_dir) if self.state_dir is not None else None,
                 self.tally,
             )
-            self.processes.start().addCallback(lambda _: self.reload())
+            started = self.processes.start().addCallback(self._load_once_started)
+            self.background.track(started, "Starting the analysis processes", OnStop.WAIT)
         else:
-            self.reload()
+            self.background.track(self.reload(), "Loading the ruleset", OnStop.WAIT)
+
+    def _load_once_started(self, _: object) -> Deferred[None] | None:
+        """The processes said hello (or failed to start): load the ruleset in them, unless
+        the service is stopping already."""
+        return self.reload() if self.running else None
 
     def _tick(self) -> None:
         """Every second: the EPS windows, and events held back by the EPS limit."""
@@ -235,6 +245,9 @@ class AnalysisService(Service):
         if processes is not None:
             await processes.drain()
             await processes.stop()
+        # The load at start: its processes have stopped (they said hello or failed to);
+        # a load on the analysis thread finishes before the writers close.
+        await self.background.stopService()
         while self._batch is not None or (self.queue and self.engine is not None):
             if self._batch is None:
                 self._kick()
@@ -378,6 +391,7 @@ class AnalysisService(Service):
         self._writes = job
         job.addErrback(self._write_failed, "output")
         job.addCallback(self._output_done)
+        job.addErrback(self._hand_off_failed)
 
     def _output_done(self, _: object) -> None:
         """On the reactor: the thread's hand-off ended; output queued meanwhile gets the next
@@ -385,6 +399,11 @@ class AnalysisService(Service):
         self._output_job = None
         if self._outputs:
             self._start_output()
+
+    def _hand_off_failed(self, failure: Failure) -> None:
+        """Starting the next hand-off failed: say so (later output starts a new one)."""
+        self._output_job = None
+        self.log.failure("Could not hand the analysis output to the writer thread", failure)
 
     def _write_outputs(self) -> None:
         """On the writer thread: write every queued batch's output, in order, then flush."""
