@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import define
 
@@ -28,6 +28,8 @@ from wazuhcluster.api.security_store import SecurityConflict, SecurityState
 from wazuhcluster.api.users import UsersError, UserStore
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread
+
+T = TypeVar("T")
 
 
 def _ids(name: str, value: str) -> int:
@@ -134,7 +136,7 @@ class SecurityContext:
         )
         return Reply(envelope(page, numeric_ids(failed), *msgs, total))
 
-    async def users_file(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def users_file(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``function`` over users.json in a thread (its refusals answer 400)."""
         try:
             result = await self.run_in_thread(function, self.users.path, *args, **kwargs)
@@ -143,7 +145,7 @@ class SecurityContext:
         await self.tokens.store.changed()
         return result
 
-    async def change(self, function: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def change(self, function: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``function`` as one change of the security store (conflicts answer its code)."""
         try:
             return await self.tokens.store.change(function)
