@@ -28,12 +28,12 @@ from wazuhcluster.agents.channel import (
     READ_BYTES,
     AgentChannelFactory,
     AgentChannelProtocol,
-    AgentDatagramProtocol,
     AgentEvent,
     EventCounter,
-    read_shared_file,
 )
+from wazuhcluster.agents.datagram import AgentDatagramProtocol
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
+from wazuhcluster.agents.shared_files import read_shared_file
 from wazuhcluster.util.threads import run_inline
 
 KEY = "ab" * 32

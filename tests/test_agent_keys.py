@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents.channel import AgentDatagramProtocol
+from wazuhcluster.agents.datagram import AgentDatagramProtocol
 from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings
 from wazuhcluster.registry import keys

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_agent_channel import ChannelTestCase, DatagramTests, FakeAgent, _keepalive
 from wazuhcluster.agents import control
-from wazuhcluster.agents.channel import AgentDatagramProtocol
+from wazuhcluster.agents.datagram import AgentDatagramProtocol
 from wazuhcluster.agents.requests import (
     AgentAnswerError,
     AgentNotConnected,

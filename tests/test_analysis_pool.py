@@ -351,6 +351,36 @@ class ReloadTests(PoolTestCase):
         self.flush()
         self.assertEqual([a for a in self.alerts() if a["rule"]["id"] == "100200"], [])
 
+    def test_a_commit_not_taken_is_an_error(self) -> None:
+        """A child that fails the Commit is said in cluster.log (it is not swallowed)."""
+        pool = self.make_pool()
+
+        def broken() -> dict[str, Any]:
+            raise RuntimeError("commit broken on purpose")
+
+        self.live(1).child.commit = broken  # type: ignore[method-assign]
+        with capturedLogs() as events:
+            reloading = Deferred.fromCoroutine(pool.reload())
+            self.flush()
+        self.assertTrue(self.successResultOf(reloading).ok)
+        errors = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
+        self.assertTrue(any("Analysis process 1 did not take Commit" in e for e in errors), errors)
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_a_child_gone_before_commit_is_not_an_error(self) -> None:
+        """A child that ends before its Commit is expected (stop, or a death whose restart
+        loads afresh): no error is logged for the Commit."""
+        pool = self.make_pool()
+        reloading = Deferred.fromCoroutine(pool.reload())
+        self.live(1).pump.flush()  # Prepare answered; Commit sent, not yet answered
+        self.live(0).pump.flush()
+        with capturedLogs() as events:
+            self.live(1).end(ProcessDone(0))
+            self.flush()
+        self.successResultOf(reloading)
+        texts = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
+        self.assertFalse(any("Commit" in text for text in texts), texts)
+
 
 class RestartTests(PoolTestCase):
     """A child that dies is started again; what it had in flight is counted as lost."""
@@ -391,6 +421,22 @@ class RestartTests(PoolTestCase):
         self.flush()
         self.assertTrue(pool.lanes[0].ready)
         self.assertEqual(pool.lanes[0].stats.restarts, 2)
+
+    def test_stop_while_a_restarted_child_loads(self) -> None:
+        """A child restarted after the first load is loading when the pool stops: the stop
+        settles that work (nothing is left pending) and logs no error for it."""
+        pool = self.make_pool()
+        self.live(0).kill()
+        self.clock.advance(0)  # the new child is spawned; its Hello is not answered yet
+        self.assertEqual(pool.background.pending, ["Restarting analysis process 0"])
+        with capturedLogs() as events:
+            stopped = Deferred.fromCoroutine(pool.stop())
+            self.flush()
+        self.successResultOf(stopped)
+        self.assertEqual(pool.background.pending, [])
+        texts = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
+        self.assertEqual(texts, [])
+        self.flushLoggedErrors()
 
     def test_drain_then_stop(self) -> None:
         """drain fires once every queued event is analysed; stop ends every child."""

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -16,6 +17,7 @@ from tests.test_analysis_queues import sca_summary
 from wazuhcluster.agents.channel import AgentEvent
 from wazuhcluster.analysis.alert_totals import AlertTally, day_items
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
+from wazuhcluster.analysis.loader import load_engine
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
 from wazuhcluster.node.agent_stats import analysisd_agent_metrics
@@ -266,6 +268,56 @@ class AnalysisServiceTests(SynchronousTestCase):
         self.assertIn("Read-only file system", formatEvent(seen[-1]))
         self.assertEqual(seen[-1]["log_level"], LogLevel.error)
         self.service.writer = None
+
+    def test_failed_output_hand_off_is_logged(self) -> None:
+        """When starting the writer thread's next hand-off fails, the error is logged and
+        the chain of writes that stop waits for does not fail."""
+
+        def broken(_: object) -> None:
+            raise RuntimeError("hand-off broken on purpose")
+
+        self.service._output_done = broken  # type: ignore[method-assign]
+        self.service._write_alerts(b"{}\n", 1)
+        self.assertIsNone(self.successResultOf(self.service._writes))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIsNone(self.service._output_job)
+
+
+class StartupLoadTests(SynchronousTestCase):
+    """The ruleset load started by startService is waited for by stopService."""
+
+    def test_stop_waits_for_the_load_at_start(self) -> None:
+        """A stop asked while the first load is on the thread waits for it before it closes
+        the writers; the load's engine is in place once the stop is done."""
+        home = Home(Path(self.mktemp()))
+        home.make_dirs()
+        held: list[Deferred[object]] = []
+
+        def run_in_thread(function, *args):  # type: ignore[no-untyped-def]
+            if function is load_engine:
+                waiting: Deferred[object] = Deferred()
+                held.append(waiting)
+                return waiting.addCallback(lambda _: function(*args))
+            return run_inline(function, *args)
+
+        service = AnalysisService(
+            home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "worker1"),
+            Clock(),
+            ClusterLog("Worker worker1", "Main"),
+            run_in_thread=run_in_thread,
+            analysis_thread=run_inline,
+        )
+        service.startService()
+        self.assertEqual(len(held), 1)
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        self.assertIsNotNone(service.writer)
+        held[0].callback(None)
+        self.successResultOf(stopped)
+        self.assertIsNotNone(service.engine)
+        self.assertIsNone(service.writer)
 
 
 class ArchivesTests(SynchronousTestCase):

@@ -49,6 +49,22 @@ class InfoAndClusterTests(SynchronousTestCase):
         self.assertEqual(answer.json["error"], 0)
         self.assertTrue(answer.content_type.startswith("application/json"))
 
+    def test_a_failing_answer_still_answers_500(self) -> None:
+        """When writing an endpoint's answer fails, the request still gets an answer: 500
+        with Wazuh's internal-error problem, and the failure is logged."""
+
+        def broken(reply: object, request: object, finished: list[bool]) -> None:
+            raise RuntimeError("writing broken on purpose")
+
+        token = self.api.token()
+        self.api.resource._write = broken  # type: ignore[method-assign]
+        answer = self.api.call("GET", "/", token=token)
+        self.assertEqual(answer.status, 500)
+        self.assertEqual(answer.content_type, "application/problem+json; charset=utf-8")
+        self.assertEqual(answer.json["error"], 1000)
+        self.assertEqual(answer.json["title"], "Wazuh Internal Error")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_cluster_status(self) -> None:
         """GET /cluster/status says the cluster is enabled and running."""
         answer = self.api.call("GET", "/cluster/status")

@@ -470,6 +470,27 @@ class ElectionTests(MemoryEtcdCase):
         self.assertTrue(service.is_leader)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_stop_waits_for_the_revoke_of_a_resignation(self) -> None:
+        """A leader that resigned and stops before etcd answered its lease revoke: the stop
+        fires only once that revoke is done."""
+        leader, _ = self.candidate("n1")
+        self.clock.advance(0)
+        self.assertTrue(leader.is_leader)
+        gate: Deferred[None] = Deferred()
+        revoke = self.etcd.revoke
+
+        async def held_revoke(lease: int) -> None:
+            await gate
+            await revoke(lease)
+
+        self.etcd.revoke = held_revoke  # type: ignore[method-assign]
+        leader.resign("cannot serve as master")
+        stopped = leader.stopService()
+        self.assertNoResult(stopped)
+        gate.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(self.etcd.leases, {})
+
 
 class FencedRetryTests(MemoryEtcdCase):
     """A fenced write that gets no answer is sent again and applies exactly once."""

@@ -23,6 +23,7 @@ from wazuhcluster.integrity.records import SMALL_FILE
 from wazuhcluster.integrity.scan import scan_tree
 from wazuhcluster.integrity.table import TEMP_PREFIX, is_excluded_name, item_for
 from wazuhcluster.master.integrity import MasterIntegrity
+from wazuhcluster.util.tasks import CallOnStop
 from wazuhcluster.util.threads import run_inline
 from wazuhcluster.wire import integrity as wire
 from wazuhcluster.wire.features import LinkFeature
@@ -95,6 +96,21 @@ class IntegritySyncTests(SynchronousTestCase):
         for worker in self.workers.values():
             worker.task.run_now()
         self.cluster.settle()
+
+    def test_stop_cancels_the_check_asked_for_the_next_turn(self) -> None:
+        """Joining asks for a check at the next reactor turn; a stop before that turn
+        cancels it, so no check runs after the node stopped."""
+        link = self.cluster.add_worker("worker1")
+        feature = WorkerIntegrity(Path(self.mktemp()), link, run_in_thread=run_inline)
+        before = len(self.cluster.reactor.getDelayedCalls())
+        feature.link_up(link)
+        feature.link_up(link)  # asked twice: still one check
+        self.assertEqual(len(self.cluster.reactor.getDelayedCalls()), 1 + before)
+        for service in feature.services():
+            if isinstance(service, CallOnStop):
+                service.stopService()
+        self.cluster.reactor.advance(0)
+        self.assertEqual(feature.task.runs, 0)
 
     def test_initial_sync_copies_everything(self) -> None:
         """A new worker receives every synced file with the table's modes."""

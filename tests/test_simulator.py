@@ -19,7 +19,8 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from wazuhcluster.agents import control, secure
-from wazuhcluster.agents.channel import AgentChannelFactory, AgentDatagramProtocol, AgentEvent
+from wazuhcluster.agents.channel import AgentChannelFactory, AgentEvent
+from wazuhcluster.agents.datagram import AgentDatagramProtocol
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
 from wazuhcluster.scripts import agent_simulator as simulator
 from wazuhcluster.util.threads import run_inline

@@ -15,10 +15,8 @@ is closed (remoted's overtake rule).
 
 from __future__ import annotations
 
-import os
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable
-from types import SimpleNamespace
 from typing import Any, cast
 
 from attrs import define, field, frozen
@@ -29,9 +27,8 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
     IReactorTime,
-    IUDPTransport,
 )
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
@@ -39,16 +36,13 @@ from wazuhcluster.agents import agent_counters as counted
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
+from wazuhcluster.agents.shared_files import MAX_SHARED_FILE, SharedFileReader
 from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.limits import admit, host_text
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
 
 DEFAULT_OVERTAKE_TIME = 60.0
-#: Largest shared file (merged.mg) this node agrees to push.
-MAX_SHARED_FILE = 16 * 1024 * 1024
-#: Shared file contents kept in memory for the next pushes (all files together).
-SHARED_CACHE_BYTES = 32 * 1024 * 1024
 #: Bytes read from one agent connection per reactor turn (Twisted's default is 64 KiB). When
 #: the node reads slower than the agents send, every socket holds a backlog and one turn
 #: would decode 64 KiB from each (100 agents: about 25,000 events, over a second of CPU)
@@ -119,90 +113,6 @@ class EventCounter:
         """Count one event."""
         self.total += 1
         self.by_queue[event.queue] += 1
-
-
-FileStamp = tuple[int, int, int]
-
-
-def read_shared_file(
-    path: str, limit: int, known: FileStamp | None
-) -> tuple[FileStamp, bytes | None]:
-    """Read at most ``limit + 1`` bytes of ``path`` with the stamp of what was read; the
-    content is None when the stamp is ``known`` (the caller has it). Blocks: run it in a
-    thread."""
-    with open(path, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        if stamp == known:
-            return stamp, None
-        return stamp, handle.read(limit + 1)
-
-
-class SharedFileReader:
-    """Reads shared files (merged.mg, up to 16 MiB) off the reactor thread, once per version.
-
-    Contents are cached by stat up to ``cache_bytes`` in all, least recently used first out;
-    agents asking for the same file while it is read wait for that one read.
-    """
-
-    def __init__(
-        self, run_in_thread: RunInThread, limit: int, cache_bytes: int = SHARED_CACHE_BYTES
-    ) -> None:
-        self.run_in_thread = run_in_thread
-        self.limit = limit
-        self.cache_bytes = cache_bytes
-        self._cache: OrderedDict[str, tuple[FileStamp, bytes]] = OrderedDict()
-        self._cached_bytes = 0
-        self._reading: dict[str, list[Deferred[bytes]]] = {}
-
-    def content(self, path: str) -> Deferred[bytes]:
-        """The file's content (``limit + 1`` bytes when it is larger than ``limit``); fails
-        with the OSError of an unreadable file."""
-        answer: Deferred[bytes] = Deferred()
-        waiting = self._reading.get(path)
-        if waiting is not None:
-            waiting.append(answer)
-            return answer
-        self._reading[path] = [answer]
-        cached = self._cache.get(path)
-        read = self.run_in_thread(
-            read_shared_file, path, self.limit, None if cached is None else cached[0]
-        )
-
-        def got(result: tuple[FileStamp, bytes | None]) -> None:
-            stamp, data = result
-            if data is None:
-                assert cached is not None
-                data = cached[1]
-                if path in self._cache:
-                    self._cache.move_to_end(path)
-            else:
-                self._store(path, stamp, data)
-            for waiter in self._reading.pop(path):
-                waiter.callback(data)
-
-        def failed(failure: Failure) -> None:
-            self._forget(path)
-            for waiter in self._reading.pop(path, []):
-                waiter.errback(failure)
-
-        read.addCallback(got).addErrback(failed)
-        return answer
-
-    def _forget(self, path: str) -> None:
-        old = self._cache.pop(path, None)
-        if old is not None:
-            self._cached_bytes -= len(old[1])
-
-    def _store(self, path: str, stamp: FileStamp, data: bytes) -> None:
-        self._forget(path)
-        if len(data) > self.limit or len(data) > self.cache_bytes:
-            return
-        self._cache[path] = (stamp, data)
-        self._cached_bytes += len(data)
-        while self._cached_bytes > self.cache_bytes:
-            _, (_, evicted) = self._cache.popitem(last=False)
-            self._cached_bytes -= len(evicted)
 
 
 @define
@@ -539,7 +449,7 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         self.factory.stats.connections += 1
         self.factory.stats.tcp_sessions += 1
         self.counted = True
-        transport: Any = self.transport
+        transport: object = self.transport
         while isinstance(transport, ProtocolWrapper):  # the connection limits' wrapper
             transport = transport.transport
         if hasattr(transport, "bufferSize"):
@@ -625,84 +535,6 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         admit(self.transport)
 
 
-class DatagramPeer(AgentPeer):
-    """A UDP agent, as the source address of its last datagram: answers go there, unframed
-    (Wazuh's UDP messages are one payload per datagram)."""
-
-    datagram = True
-
-    def __init__(
-        self, factory: AgentChannelFactory, transport: IUDPTransport, address: tuple[str, int]
-    ) -> None:
-        self.factory = factory
-        self.transport = transport
-        self.address = address
-        self.peer_ip = normal_ip(address[0])
-        self.agent: secure.AgentKey | None = None
-        self.closing = False
-
-    def write_payload(self, payload: bytes) -> None:
-        """Send one payload to the agent's address."""
-        self._write(payload)
-
-    def write_pong(self) -> None:
-        """``#pong`` to the sender."""
-        self._write(control.PONG)
-
-    def _write(self, data: bytes) -> None:
-        try:
-            self.transport.write(data, self.address)
-        except OSError as error:
-            # ICMP errors of earlier datagrams surface here (ECONNREFUSED...): nothing to do.
-            self.factory.log.debug(
-                "Could not send to {ip}: {error}", ip=self.peer_ip, error=str(error)
-            )
-
-    def close(self) -> None:
-        """Forget this address as the agent's (nothing to close for UDP)."""
-        self.closing = True
-        if self.agent is not None:
-            self.factory._release(self.agent.agent_id, self)
-
-
-class AgentDatagramProtocol(DatagramProtocol):
-    """The agent channel over UDP: each datagram is one payload, from the same keys,
-    counters and sessions as the TCP connections; answers go to the datagram's source.
-
-    A datagram that cannot be used is dropped and counted (``stats.dropped``); nothing a
-    datagram holds can stop the listener.
-    """
-
-    def __init__(self, factory: AgentChannelFactory) -> None:
-        self.factory = factory
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 - Twisted's name
-        """Handle one datagram as one agent message."""
-        stats = self.factory.stats
-        stats.datagrams += 1
-        stats.recv_bytes += len(datagram)
-        if self.transport is None:
-            return
-        if not datagram or len(datagram) > self.factory.max_frame:
-            stats.dropped += 1
-            return
-        stats.frames += 1
-        peer = DatagramPeer(self.factory, self.transport, (str(addr[0]), int(addr[1])))
-        try:
-            peer.handle_payload(datagram)
-        except Exception:
-            stats.dropped += 1
-            self.factory.log.failure(
-                "Unexpected error on a datagram from {ip}; dropped", ip=peer.peer_ip
-            )
-
-
-def normal_ip(host: str) -> str:
-    """A datagram's source as the TCP side names peers (:func:`~wazuhcluster.util.limits.
-    host_text`): an IPv4-mapped IPv6 address as plain IPv4, no zone."""
-    return host_text(SimpleNamespace(host=host))
-
-
 class AgentChannelFactory(Factory[AgentChannelProtocol]):
     """Builds agent connections and holds what they share: keys, sessions, counters, slots."""
 
@@ -759,7 +591,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         #: Questions asked to connected agents (``#!-req``); answers come via handle_control.
         self.requests = RequestTable(self.send_to_agent, clock)
 
-    def _schedule(self, call: Callable[[], None]) -> Any:
+    def _schedule(self, call: Callable[[], None]) -> IDelayedCall:
         return self.clock.callLater(0, call)
 
     # ------------------------------------------------------------------ turn budget

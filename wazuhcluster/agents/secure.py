@@ -26,11 +26,11 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from attrs import define, field, frozen
 from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 #: Wazuh's OS_MAXSTR: the largest frame and the largest decompressed message.
 MAX_FRAME = 65536
@@ -263,11 +263,11 @@ _DECRYPTORS = threading.local()
 _MAX_DECRYPTORS = 65536
 
 
-def _decryptor(key: bytes) -> Any:
+def _decryptor(key: bytes) -> CipherContext:
     """This thread's AES-CBC decryptor of ``key``, reused for every message of the key so
     the key schedule is computed once instead of once per message (a third of the cost of
     opening one). See :func:`decrypt_body` for how each message starts from the IV."""
-    cache: dict[bytes, Any] | None = getattr(_DECRYPTORS, "cache", None)
+    cache: dict[bytes, CipherContext] | None = getattr(_DECRYPTORS, "cache", None)
     if cache is None or len(cache) >= _MAX_DECRYPTORS:
         cache = _DECRYPTORS.cache = {}
     context = cache.get(key)

@@ -21,9 +21,9 @@ from zope.interface import implementer
 from wazuhcluster.agents import secure
 from wazuhcluster.agents.channel import (
     AgentChannelFactory,
-    AgentDatagramProtocol,
     remoted_numbers,
 )
+from wazuhcluster.agents.datagram import AgentDatagramProtocol
 from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
 from wazuhcluster.agents.sessions import SessionTable
 from wazuhcluster.config.remote_settings import AgentsSettings, RemoteSettings

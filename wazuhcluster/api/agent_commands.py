@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ class AgentCommandEndpoints:
     async def _send(
         self,
         chosen: Iterable[Agent],
-        message_of: Any,
+        message_of: Callable[[Agent], str],
         failed: dict[int, list[str]],
     ) -> list[str]:
         """Send each active agent of ``chosen`` its message (``message_of(agent)``); the

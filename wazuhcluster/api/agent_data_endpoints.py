@@ -24,8 +24,9 @@ from wazuhcluster.api.agent_data import AgentDataUnavailable, listing_to_json
 from wazuhcluster.api.agent_listing import active_targets
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, wazuh_error
+from wazuhcluster.api.interfaces import IAgentDataAsker
 from wazuhcluster.api.replies import Reply, add_failure, envelope
-from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.routes import Call, Handler, Route
 
 _TEXT = p.text
 #: The text filters of an agent's SCA policies and of one policy's checks (Wazuh's names).
@@ -218,7 +219,7 @@ class AgentDataEndpoints:
         filters = ("status", "pci_dss", "cis")
         return await self._answer(call, "rootcheck", "rootcheck:read", filters, "rootcheck")
 
-    def _last_scan(self, module: str) -> Any:
+    def _last_scan(self, module: str) -> Handler:
         async def handler(call: Call) -> Reply:
             messages = (_LAST_SCAN.format(module), _NO_LAST_SCAN, _NO_LAST_SCAN)
             return await self._answer(
@@ -228,22 +229,22 @@ class AgentDataEndpoints:
         handler.__doc__ = f"GET /{module}/{{agent_id}}/last_scan: start and end of the last scan."
         return handler
 
-    def _run_scan(self, module: str) -> Any:
+    def _run_scan(self, module: str) -> Handler:
         async def handler(call: Call) -> Reply:
             return await self.run_scan(call, module)
 
         handler.__doc__ = f"PUT /{module}: ask agents to run a scan now."
         return handler
 
-    def _clear(self, module: str) -> Any:
+    def _clear(self, module: str) -> Handler:
         async def handler(call: Call) -> Reply:
             return await self.clear(call, module)
 
         handler.__doc__ = f"DELETE /{module}/{{agent_id}}: clear the agent's stored {module}."
         return handler
 
-    def _asker(self) -> Any:
-        asker = getattr(self.context.node, "agent_data", None)
+    def _asker(self) -> IAgentDataAsker:
+        asker: IAgentDataAsker | None = getattr(self.context.node, "agent_data", None)
         if asker is None:
             raise wazuh_error(1000, "this node keeps no agent data")
         return asker
@@ -305,7 +306,7 @@ class AgentDataEndpoints:
                     cleared.append(agent_id)
         return Reply(envelope(cleared, failed, *_CLEAR_MESSAGES[module]))
 
-    def _inventory(self, name: str) -> Any:
+    def _inventory(self, name: str) -> Handler:
         filters = _INVENTORY_FILTERS[name]
 
         async def handler(call: Call) -> Reply:

@@ -47,6 +47,7 @@ from wazuhcluster.api.views import (
     AGENT_LIST_FIELDS,
 )
 from wazuhcluster.registry.agent_query import AgentFilter, AgentScope
+from wazuhcluster.registry.agent_rows import TEXT_FIELDS
 from wazuhcluster.registry.groups import DEFAULT_GROUP
 from wazuhcluster.registry.model import (
     Agent,
@@ -58,7 +59,6 @@ from wazuhcluster.registry.model import (
     UnknownGroup,
 )
 from wazuhcluster.registry.replacement import ReplacementRefused, enroll_forced
-from wazuhcluster.registry.store import TEXT_FIELDS
 
 
 class AgentEndpoints:

@@ -15,7 +15,7 @@ from attrs import define, field
 from wazuhcluster.api.errors import wazuh_error
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.interfaces import IApiNode, IRegistryFeature
-from wazuhcluster.registry.service import AsyncRegistry
+from wazuhcluster.registry.interfaces import IAsyncRegistry
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread
 
@@ -29,7 +29,7 @@ class EndpointContext:
     """
 
     node: IApiNode
-    provider: AsyncRegistry | IRegistryFeature
+    provider: IAsyncRegistry | IRegistryFeature
     run_in_thread: RunInThread
     hooks: ApiHooks
     #: The group folders (``etc/shared``).
@@ -39,12 +39,12 @@ class EndpointContext:
     log: ClusterLog = field(factory=lambda: ClusterLog("Master", "API"))
 
     @property
-    def registry(self) -> AsyncRegistry:
+    def registry(self) -> IAsyncRegistry:
         """The async registry (a provider with ``.registry`` is resolved)."""
         found = self.provider
         # Duck-typed: anything with the registry's calls is taken as the registry itself.
         if hasattr(found, "list_agents"):
-            return cast(AsyncRegistry, found)
+            return cast(IAsyncRegistry, found)
         return cast(IRegistryFeature, found).registry
 
     def now(self) -> float:

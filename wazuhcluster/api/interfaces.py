@@ -13,17 +13,31 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import Attribute, Interface
 
 from wazuhcluster.config.cluster import NodeConfig
-from wazuhcluster.registry.service import AsyncRegistry
+from wazuhcluster.registry.interfaces import IAsyncRegistry
 
 
 class IRegistryFeature(Interface):
     """The master's registry feature: the running registry, and the key pushes to workers."""
 
-    registry: AsyncRegistry = Attribute("The running registry (async: SQLite on its thread).")
+    registry: IAsyncRegistry = Attribute("The running registry (async: SQLite on its thread).")
 
     def push_keys(added: list[dict[str, str]], removed: list[str]) -> None:
         """Tell every connected worker about new (``id``, ``name``, ``ip``, ``key`` rows) and
         removed agents, without waiting."""
+
+
+class IAgentDataAsker(Interface):
+    """What reaches the agent data a node keeps, wherever the agent reports."""
+
+    async def ask(node_name: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The answer to ``request`` (:mod:`wazuhcluster.api.agent_data`) from
+        ``node_name`` (this node when empty)."""
+
+    async def send_command(
+        by_node: dict[str, list[str]], command: str
+    ) -> tuple[list[str], dict[int, list[str]]]:
+        """Send ``#!-<command>`` to agents through the node each reports to; the ids
+        reached and, by Wazuh error code, those not."""
 
 
 class IApiNode(Interface):
@@ -35,7 +49,7 @@ class IApiNode(Interface):
     reconnector: object = Attribute(
         "What reaches the agents for :meth:`reconnect_agents`, or None when the node has none."
     )
-    agent_data: object = Attribute(
+    agent_data: IAgentDataAsker | None = Attribute(
         "What answers agent-data requests (``await ask(node_name, request)``, see "
         ":mod:`wazuhcluster.api.agent_data`) wherever the agent reports, or None."
     )

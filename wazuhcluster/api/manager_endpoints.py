@@ -19,7 +19,7 @@ from wazuhcluster.api import params as p
 from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.replies import Reply, add_failure, envelope, same_message
-from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.version_check import installation_uid, update_information
 from wazuhcluster.config.api_settings import api_dir
 
@@ -168,7 +168,7 @@ class ManagerEndpoints:
         return Reply(envelope([answer], {}, *messages))
 
     # --- /manager -----------------------------------------------------------------------
-    def _manager(self, question: str) -> Any:
+    def _manager(self, question: str) -> Handler:
         async def handler(call: Call) -> Reply:
             self._require_manager(call)
             return await self._reply(call, self.local, question)
@@ -305,7 +305,7 @@ class ManagerEndpoints:
         return Reply({"data": update_information(uid), "error": 0})
 
     # --- /cluster/{node_id} -------------------------------------------------------------
-    def _node(self, question: str) -> Any:
+    def _node(self, question: str) -> Handler:
         async def handler(call: Call) -> Reply:
             node = call.path["node_id"]
             call.access.require_one("cluster:read", "node:id", node)

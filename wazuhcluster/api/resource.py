@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import ITransport
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from wazuhcluster.api.auth import RequestLimiter
@@ -140,15 +142,20 @@ class ApiResource(Resource):
         self.routes = [(route, route.pattern) for route in endpoints.routes()]
         self.log = ClusterLog("Master", "API")
 
-    def render(self, request: Any) -> Any:
-        """Start handling ``request``; the answer is written when the endpoint finishes."""
+    def render(self, request: IRequest) -> int:
+        """Start handling ``request``; the answer is written when the endpoint finishes.
+
+        Whatever fails on the way, the endpoint or the writing of its answer, the request
+        gets an error answer (Wazuh's problem JSON, 500 for what is not an API error) and
+        the failure is logged: a request is never left without an answer."""
+        # twisted.web's Site hands a server.Request (IRequest does not declare notifyFinish).
+        request = cast(server.Request, request)
         finished = [False]
         request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
         d = ensureDeferred(self._handle(request))
-        d.addCallbacks(
-            lambda reply: self._write(request, reply, finished),
-            lambda failure: self._fail(request, failure, finished),
-        )
+        d.addCallback(self._write, request, finished)
+        d.addErrback(self._fail, request, finished)
+        d.addErrback(self._unanswered, request)
         return server.NOT_DONE_YET
 
     # --- dispatch -----------------------------------------------------------------------
@@ -175,7 +182,7 @@ class ApiResource(Resource):
         except ApiError:
             return None
 
-    async def _handle(self, request: Any) -> Reply:
+    async def _handle(self, request: server.Request) -> Reply:
         authorization = request.getHeader(b"authorization")
         claims = self._claims(authorization)
         budget = self.limiter if claims is not None else self.unauthenticated
@@ -220,7 +227,7 @@ class ApiResource(Resource):
         )
         return await route.handler(call)
 
-    def _body(self, request: Any) -> bytes:
+    def _body(self, request: server.Request) -> bytes:
         if getattr(request, "body_oversized", False):
             raise too_large(self.max_body, _declared_length(request))
         declared = _declared_length(request)
@@ -257,7 +264,12 @@ class ApiResource(Resource):
 
     # --- answers ------------------------------------------------------------------------
     def _send(
-        self, request: Any, status: int, body: bytes, content_type: bytes, finished: list[bool]
+        self,
+        request: server.Request,
+        status: int,
+        body: bytes,
+        content_type: bytes,
+        finished: list[bool],
     ) -> None:
         if finished[0]:
             return
@@ -268,7 +280,7 @@ class ApiResource(Resource):
         request.write(body)
         request.finish()
 
-    def _write(self, request: Any, reply: Reply, finished: list[bool]) -> None:
+    def _write(self, reply: Reply, request: server.Request, finished: list[bool]) -> None:
         if reply.status < 400 and request.getHeader(b"authorization"):
             admit(_transport(request))  # a successful login: the credentials were good
         pretty = _pretty(request)
@@ -278,7 +290,7 @@ class ApiResource(Resource):
             body = _dumps(reply.body, pretty)
         self._send(request, reply.status, body, reply.content_type, finished)
 
-    def _fail(self, request: Any, failure: Failure, finished: list[bool]) -> None:
+    def _fail(self, failure: Failure, request: server.Request, finished: list[bool]) -> None:
         error = failure.value
         if not isinstance(error, ApiError):
             self.log.failure("API call failed", failure)
@@ -287,13 +299,20 @@ class ApiResource(Resource):
         body = _dumps(error.problem(), pretty)
         self._send(request, error.status, body, PROBLEM_CONTENT_TYPE, finished)
 
+    def _unanswered(self, failure: Failure, request: server.Request) -> None:
+        """Even the error answer could not be written (the connection is gone, most often)."""
+        self.log.failure("Could not answer an API request", failure)
+        transport = _transport(request)
+        if transport is not None:
+            transport.loseConnection()
 
-def _transport(request: Any) -> Any:
+
+def _transport(request: server.Request) -> ITransport | None:
     """The transport of the request's connection (None for requests built in tests)."""
     return getattr(getattr(request, "channel", None), "transport", None)
 
 
-def _pretty(request: Any) -> bool:
+def _pretty(request: server.Request) -> bool:
     """Whether the query string asks for indented JSON (``pretty=true`` in any case).
 
     Read apart from the route's parameters so an error answer is indented too.
@@ -312,7 +331,7 @@ def _keep(name: str, value: str) -> str:
     return value
 
 
-def _declared_length(request: Any) -> int | None:
+def _declared_length(request: server.Request) -> int | None:
     header = request.getHeader(b"content-length")
     if header is None:
         return None
@@ -322,7 +341,7 @@ def _declared_length(request: Any) -> int | None:
         raise bad_request("invalid Content-Length") from None
 
 
-def _content_type(request: Any, allowed: tuple[str, ...]) -> None:
+def _content_type(request: server.Request, allowed: tuple[str, ...]) -> None:
     header = (request.getHeader(b"content-type") or b"").decode("latin-1")
     media = header.split(";")[0].strip().lower()
     if media not in allowed:

@@ -22,7 +22,7 @@ from wazuhcluster.api.context import EndpointContext
 from wazuhcluster.api.errors import ApiError, bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
 from wazuhcluster.api.replies import JSON, TEXT, Reply, envelope, same_message
-from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.ruleset_files import (
     COMPLIANCE,
     USER_DIRS,
@@ -178,7 +178,7 @@ class RulesetEndpoints:
         return self._page(call, items, LIST_FIELDS, "All specified lists were returned")
 
     # --- files --------------------------------------------------------------------------
-    def _file_list(self, kind: str) -> Any:
+    def _file_list(self, kind: str) -> Handler:
         async def handler(call: Call) -> Reply:
             items = await self._allowed_items(call, kind, lambda: self.files.files(kind))
             fields = FILE_FIELDS if kind != "lists" else FILE_FIELDS[:2]
@@ -187,7 +187,7 @@ class RulesetEndpoints:
         handler.__doc__ = f"GET /{kind}/files."
         return handler
 
-    def _file_get(self, kind: str) -> Any:
+    def _file_get(self, kind: str) -> Handler:
         async def handler(call: Call) -> Reply:
             name = call.path["filename"]
             call.access.require_one(f"{kind}:read", _KINDS[kind], name)
@@ -214,7 +214,7 @@ class RulesetEndpoints:
         handler.__doc__ = f"GET /{kind}/files/{{filename}}."
         return handler
 
-    def _file_put(self, kind: str) -> Any:
+    def _file_put(self, kind: str) -> Handler:
         async def handler(call: Call) -> Reply:
             name = check_name(kind, call.path["filename"])
             _user_folder(call, kind)
@@ -236,7 +236,7 @@ class RulesetEndpoints:
         handler.__doc__ = f"PUT /{kind}/files/{{filename}}."
         return handler
 
-    def _file_delete(self, kind: str) -> Any:
+    def _file_delete(self, kind: str) -> Handler:
         async def handler(call: Call) -> Reply:
             name = check_name(kind, call.path["filename"])
             _user_folder(call, kind)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from attrs import define
 
@@ -23,11 +23,13 @@ from wazuhcluster.api.auth import TokenAuthority
 from wazuhcluster.api.errors import bad_request, wazuh_error
 from wazuhcluster.api.query import apply_listing, check_listing
 from wazuhcluster.api.replies import Reply, add_failure, envelope, numeric_ids
-from wazuhcluster.api.routes import Call, Route
+from wazuhcluster.api.routes import Call, Handler, Route
 from wazuhcluster.api.security_store import SecurityConflict, SecurityState
 from wazuhcluster.api.users import UsersError, UserStore
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread
+
+T = TypeVar("T")
 
 
 def _ids(name: str, value: str) -> int:
@@ -48,7 +50,14 @@ ID_LIST_ALL = p.comma_list(_ids_or_all)
 ID_PATH: p.Parser = _ids
 
 
-def route(method: str, template: str, handler: Any, params: Any, *actions: str, **kw: Any) -> Route:
+def route(
+    method: str,
+    template: str,
+    handler: Handler,
+    params: Mapping[str, p.Parser],
+    *actions: str,
+    **kw: Any,
+) -> Route:
     """A :class:`~wazuhcluster.api.routes.Route` needing the RBAC ``actions``."""
     return Route(method, template, handler, params, actions=actions, **kw)
 
@@ -127,7 +136,7 @@ class SecurityContext:
         )
         return Reply(envelope(page, numeric_ids(failed), *msgs, total))
 
-    async def users_file(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def users_file(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``function`` over users.json in a thread (its refusals answer 400)."""
         try:
             result = await self.run_in_thread(function, self.users.path, *args, **kwargs)
@@ -136,7 +145,7 @@ class SecurityContext:
         await self.tokens.store.changed()
         return result
 
-    async def change(self, function: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def change(self, function: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``function`` as one change of the security store (conflicts answer its code)."""
         try:
             return await self.tokens.store.change(function)

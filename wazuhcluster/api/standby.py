@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from wazuhcluster.api.certs import ensure_certificate, server_context
@@ -128,7 +129,7 @@ def read_only_problem(status: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _answer(request: Any, status: int, body: Mapping[str, Any], problem: bool) -> bytes:
+def _answer(request: IRequest, status: int, body: Mapping[str, Any], problem: bool) -> bytes:
     data = json.dumps(body).encode("utf-8")
     request.setResponseCode(status)
     request.setHeader(
@@ -151,7 +152,7 @@ class MasterGate(Resource):
         self.api_port = api_port
         self.inner = inner
 
-    def render(self, request: Any) -> Any:
+    def render(self, request: IRequest) -> bytes | int:
         """The health URL, the inner API on the master, else the not-master problem."""
         status = self.status()
         path = urlsplit(request.uri.decode("ascii", "replace")).path.rstrip("/")

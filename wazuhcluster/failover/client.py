@@ -22,7 +22,7 @@ operator sees which member stopped answering.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +56,7 @@ from wazuhcluster.failover.kv import (
     range_body,
 )
 from wazuhcluster.failover.watch import Watch, WatchCallback
+from wazuhcluster.util.interfaces import IReactorWebClient
 from wazuhcluster.util.logs import ClusterLog
 
 #: The gateway's prefix: ``/v3`` since etcd 3.4 (3.4 also serves ``/v3beta``, 3.5 only ``/v3``).
@@ -138,7 +139,7 @@ class EtcdClient:
     @classmethod
     def connect(
         cls,
-        reactor: Any,
+        reactor: IReactorWebClient,
         endpoints: Sequence[str],
         tls: EtcdTls | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -394,7 +395,7 @@ class EtcdClient:
         return watch
 
 
-def _replace_with(error: Exception) -> Any:
+def _replace_with(error: Exception) -> Callable[[object, float], Failure]:
     """An ``onTimeoutCancel`` that turns whatever the cancelled call failed with into ``error``."""
     return lambda result, timeout: Failure(error)
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from attrs import frozen
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -247,6 +247,8 @@ class LeadershipService(Service):
         #: When this node last saw an election (clock seconds), or None.
         self.last_election: float | None = None
         self._lease: int | None = None
+        #: Lease revokes on their way (a resignation's), waited for at stop.
+        self._revokes: set[Deferred[None]] = set()
         self._lease_deadline = 0.0
         self._deadline_call: IDelayedCall | None = None
         self._next_call: IDelayedCall | None = None
@@ -406,16 +408,33 @@ class LeadershipService(Service):
         if self.term is not None:
             self._step_down(self.term, "this node is stopping")
         lease, self._lease = self._lease, None
-        if lease is None:
+        if lease is not None:
+            self._revoke(lease, "at stop")
+        # A revoke still on its way (a resignation's) is waited for too.
+        pending = list(self._revokes)
+        if not pending:
             return succeed(None)
+        return DeferredList(pending).addCallback(lambda _: None)
+
+    def _revoke(self, lease: int, when: str) -> Deferred[None]:
+        """Revoke ``lease`` (kept in :attr:`_revokes` until it is done; a failure is a
+        warning: the lease expires by itself)."""
         revoked = Deferred.fromCoroutine(self.client.revoke(lease))
         revoked.addErrback(
             lambda failure: self.log.warn(
-                "Could not revoke the lease at stop ({reason}); it expires by itself",
+                "Could not revoke the lease {when} ({reason}); it expires by itself",
+                when=when,
                 reason=failure.getErrorMessage(),
             )
         )
-        return revoked.addCallback(lambda _: None)
+        done = revoked.addCallback(lambda _: None)
+        self._revokes.add(done)
+
+        def forget(result: object) -> object:
+            self._revokes.discard(done)
+            return result
+
+        return done.addBoth(forget)
 
     def resign(self, reason: str) -> None:
         """Give up leading now (this node cannot serve as master: ``reason``): step down,
@@ -429,13 +448,7 @@ class LeadershipService(Service):
         self._step_down(term, reason)
         if lease is None:
             return
-        revoked = Deferred.fromCoroutine(self.client.revoke(lease))
-        revoked.addErrback(
-            lambda failure: self.log.warn(
-                "Could not revoke the lease on resigning ({reason}); it expires by itself",
-                reason=failure.getErrorMessage(),
-            )
-        )
+        self._revoke(lease, "on resigning")
 
     def nudge(self) -> None:
         """Check and campaign now rather than at the next interval."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import Deferred
 
 from wazuhcluster.config.failover_settings import FailoverSettings
 from wazuhcluster.failover.client import EtcdClient, EtcdTls
 from wazuhcluster.failover.election import Address, LeadershipService
+from wazuhcluster.util.interfaces import IReactorWebClient
 from wazuhcluster.util.logs import ClusterLog
 
 
@@ -30,7 +29,7 @@ class OwnedLeadership(LeadershipService):
 def build_leadership(
     settings: FailoverSettings,
     node_name: str,
-    reactor: Any,
+    reactor: IReactorWebClient,
     log: ClusterLog,
     address: Address | None = None,
 ) -> OwnedLeadership:

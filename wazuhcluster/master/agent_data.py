@@ -25,12 +25,14 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
 from wazuhcluster.agents.control import CONTROL_HEADER
 from wazuhcluster.agents.interfaces import IAgentChannel
 from wazuhcluster.analysis.state_reader import KINDS
 from wazuhcluster.analysis.state_store import forget_agents
 from wazuhcluster.api.agent_data import AgentDataUnavailable, answer_locally
+from wazuhcluster.api.interfaces import IAgentDataAsker
 from wazuhcluster.master.workers import WorkerDirectory, WorkerLink
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.tasks import PeriodicTask
@@ -58,6 +60,7 @@ AgentNodes = Callable[[], Awaitable[dict[str, str]]]
 Locate = Callable[[str], Awaitable[str | None]]
 
 
+@implementer(IAgentDataAsker)
 class MasterAgentData(LinkFeature[WorkerLink]):
     """Answers agent-data requests wherever the data is (see module docstring)."""
 

@@ -25,8 +25,16 @@ from zope.interface import implementer
 from wazuhcluster.api.errors import ApiError
 from wazuhcluster.api.interfaces import IRegistryFeature
 from wazuhcluster.failover.interfaces import IDurableAgents
-from wazuhcluster.registry.model import Agent, DurableAgent, format_agent_id, parse_agent_id
-from wazuhcluster.registry.service import AsyncRegistry
+from wazuhcluster.registry.interfaces import IAsyncRegistry
+from wazuhcluster.registry.model import (
+    Agent,
+    AgentInfoReport,
+    AgentInfoResult,
+    DurableAgent,
+    GroupInfo,
+    format_agent_id,
+    parse_agent_id,
+)
 from wazuhcluster.registry.store import Registry
 from wazuhcluster.util.logs import ClusterLog
 
@@ -78,13 +86,14 @@ def not_stored(what: str, error: BaseException) -> ApiError:
     )
 
 
+@implementer(IAsyncRegistry)
 class DurableApiRegistry:
     """The API's view of the async registry: writes stored in etcd (module docstring);
-    reads and everything else go to ``inner`` unchanged."""
+    reads go to ``inner`` unchanged."""
 
     def __init__(
         self,
-        inner: AsyncRegistry,
+        inner: IAsyncRegistry,
         durable: IDurableAgents,
         log: ClusterLog,
         publish_files: Callable[[], Awaitable[None]] | None = None,
@@ -95,8 +104,41 @@ class DurableApiRegistry:
         #: Rescans and publishes the synced files to etcd (group folders, agent.conf).
         self.publish_files = publish_files
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    # -- reads, and writes that change no durable fact: as the inner registry ----------
+
+    def run(self, function: Callable[[Registry], T]) -> Deferred[T]:
+        """Run ``function`` on the registry thread (reads)."""
+        return self.inner.run(function)
+
+    def get_agent(self, agent_id: str) -> Deferred[Agent | None]:
+        """One agent, or None."""
+        return self.inner.get_agent(agent_id)
+
+    def list_agents(self, **filters: Any) -> Deferred[list[Agent]]:
+        """The agents matching the filters."""
+        return self.inner.list_agents(**filters)
+
+    def agent_nodes(self) -> Deferred[dict[str, str]]:
+        """Which node each agent reports to."""
+        return self.inner.agent_nodes()
+
+    def list_groups(self) -> Deferred[list[GroupInfo]]:
+        """Every group."""
+        return self.inner.list_groups()
+
+    def agent_groups(self) -> Deferred[tuple[dict[str, tuple[str, ...]], str]]:
+        """The agent → groups table and its checksum."""
+        return self.inner.agent_groups()
+
+    def apply_agent_info(self, reports: Sequence[AgentInfoReport]) -> Deferred[AgentInfoResult]:
+        """Agent-info reports (connection facts, not stored in etcd)."""
+        return self.inner.apply_agent_info(reports)
+
+    def integrity_check(self) -> Deferred[list[str]]:
+        """SQLite's integrity check."""
+        return self.inner.integrity_check()
+
+    # -- writes: stored in etcd before they are answered --------------------------------
 
     def write(self, function: Callable[[Registry], T]) -> Deferred[T]:
         """Run a write, then store what it changed in etcd before firing."""
@@ -224,10 +266,10 @@ class DurableRegistryFeature:
         self.durable = durable
         self.publish_files = publish_files
         self.log = ClusterLog("Master", "API")
-        self._wrapped: tuple[AsyncRegistry, DurableApiRegistry] | None = None
+        self._wrapped: tuple[IAsyncRegistry, DurableApiRegistry] | None = None
 
     @property
-    def registry(self) -> AsyncRegistry:
+    def registry(self) -> IAsyncRegistry:
         """The durable view of the feature's registry (it exists once the feature started)."""
         inner = self.feature.registry
         if self._wrapped is None or self._wrapped[0] is not inner:
@@ -235,8 +277,7 @@ class DurableRegistryFeature:
                 inner,
                 DurableApiRegistry(inner, self.durable, self.log, self.publish_files),
             )
-        view: Any = self._wrapped[1]
-        return view
+        return self._wrapped[1]
 
     def push_keys(self, added: list[dict[str, str]], removed: list[str]) -> None:
         """Tell the workers, as the feature does."""

@@ -17,6 +17,7 @@ from typing import Any
 from attrs import define
 from twisted.application.service import IService
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.compare import Plan, compare, split_plan
@@ -93,7 +94,7 @@ class MasterIntegrity(LinkFeature[WorkerLink]):
             self.clock,
             self.log,
         )
-        self._inotify_call: Any = None
+        self._inotify_call: IDelayedCall | None = None
         self._rescan_after = False
         #: Handed each fresh table (with <failover>: publishes the durable files to etcd).
         self.on_table: Callable[[FileTable], Awaitable[None]] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import crypto
@@ -83,7 +84,10 @@ class MasterNode:
         features: FeatureSet[WorkerLink] | None = None,
         ruleset: IRuleset | None = None,
         run_in_thread: RunInThread = run_in_reactor_pool,
+        restart: Callable[[float], None] | None = None,
     ) -> None:
+        """``restart(delay)`` restarts the node in place (``PUT /manager/restart``); without
+        it the node answers that it cannot restart itself."""
         cluster = config.cluster
         self.features: FeatureSet[WorkerLink] = features or FeatureSet()
         self.config = config
@@ -108,7 +112,7 @@ class MasterNode:
             intake=self._intake,
             reload=self._reload_ruleset,
             running=MASTER_DAEMONS,
-            restart=lambda delay: restart_node(self.clock, self.log, delay),
+            restart=restart,
         )
         self.identity = MasterIdentity(
             node_name=cluster.node_name,
@@ -331,7 +335,12 @@ class MasterService(MultiService):
         self.analysis = self.shared.analysis
         self.channel = self.shared.channel
         self.reload_actions = self.shared.reload_actions
-        self.node = MasterNode(config, reactor, ruleset=self.analysis)
+        self.node = MasterNode(
+            config,
+            reactor,
+            ruleset=self.analysis,
+            restart=lambda delay: restart_node(reactor, ClusterLog("Master", "Main"), delay),
+        )
         self.node.answers.remoted = self.channel.remoted_numbers
         self.node.answers.ask_agent = self.channel.ask_agent
         self.node.answers.agent_counters = self.channel.factory.agent_counters

@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -160,7 +161,7 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         #: Who waits for the push being gathered, and whether one of them is an agent.
         self._outgoing_waiters: list[Deferred[None]] = []
         self._urgent = False
-        self._push_call: Any = None
+        self._push_call: IDelayedCall | None = None
         #: A push is out and not yet acknowledged by every worker (or timed out).
         self._in_flight = False
         #: Workers that missed :data:`KEYS_ACK_WAIT`, with the number of their pushes still
@@ -421,7 +422,7 @@ class MasterRegistry(LinkFeature[WorkerLink]):
         """Release ``waiters`` once every awaited acknowledgement is in, or after
         :data:`KEYS_ACK_WAIT`; then let the next push go."""
         pending = {index for index in range(len(awaited))}
-        timer: Any = None
+        timer: IDelayedCall | None = None
 
         def release() -> None:
             if timer is not None and timer.active():

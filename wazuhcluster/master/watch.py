@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.filepath import FilePath
 
 from wazuhcluster.integrity.table import SYNC_ITEMS
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog
+
+if TYPE_CHECKING:  # Linux only: imported when the service starts
+    from twisted.internet.inotify import INotify
 
 #: Delay before watching again after a watched directory was deleted.
 RESTART_DELAY = 0.1
@@ -31,9 +36,10 @@ class SyncedTreeWatcher(Service):
         self.on_change = on_change
         self.reactor = reactor
         self.log = log
-        self._notifier: Any = None
-        self._inotify: Any = None
-        self._restart_call: Any = None
+        self._notifier: INotify | None = None
+        #: ``twisted.internet.inotify``, once imported (None where it is not available).
+        self._inotify: ModuleType | None = None
+        self._restart_call: IDelayedCall | None = None
 
     def startService(self) -> None:
         """Start watching; without inotify support, only the periodic scan remains."""
@@ -48,6 +54,7 @@ class SyncedTreeWatcher(Service):
 
     def _mask(self) -> int:
         inotify = self._inotify
+        assert inotify is not None  # only called once it is imported
         return int(
             inotify.IN_MODIFY
             | inotify.IN_CREATE
@@ -59,13 +66,14 @@ class SyncedTreeWatcher(Service):
         )
 
     def _watch_all(self) -> None:
+        assert self._inotify is not None  # only called once it is imported
         try:
-            self._notifier = self._inotify.INotify(self.reactor)
-            self._notifier.startReading()
+            notifier = self._notifier = self._inotify.INotify(self.reactor)
+            notifier.startReading()
             for item in SYNC_ITEMS:
                 directory = self.home / item.directory
                 directory.mkdir(parents=True, exist_ok=True)
-                self._notifier.watch(
+                notifier.watch(
                     FilePath(str(directory)),
                     mask=self._mask(),
                     autoAdd=item.recursive,
@@ -75,8 +83,9 @@ class SyncedTreeWatcher(Service):
         except Exception as error:
             self.log.warn("Could not watch the synced directories: {error}", error=error)
 
-    def _changed(self, watch: Any, path: FilePath[Any], mask: int) -> None:
+    def _changed(self, watch: object, path: FilePath[str], mask: int) -> None:
         inotify = self._inotify
+        assert inotify is not None  # only called once it is imported
         if mask & inotify.IN_DELETE_SELF:
             # Twisted's INotify closes the whole notifier after a watched directory is
             # deleted: start a fresh one over the directories that remain.

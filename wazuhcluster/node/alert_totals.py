@@ -16,6 +16,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from wazuhcluster.analysis.alert_totals import (
     AlertTally,
@@ -93,7 +94,7 @@ class TotalsKeeper:
                 add_to_day, self.folder, moment, events, pairs, syscheck, firewall
             )
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             self.log.error(
                 "Could not write the hourly totals: {error}", error=failure.getErrorMessage()
             )

@@ -35,7 +35,12 @@ from typing import Any, Protocol
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail
 from twisted.internet.error import ConnectionDone, ConnectionLost, ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorTime,
+)
 from twisted.internet.protocol import ProcessProtocol
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -58,6 +63,7 @@ from wazuhcluster.node.analysis_child import (
     settings_to_json,
 )
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
+from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.logs import ClusterLog
 
 #: Events per AMP call, and the rough size (message and location bytes) of one call.
@@ -117,7 +123,7 @@ Spawner = Callable[[int], ChildHandle]
 class _PipeTransport:
     """AMP's transport to the child: writes go to the child's fd :data:`CHILD_IN`."""
 
-    def __init__(self, process: Any, lane: int) -> None:
+    def __init__(self, process: IProcessTransport, lane: int) -> None:
         self.process = process
         self.lane = lane
         #: The child's input is closed (stopped, or the child is gone): writes are dropped.
@@ -167,6 +173,7 @@ class ChildProcess(ProcessProtocol):
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
         """Start AMP over the pipes."""
+        assert self.transport is not None
         self.remote.makeConnection(_PipeTransport(self.transport, self.lane))
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N802, N803
@@ -333,6 +340,8 @@ class AnalysisPool:
         self._drained: list[Deferred[None]] = []
         self._send_call: IDelayedCall | None = None
         self._send_soon = False
+        #: Loads in children started after the first load, and restarts: cancelled at stop.
+        self.background = BackgroundWork(log, "analysis process starts")
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> Deferred[None]:
@@ -374,7 +383,7 @@ class AnalysisPool:
                 state_dir=self.state_dir,
             )
         except Exception as error:
-            if lane.generation == generation:
+            if lane.generation == generation and not self.closing:
                 self.log.error(
                     "Analysis process {lane} did not answer: {error}", lane=lane.index, error=error
                 )
@@ -400,7 +409,7 @@ class AnalysisPool:
                 return
             await handle.remote.callRemote(Commit)
         except Exception as error:
-            if lane.generation == generation:
+            if lane.generation == generation and not self.closing:
                 self.log.error(
                     "Analysis process {lane} failed to load: {error}", lane=lane.index, error=error
                 )
@@ -435,7 +444,13 @@ class AnalysisPool:
         delay = 0.0
         if lane.deaths_in_row > 1:
             delay = min(RESTART_MAX, RESTART_FIRST * 2 ** (lane.deaths_in_row - 2))
-        lane.restart_call = self.clock.callLater(delay, self._spawn, lane)
+        lane.restart_call = self.clock.callLater(delay, self._restart, lane)
+
+    def _restart(self, lane: Lane) -> None:
+        started = self._spawn(lane)
+        # A spawn that raised is logged by _spawn, which schedules the next attempt.
+        started.addErrback(lambda _: None)
+        self.background.track(started, f"Restarting analysis process {lane.index}")
 
     def drain(self) -> Deferred[None]:
         """Fires once every queued event was analysed (the EPS limit no longer applies).
@@ -464,6 +479,7 @@ class AnalysisPool:
     async def stop(self) -> None:
         """Stop every child (after :meth:`drain`), killing those that do not exit in time."""
         self.closing = True
+        self.background.cancel()
         if self._send_call is not None and self._send_call.active():
             self._send_call.cancel()
         self._send_call = None
@@ -487,6 +503,7 @@ class AnalysisPool:
         await DeferredList(ends, consumeErrors=True)
         if killer.active():
             killer.cancel()
+        await self.background.stop()
 
     # --- events ------------------------------------------------------------------------------
     def put(self, event: Event) -> None:
@@ -649,7 +666,8 @@ class AnalysisPool:
         if errors:
             for lane in prepared:
                 assert lane.handle is not None
-                lane.handle.remote.callRemote(Abort).addErrback(lambda _: None)
+                sent = lane.handle.remote.callRemote(Abort)
+                sent.addErrback(self._not_taken, lane, "Abort")
             return ReloadOutcome(False, errors[0])
         # Events queued until now leave before the Commit (as far as the window and the EPS
         # limit let them), so they meet the old ruleset; every Commit leaves in this one
@@ -661,14 +679,35 @@ class AnalysisPool:
             self._pump(lane)
         for lane in prepared:
             assert lane.handle is not None
-            lane.handle.remote.callRemote(Commit).addErrback(lambda _: None)
+            sent = lane.handle.remote.callRemote(Commit)
+            sent.addErrback(self._not_taken, lane, "Commit")
             lane.ready = True
         self.loaded = True
         for lane in self.lanes:
             if lane.connected and not lane.ready and lane.handle is not None:
-                ensureDeferred(self._prepare_one(lane, lane.generation))
+                self.background.track(
+                    self._prepare_one(lane, lane.generation),
+                    f"Loading the ruleset in analysis process {lane.index}",
+                )
             self._pump(lane)
         return ReloadOutcome(True, None, warnings)
+
+    def _not_taken(self, reason: Failure, lane: Lane, command: str) -> None:
+        """A child did not take a Commit or an Abort. One that is gone (stopping, or dead:
+        its restart loads the ruleset afresh) is expected; anything else is an error."""
+        if reason.check(ProcessDone, ProcessTerminated, ConnectionLost, ConnectionDone):
+            self.log.debug(
+                "Analysis process {lane} ended before taking {command}.",
+                lane=lane.index,
+                command=command,
+            )
+            return
+        self.log.error(
+            "Analysis process {lane} did not take {command}: {error}",
+            lane=lane.index,
+            command=command,
+            error=reason.getErrorMessage(),
+        )
 
     # --- numbers -----------------------------------------------------------------------------
     def sample(self) -> None:

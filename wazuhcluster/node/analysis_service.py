@@ -26,7 +26,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 from attrs import define, field
@@ -35,6 +35,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads, IReactorProcess, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -53,8 +54,11 @@ from wazuhcluster.node.alert_totals import TotalsKeeper, totals_folder
 from wazuhcluster.node.analysis_pool import AnalysisPool, Spawner, process_spawner
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
 from wazuhcluster.node.interfaces import IRuleset
+from wazuhcluster.util.background import BackgroundWork, OnStop
 from wazuhcluster.util.logs import ClusterLog, cluster_log_state
 from wazuhcluster.util.threads import RunInThread, run_in_reactor_pool
+
+T = TypeVar("T")
 
 #: Events analysed per batch on the analysis thread.
 BATCH = 2000
@@ -139,6 +143,8 @@ class AnalysisService(Service):
         self._ticker: LoopingCall | None = None
         self._rates = {name: RateWindow() for name in ("received", "processed", "dropped")}
         self._writes: Deferred[None] = succeed(None)
+        #: The load at start (with processes: once they are up), waited for at stop.
+        self.background = BackgroundWork(self.log, "analysis start")
         #: The pool's output (alerts, archives) waiting for the writer thread, in order.
         self._outputs: deque[tuple[Any, ...]] = deque()
         self._output_job: Deferred[None] | None = None
@@ -179,6 +185,7 @@ class AnalysisService(Service):
         self._ticker.clock = self.clock
         self._ticker.start(1.0, now=False)
         self.totals.start()
+        self.background.startService()
         if self.workers > 0:
             spawn = self._spawn or process_spawner(cast(IReactorProcess, self.reactor), self.log)
             self.processes = AnalysisPool(
@@ -196,9 +203,15 @@ class AnalysisService(Service):
                 str(self.state_dir) if self.state_dir is not None else None,
                 self.tally,
             )
-            self.processes.start().addCallback(lambda _: self.reload())
+            started = self.processes.start().addCallback(self._load_once_started)
+            self.background.track(started, "Starting the analysis processes", OnStop.WAIT)
         else:
-            self.reload()
+            self.background.track(self.reload(), "Loading the ruleset", OnStop.WAIT)
+
+    def _load_once_started(self, _: object) -> Deferred[None] | None:
+        """The processes said hello (or failed to start): load the ruleset in them, unless
+        the service is stopping already."""
+        return self.reload() if self.running else None
 
     def _tick(self) -> None:
         """Every second: the EPS windows, and events held back by the EPS limit."""
@@ -213,7 +226,7 @@ class AnalysisService(Service):
         else:
             self._kick()
 
-    def _on_analysis_thread(self, function: Any, *args: Any) -> Deferred[Any]:
+    def _on_analysis_thread(self, function: Callable[..., T], *args: object) -> Deferred[T]:
         if self._analysis_thread is not None:
             return self._analysis_thread(function, *args)
         assert self._pool is not None
@@ -232,6 +245,9 @@ class AnalysisService(Service):
         if processes is not None:
             await processes.drain()
             await processes.stop()
+        # The load at start: its processes have stopped (they said hello or failed to);
+        # a load on the analysis thread finishes before the writers close.
+        await self.background.stopService()
         while self._batch is not None or (self.queue and self.engine is not None):
             if self._batch is None:
                 self._kick()
@@ -375,6 +391,7 @@ class AnalysisService(Service):
         self._writes = job
         job.addErrback(self._write_failed, "output")
         job.addCallback(self._output_done)
+        job.addErrback(self._hand_off_failed)
 
     def _output_done(self, _: object) -> None:
         """On the reactor: the thread's hand-off ended; output queued meanwhile gets the next
@@ -382,6 +399,11 @@ class AnalysisService(Service):
         self._output_job = None
         if self._outputs:
             self._start_output()
+
+    def _hand_off_failed(self, failure: Failure) -> None:
+        """Starting the next hand-off failed: say so (later output starts a new one)."""
+        self._output_job = None
+        self.log.failure("Could not hand the analysis output to the writer thread", failure)
 
     def _write_outputs(self) -> None:
         """On the writer thread: write every queued batch's output, in order, then flush."""
@@ -410,7 +432,7 @@ class AnalysisService(Service):
     def _write_error(self, what: str, error: str) -> None:
         self.log.error("Could not write the {what} of a batch: {error}", what=what, error=error)
 
-    def _write_failed(self, failure: Any, what: str) -> None:
+    def _write_failed(self, failure: Failure, what: str) -> None:
         """A write of the pool's output failed: say so in cluster.log, keep writing later
         batches (never an unhandled error in a Deferred)."""
         self._write_error(what, failure.getErrorMessage())
@@ -432,7 +454,9 @@ class AnalysisService(Service):
 
         def finished(result: object) -> None:
             self._batch = None
-            if isinstance(result, BaseException) or hasattr(result, "getErrorMessage"):
+            if isinstance(result, BaseException):
+                result = Failure(result)
+            if isinstance(result, Failure):
                 self.log.failure("Analysis of a batch failed", result)
             self._kick()
 

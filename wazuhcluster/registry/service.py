@@ -23,7 +23,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
+from wazuhcluster.registry.interfaces import IAsyncRegistry
 from wazuhcluster.registry.model import Agent, AgentInfoReport, AgentInfoResult, GroupInfo
 from wazuhcluster.registry.store import Registry, RegistryFiles
 from wazuhcluster.util.logs import ClusterLog
@@ -67,6 +69,7 @@ class ThreadRunner:
 _Waiting = tuple[Callable[[Registry], Any], "Deferred[Any]"]
 
 
+@implementer(IAsyncRegistry)
 class AsyncRegistry:
     """Deferred-returning facade over a :class:`Registry` (see module docstring)."""
 

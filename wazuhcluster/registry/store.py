@@ -12,7 +12,6 @@ once per burst of changes.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import secrets
@@ -29,16 +28,19 @@ from wazuhcluster.registry import groups as group_files
 from wazuhcluster.registry.agent_query import (
     AgentFilter,
     AgentScope,
-    scope_clause,
     shown_value,
-    where_clause,
 )
 from wazuhcluster.registry.agent_query import install as install_query_functions
+from wazuhcluster.registry.agent_reports import apply_reports
+from wazuhcluster.registry.agent_rows import (
+    AGENT_COLUMNS,
+    AGENTS_JOINED,
+    agent_from_row,
+    text_clauses,
+)
 from wazuhcluster.registry.keys import CLIENT_KEYS_MODE, KeyEntry
 from wazuhcluster.registry.model import (
     ANY_IP,
-    CONNECTION_STATUSES,
-    MAX_IP_TEXT,
     Agent,
     AgentInfoReport,
     AgentInfoResult,
@@ -63,19 +65,6 @@ from wazuhcluster.util.migrations import schema_version
 DEFAULT_GROUP = group_files.DEFAULT_GROUP
 #: Upper bound of one agent-info batch and of one id list, so one call stays short.
 MAX_BATCH = 10_000
-_TEXT_LIMIT = 1024
-
-#: An agent's columns, from agents joined with agent_times (a row missing there, e.g.
-#: inserted by another tool, reads as never reported).
-_AGENT_COLUMNS = (
-    "id, name, ip, key, register_time, connection_status, last_keepalive, "
-    "COALESCE(disconnection_time, 0), version, os_name, os_version, os_platform, os_arch, "
-    "os_uname, labels, config_sum, merged_sum, node_name, COALESCE(status_time, 0), "
-    "COALESCE(status_seq, 0), os_major, os_minor, os_build, os_codename, agent_ip"
-)
-_AGENTS_JOINED = "agents LEFT JOIN agent_times USING (id)"
-#: The columns of agent_times, which every report writes.
-_TIME_COLUMNS = ("last_keepalive", "disconnection_time", "status_time", "status_seq")
 
 
 @frozen
@@ -450,10 +439,11 @@ class Registry:
         """Agents ordered by id, filtered by connection status, node, group and/or name.
 
         ``same_text`` adds (field, value) tests that ignore ASCII case, on the fields of
-        :data:`TEXT_FIELDS` (``group``: any of the agent's groups); ``where`` an API ``q``
-        filter and ``scope`` the agents a caller may see (see
+        :data:`~wazuhcluster.registry.agent_rows.TEXT_FIELDS` (``group``: any of the
+        agent's groups); ``where`` an API ``q`` filter and ``scope`` the agents a caller
+        may see (see
         :mod:`wazuhcluster.registry.agent_query`)."""
-        clauses, params = _text_clauses(same_text, where, scope)
+        clauses, params = text_clauses(same_text, where, scope)
         if status is not None:
             clauses.append("connection_status = ?")
             params.append(status)
@@ -486,8 +476,8 @@ class Registry:
     ) -> int:
         """How many agents are registered (passing the ``same_text``, ``where`` and
         ``scope`` tests of :meth:`list_agents`)."""
-        clauses, params = _text_clauses(same_text, where, scope)
-        table = "agents" if where is None and scope is None else _AGENTS_JOINED
+        clauses, params = text_clauses(same_text, where, scope)
+        table = "agents" if where is None and scope is None else AGENTS_JOINED
         condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         found = self.connection.execute(f"SELECT COUNT(*) FROM {table}{condition}", params)
         return int(found.fetchone()[0])
@@ -498,7 +488,7 @@ class Registry:
         """How many agents (of ``scope``, None: all) share each (connection status,
         merged.mg sum they reported, group list in priority order): what a summary of
         every agent needs, without reading every agent."""
-        clauses, params = _text_clauses((), None, scope)
+        clauses, params = text_clauses((), None, scope)
         condition = f" WHERE {clauses[0]}" if clauses else ""
         rows = self.connection.execute(
             "SELECT connection_status, merged_sum, groups, COUNT(*) FROM ("
@@ -523,11 +513,11 @@ class Registry:
         leaves one out) among the agents of ``scope`` (None: all) that pass ``where``,
         with how many agents hold it and the first agent's number, in that order."""
         shown = [shown_value(name) for name in fields]
-        clauses, params = _text_clauses((), where, scope)
+        clauses, params = text_clauses((), where, scope)
         condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         groups = ", ".join(str(n) for n in range(1, len(shown) + 1))
         rows = self.connection.execute(
-            f"SELECT {', '.join(shown)}, COUNT(*), MIN(id) FROM {_AGENTS_JOINED}{condition}"
+            f"SELECT {', '.join(shown)}, COUNT(*), MIN(id) FROM {AGENTS_JOINED}{condition}"
             f" GROUP BY {groups} ORDER BY MIN(id)",
             params,
         ).fetchall()
@@ -536,7 +526,7 @@ class Registry:
     def last_registered(self, scope: AgentScope | None = None) -> Agent | None:
         """The agent of ``scope`` (None: any) registered last, as the API shows dates
         (whole seconds; the highest id among those of that second), or None."""
-        clauses, params = _text_clauses((), None, scope)
+        clauses, params = text_clauses((), None, scope)
         inside = f" AND {clauses[0]}" if clauses else ""
         # Only agents within a second of the newest can share its shown second.
         found = self._select_agents(
@@ -606,13 +596,13 @@ class Registry:
     def _select_agents(self, tail: str, params: tuple[Any, ...]) -> list[Agent]:
         """Run a SELECT over agents and build :class:`Agent` records with their groups."""
         rows = self.connection.execute(
-            f"SELECT {_AGENT_COLUMNS} FROM {_AGENTS_JOINED} {tail}", params
+            f"SELECT {AGENT_COLUMNS} FROM {AGENTS_JOINED} {tail}", params
         )
         agents = rows.fetchall()
         if not agents:
             return []
         memberships = self._memberships([row[0] for row in agents])
-        return [_agent_from_row(row, memberships.get(row[0], ())) for row in agents]
+        return [agent_from_row(row, memberships.get(row[0], ())) for row in agents]
 
     def _memberships(self, numbers: list[int]) -> dict[int, tuple[str, ...]]:
         """Group lists (in priority order) of the given agent numbers."""
@@ -800,61 +790,8 @@ class Registry:
         """
         if len(reports) > MAX_BATCH:
             raise InvalidValue("agent-info batch", f"{len(reports)} rows", f"over {MAX_BATCH}")
-        applied = stale = unknown = 0
-        numbers: list[int | None] = []
-        for report in reports:
-            try:
-                numbers.append(parse_agent_id(report.agent_id))
-            except ValueError:
-                numbers.append(None)
-        # One read for the whole batch and one UPDATE per agent in id order: per-row
-        # SELECTs and random page order dominated applying a worker's report.
-        known = json.dumps(sorted({n for n in numbers if n is not None}))
         with self._transaction(groups_unchanged=True) as db:
-            held: dict[int, tuple[float, int]] = {}
-            placed: dict[int, tuple[str, str]] = {}
-            for number, status_time, status_seq, status, node in db.execute(
-                "SELECT id, COALESCE(status_time, 0), COALESCE(status_seq, 0), "
-                f"connection_status, node_name FROM {_AGENTS_JOINED} "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (known,),
-            ):
-                held[number] = (status_time, status_seq)
-                placed[number] = (status, node)
-            updates: dict[int, dict[str, Any]] = {}
-            for number, report in zip(numbers, reports, strict=True):
-                if number is None or number not in held:
-                    unknown += 1
-                    continue
-                newest = (report.status_time, report.status_seq)
-                if newest <= held[number]:
-                    stale += 1
-                    continue
-                updates.setdefault(number, {}).update(_report_columns(report))
-                held[number] = newest
-                applied += 1
-            # Every report writes the narrow agent_times row; most only refresh a keep-alive,
-            # so the wide agents row (and its status and node indexes) is left alone unless
-            # one of its columns changed.
-            times: list[tuple[Any, ...]] = []
-            statements: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-            for number in sorted(updates):
-                columns = updates[number]
-                times.append((number, *(columns.pop(name) for name in _TIME_COLUMNS)))
-                if (columns["connection_status"], columns["node_name"]) == placed[number]:
-                    del columns["connection_status"], columns["node_name"]
-                if columns:
-                    statements.setdefault(tuple(columns), []).append((*columns.values(), number))
-            db.executemany(
-                f"INSERT INTO agent_times (id, {', '.join(_TIME_COLUMNS)}) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET "
-                + ", ".join(f"{name} = excluded.{name}" for name in _TIME_COLUMNS),
-                times,
-            )
-            for names, rows in statements.items():
-                assignments = ", ".join(f"{name} = ?" for name in names)  # our column names
-                db.executemany(f"UPDATE agents SET {assignments} WHERE id = ?", rows)
-        return AgentInfoResult(applied, stale, unknown)
+            return apply_reports(db, reports)
 
     # -- maintenance --------------------------------------------------------------
 
@@ -925,132 +862,3 @@ def _dedupe(groups: Sequence[str]) -> tuple[str, ...]:
     for group in groups:
         seen.setdefault(group, None)
     return tuple(seen)
-
-
-def _clip(text: str) -> str:
-    """Bound a reported text field."""
-    return text[:_TEXT_LIMIT]
-
-
-def _report_columns(report: AgentInfoReport) -> dict[str, Any]:
-    """The columns one agent-info report sets, bounded and checked (a keep-alive refresh
-    sets only the status, node, times and sequence)."""
-    status = report.connection_status
-    if status not in CONNECTION_STATUSES:
-        raise InvalidValue("connection status", status, f"not one of {CONNECTION_STATUSES}")
-    columns: dict[str, Any] = {
-        "connection_status": status,
-        "node_name": _clip(report.node_name),
-        "last_keepalive": report.last_keepalive,
-        "disconnection_time": report.disconnection_time,
-        "status_time": report.status_time,
-        "status_seq": report.status_seq,
-    }
-    if report.refresh_only:
-        return columns
-    labels = json.dumps(dict(report.labels), separators=(",", ":")) if report.labels else "{}"
-    if len(labels) > 16 * _TEXT_LIMIT:
-        raise InvalidValue("labels", labels[:64], "too large")
-    columns.update(
-        version=_clip(report.version),
-        os_name=_clip(report.os_name),
-        os_version=_clip(report.os_version),
-        os_platform=_clip(report.os_platform),
-        os_arch=_clip(report.os_arch),
-        os_uname=_clip(report.os_uname),
-        labels=labels,
-        config_sum=_clip(report.config_sum),
-        merged_sum=_clip(report.merged_sum),
-        os_major=_clip(report.os_major),
-        os_minor=_clip(report.os_minor),
-        os_build=_clip(report.os_build),
-        os_codename=_clip(report.os_codename),
-        agent_ip=_reported_ip(report.agent_ip),
-    )
-    return columns
-
-
-def _reported_ip(text: str) -> str:
-    """The agent's reported IP when it is one address ("" otherwise: never shown)."""
-    if not text or len(text) > MAX_IP_TEXT:
-        return ""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return ""
-    return text
-
-
-#: The agent fields ``list_agents(same_text=...)`` can test, by the API's names.
-TEXT_FIELDS = {
-    "status": "connection_status",
-    "name": "name",
-    "node_name": "node_name",
-    "version": "version",
-    "os.platform": "os_platform",
-    "os.name": "os_name",
-    "os.version": "os_version",
-    "group": "group_name",
-}
-
-
-def _text_clauses(
-    same_text: Sequence[tuple[str, str]],
-    where: AgentFilter | None = None,
-    scope: AgentScope | None = None,
-) -> tuple[list[str], list[Any]]:
-    """SQL tests, ignoring ASCII case, of (field, value) pairs on :data:`TEXT_FIELDS`,
-    and the SQL of the ``where`` filter and of the ``scope``."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if scope is not None:
-        sql, values = scope_clause(scope)
-        clauses.append(sql)
-        params.extend(values)
-    if where is not None:
-        sql, values = where_clause(where)
-        clauses.append(sql)
-        params.extend(values)
-    for field_name, value in same_text:
-        column = TEXT_FIELDS[field_name]
-        if column == "group_name":
-            clauses.append(
-                "id IN (SELECT agent_id FROM memberships WHERE group_name = ? COLLATE NOCASE)"
-            )
-        else:
-            clauses.append(f"{column} = ? COLLATE NOCASE")
-        params.append(value)
-    return clauses, params
-
-
-def _agent_from_row(row: tuple[Any, ...], groups: tuple[str, ...]) -> Agent:
-    """Build an :class:`Agent` from a row of ``_AGENT_COLUMNS``."""
-    labels = json.loads(row[14]) if row[14] else {}
-    return Agent(
-        id=format_agent_id(row[0]),
-        name=row[1],
-        ip=row[2],
-        key=row[3],
-        register_time=row[4],
-        groups=groups,
-        connection_status=row[5],
-        last_keepalive=row[6],
-        disconnection_time=row[7],
-        version=row[8],
-        os_name=row[9],
-        os_version=row[10],
-        os_platform=row[11],
-        os_arch=row[12],
-        os_uname=row[13],
-        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
-        config_sum=row[15],
-        merged_sum=row[16],
-        node_name=row[17],
-        status_time=row[18],
-        status_seq=row[19],
-        os_major=row[20],
-        os_minor=row[21],
-        os_build=row[22],
-        os_codename=row[23],
-        agent_ip=row[24],
-    )

@@ -11,7 +11,7 @@ registry instead, so turning failover on does not lose the agents.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from wazuhcluster.config.home import Home
 from wazuhcluster.failover.interfaces import IDurableAgents
@@ -19,6 +19,8 @@ from wazuhcluster.registry.model import DurableAgent, InvalidValue
 from wazuhcluster.registry.store import Registry, RegistryFiles
 from wazuhcluster.util.logs import ClusterLog
 from wazuhcluster.util.threads import RunInThread
+
+T = TypeVar("T")
 
 
 def open_registry(home: Home) -> Registry:
@@ -29,7 +31,7 @@ def open_registry(home: Home) -> Registry:
     )
 
 
-def _with_registry(home: Home, work: Callable[[Registry], Any]) -> Any:
+def _with_registry(home: Home, work: Callable[[Registry], T]) -> T:
     registry = open_registry(home)
     try:
         result = work(registry)

@@ -25,13 +25,19 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from attrs import asdict, define, field
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IReactorTime,
+    IReactorUDP,
+)
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
@@ -514,7 +520,7 @@ class _DatagramStream:
         """Close the agent's UDP socket."""
         self.carrier.close()
 
-    def getHost(self) -> Any:  # noqa: N802 - Twisted's name
+    def getHost(self) -> IAddress | None:  # noqa: N802 - Twisted's name
         """The agent's local address (its ``_agent_ip``)."""
         transport = self.carrier.transport
         return transport.getHost() if transport is not None else None
@@ -739,7 +745,7 @@ def _event_source(options: argparse.Namespace, index: int, name: str) -> Iterato
     return generated_events(name, index)
 
 
-def _run(reactor: IScriptReactor, options: argparse.Namespace, out: Any) -> Deferred[None]:
+def _run(reactor: IScriptReactor, options: argparse.Namespace, out: TextIO) -> Deferred[None]:
     from twisted.internet.endpoints import HostnameEndpoint
 
     names = [f"{options.name_prefix}{i:05d}" for i in range(1, options.agents + 1)]

@@ -37,12 +37,12 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from attrs import asdict, define
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
@@ -143,7 +143,7 @@ class LoadAgent:
         self.paused = False
         self.receiving: tuple[str, str, bytearray] | None = None
         self.keepalive_cache: tuple[str | None, bytes] | None = None
-        self.pending: Any = None
+        self.pending: IDelayedCall | None = None
 
     def seal(self, message: bytes) -> bytes:
         """One framed payload of ``message`` with this agent's key and next counter."""
@@ -673,7 +673,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def _run(reactor: IScriptReactor, options: argparse.Namespace, out: Any) -> Deferred[None]:
+def _run(reactor: IScriptReactor, options: argparse.Namespace, out: TextIO) -> Deferred[None]:
     from twisted.internet import stdio
     from twisted.internet.endpoints import TCP4ClientEndpoint
 

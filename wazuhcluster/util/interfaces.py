@@ -12,6 +12,7 @@ from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFDSet,
     IReactorFromThreads,
+    IReactorPluggableNameResolver,
     IReactorSSL,
     IReactorTCP,
     IReactorTime,
@@ -36,9 +37,20 @@ class IReactorSSLTime(IReactorSSL, IReactorTime):
     """A TLS listener or client with timers (the REST API, agent enrollment)."""
 
 
+class IReactorCoreTime(IReactorCore, IReactorTime):
+    """Timers and stopping the reactor (restarting the node in place)."""
+
+
+class IReactorWebClient(IReactorTCPTime, IReactorPluggableNameResolver):
+    """What an HTTP client (``twisted.web.client.Agent``) connects through: TCP, timers and
+    the name resolver (etcd's client)."""
+
+
 class INodeReactor(
     IReactorAgentChannel,
     IReactorSSLTime,
+    IReactorCoreTime,
+    IReactorWebClient,
     IReactorUNIX,
     IReactorFromThreads,
     IReactorFDSet,

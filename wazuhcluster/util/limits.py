@@ -45,6 +45,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolNegotiationFactory,
     IReactorTime,
+    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -106,14 +107,14 @@ class IAdmission(Interface):
         """Move the connection from the pending stage to the admitted one."""
 
 
-def admit(transport: Any) -> None:
+def admit(transport: object) -> None:
     """Admit the connection whose transport is ``transport`` (no-op without limits)."""
     admission = IAdmission(transport, None)
     if admission is not None:
         admission.admit()
 
 
-def peer_address(transport: Any) -> str:
+def peer_address(transport: ITransport) -> str:
     """The peer's IP as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
     return host_text(transport.getPeer())
 
@@ -122,7 +123,7 @@ def peer_address(transport: Any) -> str:
 _PEERCRED = struct.Struct("3i")
 
 
-def peer_uid(transport: Any) -> str:
+def peer_uid(transport: object) -> str:
     """``uid N`` of the process at the other end of a UNIX socket (SO_PEERCRED, the uid
     it had at connect), or ``unknown`` where the kernel does not say (not Linux, no socket)."""
     option = getattr(socket, "SO_PEERCRED", None)
@@ -139,7 +140,7 @@ def peer_uid(transport: Any) -> str:
     return f"uid {uid}"
 
 
-def host_text(address: Any, unknown: str = "unknown") -> str:
+def host_text(address: object, unknown: str = "unknown") -> str:
     """The IP of an address as text (IPv4-mapped IPv6 shown as IPv4), or ``unknown``."""
     host = getattr(address, "host", None)
     if not host:
@@ -171,7 +172,7 @@ class LimitedProtocol(ProtocolWrapper):
         self._closing: IDelayedCall | None = None
 
     # --- stages -----------------------------------------------------------------------
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802 - Twisted's name
+    def makeConnection(self, transport: ITransport) -> None:  # noqa: N802 - Twisted's name
         """Count the connection, start its timers and (unless refused at once) the protocol."""
         self.address = self.factory.address_of(transport)
         factory = self.factory
@@ -179,7 +180,7 @@ class LimitedProtocol(ProtocolWrapper):
         if factory.admit_on == "connect":
             if not self._count_admitted(transport):
                 Protocol.makeConnection(self, transport)
-                transport.abortConnection()
+                transport.abortConnection()  # type: ignore[attr-defined]  # TCP, TLS
                 return
         else:
             self.stage = "pending"
@@ -201,7 +202,7 @@ class LimitedProtocol(ProtocolWrapper):
         if not self._count_admitted(self.transport):
             self.transport.abortConnection()  # type: ignore[union-attr]
 
-    def _count_admitted(self, transport: Any) -> bool:
+    def _count_admitted(self, transport: ITransport | None) -> bool:
         factory = self.factory
         limits = factory.limits
         count = factory.counts.get(self.address, 0) + 1

@@ -27,6 +27,7 @@ from twisted.logger import (
     formatEvent,
     globalLogPublisher,
 )
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 _LEVEL_NAMES = {
@@ -84,7 +85,7 @@ class ClusterLog:
         """Log at ERROR."""
         self._emit(LogLevel.error, message, fields)
 
-    def failure(self, message: str, failure: Any = None, **fields: Any) -> None:
+    def failure(self, message: str, failure: Failure | None = None, **fields: Any) -> None:
         """Log an ERROR with the current (or given) failure attached."""
         self._logger.failure(
             message,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-
-def send_without_delay(transport: Any) -> None:
+def send_without_delay(transport: object) -> None:
     """Turn on TCP_NODELAY for ``transport`` (through TLS and other wrappers) when it is a
     TCP connection.
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from typing import Any
 
 from twisted.internet.error import ReactorNotRunning
 
 from wazuhcluster.util import fatal
+from wazuhcluster.util.interfaces import IReactorCoreTime
 from wazuhcluster.util.logs import ClusterLog
 
 #: Whether a restart was asked in this process.
@@ -32,15 +32,13 @@ _hooked = False
 _cwd = ""
 
 
-def restart_node(reactor: Any, log: ClusterLog, delay: float) -> None:
-    """Stop the node in ``delay`` seconds and start it again (see the module docstring).
-
-    ``reactor`` provides ``callLater`` and ``stop``."""
+def restart_node(reactor: IReactorCoreTime, log: ClusterLog, delay: float) -> None:
+    """Stop the node in ``delay`` seconds and start it again (see the module docstring)."""
     log.info("Restart requested: the node stops in {delay:g} s and starts again", delay=delay)
     reactor.callLater(delay, _stop, reactor)
 
 
-def _stop(reactor: Any) -> None:
+def _stop(reactor: IReactorCoreTime) -> None:
     global requested
     try:
         reactor.stop()

@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 
@@ -63,7 +63,7 @@ class SignalHandlers(Service):
         self._previous = signal.signal(self.signum, self._installed)
         super().startService()
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None] | None:
         """Put the previous SIGHUP handler back."""
         result = super().stopService()
         if self._installed is not None:

@@ -12,8 +12,9 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from wazuhcluster.util.logs import ClusterLog
 
@@ -42,7 +43,7 @@ class PeriodicTask(Service):
         self.log = log
         self.run_at_start = run_at_start
         self.phase = phase
-        self._phase_call: Any = None
+        self._phase_call: IDelayedCall | None = None
         self.last_start: float | None = None
         self.last_end: float | None = None
         self.last_duration: float | None = None
@@ -74,7 +75,7 @@ class PeriodicTask(Service):
             self.last_error = None
             self._in_flight = None
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             self.last_end = self.clock.seconds()
             self.last_error = failure.getErrorMessage()
             self._in_flight = None

@@ -148,10 +148,10 @@ class StreamResponders(amp.CommandLocator):
         return wait.addCallback(lambda _: {})
 
     @StreamEnd.responder
-    def stream_end(self, stream_id: str, sha256: str) -> Deferred[dict[str, Any]]:
+    async def stream_end(self, stream_id: str, sha256: str) -> dict[str, Any]:
         """Verify and finish an incoming stream; answer when it has been processed."""
-        d = Deferred.fromCoroutine(self.streams.incoming.end(stream_id, sha256))
-        return d.addCallback(lambda reply: {} if reply is None else {"reply": reply})
+        reply = await self.streams.incoming.end(stream_id, sha256)
+        return {} if reply is None else {"reply": reply}
 
     @StreamCancel.responder
     def stream_cancel(self, stream_id: str, reason: str, sender: bool) -> dict[str, Any]:

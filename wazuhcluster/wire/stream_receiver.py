@@ -12,7 +12,7 @@ import hashlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -66,7 +66,7 @@ class _Incoming:
     timer: IDelayedCall | None = None
     received: int = 0
     ending: bool = False
-    hasher: Any = field(factory=hashlib.sha256)
+    hasher: hashlib._Hash = field(factory=hashlib.sha256)
 
 
 class IncomingStreams:

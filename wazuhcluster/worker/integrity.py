@@ -17,6 +17,7 @@ from typing import Any
 from attrs import define
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols import amp
 
 from wazuhcluster.integrity.apply import ApplyResult, apply_plan, cleanup_temp_files
@@ -67,6 +68,8 @@ class WorkerIntegrity(LinkFeature[MasterLink]):
         #: Digest of ``table`` (None before the first scan).
         self.digest: str | None = None
         self.status = IntegrityStatus()
+        #: The check asked for the next reactor turn (on joining, or after a busy check).
+        self._next_check: IDelayedCall | None = None
         self.on_ruleset_changed: list[Callable[[], object]] = []
         #: Called with the paths a sync created, updated or deleted.
         self.on_files_changed: list[Callable[[set[str]], object]] = []
@@ -109,7 +112,7 @@ class WorkerIntegrity(LinkFeature[MasterLink]):
         finally:
             if self._check_again:
                 self._check_again = False
-                self.clock.callLater(0, self.task.run_now)
+                self._check_next_turn()
 
     async def _check(self) -> None:
         if not self.link.connected or self._awaiting is not None:
@@ -249,7 +252,21 @@ class WorkerIntegrity(LinkFeature[MasterLink]):
 
     def link_up(self, link: MasterLink) -> None:
         """Check right after joining instead of waiting a full cycle."""
-        self.clock.callLater(0, self.task.run_now)
+        self._check_next_turn()
+
+    def _check_next_turn(self) -> None:
+        """Run the check at the next reactor turn (once, however often asked)."""
+        if self._next_check is None or not self._next_check.active():
+            self._next_check = self.clock.callLater(0, self._check_now)
+
+    def _check_now(self) -> None:
+        self._next_check = None
+        self.task.run_now()
+
+    def _cancel_next_check(self) -> None:
+        if self._next_check is not None and self._next_check.active():
+            self._next_check.cancel()
+        self._next_check = None
 
     def link_down(self, link: MasterLink) -> None:
         """A cycle waiting for files will not get them."""
@@ -263,6 +280,7 @@ class WorkerIntegrity(LinkFeature[MasterLink]):
             CallOnStart(self.remove_leftovers),
             self.task,
             CallOnStop(lambda: self.syncer.shutdown(wait=False)),
+            CallOnStop(self._cancel_next_check),
         )
 
 

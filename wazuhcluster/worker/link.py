@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionRefusedError
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import LogLevel
 from twisted.protocols import amp
@@ -43,7 +49,7 @@ class _ReportingEndpoint:
         self.endpoint = endpoint
         self.link = link
 
-    def connect(self, factory: Any) -> Deferred[Any]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         def failed(failure: Failure) -> Failure:
             self.link.last_failure = failure
             return failure
@@ -59,7 +65,7 @@ class MasterLink(MultiService):
         cluster: ClusterConfig,
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
-        jitter: Any = None,
+        jitter: Callable[[], float] | None = None,
         features: FeatureSet[MasterLink] | None = None,
     ) -> None:
         super().__init__()
@@ -191,9 +197,10 @@ class MasterLink(MultiService):
             raise HandshakeFailed("the master could not prove it holds the cluster key")
         return answer
 
-    def _handshake(self, proxy: Any) -> Deferred[None]:
+    def _handshake(self, proxy: IProtocol) -> Deferred[None]:
         """ClientService's prepareConnection: authenticate before the link is used."""
-        protocol: WorkerProtocol[MasterLink] = getattr(proxy, "_protocol", proxy)
+        # ClientService hands a proxy of the protocol our factory built (a WorkerProtocol).
+        protocol = cast("WorkerProtocol[MasterLink]", getattr(proxy, "_protocol", proxy))
         done = Deferred.fromCoroutine(self._authenticate(protocol))
 
         def accepted(answer: dict[str, Any]) -> None:

@@ -8,10 +8,9 @@ election tells it where the master is, and it is moved whenever another node is 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from zope.interface import implementer
 
 MakeEndpoint = Callable[[str, int], IStreamClientEndpoint]
@@ -45,7 +44,7 @@ class MasterTarget:
         self.host, self.port = host, port
         return True
 
-    def connect(self, factory: Any) -> Deferred[Any]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         """Connect to the current master, or fail at once while none is known."""
         if self.host is None:
             return fail(NoMasterKnown("no master elected yet"))

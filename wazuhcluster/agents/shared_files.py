@@ -1,0 +1,100 @@
+"""Shared files (merged.mg) as the agent channel pushes them: read off the reactor thread,
+bounded, and cached by version so many agents asking for one file cost one read."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from wazuhcluster.util.threads import RunInThread
+
+#: Largest shared file (merged.mg) this node agrees to push.
+MAX_SHARED_FILE = 16 * 1024 * 1024
+#: Shared file contents kept in memory for the next pushes (all files together).
+SHARED_CACHE_BYTES = 32 * 1024 * 1024
+
+FileStamp = tuple[int, int, int]
+
+
+def read_shared_file(
+    path: str, limit: int, known: FileStamp | None
+) -> tuple[FileStamp, bytes | None]:
+    """Read at most ``limit + 1`` bytes of ``path`` with the stamp of what was read; the
+    content is None when the stamp is ``known`` (the caller has it). Blocks: run it in a
+    thread."""
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if stamp == known:
+            return stamp, None
+        return stamp, handle.read(limit + 1)
+
+
+class SharedFileReader:
+    """Reads shared files (merged.mg, up to 16 MiB) off the reactor thread, once per version.
+
+    Contents are cached by stat up to ``cache_bytes`` in all, least recently used first out;
+    agents asking for the same file while it is read wait for that one read.
+    """
+
+    def __init__(
+        self, run_in_thread: RunInThread, limit: int, cache_bytes: int = SHARED_CACHE_BYTES
+    ) -> None:
+        self.run_in_thread = run_in_thread
+        self.limit = limit
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, tuple[FileStamp, bytes]] = OrderedDict()
+        self._cached_bytes = 0
+        self._reading: dict[str, list[Deferred[bytes]]] = {}
+
+    def content(self, path: str) -> Deferred[bytes]:
+        """The file's content (``limit + 1`` bytes when it is larger than ``limit``); fails
+        with the OSError of an unreadable file."""
+        answer: Deferred[bytes] = Deferred()
+        waiting = self._reading.get(path)
+        if waiting is not None:
+            waiting.append(answer)
+            return answer
+        self._reading[path] = [answer]
+        cached = self._cache.get(path)
+        read = self.run_in_thread(
+            read_shared_file, path, self.limit, None if cached is None else cached[0]
+        )
+
+        def got(result: tuple[FileStamp, bytes | None]) -> None:
+            stamp, data = result
+            if data is None:
+                assert cached is not None
+                data = cached[1]
+                if path in self._cache:
+                    self._cache.move_to_end(path)
+            else:
+                self._store(path, stamp, data)
+            for waiter in self._reading.pop(path):
+                waiter.callback(data)
+
+        def failed(failure: Failure) -> None:
+            self._forget(path)
+            for waiter in self._reading.pop(path, []):
+                waiter.errback(failure)
+
+        read.addCallback(got).addErrback(failed)
+        return answer
+
+    def _forget(self, path: str) -> None:
+        old = self._cache.pop(path, None)
+        if old is not None:
+            self._cached_bytes -= len(old[1])
+
+    def _store(self, path: str, stamp: FileStamp, data: bytes) -> None:
+        self._forget(path)
+        if len(data) > self.limit or len(data) > self.cache_bytes:
+            return
+        self._cache[path] = (stamp, data)
+        self._cached_bytes += len(data)
+        while self._cached_bytes > self.cache_bytes:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            self._cached_bytes -= len(evicted)
