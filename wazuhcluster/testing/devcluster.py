@@ -37,12 +37,24 @@ FAST_TIMINGS = {
 }
 
 
+#: Every port :func:`free_port` handed out in this process. A port is only probed, not held,
+#: so the kernel may offer it again before its user binds it (a failover candidate binds its
+#: cluster port only once elected): two services of one test on one port would reach each
+#: other.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago and that this process
+    has not handed out before."""
+    for _ in range(1000):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no ephemeral port left that this process has not handed out")
 
 
 def cluster_config(
