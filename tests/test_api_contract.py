@@ -590,16 +590,8 @@ class ContractTests(SynchronousTestCase):
 
     def login(self, name: str) -> str:
         """A fresh token of user ``name`` (password :data:`STRONG`), a second later."""
-        import base64
-
         self.api.clock.advance(1)
-        pair = base64.b64encode(f"{name}:{STRONG}".encode()).decode()
-        answer = self.api.call(
-            "POST",
-            "/security/user/authenticate",
-            headers={"authorization": f"Basic {pair}"},
-            token=None,
-        )
+        answer = self.api.login(name, STRONG)
         self.assertEqual(answer.status, 200, answer.raw)
         token: str = answer.json["data"]["token"]
         return token

@@ -516,13 +516,7 @@ class RoleTableTests(SynchronousTestCase):
         linked = self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={ROLE_IDS[role]}")
         self.assertEqual(linked.json["error"], 0, linked.raw)
         self.api.clock.advance(1)
-        pair = base64.b64encode(f"{name}:{STRONG}".encode()).decode()
-        login = self.api.call(
-            "POST",
-            "/security/user/authenticate",
-            headers={"authorization": f"Basic {pair}"},
-            token=None,
-        )
+        login = self.api.login(name, STRONG)
         self.assertEqual(login.status, 200, login.raw)
         token: str = login.json["data"]["token"]
         return token

@@ -29,7 +29,7 @@ from tests.integration.common import (
 from tests.integration.test_analysis_real import EVENTS
 from tests.integration.test_faults_disk import CONNECTED, EmergencyReadOnly, mount
 from tests.integration.test_integrity_real import put
-from wazuhcluster.testing.devcluster import wait_for
+from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for
 
 #: Every cluster.log line starts with a date and a level.
 DATED = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
@@ -91,22 +91,15 @@ def synced(root: Path, content: bytes) -> bool:
     return during.exists() and during.read_bytes() == content
 
 
-class LogsDiskFullTests(ClusterTestCase):
-    """worker1's ``logs/`` is a 2 MiB tmpfs."""
+class LogsTestCase(ClusterTestCase):
+    """A master and worker1, with two simulated agents sending events to worker1."""
 
-    def test_logs_full_then_space_returns(self) -> None:
-        """Filled to the last byte while agents send events: ``-i more`` says cluster.log and
-        alerts.json cannot be written, events are still analysed, a file added on the master
-        reaches the worker, the link stays up and the node runs; once the filler is removed
-        cluster.log gets new dated lines with the lost-lines WARNING, alerts.json gets new
-        alerts, every alerts.json line is whole JSON and every cluster.log line carries a date
-        and a level."""
-        cluster = self.make_cluster(["worker1"])
+    def start_with_alerts(
+        self, cluster: LocalCluster
+    ) -> tuple[NodeProcess, NodeProcess, subprocess.Popen[str], Path]:
+        """Start both nodes and the agents; once worker1's alerts.json holds 10 alerts,
+        the master, the worker, the simulator and the path of alerts.json."""
         home = cluster.home("worker1")
-        mounted = mount("-t", "tmpfs", "-o", "size=2m,mode=0770", "tmpfs", str(home.logs))
-        if mounted.returncode != 0:
-            raise SkipTest(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
-        self.addCleanup(subprocess.run, ["umount", "-l", str(home.logs)], timeout=DEADLINE)
         home.alerts_dir.mkdir()
         master = self.start(cluster, "master", "master")
         worker = self.start(cluster, "worker1", "worker")
@@ -127,6 +120,26 @@ class LogsDiskFullTests(ClusterTestCase):
         )
         alerts = home.alerts_dir / "alerts.json"
         self.assertTrue(wait_for(lambda: len(alert_lines(alerts)) >= 10, DEADLINE))
+        return master, worker, simulator, alerts
+
+
+class LogsDiskFullTests(LogsTestCase):
+    """worker1's ``logs/`` is a 2 MiB tmpfs."""
+
+    def test_logs_full_then_space_returns(self) -> None:
+        """Filled to the last byte while agents send events: ``-i more`` says cluster.log and
+        alerts.json cannot be written, events are still analysed, a file added on the master
+        reaches the worker, the link stays up and the node runs; once the filler is removed
+        cluster.log gets new dated lines with the lost-lines WARNING, alerts.json gets new
+        alerts, every alerts.json line is whole JSON and every cluster.log line carries a date
+        and a level."""
+        cluster = self.make_cluster(["worker1"])
+        home = cluster.home("worker1")
+        mounted = mount("-t", "tmpfs", "-o", "size=2m,mode=0770", "tmpfs", str(home.logs))
+        if mounted.returncode != 0:
+            raise SkipTest(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}")
+        self.addCleanup(subprocess.run, ["umount", "-l", str(home.logs)], timeout=DEADLINE)
+        master, worker, simulator, alerts = self.start_with_alerts(cluster)
 
         log_size = home.cluster_log.stat().st_size
         filler = home.logs / "filler"
@@ -188,7 +201,7 @@ class LogsDiskFullTests(ClusterTestCase):
         self.assertTrue(worker.running() and master.running())
 
 
-class LogsReadOnlyTests(ClusterTestCase):
+class LogsReadOnlyTests(LogsTestCase):
     """worker1's ``logs/`` is a small ext4 file system that turns read-only under the running
     node (see EmergencyReadOnly for why not ``remount,ro``; root is needed to mount it)."""
 
@@ -207,26 +220,7 @@ class LogsReadOnlyTests(ClusterTestCase):
         if reason is not None:
             raise SkipTest(reason)
         self.addCleanup(disk.unmount)
-        home.alerts_dir.mkdir()
-        master = self.start(cluster, "master", "master")
-        worker = self.start(cluster, "worker1", "worker")
-        self.wait_log(worker, CONNECTED)
-        events = cluster.base / "events.txt"
-        events.write_text(EVENTS)
-        simulator = self.start_simulator(
-            "--home",
-            str(home.root),
-            "--agents",
-            "2",
-            "--keepalive",
-            "1",
-            "--events",
-            str(events),
-            "--eps",
-            "20",
-        )
-        alerts = home.alerts_dir / "alerts.json"
-        self.assertTrue(wait_for(lambda: len(alert_lines(alerts)) >= 10, DEADLINE))
+        master, worker, simulator, alerts = self.start_with_alerts(cluster)
         for round_ in range(1, ROUNDS + 1):
             disk.fail()
             refused: set[str] = set()
