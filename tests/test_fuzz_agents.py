@@ -185,11 +185,15 @@ class AgentFrameFuzzTests(SynchronousTestCase):
         hostile.dataReceived(stream)  # type: ignore[attr-defined]
         self.assertEqual(self.flushLoggedErrors(), [])
         hostile.connectionLost(None)  # type: ignore[attr-defined]
+        # A new reactor turn: the examples share one factory, whose per-turn read budget
+        # the hostile bytes may have spent (the honest agent would wait for the next turn).
+        self.clock.advance(0)
         honest = HonestAgent(self.entry)
         proto, transport = self.connect("10.0.0.1")
         before = len(self.events)
         proto.dataReceived(honest.frame(control.format_startup("v4.14.7")))  # type: ignore[attr-defined]
         proto.dataReceived(honest.frame("1:/var/log/syslog:hello"))  # type: ignore[attr-defined]
+        self.clock.advance(0)
         self.assertEqual(self.flushLoggedErrors(), [])
         self.assertNotEqual(self.sessions.status("001"), AgentStatus.NEVER_CONNECTED)
         self.assertEqual(len(self.events), before + 1)

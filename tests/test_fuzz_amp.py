@@ -220,8 +220,11 @@ class FuzzCluster:
         for feature in (self.registry, self.integrity, self.agents):
             node.features.add(feature)
         node.manager = self.registry
+        # No agent is connected to this stand-in: nothing is sent to any, nobody reconnects.
         channel = SimpleNamespace(
-            sessions=SessionTable(reactor, "worker1"), reconnect=lambda ids, count: []
+            sessions=SessionTable(reactor, "worker1"),
+            reconnect=lambda ids, count: [],
+            send_message=lambda ids, message: [],
         )
 
         def features(link: MasterLink, worker_home: Home) -> list[Any]:
