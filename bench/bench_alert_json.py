@@ -26,9 +26,8 @@ for _path in (ROOT, ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench_events import EXCLUDE, install_ruleset, syslog_lines  # noqa: E402
+from bench_events import EXCLUDE, generator_events, install_ruleset, syslog_lines  # noqa: E402
 
-from wazuhcluster.analysis.engine import Event  # noqa: E402
 from wazuhcluster.analysis.json_line import json_line  # noqa: E402
 from wazuhcluster.analysis.loader import load_engine  # noqa: E402
 from wazuhcluster.config.analysis_settings import RulesetSettings  # noqa: E402
@@ -40,19 +39,7 @@ STANDARD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def alerts_of_one_cycle() -> tuple[list[dict[str, Any]], int]:
     """The alerts of one full cycle of the lines for every agent, and how many events."""
-    lines = syslog_lines()
-    events = [
-        Event(
-            lines[(agent + turn) % len(lines)],
-            location="/var/log/syslog",
-            agent_id=f"{1 + agent:03d}",
-            agent_name=f"bench-{agent:05d}",
-            agent_ip="any",
-            timestamp=1e9 + (turn * AGENTS + agent) * 1e-4,
-        )
-        for turn in range(len(lines))
-        for agent in range(AGENTS)
-    ]
+    events = generator_events(syslog_lines(), AGENTS, 1e9)
     with tempfile.TemporaryDirectory() as home:
         install_ruleset(Path(home))
         engine = load_engine(home, RulesetSettings(rule_excludes=(EXCLUDE,)))

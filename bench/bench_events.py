@@ -48,6 +48,7 @@ for _path in (ROOT, ROOT / "bench"):
 
 from bench_analysis import RULESET, sample_lines  # noqa: E402
 
+from wazuhcluster.analysis.engine import Event  # noqa: E402
 from wazuhcluster.config.home import Home  # noqa: E402
 from wazuhcluster.testing.devcluster import LocalCluster, NodeProcess, wait_for  # noqa: E402
 from wazuhcluster.testing.reference import missing_reason  # noqa: E402
@@ -72,27 +73,31 @@ def engine_alone(lines: list[str], agents: int, rounds: int) -> float:
     within 5 %.)"""
     from bench_analysis import best_rate
 
-    from wazuhcluster.analysis.engine import Event
     from wazuhcluster.analysis.loader import load_engine
     from wazuhcluster.config.analysis_settings import RulesetSettings
 
     with tempfile.TemporaryDirectory() as home:
         install_ruleset(Path(home))
         engine = load_engine(home, RulesetSettings(rule_excludes=(EXCLUDE,)))
-        started = time.time()
-        events = [
-            Event(
-                lines[(agent + turn) % len(lines)],
-                location="/var/log/syslog",
-                agent_id=f"{1 + agent:03d}",
-                agent_name=f"bench-{agent:05d}",
-                agent_ip="any",
-                timestamp=started + (turn * agents + agent) * 1e-4,
-            )
-            for turn in range(len(lines))
-            for agent in range(agents)
-        ]
-        return best_rate(engine, events, rounds)
+        return best_rate(engine, generator_events(lines, agents, time.time()), rounds)
+
+
+def generator_events(lines: list[str], agents: int, started: float) -> list[Event]:
+    """One full cycle of ``lines`` for every agent, as the generator sends them: agent *k*
+    replays the lines from offset *k*, the agents take turns, 0.1 ms apart from
+    ``started``, with the bench's agent names and addresses."""
+    return [
+        Event(
+            lines[(agent + turn) % len(lines)],
+            location="/var/log/syslog",
+            agent_id=f"{1 + agent:03d}",
+            agent_name=f"bench-{agent:05d}",
+            agent_ip="any",
+            timestamp=started + (turn * agents + agent) * 1e-4,
+        )
+        for turn in range(len(lines))
+        for agent in range(agents)
+    ]
 
 
 def install_ruleset(home: Path) -> None:

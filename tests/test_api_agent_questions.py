@@ -8,8 +8,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_api_fixtures import ApiHarness, WorkerStandIn
-from tests.test_api_manager import make_user
+from tests.test_api_fixtures import ApiHarness, WorkerStandIn, make_user
 from wazuhcluster.agents import agent_counters as counted
 from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.api.agent_questions import config_data, stats_data

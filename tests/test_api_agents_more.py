@@ -10,13 +10,11 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_api_fixtures import ApiHarness
+from tests.test_api_fixtures import ROLE_IDS, ApiHarness
 from wazuhcluster import WAZUH_VERSION
-from wazuhcluster.api import rbac
 from wazuhcluster.api.access import Access
 from wazuhcluster.api.views import file_digest, merged_path
 
-ROLE_IDS = {name: role_id for role_id, name, _ in rbac.DEFAULT_ROLES}
 PASSWORD = "Str0ng-Passw0rd!"
 
 

@@ -35,6 +35,7 @@ from wazuhcluster.agents.agent_counters import AgentCounters
 from wazuhcluster.agents.channel import ChannelStats
 from wazuhcluster.agents.channel import remoted_numbers as channel_numbers
 from wazuhcluster.analysis.state_store import forget_agents
+from wazuhcluster.api import rbac
 from wazuhcluster.api.hooks import ApiHooks
 from wazuhcluster.api.service import build_site
 from wazuhcluster.api.users import User, hash_password, write_users
@@ -63,6 +64,10 @@ from wazuhcluster.worker.questions import WorkerQuestions
 START = 1_760_000_000.0
 USER = "wazuh-ops"
 PASSWORD = "correct horse battery"
+#: A password the API's strength rules accept, for users the tests create.
+STRONG = "Str0ng-Passw0rd!"
+#: Wazuh's default roles by name.
+ROLE_IDS = {name: role_id for role_id, name, _ in rbac.DEFAULT_ROLES}
 
 
 def cheap_users(path: Path, users: Mapping[str, str], changed: float = 0.0) -> None:
@@ -331,3 +336,20 @@ class ApiHarness:
         )
         result = self.store.apply_agent_info([row])
         self.case.assertEqual(result.applied, 1)
+
+
+def make_user(api: ApiHarness, name: str, *roles: str) -> str:
+    """A user holding Wazuh's default ``roles`` (none when empty), created through the API;
+    return their token, taken a second later so it outlives any earlier revocation."""
+    made = api.call("POST", "/security/users", {"username": name, "password": STRONG})
+    api.case.assertEqual(made.json["error"], 0, made.raw)
+    user_id = made.json["data"]["affected_items"][0]["id"]
+    if roles:
+        ids = ",".join(str(ROLE_IDS[role]) for role in roles)
+        linked = api.call("POST", f"/security/users/{user_id}/roles?role_ids={ids}")
+        api.case.assertEqual(linked.json["error"], 0, linked.raw)
+    api.clock.advance(1)
+    login = api.login(name, STRONG)
+    api.case.assertEqual(login.status, 200, login.raw)
+    token: str = login.json["data"]["token"]
+    return token

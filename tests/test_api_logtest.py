@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_api_fixtures import ApiHarness
-from tests.test_api_manager import make_user
+from tests.test_api_fixtures import ApiHarness, make_user
 from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api.logtest_endpoints import MAX_SESSIONS, SESSION_TIMEOUT
 

@@ -3,7 +3,6 @@ worker asked over its link (the worker's side driven through its question featur
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import uuid
@@ -16,8 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import give_certificates, short_temp_dir
-from tests.test_api_fixtures import ApiHarness
-from tests.test_api_rbac import ROLE_IDS
+from tests.test_api_fixtures import STRONG, ApiHarness, make_user
 from wazuhcluster.config.api_settings import api_dir
 from wazuhcluster.node.answers import NodeAnswers, fit_answer, parse_log_line
 from wazuhcluster.util import fatal, restart
@@ -335,25 +333,6 @@ class AnswerUnitTests(SynchronousTestCase):
         self.assertEqual(len(fit_answer({"raw": "y" * 100_000}, 60_000)["raw"]), 59_800)
 
 
-def make_user(api: ApiHarness, name: str, *roles: str) -> str:
-    """A user with default ``roles`` created through the API; return their token."""
-    password = "Str0ng-Passw0rd!"
-    made = api.call("POST", "/security/users", {"username": name, "password": password})
-    user_id = made.json["data"]["affected_items"][0]["id"]
-    ids = ",".join(str(ROLE_IDS[role]) for role in roles)
-    api.call("POST", f"/security/users/{user_id}/roles?role_ids={ids}")
-    api.clock.advance(1)
-    basic = base64.b64encode(f"{name}:{password}".encode()).decode()
-    login = api.call(
-        "POST",
-        "/security/user/authenticate",
-        headers={"authorization": f"Basic {basic}"},
-        token=None,
-    )
-    token: str = login.json["data"]["token"]
-    return token
-
-
 class ConfigurationUpdateTests(SynchronousTestCase):
     """PUT /manager/configuration and PUT /cluster/{node_id}/configuration."""
 
@@ -527,26 +506,21 @@ class RestartTests(SynchronousTestCase):
 
     def user_with_policy(self, name: str, policy: dict[str, Any] | None) -> str:
         """A token of a new user holding only ``policy`` (no role at all when None)."""
-        password = "Str0ng-Passw0rd!"
-        made = self.api.call("POST", "/security/users", {"username": name, "password": password})
+        if policy is None:
+            return make_user(self.api, name)
+        made = self.api.call("POST", "/security/users", {"username": name, "password": STRONG})
         user_id = made.json["data"]["affected_items"][0]["id"]
-        if policy is not None:
-            policy_id = self.api.call(
-                "POST", "/security/policies", {"name": f"{name}_policy", "policy": policy}
-            ).json["data"]["affected_items"][0]["id"]
-            role_id = self.api.call("POST", "/security/roles", {"name": f"{name}_role"}).json[
-                "data"
-            ]["affected_items"][0]["id"]
-            self.api.call("POST", f"/security/roles/{role_id}/policies?policy_ids={policy_id}")
-            self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
+        policy_id = self.api.call(
+            "POST", "/security/policies", {"name": f"{name}_policy", "policy": policy}
+        ).json["data"]["affected_items"][0]["id"]
+        role_id = self.api.call("POST", "/security/roles", {"name": f"{name}_role"}).json["data"][
+            "affected_items"
+        ][0]["id"]
+        self.api.call("POST", f"/security/roles/{role_id}/policies?policy_ids={policy_id}")
+        self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={role_id}")
         self.api.clock.advance(1)
-        basic = base64.b64encode(f"{name}:{password}".encode()).decode()
-        login = self.api.call(
-            "POST",
-            "/security/user/authenticate",
-            headers={"authorization": f"Basic {basic}"},
-            token=None,
-        )
+        login = self.api.login(name, STRONG)
+        self.assertEqual(login.status, 200, login.raw)
         token: str = login.json["data"]["token"]
         return token
 

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import give_certificates, short_temp_dir
-from tests.test_api_fixtures import PASSWORD, USER, ApiHarness
+from tests.test_api_fixtures import PASSWORD, ROLE_IDS, STRONG, USER, ApiHarness, make_user
 from wazuhcluster.analysis.loader import install_default_ruleset
 from wazuhcluster.api import rbac
 from wazuhcluster.api.service import build_site
@@ -26,8 +26,6 @@ from wazuhcluster.util.threads import run_inline
 
 BODIES = {policy.id: policy.body for policy in rbac.DEFAULT_POLICIES}
 LINKS = {role_id: policies for role_id, _, policies in rbac.DEFAULT_ROLES}
-ROLE_IDS = {name: role_id for role_id, name, _ in rbac.DEFAULT_ROLES}
-STRONG = "Str0ng-Passw0rd!"
 
 
 def permissions_of(*roles: str) -> rbac.Permissions:
@@ -511,15 +509,7 @@ class RoleTableTests(SynchronousTestCase):
 
     def token_of(self, name: str, role: str) -> str:
         """A token of a new user ``name`` holding the default ``role`` alone."""
-        made = self.api.call("POST", "/security/users", {"username": name, "password": STRONG})
-        user_id = made.json["data"]["affected_items"][0]["id"]
-        linked = self.api.call("POST", f"/security/users/{user_id}/roles?role_ids={ROLE_IDS[role]}")
-        self.assertEqual(linked.json["error"], 0, linked.raw)
-        self.api.clock.advance(1)
-        login = self.api.login(name, STRONG)
-        self.assertEqual(login.status, 200, login.raw)
-        token: str = login.json["data"]["token"]
-        return token
+        return make_user(self.api, name, role)
 
     def calls(self, role: str) -> list[tuple[str, str, Any]]:
         """The (method, path, body) of each table operation, with names of ``role``'s own."""

@@ -7,8 +7,7 @@ import base64
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_api_fixtures import ApiHarness
-from tests.test_api_manager import make_user
+from tests.test_api_fixtures import ApiHarness, make_user
 from wazuhcluster.analysis.loader import install_default_ruleset
 
 XML = {"content-type": "application/octet-stream"}

@@ -182,7 +182,7 @@ class AdmitEveryRequest(Resource):
         super().__init__()
         self.gate = gate
 
-    def render(self, request: Any) -> Any:
+    def render(self, request: IRequest) -> bytes | int:
         """Admit the request's connection, then answer as ``gate`` does."""
         admit(getattr(getattr(request, "channel", None), "transport", None))
         return self.gate.render(request)
