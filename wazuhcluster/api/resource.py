@@ -189,7 +189,7 @@ class ApiResource(Resource):
         if not budget.allow():
             raise wazuh_error(6001)
         if claims is not None:
-            admit(_transport(request))
+            admit(request_transport(request))
         uri = request.uri.decode("ascii", "replace")
         parts = urlsplit(uri)
         path = parts.path if len(parts.path) <= MAX_PATH else ""
@@ -282,7 +282,7 @@ class ApiResource(Resource):
 
     def _write(self, reply: Reply, request: server.Request, finished: list[bool]) -> None:
         if reply.status < 400 and request.getHeader(b"authorization"):
-            admit(_transport(request))  # a successful login: the credentials were good
+            admit(request_transport(request))  # a successful login: the credentials were good
         pretty = _pretty(request)
         if isinstance(reply.body, str):
             body = reply.body.encode("utf-8")
@@ -302,12 +302,12 @@ class ApiResource(Resource):
     def _unanswered(self, failure: Failure, request: server.Request) -> None:
         """Even the error answer could not be written (the connection is gone, most often)."""
         self.log.failure("Could not answer an API request", failure)
-        transport = _transport(request)
+        transport = request_transport(request)
         if transport is not None:
             transport.loseConnection()
 
 
-def _transport(request: server.Request) -> ITransport | None:
+def request_transport(request: IRequest) -> ITransport | None:
     """The transport of the request's connection (None for requests built in tests)."""
     return getattr(getattr(request, "channel", None), "transport", None)
 

@@ -38,7 +38,7 @@ from twisted.web.resource import Resource
 
 from wazuhcluster.api.certs import ensure_certificate, server_context
 from wazuhcluster.api.errors import PROBLEM_CONTENT_TYPE
-from wazuhcluster.api.resource import bounded_site
+from wazuhcluster.api.resource import bounded_site, request_transport
 from wazuhcluster.config.api_settings import ApiSettings
 from wazuhcluster.util.interfaces import IReactorSSLTime
 from wazuhcluster.util.limits import LimitedFactory, admit, stop_serving
@@ -184,7 +184,7 @@ class AdmitEveryRequest(Resource):
 
     def render(self, request: IRequest) -> bytes | int:
         """Admit the request's connection, then answer as ``gate`` does."""
-        admit(getattr(getattr(request, "channel", None), "transport", None))
+        admit(request_transport(request))
         return self.gate.render(request)
 
 
