@@ -25,7 +25,7 @@ themselves: "Finished in" lines of each cluster.log, the master's health report
 
     .venv/bin/python bench/bench_cluster.py [--workers 10] [--agents 50000] [--stable 300]
     .venv/bin/python bench/bench_cluster.py --sweep [--stable 60]   # 1/2/5/10 workers, 10k/25k/50k
-    .venv/bin/python bench/bench_cluster.py --profile               # cProfile the master
+    .venv/bin/python bench/bench_cluster.py --profile               # cProfile the master and one worker
     .venv/bin/python bench/bench_cluster.py --trace-memory          # where held memory came from
     .venv/bin/python bench/bench_cluster.py --in-process-agents     # the former in-node driver
 
@@ -382,8 +382,8 @@ def start_node(run: Run, name: str, role: str, first: int = 1, count: int = 0) -
         "--keepalive",
         str(run.scenario.keepalive),
     ]
-    if run.scenario.profile and role == "master":
-        command += ["--profile", str(run.base / "master.prof")]
+    if run.scenario.profile and name in (run.cluster.master, run.cluster.workers[0]):
+        command += ["--profile", str(run.base / f"{role}.prof")]
     if run.scenario.trace_memory and role == "master":
         command += ["--tracemalloc", str(run.base / "master_memory_growth.txt")]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -829,7 +829,8 @@ def run_scenario(
     else:
         print("agents injected inside the workers (--in-process-agents)", flush=True)
     if run.scenario.profile:
-        shutil.copy(base / "master.prof", OUT / "master.prof")
+        for role in ("master", "worker"):
+            shutil.copy(base / f"{role}.prof", OUT / f"{role}.prof")
     if run.scenario.trace_memory:
         shutil.copy(base / "master_memory_growth.txt", OUT / "master_memory_growth.txt")
     if not keep:
@@ -878,7 +879,7 @@ def main() -> None:
     parser.add_argument("--stable", type=float, default=300.0, help="stable phase, seconds")
     parser.add_argument("--change-every", type=float, default=60.0)
     parser.add_argument("--sweep", action="store_true", help="1/2/5/10 workers, 10k/25k/50k agents")
-    parser.add_argument("--profile", action="store_true", help="cProfile the master")
+    parser.add_argument("--profile", action="store_true", help="cProfile the master and the first worker")
     parser.add_argument(
         "--trace-memory",
         action="store_true",
