@@ -25,7 +25,7 @@ themselves: "Finished in" lines of each cluster.log, the master's health report
 
     .venv/bin/python bench/bench_cluster.py [--workers 10] [--agents 50000] [--stable 300]
     .venv/bin/python bench/bench_cluster.py --sweep [--stable 60]   # 1/2/5/10 workers, 10k/25k/50k
-    .venv/bin/python bench/bench_cluster.py --profile               # cProfile the master and one worker
+    .venv/bin/python bench/bench_cluster.py --profile        # cProfile the master and one worker
     .venv/bin/python bench/bench_cluster.py --trace-memory          # where held memory came from
     .venv/bin/python bench/bench_cluster.py --in-process-agents     # the former in-node driver
 
@@ -879,7 +879,9 @@ def main() -> None:
     parser.add_argument("--stable", type=float, default=300.0, help="stable phase, seconds")
     parser.add_argument("--change-every", type=float, default=60.0)
     parser.add_argument("--sweep", action="store_true", help="1/2/5/10 workers, 10k/25k/50k agents")
-    parser.add_argument("--profile", action="store_true", help="cProfile the master and the first worker")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the master and the first worker"
+    )
     parser.add_argument(
         "--trace-memory",
         action="store_true",

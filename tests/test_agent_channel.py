@@ -33,7 +33,7 @@ from wazuhcluster.agents.channel import (
 )
 from wazuhcluster.agents.datagram import AgentDatagramProtocol
 from wazuhcluster.agents.sessions import AgentStatus, SessionTable
-from wazuhcluster.agents.shared_files import read_shared_file
+from wazuhcluster.agents.shared_files import load_shared_file, read_shared_file
 from wazuhcluster.util.threads import run_inline
 
 KEY = "ab" * 32
@@ -652,9 +652,10 @@ class SharedPushTests(ChannelTestCase):
         return path, content, hashlib.md5(content).hexdigest()
 
     def test_file_read_in_thread_runner(self) -> None:
-        """The file is read in the injected runner: while the read is held the keep-alive is
-        answered and other agents are served; two agents wanting the file share one read,
-        and a later push of the unchanged file does not read it again."""
+        """The file is read, and its chunks deflated, in the injected runner: while the read
+        is held the keep-alive is answered and other agents are served; two agents wanting
+        the file share one read, and a later push of the unchanged file does not read it
+        again."""
         path, content, md5 = self.shared_file()
         threads = HeldThreads()
         self.factory = self.make_factory(run_in_thread=threads)
@@ -667,7 +668,12 @@ class SharedPushTests(ChannelTestCase):
         self.clock.advance(0)
         self.assertEqual(one.read(transport_one), [control.ACK.encode()])
         self.assertEqual(two.read(transport_two), [control.ACK.encode()])
-        self.assertEqual(threads.calls, [read_shared_file])
+        self.assertEqual(threads.calls, [load_shared_file])
+        compressed: list[bytes] = []
+        compress = secure.compress_message
+        self.patch(
+            secure, "compress_message", lambda data: compressed.append(data) or compress(data)
+        )
         threads.release()
         for _ in range(20):
             self.clock.advance(0)
@@ -675,6 +681,10 @@ class SharedPushTests(ChannelTestCase):
             received = agent.read(transport)
             self.assertEqual(received[0], f"#!-up file {md5} merged.mg\n".encode())
             self.assertEqual(b"".join(received[1:-1]), content)
+        # The chunks were deflated once, in the read: sealing them for each agent compressed
+        # only the announcements and the closes.
+        self.assertGreater(len(received), 4)
+        self.assertEqual(len(compressed), 4)
         proto_one.dataReceived(one.frame(_keepalive("1" * 32)))
         self.assertEqual(len(threads.jobs), 1)
         self.assertIsNone(read_shared_file(*threads.jobs[0][1])[1])  # the stamp is known

@@ -36,7 +36,7 @@ from wazuhcluster.agents import agent_counters as counted
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.requests import RequestTable
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
-from wazuhcluster.agents.shared_files import MAX_SHARED_FILE, SharedFileReader
+from wazuhcluster.agents.shared_files import MAX_SHARED_FILE, SharedContent, SharedFileReader
 from wazuhcluster.util.background import BackgroundWork
 from wazuhcluster.util.limits import admit, host_text
 from wazuhcluster.util.logs import ClusterLog
@@ -190,6 +190,22 @@ class AgentPeer:
         payload = secure.AES_TOKEN + secure.seal(
             message, self.agent.cipher_key, self.factory.send_counter.next(), secure.random16()
         )
+        self._sent(payload)
+
+    def send_deflated(self, message: bytes, deflated: bytes) -> None:
+        """:meth:`send` for a message deflated once for every agent it goes to."""
+        if self.agent is None or self.closing:
+            return
+        payload = secure.AES_TOKEN + secure.seal_deflated(
+            message,
+            deflated,
+            self.agent.cipher_key,
+            self.factory.send_counter.next(),
+            secure.random16(),
+        )
+        self._sent(payload)
+
+    def _sent(self, payload: bytes) -> None:
         self.write_payload(payload)
         self.factory.stats.sent += 1
         self.factory.stats.sent_bytes += len(payload)
@@ -761,8 +777,15 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         pushed.addBoth(done)
         return self.background.track(pushed, f"Shared file push to agent {push.agent_id}")
 
-    def _send_shared(self, content: bytes, push: SharedPush) -> Deferred[None] | None:
-        if len(content) > self.max_shared_file:
+    def _send_chunk(self, agent_id: str, chunk: bytes, deflated: bytes) -> bool:
+        proto = self._owners.get(agent_id)
+        if proto is None or proto.closing:
+            return False
+        proto.send_deflated(chunk, deflated)
+        return True
+
+    def _send_shared(self, content: SharedContent, push: SharedPush) -> Deferred[None] | None:
+        if len(content.data) > self.max_shared_file:
             self.log.warn(
                 "Shared file '{path}' is larger than {limit} bytes; "
                 "not sent to agent '{agent_id}'.",
@@ -780,10 +803,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             if not self.send_to_agent(push.agent_id, control.format_file_update(push.md5)):
                 return
             yield None
-            for start in range(0, len(content), control.SHARED_CHUNK):
-                if not self.send_to_agent(
-                    push.agent_id, content[start : start + control.SHARED_CHUNK]
-                ):
+            for chunk, deflated in content.chunks:
+                if not self._send_chunk(push.agent_id, chunk, deflated):
                     return
                 yield None
             self.send_to_agent(push.agent_id, control.FILE_CLOSE)

@@ -310,15 +310,67 @@ def compress_message(data: bytes) -> bytes:
     return stream.compress(data) + stream.flush()
 
 
-def seal(message: bytes, key: bytes, counter: tuple[int, int], random16: int) -> bytes:
-    """Build the ciphertext of one message: checksum, counters, zlib, ``!`` padding, AES."""
+def deflate_body(message: bytes) -> bytes:
+    """``message`` as raw deflate blocks (no zlib header or trailer, the last block final),
+    with :func:`compress_message`'s settings: what :func:`seal_deflated` splices into the
+    stream of every agent a shared-file chunk goes to."""
+    stream = zlib.compressobj(9, zlib.DEFLATED, -COMPRESS_WINDOW_BITS, COMPRESS_MEMORY_LEVEL)
+    return stream.compress(message) + stream.flush()
+
+
+#: The two-byte zlib header :func:`compress_message` writes (window and level flags).
+_ZLIB_HEADER = compress_message(b"")[:2]
+_STORED_BLOCK = struct.Struct("<BHH")
+_ADLER = struct.Struct(">I")
+
+
+def _check_size(message: bytes) -> None:
     if not 1 <= len(message) <= MAX_MESSAGE:
         raise MessageTooLarge(f"message of {len(message)} bytes is outside 1..{MAX_MESSAGE}")
+
+
+def _counters(counter: tuple[int, int], random16: int) -> bytes:
     global_count, local_count = counter
-    inner = b"%05d%010d:%04d:" % (random16 & 0xFFFF, global_count, local_count) + message
-    compressed = compress_message(md5hex(inner).encode("ascii") + inner)
+    return b"%05d%010d:%04d:" % (random16 & 0xFFFF, global_count, local_count)
+
+
+def _pad_and_encrypt(compressed: bytes, key: bytes) -> bytes:
     pad = -(len(compressed) + 1) % 8
     return encrypt_body(b"!" * (pad + 1) + compressed, key)
+
+
+def seal(message: bytes, key: bytes, counter: tuple[int, int], random16: int) -> bytes:
+    """Build the ciphertext of one message: checksum, counters, zlib, ``!`` padding, AES."""
+    _check_size(message)
+    inner = _counters(counter, random16) + message
+    return _pad_and_encrypt(compress_message(md5hex(inner).encode("ascii") + inner), key)
+
+
+def seal_deflated(
+    message: bytes, deflated: bytes, key: bytes, counter: tuple[int, int], random16: int
+) -> bytes:
+    """:func:`seal` for a message already deflated once (``deflated``, from
+    :func:`deflate_body`) for many agents: the same plaintext for the agent to read.
+
+    Only the checksum and counters differ between agents, so they go first as a stored
+    (uncompressed) block; the message's blocks follow as they are, then the zlib checksum of
+    the whole. Any inflater reads the stream, and it costs a copy where compressing each
+    agent's copy again cost most of sending a 900-byte chunk.
+    """
+    _check_size(message)
+    counters = _counters(counter, random16)
+    head = md5hex(counters + message).encode("ascii") + counters
+    adler = zlib.adler32(message, zlib.adler32(head))
+    compressed = b"".join(
+        (
+            _ZLIB_HEADER,
+            _STORED_BLOCK.pack(0, len(head), len(head) ^ 0xFFFF),
+            head,
+            deflated,
+            _ADLER.pack(adler),
+        )
+    )
+    return _pad_and_encrypt(compressed, key)
 
 
 class Opened(NamedTuple):

@@ -1,14 +1,18 @@
 """Shared files (merged.mg) as the agent channel pushes them: read off the reactor thread,
-bounded, and cached by version so many agents asking for one file cost one read."""
+bounded, cut into the chunks agents receive and each chunk deflated there once, and cached by
+version so many agents asking for one file cost one read and one compression."""
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from wazuhcluster.agents import secure
+from wazuhcluster.agents.control import SHARED_CHUNK
 from wazuhcluster.util.threads import RunInThread
 
 #: Largest shared file (merged.mg) this node agrees to push.
@@ -17,6 +21,38 @@ MAX_SHARED_FILE = 16 * 1024 * 1024
 SHARED_CACHE_BYTES = 32 * 1024 * 1024
 
 FileStamp = tuple[int, int, int]
+
+
+@frozen
+class SharedContent:
+    """One version of a shared file as it is pushed: its bytes and, for a file within the
+    limit, each :data:`SHARED_CHUNK`-byte chunk deflated (:func:`secure.deflate_body`)."""
+
+    data: bytes
+    deflated: tuple[bytes, ...] = ()
+
+    @property
+    def chunks(self) -> list[tuple[bytes, bytes]]:
+        """(chunk, its deflated blocks) in order."""
+        data = self.data
+        starts = range(0, len(data), SHARED_CHUNK)
+        return [
+            (data[start : start + SHARED_CHUNK], deflated)
+            for start, deflated in zip(starts, self.deflated, strict=True)
+        ]
+
+    @property
+    def size(self) -> int:
+        """Bytes held: the content and its deflated chunks."""
+        return len(self.data) + sum(len(chunk) for chunk in self.deflated)
+
+
+def deflate_chunks(data: bytes) -> tuple[bytes, ...]:
+    """Each :data:`SHARED_CHUNK`-byte chunk of ``data`` deflated. Blocks: run it in a thread."""
+    return tuple(
+        secure.deflate_body(data[start : start + SHARED_CHUNK])
+        for start in range(0, len(data), SHARED_CHUNK)
+    )
 
 
 def read_shared_file(
@@ -33,6 +69,17 @@ def read_shared_file(
         return stamp, handle.read(limit + 1)
 
 
+def load_shared_file(
+    path: str, limit: int, known: FileStamp | None
+) -> tuple[FileStamp, SharedContent | None]:
+    """:func:`read_shared_file`, with the chunks of a file within ``limit`` deflated. Blocks:
+    run it in a thread."""
+    stamp, data = read_shared_file(path, limit, known)
+    if data is None:
+        return stamp, None
+    return stamp, SharedContent(data, deflate_chunks(data) if len(data) <= limit else ())
+
+
 class SharedFileReader:
     """Reads shared files (merged.mg, up to 16 MiB) off the reactor thread, once per version.
 
@@ -46,14 +93,14 @@ class SharedFileReader:
         self.run_in_thread = run_in_thread
         self.limit = limit
         self.cache_bytes = cache_bytes
-        self._cache: OrderedDict[str, tuple[FileStamp, bytes]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[FileStamp, SharedContent]] = OrderedDict()
         self._cached_bytes = 0
-        self._reading: dict[str, list[Deferred[bytes]]] = {}
+        self._reading: dict[str, list[Deferred[SharedContent]]] = {}
 
-    def content(self, path: str) -> Deferred[bytes]:
-        """The file's content (``limit + 1`` bytes when it is larger than ``limit``); fails
-        with the OSError of an unreadable file."""
-        answer: Deferred[bytes] = Deferred()
+    def content(self, path: str) -> Deferred[SharedContent]:
+        """The file's content (``limit + 1`` bytes, and no deflated chunks, when it is larger
+        than ``limit``); fails with the OSError of an unreadable file."""
+        answer: Deferred[SharedContent] = Deferred()
         waiting = self._reading.get(path)
         if waiting is not None:
             waiting.append(answer)
@@ -61,20 +108,20 @@ class SharedFileReader:
         self._reading[path] = [answer]
         cached = self._cache.get(path)
         read = self.run_in_thread(
-            read_shared_file, path, self.limit, None if cached is None else cached[0]
+            load_shared_file, path, self.limit, None if cached is None else cached[0]
         )
 
-        def got(result: tuple[FileStamp, bytes | None]) -> None:
-            stamp, data = result
-            if data is None:
+        def got(result: tuple[FileStamp, SharedContent | None]) -> None:
+            stamp, content = result
+            if content is None:
                 assert cached is not None
-                data = cached[1]
+                content = cached[1]
                 if path in self._cache:
                     self._cache.move_to_end(path)
             else:
-                self._store(path, stamp, data)
+                self._store(path, stamp, content)
             for waiter in self._reading.pop(path):
-                waiter.callback(data)
+                waiter.callback(content)
 
         def failed(failure: Failure) -> None:
             self._forget(path)
@@ -87,14 +134,14 @@ class SharedFileReader:
     def _forget(self, path: str) -> None:
         old = self._cache.pop(path, None)
         if old is not None:
-            self._cached_bytes -= len(old[1])
+            self._cached_bytes -= old[1].size
 
-    def _store(self, path: str, stamp: FileStamp, data: bytes) -> None:
+    def _store(self, path: str, stamp: FileStamp, content: SharedContent) -> None:
         self._forget(path)
-        if len(data) > self.limit or len(data) > self.cache_bytes:
+        if len(content.data) > self.limit or content.size > self.cache_bytes:
             return
-        self._cache[path] = (stamp, data)
-        self._cached_bytes += len(data)
+        self._cache[path] = (stamp, content)
+        self._cached_bytes += content.size
         while self._cached_bytes > self.cache_bytes:
             _, (_, evicted) = self._cache.popitem(last=False)
-            self._cached_bytes -= len(evicted)
+            self._cached_bytes -= evicted.size
