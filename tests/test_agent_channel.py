@@ -295,6 +295,78 @@ class HandshakeTests(ChannelTestCase):
         self.assertEqual(agent.read(transport), [control.ACK.encode()])
 
 
+class KeepAliveCacheTests(ChannelTestCase):
+    """An agent's keep-alive identical to its last one is not parsed again."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.parsed: list[str] = []
+        parse = control.parse_agent_control
+
+        def counted(text: str) -> control.AgentControl:
+            self.parsed.append(text)
+            return parse(text)
+
+        self.patch(control, "parse_agent_control", counted)
+
+    def test_identical_keepalive_reused_changed_one_parsed(self) -> None:
+        """Repeats of a keep-alive are parsed once yet each one updates the session and is
+        acknowledged; a changed one is parsed and seen; the cache is per agent."""
+        agent = FakeAgent(self.one)
+        proto, transport = self.connect()
+        first = _keepalive("a" * 32)
+        for _ in range(3):
+            self.clock.advance(10)
+            proto.dataReceived(agent.frame(first))
+            self.assertEqual(agent.read(transport), [control.ACK.encode()])
+            session = self.sessions.get("001")
+            assert session is not None and session.keepalive is not None
+            self.assertEqual(session.last_keepalive, self.clock.seconds())
+        self.assertEqual(self.parsed, [first])
+        self.assertEqual(session.keepalive.merged_sum, "a" * 32)
+
+        changed = _keepalive("b" * 32)
+        proto.dataReceived(agent.frame(changed))
+        self.assertEqual(self.parsed, [first, changed])
+        session = self.sessions.get("001")
+        assert session is not None and session.keepalive is not None
+        self.assertEqual(session.keepalive.merged_sum, "b" * 32)
+        proto.dataReceived(agent.frame(first))  # only the last text is kept
+        self.assertEqual(len(self.parsed), 3)
+
+        other, other_transport = self.connect()
+        FakeAgent(self.three).read(other_transport)
+        other.dataReceived(FakeAgent(self.three).frame(first))
+        self.assertEqual(len(self.parsed), 4)  # another agent's text is its own
+        other.dataReceived(FakeAgent(self.three).frame(control.SHUTDOWN))
+        self.assertEqual(len(self.parsed), 5)  # other control messages are always parsed
+
+    def test_removed_agent_forgotten(self) -> None:
+        """A removed agent's keep-alive is dropped with its key: after re-enrollment with
+        the same key, its first keep-alive is parsed again."""
+        agent = FakeAgent(self.one)
+        proto, _ = self.connect()
+        text = _keepalive()
+        proto.dataReceived(agent.frame(text) + agent.frame(text))
+        self.assertEqual(len(self.parsed), 1)
+        for changed in (["001"], None):
+            self.factory.set_keys(self.keys.updated([], ["001"]), changed)
+            self.factory.set_keys(self.keys, ["001"])
+            proto, _ = self.connect()
+            proto.dataReceived(agent.frame(text))
+            self.assertEqual(len(self.parsed), 3 if changed is None else 2)
+
+    def test_udp_keepalives_reused(self) -> None:
+        """Over UDP (a new peer per datagram) repeats are not parsed again either."""
+        udp = AgentDatagramProtocol(self.factory)
+        udp.makeConnection(FakeDatagramTransport())
+        agent = FakeAgent(self.one)
+        for _ in range(3):
+            udp.datagramReceived(agent.frame(_keepalive())[4:], ("10.0.0.1", 41000))
+        self.assertEqual(len(self.parsed), 1)
+        self.assertEqual(self.sessions.status("001"), AgentStatus.ACTIVE)
+
+
 class ReadSizeTests(ChannelTestCase):
     """Each agent connection is read in small slices, so a backlog cannot make one reactor
     turn long."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import threading
 import zlib
@@ -240,6 +241,50 @@ class ReusedDecryptorTests(SynchronousTestCase):
             self.assertRaises(secure.WrongKey, secure.decrypt_body, ciphertext, key)
         # The reused context starts the next message from the IV all the same.
         self.assertEqual(secure.decrypt_body(secure.encrypt_body(b"after", key), key), b"after")
+
+
+class ReusedEncryptorTests(SynchronousTestCase):
+    """The per-key encryptor reused across messages encrypts as a fresh CBC one."""
+
+    def test_sequence_matches_fresh_contexts(self) -> None:
+        """Many messages of three keys, interleaved, of every length around the block size,
+        encrypt to exactly what a fresh OpenSSL CBC context makes of each, decrypt back, and
+        build one context per key."""
+        built: list[bytes] = []
+        cipher = secure.Cipher
+
+        def counted(algorithm: algorithms.AES, mode: modes.CBC) -> Cipher[modes.CBC]:
+            built.append(algorithm.key)
+            return cipher(algorithm, mode)
+
+        self.patch(secure, "Cipher", counted)
+        keys = [secure.derive_key(str(n), "n", os.urandom(32).hex()) for n in (1, 2, 3)]
+        for round_ in range(3):
+            for length in [*range(0, 40), 255, 256, 4000]:
+                for key in keys:
+                    plaintext = bytes((length + round_ + i) % 251 for i in range(length))
+                    ciphertext = secure.encrypt_body(plaintext, key)
+                    self.assertEqual(ciphertext, _aes_encrypt(plaintext, key))
+                    self.assertEqual(secure.decrypt_body(ciphertext, key), plaintext)
+        self.assertEqual(len(built), 2 * len(keys))  # one encryptor and one decryptor each
+
+    def test_one_context_per_thread(self) -> None:
+        """Another thread gets its own encryptor for the same key, and both encrypt as a
+        fresh context would."""
+        key = secure.derive_key("1", "n", "k" * 64)
+        here = secure._encryptor(key)
+        self.assertIs(secure._encryptor(key), here)
+        there: list[tuple[object, bytes]] = []
+
+        def encrypt() -> None:
+            there.append((secure._encryptor(key), secure.encrypt_body(b"x" * 20, key)))
+
+        thread = threading.Thread(target=encrypt)
+        thread.start()
+        thread.join()
+        self.assertIsNot(there[0][0], here)
+        self.assertEqual(there[0][1], _aes_encrypt(b"x" * 20, key))
+        self.assertEqual(secure.encrypt_body(b"x" * 20, key), _aes_encrypt(b"x" * 20, key))
 
 
 class BadPayloadTests(SynchronousTestCase):

@@ -214,6 +214,56 @@ class WireTests(SynchronousTestCase):
         threads.release()
         self.assertEqual(lookup("001"), (hashlib.md5(b"version two").hexdigest(), str(merged)))
 
+    def test_merged_files_stat_at_most_once_per_interval(self) -> None:
+        """With a clock, keep-alives of many agents sharing a merged.mg cost one stat per
+        interval; a change, a removal and a new file are still seen once it has passed."""
+        base = Path(self.mktemp())
+        merged = base / "shared" / "web" / "merged.mg"
+        merged.parent.mkdir(parents=True)
+        merged.write_bytes(b"v1")
+        stats: list[Path] = []
+        stat_stamp = groups_table.stat_stamp
+
+        def counted(path: Path) -> groups_table.Stamp | None:
+            stats.append(path)
+            return stat_stamp(path)
+
+        self.patch(groups_table, "stat_stamp", counted)
+        clock = Clock()
+        table = {f"{n:03}": ("web",) for n in range(1, 51)}
+        table["100"] = ("default",)
+        lookup = groups_table.MergedFiles(
+            base / "shared", base / "multi", table, run_in_thread=run_inline, clock=clock
+        )
+        first = (hashlib.md5(b"v1").hexdigest(), str(merged))
+        self.assertEqual(lookup("001"), first)
+        before = len(stats)  # the hash's own result makes the next call stat again
+        for agent_id in table:
+            if agent_id != "100":
+                self.assertEqual(lookup(agent_id), first)
+        self.assertEqual(len(stats), before + 1)
+        self.assertIsNone(lookup("100"))  # default/merged.mg is not there
+        self.assertIsNone(lookup("100"))
+        self.assertEqual(len(stats), before + 2)
+
+        merged.write_bytes(b"version two")
+        (base / "shared" / "default").mkdir()
+        (base / "shared" / "default" / "merged.mg").write_bytes(b"d")
+        clock.advance(groups_table.STAT_INTERVAL / 2)
+        self.assertEqual(lookup("001"), first)  # not stat'ed again yet
+        self.assertIsNone(lookup("100"))
+        self.assertEqual(len(stats), before + 2)
+        clock.advance(groups_table.STAT_INTERVAL / 2)
+        self.assertEqual(lookup("001"), (hashlib.md5(b"version two").hexdigest(), str(merged)))
+        self.assertEqual(
+            lookup("100"),
+            (hashlib.md5(b"d").hexdigest(), str(base / "shared" / "default" / "merged.mg")),
+        )
+
+        merged.unlink()
+        clock.advance(groups_table.STAT_INTERVAL)
+        self.assertIsNone(lookup("001"))
+
 
 class ConflictTests(SynchronousTestCase):
     """The registry keeps, per agent, the newest report from any node (Wazuh #24401)."""

@@ -352,10 +352,7 @@ class AgentPeer:
         """Apply a control message to the session table and answer it."""
         self.factory.stats.control += 1
         sessions = self.factory.sessions
-        try:
-            message = control.parse_agent_control(text)
-        except control.ControlError:
-            message = control.OtherControl(text)
+        message = self.factory.parse_control(entry.agent_id, text)
         if isinstance(message, control.Startup):
             refusal = self.factory.version_refusal(message)
             if refusal is not None:
@@ -594,6 +591,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self._owners: dict[str, AgentPeer] = {}
         self._last_received: dict[str, float] = {}
         self._counters: dict[str, secure.ReceiveCounter] = {}
+        #: Per agent: the text of its last keep-alive and what it parsed to.
+        self._keepalives: dict[str, tuple[str, control.KeepAlive]] = {}
         self._pushing: set[str] = set()
         self.shared_files = SharedFileReader(run_in_thread, max_shared_file)
         #: Pushes in progress, cancelled when the listener stops.
@@ -652,6 +651,26 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             return control.INVALID_VERSION_RESPONSE
         return None
 
+    def parse_control(self, agent_id: str, text: str) -> control.AgentControl:
+        """Classify a control message of ``agent_id`` (one that does not parse is
+        :class:`~.control.OtherControl`).
+
+        An agent sends the same keep-alive text every time until something about it changes
+        (remoted, too, only updates the keep-alive time when the text is the one it holds),
+        so the last keep-alive of each agent is kept with what it parsed to and an identical
+        one is not parsed again.
+        """
+        last = self._keepalives.get(agent_id)
+        if last is not None and last[0] == text:
+            return last[1]
+        try:
+            message = control.parse_agent_control(text)
+        except control.ControlError:
+            return control.OtherControl(text)
+        if isinstance(message, control.KeepAlive):
+            self._keepalives[agent_id] = (text, message)
+        return message
+
     # ------------------------------------------------------------------ keys
 
     @property
@@ -677,9 +696,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
                 self._counters.pop(agent_id, None)
                 if entry is None:
                     self._last_received.pop(agent_id, None)
+                    self._keepalives.pop(agent_id, None)
                     self.agent_counters.forget(agent_id)
         if changed is None:
-            for table in (self._counters, self._last_received):
+            for table in (self._counters, self._last_received, self._keepalives):
                 for agent_id in [agent_id for agent_id in table if agent_id not in keys]:
                     del table[agent_id]
             self.agent_counters.retain(keys)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -31,6 +32,11 @@ _ID = re.compile(r"\d{3,8}")
 _GROUP = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 #: Most agents a table may hold.
 MAX_AGENTS = 1_000_000
+#: Seconds during which a merged.mg's last stat is trusted: every keep-alive asks for its
+#: agent's file, and thousands of agents share a few files.
+STAT_INTERVAL = 1.0
+#: Group lists whose merged.mg path is kept (then it starts again from none).
+MAX_PATHS = 65536
 
 
 class GroupsTableError(ValueError):
@@ -110,6 +116,15 @@ def file_md5(path: Path) -> tuple[Stamp, str] | None:
     return (info.st_mtime_ns, info.st_size), hashlib.md5(content, usedforsecurity=False).hexdigest()
 
 
+def stat_stamp(path: Path) -> Stamp | None:
+    """The (mtime_ns, size) of the file at ``path``, or None when it cannot be stat'ed."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 @implementer(IMergedFiles)
 class MergedFiles:
     """Answers ``merged_for(agent_id)``: the merged.mg an agent should have and its MD5.
@@ -118,6 +133,10 @@ class MergedFiles:
     be up to 16 MiB, so files are hashed in ``run_in_thread`` and the sums cached by stat:
     an unchanged file costs one ``stat``. While a changed file is hashed, the last known sum
     is given (as if the change had come a moment later); a file never hashed yet has none.
+
+    Given a ``clock``, a path is stat'ed at most once per :data:`STAT_INTERVAL`: a change
+    (or a file appearing or going) is seen up to that long later. Without one, every call
+    stats the file.
     """
 
     def __init__(
@@ -128,6 +147,7 @@ class MergedFiles:
         *,
         run_in_thread: RunInThread = run_in_reactor_pool,
         log: ClusterLog | None = None,
+        clock: IReactorTime | None = None,
     ):
         self.shared = shared
         self.multigroups = multigroups
@@ -137,6 +157,11 @@ class MergedFiles:
         self._sums: dict[str, tuple[Stamp, str]] = {}
         #: Paths being hashed now, with the stat the hash is for.
         self._hashing: dict[str, Stamp] = {}
+        self.clock = clock
+        #: Per path: when it was last stat'ed and its stamp then (None: not there).
+        self._stats: dict[str, tuple[float, Stamp | None]] = {}
+        #: Per group list: its merged.mg as a Path and as text.
+        self._paths: dict[tuple[str, ...], tuple[Path, str]] = {}
 
     def path_for(self, groups: tuple[str, ...]) -> Path:
         """Where the merged file of ``groups`` lives."""
@@ -144,13 +169,23 @@ class MergedFiles:
             return self.shared / groups[0] / "merged.mg"
         return self.multigroups / multigroup_hash(groups) / "merged.mg"
 
-    def _md5(self, path: Path) -> str | None:
-        try:
-            info = os.stat(path)
-        except OSError:
+    def _stamp(self, path: Path, key: str) -> Stamp | None:
+        """The file's stamp; the last one taken while it is younger than
+        :data:`STAT_INTERVAL`."""
+        if self.clock is None:
+            return stat_stamp(path)
+        now = self.clock.seconds()
+        known = self._stats.get(key)
+        if known is not None and 0 <= now - known[0] < STAT_INTERVAL:
+            return known[1]
+        stamp = stat_stamp(path)
+        self._stats[key] = (now, stamp)
+        return stamp
+
+    def _md5(self, path: Path, key: str) -> str | None:
+        stamp = self._stamp(path, key)
+        if stamp is None:
             return None
-        stamp = (info.st_mtime_ns, info.st_size)
-        key = str(path)
         cached = self._sums.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -168,6 +203,8 @@ class MergedFiles:
         def hashed(found: tuple[Stamp, str] | None) -> None:
             if self._hashing.get(key) == stamp:
                 del self._hashing[key]
+            # The file may have changed between the stat and the read: stat it again next.
+            self._stats.pop(key, None)
             if found is None:
                 self._sums.pop(key, None)
             else:
@@ -183,6 +220,11 @@ class MergedFiles:
     def __call__(self, agent_id: str) -> tuple[str, str] | None:
         """(md5, path) of the agent's merged.mg, or None if unknown or not there yet."""
         groups = self.table.get(agent_id) or ("default",)
-        path = self.path_for(groups)
-        digest = self._md5(path)
-        return None if digest is None else (digest, str(path))
+        place = self._paths.get(groups)
+        if place is None:
+            if len(self._paths) >= MAX_PATHS:
+                self._paths.clear()
+            path = self.path_for(groups)
+            place = self._paths[groups] = (path, str(path))
+        digest = self._md5(*place)
+        return None if digest is None else (digest, place[1])

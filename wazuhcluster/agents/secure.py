@@ -17,7 +17,6 @@ This module is pure: no reactor, no I/O except :meth:`KeyStore.load`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import os
@@ -29,7 +28,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from attrs import define, field, frozen
-from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 #: Wazuh's OS_MAXSTR: the largest frame and the largest decompressed message.
@@ -242,19 +240,50 @@ class ReceiveCounter:
 # --------------------------------------------------------------------------- encryption
 
 
-@functools.lru_cache(maxsize=65536)
-def _aes(key: bytes) -> Cipher[modes.CBC]:
-    # A Cipher only holds the key and IV; each call makes a fresh encryptor or decryptor,
-    # so one object per agent key can be reused (building it costs a third of a message).
-    return Cipher(algorithms.AES(key), modes.CBC(IV))
+#: Per thread: one AES-CBC encryptor per key, with the last ciphertext block it produced.
+_ENCRYPTORS = threading.local()
+#: Keys whose encryptor a thread keeps (then it starts again from none).
+_MAX_ENCRYPTORS = 65536
+_IV_INT = int.from_bytes(IV, "big")
+
+
+class _Encryptor:
+    """A reused CBC encryptor and the block it chains the next message to (as an int)."""
+
+    __slots__ = ("context", "last")
+
+    def __init__(self, key: bytes) -> None:
+        self.context: CipherContext = Cipher(algorithms.AES(key), modes.CBC(IV)).encryptor()
+        self.last = _IV_INT
+
+
+def _encryptor(key: bytes) -> _Encryptor:
+    """This thread's AES-CBC encryptor of ``key`` (see :func:`encrypt_body`)."""
+    cache: dict[bytes, _Encryptor] | None = getattr(_ENCRYPTORS, "cache", None)
+    if cache is None or len(cache) >= _MAX_ENCRYPTORS:
+        cache = _ENCRYPTORS.cache = {}
+    encryptor = cache.get(key)
+    if encryptor is None:
+        encryptor = cache[key] = _Encryptor(key)
+    return encryptor
 
 
 def encrypt_body(plaintext: bytes, key: bytes) -> bytes:
-    """AES-256-CBC with the fixed IV and PKCS#7 padding."""
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(plaintext) + padder.finalize()
-    encryptor = _aes(key).encryptor()
-    return encryptor.update(padded) + encryptor.finalize()
+    """AES-256-CBC with the fixed IV and PKCS#7 padding.
+
+    The key's encryptor is reused (the key schedule is computed once, not per message). A
+    CBC context XORs each plaintext block with the ciphertext block it produced before,
+    whatever message that was, where a fresh context uses the IV: so the message's first
+    block is XORed beforehand with the IV and with that last block, which cancels the
+    context's chaining and leaves the IV's. The output is that of a fresh context.
+    """
+    pad = 16 - len(plaintext) % 16
+    padded = plaintext + bytes((pad,)) * pad
+    encryptor = _encryptor(key)
+    first = int.from_bytes(padded[:16], "big") ^ _IV_INT ^ encryptor.last
+    ciphertext = encryptor.context.update(first.to_bytes(16, "big") + padded[16:])
+    encryptor.last = int.from_bytes(ciphertext[-16:], "big")
+    return ciphertext
 
 
 #: Per thread: one AES-CBC decryptor per key (a context is not shared between threads).

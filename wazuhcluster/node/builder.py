@@ -83,7 +83,7 @@ class NodeServices:
         groups ``table`` (updated in place by the role's agents feature)."""
         home = self.config.home
         self.channel.sessions.merged_for = MergedFiles(
-            home.shared, home.root / "var" / "multigroups", table
+            home.shared, home.root / "var" / "multigroups", table, clock=self.reactor
         )
 
     def key_rows_changed(
