@@ -5,9 +5,11 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wazuhcluster.agents import control
+from wazuhcluster.agents import control, sessions
 from wazuhcluster.agents.sessions import (
+    AgentInfoRow,
     AgentStatus,
+    RefreshRow,
     SessionTable,
     SharedPush,
     StatusChange,
@@ -104,6 +106,7 @@ class DirtyRowTests(SynchronousTestCase):
         """A keep-alive row carries status, OS, version, labels, sums, IPs and node."""
         self.table.keepalive("001", "a1", "any", "10.0.0.1", _keepalive())
         [row] = self.table.take_dirty()
+        assert isinstance(row, AgentInfoRow)
         self.assertEqual(row.agent_id, "001")
         self.assertEqual(row.node_name, "worker-2")
         self.assertEqual(row.status, AgentStatus.ACTIVE)
@@ -129,6 +132,38 @@ class DirtyRowTests(SynchronousTestCase):
         [row] = self.table.take_dirty()
         self.assertFalse(row.full)
         self.assertEqual(row.last_keepalive, 60)
+
+    def test_keepalive_only_rows_skip_the_full_fields(self) -> None:
+        """A keep-alive-only agent gives a RefreshRow of the fields the master updates,
+        without the uname being shortened; a changed agent still gives a whole row."""
+        shortened: list[str] = []
+
+        def counting_short_uname(uname: str) -> str:
+            shortened.append(uname)
+            return control.short_uname(uname)
+
+        self.patch(sessions, "short_uname", counting_short_uname)
+        for agent_id in ("001", "002"):
+            self.table.keepalive(agent_id, "a", "any", "10.0.0.1", _keepalive())
+        self.table.take_dirty()
+        self.assertEqual(len(shortened), 2)
+        self.clock.advance(10)
+        self.table.keepalive("001", "a", "any", "10.0.0.1", _keepalive())
+        self.table.keepalive("002", "a", "any", "10.0.0.1", _keepalive(version="Wazuh v4.14.8"))
+        rows = {row.agent_id: row for row in self.table.take_dirty()}
+        self.assertEqual(len(shortened), 3)
+        refresh, changed = rows["001"], rows["002"]
+        self.assertEqual(
+            refresh,
+            RefreshRow("001", AgentStatus.ACTIVE, 60.0, None, 60.0, refresh.seq),
+        )
+        self.assertFalse(hasattr(refresh, "os_name") or hasattr(refresh, "os_uname"))
+        assert isinstance(changed, AgentInfoRow)
+        self.assertTrue(changed.full)
+        self.assertEqual(
+            (changed.version, changed.os_uname), ("Wazuh v4.14.8", control.short_uname(UNAME))
+        )
+        self.assertEqual(changed.last_keepalive, 60.0)
 
     def test_changes_mark_dirty(self) -> None:
         """A version, sum or status change makes the row full again."""

@@ -456,7 +456,8 @@ class AgentSyncLinkTests(SynchronousTestCase):
         self.assertGreater(pages, 1)
 
     def test_master_rows_match_worker_rows(self) -> None:
-        """The master's own channel rows give the same report as a worker's over the wire."""
+        """The master's own channel rows, whole or keep-alive refreshes, give the same
+        report as a worker's over the wire."""
         from wazuhcluster.master.agents import report_from_row
 
         sessions = SessionTable(Clock(), "master")
@@ -466,6 +467,12 @@ class AgentSyncLinkTests(SynchronousTestCase):
         [remote] = decode_reports(encode_rows([row]), "master")
         self.assertEqual(local, remote)
         self.assertEqual(local.agent_ip, "10.0.0.7")
+        sessions.keepalive("001", "web-1", "any", "10.0.0.7", keepalive(('"e":1', '!"h":2')))
+        [refresh] = sessions.take_dirty()
+        local = report_from_row(refresh, "master")
+        [remote] = decode_reports(encode_rows([refresh]), "master")
+        self.assertEqual(local, remote)
+        self.assertTrue(local.refresh_only)
 
     def test_unknown_agents_are_counted(self) -> None:
         """Rows for agents the master does not know are ignored and counted."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from wazuhcluster.agents.control import label_pairs
-from wazuhcluster.agents.sessions import AgentInfoRow
+from wazuhcluster.agents.sessions import AgentInfoRow, AgentRow
 from wazuhcluster.registry.model import AgentInfoReport
 
 #: Most rows one report may carry.
@@ -41,46 +42,91 @@ _STATUSES = {"never_connected", "pending", "active", "disconnected"}
 #: call, which cost more than the encoding itself at 5,000 rows per report.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _DECODER = json.JSONDecoder()
+#: A refresh row, with its values already in JSON: the keys and their order are those of
+#: the encoder's output for the same row.
+_REFRESH_LINE = (
+    '{"id":%s,"status":%s,"last_keepalive":%s,"disconnection_time":%s,"time":%s,"seq":%s,'
+    '"refresh":true}'
+)
 
 
 class InfoError(ValueError):
     """A malformed agent-info report; the message says which line and why."""
 
 
-def encode_rows(rows: Iterable[AgentInfoRow]) -> bytes:
+def encode_rows(rows: Iterable[AgentRow]) -> bytes:
     """One JSON object per row, newline-terminated. A row whose agent only sent a keep-alive
-    since the previous report carries the status and times alone (``"refresh": true``)."""
-    lines = []
+    since the previous report carries the status and times alone (``"refresh": true``).
+
+    Refresh rows, nearly all of a report, are written with one format string instead of a
+    dict and the encoder each: the same text the encoder gives, at a fraction of the cost.
+    """
+    lines: list[str] = []
+    append = lines.append
+    number = _json_number
     for row in rows:
-        fields: dict[str, Any] = {
-            "id": row.agent_id,
-            "status": str(row.status),
-            "last_keepalive": row.last_keepalive,
-            "disconnection_time": row.disconnection_time,
-            "time": row.timestamp,
-            "seq": row.seq,
-        }
-        if row.full:
-            fields.update(
-                version=row.version,
-                os_name=row.os_name,
-                os_version=row.os_version,
-                os_major=row.os_major,
-                os_minor=row.os_minor,
-                os_build=row.os_build,
-                os_codename=row.os_codename,
-                os_platform=row.os_platform,
-                os_arch=row.os_arch,
-                os_uname=row.os_uname,
-                labels=list(row.labels),
-                config_sum=row.config_sum,
-                merged_sum=row.merged_sum,
-                agent_ip=row.agent_ip,
+        if isinstance(row, AgentInfoRow):
+            append(_full_line(row))
+            continue
+        last = row.last_keepalive
+        last_json = number(last)
+        gone = row.disconnection_time
+        at = row.timestamp
+        append(
+            _REFRESH_LINE
+            % (
+                # The C string encoder the JSON encoder itself uses; a StrEnum status is
+                # its value's text.
+                encode_basestring_ascii(row.agent_id),
+                encode_basestring_ascii(row.status),
+                last_json,
+                "null" if gone is None else number(gone),
+                # A keep-alive sets both times to the same float: format it once.
+                last_json if at is last else number(at),
+                number(row.seq),
             )
-        else:
-            fields["refresh"] = True
-        lines.append(_ENCODER.encode(fields))
+        )
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def _json_number(value: float | int | None) -> str:
+    """``value`` as the encoder writes it: ``float.__repr__`` for a finite float (the
+    encoder's own choice), ``int.__repr__`` for an int, null for None; anything else (NaN,
+    infinities, subclasses) goes to the encoder itself."""
+    if value is None:
+        return "null"
+    cls = value.__class__
+    if cls is float and value - value == 0.0:
+        return float.__repr__(value)
+    if cls is int:
+        return int.__repr__(value)
+    return _ENCODER.encode(value)
+
+
+def _full_line(row: AgentInfoRow) -> str:
+    fields: dict[str, Any] = {
+        "id": row.agent_id,
+        "status": str(row.status),
+        "last_keepalive": row.last_keepalive,
+        "disconnection_time": row.disconnection_time,
+        "time": row.timestamp,
+        "seq": row.seq,
+        "version": row.version,
+        "os_name": row.os_name,
+        "os_version": row.os_version,
+        "os_major": row.os_major,
+        "os_minor": row.os_minor,
+        "os_build": row.os_build,
+        "os_codename": row.os_codename,
+        "os_platform": row.os_platform,
+        "os_arch": row.os_arch,
+        "os_uname": row.os_uname,
+        "labels": list(row.labels),
+        "config_sum": row.config_sum,
+        "merged_sum": row.merged_sum,
+        "agent_ip": row.agent_ip,
+    }
+    return _ENCODER.encode(fields)
 
 
 def _labels(value: Any) -> tuple[tuple[str, str], ...]:

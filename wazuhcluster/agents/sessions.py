@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from attrs import define, field, frozen
 
@@ -64,14 +64,17 @@ class SharedPush:
 
 @frozen
 class AgentInfoRow:
-    """One agent's state as this node reports it to the master.
+    """One agent's whole state as this node reports it to the master (its status, OS,
+    version, labels or sums changed since the previous report, or everything is resent).
 
     ``timestamp`` is the time of the newest agent message the row reflects (for a
     disconnection by time-out, the last keep-alive), so the master can keep, per agent, the
     row backed by the most recent evidence from any node. ``seq`` increases with every row
-    this node produces; it orders rows from the same node. ``full`` is False when only
-    ``last_keepalive`` changed since the previous report.
+    this node produces; it orders rows from the same node.
     """
+
+    #: Always True: an agent that only sent a keep-alive gives a :class:`RefreshRow`.
+    full: ClassVar[bool] = True
 
     agent_id: str
     name: str
@@ -97,7 +100,27 @@ class AgentInfoRow:
     group_config_status: str | None
     timestamp: float
     seq: int
-    full: bool
+
+
+@frozen
+class RefreshRow:
+    """An agent that only sent keep-alives since the previous report: the fields of
+    :class:`AgentInfoRow` the master updates for it, and nothing else (most rows of every
+    report are these, so they skip the OS, uname and label fields altogether)."""
+
+    #: Always False, as opposed to :attr:`AgentInfoRow.full`.
+    full: ClassVar[bool] = False
+
+    agent_id: str
+    status: AgentStatus
+    last_keepalive: float | None
+    disconnection_time: float | None
+    timestamp: float
+    seq: int
+
+
+#: A row of :meth:`SessionTable.take_dirty`.
+AgentRow = AgentInfoRow | RefreshRow
 
 
 @define
@@ -251,8 +274,9 @@ class SessionTable:
         """How many agents have changes not yet taken."""
         return len(self._changed | self._touched)
 
-    def take_dirty(self, keepalives: bool = True, limit: int | None = None) -> list[AgentInfoRow]:
-        """Take the rows of changed agents (and, with ``keepalives``, of refreshed ones).
+    def take_dirty(self, keepalives: bool = True, limit: int | None = None) -> list[AgentRow]:
+        """Take the rows of changed agents (an :class:`AgentInfoRow` each) and, with
+        ``keepalives``, of agents that only sent keep-alives (a :class:`RefreshRow` each).
 
         With ``limit``, at most that many rows are taken (changed agents first); the rest stay
         dirty for the next call.
@@ -262,14 +286,28 @@ class SessionTable:
             ids.extend(agent_id for agent_id in self._touched if agent_id not in self._changed)
         if limit is not None:
             ids = ids[: max(limit, 0)]
-        rows = []
+        rows: list[AgentRow] = []
+        changed, touched, sessions = self._changed, self._touched, self._sessions
         for agent_id in ids:
-            full = agent_id in self._changed
-            self._changed.discard(agent_id)
-            self._touched.discard(agent_id)
-            session = self._sessions.get(agent_id)
-            if session is not None:
-                rows.append(self._row(session, full))
+            full = agent_id in changed
+            changed.discard(agent_id)
+            touched.discard(agent_id)
+            session = sessions.get(agent_id)
+            if session is None:
+                continue
+            if full:
+                rows.append(self._row(session))
+            else:
+                rows.append(
+                    RefreshRow(
+                        session.agent_id,
+                        session.status,
+                        session.last_keepalive,
+                        session.disconnection_time,
+                        session.evidence_at,
+                        next(self._seq),
+                    )
+                )
         return rows
 
     def mark_all_dirty(self) -> None:
@@ -301,7 +339,7 @@ class SessionTable:
         if session.signature() != before:
             self._changed.add(session.agent_id)
 
-    def _row(self, session: AgentSession, full: bool) -> AgentInfoRow:
+    def _row(self, session: AgentSession) -> AgentInfoRow:
         data = session.keepalive
         os_info = data.os if data is not None else OsInfo()
         return AgentInfoRow(
@@ -329,5 +367,4 @@ class SessionTable:
             group_config_status=session.group_config_status,
             timestamp=session.evidence_at,
             seq=next(self._seq),
-            full=full,
         )

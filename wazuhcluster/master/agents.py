@@ -26,7 +26,7 @@ from wazuhcluster.agents import groups_table
 from wazuhcluster.agents.control import label_pairs
 from wazuhcluster.agents.info import InfoError, decode_reports
 from wazuhcluster.agents.interfaces import IAgentChannel
-from wazuhcluster.agents.sessions import AgentInfoRow
+from wazuhcluster.agents.sessions import AgentRow, RefreshRow
 from wazuhcluster.api.interfaces import IRegistryFeature
 from wazuhcluster.master.interfaces import IAgentReconnector, IMasterNode
 from wazuhcluster.master.workers import WorkerLink
@@ -57,8 +57,20 @@ class WorkerAgentsState:
     full_count: int = 0
 
 
-def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
-    """A registry report from a row of the master's own agent channel."""
+def report_from_row(row: AgentRow, node_name: str) -> AgentInfoReport:
+    """A registry report from a row of the master's own agent channel (the same report
+    :func:`~wazuhcluster.agents.info.decode_reports` gives for the row a worker sends)."""
+    if isinstance(row, RefreshRow):
+        return AgentInfoReport(
+            agent_id=row.agent_id,
+            node_name=node_name,
+            status_time=row.timestamp,
+            status_seq=row.seq,
+            connection_status=str(row.status),
+            last_keepalive=row.last_keepalive,
+            disconnection_time=row.disconnection_time or 0.0,
+            refresh_only=True,
+        )
     return AgentInfoReport(
         agent_id=row.agent_id,
         node_name=node_name,
@@ -81,7 +93,6 @@ def report_from_row(row: AgentInfoRow, node_name: str) -> AgentInfoReport:
         config_sum=row.config_sum or "",
         merged_sum=row.merged_sum or "",
         agent_ip=row.agent_ip or "",
-        refresh_only=not row.full,
     )
 
 
