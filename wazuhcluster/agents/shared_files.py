@@ -26,33 +26,23 @@ FileStamp = tuple[int, int, int]
 @frozen
 class SharedContent:
     """One version of a shared file as it is pushed: its bytes and, for a file within the
-    limit, each :data:`SHARED_CHUNK`-byte chunk deflated (:func:`secure.deflate_body`)."""
+    limit, its :data:`SHARED_CHUNK`-byte chunks, each with its deflated blocks
+    (:func:`secure.deflate_body`)."""
 
     data: bytes
-    deflated: tuple[bytes, ...] = ()
-
-    @property
-    def chunks(self) -> list[tuple[bytes, bytes]]:
-        """(chunk, its deflated blocks) in order."""
-        data = self.data
-        starts = range(0, len(data), SHARED_CHUNK)
-        return [
-            (data[start : start + SHARED_CHUNK], deflated)
-            for start, deflated in zip(starts, self.deflated, strict=True)
-        ]
+    chunks: tuple[tuple[bytes, bytes], ...] = ()
 
     @property
     def size(self) -> int:
-        """Bytes held: the content and its deflated chunks."""
-        return len(self.data) + sum(len(chunk) for chunk in self.deflated)
+        """Bytes held: the content, and its chunks raw and deflated."""
+        return len(self.data) + sum(len(raw) + len(deflated) for raw, deflated in self.chunks)
 
 
-def deflate_chunks(data: bytes) -> tuple[bytes, ...]:
-    """Each :data:`SHARED_CHUNK`-byte chunk of ``data`` deflated. Blocks: run it in a thread."""
-    return tuple(
-        secure.deflate_body(data[start : start + SHARED_CHUNK])
-        for start in range(0, len(data), SHARED_CHUNK)
-    )
+def deflate_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """Each :data:`SHARED_CHUNK`-byte chunk of ``data`` with its deflated blocks. Blocks:
+    run it in a thread."""
+    chunks = (data[start : start + SHARED_CHUNK] for start in range(0, len(data), SHARED_CHUNK))
+    return tuple((chunk, secure.deflate_body(chunk)) for chunk in chunks)
 
 
 def read_shared_file(
