@@ -282,20 +282,38 @@ class BuildingTests(SynchronousTestCase):
 
     def test_build_agents_by_target(self) -> None:
         """Each agent goes to the first target that wants its id; ids outside every span are
-        left out; each agent starts at its own offset in the lines; limit caps the count."""
+        left out; each agent starts at its own offset in the lines (by id); each target's
+        agents are spread through the list; limit caps the count."""
         targets = [lg.Target("a", 1, 1, 3), lg.Target("b", 2, 3, 5)]
         agents = lg.build_agents(KEYS, targets, LINES, {"002": "s" * 32}, 0)
         self.assertEqual(
             [(a.key.agent_id, a.host) for a in agents],
-            [("001", "a"), ("002", "a"), ("003", "a"), ("004", "b"), ("005", "b")],
+            [("001", "a"), ("004", "b"), ("002", "a"), ("005", "b"), ("003", "a")],
         )
-        self.assertEqual([a.merged_sum for a in agents][:3], [None, "s" * 32, None])
-        assert agents[0].events is not None and agents[1].events is not None
-        self.assertEqual(next(agents[0].events), LINES[0])
-        self.assertEqual(next(agents[1].events), LINES[1])
+        by_id = {a.key.agent_id: a for a in agents}
+        self.assertEqual(
+            [by_id[i].merged_sum for i in ("001", "002", "003")], [None, "s" * 32, None]
+        )
+        first, second = by_id["001"].events, by_id["002"].events
+        assert first is not None and second is not None
+        self.assertEqual(next(first), LINES[0])
+        self.assertEqual(next(second), LINES[1])
         limited = lg.build_agents(KEYS, [lg.Target("a", 1)], None, {}, 0, limit=3)
         self.assertEqual(len(limited), 3)
         self.assertIsNone(limited[0].next_event())
+
+    def test_each_target_at_an_even_pace(self) -> None:
+        """However the ids are split between targets, any stretch of the list (what the
+        keep-alive loop sends in one tick) holds each target's share of it: 15 agents for
+        one node and 5 for another give one of the second in every four."""
+        targets = [lg.Target("a", 1, 1, 15), lg.Target("b", 2, 16, 20)]
+        agents = lg.build_agents(KEYS, targets, None, {}, 0)
+        hosts = [agent.host for agent in agents]
+        for start in range(0, 20, 4):
+            self.assertEqual(hosts[start : start + 4].count("b"), 1, hosts)
+        self.assertEqual(
+            [a.key.agent_id for a in agents if a.host == "a"], [f"{i:03}" for i in range(1, 16)]
+        )
 
     def test_single_host_key_has_no_id_prefix(self) -> None:
         """An agent registered with one IP sends payloads without the ``!id!`` prefix."""

@@ -609,8 +609,14 @@ def build_agents(
     first_counter: int,
     limit: int | None = None,
 ) -> list[LoadAgent]:
-    """One agent per key that a target wants (first target that does), in id order; each
-    cycles through ``lines`` from its own offset."""
+    """One agent per key that a target wants (first target that does); each cycles through
+    ``lines`` from its own offset. ``limit`` keeps the first agents in id order.
+
+    The agents of each target are spread evenly through the list, since the keep-alive and
+    event loops walk it in order: a fleet of real agents, each on its own timer, reaches
+    every node at an even pace, where a list in id order would give each node all its
+    agents' keep-alives in one burst per interval and none for the rest of it.
+    """
     agents: list[LoadAgent] = []
     for key in sorted(keys, key=lambda k: int(k.agent_id)):
         target = next((t for t in targets if t.wants(key.agent_id)), None)
@@ -632,7 +638,22 @@ def build_agents(
         )
         if limit is not None and len(agents) >= limit:
             break
-    return agents
+    return spread_by_target(agents)
+
+
+def spread_by_target(agents: Sequence[LoadAgent]) -> list[LoadAgent]:
+    """``agents`` reordered so each target's share sits at even intervals through the list
+    (the order within a target kept)."""
+    by_target: dict[tuple[str, int], list[LoadAgent]] = {}
+    for agent in agents:
+        by_target.setdefault((agent.host, agent.port), []).append(agent)
+    placed = [
+        ((index + 0.5) / len(share), order, agent)
+        for order, share in enumerate(by_target.values())
+        for index, agent in enumerate(share)
+    ]
+    placed.sort(key=lambda item: item[:2])
+    return [agent for _, _, agent in placed]
 
 
 # --------------------------------------------------------------------------- command line
