@@ -130,7 +130,7 @@ def node_main(argv: list[str]) -> None:
     out = (home.logs / "node.out").open("a")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(out)], redirectStandardIO=False)
     config = load_config(home.config_file, home, options.role)
-    top = build_service(config, reactor)
+    top = build_service(config, reactor, freeze_startup=True)  # as twistd runs it
     if options.count:
         role = next(s for s in top if hasattr(s, "channel") and hasattr(s, "link"))
         AgentLoad(role.channel.sessions, options.first, options.count, options.keepalive).start(

@@ -18,6 +18,7 @@ from wazuhcluster.config.home import DEFAULT_HOME, Home
 from wazuhcluster.config.sections import NodeSections, load_sections
 from wazuhcluster.config.xmlconfig import ConfigError
 from wazuhcluster.node.config_file import check_home, check_tls
+from wazuhcluster.util.collector import FreezeStartupObjects
 from wazuhcluster.util.fatal import exit_non_zero_after_failure
 from wazuhcluster.util.interfaces import INodeReactor
 from wazuhcluster.util.logs import ClusterLog, ClusterLogService, Tag
@@ -73,8 +74,11 @@ def build_service(
     reactor: INodeReactor,
     debug: bool = False,
     sections: NodeSections | None = None,
+    freeze_startup: bool = False,
 ) -> MultiService:
-    """The whole service tree of a node: cluster.log first, then the role's services."""
+    """The whole service tree of a node: cluster.log first, then the role's services; with
+    ``freeze_startup`` (a node process of its own, not a test), the objects that exist once
+    it runs are frozen out of the cycle collector's walks (:mod:`wazuhcluster.util.collector`)."""
     limit_malloc_arenas()  # before any thread allocates: see wazuhcluster.util.memory
     top = MultiService()
     sections = sections or load_sections(config)
@@ -95,6 +99,8 @@ def build_service(
     if switcher is not None:
         switcher.setServiceParent(top)
         hup.on_hup.append(switcher.reload)
+        if freeze_startup:
+            FreezeStartupObjects(reactor).setServiceParent(top)
         return top
     role: MultiService
     if cluster.node_type == "master":
@@ -107,6 +113,8 @@ def build_service(
         role = WorkerService(config, reactor, sections)
     role.setServiceParent(top)
     hup.on_hup.extend(getattr(role, "reload_actions", ()))
+    if freeze_startup:
+        FreezeStartupObjects(reactor).setServiceParent(top)
     return top
 
 
@@ -125,4 +133,5 @@ def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
         cast(INodeReactor, reactor),
         debug=bool(options["debug"]),
         sections=options.sections,
+        freeze_startup=True,
     )

@@ -240,6 +240,10 @@ class ReceiveCounter:
 # --------------------------------------------------------------------------- encryption
 
 
+#: The one CBC mode object every context shares (it only holds the IV): a node keeps an
+#: encryptor and a decryptor per connected agent, and each object the cycle collector
+#: tracks lengthens every full collection.
+_CBC = modes.CBC(IV)
 #: Per thread: one AES-CBC encryptor per key, with the last ciphertext block it produced.
 _ENCRYPTORS = threading.local()
 #: Keys whose encryptor a thread keeps (then it starts again from none).
@@ -253,7 +257,7 @@ class _Encryptor:
     __slots__ = ("context", "last")
 
     def __init__(self, key: bytes) -> None:
-        self.context: CipherContext = Cipher(algorithms.AES(key), modes.CBC(IV)).encryptor()
+        self.context: CipherContext = Cipher(algorithms.AES(key), _CBC).encryptor()
         self.last = _IV_INT
 
 
@@ -301,7 +305,7 @@ def _decryptor(key: bytes) -> CipherContext:
         cache = _DECRYPTORS.cache = {}
     context = cache.get(key)
     if context is None:
-        context = cache[key] = Cipher(algorithms.AES(key), modes.CBC(IV)).decryptor()
+        context = cache[key] = Cipher(algorithms.AES(key), _CBC).decryptor()
     return context
 
 
