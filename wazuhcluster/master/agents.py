@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from attrs import define
+from attrs import define, evolve
 from twisted.application.service import IService
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -60,18 +60,7 @@ class WorkerAgentsState:
 def report_from_row(row: AgentRow, node_name: str) -> AgentInfoReport:
     """A registry report from a row of the master's own agent channel (the same report
     :func:`~wazuhcluster.agents.info.decode_reports` gives for the row a worker sends)."""
-    if isinstance(row, RefreshRow):
-        return AgentInfoReport(
-            agent_id=row.agent_id,
-            node_name=node_name,
-            status_time=row.timestamp,
-            status_seq=row.seq,
-            connection_status=str(row.status),
-            last_keepalive=row.last_keepalive,
-            disconnection_time=row.disconnection_time or 0.0,
-            refresh_only=True,
-        )
-    return AgentInfoReport(
+    status = AgentInfoReport(
         agent_id=row.agent_id,
         node_name=node_name,
         status_time=row.timestamp,
@@ -79,6 +68,13 @@ def report_from_row(row: AgentRow, node_name: str) -> AgentInfoReport:
         connection_status=str(row.status),
         last_keepalive=row.last_keepalive,
         disconnection_time=row.disconnection_time or 0.0,
+        refresh_only=True,
+    )
+    if isinstance(row, RefreshRow):
+        return status
+    return evolve(
+        status,
+        refresh_only=False,
         version=row.version or "",
         os_name=row.os_name or "",
         os_version=row.os_version or "",
