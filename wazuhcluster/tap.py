@@ -96,11 +96,12 @@ def build_service(
     # SIGHUP reopens cluster.log (logrotate) and reloads what the role can reload.
     hup = SignalHandlers(reactor, [cluster_log.reopen], ClusterLog(tag, "Main"))
     hup.setServiceParent(top)
+    if freeze_startup:
+        # It freezes once the reactor runs, so after every service of the tree has started.
+        FreezeStartupObjects(reactor).setServiceParent(top)
     if switcher is not None:
         switcher.setServiceParent(top)
         hup.on_hup.append(switcher.reload)
-        if freeze_startup:
-            FreezeStartupObjects(reactor).setServiceParent(top)
         return top
     role: MultiService
     if cluster.node_type == "master":
@@ -113,8 +114,6 @@ def build_service(
         role = WorkerService(config, reactor, sections)
     role.setServiceParent(top)
     hup.on_hup.extend(getattr(role, "reload_actions", ()))
-    if freeze_startup:
-        FreezeStartupObjects(reactor).setServiceParent(top)
     return top
 
 

@@ -805,7 +805,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         return True
 
     def _send_shared(self, content: SharedContent, push: SharedPush) -> Deferred[None] | None:
-        if len(content.data) > self.max_shared_file:
+        if content.length > self.max_shared_file:
             self.log.warn(
                 "Shared file '{path}' is larger than {limit} bytes; "
                 "not sent to agent '{agent_id}'.",

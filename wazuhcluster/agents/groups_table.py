@@ -35,7 +35,7 @@ MAX_AGENTS = 1_000_000
 #: Seconds during which a merged.mg's last stat is trusted: every keep-alive asks for its
 #: agent's file, and thousands of agents share a few files.
 STAT_INTERVAL = 1.0
-#: Group lists whose merged.mg path is kept (then it starts again from none).
+#: Group lists whose merged.mg path (and last stat) is kept (then it starts again from none).
 MAX_PATHS = 65536
 
 
@@ -224,6 +224,7 @@ class MergedFiles:
         if place is None:
             if len(self._paths) >= MAX_PATHS:
                 self._paths.clear()
+                self._stats.clear()
             path = self.path_for(groups)
             place = self._paths[groups] = (path, str(path))
         digest = self._md5(*place)

@@ -25,17 +25,17 @@ FileStamp = tuple[int, int, int]
 
 @frozen
 class SharedContent:
-    """One version of a shared file as it is pushed: its bytes and, for a file within the
-    limit, its :data:`SHARED_CHUNK`-byte chunks, each with its deflated blocks
-    (:func:`secure.deflate_body`)."""
+    """One version of a shared file as it is pushed: how many bytes were read and, for a
+    file within the limit, its :data:`SHARED_CHUNK`-byte chunks, each with its deflated
+    blocks (:func:`secure.deflate_body`)."""
 
-    data: bytes
+    length: int
     chunks: tuple[tuple[bytes, bytes], ...] = ()
 
     @property
     def size(self) -> int:
-        """Bytes held: the content, and its chunks raw and deflated."""
-        return len(self.data) + sum(len(raw) + len(deflated) for raw, deflated in self.chunks)
+        """Bytes held: the chunks, raw and deflated."""
+        return sum(len(raw) + len(deflated) for raw, deflated in self.chunks)
 
 
 def deflate_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
@@ -67,7 +67,7 @@ def load_shared_file(
     stamp, data = read_shared_file(path, limit, known)
     if data is None:
         return stamp, None
-    return stamp, SharedContent(data, deflate_chunks(data) if len(data) <= limit else ())
+    return stamp, SharedContent(len(data), deflate_chunks(data) if len(data) <= limit else ())
 
 
 class SharedFileReader:
@@ -128,7 +128,7 @@ class SharedFileReader:
 
     def _store(self, path: str, stamp: FileStamp, content: SharedContent) -> None:
         self._forget(path)
-        if len(content.data) > self.limit or content.size > self.cache_bytes:
+        if content.length > self.limit or content.size > self.cache_bytes:
             return
         self._cache[path] = (stamp, content)
         self._cached_bytes += content.size

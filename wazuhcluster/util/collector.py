@@ -27,7 +27,8 @@ def freeze_startup_objects() -> int:
 
 class FreezeStartupObjects(Service):
     """Freezes the objects that exist once the reactor runs with the node's services
-    started (:func:`freeze_startup_objects`). Add it last to the service tree."""
+    started (:func:`freeze_startup_objects`): wherever it sits in the service tree, the
+    freeze comes after every ``startService`` of a tree started before the reactor runs."""
 
     def __init__(self, reactor: IReactorCore) -> None:
         self.reactor = reactor
