@@ -36,6 +36,35 @@ class AlertWriterTests(unittest.SynchronousTestCase):
         second.close()
         self.assertEqual(self.read(path), [{"n": 1}, {"n": 2, "text": "caf\u00e9"}])
 
+    def test_broken_end_cut_before_first_alert(self) -> None:
+        """A file whose end a crash broke (a half alert, then the zero bytes of writes the
+        file system lost) is cut back to its whole lines before the first alert is written,
+        and the writer says what it cut."""
+        path = self.path()
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb") as handle:
+            handle.write(b'{"n": 1}\n{"n": 2}\n{"n": 3, "te' + b"\0" * 9000)
+        reports: list[tuple[str, str]] = []
+        writer = AlertWriter(path, report=lambda level, text: reports.append((level, text)))
+        writer.write({"n": 4})
+        writer.close()
+        self.assertEqual(self.read(path), [{"n": 1}, {"n": 2}, {"n": 4}])
+        [(level, text)] = reports
+        self.assertEqual(level, "warn")
+        self.assertIn("9000 zero bytes", text)
+        self.assertIn("half an alert", text)
+
+    def test_whole_file_reopened_silently(self) -> None:
+        """A file that ends with a whole line is appended to as it is, without a report."""
+        path = self.path()
+        first = AlertWriter(path)
+        first.write({"n": 1})
+        first.close()
+        reports: list[tuple[str, str]] = []
+        second = AlertWriter(path, report=lambda level, text: reports.append((level, text)))
+        second.close()
+        self.assertEqual((self.read(path), reports), ([{"n": 1}], []))
+
     def test_buffered_until_flush(self) -> None:
         """Writes are buffered; flush() makes them visible."""
         path = self.path()

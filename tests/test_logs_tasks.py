@@ -97,6 +97,33 @@ class LogFormatTests(SynchronousTestCase):
         self.assertIn("[Master] [Main] second", path.read_text())
         self.assertNotIn(service._observer, getattr(globalLogPublisher, "_observers", []))
 
+    def test_broken_end_repaired_at_start(self) -> None:
+        """cluster.log left by a crash (a half line, then the zero bytes of writes the file
+        system lost): at start the zeros are cut, the half line ended, a WARNING says how
+        many bytes went, and every line is dated."""
+        path = Path(self.mktemp()) / "logs" / "cluster.log"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(
+            b"2026/12/05 07:22:20 INFO: [Master] [Main] whole\n"
+            b"2026/12/05 07:22:21 INFO: [Master] [Main] half" + b"\0" * 5000
+        )
+        service = ClusterLogService(path)
+        service.startService()
+        try:
+            ClusterLog("Master", "Main").info("after the restart")
+        finally:
+            service.stopService()
+        lines = path.read_text(encoding="utf-8").splitlines()
+        self.assertNotIn("\0", path.read_text(encoding="utf-8"))
+        self.assertEqual(len(lines), 4, lines)
+        self.assertTrue(lines[1].endswith("[Main] half"), lines)
+        self.assertRegex(
+            lines[2], r"WARNING: \[Cluster\] \[Main\] cluster.log ended with 5000 zero"
+        )
+        self.assertTrue(lines[3].endswith("after the restart"), lines)
+        for line in lines:
+            self.assertRegex(line, r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+: \[")
+
     def test_state_while_running(self) -> None:
         """cluster_log_state() tells the running service's writer state (for ``-i more``),
         and None once it has stopped."""

@@ -23,6 +23,7 @@ from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.eventinfo import STATIC_FIELDS, EventInfo
 from wazuhcluster.analysis.json_line import json_line
 from wazuhcluster.analysis.rules import Rule
+from wazuhcluster.util import tails
 
 COMPLIANCE_PREFIXES = (
     ("pci_dss_", "pci_dss"),
@@ -345,7 +346,8 @@ class AlertWriter:
         self._raw_write = raw_write
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._lock = threading.Lock()
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        # Readable too, so the end a crash may have broken can be checked before appending.
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         self._pending: list[str | bytes] = []
         self._pending_size = 0
         self.written = 0
@@ -354,6 +356,28 @@ class AlertWriter:
         self.failure: str | None = None
         #: Where a failed write's partial line starts, while it could not be cut off yet.
         self._cut: int | None = None
+        self._repair_tail(self._fd)
+
+    def _repair_tail(self, fd: int) -> None:
+        """Before the first alert: cut the zero bytes a file system left where it lost the
+        last writes (a crash, a journal abort) and a half line a killed node left, so every
+        line a reader sees is whole JSON."""
+        broken = []
+        try:
+            zeros = tails.cut_trailing_zeros(fd)
+            if zeros:
+                broken.append(f"{zeros} zero bytes (writes its file system lost): cut off")
+            if not tails.ends_a_line(fd):
+                if tails.cut_half_line(fd):
+                    broken.append("half an alert: cut off")
+                else:
+                    os.write(fd, b"\n")  # too long to cut: ended, so the next line is whole
+                    broken.append("a line too long to cut: ended")
+        except OSError as error:
+            self.report("error", f"Cannot check the end of {self.path}: {error}.")
+            return
+        if broken:
+            self.report("warn", f"{self.path} ended with {'; '.join(broken)}.")
 
     def write(self, alert: dict[str, Any]) -> None:
         """Append one alert (buffered)."""

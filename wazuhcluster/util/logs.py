@@ -8,7 +8,6 @@ log event, so any other observer (JSON, journald) keeps them as structure.
 from __future__ import annotations
 
 import io
-import os
 import sys
 import time
 import weakref
@@ -29,6 +28,8 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from wazuhcluster.util import tails
 
 _LEVEL_NAMES = {
     LogLevel.debug: "DEBUG",
@@ -122,32 +123,38 @@ def _ends_a_line(stream: IO[str]) -> bool:
     """Whether the file behind ``stream`` is empty or ends with a newline (True when it
     cannot be told: no extra newline is better than a line without a date)."""
     try:
-        descriptor = stream.fileno()
-        size = os.fstat(descriptor).st_size
-        return size == 0 or os.pread(descriptor, 1, size - 1) == b"\n"
+        return tails.ends_a_line(stream.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
         return True
-
-
-#: How far back a half line left by a failed write is looked for.
-_HALF_LINE_REACH = 65536
 
 
 def _cut_half_line(stream: IO[str]) -> bool:
     """Cut off the half line a failed write left at the end of the file behind ``stream``
     (its line was counted as lost); False when it cannot be found or cut."""
     try:
-        descriptor = stream.fileno()
-        size = os.fstat(descriptor).st_size
-        start = max(0, size - _HALF_LINE_REACH)
-        tail = os.pread(descriptor, size - start, start)
-        end = tail.rfind(b"\n")
-        if end < 0 and start > 0:
-            return False
-        os.ftruncate(descriptor, start + end + 1)
-        return True
+        return tails.cut_half_line(stream.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
         return False
+
+
+def _repair_tail(stream: IO[str]) -> None:
+    """Before a node's first line: cut the zero bytes a file system left where it lost the
+    last writes (a crash, a journal abort) and end a half line, saying so in the file."""
+    try:
+        zeros = tails.cut_trailing_zeros(stream.fileno())
+        stream.seek(0, io.SEEK_END)
+        if not _ends_a_line(stream):
+            stream.write("\n")
+        if zeros:
+            stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+            stream.write(
+                f"{stamp} WARNING: [Cluster] [Main] cluster.log ended with {zeros} zero bytes, "
+                "where the file system lost its last writes (a crash or a disk error); "
+                "they were cut off.\n"
+            )
+        stream.flush()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # the first line written will meet the same error and report it
 
 
 #: How Twisted reports that another log observer (twistd's output) raised.
@@ -316,6 +323,7 @@ class ClusterLogService(Service):
         """Open the file and start observing the global log publisher."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stream = self._open()
+        _repair_tail(self._stream)
         self._writer = ClusterLogObserver(self._stream, self.debug, reopen=self._open)
         _writing.add(self._writer)
         predicate = LogLevelFilterPredicate(
