@@ -4,7 +4,9 @@ its settings around it (EPS limit, intake numbers)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -42,6 +44,7 @@ from wazuhcluster.node.analysis_child import (
     encode_events,
     event_row,
     settings_to_json,
+    widen_pipe,
 )
 from wazuhcluster.node.analysis_pool import AnalysisPool, lane_of
 from wazuhcluster.node.analysis_service import AnalysisService, to_event
@@ -850,6 +853,33 @@ class MeaningInPoolTests(PoolTestCase):
         loaded = Deferred.fromCoroutine(pool.reload())
         self.flush()
         return loaded.addCallback(lambda outcome: self.assertTrue(outcome.ok))
+
+
+class WidenPipeTests(SynchronousTestCase):
+    """widen_pipe: an analysis process's pipes to the parent hold a whole answer."""
+
+    def test_pipe_widened(self) -> None:
+        """A pipe grows to the size asked, within the system's ceiling."""
+        reading, writing = os.pipe()
+        self.addCleanup(os.close, reading)
+        self.addCleanup(os.close, writing)
+        ceiling = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        size = widen_pipe(writing, 256 * 1024)
+        self.assertEqual(size, min(256 * 1024, ceiling))
+        self.assertEqual(fcntl.fcntl(reading, fcntl.F_GETPIPE_SZ), size)
+
+    def test_beyond_the_ceiling_takes_the_ceiling(self) -> None:
+        """Asked for more than pipe-max-size, the pipe gets the ceiling, not an error."""
+        reading, writing = os.pipe()
+        self.addCleanup(os.close, reading)
+        self.addCleanup(os.close, writing)
+        ceiling = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        self.assertEqual(widen_pipe(reading, ceiling * 4), ceiling)
+
+    def test_not_a_pipe(self) -> None:
+        """A descriptor that is no pipe is left alone: 0."""
+        with open(self.mktemp(), "wb") as handle:
+            self.assertEqual(widen_pipe(handle.fileno()), 0)
 
 
 class IntakeArithmeticTests(SynchronousTestCase):

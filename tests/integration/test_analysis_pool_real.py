@@ -4,6 +4,7 @@ archives and notices of unknown queues through real children."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -22,6 +23,8 @@ from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.archives import plain_line
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
+from wazuhcluster.node.analysis_child import CHILD_IN, CHILD_OUT, PIPE_BYTES
+from wazuhcluster.node.analysis_pool import ChildProcess
 from wazuhcluster.node.analysis_service import AnalysisService
 from wazuhcluster.util.logs import ClusterLog
 
@@ -124,6 +127,31 @@ class RealPoolTests(TestCase):
             {alert["agent"]["id"] for alert in marked}, {f"{i:03d}" for i in range(10)}
         )
         self.assertTrue(all(lane.handle is None or lane.handle.pid is None for lane in pool.lanes))
+
+    async def test_pipes_hold_a_whole_answer(self) -> None:
+        """Each analysis process widens both pipes to the parent (1 MiB, or the system's
+        ceiling), so a batch's answer of alerts fits without waiting for the parent."""
+        home = Home(Path(self.mktemp()))
+        home.make_dirs()
+        service = AnalysisService(
+            home,
+            RulesetSettings(),
+            Identity("manager", "wazuh", "w1"),
+            global_reactor,  # type: ignore[arg-type]
+            ClusterLog("Worker w1", "Main"),
+            workers=1,
+        )
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        pool = service.processes
+        assert pool is not None
+        await self.wait(lambda: pool.lanes[0].ready, "the ruleset")
+        child = pool.lanes[0].handle
+        assert isinstance(child, ChildProcess) and child.transport is not None
+        pipes = child.transport.pipes  # type: ignore[attr-defined]
+        expected = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+        for descriptor in (CHILD_IN, CHILD_OUT):
+            self.assertEqual(fcntl.fcntl(pipes[descriptor].fileno(), fcntl.F_GETPIPE_SZ), expected)
 
     async def test_modules_archives_and_notices(self) -> None:
         """With archives on, FIM and SCA messages alert in real children, every event is

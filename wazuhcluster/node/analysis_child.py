@@ -24,6 +24,7 @@ it outlives reloads and restarts. The replies the decoders queued for agents
 
 from __future__ import annotations
 
+import fcntl
 import json
 import marshal
 import os
@@ -64,6 +65,11 @@ MAX_ERRORS = 5
 #: the batches of this interval share one commit per database, and a process with nothing
 #: to read commits at once (see :func:`main`), so readers see the state at most this late.
 COMMIT_INTERVAL = 0.5
+#: Bytes each pipe to and from the parent may hold (Linux's default is 64 KiB, the
+#: unprivileged ceiling /proc/sys/fs/pipe-max-size, 1 MiB by default). A batch's answer
+#: (alerts.json lines) is often larger than 64 KiB: with the default, the process waited for
+#: the parent's reactor to read the rest before it could take its next batch.
+PIPE_BYTES = 1 << 20
 
 
 class BigBytes(amp.Argument):
@@ -402,10 +408,28 @@ class AnalysisChild(amp.AMP):
         return self.analyse(events)
 
 
+def widen_pipe(descriptor: int, size: int = PIPE_BYTES) -> int:
+    """Let the pipe ``descriptor`` hold up to ``size`` bytes, or as much as the system
+    allows; the size it now has (its old one when it cannot be changed, or it is no pipe)."""
+    try:
+        return fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, size)
+    except OSError:  # beyond pipe-max-size, or over the user's pipe quota
+        try:
+            limit = int(open("/proc/sys/fs/pipe-max-size").read())
+            return fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, min(size, limit))
+        except (OSError, ValueError):
+            try:
+                return fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ)
+            except OSError:
+                return 0
+
+
 def main() -> None:
     """Serve the parent on fds 3 and 4 until it closes our input."""
     # Ctrl-C reaches the whole process group; the parent decides when we stop (it drains).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for pipe in (CHILD_IN, CHILD_OUT):
+        widen_pipe(pipe)
     output = os.fdopen(CHILD_OUT, "wb")
     protocol = AnalysisChild()
     protocol.makeConnection(FileWrapper(output))
