@@ -301,6 +301,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Run every thread of ``pid`` on ``cpus`` only (threads it starts later inherit it)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for task in tasks:
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except OSError:
+            pass  # the thread ended meanwhile
+
+
 class Bench:
     """One cluster (master + worker1 with ``workers`` analysis processes) and its generator."""
 
@@ -376,10 +389,36 @@ class Bench:
         wait_for(lambda: analysis(self.home.root)[0]["processes"] != [] or self.workers == 0, 60)
         time.sleep(3)  # the children load the ruleset after the node starts
 
+    def pin(self) -> str:
+        """Give each analysis process a CPU of its own and leave the other CPUs to the rest
+        (the worker's reactor, the master, the generator and this process), when there are
+        more CPUs than analysis processes; what was done, as a line for the output."""
+        cpus = sorted(os.sched_getaffinity(0))
+        children = tree_pids(self.worker_pid)[1:]
+        if len(cpus) <= self.workers or len(children) != self.workers:
+            return (
+                f"not pinned: {len(cpus)} CPUs for {self.workers} analysis process(es) "
+                f"({len(children)} found)"
+            )
+        own, rest = cpus[-self.workers :], set(cpus[: -self.workers])
+        for child, cpu in zip(children, own, strict=True):
+            set_affinity(child, {cpu})
+        assert self.generator is not None
+        for pid in (self.worker_pid, self.master_pid, self.generator.process.pid, os.getpid()):
+            set_affinity(pid, rest)
+        return f"pinned: analysis process(es) on CPU {own}, everything else on {sorted(rest)}"
+
     def ask(self, command: str) -> dict[str, Any]:
         """One command to the generator."""
         assert self.generator is not None
         return self.generator.ask(command)
+
+    @property
+    def master_pid(self) -> int:
+        """The master node's pid."""
+        process = self.nodes[0].process
+        assert process is not None
+        return process.pid
 
     @property
     def worker_pid(self) -> int:
@@ -642,6 +681,13 @@ def main() -> int:
     parser.add_argument("--processes", default="1,2", help="analysis processes to measure")
     parser.add_argument("--keep", action="store_true", help="keep the node homes")
     parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="leave the processes unpinned (by default each analysis process gets a CPU of "
+        "its own when there are more CPUs than analysis processes)",
+    )
+    parser.add_argument(
         "--capacity", type=float, default=0.0, help="skip the search: take this capacity"
     )
     options = parser.parse_args()
@@ -657,6 +703,7 @@ def main() -> int:
     figures: dict[int, dict[str, Any]] = {}
     loads = []
     result: dict[str, Any] | None = None
+    all_cpus = os.sched_getaffinity(0)
     for workers in [int(n) for n in options.processes.split(",")]:
         base = Path(tempfile.mkdtemp(prefix="wzc-ev-"))
         bench = Bench(base, workers, options)
@@ -666,6 +713,8 @@ def main() -> int:
             if last:
                 presealed += int(12 * options.start * options.overload)
             bench.start(lines, presealed)
+            if options.pin:
+                print(bench.pin(), flush=True)
             if options.capacity:
                 capacities[workers], figures[workers] = options.capacity, {}
             else:
@@ -678,18 +727,20 @@ def main() -> int:
                 result = overload(bench, capacities[workers], options.overload)
         finally:
             bench.stop()
+            os.sched_setaffinity(0, all_cpus)  # the next cluster starts unpinned
             if not options.keep:
                 shutil.rmtree(base, ignore_errors=True)
     load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nload average at the end: {load} on {os.cpu_count()} CPUs")
     print(
         "\n| case | events/s, no drop | per analysis process | × engine alone per process "
-        "| node CPU: reactor + analysis (cores) | events per node CPU second | × engine alone |"
+        "| node CPU: reactor + analysis (cores) | events per node CPU second | × engine alone "
+        "| events per analysis CPU second | × engine alone |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(
         f"| engine alone (one core, no alert writing) | {baseline:.0f} | {baseline:.0f} | 1.00 "
-        f"| 1.00 | {baseline:.0f} | 1.00 |"
+        f"| 1.00 | {baseline:.0f} | 1.00 | {baseline:.0f} | 1.00 |"
     )
     for workers, rate in capacities.items():
         window = figures[workers]
@@ -699,10 +750,12 @@ def main() -> int:
         cpu = window.get("node_cpu", 0.0)
         main_cpu = window.get("main_cpu", 0.0)
         per_cpu = rate / cpu if cpu else 0.0
+        per_analysis_cpu = rate / (cpu - main_cpu) if cpu > main_cpu else 0.0
         print(
             f"| end to end, {workers} analysis process{'es' if workers > 1 else ''} | "
             f"{rate:.0f} | {rate / workers:.0f} | {rate / workers / baseline:.2f} | "
-            f"{main_cpu:.2f} + {cpu - main_cpu:.2f} | {per_cpu:.0f} | {per_cpu / baseline:.2f} |"
+            f"{main_cpu:.2f} + {cpu - main_cpu:.2f} | {per_cpu:.0f} | {per_cpu / baseline:.2f} "
+            f"| {per_analysis_cpu:.0f} | {per_analysis_cpu / baseline:.2f} |"
         )
     if 1 in capacities and 2 in capacities and capacities[1]:
         print(f"\n2 processes / 1 process: {capacities[2] / capacities[1]:.2f}")
