@@ -32,6 +32,7 @@ import select
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -409,19 +410,19 @@ class AnalysisChild(amp.AMP):
 
 
 def widen_pipe(descriptor: int, size: int = PIPE_BYTES) -> int:
-    """Let the pipe ``descriptor`` hold up to ``size`` bytes, or as much as the system
-    allows; the size it now has (its old one when it cannot be changed, or it is no pipe)."""
+    """Let the pipe ``descriptor`` hold up to ``size`` bytes, at most the system's ceiling;
+    the size it now has (its old one when it cannot be changed, 0 when it is no pipe)."""
     try:
-        return fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, size)
-    except OSError:  # beyond pipe-max-size, or over the user's pipe quota
+        ceiling = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        ceiling = size
+    try:
+        return fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, min(size, ceiling))
+    except OSError:  # no pipe, or over the user's quota of pipe memory
         try:
-            limit = int(open("/proc/sys/fs/pipe-max-size").read())
-            return fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, min(size, limit))
-        except (OSError, ValueError):
-            try:
-                return fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ)
-            except OSError:
-                return 0
+            return fcntl.fcntl(descriptor, fcntl.F_GETPIPE_SZ)
+        except OSError:
+            return 0
 
 
 def main() -> None:
