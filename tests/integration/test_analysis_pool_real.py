@@ -24,7 +24,7 @@ from wazuhcluster.analysis.archives import plain_line
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.config.home import Home
 from wazuhcluster.node.analysis_child import CHILD_IN, CHILD_OUT, PIPE_BYTES
-from wazuhcluster.node.analysis_pool import ChildProcess
+from wazuhcluster.node.analysis_pool import AnalysisPool, ChildProcess
 from wazuhcluster.node.analysis_service import AnalysisService
 from wazuhcluster.util.logs import ClusterLog
 
@@ -74,18 +74,20 @@ class RealPoolTests(TestCase):
             await deferLater(clock, 0.05, lambda: None)
             waited += 0.05
 
-    async def test_pool_end_to_end(self) -> None:
-        """Events from 10 agents become alerts; a killed child is replaced and counted;
-        a reload reaches both children; stopping analyses everything still queued."""
+    async def started(
+        self, workers: int, settings: RulesetSettings | None = None
+    ) -> tuple[Home, AnalysisService, AnalysisPool]:
+        """A service with ``workers`` real analysis processes in a fresh home, started (and
+        stopped at cleanup), once every process has loaded the ruleset."""
         home = Home(Path(self.mktemp()))
         home.make_dirs()
         service = AnalysisService(
             home,
-            RulesetSettings(),
+            settings or RulesetSettings(),
             Identity("manager", "wazuh", "w1"),
             global_reactor,  # type: ignore[arg-type]
             ClusterLog("Worker w1", "Main"),
-            workers=2,
+            workers=workers,
         )
         service.startService()
         self.addCleanup(lambda: service.stopService() if service.running else None)
@@ -94,6 +96,12 @@ class RealPoolTests(TestCase):
         await self.wait(
             lambda: pool.loaded and all(lane.ready for lane in pool.lanes), "the ruleset"
         )
+        return home, service, pool
+
+    async def test_pool_end_to_end(self) -> None:
+        """Events from 10 agents become alerts; a killed child is replaced and counted;
+        a reload reaches both children; stopping analyses everything still queued."""
+        home, service, pool = await self.started(2)
         pids = {lane.handle.pid for lane in pool.lanes if lane.handle is not None}
         self.assertEqual(len(pids), 2)
         self.assertNotIn(os.getpid(), pids)
@@ -131,21 +139,7 @@ class RealPoolTests(TestCase):
     async def test_pipes_hold_a_whole_answer(self) -> None:
         """Each analysis process widens both pipes to the parent (1 MiB, or the system's
         ceiling), so a batch's answer of alerts fits without waiting for the parent."""
-        home = Home(Path(self.mktemp()))
-        home.make_dirs()
-        service = AnalysisService(
-            home,
-            RulesetSettings(),
-            Identity("manager", "wazuh", "w1"),
-            global_reactor,  # type: ignore[arg-type]
-            ClusterLog("Worker w1", "Main"),
-            workers=1,
-        )
-        service.startService()
-        self.addCleanup(lambda: service.stopService() if service.running else None)
-        pool = service.processes
-        assert pool is not None
-        await self.wait(lambda: pool.lanes[0].ready, "the ruleset")
+        _, _, pool = await self.started(1)
         child = pool.lanes[0].handle
         assert isinstance(child, ChildProcess) and child.transport is not None
         pipes = child.transport.pipes  # type: ignore[attr-defined]
@@ -157,23 +151,7 @@ class RealPoolTests(TestCase):
         """With archives on, FIM and SCA messages alert in real children, every event is
         archived by the node, an unknown queue is logged once, and an unchanged SCA check
         stays quiet after a reload (the children keep the agents' memory)."""
-        home = Home(Path(self.mktemp()))
-        home.make_dirs()
-        service = AnalysisService(
-            home,
-            RulesetSettings(logall=True, logall_json=True),
-            Identity("manager", "wazuh", "w1"),
-            global_reactor,  # type: ignore[arg-type]
-            ClusterLog("Worker w1", "Main"),
-            workers=2,
-        )
-        service.startService()
-        self.addCleanup(lambda: service.stopService() if service.running else None)
-        pool = service.processes
-        assert pool is not None
-        await self.wait(
-            lambda: pool.loaded and all(lane.ready for lane in pool.lanes), "the ruleset"
-        )
+        home, service, pool = await self.started(2, RulesetSettings(logall=True, logall_json=True))
         fim = {
             "type": "event",
             "data": {
