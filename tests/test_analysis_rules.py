@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from twisted.trial import unittest
 
 from tests.analysis_data import CLOCK, make_engine, run
 from wazuhcluster.analysis import rules
 from wazuhcluster.analysis.engine import Engine, Event
+from wazuhcluster.analysis.eventinfo import EventInfo
 from wazuhcluster.analysis.rule_loader import RuleLoadError, parse_time_range, parse_weekdays
 from wazuhcluster.config.analysis_settings import RulesetSettings
 
@@ -560,6 +562,36 @@ class CorrelationTests(RuleTestCase):
             "101",
         )
         self.assertEqual(self.rule_of(engine, line(act="deny", custom="x"), 3), "102")
+
+    def test_event_without_a_same_field_skips_the_search(self) -> None:
+        """An event lacking a field the rule needs equal in an earlier event (``same_user``
+        and a dynamic ``same_field`` here) cannot correlate: its search fails without
+        walking the history, and the next complete event still correlates with the first."""
+        engine = self.engine(
+            group(
+                self.FAILED
+                + """
+<rule id="102" level="10" frequency="2" timeframe="100">
+  <if_matched_sid>101</if_matched_sid><same_user/><same_field>custom</same_field>
+  <description>same user and custom</description></rule>"""
+            )
+        )
+        walks: list[str] = []
+        walk = rules._own_events
+
+        def counted(
+            rule: rules.Rule, event: EventInfo, state: rules.RuleState
+        ) -> Iterator[EventInfo]:
+            walks.append(event.full_log)
+            return walk(rule, event, state)
+
+        self.patch(rules, "_own_events", counted)
+        self.assertEqual(self.rule_of(engine, line(act="deny"), 0), "101")
+        bare = "Feb  1 10:00:00 host1 app[1]: act=deny"
+        self.assertEqual(self.rule_of(engine, bare, 1), "101")
+        self.assertEqual(len(walks), 1, walks)
+        self.assertEqual(self.rule_of(engine, line(act="deny"), 2), "102")
+        self.assertEqual(len(walks), 2, walks)
 
     def burst_engine(self) -> Engine:
         """101 on each denial, 102 on the third within 100 s of the same agent."""

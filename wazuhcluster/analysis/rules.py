@@ -609,8 +609,29 @@ def _own_events(rule: Rule, event: EventInfo, state: RuleState) -> Iterator[Even
         yield old
 
 
+def _lacks_a_same_field(rule: Rule, event: EventInfo) -> bool:
+    """Whether ``event`` lacks a field that ``rule``'s search needs equal in an earlier
+    event (``same_*``): no earlier event can then pass :func:`_same_and_different`, so the
+    search fails without walking the history. Without this, every failed login from a
+    syslog line walked the whole history of the Windows rule that wants the same
+    ``win.eventdata.ipAddress`` (60204), three quarters of all the entries searches walked
+    at 18,000 events a second."""
+    for name in rule.same:
+        if name != "location" and event.static.get(name) is None:
+            return True
+    if rule.same_dynamic:
+        if not event.fields:
+            return True
+        for name in rule.same_dynamic:
+            if event.find_field(name) is None:
+                return True
+    return False
+
+
 def search_history(rule: Rule, event: EventInfo, state: RuleState) -> bool:
     """Wazuh's Search_LastSids/Search_LastGroups: enough recent related events?"""
+    if _lacks_a_same_field(rule, event):
+        return False
     needed = (rule.frequency - 2) if rule.frequency is not None else 0
     count = 0
     first: EventInfo | None = None
