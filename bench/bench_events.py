@@ -99,7 +99,6 @@ def replayed_rate(
     from wazuhcluster.config.analysis_settings import RulesetSettings
 
     position = 0
-    seconds = 0.0
     with tempfile.TemporaryDirectory() as home:
         install_ruleset(Path(home))
         engine = load_engine(home, RulesetSettings(rule_excludes=(EXCLUDE,)))

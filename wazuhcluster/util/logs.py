@@ -119,6 +119,12 @@ def format_line(event: LogEvent, with_traceback: bool = False) -> str:
     return "\n".join(prefix + line.rstrip("\r") for line in text.rstrip("\n").split("\n"))
 
 
+def _own_line(level: LogLevel, text: str) -> str:
+    """A line cluster.log's writer says about itself (``[Cluster] [Main]``, dated now),
+    written straight to a stream rather than through the log publisher."""
+    return format_line({"log_format": "{text}", "text": text, "log_level": level}) + "\n"
+
+
 def _ends_a_line(stream: IO[str]) -> bool:
     """Whether the file behind ``stream`` is empty or ends with a newline (True when it
     cannot be told: no extra newline is better than a line without a date)."""
@@ -142,15 +148,15 @@ def _repair_tail(stream: IO[str]) -> None:
     last writes (a crash, a journal abort) and end a half line, saying so in the file."""
     try:
         zeros = tails.cut_trailing_zeros(stream.fileno())
-        stream.seek(0, io.SEEK_END)
         if not _ends_a_line(stream):
             stream.write("\n")
         if zeros:
-            stamp = time.strftime("%Y/%m/%d %H:%M:%S")
             stream.write(
-                f"{stamp} WARNING: [Cluster] [Main] cluster.log ended with {zeros} zero bytes, "
-                "where the file system lost its last writes (a crash or a disk error); "
-                "they were cut off.\n"
+                _own_line(
+                    LogLevel.warn,
+                    f"cluster.log ended with {zeros} zero bytes, where the file system lost "
+                    "its last writes (a crash or a disk error); they were cut off.",
+                )
             )
         stream.flush()
     except (OSError, ValueError, io.UnsupportedOperation):
@@ -249,12 +255,14 @@ class ClusterLogObserver:
         """A write failed: say so once where it can be seen, drop lines until it works."""
         self.failure = str(error)
         self._next_try = self.monotonic() + self.RETRY_INTERVAL
-        stamp = time.strftime("%Y/%m/%d %H:%M:%S")
         complaints = self.complaints if self.complaints is not None else sys.stderr
         try:
             complaints.write(
-                f"{stamp} ERROR: [Cluster] [Main] Cannot write cluster.log: {error}. Log lines "
-                "are dropped (and counted) until it can be written again.\n"
+                _own_line(
+                    LogLevel.error,
+                    f"Cannot write cluster.log: {error}. Log lines are dropped (and counted) "
+                    "until it can be written again.",
+                )
             )
             complaints.flush()
         except (OSError, ValueError):
@@ -278,10 +286,12 @@ class ClusterLogObserver:
                 if not _ends_a_line(stream) and not _cut_half_line(stream):
                     # A failed write left half a line that cannot be cut: end it first.
                     stream.write("\n")
-            stamp = time.strftime("%Y/%m/%d %H:%M:%S")
             stream.write(
-                f"{stamp} WARNING: [Cluster] [Main] cluster.log could not be written "
-                f"({self.failure}); {self.lost} log lines were lost.\n"
+                _own_line(
+                    LogLevel.warn,
+                    f"cluster.log could not be written ({self.failure}); "
+                    f"{self.lost} log lines were lost.",
+                )
             )
             stream.flush()
         except OSError:
