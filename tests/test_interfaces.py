@@ -20,7 +20,12 @@ from zope.interface.verify import verifyObject
 from tests.helpers import InMemoryCluster, write_config
 from tests.test_registry_link import _SyncRegistryService
 from wazuhcluster.agents.groups_table import MergedFiles
-from wazuhcluster.agents.interfaces import IAgentChannel, IEventSink, IMergedFiles
+from wazuhcluster.agents.interfaces import (
+    IAgentChannel,
+    IEventSink,
+    IMergedFiles,
+    ISealedSink,
+)
 from wazuhcluster.agents.service import AgentChannelService
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.api.interfaces import IAgentDataAsker, IApiNode, IRegistryFeature
@@ -133,7 +138,8 @@ class NodeSeamTests(SynchronousTestCase):
         self.home.make_dirs()
 
     def test_analysis_service(self) -> None:
-        """The analysis service is the channel's event sink and the node's ruleset."""
+        """The analysis service is the channel's event sink (sealed frames too) and the
+        node's ruleset."""
         service = AnalysisService(
             self.home,
             RulesetSettings(),
@@ -144,6 +150,7 @@ class NodeSeamTests(SynchronousTestCase):
             analysis_thread=run_inline,
         )
         self.assertTrue(verifyObject(IEventSink, service))
+        self.assertTrue(verifyObject(ISealedSink, service))
         self.assertTrue(verifyObject(IRuleset, service))
 
     def test_agent_channel(self) -> None:

@@ -25,12 +25,12 @@ class AgentCounters:
         #: agent id → (when counting started, the slots above).
         self._records: dict[str, tuple[float, list[int]]] = {}
 
-    def count(self, agent_id: str, slot: int) -> None:
-        """One more message of kind ``slot`` for ``agent_id``."""
+    def count(self, agent_id: str, slot: int, times: int = 1) -> None:
+        """``times`` more messages of kind ``slot`` for ``agent_id``."""
         record = self._records.get(agent_id)
         if record is None:
             record = self._records[agent_id] = (self.now(), [0] * _SLOTS)
-        record[1][slot] += 1
+        record[1][slot] += times
 
     def forget(self, agent_id: str) -> None:
         """Drop an agent's record (its key went away)."""

@@ -15,6 +15,7 @@ is closed (remoted's overtake rule).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, cast
@@ -35,6 +36,7 @@ from twisted.python.failure import Failure
 from wazuhcluster.agents import agent_counters as counted
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.requests import RequestTable
+from wazuhcluster.agents.sealed import SealedFrames, SealedOutcome, SealedReport
 from wazuhcluster.agents.sessions import SessionTable, SharedPush
 from wazuhcluster.agents.shared_files import MAX_SHARED_FILE, SharedContent, SharedFileReader
 from wazuhcluster.util.background import BackgroundWork
@@ -87,6 +89,17 @@ EventSink = Callable[[AgentEvent], None]
 TakeEvent = Callable[
     [str, str, str, str, str, str, float, str, "str | None", "tuple[tuple[str, str], ...]"], None
 ]
+
+
+#: A sink's entry for an authenticated agent's frames still sealed (``take_sealed``, see
+#: :class:`~.interfaces.ISealedSink`); False when it does not take them now.
+TakeSealed = Callable[[SealedFrames], bool]
+
+
+def sealed_taker(sink: EventSink) -> TakeSealed | None:
+    """The sink's ``take_sealed`` when it has one."""
+    take: TakeSealed | None = getattr(sink, "take_sealed", None)
+    return take
 
 
 def event_taker(sink: EventSink) -> TakeEvent:
@@ -438,6 +451,27 @@ class AgentPeer:
             )
 
 
+class GonePeer(AgentPeer):
+    """A connection that handed frames over sealed and closed before they were opened:
+    their control messages still update the agent's session (a shutdown marks it
+    disconnected), with nothing sent back."""
+
+    def __init__(self, factory: AgentChannelFactory, peer_ip: str, agent: secure.AgentKey):
+        self.factory = factory
+        self.peer_ip = peer_ip
+        self.agent = agent
+        self.closing = True  # nothing is sent
+
+    def write_payload(self, payload: bytes) -> None:
+        """Nothing to write to."""
+
+    def write_pong(self) -> None:
+        """Nothing to write to."""
+
+    def close(self) -> None:
+        """Already closed."""
+
+
 class AgentChannelProtocol(AgentPeer, Protocol):
     """One agent TCP connection: 4-byte little-endian frames."""
 
@@ -447,6 +481,8 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         self.factory = factory
         self.peer_ip = peer_ip
         self.decoder = secure.FrameDecoder(factory.max_frame)
+        #: This connection's number on this node (sealed frames name their connection).
+        self.number = next(factory.numbers)
         self.agent: secure.AgentKey | None = None
         self.closing = False
         #: Whether this connection is counted in ``stats.tcp_sessions``.
@@ -521,10 +557,64 @@ class AgentChannelProtocol(AgentPeer, Protocol):
             self.factory.stats.dropped += 1
             self.close()
             return
+        agent = self.agent
+        if agent is not None and self.factory.take_sealed is not None:
+            self._hand_over(agent, frames)
+            return
         for payload in frames:
             if self.closing:
                 return
             self.factory.stats.frames += 1
+            self.handle_payload(payload)
+
+    def _hand_over(self, agent: secure.AgentKey, frames: list[bytes]) -> None:
+        """An authenticated connection's frames: the runs of frames sealed with its agent's
+        key go to the sink still sealed (an analysis process opens them); the others
+        (``#ping``, another agent's id) are handled here, in their place in the stream.
+        Frames the sink does not take are opened here too."""
+        factory = self.factory
+        prefix = agent.sealed_prefix
+        run: list[bytes] = []
+        for payload in frames:
+            if payload.startswith(prefix):
+                run.append(payload)
+                continue
+            if run:
+                self._hand_over_run(agent, run)
+                run = []
+            if self.closing:
+                return
+            factory.stats.frames += 1
+            self.handle_payload(payload)
+        if run:
+            self._hand_over_run(agent, run)
+
+    def _hand_over_run(self, agent: secure.AgentKey, run: list[bytes]) -> None:
+        if self.closing:
+            return
+        factory = self.factory
+        factory.stats.frames += len(run)
+        now = factory.clock.seconds()
+        factory._last_received[agent.agent_id] = now
+        session = factory.sessions.get(agent.agent_id)
+        group = SealedFrames(
+            agent.agent_id,
+            agent.name,
+            agent.cipher_key,
+            agent.ip,
+            session.reported_ip if session is not None else None,
+            session.labels if session is not None else (),
+            now,
+            self.number,
+            self.peer_ip,
+            run,
+        )
+        assert factory.take_sealed is not None
+        if factory.take_sealed(group):
+            return
+        for payload in run:
+            if self.closing:
+                return
             self.handle_payload(payload)
 
     def close(self) -> None:
@@ -573,6 +663,10 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.event_sink = event_sink
         #: How each event reaches the sink (:func:`event_taker`).
         self.take_event = event_taker(event_sink)
+        #: Where an authenticated agent's frames go still sealed (None: they are opened
+        #: here). Not with ``verify_counters``: its replay check needs each agent's frames
+        #: opened in order in one place, this one.
+        self.take_sealed = None if verify_counters else sealed_taker(event_sink)
         self.clock = clock
         self.log = log or ClusterLog("Node", "Agent channel")
         self.overtake_time = overtake_time
@@ -583,6 +677,8 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         self.manager_version = control.version_tuple(manager_version) if manager_version else None
         self.allow_higher_versions = allow_higher_versions
         self.stats = ChannelStats()
+        #: Numbers for the connections, in the order they are accepted.
+        self.numbers = itertools.count(1)
         #: What each agent sent and was sent (``daemons/stats`` per agent).
         self.agent_counters = counted.AgentCounters(clock.seconds)
         # Start the manager's counter at the current time so it keeps growing across
@@ -758,6 +854,65 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
         if self._owners.get(agent_id) is proto:
             del self._owners[agent_id]
             self.requests.agent_gone(agent_id)
+
+    # ------------------------------------------------------------------ sealed frames
+
+    def sealed_opened(self, report: SealedReport) -> None:
+        """What an analysis process found opening frames that this channel handed over
+        sealed: count the events, answer the control messages on the agent's connection,
+        log the malformed events, and close the connection after a frame that could not be
+        opened (as when the frame is opened here)."""
+        stats = self.stats
+        for agent_id, counts in report.events.items():
+            events = sum(counts.values())
+            stats.events += events
+            self.agent_counters.count(agent_id, counted.EVENT, events)
+        for outcome in report.outcomes:
+            self._sealed_outcome(outcome)
+
+    def _sealed_outcome(self, outcome: SealedOutcome) -> None:
+        agent_id = outcome.agent_id
+        entry = self.keys.get(agent_id)
+        owner = self._owners.get(agent_id)
+        # The connection that sent the frames, while it is still open and the agent's.
+        sender = (
+            owner
+            if isinstance(owner, AgentChannelProtocol)
+            and owner.number == outcome.connection
+            and not owner.closing
+            else None
+        )
+        peer: AgentPeer | None = None
+        if entry is not None:
+            peer = sender or GonePeer(self, outcome.peer_ip, entry)
+        if outcome.control:
+            self.agent_counters.count(agent_id, counted.CONTROL, len(outcome.control))
+            for text in outcome.control:
+                if entry is None or peer is None:
+                    self.stats.control += 1  # the agent was removed meanwhile
+                elif owner is not None and sender is None and self._restarted(agent_id, text):
+                    self.stats.control += 1
+                else:
+                    peer.handle_control(entry, text)
+        if outcome.malformed:
+            self.stats.dropped += outcome.malformed
+            for reason in outcome.reasons:  # the first few; the others are only counted
+                self.log.warn(
+                    "Malformed event from agent '{agent_id}': {reason}",
+                    agent_id=agent_id,
+                    reason=reason,
+                )
+        error = outcome.secure_error()
+        if error is not None:
+            self.stats.dropped += 1 + outcome.discarded
+            if entry is not None and peer is not None:
+                peer._log_secure_error(entry, error)
+                peer.close()
+
+    def _restarted(self, agent_id: str, text: str) -> bool:
+        """Whether ``text``, from a connection the agent has replaced since, is a shutdown,
+        which is past: the agent started again on its new connection."""
+        return isinstance(self.parse_control(agent_id, text), control.Shutdown)
 
     # ------------------------------------------------------------------ manager → agent
 

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from wazuhcluster.agents.channel import AgentEvent
+from wazuhcluster.agents.sealed import SealedFrames
 from wazuhcluster.agents.sessions import SessionTable
 
 
@@ -16,6 +17,15 @@ class IEventSink(Interface):
 
     def __call__(event: AgentEvent) -> None:
         """Queue ``event`` for analysis; never blocks, never raises for a full queue."""
+
+
+class ISealedSink(Interface):
+    """An event sink that also takes an authenticated agent's frames still sealed, to open
+    them where it analyses them (:mod:`~wazuhcluster.agents.sealed`)."""
+
+    def take_sealed(group: SealedFrames) -> bool:
+        """Queue ``group``; False when it cannot take it now (no analysis process, an EPS
+        limit, a full queue): the channel then opens the frames itself."""
 
 
 class IMergedFiles(Interface):

@@ -493,12 +493,15 @@ class AgentKey:
     ip: str
     key: str = field(repr=False)
     cipher_key: bytes = field(init=False, repr=False, eq=False)
+    #: How this agent's frames start when they carry its id (``!<id>!#AES:``).
+    sealed_prefix: bytes = field(init=False, repr=False, eq=False)
     _network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = field(
         init=False, repr=False, eq=False
     )
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "cipher_key", derive_key(self.agent_id, self.name, self.key))
+        object.__setattr__(self, "sealed_prefix", f"!{self.agent_id}!".encode() + AES_TOKEN)
         network = None
         if self.ip.lower() != "any":
             try:

@@ -39,6 +39,7 @@ import attrs
 from twisted.internet.protocol import FileWrapper
 from twisted.protocols import amp
 
+from wazuhcluster.agents.sealed import SealedFrames, SealedReport, open_frames
 from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
@@ -161,7 +162,12 @@ class Analyse(amp.Command):
     the ``replies`` due to agents (JSON ``[[agent id, message], ...]``, absent when none),
     and the alerts' ``tally`` for the hourly totals (``{"pairs": [[rule id, level,
     times], ...], "syscheck": n, "firewall": n}``, absent when no alert), counted here
-    from the alerts themselves so the node does not read its lines again."""
+    from the alerts themselves so the node does not read its lines again.
+
+    A batch item may be an agent's frames still sealed (:func:`sealed_row`): the child
+    opens them, analyses their events in their place, and answers ``sealed``, what opening
+    them found (:meth:`~wazuhcluster.agents.sealed.SealedReport.to_json`; absent when the
+    batch had none) for the node's agent channel."""
 
     arguments = [(b"events", BigBytes())]
     response = [
@@ -176,12 +182,16 @@ class Analyse(amp.Command):
         (b"notices", Json()),
         (b"replies", BigBytes(optional=True)),
         (b"tally", Json(optional=True)),
+        (b"sealed", Json(optional=True)),
     ]
     errors = {NoEngine: b"NO_ENGINE"}
 
 
-#: One event as a batch carries it: its fields' values in :data:`EVENT_FIELDS` order.
+#: One event as a batch carries it: its fields' values in :data:`EVENT_FIELDS` order; or
+#: an agent's sealed frames (:func:`sealed_row`).
 EventRow = tuple[Any, ...]
+#: The first value of a batch item that holds an agent's sealed frames.
+SEALED = 0
 
 
 def event_row(event: Event) -> EventRow:
@@ -203,12 +213,49 @@ def encode_events(events: list[Event]) -> bytes:
     return encode_rows([event_row(event) for event in events])
 
 
+def sealed_row(group: SealedFrames) -> EventRow:
+    """An agent's sealed frames as an item of a batch: :data:`SEALED`, then the group's
+    fields (an event row starts with its message, a string)."""
+    return (SEALED, *group.as_tuple())
+
+
 def decode_events(data: bytes) -> list[Event]:
-    """The events of an :class:`Analyse` batch."""
+    """The events of an :class:`Analyse` batch without sealed frames."""
+    events, _ = decode_batch(data)
+    return events
+
+
+def decode_batch(data: bytes) -> tuple[list[Event], SealedReport | None]:
+    """The events of an :class:`Analyse` batch, in order, the sealed frames opened among
+    them; and what opening them found (None: the batch had none)."""
     names, rows = marshal.loads(data)
-    if tuple(names) == EVENT_FIELDS:  # always, between processes of one interpreter
-        return [Event(*row) for row in rows]
-    return [Event(**dict(zip(names, row, strict=True))) for row in rows]
+    same = tuple(names) == EVENT_FIELDS  # always, between processes of one interpreter
+    events: list[Event] = []
+    report: SealedReport | None = None
+    for row in rows:
+        if row[0] == SEALED:
+            group = SealedFrames.from_tuple(row[1:])
+            report = report or SealedReport()
+            opened = open_frames(group, report)
+            events.extend(
+                Event(
+                    message,
+                    location,
+                    queue,
+                    group.agent_id,
+                    group.name,
+                    group.registered_ip,
+                    group.received,
+                    agent_reported_ip=group.reported_ip,
+                    agent_labels=group.labels,
+                )
+                for queue, location, message in opened
+            )
+        elif same:
+            events.append(Event(*row))
+        else:
+            events.append(Event(**dict(zip(names, row, strict=True))))
+    return events, report
 
 
 def tally_json(tally: AlertTally) -> dict[str, Any]:
@@ -341,7 +388,7 @@ class AnalysisChild(amp.AMP):
         plain = self.archives and self.settings.logall
         failed = 0
         tally = AlertTally()
-        batch = decode_events(events)
+        batch, report = decode_batch(events)
         for event in batch:
             try:
                 if self.archives:
@@ -385,6 +432,7 @@ class AnalysisChild(amp.AMP):
             "notices": engine.take_notices(),
             "replies": replies,
             "tally": tally_json(tally) if lines else None,
+            "sealed": report.to_json() if report is not None else None,
         }
 
     # The responders call the methods by name, so a subclass may override them.

@@ -45,6 +45,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from wazuhcluster.agents.sealed import SealedFrames, SealedReport
 from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import Identity
 from wazuhcluster.analysis.engine import Event
@@ -52,6 +53,7 @@ from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.node.analysis_child import (
     CHILD_IN,
     CHILD_OUT,
+    SEALED,
     Abort,
     Analyse,
     Commit,
@@ -60,6 +62,7 @@ from wazuhcluster.node.analysis_child import (
     Prepare,
     encode_rows,
     event_row,
+    sealed_row,
     settings_to_json,
 )
 from wazuhcluster.node.intake import EpsLimiter, RateWindow
@@ -252,8 +255,10 @@ class Lane:
     """One child process and its queue."""
 
     index: int
-    #: Events waiting, as the rows a batch carries (built once, when queued).
+    #: Events waiting, as the rows a batch carries (built once, when queued), and how many
+    #: events they are (a row of sealed frames holds several).
     queue: deque[EventRow] = field(factory=deque)
+    queued: int = 0
     handle: ChildHandle | None = None
     generation: int = 0
     connected: bool = False
@@ -274,7 +279,7 @@ class Lane:
             "lane": self.index,
             "pid": self.handle.pid if self.handle is not None else None,
             "running": self.ready,
-            "queued": len(self.queue),
+            "queued": self.queued,
             "in_flight": self.inflight_events,
             "processed": self.stats.processed,
             "alerts": self.stats.alerts,
@@ -312,6 +317,7 @@ class AnalysisPool:
         reply: Callable[[str, str], object] | None = None,
         state_dir: str | None = None,
         tally: AlertTally | None = None,
+        opened: Callable[[SealedReport], object] | None = None,
     ) -> None:
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
         self.spawn = spawn
@@ -331,6 +337,9 @@ class AnalysisPool:
         self.state_dir = state_dir
         #: Where the children's counts of their alerts go (the hourly totals).
         self.tally = tally
+        #: Where what the children found opening sealed frames goes (the agent channel).
+        self.opened = opened
+        #: Events waiting on every lane (a group of sealed frames counts its frames).
         self.queued = 0
         self.draining = False
         self.closing = False
@@ -510,18 +519,27 @@ class AnalysisPool:
         """Queue ``event`` on its agent's lane (see :meth:`put_row`)."""
         self.put_row(event.agent_id, event_row(event))
 
+    def put_sealed(self, group: SealedFrames) -> None:
+        """Queue an agent's frames still sealed on its lane, as :meth:`put_row` does an
+        event (each frame counts as one event until its process opened it)."""
+        self._put(group.agent_id, sealed_row(group), len(group.frames))
+
     def put_row(self, agent_id: str, row: EventRow) -> None:
         """Queue the event ``row`` of ``agent_id`` on the agent's lane. It leaves with the
         batch of the lane's next :data:`BATCH_EVENTS` events, or :data:`SEND_DELAY` seconds
         after the oldest of them was queued, whichever comes first."""
+        self._put(agent_id, row, 1)
+
+    def _put(self, agent_id: str, row: EventRow, events: int) -> None:
         lanes = self.lanes
         lane = lanes[lane_of(agent_id, len(lanes))] if len(lanes) > 1 else lanes[0]
         queue = lane.queue
         if lane.due is None:
             lane.due = self.clock.seconds() + SEND_DELAY
         queue.append(row)
-        self.queued += 1
-        if len(queue) >= BATCH_EVENTS and not self._send_soon:
+        self.queued += events
+        lane.queued += events
+        if lane.queued >= BATCH_EVENTS and not self._send_soon:
             # A full batch leaves at the end of this reactor turn.
             self._send_soon = True
             self._schedule_send(0)
@@ -560,39 +578,41 @@ class AnalysisPool:
         while lane.ready and lane.queue and lane.inflight < WINDOW and lane.handle is not None:
             now = self.clock.seconds()
             due = lane.due
-            if (
-                not self.draining
-                and len(lane.queue) < BATCH_EVENTS
-                and due is not None
-                and now < due
-            ):
+            if not self.draining and lane.queued < BATCH_EVENTS and due is not None and now < due:
                 return  # not a full batch yet: the pool's timer comes back at ``due``
             allowed = BATCH_EVENTS if self.draining else self.limiter.available(now)
             if allowed <= 0:
                 self.limiter.waits += 1
                 return
             batch: list[EventRow] = []
-            size = 0
+            events = size = 0
             limit = min(BATCH_EVENTS, allowed)
             queue = lane.queue
-            while queue and len(batch) < limit and size < BATCH_BYTES:
+            while queue and events < limit and size < BATCH_BYTES:
                 row = queue.popleft()
                 batch.append(row)
-                size += len(row[0]) + len(row[1]) + 64  # message and location
-            self.queued -= len(batch)
+                if row[0] == SEALED:  # an agent's frames: as many events, their bytes
+                    frames = row[-1]
+                    events += len(frames)
+                    size += sum(map(len, frames))
+                else:
+                    events += 1
+                    size += len(row[0]) + len(row[1]) + 64  # message and location
+            self.queued -= events
+            lane.queued -= events
             if not queue:
                 lane.due = None
             if not self.draining:
-                self.limiter.take(now, len(batch))
+                self.limiter.take(now, events)
             lane.inflight += 1
-            lane.inflight_events += len(batch)
+            lane.inflight_events += events
             lane.stats.batches += 1
             call = lane.handle.remote.callRemote(Analyse, events=encode_rows(batch))
             call.addCallbacks(
                 self._analysed,
                 self._failed,
-                callbackArgs=(lane, len(batch)),
-                errbackArgs=(lane, len(batch)),
+                callbackArgs=(lane, events),
+                errbackArgs=(lane, events),
             )
 
     def _finish(self, lane: Lane, count: int) -> None:
@@ -618,6 +638,9 @@ class AnalysisPool:
         if replies and self.reply is not None:
             for agent_id, message in json.loads(replies):
                 self.reply(agent_id, message)
+        sealed = answer.get("sealed")
+        if sealed and self.opened is not None:
+            self.opened(SealedReport.from_json(sealed))
         if answer["archived"] and self.archive is not None:
             self.archive(
                 answer["archive_json"].decode("utf-8"),

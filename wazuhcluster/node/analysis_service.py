@@ -40,7 +40,8 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from wazuhcluster.agents.channel import AgentEvent
-from wazuhcluster.agents.interfaces import IEventSink
+from wazuhcluster.agents.interfaces import IEventSink, ISealedSink
+from wazuhcluster.agents.sealed import SealedFrames, SealedReport
 from wazuhcluster.analysis.agentstate import AgentState, MemoryState
 from wazuhcluster.analysis.alert_totals import AlertTally
 from wazuhcluster.analysis.alerts import AlertWriter, Identity
@@ -94,7 +95,7 @@ def to_event(item: AgentEvent) -> Event:
     )
 
 
-@implementer(IEventSink, IRuleset)
+@implementer(IEventSink, ISealedSink, IRuleset)
 class AnalysisService(Service):
     """Analyses agent events on one node and writes Wazuh-shaped alerts."""
 
@@ -156,6 +157,9 @@ class AnalysisService(Service):
         )
         #: Sends a reply to a connected agent (the agent channel's); False when it is not.
         self.reply_to_agent: Callable[[str, str], object] | None = None
+        #: What to do with what an analysis process found opening an agent's sealed
+        #: frames (the agent channel's); None: sealed frames are not taken.
+        self.sealed_opened: Callable[[SealedReport], object] | None = None
         #: Replies that could not be delivered (the agent had no connection here).
         self.undelivered_replies = 0
         #: The alerts written, counted for the hourly totals kept under var/stats.
@@ -202,6 +206,7 @@ class AnalysisService(Service):
                 self._reply,
                 str(self.state_dir) if self.state_dir is not None else None,
                 self.tally,
+                self._opened,
             )
             started = self.processes.start().addCallback(self._load_once_started)
             self.background.track(started, "Starting the analysis processes", OnStop.WAIT)
@@ -354,6 +359,50 @@ class AnalysisService(Service):
             )
         )
         self._kick()
+
+    def take_sealed(self, group: SealedFrames) -> bool:
+        """An authenticated agent's frames still sealed, for its analysis process to open
+        (see :mod:`~wazuhcluster.agents.sealed`): queued, each frame counted as a received
+        event until the process says what it was.
+
+        Not taken (the channel opens them and gives the events to :meth:`take_event`):
+        - with fewer than two analysis processes: one process is the node's bound, with
+          the reactor on another core, so the reactor keeps the opening (about a sixth of
+          the cost of an event); from two on, the one reactor thread would be the bound;
+        - before a ruleset is loaded in the processes;
+        - with an EPS limit: control messages must not wait behind events held back;
+        - when they do not fit in the queue: the events are then dropped and counted per
+          agent, and the control messages still answered."""
+        processes = self.processes
+        count = len(group.frames)
+        if (
+            processes is None
+            or len(processes.lanes) < 2
+            or not processes.loaded
+            or self.limiter.enabled
+            or self.sealed_opened is None
+            or processes.queued + count > self.queue_size
+        ):
+            return False
+        self.stats.received += count
+        processes.put_sealed(group)
+        return True
+
+    def _opened(self, report: SealedReport) -> None:
+        """An analysis process opened sealed frames: those that were not events leave the
+        received count; the events are counted per agent and queue letter; the channel
+        answers the control messages."""
+        self.stats.received -= report.not_events
+        agent_queues = self.agent_queues
+        for agent_id, counts in report.events.items():
+            by_queue = agent_queues.get(agent_id)
+            if by_queue is None:
+                by_queue = agent_queues[agent_id] = {}
+            for queue, count in counts.items():
+                by_queue[queue] = by_queue.get(queue, 0) + count
+        receiver = self.sealed_opened
+        if receiver is not None:
+            receiver(report)
 
     def forget_agents(self, agent_ids: Iterable[str]) -> None:
         """Drop the per-agent counts of removed agents."""

@@ -69,6 +69,7 @@ class NodeServices:
             manager_version=WAZUH_VERSION,
         )
         self.analysis.reply_to_agent = self.channel.factory.send_to_agent
+        self.analysis.sealed_opened = self.channel.factory.sealed_opened
         #: Where blocking work runs (tests run it inline).
         self.run_in_thread: RunInThread = run_in_reactor_pool
         #: What SIGHUP runs (after the role's own log reopening): reopen alerts.json, then
