@@ -474,7 +474,9 @@ class Bench:
         before, _ = analysis(self.home.root)
         sent_before = self.ask("stats")["events_sent"]
         pids = tree_pids(self.worker_pid)
+        generator = [self.generator.process.pid] if self.generator is not None else []
         cpu, main_cpu = cpu_seconds(pids), cpu_seconds(pids[:1])
+        generator_cpu = cpu_seconds(generator)
         started = time.monotonic()
         started_at = time.time()
         self.ask(f"rate {rate} {int(rate * seconds)}")
@@ -492,6 +494,7 @@ class Bench:
             "processed": after["processed"] - before["processed"],
             "node_cpu": (cpu_seconds(pids) - cpu) / elapsed,
             "main_cpu": (cpu_seconds(pids[:1]) - main_cpu) / elapsed,
+            "generator_cpu": (cpu_seconds(generator) - generator_cpu) / elapsed,
             "batches": batches(after) - batches(before),
             "index": len(self.schedule),
         }
@@ -563,7 +566,8 @@ class Bench:
             f"  N={self.workers} offered {rate:.0f}/s: sent {result['sent']}, "
             f"dropped {result['dropped']}, queue at end {result['queue']}, CPU: node "
             f"{100 * result['main_cpu']:.0f}% + analysis "
-            f"{100 * (result['node_cpu'] - result['main_cpu']):.0f}% -> "
+            f"{100 * (result['node_cpu'] - result['main_cpu']):.0f}% (generator "
+            f"{100 * result['generator_cpu']:.0f}%) -> "
             f"{'sustained' if ok else 'not sustained'}; "
             f"{result['processed'] / max(1, result['batches']):.0f} events per batch",
             flush=True,
