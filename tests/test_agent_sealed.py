@@ -268,6 +268,16 @@ class HandOverTests(SynchronousTestCase):
         self.assertEqual(self.sessions.status("001"), AgentStatus.ACTIVE)
         self.assertFalse(again.closing)
 
+    def test_shutdown_of_a_closing_connection_applies(self) -> None:
+        """A shutdown from the agent's own connection, closing but not gone yet, is not
+        taken for a past one: the agent is disconnected."""
+        factory, proto, _ = self.connect()
+        proto.dataReceived(self.agent.frame(_keepalive()))
+        proto.close()
+        shutdown = SealedOutcome("001", proto.number, "10.0.0.1", [control.SHUTDOWN])
+        factory.sealed_opened(SealedReport({}, 1, [shutdown]))
+        self.assertEqual(self.sessions.status("001"), AgentStatus.DISCONNECTED)
+
 
 class SealedThroughThePoolTests(PoolTestCase):
     """Channel, service and in-memory analysis processes together."""

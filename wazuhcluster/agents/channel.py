@@ -7,6 +7,13 @@ then hands control messages to the :class:`~.sessions.SessionTable` and events t
 injected event sink. Bad frames are dropped with Wazuh's warnings and the connection is
 closed where remoted closes it; other connections are unaffected.
 
+When the sink takes them (``take_sealed``: the node's analysis processes, see
+:mod:`.sealed`), a TCP connection's frames after its first valid message are handed over
+unopened, and what opening them found comes back through
+:meth:`AgentChannelFactory.sealed_opened`; the first message of every connection is opened
+here, so the key, the address and the agent's slot are checked before anything is handed
+over.
+
 One connection per agent: a second authenticated connection for the same agent is refused
 (``Agent key already in use``) unless the first has been silent for longer than
 ``connection_overtake_time`` (60 s), in which case the new one takes over and the old one
@@ -890,7 +897,7 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
             for text in outcome.control:
                 if entry is None or peer is None:
                     self.stats.control += 1  # the agent was removed meanwhile
-                elif owner is not None and sender is None and self._restarted(agent_id, text):
+                elif self._restarted(owner, outcome.connection, agent_id, text):
                     self.stats.control += 1
                 else:
                     peer.handle_control(entry, text)
@@ -909,9 +916,13 @@ class AgentChannelFactory(Factory[AgentChannelProtocol]):
                 peer._log_secure_error(entry, error)
                 peer.close()
 
-    def _restarted(self, agent_id: str, text: str) -> bool:
-        """Whether ``text``, from a connection the agent has replaced since, is a shutdown,
-        which is past: the agent started again on its new connection."""
+    def _restarted(
+        self, owner: AgentPeer | None, connection: int, agent_id: str, text: str
+    ) -> bool:
+        """Whether ``text`` is a shutdown sent on ``connection`` while the agent now owns
+        another: it is past, the agent started again on the new one."""
+        if owner is None or getattr(owner, "number", None) == connection:
+            return False
         return isinstance(self.parse_control(agent_id, text), control.Shutdown)
 
     # ------------------------------------------------------------------ manager → agent

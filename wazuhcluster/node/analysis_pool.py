@@ -6,7 +6,10 @@ frequency, ``if_matched`` and accumulator state stay whole in one process; a lan
 batch per AMP call (at most :data:`BATCH_EVENTS` events or about :data:`BATCH_BYTES`) once it
 holds a full batch or its oldest event has waited :data:`SEND_DELAY`, and keeps at most
 :data:`WINDOW` batches in flight. Events are queued as the rows a batch carries (built once,
-from the agent's event, by :meth:`AnalysisPool.put_row`). Answers come back in call order, carrying
+from the agent's event, by :meth:`AnalysisPool.put_row`), or as an agent's frames still
+sealed (:meth:`AnalysisPool.put_sealed`: the child opens them, and what it found comes back
+to the ``opened`` callback as a :class:`~wazuhcluster.agents.sealed.SealedReport`; each
+frame counts as one event in the queue). Answers come back in call order, carrying
 ready alerts.json lines (and, with archives on, archives.json and archives.log lines), which
 the pool hands to the node's one writer: alerts and archives keep their order per agent. The
 notices a child's engine gathered (a message of an unknown queue...) come back with the
