@@ -24,8 +24,8 @@ class ISealedSink(Interface):
     them where it analyses them (:mod:`~wazuhcluster.agents.sealed`)."""
 
     def take_sealed(group: SealedFrames) -> bool:
-        """Queue ``group``; False when it cannot take it now (no analysis process, an EPS
-        limit, a full queue): the channel then opens the frames itself."""
+        """Queue ``group``; False when it does not take it now (fewer than two analysis
+        processes, an EPS limit, a full queue): the channel then opens the frames itself."""
 
 
 class IMergedFiles(Interface):

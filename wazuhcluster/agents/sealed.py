@@ -83,21 +83,9 @@ class SealedFrames:
 
     @classmethod
     def from_tuple(cls, values: tuple[Any, ...] | list[Any]) -> SealedFrames:
-        """Rebuild a group from :meth:`as_tuple`."""
-        (agent_id, name, key, registered_ip, reported_ip, labels, received, connection, peer_ip,
-         frames) = values  # fmt: skip
-        return cls(
-            agent_id,
-            name,
-            key,
-            registered_ip,
-            reported_ip,
-            tuple((str(k), str(v)) for k, v in labels),
-            received,
-            connection,
-            peer_ip,
-            list(frames),
-        )
+        """Rebuild a group from :meth:`as_tuple` (:mod:`marshal` keeps tuples and lists
+        as they were)."""
+        return cls(*values)
 
 
 @define

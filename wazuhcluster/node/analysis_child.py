@@ -220,7 +220,8 @@ def sealed_row(group: SealedFrames) -> EventRow:
 
 
 def decode_events(data: bytes) -> list[Event]:
-    """The events of an :class:`Analyse` batch without sealed frames."""
+    """The events of an :class:`Analyse` batch (sealed frames opened, what they held
+    besides events left out)."""
     events, _ = decode_batch(data)
     return events
 
