@@ -13,7 +13,7 @@ from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_agent_channel import FakeAgent, _keepalive
+from tests.test_agent_channel import UNAME, FakeAgent, _keepalive
 from tests.test_analysis_pool import SSH_FAIL, PoolTestCase
 from wazuhcluster.agents import control, secure
 from wazuhcluster.agents.channel import AgentChannelFactory, AgentChannelProtocol, AgentEvent
@@ -330,6 +330,25 @@ class SealedThroughThePoolTests(PoolTestCase):
         self.assertEqual(len(lines), numbers["alerts_written"])
         self.assertGreater(len(lines), 0)
         self.assertEqual(json.loads(lines[0])["agent"]["id"], "001")
+
+    def test_a_batch_of_keepalives_over_one_amp_value(self) -> None:
+        """A batch of 400 keep-alives (their texts over AMP's 64 KiB value limit) comes back
+        whole: every one is acknowledged and the analysis process stays up."""
+        service = self.make_service(2)
+        service.queue_size = 1000
+        _, proto, transport = self.wire(service)
+        long_keepalive = control.format_keepalive(
+            UNAME, "Wazuh v4.14.7", None, [f'"label{i}":value' for i in range(8)], "x", "10.0.0.1"
+        )
+        proto.dataReceived(b"".join(self.agent.frame(long_keepalive) for _ in range(400)))
+        self.flush()
+        self.assertGreater(400 * len(long_keepalive), 65536)
+        assert service.processes is not None
+        self.assertEqual([lane.stats.batches for lane in service.processes.lanes], [0, 1])
+        self.assertEqual(self.agent.read(transport), [control.ACK.encode()] * 400)
+        self.assertEqual(sum(lane.stats.lost for lane in service.processes.lanes), 0)
+        self.assertEqual(service.intake()["received"], 0)
+        self.stop(service)
 
     def test_opened_here_with_one_process_or_an_eps_limit(self) -> None:
         """With one analysis process, or with an EPS limit, the channel opens the frames

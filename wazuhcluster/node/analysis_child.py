@@ -166,8 +166,9 @@ class Analyse(amp.Command):
 
     A batch item may be an agent's frames still sealed (:func:`sealed_row`): the child
     opens them, analyses their events in their place, and answers ``sealed``, what opening
-    them found (:meth:`~wazuhcluster.agents.sealed.SealedReport.to_json`; absent when the
-    batch had none) for the node's agent channel."""
+    them found (:meth:`~wazuhcluster.agents.sealed.SealedReport.to_json` as JSON bytes,
+    in pieces like the alerts: 500 keep-alives' texts are over one AMP value; absent when
+    the batch had none) for the node's agent channel."""
 
     arguments = [(b"events", BigBytes())]
     response = [
@@ -182,7 +183,7 @@ class Analyse(amp.Command):
         (b"notices", Json()),
         (b"replies", BigBytes(optional=True)),
         (b"tally", Json(optional=True)),
-        (b"sealed", Json(optional=True)),
+        (b"sealed", BigBytes(optional=True)),
     ]
     errors = {NoEngine: b"NO_ENGINE"}
 
@@ -420,7 +421,7 @@ class AnalysisChild(amp.AMP):
         text = b"\n".join(lines) + b"\n" if lines else b""
         self.commit_state(COMMIT_INTERVAL)
         pairs = engine.agent_state.take_replies()
-        replies = json.dumps(pairs, separators=(",", ":")).encode("utf-8") if pairs else None
+        replies = json_bytes(pairs) if pairs else None
         return {
             "alerts": text,
             "processed": len(batch),
@@ -433,7 +434,7 @@ class AnalysisChild(amp.AMP):
             "notices": engine.take_notices(),
             "replies": replies,
             "tally": tally_json(tally) if lines else None,
-            "sealed": report.to_json() if report is not None else None,
+            "sealed": json_bytes(report.to_json()) if report is not None else None,
         }
 
     # The responders call the methods by name, so a subclass may override them.
@@ -456,6 +457,11 @@ class AnalysisChild(amp.AMP):
     @Analyse.responder
     def _analyse(self, events: bytes) -> dict[str, Any]:
         return self.analyse(events)
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as compact JSON, UTF-8."""
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
 def widen_pipe(descriptor: int, size: int = PIPE_BYTES) -> int:

@@ -643,7 +643,7 @@ class AnalysisPool:
                 self.reply(agent_id, message)
         sealed = answer.get("sealed")
         if sealed and self.opened is not None:
-            self.opened(SealedReport.from_json(sealed))
+            self.opened(SealedReport.from_json(json.loads(sealed)))
         if answer["archived"] and self.archive is not None:
             self.archive(
                 answer["archive_json"].decode("utf-8"),
