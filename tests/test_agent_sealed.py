@@ -177,23 +177,39 @@ class HandOverTests(SynchronousTestCase):
         return factory, proto, transport
 
     def test_first_message_opened_later_ones_handed_over(self) -> None:
-        """The first message authenticates the connection here; the frames after it leave
-        sealed in one group, a ping among them answered in its place."""
+        """The first message authenticates the connection here; later runs of several
+        frames leave sealed in one group, a ping among them answered in its place."""
         factory, proto, transport = self.connect()
         proto.dataReceived(self.agent.frame(_keepalive()))
         self.assertEqual(self.agent.read(transport), [control.ACK.encode()])
         proto.dataReceived(
             self.agent.frame("1:a:one")
-            + secure.frame(control.PING)
             + self.agent.frame("1:a:two")
+            + secure.frame(control.PING)
             + self.agent.frame("1:a:three")
+            + self.agent.frame("1:a:four")
         )
         self.assertEqual(self.agent.read(transport), [control.PONG])
-        self.assertEqual([len(g.frames) for g in self.sink.groups], [1, 2])
+        self.assertEqual([len(g.frames) for g in self.sink.groups], [2, 2])
         events = open_frames(self.sink.groups[1], SealedReport())
-        self.assertEqual([m for _, _, m in events], ["two", "three"])
-        self.assertEqual(factory.stats.frames, 5)
+        self.assertEqual([m for _, _, m in events], ["three", "four"])
+        self.assertEqual(factory.stats.frames, 6)
         self.assertEqual(self.sink.events, [])
+
+    def test_lone_frames_of_an_idle_agent_opened_here(self) -> None:
+        """A read of one frame after a read of one frame (an idle agent's keep-alive) is
+        opened here and answered at once; one right after a read of several is handed
+        over, as the agent is busy."""
+        _, proto, transport = self.connect()
+        proto.dataReceived(self.agent.frame(_keepalive()))
+        self.agent.read(transport)
+        proto.dataReceived(self.agent.frame(_keepalive()))
+        self.assertEqual(self.agent.read(transport), [control.ACK.encode()])
+        proto.dataReceived(self.agent.frame("1:a:x") + self.agent.frame("1:a:y"))
+        proto.dataReceived(self.agent.frame("1:a:z"))
+        self.assertEqual([len(g.frames) for g in self.sink.groups], [2, 1])
+        proto.dataReceived(self.agent.frame("1:a:idle"))
+        self.assertEqual([e.message for e in self.sink.events], ["idle"])
 
     def test_refused_groups_are_opened_here(self) -> None:
         """A sink that does not take the frames gets the events opened here, in order."""

@@ -488,8 +488,10 @@ class AgentChannelProtocol(AgentPeer, Protocol):
         self.factory = factory
         self.peer_ip = peer_ip
         self.decoder = secure.FrameDecoder(factory.max_frame)
-        #: This connection's number on this node (sealed frames name their connection).
+        #: This connection's number on this node (sealed frames name their connection),
+        #: and how many frames its last read held for the hand-over.
         self.number = next(factory.numbers)
+        self.last_run = 0
         self.agent: secure.AgentKey | None = None
         self.closing = False
         #: Whether this connection is counted in ``stats.tcp_sessions``.
@@ -616,8 +618,13 @@ class AgentChannelProtocol(AgentPeer, Protocol):
             self.peer_ip,
             run,
         )
+        # A lone frame after a lone frame is an idle agent's keep-alive, most of the time:
+        # it is answered here at once, as its agent-info expects, rather than after a
+        # batch; a busy agent's reads hold several frames, and the hand-over pays.
+        busy = len(run) > 1 or self.last_run > 1
+        self.last_run = len(run)
         assert factory.take_sealed is not None
-        if factory.take_sealed(group):
+        if busy and factory.take_sealed(group):
             return
         for payload in run:
             if self.closing:
