@@ -40,7 +40,7 @@ from wazuhcluster.node.analysis_child import (
     COMMIT_INTERVAL,
     AnalysisChild,
     Prepare,
-    decode_events,
+    decode_batch,
     encode_events,
     event_row,
     settings_to_json,
@@ -104,7 +104,7 @@ class RecordingChild(AnalysisChild):
 
     def analyse(self, events: bytes) -> dict[str, Any]:
         """Record the batch, then analyse it for real."""
-        self.batches.append([event.agent_id for event in decode_events(events)])
+        self.batches.append([event.agent_id for event in decode_batch(events)[0]])
         return super().analyse(events)
 
 
@@ -673,7 +673,7 @@ class MeaningInPoolTests(PoolTestCase):
     def test_events_carry_their_queue(self) -> None:
         """The batch encoding keeps every field of an event, the queue letter included."""
         events = [Event("x", location="sca", queue="p", agent_id="003", timestamp=1.0)]
-        self.assertEqual(decode_events(encode_events(events)), events)
+        self.assertEqual(decode_batch(encode_events(events))[0], events)
 
     def test_events_carry_agent_labels(self) -> None:
         """Labels and the reported IP cross into the analysis processes unchanged."""
@@ -686,7 +686,7 @@ class MeaningInPoolTests(PoolTestCase):
                 agent_labels=(("env", "prod"), ("!owner", "me")),
             )
         ]
-        self.assertEqual(decode_events(encode_events(events)), events)
+        self.assertEqual(decode_batch(encode_events(events))[0], events)
 
     def test_archives_in_pool_mode(self) -> None:
         """With <logall> and <logall_json>, the children build every event's archive lines

@@ -603,8 +603,22 @@ class AgentChannelProtocol(AgentPeer, Protocol):
             return
         factory = self.factory
         factory.stats.frames += len(run)
+        # A lone frame after a lone frame is an idle agent's keep-alive, most of the time:
+        # it is answered here at once, as its agent-info expects, rather than after a
+        # batch; a busy agent's reads hold several frames, and the hand-over pays.
+        busy = len(run) > 1 or self.last_run > 1
+        self.last_run = len(run)
+        if busy and self._offer(agent, run):
+            return
+        for payload in run:
+            if self.closing:
+                return
+            self.handle_payload(payload)
+
+    def _offer(self, agent: secure.AgentKey, run: list[bytes]) -> bool:
+        """Hand ``run`` to the sink sealed; False when it does not take it."""
+        factory = self.factory
         now = factory.clock.seconds()
-        factory._last_received[agent.agent_id] = now
         session = factory.sessions.get(agent.agent_id)
         group = SealedFrames(
             agent.agent_id,
@@ -618,18 +632,11 @@ class AgentChannelProtocol(AgentPeer, Protocol):
             self.peer_ip,
             run,
         )
-        # A lone frame after a lone frame is an idle agent's keep-alive, most of the time:
-        # it is answered here at once, as its agent-info expects, rather than after a
-        # batch; a busy agent's reads hold several frames, and the hand-over pays.
-        busy = len(run) > 1 or self.last_run > 1
-        self.last_run = len(run)
         assert factory.take_sealed is not None
-        if busy and factory.take_sealed(group):
-            return
-        for payload in run:
-            if self.closing:
-                return
-            self.handle_payload(payload)
+        if not factory.take_sealed(group):
+            return False
+        factory._last_received[agent.agent_id] = now  # opened here, _claim would set it
+        return True
 
     def close(self) -> None:
         """Stop reading and close the connection."""

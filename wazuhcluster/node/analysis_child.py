@@ -220,13 +220,6 @@ def sealed_row(group: SealedFrames) -> EventRow:
     return (SEALED, *group.as_tuple())
 
 
-def decode_events(data: bytes) -> list[Event]:
-    """The events of an :class:`Analyse` batch (sealed frames opened, what they held
-    besides events left out)."""
-    events, _ = decode_batch(data)
-    return events
-
-
 def decode_batch(data: bytes) -> tuple[list[Event], SealedReport | None]:
     """The events of an :class:`Analyse` batch, in order, the sealed frames opened among
     them; and what opening them found (None: the batch had none)."""
