@@ -284,6 +284,22 @@ class HandOverTests(SynchronousTestCase):
         self.assertEqual(self.sessions.status("001"), AgentStatus.ACTIVE)
         self.assertFalse(again.closing)
 
+    def test_keepalive_of_a_gone_connection_sends_and_counts_no_ack(self) -> None:
+        """A keep-alive opened after its connection closed counts as received, but no ack
+        goes out, so none is counted as sent."""
+        factory, proto, transport = self.connect()
+        proto.dataReceived(self.agent.frame(_keepalive()))
+        self.agent.read(transport)
+        sent = factory.agent_counters.remoted_metrics("001")["messages"]["sent_breakdown"]["ack"]
+        proto.connectionLost()
+        factory.sealed_opened(
+            SealedReport({}, 1, [SealedOutcome("001", proto.number, "10.0.0.1", [_keepalive()])])
+        )
+        metrics = factory.agent_counters.remoted_metrics("001")["messages"]
+        self.assertEqual(metrics["received_breakdown"]["control_breakdown"]["keepalive"], 2)
+        self.assertEqual(metrics["sent_breakdown"]["ack"], sent)
+        self.assertEqual(transport.value(), b"")
+
     def test_shutdown_of_a_closing_connection_applies(self) -> None:
         """A shutdown from the agent's own connection, closing but not gone yet, is not
         taken for a past one: the agent is disconnected."""

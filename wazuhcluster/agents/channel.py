@@ -203,14 +203,16 @@ class AgentPeer:
     def authenticated(self) -> None:
         """The peer's first valid message arrived (nothing to do for a datagram)."""
 
-    def send(self, message: bytes) -> None:
-        """Encrypt ``message`` with this agent's key and write it."""
+    def send(self, message: bytes) -> bool:
+        """Encrypt ``message`` with this agent's key and write it; False when there is
+        nothing to write to (no agent yet, or the connection is closing or gone)."""
         if self.agent is None or self.closing:
-            return
+            return False
         payload = secure.AES_TOKEN + secure.seal(
             message, self.agent.cipher_key, self.factory.send_counter.next(), secure.random16()
         )
         self._sent(payload)
+        return True
 
     def send_deflated(self, message: bytes, deflated: bytes) -> None:
         """:meth:`send` for a message deflated once for every agent it goes to."""
@@ -420,8 +422,8 @@ class AgentPeer:
     def _ack(self, agent_id: str, received: int) -> None:
         counters = self.factory.agent_counters
         counters.count(agent_id, received)
-        counters.count(agent_id, counted.ACK)
-        self.send(control.ACK.encode())
+        if self.send(control.ACK.encode()):  # remoted counts the acks it sent
+            counters.count(agent_id, counted.ACK)
 
     def handle_event(self, entry: secure.AgentKey, text: str) -> None:
         """Give an event to the sink; malformed events are dropped with a warning."""
