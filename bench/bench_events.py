@@ -86,6 +86,39 @@ def engine_alone(lines: list[str], agents: int, rounds: int) -> float:
         return best_rate(engine, generator_events(lines, agents, time.time()), rounds)
 
 
+def opening_cost(lines: list[str], agents: int, rounds: int = 20) -> float:
+    """Microseconds of CPU per event an analysis process spends opening sealed frames,
+    measured alone: :func:`decode_batch` on batches of 500 events (5 frames of each agent,
+    the bench's lines) handed over sealed, minus the same events handed over opened."""
+    from wazuhcluster.agents import control, secure
+    from wazuhcluster.agents.sealed import SealedFrames
+    from wazuhcluster.node.analysis_child import decode_batch, encode_rows, event_row, sealed_row
+
+    sealed_rows, opened_rows = [], []
+    for number in range(min(agents, 100)):
+        key = secure.AgentKey(f"{number + 1:03d}", f"bench-{number:05d}", "any", "ab" * 32)
+        frames = []
+        for index in range(5):
+            line = lines[(5 * number + index) % len(lines)]
+            text = control.format_event("1", "/var/log/syslog", line).encode()
+            counter = (0, index + 1)
+            frames.append(secure.encode_payload(text, key.cipher_key, counter, 7, key.agent_id))
+            opened_rows.append(
+                event_row(Event(line, "/var/log/syslog", "1", key.agent_id, key.name, "any", 1.0))
+            )
+        group = SealedFrames(
+            key.agent_id, key.name, key.cipher_key, "any", None, (), 1.0, 1, "127.0.0.1", frames
+        )
+        sealed_rows.append(sealed_row(group))
+    seconds = []
+    for batch in (encode_rows(sealed_rows), encode_rows(opened_rows)):
+        began = time.process_time()
+        for _ in range(rounds):
+            decode_batch(batch)
+        seconds.append(time.process_time() - began)
+    return 1e6 * (seconds[0] - seconds[1]) / (rounds * len(opened_rows))
+
+
 def replayed_rate(
     lines: list[str], agents: int, schedule: list[tuple[float, float, int]], measured: int
 ) -> float:
@@ -712,6 +745,36 @@ def profile(bench: Bench, rate: float, seconds: float, out: Path) -> None:
                 print(f"    {share:5.1f}% {name}")
 
 
+def print_costs(
+    capacities: dict[int, float], figures: dict[int, dict[str, Any]], opening: float
+) -> None:
+    """CPU per event at each capacity, and what 2 processes ≥ 1.6× one leaves for it: on C
+    CPUs, everything (reactor, analysis, generator) may cost at most C / (1.6 × capacity of
+    one) per event."""
+    print(
+        "\n| CPU per event at capacity (µs) | reactor | analysis, per event of its process "
+        "| generator | all |"
+    )
+    print("|---|---|---|---|---|")
+    for workers, rate in capacities.items():
+        window = figures[workers]
+        if not window or not rate:
+            continue
+        reactor = 1e6 * window["main_cpu"] / rate
+        analysis = 1e6 * (window["node_cpu"] - window["main_cpu"]) / rate
+        generator = 1e6 * window["generator_cpu"] / rate
+        print(
+            f"| {workers} process{'es' if workers > 1 else ''} at {rate:.0f}/s | {reactor:.1f} "
+            f"| {analysis:.1f} | {generator:.1f} | {reactor + analysis + generator:.1f} |"
+        )
+    cpus = len(os.sched_getaffinity(0))
+    budget = 1e6 * cpus / (1.6 * capacities[1])
+    print(
+        f"\n2 processes ≥ 1.6× one on {cpus} CPUs: at most {budget:.1f} µs of CPU per event "
+        f"in all; opening a frame in an analysis process, alone: {opening:.1f} µs per event"
+    )
+
+
 def main() -> int:
     """Run every case and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -824,6 +887,7 @@ def main() -> int:
         )
     if 1 in capacities and 2 in capacities and capacities[1]:
         print(f"\n2 processes / 1 process: {capacities[2] / capacities[1]:.2f}")
+        print_costs(capacities, figures, opening_cost(lines, options.agents))
     if result is not None:
         print("\n| overload | value |\n|---|---|")
         for key, value in result.items():
