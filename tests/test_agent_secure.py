@@ -157,6 +157,16 @@ class RoundTripTests(SynchronousTestCase):
         inner = b"%05d%010d:%04d:" % (rnd, global_count, local_count) + message
         self.assertEqual(body, _md5(inner) + inner)
 
+    @settings(max_examples=40, deadline=None)
+    @given(messages=st.lists(st.binary(min_size=1, max_size=600), min_size=1, max_size=8))
+    def test_several_opened_together(self, messages: list[bytes]) -> None:
+        """Messages of one key opened together (open_messages: one call into the cipher)
+        are what open_sealed makes of each."""
+        key = secure.derive_key("123", "n", "k" * 64)
+        sealed = [secure.seal(message, key, (5, n + 1), n) for n, message in enumerate(messages)]
+        self.assertEqual(list(secure.open_messages(sealed, key)), messages)
+        self.assertEqual([secure.open_sealed(one, key).message for one in sealed], messages)
+
     def test_encode_payload_prefix(self) -> None:
         """encode_payload adds '!id!' only when an agent ID is given."""
         key = secure.derive_key("1", "n", "k")
@@ -334,6 +344,32 @@ class BadPayloadTests(SynchronousTestCase):
         bomb = zlib.compress(b"A" * (secure.MAX_FRAME * 4), 9)
         ciphertext = _aes_encrypt(b"!" + bomb, self.key)
         self.assertRaises(secure.MessageTooLarge, secure.open_sealed, ciphertext, self.key)
+
+    def test_bad_one_among_several(self) -> None:
+        """Opened together, the messages before a bad ciphertext come out, then the same
+        error as open_sealed's for it; the next messages of the key open all the same."""
+        enc = Cipher(algorithms.AES(self.key), modes.CBC(secure.IV)).encryptor()
+        bad_padding = enc.update(b"!" * 15 + b"\x00") + enc.finalize()
+        bad_md5 = _aes_encrypt(
+            b"!" + zlib.compress(b"0" * 32 + b"000000000000001:0001:x"), self.key
+        )
+        bomb = _aes_encrypt(b"!" + zlib.compress(b"A" * (secure.MAX_FRAME * 4), 9), self.key)
+        good = [secure.seal(b"one", self.key, (0, 1), 0), secure.seal(b"two", self.key, (0, 2), 0)]
+        for bad, error in (
+            (b"garbage!", secure.WrongKey),
+            (bad_padding, secure.WrongKey),
+            (_aes_encrypt(b"!!!!!!!!not zlib at all", self.key), secure.UncompressError),
+            (bad_md5, secure.ChecksumMismatch),
+            (_hand_made(b"00000000000000100001xhello", self.key), secure.BadFormat),
+            (_aes_encrypt(b"!" + zlib.compress(b"short"), self.key), secure.TooShort),
+            (bomb, secure.MessageTooLarge),
+        ):
+            self.assertRaises(error, secure.open_sealed, bad, self.key)
+            opened: list[bytes] = []
+            with self.assertRaises(error):
+                opened.extend(secure.open_messages([*good, bad, *good], self.key))
+            self.assertEqual(opened, [b"one", b"two"])
+            self.assertEqual(list(secure.open_messages(good, self.key)), [b"one", b"two"])
 
     def test_bad_prefix(self) -> None:
         """'!abc!' is not an agent ID prefix; a payload without '#AES:' is BadFormat."""

@@ -192,39 +192,44 @@ def open_frames(group: SealedFrames, report: SealedReport) -> list[OpenedEvent]:
         report.not_events += len(frames)
         return []
     events: list[OpenedEvent] = []
-    key = group.cipher_key
-    skip = len(agent_id) + 2  # the "!<id>!" prefix
     outcome: SealedOutcome | None = None
     counts = report.events.get(agent_id)
     if counts is None:
         counts = report.events[agent_id] = {}
-    for index, frame in enumerate(frames):
-        try:
-            message = secure.open_sealed(secure.strip_token(frame[skip:]), key).message
-        except secure.SecureError as error:
-            outcome = outcome or SealedOutcome(agent_id, group.connection, group.peer_ip)
-            outcome.error = (type(error).__name__, error.reason)
-            outcome.discarded = len(frames) - index - 1
-            report.not_events += len(frames) - index
-            report.failed.add(agent_id)
-            break
-        text = message.decode("utf-8", "replace")
-        if message.startswith(control.CONTROL_HEADER_BYTES):
-            outcome = outcome or SealedOutcome(agent_id, group.connection, group.peer_ip)
-            outcome.control.append(text)
-            report.not_events += 1
-            continue
-        try:
-            queue, location, body = control.parse_event(text)
-        except control.ControlError as error:
-            outcome = outcome or SealedOutcome(agent_id, group.connection, group.peer_ip)
-            outcome.malformed += 1
-            if len(outcome.reasons) < MAX_REASONS:
-                outcome.reasons.append(str(error))
-            report.not_events += 1
-            continue
-        counts[queue] = counts.get(queue, 0) + 1
-        events.append((queue, location, body))
+    opened = 0
+    try:
+        for message in secure.open_messages(_ciphertexts(group), group.cipher_key):
+            opened += 1
+            text = message.decode("utf-8", "replace")
+            if message.startswith(control.CONTROL_HEADER_BYTES):
+                outcome = outcome or SealedOutcome(agent_id, group.connection, group.peer_ip)
+                outcome.control.append(text)
+                report.not_events += 1
+                continue
+            try:
+                queue, location, body = control.parse_event(text)
+            except control.ControlError as error:
+                outcome = outcome or SealedOutcome(agent_id, group.connection, group.peer_ip)
+                outcome.malformed += 1
+                if len(outcome.reasons) < MAX_REASONS:
+                    outcome.reasons.append(str(error))
+                report.not_events += 1
+                continue
+            counts[queue] = counts.get(queue, 0) + 1
+            events.append((queue, location, body))
+    except secure.SecureError as error:
+        outcome = outcome or SealedOutcome(agent_id, group.connection, group.peer_ip)
+        outcome.error = (type(error).__name__, error.reason)
+        outcome.discarded = len(frames) - opened - 1
+        report.not_events += len(frames) - opened
+        report.failed.add(agent_id)
     if outcome is not None:
         report.outcomes.append(outcome)
     return events
+
+
+def _ciphertexts(group: SealedFrames) -> list[bytes]:
+    """The ciphertexts of ``group``'s frames (after ``!<id>!#AES:``, which the channel
+    checked before handing them over)."""
+    skip = len(group.agent_id) + 2 + len(secure.AES_TOKEN)
+    return [frame[skip:] for frame in group.frames]

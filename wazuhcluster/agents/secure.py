@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import os
 import re
 import struct
@@ -45,6 +46,12 @@ LOCAL_COUNTER_WRAP = 9997
 MAX_GLOBAL_COUNTER = 2**32 - 1
 _LENGTH = struct.Struct("<I")
 _AGENT_ID = re.compile(rb"^!(\d{1,8})!")
+#: Where the fields of a decompressed body are: MD5 (32), random (5), the global counter
+#: (10), ':', the local counter (4), ':', then the message at MSG_OVERHEAD.
+_GLOBAL_DIGITS = slice(37, 47)
+_LOCAL_DIGITS = slice(48, 52)
+_COLONS = (47, 52)
+_COLON = ord(":")
 
 
 class SecureError(Exception):
@@ -318,12 +325,26 @@ def decrypt_body(ciphertext: bytes, key: bytes) -> bytes:
     against the IV, as if the context were new (CBC: plaintext = D(block) XOR the block
     before it).
     """
-    size = len(ciphertext)
-    if not ciphertext or size % 16:
-        raise WrongKey(f"ciphertext length {size} is not a multiple of 16")
-    padded = _decryptor(key).update(IV + ciphertext)[16:]
+    if not _whole_blocks(ciphertext):
+        raise _bad_length(ciphertext)
+    return _unpad(_decryptor(key).update(IV + ciphertext)[16:])
+
+
+def _whole_blocks(ciphertext: bytes) -> bool:
+    return bool(ciphertext) and not len(ciphertext) % 16
+
+
+def _bad_length(ciphertext: bytes) -> WrongKey:
+    return WrongKey(f"ciphertext length {len(ciphertext)} is not a multiple of 16")
+
+
+#: PKCS#7 padding of each length, as it ends a padded plaintext.
+_PADDINGS = tuple(bytes((size,)) * size for size in range(17))
+
+
+def _unpad(padded: bytes) -> bytes:
     pad = padded[-1]
-    if not 1 <= pad <= 16 or padded[-pad:] != bytes((pad,)) * pad:
+    if not 1 <= pad <= 16 or not padded.endswith(_PADDINGS[pad]):
         raise WrongKey("bad AES padding")
     return padded[:-pad]
 
@@ -430,19 +451,46 @@ def _bounded_inflate(data: bytes) -> bytes:
 
 def open_sealed(ciphertext: bytes, key: bytes) -> Opened:
     """Decrypt, strip the ``!`` padding, inflate and check the MD5 and counter fields."""
-    plaintext = decrypt_body(ciphertext, key)
+    body = _checked_body(decrypt_body(ciphertext, key))
+    return Opened(int(body[_GLOBAL_DIGITS]), int(body[_LOCAL_DIGITS]), body[MSG_OVERHEAD:])
+
+
+def open_messages(ciphertexts: list[bytes], key: bytes) -> Iterator[bytes]:
+    """The messages of ``ciphertexts`` (one key's), in order, checked as
+    :func:`open_sealed` checks them (their counters are not read): raises
+    :class:`SecureError` at the first that cannot be opened, once those before it are out."""
+    # One call into the cipher for all of them, each preceded by the IV as a block of its
+    # own, as in decrypt_body.
+    whole = list(itertools.takewhile(_whole_blocks, ciphertexts))
+    if whole:
+        plaintext = _decryptor(key).update(IV + IV.join(whole))
+        start = 16
+        for ciphertext in whole:
+            end = start + len(ciphertext)
+            yield _checked_body(_unpad(plaintext[start:end]))[MSG_OVERHEAD:]
+            start = end + 16
+    if len(whole) < len(ciphertexts):
+        raise _bad_length(ciphertexts[len(whole)])
+
+
+def _checked_body(plaintext: bytes) -> bytes:
+    """A decrypted plaintext's body (MD5, random, counters, message): the ``!`` padding
+    stripped, inflated, the MD5 and the counters' layout checked."""
     if not plaintext.startswith(b"!"):
         raise WrongKey("plaintext does not start with the '!' padding")
     body = _bounded_inflate(plaintext.lstrip(b"!"))
     if len(body) < MSG_OVERHEAD:
         raise TooShort(f"decompressed message of {len(body)} bytes is too short")
-    checksum, inner = body[:32], body[32:]
-    if md5hex(inner).encode("ascii") != checksum:
+    inner = memoryview(body)[32:]
+    if hashlib.md5(inner, usedforsecurity=False).hexdigest().encode("ascii") != body[:32]:
         raise ChecksumMismatch("MD5 does not match the message")
-    digits_g, colon1, digits_l, colon2 = inner[5:15], inner[15:16], inner[16:20], inner[20:21]
-    if colon1 != b":" or colon2 != b":" or not (digits_g.isdigit() and digits_l.isdigit()):
+    if (
+        body[_COLONS[0]] != _COLON
+        or body[_COLONS[1]] != _COLON
+        or not (body[_GLOBAL_DIGITS].isdigit() and body[_LOCAL_DIGITS].isdigit())
+    ):
         raise BadFormat("counters are not in the <global>:<local>: layout")
-    return Opened(int(digits_g), int(digits_l), inner[21:])
+    return body
 
 
 def split_agent_id(payload: bytes) -> tuple[str | None, bytes]:
