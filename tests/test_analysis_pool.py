@@ -976,3 +976,47 @@ class PipeTransportTests(SynchronousTestCase):
         remote.connectionLost(Failure(ProcessDone(0)))
         self.failureResultOf(late, ProcessDone)
         self.failureResultOf(sent, ProcessDone)
+
+
+class PipeReader:
+    """The reading end of a real pipe, as Twisted keeps it in ``Process.pipes``."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+
+    def fileno(self) -> int:
+        """The pipe's file descriptor."""
+        return self.descriptor
+
+
+class AnswerDrainTests(SynchronousTestCase):
+    """A child's answer is read whole once Twisted's 8 KiB read comes back full."""
+
+    def setUp(self) -> None:
+        read_end, self.write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        self.read_end = read_end
+        self.addCleanup(os.close, read_end)
+        self.addCleanup(os.close, self.write_end)
+        self.child = analysis_pool.ChildProcess(ClusterLog("Node", "test"), 0)
+        self.child.transport = type(  # type: ignore[assignment]
+            "Process", (), {"pipes": {analysis_pool.CHILD_OUT: PipeReader(read_end)}}
+        )()
+        self.received: list[bytes] = []
+        self.child.remote.dataReceived = self.received.append  # type: ignore[method-assign]
+
+    def test_a_full_read_takes_the_rest_of_the_pipe(self) -> None:
+        """After a read of 8 KiB, what else the child wrote comes in the same call; a
+        shorter read is passed on as it is, and an empty pipe adds nothing."""
+        answer = os.urandom(50_000)
+        os.write(self.write_end, answer)
+        first = os.read(self.read_end, analysis_pool.TWISTED_PIPE_READ)
+        self.child.childDataReceived(analysis_pool.CHILD_OUT, first)
+        self.assertEqual(self.received, [answer])
+        os.write(self.write_end, b"short")
+        self.child.childDataReceived(analysis_pool.CHILD_OUT, b"x" * 100)
+        self.assertEqual(self.received[1], b"x" * 100)
+        self.assertEqual(os.read(self.read_end, 100), b"short")  # left for the reactor
+        full = b"y" * analysis_pool.TWISTED_PIPE_READ
+        self.child.childDataReceived(analysis_pool.CHILD_OUT, full)
+        self.assertEqual(self.received[2], full)

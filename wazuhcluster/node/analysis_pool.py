@@ -56,6 +56,7 @@ from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.node.analysis_child import (
     CHILD_IN,
     CHILD_OUT,
+    PIPE_BYTES,
     SEALED,
     Abort,
     Analyse,
@@ -126,6 +127,14 @@ class ChildHandle(Protocol):
 Spawner = Callable[[int], ChildHandle]
 
 
+#: What the reactor reads from a child's pipe at a time (Twisted's ``fdesc.readFromFD``),
+#: one read per reactor turn. A batch's answer (its alerts.json lines) is often hundreds of
+#: KiB: read at that pace it took dozens of turns, and the analysis process waited for its
+#: next batch meanwhile. A read that fills it is followed at once by one of up to the pipe's
+#: size (:func:`ChildProcess._drain`).
+TWISTED_PIPE_READ = 8192
+
+
 class _PipeTransport:
     """AMP's transport to the child: writes go to the child's fd :data:`CHILD_IN`."""
 
@@ -182,9 +191,24 @@ class ChildProcess(ProcessProtocol):
         assert self.transport is not None
         self.remote.makeConnection(_PipeTransport(self.transport, self.lane))
 
+    def _drain(self) -> bytes:
+        """What else the child has written to its AMP pipe, up to the pipe's size, read now
+        (see :data:`TWISTED_PIPE_READ`); nothing when the pipe is empty or unreadable (the
+        reactor's next read reports an end or an error)."""
+        pipes = getattr(self.transport, "pipes", {})
+        reader = pipes.get(CHILD_OUT)
+        if reader is None:
+            return b""
+        try:
+            return os.read(reader.fileno(), PIPE_BYTES)
+        except OSError:
+            return b""
+
     def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N802, N803
         """AMP on fd 4; any other output is logged line by line (bounded)."""
         if childFD == CHILD_OUT:
+            if len(data) == TWISTED_PIPE_READ:
+                data += self._drain()
             self.remote.dataReceived(data)
             return
         text = self._partial.pop(childFD, b"") + data
