@@ -745,6 +745,49 @@ def profile(bench: Bench, rate: float, seconds: float, out: Path) -> None:
                 print(f"    {share:5.1f}% {name}")
 
 
+def costs(window: dict[str, Any], rate: float) -> tuple[float, float, float]:
+    """Microseconds of CPU per event of the reactor, the analysis processes (per event of
+    its process) and the generator in one window, ``rate`` events a second."""
+    return (
+        1e6 * window["main_cpu"] / rate,
+        1e6 * (window["node_cpu"] - window["main_cpu"]) / rate,
+        1e6 * window["generator_cpu"] / rate,
+    )
+
+
+def fixed_rates(options: argparse.Namespace, lines: list[str]) -> None:
+    """``--fixed``: for each of ``--processes``, a fresh cluster offered each rate for one
+    window; prints what the node processed meanwhile (events/s, counted before the backlog
+    drains) and the CPU per processed event. For A/B comparisons of two commits at rates
+    above the capacity, where the search's steps are too coarse."""
+    rates = [float(rate) for rate in options.fixed.split(",")]
+    for workers in [int(n) for n in options.processes.split(",")]:
+        base = Path(tempfile.mkdtemp(prefix="wzc-ev-"))
+        bench = Bench(base, workers, options)
+        try:
+            bench.start(lines, int(max(rates) * options.window * len(rates)))
+            if options.pin:
+                print(bench.pin(), flush=True)
+            offer_rates(bench, rates)
+        finally:
+            bench.stop()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def offer_rates(bench: Bench, rates: list[float]) -> None:
+    """One window at each of ``rates``; a line each (see :func:`fixed_rates`)."""
+    for rate in rates:
+        window = bench.window(rate, bench.options.window)
+        processed = window["processed"] / window["seconds"]
+        reactor, analysis, generator = costs(window, processed)
+        print(
+            f"  N={bench.workers} offered {rate:.0f}/s: processed {processed:.0f}/s, "
+            f"queue at end {window['queue']}, dropped {window['dropped']}; CPU per event "
+            f"(µs): reactor {reactor:.1f}, analysis {analysis:.1f}, generator {generator:.1f}",
+            flush=True,
+        )
+
+
 def print_costs(
     capacities: dict[int, float], figures: dict[int, dict[str, Any]], opening: float
 ) -> None:
@@ -760,9 +803,7 @@ def print_costs(
         window = figures[workers]
         if not window or not rate:
             continue
-        reactor = 1e6 * window["main_cpu"] / rate
-        analysis = 1e6 * (window["node_cpu"] - window["main_cpu"]) / rate
-        generator = 1e6 * window["generator_cpu"] / rate
+        reactor, analysis, generator = costs(window, rate)
         print(
             f"| {workers} process{'es' if workers > 1 else ''} at {rate:.0f}/s | {reactor:.1f} "
             f"| {analysis:.1f} | {generator:.1f} | {reactor + analysis + generator:.1f} |"
@@ -802,6 +843,12 @@ def main() -> int:
     parser.add_argument(
         "--capacity", type=float, default=0.0, help="skip the search: take this capacity"
     )
+    parser.add_argument(
+        "--fixed",
+        default="",
+        help="RATE[,RATE...]: only offer these rates, one window each, and print what was "
+        "processed meanwhile and the CPU per event (A/B of two commits)",
+    )
     options = parser.parse_args()
     reason = missing_reason("WAZUH_RULESET")
     if reason:
@@ -809,6 +856,9 @@ def main() -> int:
         return 0
     lines = syslog_lines()
     print(f"{len(lines)} syslog lines of the ruleset's test cases; {options.agents} agents")
+    if options.fixed:
+        fixed_rates(options, lines)
+        return 0
     baseline = engine_alone(lines, options.agents, options.rounds)
     print(f"engine alone: {baseline:.0f} events per CPU second", flush=True)
     capacities: dict[int, float] = {}
