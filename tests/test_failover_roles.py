@@ -467,6 +467,67 @@ class RelinkTests(SynchronousTestCase):
         self.assertEqual(second.workers.names(), ["worker1"])
         self.assertEqual(made, [("127.0.0.1", 1516), ("127.0.0.1", 1517)])  # once per target
 
+    def test_link_moves_while_its_handshake_is_in_flight(self) -> None:
+        """Told of another master while the first one has not yet answered the handshake:
+        the half-made link is dropped (no error from the connection machine) and the worker
+        joins the new master at once."""
+        base = short_temp_dir(self)
+        reactor = MemoryReactorClock()
+        first = MasterNode(write_config(str(base), "master-a", "master"), reactor)
+        second = MasterNode(write_config(str(base), "master-b", "master"), reactor)
+        reactor.listenTCP(1516, first.build_factory(lambda transport: {"worker1"}))
+        reactor.listenTCP(1517, second.build_factory(lambda transport: {"worker1"}))
+        completer = ConnectionCompleter(reactor)
+        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
+        config = write_config(str(base), "worker1", "worker")
+        link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
+        link.startService()
+        self.addCleanup(link.stopService)
+        self.assertTrue(target.move("127.0.0.1", 1516))
+        link.relink()
+        pump = completer.succeedOnce(greet=False)
+        assert pump is not None  # connected; the Challenge is written, not yet delivered
+        self.assertFalse(link.connected)
+
+        self.assertTrue(target.move("127.0.0.1", 1517))
+        with capturedLogs() as events:
+            moved = link.relink()
+            pump.flush()
+            self.successResultOf(moved)
+            second_pump = completer.succeedOnce()
+            assert second_pump is not None
+            second_pump.flush()
+        errors = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
+        self.assertEqual(errors, [])
+        self.assertTrue(link.connected)
+        self.assertEqual(link.master_name, "master-b")
+        self.assertEqual(first.workers.names(), [])
+        self.assertEqual(second.workers.names(), ["worker1"])
+
+    def test_stop_while_the_handshake_is_in_flight(self) -> None:
+        """A worker stopped before the master answered its handshake aborts the half-made
+        link; the stop completes once that connection has ended, with no error."""
+        base = short_temp_dir(self)
+        reactor = MemoryReactorClock()
+        master = MasterNode(write_config(str(base), "master-a", "master"), reactor)
+        reactor.listenTCP(1516, master.build_factory(lambda transport: {"worker1"}))
+        completer = ConnectionCompleter(reactor)
+        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
+        target.move("127.0.0.1", 1516)
+        link = MasterLink(write_config(str(base), "worker1", "worker").cluster, target, reactor)
+        link.startService()
+        pump = completer.succeedOnce(greet=False)
+        assert pump is not None
+        with capturedLogs() as events:
+            stopped = link.stopService()
+            self.assertNoResult(stopped)  # the aborted connection has not ended yet
+            pump.flush()
+            self.successResultOf(stopped)
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
+        self.assertFalse(link.connected)
+        self.assertEqual(master.workers.names(), [])
+        self.assertEqual(reactor.tcpClients, [])  # no dial after the stop
+
 
 FAILOVER_BLOCK = (
     "    <failover>\n"

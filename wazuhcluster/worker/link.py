@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import (
     IProtocol,
@@ -220,13 +220,19 @@ class MasterLink(MultiService):
             protocol.locators = self.features.locators(self)
             self.features.link_up(self)
 
-        def refused(failure: Failure) -> None:
+        def refused(failure: Failure) -> Deferred[None] | None:
             # Drop the connection rather than failing prepareConnection: ClientService then
             # sees an ordinary disconnect and schedules the retry through its policy, which
             # logs this reason.
-            self.last_failure = failure
             if protocol.transport is not None:
                 protocol.transport.abortConnection()  # type: ignore[attr-defined]
+            if failure.check(CancelledError):
+                # ClientService is stopping (a relink, or the worker's stop) and waits for
+                # this attempt to end: it ends with the connection just aborted. Calling it
+                # made would be an input the stopping state has no transition for.
+                return Deferred()
+            self.last_failure = failure
+            return None
 
         return done.addCallbacks(accepted, refused)
 
