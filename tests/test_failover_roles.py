@@ -528,6 +528,38 @@ class RelinkTests(SynchronousTestCase):
         self.assertEqual(master.workers.names(), [])
         self.assertEqual(reactor.tcpClients, [])  # no dial after the stop
 
+    def test_master_closing_during_the_handshake_means_a_retry(self) -> None:
+        """A master that closes the connection before it answered the handshake is an
+        ordinary failed attempt: the worker logs why, dials again after the retry delay and
+        joins (no error from the connection machine)."""
+        base = short_temp_dir(self)
+        reactor = MemoryReactorClock()
+        master = MasterNode(write_config(str(base), "master-a", "master"), reactor)
+        reactor.listenTCP(1516, master.build_factory(lambda transport: {"worker1"}))
+        completer = ConnectionCompleter(reactor)
+        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
+        target.move("127.0.0.1", 1516)
+        config = write_config(str(base), "worker1", "worker")
+        link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
+        with capturedLogs() as events:
+            link.startService()
+            self.addCleanup(link.stopService)
+            pump = completer.succeedOnce(greet=False)
+            assert pump is not None
+            pump.serverIO.loseConnection()
+            pump.flush()
+            self.assertFalse(link.connected)
+            self.assertEqual(reactor.tcpClients, [])  # the retry waits for its delay
+            reactor.advance(config.cluster.timings.reconnect)
+            again = completer.succeedOnce()
+            assert again is not None
+            again.flush()
+        self.assertTrue(link.connected)
+        self.assertEqual(master.workers.names(), ["worker1"])
+        errors = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("Could not connect to master", errors[0])
+
 
 FAILOVER_BLOCK = (
     "    <failover>\n"
