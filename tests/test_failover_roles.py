@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from attrs import define
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.test.iosim import ConnectionCompleter
+from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -413,19 +414,29 @@ class ReadOnlyMasterTests(SynchronousTestCase):
         self.assertEqual((n1.switcher.role, n1.switcher.read_only), (WORKER, False))
 
 
-class RelinkTests(SynchronousTestCase):
-    """A worker's link follows the master the election names."""
+@define
+class LinkWorld:
+    """Two masters listening in memory (master-a on 1516, master-b on 1517) and a worker's
+    link, not yet started, whose target names no master yet."""
 
-    def test_link_moves_to_the_new_master(self) -> None:
-        """No master known: no dial. Told of one: it dials it at once and joins. Told of
-        another: it drops the first link and joins the second at once."""
-        base = short_temp_dir(self)
+    reactor: MemoryReactorClock
+    first: MasterNode
+    second: MasterNode
+    completer: ConnectionCompleter
+    target: MasterTarget
+    link: MasterLink
+    #: The addresses the target made an endpoint for, in order.
+    made: list[tuple[str, int]]
+
+    @classmethod
+    def build(cls, case: SynchronousTestCase) -> LinkWorld:
+        """The world of one test (its homes under a temporary folder of ``case``)."""
+        base = str(short_temp_dir(case))
         reactor = MemoryReactorClock()
-        first = MasterNode(write_config(str(base), "master-a", "master"), reactor)
-        second = MasterNode(write_config(str(base), "master-b", "master"), reactor)
+        first = MasterNode(write_config(base, "master-a", "master"), reactor)
+        second = MasterNode(write_config(base, "master-b", "master"), reactor)
         reactor.listenTCP(1516, first.build_factory(lambda transport: {"worker1"}))
         reactor.listenTCP(1517, second.build_factory(lambda transport: {"worker1"}))
-        completer = ConnectionCompleter(reactor)
         made: list[tuple[str, int]] = []
 
         def make(host: str, port: int) -> TCP4ClientEndpoint:
@@ -433,130 +444,121 @@ class RelinkTests(SynchronousTestCase):
             return TCP4ClientEndpoint(reactor, host, port)
 
         target = MasterTarget(make)
-        config = write_config(str(base), "worker1", "worker")
-        link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
+        cluster = write_config(base, "worker1", "worker").cluster
+        link = MasterLink(cluster, target, reactor, jitter=lambda: 0)
+        case.addCleanup(link.stopService)
+        completer = ConnectionCompleter(reactor)
+        return cls(reactor, first, second, completer, target, link, made)
+
+    def connect(self, greet: bool = True) -> IOPump:
+        """Complete the link's pending dial (with ``greet`` False, nothing is delivered
+        yet: the handshake is still in flight)."""
+        pump = self.completer.succeedOnce(greet=greet)
+        assert pump is not None, "the link dialled nothing"
+        return pump
+
+
+def errors_in(events: list[dict[str, Any]]) -> list[str]:
+    """The captured log events at level error or above, formatted."""
+    return [formatEvent(event) for event in events if event["log_level"] >= LogLevel.error]
+
+
+class RelinkTests(SynchronousTestCase):
+    """A worker's link follows the master the election names."""
+
+    def test_link_moves_to_the_new_master(self) -> None:
+        """No master known: no dial. Told of one: it dials it at once and joins. Told of
+        another: it drops the first link and joins the second at once."""
+        world = LinkWorld.build(self)
+        link, target, reactor = world.link, world.target, world.reactor
         with capturedLogs() as events:
             link.startService()
         [waiting] = [e for e in events if "no master elected yet" in formatEvent(e)]
         self.assertEqual(waiting["log_level"], LogLevel.info)  # normal before an election
-        self.addCleanup(link.stopService)
         self.assertEqual(reactor.tcpClients, [])
         self.assertEqual(link.last_error, "no master elected yet")
 
         self.assertTrue(target.move("127.0.0.1", 1516))
         link.relink()
         self.assertEqual([client[1] for client in reactor.tcpClients], [1516])
-        pump = completer.succeedOnce()
-        assert pump is not None
+        pump = world.connect()
         pump.flush()
         self.assertEqual(link.master_name, "master-a")
-        self.assertEqual(first.workers.names(), ["worker1"])
+        self.assertEqual(world.first.workers.names(), ["worker1"])
 
         self.assertFalse(target.move("127.0.0.1", 1516))  # no move, no relink needed
         self.assertTrue(target.move("127.0.0.1", 1517))
         moved = link.relink()
         pump.flush()
         self.successResultOf(moved)
-        self.assertEqual(first.workers.names(), [])
+        self.assertEqual(world.first.workers.names(), [])
         self.assertEqual([client[1] for client in reactor.tcpClients], [1517])
-        second_pump = completer.succeedOnce()
-        assert second_pump is not None
-        second_pump.flush()
+        world.connect().flush()
         self.assertTrue(link.connected)
         self.assertEqual(link.master_name, "master-b")
-        self.assertEqual(second.workers.names(), ["worker1"])
-        self.assertEqual(made, [("127.0.0.1", 1516), ("127.0.0.1", 1517)])  # once per target
+        self.assertEqual(world.second.workers.names(), ["worker1"])
+        self.assertEqual(world.made, [("127.0.0.1", 1516), ("127.0.0.1", 1517)])  # once each
 
     def test_link_moves_while_its_handshake_is_in_flight(self) -> None:
         """Told of another master while the first one has not yet answered the handshake:
         the half-made link is dropped (no error from the connection machine) and the worker
         joins the new master at once."""
-        base = short_temp_dir(self)
-        reactor = MemoryReactorClock()
-        first = MasterNode(write_config(str(base), "master-a", "master"), reactor)
-        second = MasterNode(write_config(str(base), "master-b", "master"), reactor)
-        reactor.listenTCP(1516, first.build_factory(lambda transport: {"worker1"}))
-        reactor.listenTCP(1517, second.build_factory(lambda transport: {"worker1"}))
-        completer = ConnectionCompleter(reactor)
-        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
-        config = write_config(str(base), "worker1", "worker")
-        link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
+        world = LinkWorld.build(self)
+        link = world.link
         link.startService()
-        self.addCleanup(link.stopService)
-        self.assertTrue(target.move("127.0.0.1", 1516))
+        self.assertTrue(world.target.move("127.0.0.1", 1516))
         link.relink()
-        pump = completer.succeedOnce(greet=False)
-        assert pump is not None  # connected; the Challenge is written, not yet delivered
+        pump = world.connect(greet=False)  # the Challenge is written, not yet delivered
         self.assertFalse(link.connected)
 
-        self.assertTrue(target.move("127.0.0.1", 1517))
+        self.assertTrue(world.target.move("127.0.0.1", 1517))
         with capturedLogs() as events:
             moved = link.relink()
             pump.flush()
             self.successResultOf(moved)
-            second_pump = completer.succeedOnce()
-            assert second_pump is not None
-            second_pump.flush()
-        errors = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
-        self.assertEqual(errors, [])
+            world.connect().flush()
+        self.assertEqual(errors_in(events), [])
         self.assertTrue(link.connected)
         self.assertEqual(link.master_name, "master-b")
-        self.assertEqual(first.workers.names(), [])
-        self.assertEqual(second.workers.names(), ["worker1"])
+        self.assertEqual(world.first.workers.names(), [])
+        self.assertEqual(world.second.workers.names(), ["worker1"])
 
     def test_stop_while_the_handshake_is_in_flight(self) -> None:
         """A worker stopped before the master answered its handshake aborts the half-made
         link; the stop completes once that connection has ended, with no error."""
-        base = short_temp_dir(self)
-        reactor = MemoryReactorClock()
-        master = MasterNode(write_config(str(base), "master-a", "master"), reactor)
-        reactor.listenTCP(1516, master.build_factory(lambda transport: {"worker1"}))
-        completer = ConnectionCompleter(reactor)
-        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
-        target.move("127.0.0.1", 1516)
-        link = MasterLink(write_config(str(base), "worker1", "worker").cluster, target, reactor)
-        link.startService()
-        pump = completer.succeedOnce(greet=False)
-        assert pump is not None
+        world = LinkWorld.build(self)
+        world.target.move("127.0.0.1", 1516)
+        world.link.startService()
+        pump = world.connect(greet=False)
         with capturedLogs() as events:
-            stopped = link.stopService()
+            stopped = world.link.stopService()
             self.assertNoResult(stopped)  # the aborted connection has not ended yet
             pump.flush()
             self.successResultOf(stopped)
-        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
-        self.assertFalse(link.connected)
-        self.assertEqual(master.workers.names(), [])
-        self.assertEqual(reactor.tcpClients, [])  # no dial after the stop
+        self.assertEqual(errors_in(events), [])
+        self.assertFalse(world.link.connected)
+        self.assertEqual(world.first.workers.names(), [])
+        self.assertEqual(world.reactor.tcpClients, [])  # no dial after the stop
 
     def test_master_closing_during_the_handshake_means_a_retry(self) -> None:
         """A master that closes the connection before it answered the handshake is an
         ordinary failed attempt: the worker logs why, dials again after the retry delay and
         joins (no error from the connection machine)."""
-        base = short_temp_dir(self)
-        reactor = MemoryReactorClock()
-        master = MasterNode(write_config(str(base), "master-a", "master"), reactor)
-        reactor.listenTCP(1516, master.build_factory(lambda transport: {"worker1"}))
-        completer = ConnectionCompleter(reactor)
-        target = MasterTarget(lambda host, port: TCP4ClientEndpoint(reactor, host, port))
-        target.move("127.0.0.1", 1516)
-        config = write_config(str(base), "worker1", "worker")
-        link = MasterLink(config.cluster, target, reactor, jitter=lambda: 0)
+        world = LinkWorld.build(self)
+        link = world.link
+        world.target.move("127.0.0.1", 1516)
         with capturedLogs() as events:
             link.startService()
-            self.addCleanup(link.stopService)
-            pump = completer.succeedOnce(greet=False)
-            assert pump is not None
+            pump = world.connect(greet=False)
             pump.serverIO.loseConnection()
             pump.flush()
             self.assertFalse(link.connected)
-            self.assertEqual(reactor.tcpClients, [])  # the retry waits for its delay
-            reactor.advance(config.cluster.timings.reconnect)
-            again = completer.succeedOnce()
-            assert again is not None
-            again.flush()
+            self.assertEqual(world.reactor.tcpClients, [])  # the retry waits for its delay
+            world.reactor.advance(link.timings.reconnect)
+            world.connect().flush()
         self.assertTrue(link.connected)
-        self.assertEqual(master.workers.names(), ["worker1"])
-        errors = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.error]
+        self.assertEqual(world.first.workers.names(), ["worker1"])
+        errors = errors_in(events)
         self.assertEqual(len(errors), 1, errors)
         self.assertIn("Could not connect to master", errors[0])
 
