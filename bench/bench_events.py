@@ -42,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -755,23 +757,39 @@ def costs(window: dict[str, Any], rate: float) -> tuple[float, float, float]:
     )
 
 
+@contextmanager
+def running_cluster(
+    options: argparse.Namespace, workers: int, lines: list[str], presealed: int
+) -> Iterator[Bench]:
+    """A fresh cluster with ``workers`` analysis processes and its generator holding
+    ``presealed`` frames, started and (unless ``--no-pin``) pinned; on the way out it is
+    stopped, this process unpinned (the next cluster starts unpinned) and its homes removed
+    (unless ``--keep``)."""
+    all_cpus = os.sched_getaffinity(0)
+    base = Path(tempfile.mkdtemp(prefix="wzc-ev-"))
+    bench = Bench(base, workers, options)
+    try:
+        bench.start(lines, presealed)
+        if options.pin:
+            print(bench.pin(), flush=True)
+        yield bench
+    finally:
+        bench.stop()
+        os.sched_setaffinity(0, all_cpus)
+        if not options.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def fixed_rates(options: argparse.Namespace, lines: list[str]) -> None:
     """``--fixed``: for each of ``--processes``, a fresh cluster offered each rate for one
     window; prints what the node processed meanwhile (events/s, counted before the backlog
     drains) and the CPU per processed event. For A/B comparisons of two commits at rates
     above the capacity, where the search's steps are too coarse."""
     rates = [float(rate) for rate in options.fixed.split(",")]
+    presealed = int(max(rates) * options.window * len(rates))
     for workers in [int(n) for n in options.processes.split(",")]:
-        base = Path(tempfile.mkdtemp(prefix="wzc-ev-"))
-        bench = Bench(base, workers, options)
-        try:
-            bench.start(lines, int(max(rates) * options.window * len(rates)))
-            if options.pin:
-                print(bench.pin(), flush=True)
+        with running_cluster(options, workers, lines, presealed) as bench:
             offer_rates(bench, rates)
-        finally:
-            bench.stop()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def offer_rates(bench: Bench, rates: list[float]) -> None:
@@ -865,20 +883,14 @@ def main() -> int:
     figures: dict[int, dict[str, Any]] = {}
     loads = []
     result: dict[str, Any] | None = None
-    all_cpus = os.sched_getaffinity(0)
     #: The first cluster's windows and the index of the one that set its capacity.
     replay: tuple[list[tuple[float, float, int]], int] | None = None
     for workers in [int(n) for n in options.processes.split(",")]:
-        base = Path(tempfile.mkdtemp(prefix="wzc-ev-"))
-        bench = Bench(base, workers, options)
-        try:
-            last = workers == max(int(n) for n in options.processes.split(","))
-            presealed = int(options.start * options.window * 40)
-            if last:
-                presealed += int(12 * options.start * options.overload)
-            bench.start(lines, presealed)
-            if options.pin:
-                print(bench.pin(), flush=True)
+        last = workers == max(int(n) for n in options.processes.split(","))
+        presealed = int(options.start * options.window * 40)
+        if last:
+            presealed += int(12 * options.start * options.overload)
+        with running_cluster(options, workers, lines, presealed) as bench:
             if options.capacity:
                 capacities[workers], figures[workers] = options.capacity, {}
             else:
@@ -891,11 +903,6 @@ def main() -> int:
                 profile(bench, rate, 10, ROOT / "docs" / "bench" / "events.pyspy")
             if last and options.overload and capacities[workers]:
                 result = overload(bench, capacities[workers], options.overload)
-        finally:
-            bench.stop()
-            os.sched_setaffinity(0, all_cpus)  # the next cluster starts unpinned
-            if not options.keep:
-                shutil.rmtree(base, ignore_errors=True)
     load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\nload average at the end: {load} on {os.cpu_count()} CPUs")
     cold = baseline

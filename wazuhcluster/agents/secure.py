@@ -114,7 +114,7 @@ class KeyFileError(Exception):
     """A client.keys file that cannot be used (too large, unreadable)."""
 
 
-def md5hex(data: bytes | str) -> str:
+def md5hex(data: bytes | memoryview | str) -> str:
     """Lower-case hex MD5 of ``data`` (str is encoded as UTF-8)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -482,7 +482,7 @@ def _checked_body(plaintext: bytes) -> bytes:
     if len(body) < MSG_OVERHEAD:
         raise TooShort(f"decompressed message of {len(body)} bytes is too short")
     inner = memoryview(body)[32:]
-    if hashlib.md5(inner, usedforsecurity=False).hexdigest().encode("ascii") != body[:32]:
+    if md5hex(inner).encode("ascii") != body[:32]:
         raise ChecksumMismatch("MD5 does not match the message")
     if (
         body[_COLONS[0]] != _COLON
