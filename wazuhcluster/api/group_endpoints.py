@@ -35,6 +35,7 @@ from wazuhcluster.registry.groups import AGENT_CONF, DEFAULT_GROUP
 from wazuhcluster.registry.model import GroupExists, GroupInfo, InvalidValue, UnknownGroup
 from wazuhcluster.registry.store import Registry
 from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.json_tree import put_repeated
 
 #: The largest agent.conf accepted, in bytes.
 MAX_AGENT_CONF = 1024 * 1024
@@ -79,7 +80,7 @@ def agent_conf_blocks(path: Path) -> list[dict[str, Any]]:
             continue
         config: dict[str, Any] = {}
         for child in block:
-            _put_json(config, child.tag, _xml_value(child))
+            put_repeated(config, child.tag, _xml_value(child))
         blocks.append({"filters": dict(block.attrib), "config": config})
     return blocks
 
@@ -91,19 +92,10 @@ def _xml_value(element: Any) -> Any:
         return text
     value: dict[str, Any] = dict(element.attrib)
     for child in children:
-        _put_json(value, child.tag, _xml_value(child))
+        put_repeated(value, child.tag, _xml_value(child))
     if text and not children:
         value["item"] = text
     return value
-
-
-def _put_json(holder: dict[str, Any], key: str, value: Any) -> None:
-    if key not in holder:
-        holder[key] = value
-    elif isinstance(holder[key], list):
-        holder[key].append(value)
-    else:
-        holder[key] = [holder[key], value]
 
 
 def _file_name(name: str, value: str) -> str:

@@ -22,6 +22,7 @@ from wazuhcluster.analysis.xmlreader import Node, RulesetSyntaxError, parse_file
 from wazuhcluster.api.errors import ApiError, wazuh_error
 from wazuhcluster.config.analysis_settings import RulesetSettings
 from wazuhcluster.util.files import write_atomically
+from wazuhcluster.util.json_tree import put_repeated
 
 #: The folder each family writes to (synced to the workers).
 USER_DIRS = {"rules": "etc/rules", "decoders": "etc/decoders", "lists": "etc/lists"}
@@ -350,7 +351,7 @@ def xml_json(text: str, path: str) -> dict[str, Any]:
         raise wazuh_error(1113, str(error)) from None
     document: dict[str, Any] = {}
     for node in nodes:
-        _put(document, node.tag, _node_json(node))
+        put_repeated(document, node.tag, _node_json(node))
     return document
 
 
@@ -360,19 +361,10 @@ def _node_json(node: Node) -> Any:
         return text
     value: dict[str, Any] = {f"@{key}": item for key, item in node.attributes.items()}
     for child in node.children:
-        _put(value, child.tag, _node_json(child))
+        put_repeated(value, child.tag, _node_json(child))
     if text:
         value["#text"] = text
     return value
-
-
-def _put(holder: dict[str, Any], key: str, value: Any) -> None:
-    if key not in holder:
-        holder[key] = value
-    elif isinstance(holder[key], list):
-        holder[key].append(value)
-    else:
-        holder[key] = [holder[key], value]
 
 
 __all__ = ["ApiError", "RulesetFiles", "check_name", "xml_json"]

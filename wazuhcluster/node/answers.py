@@ -39,6 +39,7 @@ from wazuhcluster.node.config_file import (
     check_config_file,
     replace_config_file,
 )
+from wazuhcluster.util.json_tree import put_repeated
 from wazuhcluster.util.threads import RunInThread
 
 #: The questions a node answers (the AMP ``AskNode`` and the API use these names).
@@ -644,7 +645,7 @@ def configuration_json(root: Element) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for block in _blocks(root):
         value = _element_json(block, block.tag)
-        _add(document, block.tag, value)
+        put_repeated(document, block.tag, value)
     return document
 
 
@@ -664,22 +665,13 @@ def _element_json(element: Element, section: str) -> Any:
         value[name] = attribute
     for child in children:
         if (section, child.tag) in _SECRETS:
-            _add(value, child.tag, HIDDEN)
+            put_repeated(value, child.tag, HIDDEN)
         else:
-            _add(value, child.tag, _element_json(child, section))
+            put_repeated(value, child.tag, _element_json(child, section))
     text = (element.text or "").strip()
     if text and children == []:
         value["item"] = text
     return value
-
-
-def _add(holder: dict[str, Any], key: str, value: Any) -> None:
-    if key not in holder:
-        holder[key] = value
-    elif isinstance(holder[key], list):
-        holder[key].append(value)
-    else:
-        holder[key] = [holder[key], value]
 
 
 def _hide_raw(text: str) -> str:
