@@ -103,6 +103,19 @@ class OtherFormatsTests(unittest.SynchronousTestCase):
         found = predecode("01/28-09:13:16.240702  [**] [1:2:3] alert")
         self.assertEqual(found.log, "[**] [1:2:3] alert")
 
+    def test_suricata_stamp(self) -> None:
+        """A suricata stamp (a year and microseconds) is split off with the space after it."""
+        found = predecode("01/28/1979-09:13:16.240702  [**] [1:2:3] alert")
+        self.assertEqual(
+            (found.timestamp, found.log), ("01/28/1979-09:13:16.240702", "[**] [1:2:3] alert")
+        )
+
+    def test_fixed_stamp_needs_its_length(self) -> None:
+        """A line holding only an apache stamp's marks, too short for its log, is left whole."""
+        line = "[Fri Feb 11 18:06:35 2004]"
+        found = predecode(line)
+        self.assertEqual((found.timestamp, found.log), (None, line))
+
     def test_macos_asl(self) -> None:
         """ASL lines give the sender as program name and the message as log."""
         found = predecode(
